@@ -1,0 +1,29 @@
+//! The writ format: grants compiled to Biscuit Datalog, minting, verification and authorization.
+//!
+//! A writ is a Biscuit v3 token serialized as `writ_` + base64url (DESIGN §2). This crate
+//! is pure: it never reads a clock, a file or a socket. Callers pass `now` and keys.
+//!
+//! The types follow the order a request must go through them:
+//! [`decode`] a presented string into an [`UnverifiedWrit`] (size caps, prefix),
+//! [`UnverifiedWrit::verify`] it against a [`RootKeys`] set into a [`VerifiedWrit`]
+//! (signature, key id, claims), then [`VerifiedWrit::authorize`] it against
+//! [`RequestFacts`] into an [`Authorization`], the only proof the gateway accepts
+//! before it injects a credential.
+
+mod clock;
+mod encoding;
+mod error;
+mod facts;
+mod grant;
+mod keys;
+mod mint;
+mod verify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use encoding::{MAX_BLOCKS, MAX_WRIT_BYTES, UnverifiedWrit, WRIT_PREFIX, decode};
+pub use error::{Denial, WritError};
+pub use facts::RequestFacts;
+pub use grant::{Grant, GrantError, LlmGrant, parse_grants};
+pub use keys::{KeyError, KeyId, RootKeyPair, RootKeys, fingerprint};
+pub use mint::{MintRequest, mint};
+pub use verify::{Authorization, VerifiedWrit, WritClaims};

@@ -1,0 +1,103 @@
+//! Minting: the authority block (claims, expiry, agent ceiling) and block 1 (requested grants).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use biscuit_auth::builder::{BlockBuilder, Term};
+use biscuit_auth::{Biscuit, BiscuitBuilder};
+use rand::RngCore;
+
+use crate::encoding::encode;
+use crate::error::WritError;
+use crate::grant::{Grant, add_grant_check, validate};
+use crate::keys::RootKeyPair;
+use crate::verify::WritClaims;
+
+/// Everything needed to mint one writ.
+#[derive(Debug, Clone)]
+pub struct MintRequest<'a> {
+    /// Tenant the agent belongs to.
+    pub tenant: &'a str,
+    /// Agent the writ is issued to.
+    pub agent: &'a str,
+    /// The grants the agent's registration allows; compiled into the authority block.
+    pub ceiling: &'a [Grant],
+    /// The grants asked for now; compiled into block 1.
+    pub grants: &'a [Grant],
+    /// Requested lifetime; whole seconds.
+    pub ttl: Duration,
+    /// Largest lifetime policy allows.
+    pub max_ttl: Duration,
+    /// Issue time.
+    pub now: SystemTime,
+}
+
+/// Mints a writ signed by `key`. Returns the writ text and its claims.
+pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritClaims), WritError> {
+    validate(req.ceiling)?;
+    validate(req.grants)?;
+    let ttl_secs = req.ttl.as_secs();
+    let max_secs = req.max_ttl.as_secs();
+    if ttl_secs == 0 || ttl_secs > max_secs || req.ttl.subsec_nanos() != 0 {
+        return Err(WritError::TtlOutOfRange {
+            requested_secs: ttl_secs,
+            max_secs,
+        });
+    }
+    // Biscuit dates have one-second resolution; truncate so the claims we return are the
+    // claims the token carries.
+    let now_secs = req
+        .now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| WritError::Build("clock before 1970".into()))?
+        .as_secs();
+    let issued_at = UNIX_EPOCH + Duration::from_secs(now_secs);
+    let expires_at = issued_at + Duration::from_secs(ttl_secs);
+    let token_id = new_token_id(now_secs);
+
+    let params: HashMap<String, Term> = HashMap::from([
+        ("tenant".to_string(), Term::from(req.tenant)),
+        ("agent".to_string(), Term::from(req.agent)),
+        ("token_id".to_string(), Term::from(token_id.as_str())),
+        ("issued_at".to_string(), Term::from(issued_at)),
+        ("expires_at".to_string(), Term::from(expires_at)),
+    ]);
+    let claims_source = "writ_version(1);
+        tenant({tenant});
+        agent({agent});
+        token_id({token_id});
+        issued_at({issued_at});
+        expires_at({expires_at});
+        check if time($time), $time <= {expires_at};";
+    let build_err = |e: biscuit_auth::error::Token| WritError::Build(e.to_string());
+    let authority = BlockBuilder::new()
+        .code_with_params(claims_source, params, HashMap::new())
+        .map_err(build_err)?;
+    let authority = add_grant_check(authority, req.ceiling).map_err(build_err)?;
+    let biscuit: Biscuit = BiscuitBuilder::new()
+        .merge(authority)
+        .root_key_id(key.kid().0)
+        .build(key.pair())
+        .map_err(build_err)?;
+    let requested = add_grant_check(BlockBuilder::new(), req.grants).map_err(build_err)?;
+    let biscuit = biscuit.append(requested).map_err(build_err)?;
+
+    let claims = WritClaims {
+        tenant: req.tenant.to_string(),
+        agent: req.agent.to_string(),
+        token_id,
+        key_id: Some(key.kid().0),
+        issued_at,
+        expires_at,
+        block_count: biscuit.block_count(),
+    };
+    Ok((encode(&biscuit)?, claims))
+}
+
+/// A ULID: sortable by issue time, 80 random bits.
+fn new_token_id(now_secs: u64) -> String {
+    let mut random = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    let random = u128::from_be_bytes(random);
+    ulid::Ulid::from_parts(now_secs.saturating_mul(1000), random).to_string()
+}

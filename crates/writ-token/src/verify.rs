@@ -1,0 +1,197 @@
+//! Verified writs, their claims, and authorization of a request against them.
+
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::error::{self, FailedCheck, Logic};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
+
+use crate::error::{Denial, WritError};
+use crate::facts::RequestFacts;
+
+/// Bounds on one Datalog evaluation. Set explicitly because the library's default of 1 ms
+/// wall time fails valid writs on a loaded machine; hitting a bound is a denial.
+fn run_limits() -> AuthorizerLimits {
+    AuthorizerLimits {
+        max_facts: 1_000,
+        max_iterations: 100,
+        max_time: Duration::from_millis(50),
+    }
+}
+
+/// The claims every writ's authority block carries. Contains no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritClaims {
+    /// Tenant of the agent.
+    pub tenant: String,
+    /// Agent the writ was issued to.
+    pub agent: String,
+    /// Unique id (ULID) of this writ.
+    pub token_id: String,
+    /// Root key id that signed it.
+    pub key_id: Option<u32>,
+    /// When it was minted.
+    pub issued_at: SystemTime,
+    /// When it stops being valid.
+    pub expires_at: SystemTime,
+    /// Number of blocks, authority included.
+    pub block_count: usize,
+}
+
+/// A writ whose signatures verify against a trusted root key and whose claims were read.
+///
+/// Holding one says nothing yet about what it allows: call [`VerifiedWrit::authorize`].
+pub struct VerifiedWrit {
+    biscuit: Biscuit,
+    claims: WritClaims,
+}
+
+impl std::fmt::Debug for VerifiedWrit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedWrit")
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof that a request was authorized by a writ. Only [`VerifiedWrit::authorize`] makes one,
+/// and credential injection takes one, so the compiler keeps the order of the phases.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    token_id: String,
+    tenant: String,
+    agent: String,
+}
+
+impl Authorization {
+    /// The authorizing writ's id.
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+    /// The authorizing writ's tenant.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    /// The authorizing writ's agent.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+}
+
+type ClaimsRow = (i64, String, String, String, SystemTime, SystemTime);
+
+impl VerifiedWrit {
+    pub(crate) fn from_biscuit(biscuit: Biscuit) -> Result<Self, WritError> {
+        let mut authorizer = AuthorizerBuilder::new()
+            .set_limits(run_limits())
+            .build(&biscuit)
+            .map_err(|_| WritError::Malformed {
+                reason: "authority block cannot be loaded",
+            })?;
+        // Queries see only the authority block and the authorizer, so attenuation blocks
+        // cannot forge claims.
+        let rows: Vec<ClaimsRow> = authorizer
+            .query(
+                "claims($v, $tenant, $agent, $id, $iat, $exp) <- writ_version($v), tenant($tenant), \
+                 agent($agent), token_id($id), issued_at($iat), expires_at($exp)",
+            )
+            .map_err(|_| WritError::MissingClaim { claim: "writ_version" })?;
+        let [(version, tenant, agent, token_id, issued_at, expires_at)] =
+            <[ClaimsRow; 1]>::try_from(rows).map_err(|_| WritError::MissingClaim {
+                claim: "writ_version/tenant/agent/token_id/issued_at/expires_at (exactly one each)",
+            })?;
+        if version != 1 {
+            return Err(WritError::Malformed {
+                reason: "unsupported writ_version",
+            });
+        }
+        let claims = WritClaims {
+            tenant,
+            agent,
+            token_id,
+            key_id: biscuit.root_key_id(),
+            issued_at,
+            expires_at,
+            block_count: biscuit.block_count(),
+        };
+        Ok(Self { biscuit, claims })
+    }
+
+    /// The writ's claims.
+    pub fn claims(&self) -> &WritClaims {
+        &self.claims
+    }
+
+    /// Revocation ids of every block, authority first. Revoking any of them revokes the writ.
+    pub fn revocation_ids(&self) -> Vec<Vec<u8>> {
+        self.biscuit.revocation_identifiers()
+    }
+
+    /// Every block as readable Datalog, authority first. Writs hold no secrets.
+    pub fn blocks_source(&self) -> Vec<String> {
+        (0..self.biscuit.block_count())
+            .map(|i| {
+                self.biscuit
+                    .print_block_source(i)
+                    .unwrap_or_else(|_| "<unprintable block>".to_string())
+            })
+            .collect()
+    }
+
+    /// Checks the request against every block of the writ at time `now`.
+    pub fn authorize(
+        &self,
+        facts: &RequestFacts,
+        now: SystemTime,
+    ) -> Result<Authorization, WritError> {
+        if now > self.claims.expires_at {
+            return Err(WritError::Expired {
+                at: self.claims.expires_at,
+            });
+        }
+        let mut builder = AuthorizerBuilder::new().set_limits(run_limits());
+        for fact in facts.to_facts(now) {
+            builder = builder.fact(fact).map_err(denied_by)?;
+        }
+        // Exactly one allow policy, scoped (by default) to the authority block: a writ
+        // this gateway minted. Every block's checks must also pass.
+        let mut authorizer = builder
+            .policy("allow if writ_version(1)")
+            .map_err(denied_by)?
+            .build(&self.biscuit)
+            .map_err(denied_by)?;
+        authorizer.authorize().map_err(denied_by)?;
+        Ok(Authorization {
+            token_id: self.claims.token_id.clone(),
+            tenant: self.claims.tenant.clone(),
+            agent: self.claims.agent.clone(),
+        })
+    }
+}
+
+fn denied_by(e: error::Token) -> WritError {
+    let failed = |checks: Vec<FailedCheck>| {
+        checks
+            .into_iter()
+            .map(|c| match c {
+                FailedCheck::Block(b) => (b.block_id, b.rule),
+                FailedCheck::Authorizer(a) => (u32::MAX, a.rule),
+            })
+            .collect()
+    };
+    let denial = match e {
+        error::Token::FailedLogic(Logic::Unauthorized { checks, .. })
+        | error::Token::FailedLogic(Logic::NoMatchingPolicy { checks }) => Denial {
+            failed_checks: failed(checks),
+            run_limit: false,
+        },
+        error::Token::RunLimit(_) => Denial {
+            failed_checks: vec![],
+            run_limit: true,
+        },
+        _ => Denial {
+            failed_checks: vec![],
+            run_limit: false,
+        },
+    };
+    WritError::Denied(denial)
+}

@@ -1,0 +1,208 @@
+//! Mint → verify → authorize, and the ways each step refuses.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use writ_token::{
+    Grant, KeyId, MintRequest, RequestFacts, RootKeyPair, RootKeys, WritError, decode, mint,
+    parse_grants,
+};
+
+fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn ceiling() -> Vec<Grant> {
+    parse_grants(r#"{"type":"writ:llm","upstream":"demo"}"#).unwrap()
+}
+
+fn grants() -> Vec<Grant> {
+    parse_grants(r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100}"#).unwrap()
+}
+
+fn mint_with(key: &RootKeyPair, ceiling: &[Grant], grants: &[Grant], ttl: u64) -> String {
+    let req = MintRequest {
+        tenant: "default",
+        agent: "demo",
+        ceiling,
+        grants,
+        ttl: Duration::from_secs(ttl),
+        max_ttl: Duration::from_secs(30),
+        now: t0(),
+    };
+    mint(key, &req).unwrap().0
+}
+
+fn keys_for(key: &RootKeyPair) -> RootKeys {
+    let mut keys = RootKeys::new();
+    keys.insert(key.kid(), key.public());
+    keys
+}
+
+fn chat(model: &str, cap: Option<u64>) -> RequestFacts {
+    RequestFacts {
+        upstream: "demo".into(),
+        operation: "chat".into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        model: Some(model.into()),
+        max_output_tokens: cap,
+        stream: false,
+    }
+}
+
+#[test]
+fn minted_writ_allows_what_it_names() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = mint_with(&key, &ceiling(), &grants(), 30);
+    assert!(writ.starts_with("writ_"));
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    assert_eq!(verified.claims().agent, "demo");
+    assert_eq!(verified.claims().block_count, 2);
+    let auth = verified
+        .authorize(&chat("gpt-4o-mini", Some(50)), t0() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(auth.agent(), "demo");
+}
+
+#[test]
+fn denies_other_model_and_names_the_check() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = mint_with(&key, &ceiling(), &grants(), 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let err = verified.authorize(&chat("gpt-4o", Some(50)), t0()).unwrap_err();
+    let WritError::Denied(denial) = err else {
+        panic!("expected denial, got {err:?}")
+    };
+    assert_eq!(denial.failed_checks.len(), 1);
+    assert_eq!(denial.failed_checks[0].0, 1);
+    assert!(denial.failed_checks[0].1.contains("model("), "{denial}");
+}
+
+#[test]
+fn denies_missing_or_excess_output_cap() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = mint_with(&key, &ceiling(), &grants(), 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    assert!(matches!(
+        verified.authorize(&chat("gpt-4o-mini", Some(101)), t0()),
+        Err(WritError::Denied(_))
+    ));
+    assert!(matches!(
+        verified.authorize(&chat("gpt-4o-mini", None), t0()),
+        Err(WritError::Denied(_))
+    ));
+}
+
+#[test]
+fn grants_cannot_exceed_ceiling() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let ceiling = parse_grants(r#"{"type":"writ:llm","upstream":"demo","models":["small"]}"#).unwrap();
+    let wide = parse_grants(r#"{"type":"writ:llm","upstream":"demo"}"#).unwrap();
+    let writ = mint_with(&key, &ceiling, &wide, 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let err = verified.authorize(&chat("large", None), t0()).unwrap_err();
+    let WritError::Denied(denial) = err else { panic!() };
+    assert_eq!(denial.failed_checks[0].0, 0, "the ceiling (authority) check fails");
+    assert!(verified.authorize(&chat("small", None), t0()).is_ok());
+}
+
+#[test]
+fn expires_after_ttl() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = mint_with(&key, &ceiling(), &grants(), 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let at30 = t0() + Duration::from_secs(30);
+    assert!(verified.authorize(&chat("gpt-4o-mini", Some(1)), at30).is_ok());
+    let at31 = t0() + Duration::from_secs(31);
+    assert!(matches!(
+        verified.authorize(&chat("gpt-4o-mini", Some(1)), at31),
+        Err(WritError::Expired { .. })
+    ));
+}
+
+#[test]
+fn ttl_is_capped() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let req = MintRequest {
+        tenant: "default",
+        agent: "demo",
+        ceiling: &ceiling(),
+        grants: &grants(),
+        ttl: Duration::from_secs(31),
+        max_ttl: Duration::from_secs(30),
+        now: t0(),
+    };
+    assert!(matches!(mint(&key, &req), Err(WritError::TtlOutOfRange { .. })));
+}
+
+#[test]
+fn refuses_other_root_key_and_unknown_kid() {
+    let ours = RootKeyPair::generate(KeyId(1));
+    let theirs = RootKeyPair::generate(KeyId(1));
+    let forged = mint_with(&theirs, &ceiling(), &grants(), 30);
+    assert_eq!(
+        decode(&forged).unwrap().verify(&keys_for(&ours)).unwrap_err(),
+        WritError::BadSignature
+    );
+    let other_kid = RootKeyPair::generate(KeyId(7));
+    let writ = mint_with(&other_kid, &ceiling(), &grants(), 30);
+    assert!(matches!(
+        decode(&writ).unwrap().verify(&keys_for(&ours)),
+        Err(WritError::UnknownKeyId { .. })
+    ));
+}
+
+#[test]
+fn refuses_bad_envelopes() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let keys = keys_for(&key);
+    assert_eq!(decode("").unwrap_err(), WritError::MissingPrefix);
+    assert_eq!(decode("sk-abc").unwrap_err(), WritError::MissingPrefix);
+    assert!(matches!(decode("writ_"), Err(WritError::Malformed { .. })));
+    let huge = format!("writ_{}", "A".repeat(10 * 1024));
+    assert!(matches!(decode(&huge), Err(WritError::TooLarge { .. })));
+    // Valid base64url, not a Biscuit.
+    let not_biscuit = "writ_aGVsbG8gd29ybGQgdGhpcyBpcyBub3QgYSBiaXNjdWl0";
+    assert!(matches!(
+        decode(not_biscuit).unwrap().verify(&keys),
+        Err(WritError::Malformed { .. })
+    ));
+    assert!(matches!(
+        decode("writ_!!!not base64").unwrap().verify(&keys),
+        Err(WritError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn corrupted_appended_block_is_refused() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = mint_with(&key, &ceiling(), &grants(), 30);
+    // Flip one byte near the end: inside block 1 or its signature.
+    let mut bytes = writ.into_bytes();
+    let i = bytes.len() - 20;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let corrupted = String::from_utf8(bytes).unwrap();
+    let err = decode(&corrupted).unwrap().verify(&keys_for(&key)).unwrap_err();
+    assert!(
+        matches!(err, WritError::BadSignature | WritError::Malformed { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn datalog_in_grant_values_stays_a_value() {
+    // Values that look like Datalog must bind as strings, never widen the grant.
+    let key = RootKeyPair::generate(KeyId(1));
+    let hostile = parse_grants(
+        r#"{"type":"writ:llm","upstream":"demo\"), true or upstream(\"x","models":["a\") or true; check if (\"b"]}"#,
+    )
+    .unwrap();
+    let writ = mint_with(&key, &hostile, &hostile, 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let mut facts = chat("a", None);
+    facts.upstream = "x".into();
+    assert!(matches!(verified.authorize(&facts, t0()), Err(WritError::Denied(_))));
+    facts.upstream = "demo".into();
+    assert!(matches!(verified.authorize(&facts, t0()), Err(WritError::Denied(_))));
+}
