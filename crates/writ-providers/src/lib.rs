@@ -1,1 +1,14 @@
-//! placeholder
+//! Upstream providers: which routes each serves, the request facts it reads from a body,
+//! how its credential is injected, and the built-in `mock` provider.
+//!
+//! Everything here is pure: bytes and headers in, values out. The gateway does the I/O.
+
+mod inspect;
+pub mod mock;
+pub mod openai;
+mod route;
+mod secret;
+
+pub use inspect::{InspectError, Inspected};
+pub use route::{ApiFamily, Operation, ProviderKind, ROUTES, RouteSpec};
+pub use secret::UpstreamSecret;

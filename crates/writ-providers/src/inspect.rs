@@ -1,0 +1,47 @@
+//! Request facts read from a body: the shared result type and its errors.
+
+/// What inspecting a request body found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inspected {
+    /// Model named in the body.
+    pub model: Option<String>,
+    /// The output-token cap the request states.
+    pub max_output_tokens: Option<u64>,
+    /// Whether the client asked for a streamed response.
+    pub stream: bool,
+    /// Whether a streamed response should end with a usage chunk.
+    pub include_usage: bool,
+}
+
+/// Why a request body was refused before it reached an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// The body is not JSON.
+    #[error("request body is not valid JSON")]
+    NotJson,
+    /// The body is JSON but not an object.
+    #[error("request body must be a JSON object")]
+    NotObject,
+    /// A required field is absent.
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        /// Field name (dotted for nested fields).
+        field: &'static str,
+        /// What was expected, in words.
+        expected: &'static str,
+    },
+}
+
+impl InspectError {
+    /// The request field the error is about, for the `param` of an OpenAI error.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            InspectError::MissingField(f) => Some(f),
+            InspectError::WrongType { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}

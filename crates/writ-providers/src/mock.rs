@@ -1,0 +1,217 @@
+//! The built-in mock of OpenAI chat completions: deterministic answers with real usage.
+//!
+//! It checks what OpenAI checks of a request body (a model string and a non-empty array
+//! of messages with known roles) and answers the way OpenAI answers: a `chat.completion`
+//! object with `usage`, or server-sent `chat.completion.chunk` events ending in
+//! `data: [DONE]`, with a final usage chunk when `stream_options.include_usage` is set.
+//! The gateway serves it over HTTP (with the exact `Authorization` check) so the
+//! quickstart works offline; tests use the same answers.
+
+use serde_json::{Value, json};
+
+use crate::inspect::InspectError;
+use crate::openai::{inspect_chat, json_object};
+
+/// Roles OpenAI accepts in `messages`.
+const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+
+/// What the mock answers to a well-formed request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MockReply {
+    /// A non-streamed `chat.completion` object.
+    Json(Value),
+    /// Server-sent events, each a complete `data: …\n\n` frame, in order.
+    Stream(Vec<String>),
+}
+
+/// A request the mock refuses, as OpenAI would: status 400 with this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockRejection {
+    /// Human-readable reason.
+    pub message: String,
+    /// The offending field, if any.
+    pub param: Option<String>,
+}
+
+impl From<InspectError> for MockRejection {
+    fn from(e: InspectError) -> Self {
+        Self {
+            message: e.to_string(),
+            param: e.param().map(str::to_string),
+        }
+    }
+}
+
+/// Token count by the documented heuristic of about four characters a token.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// Answers one chat-completion request body. `created` is the Unix time to report.
+pub fn chat_completion(body: &[u8], created: u64) -> Result<MockReply, MockRejection> {
+    let facts = inspect_chat(body)?;
+    let obj = json_object(body)?;
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if messages.is_empty() {
+        return Err(MockRejection {
+            message: "messages must contain at least one message".into(),
+            param: Some("messages".into()),
+        });
+    }
+    let mut prompt_tokens = 0u64;
+    let mut last_user = String::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        if !ROLES.contains(&role) {
+            return Err(MockRejection {
+                message: format!("messages[{i}].role must be one of {}", ROLES.join(", ")),
+                param: Some(format!("messages[{i}].role")),
+            });
+        }
+        let content = content_text(m.get("content"));
+        // Three tokens of framing per message, as OpenAI's own accounting does.
+        prompt_tokens += 3 + estimate_tokens(&content);
+        if role == "user" {
+            last_user = content;
+        }
+    }
+    let model = facts.model.unwrap_or_default();
+    let echo: String = last_user.chars().take(200).collect();
+    let answer = format!("Hello from the writ mock upstream. You said: {echo}");
+    let words: Vec<&str> = answer.split_inclusive(' ').collect();
+    let cap = facts.max_output_tokens.map_or(usize::MAX, |n| n as usize);
+    let (words, finish_reason) = if words.len() > cap {
+        (&words[..cap], "length")
+    } else {
+        (&words[..], "stop")
+    };
+    let completion_tokens = words.len() as u64;
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    });
+    let id = format!("chatcmpl-mock-{created}");
+    if !facts.stream {
+        return Ok(MockReply::Json(json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": words.concat()},
+                "finish_reason": finish_reason,
+                "logprobs": null,
+            }],
+            "usage": usage,
+        })));
+    }
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+        });
+        if facts.include_usage {
+            c["usage"] = Value::Null;
+        }
+        sse(&c)
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    for w in words {
+        events.push(chunk(json!({"content": w}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!(finish_reason)));
+    if facts.include_usage {
+        events.push(sse(&json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": usage,
+        })));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    Ok(MockReply::Stream(events))
+}
+
+fn sse(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+/// The text of a message's `content`: a string, or the text parts of an array.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HI: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi there"}]}"#;
+
+    #[test]
+    fn answers_with_usage() {
+        let MockReply::Json(v) = chat_completion(HI, 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v["object"], "chat.completion");
+        assert!(
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .ends_with("hi there")
+        );
+        let u = &v["usage"];
+        assert_eq!(
+            u["total_tokens"].as_u64().unwrap(),
+            u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+        );
+    }
+
+    #[test]
+    fn streams_with_final_usage_chunk_only_when_asked() {
+        let with = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let MockReply::Stream(events) = chat_completion(with, 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(events.last().unwrap(), "data: [DONE]\n\n");
+        let usage_chunk = &events[events.len() - 2];
+        assert!(usage_chunk.contains(r#""choices":[]"#) && usage_chunk.contains("total_tokens"));
+        let without = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true}"#;
+        let MockReply::Stream(events) = chat_completion(without, 1).unwrap() else {
+            panic!()
+        };
+        assert!(events.iter().all(|e| !e.contains("total_tokens")));
+    }
+
+    #[test]
+    fn honours_output_cap() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":2}"#;
+        let MockReply::Json(v) = chat_completion(body, 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v["usage"]["completion_tokens"], 2);
+        assert_eq!(v["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn rejects_what_openai_rejects() {
+        assert!(chat_completion(br#"{"model":"m","messages":[]}"#, 1).is_err());
+        let bad_role = br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#;
+        assert_eq!(
+            chat_completion(bad_role, 1).unwrap_err().param.as_deref(),
+            Some("messages[0].role")
+        );
+        assert!(chat_completion(b"{", 1).is_err());
+    }
+}
