@@ -1,1 +1,12 @@
-//! placeholder
+//! Durable state of one gateway: the data directory, its key files, and the registry of
+//! agents in SQLite (PostgreSQL arrives with the distributed mode).
+
+mod agent;
+mod data_dir;
+mod error;
+mod sqlite;
+
+pub use agent::Agent;
+pub use data_dir::{DataDir, MasterKey, RootKeyFiles};
+pub use error::StoreError;
+pub use sqlite::SqliteStore;

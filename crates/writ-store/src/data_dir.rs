@@ -1,0 +1,224 @@
+//! The data directory (`./writ-data/` by default): database file and key files.
+//!
+//! Key files are created with mode 0600 in a 0700 directory, with `create_new` so two
+//! processes starting at once (a server and a `writ token mint`) agree on one key.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use writ_token::{KeyId, RootKeyPair, RootKeys};
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+
+/// The on-disk home of one gateway's state.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// The root signing key and every root key trusted for verification.
+#[derive(Debug)]
+pub struct RootKeyFiles {
+    /// The key new writs are signed with (the highest key id).
+    pub signing: RootKeyPair,
+    /// Every trusted key, the signing key included.
+    pub trusted: RootKeys,
+}
+
+/// The key that wraps per-record data keys of stored credentials. Never printed.
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl MasterKey {
+    /// The key bytes.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl DataDir {
+    /// Opens `root`, creating it (mode 0700) and its `keys/` directory if absent.
+    pub fn open_or_create(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for dir in [root.clone(), root.join("keys")] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|source| StoreError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        Ok(Self { root })
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join("writ.db")
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    /// Loads the root keys (`keys/root-<kid>.key`), generating key id 1 if there is none.
+    pub fn root_keys(&self) -> Result<RootKeyFiles, StoreError> {
+        let mut found = self.read_root_keys()?;
+        if found.is_empty() {
+            let key = RootKeyPair::generate(KeyId(1));
+            let path = self.keys_dir().join("root-1.key");
+            write_new_secret(&path, key.private_hex().as_bytes())?;
+            // Another process may have won the race; read back whatever is on disk.
+            found = self.read_root_keys()?;
+        }
+        let mut trusted = RootKeys::new();
+        for key in &found {
+            trusted.insert(key.kid(), key.public());
+        }
+        let signing = found.pop().ok_or_else(|| StoreError::InvalidKeyFile {
+            path: self.keys_dir(),
+        })?;
+        Ok(RootKeyFiles { signing, trusted })
+    }
+
+    /// Every root key on disk, sorted by key id.
+    fn read_root_keys(&self) -> Result<Vec<RootKeyPair>, StoreError> {
+        let dir = self.keys_dir();
+        let entries = fs::read_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name();
+            let Some(kid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("root-"))
+                .and_then(|n| n.strip_suffix(".key"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let hex = read_secret(&path)?;
+            let text = std::str::from_utf8(&hex)
+                .map_err(|_| StoreError::InvalidKeyFile { path: path.clone() })?;
+            let key = RootKeyPair::from_private_hex(KeyId(kid), text)
+                .map_err(|_| StoreError::InvalidKeyFile { path: path.clone() })?;
+            keys.push(key);
+        }
+        keys.sort_by_key(|k| k.kid());
+        Ok(keys)
+    }
+
+    /// Loads `keys/master.key`, generating 32 random bytes if absent.
+    pub fn master_key(&self) -> Result<MasterKey, StoreError> {
+        let path = self.keys_dir().join("master.key");
+        if !path.exists() {
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+            let hex = Zeroizing::new(hex::encode(bytes.as_ref()));
+            write_new_secret(&path, hex.as_bytes())?;
+        }
+        let text = read_secret(&path)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim_ascii(), key.as_mut())
+            .map_err(|_| StoreError::InvalidKeyFile { path })?;
+        Ok(MasterKey(key))
+    }
+}
+
+/// Creates `path` with mode 0600 and writes `bytes`; an existing file is left alone.
+fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut f) => {
+            f.write_all(bytes).map_err(io)?;
+            f.write_all(b"\n").map_err(io)?;
+            f.sync_all().map_err(io)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Reads a key file, refusing one that others can read.
+fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(StoreError::KeyFileMode {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(Zeroizing::new(fs::read(path).map_err(io)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_keys_once_with_private_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open_or_create(tmp.path().join("writ-data")).unwrap();
+        let first = dir.root_keys().unwrap();
+        let again = dir.root_keys().unwrap();
+        assert_eq!(first.signing.kid(), KeyId(1));
+        assert_eq!(first.signing.public(), again.signing.public());
+        let k1 = dir.master_key().unwrap();
+        let k2 = dir.master_key().unwrap();
+        assert_eq!(k1.expose(), k2.expose());
+        for file in ["keys/root-1.key", "keys/master.key"] {
+            let mode = fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(format!("{k1:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn refuses_world_readable_or_garbage_key_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open_or_create(tmp.path()).unwrap();
+        dir.root_keys().unwrap();
+        let path = dir.path().join("keys/root-1.key");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(dir.root_keys(), Err(StoreError::KeyFileMode { .. })));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, "zz-not-hex").unwrap();
+        assert!(matches!(dir.root_keys(), Err(StoreError::InvalidKeyFile { .. })));
+    }
+}

@@ -1,0 +1,41 @@
+//! Store failures, by cause.
+
+use std::path::PathBuf;
+
+/// Why the store could not read or write state.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or directory could not be created or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A key file exists but does not hold a key.
+    #[error("{path}: not a valid key file")]
+    InvalidKeyFile {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A key file is readable by others than its owner.
+    #[error("{path}: key file mode is {mode:o}; it must be 0600")]
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The database refused an operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row could not be decoded.
+    #[error("corrupt stored {what}: {reason}")]
+    Corrupt {
+        /// What kind of row.
+        what: &'static str,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+}
