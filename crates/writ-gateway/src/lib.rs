@@ -1,1 +1,17 @@
-//! placeholder
+//! The writ gateway: an HTTP server that verifies writs, authorizes each request against
+//! them, injects the real upstream credential and forwards the call.
+//!
+//! The data plane is [`pipeline`]: one module per phase of DESIGN §4, composed in order by
+//! one short function. Errors become HTTP in exactly one place, [`error`].
+
+pub mod config;
+pub mod error;
+mod gateway;
+pub mod mock_upstream;
+mod pipeline;
+mod server;
+mod upstream;
+mod writ_cache;
+
+pub use gateway::{Gateway, StartError};
+pub use server::{router, serve};

@@ -1,0 +1,191 @@
+//! Every way a gateway request fails, and the one place those become HTTP responses.
+//!
+//! Vague outward, exact inward: the client gets a status, a stable `code` and a short
+//! message in the JSON shape OpenAI clients parse (`{"error":{"message","type","code",
+//! "param"}}`); the precise cause goes to the log. No message ever contains a writ or a
+//! credential.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use writ_providers::InspectError;
+use writ_token::WritError;
+
+/// A request the gateway refused or could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No credential header carried a writ.
+    #[error("no writ presented")]
+    MissingWrit,
+    /// The writ failed to decode, verify or authorize.
+    #[error(transparent)]
+    Writ(#[from] WritError),
+    /// No route has this path.
+    #[error("no route for this path")]
+    NotFound,
+    /// The path exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The request names an upstream that is not configured.
+    #[error("unknown upstream")]
+    UnknownUpstream,
+    /// No upstream serving this API is configured, or several are and none was chosen.
+    #[error("no upstream chosen for this API: {reason}")]
+    NoUpstream {
+        /// Which of the two.
+        reason: &'static str,
+    },
+    /// The body is larger than allowed.
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body could not be read from the client.
+    #[error("request body could not be read")]
+    BodyRead,
+    /// The body is not what this route accepts.
+    #[error(transparent)]
+    InvalidBody(#[from] InspectError),
+    /// A writ was sent in the URL query, where logs keep it.
+    #[error("a writ was sent in the URL; send it in the Authorization header instead")]
+    WritInUrl,
+    /// A header is malformed.
+    #[error("invalid header `{name}`")]
+    InvalidHeader {
+        /// The header name.
+        name: &'static str,
+    },
+    /// The upstream could not be reached.
+    #[error("upstream unreachable")]
+    UpstreamUnreachable,
+    /// The upstream did not answer in time.
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    /// The upstream connection failed after connecting.
+    #[error("upstream failed")]
+    UpstreamFailed,
+    /// A bug or misconfiguration inside the gateway.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Whose fault a failure is; decides log level and the `type` clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something wrong.
+    Client,
+    /// The upstream failed.
+    Upstream,
+    /// The gateway failed.
+    Internal,
+}
+
+impl GatewayError {
+    /// Status, OpenAI error `type`, stable `code`, and whose fault it is.
+    pub fn classify(&self) -> (StatusCode, &'static str, &'static str, Fault) {
+        use GatewayError as E;
+        use StatusCode as S;
+        let auth = "authentication_error";
+        let invalid = "invalid_request_error";
+        match self {
+            E::MissingWrit => (S::UNAUTHORIZED, auth, "missing_writ", Fault::Client),
+            E::Writ(w) => match w {
+                WritError::Expired { .. } => (S::UNAUTHORIZED, auth, "expired_writ", Fault::Client),
+                WritError::Denied(_) => (S::FORBIDDEN, "permission_error", "grant_denied", Fault::Client),
+                WritError::UnknownKeyId { .. } | WritError::BadSignature => {
+                    (S::UNAUTHORIZED, auth, "invalid_signature", Fault::Client)
+                }
+                WritError::TooLarge { .. }
+                | WritError::MissingPrefix
+                | WritError::Malformed { .. }
+                | WritError::TooManyBlocks { .. }
+                | WritError::MissingClaim { .. } => (S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client),
+                WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error", Fault::Internal)
+                }
+            },
+            E::NotFound => (S::NOT_FOUND, invalid, "not_found", Fault::Client),
+            E::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, invalid, "method_not_allowed", Fault::Client),
+            E::UnknownUpstream => (S::NOT_FOUND, invalid, "unknown_upstream", Fault::Client),
+            E::NoUpstream { .. } => (S::NOT_FOUND, invalid, "no_upstream", Fault::Client),
+            E::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, invalid, "body_too_large", Fault::Client),
+            E::BodyRead => (S::BAD_REQUEST, invalid, "body_read_failed", Fault::Client),
+            E::InvalidBody(i) => {
+                let code = match i {
+                    InspectError::NotJson | InspectError::NotObject => "invalid_json",
+                    InspectError::MissingField(_) => "missing_field",
+                    InspectError::WrongType { .. } => "invalid_type",
+                };
+                (S::BAD_REQUEST, invalid, code, Fault::Client)
+            }
+            E::WritInUrl => (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client),
+            E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
+            E::UpstreamUnreachable => (S::BAD_GATEWAY, "upstream_error", "upstream_unreachable", Fault::Upstream),
+            E::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout", Fault::Upstream),
+            E::UpstreamFailed => (S::BAD_GATEWAY, "upstream_error", "upstream_failed", Fault::Upstream),
+            E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error", Fault::Internal),
+        }
+    }
+
+    /// The message clients see: the cause in words, never a secret.
+    fn public_message(&self) -> String {
+        match self {
+            GatewayError::MissingWrit => "No writ presented. Send it as `Authorization: Bearer writ_…` \
+                (or in x-api-key, api-key or x-goog-api-key)."
+                .to_string(),
+            GatewayError::Writ(WritError::Denied(d)) => format!("The writ does not allow this request. Failed check: {d}"),
+            GatewayError::Writ(WritError::Expired { .. }) => "The writ has expired; mint a new one.".to_string(),
+            GatewayError::Writ(e @ (WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_))) => {
+                tracing::error!(error = %e, "token error on the data plane");
+                "Internal error.".to_string()
+            }
+            GatewayError::Internal(_) => "Internal error.".to_string(),
+            other => {
+                let mut m = other.to_string();
+                if let Some(first) = m.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                m.push('.');
+                m
+            }
+        }
+    }
+}
+
+/// Builds the JSON error body.
+pub fn error_body(
+    status: StatusCode,
+    kind: &str,
+    code: &str,
+    message: &str,
+    param: Option<&str>,
+) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "code": code, "param": param}});
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let (status, kind, code, fault) = self.classify();
+        match fault {
+            Fault::Client => tracing::debug!(code, error = %self, "request refused"),
+            Fault::Upstream => tracing::warn!(code, error = %self, "upstream failure"),
+            Fault::Internal => tracing::error!(code, error = %self, "internal failure"),
+        }
+        let param = match &self {
+            GatewayError::InvalidBody(i) => i.param(),
+            _ => None,
+        };
+        let mut response = error_body(status, kind, code, &self.public_message(), param);
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: tell Bearer clients what kind of credential failed.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="writ", error="invalid_token""#),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,122 @@
+//! `Gateway`: everything the data plane reads, built once at start and shared by requests.
+//!
+//! The hot path reads no database and no file: keys, upstreams and credentials are held
+//! here in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use writ_providers::{ApiFamily, ProviderKind, UpstreamSecret};
+use writ_token::{Clock, RootKeys};
+
+use crate::config::Config;
+use crate::mock_upstream;
+use crate::upstream::Upstream;
+use crate::writ_cache::WritCache;
+
+/// The shared state of a running gateway.
+pub struct Gateway {
+    pub(crate) keys: RootKeys,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) upstreams: BTreeMap<String, Upstream>,
+    /// For each API family, the upstream requests go to when they name none.
+    pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
+    pub(crate) writs: WritCache,
+    /// Built-in mock upstreams this gateway runs; stopped when it is dropped.
+    _mocks: Vec<mock_upstream::MockServer>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("upstreams", &self.upstreams.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A built-in mock upstream could not bind a loopback port.
+    #[error("could not start the built-in mock upstream `{name}`: {source}")]
+    Mock {
+        /// Upstream name.
+        name: String,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// An upstream's client could not be built.
+    #[error("upstream `{name}`: {reason}")]
+    Upstream {
+        /// Upstream name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config, trusting `keys`, reading time from `clock`.
+    /// Starts a built-in mock server for every `mock` upstream without a `base_url`.
+    pub async fn start(
+        config: &Config,
+        keys: RootKeys,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let mut upstreams = BTreeMap::new();
+        let mut mocks = Vec::new();
+        for (name, cfg) in &config.upstreams {
+            let mut cfg = cfg.clone();
+            if cfg.base_url.is_none() {
+                let key = cfg
+                    .api_key
+                    .clone()
+                    .unwrap_or_else(|| UpstreamSecret::new(mock_upstream::random_key()));
+                let server = mock_upstream::MockServer::start(key.clone(), clock.clone())
+                    .await
+                    .map_err(|source| StartError::Mock {
+                        name: name.clone(),
+                        source,
+                    })?;
+                cfg.base_url = Some(server.base_url());
+                cfg.api_key = Some(key);
+                mocks.push(server);
+            }
+            let upstream = Upstream::new(name, &cfg).map_err(|reason| StartError::Upstream {
+                name: name.clone(),
+                reason,
+            })?;
+            upstreams.insert(name.clone(), upstream);
+        }
+        let mut by_family: HashMap<ApiFamily, Vec<&str>> = HashMap::new();
+        for (name, u) in &upstreams {
+            by_family.entry(u.kind.family()).or_default().push(name);
+        }
+        let defaults = [ApiFamily::OpenAi]
+            .into_iter()
+            .map(|family| {
+                let choice = match by_family.get(&family).map(Vec::as_slice) {
+                    None | Some([]) => Err("none is configured"),
+                    Some([one]) => Ok(one.to_string()),
+                    Some(_) => Err("several are configured; name one in the x-writ-upstream header"),
+                };
+                (family, choice)
+            })
+            .collect();
+        Ok(Self {
+            keys,
+            clock,
+            max_body_bytes: config.max_body_bytes,
+            upstreams,
+            defaults,
+            writs: WritCache::new(100_000),
+            _mocks: mocks,
+        })
+    }
+
+    /// Names and kinds of the configured upstreams.
+    pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
+        self.upstreams.iter().map(|(n, u)| (n.as_str(), u.kind))
+    }
+}

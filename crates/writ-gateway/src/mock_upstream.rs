@@ -1,0 +1,120 @@
+//! The built-in `mock` upstream served over HTTP: OpenAI's chat completions endpoint with
+//! OpenAI's exact key check, answering with [`writ_providers::mock`].
+//!
+//! `writ serve --demo` runs one on a loopback port so the quickstart works offline; the
+//! test kit wraps the same [`respond`] to record what it receives.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::{HeaderMap, StatusCode, Uri, header};
+use rand::RngCore;
+use writ_providers::UpstreamSecret;
+use writ_providers::mock::{MockReply, chat_completion};
+use writ_token::Clock;
+
+use crate::error::error_body;
+
+/// A random key for a mock upstream that was configured without one.
+pub fn random_key() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("sk-mock-{}", hex::encode(bytes))
+}
+
+#[derive(Clone)]
+struct MockState {
+    key: UpstreamSecret,
+    clock: Arc<dyn Clock>,
+}
+
+/// The mock's routes: `POST /v1/chat/completions`.
+pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(MockState { key, clock })
+}
+
+async fn chat(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
+    let created = state
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    respond(&state.key, &headers, &body, created)
+}
+
+/// Answers a chat-completion request as OpenAI would: 401 unless `Authorization` is exactly
+/// `Bearer <key>`, 400 for a body OpenAI refuses, else the completion (streamed if asked).
+pub fn respond(key: &UpstreamSecret, headers: &HeaderMap, body: &[u8], created: u64) -> Response {
+    let expected = format!("Bearer {}", key.expose());
+    let presented = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if presented != Some(expected.as_bytes()) {
+        return error_body(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided.",
+            None,
+        );
+    }
+    match chat_completion(body, created) {
+        Err(rejection) => error_body(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            &rejection.message,
+            rejection.param.as_deref(),
+        ),
+        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
+        Ok(MockReply::Stream(events)) => {
+            let frames = futures_util::stream::iter(
+                events.into_iter().map(|e| Ok::<_, Infallible>(Bytes::from(e))),
+            );
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(frames))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+    }
+}
+
+/// A mock upstream running on a loopback port; stops when dropped.
+pub struct MockServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Binds `127.0.0.1:0` and serves the mock there, requiring `key`.
+    pub async fn start(key: UpstreamSecret, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let app = router(key, clock);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "mock upstream stopped");
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> Uri {
+        Uri::try_from(format!("http://{}", self.addr)).unwrap_or_else(|_| Uri::from_static("http://127.0.0.1"))
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,81 @@
+//! Inject: build the outbound request. The writ and every client credential header are
+//! removed; the upstream's own credential is added.
+//!
+//! Takes an [`Authorization`], so no request reaches this phase unauthorized.
+
+use axum::body::{Body, Bytes};
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::{HeaderMap, Request};
+use writ_token::Authorization;
+
+use crate::error::GatewayError;
+use crate::pipeline::extract::{CREDENTIAL_HEADERS, PresentedWrit};
+use crate::pipeline::route::UPSTREAM_HEADER;
+use crate::upstream::Upstream;
+
+/// Headers that describe one hop (RFC 9110 §7.6.1) or that the gateway sets itself.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "cookie",
+    // Responses are read by later phases (metering, redaction): ask for them uncompressed.
+    "accept-encoding",
+    "openai-organization",
+    "openai-project",
+    UPSTREAM_HEADER,
+];
+
+/// The request to send upstream.
+pub(crate) struct Outbound(pub(crate) Request<Body>);
+
+pub(crate) fn prepare(
+    _authorization: &Authorization,
+    upstream: &Upstream,
+    parts: &Parts,
+    body: Bytes,
+    presented: &PresentedWrit,
+) -> Result<Outbound, GatewayError> {
+    let mut uri = format!("{}{}", upstream.base, parts.uri.path());
+    if let Some(q) = parts.uri.query() {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + upstream.credential.len());
+    for (name, value) in &parts.headers {
+        if forwarded(name) && !contains(value.as_bytes(), presented.as_str().as_bytes()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in &upstream.credential {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(header::CONTENT_LENGTH, body.len().into());
+    let mut request = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .body(Body::from(body))
+        .map_err(|_| GatewayError::Internal("outbound request could not be built"))?;
+    *request.headers_mut() = headers;
+    Ok(Outbound(request))
+}
+
+fn forwarded(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    !NOT_FORWARDED.contains(&name) && !CREDENTIAL_HEADERS.contains(&name)
+}
+
+/// Whether `needle` occurs in `haystack`; a header carrying the writ under another name
+/// must not reach the upstream either.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,49 @@
+//! The HTTP server: the route table, the health endpoint, and a `serve` that tests can
+//! bind to port 0 and stop cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on};
+use http::Method;
+use tokio::net::TcpListener;
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::pipeline;
+
+/// The gateway's routes: `/healthz`, every data-plane route of `writ_providers::ROUTES`,
+/// and JSON 404/405 for everything else.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let mut router = Router::new().route("/healthz", get(healthz));
+    for spec in writ_providers::ROUTES {
+        let method = Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::POST);
+        let filter = axum::routing::MethodFilter::try_from(method).unwrap_or(axum::routing::MethodFilter::POST);
+        let gw = gw.clone();
+        router = router.route(
+            spec.path,
+            on(filter, move |req: Request| pipeline::handle(gw.clone(), *spec, req)),
+        );
+    }
+    router
+        .fallback(|| async { GatewayError::NotFound.into_response() })
+        .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gw))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,70 @@
+//! `Upstream`: one configured upstream at run time, with its pooled HTTP client and its
+//! credential headers prepared once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderName, HeaderValue, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use writ_providers::{ProviderKind, openai};
+
+use crate::config::UpstreamConfig;
+
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// A configured upstream, ready to forward to.
+pub(crate) struct Upstream {
+    pub(crate) name: String,
+    pub(crate) kind: ProviderKind,
+    /// `scheme://authority` plus an optional path prefix, without a trailing slash.
+    pub(crate) base: String,
+    /// Headers that authenticate to the upstream; values are marked sensitive.
+    pub(crate) credential: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) timeout: Duration,
+    pub(crate) client: HttpClient,
+}
+
+impl Upstream {
+    pub(crate) fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, String> {
+        let base_url: &Uri = cfg.base_url.as_ref().ok_or("no base_url")?;
+        let key = cfg.api_key.as_ref().ok_or("no api_key")?;
+        let credential = match cfg.kind {
+            ProviderKind::OpenAi | ProviderKind::Mock => openai::credential_headers(
+                key,
+                cfg.organization.as_deref(),
+                cfg.project.as_deref(),
+            )
+            .map_err(|_| "credential is not a valid header value".to_string())?,
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        let scheme = base_url.scheme_str().unwrap_or("https");
+        let authority = base_url.authority().map(|a| a.as_str()).unwrap_or_default();
+        let prefix = base_url.path().trim_end_matches('/');
+        Ok(Self {
+            name: name.to_string(),
+            kind: cfg.kind,
+            base: format!("{scheme}://{authority}{prefix}"),
+            credential,
+            timeout: cfg.timeout,
+            client,
+        })
+    }
+}
