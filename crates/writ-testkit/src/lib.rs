@@ -1,1 +1,10 @@
-//! placeholder
+//! Dev-only test kit: a recording mock upstream, a gateway fixture with a settable clock,
+//! and helpers for the failure cases tests need (closed ports, hanging upstreams).
+//!
+//! Never a dependency of production crates.
+
+mod gateway;
+mod upstream;
+
+pub use gateway::{TestGateway, mint_with};
+pub use upstream::{Behavior, MockUpstream, RecordedRequest, closed_port_url};

@@ -1,6 +1,6 @@
 //! Verified writs, their claims, and authorization of a request against them.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::error::{self, FailedCheck, Logic};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
@@ -143,6 +143,9 @@ impl VerifiedWrit {
         facts: &RequestFacts,
         now: SystemTime,
     ) -> Result<Authorization, WritError> {
+        // Compare at the one-second resolution of Biscuit dates, as the Datalog check does.
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = UNIX_EPOCH + Duration::from_secs(now_secs);
         if now > self.claims.expires_at {
             return Err(WritError::Expired {
                 at: self.claims.expires_at,

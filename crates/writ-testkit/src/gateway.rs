@@ -1,0 +1,107 @@
+//! `TestGateway`: a real gateway on port 0 with its own root key and a settable clock.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use writ_gateway::Gateway;
+use writ_gateway::config::{Config, RawConfig};
+use writ_token::{KeyId, ManualClock, MintRequest, RootKeyPair, RootKeys, mint, parse_grants};
+
+/// A gateway serving on a loopback port, stopped when dropped.
+pub struct TestGateway {
+    addr: SocketAddr,
+    root: RootKeyPair,
+    clock: Arc<ManualClock>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from TOML config text (upstreams etc.), with a fresh root key.
+    pub async fn start(config_toml: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("writ_gateway=debug")
+            .with_test_writer()
+            .try_init();
+        let raw = RawConfig::from_toml(config_toml).expect("test config parses");
+        let config = Config::from_raw(raw, &|name| std::env::var(name).ok()).expect("test config is valid");
+        let root = RootKeyPair::generate(KeyId(1));
+        let mut keys = RootKeys::new();
+        keys.insert(root.kid(), root.public());
+        let clock = Arc::new(ManualClock::starting_now());
+        let gateway = Gateway::start(&config, keys, clock.clone())
+            .await
+            .expect("gateway starts");
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind gateway");
+        let addr = listener.local_addr().expect("gateway address");
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(writ_gateway::serve(listener, Arc::new(gateway), async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            root,
+            clock,
+            stop: Some(stop),
+        }
+    }
+
+    /// The gateway's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The clock the gateway reads; advance it instead of sleeping.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The root key the gateway trusts.
+    pub fn root(&self) -> &RootKeyPair {
+        &self.root
+    }
+
+    /// Mints a writ for agent `demo` whose ceiling is any `writ:llm` grant on `upstream`.
+    pub fn mint(&self, upstream: &str, grants_json: &str, ttl_secs: u64) -> String {
+        let ceiling = parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"{upstream}"}}"#))
+            .expect("ceiling");
+        let grants = parse_grants(grants_json).expect("grants");
+        mint_with(&self.root, &ceiling, &grants, ttl_secs, writ_token::Clock::now(&*self.clock))
+    }
+}
+
+/// Mints a writ for agent `demo` with `key`.
+pub fn mint_with(
+    key: &RootKeyPair,
+    ceiling: &[writ_token::Grant],
+    grants: &[writ_token::Grant],
+    ttl_secs: u64,
+    now: std::time::SystemTime,
+) -> String {
+    let req = MintRequest {
+        tenant: "default",
+        agent: "demo",
+        ceiling,
+        grants,
+        ttl: Duration::from_secs(ttl_secs),
+        max_ttl: Duration::from_secs(30),
+        now,
+    };
+    mint(key, &req).expect("mint").0
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `MockUpstream`: the built-in mock behind a layer that records every request it receives.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures_util::StreamExt;
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use tokio::sync::Notify;
+use writ_gateway::mock_upstream::respond;
+use writ_providers::UpstreamSecret;
+use writ_providers::mock::{MockReply, chat_completion};
+
+/// How the mock answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// As the built-in mock does.
+    Normal,
+    /// Never answers: for timeout tests.
+    Hang,
+    /// Streams the first event, then waits for [`MockUpstream::release`] before the rest:
+    /// proves a gateway streams rather than buffers.
+    HoldStreamAfterFirstEvent,
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: Uri,
+    /// Every header received.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+#[derive(Clone)]
+struct Shared {
+    key: UpstreamSecret,
+    behavior: Behavior,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    release: Arc<Notify>,
+}
+
+/// A mock OpenAI upstream on a loopback port that records what it receives.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    /// Starts a normal mock requiring `Authorization: Bearer <key>`.
+    pub async fn start(key: &str) -> Self {
+        Self::start_with(key, Behavior::Normal).await
+    }
+
+    /// Starts a mock with the given behavior.
+    pub async fn start_with(key: &str, behavior: Behavior) -> Self {
+        let shared = Shared {
+            key: UpstreamSecret::new(key),
+            behavior,
+            requests: Arc::default(),
+            release: Arc::new(Notify::new()),
+        };
+        let app = Router::new()
+            .fallback(any(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind mock upstream");
+        let addr = listener.local_addr().expect("mock address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Lets a held stream continue.
+    pub fn release(&self) {
+        self.shared.release.notify_one();
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(State(shared): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(RecordedRequest {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    if parts.uri.path() != "/v1/chat/completions" || parts.method != Method::POST {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match shared.behavior {
+        Behavior::Normal => respond(&shared.key, &parts.headers, &body, 1_700_000_000),
+        Behavior::Hang => std::future::pending().await,
+        Behavior::HoldStreamAfterFirstEvent => {
+            let Ok(MockReply::Stream(events)) = chat_completion(&body, 1_700_000_000) else {
+                return respond(&shared.key, &parts.headers, &body, 1_700_000_000);
+            };
+            let release = shared.release.clone();
+            let mut events = events.into_iter();
+            let first = events.next().unwrap_or_default();
+            let rest: Vec<String> = events.collect();
+            let held = futures_util::stream::once(async move {
+                release.notified().await;
+                futures_util::stream::iter(rest)
+            })
+            .flatten();
+            let stream = futures_util::stream::once(async move { first })
+                .chain(held)
+                .map(|e| Ok::<_, Infallible>(Bytes::from(e)));
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+    }
+}
+
+/// A URL on which nothing listens: a port bound then released.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("address");
+    drop(listener);
+    format!("http://{addr}")
+}
