@@ -1,0 +1,88 @@
+//! `writ init`: write a commented `writ.toml` that shows every option that exists.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// Options of `writ init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the file.
+    #[arg(default_value = "writ.toml")]
+    path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The file `writ init` writes. Every option, with its default.
+pub const TEMPLATE: &str = r#"# writ.toml: configuration of the writ gateway.
+# Run with: writ serve --config writ.toml
+# Unknown keys are errors. Secrets may be written as ${env:NAME} to read them from the
+# environment at start-up instead of storing them in this file.
+
+[server]
+# Address to listen on.
+listen = "127.0.0.1:8787"
+# Where the SQLite database and the key files live (created on first start, mode 0700).
+data_dir = "writ-data"
+# Largest request body accepted, in bytes; larger bodies get 413 before they are read.
+max_body_bytes = 10485760
+
+[tokens]
+# Tenant agents belong to when none is named.
+tenant = "default"
+# Longest lifetime of a writ. 30s is the default and the recommended ceiling.
+max_ttl = "30s"
+
+# Upstreams: one table per upstream, named as grants name them ("upstream": "openai").
+# kind = "openai": OpenAI or any server speaking its API with a Bearer key.
+# kind = "mock":   the built-in mock of chat completions (no base_url: the gateway runs it).
+#
+# [upstreams.openai]
+# kind = "openai"
+# base_url = "https://api.openai.com"      # default for kind = "openai"
+# api_key = "${env:OPENAI_API_KEY}"        # injected as Authorization: Bearer
+# organization = "org-..."                 # optional, sent as OpenAI-Organization
+# project = "proj_..."                     # optional, sent as OpenAI-Project
+# timeout = "120s"                         # longest wait for response headers (then 504)
+# connect_timeout = "10s"                  # longest wait to connect (then 502)
+#
+# When several upstreams speak the same API, a client picks one with the
+# x-writ-upstream header; with only one, it is used.
+
+[upstreams.demo]
+kind = "mock"
+"#;
+
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if args.force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(&args.path).with_context(|| {
+        format!(
+            "cannot create {} (use --force to overwrite an existing file)",
+            args.path.display()
+        )
+    })?;
+    file.write_all(TEMPLATE.as_bytes())?;
+    println!("wrote {}; start with: writ serve --config {}", args.path.display(), args.path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use writ_gateway::config::{Config, RawConfig};
+
+    #[test]
+    fn template_is_a_valid_config() {
+        let raw = RawConfig::from_toml(super::TEMPLATE).unwrap();
+        let config = Config::from_raw(raw, &|_| None).unwrap();
+        assert!(config.upstreams.contains_key("demo"));
+    }
+}

@@ -1,0 +1,140 @@
+//! `writ serve`: open the data directory, start the gateway, print how to use it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use writ_gateway::Gateway;
+use writ_gateway::config::UpstreamConfig;
+use writ_providers::ProviderKind;
+use writ_store::{Agent, DataDir, SqliteStore};
+use writ_token::{SystemClock, parse_grants};
+
+/// Options of `writ serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (see `writ init`); without one, embedded defaults apply.
+    #[arg(long, env = "WRIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding the config (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory, overriding the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Add the offline demo: a built-in mock upstream `demo` and an agent `demo`
+    /// allowed any `writ:llm` grant on it.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// The grant a `--demo` agent's ceiling holds.
+const DEMO_CEILING: &str = r#"{"type":"writ:llm","upstream":"demo"}"#;
+/// The grant the printed mint command asks for.
+const FIRST_GRANT: &str =
+    r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.demo && !config.upstreams.contains_key("demo") {
+        config.upstreams.insert(
+            "demo".to_string(),
+            UpstreamConfig {
+                kind: ProviderKind::Mock,
+                base_url: None,
+                api_key: None,
+                organization: None,
+                project: None,
+                timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(5),
+            },
+        );
+    }
+    let data = DataDir::open_or_create(&config.data_dir)?;
+    let keys = data.root_keys()?;
+    data.master_key()?;
+    let store = SqliteStore::open(&data.database_path())
+        .await
+        .context("cannot open the database")?;
+    if args.demo {
+        store
+            .put_agent(&Agent {
+                tenant: config.tenant.clone(),
+                name: "demo".to_string(),
+                ceiling: parse_grants(DEMO_CEILING)?,
+                max_ttl: config.max_ttl,
+            })
+            .await?;
+    }
+    let gateway = Gateway::start(&config, keys.trusted, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    println!("writ {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "data: {} (SQLite, root key id {})",
+        data.path().display(),
+        keys.signing.kid()
+    );
+    let upstreams: Vec<String> = gateway
+        .upstreams()
+        .map(|(name, kind)| format!("{name} ({})", kind.as_str()))
+        .collect();
+    if upstreams.is_empty() {
+        println!("upstreams: none. Run `writ serve --demo` for the offline demo, or `writ init` to write a writ.toml.");
+    } else {
+        println!("upstreams: {}", upstreams.join(", "));
+    }
+    if args.demo {
+        println!("\nMint a first writ (run in this directory):\n");
+        println!(
+            "  {} token mint --agent demo --grant '{FIRST_GRANT}' --ttl 30s",
+            invoked_as()
+        );
+        println!();
+    }
+    writ_gateway::serve(listener, Arc::new(gateway), shutdown_signal()).await?;
+    store.close().await;
+    println!("writ stopped");
+    Ok(())
+}
+
+/// How to run this same binary from the current directory.
+fn invoked_as() -> String {
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    match (exe, cwd) {
+        (Some(exe), Some(cwd)) => match exe.strip_prefix(&cwd) {
+            Ok(rel) => format!("./{}", rel.display()),
+            Err(_) => exe.display().to_string(),
+        },
+        _ => "writ".to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,133 @@
+//! `writ token`: mint a writ from the local data directory, or show what one holds.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, bail};
+use writ_store::{DataDir, SqliteStore};
+use writ_token::{Clock, MintRequest, SystemClock, decode, mint, parse_grants};
+
+/// `writ token …` commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Mint a writ for a registered agent and print it.
+    Mint(MintArgs),
+    /// Verify a writ against this gateway's keys and print its blocks.
+    Inspect(InspectArgs),
+}
+
+/// Options of `writ token mint`.
+#[derive(Debug, clap::Args)]
+pub struct MintArgs {
+    /// The agent to issue to.
+    #[arg(long)]
+    agent: String,
+    /// A grant as JSON (an object or an array of objects); repeat for more grants.
+    #[arg(long = "grant", required = true)]
+    grants: Vec<String>,
+    /// Lifetime, such as 30s (at most the agent's and the config's maximum).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// Tenant of the agent; defaults to the config's.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Configuration file.
+    #[arg(long, env = "WRIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Options of `writ token inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The writ, or `-` to read it from standard input.
+    writ: String,
+    /// Configuration file.
+    #[arg(long, env = "WRIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Mint(args) => mint_command(args).await,
+        TokenCommand::Inspect(args) => inspect_command(args),
+    }
+}
+
+async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
+    let config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
+    let mut grants = Vec::new();
+    for json in &args.grants {
+        grants.extend(parse_grants(json).context("invalid --grant")?);
+    }
+    if !config.data_dir.join("writ.db").exists() {
+        bail!(
+            "no gateway state in {}: run this where `writ serve` runs (or pass --data-dir)",
+            config.data_dir.display()
+        );
+    }
+    let data = DataDir::open_or_create(&config.data_dir)?;
+    let keys = data.root_keys()?;
+    let store = SqliteStore::open(&data.database_path()).await?;
+    let tenant = args.tenant.unwrap_or_else(|| config.tenant.clone());
+    let agent = store.agent(&tenant, &args.agent).await?;
+    store.close().await;
+    let Some(agent) = agent else {
+        bail!(
+            "no agent `{}` in tenant `{tenant}` (the demo agent is registered by `writ serve --demo`)",
+            args.agent
+        );
+    };
+    let max_ttl = agent.max_ttl.min(config.max_ttl);
+    let (writ, _claims) = mint(
+        &keys.signing,
+        &MintRequest {
+            tenant: &tenant,
+            agent: &agent.name,
+            ceiling: &agent.ceiling,
+            grants: &grants,
+            ttl: args.ttl,
+            max_ttl,
+            now: SystemClock.now(),
+        },
+    )?;
+    println!("{writ}");
+    Ok(())
+}
+
+fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
+    let config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
+    let text = if args.writ == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s.trim().to_string()
+    } else {
+        args.writ
+    };
+    let data = DataDir::open_or_create(&config.data_dir)?;
+    let keys = data.root_keys()?;
+    let writ = decode(&text)?.verify(&keys.trusted)?;
+    let c = writ.claims();
+    let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    println!("signature: valid (root key id {})", c.key_id.unwrap_or_default());
+    println!("tenant: {}\nagent: {}\ntoken id: {}", c.tenant, c.agent, c.token_id);
+    println!(
+        "issued at: {} (unix {})\nexpires at: {} (unix {})",
+        humantime::format_rfc3339_seconds(c.issued_at),
+        secs(c.issued_at),
+        humantime::format_rfc3339_seconds(c.expires_at),
+        secs(c.expires_at)
+    );
+    let names = ["authority: claims and agent ceiling", "block 1: granted at mint"];
+    for (i, source) in writ.blocks_source().iter().enumerate() {
+        let name = names.get(i).map_or_else(|| format!("block {i}: attenuation"), |n| n.to_string());
+        println!("\n== {name}\n{}", source.trim_end());
+    }
+    Ok(())
+}
