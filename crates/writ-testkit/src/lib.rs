@@ -4,7 +4,9 @@
 //! Never a dependency of production crates.
 
 mod gateway;
+mod process;
 mod upstream;
 
 pub use gateway::{TestGateway, mint_with};
+pub use process::ServeProcess;
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, closed_port_url};

@@ -77,7 +77,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
 
-    println!("writ {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
     println!(
         "data: {} (SQLite, root key id {})",
         data.path().display(),
@@ -100,6 +99,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!();
     }
+    // Printed last: once this line appears the gateway is ready (scripts wait for it).
+    println!("writ {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
     writ_gateway::serve(listener, Arc::new(gateway), shutdown_signal()).await?;
     store.close().await;
     println!("writ stopped");

@@ -1,0 +1,98 @@
+//! `ServeProcess`: the real `writ` binary running `serve` in a directory, as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A `writ serve` child process; killed when dropped.
+pub struct ServeProcess {
+    child: Child,
+    addr: SocketAddr,
+    banner: String,
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl ServeProcess {
+    /// Runs `<bin> serve <args…>` in `dir` and waits until it prints where it listens (its
+    /// last start-up line).
+    /// Readiness is the printed line, not a delay.
+    pub fn start(bin: &Path, dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .env("WRIT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn writ serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("writ serve exited before listening; output so far:\n{banner}");
+            };
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.trim().parse().expect("listen address");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Self {
+            child,
+            addr,
+            banner,
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything it printed at start-up.
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
+    /// Runs another `writ` command in the same directory.
+    pub fn writ(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("WRIT_LOG", "warn")
+            .output()
+            .expect("run writ")
+    }
+
+    /// Mints a writ for the demo agent with `grant`, panicking on failure.
+    pub fn mint(&self, grant: &str, ttl: &str) -> String {
+        let out = self.writ(&["token", "mint", "--agent", "demo", "--grant", grant, "--ttl", ttl]);
+        assert!(
+            out.status.success(),
+            "mint failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
