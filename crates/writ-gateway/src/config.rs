@@ -149,16 +149,25 @@ impl Config {
             reason: reason.to_string(),
         };
         let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen
-            .parse()
-            .map_err(|_| invalid("server.listen", "expected host:port, such as 127.0.0.1:8787"))?;
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                "expected host:port, such as 127.0.0.1:8787",
+            )
+        })?;
         let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
-            return Err(invalid("server.max_body_bytes", "must be between 1 and 1 GiB"));
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be between 1 and 1 GiB",
+            ));
         }
         let max_ttl = raw.tokens.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
         if max_ttl.as_secs() == 0 || max_ttl.subsec_nanos() != 0 || max_ttl.as_secs() > 86_400 {
-            return Err(invalid("tokens.max_ttl", "must be whole seconds, 1s to 24h"));
+            return Err(invalid(
+                "tokens.max_ttl",
+                "must be whole seconds, 1s to 24h",
+            ));
         }
         let tenant = raw.tokens.tenant.unwrap_or_else(|| "default".to_string());
         check_name("tokens.tenant", &tenant)?;
@@ -177,7 +186,10 @@ impl Config {
                 }
             };
             let base_url = match (u.base_url, kind) {
-                (Some(url), _) => Some(parse_base_url(&field("base_url"), &expand(&field("base_url"), &url, env)?)?),
+                (Some(url), _) => Some(parse_base_url(
+                    &field("base_url"),
+                    &expand(&field("base_url"), &url, env)?,
+                )?),
                 (None, ProviderKind::OpenAi) => Some(Uri::from_static("https://api.openai.com")),
                 (None, ProviderKind::Mock) => None,
             };
@@ -190,16 +202,20 @@ impl Config {
                 && (key.expose().is_empty()
                     || http::HeaderValue::try_from(format!("Bearer {}", key.expose())).is_err())
             {
-                return Err(invalid(&field("api_key"), "empty or not a valid header value"));
+                return Err(invalid(
+                    &field("api_key"),
+                    "empty or not a valid header value",
+                ));
             }
-            let header_value = |f: &str, v: Option<String>| -> Result<Option<String>, ConfigError> {
-                match v {
-                    Some(v) if http::HeaderValue::try_from(v.as_str()).is_err() => {
-                        Err(invalid(&field(f), "not a valid header value"))
+            let header_value =
+                |f: &str, v: Option<String>| -> Result<Option<String>, ConfigError> {
+                    match v {
+                        Some(v) if http::HeaderValue::try_from(v.as_str()).is_err() => {
+                            Err(invalid(&field(f), "not a valid header value"))
+                        }
+                        v => Ok(v),
                     }
-                    v => Ok(v),
-                }
-            };
+                };
             upstreams.insert(
                 name.clone(),
                 UpstreamConfig {
@@ -311,11 +327,12 @@ mod tests {
 
     #[test]
     fn expands_env_references() {
-        let c = load(
-            "[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_KEY}\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.upstreams["openai"].api_key.as_ref().unwrap().expose(), "sk-from-env");
+        let c = load("[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_KEY}\"\n")
+            .unwrap();
+        assert_eq!(
+            c.upstreams["openai"].api_key.as_ref().unwrap().expose(),
+            "sk-from-env"
+        );
         assert!(matches!(
             load("[upstreams.o]\nkind = \"openai\"\napi_key = \"${env:NOPE}\"\n"),
             Err(ConfigError::MissingEnv { name }) if name == "NOPE"
@@ -343,10 +360,19 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
             ("[tokens]\nmax_ttl = \"0s\"", "tokens.max_ttl"),
-            ("[upstreams.o]\nkind = \"carrier-pigeon\"", "upstreams.o.kind"),
+            (
+                "[upstreams.o]\nkind = \"carrier-pigeon\"",
+                "upstreams.o.kind",
+            ),
             ("[upstreams.o]\nkind = \"openai\"", "upstreams.o.api_key"),
-            ("[upstreams.o]\nkind = \"openai\"\napi_key=\"k\"\nbase_url=\"ftp://x\"", "upstreams.o.base_url"),
-            ("[upstreams.o]\nkind = \"openai\"\napi_key=\"a\\nb\"", "upstreams.o.api_key"),
+            (
+                "[upstreams.o]\nkind = \"openai\"\napi_key=\"k\"\nbase_url=\"ftp://x\"",
+                "upstreams.o.base_url",
+            ),
+            (
+                "[upstreams.o]\nkind = \"openai\"\napi_key=\"a\\nb\"",
+                "upstreams.o.api_key",
+            ),
             ("[upstreams.\"a b\"]\nkind = \"mock\"", "upstreams.a b"),
         ] {
             match load(text) {
@@ -354,7 +380,10 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        assert!(matches!(load("[server]\nlisten = 5"), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            load("[server]\nlisten = 5"),
+            Err(ConfigError::Parse(_))
+        ));
     }
 
     #[test]

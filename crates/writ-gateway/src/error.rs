@@ -93,7 +93,12 @@ impl GatewayError {
             E::MissingWrit => (S::UNAUTHORIZED, auth, "missing_writ", Fault::Client),
             E::Writ(w) => match w {
                 WritError::Expired { .. } => (S::UNAUTHORIZED, auth, "expired_writ", Fault::Client),
-                WritError::Denied(_) => (S::FORBIDDEN, "permission_error", "grant_denied", Fault::Client),
+                WritError::Denied(_) => (
+                    S::FORBIDDEN,
+                    "permission_error",
+                    "grant_denied",
+                    Fault::Client,
+                ),
                 WritError::UnknownKeyId { .. } | WritError::BadSignature => {
                     (S::UNAUTHORIZED, auth, "invalid_signature", Fault::Client)
                 }
@@ -101,16 +106,31 @@ impl GatewayError {
                 | WritError::MissingPrefix
                 | WritError::Malformed { .. }
                 | WritError::TooManyBlocks { .. }
-                | WritError::MissingClaim { .. } => (S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client),
-                WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error", Fault::Internal)
+                | WritError::MissingClaim { .. } => {
+                    (S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client)
                 }
+                WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_) => (
+                    S::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal_error",
+                    Fault::Internal,
+                ),
             },
             E::NotFound => (S::NOT_FOUND, invalid, "not_found", Fault::Client),
-            E::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, invalid, "method_not_allowed", Fault::Client),
+            E::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                invalid,
+                "method_not_allowed",
+                Fault::Client,
+            ),
             E::UnknownUpstream => (S::NOT_FOUND, invalid, "unknown_upstream", Fault::Client),
             E::NoUpstream { .. } => (S::NOT_FOUND, invalid, "no_upstream", Fault::Client),
-            E::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, invalid, "body_too_large", Fault::Client),
+            E::BodyTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                invalid,
+                "body_too_large",
+                Fault::Client,
+            ),
             E::BodyRead => (S::BAD_REQUEST, invalid, "body_read_failed", Fault::Client),
             E::InvalidBody(i) => {
                 let code = match i {
@@ -122,22 +142,50 @@ impl GatewayError {
             }
             E::WritInUrl => (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client),
             E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
-            E::UpstreamUnreachable => (S::BAD_GATEWAY, "upstream_error", "upstream_unreachable", Fault::Upstream),
-            E::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout", Fault::Upstream),
-            E::UpstreamFailed => (S::BAD_GATEWAY, "upstream_error", "upstream_failed", Fault::Upstream),
-            E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error", Fault::Internal),
+            E::UpstreamUnreachable => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_unreachable",
+                Fault::Upstream,
+            ),
+            E::UpstreamTimeout => (
+                S::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "upstream_timeout",
+                Fault::Upstream,
+            ),
+            E::UpstreamFailed => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_failed",
+                Fault::Upstream,
+            ),
+            E::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+                Fault::Internal,
+            ),
         }
     }
 
     /// The message clients see: the cause in words, never a secret.
     fn public_message(&self) -> String {
         match self {
-            GatewayError::MissingWrit => "No writ presented. Send it as `Authorization: Bearer writ_…` \
+            GatewayError::MissingWrit => {
+                "No writ presented. Send it as `Authorization: Bearer writ_…` \
                 (or in x-api-key, api-key or x-goog-api-key)."
-                .to_string(),
-            GatewayError::Writ(WritError::Denied(d)) => format!("The writ does not allow this request. Failed check: {d}"),
-            GatewayError::Writ(WritError::Expired { .. }) => "The writ has expired; mint a new one.".to_string(),
-            GatewayError::Writ(e @ (WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_))) => {
+                    .to_string()
+            }
+            GatewayError::Writ(WritError::Denied(d)) => {
+                format!("The writ does not allow this request. Failed check: {d}")
+            }
+            GatewayError::Writ(WritError::Expired { .. }) => {
+                "The writ has expired; mint a new one.".to_string()
+            }
+            GatewayError::Writ(
+                e @ (WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_)),
+            ) => {
                 tracing::error!(error = %e, "token error on the data plane");
                 "Internal error.".to_string()
             }

@@ -99,7 +99,9 @@ impl Gateway {
                 let choice = match by_family.get(&family).map(Vec::as_slice) {
                     None | Some([]) => Err("none is configured"),
                     Some([one]) => Ok(one.to_string()),
-                    Some(_) => Err("several are configured; name one in the x-writ-upstream header"),
+                    Some(_) => {
+                        Err("several are configured; name one in the x-writ-upstream header")
+                    }
                 };
                 (family, choice)
             })

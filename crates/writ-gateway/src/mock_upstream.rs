@@ -76,7 +76,9 @@ pub fn respond(key: &UpstreamSecret, headers: &HeaderMap, body: &[u8], created: 
         Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
         Ok(MockReply::Stream(events)) => {
             let frames = futures_util::stream::iter(
-                events.into_iter().map(|e| Ok::<_, Infallible>(Bytes::from(e))),
+                events
+                    .into_iter()
+                    .map(|e| Ok::<_, Infallible>(Bytes::from(e))),
             );
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/event-stream")
@@ -109,7 +111,8 @@ impl MockServer {
 
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> Uri {
-        Uri::try_from(format!("http://{}", self.addr)).unwrap_or_else(|_| Uri::from_static("http://127.0.0.1"))
+        Uri::try_from(format!("http://{}", self.addr))
+            .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1"))
     }
 }
 

@@ -21,11 +21,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let mut router = Router::new().route("/healthz", get(healthz));
     for spec in writ_providers::ROUTES {
         let method = Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::POST);
-        let filter = axum::routing::MethodFilter::try_from(method).unwrap_or(axum::routing::MethodFilter::POST);
+        let filter = axum::routing::MethodFilter::try_from(method)
+            .unwrap_or(axum::routing::MethodFilter::POST);
         let gw = gw.clone();
         router = router.route(
             spec.path,
-            on(filter, move |req: Request| pipeline::handle(gw.clone(), *spec, req)),
+            on(filter, move |req: Request| {
+                pipeline::handle(gw.clone(), *spec, req)
+            }),
         );
     }
     router

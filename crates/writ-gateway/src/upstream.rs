@@ -33,12 +33,10 @@ impl Upstream {
         let base_url: &Uri = cfg.base_url.as_ref().ok_or("no base_url")?;
         let key = cfg.api_key.as_ref().ok_or("no api_key")?;
         let credential = match cfg.kind {
-            ProviderKind::OpenAi | ProviderKind::Mock => openai::credential_headers(
-                key,
-                cfg.organization.as_deref(),
-                cfg.project.as_deref(),
-            )
-            .map_err(|_| "credential is not a valid header value".to_string())?,
+            ProviderKind::OpenAi | ProviderKind::Mock => {
+                openai::credential_headers(key, cfg.organization.as_deref(), cfg.project.as_deref())
+                    .map_err(|_| "credential is not a valid header value".to_string())?
+            }
         };
         let mut http = HttpConnector::new();
         http.enforce_http(false);

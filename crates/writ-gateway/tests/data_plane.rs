@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use writ_testkit::{Behavior, MockUpstream, TestGateway, closed_port_url};
 
 const UPSTREAM_KEY: &str = "sk-upstream-test-0123456789";
-const GRANT: &str = r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
+const GRANT: &str =
+    r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
 
 fn config(base_url: &str, timeout: &str) -> String {
     format!(
@@ -69,7 +70,10 @@ async fn chat_completion_injects_credential_and_strips_writ() {
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1);
     let req = &seen[0];
-    assert_eq!(req.headers["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    assert_eq!(
+        req.headers["authorization"],
+        format!("Bearer {UPSTREAM_KEY}")
+    );
     assert_eq!(req.headers["x-custom-trace"], "keep-me");
     assert!(req.headers.get("cookie").is_none());
     for (name, value) in &req.headers {
@@ -79,7 +83,10 @@ async fn chat_completion_injects_credential_and_strips_writ() {
     }
     let body = String::from_utf8_lossy(&req.body);
     assert!(!body.contains("writ_"));
-    assert_eq!(serde_json::from_slice::<Value>(&req.body).unwrap(), chat_body());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&req.body).unwrap(),
+        chat_body()
+    );
 }
 
 #[tokio::test]
@@ -108,7 +115,10 @@ async fn writ_expires_on_the_gateway_clock() {
     let (_upstream, gw) = setup(Behavior::Normal).await;
     let writ = gw.mint("demo", GRANT, 30);
     gw.clock().advance(Duration::from_secs(30));
-    assert_eq!(post(&gw, &writ, &chat_body()).await.status(), StatusCode::OK);
+    assert_eq!(
+        post(&gw, &writ, &chat_body()).await.status(),
+        StatusCode::OK
+    );
     gw.clock().advance(Duration::from_secs(1));
     let resp = post(&gw, &writ, &chat_body()).await;
     assert!(resp.headers().contains_key("www-authenticate"));
@@ -121,10 +131,18 @@ async fn ungranted_model_is_forbidden_naming_the_check() {
     let writ = gw.mint("demo", GRANT, 30);
     let mut body = chat_body();
     body["model"] = json!("gpt-4o");
-    let msg = expect_error(post(&gw, &writ, &body).await, StatusCode::FORBIDDEN, "grant_denied").await;
+    let msg = expect_error(
+        post(&gw, &writ, &body).await,
+        StatusCode::FORBIDDEN,
+        "grant_denied",
+    )
+    .await;
     assert!(msg.contains("block 1") && msg.contains("model("), "{msg}");
     assert!(!msg.contains("writ_"));
-    assert!(upstream.requests().is_empty(), "a denied request must not reach the upstream");
+    assert!(
+        upstream.requests().is_empty(),
+        "a denied request must not reach the upstream"
+    );
 }
 
 #[tokio::test]
@@ -139,7 +157,12 @@ async fn output_cap_in_grant_is_enforced() {
     body["max_tokens"] = json!(100);
     assert_eq!(post(&gw, &writ, &body).await.status(), StatusCode::OK);
     body["max_tokens"] = json!(101);
-    expect_error(post(&gw, &writ, &body).await, StatusCode::FORBIDDEN, "grant_denied").await;
+    expect_error(
+        post(&gw, &writ, &body).await,
+        StatusCode::FORBIDDEN,
+        "grant_denied",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -148,7 +171,11 @@ async fn unknown_routes_and_methods() {
     let client = reqwest::Client::new();
     let resp = client.get(gw.url("/v1/nothing-here")).send().await.unwrap();
     expect_error(resp, StatusCode::NOT_FOUND, "not_found").await;
-    let resp = client.get(gw.url("/v1/chat/completions")).send().await.unwrap();
+    let resp = client
+        .get(gw.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     let resp = client.get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -168,7 +195,12 @@ async fn unknown_routes_and_methods() {
 async fn unreachable_upstream_is_502() {
     let gw = TestGateway::start(&config(&closed_port_url(), "30s")).await;
     let writ = gw.mint("demo", GRANT, 30);
-    expect_error(post(&gw, &writ, &chat_body()).await, StatusCode::BAD_GATEWAY, "upstream_unreachable").await;
+    expect_error(
+        post(&gw, &writ, &chat_body()).await,
+        StatusCode::BAD_GATEWAY,
+        "upstream_unreachable",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -176,7 +208,12 @@ async fn slow_upstream_is_504() {
     let upstream = MockUpstream::start_with(UPSTREAM_KEY, Behavior::Hang).await;
     let gw = TestGateway::start(&config(&upstream.base_url(), "200ms")).await;
     let writ = gw.mint("demo", GRANT, 30);
-    expect_error(post(&gw, &writ, &chat_body()).await, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout").await;
+    expect_error(
+        post(&gw, &writ, &chat_body()).await,
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -224,8 +261,13 @@ async fn hostile_credentials_get_401_and_the_gateway_keeps_serving() {
 
     // An attenuated writ works; the same with one byte of its new block flipped does not.
     let narrowed = attenuated(&good, gw.root());
-    assert_eq!(post(&gw, &narrowed, &chat_body()).await.status(), StatusCode::OK);
-    let mut bytes = URL_SAFE.decode(narrowed.strip_prefix("writ_").unwrap()).unwrap();
+    assert_eq!(
+        post(&gw, &narrowed, &chat_body()).await.status(),
+        StatusCode::OK
+    );
+    let mut bytes = URL_SAFE
+        .decode(narrowed.strip_prefix("writ_").unwrap())
+        .unwrap();
     let at = bytes.windows(4).rposition(|w| w == b"POST").unwrap();
     bytes[at] = b'Q';
     let corrupted = format!("writ_{}", URL_SAFE.encode(&bytes));
@@ -243,7 +285,10 @@ async fn hostile_credentials_get_401_and_the_gateway_keeps_serving() {
     let cases: Vec<(String, &str)> = vec![
         (String::new(), "missing_writ"),
         (format!("writ_{}", "A".repeat(10 * 1024)), "invalid_writ"),
-        ("writ_aGVsbG8gd29ybGQsIHRoaXMgaXMgbm90IGEgYmlzY3VpdA==".into(), "invalid_writ"),
+        (
+            "writ_aGVsbG8gd29ybGQsIHRoaXMgaXMgbm90IGEgYmlzY3VpdA==".into(),
+            "invalid_writ",
+        ),
         ("sk-proj-not-a-writ".into(), "invalid_writ"),
         (forged, "invalid_signature"),
         (corrupted, "invalid_signature"),
@@ -263,8 +308,15 @@ async fn hostile_credentials_get_401_and_the_gateway_keeps_serving() {
         let text = v.to_string();
         assert!(credential.is_empty() || !text.contains(credential.as_str()));
     }
-    assert_eq!(upstream.requests().len(), 1, "only the good attenuated call got through");
-    assert_eq!(post(&gw, &good, &chat_body()).await.status(), StatusCode::OK);
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "only the good attenuated call got through"
+    );
+    assert_eq!(
+        post(&gw, &good, &chat_body()).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -275,10 +327,26 @@ async fn malformed_bodies_get_400_and_the_gateway_keeps_serving() {
         (b"this is not json", "invalid_json", None),
         (b"", "invalid_json", None),
         (b"[]", "invalid_json", None),
-        (br#"{"model":42,"messages":[]}"#, "invalid_type", Some("model")),
-        (br#"{"model":"gpt-4o-mini","messages":{}}"#, "invalid_type", Some("messages")),
-        (br#"{"model":"gpt-4o-mini","messages":[],"max_tokens":"ten"}"#, "invalid_type", Some("max_tokens")),
-        (br#"{"model":"gpt-4o-mini","messages":[],"stream":"yes"}"#, "invalid_type", Some("stream")),
+        (
+            br#"{"model":42,"messages":[]}"#,
+            "invalid_type",
+            Some("model"),
+        ),
+        (
+            br#"{"model":"gpt-4o-mini","messages":{}}"#,
+            "invalid_type",
+            Some("messages"),
+        ),
+        (
+            br#"{"model":"gpt-4o-mini","messages":[],"max_tokens":"ten"}"#,
+            "invalid_type",
+            Some("max_tokens"),
+        ),
+        (
+            br#"{"model":"gpt-4o-mini","messages":[],"stream":"yes"}"#,
+            "invalid_type",
+            Some("stream"),
+        ),
         (br#"{"messages":[]}"#, "missing_field", Some("model")),
     ];
     for (body, code, param) in cases {
@@ -296,7 +364,10 @@ async fn malformed_bodies_get_400_and_the_gateway_keeps_serving() {
         assert_eq!(v["error"]["param"].as_str(), param, "{v}");
     }
     assert!(upstream.requests().is_empty());
-    assert_eq!(post(&gw, &writ, &chat_body()).await.status(), StatusCode::OK);
+    assert_eq!(
+        post(&gw, &writ, &chat_body()).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -336,7 +407,10 @@ async fn oversized_body_is_refused_before_it_is_read() {
         expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
     }
     assert!(upstream.requests().is_empty());
-    assert_eq!(post(&gw, &writ, &chat_body()).await.status(), StatusCode::OK);
+    assert_eq!(
+        post(&gw, &writ, &chat_body()).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,14 @@ use crate::inspect::InspectError;
 use crate::openai::{inspect_chat, json_object};
 
 /// Roles OpenAI accepts in `messages`.
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// What the mock answers to a well-formed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +128,10 @@ pub fn chat_completion(body: &[u8], created: u64) -> Result<MockReply, MockRejec
         }
         sse(&c)
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     for w in words {
         events.push(chunk(json!({"content": w}), Value::Null));
     }
@@ -157,7 +167,8 @@ fn content_text(content: Option<&Value>) -> String {
 mod tests {
     use super::*;
 
-    const HI: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi there"}]}"#;
+    const HI: &[u8] =
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi there"}]}"#;
 
     #[test]
     fn answers_with_usage() {

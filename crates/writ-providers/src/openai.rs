@@ -162,7 +162,9 @@ mod tests {
             Err(InspectError::MissingField("model"))
         );
         assert_eq!(
-            inspect_chat(br#"{"model":5,"messages":[]}"#).unwrap_err().param(),
+            inspect_chat(br#"{"model":5,"messages":[]}"#)
+                .unwrap_err()
+                .param(),
             Some("model")
         );
         assert_eq!(
@@ -170,7 +172,9 @@ mod tests {
             Err(InspectError::MissingField("messages"))
         );
         assert_eq!(
-            inspect_chat(br#"{"model":"m","messages":"hi"}"#).unwrap_err().param(),
+            inspect_chat(br#"{"model":"m","messages":"hi"}"#)
+                .unwrap_err()
+                .param(),
             Some("messages")
         );
         for bad in [r#""10""#, "-1", "1.5", "true"] {

@@ -201,7 +201,10 @@ mod tests {
         let k2 = dir.master_key().unwrap();
         assert_eq!(k1.expose(), k2.expose());
         for file in ["keys/root-1.key", "keys/master.key"] {
-            let mode = fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
         let mode = fs::metadata(dir.path()).unwrap().permissions().mode();
@@ -216,9 +219,15 @@ mod tests {
         dir.root_keys().unwrap();
         let path = dir.path().join("keys/root-1.key");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(dir.root_keys(), Err(StoreError::KeyFileMode { .. })));
+        assert!(matches!(
+            dir.root_keys(),
+            Err(StoreError::KeyFileMode { .. })
+        ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "zz-not-hex").unwrap();
-        assert!(matches!(dir.root_keys(), Err(StoreError::InvalidKeyFile { .. })));
+        assert!(matches!(
+            dir.root_keys(),
+            Err(StoreError::InvalidKeyFile { .. })
+        ));
     }
 }

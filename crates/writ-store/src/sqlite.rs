@@ -4,8 +4,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::agent::Agent;
 use crate::error::StoreError;
@@ -48,9 +48,10 @@ impl SqliteStore {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             .execute(&mut *tx)
             .await?;
-        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            .fetch_one(&mut *tx)
-            .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                .fetch_one(&mut *tx)
+                .await?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
             sqlx::query(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
@@ -84,13 +85,12 @@ impl SqliteStore {
 
     /// The agent `name` of `tenant`, if registered.
     pub async fn agent(&self, tenant: &str, name: &str) -> Result<Option<Agent>, StoreError> {
-        let row = sqlx::query(
-            "SELECT ceiling, max_ttl_secs FROM agents WHERE tenant = ? AND name = ?",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT ceiling, max_ttl_secs FROM agents WHERE tenant = ? AND name = ?")
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let ceiling: String = row.try_get("ceiling")?;
         let max_ttl_secs: i64 = row.try_get("max_ttl_secs")?;

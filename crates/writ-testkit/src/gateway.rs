@@ -25,7 +25,8 @@ impl TestGateway {
             .with_test_writer()
             .try_init();
         let raw = RawConfig::from_toml(config_toml).expect("test config parses");
-        let config = Config::from_raw(raw, &|name| std::env::var(name).ok()).expect("test config is valid");
+        let config =
+            Config::from_raw(raw, &|name| std::env::var(name).ok()).expect("test config is valid");
         let root = RootKeyPair::generate(KeyId(1));
         let mut keys = RootKeys::new();
         keys.insert(root.kid(), root.public());
@@ -74,7 +75,13 @@ impl TestGateway {
         let ceiling = parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"{upstream}"}}"#))
             .expect("ceiling");
         let grants = parse_grants(grants_json).expect("grants");
-        mint_with(&self.root, &ceiling, &grants, ttl_secs, writ_token::Clock::now(&*self.clock))
+        mint_with(
+            &self.root,
+            &ceiling,
+            &grants,
+            ttl_secs,
+            writ_token::Clock::now(&*self.clock),
+        )
     }
 }
 

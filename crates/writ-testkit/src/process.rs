@@ -80,13 +80,18 @@ impl ServeProcess {
 
     /// Mints a writ for the demo agent with `grant`, panicking on failure.
     pub fn mint(&self, grant: &str, ttl: &str) -> String {
-        let out = self.writ(&["token", "mint", "--agent", "demo", "--grant", grant, "--ttl", ttl]);
+        let out = self.writ(&[
+            "token", "mint", "--agent", "demo", "--grant", grant, "--ttl", ttl,
+        ]);
         assert!(
             out.status.success(),
             "mint failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
     }
 }
 

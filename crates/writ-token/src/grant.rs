@@ -239,20 +239,32 @@ mod tests {
         assert_eq!(parse_grants("[]"), Err(GrantError::Empty));
         assert!(matches!(
             parse_grants(r#"{"type":"writ:llm","upstream":""}"#),
-            Err(GrantError::InvalidField { field: "upstream", .. })
+            Err(GrantError::InvalidField {
+                field: "upstream",
+                ..
+            })
         ));
         assert!(matches!(
             parse_grants(r#"{"type":"writ:llm","upstream":"d","models":[]}"#),
-            Err(GrantError::InvalidField { field: "models", .. })
+            Err(GrantError::InvalidField {
+                field: "models",
+                ..
+            })
         ));
         let long = "x".repeat(300);
         assert!(matches!(
             parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"{long}"}}"#)),
-            Err(GrantError::InvalidField { field: "upstream", .. })
+            Err(GrantError::InvalidField {
+                field: "upstream",
+                ..
+            })
         ));
         assert!(matches!(
             parse_grants(r#"{"type":"writ:llm","upstream":"a\u0000b"}"#),
-            Err(GrantError::InvalidField { field: "upstream", .. })
+            Err(GrantError::InvalidField {
+                field: "upstream",
+                ..
+            })
         ));
     }
 }

@@ -60,7 +60,10 @@ fn minted_writ_allows_what_it_names() {
     assert_eq!(verified.claims().agent, "demo");
     assert_eq!(verified.claims().block_count, 2);
     let auth = verified
-        .authorize(&chat("gpt-4o-mini", Some(50)), t0() + Duration::from_secs(5))
+        .authorize(
+            &chat("gpt-4o-mini", Some(50)),
+            t0() + Duration::from_secs(5),
+        )
         .unwrap();
     assert_eq!(auth.agent(), "demo");
 }
@@ -70,7 +73,9 @@ fn denies_other_model_and_names_the_check() {
     let key = RootKeyPair::generate(KeyId(1));
     let writ = mint_with(&key, &ceiling(), &grants(), 30);
     let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
-    let err = verified.authorize(&chat("gpt-4o", Some(50)), t0()).unwrap_err();
+    let err = verified
+        .authorize(&chat("gpt-4o", Some(50)), t0())
+        .unwrap_err();
     let WritError::Denied(denial) = err else {
         panic!("expected denial, got {err:?}")
     };
@@ -97,13 +102,19 @@ fn denies_missing_or_excess_output_cap() {
 #[test]
 fn grants_cannot_exceed_ceiling() {
     let key = RootKeyPair::generate(KeyId(1));
-    let ceiling = parse_grants(r#"{"type":"writ:llm","upstream":"demo","models":["small"]}"#).unwrap();
+    let ceiling =
+        parse_grants(r#"{"type":"writ:llm","upstream":"demo","models":["small"]}"#).unwrap();
     let wide = parse_grants(r#"{"type":"writ:llm","upstream":"demo"}"#).unwrap();
     let writ = mint_with(&key, &ceiling, &wide, 30);
     let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
     let err = verified.authorize(&chat("large", None), t0()).unwrap_err();
-    let WritError::Denied(denial) = err else { panic!() };
-    assert_eq!(denial.failed_checks[0].0, 0, "the ceiling (authority) check fails");
+    let WritError::Denied(denial) = err else {
+        panic!()
+    };
+    assert_eq!(
+        denial.failed_checks[0].0, 0,
+        "the ceiling (authority) check fails"
+    );
     assert!(verified.authorize(&chat("small", None), t0()).is_ok());
 }
 
@@ -113,7 +124,11 @@ fn expires_after_ttl() {
     let writ = mint_with(&key, &ceiling(), &grants(), 30);
     let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
     let at30 = t0() + Duration::from_secs(30);
-    assert!(verified.authorize(&chat("gpt-4o-mini", Some(1)), at30).is_ok());
+    assert!(
+        verified
+            .authorize(&chat("gpt-4o-mini", Some(1)), at30)
+            .is_ok()
+    );
     let at31 = t0() + Duration::from_secs(31);
     assert!(matches!(
         verified.authorize(&chat("gpt-4o-mini", Some(1)), at31),
@@ -133,7 +148,10 @@ fn ttl_is_capped() {
         max_ttl: Duration::from_secs(30),
         now: t0(),
     };
-    assert!(matches!(mint(&key, &req), Err(WritError::TtlOutOfRange { .. })));
+    assert!(matches!(
+        mint(&key, &req),
+        Err(WritError::TtlOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -142,7 +160,10 @@ fn refuses_other_root_key_and_unknown_kid() {
     let theirs = RootKeyPair::generate(KeyId(1));
     let forged = mint_with(&theirs, &ceiling(), &grants(), 30);
     assert_eq!(
-        decode(&forged).unwrap().verify(&keys_for(&ours)).unwrap_err(),
+        decode(&forged)
+            .unwrap()
+            .verify(&keys_for(&ours))
+            .unwrap_err(),
         WritError::BadSignature
     );
     let other_kid = RootKeyPair::generate(KeyId(7));
@@ -183,7 +204,10 @@ fn corrupted_appended_block_is_refused() {
     let i = bytes.len() - 20;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     let corrupted = String::from_utf8(bytes).unwrap();
-    let err = decode(&corrupted).unwrap().verify(&keys_for(&key)).unwrap_err();
+    let err = decode(&corrupted)
+        .unwrap()
+        .verify(&keys_for(&key))
+        .unwrap_err();
     assert!(
         matches!(err, WritError::BadSignature | WritError::Malformed { .. }),
         "{err:?}"
@@ -202,7 +226,13 @@ fn datalog_in_grant_values_stays_a_value() {
     let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
     let mut facts = chat("a", None);
     facts.upstream = "x".into();
-    assert!(matches!(verified.authorize(&facts, t0()), Err(WritError::Denied(_))));
+    assert!(matches!(
+        verified.authorize(&facts, t0()),
+        Err(WritError::Denied(_))
+    ));
     facts.upstream = "demo".into();
-    assert!(matches!(verified.authorize(&facts, t0()), Err(WritError::Denied(_))));
+    assert!(matches!(
+        verified.authorize(&facts, t0()),
+        Err(WritError::Denied(_))
+    ));
 }

@@ -71,7 +71,11 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         )
     })?;
     file.write_all(TEMPLATE.as_bytes())?;
-    println!("wrote {}; start with: writ serve --config {}", args.path.display(), args.path.display());
+    println!(
+        "wrote {}; start with: writ serve --config {}",
+        args.path.display(),
+        args.path.display()
+    );
     Ok(())
 }
 

@@ -87,7 +87,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(|(name, kind)| format!("{name} ({})", kind.as_str()))
         .collect();
     if upstreams.is_empty() {
-        println!("upstreams: none. Run `writ serve --demo` for the offline demo, or `writ init` to write a writ.toml.");
+        println!(
+            "upstreams: none. Run `writ serve --demo` for the offline demo, or `writ init` to write a writ.toml."
+        );
     } else {
         println!("upstreams: {}", upstreams.join(", "));
     }
@@ -100,7 +102,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!();
     }
     // Printed last: once this line appears the gateway is ready (scripts wait for it).
-    println!("writ {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "writ {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     writ_gateway::serve(listener, Arc::new(gateway), shutdown_signal()).await?;
     store.close().await;
     println!("writ stopped");
@@ -124,13 +129,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

@@ -115,8 +115,14 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
     let writ = decode(&text)?.verify(&keys.trusted)?;
     let c = writ.claims();
     let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    println!("signature: valid (root key id {})", c.key_id.unwrap_or_default());
-    println!("tenant: {}\nagent: {}\ntoken id: {}", c.tenant, c.agent, c.token_id);
+    println!(
+        "signature: valid (root key id {})",
+        c.key_id.unwrap_or_default()
+    );
+    println!(
+        "tenant: {}\nagent: {}\ntoken id: {}",
+        c.tenant, c.agent, c.token_id
+    );
     println!(
         "issued at: {} (unix {})\nexpires at: {} (unix {})",
         humantime::format_rfc3339_seconds(c.issued_at),
@@ -124,9 +130,14 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         humantime::format_rfc3339_seconds(c.expires_at),
         secs(c.expires_at)
     );
-    let names = ["authority: claims and agent ceiling", "block 1: granted at mint"];
+    let names = [
+        "authority: claims and agent ceiling",
+        "block 1: granted at mint",
+    ];
     for (i, source) in writ.blocks_source().iter().enumerate() {
-        let name = names.get(i).map_or_else(|| format!("block {i}: attenuation"), |n| n.to_string());
+        let name = names
+            .get(i)
+            .map_or_else(|| format!("block {i}: attenuation"), |n| n.to_string());
         println!("\n== {name}\n{}", source.trim_end());
     }
     Ok(())

@@ -8,7 +8,8 @@ use std::process::Command;
 use writ_testkit::ServeProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_writ");
-const GRANT: &str = r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
+const GRANT: &str =
+    r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
 
 /// `target/pyenv`, created and filled from `tests/python/requirements.txt` when absent.
 fn python_env() -> PathBuf {
@@ -21,10 +22,21 @@ fn python_env() -> PathBuf {
     if std::fs::read_to_string(&ready).ok().as_deref() == Some(wanted.as_str()) {
         return python;
     }
-    let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap();
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap();
     assert!(status.success(), "python3 -m venv failed");
     let out = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&requirements)
         .output()
         .unwrap();
@@ -41,7 +53,11 @@ fn python_env() -> PathBuf {
 fn openai_python_sdk_chat_and_stream() {
     let python = python_env();
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::start(Path::new(BIN), dir.path(), &["--demo", "--listen", "127.0.0.1:0"]);
+    let server = ServeProcess::start(
+        Path::new(BIN),
+        dir.path(),
+        &["--demo", "--listen", "127.0.0.1:0"],
+    );
     let writ = server.mint(GRANT, "30s");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk.py");
     let out = Command::new(python)

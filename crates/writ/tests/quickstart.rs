@@ -9,7 +9,8 @@ use serde_json::Value;
 use writ_testkit::ServeProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_writ");
-const GRANT: &str = r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
+const GRANT: &str =
+    r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
 
 fn curl_chat(url: &str, writ: &str, model: &str) -> Value {
     let out = Command::new("curl")
@@ -20,29 +21,49 @@ fn curl_chat(url: &str, writ: &str, model: &str) -> Value {
         ))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn demo_quickstart_with_curl() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::start(Path::new(BIN), dir.path(), &["--demo", "--listen", "127.0.0.1:0"]);
-    assert!(server.banner().contains("token mint --agent demo --grant"), "{}", server.banner());
+    let server = ServeProcess::start(
+        Path::new(BIN),
+        dir.path(),
+        &["--demo", "--listen", "127.0.0.1:0"],
+    );
+    assert!(
+        server.banner().contains("token mint --agent demo --grant"),
+        "{}",
+        server.banner()
+    );
     assert!(server.banner().contains("upstreams: demo (mock)"));
 
     let writ = server.mint(GRANT, "30s");
     assert!(writ.starts_with("writ_"), "{writ}");
     let v = curl_chat(&server.url("/v1/chat/completions"), &writ, "gpt-4o-mini");
     assert_eq!(v["object"], "chat.completion", "{v}");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("Hello!"));
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Hello!")
+    );
 
     let v = curl_chat(&server.url("/v1/chat/completions"), &writ, "gpt-4o");
     assert_eq!(v["error"]["code"], "grant_denied", "{v}");
 
     let out = server.writ(&["token", "inspect", &writ]);
     let shown = String::from_utf8(out.stdout).unwrap();
-    assert!(shown.contains("signature: valid") && shown.contains("gpt-4o-mini"), "{shown}");
+    assert!(
+        shown.contains("signature: valid") && shown.contains("gpt-4o-mini"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -50,14 +71,30 @@ fn serve_without_arguments_creates_private_state() {
     let dir = tempfile::tempdir().unwrap();
     // Port 0 instead of 8787 so tests never collide with a running gateway.
     let server = ServeProcess::start(Path::new(BIN), dir.path(), &["--listen", "127.0.0.1:0"]);
-    assert!(server.banner().contains("upstreams: none"), "{}", server.banner());
-    let health = Command::new("curl").args(["-sS", &server.url("/healthz")]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&health.stdout), r#"{"status":"ok"}"#);
+    assert!(
+        server.banner().contains("upstreams: none"),
+        "{}",
+        server.banner()
+    );
+    let health = Command::new("curl")
+        .args(["-sS", &server.url("/healthz")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&health.stdout),
+        r#"{"status":"ok"}"#
+    );
     let data = dir.path().join("writ-data");
     assert!(data.join("writ.db").exists());
-    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     for key in ["keys/root-1.key", "keys/master.key"] {
-        let mode = std::fs::metadata(data.join(key)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
     // No demo agent without --demo: minting says why.
@@ -78,13 +115,43 @@ fn writ_in(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn cli_refuses_bad_arguments_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::start(Path::new(BIN), dir.path(), &["--demo", "--listen", "127.0.0.1:0"]);
+    let server = ServeProcess::start(
+        Path::new(BIN),
+        dir.path(),
+        &["--demo", "--listen", "127.0.0.1:0"],
+    );
     let cases: &[(&[&str], &str)] = &[
-        (&["token", "mint", "--agent", "demo", "--grant", "not json"], "invalid --grant"),
-        (&["token", "mint", "--agent", "demo", "--grant", r#"{"type":"writ:root"}"#], "invalid --grant"),
-        (&["token", "mint", "--agent", "demo", "--grant", GRANT, "--ttl", "31s"], "ttl"),
-        (&["token", "mint", "--agent", "demo", "--grant", GRANT, "--ttl", "banana"], "--ttl"),
-        (&["token", "mint", "--agent", "nobody", "--grant", GRANT], "no agent `nobody`"),
+        (
+            &["token", "mint", "--agent", "demo", "--grant", "not json"],
+            "invalid --grant",
+        ),
+        (
+            &[
+                "token",
+                "mint",
+                "--agent",
+                "demo",
+                "--grant",
+                r#"{"type":"writ:root"}"#,
+            ],
+            "invalid --grant",
+        ),
+        (
+            &[
+                "token", "mint", "--agent", "demo", "--grant", GRANT, "--ttl", "31s",
+            ],
+            "ttl",
+        ),
+        (
+            &[
+                "token", "mint", "--agent", "demo", "--grant", GRANT, "--ttl", "banana",
+            ],
+            "--ttl",
+        ),
+        (
+            &["token", "mint", "--agent", "nobody", "--grant", GRANT],
+            "no agent `nobody`",
+        ),
         (&["token", "mint", "--agent", "demo"], "--grant"),
         (&["token", "inspect", "writ_garbage"], "malformed"),
         (&["serve", "--listen", "not-an-address"], "--listen"),
@@ -111,7 +178,11 @@ fn init_writes_a_config_that_serve_accepts() {
         dir.path(),
         &["--config", "writ.toml", "--listen", "127.0.0.1:0"],
     );
-    assert!(server.banner().contains("demo (mock)"), "{}", server.banner());
+    assert!(
+        server.banner().contains("demo (mock)"),
+        "{}",
+        server.banner()
+    );
 }
 
 #[test]
@@ -119,13 +190,22 @@ fn bad_config_files_are_refused_with_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[server]\nlisen = \"x\"\n", "lisen"),
-        ("[upstreams.o]\nkind = \"openai\"\napi_key = \"${env:WRIT_TEST_SURELY_UNSET}\"\n", "WRIT_TEST_SURELY_UNSET"),
+        (
+            "[upstreams.o]\nkind = \"openai\"\napi_key = \"${env:WRIT_TEST_SURELY_UNSET}\"\n",
+            "WRIT_TEST_SURELY_UNSET",
+        ),
         ("this is = = not toml", "invalid config"),
-        (&format!("[server]\nlisten = \"{}\"\n", "9".repeat(100_000)), "server.listen"),
+        (
+            &format!("[server]\nlisten = \"{}\"\n", "9".repeat(100_000)),
+            "server.listen",
+        ),
     ];
     for (text, expect) in cases {
         std::fs::write(dir.path().join("bad.toml"), text).unwrap();
-        let out = writ_in(dir.path(), &["serve", "--config", "bad.toml", "--listen", "127.0.0.1:0"]);
+        let out = writ_in(
+            dir.path(),
+            &["serve", "--config", "bad.toml", "--listen", "127.0.0.1:0"],
+        );
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expect), "{expect}: {err}");

@@ -26,7 +26,10 @@ pub(crate) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result
 
 /// A writ in the URL lands in every proxy and access log on the way: refuse it outright.
 pub(crate) fn refuse_writ_in_url(uri: &Uri) -> Result<(), GatewayError> {
-    if uri.query().is_some_and(|q| q.contains(writ_token::WRIT_PREFIX)) {
+    if uri
+        .query()
+        .is_some_and(|q| q.contains(writ_token::WRIT_PREFIX))
+    {
         return Err(GatewayError::WritInUrl);
     }
     Ok(())
@@ -79,7 +82,10 @@ mod tests {
     #[test]
     fn writ_in_query_is_refused() {
         let uri: Uri = "/v1/chat/completions?key=writ_abc".parse().unwrap();
-        assert!(matches!(refuse_writ_in_url(&uri), Err(GatewayError::WritInUrl)));
+        assert!(matches!(
+            refuse_writ_in_url(&uri),
+            Err(GatewayError::WritInUrl)
+        ));
         let uri: Uri = "/v1/chat/completions?x=1".parse().unwrap();
         assert!(refuse_writ_in_url(&uri).is_ok());
     }

@@ -10,7 +10,10 @@ use crate::pipeline::extract::PresentedWrit;
 use crate::writ_cache::WritCache;
 
 /// The verified writ for the presented text.
-pub(crate) fn verify(gw: &Gateway, presented: &PresentedWrit) -> Result<Arc<VerifiedWrit>, GatewayError> {
+pub(crate) fn verify(
+    gw: &Gateway,
+    presented: &PresentedWrit,
+) -> Result<Arc<VerifiedWrit>, GatewayError> {
     // Size and prefix first: an oversized credential is never hashed or parsed.
     let unverified = writ_token::decode(presented.as_str())?;
     let key = WritCache::key(presented.as_str());

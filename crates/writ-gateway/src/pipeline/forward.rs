@@ -20,7 +20,10 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-pub(crate) async fn send(upstream: &Upstream, outbound: Outbound) -> Result<Response, GatewayError> {
+pub(crate) async fn send(
+    upstream: &Upstream,
+    outbound: Outbound,
+) -> Result<Response, GatewayError> {
     let pending = upstream.client.request(outbound.0);
     let response = match tokio::time::timeout(upstream.timeout, pending).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),

@@ -26,10 +26,17 @@ pub(crate) fn upstream<'g>(
         None => match gw.defaults.get(&route.family) {
             Some(Ok(name)) => name.as_str(),
             Some(Err(reason)) => return Err(GatewayError::NoUpstream { reason }),
-            None => return Err(GatewayError::NoUpstream { reason: "none is configured" }),
+            None => {
+                return Err(GatewayError::NoUpstream {
+                    reason: "none is configured",
+                });
+            }
         },
     };
-    let upstream = gw.upstreams.get(name).ok_or(GatewayError::UnknownUpstream)?;
+    let upstream = gw
+        .upstreams
+        .get(name)
+        .ok_or(GatewayError::UnknownUpstream)?;
     if upstream.kind.family() != route.family {
         return Err(GatewayError::UnknownUpstream);
     }
