@@ -19,7 +19,7 @@ pub const MAX_BLOCKS: usize = 16;
 ///
 /// The only thing to do with one is [`UnverifiedWrit::verify`] it.
 pub struct UnverifiedWrit<'a> {
-    body: &'a str,
+    pub(crate) body: &'a str,
 }
 
 impl std::fmt::Debug for UnverifiedWrit<'_> {

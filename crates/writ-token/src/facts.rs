@@ -1,22 +1,55 @@
 //! Request facts: the stable vocabulary the gateway states about a request (DESIGN §2).
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use biscuit_auth::builder::{Fact, Term, fact};
+use serde_json::Value;
+
+use crate::grant::ArgValue;
+use crate::grant::canonical_int;
+
+/// Which kind of API a request is for; grants of one kind never match requests of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// A model API (`writ:llm`).
+    Llm,
+    /// A tool server (`writ:tool`).
+    Tool,
+    /// A plain HTTP upstream (`writ:http`).
+    Http,
+    /// The gateway's admin API (`writ:admin`).
+    Admin,
+}
+
+impl Api {
+    /// The name stated as `api(..)`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Llm => "llm",
+            Api::Tool => "tool",
+            Api::Http => "http",
+            Api::Admin => "admin",
+        }
+    }
+}
 
 /// What the gateway knows about one request, stated to the authorizer as Datalog facts.
 ///
-/// Facts come only from here, never from token blocks. Names are part of the writ format:
-/// `time`, `upstream`, `operation`, `method`, `path`, `model`, `max_output_tokens`, `stream`.
+/// Facts come only from here, never from token blocks. The names are part of the writ
+/// format: `time`, `api`, `upstream`, `operation`, `method`, `path`, `path_segment`,
+/// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
-    /// Configured upstream name the request goes to.
-    pub upstream: String,
-    /// Provider-neutral operation, such as `chat` or `embeddings`.
+    /// Kind of API.
+    pub api: Api,
+    /// Configured upstream name the request goes to (none for the admin API).
+    pub upstream: Option<String>,
+    /// Operation, such as `chat`, `tool_call`, `http` or `admin`.
     pub operation: String,
     /// HTTP method, upper case.
     pub method: String,
-    /// Request path as received, without the query.
+    /// Path as sent upstream, without the query; also stated segment by segment.
     pub path: String,
     /// Model named in the request, if any.
     pub model: Option<String>,
@@ -24,26 +57,177 @@ pub struct RequestFacts {
     pub max_output_tokens: Option<u64>,
     /// Whether the response is streamed.
     pub stream: bool,
+    /// Tool called, if any.
+    pub tool: Option<String>,
+    /// Tool arguments by dotted name.
+    pub args: Vec<(String, ArgValue)>,
+    /// Tenant an admin request acts on.
+    pub admin_tenant: Option<String>,
 }
 
 impl RequestFacts {
+    /// Facts with only the required fields set; callers fill in the rest.
+    pub fn new(api: Api, operation: &str, method: &str, path: &str) -> Self {
+        Self {
+            api,
+            upstream: None,
+            operation: operation.to_string(),
+            method: method.to_string(),
+            path: path.to_string(),
+            model: None,
+            max_output_tokens: None,
+            stream: false,
+            tool: None,
+            args: Vec::new(),
+            admin_tenant: None,
+        }
+    }
+
     /// The Datalog facts for this request at time `now`.
     pub(crate) fn to_facts(&self, now: SystemTime) -> Vec<Fact> {
+        let s = |v: &str| Term::from(v);
         let mut out = vec![
             fact("time", &[Term::from(now)]),
-            fact("upstream", &[Term::from(self.upstream.as_str())]),
-            fact("operation", &[Term::from(self.operation.as_str())]),
-            fact("method", &[Term::from(self.method.as_str())]),
-            fact("path", &[Term::from(self.path.as_str())]),
+            fact("api", &[s(self.api.as_str())]),
+            fact("operation", &[s(&self.operation)]),
+            fact("method", &[s(&self.method)]),
+            fact("path", &[s(&self.path)]),
             fact("stream", &[Term::from(self.stream)]),
         ];
-        if let Some(model) = &self.model {
-            out.push(fact("model", &[Term::from(model.as_str())]));
+        for (i, segment) in self.path.trim_start_matches('/').split('/').enumerate() {
+            let value = canonical_int(segment).map_or_else(|| s(segment), Term::from);
+            out.push(fact("path_segment", &[Term::from(i as i64), value]));
+        }
+        let optional = [
+            ("upstream", &self.upstream),
+            ("model", &self.model),
+            ("tool", &self.tool),
+            ("admin_tenant", &self.admin_tenant),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                out.push(fact(name, &[s(v)]));
+            }
         }
         if let Some(n) = self.max_output_tokens {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            out.push(fact("max_output_tokens", &[Term::from(n)]));
+            out.push(fact(
+                "max_output_tokens",
+                &[Term::from(i64::try_from(n).unwrap_or(i64::MAX))],
+            ));
+        }
+        if self.api == Api::Tool {
+            let mut names = BTreeSet::new();
+            for (name, value) in &self.args {
+                let v = match value {
+                    ArgValue::Null => Term::Null,
+                    ArgValue::Bool(b) => Term::from(*b),
+                    ArgValue::Int(n) => Term::from(*n),
+                    ArgValue::Str(x) => s(x),
+                };
+                out.push(fact("arg", &[s(name), v]));
+                names.insert(s(name));
+            }
+            out.push(fact("arg_names", &[Term::Set(names)]));
         }
         out
+    }
+}
+
+/// Arguments nested deeper than this are refused.
+pub const MAX_ARG_DEPTH: usize = 16;
+/// More leaf arguments than this are refused.
+pub const MAX_ARGS: usize = 512;
+
+/// Tool arguments could not be stated as facts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgumentsError {
+    /// Arguments must be a JSON object.
+    #[error("tool arguments must be a JSON object")]
+    NotObject,
+    /// Nested too deep or too many leaves.
+    #[error("tool arguments nest deeper than {MAX_ARG_DEPTH} or hold more than {MAX_ARGS} values")]
+    TooLarge,
+}
+
+/// Flattens a JSON object of tool arguments to `(dotted name, value)` leaves:
+/// `{"passenger":{"name":"Ada"},"legs":[{"from":"FRA"}]}` → `passenger.name`, `legs.0.from`.
+/// Numbers that are not integers are stated as their JSON text.
+pub fn flatten_arguments(arguments: &Value) -> Result<Vec<(String, ArgValue)>, ArgumentsError> {
+    let Value::Object(map) = arguments else {
+        return Err(ArgumentsError::NotObject);
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        flatten_into(k.clone(), v, 1, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn flatten_into(
+    name: String,
+    v: &Value,
+    depth: usize,
+    out: &mut Vec<(String, ArgValue)>,
+) -> Result<(), ArgumentsError> {
+    if depth > MAX_ARG_DEPTH || out.len() >= MAX_ARGS {
+        return Err(ArgumentsError::TooLarge);
+    }
+    match v {
+        Value::Null => out.push((name, ArgValue::Null)),
+        Value::Bool(b) => out.push((name, ArgValue::Bool(*b))),
+        Value::Number(n) => out.push((
+            name,
+            n.as_i64()
+                .map_or_else(|| ArgValue::Str(n.to_string()), ArgValue::Int),
+        )),
+        Value::String(s) => out.push((name, ArgValue::Str(s.clone()))),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten_into(format!("{name}.{i}"), item, depth + 1, out)?;
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                flatten_into(format!("{name}.{k}"), item, depth + 1, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flattens_nested_arguments() {
+        let args = flatten_arguments(&json!({"passenger":{"name":"Ada","age":36},"legs":[{"from":"FRA"}],"ok":true,"x":null,"f":1.5})).unwrap();
+        let get = |n: &str| args.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("passenger.name"), Some(ArgValue::Str("Ada".into())));
+        assert_eq!(get("passenger.age"), Some(ArgValue::Int(36)));
+        assert_eq!(get("legs.0.from"), Some(ArgValue::Str("FRA".into())));
+        assert_eq!(get("ok"), Some(ArgValue::Bool(true)));
+        assert_eq!(get("x"), Some(ArgValue::Null));
+        assert_eq!(get("f"), Some(ArgValue::Str("1.5".into())));
+    }
+
+    #[test]
+    fn refuses_non_objects_and_bombs() {
+        assert_eq!(
+            flatten_arguments(&json!([1])),
+            Err(ArgumentsError::NotObject)
+        );
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!({ "a": deep });
+        }
+        assert_eq!(flatten_arguments(&deep), Err(ArgumentsError::TooLarge));
+        let wide: serde_json::Map<String, Value> =
+            (0..1000).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert_eq!(
+            flatten_arguments(&Value::Object(wide)),
+            Err(ArgumentsError::TooLarge)
+        );
     }
 }

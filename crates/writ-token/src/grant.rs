@@ -1,30 +1,50 @@
-//! The grant language: RFC 9396-style JSON grants and their compilation to Datalog checks.
+//! The grant language: RFC 9396-style JSON grants, their validation, and (in
+//! [`compile`]) their compilation to Datalog.
 //!
-//! A list of grants compiles to one check whose alternatives are the grants:
-//! `check if <grant 0> or <grant 1> …`. A request passes the check when it satisfies at
-//! least one grant. The check's text names every constraint, so a denial can show the
-//! client exactly which check failed. Values enter Datalog only as parameters, never by
-//! formatting input into source text.
+//! Access grants (`writ:llm`, `writ:tool`, `writ:http`, `writ:admin`) are alternatives: a
+//! block's grants compile to one check that passes when the request satisfies any of them.
+//! `writ:budget` states budgets as facts and `writ:datalog` adds raw checks; both apply
+//! to the whole block.
 
-use std::collections::{BTreeSet, HashMap};
+mod compile;
 
-use biscuit_auth::builder::{BlockBuilder, Term};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-/// Longest name (upstream, model, action) accepted in a grant.
+pub(crate) use compile::{canonical_int, compile_block};
+
+/// Longest name (upstream, model, action, tool, argument) accepted in a grant.
 const MAX_NAME_LEN: usize = 256;
-/// Most entries accepted in one list of a grant.
+/// Most entries accepted in one list or map of a grant.
 const MAX_LIST_LEN: usize = 256;
+/// Longest raw Datalog accepted.
+const MAX_DATALOG_LEN: usize = 4096;
 /// Most grants accepted in one block.
 pub const MAX_GRANTS: usize = 64;
 
-/// One thing a writ allows. The `type` field selects the kind.
+/// One thing a writ allows or states. The `type` field selects the kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Grant {
     /// Calls to a model API upstream.
     #[serde(rename = "writ:llm")]
     Llm(LlmGrant),
+    /// One tool, with constrained arguments.
+    #[serde(rename = "writ:tool")]
+    Tool(ToolGrant),
+    /// HTTP calls to a plain upstream, by method and path template.
+    #[serde(rename = "writ:http")]
+    Http(HttpGrant),
+    /// The admin API.
+    #[serde(rename = "writ:admin")]
+    Admin(AdminGrant),
+    /// Budgets for the writ; the smallest stated in any block applies.
+    #[serde(rename = "writ:budget")]
+    Budget(BudgetGrant),
+    /// Raw Datalog checks, the escape hatch.
+    #[serde(rename = "writ:datalog")]
+    Datalog(DatalogGrant),
 }
 
 /// A `writ:llm` grant: which upstream, which operations, which models, what output cap.
@@ -43,6 +63,126 @@ pub struct LlmGrant {
     /// The largest output-token cap a request may state. When set, requests must state one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// The writ may be used once.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub single_use: bool,
+}
+
+/// A `writ:tool` grant: one tool on one upstream, with constraints on its arguments.
+///
+/// Arguments are named by dotted paths (`passenger.name`, `legs.0.from`). Unless
+/// `additional_arguments` is true, a call with an argument the grant does not name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolGrant {
+    /// Name of the configured upstream.
+    pub upstream: String,
+    /// The tool's name.
+    pub tool: String,
+    /// Constraints by argument name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: BTreeMap<String, Constraint>,
+    /// Allow arguments the grant does not name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub additional_arguments: bool,
+    /// The writ may be used once.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub single_use: bool,
+}
+
+/// A `writ:http` grant: methods and a path template such as `/v1/bookings/{id}`, with
+/// constraints on the template's parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// Name of the configured upstream.
+    pub upstream: String,
+    /// Allowed methods (upper case); any when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// Path template: literal segments and `{name}` parameters, each a whole segment.
+    pub path: String,
+    /// Constraints by template parameter name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Constraint>,
+    /// The writ may be used once.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub single_use: bool,
+}
+
+/// A `writ:admin` grant: the admin API, for one tenant or (when left out) all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminGrant {
+    /// The tenant administered; all tenants when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// A `writ:budget` statement. Enforced by the limiter; the smallest in any block applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetGrant {
+    /// Most spend, in millionths of a US dollar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_micros: Option<u64>,
+    /// Most tokens, input and output together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+/// A `writ:datalog` statement: Biscuit checks added to the block as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatalogGrant {
+    /// Biscuit Datalog source: checks only (`check if …;`, `check all …;`, `reject if …;`).
+    pub code: String,
+}
+
+/// A constraint on one argument or path parameter: a bare value means equality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Constraint {
+    /// Equal to this value.
+    Exact(ArgValue),
+    /// Every stated rule holds.
+    Rule(ConstraintRule),
+}
+
+/// The rules of a [`Constraint`]; every one stated must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintRule {
+    /// One of these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<ArgValue>>,
+    /// A number at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    /// A number at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    /// A string starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// A scalar argument value, as stated to the authorizer by `arg(name, value)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ArgValue {
+    /// JSON `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A grant could not be parsed or is out of bounds.
@@ -51,9 +191,12 @@ pub enum GrantError {
     /// The JSON is not a grant or list of grants.
     #[error("invalid grant JSON: {0}")]
     Json(String),
-    /// No grants were given.
+    /// No grant was given.
     #[error("at least one grant is required")]
     Empty,
+    /// A writ must allow something: the ceiling and the mint-time grants need an access grant.
+    #[error("at least one access grant (writ:llm, writ:tool, writ:http, writ:admin) is required")]
+    NoAccessGrant,
     /// Too many grants in one block.
     #[error("{count} grants given, at most {max} accepted")]
     TooMany {
@@ -62,14 +205,21 @@ pub enum GrantError {
         /// Most accepted.
         max: usize,
     },
-    /// A field is empty, too long, or holds control characters.
+    /// A field is empty, too long, or otherwise invalid.
     #[error("grant field `{field}` is invalid: {reason}")]
     InvalidField {
         /// The field name.
         field: &'static str,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: String,
     },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> GrantError {
+    GrantError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// Parses grants from JSON: one grant object or an array of them.
@@ -85,8 +235,28 @@ pub fn parse_grants(json: &str) -> Result<Vec<Grant>, GrantError> {
     Ok(grants)
 }
 
-/// Checks bounds on a list of grants.
-pub(crate) fn validate(grants: &[Grant]) -> Result<(), GrantError> {
+impl Grant {
+    /// Whether this grant allows requests (rather than stating budgets or raw checks).
+    pub fn is_access(&self) -> bool {
+        matches!(
+            self,
+            Grant::Llm(_) | Grant::Tool(_) | Grant::Http(_) | Grant::Admin(_)
+        )
+    }
+
+    /// The upstream an access grant names.
+    pub fn upstream(&self) -> Option<&str> {
+        match self {
+            Grant::Llm(g) => Some(&g.upstream),
+            Grant::Tool(g) => Some(&g.upstream),
+            Grant::Http(g) => Some(&g.upstream),
+            _ => None,
+        }
+    }
+}
+
+/// Checks bounds on a list of grants: at least one grant, every name sane.
+pub fn validate(grants: &[Grant]) -> Result<(), GrantError> {
     if grants.is_empty() {
         return Err(GrantError::Empty);
     }
@@ -100,111 +270,135 @@ pub(crate) fn validate(grants: &[Grant]) -> Result<(), GrantError> {
         match grant {
             Grant::Llm(g) => {
                 check_name("upstream", &g.upstream)?;
-                for (field, list) in [("actions", &g.actions), ("models", &g.models)] {
-                    if let Some(list) = list {
-                        if list.is_empty() {
-                            return Err(GrantError::InvalidField {
-                                field,
-                                reason: "empty list (leave the field out to allow any)",
-                            });
-                        }
-                        if list.len() > MAX_LIST_LEN {
-                            return Err(GrantError::InvalidField {
-                                field,
-                                reason: "too many entries",
-                            });
-                        }
-                        for name in list {
-                            check_name(field, name)?;
-                        }
+                check_list("actions", g.actions.as_deref())?;
+                check_list("models", g.models.as_deref())?;
+                if g.max_output_tokens.is_some_and(|n| n > i64::MAX as u64) {
+                    return Err(invalid("max_output_tokens", "too large"));
+                }
+            }
+            Grant::Tool(g) => {
+                check_name("upstream", &g.upstream)?;
+                check_name("tool", &g.tool)?;
+                check_constraints("arguments", &g.arguments)?;
+            }
+            Grant::Http(g) => {
+                check_name("upstream", &g.upstream)?;
+                if let Some(methods) = &g.methods {
+                    check_list("methods", Some(methods))?;
+                    if methods
+                        .iter()
+                        .any(|m| !m.bytes().all(|b| b.is_ascii_uppercase()))
+                    {
+                        return Err(invalid(
+                            "methods",
+                            "methods are upper-case words, such as GET",
+                        ));
                     }
                 }
-                if g.max_output_tokens.is_some_and(|n| n > i64::MAX as u64) {
-                    return Err(GrantError::InvalidField {
-                        field: "max_output_tokens",
-                        reason: "too large",
-                    });
+                let params = compile::template_params(&g.path)?;
+                check_constraints("params", &g.params)?;
+                if let Some(unknown) = g.params.keys().find(|k| !params.contains(k)) {
+                    return Err(invalid(
+                        "params",
+                        format!("`{unknown}` is not a parameter of the path template"),
+                    ));
+                }
+            }
+            Grant::Admin(g) => {
+                if let Some(t) = &g.tenant {
+                    check_name("tenant", t)?;
+                }
+            }
+            Grant::Budget(b) => {
+                if b.usd_micros.is_none() && b.tokens.is_none() {
+                    return Err(invalid("writ:budget", "state usd_micros, tokens, or both"));
+                }
+                if b.usd_micros
+                    .or(b.tokens)
+                    .is_some_and(|n| n > i64::MAX as u64)
+                {
+                    return Err(invalid("writ:budget", "too large"));
+                }
+            }
+            Grant::Datalog(d) => {
+                if d.code.len() > MAX_DATALOG_LEN {
+                    return Err(invalid("code", "longer than 4096 bytes"));
+                }
+                compile::check_datalog(&d.code)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_list(field: &'static str, list: Option<&[String]>) -> Result<(), GrantError> {
+    let Some(list) = list else { return Ok(()) };
+    if list.is_empty() {
+        return Err(invalid(
+            field,
+            "empty list (leave the field out to allow any)",
+        ));
+    }
+    if list.len() > MAX_LIST_LEN {
+        return Err(invalid(field, "too many entries"));
+    }
+    list.iter().try_for_each(|name| check_name(field, name))
+}
+
+fn check_constraints(
+    field: &'static str,
+    map: &BTreeMap<String, Constraint>,
+) -> Result<(), GrantError> {
+    if map.len() > MAX_LIST_LEN {
+        return Err(invalid(field, "too many entries"));
+    }
+    for (name, constraint) in map {
+        check_name(field, name)?;
+        match constraint {
+            Constraint::Exact(v) => check_value(field, v)?,
+            Constraint::Rule(r) => {
+                if *r == ConstraintRule::default() {
+                    return Err(invalid(
+                        field,
+                        format!("`{name}`: state one_of, max, min or prefix"),
+                    ));
+                }
+                if let Some(values) = &r.one_of {
+                    if values.is_empty() || values.len() > MAX_LIST_LEN {
+                        return Err(invalid(
+                            field,
+                            format!("`{name}`: one_of needs 1 to 256 values"),
+                        ));
+                    }
+                    values.iter().try_for_each(|v| check_value(field, v))?;
+                }
+                if let Some(p) = &r.prefix {
+                    check_value(field, &ArgValue::Str(p.clone()))?;
                 }
             }
         }
     }
     Ok(())
+}
+
+fn check_value(field: &'static str, value: &ArgValue) -> Result<(), GrantError> {
+    match value {
+        ArgValue::Str(s) if s.len() > 4096 => Err(invalid(field, "value longer than 4096 bytes")),
+        _ => Ok(()),
+    }
 }
 
 fn check_name(field: &'static str, name: &str) -> Result<(), GrantError> {
     if name.is_empty() {
-        return Err(GrantError::InvalidField {
-            field,
-            reason: "empty",
-        });
+        return Err(invalid(field, "empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(GrantError::InvalidField {
-            field,
-            reason: "longer than 256 bytes",
-        });
+        return Err(invalid(field, "longer than 256 bytes"));
     }
     if name.chars().any(char::is_control) {
-        return Err(GrantError::InvalidField {
-            field,
-            reason: "contains control characters",
-        });
+        return Err(invalid(field, "contains control characters"));
     }
     Ok(())
-}
-
-/// Adds to `block` one check that passes when the request satisfies any of `grants`.
-pub(crate) fn add_grant_check(
-    block: BlockBuilder,
-    grants: &[Grant],
-) -> Result<BlockBuilder, biscuit_auth::error::Token> {
-    let mut alternatives = Vec::with_capacity(grants.len());
-    let mut params = HashMap::new();
-    for (i, grant) in grants.iter().enumerate() {
-        alternatives.push(grant_query(grant, i, &mut params));
-    }
-    let source = format!("check if {};", alternatives.join(" or "));
-    block.code_with_params(source, params, HashMap::new())
-}
-
-/// One grant as a Datalog query body. Only generated names go into the text; values are
-/// bound as parameters.
-fn grant_query(grant: &Grant, i: usize, params: &mut HashMap<String, Term>) -> String {
-    match grant {
-        Grant::Llm(g) => {
-            let mut parts = vec![format!("upstream({{upstream_{i}}})")];
-            params.insert(format!("upstream_{i}"), Term::from(g.upstream.as_str()));
-            if let Some(actions) = &g.actions {
-                parts.push(format!(
-                    "operation($op_{i}), {{actions_{i}}}.contains($op_{i})"
-                ));
-                params.insert(format!("actions_{i}"), string_set(actions));
-            }
-            if let Some(models) = &g.models {
-                parts.push(format!(
-                    "model($model_{i}), {{models_{i}}}.contains($model_{i})"
-                ));
-                params.insert(format!("models_{i}"), string_set(models));
-            }
-            if let Some(cap) = g.max_output_tokens {
-                parts.push(format!(
-                    "max_output_tokens($max_{i}), $max_{i} <= {{max_output_tokens_{i}}}"
-                ));
-                let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-                params.insert(format!("max_output_tokens_{i}"), Term::from(cap));
-            }
-            parts.join(", ")
-        }
-    }
-}
-
-fn string_set(values: &[String]) -> Term {
-    Term::Set(
-        values
-            .iter()
-            .map(|v| Term::from(v.as_str()))
-            .collect::<BTreeSet<_>>(),
-    )
 }
 
 #[cfg(test)]
@@ -219,52 +413,95 @@ mod tests {
     }
 
     #[test]
+    fn parses_every_kind() {
+        let grants = parse_grants(
+            r#"[{"type":"writ:tool","upstream":"travel","tool":"book_flight",
+                 "arguments":{"flight":"LH123","seats":{"max":2},"class":{"one_of":["economy","business"]},
+                              "passenger.name":{"prefix":"A"},"insured":true}},
+                {"type":"writ:http","upstream":"crm","methods":["GET"],"path":"/v1/bookings/{id}",
+                 "params":{"id":{"prefix":"bk_"}}},
+                {"type":"writ:admin","tenant":"acme"},
+                {"type":"writ:budget","usd_micros":5000,"tokens":1000},
+                {"type":"writ:datalog","code":"check if time($t), $t < 2030-01-01T00:00:00Z;"}]"#,
+        )
+        .unwrap();
+        assert_eq!(grants.len(), 5);
+        let back = serde_json::to_string(&grants).unwrap();
+        assert_eq!(parse_grants(&back).unwrap(), grants);
+    }
+
+    #[test]
     fn rejects_unknown_type_and_fields() {
-        assert!(matches!(
-            parse_grants(r#"{"type":"writ:root","upstream":"demo"}"#),
-            Err(GrantError::Json(_))
-        ));
-        assert!(matches!(
-            parse_grants(r#"{"type":"writ:llm","upstream":"demo","admin":true}"#),
-            Err(GrantError::Json(_))
-        ));
-        assert!(matches!(
-            parse_grants(r#"{"type":"writ:llm","upstream":"demo","models":"gpt-4o"}"#),
-            Err(GrantError::Json(_))
-        ));
+        for bad in [
+            r#"{"type":"writ:root","upstream":"demo"}"#,
+            r#"{"type":"writ:llm","upstream":"demo","admin":true}"#,
+            r#"{"type":"writ:llm","upstream":"demo","models":"gpt-4o"}"#,
+            r#"{"type":"writ:tool","upstream":"t","tool":"x","arguments":{"a":{"between":[1,2]}}}"#,
+            r#"{"type":"writ:tool","upstream":"t","tool":"x","arguments":{"a":1.5}}"#,
+        ] {
+            assert!(
+                matches!(parse_grants(bad), Err(GrantError::Json(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
     fn rejects_empty_and_hostile_values() {
         assert_eq!(parse_grants("[]"), Err(GrantError::Empty));
-        assert!(matches!(
-            parse_grants(r#"{"type":"writ:llm","upstream":""}"#),
-            Err(GrantError::InvalidField {
-                field: "upstream",
-                ..
-            })
-        ));
-        assert!(matches!(
-            parse_grants(r#"{"type":"writ:llm","upstream":"d","models":[]}"#),
-            Err(GrantError::InvalidField {
-                field: "models",
-                ..
-            })
-        ));
+        let field = |json: &str| match parse_grants(json) {
+            Err(GrantError::InvalidField { field, .. }) => field,
+            other => panic!("{json}: {other:?}"),
+        };
+        assert_eq!(field(r#"{"type":"writ:llm","upstream":""}"#), "upstream");
+        assert_eq!(
+            field(r#"{"type":"writ:llm","upstream":"d","models":[]}"#),
+            "models"
+        );
         let long = "x".repeat(300);
-        assert!(matches!(
-            parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"{long}"}}"#)),
-            Err(GrantError::InvalidField {
-                field: "upstream",
-                ..
-            })
-        ));
-        assert!(matches!(
-            parse_grants(r#"{"type":"writ:llm","upstream":"a\u0000b"}"#),
-            Err(GrantError::InvalidField {
-                field: "upstream",
-                ..
-            })
-        ));
+        assert_eq!(
+            field(&format!(r#"{{"type":"writ:llm","upstream":"{long}"}}"#)),
+            "upstream"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:llm","upstream":"a\u0000b"}"#),
+            "upstream"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:tool","upstream":"t","tool":"x","arguments":{"a":{}}}"#),
+            "arguments"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:http","upstream":"u","path":"no-slash"}"#),
+            "path"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:http","upstream":"u","path":"/a/{id}x"}"#),
+            "path"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:http","upstream":"u","path":"/a/{id}/{id}"}"#),
+            "path"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:http","upstream":"u","path":"/a","params":{"id":"1"}}"#),
+            "params"
+        );
+        assert_eq!(
+            field(r#"{"type":"writ:http","upstream":"u","path":"/a","methods":["get"]}"#),
+            "methods"
+        );
+        assert_eq!(
+            field(
+                r#"[{"type":"writ:llm","upstream":"u"},{"type":"writ:datalog","code":"right(\"x\");"}]"#
+            ),
+            "code"
+        );
+        assert_eq!(
+            field(
+                r#"[{"type":"writ:llm","upstream":"u"},{"type":"writ:datalog","code":"check if"}]"#
+            ),
+            "code"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! [`RequestFacts`] into an [`Authorization`], the only proof the gateway accepts
 //! before it injects a credential.
 
+mod attenuate;
 mod clock;
 mod encoding;
 mod error;
@@ -19,11 +20,15 @@ mod keys;
 mod mint;
 mod verify;
 
+pub use attenuate::attenuate;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use encoding::{MAX_BLOCKS, MAX_WRIT_BYTES, UnverifiedWrit, WRIT_PREFIX, decode};
 pub use error::{Denial, WritError};
-pub use facts::RequestFacts;
-pub use grant::{Grant, GrantError, LlmGrant, parse_grants};
+pub use facts::{Api, ArgumentsError, MAX_ARG_DEPTH, MAX_ARGS, RequestFacts, flatten_arguments};
+pub use grant::{
+    AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, Grant, GrantError,
+    HttpGrant, LlmGrant, ToolGrant, parse_grants, validate,
+};
 pub use keys::{KeyError, KeyId, RootKeyPair, RootKeys, fingerprint};
 pub use mint::{MintRequest, mint};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};

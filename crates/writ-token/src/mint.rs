@@ -9,7 +9,7 @@ use rand::RngCore;
 
 use crate::encoding::encode;
 use crate::error::WritError;
-use crate::grant::{Grant, add_grant_check, validate};
+use crate::grant::{Grant, GrantError, compile_block, validate};
 use crate::keys::RootKeyPair;
 use crate::verify::WritClaims;
 
@@ -34,8 +34,12 @@ pub struct MintRequest<'a> {
 
 /// Mints a writ signed by `key`. Returns the writ text and its claims.
 pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritClaims), WritError> {
-    validate(req.ceiling)?;
-    validate(req.grants)?;
+    for grants in [req.ceiling, req.grants] {
+        validate(grants)?;
+        if !grants.iter().any(Grant::is_access) {
+            return Err(GrantError::NoAccessGrant.into());
+        }
+    }
     let ttl_secs = req.ttl.as_secs();
     let max_secs = req.max_ttl.as_secs();
     if ttl_secs == 0 || ttl_secs > max_secs || req.ttl.subsec_nanos() != 0 {
@@ -73,13 +77,13 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
     let authority = BlockBuilder::new()
         .code_with_params(claims_source, params, HashMap::new())
         .map_err(build_err)?;
-    let authority = add_grant_check(authority, req.ceiling).map_err(build_err)?;
+    let authority = compile_block(authority, req.ceiling).map_err(build_err)?;
     let biscuit: Biscuit = BiscuitBuilder::new()
         .merge(authority)
         .root_key_id(key.kid().0)
         .build(key.pair())
         .map_err(build_err)?;
-    let requested = add_grant_check(BlockBuilder::new(), req.grants).map_err(build_err)?;
+    let requested = compile_block(BlockBuilder::new(), req.grants).map_err(build_err)?;
     let biscuit = biscuit.append(requested).map_err(build_err)?;
 
     let claims = WritClaims {
@@ -90,6 +94,9 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
         issued_at,
         expires_at,
         block_count: biscuit.block_count(),
+        budget_usd_micros: None,
+        budget_tokens: None,
+        single_use: false,
     };
     Ok((encode(&biscuit)?, claims))
 }

@@ -35,6 +35,12 @@ pub struct WritClaims {
     pub expires_at: SystemTime,
     /// Number of blocks, authority included.
     pub block_count: usize,
+    /// Smallest `budget_usd_micros` stated in any block.
+    pub budget_usd_micros: Option<u64>,
+    /// Smallest `budget_tokens` stated in any block.
+    pub budget_tokens: Option<u64>,
+    /// Whether any block says the writ may be used once.
+    pub single_use: bool,
 }
 
 /// A writ whose signatures verify against a trusted root key and whose claims were read.
@@ -94,7 +100,7 @@ impl VerifiedWrit {
                 "claims($v, $tenant, $agent, $id, $iat, $exp) <- writ_version($v), tenant($tenant), \
                  agent($agent), token_id($id), issued_at($iat), expires_at($exp)",
             )
-            .map_err(|_| WritError::MissingClaim { claim: "writ_version" })?;
+            .map_err(evaluation_error)?;
         let [(version, tenant, agent, token_id, issued_at, expires_at)] =
             <[ClaimsRow; 1]>::try_from(rows).map_err(|_| WritError::MissingClaim {
                 claim: "writ_version/tenant/agent/token_id/issued_at/expires_at (exactly one each)",
@@ -104,6 +110,22 @@ impl VerifiedWrit {
                 reason: "unsupported writ_version",
             });
         }
+        // Budgets and single use may be stated by any block, attenuations included: a
+        // holder can only lower a budget or add single use, so every block is read.
+        let budget = |authorizer: &mut biscuit_auth::Authorizer,
+                      name: &str|
+         -> Result<Option<u64>, WritError> {
+            let rows: Vec<(i64,)> = authorizer
+                .query_all(format!("b($n) <- {name}($n)").as_str())
+                .map_err(evaluation_error)?;
+            Ok(rows.into_iter().map(|(n,)| n.max(0) as u64).min())
+        };
+        let budget_usd_micros = budget(&mut authorizer, "budget_usd_micros")?;
+        let budget_tokens = budget(&mut authorizer, "budget_tokens")?;
+        let single: Vec<(bool,)> = authorizer
+            .query_all("s($b) <- single_use($b)")
+            .map_err(evaluation_error)?;
+        let single_use = single.iter().any(|(b,)| *b);
         let claims = WritClaims {
             tenant,
             agent,
@@ -112,6 +134,9 @@ impl VerifiedWrit {
             issued_at,
             expires_at,
             block_count: biscuit.block_count(),
+            budget_usd_micros,
+            budget_tokens,
+            single_use,
         };
         Ok(Self { biscuit, claims })
     }
@@ -168,6 +193,18 @@ impl VerifiedWrit {
             tenant: self.claims.tenant.clone(),
             agent: self.claims.agent.clone(),
         })
+    }
+}
+
+/// Reading claims failed: a block too costly to evaluate, or claims of the wrong shape.
+fn evaluation_error(e: error::Token) -> WritError {
+    match e {
+        error::Token::RunLimit(_) => WritError::Malformed {
+            reason: "exceeds the Datalog evaluation limits",
+        },
+        _ => WritError::MissingClaim {
+            claim: "writ_version",
+        },
     }
 }
 

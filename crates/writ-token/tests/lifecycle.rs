@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use writ_token::{
-    Grant, KeyId, MintRequest, RequestFacts, RootKeyPair, RootKeys, WritError, decode, mint,
+    Api, Grant, KeyId, MintRequest, RequestFacts, RootKeyPair, RootKeys, WritError, decode, mint,
     parse_grants,
 };
 
@@ -41,13 +41,10 @@ fn keys_for(key: &RootKeyPair) -> RootKeys {
 
 fn chat(model: &str, cap: Option<u64>) -> RequestFacts {
     RequestFacts {
-        upstream: "demo".into(),
-        operation: "chat".into(),
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
+        upstream: Some("demo".into()),
         model: Some(model.into()),
         max_output_tokens: cap,
-        stream: false,
+        ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
     }
 }
 
@@ -225,12 +222,12 @@ fn datalog_in_grant_values_stays_a_value() {
     let writ = mint_with(&key, &hostile, &hostile, 30);
     let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
     let mut facts = chat("a", None);
-    facts.upstream = "x".into();
+    facts.upstream = Some("x".into());
     assert!(matches!(
         verified.authorize(&facts, t0()),
         Err(WritError::Denied(_))
     ));
-    facts.upstream = "demo".into();
+    facts.upstream = Some("demo".into());
     assert!(matches!(
         verified.authorize(&facts, t0()),
         Err(WritError::Denied(_))

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use writ_token::{
-    Grant, KeyId, LlmGrant, MintRequest, RequestFacts, RootKeyPair, RootKeys, WritError, decode,
-    mint, parse_grants,
+    Api, Grant, KeyId, LlmGrant, MintRequest, RequestFacts, RootKeyPair, RootKeys, WritError,
+    decode, mint, parse_grants,
 };
 
 fn t0() -> SystemTime {
@@ -37,13 +37,10 @@ fn mint_one(key: &RootKeyPair, grants: &[Grant]) -> String {
 
 fn facts(model: &str, cap: Option<u64>) -> RequestFacts {
     RequestFacts {
-        upstream: "u".into(),
-        operation: "chat".into(),
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
+        upstream: Some("u".into()),
         model: Some(model.into()),
         max_output_tokens: cap,
-        stream: false,
+        ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
     }
 }
 
@@ -96,6 +93,7 @@ proptest! {
             actions: Some(vec!["chat".into()]),
             models: Some(models.clone()),
             max_output_tokens: Some(cap),
+            single_use: false,
         });
         let json = serde_json::to_string(&grant).unwrap();
         prop_assert_eq!(parse_grants(&json).unwrap(), vec![grant.clone()]);
@@ -106,6 +104,122 @@ proptest! {
         prop_assert_eq!(outside.is_ok(), models.contains(&other));
         if let Err(e) = outside {
             prop_assert!(matches!(e, WritError::Denied(_)));
+        }
+    }
+}
+
+/// A random `writ:llm` or `writ:tool` grant over a small universe, so requests often match.
+fn small_grant() -> impl Strategy<Value = Grant> {
+    let pick = |xs: &'static [&'static str]| {
+        proptest::option::of(
+            proptest::sample::subsequence(xs, 1..=xs.len())
+                .prop_map(|v| v.into_iter().map(String::from).collect::<Vec<_>>()),
+        )
+    };
+    let llm = (
+        prop_oneof![Just("u"), Just("v")],
+        pick(&["chat", "embeddings"]),
+        pick(&["a", "b", "c"]),
+        proptest::option::of(0u64..40),
+    )
+        .prop_map(|(u, actions, models, cap)| {
+            Grant::Llm(LlmGrant {
+                upstream: u.into(),
+                actions,
+                models,
+                max_output_tokens: cap,
+                single_use: false,
+            })
+        });
+    let tool = (
+        prop_oneof![Just("u"), Just("v")],
+        prop_oneof![Just("t1"), Just("t2")],
+        proptest::option::of(0i64..5),
+        any::<bool>(),
+    )
+        .prop_map(|(u, tool, max, extra)| {
+            let mut arguments = std::collections::BTreeMap::new();
+            if let Some(max) = max {
+                arguments.insert(
+                    "n".to_string(),
+                    writ_token::Constraint::Rule(writ_token::ConstraintRule {
+                        max: Some(max),
+                        ..Default::default()
+                    }),
+                );
+            }
+            Grant::Tool(writ_token::ToolGrant {
+                upstream: u.into(),
+                tool: tool.into(),
+                arguments,
+                additional_arguments: extra,
+                single_use: false,
+            })
+        });
+    prop_oneof![llm, tool]
+}
+
+fn small_request() -> impl Strategy<Value = RequestFacts> {
+    let llm = (
+        prop_oneof![Just("u"), Just("v")],
+        prop_oneof![Just("chat"), Just("embeddings")],
+        prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")],
+        proptest::option::of(0u64..50),
+    )
+        .prop_map(|(u, op, model, cap)| RequestFacts {
+            upstream: Some(u.into()),
+            model: Some(model.into()),
+            max_output_tokens: cap,
+            ..RequestFacts::new(Api::Llm, op, "POST", "/v1/x")
+        });
+    let tool = (
+        prop_oneof![Just("u"), Just("v")],
+        prop_oneof![Just("t1"), Just("t2")],
+        0i64..6,
+        any::<bool>(),
+    )
+        .prop_map(|(u, tool, n, extra)| {
+            let args = if extra {
+                serde_json::json!({"n": n, "x": 1})
+            } else {
+                serde_json::json!({"n": n})
+            };
+            RequestFacts {
+                upstream: Some(u.into()),
+                tool: Some(tool.into()),
+                args: writ_token::flatten_arguments(&args).unwrap(),
+                ..RequestFacts::new(Api::Tool, "tool_call", "POST", "/mcp/u")
+            }
+        });
+    prop_oneof![llm, tool]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A sub-agent holding an attenuated writ can do nothing its parent's writ could not.
+    #[test]
+    fn attenuated_allow_implies_parent_allow(
+        grants in prop::collection::vec(small_grant(), 1..4),
+        attenuations in prop::collection::vec(prop::collection::vec(small_grant(), 1..3), 1..3),
+        requests in prop::collection::vec(small_request(), 8),
+    ) {
+        let (key, keys) = setup();
+        let ceiling = parse_grants(r#"[{"type":"writ:llm","upstream":"u"},{"type":"writ:llm","upstream":"v"},
+            {"type":"writ:tool","upstream":"u","tool":"t1","additional_arguments":true},
+            {"type":"writ:tool","upstream":"v","tool":"t2","additional_arguments":true}]"#).unwrap();
+        let req = MintRequest { tenant: "t", agent: "a", ceiling: &ceiling, grants: &grants, ttl: Duration::from_secs(30), max_ttl: Duration::from_secs(30), now: t0() };
+        let parent_text = mint(&key, &req).unwrap().0;
+        let parent = decode(&parent_text).unwrap().verify(&keys).unwrap();
+        let mut child_text = parent_text.clone();
+        for block in &attenuations {
+            child_text = writ_token::attenuate(&child_text, block).unwrap();
+        }
+        let child = decode(&child_text).unwrap().verify(&keys).unwrap();
+        for facts in &requests {
+            if child.authorize(facts, t0()).is_ok() {
+                prop_assert!(parent.authorize(facts, t0()).is_ok(), "child allowed what the parent does not: {facts:?}");
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use http::request::Parts;
 use writ_providers::{ApiFamily, RouteSpec, openai};
-use writ_token::RequestFacts;
+use writ_token::{Api, RequestFacts};
 
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
@@ -18,12 +18,15 @@ pub(crate) fn facts(
         ApiFamily::OpenAi => openai::inspect(route.operation, body)?,
     };
     Ok(RequestFacts {
-        upstream: upstream.name.clone(),
-        operation: route.operation.as_str().to_string(),
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
+        upstream: Some(upstream.name.clone()),
         model: inspected.model,
         max_output_tokens: inspected.max_output_tokens,
         stream: inspected.stream,
+        ..RequestFacts::new(
+            Api::Llm,
+            route.operation.as_str(),
+            parts.method.as_str(),
+            parts.uri.path(),
+        )
     })
 }
