@@ -55,6 +55,7 @@ struct RawUpstream {
     api_key: Option<String>,
     organization: Option<String>,
     project: Option<String>,
+    auth_header: Option<String>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -92,6 +93,9 @@ pub struct UpstreamConfig {
     pub organization: Option<String>,
     /// `OpenAI-Project` to send.
     pub project: Option<String>,
+    /// For `mcp` and `http` upstreams: send the key as this header's whole value instead
+    /// of `Authorization: Bearer <key>`.
+    pub auth_header: Option<http::HeaderName>,
     /// Longest wait for the upstream's response headers.
     pub timeout: Duration,
     /// Longest wait to connect.
@@ -178,10 +182,12 @@ impl Config {
             let kind = match u.kind.as_str() {
                 "openai" => ProviderKind::OpenAi,
                 "mock" => ProviderKind::Mock,
+                "mcp" => ProviderKind::Mcp,
+                "http" => ProviderKind::Http,
                 other => {
                     return Err(invalid(
                         &field("kind"),
-                        &format!("unknown kind `{other}` (expected openai or mock)"),
+                        &format!("unknown kind `{other}` (expected openai, mock, mcp or http)"),
                     ));
                 }
             };
@@ -192,6 +198,22 @@ impl Config {
                 )?),
                 (None, ProviderKind::OpenAi) => Some(Uri::from_static("https://api.openai.com")),
                 (None, ProviderKind::Mock) => None,
+                (None, ProviderKind::Mcp | ProviderKind::Http) => {
+                    return Err(invalid(&field("base_url"), "required for this kind"));
+                }
+            };
+            let auth_header = match (&u.auth_header, kind) {
+                (None, _) => None,
+                (Some(h), ProviderKind::Mcp | ProviderKind::Http) => Some(
+                    http::HeaderName::try_from(h.as_str())
+                        .map_err(|_| invalid(&field("auth_header"), "not a valid header name"))?,
+                ),
+                (Some(_), _) => {
+                    return Err(invalid(
+                        &field("auth_header"),
+                        "only for mcp and http upstreams",
+                    ));
+                }
             };
             let api_key = match u.api_key {
                 Some(k) => Some(UpstreamSecret::new(expand(&field("api_key"), &k, env)?)),
@@ -224,6 +246,7 @@ impl Config {
                     api_key,
                     organization: header_value("organization", u.organization)?,
                     project: header_value("project", u.project)?,
+                    auth_header,
                     timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
                     connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
                 },

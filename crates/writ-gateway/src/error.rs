@@ -51,6 +51,12 @@ pub enum GatewayError {
     /// A writ was sent in the URL query, where logs keep it.
     #[error("a writ was sent in the URL; send it in the Authorization header instead")]
     WritInUrl,
+    /// A pass-through path has segments an upstream could read differently.
+    #[error("path has `.`, `..` or empty segments, or an encoded slash")]
+    InvalidPath,
+    /// Tool arguments cannot be stated as facts.
+    #[error(transparent)]
+    InvalidArguments(#[from] writ_token::ArgumentsError),
     /// A header is malformed.
     #[error("invalid header `{name}`")]
     InvalidHeader {
@@ -140,6 +146,8 @@ impl GatewayError {
                 };
                 (S::BAD_REQUEST, invalid, code, Fault::Client)
             }
+            E::InvalidPath => (S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
+            E::InvalidArguments(_) => (S::BAD_REQUEST, invalid, "invalid_arguments", Fault::Client),
             E::WritInUrl => (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client),
             E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
             E::UpstreamUnreachable => (

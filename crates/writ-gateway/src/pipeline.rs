@@ -55,7 +55,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         Err(e) => e.into_response(),
     };
     tracing::info!(
-        path = ctx.route.path,
+        route = ctx.route.path,
         status = response.status().as_u16(),
         agent = ctx.agent.as_deref(),
         token_id = ctx.token_id.as_deref(),
@@ -80,13 +80,13 @@ async fn run(
     let writ = authenticate::verify(gw, &presented)?;
     ctx.agent = Some(writ.claims().agent.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
-    let upstream = route::upstream(gw, &ctx.route, &parts.headers)?;
-    ctx.upstream = Some(upstream.name.clone());
+    let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers)?;
+    ctx.upstream = Some(target.upstream.name.clone());
     // Only an authenticated request gets its body read.
     let body = accept::read_body(body, gw.max_body_bytes).await?;
-    let facts = inspect::facts(&ctx.route, upstream, &parts, &body)?;
-    ctx.model = facts.model.clone();
+    let facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
+    ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
     let authorization = authorize::check(gw, &writ, &facts)?;
-    let outbound = inject::prepare(&authorization, upstream, &parts, body, &presented)?;
-    forward::send(upstream, outbound).await
+    let outbound = inject::prepare(&authorization, &target, &parts, body, &presented)?;
+    forward::send(target.upstream, outbound).await
 }

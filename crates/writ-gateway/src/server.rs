@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, on};
+use axum::routing::{MethodFilter, any, get, on};
 use http::Method;
 use tokio::net::TcpListener;
 
@@ -20,16 +20,17 @@ use crate::pipeline;
 pub fn router(gw: Arc<Gateway>) -> Router {
     let mut router = Router::new().route("/healthz", get(healthz));
     for spec in writ_providers::ROUTES {
-        let method = Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::POST);
-        let filter = axum::routing::MethodFilter::try_from(method)
-            .unwrap_or(axum::routing::MethodFilter::POST);
         let gw = gw.clone();
-        router = router.route(
-            spec.path,
-            on(filter, move |req: Request| {
-                pipeline::handle(gw.clone(), *spec, req)
-            }),
-        );
+        let handler = move |req: Request| pipeline::handle(gw.clone(), *spec, req);
+        let method_router = match spec.method {
+            None => any(handler),
+            Some(m) => {
+                let method = Method::from_bytes(m.as_bytes()).unwrap_or(Method::POST);
+                let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
+                on(filter, handler)
+            }
+        };
+        router = router.route(spec.path, method_router);
     }
     router
         .fallback(|| async { GatewayError::NotFound.into_response() })

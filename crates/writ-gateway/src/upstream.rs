@@ -37,6 +37,19 @@ impl Upstream {
                 openai::credential_headers(key, cfg.organization.as_deref(), cfg.project.as_deref())
                     .map_err(|_| "credential is not a valid header value".to_string())?
             }
+            ProviderKind::Mcp | ProviderKind::Http => {
+                let (name, value) = match &cfg.auth_header {
+                    Some(name) => (name.clone(), key.expose().to_string()),
+                    None => (
+                        http::header::AUTHORIZATION,
+                        format!("Bearer {}", key.expose()),
+                    ),
+                };
+                let mut value = HeaderValue::try_from(value)
+                    .map_err(|_| "credential is not a valid header value".to_string())?;
+                value.set_sensitive(true);
+                vec![(name, value)]
+            }
         };
         let mut http = HttpConnector::new();
         http.enforce_http(false);

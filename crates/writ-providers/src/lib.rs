@@ -4,6 +4,7 @@
 //! Everything here is pure: bytes and headers in, values out. The gateway does the I/O.
 
 mod inspect;
+pub mod mcp;
 pub mod mock;
 pub mod openai;
 mod route;

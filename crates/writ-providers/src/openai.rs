@@ -12,6 +12,7 @@ use crate::secret::UpstreamSecret;
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
     match operation {
         Operation::Chat => inspect_chat(body),
+        Operation::Mcp | Operation::Http => Ok(Inspected::default()),
     }
 }
 

@@ -5,6 +5,10 @@
 pub enum ApiFamily {
     /// OpenAI's REST API and compatible servers.
     OpenAi,
+    /// MCP tool servers (JSON-RPC over HTTP).
+    Mcp,
+    /// Plain HTTP upstreams, passed through by method and path.
+    Http,
 }
 
 /// A provider-neutral operation, stated to the authorizer as `operation(..)`.
@@ -12,6 +16,10 @@ pub enum ApiFamily {
 pub enum Operation {
     /// A chat completion.
     Chat,
+    /// A JSON-RPC request to a tool server; the body says which.
+    Mcp,
+    /// Any request to a plain HTTP upstream.
+    Http,
 }
 
 impl Operation {
@@ -19,6 +27,8 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Chat => "chat",
+            Operation::Mcp => "mcp",
+            Operation::Http => "http",
         }
     }
 }
@@ -30,6 +40,10 @@ pub enum ProviderKind {
     OpenAi,
     /// The built-in mock of OpenAI's chat completions, for the offline quickstart and tests.
     Mock,
+    /// An MCP tool server.
+    Mcp,
+    /// A plain HTTP API.
+    Http,
 }
 
 impl ProviderKind {
@@ -37,6 +51,8 @@ impl ProviderKind {
     pub fn family(self) -> ApiFamily {
         match self {
             ProviderKind::OpenAi | ProviderKind::Mock => ApiFamily::OpenAi,
+            ProviderKind::Mcp => ApiFamily::Mcp,
+            ProviderKind::Http => ApiFamily::Http,
         }
     }
 
@@ -45,6 +61,8 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Mock => "mock",
+            ProviderKind::Mcp => "mcp",
+            ProviderKind::Http => "http",
         }
     }
 }
@@ -52,9 +70,10 @@ impl ProviderKind {
 /// One data-plane route.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteSpec {
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path, as the client sends it.
+    /// HTTP method; `None` for any.
+    pub method: Option<&'static str>,
+    /// Path pattern in the router's syntax. `{upstream}` names the upstream in the path;
+    /// `{*rest}` is the path passed on to it.
     pub path: &'static str,
     /// Wire format.
     pub family: ApiFamily,
@@ -63,9 +82,23 @@ pub struct RouteSpec {
 }
 
 /// Every data-plane route the gateway serves.
-pub const ROUTES: &[RouteSpec] = &[RouteSpec {
-    method: "POST",
-    path: "/v1/chat/completions",
-    family: ApiFamily::OpenAi,
-    operation: Operation::Chat,
-}];
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/chat/completions",
+        family: ApiFamily::OpenAi,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/mcp/{upstream}",
+        family: ApiFamily::Mcp,
+        operation: Operation::Mcp,
+    },
+    RouteSpec {
+        method: None,
+        path: "/u/{upstream}/{*rest}",
+        family: ApiFamily::Http,
+        operation: Operation::Http,
+    },
+];

@@ -85,6 +85,21 @@ impl TestGateway {
     }
 }
 
+impl TestGateway {
+    /// Mints a writ for agent `demo` with the given ceiling and grants (JSON).
+    pub fn mint_as(&self, ceiling_json: &str, grants_json: &str, ttl_secs: u64) -> String {
+        let ceiling = parse_grants(ceiling_json).expect("ceiling");
+        let grants = parse_grants(grants_json).expect("grants");
+        mint_with(
+            &self.root,
+            &ceiling,
+            &grants,
+            ttl_secs,
+            writ_token::Clock::now(&*self.clock),
+        )
+    }
+}
+
 /// Mints a writ for agent `demo` with `key`.
 pub fn mint_with(
     key: &RootKeyPair,

@@ -124,8 +124,11 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
             headers: parts.headers.clone(),
             body: body.clone(),
         });
-    if parts.uri.path() != "/v1/chat/completions" || parts.method != Method::POST {
-        return StatusCode::NOT_FOUND.into_response();
+    if parts.uri.path() != "/v1/chat/completions" {
+        return echo(&shared.key, &parts, &body);
+    }
+    if parts.method != Method::POST {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     match shared.behavior {
         Behavior::Normal => respond(&shared.key, &parts.headers, &body, 1_700_000_000),
@@ -152,6 +155,43 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
     }
+}
+
+/// Any other path: a tool server or plain HTTP API. Requires `Authorization: Bearer <key>`
+/// (or the key alone in `x-tool-key`), then answers a JSON-RPC request with a result and
+/// anything else with what it received.
+fn echo(key: &UpstreamSecret, parts: &http::request::Parts, body: &[u8]) -> Response {
+    let bearer = format!("Bearer {}", key.expose());
+    let authorized = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        == Some(bearer.as_bytes())
+        || parts.headers.get("x-tool-key").map(|v| v.as_bytes()) == Some(key.expose().as_bytes());
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": "bad credential"})),
+        )
+            .into_response();
+    }
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    if let Some(rpc) = json.as_ref().filter(|v| v.get("jsonrpc").is_some()) {
+        let tool = rpc["params"]["name"].as_str().unwrap_or_default();
+        return axum::Json(serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": rpc["id"],
+            "result": {"content": [{"type": "text", "text": format!("called {tool}")}], "isError": false},
+        }))
+        .into_response();
+    }
+    axum::Json(serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "body": String::from_utf8_lossy(body),
+    }))
+    .into_response()
 }
 
 /// A URL on which nothing listens: a port bound then released.

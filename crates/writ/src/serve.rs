@@ -50,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 api_key: None,
                 organization: None,
                 project: None,
+                auth_header: None,
                 timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(5),
             },

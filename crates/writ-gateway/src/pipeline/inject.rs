@@ -11,8 +11,7 @@ use writ_token::Authorization;
 
 use crate::error::GatewayError;
 use crate::pipeline::extract::{CREDENTIAL_HEADERS, PresentedWrit};
-use crate::pipeline::route::UPSTREAM_HEADER;
-use crate::upstream::Upstream;
+use crate::pipeline::route::{Target, UPSTREAM_HEADER};
 
 /// Headers that describe one hop (RFC 9110 §7.6.1) or that the gateway sets itself.
 const NOT_FORWARDED: &[&str] = &[
@@ -40,12 +39,13 @@ pub(crate) struct Outbound(pub(crate) Request<Body>);
 
 pub(crate) fn prepare(
     _authorization: &Authorization,
-    upstream: &Upstream,
+    target: &Target<'_>,
     parts: &Parts,
     body: Bytes,
     presented: &PresentedWrit,
 ) -> Result<Outbound, GatewayError> {
-    let mut uri = format!("{}{}", upstream.base, parts.uri.path());
+    let upstream = target.upstream;
+    let mut uri = format!("{}{}", upstream.base, target.path);
     if let Some(q) = parts.uri.query() {
         uri.push('?');
         uri.push_str(q);

@@ -1,32 +1,54 @@
-//! Inspect: read the request facts (model, output cap, stream) from the body.
+//! Inspect: read the request facts from the body: model, output cap and stream flag for
+//! model APIs; tool name and arguments for tool servers; method and path for HTTP.
 
 use axum::body::Bytes;
-use http::request::Parts;
+use http::Method;
+use writ_providers::mcp::{self, McpRequest};
 use writ_providers::{ApiFamily, RouteSpec, openai};
-use writ_token::{Api, RequestFacts};
+use writ_token::{Api, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
-use crate::upstream::Upstream;
+use crate::pipeline::route::Target;
 
 pub(crate) fn facts(
     route: &RouteSpec,
-    upstream: &Upstream,
-    parts: &Parts,
+    target: &Target<'_>,
+    method: &Method,
     body: &Bytes,
 ) -> Result<RequestFacts, GatewayError> {
-    let inspected = match route.family {
-        ApiFamily::OpenAi => openai::inspect(route.operation, body)?,
+    let upstream = Some(target.upstream.name.clone());
+    let method = method.as_str();
+    let facts = match route.family {
+        ApiFamily::OpenAi => {
+            let inspected = openai::inspect(route.operation, body)?;
+            RequestFacts {
+                upstream,
+                model: inspected.model,
+                max_output_tokens: inspected.max_output_tokens,
+                stream: inspected.stream,
+                ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
+            }
+        }
+        ApiFamily::Mcp => match mcp::inspect(body)? {
+            McpRequest::ToolCall { tool, arguments } => RequestFacts {
+                upstream,
+                tool: Some(tool),
+                args: flatten_arguments(&arguments)?,
+                ..RequestFacts::new(Api::Tool, "tool_call", method, "/")
+            },
+            McpRequest::Session => RequestFacts {
+                upstream,
+                ..RequestFacts::new(Api::Tool, "tool_session", method, "/")
+            },
+            McpRequest::Other(m) => RequestFacts {
+                upstream,
+                ..RequestFacts::new(Api::Tool, &format!("mcp:{m}"), method, "/")
+            },
+        },
+        ApiFamily::Http => RequestFacts {
+            upstream,
+            ..RequestFacts::new(Api::Http, "http", method, &target.path)
+        },
     };
-    Ok(RequestFacts {
-        upstream: Some(upstream.name.clone()),
-        model: inspected.model,
-        max_output_tokens: inspected.max_output_tokens,
-        stream: inspected.stream,
-        ..RequestFacts::new(
-            Api::Llm,
-            route.operation.as_str(),
-            parts.method.as_str(),
-            parts.uri.path(),
-        )
-    })
+    Ok(facts)
 }

@@ -1,11 +1,11 @@
-//! Route: which configured upstream a request goes to.
+//! Route: which configured upstream a request goes to, and the path it is sent on.
 //!
-//! The path already chose the API family and operation (the router only sends known
-//! routes here). The upstream is the one named in `x-writ-upstream`, or else the only
-//! upstream configured for that family.
+//! The router already matched the path to a route. OpenAI-style routes name no upstream:
+//! it is the one in `x-writ-upstream`, or the only upstream of that API family. Tool and
+//! HTTP routes name it in the path (`/mcp/{upstream}`, `/u/{upstream}/…`).
 
 use http::HeaderMap;
-use writ_providers::RouteSpec;
+use writ_providers::{ApiFamily, RouteSpec};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -14,24 +14,48 @@ use crate::upstream::Upstream;
 /// Header a client may set to choose among several upstreams of one API family.
 pub(crate) const UPSTREAM_HEADER: &str = "x-writ-upstream";
 
-pub(crate) fn upstream<'g>(
+/// Where a request goes.
+pub(crate) struct Target<'g> {
+    pub(crate) upstream: &'g Upstream,
+    /// Path appended to the upstream's base URL; also the `path` fact.
+    pub(crate) path: String,
+}
+
+pub(crate) fn target<'g>(
     gw: &'g Gateway,
     route: &RouteSpec,
+    path: &str,
     headers: &HeaderMap,
-) -> Result<&'g Upstream, GatewayError> {
-    let name = match headers.get(UPSTREAM_HEADER) {
-        Some(v) => v.to_str().map_err(|_| GatewayError::InvalidHeader {
-            name: UPSTREAM_HEADER,
-        })?,
-        None => match gw.defaults.get(&route.family) {
-            Some(Ok(name)) => name.as_str(),
-            Some(Err(reason)) => return Err(GatewayError::NoUpstream { reason }),
-            None => {
-                return Err(GatewayError::NoUpstream {
-                    reason: "none is configured",
-                });
-            }
-        },
+) -> Result<Target<'g>, GatewayError> {
+    let (name, upstream_path) = match route.family {
+        ApiFamily::OpenAi => {
+            let name = match headers.get(UPSTREAM_HEADER) {
+                Some(v) => v.to_str().map_err(|_| GatewayError::InvalidHeader {
+                    name: UPSTREAM_HEADER,
+                })?,
+                None => match gw.defaults.get(&route.family) {
+                    Some(Ok(name)) => name.as_str(),
+                    Some(Err(reason)) => return Err(GatewayError::NoUpstream { reason }),
+                    None => {
+                        return Err(GatewayError::NoUpstream {
+                            reason: "none is configured",
+                        });
+                    }
+                },
+            };
+            (name, path.to_string())
+        }
+        ApiFamily::Mcp => {
+            let name = path.strip_prefix("/mcp/").ok_or(GatewayError::NotFound)?;
+            (name, String::new())
+        }
+        ApiFamily::Http => {
+            let rest = path.strip_prefix("/u/").ok_or(GatewayError::NotFound)?;
+            let (name, rest) = rest.split_once('/').ok_or(GatewayError::NotFound)?;
+            let rest = format!("/{rest}");
+            check_passthrough_path(&rest)?;
+            (name, rest)
+        }
     };
     let upstream = gw
         .upstreams
@@ -40,5 +64,54 @@ pub(crate) fn upstream<'g>(
     if upstream.kind.family() != route.family {
         return Err(GatewayError::UnknownUpstream);
     }
-    Ok(upstream)
+    Ok(Target {
+        upstream,
+        path: upstream_path,
+    })
+}
+
+/// A path is authorized as written and sent as written, so it must mean the same to
+/// the upstream: no `.`/`..` segments, no empty segments, no encoded `/` or `\`.
+fn check_passthrough_path(path: &str) -> Result<(), GatewayError> {
+    let lower = path.to_ascii_lowercase();
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let bad = segments
+        .iter()
+        .enumerate()
+        .any(|(i, s)| matches!(*s, "." | "..") || (s.is_empty() && i != last))
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%2e")
+        || path.contains('\\');
+    if bad {
+        return Err(GatewayError::InvalidPath);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_paths_that_could_mean_something_else_upstream() {
+        for bad in [
+            "/a/../b",
+            "/a/./b",
+            "/a//b",
+            "/a/%2e%2e/b",
+            "/a%2Fb",
+            "/a\\b",
+            "/a/%5c",
+        ] {
+            assert!(
+                matches!(check_passthrough_path(bad), Err(GatewayError::InvalidPath)),
+                "{bad}"
+            );
+        }
+        for good in ["/", "/v1/bookings/42", "/v1/bookings/42/", "/a%20b"] {
+            assert!(check_passthrough_path(good).is_ok(), "{good}");
+        }
+    }
 }
