@@ -72,6 +72,15 @@ pub enum GatewayError {
     /// The upstream connection failed after connecting.
     #[error("upstream failed")]
     UpstreamFailed,
+    /// An admin request body is not acceptable.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// State could not be read or written.
+    #[error("storage failure")]
+    Storage(#[from] writ_store::StoreError),
     /// A bug or misconfiguration inside the gateway.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -99,6 +108,7 @@ impl GatewayError {
             E::MissingWrit => (S::UNAUTHORIZED, auth, "missing_writ", Fault::Client),
             E::Writ(w) => match w {
                 WritError::Expired { .. } => (S::UNAUTHORIZED, auth, "expired_writ", Fault::Client),
+                WritError::Revoked => (S::UNAUTHORIZED, auth, "revoked_writ", Fault::Client),
                 WritError::Denied(_) => (
                     S::FORBIDDEN,
                     "permission_error",
@@ -168,6 +178,13 @@ impl GatewayError {
                 "upstream_failed",
                 Fault::Upstream,
             ),
+            E::InvalidRequest { .. } => (S::BAD_REQUEST, invalid, "invalid_request", Fault::Client),
+            E::Storage(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "server_error",
+                "storage_unavailable",
+                Fault::Internal,
+            ),
             E::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -198,6 +215,9 @@ impl GatewayError {
                 "Internal error.".to_string()
             }
             GatewayError::Internal(_) => "Internal error.".to_string(),
+            GatewayError::Storage(_) => {
+                "The gateway cannot reach its storage; try again.".to_string()
+            }
             other => {
                 let mut m = other.to_string();
                 if let Some(first) = m.get_mut(0..1) {

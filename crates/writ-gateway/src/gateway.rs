@@ -1,28 +1,41 @@
 //! `Gateway`: everything the data plane reads, built once at start and shared by requests.
 //!
-//! The hot path reads no database and no file: keys, upstreams and credentials are held
-//! here in memory.
+//! The hot path reads no database and no file: keys, upstreams, credentials and
+//! revocations are held here in memory. Changes (a revocation, a key rotation) are written
+//! to the store first, then applied here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use writ_providers::{ApiFamily, ProviderKind, UpstreamSecret};
-use writ_token::{Clock, RootKeys};
+use writ_store::{DataDir, SqliteStore, StoreError};
+use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit};
 
 use crate::config::Config;
 use crate::mock_upstream;
 use crate::upstream::Upstream;
 use crate::writ_cache::WritCache;
 
+/// The root keys in use: every trusted key and the one that signs.
+pub struct KeyState {
+    /// Keys writs may be signed with.
+    pub trusted: RootKeys,
+    /// The key new writs are signed with.
+    pub signing: RootKeyPair,
+}
+
 /// The shared state of a running gateway.
 pub struct Gateway {
-    pub(crate) keys: RootKeys,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_body_bytes: usize,
     pub(crate) upstreams: BTreeMap<String, Upstream>,
     /// For each API family, the upstream requests go to when they name none.
     pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
     pub(crate) writs: WritCache,
+    keys: RwLock<Arc<KeyState>>,
+    revocations: RwLock<RevocationSet>,
+    pub(crate) data: DataDir,
+    pub(crate) store: SqliteStore,
     /// Built-in mock upstreams this gateway runs; stopped when it is dropped.
     _mocks: Vec<mock_upstream::MockServer>,
 }
@@ -54,14 +67,19 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
+    /// Keys or revocations could not be loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Gateway {
-    /// Builds the gateway from a validated config, trusting `keys`, reading time from `clock`.
-    /// Starts a built-in mock server for every `mock` upstream without a `base_url`.
+    /// Builds the gateway from a validated config, its data directory and store, reading
+    /// time from `clock`. Starts a built-in mock server for every `mock` upstream without a
+    /// `base_url`.
     pub async fn start(
         config: &Config,
-        keys: RootKeys,
+        data: DataDir,
+        store: SqliteStore,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let mut upstreams = BTreeMap::new();
@@ -106,13 +124,24 @@ impl Gateway {
                 (family, choice)
             })
             .collect();
+        let files = data.root_keys()?;
+        let mut revocations = RevocationSet::new();
+        for r in store.revocations().await? {
+            revocations.insert(&r);
+        }
         Ok(Self {
-            keys,
             clock,
             max_body_bytes: config.max_body_bytes,
             upstreams,
             defaults,
             writs: WritCache::new(100_000),
+            keys: RwLock::new(Arc::new(KeyState {
+                trusted: files.trusted,
+                signing: files.signing,
+            })),
+            revocations: RwLock::new(revocations),
+            data,
+            store,
             _mocks: mocks,
         })
     }
@@ -120,5 +149,51 @@ impl Gateway {
     /// Names and kinds of the configured upstreams.
     pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
         self.upstreams.iter().map(|(n, u)| (n.as_str(), u.kind))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<KeyState> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the root keys from the data directory (after a rotation or retirement).
+    /// Cached writs are dropped so a retired key stops working at once.
+    pub fn reload_keys(&self) -> Result<KeyId, StoreError> {
+        let files = self.data.root_keys()?;
+        let kid = files.signing.kid();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(KeyState {
+            trusted: files.trusted,
+            signing: files.signing,
+        });
+        self.writs.clear();
+        Ok(kid)
+    }
+
+    /// Records `revocation` durably, then applies it to the next request.
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        let now = self
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.store.put_revocation(revocation, now).await?;
+        self.revocations
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(revocation);
+        self.writs.clear();
+        Ok(())
+    }
+
+    pub(crate) fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_revoked(writ)
     }
 }

@@ -4,6 +4,7 @@
 //! The data plane is [`pipeline`]: one module per phase of DESIGN §4, composed in order by
 //! one short function. Errors become HTTP in exactly one place, [`error`].
 
+mod admin;
 pub mod config;
 pub mod error;
 mod gateway;
@@ -13,5 +14,5 @@ mod server;
 mod upstream;
 mod writ_cache;
 
-pub use gateway::{Gateway, StartError};
+pub use gateway::{Gateway, KeyState, StartError};
 pub use server::{router, serve};

@@ -8,10 +8,10 @@
 //! refuses returns a [`GatewayError`], which becomes the response in one place
 //! (`error.rs`). The log line at the end runs on success and failure alike.
 
-mod accept;
-mod authenticate;
-mod authorize;
-mod extract;
+pub(crate) mod accept;
+pub(crate) mod authenticate;
+pub(crate) mod authorize;
+pub(crate) mod extract;
 mod forward;
 mod inject;
 mod inspect;

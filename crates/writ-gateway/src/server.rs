@@ -33,6 +33,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         router = router.route(spec.path, method_router);
     }
     router
+        .merge(crate::admin::routes(gw))
         .fallback(|| async { GatewayError::NotFound.into_response() })
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })
 }

@@ -34,6 +34,11 @@ impl WritCache {
             .cloned()
     }
 
+    /// Drops every entry (after a revocation or a key change).
+    pub(crate) fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Stores a verified writ; when full, first drops every writ expired at `now`, and if
     /// that frees nothing, starts over empty (a cache miss costs one signature check).
     pub(crate) fn insert(&self, key: [u8; 32], writ: Arc<VerifiedWrit>, now: SystemTime) {

@@ -260,7 +260,7 @@ async fn hostile_credentials_get_401_and_the_gateway_keeps_serving() {
     let good = gw.mint("demo", GRANT, 30);
 
     // An attenuated writ works; the same with one byte of its new block flipped does not.
-    let narrowed = attenuated(&good, gw.root());
+    let narrowed = attenuated(&good, &gw.keys().signing);
     assert_eq!(
         post(&gw, &narrowed, &chat_body()).await.status(),
         StatusCode::OK

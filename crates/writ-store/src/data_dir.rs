@@ -96,6 +96,66 @@ impl DataDir {
         Ok(RootKeyFiles { signing, trusted })
     }
 
+    /// Adds a root key with the next key id; it becomes the signing key. Older keys stay
+    /// trusted, so writs they signed keep working until they expire or the key is retired.
+    pub fn rotate_root_key(&self) -> Result<KeyId, StoreError> {
+        let keys = self.read_root_keys()?;
+        let retired = self.retired_key_ids()?;
+        let next = keys
+            .iter()
+            .map(|k| k.kid().0)
+            .chain(retired)
+            .max()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| StoreError::InvalidKeyFile {
+                path: self.keys_dir(),
+            })?;
+        let key = RootKeyPair::generate(KeyId(next));
+        write_new_secret(
+            &self.keys_dir().join(format!("root-{next}.key")),
+            key.private_hex().as_bytes(),
+        )?;
+        Ok(KeyId(next))
+    }
+
+    /// Stops trusting root key `kid`: writs it signed are refused from now on. The signing
+    /// key (the newest) cannot be retired; rotate first.
+    pub fn retire_root_key(&self, kid: KeyId) -> Result<(), StoreError> {
+        let keys = self.read_root_keys()?;
+        let newest = keys.last().map(|k| k.kid());
+        let from = self.keys_dir().join(format!("root-{}.key", kid.0));
+        if newest == Some(kid) || !keys.iter().any(|k| k.kid() == kid) {
+            return Err(StoreError::Io {
+                path: from,
+                source: std::io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "not a retirable key: it is unknown, or it is the signing key (rotate first)",
+                ),
+            });
+        }
+        let to = self.keys_dir().join(format!("retired-root-{}.key", kid.0));
+        fs::rename(&from, &to).map_err(|source| StoreError::Io { path: from, source })
+    }
+
+    fn retired_key_ids(&self) -> Result<Vec<u32>, StoreError> {
+        let dir = self.keys_dir();
+        let entries = fs::read_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("retired-root-"))
+                    .and_then(|n| n.strip_suffix(".key"))
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect())
+    }
+
     /// Every root key on disk, sorted by key id.
     fn read_root_keys(&self) -> Result<Vec<RootKeyPair>, StoreError> {
         let dir = self.keys_dir();
@@ -210,6 +270,35 @@ mod tests {
         let mode = fs::metadata(dir.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(format!("{k1:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn rotation_adds_a_signing_key_and_retirement_removes_trust() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open_or_create(tmp.path()).unwrap();
+        let first = dir.root_keys().unwrap();
+        assert_eq!(dir.rotate_root_key().unwrap(), KeyId(2));
+        let after = dir.root_keys().unwrap();
+        assert_eq!(after.signing.kid(), KeyId(2));
+        assert_eq!(after.trusted.iter().count(), 2);
+        assert!(
+            dir.retire_root_key(KeyId(2)).is_err(),
+            "the signing key cannot be retired"
+        );
+        dir.retire_root_key(KeyId(1)).unwrap();
+        let retired = dir.root_keys().unwrap();
+        assert_eq!(
+            retired.trusted.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            vec![KeyId(2)]
+        );
+        assert!(
+            retired
+                .trusted
+                .iter()
+                .all(|(_, k)| *k != first.signing.public())
+        );
+        // Key ids are never reused, even after retirement.
+        assert_eq!(dir.rotate_root_key().unwrap(), KeyId(3));
     }
 
     #[test]

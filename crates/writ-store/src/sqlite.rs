@@ -7,17 +7,26 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use writ_token::Revocation;
+
 use crate::agent::Agent;
 use crate::error::StoreError;
 
 /// Schema, applied in order; `schema_version` records how far a database has come.
-const MIGRATIONS: &[&str] = &["CREATE TABLE agents (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE agents (
         tenant        TEXT NOT NULL,
         name          TEXT NOT NULL,
         ceiling       TEXT NOT NULL,
         max_ttl_secs  INTEGER NOT NULL,
         PRIMARY KEY (tenant, name)
-    )"];
+    )",
+    "CREATE TABLE revocations (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        body        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    )",
+];
 
 /// State in one SQLite file, shared safely by a running server and CLI commands (WAL mode,
 /// busy timeout).
@@ -106,6 +115,39 @@ impl SqliteStore {
         }))
     }
 
+    /// Records a revocation; `created_at` is Unix seconds.
+    pub async fn put_revocation(
+        &self,
+        revocation: &Revocation,
+        created_at: u64,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(revocation).map_err(|e| StoreError::Corrupt {
+            what: "revocation",
+            reason: e.to_string(),
+        })?;
+        sqlx::query("INSERT INTO revocations (body, created_at) VALUES (?, ?)")
+            .bind(body)
+            .bind(i64::try_from(created_at).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every revocation, oldest first.
+    pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT body FROM revocations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(body,)| {
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                    what: "revocation",
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// Closes every connection, flushing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -136,5 +178,24 @@ mod tests {
         // Reopening applies no migration twice and keeps the data.
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.agent("default", "demo").await.unwrap(), Some(agent));
+    }
+
+    #[tokio::test]
+    async fn revocations_persist_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("writ.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let a = Revocation::TokenId {
+            token_id: "01ABC".into(),
+        };
+        let b = Revocation::IssuedBefore {
+            tenant: None,
+            before: 1_800_000_000,
+        };
+        store.put_revocation(&a, 1).await.unwrap();
+        store.put_revocation(&b, 2).await.unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.revocations().await.unwrap(), vec![a, b]);
     }
 }

@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use writ_gateway::Gateway;
 use writ_gateway::config::{Config, RawConfig};
-use writ_token::{KeyId, ManualClock, MintRequest, RootKeyPair, RootKeys, mint, parse_grants};
+use writ_gateway::{Gateway, KeyState};
+use writ_store::{DataDir, SqliteStore};
+use writ_token::{ManualClock, MintRequest, RootKeyPair, mint, parse_grants};
 
 /// A gateway serving on a loopback port, stopped when dropped.
 pub struct TestGateway {
     addr: SocketAddr,
-    root: RootKeyPair,
+    gateway: Arc<Gateway>,
     clock: Arc<ManualClock>,
     stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
 }
 
 impl TestGateway {
@@ -27,26 +29,31 @@ impl TestGateway {
         let raw = RawConfig::from_toml(config_toml).expect("test config parses");
         let config =
             Config::from_raw(raw, &|name| std::env::var(name).ok()).expect("test config is valid");
-        let root = RootKeyPair::generate(KeyId(1));
-        let mut keys = RootKeys::new();
-        keys.insert(root.kid(), root.public());
-        let clock = Arc::new(ManualClock::starting_now());
-        let gateway = Gateway::start(&config, keys, clock.clone())
+        let dir = tempfile::tempdir().expect("temporary data directory");
+        let data = DataDir::open_or_create(dir.path().join("writ-data")).expect("data directory");
+        let store = SqliteStore::open(&data.database_path())
             .await
-            .expect("gateway starts");
+            .expect("database");
+        let clock = Arc::new(ManualClock::starting_now());
+        let gateway = Arc::new(
+            Gateway::start(&config, data, store, clock.clone())
+                .await
+                .expect("gateway starts"),
+        );
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind gateway");
         let addr = listener.local_addr().expect("gateway address");
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(writ_gateway::serve(listener, Arc::new(gateway), async {
+        tokio::spawn(writ_gateway::serve(listener, gateway.clone(), async {
             let _ = stopped.await;
         }));
         Self {
             addr,
-            root,
+            gateway,
             clock,
             stop: Some(stop),
+            _dir: dir,
         }
     }
 
@@ -65,9 +72,14 @@ impl TestGateway {
         &self.clock
     }
 
-    /// The root key the gateway trusts.
-    pub fn root(&self) -> &RootKeyPair {
-        &self.root
+    /// The gateway itself, for reading its state.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// The keys the gateway uses now; `signing` signs what this fixture mints.
+    pub fn keys(&self) -> Arc<KeyState> {
+        self.gateway.keys()
     }
 
     /// Mints a writ for agent `demo` whose ceiling is any `writ:llm` grant on `upstream`.
@@ -76,7 +88,7 @@ impl TestGateway {
             .expect("ceiling");
         let grants = parse_grants(grants_json).expect("grants");
         mint_with(
-            &self.root,
+            &self.keys().signing,
             &ceiling,
             &grants,
             ttl_secs,
@@ -91,7 +103,7 @@ impl TestGateway {
         let ceiling = parse_grants(ceiling_json).expect("ceiling");
         let grants = parse_grants(grants_json).expect("grants");
         mint_with(
-            &self.root,
+            &self.keys().signing,
             &ceiling,
             &grants,
             ttl_secs,

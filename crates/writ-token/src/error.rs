@@ -53,6 +53,9 @@ pub enum WritError {
         /// When it expired.
         at: SystemTime,
     },
+    /// The writ, its agent or its tenant was revoked.
+    #[error("writ revoked")]
+    Revoked,
     /// The writ is valid but does not allow this request.
     #[error("writ does not allow this request: {0}")]
     Denied(Denial),

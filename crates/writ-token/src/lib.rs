@@ -18,6 +18,7 @@ mod facts;
 mod grant;
 mod keys;
 mod mint;
+mod revocation;
 mod verify;
 
 pub use attenuate::attenuate;
@@ -31,4 +32,5 @@ pub use grant::{
 };
 pub use keys::{KeyError, KeyId, RootKeyPair, RootKeys, fingerprint};
 pub use mint::{MintRequest, mint};
+pub use revocation::{Revocation, RevocationSet};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};

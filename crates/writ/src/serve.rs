@@ -57,7 +57,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let data = DataDir::open_or_create(&config.data_dir)?;
-    let keys = data.root_keys()?;
     data.master_key()?;
     let store = SqliteStore::open(&data.database_path())
         .await
@@ -72,7 +71,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             })
             .await?;
     }
-    let gateway = Gateway::start(&config, keys.trusted, Arc::new(SystemClock)).await?;
+    let gateway =
+        Gateway::start(&config, data.clone(), store.clone(), Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -81,7 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!(
         "data: {} (SQLite, root key id {})",
         data.path().display(),
-        keys.signing.kid()
+        gateway.keys().signing.kid()
     );
     let upstreams: Vec<String> = gateway
         .upstreams()

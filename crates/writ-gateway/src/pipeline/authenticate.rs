@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use writ_token::VerifiedWrit;
+use writ_token::{VerifiedWrit, WritError};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -17,10 +17,17 @@ pub(crate) fn verify(
     // Size and prefix first: an oversized credential is never hashed or parsed.
     let unverified = writ_token::decode(presented.as_str())?;
     let key = WritCache::key(presented.as_str());
-    if let Some(hit) = gw.writs.get(&key) {
-        return Ok(hit);
+    let verified = match gw.writs.get(&key) {
+        Some(hit) => hit,
+        None => {
+            let verified = Arc::new(unverified.verify(&gw.keys().trusted)?);
+            gw.writs.insert(key, verified.clone(), gw.clock.now());
+            verified
+        }
+    };
+    // Checked on every request, cached or not: a revocation applies to the next request.
+    if gw.is_revoked(&verified) {
+        return Err(WritError::Revoked.into());
     }
-    let verified = Arc::new(unverified.verify(&gw.keys)?);
-    gw.writs.insert(key, verified.clone(), gw.clock.now());
     Ok(verified)
 }

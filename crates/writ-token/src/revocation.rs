@@ -1,0 +1,124 @@
+//! Revocation: what an operator can cut off, and the pure test of whether a writ is cut off.
+//!
+//! A writ is revoked when any of its blocks' revocation ids is, so revoking a parent writ
+//! revokes every writ attenuated from it (they carry the parent's blocks).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::verify::VerifiedWrit;
+
+/// One revocation, as stored and as sent to the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Revocation {
+    /// One writ by its token id, with every writ attenuated from it.
+    TokenId {
+        /// The `token_id` claim.
+        token_id: String,
+    },
+    /// Every writ holding a block with this revocation id (hex).
+    RevocationId {
+        /// Hex revocation id of a block.
+        revocation_id: String,
+    },
+    /// Every writ issued to an agent.
+    Agent {
+        /// The agent's tenant.
+        tenant: String,
+        /// The agent.
+        agent: String,
+    },
+    /// Every writ of a tenant.
+    Tenant {
+        /// The tenant.
+        tenant: String,
+    },
+    /// The kill switch: every writ issued before a time, in one tenant or in all.
+    IssuedBefore {
+        /// Limit to one tenant; all tenants when left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        /// Unix seconds: writs issued strictly before this are revoked.
+        before: u64,
+    },
+}
+
+impl Revocation {
+    /// The tenant this revocation acts on; `None` for revocations that reach every tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Revocation::Agent { tenant, .. } | Revocation::Tenant { tenant } => Some(tenant),
+            Revocation::IssuedBefore { tenant, .. } => tenant.as_deref(),
+            Revocation::TokenId { .. } | Revocation::RevocationId { .. } => None,
+        }
+    }
+}
+
+/// Every revocation in force, indexed for a constant-time test per request.
+#[derive(Debug, Default, Clone)]
+pub struct RevocationSet {
+    token_ids: HashSet<String>,
+    revocation_ids: HashSet<Vec<u8>>,
+    agents: HashSet<(String, String)>,
+    tenants: HashSet<String>,
+    issued_before_all: Option<SystemTime>,
+    issued_before: HashMap<String, SystemTime>,
+}
+
+impl RevocationSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a revocation. A revocation id that is not hex is ignored (it matches nothing).
+    pub fn insert(&mut self, r: &Revocation) {
+        match r {
+            Revocation::TokenId { token_id } => {
+                self.token_ids.insert(token_id.clone());
+            }
+            Revocation::RevocationId { revocation_id } => {
+                if let Ok(id) = hex::decode(revocation_id) {
+                    self.revocation_ids.insert(id);
+                }
+            }
+            Revocation::Agent { tenant, agent } => {
+                self.agents.insert((tenant.clone(), agent.clone()));
+            }
+            Revocation::Tenant { tenant } => {
+                self.tenants.insert(tenant.clone());
+            }
+            Revocation::IssuedBefore { tenant, before } => {
+                let at = UNIX_EPOCH + Duration::from_secs(*before);
+                let current = match tenant {
+                    None => self.issued_before_all.get_or_insert(UNIX_EPOCH),
+                    Some(t) => self.issued_before.entry(t.clone()).or_insert(UNIX_EPOCH),
+                };
+                if at > *current {
+                    *current = at;
+                }
+            }
+        }
+    }
+
+    /// Whether `writ` is revoked.
+    pub fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
+        let c = writ.claims();
+        self.token_ids.contains(&c.token_id)
+            || self.tenants.contains(&c.tenant)
+            || self.agents.contains(&(c.tenant.clone(), c.agent.clone()))
+            || self.issued_before_all.is_some_and(|t| c.issued_at < t)
+            || self
+                .issued_before
+                .get(&c.tenant)
+                .is_some_and(|t| c.issued_at < *t)
+            || (!self.revocation_ids.is_empty()
+                && writ
+                    .revocation_ids()
+                    .iter()
+                    .any(|id| self.revocation_ids.contains(id)))
+    }
+}
