@@ -115,6 +115,32 @@ impl SqliteStore {
         }))
     }
 
+    /// Every agent of `tenant`, by name.
+    pub async fn agents(&self, tenant: &str) -> Result<Vec<Agent>, StoreError> {
+        let names: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM agents WHERE tenant = ? ORDER BY name")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for (name,) in names {
+            if let Some(agent) = self.agent(tenant, &name).await? {
+                out.push(agent);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes an agent; whether it existed.
+    pub async fn remove_agent(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM agents WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Records a revocation; `created_at` is Unix seconds.
     pub async fn put_revocation(
         &self,

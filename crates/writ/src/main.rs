@@ -1,6 +1,10 @@
 //! `writ`: the command line. Runs the gateway and manages its local state.
 
+mod admin_client;
+mod agent;
 mod init;
+mod keys;
+mod revoke;
 mod serve;
 mod settings;
 mod token;
@@ -23,9 +27,39 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Write a commented writ.toml showing every option.
     Init(init::InitArgs),
-    /// Mint and inspect writs.
+    /// Mint, inspect and attenuate writs.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Register and manage agents.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Revoke writs: one, an agent's, a tenant's, or everything issued before a time.
+    Revoke(revoke::RevokeArgs),
+    /// Rotate, retire and list root keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Operator tools.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Mint an admin writ for the admin API (on the host holding the root key).
+    Token {
+        /// Limit it to one tenant; every tenant when left out.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime (at most the config's tokens.max_ttl).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Configuration file.
+        #[arg(long, env = "WRIT_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// Data directory, overriding the config.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +86,23 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Init(args) => init::run(args),
             Command::Token(cmd) => token::run(cmd).await,
+            Command::Agent(cmd) => agent::run(cmd).await,
+            Command::Revoke(args) => revoke::run(args).await,
+            Command::Keys(cmd) => keys::run(cmd).await,
+            Command::Admin(AdminCommand::Token {
+                tenant,
+                ttl,
+                config,
+                data_dir,
+            }) => {
+                let config = settings::load(config.as_deref(), data_dir)?;
+                let data = writ_store::DataDir::open_or_create(&config.data_dir)?;
+                println!(
+                    "{}",
+                    admin_client::admin_writ(&data, &config, tenant.as_deref(), ttl)?
+                );
+                Ok(())
+            }
         }
     });
     match result {

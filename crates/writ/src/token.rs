@@ -15,6 +15,19 @@ pub enum TokenCommand {
     Mint(MintArgs),
     /// Verify a writ against this gateway's keys and print its blocks.
     Inspect(InspectArgs),
+    /// Append a block of grants to a writ, offline, and print the narrower writ.
+    Attenuate(AttenuateArgs),
+}
+
+/// Options of `writ token attenuate`.
+#[derive(Debug, clap::Args)]
+pub struct AttenuateArgs {
+    /// The writ, or `-` to read it from standard input.
+    writ: String,
+    /// A grant as JSON (object or array); repeat for more. The result allows only what
+    /// both the writ and these grants allow.
+    #[arg(long = "grant", required = true)]
+    grants: Vec<String>,
 }
 
 /// Options of `writ token mint`.
@@ -57,6 +70,15 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Mint(args) => mint_command(args).await,
         TokenCommand::Inspect(args) => inspect_command(args),
+        TokenCommand::Attenuate(args) => {
+            let text = read_writ_arg(args.writ)?;
+            let mut grants = Vec::new();
+            for json in &args.grants {
+                grants.extend(parse_grants(json).context("invalid --grant")?);
+            }
+            println!("{}", writ_token::attenuate(&text, &grants)?);
+            Ok(())
+        }
     }
 }
 
@@ -101,15 +123,19 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A writ given on the command line, or `-` for standard input.
+fn read_writ_arg(arg: String) -> anyhow::Result<String> {
+    if arg != "-" {
+        return Ok(arg);
+    }
+    let mut s = String::new();
+    std::io::stdin().take(64 * 1024).read_to_string(&mut s)?;
+    Ok(s.trim().to_string())
+}
+
 fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
     let config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
-    let text = if args.writ == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
-        s.trim().to_string()
-    } else {
-        args.writ
-    };
+    let text = read_writ_arg(args.writ)?;
     let data = DataDir::open_or_create(&config.data_dir)?;
     let keys = data.root_keys()?;
     let writ = decode(&text)?.verify(&keys.trusted)?;
@@ -130,6 +156,7 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         humantime::format_rfc3339_seconds(c.expires_at),
         secs(c.expires_at)
     );
+    let ids = writ.revocation_ids();
     let names = [
         "authority: claims and agent ceiling",
         "block 1: granted at mint",
@@ -138,7 +165,11 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         let name = names
             .get(i)
             .map_or_else(|| format!("block {i}: attenuation"), |n| n.to_string());
-        println!("\n== {name}\n{}", source.trim_end());
+        let id: String = ids
+            .get(i)
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+            .unwrap_or_default();
+        println!("\n== {name} (revocation id {id})\n{}", source.trim_end());
     }
     Ok(())
 }

@@ -1,0 +1,122 @@
+//! `writ agent`: register, list, show and remove agents and their ceilings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use writ_store::{Agent, DataDir, SqliteStore};
+use writ_token::{Grant, parse_grants};
+
+/// `writ agent …` commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Register an agent (or replace its registration).
+    Add {
+        /// The agent's name.
+        name: String,
+        /// A ceiling grant as JSON (object or array); repeat for more. Every writ issued
+        /// to the agent is bounded by these.
+        #[arg(long = "ceiling", required = true)]
+        ceiling: Vec<String>,
+        /// Longest lifetime of its writs (at most the config's `tokens.max_ttl`).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        max_ttl: Duration,
+        #[command(flatten)]
+        args: AgentArgs,
+    },
+    /// List agents of the tenant.
+    List(AgentArgs),
+    /// Show one agent.
+    Show {
+        /// The agent's name.
+        name: String,
+        #[command(flatten)]
+        args: AgentArgs,
+    },
+    /// Remove an agent. Writs already issued stay valid until they expire: revoke them
+    /// with `writ revoke --agent`.
+    Remove {
+        /// The agent's name.
+        name: String,
+        #[command(flatten)]
+        args: AgentArgs,
+    },
+}
+
+/// Where agents live.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Tenant; defaults to the config's.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Configuration file.
+    #[arg(long, env = "WRIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn describe(a: &Agent) -> String {
+    let ceiling = serde_json::to_string(&a.ceiling).unwrap_or_default();
+    format!(
+        "{}/{}\tmax_ttl={}s\tceiling={ceiling}",
+        a.tenant,
+        a.name,
+        a.max_ttl.as_secs()
+    )
+}
+
+pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
+    let args = match &cmd {
+        AgentCommand::Add { args, .. }
+        | AgentCommand::Show { args, .. }
+        | AgentCommand::Remove { args, .. } => args,
+        AgentCommand::List(args) => args,
+    };
+    let config = crate::settings::load(args.config.as_deref(), args.data_dir.clone())?;
+    let tenant = args.tenant.clone().unwrap_or_else(|| config.tenant.clone());
+    let data = DataDir::open_or_create(&config.data_dir)?;
+    let store = SqliteStore::open(&data.database_path()).await?;
+    let result = async {
+        match &cmd {
+            AgentCommand::Add { name, ceiling, max_ttl, .. } => {
+                if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                    bail!("agent names are 1-64 characters of A-Z a-z 0-9 _ . -");
+                }
+                if *max_ttl > config.max_ttl || max_ttl.as_secs() == 0 {
+                    bail!("--max-ttl must be between 1s and the config's tokens.max_ttl ({}s)", config.max_ttl.as_secs());
+                }
+                let mut grants: Vec<Grant> = Vec::new();
+                for json in ceiling {
+                    grants.extend(parse_grants(json).map_err(|e| anyhow::anyhow!("invalid --ceiling: {e}"))?);
+                }
+                if !grants.iter().any(Grant::is_access) {
+                    bail!("a ceiling needs at least one access grant (writ:llm, writ:tool, writ:http, writ:admin)");
+                }
+                let agent = Agent { tenant: tenant.clone(), name: name.clone(), ceiling: grants, max_ttl: *max_ttl };
+                store.put_agent(&agent).await?;
+                println!("{}", describe(&agent));
+            }
+            AgentCommand::List(_) => {
+                for agent in store.agents(&tenant).await? {
+                    println!("{}", describe(&agent));
+                }
+            }
+            AgentCommand::Show { name, .. } => match store.agent(&tenant, name).await? {
+                Some(agent) => println!("{}", describe(&agent)),
+                None => bail!("no agent `{name}` in tenant `{tenant}`"),
+            },
+            AgentCommand::Remove { name, .. } => {
+                if !store.remove_agent(&tenant, name).await? {
+                    bail!("no agent `{name}` in tenant `{tenant}`");
+                }
+                println!("removed {tenant}/{name}; revoke its live writs with: writ revoke --agent {name}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
