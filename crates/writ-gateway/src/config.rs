@@ -35,6 +35,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    public_url: Option<String>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
 }
@@ -67,6 +68,9 @@ struct RawUpstream {
 pub struct Config {
     /// Where the gateway listens.
     pub listen: SocketAddr,
+    /// The URL clients reach the gateway at; its identity in client assertions' `aud`.
+    /// Defaults to `http://<listen address>`.
+    pub public_url: Option<String>,
     /// The data directory (database, keys).
     pub data_dir: PathBuf,
     /// Largest request body accepted; larger ones get 413 before being read.
@@ -252,8 +256,16 @@ impl Config {
                 },
             );
         }
+        let public_url = match raw.server.public_url {
+            None => None,
+            Some(u) => {
+                let uri = parse_base_url("server.public_url", &u)?;
+                Some(uri.to_string().trim_end_matches('/').to_string())
+            }
+        };
         Ok(Self {
             listen,
+            public_url,
             data_dir: raw
                 .server
                 .data_dir

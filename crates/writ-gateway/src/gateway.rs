@@ -13,6 +13,7 @@ use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys,
 
 use crate::config::Config;
 use crate::mock_upstream;
+use crate::replay_cache::ReplayCache;
 use crate::upstream::Upstream;
 use crate::writ_cache::WritCache;
 
@@ -32,6 +33,15 @@ pub struct Gateway {
     /// For each API family, the upstream requests go to when they name none.
     pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
     pub(crate) writs: WritCache,
+    /// Client assertion ids seen, so each assertion is used once.
+    pub(crate) assertion_ids: ReplayCache,
+    /// Tenant of agents named without one.
+    pub(crate) tenant: String,
+    /// Longest writ lifetime.
+    pub(crate) max_ttl: std::time::Duration,
+    /// This server's identity (`aud` of client assertions): `server.public_url`, or the
+    /// address it listens on.
+    issuer: std::sync::OnceLock<String>,
     keys: RwLock<Arc<KeyState>>,
     revocations: RwLock<RevocationSet>,
     pub(crate) data: DataDir,
@@ -135,6 +145,14 @@ impl Gateway {
             upstreams,
             defaults,
             writs: WritCache::new(100_000),
+            assertion_ids: ReplayCache::new(100_000),
+            tenant: config.tenant.clone(),
+            max_ttl: config.max_ttl,
+            issuer: config
+                .public_url
+                .clone()
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
             keys: RwLock::new(Arc::new(KeyState {
                 trusted: files.trusted,
                 signing: files.signing,
@@ -149,6 +167,21 @@ impl Gateway {
     /// Names and kinds of the configured upstreams.
     pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
         self.upstreams.iter().map(|(n, u)| (n.as_str(), u.kind))
+    }
+
+    /// This server's identity URL, as client assertions must name it in `aud`.
+    pub fn issuer(&self) -> String {
+        self.issuer.get().cloned().unwrap_or_default()
+    }
+
+    /// Sets the identity URL from the listening address, unless configured.
+    pub fn default_issuer(&self, addr: std::net::SocketAddr) {
+        let _ = self.issuer.set(format!("http://{addr}"));
+    }
+
+    /// The registry of agents and revocations.
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
     }
 
     /// The data directory.

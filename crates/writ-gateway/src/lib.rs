@@ -10,7 +10,9 @@ pub mod error;
 mod gateway;
 pub mod mock_upstream;
 mod pipeline;
+mod replay_cache;
 mod server;
+mod token_endpoint;
 mod upstream;
 mod writ_cache;
 

@@ -33,6 +33,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         router = router.route(spec.path, method_router);
     }
     router
+        .route(
+            "/oauth2/token",
+            axum::routing::post(crate::token_endpoint::token).with_state(gw.clone()),
+        )
         .merge(crate::admin::routes(gw))
         .fallback(|| async { GatewayError::NotFound.into_response() })
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })
@@ -48,6 +52,9 @@ pub async fn serve(
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        gw.default_issuer(addr);
+    }
     axum::serve(listener, router(gw))
         .with_graceful_shutdown(shutdown)
         .await

@@ -6,7 +6,9 @@ mod data_dir;
 mod error;
 mod sqlite;
 
-pub use agent::Agent;
+pub use agent::{
+    Agent, AgentCredentials, AgentKey, UnsupportedKey, burn_secret_check, new_client_secret,
+};
 pub use data_dir::{DataDir, MasterKey, RootKeyFiles};
 pub use error::StoreError;
 pub use sqlite::SqliteStore;

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
         body        TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     )",
+    "ALTER TABLE agents ADD COLUMN credentials TEXT NOT NULL DEFAULT '{}'",
 ];
 
 /// State in one SQLite file, shared safely by a running server and CLI commands (WAL mode,
@@ -78,15 +79,22 @@ impl SqliteStore {
             what: "agent ceiling",
             reason: e.to_string(),
         })?;
+        let credentials =
+            serde_json::to_string(&agent.credentials).map_err(|e| StoreError::Corrupt {
+                what: "agent credentials",
+                reason: e.to_string(),
+            })?;
         sqlx::query(
-            "INSERT INTO agents (tenant, name, ceiling, max_ttl_secs) VALUES (?, ?, ?, ?)
+            "INSERT INTO agents (tenant, name, ceiling, max_ttl_secs, credentials) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tenant, name) DO UPDATE SET
-               ceiling = excluded.ceiling, max_ttl_secs = excluded.max_ttl_secs",
+               ceiling = excluded.ceiling, max_ttl_secs = excluded.max_ttl_secs,
+               credentials = excluded.credentials",
         )
         .bind(&agent.tenant)
         .bind(&agent.name)
         .bind(ceiling)
         .bind(i64::try_from(agent.max_ttl.as_secs()).unwrap_or(i64::MAX))
+        .bind(credentials)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -94,15 +102,21 @@ impl SqliteStore {
 
     /// The agent `name` of `tenant`, if registered.
     pub async fn agent(&self, tenant: &str, name: &str) -> Result<Option<Agent>, StoreError> {
-        let row =
-            sqlx::query("SELECT ceiling, max_ttl_secs FROM agents WHERE tenant = ? AND name = ?")
-                .bind(tenant)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT ceiling, max_ttl_secs, credentials FROM agents WHERE tenant = ? AND name = ?",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let ceiling: String = row.try_get("ceiling")?;
         let max_ttl_secs: i64 = row.try_get("max_ttl_secs")?;
+        let credentials: String = row.try_get("credentials")?;
+        let credentials = serde_json::from_str(&credentials).map_err(|e| StoreError::Corrupt {
+            what: "agent credentials",
+            reason: e.to_string(),
+        })?;
         let ceiling = serde_json::from_str(&ceiling).map_err(|e| StoreError::Corrupt {
             what: "agent ceiling",
             reason: e.to_string(),
@@ -112,6 +126,7 @@ impl SqliteStore {
             name: name.to_string(),
             ceiling,
             max_ttl: Duration::from_secs(max_ttl_secs.max(0) as u64),
+            credentials,
         }))
     }
 
@@ -196,9 +211,11 @@ mod tests {
             name: "demo".into(),
             ceiling: parse_grants(r#"{"type":"writ:llm","upstream":"demo"}"#).unwrap(),
             max_ttl: Duration::from_secs(30),
+            credentials: crate::AgentCredentials::default(),
         };
         store.put_agent(&agent).await.unwrap();
         agent.max_ttl = Duration::from_secs(10);
+        agent.credentials.secret_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
         store.put_agent(&agent).await.unwrap();
         store.close().await;
         // Reopening applies no migration twice and keeps the data.

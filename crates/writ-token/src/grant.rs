@@ -7,12 +7,14 @@
 //! to the whole block.
 
 mod compile;
+mod within;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub(crate) use compile::{canonical_int, compile_block};
+pub use within::first_outside;
 
 /// Longest name (upstream, model, action, tool, argument) accepted in a grant.
 const MAX_NAME_LEN: usize = 256;

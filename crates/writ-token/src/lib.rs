@@ -12,6 +12,7 @@
 
 mod attenuate;
 mod clock;
+mod delegate;
 mod encoding;
 mod error;
 mod facts;
@@ -23,12 +24,13 @@ mod verify;
 
 pub use attenuate::attenuate;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use delegate::Delegation;
 pub use encoding::{MAX_BLOCKS, MAX_WRIT_BYTES, UnverifiedWrit, WRIT_PREFIX, decode};
 pub use error::{Denial, WritError};
 pub use facts::{Api, ArgumentsError, MAX_ARG_DEPTH, MAX_ARGS, RequestFacts, flatten_arguments};
 pub use grant::{
     AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, Grant, GrantError,
-    HttpGrant, LlmGrant, ToolGrant, parse_grants, validate,
+    HttpGrant, LlmGrant, ToolGrant, first_outside, parse_grants, validate,
 };
 pub use keys::{KeyError, KeyId, RootKeyPair, RootKeys, fingerprint};
 pub use mint::{MintRequest, mint};

@@ -151,6 +151,27 @@ impl VerifiedWrit {
         self.biscuit.revocation_identifiers()
     }
 
+    pub(crate) fn biscuit_ref(&self) -> &Biscuit {
+        &self.biscuit
+    }
+
+    /// The delegation chain, oldest first, as `(delegated_by, delegated_to)`. Informational
+    /// (for audit and display): authorization never relies on it, since any holder can
+    /// append a block stating such facts.
+    pub fn delegation_chain(&self) -> Vec<(String, String)> {
+        let Ok(mut authorizer) = AuthorizerBuilder::new()
+            .set_limits(run_limits())
+            .build(&self.biscuit)
+        else {
+            return Vec::new();
+        };
+        let mut rows: Vec<(i64, String, String)> = authorizer
+            .query_all("d($i, $by, $to) <- delegation($i, $by, $to)")
+            .unwrap_or_default();
+        rows.sort();
+        rows.into_iter().map(|(_, by, to)| (by, to)).collect()
+    }
+
     /// Every block as readable Datalog, authority first. Writs hold no secrets.
     pub fn blocks_source(&self) -> Vec<String> {
         (0..self.biscuit.block_count())

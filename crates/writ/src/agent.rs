@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
-use writ_store::{Agent, DataDir, SqliteStore};
+use anyhow::{Context, bail};
+use writ_store::{Agent, AgentCredentials, AgentKey, DataDir, SqliteStore, new_client_secret};
 use writ_token::{Grant, parse_grants};
 
 /// `writ agent …` commands.
@@ -21,6 +21,13 @@ pub enum AgentCommand {
         /// Longest lifetime of its writs (at most the config's `tokens.max_ttl`).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         max_ttl: Duration,
+        /// A public key file (PEM, Ed25519 or P-256) the agent signs client assertions
+        /// with (private_key_jwt); repeat for more.
+        #[arg(long = "public-key")]
+        public_keys: Vec<PathBuf>,
+        /// Generate a client secret, print it once, and store only its Argon2 hash.
+        #[arg(long)]
+        generate_secret: bool,
         #[command(flatten)]
         args: AgentArgs,
     },
@@ -80,7 +87,7 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
     let store = SqliteStore::open(&data.database_path()).await?;
     let result = async {
         match &cmd {
-            AgentCommand::Add { name, ceiling, max_ttl, .. } => {
+            AgentCommand::Add { name, ceiling, max_ttl, public_keys, generate_secret, .. } => {
                 if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
                     bail!("agent names are 1-64 characters of A-Z a-z 0-9 _ . -");
                 }
@@ -94,9 +101,28 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
                 if !grants.iter().any(Grant::is_access) {
                     bail!("a ceiling needs at least one access grant (writ:llm, writ:tool, writ:http, writ:admin)");
                 }
-                let agent = Agent { tenant: tenant.clone(), name: name.clone(), ceiling: grants, max_ttl: *max_ttl };
+                let mut credentials = AgentCredentials::default();
+                for path in public_keys {
+                    let pem = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    credentials.public_keys.push(AgentKey::from_pem(&pem).with_context(|| path.display().to_string())?);
+                }
+                let secret = generate_secret.then(|| {
+                    let (secret, hash) = new_client_secret();
+                    credentials.secret_hash = Some(hash);
+                    secret
+                });
+                let agent = Agent {
+                    tenant: tenant.clone(),
+                    name: name.clone(),
+                    ceiling: grants,
+                    max_ttl: *max_ttl,
+                    credentials,
+                };
                 store.put_agent(&agent).await?;
                 println!("{}", describe(&agent));
+                if let Some(secret) = secret {
+                    println!("client_secret: {secret}\n(shown once; only its hash is stored)");
+                }
             }
             AgentCommand::List(_) => {
                 for agent in store.agents(&tenant).await? {

@@ -68,6 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 name: "demo".to_string(),
                 ceiling: parse_grants(DEMO_CEILING)?,
                 max_ttl: config.max_ttl,
+                credentials: writ_store::AgentCredentials::default(),
             })
             .await?;
     }

@@ -1,0 +1,375 @@
+//! `POST /oauth2/token`: where agents get writs (DESIGN §3).
+//!
+//! Form-encoded requests; errors in the shape of RFC 6749 §5.2. Two grant types:
+//! `client_credentials` (the agent authenticates with `private_key_jwt` or its client
+//! secret and asks for grants in `authorization_details`, RFC 9396), and token exchange
+//! (RFC 8693: a sub-agent presents a writ as `subject_token` and its own assertion as
+//! `actor_token`, and gets a narrower writ).
+
+mod client_auth;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+use writ_token::{
+    Delegation, Grant, MintRequest, WritError, decode, first_outside, mint, parse_grants,
+};
+
+use crate::gateway::Gateway;
+use crate::pipeline::accept;
+
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// Largest token request body.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// An OAuth error response (RFC 6749 §5.2).
+#[derive(Debug)]
+pub(crate) struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    /// Set when the client tried HTTP Basic: the 401 then names the scheme (§5.2).
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+    pub(crate) fn invalid_client(description: &str, basic: bool) -> Self {
+        Self {
+            basic_challenge: basic,
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+        }
+    }
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+    fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+    fn invalid_details(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_authorization_details",
+            description,
+        )
+    }
+    pub(crate) fn server(description: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            description,
+        )
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        tracing::debug!(error = self.error, description = %self.description, "token request refused");
+        let body = json!({"error": self.error, "error_description": self.description});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.basic_challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="writ""#),
+            );
+        }
+        response
+    }
+}
+
+/// The token request's parameters. A parameter sent twice is refused (RFC 6749 §3.2).
+#[derive(Debug, Default, Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+    authorization_details: Option<String>,
+    expires_in: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    actor_token: Option<String>,
+    actor_token_type: Option<String>,
+    requested_token_type: Option<String>,
+}
+
+pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    match handle(&gw, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
+    let (parts, body) = req.into_parts();
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    if parts.uri.query().is_some() {
+        return Err(OAuthError::invalid_request(
+            "parameters belong in the body, not the URL",
+        ));
+    }
+    accept::check_declared_length(&parts.headers, MAX_FORM_BYTES)
+        .map_err(|_| OAuthError::invalid_request("request too large"))?;
+    let bytes = accept::read_body(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| OAuthError::invalid_request("request too large or unreadable"))?;
+    let form: TokenForm = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|e| OAuthError::invalid_request(format!("malformed form: {e}")))?;
+    match form.grant_type.as_deref() {
+        Some(CLIENT_CREDENTIALS) => client_credentials(gw, &parts.headers, form).await,
+        Some(TOKEN_EXCHANGE) => token_exchange(gw, &parts.headers, form).await,
+        Some(_) => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials or token exchange",
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    }
+}
+
+/// Authenticates the client by exactly one method.
+async fn authenticate(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+    form: &TokenForm,
+) -> Result<writ_store::Agent, OAuthError> {
+    let basic = client_auth::basic_credentials(headers)?;
+    let methods = usize::from(basic.is_some())
+        + usize::from(form.client_secret.is_some())
+        + usize::from(form.client_assertion.is_some());
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    if let Some((id, secret)) = basic {
+        if form.client_id.as_ref().is_some_and(|c| *c != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the Basic credentials",
+            ));
+        }
+        return client_auth::by_secret(gw, &id, &secret, true).await;
+    }
+    if let Some(secret) = &form.client_secret {
+        let id = form.client_id.as_deref().ok_or_else(|| {
+            OAuthError::invalid_request("client_id is required with client_secret")
+        })?;
+        return client_auth::by_secret(gw, id, secret, false).await;
+    }
+    if let Some(assertion) = &form.client_assertion {
+        if form.client_assertion_type.as_deref() != Some(client_auth::JWT_BEARER) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {}",
+                client_auth::JWT_BEARER
+            )));
+        }
+        return client_auth::by_assertion(gw, assertion, form.client_id.as_deref()).await;
+    }
+    Err(OAuthError::invalid_client(
+        "client authentication is required",
+        false,
+    ))
+}
+
+fn requested_grants(form: &TokenForm) -> Result<Vec<Grant>, OAuthError> {
+    let details = form.authorization_details.as_deref().ok_or_else(|| {
+        OAuthError::invalid_request("authorization_details is required: say which grants you need")
+    })?;
+    let grants = parse_grants(details).map_err(|e| OAuthError::invalid_details(e.to_string()))?;
+    if !grants.iter().any(Grant::is_access) {
+        return Err(OAuthError::invalid_details(
+            "at least one access grant is required",
+        ));
+    }
+    Ok(grants)
+}
+
+/// The lifetime to issue: `expires_in` if asked (never above `max`), else `max`.
+fn lifetime(form: &TokenForm, max: Duration) -> Result<Duration, OAuthError> {
+    match form.expires_in.as_deref() {
+        None => Ok(max),
+        Some(s) => {
+            let secs: u64 = s.parse().map_err(|_| {
+                OAuthError::invalid_request("expires_in must be a number of seconds")
+            })?;
+            if secs == 0 || secs > max.as_secs() {
+                return Err(OAuthError::invalid_request(format!(
+                    "expires_in must be between 1 and {}",
+                    max.as_secs()
+                )));
+            }
+            Ok(Duration::from_secs(secs))
+        }
+    }
+}
+
+fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool) -> Response {
+    let mut body = json!({
+        "access_token": writ,
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs(),
+        "authorization_details": grants,
+    });
+    if exchanged {
+        body["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
+    }
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn client_credentials(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+    form: TokenForm,
+) -> Result<Response, OAuthError> {
+    let agent = authenticate(gw, headers, &form).await?;
+    let grants = requested_grants(&form)?;
+    if let Some(i) = first_outside(&grants, &agent.ceiling) {
+        return Err(OAuthError::invalid_details(format!(
+            "authorization_details[{i}] is beyond what agent `{}` may be granted",
+            agent.name
+        )));
+    }
+    let ttl = lifetime(&form, agent.max_ttl.min(gw.max_ttl))?;
+    let keys = gw.keys();
+    let (writ, claims) = mint(
+        &keys.signing,
+        &MintRequest {
+            tenant: &agent.tenant,
+            agent: &agent.name,
+            ceiling: &agent.ceiling,
+            grants: &grants,
+            ttl,
+            max_ttl: gw.max_ttl,
+            now: gw.clock.now(),
+        },
+    )
+    .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
+    tracing::info!(agent = %agent.name, tenant = %agent.tenant, token_id = %claims.token_id, ttl_secs = ttl.as_secs(), "writ minted");
+    Ok(issued(writ, ttl, &grants, false))
+}
+
+async fn token_exchange(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+    form: TokenForm,
+) -> Result<Response, OAuthError> {
+    let subject = form
+        .subject_token
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
+    if form.subject_token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::invalid_request(format!(
+            "subject_token_type must be {ACCESS_TOKEN_TYPE}"
+        )));
+    }
+    if form
+        .requested_token_type
+        .as_deref()
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+    {
+        return Err(OAuthError::invalid_request(format!(
+            "requested_token_type must be {ACCESS_TOKEN_TYPE}"
+        )));
+    }
+    // The actor (the sub-agent) authenticates with its own assertion, as actor_token or as
+    // the usual client authentication.
+    let actor = match (&form.actor_token, &form.client_assertion) {
+        (Some(token), None) => {
+            if form.actor_token_type.as_deref() != Some(JWT_TOKEN_TYPE) {
+                return Err(OAuthError::invalid_request(format!(
+                    "actor_token_type must be {JWT_TOKEN_TYPE}"
+                )));
+            }
+            client_auth::by_assertion(gw, token, form.client_id.as_deref()).await?
+        }
+        (None, _) => authenticate(gw, headers, &form).await?,
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "send the actor's assertion once",
+            ));
+        }
+    };
+    let grants = requested_grants(&form)?;
+    if let Some(i) = first_outside(&grants, &actor.ceiling) {
+        return Err(OAuthError::invalid_details(format!(
+            "authorization_details[{i}] is beyond what agent `{}` may be granted",
+            actor.name
+        )));
+    }
+    let now = gw.clock.now();
+    let keys = gw.keys();
+    let verified = decode(subject)
+        .and_then(|u| u.verify(&keys.trusted))
+        .map_err(|e| {
+            OAuthError::invalid_grant(format!("subject_token is not a valid writ: {e}"))
+        })?;
+    // At one-second resolution, as the writ's own expiry check.
+    if client_auth::unix(now) > client_auth::unix(verified.claims().expires_at) {
+        return Err(OAuthError::invalid_grant("subject_token has expired"));
+    }
+    if gw.is_revoked(&verified) {
+        return Err(OAuthError::invalid_grant("subject_token was revoked"));
+    }
+    let ttl = lifetime(&form, actor.max_ttl.min(gw.max_ttl))?;
+    let writ = verified
+        .delegate(&Delegation {
+            grants: &grants,
+            actor_ceiling: &actor.ceiling,
+            delegated_to: &format!("{}/{}", actor.tenant, actor.name),
+            expires_at: now + ttl,
+        })
+        .map_err(|e| match e {
+            WritError::TooManyBlocks { .. } => OAuthError::invalid_grant(e.to_string()),
+            other => OAuthError::invalid_details(other.to_string()),
+        })?;
+    let remaining = verified
+        .claims()
+        .expires_at
+        .duration_since(now)
+        .unwrap_or_default();
+    tracing::info!(actor = %actor.name, token_id = %verified.claims().token_id, "writ delegated");
+    Ok(issued(
+        writ,
+        ttl.min(remaining + Duration::from_secs(1)),
+        &grants,
+        true,
+    ))
+}

@@ -1,0 +1,225 @@
+//! Client authentication at the token endpoint: `private_key_jwt` (RFC 7523) or a client
+//! secret (HTTP Basic or form), each checked against the registered agent.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use writ_store::{Agent, burn_secret_check};
+
+use super::OAuthError;
+use crate::gateway::Gateway;
+
+/// The assertion type RFC 7523 defines for `client_assertion_type`.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Leeway for clock skew on `exp`, `nbf` and `iat`.
+const LEEWAY: Duration = Duration::from_secs(30);
+/// An assertion may live at most this long: longer ones are replayable for too long.
+const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+/// Largest assertion accepted.
+const MAX_ASSERTION_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<Audience>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+    jti: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Looks up an agent by client id: `agent` in the default tenant, or `tenant/agent`.
+pub(crate) async fn find_agent(gw: &Gateway, client_id: &str) -> Result<Option<Agent>, OAuthError> {
+    let (tenant, name) = match client_id.split_once('/') {
+        Some((t, n)) => (t, n),
+        None => (gw.tenant.as_str(), client_id),
+    };
+    if name.is_empty() || name.len() > 128 || tenant.len() > 128 {
+        return Ok(None);
+    }
+    gw.store.agent(tenant, name).await.map_err(|e| {
+        tracing::error!(error = %e, "agent registry unavailable");
+        OAuthError::server("agent registry unavailable")
+    })
+}
+
+/// The client id and secret of an HTTP Basic `Authorization` header (RFC 6749 §2.3.1:
+/// both form-url-encoded before base64).
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::invalid_client("malformed Basic credentials", true);
+    let text = value.to_str().map_err(|_| bad())?;
+    let Some((scheme, b64)) = text.split_once(' ') else {
+        return Err(bad());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::invalid_client(
+            "only Basic client authentication is accepted in the Authorization header",
+            true,
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| -> Result<String, OAuthError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(&format!("v={s}")).map_err(|_| bad())?;
+        Ok(pairs.into_iter().next().map(|(_, v)| v).unwrap_or_default())
+    };
+    Ok(Some((unescape(id)?, unescape(secret)?)))
+}
+
+/// Checks a client secret; unknown clients cost the same time as a wrong secret.
+pub(crate) async fn by_secret(
+    gw: &Gateway,
+    client_id: &str,
+    secret: &str,
+    basic: bool,
+) -> Result<Agent, OAuthError> {
+    let agent = find_agent(gw, client_id).await?;
+    let ok = match &agent {
+        Some(a) => a.credentials.verify_secret(secret),
+        None => {
+            burn_secret_check(secret);
+            false
+        }
+    };
+    match agent {
+        Some(a) if ok => Ok(a),
+        _ => Err(OAuthError::invalid_client(
+            "client authentication failed",
+            basic,
+        )),
+    }
+}
+
+/// Verifies a client assertion (RFC 7523 §3): signed by a key registered for the agent it
+/// names, `iss` = `sub` = client id, `aud` this server, unexpired, and its `jti` unused.
+pub(crate) async fn by_assertion(
+    gw: &Gateway,
+    assertion: &str,
+    client_id: Option<&str>,
+) -> Result<Agent, OAuthError> {
+    let invalid = |why: &str| OAuthError::invalid_client(why, false);
+    if assertion.len() > MAX_ASSERTION_BYTES {
+        return Err(invalid("assertion too large"));
+    }
+    let header =
+        jsonwebtoken::decode_header(assertion).map_err(|_| invalid("assertion is not a JWT"))?;
+    let alg = match header.alg {
+        Algorithm::EdDSA => "EdDSA",
+        Algorithm::ES256 => "ES256",
+        // `none` never parses as an Algorithm; HMAC and RSA are not registered key types.
+        _ => return Err(invalid("assertion algorithm must be EdDSA or ES256")),
+    };
+    if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() {
+        return Err(invalid("assertion must not carry or point to its own key"));
+    }
+    // Read who it claims to be, then verify the signature with that agent's keys.
+    let unverified: AssertionClaims = jsonwebtoken::dangerous::insecure_decode(assertion)
+        .map(|t| t.claims)
+        .map_err(|_| invalid("assertion claims are malformed"))?;
+    let subject = unverified
+        .sub
+        .clone()
+        .ok_or_else(|| invalid("assertion has no sub"))?;
+    if client_id.is_some_and(|c| c != subject) {
+        return Err(invalid("client_id does not match the assertion's sub"));
+    }
+    let agent = find_agent(gw, &subject)
+        .await?
+        .ok_or_else(|| invalid("client authentication failed"))?;
+    let mut validation = Validation::new(header.alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let verified = agent
+        .credentials
+        .public_keys
+        .iter()
+        .filter(|k| k.alg == alg)
+        .find_map(|k| {
+            let key = match alg {
+                "EdDSA" => DecodingKey::from_ed_pem(k.pem.as_bytes()),
+                _ => DecodingKey::from_ec_pem(k.pem.as_bytes()),
+            }
+            .ok()?;
+            jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).ok()
+        });
+    let claims = verified
+        .ok_or_else(|| invalid("client authentication failed"))?
+        .claims;
+    check_claims(gw, &claims, &subject)?;
+    Ok(agent)
+}
+
+fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), OAuthError> {
+    let invalid = |why: &str| OAuthError::invalid_client(why, false);
+    let now = gw.clock.now();
+    let secs = |t: u64| UNIX_EPOCH + Duration::from_secs(t);
+    if c.iss.as_deref() != Some(subject) || c.sub.as_deref() != Some(subject) {
+        return Err(invalid("assertion iss and sub must both be the client id"));
+    }
+    let issuer = gw.issuer();
+    let token_url = format!("{issuer}/oauth2/token");
+    let aud_ok = match &c.aud {
+        Some(Audience::One(a)) => *a == issuer || *a == token_url,
+        Some(Audience::Many(list)) => list.iter().any(|a| *a == issuer || *a == token_url),
+        None => false,
+    };
+    if !aud_ok {
+        return Err(invalid("assertion aud is not this server"));
+    }
+    let exp = c
+        .exp
+        .map(secs)
+        .ok_or_else(|| invalid("assertion has no exp"))?;
+    if exp + LEEWAY < now {
+        return Err(invalid("assertion expired"));
+    }
+    if exp > now + MAX_ASSERTION_LIFETIME + LEEWAY {
+        return Err(invalid(
+            "assertion exp is too far in the future (at most one hour)",
+        ));
+    }
+    if c.nbf.map(secs).is_some_and(|nbf| nbf > now + LEEWAY)
+        || c.iat.map(secs).is_some_and(|iat| iat > now + LEEWAY)
+    {
+        return Err(invalid("assertion is not valid yet"));
+    }
+    let jti = c
+        .jti
+        .as_deref()
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| invalid("assertion needs a jti"))?;
+    if !gw
+        .assertion_ids
+        .first_use(format!("{subject}\u{0}{jti}"), exp + LEEWAY, now)
+    {
+        return Err(invalid("assertion jti was already used"));
+    }
+    Ok(())
+}
+
+/// Unix seconds of `t`.
+pub(crate) fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,576 @@
+//! `POST /oauth2/token`: client credentials with private_key_jwt or a secret, token
+//! exchange, and every way a request is refused without minting anything.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use biscuit_auth::{Algorithm as BiscuitAlg, KeyPair};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use writ_store::{Agent, AgentCredentials, AgentKey, new_client_secret};
+use writ_testkit::{MockUpstream, TestGateway};
+
+const KEY: &str = "sk-upstream-token-endpoint";
+const CEILING: &str =
+    r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini","gpt-4o"]}]"#;
+const ASK: &str = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini"]}]"#;
+
+struct Client {
+    name: String,
+    private_pem: String,
+    alg: Algorithm,
+}
+
+async fn setup() -> (MockUpstream, TestGateway) {
+    let upstream = MockUpstream::start(KEY).await;
+    let config = format!(
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        upstream.base_url()
+    );
+    (upstream, TestGateway::start(&config).await)
+}
+
+/// Registers an agent with a fresh key pair (Ed25519 or P-256) and a client secret.
+async fn register(gw: &TestGateway, name: &str, ceiling: &str, alg: Algorithm) -> (Client, String) {
+    let pair = match alg {
+        Algorithm::EdDSA => KeyPair::new_with_algorithm(BiscuitAlg::Ed25519),
+        _ => KeyPair::new_with_algorithm(BiscuitAlg::Secp256r1),
+    };
+    let public_pem = pair.public().to_pem().unwrap();
+    let (secret, hash) = new_client_secret();
+    let agent = Agent {
+        tenant: "default".into(),
+        name: name.into(),
+        ceiling: writ_token::parse_grants(ceiling).unwrap(),
+        max_ttl: Duration::from_secs(30),
+        credentials: AgentCredentials {
+            public_keys: vec![AgentKey::from_pem(&public_pem).unwrap()],
+            secret_hash: Some(hash),
+        },
+    };
+    gw.gateway().store().put_agent(&agent).await.unwrap();
+    let private_pem = pair.to_private_key_pem().unwrap().to_string();
+    (
+        Client {
+            name: name.into(),
+            private_pem,
+            alg,
+        },
+        secret,
+    )
+}
+
+fn now(gw: &TestGateway) -> u64 {
+    writ_token::Clock::now(gw.clock())
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn assertion_with(client: &Client, header: Header, claims: Value) -> String {
+    let key = match client.alg {
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(client.private_pem.as_bytes()).unwrap(),
+        _ => EncodingKey::from_ec_pem(client.private_pem.as_bytes()).unwrap(),
+    };
+    encode(&header, &claims, &key).unwrap()
+}
+
+fn claims(gw: &TestGateway, client: &Client, jti: &str) -> Value {
+    json!({"iss": client.name, "sub": client.name, "aud": gw.url("/oauth2/token"), "exp": now(gw) + 60, "iat": now(gw), "jti": jti})
+}
+
+fn assertion(gw: &TestGateway, client: &Client, jti: &str) -> String {
+    assertion_with(client, Header::new(client.alg), claims(gw, client, jti))
+}
+
+async fn token(gw: &TestGateway, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .post(gw.url("/oauth2/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    (status, resp.json().await.unwrap())
+}
+
+async fn by_assertion(gw: &TestGateway, assertion: &str, details: &str) -> (StatusCode, Value) {
+    token(
+        gw,
+        &[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+            ("authorization_details", details),
+        ],
+    )
+    .await
+}
+
+async fn chat(gw: &TestGateway, writ: &str, model: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(writ)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn refused(result: (StatusCode, Value), status: StatusCode, error: &str) {
+    assert_eq!(result.0, status, "{}", result.1);
+    assert_eq!(result.1["error"], error, "{}", result.1);
+    assert!(
+        result.1.get("access_token").is_none(),
+        "nothing may be minted"
+    );
+    assert!(result.1["error_description"].is_string());
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_ed25519_and_es256() {
+    let (_u, gw) = setup().await;
+    for (name, alg) in [
+        ("ed-agent", Algorithm::EdDSA),
+        ("ec-agent", Algorithm::ES256),
+    ] {
+        let (client, _) = register(&gw, name, CEILING, alg).await;
+        let (status, v) = by_assertion(&gw, &assertion(&gw, &client, "j1"), ASK).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(
+            (v["token_type"].as_str(), v["expires_in"].as_u64()),
+            (Some("Bearer"), Some(30))
+        );
+        let writ = v["access_token"].as_str().unwrap();
+        assert_eq!(chat(&gw, writ, "gpt-4o-mini").await, StatusCode::OK);
+        assert_eq!(
+            chat(&gw, writ, "gpt-4o").await,
+            StatusCode::FORBIDDEN,
+            "only what was asked for"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_secret_basic_and_post() {
+    let (_u, gw) = setup().await;
+    let (_, secret) = register(&gw, "secret-agent", CEILING, Algorithm::EdDSA).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("secret-agent", Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("authorization_details", ASK),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, _) = token(
+        &gw,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "secret-agent"),
+            ("client_secret", &secret),
+            ("authorization_details", ASK),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let resp = client
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("secret-agent", Some("wcs_wrong"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("authorization_details", ASK),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_client");
+    refused(
+        token(
+            &gw,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "nobody"),
+                ("client_secret", &secret),
+                ("authorization_details", ASK),
+            ],
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+}
+
+#[tokio::test]
+async fn hostile_assertions_are_refused() {
+    let (_u, gw) = setup().await;
+    let (client, _) = register(&gw, "agent", CEILING, Algorithm::EdDSA).await;
+    let (stranger, _) = register(&gw, "stranger", CEILING, Algorithm::EdDSA).await;
+    // Signed by a key not registered for `agent`.
+    let forged = Client {
+        name: "agent".into(),
+        ..stranger
+    };
+    refused(
+        by_assertion(&gw, &assertion(&gw, &forged, "f1"), ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    // alg: none, hand-built.
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(claims(&gw, &client, "n1"))
+    );
+    refused(
+        by_assertion(&gw, &none, ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    let mut expired = claims(&gw, &client, "e1");
+    expired["exp"] = json!(now(&gw) - 120);
+    refused(
+        by_assertion(
+            &gw,
+            &assertion_with(&client, Header::new(Algorithm::EdDSA), expired),
+            ASK,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    let mut far = claims(&gw, &client, "e2");
+    far["exp"] = json!(now(&gw) + 86_400 * 365);
+    refused(
+        by_assertion(
+            &gw,
+            &assertion_with(&client, Header::new(Algorithm::EdDSA), far),
+            ASK,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    let mut other_aud = claims(&gw, &client, "a1");
+    other_aud["aud"] = json!("https://other.example/oauth2/token");
+    refused(
+        by_assertion(
+            &gw,
+            &assertion_with(&client, Header::new(Algorithm::EdDSA), other_aud),
+            ASK,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    let mut no_jti = claims(&gw, &client, "x");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    refused(
+        by_assertion(
+            &gw,
+            &assertion_with(&client, Header::new(Algorithm::EdDSA), no_jti),
+            ASK,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    let mut mismatched = claims(&gw, &client, "m1");
+    mismatched["iss"] = json!("someone-else");
+    refused(
+        by_assertion(
+            &gw,
+            &assertion_with(&client, Header::new(Algorithm::EdDSA), mismatched),
+            ASK,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    // Replay: the same assertion twice.
+    let once = assertion(&gw, &client, "r1");
+    assert_eq!(by_assertion(&gw, &once, ASK).await.0, StatusCode::OK);
+    refused(
+        by_assertion(&gw, &once, ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+
+    // An assertion carrying its own key is refused whatever it says.
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.jku = Some("https://attacker.example/jwks".into());
+    refused(
+        by_assertion(
+            &gw,
+            &assertion_with(&client, header, claims(&gw, &client, "k1")),
+            ASK,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    refused(
+        by_assertion(&gw, "not.a.jwt", ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+}
+
+#[tokio::test]
+async fn grants_and_lifetimes_beyond_policy_are_refused() {
+    let (_u, gw) = setup().await;
+    let (client, _) = register(&gw, "agent", CEILING, Algorithm::EdDSA).await;
+    let beyond = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-5"]}]"#;
+    refused(
+        by_assertion(&gw, &assertion(&gw, &client, "g1"), beyond).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_authorization_details",
+    );
+    for malformed in [
+        "not json",
+        "[]",
+        r#"[{"type":"writ:llm"}]"#,
+        r#"[{"type":"writ:budget","tokens":5}]"#,
+        r#"{"type":"writ:llm","upstream":"demo","models":"x"}"#,
+    ] {
+        refused(
+            by_assertion(
+                &gw,
+                &assertion(&gw, &client, &format!("m-{malformed}")),
+                malformed,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_authorization_details",
+        );
+    }
+    let gw_ref = &gw;
+    let form = |_jti: &'static str, ttl: &'static str, a: String| async move {
+        token(
+            gw_ref,
+            &[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &a),
+                ("authorization_details", ASK),
+                ("expires_in", ttl),
+            ],
+        )
+        .await
+    };
+    refused(
+        form("t1", "31", assertion(&gw, &client, "t1")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    refused(
+        form("t2", "0", assertion(&gw, &client, "t2")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let (status, v) = form("t3", "10", assertion(&gw, &client, "t3")).await;
+    assert_eq!(
+        (status, v["expires_in"].as_u64()),
+        (StatusCode::OK, Some(10))
+    );
+}
+
+#[tokio::test]
+async fn malformed_token_requests() {
+    let (_u, gw) = setup().await;
+    let (client, secret) = register(&gw, "agent", CEILING, Algorithm::EdDSA).await;
+    refused(
+        token(&gw, &[("authorization_details", ASK)]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    refused(
+        token(&gw, &[("grant_type", "password")]).await,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+    refused(
+        token(
+            &gw,
+            &[
+                ("grant_type", "client_credentials"),
+                ("authorization_details", ASK),
+            ],
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    refused(
+        token(
+            &gw,
+            &[
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+                ("client_id", "agent"),
+                ("client_secret", &secret),
+            ],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    // Two authentication methods at once.
+    refused(
+        token(
+            &gw,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "agent"),
+                ("client_secret", &secret),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion(&gw, &client, "two")),
+                ("authorization_details", ASK),
+            ],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let resp = reqwest::Client::new()
+        .post(gw.url("/oauth2/token"))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = reqwest::Client::new()
+        .post(gw.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&x={}",
+            "a".repeat(100_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn token_exchange_delegates_a_narrower_writ() {
+    let (_u, gw) = setup().await;
+    let (parent, _) = register(&gw, "planner", CEILING, Algorithm::EdDSA).await;
+    let (child, _) = register(&gw, "researcher", CEILING, Algorithm::ES256).await;
+    let (_, v) = by_assertion(&gw, &assertion(&gw, &parent, "p1"), ASK).await;
+    let subject = v["access_token"].as_str().unwrap().to_string();
+    let exchange = |subject: String, actor: String, details: &'static str| {
+        let gw = &gw;
+        async move {
+            token(
+                gw,
+                &[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("subject_token", &subject),
+                    (
+                        "subject_token_type",
+                        "urn:ietf:params:oauth:token-type:access_token",
+                    ),
+                    ("actor_token", &actor),
+                    ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                    ("authorization_details", details),
+                ],
+            )
+            .await
+        }
+    };
+    // The sub-agent asks for more than the subject allows: the writ is issued but can
+    // never be used beyond the subject (every block is checked).
+    let wide = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini","gpt-4o"]}]"#;
+    let (status, v) = exchange(subject.clone(), assertion(&gw, &child, "c1"), wide).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    let delegated = v["access_token"].as_str().unwrap().to_string();
+    assert_eq!(chat(&gw, &delegated, "gpt-4o-mini").await, StatusCode::OK);
+    assert_eq!(
+        chat(&gw, &delegated, "gpt-4o").await,
+        StatusCode::FORBIDDEN,
+        "never wider than the subject"
+    );
+    let keys = gw.keys();
+    let chain = writ_token::decode(&delegated)
+        .unwrap()
+        .verify(&keys.trusted)
+        .unwrap()
+        .delegation_chain();
+    assert_eq!(
+        chain,
+        vec![(
+            "default/planner".to_string(),
+            "default/researcher".to_string()
+        )]
+    );
+
+    // Errors: forged actor, unknown subject, expired subject.
+    refused(
+        exchange("writ_bogus".into(), assertion(&gw, &child, "c2"), ASK).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    let (stranger, _) = register(&gw, "stranger", CEILING, Algorithm::EdDSA).await;
+    let forged = Client {
+        name: "researcher".into(),
+        ..stranger
+    };
+    refused(
+        exchange(subject.clone(), assertion(&gw, &forged, "c3"), ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    gw.clock().advance(Duration::from_secs(31));
+    refused(
+        exchange(subject, assertion(&gw, &child, "c4"), ASK).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(
+        chat(&gw, &delegated, "gpt-4o-mini").await,
+        StatusCode::UNAUTHORIZED,
+        "a delegated writ dies with its subject"
+    );
+}

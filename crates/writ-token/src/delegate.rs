@@ -1,0 +1,70 @@
+//! Delegation (RFC 8693 token exchange): the gateway appends a block to a verified writ
+//! for a sub-agent. The new writ allows at most what the subject writ allowed, what the
+//! requested grants allow, and what the sub-agent's own ceiling allows.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use biscuit_auth::builder::{BlockBuilder, Term};
+
+use crate::encoding::{MAX_BLOCKS, WRIT_PREFIX};
+use crate::error::WritError;
+use crate::grant::{Grant, compile_block, validate};
+use crate::verify::VerifiedWrit;
+
+/// What a delegation block says.
+#[derive(Debug, Clone)]
+pub struct Delegation<'a> {
+    /// Grants asked for by the sub-agent.
+    pub grants: &'a [Grant],
+    /// The sub-agent's own ceiling.
+    pub actor_ceiling: &'a [Grant],
+    /// The sub-agent the writ is delegated to (`tenant/agent`).
+    pub delegated_to: &'a str,
+    /// The new writ expires at this time or the subject's expiry, whichever is sooner.
+    pub expires_at: SystemTime,
+}
+
+impl VerifiedWrit {
+    /// Appends a delegation block and returns the new writ. The block records
+    /// `delegation(<block index>, <delegated by>, <delegated to>)`; delegating a delegated
+    /// writ adds another block, so the chain reads block by block.
+    pub fn delegate(&self, d: &Delegation<'_>) -> Result<String, WritError> {
+        validate(d.grants)?;
+        if self.claims().block_count >= MAX_BLOCKS {
+            return Err(WritError::TooManyBlocks {
+                count: self.claims().block_count + 1,
+                max: MAX_BLOCKS,
+            });
+        }
+        let build = |e: biscuit_auth::error::Token| WritError::Build(e.to_string());
+        let secs = d
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |t| t.as_secs());
+        let expires_at = (UNIX_EPOCH + Duration::from_secs(secs)).min(self.claims().expires_at);
+        let holder = match self.delegation_chain().pop() {
+            Some((_, to)) => to,
+            None => format!("{}/{}", self.claims().tenant, self.claims().agent),
+        };
+        let index = i64::try_from(self.claims().block_count).unwrap_or(i64::MAX);
+        let params = HashMap::from([
+            ("index".to_string(), Term::from(index)),
+            ("by".to_string(), Term::from(holder.as_str())),
+            ("to".to_string(), Term::from(d.delegated_to)),
+            ("exp".to_string(), Term::from(expires_at)),
+        ]);
+        let block = BlockBuilder::new()
+            .code_with_params(
+                "delegation({index}, {by}, {to}); check if time($time), $time <= {exp};",
+                params,
+                HashMap::new(),
+            )
+            .map_err(build)?;
+        let block = compile_block(block, d.grants).map_err(build)?;
+        let block = compile_block(block, d.actor_ceiling).map_err(build)?;
+        let token = self.biscuit_ref().append(block).map_err(build)?;
+        let b64 = token.to_base64().map_err(build)?;
+        Ok(format!("{WRIT_PREFIX}{b64}"))
+    }
+}
