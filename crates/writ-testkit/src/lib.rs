@@ -5,8 +5,10 @@
 
 mod gateway;
 mod process;
+mod python;
 mod upstream;
 
 pub use gateway::{TestGateway, mint_with};
 pub use process::ServeProcess;
+pub use python::python_env;
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, closed_port_url};

@@ -2,56 +2,21 @@
 //! gateway. The SDK is installed by this test into a venv under `target/`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use writ_testkit::ServeProcess;
+use writ_testkit::{ServeProcess, python_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writ");
 const GRANT: &str =
     r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
 
-/// `target/pyenv`, created and filled from `tests/python/requirements.txt` when absent.
-fn python_env() -> PathBuf {
-    let target = Path::new(BIN).ancestors().nth(2).unwrap();
-    let venv = target.join("pyenv");
-    let python = venv.join("bin/python");
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
-    let ready = venv.join(".requirements");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    if std::fs::read_to_string(&ready).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .unwrap();
-    assert!(status.success(), "python3 -m venv failed");
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pip install failed (is PyPI reachable?):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&ready, wanted).unwrap();
-    python
-}
-
 #[test]
 fn openai_python_sdk_chat_and_stream() {
-    let python = python_env();
+    let python = python_env(
+        Path::new(BIN),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(
         Path::new(BIN),

@@ -1,0 +1,55 @@
+//! The Python environment the SDK and interop tests run in: a venv under `target/`,
+//! created and filled by the tests themselves, so `cargo test` needs no set-up step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Returns the venv's python, creating `target/pyenv` and installing `requirements`
+/// when they changed. `bin` is any binary under `target/<profile>/`.
+pub fn python_env(bin: &Path, requirements: &Path) -> PathBuf {
+    let target = bin
+        .ancestors()
+        .nth(2)
+        .expect("binary under target/<profile>/");
+    let venv = target.join("pyenv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".requirements");
+    let wanted = std::fs::read_to_string(requirements).expect("requirements file");
+    // Several test binaries may get here at once: one installs, the others wait on the lock.
+    let lock_path = target.join("pyenv.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .expect("lock file");
+    lock.lock().expect("lock the venv");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3");
+        assert!(status.success(), "python3 -m venv failed");
+        let out = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(requirements)
+            .output()
+            .expect("pip");
+        assert!(
+            out.status.success(),
+            "pip install failed (is PyPI reachable?):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&ready, wanted).expect("mark the venv ready");
+    }
+    drop(lock);
+    python
+}
