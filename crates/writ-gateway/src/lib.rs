@@ -14,7 +14,7 @@ mod replay_cache;
 mod server;
 mod token_endpoint;
 mod upstream;
-mod writ_cache;
+pub mod writ_cache;
 
 pub use gateway::{Gateway, KeyState, StartError};
 pub use server::{router, serve};

@@ -8,25 +8,28 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use writ_token::VerifiedWrit;
 
-/// Verified writs by SHA-256 of their text. Holds no writ text.
-pub(crate) struct WritCache {
+/// Verified writs by SHA-256 of their text, bounded in size. Holds no writ text.
+pub struct WritCache {
     map: RwLock<HashMap<[u8; 32], Arc<VerifiedWrit>>>,
     capacity: usize,
 }
 
 impl WritCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty cache holding at most `capacity` writs.
+    pub fn new(capacity: usize) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
             capacity,
         }
     }
 
-    pub(crate) fn key(writ: &str) -> [u8; 32] {
+    /// The cache key of a writ's text.
+    pub fn key(writ: &str) -> [u8; 32] {
         Sha256::digest(writ.as_bytes()).into()
     }
 
-    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Arc<VerifiedWrit>> {
+    /// The verified writ cached under `key`.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<VerifiedWrit>> {
         self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -35,13 +38,13 @@ impl WritCache {
     }
 
     /// Drops every entry (after a revocation or a key change).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Stores a verified writ; when full, first drops every writ expired at `now`, and if
     /// that frees nothing, starts over empty (a cache miss costs one signature check).
-    pub(crate) fn insert(&self, key: [u8; 32], writ: Arc<VerifiedWrit>, now: SystemTime) {
+    pub fn insert(&self, key: [u8; 32], writ: Arc<VerifiedWrit>, now: SystemTime) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity {
             map.retain(|_, w| w.claims().expires_at >= now);
