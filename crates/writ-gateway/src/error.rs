@@ -21,6 +21,9 @@ pub enum GatewayError {
     /// The writ failed to decode, verify or authorize.
     #[error(transparent)]
     Writ(#[from] WritError),
+    /// A single-use writ was presented again.
+    #[error("this single-use writ was already used")]
+    AlreadyUsed,
     /// No route has this path.
     #[error("no route for this path")]
     NotFound,
@@ -132,6 +135,12 @@ impl GatewayError {
                     Fault::Internal,
                 ),
             },
+            E::AlreadyUsed => (
+                S::FORBIDDEN,
+                "permission_error",
+                "writ_already_used",
+                Fault::Client,
+            ),
             E::NotFound => (S::NOT_FOUND, invalid, "not_found", Fault::Client),
             E::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,

@@ -33,6 +33,9 @@ pub struct Gateway {
     /// For each API family, the upstream requests go to when they name none.
     pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
     pub(crate) writs: WritCache,
+    /// Ids of single-use writs already used. In memory now; in the limiter backend once
+    /// it exists, so it holds across instances.
+    pub(crate) used_writs: ReplayCache,
     /// Client assertion ids seen, so each assertion is used once.
     pub(crate) assertion_ids: ReplayCache,
     /// Tenant of agents named without one.
@@ -146,6 +149,7 @@ impl Gateway {
             defaults,
             writs: WritCache::new(100_000),
             assertion_ids: ReplayCache::new(100_000),
+            used_writs: ReplayCache::new(1_000_000),
             tenant: config.tenant.clone(),
             max_ttl: config.max_ttl,
             issuer: config

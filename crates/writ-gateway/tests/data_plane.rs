@@ -428,3 +428,59 @@ async fn writ_in_url_is_refused() {
     assert!(!msg.contains(&writ));
     assert!(upstream.requests().is_empty());
 }
+
+#[tokio::test]
+async fn single_use_writ_works_once() {
+    let (upstream, gw) = setup(Behavior::Normal).await;
+    let writ = gw.mint(
+        "demo",
+        r#"{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini"],"single_use":true}"#,
+        30,
+    );
+    // A refused attempt does not use it up.
+    let mut other = chat_body();
+    other["model"] = json!("gpt-4o");
+    expect_error(
+        post(&gw, &writ, &other).await,
+        StatusCode::FORBIDDEN,
+        "grant_denied",
+    )
+    .await;
+    assert_eq!(
+        post(&gw, &writ, &chat_body()).await.status(),
+        StatusCode::OK
+    );
+    expect_error(
+        post(&gw, &writ, &chat_body()).await,
+        StatusCode::FORBIDDEN,
+        "writ_already_used",
+    )
+    .await;
+    // An attenuated copy is the same writ.
+    let copy = writ_token::attenuate(&writ, &writ_token::parse_grants(GRANT).unwrap()).unwrap();
+    expect_error(
+        post(&gw, &copy, &chat_body()).await,
+        StatusCode::FORBIDDEN,
+        "writ_already_used",
+    )
+    .await;
+    assert_eq!(upstream.requests().len(), 1);
+    // A holder can make any writ single use.
+    let plain = gw.mint("demo", GRANT, 30);
+    let once = writ_token::attenuate(
+        &plain,
+        &writ_token::parse_grants(r#"{"type":"writ:llm","upstream":"demo","single_use":true}"#)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        post(&gw, &once, &chat_body()).await.status(),
+        StatusCode::OK
+    );
+    expect_error(
+        post(&gw, &once, &chat_body()).await,
+        StatusCode::FORBIDDEN,
+        "writ_already_used",
+    )
+    .await;
+}

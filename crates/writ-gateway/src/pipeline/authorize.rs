@@ -10,5 +10,17 @@ pub(crate) fn check(
     writ: &VerifiedWrit,
     facts: &RequestFacts,
 ) -> Result<Authorization, GatewayError> {
-    Ok(writ.authorize(facts, gw.clock.now())?)
+    let now = gw.clock.now();
+    let authorization = writ.authorize(facts, now)?;
+    // Recorded only once the request is allowed, so a refused attempt does not use it up.
+    if writ.claims().single_use
+        && !gw.used_writs.first_use(
+            writ.claims().token_id.clone(),
+            writ.claims().expires_at,
+            now,
+        )
+    {
+        return Err(GatewayError::AlreadyUsed);
+    }
+    Ok(authorization)
 }
