@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             ttl: Duration::from_secs(30),
             max_ttl: Duration::from_secs(30),
             now: now + Duration::from_secs(i % 7),
+            cnf_jkt: None,
         };
         writ = mint(&key, &req).unwrap().0;
         let verified = decode(&writ).unwrap().verify(&keys).unwrap();

@@ -21,6 +21,12 @@ pub enum GatewayError {
     /// The writ failed to decode, verify or authorize.
     #[error(transparent)]
     Writ(#[from] WritError),
+    /// A DPoP proof is missing, malformed, or does not match the request or the writ.
+    #[error("{reason}")]
+    Dpop {
+        /// What is wrong with the proof.
+        reason: &'static str,
+    },
     /// A single-use writ was presented again.
     #[error("this single-use writ was already used")]
     AlreadyUsed,
@@ -135,6 +141,7 @@ impl GatewayError {
                     Fault::Internal,
                 ),
             },
+            E::Dpop { .. } => (S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
             E::AlreadyUsed => (
                 S::FORBIDDEN,
                 "permission_error",
@@ -264,7 +271,18 @@ impl IntoResponse for GatewayError {
             _ => None,
         };
         let mut response = error_body(status, kind, code, &self.public_message(), param);
-        if status == StatusCode::UNAUTHORIZED {
+        if let GatewayError::Dpop { reason } = &self {
+            // RFC 9449 §7.1: the challenge names the scheme, the error and the algorithms.
+            let challenge = format!(
+                r#"DPoP algs="{}", error="invalid_dpop_proof", error_description="{reason}""#,
+                crate::dpop::ALGS
+            );
+            if let Ok(value) = HeaderValue::try_from(challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        } else if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: tell Bearer clients what kind of credential failed.
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -36,6 +36,8 @@ pub struct Gateway {
     /// Ids of single-use writs already used. In memory now; in the limiter backend once
     /// it exists, so it holds across instances.
     pub(crate) used_writs: ReplayCache,
+    /// DPoP proof ids seen, so each proof is used once.
+    pub(crate) dpop_ids: ReplayCache,
     /// Client assertion ids seen, so each assertion is used once.
     pub(crate) assertion_ids: ReplayCache,
     /// Tenant of agents named without one.
@@ -149,6 +151,7 @@ impl Gateway {
             defaults,
             writs: WritCache::new(100_000),
             assertion_ids: ReplayCache::new(100_000),
+            dpop_ids: ReplayCache::new(1_000_000),
             used_writs: ReplayCache::new(1_000_000),
             tenant: config.tenant.clone(),
             max_ttl: config.max_ttl,

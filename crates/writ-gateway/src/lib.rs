@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod config;
+mod dpop;
 pub mod error;
 mod gateway;
 pub mod mock_upstream;

@@ -80,11 +80,13 @@ async fn run(
     let writ = authenticate::verify(gw, &presented)?;
     ctx.agent = Some(writ.claims().agent.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
+    let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ)?;
     let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers)?;
     ctx.upstream = Some(target.upstream.name.clone());
     // Only an authenticated request gets its body read.
     let body = accept::read_body(body, gw.max_body_bytes).await?;
-    let facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
+    let mut facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
+    facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
     let authorization = authorize::check(gw, &writ, &facts)?;
     let outbound = inject::prepare(&authorization, &target, &parts, body, &presented)?;

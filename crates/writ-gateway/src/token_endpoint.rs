@@ -234,10 +234,10 @@ fn lifetime(form: &TokenForm, max: Duration) -> Result<Duration, OAuthError> {
     }
 }
 
-fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool) -> Response {
+fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool, dpop: bool) -> Response {
     let mut body = json!({
         "access_token": writ,
-        "token_type": "Bearer",
+        "token_type": if dpop { "DPoP" } else { "Bearer" },
         "expires_in": ttl.as_secs(),
         "authorization_details": grants,
     });
@@ -254,12 +254,47 @@ fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool) -> Res
     response
 }
 
+/// Verifies a DPoP proof sent to the token endpoint (RFC 9449 §5): the writ is then bound
+/// to the proof's key.
+fn dpop_binding(gw: &Gateway, headers: &http::HeaderMap) -> Result<Option<String>, OAuthError> {
+    let mut proofs = headers.get_all("dpop").iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (None, _) => return Ok(None),
+        (Some(p), None) => p,
+        _ => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "send exactly one DPoP proof",
+            ));
+        }
+    };
+    let proof = proof.to_str().map_err(|_| {
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            "DPoP header is not text",
+        )
+    })?;
+    let url = format!("{}/oauth2/token", gw.issuer());
+    let expected = crate::dpop::Expected {
+        method: "POST",
+        url: &url,
+        access_token: None,
+        now: gw.clock.now(),
+    };
+    crate::dpop::verify(proof, &expected, &gw.dpop_ids)
+        .map(Some)
+        .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", e.0))
+}
+
 async fn client_credentials(
     gw: &Gateway,
     headers: &http::HeaderMap,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
     let agent = authenticate(gw, headers, &form).await?;
+    let jkt = dpop_binding(gw, headers)?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &agent.ceiling) {
         return Err(OAuthError::invalid_details(format!(
@@ -279,11 +314,12 @@ async fn client_credentials(
             ttl,
             max_ttl: gw.max_ttl,
             now: gw.clock.now(),
+            cnf_jkt: jkt.as_deref(),
         },
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
     tracing::info!(agent = %agent.name, tenant = %agent.tenant, token_id = %claims.token_id, ttl_secs = ttl.as_secs(), "writ minted");
-    Ok(issued(writ, ttl, &grants, false))
+    Ok(issued(writ, ttl, &grants, false, jkt.is_some()))
 }
 
 async fn token_exchange(
@@ -366,10 +402,13 @@ async fn token_exchange(
         .duration_since(now)
         .unwrap_or_default();
     tracing::info!(actor = %actor.name, token_id = %verified.claims().token_id, "writ delegated");
+    // A delegated writ keeps its subject's binding, if any.
+    let bound = verified.claims().cnf_jkt.is_some();
     Ok(issued(
         writ,
         ttl.min(remaining + Duration::from_secs(1)),
         &grants,
         true,
+        bound,
     ))
 }

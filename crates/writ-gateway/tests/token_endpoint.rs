@@ -4,23 +4,15 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use biscuit_auth::{Algorithm as BiscuitAlg, KeyPair};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use jsonwebtoken::{Algorithm, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_store::{Agent, AgentCredentials, AgentKey, new_client_secret};
-use writ_testkit::{MockUpstream, TestGateway};
+use writ_testkit::{MockUpstream, OAuthClient, TestGateway};
 
 const KEY: &str = "sk-upstream-token-endpoint";
 const CEILING: &str =
     r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini","gpt-4o"]}]"#;
 const ASK: &str = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini"]}]"#;
-
-struct Client {
-    name: String,
-    private_pem: String,
-    alg: Algorithm,
-}
 
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
@@ -31,57 +23,11 @@ async fn setup() -> (MockUpstream, TestGateway) {
     (upstream, TestGateway::start(&config).await)
 }
 
-/// Registers an agent with a fresh key pair (Ed25519 or P-256) and a client secret.
-async fn register(gw: &TestGateway, name: &str, ceiling: &str, alg: Algorithm) -> (Client, String) {
-    let pair = match alg {
-        Algorithm::EdDSA => KeyPair::new_with_algorithm(BiscuitAlg::Ed25519),
-        _ => KeyPair::new_with_algorithm(BiscuitAlg::Secp256r1),
-    };
-    let public_pem = pair.public().to_pem().unwrap();
-    let (secret, hash) = new_client_secret();
-    let agent = Agent {
-        tenant: "default".into(),
-        name: name.into(),
-        ceiling: writ_token::parse_grants(ceiling).unwrap(),
-        max_ttl: Duration::from_secs(30),
-        credentials: AgentCredentials {
-            public_keys: vec![AgentKey::from_pem(&public_pem).unwrap()],
-            secret_hash: Some(hash),
-        },
-    };
-    gw.gateway().store().put_agent(&agent).await.unwrap();
-    let private_pem = pair.to_private_key_pem().unwrap().to_string();
-    (
-        Client {
-            name: name.into(),
-            private_pem,
-            alg,
-        },
-        secret,
-    )
-}
-
 fn now(gw: &TestGateway) -> u64 {
     writ_token::Clock::now(gw.clock())
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-fn assertion_with(client: &Client, header: Header, claims: Value) -> String {
-    let key = match client.alg {
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(client.private_pem.as_bytes()).unwrap(),
-        _ => EncodingKey::from_ec_pem(client.private_pem.as_bytes()).unwrap(),
-    };
-    encode(&header, &claims, &key).unwrap()
-}
-
-fn claims(gw: &TestGateway, client: &Client, jti: &str) -> Value {
-    json!({"iss": client.name, "sub": client.name, "aud": gw.url("/oauth2/token"), "exp": now(gw) + 60, "iat": now(gw), "jti": jti})
-}
-
-fn assertion(gw: &TestGateway, client: &Client, jti: &str) -> String {
-    assertion_with(client, Header::new(client.alg), claims(gw, client, jti))
 }
 
 async fn token(gw: &TestGateway, form: &[(&str, &str)]) -> (StatusCode, Value) {
@@ -136,12 +82,9 @@ fn refused(result: (StatusCode, Value), status: StatusCode, error: &str) {
 #[tokio::test]
 async fn private_key_jwt_with_ed25519_and_es256() {
     let (_u, gw) = setup().await;
-    for (name, alg) in [
-        ("ed-agent", Algorithm::EdDSA),
-        ("ec-agent", Algorithm::ES256),
-    ] {
-        let (client, _) = register(&gw, name, CEILING, alg).await;
-        let (status, v) = by_assertion(&gw, &assertion(&gw, &client, "j1"), ASK).await;
+    for (name, es256) in [("ed-agent", false), ("ec-agent", true)] {
+        let (client, _) = OAuthClient::register(&gw, name, CEILING, es256).await;
+        let (status, v) = by_assertion(&gw, &client.assertion(&gw, "j1"), ASK).await;
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(
             (v["token_type"].as_str(), v["expires_in"].as_u64()),
@@ -160,7 +103,7 @@ async fn private_key_jwt_with_ed25519_and_es256() {
 #[tokio::test]
 async fn client_secret_basic_and_post() {
     let (_u, gw) = setup().await;
-    let (_, secret) = register(&gw, "secret-agent", CEILING, Algorithm::EdDSA).await;
+    let (_, secret) = OAuthClient::register(&gw, "secret-agent", CEILING, false).await;
     let client = reqwest::Client::new();
     let resp = client
         .post(gw.url("/oauth2/token"))
@@ -223,15 +166,12 @@ async fn client_secret_basic_and_post() {
 #[tokio::test]
 async fn hostile_assertions_are_refused() {
     let (_u, gw) = setup().await;
-    let (client, _) = register(&gw, "agent", CEILING, Algorithm::EdDSA).await;
-    let (stranger, _) = register(&gw, "stranger", CEILING, Algorithm::EdDSA).await;
+    let (client, _) = OAuthClient::register(&gw, "agent", CEILING, false).await;
+    let (stranger, _) = OAuthClient::register(&gw, "stranger", CEILING, false).await;
     // Signed by a key not registered for `agent`.
-    let forged = Client {
-        name: "agent".into(),
-        ..stranger
-    };
+    let forged = stranger.impersonating("agent");
     refused(
-        by_assertion(&gw, &assertion(&gw, &forged, "f1"), ASK).await,
+        by_assertion(&gw, &forged.assertion(&gw, "f1"), ASK).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     );
@@ -242,7 +182,7 @@ async fn hostile_assertions_are_refused() {
     let none = format!(
         "{}.{}.",
         b64(json!({"alg": "none", "typ": "JWT"})),
-        b64(claims(&gw, &client, "n1"))
+        b64(client.claims(&gw, "n1"))
     );
     refused(
         by_assertion(&gw, &none, ASK).await,
@@ -250,12 +190,12 @@ async fn hostile_assertions_are_refused() {
         "invalid_client",
     );
 
-    let mut expired = claims(&gw, &client, "e1");
+    let mut expired = client.claims(&gw, "e1");
     expired["exp"] = json!(now(&gw) - 120);
     refused(
         by_assertion(
             &gw,
-            &assertion_with(&client, Header::new(Algorithm::EdDSA), expired),
+            &client.assertion_with(&Header::new(Algorithm::EdDSA), &expired),
             ASK,
         )
         .await,
@@ -263,12 +203,12 @@ async fn hostile_assertions_are_refused() {
         "invalid_client",
     );
 
-    let mut far = claims(&gw, &client, "e2");
+    let mut far = client.claims(&gw, "e2");
     far["exp"] = json!(now(&gw) + 86_400 * 365);
     refused(
         by_assertion(
             &gw,
-            &assertion_with(&client, Header::new(Algorithm::EdDSA), far),
+            &client.assertion_with(&Header::new(Algorithm::EdDSA), &far),
             ASK,
         )
         .await,
@@ -276,12 +216,12 @@ async fn hostile_assertions_are_refused() {
         "invalid_client",
     );
 
-    let mut other_aud = claims(&gw, &client, "a1");
+    let mut other_aud = client.claims(&gw, "a1");
     other_aud["aud"] = json!("https://other.example/oauth2/token");
     refused(
         by_assertion(
             &gw,
-            &assertion_with(&client, Header::new(Algorithm::EdDSA), other_aud),
+            &client.assertion_with(&Header::new(Algorithm::EdDSA), &other_aud),
             ASK,
         )
         .await,
@@ -289,12 +229,12 @@ async fn hostile_assertions_are_refused() {
         "invalid_client",
     );
 
-    let mut no_jti = claims(&gw, &client, "x");
+    let mut no_jti = client.claims(&gw, "x");
     no_jti.as_object_mut().unwrap().remove("jti");
     refused(
         by_assertion(
             &gw,
-            &assertion_with(&client, Header::new(Algorithm::EdDSA), no_jti),
+            &client.assertion_with(&Header::new(Algorithm::EdDSA), &no_jti),
             ASK,
         )
         .await,
@@ -302,12 +242,12 @@ async fn hostile_assertions_are_refused() {
         "invalid_client",
     );
 
-    let mut mismatched = claims(&gw, &client, "m1");
+    let mut mismatched = client.claims(&gw, "m1");
     mismatched["iss"] = json!("someone-else");
     refused(
         by_assertion(
             &gw,
-            &assertion_with(&client, Header::new(Algorithm::EdDSA), mismatched),
+            &client.assertion_with(&Header::new(Algorithm::EdDSA), &mismatched),
             ASK,
         )
         .await,
@@ -316,7 +256,7 @@ async fn hostile_assertions_are_refused() {
     );
 
     // Replay: the same assertion twice.
-    let once = assertion(&gw, &client, "r1");
+    let once = client.assertion(&gw, "r1");
     assert_eq!(by_assertion(&gw, &once, ASK).await.0, StatusCode::OK);
     refused(
         by_assertion(&gw, &once, ASK).await,
@@ -330,7 +270,7 @@ async fn hostile_assertions_are_refused() {
     refused(
         by_assertion(
             &gw,
-            &assertion_with(&client, header, claims(&gw, &client, "k1")),
+            &client.assertion_with(&header, &client.claims(&gw, "k1")),
             ASK,
         )
         .await,
@@ -347,10 +287,10 @@ async fn hostile_assertions_are_refused() {
 #[tokio::test]
 async fn grants_and_lifetimes_beyond_policy_are_refused() {
     let (_u, gw) = setup().await;
-    let (client, _) = register(&gw, "agent", CEILING, Algorithm::EdDSA).await;
+    let (client, _) = OAuthClient::register(&gw, "agent", CEILING, false).await;
     let beyond = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-5"]}]"#;
     refused(
-        by_assertion(&gw, &assertion(&gw, &client, "g1"), beyond).await,
+        by_assertion(&gw, &client.assertion(&gw, "g1"), beyond).await,
         StatusCode::BAD_REQUEST,
         "invalid_authorization_details",
     );
@@ -364,7 +304,7 @@ async fn grants_and_lifetimes_beyond_policy_are_refused() {
         refused(
             by_assertion(
                 &gw,
-                &assertion(&gw, &client, &format!("m-{malformed}")),
+                &client.assertion(&gw, &format!("m-{malformed}")),
                 malformed,
             )
             .await,
@@ -390,16 +330,16 @@ async fn grants_and_lifetimes_beyond_policy_are_refused() {
         .await
     };
     refused(
-        form("t1", "31", assertion(&gw, &client, "t1")).await,
+        form("t1", "31", client.assertion(&gw, "t1")).await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
     refused(
-        form("t2", "0", assertion(&gw, &client, "t2")).await,
+        form("t2", "0", client.assertion(&gw, "t2")).await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
-    let (status, v) = form("t3", "10", assertion(&gw, &client, "t3")).await;
+    let (status, v) = form("t3", "10", client.assertion(&gw, "t3")).await;
     assert_eq!(
         (status, v["expires_in"].as_u64()),
         (StatusCode::OK, Some(10))
@@ -409,7 +349,7 @@ async fn grants_and_lifetimes_beyond_policy_are_refused() {
 #[tokio::test]
 async fn malformed_token_requests() {
     let (_u, gw) = setup().await;
-    let (client, secret) = register(&gw, "agent", CEILING, Algorithm::EdDSA).await;
+    let (client, secret) = OAuthClient::register(&gw, "agent", CEILING, false).await;
     refused(
         token(&gw, &[("authorization_details", ASK)]).await,
         StatusCode::BAD_REQUEST,
@@ -458,7 +398,7 @@ async fn malformed_token_requests() {
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                 ),
-                ("client_assertion", &assertion(&gw, &client, "two")),
+                ("client_assertion", &client.assertion(&gw, "two")),
                 ("authorization_details", ASK),
             ],
         )
@@ -489,9 +429,9 @@ async fn malformed_token_requests() {
 #[tokio::test]
 async fn token_exchange_delegates_a_narrower_writ() {
     let (_u, gw) = setup().await;
-    let (parent, _) = register(&gw, "planner", CEILING, Algorithm::EdDSA).await;
-    let (child, _) = register(&gw, "researcher", CEILING, Algorithm::ES256).await;
-    let (_, v) = by_assertion(&gw, &assertion(&gw, &parent, "p1"), ASK).await;
+    let (parent, _) = OAuthClient::register(&gw, "planner", CEILING, false).await;
+    let (child, _) = OAuthClient::register(&gw, "researcher", CEILING, true).await;
+    let (_, v) = by_assertion(&gw, &parent.assertion(&gw, "p1"), ASK).await;
     let subject = v["access_token"].as_str().unwrap().to_string();
     let exchange = |subject: String, actor: String, details: &'static str| {
         let gw = &gw;
@@ -519,7 +459,7 @@ async fn token_exchange_delegates_a_narrower_writ() {
     // The sub-agent asks for more than the subject allows: the writ is issued but can
     // never be used beyond the subject (every block is checked).
     let wide = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini","gpt-4o"]}]"#;
-    let (status, v) = exchange(subject.clone(), assertion(&gw, &child, "c1"), wide).await;
+    let (status, v) = exchange(subject.clone(), child.assertion(&gw, "c1"), wide).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(
         v["issued_token_type"],
@@ -548,23 +488,20 @@ async fn token_exchange_delegates_a_narrower_writ() {
 
     // Errors: forged actor, unknown subject, expired subject.
     refused(
-        exchange("writ_bogus".into(), assertion(&gw, &child, "c2"), ASK).await,
+        exchange("writ_bogus".into(), child.assertion(&gw, "c2"), ASK).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );
-    let (stranger, _) = register(&gw, "stranger", CEILING, Algorithm::EdDSA).await;
-    let forged = Client {
-        name: "researcher".into(),
-        ..stranger
-    };
+    let (stranger, _) = OAuthClient::register(&gw, "stranger", CEILING, false).await;
+    let forged = stranger.impersonating("researcher");
     refused(
-        exchange(subject.clone(), assertion(&gw, &forged, "c3"), ASK).await,
+        exchange(subject.clone(), forged.assertion(&gw, "c3"), ASK).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     );
     gw.clock().advance(Duration::from_secs(31));
     refused(
-        exchange(subject, assertion(&gw, &child, "c4"), ASK).await,
+        exchange(subject, child.assertion(&gw, "c4"), ASK).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );

@@ -128,6 +128,7 @@ pub fn mint_with(
         ttl: Duration::from_secs(ttl_secs),
         max_ttl: Duration::from_secs(30),
         now,
+        cnf_jkt: None,
     };
     mint(key, &req).expect("mint").0
 }

@@ -4,11 +4,13 @@
 //! Never a dependency of production crates.
 
 mod gateway;
+mod oauth;
 mod process;
 mod python;
 mod upstream;
 
 pub use gateway::{TestGateway, mint_with};
+pub use oauth::{DpopKey, OAuthClient};
 pub use process::ServeProcess;
 pub use python::python_env;
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, closed_port_url};

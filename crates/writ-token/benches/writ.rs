@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         ttl: Duration::from_secs(30),
         max_ttl: Duration::from_secs(30),
         now: t0(),
+        cnf_jkt: None,
     };
     c.bench_function("mint", |b| b.iter(|| mint(&key, black_box(&req)).unwrap()));
 

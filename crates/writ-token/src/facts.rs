@@ -38,7 +38,8 @@ impl Api {
 ///
 /// Facts come only from here, never from token blocks. The names are part of the writ
 /// format: `time`, `api`, `upstream`, `operation`, `method`, `path`, `path_segment`,
-/// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`.
+/// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`,
+/// `dpop_jkt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
     /// Kind of API.
@@ -63,6 +64,8 @@ pub struct RequestFacts {
     pub args: Vec<(String, ArgValue)>,
     /// Tenant an admin request acts on.
     pub admin_tenant: Option<String>,
+    /// Thumbprint of the key that signed a valid DPoP proof for this request.
+    pub dpop_jkt: Option<String>,
 }
 
 impl RequestFacts {
@@ -80,6 +83,7 @@ impl RequestFacts {
             tool: None,
             args: Vec::new(),
             admin_tenant: None,
+            dpop_jkt: None,
         }
     }
 
@@ -103,6 +107,7 @@ impl RequestFacts {
             ("model", &self.model),
             ("tool", &self.tool),
             ("admin_tenant", &self.admin_tenant),
+            ("dpop_jkt", &self.dpop_jkt),
         ];
         for (name, value) in optional {
             if let Some(v) = value {

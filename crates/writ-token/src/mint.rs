@@ -30,6 +30,9 @@ pub struct MintRequest<'a> {
     pub max_ttl: Duration,
     /// Issue time.
     pub now: SystemTime,
+    /// Thumbprint (RFC 7638) of the key the writ is bound to: every use then needs a DPoP
+    /// proof signed by that key.
+    pub cnf_jkt: Option<&'a str>,
 }
 
 /// Mints a writ signed by `key`. Returns the writ text and its claims.
@@ -77,6 +80,16 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
     let authority = BlockBuilder::new()
         .code_with_params(claims_source, params, HashMap::new())
         .map_err(build_err)?;
+    let authority = match req.cnf_jkt {
+        None => authority,
+        Some(jkt) => authority
+            .code_with_params(
+                "cnf_jkt({jkt}); check if dpop_jkt({jkt});",
+                HashMap::from([("jkt".to_string(), Term::from(jkt))]),
+                HashMap::new(),
+            )
+            .map_err(build_err)?,
+    };
     let authority = compile_block(authority, req.ceiling).map_err(build_err)?;
     let biscuit: Biscuit = BiscuitBuilder::new()
         .merge(authority)
@@ -97,6 +110,7 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
         budget_usd_micros: None,
         budget_tokens: None,
         single_use: false,
+        cnf_jkt: req.cnf_jkt.map(str::to_string),
     };
     Ok((encode(&biscuit)?, claims))
 }

@@ -41,6 +41,8 @@ pub struct WritClaims {
     pub budget_tokens: Option<u64>,
     /// Whether any block says the writ may be used once.
     pub single_use: bool,
+    /// The key thumbprint the writ is bound to (DPoP), if any.
+    pub cnf_jkt: Option<String>,
 }
 
 /// A writ whose signatures verify against a trusted root key and whose claims were read.
@@ -126,6 +128,11 @@ impl VerifiedWrit {
             .query_all("s($b) <- single_use($b)")
             .map_err(evaluation_error)?;
         let single_use = single.iter().any(|(b,)| *b);
+        // Authority only: a binding is the issuer's statement.
+        let bound: Vec<(String,)> = authorizer
+            .query("c($j) <- cnf_jkt($j)")
+            .map_err(evaluation_error)?;
+        let cnf_jkt = bound.into_iter().next().map(|(j,)| j);
         let claims = WritClaims {
             tenant,
             agent,
@@ -137,6 +144,7 @@ impl VerifiedWrit {
             budget_usd_micros,
             budget_tokens,
             single_use,
+            cnf_jkt,
         };
         Ok(Self { biscuit, claims })
     }

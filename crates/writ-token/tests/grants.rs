@@ -39,6 +39,7 @@ impl Fixture {
             ttl: Duration::from_secs(30),
             max_ttl: Duration::from_secs(30),
             now: t0(),
+            cnf_jkt: None,
         };
         mint(&self.key, &req).unwrap().0
     }
@@ -422,6 +423,7 @@ fn minting_needs_an_access_grant() {
         ttl: Duration::from_secs(5),
         max_ttl: Duration::from_secs(30),
         now: t0(),
+        cnf_jkt: None,
     };
     assert!(matches!(mint(&f.key, &req), Err(WritError::Grant(_))));
     let _: &[Grant] = &budget_only;

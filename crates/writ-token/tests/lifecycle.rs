@@ -29,6 +29,7 @@ fn mint_with(key: &RootKeyPair, ceiling: &[Grant], grants: &[Grant], ttl: u64) -
         ttl: Duration::from_secs(ttl),
         max_ttl: Duration::from_secs(30),
         now: t0(),
+        cnf_jkt: None,
     };
     mint(key, &req).unwrap().0
 }
@@ -144,6 +145,7 @@ fn ttl_is_capped() {
         ttl: Duration::from_secs(31),
         max_ttl: Duration::from_secs(30),
         now: t0(),
+        cnf_jkt: None,
     };
     assert!(matches!(
         mint(&key, &req),

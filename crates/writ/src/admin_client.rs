@@ -31,6 +31,7 @@ pub fn admin_writ(
             ttl,
             max_ttl: config.max_ttl,
             now: SystemClock.now(),
+            cnf_jkt: None,
         },
     )?;
     Ok(writ)

@@ -117,6 +117,7 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
             ttl: args.ttl,
             max_ttl,
             now: SystemClock.now(),
+            cnf_jkt: None,
         },
     )?;
     println!("{writ}");

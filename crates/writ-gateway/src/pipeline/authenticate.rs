@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use writ_token::{VerifiedWrit, WritError};
 
+use crate::dpop;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::extract::PresentedWrit;
@@ -30,4 +31,56 @@ pub(crate) fn verify(
         return Err(WritError::Revoked.into());
     }
     Ok(verified)
+}
+
+/// Checks a DPoP proof when one is sent, and demands one when the writ is bound to a key.
+/// Returns the proven key's thumbprint, stated to the authorizer as `dpop_jkt(..)` so a
+/// holder can also bind a writ offline with `check if dpop_jkt("…")`.
+pub(crate) fn possession(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    presented: &PresentedWrit,
+    writ: &VerifiedWrit,
+) -> Result<Option<String>, GatewayError> {
+    let mut proofs = parts.headers.get_all("dpop").iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (None, _) => None,
+        (Some(p), None) => Some(p.to_str().map_err(|_| GatewayError::Dpop {
+            reason: "DPoP header is not text",
+        })?),
+        (Some(_), Some(_)) => {
+            return Err(GatewayError::Dpop {
+                reason: "send exactly one DPoP proof",
+            });
+        }
+    };
+    let bound = writ.claims().cnf_jkt.as_deref();
+    if bound.is_some() && !presented.dpop_scheme {
+        return Err(GatewayError::Dpop {
+            reason: "this writ is bound to a key: send it as Authorization: DPoP with a DPoP proof",
+        });
+    }
+    let Some(proof) = proof else {
+        return match bound {
+            Some(_) => Err(GatewayError::Dpop {
+                reason: "this writ is bound to a key: a DPoP proof is required",
+            }),
+            None => Ok(None),
+        };
+    };
+    let url = format!("{}{}", gw.issuer(), parts.uri.path());
+    let expected = dpop::Expected {
+        method: parts.method.as_str(),
+        url: &url,
+        access_token: Some(presented.as_str()),
+        now: gw.clock.now(),
+    };
+    let jkt = dpop::verify(proof, &expected, &gw.dpop_ids)
+        .map_err(|e| GatewayError::Dpop { reason: e.0 })?;
+    if bound.is_some_and(|b| b != jkt) {
+        return Err(GatewayError::Dpop {
+            reason: "the DPoP proof is signed by another key than the writ is bound to",
+        });
+    }
+    Ok(Some(jkt))
 }

@@ -11,11 +11,15 @@ pub(crate) const CREDENTIAL_HEADERS: [&str; 4] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
 /// The writ text a client presented. Never printed; zeroized on drop.
-pub(crate) struct PresentedWrit(Zeroizing<String>);
+pub(crate) struct PresentedWrit {
+    text: Zeroizing<String>,
+    /// Sent as `Authorization: DPoP …` (RFC 9449 §7.1).
+    pub(crate) dpop_scheme: bool,
+}
 
 impl PresentedWrit {
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
@@ -32,21 +36,25 @@ pub(crate) fn writ(headers: &HeaderMap) -> Result<PresentedWrit, GatewayError> {
             continue;
         };
         let text = value.to_str().map_err(|_| GatewayError::MissingWrit)?;
-        let token = if name == "authorization" {
+        let (token, dpop_scheme) = if name == "authorization" {
             let Some((scheme, rest)) = text.split_once(' ') else {
                 return Err(GatewayError::MissingWrit);
             };
-            if !scheme.eq_ignore_ascii_case("bearer") {
+            let dpop = scheme.eq_ignore_ascii_case("dpop");
+            if !dpop && !scheme.eq_ignore_ascii_case("bearer") {
                 return Err(GatewayError::MissingWrit);
             }
-            rest.trim()
+            (rest.trim(), dpop)
         } else {
-            text.trim()
+            (text.trim(), false)
         };
         if token.is_empty() {
             return Err(GatewayError::MissingWrit);
         }
-        return Ok(PresentedWrit(Zeroizing::new(token.to_string())));
+        return Ok(PresentedWrit {
+            text: Zeroizing::new(token.to_string()),
+            dpop_scheme,
+        });
     }
     Err(GatewayError::MissingWrit)
 }

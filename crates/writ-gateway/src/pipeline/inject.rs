@@ -29,6 +29,8 @@ const NOT_FORWARDED: &[&str] = &[
     "cookie",
     // Responses are read by later phases (metering, redaction): ask for them uncompressed.
     "accept-encoding",
+    // The proof is for the gateway; the upstream has never seen the key.
+    "dpop",
     "openai-organization",
     "openai-project",
     UPSTREAM_HEADER,

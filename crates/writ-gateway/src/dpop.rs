@@ -1,0 +1,151 @@
+//! DPoP (RFC 9449): a proof that the caller holds a private key, checked and reduced to
+//! the key's JWK thumbprint (RFC 7638). A writ bound to a thumbprint (`cnf_jkt`) is useless
+//! without a fresh proof signed by that key, so a stolen writ alone does nothing.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::replay_cache::ReplayCache;
+
+/// Largest proof accepted.
+const MAX_PROOF_BYTES: usize = 4096;
+/// How far a proof's `iat` may be from now (RFC 9449 §11.1 leaves it to the server).
+const IAT_WINDOW: Duration = Duration::from_secs(60);
+/// JWK members that only a private key has.
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+/// Algorithms accepted, for `WWW-Authenticate: DPoP algs=…`.
+pub(crate) const ALGS: &str = "ES256 EdDSA";
+
+/// What the proof must match.
+pub(crate) struct Expected<'a> {
+    /// HTTP method of the request.
+    pub(crate) method: &'a str,
+    /// The request URL without query and fragment, as this server's public URL.
+    pub(crate) url: &'a str,
+    /// The access token presented with the proof (its hash must be `ath`); `None` at the
+    /// token endpoint.
+    pub(crate) access_token: Option<&'a str>,
+    pub(crate) now: SystemTime,
+}
+
+/// Why a proof was refused, in words safe to return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct DpopError(pub(crate) &'static str);
+
+/// Verifies a DPoP proof and returns the thumbprint of its key.
+pub(crate) fn verify(
+    proof: &str,
+    expected: &Expected<'_>,
+    replay: &ReplayCache,
+) -> Result<String, DpopError> {
+    if proof.len() > MAX_PROOF_BYTES {
+        return Err(DpopError("DPoP proof too large"));
+    }
+    let header_b64 = proof
+        .split('.')
+        .next()
+        .ok_or(DpopError("DPoP proof is not a JWT"))?;
+    let header: Value = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(DpopError("DPoP proof header is malformed"))?;
+    if header["typ"] != "dpop+jwt" {
+        return Err(DpopError("DPoP proof typ must be dpop+jwt"));
+    }
+    let alg = match header["alg"].as_str() {
+        Some("ES256") => Algorithm::ES256,
+        Some("EdDSA") => Algorithm::EdDSA,
+        _ => return Err(DpopError("DPoP proof alg must be ES256 or EdDSA")),
+    };
+    let jwk = header["jwk"]
+        .as_object()
+        .ok_or(DpopError("DPoP proof header has no jwk"))?;
+    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+        return Err(DpopError("DPoP proof jwk contains a private key"));
+    }
+    let member = |name: &str| -> Result<&str, DpopError> {
+        jwk.get(name)
+            .and_then(Value::as_str)
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 128
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .ok_or(DpopError("DPoP proof jwk is malformed"))
+    };
+    let (key, thumbprint_input) = match (jwk.get("kty").and_then(Value::as_str), alg) {
+        (Some("EC"), Algorithm::ES256)
+            if jwk.get("crv").and_then(Value::as_str) == Some("P-256") =>
+        {
+            let (x, y) = (member("x")?, member("y")?);
+            let key = DecodingKey::from_ec_components(x, y)
+                .map_err(|_| DpopError("DPoP proof jwk is not a P-256 key"))?;
+            (
+                key,
+                format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
+            )
+        }
+        (Some("OKP"), Algorithm::EdDSA)
+            if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") =>
+        {
+            let x = member("x")?;
+            let key = DecodingKey::from_ed_components(x)
+                .map_err(|_| DpopError("DPoP proof jwk is not an Ed25519 key"))?;
+            (key, format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
+        }
+        _ => return Err(DpopError("DPoP proof jwk does not match its alg")),
+    };
+    let mut validation = Validation::new(alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Value>(proof, &key, &validation)
+        .map_err(|_| DpopError("DPoP proof signature does not verify"))?
+        .claims;
+    if claims["htm"].as_str() != Some(expected.method) {
+        return Err(DpopError(
+            "DPoP proof htm does not match the request method",
+        ));
+    }
+    if claims["htu"].as_str().map(strip_query) != Some(expected.url) {
+        return Err(DpopError("DPoP proof htu does not match the request URL"));
+    }
+    let iat = claims["iat"]
+        .as_u64()
+        .ok_or(DpopError("DPoP proof has no iat"))?;
+    let iat = UNIX_EPOCH + Duration::from_secs(iat);
+    if iat + IAT_WINDOW < expected.now || iat > expected.now + IAT_WINDOW {
+        return Err(DpopError("DPoP proof iat is outside the accepted window"));
+    }
+    if let Some(token) = expected.access_token {
+        let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+        if claims["ath"].as_str() != Some(ath.as_str()) {
+            return Err(DpopError("DPoP proof ath does not match the access token"));
+        }
+    }
+    let jti = claims["jti"]
+        .as_str()
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or(DpopError("DPoP proof needs a jti"))?;
+    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
+    if !replay.first_use(
+        format!("{thumbprint}\u{0}{jti}"),
+        iat + IAT_WINDOW * 2,
+        expected.now,
+    ) {
+        return Err(DpopError("DPoP proof was already used"));
+    }
+    Ok(thumbprint)
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
