@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
         cache.insert(WritCache::key(&writ), Arc::new(verified), now);
     }
     c.bench_function("verify (cached: hash + lookup)", |b| {
-        b.iter(|| cache.get(&WritCache::key(black_box(&writ))).unwrap())
+        b.iter(|| cache.get(&WritCache::key(black_box(&writ)), now).unwrap())
     });
 }
 

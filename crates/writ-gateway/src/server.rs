@@ -55,7 +55,20 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         gw.default_issuer(addr);
     }
-    axum::serve(listener, router(gw))
+    // Expired writs leave the cache within seconds, whether or not it fills up.
+    let sweeper = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                gw.writs.sweep(gw.clock.now());
+            }
+        })
+    };
+    let served = axum::serve(listener, router(gw))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
 }

@@ -28,13 +28,30 @@ impl WritCache {
         Sha256::digest(writ.as_bytes()).into()
     }
 
-    /// The verified writ cached under `key`.
-    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<VerifiedWrit>> {
-        self.map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
+    /// The verified writ cached under `key`, unless it expired before `now`.
+    pub fn get(&self, key: &[u8; 32], now: SystemTime) -> Option<Arc<VerifiedWrit>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|w| w.claims().expires_at >= now)
             .cloned()
+    }
+
+    /// Number of writs held.
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no writ is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every writ that expired before `now`.
+    pub fn sweep(&self, now: SystemTime) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, w| w.claims().expires_at >= now);
     }
 
     /// Drops every entry (after a revocation or a key change).
@@ -42,10 +59,13 @@ impl WritCache {
         self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// Stores a verified writ; when full, first drops every writ expired at `now`, and if
-    /// that frees nothing, starts over empty (a cache miss costs one signature check).
+    /// Stores a verified writ. Every 1024 inserts, and whenever it is full, expired writs are
+    /// dropped; if that frees nothing, it starts over empty (a miss costs one verification).
     pub fn insert(&self, key: [u8; 32], writ: Arc<VerifiedWrit>, now: SystemTime) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() % 1024 == 1023 {
+            map.retain(|_, w| w.claims().expires_at >= now);
+        }
         if map.len() >= self.capacity {
             map.retain(|_, w| w.claims().expires_at >= now);
             if map.len() >= self.capacity {
@@ -53,5 +73,58 @@ impl WritCache {
             }
         }
         map.insert(key, writ);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+    use writ_token::{KeyId, MintRequest, RootKeyPair, RootKeys, decode, mint, parse_grants};
+
+    fn writ(
+        key: &RootKeyPair,
+        keys: &RootKeys,
+        now: SystemTime,
+        ttl: u64,
+    ) -> (String, Arc<VerifiedWrit>) {
+        let grants = parse_grants(r#"{"type":"writ:llm","upstream":"u"}"#).unwrap();
+        let req = MintRequest {
+            tenant: "t",
+            agent: "a",
+            ceiling: &grants,
+            grants: &grants,
+            ttl: Duration::from_secs(ttl),
+            max_ttl: Duration::from_secs(30),
+            now,
+            cnf_jkt: None,
+        };
+        let text = mint(key, &req).unwrap().0;
+        let verified = Arc::new(decode(&text).unwrap().verify(keys).unwrap());
+        (text, verified)
+    }
+
+    #[test]
+    fn expired_writs_are_misses_and_get_swept() {
+        let key = RootKeyPair::generate(KeyId(1));
+        let mut keys = RootKeys::new();
+        keys.insert(key.kid(), key.public());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let cache = WritCache::new(4);
+        let (short, v) = writ(&key, &keys, t0, 5);
+        cache.insert(WritCache::key(&short), v, t0);
+        let (long, v) = writ(&key, &keys, t0, 30);
+        cache.insert(WritCache::key(&long), v, t0);
+        assert!(cache.get(&WritCache::key(&short), t0).is_some());
+        let later = t0 + Duration::from_secs(10);
+        assert!(cache.get(&WritCache::key(&short), later).is_none());
+        cache.sweep(later);
+        assert_eq!(cache.len(), 1);
+        // Bounded: a full cache of live writs starts over rather than grow.
+        for _ in 0..5 {
+            let (w, v) = writ(&key, &keys, t0, 30);
+            cache.insert(WritCache::key(&w), v, t0);
+        }
+        assert!(cache.len() <= 4);
     }
 }

@@ -150,6 +150,26 @@ async fn agent_tenant_and_kill_switch() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    // A tenant revocation on its own: the request is authorized before it applies.
+    let (_u1, gw) = setup().await;
+    let writ = gw.mint("demo", LLM, 30);
+    let admin = gw.mint_as(ADMIN, ADMIN, 30);
+    let (status, _) = admin_post(
+        &gw,
+        &admin,
+        "/admin/v1/revocations",
+        json!({"kind": "tenant", "tenant": "default"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(chat(&gw, &writ).await.0, StatusCode::UNAUTHORIZED);
+    let other = gw.mint("demo", LLM, 30);
+    assert_eq!(
+        chat(&gw, &other).await.0,
+        StatusCode::UNAUTHORIZED,
+        "new writs of the tenant too"
+    );
+
     let (_u2, gw) = setup().await;
     let writ = gw.mint("demo", LLM, 30);
     let admin = gw.mint_as(ADMIN, ADMIN, 30);

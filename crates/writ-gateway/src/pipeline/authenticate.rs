@@ -18,7 +18,7 @@ pub(crate) fn verify(
     // Size and prefix first: an oversized credential is never hashed or parsed.
     let unverified = writ_token::decode(presented.as_str())?;
     let key = WritCache::key(presented.as_str());
-    let verified = match gw.writs.get(&key) {
+    let verified = match gw.writs.get(&key, gw.clock.now()) {
         Some(hit) => hit,
         None => {
             let verified = Arc::new(unverified.verify(&gw.keys().trusted)?);
