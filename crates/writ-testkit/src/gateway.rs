@@ -84,16 +84,8 @@ impl TestGateway {
 
     /// Mints a writ for agent `demo` whose ceiling is any `writ:llm` grant on `upstream`.
     pub fn mint(&self, upstream: &str, grants_json: &str, ttl_secs: u64) -> String {
-        let ceiling = parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"{upstream}"}}"#))
-            .expect("ceiling");
-        let grants = parse_grants(grants_json).expect("grants");
-        mint_with(
-            &self.keys().signing,
-            &ceiling,
-            &grants,
-            ttl_secs,
-            writ_token::Clock::now(&*self.clock),
-        )
+        let ceiling = format!(r#"{{"type":"writ:llm","upstream":"{upstream}"}}"#);
+        self.mint_as(&ceiling, grants_json, ttl_secs)
     }
 }
 

@@ -56,12 +56,8 @@ pub struct AgentArgs {
     /// Tenant; defaults to the config's.
     #[arg(long)]
     tenant: Option<String>,
-    /// Configuration file.
-    #[arg(long, env = "WRIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory, overriding the config.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: crate::settings::StateArgs,
 }
 
 fn describe(a: &Agent) -> String {
@@ -81,7 +77,7 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
         | AgentCommand::Remove { args, .. } => args,
         AgentCommand::List(args) => args,
     };
-    let config = crate::settings::load(args.config.as_deref(), args.data_dir.clone())?;
+    let config = args.state.load()?;
     let tenant = args.tenant.clone().unwrap_or_else(|| config.tenant.clone());
     let data = DataDir::open_or_create(&config.data_dir)?;
     let store = SqliteStore::open(&data.database_path()).await?;

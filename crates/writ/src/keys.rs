@@ -1,6 +1,5 @@
 //! `writ keys`: rotate, retire and list root keys.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use writ_store::DataDir;
@@ -31,12 +30,8 @@ pub struct KeysArgs {
     /// The gateway's base URL; defaults to the configured listen address.
     #[arg(long)]
     gateway: Option<String>,
-    /// Configuration file.
-    #[arg(long, env = "WRIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory, overriding the config.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: crate::settings::StateArgs,
 }
 
 pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
@@ -45,7 +40,7 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Retire { args, .. } => (args, "retire"),
         KeysCommand::List(a) => (a, "list"),
     };
-    let config = crate::settings::load(args.config.as_deref(), args.data_dir.clone())?;
+    let config = args.state.load()?;
     let data = DataDir::open_or_create(&config.data_dir)?;
     let url = gateway_url(&config, args.gateway.clone());
     match &cmd {

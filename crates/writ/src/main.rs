@@ -53,12 +53,8 @@ enum AdminCommand {
         /// Lifetime (at most the config's tokens.max_ttl).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
-        /// Configuration file.
-        #[arg(long, env = "WRIT_CONFIG")]
-        config: Option<std::path::PathBuf>,
-        /// Data directory, overriding the config.
-        #[arg(long)]
-        data_dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        state: settings::StateArgs,
     },
 }
 
@@ -89,13 +85,8 @@ fn main() -> ExitCode {
             Command::Agent(cmd) => agent::run(cmd).await,
             Command::Revoke(args) => revoke::run(args).await,
             Command::Keys(cmd) => keys::run(cmd).await,
-            Command::Admin(AdminCommand::Token {
-                tenant,
-                ttl,
-                config,
-                data_dir,
-            }) => {
-                let config = settings::load(config.as_deref(), data_dir)?;
+            Command::Admin(AdminCommand::Token { tenant, ttl, state }) => {
+                let config = state.load()?;
                 let data = writ_store::DataDir::open_or_create(&config.data_dir)?;
                 println!(
                     "{}",

@@ -1,6 +1,5 @@
 //! `writ revoke`: cut off writs now, through the running gateway's admin API.
 
-use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -31,12 +30,8 @@ pub struct RevokeArgs {
     /// The gateway's base URL; defaults to the configured listen address.
     #[arg(long)]
     gateway: Option<String>,
-    /// Configuration file.
-    #[arg(long, env = "WRIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory, overriding the config.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: crate::settings::StateArgs,
 }
 
 fn revocation(args: &RevokeArgs, default_tenant: &str) -> anyhow::Result<Revocation> {
@@ -88,7 +83,7 @@ fn revocation(args: &RevokeArgs, default_tenant: &str) -> anyhow::Result<Revocat
 }
 
 pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
-    let config = crate::settings::load(args.config.as_deref(), args.data_dir.clone())?;
+    let config = args.state.load()?;
     let revocation = revocation(&args, &config.tenant)?;
     let data = DataDir::open_or_create(&config.data_dir)?;
     let writ = admin_writ(&data, &config, revocation.tenant(), Duration::from_secs(30))?;

@@ -1,7 +1,6 @@
 //! `writ serve`: open the data directory, start the gateway, print how to use it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +14,11 @@ use writ_token::{SystemClock, parse_grants};
 /// Options of `writ serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Configuration file (see `writ init`); without one, embedded defaults apply.
-    #[arg(long, env = "WRIT_CONFIG")]
-    config: Option<PathBuf>,
     /// Address to listen on, overriding the config (port 0 picks a free port).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Data directory, overriding the config.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: crate::settings::StateArgs,
     /// Add the offline demo: a built-in mock upstream `demo` and an agent `demo`
     /// allowed any `writ:llm` grant on it.
     #[arg(long)]
@@ -37,7 +32,7 @@ const FIRST_GRANT: &str =
     r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
+    let mut config = args.state.load()?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

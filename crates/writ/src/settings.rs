@@ -4,6 +4,24 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+/// Where a command finds the gateway's configuration and state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// Configuration file (see `writ init`); without one, embedded defaults apply.
+    #[arg(long, env = "WRIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory, overriding the config.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The configuration these arguments select.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        load(self.config.as_deref(), self.data_dir.clone())
+    }
+}
 use writ_gateway::config::{Config, RawConfig};
 
 /// Reads `path` if given, else the embedded defaults; `data_dir` overrides the config's.

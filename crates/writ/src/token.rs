@@ -1,7 +1,6 @@
 //! `writ token`: mint a writ from the local data directory, or show what one holds.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, bail};
@@ -45,12 +44,8 @@ pub struct MintArgs {
     /// Tenant of the agent; defaults to the config's.
     #[arg(long)]
     tenant: Option<String>,
-    /// Configuration file.
-    #[arg(long, env = "WRIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory, overriding the config.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: crate::settings::StateArgs,
 }
 
 /// Options of `writ token inspect`.
@@ -58,12 +53,8 @@ pub struct MintArgs {
 pub struct InspectArgs {
     /// The writ, or `-` to read it from standard input.
     writ: String,
-    /// Configuration file.
-    #[arg(long, env = "WRIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory, overriding the config.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: crate::settings::StateArgs,
 }
 
 pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
@@ -83,7 +74,7 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
-    let config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
+    let config = args.state.load()?;
     let mut grants = Vec::new();
     for json in &args.grants {
         grants.extend(parse_grants(json).context("invalid --grant")?);
@@ -135,7 +126,7 @@ fn read_writ_arg(arg: String) -> anyhow::Result<String> {
 }
 
 fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
-    let config = crate::settings::load(args.config.as_deref(), args.data_dir)?;
+    let config = args.state.load()?;
     let text = read_writ_arg(args.writ)?;
     let data = DataDir::open_or_create(&config.data_dir)?;
     let keys = data.root_keys()?;
