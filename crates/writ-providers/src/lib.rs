@@ -9,7 +9,10 @@ pub mod mock;
 pub mod openai;
 mod route;
 mod secret;
+pub mod sse;
+mod usage;
 
 pub use inspect::{InspectError, Inspected};
 pub use route::{ApiFamily, Operation, ProviderKind, ROUTES, RouteSpec};
 pub use secret::UpstreamSecret;
+pub use usage::{PriceEntry, Pricing, PricingError, Usage, estimate_tokens};
