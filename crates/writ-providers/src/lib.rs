@@ -5,6 +5,7 @@
 
 mod inspect;
 pub mod mcp;
+mod meter;
 pub mod mock;
 pub mod openai;
 mod route;
@@ -13,6 +14,7 @@ pub mod sse;
 mod usage;
 
 pub use inspect::{InspectError, Inspected};
+pub use meter::StreamMeter;
 pub use route::{ApiFamily, Operation, ProviderKind, ROUTES, RouteSpec};
 pub use secret::UpstreamSecret;
 pub use usage::{PriceEntry, Pricing, PricingError, Usage, estimate_tokens};

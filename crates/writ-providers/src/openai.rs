@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use crate::inspect::{InspectError, Inspected};
 use crate::route::Operation;
 use crate::secret::UpstreamSecret;
+use crate::sse::SseEvent;
+use crate::usage::Usage;
 
 /// Reads the request facts of an OpenAI-style request body for `operation`.
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
@@ -111,6 +113,100 @@ fn optional_bool(
     }
 }
 
+/// Usage in an OpenAI-style `usage` object: chat and embeddings (`prompt_tokens`,
+/// `completion_tokens`) or the Responses API (`input_tokens`, `output_tokens`).
+pub fn usage_from_value(usage: &Value) -> Option<Usage> {
+    let obj = usage.as_object()?;
+    let count = |k: &str| obj.get(k).and_then(Value::as_u64);
+    let input = count("prompt_tokens").or_else(|| count("input_tokens"))?;
+    let output = count("completion_tokens")
+        .or_else(|| count("output_tokens"))
+        .unwrap_or(0);
+    let cached = ["prompt_tokens_details", "input_tokens_details"]
+        .iter()
+        .find_map(|d| obj.get(*d)?.get("cached_tokens")?.as_u64())
+        .unwrap_or(0);
+    Some(Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached.min(input),
+    })
+}
+
+/// Usage of a whole (non-streamed) JSON response.
+pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    usage_from_value(v.get("usage")?)
+}
+
+/// What one streamed event says about usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventReading {
+    /// Usage, when the event reports it.
+    pub usage: Option<Usage>,
+    /// Characters of generated text in the event, for an estimate if no usage comes.
+    pub output_chars: u64,
+    /// The event carries only usage (`choices: []`): the chunk `include_usage` adds.
+    pub usage_only: bool,
+}
+
+/// Reads one SSE event of a chat-completions or Responses API stream.
+pub fn read_event(event: &SseEvent) -> EventReading {
+    let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+        return EventReading::default();
+    };
+    // Responses API: typed events; usage arrives with `response.completed`.
+    if let Some(kind) = v.get("type").and_then(Value::as_str) {
+        return EventReading {
+            usage: (kind == "response.completed")
+                .then(|| v.get("response")?.get("usage").and_then(usage_from_value))
+                .flatten(),
+            output_chars: if kind == "response.output_text.delta" {
+                v.get("delta")
+                    .and_then(Value::as_str)
+                    .map_or(0, |d| d.chars().count() as u64)
+            } else {
+                0
+            },
+            usage_only: false,
+        };
+    }
+    let choices = v.get("choices").and_then(Value::as_array);
+    let output_chars = choices
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("delta")?.get("content")?.as_str())
+                .map(|t| t.chars().count() as u64)
+                .sum()
+        })
+        .unwrap_or(0);
+    let usage = v.get("usage").and_then(usage_from_value);
+    EventReading {
+        usage_only: usage.is_some() && choices.is_some_and(Vec::is_empty),
+        usage,
+        output_chars,
+    }
+}
+
+/// For a streamed chat request that did not ask for usage, the body with
+/// `stream_options.include_usage` set, so the gateway can meter it. `None` when the body
+/// needs no change.
+pub fn with_stream_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let mut obj = json_object(body).ok()?;
+    if obj.get("stream") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let options = obj
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let options = options.as_object_mut()?;
+    if options.get("include_usage") == Some(&Value::Bool(true)) {
+        return None;
+    }
+    options.insert("include_usage".to_string(), Value::Bool(true));
+    serde_json::to_vec(&Value::Object(obj)).ok()
+}
+
 /// Header names an OpenAI upstream authenticates with; removed from client requests.
 pub const ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
 /// See [`ORGANIZATION`].
@@ -198,6 +294,82 @@ mod tests {
     fn deeply_nested_json_is_refused_not_overflowed() {
         let deep = "[".repeat(100_000);
         assert_eq!(inspect_chat(deep.as_bytes()), Err(InspectError::NotJson));
+    }
+
+    #[test]
+    fn reads_usage_of_every_api() {
+        let chat = br#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        assert_eq!(
+            usage_from_json(chat),
+            Some(Usage {
+                input_tokens: 10,
+                output_tokens: 5,
+                cached_input_tokens: 4
+            })
+        );
+        let embeddings = br#"{"usage":{"prompt_tokens":7,"total_tokens":7}}"#;
+        assert_eq!(
+            usage_from_json(embeddings),
+            Some(Usage {
+                input_tokens: 7,
+                ..Default::default()
+            })
+        );
+        let responses = br#"{"usage":{"input_tokens":3,"output_tokens":9}}"#;
+        assert_eq!(
+            usage_from_json(responses),
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 9,
+                cached_input_tokens: 0
+            })
+        );
+        assert_eq!(usage_from_json(b"not json"), None);
+        assert_eq!(
+            usage_from_json(br#"{"usage":{"prompt_tokens":"ten"}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_stream_events() {
+        let ev = |data: &str| SseEvent {
+            event: String::new(),
+            data: data.into(),
+            raw: vec![],
+        };
+        let delta = read_event(&ev(r#"{"choices":[{"delta":{"content":"héllo"}}]}"#));
+        assert_eq!(
+            (delta.output_chars, delta.usage, delta.usage_only),
+            (5, None, false)
+        );
+        let last = read_event(&ev(
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        ));
+        assert!(last.usage_only && last.usage.is_some());
+        let done = read_event(&ev(
+            r#"{"type":"response.completed","response":{"usage":{"input_tokens":4,"output_tokens":6}}}"#,
+        ));
+        assert_eq!(done.usage.map(|u| u.output_tokens), Some(6));
+        assert_eq!(read_event(&ev("[DONE]")), EventReading::default());
+    }
+
+    #[test]
+    fn asks_for_stream_usage_only_when_needed() {
+        let body = with_stream_usage(br#"{"model":"m","stream":true}"#).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(
+            with_stream_usage(
+                br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+            ),
+            None
+        );
+        assert_eq!(with_stream_usage(br#"{"model":"m"}"#), None);
+        assert_eq!(
+            with_stream_usage(br#"{"model":"m","stream":true,"stream_options":5}"#),
+            None
+        );
     }
 
     #[test]

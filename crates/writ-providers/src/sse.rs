@@ -71,7 +71,8 @@ impl SseParser {
                 continue;
             }
             if !self.skipping {
-                let line = String::from_utf8_lossy(&self.pending[self.line_start..end]).into_owned();
+                let line =
+                    String::from_utf8_lossy(&self.pending[self.line_start..end]).into_owned();
                 self.field(&line);
             }
             self.line_start = next;
@@ -126,7 +127,11 @@ impl SseParser {
 /// The first line end at or after `from`: `(end of content, start of next line)`.
 /// A `\r` as the last byte may be the first half of `\r\n`, so it waits for more.
 fn find_line_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
-    let i = buf.get(from..)?.iter().position(|b| *b == b'\n' || *b == b'\r')? + from;
+    let i = buf
+        .get(from..)?
+        .iter()
+        .position(|b| *b == b'\n' || *b == b'\r')?
+        + from;
     if buf[i] == b'\n' {
         return Some((i, i + 1));
     }
@@ -170,7 +175,10 @@ mod tests {
         for nl in ["\n", "\r\n", "\r"] {
             let s = format!("data: x{nl}{nl}data: y{nl}{nl}");
             for size in 1..s.len() {
-                let got: Vec<String> = parse_in_chunks(s.as_bytes(), size).into_iter().map(|e| e.data).collect();
+                let got: Vec<String> = parse_in_chunks(s.as_bytes(), size)
+                    .into_iter()
+                    .map(|e| e.data)
+                    .collect();
                 assert_eq!(got, ["x", "y"], "{nl:?} / {size}");
             }
         }

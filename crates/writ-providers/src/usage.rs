@@ -71,7 +71,9 @@ const BUILTIN: &str = include_str!("../pricing.toml");
 
 fn picos(model: &str, usd_per_million: f64) -> Result<u64, PricingError> {
     if !usd_per_million.is_finite() || !(0.0..=1_000_000.0).contains(&usd_per_million) {
-        return Err(PricingError::OutOfRange { model: model.to_string() });
+        return Err(PricingError::OutOfRange {
+            model: model.to_string(),
+        });
     }
     Ok((usd_per_million * 1e6).round() as u64)
 }
@@ -84,7 +86,8 @@ impl Pricing {
 
     /// Reads a pricing table in the format of `pricing.toml`.
     pub fn from_toml(text: &str) -> Result<Self, PricingError> {
-        let file: PricingFile = toml::from_str(text).map_err(|e| PricingError::Invalid(e.to_string()))?;
+        let file: PricingFile =
+            toml::from_str(text).map_err(|e| PricingError::Invalid(e.to_string()))?;
         let mut pricing = Self::default();
         for (model, entry) in file.models {
             pricing.set(&model, entry)?;
@@ -134,26 +137,70 @@ mod tests {
     fn costs_are_exact_and_rounded_up() {
         let pricing = Pricing::builtin();
         // gpt-4o-mini: 0.15 $/M in, 0.60 $/M out → 1M in + 1M out = 0.75 $ = 750 000 µ$.
-        let usage = Usage { input_tokens: 1_000_000, output_tokens: 1_000_000, cached_input_tokens: 0 };
-        assert_eq!(pricing.cost_usd_micros("gpt-4o-mini", &usage), Some(750_000));
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 1_000_000,
+            cached_input_tokens: 0,
+        };
+        assert_eq!(
+            pricing.cost_usd_micros("gpt-4o-mini", &usage),
+            Some(750_000)
+        );
         // Dated names use their family's price; cached input is cheaper.
-        let cached = Usage { input_tokens: 1_000_000, output_tokens: 0, cached_input_tokens: 1_000_000 };
-        assert_eq!(pricing.cost_usd_micros("gpt-4o-mini-2024-07-18", &cached), Some(75_000));
+        let cached = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 0,
+            cached_input_tokens: 1_000_000,
+        };
+        assert_eq!(
+            pricing.cost_usd_micros("gpt-4o-mini-2024-07-18", &cached),
+            Some(75_000)
+        );
         // One token still costs something.
-        let one = Usage { input_tokens: 1, ..Default::default() };
+        let one = Usage {
+            input_tokens: 1,
+            ..Default::default()
+        };
         assert_eq!(pricing.cost_usd_micros("gpt-4o-mini", &one), Some(1));
         assert_eq!(pricing.cost_usd_micros("unknown-model", &one), None);
-        assert!(pricing.price("gpt-4o-mini").unwrap().input < pricing.price("gpt-4o").unwrap().input);
+        assert!(
+            pricing.price("gpt-4o-mini").unwrap().input < pricing.price("gpt-4o").unwrap().input
+        );
     }
 
     #[test]
     fn overrides_and_bad_tables() {
         let mut pricing = Pricing::builtin();
-        pricing.set("gpt-4o-mini", PriceEntry { input: 1.0, output: 2.0, cached_input: None }).unwrap();
-        let usage = Usage { input_tokens: 1_000_000, output_tokens: 1_000_000, cached_input_tokens: 10 };
-        assert_eq!(pricing.cost_usd_micros("gpt-4o-mini", &usage), Some(3_000_000));
-        assert!(matches!(Pricing::from_toml("[models.x]\ninput = -1.0\noutput = 1.0"), Err(PricingError::OutOfRange { .. })));
-        assert!(matches!(Pricing::from_toml("[models.x]\ninput = 1.0"), Err(PricingError::Invalid(_))));
-        assert!(matches!(Pricing::from_toml("[models.x]\ninput = 1.0\noutput = 1.0\nextra = 2"), Err(PricingError::Invalid(_))));
+        pricing
+            .set(
+                "gpt-4o-mini",
+                PriceEntry {
+                    input: 1.0,
+                    output: 2.0,
+                    cached_input: None,
+                },
+            )
+            .unwrap();
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 1_000_000,
+            cached_input_tokens: 10,
+        };
+        assert_eq!(
+            pricing.cost_usd_micros("gpt-4o-mini", &usage),
+            Some(3_000_000)
+        );
+        assert!(matches!(
+            Pricing::from_toml("[models.x]\ninput = -1.0\noutput = 1.0"),
+            Err(PricingError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            Pricing::from_toml("[models.x]\ninput = 1.0"),
+            Err(PricingError::Invalid(_))
+        ));
+        assert!(matches!(
+            Pricing::from_toml("[models.x]\ninput = 1.0\noutput = 1.0\nextra = 2"),
+            Err(PricingError::Invalid(_))
+        ));
     }
 }

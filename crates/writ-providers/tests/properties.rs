@@ -37,3 +37,26 @@ proptest! {
         prop_assert_eq!(inspect_chat(body.to_string().as_bytes()).unwrap().max_output_tokens, cap);
     }
 }
+
+proptest! {
+    #[test]
+    fn sse_parser_never_panics_and_ignores_chunking(body in prop::collection::vec(any::<u8>(), 0..2048), cut in 1usize..64) {
+        use writ_providers::sse::SseParser;
+        let mut whole = SseParser::new();
+        let mut expected = whole.push(&body);
+        expected.extend(whole.finish());
+        let mut pieces = SseParser::new();
+        let mut got: Vec<_> = body.chunks(cut).flat_map(|c| pieces.push(c)).collect();
+        got.extend(pieces.finish());
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn stream_meter_never_panics(body in prop::collection::vec(any::<u8>(), 0..2048), cut in 1usize..64, drop in any::<bool>()) {
+        let mut m = writ_providers::StreamMeter::new(writ_providers::ApiFamily::OpenAi, drop);
+        for c in body.chunks(cut) {
+            let _ = m.feed(c);
+        }
+        let _ = m.finish();
+    }
+}

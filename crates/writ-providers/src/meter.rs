@@ -1,0 +1,124 @@
+//! `StreamMeter`: reads usage from a streamed response as it passes, one chunk at a time,
+//! and, when the gateway asked for usage the client did not, removes the extra chunk.
+
+use crate::openai;
+use crate::route::ApiFamily;
+use crate::sse::SseParser;
+use crate::usage::Usage;
+
+/// Metering state of one streamed response.
+#[derive(Debug)]
+pub struct StreamMeter {
+    family: ApiFamily,
+    parser: SseParser,
+    usage: Option<Usage>,
+    output_chars: u64,
+    drop_usage_chunk: bool,
+}
+
+impl StreamMeter {
+    /// A meter for a stream of `family`; with `drop_usage_chunk`, the usage-only chunk the
+    /// gateway asked for is removed from what the client sees.
+    pub fn new(family: ApiFamily, drop_usage_chunk: bool) -> Self {
+        Self {
+            family,
+            parser: SseParser::new(),
+            usage: None,
+            output_chars: 0,
+            drop_usage_chunk,
+        }
+    }
+
+    /// Reads a chunk. Returns what to send on in its place: `None` to send the chunk as
+    /// it is, or the bytes of the events it completed, minus any removed chunk.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
+        let events = self.parser.push(chunk);
+        self.read(events)
+    }
+
+    /// Ends the stream; returns bytes still to send, as [`StreamMeter::feed`] does.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let events = self.parser.finish();
+        self.read(events)
+    }
+
+    fn read(&mut self, events: Vec<crate::sse::SseEvent>) -> Option<Vec<u8>> {
+        let mut out = self.drop_usage_chunk.then(Vec::new);
+        for event in events {
+            let reading = match self.family {
+                ApiFamily::OpenAi => openai::read_event(&event),
+                ApiFamily::Mcp | ApiFamily::Http => Default::default(),
+            };
+            self.output_chars += reading.output_chars;
+            if reading.usage.is_some() {
+                self.usage = reading.usage;
+            }
+            if let Some(out) = out.as_mut()
+                && !reading.usage_only
+            {
+                out.extend_from_slice(&event.raw);
+            }
+        }
+        out
+    }
+
+    /// Usage the stream reported, if any.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Characters of generated text seen, for an estimate when no usage came.
+    pub fn output_chars(&self) -> u64 {
+        self.output_chars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi there\"}}]}\n\n\
+        data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n\
+        data: [DONE]\n\n";
+
+    #[test]
+    fn meters_and_passes_through_unchanged() {
+        for size in 1..STREAM.len() {
+            let mut m = StreamMeter::new(ApiFamily::OpenAi, false);
+            for chunk in STREAM.as_bytes().chunks(size) {
+                assert_eq!(m.feed(chunk), None);
+            }
+            assert_eq!(
+                m.usage().map(|u| (u.input_tokens, u.output_tokens)),
+                Some((3, 2)),
+                "{size}"
+            );
+            assert_eq!(m.output_chars(), 8);
+        }
+    }
+
+    #[test]
+    fn removes_the_usage_chunk_it_asked_for() {
+        for size in 1..STREAM.len() {
+            let mut m = StreamMeter::new(ApiFamily::OpenAi, true);
+            let mut seen = Vec::new();
+            for chunk in STREAM.as_bytes().chunks(size) {
+                seen.extend(m.feed(chunk).unwrap());
+            }
+            seen.extend(m.finish().unwrap());
+            let seen = String::from_utf8(seen).unwrap();
+            assert!(!seen.contains("usage"), "{size}: {seen}");
+            assert!(seen.contains("Hi there") && seen.ends_with("data: [DONE]\n\n"));
+            assert_eq!(m.usage().map(|u| u.output_tokens), Some(2));
+        }
+    }
+
+    #[test]
+    fn a_stream_without_usage_or_cut_off_is_still_read() {
+        let mut m = StreamMeter::new(ApiFamily::OpenAi, false);
+        m.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\ndata: {\"choi");
+        m.finish();
+        assert_eq!(m.usage(), None);
+        assert_eq!(m.output_chars(), 4);
+    }
+}
