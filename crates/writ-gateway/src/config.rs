@@ -29,6 +29,8 @@ pub struct RawConfig {
     tokens: RawTokens,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pricing: BTreeMap<String, writ_providers::PriceEntry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +63,9 @@ struct RawUpstream {
     timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    read_timeout: Option<Duration>,
+    max_response_bytes: Option<usize>,
 }
 
 /// A validated configuration.
@@ -81,6 +86,8 @@ pub struct Config {
     pub max_ttl: Duration,
     /// Upstreams by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Model prices: the shipped table with the config's overrides.
+    pub pricing: writ_providers::Pricing,
 }
 
 /// One configured upstream.
@@ -104,6 +111,10 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Longest wait to connect.
     pub connect_timeout: Duration,
+    /// Longest wait between two chunks of the response body.
+    pub read_timeout: Duration,
+    /// Largest response accepted from the upstream.
+    pub max_response_bytes: usize,
 }
 
 /// Why a configuration was refused.
@@ -253,8 +264,22 @@ impl Config {
                     auth_header,
                     timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
                     connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
+                    read_timeout: u.read_timeout.unwrap_or(Duration::from_secs(60)),
+                    max_response_bytes: match u.max_response_bytes {
+                        None => 64 * 1024 * 1024,
+                        Some(0) => {
+                            return Err(invalid(&field("max_response_bytes"), "must be positive"));
+                        }
+                        Some(n) => n,
+                    },
                 },
             );
+        }
+        let mut pricing = writ_providers::Pricing::builtin();
+        for (model, entry) in raw.pricing {
+            pricing
+                .set(&model, entry)
+                .map_err(|e| invalid(&format!("pricing.{model}"), &e.to_string()))?;
         }
         let public_url = match raw.server.public_url {
             None => None,
@@ -274,6 +299,7 @@ impl Config {
             tenant,
             max_ttl,
             upstreams,
+            pricing,
         })
     }
 }

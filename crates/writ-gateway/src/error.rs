@@ -90,6 +90,18 @@ pub enum GatewayError {
     /// State could not be read or written.
     #[error("storage failure")]
     Storage(#[from] writ_store::StoreError),
+    /// The upstream answered with a server error.
+    #[error("the upstream failed with status {status}")]
+    UpstreamStatus {
+        /// The upstream's status.
+        status: u16,
+    },
+    /// The upstream's success response is not what the API promises.
+    #[error("the upstream sent a malformed response")]
+    UpstreamInvalid,
+    /// The upstream's response is larger than the configured cap.
+    #[error("the upstream response exceeds the configured size limit")]
+    UpstreamTooLarge,
     /// A bug or misconfiguration inside the gateway.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -200,6 +212,24 @@ impl GatewayError {
                 "server_error",
                 "storage_unavailable",
                 Fault::Internal,
+            ),
+            E::UpstreamStatus { .. } => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_status",
+                Fault::Upstream,
+            ),
+            E::UpstreamInvalid => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_invalid_response",
+                Fault::Upstream,
+            ),
+            E::UpstreamTooLarge => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_response_too_large",
+                Fault::Upstream,
             ),
             E::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,

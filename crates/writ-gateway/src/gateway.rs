@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::mock_upstream;
 use crate::replay_cache::ReplayCache;
 use crate::upstream::Upstream;
+use crate::usage_log::UsageLog;
 use crate::writ_cache::WritCache;
 
 /// The root keys in use: every trusted key and the one that signs.
@@ -33,6 +34,10 @@ pub struct Gateway {
     /// For each API family, the upstream requests go to when they name none.
     pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
     pub(crate) writs: WritCache,
+    /// Model prices.
+    pub(crate) pricing: writ_providers::Pricing,
+    /// What the latest calls consumed and cost.
+    pub(crate) usage: UsageLog,
     /// Ids of single-use writs already used. In memory now; in the limiter backend once
     /// it exists, so it holds across instances.
     pub(crate) used_writs: ReplayCache,
@@ -150,6 +155,8 @@ impl Gateway {
             upstreams,
             defaults,
             writs: WritCache::new(100_000),
+            pricing: config.pricing.clone(),
+            usage: UsageLog::new(10_000),
             assertion_ids: ReplayCache::new(100_000),
             dpop_ids: ReplayCache::new(1_000_000),
             used_writs: ReplayCache::new(1_000_000),
@@ -184,6 +191,11 @@ impl Gateway {
     /// Sets the identity URL from the listening address, unless configured.
     pub fn default_issuer(&self, addr: std::net::SocketAddr) {
         let _ = self.issuer.set(format!("http://{addr}"));
+    }
+
+    /// What the latest calls consumed and cost, oldest first.
+    pub fn recent_usage(&self) -> Vec<crate::usage_log::UsageRecord> {
+        self.usage.recent()
     }
 
     /// The registry of agents and revocations.

@@ -15,6 +15,7 @@ mod replay_cache;
 mod server;
 mod token_endpoint;
 mod upstream;
+pub mod usage_log;
 pub mod writ_cache;
 
 pub use gateway::{Gateway, KeyState, StartError};

@@ -1,7 +1,7 @@
 //! The data plane: one request through the phases of DESIGN §4, in order.
 //!
 //! ```text
-//! accept → extract → authenticate → route → inspect → authorize → inject → forward
+//! accept → extract → authenticate → route → inspect → authorize → inject → forward → meter
 //! ```
 //!
 //! Each phase is a module with its own tests. [`handle`] composes them; a phase that
@@ -15,6 +15,7 @@ pub(crate) mod extract;
 mod forward;
 mod inject;
 mod inspect;
+mod meter;
 mod route;
 
 use std::sync::Arc;
@@ -49,7 +50,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         upstream: None,
         model: None,
     };
-    let outcome = run(&gw, &mut ctx, req).await;
+    let outcome = run(gw.clone(), &mut ctx, req).await;
     let response = match outcome {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -68,10 +69,11 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
 }
 
 async fn run(
-    gw: &Gateway,
+    gw_arc: Arc<Gateway>,
     ctx: &mut RequestCtx,
     req: Request<Body>,
 ) -> Result<Response, GatewayError> {
+    let gw = &*gw_arc;
     let (parts, body) = req.into_parts();
     // Refuse oversized bodies by their declared length before doing any work.
     accept::check_declared_length(&parts.headers, gw.max_body_bytes)?;
@@ -89,6 +91,19 @@ async fn run(
     facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
     let authorization = authorize::check(gw, &writ, &facts)?;
+    let request_bytes = body.len();
+    let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, body);
     let outbound = inject::prepare(&authorization, &target, &parts, body, &presented)?;
-    forward::send(target.upstream, outbound).await
+    let response = forward::send(target.upstream, outbound).await?;
+    let info = meter::CallInfo {
+        token_id: writ.claims().token_id.clone(),
+        tenant: writ.claims().tenant.clone(),
+        agent: writ.claims().agent.clone(),
+        upstream: target.upstream.name.clone(),
+        model: facts.model.clone(),
+        family: ctx.route.family,
+        request_bytes,
+        drop_usage_chunk,
+    };
+    meter::respond(gw_arc.clone(), target.upstream, info, response).await
 }

@@ -25,6 +25,10 @@ pub(crate) struct Upstream {
     /// Headers that authenticate to the upstream; values are marked sensitive.
     pub(crate) credential: Vec<(HeaderName, HeaderValue)>,
     pub(crate) timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    /// The credential, kept to scrub it from anything the upstream sends back.
+    pub(crate) secret: writ_providers::UpstreamSecret,
     pub(crate) client: HttpClient,
 }
 
@@ -75,6 +79,9 @@ impl Upstream {
             base: format!("{scheme}://{authority}{prefix}"),
             credential,
             timeout: cfg.timeout,
+            read_timeout: cfg.read_timeout,
+            max_response_bytes: cfg.max_response_bytes,
+            secret: key.clone(),
             client,
         })
     }

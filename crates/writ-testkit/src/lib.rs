@@ -13,4 +13,4 @@ pub use gateway::{TestGateway, mint_with};
 pub use oauth::{DpopKey, OAuthClient};
 pub use process::ServeProcess;
 pub use python::python_env;
-pub use upstream::{Behavior, MockUpstream, RecordedRequest, closed_port_url};
+pub use upstream::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd, closed_port_url};

@@ -28,6 +28,31 @@ pub enum Behavior {
     HoldStreamAfterFirstEvent,
 }
 
+/// A response played back exactly: status, content type, body in the given chunks, then
+/// what happens after the last chunk.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Status to answer with.
+    pub status: u16,
+    /// `Content-Type` to send.
+    pub content_type: &'static str,
+    /// Body chunks, each written separately.
+    pub chunks: Vec<Vec<u8>>,
+    /// After the last chunk.
+    pub then: ScriptEnd,
+}
+
+/// What a scripted response does after its last chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptEnd {
+    /// Ends the body normally.
+    End,
+    /// Keeps the connection open and sends nothing more.
+    Hang,
+    /// Breaks the body off with an error.
+    Abort,
+}
+
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -45,6 +70,7 @@ pub struct RecordedRequest {
 struct Shared {
     key: UpstreamSecret,
     behavior: Behavior,
+    script: Option<Arc<Script>>,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
     release: Arc<Notify>,
 }
@@ -62,11 +88,21 @@ impl MockUpstream {
         Self::start_with(key, Behavior::Normal).await
     }
 
+    /// Starts a mock that answers every authorized request with `script`.
+    pub async fn start_scripted(key: &str, script: Script) -> Self {
+        Self::start_inner(key, Behavior::Normal, Some(Arc::new(script))).await
+    }
+
     /// Starts a mock with the given behavior.
     pub async fn start_with(key: &str, behavior: Behavior) -> Self {
+        Self::start_inner(key, behavior, None).await
+    }
+
+    async fn start_inner(key: &str, behavior: Behavior, script: Option<Arc<Script>>) -> Self {
         let shared = Shared {
             key: UpstreamSecret::new(key),
             behavior,
+            script,
             requests: Arc::default(),
             release: Arc::new(Notify::new()),
         };
@@ -124,6 +160,18 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
             headers: parts.headers.clone(),
             body: body.clone(),
         });
+    if let Some(script) = &shared.script {
+        let bearer = format!("Bearer {}", shared.key.expose());
+        if parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            != Some(bearer.as_bytes())
+        {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        return play(script);
+    }
     if parts.uri.path() != "/v1/chat/completions" {
         return echo(&shared.key, &parts, &body);
     }
@@ -192,6 +240,29 @@ fn echo(key: &UpstreamSecret, parts: &http::request::Parts, body: &[u8]) -> Resp
         "body": String::from_utf8_lossy(body),
     }))
     .into_response()
+}
+
+fn play(script: &Script) -> Response {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = script
+        .chunks
+        .iter()
+        .map(|c| Ok(Bytes::from(c.clone())))
+        .collect();
+    let then = script.then;
+    let tail = futures_util::stream::once(async move {
+        match then {
+            ScriptEnd::End => None,
+            ScriptEnd::Hang => std::future::pending().await,
+            ScriptEnd::Abort => Some(Err(std::io::Error::other("scripted abort"))),
+        }
+    })
+    .filter_map(|x| async move { x });
+    let body = Body::from_stream(futures_util::stream::iter(chunks).chain(tail));
+    Response::builder()
+        .status(script.status)
+        .header(header::CONTENT_TYPE, script.content_type)
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// A URL on which nothing listens: a port bound then released.

@@ -48,6 +48,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 auth_header: None,
                 timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(5),
+                read_timeout: Duration::from_secs(30),
+                max_response_bytes: 16 * 1024 * 1024,
             },
         );
     }

@@ -1,9 +1,8 @@
-//! Forward: send the request upstream with a deadline for the response headers, and
-//! stream the response body back as it arrives.
+//! Forward: send the request upstream with a deadline for the response headers. The
+//! body is read by the meter phase.
 
-use axum::body::Body;
-use axum::response::Response;
 use http::HeaderName;
+use hyper::body::Incoming;
 
 use crate::error::GatewayError;
 use crate::pipeline::inject::Outbound;
@@ -23,7 +22,7 @@ const HOP_BY_HOP: &[&str] = &[
 pub(crate) async fn send(
     upstream: &Upstream,
     outbound: Outbound,
-) -> Result<Response, GatewayError> {
+) -> Result<http::Response<Incoming>, GatewayError> {
     let pending = upstream.client.request(outbound.0);
     let response = match tokio::time::timeout(upstream.timeout, pending).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
@@ -41,7 +40,5 @@ pub(crate) async fn send(
     for name in HOP_BY_HOP {
         parts.headers.remove(HeaderName::from_static(name));
     }
-    // The body is passed through frame by frame: a streamed completion reaches the client
-    // as the upstream produces it.
-    Ok(Response::from_parts(parts, Body::new(incoming)))
+    Ok(http::Response::from_parts(parts, incoming))
 }

@@ -7,6 +7,7 @@ use axum::body::{Body, Bytes};
 use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::{HeaderMap, Request};
+use writ_providers::{ApiFamily, Operation, RouteSpec, openai};
 use writ_token::Authorization;
 
 use crate::error::GatewayError;
@@ -38,6 +39,18 @@ const NOT_FORWARDED: &[&str] = &[
 
 /// The request to send upstream.
 pub(crate) struct Outbound(pub(crate) Request<Body>);
+
+/// For a streamed OpenAI chat that did not ask for usage, ask for it (so the call can be
+/// metered) and say so, so the meter removes the extra chunk. Returns the body to send.
+pub(crate) fn ask_for_stream_usage(route: &RouteSpec, body: Bytes) -> (Bytes, bool) {
+    if route.family != ApiFamily::OpenAi || route.operation != Operation::Chat {
+        return (body, false);
+    }
+    match openai::with_stream_usage(&body) {
+        Some(rewritten) => (Bytes::from(rewritten), true),
+        None => (body, false),
+    }
+}
 
 pub(crate) fn prepare(
     _authorization: &Authorization,
