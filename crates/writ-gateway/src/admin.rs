@@ -32,6 +32,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         )
         .route("/admin/v1/keys/rotate", post(rotate_keys))
         .route("/admin/v1/keys/reload", post(reload_keys))
+        .route("/admin/v1/usage/calls", get(usage_calls))
         .route("/.well-known/writ-keys", get(writ_keys))
         .with_state(gw)
 }
@@ -143,6 +144,15 @@ async fn reload_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         Ok::<_, GatewayError>(axum::Json(json!({"signing_kid": kid.0})).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The latest metered calls with their usage and cost, oldest first.
+async fn usage_calls(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    match admin(&gw, &parts, None) {
+        Ok(_) => axum::Json(json!({"calls": gw.recent_usage()})).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Every trusted root public key, so anyone can verify or attenuate writs offline.

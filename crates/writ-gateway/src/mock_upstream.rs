@@ -1,5 +1,6 @@
-//! The built-in `mock` upstream served over HTTP: OpenAI's chat completions endpoint with
-//! OpenAI's exact key check, answering with [`writ_providers::mock`].
+//! The built-in `mock` upstream served over HTTP: OpenAI's chat completions, embeddings
+//! and models endpoints with OpenAI's exact key check, answering with
+//! [`writ_providers::mock`].
 //!
 //! `writ serve --demo` runs one on a loopback port so the quickstart works offline; the
 //! test kit wraps the same [`respond`] to record what it receives.
@@ -39,6 +40,8 @@ struct MockState {
 pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", axum::routing::get(models))
         .with_state(MockState { key, clock })
 }
 
@@ -51,19 +54,48 @@ async fn chat(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -
     respond(&state.key, &headers, &body, created)
 }
 
+fn authorized(key: &UpstreamSecret, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = format!("Bearer {}", key.expose());
+    if headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) == Some(expected.as_bytes()) {
+        return Ok(());
+    }
+    Err(error_body(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        "invalid_api_key",
+        "Incorrect API key provided.",
+        None,
+    ))
+}
+
+async fn embeddings(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refused) = authorized(&state.key, &headers) {
+        return refused;
+    }
+    match writ_providers::mock::embeddings(&body) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => error_body(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            &r.message,
+            r.param.as_deref(),
+        ),
+    }
+}
+
+async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorized(&state.key, &headers) {
+        return refused;
+    }
+    axum::Json(writ_providers::mock::models()).into_response()
+}
+
 /// Answers a chat-completion request as OpenAI would: 401 unless `Authorization` is exactly
 /// `Bearer <key>`, 400 for a body OpenAI refuses, else the completion (streamed if asked).
 pub fn respond(key: &UpstreamSecret, headers: &HeaderMap, body: &[u8], created: u64) -> Response {
-    let expected = format!("Bearer {}", key.expose());
-    let presented = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if presented != Some(expected.as_bytes()) {
-        return error_body(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            "Incorrect API key provided.",
-            None,
-        );
+    if let Err(refused) = authorized(key, headers) {
+        return refused;
     }
     match chat_completion(body, created) {
         Err(rejection) => error_body(

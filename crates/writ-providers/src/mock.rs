@@ -146,6 +146,105 @@ pub fn chat_completion(body: &[u8], created: u64) -> Result<MockReply, MockRejec
     Ok(MockReply::Stream(events))
 }
 
+/// Answers an embeddings request: a deterministic unit vector per input (from the input's
+/// bytes), as floats or, when `encoding_format` is `base64`, as little-endian f32 bytes —
+/// what the official SDKs ask for by default.
+pub fn embeddings(body: &[u8]) -> Result<Value, MockRejection> {
+    crate::openai::inspect_embeddings(body)?;
+    let obj = json_object(body)?;
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let inputs: Vec<String> = match obj.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if inputs.is_empty() {
+        return Err(MockRejection {
+            message: "input must not be empty".into(),
+            param: Some("input".into()),
+        });
+    }
+    let dims = obj
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .unwrap_or(8)
+        .clamp(1, 4096) as usize;
+    let base64 = obj.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let mut prompt_tokens = 0;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            prompt_tokens += estimate_tokens(text).max(1);
+            let mut v: Vec<f32> = (0..dims)
+                .map(|d| {
+                    let b = text
+                        .as_bytes()
+                        .get(d % text.len().max(1))
+                        .copied()
+                        .unwrap_or(1);
+                    f32::from(b) + d as f32
+                })
+                .collect();
+            let norm = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::EPSILON);
+            v.iter_mut().for_each(|x| *x /= norm);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64_encode(&bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }))
+}
+
+/// The model list the mock serves.
+pub fn models() -> Value {
+    json!({"object": "list", "data": [
+        {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "writ-mock"},
+        {"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "writ-mock"},
+        {"id": "text-embedding-3-small", "object": "model", "created": 0, "owned_by": "writ-mock"},
+    ]})
+}
+
+/// Standard base64 with padding; the mock's one use does not merit a dependency.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn sse(v: &Value) -> String {
     format!("data: {v}\n\n")
 }
@@ -213,6 +312,25 @@ mod tests {
         };
         assert_eq!(v["usage"]["completion_tokens"], 2);
         assert_eq!(v["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn embeddings_as_floats_or_base64() {
+        let v = embeddings(br#"{"model":"text-embedding-3-small","input":["a","bb"]}"#).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
+        assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() >= 2);
+        let b =
+            embeddings(br#"{"model":"m","input":"a","encoding_format":"base64","dimensions":3}"#)
+                .unwrap();
+        assert_eq!(
+            b["data"][0]["embedding"].as_str().unwrap().len(),
+            16,
+            "3 f32 = 12 bytes = 16 base64 chars"
+        );
+        assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
+        assert!(embeddings(br#"{"model":"m","input":[]}"#).is_err());
+        assert!(embeddings(br#"{"model":"m"}"#).is_err());
     }
 
     #[test]

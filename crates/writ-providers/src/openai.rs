@@ -14,7 +14,8 @@ use crate::usage::Usage;
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
     match operation {
         Operation::Chat => inspect_chat(body),
-        Operation::Mcp | Operation::Http => Ok(Inspected::default()),
+        Operation::Embeddings => inspect_embeddings(body),
+        Operation::Models | Operation::Mcp | Operation::Http => Ok(Inspected::default()),
     }
 }
 
@@ -78,6 +79,35 @@ pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
         max_output_tokens: cap_new.max(cap_old),
         stream,
         include_usage,
+    })
+}
+
+/// `POST /v1/embeddings`: `model` and `input` (a string or an array) are required.
+pub fn inspect_embeddings(body: &[u8]) -> Result<Inspected, InspectError> {
+    let obj = json_object(body)?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "model",
+                expected: "a string",
+            });
+        }
+    };
+    match obj.get("input") {
+        Some(Value::String(_) | Value::Array(_)) => {}
+        None | Some(Value::Null) => return Err(InspectError::MissingField("input")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "input",
+                expected: "a string or an array",
+            });
+        }
+    }
+    Ok(Inspected {
+        model: Some(model),
+        ..Inspected::default()
     })
 }
 

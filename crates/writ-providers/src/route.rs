@@ -16,6 +16,10 @@ pub enum ApiFamily {
 pub enum Operation {
     /// A chat completion.
     Chat,
+    /// Embeddings of some input.
+    Embeddings,
+    /// The list of models.
+    Models,
     /// A JSON-RPC request to a tool server; the body says which.
     Mcp,
     /// Any request to a plain HTTP upstream.
@@ -27,6 +31,8 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+            Operation::Models => "models",
             Operation::Mcp => "mcp",
             Operation::Http => "http",
         }
@@ -88,6 +94,18 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/v1/chat/completions",
         family: ApiFamily::OpenAi,
         operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/embeddings",
+        family: ApiFamily::OpenAi,
+        operation: Operation::Embeddings,
+    },
+    RouteSpec {
+        method: Some("GET"),
+        path: "/v1/models",
+        family: ApiFamily::OpenAi,
+        operation: Operation::Models,
     },
     RouteSpec {
         method: Some("POST"),

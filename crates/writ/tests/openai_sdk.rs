@@ -24,11 +24,18 @@ fn openai_python_sdk_chat_and_stream() {
         &["--demo", "--listen", "127.0.0.1:0"],
     );
     let writ = server.mint(GRANT, "30s");
+    let wide = server.mint(
+        r#"{"type":"writ:llm","upstream":"demo","actions":["chat","embeddings","models"]}"#,
+        "30s",
+    );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk.py");
     let out = Command::new(python)
         .arg(script)
         .env("WRIT_BASE_URL", server.url("/v1"))
         .env("WRIT_TOKEN", &writ)
+        .env("WRIT_TOKEN_WIDE", &wide)
+        .env("WRIT_BIN", BIN)
+        .env("WRIT_DIR", dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

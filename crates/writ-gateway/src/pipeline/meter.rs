@@ -245,6 +245,8 @@ fn settle(
 ) {
     let (usage, estimated) = match usage {
         Some(u) => (u, false),
+        // Nothing was sent or received to estimate from (a model list, say).
+        None if info.request_bytes == 0 && output_chars == 0 => (Usage::default(), false),
         None if status.is_success() => (
             Usage {
                 input_tokens: estimate_tokens(info.request_bytes as u64),
