@@ -54,23 +54,26 @@ async fn chat(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -
     respond(&state.key, &headers, &body, created)
 }
 
-fn authorized(key: &UpstreamSecret, headers: &HeaderMap) -> Result<(), Response> {
+/// Whether `Authorization` is exactly `Bearer <key>`, as OpenAI requires.
+fn authorized(key: &UpstreamSecret, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", key.expose());
-    if headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) == Some(expected.as_bytes()) {
-        return Ok(());
-    }
-    Err(error_body(
+    headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) == Some(expected.as_bytes())
+}
+
+/// OpenAI's answer to a wrong key.
+fn unauthorized() -> Response {
+    error_body(
         StatusCode::UNAUTHORIZED,
         "invalid_request_error",
         "invalid_api_key",
         "Incorrect API key provided.",
         None,
-    ))
+    )
 }
 
 async fn embeddings(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refused) = authorized(&state.key, &headers) {
-        return refused;
+    if !authorized(&state.key, &headers) {
+        return unauthorized();
     }
     match writ_providers::mock::embeddings(&body) {
         Ok(v) => axum::Json(v).into_response(),
@@ -85,8 +88,8 @@ async fn embeddings(State(state): State<MockState>, headers: HeaderMap, body: By
 }
 
 async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorized(&state.key, &headers) {
-        return refused;
+    if !authorized(&state.key, &headers) {
+        return unauthorized();
     }
     axum::Json(writ_providers::mock::models()).into_response()
 }
@@ -94,8 +97,8 @@ async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response 
 /// Answers a chat-completion request as OpenAI would: 401 unless `Authorization` is exactly
 /// `Bearer <key>`, 400 for a body OpenAI refuses, else the completion (streamed if asked).
 pub fn respond(key: &UpstreamSecret, headers: &HeaderMap, body: &[u8], created: u64) -> Response {
-    if let Err(refused) = authorized(key, headers) {
-        return refused;
+    if !authorized(key, headers) {
+        return unauthorized();
     }
     match chat_completion(body, created) {
         Err(rejection) => error_body(
