@@ -197,12 +197,15 @@ impl Config {
             let kind = match u.kind.as_str() {
                 "openai" => ProviderKind::OpenAi,
                 "mock" => ProviderKind::Mock,
+                "anthropic" => ProviderKind::Anthropic,
                 "mcp" => ProviderKind::Mcp,
                 "http" => ProviderKind::Http,
                 other => {
                     return Err(invalid(
                         &field("kind"),
-                        &format!("unknown kind `{other}` (expected openai, mock, mcp or http)"),
+                        &format!(
+                            "unknown kind `{other}` (expected openai, anthropic, mock, mcp or http)"
+                        ),
                     ));
                 }
             };
@@ -212,6 +215,9 @@ impl Config {
                     &expand(&field("base_url"), &url, env)?,
                 )?),
                 (None, ProviderKind::OpenAi) => Some(Uri::from_static("https://api.openai.com")),
+                (None, ProviderKind::Anthropic) => {
+                    Some(Uri::from_static("https://api.anthropic.com"))
+                }
                 (None, ProviderKind::Mock) => None,
                 (None, ProviderKind::Mcp | ProviderKind::Http) => {
                     return Err(invalid(&field("base_url"), "required for this kind"));

@@ -41,6 +41,7 @@ pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(messages))
         .route("/v1/models", axum::routing::get(models))
         .with_state(MockState { key, clock })
 }
@@ -87,6 +88,66 @@ async fn embeddings(State(state): State<MockState>, headers: HeaderMap, body: By
     }
 }
 
+async fn messages(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
+    let created = state
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    respond_anthropic(&state.key, &headers, &body, created)
+}
+
+/// Answers a Messages request as Anthropic would: 401 unless `x-api-key` is exactly the
+/// key, 400 without `anthropic-version` or with a body Anthropic refuses.
+pub fn respond_anthropic(
+    key: &UpstreamSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+    created: u64,
+) -> Response {
+    let anthropic_error = |status: StatusCode, kind: &str, message: &str| {
+        (
+            status,
+            axum::Json(
+                serde_json::json!({"type": "error", "error": {"type": kind, "message": message}}),
+            ),
+        )
+            .into_response()
+    };
+    if headers.get("x-api-key").map(|v| v.as_bytes()) != Some(key.expose().as_bytes()) {
+        return anthropic_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
+    }
+    if headers.get("anthropic-version").is_none() {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        );
+    }
+    match writ_providers::mock::messages(body, created) {
+        Err(r) => anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &r.message),
+        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
+        Ok(MockReply::Stream(events)) => sse_response(events),
+    }
+}
+
+fn sse_response(events: Vec<String>) -> Response {
+    let frames = futures_util::stream::iter(
+        events
+            .into_iter()
+            .map(|e| Ok::<_, Infallible>(Bytes::from(e))),
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(frames))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {
     if !authorized(&state.key, &headers) {
         return unauthorized();
@@ -109,18 +170,7 @@ pub fn respond(key: &UpstreamSecret, headers: &HeaderMap, body: &[u8], created: 
             rejection.param.as_deref(),
         ),
         Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
-        Ok(MockReply::Stream(events)) => {
-            let frames = futures_util::stream::iter(
-                events
-                    .into_iter()
-                    .map(|e| Ok::<_, Infallible>(Bytes::from(e))),
-            );
-            Response::builder()
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(frames))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-        }
+        Ok(MockReply::Stream(events)) => sse_response(events),
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Everything here is pure: bytes and headers in, values out. The gateway does the I/O.
 
+pub mod anthropic;
 mod inspect;
 pub mod mcp;
 mod meter;

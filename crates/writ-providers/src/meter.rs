@@ -1,10 +1,10 @@
 //! `StreamMeter`: reads usage from a streamed response as it passes, one chunk at a time,
 //! and, when the gateway asked for usage the client did not, removes the extra chunk.
 
-use crate::openai;
 use crate::route::ApiFamily;
 use crate::sse::SseParser;
 use crate::usage::Usage;
+use crate::{anthropic, openai};
 
 /// Metering state of one streamed response.
 #[derive(Debug)]
@@ -47,11 +47,22 @@ impl StreamMeter {
         for event in events {
             let reading = match self.family {
                 ApiFamily::OpenAi => openai::read_event(&event),
+                ApiFamily::Anthropic => anthropic::read_event(&event),
                 ApiFamily::Mcp | ApiFamily::Http => Default::default(),
             };
             self.output_chars += reading.output_chars;
-            if reading.usage.is_some() {
-                self.usage = reading.usage;
+            // Usage may come in parts; each part replaces what it reports.
+            if reading.input_tokens.is_some() || reading.output_tokens.is_some() {
+                let u = self.usage.get_or_insert_with(Usage::default);
+                if let Some(n) = reading.input_tokens {
+                    u.input_tokens = n;
+                }
+                if let Some(n) = reading.output_tokens {
+                    u.output_tokens = n;
+                }
+                if let Some(n) = reading.cached_input_tokens {
+                    u.cached_input_tokens = n.min(u.input_tokens.max(n));
+                }
             }
             if let Some(out) = out.as_mut()
                 && !reading.usage_only

@@ -217,6 +217,86 @@ pub fn embeddings(body: &[u8]) -> Result<Value, MockRejection> {
     }))
 }
 
+/// Answers an Anthropic Messages request: a `message` with `usage`, or the event sequence
+/// `message_start`, `content_block_start`, `content_block_delta`…, `content_block_stop`,
+/// `message_delta` (with the output usage), `message_stop`.
+pub fn messages(body: &[u8], created: u64) -> Result<MockReply, MockRejection> {
+    let facts = crate::anthropic::inspect(crate::route::Operation::Chat, body)?;
+    let obj = json_object(body)?;
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if messages.is_empty() {
+        return Err(MockRejection {
+            message: "messages: at least one message is required".into(),
+            param: Some("messages".into()),
+        });
+    }
+    let mut input_tokens = estimate_tokens(&content_text(obj.get("system")));
+    let mut last_user = String::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        if role != "user" && role != "assistant" {
+            return Err(MockRejection {
+                message: format!("messages.{i}.role: must be user or assistant"),
+                param: None,
+            });
+        }
+        let text = content_text(m.get("content"));
+        input_tokens += 3 + estimate_tokens(&text);
+        if role == "user" {
+            last_user = text;
+        }
+    }
+    let echo: String = last_user.chars().take(200).collect();
+    let answer = format!("Hello from the writ mock of Anthropic. You said: {echo}");
+    let words: Vec<&str> = answer.split_inclusive(' ').collect();
+    let cap = facts.max_output_tokens.unwrap_or(0) as usize;
+    let (words, stop_reason) = if words.len() > cap {
+        (&words[..cap], "max_tokens")
+    } else {
+        (&words[..], "end_turn")
+    };
+    let output_tokens = words.len() as u64;
+    let model = facts.model.unwrap_or_default();
+    let id = format!("msg_mock_{created}");
+    if !facts.stream {
+        return Ok(MockReply::Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": words.concat()}],
+            "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        })));
+    }
+    let event = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    for w in words {
+        events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    Ok(MockReply::Stream(events))
+}
+
 /// The model list the mock serves.
 pub fn models() -> Value {
     json!({"object": "list", "data": [
@@ -331,6 +411,29 @@ mod tests {
         assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
         assert!(embeddings(br#"{"model":"m","input":[]}"#).is_err());
         assert!(embeddings(br#"{"model":"m"}"#).is_err());
+    }
+
+    #[test]
+    fn anthropic_messages_whole_and_streamed() {
+        let body = br#"{"model":"claude-sonnet-4","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
+        let MockReply::Json(v) = messages(body, 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v["type"], "message");
+        assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        let streamed = br#"{"model":"m","max_tokens":3,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let MockReply::Stream(events) = messages(streamed, 1).unwrap() else {
+            panic!()
+        };
+        assert!(events[0].starts_with("event: message_start"));
+        assert!(events.iter().any(|e| e.contains(r#""output_tokens":3"#)));
+        assert!(
+            messages(
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+                1
+            )
+            .is_err()
+        );
     }
 
     #[test]

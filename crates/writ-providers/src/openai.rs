@@ -15,7 +15,9 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
     match operation {
         Operation::Chat => inspect_chat(body),
         Operation::Embeddings => inspect_embeddings(body),
-        Operation::Models | Operation::Mcp | Operation::Http => Ok(Inspected::default()),
+        Operation::Models | Operation::CountTokens | Operation::Mcp | Operation::Http => {
+            Ok(Inspected::default())
+        }
     }
 }
 
@@ -169,15 +171,31 @@ pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
     usage_from_value(v.get("usage")?)
 }
 
-/// What one streamed event says about usage.
+/// What one streamed event says about usage. Providers that report usage in parts
+/// (Anthropic: input at the start, output at the end) fill only what they know.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventReading {
-    /// Usage, when the event reports it.
-    pub usage: Option<Usage>,
+    /// Input tokens, when the event reports them.
+    pub input_tokens: Option<u64>,
+    /// Output tokens so far, when the event reports them.
+    pub output_tokens: Option<u64>,
+    /// Cached input tokens, when the event reports them.
+    pub cached_input_tokens: Option<u64>,
     /// Characters of generated text in the event, for an estimate if no usage comes.
     pub output_chars: u64,
     /// The event carries only usage (`choices: []`): the chunk `include_usage` adds.
     pub usage_only: bool,
+}
+
+impl EventReading {
+    fn with_usage(usage: Option<Usage>) -> Self {
+        Self {
+            input_tokens: usage.map(|u| u.input_tokens),
+            output_tokens: usage.map(|u| u.output_tokens),
+            cached_input_tokens: usage.map(|u| u.cached_input_tokens),
+            ..Self::default()
+        }
+    }
 }
 
 /// Reads one SSE event of a chat-completions or Responses API stream.
@@ -187,18 +205,19 @@ pub fn read_event(event: &SseEvent) -> EventReading {
     };
     // Responses API: typed events; usage arrives with `response.completed`.
     if let Some(kind) = v.get("type").and_then(Value::as_str) {
+        let usage = (kind == "response.completed")
+            .then(|| v.get("response")?.get("usage").and_then(usage_from_value))
+            .flatten();
+        let output_chars = if kind == "response.output_text.delta" {
+            v.get("delta")
+                .and_then(Value::as_str)
+                .map_or(0, |d| d.chars().count() as u64)
+        } else {
+            0
+        };
         return EventReading {
-            usage: (kind == "response.completed")
-                .then(|| v.get("response")?.get("usage").and_then(usage_from_value))
-                .flatten(),
-            output_chars: if kind == "response.output_text.delta" {
-                v.get("delta")
-                    .and_then(Value::as_str)
-                    .map_or(0, |d| d.chars().count() as u64)
-            } else {
-                0
-            },
-            usage_only: false,
+            output_chars,
+            ..EventReading::with_usage(usage)
         };
     }
     let choices = v.get("choices").and_then(Value::as_array);
@@ -213,8 +232,8 @@ pub fn read_event(event: &SseEvent) -> EventReading {
     let usage = v.get("usage").and_then(usage_from_value);
     EventReading {
         usage_only: usage.is_some() && choices.is_some_and(Vec::is_empty),
-        usage,
         output_chars,
+        ..EventReading::with_usage(usage)
     }
 }
 
@@ -370,17 +389,17 @@ mod tests {
         };
         let delta = read_event(&ev(r#"{"choices":[{"delta":{"content":"héllo"}}]}"#));
         assert_eq!(
-            (delta.output_chars, delta.usage, delta.usage_only),
+            (delta.output_chars, delta.output_tokens, delta.usage_only),
             (5, None, false)
         );
         let last = read_event(&ev(
             r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
         ));
-        assert!(last.usage_only && last.usage.is_some());
+        assert!(last.usage_only && last.output_tokens == Some(2));
         let done = read_event(&ev(
             r#"{"type":"response.completed","response":{"usage":{"input_tokens":4,"output_tokens":6}}}"#,
         ));
-        assert_eq!(done.usage.map(|u| u.output_tokens), Some(6));
+        assert_eq!(done.output_tokens, Some(6));
         assert_eq!(read_event(&ev("[DONE]")), EventReading::default());
     }
 

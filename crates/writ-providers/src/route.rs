@@ -5,6 +5,8 @@
 pub enum ApiFamily {
     /// OpenAI's REST API and compatible servers.
     OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
     /// MCP tool servers (JSON-RPC over HTTP).
     Mcp,
     /// Plain HTTP upstreams, passed through by method and path.
@@ -20,6 +22,8 @@ pub enum Operation {
     Embeddings,
     /// The list of models.
     Models,
+    /// Counting the input tokens of a request, without generating.
+    CountTokens,
     /// A JSON-RPC request to a tool server; the body says which.
     Mcp,
     /// Any request to a plain HTTP upstream.
@@ -33,6 +37,7 @@ impl Operation {
             Operation::Chat => "chat",
             Operation::Embeddings => "embeddings",
             Operation::Models => "models",
+            Operation::CountTokens => "count_tokens",
             Operation::Mcp => "mcp",
             Operation::Http => "http",
         }
@@ -46,6 +51,8 @@ pub enum ProviderKind {
     OpenAi,
     /// The built-in mock of OpenAI's chat completions, for the offline quickstart and tests.
     Mock,
+    /// Anthropic, with an `x-api-key`.
+    Anthropic,
     /// An MCP tool server.
     Mcp,
     /// A plain HTTP API.
@@ -57,6 +64,7 @@ impl ProviderKind {
     pub fn family(self) -> ApiFamily {
         match self {
             ProviderKind::OpenAi | ProviderKind::Mock => ApiFamily::OpenAi,
+            ProviderKind::Anthropic => ApiFamily::Anthropic,
             ProviderKind::Mcp => ApiFamily::Mcp,
             ProviderKind::Http => ApiFamily::Http,
         }
@@ -67,6 +75,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Mock => "mock",
+            ProviderKind::Anthropic => "anthropic",
             ProviderKind::Mcp => "mcp",
             ProviderKind::Http => "http",
         }
@@ -106,6 +115,18 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/v1/models",
         family: ApiFamily::OpenAi,
         operation: Operation::Models,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/messages",
+        family: ApiFamily::Anthropic,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/messages/count_tokens",
+        family: ApiFamily::Anthropic,
+        operation: Operation::CountTokens,
     },
     RouteSpec {
         method: Some("POST"),

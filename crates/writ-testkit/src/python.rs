@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Returns the venv's python, creating `target/pyenv` and installing `requirements`
-/// when they changed. `bin` is any binary under `target/<profile>/`.
-pub fn python_env(bin: &Path, requirements: &Path) -> PathBuf {
-    let target = bin
+/// when they changed. Call it from a test: test binaries live in `target/<profile>/deps/`.
+pub fn python_env(requirements: &Path) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let target = exe
         .ancestors()
-        .nth(2)
-        .expect("binary under target/<profile>/");
+        .nth(3)
+        .expect("test binary under target/<profile>/deps/");
     let venv = target.join("pyenv");
     let python = venv.join("bin/python");
     let ready = venv.join(".requirements");

@@ -172,6 +172,14 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
         }
         return play(script);
     }
+    if parts.uri.path() == "/v1/messages" {
+        return writ_gateway::mock_upstream::respond_anthropic(
+            &shared.key,
+            &parts.headers,
+            &body,
+            1_700_000_000,
+        );
+    }
     if parts.uri.path() != "/v1/chat/completions" {
         return echo(&shared.key, &parts, &body);
     }

@@ -12,10 +12,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_writ");
 
 #[test]
 fn authlib_and_biscuit_python() {
-    let python = python_env(
-        Path::new(BIN),
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
-    );
+    let python =
+        python_env(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"));
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(
         Path::new(BIN),

@@ -13,10 +13,8 @@ const GRANT: &str =
 
 #[test]
 fn openai_python_sdk_chat_and_stream() {
-    let python = python_env(
-        Path::new(BIN),
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
-    );
+    let python =
+        python_env(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"));
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(
         Path::new(BIN),

@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::{HeaderMap, Request};
-use writ_providers::{ApiFamily, Operation, RouteSpec, openai};
+use writ_providers::{ApiFamily, Operation, RouteSpec, anthropic, openai};
 use writ_token::Authorization;
 
 use crate::error::GatewayError;
@@ -73,6 +73,12 @@ pub(crate) fn prepare(
     }
     for (name, value) in &upstream.credential {
         headers.insert(name.clone(), value.clone());
+    }
+    if upstream.kind.family() == ApiFamily::Anthropic && !headers.contains_key(anthropic::VERSION) {
+        headers.insert(
+            anthropic::VERSION,
+            http::HeaderValue::from_static(anthropic::DEFAULT_VERSION),
+        );
     }
     headers.insert(header::CONTENT_LENGTH, body.len().into());
     let mut request = Request::builder()

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use http::Method;
 use writ_providers::mcp::{self, McpRequest};
-use writ_providers::{ApiFamily, RouteSpec, openai};
+use writ_providers::{ApiFamily, RouteSpec, anthropic, openai};
 use writ_token::{Api, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
@@ -21,6 +21,16 @@ pub(crate) fn facts(
     let facts = match route.family {
         ApiFamily::OpenAi => {
             let inspected = openai::inspect(route.operation, body)?;
+            RequestFacts {
+                upstream,
+                model: inspected.model,
+                max_output_tokens: inspected.max_output_tokens,
+                stream: inspected.stream,
+                ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
+            }
+        }
+        ApiFamily::Anthropic => {
+            let inspected = anthropic::inspect(route.operation, body)?;
             RequestFacts {
                 upstream,
                 model: inspected.model,

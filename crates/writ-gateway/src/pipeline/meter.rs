@@ -16,7 +16,7 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use writ_providers::{ApiFamily, StreamMeter, Usage, estimate_tokens, openai};
+use writ_providers::{ApiFamily, StreamMeter, Usage, anthropic, estimate_tokens, openai};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -82,6 +82,7 @@ pub(crate) async fn respond(
         })?;
     let usage = match info.family {
         ApiFamily::OpenAi => openai::usage_from_json(&bytes),
+        ApiFamily::Anthropic => anthropic::usage_from_json(&bytes),
         ApiFamily::Mcp | ApiFamily::Http => None,
     };
     let claims_json = parts
@@ -89,7 +90,8 @@ pub(crate) async fn respond(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let must_be_json = info.family == ApiFamily::OpenAi && parts.status.is_success();
+    let must_be_json = matches!(info.family, ApiFamily::OpenAi | ApiFamily::Anthropic)
+        && parts.status.is_success();
     if (must_be_json || claims_json)
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
     {

@@ -1,0 +1,226 @@
+//! Anthropic's Messages API: request inspection, `x-api-key` injection, and usage, which a
+//! stream reports in two parts (`message_start` has the input, `message_delta` the output).
+
+use http::HeaderValue;
+use http::header::HeaderName;
+use serde_json::Value;
+
+use crate::inspect::{InspectError, Inspected};
+use crate::openai::{EventReading, json_object};
+use crate::route::Operation;
+use crate::secret::UpstreamSecret;
+use crate::sse::SseEvent;
+use crate::usage::Usage;
+
+/// The API version sent when the client names none.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+/// Header carrying the API key.
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// Header carrying the API version.
+pub const VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
+/// Reads the request facts of a Messages API body.
+pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
+    let obj = json_object(body)?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "model",
+                expected: "a string",
+            });
+        }
+    };
+    match obj.get("messages") {
+        Some(Value::Array(m)) if m.iter().all(Value::is_object) => {}
+        None | Some(Value::Null) => return Err(InspectError::MissingField("messages")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "messages",
+                expected: "an array of message objects",
+            });
+        }
+    }
+    if operation == Operation::CountTokens {
+        return Ok(Inspected {
+            model: Some(model),
+            ..Inspected::default()
+        });
+    }
+    let max_tokens = match obj.get("max_tokens") {
+        Some(Value::Number(n)) => n.as_u64().ok_or(InspectError::WrongType {
+            field: "max_tokens",
+            expected: "a non-negative integer",
+        })?,
+        None | Some(Value::Null) => return Err(InspectError::MissingField("max_tokens")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "max_tokens",
+                expected: "a non-negative integer",
+            });
+        }
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "stream",
+                expected: "a boolean",
+            });
+        }
+    };
+    Ok(Inspected {
+        model: Some(model),
+        max_output_tokens: Some(max_tokens),
+        stream,
+        include_usage: true,
+    })
+}
+
+/// `x-api-key: <key>` (sensitive), and `anthropic-version` when the client sent none.
+pub fn credential_headers(
+    key: &UpstreamSecret,
+) -> Result<Vec<(HeaderName, HeaderValue)>, http::header::InvalidHeaderValue> {
+    let mut value = HeaderValue::try_from(key.expose())?;
+    value.set_sensitive(true);
+    Ok(vec![(API_KEY, value)])
+}
+
+fn usage_parts(usage: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let get = |k: &str| usage.get(k).and_then(Value::as_u64);
+    let cached = match (
+        get("cache_read_input_tokens"),
+        get("cache_creation_input_tokens"),
+    ) {
+        (None, None) => None,
+        (read, _) => Some(read.unwrap_or(0)),
+    };
+    // Anthropic's input_tokens leave out cache reads and writes; writ counts all input.
+    let input = get("input_tokens").map(|n| {
+        n + get("cache_read_input_tokens").unwrap_or(0)
+            + get("cache_creation_input_tokens").unwrap_or(0)
+    });
+    (input, get("output_tokens"), cached)
+}
+
+/// Usage of a whole Messages response (or of a token count).
+pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    if v.get("type").and_then(Value::as_str) != Some("message") {
+        // count_tokens: `{"input_tokens": n}` costs nothing and generates nothing.
+        return None;
+    }
+    let (input, output, cached) = usage_parts(v.get("usage")?);
+    Some(Usage {
+        input_tokens: input?,
+        output_tokens: output.unwrap_or(0),
+        cached_input_tokens: cached.unwrap_or(0),
+    })
+}
+
+/// Reads one event of a Messages stream.
+pub fn read_event(event: &SseEvent) -> EventReading {
+    let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+        return EventReading::default();
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("message_start") => {
+            let (input, output, cached) = v
+                .get("message")
+                .and_then(|m| m.get("usage"))
+                .map_or((None, None, None), usage_parts);
+            EventReading {
+                input_tokens: input,
+                output_tokens: output,
+                cached_input_tokens: cached,
+                ..EventReading::default()
+            }
+        }
+        Some("message_delta") => {
+            let (input, output, cached) = v.get("usage").map_or((None, None, None), usage_parts);
+            EventReading {
+                input_tokens: input,
+                output_tokens: output,
+                cached_input_tokens: cached,
+                ..EventReading::default()
+            }
+        }
+        Some("content_block_delta") => EventReading {
+            output_chars: v
+                .get("delta")
+                .and_then(|d| d.get("text"))
+                .and_then(Value::as_str)
+                .map_or(0, |t| t.chars().count() as u64),
+            ..EventReading::default()
+        },
+        _ => EventReading::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_messages_requests() {
+        let got = inspect(Operation::Chat, br#"{"model":"claude-sonnet-4","max_tokens":100,"messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap();
+        assert_eq!(
+            (got.model.as_deref(), got.max_output_tokens, got.stream),
+            (Some("claude-sonnet-4"), Some(100), true)
+        );
+        assert_eq!(
+            inspect(Operation::Chat, br#"{"model":"m","messages":[]}"#),
+            Err(InspectError::MissingField("max_tokens"))
+        );
+        assert_eq!(
+            inspect(
+                Operation::Chat,
+                br#"{"model":"m","max_tokens":"a","messages":[]}"#
+            )
+            .unwrap_err()
+            .param(),
+            Some("max_tokens")
+        );
+        assert!(inspect(Operation::CountTokens, br#"{"model":"m","messages":[]}"#).is_ok());
+        assert_eq!(
+            inspect(Operation::Chat, b"[]"),
+            Err(InspectError::NotObject)
+        );
+    }
+
+    #[test]
+    fn reads_usage_whole_and_in_parts() {
+        let body = br#"{"type":"message","usage":{"input_tokens":10,"output_tokens":4,"cache_read_input_tokens":6}}"#;
+        assert_eq!(
+            usage_from_json(body),
+            Some(Usage {
+                input_tokens: 16,
+                output_tokens: 4,
+                cached_input_tokens: 6
+            })
+        );
+        assert_eq!(usage_from_json(br#"{"input_tokens":12}"#), None);
+        let ev = |data: &str| SseEvent {
+            event: String::new(),
+            data: data.into(),
+            raw: vec![],
+        };
+        let start = read_event(&ev(
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        ));
+        assert_eq!(
+            (start.input_tokens, start.output_tokens),
+            (Some(25), Some(1))
+        );
+        let delta = read_event(&ev(
+            r#"{"type":"message_delta","usage":{"output_tokens":15}}"#,
+        ));
+        assert_eq!((delta.input_tokens, delta.output_tokens), (None, Some(15)));
+        let text = read_event(&ev(
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hello"}}"#,
+        ));
+        assert_eq!(text.output_chars, 5);
+    }
+}
