@@ -198,13 +198,14 @@ impl Config {
                 "openai" => ProviderKind::OpenAi,
                 "mock" => ProviderKind::Mock,
                 "anthropic" => ProviderKind::Anthropic,
+                "gemini" => ProviderKind::Gemini,
                 "mcp" => ProviderKind::Mcp,
                 "http" => ProviderKind::Http,
                 other => {
                     return Err(invalid(
                         &field("kind"),
                         &format!(
-                            "unknown kind `{other}` (expected openai, anthropic, mock, mcp or http)"
+                            "unknown kind `{other}` (expected openai, anthropic, gemini, mock, mcp or http)"
                         ),
                     ));
                 }
@@ -218,6 +219,9 @@ impl Config {
                 (None, ProviderKind::Anthropic) => {
                     Some(Uri::from_static("https://api.anthropic.com"))
                 }
+                (None, ProviderKind::Gemini) => Some(Uri::from_static(
+                    "https://generativelanguage.googleapis.com",
+                )),
                 (None, ProviderKind::Mock) => None,
                 (None, ProviderKind::Mcp | ProviderKind::Http) => {
                     return Err(invalid(&field("base_url"), "required for this kind"));

@@ -131,7 +131,7 @@ impl Gateway {
         for (name, u) in &upstreams {
             by_family.entry(u.kind.family()).or_default().push(name);
         }
-        let defaults = [ApiFamily::OpenAi, ApiFamily::Anthropic]
+        let defaults = [ApiFamily::OpenAi, ApiFamily::Anthropic, ApiFamily::Gemini]
             .into_iter()
             .map(|family| {
                 let choice = match by_family.get(&family).map(Vec::as_slice) {

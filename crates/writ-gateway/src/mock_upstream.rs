@@ -42,6 +42,8 @@ pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(messages))
+        .route("/v1beta/models/{*model_action}", post(gemini))
+        .route("/v1/models/{*model_action}", post(gemini))
         .route("/v1/models", axum::routing::get(models))
         .with_state(MockState { key, clock })
 }
@@ -130,6 +132,54 @@ pub fn respond_anthropic(
     }
     match writ_providers::mock::messages(body, created) {
         Err(r) => anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &r.message),
+        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
+        Ok(MockReply::Stream(events)) => sse_response(events),
+    }
+}
+
+async fn gemini(
+    State(state): State<MockState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond_gemini(&state.key, &uri, &headers, &body)
+}
+
+/// Answers a generateContent request as the Gemini API would: 400 `API_KEY_INVALID`
+/// unless `x-goog-api-key` is exactly the key; streaming only as SSE (`alt=sse`).
+pub fn respond_gemini(
+    key: &UpstreamSecret,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let google_error = |status: StatusCode, message: &str, reason: &str| {
+        (status, axum::Json(serde_json::json!({"error": {"code": status.as_u16(), "message": message, "status": reason}}))).into_response()
+    };
+    if headers.get("x-goog-api-key").map(|v| v.as_bytes()) != Some(key.expose().as_bytes()) {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "API key not valid. Please pass a valid API key.",
+            "INVALID_ARGUMENT",
+        );
+    }
+    let Some((model, stream)) = writ_providers::gemini::parse_path(uri.path()) else {
+        return google_error(StatusCode::NOT_FOUND, "method not found", "NOT_FOUND");
+    };
+    if stream
+        && !uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"))
+    {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "the mock streams only with alt=sse",
+            "INVALID_ARGUMENT",
+        );
+    }
+    match writ_providers::mock::generate_content(&model, stream, body) {
+        Err(r) => google_error(StatusCode::BAD_REQUEST, &r.message, "INVALID_ARGUMENT"),
         Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
         Ok(MockReply::Stream(events)) => sse_response(events),
     }

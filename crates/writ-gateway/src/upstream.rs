@@ -41,6 +41,8 @@ impl Upstream {
                 openai::credential_headers(key, cfg.organization.as_deref(), cfg.project.as_deref())
                     .map_err(|_| "credential is not a valid header value".to_string())?
             }
+            ProviderKind::Gemini => writ_providers::gemini::credential_headers(key)
+                .map_err(|_| "credential is not a valid header value".to_string())?,
             ProviderKind::Anthropic => writ_providers::anthropic::credential_headers(key)
                 .map_err(|_| "credential is not a valid header value".to_string())?,
             ProviderKind::Mcp | ProviderKind::Http => {

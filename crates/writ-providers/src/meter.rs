@@ -4,7 +4,7 @@
 use crate::route::ApiFamily;
 use crate::sse::SseParser;
 use crate::usage::Usage;
-use crate::{anthropic, openai};
+use crate::{anthropic, gemini, openai};
 
 /// Metering state of one streamed response.
 #[derive(Debug)]
@@ -48,6 +48,7 @@ impl StreamMeter {
             let reading = match self.family {
                 ApiFamily::OpenAi => openai::read_event(&event),
                 ApiFamily::Anthropic => anthropic::read_event(&event),
+                ApiFamily::Gemini => gemini::read_event(&event),
                 ApiFamily::Mcp | ApiFamily::Http => Default::default(),
             };
             self.output_chars += reading.output_chars;

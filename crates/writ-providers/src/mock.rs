@@ -297,6 +297,77 @@ pub fn messages(body: &[u8], created: u64) -> Result<MockReply, MockRejection> {
     Ok(MockReply::Stream(events))
 }
 
+/// Answers a Gemini generateContent request: text echoing the last user part, with
+/// `usageMetadata`; streamed as several chunks, each with the running usage.
+pub fn generate_content(
+    model: &str,
+    stream: bool,
+    body: &[u8],
+) -> Result<MockReply, MockRejection> {
+    let facts = crate::gemini::inspect(model.to_string(), stream, body)?;
+    let obj = json_object(body)?;
+    let contents = obj
+        .get("contents")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if contents.is_empty() {
+        return Err(MockRejection {
+            message: "contents is not specified".into(),
+            param: Some("contents".into()),
+        });
+    }
+    let mut prompt = 0;
+    let mut last_user = String::new();
+    for c in &contents {
+        let text: String = c
+            .get("parts")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.get("text")?.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        prompt += estimate_tokens(&text).max(1);
+        if c.get("role").and_then(Value::as_str).unwrap_or("user") == "user" {
+            last_user = text;
+        }
+    }
+    let echo: String = last_user.chars().take(200).collect();
+    let answer = format!("Hello from the writ mock of Gemini. You said: {echo}");
+    let words: Vec<&str> = answer.split_inclusive(' ').collect();
+    let cap = facts.max_output_tokens.map_or(usize::MAX, |n| n as usize);
+    let words = &words[..words.len().min(cap)];
+    let usage = |out: usize| json!({"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out as u64});
+    let chunk = |text: String, out: usize, last: bool| {
+        let mut candidate =
+            json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+        if last {
+            candidate["finishReason"] = json!("STOP");
+        }
+        json!({"candidates": [candidate], "usageMetadata": usage(out), "modelVersion": model})
+    };
+    if !stream {
+        return Ok(MockReply::Json(chunk(words.concat(), words.len(), true)));
+    }
+    let parts: Vec<&[&str]> = words.chunks(3).collect();
+    let mut seen = 0;
+    let events = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            seen += part.len();
+            format!(
+                "data: {}\r\n\r\n",
+                chunk(part.concat(), seen, i + 1 == parts.len())
+            )
+        })
+        .collect();
+    Ok(MockReply::Stream(events))
+}
+
 /// The model list the mock serves.
 pub fn models() -> Value {
     json!({"object": "list", "data": [

@@ -7,6 +7,8 @@ pub enum ApiFamily {
     OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+    /// The Gemini Developer API.
+    Gemini,
     /// MCP tool servers (JSON-RPC over HTTP).
     Mcp,
     /// Plain HTTP upstreams, passed through by method and path.
@@ -53,6 +55,8 @@ pub enum ProviderKind {
     Mock,
     /// Anthropic, with an `x-api-key`.
     Anthropic,
+    /// Gemini Developer API, with an `x-goog-api-key`.
+    Gemini,
     /// An MCP tool server.
     Mcp,
     /// A plain HTTP API.
@@ -65,6 +69,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi | ProviderKind::Mock => ApiFamily::OpenAi,
             ProviderKind::Anthropic => ApiFamily::Anthropic,
+            ProviderKind::Gemini => ApiFamily::Gemini,
             ProviderKind::Mcp => ApiFamily::Mcp,
             ProviderKind::Http => ApiFamily::Http,
         }
@@ -76,6 +81,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Mock => "mock",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
             ProviderKind::Mcp => "mcp",
             ProviderKind::Http => "http",
         }
@@ -127,6 +133,18 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/v1/messages/count_tokens",
         family: ApiFamily::Anthropic,
         operation: Operation::CountTokens,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1beta/models/{*model_action}",
+        family: ApiFamily::Gemini,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/models/{*model_action}",
+        family: ApiFamily::Gemini,
+        operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),

@@ -172,6 +172,14 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
         }
         return play(script);
     }
+    if writ_providers::gemini::parse_path(parts.uri.path()).is_some() {
+        return writ_gateway::mock_upstream::respond_gemini(
+            &shared.key,
+            &parts.uri,
+            &parts.headers,
+            &body,
+        );
+    }
     if parts.uri.path() == "/v1/messages" {
         return writ_gateway::mock_upstream::respond_anthropic(
             &shared.key,

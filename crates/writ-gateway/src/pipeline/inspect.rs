@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use http::Method;
 use writ_providers::mcp::{self, McpRequest};
-use writ_providers::{ApiFamily, RouteSpec, anthropic, openai};
+use writ_providers::{ApiFamily, RouteSpec, anthropic, gemini, openai};
 use writ_token::{Api, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
@@ -31,6 +31,17 @@ pub(crate) fn facts(
         }
         ApiFamily::Anthropic => {
             let inspected = anthropic::inspect(route.operation, body)?;
+            RequestFacts {
+                upstream,
+                model: inspected.model,
+                max_output_tokens: inspected.max_output_tokens,
+                stream: inspected.stream,
+                ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
+            }
+        }
+        ApiFamily::Gemini => {
+            let (model, stream) = gemini::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
+            let inspected = gemini::inspect(model, stream, body)?;
             RequestFacts {
                 upstream,
                 model: inspected.model,

@@ -16,7 +16,7 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use writ_providers::{ApiFamily, StreamMeter, Usage, anthropic, estimate_tokens, openai};
+use writ_providers::{ApiFamily, StreamMeter, Usage, anthropic, estimate_tokens, gemini, openai};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -83,6 +83,7 @@ pub(crate) async fn respond(
     let usage = match info.family {
         ApiFamily::OpenAi => openai::usage_from_json(&bytes),
         ApiFamily::Anthropic => anthropic::usage_from_json(&bytes),
+        ApiFamily::Gemini => gemini::usage_from_json(&bytes),
         ApiFamily::Mcp | ApiFamily::Http => None,
     };
     let claims_json = parts
