@@ -59,6 +59,8 @@ struct RawUpstream {
     organization: Option<String>,
     project: Option<String>,
     auth_header: Option<String>,
+    #[serde(default)]
+    deployments: BTreeMap<String, String>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -107,6 +109,8 @@ pub struct UpstreamConfig {
     /// For `mcp` and `http` upstreams: send the key as this header's whole value instead
     /// of `Authorization: Bearer <key>`.
     pub auth_header: Option<http::HeaderName>,
+    /// For `azure` upstreams: the model each deployment serves, for grants and prices.
+    pub deployments: BTreeMap<String, String>,
     /// Longest wait for the upstream's response headers.
     pub timeout: Duration,
     /// Longest wait to connect.
@@ -199,13 +203,14 @@ impl Config {
                 "mock" => ProviderKind::Mock,
                 "anthropic" => ProviderKind::Anthropic,
                 "gemini" => ProviderKind::Gemini,
+                "azure" => ProviderKind::Azure,
                 "mcp" => ProviderKind::Mcp,
                 "http" => ProviderKind::Http,
                 other => {
                     return Err(invalid(
                         &field("kind"),
                         &format!(
-                            "unknown kind `{other}` (expected openai, anthropic, gemini, mock, mcp or http)"
+                            "unknown kind `{other}` (expected openai, anthropic, gemini, azure, mock, mcp or http)"
                         ),
                     ));
                 }
@@ -223,7 +228,7 @@ impl Config {
                     "https://generativelanguage.googleapis.com",
                 )),
                 (None, ProviderKind::Mock) => None,
-                (None, ProviderKind::Mcp | ProviderKind::Http) => {
+                (None, ProviderKind::Mcp | ProviderKind::Http | ProviderKind::Azure) => {
                     return Err(invalid(&field("base_url"), "required for this kind"));
                 }
             };
@@ -272,6 +277,7 @@ impl Config {
                     organization: header_value("organization", u.organization)?,
                     project: header_value("project", u.project)?,
                     auth_header,
+                    deployments: u.deployments,
                     timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
                     connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
                     read_timeout: u.read_timeout.unwrap_or(Duration::from_secs(60)),

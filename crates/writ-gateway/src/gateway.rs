@@ -131,19 +131,22 @@ impl Gateway {
         for (name, u) in &upstreams {
             by_family.entry(u.kind.family()).or_default().push(name);
         }
-        let defaults = [ApiFamily::OpenAi, ApiFamily::Anthropic, ApiFamily::Gemini]
-            .into_iter()
-            .map(|family| {
-                let choice = match by_family.get(&family).map(Vec::as_slice) {
-                    None | Some([]) => Err("none is configured"),
-                    Some([one]) => Ok(one.to_string()),
-                    Some(_) => {
-                        Err("several are configured; name one in the x-writ-upstream header")
-                    }
-                };
-                (family, choice)
-            })
-            .collect();
+        let defaults = [
+            ApiFamily::OpenAi,
+            ApiFamily::Anthropic,
+            ApiFamily::Gemini,
+            ApiFamily::Azure,
+        ]
+        .into_iter()
+        .map(|family| {
+            let choice = match by_family.get(&family).map(Vec::as_slice) {
+                None | Some([]) => Err("none is configured"),
+                Some([one]) => Ok(one.to_string()),
+                Some(_) => Err("several are configured; name one in the x-writ-upstream header"),
+            };
+            (family, choice)
+        })
+        .collect();
         let files = data.root_keys()?;
         let mut revocations = RevocationSet::new();
         for r in store.revocations().await? {

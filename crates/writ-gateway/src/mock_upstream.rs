@@ -42,6 +42,7 @@ pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(messages))
+        .route("/openai/deployments/{*rest}", post(azure))
         .route("/v1beta/models/{*model_action}", post(gemini))
         .route("/v1/models/{*model_action}", post(gemini))
         .route("/v1/models", axum::routing::get(models))
@@ -180,6 +181,75 @@ pub fn respond_gemini(
     }
     match writ_providers::mock::generate_content(&model, stream, body) {
         Err(r) => google_error(StatusCode::BAD_REQUEST, &r.message, "INVALID_ARGUMENT"),
+        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
+        Ok(MockReply::Stream(events)) => sse_response(events),
+    }
+}
+
+async fn azure(
+    State(state): State<MockState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let created = state
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    respond_azure(&state.key, &uri, &headers, &body, created)
+}
+
+/// Answers as Azure OpenAI would: 401 unless `api-key` is exactly the key, 404 without an
+/// `api-version` query parameter, then OpenAI's answer with the deployment as the model.
+pub fn respond_azure(
+    key: &UpstreamSecret,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    created: u64,
+) -> Response {
+    let azure_error = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
+    };
+    if headers.get("api-key").map(|v| v.as_bytes()) != Some(key.expose().as_bytes()) {
+        return azure_error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key.",
+        );
+    }
+    if !uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("api-version=")))
+    {
+        return azure_error(
+            StatusCode::NOT_FOUND,
+            "404",
+            "Resource not found: api-version is required",
+        );
+    }
+    let Some((deployment, operation)) = writ_providers::azure::parse_path(uri.path()) else {
+        return azure_error(StatusCode::NOT_FOUND, "404", "Resource not found");
+    };
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return azure_error(StatusCode::BAD_REQUEST, "400", "body must be a JSON object");
+    };
+    obj.insert("model".into(), serde_json::Value::String(deployment));
+    let body = serde_json::Value::Object(obj).to_string();
+    let reply = match operation {
+        writ_providers::Operation::Embeddings => {
+            writ_providers::mock::embeddings(body.as_bytes()).map(MockReply::Json)
+        }
+        _ => chat_completion(body.as_bytes(), created),
+    };
+    match reply {
+        Err(r) => azure_error(StatusCode::BAD_REQUEST, "400", &r.message),
         Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
         Ok(MockReply::Stream(events)) => sse_response(events),
     }

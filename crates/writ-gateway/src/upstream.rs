@@ -27,6 +27,8 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_response_bytes: usize,
+    /// Azure deployments and the models they serve.
+    pub(crate) deployments: std::collections::BTreeMap<String, String>,
     /// The credential, kept to scrub it from anything the upstream sends back.
     pub(crate) secret: writ_providers::UpstreamSecret,
     pub(crate) client: HttpClient,
@@ -41,6 +43,8 @@ impl Upstream {
                 openai::credential_headers(key, cfg.organization.as_deref(), cfg.project.as_deref())
                     .map_err(|_| "credential is not a valid header value".to_string())?
             }
+            ProviderKind::Azure => writ_providers::azure::credential_headers(key)
+                .map_err(|_| "credential is not a valid header value".to_string())?,
             ProviderKind::Gemini => writ_providers::gemini::credential_headers(key)
                 .map_err(|_| "credential is not a valid header value".to_string())?,
             ProviderKind::Anthropic => writ_providers::anthropic::credential_headers(key)
@@ -86,6 +90,7 @@ impl Upstream {
             read_timeout: cfg.read_timeout,
             max_response_bytes: cfg.max_response_bytes,
             secret: key.clone(),
+            deployments: cfg.deployments.clone(),
             client,
         })
     }

@@ -4,6 +4,7 @@
 //! Everything here is pure: bytes and headers in, values out. The gateway does the I/O.
 
 pub mod anthropic;
+pub mod azure;
 pub mod gemini;
 mod inspect;
 pub mod mcp;

@@ -46,7 +46,7 @@ impl StreamMeter {
         let mut out = self.drop_usage_chunk.then(Vec::new);
         for event in events {
             let reading = match self.family {
-                ApiFamily::OpenAi => openai::read_event(&event),
+                ApiFamily::OpenAi | ApiFamily::Azure => openai::read_event(&event),
                 ApiFamily::Anthropic => anthropic::read_event(&event),
                 ApiFamily::Gemini => gemini::read_event(&event),
                 ApiFamily::Mcp | ApiFamily::Http => Default::default(),

@@ -9,6 +9,8 @@ pub enum ApiFamily {
     Anthropic,
     /// The Gemini Developer API.
     Gemini,
+    /// Azure OpenAI: OpenAI's wire format on per-deployment paths.
+    Azure,
     /// MCP tool servers (JSON-RPC over HTTP).
     Mcp,
     /// Plain HTTP upstreams, passed through by method and path.
@@ -57,6 +59,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Gemini Developer API, with an `x-goog-api-key`.
     Gemini,
+    /// Azure OpenAI, with an `api-key`.
+    Azure,
     /// An MCP tool server.
     Mcp,
     /// A plain HTTP API.
@@ -70,6 +74,7 @@ impl ProviderKind {
             ProviderKind::OpenAi | ProviderKind::Mock => ApiFamily::OpenAi,
             ProviderKind::Anthropic => ApiFamily::Anthropic,
             ProviderKind::Gemini => ApiFamily::Gemini,
+            ProviderKind::Azure => ApiFamily::Azure,
             ProviderKind::Mcp => ApiFamily::Mcp,
             ProviderKind::Http => ApiFamily::Http,
         }
@@ -82,6 +87,7 @@ impl ProviderKind {
             ProviderKind::Mock => "mock",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Azure => "azure",
             ProviderKind::Mcp => "mcp",
             ProviderKind::Http => "http",
         }
@@ -145,6 +151,18 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/v1/models/{*model_action}",
         family: ApiFamily::Gemini,
         operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/openai/deployments/{deployment}/chat/completions",
+        family: ApiFamily::Azure,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/openai/deployments/{deployment}/embeddings",
+        family: ApiFamily::Azure,
+        operation: Operation::Embeddings,
     },
     RouteSpec {
         method: Some("POST"),

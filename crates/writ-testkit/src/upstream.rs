@@ -172,6 +172,15 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
         }
         return play(script);
     }
+    if parts.uri.path().starts_with("/openai/deployments/") {
+        return writ_gateway::mock_upstream::respond_azure(
+            &shared.key,
+            &parts.uri,
+            &parts.headers,
+            &body,
+            1_700_000_000,
+        );
+    }
     if writ_providers::gemini::parse_path(parts.uri.path()).is_some() {
         return writ_gateway::mock_upstream::respond_gemini(
             &shared.key,

@@ -46,6 +46,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 organization: None,
                 project: None,
                 auth_header: None,
+                deployments: Default::default(),
                 timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(5),
                 read_timeout: Duration::from_secs(30),

@@ -43,7 +43,9 @@ pub(crate) struct Outbound(pub(crate) Request<Body>);
 /// For a streamed OpenAI chat that did not ask for usage, ask for it (so the call can be
 /// metered) and say so, so the meter removes the extra chunk. Returns the body to send.
 pub(crate) fn ask_for_stream_usage(route: &RouteSpec, body: Bytes) -> (Bytes, bool) {
-    if route.family != ApiFamily::OpenAi || route.operation != Operation::Chat {
+    if !matches!(route.family, ApiFamily::OpenAi | ApiFamily::Azure)
+        || route.operation != Operation::Chat
+    {
         return (body, false);
     }
     match openai::with_stream_usage(&body) {

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use http::Method;
 use writ_providers::mcp::{self, McpRequest};
-use writ_providers::{ApiFamily, RouteSpec, anthropic, gemini, openai};
+use writ_providers::{ApiFamily, RouteSpec, anthropic, azure, gemini, openai};
 use writ_token::{Api, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
@@ -37,6 +37,24 @@ pub(crate) fn facts(
                 max_output_tokens: inspected.max_output_tokens,
                 stream: inspected.stream,
                 ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
+            }
+        }
+        ApiFamily::Azure => {
+            let (deployment, operation) =
+                azure::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
+            let model = target
+                .upstream
+                .deployments
+                .get(&deployment)
+                .cloned()
+                .unwrap_or(deployment);
+            let inspected = azure::inspect(operation, model, body)?;
+            RequestFacts {
+                upstream,
+                model: inspected.model,
+                max_output_tokens: inspected.max_output_tokens,
+                stream: inspected.stream,
+                ..RequestFacts::new(Api::Llm, operation.as_str(), method, &target.path)
             }
         }
         ApiFamily::Gemini => {

@@ -81,7 +81,7 @@ pub(crate) async fn respond(
             settle(&gw, &info, parts.status, None, 0, Outcome::UpstreamCut);
         })?;
     let usage = match info.family {
-        ApiFamily::OpenAi => openai::usage_from_json(&bytes),
+        ApiFamily::OpenAi | ApiFamily::Azure => openai::usage_from_json(&bytes),
         ApiFamily::Anthropic => anthropic::usage_from_json(&bytes),
         ApiFamily::Gemini => gemini::usage_from_json(&bytes),
         ApiFamily::Mcp | ApiFamily::Http => None,

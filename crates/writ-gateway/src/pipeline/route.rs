@@ -28,7 +28,7 @@ pub(crate) fn target<'g>(
     headers: &HeaderMap,
 ) -> Result<Target<'g>, GatewayError> {
     let (name, upstream_path) = match route.family {
-        ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Gemini => {
+        ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Gemini | ApiFamily::Azure => {
             let name = match headers.get(UPSTREAM_HEADER) {
                 Some(v) => v.to_str().map_err(|_| GatewayError::InvalidHeader {
                     name: UPSTREAM_HEADER,
