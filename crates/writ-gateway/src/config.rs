@@ -61,6 +61,8 @@ struct RawUpstream {
     auth_header: Option<String>,
     #[serde(default)]
     deployments: BTreeMap<String, String>,
+    #[serde(default)]
+    allow_private_network: bool,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -109,6 +111,9 @@ pub struct UpstreamConfig {
     /// For `mcp` and `http` upstreams: send the key as this header's whole value instead
     /// of `Authorization: Bearer <key>`.
     pub auth_header: Option<http::HeaderName>,
+    /// Allow addresses outside the public internet (loopback, private, metadata); off by
+    /// default so a base URL cannot be turned against the gateway's own network.
+    pub allow_private_network: bool,
     /// For `azure` upstreams: the model each deployment serves, for grants and prices.
     pub deployments: BTreeMap<String, String>,
     /// Longest wait for the upstream's response headers.
@@ -232,6 +237,19 @@ impl Config {
                     return Err(invalid(&field("base_url"), "required for this kind"));
                 }
             };
+            // A literal address never reaches the resolver, so it is checked here.
+            if let Some(host) = base_url.as_ref().and_then(Uri::host) {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                if let Ok(ip) = bare.parse::<std::net::IpAddr>()
+                    && crate::egress::is_forbidden(ip)
+                    && !u.allow_private_network
+                {
+                    return Err(invalid(
+                        &field("base_url"),
+                        "points outside the public internet; set allow_private_network = true if that is intended",
+                    ));
+                }
+            }
             let auth_header = match (&u.auth_header, kind) {
                 (None, _) => None,
                 (Some(h), ProviderKind::Mcp | ProviderKind::Http) => Some(
@@ -278,6 +296,7 @@ impl Config {
                     project: header_value("project", u.project)?,
                     auth_header,
                     deployments: u.deployments,
+                    allow_private_network: u.allow_private_network,
                     timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
                     connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
                     read_timeout: u.read_timeout.unwrap_or(Duration::from_secs(60)),
@@ -461,6 +480,29 @@ mod tests {
             load("[server]\nlisten = 5"),
             Err(ConfigError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn private_literal_addresses_need_an_explicit_allow() {
+        for base in [
+            "http://169.254.169.254",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9000",
+            "http://10.0.0.5/v1",
+        ] {
+            let text = format!(
+                "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nbase_url = \"{base}\"\n"
+            );
+            assert!(
+                matches!(load(&text), Err(ConfigError::Invalid { field, .. }) if field == "upstreams.o.base_url"),
+                "{base}"
+            );
+            assert!(
+                load(&format!("{text}allow_private_network = true\n")).is_ok(),
+                "{base}"
+            );
+        }
+        assert!(load("[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nbase_url = \"https://8.8.8.8\"\n").is_ok());
     }
 
     #[test]

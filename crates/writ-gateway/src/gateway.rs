@@ -119,6 +119,8 @@ impl Gateway {
                     })?;
                 cfg.base_url = Some(server.base_url());
                 cfg.api_key = Some(key);
+                // The built-in mock listens on loopback by design.
+                cfg.allow_private_network = true;
                 mocks.push(server);
             }
             let upstream = Upstream::new(name, &cfg).map_err(|reason| StartError::Upstream {

@@ -7,6 +7,7 @@
 mod admin;
 pub mod config;
 mod dpop;
+pub mod egress;
 pub mod error;
 mod gateway;
 pub mod mock_upstream;

@@ -13,8 +13,9 @@ use hyper_util::rt::TokioExecutor;
 use writ_providers::{ProviderKind, openai};
 
 use crate::config::UpstreamConfig;
+use crate::egress::EgressResolver;
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<EgressResolver>>, Body>;
 
 /// A configured upstream, ready to forward to.
 pub(crate) struct Upstream {
@@ -63,7 +64,8 @@ impl Upstream {
                 vec![(name, value)]
             }
         };
-        let mut http = HttpConnector::new();
+        let mut http =
+            HttpConnector::new_with_resolver(EgressResolver::new(cfg.allow_private_network));
         http.enforce_http(false);
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);

@@ -14,7 +14,7 @@ const ADMIN: &str = r#"{"type":"writ:admin"}"#;
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
     let config = format!(
-        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     );
     (upstream, TestGateway::start(&config).await)

@@ -12,7 +12,7 @@ const GRANT: &str = r#"{"type":"writ:llm","upstream":"claude","models":["claude-
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
     let gw = TestGateway::start(&format!(
-        "[upstreams.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        "[upstreams.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     ))
     .await;

@@ -17,7 +17,7 @@ async fn anthropic_python_sdk() {
     );
     let upstream = MockUpstream::start(KEY).await;
     let gw = TestGateway::start(&format!(
-        "[upstreams.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        "[upstreams.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     ))
     .await;

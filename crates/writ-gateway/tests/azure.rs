@@ -14,7 +14,7 @@ const GRANT: &str = r#"{"type":"writ:llm","upstream":"azure","models":["gpt-4o"]
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
     let gw = TestGateway::start(&format!(
-        "[upstreams.azure]\nkind = \"azure\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\ndeployments = {{ \"prod-4o\" = \"gpt-4o\", \"cheap\" = \"gpt-4o-mini\" }}\n",
+        "[upstreams.azure]\nkind = \"azure\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\ndeployments = {{ \"prod-4o\" = \"gpt-4o\", \"cheap\" = \"gpt-4o-mini\" }}\n",
         upstream.base_url()
     ))
     .await;

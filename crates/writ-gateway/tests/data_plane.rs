@@ -15,7 +15,7 @@ const GRANT: &str =
 
 fn config(base_url: &str, timeout: &str) -> String {
     format!(
-        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{base_url}\"\napi_key = \"{UPSTREAM_KEY}\"\ntimeout = \"{timeout}\"\n"
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nallow_private_network = true\napi_key = \"{UPSTREAM_KEY}\"\ntimeout = \"{timeout}\"\n"
     )
 }
 
@@ -483,4 +483,35 @@ async fn single_use_writ_works_once() {
         "writ_already_used",
     )
     .await;
+}
+
+#[tokio::test]
+async fn upstreams_resolving_to_private_addresses_are_refused() {
+    let upstream = MockUpstream::start(UPSTREAM_KEY).await;
+    let port = upstream.base_url().rsplit(':').next().unwrap().to_string();
+    // `localhost` resolves to loopback: refused at connect time unless allowed.
+    let gw = TestGateway::start(&format!(
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"http://localhost:{port}\"\napi_key = \"{UPSTREAM_KEY}\"\n"
+    ))
+    .await;
+    let writ = gw.mint("demo", GRANT, 30);
+    expect_error(
+        post(&gw, &writ, &chat_body()).await,
+        StatusCode::BAD_GATEWAY,
+        "upstream_unreachable",
+    )
+    .await;
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing reached the private address"
+    );
+    let allowed = TestGateway::start(&format!(
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"http://localhost:{port}\"\nallow_private_network = true\napi_key = \"{UPSTREAM_KEY}\"\n"
+    ))
+    .await;
+    let writ = allowed.mint("demo", GRANT, 30);
+    assert_eq!(
+        post(&allowed, &writ, &chat_body()).await.status(),
+        StatusCode::OK
+    );
 }

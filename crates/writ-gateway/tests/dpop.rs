@@ -11,7 +11,7 @@ const CEILING: &str = r#"[{"type":"writ:llm","upstream":"demo"}]"#;
 async fn setup() -> (MockUpstream, TestGateway, OAuthClient) {
     let upstream = MockUpstream::start(KEY).await;
     let config = format!(
-        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     );
     let gw = TestGateway::start(&config).await;

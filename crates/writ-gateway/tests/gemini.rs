@@ -15,7 +15,7 @@ const GRANT: &str = r#"{"type":"writ:llm","upstream":"gemini","models":["gemini-
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
     let gw = TestGateway::start(&format!(
-        "[upstreams.gemini]\nkind = \"gemini\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        "[upstreams.gemini]\nkind = \"gemini\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     ))
     .await;

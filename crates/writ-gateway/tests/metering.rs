@@ -14,7 +14,7 @@ const GRANT: &str = r#"{"type":"writ:llm","upstream":"demo"}"#;
 
 async fn gateway_for(upstream: &MockUpstream, extra: &str) -> TestGateway {
     TestGateway::start(&format!(
-        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n{extra}",
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n{extra}",
         upstream.base_url()
     ))
     .await

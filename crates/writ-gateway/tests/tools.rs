@@ -10,8 +10,8 @@ const KEY: &str = "tool-key-0123456789";
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
     let config = format!(
-        "[upstreams.travel]\nkind = \"mcp\"\nbase_url = \"{base}/mcp\"\napi_key = \"{KEY}\"\n\n\
-         [upstreams.crm]\nkind = \"http\"\nbase_url = \"{base}/api\"\napi_key = \"{KEY}\"\nauth_header = \"x-tool-key\"\n",
+        "[upstreams.travel]\nkind = \"mcp\"\nbase_url = \"{base}/mcp\"\nallow_private_network = true\napi_key = \"{KEY}\"\n\n\
+         [upstreams.crm]\nkind = \"http\"\nbase_url = \"{base}/api\"\nallow_private_network = true\napi_key = \"{KEY}\"\nauth_header = \"x-tool-key\"\n",
         base = upstream.base_url()
     );
     (upstream, TestGateway::start(&config).await)

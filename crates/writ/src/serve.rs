@@ -47,6 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 project: None,
                 auth_header: None,
                 deployments: Default::default(),
+                allow_private_network: true,
                 timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(5),
                 read_timeout: Duration::from_secs(30),
