@@ -30,6 +30,9 @@ data_dir = "writ-data"
 # Largest request body accepted, in bytes; larger bodies get 413 before they are read.
 max_body_bytes = 10485760
 
+# The URL clients reach this gateway at; client assertions must name it in `aud`.
+# public_url = "https://writ.example.com"
+
 [tokens]
 # Tenant agents belong to when none is named.
 tenant = "default"
@@ -37,8 +40,14 @@ tenant = "default"
 max_ttl = "30s"
 
 # Upstreams: one table per upstream, named as grants name them ("upstream": "openai").
-# kind = "openai": OpenAI or any server speaking its API with a Bearer key.
-# kind = "mock":   the built-in mock of chat completions (no base_url: the gateway runs it).
+# kind = "openai":    OpenAI or any server speaking its API with a Bearer key.
+# kind = "anthropic": Anthropic's Messages API (x-api-key).
+# kind = "gemini":    the Gemini Developer API (x-goog-api-key).
+# kind = "azure":     Azure OpenAI (api-key); base_url is the resource endpoint, and
+#                     deployments = { "prod-4o" = "gpt-4o" } names each deployment's model.
+# kind = "mcp":       an MCP tool server at base_url (POST /mcp/<name>).
+# kind = "http":      a plain HTTP API (/u/<name>/...).
+# kind = "mock":      the built-in mock of OpenAI (no base_url: the gateway runs it).
 #
 # [upstreams.openai]
 # kind = "openai"
@@ -48,12 +57,22 @@ max_ttl = "30s"
 # project = "proj_..."                     # optional, sent as OpenAI-Project
 # timeout = "120s"                         # longest wait for response headers (then 504)
 # connect_timeout = "10s"                  # longest wait to connect (then 502)
+# read_timeout = "60s"                     # longest wait between response chunks
+# max_response_bytes = 67108864            # larger responses are cut off (502)
+# allow_private_network = false            # allow loopback/private/metadata addresses
+# auth_header = "x-api-key"                # mcp/http only: send the key in this header
 #
 # When several upstreams speak the same API, a client picks one with the
 # x-writ-upstream header; with only one, it is used.
 
 [upstreams.demo]
 kind = "mock"
+
+# Prices in USD per million tokens, overriding the shipped table.
+# [pricing."gpt-4o-mini"]
+# input = 0.15
+# output = 0.60
+# cached_input = 0.075
 "#;
 
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
