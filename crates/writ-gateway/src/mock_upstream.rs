@@ -41,6 +41,7 @@ pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/messages", post(messages))
         .route("/openai/deployments/{*rest}", post(azure))
         .route("/v1beta/models/{*model_action}", post(gemini))
@@ -266,6 +267,27 @@ fn sse_response(events: Vec<String>) -> Response {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(frames))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn responses(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state.key, &headers) {
+        return unauthorized();
+    }
+    let created = state
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match writ_providers::mock::responses(&body, created) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => error_body(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            &r.message,
+            r.param.as_deref(),
+        ),
+    }
 }
 
 async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {

@@ -312,3 +312,38 @@ async fn bad_upstream_responses_become_clear_errors() {
             .contains("[REDACTED:upstream_credential]")
     );
 }
+
+#[tokio::test]
+async fn streamed_responses_api_usage_comes_from_response_completed() {
+    let events = "event: response.created\ndata: {\"type\":\"response.created\"}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
+        event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":21,\"output_tokens\":9}}}\n\n";
+    let upstream = MockUpstream::start_scripted(
+        KEY,
+        Script {
+            status: 200,
+            content_type: "text/event-stream",
+            chunks: events.as_bytes().chunks(5).map(<[u8]>::to_vec).collect(),
+            then: ScriptEnd::End,
+        },
+    )
+    .await;
+    let gw = gateway_for(&upstream, "").await;
+    let writ = gw.mint("demo", GRANT, 30);
+    let text = reqwest::Client::new()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(writ)
+        .json(&json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, events);
+    let r = last_record(&gw);
+    assert_eq!(
+        (r.usage.input_tokens, r.usage.output_tokens, r.estimated),
+        (21, 9, false)
+    );
+}

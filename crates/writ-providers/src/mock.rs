@@ -368,6 +368,45 @@ pub fn generate_content(
     Ok(MockReply::Stream(events))
 }
 
+/// Answers a Responses API request (not streamed): one output message echoing the input,
+/// with `usage` in the Responses shape.
+pub fn responses(body: &[u8], created: u64) -> Result<Value, MockRejection> {
+    let facts = crate::openai::inspect_responses(body)?;
+    if facts.stream {
+        return Err(MockRejection {
+            message: "the mock does not stream the Responses API".into(),
+            param: Some("stream".into()),
+        });
+    }
+    let obj = json_object(body)?;
+    let input = match obj.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| content_text(i.get("content")))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    let echo: String = input.chars().take(200).collect();
+    let answer = format!("Hello from the writ mock upstream. You said: {echo}");
+    let words: Vec<&str> = answer.split_inclusive(' ').collect();
+    let cap = facts.max_output_tokens.map_or(usize::MAX, |n| n as usize);
+    let words = &words[..words.len().min(cap)];
+    let input_tokens = 3 + estimate_tokens(&input);
+    let output_tokens = words.len() as u64;
+    Ok(json!({
+        "id": format!("resp_mock_{created}"), "object": "response", "created_at": created,
+        "status": "completed", "model": facts.model, "error": null, "incomplete_details": null,
+        "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": words.concat(), "annotations": []}]}],
+        "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "total_tokens": input_tokens + output_tokens,
+                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+    }))
+}
+
 /// The model list the mock serves.
 pub fn models() -> Value {
     json!({"object": "list", "data": [

@@ -15,6 +15,7 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
     match operation {
         Operation::Chat => inspect_chat(body),
         Operation::Embeddings => inspect_embeddings(body),
+        Operation::Responses => inspect_responses(body),
         Operation::Models | Operation::CountTokens | Operation::Mcp | Operation::Http => {
             Ok(Inspected::default())
         }
@@ -81,6 +82,38 @@ pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
         max_output_tokens: cap_new.max(cap_old),
         stream,
         include_usage,
+    })
+}
+
+/// `POST /v1/responses`: `model` and `input` (a string or an array of items) are
+/// required; the output cap is `max_output_tokens`.
+pub fn inspect_responses(body: &[u8]) -> Result<Inspected, InspectError> {
+    let obj = json_object(body)?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "model",
+                expected: "a string",
+            });
+        }
+    };
+    match obj.get("input") {
+        Some(Value::String(_) | Value::Array(_)) => {}
+        None | Some(Value::Null) => return Err(InspectError::MissingField("input")),
+        Some(_) => {
+            return Err(InspectError::WrongType {
+                field: "input",
+                expected: "a string or an array",
+            });
+        }
+    }
+    Ok(Inspected {
+        model: Some(model),
+        max_output_tokens: optional_count(&obj, "max_output_tokens")?,
+        stream: optional_bool(&obj, "stream", "stream")?.unwrap_or(false),
+        include_usage: true,
     })
 }
 

@@ -22,6 +22,8 @@ pub enum ApiFamily {
 pub enum Operation {
     /// A chat completion.
     Chat,
+    /// A response from the Responses API.
+    Responses,
     /// Embeddings of some input.
     Embeddings,
     /// The list of models.
@@ -39,6 +41,7 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Chat => "chat",
+            Operation::Responses => "responses",
             Operation::Embeddings => "embeddings",
             Operation::Models => "models",
             Operation::CountTokens => "count_tokens",
@@ -115,6 +118,12 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/v1/chat/completions",
         family: ApiFamily::OpenAi,
         operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/responses",
+        family: ApiFamily::OpenAi,
+        operation: Operation::Responses,
     },
     RouteSpec {
         method: Some("POST"),

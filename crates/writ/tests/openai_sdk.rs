@@ -23,7 +23,7 @@ fn openai_python_sdk_chat_and_stream() {
     );
     let writ = server.mint(GRANT, "30s");
     let wide = server.mint(
-        r#"{"type":"writ:llm","upstream":"demo","actions":["chat","embeddings","models"]}"#,
+        r#"{"type":"writ:llm","upstream":"demo","actions":["chat","responses","embeddings","models"]}"#,
         "30s",
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk.py");

@@ -73,6 +73,9 @@ wide_client = openai.OpenAI(base_url=base_url, api_key=wide, max_retries=0)
 emb = wide_client.embeddings.create(model="text-embedding-3-small", input=["hello", "world"])
 assert len(emb.data) == 2 and len(emb.data[0].embedding) == 8, emb
 expect_recorded("text-embedding-3-small", emb.usage.prompt_tokens, 0)
+resp = wide_client.responses.create(model="gpt-4o-mini", input="Respond, please")
+assert "Respond, please" in resp.output_text, resp
+expect_recorded("gpt-4o-mini", resp.usage.input_tokens, resp.usage.output_tokens)
 ids = [m.id for m in wide_client.models.list()]
 assert "gpt-4o-mini" in ids, ids
 
