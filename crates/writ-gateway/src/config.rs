@@ -59,6 +59,8 @@ struct RawUpstream {
     organization: Option<String>,
     project: Option<String>,
     auth_header: Option<String>,
+    basic_user: Option<String>,
+    auth_query: Option<String>,
     #[serde(default)]
     deployments: BTreeMap<String, String>,
     #[serde(default)]
@@ -111,6 +113,11 @@ pub struct UpstreamConfig {
     /// For `mcp` and `http` upstreams: send the key as this header's whole value instead
     /// of `Authorization: Bearer <key>`.
     pub auth_header: Option<http::HeaderName>,
+    /// For `mcp` and `http` upstreams: send HTTP Basic with this user and the key as password.
+    pub basic_user: Option<String>,
+    /// For `mcp` and `http` upstreams: send the key as this query parameter (toward the
+    /// upstream only; never accepted from agents).
+    pub auth_query: Option<String>,
     /// Allow addresses outside the public internet (loopback, private, metadata); off by
     /// default so a base URL cannot be turned against the gateway's own network.
     pub allow_private_network: bool,
@@ -295,6 +302,8 @@ impl Config {
                     organization: header_value("organization", u.organization)?,
                     project: header_value("project", u.project)?,
                     auth_header,
+                    basic_user: u.basic_user.clone(),
+                    auth_query: u.auth_query.clone(),
                     deployments: u.deployments,
                     allow_private_network: u.allow_private_network,
                     timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
@@ -470,6 +479,27 @@ mod tests {
                 "upstreams.o.api_key",
             ),
             ("[upstreams.\"a b\"]\nkind = \"mock\"", "upstreams.a b"),
+            (
+                "[upstreams.o]\nkind = \"http\"\napi_key=\"k\"\nbase_url=\"https://x\"\nbasic_user=\"u\"\nauth_query=\"key\"",
+                "upstreams.o.auth_header",
+            ),
+            (
+                "[upstreams.o]\nkind = \"openai\"\napi_key=\"k\"\nbasic_user=\"u\"",
+                "upstreams.o.basic_user",
+            ),
+            (
+                "[upstreams.o]\nkind = \"http\"\napi_key=\"k\"\nbase_url=\"https://x\"\nbasic_user=\"a:b\"",
+                "upstreams.o.basic_user",
+            ),
+            (
+                "[upstreams.o]\nkind = \"http\"\napi_key=\"k\"\nbase_url=\"https://x\"\nauth_query=\"a&b\"",
+                "upstreams.o.auth_query",
+            ),
+            (
+                "[upstreams.o]\nkind = \"azure\"\napi_key=\"k\"",
+                "upstreams.o.base_url",
+            ),
+            ("[pricing.m]\ninput = -1.0\noutput = 1.0", "pricing.m"),
         ] {
             match load(text) {
                 Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),

@@ -28,6 +28,8 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_response_bytes: usize,
+    /// Query parameter the key travels in, for upstreams that want it there.
+    pub(crate) auth_query: Option<String>,
     /// Azure deployments and the models they serve.
     pub(crate) deployments: std::collections::BTreeMap<String, String>,
     /// The credential, kept to scrub it from anything the upstream sends back.
@@ -50,10 +52,18 @@ impl Upstream {
                 .map_err(|_| "credential is not a valid header value".to_string())?,
             ProviderKind::Anthropic => writ_providers::anthropic::credential_headers(key)
                 .map_err(|_| "credential is not a valid header value".to_string())?,
+            // The key travels in the query string (added by inject), not in a header.
+            ProviderKind::Mcp | ProviderKind::Http if cfg.auth_query.is_some() => Vec::new(),
             ProviderKind::Mcp | ProviderKind::Http => {
-                let (name, value) = match &cfg.auth_header {
-                    Some(name) => (name.clone(), key.expose().to_string()),
-                    None => (
+                let (name, value) = match (&cfg.auth_header, &cfg.basic_user) {
+                    (Some(name), _) => (name.clone(), key.expose().to_string()),
+                    (None, Some(user)) => {
+                        use base64::Engine;
+                        let pair = base64::engine::general_purpose::STANDARD
+                            .encode(format!("{user}:{}", key.expose()));
+                        (http::header::AUTHORIZATION, format!("Basic {pair}"))
+                    }
+                    (None, None) => (
                         http::header::AUTHORIZATION,
                         format!("Bearer {}", key.expose()),
                     ),
@@ -93,6 +103,7 @@ impl Upstream {
             max_response_bytes: cfg.max_response_bytes,
             secret: key.clone(),
             deployments: cfg.deployments.clone(),
+            auth_query: cfg.auth_query.clone(),
             client,
         })
     }

@@ -204,3 +204,49 @@ async fn raw_get(gw: &TestGateway, path: &str, writ: &str) -> String {
     conn.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[tokio::test]
+async fn http_upstreams_with_basic_and_query_credentials() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = TestGateway::start(&format!(
+        "[upstreams.basic]\nkind = \"http\"\nbase_url = \"{base}\"\nallow_private_network = true\napi_key = \"{KEY}\"\nbasic_user = \"svc\"\n\n\
+         [upstreams.query]\nkind = \"http\"\nbase_url = \"{base}\"\nallow_private_network = true\napi_key = \"{KEY}\"\nauth_query = \"key\"\n",
+        base = upstream.base_url()
+    ))
+    .await;
+    let grant = |u: &str| format!(r#"{{"type":"writ:http","upstream":"{u}","path":"/v1/items"}}"#);
+    let client = reqwest::Client::new();
+    let writ = gw.mint_as(&grant("basic"), &grant("basic"), 30);
+    let resp = client
+        .get(gw.url("/u/basic/v1/items"))
+        .bearer_auth(&writ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sent = upstream.requests()[0].headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(sent.starts_with("Basic "), "{sent}");
+
+    let writ = gw.mint_as(&grant("query"), &grant("query"), 30);
+    // The agent tries to choose the credential parameter: its value is dropped.
+    let resp = client
+        .get(gw.url("/u/query/v1/items?page=2&key=agent-chosen"))
+        .bearer_auth(&writ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let q = upstream.requests()[1].uri.query().unwrap().to_string();
+    assert!(
+        q.contains("page=2") && q.contains(&format!("key={KEY}")) && !q.contains("agent-chosen"),
+        "{q}"
+    );
+    assert!(
+        !v.to_string().contains(KEY),
+        "the echoed credential is scrubbed: {v}"
+    );
+}

@@ -230,17 +230,33 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
     }
 }
 
-/// Any other path: a tool server or plain HTTP API. Requires `Authorization: Bearer <key>`
-/// (or the key alone in `x-tool-key`), then answers a JSON-RPC request with a result and
+/// Any other path: a tool server or plain HTTP API. Requires the key as
+/// `Authorization: Bearer <key>`, alone in `x-tool-key`, as the password of HTTP Basic,
+/// or as the `key` query parameter; then answers a JSON-RPC request with a result and
 /// anything else with what it received.
 fn echo(key: &UpstreamSecret, parts: &http::request::Parts, body: &[u8]) -> Response {
+    use base64::Engine;
     let bearer = format!("Bearer {}", key.expose());
-    let authorized = parts
+    let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        == Some(bearer.as_bytes())
-        || parts.headers.get("x-tool-key").map(|v| v.as_bytes()) == Some(key.expose().as_bytes());
+        .and_then(|v| v.to_str().ok());
+    let basic_ok = authorization
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .is_some_and(|pair| {
+            pair.split_once(':')
+                .is_some_and(|(_, pw)| pw == key.expose())
+        });
+    let query_ok = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == format!("key={}", key.expose())));
+    let authorized = authorization == Some(bearer.as_str())
+        || parts.headers.get("x-tool-key").map(|v| v.as_bytes()) == Some(key.expose().as_bytes())
+        || basic_ok
+        || query_ok;
     if !authorized {
         return (
             StatusCode::UNAUTHORIZED,

@@ -60,7 +60,9 @@ max_ttl = "30s"
 # read_timeout = "60s"                     # longest wait between response chunks
 # max_response_bytes = 67108864            # larger responses are cut off (502)
 # allow_private_network = false            # allow loopback/private/metadata addresses
-# auth_header = "x-api-key"                # mcp/http only: send the key in this header
+# auth_header = "x-api-key"                # mcp/http only: send the key in this header,
+# basic_user = "svc"                       #   or as the password of HTTP Basic,
+# auth_query = "key"                       #   or as this query parameter (upstream only)
 #
 # When several upstreams speak the same API, a client picks one with the
 # x-writ-upstream header; with only one, it is used.

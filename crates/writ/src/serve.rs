@@ -46,6 +46,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 organization: None,
                 project: None,
                 auth_header: None,
+                basic_user: None,
+                auth_query: None,
                 deployments: Default::default(),
                 allow_private_network: true,
                 timeout: Duration::from_secs(30),

@@ -63,9 +63,30 @@ pub(crate) fn prepare(
 ) -> Result<Outbound, GatewayError> {
     let upstream = target.upstream;
     let mut uri = format!("{}{}", upstream.base, target.path);
-    if let Some(q) = parts.uri.query() {
+    let mut query: Vec<&str> = parts
+        .uri
+        .query()
+        .map(|q| q.split('&').collect())
+        .unwrap_or_default();
+    let credential_param;
+    if let Some(name) = &upstream.auth_query {
+        // The agent cannot choose the credential parameter's value: its own is dropped.
+        let prefix = format!("{name}=");
+        query.retain(|p| !p.starts_with(&prefix) && *p != name.as_str());
+        let mut value = String::new();
+        for b in upstream.secret.expose().bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                value.push(char::from(b));
+            } else {
+                value.push_str(&format!("%{b:02X}"));
+            }
+        }
+        credential_param = format!("{name}={value}");
+        query.push(&credential_param);
+    }
+    if !query.is_empty() {
         uri.push('?');
-        uri.push_str(q);
+        uri.push_str(&query.join("&"));
     }
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + upstream.credential.len());
     for (name, value) in &parts.headers {
