@@ -284,6 +284,45 @@ impl Config {
                     "empty or not a valid header value",
                 ));
             }
+            let tool_auth = [
+                u.auth_header.is_some(),
+                u.basic_user.is_some(),
+                u.auth_query.is_some(),
+            ];
+            if tool_auth.iter().filter(|x| **x).count() > 1 {
+                return Err(invalid(
+                    &field("auth_header"),
+                    "choose one of auth_header, basic_user and auth_query",
+                ));
+            }
+            if (u.basic_user.is_some() || u.auth_query.is_some())
+                && !matches!(kind, ProviderKind::Mcp | ProviderKind::Http)
+            {
+                return Err(invalid(
+                    &field("basic_user"),
+                    "basic_user and auth_query are only for mcp and http upstreams",
+                ));
+            }
+            if u.basic_user
+                .as_deref()
+                .is_some_and(|n| n.is_empty() || n.contains(':'))
+            {
+                return Err(invalid(
+                    &field("basic_user"),
+                    "must be non-empty and hold no ':'",
+                ));
+            }
+            let param_ok = |n: &str| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            };
+            if u.auth_query.as_deref().is_some_and(|n| !param_ok(n)) {
+                return Err(invalid(
+                    &field("auth_query"),
+                    "a parameter name of A-Z a-z 0-9 _ - .",
+                ));
+            }
             let header_value =
                 |f: &str, v: Option<String>| -> Result<Option<String>, ConfigError> {
                     match v {
