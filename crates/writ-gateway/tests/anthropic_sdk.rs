@@ -4,17 +4,13 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-use writ_testkit::{MockUpstream, TestGateway, python_env};
+use writ_testkit::{MockUpstream, TestGateway, run_python_lines};
 
 const KEY: &str = "sk-ant-upstream-sdk-0123";
 const GRANT: &str = r#"{"type":"writ:llm","upstream":"claude","models":["claude-sonnet-4"]}"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anthropic_python_sdk() {
-    let python = python_env(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../writ/tests/python/requirements.txt"),
-    );
     let upstream = MockUpstream::start(KEY).await;
     let gw = TestGateway::start(&format!(
         "[upstreams.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
@@ -22,24 +18,11 @@ async fn anthropic_python_sdk() {
     ))
     .await;
     let writ = gw.mint_as(GRANT, GRANT, 30);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/anthropic_sdk.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .env("WRIT_BASE_URL", gw.url(""))
-        .env("WRIT_TOKEN", &writ)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let seen = run_python_lines(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/anthropic_sdk.py"),
+        &[("WRIT_BASE_URL", &gw.url("")), ("WRIT_TOKEN", &writ)],
+    )
+    .await;
     let recorded = gw.gateway().recent_usage();
     let metered: Vec<_> = recorded.iter().filter(|r| r.status == 200).collect();
     assert_eq!(metered.len(), 2);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_testkit::{MockUpstream, TestGateway, python_env};
+use writ_testkit::{MockUpstream, TestGateway, run_python_lines};
 
 const KEY: &str = "AIza-upstream-gemini-0123";
 const GRANT: &str = r#"{"type":"writ:llm","upstream":"gemini","models":["gemini-2.0-flash"]}"#;
@@ -99,28 +99,13 @@ async fn generate_content_whole_and_streamed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn google_genai_python_sdk() {
-    let python = python_env(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../writ/tests/python/requirements.txt"),
-    );
     let (_upstream, gw) = setup().await;
     let writ = gw.mint_as(GRANT, GRANT, 30);
-    let out = tokio::process::Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/gemini_sdk.py"))
-        .env("WRIT_BASE_URL", gw.url(""))
-        .env("WRIT_TOKEN", &writ)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let seen = run_python_lines(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/gemini_sdk.py"),
+        &[("WRIT_BASE_URL", &gw.url("")), ("WRIT_TOKEN", &writ)],
+    )
+    .await;
     let metered: Vec<_> = gw
         .gateway()
         .recent_usage()

@@ -5,6 +5,7 @@ use http::HeaderValue;
 use http::header::HeaderName;
 use serde_json::Value;
 
+use crate::fields::{required_objects, required_string};
 use crate::inspect::{InspectError, Inspected};
 use crate::openai::{EventReading, json_object};
 use crate::route::Operation;
@@ -22,26 +23,8 @@ pub const VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 /// Reads the request facts of a Messages API body.
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
     let obj = json_object(body)?;
-    let model = match obj.get("model") {
-        Some(Value::String(m)) => m.clone(),
-        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "model",
-                expected: "a string",
-            });
-        }
-    };
-    match obj.get("messages") {
-        Some(Value::Array(m)) if m.iter().all(Value::is_object) => {}
-        None | Some(Value::Null) => return Err(InspectError::MissingField("messages")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "messages",
-                expected: "an array of message objects",
-            });
-        }
-    }
+    let model = required_string(&obj, "model")?;
+    required_objects(&obj, "messages")?;
     if operation == Operation::CountTokens {
         return Ok(Inspected {
             model: Some(model),

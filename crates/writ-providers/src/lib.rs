@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod azure;
+mod fields;
 pub mod gemini;
 mod inspect;
 pub mod mcp;

@@ -4,6 +4,7 @@ use http::HeaderValue;
 use http::header::{AUTHORIZATION, HeaderName};
 use serde_json::{Map, Value};
 
+use crate::fields::{required_objects, required_string, required_text_or_list};
 use crate::inspect::{InspectError, Inspected};
 use crate::route::Operation;
 use crate::secret::UpstreamSecret;
@@ -35,33 +36,8 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, InspectErro
 /// `max_completion_tokens` or the older `max_tokens` (the larger, if both are sent).
 pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
     let obj = json_object(body)?;
-    let model = match obj.get("model") {
-        Some(Value::String(m)) => m.clone(),
-        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "model",
-                expected: "a string",
-            });
-        }
-    };
-    match obj.get("messages") {
-        Some(Value::Array(messages)) => {
-            if messages.iter().any(|m| !m.is_object()) {
-                return Err(InspectError::WrongType {
-                    field: "messages",
-                    expected: "an array of message objects",
-                });
-            }
-        }
-        None | Some(Value::Null) => return Err(InspectError::MissingField("messages")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "messages",
-                expected: "an array of message objects",
-            });
-        }
-    }
+    let model = required_string(&obj, "model")?;
+    required_objects(&obj, "messages")?;
     let cap_new = optional_count(&obj, "max_completion_tokens")?;
     let cap_old = optional_count(&obj, "max_tokens")?;
     let stream = optional_bool(&obj, "stream", "stream")?.unwrap_or(false);
@@ -89,26 +65,8 @@ pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
 /// required; the output cap is `max_output_tokens`.
 pub fn inspect_responses(body: &[u8]) -> Result<Inspected, InspectError> {
     let obj = json_object(body)?;
-    let model = match obj.get("model") {
-        Some(Value::String(m)) => m.clone(),
-        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "model",
-                expected: "a string",
-            });
-        }
-    };
-    match obj.get("input") {
-        Some(Value::String(_) | Value::Array(_)) => {}
-        None | Some(Value::Null) => return Err(InspectError::MissingField("input")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "input",
-                expected: "a string or an array",
-            });
-        }
-    }
+    let model = required_string(&obj, "model")?;
+    required_text_or_list(&obj, "input")?;
     Ok(Inspected {
         model: Some(model),
         max_output_tokens: optional_count(&obj, "max_output_tokens")?,
@@ -120,26 +78,8 @@ pub fn inspect_responses(body: &[u8]) -> Result<Inspected, InspectError> {
 /// `POST /v1/embeddings`: `model` and `input` (a string or an array) are required.
 pub fn inspect_embeddings(body: &[u8]) -> Result<Inspected, InspectError> {
     let obj = json_object(body)?;
-    let model = match obj.get("model") {
-        Some(Value::String(m)) => m.clone(),
-        None | Some(Value::Null) => return Err(InspectError::MissingField("model")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "model",
-                expected: "a string",
-            });
-        }
-    };
-    match obj.get("input") {
-        Some(Value::String(_) | Value::Array(_)) => {}
-        None | Some(Value::Null) => return Err(InspectError::MissingField("input")),
-        Some(_) => {
-            return Err(InspectError::WrongType {
-                field: "input",
-                expected: "a string or an array",
-            });
-        }
-    }
+    let model = required_string(&obj, "model")?;
+    required_text_or_list(&obj, "input")?;
     Ok(Inspected {
         model: Some(model),
         ..Inspected::default()

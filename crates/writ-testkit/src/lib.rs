@@ -12,5 +12,5 @@ mod upstream;
 pub use gateway::{TestGateway, mint_with};
 pub use oauth::{DpopKey, OAuthClient};
 pub use process::ServeProcess;
-pub use python::python_env;
+pub use python::{python, python_env, run_python_lines};
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd, closed_port_url};

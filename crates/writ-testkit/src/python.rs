@@ -4,6 +4,38 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The Python packages the tests drive, pinned.
+const REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python-requirements.txt");
+
+/// The test venv's python (see [`python_env`]) with the shared pinned packages.
+pub fn python() -> PathBuf {
+    python_env(Path::new(REQUIREMENTS))
+}
+
+/// Runs a Python script with `env` set, asserts it succeeded, and returns its stdout lines
+/// parsed as JSON (scripts print one JSON object per call they make).
+pub async fn run_python_lines(script: &Path, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let python = python();
+    let mut command = tokio::process::Command::new(python);
+    command.arg(script);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().await.expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 /// Returns the venv's python, creating `target/pyenv` and installing `requirements`
 /// when they changed. Call it from a test: test binaries live in `target/<profile>/deps/`.
 pub fn python_env(requirements: &Path) -> PathBuf {

@@ -6,14 +6,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use writ_testkit::{ServeProcess, python_env};
+use writ_testkit::{ServeProcess, python};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writ");
 
 #[test]
 fn authlib_and_biscuit_python() {
-    let python =
-        python_env(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"));
+    let python = python();
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(
         Path::new(BIN),

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use writ_testkit::{ServeProcess, python_env};
+use writ_testkit::{ServeProcess, python};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writ");
 const GRANT: &str =
@@ -13,8 +13,7 @@ const GRANT: &str =
 
 #[test]
 fn openai_python_sdk_chat_and_stream() {
-    let python =
-        python_env(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"));
+    let python = python();
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(
         Path::new(BIN),
