@@ -14,6 +14,7 @@ pub mod mock;
 pub mod openai;
 mod route;
 mod secret;
+pub mod sigv4;
 pub mod sse;
 mod usage;
 
