@@ -1,4 +1,5 @@
-//! Throughput of usage reading: the SSE stream meter and the JSON usage reader, in bytes/s.
+//! Throughput of usage reading: the SSE stream meter, the Bedrock event-stream meter and
+//! the JSON usage reader, in bytes/s.
 //! Run with `cargo bench -p writ-providers`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -18,6 +19,34 @@ fn stream(events: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A Converse stream of `events` text deltas and a usage frame, in event-stream framing.
+fn event_stream(events: usize) -> Vec<u8> {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let frame = |kind: &str, payload: String| {
+        let text = |v: &str| HeaderValue::String(v.to_string().into());
+        let message = Message::new(payload.into_bytes())
+            .add_header(Header::new(":event-type", text(kind)))
+            .add_header(Header::new(":content-type", text("application/json")))
+            .add_header(Header::new(":message-type", text("event")));
+        let mut out = Vec::new();
+        write_message_to(&message, &mut out).unwrap();
+        out
+    };
+    let mut s = Vec::new();
+    for i in 0..events {
+        s.extend(frame(
+            "contentBlockDelta",
+            format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"word{i} "}}}}"#),
+        ));
+    }
+    s.extend(frame(
+        "metadata",
+        r#"{"usage":{"inputTokens":12,"outputTokens":500,"totalTokens":512},"metrics":{"latencyMs":9}}"#.to_string(),
+    ));
+    s
+}
+
 fn bench(c: &mut Criterion) {
     let body = stream(500);
     let mut group = c.benchmark_group("usage");
@@ -29,6 +58,17 @@ fn bench(c: &mut Criterion) {
                 meter.feed(chunk);
             }
             meter.finish();
+            meter.usage().unwrap()
+        })
+    });
+    let frames = event_stream(500);
+    group.throughput(Throughput::Bytes(frames.len() as u64));
+    group.bench_function("bedrock event-stream meter (1 KiB chunks)", |b| {
+        b.iter(|| {
+            let mut meter = StreamMeter::new(ApiFamily::Bedrock, false);
+            for chunk in black_box(&frames).chunks(1024) {
+                meter.feed(chunk);
+            }
             meter.usage().unwrap()
         })
     });

@@ -49,3 +49,18 @@ pub(crate) fn required_text_or_list(
         }),
     }
 }
+
+/// An optional non-negative integer at `key`, reported as `field` (which may be dotted).
+pub(crate) fn optional_count(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<Option<u64>, InspectError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(InspectError::WrongType {
+            field,
+            expected: "a non-negative integer",
+        }),
+    }
+}

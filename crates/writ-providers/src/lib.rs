@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod fields;
 pub mod gemini;
 mod inspect;
@@ -17,6 +18,7 @@ mod secret;
 pub mod sigv4;
 pub mod sse;
 mod usage;
+pub mod vertex;
 
 pub use inspect::{InspectError, Inspected};
 pub use meter::StreamMeter;

@@ -1,16 +1,26 @@
 //! `StreamMeter`: reads usage from a streamed response as it passes, one chunk at a time,
 //! and, when the gateway asked for usage the client did not, removes the extra chunk.
+//! Streams are Server-Sent Events, or for Bedrock AWS's binary event-stream frames.
 
+use crate::bedrock::FrameReader;
+use crate::openai::EventReading;
 use crate::route::ApiFamily;
 use crate::sse::SseParser;
 use crate::usage::Usage;
-use crate::{anthropic, gemini, openai};
+use crate::{anthropic, bedrock, gemini, openai};
+
+/// How a stream is cut into events.
+#[derive(Debug)]
+enum Framing {
+    Sse(SseParser),
+    EventStream(FrameReader),
+}
 
 /// Metering state of one streamed response.
 #[derive(Debug)]
 pub struct StreamMeter {
     family: ApiFamily,
-    parser: SseParser,
+    framing: Framing,
     usage: Option<Usage>,
     output_chars: u64,
     drop_usage_chunk: bool,
@@ -22,7 +32,10 @@ impl StreamMeter {
     pub fn new(family: ApiFamily, drop_usage_chunk: bool) -> Self {
         Self {
             family,
-            parser: SseParser::new(),
+            framing: match family {
+                ApiFamily::Bedrock => Framing::EventStream(FrameReader::new()),
+                _ => Framing::Sse(SseParser::new()),
+            },
             usage: None,
             output_chars: 0,
             drop_usage_chunk,
@@ -32,14 +45,32 @@ impl StreamMeter {
     /// Reads a chunk. Returns what to send on in its place: `None` to send the chunk as
     /// it is, or the bytes of the events it completed, minus any removed chunk.
     pub fn feed(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
-        let events = self.parser.push(chunk);
-        self.read(events)
+        match &mut self.framing {
+            Framing::Sse(parser) => {
+                let events = parser.push(chunk);
+                self.read(events)
+            }
+            Framing::EventStream(reader) => {
+                // Frames pass through untouched; a corrupt one ends the metering, not the
+                // stream: the client's SDK sees the same bytes and reports the error.
+                let messages = reader.push(chunk).unwrap_or_default();
+                for message in &messages {
+                    self.add(bedrock::read_message(message));
+                }
+                None
+            }
+        }
     }
 
     /// Ends the stream; returns bytes still to send, as [`StreamMeter::feed`] does.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
-        let events = self.parser.finish();
-        self.read(events)
+        match &mut self.framing {
+            Framing::Sse(parser) => {
+                let events = parser.finish();
+                self.read(events)
+            }
+            Framing::EventStream(_) => None,
+        }
     }
 
     fn read(&mut self, events: Vec<crate::sse::SseEvent>) -> Option<Vec<u8>> {
@@ -48,30 +79,35 @@ impl StreamMeter {
             let reading = match self.family {
                 ApiFamily::OpenAi | ApiFamily::Azure => openai::read_event(&event),
                 ApiFamily::Anthropic => anthropic::read_event(&event),
-                ApiFamily::Gemini => gemini::read_event(&event),
-                ApiFamily::Mcp | ApiFamily::Http => Default::default(),
+                ApiFamily::Gemini | ApiFamily::Vertex => gemini::read_event(&event),
+                ApiFamily::Bedrock | ApiFamily::Mcp | ApiFamily::Http => Default::default(),
             };
-            self.output_chars += reading.output_chars;
-            // Usage may come in parts; each part replaces what it reports.
-            if reading.input_tokens.is_some() || reading.output_tokens.is_some() {
-                let u = self.usage.get_or_insert_with(Usage::default);
-                if let Some(n) = reading.input_tokens {
-                    u.input_tokens = n;
-                }
-                if let Some(n) = reading.output_tokens {
-                    u.output_tokens = n;
-                }
-                if let Some(n) = reading.cached_input_tokens {
-                    u.cached_input_tokens = n.min(u.input_tokens.max(n));
-                }
-            }
+            let usage_only = reading.usage_only;
+            self.add(reading);
             if let Some(out) = out.as_mut()
-                && !reading.usage_only
+                && !usage_only
             {
                 out.extend_from_slice(&event.raw);
             }
         }
         out
+    }
+
+    fn add(&mut self, reading: EventReading) {
+        self.output_chars += reading.output_chars;
+        // Usage may come in parts; each part replaces what it reports.
+        if reading.input_tokens.is_some() || reading.output_tokens.is_some() {
+            let u = self.usage.get_or_insert_with(Usage::default);
+            if let Some(n) = reading.input_tokens {
+                u.input_tokens = n;
+            }
+            if let Some(n) = reading.output_tokens {
+                u.output_tokens = n;
+            }
+            if let Some(n) = reading.cached_input_tokens {
+                u.cached_input_tokens = n.min(u.input_tokens.max(n));
+            }
+        }
     }
 
     /// Usage the stream reported, if any.

@@ -17,9 +17,11 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
         Operation::Chat => inspect_chat(body),
         Operation::Embeddings => inspect_embeddings(body),
         Operation::Responses => inspect_responses(body),
-        Operation::Models | Operation::CountTokens | Operation::Mcp | Operation::Http => {
-            Ok(Inspected::default())
-        }
+        Operation::Models
+        | Operation::CountTokens
+        | Operation::Invoke
+        | Operation::Mcp
+        | Operation::Http => Ok(Inspected::default()),
     }
 }
 
@@ -90,17 +92,7 @@ fn optional_count(
     obj: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<u64>, InspectError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or(InspectError::WrongType {
-            field,
-            expected: "a non-negative integer",
-        }),
-        Some(_) => Err(InspectError::WrongType {
-            field,
-            expected: "a non-negative integer",
-        }),
-    }
+    crate::fields::optional_count(obj, field, field)
 }
 
 fn optional_bool(

@@ -11,6 +11,10 @@ pub enum ApiFamily {
     Gemini,
     /// Azure OpenAI: OpenAI's wire format on per-deployment paths.
     Azure,
+    /// Vertex AI: Gemini's wire format under a project and location.
+    Vertex,
+    /// AWS Bedrock Runtime, signed with SigV4.
+    Bedrock,
     /// MCP tool servers (JSON-RPC over HTTP).
     Mcp,
     /// Plain HTTP upstreams, passed through by method and path.
@@ -30,6 +34,8 @@ pub enum Operation {
     Models,
     /// Counting the input tokens of a request, without generating.
     CountTokens,
+    /// A call in the model's own body format (Bedrock `invoke`).
+    Invoke,
     /// A JSON-RPC request to a tool server; the body says which.
     Mcp,
     /// Any request to a plain HTTP upstream.
@@ -45,6 +51,7 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Models => "models",
             Operation::CountTokens => "count_tokens",
+            Operation::Invoke => "invoke",
             Operation::Mcp => "mcp",
             Operation::Http => "http",
         }
@@ -64,6 +71,10 @@ pub enum ProviderKind {
     Gemini,
     /// Azure OpenAI, with an `api-key`.
     Azure,
+    /// AWS Bedrock Runtime, with SigV4-signed requests.
+    Bedrock,
+    /// Vertex AI, with access tokens from a service-account key.
+    Vertex,
     /// An MCP tool server.
     Mcp,
     /// A plain HTTP API.
@@ -78,6 +89,8 @@ impl ProviderKind {
             ProviderKind::Anthropic => ApiFamily::Anthropic,
             ProviderKind::Gemini => ApiFamily::Gemini,
             ProviderKind::Azure => ApiFamily::Azure,
+            ProviderKind::Bedrock => ApiFamily::Bedrock,
+            ProviderKind::Vertex => ApiFamily::Vertex,
             ProviderKind::Mcp => ApiFamily::Mcp,
             ProviderKind::Http => ApiFamily::Http,
         }
@@ -91,6 +104,8 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Azure => "azure",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Vertex => "vertex",
             ProviderKind::Mcp => "mcp",
             ProviderKind::Http => "http",
         }
@@ -172,6 +187,42 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/openai/deployments/{deployment}/embeddings",
         family: ApiFamily::Azure,
         operation: Operation::Embeddings,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/model/{model}/converse",
+        family: ApiFamily::Bedrock,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/model/{model}/converse-stream",
+        family: ApiFamily::Bedrock,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/model/{model}/invoke",
+        family: ApiFamily::Bedrock,
+        operation: Operation::Invoke,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/model/{model}/invoke-with-response-stream",
+        family: ApiFamily::Bedrock,
+        operation: Operation::Invoke,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model_action}",
+        family: ApiFamily::Vertex,
+        operation: Operation::Chat,
+    },
+    RouteSpec {
+        method: Some("POST"),
+        path: "/v1beta1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model_action}",
+        family: ApiFamily::Vertex,
+        operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),

@@ -5,12 +5,23 @@ use proptest::prelude::*;
 use serde_json::json;
 use writ_providers::mock::{MockReply, chat_completion};
 use writ_providers::openai::inspect_chat;
+use writ_providers::{ApiFamily, StreamMeter};
 
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = inspect_chat(&body);
         let _ = chat_completion(&body, 0);
+    }
+
+    #[test]
+    fn arbitrary_event_stream_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), cut in 1usize..64) {
+        let mut meter = StreamMeter::new(ApiFamily::Bedrock, false);
+        for chunk in body.chunks(cut) {
+            prop_assert_eq!(meter.feed(chunk), None);
+        }
+        let _ = writ_providers::bedrock::parse_path(&String::from_utf8_lossy(&body));
+        let _ = writ_providers::bedrock::inspect(writ_providers::bedrock::Action::Converse, "m".into(), &body);
     }
 
     #[test]

@@ -1,0 +1,454 @@
+//! AWS Bedrock Runtime: `/model/{modelId}/converse`, `/converse-stream`, `/invoke` and
+//! `/invoke-with-response-stream`; the credential is a SigV4 signature over the final
+//! request (see [`crate::sigv4`]); usage comes from Converse bodies, from the `metadata`
+//! frame of a Converse event stream, from the `x-amzn-bedrock-*-token-count` headers of
+//! `invoke`, and from the `amazon-bedrock-invocationMetrics` of its stream.
+//!
+//! Streams are in AWS's binary event-stream framing (`application/vnd.amazon.eventstream`),
+//! decoded with `aws-smithy-eventstream`, which checks each frame's CRCs.
+
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::{HeaderValue, Message};
+use base64::Engine;
+use bytes::BytesMut;
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::fields::{optional_count, required_objects};
+use crate::inspect::{InspectError, Inspected};
+use crate::openai::{EventReading, json_object};
+use crate::route::Operation;
+use crate::usage::Usage;
+
+/// Content type of Bedrock's streamed responses.
+pub const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+
+/// Service name in the SigV4 credential scope.
+pub const SIGNING_SERVICE: &str = "bedrock";
+
+/// Which Bedrock Runtime action a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `Converse`.
+    Converse,
+    /// `ConverseStream`.
+    ConverseStream,
+    /// `InvokeModel`: the model's own body format.
+    Invoke,
+    /// `InvokeModelWithResponseStream`.
+    InvokeStream,
+}
+
+impl Action {
+    /// The provider-neutral operation.
+    pub fn operation(self) -> Operation {
+        match self {
+            Action::Converse | Action::ConverseStream => Operation::Chat,
+            Action::Invoke | Action::InvokeStream => Operation::Invoke,
+        }
+    }
+
+    /// Whether the response is an event stream.
+    pub fn streams(self) -> bool {
+        matches!(self, Action::ConverseStream | Action::InvokeStream)
+    }
+}
+
+/// The model id (percent-decoded: `anthropic.claude-3-haiku-20240307-v1:0`) and action of
+/// a path such as `/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse`.
+pub fn parse_path(path: &str) -> Option<(String, Action)> {
+    let rest = path.strip_prefix("/model/")?;
+    let (encoded, action) = rest.split_once('/')?;
+    let action = match action {
+        "converse" => Action::Converse,
+        "converse-stream" => Action::ConverseStream,
+        "invoke" => Action::Invoke,
+        "invoke-with-response-stream" => Action::InvokeStream,
+        _ => return None,
+    };
+    let model = percent_decode(encoded)?;
+    // Model ids and ARNs are printable ASCII; anything else is not a model.
+    let printable = model.bytes().all(|b| b.is_ascii_graphic());
+    (!model.is_empty() && model.len() <= 2048 && printable).then_some((model, action))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reads the request facts. Converse bodies need `messages` and may cap output with
+/// `inferenceConfig.maxTokens`; `invoke` bodies are the model's own format, from which the
+/// usual cap fields are read (`max_tokens`, `max_gen_len`, `textGenerationConfig.maxTokenCount`).
+pub fn inspect(action: Action, model: String, body: &[u8]) -> Result<Inspected, InspectError> {
+    let obj = json_object(body)?;
+    let cap = match action {
+        Action::Converse | Action::ConverseStream => {
+            required_objects(&obj, "messages")?;
+            match obj.get("inferenceConfig") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(config)) => {
+                    optional_count(config, "maxTokens", "inferenceConfig.maxTokens")?
+                }
+                Some(_) => {
+                    return Err(InspectError::WrongType {
+                        field: "inferenceConfig",
+                        expected: "an object",
+                    });
+                }
+            }
+        }
+        Action::Invoke | Action::InvokeStream => {
+            let nested = match obj.get("textGenerationConfig") {
+                Some(Value::Object(config)) => optional_count(
+                    config,
+                    "maxTokenCount",
+                    "textGenerationConfig.maxTokenCount",
+                )?,
+                _ => None,
+            };
+            optional_count(&obj, "max_tokens", "max_tokens")?
+                .or(optional_count(&obj, "max_gen_len", "max_gen_len")?)
+                .or(nested)
+        }
+    };
+    Ok(Inspected {
+        model: Some(model),
+        max_output_tokens: cap,
+        stream: action.streams(),
+        include_usage: true,
+    })
+}
+
+/// Usage in a Converse `usage` object (also the `metadata` event of a stream).
+pub fn usage_from_value(usage: &Value) -> Option<Usage> {
+    let count = |k: &str| usage.get(k).and_then(Value::as_u64);
+    let fresh = count("inputTokens")?;
+    let cached = count("cacheReadInputTokens").unwrap_or(0);
+    // Bedrock counts cache reads and writes apart from `inputTokens`; all were input.
+    let written = count("cacheWriteInputTokens").unwrap_or(0);
+    Some(Usage {
+        input_tokens: fresh + cached + written,
+        output_tokens: count("outputTokens").unwrap_or(0),
+        cached_input_tokens: cached,
+    })
+}
+
+/// Usage of a whole response: the Converse body's `usage`, or for `invoke` the token-count
+/// headers Bedrock adds to every model's response.
+pub fn usage_from_response(headers: &HeaderMap, body: &[u8]) -> Option<Usage> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(input) = header("x-amzn-bedrock-input-token-count") {
+        return Some(Usage {
+            input_tokens: input,
+            output_tokens: header("x-amzn-bedrock-output-token-count").unwrap_or(0),
+            cached_input_tokens: header("x-amzn-bedrock-cache-read-input-token-count")
+                .unwrap_or(0)
+                .min(input),
+        });
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    usage_from_value(v.get("usage")?)
+}
+
+/// Why an event stream could not be read further.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed event-stream frame")]
+pub struct FrameError;
+
+/// Decodes an event stream one chunk at a time, however the chunks are cut.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buffer: BytesMut,
+    decoder: MessageFrameDecoder,
+    failed: bool,
+}
+
+impl FrameReader {
+    /// A reader at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds one chunk; returns the messages it completed. After a malformed frame (bad
+    /// CRC, impossible length) the stream cannot be resynchronised: it returns an error
+    /// and reads nothing more.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Message>, FrameError> {
+        if self.failed {
+            return Err(FrameError);
+        }
+        self.buffer.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        loop {
+            match self.decoder.decode_frame(&mut self.buffer) {
+                Ok(DecodedFrame::Complete(message)) => out.push(message),
+                Ok(DecodedFrame::Incomplete) => return Ok(out),
+                Err(_) => {
+                    self.failed = true;
+                    self.buffer = BytesMut::new();
+                    return Err(FrameError);
+                }
+            }
+        }
+    }
+
+    /// Whether bytes of an unfinished frame are held.
+    pub fn has_partial_frame(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+}
+
+fn string_header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| match h.value() {
+            HeaderValue::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// Reads one event-stream message of a Converse or Invoke stream: generated text and usage.
+pub fn read_message(message: &Message) -> EventReading {
+    if string_header(message, ":message-type") != Some("event") {
+        return EventReading::default();
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(message.payload()) else {
+        return EventReading::default();
+    };
+    match string_header(message, ":event-type") {
+        Some("contentBlockDelta") => EventReading {
+            output_chars: v
+                .get("delta")
+                .and_then(|d| d.get("text"))
+                .and_then(Value::as_str)
+                .map_or(0, |t| t.chars().count() as u64),
+            ..EventReading::default()
+        },
+        Some("metadata") => reading_of(v.get("usage").and_then(usage_from_value)),
+        // InvokeModelWithResponseStream: each chunk wraps the model's own JSON in base64;
+        // the last one carries Bedrock's invocation metrics.
+        Some("chunk") => {
+            let Some(inner) = v
+                .get("bytes")
+                .and_then(Value::as_str)
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            else {
+                return EventReading::default();
+            };
+            let usage = inner.get("amazon-bedrock-invocationMetrics").and_then(|m| {
+                let count = |k: &str| m.get(k).and_then(Value::as_u64);
+                Some(Usage {
+                    input_tokens: count("inputTokenCount")?,
+                    output_tokens: count("outputTokenCount").unwrap_or(0),
+                    cached_input_tokens: 0,
+                })
+            });
+            let text = inner
+                .get("delta")
+                .and_then(|d| d.get("text"))
+                .or_else(|| inner.get("completion"))
+                .or_else(|| inner.get("generation"))
+                .or_else(|| inner.get("outputText"))
+                .and_then(Value::as_str);
+            EventReading {
+                output_chars: text.map_or(0, |t| t.chars().count() as u64),
+                ..reading_of(usage)
+            }
+        }
+        _ => EventReading::default(),
+    }
+}
+
+fn reading_of(usage: Option<Usage>) -> EventReading {
+    EventReading {
+        input_tokens: usage.map(|u| u.input_tokens),
+        output_tokens: usage.map(|u| u.output_tokens),
+        cached_input_tokens: usage.map(|u| u.cached_input_tokens),
+        ..EventReading::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::Header;
+
+    pub(crate) fn event(kind: &str, payload: &str) -> Vec<u8> {
+        let text = |v: &str| HeaderValue::String(v.to_string().into());
+        let message = Message::new(payload.as_bytes().to_vec())
+            .add_header(Header::new(":event-type", text(kind)))
+            .add_header(Header::new(":content-type", text("application/json")))
+            .add_header(Header::new(":message-type", text("event")));
+        let mut out = Vec::new();
+        write_message_to(&message, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn parses_paths() {
+        assert_eq!(
+            parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
+            Some((
+                "anthropic.claude-3-haiku-20240307-v1:0".into(),
+                Action::Converse
+            ))
+        );
+        assert_eq!(
+            parse_path(
+                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.x/converse-stream"
+            ),
+            Some((
+                "arn:aws:bedrock:us-east-1:1:inference-profile/us.x".into(),
+                Action::ConverseStream
+            ))
+        );
+        assert_eq!(parse_path("/model/m/invoke").unwrap().1, Action::Invoke);
+        for bad in [
+            "/model//converse",
+            "/model/m/delete",
+            "/model/m%zz/converse",
+            "/model/m%0A/converse",
+            "/model/%FF/converse",
+            "/models/m/converse",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_requests() {
+        let got = inspect(
+            Action::ConverseStream,
+            "m".into(),
+            br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":64}}"#,
+        )
+        .unwrap();
+        assert_eq!((got.max_output_tokens, got.stream), (Some(64), true));
+        assert_eq!(
+            inspect(Action::Converse, "m".into(), b"{}"),
+            Err(InspectError::MissingField("messages"))
+        );
+        assert!(
+            inspect(
+                Action::Converse,
+                "m".into(),
+                br#"{"messages":[],"inferenceConfig":{"maxTokens":-1}}"#
+            )
+            .is_err()
+        );
+        assert!(inspect(Action::Converse, "m".into(), b"[1]").is_err());
+        let invoke = inspect(
+            Action::Invoke,
+            "m".into(),
+            br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":99,"messages":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(invoke.max_output_tokens, Some(99));
+        assert!(inspect(Action::Invoke, "m".into(), b"not json").is_err());
+    }
+
+    #[test]
+    fn reads_usage() {
+        let body = br#"{"output":{},"usage":{"inputTokens":10,"outputTokens":4,"cacheReadInputTokens":6}}"#;
+        assert_eq!(
+            usage_from_response(&HeaderMap::new(), body),
+            Some(Usage {
+                input_tokens: 16,
+                output_tokens: 4,
+                cached_input_tokens: 6
+            })
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-bedrock-input-token-count", "12".parse().unwrap());
+        headers.insert("x-amzn-bedrock-output-token-count", "3".parse().unwrap());
+        assert_eq!(
+            usage_from_response(&headers, b"{}").map(|u| (u.input_tokens, u.output_tokens)),
+            Some((12, 3))
+        );
+        assert_eq!(
+            usage_from_response(&HeaderMap::new(), b"{\"usage\":1}"),
+            None
+        );
+    }
+
+    #[test]
+    fn decodes_frames_cut_anywhere() {
+        let mut stream = event("messageStart", r#"{"role":"assistant"}"#);
+        stream.extend(event(
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"text":"Héllo"}}"#,
+        ));
+        stream.extend(event(
+            "metadata",
+            r#"{"usage":{"inputTokens":7,"outputTokens":2,"totalTokens":9},"metrics":{"latencyMs":1}}"#,
+        ));
+        for size in [1, 2, 7, 13, stream.len()] {
+            let mut reader = FrameReader::new();
+            let mut readings = Vec::new();
+            for chunk in stream.chunks(size) {
+                readings.extend(reader.push(chunk).unwrap().iter().map(read_message));
+            }
+            assert!(!reader.has_partial_frame());
+            assert_eq!(readings.len(), 3, "{size}");
+            assert_eq!(readings[1].output_chars, 5);
+            assert_eq!(
+                (readings[2].input_tokens, readings[2].output_tokens),
+                (Some(7), Some(2))
+            );
+        }
+    }
+
+    #[test]
+    fn a_corrupt_frame_stops_the_reader() {
+        let mut frame = event("metadata", r#"{"usage":{"inputTokens":7}}"#);
+        let last = frame.len() - 1;
+        frame[last] ^= 0xff;
+        let mut reader = FrameReader::new();
+        assert_eq!(reader.push(&frame), Err(FrameError));
+        assert_eq!(reader.push(b"more"), Err(FrameError));
+        // An impossible length in the prelude.
+        let mut reader = FrameReader::new();
+        assert!(
+            reader
+                .push(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn reads_invoke_stream_metrics() {
+        let inner = r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":5,"outputTokenCount":8}}"#;
+        let payload = serde_json::json!({
+            "bytes": base64::engine::general_purpose::STANDARD.encode(inner)
+        })
+        .to_string();
+        let frame = event("chunk", &payload);
+        let messages = FrameReader::new().push(&frame).unwrap();
+        let reading = read_message(&messages[0]);
+        assert_eq!(
+            (reading.input_tokens, reading.output_tokens),
+            (Some(5), Some(8))
+        );
+    }
+}
