@@ -1,0 +1,19 @@
+//! Limits on four dimensions at once — requests, tokens, cost, concurrency and compute —
+//! reserved before a request is forwarded and settled with what it actually used.
+//!
+//! [`model`] is pure: which limits apply to a request, GCRA and calendar-budget
+//! arithmetic. [`memory`] keeps the state in this process, [`redis`] in Redis, shared by
+//! every gateway process that uses it; the gateway picks a backend.
+
+mod limiter;
+pub mod memory;
+pub mod model;
+pub mod redis;
+
+pub use limiter::{BackendError, Limiter};
+
+pub use crate::redis::RedisLimiter;
+pub use memory::MemoryLimiter;
+pub use model::{
+    Amounts, Charge, Dimension, Field, LimitSpec, Refusal, Remaining, Reservation, Subject, Window,
+};

@@ -1,0 +1,60 @@
+//! `Limiter`: the backend the gateway reserves and settles on, behind one interface.
+
+use crate::memory::MemoryLimiter;
+use crate::model::{Amounts, Charge, Refusal, Reservation};
+use crate::redis::RedisLimiter;
+
+/// The limit backend could not be reached or answered nonsense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit backend unavailable: {0}")]
+pub struct BackendError(pub String);
+
+/// Where limit state lives.
+#[derive(Debug)]
+pub enum Limiter {
+    /// In this process (single node).
+    Memory(MemoryLimiter),
+    /// In Redis, shared by every gateway process that uses it.
+    Redis(RedisLimiter),
+}
+
+impl Limiter {
+    /// Reserves every charge or none. The outer error is the backend failing; the inner
+    /// one a limit refusing.
+    pub async fn reserve(
+        &self,
+        id: String,
+        charges: Vec<Charge>,
+        estimate: Amounts,
+        now_ns: u64,
+    ) -> Result<Result<Reservation, Refusal>, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.reserve(id, charges, estimate, now_ns)),
+            Limiter::Redis(r) => r.reserve(id, charges, estimate, now_ns).await,
+        }
+    }
+
+    /// Settles a reservation with what the request actually used.
+    pub async fn settle(
+        &self,
+        reservation: &Reservation,
+        actual: &Amounts,
+        _now_ns: u64,
+    ) -> Result<(), BackendError> {
+        match self {
+            Limiter::Memory(m) => {
+                m.settle(reservation, actual);
+                Ok(())
+            }
+            Limiter::Redis(r) => r.settle(reservation, actual).await,
+        }
+    }
+
+    /// Current counters by key, for the admin read-out.
+    pub async fn snapshot(&self, now_ns: u64) -> Result<Vec<(String, u64)>, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.snapshot(now_ns)),
+            Limiter::Redis(r) => r.snapshot(now_ns).await,
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! `RedisLimiter`: limit state in Redis, so every gateway process pointed at the same Redis
+//! shares it exactly. Owns the Lua scripts, the layout of the keys and the mapping of Redis
+//! failures to [`BackendError`].
+//!
+//! A reservation is one `EVALSHA`, atomic over every key of the request: the script first
+//! checks every charge (writing nothing) and either reports the first that refuses or applies
+//! them all. It returns what each key held before, and the verdict and the numbers reported
+//! (remaining, reset, retry-after) are computed from that by the same function
+//! [`MemoryLimiter`](crate::MemoryLimiter) uses, so the two backends answer alike.
+//!
+//! # Keys and precision
+//!
+//! Lua numbers are doubles, exact only below 2^53, and nanosecond timestamps (about 1.8e18)
+//! are not. So:
+//!
+//! - **Rates** (GCRA): a string key holding the theoretical arrival time in **nanoseconds**,
+//!   as a decimal `u64`. The script does its arithmetic exactly on two base-10^9 limbs, with
+//!   the same saturation as the `u64` arithmetic in memory; the increments
+//!   (`period_ns * units / limit`) are computed in Rust with [`rate_increment`] and passed in.
+//!   The key expires (real clock) once the arrival time is a tolerance plus the lease TTL
+//!   behind: by then it is as good as absent, and a request still in flight has outlived
+//!   the lease TTL too (its settlement is then dropped, as for an expired lease).
+//! - **Budgets**: a string key holding the units used, as a decimal `u64` (same limbs), with a
+//!   `PEXPIREAT` at the window's end plus a day of margin.
+//! - **Concurrency**: a sorted set of lease id → expiry. Sorted-set scores are doubles, so the
+//!   expiry is stored in **microseconds** (exact until the year 2255). A lease counts while
+//!   `expiry_us > now_us`: where memory compares nanoseconds, a lease here stops counting at
+//!   the start of the microsecond it expires in, at most 999 ns earlier (identical when times
+//!   are whole microseconds). Expired members are removed before a lease is added, and the
+//!   key's `PEXPIRE` is kept at least the lease TTL, so a crashed gateway's leases vanish.
+//!
+//! One Redis, not Redis Cluster: a request's keys need not hash to one slot.
+//!
+//! Every decision uses the `now_ns` passed in, never Redis' clock; only key expiry (clean-up
+//! of state that no longer counts) runs on the Redis clock. A key missing because it expired
+//! is read as empty, which is what its state had come to.
+
+use std::fmt;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{RedisError, Script, Value};
+
+use crate::limiter::BackendError;
+use crate::model::{self, Amounts, Charge, Meter, Prior, Refusal, Reservation, rate_increment};
+
+/// How long connecting to Redis, and any one command, may take.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Connection attempts after the first, on connecting and on each reconnection.
+const RETRIES: usize = 1;
+/// Budgets' keys outlive their window by this much (ms).
+const BUDGET_MARGIN_MS: u64 = 86_400_000;
+/// Sorted-set scores are exact below this.
+const MAX_EXACT: u64 = 1 << 53;
+
+/// Shared by both scripts: exact unsigned 64-bit arithmetic on decimal strings, as pairs of
+/// base-10^9 limbs {high, low}; both limbs stay far below 2^53.
+const LIMBS_LUA: &str = r#"
+local B = 1000000000
+local function parse(s)
+  local n = #s
+  if n <= 9 then return {0, tonumber(s)} end
+  return {tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))}
+end
+local MAX = parse('18446744073709551615')
+local function lt(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
+local function add(a, b)
+  local hi, lo = a[1] + b[1], a[2] + b[2]
+  if lo >= B then hi, lo = hi + 1, lo - B end
+  local r = {hi, lo}
+  if lt(MAX, r) then return MAX end
+  return r
+end
+local function sub(a, b)
+  if lt(a, b) then return {0, 0} end
+  local hi, lo = a[1] - b[1], a[2] - b[2]
+  if lo < 0 then hi, lo = hi - 1, lo + B end
+  return {hi, lo}
+end
+local function str(a)
+  if a[1] == 0 then return string.format('%d', a[2]) end
+  return string.format('%d%09d', a[1], a[2])
+end
+local function ms_ceil(a) return a[1] * 1000 + math.ceil(a[2] / 1000000) end
+"#;
+
+/// KEYS: one per charge. ARGV: now_ns, now_us, id, how long (ms) a rate key outlives its
+/// tolerance, then six per charge:
+/// - `rate`, amount, limit, burst, increment of amount, increment of burst (the tolerance)
+/// - `budget`, amount, limit, window_end_ns, expire-at (ms), unused
+/// - `leases`, amount, limit, ttl_ns, lease expiry (us), key TTL (ms)
+///
+/// Returns `{'0', index (0-based), prior}` for the first charge that refuses, having written
+/// nothing, or `{'1', prior...}` having applied every charge. A prior is the arrival time,
+/// the units used, or the leases other reservations hold.
+const RESERVE_LUA: &str = r#"
+local now = parse(ARGV[1])
+local now_us = ARGV[2]
+local id = ARGV[3]
+local keep_ms = tonumber(ARGV[4])
+local priors, plans = {}, {}
+for i = 1, #KEYS do
+  local a = 4 + (i - 1) * 6
+  local kind, key = ARGV[a + 1], KEYS[i]
+  if kind == 'rate' then
+    local v = redis.call('GET', key) or '0'
+    local tat = parse(v)
+    if lt(tat, now) then tat = now end
+    local new_tat = add(tat, parse(ARGV[a + 5]))
+    local ahead = sub(new_tat, now)
+    local tolerance = parse(ARGV[a + 6])
+    if lt(parse(ARGV[a + 4]), parse(ARGV[a + 2])) or lt(tolerance, ahead) then
+      return {'0', tostring(i - 1), v}
+    end
+    priors[i] = v
+    plans[i] = {str(new_tat), string.format('%d', ms_ceil(add(ahead, tolerance)) + keep_ms)}
+  elseif kind == 'budget' then
+    local v = redis.call('GET', key) or '0'
+    local total = add(parse(v), parse(ARGV[a + 2]))
+    if lt(parse(ARGV[a + 3]), total) then return {'0', tostring(i - 1), v} end
+    priors[i] = v
+    plans[i] = {str(total)}
+  elseif kind == 'leases' then
+    local held = redis.call('ZCOUNT', key, '(' .. now_us, '+inf')
+    local own = redis.call('ZSCORE', key, id)
+    if own and tonumber(own) > tonumber(now_us) then held = held - 1 end
+    local v = string.format('%d', held)
+    if not lt({0, held}, parse(ARGV[a + 3])) then return {'0', tostring(i - 1), v} end
+    priors[i] = v
+  else
+    return redis.error_reply('unknown meter ' .. tostring(kind))
+  end
+end
+for i = 1, #KEYS do
+  local a = 4 + (i - 1) * 6
+  local kind, key = ARGV[a + 1], KEYS[i]
+  if kind == 'rate' then
+    redis.call('SET', key, plans[i][1], 'PX', plans[i][2])
+  elseif kind == 'budget' then
+    redis.call('SET', key, plans[i][1])
+    redis.call('PEXPIREAT', key, ARGV[a + 5])
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now_us)
+    redis.call('ZADD', key, ARGV[a + 5], id)
+    if redis.call('PTTL', key) < tonumber(ARGV[a + 6]) then
+      redis.call('PEXPIRE', key, ARGV[a + 6])
+    end
+  end
+end
+local out = {'1'}
+for i = 1, #KEYS do out[i + 1] = priors[i] end
+return out
+"#;
+
+/// KEYS: one per charge. ARGV: id, then three per charge:
+/// - `rate`, increment of the actual amount, increment of the reserved amount
+/// - `budget`, actual amount, reserved amount
+/// - `leases`, unused, unused
+///
+/// A rate or budget key that has expired meanwhile is left absent: its state no longer counts.
+const SETTLE_LUA: &str = r#"
+local id = ARGV[1]
+for i = 1, #KEYS do
+  local a = 1 + (i - 1) * 3
+  local kind, key = ARGV[a + 1], KEYS[i]
+  if kind == 'rate' or kind == 'budget' then
+    local v = redis.call('GET', key)
+    if v then
+      local plus, minus = parse(ARGV[a + 2]), parse(ARGV[a + 3])
+      redis.call('SET', key, str(sub(add(parse(v), plus), minus)), 'KEEPTTL')
+      if kind == 'rate' and lt(minus, plus) then
+        local pttl = redis.call('PTTL', key)
+        if pttl > 0 then
+          redis.call('PEXPIRE', key, string.format('%d', pttl + ms_ceil(sub(plus, minus))))
+        end
+      end
+    end
+  elseif kind == 'leases' then
+    redis.call('ZREM', key, id)
+  else
+    return redis.error_reply('unknown meter ' .. tostring(kind))
+  end
+end
+return 'OK'
+"#;
+
+/// Limit state held in Redis and shared by every process that uses the same Redis.
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    lease_ttl: Duration,
+    reserve: Script,
+    settle: Script,
+    /// Parts of the URL that may be secret, scrubbed from every error message.
+    redact: Vec<String>,
+}
+
+impl fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("RedisLimiter")
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLimiter {
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`) and loads
+    /// the scripts, failing within about four seconds (two attempts of two) if Redis cannot
+    /// be reached; each command afterwards times out after two seconds. Once connected, the
+    /// connection is re-established by itself when Redis comes back after a failure.
+    ///
+    /// `lease_ttl` is the least time a concurrency key outlives its last reservation (and a
+    /// rate key its tolerance); give the same value to
+    /// [`LimitSpec::charge`](crate::LimitSpec::charge).
+    pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self, BackendError> {
+        Self::connect_with_timeout(url, lease_ttl, TIMEOUT).await
+    }
+
+    /// As [`RedisLimiter::connect`], with `timeout` for connecting and for each command.
+    pub async fn connect_with_timeout(
+        url: &str,
+        lease_ttl: Duration,
+        timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        let redact = secrets_of(url);
+        let fail = |what: &str, e: RedisError| error(&redact, what, &e);
+        let client = ::redis::Client::open(url).map_err(|e| fail("bad URL", e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(RETRIES)
+            .set_max_delay(Duration::from_millis(500));
+        let mut conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| fail("connect", e))?;
+        let reserve = Script::new(&format!("{LIMBS_LUA}{RESERVE_LUA}"));
+        let settle = Script::new(&format!("{LIMBS_LUA}{SETTLE_LUA}"));
+        for script in [&reserve, &settle] {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| fail("load script", e))?;
+        }
+        Ok(Self {
+            conn,
+            lease_ttl,
+            reserve,
+            settle,
+            redact,
+        })
+    }
+
+    /// The lease TTL given to [`connect`](Self::connect).
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
+    fn error(&self, what: &str, e: &RedisError) -> BackendError {
+        error(&self.redact, what, e)
+    }
+
+    /// Reserves every charge at `now_ns`, or none: the first refusing charge is reported.
+    /// One script call, atomic over every key of the request. The outer error is Redis
+    /// failing; the inner one a limit refusing.
+    pub async fn reserve(
+        &self,
+        id: String,
+        charges: Vec<Charge>,
+        estimate: Amounts,
+        now_ns: u64,
+    ) -> Result<Result<Reservation, Refusal>, BackendError> {
+        if charges.is_empty() {
+            return Ok(Ok(Reservation {
+                id,
+                charges,
+                estimate,
+                remaining: Vec::new(),
+            }));
+        }
+        let now_us = (now_ns / 1_000).min(MAX_EXACT);
+        let lease_ttl_ns = u64::try_from(self.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
+        let keep_ms = lease_ttl_ns.div_ceil(1_000_000).clamp(1_000, MAX_EXACT / 4);
+        let mut call = self.reserve.prepare_invoke();
+        call.arg(now_ns).arg(now_us).arg(&id).arg(keep_ms);
+        for charge in &charges {
+            call.key(&charge.key);
+            let (amount, limit) = (charge.amount, charge.limit);
+            match charge.meter {
+                Meter::Rate { period_ns, burst } => {
+                    call.arg("rate")
+                        .arg(amount)
+                        .arg(limit)
+                        .arg(burst)
+                        .arg(rate_increment(period_ns, limit, amount))
+                        .arg(rate_increment(period_ns, limit, burst));
+                }
+                Meter::Budget { window_end_ns } => {
+                    call.arg("budget")
+                        .arg(amount)
+                        .arg(limit)
+                        .arg(window_end_ns)
+                        .arg((window_end_ns / 1_000_000).saturating_add(BUDGET_MARGIN_MS))
+                        .arg(0);
+                }
+                Meter::Leases { ttl_ns } => {
+                    let expiry_us = (now_ns.saturating_add(ttl_ns) / 1_000).min(MAX_EXACT);
+                    let key_ttl_ms = ttl_ns
+                        .max(lease_ttl_ns)
+                        .div_ceil(1_000_000)
+                        .clamp(1, MAX_EXACT);
+                    call.arg("leases")
+                        .arg(amount)
+                        .arg(limit)
+                        .arg(ttl_ns)
+                        .arg(expiry_us)
+                        .arg(key_ttl_ms);
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("reserve", &e))?;
+
+        let malformed = || BackendError("redis reserve: malformed reply".to_string());
+        let disagree = |c: &Charge| {
+            BackendError(format!(
+                "redis reserve: script and model disagree on {}",
+                c.key
+            ))
+        };
+        match reply.first().map(String::as_str) {
+            Some("0") => {
+                let [_, index, prior] = reply.as_slice() else {
+                    return Err(malformed());
+                };
+                let charge = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| charges.get(i))
+                    .ok_or_else(malformed)?;
+                match model::admit(charge, prior_of(charge, prior)?, now_ns) {
+                    Err(refusal) => Ok(Err(refusal)),
+                    Ok(_) => Err(disagree(charge)),
+                }
+            }
+            Some("1") if reply.len() == charges.len() + 1 => {
+                let mut remaining = Vec::with_capacity(charges.len());
+                for (charge, prior) in charges.iter().zip(&reply[1..]) {
+                    let (_, left) = model::admit(charge, prior_of(charge, prior)?, now_ns)
+                        .map_err(|_| disagree(charge))?;
+                    remaining.push(left);
+                }
+                Ok(Ok(Reservation {
+                    id,
+                    charges,
+                    estimate,
+                    remaining,
+                }))
+            }
+            _ => Err(malformed()),
+        }
+    }
+
+    /// Settles a reservation with what the request actually used: over-runs are charged,
+    /// the unused part is given back (never below zero), and concurrency leases are
+    /// released. One script call.
+    pub async fn settle(
+        &self,
+        reservation: &Reservation,
+        actual: &Amounts,
+    ) -> Result<(), BackendError> {
+        if reservation.charges.is_empty() {
+            return Ok(());
+        }
+        let mut call = self.settle.prepare_invoke();
+        call.arg(&reservation.id);
+        for charge in &reservation.charges {
+            call.key(&charge.key);
+            let used = actual.of(charge.dimension);
+            match charge.meter {
+                Meter::Rate { period_ns, .. } => {
+                    call.arg("rate")
+                        .arg(rate_increment(period_ns, charge.limit, used))
+                        .arg(rate_increment(period_ns, charge.limit, charge.amount));
+                }
+                Meter::Budget { .. } => {
+                    call.arg("budget").arg(used).arg(charge.amount);
+                }
+                Meter::Leases { .. } => {
+                    call.arg("leases").arg(0).arg(0);
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        let _: Value = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("settle", &e))?;
+        Ok(())
+    }
+
+    /// Current counters by key (every `writ:limit:*` key in this Redis), sorted: units used
+    /// for budgets, nanoseconds ahead of `now_ns` for rates, unexpired leases for
+    /// concurrency. For the admin usage read-out; not atomic across keys. Keys under that
+    /// prefix that this backend did not write (another type or format) are left out.
+    pub async fn snapshot(&self, now_ns: u64) -> Result<Vec<(String, u64)>, BackendError> {
+        let now_us = (now_ns / 1_000).min(MAX_EXACT);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("writ:limit:*")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error("snapshot", &e))?;
+            let mut keys = Vec::with_capacity(batch.len());
+            let mut pipe = ::redis::pipe();
+            for key in batch {
+                let Ok(key) = String::from_utf8(key) else {
+                    continue;
+                };
+                match kind_of(&key) {
+                    Some(Kind::Rate | Kind::Budget) => {
+                        pipe.get(&key);
+                    }
+                    Some(Kind::Leases) => {
+                        pipe.zcount(&key, format!("({now_us}"), "+inf");
+                    }
+                    None => continue,
+                }
+                keys.push(key);
+            }
+            if !keys.is_empty() {
+                // One key that is not this backend's (another type, another format) must not
+                // sink the whole read-out: its reply is an error or unparsable, and skipped.
+                let values: Vec<Value> = pipe
+                    .ignore_errors()
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.error("snapshot", &e))?;
+                for (key, value) in keys.into_iter().zip(values) {
+                    let n = match value {
+                        Value::Int(n) => u64::try_from(n).ok(),
+                        Value::BulkString(bytes) => std::str::from_utf8(&bytes)
+                            .ok()
+                            .and_then(|s| s.parse::<u64>().ok()),
+                        // Nil: expired since the scan.
+                        _ => None,
+                    };
+                    let Some(n) = n else {
+                        continue;
+                    };
+                    let n = match kind_of(&key) {
+                        Some(Kind::Rate) => n.saturating_sub(now_ns),
+                        _ => n,
+                    };
+                    out.push((key, n));
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice.
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
+        Ok(out)
+    }
+}
+
+enum Kind {
+    Rate,
+    Budget,
+    Leases,
+}
+
+/// The meter of a key, from its window (`writ:limit:{dimension}:{window}:...`).
+fn kind_of(key: &str) -> Option<Kind> {
+    match key.split(':').nth(3)?.as_bytes().first()? {
+        b'r' => Some(Kind::Rate),
+        b'd' | b'm' => Some(Kind::Budget),
+        b'c' => Some(Kind::Leases),
+        _ => None,
+    }
+}
+
+/// What the script read for `charge`, as the model takes it.
+fn prior_of(charge: &Charge, value: &str) -> Result<Prior, BackendError> {
+    let n = value
+        .parse::<u64>()
+        .map_err(|_| BackendError(format!("redis reserve: malformed state at {}", charge.key)))?;
+    Ok(match charge.meter {
+        Meter::Rate { .. } => Prior::Tat(n),
+        Meter::Budget { .. } => Prior::Used(n),
+        Meter::Leases { .. } => Prior::Held(n),
+    })
+}
+
+/// The parts of a Redis URL that may be secret: all of it, its user info, password and query.
+fn secrets_of(url: &str) -> Vec<String> {
+    let mut secrets = vec![url.to_string()];
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    secrets.push(query.to_string());
+    let authority = before_query.split('/').next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        secrets.push(userinfo.to_string());
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_string());
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    // Longest first, so a part is not left half-scrubbed by a shorter one inside it.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// A Redis failure as a [`BackendError`], with every secret part of the URL scrubbed.
+fn error(redact: &[String], what: &str, e: &RedisError) -> BackendError {
+    let mut message = format!("redis {what}: {e}");
+    for secret in redact {
+        message = message.replace(secret.as_str(), "[redacted]");
+    }
+    BackendError(message)
+}

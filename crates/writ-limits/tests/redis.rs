@@ -1,0 +1,610 @@
+//! The Redis backend against the real Redis at 127.0.0.1:6379: the same answers as
+//! `MemoryLimiter` on the same inputs, exact under concurrency across processes'
+//! connections, and leases that expire by the time passed in.
+//!
+//! These fail, never skip, when Redis is not running. Every test keys its limits by a scope
+//! of its own, so they run in parallel and again and again on the same Redis.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use writ_limits::model::DEFAULT_LEASE_TTL;
+use writ_limits::{
+    Amounts, Charge, Dimension, Field, LimitSpec, MemoryLimiter, RedisLimiter, Refusal,
+    Reservation, Subject, Window,
+};
+
+const URL: &str = "redis://127.0.0.1:6379/";
+const NS: u64 = 1_000_000_000;
+
+async fn connect(lease_ttl: Duration) -> RedisLimiter {
+    match RedisLimiter::connect(URL, lease_ttl).await {
+        Ok(r) => r,
+        Err(e) => panic!("these tests need Redis at {URL}: {e}"),
+    }
+}
+
+/// An agent name no other test, run or process uses.
+fn unique_agent() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test-{}-{}-{}",
+        std::process::id(),
+        now_ns(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The real time: budget keys expire at their window's end by Redis' clock, so the times
+/// these tests pass must be real ones.
+#[allow(clippy::disallowed_methods)]
+fn now_ns() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+fn spec(dimension: Dimension, window: Window, limit: u64) -> LimitSpec {
+    LimitSpec {
+        scope: vec![Field::Agent],
+        dimension,
+        window,
+        limit,
+        burst: limit,
+        only: Vec::new(),
+    }
+}
+
+fn requests(n: u64) -> Amounts {
+    Amounts {
+        requests: n,
+        ..Amounts::default()
+    }
+}
+
+fn input_tokens(n: u64) -> Amounts {
+    Amounts {
+        input_tokens: n,
+        ..Amounts::default()
+    }
+}
+
+/// A `MemoryLimiter` and a `RedisLimiter` fed the same calls, asserting the same answers.
+struct Both {
+    memory: MemoryLimiter,
+    redis: RedisLimiter,
+    agent: String,
+    specs: Vec<LimitSpec>,
+    lease_ttl: Duration,
+}
+
+impl Both {
+    async fn new(specs: Vec<LimitSpec>) -> Self {
+        Self::with_ttl(specs, DEFAULT_LEASE_TTL).await
+    }
+
+    async fn with_ttl(specs: Vec<LimitSpec>, lease_ttl: Duration) -> Self {
+        Self {
+            memory: MemoryLimiter::new(),
+            redis: connect(lease_ttl).await,
+            agent: unique_agent(),
+            specs,
+            lease_ttl,
+        }
+    }
+
+    fn charges(&self, amounts: &Amounts, now: u64) -> Vec<Charge> {
+        let subject = Subject {
+            tenant: "t",
+            agent: &self.agent,
+            writ: "w",
+            upstream: "u",
+            model: Some("m"),
+        };
+        self.specs
+            .iter()
+            .filter_map(|s| s.charge(&subject, amounts, now, self.lease_ttl))
+            .collect()
+    }
+
+    async fn reserve(&self, id: &str, amounts: Amounts, now: u64) -> Result<Reservation, Refusal> {
+        let charges = self.charges(&amounts, now);
+        let m = self
+            .memory
+            .reserve(id.to_string(), charges.clone(), amounts, now);
+        let r = self
+            .redis
+            .reserve(id.to_string(), charges, amounts, now)
+            .await
+            .unwrap();
+        assert_eq!(r, m, "redis and memory disagree reserving {id} at {now}");
+        r
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: Amounts) {
+        self.memory.settle(reservation, &actual);
+        self.redis.settle(reservation, &actual).await.unwrap();
+    }
+
+    /// This test's counters, asserted equal in both. A zero counter and an absent key mean
+    /// the same (Redis deletes an emptied lease set; memory keeps the empty entry).
+    async fn snapshot(&self, now: u64) -> Vec<(String, u64)> {
+        let mine = |v: Vec<(String, u64)>| -> Vec<(String, u64)> {
+            v.into_iter()
+                .filter(|(k, n)| k.contains(&self.agent) && *n != 0)
+                .collect()
+        };
+        let m = mine(self.memory.snapshot(now));
+        let r = mine(self.redis.snapshot(now).await.unwrap());
+        assert_eq!(r, m, "redis and memory snapshots disagree at {now}");
+        r
+    }
+}
+
+#[tokio::test]
+async fn all_or_nothing() {
+    let both = Both::new(vec![
+        spec(Dimension::Requests, Window::Day, 10),
+        spec(Dimension::Tokens, Window::Day, 100),
+    ])
+    .await;
+    let now = now_ns();
+    let big = Amounts {
+        requests: 1,
+        input_tokens: 60,
+        ..Amounts::default()
+    };
+    let r = both.reserve("1", big, now).await.unwrap();
+    assert_eq!(r.remaining[0].remaining, 9);
+    assert_eq!(r.remaining[1].remaining, 40);
+    // The second fails on tokens, so requests must not be taken either.
+    let refusal = both.reserve("2", big, now).await.unwrap_err();
+    assert_eq!(refusal.dimension, Dimension::Tokens);
+    assert_eq!(refusal.scope, format!("agent={}", both.agent));
+    let small = Amounts {
+        requests: 1,
+        input_tokens: 40,
+        ..Amounts::default()
+    };
+    let r2 = both.reserve("3", small, now).await.unwrap();
+    assert_eq!(r2.remaining[0].remaining, 8);
+    let snapshot = both.snapshot(now).await;
+    let values: Vec<u64> = snapshot.iter().map(|(_, n)| *n).collect();
+    assert_eq!(values, vec![2, 100]);
+}
+
+#[tokio::test]
+async fn settle_charges_overruns_and_refunds_the_rest() {
+    let both = Both::new(vec![spec(Dimension::Cost, Window::Day, 1_000)]).await;
+    let now = now_ns();
+    let cost = |n| Amounts {
+        cost_usd_micros: n,
+        ..Amounts::default()
+    };
+    let est = cost(300);
+    let r = both.reserve("1", est, now).await.unwrap();
+    // Used more than estimated: charged.
+    both.settle(&r, cost(500)).await;
+    assert_eq!(both.snapshot(now).await[0].1, 500);
+    let r = both.reserve("2", est, now).await.unwrap();
+    // Failed upstream: refunded.
+    both.settle(&r, Amounts::default()).await;
+    assert_eq!(both.snapshot(now).await[0].1, 500);
+    // 500 left: 300 fits once, not twice.
+    let r3 = both.reserve("3", est, now).await.unwrap();
+    let refusal = both.reserve("4", est, now).await.unwrap_err();
+    assert_eq!(refusal.dimension, Dimension::Cost);
+    both.settle(&r3, cost(100)).await;
+    assert_eq!(both.snapshot(now).await[0].1, 600);
+
+    // The budget key lives until its window's end plus a day, by the Redis clock.
+    let key = &r.charges[0].key;
+    let mut conn = redis::Client::open(URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 86_400_000 && pttl <= 2 * 86_400_000,
+        "budget key PTTL {pttl}"
+    );
+
+    // Given back more than is counted (the counter was lowered meanwhile): zero, never below,
+    // as `saturating_sub` in memory.
+    let r = both.reserve("5", cost(10), now).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg("3")
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    both.redis.settle(&r, &Amounts::default()).await.unwrap();
+    let left: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, "0");
+}
+
+#[tokio::test]
+async fn concurrency_leases_are_released_and_expire() {
+    let both = Both::new(vec![spec(Dimension::Concurrency, Window::InFlight, 2)]).await;
+    let now = now_ns();
+    let one = requests(1);
+    let a = both.reserve("a", one, now).await.unwrap();
+    let _b = both.reserve("b", one, now).await.unwrap();
+    let refusal = both.reserve("c", one, now).await.unwrap_err();
+    assert_eq!(refusal.retry_after, Duration::from_secs(1));
+    assert_eq!(both.snapshot(now).await[0].1, 2);
+    both.settle(&a, one).await;
+    assert_eq!(both.snapshot(now).await[0].1, 1);
+    let _d = both.reserve("d", one, now).await.unwrap();
+    // Reserving again under a held id does not count that id twice.
+    both.reserve("d", one, now).await.unwrap();
+    // Leases never released expire after their TTL.
+    let later = now + DEFAULT_LEASE_TTL.as_secs() * NS + 1;
+    both.reserve("e", one, later).await.unwrap();
+    both.reserve("f", one, later).await.unwrap();
+    both.reserve("g", one, later).await.unwrap_err();
+    assert_eq!(both.snapshot(later).await[0].1, 2);
+}
+
+#[tokio::test]
+async fn rates_refill_over_time() {
+    let both = Both::new(vec![spec(
+        Dimension::Tokens,
+        Window::Rate {
+            period: Duration::from_secs(60),
+        },
+        600,
+    )])
+    .await;
+    let now = now_ns();
+    let est = input_tokens(300);
+    let r1 = both.reserve("1", est, now).await.unwrap();
+    both.reserve("2", est, now).await.unwrap();
+    let refusal = both.reserve("3", est, now).await.unwrap_err();
+    assert_eq!(refusal.retry_after, Duration::from_secs(30));
+    assert_eq!(both.snapshot(now).await[0].1, 60 * NS);
+    // The first used only 60 tokens: 240 come back at once.
+    both.settle(&r1, input_tokens(60)).await;
+    both.reserve("4", est, now).await.unwrap_err();
+    both.reserve("5", input_tokens(240), now).await.unwrap();
+    // Ten seconds later, 100 tokens have come back.
+    let later = now + 10 * NS;
+    both.reserve("6", input_tokens(101), later)
+        .await
+        .unwrap_err();
+    let r = both.reserve("7", input_tokens(100), later).await.unwrap();
+    assert_eq!(r.remaining[0].remaining, 0);
+    // Larger than the burst: never admissible.
+    let refusal = both
+        .reserve("8", input_tokens(601), later + 3600 * NS)
+        .await;
+    assert_eq!(refusal.unwrap_err().retry_after, Duration::from_secs(60));
+}
+
+/// Uneven periods (increments that are not whole microseconds) and times in nanoseconds
+/// near the top of `u64`'s present-day range: the script's arithmetic must stay exact.
+#[tokio::test]
+async fn rates_are_exact_to_the_nanosecond() {
+    let mut uneven = spec(
+        Dimension::Requests,
+        Window::Rate {
+            period: Duration::from_nanos(7 * NS + 3),
+        },
+        3,
+    );
+    uneven.burst = 2;
+    let both = Both::new(vec![uneven]).await;
+    let mut now = now_ns() | 0x3ff;
+    for i in 0..40 {
+        let id = i.to_string();
+        match both.reserve(&id, requests(1 + i % 2), now).await {
+            Ok(r) if i % 3 == 0 => both.settle(&r, requests(i % 4)).await,
+            _ => {}
+        }
+        both.snapshot(now).await;
+        now += 1_234_567_891 + i * 7;
+    }
+}
+
+/// Sums whose low nine digits carry exactly, and sums past `u64::MAX` (saturating as in
+/// memory): the script's two-limb arithmetic must match `u64`'s.
+#[tokio::test]
+async fn arithmetic_is_exact_at_carries_and_saturation() {
+    // One unit per nanosecond, so the arrival time moves by exactly the amount.
+    let rate = Both::new(vec![spec(
+        Dimension::Requests,
+        Window::Rate {
+            period: Duration::from_secs(1),
+        },
+        NS,
+    )])
+    .await;
+    let now = now_ns() / NS * NS + 123_456_789;
+    rate.reserve("1", requests(NS - 123_456_789), now)
+        .await
+        .unwrap();
+    assert_eq!(rate.snapshot(now).await[0].1, NS - 123_456_789);
+    rate.reserve("2", requests(123_456_789), now).await.unwrap();
+    rate.reserve("3", requests(1), now).await.unwrap_err();
+    assert_eq!(rate.snapshot(now).await[0].1, NS);
+
+    let budget = Both::new(vec![spec(Dimension::Cost, Window::Day, u64::MAX)]).await;
+    let cost = |n| Amounts {
+        cost_usd_micros: n,
+        ..Amounts::default()
+    };
+    let r = budget.reserve("1", cost(u64::MAX - 5), now).await.unwrap();
+    budget.settle(&r, cost(u64::MAX)).await;
+    assert_eq!(budget.snapshot(now).await[0].1, 5);
+    budget.reserve("2", cost(999_999_995), now).await.unwrap();
+    assert_eq!(budget.snapshot(now).await[0].1, NS);
+    let r = budget.reserve("3", cost(u64::MAX), now).await.unwrap();
+    assert_eq!(budget.snapshot(now).await[0].1, u64::MAX);
+    budget.reserve("4", cost(1), now).await.unwrap();
+    budget.settle(&r, cost(0)).await;
+    // Saturated, then the reserved u64::MAX given back: nothing left (zeros are not listed).
+    assert!(budget.snapshot(now).await.is_empty());
+}
+
+/// A random mix of every meter, reserves and settles, with time moving on in whole
+/// microseconds: both backends give the same answers throughout.
+#[tokio::test]
+async fn random_operations_agree_with_memory() {
+    let mut small_burst = spec(
+        Dimension::Tokens,
+        Window::Rate {
+            period: Duration::from_secs(60),
+        },
+        1_000,
+    );
+    small_burst.burst = 300;
+    let both = Both::with_ttl(
+        vec![
+            spec(Dimension::Requests, Window::Day, 40),
+            spec(Dimension::Cost, Window::Month, 5_000),
+            small_burst,
+            spec(
+                Dimension::Requests,
+                Window::Rate {
+                    period: Duration::from_secs(1),
+                },
+                7,
+            ),
+            spec(Dimension::Concurrency, Window::InFlight, 3),
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut now = now_ns() / 1_000 * 1_000;
+    let mut open: Vec<Reservation> = Vec::new();
+    for i in 0..300 {
+        let amounts = Amounts {
+            requests: 1,
+            input_tokens: rand(200),
+            output_tokens: rand(100),
+            cost_usd_micros: rand(200),
+            compute_ms: 0,
+        };
+        if let Ok(r) = both.reserve(&format!("r{i}"), amounts, now).await {
+            open.push(r);
+        }
+        if !open.is_empty() && rand(3) > 0 {
+            let r = open.swap_remove(usize::try_from(rand(open.len() as u64)).unwrap());
+            let actual = Amounts {
+                requests: rand(2),
+                input_tokens: rand(300),
+                output_tokens: rand(100),
+                cost_usd_micros: rand(400),
+                compute_ms: 0,
+            };
+            both.settle(&r, actual).await;
+        }
+        if i % 10 == 0 {
+            both.snapshot(now).await;
+        }
+        now += rand(2_000_000) * 1_000;
+    }
+}
+
+/// Three limiters on three connections, 300 reservations at once on a budget of 100: exactly
+/// 100 are admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_under_concurrency() {
+    let limiters = [
+        Arc::new(connect(DEFAULT_LEASE_TTL).await),
+        Arc::new(connect(DEFAULT_LEASE_TTL).await),
+        Arc::new(connect(DEFAULT_LEASE_TTL).await),
+    ];
+    let agent = unique_agent();
+    let subject = Subject {
+        tenant: "t",
+        agent: &agent,
+        writ: "w",
+        upstream: "u",
+        model: None,
+    };
+    let budget = spec(Dimension::Requests, Window::Day, 100);
+    let now = now_ns();
+    let charge = budget
+        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
+        .unwrap();
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let limiter = Arc::clone(&limiters[i % 3]);
+            let charge = charge.clone();
+            tokio::spawn(async move {
+                limiter
+                    .reserve(format!("r{i}"), vec![charge], requests(1), now)
+                    .await
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Ok(r) => {
+                assert!(r.remaining[0].remaining < 100);
+                admitted += 1;
+            }
+            Err(refusal) => {
+                assert_eq!(refusal.dimension, Dimension::Requests);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((admitted, refused), (100, 200));
+    let snapshot = limiters[0].snapshot(now).await.unwrap();
+    let used: Vec<u64> = snapshot
+        .iter()
+        .filter(|(k, _)| *k == charge.key)
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(used, vec![100]);
+}
+
+/// A lease with a one-second TTL still holds its slot half a second on and has freed it two
+/// seconds on, by the times passed in (no sleeping: the script must not read Redis' clock).
+#[tokio::test]
+async fn leases_expire_by_the_time_passed_in() {
+    let ttl = Duration::from_secs(1);
+    let both = Both::with_ttl(vec![spec(Dimension::Concurrency, Window::InFlight, 1)], ttl).await;
+    let now = now_ns();
+    let held = both.reserve("held", requests(1), now).await.unwrap();
+    both.reserve("x", requests(1), now).await.unwrap_err();
+    both.reserve("y", requests(1), now + NS / 2)
+        .await
+        .unwrap_err();
+    both.reserve("z", requests(1), now + 2 * NS).await.unwrap();
+
+    // The key itself vanishes (Redis clock) a lease TTL after its last reservation, so a
+    // crashed gateway's leases do not linger.
+    let mut conn = redis::Client::open(URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&held.charges[0].key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 1_000, "lease key PTTL {pttl}");
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_and_names_no_secret() {
+    let started = std::time::Instant::now();
+    let err = RedisLimiter::connect("redis://user:hunter2@127.0.0.1:1/", DEFAULT_LEASE_TTL)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("limit backend unavailable: redis"),
+        "{err}"
+    );
+
+    let limiter = connect(DEFAULT_LEASE_TTL).await;
+    let debug = format!("{limiter:?}");
+    assert!(!debug.contains("redis://"), "{debug}");
+}
+
+#[tokio::test]
+async fn through_the_limiter_enum() {
+    let limiter = writ_limits::Limiter::Redis(connect(DEFAULT_LEASE_TTL).await);
+    let agent = unique_agent();
+    let subject = Subject {
+        tenant: "t",
+        agent: &agent,
+        writ: "w",
+        upstream: "u",
+        model: None,
+    };
+    let now = now_ns();
+    let charge = spec(Dimension::Requests, Window::Day, 1)
+        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
+        .unwrap();
+    let r = limiter
+        .reserve("1".into(), vec![charge.clone()], requests(1), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        limiter
+            .reserve("2".into(), vec![charge.clone()], requests(1), now)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    limiter.settle(&r, &requests(0), now).await.unwrap();
+    let snapshot = limiter.snapshot(now).await.unwrap();
+    assert!(snapshot.contains(&(charge.key.clone(), 0)));
+}
+
+/// A key under the prefix that this backend did not write does not sink the read-out.
+#[tokio::test]
+async fn snapshot_skips_foreign_keys() {
+    let limiter = connect(DEFAULT_LEASE_TTL).await;
+    let agent = unique_agent();
+    let mut conn = redis::Client::open(URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let hash = format!("writ:limit:requests:d1:1:agent={agent}-hash");
+    let text = format!("writ:limit:requests:d1:1:agent={agent}-text");
+    let good = format!("writ:limit:requests:d1:1:agent={agent}-good");
+    let () = redis::pipe()
+        .hset(&hash, "f", "v")
+        .ignore()
+        .set(&text, "not a number")
+        .ignore()
+        .set(&good, "7")
+        .ignore()
+        .expire(&hash, 60)
+        .ignore()
+        .expire(&text, 60)
+        .ignore()
+        .expire(&good, 60)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mine: Vec<(String, u64)> = limiter
+        .snapshot(now_ns())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.contains(&agent))
+        .collect();
+    assert_eq!(mine, vec![(good, 7)]);
+}
