@@ -1,0 +1,341 @@
+//! Where audit lines are kept: SQLite (the default, a file of its own in the data
+//! directory), PostgreSQL, or a JSON-lines file. Every sink stores the lines exactly as
+//! written, so verification sees any changed byte, and can read them back per instance.
+//!
+//! The JSON-lines format is also the export format: record lines as they are, and each
+//! checkpoint as `{"checkpoint":"<signed note>","instance":"…","size":N}`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::io::AsyncWriteExt;
+
+/// A sink failed. The message names no secret (connection URLs are not quoted).
+#[derive(Debug, thiserror::Error)]
+#[error("audit sink: {0}")]
+pub struct SinkError(String);
+
+impl From<sqlx::Error> for SinkError {
+    fn from(e: sqlx::Error) -> Self {
+        // sqlx errors do not carry the connection URL; the database's message is kept.
+        SinkError(match e {
+            sqlx::Error::Database(d) => d.message().to_string(),
+            sqlx::Error::Io(io) => io.to_string(),
+            sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_string(),
+            other => other.to_string(),
+        })
+    }
+}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> Self {
+        SinkError(e.to_string())
+    }
+}
+
+/// A checkpoint line of the JSON-lines format.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckpointLine {
+    /// The signed note.
+    pub checkpoint: String,
+    /// The instance whose log it signs.
+    pub instance: String,
+    /// The tree size it commits to.
+    pub size: u64,
+}
+
+/// Where audit lines are kept.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// SQLite database.
+    Sqlite(SqlitePool),
+    /// PostgreSQL database.
+    Postgres(PgPool),
+    /// JSON-lines file, appended and synced.
+    File(PathBuf),
+}
+
+const SQLITE_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit_records (instance TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL, PRIMARY KEY (instance, seq))",
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL, size INTEGER NOT NULL, note TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_probe (id INTEGER PRIMARY KEY)",
+];
+
+const POSTGRES_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit_records (instance TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (instance, seq))",
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (id BIGSERIAL PRIMARY KEY, instance TEXT NOT NULL, size BIGINT NOT NULL, note TEXT NOT NULL)",
+];
+
+impl Sink {
+    /// Opens (creating) the SQLite sink at `path`.
+    pub async fn sqlite(path: &Path) -> Result<Self, SinkError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_with(options)
+            .await?;
+        for statement in SQLITE_SCHEMA {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        Ok(Sink::Sqlite(pool))
+    }
+
+    /// Connects to PostgreSQL at `url`. The pool connects lazily, so a database that is
+    /// down now makes writes fail (and the gateway refuse in strict mode) until it is up.
+    pub async fn postgres(url: &str) -> Result<Self, SinkError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|_| SinkError("postgres_url is not a valid PostgreSQL URL".to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy_with(options);
+        let sink = Sink::Postgres(pool);
+        // Best effort at start: the tables are created again before every write that
+        // follows a failure, so a database that comes up later is set up then.
+        let _ = sink.prepare().await;
+        Ok(sink)
+    }
+
+    /// A JSON-lines file at `path`.
+    pub fn file(path: PathBuf) -> Self {
+        Sink::File(path)
+    }
+
+    /// Creates the tables if needed (PostgreSQL).
+    pub async fn prepare(&self) -> Result<(), SinkError> {
+        if let Sink::Postgres(pool) = self {
+            for statement in POSTGRES_SCHEMA {
+                sqlx::query(statement).execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends record lines of `instance`, `first_seq` onwards, durably, all or none.
+    pub async fn append(
+        &self,
+        instance: &str,
+        first_seq: u64,
+        lines: &[String],
+    ) -> Result<(), SinkError> {
+        let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
+        match self {
+            Sink::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for (i, line) in lines.iter().enumerate() {
+                    sqlx::query("INSERT INTO audit_records (instance, seq, line) VALUES (?, ?, ?)")
+                        .bind(instance)
+                        .bind(seq(i))
+                        .bind(line)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Sink::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for (i, line) in lines.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO audit_records (instance, seq, line) VALUES ($1, $2, $3)",
+                    )
+                    .bind(instance)
+                    .bind(seq(i))
+                    .bind(line)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            Sink::File(path) => {
+                let mut text = String::new();
+                for line in lines {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                append_file(path, text.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a signed checkpoint of `instance` at `size`.
+    pub async fn put_checkpoint(
+        &self,
+        instance: &str,
+        size: u64,
+        note: &str,
+    ) -> Result<(), SinkError> {
+        let size_i = i64::try_from(size).unwrap_or(i64::MAX);
+        match self {
+            Sink::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (instance, size, note) VALUES (?, ?, ?)",
+                )
+                .bind(instance)
+                .bind(size_i)
+                .bind(note)
+                .execute(pool)
+                .await?;
+            }
+            Sink::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (instance, size, note) VALUES ($1, $2, $3)",
+                )
+                .bind(instance)
+                .bind(size_i)
+                .bind(note)
+                .execute(pool)
+                .await?;
+            }
+            Sink::File(path) => {
+                let line = CheckpointLine {
+                    checkpoint: note.to_string(),
+                    instance: instance.to_string(),
+                    size,
+                };
+                let mut text =
+                    serde_json::to_string(&line).map_err(|e| SinkError(e.to_string()))?;
+                text.push('\n');
+                append_file(path, text.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a write would succeed now, without writing a record.
+    pub async fn probe(&self) -> Result<(), SinkError> {
+        match self {
+            Sink::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("INSERT OR REPLACE INTO audit_probe (id) VALUES (1)")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+            }
+            Sink::Postgres(pool) => {
+                self.prepare().await?;
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Sink::File(path) => {
+                append_file(path, b"").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole log in the JSON-lines format: per instance, its records in order, each
+    /// checkpoint after the record it covers up to.
+    pub async fn export(&self) -> Result<Vec<String>, SinkError> {
+        let (records, checkpoints): (Vec<Row>, Vec<Row>) = match self {
+            Sink::Sqlite(pool) => (
+                sqlx::query_as(
+                    "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
+                )
+                .fetch_all(pool)
+                .await?,
+                sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
+                    .fetch_all(pool)
+                    .await?,
+            ),
+            Sink::Postgres(pool) => (
+                sqlx::query_as(
+                    "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
+                )
+                .fetch_all(pool)
+                .await?,
+                sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
+                    .fetch_all(pool)
+                    .await?,
+            ),
+            Sink::File(path) => {
+                let text = tokio::fs::read_to_string(path).await?;
+                return Ok(text.lines().map(str::to_string).collect());
+            }
+        };
+        let mut out = Vec::with_capacity(records.len() + checkpoints.len());
+        let mut pending: Vec<&Row> = checkpoints.iter().collect();
+        for (instance, seq, line) in &records {
+            out.push(line.clone());
+            let covered = seq + 1;
+            pending.retain(|(ci, size, note)| {
+                if ci == instance && *size == covered {
+                    let line = CheckpointLine {
+                        checkpoint: note.clone(),
+                        instance: ci.clone(),
+                        size: u64::try_from(*size).unwrap_or(0),
+                    };
+                    out.push(serde_json::to_string(&line).unwrap_or_default());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        // Checkpoints of empty logs, or over records that are gone, still go out.
+        for (instance, size, note) in pending {
+            let line = CheckpointLine {
+                checkpoint: note.clone(),
+                instance: instance.clone(),
+                size: u64::try_from(*size).unwrap_or(0),
+            };
+            out.push(serde_json::to_string(&line).unwrap_or_default());
+        }
+        Ok(out)
+    }
+}
+
+/// An (instance, seq or size, line or note) row.
+type Row = (String, i64, String);
+
+async fn append_file(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    if !bytes.is_empty() {
+        file.write_all(bytes).await?;
+        file.sync_data().await?;
+    }
+    Ok(())
+}
+
+/// Splits JSON lines (an export or a file sink) into each instance's record lines and
+/// checkpoint notes, in order.
+pub fn split_export(lines: &[String]) -> Vec<(String, Vec<String>, Vec<String>)> {
+    type Log = (String, Vec<String>, Vec<String>);
+    let mut out: Vec<Log> = Vec::new();
+    fn slot(out: &mut Vec<Log>, instance: &str) -> usize {
+        match out.iter().position(|(i, _, _)| i == instance) {
+            Some(p) => p,
+            None => {
+                out.push((instance.to_string(), Vec::new(), Vec::new()));
+                out.len() - 1
+            }
+        }
+    }
+    for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+        if let Ok(cp) = serde_json::from_str::<CheckpointLine>(line) {
+            let i = slot(&mut out, &cp.instance);
+            out[i].2.push(cp.checkpoint);
+            continue;
+        }
+        // A record line; its instance is read leniently so a damaged line still lands in
+        // its log, where verification names it.
+        let instance = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("instance")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let i = slot(&mut out, &instance);
+        out[i].1.push(line.clone());
+    }
+    out
+}
