@@ -1,0 +1,219 @@
+//! Secret-scanner throughput on a 1 MB model-like response (prose, lists, a little code):
+//! whole-text `scan` and `redact`, and `StreamRedactor` fed 1 KiB chunks, each without
+//! secrets and with 20 synthetic secrets from the test corpus sprinkled in. Criterion
+//! reports MB/s.
+//!
+//! Run with `cargo bench -p writ-detect --bench scanner` (shorter:
+//! `... -- --warm-up-time 1 --measurement-time 3`).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[path = "../tests/support/corpus.rs"]
+#[allow(dead_code)]
+mod samples;
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use writ_detect::{Scanner, StreamRedactor};
+
+const SIZE: usize = 1 << 20;
+const CHUNK: usize = 1024;
+
+/// Words of an assistant's answer, including the ones that start rules (`token`,
+/// `password`, `secret`, `key`) at a plausible rate.
+const WORDS: &[&str] = &[
+    "the",
+    "a",
+    "to",
+    "of",
+    "and",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "you",
+    "can",
+    "with",
+    "this",
+    "model",
+    "request",
+    "response",
+    "tokens",
+    "token",
+    "output",
+    "input",
+    "function",
+    "call",
+    "agent",
+    "tool",
+    "use",
+    "when",
+    "your",
+    "API",
+    "gateway",
+    "limit",
+    "rate",
+    "budget",
+    "cost",
+    "streaming",
+    "server",
+    "client",
+    "data",
+    "value",
+    "config",
+    "file",
+    "example",
+    "here",
+    "first",
+    "then",
+    "returns",
+    "error",
+    "handle",
+    "password",
+    "secret",
+    "key",
+    "keys",
+    "user",
+    "should",
+    "will",
+    "not",
+    "be",
+    "are",
+    "from",
+    "each",
+    "by",
+    "on",
+    "as",
+    "or",
+    "an",
+    "if",
+    "JSON",
+    "field",
+    "message",
+    "content",
+    "role",
+    "assistant",
+    "system",
+    "chat",
+    "completion",
+    "Rust",
+    "async",
+    "await",
+    "let",
+    "fn",
+    "struct",
+    "impl",
+    "vector",
+    "embedding",
+    "search",
+];
+
+/// A deterministic xorshift, so every run scans the same text.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn prose(size: usize) -> Vec<u8> {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut out = Vec::with_capacity(size + 256);
+    while out.len() < size {
+        match rng.below(40) {
+            0 => out.extend_from_slice(b"\n\n## Step "),
+            1 => out.extend_from_slice(b"\n- "),
+            2 => out.extend_from_slice(
+                b"\n```rust\nlet client = Client::new(base_url, writ)?;\nlet reply = client.chat(&req).await?;\n```\n",
+            ),
+            3 => out.extend_from_slice(b"; usage: {\"prompt_tokens\": 412, \"completion_tokens\": 96}"),
+            _ => {}
+        }
+        let n = 6 + rng.below(14);
+        for i in 0..n {
+            let w = WORDS[rng.below(WORDS.len())];
+            if i == 0 {
+                let mut c = w.as_bytes().to_vec();
+                c[0] = c[0].to_ascii_uppercase();
+                out.extend_from_slice(&c);
+            } else {
+                out.push(b' ');
+                out.extend_from_slice(w.as_bytes());
+            }
+        }
+        out.extend_from_slice(if rng.below(5) == 0 { b".\n" } else { b". " });
+    }
+    out.truncate(size);
+    out
+}
+
+/// `text` with 20 corpus positives inserted at even intervals, then cut back to size.
+fn with_secrets(text: &[u8]) -> Vec<u8> {
+    let positives = samples::positives();
+    let mut out = Vec::with_capacity(text.len() + 8192);
+    let step = text.len() / 20;
+    for i in 0..20 {
+        out.extend_from_slice(&text[i * step..(i + 1) * step]);
+        out.push(b' ');
+        out.extend_from_slice(&positives[(i * 7) % positives.len()].text);
+        out.push(b' ');
+    }
+    out
+}
+
+fn stream(scanner: &Arc<Scanner>, text: &[u8]) -> usize {
+    let mut r = StreamRedactor::new(scanner.clone());
+    let mut n = 0;
+    for chunk in text.chunks(CHUNK) {
+        n += r.push(chunk).len();
+    }
+    n + r.finish().len()
+}
+
+fn bench(c: &mut Criterion) {
+    let scanner = Arc::new(samples::scanner());
+    let clean = prose(SIZE);
+    let dirty = with_secrets(&clean);
+    assert!(scanner.scan(&clean).is_empty(), "bench prose must be clean");
+    let found = scanner.scan(&dirty).len();
+    assert!(found >= 20, "{found} findings");
+    let mut streamed = Vec::new();
+    let mut r = StreamRedactor::new(scanner.clone());
+    for chunk in dirty.chunks(CHUNK) {
+        streamed.extend(r.push(chunk));
+    }
+    streamed.extend(r.finish());
+    assert_eq!(
+        streamed,
+        scanner.redact(&dirty).0,
+        "stream and whole redaction differ"
+    );
+
+    let mut g = c.benchmark_group("detect");
+    for (name, text) in [("clean", &clean), ("20_secrets", &dirty)] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("scan/{name}"), |b| {
+            b.iter(|| scanner.scan(black_box(text)).len())
+        });
+        g.bench_function(format!("redact/{name}"), |b| {
+            b.iter(|| scanner.redact(black_box(text)).0.len())
+        });
+        g.bench_function(format!("stream_1KiB/{name}"), |b| {
+            b.iter(|| stream(&scanner, black_box(text)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

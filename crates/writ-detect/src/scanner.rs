@@ -1,0 +1,296 @@
+//! The secret scanner: finds credentials in a byte string by rule and by exact match
+//! against the secrets the gateway holds, and redacts them.
+//!
+//! A scan runs in two passes. A [`RegexSet`] over all rules says which rules match
+//! anywhere; only those run their own regex for positions, each hit confirmed by the
+//! rule's exact pattern anchored at its start (and capture groups read, when a rule's
+//! secret is part of a larger match such as `password=…`); `matcher.rs` says why the
+//! search and the confirmation use different patterns. Configured secrets are
+//! found with one Aho-Corasick automaton, leftmost-longest, so an upstream key the
+//! gateway injects is always found whatever shape it has. Where matches overlap, see
+//! `resolve.rs`: every flagged byte is redacted once.
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
+
+use crate::error::DetectError;
+use crate::matcher::{Matcher, REGEX_SIZE_LIMIT};
+use crate::resolve::{self, Resolver};
+use crate::rules::{Rule, RuleId};
+use crate::search::{CONTEXT, Search};
+
+/// Longest configured secret accepted. A stream holds back up to the longest match of
+/// any matcher, so this bounds that too; a service-account private key is under 2 KiB.
+pub const MAX_CONFIGURED_SECRET_LEN: usize = 8 * 1024;
+
+/// Replaces a configured secret when redacting. The label is not shown, so output names
+/// no upstream; the [`Finding`] carries the label's index for the audit record.
+pub const CONFIGURED_REDACTION: &str = "[REDACTED:configured_secret]";
+
+/// The id of findings of configured secrets, alongside the [`RuleId`] strings.
+pub const CONFIGURED_ID: &str = "configured_secret";
+
+/// What found a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Detector {
+    /// A built-in rule.
+    Rule(RuleId),
+    /// Exact match of a configured secret: its index in the `exact_secrets` given to
+    /// [`Scanner::new`] (see [`Scanner::configured_label`]).
+    Configured(usize),
+}
+
+impl Detector {
+    /// The stable id: the rule's, or `configured_secret`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Detector::Rule(id) => id.as_str(),
+            Detector::Configured(_) => CONFIGURED_ID,
+        }
+    }
+}
+
+/// A secret found at `start..end` (byte offsets in the scanned text, or in the whole
+/// stream for a [`StreamRedactor`](crate::stream::StreamRedactor)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Finding {
+    /// What found it.
+    pub rule: Detector,
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+/// A compiled set of rules and configured secrets. Cheap to share (`Arc`) across
+/// requests and threads; scanning takes `&self`.
+pub struct Scanner {
+    /// Configured secrets first (if any), then rules in priority order.
+    pub(crate) matchers: Vec<Matcher>,
+    /// For each matcher, its index in `set`; `None` for the configured-secret matcher.
+    pub(crate) set_index: Vec<Option<usize>>,
+    pub(crate) set: RegexSet,
+    rules: Vec<&'static Rule>,
+    labels: Vec<String>,
+    max_match_len: usize,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets themselves.
+        f.debug_struct("Scanner")
+            .field(
+                "rules",
+                &self.rules.iter().map(|r| r.id).collect::<Vec<_>>(),
+            )
+            .field("configured", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scanner {
+    /// Compiles `rules` (usually [`rules::BUILTIN`](crate::rules::BUILTIN), or a
+    /// filtered subset of it) and the configured secrets, given as `(label, secret)` pairs.
+    pub fn new(
+        rules: impl IntoIterator<Item = &'static Rule>,
+        exact_secrets: &[(&str, &str)],
+    ) -> Result<Scanner, DetectError> {
+        let rules: Vec<&'static Rule> = rules.into_iter().collect();
+        let mut matchers = Vec::with_capacity(rules.len() + 1);
+        let mut set_index = Vec::with_capacity(rules.len() + 1);
+        let mut labels = Vec::with_capacity(exact_secrets.len());
+        if !exact_secrets.is_empty() {
+            let mut secrets = Vec::with_capacity(exact_secrets.len());
+            for &(label, secret) in exact_secrets {
+                if secret.is_empty() {
+                    return Err(DetectError::EmptySecret {
+                        label: label.to_owned(),
+                    });
+                }
+                if secret.len() > MAX_CONFIGURED_SECRET_LEN {
+                    return Err(DetectError::SecretTooLong {
+                        label: label.to_owned(),
+                        len: secret.len(),
+                        max: MAX_CONFIGURED_SECRET_LEN,
+                    });
+                }
+                labels.push(label.to_owned());
+                secrets.push(secret.as_bytes());
+            }
+            matchers.push(Matcher::for_secrets(&secrets)?);
+            set_index.push(None);
+        }
+        for (k, &rule) in rules.iter().enumerate() {
+            matchers.push(Matcher::for_rule(rule)?);
+            set_index.push(Some(k));
+        }
+        let loose = matchers.iter().filter(|m| !m.loose_pattern.is_empty());
+        let set = RegexSetBuilder::new(loose.map(|m| m.loose_pattern.as_str()))
+            .size_limit(REGEX_SIZE_LIMIT.saturating_mul(rules.len().max(1)))
+            .build()
+            .map_err(|e| DetectError::Pattern {
+                rule: "(set)",
+                source: Box::new(e),
+            })?;
+        let max_match_len = matchers.iter().map(|m| m.max_len).max().unwrap_or(0);
+        Ok(Scanner {
+            matchers,
+            set_index,
+            set,
+            rules,
+            labels,
+            max_match_len,
+        })
+    }
+
+    /// A scanner with every built-in rule and no configured secrets.
+    pub fn builtin() -> Result<Scanner, DetectError> {
+        Scanner::new(crate::rules::BUILTIN, &[])
+    }
+
+    /// The rules this scanner applies, in priority order.
+    pub fn rules(&self) -> impl Iterator<Item = &'static Rule> + '_ {
+        self.rules.iter().copied()
+    }
+
+    /// The label given with configured secret `index`.
+    pub fn configured_label(&self, index: usize) -> Option<&str> {
+        self.labels.get(index).map(String::as_str)
+    }
+
+    /// The longest text any rule or configured secret can match. A
+    /// [`StreamRedactor`](crate::stream::StreamRedactor) holds back at most this plus
+    /// eight bytes of context between calls.
+    pub fn max_match_len(&self) -> usize {
+        self.max_match_len
+    }
+
+    /// Bytes a stream may hold back between calls: see
+    /// [`StreamRedactor`](crate::stream::StreamRedactor).
+    pub fn max_held_back(&self) -> usize {
+        self.max_match_len + 2 * CONTEXT
+    }
+
+    /// What replaces a finding of `detector` when redacting.
+    pub fn redaction(&self, detector: Detector) -> &'static str {
+        match detector {
+            Detector::Rule(id) => crate::rules::builtin(id).redaction,
+            Detector::Configured(_) => CONFIGURED_REDACTION,
+        }
+    }
+
+    /// Every secret in `text`, in order, non-overlapping.
+    pub fn scan(&self, text: &[u8]) -> Vec<Finding> {
+        let mut candidates = Vec::new();
+        Search::new(self).advance(self, text, 0, true, &mut candidates);
+        resolve::sort(&mut candidates);
+        let mut resolver = Resolver::default();
+        candidates
+            .into_iter()
+            .filter_map(|c| resolver.take(c))
+            .collect()
+    }
+
+    /// `text` with every finding replaced by `[REDACTED:<id>]`, and the findings
+    /// (offsets in `text`).
+    pub fn redact(&self, text: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+        let findings = self.scan(text);
+        let mut out = Vec::with_capacity(text.len());
+        let mut cursor = 0;
+        for f in &findings {
+            out.extend_from_slice(&text[cursor..f.start]);
+            out.extend_from_slice(self.redaction(f.rule).as_bytes());
+            cursor = f.end;
+        }
+        out.extend_from_slice(&text[cursor..]);
+        (out, findings)
+    }
+
+    /// Whether `text` contains a configured secret or matches any rule.
+    pub fn contains_secret(&self, text: &[u8]) -> bool {
+        !self.scan(text).is_empty()
+    }
+}
+
+// Shared across request tasks behind an `Arc`.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Scanner>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::BUILTIN;
+
+    fn scanner() -> Scanner {
+        Scanner::new(BUILTIN, &[("openai-prod", "upstream-secret-value-1234")]).unwrap()
+    }
+
+    #[test]
+    fn configured_secret_is_found_and_labelled() {
+        let s = scanner();
+        let text = b"the key is upstream-secret-value-1234, see";
+        let (out, findings) = s.redact(text);
+        assert_eq!(
+            findings,
+            vec![Finding {
+                rule: Detector::Configured(0),
+                start: 11,
+                end: 37
+            }]
+        );
+        assert_eq!(s.configured_label(0), Some("openai-prod"));
+        assert_eq!(out, b"the key is [REDACTED:configured_secret], see");
+    }
+
+    #[test]
+    fn specific_rule_wins_over_generic_at_same_start() {
+        let s = scanner();
+        let text = b"token=ghp_EXAMPLE0123456789abcdefEXAMPLE0123456";
+        let findings = s.scan(text);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].rule, Detector::Rule(RuleId::GithubToken));
+        assert_eq!(findings[0].start, 6);
+    }
+
+    #[test]
+    fn overlong_tokens() {
+        let s = scanner();
+        // A header over the JWT rule's 1 KiB bound is no JWT; the real one after it is.
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlMDEyMzQ1Njc4OQ";
+        let text = format!("eyJ{}.eyJzdWIiOiJ4In0.c2ln {jwt}", "A".repeat(1100));
+        let found = s.scan(text.as_bytes());
+        assert_eq!(found.len(), 1);
+        assert_eq!(&text[found[0].start..found[0].end], jwt);
+        // A PEM body over 8 KiB: the header and the first 8 KiB go.
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}", "QUJD".repeat(2300));
+        let (out, found) = s.redact(pem.as_bytes());
+        assert_eq!(found[0].rule, Detector::Rule(RuleId::PrivateKey));
+        // The 27-byte header line, then 8192 body bytes (the newline among them).
+        assert_eq!(found[0].end - found[0].start, 27 + 8192);
+        assert_eq!(
+            out,
+            [b"[REDACTED:private_key]", &pem.as_bytes()[27 + 8192..]].concat()
+        );
+    }
+
+    #[test]
+    fn bad_configured_secrets_are_refused() {
+        assert!(matches!(
+            Scanner::new(BUILTIN, &[("x", "")]),
+            Err(DetectError::EmptySecret { .. })
+        ));
+        let long = "a".repeat(MAX_CONFIGURED_SECRET_LEN + 1);
+        assert!(matches!(
+            Scanner::new(BUILTIN, &[("x", &long)]),
+            Err(DetectError::SecretTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let printed = format!("{:?}", scanner());
+        assert!(!printed.contains("upstream-secret-value"));
+        assert!(printed.contains("openai-prod"));
+    }
+}

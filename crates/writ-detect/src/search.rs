@@ -1,0 +1,151 @@
+//! The search both [`Scanner::scan`](crate::scanner::Scanner::scan) and the
+//! [`StreamRedactor`](crate::stream::StreamRedactor) run: each matcher's leftmost
+//! matches, one after another, over a buffer that may be only a window of the text.
+//!
+//! Over a window the question is which matches are *final* — the same as they would be
+//! over the whole text. A match of a pattern whose longest match is `L` bytes, starting at
+//! `s`, depends only on the bytes from `s - CONTEXT` to `s + L + CONTEXT` (look-around
+//! reads at most `CONTEXT` bytes either side). So once the window reaches that far the
+//! match is final; before then the matcher waits at `s`. Positions that no match could
+//! begin at — no start literal there, nor a cut-off beginning of one at the end of the
+//! window — are passed over, which is what keeps a stream of prose flowing with only a
+//! few bytes held back. Since whole-text scanning is this same search with nothing
+//! still to come, a stream and a whole-text scan agree by construction.
+
+use crate::matcher::PossibleStart;
+use crate::scanner::{Detector, Scanner};
+
+/// Bytes of look-around context a pattern may read before its start or after its end.
+/// ASCII `\b` reads one; four covers any UTF-8 character.
+pub(crate) const CONTEXT: usize = 4;
+
+/// A final match of one matcher, before overlaps with other matchers are resolved.
+/// Positions are absolute offsets in the text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Candidate {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) detector: Detector,
+    /// The matcher's index: lower wins when two candidates start at the same byte.
+    pub(crate) priority: usize,
+}
+
+/// Where each matcher's next search begins: every match of matcher `i` not yet reported
+/// starts at or after `resume[i]`. A matcher waiting at a start literal or an unsettled
+/// match is not searched again before the window's end reaches `recheck_at[i]`: nothing
+/// about it can change before then, and re-searching the held window on every small chunk
+/// would make a stream quadratic in its chunk count.
+pub(crate) struct Search {
+    resume: Vec<usize>,
+    recheck_at: Vec<usize>,
+}
+
+impl Search {
+    pub(crate) fn new(scanner: &Scanner) -> Search {
+        Search {
+            resume: vec![0; scanner.matchers.len()],
+            recheck_at: vec![0; scanner.matchers.len()],
+        }
+    }
+
+    /// Runs every matcher over `buf`, which holds the text's bytes from absolute offset
+    /// `base`, appending final candidates to `out`. `eof` says no bytes follow `buf`.
+    ///
+    /// Returns the frontier: every candidate not yet appended starts at or after it.
+    /// `buf` must hold `CONTEXT` bytes before the previous frontier (or start at 0).
+    pub(crate) fn advance(
+        &mut self,
+        scanner: &Scanner,
+        buf: &[u8],
+        base: usize,
+        eof: bool,
+        out: &mut Vec<Candidate>,
+    ) -> usize {
+        let end = base + buf.len();
+        let active: Vec<bool> = self.recheck_at.iter().map(|&r| eof || end >= r).collect();
+        // First pass: one automaton over the rest of the window says which rules can match
+        // at all; the others skip their own search.
+        let set_from = (0..scanner.matchers.len())
+            .filter(|&i| active[i] && scanner.set_index[i].is_some())
+            .map(|i| self.resume[i])
+            .min()
+            .filter(|&from| from < end);
+        let present = set_from.map(|from| scanner.set.matches_at(buf, from - base));
+        for (i, matcher) in scanner.matchers.iter().enumerate() {
+            if !active[i] {
+                continue;
+            }
+            let in_set = match scanner.set_index[i] {
+                Some(k) => present.as_ref().is_some_and(|p| p.matched(k)),
+                None => true,
+            };
+            // Once the window reaches here, a match starting at `p` is settled.
+            let settled_at = |p: usize| p + matcher.max_len + CONTEXT + 1;
+            loop {
+                let resume = self.resume[i];
+                if resume >= end {
+                    self.recheck_at[i] = end + 1;
+                    break;
+                }
+                let hit = if in_set {
+                    matcher.find_at(buf, resume - base)
+                } else {
+                    None
+                };
+                if !eof {
+                    // Starts before `horizon` are settled by the bytes we have; between it and
+                    // the hit (or the end) a match could still begin once more bytes come.
+                    let horizon = end.saturating_sub(matcher.max_len + CONTEXT);
+                    let hit_start = hit.as_ref().map_or(end, |h| base + h.start);
+                    let from = resume.max(horizon);
+                    match matcher
+                        .starts
+                        .first_possible(buf, from - base, hit_start - base)
+                    {
+                        Some(PossibleStart::Literal(p)) => {
+                            self.resume[i] = base + p;
+                            self.recheck_at[i] = settled_at(base + p);
+                            break;
+                        }
+                        Some(PossibleStart::CutOff(p)) => {
+                            self.resume[i] = base + p;
+                            self.recheck_at[i] = end + 1;
+                            break;
+                        }
+                        None => {}
+                    }
+                    if hit.is_none() {
+                        self.resume[i] = end;
+                        self.recheck_at[i] = end + 1;
+                        break;
+                    }
+                    if hit_start >= horizon {
+                        // More bytes could still change this match.
+                        self.resume[i] = hit_start;
+                        self.recheck_at[i] = settled_at(hit_start);
+                        break;
+                    }
+                }
+                let Some(hit) = hit else {
+                    self.resume[i] = end;
+                    break;
+                };
+                if let Some((start, end, detector)) = hit.secret {
+                    out.push(Candidate {
+                        start: base + start,
+                        end: base + end,
+                        detector,
+                        priority: i,
+                    });
+                }
+                // Patterns never match the empty string, so this always moves forward.
+                self.resume[i] = base + hit.end.max(hit.start + 1);
+            }
+        }
+        if eof {
+            end
+        } else {
+            self.resume.iter().copied().min().unwrap_or(end)
+        }
+    }
+}

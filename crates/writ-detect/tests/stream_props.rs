@@ -1,0 +1,123 @@
+//! Property: for any input and any chunking, a `StreamRedactor`'s concatenated output and
+//! its findings equal `Scanner::redact` of the whole input.
+
+#[path = "support/corpus.rs"]
+#[allow(dead_code)]
+mod samples;
+
+use std::sync::{Arc, LazyLock};
+
+use proptest::prelude::*;
+use writ_detect::{Finding, Scanner, StreamRedactor};
+
+static SCANNER: LazyLock<Arc<Scanner>> = LazyLock::new(|| Arc::new(samples::scanner()));
+static POSITIVES: LazyLock<Vec<Vec<u8>>> =
+    LazyLock::new(|| samples::positives().into_iter().map(|p| p.text).collect());
+static NEGATIVES: LazyLock<Vec<Vec<u8>>> =
+    LazyLock::new(|| samples::negatives().into_iter().map(|(_, t)| t).collect());
+/// Texts where a rule's loose search pattern matches but its exact pattern does not, or
+/// matches only a bounded prefix: a JWT header over 1 KiB, a PEM body over 8 KiB.
+static OVERLONG: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+    let jwt = format!("eyJ{}.eyJzdWIiOiJ4In0.c2ln", "A".repeat(1100));
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}", "QUJD".repeat(2300));
+    vec![jwt.into_bytes(), pem.into_bytes()]
+});
+
+/// Pieces that make streams interesting: whole samples, samples cut short, start literals
+/// alone, prose, and arbitrary bytes.
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    let n_pos = POSITIVES.len();
+    let n_neg = NEGATIVES.len();
+    prop_oneof![
+        (0..n_pos).prop_map(|i| POSITIVES[i].clone()),
+        (0..n_neg).prop_map(|i| NEGATIVES[i].clone()),
+        (0..OVERLONG.len()).prop_map(|i| OVERLONG[i].clone()),
+        (0..n_pos, any::<prop::sample::Index>()).prop_map(|(i, cut)| {
+            let t = &POSITIVES[i];
+            t[..cut.index(t.len() + 1)].to_vec()
+        }),
+        prop::sample::select(vec![
+            "sk-",
+            "sk-ant-",
+            "AKIA",
+            "eyJ",
+            "writ_",
+            "password=",
+            "token: ",
+            "api-key: ",
+            "-----BEGIN PRIVATE KEY-----\n",
+            "-----END PRIVATE KEY-----",
+            "ghp_",
+            "xoxb-",
+            "writ-test-configured-",
+            "writ-test-configured-SECRET-0001",
+            "=",
+            ".",
+            "\n",
+            " ",
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
+        "[A-Za-z0-9 _./+=-]{0,60}".prop_map(String::into_bytes),
+        prop::collection::vec(any::<u8>(), 0..40),
+    ]
+}
+
+fn input() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(piece(), 0..12).prop_map(|ps| ps.concat())
+}
+
+fn stream(text: &[u8], sizes: &[usize]) -> (Vec<u8>, Vec<Finding>) {
+    let mut r = StreamRedactor::new(SCANNER.clone());
+    let mut out = Vec::new();
+    let mut rest = text;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].min(rest.len());
+        out.extend(r.push(&rest[..n]));
+        rest = &rest[n..];
+        i += 1;
+        assert!(r.held_back() <= SCANNER.max_held_back());
+    }
+    out.extend(r.finish());
+    (out, r.findings().to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_chunking_equals_whole_redaction(
+        text in input(),
+        sizes in prop::collection::vec(1usize..400, 1..40),
+    ) {
+        let whole = SCANNER.redact(&text);
+        prop_assert_eq!(stream(&text, &sizes), whole);
+    }
+
+    #[test]
+    fn configured_secret_never_survives(
+        before in input(),
+        after in input(),
+        sizes in prop::collection::vec(1usize..64, 1..10),
+    ) {
+        let secret = samples::CONFIGURED.1.as_bytes();
+        let text = [before.as_slice(), secret, after.as_slice()].concat();
+        let (out, _) = stream(&text, &sizes);
+        prop_assert!(!out.windows(secret.len()).any(|w| w == secret));
+    }
+}
+
+#[test]
+fn held_back_stays_bounded_on_a_long_stream() {
+    let mut r = StreamRedactor::new(SCANNER.clone());
+    let mut released = 0;
+    let mut pushed = 0;
+    // A JWT start followed by a long run that keeps it pending as long as possible.
+    for chunk in std::iter::once(b"eyJ".to_vec()).chain(std::iter::repeat_n(vec![b'a'; 100], 500)) {
+        pushed += chunk.len();
+        released += r.push(&chunk).len();
+        assert!(r.held_back() <= SCANNER.max_held_back());
+    }
+    released += r.finish().len();
+    assert_eq!(released, pushed);
+}
