@@ -33,6 +33,8 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/admin/v1/keys/rotate", post(rotate_keys))
         .route("/admin/v1/keys/reload", post(reload_keys))
         .route("/admin/v1/usage/calls", get(usage_calls))
+        .route("/admin/v1/usage", get(usage_counters))
+        .route("/admin/v1/audit", get(audit_records))
         .route("/.well-known/writ-keys", get(writ_keys))
         .with_state(gw)
 }
@@ -97,6 +99,20 @@ async fn post_revocation(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
         check_revocation(&revocation)?;
         let by = admin(&gw, &parts, revocation.tenant())?;
         gw.revoke(&revocation).await?;
+        let mut record = crate::audit::record_at(writ_audit::Kind::Revocation, gw.clock.now());
+        record.tenant = revocation.tenant().map(str::to_string);
+        record.agent = Some(by.agent().to_string());
+        record.operation = Some("revoke".to_string());
+        record.status = Some(201);
+        // A token id is pseudonymized like every writ id; the rest is no secret.
+        let mut what = serde_json::to_value(&revocation).unwrap_or_default();
+        if let Some(id) = what.get_mut("token_id") {
+            *id = json!(gw.audit.pseudonym(id.as_str().unwrap_or_default()));
+        }
+        let mut detail = serde_json::Map::new();
+        detail.insert("revocation".into(), what);
+        record.detail = Some(detail);
+        gw.audit.record(record).await;
         tracing::warn!(
             admin = by.agent(),
             admin_token = by.token_id(),
@@ -131,6 +147,14 @@ async fn rotate_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         let kid = gw.data.rotate_root_key()?;
         gw.reload_keys()?;
         tracing::warn!(admin = by.agent(), signing_kid = kid.0, "root key rotated");
+        let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
+        record.agent = Some(by.agent().to_string());
+        record.operation = Some("rotate_root_key".to_string());
+        record.status = Some(200);
+        let mut detail = serde_json::Map::new();
+        detail.insert("signing_kid".into(), json!(kid.0));
+        record.detail = Some(detail);
+        gw.audit.record(record).await;
         Ok::<_, GatewayError>(axum::Json(json!({"signing_kid": kid.0})).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -153,6 +177,159 @@ async fn usage_calls(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         Ok(_) => axum::Json(json!({"calls": gw.recent_usage()})).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Limit counters, filtered by `?scope=tenant=acme,agent=travel` (every pair must match).
+async fn usage_counters(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
+    let scope = query
+        .iter()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let mut filter = Vec::new();
+    for pair in scope.split(',').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((f, v))
+                if matches!(f, "tenant" | "agent" | "writ" | "upstream" | "model")
+                    && !v.is_empty() =>
+            {
+                filter.push((f, v));
+            }
+            _ => {
+                return GatewayError::InvalidRequest {
+                    reason: format!(
+                        "scope `{pair}` is not field=value with a field of tenant, agent, writ, upstream, model"
+                    ),
+                }
+                .into_response();
+            }
+        }
+    }
+    let tenant = filter.iter().find(|(f, _)| *f == "tenant").map(|(_, v)| *v);
+    if let Err(e) = admin(&gw, &parts, tenant) {
+        return e.into_response();
+    }
+    match gw.limits.counters(&filter, gw.clock.now()).await {
+        Ok(counters) => axum::Json(json!({"counters": counters})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Audit records, oldest first, filtered by `kind`, `tenant`, `agent`, `status` and
+/// `since` (RFC 3339), `limit` (≤ 1000, default 100) at a time; `cursor` (from the last
+/// page's `next_cursor`) continues after the record it names.
+async fn audit_records(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let outcome = async {
+        let query: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|_| {
+                GatewayError::InvalidRequest {
+                    reason: "malformed query string".to_string(),
+                }
+            })?;
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        for (name, _) in &query {
+            if !matches!(
+                name.as_str(),
+                "kind" | "tenant" | "agent" | "status" | "since" | "limit" | "cursor"
+            ) {
+                return Err(GatewayError::InvalidRequest {
+                    reason: format!("unknown filter `{name}`"),
+                });
+            }
+        }
+        admin(&gw, &parts, get("tenant"))?;
+        let limit = match get("limit") {
+            None => 100,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| GatewayError::InvalidRequest {
+                    reason: "limit must be 1 to 1000".to_string(),
+                })?,
+        };
+        let status = match get("status") {
+            None => None,
+            Some(s) => Some(s.parse::<u16>().map_err(|_| GatewayError::InvalidRequest {
+                reason: "status must be an HTTP status code".to_string(),
+            })?),
+        };
+        let since =
+            match get("since") {
+                None => None,
+                Some(s) => Some(humantime::parse_rfc3339(s).map_err(|_| {
+                    GatewayError::InvalidRequest {
+                        reason: "since must be an RFC 3339 time such as 2026-11-23T00:00:00Z"
+                            .to_string(),
+                    }
+                })?),
+            };
+        let cursor = match get("cursor") {
+            None => None,
+            Some(c) => {
+                let (instance, seq) =
+                    c.rsplit_once('/')
+                        .ok_or_else(|| GatewayError::InvalidRequest {
+                            reason: "cursor is not one this API returned".to_string(),
+                        })?;
+                let seq = seq
+                    .parse::<u64>()
+                    .map_err(|_| GatewayError::InvalidRequest {
+                        reason: "cursor is not one this API returned".to_string(),
+                    })?;
+                Some((instance.to_string(), seq))
+            }
+        };
+        let lines = gw
+            .audit_export()
+            .await
+            .map_err(|_| GatewayError::AuditUnavailable)?;
+        let mut page = Vec::new();
+        let mut past_cursor = cursor.is_none();
+        let mut next_cursor = None;
+        for line in &lines {
+            let Ok(record) = writ_audit::AuditRecord::from_line(line) else {
+                continue; // checkpoint lines
+            };
+            if !past_cursor {
+                if let Some((instance, seq)) = &cursor
+                    && record.instance == *instance
+                    && record.seq == *seq
+                {
+                    past_cursor = true;
+                }
+                continue;
+            }
+            let kind = serde_json::to_value(record.kind).unwrap_or_default();
+            let keep = get("kind").is_none_or(|k| kind.as_str() == Some(k))
+                && get("tenant").is_none_or(|t| record.tenant.as_deref() == Some(t))
+                && get("agent").is_none_or(|a| record.agent.as_deref() == Some(a))
+                && status.is_none_or(|s| record.status == Some(s))
+                && since
+                    .is_none_or(|t| humantime::parse_rfc3339(&record.time).is_ok_and(|at| at >= t));
+            if !keep {
+                continue;
+            }
+            if page.len() == limit {
+                break;
+            }
+            next_cursor = Some(format!("{}/{}", record.instance, record.seq));
+            page.push(serde_json::from_str::<serde_json::Value>(line).unwrap_or_default());
+        }
+        let more = page.len() == limit;
+        Ok::<_, GatewayError>(
+            axum::Json(json!({
+                "records": page,
+                "next_cursor": if more { next_cursor } else { None },
+            }))
+            .into_response(),
+        )
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Every trusted root public key, so anyone can verify or attenuate writs offline.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::Uri;
 use serde::Deserialize;
+use writ_limits::{Dimension, Field, LimitSpec, Window};
 use writ_providers::{ProviderKind, UpstreamSecret};
 
 /// Default listen address.
@@ -31,6 +32,56 @@ pub struct RawConfig {
     upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pricing: BTreeMap<String, writ_providers::PriceEntry>,
+    #[serde(default)]
+    limiter: RawLimiter,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    limit: Vec<RawLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    mode: Option<String>,
+    sink: Option<String>,
+    postgres_url: Option<String>,
+    file: Option<PathBuf>,
+    checkpoint_every: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    checkpoint_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimiter {
+    backend: Option<String>,
+    redis_url: Option<String>,
+    on_backend_failure: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    lease_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    default_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Field),
+    Many(Vec<Field>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    scope: OneOrMany,
+    dimension: Dimension,
+    per: Option<String>,
+    limit: u64,
+    burst: Option<u64>,
+    #[serde(default, rename = "match")]
+    only: BTreeMap<Field, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +91,8 @@ struct RawServer {
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +116,14 @@ struct RawUpstream {
     auth_query: Option<String>,
     #[serde(default)]
     deployments: BTreeMap<String, String>,
+    region: Option<String>,
+    aws_access_key_id: Option<String>,
+    aws_secret_access_key: Option<String>,
+    aws_session_token: Option<String>,
+    location: Option<String>,
+    service_account_file: Option<PathBuf>,
+    service_account_json: Option<String>,
+    token_uri: Option<String>,
     #[serde(default)]
     allow_private_network: bool,
     #[serde(default, with = "humantime_serde")]
@@ -86,6 +147,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest request body accepted; larger ones get 413 before being read.
     pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
     /// Tenant of agents when none is named.
     pub tenant: String,
     /// Largest writ lifetime.
@@ -94,6 +157,61 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Model prices: the shipped table with the config's overrides.
     pub pricing: writ_providers::Pricing,
+    /// Where limit state lives and what happens when it is unreachable.
+    pub limiter: LimiterConfig,
+    /// Declared limits.
+    pub limits: Vec<LimitSpec>,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone)]
+pub enum AuditSinkConfig {
+    /// `audit.db` in the data directory.
+    Sqlite,
+    /// PostgreSQL; the URL may hold a password.
+    Postgres(UpstreamSecret),
+    /// A JSON-lines file.
+    File(PathBuf),
+}
+
+/// The audit log's settings.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Refuse requests that cannot be audited (503) rather than serve them unaudited.
+    pub strict: bool,
+    /// The sink.
+    pub sink: AuditSinkConfig,
+    /// Sign a checkpoint after this many records…
+    pub checkpoint_every: u64,
+    /// …or this long after the last one, whichever comes first (and at shutdown).
+    pub checkpoint_interval: Duration,
+}
+
+/// Where limit state lives.
+#[derive(Debug, Clone)]
+pub enum LimiterBackend {
+    /// In this process.
+    Memory,
+    /// In Redis, shared by every gateway using it. The URL may hold a password.
+    Redis(UpstreamSecret),
+}
+
+/// The limiter's settings.
+#[derive(Debug, Clone)]
+pub struct LimiterConfig {
+    /// The backend.
+    pub backend: LimiterBackend,
+    /// With the Redis backend unreachable, fall back to limits in this process instead of
+    /// refusing requests (503).
+    pub local_fallback: bool,
+    /// How long a concurrency lease lives if its gateway dies.
+    pub lease_ttl: Duration,
+    /// Output tokens reserved for a request that states no cap.
+    pub default_output_tokens: u64,
+    /// Longest wait for the Redis backend to connect or answer one command.
+    pub timeout: Duration,
 }
 
 /// One configured upstream.
@@ -123,6 +241,10 @@ pub struct UpstreamConfig {
     pub allow_private_network: bool,
     /// For `azure` upstreams: the model each deployment serves, for grants and prices.
     pub deployments: BTreeMap<String, String>,
+    /// For `bedrock` upstreams: the AWS region and the credentials requests are signed with.
+    pub aws: Option<AwsSigning>,
+    /// For `vertex` upstreams: the service account, project and location.
+    pub vertex: Option<VertexAuth>,
     /// Longest wait for the upstream's response headers.
     pub timeout: Duration,
     /// Longest wait to connect.
@@ -131,6 +253,37 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     /// Largest response accepted from the upstream.
     pub max_response_bytes: usize,
+}
+
+/// PEM files of the server's certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// How a `vertex` upstream is reached: a service-account key exchanged for access tokens.
+#[derive(Debug, Clone)]
+pub struct VertexAuth {
+    /// The key.
+    pub service_account: writ_providers::vertex::ServiceAccount,
+    /// Where assertions are exchanged (the key file's `token_uri` unless overridden).
+    pub token_uri: Uri,
+    /// The only project requests may name.
+    pub project: String,
+    /// The only location requests may name.
+    pub location: String,
+}
+
+/// How a `bedrock` upstream's requests are signed.
+#[derive(Debug, Clone)]
+pub struct AwsSigning {
+    /// AWS region, such as `us-east-1`.
+    pub region: String,
+    /// Static credentials, with a session token if temporary.
+    pub credentials: writ_providers::sigv4::AwsCredentials,
 }
 
 /// Why a configuration was refused.
@@ -216,15 +369,47 @@ impl Config {
                 "anthropic" => ProviderKind::Anthropic,
                 "gemini" => ProviderKind::Gemini,
                 "azure" => ProviderKind::Azure,
+                "bedrock" => ProviderKind::Bedrock,
+                "vertex" => ProviderKind::Vertex,
                 "mcp" => ProviderKind::Mcp,
                 "http" => ProviderKind::Http,
                 other => {
                     return Err(invalid(
                         &field("kind"),
                         &format!(
-                            "unknown kind `{other}` (expected openai, anthropic, gemini, azure, mock, mcp or http)"
+                            "unknown kind `{other}` (expected openai, anthropic, gemini, vertex, azure, bedrock, mock, mcp or http)"
                         ),
                     ));
+                }
+            };
+            let aws = match kind {
+                ProviderKind::Bedrock => Some(aws_signing(&field, &u, env)?),
+                _ => {
+                    let aws_fields = [
+                        ("region", u.region.is_some()),
+                        ("aws_access_key_id", u.aws_access_key_id.is_some()),
+                        ("aws_secret_access_key", u.aws_secret_access_key.is_some()),
+                        ("aws_session_token", u.aws_session_token.is_some()),
+                    ];
+                    if let Some((f, _)) = aws_fields.iter().find(|(_, set)| *set) {
+                        return Err(invalid(&field(f), "only for bedrock upstreams"));
+                    }
+                    None
+                }
+            };
+            let vertex = match kind {
+                ProviderKind::Vertex => Some(vertex_auth(&field, &u, env)?),
+                _ => {
+                    let vertex_fields = [
+                        ("location", u.location.is_some()),
+                        ("service_account_file", u.service_account_file.is_some()),
+                        ("service_account_json", u.service_account_json.is_some()),
+                        ("token_uri", u.token_uri.is_some()),
+                    ];
+                    if let Some((f, _)) = vertex_fields.iter().find(|(_, set)| *set) {
+                        return Err(invalid(&field(f), "only for vertex upstreams"));
+                    }
+                    None
                 }
             };
             let base_url = match (u.base_url, kind) {
@@ -239,6 +424,23 @@ impl Config {
                 (None, ProviderKind::Gemini) => Some(Uri::from_static(
                     "https://generativelanguage.googleapis.com",
                 )),
+                (None, ProviderKind::Bedrock) => {
+                    let region = aws.as_ref().map(|a| a.region.as_str()).unwrap_or_default();
+                    Some(parse_base_url(
+                        &field("region"),
+                        &format!("https://bedrock-runtime.{region}.amazonaws.com"),
+                    )?)
+                }
+                (None, ProviderKind::Vertex) => {
+                    let location = vertex
+                        .as_ref()
+                        .map(|v| v.location.as_str())
+                        .unwrap_or_default();
+                    Some(parse_base_url(
+                        &field("location"),
+                        &writ_providers::vertex::default_base_url(location),
+                    )?)
+                }
                 (None, ProviderKind::Mock) => None,
                 (None, ProviderKind::Mcp | ProviderKind::Http | ProviderKind::Azure) => {
                     return Err(invalid(&field("base_url"), "required for this kind"));
@@ -271,8 +473,21 @@ impl Config {
                 }
             };
             let api_key = match u.api_key {
+                Some(_) if kind == ProviderKind::Bedrock => {
+                    return Err(invalid(
+                        &field("api_key"),
+                        "bedrock upstreams sign with aws_access_key_id and aws_secret_access_key",
+                    ));
+                }
+                Some(_) if kind == ProviderKind::Vertex => {
+                    return Err(invalid(
+                        &field("api_key"),
+                        "vertex upstreams use a service account (service_account_file or service_account_json)",
+                    ));
+                }
                 Some(k) => Some(UpstreamSecret::new(expand(&field("api_key"), &k, env)?)),
                 None if kind == ProviderKind::Mock && base_url.is_none() => None,
+                None if matches!(kind, ProviderKind::Bedrock | ProviderKind::Vertex) => None,
                 None => return Err(invalid(&field("api_key"), "required for this kind")),
             };
             if let Some(key) = &api_key
@@ -339,11 +554,17 @@ impl Config {
                     base_url,
                     api_key,
                     organization: header_value("organization", u.organization)?,
-                    project: header_value("project", u.project)?,
+                    // For vertex upstreams `project` is the GCP project, kept in `vertex`.
+                    project: match kind {
+                        ProviderKind::Vertex => None,
+                        _ => header_value("project", u.project)?,
+                    },
                     auth_header,
                     basic_user: u.basic_user.clone(),
                     auth_query: u.auth_query.clone(),
                     deployments: u.deployments,
+                    aws,
+                    vertex,
                     allow_private_network: u.allow_private_network,
                     timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
                     connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
@@ -364,6 +585,18 @@ impl Config {
                 .set(&model, entry)
                 .map_err(|e| invalid(&format!("pricing.{model}"), &e.to_string()))?;
         }
+        let tls = match (raw.server.tls_cert, raw.server.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (Some(_), None) => return Err(invalid("server.tls_key", "required with tls_cert")),
+            (None, Some(_)) => return Err(invalid("server.tls_cert", "required with tls_key")),
+        };
+        let limiter = limiter_config(raw.limiter, env)?;
+        let audit = audit_config(raw.audit, env)?;
+        let mut limits = Vec::with_capacity(raw.limit.len());
+        for (i, l) in raw.limit.into_iter().enumerate() {
+            limits.push(limit_spec(&format!("limit[{i}]"), l)?);
+        }
         let public_url = match raw.server.public_url {
             None => None,
             Some(u) => {
@@ -379,12 +612,324 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             max_body_bytes,
+            tls,
             tenant,
             max_ttl,
             upstreams,
             pricing,
+            limiter,
+            limits,
+            audit,
         })
     }
+}
+
+/// The service account, project and location of a `vertex` upstream.
+fn vertex_auth(
+    field: &dyn Fn(&str) -> String,
+    u: &RawUpstream,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<VertexAuth, ConfigError> {
+    let invalid = |f: &str, reason: String| ConfigError::Invalid {
+        field: field(f),
+        reason,
+    };
+    let (json, source) = match (&u.service_account_file, &u.service_account_json) {
+        (Some(path), None) => (
+            std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "service_account_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+            "service_account_file",
+        ),
+        (None, Some(text)) => (
+            expand(&field("service_account_json"), text, env)?,
+            "service_account_json",
+        ),
+        (None, None) => {
+            return Err(invalid(
+                "service_account_file",
+                "required for vertex upstreams (or service_account_json)".to_string(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "service_account_json",
+                "choose one of service_account_file and service_account_json".to_string(),
+            ));
+        }
+    };
+    let service_account = writ_providers::vertex::ServiceAccount::from_json(&json)
+        .map_err(|e| invalid(source, e.to_string()))?;
+    let token_uri = match &u.token_uri {
+        Some(t) => expand(&field("token_uri"), t, env)?,
+        None => service_account.token_uri.clone(),
+    };
+    let token_uri: Uri = token_uri
+        .parse()
+        .ok()
+        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        .ok_or_else(|| invalid("token_uri", "not an http(s) URL".to_string()))?;
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let project = u
+        .project
+        .clone()
+        .or_else(|| service_account.project_id.clone())
+        .ok_or_else(|| {
+            invalid(
+                "project",
+                "required: the key file names no project_id".to_string(),
+            )
+        })?;
+    if !name_ok(&project) {
+        return Err(invalid("project", "not a GCP project id".to_string()));
+    }
+    let location = u.location.clone().ok_or_else(|| {
+        invalid(
+            "location",
+            "required for vertex upstreams, such as us-central1".to_string(),
+        )
+    })?;
+    if !name_ok(&location) {
+        return Err(invalid("location", "not a GCP location".to_string()));
+    }
+    Ok(VertexAuth {
+        service_account,
+        token_uri,
+        project,
+        location,
+    })
+}
+
+/// The region and credentials of a `bedrock` upstream.
+fn aws_signing(
+    field: &dyn Fn(&str) -> String,
+    u: &RawUpstream,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AwsSigning, ConfigError> {
+    let required = |f: &str, v: &Option<String>| -> Result<String, ConfigError> {
+        let v = v.as_deref().ok_or_else(|| ConfigError::Invalid {
+            field: field(f),
+            reason: "required for bedrock upstreams".to_string(),
+        })?;
+        expand(&field(f), v, env)
+    };
+    let region = required("region", &u.region)?;
+    let region_ok = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        return Err(ConfigError::Invalid {
+            field: field("region"),
+            reason: "an AWS region such as us-east-1".to_string(),
+        });
+    }
+    let access_key_id = required("aws_access_key_id", &u.aws_access_key_id)?;
+    let secret = required("aws_secret_access_key", &u.aws_secret_access_key)?;
+    let session_token = match &u.aws_session_token {
+        None => None,
+        Some(t) => Some(expand(&field("aws_session_token"), t, env)?),
+    };
+    let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
+    for (f, v) in [
+        ("aws_access_key_id", Some(access_key_id.as_str())),
+        ("aws_secret_access_key", Some(secret.as_str())),
+        ("aws_session_token", session_token.as_deref()),
+    ] {
+        if v.is_some_and(|v| !printable(v)) {
+            return Err(ConfigError::Invalid {
+                field: field(f),
+                reason: "empty or not printable ASCII".to_string(),
+            });
+        }
+    }
+    Ok(AwsSigning {
+        region,
+        credentials: writ_providers::sigv4::AwsCredentials {
+            access_key_id,
+            secret_access_key: UpstreamSecret::new(secret),
+            session_token: session_token.map(UpstreamSecret::new),
+        },
+    })
+}
+
+fn audit_config(
+    raw: RawAudit,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AuditConfig, ConfigError> {
+    let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+        field: format!("audit.{field}"),
+        reason: reason.to_string(),
+    };
+    let strict = match raw.mode.as_deref() {
+        None | Some("strict") => true,
+        Some("best_effort") => false,
+        Some(_) => return Err(invalid("mode", "expected strict or best_effort")),
+    };
+    let sink = match (raw.sink.as_deref(), raw.postgres_url, raw.file) {
+        (None | Some("sqlite"), None, None) => AuditSinkConfig::Sqlite,
+        (Some("postgres"), Some(url), None) => {
+            let url = expand("audit.postgres_url", &url, env)?;
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid("postgres_url", "expected postgres://user@host/db"));
+            }
+            AuditSinkConfig::Postgres(UpstreamSecret::new(url))
+        }
+        (Some("postgres"), None, _) => {
+            return Err(invalid("postgres_url", "required with sink = \"postgres\""));
+        }
+        (Some("file"), None, Some(path)) => AuditSinkConfig::File(path),
+        (Some("file"), _, None) => return Err(invalid("file", "required with sink = \"file\"")),
+        (None | Some("sqlite" | "postgres" | "file"), _, _) => {
+            return Err(invalid(
+                "sink",
+                "postgres_url goes with sink = \"postgres\", file with sink = \"file\"",
+            ));
+        }
+        (Some(_), _, _) => return Err(invalid("sink", "expected sqlite, postgres or file")),
+    };
+    let checkpoint_every = raw.checkpoint_every.unwrap_or(1000);
+    if checkpoint_every == 0 {
+        return Err(invalid("checkpoint_every", "must be positive"));
+    }
+    let checkpoint_interval = raw.checkpoint_interval.unwrap_or(Duration::from_secs(60));
+    if checkpoint_interval.is_zero() {
+        return Err(invalid("checkpoint_interval", "must be positive"));
+    }
+    Ok(AuditConfig {
+        strict,
+        sink,
+        checkpoint_every,
+        checkpoint_interval,
+    })
+}
+
+fn limiter_config(
+    raw: RawLimiter,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LimiterConfig, ConfigError> {
+    let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+        field: format!("limiter.{field}"),
+        reason: reason.to_string(),
+    };
+    let backend = match (raw.backend.as_deref(), raw.redis_url) {
+        (None | Some("memory"), None) => LimiterBackend::Memory,
+        (Some("memory"), Some(_)) => {
+            return Err(invalid("redis_url", "only with backend = \"redis\""));
+        }
+        (None | Some("redis"), Some(url)) => {
+            let url = expand("limiter.redis_url", &url, env)?;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid("redis_url", "expected redis://host:port[/db]"));
+            }
+            LimiterBackend::Redis(UpstreamSecret::new(url))
+        }
+        (Some("redis"), None) => {
+            return Err(invalid("redis_url", "required with backend = \"redis\""));
+        }
+        (Some(_), _) => return Err(invalid("backend", "expected memory or redis")),
+    };
+    let local_fallback = match raw.on_backend_failure.as_deref() {
+        None | Some("closed") => false,
+        Some("local") => true,
+        Some(_) => return Err(invalid("on_backend_failure", "expected closed or local")),
+    };
+    let lease_ttl = raw
+        .lease_ttl
+        .unwrap_or(writ_limits::model::DEFAULT_LEASE_TTL);
+    if lease_ttl < Duration::from_secs(1) || lease_ttl > Duration::from_secs(86_400) {
+        return Err(invalid("lease_ttl", "must be 1s to 24h"));
+    }
+    let timeout = raw.timeout.unwrap_or(Duration::from_secs(2));
+    if timeout.is_zero() || timeout > Duration::from_secs(60) {
+        return Err(invalid("timeout", "must be above 0 and at most 60s"));
+    }
+    Ok(LimiterConfig {
+        timeout,
+        backend,
+        local_fallback,
+        lease_ttl,
+        default_output_tokens: raw.default_output_tokens.unwrap_or(1024),
+    })
+}
+
+fn limit_spec(field: &str, raw: RawLimit) -> Result<LimitSpec, ConfigError> {
+    let invalid = |f: &str, reason: &str| ConfigError::Invalid {
+        field: format!("{field}.{f}"),
+        reason: reason.to_string(),
+    };
+    let mut scope = match raw.scope {
+        OneOrMany::One(f) => vec![f],
+        OneOrMany::Many(v) => v,
+    };
+    scope.sort();
+    scope.dedup();
+    if scope.is_empty() {
+        return Err(invalid(
+            "scope",
+            "name at least one of tenant, agent, writ, upstream, model",
+        ));
+    }
+    if raw.limit == 0 {
+        return Err(invalid("limit", "must be positive"));
+    }
+    let window = match (raw.dimension, raw.per.as_deref()) {
+        (Dimension::Concurrency, None) => Window::InFlight,
+        (Dimension::Concurrency, Some(_)) => {
+            return Err(invalid(
+                "per",
+                "concurrency counts what is in flight; it has no window",
+            ));
+        }
+        (_, Some("second")) => Window::Rate {
+            period: Duration::from_secs(1),
+        },
+        (_, Some("minute")) => Window::Rate {
+            period: Duration::from_secs(60),
+        },
+        (_, Some("hour")) => Window::Rate {
+            period: Duration::from_secs(3600),
+        },
+        (_, Some("day")) => Window::Day,
+        (_, Some("month")) => Window::Month,
+        (_, _) => {
+            return Err(invalid(
+                "per",
+                "expected second, minute, hour, day or month",
+            ));
+        }
+    };
+    let burst = match (window, raw.burst) {
+        (Window::Rate { .. }, Some(0)) => return Err(invalid("burst", "must be positive")),
+        (Window::Rate { .. }, Some(b)) => b,
+        (_, Some(_)) => {
+            return Err(invalid(
+                "burst",
+                "only for per-second, -minute or -hour rates",
+            ));
+        }
+        (_, None) => raw.limit,
+    };
+    if raw.only.values().any(|v| v.is_empty()) {
+        return Err(invalid("match", "values must be non-empty"));
+    }
+    Ok(LimitSpec {
+        scope,
+        dimension: raw.dimension,
+        window,
+        limit: raw.limit,
+        burst,
+        only: raw.only.into_iter().collect(),
+    })
 }
 
 /// Names of tenants and upstreams: 1–64 of `[A-Za-z0-9_.-]`.
@@ -539,6 +1084,48 @@ mod tests {
                 "upstreams.o.base_url",
             ),
             ("[pricing.m]\ninput = -1.0\noutput = 1.0", "pricing.m"),
+            ("[server]\ntls_cert = \"c.pem\"", "server.tls_key"),
+            ("[server]\ntls_key = \"k.pem\"", "server.tls_cert"),
+            (
+                "[upstreams.b]\nkind = \"bedrock\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S\"",
+                "upstreams.b.region",
+            ),
+            (
+                "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us east\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S\"",
+                "upstreams.b.region",
+            ),
+            (
+                "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"A\"",
+                "upstreams.b.aws_secret_access_key",
+            ),
+            (
+                "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S S\"",
+                "upstreams.b.aws_secret_access_key",
+            ),
+            (
+                "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\napi_key = \"k\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S\"",
+                "upstreams.b.api_key",
+            ),
+            (
+                "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nregion = \"us-east-1\"",
+                "upstreams.o.region",
+            ),
+            (
+                "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nlocation = \"us-central1\"",
+                "upstreams.o.location",
+            ),
+            (
+                "[upstreams.v]\nkind = \"vertex\"\nlocation = \"us-central1\"",
+                "upstreams.v.service_account_file",
+            ),
+            (
+                "[upstreams.v]\nkind = \"vertex\"\nlocation = \"us-central1\"\nservice_account_json = \"{}\"",
+                "upstreams.v.service_account_json",
+            ),
+            (
+                "[upstreams.v]\nkind = \"vertex\"\nlocation = \"us-central1\"\nservice_account_file = \"/nonexistent.json\"",
+                "upstreams.v.service_account_file",
+            ),
         ] {
             match load(text) {
                 Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
@@ -572,6 +1159,75 @@ mod tests {
             );
         }
         assert!(load("[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nbase_url = \"https://8.8.8.8\"\n").is_ok());
+    }
+
+    #[test]
+    fn bedrock_defaults_its_endpoint_from_the_region() {
+        let c = load("[upstreams.b]\nkind = \"bedrock\"\nregion = \"eu-west-3\"\naws_access_key_id = \"AKID\"\naws_secret_access_key = \"s3cr3t-aws-key\"\n").unwrap();
+        let b = &c.upstreams["b"];
+        assert_eq!(
+            b.base_url.as_ref().unwrap().to_string(),
+            "https://bedrock-runtime.eu-west-3.amazonaws.com/"
+        );
+        assert_eq!(b.aws.as_ref().unwrap().region, "eu-west-3");
+        assert!(!format!("{c:?}").contains("s3cr3t-aws-key"));
+    }
+
+    #[test]
+    fn limits_are_declared_and_checked() {
+        let c = load(
+            "[limiter]\nbackend = \"redis\"\nredis_url = \"redis://:pw-secret@127.0.0.1:6379\"\non_backend_failure = \"local\"\n\n[[limit]]\nscope = [\"tenant\", \"agent\"]\ndimension = \"tokens\"\nper = \"minute\"\nlimit = 1000\nburst = 200\n\n[[limit]]\nscope = \"agent\"\ndimension = \"concurrency\"\nlimit = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.len(), 2);
+        assert_eq!(c.limits[0].burst, 200);
+        assert_eq!(c.limits[1].window, Window::InFlight);
+        assert!(c.limiter.local_fallback);
+        assert!(!format!("{c:?}").contains("pw-secret"));
+        for (text, field) in [
+            (
+                "[[limit]]\nscope = \"agent\"\ndimension = \"requests\"\nlimit = 5",
+                "limit[0].per",
+            ),
+            (
+                "[[limit]]\nscope = \"agent\"\ndimension = \"requests\"\nper = \"fortnight\"\nlimit = 5",
+                "limit[0].per",
+            ),
+            (
+                "[[limit]]\nscope = \"agent\"\ndimension = \"requests\"\nper = \"day\"\nlimit = 0",
+                "limit[0].limit",
+            ),
+            (
+                "[[limit]]\nscope = \"agent\"\ndimension = \"requests\"\nper = \"day\"\nlimit = 5\nburst = 2",
+                "limit[0].burst",
+            ),
+            (
+                "[[limit]]\nscope = \"agent\"\ndimension = \"concurrency\"\nper = \"day\"\nlimit = 5",
+                "limit[0].per",
+            ),
+            (
+                "[[limit]]\nscope = []\ndimension = \"requests\"\nper = \"day\"\nlimit = 5",
+                "limit[0].scope",
+            ),
+            ("[limiter]\nbackend = \"redis\"", "limiter.redis_url"),
+            ("[limiter]\nbackend = \"etcd\"", "limiter.backend"),
+            ("[limiter]\nredis_url = \"http://x\"", "limiter.redis_url"),
+            (
+                "[limiter]\non_backend_failure = \"open\"",
+                "limiter.on_backend_failure",
+            ),
+        ] {
+            match load(text) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            load(
+                "[[limit]]\nscope = \"planet\"\ndimension = \"requests\"\nper = \"day\"\nlimit = 5"
+            ),
+            Err(ConfigError::Parse(_))
+        ));
     }
 
     #[test]

@@ -60,6 +60,16 @@ pub enum GatewayError {
     /// A writ was sent in the URL query, where logs keep it.
     #[error("a writ was sent in the URL; send it in the Authorization header instead")]
     WritInUrl,
+    /// A credential was found in the URL (by name or by its shape).
+    #[error(
+        "a credential ({rule}) was sent in the URL, in the {location}; URLs are written to logs along the way, so send credentials in a header (Authorization: Bearer …) or the body instead"
+    )]
+    CredentialInUrl {
+        /// Where: `query parameter \`key\`` or `path segment #2`; never the value.
+        location: String,
+        /// Which rule matched.
+        rule: &'static str,
+    },
     /// A pass-through path has segments an upstream could read differently.
     #[error("path has `.`, `..` or empty segments, or an encoded slash")]
     InvalidPath,
@@ -81,6 +91,9 @@ pub enum GatewayError {
     /// The upstream connection failed after connecting.
     #[error("upstream failed")]
     UpstreamFailed,
+    /// The gateway could not obtain the credential for the upstream (a token exchange failed).
+    #[error("could not obtain the upstream credential")]
+    UpstreamAuth,
     /// An admin request body is not acceptable.
     #[error("invalid request: {reason}")]
     InvalidRequest {
@@ -102,6 +115,15 @@ pub enum GatewayError {
     /// The upstream's response is larger than the configured cap.
     #[error("the upstream response exceeds the configured size limit")]
     UpstreamTooLarge,
+    /// A limit refused the request.
+    #[error("limit reached: {} {} for {}", .0.limit, .0.dimension.as_str(), .0.scope)]
+    RateLimited(Box<writ_limits::Refusal>),
+    /// The audit log cannot be written and the gateway is in strict audit mode.
+    #[error("the audit log cannot be written; requests are refused until it can")]
+    AuditUnavailable,
+    /// The limit backend is unreachable and the gateway fails closed.
+    #[error("the limit backend is unavailable")]
+    LimiterUnavailable,
     /// A bug or misconfiguration inside the gateway.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -186,7 +208,9 @@ impl GatewayError {
             }
             E::InvalidPath => (S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
             E::InvalidArguments(_) => (S::BAD_REQUEST, invalid, "invalid_arguments", Fault::Client),
-            E::WritInUrl => (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client),
+            E::WritInUrl | E::CredentialInUrl { .. } => {
+                (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client)
+            }
             E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
             E::UpstreamUnreachable => (
                 S::BAD_GATEWAY,
@@ -204,6 +228,12 @@ impl GatewayError {
                 S::BAD_GATEWAY,
                 "upstream_error",
                 "upstream_failed",
+                Fault::Upstream,
+            ),
+            E::UpstreamAuth => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_auth_failed",
                 Fault::Upstream,
             ),
             E::InvalidRequest { .. } => (S::BAD_REQUEST, invalid, "invalid_request", Fault::Client),
@@ -230,6 +260,24 @@ impl GatewayError {
                 "upstream_error",
                 "upstream_response_too_large",
                 Fault::Upstream,
+            ),
+            E::RateLimited(_) => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                Fault::Client,
+            ),
+            E::AuditUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "server_error",
+                "audit_unavailable",
+                Fault::Internal,
+            ),
+            E::LimiterUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "server_error",
+                "limiter_unavailable",
+                Fault::Internal,
             ),
             E::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -261,6 +309,26 @@ impl GatewayError {
                 "Internal error.".to_string()
             }
             GatewayError::Internal(_) => "Internal error.".to_string(),
+            GatewayError::RateLimited(r) => {
+                let window = match r.window_secs {
+                    1 if r.dimension == writ_limits::Dimension::Concurrency => {
+                        "in flight".to_string()
+                    }
+                    1 => "per second".to_string(),
+                    60 => "per minute".to_string(),
+                    3600 => "per hour".to_string(),
+                    86_400 => "per day".to_string(),
+                    2_592_000 => "per month".to_string(),
+                    s => format!("per {s}s"),
+                };
+                format!(
+                    "Limit reached: {} {} {window} for {}. Retry after {}s.",
+                    r.limit,
+                    r.dimension.as_str(),
+                    r.scope,
+                    r.retry_after.as_secs_f64().ceil().max(1.0) as u64
+                )
+            }
             GatewayError::Storage(_) => {
                 "The gateway cannot reach its storage; try again.".to_string()
             }
@@ -301,6 +369,9 @@ impl IntoResponse for GatewayError {
             _ => None,
         };
         let mut response = error_body(status, kind, code, &self.public_message(), param);
+        if let GatewayError::RateLimited(refusal) = &self {
+            crate::limits::refusal_headers(refusal, response.headers_mut());
+        }
         if let GatewayError::Dpop { reason } = &self {
             // RFC 9449 §7.1: the challenge names the scheme, the error and the algorithms.
             let challenge = format!(

@@ -30,6 +30,16 @@ pub struct KeyState {
 pub struct Gateway {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_body_bytes: usize,
+    /// Finds secrets (the upstream credentials, writs, known key formats) in responses.
+    pub(crate) scanner: Arc<writ_detect::Scanner>,
+    /// This instance's audit log.
+    pub(crate) audit: crate::audit::Auditor,
+    /// Revocations shared with other instances (with the Redis backend).
+    pub(crate) fanout: Option<Arc<crate::fanout::Fanout>>,
+    /// Declared limits and their backend.
+    pub(crate) limits: crate::limits::Limits,
+    /// Inbound TLS, when configured.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) upstreams: BTreeMap<String, Upstream>,
     /// For each API family, the upstream requests go to when they name none.
     pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
@@ -90,6 +100,15 @@ pub enum StartError {
     /// Keys or revocations could not be loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The limit backend could not be reached.
+    #[error("limits: {0}")]
+    Limiter(String),
+    /// The audit log could not be opened.
+    #[error("audit: {0}")]
+    Audit(String),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Gateway {
@@ -102,6 +121,25 @@ impl Gateway {
         store: SqliteStore,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
+            None => None,
+        };
+        let limits = crate::limits::Limits::start(&config.limiter, config.limits.clone())
+            .await
+            .map_err(StartError::Limiter)?;
+        let master = data.master_key()?;
+        let audit = crate::audit::Auditor::start(&config.audit, &data, master.expose())
+            .await
+            .map_err(StartError::Audit)?;
+        let fanout = match &config.limiter.backend {
+            crate::config::LimiterBackend::Redis(url) => Some(Arc::new(
+                crate::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
+                    .await
+                    .map_err(StartError::Limiter)?,
+            )),
+            crate::config::LimiterBackend::Memory => None,
+        };
         let mut upstreams = BTreeMap::new();
         let mut mocks = Vec::new();
         for (name, cfg) in &config.upstreams {
@@ -129,6 +167,17 @@ impl Gateway {
             })?;
             upstreams.insert(name.clone(), upstream);
         }
+        // Every upstream credential is redacted wherever it shows up in a response, with
+        // the built-in secret rules (which include writs).
+        let exact: Vec<(&str, &str)> = upstreams
+            .iter()
+            .map(|(name, u): (&String, &Upstream)| (name.as_str(), u.secret.expose()))
+            .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
+            .collect();
+        let scanner = Arc::new(
+            writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)
+                .map_err(|e| StartError::Audit(format!("secret scanner: {e}")))?,
+        );
         let mut by_family: HashMap<ApiFamily, Vec<&str>> = HashMap::new();
         for (name, u) in &upstreams {
             by_family.entry(u.kind.family()).or_default().push(name);
@@ -138,6 +187,8 @@ impl Gateway {
             ApiFamily::Anthropic,
             ApiFamily::Gemini,
             ApiFamily::Azure,
+            ApiFamily::Bedrock,
+            ApiFamily::Vertex,
         ]
         .into_iter()
         .map(|family| {
@@ -157,6 +208,11 @@ impl Gateway {
         Ok(Self {
             clock,
             max_body_bytes: config.max_body_bytes,
+            tls,
+            limits,
+            fanout,
+            audit,
+            scanner,
             upstreams,
             defaults,
             writs: WritCache::new(100_000),
@@ -233,6 +289,29 @@ impl Gateway {
 
     /// Records `revocation` durably, then applies it to the next request.
     pub async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.apply_revocation(revocation).await?;
+        if let Some(fanout) = &self.fanout
+            && let Err(e) = fanout.publish(revocation).await
+        {
+            // Applied here and stored; other instances read the shared set when they
+            // reconnect, but until then they do not know. Loud, not silent.
+            tracing::error!(error = %e, "revocation not shared with other instances");
+        }
+        Ok(())
+    }
+
+    /// Puts a revocation another instance shared in force here. The shared set in Redis
+    /// is its durable record; it is not copied into this instance's store.
+    pub(crate) fn apply_shared_revocation(&self, revocation: &Revocation) {
+        self.revocations
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(revocation);
+        self.writs.clear();
+    }
+
+    /// Applies a revocation here (stored, in force, cache cleared) without sharing it.
+    async fn apply_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
         let now = self
             .clock
             .now()
@@ -245,6 +324,21 @@ impl Gateway {
             .insert(revocation);
         self.writs.clear();
         Ok(())
+    }
+
+    /// The audit log in the JSON-lines export format.
+    pub async fn audit_export(&self) -> Result<Vec<String>, String> {
+        self.audit.export().await
+    }
+
+    /// The key audit checkpoints verify with.
+    pub fn audit_verifier_key(&self) -> writ_audit::VerifierKey {
+        self.audit.verifier().clone()
+    }
+
+    /// Writes pending audit records and signs a checkpoint now.
+    pub async fn audit_checkpoint(&self) {
+        self.audit.checkpoint_now().await;
     }
 
     pub(crate) fn is_revoked(&self, writ: &VerifiedWrit) -> bool {

@@ -4,16 +4,21 @@
 //! The data plane is [`pipeline`]: one module per phase of DESIGN §4, composed in order by
 //! one short function. Errors become HTTP in exactly one place, [`error`].
 
+mod access_token;
 mod admin;
+pub mod audit;
 pub mod config;
 mod dpop;
 pub mod egress;
 pub mod error;
+mod fanout;
 mod gateway;
+mod limits;
 pub mod mock_upstream;
 mod pipeline;
 mod replay_cache;
 mod server;
+pub mod tls;
 mod token_endpoint;
 mod upstream;
 pub mod usage_log;

@@ -15,6 +15,7 @@ pub(crate) mod extract;
 mod forward;
 mod inject;
 mod inspect;
+mod limit;
 mod meter;
 mod route;
 
@@ -38,6 +39,9 @@ pub(crate) struct RequestCtx {
     pub(crate) token_id: Option<String>,
     pub(crate) upstream: Option<String>,
     pub(crate) model: Option<String>,
+    pub(crate) tenant: Option<String>,
+    /// The meter phase took the call over and records it in the audit log.
+    pub(crate) metered: bool,
 }
 
 /// Runs one data-plane request to its response.
@@ -49,11 +53,19 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         token_id: None,
         upstream: None,
         model: None,
+        tenant: None,
+        metered: false,
     };
     let outcome = run(gw.clone(), &mut ctx, req).await;
     let response = match outcome {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if !ctx.metered {
+                // Refused (or failed) before the meter phase: recorded here, once.
+                gw.audit.record(error_record(&gw, &ctx, &e)).await;
+            }
+            e.into_response()
+        }
     };
     tracing::info!(
         route = ctx.route.path,
@@ -68,6 +80,44 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
     response
 }
 
+/// The audit record of a request that ended in `error` before reaching the meter phase.
+fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_audit::AuditRecord {
+    use crate::error::Fault;
+    let (status, _, code, fault) = error.classify();
+    let kind = match fault {
+        // Allowed, but the upstream failed.
+        Fault::Upstream => writ_audit::Kind::RequestAllowed,
+        Fault::Client | Fault::Internal => writ_audit::Kind::RequestDenied,
+    };
+    let mut record = crate::audit::record_at(kind, gw.clock.now());
+    record.tenant.clone_from(&ctx.tenant);
+    record.agent.clone_from(&ctx.agent);
+    record.writ = ctx.token_id.as_deref().map(|t| gw.audit.pseudonym(t));
+    record.upstream.clone_from(&ctx.upstream);
+    record.model.clone_from(&ctx.model);
+    record.operation = Some(ctx.route.operation.as_str().to_string());
+    record.status = Some(status.as_u16());
+    record.latency_ms = Some(u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let mut decision = writ_audit::record::Decision {
+        code: Some(code.to_string()),
+        ..Default::default()
+    };
+    match error {
+        GatewayError::Writ(writ_token::WritError::Denied(d)) => {
+            decision.check = Some(d.to_string());
+        }
+        GatewayError::RateLimited(r) => {
+            decision.limit = Some(writ_audit::record::LimitHit {
+                scope: r.scope.clone(),
+                dimension: r.dimension.as_str().to_string(),
+            });
+        }
+        _ => {}
+    }
+    record.decision = Some(decision);
+    record
+}
+
 async fn run(
     gw_arc: Arc<Gateway>,
     ctx: &mut RequestCtx,
@@ -78,9 +128,32 @@ async fn run(
     // Refuse oversized bodies by their declared length before doing any work.
     accept::check_declared_length(&parts.headers, gw.max_body_bytes)?;
     accept::refuse_writ_in_url(&parts.uri)?;
+    // A credential in the URL ends up in every proxy and access log on the way.
+    if let Some(finding) = parts
+        .uri
+        .path_and_query()
+        .and_then(|pq| writ_detect::url::check_url(pq.as_str(), &gw.scanner))
+    {
+        let location = match &finding.location {
+            writ_detect::url::UrlLocation::QueryParam { name: Some(n), .. } => {
+                format!("query parameter `{n}`")
+            }
+            writ_detect::url::UrlLocation::QueryParam { index, .. } => {
+                format!("query parameter #{}", index + 1)
+            }
+            writ_detect::url::UrlLocation::PathSegment { index } => {
+                format!("path segment #{}", index + 1)
+            }
+        };
+        return Err(GatewayError::CredentialInUrl {
+            location,
+            rule: finding.rule.id(),
+        });
+    }
     let presented = extract::writ(&parts.headers)?;
     let writ = authenticate::verify(gw, &presented)?;
     ctx.agent = Some(writ.claims().agent.clone());
+    ctx.tenant = Some(writ.claims().tenant.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
     let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ)?;
     let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers)?;
@@ -91,10 +164,25 @@ async fn run(
     facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
     let authorization = authorize::check(gw, &writ, &facts)?;
+    // Strict audit: nothing is forwarded while the audit log cannot be written.
+    if !gw.audit.may_proceed() {
+        return Err(GatewayError::AuditUnavailable);
+    }
     let request_bytes = body.len();
+    let held = limit::reserve(gw, &writ, &target, &facts, request_bytes).await?;
+    let remaining = held.as_ref().map(|h| h.remaining().to_vec());
     let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, body);
-    let outbound = inject::prepare(&authorization, &target, &parts, body, &presented)?;
-    let response = forward::send(target.upstream, outbound).await?;
+    let sent = match send(gw, &authorization, &target, &parts, body, &presented).await {
+        Ok(sent) => sent,
+        Err(e) => {
+            // Nothing reached the model: the reservation is given back whole.
+            if let Some(held) = held {
+                held.settle(writ_limits::Amounts::default(), gw.clock.now())
+                    .await;
+            }
+            return Err(e);
+        }
+    };
     let info = meter::CallInfo {
         token_id: writ.claims().token_id.clone(),
         tenant: writ.claims().tenant.clone(),
@@ -104,6 +192,50 @@ async fn run(
         family: ctx.route.family,
         request_bytes,
         drop_usage_chunk,
+        held,
+        sent: Instant::now(),
+        started: ctx.started,
+        operation: ctx.route.operation.as_str(),
     };
-    meter::respond(gw_arc.clone(), target.upstream, info, response).await
+    ctx.metered = true;
+    let mut response = meter::respond(gw_arc.clone(), target.upstream, info, sent).await?;
+    if let Some(remaining) = remaining {
+        crate::limits::write_headers(&remaining, response.headers_mut());
+    }
+    Ok(response)
+}
+
+/// Inject and forward: the upstream's credential in, the request out.
+async fn send(
+    gw: &Gateway,
+    authorization: &writ_token::Authorization,
+    target: &route::Target<'_>,
+    parts: &http::request::Parts,
+    body: axum::body::Bytes,
+    presented: &extract::PresentedWrit,
+) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+    let access = match &target.upstream.tokens {
+        Some(tokens) => Some(
+            tokens
+                .authorization(
+                    &target.upstream.client,
+                    target.upstream.timeout,
+                    gw.clock.now(),
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    let outbound = inject::prepare(
+        authorization,
+        target,
+        parts,
+        body,
+        presented,
+        inject::Signing {
+            access,
+            now: gw.clock.now(),
+        },
+    )?;
+    forward::send(target.upstream, outbound).await
 }

@@ -66,9 +66,24 @@ pub async fn serve(
             }
         })
     };
-    let served = axum::serve(listener, router(gw))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let listener_task = gw
+        .fanout
+        .clone()
+        .map(|fanout| tokio::spawn(fanout.listen(Arc::downgrade(&gw))));
+    let app = router(gw.clone());
+    let served = match gw.tls.clone() {
+        Some(tls) => crate::tls::serve(listener, app, tls, shutdown).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     sweeper.abort();
+    // Pending records written and a final checkpoint signed.
+    gw.audit.close().await;
+    if let Some(task) = listener_task {
+        task.abort();
+    }
     served
 }

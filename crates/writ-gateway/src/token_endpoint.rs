@@ -288,6 +288,33 @@ fn dpop_binding(gw: &Gateway, headers: &http::HeaderMap) -> Result<Option<String
         .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", e.0))
 }
 
+/// Records a mint; in strict audit mode a writ that cannot be audited is not issued.
+async fn audit_mint(
+    gw: &Gateway,
+    tenant: &str,
+    agent: &str,
+    token_id: &str,
+    operation: &str,
+    detail: serde_json::Value,
+) -> Result<(), OAuthError> {
+    let mut record = crate::audit::record_at(writ_audit::Kind::WritMinted, gw.clock.now());
+    record.tenant = Some(tenant.to_string());
+    record.agent = Some(agent.to_string());
+    record.writ = Some(gw.audit.pseudonym(token_id));
+    record.operation = Some(operation.to_string());
+    record.status = Some(200);
+    if let serde_json::Value::Object(map) = detail {
+        record.detail = Some(map);
+    }
+    if gw.audit.record(record).await {
+        Ok(())
+    } else {
+        Err(OAuthError::server(
+            "the audit log cannot be written; no writ is issued until it can",
+        ))
+    }
+}
+
 async fn client_credentials(
     gw: &Gateway,
     headers: &http::HeaderMap,
@@ -319,6 +346,16 @@ async fn client_credentials(
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
     tracing::info!(agent = %agent.name, tenant = %agent.tenant, token_id = %claims.token_id, ttl_secs = ttl.as_secs(), "writ minted");
+    let detail = json!({"grants": grants, "ttl_secs": ttl.as_secs(), "dpop_bound": jkt.is_some()});
+    audit_mint(
+        gw,
+        &agent.tenant,
+        &agent.name,
+        &claims.token_id,
+        "client_credentials",
+        detail,
+    )
+    .await?;
     Ok(issued(writ, ttl, &grants, false, jkt.is_some()))
 }
 
@@ -402,6 +439,21 @@ async fn token_exchange(
         .duration_since(now)
         .unwrap_or_default();
     tracing::info!(actor = %actor.name, token_id = %verified.claims().token_id, "writ delegated");
+    let detail = json!({
+        "grants": grants,
+        "ttl_secs": ttl.as_secs(),
+        "delegated_from": gw.audit.pseudonym(&verified.claims().token_id),
+        "delegator": format!("{}/{}", verified.claims().tenant, verified.claims().agent),
+    });
+    audit_mint(
+        gw,
+        &actor.tenant,
+        &actor.name,
+        &verified.claims().token_id,
+        "token_exchange",
+        detail,
+    )
+    .await?;
     // A delegated writ keeps its subject's binding, if any.
     let bound = verified.claims().cnf_jkt.is_some();
     Ok(issued(

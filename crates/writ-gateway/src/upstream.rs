@@ -10,8 +10,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use writ_providers::{ProviderKind, openai};
+use writ_providers::sigv4::Signer;
+use writ_providers::{ProviderKind, bedrock, openai};
 
+use crate::access_token::AccessTokenSource;
 use crate::config::UpstreamConfig;
 use crate::egress::EgressResolver;
 
@@ -32,6 +34,12 @@ pub(crate) struct Upstream {
     pub(crate) auth_query: Option<String>,
     /// Azure deployments and the models they serve.
     pub(crate) deployments: std::collections::BTreeMap<String, String>,
+    /// For Vertex: where access tokens come from.
+    pub(crate) tokens: Option<AccessTokenSource>,
+    /// For Vertex: the only project and location requests may name.
+    pub(crate) vertex_scope: Option<(String, String)>,
+    /// For Bedrock: who signs each request (SigV4).
+    pub(crate) signer: Option<Signer>,
     /// The credential, kept to scrub it from anything the upstream sends back.
     pub(crate) secret: writ_providers::UpstreamSecret,
     pub(crate) client: HttpClient,
@@ -40,8 +48,30 @@ pub(crate) struct Upstream {
 impl Upstream {
     pub(crate) fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, String> {
         let base_url: &Uri = cfg.base_url.as_ref().ok_or("no base_url")?;
-        let key = cfg.api_key.as_ref().ok_or("no api_key")?;
+        let signer = cfg.aws.as_ref().map(|aws| Signer {
+            credentials: aws.credentials.clone(),
+            region: aws.region.clone(),
+            service: bedrock::SIGNING_SERVICE.to_string(),
+        });
+        let key = match (&cfg.api_key, &signer, &cfg.vertex) {
+            (Some(key), _, _) => key,
+            (None, Some(signer), _) => &signer.credentials.secret_access_key,
+            (None, None, Some(vertex)) => vertex.service_account.private_key_pem(),
+            (None, None, None) => return Err("no api_key".to_string()),
+        };
+        let tokens = cfg
+            .vertex
+            .as_ref()
+            .map(|v| AccessTokenSource::new(v.service_account.clone(), v.token_uri.clone()));
+        let vertex_scope = cfg
+            .vertex
+            .as_ref()
+            .map(|v| (v.project.clone(), v.location.clone()));
         let credential = match cfg.kind {
+            // Signed per request by inject.
+            ProviderKind::Bedrock => Vec::new(),
+            // A fresh access token per request, from `tokens`.
+            ProviderKind::Vertex => Vec::new(),
             ProviderKind::OpenAi | ProviderKind::Mock => {
                 openai::credential_headers(key, cfg.organization.as_deref(), cfg.project.as_deref())
                     .map_err(|_| "credential is not a valid header value".to_string())?
@@ -102,6 +132,9 @@ impl Upstream {
             read_timeout: cfg.read_timeout,
             max_response_bytes: cfg.max_response_bytes,
             secret: key.clone(),
+            signer,
+            tokens,
+            vertex_scope,
             deployments: cfg.deployments.clone(),
             auth_query: cfg.auth_query.clone(),
             client,

@@ -309,7 +309,7 @@ async fn bad_upstream_responses_become_clear_errors() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("[REDACTED:upstream_credential]")
+            .contains("[REDACTED:configured_secret]")
     );
 }
 

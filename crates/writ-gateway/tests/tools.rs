@@ -231,9 +231,17 @@ async fn http_upstreams_with_basic_and_query_credentials() {
     assert!(sent.starts_with("Basic "), "{sent}");
 
     let writ = gw.mint_as(&grant("query"), &grant("query"), 30);
-    // The agent tries to choose the credential parameter: its value is dropped.
+    // The agent tries to send a credential parameter itself: refused, never forwarded.
     let resp = client
         .get(gw.url("/u/query/v1/items?page=2&key=agent-chosen"))
+        .bearer_auth(&writ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(upstream.requests().len(), 1);
+    let resp = client
+        .get(gw.url("/u/query/v1/items?page=2"))
         .bearer_auth(&writ)
         .send()
         .await
@@ -242,7 +250,7 @@ async fn http_upstreams_with_basic_and_query_credentials() {
     let v: Value = resp.json().await.unwrap();
     let q = upstream.requests()[1].uri.query().unwrap().to_string();
     assert!(
-        q.contains("page=2") && q.contains(&format!("key={KEY}")) && !q.contains("agent-chosen"),
+        q.contains("page=2") && q.contains(&format!("key={KEY}")),
         "{q}"
     );
     assert!(

@@ -207,6 +207,25 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Loads the secret `keys/<name>`, creating it (mode 0600) with `generate()`'s text
+    /// if absent. Leading and trailing whitespace is trimmed.
+    pub fn secret(
+        &self,
+        name: &str,
+        generate: impl FnOnce() -> Zeroizing<String>,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let path = self.keys_dir().join(name);
+        if !path.exists() {
+            write_new_secret(&path, generate().as_bytes())?;
+        }
+        let text = read_secret(&path)?;
+        let text = std::str::from_utf8(text.trim_ascii())
+            .map_err(|_| StoreError::InvalidKeyFile { path: path.clone() })?;
+        Ok(Zeroizing::new(text.to_string()))
+    }
+}
+
 /// Creates `path` with mode 0600 and writes `bytes`; an existing file is left alone.
 fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let io = |source| StoreError::Io {

@@ -13,6 +13,7 @@ use writ_token::{ManualClock, MintRequest, RootKeyPair, mint, parse_grants};
 /// A gateway serving on a loopback port, stopped when dropped.
 pub struct TestGateway {
     addr: SocketAddr,
+    scheme: &'static str,
     gateway: Arc<Gateway>,
     clock: Arc<ManualClock>,
     stop: Option<oneshot::Sender<()>>,
@@ -20,6 +21,18 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
+    /// Starts a gateway serving HTTPS with `certs` (the config must have no `[server]` table).
+    pub async fn start_tls(config_toml: &str, certs: &crate::TestCertificates) -> Self {
+        let server = format!(
+            "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+            certs.cert.display().to_string(),
+            certs.key.display().to_string()
+        );
+        let mut gw = Self::start(&format!("{server}{config_toml}")).await;
+        gw.scheme = "https";
+        gw
+    }
+
     /// Starts a gateway from TOML config text (upstreams etc.), with a fresh root key.
     pub async fn start(config_toml: &str) -> Self {
         let _ = tracing_subscriber::fmt()
@@ -50,6 +63,7 @@ impl TestGateway {
         }));
         Self {
             addr,
+            scheme: "http",
             gateway,
             clock,
             stop: Some(stop),
@@ -62,9 +76,9 @@ impl TestGateway {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>` (`https` when started with TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The clock the gateway reads; advance it instead of sleeping.
@@ -101,6 +115,31 @@ impl TestGateway {
             ttl_secs,
             writ_token::Clock::now(&*self.clock),
         )
+    }
+}
+
+impl TestGateway {
+    /// Mints a writ for agent `demo` of `tenant` with the given ceiling and grants (JSON).
+    pub fn mint_in(
+        &self,
+        tenant: &str,
+        ceiling_json: &str,
+        grants_json: &str,
+        ttl_secs: u64,
+    ) -> String {
+        let ceiling = parse_grants(ceiling_json).expect("ceiling");
+        let grants = parse_grants(grants_json).expect("grants");
+        let req = MintRequest {
+            tenant,
+            agent: "demo",
+            ceiling: &ceiling,
+            grants: &grants,
+            ttl: Duration::from_secs(ttl_secs),
+            max_ttl: Duration::from_secs(30),
+            now: writ_token::Clock::now(&*self.clock),
+            cnf_jkt: None,
+        };
+        mint(&self.keys().signing, &req).expect("mint").0
     }
 }
 

@@ -7,10 +7,12 @@ mod gateway;
 mod oauth;
 mod process;
 mod python;
+mod tls;
 mod upstream;
 
 pub use gateway::{TestGateway, mint_with};
 pub use oauth::{DpopKey, OAuthClient};
 pub use process::ServeProcess;
 pub use python::{python, python_env, run_python_lines};
+pub use tls::TestCertificates;
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd, closed_port_url};

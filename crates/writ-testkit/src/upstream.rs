@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
-use tokio::sync::Notify;
 use writ_gateway::mock_upstream::respond;
 use writ_providers::UpstreamSecret;
 use writ_providers::mock::{MockReply, chat_completion};
@@ -72,7 +71,7 @@ struct Shared {
     behavior: Behavior,
     script: Option<Arc<Script>>,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
-    release: Arc<Notify>,
+    release: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A mock OpenAI upstream on a loopback port that records what it receives.
@@ -104,7 +103,7 @@ impl MockUpstream {
             behavior,
             script,
             requests: Arc::default(),
-            release: Arc::new(Notify::new()),
+            release: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         let app = Router::new()
             .fallback(any(handle))
@@ -133,9 +132,9 @@ impl MockUpstream {
             .clone()
     }
 
-    /// Lets a held stream continue.
+    /// Lets every held stream continue, those held now and any held later.
     pub fn release(&self) {
-        self.shared.release.notify_one();
+        self.shared.release.send_replace(true);
     }
 }
 
@@ -210,12 +209,12 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
             let Ok(MockReply::Stream(events)) = chat_completion(&body, 1_700_000_000) else {
                 return respond(&shared.key, &parts.headers, &body, 1_700_000_000);
             };
-            let release = shared.release.clone();
+            let mut release = shared.release.subscribe();
             let mut events = events.into_iter();
             let first = events.next().unwrap_or_default();
             let rest: Vec<String> = events.collect();
             let held = futures_util::stream::once(async move {
-                release.notified().await;
+                let _ = release.wait_for(|released| *released).await;
                 futures_util::stream::iter(rest)
             })
             .flatten();

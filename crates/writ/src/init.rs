@@ -33,6 +33,10 @@ max_body_bytes = 10485760
 # The URL clients reach this gateway at; client assertions must name it in `aud`.
 # public_url = "https://writ.example.com"
 
+# Serve HTTPS with this certificate chain and private key (PEM); plain HTTP without.
+# tls_cert = "/etc/writ/tls/cert.pem"
+# tls_key = "/etc/writ/tls/key.pem"
+
 [tokens]
 # Tenant agents belong to when none is named.
 tenant = "default"
@@ -45,6 +49,8 @@ max_ttl = "30s"
 # kind = "gemini":    the Gemini Developer API (x-goog-api-key).
 # kind = "azure":     Azure OpenAI (api-key); base_url is the resource endpoint, and
 #                     deployments = { "prod-4o" = "gpt-4o" } names each deployment's model.
+# kind = "vertex":    Vertex AI; a service-account key is exchanged for access tokens.
+# kind = "bedrock":   AWS Bedrock Runtime; every request is signed with SigV4.
 # kind = "mcp":       an MCP tool server at base_url (POST /mcp/<name>).
 # kind = "http":      a plain HTTP API (/u/<name>/...).
 # kind = "mock":      the built-in mock of OpenAI (no base_url: the gateway runs it).
@@ -64,11 +70,54 @@ max_ttl = "30s"
 # basic_user = "svc"                       #   or as the password of HTTP Basic,
 # auth_query = "key"                       #   or as this query parameter (upstream only)
 #
+# [upstreams.vertex]
+# kind = "vertex"
+# location = "us-central1"                 # the base_url defaults from it
+# service_account_file = "/etc/writ/sa.json"   # or service_account_json = "${env:SA_JSON}"
+# project = "my-project"                   # default: the key file's project_id
+# token_uri = "https://oauth2.googleapis.com/token"   # default: the key file's
+#
+# [upstreams.bedrock]
+# kind = "bedrock"
+# region = "us-east-1"                     # base_url defaults to bedrock-runtime.<region>
+# aws_access_key_id = "${env:AWS_ACCESS_KEY_ID}"
+# aws_secret_access_key = "${env:AWS_SECRET_ACCESS_KEY}"
+# aws_session_token = "${env:AWS_SESSION_TOKEN}"   # optional, for temporary credentials
+#
 # When several upstreams speak the same API, a client picks one with the
 # x-writ-upstream header; with only one, it is used.
 
 [upstreams.demo]
 kind = "mock"
+
+# Limits: scope (tenant, agent, writ, upstream, model; one or a list) x dimension
+# (requests, input_tokens, output_tokens, tokens, cost in USD micros, concurrency,
+# compute in upstream ms) x window (per = second/minute/hour: a rate with optional burst;
+# day/month: a UTC calendar budget; none for concurrency).
+# [[limit]]
+# scope = ["tenant", "agent"]
+# dimension = "tokens"
+# per = "minute"
+# limit = 200000
+# burst = 50000                           # rates only; default: limit
+# match = { agent = "travel" }            # optional: only this agent
+#
+# [limiter]
+# backend = "memory"                      # or "redis": exact across gateway instances
+# redis_url = "${env:REDIS_URL}"
+# on_backend_failure = "closed"           # or "local": per-instance limits meanwhile
+# lease_ttl = "5m"                        # concurrency leases of a dead gateway lapse
+# timeout = "2s"                          # per Redis command
+# default_output_tokens = 1024            # reserved when a request states no cap
+
+# The audit log (docs/audit.md): one record per decision, Merkle tree, signed checkpoints.
+# [audit]
+# mode = "strict"                         # refuse what cannot be audited (503); or "best_effort"
+# sink = "sqlite"                         # <data_dir>/audit.db; or "postgres" / "file"
+# postgres_url = "${env:AUDIT_DATABASE_URL}"
+# file = "/var/log/writ/audit.jsonl"
+# checkpoint_every = 1000                 # records between signed checkpoints
+# checkpoint_interval = "60s"             # or this long, whichever first (and at shutdown)
 
 # Prices in USD per million tokens, overriding the shipped table.
 # [pricing."gpt-4o-mini"]

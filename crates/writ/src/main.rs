@@ -2,8 +2,10 @@
 
 mod admin_client;
 mod agent;
+mod audit;
 mod init;
 mod keys;
+mod lint;
 mod revoke;
 mod serve;
 mod settings;
@@ -41,6 +43,12 @@ enum Command {
     /// Operator tools.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Read, export and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Check credentials for weaknesses.
+    #[command(subcommand)]
+    Lint(lint::LintCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +93,8 @@ fn main() -> ExitCode {
             Command::Agent(cmd) => agent::run(cmd).await,
             Command::Revoke(args) => revoke::run(args).await,
             Command::Keys(cmd) => keys::run(cmd).await,
+            Command::Audit(cmd) => audit::run(cmd).await,
+            Command::Lint(cmd) => lint::run(cmd),
             Command::Admin(AdminCommand::Token { tenant, ttl, state }) => {
                 let config = state.load()?;
                 let data = writ_store::DataDir::open_or_create(&config.data_dir)?;

@@ -49,6 +49,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 basic_user: None,
                 auth_query: None,
                 deployments: Default::default(),
+                aws: None,
+                vertex: None,
                 allow_private_network: true,
                 timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(5),
@@ -105,8 +107,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!();
     }
     // Printed last: once this line appears the gateway is ready (scripts wait for it).
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "writ {} listening on http://{addr}",
+        "writ {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
     writ_gateway::serve(listener, Arc::new(gateway), shutdown_signal()).await?;

@@ -7,6 +7,9 @@ use axum::body::{Body, Bytes};
 use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::{HeaderMap, Request};
+use std::time::SystemTime;
+
+use writ_providers::sigv4::{self, Signer};
 use writ_providers::{ApiFamily, Operation, RouteSpec, anthropic, openai};
 use writ_token::Authorization;
 
@@ -37,6 +40,14 @@ const NOT_FORWARDED: &[&str] = &[
     UPSTREAM_HEADER,
 ];
 
+/// Per-request credential material: an access token to send, and the time to sign at.
+pub(crate) struct Signing {
+    /// `Authorization` value obtained for this request (Vertex).
+    pub(crate) access: Option<http::HeaderValue>,
+    /// Now, for SigV4.
+    pub(crate) now: SystemTime,
+}
+
 /// The request to send upstream.
 pub(crate) struct Outbound(pub(crate) Request<Body>);
 
@@ -60,6 +71,7 @@ pub(crate) fn prepare(
     parts: &Parts,
     body: Bytes,
     presented: &PresentedWrit,
+    signing: Signing,
 ) -> Result<Outbound, GatewayError> {
     let upstream = target.upstream;
     let mut uri = format!("{}{}", upstream.base, target.path);
@@ -97,6 +109,9 @@ pub(crate) fn prepare(
     for (name, value) in &upstream.credential {
         headers.insert(name.clone(), value.clone());
     }
+    if let Some(access) = signing.access {
+        headers.insert(header::AUTHORIZATION, access);
+    }
     if upstream.kind.family() == ApiFamily::Anthropic && !headers.contains_key(anthropic::VERSION) {
         headers.insert(
             anthropic::VERSION,
@@ -104,6 +119,16 @@ pub(crate) fn prepare(
         );
     }
     headers.insert(header::CONTENT_LENGTH, body.len().into());
+    if let Some(signer) = &upstream.signer {
+        sign(
+            signer,
+            &parts.method,
+            &uri,
+            &mut headers,
+            &body,
+            signing.now,
+        )?;
+    }
     let mut request = Request::builder()
         .method(parts.method.clone())
         .uri(uri)
@@ -111,6 +136,69 @@ pub(crate) fn prepare(
         .map_err(|_| GatewayError::Internal("outbound request could not be built"))?;
     *request.headers_mut() = headers;
     Ok(Outbound(request))
+}
+
+/// Headers the signer sets; an agent's own are dropped.
+const SIGNER_SET: &[&str] = &["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"];
+
+/// Signs the final request with SigV4 (Bedrock): `host`, `content-type` and any `x-amz-*`
+/// headers are covered; the signature headers are added to `headers`.
+fn sign(
+    signer: &Signer,
+    method: &http::Method,
+    uri: &str,
+    headers: &mut HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), GatewayError> {
+    for name in SIGNER_SET {
+        headers.remove(*name);
+    }
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|_| GatewayError::Internal("outbound URL is invalid"))?;
+    // The Host the client will send: the port only when it is not the scheme's default.
+    let host = match (parsed.host(), parsed.port_u16(), parsed.scheme_str()) {
+        (Some(h), Some(80), Some("http")) | (Some(h), Some(443), Some("https")) => h.to_string(),
+        (Some(h), Some(port), _) => format!("{h}:{port}"),
+        (Some(h), None, _) => h.to_string(),
+        (None, ..) => return Err(GatewayError::Internal("outbound URL has no host")),
+    };
+    let mut to_sign: Vec<(&str, &str)> = vec![("host", host.as_str())];
+    for (name, value) in headers.iter() {
+        let n = name.as_str();
+        if (n == "content-type" || n.starts_with("x-amz"))
+            && let Ok(v) = value.to_str()
+        {
+            to_sign.push((n, v));
+        }
+    }
+    let request = sigv4::Unsigned {
+        method: method.as_str(),
+        url: uri,
+        headers: &to_sign,
+        body,
+    };
+    let signed = sigv4::sign_request(signer, request, now).map_err(|e| {
+        tracing::warn!(error = %e, "SigV4 signing failed");
+        GatewayError::Internal("the upstream request could not be signed")
+    })?;
+    let mut add = Vec::with_capacity(signed.len() + 1);
+    add.push((header::HOST, host.clone()));
+    for (name, value) in signed {
+        let name = HeaderName::try_from(name)
+            .map_err(|_| GatewayError::Internal("signer produced a bad header"))?;
+        add.push((name, value));
+    }
+    for (name, value) in add {
+        let mut value = http::HeaderValue::try_from(value)
+            .map_err(|_| GatewayError::Internal("signer produced a bad header"))?;
+        if name != header::HOST && name != "x-amz-date" {
+            value.set_sensitive(true);
+        }
+        headers.insert(name, value);
+    }
+    Ok(())
 }
 
 fn forwarded(name: &HeaderName) -> bool {

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use http::Method;
 use writ_providers::mcp::{self, McpRequest};
-use writ_providers::{ApiFamily, RouteSpec, anthropic, azure, gemini, openai};
+use writ_providers::{ApiFamily, RouteSpec, anthropic, azure, bedrock, gemini, openai, vertex};
 use writ_token::{Api, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
@@ -21,23 +21,23 @@ pub(crate) fn facts(
     let facts = match route.family {
         ApiFamily::OpenAi => {
             let inspected = openai::inspect(route.operation, body)?;
-            RequestFacts {
+            llm_facts(
                 upstream,
-                model: inspected.model,
-                max_output_tokens: inspected.max_output_tokens,
-                stream: inspected.stream,
-                ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
-            }
+                inspected,
+                route.operation.as_str(),
+                method,
+                &target.path,
+            )
         }
         ApiFamily::Anthropic => {
             let inspected = anthropic::inspect(route.operation, body)?;
-            RequestFacts {
+            llm_facts(
                 upstream,
-                model: inspected.model,
-                max_output_tokens: inspected.max_output_tokens,
-                stream: inspected.stream,
-                ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
-            }
+                inspected,
+                route.operation.as_str(),
+                method,
+                &target.path,
+            )
         }
         ApiFamily::Azure => {
             let (deployment, operation) =
@@ -49,24 +49,57 @@ pub(crate) fn facts(
                 .cloned()
                 .unwrap_or(deployment);
             let inspected = azure::inspect(operation, model, body)?;
-            RequestFacts {
+            llm_facts(
                 upstream,
-                model: inspected.model,
-                max_output_tokens: inspected.max_output_tokens,
-                stream: inspected.stream,
-                ..RequestFacts::new(Api::Llm, operation.as_str(), method, &target.path)
-            }
+                inspected,
+                operation.as_str(),
+                method,
+                &target.path,
+            )
         }
         ApiFamily::Gemini => {
             let (model, stream) = gemini::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
             let inspected = gemini::inspect(model, stream, body)?;
-            RequestFacts {
+            llm_facts(
                 upstream,
-                model: inspected.model,
-                max_output_tokens: inspected.max_output_tokens,
-                stream: inspected.stream,
-                ..RequestFacts::new(Api::Llm, route.operation.as_str(), method, &target.path)
+                inspected,
+                route.operation.as_str(),
+                method,
+                &target.path,
+            )
+        }
+        ApiFamily::Vertex => {
+            let path = vertex::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
+            if let Some((project, location)) = &target.upstream.vertex_scope
+                && (path.project != *project || path.location != *location)
+            {
+                return Err(GatewayError::InvalidRequest {
+                    reason: format!(
+                        "upstream `{}` serves project `{project}` in `{location}`; the path names another",
+                        target.upstream.name
+                    ),
+                });
             }
+            let inspected = gemini::inspect(path.model, path.stream, body)?;
+            llm_facts(
+                upstream,
+                inspected,
+                route.operation.as_str(),
+                method,
+                &target.path,
+            )
+        }
+        ApiFamily::Bedrock => {
+            let (model, action) =
+                bedrock::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
+            let inspected = bedrock::inspect(action, model, body)?;
+            llm_facts(
+                upstream,
+                inspected,
+                route.operation.as_str(),
+                method,
+                &target.path,
+            )
         }
         ApiFamily::Mcp => match mcp::inspect(body)? {
             McpRequest::ToolCall { tool, arguments } => RequestFacts {
@@ -90,4 +123,21 @@ pub(crate) fn facts(
         },
     };
     Ok(facts)
+}
+
+/// The facts of a model API request, whatever its wire format.
+fn llm_facts(
+    upstream: Option<String>,
+    inspected: writ_providers::Inspected,
+    operation: &str,
+    method: &str,
+    path: &str,
+) -> RequestFacts {
+    RequestFacts {
+        upstream,
+        model: inspected.model,
+        max_output_tokens: inspected.max_output_tokens,
+        stream: inspected.stream,
+        ..RequestFacts::new(Api::Llm, operation, method, path)
+    }
 }

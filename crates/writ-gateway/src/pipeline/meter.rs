@@ -9,22 +9,26 @@
 //! scrubbed from anything passed back.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use writ_providers::{ApiFamily, StreamMeter, Usage, anthropic, estimate_tokens, gemini, openai};
+use writ_limits::Amounts;
+use writ_providers::{
+    ApiFamily, StreamMeter, Usage, anthropic, bedrock, estimate_tokens, gemini, openai,
+};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::limits::Held;
 use crate::upstream::Upstream;
 use crate::usage_log::{Outcome, UsageRecord};
 
 /// Who made the call and what it asked for: everything a usage record needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct CallInfo {
     pub(crate) token_id: String,
     pub(crate) tenant: String,
@@ -36,17 +40,27 @@ pub(crate) struct CallInfo {
     pub(crate) request_bytes: usize,
     /// The gateway added `include_usage`; the client must not see the extra chunk.
     pub(crate) drop_usage_chunk: bool,
+    /// The limits reserved for this call, settled when it ends.
+    pub(crate) held: Option<Held>,
+    /// When the request was sent upstream, for the `compute` dimension.
+    pub(crate) sent: Instant,
+    /// When the gateway received the request, for the audit record's latency.
+    pub(crate) started: Instant,
+    /// The operation, for the audit record.
+    pub(crate) operation: &'static str,
 }
 
 pub(crate) async fn respond(
     gw: Arc<Gateway>,
     upstream: &Upstream,
-    info: CallInfo,
+    mut info: CallInfo,
     response: http::Response<Incoming>,
 ) -> Result<Response, GatewayError> {
     let (mut parts, body) = response.into_parts();
     if parts.status.is_server_error() {
-        settle(&gw, &info, parts.status, None, 0, Outcome::Completed);
+        settle(&gw, &mut info, parts.status, None, 0, Outcome::Completed)
+            .run()
+            .await;
         return Err(GatewayError::UpstreamStatus {
             status: parts.status.as_u16(),
         });
@@ -55,7 +69,9 @@ pub(crate) async fn respond(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+        .is_some_and(|v| {
+            v.starts_with("text/event-stream") || v.starts_with(bedrock::EVENT_STREAM)
+        });
     if is_stream {
         // The body changes length when the usage chunk is dropped.
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -64,6 +80,7 @@ pub(crate) async fn respond(
             info,
             status: parts.status,
             meter: None,
+            redactor: None,
             outcome: Outcome::ClientGone,
             settled: false,
         };
@@ -75,15 +92,20 @@ pub(crate) async fn respond(
         );
         return Ok(Response::from_parts(parts, body));
     }
-    let bytes = read_whole(body, upstream.read_timeout, upstream.max_response_bytes)
-        .await
-        .inspect_err(|_| {
-            settle(&gw, &info, parts.status, None, 0, Outcome::UpstreamCut);
-        })?;
+    let bytes = match read_whole(body, upstream.read_timeout, upstream.max_response_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            settle(&gw, &mut info, parts.status, None, 0, Outcome::UpstreamCut)
+                .run()
+                .await;
+            return Err(e);
+        }
+    };
     let usage = match info.family {
         ApiFamily::OpenAi | ApiFamily::Azure => openai::usage_from_json(&bytes),
         ApiFamily::Anthropic => anthropic::usage_from_json(&bytes),
-        ApiFamily::Gemini => gemini::usage_from_json(&bytes),
+        ApiFamily::Gemini | ApiFamily::Vertex => gemini::usage_from_json(&bytes),
+        ApiFamily::Bedrock => bedrock::usage_from_response(&parts.headers, &bytes),
         ApiFamily::Mcp | ApiFamily::Http => None,
     };
     let claims_json = parts
@@ -91,16 +113,32 @@ pub(crate) async fn respond(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let must_be_json = matches!(info.family, ApiFamily::OpenAi | ApiFamily::Anthropic)
-        && parts.status.is_success();
+    let must_be_json = matches!(
+        info.family,
+        ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Bedrock
+    ) && parts.status.is_success();
     if (must_be_json || claims_json)
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
     {
-        settle(&gw, &info, parts.status, None, 0, Outcome::UpstreamCut);
+        settle(&gw, &mut info, parts.status, None, 0, Outcome::UpstreamCut)
+            .run()
+            .await;
         return Err(GatewayError::UpstreamInvalid);
     }
-    settle(&gw, &info, parts.status, usage, 0, Outcome::Completed);
-    let bytes = scrub(upstream, bytes);
+    let durable = settle(&gw, &mut info, parts.status, usage, 0, Outcome::Completed)
+        .run()
+        .await;
+    if !durable {
+        // Strict audit: the response is not released unaudited.
+        return Err(GatewayError::AuditUnavailable);
+    }
+    let (redacted, findings) = gw.scanner.redact(&bytes);
+    let bytes = if findings.is_empty() {
+        bytes
+    } else {
+        record_detection(&gw, &info, &findings).await;
+        Bytes::from(redacted)
+    };
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -131,22 +169,26 @@ async fn read_whole(
     }
 }
 
-/// An upstream may echo its credential in an error ("Incorrect API key provided: sk-…").
-/// It never reaches the client.
-fn scrub(upstream: &Upstream, body: Bytes) -> Bytes {
-    let secret = upstream.secret.expose().as_bytes();
-    if secret.len() < 8 || !body.windows(secret.len()).any(|w| w == secret) {
-        return body;
-    }
-    let mut out = Vec::with_capacity(body.len());
-    let mut rest: &[u8] = &body;
-    while let Some(i) = rest.windows(secret.len()).position(|w| w == secret) {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(b"[REDACTED:upstream_credential]");
-        rest = &rest[i + secret.len()..];
-    }
-    out.extend_from_slice(rest);
-    Bytes::from(out)
+/// Records that secrets were found in a response and redacted before the client saw it.
+async fn record_detection(gw: &Arc<Gateway>, info: &CallInfo, findings: &[writ_detect::Finding]) {
+    let mut rules: Vec<&str> = findings.iter().map(|f| f.rule.id()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    tracing::warn!(upstream = %info.upstream, rules = ?rules, count = findings.len(), "secrets redacted from a response");
+    let mut record = crate::audit::record_at(writ_audit::Kind::Detection, gw.clock.now());
+    record.tenant = Some(info.tenant.clone());
+    record.agent = Some(info.agent.clone());
+    record.writ = Some(gw.audit.pseudonym(&info.token_id));
+    record.upstream = Some(info.upstream.clone());
+    record.model.clone_from(&info.model);
+    record.operation = Some(info.operation.to_string());
+    let mut detail = serde_json::Map::new();
+    detail.insert("direction".into(), serde_json::json!("response"));
+    detail.insert("action".into(), serde_json::json!("redacted"));
+    detail.insert("rules".into(), serde_json::json!(rules));
+    detail.insert("count".into(), serde_json::json!(findings.len()));
+    record.detail = Some(detail);
+    gw.audit.record(record).await;
 }
 
 /// Settles a streamed call exactly once: at the end of the stream, or when dropped.
@@ -155,28 +197,36 @@ struct Settlement {
     info: CallInfo,
     status: StatusCode,
     meter: Option<StreamMeter>,
+    redactor: Option<writ_detect::StreamRedactor>,
     outcome: Outcome,
     settled: bool,
 }
 
 impl Settlement {
-    fn finish(&mut self, outcome: Outcome) {
+    /// Records the call once; returns the limit settlement still to run.
+    fn finish(&mut self, outcome: Outcome) -> LimitSettlement {
         if self.settled {
-            return;
+            return LimitSettlement(None, None);
         }
         self.settled = true;
         let (usage, chars) = self
             .meter
             .as_ref()
             .map_or((None, 0), |m| (m.usage(), m.output_chars()));
-        settle(&self.gw, &self.info, self.status, usage, chars, outcome);
+        settle(&self.gw, &mut self.info, self.status, usage, chars, outcome)
     }
 }
 
 impl Drop for Settlement {
     fn drop(&mut self) {
+        // The client went away: no one awaits this, so the settlement runs on its own.
         let outcome = self.outcome;
-        self.finish(outcome);
+        let pending = self.finish(outcome);
+        if (pending.0.is_some() || pending.1.is_some())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(pending.run());
+        }
     }
 }
 
@@ -185,6 +235,11 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
         guard.info.family,
         guard.info.drop_usage_chunk,
     ));
+    // Bedrock's binary event-stream frames carry CRCs: redacting inside them would break
+    // every frame, so they pass as they are (their text is not scanned yet).
+    if guard.info.family != ApiFamily::Bedrock {
+        guard.redactor = Some(writ_detect::StreamRedactor::new(guard.gw.scanner.clone()));
+    }
     let state = (body, guard, 0usize, false);
     let stream = futures_util::stream::unfold(
         state,
@@ -192,14 +247,17 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
             if done {
                 return None;
             }
-            let cut = |guard: &mut Settlement, why: &'static str| {
+            async fn cut(
+                guard: &mut Settlement,
+                why: &'static str,
+            ) -> Result<Bytes, std::io::Error> {
                 guard.outcome = Outcome::UpstreamCut;
-                guard.finish(Outcome::UpstreamCut);
+                guard.finish(Outcome::UpstreamCut).run().await;
                 Err(std::io::Error::other(why))
-            };
+            }
             match tokio::time::timeout(idle, body.frame()).await {
                 Err(_) => {
-                    let e = cut(&mut guard, "upstream stalled");
+                    let e = cut(&mut guard, "upstream stalled").await;
                     Some((e, (body, guard, seen, true)))
                 }
                 Ok(None) => {
@@ -208,12 +266,25 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
                         .as_mut()
                         .and_then(StreamMeter::finish)
                         .unwrap_or_default();
+                    let mut out = Vec::new();
+                    if let Some(redactor) = guard.redactor.as_mut() {
+                        out = redactor.push(&tail);
+                        out.extend(redactor.finish());
+                    }
                     guard.outcome = Outcome::Completed;
-                    guard.finish(Outcome::Completed);
-                    Some((Ok(Bytes::from(tail)), (body, guard, seen, true)))
+                    guard.finish(Outcome::Completed).run().await;
+                    let findings = guard
+                        .redactor
+                        .as_ref()
+                        .map(|r| r.findings().to_vec())
+                        .unwrap_or_default();
+                    if !findings.is_empty() {
+                        record_detection(&guard.gw, &guard.info, &findings).await;
+                    }
+                    Some((Ok(Bytes::from(out)), (body, guard, seen, true)))
                 }
                 Ok(Some(Err(_))) => {
-                    let e = cut(&mut guard, "upstream stream failed");
+                    let e = cut(&mut guard, "upstream stream failed").await;
                     Some((e, (body, guard, seen, true)))
                 }
                 Ok(Some(Ok(frame))) => {
@@ -222,12 +293,18 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
                     };
                     seen += data.len();
                     if seen > limit {
-                        let e = cut(&mut guard, "upstream response too large");
+                        let e = cut(&mut guard, "upstream response too large").await;
                         return Some((e, (body, guard, seen, true)));
                     }
                     let out = match guard.meter.as_mut().and_then(|m| m.feed(&data)) {
                         Some(filtered) => Bytes::from(filtered),
                         None => data,
+                    };
+                    // Secrets are redacted on the way; a few bytes may wait for the next
+                    // chunk so one split across chunks is still found.
+                    let out = match guard.redactor.as_mut() {
+                        Some(r) => Bytes::from(r.push(&out)),
+                        None => out,
                     };
                     Some((Ok(out), (body, guard, seen, false)))
                 }
@@ -237,15 +314,38 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
     Body::from_stream(stream)
 }
 
-/// Records a call: reported usage, or an estimate flagged as one, and its cost.
+/// What is left to do when a call has ended, to run (await) where it ended: settle its
+/// limits and make its audit record durable.
+#[must_use]
+pub(crate) struct LimitSettlement(
+    Option<(Held, Amounts, std::time::SystemTime)>,
+    Option<(Arc<Gateway>, writ_audit::AuditRecord)>,
+);
+
+impl LimitSettlement {
+    /// Runs it; false when the audit record could not be made durable (strict mode).
+    pub(crate) async fn run(self) -> bool {
+        if let Some((held, actual, now)) = self.0 {
+            held.settle(actual, now).await;
+        }
+        match self.1 {
+            Some((gw, record)) => gw.audit.record(record).await,
+            None => true,
+        }
+    }
+}
+
+/// Records a call: reported usage, or an estimate flagged as one, and its cost. Returns
+/// the settlement of its limits (what it used, a request refunded when the upstream
+/// failed) and its audit record.
 fn settle(
-    gw: &Gateway,
-    info: &CallInfo,
+    gw: &Arc<Gateway>,
+    info: &mut CallInfo,
     status: StatusCode,
     usage: Option<Usage>,
     output_chars: u64,
     outcome: Outcome,
-) {
+) -> LimitSettlement {
     let (usage, estimated) = match usage {
         Some(u) => (u, false),
         // Nothing was sent or received to estimate from (a model list, say).
@@ -276,4 +376,40 @@ fn settle(
         cost_usd_micros,
         outcome,
     });
+    let actual = Amounts {
+        requests: u64::from(!status.is_server_error()),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_usd_micros: cost_usd_micros.unwrap_or(0),
+        compute_ms: u64::try_from(info.sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let mut record = crate::audit::record_at(writ_audit::Kind::RequestAllowed, gw.clock.now());
+    record.tenant = Some(info.tenant.clone());
+    record.agent = Some(info.agent.clone());
+    record.writ = Some(gw.audit.pseudonym(&info.token_id));
+    record.upstream = Some(info.upstream.clone());
+    record.model.clone_from(&info.model);
+    record.operation = Some(info.operation.to_string());
+    record.status = Some(if status.is_server_error() {
+        502
+    } else {
+        status.as_u16()
+    });
+    record.usage = Some(writ_audit::record::Usage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cached_tokens: (usage.cached_input_tokens > 0).then_some(usage.cached_input_tokens),
+    });
+    record.cost_usd_micros = cost_usd_micros;
+    record.latency_ms = Some(u64::try_from(info.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    if outcome != Outcome::Completed || estimated {
+        let mut detail = serde_json::Map::new();
+        detail.insert("outcome".into(), serde_json::json!(format!("{outcome:?}")));
+        detail.insert("usage_estimated".into(), serde_json::json!(estimated));
+        record.detail = Some(detail);
+    }
+    LimitSettlement(
+        info.held.take().map(|held| (held, actual, gw.clock.now())),
+        Some((gw.clone(), record)),
+    )
 }

@@ -28,7 +28,12 @@ pub(crate) fn target<'g>(
     headers: &HeaderMap,
 ) -> Result<Target<'g>, GatewayError> {
     let (name, upstream_path) = match route.family {
-        ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Gemini | ApiFamily::Azure => {
+        ApiFamily::OpenAi
+        | ApiFamily::Anthropic
+        | ApiFamily::Gemini
+        | ApiFamily::Azure
+        | ApiFamily::Vertex
+        | ApiFamily::Bedrock => {
             let name = match headers.get(UPSTREAM_HEADER) {
                 Some(v) => v.to_str().map_err(|_| GatewayError::InvalidHeader {
                     name: UPSTREAM_HEADER,

@@ -1,0 +1,302 @@
+//! `Auditor`: this instance's audit log. Records are appended to the Merkle log in
+//! memory, written to the sink in batches by one writer task, and checkpointed every N
+//! records, every T, and at shutdown.
+//!
+//! In strict mode (the default) a request is forwarded only while the sink is writable,
+//! and a record is durable before its response completes; a record that could not be
+//! written is kept and retried, never dropped, and the instance refuses (503) until the
+//! sink takes writes again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use writ_audit::sink::Sink;
+use writ_audit::{AuditKey, AuditLog, AuditRecord, Pseudonymizer};
+use writ_store::DataDir;
+use zeroize::Zeroizing;
+
+use crate::config::{AuditConfig, AuditSinkConfig};
+
+/// Name of the audit key in signed notes.
+pub const KEY_NAME: &str = "writ-audit";
+
+/// The origin line of an instance's checkpoints.
+pub fn origin(instance: &str) -> String {
+    format!("{KEY_NAME}/{instance}")
+}
+
+/// Loads the deployment's audit key from the data directory, creating it on first use.
+pub fn load_key(data: &DataDir) -> Result<AuditKey, String> {
+    let text = data
+        .secret("audit.key", || match AuditKey::generate(KEY_NAME) {
+            Ok(key) => key.to_private_string(),
+            Err(_) => Zeroizing::new(String::new()),
+        })
+        .map_err(|e| e.to_string())?;
+    AuditKey::parse(&text).map_err(|_| "keys/audit.key is not an audit key".to_string())
+}
+
+/// Opens the configured sink.
+pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, String> {
+    match &config.sink {
+        AuditSinkConfig::Sqlite => Sink::sqlite(&data.path().join("audit.db"))
+            .await
+            .map_err(|e| e.to_string()),
+        AuditSinkConfig::Postgres(url) => Sink::postgres(url.expose())
+            .await
+            .map_err(|e| e.to_string()),
+        AuditSinkConfig::File(path) => Ok(Sink::file(path.clone())),
+    }
+}
+
+enum Job {
+    Record(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
+    Checkpoint(oneshot::Sender<()>),
+}
+
+/// This instance's audit log.
+pub(crate) struct Auditor {
+    strict: bool,
+    healthy: Arc<AtomicBool>,
+    jobs: mpsc::UnboundedSender<Job>,
+    pseudonyms: Pseudonymizer,
+    /// The sink, for reading back.
+    sink: Sink,
+    verifier: writ_audit::VerifierKey,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Auditor {
+    /// Starts the writer task.
+    pub(crate) async fn start(
+        config: &AuditConfig,
+        data: &DataDir,
+        master: &[u8; 32],
+    ) -> Result<Self, String> {
+        let key = load_key(data)?;
+        let sink = open_sink(config, data).await?;
+        let instance = ulid::Ulid::new().to_string();
+        let log = AuditLog::new(instance.clone(), origin(&instance))
+            .map_err(|e| format!("audit log: {e}"))?;
+        let healthy = Arc::new(AtomicBool::new(sink.probe().await.is_ok()));
+        let verifier = key.verifier_key();
+        let reader = sink.clone();
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            log,
+            key,
+            sink,
+            instance: instance.clone(),
+            written: 0,
+            unwritten: Vec::new(),
+            waiting: Vec::new(),
+            checkpointed: 0,
+            every: config.checkpoint_every,
+            healthy: healthy.clone(),
+        };
+        tracing::info!(instance = %instance, "audit log started");
+        let task = tokio::spawn(writer.run(rx, config.checkpoint_interval));
+        let pseudonym_key: [u8; 32] = Sha256::new()
+            .chain_update(b"writ audit pseudonyms v1")
+            .chain_update(master)
+            .finalize()
+            .into();
+        Ok(Self {
+            strict: config.strict,
+            healthy,
+            jobs,
+            pseudonyms: Pseudonymizer::new(&pseudonym_key),
+            sink: reader,
+            verifier,
+            writer: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Whether a request may be forwarded: always in best-effort mode; in strict mode
+    /// only while the sink takes writes.
+    pub(crate) fn may_proceed(&self) -> bool {
+        !self.strict || self.healthy.load(Ordering::Acquire)
+    }
+
+    /// The pseudonym of a writ id or client address.
+    pub(crate) fn pseudonym(&self, value: &str) -> String {
+        self.pseudonyms.pseudonym(value)
+    }
+
+    /// Appends a record. In strict mode, waits until it is durable and says whether it
+    /// is; in best-effort mode returns at once (true).
+    pub(crate) async fn record(&self, record: AuditRecord) -> bool {
+        if !self.strict {
+            let _ = self.jobs.send(Job::Record(Box::new(record), None));
+            return true;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self
+            .jobs
+            .send(Job::Record(Box::new(record), Some(tx)))
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// The whole log in the export format.
+    pub(crate) async fn export(&self) -> Result<Vec<String>, String> {
+        self.sink.export().await.map_err(|e| e.to_string())
+    }
+
+    /// The verifier key of checkpoints.
+    pub(crate) fn verifier(&self) -> &writ_audit::VerifierKey {
+        &self.verifier
+    }
+
+    /// Writes what is pending and signs a checkpoint of it.
+    pub(crate) async fn checkpoint_now(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Checkpoint(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Writes what is pending and signs a final checkpoint; for shutdown.
+    pub(crate) async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Checkpoint(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(task) = self.writer.lock().await.take() {
+            task.abort();
+        }
+    }
+}
+
+struct Writer {
+    log: AuditLog,
+    key: AuditKey,
+    sink: Sink,
+    instance: String,
+    /// Records durably written (the next line to write is `written`).
+    written: u64,
+    /// Lines appended to the log but not yet written, from seq `written`.
+    unwritten: Vec<String>,
+    /// Who waits for which seq to be durable.
+    waiting: Vec<(u64, oneshot::Sender<bool>)>,
+    checkpointed: u64,
+    every: u64,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval.min(Duration::from_millis(500)));
+        let mut last_checkpoint = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                job = rx.recv() => {
+                    let Some(job) = job else { break };
+                    let mut done = Vec::new();
+                    self.take(job, &mut done);
+                    // Batch whatever else is queued.
+                    while let Ok(job) = rx.try_recv() {
+                        self.take(job, &mut done);
+                    }
+                    self.flush().await;
+                    if self.log.size() - self.checkpointed >= self.every {
+                        self.checkpoint().await;
+                        last_checkpoint = tokio::time::Instant::now();
+                    }
+                    if !done.is_empty() {
+                        self.checkpoint().await;
+                        last_checkpoint = tokio::time::Instant::now();
+                        for tx in done {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    // Retry unwritten lines; probe a failed sink so the instance recovers.
+                    if !self.unwritten.is_empty() {
+                        self.flush().await;
+                    } else if !self.healthy.load(Ordering::Acquire) {
+                        self.healthy.store(self.sink.probe().await.is_ok(), Ordering::Release);
+                    }
+                    if last_checkpoint.elapsed() >= interval && self.log.size() > self.checkpointed {
+                        self.checkpoint().await;
+                        last_checkpoint = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
+        self.flush().await;
+        self.checkpoint().await;
+    }
+
+    fn take(&mut self, job: Job, done: &mut Vec<oneshot::Sender<()>>) {
+        match job {
+            Job::Record(record, waiter) => {
+                let (line, _) = self.log.append(*record);
+                let seq = self.log.size() - 1;
+                self.unwritten.push(line);
+                if let Some(tx) = waiter {
+                    self.waiting.push((seq, tx));
+                }
+            }
+            Job::Checkpoint(tx) => done.push(tx),
+        }
+    }
+
+    async fn flush(&mut self) {
+        if self.unwritten.is_empty() {
+            return;
+        }
+        match self
+            .sink
+            .append(&self.instance, self.written, &self.unwritten)
+            .await
+        {
+            Ok(()) => {
+                self.written += self.unwritten.len() as u64;
+                self.unwritten.clear();
+                self.healthy.store(true, Ordering::Release);
+                let written = self.written;
+                for (_, tx) in self.waiting.extract_if(.., |(seq, _)| *seq < written) {
+                    let _ = tx.send(true);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, pending = self.unwritten.len(), "audit sink write failed; records kept for retry");
+                self.healthy.store(false, Ordering::Release);
+                // Those waiting are told now; their records stay queued and are written
+                // when the sink returns.
+                for (_, tx) in self.waiting.drain(..) {
+                    let _ = tx.send(false);
+                }
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) {
+        // Only what is durable is checkpointed.
+        if self.written == 0 || self.written == self.checkpointed || !self.unwritten.is_empty() {
+            return;
+        }
+        let note = self.log.checkpoint(&self.key);
+        match self
+            .sink
+            .put_checkpoint(&self.instance, self.log.size(), &note)
+            .await
+        {
+            Ok(()) => self.checkpointed = self.log.size(),
+            Err(e) => tracing::error!(error = %e, "audit checkpoint write failed"),
+        }
+    }
+}
+
+/// The time now as the audit log writes it, from the gateway clock.
+pub(crate) fn record_at(kind: writ_audit::Kind, now: SystemTime) -> AuditRecord {
+    AuditRecord::new(kind, now)
+}

@@ -1,0 +1,114 @@
+//! Revocation fan-out between gateway instances through Redis: a revocation made on one
+//! instance is added to a shared set and published; every instance subscribes, applies
+//! what it hears, and on every (re)subscription reads the whole set so nothing said while
+//! it was disconnected is missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use writ_token::Revocation;
+
+use crate::gateway::Gateway;
+
+/// The channel revocations are published on.
+const CHANNEL: &str = "writ:revocations";
+/// The set every revocation is kept in.
+const SET: &str = "writ:revocations:all";
+
+/// Publishes revocations and listens for other instances'.
+pub(crate) struct Fanout {
+    client: redis::Client,
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("Fanout").finish_non_exhaustive()
+    }
+}
+
+impl Fanout {
+    /// Connects to the Redis at `url`.
+    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, String> {
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("revocation fan-out: {}", e.category()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| format!("revocation fan-out: cannot connect ({})", e.category()))?;
+        Ok(Self { client, conn })
+    }
+
+    /// Shares a revocation with every instance.
+    pub(crate) async fn publish(&self, revocation: &Revocation) -> Result<(), String> {
+        let text = serde_json::to_string(revocation).map_err(|e| e.to_string())?;
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .sadd(SET, &text)
+            .publish(CHANNEL, &text)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| format!("publishing a revocation failed: {}", e.category()))
+    }
+
+    /// Applies every shared revocation, now and as they are published, until the gateway
+    /// is dropped. Reconnects by itself.
+    pub(crate) async fn listen(self: Arc<Self>, gw: std::sync::Weak<Gateway>) {
+        loop {
+            if gw.strong_count() == 0 {
+                return;
+            }
+            if let Err(e) = self.listen_once(&gw).await {
+                tracing::warn!(error = %e, "revocation fan-out disconnected; reconnecting");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn listen_once(&self, gw: &std::sync::Weak<Gateway>) -> Result<(), String> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| e.category().to_string())?;
+        pubsub
+            .subscribe(CHANNEL)
+            .await
+            .map_err(|e| e.category().to_string())?;
+        // Subscribed first, then read the set: nothing published in between is lost.
+        let mut conn = self.conn.clone();
+        let all: Vec<String> = conn
+            .smembers(SET)
+            .await
+            .map_err(|e| e.category().to_string())?;
+        for text in all {
+            apply(gw, &text);
+        }
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(text) = message.get_payload::<String>() else {
+                continue;
+            };
+            apply(gw, &text);
+        }
+        Err("subscription ended".to_string())
+    }
+}
+
+fn apply(gw: &std::sync::Weak<Gateway>, text: &str) {
+    let Some(gw) = gw.upgrade() else {
+        return;
+    };
+    match serde_json::from_str::<Revocation>(text) {
+        Ok(revocation) => gw.apply_shared_revocation(&revocation),
+        Err(_) => tracing::warn!("ignored a malformed shared revocation"),
+    }
+}

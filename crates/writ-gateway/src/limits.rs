@@ -1,0 +1,363 @@
+//! Limits at run time: the declared limits, the backend they are kept in (with the local
+//! fallback when configured), and the rate-limit headers clients read.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use writ_limits::{
+    Amounts, Charge, Dimension, LimitSpec, Limiter, MemoryLimiter, Refusal, Remaining, Reservation,
+    Subject,
+};
+
+use crate::config::{LimiterBackend, LimiterConfig};
+use crate::error::GatewayError;
+
+/// The declared limits and where they are kept.
+pub(crate) struct Limits {
+    specs: Vec<LimitSpec>,
+    backend: Arc<Limiter>,
+    fallback: Option<Arc<Limiter>>,
+    lease_ttl: Duration,
+    /// Output tokens reserved for a request that states no cap.
+    pub(crate) default_output_tokens: u64,
+}
+
+/// Budgets a writ states for itself (`writ:budget`), kept until it expires.
+pub(crate) struct WritBudgets {
+    /// Most spend over the writ's life.
+    pub(crate) usd_micros: Option<u64>,
+    /// Most tokens over the writ's life.
+    pub(crate) tokens: Option<u64>,
+    /// When the writ expires.
+    pub(crate) expires_at: SystemTime,
+}
+
+/// An admitted request's reservation and the backend that holds it.
+pub(crate) struct Held {
+    reservation: Reservation,
+    backend: Arc<Limiter>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("id", &self.reservation.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Limits {
+    /// Connects the configured backend.
+    pub(crate) async fn start(
+        config: &LimiterConfig,
+        specs: Vec<LimitSpec>,
+    ) -> Result<Self, String> {
+        let backend = match &config.backend {
+            LimiterBackend::Memory => Limiter::Memory(MemoryLimiter::new()),
+            LimiterBackend::Redis(url) => Limiter::Redis(
+                writ_limits::RedisLimiter::connect_with_timeout(
+                    url.expose(),
+                    config.lease_ttl,
+                    config.timeout,
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(Self {
+            specs,
+            backend: Arc::new(backend),
+            fallback: config
+                .local_fallback
+                .then(|| Arc::new(Limiter::Memory(MemoryLimiter::new()))),
+            lease_ttl: config.lease_ttl,
+            default_output_tokens: config.default_output_tokens,
+        })
+    }
+
+    /// Reserves `estimate` on every limit that applies to `subject`, all or nothing.
+    /// `None` when no limit applies.
+    pub(crate) async fn reserve(
+        &self,
+        subject: &Subject<'_>,
+        estimate: Amounts,
+        budgets: &WritBudgets,
+        now: SystemTime,
+    ) -> Result<Option<Held>, GatewayError> {
+        let now_ns = nanos(now);
+        let mut charges: Vec<_> = self
+            .specs
+            .iter()
+            .filter_map(|s| s.charge(subject, &estimate, now_ns, self.lease_ttl))
+            .collect();
+        let expires_ns = nanos(budgets.expires_at);
+        for (dimension, limit) in [
+            (Dimension::Cost, budgets.usd_micros),
+            (Dimension::Tokens, budgets.tokens),
+        ] {
+            if let Some(limit) = limit {
+                charges.push(Charge::writ_budget(
+                    subject.writ,
+                    dimension,
+                    limit,
+                    estimate.of(dimension),
+                    now_ns,
+                    expires_ns,
+                ));
+            }
+        }
+        if charges.is_empty() {
+            return Ok(None);
+        }
+        charges.sort_by(|a, b| a.key.cmp(&b.key));
+        charges.dedup_by(|a, b| a.key == b.key);
+        let id = format!("{:032x}", rand::random::<u128>());
+        let mut backend = self.backend.clone();
+        let outcome = match backend
+            .reserve(id.clone(), charges.clone(), estimate, now_ns)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => match &self.fallback {
+                Some(local) => {
+                    tracing::warn!(error = %e, "limit backend unavailable; using local limits");
+                    backend = local.clone();
+                    local
+                        .reserve(id, charges, estimate, now_ns)
+                        .await
+                        .map_err(|_| GatewayError::LimiterUnavailable)?
+                }
+                None => {
+                    tracing::error!(error = %e, "limit backend unavailable; refusing (fail closed)");
+                    return Err(GatewayError::LimiterUnavailable);
+                }
+            },
+        };
+        match outcome {
+            Ok(reservation) => Ok(Some(Held {
+                reservation,
+                backend,
+            })),
+            Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
+        }
+    }
+}
+
+/// One limit counter, for the admin read-out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Counter {
+    /// `tenant=acme,agent=travel`.
+    pub(crate) scope: String,
+    /// `requests`, `tokens`, …
+    pub(crate) dimension: String,
+    /// `r60` (rate per 60 s), `d20780` (UTC day), `m202611` (month), `c` (in flight).
+    pub(crate) window: String,
+    /// The limit.
+    pub(crate) limit: u64,
+    /// Used in the window; for rates, units still to drain; for concurrency, held now.
+    pub(crate) used: u64,
+}
+
+impl Limits {
+    /// Current counters whose scope includes every `field=value` pair of `filter`.
+    pub(crate) async fn counters(
+        &self,
+        filter: &[(&str, &str)],
+        now: SystemTime,
+    ) -> Result<Vec<Counter>, GatewayError> {
+        let now_ns = nanos(now);
+        let raw = self
+            .backend
+            .snapshot(now_ns)
+            .await
+            .map_err(|_| GatewayError::LimiterUnavailable)?;
+        let mut out = Vec::new();
+        for (key, value) in raw {
+            let Some(rest) = key.strip_prefix("writ:limit:") else {
+                continue;
+            };
+            let mut parts = rest.splitn(4, ':');
+            let (Some(dimension), Some(window), Some(limit), Some(scope)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(limit) = limit.parse::<u64>() else {
+                continue;
+            };
+            let pairs: Vec<&str> = scope.split(',').collect();
+            if !filter
+                .iter()
+                .all(|(f, v)| pairs.contains(&format!("{f}={v}").as_str()))
+            {
+                continue;
+            }
+            // Rates are kept as time ahead of now; shown as units in use.
+            let used = match window.strip_prefix('r').and_then(|p| p.parse::<u64>().ok()) {
+                Some(period) if period > 0 => {
+                    let unit_ns = period.saturating_mul(1_000_000_000) / limit.max(1);
+                    value.div_ceil(unit_ns.max(1))
+                }
+                _ => value,
+            };
+            out.push(Counter {
+                scope: scope.to_string(),
+                dimension: dimension.to_string(),
+                window: window.to_string(),
+                limit,
+                used,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Held {
+    /// What was left on each limit when the request was admitted.
+    pub(crate) fn remaining(&self) -> &[Remaining] {
+        &self.reservation.remaining
+    }
+
+    /// Settles with what the request used: over-runs charged, the rest given back,
+    /// concurrency released. A backend failure here is logged; leases then expire by TTL.
+    pub(crate) async fn settle(self, actual: Amounts, now: SystemTime) {
+        if let Err(e) = self
+            .backend
+            .settle(&self.reservation, &actual, nanos(now))
+            .await
+        {
+            tracing::warn!(error = %e, reservation = %self.reservation.id, "settling a reservation failed");
+        }
+    }
+}
+
+/// OpenAI's duration format for reset headers: `1s`, `6m0s`, `20ms`.
+fn reset_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs_f64();
+    let minutes = (secs / 60.0).floor() as u64;
+    let rest = secs - (minutes as f64) * 60.0;
+    let rest = if rest.fract() == 0.0 {
+        format!("{}s", rest as u64)
+    } else {
+        format!("{rest:.3}s")
+    };
+    if minutes == 0 {
+        rest
+    } else {
+        format!("{minutes}m{rest}")
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::try_from(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// The tightest remaining of each kind, as `x-ratelimit-*` (OpenAI) and `RateLimit-Policy`
+/// / `RateLimit` (IETF draft) headers.
+pub(crate) fn write_headers(remaining: &[Remaining], headers: &mut HeaderMap) {
+    let tightest = |want: &dyn Fn(Dimension) -> bool| {
+        remaining
+            .iter()
+            .filter(|r| want(r.dimension))
+            .min_by_key(|r| r.remaining)
+    };
+    if let Some(r) = tightest(&|d| d == Dimension::Requests) {
+        set(headers, "x-ratelimit-limit-requests", r.limit.to_string());
+        set(
+            headers,
+            "x-ratelimit-remaining-requests",
+            r.remaining.to_string(),
+        );
+        set(headers, "x-ratelimit-reset-requests", reset_text(r.reset));
+    }
+    if let Some(r) = tightest(&|d| {
+        matches!(
+            d,
+            Dimension::Tokens | Dimension::InputTokens | Dimension::OutputTokens
+        )
+    }) {
+        set(headers, "x-ratelimit-limit-tokens", r.limit.to_string());
+        set(
+            headers,
+            "x-ratelimit-remaining-tokens",
+            r.remaining.to_string(),
+        );
+        set(headers, "x-ratelimit-reset-tokens", reset_text(r.reset));
+    }
+    let mut policy = Vec::new();
+    let mut state = Vec::new();
+    for r in remaining {
+        let name = r.dimension.as_str();
+        policy.push(format!("\"{name}\";q={};w={}", r.limit, r.window_secs));
+        state.push(format!(
+            "\"{name}\";r={};t={}",
+            r.remaining,
+            r.reset.as_secs_f64().ceil() as u64
+        ));
+    }
+    if !policy.is_empty() {
+        set(headers, "ratelimit-policy", policy.join(", "));
+        set(headers, "ratelimit", state.join(", "));
+    }
+}
+
+/// Headers of a 429: `Retry-After` in whole seconds (at least 1) and the refused limit.
+pub(crate) fn refusal_headers(refusal: &Refusal, headers: &mut HeaderMap) {
+    let secs = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    set(headers, "retry-after", secs.to_string());
+    write_headers(
+        &[Remaining {
+            dimension: refusal.dimension,
+            limit: refusal.limit,
+            remaining: 0,
+            reset: refusal.retry_after,
+            window_secs: refusal.window_secs,
+        }],
+        headers,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_resets_as_openai_does() {
+        assert_eq!(reset_text(Duration::from_millis(20)), "20ms");
+        assert_eq!(reset_text(Duration::from_secs(1)), "1s");
+        assert_eq!(reset_text(Duration::from_secs(360)), "6m0s");
+        assert_eq!(reset_text(Duration::from_millis(1500)), "1.500s");
+    }
+
+    #[test]
+    fn refusals_say_when_to_retry() {
+        let mut h = HeaderMap::new();
+        refusal_headers(
+            &Refusal {
+                scope: "agent=a".into(),
+                dimension: Dimension::Requests,
+                limit: 10,
+                retry_after: Duration::from_millis(200),
+                window_secs: 60,
+            },
+            &mut h,
+        );
+        assert_eq!(h["retry-after"], "1");
+        assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(h["ratelimit-policy"], "\"requests\";q=10;w=60");
+        assert_eq!(h["ratelimit"], "\"requests\";r=0;t=1");
+    }
+}

@@ -1,0 +1,293 @@
+//! Strict audit with the PostgreSQL sink, against a real PostgreSQL at 127.0.0.1:5432
+//! (database `test`, user `postgres`, trust auth) reached through a TCP forwarder in this
+//! test, which can take the database away and bring it back: while it is away the gateway
+//! refuses (503 `audit_unavailable`) and nothing reaches the upstream; when it is back the
+//! gateway recovers by itself and no record was lost.
+//!
+//! The database is shared and keeps its rows between runs. Every gateway run writes under
+//! an instance id of its own, and this test finds its instance by an upstream name made
+//! for the run, then looks only at that instance's log.
+//!
+//! Needs PostgreSQL (panics if it cannot be reached; never skips). Run with
+//! `cargo test -p writ-gateway --test audit_postgres`.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
+use writ_audit::sink::{Sink, split_export};
+use writ_testkit::{MockUpstream, TestGateway};
+
+const KEY: &str = "sk-upstream-audit-pg-0123456789";
+const PG_ADDR: &str = "127.0.0.1:5432";
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A TCP forwarder to PostgreSQL that can be switched off: while down, it closes every
+/// connection it accepts at once and has cut every connection it was piping.
+struct Forwarder {
+    addr: SocketAddr,
+    state: Arc<Mutex<ForwarderState>>,
+    accept: JoinHandle<()>,
+}
+
+struct ForwarderState {
+    up: bool,
+    /// The pipes of connections accepted while up.
+    pipes: Vec<AbortHandle>,
+}
+
+impl Forwarder {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ForwarderState {
+            up: true,
+            pipes: Vec::new(),
+        }));
+        let shared = state.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                // Checked and registered under the lock, so `down` cannot slip in between
+                // and miss a pipe.
+                let mut state = shared.lock().unwrap();
+                if !state.up {
+                    drop(inbound);
+                    continue;
+                }
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                state.pipes.retain(|p| !p.is_finished());
+                state.pipes.push(pipe.abort_handle());
+            }
+        });
+        Self {
+            addr,
+            state,
+            accept,
+        }
+    }
+
+    /// The database goes away: new connections are closed at once, open ones are cut.
+    fn down(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.up = false;
+        for pipe in state.pipes.drain(..) {
+            pipe.abort();
+        }
+    }
+
+    /// The database comes back.
+    fn up(&self) {
+        self.state.lock().unwrap().up = true;
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.down();
+    }
+}
+
+/// Panics, saying what is needed, unless PostgreSQL is reachable; creates the audit
+/// tables so the gateway's first write does not race another test's.
+async fn require_postgres() {
+    let addr: SocketAddr = PG_ADDR.parse().unwrap();
+    if let Err(e) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        panic!(
+            "this test needs PostgreSQL at {PG_URL} (trust auth, database `test`); \
+             nothing accepts connections on {addr}: {e}"
+        );
+    }
+    let sink = Sink::postgres(PG_URL).await.unwrap();
+    let mut attempt = 0;
+    while let Err(e) = sink.prepare().await {
+        attempt += 1;
+        assert!(
+            attempt < 3,
+            "PostgreSQL at {PG_URL} is reachable but the audit tables cannot be created: {e}"
+        );
+    }
+}
+
+/// The record lines and checkpoint notes of `instance` in an export.
+fn log_of(export: &[String], instance: &str) -> (Vec<String>, Vec<String>) {
+    split_export(export)
+        .into_iter()
+        .find(|(i, _, _)| i == instance)
+        .map(|(_, records, checkpoints)| (records, checkpoints))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() {
+    require_postgres().await;
+    let forwarder = Forwarder::start(PG_ADDR.parse().unwrap()).await;
+    let upstream = MockUpstream::start(KEY).await;
+    // An upstream name of this run's own: its records name it, which finds our instance
+    // among the other runs' in the shared database.
+    let name = format!("pg{:016x}", rand::random::<u64>());
+    let gw = TestGateway::start(&format!(
+        "[audit]\nsink = \"postgres\"\npostgres_url = \"postgres://postgres@{}/test\"\n\
+         [upstreams.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        forwarder.addr,
+        upstream.base_url()
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/v1/chat/completions");
+    let writ = gw.mint(
+        &name,
+        &format!(r#"{{"type":"writ:llm","upstream":"{name}","models":["gpt-4o-mini"]}}"#),
+        30,
+    );
+    let send = || {
+        let request = client.post(&url).bearer_auth(&writ).json(&json!({
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 5
+        }));
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(body["error"]["code"], "audit_unavailable", "{body}");
+            } else {
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+            status
+        }
+    };
+    let mut responses: Vec<StatusCode> = Vec::new();
+
+    // Up: served, and recorded.
+    responses.push(send().await);
+    assert_eq!(responses[0], StatusCode::OK);
+    let export = gw.gateway().audit_export().await.unwrap();
+    let instance = split_export(&export)
+        .into_iter()
+        .find(|(_, records, _)| {
+            records.iter().any(|l| {
+                let r: Value = serde_json::from_str(l).unwrap();
+                r["upstream"] == name.as_str()
+            })
+        })
+        .map(|(instance, _, _)| instance)
+        .expect("this run's record is in the export");
+    let (records, _) = log_of(&export, &instance);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let first: Value = serde_json::from_str(&records[0]).unwrap();
+    assert_eq!(first["kind"], "request_allowed");
+    assert_eq!(first["status"], 200);
+    assert_eq!(upstream.requests().len(), 1);
+
+    // Down. The gateway learns of it from a failed write: a request it lets through
+    // before then reaches the upstream but is refused, its record not durable. From the
+    // first refusal on, nothing reaches the upstream.
+    forwarder.down();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let status = send().await;
+        responses.push(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(attempts < 20, "still served with the database away");
+    }
+    let reached = upstream.requests().len();
+    for _ in 0..5 {
+        let status = send().await;
+        responses.push(status);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        reached,
+        "a request reached the upstream while the audit log could not be written"
+    );
+
+    // Back: the gateway recovers by itself.
+    forwarder.up();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let status = send().await;
+        responses.push(status);
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(attempts < 5000, "never recovered");
+        tokio::task::yield_now().await;
+    }
+
+    // Every response has its record, the refusals included: nothing was lost. Records of
+    // requests that reached the upstream say so (request_allowed, with the upstream's
+    // status), whatever the client got; the others are 503 refusals.
+    gw.gateway().audit_checkpoint().await;
+    let export = gw.gateway().audit_export().await.unwrap();
+    let (records, checkpoints) = log_of(&export, &instance);
+    let parsed: Vec<Value> = records
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed.len(), responses.len(), "one record per response");
+    let hits = upstream.requests().len();
+    let allowed = parsed
+        .iter()
+        .filter(|r| r["kind"] == "request_allowed" && r["status"] == 200)
+        .count();
+    let refused = parsed
+        .iter()
+        .filter(|r| {
+            r["kind"] == "request_denied"
+                && r["status"] == 503
+                && r["decision"]["code"] == "audit_unavailable"
+        })
+        .count();
+    assert_eq!(allowed, hits, "one request_allowed per upstream request");
+    assert_eq!(refused, responses.len() - hits, "the refusals are recorded");
+    let served = responses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(served <= hits);
+    assert!(
+        refused >= 5,
+        "at least the five refusals while away: {refused}"
+    );
+    assert!(
+        parsed.iter().all(|r| r["upstream"] == name.as_str()),
+        "only this run's records are in its log"
+    );
+
+    // The log verifies offline against the checkpoint just signed.
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = writ_audit::verify_log(
+        &records,
+        &checkpoints,
+        &gw.gateway().audit_verifier_key(),
+        &writ_gateway::audit::origin(&instance),
+        Some(responses.len() as u64),
+    )
+    .unwrap();
+    assert_eq!(summary.records, responses.len() as u64);
+    assert_eq!(summary.unsigned_records(), 0);
+    eprintln!(
+        "{} responses: {served} served, {} refused; {hits} reached the upstream; \
+         {} attempts to recover",
+        responses.len(),
+        responses.len() - served,
+        attempts
+    );
+}
