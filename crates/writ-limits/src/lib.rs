@@ -2,8 +2,9 @@
 //! reserved before a request is forwarded and settled with what it actually used.
 //!
 //! [`model`] is pure: which limits apply to a request, GCRA and calendar-budget
-//! arithmetic. [`memory`] keeps the state in this process, [`redis`] in Redis, shared by
-//! every gateway process that uses it; the gateway picks a backend.
+//! arithmetic, and strikes (failed authentications per key, with back-off and lock-out).
+//! [`memory`] keeps the state in this process, [`redis`] in Redis, shared by every gateway
+//! process that uses it; the gateway picks a backend.
 
 mod limiter;
 pub mod memory;
@@ -15,5 +16,6 @@ pub use limiter::{BackendError, Limiter};
 pub use crate::redis::RedisLimiter;
 pub use memory::MemoryLimiter;
 pub use model::{
-    Amounts, Charge, Dimension, Field, LimitSpec, Refusal, Remaining, Reservation, Subject, Window,
+    Amounts, Charge, Dimension, Field, LimitSpec, Refusal, Remaining, Reservation, StrikeOutcome,
+    StrikePolicy, StrikeState, StrikeVerdict, Subject, Window,
 };

@@ -1,7 +1,9 @@
 //! `Limiter`: the backend the gateway reserves and settles on, behind one interface.
 
 use crate::memory::MemoryLimiter;
-use crate::model::{Amounts, Charge, Refusal, Reservation};
+use crate::model::{
+    Amounts, Charge, Refusal, Reservation, StrikeOutcome, StrikePolicy, StrikeVerdict,
+};
 use crate::redis::RedisLimiter;
 
 /// The limit backend could not be reached or answered nonsense.
@@ -55,6 +57,45 @@ impl Limiter {
         match self {
             Limiter::Memory(m) => Ok(m.snapshot(now_ns)),
             Limiter::Redis(r) => r.snapshot(now_ns).await,
+        }
+    }
+
+    /// Whether `key` (a client id, a source IP) may try to authenticate now, at `now_ns`;
+    /// changes nothing.
+    pub async fn strike_check(
+        &self,
+        key: &str,
+        policy: &StrikePolicy,
+        now_ns: u64,
+    ) -> Result<StrikeVerdict, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.strike_check(key, policy, now_ns)),
+            Limiter::Redis(r) => r.strike_check(key, policy, now_ns).await,
+        }
+    }
+
+    /// Records one failed authentication of `key` at `now_ns`, atomically, and reports the
+    /// verdict after it and whether it started a lock-out.
+    pub async fn strike(
+        &self,
+        key: &str,
+        policy: &StrikePolicy,
+        now_ns: u64,
+    ) -> Result<StrikeOutcome, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.strike(key, policy, now_ns)),
+            Limiter::Redis(r) => r.strike(key, policy, now_ns).await,
+        }
+    }
+
+    /// Forgets `key`'s failures, not its lock-out: after a successful authentication.
+    pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {
+        match self {
+            Limiter::Memory(m) => {
+                m.strike_clear(key);
+                Ok(())
+            }
+            Limiter::Redis(r) => r.strike_clear(key).await,
         }
     }
 }
