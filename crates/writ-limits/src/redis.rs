@@ -622,12 +622,7 @@ impl RedisLimiter {
         let count_after: usize = count_after.parse().map_err(|_| malformed())?;
         let mut state = strike_state(prior, "strike")?;
         let outcome = state.strike(now, policy);
-        let (expect_locked, expect_count) = if state.locked_until > now {
-            (state.locked_until, state.failures.len())
-        } else {
-            (0, state.failures.len())
-        };
-        if (locked_after, count_after) != (expect_locked, expect_count) {
+        if (locked_after, count_after) != (state.locked_until, state.failures.len()) {
             return Err(BackendError(format!(
                 "redis strike: script and model disagree on {failures}"
             )));
