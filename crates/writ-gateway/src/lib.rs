@@ -22,6 +22,7 @@ pub mod tls;
 mod token_endpoint;
 mod upstream;
 pub mod usage_log;
+pub mod webhook;
 pub mod writ_cache;
 
 pub use gateway::{Gateway, KeyState, StartError};
