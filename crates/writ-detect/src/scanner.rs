@@ -47,6 +47,12 @@ impl Detector {
             Detector::Configured(_) => CONFIGURED_ID,
         }
     }
+
+    /// Whether findings of this detector are redacted whatever the operator's mode: the
+    /// gateway's own upstream credentials and writs never reach a client.
+    pub fn always_redacted(self) -> bool {
+        matches!(self, Detector::Configured(_) | Detector::Rule(RuleId::Writ))
+    }
 }
 
 /// A secret found at `start..end` (byte offsets in the scanned text, or in the whole
@@ -193,10 +199,20 @@ impl Scanner {
     /// `text` with every finding replaced by `[REDACTED:<id>]`, and the findings
     /// (offsets in `text`).
     pub fn redact(&self, text: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+        self.redact_where(text, |_| true)
+    }
+
+    /// Like [`redact`](Self::redact), but replaces only the findings `redact` picks;
+    /// every finding is returned.
+    pub fn redact_where(
+        &self,
+        text: &[u8],
+        redact: fn(Detector) -> bool,
+    ) -> (Vec<u8>, Vec<Finding>) {
         let findings = self.scan(text);
         let mut out = Vec::with_capacity(text.len());
         let mut cursor = 0;
-        for f in &findings {
+        for f in findings.iter().filter(|f| redact(f.rule)) {
             out.extend_from_slice(&text[cursor..f.start]);
             out.extend_from_slice(self.redaction(f.rule).as_bytes());
             cursor = f.end;

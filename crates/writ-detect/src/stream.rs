@@ -30,7 +30,7 @@
 use std::sync::Arc;
 
 use crate::resolve::{self, Resolver};
-use crate::scanner::{Finding, Scanner};
+use crate::scanner::{Detector, Finding, Scanner};
 use crate::search::{CONTEXT, Candidate, Search};
 
 /// Redacts one stream. Create one per response; feed it with [`push`](Self::push) and
@@ -48,6 +48,8 @@ pub struct StreamRedactor {
     resolver: Resolver,
     findings: Vec<Finding>,
     finished: bool,
+    /// Which findings are replaced; the others are reported but released unchanged.
+    redact: fn(Detector) -> bool,
 }
 
 impl std::fmt::Debug for StreamRedactor {
@@ -64,6 +66,12 @@ impl std::fmt::Debug for StreamRedactor {
 impl StreamRedactor {
     /// A redactor for a new stream.
     pub fn new(scanner: Arc<Scanner>) -> StreamRedactor {
+        Self::redacting(scanner, |_| true)
+    }
+
+    /// A redactor that replaces only the findings `redact` picks (e.g.
+    /// [`Detector::always_redacted`]) and reports all of them: for `monitor` mode.
+    pub fn redacting(scanner: Arc<Scanner>, redact: fn(Detector) -> bool) -> StreamRedactor {
         let search = Search::new(&scanner);
         StreamRedactor {
             scanner,
@@ -75,6 +83,7 @@ impl StreamRedactor {
             resolver: Resolver::default(),
             findings: Vec::new(),
             finished: false,
+            redact,
         }
     }
 
@@ -120,8 +129,12 @@ impl StreamRedactor {
             let Some(f) = self.resolver.take(candidate) else {
                 continue;
             };
-            out.extend_from_slice(&self.buf[self.cursor - self.base..f.start - self.base]);
-            out.extend_from_slice(self.scanner.redaction(f.rule).as_bytes());
+            if (self.redact)(f.rule) {
+                out.extend_from_slice(&self.buf[self.cursor - self.base..f.start - self.base]);
+                out.extend_from_slice(self.scanner.redaction(f.rule).as_bytes());
+            } else {
+                out.extend_from_slice(&self.buf[self.cursor - self.base..f.end - self.base]);
+            }
             self.cursor = f.end;
             self.findings.push(f);
         }
@@ -134,5 +147,37 @@ impl StreamRedactor {
         self.buf.drain(..keep_from - self.base);
         self.base = keep_from;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::BUILTIN;
+
+    #[test]
+    fn selective_redaction_matches_whole_text_at_every_split() {
+        let scanner = Arc::new(
+            Scanner::new(BUILTIN, &[("openai-prod", "upstream-secret-value-1234")])
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let text = b"key AKIAIOSFODNN7EXAMPLE then upstream-secret-value-1234 end";
+        let (whole, findings) = scanner.redact_where(text, Detector::always_redacted);
+        assert_eq!(findings.len(), 2);
+        let whole = String::from_utf8(whole).unwrap_or_default();
+        assert!(whole.contains("AKIAIOSFODNN7EXAMPLE"), "{whole}");
+        assert!(!whole.contains("upstream-secret-value-1234"), "{whole}");
+        for split in 0..=text.len() {
+            let mut r = StreamRedactor::redacting(scanner.clone(), Detector::always_redacted);
+            let mut out = r.push(&text[..split]);
+            out.extend(r.push(&text[split..]));
+            out.extend(r.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap_or_default(),
+                whole,
+                "split {split}"
+            );
+            assert_eq!(r.findings().len(), 2);
+        }
     }
 }

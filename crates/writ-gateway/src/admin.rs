@@ -35,6 +35,8 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/admin/v1/usage/calls", get(usage_calls))
         .route("/admin/v1/usage", get(usage_counters))
         .route("/admin/v1/audit", get(audit_records))
+        .route("/admin/v1/detections", get(detections))
+        .route("/metrics", get(metrics))
         .route("/.well-known/writ-keys", get(writ_keys))
         .with_state(gw)
 }
@@ -223,6 +225,54 @@ async fn usage_counters(State(gw): State<Arc<Gateway>>, req: Request) -> Respons
 /// page's `next_cursor`) continues after the record it names.
 async fn audit_records(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
+    audit_query(&gw, &parts, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Detections, oldest first: the audit records of kind `detection` and the denied
+/// requests a detector refused. Filters as for the audit records, plus `detector`.
+async fn detections(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    audit_query(&gw, &parts, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Prometheus metrics: detections by detector and action, audit health, webhooks.
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut text = String::new();
+    gw.detections.prometheus(&mut text);
+    if let Some(webhooks) = &gw.webhooks {
+        use std::fmt::Write as _;
+        text.push_str("# HELP writ_webhook_events_total Detection webhook events by outcome.\n");
+        text.push_str("# TYPE writ_webhook_events_total counter\n");
+        for (outcome, n) in [
+            ("delivered", webhooks.delivered()),
+            ("failed", webhooks.failed()),
+            ("dropped", webhooks.dropped()),
+        ] {
+            let _ = writeln!(
+                text,
+                "writ_webhook_events_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn audit_query(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    detections_only: bool,
+) -> Result<Response, GatewayError> {
     let outcome = async {
         let query: Vec<(String, String)> =
             serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|_| {
@@ -232,16 +282,17 @@ async fn audit_records(State(gw): State<Arc<Gateway>>, req: Request) -> Response
             })?;
         let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         for (name, _) in &query {
-            if !matches!(
+            let known = matches!(
                 name.as_str(),
                 "kind" | "tenant" | "agent" | "status" | "since" | "limit" | "cursor"
-            ) {
+            ) || (detections_only && name == "detector");
+            if !known {
                 return Err(GatewayError::InvalidRequest {
                     reason: format!("unknown filter `{name}`"),
                 });
             }
         }
-        admin(&gw, &parts, get("tenant"))?;
+        admin(gw, parts, get("tenant"))?;
         let limit = match get("limit") {
             None => 100,
             Some(l) => l
@@ -311,6 +362,14 @@ async fn audit_records(State(gw): State<Arc<Gateway>>, req: Request) -> Response
                 && status.is_none_or(|s| record.status == Some(s))
                 && since
                     .is_none_or(|t| humantime::parse_rfc3339(&record.time).is_ok_and(|at| at >= t));
+            let detector = record
+                .detail
+                .as_ref()
+                .and_then(|d| d.get("detector"))
+                .and_then(|d| d.as_str());
+            let keep = keep
+                && (!detections_only || detector.is_some())
+                && get("detector").is_none_or(|want| detector == Some(want));
             if !keep {
                 continue;
             }
@@ -329,7 +388,7 @@ async fn audit_records(State(gw): State<Arc<Gateway>>, req: Request) -> Response
             .into_response(),
         )
     };
-    outcome.await.unwrap_or_else(IntoResponse::into_response)
+    outcome.await
 }
 
 /// Every trusted root public key, so anyone can verify or attenuate writs offline.

@@ -60,6 +60,10 @@ enum Job {
 /// This instance's audit log.
 pub(crate) struct Auditor {
     strict: bool,
+    /// This instance's id (every record carries it).
+    instance: String,
+    /// Record the (pseudonymized) client address.
+    client_addresses: bool,
     healthy: Arc<AtomicBool>,
     jobs: mpsc::UnboundedSender<Job>,
     pseudonyms: Pseudonymizer,
@@ -106,6 +110,8 @@ impl Auditor {
             .into();
         Ok(Self {
             strict: config.strict,
+            instance,
+            client_addresses: config.client_addresses,
             healthy,
             jobs,
             pseudonyms: Pseudonymizer::new(&pseudonym_key),
@@ -124,6 +130,17 @@ impl Auditor {
     /// The pseudonym of a writ id or client address.
     pub(crate) fn pseudonym(&self, value: &str) -> String {
         self.pseudonyms.pseudonym(value)
+    }
+
+    /// The pseudonym of a client address, or `None` when addresses are not recorded.
+    pub(crate) fn client_pseudonym(&self, ip: std::net::IpAddr) -> Option<String> {
+        self.client_addresses
+            .then(|| self.pseudonyms.pseudonym(&ip.to_canonical().to_string()))
+    }
+
+    /// This instance's id.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Appends a record. In strict mode, waits until it is durable and says whether it

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use writ_limits::{Dimension, Field, LimitSpec, Window};
 use writ_providers::{ProviderKind, UpstreamSecret};
 
+mod detection;
+pub use detection::{DetectionConfig, Detector, Mode};
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 /// Default data directory.
@@ -38,6 +41,8 @@ pub struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     limit: Vec<RawLimit>,
+    #[serde(default)]
+    detection: detection::RawDetection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +55,7 @@ struct RawAudit {
     checkpoint_every: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     checkpoint_interval: Option<Duration>,
+    client_addresses: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +169,8 @@ pub struct Config {
     pub limits: Vec<LimitSpec>,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Detectors' modes, the brute-force policy and detection webhooks.
+    pub detection: DetectionConfig,
 }
 
 /// Where audit records go.
@@ -187,6 +195,8 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// …or this long after the last one, whichever comes first (and at shutdown).
     pub checkpoint_interval: Duration,
+    /// Record each request's client address, as a keyed pseudonym (default on).
+    pub client_addresses: bool,
 }
 
 /// Where limit state lives.
@@ -593,6 +603,7 @@ impl Config {
         };
         let limiter = limiter_config(raw.limiter, env)?;
         let audit = audit_config(raw.audit, env)?;
+        let detection = detection::detection_config(raw.detection, env)?;
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
             limits.push(limit_spec(&format!("limit[{i}]"), l)?);
@@ -620,6 +631,7 @@ impl Config {
             limiter,
             limits,
             audit,
+            detection,
         })
     }
 }
@@ -806,6 +818,7 @@ fn audit_config(
         return Err(invalid("checkpoint_interval", "must be positive"));
     }
     Ok(AuditConfig {
+        client_addresses: raw.client_addresses.unwrap_or(true),
         strict,
         sink,
         checkpoint_every,

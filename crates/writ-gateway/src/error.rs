@@ -70,6 +70,14 @@ pub enum GatewayError {
         /// Which rule matched.
         rule: &'static str,
     },
+    /// A request body holds what looks like a credential, and the tenant blocks that.
+    #[error(
+        "the request body contains what looks like a credential ({rules}); it was not sent upstream. Remove it: the gateway adds the upstream's credential itself, and secrets in prompts end up in model providers' logs"
+    )]
+    SecretInRequest {
+        /// Rule ids that matched, comma-separated; never the values.
+        rules: String,
+    },
     /// A pass-through path has segments an upstream could read differently.
     #[error("path has `.`, `..` or empty segments, or an encoded slash")]
     InvalidPath,
@@ -118,6 +126,17 @@ pub enum GatewayError {
     /// A limit refused the request.
     #[error("limit reached: {} {} for {}", .0.limit, .0.dimension.as_str(), .0.scope)]
     RateLimited(Box<writ_limits::Refusal>),
+    /// Too many invalid writs from this address: it must wait.
+    #[error(
+        "too many invalid writs from this address: {}, retry after {retry_after_secs}s",
+        if *.locked { "blocked" } else { "slowed down" }
+    )]
+    AuthThrottled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+        /// Blocked (rather than slowed down).
+        locked: bool,
+    },
     /// The audit log cannot be written and the gateway is in strict audit mode.
     #[error("the audit log cannot be written; requests are refused until it can")]
     AuditUnavailable,
@@ -211,6 +230,9 @@ impl GatewayError {
             E::WritInUrl | E::CredentialInUrl { .. } => {
                 (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client)
             }
+            E::SecretInRequest { .. } => {
+                (S::BAD_REQUEST, invalid, "secret_in_request", Fault::Client)
+            }
             E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
             E::UpstreamUnreachable => (
                 S::BAD_GATEWAY,
@@ -265,6 +287,12 @@ impl GatewayError {
                 S::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 "rate_limit_exceeded",
+                Fault::Client,
+            ),
+            E::AuthThrottled { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too_many_failed_authentications",
                 Fault::Client,
             ),
             E::AuditUnavailable => (
@@ -371,6 +399,14 @@ impl IntoResponse for GatewayError {
         let mut response = error_body(status, kind, code, &self.public_message(), param);
         if let GatewayError::RateLimited(refusal) = &self {
             crate::limits::refusal_headers(refusal, response.headers_mut());
+        }
+        if let GatewayError::AuthThrottled {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         if let GatewayError::Dpop { reason } = &self {
             // RFC 9449 §7.1: the challenge names the scheme, the error and the algorithms.

@@ -34,6 +34,12 @@ pub struct Gateway {
     pub(crate) scanner: Arc<writ_detect::Scanner>,
     /// This instance's audit log.
     pub(crate) audit: crate::audit::Auditor,
+    /// Detectors' modes and counters.
+    pub(crate) detections: crate::detections::Detections,
+    /// Addresses the data plane refuses for a while (brute force).
+    pub(crate) blocked_addresses: crate::brute_force::BlockedAddresses,
+    /// Webhooks told about detections, when configured.
+    pub(crate) webhooks: Option<crate::webhook::Webhooks>,
     /// Revocations shared with other instances (with the Redis backend).
     pub(crate) fanout: Option<Arc<crate::fanout::Fanout>>,
     /// Declared limits and their backend.
@@ -132,6 +138,19 @@ impl Gateway {
         let audit = crate::audit::Auditor::start(&config.audit, &data, master.expose())
             .await
             .map_err(StartError::Audit)?;
+        let webhooks = if config.detection.webhooks.is_empty() {
+            None
+        } else {
+            let client = crate::webhook::Webhooks::client().map_err(|e| StartError::Upstream {
+                name: "detection.webhooks".to_string(),
+                reason: format!("HTTP client: {}", e.without_url()),
+            })?;
+            Some(crate::webhook::Webhooks::start(
+                config.detection.webhooks.clone(),
+                client,
+                clock.clone(),
+            ))
+        };
         let fanout = match &config.limiter.backend {
             crate::config::LimiterBackend::Redis(url) => Some(Arc::new(
                 crate::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
@@ -212,6 +231,9 @@ impl Gateway {
             limits,
             fanout,
             audit,
+            detections: crate::detections::Detections::new(config.detection.clone()),
+            webhooks,
+            blocked_addresses: Default::default(),
             scanner,
             upstreams,
             defaults,

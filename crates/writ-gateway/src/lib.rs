@@ -7,7 +7,9 @@
 mod access_token;
 mod admin;
 pub mod audit;
+mod brute_force;
 pub mod config;
+pub mod detections;
 mod dpop;
 pub mod egress;
 pub mod error;

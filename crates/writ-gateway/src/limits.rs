@@ -47,7 +47,8 @@ impl std::fmt::Debug for Held {
     }
 }
 
-fn nanos(t: SystemTime) -> u64 {
+/// Nanoseconds since the Unix epoch, as the limiter counts time.
+pub(crate) fn nanos(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
@@ -80,6 +81,11 @@ impl Limits {
             lease_ttl: config.lease_ttl,
             default_output_tokens: config.default_output_tokens,
         })
+    }
+
+    /// The backend limit state is kept in.
+    pub(crate) fn limiter(&self) -> &Limiter {
+        &self.backend
     }
 
     /// Reserves `estimate` on every limit that applies to `subject`, all or nothing.

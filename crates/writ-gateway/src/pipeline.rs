@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use http::Request;
 use writ_providers::RouteSpec;
 
+use crate::detections::{Action, Detection, Detector, Mode};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -42,6 +43,10 @@ pub(crate) struct RequestCtx {
     pub(crate) tenant: Option<String>,
     /// The meter phase took the call over and records it in the audit log.
     pub(crate) metered: bool,
+    /// The client's address (its TCP peer).
+    pub(crate) client: Option<std::net::IpAddr>,
+    /// The detection that refused the request, recorded in its one audit record.
+    pub(crate) detection: Option<Detection>,
 }
 
 /// Runs one data-plane request to its response.
@@ -55,6 +60,11 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         model: None,
         tenant: None,
         metered: false,
+        client: req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical()),
+        detection: None,
     };
     let outcome = run(gw.clone(), &mut ctx, req).await;
     let response = match outcome {
@@ -93,6 +103,7 @@ fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_au
     record.tenant.clone_from(&ctx.tenant);
     record.agent.clone_from(&ctx.agent);
     record.writ = ctx.token_id.as_deref().map(|t| gw.audit.pseudonym(t));
+    record.client = ctx.client.and_then(|ip| gw.audit.client_pseudonym(ip));
     record.upstream.clone_from(&ctx.upstream);
     record.model.clone_from(&ctx.model);
     record.operation = Some(ctx.route.operation.as_str().to_string());
@@ -114,6 +125,10 @@ fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_au
         }
         _ => {}
     }
+    if let Some(detection) = &ctx.detection {
+        decision.check = Some(detection.detector.as_str().to_string());
+        record.detail = Some(detection.detail());
+    }
     record.decision = Some(decision);
     record
 }
@@ -129,29 +144,33 @@ async fn run(
     accept::check_declared_length(&parts.headers, gw.max_body_bytes)?;
     accept::refuse_writ_in_url(&parts.uri)?;
     // A credential in the URL ends up in every proxy and access log on the way.
-    if let Some(finding) = parts
-        .uri
-        .path_and_query()
-        .and_then(|pq| writ_detect::url::check_url(pq.as_str(), &gw.scanner))
+    url_credentials(gw, ctx, &parts.uri).await?;
+    let presented = extract::writ(&parts.headers)?;
+    // An address guessing writs is slowed down, then blocked for a while.
+    if let Some(ip) = ctx.client
+        && let Some(t) = gw.address_throttled(ip)
     {
-        let location = match &finding.location {
-            writ_detect::url::UrlLocation::QueryParam { name: Some(n), .. } => {
-                format!("query parameter `{n}`")
-            }
-            writ_detect::url::UrlLocation::QueryParam { index, .. } => {
-                format!("query parameter #{}", index + 1)
-            }
-            writ_detect::url::UrlLocation::PathSegment { index } => {
-                format!("path segment #{}", index + 1)
-            }
+        // Ignoring the back-off counts against the address.
+        let t = if t.locked {
+            t
+        } else {
+            gw.invalid_writ_from(ip).await.unwrap_or(t)
         };
-        return Err(GatewayError::CredentialInUrl {
-            location,
-            rule: finding.rule.id(),
+        return Err(GatewayError::AuthThrottled {
+            retry_after_secs: t.retry_after_secs(),
+            locked: t.locked,
         });
     }
-    let presented = extract::writ(&parts.headers)?;
-    let writ = authenticate::verify(gw, &presented)?;
+    let writ = match authenticate::verify(gw, &presented) {
+        Ok(writ) => writ,
+        Err(e) => {
+            bearer_jwt(gw, ctx, presented.as_str()).await;
+            if let Some(ip) = ctx.client {
+                gw.invalid_writ_from(ip).await;
+            }
+            return Err(e);
+        }
+    };
     ctx.agent = Some(writ.claims().agent.clone());
     ctx.tenant = Some(writ.claims().tenant.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
@@ -164,6 +183,7 @@ async fn run(
     facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
     let authorization = authorize::check(gw, &writ, &facts)?;
+    prompt_secrets(gw, ctx, &body).await?;
     // Strict audit: nothing is forwarded while the audit log cannot be written.
     if !gw.audit.may_proceed() {
         return Err(GatewayError::AuditUnavailable);
@@ -196,6 +216,10 @@ async fn run(
         sent: Instant::now(),
         started: ctx.started,
         operation: ctx.route.operation.as_str(),
+        client: ctx.client,
+        response_mode: gw
+            .detections
+            .mode(Detector::ResponseSecret, ctx.tenant.as_deref()),
     };
     ctx.metered = true;
     let mut response = meter::respond(gw_arc.clone(), target.upstream, info, sent).await?;
@@ -203,6 +227,135 @@ async fn run(
         crate::limits::write_headers(&remaining, response.headers_mut());
     }
     Ok(response)
+}
+
+/// A detection in `ctx`'s context (tenant, agent, writ, client, upstream, model).
+fn detection(
+    ctx: &RequestCtx,
+    detector: Detector,
+    action: Action,
+    location: &'static str,
+) -> Detection {
+    let mut d = Detection::new(detector, action, location);
+    d.tenant.clone_from(&ctx.tenant);
+    d.agent.clone_from(&ctx.agent);
+    d.token_id.clone_from(&ctx.token_id);
+    d.client = ctx.client;
+    d.upstream.clone_from(&ctx.upstream);
+    d.model.clone_from(&ctx.model);
+    d.operation = Some(ctx.route.operation.as_str().to_string());
+    d
+}
+
+/// The `url_credential` detector: a credential in the path or query. It runs before the
+/// writ is verified, so it takes the default mode.
+async fn url_credentials(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    uri: &http::Uri,
+) -> Result<(), GatewayError> {
+    let mode = gw.detections.mode(Detector::UrlCredential, None);
+    if mode == Mode::Off {
+        return Ok(());
+    }
+    let Some(finding) = uri
+        .path_and_query()
+        .and_then(|pq| writ_detect::url::check_url(pq.as_str(), &gw.scanner))
+    else {
+        return Ok(());
+    };
+    let location = match &finding.location {
+        writ_detect::url::UrlLocation::QueryParam { name: Some(n), .. } => {
+            format!("query parameter `{n}`")
+        }
+        writ_detect::url::UrlLocation::QueryParam { index, .. } => {
+            format!("query parameter #{}", index + 1)
+        }
+        writ_detect::url::UrlLocation::PathSegment { index } => {
+            format!("path segment #{}", index + 1)
+        }
+    };
+    let rule = finding.rule.id();
+    let action = if mode == Mode::Block {
+        Action::Blocked
+    } else {
+        Action::Monitored
+    };
+    let mut d = detection(ctx, Detector::UrlCredential, action, "url");
+    d.rules = vec![rule.to_string()];
+    d.count = 1;
+    if mode == Mode::Block {
+        gw.detected(d.clone(), false).await;
+        ctx.detection = Some(d);
+        return Err(GatewayError::CredentialInUrl { location, rule });
+    }
+    gw.detected(d, true).await;
+    Ok(())
+}
+
+/// The `weak_jwt` detector on a JWT sent where a writ belongs (a client that mixed up
+/// its tokens, or one probing for a JWT verifier): the request is refused as any invalid
+/// writ is, and its record names the token's weaknesses.
+async fn bearer_jwt(gw: &Gateway, ctx: &mut RequestCtx, token: &str) {
+    if !token.starts_with("eyJ") || gw.detections.mode(Detector::WeakJwt, None) == Mode::Off {
+        return;
+    }
+    let findings = writ_detect::jwt::lint(
+        token,
+        &writ_detect::jwt::LintPolicy::default(),
+        gw.clock.now(),
+    );
+    if findings.is_empty()
+        || findings
+            .iter()
+            .all(|f| f.id == writ_detect::jwt::JwtCheck::Malformed)
+    {
+        return;
+    }
+    let mut d = detection(ctx, Detector::WeakJwt, Action::Blocked, "data_plane");
+    d.rules = findings.iter().map(|f| f.id.as_str().to_string()).collect();
+    d.rules.dedup();
+    d.count = findings.len();
+    gw.detected(d.clone(), false).await;
+    ctx.detection = Some(d);
+}
+
+/// The `prompt_secret` detector: a secret in the request body (a prompt, a tool
+/// argument) on its way to an upstream.
+async fn prompt_secrets(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    body: &[u8],
+) -> Result<(), GatewayError> {
+    let mode = gw
+        .detections
+        .mode(Detector::PromptSecret, ctx.tenant.as_deref());
+    if mode == Mode::Off {
+        return Ok(());
+    }
+    let findings = gw.scanner.scan(body);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let mut rules: Vec<String> = findings.iter().map(|f| f.rule.id().to_string()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    let action = if mode == Mode::Block {
+        Action::Blocked
+    } else {
+        Action::Monitored
+    };
+    let mut d = detection(ctx, Detector::PromptSecret, action, "request");
+    d.count = findings.len();
+    d.rules = rules;
+    if mode == Mode::Block {
+        let rules = d.rules.join(", ");
+        gw.detected(d.clone(), false).await;
+        ctx.detection = Some(d);
+        return Err(GatewayError::SecretInRequest { rules });
+    }
+    gw.detected(d, true).await;
+    Ok(())
 }
 
 /// Inject and forward: the upstream's credential in, the request out.

@@ -74,9 +74,12 @@ pub async fn serve(
     let served = match gw.tls.clone() {
         Some(tls) => crate::tls::serve(listener, app, tls, shutdown).await,
         None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
     };
     sweeper.abort();

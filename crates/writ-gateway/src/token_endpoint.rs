@@ -38,6 +38,8 @@ pub(crate) struct OAuthError {
     description: String,
     /// Set when the client tried HTTP Basic: the 401 then names the scheme (§5.2).
     basic_challenge: bool,
+    /// Seconds to wait, for a throttled client (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -47,7 +49,26 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: false,
+            retry_after: None,
         }
+    }
+    /// Too many failed authentications: the same answer whether or not the client id
+    /// exists.
+    fn throttled(t: crate::brute_force::Throttled) -> Self {
+        let secs = t.retry_after_secs();
+        let description = if t.locked {
+            format!("too many failed client authentications: locked out, retry after {secs}s")
+        } else {
+            format!("too many failed client authentications: retry after {secs}s")
+        };
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", description)
+        }
+    }
+    /// Whether this refuses the client's credentials (what brute force is made of).
+    fn is_failed_authentication(&self) -> bool {
+        self.error == "invalid_client" && self.status == StatusCode::UNAUTHORIZED
     }
     pub(crate) fn invalid_client(description: &str, basic: bool) -> Self {
         Self {
@@ -85,6 +106,9 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.basic_challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -147,8 +171,8 @@ async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
     let form: TokenForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| OAuthError::invalid_request(format!("malformed form: {e}")))?;
     match form.grant_type.as_deref() {
-        Some(CLIENT_CREDENTIALS) => client_credentials(gw, &parts.headers, form).await,
-        Some(TOKEN_EXCHANGE) => token_exchange(gw, &parts.headers, form).await,
+        Some(CLIENT_CREDENTIALS) => client_credentials(gw, &parts, form).await,
+        Some(TOKEN_EXCHANGE) => token_exchange(gw, &parts, form).await,
         Some(_) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -158,13 +182,105 @@ async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
     }
 }
 
-/// Authenticates the client by exactly one method.
+/// The client's address (its TCP peer), when the server recorded it.
+fn client_ip(req: &http::request::Parts) -> Option<std::net::IpAddr> {
+    req.extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical())
+}
+
+/// Authenticates the client by exactly one method, under the brute-force guard.
 async fn authenticate(
     gw: &Gateway,
-    headers: &http::HeaderMap,
+    req: &http::request::Parts,
     form: &TokenForm,
 ) -> Result<writ_store::Agent, OAuthError> {
-    let basic = client_auth::basic_credentials(headers)?;
+    let claimed = claimed_client_id(&req.headers, form, form.client_assertion.as_deref());
+    guarded(gw, req, claimed, authenticate_once(gw, req, form)).await
+}
+
+/// The client id a request claims, before anything is verified: from HTTP Basic, the
+/// form, or the `sub` of an assertion.
+fn claimed_client_id(
+    headers: &http::HeaderMap,
+    form: &TokenForm,
+    assertion: Option<&str>,
+) -> Option<String> {
+    if let Ok(Some((id, _))) = client_auth::basic_credentials(headers) {
+        return Some(id);
+    }
+    if let Some(id) = &form.client_id {
+        return Some(id.clone());
+    }
+    #[derive(Deserialize)]
+    struct Sub {
+        sub: Option<String>,
+    }
+    assertion
+        .and_then(|a| jsonwebtoken::dangerous::insecure_decode::<Sub>(a).ok())
+        .and_then(|t| t.claims.sub)
+}
+
+/// Runs a client authentication under the brute-force guard: refused with 429 while the
+/// claimed client id or the address is backing off or locked out; a failure is counted
+/// against both; a success clears the client id's count.
+async fn guarded(
+    gw: &Gateway,
+    req: &http::request::Parts,
+    claimed: Option<String>,
+    attempt: impl std::future::Future<Output = Result<writ_store::Agent, OAuthError>>,
+) -> Result<writ_store::Agent, OAuthError> {
+    use crate::brute_force::StrikeKey;
+    let client = client_ip(req);
+    // Ids longer than any real one are counted under one key, so junk cannot grow the
+    // backend without bound.
+    let claimed = claimed.map(|id| {
+        if id.len() > 257 {
+            "<overlong>".to_string()
+        } else {
+            id
+        }
+    });
+    let mut keys = Vec::with_capacity(2);
+    if let Some(id) = &claimed {
+        keys.push(StrikeKey::Client(id.clone()));
+    }
+    if let Some(ip) = client {
+        keys.push(StrikeKey::TokenAddress(ip));
+    }
+    if let Some(throttled) = gw.strikes_check(&keys).await {
+        // Ignoring the back-off counts as a failure; a lock-out does not grow.
+        let throttled = if throttled.locked {
+            throttled
+        } else {
+            gw.strikes_record(&keys, "token_endpoint", client)
+                .await
+                .unwrap_or(throttled)
+        };
+        return Err(OAuthError::throttled(throttled));
+    }
+    let result = attempt.await;
+    match &result {
+        Err(e) if e.is_failed_authentication() => {
+            gw.strikes_record(&keys, "token_endpoint", client).await;
+        }
+        Ok(_) => {
+            if let Some(id) = claimed {
+                gw.strikes_clear(&StrikeKey::Client(id)).await;
+            }
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Authenticates the client by exactly one method.
+async fn authenticate_once(
+    gw: &Gateway,
+    req: &http::request::Parts,
+    form: &TokenForm,
+) -> Result<writ_store::Agent, OAuthError> {
+    let basic = client_auth::basic_credentials(&req.headers)?;
     let methods = usize::from(basic.is_some())
         + usize::from(form.client_secret.is_some())
         + usize::from(form.client_assertion.is_some());
@@ -194,7 +310,8 @@ async fn authenticate(
                 client_auth::JWT_BEARER
             )));
         }
-        return client_auth::by_assertion(gw, assertion, form.client_id.as_deref()).await;
+        return client_auth::by_assertion(gw, assertion, form.client_id.as_deref(), client_ip(req))
+            .await;
     }
     Err(OAuthError::invalid_client(
         "client authentication is required",
@@ -317,11 +434,11 @@ async fn audit_mint(
 
 async fn client_credentials(
     gw: &Gateway,
-    headers: &http::HeaderMap,
+    req: &http::request::Parts,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
-    let agent = authenticate(gw, headers, &form).await?;
-    let jkt = dpop_binding(gw, headers)?;
+    let agent = authenticate(gw, req, &form).await?;
+    let jkt = dpop_binding(gw, &req.headers)?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &agent.ceiling) {
         return Err(OAuthError::invalid_details(format!(
@@ -361,7 +478,7 @@ async fn client_credentials(
 
 async fn token_exchange(
     gw: &Gateway,
-    headers: &http::HeaderMap,
+    req: &http::request::Parts,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
     let subject = form
@@ -391,9 +508,9 @@ async fn token_exchange(
                     "actor_token_type must be {JWT_TOKEN_TYPE}"
                 )));
             }
-            client_auth::by_assertion(gw, token, form.client_id.as_deref()).await?
+            client_auth::by_assertion(gw, token, form.client_id.as_deref(), client_ip(req)).await?
         }
-        (None, _) => authenticate(gw, headers, &form).await?,
+        (None, _) => authenticate(gw, req, &form).await?,
         (Some(_), Some(_)) => {
             return Err(OAuthError::invalid_request(
                 "send the actor's assertion once",

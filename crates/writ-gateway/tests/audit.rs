@@ -72,6 +72,16 @@ async fn every_path_leaves_exactly_one_record() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // 400: a detection blocks a secret in the prompt.
+    let leaky = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE"}]});
+    let r = client
+        .post(&url)
+        .bearer_auth(&writ)
+        .json(&leaky)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // 200 twice (one streamed), then 429.
     let r = client
         .post(&url)
@@ -118,11 +128,20 @@ async fn every_path_leaves_exactly_one_record() {
             ("request_denied".to_string(), 401),
             ("request_denied".to_string(), 413),
             ("request_denied".to_string(), 403),
+            ("request_denied".to_string(), 400),
             ("request_allowed".to_string(), 200),
             ("request_allowed".to_string(), 200),
             ("request_denied".to_string(), 429),
         ]
     );
+    assert_eq!(all[3]["decision"]["check"], "prompt_secret");
+    assert_eq!(all[3]["detail"]["rules"], json!(["aws_access_key_id"]));
+    let all: Vec<Value> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3)
+        .map(|(_, r)| r)
+        .collect();
     assert_eq!(all[2]["decision"]["code"], "grant_denied");
     assert!(
         all[2]["decision"]["check"]
@@ -141,7 +160,10 @@ async fn every_path_leaves_exactly_one_record() {
 
     // Nothing secret anywhere: no writ, no upstream key.
     let text = gw.gateway().audit_export().await.unwrap().join("\n");
-    assert!(!text.contains("writ_") && !text.contains(KEY), "{text}");
+    assert!(
+        !text.contains("writ_") && !text.contains(KEY) && !text.contains("AKIAIOSFODNN7EXAMPLE"),
+        "{text}"
+    );
 
     // The log verifies offline against a fresh checkpoint.
     gw.gateway().audit_checkpoint().await;
@@ -156,7 +178,7 @@ async fn every_path_leaves_exactly_one_record() {
         &cps,
         &gw.gateway().audit_verifier_key(),
         &writ_gateway::audit::origin(instance),
-        Some(6),
+        Some(7),
     )
     .unwrap();
     assert_eq!(summary.unsigned_records(), 0);

@@ -16,8 +16,10 @@ const ASK: &str = r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-min
 
 async fn setup() -> (MockUpstream, TestGateway) {
     let upstream = MockUpstream::start(KEY).await;
+    // These tests make many failed attempts on purpose; the brute-force guard that would
+    // slow them down is tested in brute_force.rs.
     let config = format!(
-        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        "[detection.brute_force]\nbackoff_after = 1000\nlockout_after = 1000\n[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     );
     (upstream, TestGateway::start(&config).await)

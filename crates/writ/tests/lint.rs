@@ -77,3 +77,46 @@ fn weak_tokens_are_reported() {
     let (ok, out) = lint("not.a.jwt");
     assert!(!ok && out.contains("malformed"), "{out}");
 }
+
+/// Every weakness, made with pyjwt (by hand where pyjwt refuses), is reported by the CLI
+/// and refused at the token endpoint of a running gateway.
+#[test]
+fn pyjwt_made_weaknesses_are_reported_and_rejected_at_the_token_endpoint() {
+    use std::path::Path;
+    let python = writ_testkit::python();
+    let dir = tempfile::tempdir().unwrap();
+    // Fifteen rejected assertions from one client would trip the brute-force guard
+    // (tested on its own in writ-gateway/tests/brute_force.rs): raise its thresholds.
+    let config = dir.path().join("writ.toml");
+    std::fs::write(
+        &config,
+        "[detection.brute_force]\nbackoff_after = 100\nlockout_after = 100\n",
+    )
+    .unwrap();
+    let server = writ_testkit::ServeProcess::start(
+        Path::new(BIN),
+        dir.path(),
+        &[
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/jwt_weaknesses.py");
+    let out = Command::new(python)
+        .arg(script)
+        .env("WRIT_BASE_URL", server.url(""))
+        .env("WRIT_BIN", BIN)
+        .env("WRIT_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("jwt weaknesses: ok (15 samples)"),
+        "{stdout}"
+    );
+}

@@ -21,6 +21,7 @@ use writ_providers::{
     ApiFamily, StreamMeter, Usage, anthropic, bedrock, estimate_tokens, gemini, openai,
 };
 
+use crate::detections::{Action, Detection, Detector, Mode};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::limits::Held;
@@ -48,6 +49,19 @@ pub(crate) struct CallInfo {
     pub(crate) started: Instant,
     /// The operation, for the audit record.
     pub(crate) operation: &'static str,
+    /// The client's address, for the audit record (as a pseudonym).
+    pub(crate) client: Option<std::net::IpAddr>,
+    /// What the `response_secret` detector does for this tenant.
+    pub(crate) response_mode: Mode,
+}
+
+/// Which findings a response gets redacted in `mode`: all of them when blocking,
+/// otherwise only the gateway's own credentials and writs.
+fn redaction_policy(mode: Mode) -> fn(writ_detect::Detector) -> bool {
+    match mode {
+        Mode::Block => |_| true,
+        Mode::Monitor | Mode::Off => writ_detect::Detector::always_redacted,
+    }
 }
 
 pub(crate) async fn respond(
@@ -132,7 +146,9 @@ pub(crate) async fn respond(
         // Strict audit: the response is not released unaudited.
         return Err(GatewayError::AuditUnavailable);
     }
-    let (redacted, findings) = gw.scanner.redact(&bytes);
+    let (redacted, findings) = gw
+        .scanner
+        .redact_where(&bytes, redaction_policy(info.response_mode));
     let bytes = if findings.is_empty() {
         bytes
     } else {
@@ -169,26 +185,37 @@ async fn read_whole(
     }
 }
 
-/// Records that secrets were found in a response and redacted before the client saw it.
+/// Reports the secrets found in a response: those replaced as `redacted`, the others
+/// (let through in `monitor` mode) as `monitored`; nothing for them in `off` mode.
 async fn record_detection(gw: &Arc<Gateway>, info: &CallInfo, findings: &[writ_detect::Finding]) {
-    let mut rules: Vec<&str> = findings.iter().map(|f| f.rule.id()).collect();
-    rules.sort_unstable();
-    rules.dedup();
-    tracing::warn!(upstream = %info.upstream, rules = ?rules, count = findings.len(), "secrets redacted from a response");
-    let mut record = crate::audit::record_at(writ_audit::Kind::Detection, gw.clock.now());
-    record.tenant = Some(info.tenant.clone());
-    record.agent = Some(info.agent.clone());
-    record.writ = Some(gw.audit.pseudonym(&info.token_id));
-    record.upstream = Some(info.upstream.clone());
-    record.model.clone_from(&info.model);
-    record.operation = Some(info.operation.to_string());
-    let mut detail = serde_json::Map::new();
-    detail.insert("direction".into(), serde_json::json!("response"));
-    detail.insert("action".into(), serde_json::json!("redacted"));
-    detail.insert("rules".into(), serde_json::json!(rules));
-    detail.insert("count".into(), serde_json::json!(findings.len()));
-    record.detail = Some(detail);
-    gw.audit.record(record).await;
+    let redact = redaction_policy(info.response_mode);
+    for (action, picked) in [(Action::Redacted, true), (Action::Monitored, false)] {
+        if action == Action::Monitored && info.response_mode == Mode::Off {
+            continue;
+        }
+        let mut rules: Vec<String> = findings
+            .iter()
+            .filter(|f| redact(f.rule) == picked)
+            .map(|f| f.rule.id().to_string())
+            .collect();
+        if rules.is_empty() {
+            continue;
+        }
+        let count = rules.len();
+        rules.sort_unstable();
+        rules.dedup();
+        let mut detection = Detection::new(Detector::ResponseSecret, action, "response");
+        detection.rules = rules;
+        detection.count = count;
+        detection.tenant = Some(info.tenant.clone());
+        detection.agent = Some(info.agent.clone());
+        detection.token_id = Some(info.token_id.clone());
+        detection.client = info.client;
+        detection.upstream = Some(info.upstream.clone());
+        detection.model.clone_from(&info.model);
+        detection.operation = Some(info.operation.to_string());
+        gw.detected(detection, true).await;
+    }
 }
 
 /// Settles a streamed call exactly once: at the end of the stream, or when dropped.
@@ -238,7 +265,10 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
     // Bedrock's binary event-stream frames carry CRCs: redacting inside them would break
     // every frame, so they pass as they are (their text is not scanned yet).
     if guard.info.family != ApiFamily::Bedrock {
-        guard.redactor = Some(writ_detect::StreamRedactor::new(guard.gw.scanner.clone()));
+        guard.redactor = Some(writ_detect::StreamRedactor::redacting(
+            guard.gw.scanner.clone(),
+            redaction_policy(guard.info.response_mode),
+        ));
     }
     let state = (body, guard, 0usize, false);
     let stream = futures_util::stream::unfold(
@@ -387,6 +417,7 @@ fn settle(
     record.tenant = Some(info.tenant.clone());
     record.agent = Some(info.agent.clone());
     record.writ = Some(gw.audit.pseudonym(&info.token_id));
+    record.client = info.client.and_then(|ip| gw.audit.client_pseudonym(ip));
     record.upstream = Some(info.upstream.clone());
     record.model.clone_from(&info.model);
     record.operation = Some(info.operation.to_string());

@@ -9,7 +9,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use writ_store::{Agent, burn_secret_check};
 
+use std::net::IpAddr;
+
+use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
+
 use super::OAuthError;
+use crate::detections::{Action, Detection, Detector, Mode};
 use crate::gateway::Gateway;
 
 /// The assertion type RFC 7523 defines for `client_assertion_type`.
@@ -116,8 +121,10 @@ pub(crate) async fn by_assertion(
     gw: &Gateway,
     assertion: &str,
     client_id: Option<&str>,
+    client: Option<IpAddr>,
 ) -> Result<Agent, OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
+    lint_assertion(gw, assertion, client).await?;
     if assertion.len() > MAX_ASSERTION_BYTES {
         return Err(invalid("assertion too large"));
     }
@@ -169,6 +176,77 @@ pub(crate) async fn by_assertion(
         .claims;
     check_claims(gw, &claims, &subject)?;
     Ok(agent)
+}
+
+/// The `weak_jwt` detector on a client assertion, before anything else is done with it:
+/// in `block` mode any weakness the linter finds refuses the assertion, naming the
+/// checks; in `monitor` mode it is recorded and verification goes on.
+async fn lint_assertion(
+    gw: &Gateway,
+    assertion: &str,
+    client: Option<IpAddr>,
+) -> Result<(), OAuthError> {
+    let mode = gw.detections.mode(Detector::WeakJwt, None);
+    if mode == Mode::Off {
+        return Ok(());
+    }
+    // The keys registered for the agent it names: an HMAC made with one of them as the
+    // secret is the RS/HS confusion forgery.
+    let named = jsonwebtoken::dangerous::insecure_decode::<AssertionClaims>(assertion)
+        .ok()
+        .and_then(|t| t.claims.sub);
+    let public_keys_pem = match named {
+        Some(sub) => find_agent(gw, &sub)
+            .await
+            .ok()
+            .flatten()
+            .map(|a| {
+                a.credentials
+                    .public_keys
+                    .iter()
+                    .map(|k| k.pem.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let policy = LintPolicy {
+        max_token_bytes: MAX_ASSERTION_BYTES,
+        max_lifetime: MAX_ASSERTION_LIFETIME,
+        clock_skew: LEEWAY,
+        // Agents sign with EdDSA or ES256 only: any HMAC assertion is confusion.
+        asymmetric_keys: vec![KeySelector::default()],
+        public_keys_pem,
+        ..LintPolicy::default()
+    };
+    let findings = writ_detect::jwt::lint(assertion, &policy, gw.clock.now());
+    // Not a JWT at all is an ordinary malformed request, answered below.
+    if findings.is_empty() || findings.iter().all(|f| f.id == JwtCheck::Malformed) {
+        return Ok(());
+    }
+    let mut checks: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+    checks.dedup();
+    let action = if mode == Mode::Block {
+        Action::Blocked
+    } else {
+        Action::Monitored
+    };
+    let mut detection = Detection::new(Detector::WeakJwt, action, "token_endpoint");
+    detection.rules = checks.iter().map(|c| (*c).to_string()).collect();
+    detection.count = findings.len();
+    detection.client = client;
+    detection.operation = Some("mint".to_string());
+    gw.detected(detection, true).await;
+    if mode == Mode::Block {
+        return Err(OAuthError::invalid_client(
+            &format!(
+                "client assertion rejected as a weak JWT: {}",
+                checks.join(", ")
+            ),
+            false,
+        ));
+    }
+    Ok(())
 }
 
 fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), OAuthError> {

@@ -1,0 +1,296 @@
+//! The `brute_force` detector: failed authentications counted in the limiter backend (so
+//! the counts hold across instances sharing Redis) per client id and per address at the
+//! token endpoint, and per address at the data plane; back-off, then lock-out, then
+//! release (`[detection.brute_force]`).
+//!
+//! An attempt made while backing off counts as a failure too, so a client that ignores
+//! `Retry-After` is soon locked out; attempts during a lock-out are not counted.
+//!
+//! Counting is by the client id *claimed*, whether or not it exists, so a throttled
+//! answer says nothing about which ids are real. If the backend cannot be reached the
+//! attempt goes ahead — authentication itself still decides — and a warning is logged.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use writ_limits::{StrikePolicy, StrikeVerdict};
+
+use crate::detections::{Action, Detection, Detector, Mode};
+use crate::gateway::Gateway;
+
+/// Most addresses remembered as throttled at once (a distributed attack beyond this is
+/// still counted in the backend, and refused from each address's next failure).
+const MAX_BLOCKED_ADDRESSES: usize = 100_000;
+
+/// Addresses the data plane refuses for now, and until when (`true`: locked out).
+pub(crate) type BlockedAddresses =
+    std::sync::Mutex<std::collections::HashMap<IpAddr, (std::time::SystemTime, bool)>>;
+
+/// What is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StrikeKey {
+    /// Failed client authentications for one claimed client id.
+    Client(String),
+    /// Failed client authentications at the token endpoint from one address.
+    TokenAddress(IpAddr),
+    /// Invalid writs at the data plane from one address.
+    WritAddress(IpAddr),
+}
+
+impl StrikeKey {
+    fn key(&self, namespace: &str) -> String {
+        match self {
+            StrikeKey::Client(id) => format!("{namespace}/token-client:{id}"),
+            StrikeKey::TokenAddress(ip) => format!("{namespace}/token-addr:{ip}"),
+            StrikeKey::WritAddress(ip) => format!("{namespace}/writ-addr:{ip}"),
+        }
+    }
+
+    /// The rule name in detections.
+    fn rule(&self) -> &'static str {
+        match self {
+            StrikeKey::Client(_) => "client_id",
+            StrikeKey::TokenAddress(_) => "token_endpoint_address",
+            StrikeKey::WritAddress(_) => "data_plane_address",
+        }
+    }
+}
+
+/// Further attempts must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Throttled {
+    /// How long.
+    pub(crate) retry_after: Duration,
+    /// Locked out (rather than backing off).
+    pub(crate) locked: bool,
+}
+
+impl Throttled {
+    /// Whole seconds for `Retry-After`, at least 1.
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        (self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)).max(1)
+    }
+}
+
+impl Gateway {
+    fn strike_key(&self, key: &StrikeKey) -> String {
+        key.key(&self.detections.config().strike_namespace)
+    }
+
+    fn strike_policy(&self, key: &StrikeKey) -> &StrikePolicy {
+        let config = self.detections.config();
+        match key {
+            StrikeKey::WritAddress(_) => &config.data_plane,
+            _ => &config.token_endpoint,
+        }
+    }
+
+    /// Whether an attempt by these keys must wait; `None` lets it go ahead. In `monitor`
+    /// and `off` mode it always goes ahead.
+    pub(crate) async fn strikes_check(&self, keys: &[StrikeKey]) -> Option<Throttled> {
+        if self.detections.mode(Detector::BruteForce, None) != Mode::Block {
+            return None;
+        }
+        let now = crate::limits::nanos(self.clock.now());
+        let mut worst: Option<Throttled> = None;
+        for key in keys {
+            let verdict = match self
+                .limits
+                .limiter()
+                .strike_check(&self.strike_key(key), self.strike_policy(key), now)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "limit backend unavailable; brute-force check skipped");
+                    continue;
+                }
+            };
+            let throttled = match verdict {
+                StrikeVerdict::Clear => continue,
+                StrikeVerdict::Backoff { retry_after } => Throttled {
+                    retry_after,
+                    locked: false,
+                },
+                StrikeVerdict::Locked { retry_after } => Throttled {
+                    retry_after,
+                    locked: true,
+                },
+            };
+            if worst.is_none_or(|w| throttled.retry_after > w.retry_after) {
+                worst = Some(throttled);
+            }
+        }
+        worst
+    }
+
+    /// Counts one failed authentication against each key; reports a detection when one
+    /// starts backing off or is locked out. Returns how long the keys must now wait (in
+    /// `block` mode).
+    pub(crate) async fn strikes_record(
+        &self,
+        keys: &[StrikeKey],
+        location: &'static str,
+        client: Option<IpAddr>,
+    ) -> Option<Throttled> {
+        let mode = self.detections.mode(Detector::BruteForce, None);
+        if mode == Mode::Off {
+            return None;
+        }
+        let mut worst: Option<Throttled> = None;
+        let now = crate::limits::nanos(self.clock.now());
+        for key in keys {
+            let policy = self.strike_policy(key);
+            let outcome = match self
+                .limits
+                .limiter()
+                .strike(&self.strike_key(key), policy, now)
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "limit backend unavailable; failure not counted");
+                    continue;
+                }
+            };
+            let throttled = match outcome.verdict {
+                StrikeVerdict::Clear => None,
+                StrikeVerdict::Backoff { retry_after } => Some(Throttled {
+                    retry_after,
+                    locked: false,
+                }),
+                StrikeVerdict::Locked { retry_after } => Some(Throttled {
+                    retry_after,
+                    locked: true,
+                }),
+            };
+            if let Some(t) = throttled
+                && mode == Mode::Block
+                && worst.is_none_or(|w| t.retry_after > w.retry_after)
+            {
+                worst = Some(t);
+            }
+            let action = if outcome.locked_now {
+                Action::LockedOut
+            } else if outcome.failures == policy.backoff_after
+                && matches!(outcome.verdict, StrikeVerdict::Backoff { .. })
+            {
+                Action::Throttled
+            } else {
+                continue;
+            };
+            let action = if mode == Mode::Block {
+                action
+            } else {
+                Action::Monitored
+            };
+            let mut detection = Detection::new(Detector::BruteForce, action, location);
+            detection.rules = vec![key.rule().to_string()];
+            detection.count = outcome.failures as usize;
+            detection.client = client;
+            if let StrikeKey::Client(id) = key {
+                match id.split_once('/') {
+                    Some((tenant, agent)) => {
+                        detection.tenant = Some(tenant.to_string());
+                        detection.agent = Some(agent.to_string());
+                    }
+                    None => {
+                        detection.tenant = Some(self.tenant.clone());
+                        detection.agent = Some(id.clone());
+                    }
+                }
+            }
+            self.detected(detection, true).await;
+        }
+        worst
+    }
+
+    /// Whether the data plane refuses `ip` for now, as this instance last learnt from the
+    /// backend. Checked on every request without a round trip: an address throttled by
+    /// another instance is refused here from its next failure on.
+    pub(crate) fn address_throttled(&self, ip: IpAddr) -> Option<Throttled> {
+        let now = self.clock.now();
+        let mut blocked = self
+            .blocked_addresses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match blocked.get(&ip) {
+            Some((until, locked)) if *until > now => Some(Throttled {
+                retry_after: until.duration_since(now).unwrap_or_default(),
+                locked: *locked,
+            }),
+            Some(_) => {
+                blocked.remove(&ip);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Counts an invalid writ (or an attempt while backing off) from `ip`, and remembers
+    /// a resulting back-off or block, which it returns.
+    pub(crate) async fn invalid_writ_from(&self, ip: IpAddr) -> Option<Throttled> {
+        let keys = [StrikeKey::WritAddress(ip)];
+        let throttled = self.strikes_record(&keys, "data_plane", Some(ip)).await;
+        if let Some(t) = throttled {
+            let now = self.clock.now();
+            let mut blocked = self
+                .blocked_addresses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if blocked.len() >= MAX_BLOCKED_ADDRESSES {
+                blocked.retain(|_, (until, _)| *until > now);
+            }
+            if blocked.len() < MAX_BLOCKED_ADDRESSES {
+                blocked.insert(ip, (now + t.retry_after, t.locked));
+            }
+        }
+        throttled
+    }
+
+    /// Forgets a client id's failures after it authenticated (its lock-out, if any,
+    /// stands).
+    pub(crate) async fn strikes_clear(&self, key: &StrikeKey) {
+        if self.detections.mode(Detector::BruteForce, None) == Mode::Off {
+            return;
+        }
+        if let Err(e) = self
+            .limits
+            .limiter()
+            .strike_clear(&self.strike_key(key))
+            .await
+        {
+            tracing::warn!(error = %e, "limit backend unavailable; failures not cleared");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_do_not_collide_across_kinds() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let keys = [
+            StrikeKey::Client("10.0.0.1".into()).key(""),
+            StrikeKey::TokenAddress(ip).key(""),
+            StrikeKey::WritAddress(ip).key(""),
+        ];
+        assert_eq!(
+            keys.iter().collect::<std::collections::HashSet<_>>().len(),
+            3
+        );
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let t = |ms| Throttled {
+            retry_after: Duration::from_millis(ms),
+            locked: false,
+        };
+        assert_eq!(t(1).retry_after_secs(), 1);
+        assert_eq!(t(1000).retry_after_secs(), 1);
+        assert_eq!(t(1001).retry_after_secs(), 2);
+    }
+}

@@ -1,0 +1,302 @@
+//! Detectors' modes end to end: a secret in a prompt is blocked (one denial record naming
+//! the detection, nothing sent upstream) or, where a tenant chose `monitor`, let through
+//! and recorded; responses in `monitor` mode keep third-party secrets but never the
+//! gateway's own key; the detections API and the Prometheus counters show it all; client
+//! addresses are recorded only as pseudonyms.
+#![allow(clippy::unwrap_used)]
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use writ_testkit::{MockUpstream, Script, ScriptEnd, TestGateway};
+
+const KEY: &str = "sk-proj-UpstreamKeyThatMustNeverLeak0123456789";
+const GRANT: &str = r#"{"type":"writ:llm","upstream":"demo"}"#;
+const ADMIN: &str = r#"{"type":"writ:admin"}"#;
+const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+async fn gateway(extra: &str, script: Option<Script>) -> (MockUpstream, TestGateway) {
+    let upstream = match script {
+        Some(script) => MockUpstream::start_scripted(KEY, script).await,
+        None => MockUpstream::start(KEY).await,
+    };
+    let gw = TestGateway::start(&format!(
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n{extra}",
+        upstream.base_url()
+    ))
+    .await;
+    (upstream, gw)
+}
+
+async fn records(gw: &TestGateway) -> Vec<Value> {
+    gw.gateway()
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r.get("kind").is_some())
+        .collect()
+}
+
+fn prompt_with_secret() -> Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("deploy with AWS_ACCESS_KEY_ID={AWS_KEY} please")}]})
+}
+
+#[tokio::test]
+async fn a_secret_in_a_prompt_is_blocked_with_one_record_and_nothing_sent() {
+    let (upstream, gw) = gateway("", None).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .json(&prompt_with_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "secret_in_request");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("aws_access_key_id"), "{message}");
+    assert!(!message.contains(AWS_KEY), "{message}");
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing reaches the upstream"
+    );
+
+    let all = records(&gw).await;
+    assert_eq!(all.len(), 1, "exactly one record: {all:?}");
+    let r = &all[0];
+    assert_eq!(r["kind"], "request_denied");
+    assert_eq!(r["status"], 400);
+    assert_eq!(r["decision"]["check"], "prompt_secret");
+    assert_eq!(r["decision"]["code"], "secret_in_request");
+    assert_eq!(r["detail"]["detector"], "prompt_secret");
+    assert_eq!(r["detail"]["action"], "blocked");
+    assert_eq!(r["detail"]["rules"], json!(["aws_access_key_id"]));
+    assert!(!r.to_string().contains(AWS_KEY));
+
+    // The detections API lists it; the counters count it.
+    let admin = gw.mint_as(ADMIN, ADMIN, 30);
+    let listed: Value = reqwest::Client::new()
+        .get(gw.url("/admin/v1/detections?detector=prompt_secret"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["records"].as_array().unwrap().len(), 1, "{listed}");
+    let none: Value = reqwest::Client::new()
+        .get(gw.url("/admin/v1/detections?detector=brute_force"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["records"], json!([]));
+    let metrics = reqwest::get(gw.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("writ_detections_total{detector=\"prompt_secret\",action=\"blocked\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_in_monitor_mode_gets_through_and_is_recorded() {
+    let (upstream, gw) = gateway(
+        "[detection.tenants.acme]\nprompt_secret = \"monitor\"\n",
+        None,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // acme monitors.
+    let resp = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint_in("acme", GRANT, GRANT, 30))
+        .json(&prompt_with_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(upstream.requests().len(), 1);
+    // Everyone else still blocks.
+    let resp = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .json(&prompt_with_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(upstream.requests().len(), 1);
+
+    let all = records(&gw).await;
+    // (The mock echoes the prompt, so the response redaction fires too.)
+    let monitored: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["kind"] == "detection" && r["detail"]["location"] == "request")
+        .collect();
+    assert_eq!(monitored.len(), 1, "{all:?}");
+    assert_eq!(monitored[0]["tenant"], "acme");
+    assert_eq!(monitored[0]["detail"]["action"], "monitored");
+    assert_eq!(monitored[0]["detail"]["location"], "request");
+    assert_eq!(
+        all.iter()
+            .filter(|r| r["kind"] == "request_allowed" && r["tenant"] == "acme")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn monitor_mode_on_responses_still_redacts_the_gateways_own_key() {
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("OPENAI_API_KEY={KEY} AWS={AWS_KEY}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}
+    });
+    let (_upstream, gw) = gateway(
+        "[detection.modes]\nresponse_secret = \"monitor\"\n",
+        Some(Script {
+            status: 200,
+            content_type: "application/json",
+            chunks: vec![body.to_string().into_bytes()],
+            then: ScriptEnd::End,
+        }),
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!content.contains(KEY), "{content}");
+    assert!(
+        content.contains("[REDACTED:configured_secret]"),
+        "{content}"
+    );
+    assert!(
+        content.contains(AWS_KEY),
+        "monitor lets it through: {content}"
+    );
+    let all = records(&gw).await;
+    let actions: Vec<(String, Value)> = all
+        .iter()
+        .filter(|r| r["kind"] == "detection")
+        .map(|r| {
+            (
+                r["detail"]["action"].as_str().unwrap().to_string(),
+                r["detail"]["rules"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("redacted".to_string(), json!(["configured_secret"])),
+            ("monitored".to_string(), json!(["aws_access_key_id"])),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn records_carry_a_client_pseudonym_never_the_address() {
+    let (_upstream, gw) = gateway("", None).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let denied = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    let all = records(&gw).await;
+    assert_eq!(all.len(), 2);
+    let first = all[0]["client"].as_str().unwrap();
+    assert_eq!(first.len(), 32);
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(
+        all[1]["client"], all[0]["client"],
+        "same address, same pseudonym"
+    );
+    for r in &all {
+        assert!(!r.to_string().contains("127.0.0.1"), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn client_addresses_can_be_left_out() {
+    let (_upstream, gw) = gateway("[audit]\nclient_addresses = false\n", None).await;
+    let denied = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    let all = records(&gw).await;
+    assert_eq!(all.len(), 1);
+    assert!(all[0].get("client").is_none(), "{}", all[0]);
+}
+
+#[test]
+fn detection_config_is_checked() {
+    use writ_gateway::config::{Config, RawConfig};
+    let parse =
+        |text: &str| RawConfig::from_toml(text).and_then(|raw| Config::from_raw(raw, &|_| None));
+    for (text, needle) in [
+        (
+            "[detection.modes]\nprompt_secret = \"loud\"\n",
+            "expected block, monitor or off",
+        ),
+        (
+            "[detection.modes]\nsecrets = \"block\"\n",
+            "unknown detector",
+        ),
+        (
+            "[detection.tenants.\"bad tenant\"]\nprompt_secret = \"off\"\n",
+            "detection.tenants",
+        ),
+        ("[detection]\nmode = \"block\"\n", "unknown field"),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+    let ok = parse("[detection.modes]\nurl_credential = \"off\"\n[detection.tenants.acme]\nprompt_secret = \"monitor\"\n").unwrap();
+    use writ_gateway::detections::{Detector, Mode};
+    assert_eq!(ok.detection.mode(Detector::UrlCredential, None), Mode::Off);
+    assert_eq!(
+        ok.detection.mode(Detector::PromptSecret, Some("acme")),
+        Mode::Monitor
+    );
+    assert_eq!(
+        ok.detection.mode(Detector::PromptSecret, Some("other")),
+        Mode::Block
+    );
+    assert_eq!(
+        ok.detection.mode(Detector::ResponseSecret, Some("acme")),
+        Mode::Block
+    );
+}
