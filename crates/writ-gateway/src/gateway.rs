@@ -141,10 +141,11 @@ impl Gateway {
         let webhooks = if config.detection.webhooks.is_empty() {
             None
         } else {
-            let client = crate::webhook::Webhooks::client().map_err(|e| StartError::Upstream {
-                name: "detection.webhooks".to_string(),
-                reason: format!("HTTP client: {}", e.without_url()),
-            })?;
+            let client =
+                crate::webhook::Webhooks::client().map_err(|reason| StartError::Upstream {
+                    name: "detection.webhooks".to_string(),
+                    reason,
+                })?;
             Some(crate::webhook::Webhooks::start(
                 config.detection.webhooks.clone(),
                 client,

@@ -48,8 +48,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use reqwest::Url;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+
+/// The HTTP(S) client webhooks are delivered with: rustls (ring), no redirects followed.
+pub type WebhookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
@@ -104,6 +111,9 @@ pub struct RawWebhook {
     /// Wait before the first retry, doubled on each further one.
     #[serde(default, with = "humantime_serde")]
     pub backoff_base: Option<Duration>,
+    /// PEM file of CA certificates trusted for this receiver besides the public roots
+    /// (a receiver behind a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RawWebhook {
@@ -115,6 +125,7 @@ impl std::fmt::Debug for RawWebhook {
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("backoff_base", &self.backoff_base)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -135,6 +146,8 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     /// Wait before the first retry, doubled per attempt up to [`MAX_BACKOFF`].
     pub backoff_base: Duration,
+    /// CA certificates trusted for this receiver besides the public (webpki) roots.
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl WebhookConfig {
@@ -173,6 +186,21 @@ impl WebhookConfig {
         if backoff_base.is_zero() {
             return Err("webhook: `backoff_base` must be positive".into());
         }
+        let extra_roots = match &raw.ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                use rustls_pki_types::pem::PemObject;
+                let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("webhook: `ca_file` cannot be read: {e}"))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("webhook: `ca_file` is not PEM certificates: {e}"))?;
+                if certs.is_empty() {
+                    return Err("webhook: `ca_file` holds no certificate".into());
+                }
+                Webhooks::client_with(&certs)?;
+                certs
+            }
+        };
         Ok(WebhookConfig {
             url,
             secret: UpstreamSecret::new(secret),
@@ -180,6 +208,7 @@ impl WebhookConfig {
             timeout,
             max_attempts,
             backoff_base,
+            extra_roots,
         })
     }
 
@@ -310,7 +339,7 @@ struct Job {
 struct Target {
     config: WebhookConfig,
     host: String,
-    client: reqwest::Client,
+    client: WebhookClient,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
 }
@@ -334,11 +363,39 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// A client fit for [`Webhooks::start`]: it does not follow redirects.
-    pub fn client() -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+    /// A client fit for [`Webhooks::start`]: TLS by rustls (ring) trusting the public
+    /// webpki roots, and no redirects followed.
+    pub fn client() -> Result<WebhookClient, String> {
+        Self::client_with(&[])
+    }
+
+    /// Like [`Webhooks::client`], also trusting `extra_roots`.
+    pub fn client_with(
+        extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+    ) -> Result<WebhookClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("webhook: CA certificate refused: {e}"))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("webhook: TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Client::builder(TokioExecutor::new()).build(https))
     }
 
     /// Spawns one task per webhook. `client` should not follow redirects (see
@@ -346,7 +403,7 @@ impl Webhooks {
     /// failed regardless. Must be called within a Tokio runtime.
     pub fn start(
         configs: Vec<WebhookConfig>,
-        client: reqwest::Client,
+        client: WebhookClient,
         clock: Arc<dyn Clock>,
     ) -> Webhooks {
         let counters = Arc::new(Counters::default());
@@ -354,10 +411,20 @@ impl Webhooks {
         let mut tasks = Vec::with_capacity(configs.len());
         for config in configs {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            // A receiver with its own CA gets a client that trusts it (checked when the
+            // config was read, so this does not fail in practice).
+            let client = if config.extra_roots.is_empty() {
+                client.clone()
+            } else {
+                Self::client_with(&config.extra_roots).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "webhook CA not usable; public roots only");
+                    client.clone()
+                })
+            };
             let target = Arc::new(Target {
                 host: config.url.host_str().unwrap_or_default().to_string(),
                 config: config.clone(),
-                client: client.clone(),
+                client,
                 clock: clock.clone(),
                 counters: counters.clone(),
             });
@@ -530,30 +597,28 @@ async fn attempt_once(target: &Target, id: &str, body: &Bytes) -> Attempt {
         &timestamp,
         body.as_ref(),
     );
-    let request = target
-        .client
-        .post(config.url.clone())
-        .timeout(config.timeout)
+    let request = http::Request::post(config.url.as_str())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(ID_HEADER, id)
         .header(TIMESTAMP_HEADER, timestamp)
         .header(SIGNATURE_HEADER, signature)
-        .body(body.clone());
-    let response = match request.send().await {
-        Ok(r) => r,
-        // The error's text names the URL: report only its kind.
-        Err(e) if e.is_builder() => return Attempt::Fail("request could not be built".into()),
-        Err(e) if e.is_timeout() => return Attempt::Retry("timeout", None),
-        Err(e) if e.is_connect() => return Attempt::Retry("connection failed", None),
-        Err(_) => return Attempt::Retry("request failed", None),
+        .body(Full::new(body.clone()));
+    let Ok(request) = request else {
+        return Attempt::Fail("request could not be built".into());
+    };
+    // Errors name the URL: report only their kind. Redirects are not followed: a 3xx is
+    // a failure like any other unexpected status.
+    let response = match tokio::time::timeout(config.timeout, target.client.request(request)).await
+    {
+        Err(_) => return Attempt::Retry("timeout", None),
+        Ok(Err(e)) if e.is_connect() => return Attempt::Retry("connection failed", None),
+        Ok(Err(_)) => return Attempt::Retry("request failed", None),
+        Ok(Ok(r)) => r,
     };
     let status = response.status();
-    if response.url() != &config.url {
-        return Attempt::Fail(format!("{status} after a redirect"));
-    }
     if status.is_success() {
         Attempt::Delivered
-    } else if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    } else if status == http::StatusCode::TOO_MANY_REQUESTS {
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -563,7 +628,7 @@ async fn attempt_once(target: &Target, id: &str, body: &Bytes) -> Attempt {
         Attempt::Retry("429 Too Many Requests", retry_after)
     } else if status.is_server_error() {
         Attempt::Retry("5xx", None)
-    } else if status == reqwest::StatusCode::REQUEST_TIMEOUT {
+    } else if status == http::StatusCode::REQUEST_TIMEOUT {
         Attempt::Retry("408 Request Timeout", None)
     } else {
         Attempt::Fail(status.to_string())
@@ -710,6 +775,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             max_attempts: 3,
             backoff_base: Duration::from_millis(2),
+            extra_roots: Vec::new(),
         }
     }
 

@@ -300,3 +300,135 @@ fn detection_config_is_checked() {
         Mode::Block
     );
 }
+
+/// A detection reaches a webhook over HTTPS (a receiver behind a private CA, trusted via
+/// `ca_file`), signed, naming the detector and rules, never the secret; the request it
+/// blocked was answered without waiting for the delivery.
+#[tokio::test]
+async fn detections_are_posted_to_a_signed_https_webhook() {
+    use axum::extract::Request;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use tokio::sync::mpsc;
+
+    const SECRET: &str = "whsec-test-0123456789abcdef";
+    let certs = writ_testkit::TestCertificates::generate();
+    let tls = writ_gateway::tls::load(&certs.cert, &certs.key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(http::HeaderMap, axum::body::Bytes)>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |req: Request| {
+            let tx = tx.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                tx.send((parts.headers, body)).unwrap();
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let service = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+
+    let (upstream, gw) = gateway(
+        &format!(
+            "[[detection.webhooks]]\nurl = \"https://localhost:{port}/hook\"\nsecret = \"{SECRET}\"\nca_file = {:?}\ndetectors = [\"prompt_secret\"]\n",
+            certs.ca
+        ),
+        None,
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .json(&prompt_with_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(upstream.requests().is_empty());
+
+    let (headers, body) = rx.recv().await.unwrap();
+    let header = |name: &str| headers[name].to_str().unwrap().to_string();
+    assert!(writ_gateway::webhook::verify_signature(
+        SECRET.as_bytes(),
+        &header("writ-webhook-id"),
+        &header("writ-webhook-timestamp"),
+        &body,
+        &header("writ-webhook-signature"),
+    ));
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "detection");
+    assert_eq!(event["detector"], "prompt_secret");
+    assert_eq!(event["action"], "blocked");
+    assert_eq!(event["rules"], json!(["aws_access_key_id"]));
+    assert_eq!(event["tenant"], "default");
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains(AWS_KEY) && !text.contains("writ_"), "{text}");
+    let metrics = reqwest::get(gw.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("writ_webhook_events_total{outcome=\"dropped\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn webhook_config_is_checked() {
+    use writ_gateway::config::{Config, RawConfig};
+    let parse = |text: &str| {
+        RawConfig::from_toml(text).and_then(|raw| {
+            Config::from_raw(raw, &|name| {
+                (name == "HOOK_SECRET").then(|| "from-the-environment-123".to_string())
+            })
+        })
+    };
+    let ok = parse("[[detection.webhooks]]\nurl = \"https://hooks.example.com/writ\"\nsecret = \"${env:HOOK_SECRET}\"\n").unwrap();
+    assert_eq!(ok.detection.webhooks.len(), 1);
+    assert!(!format!("{:?}", ok.detection).contains("from-the-environment-123"));
+    for (text, needle) in [
+        (
+            "[[detection.webhooks]]\nurl = \"ftp://x.example\"\nsecret = \"0123456789abcdef\"\n",
+            "http or https",
+        ),
+        (
+            "[[detection.webhooks]]\nurl = \"https://x.example\"\n",
+            "secret",
+        ),
+        (
+            "[[detection.webhooks]]\nurl = \"https://x.example\"\nsecret = \"${env:NOPE}\"\n",
+            "NOPE",
+        ),
+        (
+            "[[detection.webhooks]]\nurl = \"https://x.example\"\nsecret = \"0123456789abcdef\"\nca_file = \"/nonexistent.pem\"\n",
+            "ca_file",
+        ),
+        (
+            "[[detection.webhooks]]\nurl = \"https://x.example\"\nsecret = \"0123456789abcdef\"\nheaders = 1\n",
+            "unknown field",
+        ),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
