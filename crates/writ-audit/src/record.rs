@@ -21,7 +21,7 @@
 //! | `tenant` | string | optional | Tenant the decision concerns. |
 //! | `agent` | string | optional | Agent (writ subject) the decision concerns. |
 //! | `writ` | string | optional | Pseudonym of the writ's token id: HMAC-SHA256 under the deployment's audit key, 32 hex characters. The same writ always gets the same pseudonym, so its records can be joined, but the id itself (which would help to use or revoke it) is never stored. |
-//! | `client` | string | optional | Pseudonym of the client IP address, as for `writ`; only when client IP auditing is configured. |
+//! | `client` | string | optional | Pseudonym of the client IP address (the TCP peer), as for `writ`; recorded unless `[audit] client_addresses = false`. |
 //! | `upstream` | string | optional | Upstream provider the request went, or would have gone, to. |
 //! | `model` | string | optional | Model requested. |
 //! | `operation` | string | optional | Operation, e.g. `chat.completions`, `embeddings`, `mint`. |

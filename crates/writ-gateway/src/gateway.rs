@@ -262,6 +262,17 @@ impl Gateway {
         })
     }
 
+    /// This gateway with a secret scanner that knows no rule and no secret: responses and
+    /// prompts pass unscanned. Only for benchmarks that measure what scanning costs; a
+    /// deployment cannot be configured this way.
+    #[doc(hidden)]
+    pub fn without_secret_scanning_for_benchmarks(mut self) -> Self {
+        if let Ok(empty) = writ_detect::Scanner::new(std::iter::empty(), &[]) {
+            self.scanner = Arc::new(empty);
+        }
+        self
+    }
+
     /// Names and kinds of the configured upstreams.
     pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
         self.upstreams.iter().map(|(n, u)| (n.as_str(), u.kind))
