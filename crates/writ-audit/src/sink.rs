@@ -141,18 +141,17 @@ impl Sink {
                 tx.commit().await?;
             }
             Sink::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for (i, line) in lines.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO audit_records (instance, seq, line) VALUES ($1, $2, $3)",
-                    )
-                    .bind(instance)
-                    .bind(seq(i))
-                    .bind(line)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
+                // One statement, one round trip, for the whole batch (atomic on its own).
+                let seqs: Vec<i64> = (0..lines.len()).map(seq).collect();
+                sqlx::query(
+                    "INSERT INTO audit_records (instance, seq, line) \
+                     SELECT $1, s, l FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS batch(s, l)",
+                )
+                .bind(instance)
+                .bind(&seqs)
+                .bind(lines)
+                .execute(pool)
+                .await?;
             }
             Sink::File(path) => {
                 let mut text = String::new();
