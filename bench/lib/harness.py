@@ -1,0 +1,787 @@
+"""bench/run's driver: starts each server in turn, loads it with wrk, prints one table.
+
+Run through bench/run, which installs the tools first. Everything listens on 127.0.0.1 on
+ports picked free at start; every process it starts is stopped by its own process group.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.dirname(HERE)
+REPO = os.path.dirname(BENCH)
+WRIT = os.environ.get("WRIT_BIN", os.path.join(REPO, "target", "release", "writ"))
+VENV = os.environ.get("BENCH_VENV", os.path.join(BENCH, ".venv"))
+UPSTREAM_KEY = "sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCD"
+LITELLM_KEY = "sk-litellm-bench-master-key-0123456789"
+REDIS = ("127.0.0.1", 6379)
+POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+TTL = 7200  # writs live two hours: longer than any run
+AGENTS = 10
+SCALE_AGENTS = 100  # agents the scaling run's writs are spread over
+
+CHAT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in one short sentence."}], "max_tokens": 64}
+STREAM_BODY = dict(CHAT_BODY, stream=True, stream_options={"include_usage": True})
+
+COMPLETION = {
+    "id": "chatcmpl-bench0001", "object": "chat.completion", "created": 1767225600,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?", "refusal": None},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 14, "completion_tokens": 9, "total_tokens": 23},
+    "system_fingerprint": "fp_bench",
+}
+
+
+def sse_body() -> str:
+    base = {"id": "chatcmpl-bench0002", "object": "chat.completion.chunk", "created": 1767225600,
+            "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_bench"}
+    words = ["Hello", "!", " How", " can", " I", " help", " you", " today", "?"]
+    chunks = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}], usage=None)]
+    chunks += [dict(base, choices=[{"index": 0, "delta": {"content": w}, "finish_reason": None}], usage=None) for w in words]
+    chunks.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], usage=None))
+    chunks.append(dict(base, choices=[], usage=COMPLETION["usage"]))
+    return "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg: str) -> None:
+    log("FAILED: " + msg)
+    stop_all()
+    sys.exit(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reachable(addr) -> bool:
+    try:
+        socket.create_connection(addr, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- processes
+
+PROCS: list = []
+
+
+class Proc:
+    def __init__(self, name, argv, logfile, env=None, cwd=None):
+        self.name = name
+        self.log = logfile
+        self.out = open(logfile, "ab")
+        self.p = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                  start_new_session=True)
+        PROCS.append(self)
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def tree(self) -> list:
+        """This process and all its descendants."""
+        children = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+        out, todo = [], [self.p.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+        return out
+
+    def peak_rss_kb(self) -> int:
+        """Sum of VmHWM (peak resident set) over the process and its descendants."""
+        total = 0
+        for pid in self.tree():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(timeout=5)
+        self.out.close()
+        if self in PROCS:
+            PROCS.remove(self)
+
+    def tail(self, n=30) -> str:
+        try:
+            with open(self.log, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+def stop_all() -> None:
+    for p in list(PROCS):
+        try:
+            p.stop()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+
+def wait_port(port: int, proc: Proc, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not proc.alive():
+            die(f"{proc.name} exited at start:\n{proc.tail()}")
+        if reachable(("127.0.0.1", port)):
+            return
+        time.sleep(0.1)
+    die(f"{proc.name} did not listen on {port} within {timeout}s:\n{proc.tail()}")
+
+
+# ---------------------------------------------------------------- clients
+
+def post(port, path, token, body, headers=None, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    h.update(headers or {})
+    conn.request("POST", path, json.dumps(body), h)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def check_sample(name, port, token, headers, stream_headers, stream_port=None) -> None:
+    """A non-streamed and a streamed request must both answer 200 with the mock's content."""
+    status, data = post(port, "/v1/chat/completions", token, CHAT_BODY, headers)
+    if status != 200 or b"How can I help" not in data or b"usage" not in data:
+        die(f"{name}: sample request answered {status}: {data[:400]!r}")
+    status, data = post(stream_port or port, "/v1/chat/completions", token, stream_body_for(name), stream_headers)
+    if status != 200 or b"[DONE]" not in data or b" help" not in data:
+        die(f"{name}: sample streamed request answered {status}: {data[:400]!r}")
+
+
+def stream_body_for(name):
+    if name.startswith("LiteLLM"):
+        return dict(STREAM_BODY, model="gpt-4o-mini-stream")
+    return STREAM_BODY
+
+
+def wrk(port, tokens_file, body_file, headers, conns, duration, run_dir):
+    threads = 1 if conns == 1 else 2
+    out = os.path.join(run_dir, f"wrk-{time.time_ns()}.json")
+    env = dict(os.environ, BENCH_TOKENS=tokens_file, BENCH_BODY=body_file,
+               BENCH_HEADERS="|".join(f"{k}: {v}" for k, v in (headers or {}).items()),
+               BENCH_ONCE="0", BENCH_OUT=out, BENCH_THREADS=str(threads))
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{int(duration)}s", "--timeout", "10s",
+            "-s", os.path.join(HERE, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"]
+    try:
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=duration + 30, check=True)
+    except subprocess.CalledProcessError as e:
+        die(f"wrk failed: {e.stderr.decode(errors='replace')}")
+    except subprocess.TimeoutExpired:
+        die("wrk did not finish in time")
+    with open(out) as f:
+        r = json.load(f)
+    bad = r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
+    r["bad"] = bad
+    return r
+
+
+def wrk_pass(port, tokens_file, body_file, headers, conns, run_dir, n, cap=900):
+    """Every token in the file used once, `conns` in flight: returns requests/s."""
+    threads = 2
+    out = os.path.join(run_dir, f"pass-{time.time_ns()}")
+    env = dict(os.environ, BENCH_TOKENS=tokens_file, BENCH_BODY=body_file,
+               BENCH_HEADERS="|".join(f"{k}: {v}" for k, v in (headers or {}).items()),
+               BENCH_ONCE="1", BENCH_OUT=out, BENCH_THREADS=str(threads))
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{cap}s", "--timeout", "10s",
+            "-s", os.path.join(HERE, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marks = [f"{out}.{i}" for i in range(1, threads + 1)]
+    try:
+        while not all(os.path.exists(m) for m in marks):
+            if p.poll() is not None or time.perf_counter() - t0 > cap:
+                die("the pass over every writ did not finish")
+            time.sleep(0.02)
+        secs = time.perf_counter() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    time.sleep(0.05)
+    sent = bad = 0
+    for m in marks:
+        a, b = open(m).read().split()
+        sent, bad = sent + int(a), bad + int(b)
+    if bad:
+        die(f"{bad} of {sent} requests of the pass over every writ were refused")
+    return n / secs
+
+
+def ttfb(port, token, body, headers, duration):
+    """Streamed requests one at a time on one kept-alive connection for `duration` seconds:
+    the time from sending the request to reading the first byte of the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    h.update(headers or {})
+    payload = json.dumps(body)
+    samples = []
+    end = time.time() + duration
+    while time.time() < end:
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/chat/completions", payload, h)
+        resp = conn.getresponse()
+        first = resp.read(1)
+        t1 = time.perf_counter()
+        rest = resp.read()
+        if resp.status != 200 or not first or b"[DONE]" not in rest:
+            die(f"streamed request answered {resp.status}: {(first + rest)[:300]!r}")
+        samples.append((t1 - t0) * 1e6)
+    conn.close()
+    samples.sort()
+    return {"n": len(samples), "p50_us": samples[len(samples) // 2],
+            "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))]}
+
+
+# ---------------------------------------------------------------- servers
+
+def nginx_conf(run_dir, name, servers: str) -> str:
+    d = os.path.join(run_dir, name)
+    os.makedirs(d, exist_ok=True)
+    conf = f"""
+worker_processes 2;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+{servers}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return d
+
+
+def start_nginx(run_dir, name, servers, port) -> Proc:
+    d = nginx_conf(run_dir, name, servers)
+    p = Proc(name, ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], os.path.join(d, "out.log"))
+    wait_port(port, p, 10)
+    return p
+
+
+def mock_servers(port, stream_port) -> str:
+    completion = json.dumps(COMPLETION, separators=(",", ":"))
+    unauthorized = '{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}'
+    auth = f"""if ($http_authorization != "Bearer {UPSTREAM_KEY}") {{ return 401 '{unauthorized}'; }}"""
+    return f"""
+  server {{
+    listen 127.0.0.1:{port};
+    location = /v1/chat/completions {{
+      default_type application/json;
+      {auth}
+      return 200 '{completion}';
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{stream_port};
+    location = /v1/chat/completions {{
+      default_type text/event-stream;
+      {auth}
+      return 200 '{sse_body()}';
+    }}
+  }}
+"""
+
+
+def proxy_servers(port, stream_port, mock, mock_stream) -> str:
+    def server(listen, upstream):
+        return f"""
+  server {{
+    listen 127.0.0.1:{listen};
+    location = /v1/chat/completions {{
+      proxy_pass http://{upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer {UPSTREAM_KEY}";
+      proxy_buffering off;
+    }}
+  }}"""
+    return f"""
+  upstream mock {{ server 127.0.0.1:{mock}; keepalive 64; }}
+  upstream mockstream {{ server 127.0.0.1:{mock_stream}; keepalive 64; }}
+{server(port, "mock")}
+{server(stream_port, "mockstream")}
+"""
+
+
+LIMITS = """
+[[limit]]
+scope = ["tenant", "agent", "upstream"]
+dimension = "requests"
+per = "minute"
+limit = 1000000000
+
+[[limit]]
+scope = ["writ"]
+dimension = "tokens"
+per = "day"
+limit = 1000000000000
+
+[[limit]]
+scope = ["agent", "upstream"]
+dimension = "concurrency"
+limit = 1000000
+"""
+
+
+def writ_config(kind, port, tenant, mock, mock_stream) -> str:
+    text = f"""
+[server]
+listen = "127.0.0.1:{port}"
+
+[tokens]
+tenant = "{tenant}"
+max_ttl = "{TTL}s"
+
+[upstreams.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:{mock}"
+api_key = "{UPSTREAM_KEY}"
+allow_private_network = true
+
+[upstreams.mockstream]
+kind = "openai"
+base_url = "http://127.0.0.1:{mock_stream}"
+api_key = "{UPSTREAM_KEY}"
+allow_private_network = true
+"""
+    if kind == "minimal":
+        text += """
+[audit]
+mode = "best_effort"
+
+[detection.modes]
+prompt_secret = "off"
+response_secret = "off"
+url_credential = "off"
+weak_jwt = "off"
+brute_force = "off"
+"""
+    elif kind == "mint":  # the gateway the scaling run's writs are minted at; never measured
+        text += '\n[audit]\nmode = "best_effort"\n'
+    else:
+        text += LIMITS
+        if kind == "distributed":
+            text += f"""
+[limiter]
+backend = "redis"
+redis_url = "redis://{REDIS[0]}:{REDIS[1]}"
+
+[audit]
+mode = "strict"
+sink = "postgres"
+postgres_url = "{POSTGRES_URL}"
+"""
+    return text
+
+
+def writ_cli(*args, timeout=60) -> str:
+    r = subprocess.run([WRIT, *args], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        die(f"writ {' '.join(args[:3])} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream) -> tuple:
+    d = os.path.join(run_dir, name)
+    shutil.copytree(base_data, os.path.join(d, "data"))
+    port = free_port()
+    cfg = os.path.join(d, "writ.toml")
+    with open(cfg, "w") as f:
+        f.write(writ_config(kind, port, tenant, mock, mock_stream))
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    p = Proc(name, [WRIT, "serve", "--config", cfg, "--data-dir", os.path.join(d, "data")],
+             os.path.join(d, "out.log"), env=env)
+    wait_port(port, p, 30)
+    return p, port
+
+
+# ---------------------------------------------------------------- the run
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="bench/run")
+    ap.add_argument("--quick", action="store_true", help="3 s loads, scaling at 10 and 1 000 writs only")
+    ap.add_argument("--duration", type=float, help="seconds per load (default 10, 3 with --quick)")
+    ap.add_argument("--scale", default=None, help="writ counts of the scaling run, comma-separated")
+    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,distributed,scaling")
+    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
+    args = ap.parse_args()
+    dur = args.duration or (3 if args.quick else 10)
+    scale = [int(x) for x in (args.scale or ("10,1000" if args.quick else "10,1000,100000")).split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    started = time.time()
+
+    if not os.access(WRIT, os.X_OK):
+        die(f"{WRIT} not found: cargo build --release -p writ")
+    run_dir = tempfile.mkdtemp(prefix="writ-bench-")
+    log(f"run directory {run_dir}; {dur:g} s per load")
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    tenant = f"bench{run_id}"
+
+    # Request bodies and the files wrk reads.
+    body = os.path.join(run_dir, "chat.json")
+    sbody = os.path.join(run_dir, "stream.json")
+    lbody = os.path.join(run_dir, "stream-litellm.json")
+    for path, b in ((body, CHAT_BODY), (sbody, STREAM_BODY), (lbody, stream_body_for("LiteLLM"))):
+        with open(path, "w") as f:
+            json.dump(b, f)
+
+    def token_file(name, tokens):
+        path = os.path.join(run_dir, f"tokens-{name}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(tokens) + "\n")
+        return path
+
+    # The writ data directory: a root key, agents, writs. Every writ row copies it.
+    base = os.path.join(run_dir, "writ-base")
+    base_cfg = os.path.join(run_dir, "writ-base.toml")
+    with open(base_cfg, "w") as f:
+        f.write(writ_config("mint", free_port(), tenant, 1, 2))
+    state = ["--config", base_cfg, "--data-dir", base]
+    # `writ init`-free: the first `serve` creates the data dir; `agent add` creates it too.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.generate()
+    key_pem = os.path.join(run_dir, "agent.key.pem")
+    pub_pem = os.path.join(run_dir, "agent.pub.pem")
+    with open(key_pem, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    with open(pub_pem, "wb") as f:
+        f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    ceiling = ['{"type":"writ:llm","upstream":"mock"}', '{"type":"writ:llm","upstream":"mockstream"}']
+    grant = ('[{"type":"writ:llm","upstream":"mock","actions":["chat"],"models":["gpt-4o-mini"]},'
+             '{"type":"writ:llm","upstream":"mockstream","actions":["chat"],"models":["gpt-4o-mini"]}]')
+    n_agents = max(AGENTS, SCALE_AGENTS if "scaling" not in skip and max(scale) > AGENTS else 0)
+    t0 = time.time()
+    agents = [f"agent-{i:04d}" for i in range(n_agents)]
+    for a in agents:
+        cargs = []
+        for c in ceiling:
+            cargs += ["--ceiling", c]
+        writ_cli("agent", "add", a, *cargs, "--max-ttl", f"{TTL}s", "--public-key", pub_pem, *state)
+    writs = [writ_cli("token", "mint", "--agent", agents[i], "--grant", grant, "--ttl", f"{TTL}s", *state).strip()
+             for i in range(AGENTS)]
+    log(f"{n_agents} agents registered, {AGENTS} writs minted in {time.time() - t0:.1f} s")
+    writ_tokens = token_file("writ10", writs)
+    # Non-writ rows send a token of a writ's length, so request sizes match.
+    mock_tokens = token_file("mock", [UPSTREAM_KEY])
+    proxy_tokens = token_file("proxy", [writs[0]])
+    litellm_tokens = token_file("litellm", [LITELLM_KEY])
+
+    # The mock upstream runs for the whole run.
+    mock, mock_stream = free_port(), free_port()
+    mock_proc = start_nginx(run_dir, "mock", mock_servers(mock, mock_stream), mock)
+    wait_port(mock_stream, mock_proc, 10)
+
+    results = []  # one dict per table row
+
+    def measure(name, port, tokens, token, headers, stream_port, stream_headers, proc, stream_body_file=sbody):
+        check_sample(name, port, token, headers, stream_headers, stream_port)
+        log(f"{name}: warm-up")
+        wrk(port, tokens, body, headers, 32, 1, run_dir)
+        log(f"{name}: c=1")
+        c1 = wrk(port, tokens, body, headers, 1, dur, run_dir)
+        log(f"{name}: c=32")
+        c32 = wrk(port, tokens, body, headers, 32, dur, run_dir)
+        log(f"{name}: streaming time to first byte")
+        st = ttfb(stream_port or port, token, json.loads(open(stream_body_file).read()), stream_headers, dur)
+        for r in (c1, c32):
+            if r["bad"]:
+                die(f"{name}: {r['bad']} failed requests under load: {r}")
+        row = {"row": name, "rps": c32["rps"], "c32_p50": c32["p50_us"], "c32_p99": c32["p99_us"],
+               "c1_rps": c1["rps"], "c1_p50": c1["p50_us"], "c1_p99": c1["p99_us"],
+               "ttfb_p50": st["p50_us"], "ttfb_p99": st["p99_us"], "rss_kb": proc.peak_rss_kb()}
+        results.append(row)
+        log(f"{name}: {c32['rps']:.0f} req/s at c=32, p50 {c1['p50_us']} µs at c=1, peak RSS {row['rss_kb'] / 1024:.1f} MiB")
+        return row
+
+    # 1. mock direct
+    measure("mock direct (nginx)", mock, mock_tokens, UPSTREAM_KEY, {}, mock_stream, {}, mock_proc)
+
+    # 2. nginx proxy
+    pport, pstream = free_port(), free_port()
+    proxy = start_nginx(run_dir, "proxy", proxy_servers(pport, pstream, mock, mock_stream), pport)
+    wait_port(pstream, proxy, 10)
+    measure("nginx proxy (baseline)", pport, proxy_tokens, writs[0], {}, pstream, {}, proxy)
+    proxy.stop()
+
+    # 3-5. writ
+    writ_rows = [("writ minimal", "minimal"), ("writ full", "full")]
+    if "distributed" not in skip:
+        missing = [n for n, a in (("Redis", REDIS), ("PostgreSQL", ("127.0.0.1", 5432))) if not reachable(a)]
+        if missing:
+            log(f"writ distributed skipped: {' and '.join(missing)} not reachable")
+            results.append({"row": "writ distributed", "skipped": f"{' and '.join(missing)} not reachable"})
+        else:
+            writ_rows.append(("writ distributed", "distributed"))
+    for name, kind in writ_rows:
+        proc, port = start_writ(run_dir, name.replace(" ", "-"), kind, base, tenant, mock, mock_stream)
+        row = measure(name, port, writ_tokens, writs[0], {"x-writ-upstream": "mock"}, None,
+                      {"x-writ-upstream": "mockstream"}, proc)
+        if kind == "full":
+            row["writs"] = len(writs)
+        proc.stop()
+    if any(kind == "distributed" for _, kind in writ_rows):
+        # The audit records of this run's gateways (their tenant is this run's) are removed.
+        sql = (f"DELETE FROM audit_checkpoints WHERE instance IN (SELECT DISTINCT instance FROM audit_records "
+               f"WHERE line LIKE '%\"tenant\":\"{tenant}\"%'); "
+               f"DELETE FROM audit_records WHERE instance IN (SELECT DISTINCT instance FROM audit_records "
+               f"WHERE line LIKE '%\"tenant\":\"{tenant}\"%');")
+        subprocess.run(["psql", "-q", POSTGRES_URL, "-c", sql], capture_output=True, timeout=120)
+
+    # 6. LiteLLM
+    if "litellm" not in skip:
+        lport = free_port()
+        d = os.path.join(run_dir, "litellm")
+        os.makedirs(d)
+        cfg = os.path.join(d, "config.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{mock}/v1
+      api_key: {UPSTREAM_KEY}
+  - model_name: gpt-4o-mini-stream
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{mock_stream}/v1
+      api_key: {UPSTREAM_KEY}
+general_settings:
+  master_key: {LITELLM_KEY}
+litellm_settings:
+  telemetry: false
+""")
+        env = dict(os.environ, LITELLM_LOG="ERROR", LITELLM_TELEMETRY="False", NO_DOCS="True", LITELLM_LOCAL_MODEL_COST_MAP="True")
+        env.pop("DATABASE_URL", None)
+        t0 = time.time()
+        proc = Proc("litellm", [os.path.join(VENV, "bin", "litellm"), "--config", cfg, "--host", "127.0.0.1",
+                                "--port", str(lport), "--num_workers", "2", "--timeout_worker_healthcheck", "300"], os.path.join(d, "out.log"), env=env, cwd=d)
+        wait_port(lport, proc, 300)
+        # Workers may start after the port opens: wait until a request answers.
+        deadline = time.time() + 60
+        while True:
+            try:
+                if post(lport, "/v1/chat/completions", LITELLM_KEY, CHAT_BODY, timeout=10)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                die(f"LiteLLM never answered 200:\n{proc.tail()}")
+            time.sleep(0.5)
+        log(f"LiteLLM ready in {time.time() - t0:.1f} s")
+        measure("LiteLLM proxy", lport, litellm_tokens, LITELLM_KEY, {}, None, {}, proc, stream_body_file=lbody)
+        proc.stop()
+
+    # Scaling: writ full with N distinct live writs, rotated through by the load generator.
+    if "scaling" not in skip:
+        mint_proc, mint_port = start_writ(run_dir, "writ-mint", "mint", base, tenant, mock, mock_stream)
+        for n in scale:
+            if n == AGENTS:
+                continue  # the "writ full" row above is the 10-writ measurement
+            t0 = time.time()
+            tokens = os.path.join(run_dir, f"tokens-writ{n}.txt")
+            minted = 0
+            parts = []
+            # The token endpoint remembers assertion ids for their lifetime (at most 100 000
+            # at once): mint in slices of 50 000 from a fresh minting gateway each.
+            while minted < n:
+                k = min(50_000, n - minted)
+                if minted:
+                    mint_proc.stop()
+                    mint_proc, mint_port = start_writ(run_dir, f"writ-mint-{minted}", "mint", base, tenant, mock, mock_stream)
+                part = f"{tokens}.{minted}"
+                r = subprocess.run([os.path.join(VENV, "bin", "python"), os.path.join(HERE, "mint.py"),
+                                    f"http://127.0.0.1:{mint_port}", key_pem,
+                                    ",".join(agents[:min(n, SCALE_AGENTS)]), str(k), str(TTL), part],
+                                   capture_output=True, text=True, timeout=1200)
+                if r.returncode != 0:
+                    die(f"minting failed: {r.stderr.strip()[-500:]}")
+                parts.append(part)
+                minted += k
+            with open(tokens, "w") as out:
+                for part in parts:
+                    out.write(open(part).read())
+            mint_secs = time.time() - t0
+            log(f"scaling: {n} writs minted in {mint_secs:.1f} s ({n / mint_secs:.0f}/s)")
+            name = f"writ full, {n} writs"
+            proc, port = start_writ(run_dir, f"writ-full-{n}", "full", base, tenant, mock, mock_stream)
+            first = open(tokens).readline().strip()
+            check_sample(name, port, first, {"x-writ-upstream": "mock"}, {"x-writ-upstream": "mockstream"})
+            log(f"{name}: first use of every writ (verifies each)")
+            cold = wrk_pass(port, tokens, body, {"x-writ-upstream": "mock"}, 32, run_dir, n)
+            log(f"{name}: c=32")
+            c32 = wrk(port, tokens, body, {"x-writ-upstream": "mock"}, 32, dur, run_dir)
+            for r in (c32,):
+                if r["bad"]:
+                    die(f"{name}: {r['bad']} failed requests under load: {r}")
+            results.append({"row": name, "rps": c32["rps"], "c32_p50": c32["p50_us"], "c32_p99": c32["p99_us"],
+                            "cold_rps": cold, "rss_kb": proc.peak_rss_kb(), "writs": n,
+                            "agents": min(n, SCALE_AGENTS), "mint_rate": n / mint_secs})
+            log(f"{name}: {c32['rps']:.0f} req/s at c=32 (first use {cold:.0f} req/s), "
+                f"peak RSS {results[-1]['rss_kb'] / 1024:.1f} MiB")
+            proc.stop()
+        mint_proc.stop()
+
+    mock_proc.stop()
+    elapsed = time.time() - started
+    report = render(results, dur, elapsed, args.quick)
+    print(report)
+    if not args.no_save:
+        os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
+        name = datetime.date.today().isoformat() + ("-quick" if args.quick else "") + ".md"
+        with open(os.path.join(BENCH, "results", name), "w") as f:
+            f.write(report)
+        log(f"written to bench/results/{name}")
+    if not args.keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the table
+
+def render(results, dur, elapsed, quick) -> str:
+    by = {r["row"]: r for r in results}
+    base = by.get("nginx proxy (baseline)", {}).get("rps")
+    direct = by.get("mock direct (nginx)", {})
+    ms = lambda us: f"{us / 1000:.2f}" if us is not None else "—"  # noqa: E731
+
+    lines = [
+        "| row | req/s c=32 | × baseline | p50 c=32 (ms) | p99 c=32 (ms) | p50 c=1 (ms) | p99 c=1 (ms) "
+        "| +p50 c=1 vs direct (µs) | stream TTFB p50 (ms) | stream TTFB p99 (ms) | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['row']} | skipped: {r['skipped']} |" + " |" * 9)
+            continue
+        ratio = f"{r['rps'] / base:.2f}" if base else "—"
+        added = f"{r['c1_p50'] - direct['c1_p50']:+d}" if "c1_p50" in r and "c1_p50" in direct else "—"
+        lines.append(
+            f"| {r['row']} | {r['rps']:,.0f} | {ratio} | {ms(r['c32_p50'])} | {ms(r['c32_p99'])} "
+            f"| {ms(r.get('c1_p50'))} | {ms(r.get('c1_p99'))} | {added} "
+            f"| {ms(r.get('ttfb_p50'))} | {ms(r.get('ttfb_p99'))} | {r['rss_kb'] / 1024:.1f} |")
+
+    # Targets.
+    full, minimal, lite = by.get("writ full"), by.get("writ minimal"), by.get("LiteLLM proxy")
+    targets = []
+
+    def target(what, ok, measured):
+        targets.append(f"| {what} | {measured} | {'met' if ok else 'MISSED'} |")
+
+    if full and base:
+        target("writ full ≥ 0.7× baseline req/s at c=32", full["rps"] >= 0.7 * base, f"{full['rps'] / base:.2f}×")
+    if full and direct:
+        d50 = full["c1_p50"] - direct["c1_p50"]
+        d99 = full["c1_p99"] - direct["c1_p99"]
+        target("writ full: +p50 at c=1 ≤ 100 µs over mock direct", d50 <= 100, f"{d50:+d} µs")
+        target("writ full: +p99 at c=1 ≤ 1 ms over mock direct", d99 <= 1000, f"{d99:+d} µs")
+    if minimal and base:
+        target("writ minimal ≥ 0.9× baseline req/s", minimal["rps"] >= 0.9 * base, f"{minimal['rps'] / base:.2f}×")
+    if full and lite and "rps" in lite:
+        target("writ full ≥ 100× LiteLLM req/s", full["rps"] >= 100 * lite["rps"], f"{full['rps'] / lite['rps']:.1f}×")
+    if full:
+        target("writ full peak RSS under load ≤ 64 MB", full["rss_kb"] * 1024 <= 64e6,
+               f"{full['rss_kb'] * 1024 / 1e6:.1f} MB")
+    big = [r for r in results if r["row"].startswith("writ full, ")]
+    if full and big:
+        top = max(big, key=lambda r: r["writs"])
+        ok = top["rps"] >= 0.9 * full["rps"]
+        target(f"writ full req/s at {top['writs']:,} writs within 10% of 10 writs" +
+               (" (100 000 not run)" if top["writs"] < 100_000 else ""),
+               ok and top["writs"] >= 100_000, f"{top['rps'] / full['rps']:.2f}×")
+
+    extra = []
+    for r in big:
+        extra.append(f"- {r['row']} (over {r['agents']} agents): first use of every writ (a signature verification each) "
+                     f"{r['cold_rps']:,.0f} req/s; minted at {r['mint_rate']:,.0f} writs/s through the token endpoint.")
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = [
+        f"# bench/run{' --quick' if quick else ''}: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"writ {commit}; {os.cpu_count()} cores ({cpu}); {platform.system()} {platform.release()}; "
+        f"{dur:g} s per load; whole run {elapsed:.0f} s. Load generator wrk (c=32: 2 threads; c=1: 1 thread) "
+        "and every server share the same cores. Ratios are to the nginx proxy's c=32 req/s in this run.",
+        "",
+    ]
+    return "\n".join(head + lines + ["", "| target | measured | |", "|---|---:|---|"] + targets + [""] + extra) + "\n"
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
+    except SystemExit:
+        stop_all()
+        raise
+    except BaseException:
+        stop_all()
+        raise

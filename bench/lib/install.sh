@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs bench/run's tools if missing: nginx and wrk (Debian packages), and LiteLLM's
+# proxy with its dependencies in a virtualenv at bench/.venv (BENCH_VENV overrides).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${BENCH_VENV:-$here/.venv}"
+missing=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if ((${#missing[@]})); then
+  echo "[bench] installing ${missing[*]}" >&2
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [[ ! -x "$venv/bin/litellm" ]]; then
+  echo "[bench] installing litellm[proxy] into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q 'litellm[proxy]' PyJWT cryptography aiohttp
+fi
