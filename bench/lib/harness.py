@@ -446,7 +446,9 @@ def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream) -> tup
     cfg = os.path.join(d, "writ.toml")
     with open(cfg, "w") as f:
         f.write(writ_config(kind, port, tenant, mock, mock_stream))
-    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    env = dict(os.environ)
+    if kind == "minimal":  # no per-request log line; the other rows keep the default (info)
+        env["WRIT_LOG"] = "warn"
     p = Proc(name, [WRIT, "serve", "--config", cfg, "--data-dir", os.path.join(d, "data")],
              os.path.join(d, "out.log"), env=env)
     wait_port(port, p, 30)

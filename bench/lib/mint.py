@@ -23,7 +23,7 @@ GRANTS = json.dumps(
         {"type": "writ:llm", "upstream": "mockstream", "actions": ["chat"], "models": ["gpt-4o-mini"]},
     ]
 )
-ASSERTION = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 async def main() -> None:
