@@ -280,6 +280,30 @@ fn detection_config_is_checked() {
             "detection.tenants",
         ),
         ("[detection]\nmode = \"block\"\n", "unknown field"),
+        (
+            "[detection.brute_force]\nbackoff_after = 30\n",
+            "need 1 ≤ backoff_after ≤ lockout_after",
+        ),
+        (
+            "[detection.brute_force]\ndata_plane_block_after = 0\n",
+            "data_plane_block_after",
+        ),
+        (
+            "[detection.brute_force]\nlockout = \"0s\"\n",
+            "brute_force.lockout",
+        ),
+        (
+            "[detection.brute_force]\nbackoff_base = \"2m\"\n",
+            "at least backoff_base",
+        ),
+        (
+            "[detection.brute_force]\nnamespace = \"a/b\"\n",
+            "brute_force.namespace",
+        ),
+        (
+            "[detection.brute_force]\nwindow = \"30d\"\n",
+            "at most 7 days",
+        ),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(needle), "{text}: {err}");

@@ -222,30 +222,30 @@ pub(super) fn detection_config(
             "must be at least backoff_base",
         ));
     }
-    let backoff_after = b.backoff_after.unwrap_or(5);
-    let lockout_after = b.lockout_after.unwrap_or(20);
-    if backoff_after == 0
-        || lockout_after == 0
-        || backoff_after > lockout_after
-        || lockout_after > 10_000
-    {
-        return Err(invalid(
-            "brute_force.lockout_after",
-            "need 1 ≤ backoff_after ≤ lockout_after ≤ 10000",
-        ));
-    }
-    let dp_backoff_after = b.data_plane_backoff_after.unwrap_or(20);
-    let dp_block_after = b.data_plane_block_after.unwrap_or(100);
-    if dp_backoff_after == 0
-        || dp_block_after == 0
-        || dp_backoff_after > dp_block_after
-        || dp_block_after > 10_000
-    {
-        return Err(invalid(
-            "brute_force.data_plane_block_after",
-            "need 1 ≤ data_plane_backoff_after ≤ data_plane_block_after ≤ 10000",
-        ));
-    }
+    // Two thresholds, the first no later than the second.
+    let thresholds = |(first, first_name): (u32, &str), (second, second_name): (u32, &str)| {
+        if first == 0 || second == 0 || first > second || second > 10_000 {
+            return Err(invalid(
+                &format!("brute_force.{second_name}"),
+                &format!("need 1 ≤ {first_name} ≤ {second_name} ≤ 10000"),
+            ));
+        }
+        Ok((first, second))
+    };
+    let (backoff_after, lockout_after) = thresholds(
+        (b.backoff_after.unwrap_or(5), "backoff_after"),
+        (b.lockout_after.unwrap_or(20), "lockout_after"),
+    )?;
+    let (dp_backoff_after, dp_block_after) = thresholds(
+        (
+            b.data_plane_backoff_after.unwrap_or(20),
+            "data_plane_backoff_after",
+        ),
+        (
+            b.data_plane_block_after.unwrap_or(100),
+            "data_plane_block_after",
+        ),
+    )?;
     let strike_namespace = b.namespace.unwrap_or_default();
     if strike_namespace.len() > 64
         || !strike_namespace
