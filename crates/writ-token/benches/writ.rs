@@ -1,4 +1,6 @@
-//! Per-operation cost of the writ lifecycle: mint, verify (cold), authorize.
+//! Per-operation cost of the writ lifecycle: mint, verify (cold), authorize — evaluated
+//! (each call different facts than the last, so the Datalog authorizer runs) and repeated
+//! (the same facts in the same second, answered from the writ's memo of its last allow).
 //! Run with `cargo bench -p writ-token`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -47,7 +49,19 @@ fn bench(c: &mut Criterion) {
         max_output_tokens: Some(500),
         ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
     };
-    c.bench_function("authorize", |b| {
+    let other = RequestFacts {
+        max_output_tokens: Some(400),
+        ..facts.clone()
+    };
+    let mut flip = false;
+    c.bench_function("authorize (evaluated)", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let f = if flip { &facts } else { &other };
+            verified.authorize(black_box(f), t0()).unwrap()
+        })
+    });
+    c.bench_function("authorize (repeated)", |b| {
         b.iter(|| verified.authorize(black_box(&facts), t0()).unwrap())
     });
 }

@@ -235,3 +235,43 @@ fn datalog_in_grant_values_stays_a_value() {
         Err(WritError::Denied(_))
     ));
 }
+
+/// Authorization remembers the last request a writ allowed, for the second it was allowed
+/// in: repeating it skips the authorizer, and nothing else is let through by the memo —
+/// not other facts, not a later second (where a time check may fail), not after expiry.
+#[test]
+fn repeated_requests_get_the_same_answer_and_only_them() {
+    let key = RootKeyPair::generate(KeyId(1));
+    // Allowed only up to t0 + 5 s (a time check written as Datalog).
+    let deadline = "2027-01-15T08:00:05Z";
+    let limited: Vec<Grant> = parse_grants(&format!(
+        r#"[{{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100}},
+            {{"type":"writ:datalog","code":"check if time($t), $t <= {deadline};"}}]"#
+    ))
+    .unwrap();
+    let writ = mint_with(&key, &ceiling(), &limited, 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let at = |secs: u64| t0() + Duration::from_secs(secs);
+    let facts = chat("gpt-4o-mini", Some(50));
+    // t0 is 2027-01-15T08:00:00Z.
+    for _ in 0..3 {
+        assert!(verified.authorize(&facts, at(4)).is_ok());
+    }
+    // Other facts in the same second are evaluated, not remembered.
+    assert!(matches!(
+        verified.authorize(&chat("gpt-4o", Some(50)), at(4)),
+        Err(WritError::Denied(_))
+    ));
+    assert!(verified.authorize(&facts, at(4)).is_ok());
+    // A later second is evaluated afresh: past the deadline the same facts are refused.
+    assert!(verified.authorize(&facts, at(5)).is_ok());
+    assert!(matches!(
+        verified.authorize(&facts, at(6)),
+        Err(WritError::Denied(_))
+    ));
+    // And past expiry, whatever was remembered.
+    assert!(matches!(
+        verified.authorize(&facts, at(31)),
+        Err(WritError::Expired { .. })
+    ));
+}
