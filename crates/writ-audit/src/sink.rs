@@ -63,6 +63,9 @@ const SQLITE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_probe (id INTEGER PRIMARY KEY)",
 ];
 
+/// Rows per SQLite `INSERT`: three parameters each, well under SQLite's limit of 32 766.
+const SQLITE_ROWS_PER_INSERT: usize = 256;
+
 const POSTGRES_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_records (instance TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (instance, seq))",
     "CREATE TABLE IF NOT EXISTS audit_checkpoints (id BIGSERIAL PRIMARY KEY, instance TEXT NOT NULL, size BIGINT NOT NULL, note TEXT NOT NULL)",
@@ -129,14 +132,19 @@ impl Sink {
         let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
         match self {
             Sink::Sqlite(pool) => {
+                // A few multi-row statements per batch, not one per record: each statement
+                // is a round trip to SQLite's worker thread.
                 let mut tx = pool.begin().await?;
-                for (i, line) in lines.iter().enumerate() {
-                    sqlx::query("INSERT INTO audit_records (instance, seq, line) VALUES (?, ?, ?)")
-                        .bind(instance)
-                        .bind(seq(i))
-                        .bind(line)
-                        .execute(&mut *tx)
-                        .await?;
+                for (chunk_index, chunk) in lines.chunks(SQLITE_ROWS_PER_INSERT).enumerate() {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO audit_records (instance, seq, line) ",
+                    );
+                    insert.push_values(chunk.iter().enumerate(), |mut row, (i, line)| {
+                        row.push_bind(instance)
+                            .push_bind(seq(chunk_index * SQLITE_ROWS_PER_INSERT + i))
+                            .push_bind(line);
+                    });
+                    insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -337,4 +345,30 @@ pub fn split_export(lines: &[String]) -> Vec<(String, Vec<String>, Vec<String>)>
         out[i].1.push(line.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch longer than one multi-row statement keeps its order and numbering, and a
+    /// batch that clashes with stored records is refused whole.
+    #[tokio::test]
+    async fn sqlite_batches_span_statements_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sink = Sink::sqlite(&dir.path().join("audit.db"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sink.prepare().await.unwrap_or_else(|e| panic!("{e}"));
+        let n = 2 * SQLITE_ROWS_PER_INSERT + 7;
+        let lines: Vec<String> = (0..n).map(|i| format!("{{\"line\":{i}}}")).collect();
+        sink.append("inst", 0, &lines)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sink.export().await.unwrap_or_default(), lines);
+        // Overlaps seq 10 onwards: nothing of it is kept.
+        let clash: Vec<String> = (0..300).map(|i| format!("{{\"again\":{i}}}")).collect();
+        assert!(sink.append("inst", (n - 10) as u64, &clash).await.is_err());
+        assert_eq!(sink.export().await.unwrap_or_default(), lines);
+    }
 }
