@@ -65,13 +65,14 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
 
 /// The system resolver, keeping only addresses the policy allows.
 #[derive(Clone)]
-pub(crate) struct EgressResolver {
+pub struct EgressResolver {
     inner: GaiResolver,
     allow_private: bool,
 }
 
 impl EgressResolver {
-    pub(crate) fn new(allow_private: bool) -> Self {
+    /// A resolver that drops forbidden addresses unless `allow_private`.
+    pub fn new(allow_private: bool) -> Self {
         Self {
             inner: GaiResolver::new(),
             allow_private,

@@ -56,7 +56,8 @@ use hyper_util::rt::TokioExecutor;
 use reqwest::Url;
 
 /// The HTTP(S) client webhooks are delivered with: rustls (ring), no redirects followed.
-pub type WebhookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type WebhookClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::egress::EgressResolver>>, Full<Bytes>>;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
@@ -114,6 +115,8 @@ pub struct RawWebhook {
     /// PEM file of CA certificates trusted for this receiver besides the public roots
     /// (a receiver behind a private CA).
     pub ca_file: Option<std::path::PathBuf>,
+    /// Allow a receiver on a loopback, private or link-local address (as for upstreams).
+    pub allow_private_network: Option<bool>,
 }
 
 impl std::fmt::Debug for RawWebhook {
@@ -126,6 +129,7 @@ impl std::fmt::Debug for RawWebhook {
             .field("max_attempts", &self.max_attempts)
             .field("backoff_base", &self.backoff_base)
             .field("ca_file", &self.ca_file)
+            .field("allow_private_network", &self.allow_private_network)
             .finish()
     }
 }
@@ -148,6 +152,8 @@ pub struct WebhookConfig {
     pub backoff_base: Duration,
     /// CA certificates trusted for this receiver besides the public (webpki) roots.
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The receiver may be on a loopback, private or link-local address.
+    pub allow_private_network: bool,
 }
 
 impl WebhookConfig {
@@ -197,11 +203,22 @@ impl WebhookConfig {
                 if certs.is_empty() {
                     return Err("webhook: `ca_file` holds no certificate".into());
                 }
-                Webhooks::client_with(&certs)?;
+                Webhooks::client_with(&certs, false)?;
                 certs
             }
         };
+        // The egress policy of upstreams (DESIGN §6): literal addresses are checked here,
+        // names when they are resolved.
+        let allow_private_network = raw.allow_private_network.unwrap_or(false);
+        let literal = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+        if literal.is_some_and(crate::egress::is_forbidden) && !allow_private_network {
+            return Err("webhook: `url` points outside the public internet; set allow_private_network = true if that is intended".into());
+        }
         Ok(WebhookConfig {
+            allow_private_network,
             url,
             secret: UpstreamSecret::new(secret),
             detectors,
@@ -366,12 +383,14 @@ impl Webhooks {
     /// A client fit for [`Webhooks::start`]: TLS by rustls (ring) trusting the public
     /// webpki roots, and no redirects followed.
     pub fn client() -> Result<WebhookClient, String> {
-        Self::client_with(&[])
+        Self::client_with(&[], false)
     }
 
-    /// Like [`Webhooks::client`], also trusting `extra_roots`.
+    /// Like [`Webhooks::client`], also trusting `extra_roots`, and reaching private
+    /// addresses when `allow_private_network`.
     pub fn client_with(
         extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+        allow_private_network: bool,
     ) -> Result<WebhookClient, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -387,7 +406,9 @@ impl Webhooks {
         .map_err(|e| format!("webhook: TLS setup failed: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(crate::egress::EgressResolver::new(
+            allow_private_network,
+        ));
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -413,13 +434,15 @@ impl Webhooks {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
             // A receiver with its own CA gets a client that trusts it (checked when the
             // config was read, so this does not fail in practice).
-            let client = if config.extra_roots.is_empty() {
+            let client = if config.extra_roots.is_empty() && !config.allow_private_network {
                 client.clone()
             } else {
-                Self::client_with(&config.extra_roots).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "webhook CA not usable; public roots only");
-                    client.clone()
-                })
+                Self::client_with(&config.extra_roots, config.allow_private_network).unwrap_or_else(
+                    |e| {
+                        tracing::warn!(error = %e, "webhook CA not usable; public roots only");
+                        client.clone()
+                    },
+                )
             };
             let target = Arc::new(Target {
                 host: config.url.host_str().unwrap_or_default().to_string(),
@@ -776,6 +799,7 @@ mod tests {
             max_attempts: 3,
             backoff_base: Duration::from_millis(2),
             extra_roots: Vec::new(),
+            allow_private_network: true,
         }
     }
 
@@ -1049,7 +1073,8 @@ mod tests {
 
         let c = parse(&format!(
             "url = \"http://10.0.0.1:9000/x?team=sec\"\nsecret = \"{SECRET}\"\n\
-             detectors = [\"jwt_weak\"]\ntimeout = \"250ms\"\nmax_attempts = 1\nbackoff_base = \"1s\"\n"
+             detectors = [\"jwt_weak\"]\ntimeout = \"250ms\"\nmax_attempts = 1\nbackoff_base = \"1s\"\n\
+             allow_private_network = true\n"
         ))
         .unwrap();
         assert_eq!(c.detectors, Some(vec!["jwt_weak".to_string()]));

@@ -372,7 +372,7 @@ async fn detections_are_posted_to_a_signed_https_webhook() {
 
     let (upstream, gw) = gateway(
         &format!(
-            "[[detection.webhooks]]\nurl = \"https://localhost:{port}/hook\"\nsecret = \"{SECRET}\"\nca_file = {:?}\ndetectors = [\"prompt_secret\"]\n",
+            "[[detection.webhooks]]\nurl = \"https://localhost:{port}/hook\"\nsecret = \"{SECRET}\"\nca_file = {:?}\nallow_private_network = true\ndetectors = [\"prompt_secret\"]\n",
             certs.ca
         ),
         None,
@@ -450,6 +450,14 @@ fn webhook_config_is_checked() {
         (
             "[[detection.webhooks]]\nurl = \"https://x.example\"\nsecret = \"0123456789abcdef\"\nheaders = 1\n",
             "unknown field",
+        ),
+        (
+            "[[detection.webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"0123456789abcdef\"\n",
+            "allow_private_network",
+        ),
+        (
+            "[[detection.webhooks]]\nurl = \"http://[::1]:9/hook\"\nsecret = \"0123456789abcdef\"\n",
+            "allow_private_network",
         ),
     ] {
         let err = parse(text).unwrap_err().to_string();
