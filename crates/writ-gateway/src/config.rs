@@ -56,6 +56,7 @@ struct RawAudit {
     #[serde(default, with = "humantime_serde")]
     checkpoint_interval: Option<Duration>,
     client_addresses: Option<bool>,
+    durability: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +98,7 @@ struct RawServer {
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    workers: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
 }
@@ -153,6 +155,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest request body accepted; larger ones get 413 before being read.
     pub max_body_bytes: usize,
+    /// Serving threads (one runtime each); defaults to the number of CPU cores.
+    pub workers: usize,
     /// Serve HTTPS with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
     /// Tenant of agents when none is named.
@@ -197,6 +201,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Record each request's client address, as a keyed pseudonym (default on).
     pub client_addresses: bool,
+    /// When the SQLite or file sink forces records to disk: at every signed checkpoint
+    /// (`committed`, the default) or on every write (`synced`).
+    pub durability: writ_audit::sink::Durability,
 }
 
 /// Where limit state lives.
@@ -601,6 +608,18 @@ impl Config {
             (Some(_), None) => return Err(invalid("server.tls_key", "required with tls_cert")),
             (None, Some(_)) => return Err(invalid("server.tls_cert", "required with tls_key")),
         };
+        let workers = match raw.server.workers {
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::workers::MAX_WORKERS),
+            Some(n) if (1..=crate::workers::MAX_WORKERS).contains(&n) => n,
+            Some(_) => {
+                return Err(invalid(
+                    "server.workers",
+                    &format!("must be 1 to {}", crate::workers::MAX_WORKERS),
+                ));
+            }
+        };
         let limiter = limiter_config(raw.limiter, env)?;
         let audit = audit_config(raw.audit, env)?;
         let detection = detection::detection_config(raw.detection, env)?;
@@ -623,6 +642,7 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             max_body_bytes,
+            workers,
             tls,
             tenant,
             max_ttl,
@@ -817,7 +837,13 @@ fn audit_config(
     if checkpoint_interval.is_zero() {
         return Err(invalid("checkpoint_interval", "must be positive"));
     }
+    let durability = match raw.durability.as_deref() {
+        None | Some("committed") => writ_audit::sink::Durability::Committed,
+        Some("synced") => writ_audit::sink::Durability::Synced,
+        Some(_) => return Err(invalid("durability", "expected committed or synced")),
+    };
     Ok(AuditConfig {
+        durability,
         client_addresses: raw.client_addresses.unwrap_or(true),
         strict,
         sink,
@@ -1050,6 +1076,22 @@ mod tests {
     }
 
     #[test]
+    fn serving_threads_and_audit_durability() {
+        let c = load("").unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.workers, cores.min(crate::workers::MAX_WORKERS));
+        assert_eq!(
+            c.audit.durability,
+            writ_audit::sink::Durability::Committed
+        );
+        let c = load("[server]\nworkers = 3\n[audit]\ndurability = \"synced\"").unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.audit.durability, writ_audit::sink::Durability::Synced);
+        let err = load("[server]\nworkers = -1").unwrap_err().to_string();
+        assert!(err.contains("workers"), "{err}");
+    }
+
+    #[test]
     fn typos_are_errors_with_a_line() {
         let err = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n").unwrap_err();
         let text = err.to_string();
@@ -1061,6 +1103,9 @@ mod tests {
         for (text, field) in [
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
+            ("[server]\nworkers = 0", "server.workers"),
+            ("[server]\nworkers = 257", "server.workers"),
+            ("[audit]\ndurability = \"eventually\"", "audit.durability"),
             ("[tokens]\nmax_ttl = \"0s\"", "tokens.max_ttl"),
             (
                 "[upstreams.o]\nkind = \"carrier-pigeon\"",

@@ -25,7 +25,8 @@ mod token_endpoint;
 mod upstream;
 pub mod usage_log;
 pub mod webhook;
+pub mod workers;
 pub mod writ_cache;
 
 pub use gateway::{Gateway, KeyState, StartError};
-pub use server::{router, serve};
+pub use server::{router, serve, serve_with_workers};

@@ -371,7 +371,7 @@ async fn send(
         Some(tokens) => Some(
             tokens
                 .authorization(
-                    &target.upstream.client,
+                    target.upstream.client(),
                     target.upstream.timeout,
                     gw.clock.now(),
                 )

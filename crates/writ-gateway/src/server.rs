@@ -46,10 +46,23 @@ async fn healthz() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then drains connections.
+/// Serves the gateway on `listener`, on the calling runtime, until `shutdown` completes,
+/// then drains connections. Tests use this; `writ serve` uses [`serve_with_workers`].
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_workers(listener, gw, 0, shutdown).await
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains connections.
+/// With `workers` > 0, connections are served on that many threads with a runtime each
+/// (see `workers.rs`); with 0, on the calling runtime.
+pub async fn serve_with_workers(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
@@ -71,16 +84,11 @@ pub async fn serve(
         .clone()
         .map(|fanout| tokio::spawn(fanout.listen(Arc::downgrade(&gw))));
     let app = router(gw.clone());
-    let served = match gw.tls.clone() {
-        Some(tls) => crate::tls::serve(listener, app, tls, shutdown).await,
-        None => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
+    let tls = gw.tls.clone().map(crate::workers::acceptor);
+    let served = if workers == 0 {
+        crate::workers::serve_inline(listener, app, tls, shutdown).await
+    } else {
+        crate::workers::serve_threads(listener, app, tls, workers, shutdown).await
     };
     sweeper.abort();
     // Pending records written and a final checkpoint signed.

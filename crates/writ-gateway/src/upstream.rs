@@ -42,7 +42,11 @@ pub(crate) struct Upstream {
     pub(crate) signer: Option<Signer>,
     /// The credential, kept to scrub it from anything the upstream sends back.
     pub(crate) secret: writ_providers::UpstreamSecret,
-    pub(crate) client: HttpClient,
+    /// How connections to it are made (egress policy, TLS, timeouts).
+    connector: HttpsConnector<HttpConnector<EgressResolver>>,
+    /// A connection pool per serving thread (index [`crate::workers::current`]), made on
+    /// first use: a worker reuses only connections its own runtime drives.
+    pools: Box<[std::sync::OnceLock<HttpClient>]>,
 }
 
 impl Upstream {
@@ -117,9 +121,6 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
         let scheme = base_url.scheme_str().unwrap_or("https");
         let authority = base_url.authority().map(|a| a.as_str()).unwrap_or_default();
         let prefix = base_url.path().trim_end_matches('/');
@@ -137,7 +138,20 @@ impl Upstream {
             vertex_scope,
             deployments: cfg.deployments.clone(),
             auth_query: cfg.auth_query.clone(),
-            client,
+            connector: https,
+            pools: (0..=crate::workers::MAX_WORKERS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        })
+    }
+
+    /// The HTTP client (connection pool) of the serving thread this runs on.
+    pub(crate) fn client(&self) -> &HttpClient {
+        let slot = crate::workers::current() % self.pools.len();
+        self.pools[slot].get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(self.connector.clone())
         })
     }
 }

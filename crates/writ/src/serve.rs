@@ -116,7 +116,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "writ {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
-    writ_gateway::serve(listener, Arc::new(gateway), shutdown_signal()).await?;
+    writ_gateway::serve_with_workers(
+        listener,
+        Arc::new(gateway),
+        config.workers,
+        shutdown_signal(),
+    )
+    .await?;
     store.close().await;
     println!("writ stopped");
     Ok(())

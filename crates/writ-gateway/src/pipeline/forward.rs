@@ -23,7 +23,7 @@ pub(crate) async fn send(
     upstream: &Upstream,
     outbound: Outbound,
 ) -> Result<http::Response<Incoming>, GatewayError> {
-    let pending = upstream.client.request(outbound.0);
+    let pending = upstream.client().request(outbound.0);
     let response = match tokio::time::timeout(upstream.timeout, pending).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) if e.is_connect() => {

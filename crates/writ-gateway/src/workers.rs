@@ -1,0 +1,219 @@
+//! Serving threads: accepted connections are handed round-robin to worker threads, each
+//! running its own single-threaded runtime, so a request is read, forwarded and answered
+//! on one thread without waking another.
+//!
+//! A multi-threaded runtime moves tasks between threads: under load on a small machine the
+//! gateway spent more time switching and waking threads than proxying (`bench/run`
+//! profile). With one runtime per core, a connection, the upstream connections its
+//! requests use (each worker has its own pools, see [`current`]) and the tasks that serve
+//! them stay on one thread. Shared state (limits, audit writer, caches) is reached through
+//! the same `Arc<Gateway>` as before.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most worker threads a gateway runs.
+pub const MAX_WORKERS: usize = 256;
+
+/// Accepted connections waiting for a worker, per worker, before the acceptor waits.
+const QUEUE: usize = 1024;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The serving thread this code runs on: 1..=N on a worker thread, 0 anywhere else (the
+/// main runtime, tests). Upstream connection pools are kept per worker by this number.
+pub(crate) fn current() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Serves `app` on connections from `listener`, on the calling runtime (no worker threads),
+/// until `shutdown` completes; then waits for open connections to finish.
+pub(crate) async fn serve_inline(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener) => accepted,
+        };
+        tokio::spawn(connection(
+            tcp,
+            peer,
+            app.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        ));
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves `app` on `workers` threads fed from `listener`, until `shutdown` completes; then
+/// stops accepting and waits for every worker to finish its open connections.
+pub(crate) async fn serve_threads(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    workers: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let workers = workers.clamp(1, MAX_WORKERS);
+    let mut queues = Vec::with_capacity(workers);
+    let mut finished = Vec::with_capacity(workers);
+    for index in 1..=workers {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (done_tx, done_rx) = oneshot::channel();
+        let (app, tls) = (app.clone(), tls.clone());
+        std::thread::Builder::new()
+            .name(format!("writ-worker-{index}"))
+            .spawn(move || {
+                WORKER.with(|w| w.set(index));
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(worker(rx, app, tls)),
+                    Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
+                }
+                let _ = done_tx.send(());
+            })?;
+        queues.push(tx);
+        finished.push(done_rx);
+    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener) => accepted,
+        };
+        // Registered again with the worker's own reactor.
+        let std = match tcp.into_std() {
+            Ok(std) => std,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand a connection over");
+                continue;
+            }
+        };
+        let queue = &queues[next];
+        next = (next + 1) % queues.len();
+        if queue.send((std, peer)).await.is_err() {
+            tracing::error!("a worker thread stopped; connection dropped");
+        }
+    }
+    drop(listener);
+    // Closing the queues tells the workers to drain and stop.
+    drop(queues);
+    for done in finished {
+        let _ = done.await;
+    }
+    Ok(())
+}
+
+/// The next connection, with Nagle off. Accept errors (out of file descriptors and the
+/// like) are logged and waited out briefly; the other connections keep being served.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// One worker thread's loop: serve every connection it is handed until the queue closes,
+/// then let open connections finish.
+async fn worker(
+    mut queue: mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+) {
+    let graceful = GracefulShutdown::new();
+    while let Some((std, peer)) = queue.recv().await {
+        match TcpStream::from_std(std) {
+            Ok(tcp) => {
+                tokio::spawn(connection(
+                    tcp,
+                    peer,
+                    app.clone(),
+                    tls.clone(),
+                    graceful.watcher(),
+                ));
+            }
+            Err(e) => tracing::warn!(%peer, error = %e, "could not take a connection over"),
+        }
+    }
+    graceful.shutdown().await;
+}
+
+/// Serves one connection, over TLS when `tls` is set, HTTP/1.1 or HTTP/2.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    watcher: Watcher,
+) {
+    match tls {
+        None => http(tcp, peer, app, watcher).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => http(tls, peer, app, watcher).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn http<Io>(io: Io, peer: SocketAddr, app: Router, watcher: Watcher)
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The client's address, as axum's `ConnectInfo`.
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let mut app = app.clone();
+        async move { tower_service::Service::call(&mut app, req).await }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The TLS acceptor for a server configuration.
+pub(crate) fn acceptor(config: Arc<rustls::ServerConfig>) -> TlsAcceptor {
+    TlsAcceptor::from(config)
+}
