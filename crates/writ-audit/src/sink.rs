@@ -46,15 +46,28 @@ pub struct CheckpointLine {
     pub size: u64,
 }
 
+/// When a local sink (SQLite, file) forces what it wrote to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every write is synced before it returns (`fsync`): a record survives a power loss
+    /// the moment its write completes. Costs a disk sync per batch.
+    Synced,
+    /// Every write is committed (in the operating system's hands) before it returns, so
+    /// it survives the gateway crashing or being killed; the sink is synced at every
+    /// signed checkpoint ([`Sink::sync`]), and the OS writes the rest within seconds.
+    /// A power loss can lose what came after the last checkpoint.
+    Committed,
+}
+
 /// Where audit lines are kept.
 #[derive(Debug, Clone)]
 pub enum Sink {
     /// SQLite database.
     Sqlite(SqlitePool),
-    /// PostgreSQL database.
+    /// PostgreSQL database (durability is the server's `synchronous_commit`).
     Postgres(PgPool),
-    /// JSON-lines file, appended and synced.
-    File(PathBuf),
+    /// JSON-lines file, appended (and synced after each write if [`Durability::Synced`]).
+    File(PathBuf, Durability),
 }
 
 const SQLITE_SCHEMA: &[&str] = &[
@@ -72,13 +85,23 @@ const POSTGRES_SCHEMA: &[&str] = &[
 ];
 
 impl Sink {
-    /// Opens (creating) the SQLite sink at `path`.
+    /// Opens (creating) the SQLite sink at `path`, synced on every write.
     pub async fn sqlite(path: &Path) -> Result<Self, SinkError> {
+        Self::sqlite_with(path, Durability::Synced).await
+    }
+
+    /// Opens (creating) the SQLite sink at `path` (WAL; `synchronous = FULL` when
+    /// [`Durability::Synced`], `NORMAL` when [`Durability::Committed`]).
+    pub async fn sqlite_with(path: &Path, durability: Durability) -> Result<Self, SinkError> {
+        let synchronous = match durability {
+            Durability::Synced => sqlx::sqlite::SqliteSynchronous::Full,
+            Durability::Committed => sqlx::sqlite::SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+            .synchronous(synchronous);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(2))
@@ -107,9 +130,36 @@ impl Sink {
         Ok(sink)
     }
 
-    /// A JSON-lines file at `path`.
+    /// A JSON-lines file at `path`, synced on every write.
     pub fn file(path: PathBuf) -> Self {
-        Sink::File(path)
+        Sink::File(path, Durability::Synced)
+    }
+
+    /// A JSON-lines file at `path` with the given durability.
+    pub fn file_with(path: PathBuf, durability: Durability) -> Self {
+        Sink::File(path, durability)
+    }
+
+    /// Forces everything written so far to disk: SQLite's WAL is checkpointed (which
+    /// syncs it), a file is synced; PostgreSQL already is, per its own settings.
+    pub async fn sync(&self) -> Result<(), SinkError> {
+        match self {
+            Sink::Sqlite(pool) => {
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(pool)
+                    .await?;
+            }
+            Sink::Postgres(_) => {}
+            Sink::File(path, _) => {
+                let file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await?;
+                file.sync_data().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the tables if needed (PostgreSQL).
@@ -134,19 +184,37 @@ impl Sink {
             Sink::Sqlite(pool) => {
                 // A few multi-row statements per batch, not one per record: each statement
                 // is a round trip to SQLite's worker thread.
-                let mut tx = pool.begin().await?;
-                for (chunk_index, chunk) in lines.chunks(SQLITE_ROWS_PER_INSERT).enumerate() {
+                fn insert<'a>(
+                    instance: &'a str,
+                    first: i64,
+                    chunk: &'a [String],
+                ) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
                     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                         "INSERT INTO audit_records (instance, seq, line) ",
                     );
                     insert.push_values(chunk.iter().enumerate(), |mut row, (i, line)| {
                         row.push_bind(instance)
-                            .push_bind(seq(chunk_index * SQLITE_ROWS_PER_INSERT + i))
+                            .push_bind(first.saturating_add(i as i64))
                             .push_bind(line);
                     });
-                    insert.build().execute(&mut *tx).await?;
+                    insert
                 }
-                tx.commit().await?;
+                if lines.len() <= SQLITE_ROWS_PER_INSERT {
+                    // One statement is its own transaction: one round trip, not three.
+                    insert(instance, seq(0), lines)
+                        .build()
+                        .execute(pool)
+                        .await?;
+                } else {
+                    let mut tx = pool.begin().await?;
+                    for (chunk_index, chunk) in lines.chunks(SQLITE_ROWS_PER_INSERT).enumerate() {
+                        insert(instance, seq(chunk_index * SQLITE_ROWS_PER_INSERT), chunk)
+                            .build()
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                }
             }
             Sink::Postgres(pool) => {
                 // One statement, one round trip, for the whole batch (atomic on its own).
@@ -161,13 +229,13 @@ impl Sink {
                 .execute(pool)
                 .await?;
             }
-            Sink::File(path) => {
+            Sink::File(path, durability) => {
                 let mut text = String::new();
                 for line in lines {
                     text.push_str(line);
                     text.push('\n');
                 }
-                append_file(path, text.as_bytes()).await?;
+                append_file(path, text.as_bytes(), *durability).await?;
             }
         }
         Ok(())
@@ -202,7 +270,7 @@ impl Sink {
                 .execute(pool)
                 .await?;
             }
-            Sink::File(path) => {
+            Sink::File(path, durability) => {
                 let line = CheckpointLine {
                     checkpoint: note.to_string(),
                     instance: instance.to_string(),
@@ -211,7 +279,7 @@ impl Sink {
                 let mut text =
                     serde_json::to_string(&line).map_err(|e| SinkError(e.to_string()))?;
                 text.push('\n');
-                append_file(path, text.as_bytes()).await?;
+                append_file(path, text.as_bytes(), *durability).await?;
             }
         }
         Ok(())
@@ -231,8 +299,8 @@ impl Sink {
                 self.prepare().await?;
                 sqlx::query("SELECT 1").execute(pool).await?;
             }
-            Sink::File(path) => {
-                append_file(path, b"").await?;
+            Sink::File(path, durability) => {
+                append_file(path, b"", *durability).await?;
             }
         }
         Ok(())
@@ -262,7 +330,7 @@ impl Sink {
                     .fetch_all(pool)
                     .await?,
             ),
-            Sink::File(path) => {
+            Sink::File(path, _) => {
                 let text = tokio::fs::read_to_string(path).await?;
                 return Ok(text.lines().map(str::to_string).collect());
             }
@@ -302,7 +370,7 @@ impl Sink {
 /// An (instance, seq or size, line or note) row.
 type Row = (String, i64, String);
 
-async fn append_file(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+async fn append_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), SinkError> {
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -310,7 +378,9 @@ async fn append_file(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
         .await?;
     if !bytes.is_empty() {
         file.write_all(bytes).await?;
-        file.sync_data().await?;
+        if durability == Durability::Synced {
+            file.sync_data().await?;
+        }
     }
     Ok(())
 }
@@ -370,5 +440,48 @@ mod tests {
         let clash: Vec<String> = (0..300).map(|i| format!("{{\"again\":{i}}}")).collect();
         assert!(sink.append("inst", (n - 10) as u64, &clash).await.is_err());
         assert_eq!(sink.export().await.unwrap_or_default(), lines);
+        // A batch of one statement (no explicit transaction) is all or nothing too.
+        let short: Vec<String> = (0..5).map(|i| format!("{{\"short\":{i}}}")).collect();
+        assert!(sink.append("inst", (n - 2) as u64, &short).await.is_err());
+        assert_eq!(sink.export().await.unwrap_or_default(), lines);
+    }
+
+    async fn synchronous(sink: &Sink) -> i64 {
+        let Sink::Sqlite(pool) = sink else {
+            panic!("not SQLite")
+        };
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `Synced` syncs every commit (`synchronous = FULL`); `Committed` leaves it to the
+    /// checkpoints (`NORMAL`), and `sync` then forces what was written to disk.
+    #[tokio::test]
+    async fn durability_decides_when_sqlite_and_files_sync() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let synced = Sink::sqlite_with(&dir.path().join("a.db"), Durability::Synced)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(synchronous(&synced).await, 2);
+        let committed = Sink::sqlite_with(&dir.path().join("b.db"), Durability::Committed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(synchronous(&committed).await, 1);
+        let lines: Vec<String> = (0..3).map(|i| format!("{{\"line\":{i}}}")).collect();
+        for sink in [
+            committed,
+            Sink::file_with(dir.path().join("c.jsonl"), Durability::Committed),
+        ] {
+            sink.append("inst", 0, &lines)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            sink.sync().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(sink.export().await.unwrap_or_default(), lines);
+        }
+        // Syncing a file sink that cannot be opened is an error, not a silent success.
+        let gone = Sink::file_with(dir.path().join("no/such/dir.jsonl"), Durability::Committed);
+        assert!(gone.sync().await.is_err());
     }
 }

@@ -3,7 +3,8 @@
 //! records, every T, and at shutdown.
 //!
 //! In strict mode (the default) a request is forwarded only while the sink is writable,
-//! and a record is durable before its response completes; a record that could not be
+//! and a record is committed to the sink before its response completes (synced to disk
+//! then too with `durability = "synced"`, otherwise at every checkpoint); a record that could not be
 //! written is kept and retried, never dropped, and the instance refuses (503) until the
 //! sink takes writes again.
 
@@ -42,13 +43,15 @@ pub fn load_key(data: &DataDir) -> Result<AuditKey, String> {
 /// Opens the configured sink.
 pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, String> {
     match &config.sink {
-        AuditSinkConfig::Sqlite => Sink::sqlite(&data.path().join("audit.db"))
-            .await
-            .map_err(|e| e.to_string()),
+        AuditSinkConfig::Sqlite => {
+            Sink::sqlite_with(&data.path().join("audit.db"), config.durability)
+                .await
+                .map_err(|e| e.to_string())
+        }
         AuditSinkConfig::Postgres(url) => Sink::postgres(url.expose())
             .await
             .map_err(|e| e.to_string()),
-        AuditSinkConfig::File(path) => Ok(Sink::file(path.clone())),
+        AuditSinkConfig::File(path) => Ok(Sink::file_with(path.clone(), config.durability)),
     }
 }
 
@@ -100,6 +103,8 @@ impl Auditor {
             checkpointed: 0,
             every: config.checkpoint_every,
             healthy: healthy.clone(),
+            sync_at_checkpoints: config.durability == writ_audit::sink::Durability::Committed,
+            linger: (!config.strict).then_some(BEST_EFFORT_LINGER),
         };
         tracing::info!(instance = %instance, "audit log started");
         let task = tokio::spawn(writer.run(rx, config.checkpoint_interval));
@@ -205,7 +210,17 @@ struct Writer {
     checkpointed: u64,
     every: u64,
     healthy: Arc<AtomicBool>,
+    /// Force the sink to disk after each checkpoint (writes themselves are not synced).
+    sync_at_checkpoints: bool,
+    /// Best effort: how long a batch may gather records before it is written.
+    linger: Option<Duration>,
 }
+
+/// In best-effort mode nobody waits for a record, so the writer lets a batch gather this
+/// long (or [`BEST_EFFORT_BATCH`] records) before writing it: far fewer, larger writes.
+const BEST_EFFORT_LINGER: Duration = Duration::from_millis(20);
+/// The most records a best-effort batch gathers before it is written.
+const BEST_EFFORT_BATCH: usize = 1024;
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>, interval: Duration) {
@@ -220,6 +235,15 @@ impl Writer {
                     // Batch whatever else is queued.
                     while let Ok(job) = rx.try_recv() {
                         self.take(job, &mut done);
+                    }
+                    if let Some(linger) = self.linger {
+                        let until = tokio::time::Instant::now() + linger;
+                        while done.is_empty() && self.unwritten.len() < BEST_EFFORT_BATCH {
+                            match tokio::time::timeout_at(until, rx.recv()).await {
+                                Ok(Some(job)) => self.take(job, &mut done),
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
                     }
                     self.flush().await;
                     if self.log.size() - self.checkpointed >= self.every {
@@ -309,6 +333,11 @@ impl Writer {
         {
             Ok(()) => self.checkpointed = self.log.size(),
             Err(e) => tracing::error!(error = %e, "audit checkpoint write failed"),
+        }
+        if self.sync_at_checkpoints
+            && let Err(e) = self.sink.sync().await
+        {
+            tracing::error!(error = %e, "audit sink sync failed");
         }
     }
 }

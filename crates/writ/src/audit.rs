@@ -200,7 +200,7 @@ async fn sink_lines(config: &Config) -> anyhow::Result<Vec<String>> {
     match &sink {
         Sink::Sqlite(pool) => pool.close().await,
         Sink::Postgres(pool) => pool.close().await,
-        Sink::File(_) => {}
+        Sink::File(..) => {}
     }
     Ok(lines?)
 }
