@@ -67,9 +67,15 @@ impl TestGateway {
             .expect("bind gateway");
         let addr = listener.local_addr().expect("gateway address");
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(writ_gateway::serve(listener, gateway.clone(), async {
-            let _ = stopped.await;
-        }));
+        // Served as `writ serve` serves: on worker threads, one runtime each.
+        tokio::spawn(writ_gateway::serve_with_workers(
+            listener,
+            gateway.clone(),
+            config.workers,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             scheme: "http",
@@ -171,6 +177,16 @@ pub fn mint_with(
         cnf_jkt: None,
     };
     mint(key, &req).expect("mint").0
+}
+
+impl TestGateway {
+    /// Starts a graceful shutdown: the gateway stops accepting connections and lets the
+    /// requests in flight finish (its data directory stays until it is dropped).
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl Drop for TestGateway {
