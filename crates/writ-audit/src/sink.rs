@@ -104,6 +104,9 @@ impl Sink {
             .synchronous(synchronous);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            // A local file: no connection to test before each use (that is a round trip
+            // to SQLite's worker thread per write).
+            .test_before_acquire(false)
             .acquire_timeout(std::time::Duration::from_secs(2))
             .connect_with(options)
             .await?;
