@@ -155,7 +155,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest request body accepted; larger ones get 413 before being read.
     pub max_body_bytes: usize,
-    /// Serving threads (one runtime each); defaults to the number of CPU cores.
+    /// Serving threads (one runtime each); defaults to the number of CPU cores. 0 serves
+    /// on the main multi-threaded runtime instead.
     pub workers: usize,
     /// Serve HTTPS with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
@@ -612,11 +613,11 @@ impl Config {
             None => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(crate::workers::MAX_WORKERS),
-            Some(n) if (1..=crate::workers::MAX_WORKERS).contains(&n) => n,
+            Some(n) if n <= crate::workers::MAX_WORKERS => n,
             Some(_) => {
                 return Err(invalid(
                     "server.workers",
-                    &format!("must be 1 to {}", crate::workers::MAX_WORKERS),
+                    &format!("must be 0 to {}", crate::workers::MAX_WORKERS),
                 ));
             }
         };
@@ -1083,6 +1084,7 @@ mod tests {
         assert_eq!(c.audit.durability, writ_audit::sink::Durability::Committed);
         let c = load("[server]\nworkers = 3\n[audit]\ndurability = \"synced\"").unwrap();
         assert_eq!(c.workers, 3);
+        assert_eq!(load("[server]\nworkers = 0").unwrap().workers, 0);
         assert_eq!(c.audit.durability, writ_audit::sink::Durability::Synced);
         let err = load("[server]\nworkers = -1").unwrap_err().to_string();
         assert!(err.contains("workers"), "{err}");
@@ -1100,7 +1102,6 @@ mod tests {
         for (text, field) in [
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
-            ("[server]\nworkers = 0", "server.workers"),
             ("[server]\nworkers = 257", "server.workers"),
             ("[audit]\ndurability = \"eventually\"", "audit.durability"),
             ("[tokens]\nmax_ttl = \"0s\"", "tokens.max_ttl"),

@@ -9,11 +9,6 @@ mod lint;
 mod revoke;
 mod serve;
 mod settings;
-
-/// mimalloc: the gateway allocates and frees small buffers on every request, and glibc's
-/// allocator spent about a tenth of its CPU time on that under load (`bench/run` profile).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod token;
 
 use std::process::ExitCode;
