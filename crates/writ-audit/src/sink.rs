@@ -29,6 +29,12 @@ impl From<sqlx::Error> for SinkError {
     }
 }
 
+impl From<rusqlite::Error> for SinkError {
+    fn from(e: rusqlite::Error) -> Self {
+        SinkError(e.to_string())
+    }
+}
+
 impl From<std::io::Error> for SinkError {
     fn from(e: std::io::Error) -> Self {
         SinkError(e.to_string())
@@ -59,11 +65,51 @@ pub enum Durability {
     Committed,
 }
 
+/// The connection audit lines are written through, for the SQLite sink: SQLite called
+/// directly on the writing thread. (A sqlx connection runs on a thread of its own, and
+/// every statement is a round trip to it: two thread wake-ups per write.)
+#[derive(Clone)]
+pub struct SqliteWriter(std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>);
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteWriter")
+    }
+}
+
+impl SqliteWriter {
+    fn open(path: &Path, durability: Durability) -> Result<Self, SinkError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        // `synchronous` is a setting of each connection: this is the one that writes.
+        let synchronous = match durability {
+            Durability::Synced => "FULL",
+            Durability::Committed => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        Ok(Self(std::sync::Arc::new(std::sync::Mutex::new(conn))))
+    }
+
+    /// Runs `f` on the connection (blocking the calling thread while SQLite works).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SinkError> {
+        let mut conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&mut conn)?)
+    }
+
+    /// The connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL).
+    pub fn synchronous(&self) -> Result<i64, SinkError> {
+        self.with(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
+    }
+}
+
 /// Where audit lines are kept.
 #[derive(Debug, Clone)]
 pub enum Sink {
-    /// SQLite database.
-    Sqlite(SqlitePool),
+    /// SQLite database: a pool for reading, one connection for writing.
+    Sqlite(SqlitePool, SqliteWriter),
     /// PostgreSQL database (durability is the server's `synchronous_commit`).
     Postgres(PgPool),
     /// JSON-lines file, appended (and synced after each write if [`Durability::Synced`]).
@@ -75,9 +121,6 @@ const SQLITE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL, size INTEGER NOT NULL, note TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS audit_probe (id INTEGER PRIMARY KEY)",
 ];
-
-/// Rows per SQLite `INSERT`: three parameters each, well under SQLite's limit of 32 766.
-const SQLITE_ROWS_PER_INSERT: usize = 256;
 
 const POSTGRES_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_records (instance TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (instance, seq))",
@@ -113,7 +156,8 @@ impl Sink {
         for statement in SQLITE_SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
-        Ok(Sink::Sqlite(pool))
+        let writer = SqliteWriter::open(path, durability)?;
+        Ok(Sink::Sqlite(pool, writer))
     }
 
     /// Connects to PostgreSQL at `url`. The pool connects lazily, so a database that is
@@ -147,10 +191,8 @@ impl Sink {
     /// syncs it), a file is synced; PostgreSQL already is, per its own settings.
     pub async fn sync(&self) -> Result<(), SinkError> {
         match self {
-            Sink::Sqlite(pool) => {
-                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(pool)
-                    .await?;
+            Sink::Sqlite(_, writer) => {
+                writer.with(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))?;
             }
             Sink::Postgres(_) => {}
             Sink::File(path, _) => {
@@ -184,40 +226,20 @@ impl Sink {
     ) -> Result<(), SinkError> {
         let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
         match self {
-            Sink::Sqlite(pool) => {
-                // A few multi-row statements per batch, not one per record: each statement
-                // is a round trip to SQLite's worker thread.
-                fn insert<'a>(
-                    instance: &'a str,
-                    first: i64,
-                    chunk: &'a [String],
-                ) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
-                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO audit_records (instance, seq, line) ",
-                    );
-                    insert.push_values(chunk.iter().enumerate(), |mut row, (i, line)| {
-                        row.push_bind(instance)
-                            .push_bind(first.saturating_add(i as i64))
-                            .push_bind(line);
-                    });
-                    insert
-                }
-                if lines.len() <= SQLITE_ROWS_PER_INSERT {
-                    // One statement is its own transaction: one round trip, not three.
-                    insert(instance, seq(0), lines)
-                        .build()
-                        .execute(pool)
-                        .await?;
-                } else {
-                    let mut tx = pool.begin().await?;
-                    for (chunk_index, chunk) in lines.chunks(SQLITE_ROWS_PER_INSERT).enumerate() {
-                        insert(instance, seq(chunk_index * SQLITE_ROWS_PER_INSERT), chunk)
-                            .build()
-                            .execute(&mut *tx)
-                            .await?;
+            Sink::Sqlite(_, writer) => {
+                // One transaction, one prepared statement run per line: all in-process.
+                writer.with(|c| {
+                    let tx = c.transaction()?;
+                    {
+                        let mut insert = tx.prepare_cached(
+                            "INSERT INTO audit_records (instance, seq, line) VALUES (?1, ?2, ?3)",
+                        )?;
+                        for (i, line) in lines.iter().enumerate() {
+                            insert.execute(rusqlite::params![instance, seq(i), line])?;
+                        }
                     }
-                    tx.commit().await?;
-                }
+                    tx.commit()
+                })?;
             }
             Sink::Postgres(pool) => {
                 // One statement, one round trip, for the whole batch (atomic on its own).
@@ -253,15 +275,13 @@ impl Sink {
     ) -> Result<(), SinkError> {
         let size_i = i64::try_from(size).unwrap_or(i64::MAX);
         match self {
-            Sink::Sqlite(pool) => {
-                sqlx::query(
-                    "INSERT INTO audit_checkpoints (instance, size, note) VALUES (?, ?, ?)",
-                )
-                .bind(instance)
-                .bind(size_i)
-                .bind(note)
-                .execute(pool)
-                .await?;
+            Sink::Sqlite(_, writer) => {
+                writer.with(|c| {
+                    c.execute(
+                        "INSERT INTO audit_checkpoints (instance, size, note) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![instance, size_i, note],
+                    )
+                })?;
             }
             Sink::Postgres(pool) => {
                 sqlx::query(
@@ -291,12 +311,12 @@ impl Sink {
     /// Whether a write would succeed now, without writing a record.
     pub async fn probe(&self) -> Result<(), SinkError> {
         match self {
-            Sink::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("INSERT OR REPLACE INTO audit_probe (id) VALUES (1)")
-                    .execute(&mut *tx)
-                    .await?;
-                tx.rollback().await?;
+            Sink::Sqlite(_, writer) => {
+                writer.with(|c| {
+                    let tx = c.transaction()?;
+                    tx.execute("INSERT OR REPLACE INTO audit_probe (id) VALUES (1)", [])?;
+                    tx.rollback()
+                })?;
             }
             Sink::Postgres(pool) => {
                 self.prepare().await?;
@@ -313,7 +333,7 @@ impl Sink {
     /// checkpoint after the record it covers up to.
     pub async fn export(&self) -> Result<Vec<String>, SinkError> {
         let (records, checkpoints): (Vec<Row>, Vec<Row>) = match self {
-            Sink::Sqlite(pool) => (
+            Sink::Sqlite(pool, _) => (
                 sqlx::query_as(
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
@@ -424,8 +444,8 @@ pub fn split_export(lines: &[String]) -> Vec<(String, Vec<String>, Vec<String>)>
 mod tests {
     use super::*;
 
-    /// A batch longer than one multi-row statement keeps its order and numbering, and a
-    /// batch that clashes with stored records is refused whole.
+    /// A long batch keeps its order and numbering, and a batch that clashes with stored
+    /// records is refused whole.
     #[tokio::test]
     async fn sqlite_batches_span_statements_all_or_nothing() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -433,7 +453,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         sink.prepare().await.unwrap_or_else(|e| panic!("{e}"));
-        let n = 2 * SQLITE_ROWS_PER_INSERT + 7;
+        let n = 519;
         let lines: Vec<String> = (0..n).map(|i| format!("{{\"line\":{i}}}")).collect();
         sink.append("inst", 0, &lines)
             .await
@@ -443,20 +463,17 @@ mod tests {
         let clash: Vec<String> = (0..300).map(|i| format!("{{\"again\":{i}}}")).collect();
         assert!(sink.append("inst", (n - 10) as u64, &clash).await.is_err());
         assert_eq!(sink.export().await.unwrap_or_default(), lines);
-        // A batch of one statement (no explicit transaction) is all or nothing too.
+        // A short one too.
         let short: Vec<String> = (0..5).map(|i| format!("{{\"short\":{i}}}")).collect();
         assert!(sink.append("inst", (n - 2) as u64, &short).await.is_err());
         assert_eq!(sink.export().await.unwrap_or_default(), lines);
     }
 
     async fn synchronous(sink: &Sink) -> i64 {
-        let Sink::Sqlite(pool) = sink else {
+        let Sink::Sqlite(_, writer) = sink else {
             panic!("not SQLite")
         };
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(pool)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        writer.synchronous().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `Synced` syncs every commit (`synchronous = FULL`); `Committed` leaves it to the

@@ -58,6 +58,8 @@ pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, Str
 enum Job {
     Record(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
     Checkpoint(oneshot::Sender<()>),
+    /// Write what is pending, sign a last checkpoint and end.
+    Stop,
 }
 
 /// This instance's audit log.
@@ -73,7 +75,8 @@ pub(crate) struct Auditor {
     /// The sink, for reading back.
     sink: Sink,
     verifier: writ_audit::VerifierKey,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Resolves when the writer thread has ended.
+    writer: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Auditor {
@@ -105,9 +108,26 @@ impl Auditor {
             healthy: healthy.clone(),
             sync_at_checkpoints: config.durability == writ_audit::sink::Durability::Committed,
             linger: (!config.strict).then_some(BEST_EFFORT_LINGER),
+            stopping: false,
         };
         tracing::info!(instance = %instance, "audit log started");
-        let task = tokio::spawn(writer.run(rx, config.checkpoint_interval));
+        // The writer has a thread (and runtime) of its own: the serving threads hand it
+        // records without waking one another, and the SQLite sink writes on it directly.
+        let interval = config.checkpoint_interval;
+        let (ended_tx, ended) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("writ-audit".to_string())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(writer.run(rx, interval)),
+                    Err(e) => tracing::error!(error = %e, "audit writer runtime failed to start"),
+                }
+                let _ = ended_tx.send(());
+            })
+            .map_err(|e| format!("audit writer thread: {e}"))?;
         let pseudonym_key: [u8; 32] = Sha256::new()
             .chain_update(b"writ audit pseudonyms v1")
             .chain_update(master)
@@ -122,7 +142,7 @@ impl Auditor {
             pseudonyms: Pseudonymizer::new(&pseudonym_key),
             sink: reader,
             verifier,
-            writer: Mutex::new(Some(task)),
+            writer: Mutex::new(Some(ended)),
         })
     }
 
@@ -190,8 +210,9 @@ impl Auditor {
         if self.jobs.send(Job::Checkpoint(tx)).is_ok() {
             let _ = rx.await;
         }
-        if let Some(task) = self.writer.lock().await.take() {
-            task.abort();
+        if let Some(ended) = self.writer.lock().await.take() {
+            let _ = self.jobs.send(Job::Stop);
+            let _ = ended.await;
         }
     }
 }
@@ -214,13 +235,14 @@ struct Writer {
     sync_at_checkpoints: bool,
     /// Best effort: how long a batch may gather records before it is written.
     linger: Option<Duration>,
+    /// Told to stop: ends after the batch in hand.
+    stopping: bool,
 }
 
 /// In best-effort mode nobody waits for a record, so the writer lets a batch gather this
-/// long (or [`BEST_EFFORT_BATCH`] records) before writing it: far fewer, larger writes.
+/// long before writing it: far fewer, larger writes, and one wake-up of the writer per
+/// batch instead of one per record.
 const BEST_EFFORT_LINGER: Duration = Duration::from_millis(20);
-/// The most records a best-effort batch gathers before it is written.
-const BEST_EFFORT_BATCH: usize = 1024;
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>, interval: Duration) {
@@ -236,13 +258,15 @@ impl Writer {
                     while let Ok(job) = rx.try_recv() {
                         self.take(job, &mut done);
                     }
-                    if let Some(linger) = self.linger {
-                        let until = tokio::time::Instant::now() + linger;
-                        while done.is_empty() && self.unwritten.len() < BEST_EFFORT_BATCH {
-                            match tokio::time::timeout_at(until, rx.recv()).await {
-                                Ok(Some(job)) => self.take(job, &mut done),
-                                Ok(None) | Err(_) => break,
-                            }
+                    if let Some(linger) = self.linger
+                        && done.is_empty()
+                        && !self.stopping
+                    {
+                        // Sleep rather than wait on the queue: a task waiting on the queue
+                        // is woken by every record sent, a sleeping one once.
+                        tokio::time::sleep(linger).await;
+                        while let Ok(job) = rx.try_recv() {
+                            self.take(job, &mut done);
                         }
                     }
                     self.flush().await;
@@ -256,6 +280,9 @@ impl Writer {
                         for tx in done {
                             let _ = tx.send(());
                         }
+                    }
+                    if self.stopping {
+                        break;
                     }
                 }
                 _ = tick.tick() => {
@@ -287,6 +314,7 @@ impl Writer {
                 }
             }
             Job::Checkpoint(tx) => done.push(tx),
+            Job::Stop => self.stopping = true,
         }
     }
 

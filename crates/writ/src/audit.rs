@@ -198,7 +198,7 @@ async fn sink_lines(config: &Config) -> anyhow::Result<Vec<String>> {
         .map_err(anyhow::Error::msg)?;
     let lines = sink.export().await;
     match &sink {
-        Sink::Sqlite(pool) => pool.close().await,
+        Sink::Sqlite(pool, _) => pool.close().await,
         Sink::Postgres(pool) => pool.close().await,
         Sink::File(..) => {}
     }

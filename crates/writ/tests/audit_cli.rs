@@ -105,7 +105,7 @@ fn build(dir: &Path) -> AuditKey {
         sink.append(A, 6, &a_rest).await.unwrap();
         sink.put_checkpoint(A, 10, &a_cp10).await.unwrap();
         sink.append(B, 2, &b_rest).await.unwrap();
-        if let Sink::Sqlite(pool) = sink {
+        if let Sink::Sqlite(pool, _) = sink {
             pool.close().await;
         }
     });
