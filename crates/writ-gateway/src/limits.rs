@@ -69,7 +69,9 @@ impl Limits {
                     config.timeout,
                 )
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                // A connection per serving thread (see `workers.rs`).
+                .per_thread(crate::workers::MAX_WORKERS + 1, crate::workers::current),
             ),
         };
         Ok(Self {

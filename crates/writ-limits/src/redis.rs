@@ -261,6 +261,8 @@ return out
 /// Limit state held in Redis and shared by every process that uses the same Redis.
 pub struct RedisLimiter {
     conn: ConnectionManager,
+    /// How to make more connections, and those made per thread.
+    more: Box<MoreConnections>,
     lease_ttl: Duration,
     reserve: Script,
     settle: Script,
@@ -268,6 +270,19 @@ pub struct RedisLimiter {
     strike_check: Script,
     /// Parts of the URL that may be secret, scrubbed from every error message.
     redact: Vec<String>,
+}
+
+/// The client and settings to make connections with, and the connections made per thread.
+struct MoreConnections {
+    client: ::redis::Client,
+    config: ConnectionManagerConfig,
+    per_thread: Option<PerThread>,
+}
+
+/// One connection cell per thread slot, and the function naming the calling thread's slot.
+struct PerThread {
+    cells: Box<[tokio::sync::OnceCell<ConnectionManager>]>,
+    slot: fn() -> usize,
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -306,7 +321,7 @@ impl RedisLimiter {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(RETRIES)
             .set_max_delay(Duration::from_millis(500));
-        let mut conn = ConnectionManager::new_with_config(client, config)
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .map_err(|e| fail("connect", e))?;
         let reserve = Script::new(&format!("{LIMBS_LUA}{RESERVE_LUA}"));
@@ -322,6 +337,11 @@ impl RedisLimiter {
         }
         Ok(Self {
             conn,
+            more: Box::new(MoreConnections {
+                client,
+                config,
+                per_thread: None,
+            }),
             lease_ttl,
             reserve,
             settle,
@@ -329,6 +349,44 @@ impl RedisLimiter {
             strike_check,
             redact,
         })
+    }
+
+    /// Gives each of `slots` threads a connection of its own, made on that thread's
+    /// runtime the first time it calls: `slot` says which thread is calling (0 uses the
+    /// connection made at connect). A server running one runtime per thread then reaches
+    /// Redis without handing every call to the thread that drives a shared connection.
+    pub fn per_thread(mut self, slots: usize, slot: fn() -> usize) -> Self {
+        self.more.per_thread = Some(PerThread {
+            cells: (0..slots.max(1))
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
+            slot,
+        });
+        self
+    }
+
+    /// The calling thread's connection (the shared one if it has none, or if making one
+    /// fails: that one reconnects by itself).
+    async fn connection(&self) -> ConnectionManager {
+        let Some(PerThread { cells, slot }) = &self.more.per_thread else {
+            return self.conn.clone();
+        };
+        let slot = slot();
+        let Some(cell) = cells.get(slot).filter(|_| slot != 0) else {
+            return self.conn.clone();
+        };
+        match cell
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(
+                    self.more.client.clone(),
+                    self.more.config.clone(),
+                )
+            })
+            .await
+        {
+            Ok(conn) => conn.clone(),
+            Err(_) => self.conn.clone(),
+        }
     }
 
     /// The lease TTL given to [`connect`](Self::connect).
@@ -398,7 +456,7 @@ impl RedisLimiter {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let reply: Vec<String> = call
             .invoke_async(&mut conn)
             .await
@@ -474,7 +532,7 @@ impl RedisLimiter {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let _: Value = call
             .invoke_async(&mut conn)
             .await
@@ -488,7 +546,7 @@ impl RedisLimiter {
     /// prefix that this backend did not write (another type or format) are left out.
     pub async fn snapshot(&self, now_ns: u64) -> Result<Vec<(String, u64)>, BackendError> {
         let now_us = (now_ns / 1_000).min(MAX_EXACT);
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
@@ -577,7 +635,7 @@ impl RedisLimiter {
         now_ns: u64,
     ) -> Result<StrikeVerdict, BackendError> {
         let [failures, lock] = Self::strike_keys(key);
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let reply: Vec<String> = self
             .strike_check
             .key(&failures)
@@ -600,7 +658,7 @@ impl RedisLimiter {
     ) -> Result<StrikeOutcome, BackendError> {
         let now = strike_ms(now_ns);
         let [failures, lock] = Self::strike_keys(key);
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let reply: Vec<String> = self
             .strike
             .key(&failures)
@@ -634,7 +692,7 @@ impl RedisLimiter {
     /// `DEL`.
     pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {
         let [failures, _] = Self::strike_keys(key);
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let _: Value = ::redis::cmd("DEL")
             .arg(&failures)
             .query_async(&mut conn)

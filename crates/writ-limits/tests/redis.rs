@@ -978,3 +978,64 @@ async fn strike_errors_name_no_secret() {
         .unwrap_err();
     assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
 }
+
+std::thread_local! {
+    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn slot() -> usize {
+    SLOT.with(std::cell::Cell::get)
+}
+
+/// Threads with a runtime each (as the gateway's serving threads) each get a connection of
+/// their own, made on their runtime, and the budget stays exact across them; the shared
+/// connection keeps serving callers with no slot, also after those threads and their
+/// runtimes are gone.
+#[tokio::test]
+async fn per_thread_connections_stay_exact() {
+    let limiter = Arc::new(connect(DEFAULT_LEASE_TTL).await.per_thread(4, slot));
+    let agent = unique_agent();
+    let subject = Subject {
+        tenant: "t",
+        agent: &agent,
+        writ: "w",
+        upstream: "u",
+        model: None,
+    };
+    let budget = spec(Dimension::Requests, Window::Day, 50);
+    let now = now_ns();
+    let charge = budget
+        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
+        .unwrap();
+    let threads: Vec<_> = (1..=3)
+        .map(|t| {
+            let (limiter, charge) = (Arc::clone(&limiter), charge.clone());
+            std::thread::spawn(move || {
+                SLOT.with(|s| s.set(t));
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let mut admitted = 0;
+                    for i in 0..20 {
+                        let r = limiter
+                            .reserve(format!("t{t}-{i}"), vec![charge.clone()], requests(1), now)
+                            .await
+                            .unwrap();
+                        admitted += usize::from(r.is_ok());
+                    }
+                    admitted
+                })
+            })
+        })
+        .collect();
+    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(admitted, 50, "60 asked of a budget of 50");
+    // The threads' runtimes (and their connections) are gone; slot 0 still answers.
+    let last = limiter
+        .reserve("main".to_string(), vec![charge], requests(1), now)
+        .await
+        .unwrap();
+    assert!(last.is_err(), "the budget is spent");
+}
