@@ -110,7 +110,7 @@ impl SqliteWriter {
 pub enum Sink {
     /// SQLite database: a pool for reading, one connection for writing.
     Sqlite(SqlitePool, SqliteWriter),
-    /// PostgreSQL database (durability is the server's `synchronous_commit`).
+    /// PostgreSQL database.
     Postgres(PgPool),
     /// JSON-lines file, appended (and synced after each write if [`Durability::Synced`]).
     File(PathBuf, Durability),
@@ -160,12 +160,24 @@ impl Sink {
         Ok(Sink::Sqlite(pool, writer))
     }
 
-    /// Connects to PostgreSQL at `url`. The pool connects lazily, so a database that is
+    /// Connects to PostgreSQL at `url`, every commit waiting for the server's WAL flush
+    /// (as the server is configured). The pool connects lazily, so a database that is
     /// down now makes writes fail (and the gateway refuse in strict mode) until it is up.
     pub async fn postgres(url: &str) -> Result<Self, SinkError> {
-        let options: PgConnectOptions = url
+        Self::postgres_with(url, Durability::Synced).await
+    }
+
+    /// As [`Sink::postgres`]; with [`Durability::Committed`] record commits do not wait
+    /// for the server's WAL flush (`synchronous_commit = off` for this pool's sessions),
+    /// and each checkpoint's commit does (`SET LOCAL synchronous_commit = on`), which
+    /// flushes every record before it.
+    pub async fn postgres_with(url: &str, durability: Durability) -> Result<Self, SinkError> {
+        let mut options: PgConnectOptions = url
             .parse()
             .map_err(|_| SinkError("postgres_url is not a valid PostgreSQL URL".to_string()))?;
+        if durability == Durability::Committed {
+            options = options.options([("synchronous_commit", "off")]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(std::time::Duration::from_secs(2))
@@ -188,7 +200,7 @@ impl Sink {
     }
 
     /// Forces everything written so far to disk: SQLite's WAL is checkpointed (which
-    /// syncs it), a file is synced; PostgreSQL already is, per its own settings.
+    /// syncs it), a file is synced; PostgreSQL's last checkpoint commit already did.
     pub async fn sync(&self) -> Result<(), SinkError> {
         match self {
             Sink::Sqlite(_, writer) => {
@@ -284,14 +296,20 @@ impl Sink {
                 })?;
             }
             Sink::Postgres(pool) => {
+                // Synced whatever the session says: it makes every record before it durable.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = on")
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO audit_checkpoints (instance, size, note) VALUES ($1, $2, $3)",
                 )
                 .bind(instance)
                 .bind(size_i)
                 .bind(note)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
             }
             Sink::File(path, durability) => {
                 let line = CheckpointLine {

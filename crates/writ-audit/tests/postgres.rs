@@ -300,3 +300,52 @@ async fn an_invalid_postgres_url_is_refused_without_quoting_it() {
         .expect_err("not a valid URL");
     assert!(!err.to_string().contains("sekrit-pw"), "{err}");
 }
+
+/// `Committed` sessions commit records without waiting for the WAL flush; `Synced` ones
+/// keep the server's setting (`on` here); both store and export the same lines, and a
+/// checkpoint commits under `Committed` too.
+#[tokio::test]
+async fn durability_sets_the_sessions_synchronous_commit() {
+    use writ_audit::sink::Durability;
+    postgres().await; // tables there, or a clear panic
+    for (durability, expected) in [(Durability::Committed, "off"), (Durability::Synced, "on")] {
+        let sink = Sink::postgres_with(PG_URL, durability).await.unwrap();
+        let Sink::Postgres(pool) = &sink else {
+            panic!("not PostgreSQL")
+        };
+        let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(setting, expected, "{durability:?}");
+        let inst = instance();
+        let lines: Vec<String> = (0..3).map(|i| format!("{{\"n\":{i}}}")).collect();
+        sink.append(&inst, 0, &lines).await.unwrap();
+        sink.put_checkpoint(&inst, 3, "note").await.unwrap();
+        sink.sync().await.unwrap();
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT line FROM audit_records WHERE instance = $1 ORDER BY seq")
+                .bind(&inst)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, lines);
+        let size: i64 =
+            sqlx::query_scalar("SELECT size FROM audit_checkpoints WHERE instance = $1")
+                .bind(&inst)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(size, 3);
+        sqlx::query("DELETE FROM audit_records WHERE instance = $1")
+            .bind(&inst)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE instance = $1")
+            .bind(&inst)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}

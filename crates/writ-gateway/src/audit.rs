@@ -48,7 +48,7 @@ pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, Str
                 .await
                 .map_err(|e| e.to_string())
         }
-        AuditSinkConfig::Postgres(url) => Sink::postgres(url.expose())
+        AuditSinkConfig::Postgres(url) => Sink::postgres_with(url.expose(), config.durability)
             .await
             .map_err(|e| e.to_string()),
         AuditSinkConfig::File(path) => Ok(Sink::file_with(path.clone(), config.durability)),
