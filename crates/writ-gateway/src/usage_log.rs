@@ -59,7 +59,9 @@ impl UsageLog {
     }
 
     pub(crate) fn push(&self, record: UsageRecord) {
-        tracing::info!(
+        // Debug: the audit record of the call holds the same usage; a synchronous log line
+        // per request was a sizeable part of its cost (bench/run profile).
+        tracing::debug!(
             token_id = %record.token_id,
             agent = %record.agent,
             upstream = %record.upstream,
