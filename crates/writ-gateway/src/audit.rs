@@ -93,7 +93,13 @@ impl Auditor {
             .map_err(|e| format!("audit log: {e}"))?;
         let healthy = Arc::new(AtomicBool::new(sink.probe().await.is_ok()));
         let verifier = key.verifier_key();
-        let reader = sink.clone();
+        // PostgreSQL connections belong to the runtime of the thread that opened them: the
+        // writer gets a pool of its own, so none of its connections is opened by a serving
+        // thread (whose runtime ends before the writer's last checkpoint at shutdown).
+        let reader = match &config.sink {
+            AuditSinkConfig::Postgres(_) => open_sink(config, data).await?,
+            AuditSinkConfig::Sqlite | AuditSinkConfig::File(_) => sink.clone(),
+        };
         let (jobs, rx) = mpsc::unbounded_channel();
         let writer = Writer {
             log,
