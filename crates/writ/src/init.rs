@@ -29,6 +29,8 @@ listen = "127.0.0.1:8787"
 data_dir = "writ-data"
 # Largest request body accepted, in bytes; larger bodies get 413 before they are read.
 max_body_bytes = 10485760
+# Serving threads, one runtime each (default: one per CPU core; 0 = one shared runtime).
+# workers = 4
 
 # The URL clients reach this gateway at; client assertions must name it in `aud`.
 # public_url = "https://writ.example.com"
@@ -118,6 +120,7 @@ kind = "mock"
 # file = "/var/log/writ/audit.jsonl"
 # checkpoint_every = 1000                 # records between signed checkpoints
 # checkpoint_interval = "60s"             # or this long, whichever first (and at shutdown)
+# durability = "committed"                # synced to disk at checkpoints; "synced": every write
 
 # Prices in USD per million tokens, overriding the shipped table.
 # [pricing."gpt-4o-mini"]
