@@ -117,6 +117,19 @@ class Proc:
             todo.extend(children.get(pid, []))
         return out
 
+    def cpu_ticks(self) -> int:
+        """User plus system CPU time (clock ticks) of the process tree so far."""
+        total = 0
+        for pid in self.tree():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+                fields = stat[stat.rindex(")") + 2:].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
     def peak_rss_kb(self) -> int:
         """Sum of VmHWM (peak resident set) over the process and its descendants."""
         total = 0
@@ -544,7 +557,9 @@ def main() -> None:
         log(f"{name}: c=1")
         c1 = wrk(port, tokens, body, headers, 1, dur, run_dir)
         log(f"{name}: c=32")
+        ticks = proc.cpu_ticks()
         c32 = wrk(port, tokens, body, headers, 32, dur, run_dir)
+        cpu_us = (proc.cpu_ticks() - ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / max(1, c32["requests"])
         log(f"{name}: streaming time to first byte")
         st = ttfb(stream_port or port, token, json.loads(open(stream_body_file).read()), stream_headers, dur)
         for r in (c1, c32):
@@ -552,7 +567,8 @@ def main() -> None:
                 die(f"{name}: {r['bad']} failed requests under load: {r}")
         row = {"row": name, "rps": c32["rps"], "c32_p50": c32["p50_us"], "c32_p99": c32["p99_us"],
                "c1_rps": c1["rps"], "c1_p50": c1["p50_us"], "c1_p99": c1["p99_us"],
-               "ttfb_p50": st["p50_us"], "ttfb_p99": st["p99_us"], "rss_kb": proc.peak_rss_kb()}
+               "ttfb_p50": st["p50_us"], "ttfb_p99": st["p99_us"], "rss_kb": proc.peak_rss_kb(),
+               "cpu_us": cpu_us}
         results.append(row)
         log(f"{name}: {c32['rps']:.0f} req/s at c=32, p50 {c1['p50_us']} µs at c=1, peak RSS {row['rss_kb'] / 1024:.1f} MiB")
         return row
@@ -673,13 +689,15 @@ litellm_settings:
             log(f"{name}: first use of every writ (verifies each)")
             cold = wrk_pass(port, tokens, body, {"x-writ-upstream": "mock"}, 32, run_dir, n)
             log(f"{name}: c=32")
+            ticks = proc.cpu_ticks()
             c32 = wrk(port, tokens, body, {"x-writ-upstream": "mock"}, 32, dur, run_dir)
+            cpu_us = (proc.cpu_ticks() - ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / max(1, c32["requests"])
             for r in (c32,):
                 if r["bad"]:
                     die(f"{name}: {r['bad']} failed requests under load: {r}")
             results.append({"row": name, "rps": c32["rps"], "c32_p50": c32["p50_us"], "c32_p99": c32["p99_us"],
                             "cold_rps": cold, "rss_kb": proc.peak_rss_kb(), "writs": n,
-                            "agents": min(n, SCALE_AGENTS), "mint_rate": n / mint_secs})
+                            "agents": min(n, SCALE_AGENTS), "mint_rate": n / mint_secs, "cpu_us": cpu_us})
             log(f"{name}: {c32['rps']:.0f} req/s at c=32 (first use {cold:.0f} req/s), "
                 f"peak RSS {results[-1]['rss_kb'] / 1024:.1f} MiB")
             proc.stop()
@@ -709,19 +727,23 @@ def render(results, dur, elapsed, quick) -> str:
 
     lines = [
         "| row | req/s c=32 | × baseline | p50 c=32 (ms) | p99 c=32 (ms) | p50 c=1 (ms) | p99 c=1 (ms) "
-        "| +p50 c=1 vs direct (µs) | stream TTFB p50 (ms) | stream TTFB p99 (ms) | peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| +p50 c=1 vs direct (µs) | stream TTFB p50 (ms) | stream TTFB p99 (ms) | +TTFB p50 vs direct (µs) "
+        "| CPU per request c=32 (µs) | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "skipped" in r:
-            lines.append(f"| {r['row']} | skipped: {r['skipped']} |" + " |" * 9)
+            lines.append(f"| {r['row']} | skipped: {r['skipped']} |" + " |" * 11)
             continue
         ratio = f"{r['rps'] / base:.2f}" if base else "—"
         added = f"{r['c1_p50'] - direct['c1_p50']:+d}" if "c1_p50" in r and "c1_p50" in direct else "—"
+        ttfb_added = (f"{r['ttfb_p50'] - direct['ttfb_p50']:+.0f}"
+                      if "ttfb_p50" in r and "ttfb_p50" in direct else "—")
+        cpu = f"{r['cpu_us']:.0f}" if "cpu_us" in r else "—"
         lines.append(
             f"| {r['row']} | {r['rps']:,.0f} | {ratio} | {ms(r['c32_p50'])} | {ms(r['c32_p99'])} "
             f"| {ms(r.get('c1_p50'))} | {ms(r.get('c1_p99'))} | {added} "
-            f"| {ms(r.get('ttfb_p50'))} | {ms(r.get('ttfb_p99'))} | {r['rss_kb'] / 1024:.1f} |")
+            f"| {ms(r.get('ttfb_p50'))} | {ms(r.get('ttfb_p99'))} | {ttfb_added} | {cpu} | {r['rss_kb'] / 1024:.1f} |")
 
     # Targets.
     full, minimal, lite = by.get("writ full"), by.get("writ minimal"), by.get("LiteLLM proxy")

@@ -118,10 +118,21 @@ pub(crate) async fn serve_threads(
                 continue;
             }
         };
-        let queue = &queues[next];
-        next = (next + 1) % queues.len();
-        if queue.send((std, peer)).await.is_err() {
-            tracing::error!("a worker thread stopped; connection dropped");
+        // The next worker in turn; one whose thread has stopped is passed over.
+        let mut connection = Some((std, peer));
+        for _ in 0..queues.len() {
+            let queue = &queues[next];
+            next = (next + 1) % queues.len();
+            match connection.take() {
+                Some(c) => match queue.send(c).await {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(c)) => connection = Some(c),
+                },
+                None => break,
+            }
+        }
+        if connection.is_some() {
+            tracing::error!("no worker thread is running; connection dropped");
         }
     }
     drop(listener);
