@@ -117,31 +117,31 @@ class Proc:
             todo.extend(children.get(pid, []))
         return out
 
-    def cpu_ticks(self) -> int:
-        """User plus system CPU time (clock ticks) of the process tree so far."""
+    def _sum_over_tree(self, read) -> int:
+        """`read(pid)` summed over the process and its descendants (gone ones count 0)."""
         total = 0
         for pid in self.tree():
             try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read()
-                fields = stat[stat.rindex(")") + 2:].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
+                total += read(pid)
             except (OSError, ValueError, IndexError):
                 pass
         return total
 
+    def cpu_ticks(self) -> int:
+        """User plus system CPU time (clock ticks) of the process tree so far."""
+        def ticks(pid):
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            return int(fields[11]) + int(fields[12])  # utime, stime
+        return self._sum_over_tree(ticks)
+
     def peak_rss_kb(self) -> int:
         """Sum of VmHWM (peak resident set) over the process and its descendants."""
-        total = 0
-        for pid in self.tree():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            total += int(line.split()[1])
-            except OSError:
-                pass
-        return total
+        def hwm(pid):
+            with open(f"/proc/{pid}/status") as f:
+                return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+        return self._sum_over_tree(hwm)
 
     def stop(self) -> None:
         if self.alive():

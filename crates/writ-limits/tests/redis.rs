@@ -430,6 +430,24 @@ async fn random_operations_agree_with_memory() {
     }
 }
 
+/// One request's charge against a fresh agent's budget of `limit` requests a day, and the
+/// time it is charged at.
+fn daily_request_budget(limit: u64) -> (Charge, u64) {
+    let agent = unique_agent();
+    let subject = Subject {
+        tenant: "t",
+        agent: &agent,
+        writ: "w",
+        upstream: "u",
+        model: None,
+    };
+    let now = now_ns();
+    let charge = spec(Dimension::Requests, Window::Day, limit)
+        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
+        .unwrap();
+    (charge, now)
+}
+
 /// Three limiters on three connections, 300 reservations at once on a budget of 100: exactly
 /// 100 are admitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,19 +457,7 @@ async fn exact_under_concurrency() {
         Arc::new(connect(DEFAULT_LEASE_TTL).await),
         Arc::new(connect(DEFAULT_LEASE_TTL).await),
     ];
-    let agent = unique_agent();
-    let subject = Subject {
-        tenant: "t",
-        agent: &agent,
-        writ: "w",
-        upstream: "u",
-        model: None,
-    };
-    let budget = spec(Dimension::Requests, Window::Day, 100);
-    let now = now_ns();
-    let charge = budget
-        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
-        .unwrap();
+    let (charge, now) = daily_request_budget(100);
     let tasks: Vec<_> = (0..300)
         .map(|i| {
             let limiter = Arc::clone(&limiters[i % 3]);
@@ -994,19 +1000,7 @@ fn slot() -> usize {
 #[tokio::test]
 async fn per_thread_connections_stay_exact() {
     let limiter = Arc::new(connect(DEFAULT_LEASE_TTL).await.per_thread(4, slot));
-    let agent = unique_agent();
-    let subject = Subject {
-        tenant: "t",
-        agent: &agent,
-        writ: "w",
-        upstream: "u",
-        model: None,
-    };
-    let budget = spec(Dimension::Requests, Window::Day, 50);
-    let now = now_ns();
-    let charge = budget
-        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
-        .unwrap();
+    let (charge, now) = daily_request_budget(50);
     let threads: Vec<_> = (1..=3)
         .map(|t| {
             let (limiter, charge) = (Arc::clone(&limiter), charge.clone());
