@@ -1,6 +1,6 @@
 //! Per-operation cost of the writ lifecycle: mint, verify (cold), authorize — evaluated
 //! (each call different facts than the last, so the Datalog authorizer runs) and repeated
-//! (the same facts in the same second, answered from the writ's memo of its last allow).
+//! (the same facts again, answered from the writ's memo of its last allow).
 //! Run with `cargo bench -p writ-token`.
 #![allow(missing_docs, clippy::unwrap_used)]
 

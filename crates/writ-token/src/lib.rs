@@ -20,6 +20,7 @@ mod grant;
 mod keys;
 mod mint;
 mod revocation;
+mod time_bound;
 mod verify;
 
 pub use attenuate::attenuate;

@@ -53,10 +53,23 @@ pub struct WritClaims {
 pub struct VerifiedWrit {
     biscuit: Biscuit,
     claims: WritClaims,
-    /// The last request this writ allowed, and the second it was allowed in. Datalog is
-    /// deterministic and `time` is stated to the second, so the same facts in the same
-    /// second get the same answer: an agent repeating a call skips the authorizer.
-    last_allowed: std::sync::Mutex<Option<(u64, RequestFacts)>>,
+    /// The last second through which this writ's Datalog answers alike whatever the time
+    /// (see `time_bound`), or `None` if the answer may change every second.
+    holds_through: Option<u64>,
+    /// The last request this writ allowed, and the seconds that decision holds for.
+    /// Datalog is deterministic and `time` is stated to the second, so the same facts get
+    /// the same answer within those seconds: an agent repeating a call skips the authorizer.
+    last_allowed: std::sync::Mutex<Option<Allowed>>,
+    /// How many times the Datalog authorizer ran for this writ.
+    evaluations: std::sync::atomic::AtomicU64,
+}
+
+/// A remembered allow: `facts` were allowed, and the answer holds from second `from`
+/// through second `through` (UNIX time).
+struct Allowed {
+    from: u64,
+    through: u64,
+    facts: RequestFacts,
 }
 
 impl std::fmt::Debug for VerifiedWrit {
@@ -152,11 +165,35 @@ impl VerifiedWrit {
             single_use,
             cnf_jkt,
         };
+        // Read from the blocks as printed and parsed back; a block that does not parse
+        // back gets no bound (decided again every second), never a wrong one.
+        let blocks: Option<Vec<biscuit_auth::builder::BlockBuilder>> = (0..biscuit.block_count())
+            .map(|i| {
+                let source = biscuit.print_block_source(i).ok()?;
+                biscuit_auth::builder::BlockBuilder::new().code(source).ok()
+            })
+            .collect();
+        let holds_through = blocks.and_then(|b| crate::time_bound::holds_through(&b));
         Ok(Self {
             biscuit,
             claims,
+            holds_through,
             last_allowed: std::sync::Mutex::new(None),
+            evaluations: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many times the Datalog authorizer has run for this writ. A request answered
+    /// from the memo of the last allowed request does not count.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The last second (UNIX time) through which this writ's Datalog gives a request the
+    /// same answer whatever the time, or `None` if it may change every second (the writ
+    /// reads the time other than as an expiry).
+    pub fn holds_through(&self) -> Option<u64> {
+        self.holds_through
     }
 
     /// The writ's claims.
@@ -223,10 +260,12 @@ impl VerifiedWrit {
         if let Ok(last) = self.last_allowed.lock()
             && last
                 .as_ref()
-                .is_some_and(|(secs, seen)| *secs == now_secs && seen == facts)
+                .is_some_and(|a| (a.from..=a.through).contains(&now_secs) && a.facts == *facts)
         {
             return Ok(allowed());
         }
+        self.evaluations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut builder = AuthorizerBuilder::new().set_limits(run_limits());
         for fact in facts.to_facts(now) {
             builder = builder.fact(fact).map_err(denied_by)?;
@@ -240,7 +279,17 @@ impl VerifiedWrit {
             .map_err(denied_by)?;
         authorizer.authorize().map_err(denied_by)?;
         if let Ok(mut last) = self.last_allowed.lock() {
-            *last = Some((now_secs, facts.clone()));
+            // Past the bound (allowed by a branch that does not read the time) the
+            // answer is only known for this second.
+            let through = self
+                .holds_through
+                .filter(|&b| b >= now_secs)
+                .unwrap_or(now_secs);
+            *last = Some(Allowed {
+                from: now_secs,
+                through,
+                facts: facts.clone(),
+            });
         }
         Ok(allowed())
     }

@@ -236,9 +236,10 @@ fn datalog_in_grant_values_stays_a_value() {
     ));
 }
 
-/// Authorization remembers the last request a writ allowed, for the second it was allowed
-/// in: repeating it skips the authorizer, and nothing else is let through by the memo —
-/// not other facts, not a later second (where a time check may fail), not after expiry.
+/// Authorization remembers the last request a writ allowed, for as long as the writ's
+/// Datalog cannot tell one second from another (here: up to its own deadline check):
+/// repeating it skips the authorizer, and nothing else is let through by the memo — not
+/// other facts, not a second past the deadline, not after expiry.
 #[test]
 fn repeated_requests_get_the_same_answer_and_only_them() {
     let key = RootKeyPair::generate(KeyId(1));
@@ -252,26 +253,86 @@ fn repeated_requests_get_the_same_answer_and_only_them() {
     let writ = mint_with(&key, &ceiling(), &limited, 30);
     let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
     let at = |secs: u64| t0() + Duration::from_secs(secs);
-    let facts = chat("gpt-4o-mini", Some(50));
     // t0 is 2027-01-15T08:00:00Z.
+    assert_eq!(verified.holds_through(), Some(1_800_000_005));
+    let facts = chat("gpt-4o-mini", Some(50));
     for _ in 0..3 {
-        assert!(verified.authorize(&facts, at(4)).is_ok());
+        assert!(verified.authorize(&facts, at(1)).is_ok());
     }
-    // Other facts in the same second are evaluated, not remembered.
+    assert_eq!(verified.evaluations(), 1);
+    // Other facts are evaluated, not remembered.
     assert!(matches!(
-        verified.authorize(&chat("gpt-4o", Some(50)), at(4)),
+        verified.authorize(&chat("gpt-4o", Some(50)), at(1)),
         Err(WritError::Denied(_))
     ));
-    assert!(verified.authorize(&facts, at(4)).is_ok());
-    // A later second is evaluated afresh: past the deadline the same facts are refused.
-    assert!(verified.authorize(&facts, at(5)).is_ok());
+    assert_eq!(verified.evaluations(), 2);
+    // Later seconds up to the deadline get the remembered answer.
+    for secs in 1..=5 {
+        assert!(verified.authorize(&facts, at(secs)).is_ok());
+    }
+    assert_eq!(verified.evaluations(), 2);
+    // Past the deadline the same facts are evaluated afresh, and refused.
     assert!(matches!(
         verified.authorize(&facts, at(6)),
         Err(WritError::Denied(_))
     ));
+    assert_eq!(verified.evaluations(), 3);
     // And past expiry, whatever was remembered.
     assert!(matches!(
         verified.authorize(&facts, at(31)),
+        Err(WritError::Expired { .. })
+    ));
+}
+
+/// A writ that reads the time other than as an expiry (here: refused from t0 + 3 s on,
+/// written as a lower bound) is decided again every second: a remembered allow would let
+/// the third second through.
+#[test]
+fn a_writ_that_reads_the_time_otherwise_is_decided_every_second() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let limited: Vec<Grant> = parse_grants(
+        r#"[{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100},
+            {"type":"writ:datalog","code":"reject if time($t), $t > 2027-01-15T08:00:02Z;"}]"#,
+    )
+    .unwrap();
+    let writ = mint_with(&key, &ceiling(), &limited, 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    assert_eq!(verified.holds_through(), None);
+    let at = |secs: u64| t0() + Duration::from_secs(secs);
+    let facts = chat("gpt-4o-mini", Some(50));
+    assert!(verified.authorize(&facts, at(1)).is_ok());
+    assert!(verified.authorize(&facts, at(1)).is_ok());
+    assert!(verified.authorize(&facts, at(2)).is_ok());
+    assert_eq!(verified.evaluations(), 2);
+    assert!(matches!(
+        verified.authorize(&facts, at(3)),
+        Err(WritError::Denied(_))
+    ));
+}
+
+/// A plain writ (its only time check is its expiry) is decided once for a repeated
+/// request over its whole life, and refused the second after it expires.
+#[test]
+fn a_plain_writ_is_decided_once_for_its_life() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let grants: Vec<Grant> = parse_grants(
+        r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100}"#,
+    )
+    .unwrap();
+    let writ = mint_with(&key, &ceiling(), &grants, 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    assert_eq!(verified.holds_through(), Some(1_800_000_030));
+    let facts = chat("gpt-4o-mini", Some(50));
+    for secs in 0..=30 {
+        assert!(
+            verified
+                .authorize(&facts, t0() + Duration::from_secs(secs))
+                .is_ok()
+        );
+    }
+    assert_eq!(verified.evaluations(), 1);
+    assert!(matches!(
+        verified.authorize(&facts, t0() + Duration::from_secs(31)),
         Err(WritError::Expired { .. })
     ));
 }

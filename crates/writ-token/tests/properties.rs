@@ -224,3 +224,58 @@ proptest! {
         }
     }
 }
+
+/// One time check as Datalog: `check if` or `reject if`, the time compared either way
+/// round with any operator to t0 + `offset` seconds, optionally or'ed with a model.
+fn time_check() -> impl Strategy<Value = String> {
+    (
+        prop::bool::ANY,
+        prop::sample::select(vec!["<", "<=", ">", ">=", "=="]),
+        prop::bool::ANY,
+        0u64..35,
+        prop::bool::ANY,
+    )
+        .prop_map(|(reject, op, var_left, offset, or_model)| {
+            // t0 is 2027-01-15T08:00:00Z.
+            let date = format!("2027-01-15T08:00:{offset:02}Z");
+            let cmp = if var_left {
+                format!("$t {op} {date}")
+            } else {
+                format!("{date} {op} $t")
+            };
+            let kind = if reject { "reject if" } else { "check if" };
+            let alt = if or_model { " or model(\"m2\")" } else { "" };
+            format!("{kind} time($t), {cmp}{alt};")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The memo of the last allowed request never changes an answer: a writ asked the same
+    /// requests over seconds answers each exactly as a freshly verified copy that runs the
+    /// authorizer every time, whatever time checks its blocks hold.
+    #[test]
+    fn remembered_answers_equal_fresh_evaluation(
+        checks in prop::collection::vec(time_check(), 1..4),
+        asks in prop::collection::vec((0u64..33, prop::bool::ANY), 1..24),
+    ) {
+        let (key, keys) = setup();
+        let code = serde_json::to_string(&checks.concat()).unwrap();
+        let grants = parse_grants(&format!(
+            r#"[{{"type":"writ:llm","upstream":"u"}},{{"type":"writ:datalog","code":{code}}}]"#
+        )).unwrap();
+        let text = mint_one(&key, &grants);
+        let remembering = decode(&text).unwrap().verify(&keys).unwrap();
+        for (secs, second_model) in asks {
+            let facts = facts(if second_model { "m2" } else { "m1" }, None);
+            let now = t0() + Duration::from_secs(secs);
+            let fresh = decode(&text).unwrap().verify(&keys).unwrap();
+            prop_assert_eq!(
+                remembering.authorize(&facts, now).is_ok(),
+                fresh.authorize(&facts, now).is_ok(),
+                "{} at t0+{}s for {:?}", checks.concat(), secs, facts.model
+            );
+        }
+    }
+}
