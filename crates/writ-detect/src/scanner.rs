@@ -199,17 +199,21 @@ impl Scanner {
     /// `text` with every finding replaced by `[REDACTED:<id>]`, and the findings
     /// (offsets in `text`).
     pub fn redact(&self, text: &[u8]) -> (Vec<u8>, Vec<Finding>) {
-        self.redact_where(text, |_| true)
+        let (out, findings) = self.redact_where(text, |_| true);
+        (out.into_owned(), findings)
     }
 
     /// Like [`redact`](Self::redact), but replaces only the findings `redact` picks;
-    /// every finding is returned.
-    pub fn redact_where(
+    /// every finding is returned. Text with nothing to replace is returned borrowed.
+    pub fn redact_where<'t>(
         &self,
-        text: &[u8],
+        text: &'t [u8],
         redact: fn(Detector) -> bool,
-    ) -> (Vec<u8>, Vec<Finding>) {
+    ) -> (std::borrow::Cow<'t, [u8]>, Vec<Finding>) {
         let findings = self.scan(text);
+        if !findings.iter().any(|f| redact(f.rule)) {
+            return (std::borrow::Cow::Borrowed(text), findings);
+        }
         let mut out = Vec::with_capacity(text.len());
         let mut cursor = 0;
         for f in findings.iter().filter(|f| redact(f.rule)) {
@@ -218,7 +222,7 @@ impl Scanner {
             cursor = f.end;
         }
         out.extend_from_slice(&text[cursor..]);
-        (out, findings)
+        (std::borrow::Cow::Owned(out), findings)
     }
 
     /// Whether `text` contains a configured secret or matches any rule.

@@ -164,7 +164,7 @@ mod tests {
         let text = b"key AKIAIOSFODNN7EXAMPLE then upstream-secret-value-1234 end";
         let (whole, findings) = scanner.redact_where(text, Detector::always_redacted);
         assert_eq!(findings.len(), 2);
-        let whole = String::from_utf8(whole).unwrap_or_default();
+        let whole = String::from_utf8(whole.into_owned()).unwrap_or_default();
         assert!(whole.contains("AKIAIOSFODNN7EXAMPLE"), "{whole}");
         assert!(!whole.contains("upstream-secret-value-1234"), "{whole}");
         for split in 0..=text.len() {

@@ -193,7 +193,7 @@ async fn run(
     let request_bytes = body.len();
     let held = limit::reserve(gw, &writ, &target, &facts, request_bytes).await?;
     let remaining = held.as_ref().map(|h| h.remaining().to_vec());
-    let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, body);
+    let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, facts.stream, body);
     let sent = match send(gw, &authorization, &target, &parts, body, &presented).await {
         Ok(sent) => sent,
         Err(e) => {

@@ -90,7 +90,7 @@ fn usage_parts(usage: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
 
 /// Usage of a whole Messages response (or of a token count).
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v = crate::fields::pick(body, &["type", "usage"])?;
     if v.get("type").and_then(Value::as_str) != Some("message") {
         // count_tokens: `{"input_tokens": n}` costs nothing and generates nothing.
         return None;

@@ -87,7 +87,7 @@ pub fn usage_from_metadata(meta: &Value) -> Option<Usage> {
 
 /// Usage of a whole response.
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v = crate::fields::pick(body, &["usageMetadata"])?;
     usage_from_metadata(v.get("usageMetadata")?)
 }
 

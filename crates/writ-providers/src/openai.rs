@@ -132,7 +132,7 @@ pub fn usage_from_value(usage: &Value) -> Option<Usage> {
 
 /// Usage of a whole (non-streamed) JSON response.
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v = crate::fields::pick(body, &["usage"])?;
     usage_from_value(v.get("usage")?)
 }
 

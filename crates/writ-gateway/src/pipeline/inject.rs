@@ -53,8 +53,11 @@ pub(crate) struct Outbound(pub(crate) Request<Body>);
 
 /// For a streamed OpenAI chat that did not ask for usage, ask for it (so the call can be
 /// metered) and say so, so the meter removes the extra chunk. Returns the body to send.
-pub(crate) fn ask_for_stream_usage(route: &RouteSpec, body: Bytes) -> (Bytes, bool) {
-    if !matches!(route.family, ApiFamily::OpenAi | ApiFamily::Azure)
+pub(crate) fn ask_for_stream_usage(route: &RouteSpec, stream: bool, body: Bytes) -> (Bytes, bool) {
+    // `stream` is what inspection read from the same body: a call that is not streamed
+    // is not parsed again.
+    if !stream
+        || !matches!(route.family, ApiFamily::OpenAi | ApiFamily::Azure)
         || route.operation != Operation::Chat
     {
         return (body, false);

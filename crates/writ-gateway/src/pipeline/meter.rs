@@ -131,7 +131,18 @@ pub(crate) async fn respond(
         info.family,
         ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Bedrock
     ) && parts.status.is_success();
+    // Usage read from the body means the body was parsed whole as one JSON object.
+    let parsed_whole = usage.is_some()
+        && matches!(
+            info.family,
+            ApiFamily::OpenAi
+                | ApiFamily::Azure
+                | ApiFamily::Anthropic
+                | ApiFamily::Gemini
+                | ApiFamily::Vertex
+        );
     if (must_be_json || claims_json)
+        && !parsed_whole
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
     {
         settle(&gw, &mut info, parts.status, None, 0, Outcome::UpstreamCut)
@@ -149,12 +160,14 @@ pub(crate) async fn respond(
     let (redacted, findings) = gw
         .scanner
         .redact_where(&bytes, redaction_policy(info.response_mode));
-    let bytes = if findings.is_empty() {
-        bytes
-    } else {
-        record_detection(&gw, &info, &findings).await;
-        Bytes::from(redacted)
+    let redacted = match redacted {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(changed) => Some(Bytes::from(changed)),
     };
+    if !findings.is_empty() {
+        record_detection(&gw, &info, &findings).await;
+    }
+    let bytes = redacted.unwrap_or(bytes);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
