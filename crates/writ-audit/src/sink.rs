@@ -59,8 +59,9 @@ pub enum Durability {
     /// the moment its write completes. Costs a disk sync per batch.
     Synced,
     /// Every write is committed (in the operating system's hands) before it returns, so
-    /// it survives the gateway crashing or being killed; the sink is synced at every
-    /// signed checkpoint ([`Sink::sync`]), and the OS writes the rest within seconds.
+    /// it survives the gateway crashing or being killed; the sink is synced after every
+    /// signed checkpoint ([`Sink::sync`], which writing does not wait for), and the OS
+    /// writes the rest within seconds.
     /// A power loss can lose what came after the last checkpoint.
     Committed,
 }
@@ -69,7 +70,12 @@ pub enum Durability {
 /// directly on the writing thread. (A sqlx connection runs on a thread of its own, and
 /// every statement is a round trip to it: two thread wake-ups per write.)
 #[derive(Clone)]
-pub struct SqliteWriter(std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>);
+pub struct SqliteWriter {
+    conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// A second connection that checkpoints the WAL (which syncs it to disk), so a sync
+    /// never holds up the writing connection.
+    checkpointer: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+}
 
 impl std::fmt::Debug for SqliteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +93,19 @@ impl SqliteWriter {
             Durability::Committed => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
-        Ok(Self(std::sync::Arc::new(std::sync::Mutex::new(conn))))
+        if durability == Durability::Committed {
+            // No checkpoint (two disk syncs) inside a commit: the WAL is checkpointed on
+            // the other connection at every signed checkpoint ([`Sink::sync`]).
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
+        let checkpointer = rusqlite::Connection::open(path)?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(2))?;
+        checkpointer.pragma_update(None, "synchronous", synchronous)?;
+        let shared = |c| std::sync::Arc::new(std::sync::Mutex::new(c));
+        Ok(Self {
+            conn: shared(conn),
+            checkpointer: shared(checkpointer),
+        })
     }
 
     /// Runs `f` on the connection (blocking the calling thread while SQLite works).
@@ -95,8 +113,21 @@ impl SqliteWriter {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T, SinkError> {
-        let mut conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         Ok(f(&mut conn)?)
+    }
+
+    /// Checkpoints the WAL into the database on the checkpointing connection: what was
+    /// committed before the call is then on disk. Writes go on meanwhile.
+    fn checkpoint(&self) -> Result<(), SinkError> {
+        let conn = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// The writing connection's `PRAGMA wal_autocheckpoint` (0: never inside a commit).
+    pub fn wal_autocheckpoint(&self) -> Result<i64, SinkError> {
+        self.with(|c| c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)))
     }
 
     /// The connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL).
@@ -202,18 +233,21 @@ impl Sink {
     /// Forces everything written so far to disk: SQLite's WAL is checkpointed (which
     /// syncs it), a file is synced; PostgreSQL's last checkpoint commit already did.
     pub async fn sync(&self) -> Result<(), SinkError> {
+        self.sync_blocking()
+    }
+
+    /// [`Sink::sync`], blocking the calling thread while the disk works (for a thread
+    /// that may block). Appends on other threads go on meanwhile.
+    pub fn sync_blocking(&self) -> Result<(), SinkError> {
         match self {
-            Sink::Sqlite(_, writer) => {
-                writer.with(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))?;
-            }
+            Sink::Sqlite(_, writer) => writer.checkpoint()?,
             Sink::Postgres(_) => {}
             Sink::File(path, _) => {
-                let file = tokio::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(path)
-                    .await?;
-                file.sync_data().await?;
+                    .open(path)?;
+                file.sync_data()?;
             }
         }
         Ok(())
@@ -507,6 +541,17 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(synchronous(&committed).await, 1);
+        // Only `Committed` keeps checkpoints (two disk syncs) out of commits.
+        let autocheckpoint = |sink: &Sink| {
+            let Sink::Sqlite(_, writer) = sink else {
+                panic!("not SQLite")
+            };
+            writer
+                .wal_autocheckpoint()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(autocheckpoint(&synced), 1000);
+        assert_eq!(autocheckpoint(&committed), 0);
         let lines: Vec<String> = (0..3).map(|i| format!("{{\"line\":{i}}}")).collect();
         for sink in [
             committed,
@@ -518,6 +563,15 @@ mod tests {
             sink.sync().await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(sink.export().await.unwrap_or_default(), lines);
         }
+        // After `sync` the records are in the database file itself, not only in its WAL:
+        // a copy of the file alone holds them.
+        let alone = dir.path().join("alone.db");
+        std::fs::copy(dir.path().join("b.db"), &alone).unwrap_or_else(|e| panic!("{e}"));
+        let copy = rusqlite::Connection::open(&alone).unwrap_or_else(|e| panic!("{e}"));
+        let count: i64 = copy
+            .query_row("SELECT count(*) FROM audit_records", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(count, 3);
         // Syncing a file sink that cannot be opened is an error, not a silent success.
         let gone = Sink::file_with(dir.path().join("no/such/dir.jsonl"), Durability::Committed);
         assert!(gone.sync().await.is_err());

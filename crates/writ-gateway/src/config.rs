@@ -202,7 +202,7 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Record each request's client address, as a keyed pseudonym (default on).
     pub client_addresses: bool,
-    /// When the SQLite or file sink forces records to disk: at every signed checkpoint
+    /// When the SQLite or file sink forces records to disk: after every signed checkpoint
     /// (`committed`, the default) or on every write (`synced`).
     pub durability: writ_audit::sink::Durability,
 }

@@ -78,6 +78,16 @@ impl ServeProcess {
             .expect("run writ")
     }
 
+    /// Stops it as an operator does (SIGTERM) and waits for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().expect("wait for writ serve")
+    }
+
     /// Mints a writ for the demo agent with `grant`, panicking on failure.
     pub fn mint(&self, grant: &str, ttl: &str) -> String {
         let out = self.writ(&[
