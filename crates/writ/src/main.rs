@@ -15,6 +15,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// writ — a zero-trust credential gateway for AI agents.
 #[derive(Debug, Parser)]
 #[command(name = "writ", version, about)]
