@@ -248,29 +248,34 @@ impl Held {
 
 /// OpenAI's duration format for reset headers: `1s`, `6m0s`, `20ms`.
 fn reset_text(d: Duration) -> String {
+    use std::fmt::Write;
     let ms = d.as_millis();
+    let mut out = String::with_capacity(12);
     if ms < 1000 {
-        return format!("{ms}ms");
+        let _ = write!(out, "{ms}ms");
+        return out;
     }
-    let secs = d.as_secs_f64();
-    let minutes = (secs / 60.0).floor() as u64;
-    let rest = secs - (minutes as f64) * 60.0;
-    let rest = if rest.fract() == 0.0 {
-        format!("{}s", rest as u64)
+    let (minutes, rest_ms) = (ms / 60_000, ms % 60_000);
+    if minutes > 0 {
+        let _ = write!(out, "{minutes}m");
+    }
+    let (secs, millis) = (rest_ms / 1000, rest_ms % 1000);
+    let _ = if millis == 0 {
+        write!(out, "{secs}s")
     } else {
-        format!("{rest:.3}s")
+        write!(out, "{secs}.{millis:03}s")
     };
-    if minutes == 0 {
-        rest
-    } else {
-        format!("{minutes}m{rest}")
-    }
+    out
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
     if let Ok(v) = HeaderValue::try_from(value) {
         headers.insert(HeaderName::from_static(name), v);
     }
+}
+
+fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
+    headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
 }
 
 /// The tightest remaining of each kind, as `x-ratelimit-*` (OpenAI) and `RateLimit-Policy`
@@ -283,12 +288,8 @@ pub(crate) fn write_headers(remaining: &[Remaining], headers: &mut HeaderMap) {
             .min_by_key(|r| r.remaining)
     };
     if let Some(r) = tightest(&|d| d == Dimension::Requests) {
-        set(headers, "x-ratelimit-limit-requests", r.limit.to_string());
-        set(
-            headers,
-            "x-ratelimit-remaining-requests",
-            r.remaining.to_string(),
-        );
+        set_number(headers, "x-ratelimit-limit-requests", r.limit);
+        set_number(headers, "x-ratelimit-remaining-requests", r.remaining);
         set(headers, "x-ratelimit-reset-requests", reset_text(r.reset));
     }
     if let Some(r) = tightest(&|d| {
@@ -297,29 +298,26 @@ pub(crate) fn write_headers(remaining: &[Remaining], headers: &mut HeaderMap) {
             Dimension::Tokens | Dimension::InputTokens | Dimension::OutputTokens
         )
     }) {
-        set(headers, "x-ratelimit-limit-tokens", r.limit.to_string());
-        set(
-            headers,
-            "x-ratelimit-remaining-tokens",
-            r.remaining.to_string(),
-        );
+        set_number(headers, "x-ratelimit-limit-tokens", r.limit);
+        set_number(headers, "x-ratelimit-remaining-tokens", r.remaining);
         set(headers, "x-ratelimit-reset-tokens", reset_text(r.reset));
     }
-    let mut policy = Vec::new();
-    let mut state = Vec::new();
-    for r in remaining {
+    if remaining.is_empty() {
+        return;
+    }
+    use std::fmt::Write;
+    let mut policy = String::with_capacity(40 * remaining.len());
+    let mut state = String::with_capacity(40 * remaining.len());
+    for (i, r) in remaining.iter().enumerate() {
         let name = r.dimension.as_str();
-        policy.push(format!("\"{name}\";q={};w={}", r.limit, r.window_secs));
-        state.push(format!(
-            "\"{name}\";r={};t={}",
-            r.remaining,
-            r.reset.as_secs_f64().ceil() as u64
-        ));
+        let sep = if i == 0 { "" } else { ", " };
+        // Whole seconds, rounded up.
+        let reset = r.reset.as_secs() + u64::from(r.reset.subsec_nanos() > 0);
+        let _ = write!(policy, "{sep}\"{name}\";q={};w={}", r.limit, r.window_secs);
+        let _ = write!(state, "{sep}\"{name}\";r={};t={reset}", r.remaining);
     }
-    if !policy.is_empty() {
-        set(headers, "ratelimit-policy", policy.join(", "));
-        set(headers, "ratelimit", state.join(", "));
-    }
+    set(headers, "ratelimit-policy", policy);
+    set(headers, "ratelimit", state);
 }
 
 /// Headers of a 429: `Retry-After` in whole seconds (at least 1) and the refused limit.
@@ -348,6 +346,60 @@ mod tests {
         assert_eq!(reset_text(Duration::from_secs(1)), "1s");
         assert_eq!(reset_text(Duration::from_secs(360)), "6m0s");
         assert_eq!(reset_text(Duration::from_millis(1500)), "1.500s");
+        assert_eq!(reset_text(Duration::from_millis(61_005)), "1m1.005s");
+        assert_eq!(reset_text(Duration::from_secs(120)), "2m0s");
+        assert_eq!(reset_text(Duration::from_micros(1_999_600)), "1.999s");
+        assert_eq!(reset_text(Duration::from_micros(999_999)), "999ms");
+        assert_eq!(reset_text(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn every_limit_is_in_the_ietf_headers_and_the_tightest_in_openais() {
+        let mut h = HeaderMap::new();
+        write_headers(
+            &[
+                Remaining {
+                    dimension: Dimension::Requests,
+                    limit: 100,
+                    remaining: 7,
+                    reset: Duration::from_millis(1500),
+                    window_secs: 60,
+                },
+                Remaining {
+                    dimension: Dimension::Tokens,
+                    limit: 5000,
+                    remaining: 4000,
+                    reset: Duration::from_secs(3600),
+                    window_secs: 86_400,
+                },
+                Remaining {
+                    dimension: Dimension::Requests,
+                    limit: 10,
+                    remaining: 3,
+                    reset: Duration::from_millis(200),
+                    window_secs: 1,
+                },
+            ],
+            &mut h,
+        );
+        let get = |n: &str| h.get(n).unwrap().to_str().unwrap().to_string();
+        assert_eq!(get("x-ratelimit-limit-requests"), "10");
+        assert_eq!(get("x-ratelimit-remaining-requests"), "3");
+        assert_eq!(get("x-ratelimit-reset-requests"), "200ms");
+        assert_eq!(get("x-ratelimit-limit-tokens"), "5000");
+        assert_eq!(get("x-ratelimit-remaining-tokens"), "4000");
+        assert_eq!(get("x-ratelimit-reset-tokens"), "60m0s");
+        assert_eq!(
+            get("ratelimit-policy"),
+            r#""requests";q=100;w=60, "tokens";q=5000;w=86400, "requests";q=10;w=1"#
+        );
+        assert_eq!(
+            get("ratelimit"),
+            r#""requests";r=7;t=2, "tokens";r=4000;t=3600, "requests";r=3;t=1"#
+        );
+        let mut none = HeaderMap::new();
+        write_headers(&[], &mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

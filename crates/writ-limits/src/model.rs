@@ -386,10 +386,18 @@ impl Charge {
 
 /// Values are escaped so `,` and `=` in them cannot forge another scope's key.
 pub(crate) fn escape_into(out: &mut String, value: &str) {
+    const SPECIAL: [char; 4] = ['%', ',', '=', ':'];
+    if !value.contains(SPECIAL) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
-        match c {
-            '%' | ',' | '=' | ':' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
+        if SPECIAL.contains(&c) {
+            // Each is ASCII: two hex digits.
+            out.push('%');
+            out.push_str(&format!("{:02X}", c as u32));
+        } else {
+            out.push(c);
         }
     }
 }
