@@ -4,7 +4,10 @@
 //!
 //! Strikes (failed authentications) are kept in shards of their own, each key's state
 //! decided by [`StrikeState`]; a key whose failures have all left the window and whose
-//! lock-out has ended is dropped by an occasional sweep of its shard.
+//! lock-out has ended is dropped by an occasional sweep of its shard. Limit cells are swept
+//! the same way once they no longer change a decision (a budget whose window has ended, a
+//! rate whose arrival time has passed, leases that have all ended), so writ-scoped limits
+//! on short-lived writs do not accumulate.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -25,8 +28,24 @@ const SWEEP_EVERY: usize = 16;
 #[derive(Debug, Clone)]
 enum Cell {
     Tat(u64),
-    Used(u64),
+    Used { used: u64, until_ns: u64 },
     Leases(HashMap<String, u64>),
+}
+
+/// How long a rate cell is kept after its arrival time has passed, so a request that
+/// settles late (a long stream) still finds it and is charged its over-run.
+const RATE_GRACE_NS: u64 = 3_600 * 1_000_000_000;
+
+impl Cell {
+    /// Whether the cell still changes a decision at `now`; one that does not is the same
+    /// as no cell and may be dropped.
+    fn matters_at(&self, now: u64) -> bool {
+        match self {
+            Cell::Tat(tat) => tat.saturating_add(RATE_GRACE_NS) > now,
+            Cell::Used { until_ns, .. } => *until_ns > now,
+            Cell::Leases(leases) => leases.values().any(|end| *end > now),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -48,6 +67,8 @@ pub struct MemoryLimiter {
     strikes: Vec<Mutex<StrikeShard>>,
     /// Strikes so far, for the round of sweeps.
     strike_count: AtomicUsize,
+    /// Reservations so far, for the round of sweeps of limit cells.
+    reserve_count: AtomicUsize,
     hasher: RandomState,
 }
 
@@ -66,6 +87,7 @@ impl MemoryLimiter {
                 .map(|_| Mutex::new(StrikeShard::default()))
                 .collect(),
             strike_count: AtomicUsize::new(0),
+            reserve_count: AtomicUsize::new(0),
             hasher: RandomState::new(),
         }
     }
@@ -99,6 +121,14 @@ impl MemoryLimiter {
         estimate: Amounts,
         now_ns: u64,
     ) -> Result<Reservation, Refusal> {
+        let count = self.reserve_count.fetch_add(1, Ordering::Relaxed);
+        if count.is_multiple_of(SWEEP_EVERY) {
+            // Holding no other shard, so this cannot deadlock.
+            self.shards[(count / SWEEP_EVERY) % SHARDS]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|_, cell| cell.matters_at(now_ns));
+        }
         let mut guards = self.lock(&charges);
         let mut updates = Vec::with_capacity(charges.len());
         let mut remaining = Vec::with_capacity(charges.len());
@@ -156,7 +186,7 @@ impl MemoryLimiter {
                     let back = rate_increment(period_ns, charge.limit, charge.amount);
                     *tat = tat.saturating_add(add).saturating_sub(back);
                 }
-                (Meter::Budget { .. }, Some(Cell::Used(n))) => {
+                (Meter::Budget { .. }, Some(Cell::Used { used: n, .. })) => {
                     *n = n.saturating_add(used).saturating_sub(charge.amount);
                 }
                 (Meter::Leases { .. }, Some(Cell::Leases(leases))) => {
@@ -177,7 +207,7 @@ impl MemoryLimiter {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (key, cell) in map.iter() {
                 let value = match cell {
-                    Cell::Used(n) => *n,
+                    Cell::Used { used, .. } => *used,
                     Cell::Tat(tat) => tat.saturating_sub(now_ns),
                     Cell::Leases(l) => l.values().filter(|e| **e > now_ns).count() as u64,
                 };
@@ -249,6 +279,19 @@ impl MemoryLimiter {
     fn strike_keys(&self) -> usize {
         (0..SHARDS).map(|i| self.lock_strikes(i).keys.len()).sum()
     }
+
+    /// How many limit cells are held, for tests of the sweep.
+    #[cfg(test)]
+    fn cells(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
 }
 
 enum Update {
@@ -265,7 +308,7 @@ fn admit(
     let prior = match (charge.meter, cell) {
         (Meter::Rate { .. }, Some(Cell::Tat(t))) => Prior::Tat(*t),
         (Meter::Rate { .. }, _) => Prior::Tat(0),
-        (Meter::Budget { .. }, Some(Cell::Used(n))) => Prior::Used(*n),
+        (Meter::Budget { .. }, Some(Cell::Used { used, .. })) => Prior::Used(*used),
         (Meter::Budget { .. }, _) => Prior::Used(0),
         (Meter::Leases { .. }, Some(Cell::Leases(l))) => {
             Prior::Held(l.iter().filter(|(k, e)| **e > now && *k != id).count() as u64)
@@ -275,7 +318,10 @@ fn admit(
     let (value, left) = model::admit(charge, prior, now)?;
     let update = match charge.meter {
         Meter::Rate { .. } => Update::Set(Cell::Tat(value)),
-        Meter::Budget { .. } => Update::Set(Cell::Used(value)),
+        Meter::Budget { window_end_ns } => Update::Set(Cell::Used {
+            used: value,
+            until_ns: window_end_ns,
+        }),
         Meter::Leases { .. } => Update::AddLease(value),
     };
     Ok((update, left))
@@ -313,6 +359,74 @@ mod tests {
             burst: limit,
             only: Vec::new(),
         }
+    }
+
+    /// Cells of windows that have ended, rates whose arrival time has long passed and
+    /// leases that have all ended are dropped by the sweeps; live ones are kept, and a
+    /// swept key starts again exactly as a kept one would.
+    #[test]
+    fn cells_that_no_longer_matter_are_swept() {
+        let limiter = MemoryLimiter::new();
+        let by_writ = |dimension, window| LimitSpec {
+            scope: vec![Field::Writ],
+            dimension,
+            window,
+            limit: 1_000_000,
+            burst: 1_000_000,
+            only: Vec::new(),
+        };
+        let specs = [
+            by_writ(Dimension::Requests, Window::Day),
+            by_writ(
+                Dimension::Requests,
+                Window::Rate {
+                    period: Duration::from_secs(60),
+                },
+            ),
+            by_writ(Dimension::Concurrency, Window::InFlight),
+        ];
+        let one = Amounts {
+            requests: 1,
+            ..Amounts::default()
+        };
+        let reserve = |writ: &str, now: u64| {
+            let subject = Subject { writ, ..SUBJECT };
+            let charges: Vec<Charge> = specs
+                .iter()
+                .filter_map(|s| s.charge(&subject, &one, now, DEFAULT_LEASE_TTL))
+                .collect();
+            limiter
+                .reserve(format!("r-{writ}-{now}"), charges, one, now)
+                .unwrap()
+        };
+        let t0 = 10 * 86_400 * NS;
+        // In flight: each holds a lease for the next five minutes.
+        for i in 0..200 {
+            reserve(&format!("w{i}"), t0);
+        }
+        assert_eq!(limiter.cells(), 600);
+        // A full round of sweeps a second later keeps every cell: each still decides.
+        for _ in 0..SWEEP_EVERY * SHARDS {
+            let r = reserve("steady", t0 + NS);
+            limiter.settle(&r, &one);
+        }
+        assert_eq!(limiter.cells(), 603);
+        // Two days later a round of sweeps leaves only the cells in use now.
+        let later = t0 + 2 * 86_400 * NS;
+        for _ in 0..SWEEP_EVERY * SHARDS {
+            let r = reserve("steady", later);
+            limiter.settle(&r, &one);
+        }
+        assert_eq!(limiter.cells(), 3);
+        // A swept writ starts afresh: its day budget counts from zero.
+        let r = reserve("w0", later);
+        assert_eq!(
+            r.remaining
+                .iter()
+                .find(|left| left.window_secs == 86_400)
+                .map(|left| left.remaining),
+            Some(999_999)
+        );
     }
 
     #[test]
