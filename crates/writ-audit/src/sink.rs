@@ -232,6 +232,8 @@ impl Sink {
 
     /// Forces everything written so far to disk: SQLite's WAL is checkpointed (which
     /// syncs it), a file is synced; PostgreSQL's last checkpoint commit already did.
+    /// Blocks the calling thread while the disk works, as [`Sink::sync_blocking`]: call it
+    /// where blocking is fine (the audit writer's own thread, at shutdown).
     pub async fn sync(&self) -> Result<(), SinkError> {
         self.sync_blocking()
     }
