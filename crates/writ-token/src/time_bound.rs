@@ -59,25 +59,30 @@ fn rule_bound(rule: &Rule) -> Option<u64> {
 
 /// `$var <= d` / `d >= $var` → `d`; `$var < d` / `d > $var` → `d - 1`; anything else `None`.
 fn upper_bound(ops: &[Op], var: &str) -> Option<u64> {
-    match ops {
+    // Read `d op $var` as `$var op' d`, then take the two upper-bound operators.
+    let (d, op) = match ops {
         [
             Op::Value(Term::Variable(v)),
             Op::Value(Term::Date(d)),
             Op::Binary(op),
-        ] if v == var => match op {
-            Binary::LessOrEqual => Some(*d),
-            Binary::LessThan => d.checked_sub(1),
-            _ => None,
-        },
+        ] if v == var => (*d, op.clone()),
         [
             Op::Value(Term::Date(d)),
             Op::Value(Term::Variable(v)),
             Op::Binary(op),
-        ] if v == var => match op {
-            Binary::GreaterOrEqual => Some(*d),
-            Binary::GreaterThan => d.checked_sub(1),
-            _ => None,
-        },
+        ] if v == var => {
+            let mirrored = match op {
+                Binary::GreaterOrEqual => Binary::LessOrEqual,
+                Binary::GreaterThan => Binary::LessThan,
+                _ => return None,
+            };
+            (*d, mirrored)
+        }
+        _ => return None,
+    };
+    match op {
+        Binary::LessOrEqual => Some(d),
+        Binary::LessThan => d.checked_sub(1),
         _ => None,
     }
 }

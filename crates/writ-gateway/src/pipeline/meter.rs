@@ -115,12 +115,14 @@ pub(crate) async fn respond(
             return Err(e);
         }
     };
-    let usage = match info.family {
-        ApiFamily::OpenAi | ApiFamily::Azure => openai::usage_from_json(&bytes),
-        ApiFamily::Anthropic => anthropic::usage_from_json(&bytes),
-        ApiFamily::Gemini | ApiFamily::Vertex => gemini::usage_from_json(&bytes),
-        ApiFamily::Bedrock => bedrock::usage_from_response(&parts.headers, &bytes),
-        ApiFamily::Mcp | ApiFamily::Http => None,
+    // Usage read from the body means the body was parsed whole as one JSON object, so it
+    // need not be checked again below; Bedrock's may come from headers alone.
+    let (usage, parsed_whole) = match info.family {
+        ApiFamily::OpenAi | ApiFamily::Azure => from_body(openai::usage_from_json(&bytes)),
+        ApiFamily::Anthropic => from_body(anthropic::usage_from_json(&bytes)),
+        ApiFamily::Gemini | ApiFamily::Vertex => from_body(gemini::usage_from_json(&bytes)),
+        ApiFamily::Bedrock => (bedrock::usage_from_response(&parts.headers, &bytes), false),
+        ApiFamily::Mcp | ApiFamily::Http => (None, false),
     };
     let claims_json = parts
         .headers
@@ -131,16 +133,6 @@ pub(crate) async fn respond(
         info.family,
         ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Bedrock
     ) && parts.status.is_success();
-    // Usage read from the body means the body was parsed whole as one JSON object.
-    let parsed_whole = usage.is_some()
-        && matches!(
-            info.family,
-            ApiFamily::OpenAi
-                | ApiFamily::Azure
-                | ApiFamily::Anthropic
-                | ApiFamily::Gemini
-                | ApiFamily::Vertex
-        );
     if (must_be_json || claims_json)
         && !parsed_whole
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
@@ -172,6 +164,11 @@ pub(crate) async fn respond(
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Usage read by parsing the whole body, and whether it was found (so the body parsed).
+fn from_body(usage: Option<writ_providers::Usage>) -> (Option<writ_providers::Usage>, bool) {
+    (usage, usage.is_some())
 }
 
 /// Reads a whole body within a size cap, with a deadline between chunks.
