@@ -554,6 +554,13 @@ def main() -> None:
         check_sample(name, port, token, headers, stream_headers, stream_port)
         log(f"{name}: warm-up")
         wrk(port, tokens, body, headers, 32, 1, run_dir)
+        direct_c1 = None
+        if port != mock:
+            # The added latency is measured against the mock called directly just before,
+            # not against the first row: on a shared VM the latency of the same hop drifts
+            # by tens of µs over a run (the first row has come out slower than a later proxy).
+            log(f"{name}: c=1, the mock directly just before")
+            direct_c1 = wrk(mock, mock_tokens, body, {}, 1, dur, run_dir)
         log(f"{name}: c=1")
         c1 = wrk(port, tokens, body, headers, 1, dur, run_dir)
         log(f"{name}: c=32")
@@ -569,6 +576,8 @@ def main() -> None:
                "c1_rps": c1["rps"], "c1_p50": c1["p50_us"], "c1_p99": c1["p99_us"],
                "ttfb_p50": st["p50_us"], "ttfb_p99": st["p99_us"], "rss_kb": proc.peak_rss_kb(),
                "cpu_us": cpu_us}
+        if direct_c1:
+            row["direct_c1_p50"], row["direct_c1_p99"] = direct_c1["p50_us"], direct_c1["p99_us"]
         results.append(row)
         log(f"{name}: {c32['rps']:.0f} req/s at c=32, p50 {c1['p50_us']} µs at c=1, peak RSS {row['rss_kb'] / 1024:.1f} MiB")
         return row
@@ -725,6 +734,12 @@ def render(results, dur, elapsed, quick) -> str:
     direct = by.get("mock direct (nginx)", {})
     ms = lambda us: f"{us / 1000:.2f}" if us is not None else "—"  # noqa: E731
 
+    def paired(r, q):
+        """The mock's direct c=1 latency to measure row r against: the lower of the load just
+        before r and the first row's (a p99 of one load can be an outlier either way; the
+        lower one never flatters the row)."""
+        return min(v for v in (r.get(f"direct_c1_{q}"), direct.get(f"c1_{q}")) if v is not None)
+
     lines = [
         "| row | req/s c=32 | × baseline | p50 c=32 (ms) | p99 c=32 (ms) | p50 c=1 (ms) | p99 c=1 (ms) "
         "| +p50 c=1 vs direct (µs) | stream TTFB p50 (ms) | stream TTFB p99 (ms) | +TTFB p50 vs direct (µs) "
@@ -736,7 +751,7 @@ def render(results, dur, elapsed, quick) -> str:
             lines.append(f"| {r['row']} | skipped: {r['skipped']} |" + " |" * 11)
             continue
         ratio = f"{r['rps'] / base:.2f}" if base else "—"
-        added = f"{r['c1_p50'] - direct['c1_p50']:+d}" if "c1_p50" in r and "c1_p50" in direct else "—"
+        added = f"{r['c1_p50'] - paired(r, 'p50'):+d}" if "c1_p50" in r and "c1_p50" in direct else "—"
         ttfb_added = (f"{r['ttfb_p50'] - direct['ttfb_p50']:+.0f}"
                       if "ttfb_p50" in r and "ttfb_p50" in direct else "—")
         cpu = f"{r['cpu_us']:.0f}" if "cpu_us" in r else "—"
@@ -756,8 +771,8 @@ def render(results, dur, elapsed, quick) -> str:
     if full and base:
         target("writ full ≥ 0.7× baseline req/s at c=32", full["rps"] >= 0.7 * base, f"{full['rps'] / base:.2f}×")
     if full and direct:
-        d50 = full["c1_p50"] - direct["c1_p50"]
-        d99 = full["c1_p99"] - direct["c1_p99"]
+        d50 = full["c1_p50"] - paired(full, "p50")
+        d99 = full["c1_p99"] - paired(full, "p99")
         target("writ full: +p50 at c=1 ≤ 100 µs over mock direct", d50 <= 100, f"{d50:+d} µs")
         target("writ full: +p99 at c=1 ≤ 1 ms over mock direct", d99 <= 1000, f"{d99:+d} µs")
     if minimal and base:
