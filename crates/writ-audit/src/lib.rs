@@ -16,7 +16,8 @@
 //! - [`record`]: the record schema and its canonical bytes;
 //! - [`pseudonym`]: HMAC pseudonyms for writ ids and client IPs;
 //! - [`merkle`]: RFC 6962 hashing and inclusion/consistency proofs over leaf hashes;
-//! - [`tree`]: the same tree with its interior nodes kept, for fast proofs;
+//! - [`tree`]: the same tree with its interior nodes kept, for fast proofs, and its right
+//!   edge alone, for the appender;
 //! - [`key`]: audit keys and their signed-note key strings;
 //! - [`checkpoint`]: checkpoints as signed notes;
 //! - [`log`]: the appender's state;
@@ -35,9 +36,9 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError, parse_and_verify, sign};
 pub use key::{AuditKey, KeyError, VerifierKey};
-pub use log::{AuditLog, GENESIS_PREV, InclusionProof};
+pub use log::{AuditLog, GENESIS_PREV};
 pub use merkle::Hash;
 pub use pseudonym::Pseudonymizer;
 pub use record::{AuditRecord, Decision, Kind, LimitHit, RecordError, Usage};
-pub use tree::Tree;
+pub use tree::{Frontier, Tree};
 pub use verify::{Problem, Summary, verify_log};

@@ -1,5 +1,6 @@
 //! An append-only Merkle tree that keeps every node, so the root and proofs of any earlier
-//! size cost O(log n) hashes instead of O(n).
+//! size cost O(log n) hashes instead of O(n); and its right edge alone, which is all an
+//! appender needs for the root, in O(log n) memory.
 
 use crate::merkle::{self, Hash};
 
@@ -116,10 +117,77 @@ impl Tree {
     }
 }
 
+/// The right edge of an RFC 6962 tree: the roots of the perfect subtrees its leaves split
+/// into, largest (leftmost) first, one for each bit set in its size. Enough to append and
+/// to compute the root, in at most 64 hashes however many leaves there are; proofs need a
+/// [`Tree`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    peaks: Vec<Hash>,
+}
+
+impl Frontier {
+    /// An empty tree's edge.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one leaf hash: it merges with the equal-sized subtrees at the edge, one for
+    /// each trailing bit set in the size before it.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = leaf;
+        for _ in 0..self.size.trailing_ones() {
+            if let Some(left) = self.peaks.pop() {
+                node = merkle::node_hash(&left, &node);
+            }
+        }
+        self.peaks.push(node);
+        self.size += 1;
+    }
+
+    /// The number of leaves.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the tree has no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// The root of the tree: the subtrees joined from the right, as RFC 6962 splits a tree
+    /// at the largest power of two below its size.
+    pub fn root(&self) -> Hash {
+        let mut from_right = self.peaks.iter().rev();
+        match from_right.next() {
+            None => merkle::empty_root(),
+            Some(last) => from_right.fold(*last, |right, left| merkle::node_hash(left, &right)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::merkle::{consistency_proof, inclusion_proof, leaf_hash, root};
+
+    /// The edge alone gives the root of every size, and never holds more than one hash per
+    /// bit of the size.
+    #[test]
+    fn the_frontier_has_the_root_of_every_size_up_to_300() {
+        let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let mut edge = Frontier::new();
+        assert!(edge.is_empty());
+        assert_eq!(edge.root(), merkle::empty_root());
+        for (n, leaf) in leaves.iter().enumerate() {
+            edge.push(*leaf);
+            let size = n as u64 + 1;
+            assert_eq!(edge.len(), size);
+            assert_eq!(edge.root(), root(&leaves[..=n]), "root {size}");
+            assert_eq!(edge.peaks.len(), size.count_ones() as usize);
+        }
+    }
 
     #[test]
     fn agrees_with_the_slice_functions_for_every_size_up_to_40() {
