@@ -96,7 +96,8 @@ async fn revoking_a_block_revokes_writs_built_on_it() {
         .unwrap()
         .verify(&keys.trusted)
         .unwrap()
-        .revocation_ids();
+        .revocation_ids()
+        .to_vec();
     // Revoke the child's own block: the parent stays valid, the child does not.
     let (status, _) = admin_post(
         &gw,

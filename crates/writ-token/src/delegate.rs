@@ -63,7 +63,7 @@ impl VerifiedWrit {
             .map_err(build)?;
         let block = compile_block(block, d.grants).map_err(build)?;
         let block = compile_block(block, d.actor_ceiling).map_err(build)?;
-        let token = self.biscuit_ref().append(block).map_err(build)?;
+        let token = self.biscuit()?.append(block).map_err(build)?;
         let b64 = token.to_base64().map_err(build)?;
         Ok(format!("{WRIT_PREFIX}{b64}"))
     }

@@ -1,6 +1,6 @@
 //! The outer envelope: the `writ_` prefix, size caps, and Biscuit decoding.
 
-use biscuit_auth::{Biscuit, error};
+use biscuit_auth::{Biscuit, RootKeyProvider, error};
 
 use crate::error::WritError;
 use crate::keys::RootKeys;
@@ -58,7 +58,12 @@ impl UnverifiedWrit<'_> {
                 max: MAX_BLOCKS,
             });
         }
-        VerifiedWrit::from_biscuit(biscuit)
+        let root = keys
+            .choose(biscuit.root_key_id())
+            .map_err(|_| WritError::UnknownKeyId {
+                kid: biscuit.root_key_id(),
+            })?;
+        VerifiedWrit::from_biscuit(biscuit, root)
     }
 }
 

@@ -3,7 +3,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::error::{self, FailedCheck, Logic};
-use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
+use std::sync::{Arc, Mutex};
+
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 
 use crate::error::{Denial, WritError};
 use crate::facts::RequestFacts;
@@ -51,7 +53,16 @@ pub struct WritClaims {
 ///
 /// Holding one says nothing yet about what it allows: call [`VerifiedWrit::authorize`].
 pub struct VerifiedWrit {
-    biscuit: Biscuit,
+    /// The parsed token (about 14 KB for a writ minted here), while it may be needed:
+    /// dropped once the memo below has answered a repeated request and holds to the writ's
+    /// expiry, and parsed again (signatures checked again) from `sealed` if a request with
+    /// other facts comes after all. A writ whose requests keep changing keeps it.
+    parsed: Mutex<Option<Arc<Biscuit>>>,
+    /// The token as verified (under 1 KB), and the root key that verified it.
+    sealed: Box<[u8]>,
+    root: PublicKey,
+    /// Revocation ids of every block, authority first.
+    revocation_ids: Vec<Vec<u8>>,
     claims: WritClaims,
     /// The last second through which this writ's Datalog answers alike whatever the time
     /// (see `time_bound`), or `None` if the answer may change every second.
@@ -70,6 +81,8 @@ struct Allowed {
     from: u64,
     through: u64,
     facts: RequestFacts,
+    /// Whether the memo has answered a request since it was made.
+    repeated: bool,
 }
 
 impl std::fmt::Debug for VerifiedWrit {
@@ -107,7 +120,7 @@ impl Authorization {
 type ClaimsRow = (i64, String, String, String, SystemTime, SystemTime);
 
 impl VerifiedWrit {
-    pub(crate) fn from_biscuit(biscuit: Biscuit) -> Result<Self, WritError> {
+    pub(crate) fn from_biscuit(biscuit: Biscuit, root: PublicKey) -> Result<Self, WritError> {
         let mut authorizer = AuthorizerBuilder::new()
             .set_limits(run_limits())
             .build(&biscuit)
@@ -174,8 +187,17 @@ impl VerifiedWrit {
             })
             .collect();
         let holds_through = blocks.and_then(|b| crate::time_bound::holds_through(&b));
+        let sealed = biscuit
+            .to_vec()
+            .map_err(|_| WritError::Malformed {
+                reason: "cannot be serialized again",
+            })?
+            .into_boxed_slice();
         Ok(Self {
-            biscuit,
+            revocation_ids: biscuit.revocation_identifiers(),
+            parsed: Mutex::new(Some(Arc::new(biscuit))),
+            sealed,
+            root,
             claims,
             holds_through,
             last_allowed: std::sync::Mutex::new(None),
@@ -201,22 +223,52 @@ impl VerifiedWrit {
         &self.claims
     }
 
-    /// Revocation ids of every block, authority first. Revoking any of them revokes the writ.
-    pub fn revocation_ids(&self) -> Vec<Vec<u8>> {
-        self.biscuit.revocation_identifiers()
+    /// The last second (UNIX time) of the writ's life.
+    fn expires_secs(&self) -> u64 {
+        self.claims
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
-    pub(crate) fn biscuit_ref(&self) -> &Biscuit {
-        &self.biscuit
+    /// Revocation ids of every block, authority first. Revoking any of them revokes the writ.
+    pub fn revocation_ids(&self) -> &[Vec<u8>] {
+        &self.revocation_ids
+    }
+
+    /// The parsed token: kept, or parsed again from the verified bytes (checking the
+    /// signatures again against the root key that verified them).
+    pub(crate) fn biscuit(&self) -> Result<Arc<Biscuit>, WritError> {
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(biscuit) = parsed.as_ref() {
+            return Ok(biscuit.clone());
+        }
+        let biscuit = Arc::new(
+            Biscuit::from(&self.sealed, self.root)
+                .map_err(crate::encoding::classify_parse_error)?,
+        );
+        *parsed = Some(biscuit.clone());
+        Ok(biscuit)
+    }
+
+    /// Whether the parsed token is held now (not only its verified bytes).
+    pub fn holds_parsed(&self) -> bool {
+        self.parsed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// The delegation chain, oldest first, as `(delegated_by, delegated_to)`. Informational
     /// (for audit and display): authorization never relies on it, since any holder can
     /// append a block stating such facts.
     pub fn delegation_chain(&self) -> Vec<(String, String)> {
+        let Ok(biscuit) = self.biscuit() else {
+            return Vec::new();
+        };
         let Ok(mut authorizer) = AuthorizerBuilder::new()
             .set_limits(run_limits())
-            .build(&self.biscuit)
+            .build(&biscuit)
         else {
             return Vec::new();
         };
@@ -229,9 +281,12 @@ impl VerifiedWrit {
 
     /// Every block as readable Datalog, authority first. Writs hold no secrets.
     pub fn blocks_source(&self) -> Vec<String> {
-        (0..self.biscuit.block_count())
+        let Ok(biscuit) = self.biscuit() else {
+            return vec!["<unparsable writ>".to_string()];
+        };
+        (0..biscuit.block_count())
             .map(|i| {
-                self.biscuit
+                biscuit
                     .print_block_source(i)
                     .unwrap_or_else(|_| "<unprintable block>".to_string())
             })
@@ -257,11 +312,17 @@ impl VerifiedWrit {
             tenant: self.claims.tenant.clone(),
             agent: self.claims.agent.clone(),
         };
-        if let Ok(last) = self.last_allowed.lock()
-            && last
-                .as_ref()
-                .is_some_and(|a| (a.from..=a.through).contains(&now_secs) && a.facts == *facts)
+        if let Ok(mut last) = self.last_allowed.lock()
+            && let Some(a) = last.as_mut()
+            && (a.from..=a.through).contains(&now_secs)
+            && a.facts == *facts
         {
+            // Answered from the memo a second time: if it holds for the rest of the writ's
+            // life, requests like this one never need the parsed token again.
+            if !a.repeated && a.through >= self.expires_secs() {
+                self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+            a.repeated = true;
             return Ok(allowed());
         }
         self.evaluations
@@ -275,7 +336,7 @@ impl VerifiedWrit {
         let mut authorizer = builder
             .policy("allow if writ_version(1)")
             .map_err(denied_by)?
-            .build(&self.biscuit)
+            .build(&*self.biscuit()?)
             .map_err(denied_by)?;
         authorizer.authorize().map_err(denied_by)?;
         if let Ok(mut last) = self.last_allowed.lock() {
@@ -289,6 +350,7 @@ impl VerifiedWrit {
                 from: now_secs,
                 through,
                 facts: facts.clone(),
+                repeated: false,
             });
         }
         Ok(allowed())

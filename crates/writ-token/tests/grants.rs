@@ -397,13 +397,13 @@ fn revocation_ids_cover_every_block() {
         r#"{"type":"writ:llm","upstream":"u"}"#,
         r#"{"type":"writ:llm","upstream":"u"}"#,
     );
-    let parent = f.verify(&writ).unwrap().revocation_ids();
+    let parent = f.verify(&writ).unwrap().revocation_ids().to_vec();
     let child_writ = attenuate(
         &writ,
         &parse_grants(r#"{"type":"writ:llm","upstream":"u"}"#).unwrap(),
     )
     .unwrap();
-    let child = f.verify(&child_writ).unwrap().revocation_ids();
+    let child = f.verify(&child_writ).unwrap().revocation_ids().to_vec();
     assert_eq!(child.len(), 3);
     assert_eq!(&child[..2], &parent[..], "a child carries its parent's ids");
     // Sanity: the library agrees on what a verified token is.

@@ -308,6 +308,8 @@ fn a_writ_that_reads_the_time_otherwise_is_decided_every_second() {
         verified.authorize(&facts, at(3)),
         Err(WritError::Denied(_))
     ));
+    // Decided every second, so its parsed token is kept.
+    assert!(verified.holds_parsed());
 }
 
 /// A plain writ (its only time check is its expiry) is decided once for a repeated
@@ -335,4 +337,55 @@ fn a_plain_writ_is_decided_once_for_its_life() {
         verified.authorize(&facts, t0() + Duration::from_secs(31)),
         Err(WritError::Expired { .. })
     ));
+}
+
+/// A plain writ answered from its memo a second time keeps only its verified bytes (the
+/// parsed token is most of a cached writ's memory). A request with other facts parses it
+/// again, signatures checked, and is decided exactly as before; so are the writ's other
+/// uses (its blocks, its revocation ids, delegating it).
+#[test]
+fn a_remembered_writ_keeps_only_its_bytes_and_parses_them_again_when_needed() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = mint_with(&key, &ceiling(), &grants(), 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let at = |secs: u64| t0() + Duration::from_secs(secs);
+    let facts = chat("gpt-4o-mini", Some(50));
+    assert!(verified.holds_parsed());
+    assert!(verified.authorize(&facts, at(1)).is_ok());
+    assert!(verified.holds_parsed(), "one answer is not yet a pattern");
+    assert!(verified.authorize(&facts, at(2)).is_ok());
+    assert!(
+        !verified.holds_parsed(),
+        "answered from the memo again: dropped"
+    );
+    assert!(verified.authorize(&facts, at(20)).is_ok());
+    assert!(!verified.holds_parsed());
+    assert_eq!(verified.evaluations(), 1);
+    // Other facts: parsed again and refused by the same check as a fresh writ.
+    let Err(WritError::Denied(denial)) = verified.authorize(&chat("gpt-4o", Some(50)), at(21))
+    else {
+        panic!("not denied")
+    };
+    let fresh = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let Err(WritError::Denied(fresh_denial)) = fresh.authorize(&chat("gpt-4o", Some(50)), at(21))
+    else {
+        panic!("not denied")
+    };
+    assert_eq!(denial.failed_checks, fresh_denial.failed_checks);
+    assert!(verified.holds_parsed());
+    assert_eq!(verified.evaluations(), 2);
+    // Other allowed facts are allowed, remembered, and dropped again once repeated.
+    let other = chat("gpt-4o-mini", Some(80));
+    assert!(verified.authorize(&other, at(22)).is_ok());
+    assert!(verified.authorize(&other, at(23)).is_ok());
+    assert!(!verified.holds_parsed());
+    assert_eq!(verified.evaluations(), 3);
+    // Everything else a verified writ is used for still works from the bytes.
+    assert_eq!(verified.revocation_ids(), fresh.revocation_ids());
+    assert!(
+        !verified.holds_parsed(),
+        "revocation ids are kept, not parsed"
+    );
+    assert_eq!(verified.blocks_source(), fresh.blocks_source());
+    assert!(verified.delegation_chain().is_empty());
 }
