@@ -697,6 +697,11 @@ litellm_settings:
             check_sample(name, port, first, {"x-writ-upstream": "mock"}, {"x-writ-upstream": "mockstream"})
             log(f"{name}: first use of every writ (verifies each)")
             cold = wrk_pass(port, tokens, body, {"x-writ-upstream": "mock"}, 32, run_dir, n)
+            # A second pass puts every writ where the 10 writs of "writ full" are after its
+            # warm-up: its request remembered and seen again (writ then keeps only its
+            # verified bytes, and frees the parsed token: a one-time cost, like the first use).
+            log(f"{name}: second use of every writ")
+            second = wrk_pass(port, tokens, body, {"x-writ-upstream": "mock"}, 32, run_dir, n)
             log(f"{name}: c=32")
             ticks = proc.cpu_ticks()
             c32 = wrk(port, tokens, body, {"x-writ-upstream": "mock"}, 32, dur, run_dir)
@@ -705,9 +710,9 @@ litellm_settings:
                 if r["bad"]:
                     die(f"{name}: {r['bad']} failed requests under load: {r}")
             results.append({"row": name, "rps": c32["rps"], "c32_p50": c32["p50_us"], "c32_p99": c32["p99_us"],
-                            "cold_rps": cold, "rss_kb": proc.peak_rss_kb(), "writs": n,
+                            "cold_rps": cold, "second_rps": second, "rss_kb": proc.peak_rss_kb(), "writs": n,
                             "agents": min(n, SCALE_AGENTS), "mint_rate": n / mint_secs, "cpu_us": cpu_us})
-            log(f"{name}: {c32['rps']:.0f} req/s at c=32 (first use {cold:.0f} req/s), "
+            log(f"{name}: {c32['rps']:.0f} req/s at c=32 (first use {cold:.0f}, second {second:.0f} req/s), "
                 f"peak RSS {results[-1]['rss_kb'] / 1024:.1f} MiB")
             proc.stop()
         mint_proc.stop()
@@ -793,7 +798,8 @@ def render(results, dur, elapsed, quick) -> str:
     extra = []
     for r in big:
         extra.append(f"- {r['row']} (over {r['agents']} agents): first use of every writ (a signature verification each) "
-                     f"{r['cold_rps']:,.0f} req/s; minted at {r['mint_rate']:,.0f} writs/s through the token endpoint.")
+                     f"{r['cold_rps']:,.0f} req/s, second use {r['second_rps']:,.0f} req/s; minted at "
+                     f"{r['mint_rate']:,.0f} writs/s through the token endpoint.")
 
     cpu = ""
     try:
