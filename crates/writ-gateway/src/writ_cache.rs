@@ -60,7 +60,8 @@ impl WritCache {
     }
 
     /// Stores a verified writ. Every 1024 inserts, and whenever it is full, expired writs are
-    /// dropped; if that frees nothing, it starts over empty (a miss costs one verification).
+    /// dropped; if that frees nothing, the half that expires soonest goes (a miss costs one
+    /// verification, so emptying it all would make every live writ's next request pay one).
     pub fn insert(&self, key: [u8; 32], writ: Arc<VerifiedWrit>, now: SystemTime) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() % 1024 == 1023 {
@@ -69,7 +70,11 @@ impl WritCache {
         if map.len() >= self.capacity {
             map.retain(|_, w| w.claims().expires_at >= now);
             if map.len() >= self.capacity {
-                map.clear();
+                let mut expiries: Vec<SystemTime> =
+                    map.values().map(|w| w.claims().expires_at).collect();
+                let middle = expiries.len() / 2;
+                let (_, &mut median, _) = expiries.select_nth_unstable(middle);
+                map.retain(|_, w| w.claims().expires_at > median);
             }
         }
         map.insert(key, writ);
@@ -120,11 +125,38 @@ mod tests {
         assert!(cache.get(&WritCache::key(&short), later).is_none());
         cache.sweep(later);
         assert_eq!(cache.len(), 1);
-        // Bounded: a full cache of live writs starts over rather than grow.
+        // Bounded: a full cache of live writs drops those expiring soonest rather than grow.
         for _ in 0..5 {
             let (w, v) = writ(&key, &keys, t0, 30);
             cache.insert(WritCache::key(&w), v, t0);
         }
         assert!(cache.len() <= 4);
+    }
+
+    /// A full cache of live writs keeps the ones that live longest, not none of them.
+    #[test]
+    fn a_full_cache_drops_the_writs_that_expire_soonest() {
+        let key = RootKeyPair::generate(KeyId(1));
+        let mut keys = RootKeys::new();
+        keys.insert(key.kid(), key.public());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let cache = WritCache::new(4);
+        let texts: Vec<String> = (1..=4)
+            .map(|ttl| {
+                let (text, v) = writ(&key, &keys, t0, ttl * 5);
+                cache.insert(WritCache::key(&text), v, t0);
+                text
+            })
+            .collect();
+        let (newest, v) = writ(&key, &keys, t0, 30);
+        cache.insert(WritCache::key(&newest), v, t0);
+        // Expiring at +5, +10, +15, +20 s: those up to the median (+15 s) go, the latest
+        // stays, with the new one. (Writs that all expire in the same second all go: no
+        // worse than emptying the cache, as it did before.)
+        let held = |text: &str| cache.get(&WritCache::key(text), t0).is_some();
+        assert!(!held(&texts[0]) && !held(&texts[1]));
+        assert!(held(&texts[3]));
+        assert!(held(&newest));
+        assert!(cache.len() >= 2 && cache.len() <= 4, "{}", cache.len());
     }
 }
