@@ -89,6 +89,14 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
     use writ_token::{KeyId, MintRequest, RootKeyPair, RootKeys, decode, mint, parse_grants};
 
+    /// A root key, the keys trusting it, and the time writs are minted at.
+    fn issuer() -> (RootKeyPair, RootKeys, SystemTime) {
+        let key = RootKeyPair::generate(KeyId(1));
+        let mut keys = RootKeys::new();
+        keys.insert(key.kid(), key.public());
+        (key, keys, UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+    }
+
     fn writ(
         key: &RootKeyPair,
         keys: &RootKeys,
@@ -113,10 +121,7 @@ mod tests {
 
     #[test]
     fn expired_writs_are_misses_and_get_swept() {
-        let key = RootKeyPair::generate(KeyId(1));
-        let mut keys = RootKeys::new();
-        keys.insert(key.kid(), key.public());
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (key, keys, t0) = issuer();
         let cache = WritCache::new(4);
         let (short, v) = writ(&key, &keys, t0, 5);
         cache.insert(WritCache::key(&short), v, t0);
@@ -138,10 +143,7 @@ mod tests {
     /// A full cache of live writs keeps the ones that live longest, not none of them.
     #[test]
     fn a_full_cache_drops_the_writs_that_expire_soonest() {
-        let key = RootKeyPair::generate(KeyId(1));
-        let mut keys = RootKeys::new();
-        keys.insert(key.kid(), key.public());
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (key, keys, t0) = issuer();
         let cache = WritCache::new(4);
         let texts: Vec<String> = (1..=4)
             .map(|ttl| {

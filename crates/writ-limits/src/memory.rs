@@ -379,6 +379,43 @@ mod tests {
             .collect()
     }
 
+    const ONE_REQUEST: Amounts = Amounts {
+        requests: 1,
+        input_tokens: 0,
+        output_tokens: 0,
+        compute_ms: 0,
+        cost_usd_micros: 0,
+    };
+
+    /// A limit per writ, high enough never to refuse.
+    fn by_writ(dimension: Dimension, window: Window) -> LimitSpec {
+        LimitSpec {
+            scope: vec![Field::Writ],
+            dimension,
+            window,
+            limit: 1_000_000,
+            burst: 1_000_000,
+            only: Vec::new(),
+        }
+    }
+
+    /// Reserves one request of `writ` at `now` against `specs`.
+    fn reserve_one(
+        limiter: &MemoryLimiter,
+        specs: &[LimitSpec],
+        writ: &str,
+        now: u64,
+    ) -> Reservation {
+        let subject = Subject { writ, ..SUBJECT };
+        let charges: Vec<Charge> = specs
+            .iter()
+            .filter_map(|s| s.charge(&subject, &ONE_REQUEST, now, DEFAULT_LEASE_TTL))
+            .collect();
+        limiter
+            .reserve(format!("r-{writ}-{now}"), charges, ONE_REQUEST, now)
+            .unwrap()
+    }
+
     fn spec(dimension: Dimension, window: Window, limit: u64) -> LimitSpec {
         LimitSpec {
             scope: vec![Field::Agent],
@@ -396,14 +433,6 @@ mod tests {
     #[test]
     fn cells_that_no_longer_matter_are_swept() {
         let limiter = MemoryLimiter::new();
-        let by_writ = |dimension, window| LimitSpec {
-            scope: vec![Field::Writ],
-            dimension,
-            window,
-            limit: 1_000_000,
-            burst: 1_000_000,
-            only: Vec::new(),
-        };
         let specs = [
             by_writ(Dimension::Requests, Window::Day),
             by_writ(
@@ -414,20 +443,8 @@ mod tests {
             ),
             by_writ(Dimension::Concurrency, Window::InFlight),
         ];
-        let one = Amounts {
-            requests: 1,
-            ..Amounts::default()
-        };
-        let reserve = |writ: &str, now: u64| {
-            let subject = Subject { writ, ..SUBJECT };
-            let charges: Vec<Charge> = specs
-                .iter()
-                .filter_map(|s| s.charge(&subject, &one, now, DEFAULT_LEASE_TTL))
-                .collect();
-            limiter
-                .reserve(format!("r-{writ}-{now}"), charges, one, now)
-                .unwrap()
-        };
+        let one = ONE_REQUEST;
+        let reserve = |writ: &str, now: u64| reserve_one(&limiter, &specs, writ, now);
         let t0 = 10 * 86_400 * NS;
         // In flight: each holds a lease for the next five minutes.
         for i in 0..200 {
@@ -470,28 +487,8 @@ mod tests {
     #[test]
     fn sweeps_go_on_after_the_clock_steps_back() {
         let limiter = MemoryLimiter::new();
-        let specs = [LimitSpec {
-            scope: vec![Field::Writ],
-            dimension: Dimension::Requests,
-            window: Window::Day,
-            limit: 1_000_000,
-            burst: 1_000_000,
-            only: Vec::new(),
-        }];
-        let one = Amounts {
-            requests: 1,
-            ..Amounts::default()
-        };
-        let reserve = |writ: &str, now: u64| {
-            let subject = Subject { writ, ..SUBJECT };
-            let charges: Vec<Charge> = specs
-                .iter()
-                .filter_map(|s| s.charge(&subject, &one, now, DEFAULT_LEASE_TTL))
-                .collect();
-            limiter
-                .reserve(format!("r-{now}"), charges, one, now)
-                .unwrap()
-        };
+        let specs = [by_writ(Dimension::Requests, Window::Day)];
+        let reserve = |writ: &str, now: u64| reserve_one(&limiter, &specs, writ, now);
         let t0 = 10 * 86_400 * NS;
         // A reservation far ahead (a clock stepped forward), then back to t0.
         reserve("ahead", t0 + 30 * 86_400 * NS);
