@@ -2,7 +2,7 @@
 
 use axum::body::{Body, Bytes};
 use http::{HeaderMap, Uri, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use crate::error::GatewayError;
 
@@ -35,16 +35,51 @@ pub(crate) fn refuse_writ_in_url(uri: &Uri) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// After refusing a body as too large, how much more of it is read and thrown away, and
+/// for how long, before the answer goes out: a connection closed with unread bytes is
+/// reset, and the reset can reach the client before the 413 does.
+const DRAIN_BYTES: usize = 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes (chunked bodies
-/// declare no length up front).
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(GatewayError::BodyTooLarge { limit })
+/// declare no length up front); the rest of a refused body is drained, within bounds.
+pub(crate) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| GatewayError::BodyRead)?.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            drain(body).await;
+            return Err(GatewayError::BodyTooLarge { limit });
         }
-        Err(_) => Err(GatewayError::BodyRead),
+        chunks.push(data);
     }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// Reads and discards up to [`DRAIN_BYTES`] of what is left of `body`, for at most
+/// [`DRAIN_TIME`].
+async fn drain(mut body: Body) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut budget = DRAIN_BYTES;
+        while budget > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, |d| d.len());
+                    budget = budget.saturating_sub(n);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -77,6 +112,37 @@ mod tests {
         ));
         let body = Body::from(vec![b'x'; 10]);
         assert_eq!(read_body(body, 1024).await.unwrap().len(), 10);
+        // Chunks are joined in order.
+        let chunks = ["ab", "cd", "e"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        assert_eq!(read_body(body, 1024).await.unwrap(), Bytes::from("abcde"));
+    }
+
+    /// A refused body is read on to its end (within bounds), so the connection is not
+    /// closed with bytes unread, which would reset it under the client's feet.
+    #[tokio::test]
+    async fn the_rest_of_a_refused_body_is_drained_within_bounds() {
+        let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = |n: usize| {
+            let pulled = pulled.clone();
+            futures_util::stream::iter((0..n).map(move |_| {
+                pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024]))
+            }))
+        };
+        // 100 KiB against a 64 KiB limit: every chunk is read.
+        let body = Body::from_stream(counted(100));
+        assert!(matches!(
+            read_body(body, 64 * 1024).await,
+            Err(GatewayError::BodyTooLarge { .. })
+        ));
+        assert_eq!(pulled.load(std::sync::atomic::Ordering::Relaxed), 100);
+        // 8 MiB: reading stops about a MiB past the limit.
+        pulled.store(0, std::sync::atomic::Ordering::Relaxed);
+        let body = Body::from_stream(counted(8 * 1024));
+        assert!(read_body(body, 64 * 1024).await.is_err());
+        let n = pulled.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((1024..=1200).contains(&n), "{n} chunks read");
     }
 
     #[test]
