@@ -163,6 +163,28 @@ impl SqliteWriter {
         Ok((frames, copied))
     }
 
+    /// Appends record lines of `instance`, `first_seq` onwards, in one transaction, on
+    /// the calling thread (which blocks while SQLite works): all or none.
+    pub fn append(
+        &self,
+        instance: &str,
+        first_seq: u64,
+        lines: &[String],
+    ) -> Result<(), SinkError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(insert_lines(&mut conn, instance, first_seq, lines)?)
+    }
+
+    /// The writing connection, unless it is in use (by another write, or by a
+    /// checkpoint holding writes still): then `None` at once.
+    pub fn try_hold(&self) -> Option<HeldWriter<'_>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(HeldWriter(conn)),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(HeldWriter(p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// The writing connection's `PRAGMA wal_autocheckpoint` (0: never inside a commit).
     pub fn wal_autocheckpoint(&self) -> Result<i64, SinkError> {
         self.with(|c| c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)))
@@ -172,6 +194,41 @@ impl SqliteWriter {
     pub fn synchronous(&self) -> Result<i64, SinkError> {
         self.with(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
     }
+}
+
+/// The SQLite sink's writing connection, held by one caller ([`SqliteWriter::try_hold`]).
+pub struct HeldWriter<'a>(std::sync::MutexGuard<'a, rusqlite::Connection>);
+
+impl HeldWriter<'_> {
+    /// As [`SqliteWriter::append`], on the held connection.
+    pub fn append(
+        &mut self,
+        instance: &str,
+        first_seq: u64,
+        lines: &[String],
+    ) -> Result<(), SinkError> {
+        Ok(insert_lines(&mut self.0, instance, first_seq, lines)?)
+    }
+}
+
+/// Inserts record lines of `instance`, `first_seq` onwards, in one transaction.
+fn insert_lines(
+    conn: &mut rusqlite::Connection,
+    instance: &str,
+    first_seq: u64,
+    lines: &[String],
+) -> rusqlite::Result<()> {
+    let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_records (instance, seq, line) VALUES (?1, ?2, ?3)",
+        )?;
+        for (i, line) in lines.iter().enumerate() {
+            insert.execute(rusqlite::params![instance, seq(i), line])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Where audit lines are kept.
@@ -295,6 +352,14 @@ impl Sink {
         Ok(())
     }
 
+    /// The SQLite sink's writing connection, which appends on the calling thread.
+    pub fn sqlite_writer(&self) -> Option<&SqliteWriter> {
+        match self {
+            Sink::Sqlite(_, writer) => Some(writer),
+            Sink::Postgres(_) | Sink::File(..) => None,
+        }
+    }
+
     /// Creates the tables if needed (PostgreSQL).
     pub async fn prepare(&self) -> Result<(), SinkError> {
         if let Sink::Postgres(pool) = self {
@@ -314,21 +379,7 @@ impl Sink {
     ) -> Result<(), SinkError> {
         let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
         match self {
-            Sink::Sqlite(_, writer) => {
-                // One transaction, one prepared statement run per line: all in-process.
-                writer.with(|c| {
-                    let tx = c.transaction()?;
-                    {
-                        let mut insert = tx.prepare_cached(
-                            "INSERT INTO audit_records (instance, seq, line) VALUES (?1, ?2, ?3)",
-                        )?;
-                        for (i, line) in lines.iter().enumerate() {
-                            insert.execute(rusqlite::params![instance, seq(i), line])?;
-                        }
-                    }
-                    tx.commit()
-                })?;
-            }
+            Sink::Sqlite(_, writer) => writer.append(instance, first_seq, lines)?,
             Sink::Postgres(pool) => {
                 // One statement, one round trip, for the whole batch (atomic on its own).
                 let seqs: Vec<i64> = (0..lines.len()).map(seq).collect();

@@ -1,6 +1,7 @@
 //! `Auditor`: this instance's audit log. Records are appended to the Merkle log in
-//! memory, written to the sink in batches by one writer task, and checkpointed every N
-//! records, every T, and at shutdown.
+//! memory, written to the sink in batches by one writer task (or, strict on SQLite, by the
+//! thread of a request served alone), and checkpointed every N records, every T, and at
+//! shutdown.
 //!
 //! In strict mode (the default) a request is forwarded only while the sink is writable,
 //! and a record is committed to the sink before its response completes (synced to disk
@@ -9,12 +10,12 @@
 //! and the instance refuses (503) until the sink takes writes again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, oneshot};
-use writ_audit::sink::Sink;
+use writ_audit::sink::{Sink, SqliteWriter};
 use writ_audit::{AuditKey, AuditLog, AuditRecord, Pseudonymizer};
 use writ_store::DataDir;
 use zeroize::Zeroizing;
@@ -58,6 +59,8 @@ pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, Str
 enum Job {
     Record(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
     Checkpoint(oneshot::Sender<()>),
+    /// Records were written by a request's own thread: checkpoint if one is due.
+    Written,
     /// Write what is pending, sign a last checkpoint and end.
     Stop,
 }
@@ -77,6 +80,41 @@ pub(crate) struct Auditor {
     verifier: writ_audit::VerifierKey,
     /// Resolves when the writer thread has ended.
     writer: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Strict mode with the SQLite sink: a record that arrives while no other is on its
+    /// way is written by the request's own thread (see [`Auditor::record`]).
+    alone: Option<Alone>,
+}
+
+/// What a strict request needs to write its record itself: the log and the connection
+/// the writer uses, and how many strict records are on their way now.
+struct Alone {
+    core: Arc<std::sync::Mutex<Core>>,
+    writer: SqliteWriter,
+    on_the_way: AtomicUsize,
+    /// Data-plane requests being served now ([`Auditor::open_request`]).
+    open_requests: AtomicUsize,
+    /// Records written by their requests' threads so far.
+    written: std::sync::atomic::AtomicU64,
+    /// Records between checkpoints.
+    every: u64,
+}
+
+/// One of several things counted while they last: a strict record on its way (written or
+/// waited for), a data-plane request being served.
+pub(crate) struct OnTheWay<'a>(&'a AtomicUsize);
+
+impl<'a> OnTheWay<'a> {
+    /// Counts one more; returns how many others there were.
+    fn enter(count: &'a AtomicUsize) -> (Self, usize) {
+        let others = count.fetch_add(1, Ordering::AcqRel);
+        (Self(count), others)
+    }
+}
+
+impl Drop for OnTheWay<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Auditor {
@@ -101,15 +139,31 @@ impl Auditor {
             AuditSinkConfig::Sqlite | AuditSinkConfig::File(_) => sink.clone(),
         };
         let (jobs, rx) = mpsc::unbounded_channel();
-        let writer = Writer {
+        let core = Arc::new(std::sync::Mutex::new(Core {
             log,
-            key,
-            sink,
-            instance: instance.clone(),
             written: 0,
             unwritten: Vec::new(),
             waiting: Vec::new(),
             checkpointed: 0,
+            flushing: false,
+            stopping: false,
+        }));
+        let alone = match sink.sqlite_writer() {
+            Some(writer) if config.strict => Some(Alone {
+                core: core.clone(),
+                writer: writer.clone(),
+                on_the_way: AtomicUsize::new(0),
+                open_requests: AtomicUsize::new(0),
+                written: std::sync::atomic::AtomicU64::new(0),
+                every: config.checkpoint_every,
+            }),
+            _ => None,
+        };
+        let writer = Writer {
+            core,
+            key,
+            sink,
+            instance: instance.clone(),
             every: config.checkpoint_every,
             healthy: healthy.clone(),
             sync_at_checkpoints: None,
@@ -150,6 +204,7 @@ impl Auditor {
             sink: reader,
             verifier,
             writer: Mutex::new(Some(ended)),
+            alone,
         })
     }
 
@@ -177,20 +232,93 @@ impl Auditor {
 
     /// Appends a record. In strict mode, waits until it is durable and says whether it
     /// is; in best-effort mode returns at once (true).
+    ///
+    /// In strict mode with the SQLite sink, a record that finds no other strict record on
+    /// its way and nothing waiting to be written is written by the calling thread itself,
+    /// which blocks while SQLite commits it: handing it to the writer thread and being
+    /// woken with the answer costs two thread wake-ups, more than the commit. Records that
+    /// arrive together go to the writer, which commits them in one batch.
     pub(crate) async fn record(&self, record: AuditRecord) -> bool {
         if !self.strict {
             let _ = self.jobs.send(Job::Record(Box::new(record), None));
             return true;
         }
+        let record = Box::new(record);
+        let (_on_the_way, record) = match &self.alone {
+            Some(alone) => {
+                let (on_the_way, others) = OnTheWay::enter(&alone.on_the_way);
+                match self.write_alone(alone, others, record) {
+                    Ok(written) => return written,
+                    Err(record) => (Some(on_the_way), record),
+                }
+            }
+            None => (None, record),
+        };
         let (tx, rx) = oneshot::channel();
-        if self
-            .jobs
-            .send(Job::Record(Box::new(record), Some(tx)))
-            .is_err()
-        {
+        if self.jobs.send(Job::Record(record, Some(tx))).is_err() {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Counts a data-plane request as being served while the returned guard lives, when
+    /// records may be written by their request's thread: they are only while it is the
+    /// one request being served, so that under load records are written in batches.
+    pub(crate) fn open_request(&self) -> Option<OnTheWay<'_>> {
+        self.alone
+            .as_ref()
+            .map(|alone| OnTheWay::enter(&alone.open_requests).0)
+    }
+
+    /// Writes `record` on this thread if no other strict record is on its way (`others`),
+    /// at most one request is being served (this one; none for a stream that ended after
+    /// its request was answered) and the writer has nothing pending; gives it back
+    /// otherwise.
+    fn write_alone(
+        &self,
+        alone: &Alone,
+        others: usize,
+        record: Box<AuditRecord>,
+    ) -> Result<bool, Box<AuditRecord>> {
+        let alone_now = others == 0 && alone.open_requests.load(Ordering::Acquire) <= 1;
+        let Some(mut core) = alone_now
+            .then(|| alone.core.try_lock().ok())
+            .flatten()
+            .filter(|core| !core.flushing && !core.stopping && core.unwritten.is_empty())
+        else {
+            return Err(record);
+        };
+        // A checkpoint holding writes still (or a write by the writer thread, between its
+        // batches) is not waited for here: the record goes to the writer instead.
+        let Some(mut connection) = alone.writer.try_hold() else {
+            return Err(record);
+        };
+        let (line, _) = core.log.append(*record);
+        match connection.append(&self.instance, core.written, std::slice::from_ref(&line)) {
+            Ok(()) => {
+                core.written += 1;
+                alone.written.fetch_add(1, Ordering::Relaxed);
+                self.healthy.store(true, Ordering::Release);
+                if core.log.size() - core.checkpointed >= alone.every {
+                    let _ = self.jobs.send(Job::Written);
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit sink write failed; record kept for retry");
+                self.healthy.store(false, Ordering::Release);
+                // The writer retries it, as it does its own.
+                core.unwritten.push(line);
+                Ok(false)
+            }
+        }
+    }
+
+    /// How many records their requests' own threads have written.
+    pub(crate) fn written_alone(&self) -> u64 {
+        self.alone
+            .as_ref()
+            .map_or(0, |alone| alone.written.load(Ordering::Relaxed))
     }
 
     /// The whole log in the export format.
@@ -224,11 +352,10 @@ impl Auditor {
     }
 }
 
-struct Writer {
+/// The log and what of it is written: the writer's, shared with strict requests that
+/// write their own record (which hold it while they do).
+struct Core {
     log: AuditLog,
-    key: AuditKey,
-    sink: Sink,
-    instance: String,
     /// Records durably written (the next line to write is `written`).
     written: u64,
     /// Lines appended to the log but not yet written, from seq `written`.
@@ -236,6 +363,17 @@ struct Writer {
     /// Who waits for which seq to be durable.
     waiting: Vec<(u64, oneshot::Sender<bool>)>,
     checkpointed: u64,
+    /// The writer is writing lines it took out of `unwritten`.
+    flushing: bool,
+    /// The writer has been told to stop: records go to it (and are refused once it has).
+    stopping: bool,
+}
+
+struct Writer {
+    core: Arc<std::sync::Mutex<Core>>,
+    key: AuditKey,
+    sink: Sink,
+    instance: String,
     every: u64,
     healthy: Arc<AtomicBool>,
     /// Force the sink to disk after each checkpoint (writes themselves are not synced):
@@ -286,7 +424,7 @@ impl Writer {
                         }
                     }
                     self.flush().await;
-                    if self.log.size() - self.checkpointed >= self.every {
+                    if self.checkpoint_due() {
                         self.checkpoint().await;
                         last_checkpoint = tokio::time::Instant::now();
                     }
@@ -303,12 +441,12 @@ impl Writer {
                 }
                 _ = tick.tick() => {
                     // Retry unwritten lines; probe a failed sink so the instance recovers.
-                    if !self.unwritten.is_empty() {
+                    if self.has_unwritten() {
                         self.flush().await;
                     } else if !self.healthy.load(Ordering::Acquire) {
                         self.healthy.store(self.sink.probe().await.is_ok(), Ordering::Release);
                     }
-                    if last_checkpoint.elapsed() >= interval && self.log.size() > self.checkpointed {
+                    if last_checkpoint.elapsed() >= interval && self.uncheckpointed() > 0 {
                         self.checkpoint().await;
                         last_checkpoint = tokio::time::Instant::now();
                     }
@@ -325,45 +463,74 @@ impl Writer {
         }
     }
 
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn has_unwritten(&self) -> bool {
+        !self.core().unwritten.is_empty()
+    }
+
+    /// Records appended since the last checkpoint.
+    fn uncheckpointed(&self) -> u64 {
+        let core = self.core();
+        core.log.size() - core.checkpointed
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.uncheckpointed() >= self.every
+    }
+
     fn take(&mut self, job: Job, done: &mut Vec<oneshot::Sender<()>>) {
         match job {
             Job::Record(record, waiter) => {
-                let (line, _) = self.log.append(*record);
-                let seq = self.log.size() - 1;
-                self.unwritten.push(line);
+                let mut core = self.core();
+                let (line, _) = core.log.append(*record);
+                let seq = core.log.size() - 1;
+                core.unwritten.push(line);
                 if let Some(tx) = waiter {
-                    self.waiting.push((seq, tx));
+                    core.waiting.push((seq, tx));
                 }
             }
             Job::Checkpoint(tx) => done.push(tx),
-            Job::Stop => self.stopping = true,
+            Job::Written => {}
+            Job::Stop => {
+                self.stopping = true;
+                self.core().stopping = true;
+            }
         }
     }
 
     async fn flush(&mut self) {
-        if self.unwritten.is_empty() {
-            return;
-        }
-        match self
-            .sink
-            .append(&self.instance, self.written, &self.unwritten)
-            .await
-        {
+        // The lines are taken out while they are written (`flushing` keeps requests from
+        // writing their own meanwhile): a sink other than SQLite writes asynchronously.
+        let (first, lines) = {
+            let mut core = self.core();
+            if core.unwritten.is_empty() {
+                return;
+            }
+            core.flushing = true;
+            (core.written, std::mem::take(&mut core.unwritten))
+        };
+        let result = self.sink.append(&self.instance, first, &lines).await;
+        let mut core = self.core();
+        core.flushing = false;
+        match result {
             Ok(()) => {
-                self.written += self.unwritten.len() as u64;
-                self.unwritten.clear();
+                core.written += lines.len() as u64;
                 self.healthy.store(true, Ordering::Release);
-                let written = self.written;
-                for (_, tx) in self.waiting.extract_if(.., |(seq, _)| *seq < written) {
+                let written = core.written;
+                for (_, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
                     let _ = tx.send(true);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, pending = self.unwritten.len(), "audit sink write failed; records kept for retry");
+                tracing::error!(error = %e, pending = lines.len(), "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
+                core.unwritten = lines;
                 // Those waiting are told now; their records stay queued and are written
                 // when the sink returns.
-                for (_, tx) in self.waiting.drain(..) {
+                for (_, tx) in core.waiting.drain(..) {
                     let _ = tx.send(false);
                 }
             }
@@ -372,16 +539,17 @@ impl Writer {
 
     async fn checkpoint(&mut self) {
         // Only what is durable is checkpointed.
-        if self.written == 0 || self.written == self.checkpointed || !self.unwritten.is_empty() {
-            return;
-        }
-        let note = self.log.checkpoint(&self.key);
-        match self
-            .sink
-            .put_checkpoint(&self.instance, self.log.size(), &note)
-            .await
-        {
-            Ok(()) => self.checkpointed = self.log.size(),
+        let (size, note) = {
+            let core = self.core();
+            if core.written == 0 || core.written == core.checkpointed || !core.unwritten.is_empty()
+            {
+                return;
+            }
+            let size = core.log.size();
+            (size, core.log.checkpoint(&self.key))
+        };
+        match self.sink.put_checkpoint(&self.instance, size, &note).await {
+            Ok(()) => self.core().checkpointed = size,
             Err(e) => tracing::error!(error = %e, "audit checkpoint write failed"),
         }
         if let Some(sync) = &self.sync_at_checkpoints {

@@ -370,6 +370,12 @@ impl Gateway {
         self.audit.verifier().clone()
     }
 
+    /// How many strict audit records were written by their requests' own threads (the
+    /// SQLite sink, while a request was served alone) rather than by the audit writer.
+    pub fn audit_records_written_alone(&self) -> u64 {
+        self.audit.written_alone()
+    }
+
     /// Writes pending audit records and signs a checkpoint now.
     pub async fn audit_checkpoint(&self) {
         self.audit.checkpoint_now().await;

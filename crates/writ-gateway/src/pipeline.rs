@@ -51,6 +51,7 @@ pub(crate) struct RequestCtx {
 
 /// Runs one data-plane request to its response.
 pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body>) -> Response {
+    let _open = gw.audit.open_request();
     let mut ctx = RequestCtx {
         route,
         started: Instant::now(),

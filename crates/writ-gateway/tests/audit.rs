@@ -374,3 +374,137 @@ async fn operators_page_through_the_audit_log() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// The export's record lines and checkpoint sizes.
+async fn log_of(gw: &TestGateway) -> (Vec<String>, Vec<u64>) {
+    let lines = gw.gateway().audit_export().await.unwrap();
+    let logs = split_export(&lines);
+    assert_eq!(logs.len(), 1);
+    let (_, recs, checkpoints) = &logs[0];
+    let sizes = checkpoints
+        .iter()
+        .map(|c| {
+            let note = c.lines().nth(1).unwrap();
+            note.parse::<u64>().unwrap()
+        })
+        .collect();
+    (recs.clone(), sizes)
+}
+
+/// Verifies the whole log offline against a fresh checkpoint; it must hold `n` records.
+async fn assert_log_verifies(gw: &TestGateway, n: usize) {
+    gw.gateway().audit_checkpoint().await;
+    let lines = gw.gateway().audit_export().await.unwrap();
+    let logs = split_export(&lines);
+    let (instance, recs, checkpoints) = &logs[0];
+    assert_eq!(recs.len(), n);
+    let recs: Vec<&str> = recs.iter().map(String::as_str).collect();
+    let cps: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = writ_audit::verify_log(
+        &recs,
+        &cps,
+        &gw.gateway().audit_verifier_key(),
+        &writ_gateway::audit::origin(instance),
+        Some(n as u64),
+    )
+    .unwrap();
+    assert_eq!(summary.unsigned_records(), 0);
+}
+
+async fn send_chat(client: &reqwest::Client, gw: &TestGateway) -> StatusCode {
+    let r = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    r.bytes().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn a_request_served_alone_writes_its_own_record_and_checkpoints_follow() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream, "[audit]\ncheckpoint_every = 10\n").await;
+    let client = reqwest::Client::new();
+    for i in 1..=25 {
+        assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+        // Strict: the record is durable before the response.
+        assert_eq!(log_of(&gw).await.0.len(), i);
+    }
+    // Written by the requests' own threads: all of them but one whose thread found the
+    // connection busy with the writer's checkpoint (at most one per ten records).
+    let alone = gw.gateway().audit_records_written_alone();
+    assert!((22..=25).contains(&alone), "{alone}");
+    // The writer still signs a checkpoint every ten records, told by the requests.
+    let mut attempts = 0;
+    loop {
+        let sizes = log_of(&gw).await.1;
+        if sizes.contains(&10) && sizes.contains(&20) {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 10_000, "checkpoints at 10 and 20: {sizes:?}");
+        tokio::task::yield_now().await;
+    }
+    assert_log_verifies(&gw, 25).await;
+}
+
+#[tokio::test]
+async fn records_written_alone_and_by_the_writer_form_one_log() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream, "[audit]\ncheckpoint_every = 7\n").await;
+    let client = reqwest::Client::new();
+    let mut n = 0;
+    for _ in 0..5 {
+        assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+        let together = futures_util::future::join_all((0..16).map(|_| send_chat(&client, &gw)));
+        assert!(together.await.iter().all(|s| *s == StatusCode::OK));
+        n += 17;
+    }
+    let alone = gw.gateway().audit_records_written_alone();
+    assert!(alone >= 1 && alone <= n as u64, "{alone}");
+    assert_log_verifies(&gw, n).await;
+}
+
+#[tokio::test]
+async fn a_record_its_request_could_not_write_is_kept_and_written_later() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream, "").await;
+    let client = reqwest::Client::new();
+    assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+    assert_eq!(gw.gateway().audit_records_written_alone(), 1);
+    // Another connection holds the database's write lock past the writer's patience.
+    let db = rusqlite::Connection::open(gw.gateway().data_dir().join("audit.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let status = send_chat(&client, &gw).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // Refused while the sink fails.
+    assert_eq!(
+        send_chat(&client, &gw).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    db.execute_batch("COMMIT").unwrap();
+    let mut attempts = 0;
+    while send_chat(&client, &gw).await != StatusCode::OK {
+        attempts += 1;
+        assert!(attempts < 5000, "never recovered");
+        tokio::task::yield_now().await;
+    }
+    // Nothing lost: the first, the one that failed, every refusal and the last.
+    let (recs, _) = log_of(&gw).await;
+    let statuses: Vec<u64> = recs
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses.first(), Some(&200));
+    assert_eq!(statuses.last(), Some(&200));
+    assert_eq!(statuses.len(), attempts + 4, "{statuses:?}");
+    assert_log_verifies(&gw, attempts + 4).await;
+}
