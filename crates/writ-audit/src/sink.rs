@@ -211,6 +211,8 @@ impl HeldWriter<'_> {
     }
 }
 
+const INSERT_LINE: &str = "INSERT INTO audit_records (instance, seq, line) VALUES (?1, ?2, ?3)";
+
 /// Inserts record lines of `instance`, `first_seq` onwards, in one transaction.
 fn insert_lines(
     conn: &mut rusqlite::Connection,
@@ -219,11 +221,16 @@ fn insert_lines(
     lines: &[String],
 ) -> rusqlite::Result<()> {
     let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
+    if let [line] = lines {
+        // One statement is a transaction of its own: no BEGIN and COMMIT to parse and
+        // run (a strict record written alone, the common case at low load).
+        let mut insert = conn.prepare_cached(INSERT_LINE)?;
+        insert.execute(rusqlite::params![instance, seq(0), line])?;
+        return Ok(());
+    }
     let tx = conn.transaction()?;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO audit_records (instance, seq, line) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut insert = tx.prepare_cached(INSERT_LINE)?;
         for (i, line) in lines.iter().enumerate() {
             insert.execute(rusqlite::params![instance, seq(i), line])?;
         }
