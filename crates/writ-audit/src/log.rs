@@ -22,6 +22,20 @@ use crate::tree::Frontier;
 /// The `prev` of the first record: no record comes before it.
 pub const GENESIS_PREV: Hash = [0; 32];
 
+/// Up to 32 bytes as lowercase hex, through a buffer rather than `hex::encode`'s iterator
+/// of chars (a per-request cost: every record's `prev` and pseudonyms); empty for more.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..bytes.len() * 2) else {
+        return String::new();
+    };
+    match (hex::encode_to_slice(bytes, out), std::str::from_utf8(out)) {
+        (Ok(()), Ok(text)) => text.to_owned(),
+        // Neither can happen: the buffer has exactly the room, and hex is ASCII.
+        _ => String::new(),
+    }
+}
+
 /// One gateway instance's audit log, in memory: the next sequence number, the chain head,
 /// and the right edge of the Merkle tree of all records so far.
 ///
@@ -62,7 +76,7 @@ impl AuditLog {
     pub fn append(&mut self, mut record: AuditRecord) -> (String, Hash) {
         record.seq = self.tree.len();
         record.instance.clone_from(&self.instance);
-        record.prev = hex::encode(self.head);
+        record.prev = lower_hex(&self.head);
         let line = record.to_line();
         let leaf = merkle::leaf_hash(line.as_bytes());
         self.head = leaf;
@@ -114,6 +128,15 @@ mod tests {
     use super::*;
     use crate::checkpoint;
     use crate::record::Kind;
+
+    #[test]
+    fn lower_hex_matches_hex_encode_up_to_32_bytes() {
+        for n in [0, 1, 16, 31, 32] {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(lower_hex(&bytes), hex::encode(&bytes));
+        }
+        assert_eq!(lower_hex(&[0xab; 33]), "");
+    }
 
     #[test]
     fn append_numbers_chains_and_hashes() {

@@ -43,9 +43,7 @@ impl Pseudonymizer {
             .chain_update(value.as_bytes())
             .finalize()
             .into_bytes();
-        let mut out = hex::encode(tag);
-        out.truncate(PSEUDONYM_HEX_LEN);
-        out
+        crate::log::lower_hex(&tag[..PSEUDONYM_HEX_LEN / 2])
     }
 }
 
