@@ -400,6 +400,14 @@ impl IntoResponse for GatewayError {
         if let GatewayError::RateLimited(refusal) = &self {
             crate::limits::refusal_headers(refusal, response.headers_mut());
         }
+        if let GatewayError::BodyTooLarge { .. } = &self {
+            // The rest of the body may be left unread (always when its declared length is
+            // over the limit), and then the connection cannot carry another request: say
+            // so, or a client puts it back in its pool and its next request on it fails.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let GatewayError::AuthThrottled {
             retry_after_secs, ..
         } = &self

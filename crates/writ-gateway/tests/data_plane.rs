@@ -389,6 +389,12 @@ async fn oversized_body_is_refused_before_it_is_read() {
     let text = String::from_utf8_lossy(&response[..n]);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("body_too_large"), "{text}");
+    // The body was left unread: the client is told not to send another request on it.
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text}"
+    );
 
     // Chunked, undeclared: refused once it passes the limit.
     let big = vec![b'x'; 11 * 1024 * 1024];
