@@ -1,6 +1,7 @@
 //! Secret-scanner throughput on a 1 MB model-like response (prose, lists, a little code):
 //! whole-text `scan` and `redact`, and `StreamRedactor` fed 1 KiB chunks, each without
-//! secrets and with 20 synthetic secrets from the test corpus sprinkled in. Criterion
+//! secrets and with 20 synthetic secrets from the test corpus sprinkled in; and the
+//! redaction of one short chat completion, what the gateway does per request. Criterion
 //! reports MB/s.
 //!
 //! Run with `cargo bench -p writ-detect --bench scanner` (shorter:
@@ -212,8 +213,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| stream(&scanner, black_box(text)))
         });
     }
+    // What the gateway scans per request most often: one short, clean chat completion.
+    g.throughput(Throughput::Bytes(CHAT_RESPONSE.len() as u64));
+    g.bench_function("redact/chat_response", |b| {
+        b.iter(|| scanner.redact_where(black_box(CHAT_RESPONSE), |_| true).1.len())
+    });
     g.finish();
 }
+
+/// An OpenAI chat completion as a model returns it (the bench/ mock upstream's answer).
+const CHAT_RESPONSE: &[u8] = br#"{"id":"chatcmpl-bench0001","object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":9,"total_tokens":23},"system_fingerprint":"fp_bench"}"#;
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
