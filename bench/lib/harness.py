@@ -239,7 +239,7 @@ def wrk(port, tokens_file, body_file, headers, conns, duration, run_dir):
 
 def wrk_pass(port, tokens_file, body_file, headers, conns, run_dir, n, cap=900):
     """Every token in the file used once, `conns` in flight: returns requests/s."""
-    threads = 2
+    threads = min(2, conns)
     out = os.path.join(run_dir, f"pass-{time.time_ns()}")
     env = dict(os.environ, BENCH_TOKENS=tokens_file, BENCH_BODY=body_file,
                BENCH_HEADERS="|".join(f"{k}: {v}" for k, v in (headers or {}).items()),
@@ -267,6 +267,90 @@ def wrk_pass(port, tokens_file, body_file, headers, conns, run_dir, n, cap=900):
     if bad:
         die(f"{bad} of {sent} requests of the pass over every writ were refused")
     return n / secs
+
+
+COUNT_TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate", "strace")
+
+
+def count_row(run_dir, name, kind, base, tenant, mock, mock_stream, tokens, body, n) -> dict:
+    """What one request costs a writ row in counts rather than time, so that neither moves
+    with the host's load: user-space instructions (callgrind) and system calls (strace),
+    each over a pass of `n` requests at c=1 after a pass of `n` to warm up."""
+    headers = {"x-writ-upstream": "mock"}
+    slug = name.replace(" ", "-")
+    # 1. Instructions: the gateway runs under callgrind, counting only during the pass.
+    out = os.path.join(run_dir, f"{slug}-callgrind.out")
+    proc, port = start_writ(run_dir, f"{slug}-callgrind", kind, base, tenant, mock, mock_stream,
+                            wrap=["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                  f"--callgrind-out-file={out}"], start_timeout=300)
+    pid = str(proc.p.pid)
+    wrk_pass(port, tokens, body, headers, 1, run_dir, n, cap=1800)
+    for cmd in (["-i", "on"], None, ["-i", "off"], ["-d"]):
+        if cmd is None:
+            wrk_pass(port, tokens, body, headers, 1, run_dir, n, cap=1800)
+            continue
+        subprocess.run(["callgrind_control", *cmd, pid], capture_output=True, check=True, timeout=120)
+    dump = f"{out}.1"
+    deadline = time.time() + 120
+    while not os.path.exists(dump):
+        if time.time() > deadline:
+            die(f"{name}: callgrind wrote no dump")
+        time.sleep(0.2)
+    proc.stop()
+    annotated = subprocess.run(["callgrind_annotate", "--threshold=100", dump], capture_output=True,
+                               text=True, check=True, timeout=300).stdout
+    total = sha = 0
+    for line in annotated.splitlines():
+        fields = line.split()
+        if not fields or not fields[0][0].isdigit():
+            continue
+        count = int(fields[0].replace(",", ""))
+        if "PROGRAM TOTALS" in line:
+            total = count
+        elif "sha2::sha256::compress256" in line:
+            sha += count
+    if not total:
+        die(f"{name}: no instruction total in {dump}")
+    # 2. System calls: the gateway as it runs, strace attached for the pass.
+    proc, port = start_writ(run_dir, f"{slug}-strace", kind, base, tenant, mock, mock_stream)
+    wrk_pass(port, tokens, body, headers, 1, run_dir, n)
+    table = os.path.join(run_dir, f"{slug}-strace.txt")
+    tracer = subprocess.Popen(["strace", "-f", "-c", "-o", table, "-p", str(proc.p.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # With -f, strace attaches to every thread of the process at once, then says so.
+    while "attached" not in (line := tracer.stderr.readline()):
+        if not line:
+            die(f"{name}: strace ended before attaching")
+    wrk_pass(port, tokens, body, headers, 1, run_dir, n)
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=60)
+    proc.stop()
+    calls = {}
+    for line in open(table):
+        fields = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return {"row": name, "instructions": total / n, "sha": sha / n, "calls": {k: v / n for k, v in calls.items()}}
+
+
+def render_counts(counts, n) -> str:
+    names = ["writev", "recvfrom", "epoll_wait", "pwrite64", "fcntl", "futex"]
+    lines = [
+        f"Counts per request (c=1, a pass of {n:,} requests after {n:,} to warm up; counts, not times, so "
+        "they hold on a busy host). Instructions: user space, callgrind; valgrind has no SHA extensions, so "
+        "SHA-256 runs in software there and its share is shown apart (with the CPU's SHA-NI, as served, it "
+        "costs a fraction of that). System calls: strace -f -c over every thread.",
+        "",
+        "| row | instructions | of which SHA-256 (software) | instructions without SHA-256 | "
+        + " | ".join(names) + " | other calls |",
+        "|---|---:|---:|---:|" + "---:|" * len(names) + "---:|",
+    ]
+    for c in counts:
+        other = sum(v for k, v in c["calls"].items() if k not in names)
+        lines.append(f"| {c['row']} | {c['instructions']:,.0f} | {c['sha']:,.0f} | {c['instructions'] - c['sha']:,.0f} | "
+                     + " | ".join(f"{c['calls'].get(k, 0):.2f}" for k in names) + f" | {other:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 MOCK_ROW = "mock direct (nginx)"
@@ -495,7 +579,7 @@ def writ_cli(*args, timeout=60) -> str:
     return r.stdout
 
 
-def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream) -> tuple:
+def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream, wrap=(), start_timeout=30) -> tuple:
     d = os.path.join(run_dir, name)
     shutil.copytree(base_data, os.path.join(d, "data"))
     port = free_port()
@@ -505,9 +589,9 @@ def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream) -> tup
     env = dict(os.environ)
     if kind == "minimal":  # no per-request log line; the other rows keep the default (info)
         env["WRIT_LOG"] = "warn"
-    p = Proc(name, [WRIT, "serve", "--config", cfg, "--data-dir", os.path.join(d, "data")],
+    p = Proc(name, [*wrap, WRIT, "serve", "--config", cfg, "--data-dir", os.path.join(d, "data")],
              os.path.join(d, "out.log"), env=env)
-    wait_port(port, p, 30)
+    wait_port(port, p, start_timeout)
     return p, port
 
 
@@ -521,6 +605,8 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,distributed,scaling")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
+    ap.add_argument("--count", type=int, metavar="N", help="instead of loads: instructions and system calls "
+                    "per request of writ minimal and full over N requests (valgrind, strace; try 2000)")
     ap.add_argument("--rounds", type=int, help="paired rounds of the nginx proxy and writ minimal and full "
                     "(default 5, 3 with --quick; 0: none)")
     args = ap.parse_args()
@@ -575,7 +661,7 @@ def main() -> None:
     ceiling = ['{"type":"writ:llm","upstream":"mock"}', '{"type":"writ:llm","upstream":"mockstream"}']
     grant = ('[{"type":"writ:llm","upstream":"mock","actions":["chat"],"models":["gpt-4o-mini"]},'
              '{"type":"writ:llm","upstream":"mockstream","actions":["chat"],"models":["gpt-4o-mini"]}]')
-    n_agents = max(AGENTS, SCALE_AGENTS if "scaling" not in skip and max(scale) > AGENTS else 0)
+    n_agents = max(AGENTS, SCALE_AGENTS if "scaling" not in skip and max(scale) > AGENTS and not args.count else 0)
     t0 = time.time()
     agents = [f"agent-{i:04d}" for i in range(n_agents)]
     for a in agents:
@@ -596,6 +682,30 @@ def main() -> None:
     mock, mock_stream = free_port(), free_port()
     mock_proc = start_nginx(run_dir, "mock", mock_servers(mock, mock_stream), mock)
     wait_port(mock_stream, mock_proc, 10)
+
+    if args.count:
+        missing = [t for t in COUNT_TOOLS if not shutil.which(t)]
+        if missing:
+            die(f"--count needs {', '.join(missing)} (bench/lib/install.sh installs valgrind and strace)")
+        tokens = token_file(f"count{args.count}", [writs[i % len(writs)] for i in range(args.count)])
+        counts = []
+        for name, kind in (("writ minimal", "minimal"), ("writ full", "full")):
+            log(f"{name}: counting over {args.count} requests")
+            counts.append(count_row(run_dir, name, kind, base, tenant, mock, mock_stream, tokens, body, args.count))
+        mock_proc.stop()
+        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        report = (f"# bench/run --count {args.count}: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}\n\n"
+                  f"writ {commit}\n\n" + render_counts(counts, args.count))
+        print(report)
+        if not args.no_save:
+            name = datetime.date.today().isoformat() + "-count.md"
+            with open(os.path.join(BENCH, "results", name), "w") as f:
+                f.write(report)
+            log(f"written to bench/results/{name}")
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
 
     results = []  # one dict per table row
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs bench/run's tools if missing: nginx and wrk (Debian packages), and LiteLLM's
+# Installs bench/run's tools if missing: nginx, wrk, valgrind and strace (Debian packages), and LiteLLM's
 # proxy with its dependencies in a virtualenv at bench/.venv (BENCH_VENV overrides).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,6 +8,8 @@ missing=()
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v psql >/dev/null || missing+=(postgresql-client)
+command -v valgrind >/dev/null || missing+=(valgrind)  # bench/run --count
+command -v strace >/dev/null || missing+=(strace)      # bench/run --count
 if ((${#missing[@]})); then
   echo "[bench] installing ${missing[*]}" >&2
   sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
