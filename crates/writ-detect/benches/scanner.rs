@@ -216,7 +216,12 @@ fn bench(c: &mut Criterion) {
     // What the gateway scans per request most often: one short, clean chat completion.
     g.throughput(Throughput::Bytes(CHAT_RESPONSE.len() as u64));
     g.bench_function("redact/chat_response", |b| {
-        b.iter(|| scanner.redact_where(black_box(CHAT_RESPONSE), |_| true).1.len())
+        b.iter(|| {
+            scanner
+                .redact_where(black_box(CHAT_RESPONSE), |_| true)
+                .1
+                .len()
+        })
     });
     g.finish();
 }

@@ -53,6 +53,8 @@ pub(crate) struct Matcher {
     pub(crate) loose_pattern: String,
     /// Longest possible match, in bytes.
     pub(crate) max_len: usize,
+    /// Shortest possible match, in bytes (at least 1).
+    pub(crate) min_len: usize,
     pub(crate) starts: Starts,
 }
 
@@ -79,7 +81,8 @@ impl Matcher {
         let max_len = props
             .maximum_len()
             .ok_or(DetectError::UnboundedPattern { rule: id })?;
-        if props.minimum_len().unwrap_or(0) == 0 {
+        let min_len = props.minimum_len().unwrap_or(0);
+        if min_len == 0 {
             return Err(DetectError::EmptyMatch { rule: id });
         }
         if props.look_set().contains(Look::Start) {
@@ -119,6 +122,7 @@ impl Matcher {
             },
             loose_pattern,
             max_len,
+            min_len,
             starts: Starts::new(literals)?,
         })
     }
@@ -129,6 +133,7 @@ impl Matcher {
             .match_kind(MatchKind::LeftmostLongest)
             .build(secrets)?;
         let max_len = secrets.iter().map(|s| s.len()).max().unwrap_or(0);
+        let min_len = secrets.iter().map(|s| s.len()).min().unwrap_or(1).max(1);
         let literals = secrets
             .iter()
             .map(|s| s[..s.len().min(START_LITERAL_LEN)].to_vec())
@@ -137,6 +142,7 @@ impl Matcher {
             kind: Kind::Exact { ac },
             loose_pattern: String::new(),
             max_len,
+            min_len,
             starts: Starts::new(Some(literals))?,
         })
     }

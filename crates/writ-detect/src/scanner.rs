@@ -78,6 +78,8 @@ pub struct Scanner {
     rules: Vec<&'static Rule>,
     labels: Vec<String>,
     max_match_len: usize,
+    /// The shortest text any matcher can match: a shorter one holds no secret.
+    min_match_len: usize,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -138,6 +140,11 @@ impl Scanner {
                 source: Box::new(e),
             })?;
         let max_match_len = matchers.iter().map(|m| m.max_len).max().unwrap_or(0);
+        let min_match_len = matchers
+            .iter()
+            .map(|m| m.min_len)
+            .min()
+            .unwrap_or(usize::MAX);
         Ok(Scanner {
             matchers,
             set_index,
@@ -145,6 +152,7 @@ impl Scanner {
             rules,
             labels,
             max_match_len,
+            min_match_len,
         })
     }
 
@@ -170,6 +178,12 @@ impl Scanner {
         self.max_match_len
     }
 
+    /// The shortest text any rule or configured secret can match: [`scan`](Self::scan)
+    /// finds nothing in a shorter one without searching it.
+    pub fn min_match_len(&self) -> usize {
+        self.min_match_len
+    }
+
     /// Bytes a stream may hold back between calls: see
     /// [`StreamRedactor`](crate::stream::StreamRedactor).
     pub fn max_held_back(&self) -> usize {
@@ -186,6 +200,10 @@ impl Scanner {
 
     /// Every secret in `text`, in order, non-overlapping.
     pub fn scan(&self, text: &[u8]) -> Vec<Finding> {
+        if text.len() < self.min_match_len {
+            // Too short for any match (a path segment, a header value): nothing to search.
+            return Vec::new();
+        }
         let mut candidates = Vec::new();
         Search::new(self).advance(self, text, 0, true, &mut candidates);
         resolve::sort(&mut candidates);
@@ -305,6 +323,28 @@ mod tests {
             Scanner::new(BUILTIN, &[("x", &long)]),
             Err(DetectError::SecretTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn texts_shorter_than_any_match_are_not_searched_and_the_shortest_is_found() {
+        // The shortest built-in match: a JWT's `eyJ`, 8 bytes, a dot and 2 bytes.
+        assert_eq!(scanner().min_match_len(), 14);
+        // A configured secret shorter than every rule's shortest match lowers the bound,
+        // and a text of exactly that length is still searched.
+        let short = Scanner::new(BUILTIN, &[("x", "abcdefgh")]).unwrap();
+        assert_eq!(short.min_match_len(), 8);
+        assert_eq!(
+            short.scan(b"abcdefgh"),
+            vec![Finding {
+                rule: Detector::Configured(0),
+                start: 0,
+                end: 8
+            }]
+        );
+        assert!(short.scan(b"abcdefg").is_empty());
+        // With nothing to find, nothing is ever found.
+        let empty = Scanner::new(std::iter::empty(), &[]).unwrap();
+        assert!(empty.scan(b"eyJhbGciOiJ.Ab and more text").is_empty());
     }
 
     #[test]
