@@ -248,35 +248,54 @@ impl Held {
 
 /// OpenAI's duration format for reset headers: `1s`, `6m0s`, `20ms`.
 fn reset_text(d: Duration) -> String {
-    use std::fmt::Write;
-    let ms = d.as_millis();
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut out = String::with_capacity(12);
     if ms < 1000 {
-        let _ = write!(out, "{ms}ms");
+        push_number(&mut out, ms, 1);
+        out.push_str("ms");
         return out;
     }
     let (minutes, rest_ms) = (ms / 60_000, ms % 60_000);
     if minutes > 0 {
-        let _ = write!(out, "{minutes}m");
+        push_number(&mut out, minutes, 1);
+        out.push('m');
     }
     let (secs, millis) = (rest_ms / 1000, rest_ms % 1000);
-    let _ = if millis == 0 {
-        write!(out, "{secs}s")
-    } else {
-        write!(out, "{secs}.{millis:03}s")
-    };
+    push_number(&mut out, secs, 1);
+    if millis != 0 {
+        out.push('.');
+        push_number(&mut out, millis, 3);
+    }
+    out.push('s');
     out
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+/// Appends `n` in decimal, zero-padded to at least `width` digits. These headers go on
+/// every limited response: `write!` cost several times as much.
+fn push_number(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
     if let Ok(v) = HeaderValue::try_from(value) {
-        headers.insert(HeaderName::from_static(name), v);
+        headers.insert(name, v);
     }
 }
 
-fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
-    headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
-}
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
 
 /// The tightest remaining of each kind, as `x-ratelimit-*` (OpenAI) and `RateLimit-Policy`
 /// / `RateLimit` (IETF draft) headers.
@@ -288,9 +307,9 @@ pub(crate) fn write_headers(remaining: &[Remaining], headers: &mut HeaderMap) {
             .min_by_key(|r| r.remaining)
     };
     if let Some(r) = tightest(&|d| d == Dimension::Requests) {
-        set_number(headers, "x-ratelimit-limit-requests", r.limit);
-        set_number(headers, "x-ratelimit-remaining-requests", r.remaining);
-        set(headers, "x-ratelimit-reset-requests", reset_text(r.reset));
+        headers.insert(LIMIT_REQUESTS, HeaderValue::from(r.limit));
+        headers.insert(REMAINING_REQUESTS, HeaderValue::from(r.remaining));
+        set(headers, RESET_REQUESTS, reset_text(r.reset));
     }
     if let Some(r) = tightest(&|d| {
         matches!(
@@ -298,32 +317,44 @@ pub(crate) fn write_headers(remaining: &[Remaining], headers: &mut HeaderMap) {
             Dimension::Tokens | Dimension::InputTokens | Dimension::OutputTokens
         )
     }) {
-        set_number(headers, "x-ratelimit-limit-tokens", r.limit);
-        set_number(headers, "x-ratelimit-remaining-tokens", r.remaining);
-        set(headers, "x-ratelimit-reset-tokens", reset_text(r.reset));
+        headers.insert(LIMIT_TOKENS, HeaderValue::from(r.limit));
+        headers.insert(REMAINING_TOKENS, HeaderValue::from(r.remaining));
+        set(headers, RESET_TOKENS, reset_text(r.reset));
     }
     if remaining.is_empty() {
         return;
     }
-    use std::fmt::Write;
     let mut policy = String::with_capacity(40 * remaining.len());
     let mut state = String::with_capacity(40 * remaining.len());
     for (i, r) in remaining.iter().enumerate() {
+        if i > 0 {
+            policy.push_str(", ");
+            state.push_str(", ");
+        }
         let name = r.dimension.as_str();
-        let sep = if i == 0 { "" } else { ", " };
         // Whole seconds, rounded up.
         let reset = r.reset.as_secs() + u64::from(r.reset.subsec_nanos() > 0);
-        let _ = write!(policy, "{sep}\"{name}\";q={};w={}", r.limit, r.window_secs);
-        let _ = write!(state, "{sep}\"{name}\";r={};t={reset}", r.remaining);
+        // `"requests";q=100;w=60` and `"requests";r=7;t=2`
+        for (out, first, a, second, b) in [
+            (&mut policy, "\";q=", r.limit, ";w=", r.window_secs),
+            (&mut state, "\";r=", r.remaining, ";t=", reset),
+        ] {
+            out.push('"');
+            out.push_str(name);
+            out.push_str(first);
+            push_number(out, a, 1);
+            out.push_str(second);
+            push_number(out, b, 1);
+        }
     }
-    set(headers, "ratelimit-policy", policy);
-    set(headers, "ratelimit", state);
+    set(headers, RATELIMIT_POLICY, policy);
+    set(headers, RATELIMIT, state);
 }
 
 /// Headers of a 429: `Retry-After` in whole seconds (at least 1) and the refused limit.
 pub(crate) fn refusal_headers(refusal: &Refusal, headers: &mut HeaderMap) {
     let secs = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    set(headers, "retry-after", secs.to_string());
+    headers.insert(RETRY_AFTER, HeaderValue::from(secs));
     write_headers(
         &[Remaining {
             dimension: refusal.dimension,
