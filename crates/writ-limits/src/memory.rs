@@ -11,7 +11,7 @@
 //! rate, so the cost of sweeping does not grow with the number of cells per request.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -32,6 +32,9 @@ enum Cell {
     Used { used: u64, until_ns: u64 },
     Leases(HashMap<String, u64>),
 }
+
+/// A locked shard of limit cells, with its index.
+type ShardGuard<'a> = (usize, MutexGuard<'a, HashMap<String, Cell>>);
 
 /// How often the next shard of limit cells is swept: every cell is looked at once per
 /// `SHARDS` of these (about a minute). Sweeping by reservation count instead cost each
@@ -77,7 +80,10 @@ pub struct MemoryLimiter {
     next_cell_sweep_ns: AtomicU64,
     /// Sweeps of limit cells so far: says which shard is next.
     cell_sweeps: AtomicUsize,
-    hasher: RandomState,
+    /// Picks a key's shard. Seeded per process, and fast rather than flood-proof: a key
+    /// is hashed for its shard on every reservation and settlement, and the worst a
+    /// crafted key can do is share a shard (each shard's map keeps std's SipHash).
+    shard_hasher: foldhash::fast::RandomState,
 }
 
 impl Default for MemoryLimiter {
@@ -97,19 +103,22 @@ impl MemoryLimiter {
             strike_count: AtomicUsize::new(0),
             next_cell_sweep_ns: AtomicU64::new(0),
             cell_sweeps: AtomicUsize::new(0),
-            hasher: RandomState::new(),
+            shard_hasher: foldhash::fast::RandomState::default(),
         }
     }
 
     fn shard_of(&self, key: &str) -> usize {
-        (self.hasher.hash_one(key) as usize) % SHARDS
+        (self.shard_hasher.hash_one(key) as usize) % SHARDS
     }
 
-    fn lock(&self, charges: &[Charge]) -> Vec<(usize, MutexGuard<'_, HashMap<String, Cell>>)> {
-        let mut indices: Vec<usize> = charges.iter().map(|c| self.shard_of(&c.key)).collect();
+    /// Locks the shards of `charges` in index order. Returns each charge's shard (in the
+    /// order of `charges`, so no key is hashed for its shard twice) and the guards.
+    fn lock(&self, charges: &[Charge]) -> (Vec<usize>, Vec<ShardGuard<'_>>) {
+        let of_charge: Vec<usize> = charges.iter().map(|c| self.shard_of(&c.key)).collect();
+        let mut indices = of_charge.clone();
         indices.sort_unstable();
         indices.dedup();
-        indices
+        let guards = indices
             .into_iter()
             .map(|i| {
                 // A panic while holding a shard cannot leave a cell half-written: every
@@ -119,7 +128,8 @@ impl MemoryLimiter {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 (i, guard)
             })
-            .collect()
+            .collect();
+        (of_charge, guards)
     }
 
     /// Reserves every charge at `now_ns`, or none: the first refusing charge is reported.
@@ -131,11 +141,10 @@ impl MemoryLimiter {
         now_ns: u64,
     ) -> Result<Reservation, Refusal> {
         self.sweep_cells_if_due(now_ns);
-        let mut guards = self.lock(&charges);
+        let (shards, mut guards) = self.lock(&charges);
         let mut updates = Vec::with_capacity(charges.len());
         let mut remaining = Vec::with_capacity(charges.len());
-        for charge in &charges {
-            let shard = self.shard_of(&charge.key);
+        for (charge, &shard) in charges.iter().zip(&shards) {
             let map = &mut guards
                 .iter_mut()
                 .find(|(i, _)| *i == shard)
@@ -146,13 +155,16 @@ impl MemoryLimiter {
             updates.push(update);
             remaining.push(left);
         }
-        for (charge, update) in charges.iter().zip(updates) {
-            let shard = self.shard_of(&charge.key);
+        for ((charge, update), &shard) in charges.iter().zip(updates).zip(&shards) {
             if let Some((_, map)) = guards.iter_mut().find(|(i, _)| *i == shard) {
                 match update {
-                    Update::Set(cell) => {
-                        map.insert(charge.key.clone(), cell);
-                    }
+                    Update::Set(cell) => match map.get_mut(&charge.key) {
+                        // The key is cloned only for a new cell.
+                        Some(old) => *old = cell,
+                        None => {
+                            map.insert(charge.key.clone(), cell);
+                        }
+                    },
                     Update::AddLease(expiry) => {
                         if let Cell::Leases(leases) = map
                             .entry(charge.key.clone())
@@ -202,9 +214,8 @@ impl MemoryLimiter {
     /// Settles a reservation with what the request actually used: over-runs are charged,
     /// the unused part is given back, and concurrency leases are released.
     pub fn settle(&self, reservation: &Reservation, actual: &Amounts) {
-        let mut guards = self.lock(&reservation.charges);
-        for charge in &reservation.charges {
-            let shard = self.shard_of(&charge.key);
+        let (shards, mut guards) = self.lock(&reservation.charges);
+        for (charge, &shard) in reservation.charges.iter().zip(&shards) {
             let Some((_, map)) = guards.iter_mut().find(|(i, _)| *i == shard) else {
                 continue;
             };
