@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use writ_limits::model::push_number;
 use writ_limits::{
     Amounts, Charge, Dimension, LimitSpec, Limiter, MemoryLimiter, Refusal, Remaining, Reservation,
     Subject,
@@ -246,7 +247,9 @@ impl Held {
     }
 }
 
-/// OpenAI's duration format for reset headers: `1s`, `6m0s`, `20ms`.
+/// OpenAI's duration format for reset headers: `1s`, `6m0s`, `20ms`. These headers go on
+/// every limited response, so numbers are pushed as digits (`write!` cost several times as
+/// much).
 fn reset_text(d: Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut out = String::with_capacity(12);
@@ -268,17 +271,6 @@ fn reset_text(d: Duration) -> String {
     }
     out.push('s');
     out
-}
-
-/// Appends `n` in decimal, zero-padded to at least `width` digits. These headers go on
-/// every limited response: `write!` cost several times as much.
-fn push_number(out: &mut String, n: u64, width: usize) {
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(n);
-    for _ in digits.len()..width {
-        out.push('0');
-    }
-    out.push_str(digits);
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {

@@ -390,8 +390,9 @@ impl Charge {
     }
 }
 
-/// Appends `n` in decimal, zero-padded to at least `width` digits.
-fn push_number(out: &mut String, n: u64, width: usize) {
+/// Appends `n` in decimal, zero-padded to at least `width` digits (limit keys, and the
+/// gateway's rate-limit headers).
+pub fn push_number(out: &mut String, n: u64, width: usize) {
     let mut buf = itoa::Buffer::new();
     let digits = buf.format(n);
     for _ in digits.len()..width {
