@@ -10,8 +10,15 @@ use writ_token::VerifiedWrit;
 
 /// Verified writs by SHA-256 of their text, bounded in size. Holds no writ text.
 pub struct WritCache {
-    map: RwLock<HashMap<[u8; 32], Arc<VerifiedWrit>>>,
+    map: RwLock<HashMap<[u8; 32], Entry>>,
     capacity: usize,
+}
+
+/// A cached writ with its expiry beside it, so sweeps read the table alone instead of
+/// every writ (with 100 000 writs, one cache miss each).
+struct Entry {
+    expires_at: SystemTime,
+    writ: Arc<VerifiedWrit>,
 }
 
 impl WritCache {
@@ -32,8 +39,8 @@ impl WritCache {
     pub fn get(&self, key: &[u8; 32], now: SystemTime) -> Option<Arc<VerifiedWrit>> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(key)
-            .filter(|w| w.claims().expires_at >= now)
-            .cloned()
+            .filter(|e| e.expires_at >= now)
+            .map(|e| e.writ.clone())
     }
 
     /// Number of writs held.
@@ -51,7 +58,7 @@ impl WritCache {
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, w| w.claims().expires_at >= now);
+            .retain(|_, e| e.expires_at >= now);
     }
 
     /// Drops every entry (after a revocation or a key change).
@@ -65,21 +72,21 @@ impl WritCache {
     pub fn insert(&self, key: [u8; 32], writ: Arc<VerifiedWrit>, now: SystemTime) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() % 1024 == 1023 {
-            map.retain(|_, w| w.claims().expires_at >= now);
+            map.retain(|_, e| e.expires_at >= now);
         }
         if map.len() >= self.capacity {
-            map.retain(|_, w| w.claims().expires_at >= now);
+            map.retain(|_, e| e.expires_at >= now);
             if map.len() >= self.capacity {
-                let mut expiries: Vec<SystemTime> =
-                    map.values().map(|w| w.claims().expires_at).collect();
+                let mut expiries: Vec<SystemTime> = map.values().map(|e| e.expires_at).collect();
                 if !expiries.is_empty() {
                     let middle = expiries.len() / 2;
                     let (_, &mut median, _) = expiries.select_nth_unstable(middle);
-                    map.retain(|_, w| w.claims().expires_at > median);
+                    map.retain(|_, e| e.expires_at > median);
                 }
             }
         }
-        map.insert(key, writ);
+        let expires_at = writ.claims().expires_at;
+        map.insert(key, Entry { expires_at, writ });
     }
 }
 

@@ -87,6 +87,59 @@ impl RequestFacts {
         }
     }
 
+    /// Writes these facts into `out` as bytes that are equal exactly when the facts are:
+    /// every part in a fixed order, tagged and length-prefixed. The authorization memo keeps
+    /// this one contiguous buffer instead of the facts' separate strings, so a repeated
+    /// request compares a few adjacent cache lines.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        fn text(out: &mut Vec<u8>, v: &str) {
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        fn optional(out: &mut Vec<u8>, v: Option<&str>) {
+            match v {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    text(out, v);
+                }
+            }
+        }
+        out.push(self.api as u8);
+        optional(out, self.upstream.as_deref());
+        text(out, &self.operation);
+        text(out, &self.method);
+        text(out, &self.path);
+        optional(out, self.model.as_deref());
+        match self.max_output_tokens {
+            None => out.push(0),
+            Some(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        out.push(u8::from(self.stream));
+        optional(out, self.tool.as_deref());
+        out.extend_from_slice(&(self.args.len() as u64).to_le_bytes());
+        for (name, value) in &self.args {
+            text(out, name);
+            match value {
+                ArgValue::Null => out.push(0),
+                ArgValue::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+                ArgValue::Int(n) => {
+                    out.push(2);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                ArgValue::Str(v) => {
+                    out.push(3);
+                    text(out, v);
+                }
+            }
+        }
+        optional(out, self.admin_tenant.as_deref());
+        optional(out, self.dpop_jkt.as_deref());
+    }
+
     /// The Datalog facts for this request at time `now`.
     pub(crate) fn to_facts(&self, now: SystemTime) -> Vec<Fact> {
         let s = |v: &str| Term::from(v);
@@ -234,5 +287,66 @@ mod tests {
             flatten_arguments(&Value::Object(wide)),
             Err(ArgumentsError::TooLarge)
         );
+    }
+    #[test]
+    fn encodings_are_equal_exactly_when_the_facts_are() {
+        let base = || {
+            let mut f = RequestFacts::new(Api::Tool, "tool_call", "POST", "/v1/tools/book");
+            f.upstream = Some("travel".into());
+            f.model = Some("gpt-4o".into());
+            f.max_output_tokens = Some(100);
+            f.tool = Some("book".into());
+            f.args = vec![
+                ("flight".into(), ArgValue::Str("LH123".into())),
+                ("seats".into(), ArgValue::Int(1)),
+            ];
+            f
+        };
+        type Change = fn(&mut RequestFacts);
+        let changes: &[Change] = &[
+            |_| {},
+            |f| f.api = Api::Http,
+            |f| f.upstream = None,
+            |f| f.upstream = Some(String::new()),
+            |f| f.operation = "tool_cal".into(),
+            |f| f.method = "GET".into(),
+            // The same bytes moved from one field to the next.
+            |f| {
+                f.method = "POST/".into();
+                f.path = "v1/tools/book".into();
+            },
+            |f| f.path = "/v1/tools/book/".into(),
+            |f| f.model = None,
+            |f| f.max_output_tokens = None,
+            |f| f.max_output_tokens = Some(101),
+            |f| f.stream = true,
+            |f| f.tool = Some("boo".into()),
+            |f| f.args[1].1 = ArgValue::Str("1".into()),
+            |f| f.args[1].1 = ArgValue::Bool(true),
+            |f| f.args[1].1 = ArgValue::Null,
+            |f| f.args[0].0 = "flights".into(),
+            |f| {
+                f.args.pop();
+            },
+            |f| f.args.reverse(),
+            |f| f.admin_tenant = Some("t".into()),
+            |f| f.dpop_jkt = Some("t".into()),
+        ];
+        let variants: Vec<RequestFacts> = changes
+            .iter()
+            .map(|change| {
+                let mut f = base();
+                change(&mut f);
+                f
+            })
+            .collect();
+        for a in &variants {
+            for b in &variants {
+                let (mut ea, mut eb) = (Vec::new(), Vec::new());
+                a.encode_into(&mut ea);
+                b.encode_into(&mut eb);
+                assert_eq!(a == b, ea == eb, "{a:?} against {b:?}");
+            }
+        }
     }
 }

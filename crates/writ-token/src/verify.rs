@@ -75,12 +75,13 @@ pub struct VerifiedWrit {
     evaluations: std::sync::atomic::AtomicU64,
 }
 
-/// A remembered allow: `facts` were allowed, and the answer holds from second `from`
-/// through second `through` (UNIX time).
+/// A remembered allow: the facts encoded as `facts` were allowed, and the answer holds
+/// from second `from` through second `through` (UNIX time).
 struct Allowed {
     from: u64,
     through: u64,
-    facts: RequestFacts,
+    /// `RequestFacts::encode_into` of the allowed facts: one allocation to compare.
+    facts: Box<[u8]>,
     /// Whether the memo has answered a request since it was made.
     repeated: bool,
 }
@@ -312,10 +313,12 @@ impl VerifiedWrit {
             tenant: self.claims.tenant.clone(),
             agent: self.claims.agent.clone(),
         };
+        let mut encoded = Vec::with_capacity(128);
+        facts.encode_into(&mut encoded);
         if let Ok(mut last) = self.last_allowed.lock()
             && let Some(a) = last.as_mut()
             && (a.from..=a.through).contains(&now_secs)
-            && a.facts == *facts
+            && *a.facts == *encoded
         {
             // Answered from the memo a second time: if it holds for the rest of the writ's
             // life, requests like this one never need the parsed token again.
@@ -349,7 +352,7 @@ impl VerifiedWrit {
             *last = Some(Allowed {
                 from: now_secs,
                 through,
-                facts: facts.clone(),
+                facts: encoded.into_boxed_slice(),
                 repeated: false,
             });
         }
