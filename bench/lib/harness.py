@@ -24,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 REPO = os.path.dirname(BENCH)
 WRIT = os.environ.get("WRIT_BIN", os.path.join(REPO, "target", "release", "writ"))
+# One proxy hop on writ's serving stack with no gateway work (crates/writ-gateway/examples/hop.rs).
+HOP = os.environ.get("HOP_BIN", os.path.join(REPO, "target", "release", "examples", "hop"))
 VENV = os.environ.get("BENCH_VENV", os.path.join(BENCH, ".venv"))
 UPSTREAM_KEY = "sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 LITELLM_KEY = "sk-litellm-bench-master-key-0123456789"
@@ -355,6 +357,7 @@ def render_counts(counts, n) -> str:
 
 MOCK_ROW = "mock direct (nginx)"
 BASELINE_ROW = "nginx proxy (baseline)"
+HOP_ROW = "hop on writ's stack, no writ work"
 
 
 def paired_rounds(servers, rounds, duration, body, run_dir):
@@ -621,6 +624,8 @@ def main() -> None:
 
     if not os.access(WRIT, os.X_OK):
         die(f"{WRIT} not found: cargo build --release -p writ")
+    if not args.count and not os.access(HOP, os.X_OK):
+        die(f"{HOP} not found: cargo build --release -p writ-gateway --example hop")
     run_dir = tempfile.mkdtemp(prefix="writ-bench-")
     log(f"run directory {run_dir}; {dur:g} s per load")
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -753,7 +758,18 @@ def main() -> None:
     measure(BASELINE_ROW, pport, proxy_tokens, writs[0], {}, pstream, {}, proxy)
     paired_servers[BASELINE_ROW] = (pport, proxy_tokens, {}, proxy)
 
-    # 3-5. writ
+    # 3. the same hop on writ's own serving stack (threads, hyper, axum, pooled client), with
+    # none of writ's work: what the stack alone costs, under writ minimal.
+    hport = free_port()
+    hop = Proc(HOP_ROW, [HOP, f"127.0.0.1:{hport}", f"http://127.0.0.1:{mock}",
+                         f"http://127.0.0.1:{mock_stream}", UPSTREAM_KEY],
+               os.path.join(run_dir, "hop.log"))
+    wait_port(hport, hop, 10)
+    hop_headers = {"x-writ-upstream": "mock"}
+    measure(HOP_ROW, hport, proxy_tokens, writs[0], hop_headers, None, {"x-writ-upstream": "mockstream"}, hop)
+    paired_servers[HOP_ROW] = (hport, proxy_tokens, hop_headers, hop)
+
+    # 4-6. writ
     writ_rows = [("writ minimal", "minimal"), ("writ full", "full")]
     if "distributed" not in skip:
         missing = [n for n, a in (("Redis", REDIS), ("PostgreSQL", ("127.0.0.1", 5432))) if not reachable(a)]
@@ -790,7 +806,7 @@ def main() -> None:
         if name != MOCK_ROW:
             proc.stop()
 
-    # 6. LiteLLM
+    # 7. LiteLLM
     if "litellm" not in skip:
         lport = free_port()
         d = os.path.join(run_dir, "litellm")
@@ -911,7 +927,7 @@ def paired_summary(rounds) -> dict:
     """Per row, over the paired rounds: its c=32 req/s ratio to the nginx proxy of the same
     round, its CPU per request, and the p50 it adds at c=1 over the mock of the same round."""
     out = {}
-    for name in (BASELINE_ROW, "writ minimal", "writ full"):
+    for name in (BASELINE_ROW, HOP_ROW, "writ minimal", "writ full"):
         ratios, cpus, added = [], [], []
         for rnd in rounds:
             row, base, direct = rnd.get(name, {}), rnd.get(BASELINE_ROW, {}), rnd.get(MOCK_ROW, {})
@@ -1023,7 +1039,9 @@ def render(results, rounds, dur, elapsed, quick) -> str:
         f"writ {commit}; {os.cpu_count()} cores ({cpu}); {platform.system()} {platform.release()}; "
         f"{dur:g} s per load; whole run {elapsed:.0f} s. Load generator wrk (c=32: 2 threads; c=1: 1 thread) "
         "and every server share the same cores. Ratios are to the nginx proxy's c=32 req/s in this run; "
-        "the targets' ratios and +p50 are the paired rounds' medians where those ran.",
+        "the targets' ratios and +p50 are the paired rounds' medians where those ran. The hop on writ's "
+        "stack is crates/writ-gateway/examples/hop.rs: writ's serving threads, hyper, axum and pooled "
+        "client, the body read whole and sent on with the key, and none of writ's work.",
         "",
     ]
     paired_lines = []
@@ -1031,9 +1049,9 @@ def render(results, rounds, dur, elapsed, quick) -> str:
         span = lambda xs, f: f"{f(min(xs))} to {f(max(xs))}"  # noqa: E731
         paired_lines = [
             "",
-            f"Paired rounds: {len(rounds)} rounds, each loading the nginx proxy, writ minimal and writ full "
-            "at c=32, then each of them and the mock directly at c=1, in an order rotated every round; "
-            "a ratio or added latency compares loads of the same round.",
+            f"Paired rounds: {len(rounds)} rounds, each loading the nginx proxy, the hop on writ's stack, "
+            "writ minimal and writ full at c=32, then each of them and the mock directly at c=1, in an "
+            "order rotated every round; a ratio or added latency compares loads of the same round.",
             "",
             "| row | × baseline c=32, median | range | CPU per request c=32, median (µs) "
             "| +p50 c=1 vs direct, median (µs) | range (µs) |",

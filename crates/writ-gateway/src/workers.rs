@@ -72,8 +72,9 @@ pub(crate) async fn serve_inline(
 }
 
 /// Serves `app` on `workers` threads fed from `listener`, until `shutdown` completes; then
-/// stops accepting and waits for every worker to finish its open connections.
-pub(crate) async fn serve_threads(
+/// stops accepting and waits for every worker to finish its open connections. Public so
+/// `bench/run` can measure this serving stack with no gateway work on it (the `hop` example).
+pub async fn serve_threads(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
