@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -274,17 +275,17 @@ def wrk_pass(port, tokens_file, body_file, headers, conns, run_dir, n, cap=900):
 COUNT_TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate", "strace")
 
 
-def count_row(run_dir, name, kind, base, tenant, mock, mock_stream, tokens, body, n) -> dict:
-    """What one request costs a writ row in counts rather than time, so that neither moves
+def count_row(run_dir, name, start, tokens, body, n) -> dict:
+    """What one request costs a row in counts rather than time, so that neither moves
     with the host's load: user-space instructions (callgrind) and system calls (strace),
-    each over a pass of `n` requests at c=1 after a pass of `n` to warm up."""
+    each over a pass of `n` requests at c=1 after a pass of `n` to warm up. `start(slug,
+    wrap, start_timeout)` starts the row's server (under `wrap`) and returns (Proc, port)."""
     headers = {"x-writ-upstream": "mock"}
-    slug = name.replace(" ", "-")
-    # 1. Instructions: the gateway runs under callgrind, counting only during the pass.
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    # 1. Instructions: the server runs under callgrind, counting only during the pass.
     out = os.path.join(run_dir, f"{slug}-callgrind.out")
-    proc, port = start_writ(run_dir, f"{slug}-callgrind", kind, base, tenant, mock, mock_stream,
-                            wrap=["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                  f"--callgrind-out-file={out}"], start_timeout=300)
+    proc, port = start(f"{slug}-callgrind", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                             f"--callgrind-out-file={out}"], 300)
     pid = str(proc.p.pid)
     wrk_pass(port, tokens, body, headers, 1, run_dir, n, cap=1800)
     for cmd in (["-i", "on"], None, ["-i", "off"], ["-d"]):
@@ -313,8 +314,8 @@ def count_row(run_dir, name, kind, base, tenant, mock, mock_stream, tokens, body
             sha += count
     if not total:
         die(f"{name}: no instruction total in {dump}")
-    # 2. System calls: the gateway as it runs, strace attached for the pass.
-    proc, port = start_writ(run_dir, f"{slug}-strace", kind, base, tenant, mock, mock_stream)
+    # 2. System calls: the server as it runs, strace attached for the pass.
+    proc, port = start(f"{slug}-strace", (), 30)
     wrk_pass(port, tokens, body, headers, 1, run_dir, n)
     table = os.path.join(run_dir, f"{slug}-strace.txt")
     tracer = subprocess.Popen(["strace", "-f", "-c", "-o", table, "-p", str(proc.p.pid)],
@@ -582,6 +583,15 @@ def writ_cli(*args, timeout=60) -> str:
     return r.stdout
 
 
+def start_hop(run_dir, name, mock, mock_stream, wrap=(), start_timeout=10) -> tuple:
+    """The hop on writ's stack (examples/hop.rs) in front of the mock: (Proc, port)."""
+    port = free_port()
+    p = Proc(name, [*wrap, HOP, f"127.0.0.1:{port}", f"http://127.0.0.1:{mock}",
+                    f"http://127.0.0.1:{mock_stream}", UPSTREAM_KEY], os.path.join(run_dir, f"{name}.log"))
+    wait_port(port, p, start_timeout)
+    return p, port
+
+
 def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream, wrap=(), start_timeout=30) -> tuple:
     d = os.path.join(run_dir, name)
     shutil.copytree(base_data, os.path.join(d, "data"))
@@ -624,7 +634,7 @@ def main() -> None:
 
     if not os.access(WRIT, os.X_OK):
         die(f"{WRIT} not found: cargo build --release -p writ")
-    if not args.count and not os.access(HOP, os.X_OK):
+    if not os.access(HOP, os.X_OK):
         die(f"{HOP} not found: cargo build --release -p writ-gateway --example hop")
     run_dir = tempfile.mkdtemp(prefix="writ-bench-")
     log(f"run directory {run_dir}; {dur:g} s per load")
@@ -694,9 +704,13 @@ def main() -> None:
             die(f"--count needs {', '.join(missing)} (bench/lib/install.sh installs valgrind and strace)")
         tokens = token_file(f"count{args.count}", [writs[i % len(writs)] for i in range(args.count)])
         counts = []
+        rows = [(HOP_ROW, lambda slug, wrap, wait: start_hop(run_dir, slug, mock, mock_stream, wrap, wait))]
         for name, kind in (("writ minimal", "minimal"), ("writ full", "full")):
+            rows.append((name, lambda slug, wrap, wait, kind=kind: start_writ(
+                run_dir, slug, kind, base, tenant, mock, mock_stream, wrap=wrap, start_timeout=wait)))
+        for name, start in rows:
             log(f"{name}: counting over {args.count} requests")
-            counts.append(count_row(run_dir, name, kind, base, tenant, mock, mock_stream, tokens, body, args.count))
+            counts.append(count_row(run_dir, name, start, tokens, body, args.count))
         mock_proc.stop()
         commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
@@ -760,11 +774,7 @@ def main() -> None:
 
     # 3. the same hop on writ's own serving stack (threads, hyper, axum, pooled client), with
     # none of writ's work: what the stack alone costs, under writ minimal.
-    hport = free_port()
-    hop = Proc(HOP_ROW, [HOP, f"127.0.0.1:{hport}", f"http://127.0.0.1:{mock}",
-                         f"http://127.0.0.1:{mock_stream}", UPSTREAM_KEY],
-               os.path.join(run_dir, "hop.log"))
-    wait_port(hport, hop, 10)
+    hop, hport = start_hop(run_dir, "hop", mock, mock_stream)
     hop_headers = {"x-writ-upstream": "mock"}
     measure(HOP_ROW, hport, proxy_tokens, writs[0], hop_headers, None, {"x-writ-upstream": "mockstream"}, hop)
     paired_servers[HOP_ROW] = (hport, proxy_tokens, hop_headers, hop)
