@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use writ_token::{
-    Api, Grant, KeyId, MintRequest, RequestFacts, RootKeyPair, RootKeys, WritError, decode, mint,
-    parse_grants,
+    Api, Grant, KeyId, MintRequest, RequestFacts, Revocation, RevocationSet, RootKeyPair, RootKeys,
+    WritError, decode, mint, parse_grants,
 };
 
 fn t0() -> SystemTime {
@@ -388,4 +388,44 @@ fn a_remembered_writ_keeps_only_its_bytes_and_parses_them_again_when_needed() {
     );
     assert_eq!(verified.blocks_source(), fresh.blocks_source());
     assert!(verified.delegation_chain().is_empty());
+}
+
+#[test]
+fn an_agent_revocation_reaches_that_agent_of_that_tenant_only() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let keys = keys_for(&key);
+    let writ_of = |tenant: &str, agent: &str| {
+        let (ceiling, grants) = (ceiling(), grants());
+        let req = MintRequest {
+            tenant,
+            agent,
+            ceiling: &ceiling,
+            grants: &grants,
+            ttl: Duration::from_secs(30),
+            max_ttl: Duration::from_secs(30),
+            now: t0(),
+            cnf_jkt: None,
+        };
+        let text = mint(&key, &req).unwrap().0;
+        decode(&text).unwrap().verify(&keys).unwrap()
+    };
+    let revoked = writ_of("acme", "travel");
+    let same_agent_other_tenant = writ_of("globex", "travel");
+    let other_agent_same_tenant = writ_of("acme", "billing");
+    let mut set = RevocationSet::new();
+    assert!(!set.is_revoked(&revoked));
+    set.insert(&Revocation::Agent {
+        tenant: "acme".into(),
+        agent: "travel".into(),
+    });
+    assert!(set.is_revoked(&revoked));
+    assert!(!set.is_revoked(&same_agent_other_tenant));
+    assert!(!set.is_revoked(&other_agent_same_tenant));
+    // A second agent of the same tenant joins the first.
+    set.insert(&Revocation::Agent {
+        tenant: "acme".into(),
+        agent: "billing".into(),
+    });
+    assert!(set.is_revoked(&revoked) && set.is_revoked(&other_agent_same_tenant));
+    assert!(!set.is_revoked(&same_agent_other_tenant));
 }
