@@ -21,9 +21,20 @@ fn grants() -> Vec<Grant> {
 }
 
 fn mint_with(key: &RootKeyPair, ceiling: &[Grant], grants: &[Grant], ttl: u64) -> String {
+    mint_for(key, "default", "demo", ceiling, grants, ttl)
+}
+
+fn mint_for(
+    key: &RootKeyPair,
+    tenant: &str,
+    agent: &str,
+    ceiling: &[Grant],
+    grants: &[Grant],
+    ttl: u64,
+) -> String {
     let req = MintRequest {
-        tenant: "default",
-        agent: "demo",
+        tenant,
+        agent,
         ceiling,
         grants,
         ttl: Duration::from_secs(ttl),
@@ -395,18 +406,7 @@ fn an_agent_revocation_reaches_that_agent_of_that_tenant_only() {
     let key = RootKeyPair::generate(KeyId(1));
     let keys = keys_for(&key);
     let writ_of = |tenant: &str, agent: &str| {
-        let (ceiling, grants) = (ceiling(), grants());
-        let req = MintRequest {
-            tenant,
-            agent,
-            ceiling: &ceiling,
-            grants: &grants,
-            ttl: Duration::from_secs(30),
-            max_ttl: Duration::from_secs(30),
-            now: t0(),
-            cnf_jkt: None,
-        };
-        let text = mint(&key, &req).unwrap().0;
+        let text = mint_for(&key, tenant, agent, &ceiling(), &grants(), 30);
         decode(&text).unwrap().verify(&keys).unwrap()
     };
     let revoked = writ_of("acme", "travel");
