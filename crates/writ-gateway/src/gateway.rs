@@ -32,6 +32,10 @@ pub struct Gateway {
     pub(crate) max_body_bytes: usize,
     /// Finds secrets (the upstream credentials, writs, known key formats) in responses.
     pub(crate) scanner: Arc<writ_detect::Scanner>,
+    /// Finds only what is redacted whatever the mode (the upstream credentials and
+    /// writs): responses are scanned with it where `response_secret` is `off`, where the
+    /// other rules' findings would be dropped unused.
+    pub(crate) own_secrets: Arc<writ_detect::Scanner>,
     /// This instance's audit log.
     pub(crate) audit: crate::audit::Auditor,
     /// Detectors' modes and counters.
@@ -198,6 +202,11 @@ impl Gateway {
             writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)
                 .map_err(|e| StartError::Audit(format!("secret scanner: {e}")))?,
         );
+        let writs = std::iter::once(writ_detect::rules::builtin(writ_detect::RuleId::Writ));
+        let own_secrets = Arc::new(
+            writ_detect::Scanner::new(writs, &exact)
+                .map_err(|e| StartError::Audit(format!("secret scanner: {e}")))?,
+        );
         let mut by_family: HashMap<ApiFamily, Vec<&str>> = HashMap::new();
         for (name, u) in &upstreams {
             by_family.entry(u.kind.family()).or_default().push(name);
@@ -236,6 +245,7 @@ impl Gateway {
             webhooks,
             blocked_addresses: Default::default(),
             scanner,
+            own_secrets,
             upstreams,
             defaults,
             writs: WritCache::new(100_000),
@@ -269,6 +279,7 @@ impl Gateway {
     pub fn without_secret_scanning_for_benchmarks(mut self) -> Self {
         if let Ok(empty) = writ_detect::Scanner::new(std::iter::empty(), &[]) {
             self.scanner = Arc::new(empty);
+            self.own_secrets = self.scanner.clone();
         }
         self
     }

@@ -214,6 +214,67 @@ async fn monitor_mode_on_responses_still_redacts_the_gateways_own_key() {
     );
 }
 
+/// Something the built-in writ rule matches (a writ's shape), without a gateway to mint it.
+fn writ_shaped() -> String {
+    format!("writ_{}", "Ab3-x_9Z".repeat(10))
+}
+
+#[tokio::test]
+async fn off_mode_on_responses_still_redacts_the_gateways_own_key_and_writs() {
+    let content = format!("OPENAI_API_KEY={KEY} token={} AWS={AWS_KEY}", writ_shaped());
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}
+    });
+    let chunk = json!({"id": "chatcmpl-2", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
+    let sse = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+    for (script, stream) in [
+        (("application/json", body.to_string()), false),
+        (("text/event-stream", sse), true),
+    ] {
+        let (_upstream, gw) = gateway(
+            "[detection.modes]\nresponse_secret = \"off\"\n",
+            Some(Script {
+                status: 200,
+                content_type: script.0,
+                chunks: vec![script.1.into_bytes()],
+                then: ScriptEnd::End,
+            }),
+        )
+        .await;
+        let resp = reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(gw.mint("demo", GRANT, 30))
+            .json(&json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(KEY), "{text}");
+        assert!(!text.contains(&writ_shaped()), "{text}");
+        assert!(text.contains("[REDACTED:configured_secret]"), "{text}");
+        assert!(text.contains("[REDACTED:writ]"), "{text}");
+        assert!(
+            text.contains(AWS_KEY),
+            "off lets third-party keys through: {text}"
+        );
+        let detections: Vec<(Value, Value)> = records(&gw)
+            .await
+            .iter()
+            .filter(|r| r["kind"] == "detection")
+            .map(|r| (r["detail"]["action"].clone(), r["detail"]["rules"].clone()))
+            .collect();
+        assert_eq!(
+            detections,
+            vec![(json!("redacted"), json!(["configured_secret", "writ"]))],
+            "stream: {stream}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn records_carry_a_client_pseudonym_never_the_address() {
     let (_upstream, gw) = gateway("", None).await;

@@ -57,6 +57,15 @@ pub(crate) struct CallInfo {
 
 /// Which findings a response gets redacted in `mode`: all of them when blocking,
 /// otherwise only the gateway's own credentials and writs.
+/// The scanner a response is redacted with in `mode`: with `off` only the gateway's own
+/// credentials and writs are looked for, since nothing else would be redacted or recorded.
+fn response_scanner(gw: &Gateway, mode: Mode) -> &Arc<writ_detect::Scanner> {
+    match mode {
+        Mode::Off => &gw.own_secrets,
+        Mode::Block | Mode::Monitor => &gw.scanner,
+    }
+}
+
 fn redaction_policy(mode: Mode) -> fn(writ_detect::Detector) -> bool {
     match mode {
         Mode::Block => |_| true,
@@ -149,8 +158,7 @@ pub(crate) async fn respond(
         // Strict audit: the response is not released unaudited.
         return Err(GatewayError::AuditUnavailable);
     }
-    let (redacted, findings) = gw
-        .scanner
+    let (redacted, findings) = response_scanner(&gw, info.response_mode)
         .redact_where(&bytes, redaction_policy(info.response_mode));
     let redacted = match redacted {
         std::borrow::Cow::Borrowed(_) => None,
@@ -276,7 +284,7 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
     // every frame, so they pass as they are (their text is not scanned yet).
     if guard.info.family != ApiFamily::Bedrock {
         guard.redactor = Some(writ_detect::StreamRedactor::redacting(
-            guard.gw.scanner.clone(),
+            response_scanner(&guard.gw, guard.info.response_mode).clone(),
             redaction_policy(guard.info.response_mode),
         ));
     }
