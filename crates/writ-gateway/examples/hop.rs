@@ -25,9 +25,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// Largest request body read, as the gateway's default.
-const MAX_BODY: usize = 10 * 1024 * 1024;
-
 /// Where requests go and with which key.
 struct Hop {
     upstream: String,
@@ -55,7 +52,7 @@ fn client() -> HopClient {
 
 async fn forward(State(hop): State<Arc<Hop>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(body) = to_bytes(body, MAX_BODY).await else {
+    let Ok(body) = to_bytes(body, writ_gateway::config::DEFAULT_MAX_BODY_BYTES).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
     };
     let base = match parts.headers.get("x-writ-upstream") {

@@ -55,8 +55,6 @@ pub(crate) struct CallInfo {
     pub(crate) response_mode: Mode,
 }
 
-/// Which findings a response gets redacted in `mode`: all of them when blocking,
-/// otherwise only the gateway's own credentials and writs.
 /// The scanner a response is redacted with in `mode`: with `off` only the gateway's own
 /// credentials and writs are looked for, since nothing else would be redacted or recorded.
 fn response_scanner(gw: &Gateway, mode: Mode) -> &Arc<writ_detect::Scanner> {
@@ -66,6 +64,8 @@ fn response_scanner(gw: &Gateway, mode: Mode) -> &Arc<writ_detect::Scanner> {
     }
 }
 
+/// Which findings a response gets redacted in `mode`: all of them when blocking,
+/// otherwise only the gateway's own credentials and writs.
 fn redaction_policy(mode: Mode) -> fn(writ_detect::Detector) -> bool {
     match mode {
         Mode::Block => |_| true,
