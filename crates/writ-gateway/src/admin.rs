@@ -52,7 +52,7 @@ fn admin(
     let writ = authenticate::verify(gw, &presented)?;
     let mut facts = RequestFacts::new(Api::Admin, "admin", req.method.as_str(), req.uri.path());
     facts.admin_tenant = Some(tenant.unwrap_or("*").to_string());
-    authorize::check(gw, &writ, &facts)
+    authorize::check_inline(gw, &writ, &facts)
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, GatewayError> {

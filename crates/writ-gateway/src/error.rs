@@ -180,6 +180,13 @@ impl GatewayError {
                 WritError::UnknownKeyId { .. } | WritError::BadSignature => {
                     (S::UNAUTHORIZED, auth, "invalid_signature", Fault::Client)
                 }
+                WritError::Datalog(writ_token::DatalogError::TooCostly { .. }) => (
+                    S::FORBIDDEN,
+                    "permission_error",
+                    "writ_too_costly",
+                    Fault::Client,
+                ),
+                WritError::Datalog(_) => (S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client),
                 WritError::TooLarge { .. }
                 | WritError::MissingPrefix
                 | WritError::Malformed { .. }
@@ -330,6 +337,18 @@ impl GatewayError {
             GatewayError::Writ(WritError::Expired { .. }) => {
                 "The writ has expired; mint a new one.".to_string()
             }
+            GatewayError::Writ(WritError::Datalog(
+                e @ writ_token::DatalogError::TooCostly { .. },
+            )) => {
+                format!(
+                    "The writ's checks could cost too much to evaluate for this request ({e}). \
+                     Send fewer arguments or path segments, or use a writ without the costly checks."
+                )
+            }
+            GatewayError::Writ(WritError::Datalog(e)) => format!(
+                "The writ is refused: {e}. Attenuate writs with grants or checks only \
+                 (`writ token attenuate`), not rules."
+            ),
             GatewayError::Writ(
                 e @ (WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_)),
             ) => {

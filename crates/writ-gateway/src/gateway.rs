@@ -61,6 +61,8 @@ pub struct Gateway {
     /// Ids of single-use writs already used. In memory now; in the limiter backend once
     /// it exists, so it holds across instances.
     pub(crate) used_writs: ReplayCache,
+    /// Where authorizations that could be costly run, one at a time.
+    pub(crate) costly_evaluations: crate::pipeline::authorize::CostlyEvaluations,
     /// DPoP proof ids seen, so each proof is used once.
     pub(crate) dpop_ids: ReplayCache,
     /// Client assertion ids seen, so each assertion is used once.
@@ -254,6 +256,7 @@ impl Gateway {
             assertion_ids: ReplayCache::new(100_000),
             dpop_ids: ReplayCache::new(1_000_000),
             used_writs: ReplayCache::new(1_000_000),
+            costly_evaluations: Default::default(),
             tenant: config.tenant.clone(),
             max_ttl: config.max_ttl,
             issuer: config

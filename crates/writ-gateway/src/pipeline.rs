@@ -185,7 +185,7 @@ async fn run(
     let mut facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
     facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
-    let authorization = authorize::check(gw, &writ, &facts)?;
+    let authorization = authorize::check(gw, &writ, &facts).await?;
     prompt_secrets(gw, ctx, &body).await?;
     // Strict audit: nothing is forwarded while the audit log cannot be written.
     if !gw.audit.may_proceed() {

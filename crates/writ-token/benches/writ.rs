@@ -1,7 +1,9 @@
 //! Per-operation cost of the writ lifecycle: mint, verify (cold), authorize — evaluated
 //! (each call different facts than the last, so the Datalog authorizer runs) and repeated
 //! (the same facts again, answered from the writ's memo of its last allow).
-//! Run with `cargo bench -p writ-token`.
+//! The `bounded` group times the most costly Datalog a holder can append for each shape
+//! of attack, sized to the largest the evaluation bound accepts: the bound's worth in
+//! time. Run with `cargo bench -p writ-token`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -66,5 +68,144 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// One shape of costly Datalog, appended by a holder: the block's source for size `k`, and
+/// the request it is evaluated for.
+struct Attack {
+    name: &'static str,
+    block: fn(usize) -> String,
+    request: fn() -> RequestFacts,
+}
+
+fn chat() -> RequestFacts {
+    RequestFacts {
+        upstream: Some("openai".into()),
+        model: Some("gpt-4o-mini".into()),
+        ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
+    }
+}
+
+fn tool_call() -> RequestFacts {
+    RequestFacts {
+        upstream: Some("openai".into()),
+        tool: Some("t".into()),
+        args: (0..16)
+            .map(|i| {
+                (
+                    format!("a{i}"),
+                    writ_token::ArgValue::Str("ab".repeat(1024)),
+                )
+            })
+            .collect(),
+        ..RequestFacts::new(Api::Tool, "tool_call", "POST", "/mcp/openai")
+    }
+}
+
+fn set(k: usize) -> String {
+    (0..k).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+const ATTACKS: &[Attack] = &[
+    Attack {
+        name: "join of three over stated facts",
+        block: |k| {
+            let facts: String = (0..k.min(32)).map(|i| format!("n({i});")).collect();
+            format!("{facts} check if n($a), n($b), n($c), $a + $b + $c == -1;")
+        },
+        request: chat,
+    },
+    Attack {
+        name: "closures nested three deep",
+        block: |k| {
+            let s = set(k);
+            format!(
+                "check if {{{s}}}.all($x -> {{{s}}}.all($y -> {{{s}}}.all($z -> $x + $y + $z == -1)));"
+            )
+        },
+        request: chat,
+    },
+    Attack {
+        name: "regex per argument",
+        block: |k| format!("check if arg($n, $v), $v.matches(\"^(ab|ba|a|b){{1,{k}}}$\");"),
+        request: tool_call,
+    },
+    Attack {
+        name: "string search per argument pair",
+        block: |k| {
+            format!(
+                "check if arg($n, $v), arg($m, $w), $n != $m, {{{}}}.any($i -> $v.contains($w));",
+                set(k)
+            )
+        },
+        request: tool_call,
+    },
+];
+
+/// The largest `k` in `1..=max` whose block the bound accepts for its request.
+fn largest_accepted(
+    writ: &str,
+    keys: &RootKeys,
+    attack: &Attack,
+    max: usize,
+) -> Option<(usize, writ_token::VerifiedWrit)> {
+    let accepted = |k: usize| {
+        let body = writ.strip_prefix("writ_").unwrap();
+        let token = biscuit_auth::UnverifiedBiscuit::from_base64(body).unwrap();
+        let block = biscuit_auth::builder::BlockBuilder::new()
+            .code((attack.block)(k))
+            .unwrap();
+        let appended = format!("writ_{}", token.append(block).unwrap().to_base64().unwrap());
+        let verified = decode(&appended).ok()?.verify(keys).ok()?;
+        match verified.authorize(&(attack.request)(), t0()) {
+            Err(writ_token::WritError::Datalog(_)) => None,
+            _ => Some(verified),
+        }
+    };
+    let (mut lo, mut hi) = (1, max);
+    accepted(lo)?;
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if accepted(mid).is_some() {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
+    }
+    accepted(lo).map(|v| (lo, v))
+}
+
+fn bounded(c: &mut Criterion) {
+    let key = RootKeyPair::generate(KeyId(1));
+    let mut keys = RootKeys::new();
+    keys.insert(key.kid(), key.public());
+    let grants = parse_grants(
+        r#"[{"type":"writ:llm","upstream":"openai"},{"type":"writ:tool","upstream":"openai","tool":"t","additional_arguments":true}]"#,
+    )
+    .unwrap();
+    let req = MintRequest {
+        tenant: "default",
+        agent: "demo",
+        ceiling: &grants,
+        grants: &grants,
+        ttl: Duration::from_secs(30),
+        max_ttl: Duration::from_secs(30),
+        now: t0(),
+        cnf_jkt: None,
+    };
+    let (writ, _) = mint(&key, &req).unwrap();
+    let mut group = c.benchmark_group("bounded");
+    group.sample_size(10);
+    for attack in ATTACKS {
+        let Some((k, verified)) = largest_accepted(&writ, &keys, attack, 4096) else {
+            eprintln!("{}: refused at every size", attack.name);
+            continue;
+        };
+        let request = (attack.request)();
+        group.bench_function(format!("{} (k = {k})", attack.name), |b| {
+            b.iter(|| verified.authorize(black_box(&request), t0()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bounded);
 criterion_main!(benches);

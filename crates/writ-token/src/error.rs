@@ -56,6 +56,9 @@ pub enum WritError {
     /// The writ, its agent or its tenant was revoked.
     #[error("writ revoked")]
     Revoked,
+    /// The writ's Datalog could cost more to evaluate than accepted: refused before it runs.
+    #[error(transparent)]
+    Datalog(#[from] crate::evaluation_cost::DatalogError),
     /// The writ is valid but does not allow this request.
     #[error("writ does not allow this request: {0}")]
     Denied(Denial),

@@ -205,6 +205,13 @@ pub enum ArgumentsError {
     /// Nested too deep or too many leaves.
     #[error("tool arguments nest deeper than {MAX_ARG_DEPTH} or hold more than {MAX_ARGS} values")]
     TooLarge,
+    /// Two leaves flatten to one dotted name (`{"a.b":1}` beside `{"a":{"b":2}}`): a grant
+    /// on that name would be checked against one while the tool reads the other.
+    #[error("two tool arguments have the dotted name `{name}`; rename the key that contains a dot")]
+    Ambiguous {
+        /// The dotted name both leaves have.
+        name: String,
+    },
 }
 
 /// Flattens a JSON object of tool arguments to `(dotted name, value)` leaves:
@@ -217,6 +224,15 @@ pub fn flatten_arguments(arguments: &Value) -> Result<Vec<(String, ArgValue)>, A
     let mut out = Vec::new();
     for (k, v) in map {
         flatten_into(k.clone(), v, 1, &mut out)?;
+    }
+    // Each name is stated once, so `arg("name", $v)` matches one value (the evaluation
+    // bound relies on it too).
+    let mut names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(ArgumentsError::Ambiguous {
+            name: w[0].to_string(),
+        });
     }
     Ok(out)
 }
@@ -288,6 +304,23 @@ mod tests {
             Err(ArgumentsError::TooLarge)
         );
     }
+
+    #[test]
+    fn refuses_two_leaves_with_one_dotted_name() {
+        // A grant on `leg.flight` must not be checked against one value while the tool
+        // reads the other; likewise an array index spelled as a key.
+        for args in [
+            json!({"leg.flight":"LH123","leg":{"flight":"LH999"}}),
+            json!({"legs":[{"f":"LH123"}],"legs.0":{"f":"LH999"}}),
+        ] {
+            assert!(matches!(
+                flatten_arguments(&args),
+                Err(ArgumentsError::Ambiguous { .. })
+            ));
+        }
+        assert!(flatten_arguments(&json!({"leg.flight":"LH123","leg":{"date":"x"}})).is_ok());
+    }
+
     #[test]
     fn encodings_are_equal_exactly_when_the_facts_are() {
         let base = || {

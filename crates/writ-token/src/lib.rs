@@ -15,6 +15,7 @@ mod clock;
 mod delegate;
 mod encoding;
 mod error;
+mod evaluation_cost;
 mod facts;
 mod grant;
 mod keys;
@@ -28,6 +29,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use delegate::Delegation;
 pub use encoding::{MAX_BLOCKS, MAX_WRIT_BYTES, UnverifiedWrit, WRIT_PREFIX, decode};
 pub use error::{Denial, WritError};
+pub use evaluation_cost::{
+    DatalogError, MAX_FACTS_PER_BLOCK, MAX_PREDICATES_PER_QUERY, MAX_WORK_PER_WRIT, REGEX_UNITS,
+};
 pub use facts::{Api, ArgumentsError, MAX_ARG_DEPTH, MAX_ARGS, RequestFacts, flatten_arguments};
 pub use grant::{
     AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, Grant, GrantError,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 
 use crate::error::{Denial, WritError};
+use crate::evaluation_cost::CheckShapes;
 use crate::facts::RequestFacts;
 
 /// Bounds on one Datalog evaluation; hitting a bound is a denial. The work is bounded by
@@ -73,6 +74,9 @@ pub struct VerifiedWrit {
     last_allowed: std::sync::Mutex<Option<Allowed>>,
     /// How many times the Datalog authorizer ran for this writ.
     evaluations: std::sync::atomic::AtomicU64,
+    /// The shape of the checks after the authority block, to bound their cost per request
+    /// before the authorizer runs them.
+    checks: CheckShapes,
 }
 
 /// A remembered allow: the facts encoded as `facts` were allowed, and the answer holds
@@ -122,6 +126,15 @@ type ClaimsRow = (i64, String, String, String, SystemTime, SystemTime);
 
 impl VerifiedWrit {
     pub(crate) fn from_biscuit(biscuit: Biscuit, root: PublicKey) -> Result<Self, WritError> {
+        let sealed = biscuit
+            .to_vec()
+            .map_err(|_| WritError::Malformed {
+                reason: "cannot be serialized again",
+            })?
+            .into_boxed_slice();
+        // Before anything is evaluated (the claims below run the authority's world): a
+        // block that could make evaluation costly is refused here.
+        let checks = CheckShapes::read(&sealed)?;
         let mut authorizer = AuthorizerBuilder::new()
             .set_limits(run_limits())
             .build(&biscuit)
@@ -188,12 +201,6 @@ impl VerifiedWrit {
             })
             .collect();
         let holds_through = blocks.and_then(|b| crate::time_bound::holds_through(&b));
-        let sealed = biscuit
-            .to_vec()
-            .map_err(|_| WritError::Malformed {
-                reason: "cannot be serialized again",
-            })?
-            .into_boxed_slice();
         Ok(Self {
             revocation_ids: biscuit.revocation_identifiers(),
             parsed: Mutex::new(Some(Arc::new(biscuit))),
@@ -203,6 +210,7 @@ impl VerifiedWrit {
             holds_through,
             last_allowed: std::sync::Mutex::new(None),
             evaluations: std::sync::atomic::AtomicU64::new(0),
+            checks,
         })
     }
 
@@ -217,6 +225,16 @@ impl VerifiedWrit {
     /// reads the time other than as an expiry).
     pub fn holds_through(&self) -> Option<u64> {
         self.holds_through
+    }
+
+    /// A bound on the units of work (about 10 ns each) that evaluating this writ's checks
+    /// after its authority block could cost for `facts`, or the refusal [`authorize`]
+    /// would give if it is over [`crate::MAX_WORK_PER_WRIT`]. Pure and cheap (a walk over
+    /// the checks' shapes), so a caller can decide where to run a costly evaluation.
+    ///
+    /// [`authorize`]: Self::authorize
+    pub fn evaluation_work(&self, facts: &RequestFacts) -> Result<u64, WritError> {
+        Ok(self.checks.work(facts)?)
     }
 
     /// The writ's claims.
@@ -328,6 +346,8 @@ impl VerifiedWrit {
             a.repeated = true;
             return Ok(allowed());
         }
+        // Bounded before it runs: the library's own limits do not stop a costly check.
+        self.checks.work(facts)?;
         self.evaluations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut builder = AuthorizerBuilder::new().set_limits(run_limits());
