@@ -336,7 +336,6 @@ fn facts_in_appended_blocks_widen_nothing() {
     for code in [
         r#"time(9999-01-01T00:00:00Z); expires_at(9999-01-01T00:00:00Z);"#,
         r#"right("u", "chat"); grant_ok("g0"); model("a"); writ_version(1);"#,
-        r#"model("a") <- model($m); upstream("u") <- time($t);"#,
         r#"agent("root"); tenant("other"); token_id("x");"#,
     ] {
         let hostile = f.verify(&append_raw(&writ, code)).unwrap();
@@ -357,6 +356,26 @@ fn facts_in_appended_blocks_widen_nothing() {
             "{code}"
         );
     }
+}
+
+#[test]
+fn rules_in_appended_blocks_are_refused() {
+    // A rule could derive what earlier checks look for; a holder's block may only test.
+    let f = Fixture::new();
+    let writ = f.mint(
+        r#"{"type":"writ:llm","upstream":"u"}"#,
+        r#"{"type":"writ:llm","upstream":"u","models":["a"]}"#,
+    );
+    let hostile = append_raw(
+        &writ,
+        r#"model("a") <- model($m); upstream("u") <- time($t);"#,
+    );
+    assert!(matches!(
+        f.verify(&hostile),
+        Err(WritError::Datalog(
+            writ_token::DatalogError::RulesInBlock { block: 2 }
+        ))
+    ));
 }
 
 #[test]
