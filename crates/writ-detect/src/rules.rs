@@ -59,6 +59,20 @@ pub enum RuleId {
 }
 
 impl RuleId {
+    /// Whether the rule finds an API key or token a service issues (OpenAI, Anthropic,
+    /// Google, AWS, Azure, GitHub, GitLab, Slack, Stripe): what an agent should never hold
+    /// where writ is deployed. Not private keys, JWTs, writs or generic assignments.
+    pub fn is_service_key(self) -> bool {
+        !matches!(
+            self,
+            RuleId::PrivateKey
+                | RuleId::Jwt
+                | RuleId::Writ
+                | RuleId::SlackWebhook
+                | RuleId::GenericSecret
+        )
+    }
+
     /// Every built-in rule id, in priority order.
     pub const ALL: [RuleId; 16] = [
         RuleId::PrivateKey,

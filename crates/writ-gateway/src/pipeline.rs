@@ -168,6 +168,7 @@ async fn run(
         Ok(writ) => writ,
         Err(e) => {
             bearer_jwt(gw, ctx, presented.as_str()).await;
+            bearer_provider_key(gw, ctx, presented.as_str()).await;
             if let Some(ip) = ctx.client {
                 gw.invalid_writ_from(ip).await;
             }
@@ -319,6 +320,38 @@ async fn bearer_jwt(gw: &Gateway, ctx: &mut RequestCtx, token: &str) {
     d.rules = findings.iter().map(|f| f.id.as_str().to_string()).collect();
     d.rules.dedup();
     d.count = findings.len();
+    gw.detected(d.clone(), false).await;
+    ctx.detection = Some(d);
+}
+
+/// The `raw_provider_key` detector on a credential that is not a writ: a provider's own
+/// API key (or the gateway's upstream credential) where the writ belongs. An agent holding
+/// a raw key is the incident writ exists to surface; the request is refused as any invalid
+/// writ is, and its record names the rule, never the key.
+async fn bearer_provider_key(gw: &Gateway, ctx: &mut RequestCtx, token: &str) {
+    if token.starts_with(writ_token::WRIT_PREFIX)
+        || gw.detections.mode(Detector::RawProviderKey, None) == Mode::Off
+    {
+        return;
+    }
+    let mut rules: Vec<String> = gw
+        .scanner
+        .scan(token.as_bytes())
+        .iter()
+        .filter(|f| match f.rule {
+            writ_detect::Detector::Rule(rule) => rule.is_service_key(),
+            writ_detect::Detector::Configured(_) => true,
+        })
+        .map(|f| f.rule.id().to_string())
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    rules.sort_unstable();
+    rules.dedup();
+    let mut d = detection(ctx, Detector::RawProviderKey, Action::Blocked, "credential");
+    d.count = rules.len();
+    d.rules = rules;
     gw.detected(d.clone(), false).await;
     ctx.detection = Some(d);
 }

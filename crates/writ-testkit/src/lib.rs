@@ -9,6 +9,7 @@ mod process;
 mod python;
 mod tls;
 mod upstream;
+mod webhook;
 
 pub use gateway::{TestGateway, mint_with};
 pub use oauth::{DpopKey, OAuthClient};
@@ -16,3 +17,4 @@ pub use process::ServeProcess;
 pub use python::{python, python_env, run_python_lines};
 pub use tls::TestCertificates;
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd, closed_port_url};
+pub use webhook::{Delivery, WebhookReceiver};

@@ -372,9 +372,9 @@ fn rules_in_appended_blocks_are_refused() {
     );
     assert!(matches!(
         f.verify(&hostile),
-        Err(WritError::Datalog(
-            writ_token::DatalogError::RulesInBlock { block: 2 }
-        ))
+        Err(WritError::Datalog(writ_token::DatalogError::RulesInBlock {
+            block: 2
+        }))
     ));
 }
 

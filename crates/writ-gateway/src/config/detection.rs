@@ -22,16 +22,20 @@ pub enum Detector {
     WeakJwt,
     /// Repeated failed authentication from one client id or address.
     BruteForce,
+    /// A provider's own API key (or the gateway's upstream credential) presented where a
+    /// writ belongs: an agent that holds a raw key. Refused as any invalid writ is.
+    RawProviderKey,
 }
 
 impl Detector {
     /// Every detector.
-    pub const ALL: [Detector; 5] = [
+    pub const ALL: [Detector; 6] = [
         Detector::PromptSecret,
         Detector::ResponseSecret,
         Detector::UrlCredential,
         Detector::WeakJwt,
         Detector::BruteForce,
+        Detector::RawProviderKey,
     ];
 
     /// The stable name used in config, metrics, audit records and webhooks.
@@ -42,6 +46,7 @@ impl Detector {
             Detector::UrlCredential => "url_credential",
             Detector::WeakJwt => "weak_jwt",
             Detector::BruteForce => "brute_force",
+            Detector::RawProviderKey => "raw_provider_key",
         }
     }
 
