@@ -318,6 +318,28 @@ impl VerifiedWrit {
         facts: &RequestFacts,
         now: SystemTime,
     ) -> Result<Authorization, WritError> {
+        match self.authorize_within(facts, now, u64::MAX)? {
+            Some(authorization) => Ok(authorization),
+            // Unreachable: no bound exceeds `u64::MAX`, so every evaluation runs.
+            None => Err(crate::DatalogError::TooCostly {
+                block: 0,
+                max: crate::MAX_WORK_PER_WRIT,
+            }
+            .into()),
+        }
+    }
+
+    /// Like [`authorize`](Self::authorize), but answers `Ok(None)` without evaluating when
+    /// the evaluation could cost more than `max_work` units (see
+    /// [`evaluation_work`](Self::evaluation_work)): the caller then runs
+    /// [`authorize`](Self::authorize) where a costly evaluation holds nobody up. A request
+    /// the memo answers is answered whatever its bound.
+    pub fn authorize_within(
+        &self,
+        facts: &RequestFacts,
+        now: SystemTime,
+        max_work: u64,
+    ) -> Result<Option<Authorization>, WritError> {
         // Compare at the one-second resolution of Biscuit dates, as the Datalog check does.
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let now = UNIX_EPOCH + Duration::from_secs(now_secs);
@@ -344,10 +366,12 @@ impl VerifiedWrit {
                 self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
             a.repeated = true;
-            return Ok(allowed());
+            return Ok(Some(allowed()));
         }
         // Bounded before it runs: the library's own limits do not stop a costly check.
-        self.checks.work(facts)?;
+        if self.checks.work(facts)? > max_work {
+            return Ok(None);
+        }
         self.evaluations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut builder = AuthorizerBuilder::new().set_limits(run_limits());
@@ -376,7 +400,7 @@ impl VerifiedWrit {
                 repeated: false,
             });
         }
-        Ok(allowed())
+        Ok(Some(allowed()))
     }
 }
 

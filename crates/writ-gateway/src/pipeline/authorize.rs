@@ -35,24 +35,26 @@ pub(crate) async fn check(
     writ: &Arc<VerifiedWrit>,
     facts: &RequestFacts,
 ) -> Result<Authorization, GatewayError> {
-    if writ.evaluation_work(facts)? <= INLINE_WORK {
-        return check_inline(gw, writ, facts);
-    }
-    let permit = gw
-        .costly_evaluations
-        .0
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| GatewayError::Internal("costly evaluations closed"))?;
     let now = gw.clock.now();
-    let (writ2, facts2) = (writ.clone(), facts.clone());
-    let authorization = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        writ2.authorize(&facts2, now)
-    })
-    .await
-    .map_err(|_| GatewayError::Internal("authorization task failed"))??;
+    let authorization = match writ.authorize_within(facts, now, INLINE_WORK)? {
+        Some(authorization) => authorization,
+        None => {
+            let permit = gw
+                .costly_evaluations
+                .0
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| GatewayError::Internal("costly evaluations closed"))?;
+            let (writ, facts) = (writ.clone(), facts.clone());
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                writ.authorize(&facts, now)
+            })
+            .await
+            .map_err(|_| GatewayError::Internal("authorization task failed"))??
+        }
+    };
     single_use(gw, writ, now)?;
     Ok(authorization)
 }
