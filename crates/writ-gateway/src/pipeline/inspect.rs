@@ -16,6 +16,7 @@ pub(crate) fn facts(
     method: &Method,
     body: &Bytes,
 ) -> Result<RequestFacts, GatewayError> {
+    strict_json(body)?;
     let upstream = Some(target.upstream.name.clone());
     let method = method.as_str();
     let facts = match route.family {
@@ -123,6 +124,26 @@ pub(crate) fn facts(
         },
     };
     Ok(facts)
+}
+
+/// Refuses a JSON body with a key repeated in one object, or nested too deep, whatever
+/// the route: the grant is checked against one reading of the body, and an upstream that
+/// keeps the first of two values (or both) would act on another.
+///
+/// A body that is not JSON at all passes: routes that need JSON refuse it in their own
+/// inspection, and HTTP upstreams may take any content type. Any body that parses as
+/// JSON is held to this, whatever its `Content-Type` says, as an upstream may not look.
+fn strict_json(body: &[u8]) -> Result<(), GatewayError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    match writ_json::check(body) {
+        Ok(()) | Err(writ_json::JsonError::Syntax(_) | writ_json::JsonError::Shape(_)) => Ok(()),
+        Err(writ_json::JsonError::DuplicateKey { path }) => {
+            Err(GatewayError::DuplicateKey { path })
+        }
+        Err(writ_json::JsonError::TooDeep) => Err(GatewayError::JsonTooDeep),
+    }
 }
 
 /// The facts of a model API request, whatever its wire format.
