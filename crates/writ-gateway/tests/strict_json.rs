@@ -11,6 +11,8 @@ use writ_testkit::{MockUpstream, OAuthClient, TestGateway};
 
 const KEY: &str = "upstream-key-0123456789";
 const BEDROCK_MODEL: &str = "amazon.nova-lite-v1";
+/// What a leaked OpenAI project key looks like (a made-up one).
+const LEAKED: &str = "sk-proj-Xq7Lm2Vt9Rb4Nc8Kd1Wf6Hj3Pz5Ys0Ga7Ue2Ti9Ob4";
 
 /// One upstream of each kind, all on one mock (a refused request reaches none of them).
 async fn setup() -> (MockUpstream, TestGateway) {
@@ -207,6 +209,94 @@ async fn nesting_deeper_than_the_gateway_reads_is_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["code"], "invalid_json", "{v}");
     assert!(upstream.requests().is_empty());
+}
+
+/// `text` with every character written as a `\u` escape.
+fn all_escaped(text: &str) -> String {
+    text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect()
+}
+
+#[tokio::test]
+async fn escaped_secrets_are_found_as_the_upstream_decodes_them() {
+    let (upstream, gw) = setup().await;
+    let writ = gw.mint_as(&grants(), &grants(), 30);
+    let dashes_escaped = LEAKED.replace('-', "\\u002d");
+    let chat = |content: &str| {
+        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{content}"}}]}}"#)
+    };
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "dashes escaped",
+            "/v1/chat/completions",
+            chat(&format!("my key is {dashes_escaped}")),
+        ),
+        (
+            "every character escaped",
+            "/v1/chat/completions",
+            chat(&all_escaped(&format!("my key is {LEAKED}"))),
+        ),
+        (
+            "right after an escaped newline (raw bytes: `\\nsk-…`, no word boundary)",
+            "/v1/chat/completions",
+            chat(&format!("my key:\\n{LEAKED}")),
+        ),
+        (
+            "in a key name",
+            "/v1/chat/completions",
+            format!(
+                r#"{{"model":"gpt-4o-mini","messages":{MESSAGES},"metadata":{{"{}":"x"}}}}"#,
+                all_escaped(LEAKED)
+            ),
+        ),
+        (
+            "in an MCP tool argument",
+            "/mcp/travel",
+            mcp_call(&format!(
+                r#"{{"name":"book_flight","arguments":{{"flight":"LH123","note":"{dashes_escaped}"}}}}"#
+            )),
+        ),
+        (
+            "in an HTTP tool's JSON body",
+            "/u/crm/v1/bookings",
+            format!(r#"{{"note":"{}"}}"#, all_escaped(LEAKED)),
+        ),
+    ];
+    for (what, path, body) in &cases {
+        let (status, v) = send(&gw, &writ, path, "authorization", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "secret_in_request", "{what}: {v}");
+        assert!(!v.to_string().contains(LEAKED), "{what}: {v}");
+    }
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing reaches an upstream"
+    );
+
+    // Escapes alone are no finding, and a `"password": "…"` pair in a body with escapes
+    // is still found (the decoded text keeps keys, quotes and colons in place).
+    let (status, v) = send(
+        &gw,
+        &writ,
+        "/v1/chat/completions",
+        "authorization",
+        &chat("line one\\nline two \\u002d \\\"quoted\\\""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a\nb"}],"metadata":{"pass\u0077ord":"Tr0ub4dor-and-3-horses"}}"#;
+    let (status, v) = send(&gw, &writ, "/v1/chat/completions", "authorization", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "secret_in_request", "{v}");
+    // A body that is not JSON is scanned as it is.
+    let resp = reqwest::Client::new()
+        .post(gw.url("/u/crm/v1/bookings"))
+        .bearer_auth(&writ)
+        .header("content-type", "text/plain")
+        .body(format!("C:\\temp\\x key={LEAKED}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
