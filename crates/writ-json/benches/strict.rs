@@ -4,37 +4,24 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
-/// A chat body of the usual shape: a system prompt, a few turns, tools, ~2.5 KB.
-fn chat_body() -> String {
-    let mut messages = vec![serde_json::json!({
-        "role": "system",
-        "content": "You are a helpful travel assistant.\nAnswer briefly and cite the booking reference.",
-    })];
-    for i in 0..6 {
-        messages.push(serde_json::json!({"role": "user", "content": format!("Question {i}: which flights leave Frankfurt for Lisbon tomorrow morning, and what do they cost in economy?")}));
-        messages.push(serde_json::json!({"role": "assistant", "content": format!("Answer {i}: LH1166 at 07:05 (EUR 189) and TP575 at 09:40 (EUR 142).")}));
-    }
-    serde_json::json!({
-        "model": "gpt-4o-mini",
-        "messages": messages,
-        "max_tokens": 256,
-        "stream": false,
-        "tools": [{"type": "function", "function": {"name": "book_flight", "parameters": {"type": "object", "properties": {"flight": {"type": "string"}, "date": {"type": "string"}}, "required": ["flight"]}}}],
-    })
-    .to_string()
-}
+/// A chat body of the usual shape (a system prompt, six turns, a tool; 1.76 KB), shared
+/// with `examples/instructions.rs`.
+const CHAT_BODY: &str = include_str!("chat_body.json");
 
 fn strict(c: &mut Criterion) {
-    let body = chat_body();
+    let body = CHAT_BODY;
     assert!(body.contains('\\'), "the chat body has escapes, as most do");
     println!("chat body: {} bytes", body.len());
     c.bench_function("check chat body", |b| {
         b.iter(|| writ_json::check(black_box(body.as_bytes())))
     });
-    c.bench_function("unescape chat body", |b| {
-        b.iter(|| writ_json::unescape(black_box(body.as_bytes())).len())
+    c.bench_function("scan_text chat body", |b| {
+        b.iter(|| writ_json::scan_text(black_box(body.as_bytes())).len())
     });
-    c.bench_function("serde_json Value parse chat body (for scale)", |b| {
+    c.bench_function("strict Value parse chat body", |b| {
+        b.iter(|| writ_json::value(black_box(body.as_bytes())))
+    });
+    c.bench_function("serde_json Value parse chat body (what it replaces)", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body.as_bytes())))
     });
 

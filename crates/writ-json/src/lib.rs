@@ -11,16 +11,21 @@
 //!   nothing, comparing decoded keys (`"mo\u0064el"` repeats `"model"`), per object, in
 //!   a list for the first few keys and a hash set after, so work stays linear in the
 //!   document's size whatever its shape.
+//! - [`value`] does the same check while building a `serde_json::Value`, for callers
+//!   that parse the document anyway: one pass, not two.
 //! - [`unescape`] gives the document's bytes with every string's escapes decoded: what
-//!   an upstream reads, for the secret scanner.
+//!   an upstream reads, and [`scan_text`] that for bodies that look like JSON and the
+//!   bytes as they are for others, for the secret scanner.
 
 mod path;
 mod strict;
 mod unescape;
+mod value;
 
-pub use path::KeyPath;
+pub use path::{KeyPath, PathStep};
 pub use strict::check;
-pub use unescape::unescape;
+pub use unescape::{scan_text, unescape};
+pub use value::value;
 
 /// Deepest nesting of arrays and objects accepted. Below serde_json's own recursion
 /// limit (128), so a too-deep document is always refused by this name, and low enough

@@ -22,13 +22,17 @@ const LIST_KEYS: usize = 8;
 /// of the open objects; nothing is built from the values.
 pub fn check(bytes: &[u8]) -> Result<(), JsonError> {
     let mut failure = None;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let walked = Node {
+    let node = Node {
         depth: 0,
         failure: &mut failure,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end());
+    };
+    // JSON is UTF-8 (RFC 8259 §8.1). Checking the whole document once is several times
+    // cheaper than serde_json checking each string it reads from bytes; bytes that are
+    // not UTF-8 go to the byte parser, which says where they fail.
+    let walked = match std::str::from_utf8(bytes) {
+        Ok(text) => walk(node, serde_json::Deserializer::from_str(text)),
+        Err(_) => walk(node, serde_json::Deserializer::from_slice(bytes)),
+    };
     match (walked, failure) {
         (Ok(()), _) => Ok(()),
         (Err(_), Some(Failure::Duplicate(path))) => Err(JsonError::DuplicateKey {
@@ -39,8 +43,17 @@ pub fn check(bytes: &[u8]) -> Result<(), JsonError> {
     }
 }
 
+/// Walks the one value `de` holds, then checks nothing follows it.
+fn walk<'de, R: serde_json::de::Read<'de>>(
+    node: Node<'_>,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<(), serde_json::Error> {
+    node.deserialize(&mut de)?;
+    de.end()
+}
+
 /// Why the walk stopped, kept beside serde's opaque error so the caller gets a cause.
-enum Failure {
+pub(crate) enum Failure {
     /// A repeated key; its path, leaf first, grown as the error unwinds.
     Duplicate(Vec<Segment>),
     TooDeep,
@@ -131,7 +144,7 @@ impl<'de> Visitor<'de> for Node<'_> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let depth = self.open()?;
-        let mut seen = Keys::List(Vec::new());
+        let mut seen = Keys::new();
         while let Some(key) = map.next_key_seed(Key)? {
             if !seen.insert(key.clone()) {
                 *self.failure = Some(Failure::Duplicate(vec![Segment::Key(key.into_owned())]));
@@ -150,26 +163,33 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 }
 
-/// The keys one object has shown so far.
+/// The keys one object has shown so far: the first few inline (most objects allocate
+/// nothing), then a hash set.
 enum Keys<'de> {
-    List(Vec<Cow<'de, str>>),
+    List([Cow<'de, str>; LIST_KEYS], usize),
     Set(HashSet<Cow<'de, str>>),
 }
 
 impl<'de> Keys<'de> {
+    fn new() -> Self {
+        Keys::List(Default::default(), 0)
+    }
+
     /// Adds `key`; false if it was already there.
     fn insert(&mut self, key: Cow<'de, str>) -> bool {
         match self {
-            Keys::List(list) => {
-                if list.contains(&key) {
+            Keys::List(list, len) => {
+                if list[..*len].contains(&key) {
                     return false;
                 }
-                if list.len() < LIST_KEYS {
-                    list.push(key);
+                if *len < LIST_KEYS {
+                    list[*len] = key;
+                    *len += 1;
                 } else {
                     // The std hasher is keyed per process, so keys chosen to collide
                     // cannot make the set quadratic.
-                    let mut set: HashSet<Cow<'de, str>> = list.drain(..).collect();
+                    let mut set: HashSet<Cow<'de, str>> =
+                        list.iter_mut().map(std::mem::take).collect();
                     set.insert(key);
                     *self = Keys::Set(set);
                 }
