@@ -234,7 +234,10 @@ impl GatewayError {
             E::BodyRead => (S::BAD_REQUEST, invalid, "body_read_failed", Fault::Client),
             E::InvalidBody(i) => {
                 let code = match i {
-                    InspectError::NotJson | InspectError::NotObject => "invalid_json",
+                    InspectError::NotJson | InspectError::NotObject | InspectError::TooDeep => {
+                        "invalid_json"
+                    }
+                    InspectError::DuplicateKey { .. } => "duplicate_key",
                     InspectError::MissingField(_) => "missing_field",
                     InspectError::WrongType { .. } => "invalid_type",
                 };

@@ -338,17 +338,8 @@ async fn prompt_secrets(
     }
     // Scan what the upstream reads: a JSON body's strings decoded (`sk\u002dproj…` is
     // `sk-proj…` to the provider), keys included and in place, so `"api_key": "…"`
-    // pairs still match and no two strings run together. Without a backslash the body
-    // already is that text.
-    let decoded = writ_json::unescape(body);
-    let mut findings = gw.scanner.scan(&decoded);
-    if findings.is_empty()
-        && matches!(decoded, std::borrow::Cow::Owned(_))
-        && writ_json::check(body).is_err()
-    {
-        // Not JSON (a plain HTTP tool body): its upstream reads the bytes as they are.
-        findings = gw.scanner.scan(body);
-    }
+    // pairs still match and no two strings run together; other bodies as they are.
+    let findings = gw.scanner.scan(&writ_json::scan_text(body));
     if findings.is_empty() {
         return Ok(());
     }

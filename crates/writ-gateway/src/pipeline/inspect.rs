@@ -16,12 +16,15 @@ pub(crate) fn facts(
     method: &Method,
     body: &Bytes,
 ) -> Result<RequestFacts, GatewayError> {
-    strict_json(body)?;
     let upstream = Some(target.upstream.name.clone());
     let method = method.as_str();
+    // Whether the route's own inspection read the body as strict JSON (one pass that
+    // builds what it reads and refuses a repeated key); otherwise it is checked below.
+    let mut checked = false;
     let facts = match route.family {
         ApiFamily::OpenAi => {
             let inspected = openai::inspect(route.operation, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -32,6 +35,7 @@ pub(crate) fn facts(
         }
         ApiFamily::Anthropic => {
             let inspected = anthropic::inspect(route.operation, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -50,6 +54,7 @@ pub(crate) fn facts(
                 .cloned()
                 .unwrap_or(deployment);
             let inspected = azure::inspect(operation, model, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -61,6 +66,7 @@ pub(crate) fn facts(
         ApiFamily::Gemini => {
             let (model, stream) = gemini::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
             let inspected = gemini::inspect(model, stream, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -82,6 +88,7 @@ pub(crate) fn facts(
                 });
             }
             let inspected = gemini::inspect(path.model, path.stream, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -94,6 +101,7 @@ pub(crate) fn facts(
             let (model, action) =
                 bedrock::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
             let inspected = bedrock::inspect(action, model, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -102,6 +110,7 @@ pub(crate) fn facts(
                 &target.path,
             )
         }
+        // An MCP request is always read whole, strictly.
         ApiFamily::Mcp => match mcp::inspect(body)? {
             McpRequest::ToolCall { tool, arguments } => RequestFacts {
                 upstream,
@@ -123,6 +132,9 @@ pub(crate) fn facts(
             ..RequestFacts::new(Api::Http, "http", method, &target.path)
         },
     };
+    if !checked && route.family != ApiFamily::Mcp {
+        strict_json(body)?;
+    }
     Ok(facts)
 }
 
