@@ -8,7 +8,8 @@
 //! configuration values) goes through [`check`] or [`from_slice`] first.
 //!
 //! - [`check`] walks a document once with serde_json's parser and a visitor that builds
-//!   nothing, comparing decoded keys (`"mo\u0064el"` repeats `"model"`), per object, in
+//!   nothing, comparing decoded keys (`"mo\u0064el"` repeats `"model"`), and ignoring
+//!   case (`"MODEL"` repeats it too, for upstreams in Go), per object, in
 //!   a list for the first few keys and a hash set after, so work stays linear in the
 //!   document's size whatever its shape.
 //! - [`value`] does the same check while building a `serde_json::Value`, for callers
@@ -17,6 +18,7 @@
 //!   an upstream reads, and [`scan_text`] that for bodies that look like JSON and the
 //!   bytes as they are for others, for the secret scanner.
 
+mod fold;
 mod path;
 mod strict;
 mod unescape;
@@ -35,7 +37,8 @@ pub const MAX_DEPTH: usize = 100;
 /// Why a document is not strict JSON.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
-    /// An object holds the same key twice (compared after decoding escapes).
+    /// An object holds the same key twice: compared after decoding escapes, and ignoring
+    /// case, as Go's `encoding/json` matches keys (`"model"` and `"MODEL"` are one key).
     #[error("duplicate key `{path}`")]
     DuplicateKey {
         /// Where: the repeated key's path from the document's root.

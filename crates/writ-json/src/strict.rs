@@ -2,18 +2,13 @@
 //! keeps only each open object's keys, refusing the first key seen twice.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
+use crate::fold::{Folds, Keys};
 use crate::path::{KeyPath, Segment};
 use crate::{JsonError, MAX_DEPTH};
-
-/// Keys an object holds before its duplicate check moves from a list to a hash set: a
-/// list is faster for the few keys most objects have, a set keeps an object with a
-/// million keys linear instead of quadratic.
-const LIST_KEYS: usize = 8;
 
 /// Checks that `bytes` are one JSON value with no key repeated in any object (keys
 /// compared decoded, as upstreams compare them) and no deeper than [`MAX_DEPTH`].
@@ -145,8 +140,9 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let depth = self.open()?;
         let mut seen = Keys::new();
+        let mut folds = Folds::default();
         while let Some(key) = map.next_key_seed(Key)? {
-            if !seen.insert(key.clone()) {
+            if !seen.insert(key.clone()) || !folds.admit(&key, |f| seen.contains(f)) {
                 *self.failure = Some(Failure::Duplicate(vec![Segment::Key(key.into_owned())]));
                 return Err(de::Error::custom("duplicate key"));
             }
@@ -160,43 +156,6 @@ impl<'de> Visitor<'de> for Node<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The keys one object has shown so far: the first few inline (most objects allocate
-/// nothing), then a hash set.
-enum Keys<'de> {
-    List([Cow<'de, str>; LIST_KEYS], usize),
-    Set(HashSet<Cow<'de, str>>),
-}
-
-impl<'de> Keys<'de> {
-    fn new() -> Self {
-        Keys::List(Default::default(), 0)
-    }
-
-    /// Adds `key`; false if it was already there.
-    fn insert(&mut self, key: Cow<'de, str>) -> bool {
-        match self {
-            Keys::List(list, len) => {
-                if list[..*len].contains(&key) {
-                    return false;
-                }
-                if *len < LIST_KEYS {
-                    list[*len] = key;
-                    *len += 1;
-                } else {
-                    // The std hasher is keyed per process, so keys chosen to collide
-                    // cannot make the set quadratic.
-                    let mut set: HashSet<Cow<'de, str>> =
-                        list.iter_mut().map(std::mem::take).collect();
-                    set.insert(key);
-                    *self = Keys::Set(set);
-                }
-                true
-            }
-            Keys::Set(set) => set.insert(key),
-        }
     }
 }
 
@@ -288,8 +247,25 @@ mod tests {
             duplicate(r#"{"a\/b":1,"a/b":2}"#).as_deref(),
             Some(r#"["a/b"]"#)
         );
-        // Distinct keys that differ only by case or by an escape of another character.
-        assert_eq!(duplicate(r#"{"Model":1,"model":2,"model\u0000":3}"#), None);
+        // Go's encoding/json (and case-insensitive .NET readers) match keys ignoring
+        // case: `MODEL` sets the same field as `model` there, last one winning.
+        assert_eq!(
+            duplicate(r#"{"model":"gpt-4o-mini","MODEL":"gpt-4o"}"#).as_deref(),
+            Some("MODEL")
+        );
+        assert_eq!(
+            duplicate(r#"{"Flight":"LH123","x":1,"fLIGHT":"LH999"}"#).as_deref(),
+            Some("fLIGHT")
+        );
+        assert_eq!(
+            duplicate(r#"{"key":1,"\u212aey":2}"#).as_deref(),
+            Some("[\"\u{212A}ey\"]")
+        );
+        // Distinct keys stay distinct.
+        assert_eq!(
+            duplicate(r#"{"model":1,"models":2,"model\u0000":3,"mödel":4}"#),
+            None
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::fold::Folds;
 use crate::path::{KeyPath, Segment};
 use crate::strict::Failure;
 use crate::{JsonError, MAX_DEPTH};
@@ -133,7 +134,12 @@ impl<'de> Visitor<'de> for Build<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
         let depth = self.open()?;
         let mut out = Map::new();
+        let mut folds = Folds::default();
         while let Some(key) = map.next_key::<String>()? {
+            if !folds.admit(&key, |f| out.contains_key(f)) {
+                *self.failure = Some(Failure::Duplicate(vec![Segment::Key(key)]));
+                return Err(de::Error::custom("duplicate key"));
+            }
             // The map is the set of keys seen: one lookup per key, which inserting needed.
             let slot = match out.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => slot,
@@ -184,6 +190,10 @@ mod tests {
         };
         assert_eq!(dup(r#"{"model":"a","mo\u0064el":"b"}"#), "model");
         assert_eq!(dup(r#"{"m":[{},{"x":1,"y":{"z":1,"z":2}}]}"#), "m[1].y.z");
+        assert_eq!(dup(r#"{"model":"a","MODEL":"b"}"#), "MODEL");
+        assert_eq!(dup(r#"{"Model":"a","model":"b"}"#), "model");
+        assert_eq!(dup(r#"{"maxTokens":1,"maxtokens":2}"#), "maxtokens");
+        assert!(value(r#"{"mödel":1,"model":2,"é":3}"#.as_bytes()).is_ok());
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert!(matches!(value(deep.as_bytes()), Err(JsonError::TooDeep)));
         assert!(matches!(value(b"{\"a\":1} x"), Err(JsonError::Syntax(_))));
