@@ -60,7 +60,7 @@ pub enum GatewayError {
     /// A JSON body holds a key twice in one object, which the gateway and the upstream
     /// could read differently (first or last value): it is refused, never forwarded.
     #[error(
-        "the request body has the key `{path}` more than once in one object; send each key once (parsers disagree on which copy counts)"
+        "the request body has the key `{path}` more than once in one object (keys compared ignoring case, as some parsers do); send each key once, as parsers disagree on which copy counts"
     )]
     DuplicateKey {
         /// The repeated key's path, as `params.arguments.flight`; keys, never values.

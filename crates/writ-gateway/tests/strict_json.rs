@@ -146,6 +146,13 @@ async fn a_key_given_twice_is_refused_on_every_route_and_nothing_is_forwarded() 
             "params.arguments.flight",
         ),
         (
+            "mcp: an argument given twice in different case (one field to a Go tool server)",
+            "/mcp/travel",
+            "authorization",
+            mcp_call(r#"{"name":"book_flight","arguments":{"flight":"LH123","FLIGHT":"LH999"}}"#),
+            "params.arguments.FLIGHT",
+        ),
+        (
             "mcp: the tool named twice",
             "/mcp/travel",
             "authorization",

@@ -28,7 +28,7 @@ pub enum InspectError {
     /// An object in the body holds a key twice: the gateway and the upstream could read
     /// different copies.
     #[error(
-        "the request body has the key `{path}` more than once in one object; send each key once (parsers disagree on which copy counts)"
+        "the request body has the key `{path}` more than once in one object (keys compared ignoring case, as some parsers do); send each key once, as parsers disagree on which copy counts"
     )]
     DuplicateKey {
         /// The repeated key's path from the body's root.
