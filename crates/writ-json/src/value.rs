@@ -171,6 +171,54 @@ impl<'de> Visitor<'de> for Build<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check;
+    use proptest::prelude::*;
+
+    /// JSON values with short keys from a small alphabet, so that keys equal ignoring
+    /// case (and, once text is spliced, exactly) come up often.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            "[a-cA-C\\n\"é]{0,4}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-bA-B]{1,2}", inner), 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// `value` and `check` agree on every document, with the same path for a
+        /// duplicate; what they accept parses to what serde_json builds.
+        #[test]
+        fn value_and_check_agree_and_match_serde_json(v in json(), splice in any::<bool>()) {
+            let mut text = v.to_string();
+            if splice {
+                // Repeat the first member of the outermost object, exactly.
+                if let Some(Value::Object(m)) = Some(&v)
+                    && let Some((k, x)) = m.iter().next()
+                {
+                    text.insert_str(1, &format!("{}:{x},", Value::String(k.clone())));
+                }
+            }
+            let built = value(text.as_bytes());
+            let checked = check(text.as_bytes());
+            match (&built, &checked) {
+                (Ok(built), Ok(())) => {
+                    prop_assert_eq!(built, &serde_json::from_str::<Value>(&text).unwrap());
+                }
+                (Err(JsonError::DuplicateKey { path: a }), Err(JsonError::DuplicateKey { path: b })) => {
+                    prop_assert_eq!(a, b);
+                }
+                _ => prop_assert!(false, "{text}: {built:?} / {checked:?}"),
+            }
+        }
+    }
 
     #[test]
     fn builds_what_serde_json_builds() {
