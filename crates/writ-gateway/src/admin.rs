@@ -57,8 +57,15 @@ fn admin(
 
 async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, GatewayError> {
     let bytes = accept::read_body(body, MAX_ADMIN_BODY).await?;
-    serde_json::from_slice(&bytes).map_err(|e| GatewayError::InvalidRequest {
-        reason: e.to_string(),
+    // Strict, as request bodies are: a key sent twice is refused, not read last-wins.
+    writ_json::from_slice(&bytes).map_err(|e| match e {
+        writ_json::JsonError::DuplicateKey { path } => GatewayError::DuplicateKey { path },
+        writ_json::JsonError::TooDeep => GatewayError::JsonTooDeep,
+        writ_json::JsonError::Syntax(e) | writ_json::JsonError::Shape(e) => {
+            GatewayError::InvalidRequest {
+                reason: e.to_string(),
+            }
+        }
     })
 }
 

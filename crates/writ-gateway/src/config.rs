@@ -1195,6 +1195,24 @@ mod tests {
     }
 
     #[test]
+    fn a_json_value_with_a_key_given_twice_is_refused() {
+        // Valid but for `project_id` twice: which project a reader takes would depend on
+        // its parser, so the configuration is refused, naming the key.
+        let text = r#"[upstreams.v]
+kind = "vertex"
+location = "us-central1"
+service_account_json = '{"type":"service_account","client_email":"a@b","private_key":"k","project_id":"p1","project_id":"p2"}'
+"#;
+        match load(text) {
+            Err(ConfigError::Invalid { field, reason }) => {
+                assert_eq!(field, "upstreams.v.service_account_json");
+                assert!(reason.contains("`project_id` more than once"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn private_literal_addresses_need_an_explicit_allow() {
         for base in [
             "http://169.254.169.254",

@@ -27,6 +27,7 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
     required_objects(&obj, "messages")?;
     if operation == Operation::CountTokens {
         return Ok(Inspected {
+            body_checked: true,
             model: Some(model),
             ..Inspected::default()
         });
@@ -55,6 +56,7 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
         }
     };
     Ok(Inspected {
+        body_checked: true,
         model: Some(model),
         max_output_tokens: Some(max_tokens),
         stream,

@@ -40,6 +40,8 @@ pub fn inspect(
     let bytes = serde_json::to_vec(&with_model).map_err(|_| InspectError::NotJson)?;
     let mut inspected = crate::openai::inspect(operation, &bytes)?;
     inspected.model = Some(model);
+    // The body itself was read strictly above, whatever the operation reads of it.
+    inspected.body_checked = true;
     Ok(inspected)
 }
 

@@ -125,6 +125,7 @@ pub fn inspect(action: Action, model: String, body: &[u8]) -> Result<Inspected, 
         }
     };
     Ok(Inspected {
+        body_checked: true,
         model: Some(model),
         max_output_tokens: cap,
         stream: action.streams(),

@@ -57,6 +57,7 @@ pub fn inspect(model: String, stream: bool, body: &[u8]) -> Result<Inspected, In
         })?),
     };
     Ok(Inspected {
+        body_checked: true,
         model: Some(model),
         max_output_tokens: cap,
         stream,

@@ -11,6 +11,9 @@ pub struct Inspected {
     pub stream: bool,
     /// Whether a streamed response should end with a usage chunk.
     pub include_usage: bool,
+    /// The body was read whole as strict JSON (a repeated key or too deep a nesting
+    /// refused), so it need not be checked again.
+    pub body_checked: bool,
 }
 
 /// Why a request body was refused before it reached an upstream.
@@ -22,6 +25,21 @@ pub enum InspectError {
     /// The body is JSON but not an object.
     #[error("request body must be a JSON object")]
     NotObject,
+    /// An object in the body holds a key twice: the gateway and the upstream could read
+    /// different copies.
+    #[error(
+        "the request body has the key `{path}` more than once in one object (keys compared ignoring case, as some parsers do); send each key once, as parsers disagree on which copy counts"
+    )]
+    DuplicateKey {
+        /// The repeated key's path from the body's root.
+        path: writ_json::KeyPath,
+    },
+    /// Arrays and objects nest deeper than [`writ_json::MAX_DEPTH`].
+    #[error(
+        "the request body nests JSON deeper than {} levels",
+        writ_json::MAX_DEPTH
+    )]
+    TooDeep,
     /// A required field is absent.
     #[error("missing required field `{0}`")]
     MissingField(&'static str),

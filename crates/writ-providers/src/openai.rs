@@ -25,12 +25,19 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
     }
 }
 
-/// Parses a body as a JSON object.
+/// Parses a body as a JSON object, strictly: a key repeated in any object of it is
+/// refused, not read last-wins (see `writ_json`).
 pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, InspectError> {
-    match serde_json::from_slice::<Value>(body) {
+    match writ_json::value(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(InspectError::NotObject),
-        Err(_) => Err(InspectError::NotJson),
+        Err(writ_json::JsonError::DuplicateKey { path }) => {
+            Err(InspectError::DuplicateKey { path })
+        }
+        Err(writ_json::JsonError::TooDeep) => Err(InspectError::TooDeep),
+        Err(writ_json::JsonError::Syntax(_) | writ_json::JsonError::Shape(_)) => {
+            Err(InspectError::NotJson)
+        }
     }
 }
 
@@ -56,6 +63,7 @@ pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
         }
     };
     Ok(Inspected {
+        body_checked: true,
         model: Some(model),
         max_output_tokens: cap_new.max(cap_old),
         stream,
@@ -70,6 +78,7 @@ pub fn inspect_responses(body: &[u8]) -> Result<Inspected, InspectError> {
     let model = required_string(&obj, "model")?;
     required_text_or_list(&obj, "input")?;
     Ok(Inspected {
+        body_checked: true,
         model: Some(model),
         max_output_tokens: optional_count(&obj, "max_output_tokens")?,
         stream: optional_bool(&obj, "stream", "stream")?.unwrap_or(false),
@@ -83,6 +92,7 @@ pub fn inspect_embeddings(body: &[u8]) -> Result<Inspected, InspectError> {
     let model = required_string(&obj, "model")?;
     required_text_or_list(&obj, "input")?;
     Ok(Inspected {
+        body_checked: true,
         model: Some(model),
         ..Inspected::default()
     })
@@ -305,9 +315,21 @@ mod tests {
     }
 
     #[test]
+    fn a_key_given_twice_is_refused_not_read_last_wins() {
+        let err = inspect_chat(
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini"}"#,
+        )
+        .unwrap_err();
+        match err {
+            InspectError::DuplicateKey { path } => assert_eq!(path.to_string(), "model"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn deeply_nested_json_is_refused_not_overflowed() {
         let deep = "[".repeat(100_000);
-        assert_eq!(inspect_chat(deep.as_bytes()), Err(InspectError::NotJson));
+        assert_eq!(inspect_chat(deep.as_bytes()), Err(InspectError::TooDeep));
     }
 
     #[test]

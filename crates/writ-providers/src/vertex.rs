@@ -122,6 +122,9 @@ pub enum ServiceAccountError {
     /// `private_key` is not an RSA private key in PEM.
     #[error("private_key is not an RSA private key in PEM")]
     BadKey,
+    /// A key appears twice in one object: which copy counts would depend on the parser.
+    #[error("the key file has the key `{0}` more than once; keep one")]
+    DuplicateKey(writ_json::KeyPath),
 }
 
 #[derive(Deserialize)]
@@ -137,15 +140,22 @@ struct KeyFile {
 
 impl ServiceAccount {
     /// Reads a service-account key file's JSON.
+    /// Strict: a key repeated in any object is refused.
     pub fn from_json(text: &str) -> Result<Self, ServiceAccountError> {
-        let file: KeyFile = serde_json::from_str(text).map_err(|e| {
+        let file: KeyFile = writ_json::from_str(text).map_err(|e| match e {
+            writ_json::JsonError::DuplicateKey { path } => ServiceAccountError::DuplicateKey(path),
+            writ_json::JsonError::TooDeep => {
+                ServiceAccountError::Malformed("nested too deep".to_string())
+            }
             // serde's message can quote a value; keep only where and what kind of error.
-            ServiceAccountError::Malformed(format!(
-                "{:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
+            writ_json::JsonError::Syntax(e) | writ_json::JsonError::Shape(e) => {
+                ServiceAccountError::Malformed(format!(
+                    "{:?} at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ))
+            }
         })?;
         if file.kind != "service_account" {
             return Err(ServiceAccountError::WrongType(file.kind));
@@ -288,6 +298,10 @@ mod tests {
             (
                 r#"{"type":"service_account","private_key":"zzz-secret"}"#,
                 "Malformed",
+            ),
+            (
+                r#"{"type":"service_account","client_email":"a","private_key":"zzz-secret","universe_domain":"a","universe_domain":"b"}"#,
+                "DuplicateKey",
             ),
         ] {
             let err = ServiceAccount::from_json(text).unwrap_err();

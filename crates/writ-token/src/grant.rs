@@ -193,6 +193,14 @@ pub enum GrantError {
     /// The JSON is not a grant or list of grants.
     #[error("invalid grant JSON: {0}")]
     Json(String),
+    /// The JSON holds a key twice in one object. Last-wins parsing would grant the last
+    /// value while a reviewer or a proxy reading the first approves another, so it is
+    /// refused.
+    #[error("grant JSON has the key `{path}` more than once; send each key once")]
+    DuplicateKey {
+        /// The repeated key's path, as `[0].models`.
+        path: writ_json::KeyPath,
+    },
     /// No grant was given.
     #[error("at least one grant is required")]
     Empty,
@@ -224,10 +232,13 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> GrantError {
     }
 }
 
-/// Parses grants from JSON: one grant object or an array of them.
+/// Parses grants from JSON: one grant object or an array of them. Strict: a key repeated
+/// in any object is refused ([`GrantError::DuplicateKey`]), not read last-wins.
 pub fn parse_grants(json: &str) -> Result<Vec<Grant>, GrantError> {
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| GrantError::Json(e.to_string()))?;
+    let value: serde_json::Value = writ_json::from_str(json).map_err(|e| match e {
+        writ_json::JsonError::DuplicateKey { path } => GrantError::DuplicateKey { path },
+        other => GrantError::Json(other.to_string()),
+    })?;
     let grants: Vec<Grant> = match value {
         serde_json::Value::Array(_) => serde_json::from_value(value),
         other => serde_json::from_value(other).map(|g| vec![g]),
@@ -446,6 +457,31 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn rejects_a_key_given_twice_rather_than_keeping_the_last() {
+        let path = |json: &str| match parse_grants(json) {
+            Err(GrantError::DuplicateKey { path }) => path.to_string(),
+            other => panic!("{json}: {other:?}"),
+        };
+        // Last-wins would grant gpt-4o while a first-wins reader approves gpt-4o-mini.
+        assert_eq!(
+            path(
+                r#"[{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini"],"models":["gpt-4o"]}]"#
+            ),
+            "[0].models"
+        );
+        assert_eq!(
+            path(
+                r#"{"type":"writ:tool","upstream":"t","tool":"x","arguments":{"a":1,"\u0061":2}}"#
+            ),
+            "arguments.a"
+        );
+        assert_eq!(
+            path(r#"{"type":"writ:llm","upstream":"demo","type":"writ:admin"}"#),
+            "type"
+        );
     }
 
     #[test]

@@ -199,6 +199,18 @@ fn cli_refuses_bad_arguments_clearly() {
             "no agent `nobody`",
         ),
         (&["token", "mint", "--agent", "demo"], "--grant"),
+        // Last-wins would mint gpt-4o while whoever reviewed the command read gpt-4o-mini.
+        (
+            &[
+                "token",
+                "mint",
+                "--agent",
+                "demo",
+                "--grant",
+                r#"{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini"],"models":["gpt-4o"]}"#,
+            ],
+            "the key `models` more than once",
+        ),
         (&["token", "inspect", "writ_garbage"], "malformed"),
         (&["serve", "--listen", "not-an-address"], "--listen"),
     ];

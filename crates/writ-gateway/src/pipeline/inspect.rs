@@ -18,9 +18,13 @@ pub(crate) fn facts(
 ) -> Result<RequestFacts, GatewayError> {
     let upstream = Some(target.upstream.name.clone());
     let method = method.as_str();
+    // Whether the route's own inspection read the body as strict JSON (one pass that
+    // builds what it reads and refuses a repeated key); otherwise it is checked below.
+    let mut checked = false;
     let facts = match route.family {
         ApiFamily::OpenAi => {
             let inspected = openai::inspect(route.operation, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -31,6 +35,7 @@ pub(crate) fn facts(
         }
         ApiFamily::Anthropic => {
             let inspected = anthropic::inspect(route.operation, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -49,6 +54,7 @@ pub(crate) fn facts(
                 .cloned()
                 .unwrap_or(deployment);
             let inspected = azure::inspect(operation, model, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -60,6 +66,7 @@ pub(crate) fn facts(
         ApiFamily::Gemini => {
             let (model, stream) = gemini::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
             let inspected = gemini::inspect(model, stream, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -81,6 +88,7 @@ pub(crate) fn facts(
                 });
             }
             let inspected = gemini::inspect(path.model, path.stream, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -93,6 +101,7 @@ pub(crate) fn facts(
             let (model, action) =
                 bedrock::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
             let inspected = bedrock::inspect(action, model, body)?;
+            checked = inspected.body_checked;
             llm_facts(
                 upstream,
                 inspected,
@@ -101,6 +110,7 @@ pub(crate) fn facts(
                 &target.path,
             )
         }
+        // An MCP request is always read whole, strictly.
         ApiFamily::Mcp => match mcp::inspect(body)? {
             McpRequest::ToolCall { tool, arguments } => RequestFacts {
                 upstream,
@@ -122,7 +132,30 @@ pub(crate) fn facts(
             ..RequestFacts::new(Api::Http, "http", method, &target.path)
         },
     };
+    if !checked && route.family != ApiFamily::Mcp {
+        strict_json(body)?;
+    }
     Ok(facts)
+}
+
+/// Refuses a JSON body with a key repeated in one object, or nested too deep, whatever
+/// the route: the grant is checked against one reading of the body, and an upstream that
+/// keeps the first of two values (or both) would act on another.
+///
+/// A body that is not JSON at all passes: routes that need JSON refuse it in their own
+/// inspection, and HTTP upstreams may take any content type. Any body that parses as
+/// JSON is held to this, whatever its `Content-Type` says, as an upstream may not look.
+fn strict_json(body: &[u8]) -> Result<(), GatewayError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    match writ_json::check(body) {
+        Ok(()) | Err(writ_json::JsonError::Syntax(_) | writ_json::JsonError::Shape(_)) => Ok(()),
+        Err(writ_json::JsonError::DuplicateKey { path }) => {
+            Err(GatewayError::DuplicateKey { path })
+        }
+        Err(writ_json::JsonError::TooDeep) => Err(GatewayError::JsonTooDeep),
+    }
 }
 
 /// The facts of a model API request, whatever its wire format.
