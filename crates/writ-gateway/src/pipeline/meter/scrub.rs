@@ -168,3 +168,162 @@ pub(crate) fn scrub_json(
     writ_providers::stream_text::filter_strings(&mut value, &mut scrubber);
     Some((serde_json::to_vec(&value).ok()?, scrubber.findings))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property: whatever the chunking of the bytes and the cutting of the text into
+    //! events, a client reassembling each channel reads exactly what redacting that
+    //! channel's whole text gives.
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+    use writ_detect::rules::BUILTIN;
+    use writ_providers::{ApiFamily, StreamMeter};
+
+    use super::*;
+
+    const KEY: &str = "sk-proj-UpstreamKeyThatMustNeverLeak0123456789";
+
+    fn scanner() -> Arc<Scanner> {
+        Arc::new(Scanner::new(BUILTIN, &[("demo", KEY)]).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            KEY.to_string(),
+            "AKIAIOSFODNN7EXAMPLE".into(),
+            "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A".into(),
+            format!("writ_{}", "Ab3-x_9Z".repeat(10)),
+            "sk-proj-".into(),
+            "Hello there, ".into(),
+            "héllo ✓ wörld ".into(),
+            " ".into(),
+            "password=".into(),
+            "ocp".into(),
+        ])
+    }
+
+    /// Text cut into pieces of 1 to 6 characters.
+    fn cut(text: &str, sizes: &[usize]) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = Vec::new();
+        let (mut at, mut i) = (0, 0);
+        while at < chars.len() {
+            let n = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(4);
+            let end = (at + n).min(chars.len());
+            out.push(chars[at..end].iter().collect());
+            at = end;
+            i += 1;
+        }
+        out
+    }
+
+    /// An SSE stream of `family` with the pieces of each channel interleaved.
+    fn stream(family: ApiFamily, channels: &[Vec<String>]) -> String {
+        let mut out = String::new();
+        let longest = channels.iter().map(Vec::len).max().unwrap_or(0);
+        for step in 0..longest {
+            for (index, pieces) in channels.iter().enumerate() {
+                let Some(piece) = pieces.get(step) else {
+                    continue;
+                };
+                let event = match family {
+                    ApiFamily::Anthropic => format!(
+                        "event: content_block_delta\ndata: {}\n\n",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})
+                    ),
+                    _ => format!(
+                        "data: {}\n\n",
+                        json!({"choices": [{"index": index, "delta": {"content": piece}, "finish_reason": null}]})
+                    ),
+                };
+                out.push_str(&event);
+            }
+        }
+        for index in 0..channels.len() {
+            out.push_str(&match family {
+                ApiFamily::Anthropic => format!(
+                    "event: content_block_stop\ndata: {}\n\n",
+                    json!({"type": "content_block_stop", "index": index})
+                ),
+                _ => format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"index": index, "delta": {}, "finish_reason": "stop"}]})
+                ),
+            });
+        }
+        if family == ApiFamily::Anthropic {
+            out.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        } else {
+            out.push_str("data: [DONE]\n\n");
+        }
+        out
+    }
+
+    /// Each channel's text as a client reassembles it, and whether the stream's end event
+    /// came last.
+    fn read(family: ApiFamily, body: &str, channels: usize) -> (Vec<String>, bool) {
+        let mut texts = vec![String::new(); channels];
+        let mut last = String::new();
+        for block in body.split("\n\n").filter(|b| !b.is_empty()) {
+            let data = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect::<String>();
+            last.clone_from(&data);
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            let (index, piece) = match family {
+                ApiFamily::Anthropic => (&v["index"], &v["delta"]["text"]),
+                _ => (
+                    &v["choices"][0]["index"],
+                    &v["choices"][0]["delta"]["content"],
+                ),
+            };
+            if let (Some(i), Some(piece)) = (index.as_u64(), piece.as_str()) {
+                texts[usize::try_from(i).unwrap_or(usize::MAX)].push_str(piece);
+            }
+        }
+        let ended = match family {
+            ApiFamily::Anthropic => last.contains("message_stop"),
+            _ => last == "[DONE]",
+        };
+        (texts, ended)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn clients_read_each_channel_redacted_as_a_whole(
+            anthropic in any::<bool>(),
+            texts in prop::collection::vec(prop::collection::vec(segment(), 1..8), 1..3),
+            sizes in prop::collection::vec(1usize..7, 1..5),
+            chunk in 1usize..90,
+            monitor in any::<bool>(),
+        ) {
+            let family = if anthropic { ApiFamily::Anthropic } else { ApiFamily::OpenAi };
+            let redact: fn(Detector) -> bool = if monitor { Detector::always_redacted } else { |_| true };
+            let texts: Vec<String> = texts.iter().map(|t| t.concat()).collect();
+            let pieces: Vec<Vec<String>> = texts.iter().map(|t| cut(t, &sizes)).collect();
+            let body = stream(family, &pieces);
+            let scanner = scanner();
+            let mut scrubber = TextScrubber::new(scanner.clone(), redact, Vec::new());
+            let mut meter = StreamMeter::new(family, false);
+            let mut out = Vec::new();
+            for c in body.as_bytes().chunks(chunk) {
+                out.extend(meter.feed_filtered(c, &mut scrubber));
+            }
+            out.extend(meter.finish_filtered(&mut scrubber));
+            let out = String::from_utf8(out).unwrap_or_default();
+            let (read, ended) = read(family, &out, texts.len());
+            let mut expected_findings = 0;
+            for (text, got) in texts.iter().zip(&read) {
+                let (whole, findings) = scanner.redact_where(text.as_bytes(), redact);
+                expected_findings += findings.len();
+                prop_assert_eq!(got.as_bytes(), &whole[..]);
+            }
+            prop_assert!(ended, "{}", out);
+            prop_assert_eq!(scrubber.findings().len(), expected_findings);
+        }
+    }
+}
