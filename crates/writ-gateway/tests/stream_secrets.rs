@@ -289,8 +289,9 @@ async fn a_gemini_sse_stream_split_across_chunks_is_redacted() {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let mut candidate =
-                json!({"index": 0, "content": {"role": "model", "parts": [{"text": p}]}});
+            // Each piece in two parts: a client reads a candidate's parts joined.
+            let (head, tail) = p.split_at(p.chars().next().map_or(0, char::len_utf8));
+            let mut candidate = json!({"index": 0, "content": {"role": "model", "parts": [{"text": head}, {"text": tail}]}});
             if i == last {
                 candidate["finishReason"] = json!("STOP");
             }
@@ -312,11 +313,13 @@ async fn a_gemini_sse_stream_split_across_chunks_is_redacted() {
     let body = resp.text().await.unwrap();
     let received: String = sse_data(&body)
         .iter()
-        .filter_map(|(_, v)| {
-            v["candidates"][0]["content"]["parts"][0]["text"]
-                .as_str()
-                .map(String::from)
+        .flat_map(|(_, v)| {
+            v["candidates"][0]["content"]["parts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
         })
+        .filter_map(|p| p["text"].as_str().map(String::from))
         .collect();
     assert_eq!(
         received, "the key: [REDACTED:configured_secret]; and [REDACTED:github_token]",
@@ -342,27 +345,12 @@ fn frame(kind: &str, payload: &Value) -> Vec<u8> {
     out
 }
 
-#[tokio::test]
-async fn a_bedrock_converse_stream_is_redacted_in_re_encoded_frames() {
-    const ACCESS_KEY: &str = "AKIDWRITTESTEXAMPLE";
-    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-    let text = format!("secret={SECRET} writ={} done", writ_shaped());
-    let mut frames = vec![frame("messageStart", &json!({"role": "assistant"}))];
-    for p in pieces(&text) {
-        frames.push(frame(
-            "contentBlockDelta",
-            &json!({"contentBlockIndex": 0, "delta": {"text": p}}),
-        ));
-    }
-    frames.push(frame("contentBlockStop", &json!({"contentBlockIndex": 0})));
-    frames.push(frame("messageStop", &json!({"stopReason": "end_turn"})));
-    frames.push(frame(
-        "metadata",
-        &json!({"usage": {"inputTokens": 3, "outputTokens": 9, "totalTokens": 12}}),
-    ));
-    // Cut the byte stream every 7 bytes: frames arrive split too.
-    let bytes: Vec<u8> = frames.concat();
-    let chunks: Vec<Vec<u8>> = bytes.chunks(7).map(<[u8]>::to_vec).collect();
+const ACCESS_KEY: &str = "AKIDWRITTESTEXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// Plays `chunks` as a Bedrock event stream through a gateway; returns the body the client
+/// read (an error when the stream was cut) and the gateway.
+async fn bedrock_stream(chunks: Vec<Vec<u8>>) -> (Result<Vec<u8>, reqwest::Error>, TestGateway) {
     let upstream = MockUpstream::start_scripted(
         ACCESS_KEY,
         stream_script("application/vnd.amazon.eventstream", chunks),
@@ -382,7 +370,54 @@ async fn a_bedrock_converse_stream_is_redacted_in_re_encoded_frames() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = resp.bytes().await.unwrap();
+    (resp.bytes().await.map(|b| b.to_vec()), gw)
+}
+
+#[tokio::test]
+async fn a_corrupt_bedrock_frame_is_not_passed_on_and_the_stream_is_cut() {
+    let mut corrupt = frame(
+        "contentBlockDelta",
+        &json!({"contentBlockIndex": 0, "delta": {"text": format!("secret={SECRET}")}}),
+    );
+    // A bad message CRC: the frame cannot be decoded, so it cannot be scanned.
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let chunks = vec![
+        frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"text": "hello "}}),
+        ),
+        corrupt,
+        frame("messageStop", &json!({"stopReason": "end_turn"})),
+    ];
+    let (body, _gw) = bedrock_stream(chunks).await;
+    assert!(
+        body.is_err(),
+        "a stream with a corrupt frame must not look complete"
+    );
+}
+
+#[tokio::test]
+async fn a_bedrock_converse_stream_is_redacted_in_re_encoded_frames() {
+    let text = format!("secret={SECRET} writ={} done", writ_shaped());
+    let mut frames = vec![frame("messageStart", &json!({"role": "assistant"}))];
+    for p in pieces(&text) {
+        frames.push(frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"text": p}}),
+        ));
+    }
+    frames.push(frame("contentBlockStop", &json!({"contentBlockIndex": 0})));
+    frames.push(frame("messageStop", &json!({"stopReason": "end_turn"})));
+    frames.push(frame(
+        "metadata",
+        &json!({"usage": {"inputTokens": 3, "outputTokens": 9, "totalTokens": 12}}),
+    ));
+    // Cut the byte stream every 7 bytes: frames arrive split too.
+    let bytes: Vec<u8> = frames.concat();
+    let chunks: Vec<Vec<u8>> = bytes.chunks(7).map(<[u8]>::to_vec).collect();
+    let (body, gw) = bedrock_stream(chunks).await;
+    let body = body.unwrap();
     // Every frame decodes with valid CRCs.
     let messages = writ_providers::bedrock::FrameReader::new()
         .push(&body)

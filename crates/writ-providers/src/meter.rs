@@ -26,6 +26,8 @@ pub struct StreamMeter {
     output_chars: u64,
     drop_usage_chunk: bool,
     text: TextStream,
+    /// An event-stream frame could not be decoded: nothing after it can be read.
+    corrupt: bool,
 }
 
 impl StreamMeter {
@@ -42,6 +44,7 @@ impl StreamMeter {
             output_chars: 0,
             drop_usage_chunk,
             text: TextStream::new(family),
+            corrupt: false,
         }
     }
 
@@ -90,14 +93,23 @@ impl StreamMeter {
                     }
                 }
             }
-            Framing::EventStream(reader) => {
-                for message in reader.push(chunk).unwrap_or_default() {
-                    self.add(bedrock::read_message(&message));
-                    out.extend(self.text.frame(&message, filter));
+            Framing::EventStream(reader) => match reader.push(chunk) {
+                Ok(messages) => {
+                    for message in messages {
+                        self.add(bedrock::read_message(&message));
+                        out.extend(self.text.frame(&message, filter));
+                    }
                 }
-            }
+                Err(_) => self.corrupt = true,
+            },
         }
         out
+    }
+
+    /// Whether a filtered stream met a frame it could not decode: its bytes were not
+    /// passed on, and the stream should be cut so the client does not take it as complete.
+    pub fn is_corrupt(&self) -> bool {
+        self.corrupt
     }
 
     /// Ends a filtered stream; returns the bytes still to send: its last events and those

@@ -47,7 +47,7 @@ pub enum TextKind {
 pub struct Channel {
     /// The choice, candidate or content block.
     pub index: u64,
-    /// The tool call (OpenAI) or part (Gemini) within it; 0 otherwise.
+    /// The tool call (OpenAI) or which text field (OpenAI's `refusal` is 1); 0 otherwise.
     pub part: u64,
     /// What kind of text it is.
     pub kind: TextKind,
@@ -272,7 +272,7 @@ impl TextStream {
             // A channel that ends in an event carrying its text gets its rest there.
             let slot = fragments
                 .iter()
-                .find(|f| f.channel == channel)
+                .rfind(|f| f.channel == channel)
                 .and_then(|f| value.pointer_mut(&f.pointer));
             match slot {
                 Some(Value::String(text)) => text.push_str(&rest),
@@ -496,11 +496,13 @@ fn gemini_text(v: &Value) -> (Vec<Fragment>, Ends) {
             .get("content")
             .and_then(|c| c.get("parts"))
             .and_then(Value::as_array);
+        // A client reads a candidate's parts joined (`chunk.text`), so they are one
+        // channel: a secret split across parts is found too.
         for (part, p) in parts.into_iter().flatten().enumerate() {
             if p.get("text").is_some_and(Value::is_string) {
                 fragments.push(fragment(
                     index,
-                    part as u64,
+                    0,
                     TextKind::Text,
                     format!("/candidates/{pos}/content/parts/{part}/text"),
                 ));

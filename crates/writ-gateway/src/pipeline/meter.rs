@@ -367,6 +367,11 @@ fn metered_stream(
                         }
                         _ => data,
                     };
+                    if guard.meter.as_ref().is_some_and(StreamMeter::is_corrupt) {
+                        let e =
+                            cut(&mut guard, "upstream sent a malformed event-stream frame").await;
+                        return Some((e, (body, guard, seen, true)));
+                    }
                     Some((Ok(out), (body, guard, seen, false)))
                 }
             }
