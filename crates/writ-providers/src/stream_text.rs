@@ -19,7 +19,7 @@
 //! is filtered whole, and so is the data of an event that is not JSON. Events are
 //! re-serialized from what was filtered, so a client reads exactly the values the filter
 //! saw: a duplicate key cannot show it a value the gateway did not scan. Comments and
-//! fields other than `event` and `data` are not passed on.
+//! fields other than `event`, `data` and `id` are not passed on.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -143,6 +143,7 @@ impl TextStream {
             let data = filter
                 .whole(&event.data)
                 .unwrap_or_else(|| event.data.clone());
+            write_id(&mut out, self.newline, event.id.as_deref(), filter);
             write_sse_data(&mut out, self.newline, &event.event, &data);
             return out;
         };
@@ -160,6 +161,7 @@ impl TextStream {
                 &synthetic,
             );
         }
+        write_id(&mut out, self.newline, event.id.as_deref(), filter);
         write_sse(&mut out, self.newline, &event.event, &value);
         out
     }
@@ -599,6 +601,16 @@ fn flush_event_name(named: bool, synthetic: &Value) -> &str {
     }
 }
 
+/// The event's `id:` line, filtered whole like any other string.
+fn write_id(out: &mut Vec<u8>, newline: &str, id: Option<&str>, filter: &mut dyn TextFilter) {
+    if let Some(id) = id {
+        let id = filter.whole(id).unwrap_or_else(|| id.to_owned());
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(newline.as_bytes());
+    }
+}
+
 fn write_sse(out: &mut Vec<u8>, newline: &str, event: &str, value: &Value) {
     write_sse_data(out, newline, event, &value.to_string());
 }
@@ -699,6 +711,19 @@ mod tests {
         assert_eq!(events[1].1["delta"]["text"], "hi");
         // Strings outside any channel are filtered whole.
         assert_eq!(events[3].1["delta"]["stop_reason"], "XYZ");
+    }
+
+    #[test]
+    fn event_ids_are_kept_on_their_events() {
+        let mut stream = TextStream::new(ApiFamily::Mcp);
+        let mut filter = HoldAll::default();
+        let mut out = Vec::new();
+        for event in SseParser::new().push(b"id: 7\ndata: {\"jsonrpc\":\"2.0\"}\n\n") {
+            out.extend(stream.sse_event(&event, &mut filter));
+        }
+        let events = SseParser::new().push(&out);
+        assert_eq!(events[0].id.as_deref(), Some("7"));
+        assert_eq!(events[0].data, "{\"jsonrpc\":\"2.0\"}");
     }
 
     #[test]
