@@ -2,11 +2,16 @@
 //! OpenAI chat stream through a gateway on loopback, with response scanning on and off,
 //! and how much of a channel's text the redactor holds back.
 //!
-//! - latency: a scripted mock upstream sends a stream of prose in four-character deltas;
-//!   the client measures from sending the request to receiving the first body bytes that
-//!   hold a `content` delta, over `N` sequential requests per gateway, the two gateways
-//!   interleaved. "off" is the same gateway with a scanner that knows no rule and no
-//!   secret (`Gateway::without_secret_scanning_for_benchmarks`).
+//! - first content byte: a scripted mock upstream sends the first event of a stream (a
+//!   four-character delta) and then nothing; the client measures from sending the request
+//!   to receiving the first body bytes that hold a `content` delta.
+//! - whole stream: the mock sends a stream of prose in four-character deltas (363 events,
+//!   53 KB) at once; the client measures until the stream's end: what processing every
+//!   event costs.
+//!
+//! `N` sequential requests per gateway, the two gateways interleaved. "off" is the same
+//! gateway with a scanner that knows no rule and no secret
+//! (`Gateway::without_secret_scanning_for_benchmarks`).
 //! - hold-back: the same prose through one channel's redactor (the built-in rules and the
 //!   upstream key, as the gateway scans a channel), four characters a push: bytes held
 //!   after each push, and how many pushes released less than they received.
@@ -49,7 +54,13 @@ fn stream_body() -> Vec<u8> {
     out.into_bytes()
 }
 
-async fn first_content(client: &reqwest::Client, gw: &TestGateway, writ: &str) -> Duration {
+/// Time to the first `content` bytes, or with `whole` to the end of the stream.
+async fn first_content(
+    client: &reqwest::Client,
+    gw: &TestGateway,
+    writ: &str,
+    whole: bool,
+) -> Duration {
     let started = Instant::now();
     let resp = client
         .post(gw.url("/v1/chat/completions"))
@@ -59,13 +70,13 @@ async fn first_content(client: &reqwest::Client, gw: &TestGateway, writ: &str) -
         .await
         .unwrap();
     let mut body = resp.bytes_stream();
-    let mut first = None;
     while let Some(chunk) = body.next().await {
-        if first.is_none() && chunk.unwrap().windows(9).any(|w| w == b"\"content\"") {
-            first = Some(started.elapsed());
+        if chunk.unwrap().windows(9).any(|w| w == b"\"content\"") && !whole {
+            // The rest never comes: dropping the body ends the request.
+            return started.elapsed();
         }
     }
-    first.unwrap_or_else(|| started.elapsed())
+    started.elapsed()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -102,12 +113,33 @@ fn main() {
     hold_back();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let script = Script {
-            status: 200,
-            content_type: "text/event-stream",
-            chunks: vec![stream_body()],
-            then: ScriptEnd::End,
-        };
+        let body = stream_body();
+        let first_event = body
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map_or(body.len(), |i| i + 2);
+        for whole in [false, true] {
+            let script = Script {
+                status: 200,
+                content_type: "text/event-stream",
+                chunks: vec![if whole {
+                    body.clone()
+                } else {
+                    body[..first_event].to_vec()
+                }],
+                then: if whole {
+                    ScriptEnd::End
+                } else {
+                    ScriptEnd::Hang
+                },
+            };
+            measure(n, whole, script).await;
+        }
+    });
+}
+
+async fn measure(n: usize, whole: bool, script: Script) {
+    {
         let upstream = MockUpstream::start_scripted(KEY, script).await;
         let config = format!(
             "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n[audit]\nmode = \"best_effort\"\n",
@@ -118,28 +150,32 @@ fn main() {
             TestGateway::start_adjusted(&config, |g| g.without_secret_scanning_for_benchmarks())
                 .await;
         let grant = r#"{"type":"writ:llm","upstream":"demo"}"#;
-        let (writ_on, writ_off) = (on.mint("demo", grant, 600), off.mint("demo", grant, 600));
+        let (writ_on, writ_off) = (on.mint("demo", grant, 30), off.mint("demo", grant, 30));
         let client = reqwest::Client::new();
         // Warm the pools.
         for _ in 0..20 {
-            first_content(&client, &on, &writ_on).await;
-            first_content(&client, &off, &writ_off).await;
+            first_content(&client, &on, &writ_on, whole).await;
+            first_content(&client, &off, &writ_off, whole).await;
         }
         let (mut t_on, mut t_off) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..n {
-            t_on.push(first_content(&client, &on, &writ_on).await);
-            t_off.push(first_content(&client, &off, &writ_off).await);
+            t_on.push(first_content(&client, &on, &writ_on, whole).await);
+            t_off.push(first_content(&client, &off, &writ_off, whole).await);
         }
         t_on.sort_unstable();
         t_off.sort_unstable();
         for (name, t) in [("scanning on ", &t_on), ("scanning off", &t_off)] {
+            let what = if whole {
+                "whole 53 KB stream"
+            } else {
+                "first content byte"
+            };
             println!(
-                "first content byte, {name}: p50 {:.0} us, p90 {:.0} us, p99 {:.0} us ({n} requests, {} bytes of stream)",
+                "{what}, {name}: p50 {:.0} us, p90 {:.0} us, p99 {:.0} us ({n} requests)",
                 percentile(t, 0.5),
                 percentile(t, 0.9),
                 percentile(t, 0.99),
-                stream_body().len()
             );
         }
-    });
+    }
 }
