@@ -84,12 +84,18 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-fn hold_back() {
+/// Prose without the words that start rules.
+const PLAIN: &str = "Hello! To change the settings, open the page and choose a new value. \
+    The gateway keeps everything in its store, encrypted, and never shows it to an agent. \
+    Each request carries a short-lived credential instead; when it expires, the agent asks \
+    for another one. Responses pass through as they arrive, and usage is metered at the end. ";
+
+fn hold_back(label: &str, prose: &str) {
     let scanner =
         Arc::new(writ_detect::Scanner::new(writ_detect::rules::BUILTIN, &[("demo", KEY)]).unwrap());
     let mut redactor = writ_detect::StreamRedactor::new(scanner.clone());
     let (mut held_sum, mut held_max, mut short, mut pushes) = (0usize, 0usize, 0usize, 0usize);
-    for p in pieces(&PROSE.repeat(4)) {
+    for p in pieces(&prose.repeat(4)) {
         let out = redactor.push(p.as_bytes());
         let held = redactor.held_back();
         held_sum += held;
@@ -98,7 +104,7 @@ fn hold_back() {
         pushes += 1;
     }
     println!(
-        "hold-back over {pushes} four-character deltas of prose: mean {:.1} bytes held after a push, max {held_max}; {short} pushes ({:.0}%) released less than they received; bound per channel {} bytes (Scanner::max_held_back)",
+        "hold-back, {label}, {pushes} four-character deltas: mean {:.1} bytes held after a push, max {held_max}; {short} pushes ({:.0}%) released less than they received; bound per channel {} bytes (Scanner::max_held_back)",
         held_sum as f64 / pushes as f64,
         100.0 * short as f64 / pushes as f64,
         scanner.max_held_back()
@@ -110,7 +116,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(300);
-    hold_back();
+    hold_back("prose with key/token/secret/password", PROSE);
+    hold_back("prose without them", PLAIN);
+    if n == 0 {
+        return;
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let body = stream_body();
