@@ -106,10 +106,12 @@ impl StreamMeter {
         out
     }
 
-    /// Whether a filtered stream met a frame it could not decode: its bytes were not
-    /// passed on, and the stream should be cut so the client does not take it as complete.
+    /// Whether a filtered stream met a frame it could not decode, or opened more text
+    /// channels than [`crate::stream_text::MAX_OPEN_CHANNELS`]: what could not be filtered
+    /// was not passed on, and the stream should be cut so the client does not take it as
+    /// complete.
     pub fn is_corrupt(&self) -> bool {
-        self.corrupt
+        self.corrupt || self.text.overflowed()
     }
 
     /// Ends a filtered stream; returns the bytes still to send: its last events and those

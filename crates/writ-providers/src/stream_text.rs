@@ -30,6 +30,11 @@ use serde_json::{Value, json};
 use crate::route::ApiFamily;
 use crate::sse::SseEvent;
 
+/// Most channels a stream may have open at once. OpenAI allows 128 choices; content
+/// blocks end one after the other. Each open channel costs the filter a redactor, so a
+/// stream that opens more is refused (see [`TextStream::overflowed`]).
+pub const MAX_OPEN_CHANNELS: usize = 256;
+
 /// What a channel's text is: the kinds are written back in different shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TextKind {
@@ -89,6 +94,8 @@ pub struct TextStream {
     named: bool,
     /// The line ending of the stream's last event.
     newline: &'static str,
+    /// A fragment came for a channel beyond [`MAX_OPEN_CHANNELS`].
+    overflowed: bool,
 }
 
 impl std::fmt::Debug for TextStream {
@@ -110,7 +117,14 @@ impl TextStream {
             templates: BTreeMap::new(),
             named: false,
             newline: "\n",
+            overflowed: false,
         }
+    }
+
+    /// Whether the stream opened more than [`MAX_OPEN_CHANNELS`] channels at once: the
+    /// text of the extra ones was dropped, and the stream should be cut.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// Filters one SSE event; returns the bytes to send in its place: events written to
@@ -255,8 +269,15 @@ impl TextStream {
             })
             .collect();
         filter_strings(value, filter);
-        let mut here = Vec::new();
         for (fragment, text) in fragments.iter().zip(texts) {
+            if !self.open.contains(&fragment.channel) && self.open.len() >= MAX_OPEN_CHANNELS {
+                // Its text is not sent: the stream is to be cut.
+                self.overflowed = true;
+                if let Some(slot) = value.pointer_mut(&fragment.pointer) {
+                    *slot = Value::String(String::new());
+                }
+                continue;
+            }
             let released = filter.push(fragment.channel, text.as_str().unwrap_or_default());
             if let Some(slot) = value.pointer_mut(&fragment.pointer) {
                 *slot = Value::String(released);
@@ -267,7 +288,6 @@ impl TextStream {
                     .entry(fragment.channel)
                     .or_insert_with(|| (template.clone(), fragment.pointer.clone()));
             }
-            here.push(fragment.channel);
         }
         let mut before = Vec::new();
         for (channel, rest) in self.end(ends, filter) {
@@ -711,6 +731,22 @@ mod tests {
         assert_eq!(events[1].1["delta"]["text"], "hi");
         // Strings outside any channel are filtered whole.
         assert_eq!(events[3].1["delta"]["stop_reason"], "XYZ");
+    }
+
+    #[test]
+    fn a_stream_opening_too_many_channels_overflows_and_their_text_is_dropped() {
+        let choices: Vec<Value> = (0..=MAX_OPEN_CHANNELS)
+            .map(|i| json!({"index": i, "delta": {"content": "x"}}))
+            .collect();
+        let input = format!("data: {}\n\n", json!({ "choices": choices }));
+        let mut stream = TextStream::new(ApiFamily::OpenAi);
+        let mut filter = HoldAll::default();
+        let mut out = Vec::new();
+        for event in SseParser::new().push(input.as_bytes()) {
+            out.extend(stream.sse_event(&event, &mut filter));
+        }
+        assert!(stream.overflowed());
+        assert_eq!(filter.held.len(), MAX_OPEN_CHANNELS);
     }
 
     #[test]

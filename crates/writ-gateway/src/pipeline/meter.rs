@@ -368,8 +368,7 @@ fn metered_stream(
                         _ => data,
                     };
                     if guard.meter.as_ref().is_some_and(StreamMeter::is_corrupt) {
-                        let e =
-                            cut(&mut guard, "upstream sent a malformed event-stream frame").await;
+                        let e = cut(&mut guard, "upstream stream could not be scanned").await;
                         return Some((e, (body, guard, seen, true)));
                     }
                     Some((Ok(out), (body, guard, seen, false)))
