@@ -21,6 +21,15 @@ pub enum DetectError {
         #[source]
         source: Box<regex_automata::meta::BuildError>,
     },
+    /// The rule's loose pattern does not compile as a lazy DFA (for streaming waits).
+    #[error("rule {rule}: pattern does not compile as a lazy DFA")]
+    Prefix {
+        /// The rule's id.
+        rule: &'static str,
+        /// The regex compiler's complaint.
+        #[source]
+        source: Box<regex_automata::hybrid::BuildError>,
+    },
     /// The rule's pattern is not valid regex syntax.
     #[error("rule {rule}: pattern does not parse")]
     Syntax {

@@ -14,7 +14,9 @@ use std::collections::HashSet;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
-use regex_automata::{Anchored, meta};
+use regex_automata::hybrid::LazyStateID;
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::{Anchored, meta, nfa::thompson, util::syntax};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Capture, Hir, HirKind, Look, Repetition};
 
@@ -41,6 +43,10 @@ pub(crate) enum Kind {
         /// The pattern itself, run anchored at a candidate start.
         exact: meta::Regex,
         has_group: bool,
+        /// The loose pattern as a lazy DFA, run anchored from a start literal while a
+        /// stream waits there: once it is dead no match can begin at that literal, so the
+        /// stream need not wait for the longest match to pass.
+        prefix: Box<DFA>,
     },
     Exact {
         ac: AhoCorasick,
@@ -105,6 +111,18 @@ impl Matcher {
                 source: Box::new(e),
             })?;
         let has_group = exact.captures_len() > 1;
+        let prefix = DFA::builder()
+            .syntax(syntax::Config::new().utf8(false))
+            .thompson(
+                thompson::Config::new()
+                    .utf8(false)
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT)),
+            )
+            .build(&loose_pattern)
+            .map_err(|e| DetectError::Prefix {
+                rule: id,
+                source: Box::new(e),
+            })?;
         let mut extractor = Extractor::new();
         extractor
             .kind(ExtractKind::Prefix)
@@ -119,6 +137,7 @@ impl Matcher {
                 loose,
                 exact,
                 has_group,
+                prefix: Box::new(prefix),
             },
             loose_pattern,
             max_len,
@@ -147,6 +166,60 @@ impl Matcher {
         })
     }
 
+    /// Runs the anchored DFA of the loose pattern from a start literal at `at` (absolute;
+    /// `buf` holds the text from `base`), resuming from `wait` when it was run before, over
+    /// the bytes up to the end of `buf`.
+    pub(crate) fn feed_prefix(
+        &self,
+        cache: &mut Option<Cache>,
+        buf: &[u8],
+        base: usize,
+        at: usize,
+        wait: Option<Wait>,
+    ) -> Prefix {
+        let Kind::Rule { prefix, .. } = &self.kind else {
+            return Prefix::Unknown;
+        };
+        let cache = cache.get_or_insert_with(|| prefix.create_cache());
+        // State ids do not survive the cache being cleared: start again from `at` then.
+        let resumed = wait.filter(|w| w.clears == cache.clear_count());
+        let (mut state, next) = match resumed {
+            Some(w) => (w.state, w.next),
+            None => {
+                let input = regex_automata::Input::new(buf)
+                    .range(at - base..)
+                    .anchored(Anchored::Yes);
+                match prefix.start_state_forward(cache, &input) {
+                    Ok(state) => (state, at),
+                    Err(_) => return Prefix::Unknown,
+                }
+            }
+        };
+        for &byte in buf.get(next - base..).unwrap_or_default() {
+            state = match prefix.next_state(cache, state, byte) {
+                Ok(state) => state,
+                Err(_) => return Prefix::Unknown,
+            };
+            // A match seen (or a state the DFA gives up in): the usual wait decides.
+            if state.is_match() || state.is_quit() || state.is_unknown() {
+                return Prefix::Unknown;
+            }
+            if state.is_dead() {
+                return Prefix::Dead;
+            }
+        }
+        Prefix::Alive(Wait {
+            state,
+            next: base + buf.len(),
+            clears: cache.clear_count(),
+        })
+    }
+
+    /// A fresh DFA cache slot for [`feed_prefix`](Self::feed_prefix).
+    pub(crate) fn no_cache() -> Option<Cache> {
+        None
+    }
+
     /// The leftmost match starting at or after `at`, with `hay[..at]` as look-behind
     /// context.
     pub(crate) fn find_at(&self, hay: &[u8], at: usize) -> Option<Hit> {
@@ -156,6 +229,7 @@ impl Matcher {
                 loose,
                 exact,
                 has_group,
+                ..
             } => {
                 let mut at = at;
                 let (start, end, secret) = loop {
@@ -225,6 +299,26 @@ fn loosen(hir: &Hir) -> Hir {
         HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(loosen).collect()),
         _ => hir.clone(),
     }
+}
+
+/// Where the DFA of a wait at a start literal stands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait {
+    state: LazyStateID,
+    /// The absolute offset of the next byte to feed it.
+    next: usize,
+    /// The cache's clear count when `state` was taken.
+    clears: usize,
+}
+
+/// What the bytes so far say about a match at a start literal.
+pub(crate) enum Prefix {
+    /// No match can begin there, whatever follows.
+    Dead,
+    /// One still could; feed the next bytes from here.
+    Alive(Wait),
+    /// Not known (no DFA for this matcher, a match already seen): wait as before.
+    Unknown,
 }
 
 /// A place a match could begin.

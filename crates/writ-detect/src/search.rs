@@ -12,7 +12,9 @@
 //! few bytes held back. Since whole-text scanning is this same search with nothing
 //! still to come, a stream and a whole-text scan agree by construction.
 
-use crate::matcher::PossibleStart;
+use regex_automata::hybrid::dfa::Cache;
+
+use crate::matcher::{Matcher, PossibleStart, Prefix, Wait};
 use crate::scanner::{Detector, Scanner};
 
 /// Bytes of look-around context a pattern may read before its start or after its end.
@@ -38,13 +40,20 @@ pub(crate) struct Candidate {
 pub(crate) struct Search {
     resume: Vec<usize>,
     recheck_at: Vec<usize>,
+    /// For a matcher waiting at a start literal (`resume`), its DFA's progress: when it
+    /// dies the wait ends early (`Matcher::feed_prefix`).
+    waits: Vec<Option<Wait>>,
+    caches: Vec<Option<Cache>>,
 }
 
 impl Search {
     pub(crate) fn new(scanner: &Scanner) -> Search {
+        let n = scanner.matchers.len();
         Search {
-            resume: vec![0; scanner.matchers.len()],
-            recheck_at: vec![0; scanner.matchers.len()],
+            resume: vec![0; n],
+            recheck_at: vec![0; n],
+            waits: vec![None; n],
+            caches: (0..n).map(|_| Matcher::no_cache()).collect(),
         }
     }
 
@@ -62,6 +71,25 @@ impl Search {
         out: &mut Vec<Candidate>,
     ) -> usize {
         let end = base + buf.len();
+        // A wait at a start literal ends as soon as no match can begin there: that is what
+        // keeps prose after `token` or `key` from being held for the rule's longest match.
+        for (i, matcher) in scanner.matchers.iter().enumerate() {
+            let Some(wait) = self.waits[i].take() else {
+                continue;
+            };
+            if eof || end >= self.recheck_at[i] {
+                continue;
+            }
+            let at = self.resume[i];
+            match matcher.feed_prefix(&mut self.caches[i], buf, base, at, Some(wait)) {
+                Prefix::Dead => {
+                    self.resume[i] = at + 1;
+                    self.recheck_at[i] = 0;
+                }
+                Prefix::Alive(wait) => self.waits[i] = Some(wait),
+                Prefix::Unknown => {}
+            }
+        }
         let active: Vec<bool> = self.recheck_at.iter().map(|&r| eof || end >= r).collect();
         // First pass: one automaton over the rest of the window says which rules can match
         // at all; the others skip their own search.
@@ -103,8 +131,18 @@ impl Search {
                         .first_possible(buf, from - base, hit_start - base)
                     {
                         Some(PossibleStart::Literal(p)) => {
-                            self.resume[i] = base + p;
-                            self.recheck_at[i] = settled_at(base + p);
+                            let at = base + p;
+                            match matcher.feed_prefix(&mut self.caches[i], buf, base, at, None) {
+                                Prefix::Dead => {
+                                    // No match begins here: look on from the next byte.
+                                    self.resume[i] = at + 1;
+                                    continue;
+                                }
+                                Prefix::Alive(wait) => self.waits[i] = Some(wait),
+                                Prefix::Unknown => self.waits[i] = None,
+                            }
+                            self.resume[i] = at;
+                            self.recheck_at[i] = settled_at(at);
                             break;
                         }
                         Some(PossibleStart::CutOff(p)) => {

@@ -105,6 +105,36 @@ async fn streamed_usage_is_metered_and_the_added_chunk_hidden() {
     );
 }
 
+/// What a client reads from an SSE stream: the text of its deltas joined, and its other
+/// events (data parsed as JSON where it is). The gateway re-writes each event from what it
+/// scanned and may move a channel's text to a later event (it holds back what could start
+/// a secret), so the stream is compared as read, not byte for byte.
+fn as_read(body: &[u8]) -> (String, Vec<Value>) {
+    let body = String::from_utf8_lossy(body);
+    let mut text = String::new();
+    let mut others = Vec::new();
+    for block in body.split("\n\n").filter(|b| !b.is_empty()) {
+        let mut name = Value::Null;
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = json!(n);
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            }
+        }
+        let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+        let delta = data["choices"][0]["delta"]["content"]
+            .as_str()
+            .or_else(|| data["delta"].as_str());
+        match delta {
+            Some(piece) => text.push_str(piece),
+            None => others.push(json!([name, data])),
+        }
+    }
+    (text, others)
+}
+
 fn sse_stream(with_usage: bool) -> Vec<u8> {
     let mut s = String::new();
     for w in ["Hello", " there", " friend"] {
@@ -141,10 +171,11 @@ async fn streams_cut_into_single_bytes_are_metered_exactly() {
         .await
         .unwrap();
     assert_eq!(
-        text.as_bytes(),
-        &body[..],
-        "the client sees what the upstream sent"
+        as_read(text.as_bytes()),
+        as_read(&body),
+        "the client reads what the upstream sent"
     );
+    assert_eq!(as_read(&body).0, "Hello there friend");
     let r = last_record(&gw);
     assert_eq!(
         (r.usage.input_tokens, r.usage.output_tokens, r.estimated),
@@ -171,7 +202,7 @@ async fn streams_without_usage_or_cut_off_are_estimated() {
         .text()
         .await
         .unwrap();
-    assert_eq!(text.as_bytes(), &no_usage[..]);
+    assert_eq!(as_read(text.as_bytes()), as_read(&no_usage));
     let r = last_record(&gw);
     assert!(r.estimated);
     assert_eq!(
@@ -201,7 +232,13 @@ async fn streams_without_usage_or_cut_off_are_estimated() {
     while let Some(Ok(chunk)) = stream.next().await {
         got.extend_from_slice(&chunk);
     }
-    assert!(full.starts_with(&got) && !got.is_empty());
+    // The complete events that came, as read: a start of the text (what the gateway
+    // still held when the upstream stalled could be the start of a secret, and is not sent).
+    let (text, _) = as_read(&got);
+    assert!(
+        "Hello there friend".starts_with(&text) && !text.is_empty(),
+        "{text}"
+    );
     let r = last_record(&gw);
     assert_eq!(r.outcome, Outcome::UpstreamCut);
     assert!(r.estimated);
@@ -340,7 +377,8 @@ async fn streamed_responses_api_usage_comes_from_response_completed() {
         .text()
         .await
         .unwrap();
-    assert_eq!(text, events);
+    assert_eq!(as_read(text.as_bytes()), as_read(events.as_bytes()));
+    assert_eq!(as_read(events.as_bytes()).1.len(), 2);
     let r = last_record(&gw);
     assert_eq!(
         (r.usage.input_tokens, r.usage.output_tokens, r.estimated),

@@ -191,6 +191,7 @@ mod tests {
             event: String::new(),
             data: data.into(),
             raw: vec![],
+            id: None,
         };
         let start = read_event(&ev(
             r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,

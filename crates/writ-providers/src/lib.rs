@@ -17,6 +17,7 @@ mod route;
 mod secret;
 pub mod sigv4;
 pub mod sse;
+pub mod stream_text;
 mod usage;
 pub mod vertex;
 
@@ -24,4 +25,5 @@ pub use inspect::{InspectError, Inspected};
 pub use meter::StreamMeter;
 pub use route::{ApiFamily, Operation, ProviderKind, ROUTES, RouteSpec};
 pub use secret::UpstreamSecret;
+pub use stream_text::{Channel, TextFilter, TextKind};
 pub use usage::{PriceEntry, Pricing, PricingError, Usage, estimate_tokens};

@@ -6,6 +6,7 @@ use crate::bedrock::FrameReader;
 use crate::openai::EventReading;
 use crate::route::ApiFamily;
 use crate::sse::SseParser;
+use crate::stream_text::{TextFilter, TextStream};
 use crate::usage::Usage;
 use crate::{anthropic, bedrock, gemini, openai};
 
@@ -24,6 +25,9 @@ pub struct StreamMeter {
     usage: Option<Usage>,
     output_chars: u64,
     drop_usage_chunk: bool,
+    text: TextStream,
+    /// An event-stream frame could not be decoded: nothing after it can be read.
+    corrupt: bool,
 }
 
 impl StreamMeter {
@@ -39,6 +43,8 @@ impl StreamMeter {
             usage: None,
             output_chars: 0,
             drop_usage_chunk,
+            text: TextStream::new(family),
+            corrupt: false,
         }
     }
 
@@ -73,15 +79,77 @@ impl StreamMeter {
         }
     }
 
+    /// Reads a chunk and filters the text it carries (see [`crate::stream_text`]);
+    /// returns the events it completed, rewritten, minus any removed chunk. After a
+    /// corrupt event-stream frame nothing more is returned: bytes that cannot be read
+    /// cannot be filtered.
+    pub fn feed_filtered(&mut self, chunk: &[u8], filter: &mut dyn TextFilter) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &mut self.framing {
+            Framing::Sse(parser) => {
+                for event in parser.push(chunk) {
+                    if let Some(event) = self.read_one(event) {
+                        out.extend(self.text.sse_event(&event, filter));
+                    }
+                }
+            }
+            Framing::EventStream(reader) => match reader.push(chunk) {
+                Ok(messages) => {
+                    for message in messages {
+                        self.add(bedrock::read_message(&message));
+                        out.extend(self.text.frame(&message, filter));
+                    }
+                }
+                Err(_) => self.corrupt = true,
+            },
+        }
+        out
+    }
+
+    /// Whether a filtered stream met a frame it could not decode, or opened more text
+    /// channels than [`crate::stream_text::MAX_OPEN_CHANNELS`]: what could not be filtered
+    /// was not passed on, and the stream should be cut so the client does not take it as
+    /// complete.
+    pub fn is_corrupt(&self) -> bool {
+        self.corrupt || self.text.overflowed()
+    }
+
+    /// Ends a filtered stream; returns the bytes still to send: its last events and those
+    /// that flush what the filter held.
+    pub fn finish_filtered(&mut self, filter: &mut dyn TextFilter) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Framing::Sse(parser) = &mut self.framing {
+            for event in parser.finish() {
+                if let Some(event) = self.read_one(event) {
+                    out.extend(self.text.sse_event(&event, filter));
+                }
+            }
+        }
+        out.extend(self.text.finish(filter));
+        out
+    }
+
+    /// Meters one event; returns it unless it is the usage chunk to remove.
+    fn read_one(&mut self, event: crate::sse::SseEvent) -> Option<crate::sse::SseEvent> {
+        let reading = self.reading(&event);
+        let usage_only = reading.usage_only;
+        self.add(reading);
+        (!(usage_only && self.drop_usage_chunk)).then_some(event)
+    }
+
+    fn reading(&self, event: &crate::sse::SseEvent) -> EventReading {
+        match self.family {
+            ApiFamily::OpenAi | ApiFamily::Azure => openai::read_event(event),
+            ApiFamily::Anthropic => anthropic::read_event(event),
+            ApiFamily::Gemini | ApiFamily::Vertex => gemini::read_event(event),
+            ApiFamily::Bedrock | ApiFamily::Mcp | ApiFamily::Http => Default::default(),
+        }
+    }
+
     fn read(&mut self, events: Vec<crate::sse::SseEvent>) -> Option<Vec<u8>> {
         let mut out = self.drop_usage_chunk.then(Vec::new);
         for event in events {
-            let reading = match self.family {
-                ApiFamily::OpenAi | ApiFamily::Azure => openai::read_event(&event),
-                ApiFamily::Anthropic => anthropic::read_event(&event),
-                ApiFamily::Gemini | ApiFamily::Vertex => gemini::read_event(&event),
-                ApiFamily::Bedrock | ApiFamily::Mcp | ApiFamily::Http => Default::default(),
-            };
+            let reading = self.reading(&event);
             let usage_only = reading.usage_only;
             self.add(reading);
             if let Some(out) = out.as_mut()

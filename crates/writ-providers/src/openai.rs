@@ -373,6 +373,7 @@ mod tests {
             event: String::new(),
             data: data.into(),
             raw: vec![],
+            id: None,
         };
         let delta = read_event(&ev(r#"{"choices":[{"delta":{"content":"héllo"}}]}"#));
         assert_eq!(

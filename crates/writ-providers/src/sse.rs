@@ -9,6 +9,8 @@ pub struct SseEvent {
     pub event: String,
     /// The `data:` lines joined with `\n`.
     pub data: String,
+    /// The event's own `id:` field, if it has one (MCP resumes streams by it).
+    pub id: Option<String>,
     /// The event's bytes as received, through its terminating blank line.
     pub raw: Vec<u8>,
 }
@@ -27,6 +29,7 @@ pub struct SseParser {
     line_start: usize,
     event: String,
     data: String,
+    id: Option<String>,
     has_data: bool,
     skipping: bool,
     oversized: u64,
@@ -59,6 +62,7 @@ impl SseParser {
                     out.push(SseEvent {
                         event: std::mem::take(&mut self.event),
                         data: std::mem::take(&mut self.data),
+                        id: self.id.take(),
                         raw: self.pending[..next].to_vec(),
                     });
                 }
@@ -66,6 +70,7 @@ impl SseParser {
                 self.line_start = 0;
                 self.event.clear();
                 self.data.clear();
+                self.id = None;
                 self.has_data = false;
                 self.skipping = false;
                 continue;
@@ -119,6 +124,8 @@ impl SseParser {
                 self.has_data = true;
             }
             "event" => self.event = value.to_string(),
+            // An id with NUL is ignored, as the standard says.
+            "id" if !value.contains('\0') => self.id = Some(value.to_string()),
             _ => {}
         }
     }

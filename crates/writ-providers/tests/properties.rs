@@ -63,11 +63,37 @@ proptest! {
     }
 
     #[test]
+    fn filtered_streams_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048), cut in 1usize..64, family in 0usize..5) {
+        let family = [ApiFamily::OpenAi, ApiFamily::Anthropic, ApiFamily::Gemini, ApiFamily::Bedrock, ApiFamily::Mcp][family];
+        let mut m = StreamMeter::new(family, false);
+        let mut filter = Identity;
+        for c in body.chunks(cut) {
+            let _ = m.feed_filtered(c, &mut filter);
+        }
+        let _ = m.finish_filtered(&mut filter);
+    }
+
+    #[test]
     fn stream_meter_never_panics(body in prop::collection::vec(any::<u8>(), 0..2048), cut in 1usize..64, drop in any::<bool>()) {
         let mut m = writ_providers::StreamMeter::new(writ_providers::ApiFamily::OpenAi, drop);
         for c in body.chunks(cut) {
             let _ = m.feed(c);
         }
         let _ = m.finish();
+    }
+}
+
+/// Lets every text through as it comes.
+struct Identity;
+
+impl writ_providers::TextFilter for Identity {
+    fn push(&mut self, _: writ_providers::Channel, text: &str) -> String {
+        text.to_owned()
+    }
+    fn end(&mut self, _: writ_providers::Channel) -> String {
+        String::new()
+    }
+    fn whole(&mut self, _: &str) -> Option<String> {
+        None
     }
 }

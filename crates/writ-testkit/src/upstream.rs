@@ -70,6 +70,8 @@ struct Shared {
     key: UpstreamSecret,
     behavior: Behavior,
     script: Option<Arc<Script>>,
+    /// Headers added to every scripted response.
+    headers: Arc<Vec<(String, String)>>,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
     release: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -87,21 +89,39 @@ impl MockUpstream {
         Self::start_with(key, Behavior::Normal).await
     }
 
-    /// Starts a mock that answers every authorized request with `script`.
+    /// Starts a mock that answers every authorized request with `script`. A request is
+    /// authorized when one of its headers holds `key` (a bearer, `x-api-key`,
+    /// `x-goog-api-key`, or the access key id in a SigV4 `Authorization`).
     pub async fn start_scripted(key: &str, script: Script) -> Self {
-        Self::start_inner(key, Behavior::Normal, Some(Arc::new(script))).await
+        Self::start_scripted_with_headers(key, script, Vec::new()).await
+    }
+
+    /// As [`start_scripted`](Self::start_scripted), adding `headers` to every response: an
+    /// upstream echoing what it should not.
+    pub async fn start_scripted_with_headers(
+        key: &str,
+        script: Script,
+        headers: Vec<(String, String)>,
+    ) -> Self {
+        Self::start_inner(key, Behavior::Normal, Some(Arc::new(script)), headers).await
     }
 
     /// Starts a mock with the given behavior.
     pub async fn start_with(key: &str, behavior: Behavior) -> Self {
-        Self::start_inner(key, behavior, None).await
+        Self::start_inner(key, behavior, None, Vec::new()).await
     }
 
-    async fn start_inner(key: &str, behavior: Behavior, script: Option<Arc<Script>>) -> Self {
+    async fn start_inner(
+        key: &str,
+        behavior: Behavior,
+        script: Option<Arc<Script>>,
+        headers: Vec<(String, String)>,
+    ) -> Self {
         let shared = Shared {
             key: UpstreamSecret::new(key),
             behavior,
             script,
+            headers: Arc::new(headers),
             requests: Arc::default(),
             release: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
@@ -160,16 +180,15 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
             body: body.clone(),
         });
     if let Some(script) = &shared.script {
-        let bearer = format!("Bearer {}", shared.key.expose());
-        if parts
+        let key = shared.key.expose().as_bytes();
+        let authorized = parts
             .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            != Some(bearer.as_bytes())
-        {
+            .values()
+            .any(|v| v.as_bytes().windows(key.len()).any(|w| w == key));
+        if !authorized {
             return StatusCode::UNAUTHORIZED.into_response();
         }
-        return play(script);
+        return play(script, &shared.headers);
     }
     if parts.uri.path().starts_with("/openai/deployments/") {
         return writ_gateway::mock_upstream::respond_azure(
@@ -282,7 +301,7 @@ fn echo(key: &UpstreamSecret, parts: &http::request::Parts, body: &[u8]) -> Resp
     .into_response()
 }
 
-fn play(script: &Script) -> Response {
+fn play(script: &Script, headers: &[(String, String)]) -> Response {
     let chunks: Vec<Result<Bytes, std::io::Error>> = script
         .chunks
         .iter()
@@ -298,9 +317,13 @@ fn play(script: &Script) -> Response {
     })
     .filter_map(|x| async move { x });
     let body = Body::from_stream(futures_util::stream::iter(chunks).chain(tail));
-    Response::builder()
+    let mut response = Response::builder()
         .status(script.status)
-        .header(header::CONTENT_TYPE, script.content_type)
+        .header(header::CONTENT_TYPE, script.content_type);
+    for (name, value) in headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    response
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -5,8 +5,11 @@
 //! way; the call is settled when the stream ends, when the upstream stops, stalls or
 //! sends too much, or when the client goes away (the guard settles on drop). Other bodies
 //! are read whole (they are small and must be checked): a success that is not what the
-//! API promises becomes a 502. Upstream 5xx become 502. The upstream credential is
-//! scrubbed from anything passed back.
+//! API promises becomes a 502. Upstream 5xx become 502. Secrets are scrubbed from
+//! everything passed back, headers included (see `scrub.rs`); a stream's text is scanned
+//! decoded and per channel across its events.
+
+mod scrub;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +91,11 @@ pub(crate) async fn respond(
             status: parts.status.as_u16(),
         });
     }
+    let header_findings = scrub::scrub_headers(
+        response_scanner(&gw, info.response_mode),
+        redaction_policy(info.response_mode),
+        &mut parts.headers,
+    );
     let is_stream = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -103,13 +111,14 @@ pub(crate) async fn respond(
             info,
             status: parts.status,
             meter: None,
-            redactor: None,
+            scrubber: None,
             outcome: Outcome::ClientGone,
             settled: false,
         };
         let body = metered_stream(
             body,
             guard,
+            header_findings,
             upstream.read_timeout,
             upstream.max_response_bytes,
         );
@@ -158,16 +167,22 @@ pub(crate) async fn respond(
         // Strict audit: the response is not released unaudited.
         return Err(GatewayError::AuditUnavailable);
     }
-    let (redacted, findings) = response_scanner(&gw, info.response_mode)
-        .redact_where(&bytes, redaction_policy(info.response_mode));
-    let redacted = match redacted {
-        std::borrow::Cow::Borrowed(_) => None,
-        std::borrow::Cow::Owned(changed) => Some(Bytes::from(changed)),
+    let (scanner, policy) = (
+        response_scanner(&gw, info.response_mode),
+        redaction_policy(info.response_mode),
+    );
+    // A JSON body with escapes is scanned decoded, as its client reads it.
+    let (bytes, mut findings) = match scrub::scrub_json(scanner, policy, &bytes) {
+        Some((rewritten, findings)) if !findings.is_empty() => (Bytes::from(rewritten), findings),
+        _ => match scanner.redact_where(&bytes, policy) {
+            (std::borrow::Cow::Owned(changed), findings) => (Bytes::from(changed), findings),
+            (std::borrow::Cow::Borrowed(_), findings) => (bytes, findings),
+        },
     };
+    findings.extend(header_findings);
     if !findings.is_empty() {
         record_detection(&gw, &info, &findings).await;
     }
-    let bytes = redacted.unwrap_or(bytes);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -242,7 +257,7 @@ struct Settlement {
     info: CallInfo,
     status: StatusCode,
     meter: Option<StreamMeter>,
-    redactor: Option<writ_detect::StreamRedactor>,
+    scrubber: Option<scrub::TextScrubber>,
     outcome: Outcome,
     settled: bool,
 }
@@ -275,19 +290,25 @@ impl Drop for Settlement {
     }
 }
 
-fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: usize) -> Body {
+fn metered_stream(
+    body: Incoming,
+    mut guard: Settlement,
+    header_findings: Vec<writ_detect::Finding>,
+    idle: Duration,
+    limit: usize,
+) -> Body {
     guard.meter = Some(StreamMeter::new(
         guard.info.family,
         guard.info.drop_usage_chunk,
     ));
-    // Bedrock's binary event-stream frames carry CRCs: redacting inside them would break
-    // every frame, so they pass as they are (their text is not scanned yet).
-    if guard.info.family != ApiFamily::Bedrock {
-        guard.redactor = Some(writ_detect::StreamRedactor::redacting(
-            response_scanner(&guard.gw, guard.info.response_mode).clone(),
-            redaction_policy(guard.info.response_mode),
-        ));
-    }
+    // Every event is parsed and re-written from its scanned, decoded text (Bedrock's
+    // frames re-encoded with their CRCs), so no byte reaches the client unscanned and the
+    // raw-byte redactor is not needed: see `writ_providers::stream_text`.
+    guard.scrubber = Some(scrub::TextScrubber::new(
+        response_scanner(&guard.gw, guard.info.response_mode).clone(),
+        redaction_policy(guard.info.response_mode),
+        header_findings,
+    ));
     let state = (body, guard, 0usize, false);
     let stream = futures_util::stream::unfold(
         state,
@@ -309,22 +330,16 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
                     Some((e, (body, guard, seen, true)))
                 }
                 Ok(None) => {
-                    let tail = guard
-                        .meter
-                        .as_mut()
-                        .and_then(StreamMeter::finish)
-                        .unwrap_or_default();
-                    let mut out = Vec::new();
-                    if let Some(redactor) = guard.redactor.as_mut() {
-                        out = redactor.push(&tail);
-                        out.extend(redactor.finish());
-                    }
+                    let out = match (guard.meter.as_mut(), guard.scrubber.as_mut()) {
+                        (Some(meter), Some(scrubber)) => meter.finish_filtered(scrubber),
+                        _ => Vec::new(),
+                    };
                     guard.outcome = Outcome::Completed;
                     guard.finish(Outcome::Completed).run().await;
                     let findings = guard
-                        .redactor
+                        .scrubber
                         .as_ref()
-                        .map(|r| r.findings().to_vec())
+                        .map(|s| s.findings().to_vec())
                         .unwrap_or_default();
                     if !findings.is_empty() {
                         record_detection(&guard.gw, &guard.info, &findings).await;
@@ -344,16 +359,18 @@ fn metered_stream(body: Incoming, mut guard: Settlement, idle: Duration, limit: 
                         let e = cut(&mut guard, "upstream response too large").await;
                         return Some((e, (body, guard, seen, true)));
                     }
-                    let out = match guard.meter.as_mut().and_then(|m| m.feed(&data)) {
-                        Some(filtered) => Bytes::from(filtered),
-                        None => data,
+                    // Secrets are redacted on the way; a few bytes of a channel's text may
+                    // wait for its next event so one split across events is still found.
+                    let out = match (guard.meter.as_mut(), guard.scrubber.as_mut()) {
+                        (Some(meter), Some(scrubber)) => {
+                            Bytes::from(meter.feed_filtered(&data, scrubber))
+                        }
+                        _ => data,
                     };
-                    // Secrets are redacted on the way; a few bytes may wait for the next
-                    // chunk so one split across chunks is still found.
-                    let out = match guard.redactor.as_mut() {
-                        Some(r) => Bytes::from(r.push(&out)),
-                        None => out,
-                    };
+                    if guard.meter.as_ref().is_some_and(StreamMeter::is_corrupt) {
+                        let e = cut(&mut guard, "upstream stream could not be scanned").await;
+                        return Some((e, (body, guard, seen, true)));
+                    }
                     Some((Ok(out), (body, guard, seen, false)))
                 }
             }
