@@ -496,3 +496,30 @@ async fn upstream_response_headers_carrying_the_key_or_a_writ_are_redacted() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_whole_response_with_an_escaped_key_in_a_repeated_member_is_not_passed_on() {
+    // The first `content` holds the gateway's key, escaped; a client keeping the first
+    // copy would read it, while a rewrite from one parsed value keeps only the second.
+    let escaped = KEY.replace('-', "\\u002d");
+    let body = format!(
+        r#"{{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{{"index":0,"message":{{"role":"assistant","content":"{escaped}","content":"hello"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}}}"#
+    );
+    let upstream = MockUpstream::start_scripted(
+        KEY,
+        stream_script("application/json", vec![body.into_bytes()]),
+    )
+    .await;
+    let gw = gateway(OPENAI, &upstream).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.mint("demo", r#"{"type":"writ:llm","upstream":"demo"}"#, 30))
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("upstream_invalid_response"), "{text}");
+    assert!(!text.contains("UpstreamKeyThatMustNeverLeak"), "{text}");
+}

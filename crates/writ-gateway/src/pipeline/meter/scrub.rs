@@ -152,21 +152,50 @@ pub(crate) fn scrub_headers(
     findings
 }
 
+/// What scanning a whole JSON body decoded made of it.
+pub(crate) enum JsonScrub {
+    /// Nothing to redact in the decoded strings, or no escape (the raw scan sees what a
+    /// client reads): scan the raw bytes.
+    Raw,
+    /// Re-serialized with what was redacted in its decoded strings.
+    Rewritten(Vec<u8>, Vec<Finding>),
+    /// An object holds a key twice and the decoded text holds something to redact: a
+    /// client may read either copy, and a rewrite would keep only one, so the body is not
+    /// passed on.
+    Ambiguous,
+}
+
 /// A whole JSON body with its string values scanned decoded (`sk\u002d…` is the key the
-/// client reads): the re-serialized body when one was redacted. Only bodies with an escape
-/// can differ from their raw bytes, so others are left to the raw scan.
+/// client reads). Only bodies with an escape can differ from their raw bytes, so others
+/// are left to the raw scan.
 pub(crate) fn scrub_json(
     scanner: &Arc<Scanner>,
     redact: fn(Detector) -> bool,
     body: &[u8],
-) -> Option<(Vec<u8>, Vec<Finding>)> {
+) -> JsonScrub {
     if !body.contains(&b'\\') {
-        return None;
+        return JsonScrub::Raw;
     }
-    let mut value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let mut value = match writ_json::value(body) {
+        Ok(value) => value,
+        Err(writ_json::JsonError::DuplicateKey { .. }) => {
+            let (_, findings) = scanner.redact_where(&writ_json::scan_text(body), redact);
+            return if findings.iter().any(|f| redact(f.rule)) {
+                JsonScrub::Ambiguous
+            } else {
+                JsonScrub::Raw
+            };
+        }
+        Err(_) => return JsonScrub::Raw,
+    };
     let mut scrubber = TextScrubber::new(scanner.clone(), redact, Vec::new());
     writ_providers::stream_text::filter_strings(&mut value, &mut scrubber);
-    Some((serde_json::to_vec(&value).ok()?, scrubber.findings))
+    match serde_json::to_vec(&value) {
+        Ok(rewritten) if !scrubber.findings.is_empty() => {
+            JsonScrub::Rewritten(rewritten, scrubber.findings)
+        }
+        _ => JsonScrub::Raw,
+    }
 }
 
 #[cfg(test)]
