@@ -391,49 +391,14 @@ fn detection_config_is_checked() {
 /// blocked was answered without waiting for the delivery.
 #[tokio::test]
 async fn detections_are_posted_to_a_signed_https_webhook() {
-    use axum::extract::Request;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::service::TowerToHyperService;
-    use tokio::sync::mpsc;
-
     const SECRET: &str = "whsec-test-0123456789abcdef";
     let certs = writ_testkit::TestCertificates::generate();
-    let tls = writ_gateway::tls::load(&certs.cert, &certs.key).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(http::HeaderMap, axum::body::Bytes)>();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |req: Request| {
-            let tx = tx.clone();
-            async move {
-                let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-                tx.send((parts.headers, body)).unwrap();
-                "ok"
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(app.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
+    let mut hook = writ_testkit::WebhookReceiver::start(&certs).await;
 
     let (upstream, gw) = gateway(
         &format!(
-            "[[detection.webhooks]]\nurl = \"https://localhost:{port}/hook\"\nsecret = \"{SECRET}\"\nca_file = {:?}\nallow_private_network = true\ndetectors = [\"prompt_secret\"]\n",
+            "[[detection.webhooks]]\nurl = \"{}\"\nsecret = \"{SECRET}\"\nca_file = {:?}\nallow_private_network = true\ndetectors = [\"prompt_secret\"]\n",
+            hook.url(),
             certs.ca
         ),
         None,
@@ -449,7 +414,7 @@ async fn detections_are_posted_to_a_signed_https_webhook() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(upstream.requests().is_empty());
 
-    let (headers, body) = rx.recv().await.unwrap();
+    let (headers, body) = hook.next().await;
     let header = |name: &str| headers[name].to_str().unwrap().to_string();
     assert!(writ_gateway::webhook::verify_signature(
         SECRET.as_bytes(),
