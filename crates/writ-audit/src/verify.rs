@@ -297,7 +297,7 @@ pub fn verify_log(
 }
 
 /// What a record line says about its request, for matching outcomes to decisions.
-#[derive(Deserialize, PartialEq, Eq)]
+#[derive(Deserialize)]
 struct Request<'a> {
     #[serde(borrow)]
     kind: std::borrow::Cow<'a, str>,
@@ -323,6 +323,7 @@ impl Request<'_> {
         self.kind == "request_allowed" && self.status.is_none()
     }
 
+    /// Both records name the same request: tenant, agent, writ, upstream and operation.
     fn same_request(&self, other: &Self) -> bool {
         (
             &self.tenant,
