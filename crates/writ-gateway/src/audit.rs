@@ -256,11 +256,38 @@ impl Auditor {
     /// acted upstream, so a failed write can no longer refuse it; the record is kept and
     /// retried like any other.
     pub(crate) async fn record(&self, record: AuditRecord) -> bool {
-        if !self.strict || record.kind == Kind::RequestOutcome {
+        if record.kind == Kind::RequestOutcome && self.strict {
+            self.queue_outcome(record);
+            return true;
+        }
+        if !self.strict {
             let _ = self.jobs.send(Job::Record(Box::new(record), None));
             return true;
         }
         matches!(self.append_durably(record).await, Appended::Durable(_))
+    }
+
+    /// Strict mode's outcome record. With the SQLite sink it is appended to the log here
+    /// and written with the next record committed: the next request's own commit, or the
+    /// writer's next batch, checkpoint or retry tick (at most `checkpoint_interval` or
+    /// 500 ms later). Handing each to the writer cost a wake-up of its thread and a commit
+    /// of its own per request, which at one request at a time also kept the connection
+    /// busy when the next decision came. Otherwise, or when the log is busy, it goes to
+    /// the writer.
+    fn queue_outcome(&self, record: AuditRecord) {
+        if let Some(alone) = &self.alone
+            && let Ok(mut core) = alone.core.try_lock()
+            && !core.flushing
+            && !core.stopping
+        {
+            let (line, _) = core.log.append(record);
+            core.unwritten.push(line);
+            if core.log.size() - core.checkpointed >= alone.every {
+                let _ = self.jobs.send(Job::Written);
+            }
+            return;
+        }
+        let _ = self.jobs.send(Job::Record(Box::new(record), None));
     }
 
     /// Strict mode: appends a request's `request_allowed` decision and waits until it is
@@ -320,7 +347,13 @@ impl Auditor {
         let Some(mut core) = alone_now
             .then(|| alone.core.try_lock().ok())
             .flatten()
-            .filter(|core| !core.flushing && !core.stopping && core.unwritten.is_empty())
+            // Lines kept after a failed write are the writer's to retry; lines merely
+            // pending (outcomes, see `queue_outcome`) are written with this record.
+            .filter(|core| {
+                !core.flushing
+                    && !core.stopping
+                    && (core.unwritten.is_empty() || self.healthy.load(Ordering::Acquire))
+            })
         else {
             return Err(record);
         };
@@ -331,21 +364,28 @@ impl Auditor {
         };
         let (line, _) = core.log.append(*record);
         let seq = core.log.size() - 1;
-        match connection.append(&self.instance, core.written, std::slice::from_ref(&line)) {
+        core.unwritten.push(line);
+        let first = core.written;
+        match connection.append(&self.instance, first, &core.unwritten) {
             Ok(()) => {
-                core.written += 1;
+                core.written += core.unwritten.len() as u64;
+                core.unwritten.clear();
                 alone.written.fetch_add(1, Ordering::Relaxed);
                 self.healthy.store(true, Ordering::Release);
+                // Records the writer had taken in, and someone waits for, went with it.
+                let written = core.written;
+                for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
+                    let _ = tx.send(Appended::Durable(seq));
+                }
                 if core.log.size() - core.checkpointed >= alone.every {
                     let _ = self.jobs.send(Job::Written);
                 }
                 Ok(Appended::Durable(seq))
             }
             Err(e) => {
-                tracing::error!(error = %e, "audit sink write failed; record kept for retry");
+                tracing::error!(error = %e, "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
-                // The writer retries it, as it does its own.
-                core.unwritten.push(line);
+                // The writer retries them, as it does its own.
                 Ok(Appended::Kept(seq))
             }
         }

@@ -351,6 +351,8 @@ async fn operators_page_through_the_audit_log() {
             .await
             .unwrap();
     }
+    // Outcome records are written after their responses: let the writer catch up.
+    gw.gateway().audit_checkpoint().await;
     let admin = gw.mint_as(r#"{"type":"writ:admin"}"#, r#"{"type":"writ:admin"}"#, 30);
     let get = |query: String| {
         let client = client.clone();
