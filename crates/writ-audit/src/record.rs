@@ -17,7 +17,8 @@
 //! | `seq` | integer | always | Position in this instance's log, from 0, with no gaps. |
 //! | `instance` | string | always | Id of the gateway instance (process) whose log this is. Each instance writes its own log and signs its own checkpoints. |
 //! | `time` | string | always | When the decision was made: RFC 3339, UTC, millisecond precision, `Z` suffix (`2026-03-01T12:00:00.250Z`). Taken from the gateway's clock; not checked by verification (order is `seq`). |
-//! | `kind` | string | always | One of `writ_minted`, `request_allowed`, `request_denied`, `approval`, `revocation`, `admin_change`, `detection`. |
+//! | `kind` | string | always | One of `writ_minted`, `request_allowed`, `request_outcome`, `request_denied`, `approval`, `revocation`, `admin_change`, `detection`. |
+//! | `decision_seq` | integer | `request_outcome` only | The `seq` of the `request_allowed` record, earlier in the same instance's log, whose request this outcome ends (see below). |
 //! | `tenant` | string | optional | Tenant the decision concerns. |
 //! | `agent` | string | optional | Agent (writ subject) the decision concerns. |
 //! | `writ` | string | optional | Pseudonym of the writ's token id: HMAC-SHA256 under the deployment's audit key, 32 hex characters. The same writ always gets the same pseudonym, so its records can be joined, but the id itself (which would help to use or revoke it) is never stored. |
@@ -32,6 +33,15 @@
 //! | `latency_ms` | integer | optional | Time from receiving the request to finishing the response, in milliseconds. |
 //! | `detail` | object | optional | Free-form facts for `admin_change` (what changed, by whom) and `detection` (which rule fired, where). Never secret values: name a secret, never quote it. |
 //! | `prev` | string | always | Hash chain link: the lowercase hex of the previous record's Merkle leaf hash, `SHA-256(0x00 ‖ previous line)`; 64 zeros for `seq` 0. |
+//!
+//! # Decision and outcome
+//!
+//! In best-effort mode a forwarded request has one record, `request_allowed`, written when
+//! it ends, with its status, usage and cost. In strict mode it has two: the
+//! `request_allowed` *decision*, committed before the request is forwarded (identity,
+//! upstream, model, operation; no `status`), and the `request_outcome` written after it
+//! (status, usage, cost, latency), whose `decision_seq` names the decision. A decision
+//! with no outcome is a request that was in flight when the log ended.
 //!
 //! # Canonical bytes
 //!
@@ -68,6 +78,9 @@ pub struct AuditRecord {
     pub time: String,
     /// What kind of decision this is.
     pub kind: Kind,
+    /// For a [`Kind::RequestOutcome`]: the `seq` of its request's decision record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_seq: Option<u64>,
     /// Tenant concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
@@ -121,8 +134,13 @@ pub struct AuditRecord {
 pub enum Kind {
     /// A writ was minted at the token endpoint.
     WritMinted,
-    /// A request was forwarded upstream.
+    /// A request was allowed: in strict mode the decision committed before forwarding it
+    /// (its outcome follows as [`Kind::RequestOutcome`]), in best-effort mode its one
+    /// record, with its outcome.
     RequestAllowed,
+    /// How a request allowed by an earlier `request_allowed` record ended (strict mode):
+    /// status, usage, cost, latency; linked to it by `decision_seq`.
+    RequestOutcome,
     /// A request was refused (authentication, authorization, limit, inspection…).
     RequestDenied,
     /// A human approved or rejected a held request.
@@ -191,6 +209,7 @@ impl AuditRecord {
             instance: String::new(),
             time: format_time(at),
             kind,
+            decision_seq: None,
             tenant: None,
             agent: None,
             writ: None,
@@ -355,6 +374,7 @@ mod tests {
         let kinds = [
             (Kind::WritMinted, "writ_minted"),
             (Kind::RequestAllowed, "request_allowed"),
+            (Kind::RequestOutcome, "request_outcome"),
             (Kind::RequestDenied, "request_denied"),
             (Kind::Approval, "approval"),
             (Kind::Revocation, "revocation"),

@@ -31,6 +31,14 @@
 //!    leaves between consecutive checkpoints verifies against their signed roots.
 //! 3. **Rollback.** The latest checkpoint is at least as large as `expect_at_least`, a size
 //!    the caller learned elsewhere (an earlier verification, a witness).
+//! 4. **Decisions and outcomes** (strict mode's pairs, see [`crate::record`]). Every
+//!    `request_outcome` must name, by `decision_seq`, an earlier record of the same log
+//!    that is a `request_allowed` decision (no `status` of its own), of the same tenant,
+//!    agent, writ, upstream and operation, and not already ended by an earlier outcome;
+//!    otherwise [`Problem::OutcomeWithoutDecision`] (no such earlier record, or none named)
+//!    or [`Problem::OutcomeMislinked`]. A decision with no outcome is not a problem (its
+//!    request was in flight when the log ended, or the instance stopped before writing
+//!    it): [`Summary::open_decisions`] counts them.
 //!
 //! # What the chain cannot pin down
 //!
@@ -127,6 +135,23 @@ pub enum Problem {
         /// Its tree size.
         size: u64,
     },
+    /// Outcome record `seq` names no earlier record of this log as its decision.
+    #[error("outcome record {seq} has no decision record before it")]
+    OutcomeWithoutDecision {
+        /// The outcome record.
+        seq: u64,
+    },
+    /// Outcome record `seq` names record `decision`, which is not a `request_allowed`
+    /// decision of the same request (another kind, a best-effort record with its own
+    /// status, another tenant, agent, writ, upstream or operation) or was already ended
+    /// by an earlier outcome.
+    #[error("outcome record {seq} points at record {decision}, which is not its decision")]
+    OutcomeMislinked {
+        /// The outcome record.
+        seq: u64,
+        /// The record it names.
+        decision: u64,
+    },
     /// A checkpoint of `size` records where one of at least `expected` was already seen:
     /// an earlier checkpoint in the list, or `expect_at_least`.
     #[error("checkpoint size {size} rolls back from {expected}")]
@@ -153,6 +178,9 @@ pub struct Summary {
     pub signed_root: Hash,
     /// The leaf hash of the last record (zeros for an empty log).
     pub head: Hash,
+    /// `request_allowed` decisions (strict mode) with no outcome record: requests in flight
+    /// when the log ended, or whose outcome was lost with the instance.
+    pub open_decisions: u64,
 }
 
 impl Summary {
@@ -256,14 +284,96 @@ pub fn verify_log(
             expected,
         });
     }
+    let open_decisions = check_pairs(lines)?;
     Ok(Summary {
         instance,
+        open_decisions,
         records: tree.len(),
         checkpoints: checkpoints.len(),
         signed_size,
         signed_root: latest.map_or_else(merkle::empty_root, |cp| *cp.root()),
         head: hashes.last().copied().unwrap_or(GENESIS_PREV),
     })
+}
+
+/// What a record line says about its request, for matching outcomes to decisions.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    decision_seq: Option<u64>,
+    #[serde(default)]
+    status: Option<u64>,
+    #[serde(default, borrow)]
+    tenant: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    agent: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    writ: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    upstream: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    operation: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Request<'_> {
+    /// A strict-mode decision: allowed, its outcome still to come in another record.
+    fn is_decision(&self) -> bool {
+        self.kind == "request_allowed" && self.status.is_none()
+    }
+
+    /// Both records name the same request: tenant, agent, writ, upstream and operation.
+    fn same_request(&self, other: &Self) -> bool {
+        (
+            &self.tenant,
+            &self.agent,
+            &self.writ,
+            &self.upstream,
+            &self.operation,
+        ) == (
+            &other.tenant,
+            &other.agent,
+            &other.writ,
+            &other.upstream,
+            &other.operation,
+        )
+    }
+}
+
+/// Step 4: matches every outcome to its decision (the chain has already shown the lines
+/// are the log's, in order, so `seq` is the line's position). Returns how many decisions
+/// have no outcome.
+fn check_pairs(lines: &[&str]) -> Result<u64, Problem> {
+    let requests: Vec<Option<Request<'_>>> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let mut ended = vec![false; lines.len()];
+    for (i, request) in requests.iter().enumerate() {
+        let seq = i as u64;
+        let Some(outcome) = request.as_ref().filter(|r| r.kind == "request_outcome") else {
+            continue;
+        };
+        let decision = outcome
+            .decision_seq
+            .filter(|d| *d < seq)
+            .ok_or(Problem::OutcomeWithoutDecision { seq })?;
+        let d = usize::try_from(decision).map_err(|_| Problem::OutcomeWithoutDecision { seq })?;
+        let mislinked = Problem::OutcomeMislinked { seq, decision };
+        match requests.get(d).and_then(Option::as_ref) {
+            Some(allowed) if allowed.is_decision() && allowed.same_request(outcome) => {}
+            _ => return Err(mislinked),
+        }
+        if std::mem::replace(&mut ended[d], true) {
+            return Err(mislinked);
+        }
+    }
+    Ok(requests
+        .iter()
+        .zip(&ended)
+        .filter(|(r, ended)| !**ended && r.as_ref().is_some_and(Request::is_decision))
+        .count() as u64)
 }
 
 /// The fields of a record line that verification reads; the rest only count through the

@@ -155,6 +155,7 @@ fn untouched_log_verifies_clean() {
             signed_size: 20,
             signed_root: f.log.root(),
             head: f.log.head(),
+            open_decisions: 0,
         }
     );
     assert_eq!(summary.unsigned_records(), 0);

@@ -3,11 +3,14 @@
 //! thread of a request served alone), and checkpointed every N records, every T, and at
 //! shutdown.
 //!
-//! In strict mode (the default) a request is forwarded only while the sink is writable,
-//! and a record is committed to the sink before its response completes (synced to disk
-//! then too with `durability = "synced"`, otherwise after every checkpoint, off the
-//! writer's path); a record that could not be written is kept and retried, never dropped,
-//! and the instance refuses (503) until the sink takes writes again.
+//! In strict mode (the default) a request is forwarded only once its `request_allowed`
+//! decision is committed to the sink ([`Auditor::commit_decision`]; synced to disk then too
+//! with `durability = "synced"`, otherwise after every checkpoint, off the writer's path),
+//! and its outcome follows as a second record linked to it, not waited for: the upstream
+//! has acted by then, and withholding the response would only invite a retry that acts
+//! twice. Refusals are committed before their response. A record that could not be written
+//! is kept and retried, never dropped, and the instance refuses (503) until the sink takes
+//! writes again. In best-effort mode each request has one record, written in batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use writ_audit::sink::{Sink, SqliteWriter};
-use writ_audit::{AuditKey, AuditLog, AuditRecord, Pseudonymizer};
+use writ_audit::{AuditKey, AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
 use zeroize::Zeroizing;
 
@@ -57,12 +60,23 @@ pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, Str
 }
 
 enum Job {
-    Record(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
+    Record(Box<AuditRecord>, Option<oneshot::Sender<Appended>>),
     Checkpoint(oneshot::Sender<()>),
     /// Records were written by a request's own thread: checkpoint if one is due.
     Written,
     /// Write what is pending, sign a last checkpoint and end.
     Stop,
+}
+
+/// What became of a record its caller waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Committed to the sink, at this `seq`.
+    Durable(u64),
+    /// In the log at this `seq`, but the sink failed: kept, and written when it recovers.
+    Kept(u64),
+    /// Not in the log: the writer has ended (shutdown).
+    Lost,
 }
 
 /// This instance's audit log.
@@ -230,25 +244,74 @@ impl Auditor {
         &self.instance
     }
 
+    /// Whether a forwarded request gets two records (strict mode): its decision, committed
+    /// before it is forwarded ([`Auditor::commit_decision`]), and its outcome after.
+    pub(crate) fn decides_first(&self) -> bool {
+        self.strict
+    }
+
     /// Appends a record. In strict mode, waits until it is durable and says whether it
-    /// is; in best-effort mode returns at once (true).
-    ///
-    /// In strict mode with the SQLite sink, a record that finds no other strict record on
-    /// its way and nothing waiting to be written is written by the calling thread itself,
-    /// which blocks while SQLite commits it: handing it to the writer thread and being
-    /// woken with the answer costs two thread wake-ups, more than the commit. Records that
-    /// arrive together go to the writer, which commits them in one batch.
+    /// is; in best-effort mode returns at once (true). An outcome record
+    /// ([`Kind::RequestOutcome`]) is never waited for (true): its request has already
+    /// acted upstream, so a failed write can no longer refuse it; the record is kept and
+    /// retried like any other.
     pub(crate) async fn record(&self, record: AuditRecord) -> bool {
+        if record.kind == Kind::RequestOutcome && self.strict {
+            self.queue_outcome(record);
+            return true;
+        }
         if !self.strict {
             let _ = self.jobs.send(Job::Record(Box::new(record), None));
             return true;
         }
+        matches!(self.append_durably(record).await, Appended::Durable(_))
+    }
+
+    /// Strict mode's outcome record. With the SQLite sink it is appended to the log here
+    /// and written with the next record committed: the next request's own commit, or the
+    /// writer's next batch, checkpoint or retry tick (at most `checkpoint_interval` or
+    /// 500 ms later). Handing each to the writer cost a wake-up of its thread and a commit
+    /// of its own per request, which at one request at a time also kept the connection
+    /// busy when the next decision came. Otherwise, or when the log is busy, it goes to
+    /// the writer.
+    fn queue_outcome(&self, record: AuditRecord) {
+        if let Some(alone) = &self.alone
+            && let Ok(mut core) = alone.core.try_lock()
+            && !core.flushing
+            && !core.stopping
+        {
+            let (line, _) = core.log.append(record);
+            core.unwritten.push(line);
+            if core.log.size() - core.checkpointed >= alone.every {
+                let _ = self.jobs.send(Job::Written);
+            }
+            return;
+        }
+        let _ = self.jobs.send(Job::Record(Box::new(record), None));
+    }
+
+    /// Strict mode: appends a request's `request_allowed` decision and waits until it is
+    /// durable. Only then may the request be forwarded; anything but
+    /// [`Appended::Durable`] means it must not be. Concurrent decisions are committed in
+    /// one batch by the writer.
+    pub(crate) async fn commit_decision(&self, record: AuditRecord) -> Appended {
+        self.append_durably(record).await
+    }
+
+    /// Appends `record` and waits until it is durable.
+    ///
+    /// With the SQLite sink, a record that finds no other strict record on its way and
+    /// nothing waiting to be written is written by the calling thread itself, which blocks
+    /// while SQLite commits it: handing it to the writer thread and being woken with the
+    /// answer costs two thread wake-ups, more than the commit. Records that arrive
+    /// together go to the writer, which commits them in one batch.
+    async fn append_durably(&self, record: AuditRecord) -> Appended {
         let record = Box::new(record);
         let (_on_the_way, record) = match &self.alone {
             Some(alone) => {
                 let (on_the_way, others) = OnTheWay::enter(&alone.on_the_way);
                 match self.write_alone(alone, others, record) {
-                    Ok(written) => return written,
+                    Ok(appended) => return appended,
                     Err(record) => (Some(on_the_way), record),
                 }
             }
@@ -256,9 +319,9 @@ impl Auditor {
         };
         let (tx, rx) = oneshot::channel();
         if self.jobs.send(Job::Record(record, Some(tx))).is_err() {
-            return false;
+            return Appended::Lost;
         }
-        rx.await.unwrap_or(false)
+        rx.await.unwrap_or(Appended::Lost)
     }
 
     /// Counts a data-plane request as being served while the returned guard lives, when
@@ -279,12 +342,18 @@ impl Auditor {
         alone: &Alone,
         others: usize,
         record: Box<AuditRecord>,
-    ) -> Result<bool, Box<AuditRecord>> {
+    ) -> Result<Appended, Box<AuditRecord>> {
         let alone_now = others == 0 && alone.open_requests.load(Ordering::Acquire) <= 1;
         let Some(mut core) = alone_now
             .then(|| alone.core.try_lock().ok())
             .flatten()
-            .filter(|core| !core.flushing && !core.stopping && core.unwritten.is_empty())
+            // Lines kept after a failed write are the writer's to retry; lines merely
+            // pending (outcomes, see `queue_outcome`) are written with this record.
+            .filter(|core| {
+                !core.flushing
+                    && !core.stopping
+                    && (core.unwritten.is_empty() || self.healthy.load(Ordering::Acquire))
+            })
         else {
             return Err(record);
         };
@@ -294,22 +363,30 @@ impl Auditor {
             return Err(record);
         };
         let (line, _) = core.log.append(*record);
-        match connection.append(&self.instance, core.written, std::slice::from_ref(&line)) {
+        let seq = core.log.size() - 1;
+        core.unwritten.push(line);
+        let first = core.written;
+        match connection.append(&self.instance, first, &core.unwritten) {
             Ok(()) => {
-                core.written += 1;
+                core.written += core.unwritten.len() as u64;
+                core.unwritten.clear();
                 alone.written.fetch_add(1, Ordering::Relaxed);
                 self.healthy.store(true, Ordering::Release);
+                // Records the writer had taken in, and someone waits for, went with it.
+                let written = core.written;
+                for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
+                    let _ = tx.send(Appended::Durable(seq));
+                }
                 if core.log.size() - core.checkpointed >= alone.every {
                     let _ = self.jobs.send(Job::Written);
                 }
-                Ok(true)
+                Ok(Appended::Durable(seq))
             }
             Err(e) => {
-                tracing::error!(error = %e, "audit sink write failed; record kept for retry");
+                tracing::error!(error = %e, "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
-                // The writer retries it, as it does its own.
-                core.unwritten.push(line);
-                Ok(false)
+                // The writer retries them, as it does its own.
+                Ok(Appended::Kept(seq))
             }
         }
     }
@@ -361,7 +438,7 @@ struct Core {
     /// Lines appended to the log but not yet written, from seq `written`.
     unwritten: Vec<String>,
     /// Who waits for which seq to be durable.
-    waiting: Vec<(u64, oneshot::Sender<bool>)>,
+    waiting: Vec<(u64, oneshot::Sender<Appended>)>,
     checkpointed: u64,
     /// The writer is writing lines it took out of `unwritten`.
     flushing: bool,
@@ -520,8 +597,8 @@ impl Writer {
                 core.written += lines.len() as u64;
                 self.healthy.store(true, Ordering::Release);
                 let written = core.written;
-                for (_, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
-                    let _ = tx.send(true);
+                for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
+                    let _ = tx.send(Appended::Durable(seq));
                 }
             }
             Err(e) => {
@@ -530,8 +607,8 @@ impl Writer {
                 core.unwritten = lines;
                 // Those waiting are told now; their records stay queued and are written
                 // when the sink returns.
-                for (_, tx) in core.waiting.drain(..) {
-                    let _ = tx.send(false);
+                for (seq, tx) in core.waiting.drain(..) {
+                    let _ = tx.send(Appended::Kept(seq));
                 }
             }
         }
@@ -586,4 +663,17 @@ fn start_syncing(sink: Sink) -> Arc<tokio::sync::Notify> {
 /// The time now as the audit log writes it, from the gateway clock.
 pub(crate) fn record_at(kind: writ_audit::Kind, now: SystemTime) -> AuditRecord {
     AuditRecord::new(kind, now)
+}
+
+/// The record of how a request ended: the outcome linked to its committed decision
+/// `decision` when it has one (strict mode), otherwise a record of `kind`, its only one.
+pub(crate) fn end_record(decision: Option<u64>, kind: Kind, now: SystemTime) -> AuditRecord {
+    match decision {
+        Some(seq) => {
+            let mut record = AuditRecord::new(Kind::RequestOutcome, now);
+            record.decision_seq = Some(seq);
+            record
+        }
+        None => AuditRecord::new(kind, now),
+    }
 }

@@ -1,7 +1,8 @@
 //! The data plane: one request through the phases of DESIGN §4, in order.
 //!
 //! ```text
-//! accept → extract → authenticate → route → inspect → authorize → inject → forward → meter
+//! accept → extract → authenticate → route → inspect → authorize → limit → decision
+//!        → inject → forward → meter
 //! ```
 //!
 //! Each phase is a module with its own tests. [`handle`] composes them; a phase that
@@ -11,6 +12,7 @@
 pub(crate) mod accept;
 pub(crate) mod authenticate;
 pub(crate) mod authorize;
+mod decision;
 pub(crate) mod extract;
 mod forward;
 mod inject;
@@ -47,6 +49,29 @@ pub(crate) struct RequestCtx {
     pub(crate) client: Option<std::net::IpAddr>,
     /// The detection that refused the request, recorded in its one audit record.
     pub(crate) detection: Option<Detection>,
+    /// Strict audit: the `seq` of the request's committed `request_allowed` decision, which
+    /// its outcome record names.
+    pub(crate) decision: Option<u64>,
+}
+
+impl RequestCtx {
+    /// An audit record of `kind` about this request: who asked, through which writ and
+    /// client, for which upstream, model and operation.
+    pub(crate) fn audit_record(
+        &self,
+        gw: &Gateway,
+        kind: writ_audit::Kind,
+    ) -> writ_audit::AuditRecord {
+        let mut record = crate::audit::end_record(self.decision, kind, gw.clock.now());
+        record.tenant.clone_from(&self.tenant);
+        record.agent.clone_from(&self.agent);
+        record.writ = self.token_id.as_deref().map(|t| gw.audit.pseudonym(t));
+        record.client = self.client.and_then(|ip| gw.audit.client_pseudonym(ip));
+        record.upstream.clone_from(&self.upstream);
+        record.model.clone_from(&self.model);
+        record.operation = Some(self.route.operation.as_str().to_string());
+        record
+    }
 }
 
 /// Runs one data-plane request to its response.
@@ -66,6 +91,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_canonical()),
         detection: None,
+        decision: None,
     };
     let outcome = run(gw.clone(), &mut ctx, req).await;
     let response = match outcome {
@@ -102,14 +128,8 @@ fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_au
         Fault::Upstream => writ_audit::Kind::RequestAllowed,
         Fault::Client | Fault::Internal => writ_audit::Kind::RequestDenied,
     };
-    let mut record = crate::audit::record_at(kind, gw.clock.now());
-    record.tenant.clone_from(&ctx.tenant);
-    record.agent.clone_from(&ctx.agent);
-    record.writ = ctx.token_id.as_deref().map(|t| gw.audit.pseudonym(t));
-    record.client = ctx.client.and_then(|ip| gw.audit.client_pseudonym(ip));
-    record.upstream.clone_from(&ctx.upstream);
-    record.model.clone_from(&ctx.model);
-    record.operation = Some(ctx.route.operation.as_str().to_string());
+    // After a committed decision (strict mode), this is that decision's outcome.
+    let mut record = ctx.audit_record(gw, kind);
     record.status = Some(status.as_u16());
     record.latency_ms = Some(u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX));
     let mut decision = writ_audit::record::Decision {
@@ -194,6 +214,14 @@ async fn run(
     }
     let request_bytes = body.len();
     let held = limit::reserve(gw, &writ, &target, &facts, request_bytes).await?;
+    if let Err(e) = decision::commit(gw, ctx).await {
+        // Nothing was sent: the reservation is given back whole.
+        if let Some(held) = held {
+            held.settle(writ_limits::Amounts::default(), gw.clock.now())
+                .await;
+        }
+        return Err(e);
+    }
     let remaining = held.as_ref().map(|h| h.remaining().to_vec());
     let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, facts.stream, body);
     let sent = match send(gw, &authorization, &target, &parts, body, &presented).await {
@@ -217,6 +245,7 @@ async fn run(
         request_bytes,
         drop_usage_chunk,
         held,
+        decision: ctx.decision,
         sent: Instant::now(),
         started: ctx.started,
         operation: ctx.route.operation.as_str(),

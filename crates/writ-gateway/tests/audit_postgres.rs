@@ -1,8 +1,9 @@
 //! Strict audit with the PostgreSQL sink, against a real PostgreSQL at 127.0.0.1:5432
 //! (database `test`, user `postgres`, trust auth) reached through a TCP forwarder in this
-//! test, which can take the database away and bring it back: while it is away the gateway
-//! refuses (503 `audit_unavailable`) and nothing reaches the upstream; when it is back the
-//! gateway recovers by itself and no record was lost.
+//! test, which can take the database away and bring it back: from the first request after
+//! it goes away the gateway refuses (503 `audit_unavailable`) and nothing reaches the
+//! upstream, since a request's decision is committed before it is forwarded; when it is
+//! back the gateway recovers by itself and no record was lost.
 //!
 //! The database is shared and keeps its rows between runs. Every gateway run writes under
 //! an instance id of its own, and this test finds its instance by an upstream name made
@@ -186,36 +187,27 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         })
         .map(|(instance, _, _)| instance)
         .expect("this run's record is in the export");
+    // Its decision was committed before it was forwarded; its outcome follows.
     let (records, _) = log_of(&export, &instance);
-    assert_eq!(records.len(), 1, "{records:?}");
+    assert!((1..=2).contains(&records.len()), "{records:?}");
     let first: Value = serde_json::from_str(&records[0]).unwrap();
     assert_eq!(first["kind"], "request_allowed");
-    assert_eq!(first["status"], 200);
     assert_eq!(upstream.requests().len(), 1);
+    // The first outcome is written before the database goes away, so the gateway does
+    // not know of the outage before the next request tries to commit its decision.
+    gw.gateway().audit_checkpoint().await;
 
-    // Down. The gateway learns of it from a failed write: a request it lets through
-    // before then reaches the upstream but is refused, its record not durable. From the
-    // first refusal on, nothing reaches the upstream.
+    // Down: the very next request is refused, and neither it nor any after it reaches
+    // the upstream (issue 18 item 5: one used to, and was refused only after).
     forwarder.down();
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let status = send().await;
-        responses.push(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        assert!(attempts < 20, "still served with the database away");
-    }
-    let reached = upstream.requests().len();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let status = send().await;
         responses.push(status);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
     assert_eq!(
         upstream.requests().len(),
-        reached,
+        1,
         "a request reached the upstream while the audit log could not be written"
     );
 
@@ -233,9 +225,10 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         tokio::task::yield_now().await;
     }
 
-    // Every response has its record, the refusals included: nothing was lost. Records of
-    // requests that reached the upstream say so (request_allowed, with the upstream's
-    // status), whatever the client got; the others are 503 refusals.
+    // Every response has its records, the refusals included: nothing was lost. A request
+    // that reached the upstream has a decision and an outcome naming it; the first
+    // refusal has the decision it could not commit (written later) ended by a 503
+    // outcome; the others are 503 refusals.
     gw.gateway().audit_checkpoint().await;
     let export = gw.gateway().audit_export().await.unwrap();
     let (records, checkpoints) = log_of(&export, &instance);
@@ -243,12 +236,16 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(parsed.len(), responses.len(), "one record per response");
     let hits = upstream.requests().len();
-    let allowed = parsed
+    assert_eq!(hits, 2, "the first and the last request");
+    let decisions: Vec<&Value> = parsed
         .iter()
-        .filter(|r| r["kind"] == "request_allowed" && r["status"] == 200)
-        .count();
+        .filter(|r| r["kind"] == "request_allowed")
+        .collect();
+    let outcomes: Vec<&Value> = parsed
+        .iter()
+        .filter(|r| r["kind"] == "request_outcome")
+        .collect();
     let refused = parsed
         .iter()
         .filter(|r| {
@@ -257,13 +254,28 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
                 && r["decision"]["code"] == "audit_unavailable"
         })
         .count();
-    assert_eq!(allowed, hits, "one request_allowed per upstream request");
-    assert_eq!(refused, responses.len() - hits, "the refusals are recorded");
-    let served = responses.iter().filter(|s| **s == StatusCode::OK).count();
-    assert!(served <= hits);
-    assert!(
-        refused >= 5,
-        "at least the five refusals while away: {refused}"
+    assert_eq!(decisions.len(), outcomes.len(), "{parsed:?}");
+    for outcome in &outcomes {
+        let decision = &parsed[outcome["decision_seq"].as_u64().unwrap() as usize];
+        assert_eq!(decision["kind"], "request_allowed", "{outcome}");
+    }
+    // Served first and last; in between only decisions that could not be committed
+    // (the first after the cut, and any the recovery raced), each ended by its 503.
+    let statuses: Vec<u64> = outcomes
+        .iter()
+        .map(|o| o["status"].as_u64().unwrap())
+        .collect();
+    assert!(statuses.len() >= 3, "{statuses:?}");
+    assert_eq!(statuses.first(), Some(&200));
+    assert_eq!(statuses.last(), Some(&200));
+    for o in &outcomes[1..outcomes.len() - 1] {
+        assert_eq!(o["status"], 503, "{o}");
+        assert_eq!(o["decision"]["code"], "audit_unavailable", "{o}");
+    }
+    assert_eq!(
+        refused + outcomes.len(),
+        responses.len(),
+        "one refusal record per other response"
     );
     assert!(
         parsed.iter().all(|r| r["upstream"] == name.as_str()),
@@ -278,16 +290,16 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         &checkpoints,
         &gw.gateway().audit_verifier_key(),
         &writ_gateway::audit::origin(&instance),
-        Some(responses.len() as u64),
+        Some(parsed.len() as u64),
     )
     .unwrap();
-    assert_eq!(summary.records, responses.len() as u64);
+    assert_eq!(summary.records, parsed.len() as u64);
     assert_eq!(summary.unsigned_records(), 0);
+    assert_eq!(summary.open_decisions, 0);
     eprintln!(
-        "{} responses: {served} served, {} refused; {hits} reached the upstream; \
-         {} attempts to recover",
+        "{} responses: 2 served, {} refused; {hits} reached the upstream; \
+         {attempts} attempts to recover",
         responses.len(),
-        responses.len() - served,
-        attempts
+        responses.len() - 2,
     );
 }

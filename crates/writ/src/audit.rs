@@ -349,8 +349,14 @@ fn ok_line(instance: &str, s: &Summary) -> String {
     } else {
         format!("checkpoint at {}", s.signed_size)
     };
+    let open = match s.open_decisions {
+        0 => String::new(),
+        n => format!(
+            "; {n} allowed request(s) with no outcome record (in flight when the log ended)"
+        ),
+    };
     format!(
-        "instance {instance}: {} records, {checkpoint}, ok; {} unsigned record(s) after it",
+        "instance {instance}: {} records, {checkpoint}, ok; {} unsigned record(s) after it{open}",
         s.records,
         s.unsigned_records()
     )
@@ -369,7 +375,9 @@ fn problem_position(problem: &Problem) -> Option<Position> {
         | Problem::MissingRecord { seq }
         | Problem::OutOfOrder { seq }
         | Problem::ForgedRecord { seq }
-        | Problem::InstanceMismatch { seq } => Some(Position::Record(seq)),
+        | Problem::InstanceMismatch { seq }
+        | Problem::OutcomeWithoutDecision { seq }
+        | Problem::OutcomeMislinked { seq, .. } => Some(Position::Record(seq)),
         Problem::MalformedCheckpoint { index, .. }
         | Problem::BadCheckpointSignature { index }
         | Problem::OriginMismatch { index }

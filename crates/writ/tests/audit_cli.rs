@@ -493,3 +493,82 @@ fn empty_logs_other_sinks_and_bad_input() {
     ));
     assert!(proof.contains("\"tree_size\": 10"), "{proof}");
 }
+
+/// A strict-mode request's two records: its decision and the outcome naming it.
+fn pair(writ: &str, decision_seq: u64) -> [AuditRecord; 2] {
+    let decision = AuditRecord {
+        tenant: Some("acme".to_string()),
+        agent: Some("bot".to_string()),
+        writ: Some(writ.to_string()),
+        upstream: Some("openai".to_string()),
+        operation: Some("chat".to_string()),
+        ..AuditRecord::new(Kind::RequestAllowed, UNIX_EPOCH)
+    };
+    let outcome = AuditRecord {
+        kind: Kind::RequestOutcome,
+        decision_seq: Some(decision_seq),
+        status: Some(200),
+        ..decision.clone()
+    };
+    [decision, outcome]
+}
+
+/// Writes `records` as instance `inst-p`'s log in `<dir>/writ-data/audit.db`, signed.
+fn build_log(dir: &Path, records: Vec<AuditRecord>) {
+    let data = DataDir::open_or_create(dir.join("writ-data")).unwrap();
+    let key = load_key(&data).unwrap();
+    let mut log = AuditLog::new("inst-p", origin("inst-p")).unwrap();
+    let n = records.len() as u64;
+    let lines = append(&mut log, records);
+    let note = log.checkpoint(&key);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let sink = Sink::sqlite(&data.path().join("audit.db")).await.unwrap();
+        sink.append("inst-p", 0, &lines).await.unwrap();
+        sink.put_checkpoint("inst-p", n, &note).await.unwrap();
+        if let Sink::Sqlite(pool, _) = sink {
+            pool.close().await;
+        }
+    });
+}
+
+#[test]
+fn verifies_decision_and_outcome_pairs() {
+    // Two requests, the second in flight when the log ended; export shows the link.
+    let dir = tempfile::tempdir().unwrap();
+    let [d1, o1] = pair("w1", 0);
+    let [d2, _] = pair("w2", 2);
+    build_log(dir.path(), vec![d1, o1, d2]);
+    let out = ok(writ(dir.path(), &["audit", "verify"]));
+    assert!(
+        out.contains("instance inst-p: 3 records, checkpoint at 3, ok")
+            && out.contains("1 allowed request(s) with no outcome record"),
+        "{out}"
+    );
+    let lines = export(dir.path(), "pairs.jsonl");
+    assert_eq!(field(&lines[1], "kind"), "request_outcome");
+    assert_eq!(field(&lines[1], "decision_seq"), 0);
+
+    // An outcome pointing at another request's decision, signed all the same (a gateway
+    // bug or a key holder's forgery): named, with its line.
+    let dir = tempfile::tempdir().unwrap();
+    let [d1, _] = pair("w1", 0);
+    let [d2, o2] = pair("w2", 0);
+    build_log(dir.path(), vec![d1, d2, o2]);
+    let err = fails(writ(dir.path(), &["audit", "verify"]));
+    assert!(
+        err.contains(
+            "instance inst-p: outcome record 2 points at record 0, which is not its decision"
+        ),
+        "{err}"
+    );
+
+    // An outcome whose decision is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let [_, o1] = pair("w1", 5);
+    build_log(dir.path(), vec![o1]);
+    let err = fails(writ(dir.path(), &["audit", "verify"]));
+    assert!(
+        err.contains("instance inst-p: outcome record 0 has no decision record before it"),
+        "{err}"
+    );
+}

@@ -96,9 +96,11 @@ fn a_stopped_gateway_leaves_its_audit_log_on_disk() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
+    // Strict audit: each of the two allowed requests has its decision and its outcome,
+    // the refused one its refusal.
     let original = verify(dir.path());
     assert!(
-        original.contains("3 records, checkpoint at 3, ok"),
+        original.contains("5 records, checkpoint at 5, ok"),
         "{original}"
     );
     let copy = tempfile::tempdir().unwrap();

@@ -46,6 +46,8 @@ pub(crate) struct CallInfo {
     pub(crate) drop_usage_chunk: bool,
     /// The limits reserved for this call, settled when it ends.
     pub(crate) held: Option<Held>,
+    /// Strict audit: the `seq` of the call's committed decision, named by its outcome.
+    pub(crate) decision: Option<u64>,
     /// When the request was sent upstream, for the `compute` dimension.
     pub(crate) sent: Instant,
     /// When the gateway received the request, for the audit record's latency.
@@ -160,13 +162,11 @@ pub(crate) async fn respond(
             .await;
         return Err(GatewayError::UpstreamInvalid);
     }
-    let durable = settle(&gw, &mut info, parts.status, usage, 0, Outcome::Completed)
+    // The upstream has acted, its decision audited before: the response is released even
+    // if the outcome record cannot be written yet (it is kept and retried).
+    settle(&gw, &mut info, parts.status, usage, 0, Outcome::Completed)
         .run()
         .await;
-    if !durable {
-        // Strict audit: the response is not released unaudited.
-        return Err(GatewayError::AuditUnavailable);
-    }
     let (scanner, policy) = (
         response_scanner(&gw, info.response_mode),
         redaction_policy(info.response_mode),
@@ -389,14 +389,13 @@ pub(crate) struct LimitSettlement(
 );
 
 impl LimitSettlement {
-    /// Runs it; false when the audit record could not be made durable (strict mode).
-    pub(crate) async fn run(self) -> bool {
+    /// Runs it. The audit record is an outcome (strict) or best-effort: not waited for.
+    pub(crate) async fn run(self) {
         if let Some((held, actual, now)) = self.0 {
             held.settle(actual, now).await;
         }
-        match self.1 {
-            Some((gw, record)) => gw.audit.record(record).await,
-            None => true,
+        if let Some((gw, record)) = self.1 {
+            gw.audit.record(record).await;
         }
     }
 }
@@ -449,7 +448,11 @@ fn settle(
         cost_usd_micros: cost_usd_micros.unwrap_or(0),
         compute_ms: u64::try_from(info.sent.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
-    let mut record = crate::audit::record_at(writ_audit::Kind::RequestAllowed, gw.clock.now());
+    let mut record = crate::audit::end_record(
+        info.decision,
+        writ_audit::Kind::RequestAllowed,
+        gw.clock.now(),
+    );
     record.tenant = Some(info.tenant.clone());
     record.agent = Some(info.agent.clone());
     record.writ = Some(gw.audit.pseudonym(&info.token_id));
