@@ -52,6 +52,41 @@ pub(crate) struct RequestCtx {
     /// Strict audit: the `seq` of the request's committed `request_allowed` decision, which
     /// its outcome record names.
     pub(crate) decision: Option<u64>,
+    /// Set once a decision is committed, cleared at the end of [`handle`]: if the request
+    /// is dropped in between (its client went away while the upstream worked) and the
+    /// meter phase has not recorded the outcome (`outcome_recorded`), dropping the
+    /// context records it, so no committed decision is left without one.
+    pub(crate) outcome_owed: Option<Arc<Gateway>>,
+    /// Set by the meter phase once it has recorded the outcome.
+    pub(crate) outcome_recorded: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        let Some(gw) = self.outcome_owed.take() else {
+            return;
+        };
+        if self
+            .outcome_recorded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let mut record = self.audit_record(&gw, writ_audit::Kind::RequestAllowed);
+        // nginx's "client closed request": no response was sent.
+        record.status = Some(499);
+        record.latency_ms =
+            Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        record.decision = Some(writ_audit::record::Decision {
+            code: Some("client_closed_request".to_string()),
+            ..Default::default()
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                gw.audit.record(record).await;
+            });
+        }
+    }
 }
 
 impl RequestCtx {
@@ -92,8 +127,12 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
             .map(|c| c.0.ip().to_canonical()),
         detection: None,
         decision: None,
+        outcome_owed: None,
+        outcome_recorded: Default::default(),
     };
     let outcome = run(gw.clone(), &mut ctx, req).await;
+    // From here on the outcome is recorded below or was by the meter phase.
+    ctx.outcome_owed = None;
     let response = match outcome {
         Ok(response) => response,
         Err(e) => {
@@ -214,7 +253,7 @@ async fn run(
     }
     let request_bytes = body.len();
     let held = limit::reserve(gw, &writ, &target, &facts, request_bytes).await?;
-    if let Err(e) = decision::commit(gw, ctx).await {
+    if let Err(e) = decision::commit(&gw_arc, ctx).await {
         // Nothing was sent: the reservation is given back whole.
         if let Some(held) = held {
             held.settle(writ_limits::Amounts::default(), gw.clock.now())
@@ -246,6 +285,7 @@ async fn run(
         drop_usage_chunk,
         held,
         decision: ctx.decision,
+        outcome_recorded: ctx.outcome_recorded.clone(),
         sent: Instant::now(),
         started: ctx.started,
         operation: ctx.route.operation.as_str(),

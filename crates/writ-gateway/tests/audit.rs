@@ -679,3 +679,54 @@ async fn best_effort_mode_writes_one_record_per_request() {
     }
     assert_log_verifies(&gw, 4).await;
 }
+
+/// A client that goes away while the upstream works leaves no decision without an
+/// outcome: its request's handler is dropped, and the outcome (499, client closed the
+/// request) is recorded as it goes.
+#[tokio::test]
+async fn a_client_gone_while_the_upstream_works_leaves_an_outcome() {
+    let upstream = MockUpstream::start_with(KEY, writ_testkit::Behavior::Hang).await;
+    let gw = std::sync::Arc::new(gateway(&upstream, "").await);
+    let writ = gw.mint("demo", GRANT, 30);
+    let request = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(writ)
+                .json(&chat("gpt-4o-mini", false))
+                .send()
+                .await
+        })
+    };
+    // Bounded waits on conditions: the upstream holds the request, then the outcome is
+    // in the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while upstream.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::task::yield_now().await;
+    }
+    request.abort();
+    let outcome = loop {
+        let all = records(&gw).await;
+        if let Some(o) = all.iter().find(|r| r["kind"] == "request_outcome") {
+            break o.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome recorded: {all:?}"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(outcome["status"], 499, "{outcome}");
+    assert_eq!(
+        outcome["decision"]["code"], "client_closed_request",
+        "{outcome}"
+    );
+    let all = records(&gw).await;
+    assert_eq!(requests(&all).len(), 1, "{all:?}");
+    assert_log_verifies(&gw, 2).await;
+}

@@ -7,6 +7,8 @@
 //! upstream act twice for one audited decision. The outcome record that ends the request
 //! names this one ([`crate::audit::end_record`]).
 
+use std::sync::Arc;
+
 use crate::audit::Appended;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -15,7 +17,7 @@ use crate::pipeline::RequestCtx;
 /// Commits the request's decision in strict mode and notes its `seq` in `ctx` (also when
 /// it was kept for a later write, so the refusal's record links to it); does nothing in
 /// best-effort mode. An error means the request must not be forwarded.
-pub(crate) async fn commit(gw: &Gateway, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+pub(crate) async fn commit(gw: &Arc<Gateway>, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     if !gw.audit.decides_first() {
         return Ok(());
     }
@@ -23,6 +25,7 @@ pub(crate) async fn commit(gw: &Gateway, ctx: &mut RequestCtx) -> Result<(), Gat
     match gw.audit.commit_decision(record).await {
         Appended::Durable(seq) => {
             ctx.decision = Some(seq);
+            ctx.outcome_owed = Some(gw.clone());
             Ok(())
         }
         Appended::Kept(seq) => {

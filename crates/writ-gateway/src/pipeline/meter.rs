@@ -48,6 +48,8 @@ pub(crate) struct CallInfo {
     pub(crate) held: Option<Held>,
     /// Strict audit: the `seq` of the call's committed decision, named by its outcome.
     pub(crate) decision: Option<u64>,
+    /// Set when the outcome is recorded (see `RequestCtx::outcome_owed`).
+    pub(crate) outcome_recorded: Arc<std::sync::atomic::AtomicBool>,
     /// When the request was sent upstream, for the `compute` dimension.
     pub(crate) sent: Instant,
     /// When the gateway received the request, for the audit record's latency.
@@ -391,11 +393,13 @@ pub(crate) struct LimitSettlement(
 impl LimitSettlement {
     /// Runs it. The audit record is an outcome (strict) or best-effort: not waited for.
     pub(crate) async fn run(self) {
-        if let Some((held, actual, now)) = self.0 {
-            held.settle(actual, now).await;
-        }
+        // The record first: it is only queued, and a request dropped while its limits
+        // settle (a round trip to Redis) must still leave its outcome.
         if let Some((gw, record)) = self.1 {
             gw.audit.record(record).await;
+        }
+        if let Some((held, actual, now)) = self.0 {
+            held.settle(actual, now).await;
         }
     }
 }
@@ -411,6 +415,8 @@ fn settle(
     output_chars: u64,
     outcome: Outcome,
 ) -> LimitSettlement {
+    info.outcome_recorded
+        .store(true, std::sync::atomic::Ordering::Release);
     let (usage, estimated) = match usage {
         Some(u) => (u, false),
         // Nothing was sent or received to estimate from (a model list, say).
