@@ -216,7 +216,8 @@ impl FrameReader {
     }
 }
 
-fn string_header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
+/// The string value of an event-stream message's header `name`, if it has one.
+pub(crate) fn string_header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
     message
         .headers()
         .iter()

@@ -27,6 +27,7 @@ use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use serde_json::{Value, json};
 
+use crate::bedrock;
 use crate::route::ApiFamily;
 use crate::sse::SseEvent;
 
@@ -195,8 +196,8 @@ impl TextStream {
             write_frame(&mut out, message.headers().to_vec(), payload);
             return out;
         };
-        let is_event = header(message, ":message-type") == Some("event");
-        let (fragments, ends) = match header(message, ":event-type") {
+        let is_event = bedrock::string_header(message, ":message-type") == Some("event");
+        let (fragments, ends) = match bedrock::string_header(message, ":event-type") {
             Some("chunk") if is_event => {
                 filter_chunk(&mut value, filter);
                 (Vec::new(), Ends::None)
@@ -579,17 +580,6 @@ fn filter_chunk(value: &mut Value, filter: &mut dyn TextFilter) {
     };
     filter_strings(&mut inner, filter);
     *bytes = engine.encode(inner.to_string());
-}
-
-fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
-    message
-        .headers()
-        .iter()
-        .find(|h| h.name().as_str() == name)
-        .and_then(|h| match h.value() {
-            HeaderValue::String(s) => Some(s.as_str()),
-            _ => None,
-        })
 }
 
 /// Headers of a `contentBlockDelta` event written to flush a channel.

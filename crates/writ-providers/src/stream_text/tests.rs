@@ -155,7 +155,7 @@ fn bedrock_frames_are_re_encoded_with_the_held_text_before_the_block_stops() {
         .collect();
     assert_eq!(texts, [json!(""), json!(""), json!("hello"), Value::Null]);
     assert_eq!(
-        header(&messages[2], ":event-type"),
+        bedrock::string_header(&messages[2], ":event-type"),
         Some("contentBlockDelta")
     );
 }
