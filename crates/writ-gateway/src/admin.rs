@@ -59,8 +59,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Gate
     let bytes = accept::read_body(body, MAX_ADMIN_BODY).await?;
     // Strict, as request bodies are: a key sent twice is refused, not read last-wins.
     writ_json::from_slice(&bytes).map_err(|e| match e {
-        writ_json::JsonError::DuplicateKey { path } => GatewayError::DuplicateKey { path },
-        writ_json::JsonError::TooDeep => GatewayError::JsonTooDeep,
+        writ_json::JsonError::DuplicateKey { path } => {
+            GatewayError::InvalidBody(writ_providers::InspectError::DuplicateKey { path })
+        }
+        writ_json::JsonError::TooDeep => {
+            GatewayError::InvalidBody(writ_providers::InspectError::TooDeep)
+        }
         writ_json::JsonError::Syntax(e) | writ_json::JsonError::Shape(e) => {
             GatewayError::InvalidRequest {
                 reason: e.to_string(),

@@ -57,21 +57,6 @@ pub enum GatewayError {
     /// The body is not what this route accepts.
     #[error(transparent)]
     InvalidBody(#[from] InspectError),
-    /// A JSON body holds a key twice in one object, which the gateway and the upstream
-    /// could read differently (first or last value): it is refused, never forwarded.
-    #[error(
-        "the request body has the key `{path}` more than once in one object (keys compared ignoring case, as some parsers do); send each key once, as parsers disagree on which copy counts"
-    )]
-    DuplicateKey {
-        /// The repeated key's path, as `params.arguments.flight`; keys, never values.
-        path: writ_json::KeyPath,
-    },
-    /// A JSON body nests arrays and objects deeper than the gateway reads.
-    #[error(
-        "the request body nests JSON deeper than {} levels",
-        writ_json::MAX_DEPTH
-    )]
-    JsonTooDeep,
     /// A writ was sent in the URL query, where logs keep it.
     #[error("a writ was sent in the URL; send it in the Authorization header instead")]
     WritInUrl,
@@ -250,8 +235,6 @@ impl GatewayError {
                 };
                 (S::BAD_REQUEST, invalid, code, Fault::Client)
             }
-            E::DuplicateKey { .. } => (S::BAD_REQUEST, invalid, "duplicate_key", Fault::Client),
-            E::JsonTooDeep => (S::BAD_REQUEST, invalid, "invalid_json", Fault::Client),
             E::InvalidPath => (S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
             E::InvalidArguments(_) => (S::BAD_REQUEST, invalid, "invalid_arguments", Fault::Client),
             E::WritInUrl | E::CredentialInUrl { .. } => {

@@ -151,10 +151,12 @@ fn strict_json(body: &[u8]) -> Result<(), GatewayError> {
     }
     match writ_json::check(body) {
         Ok(()) | Err(writ_json::JsonError::Syntax(_) | writ_json::JsonError::Shape(_)) => Ok(()),
-        Err(writ_json::JsonError::DuplicateKey { path }) => {
-            Err(GatewayError::DuplicateKey { path })
-        }
-        Err(writ_json::JsonError::TooDeep) => Err(GatewayError::JsonTooDeep),
+        Err(writ_json::JsonError::DuplicateKey { path }) => Err(GatewayError::InvalidBody(
+            writ_providers::InspectError::DuplicateKey { path },
+        )),
+        Err(writ_json::JsonError::TooDeep) => Err(GatewayError::InvalidBody(
+            writ_providers::InspectError::TooDeep,
+        )),
     }
 }
 
