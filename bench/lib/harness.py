@@ -557,6 +557,7 @@ response_secret = "off"
 url_credential = "off"
 weak_jwt = "off"
 brute_force = "off"
+raw_provider_key = "off"
 """
     elif kind == "mint":  # the gateway the scaling run's writs are minted at; never measured
         text += '\n[audit]\nmode = "best_effort"\n'
