@@ -4,8 +4,6 @@
 //! provider's stream shape, and the detection is recorded.
 #![allow(clippy::unwrap_used)]
 
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use writ_testkit::{MockUpstream, Script, ScriptEnd, TestGateway};
@@ -335,14 +333,7 @@ async fn a_gemini_sse_stream_split_across_chunks_is_redacted() {
 }
 
 fn frame(kind: &str, payload: &Value) -> Vec<u8> {
-    let text = |v: &str| HeaderValue::String(v.to_string().into());
-    let message = Message::new(payload.to_string().into_bytes())
-        .add_header(Header::new(":event-type", text(kind)))
-        .add_header(Header::new(":content-type", text("application/json")))
-        .add_header(Header::new(":message-type", text("event")));
-    let mut out = Vec::new();
-    write_message_to(&message, &mut out).unwrap();
-    out
+    writ_providers::bedrock::event_frame(kind, payload.to_string().into_bytes())
 }
 
 const ACCESS_KEY: &str = "AKIDWRITTESTEXAMPLE";

@@ -21,17 +21,8 @@ fn stream(events: usize) -> Vec<u8> {
 
 /// A Converse stream of `events` text deltas and a usage frame, in event-stream framing.
 fn event_stream(events: usize) -> Vec<u8> {
-    use aws_smithy_eventstream::frame::write_message_to;
-    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
     let frame = |kind: &str, payload: String| {
-        let text = |v: &str| HeaderValue::String(v.to_string().into());
-        let message = Message::new(payload.into_bytes())
-            .add_header(Header::new(":event-type", text(kind)))
-            .add_header(Header::new(":content-type", text("application/json")))
-            .add_header(Header::new(":message-type", text("event")));
-        let mut out = Vec::new();
-        write_message_to(&message, &mut out).unwrap();
-        out
+        writ_providers::bedrock::event_frame(kind, payload.into_bytes())
     };
     let mut s = Vec::new();
     for i in 0..events {

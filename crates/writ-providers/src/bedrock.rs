@@ -7,8 +7,8 @@
 //! Streams are in AWS's binary event-stream framing (`application/vnd.amazon.eventstream`),
 //! decoded with `aws-smithy-eventstream`, which checks each frame's CRCs.
 
-use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
-use aws_smithy_types::event_stream::{HeaderValue, Message};
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder, write_message_to};
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use base64::Engine;
 use bytes::BytesMut;
 use http::HeaderMap;
@@ -216,6 +216,22 @@ impl FrameReader {
     }
 }
 
+/// One event-stream frame of a Converse or Invoke stream: an `event` message of type
+/// `event_type` with a JSON `payload`, CRCs included. Empty if it cannot be encoded (a
+/// payload over the format's 16 MiB).
+pub fn event_frame(event_type: &str, payload: Vec<u8>) -> Vec<u8> {
+    let text = |v: &str| HeaderValue::String(v.to_string().into());
+    let message = Message::new(payload)
+        .add_header(Header::new(":event-type", text(event_type)))
+        .add_header(Header::new(":content-type", text("application/json")))
+        .add_header(Header::new(":message-type", text("event")));
+    let mut out = Vec::new();
+    if write_message_to(&message, &mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
 /// The string value of an event-stream message's header `name`, if it has one.
 pub(crate) fn string_header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
     message
@@ -293,18 +309,8 @@ fn reading_of(usage: Option<Usage>) -> EventReading {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_smithy_eventstream::frame::write_message_to;
-    use aws_smithy_types::event_stream::Header;
-
     pub(crate) fn event(kind: &str, payload: &str) -> Vec<u8> {
-        let text = |v: &str| HeaderValue::String(v.to_string().into());
-        let message = Message::new(payload.as_bytes().to_vec())
-            .add_header(Header::new(":event-type", text(kind)))
-            .add_header(Header::new(":content-type", text("application/json")))
-            .add_header(Header::new(":message-type", text("event")));
-        let mut out = Vec::new();
-        write_message_to(&message, &mut out).unwrap();
-        out
+        event_frame(kind, payload.as_bytes().to_vec())
     }
 
     #[test]
