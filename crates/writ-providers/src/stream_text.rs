@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use aws_smithy_types::event_stream::{Header, Message};
 use serde_json::{Value, json};
 
 use crate::bedrock;
@@ -206,11 +206,10 @@ impl TextStream {
             _ => (Vec::new(), Ends::None),
         };
         for synthetic in self.apply(&mut value, &fragments, &ends, filter) {
-            write_frame(
-                &mut out,
-                delta_headers(),
+            out.extend(bedrock::event_frame(
+                "contentBlockDelta",
                 synthetic.to_string().into_bytes(),
-            );
+            ));
         }
         write_frame(
             &mut out,
@@ -228,11 +227,10 @@ impl TextStream {
                 continue;
             };
             if self.family == ApiFamily::Bedrock {
-                write_frame(
-                    &mut out,
-                    delta_headers(),
+                out.extend(bedrock::event_frame(
+                    "contentBlockDelta",
                     synthetic.to_string().into_bytes(),
-                );
+                ));
             } else {
                 write_sse(
                     &mut out,
@@ -582,20 +580,10 @@ fn filter_chunk(value: &mut Value, filter: &mut dyn TextFilter) {
     *bytes = engine.encode(inner.to_string());
 }
 
-/// Headers of a `contentBlockDelta` event written to flush a channel.
-fn delta_headers() -> Vec<Header> {
-    let text = |v: &'static str| HeaderValue::String(v.into());
-    vec![
-        Header::new(":event-type", text("contentBlockDelta")),
-        Header::new(":content-type", text("application/json")),
-        Header::new(":message-type", text("event")),
-    ]
-}
-
 fn write_frame(out: &mut Vec<u8>, headers: Vec<Header>, payload: Vec<u8>) {
     let message = Message::new_from_parts(headers, payload);
-    // Headers come from a decoded frame or are fixed above, so encoding cannot fail; a
-    // frame that could not be written is not sent.
+    // Headers come from a decoded frame, so encoding cannot fail; a frame that could not
+    // be written is not sent.
     let mut frame = Vec::new();
     if write_message_to(&message, &mut frame).is_ok() {
         out.extend_from_slice(&frame);

@@ -125,6 +125,7 @@ fn a_stream_cut_without_its_end_event_flushes_at_the_end() {
 #[test]
 fn bedrock_frames_are_re_encoded_with_the_held_text_before_the_block_stops() {
     use crate::bedrock::FrameReader;
+    use aws_smithy_types::event_stream::HeaderValue;
     let frame = |kind: &str, payload: Value| {
         let text = |v: &str| HeaderValue::String(v.to_string().into());
         Message::new(payload.to_string().into_bytes())
