@@ -514,3 +514,49 @@ async fn a_whole_response_with_an_escaped_key_in_a_repeated_member_is_not_passed
     assert!(text.contains("upstream_invalid_response"), "{text}");
     assert!(!text.contains("UpstreamKeyThatMustNeverLeak"), "{text}");
 }
+
+/// A whole (not streamed) JSON answer whose text escapes a key is redacted as the client
+/// decodes it; one whose escapes hide nothing passes byte for byte.
+#[tokio::test]
+async fn a_whole_json_response_is_scanned_with_its_escapes_decoded() {
+    let body = |content: &str| {
+        format!(
+            r#"{{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}}}"#
+        )
+    };
+    let escaped = format!("line one\\nkey: {}", KEY.replace('-', "\\u002d"));
+    let plain = "line one\\nline \\\"two\\\"".to_string();
+    for (content, leaks) in [(escaped, true), (plain, false)] {
+        let sent = body(&content);
+        let upstream = MockUpstream::start_scripted(
+            KEY,
+            stream_script("application/json", vec![sent.clone().into_bytes()]),
+        )
+        .await;
+        let gw = gateway(OPENAI, &upstream).await;
+        let resp = reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(gw.mint("demo", r#"{"type":"writ:llm","upstream":"demo"}"#, 30))
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        if leaks {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                v["choices"][0]["message"]["content"],
+                "line one\nkey: [REDACTED:configured_secret]",
+                "{text}"
+            );
+            assert_eq!(
+                detections(&gw).await,
+                vec![("redacted".to_string(), json!(["configured_secret"]))]
+            );
+        } else {
+            assert_eq!(text, sent);
+            assert!(detections(&gw).await.is_empty());
+        }
+    }
+}

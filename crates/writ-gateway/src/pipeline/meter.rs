@@ -176,6 +176,7 @@ pub(crate) async fn respond(
     // A JSON body with escapes is scanned decoded, as its client reads it.
     let (bytes, mut findings) = match scrub::scrub_json(scanner, policy, &bytes) {
         scrub::JsonScrub::Rewritten(rewritten, findings) => (Bytes::from(rewritten), findings),
+        scrub::JsonScrub::Unchanged(findings) => (bytes, findings),
         scrub::JsonScrub::Ambiguous => return Err(GatewayError::UpstreamInvalid),
         scrub::JsonScrub::Raw => match scanner.redact_where(&bytes, policy) {
             (std::borrow::Cow::Owned(changed), findings) => (Bytes::from(changed), findings),

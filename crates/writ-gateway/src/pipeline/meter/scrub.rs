@@ -154,9 +154,11 @@ pub(crate) fn scrub_headers(
 
 /// What scanning a whole JSON body decoded made of it.
 pub(crate) enum JsonScrub {
-    /// Nothing to redact in the decoded strings, or no escape (the raw scan sees what a
-    /// client reads): scan the raw bytes.
+    /// No escape, so the raw bytes are what a client reads: scan them.
     Raw,
+    /// Escapes, and nothing to redact in the decoded text: the body passes as it is, with
+    /// these findings to record (monitor mode's, say).
+    Unchanged(Vec<Finding>),
     /// Re-serialized with what was redacted in its decoded strings.
     Rewritten(Vec<u8>, Vec<Finding>),
     /// An object holds a key twice and the decoded text holds something to redact: a
@@ -165,9 +167,10 @@ pub(crate) enum JsonScrub {
     Ambiguous,
 }
 
-/// A whole JSON body with its string values scanned decoded (`sk\u002d…` is the key the
-/// client reads). Only bodies with an escape can differ from their raw bytes, so others
-/// are left to the raw scan.
+/// A whole JSON body scanned as its client reads it, escapes decoded (`sk\u002d…` is a
+/// key). Model output is full of `\n` and `\"`, so the decoded text is scanned once
+/// (`writ_json::scan_text`, no parse), and the body is parsed and re-written only when
+/// something in it must be redacted.
 pub(crate) fn scrub_json(
     scanner: &Arc<Scanner>,
     redact: fn(Detector) -> bool,
@@ -176,16 +179,14 @@ pub(crate) fn scrub_json(
     if !body.contains(&b'\\') {
         return JsonScrub::Raw;
     }
+    let (_, findings) = scanner.redact_where(&writ_json::scan_text(body), redact);
+    if !findings.iter().any(|f| redact(f.rule)) {
+        return JsonScrub::Unchanged(findings);
+    }
     let mut value = match writ_json::value(body) {
         Ok(value) => value,
-        Err(writ_json::JsonError::DuplicateKey { .. }) => {
-            let (_, findings) = scanner.redact_where(&writ_json::scan_text(body), redact);
-            return if findings.iter().any(|f| redact(f.rule)) {
-                JsonScrub::Ambiguous
-            } else {
-                JsonScrub::Raw
-            };
-        }
+        Err(writ_json::JsonError::DuplicateKey { .. }) => return JsonScrub::Ambiguous,
+        // Not JSON after all: its bytes are what a client reads.
         Err(_) => return JsonScrub::Raw,
     };
     let mut scrubber = TextScrubber::new(scanner.clone(), redact, Vec::new());
