@@ -8,7 +8,7 @@
 //! optional fields are omitted, never `null`. Example:
 //!
 //! ```json
-//! {"v":1,"seq":41,"instance":"01J9Z3Q4W8K2M5N7P9R1S3T5V7","time":"2026-03-01T12:00:00.250Z","kind":"request_denied","tenant":"acme","agent":"support-bot","writ":"5f2a9c0e4b7d1a3f6e8c2b9d0a4f7e1c","upstream":"openai","model":"gpt-4o","operation":"chat.completions","status":429,"decision":{"limit":{"scope":"tenant:acme","dimension":"tokens"},"code":"rate_limited"},"latency_ms":3,"prev":"9c1d…(64 hex)"}
+//! {"v":1,"seq":0,"instance":"01M91GPNENBP1XF2XM777BFQVA","time":"2026-12-04T21:52:26.059Z","kind":"request_denied","tenant":"acme","agent":"demo","writ":"94e2613a7f2a02accf3173ea5341cfe1","client":"398ef9ba3a19524bb6f926668118e7e0","upstream":"openai","model":"gpt-4o","operation":"chat","status":429,"decision":{"limit":{"scope":"tenant=acme","dimension":"tokens"},"code":"rate_limit_exceeded"},"latency_ms":3,"prev":"0000000000000000000000000000000000000000000000000000000000000000"}
 //! ```
 //!
 //! | field | type | presence | meaning |
@@ -25,7 +25,7 @@
 //! | `client` | string | optional | Pseudonym of the client IP address (the TCP peer), as for `writ`; recorded unless `[audit] client_addresses = false`. |
 //! | `upstream` | string | optional | Upstream provider the request went, or would have gone, to. |
 //! | `model` | string | optional | Model requested. |
-//! | `operation` | string | optional | Operation, e.g. `chat.completions`, `embeddings`, `mint`. |
+//! | `operation` | string | optional | Operation, e.g. `chat`, `embeddings`, `mint`. |
 //! | `status` | integer | optional | HTTP status returned to the client. |
 //! | `decision` | object | optional | Why: `check` (the authorization check that failed, e.g. `model_not_allowed`), `limit` (`{"scope": …, "dimension": …}` of the limit that refused), `code` (the stable error code sent to the client). Each member optional. |
 //! | `usage` | object | optional | `input_tokens`, `output_tokens` (integers), `cached_tokens` (optional integer), as the upstream reported them. |
@@ -162,7 +162,7 @@ pub struct Decision {
     /// The limit that refused the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitHit>,
-    /// The stable error code returned to the client, e.g. `rate_limited`.
+    /// The stable error code returned to the client, e.g. `rate_limit_exceeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
 }
@@ -170,7 +170,7 @@ pub struct Decision {
 /// The limit that refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitHit {
-    /// Whose limit: e.g. `tenant:acme`, `agent:support-bot`, `writ`.
+    /// Whose limit: e.g. `tenant=acme`, `tenant=acme,agent=support-bot`.
     pub scope: String,
     /// Which dimension ran out: e.g. `requests`, `tokens`, `cost`, `concurrency`.
     pub dimension: String,

@@ -44,6 +44,16 @@ pub fn load_key(data: &DataDir) -> Result<AuditKey, String> {
     AuditKey::parse(&text).map_err(|_| "keys/audit.key is not an audit key".to_string())
 }
 
+/// The key of the deployment's pseudonyms (writ ids, client addresses), derived from its
+/// master key: every instance, and the CLI, gives a value the same pseudonym.
+pub(crate) fn pseudonym_key(master: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"writ audit pseudonyms v1")
+        .chain_update(master)
+        .finalize()
+        .into()
+}
+
 /// Opens the configured sink.
 pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, String> {
     match &config.sink {
@@ -203,18 +213,13 @@ impl Auditor {
                 let _ = ended_tx.send(());
             })
             .map_err(|e| format!("audit writer thread: {e}"))?;
-        let pseudonym_key: [u8; 32] = Sha256::new()
-            .chain_update(b"writ audit pseudonyms v1")
-            .chain_update(master)
-            .finalize()
-            .into();
         Ok(Self {
             strict: config.strict,
             instance,
             client_addresses: config.client_addresses,
             healthy,
             jobs,
-            pseudonyms: Pseudonymizer::new(&pseudonym_key),
+            pseudonyms: Pseudonymizer::new(&pseudonym_key(master)),
             sink: reader,
             verifier,
             writer: Mutex::new(Some(ended)),

@@ -17,6 +17,7 @@ mod fanout;
 mod gateway;
 mod limits;
 pub mod mock_upstream;
+pub mod operator_log;
 mod pipeline;
 mod replay_cache;
 mod server;
