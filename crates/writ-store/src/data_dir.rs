@@ -9,7 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
-use writ_token::{KeyId, RootKeyPair, RootKeys};
+use writ_token::{KeyId, PublicKey, RootKeyPair, RootKeys, public_key_from_hex, public_key_hex};
 use zeroize::Zeroizing;
 
 use crate::error::StoreError;
@@ -120,22 +120,52 @@ impl DataDir {
     }
 
     /// Stops trusting root key `kid`: writs it signed are refused from now on. The signing
-    /// key (the newest) cannot be retired; rotate first.
+    /// key (the newest) cannot be retired; rotate first. The private half is deleted (its
+    /// file overwritten, then removed): nothing can sign with a retired key again. The public
+    /// half is kept as `keys/retired-root-<kid>.pub`, so what the key signed can still be
+    /// told apart from forgeries ([`DataDir::retired_root_keys`]).
     pub fn retire_root_key(&self, kid: KeyId) -> Result<(), StoreError> {
         let keys = self.read_root_keys()?;
         let newest = keys.last().map(|k| k.kid());
         let from = self.keys_dir().join(format!("root-{}.key", kid.0));
-        if newest == Some(kid) || !keys.iter().any(|k| k.kid() == kid) {
-            return Err(StoreError::Io {
-                path: from,
-                source: std::io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "not a retirable key: it is unknown, or it is the signing key (rotate first)",
-                ),
-            });
+        let Some(key) = keys.iter().find(|k| k.kid() == kid) else {
+            return Err(not_retirable(from));
+        };
+        if newest == Some(kid) {
+            return Err(not_retirable(from));
         }
-        let to = self.keys_dir().join(format!("retired-root-{}.key", kid.0));
-        fs::rename(&from, &to).map_err(|source| StoreError::Io { path: from, source })
+        let public = self.keys_dir().join(format!("retired-root-{}.pub", kid.0));
+        write_new_secret(&public, public_key_hex(&key.public()).as_bytes())?;
+        // Overwrite the private bytes before unlinking, so they do not linger in the file's
+        // old blocks for anyone reading the disk later (best effort on copy-on-write systems).
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let len = fs::metadata(&from).map_err(io(&from))?.len();
+        let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        fs::write(&from, &zeros)
+            .and_then(|()| fs::File::open(&from)?.sync_all())
+            .map_err(io(&from))?;
+        fs::remove_file(&from).map_err(io(&from))
+    }
+
+    /// The retired root keys' public halves, by key id (retired before they were kept:
+    /// none).
+    pub fn retired_root_keys(&self) -> Result<Vec<(KeyId, PublicKey)>, StoreError> {
+        let mut out = Vec::new();
+        for kid in self.retired_key_ids()? {
+            let path = self.keys_dir().join(format!("retired-root-{kid}.pub"));
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let key = public_key_from_hex(&text)
+                .map_err(|_| StoreError::InvalidKeyFile { path: path.clone() })?;
+            out.push((KeyId(kid), key));
+        }
+        out.sort_by_key(|(kid, _)| *kid);
+        out.dedup_by_key(|(kid, _)| *kid);
+        Ok(out)
     }
 
     fn retired_key_ids(&self) -> Result<Vec<u32>, StoreError> {
@@ -150,7 +180,7 @@ impl DataDir {
                 e.file_name()
                     .to_str()
                     .and_then(|n| n.strip_prefix("retired-root-"))
-                    .and_then(|n| n.strip_suffix(".key"))
+                    .and_then(|n| n.strip_suffix(".pub").or_else(|| n.strip_suffix(".key")))
                     .and_then(|n| n.parse().ok())
             })
             .collect())
@@ -227,6 +257,17 @@ impl DataDir {
 }
 
 /// Creates `path` with mode 0600 and writes `bytes`; an existing file is left alone.
+/// The error for a key id that is unknown or names the signing key.
+fn not_retirable(path: PathBuf) -> StoreError {
+    StoreError::Io {
+        path,
+        source: std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a retirable key: it is unknown, or it is the signing key (rotate first)",
+        ),
+    }
+}
+
 fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -316,6 +357,20 @@ mod tests {
                 .iter()
                 .all(|(_, k)| *k != first.signing.public())
         );
+        // The private half is gone from the disk; the public half is kept.
+        let keys = tmp.path().join("keys");
+        assert!(!keys.join("root-1.key").exists());
+        let names: Vec<String> = std::fs::read_dir(&keys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains("-1.key")),
+            "no private file of key 1 remains: {names:?}"
+        );
+        let kept = dir.retired_root_keys().unwrap();
+        assert_eq!(kept, vec![(KeyId(1), first.signing.public())]);
+        assert!(dir.retire_root_key(KeyId(1)).is_err(), "retired once");
         // Key ids are never reused, even after retirement.
         assert_eq!(dir.rotate_root_key().unwrap(), KeyId(3));
     }

@@ -78,6 +78,20 @@ pub enum KeyError {
     /// The bytes are not an Ed25519 private key.
     #[error("not a valid Ed25519 private key")]
     InvalidPrivateKey,
+    /// The bytes are not an Ed25519 public key.
+    #[error("not a valid Ed25519 public key")]
+    InvalidPublicKey,
+}
+
+/// The hex encoding of a root public key, as a retired key's `.pub` file holds it.
+pub fn public_key_hex(key: &PublicKey) -> String {
+    key.to_bytes_hex()
+}
+
+/// Reads a root public key from [`public_key_hex`]'s encoding.
+pub fn public_key_from_hex(hex_bytes: &str) -> Result<PublicKey, KeyError> {
+    PublicKey::from_bytes_hex(hex_bytes.trim(), Algorithm::Ed25519)
+        .map_err(|_| KeyError::InvalidPublicKey)
 }
 
 /// The root public keys this gateway trusts, by key id.

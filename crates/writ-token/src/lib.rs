@@ -25,6 +25,8 @@ mod time_bound;
 mod verify;
 
 pub use attenuate::attenuate;
+/// A root public key (Ed25519).
+pub use biscuit_auth::PublicKey;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delegate::Delegation;
 pub use encoding::{MAX_BLOCKS, MAX_WRIT_BYTES, UnverifiedWrit, WRIT_PREFIX, decode};
@@ -37,7 +39,9 @@ pub use grant::{
     AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, Grant, GrantError,
     HttpGrant, LlmGrant, ToolGrant, first_outside, parse_grants, validate,
 };
-pub use keys::{KeyError, KeyId, RootKeyPair, RootKeys, fingerprint};
+pub use keys::{
+    KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,
+};
 pub use mint::{MintRequest, mint};
 pub use revocation::{Revocation, RevocationSet};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};
