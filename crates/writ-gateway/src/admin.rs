@@ -122,16 +122,16 @@ async fn post_revocation(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
         if let Some(id) = what.get_mut("token_id") {
             *id = json!(gw.audit.pseudonym(id.as_str().unwrap_or_default()));
         }
+        tracing::warn!(
+            admin = by.agent(),
+            admin_writ = %gw.audit.pseudonym(by.token_id()),
+            revocation = %what,
+            "revocation"
+        );
         let mut detail = serde_json::Map::new();
         detail.insert("revocation".into(), what);
         record.detail = Some(detail);
         gw.audit.record(record).await;
-        tracing::warn!(
-            admin = by.agent(),
-            admin_token = by.token_id(),
-            ?revocation,
-            "revocation"
-        );
         Ok::<_, GatewayError>(
             (
                 StatusCode::CREATED,

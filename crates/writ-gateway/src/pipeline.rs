@@ -149,7 +149,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         route = ctx.route.path,
         status = response.status().as_u16(),
         agent = ctx.agent.as_deref(),
-        token_id = ctx.token_id.as_deref(),
+        writ = ctx.token_id.as_deref().map(|t| gw.audit.pseudonym(t)),
         upstream = ctx.upstream.as_deref(),
         model = ctx.model.as_deref(),
         elapsed_us = ctx.started.elapsed().as_micros() as u64,

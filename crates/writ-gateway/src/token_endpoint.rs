@@ -462,7 +462,7 @@ async fn client_credentials(
         },
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
-    tracing::info!(agent = %agent.name, tenant = %agent.tenant, token_id = %claims.token_id, ttl_secs = ttl.as_secs(), "writ minted");
+    tracing::info!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
     let detail = json!({"grants": grants, "ttl_secs": ttl.as_secs(), "dpop_bound": jkt.is_some()});
     audit_mint(
         gw,
@@ -555,7 +555,7 @@ async fn token_exchange(
         .expires_at
         .duration_since(now)
         .unwrap_or_default();
-    tracing::info!(actor = %actor.name, token_id = %verified.claims().token_id, "writ delegated");
+    tracing::info!(actor = %actor.name, writ = %gw.audit.pseudonym(&verified.claims().token_id), "writ delegated");
     let detail = json!({
         "grants": grants,
         "ttl_secs": ttl.as_secs(),

@@ -22,8 +22,9 @@ pub enum Outcome {
 /// One metered call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRecord {
-    /// The writ's token id.
-    pub token_id: String,
+    /// The pseudonym of the writ's token id, as the audit log records it (the id itself
+    /// would let whoever reads it revoke, or single out, that writ).
+    pub writ: String,
     /// Tenant of the agent.
     pub tenant: String,
     /// The agent.
@@ -62,7 +63,7 @@ impl UsageLog {
         // Debug: the audit record of the call holds the same usage; a synchronous log line
         // per request was a sizeable part of its cost (bench/run profile).
         tracing::debug!(
-            token_id = %record.token_id,
+            writ = %record.writ,
             agent = %record.agent,
             upstream = %record.upstream,
             model = record.model.as_deref(),

@@ -437,7 +437,7 @@ fn settle(
         .as_deref()
         .and_then(|m| gw.pricing.cost_usd_micros(m, &usage));
     gw.usage.push(UsageRecord {
-        token_id: info.token_id.clone(),
+        writ: gw.audit.pseudonym(&info.token_id),
         tenant: info.tenant.clone(),
         agent: info.agent.clone(),
         upstream: info.upstream.clone(),
