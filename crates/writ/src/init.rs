@@ -14,18 +14,23 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
+    /// Include the built-in mock upstream `demo` (for trying writ offline).
+    #[arg(long)]
+    demo: bool,
 }
 
-/// The file `writ init` writes. Every option, with its default.
+/// The file `writ init` writes: every option, commented, with its default. Nothing is
+/// active but the server and token settings; upstreams are examples to uncomment.
 pub const TEMPLATE: &str = r#"# writ.toml: configuration of the writ gateway.
-# Run with: writ serve --config writ.toml
-# Unknown keys are errors. Secrets may be written as ${env:NAME} to read them from the
-# environment at start-up instead of storing them in this file.
+# Run with: writ serve --config writ.toml   (or put it in ./writ.toml, or set WRIT_CONFIG)
+# Check it with: writ config check --config writ.toml
+# Unknown keys are errors. Secrets may be written as ${env:NAME}: `writ serve` reads them
+# from its environment at start-up; no other command needs them.
 
 [server]
-# Address to listen on.
+# Address to listen on. A non-loopback address without TLS is warned about.
 listen = "127.0.0.1:8787"
-# Where the SQLite database and the key files live (created on first start, mode 0700).
+# Where the SQLite database and the key files live (created by `writ serve`, mode 0700).
 data_dir = "writ-data"
 # Largest request body accepted, in bytes; larger bodies get 413 before they are read.
 max_body_bytes = 10485760
@@ -49,13 +54,14 @@ max_ttl = "30s"
 # kind = "openai":    OpenAI or any server speaking its API with a Bearer key.
 # kind = "anthropic": Anthropic's Messages API (x-api-key).
 # kind = "gemini":    the Gemini Developer API (x-goog-api-key).
-# kind = "azure":     Azure OpenAI (api-key); base_url is the resource endpoint, and
-#                     deployments = { "prod-4o" = "gpt-4o" } names each deployment's model.
+# kind = "azure":     Azure OpenAI (api-key); base_url is the resource endpoint.
 # kind = "vertex":    Vertex AI; a service-account key is exchanged for access tokens.
 # kind = "bedrock":   AWS Bedrock Runtime; every request is signed with SigV4.
 # kind = "mcp":       an MCP tool server at base_url (POST /mcp/<name>).
 # kind = "http":      a plain HTTP API (/u/<name>/...).
 # kind = "mock":      the built-in mock of OpenAI (no base_url: the gateway runs it).
+# When several upstreams speak the same API, a writ whose grants name one of them is
+# routed there; otherwise a client picks one with the x-writ-upstream header.
 #
 # [upstreams.openai]
 # kind = "openai"
@@ -68,16 +74,28 @@ max_ttl = "30s"
 # read_timeout = "60s"                     # longest wait between response chunks
 # max_response_bytes = 67108864            # larger responses are cut off (502)
 # allow_private_network = false            # allow loopback/private/metadata addresses
-# auth_header = "x-api-key"                # mcp/http only: send the key in this header,
-# basic_user = "svc"                       #   or as the password of HTTP Basic,
-# auth_query = "key"                       #   or as this query parameter (upstream only)
+#
+# [upstreams.anthropic]
+# kind = "anthropic"
+# api_key = "${env:ANTHROPIC_API_KEY}"     # injected as x-api-key
+#
+# [upstreams.gemini]
+# kind = "gemini"
+# api_key = "${env:GEMINI_API_KEY}"        # injected as x-goog-api-key
+#
+# [upstreams.azure]
+# kind = "azure"
+# base_url = "https://my-resource.openai.azure.com"
+# api_key = "${env:AZURE_OPENAI_API_KEY}"  # injected as api-key
+# deployments = { "prod-4o" = "gpt-4o" }   # each deployment's model, for grants and prices
 #
 # [upstreams.vertex]
 # kind = "vertex"
 # location = "us-central1"                 # the base_url defaults from it
-# service_account_file = "/etc/writ/sa.json"   # or service_account_json = "${env:SA_JSON}"
-# project = "my-project"                   # default: the key file's project_id
-# token_uri = "https://oauth2.googleapis.com/token"   # default: the key file's
+# service_account_file = "/etc/writ/sa.json"
+# service_account_json = "${env:VERTEX_SA_JSON}"   # instead of the file
+# project = "my-project"                   # default: the key's project_id
+# token_uri = "https://oauth2.googleapis.com/token"   # default: the key's
 #
 # [upstreams.bedrock]
 # kind = "bedrock"
@@ -86,12 +104,14 @@ max_ttl = "30s"
 # aws_secret_access_key = "${env:AWS_SECRET_ACCESS_KEY}"
 # aws_session_token = "${env:AWS_SESSION_TOKEN}"   # optional, for temporary credentials
 #
-# When several upstreams speak the same API, a client picks one with the
-# x-writ-upstream header; with only one, it is used.
-
-[upstreams.demo]
-kind = "mock"
-
+# [upstreams.tools]
+# kind = "mcp"                             # or "http"
+# base_url = "https://tools.example.com/mcp"
+# api_key = "${env:TOOLS_TOKEN}"           # Authorization: Bearer by default,
+# auth_header = "x-api-key"                #   or the key alone in this header,
+# basic_user = "svc"                       #   or as the password of HTTP Basic,
+# auth_query = "key"                       #   or as this query parameter (upstream only)
+%DEMO%
 # Limits: scope (tenant, agent, writ, upstream, model; one or a list) x dimension
 # (requests, input_tokens, output_tokens, tokens, cost in USD micros, concurrency,
 # compute in upstream ms) x window (per = second/minute/hour: a rate with optional burst;
@@ -112,6 +132,40 @@ kind = "mock"
 # timeout = "2s"                          # per Redis command
 # default_output_tokens = 1024            # reserved when a request states no cap
 
+# Detection: what each detector does when it fires: "block" (the default), "monitor"
+# (let it through, record it) or "off". Detectors: prompt_secret, response_secret,
+# url_credential, weak_jwt, brute_force, raw_provider_key.
+# [detection.modes]
+# prompt_secret = "block"
+# response_secret = "block"
+#
+# [detection.tenants.research]            # one tenant's overrides of the modes
+# prompt_secret = "monitor"
+#
+# Brute force, counted in the limiter backend (shared across instances with Redis).
+# [detection.brute_force]
+# window = "5m"                           # failures count for this long
+# backoff_after = 5                       # token endpoint: 429 slow_down after this many
+# backoff_base = "1s"                     #   waiting this long, doubling
+# backoff_max = "60s"                     #   up to this
+# lockout_after = 20                      #   then locked out
+# lockout = "15m"                         #   for this long
+# data_plane_backoff_after = 20           # invalid writs from one address: slowed down
+# data_plane_block_after = 100            #   then blocked
+# data_plane_block = "5m"                 #   for this long
+# namespace = "prod"                      # instances share counts when namespaces match
+#
+# Detections posted to webhooks, signed (Writ-Webhook-Signature), retried with backoff.
+# [[detection.webhooks]]
+# url = "https://hooks.example.com/writ"
+# secret = "${env:WRIT_WEBHOOK_SECRET}"   # at least 16 bytes
+# detectors = ["prompt_secret", "brute_force"]   # default: all
+# timeout = "5s"
+# max_attempts = 6
+# backoff_base = "500ms"
+# ca_file = "/etc/writ/internal-ca.pem"   # trust this CA for the receiver
+# allow_private_network = false           # a receiver on a private address
+
 # The audit log (docs/audit.md): one record per decision, Merkle tree, signed checkpoints.
 # [audit]
 # mode = "strict"                         # refuse what cannot be audited (503); or "best_effort"
@@ -121,6 +175,7 @@ kind = "mock"
 # checkpoint_every = 1000                 # records between signed checkpoints
 # checkpoint_interval = "60s"             # or this long, whichever first (and at shutdown)
 # durability = "committed"                # synced to disk at checkpoints; "synced": every write
+# client_addresses = true                 # record client addresses (as pseudonyms)
 
 # Prices in USD per million tokens, overriding the shipped table.
 # [pricing."gpt-4o-mini"]
@@ -128,6 +183,19 @@ kind = "mock"
 # output = 0.60
 # cached_input = 0.075
 "#;
+
+/// What `writ init --demo` adds: the built-in mock upstream.
+const DEMO_UPSTREAM: &str = r#"
+# The built-in mock upstream, for trying writ offline (`writ serve --demo` also registers
+# an agent `demo` that may use it).
+[upstreams.demo]
+kind = "mock"
+"#;
+
+/// The template, with the demo upstream when `demo`.
+pub fn template(demo: bool) -> String {
+    TEMPLATE.replace("%DEMO%", if demo { DEMO_UPSTREAM } else { "" })
+}
 
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
@@ -143,7 +211,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             args.path.display()
         )
     })?;
-    file.write_all(TEMPLATE.as_bytes())?;
+    file.write_all(template(args.demo).as_bytes())?;
     println!(
         "wrote {}; start with: writ serve --config {}",
         args.path.display(),
@@ -154,12 +222,137 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use writ_gateway::config::{Config, RawConfig};
 
     #[test]
     fn template_is_a_valid_config() {
-        let raw = RawConfig::from_toml(super::TEMPLATE).unwrap();
-        let config = Config::from_raw(raw, &|_| None).unwrap();
-        assert!(config.upstreams.contains_key("demo"));
+        for demo in [false, true] {
+            let raw = RawConfig::from_toml(&super::template(demo)).unwrap();
+            let config = Config::from_raw(raw, &|_| None).unwrap();
+            assert_eq!(config.upstreams.contains_key("demo"), demo);
+        }
+    }
+
+    /// The fields the parser knows in the table `header` opens (`[server]`,
+    /// `[[limit]]`, `[upstreams.x]`), read from its refusal of an unknown one; `None` when
+    /// that header opens no table of named fields.
+    fn known_fields(header: &str) -> Option<Vec<String>> {
+        let text = format!("{header}\nzz_not_an_option = 1\n");
+        let err = RawConfig::from_toml(&text).err()?.to_string();
+        let list = err.split("expected one of ").nth(1).or_else(|| {
+            err.split("expected `")
+                .nth(1)
+                .filter(|_| err.contains("unknown field"))
+        })?;
+        Some(
+            list.split(',')
+                .filter_map(|f| f.trim().trim_start_matches('`').split('`').next())
+                .map(str::to_string)
+                .filter(|f| !f.is_empty())
+                .collect(),
+        )
+    }
+
+    /// The template's text under the section `path` (the tables whose header, commented
+    /// or not, is `[path]`, `[[path]]` or `[path.<name>]` when `named`).
+    fn section_text(path: &str, named: bool) -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for line in super::template(false).lines() {
+            let bare = line.trim_start_matches('#').trim();
+            if bare.starts_with('[') {
+                let name = bare.trim_matches(|c| c == '[' || c == ']');
+                let name = name.split(']').next().unwrap_or(name);
+                inside = if named {
+                    name.strip_prefix(path)
+                        .is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('.'))
+                } else {
+                    name == path
+                };
+                continue;
+            }
+            if inside {
+                out.push_str(bare);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Every option the parser knows appears in the template, in its own section,
+    /// commented or not: a new option cannot be added without being shown to operators.
+    #[test]
+    fn template_shows_every_option_the_parser_knows() {
+        let mut missing = Vec::new();
+        let mut sections = BTreeSet::new();
+        // (path, header to probe it with, whether its tables are named `[path.<name>]`)
+        let mut queue = vec![(String::new(), String::new(), false)];
+        while let Some((path, header, named)) = queue.pop() {
+            let Some(fields) = known_fields(&header) else {
+                continue;
+            };
+            sections.insert(path.clone());
+            let text = if path.is_empty() {
+                super::template(false)
+            } else {
+                section_text(&path, named)
+            };
+            // Sub-tables of a named table are probed under one name of it.
+            let probe_base = if named {
+                format!("{path}.x")
+            } else {
+                path.clone()
+            };
+            for field in fields {
+                let child = if path.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{path}.{field}")
+                };
+                let probe_child = if path.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{probe_base}.{field}")
+                };
+                // A field that opens tables of its own: a table, named tables, or an array.
+                let probes = [
+                    (format!("[{probe_child}]"), false),
+                    (format!("[{probe_child}.x]"), true),
+                    (format!("[[{probe_child}]]"), false),
+                ];
+                if !named || path.is_empty() {
+                    if let Some((probe, named)) =
+                        probes.into_iter().find(|(h, _)| known_fields(h).is_some())
+                    {
+                        queue.push((child, probe, named));
+                        continue;
+                    }
+                }
+                let as_key = text.lines().any(|l| {
+                    l.trim_start_matches('#')
+                        .trim()
+                        .strip_prefix(field.as_str())
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                });
+                let as_table = super::template(false).lines().any(|l| {
+                    let bare = l.trim_start_matches('#').trim().trim_start_matches('[');
+                    bare.strip_prefix(child.as_str())
+                        .is_some_and(|r| r.starts_with(']') || r.starts_with('.'))
+                });
+                if !path.is_empty() && !as_key && !as_table {
+                    missing.push(child);
+                }
+            }
+        }
+        assert!(
+            sections.len() > 5,
+            "the probe found the sections: {sections:?}"
+        );
+        assert!(
+            missing.is_empty(),
+            "options the template does not show: {missing:?}"
+        );
     }
 }

@@ -239,6 +239,20 @@ fn init_writes_a_config_that_serve_accepts() {
         &["--config", "writ.toml", "--listen", "127.0.0.1:0"],
     );
     assert!(
+        server.banner().contains("upstreams: none"),
+        "no mock upstream unless asked for: {}",
+        server.banner()
+    );
+    drop(server);
+    // With --demo, the built-in mock upstream is in the file.
+    let out = writ_in(dir.path(), &["init", "--demo", "--force", "demo.toml"]);
+    assert!(out.status.success());
+    let server = ServeProcess::start(
+        Path::new(BIN),
+        dir.path(),
+        &["--config", "demo.toml", "--listen", "127.0.0.1:0"],
+    );
+    assert!(
         server.banner().contains("demo (mock)"),
         "{}",
         server.banner()
