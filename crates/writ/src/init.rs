@@ -322,13 +322,11 @@ mod tests {
                     (format!("[{probe_child}.x]"), true),
                     (format!("[[{probe_child}]]"), false),
                 ];
-                if !named || path.is_empty() {
-                    if let Some((probe, named)) =
-                        probes.into_iter().find(|(h, _)| known_fields(h).is_some())
-                    {
-                        queue.push((child, probe, named));
-                        continue;
-                    }
+                if let Some((probe, named)) =
+                    probes.into_iter().find(|(h, _)| known_fields(h).is_some())
+                {
+                    queue.push((child, probe, named));
+                    continue;
                 }
                 let as_key = text.lines().any(|l| {
                     l.trim_start_matches('#')
