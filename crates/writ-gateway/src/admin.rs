@@ -32,6 +32,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         )
         .route("/admin/v1/keys/rotate", post(rotate_keys))
         .route("/admin/v1/keys/reload", post(reload_keys))
+        .route("/admin/v1/keys/retire", post(retire_key))
         .route("/admin/v1/usage/calls", get(usage_calls))
         .route("/admin/v1/usage", get(usage_counters))
         .route("/admin/v1/audit", get(audit_records))
@@ -153,22 +154,91 @@ async fn list_revocations(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Records an admin change by the operator `by` names (the admin writ's subject).
+async fn record_admin_change(
+    gw: &Gateway,
+    by: &Authorization,
+    operation: &str,
+    detail: serde_json::Map<String, serde_json::Value>,
+) {
+    let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
+    record.tenant = Some(by.tenant().to_string());
+    record.agent = Some(by.agent().to_string());
+    record.writ = Some(gw.audit.pseudonym(by.token_id()));
+    record.operation = Some(operation.to_string());
+    record.status = Some(200);
+    record.detail = Some(detail);
+    gw.audit.record(record).await;
+}
+
+/// The key ids a reload found, for the record of what it changed.
+fn key_detail(gw: &Gateway, before: &[u32]) -> serde_json::Map<String, serde_json::Value> {
+    let keys = gw.keys();
+    let trusted: Vec<u32> = keys.trusted.iter().map(|(kid, _)| kid.0).collect();
+    let mut detail = serde_json::Map::new();
+    detail.insert("signing_kid".into(), json!(keys.signing.kid().0));
+    detail.insert("trusted_kids".into(), json!(trusted));
+    let dropped: Vec<u32> = before
+        .iter()
+        .copied()
+        .filter(|k| !trusted.contains(k))
+        .collect();
+    if !dropped.is_empty() {
+        detail.insert("no_longer_trusted".into(), json!(dropped));
+    }
+    detail
+}
+
+fn trusted_kids(gw: &Gateway) -> Vec<u32> {
+    gw.keys().trusted.iter().map(|(kid, _)| kid.0).collect()
+}
+
 async fn rotate_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
         let by = admin(&gw, &parts, None)?;
+        let before = trusted_kids(&gw);
         let kid = gw.data.rotate_root_key()?;
         gw.reload_keys()?;
         tracing::warn!(admin = by.agent(), signing_kid = kid.0, "root key rotated");
-        let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
-        record.agent = Some(by.agent().to_string());
-        record.operation = Some("rotate_root_key".to_string());
-        record.status = Some(200);
-        let mut detail = serde_json::Map::new();
-        detail.insert("signing_kid".into(), json!(kid.0));
-        record.detail = Some(detail);
-        gw.audit.record(record).await;
+        record_admin_change(&gw, &by, "rotate_root_key", key_detail(&gw, &before)).await;
         Ok::<_, GatewayError>(axum::Json(json!({"signing_kid": kid.0})).into_response())
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /admin/v1/keys/retire {"kid": n}`: stops trusting root key `n` now (its private
+/// half is deleted); the signing key cannot be retired.
+async fn retire_key(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Retire {
+        kid: u32,
+    }
+    let (parts, body) = req.into_parts();
+    let outcome = async {
+        accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
+        let by = admin(&gw, &parts, None)?;
+        let Retire { kid } = read_json(body).await?;
+        let before = trusted_kids(&gw);
+        if !before.contains(&kid) || gw.keys().signing.kid().0 == kid {
+            return Err(GatewayError::InvalidRequest {
+                reason: format!(
+                    "key id {kid} cannot be retired: it is not a trusted key, or it is the signing \
+                     key (rotate first; `writ keys list` shows the keys)"
+                ),
+            });
+        }
+        gw.data.retire_root_key(writ_token::KeyId(kid))?;
+        gw.reload_keys()?;
+        tracing::warn!(admin = by.agent(), kid, "root key retired");
+        let mut detail = key_detail(&gw, &before);
+        detail.insert("retired_kid".into(), json!(kid));
+        record_admin_change(&gw, &by, "retire_root_key", detail).await;
+        Ok::<_, GatewayError>(
+            axum::Json(json!({"retired_kid": kid, "signing_kid": gw.keys().signing.kid().0}))
+                .into_response(),
+        )
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -176,8 +246,10 @@ async fn rotate_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 async fn reload_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
-        admin(&gw, &parts, None)?;
+        let by = admin(&gw, &parts, None)?;
+        let before = trusted_kids(&gw);
         let kid = gw.reload_keys()?;
+        record_admin_change(&gw, &by, "reload_root_keys", key_detail(&gw, &before)).await;
         Ok::<_, GatewayError>(axum::Json(json!({"signing_kid": kid.0})).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)

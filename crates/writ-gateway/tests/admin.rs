@@ -373,3 +373,74 @@ async fn key_rotation_keeps_old_writs_until_the_key_is_retired() {
 fn gw_data_dir(gw: &TestGateway) -> std::path::PathBuf {
     gw.gateway().data_dir().to_path_buf()
 }
+
+#[tokio::test]
+async fn key_changes_are_audited_under_the_operator_and_retire_deletes_the_private_half() {
+    let (_u, gw) = setup().await;
+    let admin = gw.mint_as(ADMIN, ADMIN, 30);
+    let old = gw.mint("demo", LLM, 30);
+    // The signing key cannot be retired; an unknown key id neither.
+    for kid in [1, 7] {
+        let (status, v) =
+            admin_post(&gw, &admin, "/admin/v1/keys/retire", json!({"kid": kid})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("rotate first"),
+            "{v}"
+        );
+    }
+    let (status, _) = admin_post(&gw, &admin, "/admin/v1/keys/rotate", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let admin = gw.mint_as(ADMIN, ADMIN, 30);
+    let (status, v) = admin_post(&gw, &admin, "/admin/v1/keys/retire", json!({"kid": 1})).await;
+    assert_eq!(
+        (status, v["retired_kid"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        chat(&gw, &old).await.0,
+        StatusCode::UNAUTHORIZED,
+        "retired: refused now"
+    );
+    let keys = gw_data_dir(&gw).join("keys");
+    assert!(
+        !keys.join("root-1.key").exists(),
+        "the private half is deleted"
+    );
+    assert!(
+        keys.join("retired-root-1.pub").exists(),
+        "the public half is kept"
+    );
+    let (status, _) = admin_post(&gw, &admin, "/admin/v1/keys/reload", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    gw.gateway().audit_checkpoint().await;
+    let records: Vec<Value> = gw
+        .gateway()
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("\"admin_change\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = records
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        ["rotate_root_key", "retire_root_key", "reload_root_keys"]
+    );
+    for r in &records {
+        assert_eq!(r["agent"], "demo", "the admin writ's subject: {r}");
+        assert!(r["writ"].as_str().is_some_and(|w| w.len() == 32), "{r}");
+    }
+    assert_eq!(records[1]["detail"]["retired_kid"], 1);
+    assert_eq!(records[1]["detail"]["no_longer_trusted"], json!([1]));
+    assert_eq!(records[1]["detail"]["trusted_kids"], json!([2]));
+}
