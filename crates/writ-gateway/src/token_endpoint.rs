@@ -196,7 +196,40 @@ async fn authenticate(
     form: &TokenForm,
 ) -> Result<writ_store::Agent, OAuthError> {
     let claimed = claimed_client_id(&req.headers, form, form.client_assertion.as_deref());
-    guarded(gw, req, claimed, authenticate_once(gw, req, form)).await
+    let result = guarded(gw, req, claimed.clone(), authenticate_once(gw, req, form)).await;
+    if let Err(e) = &result
+        && (e.is_failed_authentication() || e.retry_after.is_some())
+    {
+        audit_failed_authentication(gw, req, claimed.as_deref(), e).await;
+    }
+    result
+}
+
+/// One `request_denied` record per failed (or throttled) client authentication. The
+/// claimed client id is unverified, so it goes in `detail.claimed_client` (cut to 64
+/// characters), never in `agent`.
+async fn audit_failed_authentication(
+    gw: &Gateway,
+    req: &http::request::Parts,
+    claimed: Option<&str>,
+    e: &OAuthError,
+) {
+    let mut record = crate::audit::record_at(writ_audit::Kind::RequestDenied, gw.clock.now());
+    record.client = client_ip(req).and_then(|ip| gw.audit.client_pseudonym(ip));
+    record.operation = Some("token".to_string());
+    record.status = Some(e.status.as_u16());
+    record.decision = Some(writ_audit::Decision {
+        code: Some(e.error.to_string()),
+        ..Default::default()
+    });
+    let mut detail = serde_json::Map::new();
+    if let Some(id) = claimed {
+        let cut: String = id.chars().take(64).collect();
+        detail.insert("claimed_client".into(), json!(cut));
+    }
+    detail.insert("reason".into(), json!(e.description));
+    record.detail = Some(detail);
+    gw.audit.record(record).await;
 }
 
 /// The client id a request claims, before anything is verified: from HTTP Basic, the
