@@ -12,7 +12,7 @@
 //! # async fn run() -> Result<(), writ_client::Error> {
 //! let writs = writ_client::WritSource::builder("http://127.0.0.1:8787/oauth2/token", "support-bot")
 //!     .private_key_pem(&std::fs::read_to_string("support-bot.pem").expect("key file"))?
-//!     .authorization_details(&serde_json::json!([{"type": "writ:llm", "upstream": "demo", "actions": ["chat"]}]))?
+//!     .grants(&serde_json::json!([{"type": "writ:llm", "upstream": "demo", "actions": ["chat"]}]))?
 //!     .build()?;
 //! let http = reqwest::Client::new();
 //! let reply = writs

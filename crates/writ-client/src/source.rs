@@ -263,7 +263,7 @@ impl WritSourceBuilder {
 
     /// The grants to ask for: RFC 9396 `authorization_details`, a JSON array of grant
     /// objects (`[{"type":"writ:llm","upstream":"openai","actions":["chat"]}]`).
-    pub fn authorization_details(mut self, grants: &serde_json::Value) -> Result<Self, Error> {
+    pub fn grants(mut self, grants: &serde_json::Value) -> Result<Self, Error> {
         match grants.as_array() {
             Some(list) if !list.is_empty() && list.iter().all(serde_json::Value::is_object) => {
                 self.authorization_details = Some(grants.to_string());
@@ -310,7 +310,7 @@ impl WritSourceBuilder {
             "a credential is required: call private_key_pem(..) or client_secret(..)",
         ))?;
         let authorization_details = self.authorization_details.ok_or(Error::Config(
-            "authorization_details is required: say which grants the agent needs",
+            "grants are required: call grants(..) with what the agent needs (sent as authorization_details)",
         ))?;
         if self.expires_in == Some(0) {
             return Err(Error::Config("expires_in must be at least 1 second"));

@@ -106,7 +106,7 @@ fn source(
     let source = WritSource::builder(gw.url("/oauth2/token"), agent)
         .private_key_pem(pem)
         .unwrap()
-        .authorization_details(&grants())
+        .grants(&grants())
         .unwrap()
         .expires_in(ttl)
         .clock(time.clone())
@@ -189,7 +189,7 @@ async fn dpop_binds_every_writ_and_proves_every_request() {
     let writs = WritSource::builder(gw.url("/oauth2/token"), "bound")
         .private_key_pem(&pem)
         .unwrap()
-        .authorization_details(&grants())
+        .grants(&grants())
         .unwrap()
         .expires_in(2)
         .dpop(DpopKey::generate().unwrap())
@@ -298,7 +298,7 @@ async fn a_request_is_retried_once_not_forever() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let writs = WritSource::builder(format!("{base}/oauth2/token"), "agent")
         .client_secret("not-checked-here")
-        .authorization_details(&grants())
+        .grants(&grants())
         .unwrap()
         .build()
         .unwrap();
@@ -344,7 +344,7 @@ async fn an_unreachable_token_endpoint_is_a_clear_error() {
     let url = format!("{}/oauth2/token", closed_port_url());
     let writs = WritSource::builder(url.clone(), "agent")
         .client_secret("s")
-        .authorization_details(&grants())
+        .grants(&grants())
         .unwrap()
         .build()
         .unwrap();
@@ -367,9 +367,7 @@ async fn grants_beyond_the_ceiling_surface_the_gateways_refusal() {
     let writs = WritSource::builder(gw.url("/oauth2/token"), "narrow")
         .private_key_pem(&pem)
         .unwrap()
-        .authorization_details(
-            &json!([{"type": "writ:llm", "upstream": "demo", "models": ["gpt-4o"]}]),
-        )
+        .grants(&json!([{"type": "writ:llm", "upstream": "demo", "models": ["gpt-4o"]}]))
         .unwrap()
         .build()
         .unwrap();
@@ -395,18 +393,18 @@ async fn grants_beyond_the_ceiling_surface_the_gateways_refusal() {
 fn bad_settings_are_refused_before_any_request() {
     let builder = || WritSource::builder("http://127.0.0.1:1/oauth2/token", "a");
     assert!(matches!(
-        builder().authorization_details(&json!([])),
+        builder().grants(&json!([])),
         Err(Error::InvalidGrants)
     ));
     assert!(matches!(
-        builder().authorization_details(&json!({"type": "writ:llm"})),
+        builder().grants(&json!({"type": "writ:llm"})),
         Err(Error::InvalidGrants)
     ));
     assert!(matches!(
         builder().private_key_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
         Err(Error::InvalidKey)
     ));
-    let no_credential = builder().authorization_details(&grants()).unwrap().build();
+    let no_credential = builder().grants(&grants()).unwrap().build();
     assert!(matches!(no_credential, Err(Error::Config(_))));
     let no_grants = builder().client_secret("s").build();
     assert!(matches!(no_grants, Err(Error::Config(_))));
