@@ -173,3 +173,71 @@ async fn token_endpoint_refusals_reach_the_caller() {
         "{v}"
     );
 }
+
+/// The README's "Use writ from a long-running agent", run as written: its shell block
+/// registers the agent (with this build's `writ` first on PATH), and its Python block runs
+/// with only the gateway's address changed to the test server's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_long_running_agent_section_runs() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme
+        .split("## Use writ from a long-running agent")
+        .nth(1)
+        .expect("the README has the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let block = |lang: &str| {
+        section
+            .split(&format!("```{lang}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("the section has a {lang} block"))
+            .split("```")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(
+        Path::new(BIN),
+        dir.path(),
+        &["--demo", "--listen", "127.0.0.1:0"],
+    );
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let shell = tokio::process::Command::new("sh")
+        .args(["-ec", &block("sh")])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("WRIT_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        shell.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+    let python = block("python");
+    assert!(python.contains("http://127.0.0.1:8787"), "{python}");
+    let script = dir.path().join("agent.py");
+    std::fs::write(
+        &script,
+        python.replace("http://127.0.0.1:8787", &server.url("")),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(writ_testkit::python())
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Hello!"), "{stdout}");
+}
