@@ -236,11 +236,18 @@ impl WritSource {
                 status,
             });
         }
+        // Counted from before the gateway minted it: never later than its own expiry.
+        let expires_at = now
+            .checked_add(Duration::from_secs(issued.expires_in))
+            .ok_or_else(|| Error::UnexpectedAnswer {
+                url: url.to_string(),
+                status,
+            })?;
         let writ = Arc::new(Writ {
             token: Zeroizing::new(issued.access_token),
             dpop_bound,
             minted_at: now,
-            expires_at: now + Duration::from_secs(issued.expires_in),
+            expires_at,
         });
         *inner.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(writ.clone());
         inner.mints.fetch_add(1, Ordering::Relaxed);

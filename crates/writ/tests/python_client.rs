@@ -114,12 +114,24 @@ async fn dpop_bound_writs_with_a_p256_key_and_the_async_sdk() {
     let server = serve(dir.path()).await;
     let v = run(&server, dir.path(), "dpop").await;
     assert_eq!(v["schemes"], serde_json::json!(["DPoP"]), "{v}");
-    assert_eq!(v["data_requests"], 50, "{v}");
+    assert_eq!(v["data_requests"], 70, "{v}");
     assert_eq!(count(&v, "401"), 0, "{v}");
-    // 50 calls, 10 at a time, over more than one writ lifetime: one mint per writ.
-    assert_eq!(v["mints"], v["distinct_writs"], "{v}");
+    // 20 calls that start together with no writ yet: one mint.
+    assert_eq!(v["first_mints"], 1, "{v}");
+    // Then 50 calls, 10 at a time, over more than one writ lifetime: one mint per writ.
+    assert_eq!(v["mints_in_calls"], v["distinct_writs"], "{v}");
     // The writ alone, without a proof from the key, is refused.
     assert_eq!(v["stolen"], "invalid_dpop_proof", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threads_sharing_a_client_share_one_mint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path()).await;
+    let v = run(&server, dir.path(), "threads").await;
+    assert_eq!(v["data_requests"], 32, "{v}");
+    assert_eq!(v["mints"], 1, "{v}");
+    assert_eq!(v["token_requests"], 1, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -137,13 +137,13 @@ class WritAuth(*_AUTH_BASES):
             fresh = self._fresh()
             if fresh is not None:
                 return fresh
-            request = self._token_request(httpx.Request)
+            request, asked_at = self._token_request(httpx.Request)
             try:
                 with httpx.Client(verify=self._verify, timeout=self._timeout) as client:
                     response = client.send(request)
             except httpx.TransportError as err:
                 raise TokenEndpointUnreachable(self.token_url, err) from err
-            outcome = self._accept(response)
+            outcome = self._accept(response, asked_at)
             if isinstance(outcome, TokenEndpointError):
                 raise outcome
             return outcome
@@ -157,9 +157,10 @@ class WritAuth(*_AUTH_BASES):
             with self._thread_lock:
                 writ = self._fresh()
                 if writ is None:
-                    response = yield self._token_request(type(request))
+                    token_request, asked_at = self._token_request(type(request))
+                    response = yield token_request
                     response.read()
-                    writ = self._accept(response)
+                    writ = self._accept(response, asked_at)
                     if isinstance(writ, TokenEndpointError):
                         return  # the refusal is the answer
         self._apply(request, writ)
@@ -173,9 +174,10 @@ class WritAuth(*_AUTH_BASES):
         with self._thread_lock:
             fresh = self._fresh()
             if fresh is None or fresh is writ:
-                response = yield self._token_request(type(request))
+                token_request, asked_at = self._token_request(type(request))
+                response = yield token_request
                 response.read()
-                fresh = self._accept(response)
+                fresh = self._accept(response, asked_at)
                 if isinstance(fresh, TokenEndpointError):
                     return
         self._apply(request, fresh)
@@ -190,9 +192,10 @@ class WritAuth(*_AUTH_BASES):
             async with self._task_lock:
                 writ = self._fresh()
                 if writ is None:
-                    response = yield self._token_request(type(request))
+                    token_request, asked_at = self._token_request(type(request))
+                    response = yield token_request
                     await response.aread()
-                    writ = self._accept(response)
+                    writ = self._accept(response, asked_at)
                     if isinstance(writ, TokenEndpointError):
                         return
         self._apply(request, writ)
@@ -206,9 +209,10 @@ class WritAuth(*_AUTH_BASES):
         async with self._task_lock:
             fresh = self._fresh()
             if fresh is None or fresh is writ:
-                response = yield self._token_request(type(request))
+                token_request, asked_at = self._token_request(type(request))
+                response = yield token_request
                 await response.aread()
-                fresh = self._accept(response)
+                fresh = self._accept(response, asked_at)
                 if isinstance(fresh, TokenEndpointError):
                     return
         self._apply(request, fresh)
@@ -222,8 +226,9 @@ class WritAuth(*_AUTH_BASES):
             return None
         return current
 
-    def _token_request(self, request_type: type) -> httpx.Request:
-        """The token request, built as the client's own request type (httpx or httpx2)."""
+    def _token_request(self, request_type: type) -> tuple[httpx.Request, float]:
+        """The token request, built as the client's own request type (httpx or httpx2),
+        and when it was made."""
         now = self._clock()
         form = {
             "grant_type": "client_credentials",
@@ -240,10 +245,11 @@ class WritAuth(*_AUTH_BASES):
         headers = {"accept": "application/json"}
         if self._dpop is not None:
             headers["dpop"] = self._dpop.proof("POST", self.token_url, None, now)
-        return request_type("POST", self.token_url, data=form, headers=headers)
+        return request_type("POST", self.token_url, data=form, headers=headers), now
 
-    def _accept(self, response: httpx.Response) -> Writ | TokenEndpointError:
-        """The writ a token response carries (made current), or why there is none."""
+    def _accept(self, response: httpx.Response, asked_at: float) -> Writ | TokenEndpointError:
+        """The writ a token response carries (made current), or why there is none.
+        `asked_at` is when the token request was made."""
         try:
             body = response.json()
         except ValueError:
@@ -259,11 +265,9 @@ class WritAuth(*_AUTH_BASES):
         bound = token_type.lower() == "dpop"
         if bound != (self._dpop is not None) or not token.startswith("writ_"):
             return TokenEndpointError(self.token_url, 200, "unexpected_answer", f"a {token_type} token where a writ was expected")
-        now = self._clock()
-        # Counted from before the request was answered would be safer still; from now it is
-        # never later than the gateway's own expiry, which truncates its mint time to whole
-        # seconds and then counts the last second inclusively.
-        writ = Writ(token=token, dpop_bound=bound, minted_at=now, expires_at=now + expires_in)
+        # Counted from before the gateway minted it: never later than the gateway's own
+        # expiry (its mint time, truncated to whole seconds, plus expires_in, inclusive).
+        writ = Writ(token=token, dpop_bound=bound, minted_at=asked_at, expires_at=asked_at + expires_in)
         self._current = writ
         with self._stats_lock:
             self._stats.mints += 1

@@ -121,22 +121,52 @@ elif case == "dpop":
     pem = register("bound", p256=True)
 
     async def main():
-        client = writ_agent.async_openai_client(gateway, "bound", grants=GRANTS, private_key=pem, dpop=True, expires_in=1)
+        # Built by hand so that no writ is minted before the first calls: 20 calls that
+        # start together need one, and one mint serves them all.
+        auth = writ_agent.WritAuth(token_url, "bound", grants=GRANTS, private_key=pem, dpop=True, expires_in=1)
+        client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused",
+                                    http_client=openai.DefaultAsyncHttpxClient(auth=auth))
+        client.writ_auth = auth
         seen = watch(client, is_async=True)
         start = time.monotonic()
+        await asyncio.gather(*[
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"first {i}"}])
+            for i in range(20)
+        ])
+        first_mints = auth.stats.mints
         for round_ in range(5):
             replies = await asyncio.gather(*[
                 client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"r{round_} c{i}"}])
                 for i in range(10)
             ])
             assert all(r.choices[0].message.content for r in replies)
-        writ = client.writ_auth._current
+        mints_in_calls = client.writ_auth.stats.mints
+        writ = client.writ_auth.writ()
         stolen = httpx.post(f"{gateway}/v1/chat/completions", headers={"authorization": f"Bearer {writ.token}"},
                             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-        report(client, seen, time.monotonic() - start, stolen=stolen.json()["error"]["code"],
+        report(client, seen, time.monotonic() - start, first_mints=first_mints, mints_in_calls=mints_in_calls, stolen=stolen.json()["error"]["code"],
                schemes=sorted({w.split(" ")[0] for w in seen["writs"]}))
 
     asyncio.run(main())
+
+elif case == "threads":
+    # 16 threads share one sync client: the first 32 calls need a writ at once, and one
+    # mint serves them all.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pem = register("threaded")
+    auth = writ_agent.WritAuth(token_url, "threaded", grants=GRANTS, private_key=pem)
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", http_client=openai.DefaultHttpxClient(auth=auth))
+    client.writ_auth = auth
+    seen = watch(client)
+    start = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(
+            lambda i: client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"t{i}"}]),
+            range(32),
+        ))
+    assert all(r.choices[0].message.content for r in replies)
+    report(client, seen, time.monotonic() - start)
 
 elif case == "anthropic":
     pem = register("claude-agent", ceiling={"type": "writ:llm", "upstream": "claude"})
