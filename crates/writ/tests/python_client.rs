@@ -13,9 +13,9 @@ use writ_testkit::ServeProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_writ");
 const KEY: &str = "sk-upstream-writ-agent-0123";
-/// What one model call takes at the mock: 100 calls then take at least 4 s, four
-/// lifetimes of the 1 s writs the scripts ask for.
-const MODEL_LATENCY: Duration = Duration::from_millis(40);
+/// What one model call takes at the mock: 100 calls then take at least 5 s, while a writ
+/// the scripts ask for lives 1 or 2 s and is replaced half way.
+const MODEL_LATENCY: Duration = Duration::from_millis(50);
 
 /// The built-in mock upstream (OpenAI and Anthropic routes), answering after
 /// [`MODEL_LATENCY`] as a real model would; returns its base URL.
@@ -84,10 +84,11 @@ async fn openai_sdk_makes_100_calls_across_writ_expiries() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path()).await;
     let v = run(&server, dir.path(), "renewal").await;
-    // Every call succeeded (the SDK raises on any error), over four or more writ lifetimes.
-    assert!(v["elapsed"].as_f64().unwrap() >= 4.0, "{v}");
-    assert!(v["distinct_writs"].as_u64().unwrap() >= 4, "{v}");
-    assert!(v["mints"].as_u64().unwrap() >= 4, "{v}");
+    // Every call succeeded (the SDK raises on any error) over 5 s or more, each writ used
+    // for at most its first second: five writs or more, four of them replaced.
+    assert!(v["elapsed"].as_f64().unwrap() >= 5.0, "{v}");
+    assert!(v["distinct_writs"].as_u64().unwrap() >= 5, "{v}");
+    assert!(v["mints"].as_u64().unwrap() >= 5, "{v}");
     // Renewed before expiry: the gateway never refused a writ.
     assert_eq!(count(&v, "401"), 0, "{v}");
     assert_eq!(v["expired_retries"], 0, "{v}");
@@ -114,12 +115,19 @@ async fn dpop_bound_writs_with_a_p256_key_and_the_async_sdk() {
     let server = serve(dir.path()).await;
     let v = run(&server, dir.path(), "dpop").await;
     assert_eq!(v["schemes"], serde_json::json!(["DPoP"]), "{v}");
-    assert_eq!(v["data_requests"], 70, "{v}");
-    assert_eq!(count(&v, "401"), 0, "{v}");
     // 20 calls that start together with no writ yet: one mint.
     assert_eq!(v["first_mints"], 1, "{v}");
-    // Then 50 calls, 10 at a time, over more than one writ lifetime: one mint per writ.
-    assert_eq!(v["mints_in_calls"], v["distinct_writs"], "{v}");
+    // Then 50 calls, 10 at a time, on 1 s writs: each writ minted once (the factory mints
+    // the first before the calls, and it may go stale before they start).
+    // (A writ may run out on the way on a loaded machine: then it is sent again, once.)
+    let retries = v["expired_retries"].as_u64().unwrap();
+    assert_eq!(v["data_requests"].as_u64().unwrap(), 50 + retries, "{v}");
+    assert_eq!(count(&v, "401"), retries, "{v}");
+    let (mints, used) = (
+        v["mints_in_calls"].as_u64().unwrap(),
+        v["distinct_writs"].as_u64().unwrap(),
+    );
+    assert!(mints == used || mints == used + 1, "{v}");
     // The writ alone, without a proof from the key, is refused.
     assert_eq!(v["stolen"], "invalid_dpop_proof", "{v}");
 }
@@ -139,7 +147,8 @@ async fn anthropic_sdk_through_writ_agent() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path()).await;
     let v = run(&server, dir.path(), "anthropic").await;
-    assert_eq!(v["data_requests"], 10, "{v}");
+    let retries = v["expired_retries"].as_u64().unwrap();
+    assert_eq!(v["data_requests"].as_u64().unwrap(), 10 + retries, "{v}");
     assert_eq!(
         count(&v, "200"),
         10 + v["token_requests"].as_u64().unwrap(),

@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 
-import anthropic
 import httpx
 import openai
 from cryptography.hazmat.primitives import serialization
@@ -94,9 +93,10 @@ def report(client, seen, elapsed, **extra):
 
 
 if case == "renewal":
-    # 1 s writs; each call takes the upstream's time, so 100 calls outlive many writs.
+    # 2 s writs, each used for its first second; each call takes the upstream's time, so
+    # 100 calls outlive many writs.
     pem = register("long-runner")
-    client = writ_agent.openai_client(gateway, "long-runner", grants=GRANTS, private_key=pem, expires_in=1)
+    client = writ_agent.openai_client(gateway, "long-runner", grants=GRANTS, private_key=pem, expires_in=2)
     seen = watch(client)
     elapsed = chat_100(client)
     report(client, seen, elapsed)
@@ -122,18 +122,19 @@ elif case == "dpop":
 
     async def main():
         # Built by hand so that no writ is minted before the first calls: 20 calls that
-        # start together need one, and one mint serves them all.
-        auth = writ_agent.WritAuth(token_url, "bound", grants=GRANTS, private_key=pem, dpop=True, expires_in=1)
-        client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused",
-                                    http_client=openai.DefaultAsyncHttpxClient(auth=auth))
-        client.writ_auth = auth
-        seen = watch(client, is_async=True)
-        start = time.monotonic()
+        # start together need one, and one mint (of a 30 s writ) serves them all.
+        auth = writ_agent.WritAuth(token_url, "bound", grants=GRANTS, private_key=pem, dpop=True)
+        first = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused",
+                                   http_client=openai.DefaultAsyncHttpxClient(auth=auth))
         await asyncio.gather(*[
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"first {i}"}])
+            first.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"first {i}"}])
             for i in range(20)
         ])
         first_mints = auth.stats.mints
+        # Then 1 s writs, 10 calls at a time.
+        client = writ_agent.async_openai_client(gateway, "bound", grants=GRANTS, private_key=pem, dpop=True, expires_in=1)
+        seen = watch(client, is_async=True)
+        start = time.monotonic()
         for round_ in range(5):
             replies = await asyncio.gather(*[
                 client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"r{round_} c{i}"}])
@@ -171,7 +172,7 @@ elif case == "threads":
 elif case == "anthropic":
     pem = register("claude-agent", ceiling={"type": "writ:llm", "upstream": "claude"})
     client = writ_agent.anthropic_client(
-        gateway, "claude-agent", private_key=pem, expires_in=1,
+        gateway, "claude-agent", private_key=pem, expires_in=2,
         grants=[{"type": "writ:llm", "upstream": "claude", "models": ["claude-sonnet-4"]}],
     )
     seen = watch(client)
