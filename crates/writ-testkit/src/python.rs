@@ -6,6 +6,9 @@ use std::process::Command;
 
 /// The Python packages the tests drive, pinned.
 const REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python-requirements.txt");
+/// This repository's own Python package, `writ-agent`, installed editable so the tests run
+/// its current source.
+const WRIT_AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
 
 /// The test venv's python (see [`python_env`]) with the shared pinned packages.
 pub fn python() -> PathBuf {
@@ -47,7 +50,13 @@ pub fn python_env(requirements: &Path) -> PathBuf {
     let venv = target.join("pyenv");
     let python = venv.join("bin/python");
     let ready = venv.join(".requirements");
-    let wanted = std::fs::read_to_string(requirements).expect("requirements file");
+    let writ_agent = Path::new(WRIT_AGENT);
+    let mut wanted = std::fs::read_to_string(requirements).expect("requirements file");
+    // Reinstalled when its metadata changes; its code is read from the source tree.
+    wanted.push_str(
+        &std::fs::read_to_string(writ_agent.join("pyproject.toml"))
+            .expect("writ-agent's pyproject.toml"),
+    );
     // Several test binaries may get here at once: one installs, the others wait on the lock.
     let lock_path = target.join("pyenv.lock");
     let lock = std::fs::OpenOptions::new()
@@ -79,6 +88,23 @@ pub fn python_env(requirements: &Path) -> PathBuf {
         assert!(
             out.status.success(),
             "pip install failed (is PyPI reachable?):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-e",
+            ])
+            .arg(writ_agent)
+            .output()
+            .expect("pip");
+        assert!(
+            out.status.success(),
+            "pip install -e clients/python failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         std::fs::write(&ready, wanted).expect("mark the venv ready");
