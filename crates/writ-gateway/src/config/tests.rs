@@ -29,7 +29,7 @@ fn expands_env_references() {
     );
     assert!(matches!(
         load("[upstreams.o]\nkind = \"openai\"\napi_key = \"${env:NOPE}\"\n"),
-        Err(ConfigError::MissingEnv { name }) if name == "NOPE"
+        Err(ConfigError::MissingEnv { name, .. }) if name == "NOPE"
     ));
     assert!(matches!(
         load("[upstreams.o]\nkind = \"openai\"\napi_key = \"${file:/etc/x}\"\n"),
