@@ -284,34 +284,8 @@ fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ReachError> {
 /// Names the cause of a failed request: refused, TLS (with what to do), timeout, other.
 fn classify(url: &str, err: &hyper_util::client::legacy::Error) -> ReachError {
     let url = url.to_string();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cause {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return ReachError::Tls {
-                reason: tls_reason(tls),
-                url,
-            };
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            // An io::Error's own `source` skips the error it wraps, where rustls puts its.
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return ReachError::Tls {
-                    reason: tls_reason(tls),
-                    url,
-                };
-            }
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return ReachError::Refused { url },
-                std::io::ErrorKind::TimedOut => {
-                    return ReachError::Timeout {
-                        url,
-                        secs: CONNECT_TIMEOUT.as_secs(),
-                    };
-                }
-                _ => {}
-            }
-        }
-        cause = e.source();
+    if let Some(found) = cause(err, &url) {
+        return found;
     }
     let mut reason = err.to_string();
     let mut source = std::error::Error::source(err);
@@ -326,13 +300,47 @@ fn classify(url: &str, err: &hyper_util::client::legacy::Error) -> ReachError {
     ReachError::Transport { url, reason }
 }
 
+/// The first cause in `err`'s chain that has a name. An `io::Error` wrapping another
+/// error is looked into with `get_ref`: its own `source` skips the error it wraps, and
+/// hyper-rustls wraps rustls's error in two of them.
+fn cause(err: &(dyn std::error::Error + 'static), url: &str) -> Option<ReachError> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(ReachError::Tls {
+            reason: tls_reason(tls),
+            url: url.to_string(),
+        });
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                return Some(ReachError::Refused {
+                    url: url.to_string(),
+                });
+            }
+            std::io::ErrorKind::TimedOut => {
+                return Some(ReachError::Timeout {
+                    url: url.to_string(),
+                    secs: CONNECT_TIMEOUT.as_secs(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(inner) = io.get_ref() {
+            return cause(inner, url);
+        }
+    }
+    cause(err.source()?, url)
+}
+
 fn tls_reason(e: &rustls::Error) -> String {
     match e {
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the gateway's certificate is signed by an unknown CA: pass --ca-file with the CA \
-             that signed it (or the certificate itself if self-signed), or set [server] tls_ca"
-                .to_string()
-        }
+        // A CA of the same name that did not sign it fails as a bad signature.
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "the gateway's certificate is signed by an unknown CA: pass --ca-file with the \
+              CA that signed it (or the certificate itself if self-signed), or set [server] \
+              tls_ca"
+            .to_string(),
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => "the gateway's certificate is not valid for this host name: pass --gateway with a \
