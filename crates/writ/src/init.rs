@@ -18,7 +18,7 @@ pub struct InitArgs {
 
 /// The file `writ init` writes. Every option, with its default.
 pub const TEMPLATE: &str = r#"# writ.toml: configuration of the writ gateway.
-# Run with: writ serve --config writ.toml
+# Run with: writ serve --config writ.toml (check it first with: writ config check)
 # Unknown keys are errors. Secrets may be written as ${env:NAME} to read them from the
 # environment at start-up instead of storing them in this file.
 
@@ -38,6 +38,13 @@ max_body_bytes = 10485760
 # Serve HTTPS with this certificate chain and private key (PEM); plain HTTP without.
 # tls_cert = "/etc/writ/tls/cert.pem"
 # tls_key = "/etc/writ/tls/key.pem"
+# The CA (PEM) that signed tls_cert: the writ CLI trusts it when it reaches this gateway
+# (else --ca-file, else the public web roots). For a self-signed certificate, the
+# certificate itself.
+# tls_ca = "/etc/writ/tls/ca.pem"
+# Listening beyond loopback without TLS is warned about at start, and the admin API is
+# then refused (403) unless this is true: admin writs would cross the network in clear.
+# allow_plaintext_admin = false
 
 [tokens]
 # Tenant agents belong to when none is named.
@@ -68,6 +75,8 @@ max_ttl = "30s"
 # read_timeout = "60s"                     # longest wait between response chunks
 # max_response_bytes = 67108864            # larger responses are cut off (502)
 # allow_private_network = false            # allow loopback/private/metadata addresses
+# allow_plaintext = false                  # allow an http:// base_url to another host
+#                                          #   (the credential travels unencrypted)
 # auth_header = "x-api-key"                # mcp/http only: send the key in this header,
 # basic_user = "svc"                       #   or as the password of HTTP Basic,
 # auth_query = "key"                       #   or as this query parameter (upstream only)
