@@ -79,9 +79,18 @@ pub enum ReachError {
         /// Why, and what to do.
         reason: String,
     },
-    /// No answer in time.
-    #[error("cannot reach the gateway at {url}: no answer within {secs}s")]
+    /// No connection in time.
+    #[error("cannot reach the gateway at {url}: no connection within {secs}s")]
     Timeout {
+        /// The gateway's URL.
+        url: String,
+        /// The wait.
+        secs: u64,
+    },
+    /// Connected and sent, but no whole answer in time: the request may have been
+    /// carried out.
+    #[error("the gateway at {url} did not answer within {secs}s")]
+    NoAnswer {
         /// The gateway's URL.
         url: String,
         /// The wait.
@@ -105,6 +114,27 @@ pub enum ReachError {
         /// Its error message.
         message: String,
     },
+}
+
+impl ReachError {
+    /// Whether the gateway certainly did not carry out the request: it was never
+    /// delivered, or the gateway refused it. After a lost answer it may have.
+    pub fn changed_nothing(&self) -> bool {
+        !matches!(
+            self,
+            ReachError::NoAnswer { .. } | ReachError::Transport { .. }
+        )
+    }
+
+    /// What became of a change that failed so: `nothing` when it certainly was not
+    /// made, else `unknown` (what to check before trying again).
+    pub fn outcome(&self, nothing: &str, unknown: &str) -> String {
+        if self.changed_nothing() {
+            nothing.to_string()
+        } else {
+            format!("the gateway may or may not have applied it: {unknown}")
+        }
+    }
 }
 
 /// A gateway the CLI talks to.
@@ -244,7 +274,7 @@ impl GatewayClient {
         };
         let (status, body) = tokio::time::timeout(ANSWER_TIMEOUT, exchange)
             .await
-            .map_err(|_| ReachError::Timeout {
+            .map_err(|_| ReachError::NoAnswer {
                 url: url.clone(),
                 secs: ANSWER_TIMEOUT.as_secs(),
             })??;

@@ -94,10 +94,19 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             }
             let gateway = GatewayClient::new(&config, &args.reach.gateway)?;
             let writ = admin_writ(&data, &config, None, ADMIN_TTL)?;
-            let v = gateway
+            let v = match gateway
                 .post("/admin/v1/keys/rotate", &writ, &serde_json::json!({}))
                 .await
-                .context("no key was rotated")?;
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let outcome = e.outcome(
+                        "no key was rotated (with the gateway stopped, use --offline)",
+                        "see `writ keys list` before rotating again",
+                    );
+                    return Err(anyhow::Error::new(e).context(outcome));
+                }
+            };
             println!(
                 "new signing key: id {} (the gateway at {} uses it now)",
                 v["signing_kid"],

@@ -106,10 +106,13 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
     }
     let gateway = GatewayClient::new(&config, &args.gateway)?;
     let writ = admin_writ(&data, &config, revocation.tenant(), Duration::from_secs(30))?;
-    gateway
-        .post("/admin/v1/revocations", &writ, &body)
-        .await
-        .context("nothing was revoked or recorded (with the gateway stopped, use --offline)")?;
+    if let Err(e) = gateway.post("/admin/v1/revocations", &writ, &body).await {
+        let outcome = e.outcome(
+            "nothing was revoked or recorded (with the gateway stopped, use --offline)",
+            "run the same revocation again (repeating it is harmless)",
+        );
+        return Err(anyhow::Error::new(e).context(outcome));
+    }
     println!("revoked: {body} (effective now at {})", gateway.url());
     Ok(())
 }
