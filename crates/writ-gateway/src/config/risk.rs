@@ -62,9 +62,15 @@ pub(super) fn warnings(config: &Config) -> Vec<Warning> {
             && credential
             && !is_loopback(url)
         {
+            // Scheme, host and port only: a URL's user-info may hold a password.
+            let host = url.host().unwrap_or_default();
+            let url = match url.port_u16() {
+                Some(port) => format!("http://{host}:{port}"),
+                None => format!("http://{host}"),
+            };
             out.push(Warning::PlaintextUpstream {
                 upstream: name.clone(),
-                url: url.to_string(),
+                url,
             });
         }
     }

@@ -473,3 +473,37 @@ fn every_unknown_key_is_reported_with_its_line() {
     let (raw, errors) = RawConfig::from_toml_all("[server]\nlisten = \"127.0.0.1:1\"\n");
     assert!(raw.is_some() && errors.is_empty());
 }
+
+#[tokio::test]
+async fn a_gateway_does_not_start_on_deferred_secrets() {
+    let text = "[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_API_KEY}\"\n";
+    let config = Config::validate(
+        RawConfig::from_toml(text).unwrap(),
+        Secrets::Defer(&|_| None),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = writ_store::DataDir::open_or_create(tmp.path().join("writ-data")).unwrap();
+    let store = writ_store::SqliteStore::open(&data.database_path())
+        .await
+        .unwrap();
+    let clock = std::sync::Arc::new(writ_token::SystemClock);
+    let err = crate::Gateway::start(&config, data, store, clock)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, crate::StartError::DeferredSecrets { names } if names == "OPENAI_API_KEY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_warning_never_prints_a_urls_user_info() {
+    let c = load(
+        "[upstreams.t]\nkind = \"http\"\nbase_url = \"http://svc:hunter2@tools.example.com:8080/x\"\napi_key = \"k-1\"\nallow_plaintext = true\n",
+    )
+    .unwrap();
+    let shown = c.warnings()[0].to_string();
+    assert!(shown.contains("http://tools.example.com:8080"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
