@@ -296,7 +296,7 @@ impl GatewayClient {
 }
 
 /// The certificates of a PEM CA file.
-fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ReachError> {
+pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ReachError> {
     let err = |reason: String| ReachError::CaFile {
         path: path.to_path_buf(),
         reason,

@@ -71,9 +71,9 @@ fn check(text: &str) -> (Vec<String>, Vec<String>) {
         errors.push(e.to_string());
     }
     if let Some(ca) = &config.tls_ca
-        && let Err(e) = std::fs::metadata(ca)
+        && let Err(e) = crate::admin_client::read_ca(ca)
     {
-        errors.push(format!("invalid `server.tls_ca`: {}: {e}", ca.display()));
+        errors.push(format!("invalid `server.tls_ca`: {e}"));
     }
     let warnings = config.warnings().iter().map(ToString::to_string).collect();
     (errors, warnings)

@@ -454,6 +454,20 @@ tenant = "bad tenant"
     );
     assert!(!stdout.contains("sk-test"), "no secret printed: {stdout}");
 
+    // Files serve would open are checked too.
+    std::fs::write(
+        dir.path().join("tls.toml"),
+        "[server]\ntls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\ntls_ca = \"writ.toml\"\n",
+    )
+    .unwrap();
+    let out = writ_bare(dir.path(), &["config", "check", "--config", "tls.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    fails(out);
+    assert!(
+        stdout.contains("tls_cert `missing.pem`") && stdout.contains("invalid `server.tls_ca`"),
+        "{stdout}"
+    );
+
     // Warnings alone exit 0.
     std::fs::write(
         dir.path().join("open.toml"),
