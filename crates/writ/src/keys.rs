@@ -101,7 +101,7 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 Ok(v) => v,
                 Err(e) => {
                     let outcome = e.outcome(
-                        "no key was rotated (with the gateway stopped, use --offline)",
+                        "no key was rotated (for a stopped gateway, --offline rotates for its next start)",
                         "see `writ keys list` before rotating again",
                     );
                     return Err(anyhow::Error::new(e).context(outcome));

@@ -108,7 +108,7 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
     let writ = admin_writ(&data, &config, revocation.tenant(), Duration::from_secs(30))?;
     if let Err(e) = gateway.post("/admin/v1/revocations", &writ, &body).await {
         let outcome = e.outcome(
-            "nothing was revoked or recorded (with the gateway stopped, use --offline)",
+            "nothing was revoked or recorded (for a stopped gateway, --offline records it for its next start)",
             "run the same revocation again (repeating it is harmless)",
         );
         return Err(anyhow::Error::new(e).context(outcome));

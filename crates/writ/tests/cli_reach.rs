@@ -235,7 +235,10 @@ fn a_stopped_gateway_is_an_error_unless_offline() {
         err.contains(&format!("http://127.0.0.1:{port}")) && err.contains("connection refused"),
         "{err}"
     );
-    assert!(err.contains("use --offline"), "{err}");
+    assert!(
+        err.contains("--offline records it for its next start"),
+        "{err}"
+    );
     let err = fails(run(dir.path(), &["keys", "rotate"]));
     assert!(err.contains("connection refused"), "{err}");
     let err = fails(run(dir.path(), &["keys", "retire", "1"]));
