@@ -177,7 +177,7 @@ pub enum ConfigError {
     },
 }
 
-/// Every problem found in one configuration, in file order where known; never empty.
+/// Every problem found in one configuration, in the order found; never empty.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
@@ -213,7 +213,7 @@ impl RawConfig {
 
     /// Parses TOML text reporting every unknown key, not only the first: returns the
     /// config without those keys (`None` if the text cannot be parsed even then) and one
-    /// [`ConfigError::UnknownKey`] per key, or the parse error.
+    /// [`ConfigError::UnknownKey`] per key in file order, or the parse error.
     pub fn from_toml_all(text: &str) -> (Option<Self>, Vec<ConfigError>) {
         unknown_keys::parse(text)
     }

@@ -23,7 +23,14 @@ pub(super) fn parse(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
     let mut current = text.to_string();
     for _ in 0..MAX_UNKNOWN {
         let err = match toml::from_str::<RawConfig>(&current) {
-            Ok(raw) => return (Some(raw), problems),
+            Ok(raw) => {
+                // Found in the parser's order; shown in the file's.
+                problems.sort_by_key(|p| match p {
+                    ConfigError::UnknownKey { line, .. } => *line,
+                    _ => usize::MAX,
+                });
+                return (Some(raw), problems);
+            }
             Err(e) => e,
         };
         let Some(path) = unknown_key_path(&current, &err) else {
