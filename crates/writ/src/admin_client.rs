@@ -96,8 +96,16 @@ pub enum ReachError {
         /// The wait.
         secs: u64,
     },
-    /// Any other transport failure.
+    /// Any other failure to connect (name resolution, network unreachable…).
     #[error("cannot reach the gateway at {url}: {reason}")]
+    Connect {
+        /// The gateway's URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Any other transport failure, after the request may have been sent.
+    #[error("the exchange with the gateway at {url} failed: {reason}")]
     Transport {
         /// The gateway's URL.
         url: String,
@@ -324,7 +332,10 @@ fn classify(url: &str, err: &hyper_util::client::legacy::Error) -> ReachError {
         reason.push_str(&e.to_string());
         source = e.source();
     }
-    if url.starts_with("http://") && !err.is_connect() {
+    if err.is_connect() {
+        return ReachError::Connect { url, reason };
+    }
+    if url.starts_with("http://") {
         reason.push_str(" (if the gateway serves HTTPS, use an https:// URL)");
     }
     ReachError::Transport { url, reason }
