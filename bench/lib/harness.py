@@ -675,10 +675,14 @@ def main() -> None:
     # The writ data directory: a root key, agents, writs. Every writ row copies it.
     base = os.path.join(run_dir, "writ-base")
     base_cfg = os.path.join(run_dir, "writ-base.toml")
+    base_port = free_port()
     with open(base_cfg, "w") as f:
-        f.write(writ_config("mint", free_port(), tenant, 1, 2))
+        f.write(writ_config("mint", base_port, tenant, 1, 2))
     state = ["--config", base_cfg, "--data-dir", base]
-    # `writ init`-free: the first `serve` creates the data dir; `agent add` creates it too.
+    # Only `writ serve` creates a data directory and its keys: start it once on the base.
+    first = Proc("writ-base", [WRIT, "serve", *state], os.path.join(run_dir, "writ-base.log"))
+    wait_port(base_port, first, 30)
+    first.stop()
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     key = Ed25519PrivateKey.generate()

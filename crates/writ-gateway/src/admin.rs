@@ -37,9 +37,26 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/admin/v1/usage", get(usage_counters))
         .route("/admin/v1/audit", get(audit_records))
         .route("/admin/v1/detections", get(detections))
+        // Before authentication: an admin writ sent in clear text is exposed whatever
+        // the answer, so a listener that allows no admin API says so first.
+        .route_layer(axum::middleware::from_fn_with_state(gw.clone(), admin_gate))
         .route("/metrics", get(metrics))
         .route("/.well-known/writ-keys", get(writ_keys))
         .with_state(gw)
+}
+
+/// Refuses every admin route with [`GatewayError::AdminApiDisabled`] where the config
+/// does not allow the admin API on this listener (see `Config::admin_api_allowed`).
+async fn admin_gate(
+    State(gw): State<Arc<Gateway>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if gw.admin_api {
+        next.run(req).await
+    } else {
+        GatewayError::AdminApiDisabled.into_response()
+    }
 }
 
 /// Authenticates the request's writ and authorizes an admin action on `tenant`

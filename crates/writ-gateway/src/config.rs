@@ -1,5 +1,6 @@
 //! `writ.toml`: parsed strictly (unknown keys are errors with a line number), then
-//! validated into a [`Config`] with defaults filled in one place.
+//! validated into a [`Config`] with defaults filled in one place. Validation reports
+//! every problem it finds, not only the first (`writ config check` lists them all).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,16 +10,22 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 use writ_limits::LimitSpec;
-use writ_providers::{ProviderKind, UpstreamSecret};
 
 mod audit;
 mod detection;
 mod limits;
+mod risk;
+mod secrets;
+mod unknown_keys;
+mod upstream;
 pub use audit::{AuditConfig, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, Detector, Mode};
 pub use limits::{LimiterBackend, LimiterConfig};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
+pub use risk::Warning;
+pub use secrets::{DeferredSecret, Secrets};
+pub use upstream::{AwsSigning, UpstreamConfig, VertexAuth};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -38,7 +45,7 @@ pub struct RawConfig {
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
-    upstreams: BTreeMap<String, RawUpstream>,
+    upstreams: BTreeMap<String, upstream::RawUpstream>,
     #[serde(default)]
     pricing: BTreeMap<String, writ_providers::PriceEntry>,
     #[serde(default)]
@@ -61,6 +68,9 @@ struct RawServer {
     workers: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    allow_plaintext_admin: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,38 +79,6 @@ struct RawTokens {
     tenant: Option<String>,
     #[serde(default, with = "humantime_serde")]
     max_ttl: Option<Duration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    kind: String,
-    base_url: Option<String>,
-    api_key: Option<String>,
-    organization: Option<String>,
-    project: Option<String>,
-    auth_header: Option<String>,
-    basic_user: Option<String>,
-    auth_query: Option<String>,
-    #[serde(default)]
-    deployments: BTreeMap<String, String>,
-    region: Option<String>,
-    aws_access_key_id: Option<String>,
-    aws_secret_access_key: Option<String>,
-    aws_session_token: Option<String>,
-    location: Option<String>,
-    service_account_file: Option<PathBuf>,
-    service_account_json: Option<String>,
-    token_uri: Option<String>,
-    #[serde(default)]
-    allow_private_network: bool,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    read_timeout: Option<Duration>,
-    max_response_bytes: Option<usize>,
 }
 
 /// A validated configuration.
@@ -120,6 +98,12 @@ pub struct Config {
     pub workers: usize,
     /// Serve HTTPS with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
+    /// The CA certificate(s) (PEM) that signed `tls`'s certificate, which the `writ` CLI
+    /// trusts when it reaches this gateway; the public web roots when absent.
+    pub tls_ca: Option<PathBuf>,
+    /// Serve the admin API on a non-loopback address without TLS. Off by default: the
+    /// admin API then answers 403 `admin_api_disabled` there.
+    pub allow_plaintext_admin: bool,
     /// Tenant of agents when none is named.
     pub tenant: String,
     /// Largest writ lifetime.
@@ -136,47 +120,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Detectors' modes, the brute-force policy and detection webhooks.
     pub detection: DetectionConfig,
-}
-
-/// One configured upstream.
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// What it speaks.
-    pub kind: ProviderKind,
-    /// Base URL requests are sent to. `None` for a `mock` upstream the gateway runs itself.
-    pub base_url: Option<Uri>,
-    /// The credential injected on every request. `None` only for a self-run `mock`, which
-    /// gets a random key at start.
-    pub api_key: Option<UpstreamSecret>,
-    /// `OpenAI-Organization` to send.
-    pub organization: Option<String>,
-    /// `OpenAI-Project` to send.
-    pub project: Option<String>,
-    /// For `mcp` and `http` upstreams: send the key as this header's whole value instead
-    /// of `Authorization: Bearer <key>`.
-    pub auth_header: Option<http::HeaderName>,
-    /// For `mcp` and `http` upstreams: send HTTP Basic with this user and the key as password.
-    pub basic_user: Option<String>,
-    /// For `mcp` and `http` upstreams: send the key as this query parameter (toward the
-    /// upstream only; never accepted from agents).
-    pub auth_query: Option<String>,
-    /// Allow addresses outside the public internet (loopback, private, metadata); off by
-    /// default so a base URL cannot be turned against the gateway's own network.
-    pub allow_private_network: bool,
-    /// For `azure` upstreams: the model each deployment serves, for grants and prices.
-    pub deployments: BTreeMap<String, String>,
-    /// For `bedrock` upstreams: the AWS region and the credentials requests are signed with.
-    pub aws: Option<AwsSigning>,
-    /// For `vertex` upstreams: the service account, project and location.
-    pub vertex: Option<VertexAuth>,
-    /// Longest wait for the upstream's response headers.
-    pub timeout: Duration,
-    /// Longest wait to connect.
-    pub connect_timeout: Duration,
-    /// Longest wait between two chunks of the response body.
-    pub read_timeout: Duration,
-    /// Largest response accepted from the upstream.
-    pub max_response_bytes: usize,
+    /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
+    /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
+    /// with any.
+    pub deferred: Vec<DeferredSecret>,
 }
 
 /// PEM files of the server's certificate chain and private key.
@@ -188,28 +135,6 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// How a `vertex` upstream is reached: a service-account key exchanged for access tokens.
-#[derive(Debug, Clone)]
-pub struct VertexAuth {
-    /// The key.
-    pub service_account: writ_providers::vertex::ServiceAccount,
-    /// Where assertions are exchanged (the key file's `token_uri` unless overridden).
-    pub token_uri: Uri,
-    /// The only project requests may name.
-    pub project: String,
-    /// The only location requests may name.
-    pub location: String,
-}
-
-/// How a `bedrock` upstream's requests are signed.
-#[derive(Debug, Clone)]
-pub struct AwsSigning {
-    /// AWS region, such as `us-east-1`.
-    pub region: String,
-    /// Static credentials, with a session token if temporary.
-    pub credentials: writ_providers::sigv4::AwsCredentials,
-}
-
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -217,16 +142,30 @@ pub enum ConfigError {
     #[error("{0}")]
     Parse(String),
     /// A `${env:NAME}` reference names an unset variable.
-    #[error("environment variable `{name}` is not set (referenced as ${{env:{name}}})")]
+    #[error(
+        "environment variable `{name}` is not set (referenced as ${{env:{name}}} in `{field}`)"
+    )]
     MissingEnv {
         /// The variable name.
         name: String,
+        /// The first key referencing it.
+        field: String,
     },
     /// A `${…}` reference is not of the form `${env:NAME}`.
     #[error("invalid reference in `{field}`: only ${{env:NAME}} is supported")]
     BadReference {
         /// Where it was found.
         field: String,
+    },
+    /// A key the parser does not know (a typo, or a key of another section).
+    #[error("unknown key `{key}` at line {line}: {detail}")]
+    UnknownKey {
+        /// Its dotted path, such as `server.tls_cafile`.
+        key: String,
+        /// Its line in the file (1-based).
+        line: usize,
+        /// The parser's message, with the keys it expected.
+        detail: String,
     },
     /// A value is out of range or inconsistent.
     #[error("invalid `{field}`: {reason}")]
@@ -238,11 +177,71 @@ pub enum ConfigError {
     },
 }
 
+/// Every problem found in one configuration, in the order found; never empty.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl ConfigErrors {
+    /// The first problem.
+    pub fn into_first(self) -> ConfigError {
+        self.0
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| ConfigError::Parse("invalid config".to_string()))
+    }
+}
+
 impl RawConfig {
-    /// Parses TOML text.
+    /// Parses TOML text, stopping at the first problem.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
+
+    /// Parses TOML text reporting every unknown key, not only the first: returns the
+    /// config without those keys (`None` if the text cannot be parsed even then) and one
+    /// [`ConfigError::UnknownKey`] per key in file order, or the parse error.
+    pub fn from_toml_all(text: &str) -> (Option<Self>, Vec<ConfigError>) {
+        unknown_keys::parse(text)
+    }
+}
+
+/// Records a section's problem and yields `fallback` in its place, so validation goes on
+/// and reports the next problem too. Nothing built from a fallback is returned.
+fn keep<T>(problems: &mut Vec<ConfigError>, result: Result<T, ConfigError>, fallback: T) -> T {
+    result.unwrap_or_else(|e| {
+        problems.push(e);
+        fallback
+    })
+}
+
+/// Runs `build` for a section that may reference variables. A section that met an unset
+/// variable holds stand-ins: it yields `None` and its own errors are dropped (they may be
+/// artefacts of the stand-ins); the unset variables are reported instead.
+fn section<T>(
+    env: &secrets::Env,
+    problems: &mut Vec<ConfigError>,
+    build: impl FnOnce() -> Result<T, ConfigError>,
+) -> Option<T> {
+    let before = env.unset_count();
+    let result = build();
+    if env.unset_count() > before {
+        return None;
+    }
+    result.map_err(|e| problems.push(e)).ok()
 }
 
 impl Config {
@@ -251,269 +250,75 @@ impl Config {
         Self::from_raw(RawConfig::default(), &|_| None).unwrap_or_else(|_| unreachable!())
     }
 
-    /// Validates a raw config; `env` resolves `${env:NAME}` references.
+    /// Validates a raw config; `env` resolves `${env:NAME}` references. Returns the first
+    /// problem; [`Config::validate`] returns them all.
     pub fn from_raw(
         raw: RawConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::validate(raw, Secrets::Resolve(env)).map_err(ConfigErrors::into_first)
+    }
+
+    /// Validates a raw config, reporting every problem found; `secrets` says whether
+    /// references to unset variables are errors or deferred.
+    pub fn validate(raw: RawConfig, secrets: Secrets<'_>) -> Result<Self, ConfigErrors> {
+        let env = secrets::Env::new(secrets);
+        let mut problems = Vec::new();
         let invalid = |field: &str, reason: &str| ConfigError::Invalid {
             field: field.to_string(),
             reason: reason.to_string(),
         };
         let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen.parse().map_err(|_| {
+        let listen: Result<SocketAddr, _> = listen.parse().map_err(|_| {
             invalid(
                 "server.listen",
                 "expected host:port, such as 127.0.0.1:8787",
             )
-        })?;
+        });
+        let listen = keep(&mut problems, listen, SocketAddr::from(([127, 0, 0, 1], 0)));
         let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
-            return Err(invalid(
+            problems.push(invalid(
                 "server.max_body_bytes",
                 "must be between 1 and 1 GiB",
             ));
         }
         let max_ttl = raw.tokens.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
         if max_ttl.as_secs() == 0 || max_ttl.subsec_nanos() != 0 || max_ttl.as_secs() > 86_400 {
-            return Err(invalid(
+            problems.push(invalid(
                 "tokens.max_ttl",
                 "must be whole seconds, 1s to 24h",
             ));
         }
         let tenant = raw.tokens.tenant.unwrap_or_else(|| "default".to_string());
-        check_name("tokens.tenant", &tenant)?;
+        if let Err(e) = check_name("tokens.tenant", &tenant) {
+            problems.push(e);
+        }
         let mut upstreams = BTreeMap::new();
         for (name, u) in raw.upstreams {
-            check_name(&format!("upstreams.{name}"), &name)?;
-            let field = |f: &str| format!("upstreams.{name}.{f}");
-            let kind = match u.kind.as_str() {
-                "openai" => ProviderKind::OpenAi,
-                "mock" => ProviderKind::Mock,
-                "anthropic" => ProviderKind::Anthropic,
-                "gemini" => ProviderKind::Gemini,
-                "azure" => ProviderKind::Azure,
-                "bedrock" => ProviderKind::Bedrock,
-                "vertex" => ProviderKind::Vertex,
-                "mcp" => ProviderKind::Mcp,
-                "http" => ProviderKind::Http,
-                other => {
-                    return Err(invalid(
-                        &field("kind"),
-                        &format!(
-                            "unknown kind `{other}` (expected openai, anthropic, gemini, vertex, azure, bedrock, mock, mcp or http)"
-                        ),
-                    ));
-                }
-            };
-            let aws = match kind {
-                ProviderKind::Bedrock => Some(aws_signing(&field, &u, env)?),
-                _ => {
-                    let aws_fields = [
-                        ("region", u.region.is_some()),
-                        ("aws_access_key_id", u.aws_access_key_id.is_some()),
-                        ("aws_secret_access_key", u.aws_secret_access_key.is_some()),
-                        ("aws_session_token", u.aws_session_token.is_some()),
-                    ];
-                    if let Some((f, _)) = aws_fields.iter().find(|(_, set)| *set) {
-                        return Err(invalid(&field(f), "only for bedrock upstreams"));
-                    }
-                    None
-                }
-            };
-            let vertex = match kind {
-                ProviderKind::Vertex => Some(vertex_auth(&field, &u, env)?),
-                _ => {
-                    let vertex_fields = [
-                        ("location", u.location.is_some()),
-                        ("service_account_file", u.service_account_file.is_some()),
-                        ("service_account_json", u.service_account_json.is_some()),
-                        ("token_uri", u.token_uri.is_some()),
-                    ];
-                    if let Some((f, _)) = vertex_fields.iter().find(|(_, set)| *set) {
-                        return Err(invalid(&field(f), "only for vertex upstreams"));
-                    }
-                    None
-                }
-            };
-            let base_url = match (u.base_url, kind) {
-                (Some(url), _) => Some(parse_base_url(
-                    &field("base_url"),
-                    &expand(&field("base_url"), &url, env)?,
-                )?),
-                (None, ProviderKind::OpenAi) => Some(Uri::from_static("https://api.openai.com")),
-                (None, ProviderKind::Anthropic) => {
-                    Some(Uri::from_static("https://api.anthropic.com"))
-                }
-                (None, ProviderKind::Gemini) => Some(Uri::from_static(
-                    "https://generativelanguage.googleapis.com",
-                )),
-                (None, ProviderKind::Bedrock) => {
-                    let region = aws.as_ref().map(|a| a.region.as_str()).unwrap_or_default();
-                    Some(parse_base_url(
-                        &field("region"),
-                        &format!("https://bedrock-runtime.{region}.amazonaws.com"),
-                    )?)
-                }
-                (None, ProviderKind::Vertex) => {
-                    let location = vertex
-                        .as_ref()
-                        .map(|v| v.location.as_str())
-                        .unwrap_or_default();
-                    Some(parse_base_url(
-                        &field("location"),
-                        &writ_providers::vertex::default_base_url(location),
-                    )?)
-                }
-                (None, ProviderKind::Mock) => None,
-                (None, ProviderKind::Mcp | ProviderKind::Http | ProviderKind::Azure) => {
-                    return Err(invalid(&field("base_url"), "required for this kind"));
-                }
-            };
-            // A literal address never reaches the resolver, so it is checked here.
-            if let Some(host) = base_url.as_ref().and_then(Uri::host) {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
-                if let Ok(ip) = bare.parse::<std::net::IpAddr>()
-                    && crate::egress::is_forbidden(ip)
-                    && !u.allow_private_network
-                {
-                    return Err(invalid(
-                        &field("base_url"),
-                        "points outside the public internet; set allow_private_network = true if that is intended",
-                    ));
-                }
+            if let Some(u) = section(&env, &mut problems, || {
+                upstream::upstream_config(&name, u, &env)
+            }) {
+                upstreams.insert(name, u);
             }
-            let auth_header = match (&u.auth_header, kind) {
-                (None, _) => None,
-                (Some(h), ProviderKind::Mcp | ProviderKind::Http) => Some(
-                    http::HeaderName::try_from(h.as_str())
-                        .map_err(|_| invalid(&field("auth_header"), "not a valid header name"))?,
-                ),
-                (Some(_), _) => {
-                    return Err(invalid(
-                        &field("auth_header"),
-                        "only for mcp and http upstreams",
-                    ));
-                }
-            };
-            let api_key = match u.api_key {
-                Some(_) if kind == ProviderKind::Bedrock => {
-                    return Err(invalid(
-                        &field("api_key"),
-                        "bedrock upstreams sign with aws_access_key_id and aws_secret_access_key",
-                    ));
-                }
-                Some(_) if kind == ProviderKind::Vertex => {
-                    return Err(invalid(
-                        &field("api_key"),
-                        "vertex upstreams use a service account (service_account_file or service_account_json)",
-                    ));
-                }
-                Some(k) => Some(UpstreamSecret::new(expand(&field("api_key"), &k, env)?)),
-                None if kind == ProviderKind::Mock && base_url.is_none() => None,
-                None if matches!(kind, ProviderKind::Bedrock | ProviderKind::Vertex) => None,
-                None => return Err(invalid(&field("api_key"), "required for this kind")),
-            };
-            if let Some(key) = &api_key
-                && (key.expose().is_empty()
-                    || http::HeaderValue::try_from(format!("Bearer {}", key.expose())).is_err())
-            {
-                return Err(invalid(
-                    &field("api_key"),
-                    "empty or not a valid header value",
-                ));
-            }
-            let tool_auth = [
-                u.auth_header.is_some(),
-                u.basic_user.is_some(),
-                u.auth_query.is_some(),
-            ];
-            if tool_auth.iter().filter(|x| **x).count() > 1 {
-                return Err(invalid(
-                    &field("auth_header"),
-                    "choose one of auth_header, basic_user and auth_query",
-                ));
-            }
-            if (u.basic_user.is_some() || u.auth_query.is_some())
-                && !matches!(kind, ProviderKind::Mcp | ProviderKind::Http)
-            {
-                return Err(invalid(
-                    &field("basic_user"),
-                    "basic_user and auth_query are only for mcp and http upstreams",
-                ));
-            }
-            if u.basic_user
-                .as_deref()
-                .is_some_and(|n| n.is_empty() || n.contains(':'))
-            {
-                return Err(invalid(
-                    &field("basic_user"),
-                    "must be non-empty and hold no ':'",
-                ));
-            }
-            let param_ok = |n: &str| {
-                !n.is_empty()
-                    && n.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-            };
-            if u.auth_query.as_deref().is_some_and(|n| !param_ok(n)) {
-                return Err(invalid(
-                    &field("auth_query"),
-                    "a parameter name of A-Z a-z 0-9 _ - .",
-                ));
-            }
-            let header_value =
-                |f: &str, v: Option<String>| -> Result<Option<String>, ConfigError> {
-                    match v {
-                        Some(v) if http::HeaderValue::try_from(v.as_str()).is_err() => {
-                            Err(invalid(&field(f), "not a valid header value"))
-                        }
-                        v => Ok(v),
-                    }
-                };
-            upstreams.insert(
-                name.clone(),
-                UpstreamConfig {
-                    kind,
-                    base_url,
-                    api_key,
-                    organization: header_value("organization", u.organization)?,
-                    // For vertex upstreams `project` is the GCP project, kept in `vertex`.
-                    project: match kind {
-                        ProviderKind::Vertex => None,
-                        _ => header_value("project", u.project)?,
-                    },
-                    auth_header,
-                    basic_user: u.basic_user.clone(),
-                    auth_query: u.auth_query.clone(),
-                    deployments: u.deployments,
-                    aws,
-                    vertex,
-                    allow_private_network: u.allow_private_network,
-                    timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
-                    connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
-                    read_timeout: u.read_timeout.unwrap_or(Duration::from_secs(60)),
-                    max_response_bytes: match u.max_response_bytes {
-                        None => 64 * 1024 * 1024,
-                        Some(0) => {
-                            return Err(invalid(&field("max_response_bytes"), "must be positive"));
-                        }
-                        Some(n) => n,
-                    },
-                },
-            );
         }
         let mut pricing = writ_providers::Pricing::builtin();
         for (model, entry) in raw.pricing {
-            pricing
-                .set(&model, entry)
-                .map_err(|e| invalid(&format!("pricing.{model}"), &e.to_string()))?;
+            if let Err(e) = pricing.set(&model, entry) {
+                problems.push(invalid(&format!("pricing.{model}"), &e.to_string()));
+            }
         }
         let tls = match (raw.server.tls_cert, raw.server.tls_key) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (Some(_), None) => return Err(invalid("server.tls_key", "required with tls_cert")),
-            (None, Some(_)) => return Err(invalid("server.tls_cert", "required with tls_key")),
+            (Some(_), None) => {
+                problems.push(invalid("server.tls_key", "required with tls_cert"));
+                None
+            }
+            (None, Some(_)) => {
+                problems.push(invalid("server.tls_cert", "required with tls_key"));
+                None
+            }
         };
         let workers = match raw.server.workers {
             None => std::thread::available_parallelism()
@@ -521,24 +326,69 @@ impl Config {
                 .min(crate::workers::MAX_WORKERS),
             Some(n) if n <= crate::workers::MAX_WORKERS => n,
             Some(_) => {
-                return Err(invalid(
+                problems.push(invalid(
                     "server.workers",
                     &format!("must be 0 to {}", crate::workers::MAX_WORKERS),
                 ));
+                0
             }
         };
-        let limiter = limiter_config(raw.limiter, env)?;
-        let audit = audit_config(raw.audit, env)?;
-        let detection = detection::detection_config(raw.detection, env)?;
+        let limiter = section(&env, &mut problems, || limiter_config(raw.limiter, &env));
+        let audit = section(&env, &mut problems, || audit_config(raw.audit, &env));
+        let detection = section(&env, &mut problems, || {
+            detection::detection_config(raw.detection, &env)
+        });
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
-            limits.push(limit_spec(&format!("limit[{i}]"), l)?);
+            match limit_spec(&format!("limit[{i}]"), l) {
+                Ok(l) => limits.push(l),
+                Err(e) => problems.push(e),
+            }
         }
         let public_url = match raw.server.public_url {
             None => None,
-            Some(u) => {
-                let uri = parse_base_url("server.public_url", &u)?;
-                Some(uri.to_string().trim_end_matches('/').to_string())
+            Some(u) => match parse_base_url("server.public_url", &u) {
+                Ok(uri) => Some(uri.to_string().trim_end_matches('/').to_string()),
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            },
+        };
+        let unset = env.into_unset();
+        let deferred = match secrets {
+            Secrets::Defer(_) => unset,
+            Secrets::Resolve(_) => {
+                let mut seen = std::collections::BTreeSet::new();
+                for u in unset {
+                    if seen.insert(u.variable.clone()) {
+                        problems.push(ConfigError::MissingEnv {
+                            name: u.variable,
+                            field: u.field,
+                        });
+                    }
+                }
+                Vec::new()
+            }
+        };
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
+        // Sections left out for deferred secrets take their defaults: nothing reads them
+        // (a gateway refuses to start with deferred secrets).
+        let defaults = || {
+            Self::validate(RawConfig::default(), Secrets::Resolve(&|_| None))
+                .map_err(|e| ConfigErrors(e.0))
+        };
+        let (limiter, audit, detection) = match (limiter, audit, detection) {
+            (Some(l), Some(a), Some(d)) => (l, a, d),
+            (l, a, d) => {
+                let base = defaults()?;
+                (
+                    l.unwrap_or(base.limiter),
+                    a.unwrap_or(base.audit),
+                    d.unwrap_or(base.detection),
+                )
             }
         };
         Ok(Self {
@@ -551,6 +401,8 @@ impl Config {
             max_body_bytes,
             workers,
             tls,
+            tls_ca: raw.server.tls_ca,
+            allow_plaintext_admin: raw.server.allow_plaintext_admin,
             tenant,
             max_ttl,
             upstreams,
@@ -559,156 +411,36 @@ impl Config {
             limits,
             audit,
             detection,
+            deferred,
         })
     }
+
+    /// The risky settings this config allows (each a warning, never an error): see
+    /// [`Warning`]. `writ serve` logs them at start and `writ config check` prints them.
+    pub fn warnings(&self) -> Vec<Warning> {
+        risk::warnings(self)
+    }
+
+    /// Whether the admin API is served: not on a non-loopback address without TLS unless
+    /// `allow_plaintext_admin` says so.
+    pub fn admin_api_allowed(&self) -> bool {
+        risk::admin_api_allowed(self)
+    }
 }
 
-/// The service account, project and location of a `vertex` upstream.
-fn vertex_auth(
-    field: &dyn Fn(&str) -> String,
-    u: &RawUpstream,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<VertexAuth, ConfigError> {
-    let invalid = |f: &str, reason: String| ConfigError::Invalid {
-        field: field(f),
-        reason,
-    };
-    let (json, source) = match (&u.service_account_file, &u.service_account_json) {
-        (Some(path), None) => (
-            std::fs::read_to_string(path).map_err(|e| {
-                invalid(
-                    "service_account_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?,
-            "service_account_file",
-        ),
-        (None, Some(text)) => (
-            expand(&field("service_account_json"), text, env)?,
-            "service_account_json",
-        ),
-        (None, None) => {
-            return Err(invalid(
-                "service_account_file",
-                "required for vertex upstreams (or service_account_json)".to_string(),
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "service_account_json",
-                "choose one of service_account_file and service_account_json".to_string(),
-            ));
-        }
-    };
-    let service_account = writ_providers::vertex::ServiceAccount::from_json(&json)
-        .map_err(|e| invalid(source, e.to_string()))?;
-    let token_uri = match &u.token_uri {
-        Some(t) => expand(&field("token_uri"), t, env)?,
-        None => service_account.token_uri.clone(),
-    };
-    let token_uri: Uri = token_uri
-        .parse()
-        .ok()
-        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
-        .ok_or_else(|| invalid("token_uri", "not an http(s) URL".to_string()))?;
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    let project = u
-        .project
-        .clone()
-        .or_else(|| service_account.project_id.clone())
-        .ok_or_else(|| {
-            invalid(
-                "project",
-                "required: the key file names no project_id".to_string(),
-            )
-        })?;
-    if !name_ok(&project) {
-        return Err(invalid("project", "not a GCP project id".to_string()));
-    }
-    let location = u.location.clone().ok_or_else(|| {
-        invalid(
-            "location",
-            "required for vertex upstreams, such as us-central1".to_string(),
-        )
-    })?;
-    if !name_ok(&location) {
-        return Err(invalid("location", "not a GCP location".to_string()));
-    }
-    Ok(VertexAuth {
-        service_account,
-        token_uri,
-        project,
-        location,
-    })
-}
-
-/// The region and credentials of a `bedrock` upstream.
-fn aws_signing(
-    field: &dyn Fn(&str) -> String,
-    u: &RawUpstream,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<AwsSigning, ConfigError> {
-    let required = |f: &str, v: &Option<String>| -> Result<String, ConfigError> {
-        let v = v.as_deref().ok_or_else(|| ConfigError::Invalid {
-            field: field(f),
-            reason: "required for bedrock upstreams".to_string(),
-        })?;
-        expand(&field(f), v, env)
-    };
-    let region = required("region", &u.region)?;
-    let region_ok = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !region_ok {
-        return Err(ConfigError::Invalid {
-            field: field("region"),
-            reason: "an AWS region such as us-east-1".to_string(),
-        });
-    }
-    let access_key_id = required("aws_access_key_id", &u.aws_access_key_id)?;
-    let secret = required("aws_secret_access_key", &u.aws_secret_access_key)?;
-    let session_token = match &u.aws_session_token {
-        None => None,
-        Some(t) => Some(expand(&field("aws_session_token"), t, env)?),
-    };
-    let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
-    for (f, v) in [
-        ("aws_access_key_id", Some(access_key_id.as_str())),
-        ("aws_secret_access_key", Some(secret.as_str())),
-        ("aws_session_token", session_token.as_deref()),
-    ] {
-        if v.is_some_and(|v| !printable(v)) {
-            return Err(ConfigError::Invalid {
-                field: field(f),
-                reason: "empty or not printable ASCII".to_string(),
-            });
-        }
-    }
-    Ok(AwsSigning {
-        region,
-        credentials: writ_providers::sigv4::AwsCredentials {
-            access_key_id,
-            secret_access_key: UpstreamSecret::new(secret),
-            session_token: session_token.map(UpstreamSecret::new),
-        },
-    })
-}
-
-/// Names of tenants and upstreams: 1–64 of `[A-Za-z0-9_.-]`.
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
+/// Whether `name` is a valid name of a tenant, agent or upstream: 1–64 of
+/// `[A-Za-z0-9_.-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Names of tenants and upstreams: see [`valid_name`].
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if valid_name(name) {
         Ok(())
     } else {
         Err(ConfigError::Invalid {
@@ -731,36 +463,6 @@ fn parse_base_url(field: &str, text: &str) -> Result<Uri, ConfigError> {
         });
     }
     Ok(uri)
-}
-
-/// Replaces every `${env:NAME}` in `value`.
-fn expand(
-    field: &str,
-    value: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| ConfigError::BadReference {
-            field: field.to_string(),
-        })?;
-        let name = after[..end]
-            .strip_prefix("env:")
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| ConfigError::BadReference {
-                field: field.to_string(),
-            })?;
-        let resolved = env(name).ok_or_else(|| ConfigError::MissingEnv {
-            name: name.to_string(),
-        })?;
-        out.push_str(&resolved);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]

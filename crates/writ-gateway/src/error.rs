@@ -36,6 +36,14 @@ pub enum GatewayError {
     /// The path exists, not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The admin API is off on this listener: it is reachable from other hosts without
+    /// TLS, and `allow_plaintext_admin` is not set.
+    #[error(
+        "the admin API is disabled on this listener: it is reachable from other hosts without \
+         TLS, where admin writs would cross the network in clear text; serve TLS (tls_cert, \
+         tls_key), listen on 127.0.0.1, or set [server] allow_plaintext_admin = true"
+    )]
+    AdminApiDisabled,
     /// The request names an upstream that is not configured.
     #[error("unknown upstream")]
     UnknownUpstream,
@@ -209,6 +217,12 @@ impl GatewayError {
                 Fault::Client,
             ),
             E::NotFound => (S::NOT_FOUND, invalid, "not_found", Fault::Client),
+            E::AdminApiDisabled => (
+                S::FORBIDDEN,
+                "permission_error",
+                "admin_api_disabled",
+                Fault::Client,
+            ),
             E::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 invalid,

@@ -30,6 +30,8 @@ pub struct KeyState {
 pub struct Gateway {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_body_bytes: usize,
+    /// Whether the admin API is served on this listener (see `Config::admin_api_allowed`).
+    pub(crate) admin_api: bool,
     /// Finds secrets (the upstream credentials, writs, known key formats) in responses.
     pub(crate) scanner: Arc<writ_detect::Scanner>,
     /// Finds only what is redacted whatever the mode (the upstream credentials and
@@ -121,6 +123,13 @@ pub enum StartError {
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The config was loaded with secrets deferred (see `config::Secrets::Defer`): the
+    /// gateway needs them resolved.
+    #[error("the config's secrets were not resolved: environment variable(s) {names} not set")]
+    DeferredSecrets {
+        /// The unset variables, comma-separated.
+        names: String,
+    },
 }
 
 impl Gateway {
@@ -133,6 +142,19 @@ impl Gateway {
         store: SqliteStore,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        if !config.deferred.is_empty() {
+            let names: Vec<&str> = config
+                .deferred
+                .iter()
+                .map(|d| d.variable.as_str())
+                .collect();
+            return Err(StartError::DeferredSecrets {
+                names: names.join(", "),
+            });
+        }
+        for warning in config.warnings() {
+            tracing::warn!(%warning, "risky setting");
+        }
         let tls = match &config.tls {
             Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
             None => None,
@@ -239,6 +261,7 @@ impl Gateway {
         Ok(Self {
             clock,
             max_body_bytes: config.max_body_bytes,
+            admin_api: config.admin_api_allowed(),
             tls,
             limits,
             fanout,

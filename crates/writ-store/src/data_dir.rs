@@ -1,7 +1,10 @@
 //! The data directory (`./writ-data/` by default): database file and key files.
 //!
 //! Key files are created with mode 0600 in a 0700 directory, with `create_new` so two
-//! processes starting at once (a server and a `writ token mint`) agree on one key.
+//! processes starting at once agree on one key. Only a directory opened with
+//! [`DataDir::open_or_create`] (by `writ serve`) creates keys; one opened with
+//! [`DataDir::open_existing`] (every other command) reads them and refuses when they are
+//! missing, so a command run in the wrong place never forks a second root key.
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -18,6 +21,8 @@ use crate::error::StoreError;
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    /// Whether missing keys are generated (the gateway's own start) or refused.
+    create: bool,
 }
 
 /// The root signing key and every root key trusted for verification.
@@ -59,7 +64,34 @@ impl DataDir {
                     source,
                 })?;
         }
-        Ok(Self { root })
+        Ok(Self { root, create: true })
+    }
+
+    /// Opens the existing gateway state at `root` without creating anything: the
+    /// directory and its `keys/` must exist ([`StoreError::NoDataDir`] otherwise), and a
+    /// missing key is an error ([`StoreError::MissingKey`]) instead of being generated.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        if !root.join("keys").is_dir() {
+            let path = std::path::absolute(&root).unwrap_or(root);
+            return Err(StoreError::NoDataDir { path });
+        }
+        Ok(Self {
+            root,
+            create: false,
+        })
+    }
+
+    /// Fails with [`StoreError::MissingKey`] unless this directory may create keys.
+    fn may_create(&self, what: &'static str, path: &Path) -> Result<(), StoreError> {
+        if self.create {
+            Ok(())
+        } else {
+            Err(StoreError::MissingKey {
+                what,
+                path: path.to_path_buf(),
+            })
+        }
     }
 
     /// The directory itself.
@@ -80,6 +112,7 @@ impl DataDir {
     pub fn root_keys(&self) -> Result<RootKeyFiles, StoreError> {
         let mut found = self.read_root_keys()?;
         if found.is_empty() {
+            self.may_create("root key", &self.keys_dir())?;
             let key = RootKeyPair::generate(KeyId(1));
             let path = self.keys_dir().join("root-1.key");
             write_new_secret(&path, key.private_hex().as_bytes())?;
@@ -100,6 +133,10 @@ impl DataDir {
     /// trusted, so writs they signed keep working until they expire or the key is retired.
     pub fn rotate_root_key(&self) -> Result<KeyId, StoreError> {
         let keys = self.read_root_keys()?;
+        if keys.is_empty() {
+            // Rotating from nothing would make a first root key outside `writ serve`.
+            self.may_create("root key", &self.keys_dir())?;
+        }
         let retired = self.retired_key_ids()?;
         let next = keys
             .iter()
@@ -224,6 +261,7 @@ impl DataDir {
     pub fn master_key(&self) -> Result<MasterKey, StoreError> {
         let path = self.keys_dir().join("master.key");
         if !path.exists() {
+            self.may_create("master key", &path)?;
             let mut bytes = Zeroizing::new([0u8; 32]);
             rand::rngs::OsRng.fill_bytes(bytes.as_mut());
             let hex = Zeroizing::new(hex::encode(bytes.as_ref()));
@@ -247,6 +285,7 @@ impl DataDir {
     ) -> Result<Zeroizing<String>, StoreError> {
         let path = self.keys_dir().join(name);
         if !path.exists() {
+            self.may_create("key file", &path)?;
             write_new_secret(&path, generate().as_bytes())?;
         }
         let text = read_secret(&path)?;
@@ -373,6 +412,40 @@ mod tests {
         assert!(dir.retire_root_key(KeyId(1)).is_err(), "retired once");
         // Key ids are never reused, even after retirement.
         assert_eq!(dir.rotate_root_key().unwrap(), KeyId(3));
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("writ-data");
+        let err = DataDir::open_existing(&missing).unwrap_err();
+        assert!(matches!(err, StoreError::NoDataDir { .. }), "{err}");
+        assert!(err.to_string().contains("pass --data-dir"), "{err}");
+        assert!(!missing.exists());
+        // A directory without keys: nothing is generated on read.
+        fs::create_dir_all(missing.join("keys")).unwrap();
+        let dir = DataDir::open_existing(&missing).unwrap();
+        assert!(matches!(
+            dir.root_keys(),
+            Err(StoreError::MissingKey { .. })
+        ));
+        assert!(matches!(
+            dir.master_key(),
+            Err(StoreError::MissingKey { .. })
+        ));
+        let generated = || Zeroizing::new("x".to_string());
+        assert!(matches!(
+            dir.secret("audit.key", generated),
+            Err(StoreError::MissingKey { .. })
+        ));
+        assert_eq!(fs::read_dir(missing.join("keys")).unwrap().count(), 0);
+        // Keys a gateway created are read as usual.
+        let created = DataDir::open_or_create(&missing)
+            .unwrap()
+            .root_keys()
+            .unwrap();
+        let read = dir.root_keys().unwrap();
+        assert_eq!(created.signing.public(), read.signing.public());
     }
 
     #[test]

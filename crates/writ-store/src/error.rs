@@ -27,6 +27,23 @@ pub enum StoreError {
         /// Its mode bits.
         mode: u32,
     },
+    /// A command that only reads gateway state found no data directory there.
+    #[error("no writ data directory at {path}; run it where the gateway runs or pass --data-dir")]
+    NoDataDir {
+        /// The directory looked for.
+        path: PathBuf,
+    },
+    /// A key the gateway creates at its first start is missing, and this command may not
+    /// create it (only `writ serve` does).
+    #[error(
+        "no {what} in {path}; it is created by `writ serve` at its first start, not by this command"
+    )]
+    MissingKey {
+        /// Which key.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// The database refused an operation.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 pub struct ServeProcess {
     child: Child,
     addr: SocketAddr,
+    scheme: &'static str,
     banner: String,
     bin: PathBuf,
     dir: PathBuf,
@@ -38,15 +39,23 @@ impl ServeProcess {
             };
             banner.push_str(&line);
             banner.push('\n');
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().parse().expect("listen address");
+            let found = [
+                ("http", "listening on http://"),
+                ("https", "listening on https://"),
+            ]
+            .into_iter()
+            .find_map(|(scheme, marker)| Some((scheme, line.split(marker).nth(1)?)));
+            if let Some((scheme, rest)) = found {
+                break (scheme, rest.trim().parse().expect("listen address"));
             }
         };
+        let (scheme, addr) = addr;
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         Self {
             child,
             addr,
+            scheme,
             banner,
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -58,9 +67,9 @@ impl ServeProcess {
         self.addr
     }
 
-    /// `http://<addr><path>`.
+    /// `http://<addr><path>`, or `https://…` when it serves TLS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Everything it printed at start-up.

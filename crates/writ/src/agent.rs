@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use writ_store::{Agent, AgentCredentials, AgentKey, DataDir, SqliteStore, new_client_secret};
+use writ_store::{Agent, AgentCredentials, AgentKey, SqliteStore, new_client_secret};
 use writ_token::{Grant, parse_grants};
 
 /// `writ agent …` commands.
@@ -77,9 +77,8 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
         | AgentCommand::Remove { args, .. } => args,
         AgentCommand::List(args) => args,
     };
-    let config = args.state.load()?;
-    let tenant = args.tenant.clone().unwrap_or_else(|| config.tenant.clone());
-    let data = DataDir::open_or_create(&config.data_dir)?;
+    let (config, data) = args.state.open()?;
+    let tenant = crate::settings::tenant(args.tenant.as_deref(), &config)?;
     let store = SqliteStore::open(&data.database_path()).await?;
     let result = async {
         match &cmd {

@@ -118,8 +118,7 @@ fn parse_expect(s: &str) -> Result<(String, u64), String> {
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Key { state } => {
-            let config = state.load()?;
-            let data = DataDir::open_or_create(&config.data_dir)?;
+            let (_, data) = state.open()?;
             let key = load_key(&data).map_err(anyhow::Error::msg)?;
             println!("{}", key.verifier_key());
             Ok(())
@@ -184,6 +183,19 @@ fn file_lines(path: &Path) -> anyhow::Result<Vec<String>> {
 /// The whole log from the configured sink, in the export format. A sink never written to
 /// is an empty log (and is not created).
 async fn sink_lines(config: &Config) -> anyhow::Result<Vec<String>> {
+    if let Some(d) = config
+        .deferred
+        .iter()
+        .find(|d| d.field.starts_with("audit."))
+    {
+        bail!(
+            "`{}` references ${{env:{}}}, which is not set: set it to read the audit log",
+            d.field,
+            d.variable
+        );
+    }
+    // The gateway's state must be here, even when its sink was never written to.
+    let data = DataDir::open_existing(&config.data_dir)?;
     let unwritten = match &config.audit.sink {
         AuditSinkConfig::Sqlite => !config.data_dir.join("audit.db").exists(),
         AuditSinkConfig::File(path) => !path.exists(),
@@ -192,7 +204,6 @@ async fn sink_lines(config: &Config) -> anyhow::Result<Vec<String>> {
     if unwritten {
         return Ok(Vec::new());
     }
-    let data = DataDir::open_or_create(&config.data_dir)?;
     let sink = open_sink(&config.audit, &data)
         .await
         .map_err(anyhow::Error::msg)?;
@@ -215,7 +226,7 @@ fn verifier_key(args: &LogArgs, config: &Config) -> anyhow::Result<VerifierKey> 
                 path.display()
             );
         }
-        let data = DataDir::open_or_create(&config.data_dir)?;
+        let data = DataDir::open_existing(&config.data_dir)?;
         return Ok(load_key(&data).map_err(anyhow::Error::msg)?.verifier_key());
     };
     let text = match given.strip_prefix('@') {
@@ -267,8 +278,19 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         if args.log.public_key.is_some() {
             verifier_key(&args.log, &config)?;
         }
-        println!("the audit log is empty: nothing to verify");
-        return Ok(());
+        let place = match (&log.file, &config.audit.sink) {
+            (Some(file), _) => file.display().to_string(),
+            (None, AuditSinkConfig::Sqlite) => {
+                config.data_dir.join("audit.db").display().to_string()
+            }
+            (None, AuditSinkConfig::File(path)) => path.display().to_string(),
+            (None, AuditSinkConfig::Postgres(_)) => "the PostgreSQL audit sink".to_string(),
+        };
+        bail!(
+            "no audit records in {place}: nothing was verified (a gateway writes its log \
+             there once it serves; check --config / --data-dir, or verify an export with \
+             --from-file)"
+        );
     }
     let key = verifier_key(&args.log, &config)?;
     let positions = positions(&log.lines);

@@ -43,6 +43,13 @@ max_body_bytes = 10485760
 # Serve HTTPS with this certificate chain and private key (PEM); plain HTTP without.
 # tls_cert = "/etc/writ/tls/cert.pem"
 # tls_key = "/etc/writ/tls/key.pem"
+# The CA (PEM) that signed tls_cert: the writ CLI trusts it when it reaches this gateway
+# (else --ca-file, else the public web roots). For a self-signed certificate, the
+# certificate itself.
+# tls_ca = "/etc/writ/tls/ca.pem"
+# Listening beyond loopback without TLS is warned about at start, and the admin API is
+# then refused (403) unless this is true: admin writs would cross the network in clear.
+# allow_plaintext_admin = false
 
 [tokens]
 # Tenant agents belong to when none is named.
@@ -74,6 +81,8 @@ max_ttl = "30s"
 # read_timeout = "60s"                     # longest wait between response chunks
 # max_response_bytes = 67108864            # larger responses are cut off (502)
 # allow_private_network = false            # allow loopback/private/metadata addresses
+# allow_plaintext = false                  # allow an http:// base_url to another host
+#                                          #   (the credential travels unencrypted)
 #
 # [upstreams.anthropic]
 # kind = "anthropic"

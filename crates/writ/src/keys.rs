@@ -1,72 +1,64 @@
-//! `writ keys`: rotate, retire and list root keys.
+//! `writ keys`: rotate, retire, reload and list root keys.
+//!
+//! A running gateway is told of every change through its admin API, and a failure to
+//! tell it is an error; with `--offline` the change is made in the data directory alone,
+//! for a gateway that is stopped (it reads the keys when it starts).
 
 use std::time::Duration;
 
+use anyhow::Context;
 use writ_store::DataDir;
 use writ_token::{KeyId, fingerprint};
 
-use crate::admin_client::{Sent, admin_writ, gateway_url, post};
+use crate::admin_client::{GatewayArgs, GatewayClient, admin_writ};
 
 /// `writ keys …` commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
     /// Add a root key with the next key id and sign new writs with it. Older keys stay
-    /// trusted until retired.
-    Rotate(KeysArgs),
+    /// trusted until retired. The running gateway makes the key (it must trust it before
+    /// anything signed by it arrives); `--offline` makes it here for a stopped gateway.
+    Rotate(ChangeArgs),
     /// Stop trusting a root key: writs it signed are refused from now on.
     Retire {
         /// The key id to retire.
         kid: u32,
         #[command(flatten)]
-        args: KeysArgs,
+        args: ChangeArgs,
     },
+    /// Tell the running gateway to re-read its keys from the data directory.
+    Reload(ReachArgs),
     /// List the trusted root keys.
-    List(KeysArgs),
+    List(ReachArgs),
 }
 
 /// Where the keys live and which gateway to tell.
 #[derive(Debug, clap::Args)]
-pub struct KeysArgs {
-    /// The gateway's base URL; defaults to the configured listen address.
-    #[arg(long)]
-    gateway: Option<String>,
+pub struct ReachArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
     #[command(flatten)]
     state: crate::settings::StateArgs,
 }
 
+/// A key change: told to the running gateway, or made offline.
+#[derive(Debug, clap::Args)]
+pub struct ChangeArgs {
+    /// The gateway is stopped: change the keys in the data directory only; it reads them
+    /// when it starts. A running gateway is not told and keeps its keys until restarted.
+    #[arg(long, conflicts_with_all = ["gateway", "ca_file"])]
+    offline: bool,
+    #[command(flatten)]
+    reach: ReachArgs,
+}
+
+/// Lifetime of the admin writs these commands send.
+const ADMIN_TTL: Duration = Duration::from_secs(30);
+
 pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
-    let (args, action) = match &cmd {
-        KeysCommand::Rotate(a) => (a, "rotate"),
-        KeysCommand::Retire { args, .. } => (args, "retire"),
-        KeysCommand::List(a) => (a, "list"),
-    };
-    let config = args.state.load()?;
-    let data = DataDir::open_or_create(&config.data_dir)?;
-    let url = gateway_url(&config, args.gateway.clone());
-    match &cmd {
-        KeysCommand::Rotate(_) => {
-            // A running gateway rotates itself: it must trust the new key before anything
-            // signed by it arrives.
-            let writ = admin_writ(&data, &config, None, Duration::from_secs(30))?;
-            match post(&url, "/admin/v1/keys/rotate", &writ, &serde_json::json!({})).await? {
-                Sent::Applied(v) => println!(
-                    "new signing key: id {} (the gateway at {url} uses it now)",
-                    v["signing_kid"]
-                ),
-                Sent::NotRunning => {
-                    let kid = data.rotate_root_key()?;
-                    println!(
-                        "new signing key: id {kid} (no gateway at {url}; used when it starts)"
-                    );
-                }
-            }
-            return Ok(());
-        }
-        KeysCommand::Retire { kid, .. } => {
-            data.retire_root_key(KeyId(*kid))?;
-            println!("retired key id {kid}");
-        }
-        KeysCommand::List(_) => {
+    match cmd {
+        KeysCommand::List(args) => {
+            let (_, data) = args.state.open()?;
             let keys = data.root_keys()?;
             for (kid, key) in keys.trusted.iter() {
                 let role = if kid == keys.signing.kid() {
@@ -76,14 +68,100 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 };
                 println!("{kid}\ted25519\t{}\t{role}", fingerprint(key));
             }
-            return Ok(());
+            Ok(())
+        }
+        KeysCommand::Reload(args) => {
+            let (config, data) = args.state.open()?;
+            let gateway = GatewayClient::new(&config, &args.gateway)?;
+            let v = reload(&gateway, &data, &config).await?;
+            println!(
+                "the gateway at {} reloaded its keys; signing key id {}",
+                gateway.url(),
+                v["signing_kid"]
+            );
+            Ok(())
+        }
+        KeysCommand::Rotate(args) => {
+            let (config, data) = args.reach.state.open()?;
+            if args.offline {
+                let kid = data.rotate_root_key()?;
+                println!(
+                    "new signing key: id {kid}, recorded in {} only (--offline): a gateway \
+                     uses it when it starts",
+                    data.path().display()
+                );
+                return Ok(());
+            }
+            let gateway = GatewayClient::new(&config, &args.reach.gateway)?;
+            let writ = admin_writ(&data, &config, None, ADMIN_TTL)?;
+            let v = match gateway
+                .post("/admin/v1/keys/rotate", &writ, &serde_json::json!({}))
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let outcome = e.outcome(
+                        "no key was rotated (for a stopped gateway, --offline rotates for its next start)",
+                        "see `writ keys list` before rotating again",
+                    );
+                    return Err(anyhow::Error::new(e).context(outcome));
+                }
+            };
+            println!(
+                "new signing key: id {} (the gateway at {} uses it now)",
+                v["signing_kid"],
+                gateway.url()
+            );
+            Ok(())
+        }
+        KeysCommand::Retire { kid, args } => {
+            let (config, data) = args.reach.state.open()?;
+            if args.offline {
+                data.retire_root_key(KeyId(kid))?;
+                println!(
+                    "retired key id {kid} in {} only (--offline): a gateway stops trusting it \
+                     when it starts",
+                    data.path().display()
+                );
+                return Ok(());
+            }
+            // The gateway has no retire call: the key file is retired here and the
+            // gateway re-reads its keys. Make sure it answers before changing anything.
+            let keys = data.root_keys()?;
+            if KeyId(kid) == keys.signing.kid() || !keys.trusted.iter().any(|(k, _)| k.0 == kid) {
+                anyhow::bail!(
+                    "key id {kid} is not a retirable key: it is unknown, or it is the signing \
+                     key (rotate first)"
+                );
+            }
+            let gateway = GatewayClient::new(&config, &args.reach.gateway)?;
+            gateway.ping().await.context("no key was retired")?;
+            data.retire_root_key(KeyId(kid))?;
+            reload(&gateway, &data, &config).await.with_context(|| {
+                format!(
+                    "key id {kid} is retired in {}, but the gateway at {} did not reload: it \
+                     trusts the key until `writ keys reload` succeeds or it restarts",
+                    data.path().display(),
+                    gateway.url()
+                )
+            })?;
+            println!(
+                "retired key id {kid}; the gateway at {} no longer trusts it",
+                gateway.url()
+            );
+            Ok(())
         }
     }
-    // Tell a running gateway to re-read its keys; minted after the change, so by the new key.
-    let writ = admin_writ(&data, &config, None, Duration::from_secs(30))?;
-    match post(&url, "/admin/v1/keys/reload", &writ, &serde_json::json!({})).await? {
-        Sent::Applied(_) => println!("the gateway at {url} reloaded its keys"),
-        Sent::NotRunning => println!("no gateway at {url}; the {action} applies when it starts"),
-    }
-    Ok(())
+}
+
+/// Asks the gateway to re-read its keys, with an admin writ signed by the current key.
+async fn reload(
+    gateway: &GatewayClient,
+    data: &DataDir,
+    config: &writ_gateway::config::Config,
+) -> anyhow::Result<serde_json::Value> {
+    let writ = admin_writ(data, config, None, ADMIN_TTL)?;
+    Ok(gateway
+        .post("/admin/v1/keys/reload", &writ, &serde_json::json!({}))
+        .await?)
 }

@@ -3,6 +3,7 @@
 mod admin_client;
 mod agent;
 mod audit;
+mod config_check;
 mod init;
 mod keys;
 mod lint;
@@ -52,6 +53,9 @@ enum Command {
     /// Check credentials for weaknesses.
     #[command(subcommand)]
     Lint(lint::LintCommand),
+    /// Check a writ.toml without starting anything.
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,9 +102,12 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Lint(cmd) => lint::run(cmd),
+            Command::Config(cmd) => config_check::run(cmd),
             Command::Admin(AdminCommand::Token { tenant, ttl, state }) => {
-                let config = state.load()?;
-                let data = writ_store::DataDir::open_or_create(&config.data_dir)?;
+                let (config, data) = state.open()?;
+                if let Some(t) = &tenant {
+                    settings::tenant(Some(t), &config)?;
+                }
                 println!(
                     "{}",
                     admin_client::admin_writ(&data, &config, tenant.as_deref(), ttl)?

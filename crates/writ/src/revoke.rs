@@ -3,10 +3,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use writ_store::{DataDir, SqliteStore};
+use writ_store::SqliteStore;
 use writ_token::{Clock, Revocation, SystemClock};
 
-use crate::admin_client::{Sent, admin_writ, gateway_url, post};
+use crate::admin_client::{GatewayArgs, GatewayClient, admin_writ};
 
 /// Options of `writ revoke`: exactly one of what to revoke.
 #[derive(Debug, clap::Args)]
@@ -27,9 +27,12 @@ pub struct RevokeArgs {
     /// `--tenant` or in every tenant.
     #[arg(long, group = "what")]
     all_before: Option<String>,
-    /// The gateway's base URL; defaults to the configured listen address.
-    #[arg(long)]
-    gateway: Option<String>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// The gateway is stopped: record the revocation in the data directory only; it
+    /// applies when the gateway starts. A running gateway is not told.
+    #[arg(long, conflicts_with_all = ["gateway", "ca_file"])]
+    offline: bool,
     #[command(flatten)]
     state: crate::settings::StateArgs,
 }
@@ -83,28 +86,33 @@ fn revocation(args: &RevokeArgs, default_tenant: &str) -> anyhow::Result<Revocat
 }
 
 pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
-    let config = args.state.load()?;
+    let (config, data) = args.state.open()?;
+    crate::settings::tenant(args.tenant.as_deref(), &config)?;
     let revocation = revocation(&args, &config.tenant)?;
-    let data = DataDir::open_or_create(&config.data_dir)?;
-    let writ = admin_writ(&data, &config, revocation.tenant(), Duration::from_secs(30))?;
-    let url = gateway_url(&config, args.gateway.clone());
     let body = serde_json::to_value(&revocation)?;
-    match post(&url, "/admin/v1/revocations", &writ, &body).await? {
-        Sent::Applied(_) => println!("revoked: {body} (effective now at {url})"),
-        Sent::NotRunning => {
-            // Nothing to tell: record it where the gateway will read it when it starts.
-            let store = SqliteStore::open(&data.database_path()).await?;
-            let now = SystemClock
-                .now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            store.put_revocation(&revocation, now).await?;
-            store.close().await;
-            println!(
-                "revoked: {body} (no gateway at {url}; recorded in {}, applied when it starts)",
-                data.database_path().display()
-            );
-        }
+    if args.offline {
+        let store = SqliteStore::open(&data.database_path()).await?;
+        let now = SystemClock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        store.put_revocation(&revocation, now).await?;
+        store.close().await;
+        println!(
+            "revoked: {body} (--offline: recorded in {} only, applied when a gateway starts)",
+            data.database_path().display()
+        );
+        return Ok(());
     }
+    let gateway = GatewayClient::new(&config, &args.gateway)?;
+    let writ = admin_writ(&data, &config, revocation.tenant(), Duration::from_secs(30))?;
+    if let Err(e) = gateway.post("/admin/v1/revocations", &writ, &body).await {
+        let outcome = e.outcome(
+            "nothing was revoked or recorded (for a stopped gateway, --offline records it for its next start)",
+            "run the same revocation again (repeating it is harmless)",
+        );
+        return Err(anyhow::Error::new(e).context(outcome));
+    }
+    println!("revoked: {body} (effective now at {})", gateway.url());
     Ok(())
 }

@@ -32,7 +32,9 @@ const FIRST_GRANT: &str =
     r#"{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"]}"#;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = args.state.load()?;
+    let mut config = args
+        .state
+        .load_with(crate::settings::SecretsMode::Resolve)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

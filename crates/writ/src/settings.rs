@@ -1,14 +1,22 @@
-//! Loading the configuration the way every command does: `--config` file or embedded
-//! defaults, then command-line overrides.
+//! Finding the configuration and the state every command works on, the same way for all:
+//! `--config`, else `WRIT_CONFIG`, else `./writ.toml` if it exists, else the embedded
+//! defaults; then `--data-dir` over the config's data directory. Each command says on
+//! stderr which configuration it uses.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use writ_gateway::config::{Config, RawConfig, Secrets};
+use writ_store::DataDir;
+
+/// The config file looked for in the current directory.
+pub const LOCAL_CONFIG: &str = "writ.toml";
 
 /// Where a command finds the gateway's configuration and state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArgs {
-    /// Configuration file (see `writ init`); without one, embedded defaults apply.
+    /// Configuration file (see `writ init`); else WRIT_CONFIG, else ./writ.toml if it
+    /// exists, else the embedded defaults.
     #[arg(long, env = "WRIT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory, overriding the config.
@@ -16,29 +24,97 @@ pub struct StateArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+/// How `${env:…}` secrets in the config are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsMode {
+    /// Resolved now; an unset variable is an error (`writ serve`).
+    Resolve,
+    /// Left unresolved when unset (operator commands, which use no upstream secret).
+    Defer,
+}
+
 impl StateArgs {
-    /// The configuration these arguments select.
+    /// The configuration for an operator command: secrets referencing unset variables
+    /// are deferred, since no operator command uses them.
     pub fn load(&self) -> anyhow::Result<Config> {
-        load(self.config.as_deref(), self.data_dir.clone())
+        self.load_with(SecretsMode::Defer)
+    }
+
+    /// The configuration, treating secrets as `mode` says.
+    pub fn load_with(&self, mode: SecretsMode) -> anyhow::Result<Config> {
+        let path = config_path(self.config.as_deref());
+        let mut config = match &path {
+            None => Config::embedded_default(),
+            Some(path) => read(path, mode)?,
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        match &path {
+            Some(path) => eprintln!("using config {}", path.display()),
+            None => eprintln!(
+                "no {LOCAL_CONFIG}; using embedded defaults, data dir {}",
+                shown(&config.data_dir)
+            ),
+        }
+        Ok(config)
+    }
+
+    /// The configuration and the gateway state it names, which must exist: nothing is
+    /// created (only `writ serve` creates a data directory and keys).
+    pub fn open(&self) -> anyhow::Result<(Config, DataDir)> {
+        let config = self.load()?;
+        let data = DataDir::open_existing(&config.data_dir)?;
+        Ok((config, data))
     }
 }
-use writ_gateway::config::{Config, RawConfig};
 
-/// Reads `path` if given, else the embedded defaults; `data_dir` overrides the config's.
-pub fn load(path: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
-    let mut config = match path {
-        None => Config::embedded_default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config {}", path.display()))?;
-            let raw = RawConfig::from_toml(&text)
-                .with_context(|| format!("invalid config {}", path.display()))?;
-            Config::from_raw(raw, &|name| std::env::var(name).ok())
-                .with_context(|| format!("invalid config {}", path.display()))?
+/// The config file to read: `flag` (from `--config` or `WRIT_CONFIG`), else
+/// `./writ.toml` if it exists; `None` for the embedded defaults.
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    match flag {
+        Some(path) => Some(path.to_path_buf()),
+        None => {
+            let local = PathBuf::from(LOCAL_CONFIG);
+            local.is_file().then_some(local)
         }
-    };
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
     }
-    Ok(config)
+}
+
+/// `./writ-data` for a relative path, as people type it.
+fn shown(path: &Path) -> String {
+    if path.is_relative() && !path.starts_with(".") && !path.starts_with("..") {
+        format!("./{}", path.display())
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn read(path: &Path, mode: SecretsMode) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let raw = RawConfig::from_toml(&text)
+        .with_context(|| format!("invalid config {}", path.display()))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let secrets = match mode {
+        SecretsMode::Resolve => Secrets::Resolve(&env),
+        SecretsMode::Defer => Secrets::Defer(&env),
+    };
+    Config::validate(raw, secrets).map_err(|errors| {
+        anyhow::Error::new(errors).context(format!(
+            "invalid config {} (`writ config check` lists every problem)",
+            path.display()
+        ))
+    })
+}
+
+/// The tenant a command acts on: `flag`, else the config's; validated like agent names.
+pub fn tenant(flag: Option<&str>, config: &Config) -> anyhow::Result<String> {
+    match flag {
+        None => Ok(config.tenant.clone()),
+        Some(t) if writ_gateway::config::valid_name(t) => Ok(t.to_string()),
+        Some(_) => {
+            anyhow::bail!("invalid --tenant: tenant names are 1-64 characters of A-Z a-z 0-9 _ . -")
+        }
+    }
 }

@@ -79,16 +79,10 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
     for json in &args.grants {
         grants.extend(parse_grants(json).context("invalid --grant")?);
     }
-    if !config.data_dir.join("writ.db").exists() {
-        bail!(
-            "no gateway state in {}: run this where `writ serve` runs (or pass --data-dir)",
-            config.data_dir.display()
-        );
-    }
-    let data = DataDir::open_or_create(&config.data_dir)?;
+    let data = DataDir::open_existing(&config.data_dir)?;
     let keys = data.root_keys()?;
+    let tenant = crate::settings::tenant(args.tenant.as_deref(), &config)?;
     let store = SqliteStore::open(&data.database_path()).await?;
-    let tenant = args.tenant.unwrap_or_else(|| config.tenant.clone());
     let agent = store.agent(&tenant, &args.agent).await?;
     store.close().await;
     let Some(agent) = agent else {
@@ -126,9 +120,8 @@ fn read_writ_arg(arg: String) -> anyhow::Result<String> {
 }
 
 fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
-    let config = args.state.load()?;
     let text = read_writ_arg(args.writ)?;
-    let data = DataDir::open_or_create(&config.data_dir)?;
+    let (_, data) = args.state.open()?;
     let keys = data.root_keys()?;
     let writ = decode(&text)?.verify(&keys.trusted)?;
     let c = writ.claims();

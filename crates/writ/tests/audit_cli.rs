@@ -413,19 +413,25 @@ fn tail_export_filters_and_key() {
 #[test]
 fn empty_logs_other_sinks_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ok(writ(dir.path(), &["audit", "verify"]));
-    assert!(out.contains("nothing to verify"), "{out}");
+    // Outside a gateway's directory nothing is verified, and nothing is created.
+    let err = fails(writ(dir.path(), &["audit", "verify"]));
+    assert!(err.contains("no writ data directory at"), "{err}");
+    assert!(!dir.path().join("writ-data").exists());
+    // A gateway's directory whose log was never written: no success either.
+    std::fs::create_dir_all(dir.path().join("writ-data/keys")).unwrap();
+    let err = fails(writ(dir.path(), &["audit", "verify"]));
+    assert!(err.contains("no audit records in"), "{err}");
     assert!(
         !dir.path().join("writ-data/audit.db").exists(),
         "reading does not create a sink"
     );
     assert_eq!(ok(writ(dir.path(), &["audit", "tail"])), "");
     std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
-    let out = ok(writ(
+    let err = fails(writ(
         dir.path(),
         &["audit", "verify", "--from-file", "empty.jsonl"],
     ));
-    assert!(out.contains("nothing to verify"), "{out}");
+    assert!(err.contains("no audit records in empty.jsonl"), "{err}");
 
     for (args, expect) in [
         (

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use writ_providers::UpstreamSecret;
 
-use super::{ConfigError, expand};
+use super::ConfigError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +53,7 @@ pub struct AuditConfig {
 
 pub(super) fn audit_config(
     raw: RawAudit,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &super::secrets::Env,
 ) -> Result<AuditConfig, ConfigError> {
     let invalid = |field: &str, reason: &str| ConfigError::Invalid {
         field: format!("audit.{field}"),
@@ -67,7 +67,7 @@ pub(super) fn audit_config(
     let sink = match (raw.sink.as_deref(), raw.postgres_url, raw.file) {
         (None | Some("sqlite"), None, None) => AuditSinkConfig::Sqlite,
         (Some("postgres"), Some(url), None) => {
-            let url = expand("audit.postgres_url", &url, env)?;
+            let url = env.expand("audit.postgres_url", &url)?;
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(invalid("postgres_url", "expected postgres://user@host/db"));
             }

@@ -144,7 +144,11 @@ pub struct DetectionConfig {
 
 impl Default for DetectionConfig {
     fn default() -> Self {
-        detection_config(RawDetection::default(), &|_| None).unwrap_or_else(|_| unreachable!())
+        detection_config(
+            RawDetection::default(),
+            &super::secrets::Env::new(super::Secrets::Resolve(&|_| None)),
+        )
+        .unwrap_or_else(|_| unreachable!())
     }
 }
 
@@ -182,7 +186,7 @@ fn modes(
 /// Validates `[detection]`; `env` resolves `${env:NAME}` in webhook secrets.
 pub(super) fn detection_config(
     raw: RawDetection,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &super::secrets::Env,
 ) -> Result<DetectionConfig, ConfigError> {
     let invalid = |field: &str, reason: &str| ConfigError::Invalid {
         field: format!("detection.{field}"),
@@ -266,7 +270,7 @@ pub(super) fn detection_config(
     for (i, mut w) in raw.webhooks.into_iter().enumerate() {
         let field = format!("detection.webhooks[{i}]");
         if let Some(secret) = w.secret.take() {
-            w.secret = Some(super::expand(&format!("{field}.secret"), &secret, env)?);
+            w.secret = Some(env.expand(&format!("{field}.secret"), &secret)?);
         }
         webhooks.push(
             crate::webhook::WebhookConfig::from_raw(w)

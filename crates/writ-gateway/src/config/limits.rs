@@ -8,7 +8,7 @@ use serde::Deserialize;
 use writ_limits::{Dimension, Field, LimitSpec, Window};
 use writ_providers::UpstreamSecret;
 
-use super::{ConfigError, expand};
+use super::ConfigError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +69,7 @@ pub struct LimiterConfig {
 
 pub(super) fn limiter_config(
     raw: RawLimiter,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &super::secrets::Env,
 ) -> Result<LimiterConfig, ConfigError> {
     let invalid = |field: &str, reason: &str| ConfigError::Invalid {
         field: format!("limiter.{field}"),
@@ -81,7 +81,7 @@ pub(super) fn limiter_config(
             return Err(invalid("redis_url", "only with backend = \"redis\""));
         }
         (None | Some("redis"), Some(url)) => {
-            let url = expand("limiter.redis_url", &url, env)?;
+            let url = env.expand("limiter.redis_url", &url)?;
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(invalid("redis_url", "expected redis://host:port[/db]"));
             }

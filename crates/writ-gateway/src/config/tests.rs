@@ -29,7 +29,7 @@ fn expands_env_references() {
     );
     assert!(matches!(
         load("[upstreams.o]\nkind = \"openai\"\napi_key = \"${env:NOPE}\"\n"),
-        Err(ConfigError::MissingEnv { name }) if name == "NOPE"
+        Err(ConfigError::MissingEnv { name, .. }) if name == "NOPE"
     ));
     assert!(matches!(
         load("[upstreams.o]\nkind = \"openai\"\napi_key = \"${file:/etc/x}\"\n"),
@@ -191,8 +191,12 @@ fn private_literal_addresses_need_an_explicit_allow() {
             matches!(load(&text), Err(ConfigError::Invalid { field, .. }) if field == "upstreams.o.base_url"),
             "{base}"
         );
+        // Off loopback, plain HTTP also needs its own allow (it carries the key).
         assert!(
-            load(&format!("{text}allow_private_network = true\n")).is_ok(),
+            load(&format!(
+                "{text}allow_private_network = true\nallow_plaintext = true\n"
+            ))
+            .is_ok(),
             "{base}"
         );
     }
@@ -274,4 +278,229 @@ fn debug_output_hides_secrets() {
     let c = load("[upstreams.o]\nkind = \"openai\"\napi_key = \"sk-top-secret\"\n").unwrap();
     let shown = format!("{c:?}");
     assert!(!shown.contains("sk-top-secret"));
+}
+
+#[test]
+fn a_credential_over_plain_http_to_another_host_is_refused_unless_allowed() {
+    let upstream = |url: &str, extra: &str| {
+        format!(
+            "[upstreams.t]\nkind = \"http\"\nbase_url = \"{url}\"\napi_key = \"k-123\"\n{extra}"
+        )
+    };
+    let err = load(&upstream("http://tools.example.com", "")).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { field, reason }
+            if field == "upstreams.t.base_url" && reason.contains("allow_plaintext = true")),
+        "{err}"
+    );
+    // Allowed explicitly: served, and warned about at every start.
+    let c = load(&upstream(
+        "http://tools.example.com",
+        "allow_plaintext = true",
+    ))
+    .unwrap();
+    assert!(matches!(
+        c.warnings().as_slice(),
+        [Warning::PlaintextUpstream { upstream, .. }] if upstream == "t"
+    ));
+    // TLS, or this host's loopback: nothing to say.
+    for url in ["https://tools.example.com", "http://localhost:9000"] {
+        assert!(
+            load(&upstream(url, "")).unwrap().warnings().is_empty(),
+            "{url}"
+        );
+    }
+    let c = load(&upstream(
+        "http://127.0.0.1:9000",
+        "allow_private_network = true",
+    ))
+    .unwrap();
+    assert!(c.warnings().is_empty());
+    // Signing credentials count too.
+    let err = load(
+        "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\nbase_url = \"http://bedrock.example.com\"\naws_access_key_id = \"AKIA1\"\naws_secret_access_key = \"s\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("allow_plaintext"), "{err}");
+    // A built-in mock carries no operator credential.
+    assert!(load("[upstreams.m]\nkind = \"mock\"\n").is_ok());
+}
+
+#[test]
+fn a_plaintext_listener_beyond_loopback_is_warned_and_closes_the_admin_api() {
+    let c = load("[server]\nlisten = \"0.0.0.0:8787\"\n").unwrap();
+    assert!(matches!(
+        c.warnings().as_slice(),
+        [Warning::PlaintextListener { .. }]
+    ));
+    assert!(!c.admin_api_allowed());
+    let c = load("[server]\nlisten = \"10.1.2.3:8787\"\nallow_plaintext_admin = true\n").unwrap();
+    assert!(c.admin_api_allowed());
+    assert!(
+        c.warnings()[0]
+            .to_string()
+            .contains("admin API is served there too")
+    );
+    let c = load("[server]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n")
+        .unwrap();
+    assert!(c.admin_api_allowed() && c.warnings().is_empty());
+    for listen in ["127.0.0.1:8787", "[::1]:8787"] {
+        let c = load(&format!("[server]\nlisten = \"{listen}\"\n")).unwrap();
+        assert!(c.admin_api_allowed() && c.warnings().is_empty(), "{listen}");
+    }
+}
+
+#[test]
+fn tenant_names_are_validated_like_agent_names() {
+    for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
+        let err = load(&format!("[tokens]\ntenant = \"{bad}\"\n")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { field, .. } if field == "tokens.tenant"),
+            "{bad:?}: {err}"
+        );
+    }
+    assert_eq!(
+        load("[tokens]\ntenant = \"acme-1.eu_x\"\n").unwrap().tenant,
+        "acme-1.eu_x"
+    );
+    assert!(valid_name("acme") && !valid_name("acme corp"));
+}
+
+#[test]
+fn validation_reports_every_problem() {
+    let raw = RawConfig::from_toml(
+        "[server]\nlisten = \"nope\"\nmax_body_bytes = 0\n[tokens]\ntenant = \"a b\"\n\
+         [upstreams.a]\nkind = \"openai\"\napi_key = \"${env:A_KEY}\"\n\
+         [upstreams.b]\nkind = \"anthropic\"\napi_key = \"${env:B_KEY}\"\n\
+         [upstreams.c]\nkind = \"nope\"\n",
+    )
+    .unwrap();
+    let errors = Config::validate(raw, Secrets::Resolve(&|_| None))
+        .unwrap_err()
+        .0;
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for expect in [
+        "server.listen",
+        "server.max_body_bytes",
+        "tokens.tenant",
+        "upstreams.c.kind",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(expect)),
+            "{expect}: {text:?}"
+        );
+    }
+    let missing: Vec<&str> = errors
+        .iter()
+        .filter_map(|e| match e {
+            ConfigError::MissingEnv { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing, ["A_KEY", "B_KEY"]);
+}
+
+#[test]
+fn deferred_secrets_leave_their_sections_out() {
+    let text = "[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_API_KEY}\"\n\
+                [upstreams.mine]\nkind = \"openai\"\napi_key = \"${env:OPENAI_KEY}\"\n\
+                [limiter]\nbackend = \"redis\"\nredis_url = \"${env:REDIS_URL}\"\n\
+                [tokens]\ntenant = \"acme\"\n";
+    let c = Config::validate(RawConfig::from_toml(text).unwrap(), Secrets::Defer(&env)).unwrap();
+    assert_eq!(c.tenant, "acme");
+    assert!(
+        !c.upstreams.contains_key("openai"),
+        "a deferred upstream is left out"
+    );
+    assert_eq!(
+        c.upstreams["mine"].api_key.as_ref().unwrap().expose(),
+        "sk-from-env",
+        "set variables are resolved"
+    );
+    assert!(matches!(c.limiter.backend, LimiterBackend::Memory));
+    let deferred: Vec<(&str, &str)> = c
+        .deferred
+        .iter()
+        .map(|d| (d.field.as_str(), d.variable.as_str()))
+        .collect();
+    assert_eq!(
+        deferred,
+        [
+            ("upstreams.openai.api_key", "OPENAI_API_KEY"),
+            ("limiter.redis_url", "REDIS_URL")
+        ]
+    );
+    // The same text, resolved, is refused naming both variables.
+    let err = Config::validate(RawConfig::from_toml(text).unwrap(), Secrets::Resolve(&env))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("OPENAI_API_KEY") && err.contains("REDIS_URL"),
+        "{err}"
+    );
+    // A malformed reference is an error even when deferring.
+    let bad = "[upstreams.o]\nkind = \"openai\"\napi_key = \"${file:/x}\"\n";
+    assert!(Config::validate(RawConfig::from_toml(bad).unwrap(), Secrets::Defer(&env)).is_err());
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_its_line() {
+    let text = "[server]\nlisen = \"x\"\n\n[tokens]\nttl = \"30s\"\n\n[[limit]]\nscope = \"agent\"\ndimension = \"requests\"\nper = \"minute\"\nlimit = 5\nlimt = 6\n\n[colour]\nx = 1\n";
+    let (raw, errors) = RawConfig::from_toml_all(text);
+    assert!(raw.is_some(), "the rest of the file is still checked");
+    let found: Vec<(String, usize)> = errors
+        .iter()
+        .map(|e| match e {
+            ConfigError::UnknownKey { key, line, .. } => (key.clone(), *line),
+            other => panic!("{other}"),
+        })
+        .collect();
+    let expected = [
+        ("server.lisen".to_string(), 2),
+        ("tokens.ttl".to_string(), 5),
+        ("limit[0].limt".to_string(), 12),
+        ("colour".to_string(), 14),
+    ];
+    assert_eq!(found, expected, "in file order");
+    // A syntax error stops there.
+    let (raw, errors) = RawConfig::from_toml_all("[server\n");
+    assert!(raw.is_none());
+    assert!(matches!(errors.as_slice(), [ConfigError::Parse(_)]));
+    // A clean file: no error.
+    let (raw, errors) = RawConfig::from_toml_all("[server]\nlisten = \"127.0.0.1:1\"\n");
+    assert!(raw.is_some() && errors.is_empty());
+}
+
+#[tokio::test]
+async fn a_gateway_does_not_start_on_deferred_secrets() {
+    let text = "[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_API_KEY}\"\n";
+    let config = Config::validate(
+        RawConfig::from_toml(text).unwrap(),
+        Secrets::Defer(&|_| None),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = writ_store::DataDir::open_or_create(tmp.path().join("writ-data")).unwrap();
+    let store = writ_store::SqliteStore::open(&data.database_path())
+        .await
+        .unwrap();
+    let clock = std::sync::Arc::new(writ_token::SystemClock);
+    let err = crate::Gateway::start(&config, data, store, clock)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, crate::StartError::DeferredSecrets { names } if names == "OPENAI_API_KEY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_warning_never_prints_a_urls_user_info() {
+    let c = load(
+        "[upstreams.t]\nkind = \"http\"\nbase_url = \"http://svc:hunter2@tools.example.com:8080/x\"\napi_key = \"k-1\"\nallow_plaintext = true\n",
+    )
+    .unwrap();
+    let shown = c.warnings()[0].to_string();
+    assert!(shown.contains("http://tools.example.com:8080"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
 }
