@@ -39,5 +39,5 @@ pub use grant::{
 };
 pub use keys::{KeyError, KeyId, RootKeyPair, RootKeys, fingerprint};
 pub use mint::{MintRequest, mint};
-pub use revocation::{Revocation, RevocationSet};
+pub use revocation::{Revocation, RevocationSet, token_id_issued_at};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};
