@@ -203,18 +203,13 @@ impl Auditor {
                 let _ = ended_tx.send(());
             })
             .map_err(|e| format!("audit writer thread: {e}"))?;
-        let pseudonym_key: [u8; 32] = Sha256::new()
-            .chain_update(b"writ audit pseudonyms v1")
-            .chain_update(master)
-            .finalize()
-            .into();
         Ok(Self {
             strict: config.strict,
             instance,
             client_addresses: config.client_addresses,
             healthy,
             jobs,
-            pseudonyms: Pseudonymizer::new(&pseudonym_key),
+            pseudonyms: pseudonymizer(master),
             sink: reader,
             verifier,
             writer: Mutex::new(Some(ended)),
@@ -676,4 +671,15 @@ pub(crate) fn end_record(decision: Option<u64>, kind: Kind, now: SystemTime) -> 
         }
         None => AuditRecord::new(kind, now),
     }
+}
+
+/// The pseudonymizer of a gateway whose master key is `master`: what its audit records,
+/// logs and admin API show instead of token ids and client addresses.
+pub fn pseudonymizer(master: &[u8]) -> Pseudonymizer {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"writ audit pseudonyms v1")
+        .chain_update(master)
+        .finalize()
+        .into();
+    Pseudonymizer::new(&key)
 }

@@ -432,12 +432,25 @@ async fn audit_mint(
     }
 }
 
+/// Refuses an authenticated client whose agent (or tenant) is revoked: it gets no new
+/// writ until the revocation is lifted. Checked after authentication, so the answer tells
+/// nothing to whoever does not hold the agent's credentials, and outside the brute-force
+/// guard, since the credentials were right.
+fn refuse_revoked(gw: &Gateway, agent: &writ_store::Agent) -> Result<(), OAuthError> {
+    if gw.refuses_agent(&agent.tenant, &agent.name) {
+        tracing::info!(agent = %agent.name, tenant = %agent.tenant, "token request of a revoked agent refused");
+        return Err(OAuthError::invalid_client("agent revoked", false));
+    }
+    Ok(())
+}
+
 async fn client_credentials(
     gw: &Gateway,
     req: &http::request::Parts,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
     let agent = authenticate(gw, req, &form).await?;
+    refuse_revoked(gw, &agent)?;
     let jkt = dpop_binding(gw, &req.headers)?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &agent.ceiling) {
@@ -517,6 +530,7 @@ async fn token_exchange(
             ));
         }
     };
+    refuse_revoked(gw, &actor)?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &actor.ceiling) {
         return Err(OAuthError::invalid_details(format!(
@@ -545,6 +559,7 @@ async fn token_exchange(
             actor_ceiling: &actor.ceiling,
             delegated_to: &format!("{}/{}", actor.tenant, actor.name),
             expires_at: now + ttl,
+            signer: &keys.signing,
         })
         .map_err(|e| match e {
             WritError::TooManyBlocks { .. } => OAuthError::invalid_grant(e.to_string()),
