@@ -66,13 +66,19 @@ pub async fn post(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let resp = match client
-        .post(format!("{base}{path}"))
-        .bearer_auth(writ)
-        .json(body)
-        .send()
-        .await
-    {
+    send(client.post(format!("{base}{path}")).json(body), writ).await
+}
+
+/// GETs `path` on the gateway with `writ`.
+pub async fn get(base: &str, path: &str, writ: &str) -> anyhow::Result<Sent> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    send(client.get(format!("{base}{path}")), writ).await
+}
+
+async fn send(request: reqwest::RequestBuilder, writ: &str) -> anyhow::Result<Sent> {
+    let resp = match request.bearer_auth(writ).send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => return Ok(Sent::NotRunning),
         Err(e) => return Err(e).context("the gateway did not answer"),

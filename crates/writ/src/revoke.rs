@@ -1,14 +1,23 @@
-//! `writ revoke`: cut off writs now, through the running gateway's admin API.
+//! `writ revoke`: cut off writs now, through the running gateway's admin API; list the
+//! revocations (when, by whom, why) and lift an agent's or tenant's.
+//!
+//! A revocation of something that does not exist is refused unless `--force`: the
+//! gateway checks (so API users get the same answer), and so does this command when it
+//! records a revocation for a gateway that is not running.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use writ_store::{DataDir, SqliteStore};
-use writ_token::{Clock, Revocation, SystemClock};
+use writ_store::{DataDir, RevocationNote, RevocationRecord, SqliteStore};
+use writ_token::{Clock, Revocation, SystemClock, token_id_issued_at};
 
-use crate::admin_client::{Sent, admin_writ, gateway_url, post};
+use crate::admin_client::{Sent, admin_writ, gateway_url, get, post};
 
-/// Options of `writ revoke`: exactly one of what to revoke.
+/// Who the CLI records as the operator of revocations and lifts made without a gateway:
+/// the subject of the admin writs it mints.
+const LOCAL_OPERATOR: &str = "admin";
+
+/// Options of `writ revoke`: exactly one of what to revoke, `--list` or `--lift`.
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// One writ (and every writ attenuated from it) by its token id.
@@ -27,6 +36,19 @@ pub struct RevokeArgs {
     /// `--tenant` or in every tenant.
     #[arg(long, group = "what")]
     all_before: Option<String>,
+    /// List every revocation: id, what, when, by whom, why, and whether it was lifted.
+    #[arg(long, group = "what")]
+    list: bool,
+    /// Lift the agent or tenant revocation with this id (from `--list`): its writs work
+    /// again and it may be issued new ones. Writ revocations are permanent.
+    #[arg(long, group = "what", value_name = "ID")]
+    lift: Option<i64>,
+    /// Why: stored with the revocation and shown by `--list`.
+    #[arg(long, conflicts_with_all = ["list", "lift"])]
+    reason: Option<String>,
+    /// Record the revocation even if the agent, tenant or writ it names does not exist.
+    #[arg(long, conflicts_with_all = ["list", "lift"])]
+    force: bool,
     /// The gateway's base URL; defaults to the configured listen address.
     #[arg(long)]
     gateway: Option<String>,
@@ -84,24 +106,278 @@ fn revocation(args: &RevokeArgs, default_tenant: &str) -> anyhow::Result<Revocat
 
 pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
     let config = args.state.load()?;
+    if args.list {
+        return list(&args, &config).await;
+    }
+    if let Some(id) = args.lift {
+        return lift(&args, &config, id).await;
+    }
     let revocation = revocation(&args, &config.tenant)?;
     let data = DataDir::open_or_create(&config.data_dir)?;
     let writ = admin_writ(&data, &config, revocation.tenant(), Duration::from_secs(30))?;
     let url = gateway_url(&config, args.gateway.clone());
-    let body = serde_json::to_value(&revocation)?;
+    let mut body = serde_json::to_value(&revocation)?;
+    if args.force {
+        body["force"] = serde_json::json!(true);
+    }
+    if let Some(reason) = &args.reason {
+        body["reason"] = serde_json::json!(reason);
+    }
+    let what = describe(&revocation);
     match post(&url, "/admin/v1/revocations", &writ, &body).await? {
-        Sent::Applied(_) => println!("revoked: {body} (effective now at {url})"),
+        Sent::Applied(v) => println!(
+            "revoked {what} (id {}; effective now at {url})",
+            v["revoked"]["id"]
+        ),
         Sent::NotRunning => {
             // Nothing to tell: record it where the gateway will read it when it starts.
             let store = SqliteStore::open(&data.database_path()).await?;
-            let now = SystemClock
-                .now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            store.put_revocation(&revocation, now).await?;
+            let result = async {
+                if !args.force {
+                    check_exists(&store, &revocation, &config).await?;
+                }
+                let note = RevocationNote {
+                    at: unix_now(),
+                    by: Some(LOCAL_OPERATOR.to_string()),
+                    reason: args.reason.clone(),
+                };
+                // operator audit: a revocation recorded without a gateway.
+                Ok::<_, anyhow::Error>(store.put_revocation(&revocation, &note).await?)
+            }
+            .await;
             store.close().await;
+            let id = result?;
             println!(
-                "revoked: {body} (no gateway at {url}; recorded in {}, applied when it starts)",
+                "revoked {what} (id {id}; no gateway at {url}; recorded in {}, applied when it starts)",
+                data.database_path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    SystemClock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A revocation in words, token ids left out.
+fn describe(r: &Revocation) -> String {
+    match r {
+        Revocation::TokenId { .. } => "the writ with that token id (and its attenuations)".into(),
+        Revocation::RevocationId { revocation_id } => {
+            format!("every writ with block {revocation_id}")
+        }
+        Revocation::Agent { tenant, agent } => format!("agent {agent} in tenant {tenant}"),
+        Revocation::Tenant { tenant } => format!("tenant {tenant}"),
+        Revocation::IssuedBefore { tenant, before } => {
+            let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(*before));
+            match tenant {
+                Some(t) => format!("every writ of tenant {t} issued before {at}"),
+                None => format!("every writ issued before {at}"),
+            }
+        }
+    }
+}
+
+/// The gateway's existence check (see `admin.rs`), for revocations recorded while it is
+/// not running.
+async fn check_exists(
+    store: &SqliteStore,
+    r: &Revocation,
+    config: &writ_gateway::config::Config,
+) -> anyhow::Result<()> {
+    const HINT: &str = "; pass --force to record it anyway";
+    match r {
+        Revocation::Agent { tenant, agent } => {
+            if store.agent(tenant, agent).await?.is_none() {
+                bail!("no agent {agent} in tenant {tenant}{HINT}");
+            }
+        }
+        Revocation::Tenant { tenant }
+        | Revocation::IssuedBefore {
+            tenant: Some(tenant),
+            ..
+        } => {
+            if *tenant != config.tenant && !store.tenant_has_agents(tenant).await? {
+                bail!("no tenant {tenant} (no agent is registered in it){HINT}");
+            }
+        }
+        Revocation::TokenId { token_id } => {
+            let Some(issued) = token_id_issued_at(token_id) else {
+                bail!(
+                    "nothing to revoke: this is not a token id writ issues (26 characters, as \
+                     `writ token inspect` prints){HINT}"
+                );
+            };
+            let now = SystemClock.now();
+            if issued + config.max_ttl + Duration::from_secs(1) < now {
+                bail!(
+                    "nothing to revoke: the writ with this token id was issued at {} and has \
+                     expired (writs live at most {}s){HINT}",
+                    humantime::format_rfc3339_seconds(issued),
+                    config.max_ttl.as_secs()
+                );
+            }
+            if issued > now + Duration::from_secs(60) {
+                bail!(
+                    "nothing to revoke: no writ with this token id has been issued (its time, {}, \
+                     is in the future){HINT}",
+                    humantime::format_rfc3339_seconds(issued)
+                );
+            }
+        }
+        Revocation::RevocationId { .. } | Revocation::IssuedBefore { tenant: None, .. } => {}
+    }
+    Ok(())
+}
+
+/// `writ revoke --list`: from the gateway, or from the data directory when none runs.
+async fn list(args: &RevokeArgs, config: &writ_gateway::config::Config) -> anyhow::Result<()> {
+    let data = DataDir::open_or_create(&config.data_dir)?;
+    let writ = admin_writ(&data, config, None, Duration::from_secs(30))?;
+    let url = gateway_url(config, args.gateway.clone());
+    let listed: Vec<serde_json::Value> = match get(&url, "/admin/v1/revocations", &writ).await? {
+        Sent::Applied(v) => v["revocations"].as_array().cloned().unwrap_or_default(),
+        Sent::NotRunning => {
+            let store = SqliteStore::open(&data.database_path()).await?;
+            let records = store.revocation_records().await;
+            store.close().await;
+            let pseudonyms = writ_gateway::audit::pseudonymizer(data.master_key()?.expose());
+            records?
+                .iter()
+                .map(|r| listed_locally(r, &pseudonyms))
+                .collect()
+        }
+    };
+    if listed.is_empty() {
+        println!("no revocations");
+    }
+    for r in &listed {
+        println!("{}", list_line(r));
+    }
+    Ok(())
+}
+
+/// A stored revocation in the shape the admin API lists it.
+fn listed_locally(
+    r: &RevocationRecord,
+    pseudonyms: &writ_audit::Pseudonymizer,
+) -> serde_json::Value {
+    let time = |at: u64| {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string()
+    };
+    let mut v = serde_json::to_value(&r.revocation).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        if let Some(id) = map.remove("token_id") {
+            map.insert(
+                "writ".into(),
+                serde_json::json!(pseudonyms.pseudonym(id.as_str().unwrap_or_default())),
+            );
+        }
+        map.insert("id".into(), serde_json::json!(r.id));
+        map.insert("revoked_at".into(), serde_json::json!(time(r.revoked.at)));
+        map.insert("revoked_by".into(), serde_json::json!(r.revoked.by));
+        map.insert("reason".into(), serde_json::json!(r.revoked.reason));
+        map.insert("in_force".into(), serde_json::json!(r.lifted.is_none()));
+        if let Some(lift) = &r.lifted {
+            map.insert("lifted_at".into(), serde_json::json!(time(lift.at)));
+            map.insert("lifted_by".into(), serde_json::json!(lift.by));
+        }
+    }
+    v
+}
+
+/// One line of `--list`: `id  what  revoked <when> by <who>  reason: <why>  [status]`.
+fn list_line(r: &serde_json::Value) -> String {
+    let s = |k: &str| r[k].as_str().unwrap_or("");
+    let what = match s("kind") {
+        "token_id" => format!("writ {}", s("writ")),
+        "revocation_id" => format!("block {}", s("revocation_id")),
+        "agent" => format!("agent {}/{}", s("tenant"), s("agent")),
+        "tenant" => format!("tenant {}", s("tenant")),
+        "issued_before" => {
+            let before = r["before"].as_u64().unwrap_or(0);
+            let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(before));
+            match r["tenant"].as_str() {
+                Some(t) => format!("issued before {at} in tenant {t}"),
+                None => format!("issued before {at}"),
+            }
+        }
+        other => other.to_string(),
+    };
+    let by = r["revoked_by"].as_str().unwrap_or("(not recorded)");
+    let reason = r["reason"].as_str().unwrap_or("(none given)");
+    let status = if r["in_force"].as_bool().unwrap_or(true) {
+        "in force".to_string()
+    } else {
+        format!(
+            "lifted {} by {}",
+            s("lifted_at"),
+            r["lifted_by"].as_str().unwrap_or("(not recorded)")
+        )
+    };
+    format!(
+        "{}\t{what}\trevoked {} by {by}\treason: {reason}\t[{status}]",
+        r["id"],
+        s("revoked_at")
+    )
+}
+
+/// `writ revoke --lift ID`: through the gateway, or in the data directory when none runs.
+async fn lift(
+    args: &RevokeArgs,
+    config: &writ_gateway::config::Config,
+    id: i64,
+) -> anyhow::Result<()> {
+    let data = DataDir::open_or_create(&config.data_dir)?;
+    let url = gateway_url(config, args.gateway.clone());
+    let store = SqliteStore::open(&data.database_path()).await?;
+    let record = store.revocation_record(id).await;
+    store.close().await;
+    // The tenant to ask for, when this store knows the id; the gateway decides otherwise.
+    let tenant = record
+        .as_ref()
+        .ok()
+        .and_then(|r| r.as_ref())
+        .and_then(|r| r.revocation.tenant().map(str::to_string));
+    let writ = admin_writ(&data, config, tenant.as_deref(), Duration::from_secs(30))?;
+    let path = format!("/admin/v1/revocations/{id}/lift");
+    match post(&url, &path, &writ, &serde_json::json!({})).await? {
+        Sent::Applied(v) => {
+            println!(
+                "lifted revocation {id}: {} (effective now at {url})",
+                list_line(&v["lifted"])
+            );
+        }
+        Sent::NotRunning => {
+            let Some(record) = record? else {
+                bail!("no revocation with id {id}; `writ revoke --list` shows them");
+            };
+            if !record.revocation.is_liftable() {
+                bail!(
+                    "revocation {id} cannot be lifted: only agent and tenant revocations can; a \
+                     writ's revocation (token id, block) and the kill switch are permanent"
+                );
+            }
+            if record.lifted.is_some() {
+                bail!("revocation {id} was already lifted");
+            }
+            let store = SqliteStore::open(&data.database_path()).await?;
+            let note = RevocationNote {
+                at: unix_now(),
+                by: Some(LOCAL_OPERATOR.to_string()),
+                reason: None,
+            };
+            // operator audit: a lift recorded without a gateway.
+            let lifted = store.lift_revocations(&record.revocation, &note).await;
+            store.close().await;
+            lifted?;
+            println!(
+                "lifted revocation {id}: {} (no gateway at {url}; recorded in {}, applied when it starts)",
+                describe(&record.revocation),
                 data.database_path().display()
             );
         }

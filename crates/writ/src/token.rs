@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, bail};
 use writ_store::{DataDir, SqliteStore};
-use writ_token::{Clock, MintRequest, SystemClock, decode, mint, parse_grants};
+use writ_token::{Clock, MintRequest, RevocationSet, SystemClock, decode, mint, parse_grants};
 
 /// `writ token …` commands.
 #[derive(Debug, clap::Subcommand)]
@@ -89,14 +89,23 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
     let keys = data.root_keys()?;
     let store = SqliteStore::open(&data.database_path()).await?;
     let tenant = args.tenant.unwrap_or_else(|| config.tenant.clone());
-    let agent = store.agent(&tenant, &args.agent).await?;
+    let agent = store.agent(&tenant, &args.agent).await;
+    let revocations = store.revocations().await;
     store.close().await;
-    let Some(agent) = agent else {
+    let Some(agent) = agent? else {
         bail!(
             "no agent `{}` in tenant `{tenant}` (the demo agent is registered by `writ serve --demo`)",
             args.agent
         );
     };
+    // As the token endpoint: a revoked agent (or one of a revoked tenant) gets no writ.
+    if RevocationSet::from_revocations(&revocations?).refuses_agent(&tenant, &agent.name) {
+        bail!(
+            "agent revoked: {tenant}/{} (or its tenant) is revoked, so no writ is issued to it; \
+             `writ revoke --list` shows the revocation and `writ revoke --lift ID` lifts it",
+            agent.name
+        );
+    }
     let max_ttl = agent.max_ttl.min(config.max_ttl);
     let (writ, _claims) = mint(
         &keys.signing,
@@ -154,9 +163,11 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         "block 1: granted at mint",
     ];
     for (i, source) in writ.blocks_source().iter().enumerate() {
-        let name = names
-            .get(i)
-            .map_or_else(|| format!("block {i}: attenuation"), |n| n.to_string());
+        let name = match (names.get(i), writ.delegated_by_block(i)) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(to)) => format!("block {i}: delegation to {to}"),
+            (None, None) => format!("block {i}: attenuation"),
+        };
         let id: String = ids
             .get(i)
             .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())

@@ -244,7 +244,7 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
         }
         record.detail = Some(detail);
         gw.audit.record(record).await;
-        tracing::warn!(admin = by.agent(), id, kind = ?std::mem::discriminant(revocation), "revocation");
+        tracing::warn!(admin = by.agent(), id, revocation = %shown(&gw, revocation), "revocation");
         let listed = gw
             .store
             .revocation_record(id)
