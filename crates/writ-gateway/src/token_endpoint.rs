@@ -435,13 +435,28 @@ async fn audit_mint(
 /// Refuses an authenticated client whose agent (or tenant) is revoked: it gets no new
 /// writ until the revocation is lifted. Checked after authentication, so the answer tells
 /// nothing to whoever does not hold the agent's credentials, and outside the brute-force
-/// guard, since the credentials were right.
-fn refuse_revoked(gw: &Gateway, agent: &writ_store::Agent) -> Result<(), OAuthError> {
-    if gw.refuses_agent(&agent.tenant, &agent.name) {
-        tracing::info!(agent = %agent.name, tenant = %agent.tenant, "token request of a revoked agent refused");
-        return Err(OAuthError::invalid_client("agent revoked", false));
+/// guard, since the credentials were right. The refusal is an audit record.
+async fn refuse_revoked(
+    gw: &Gateway,
+    agent: &writ_store::Agent,
+    operation: &str,
+) -> Result<(), OAuthError> {
+    if !gw.refuses_agent(&agent.tenant, &agent.name) {
+        return Ok(());
     }
-    Ok(())
+    tracing::info!(agent = %agent.name, tenant = %agent.tenant, "token request of a revoked agent refused");
+    let mut record = crate::audit::record_at(writ_audit::Kind::RequestDenied, gw.clock.now());
+    record.tenant = Some(agent.tenant.clone());
+    record.agent = Some(agent.name.clone());
+    record.operation = Some(operation.to_string());
+    record.status = Some(401);
+    record.decision = Some(writ_audit::record::Decision {
+        check: Some("agent_revoked".to_string()),
+        code: Some("invalid_client".to_string()),
+        ..Default::default()
+    });
+    gw.audit.record(record).await;
+    Err(OAuthError::invalid_client("agent revoked", false))
 }
 
 async fn client_credentials(
@@ -450,7 +465,7 @@ async fn client_credentials(
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
     let agent = authenticate(gw, req, &form).await?;
-    refuse_revoked(gw, &agent)?;
+    refuse_revoked(gw, &agent, CLIENT_CREDENTIALS).await?;
     let jkt = dpop_binding(gw, &req.headers)?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &agent.ceiling) {
@@ -475,7 +490,7 @@ async fn client_credentials(
         },
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
-    tracing::info!(agent = %agent.name, tenant = %agent.tenant, token_id = %claims.token_id, ttl_secs = ttl.as_secs(), "writ minted");
+    tracing::info!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
     let detail = json!({"grants": grants, "ttl_secs": ttl.as_secs(), "dpop_bound": jkt.is_some()});
     audit_mint(
         gw,
@@ -530,7 +545,7 @@ async fn token_exchange(
             ));
         }
     };
-    refuse_revoked(gw, &actor)?;
+    refuse_revoked(gw, &actor, "token_exchange").await?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &actor.ceiling) {
         return Err(OAuthError::invalid_details(format!(
@@ -570,7 +585,7 @@ async fn token_exchange(
         .expires_at
         .duration_since(now)
         .unwrap_or_default();
-    tracing::info!(actor = %actor.name, token_id = %verified.claims().token_id, "writ delegated");
+    tracing::info!(actor = %actor.name, writ = %gw.audit.pseudonym(&verified.claims().token_id), "writ delegated");
     let detail = json!({
         "grants": grants,
         "ttl_secs": ttl.as_secs(),

@@ -198,6 +198,14 @@ async fn revoking_the_delegate_cuts_off_its_delegated_writs_until_lifted() {
         assert!(v.get("access_token").is_none());
     }
     assert_eq!(mint(&gw, &planner, "p2").await.0, StatusCode::OK);
+    let refusals: Vec<Value> = records(&gw)
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == "request_denied" && r["decision"]["check"] == "agent_revoked")
+        .collect();
+    assert_eq!(refusals.len(), 2, "each refusal is recorded");
+    assert_eq!(refusals[0]["agent"], "researcher");
+    assert_eq!(refusals[1]["operation"], "token_exchange");
 
     // Listed with when, by whom and why.
     let (status, v) = admin(&gw, &root, "/admin/v1/revocations", None).await;
