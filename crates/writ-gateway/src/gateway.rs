@@ -41,6 +41,19 @@ impl InForce {
     }
 }
 
+/// Whether a revocation or lift made here reached the other instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shared {
+    /// No Redis is configured: this instance is the only one.
+    SingleInstance,
+    /// Published to every instance.
+    Shared,
+    /// Publishing failed: in force here, not yet on the others (they read the shared set
+    /// when they reconnect).
+    Failed,
+}
+
 /// The shared state of a running gateway.
 pub struct Gateway {
     pub(crate) clock: Arc<dyn Clock>,
@@ -352,12 +365,13 @@ impl Gateway {
     }
 
     /// Records `revocation` durably, then applies it to the next request and shares it
-    /// with other instances. Returns its id in this instance's store.
+    /// with other instances. Returns its id in this instance's store, and whether the
+    /// other instances were told.
     pub async fn revoke(
         &self,
         revocation: &Revocation,
         note: &RevocationNote,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(i64, Shared), StoreError> {
         let id = self.store.put_revocation(revocation, note).await?;
         {
             let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
@@ -365,32 +379,42 @@ impl Gateway {
             in_force.set.insert(revocation);
         }
         self.writs.clear();
-        if let Some(fanout) = &self.fanout
-            && let Err(e) = fanout.publish(revocation).await
-        {
-            // Applied here and stored; other instances read the shared set when they
-            // reconnect, but until then they do not know. Loud, not silent.
-            tracing::error!(error = %e, "revocation not shared with other instances");
-        }
-        Ok(id)
+        let shared = match &self.fanout {
+            None => Shared::SingleInstance,
+            Some(fanout) => match fanout.publish(revocation).await {
+                Ok(()) => Shared::Shared,
+                Err(e) => {
+                    // Applied here and stored; other instances read the shared set when
+                    // they reconnect, but until then they do not know. Loud, not silent.
+                    tracing::error!(error = %e, "revocation not shared with other instances");
+                    Shared::Failed
+                }
+            },
+        };
+        Ok((id, shared))
     }
 
     /// Takes every revocation saying the same as `revocation` out of force, here (store
     /// and memory) and, through the shared set, on every instance. Returns how many of this
-    /// store's records were lifted.
+    /// store's records were lifted, and whether the other instances were told.
     pub async fn lift(
         &self,
         revocation: &Revocation,
         note: &RevocationNote,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Shared), StoreError> {
         let lifted = self.store.lift_revocations(revocation, note).await?;
         self.forget(revocation);
-        if let Some(fanout) = &self.fanout
-            && let Err(e) = fanout.publish_lift(revocation).await
-        {
-            tracing::error!(error = %e, "lifted revocation not shared with other instances");
-        }
-        Ok(lifted)
+        let shared = match &self.fanout {
+            None => Shared::SingleInstance,
+            Some(fanout) => match fanout.publish_lift(revocation).await {
+                Ok(()) => Shared::Shared,
+                Err(e) => {
+                    tracing::error!(error = %e, "lifted revocation not shared with other instances");
+                    Shared::Failed
+                }
+            },
+        };
+        Ok((lifted, shared))
     }
 
     /// Removes `revocation` from what is in force here (memory only).

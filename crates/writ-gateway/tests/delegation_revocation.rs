@@ -441,6 +441,7 @@ async fn a_lift_on_one_instance_reaches_the_others() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["other_instances"], "shared");
     let id = v["revoked"]["id"].as_i64().unwrap();
     let until = |want: StatusCode| {
         let (b, writ) = (&b, &writ);
@@ -461,6 +462,10 @@ async fn a_lift_on_one_instance_reaches_the_others() {
         Some(json!({})),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (status, v["other_instances"].as_str()),
+        (StatusCode::OK, Some("shared")),
+        "{v}"
+    );
     until(StatusCode::OK).await;
 }

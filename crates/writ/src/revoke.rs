@@ -125,10 +125,16 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
     }
     let what = describe(&revocation);
     match post(&url, "/admin/v1/revocations", &writ, &body).await? {
-        Sent::Applied(v) => println!(
-            "revoked {what} (id {}; effective now at {url})",
-            v["revoked"]["id"]
-        ),
+        Sent::Applied(v) => {
+            not_shared(
+                &v,
+                &format!("revoked {what} at {url} (id {})", v["revoked"]["id"]),
+            )?;
+            println!(
+                "revoked {what} (id {}; effective now at {url})",
+                v["revoked"]["id"]
+            );
+        }
         Sent::NotRunning => {
             // Nothing to tell: record it where the gateway will read it when it starts.
             let store = SqliteStore::open(&data.database_path()).await?;
@@ -152,6 +158,18 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
                 data.database_path().display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Fails when the gateway applied a change but could not share it with the other
+/// instances: done here, not everywhere, and the operator must know.
+fn not_shared(answer: &serde_json::Value, done: &str) -> anyhow::Result<()> {
+    if answer["other_instances"] == "failed" {
+        bail!(
+            "{done}, but the gateway could not share it with the other instances (Redis): they \
+             apply it when they reconnect to Redis; check the gateway's log and Redis"
+        );
     }
     Ok(())
 }
@@ -347,6 +365,7 @@ async fn lift(
     let path = format!("/admin/v1/revocations/{id}/lift");
     match post(&url, &path, &writ, &serde_json::json!({})).await? {
         Sent::Applied(v) => {
+            not_shared(&v, &format!("lifted revocation {id} at {url}"))?;
             println!(
                 "lifted revocation {id}: {} (effective now at {url})",
                 list_line(&v["lifted"])

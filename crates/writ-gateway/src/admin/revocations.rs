@@ -226,7 +226,7 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
             by: Some(by.agent().to_string()),
             reason: request.reason.clone(),
         };
-        let id = gw.revoke(revocation, &note).await?;
+        let (id, shared) = gw.revoke(revocation, &note).await?;
         let mut record = crate::audit::record_at(writ_audit::Kind::Revocation, gw.clock.now());
         record.tenant = revocation.tenant().map(str::to_string);
         record.agent = Some(by.agent().to_string());
@@ -252,7 +252,11 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
             .map(|r| listed(&gw, &r))
             .unwrap_or_default();
         Ok::<_, GatewayError>(
-            (StatusCode::CREATED, axum::Json(json!({"revoked": listed}))).into_response(),
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"revoked": listed, "other_instances": shared})),
+            )
+                .into_response(),
         )
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -322,7 +326,7 @@ pub(super) async fn lift(
             by: Some(by.agent().to_string()),
             reason: None,
         };
-        let lifted = gw.lift(&record.revocation, &note).await?;
+        let (lifted, shared) = gw.lift(&record.revocation, &note).await?;
         let mut audit = crate::audit::record_at(writ_audit::Kind::Revocation, gw.clock.now());
         audit.tenant = record.revocation.tenant().map(str::to_string);
         audit.agent = Some(by.agent().to_string());
@@ -341,7 +345,9 @@ pub(super) async fn lift(
             .await?
             .map(|r| listed(&gw, &r))
             .unwrap_or_default();
-        Ok::<_, GatewayError>(axum::Json(json!({"lifted": after})).into_response())
+        Ok::<_, GatewayError>(
+            axum::Json(json!({"lifted": after, "other_instances": shared})).into_response(),
+        )
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
