@@ -150,6 +150,12 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         "tenant: {}\nagent: {}\ntoken id: {}",
         c.tenant, c.agent, c.token_id
     );
+    let chain = writ.delegation_chain();
+    if let Some((first, _)) = chain.first() {
+        let mut names = vec![first.as_str()];
+        names.extend(chain.iter().map(|(_, to)| to.as_str()));
+        println!("delegation: {} (acting: the last)", names.join(" -> "));
+    }
     println!(
         "issued at: {} (unix {})\nexpires at: {} (unix {})",
         humantime::format_rfc3339_seconds(c.issued_at),
