@@ -469,3 +469,78 @@ async fn a_lift_on_one_instance_reaches_the_others() {
     );
     until(StatusCode::OK).await;
 }
+
+/// A `redis-server` of the test's own on a free port, stopped when dropped.
+struct OwnRedis(std::process::Child, u16);
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        // Ready when it answers PING.
+        for _ in 0..500 {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "PING"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("PONG") {
+                return Self(child, port);
+            }
+        }
+        panic!("redis-server on port {port} never answered");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_that_cannot_be_shared_says_so() {
+    let upstream = MockUpstream::start(KEY).await;
+    let redis = OwnRedis::start();
+    let gw = TestGateway::start(&config(
+        &upstream,
+        &format!(
+            "[limiter]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\n",
+            redis.1
+        ),
+    ))
+    .await;
+    let (researcher, _) = OAuthClient::register(&gw, "researcher", CEILING, false).await;
+    drop(redis);
+    let root = gw.mint_as(ADMIN, ADMIN, 30);
+    let (status, v) = admin(
+        &gw,
+        &root,
+        "/admin/v1/revocations",
+        Some(json!({"kind": "agent", "tenant": "default", "agent": "researcher"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["other_instances"], "failed", "{v}");
+    // In force here all the same.
+    let (status, v) = mint(&gw, &researcher, "r1").await;
+    assert_eq!(
+        (status, v["error_description"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("agent revoked"))
+    );
+}
