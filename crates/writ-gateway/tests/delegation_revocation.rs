@@ -480,18 +480,21 @@ impl OwnRedis {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
+        let redis = Self(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed"),
+            port,
+        );
         // Ready when it answers PING.
         for _ in 0..500 {
             let out = std::process::Command::new("redis-cli")
@@ -499,7 +502,7 @@ impl OwnRedis {
                 .output()
                 .unwrap();
             if String::from_utf8_lossy(&out.stdout).contains("PONG") {
-                return Self(child, port);
+                return redis;
             }
         }
         panic!("redis-server on port {port} never answered");
