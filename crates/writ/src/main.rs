@@ -38,7 +38,8 @@ enum Command {
     /// Register and manage agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
-    /// Revoke writs: one, an agent's, a tenant's, or everything issued before a time.
+    /// Revoke writs (one, an agent's, a tenant's, everything issued before a time); list
+    /// revocations and lift an agent's or tenant's.
     Revoke(revoke::RevokeArgs),
     /// Rotate, retire and list root keys.
     #[command(subcommand)]
