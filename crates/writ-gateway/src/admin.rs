@@ -12,13 +12,14 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::StatusCode;
 use serde_json::json;
-use writ_token::{Api, Authorization, RequestFacts, Revocation, fingerprint};
+use writ_token::{Api, Authorization, RequestFacts, fingerprint};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::{accept, authenticate, authorize, extract};
+
+mod revocations;
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -28,8 +29,9 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(
             "/admin/v1/revocations",
-            post(post_revocation).get(list_revocations),
+            post(revocations::post).get(revocations::list),
         )
+        .route("/admin/v1/revocations/{id}/lift", post(revocations::lift))
         .route("/admin/v1/keys/rotate", post(rotate_keys))
         .route("/admin/v1/keys/reload", post(reload_keys))
         .route("/admin/v1/keys/retire", post(retire_key))
@@ -89,86 +91,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Gate
             }
         }
     })
-}
-
-fn check_revocation(r: &Revocation) -> Result<(), GatewayError> {
-    let bad = |reason: &str| {
-        Err(GatewayError::InvalidRequest {
-            reason: reason.to_string(),
-        })
-    };
-    let name_ok = |n: &str| !n.is_empty() && n.len() <= 256 && !n.chars().any(char::is_control);
-    match r {
-        Revocation::TokenId { token_id } if !name_ok(token_id) => {
-            bad("token_id is empty or too long")
-        }
-        Revocation::RevocationId { revocation_id }
-            if revocation_id.len() > 256
-                || hex::decode(revocation_id).map_or(true, |b| b.is_empty()) =>
-        {
-            bad("revocation_id must be hex")
-        }
-        Revocation::Agent { tenant, agent } if !name_ok(tenant) || !name_ok(agent) => {
-            bad("tenant and agent are required")
-        }
-        Revocation::Tenant { tenant } if !name_ok(tenant) => bad("tenant is required"),
-        Revocation::IssuedBefore {
-            tenant: Some(t), ..
-        } if !name_ok(t) => bad("tenant is empty or too long"),
-        _ => Ok(()),
-    }
-}
-
-async fn post_revocation(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let outcome = async {
-        accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
-        // Authenticate before reading the body; authorize once it says which tenant.
-        let presented = extract::writ(&parts.headers)?;
-        authenticate::verify(&gw, &presented)?;
-        let revocation: Revocation = read_json(body).await?;
-        check_revocation(&revocation)?;
-        let by = admin(&gw, &parts, revocation.tenant())?;
-        gw.revoke(&revocation).await?;
-        let mut record = crate::audit::record_at(writ_audit::Kind::Revocation, gw.clock.now());
-        record.tenant = revocation.tenant().map(str::to_string);
-        record.agent = Some(by.agent().to_string());
-        record.operation = Some("revoke".to_string());
-        record.status = Some(201);
-        // A token id is pseudonymized like every writ id; the rest is no secret.
-        let mut what = serde_json::to_value(&revocation).unwrap_or_default();
-        if let Some(id) = what.get_mut("token_id") {
-            *id = json!(gw.audit.pseudonym(id.as_str().unwrap_or_default()));
-        }
-        tracing::warn!(
-            admin = by.agent(),
-            admin_writ = %gw.audit.pseudonym(by.token_id()),
-            revocation = %what,
-            "revocation"
-        );
-        let mut detail = serde_json::Map::new();
-        detail.insert("revocation".into(), what);
-        record.detail = Some(detail);
-        gw.audit.record(record).await;
-        Ok::<_, GatewayError>(
-            (
-                StatusCode::CREATED,
-                axum::Json(json!({"revoked": revocation})),
-            )
-                .into_response(),
-        )
-    };
-    outcome.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn list_revocations(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let outcome = async {
-        admin(&gw, &parts, None)?;
-        let all = gw.store.revocations().await?;
-        Ok::<_, GatewayError>(axum::Json(json!({"revocations": all})).into_response())
-    };
-    outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Records an admin change by the operator `by` names (the admin writ's subject).

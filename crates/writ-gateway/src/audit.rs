@@ -44,16 +44,6 @@ pub fn load_key(data: &DataDir) -> Result<AuditKey, String> {
     AuditKey::parse(&text).map_err(|_| "keys/audit.key is not an audit key".to_string())
 }
 
-/// The key of the deployment's pseudonyms (writ ids, client addresses), derived from its
-/// master key: every instance, and the CLI, gives a value the same pseudonym.
-pub(crate) fn pseudonym_key(master: &[u8; 32]) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(b"writ audit pseudonyms v1")
-        .chain_update(master)
-        .finalize()
-        .into()
-}
-
 /// Opens the configured sink.
 pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, String> {
     match &config.sink {
@@ -219,7 +209,7 @@ impl Auditor {
             client_addresses: config.client_addresses,
             healthy,
             jobs,
-            pseudonyms: Pseudonymizer::new(&pseudonym_key(master)),
+            pseudonyms: pseudonymizer(master),
             sink: reader,
             verifier,
             writer: Mutex::new(Some(ended)),
@@ -681,4 +671,15 @@ pub(crate) fn end_record(decision: Option<u64>, kind: Kind, now: SystemTime) -> 
         }
         None => AuditRecord::new(kind, now),
     }
+}
+
+/// The pseudonymizer of a gateway whose master key is `master`: what its audit records,
+/// logs and admin API show instead of token ids and client addresses.
+pub fn pseudonymizer(master: &[u8]) -> Pseudonymizer {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"writ audit pseudonyms v1")
+        .chain_update(master)
+        .finalize()
+        .into();
+    Pseudonymizer::new(&key)
 }

@@ -116,6 +116,25 @@ pub enum GatewayError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A revocation names an agent, tenant or writ that does not exist (the admin may
+    /// insist with `"force": true`).
+    #[error("{reason}")]
+    NothingToRevoke {
+        /// What does not exist, and what to do.
+        reason: String,
+    },
+    /// A lift names no recorded revocation.
+    #[error("no revocation with id {id}; `GET /admin/v1/revocations` lists them")]
+    UnknownRevocation {
+        /// The id asked for.
+        id: i64,
+    },
+    /// A lift names a revocation that cannot be lifted (permanent, or lifted already).
+    #[error("{reason}")]
+    CannotLift {
+        /// Why.
+        reason: String,
+    },
     /// State could not be read or written.
     #[error("storage failure")]
     Storage(#[from] writ_store::StoreError),
@@ -283,6 +302,13 @@ impl GatewayError {
                 Fault::Upstream,
             ),
             E::InvalidRequest { .. } => (S::BAD_REQUEST, invalid, "invalid_request", Fault::Client),
+            E::NothingToRevoke { .. } => {
+                (S::NOT_FOUND, invalid, "nothing_to_revoke", Fault::Client)
+            }
+            E::UnknownRevocation { .. } => {
+                (S::NOT_FOUND, invalid, "unknown_revocation", Fault::Client)
+            }
+            E::CannotLift { .. } => (S::CONFLICT, invalid, "cannot_lift", Fault::Client),
             E::Storage(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "server_error",

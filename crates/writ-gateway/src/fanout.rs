@@ -1,7 +1,8 @@
 //! Revocation fan-out between gateway instances through Redis: a revocation made on one
-//! instance is added to a shared set and published; every instance subscribes, applies
-//! what it hears, and on every (re)subscription reads the whole set so nothing said while
-//! it was disconnected is missed.
+//! instance is added to a shared set and published; a lifted one is removed from the set
+//! and published on a second channel. Every instance subscribes to both, applies what it
+//! hears, and on every (re)subscription reads the whole set so nothing said while it was
+//! disconnected is missed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use crate::gateway::Gateway;
 
 /// The channel revocations are published on.
 const CHANNEL: &str = "writ:revocations";
-/// The set every revocation is kept in.
+/// The channel lifted revocations are published on.
+const LIFT_CHANNEL: &str = "writ:revocations:lifted";
+/// The set every revocation in force is kept in.
 const SET: &str = "writ:revocations:all";
 
 /// Publishes revocations and listens for other instances'.
@@ -59,6 +62,19 @@ impl Fanout {
             .map_err(|e| format!("publishing a revocation failed: {}", e.category()))
     }
 
+    /// Takes a revocation out of the shared set and tells every instance it was lifted.
+    pub(crate) async fn publish_lift(&self, revocation: &Revocation) -> Result<(), String> {
+        let text = serde_json::to_string(revocation).map_err(|e| e.to_string())?;
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .srem(SET, &text)
+            .publish(LIFT_CHANNEL, &text)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| format!("publishing a lift failed: {}", e.category()))
+    }
+
     /// Applies every shared revocation, now and as they are published, until the gateway
     /// is dropped. Reconnects by itself.
     pub(crate) async fn listen(self: Arc<Self>, gw: std::sync::Weak<Gateway>) {
@@ -80,7 +96,7 @@ impl Fanout {
             .await
             .map_err(|e| e.category().to_string())?;
         pubsub
-            .subscribe(CHANNEL)
+            .subscribe(&[CHANNEL, LIFT_CHANNEL])
             .await
             .map_err(|e| e.category().to_string())?;
         // Subscribed first, then read the set: nothing published in between is lost.
@@ -89,26 +105,32 @@ impl Fanout {
             .smembers(SET)
             .await
             .map_err(|e| e.category().to_string())?;
-        for text in all {
-            apply(gw, &text);
+        let all = all.iter().filter_map(|text| parse(text)).collect();
+        if let Some(gw) = gw.upgrade() {
+            gw.replace_shared_revocations(all);
         }
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
             let Ok(text) = message.get_payload::<String>() else {
                 continue;
             };
-            apply(gw, &text);
+            let (Some(gw), Some(revocation)) = (gw.upgrade(), parse(&text)) else {
+                continue;
+            };
+            if message.get_channel_name() == LIFT_CHANNEL {
+                gw.apply_shared_lift(&revocation).await;
+            } else {
+                gw.apply_shared_revocation(&revocation);
+            }
         }
         Err("subscription ended".to_string())
     }
 }
 
-fn apply(gw: &std::sync::Weak<Gateway>, text: &str) {
-    let Some(gw) = gw.upgrade() else {
-        return;
-    };
-    match serde_json::from_str::<Revocation>(text) {
-        Ok(revocation) => gw.apply_shared_revocation(&revocation),
-        Err(_) => tracing::warn!("ignored a malformed shared revocation"),
+fn parse(text: &str) -> Option<Revocation> {
+    let parsed = serde_json::from_str::<Revocation>(text);
+    if parsed.is_err() {
+        tracing::warn!("ignored a malformed shared revocation");
     }
+    parsed.ok()
 }

@@ -4,11 +4,11 @@
 //! revocations are held here in memory. Changes (a revocation, a key rotation) are written
 //! to the store first, then applied here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use writ_providers::{ApiFamily, ProviderKind, UpstreamSecret};
-use writ_store::{DataDir, SqliteStore, StoreError};
+use writ_store::{DataDir, RevocationNote, SqliteStore, StoreError};
 use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit};
 
 use crate::config::Config;
@@ -24,6 +24,34 @@ pub struct KeyState {
     pub trusted: RootKeys,
     /// The key new writs are signed with.
     pub signing: RootKeyPair,
+}
+
+/// The revocations in force here: this instance's store's and those other instances
+/// shared (Redis), and the set requests are checked against, built from both.
+#[derive(Debug, Default)]
+struct InForce {
+    local: Vec<Revocation>,
+    shared: HashSet<Revocation>,
+    set: RevocationSet,
+}
+
+impl InForce {
+    fn rebuild(&mut self) {
+        self.set = RevocationSet::from_revocations(self.local.iter().chain(&self.shared));
+    }
+}
+
+/// Whether a revocation or lift made here reached the other instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shared {
+    /// No Redis is configured: this instance is the only one.
+    SingleInstance,
+    /// Published to every instance.
+    Shared,
+    /// Publishing failed: in force here, not yet on the others (they read the shared set
+    /// when they reconnect).
+    Failed,
 }
 
 /// The shared state of a running gateway.
@@ -77,7 +105,7 @@ pub struct Gateway {
     /// address it listens on.
     issuer: std::sync::OnceLock<String>,
     keys: RwLock<Arc<KeyState>>,
-    revocations: RwLock<RevocationSet>,
+    revocations: RwLock<InForce>,
     pub(crate) data: DataDir,
     pub(crate) store: SqliteStore,
     /// Built-in mock upstreams this gateway runs; stopped when it is dropped.
@@ -254,10 +282,11 @@ impl Gateway {
         })
         .collect();
         let files = data.root_keys()?;
-        let mut revocations = RevocationSet::new();
-        for r in store.revocations().await? {
-            revocations.insert(&r);
-        }
+        let mut revocations = InForce {
+            local: store.revocations().await?,
+            ..InForce::default()
+        };
+        revocations.rebuild();
         Ok(Self {
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -358,43 +387,114 @@ impl Gateway {
         Ok(kid)
     }
 
-    /// Records `revocation` durably, then applies it to the next request.
-    pub async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        self.apply_revocation(revocation).await?;
-        if let Some(fanout) = &self.fanout
-            && let Err(e) = fanout.publish(revocation).await
+    /// Records `revocation` durably, then applies it to the next request and shares it
+    /// with other instances. Returns its id in this instance's store, and whether the
+    /// other instances were told.
+    pub async fn revoke(
+        &self,
+        revocation: &Revocation,
+        note: &RevocationNote,
+    ) -> Result<(i64, Shared), StoreError> {
+        let id = self.store.put_revocation(revocation, note).await?;
         {
-            // Applied here and stored; other instances read the shared set when they
-            // reconnect, but until then they do not know. Loud, not silent.
-            tracing::error!(error = %e, "revocation not shared with other instances");
+            let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
+            in_force.local.push(revocation.clone());
+            in_force.set.insert(revocation);
         }
-        Ok(())
+        self.writs.clear();
+        let shared = match &self.fanout {
+            None => Shared::SingleInstance,
+            Some(fanout) => match fanout.publish(revocation).await {
+                Ok(()) => Shared::Shared,
+                Err(e) => {
+                    // Applied here and stored; other instances read the shared set when
+                    // they reconnect, but until then they do not know. Loud, not silent.
+                    tracing::error!(error = %e, "revocation not shared with other instances");
+                    Shared::Failed
+                }
+            },
+        };
+        Ok((id, shared))
+    }
+
+    /// Takes every revocation saying the same as `revocation` out of force, here (store
+    /// and memory) and, through the shared set, on every instance. Returns how many of this
+    /// store's records were lifted, and whether the other instances were told.
+    pub async fn lift(
+        &self,
+        revocation: &Revocation,
+        note: &RevocationNote,
+    ) -> Result<(u64, Shared), StoreError> {
+        let lifted = self.store.lift_revocations(revocation, note).await?;
+        self.forget(revocation);
+        let shared = match &self.fanout {
+            None => Shared::SingleInstance,
+            Some(fanout) => match fanout.publish_lift(revocation).await {
+                Ok(()) => Shared::Shared,
+                Err(e) => {
+                    tracing::error!(error = %e, "lifted revocation not shared with other instances");
+                    Shared::Failed
+                }
+            },
+        };
+        Ok((lifted, shared))
+    }
+
+    /// Removes `revocation` from what is in force here (memory only).
+    fn forget(&self, revocation: &Revocation) {
+        let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
+        in_force.local.retain(|r| r != revocation);
+        in_force.shared.remove(revocation);
+        in_force.rebuild();
     }
 
     /// Puts a revocation another instance shared in force here. The shared set in Redis
     /// is its durable record; it is not copied into this instance's store.
     pub(crate) fn apply_shared_revocation(&self, revocation: &Revocation) {
-        self.revocations
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(revocation);
+        let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
+        if in_force.shared.insert(revocation.clone()) {
+            in_force.set.insert(revocation);
+        }
+        drop(in_force);
         self.writs.clear();
     }
 
-    /// Applies a revocation here (stored, in force, cache cleared) without sharing it.
-    async fn apply_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        let now = self
-            .clock
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.store.put_revocation(revocation, now).await?;
-        self.revocations
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(revocation);
+    /// Replaces the revocations shared by other instances with `all` (the whole shared
+    /// set, read on every (re)subscription), so lifts missed while disconnected apply.
+    pub(crate) fn replace_shared_revocations(&self, all: HashSet<Revocation>) {
+        let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
+        in_force.shared = all;
+        in_force.rebuild();
+        drop(in_force);
         self.writs.clear();
-        Ok(())
+    }
+
+    /// Applies a lift another instance shared: out of force here, and this instance's own
+    /// records of the same revocation are marked lifted so a restart does not restore it.
+    pub(crate) async fn apply_shared_lift(&self, revocation: &Revocation) {
+        self.forget(revocation);
+        let note = RevocationNote {
+            at: self
+                .clock
+                .now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            by: Some("another gateway instance".to_string()),
+            reason: None,
+        };
+        if let Err(e) = self.store.lift_revocations(revocation, &note).await {
+            tracing::error!(error = %e, "a shared lift could not be recorded in this store");
+        }
+    }
+
+    /// Whether new writs must not be issued to `agent` of `tenant` (it or its tenant is
+    /// revoked).
+    pub(crate) fn refuses_agent(&self, tenant: &str, agent: &str) -> bool {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .refuses_agent(tenant, agent)
     }
 
     /// The audit log in the JSON-lines export format.
@@ -422,6 +522,7 @@ impl Gateway {
         self.revocations
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .set
             .is_revoked(writ)
     }
 }

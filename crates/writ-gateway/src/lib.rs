@@ -29,5 +29,5 @@ pub mod webhook;
 pub mod workers;
 pub mod writ_cache;
 
-pub use gateway::{Gateway, KeyState, StartError};
+pub use gateway::{Gateway, KeyState, Shared, StartError};
 pub use server::{router, serve, serve_with_workers};

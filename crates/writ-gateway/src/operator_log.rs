@@ -90,7 +90,7 @@ impl<'a> OperatorLog<'a> {
             config,
             data,
             operator,
-            pseudonyms: Pseudonymizer::new(&crate::audit::pseudonym_key(master.expose())),
+            pseudonyms: crate::audit::pseudonymizer(master.expose()),
             records: Vec::new(),
         })
     }

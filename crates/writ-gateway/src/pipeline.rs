@@ -38,7 +38,10 @@ use crate::gateway::Gateway;
 pub(crate) struct RequestCtx {
     pub(crate) route: RouteSpec,
     pub(crate) started: Instant,
+    /// The acting agent: the delegate of a delegated writ, else the writ's agent.
     pub(crate) agent: Option<String>,
+    /// For a delegated writ, the agents from the issuing one to the actor.
+    pub(crate) delegation: Option<Vec<String>>,
     pub(crate) token_id: Option<String>,
     pub(crate) upstream: Option<String>,
     pub(crate) model: Option<String>,
@@ -105,6 +108,12 @@ impl RequestCtx {
         record.upstream.clone_from(&self.upstream);
         record.model.clone_from(&self.model);
         record.operation = Some(self.route.operation.as_str().to_string());
+        if let Some(chain) = &self.delegation {
+            record
+                .detail
+                .get_or_insert_with(Default::default)
+                .insert("delegation".into(), serde_json::json!(chain));
+        }
         record
     }
 }
@@ -116,6 +125,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         route,
         started: Instant::now(),
         agent: None,
+        delegation: None,
         token_id: None,
         upstream: None,
         model: None,
@@ -189,7 +199,10 @@ fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_au
     }
     if let Some(detection) = &ctx.detection {
         decision.check = Some(detection.detector.as_str().to_string());
-        record.detail = Some(detection.detail());
+        record
+            .detail
+            .get_or_insert_with(Default::default)
+            .extend(detection.detail());
     }
     record.decision = Some(decision);
     record
@@ -234,7 +247,9 @@ async fn run(
             return Err(e);
         }
     };
-    ctx.agent = Some(writ.claims().agent.clone());
+    let (agent, delegation) = authenticate::acting_agent(&writ);
+    ctx.agent = Some(agent);
+    ctx.delegation = delegation;
     ctx.tenant = Some(writ.claims().tenant.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
     let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ)?;
@@ -277,7 +292,8 @@ async fn run(
     let info = meter::CallInfo {
         token_id: writ.claims().token_id.clone(),
         tenant: writ.claims().tenant.clone(),
-        agent: writ.claims().agent.clone(),
+        agent: ctx.agent.clone().unwrap_or_default(),
+        delegation: ctx.delegation.clone(),
         upstream: target.upstream.name.clone(),
         model: facts.model.clone(),
         family: ctx.route.family,

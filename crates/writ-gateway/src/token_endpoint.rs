@@ -465,12 +465,40 @@ async fn audit_mint(
     }
 }
 
+/// Refuses an authenticated client whose agent (or tenant) is revoked: it gets no new
+/// writ until the revocation is lifted. Checked after authentication, so the answer tells
+/// nothing to whoever does not hold the agent's credentials, and outside the brute-force
+/// guard, since the credentials were right. The refusal is an audit record.
+async fn refuse_revoked(
+    gw: &Gateway,
+    agent: &writ_store::Agent,
+    operation: &str,
+) -> Result<(), OAuthError> {
+    if !gw.refuses_agent(&agent.tenant, &agent.name) {
+        return Ok(());
+    }
+    tracing::info!(agent = %agent.name, tenant = %agent.tenant, "token request of a revoked agent refused");
+    let mut record = crate::audit::record_at(writ_audit::Kind::RequestDenied, gw.clock.now());
+    record.tenant = Some(agent.tenant.clone());
+    record.agent = Some(agent.name.clone());
+    record.operation = Some(operation.to_string());
+    record.status = Some(401);
+    record.decision = Some(writ_audit::record::Decision {
+        check: Some("agent_revoked".to_string()),
+        code: Some("invalid_client".to_string()),
+        ..Default::default()
+    });
+    gw.audit.record(record).await;
+    Err(OAuthError::invalid_client("agent revoked", false))
+}
+
 async fn client_credentials(
     gw: &Gateway,
     req: &http::request::Parts,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
     let agent = authenticate(gw, req, &form).await?;
+    refuse_revoked(gw, &agent, CLIENT_CREDENTIALS).await?;
     let jkt = dpop_binding(gw, &req.headers)?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &agent.ceiling) {
@@ -550,6 +578,7 @@ async fn token_exchange(
             ));
         }
     };
+    refuse_revoked(gw, &actor, "token_exchange").await?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &actor.ceiling) {
         return Err(OAuthError::invalid_details(format!(
@@ -578,6 +607,7 @@ async fn token_exchange(
             actor_ceiling: &actor.ceiling,
             delegated_to: &format!("{}/{}", actor.tenant, actor.name),
             expires_at: now + ttl,
+            signer: &keys.signing,
         })
         .map_err(|e| match e {
             WritError::TooManyBlocks { .. } => OAuthError::invalid_grant(e.to_string()),

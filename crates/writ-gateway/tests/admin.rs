@@ -17,7 +17,20 @@ async fn setup() -> (MockUpstream, TestGateway) {
         "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         upstream.base_url()
     );
-    (upstream, TestGateway::start(&config).await)
+    let gw = TestGateway::start(&config).await;
+    // The agent the fixture mints for is registered, so it can be revoked by name.
+    gw.gateway()
+        .store()
+        .put_agent(&writ_store::Agent {
+            tenant: "default".into(),
+            name: "demo".into(),
+            ceiling: writ_token::parse_grants(LLM).unwrap(),
+            max_ttl: Duration::from_secs(30),
+            credentials: writ_store::AgentCredentials::default(),
+        })
+        .await
+        .unwrap();
+    (upstream, gw)
 }
 
 async fn chat(gw: &TestGateway, writ: &str) -> (StatusCode, Value) {
@@ -214,7 +227,8 @@ async fn admin_api_needs_an_admin_writ_for_the_right_tenant() {
         r#"{"type":"writ:admin","tenant":"default"}"#,
         30,
     );
-    let revoke_agent = json!({"kind": "agent", "tenant": "default", "agent": "nobody"});
+    let revoke_agent =
+        json!({"kind": "agent", "tenant": "default", "agent": "nobody", "force": true});
     let (status, v) = admin_post(&gw, &plain, "/admin/v1/revocations", revoke_agent.clone()).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),

@@ -304,7 +304,7 @@ async fn revocations_and_admin_changes_are_recorded_without_secrets() {
     let r = client
         .post(gw.url("/admin/v1/revocations"))
         .bearer_auth(&admin)
-        .json(&json!({"kind": "token_id", "token_id": "01JSOMETOKENIDTOREVOKE000"}))
+        .json(&json!({"kind": "token_id", "token_id": "01JSOMETOKENIDTOREVOKE000", "force": true}))
         .send()
         .await
         .unwrap();

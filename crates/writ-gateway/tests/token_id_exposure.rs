@@ -108,6 +108,7 @@ async fn token_ids_are_pseudonyms_in_logs_and_admin_responses() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::CREATED);
+    let revoked_answer = revoked.text().await.unwrap();
     let listed = http
         .get(gw.url("/admin/v1/revocations"))
         .bearer_auth(&admin)
@@ -117,7 +118,7 @@ async fn token_ids_are_pseudonyms_in_logs_and_admin_responses() {
         .text()
         .await
         .unwrap();
-    assert!(listed.contains("token_id"), "{listed}");
+    assert!(listed.contains("\"writ\""), "{listed}");
     let refused = http
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(&writ)
@@ -132,7 +133,12 @@ async fn token_ids_are_pseudonyms_in_logs_and_admin_responses() {
         logged.contains("writ minted"),
         "INFO lines were captured: {logged}"
     );
-    for (place, text) in [("logs", &logged), ("usage calls", &calls)] {
+    for (place, text) in [
+        ("logs", &logged),
+        ("usage calls", &calls),
+        ("revocation list", &listed),
+        ("revocation answer", &revoked_answer),
+    ] {
         assert!(
             !text.contains(&token_id),
             "the raw token id appears in the {place}: {text}"

@@ -92,6 +92,42 @@ impl AgentKey {
             pem: pem.trim().to_string(),
         })
     }
+
+    /// The key's JWK thumbprint (RFC 7638: SHA-256 of the required members in
+    /// lexicographic order, base64url), as `jkt` values and `writ agent show` name it.
+    pub fn thumbprint(&self) -> Result<String, UnsupportedKey> {
+        use sha2::Digest;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let der = Self::from_pem(&self.pem).and_then(|_| {
+            let body: String = self
+                .pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(body.trim())
+                .map_err(|_| UnsupportedKey)
+        })?;
+        // The key is the tail of the SubjectPublicKeyInfo: 32 bytes for Ed25519, an
+        // uncompressed point (0x04 ‖ x ‖ y) for P-256; `from_pem` checked the lengths.
+        let jwk = match self.alg.as_str() {
+            "EdDSA" => {
+                let x = der.get(der.len() - 32..).ok_or(UnsupportedKey)?;
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(x))
+            }
+            "ES256" => {
+                let point = der.get(der.len() - 65..).ok_or(UnsupportedKey)?;
+                let (x, y) = point[1..].split_at(32);
+                format!(
+                    r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                    b64(x),
+                    b64(y)
+                )
+            }
+            _ => return Err(UnsupportedKey),
+        };
+        Ok(b64(&sha2::Sha256::digest(jwk.as_bytes())))
+    }
 }
 
 /// A new random client secret (shown once) and its Argon2id hash (stored).
@@ -153,6 +189,22 @@ mod tests {
         assert_eq!(AgentKey::from_pem("garbage"), Err(UnsupportedKey));
         let private = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----";
         assert_eq!(AgentKey::from_pem(private), Err(UnsupportedKey));
+    }
+
+    #[test]
+    fn thumbprints_follow_rfc_7638() {
+        // RFC 8037 appendix A.3: the thumbprint of its Ed25519 example key.
+        let rfc8037 = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----";
+        assert_eq!(
+            AgentKey::from_pem(rfc8037).unwrap().thumbprint().unwrap(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        let ec = AgentKey::from_pem(EC_PEM).unwrap().thumbprint().unwrap();
+        assert_eq!(ec.len(), 43);
+        assert_ne!(
+            ec,
+            AgentKey::from_pem(ED_PEM).unwrap().thumbprint().unwrap()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod agent;
 mod data_dir;
 mod error;
+mod revocations;
 mod sqlite;
 
 pub use agent::{
@@ -11,4 +12,5 @@ pub use agent::{
 };
 pub use data_dir::{DataDir, MasterKey, RootKeyFiles};
 pub use error::StoreError;
+pub use revocations::{RevocationNote, RevocationRecord};
 pub use sqlite::SqliteStore;

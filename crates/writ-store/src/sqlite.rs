@@ -7,8 +7,6 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use writ_token::Revocation;
-
 use crate::agent::Agent;
 use crate::error::StoreError;
 
@@ -27,13 +25,19 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     )",
     "ALTER TABLE agents ADD COLUMN credentials TEXT NOT NULL DEFAULT '{}'",
+    // Who revoked and why; when and by whom a revocation was lifted. Older rows keep
+    // NULLs: recorded by nobody named, for no stated reason, in force.
+    "ALTER TABLE revocations ADD COLUMN revoked_by TEXT",
+    "ALTER TABLE revocations ADD COLUMN reason TEXT",
+    "ALTER TABLE revocations ADD COLUMN lifted_at INTEGER",
+    "ALTER TABLE revocations ADD COLUMN lifted_by TEXT",
 ];
 
 /// State in one SQLite file, shared safely by a running server and CLI commands (WAL mode,
 /// busy timeout).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -73,17 +77,36 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Registers `agent` unless an agent of the same tenant and name exists; whether it
+    /// was registered.
+    pub async fn insert_agent(&self, agent: &Agent) -> Result<bool, StoreError> {
+        let (ceiling, credentials) = agent_columns(agent)?;
+        let done = sqlx::query(
+            "INSERT INTO agents (tenant, name, ceiling, max_ttl_secs, credentials) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, name) DO NOTHING",
+        )
+        .bind(&agent.tenant)
+        .bind(&agent.name)
+        .bind(ceiling)
+        .bind(i64::try_from(agent.max_ttl.as_secs()).unwrap_or(i64::MAX))
+        .bind(credentials)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether `tenant` has any registered agent.
+    pub async fn tenant_has_agents(&self, tenant: &str) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM agents WHERE tenant = ? LIMIT 1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Registers `agent`, replacing any agent of the same tenant and name.
     pub async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        let ceiling = serde_json::to_string(&agent.ceiling).map_err(|e| StoreError::Corrupt {
-            what: "agent ceiling",
-            reason: e.to_string(),
-        })?;
-        let credentials =
-            serde_json::to_string(&agent.credentials).map_err(|e| StoreError::Corrupt {
-                what: "agent credentials",
-                reason: e.to_string(),
-            })?;
+        let (ceiling, credentials) = agent_columns(agent)?;
         sqlx::query(
             "INSERT INTO agents (tenant, name, ceiling, max_ttl_secs, credentials) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tenant, name) DO UPDATE SET
@@ -156,43 +179,24 @@ impl SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Records a revocation; `created_at` is Unix seconds.
-    pub async fn put_revocation(
-        &self,
-        revocation: &Revocation,
-        created_at: u64,
-    ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(revocation).map_err(|e| StoreError::Corrupt {
-            what: "revocation",
-            reason: e.to_string(),
-        })?;
-        sqlx::query("INSERT INTO revocations (body, created_at) VALUES (?, ?)")
-            .bind(body)
-            .bind(i64::try_from(created_at).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Every revocation, oldest first.
-    pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT body FROM revocations ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|(body,)| {
-                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                    what: "revocation",
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
-    }
-
     /// Closes every connection, flushing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The JSON columns of an agent row: its ceiling and its credentials.
+fn agent_columns(agent: &Agent) -> Result<(String, String), StoreError> {
+    let ceiling = serde_json::to_string(&agent.ceiling).map_err(|e| StoreError::Corrupt {
+        what: "agent ceiling",
+        reason: e.to_string(),
+    })?;
+    let credentials =
+        serde_json::to_string(&agent.credentials).map_err(|e| StoreError::Corrupt {
+            what: "agent credentials",
+            reason: e.to_string(),
+        })?;
+    Ok((ceiling, credentials))
 }
 
 #[cfg(test)]
@@ -221,24 +225,5 @@ mod tests {
         // Reopening applies no migration twice and keeps the data.
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.agent("default", "demo").await.unwrap(), Some(agent));
-    }
-
-    #[tokio::test]
-    async fn revocations_persist_in_order() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("writ.db");
-        let store = SqliteStore::open(&path).await.unwrap();
-        let a = Revocation::TokenId {
-            token_id: "01ABC".into(),
-        };
-        let b = Revocation::IssuedBefore {
-            tenant: None,
-            before: 1_800_000_000,
-        };
-        store.put_revocation(&a, 1).await.unwrap();
-        store.put_revocation(&b, 2).await.unwrap();
-        store.close().await;
-        let store = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(store.revocations().await.unwrap(), vec![a, b]);
     }
 }

@@ -13,7 +13,7 @@ mod webhook;
 
 pub use gateway::{TestGateway, mint_with};
 pub use oauth::{DpopKey, OAuthClient};
-pub use process::ServeProcess;
+pub use process::{OPERATOR, ServeProcess};
 pub use python::{python, python_env, run_python_lines};
 pub use tls::TestCertificates;
 pub use upstream::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd, closed_port_url};

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// The operator name [`ServeProcess::writ`] runs commands as (`WRIT_OPERATOR`).
+pub const OPERATOR: &str = "test-operator";
+
 /// A `writ serve` child process; killed when dropped.
 pub struct ServeProcess {
     child: Child,
@@ -77,12 +80,14 @@ impl ServeProcess {
         &self.banner
     }
 
-    /// Runs another `writ` command in the same directory.
+    /// Runs another `writ` command in the same directory, as the operator
+    /// [`OPERATOR`].
     pub fn writ(&self, args: &[&str]) -> Output {
         Command::new(&self.bin)
             .args(args)
             .current_dir(&self.dir)
             .env("WRIT_LOG", "warn")
+            .env("WRIT_OPERATOR", OPERATOR)
             .output()
             .expect("run writ")
     }

@@ -1,6 +1,10 @@
 //! Delegation (RFC 8693 token exchange): the gateway appends a block to a verified writ
 //! for a sub-agent. The new writ allows at most what the subject writ allowed, what the
 //! requested grants allow, and what the sub-agent's own ceiling allows.
+//!
+//! The block is a Biscuit third-party block signed by a root key, so the delegation it
+//! states can be told apart from one a holder wrote into an attenuation block: only
+//! signed delegations name the acting agent (for audit and for revoking the actor).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +14,7 @@ use biscuit_auth::builder::{BlockBuilder, Term};
 use crate::encoding::{MAX_BLOCKS, WRIT_PREFIX};
 use crate::error::WritError;
 use crate::grant::{Grant, compile_block, validate};
+use crate::keys::RootKeyPair;
 use crate::verify::VerifiedWrit;
 
 /// What a delegation block says.
@@ -23,10 +28,13 @@ pub struct Delegation<'a> {
     pub delegated_to: &'a str,
     /// The new writ expires at this time or the subject's expiry, whichever is sooner.
     pub expires_at: SystemTime,
+    /// The root key that signs the delegation block (the gateway's signing key).
+    pub signer: &'a RootKeyPair,
 }
 
 impl VerifiedWrit {
-    /// Appends a delegation block and returns the new writ. The block records
+    /// Appends a delegation block, signed by `d.signer` as a third-party block, and
+    /// returns the new writ. The block records
     /// `delegation(<block index>, <delegated by>, <delegated to>)`; delegating a delegated
     /// writ adds another block, so the chain reads block by block.
     pub fn delegate(&self, d: &Delegation<'_>) -> Result<String, WritError> {
@@ -43,7 +51,7 @@ impl VerifiedWrit {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |t| t.as_secs());
         let expires_at = (UNIX_EPOCH + Duration::from_secs(secs)).min(self.claims().expires_at);
-        let holder = match self.delegation_chain().pop() {
+        let holder = match self.delegation_chain().last().cloned() {
             Some((_, to)) => to,
             None => format!("{}/{}", self.claims().tenant, self.claims().agent),
         };
@@ -63,7 +71,14 @@ impl VerifiedWrit {
             .map_err(build)?;
         let block = compile_block(block, d.grants).map_err(build)?;
         let block = compile_block(block, d.actor_ceiling).map_err(build)?;
-        let token = self.biscuit()?.append(block).map_err(build)?;
+        let biscuit = self.biscuit()?;
+        let signed = biscuit
+            .third_party_request()
+            .and_then(|request| request.create_block(&d.signer.pair().private(), block))
+            .map_err(build)?;
+        let token = biscuit
+            .append_third_party(d.signer.public(), signed)
+            .map_err(build)?;
         let b64 = token.to_base64().map_err(build)?;
         Ok(format!("{WRIT_PREFIX}{b64}"))
     }

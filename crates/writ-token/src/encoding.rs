@@ -63,7 +63,7 @@ impl UnverifiedWrit<'_> {
             .map_err(|_| WritError::UnknownKeyId {
                 kid: biscuit.root_key_id(),
             })?;
-        VerifiedWrit::from_biscuit(biscuit, root)
+        VerifiedWrit::from_biscuit(biscuit, root, keys)
     }
 }
 

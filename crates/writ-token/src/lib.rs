@@ -43,5 +43,5 @@ pub use keys::{
     KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,
 };
 pub use mint::{MintRequest, mint};
-pub use revocation::{Revocation, RevocationSet};
+pub use revocation::{Revocation, RevocationSet, token_id_issued_at};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};

@@ -1,7 +1,9 @@
 //! Revocation: what an operator can cut off, and the pure test of whether a writ is cut off.
 //!
 //! A writ is revoked when any of its blocks' revocation ids is, so revoking a parent writ
-//! revokes every writ attenuated from it (they carry the parent's blocks).
+//! revokes every writ attenuated from it (they carry the parent's blocks). Revoking an
+//! agent or a tenant also revokes the writs delegated to that agent (or into that tenant)
+//! by token exchange: the delegate is named by the signed delegation block.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::verify::VerifiedWrit;
 
 /// One revocation, as stored and as sent to the admin API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Revocation {
     /// One writ by its token id, with every writ attenuated from it.
@@ -55,6 +57,24 @@ impl Revocation {
             Revocation::TokenId { .. } | Revocation::RevocationId { .. } => None,
         }
     }
+
+    /// Whether this revocation may be lifted: agent and tenant revocations may; a writ's
+    /// (by token id or block) and the kill switch are permanent, since lifting them would
+    /// bring back writs that were reported cut off.
+    pub fn is_liftable(&self) -> bool {
+        matches!(self, Revocation::Agent { .. } | Revocation::Tenant { .. })
+    }
+}
+
+/// When the writ with token id `token_id` was issued, read from the id itself (a ULID
+/// whose time part is the issue time), or `None` if it is not a token id writ makes.
+pub fn token_id_issued_at(token_id: &str) -> Option<SystemTime> {
+    let ulid = ulid::Ulid::from_string(token_id).ok()?;
+    // Writ ids are minted upper-case; another spelling is another id to the matcher.
+    if ulid.to_string() != token_id {
+        return None;
+    }
+    Some(UNIX_EPOCH + Duration::from_millis(ulid.timestamp_ms()))
 }
 
 /// Every revocation in force, indexed for a constant-time test per request.
@@ -73,6 +93,25 @@ impl RevocationSet {
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The set of every revocation in `all`.
+    pub fn from_revocations<'a>(all: impl IntoIterator<Item = &'a Revocation>) -> Self {
+        let mut set = Self::new();
+        for r in all {
+            set.insert(r);
+        }
+        set
+    }
+
+    /// Whether new writs must not be issued to `agent` of `tenant`: the agent or its
+    /// tenant is revoked.
+    pub fn refuses_agent(&self, tenant: &str, agent: &str) -> bool {
+        self.tenants.contains(tenant)
+            || self
+                .agents
+                .get(tenant)
+                .is_some_and(|agents| agents.contains(agent))
     }
 
     /// Adds a revocation. A revocation id that is not hex is ignored (it matches nothing).
@@ -112,11 +151,11 @@ impl RevocationSet {
     pub fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
         let c = writ.claims();
         self.token_ids.contains(&c.token_id)
-            || self.tenants.contains(&c.tenant)
-            || self
-                .agents
-                .get(&c.tenant)
-                .is_some_and(|agents| agents.contains(&c.agent))
+            || self.refuses_agent(&c.tenant, &c.agent)
+            || ((!self.agents.is_empty() || !self.tenants.is_empty())
+                && writ
+                    .delegates()
+                    .any(|(tenant, agent)| self.refuses_agent(tenant, agent)))
             || self.issued_before_all.is_some_and(|t| c.issued_at < t)
             || self
                 .issued_before

@@ -10,6 +10,7 @@ use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use crate::error::{Denial, WritError};
 use crate::evaluation_cost::CheckShapes;
 use crate::facts::RequestFacts;
+use crate::keys::RootKeys;
 
 /// Bounds on one Datalog evaluation; hitting a bound is a denial. The work is bounded by
 /// facts and iterations, which do not depend on load. Wall time is only a backstop: the
@@ -64,6 +65,9 @@ pub struct VerifiedWrit {
     root: PublicKey,
     /// Revocation ids of every block, authority first.
     revocation_ids: Vec<Vec<u8>>,
+    /// Delegations stated by blocks a trusted root key signed, oldest first, as
+    /// `(block index, by, to)`.
+    delegation: Vec<(i64, String, String)>,
     claims: WritClaims,
     /// The last second through which this writ's Datalog answers alike whatever the time
     /// (see `time_bound`), or `None` if the answer may change every second.
@@ -125,7 +129,11 @@ impl Authorization {
 type ClaimsRow = (i64, String, String, String, SystemTime, SystemTime);
 
 impl VerifiedWrit {
-    pub(crate) fn from_biscuit(biscuit: Biscuit, root: PublicKey) -> Result<Self, WritError> {
+    pub(crate) fn from_biscuit(
+        biscuit: Biscuit,
+        root: PublicKey,
+        trusted: &RootKeys,
+    ) -> Result<Self, WritError> {
         let sealed = biscuit
             .to_vec()
             .map_err(|_| WritError::Malformed {
@@ -201,8 +209,10 @@ impl VerifiedWrit {
             })
             .collect();
         let holds_through = blocks.and_then(|b| crate::time_bound::holds_through(&b));
+        let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
         Ok(Self {
             revocation_ids: biscuit.revocation_identifiers(),
+            delegation,
             parsed: Mutex::new(Some(Arc::new(biscuit))),
             sealed,
             root,
@@ -278,24 +288,39 @@ impl VerifiedWrit {
             .is_some()
     }
 
-    /// The delegation chain, oldest first, as `(delegated_by, delegated_to)`. Informational
-    /// (for audit and display): authorization never relies on it, since any holder can
-    /// append a block stating such facts.
+    /// The delegation chain, oldest first, as `(delegated_by, delegated_to)` with each
+    /// party as `tenant/agent`. Only delegation blocks signed by a trusted root key (the
+    /// gateway's token exchange) count: a holder can append a block stating such facts,
+    /// but cannot sign it.
     pub fn delegation_chain(&self) -> Vec<(String, String)> {
-        let Ok(biscuit) = self.biscuit() else {
-            return Vec::new();
-        };
-        let Ok(mut authorizer) = AuthorizerBuilder::new()
-            .set_limits(run_limits())
-            .build(&biscuit)
-        else {
-            return Vec::new();
-        };
-        let mut rows: Vec<(i64, String, String)> = authorizer
-            .query_all("d($i, $by, $to) <- delegation($i, $by, $to)")
-            .unwrap_or_default();
-        rows.sort();
-        rows.into_iter().map(|(_, by, to)| (by, to)).collect()
+        self.delegation
+            .iter()
+            .map(|(_, by, to)| (by.clone(), to.clone()))
+            .collect()
+    }
+
+    /// The agent (`tenant/agent`) block `index` delegates to, if it is a signed delegation
+    /// block.
+    pub fn delegated_by_block(&self, index: usize) -> Option<&str> {
+        self.delegation
+            .iter()
+            .find(|(i, _, _)| usize::try_from(*i).ok() == Some(index))
+            .map(|(_, _, to)| to.as_str())
+    }
+
+    /// The agents this writ was delegated to, oldest first, as `(tenant, agent)`.
+    pub fn delegates(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.delegation
+            .iter()
+            .filter_map(|(_, _, to)| to.split_once('/'))
+    }
+
+    /// The agent acting with this writ: the last delegate, or the agent it was issued to.
+    /// As `(tenant, agent)`.
+    pub fn acting_agent(&self) -> (&str, &str) {
+        self.delegates()
+            .last()
+            .unwrap_or((&self.claims.tenant, &self.claims.agent))
     }
 
     /// Every block as readable Datalog, authority first. Writs hold no secrets.
@@ -442,4 +467,46 @@ fn denied_by(e: error::Token) -> WritError {
         },
     };
     WritError::Denied(denial)
+}
+
+/// The `delegation(index, by, to)` facts of third-party blocks signed by a trusted root
+/// key, each taken only from the block its index names, ordered by index.
+fn signed_delegations(
+    biscuit: &Biscuit,
+    authorizer: &mut biscuit_auth::Authorizer,
+    trusted: &RootKeys,
+) -> Result<Vec<(i64, String, String)>, WritError> {
+    let external = biscuit.external_public_keys();
+    let mut chain: Vec<(i64, String, String)> = Vec::new();
+    for (_, key) in trusted.iter() {
+        let signed_by_key: Vec<i64> = external
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.as_ref() == Some(key))
+            .filter_map(|(i, _)| i64::try_from(i).ok())
+            .collect();
+        if signed_by_key.is_empty() {
+            continue;
+        }
+        // Scoped to the authority and the blocks this key signed: facts an attenuation
+        // block states are not seen.
+        let mut rule: biscuit_auth::builder::Rule =
+            "d($i, $by, $to) <- delegation($i, $by, $to) trusting {key}"
+                .try_into()
+                .map_err(|_| WritError::Malformed {
+                    reason: "delegation query",
+                })?;
+        rule.set_scope("key", *key)
+            .map_err(|_| WritError::Malformed {
+                reason: "delegation query",
+            })?;
+        let rows: Vec<(i64, String, String)> = authorizer.query(rule).map_err(evaluation_error)?;
+        chain.extend(
+            rows.into_iter()
+                .filter(|(i, _, _)| signed_by_key.contains(i)),
+        );
+    }
+    chain.sort();
+    chain.dedup_by_key(|(i, _, _)| *i);
+    Ok(chain)
 }

@@ -22,6 +22,7 @@ use rustls::CertificateError;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use writ_gateway::config::Config;
+use writ_gateway::operator_log::{Operator, OperatorLog};
 use writ_store::DataDir;
 use writ_token::{Clock, MintRequest, SystemClock, mint, parse_grants};
 
@@ -220,14 +221,6 @@ impl GatewayClient {
         &self.base
     }
 
-    /// Checks that the gateway answers (`GET /healthz`), before a change that is made
-    /// locally and then announced to it.
-    pub async fn ping(&self) -> Result<(), ReachError> {
-        self.call(Method::GET, "/healthz", None, None)
-            .await
-            .map(drop)
-    }
-
     /// POSTs `body` to `path` with `writ` and returns the gateway's JSON answer.
     pub async fn post(
         &self,
@@ -236,6 +229,11 @@ impl GatewayClient {
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ReachError> {
         self.call(Method::POST, path, Some(writ), Some(body)).await
+    }
+
+    /// GETs `path` with `writ` and returns the gateway's JSON answer.
+    pub async fn get(&self, path: &str, writ: &str) -> Result<serde_json::Value, ReachError> {
+        self.call(Method::GET, path, Some(writ), None).await
     }
 
     async fn call(
@@ -394,10 +392,12 @@ fn tls_reason(e: &rustls::Error) -> String {
     }
 }
 
-/// Mints an admin writ: agent `admin`, for one tenant or all.
+/// Mints an admin writ for one tenant or all, whose subject is `operator`: the gateway's
+/// audit records of what is done with it name them.
 pub fn admin_writ(
     data: &DataDir,
     config: &Config,
+    operator: &Operator,
     tenant: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
@@ -411,7 +411,7 @@ pub fn admin_writ(
         &keys.signing,
         &MintRequest {
             tenant: &config.tenant,
-            agent: "admin",
+            agent: operator.as_str(),
             ceiling: &grants,
             grants: &grants,
             ttl,
@@ -421,4 +421,50 @@ pub fn admin_writ(
         },
     )?;
     Ok(writ)
+}
+
+/// `writ admin token`: prints an admin writ for `operator` (else the operator of this
+/// process), for one tenant or all, and records its issue in the operator's audit trail
+/// (its pseudonym, scope and lifetime; never the writ).
+pub async fn issue_admin_writ(
+    state: &crate::settings::StateArgs,
+    tenant: Option<&str>,
+    ttl: Duration,
+    operator: Option<String>,
+) -> anyhow::Result<()> {
+    let (config, data) = state.open()?;
+    if let Some(t) = tenant {
+        crate::settings::tenant(Some(t), &config)?;
+    }
+    let operator = match operator {
+        Some(name) => Operator::named(&name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--as `{name}` is not a plain name: 1-64 characters of A-Z a-z 0-9 _ . - @"
+            )
+        })?,
+        None => Operator::from_env(),
+    };
+    let writ = admin_writ(&data, &config, &operator, tenant, ttl)?;
+    let keys = data.root_keys()?;
+    let token_id = writ_token::decode(&writ)?
+        .verify(&keys.trusted)?
+        .claims()
+        .token_id
+        .clone();
+    let mut log = OperatorLog::new(&config.audit, &data, operator.clone())?;
+    let writ_pseudonym = log.pseudonym(&token_id);
+    let record = log.record(writ_audit::Kind::WritMinted, "issue_admin_writ");
+    record.tenant = Some(config.tenant.clone());
+    record.agent = Some(operator.to_string());
+    record.writ = Some(writ_pseudonym);
+    if let Some(detail) = record.detail.as_mut() {
+        detail.insert(
+            "admin_scope".into(),
+            serde_json::json!(tenant.unwrap_or("*")),
+        );
+        detail.insert("ttl_secs".into(), serde_json::json!(ttl.as_secs()));
+    }
+    log.commit().await?;
+    println!("{writ}");
+    Ok(())
 }

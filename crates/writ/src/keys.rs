@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use writ_gateway::operator_log::{Operator, OperatorLog};
 use writ_store::DataDir;
 use writ_token::{KeyId, fingerprint};
 
@@ -28,7 +28,7 @@ pub enum KeysCommand {
     },
     /// Tell the running gateway to re-read its keys from the data directory.
     Reload(ReachArgs),
-    /// List the trusted root keys.
+    /// List the root keys: the signing key, those still trusted, and those retired.
     List(ReachArgs),
 }
 
@@ -68,6 +68,12 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 };
                 println!("{kid}\ted25519\t{}\t{role}", fingerprint(key));
             }
+            for (kid, key) in data.retired_root_keys()? {
+                println!(
+                    "{kid}\ted25519\t{}\tretired (private half deleted)",
+                    fingerprint(&key)
+                );
+            }
             Ok(())
         }
         KeysCommand::Reload(args) => {
@@ -83,8 +89,10 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate(args) => {
             let (config, data) = args.reach.state.open()?;
+            let operator = Operator::from_env();
             if args.offline {
                 let kid = data.rotate_root_key()?;
+                offline_record(&config, &data, operator, "rotate_root_key", kid.0).await?;
                 println!(
                     "new signing key: id {kid}, recorded in {} only (--offline): a gateway \
                      uses it when it starts",
@@ -93,7 +101,7 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             let gateway = GatewayClient::new(&config, &args.reach.gateway)?;
-            let writ = admin_writ(&data, &config, None, ADMIN_TTL)?;
+            let writ = admin_writ(&data, &config, &operator, None, ADMIN_TTL)?;
             let v = match gateway
                 .post("/admin/v1/keys/rotate", &writ, &serde_json::json!({}))
                 .await
@@ -116,8 +124,10 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Retire { kid, args } => {
             let (config, data) = args.reach.state.open()?;
+            let operator = Operator::from_env();
             if args.offline {
                 data.retire_root_key(KeyId(kid))?;
+                offline_record(&config, &data, operator, "retire_root_key", kid).await?;
                 println!(
                     "retired key id {kid} in {} only (--offline): a gateway stops trusting it \
                      when it starts",
@@ -125,8 +135,7 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            // The gateway has no retire call: the key file is retired here and the
-            // gateway re-reads its keys. Make sure it answers before changing anything.
+            // Checked here first, so a mistake is named even when the gateway is down.
             let keys = data.root_keys()?;
             if KeyId(kid) == keys.signing.kid() || !keys.trusted.iter().any(|(k, _)| k.0 == kid) {
                 anyhow::bail!(
@@ -134,17 +143,25 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                      key (rotate first)"
                 );
             }
+            // The running gateway retires the key: it stops trusting it at the moment the
+            // private half is deleted, and records who did it.
             let gateway = GatewayClient::new(&config, &args.reach.gateway)?;
-            gateway.ping().await.context("no key was retired")?;
-            data.retire_root_key(KeyId(kid))?;
-            reload(&gateway, &data, &config).await.with_context(|| {
-                format!(
-                    "key id {kid} is retired in {}, but the gateway at {} did not reload: it \
-                     trusts the key until `writ keys reload` succeeds or it restarts",
-                    data.path().display(),
-                    gateway.url()
+            let writ = admin_writ(&data, &config, &operator, None, ADMIN_TTL)?;
+            gateway
+                .post(
+                    "/admin/v1/keys/retire",
+                    &writ,
+                    &serde_json::json!({"kid": kid}),
                 )
-            })?;
+                .await
+                .map_err(|e| {
+                    let outcome = e.outcome(
+                        "no key was retired (for a stopped gateway, --offline retires for its \
+                         next start)",
+                        "see `writ keys list` before retiring again",
+                    );
+                    anyhow::Error::new(e).context(outcome)
+                })?;
             println!(
                 "retired key id {kid}; the gateway at {} no longer trusts it",
                 gateway.url()
@@ -154,13 +171,37 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Records a key change made with `--offline` in the operator's audit trail.
+async fn offline_record(
+    config: &writ_gateway::config::Config,
+    data: &DataDir,
+    operator: Operator,
+    operation: &str,
+    kid: u32,
+) -> anyhow::Result<()> {
+    let mut log = OperatorLog::new(&config.audit, data, operator.clone())?;
+    let record = log.record(writ_audit::Kind::AdminChange, operation);
+    record.agent = Some(operator.to_string());
+    if let Some(detail) = record.detail.as_mut() {
+        let field = if operation == "rotate_root_key" {
+            "signing_kid"
+        } else {
+            "retired_kid"
+        };
+        detail.insert(field.into(), serde_json::json!(kid));
+        detail.insert("offline".into(), serde_json::json!(true));
+    }
+    log.commit().await?;
+    Ok(())
+}
+
 /// Asks the gateway to re-read its keys, with an admin writ signed by the current key.
 async fn reload(
     gateway: &GatewayClient,
     data: &DataDir,
     config: &writ_gateway::config::Config,
 ) -> anyhow::Result<serde_json::Value> {
-    let writ = admin_writ(data, config, None, ADMIN_TTL)?;
+    let writ = admin_writ(data, config, &Operator::from_env(), None, ADMIN_TTL)?;
     Ok(gateway
         .post("/admin/v1/keys/reload", &writ, &serde_json::json!({}))
         .await?)

@@ -39,7 +39,8 @@ enum Command {
     /// Register and manage agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
-    /// Revoke writs: one, an agent's, a tenant's, or everything issued before a time.
+    /// Revoke writs (one, an agent's, a tenant's, everything issued before a time); list
+    /// revocations and lift an agent's or tenant's.
     Revoke(revoke::RevokeArgs),
     /// Rotate, retire and list root keys.
     #[command(subcommand)]
@@ -68,6 +69,10 @@ enum AdminCommand {
         /// Lifetime (at most the config's tokens.max_ttl).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+        /// Who will use it: its subject, which the gateway's audit records of every admin
+        /// action name. Defaults to $WRIT_OPERATOR, else the login name ($USER).
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
         #[command(flatten)]
         state: settings::StateArgs,
     },
@@ -103,17 +108,12 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Lint(cmd) => lint::run(cmd),
             Command::Config(cmd) => config_check::run(cmd),
-            Command::Admin(AdminCommand::Token { tenant, ttl, state }) => {
-                let (config, data) = state.open()?;
-                if let Some(t) = &tenant {
-                    settings::tenant(Some(t), &config)?;
-                }
-                println!(
-                    "{}",
-                    admin_client::admin_writ(&data, &config, tenant.as_deref(), ttl)?
-                );
-                Ok(())
-            }
+            Command::Admin(AdminCommand::Token {
+                tenant,
+                ttl,
+                operator,
+                state,
+            }) => admin_client::issue_admin_writ(&state, tenant.as_deref(), ttl, operator).await,
         }
     });
     match result {

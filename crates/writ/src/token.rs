@@ -4,8 +4,9 @@ use std::io::Read;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, bail};
+use writ_gateway::operator_log::{Operator, OperatorLog};
 use writ_store::{DataDir, SqliteStore};
-use writ_token::{Clock, MintRequest, SystemClock, decode, mint, parse_grants};
+use writ_token::{Clock, MintRequest, RevocationSet, SystemClock, decode, mint, parse_grants};
 
 /// `writ token …` commands.
 #[derive(Debug, clap::Subcommand)]
@@ -83,16 +84,25 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
     let keys = data.root_keys()?;
     let tenant = crate::settings::tenant(args.tenant.as_deref(), &config)?;
     let store = SqliteStore::open(&data.database_path()).await?;
-    let agent = store.agent(&tenant, &args.agent).await?;
+    let agent = store.agent(&tenant, &args.agent).await;
+    let revocations = store.revocations().await;
     store.close().await;
-    let Some(agent) = agent else {
+    let Some(agent) = agent? else {
         bail!(
             "no agent `{}` in tenant `{tenant}` (the demo agent is registered by `writ serve --demo`)",
             args.agent
         );
     };
+    // As the token endpoint: a revoked agent (or one of a revoked tenant) gets no writ.
+    if RevocationSet::from_revocations(&revocations?).refuses_agent(&tenant, &agent.name) {
+        bail!(
+            "agent revoked: {tenant}/{} (or its tenant) is revoked, so no writ is issued to it; \
+             `writ revoke --list` shows the revocation and `writ revoke --lift ID` lifts it",
+            agent.name
+        );
+    }
     let max_ttl = agent.max_ttl.min(config.max_ttl);
-    let (writ, _claims) = mint(
+    let (writ, claims) = mint(
         &keys.signing,
         &MintRequest {
             tenant: &tenant,
@@ -105,6 +115,24 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
             cnf_jkt: None,
         },
     )?;
+    // One record per writ issued, as the token endpoint writes, naming the operator.
+    let mut log = OperatorLog::new(&config.audit, &data, Operator::from_env())?;
+    let pseudonym = log.pseudonym(&claims.token_id);
+    let record = log.record(writ_audit::Kind::WritMinted, "mint");
+    record.tenant = Some(tenant.clone());
+    record.agent = Some(agent.name.clone());
+    record.writ = Some(pseudonym);
+    if let Some(detail) = record.detail.as_mut() {
+        let ttl = claims
+            .expires_at
+            .duration_since(claims.issued_at)
+            .unwrap_or_default();
+        detail.insert("grants".into(), serde_json::json!(grants));
+        detail.insert("ttl_secs".into(), serde_json::json!(ttl.as_secs()));
+    }
+    log.commit()
+        .await
+        .context("no writ is issued: its audit record could not be written")?;
     println!("{writ}");
     Ok(())
 }
@@ -134,6 +162,12 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         "tenant: {}\nagent: {}\ntoken id: {}",
         c.tenant, c.agent, c.token_id
     );
+    let chain = writ.delegation_chain();
+    if let Some((first, _)) = chain.first() {
+        let mut names = vec![first.as_str()];
+        names.extend(chain.iter().map(|(_, to)| to.as_str()));
+        println!("delegation: {} (acting: the last)", names.join(" -> "));
+    }
     println!(
         "issued at: {} (unix {})\nexpires at: {} (unix {})",
         humantime::format_rfc3339_seconds(c.issued_at),
@@ -147,9 +181,11 @@ fn inspect_command(args: InspectArgs) -> anyhow::Result<()> {
         "block 1: granted at mint",
     ];
     for (i, source) in writ.blocks_source().iter().enumerate() {
-        let name = names
-            .get(i)
-            .map_or_else(|| format!("block {i}: attenuation"), |n| n.to_string());
+        let name = match (names.get(i), writ.delegated_by_block(i)) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(to)) => format!("block {i}: delegation to {to}"),
+            (None, None) => format!("block {i}: attenuation"),
+        };
         let id: String = ids
             .get(i)
             .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())

@@ -33,6 +33,31 @@ pub(crate) fn verify(
     Ok(verified)
 }
 
+/// Who acts with `writ`, for audit: the agent it was last delegated to (by a signed
+/// token-exchange block), else the agent it was issued to; and, for a delegated writ, the
+/// chain from the issuing agent to the actor. Agents of the writ's tenant are named alone,
+/// others as `tenant/agent`.
+pub(crate) fn acting_agent(writ: &VerifiedWrit) -> (String, Option<Vec<String>>) {
+    let tenant = writ.claims().tenant.as_str();
+    let name = |(t, a): (&str, &str)| {
+        if t == tenant {
+            a.to_string()
+        } else {
+            format!("{t}/{a}")
+        }
+    };
+    let (t, a) = writ.acting_agent();
+    let actor = name((t, a));
+    let delegates: Vec<String> = writ.delegates().map(name).collect();
+    if delegates.is_empty() {
+        return (actor, None);
+    }
+    let mut chain = Vec::with_capacity(delegates.len() + 1);
+    chain.push(writ.claims().agent.clone());
+    chain.extend(delegates);
+    (actor, Some(chain))
+}
+
 /// Checks a DPoP proof when one is sent, and demands one when the writ is bound to a key.
 /// Returns the proven key's thumbprint, stated to the authorizer as `dpop_jkt(..)` so a
 /// holder can also bind a writ offline with `check if dpop_jkt("…")`.

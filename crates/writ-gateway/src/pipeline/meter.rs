@@ -36,7 +36,10 @@ use crate::usage_log::{Outcome, UsageRecord};
 pub(crate) struct CallInfo {
     pub(crate) token_id: String,
     pub(crate) tenant: String,
+    /// The acting agent (the delegate of a delegated writ).
     pub(crate) agent: String,
+    /// For a delegated writ, the agents from the issuing one to the actor.
+    pub(crate) delegation: Option<Vec<String>>,
     pub(crate) upstream: String,
     pub(crate) model: Option<String>,
     pub(crate) family: ApiFamily,
@@ -484,6 +487,12 @@ fn settle(
         detail.insert("outcome".into(), serde_json::json!(format!("{outcome:?}")));
         detail.insert("usage_estimated".into(), serde_json::json!(estimated));
         record.detail = Some(detail);
+    }
+    if let Some(chain) = &info.delegation {
+        record
+            .detail
+            .get_or_insert_with(Default::default)
+            .insert("delegation".into(), serde_json::json!(chain));
     }
     LimitSettlement(
         info.held.take().map(|held| (held, actual, gw.clock.now())),
