@@ -31,6 +31,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             post(post_revocation).get(list_revocations),
         )
         .route("/admin/v1/keys/rotate", post(rotate_keys))
+        .route("/admin/v1/unlock", post(unlock_client))
         .route("/admin/v1/keys/reload", post(reload_keys))
         .route("/admin/v1/usage/calls", get(usage_calls))
         .route("/admin/v1/usage", get(usage_counters))
@@ -169,6 +170,56 @@ async fn rotate_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         record.detail = Some(detail);
         gw.audit.record(record).await;
         Ok::<_, GatewayError>(axum::Json(json!({"signing_kid": kid.0})).into_response())
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Body of `POST /admin/v1/unlock`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unlock {
+    /// The client id as the token endpoint sees it (`agent` or `tenant/agent`).
+    client_id: String,
+}
+
+/// Clears a client id's failed authentications and lock-outs at the token endpoint, from
+/// every address, on every instance sharing the limiter backend. Audited.
+async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let outcome = async {
+        accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
+        let presented = extract::writ(&parts.headers)?;
+        authenticate::verify(&gw, &presented)?;
+        let Unlock { client_id } = read_json(body).await?;
+        if client_id.is_empty() || client_id.len() > 257 || client_id.chars().any(char::is_control)
+        {
+            return Err(GatewayError::InvalidRequest {
+                reason: "client_id must be 1 to 257 characters, without control characters"
+                    .to_string(),
+            });
+        }
+        let tenant = client_id
+            .split_once('/')
+            .map_or(gw.tenant.as_str(), |(tenant, _)| tenant);
+        let by = admin(&gw, &parts, Some(tenant))?;
+        let cleared = gw.strikes_unlock_client(&client_id).await.map_err(|e| {
+            tracing::warn!(error = %e, "unlock: limit backend unavailable");
+            GatewayError::LimiterUnavailable
+        })?;
+        let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
+        record.tenant = Some(tenant.to_string());
+        record.agent = Some(by.agent().to_string());
+        record.operation = Some("unlock_client".to_string());
+        record.status = Some(200);
+        let mut detail = serde_json::Map::new();
+        detail.insert("client_id".into(), json!(client_id));
+        detail.insert("cleared".into(), json!(cleared));
+        record.detail = Some(detail);
+        gw.audit.record(record).await;
+        tracing::warn!(admin = by.agent(), client_id, cleared, "client unlocked");
+        Ok::<_, GatewayError>(
+            axum::Json(json!({"unlocked": client_id, "cleared": cleared})).into_response(),
+        )
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -88,6 +88,16 @@ impl Limiter {
         }
     }
 
+    /// Forgets the failures and lock-outs of every key that starts with `prefix` (an
+    /// operator's unlock); returns how many keys were held. Not atomic with strikes made
+    /// meanwhile, which count afresh.
+    pub async fn strike_forget_prefix(&self, prefix: &str) -> Result<usize, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.strike_forget_prefix(prefix)),
+            Limiter::Redis(r) => r.strike_forget_prefix(prefix).await,
+        }
+    }
+
     /// Forgets `key`'s failures, not its lock-out: after a successful authentication.
     pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {
         match self {

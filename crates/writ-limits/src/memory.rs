@@ -314,6 +314,19 @@ impl MemoryLimiter {
         }
     }
 
+    /// Forgets the failures and lock-outs of every key starting with `prefix`; returns how
+    /// many keys were held.
+    pub fn strike_forget_prefix(&self, prefix: &str) -> usize {
+        (0..SHARDS)
+            .map(|i| {
+                let mut shard = self.lock_strikes(i);
+                let before = shard.keys.len();
+                shard.keys.retain(|key, _| !key.starts_with(prefix));
+                before - shard.keys.len()
+            })
+            .sum()
+    }
+
     /// How many strike keys are held, for tests of the sweep.
     #[cfg(test)]
     fn strike_keys(&self) -> usize {

@@ -688,6 +688,51 @@ impl RedisLimiter {
         Ok(outcome)
     }
 
+    /// Forgets the failures and lock-outs of every key starting with `prefix` (SCAN, then
+    /// DEL); returns how many Redis keys were deleted.
+    pub async fn strike_forget_prefix(&self, prefix: &str) -> Result<usize, BackendError> {
+        let mut escaped = String::with_capacity(prefix.len());
+        escape_into(&mut escaped, prefix);
+        // MATCH is a glob: its special characters in the prefix are matched literally.
+        let mut glob = String::with_capacity(escaped.len());
+        for c in escaped.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                glob.push('\\');
+            }
+            glob.push(c);
+        }
+        let mut conn = self.connection().await;
+        let mut deleted = 0;
+        for kind in ["writ:strike:", "writ:strike-lock:"] {
+            let pattern = format!("{kind}{glob}*");
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.error("strike forget", &e))?;
+                if !batch.is_empty() {
+                    let n: usize = ::redis::cmd("DEL")
+                        .arg(&batch)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.error("strike forget", &e))?;
+                    deleted += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Forgets `key`'s failures, not its lock-out: after a successful authentication. One
     /// `DEL`.
     pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {

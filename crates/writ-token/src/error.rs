@@ -33,7 +33,10 @@ pub enum WritError {
         max: usize,
     },
     /// The writ names a root key id this gateway does not trust (or none at all).
-    #[error("writ is signed with an unknown root key id {kid:?}")]
+    #[error("{}", match kid {
+        Some(kid) => format!("writ is signed with root key id {kid}, which this gateway does not trust (retired, or from another gateway's keys)"),
+        None => "writ names no root key id, and no key this gateway trusts verifies it".to_string(),
+    })]
     UnknownKeyId {
         /// The key id the writ named, if any.
         kid: Option<u32>,
