@@ -202,7 +202,7 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
             .split_once('/')
             .map_or(gw.tenant.as_str(), |(tenant, _)| tenant);
         let by = admin(&gw, &parts, Some(tenant))?;
-        let cleared = gw.strikes_unlock_client(&client_id).await.map_err(|e| {
+        let addresses = gw.strikes_unlock_client(&client_id).await.map_err(|e| {
             tracing::warn!(error = %e, "unlock: limit backend unavailable");
             GatewayError::LimiterUnavailable
         })?;
@@ -213,12 +213,23 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
         record.status = Some(200);
         let mut detail = serde_json::Map::new();
         detail.insert("client_id".into(), json!(client_id));
-        detail.insert("cleared".into(), json!(cleared));
+        // Addresses are pseudonymized as in every record (when so configured).
+        let from: Vec<String> = addresses
+            .iter()
+            .filter_map(|ip| gw.audit.client_pseudonym(*ip))
+            .collect();
+        detail.insert("addresses".into(), json!(from));
         record.detail = Some(detail);
         gw.audit.record(record).await;
-        tracing::warn!(admin = by.agent(), client_id, cleared, "client unlocked");
+        tracing::warn!(
+            admin = by.agent(),
+            client_id,
+            addresses = addresses.len(),
+            "client unlocked"
+        );
         Ok::<_, GatewayError>(
-            axum::Json(json!({"unlocked": client_id, "cleared": cleared})).into_response(),
+            axum::Json(json!({"unlocked": client_id, "addresses": addresses.len()}))
+                .into_response(),
         )
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)

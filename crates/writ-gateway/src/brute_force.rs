@@ -269,14 +269,29 @@ impl Gateway {
     }
 
     /// An operator's unlock: forgets every failure and lock-out of client `id`, from every
-    /// address, in the limiter backend (so on every instance sharing it). Returns how many
-    /// keys were held.
+    /// address, and those addresses' own token-endpoint counts (an address's count is at
+    /// least its client's, so it would hold the client locked out otherwise), in the
+    /// limiter backend: on every instance sharing it. Returns the addresses cleared.
     pub(crate) async fn strikes_unlock_client(
         &self,
         id: &str,
-    ) -> Result<usize, writ_limits::BackendError> {
-        let prefix = client_prefix(&self.detections.config().strike_namespace, id);
-        self.limits.limiter().strike_forget_prefix(&prefix).await
+    ) -> Result<Vec<IpAddr>, writ_limits::BackendError> {
+        let namespace = &self.detections.config().strike_namespace;
+        let prefix = client_prefix(namespace, id);
+        let limiter = self.limits.limiter();
+        let forgotten = limiter.strike_forget_prefix(&prefix).await?;
+        let mut addresses: Vec<IpAddr> = forgotten
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        for ip in &addresses {
+            limiter
+                .strike_forget(&StrikeKey::TokenAddress(*ip).key(namespace))
+                .await?;
+        }
+        Ok(addresses)
     }
 
     /// Forgets a client id's failures after it authenticated (its lock-out, if any,

@@ -314,17 +314,27 @@ impl MemoryLimiter {
         }
     }
 
-    /// Forgets the failures and lock-outs of every key starting with `prefix`; returns how
-    /// many keys were held.
-    pub fn strike_forget_prefix(&self, prefix: &str) -> usize {
-        (0..SHARDS)
-            .map(|i| {
-                let mut shard = self.lock_strikes(i);
-                let before = shard.keys.len();
-                shard.keys.retain(|key, _| !key.starts_with(prefix));
-                before - shard.keys.len()
-            })
-            .sum()
+    /// Forgets the failures and lock-outs of every key starting with `prefix`; returns
+    /// those keys.
+    pub fn strike_forget_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut forgotten = Vec::new();
+        for i in 0..SHARDS {
+            let mut shard = self.lock_strikes(i);
+            shard.keys.retain(|key, _| {
+                let keep = !key.starts_with(prefix);
+                if !keep {
+                    forgotten.push(key.clone());
+                }
+                keep
+            });
+        }
+        forgotten.sort();
+        forgotten
+    }
+
+    /// Forgets `key`'s failures and lock-out.
+    pub fn strike_forget(&self, key: &str) {
+        self.strike_shard(key).keys.remove(key);
     }
 
     /// How many strike keys are held, for tests of the sweep.

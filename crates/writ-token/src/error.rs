@@ -69,7 +69,9 @@ pub enum WritError {
     #[error(transparent)]
     Grant(#[from] GrantError),
     /// The requested lifetime is zero or above the allowed maximum.
-    #[error("requested ttl {requested_secs}s is outside 1..={max_secs}s")]
+    #[error(
+        "requested ttl {requested_secs}s is outside 1..={max_secs}s: ask for whole seconds, at most {max_secs}s (the agent's and the config's max_ttl)"
+    )]
     TtlOutOfRange {
         /// Requested lifetime in seconds.
         requested_secs: u64,

@@ -10,6 +10,7 @@ mod revoke;
 mod serve;
 mod settings;
 mod token;
+mod unlock;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     Agent(agent::AgentCommand),
     /// Revoke writs: one, an agent's, a tenant's, or everything issued before a time.
     Revoke(revoke::RevokeArgs),
+    /// Lift a client's brute-force lock-out at the token endpoint.
+    Unlock(unlock::UnlockArgs),
     /// Rotate, retire and list root keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Agent(cmd) => agent::run(cmd).await,
             Command::Revoke(args) => revoke::run(args).await,
             Command::Keys(cmd) => keys::run(cmd).await,
+            Command::Unlock(args) => unlock::run(args).await,
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Lint(cmd) => lint::run(cmd),
             Command::Admin(AdminCommand::Token { tenant, ttl, state }) => {
