@@ -36,7 +36,7 @@ pub(crate) async fn send(
         }
         Ok(Err(e)) => {
             let cause = failure_class(&e);
-            tracing::warn!(upstream = %upstream.name, error = %e, ?cause, "upstream request failed");
+            tracing::warn!(upstream = %upstream.name, error = ?e, ?cause, "upstream request failed");
             return Err(unreachable(cause));
         }
         Ok(Ok(response)) => response,
@@ -62,11 +62,15 @@ fn failure_class(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
             return UpstreamFailure::Tls;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                return UpstreamFailure::Tls;
+            // An io::Error's `source` skips the error it wraps: unwrap them by hand.
+            let mut inner = io.get_ref();
+            while let Some(e) = inner {
+                if e.is::<rustls::Error>() {
+                    return UpstreamFailure::Tls;
+                }
+                inner = e
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::get_ref);
             }
             if dns && io.kind() == std::io::ErrorKind::PermissionDenied {
                 // The egress resolver's refusal (`egress.rs`).
