@@ -42,7 +42,9 @@ pub enum WritError {
         kid: Option<u32>,
     },
     /// A block signature does not verify.
-    #[error("writ signature does not verify")]
+    #[error(
+        "writ signature does not verify: it was altered, or signed by another gateway's root key"
+    )]
     BadSignature,
     /// The authority block lacks a claim every writ carries.
     #[error("writ lacks the `{claim}` claim")]
