@@ -180,6 +180,9 @@ async fn rotate_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 struct Unlock {
     /// The client id as the token endpoint sees it (`agent` or `tenant/agent`).
     client_id: String,
+    /// An address whose own count to clear too (admins of every tenant only).
+    #[serde(default)]
+    address: Option<std::net::IpAddr>,
 }
 
 /// Clears a client id's failed authentications and lock-outs at the token endpoint, from
@@ -190,7 +193,7 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
         accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
         let presented = extract::writ(&parts.headers)?;
         authenticate::verify(&gw, &presented)?;
-        let Unlock { client_id } = read_json(body).await?;
+        let Unlock { client_id, address } = read_json(body).await?;
         if client_id.is_empty() || client_id.len() > 257 || client_id.chars().any(char::is_control)
         {
             return Err(GatewayError::InvalidRequest {
@@ -202,10 +205,19 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
             .split_once('/')
             .map_or(gw.tenant.as_str(), |(tenant, _)| tenant);
         let by = admin(&gw, &parts, Some(tenant))?;
-        let addresses = gw.strikes_unlock_client(&client_id).await.map_err(|e| {
-            tracing::warn!(error = %e, "unlock: limit backend unavailable");
-            GatewayError::LimiterUnavailable
-        })?;
+        // An address's count covers every tenant's clients tried from it: only an admin of
+        // every tenant clears it along with the client's.
+        let every_tenant = match (admin(&gw, &parts, None), address) {
+            (Err(e), Some(_)) => return Err(e),
+            (every, _) => every.is_ok(),
+        };
+        let addresses = gw
+            .strikes_unlock_client(&client_id, every_tenant, address)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "unlock: limit backend unavailable");
+                GatewayError::LimiterUnavailable
+            })?;
         let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
         record.tenant = Some(tenant.to_string());
         record.agent = Some(by.agent().to_string());

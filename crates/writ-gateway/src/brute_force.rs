@@ -269,24 +269,30 @@ impl Gateway {
     }
 
     /// An operator's unlock: forgets every failure and lock-out of client `id`, from every
-    /// address, and those addresses' own token-endpoint counts (an address's count is at
-    /// least its client's, so it would hold the client locked out otherwise), in the
-    /// limiter backend: on every instance sharing it. Returns the addresses cleared.
+    /// address, and (with `addresses`) those addresses' own token-endpoint counts: an
+    /// address's count is at least its client's, so it would hold the client locked out
+    /// otherwise. In the limiter backend, so on every instance sharing it. Returns the
+    /// addresses the client was counted at. `also` is an address to clear as well, whether
+    /// or not the client is still counted there (its own count may have lapsed first).
     pub(crate) async fn strikes_unlock_client(
         &self,
         id: &str,
+        addresses: bool,
+        also: Option<IpAddr>,
     ) -> Result<Vec<IpAddr>, writ_limits::BackendError> {
         let namespace = &self.detections.config().strike_namespace;
         let prefix = client_prefix(namespace, id);
         let limiter = self.limits.limiter();
         let forgotten = limiter.strike_forget_prefix(&prefix).await?;
+        let clear_addresses = addresses;
         let mut addresses: Vec<IpAddr> = forgotten
             .iter()
             .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+            .chain(also)
             .collect();
         addresses.sort();
         addresses.dedup();
-        for ip in &addresses {
+        for ip in addresses.iter().filter(|_| clear_addresses) {
             limiter
                 .strike_forget(&StrikeKey::TokenAddress(*ip).key(namespace))
                 .await?;

@@ -240,6 +240,12 @@ impl DeniedRequest {
         if let Some((max, field)) = self.cap {
             return format!("this writ allows at most {max} output tokens: set {field} ≤ {max}");
         }
+        if self.denial.run_limit {
+            return format!(
+                "this writ's checks took too long to evaluate for {}: use a writ with fewer or simpler checks",
+                self.asked
+            );
+        }
         let next = match self.denial.denied_by() {
             DeniedBy::Ceiling => {
                 "the agent's registered ceiling does not cover it: the operator must widen it (`writ agent update`)"
@@ -476,6 +482,11 @@ impl GatewayError {
             }
             GatewayError::Writ(WritError::Expired { .. }) => {
                 "The writ has expired; mint a new one.".to_string()
+            }
+            GatewayError::Writ(WritError::Revoked) => {
+                "This writ was revoked (it, a writ it was narrowed from, its agent or its \
+                 tenant): mint a new one; if that is refused, ask the operator."
+                    .to_string()
             }
             GatewayError::Writ(WritError::Datalog(
                 e @ writ_token::DatalogError::TooCostly { .. },

@@ -56,10 +56,14 @@ async fn guess(gws: &[&TestGateway], addr: &str, id: &str) {
 }
 
 async fn unlock(gw: &TestGateway, writ: &str, client_id: &str) -> (StatusCode, Value) {
+    unlock_with(gw, writ, &json!({ "client_id": client_id })).await
+}
+
+async fn unlock_with(gw: &TestGateway, writ: &str, body: &Value) -> (StatusCode, Value) {
     let resp = reqwest::Client::new()
         .post(gw.url("/admin/v1/unlock"))
         .bearer_auth(writ)
-        .json(&json!({ "client_id": client_id }))
+        .json(body)
         .send()
         .await
         .unwrap();
@@ -133,6 +137,38 @@ async fn an_operator_unlock_lifts_a_lock_out_and_is_audited() {
     assert_eq!(unlocks[0]["kind"], "admin_change");
     assert_eq!(unlocks[0]["detail"]["client_id"], "clumsy");
     assert!(unlocks[0]["agent"].is_string());
+}
+
+#[tokio::test]
+async fn a_tenant_admin_unlocks_the_client_but_not_the_address() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream, "").await;
+    let (_, secret) = OAuthClient::register(&gw, "clumsy", CEILING, false).await;
+    guess(&[&gw], "127.0.0.7", "clumsy").await;
+    // The address's count covers every tenant's clients: a tenant's admin leaves it.
+    let tenant_admin = r#"{"type":"writ:admin","tenant":"default"}"#;
+    let admin = gw.mint_as(tenant_admin, tenant_admin, 30);
+    let (status, body) = unlock(&gw, &admin, "clumsy").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        attempt(&gw, &from("127.0.0.7"), "clumsy", &secret).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another tenant's admin cannot touch this tenant's clients.
+    let other = r#"{"type":"writ:admin","tenant":"acme"}"#;
+    let (status, body) = unlock(&gw, &gw.mint_as(other, other, 30), "clumsy").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Naming the address to clear takes an admin of every tenant...
+    let with_address = json!({"client_id": "clumsy", "address": "127.0.0.7"});
+    let (status, body) = unlock_with(&gw, &admin, &with_address).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // ...who clears it (the client's own count went with the first unlock): it gets in.
+    let (status, body) = unlock_with(&gw, &gw.mint_as(ADMIN, ADMIN, 30), &with_address).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        attempt(&gw, &from("127.0.0.7"), "clumsy", &secret).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,10 @@ use crate::admin_client::{Sent, admin_writ, gateway_url, post};
 pub struct UnlockArgs {
     /// The client id as the token endpoint sees it: `agent`, or `tenant/agent`.
     client: String,
+    /// Also clear this address's own count (it holds every client tried from it locked
+    /// out); the client's addresses are cleared anyway while it is counted there.
+    #[arg(long)]
+    address: Option<std::net::IpAddr>,
     /// The gateway's base URL; defaults to the configured listen address.
     #[arg(long)]
     gateway: Option<String>,
@@ -34,9 +38,18 @@ pub async fn run(args: UnlockArgs) -> anyhow::Result<()> {
         .client
         .split_once('/')
         .map_or(config.tenant.as_str(), |(tenant, _)| tenant);
-    let writ = admin_writ(&data, &config, Some(tenant), Duration::from_secs(30))?;
+    // An address's count covers every tenant, so clearing one takes an all-tenant writ.
+    let scope = if args.address.is_some() {
+        None
+    } else {
+        Some(tenant)
+    };
+    let writ = admin_writ(&data, &config, scope, Duration::from_secs(30))?;
     let url = gateway_url(&config, args.gateway.clone());
-    let body = serde_json::json!({ "client_id": args.client });
+    let mut body = serde_json::json!({ "client_id": args.client });
+    if let Some(ip) = args.address {
+        body["address"] = serde_json::json!(ip);
+    }
     match post(&url, "/admin/v1/unlock", &writ, &body).await? {
         Sent::Applied(answer) => {
             let addresses = answer["addresses"].as_u64().unwrap_or(0);
