@@ -53,6 +53,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script, Value};
 
+mod unlock;
+
 use crate::limiter::BackendError;
 use crate::model::{
     self, Amounts, Charge, Meter, Prior, Refusal, Reservation, STRIKE_MAX_MS, StrikeOutcome,
@@ -688,68 +690,6 @@ impl RedisLimiter {
         Ok(outcome)
     }
 
-    /// Forgets the failures and lock-outs of every key starting with `prefix` (SCAN, then
-    /// DEL); returns those keys.
-    pub async fn strike_forget_prefix(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let mut escaped = String::with_capacity(prefix.len());
-        escape_into(&mut escaped, prefix);
-        // MATCH is a glob: its special characters in the prefix are matched literally.
-        let mut glob = String::with_capacity(escaped.len());
-        for c in escaped.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                glob.push('\\');
-            }
-            glob.push(c);
-        }
-        let mut conn = self.connection().await;
-        let mut forgotten = std::collections::BTreeSet::new();
-        for kind in ["writ:strike:", "writ:strike-lock:"] {
-            let pattern = format!("{kind}{glob}*");
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.error("strike forget", &e))?;
-                if !batch.is_empty() {
-                    let _: Value = ::redis::cmd("DEL")
-                        .arg(&batch)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| self.error("strike forget", &e))?;
-                    forgotten.extend(
-                        batch
-                            .iter()
-                            .filter_map(|k| k.strip_prefix(kind))
-                            .map(unescape),
-                    );
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        Ok(forgotten.into_iter().collect())
-    }
-
-    /// Forgets `key`'s failures and lock-out. One `DEL`.
-    pub async fn strike_forget(&self, key: &str) -> Result<(), BackendError> {
-        let keys = Self::strike_keys(key);
-        let mut conn = self.connection().await;
-        let _: Value = ::redis::cmd("DEL")
-            .arg(&keys[..])
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("strike forget", &e))?;
-        Ok(())
-    }
-
     /// Forgets `key`'s failures, not its lock-out: after a successful authentication. One
     /// `DEL`.
     pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {
@@ -762,30 +702,6 @@ impl RedisLimiter {
             .map_err(|e| self.error("strike clear", &e))?;
         Ok(())
     }
-}
-
-/// The inverse of `escape_into`: `%XX` back to its character.
-fn unescape(escaped: &str) -> String {
-    let mut out = String::with_capacity(escaped.len());
-    let mut rest = escaped;
-    while let Some(i) = rest.find('%') {
-        out.push_str(&rest[..i]);
-        let code = rest
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match code {
-            Some(c) => {
-                out.push(char::from(c));
-                rest = &rest[i + 3..];
-            }
-            None => {
-                out.push('%');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A strike state from a script's reply: the lock-out's end, then the failure times (ms).
@@ -858,18 +774,4 @@ fn error(redact: &[String], what: &str, e: &RedisError) -> BackendError {
         message = message.replace(secret.as_str(), "[redacted]");
     }
     BackendError(message)
-}
-
-#[cfg(test)]
-mod unescape_tests {
-    use super::*;
-
-    #[test]
-    fn unescape_inverts_escape() {
-        for key in ["ns/token-client:3:a:b/::1", "100%=,:", "plain", "%", "%4"] {
-            let mut escaped = String::new();
-            escape_into(&mut escaped, key);
-            assert_eq!(unescape(&escaped), key, "{escaped}");
-        }
-    }
 }
