@@ -39,7 +39,9 @@ pub enum GatewayError {
     #[error("method not allowed")]
     MethodNotAllowed,
     /// The request names an upstream that is not configured.
-    #[error("unknown upstream")]
+    #[error(
+        "unknown upstream: no upstream of this API is configured under the name the x-writ-upstream header or the path gives"
+    )]
     UnknownUpstream,
     /// No upstream serving this API is configured, or several are and none was chosen.
     #[error(
