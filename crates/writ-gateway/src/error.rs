@@ -129,7 +129,9 @@ pub enum GatewayError {
     #[error("upstream failed")]
     UpstreamFailed,
     /// The gateway could not obtain the credential for the upstream (a token exchange failed).
-    #[error("could not obtain the upstream credential")]
+    #[error(
+        "the gateway could not obtain its credential for the upstream (its token exchange failed): the operator must fix the upstream's service account"
+    )]
     UpstreamAuth,
     /// An admin request body is not acceptable.
     #[error("invalid request: {reason}")]
