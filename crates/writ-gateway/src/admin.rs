@@ -33,6 +33,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         )
         .route("/admin/v1/revocations/{id}/lift", post(revocations::lift))
         .route("/admin/v1/keys/rotate", post(rotate_keys))
+        .route("/admin/v1/unlock", post(unlock_client))
         .route("/admin/v1/keys/reload", post(reload_keys))
         .route("/admin/v1/keys/retire", post(retire_key))
         .route("/admin/v1/usage/calls", get(usage_calls))
@@ -176,6 +177,79 @@ async fn retire_key(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         record_admin_change(&gw, &by, "retire_root_key", detail).await;
         Ok::<_, GatewayError>(
             axum::Json(json!({"retired_kid": kid, "signing_kid": gw.keys().signing.kid().0}))
+                .into_response(),
+        )
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Body of `POST /admin/v1/unlock`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unlock {
+    /// The client id as the token endpoint sees it (`agent` or `tenant/agent`).
+    client_id: String,
+    /// An address whose own count to clear too (admins of every tenant only).
+    #[serde(default)]
+    address: Option<std::net::IpAddr>,
+}
+
+/// Clears a client id's failed authentications and lock-outs at the token endpoint, from
+/// every address, on every instance sharing the limiter backend. Audited.
+async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let outcome = async {
+        accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
+        let presented = extract::writ(&parts.headers)?;
+        authenticate::verify(&gw, &presented)?;
+        let Unlock { client_id, address } = read_json(body).await?;
+        if client_id.is_empty() || client_id.len() > 257 || client_id.chars().any(char::is_control)
+        {
+            return Err(GatewayError::InvalidRequest {
+                reason: "client_id must be 1 to 257 characters, without control characters"
+                    .to_string(),
+            });
+        }
+        let tenant = client_id
+            .split_once('/')
+            .map_or(gw.tenant.as_str(), |(tenant, _)| tenant);
+        let by = admin(&gw, &parts, Some(tenant))?;
+        // An address's count covers every tenant's clients tried from it: only an admin of
+        // every tenant clears it along with the client's.
+        let every_tenant = match (admin(&gw, &parts, None), address) {
+            (Err(e), Some(_)) => return Err(e),
+            (every, _) => every.is_ok(),
+        };
+        let addresses = gw
+            .strikes_unlock_client(&client_id, every_tenant, address)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "unlock: limit backend unavailable");
+                GatewayError::LimiterUnavailable
+            })?;
+        let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
+        record.tenant = Some(tenant.to_string());
+        record.agent = Some(by.agent().to_string());
+        record.operation = Some("unlock_client".to_string());
+        record.status = Some(200);
+        let mut detail = serde_json::Map::new();
+        detail.insert("client_id".into(), json!(client_id));
+        // Addresses are pseudonymized as in every record (when so configured).
+        let from: Vec<String> = addresses
+            .iter()
+            .filter_map(|ip| gw.audit.client_pseudonym(*ip))
+            .collect();
+        detail.insert("addresses".into(), json!(from));
+        record.detail = Some(detail);
+        gw.audit.record(record).await;
+        tracing::warn!(
+            admin = by.agent(),
+            client_id,
+            addresses = addresses.len(),
+            "client unlocked"
+        );
+        Ok::<_, GatewayError>(
+            axum::Json(json!({"unlocked": client_id, "addresses": addresses.len()}))
                 .into_response(),
         )
     };

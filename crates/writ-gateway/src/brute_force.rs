@@ -1,7 +1,12 @@
 //! The `brute_force` detector: failed authentications counted in the limiter backend (so
-//! the counts hold across instances sharing Redis) per client id and per address at the
-//! token endpoint, and per address at the data plane; back-off, then lock-out, then
-//! release (`[detection.brute_force]`).
+//! the counts hold across instances sharing Redis) per (client id, address) and per
+//! address at the token endpoint, and per address at the data plane; back-off, then
+//! lock-out, then release (`[detection.brute_force]`), or an operator's unlock.
+//!
+//! A client id is counted together with the address that tried it: failures from one
+//! address never lock the client out at another, so nobody can lock a victim out by
+//! guessing at its name from elsewhere. Guessing one id from many addresses is bounded by
+//! each address's own limit.
 //!
 //! An attempt made while backing off counts as a failure too, so a client that ignores
 //! `Retry-After` is soon locked out; attempts during a lock-out are not counted.
@@ -29,8 +34,14 @@ pub(crate) type BlockedAddresses =
 /// What is counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StrikeKey {
-    /// Failed client authentications for one claimed client id.
-    Client(String),
+    /// Failed client authentications for one claimed client id from one address (`None`:
+    /// the address is unknown).
+    Client {
+        /// The claimed client id.
+        id: String,
+        /// The address it was tried from.
+        from: Option<IpAddr>,
+    },
     /// Failed client authentications at the token endpoint from one address.
     TokenAddress(IpAddr),
     /// Invalid writs at the data plane from one address.
@@ -40,7 +51,10 @@ pub(crate) enum StrikeKey {
 impl StrikeKey {
     fn key(&self, namespace: &str) -> String {
         match self {
-            StrikeKey::Client(id) => format!("{namespace}/token-client:{id}"),
+            StrikeKey::Client { id, from } => {
+                let from = from.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+                format!("{}{from}", client_prefix(namespace, id))
+            }
             StrikeKey::TokenAddress(ip) => format!("{namespace}/token-addr:{ip}"),
             StrikeKey::WritAddress(ip) => format!("{namespace}/writ-addr:{ip}"),
         }
@@ -49,11 +63,17 @@ impl StrikeKey {
     /// The rule name in detections.
     fn rule(&self) -> &'static str {
         match self {
-            StrikeKey::Client(_) => "client_id",
+            StrikeKey::Client { .. } => "client_id",
             StrikeKey::TokenAddress(_) => "token_endpoint_address",
             StrikeKey::WritAddress(_) => "data_plane_address",
         }
     }
+}
+
+/// The start of every strike key of client `id`, and of no other client's: the id's length
+/// goes first, so no id can be read as another id followed by an address.
+fn client_prefix(namespace: &str, id: &str) -> String {
+    format!("{namespace}/token-client:{}:{id}/", id.len())
 }
 
 /// Further attempts must wait.
@@ -188,7 +208,7 @@ impl Gateway {
             detection.rules = vec![key.rule().to_string()];
             detection.count = outcome.failures as usize;
             detection.client = client;
-            if let StrikeKey::Client(id) = key {
+            if let StrikeKey::Client { id, .. } = key {
                 match id.split_once('/') {
                     Some((tenant, agent)) => {
                         detection.tenant = Some(tenant.to_string());
@@ -248,6 +268,38 @@ impl Gateway {
         throttled
     }
 
+    /// An operator's unlock: forgets every failure and lock-out of client `id`, from every
+    /// address, and (with `addresses`) those addresses' own token-endpoint counts: an
+    /// address's count is at least its client's, so it would hold the client locked out
+    /// otherwise. In the limiter backend, so on every instance sharing it. Returns the
+    /// addresses the client was counted at. `also` is an address to clear as well, whether
+    /// or not the client is still counted there (its own count may have lapsed first).
+    pub(crate) async fn strikes_unlock_client(
+        &self,
+        id: &str,
+        addresses: bool,
+        also: Option<IpAddr>,
+    ) -> Result<Vec<IpAddr>, writ_limits::BackendError> {
+        let namespace = &self.detections.config().strike_namespace;
+        let prefix = client_prefix(namespace, id);
+        let limiter = self.limits.limiter();
+        let forgotten = limiter.strike_forget_prefix(&prefix).await?;
+        let clear_addresses = addresses;
+        let mut addresses: Vec<IpAddr> = forgotten
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+            .chain(also)
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        for ip in addresses.iter().filter(|_| clear_addresses) {
+            limiter
+                .strike_forget(&StrikeKey::TokenAddress(*ip).key(namespace))
+                .await?;
+        }
+        Ok(addresses)
+    }
+
     /// Forgets a client id's failures after it authenticated (its lock-out, if any,
     /// stands).
     pub(crate) async fn strikes_clear(&self, key: &StrikeKey) {
@@ -273,7 +325,11 @@ mod tests {
     fn keys_do_not_collide_across_kinds() {
         let ip: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let keys = [
-            StrikeKey::Client("10.0.0.1".into()).key(""),
+            StrikeKey::Client {
+                id: "10.0.0.1".into(),
+                from: None,
+            }
+            .key(""),
             StrikeKey::TokenAddress(ip).key(""),
             StrikeKey::WritAddress(ip).key(""),
         ];
@@ -281,6 +337,24 @@ mod tests {
             keys.iter().collect::<std::collections::HashSet<_>>().len(),
             3
         );
+    }
+
+    #[test]
+    fn a_client_prefix_covers_its_own_addresses_only() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let key = |id: &str| {
+            StrikeKey::Client {
+                id: id.into(),
+                from: Some(ip),
+            }
+            .key("ns")
+        };
+        let prefix = client_prefix("ns", "a");
+        assert!(key("a").starts_with(&prefix));
+        // An id that starts like another, or holds what looks like an address, is apart.
+        assert!(!key("a/10.0.0.1").starts_with(&prefix));
+        assert!(!key("ab").starts_with(&prefix));
+        assert_ne!(key("a"), key("b"));
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! Every way a gateway request fails, and the one place those become HTTP responses.
 //!
 //! Vague outward, exact inward: the client gets a status, a stable `code` and a short
-//! message in the JSON shape OpenAI clients parse (`{"error":{"message","type","code",
-//! "param"}}`); the precise cause goes to the log. No message ever contains a writ or a
-//! credential.
+//! message that says what to do next, in the error shape of the API family its route
+//! speaks (OpenAI's `{"error":{"message","type","code","param"}}` unless the route is
+//! Anthropic's, Google's or Bedrock's: `writ_providers` renders each); the precise cause
+//! goes to the log. No message ever contains a writ or a credential, and nothing an
+//! upstream sent about its credential is passed on.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
-use writ_providers::InspectError;
-use writ_token::WritError;
+use writ_providers::{ApiFamily, GatewayErrorReport, InspectError};
+use writ_token::{DeniedBy, WritError};
 
 /// A request the gateway refused or could not complete.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,7 @@ pub enum GatewayError {
         reason: &'static str,
     },
     /// A single-use writ was presented again.
-    #[error("this single-use writ was already used")]
+    #[error("this single-use writ was already used: mint a new writ for each call")]
     AlreadyUsed,
     /// No route has this path.
     #[error("no route for this path")]
@@ -45,13 +47,20 @@ pub enum GatewayError {
     )]
     AdminApiDisabled,
     /// The request names an upstream that is not configured.
-    #[error("unknown upstream")]
+    #[error(
+        "unknown upstream: no upstream of this API is configured under the name the x-writ-upstream header or the path gives"
+    )]
     UnknownUpstream,
     /// No upstream serving this API is configured, or several are and none was chosen.
-    #[error("no upstream chosen for this API: {reason}")]
+    #[error(
+        "no upstream chosen for this API: {reason}{}",
+        if choices.is_empty() { String::new() } else { format!(" ({})", choices.join(", ")) }
+    )]
     NoUpstream {
-        /// Which of the two.
+        /// Why none was chosen.
         reason: &'static str,
+        /// The upstreams the request could name, when there is a choice to make.
+        choices: Vec<String>,
     },
     /// The body is larger than allowed.
     #[error("request body exceeds {limit} bytes")]
@@ -98,9 +107,29 @@ pub enum GatewayError {
         /// The header name.
         name: &'static str,
     },
-    /// The upstream could not be reached.
-    #[error("upstream unreachable")]
-    UpstreamUnreachable,
+    /// The upstream could not be reached, or did not answer in time.
+    #[error("upstream `{upstream}` {cause}")]
+    UpstreamUnreachable {
+        /// The upstream's configured name.
+        upstream: String,
+        /// What failed.
+        cause: UpstreamFailure,
+    },
+    /// The upstream refused the credential the gateway injected (its 401 or 403): the
+    /// provider key is wrong or revoked, which the operator must fix, not the agent.
+    #[error(
+        "upstream `{upstream}` refused the gateway's credential ({status}): the operator must fix its key"
+    )]
+    UpstreamCredentialRefused {
+        /// The upstream's configured name.
+        upstream: String,
+        /// Its status, 401 or 403.
+        status: u16,
+    },
+    /// The writ does not allow this request: what was asked, who can lift it, and the
+    /// output cap the writ would allow when that is what refused it.
+    #[error("{}", .0.message())]
+    Denied(Box<DeniedRequest>),
     /// The upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
@@ -108,7 +137,9 @@ pub enum GatewayError {
     #[error("upstream failed")]
     UpstreamFailed,
     /// The gateway could not obtain the credential for the upstream (a token exchange failed).
-    #[error("could not obtain the upstream credential")]
+    #[error(
+        "the gateway could not obtain its credential for the upstream (its token exchange failed): the operator must fix the upstream's service account"
+    )]
     UpstreamAuth,
     /// An admin request body is not acceptable.
     #[error("invalid request: {reason}")]
@@ -139,8 +170,10 @@ pub enum GatewayError {
     #[error("storage failure")]
     Storage(#[from] writ_store::StoreError),
     /// The upstream answered with a server error.
-    #[error("the upstream failed with status {status}")]
+    #[error("upstream `{upstream}` failed with status {status}; try again later")]
     UpstreamStatus {
+        /// The upstream's configured name.
+        upstream: String,
         /// The upstream's status.
         status: u16,
     },
@@ -173,6 +206,89 @@ pub enum GatewayError {
     /// A bug or misconfiguration inside the gateway.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+/// Why an upstream could not be reached, by class: what the operator checks next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// Its host name did not resolve.
+    Dns,
+    /// Its host resolves only to private or metadata addresses, which egress refuses.
+    Egress,
+    /// The TCP connection was refused or the host is unreachable.
+    Connect,
+    /// The TLS handshake failed (certificate not trusted, wrong name, protocol).
+    Tls,
+    /// No response headers within the upstream's `timeout`.
+    Timeout {
+        /// The configured timeout, in whole seconds (at least 1).
+        secs: u64,
+    },
+    /// The connection broke after it was made.
+    Broken,
+}
+
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamFailure::Dns => f.write_str(
+                "could not be reached: DNS lookup of its host failed (the operator should check its base_url)",
+            ),
+            UpstreamFailure::Egress => f.write_str(
+                "could not be reached: its host resolves only to private addresses, which the gateway refuses unless the upstream sets allow_private_network",
+            ),
+            UpstreamFailure::Connect => f.write_str(
+                "could not be reached: the TCP connection was refused or the host is unreachable",
+            ),
+            UpstreamFailure::Tls => f.write_str(
+                "could not be reached: the TLS handshake failed (certificate not trusted or not for this host)",
+            ),
+            UpstreamFailure::Timeout { secs } => {
+                write!(f, "did not answer within {secs}s; try again later")
+            }
+            UpstreamFailure::Broken => {
+                f.write_str("closed the connection before answering; try again")
+            }
+        }
+    }
+}
+
+/// A data-plane request the writ does not allow.
+#[derive(Debug)]
+pub struct DeniedRequest {
+    /// Why, as the authorizer said.
+    pub denial: writ_token::Denial,
+    /// What was asked, in words (`chat with model \`gpt-4o\` on upstream \`openai\``).
+    pub asked: String,
+    /// When the output cap refused it: the largest cap the writ allows, and the request
+    /// field that states it in the caller's API.
+    pub cap: Option<(u64, &'static str)>,
+}
+
+impl DeniedRequest {
+    /// What the sender should do, in words; the failed checks go in `detail`.
+    fn message(&self) -> String {
+        if let Some((max, field)) = self.cap {
+            return format!("this writ allows at most {max} output tokens: set {field} ≤ {max}");
+        }
+        if self.denial.run_limit {
+            return format!(
+                "this writ's checks took too long to evaluate for {}: use a writ with fewer or simpler checks",
+                self.asked
+            );
+        }
+        let next = match self.denial.denied_by() {
+            DeniedBy::Ceiling => {
+                "the agent's registered ceiling does not cover it: the operator must widen it (`writ agent update`)"
+            }
+            DeniedBy::MintGrants => "mint a writ whose grants (authorization_details) cover it",
+            DeniedBy::Attenuation => {
+                "a holder narrowed this writ: ask whoever issued it for one that covers it"
+            }
+            DeniedBy::Unknown => "mint a writ whose grants cover it",
+        };
+        format!("this writ does not allow {}: {next}", self.asked)
+    }
 }
 
 /// Whose fault a failure is; decides log level and the `type` clients see.
@@ -277,11 +393,41 @@ impl GatewayError {
                 (S::BAD_REQUEST, invalid, "secret_in_request", Fault::Client)
             }
             E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
-            E::UpstreamUnreachable => (
+            E::UpstreamUnreachable {
+                cause: UpstreamFailure::Timeout { .. },
+                ..
+            } => (
+                S::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "upstream_timeout",
+                Fault::Upstream,
+            ),
+            E::UpstreamUnreachable {
+                cause: UpstreamFailure::Broken,
+                ..
+            } => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_failed",
+                Fault::Upstream,
+            ),
+            E::UpstreamUnreachable { .. } => (
                 S::BAD_GATEWAY,
                 "upstream_error",
                 "upstream_unreachable",
                 Fault::Upstream,
+            ),
+            E::UpstreamCredentialRefused { .. } => (
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_auth_failed",
+                Fault::Upstream,
+            ),
+            E::Denied(_) => (
+                S::FORBIDDEN,
+                "permission_error",
+                "grant_denied",
+                Fault::Client,
             ),
             E::UpstreamTimeout => (
                 S::GATEWAY_TIMEOUT,
@@ -374,11 +520,17 @@ impl GatewayError {
                 (or in x-api-key, api-key or x-goog-api-key)."
                     .to_string()
             }
-            GatewayError::Writ(WritError::Denied(d)) => {
-                format!("The writ does not allow this request. Failed check: {d}")
+            GatewayError::Writ(WritError::Denied(_)) => {
+                "This writ does not allow this request: mint a writ whose grants cover it."
+                    .to_string()
             }
             GatewayError::Writ(WritError::Expired { .. }) => {
                 "The writ has expired; mint a new one.".to_string()
+            }
+            GatewayError::Writ(WritError::Revoked) => {
+                "This writ was revoked (it, a writ it was narrowed from, its agent or its \
+                 tenant): mint a new one; if that is refused, ask the operator."
+                    .to_string()
             }
             GatewayError::Writ(WritError::Datalog(
                 e @ writ_token::DatalogError::TooCostly { .. },
@@ -434,7 +586,7 @@ impl GatewayError {
     }
 }
 
-/// Builds the JSON error body.
+/// Builds the JSON error body in OpenAI's shape.
 pub fn error_body(
     status: StatusCode,
     kind: &str,
@@ -448,6 +600,23 @@ pub fn error_body(
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
+        self.into_response_for(ApiFamily::OpenAi)
+    }
+}
+
+impl GatewayError {
+    /// The precise cause a person reading the body needs and the message does not say:
+    /// the failed checks of a denial.
+    fn detail(&self) -> Option<String> {
+        match self {
+            GatewayError::Denied(d) => Some(d.denial.to_string()),
+            GatewayError::Writ(WritError::Denied(d)) => Some(d.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The response for a request on a route of `family`, in that family's error shape.
+    pub fn into_response_for(self, family: ApiFamily) -> Response {
         let (status, kind, code, fault) = self.classify();
         match fault {
             Fault::Client => tracing::debug!(code, error = %self, "request refused"),
@@ -456,9 +625,20 @@ impl IntoResponse for GatewayError {
         }
         let param = match &self {
             GatewayError::InvalidBody(i) => i.param(),
+            GatewayError::Denied(d) => d.cap.map(|(_, field)| field),
             _ => None,
         };
-        let mut response = error_body(status, kind, code, &self.public_message(), param);
+        let message = self.public_message();
+        let detail = self.detail();
+        let report = GatewayErrorReport {
+            status: status.as_u16(),
+            kind,
+            code,
+            message: &message,
+            param,
+            detail: detail.as_deref(),
+        };
+        let mut response = (status, Json(family.error_body(&report))).into_response();
         if let GatewayError::RateLimited(refusal) = &self {
             crate::limits::refusal_headers(refusal, response.headers_mut());
         }

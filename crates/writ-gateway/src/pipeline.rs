@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::Request;
 use writ_providers::RouteSpec;
 
@@ -150,7 +150,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
                 // Refused (or failed) before the meter phase: recorded here, once.
                 gw.audit.record(error_record(&gw, &ctx, &e)).await;
             }
-            e.into_response()
+            e.into_response_for(ctx.route.family)
         }
     };
     // Debug, not info: the audit log already holds one record per request, and a
@@ -188,6 +188,9 @@ fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_au
     match error {
         GatewayError::Writ(writ_token::WritError::Denied(d)) => {
             decision.check = Some(d.to_string());
+        }
+        GatewayError::Denied(d) => {
+            decision.check = Some(d.denial.to_string());
         }
         GatewayError::RateLimited(r) => {
             decision.limit = Some(writ_audit::record::LimitHit {
@@ -253,14 +256,18 @@ async fn run(
     ctx.tenant = Some(writ.claims().tenant.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
     let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ)?;
-    let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers)?;
+    let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers, &writ)?;
     ctx.upstream = Some(target.upstream.name.clone());
     // Only an authenticated request gets its body read.
     let body = accept::read_body(body, gw.max_body_bytes).await?;
     let mut facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
     facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
-    let authorization = authorize::check(gw, &writ, &facts).await?;
+    let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
+        authorize::explain(gw, &writ, &facts, e, || {
+            writ_providers::output_cap_field(ctx.route.family, ctx.route.operation, &body)
+        })
+    })?;
     prompt_secrets(gw, ctx, &body).await?;
     // Strict audit: nothing is forwarded while the audit log cannot be written.
     if !gw.audit.may_proceed() {

@@ -255,7 +255,7 @@ fn claimed_client_id(
 }
 
 /// Runs a client authentication under the brute-force guard: refused with 429 while the
-/// claimed client id or the address is backing off or locked out; a failure is counted
+/// claimed client id at this address, or the address, is backing off or locked out; a failure is counted
 /// against both; a success clears the client id's count.
 async fn guarded(
     gw: &Gateway,
@@ -276,7 +276,10 @@ async fn guarded(
     });
     let mut keys = Vec::with_capacity(2);
     if let Some(id) = &claimed {
-        keys.push(StrikeKey::Client(id.clone()));
+        keys.push(StrikeKey::Client {
+            id: id.clone(),
+            from: client,
+        });
     }
     if let Some(ip) = client {
         keys.push(StrikeKey::TokenAddress(ip));
@@ -299,7 +302,8 @@ async fn guarded(
         }
         Ok(_) => {
             if let Some(id) = claimed {
-                gw.strikes_clear(&StrikeKey::Client(id)).await;
+                gw.strikes_clear(&StrikeKey::Client { id, from: client })
+                    .await;
             }
         }
         Err(_) => {}

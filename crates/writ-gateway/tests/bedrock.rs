@@ -147,9 +147,20 @@ async fn a_wrong_secret_is_refused_by_the_signature_check_and_not_leaked() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // AWS refused the gateway's credential: the operator's problem (502), said in AWS's
+    // error shape, and AWS's own body is not passed on.
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let text = resp.text().await.unwrap();
-    assert!(text.contains("signature mismatch"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["code"], "upstream_auth_failed", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the gateway's credential (403)"),
+        "{v}"
+    );
+    assert!(!text.contains("signature mismatch"), "{text}");
     assert!(!text.contains(wrong) && !text.contains(SECRET));
 }
 
@@ -167,7 +178,7 @@ async fn temporary_credentials_send_the_session_token() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let with = gateway(&mock, SECRET, Some(TOKEN)).await;
     let resp = reqwest::Client::new()
         .post(with.url(&url))
@@ -311,7 +322,8 @@ async fn hostile_requests_are_refused_before_signing() {
             .unwrap();
         assert_eq!(resp.status(), status, "{path} {body}");
         let v: Value = resp.json().await.unwrap();
-        assert!(v["error"]["message"].is_string(), "{v}");
+        // Bedrock's routes answer in AWS's error shape.
+        assert!(v["message"].is_string() && v["__type"].is_string(), "{v}");
     }
     assert!(mock.requests().await.is_empty());
 }

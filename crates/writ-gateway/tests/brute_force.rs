@@ -1,7 +1,8 @@
 //! Brute force: wrong client secrets at the token endpoint back off, then lock out, then
-//! release — the same for a client id that does not exist; another client from another
-//! address is unaffected; invalid writs from one address slow it down, then block it; and
-//! with Redis the counts hold across two gateway instances.
+//! release — the same for a client id that does not exist; the client id is counted per
+//! address, so the right secret from another address gets in; invalid writs from one
+//! address slow it down, then block it; and with Redis the counts hold across two gateway
+//! instances.
 #![allow(clippy::unwrap_used)]
 
 use std::net::IpAddr;
@@ -118,9 +119,13 @@ async fn wrong_secrets_back_off_then_lock_out_then_release() {
     // Another client from another address still gets its writ.
     let (status, body, _) = attempt(&gw, &from("127.0.0.2"), "bystander", &other_secret).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // The locked client id stays locked, even with the right secret from elsewhere.
-    let (status, _, _) = attempt(&gw, &from("127.0.0.2"), "victim", &secret).await;
+    // The guessing address stays locked out, for the right secret too...
+    let (status, _, _) = attempt(&gw, &from("127.0.0.1"), "victim", &secret).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // ...while the right secret from elsewhere gets in: a client id is locked out only at
+    // the address that guessed at it.
+    let (status, body, _) = attempt(&gw, &from("127.0.0.2"), "victim", &secret).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // After the lock-out it is released with a clean slate.
     gw.clock().advance(Duration::from_secs(15 * 60 + 1));
     let (status, body, _) = attempt(&gw, &from("127.0.0.1"), "victim", &secret).await;
@@ -272,9 +277,11 @@ async fn counts_hold_across_two_instances_sharing_redis() {
     // Alternating between the instances, the 20 failures add up in Redis.
     let seen = fifty_wrong(&[&a, &b], "shared").await;
     check_back_off_then_lock_out(&seen);
-    // Locked on both, for the right secret too.
-    let (status, _, _) = attempt(&a, &from("127.0.0.2"), "shared", &secret_a).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Locked on both at the guessing address, for the right secret too.
+    for gw in [&a, &b] {
+        let (status, _, _) = attempt(gw, &from("127.0.0.1"), "shared", &secret_a).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
     // Another client from another address is served by either.
     let (status, body, _) = attempt(&b, &from("127.0.0.2"), "other", &other).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -131,14 +131,19 @@ async fn ungranted_model_is_forbidden_naming_the_check() {
     let writ = gw.mint("demo", GRANT, 30);
     let mut body = chat_body();
     body["model"] = json!("gpt-4o");
-    let msg = expect_error(
-        post(&gw, &writ, &body).await,
-        StatusCode::FORBIDDEN,
-        "grant_denied",
-    )
-    .await;
-    assert!(msg.contains("block 1") && msg.contains("model("), "{msg}");
-    assert!(!msg.contains("writ_"));
+    let resp = post(&gw, &writ, &body).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "grant_denied", "{v}");
+    // The message says what was asked and what to do; the failed check is in `detail`.
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("model `gpt-4o`"), "{msg}");
+    let detail = v["error"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("block 1") && detail.contains("model("),
+        "{detail}"
+    );
+    assert!(!v.to_string().contains("writ_"));
     assert!(
         upstream.requests().is_empty(),
         "a denied request must not reach the upstream"

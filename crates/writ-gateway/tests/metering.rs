@@ -335,13 +335,20 @@ async fn bad_upstream_responses_become_clear_errors() {
         (status, v["error"]["code"].as_str()),
         (StatusCode::GATEWAY_TIMEOUT, Some("upstream_timeout"))
     );
-    // An upstream that echoes its key in an error: passed through, key scrubbed.
+    // An upstream refusing the gateway's key (and echoing it): the operator's problem, a
+    // 502 naming the upstream; the upstream's body is not passed on at all.
     let echo = format!(
         r#"{{"error":{{"message":"Incorrect API key provided: {KEY}","code":"invalid_api_key"}}}}"#
     );
     let (status, v) =
         scripted_error(401, "application/json", echo.as_bytes(), ScriptEnd::End, "").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(v["error"]["code"], "upstream_auth_failed", "{v}");
+    assert!(!v.to_string().contains("Incorrect API key"), "{v}");
+    // Other client errors pass through, an echoed key scrubbed.
+    let (status, v) =
+        scripted_error(400, "application/json", echo.as_bytes(), ScriptEnd::End, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         v["error"]["message"]
             .as_str()

@@ -74,11 +74,16 @@ async fn the_flight_example_end_to_end() {
         let (status, v) = error_of(call_tool(&gw, &writ, tool, args.clone()).await).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{tool} {args}");
         assert_eq!(v["error"]["code"], "grant_denied");
+        // What was asked and what to do in the message; the failed check in `detail`.
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(
-            msg.contains("Failed check") && msg.contains("tool("),
+            msg.contains(&format!(
+                "does not allow tool `{tool}` on upstream `travel`: "
+            )),
             "{msg}"
         );
+        let detail = v["error"]["detail"].as_str().unwrap();
+        assert!(detail.contains("tool("), "{detail}");
     }
     assert_eq!(
         upstream.requests().len(),

@@ -164,7 +164,12 @@ async fn a_refused_exchange_is_a_502_that_names_no_secret() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "upstream_auth_failed");
+    // Google's error shape: the status in `status`, the gateway's code in its ErrorInfo.
+    assert_eq!(v["error"]["status"], "UNAVAILABLE", "{v}");
+    assert_eq!(
+        v["error"]["details"][0]["metadata"]["code"], "upstream_auth_failed",
+        "{v}"
+    );
     let text = v.to_string();
     let impostor = mock.hello["impostor"]["private_key"].as_str().unwrap();
     for secret in [impostor, &mock.private_key()] {

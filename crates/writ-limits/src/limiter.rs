@@ -88,6 +88,27 @@ impl Limiter {
         }
     }
 
+    /// Forgets the failures and lock-outs of every key that starts with `prefix` (an
+    /// operator's unlock); returns those keys. Not atomic with strikes made meanwhile,
+    /// which count afresh.
+    pub async fn strike_forget_prefix(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.strike_forget_prefix(prefix)),
+            Limiter::Redis(r) => r.strike_forget_prefix(prefix).await,
+        }
+    }
+
+    /// Forgets `key`'s failures and its lock-out (an operator's unlock).
+    pub async fn strike_forget(&self, key: &str) -> Result<(), BackendError> {
+        match self {
+            Limiter::Memory(m) => {
+                m.strike_forget(key);
+                Ok(())
+            }
+            Limiter::Redis(r) => r.strike_forget(key).await,
+        }
+    }
+
     /// Forgets `key`'s failures, not its lock-out: after a successful authentication.
     pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {
         match self {

@@ -314,6 +314,29 @@ impl MemoryLimiter {
         }
     }
 
+    /// Forgets the failures and lock-outs of every key starting with `prefix`; returns
+    /// those keys.
+    pub fn strike_forget_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut forgotten = Vec::new();
+        for i in 0..SHARDS {
+            let mut shard = self.lock_strikes(i);
+            shard.keys.retain(|key, _| {
+                let keep = !key.starts_with(prefix);
+                if !keep {
+                    forgotten.push(key.clone());
+                }
+                keep
+            });
+        }
+        forgotten.sort();
+        forgotten
+    }
+
+    /// Forgets `key`'s failures and lock-out.
+    pub fn strike_forget(&self, key: &str) {
+        self.strike_shard(key).keys.remove(key);
+    }
+
     /// How many strike keys are held, for tests of the sweep.
     #[cfg(test)]
     fn strike_keys(&self) -> usize {

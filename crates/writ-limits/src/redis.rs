@@ -53,6 +53,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script, Value};
 
+mod unlock;
+
 use crate::limiter::BackendError;
 use crate::model::{
     self, Amounts, Charge, Meter, Prior, Refusal, Reservation, STRIKE_MAX_MS, StrikeOutcome,

@@ -63,3 +63,85 @@ impl InspectError {
         }
     }
 }
+
+/// The request field that states the output cap, as the caller's API spells it: the one
+/// the body used, or the API's own when the body has none. Used to tell a caller which
+/// field to change; a body that is not JSON gets the API's field.
+pub fn output_cap_field(
+    family: crate::ApiFamily,
+    operation: crate::Operation,
+    body: &[u8],
+) -> &'static str {
+    use crate::{ApiFamily as F, Operation as O};
+    let fields: &[&'static str] = match (family, operation) {
+        (F::OpenAi | F::Azure, O::Responses) => &["max_output_tokens"],
+        (F::OpenAi | F::Azure, _) => &["max_completion_tokens", "max_tokens"],
+        (F::Anthropic, _) => &["max_tokens"],
+        (F::Gemini | F::Vertex, _) => &["generationConfig.maxOutputTokens"],
+        (F::Bedrock, _) => &[
+            "inferenceConfig.maxTokens",
+            "max_tokens",
+            "max_gen_len",
+            "textGenerationConfig.maxTokenCount",
+        ],
+        (F::Mcp | F::Http, _) => &["max_output_tokens"],
+    };
+    let value: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let present = |field: &str| {
+        value.as_ref().is_some_and(|v| {
+            field
+                .split('.')
+                .try_fold(v, |v, key| v.get(key))
+                .is_some_and(|v| !v.is_null())
+        })
+    };
+    if fields == ["max_completion_tokens", "max_tokens"]
+        && present("max_completion_tokens")
+        && present("max_tokens")
+    {
+        return "max_completion_tokens and max_tokens";
+    }
+    fields
+        .iter()
+        .copied()
+        .find(|f| present(f))
+        .unwrap_or(fields[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ApiFamily, Operation};
+
+    #[test]
+    fn the_cap_field_is_the_one_the_caller_used() {
+        let chat =
+            |body: &str| output_cap_field(ApiFamily::OpenAi, Operation::Chat, body.as_bytes());
+        assert_eq!(chat(r#"{"max_tokens":9}"#), "max_tokens");
+        assert_eq!(
+            chat(r#"{"max_completion_tokens":9}"#),
+            "max_completion_tokens"
+        );
+        assert_eq!(chat(r#"{}"#), "max_completion_tokens");
+        assert_eq!(
+            chat(r#"{"max_tokens":9,"max_completion_tokens":9}"#),
+            "max_completion_tokens and max_tokens"
+        );
+        assert_eq!(
+            output_cap_field(ApiFamily::OpenAi, Operation::Responses, b"{}"),
+            "max_output_tokens"
+        );
+        assert_eq!(
+            output_cap_field(ApiFamily::Anthropic, Operation::Chat, b"not json"),
+            "max_tokens"
+        );
+        assert_eq!(
+            output_cap_field(ApiFamily::Gemini, Operation::Chat, b"{}"),
+            "generationConfig.maxOutputTokens"
+        );
+        assert_eq!(
+            output_cap_field(ApiFamily::Bedrock, Operation::Chat, br#"{"max_gen_len":3}"#),
+            "max_gen_len"
+        );
+    }
+}

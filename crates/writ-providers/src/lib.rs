@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+mod error_shape;
 mod fields;
 pub mod gemini;
 mod inspect;
@@ -21,7 +22,8 @@ pub mod stream_text;
 mod usage;
 pub mod vertex;
 
-pub use inspect::{InspectError, Inspected};
+pub use error_shape::GatewayErrorReport;
+pub use inspect::{InspectError, Inspected, output_cap_field};
 pub use meter::StreamMeter;
 pub use route::{ApiFamily, Operation, ProviderKind, ROUTES, RouteSpec};
 pub use secret::UpstreamSecret;

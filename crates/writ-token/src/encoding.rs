@@ -51,7 +51,17 @@ impl UnverifiedWrit<'_> {
     /// Parses the Biscuit, checks every block signature against the trusted root keys
     /// and reads the authority claims.
     pub fn verify(self, keys: &RootKeys) -> Result<VerifiedWrit, WritError> {
-        let biscuit = Biscuit::from_base64(self.body, keys).map_err(classify_parse_error)?;
+        let biscuit = Biscuit::from_base64(self.body, keys).map_err(|e| {
+            match classify_parse_error(e) {
+                // The key provider refused the id: read it (unverified) to name it.
+                WritError::UnknownKeyId { kid: None } => WritError::UnknownKeyId {
+                    kid: biscuit_auth::UnverifiedBiscuit::from_base64(self.body)
+                        .ok()
+                        .and_then(|b| b.root_key_id()),
+                },
+                other => other,
+            }
+        })?;
         if biscuit.block_count() > MAX_BLOCKS {
             return Err(WritError::TooManyBlocks {
                 count: biscuit.block_count(),

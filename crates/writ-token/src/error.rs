@@ -33,13 +33,18 @@ pub enum WritError {
         max: usize,
     },
     /// The writ names a root key id this gateway does not trust (or none at all).
-    #[error("writ is signed with an unknown root key id {kid:?}")]
+    #[error("{}", match kid {
+        Some(kid) => format!("writ is signed with root key id {kid}, which this gateway does not trust (retired, or from another gateway's keys)"),
+        None => "writ names no root key id, and no key this gateway trusts verifies it".to_string(),
+    })]
     UnknownKeyId {
         /// The key id the writ named, if any.
         kid: Option<u32>,
     },
     /// A block signature does not verify.
-    #[error("writ signature does not verify")]
+    #[error(
+        "writ signature does not verify: it was altered, or signed by another gateway's root key"
+    )]
     BadSignature,
     /// The authority block lacks a claim every writ carries.
     #[error("writ lacks the `{claim}` claim")]
@@ -66,7 +71,9 @@ pub enum WritError {
     #[error(transparent)]
     Grant(#[from] GrantError),
     /// The requested lifetime is zero or above the allowed maximum.
-    #[error("requested ttl {requested_secs}s is outside 1..={max_secs}s")]
+    #[error(
+        "requested ttl {requested_secs}s is outside 1..={max_secs}s: ask for whole seconds, at most {max_secs}s (the agent's and the config's max_ttl)"
+    )]
     TtlOutOfRange {
         /// Requested lifetime in seconds.
         requested_secs: u64,

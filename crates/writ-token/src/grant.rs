@@ -7,6 +7,7 @@
 //! to the whole block.
 
 mod compile;
+mod de;
 mod within;
 
 use std::collections::BTreeMap;
@@ -142,7 +143,10 @@ pub struct DatalogGrant {
 }
 
 /// A constraint on one argument or path parameter: a bare value means equality.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read by hand rather than as an untagged enum, so a wrong one is refused with the shapes
+/// allowed rather than "did not match any variant".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Constraint {
     /// Equal to this value.
@@ -170,7 +174,7 @@ pub struct ConstraintRule {
 }
 
 /// A scalar argument value, as stated to the authorizer by `arg(name, value)`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum ArgValue {
     /// JSON `null`.
@@ -190,9 +194,12 @@ fn is_false(b: &bool) -> bool {
 /// A grant could not be parsed or is out of bounds.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GrantError {
-    /// The JSON is not a grant or list of grants.
-    #[error("invalid grant JSON: {0}")]
+    /// The text is not JSON.
+    #[error("not valid JSON: {0}")]
     Json(String),
+    /// The JSON is not a grant or list of grants; says which field and what is allowed.
+    #[error("not a grant: {0}")]
+    Shape(String),
     /// The JSON holds a key twice in one object. Last-wins parsing would grant the last
     /// value while a reviewer or a proxy reading the first approves another, so it is
     /// refused.
@@ -237,13 +244,16 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> GrantError {
 pub fn parse_grants(json: &str) -> Result<Vec<Grant>, GrantError> {
     let value: serde_json::Value = writ_json::from_str(json).map_err(|e| match e {
         writ_json::JsonError::DuplicateKey { path } => GrantError::DuplicateKey { path },
+        writ_json::JsonError::Syntax(e) | writ_json::JsonError::Shape(e) => {
+            GrantError::Json(e.to_string())
+        }
         other => GrantError::Json(other.to_string()),
     })?;
     let grants: Vec<Grant> = match value {
         serde_json::Value::Array(_) => serde_json::from_value(value),
         other => serde_json::from_value(other).map(|g| vec![g]),
     }
-    .map_err(|e| GrantError::Json(e.to_string()))?;
+    .map_err(|e| GrantError::Shape(e.to_string()))?;
     validate(&grants)?;
     Ok(grants)
 }
@@ -453,7 +463,7 @@ mod tests {
             r#"{"type":"writ:tool","upstream":"t","tool":"x","arguments":{"a":1.5}}"#,
         ] {
             assert!(
-                matches!(parse_grants(bad), Err(GrantError::Json(_))),
+                matches!(parse_grants(bad), Err(GrantError::Shape(_))),
                 "{bad}"
             );
         }

@@ -16,12 +16,14 @@ mod delegate;
 mod encoding;
 mod error;
 mod evaluation_cost;
+mod explain;
 mod facts;
 mod grant;
 mod keys;
 mod mint;
 mod revocation;
 mod time_bound;
+mod upstreams;
 mod verify;
 
 pub use attenuate::attenuate;
@@ -34,6 +36,7 @@ pub use error::{Denial, WritError};
 pub use evaluation_cost::{
     DatalogError, MAX_FACTS_PER_BLOCK, MAX_PREDICATES_PER_QUERY, MAX_WORK_PER_WRIT, REGEX_UNITS,
 };
+pub use explain::DeniedBy;
 pub use facts::{Api, ArgumentsError, MAX_ARG_DEPTH, MAX_ARGS, RequestFacts, flatten_arguments};
 pub use grant::{
     AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, Grant, GrantError,

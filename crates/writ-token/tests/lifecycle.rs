@@ -178,10 +178,9 @@ fn refuses_other_root_key_and_unknown_kid() {
     );
     let other_kid = RootKeyPair::generate(KeyId(7));
     let writ = mint_with(&other_kid, &ceiling(), &grants(), 30);
-    assert!(matches!(
-        decode(&writ).unwrap().verify(&keys_for(&ours)),
-        Err(WritError::UnknownKeyId { .. })
-    ));
+    let refused = decode(&writ).unwrap().verify(&keys_for(&ours)).unwrap_err();
+    assert_eq!(refused, WritError::UnknownKeyId { kid: Some(7) });
+    assert!(refused.to_string().contains("root key id 7"), "{refused}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod revoke;
 mod serve;
 mod settings;
 mod token;
+mod unlock;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
     /// Revoke writs (one, an agent's, a tenant's, everything issued before a time); list
     /// revocations and lift an agent's or tenant's.
     Revoke(revoke::RevokeArgs),
+    /// Lift a client's brute-force lock-out at the token endpoint.
+    Unlock(unlock::UnlockArgs),
     /// Rotate, retire and list root keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             Command::Agent(cmd) => agent::run(cmd).await,
             Command::Revoke(args) => revoke::run(args).await,
             Command::Keys(cmd) => keys::run(cmd).await,
+            Command::Unlock(args) => unlock::run(args).await,
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Lint(cmd) => lint::run(cmd),
             Command::Config(cmd) => config_check::run(cmd),

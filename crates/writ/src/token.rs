@@ -39,14 +39,25 @@ pub struct MintArgs {
     /// A grant as JSON (an object or an array of objects); repeat for more grants.
     #[arg(long = "grant", required = true)]
     grants: Vec<String>,
-    /// Lifetime, such as 30s (at most the agent's and the config's maximum).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lifetime, such as 30s, in whole seconds: a fraction is dropped (1500ms is 1s), and
+    /// at least 1s. At most the agent's and the config's maximum.
+    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
     ttl: std::time::Duration,
     /// Tenant of the agent; defaults to the config's.
     #[arg(long)]
     tenant: Option<String>,
     #[command(flatten)]
     state: crate::settings::StateArgs,
+}
+
+/// A `--ttl`: a duration rounded down to whole seconds (writ expiry times count whole
+/// seconds, and rounding down never makes a writ outlive what was asked), at least 1s.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let asked = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if asked.as_secs() == 0 {
+        return Err("a writ lives at least 1s (its expiry counts whole seconds)".to_string());
+    }
+    Ok(std::time::Duration::from_secs(asked.as_secs()))
 }
 
 /// Options of `writ token inspect`.

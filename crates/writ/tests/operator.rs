@@ -91,7 +91,7 @@ fn agents_attenuation_and_revocation() {
     assert_eq!(chat(&server, child, "gpt-4o")["object"], "chat.completion");
     let denied = chat(&server, child, "gpt-4o-mini");
     assert!(
-        denied["error"]["message"]
+        denied["error"]["detail"]
             .as_str()
             .unwrap()
             .contains("block 2 (attenuation)"),

@@ -23,11 +23,43 @@ pub(super) struct RawLimiter {
     default_output_tokens: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A limit's `scope`: one field or a list. Read by hand rather than as an untagged enum, so
+/// a wrong one is refused with the values allowed rather than "did not match any variant".
+#[derive(Debug)]
 pub(super) enum OneOrMany {
     One(Field),
     Many(Vec<Field>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scope;
+        impl<'de> serde::de::Visitor<'de> for Scope {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a scope: one of \"tenant\", \"agent\", \"writ\", \"upstream\", \"model\", or a list of them",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Field::deserialize(serde::de::value::StrDeserializer::<E>::new(v))
+                    .map(OneOrMany::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    fields.push(Field::deserialize(serde::de::value::StrDeserializer::<
+                        A::Error,
+                    >::new(&name))?);
+                }
+                Ok(OneOrMany::Many(fields))
+            }
+        }
+        d.deserialize_any(Scope)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,4 +216,31 @@ pub(super) fn limit_spec(field: &str, raw: RawLimit) -> Result<LimitSpec, Config
         burst,
         only: raw.only.into_iter().collect(),
     })
+}
+
+#[cfg(test)]
+mod scope_messages {
+    use crate::config::RawConfig;
+
+    fn error(scope: &str) -> String {
+        let text = format!(
+            "[[limit]]\nscope = {scope}\ndimension = \"requests\"\nper = \"day\"\nlimit = 5\n"
+        );
+        match RawConfig::from_toml(&text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted scope = {scope}"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_scope_names_the_values_allowed() {
+        for scope in ["5", "\"team\"", "[\"agent\", \"team\"]"] {
+            let message = error(scope);
+            assert!(!message.contains("untagged"), "{scope}: {message}");
+            assert!(message.contains("agent"), "{scope}: {message}");
+        }
+        let message = error("[1]");
+        assert!(message.contains("expected a string"), "{message}");
+        assert!(RawConfig::from_toml("[[limit]]\nscope = [\"agent\", \"model\"]\ndimension = \"requests\"\nper = \"day\"\nlimit = 5\n").is_ok());
+    }
 }

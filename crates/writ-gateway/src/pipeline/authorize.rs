@@ -5,13 +5,17 @@
 //! [`INLINE_WORK`] runs on the blocking pool, one such evaluation at a time, so a holder
 //! who appended costly checks to a writ waits behind its own kind and never holds up the
 //! requests a serving thread has in hand.
+//!
+//! A denial is explained ([`explain`]): what was asked, who can lift the refusal, and,
+//! when the output cap refused it, the largest cap the writ allows, found by asking the
+//! writ itself (a few more bounded evaluations, only for denied requests).
 
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use writ_token::{Authorization, RequestFacts, VerifiedWrit};
 
-use crate::error::GatewayError;
+use crate::error::{DeniedRequest, GatewayError};
 use crate::gateway::Gateway;
 
 /// Units of work (about 10 ns each) an evaluation may cost and still run on the serving
@@ -72,6 +76,50 @@ pub(crate) fn check_inline(
     Ok(authorization)
 }
 
+/// Turns a data-plane denial into one the sender can act on; other errors pass through.
+/// `cap_field` names the request field that states the output cap in the caller's API.
+pub(crate) fn explain(
+    gw: &Gateway,
+    writ: &VerifiedWrit,
+    facts: &RequestFacts,
+    error: GatewayError,
+    cap_field: impl FnOnce() -> &'static str,
+) -> GatewayError {
+    let GatewayError::Writ(writ_token::WritError::Denied(denial)) = error else {
+        return error;
+    };
+    let cap = writ
+        .largest_output_cap(&denial, facts, gw.clock.now(), INLINE_WORK)
+        .map(|max| (max, cap_field()));
+    GatewayError::Denied(Box::new(DeniedRequest {
+        denial,
+        asked: asked(facts),
+        cap,
+    }))
+}
+
+/// What a request asked for, in words, from its facts. Names chosen by the client are
+/// quoted, cut short and stripped of control characters.
+fn asked(facts: &RequestFacts) -> String {
+    let quote = |s: &str| {
+        let clean: String = s.chars().filter(|c| !c.is_control()).take(80).collect();
+        format!("`{clean}`")
+    };
+    let on = facts
+        .upstream
+        .as_deref()
+        .map(|u| format!(" on upstream {}", quote(u)))
+        .unwrap_or_default();
+    match (&facts.tool, &facts.model) {
+        (Some(tool), _) => format!("tool {}{on}", quote(tool)),
+        (None, Some(model)) => format!("{} with model {}{on}", facts.operation, quote(model)),
+        (None, None) if facts.operation == "http" => {
+            format!("{} {}{on}", facts.method, quote(&facts.path))
+        }
+        (None, None) => format!("{}{on}", facts.operation),
+    }
+}
+
 fn single_use(
     gw: &Gateway,
     writ: &VerifiedWrit,
@@ -88,4 +136,26 @@ fn single_use(
         return Err(GatewayError::AlreadyUsed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use writ_token::Api;
+
+    #[test]
+    fn a_denied_request_is_described_by_what_it_asked() {
+        let mut facts = RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions");
+        facts.upstream = Some("openai".into());
+        facts.model = Some("gpt-4o\n".into());
+        assert_eq!(
+            asked(&facts),
+            "chat with model `gpt-4o` on upstream `openai`"
+        );
+        facts.tool = Some("book_flight".into());
+        assert_eq!(asked(&facts), "tool `book_flight` on upstream `openai`");
+        let mut http = RequestFacts::new(Api::Http, "http", "DELETE", "/v1/bookings/1");
+        http.upstream = Some("travel".into());
+        assert_eq!(asked(&http), "DELETE `/v1/bookings/1` on upstream `travel`");
+    }
 }

@@ -95,6 +95,18 @@ pub(crate) async fn respond(
             .run()
             .await;
         return Err(GatewayError::UpstreamStatus {
+            upstream: upstream.name.clone(),
+            status: parts.status.as_u16(),
+        });
+    }
+    // The upstream refused the credential the gateway injected. Its body is not passed
+    // on (it may echo the key), and the agent learns it was not its writ.
+    if info.family.credential_refused(parts.status.as_u16()) {
+        settle(&gw, &mut info, parts.status, None, 0, Outcome::Completed)
+            .run()
+            .await;
+        return Err(GatewayError::UpstreamCredentialRefused {
+            upstream: upstream.name.clone(),
             status: parts.status.as_u16(),
         });
     }

@@ -1,11 +1,16 @@
 //! Route: which configured upstream a request goes to, and the path it is sent on.
 //!
 //! The router already matched the path to a route. OpenAI-style routes name no upstream:
-//! it is the one in `x-writ-upstream`, or the only upstream of that API family. Tool and
-//! HTTP routes name it in the path (`/mcp/{upstream}`, `/u/{upstream}/…`).
+//! it is the one in `x-writ-upstream`, or the only upstream of that API family, or, when
+//! the family has several, the only one of them the writ's grants name. Tool and HTTP
+//! routes name it in the path (`/mcp/{upstream}`, `/u/{upstream}/…`).
+//!
+//! The route is chosen before authorization and decides nothing by itself: the upstream
+//! chosen is a request fact, and the writ must still allow it.
 
 use http::HeaderMap;
 use writ_providers::{ApiFamily, RouteSpec};
+use writ_token::VerifiedWrit;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -21,11 +26,14 @@ pub(crate) struct Target<'g> {
     pub(crate) path: String,
 }
 
+/// Where the request goes: the upstream it names (header or path), or the one its family
+/// and `writ` leave.
 pub(crate) fn target<'g>(
     gw: &'g Gateway,
     route: &RouteSpec,
     path: &str,
     headers: &HeaderMap,
+    writ: &VerifiedWrit,
 ) -> Result<Target<'g>, GatewayError> {
     let (name, upstream_path) = match route.family {
         ApiFamily::OpenAi
@@ -40,10 +48,11 @@ pub(crate) fn target<'g>(
                 })?,
                 None => match gw.defaults.get(&route.family) {
                     Some(Ok(name)) => name.as_str(),
-                    Some(Err(reason)) => return Err(GatewayError::NoUpstream { reason }),
+                    Some(Err(_)) => chosen_by_writ(gw, route.family, writ)?,
                     None => {
                         return Err(GatewayError::NoUpstream {
                             reason: "none is configured",
+                            choices: Vec::new(),
                         });
                     }
                 },
@@ -73,6 +82,34 @@ pub(crate) fn target<'g>(
         upstream,
         path: upstream_path,
     })
+}
+
+/// Of the several upstreams of `family`, the one the writ's grants name; refused, naming
+/// the choices, when the grants name none or more than one of them.
+fn chosen_by_writ<'g>(
+    gw: &'g Gateway,
+    family: ApiFamily,
+    writ: &VerifiedWrit,
+) -> Result<&'g str, GatewayError> {
+    let named = writ.named_upstreams();
+    let choices: Vec<&'g str> = gw
+        .upstreams
+        .iter()
+        .filter(|(_, u)| u.kind.family() == family)
+        .map(|(name, _)| name.as_str())
+        .filter(|name| named.as_ref().is_none_or(|n| n.contains(*name)))
+        .collect();
+    match choices.as_slice() {
+        [one] => Ok(one),
+        [] => Err(GatewayError::NoUpstream {
+            reason: "several are configured and this writ's grants name none of them",
+            choices: Vec::new(),
+        }),
+        _ => Err(GatewayError::NoUpstream {
+            reason: "several are configured and this writ's grants allow more than one; name one in the x-writ-upstream header",
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+        }),
+    }
 }
 
 /// A path is authorized as written and sent as written, so it must mean the same to

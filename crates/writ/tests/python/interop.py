@@ -84,7 +84,8 @@ for narrowed_writ in (by_python, by_cli):
     denied_status, denied = chat(narrowed_writ, "gpt-4o")
     assert ok_status == 200, ok_status
     assert denied_status == 403 and denied["error"]["code"] == "grant_denied", denied
-    assert "block 2 (attenuation)" in denied["error"]["message"], denied
+    assert "block 2 (attenuation)" in denied["error"]["detail"], denied
+assert "a holder narrowed this writ" in denied["error"]["message"], denied
 
 # A block biscuit-python signed with a key that is not the holder's next key is refused.
 forged = by_python[:-12] + ("A" if by_python[-12] != "A" else "B") + by_python[-11:]
