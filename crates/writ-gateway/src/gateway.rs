@@ -349,9 +349,11 @@ impl Gateway {
         self.issuer.get().cloned().unwrap_or_default()
     }
 
-    /// Sets the identity URL from the listening address, unless configured.
+    /// Sets the identity URL from the listening address, unless configured: `https://`
+    /// when this gateway serves TLS, as its clients then reach it.
     pub fn default_issuer(&self, addr: std::net::SocketAddr) {
-        let _ = self.issuer.set(format!("http://{addr}"));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let _ = self.issuer.set(format!("{scheme}://{addr}"));
     }
 
     /// What the latest calls consumed and cost, oldest first.
