@@ -8,7 +8,7 @@ pub enum Error {
     /// ceiling, `invalid_request` for a bad `expires_in`, …
     #[error("the token endpoint {url} refused to mint a writ ({status}): {error}{}{}",
         .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
-        hint(.error))]
+        hint(.error, .description.as_deref()))]
     Refused {
         /// The token endpoint.
         url: String,
@@ -72,8 +72,13 @@ impl Error {
     }
 }
 
-/// What to do next for the common refusals.
-fn hint(error: &str) -> &'static str {
+/// What to do next for the common refusals: a revoked agent is the operator's to lift,
+/// not a key problem.
+fn hint(error: &str, description: Option<&str>) -> &'static str {
+    if error == "invalid_client" && description.is_some_and(|d| d.contains("revoked")) {
+        return " (an operator revoked this agent or its tenant: `writ revoke --list` shows it, \
+                `writ revoke --lift ID` lifts it)";
+    }
     match error {
         "invalid_client" => {
             " (check the client id and that the key signing the assertion is registered: `writ agent show <id>`)"
@@ -82,5 +87,17 @@ fn hint(error: &str) -> &'static str {
             " (ask only for grants within the agent's ceiling: `writ agent show <id>`)"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::hint;
+
+    #[test]
+    fn a_revoked_agent_is_pointed_at_the_operator_not_its_key() {
+        assert!(hint("invalid_client", Some("agent revoked")).contains("writ revoke --lift"));
+        assert!(hint("invalid_client", Some("assertion expired")).contains("writ agent show"));
+        assert_eq!(hint("invalid_request", None), "");
     }
 }

@@ -8,6 +8,13 @@ _HINTS = {
 }
 
 
+def _hint(error: str, description: str | None) -> str:
+    """What to do next: a revoked agent is the operator's to lift, not a key problem."""
+    if error == "invalid_client" and "revoked" in (description or ""):
+        return " (an operator revoked this agent or its tenant: `writ revoke --list` shows it, `writ revoke --lift ID` lifts it)"
+    return _HINTS.get(error, "")
+
+
 class WritError(Exception):
     """Base class of writ-agent's errors."""
 
@@ -26,7 +33,7 @@ class TokenEndpointError(WritError):
         self.description = description
         detail = f": {description}" if description else ""
         super().__init__(
-            f"the token endpoint {url} refused to mint a writ ({status}): {error}{detail}{_HINTS.get(error, '')}"
+            f"the token endpoint {url} refused to mint a writ ({status}): {error}{detail}{_hint(error, description)}"
         )
 
 
