@@ -73,39 +73,31 @@ pub fn python_env(requirements: &Path) -> PathBuf {
             .status()
             .expect("python3");
         assert!(status.success(), "python3 -m venv failed");
-        let out = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(requirements)
-            .output()
-            .expect("pip");
-        assert!(
-            out.status.success(),
-            "pip install failed (is PyPI reachable?):\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let pip = |args: &[&std::ffi::OsStr], what: &str| {
+            let out = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(args)
+                .output()
+                .expect("pip");
+            assert!(
+                out.status.success(),
+                "pip install {what} failed (is PyPI reachable?):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        pip(
+            &["-r".as_ref(), requirements.as_os_str()],
+            "of the pinned SDKs",
         );
-        let out = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-e",
-            ])
-            .arg(writ_agent)
-            .output()
-            .expect("pip");
-        assert!(
-            out.status.success(),
-            "pip install -e clients/python failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        pip(
+            &["-e".as_ref(), writ_agent.as_os_str()],
+            "-e clients/python",
         );
         std::fs::write(&ready, wanted).expect("mark the venv ready");
     }
