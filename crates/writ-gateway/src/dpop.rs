@@ -1,6 +1,10 @@
 //! DPoP (RFC 9449): a proof that the caller holds a private key, checked and reduced to
 //! the key's JWK thumbprint (RFC 7638). A writ bound to a thumbprint (`cnf_jkt`) is useless
 //! without a fresh proof signed by that key, so a stolen writ alone does nothing.
+//!
+//! [`verify`] checks the proof itself and touches no state; [`verify_once`] also records
+//! its `jti` in the replay store (the limiter backend, shared by every instance with
+//! Redis), so each proof is accepted once.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +14,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::replay_cache::ReplayCache;
+use writ_limits::ReplayKind;
+
+use crate::replay::Replay;
 
 /// Largest proof accepted.
 const MAX_PROOF_BYTES: usize = 4096;
@@ -38,12 +44,54 @@ pub(crate) struct Expected<'a> {
 #[error("{0}")]
 pub(crate) struct DpopError(pub(crate) &'static str);
 
-/// Verifies a DPoP proof and returns the thumbprint of its key.
-pub(crate) fn verify(
+/// Why a proof was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The proof is invalid, or was already used: the client's to fix.
+    #[error(transparent)]
+    Invalid(#[from] DpopError),
+    /// The replay store could not be asked whether it was used: the request is refused
+    /// (fail closed) and may be retried with a fresh proof.
+    #[error("the DPoP proof could not be checked for replay")]
+    ReplayUnavailable,
+}
+
+/// A proof that verified, before its replay check.
+#[derive(Debug)]
+pub(crate) struct Proof {
+    /// RFC 7638 thumbprint of the proof's key.
+    pub(crate) thumbprint: String,
+    jti: String,
+    /// Until when the proof could verify, so until when its `jti` must be remembered.
+    replayable_until: SystemTime,
+}
+
+/// Verifies a DPoP proof and records its `jti` as used: returns the thumbprint of its key
+/// the first time, [`Refusal::Invalid`] ("already used") on every later try, on any
+/// instance sharing the replay store.
+pub(crate) async fn verify_once(
     proof: &str,
     expected: &Expected<'_>,
-    replay: &ReplayCache,
-) -> Result<String, DpopError> {
+    replay: &Replay,
+) -> Result<String, Refusal> {
+    let proof = verify(proof, expected)?;
+    match replay
+        .first_use(
+            ReplayKind::DpopProof,
+            &[&proof.thumbprint, &proof.jti],
+            proof.replayable_until,
+            expected.now,
+        )
+        .await
+    {
+        Ok(true) => Ok(proof.thumbprint),
+        Ok(false) => Err(DpopError("DPoP proof was already used").into()),
+        Err(_) => Err(Refusal::ReplayUnavailable),
+    }
+}
+
+/// Verifies a DPoP proof: everything but whether it was used before.
+pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError("DPoP proof too large"));
     }
@@ -135,15 +183,12 @@ pub(crate) fn verify(
         .as_str()
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(DpopError("DPoP proof needs a jti"))?;
-    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
-    if !replay.first_use(
-        format!("{thumbprint}\u{0}{jti}"),
-        iat + IAT_WINDOW * 2,
-        expected.now,
-    ) {
-        return Err(DpopError("DPoP proof was already used"));
-    }
-    Ok(thumbprint)
+    Ok(Proof {
+        thumbprint: URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes())),
+        jti: jti.to_string(),
+        // Accepted while `iat` is within the window of now: up to a window after `iat`.
+        replayable_until: iat + IAT_WINDOW,
+    })
 }
 
 fn strip_query(url: &str) -> &str {
