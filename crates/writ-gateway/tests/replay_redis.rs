@@ -189,6 +189,30 @@ async fn a_single_use_writ_used_on_one_instance_is_refused_on_another() {
     assert_eq!(p.upstream.requests().len(), 4);
 }
 
+#[tokio::test]
+async fn a_single_use_writ_used_in_its_last_second_is_still_used_up() {
+    // Expiry is checked to the second: a writ still verifies during the second after its
+    // `expires_at`. Its id must be remembered past that, on every instance.
+    let p = Pair::start().await;
+    let once = p.a.mint(&p.name, &p.grant(true), 30);
+    let expires_at = writ_token::decode(&once)
+        .unwrap()
+        .verify(&p.a.keys().trusted)
+        .unwrap()
+        .claims()
+        .expires_at;
+    for gw in [&p.a, &p.b] {
+        gw.clock().set(expires_at + Duration::from_millis(500));
+    }
+    let (status, v) = bearer(&p.a, &once).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    for gw in [&p.b, &p.a] {
+        let (status, v) = bearer(gw, &once).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "writ_already_used");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_racing_for_one_single_use_writ_admit_exactly_one() {
     let p = Pair::start().await;
