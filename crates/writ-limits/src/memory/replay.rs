@@ -10,8 +10,9 @@ use std::sync::Mutex;
 use super::MemoryLimiter;
 use crate::replay::{ReplayError, ReplayId, ReplayKind, ttl_ms};
 
-/// How many unexpired ids of each kind a store holds unless told otherwise: about 100 MB
-/// per kind when full.
+/// How many unexpired ids of each kind a store holds unless told otherwise: at most about
+/// 170 MB per kind when full (a 40-byte map entry and a 40-byte heap entry per id, in
+/// tables that grow by doubling).
 pub const DEFAULT_REPLAY_CAPACITY: usize = 1_000_000;
 
 /// The ids of one kind: when each may be forgotten, by id and in expiry order. Every id in
