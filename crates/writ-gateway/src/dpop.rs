@@ -169,10 +169,12 @@ pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Proof, Dpop
     let iat = claims["iat"]
         .as_u64()
         .ok_or(DpopError("DPoP proof has no iat"))?;
-    let iat = UNIX_EPOCH + Duration::from_secs(iat);
-    if iat + IAT_WINDOW < expected.now || iat > expected.now + IAT_WINDOW {
-        return Err(DpopError("DPoP proof iat is outside the accepted window"));
-    }
+    // Any number the client chose: checked, never added blindly (an overflow panics).
+    // Not later than the window first, so adding the window to `iat` cannot overflow.
+    let iat = UNIX_EPOCH
+        .checked_add(Duration::from_secs(iat))
+        .filter(|iat| *iat <= expected.now + IAT_WINDOW && *iat + IAT_WINDOW >= expected.now)
+        .ok_or(DpopError("DPoP proof iat is outside the accepted window"))?;
     if let Some(token) = expected.access_token {
         let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
         if claims["ath"].as_str() != Some(ath.as_str()) {
@@ -193,4 +195,51 @@ pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Proof, Dpop
 
 fn strip_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use writ_testkit::DpopKey;
+
+    const URL: &str = "https://writ.test/v1/chat/completions";
+
+    fn proof(key: &DpopKey, iat: Value) -> String {
+        key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.jwk()}),
+            &json!({"htm": "POST", "htu": URL, "iat": iat, "jti": "j-1"}),
+        )
+    }
+
+    #[test]
+    fn a_proof_verifies_to_its_key_and_an_iat_beyond_any_time_is_refused() {
+        let key = DpopKey::new();
+        let now_secs = 1_800_000_000;
+        let expected = Expected {
+            method: "POST",
+            url: URL,
+            access_token: None,
+            now: UNIX_EPOCH + Duration::from_secs(now_secs),
+        };
+        let verified = verify(&proof(&key, json!(now_secs - 59)), &expected).unwrap();
+        assert_eq!(verified.thumbprint, key.thumbprint());
+        assert_eq!(verified.jti, "j-1");
+        assert_eq!(
+            verified.replayable_until,
+            UNIX_EPOCH + Duration::from_secs(now_secs + 1)
+        );
+        for iat in [
+            json!(now_secs - 61),
+            json!(now_secs + 61),
+            json!(u64::MAX),
+            json!(i64::MAX as u64 - 30),
+        ] {
+            assert_eq!(
+                verify(&proof(&key, iat.clone()), &expected).unwrap_err(),
+                DpopError("DPoP proof iat is outside the accepted window"),
+                "iat {iat}"
+            );
+        }
+    }
 }

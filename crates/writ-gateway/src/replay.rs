@@ -48,7 +48,8 @@ impl Replay {
         now: SystemTime,
     ) -> Result<bool, ReplayError> {
         let id = ReplayId::new(kind, parts);
-        let (expires_ns, now_ns) = (nanos(last_valid + MARGIN), nanos(now));
+        let expires = last_valid.checked_add(MARGIN).unwrap_or(last_valid);
+        let (expires_ns, now_ns) = (nanos(expires), nanos(now));
         let shared = self.backend.first_use(&id, expires_ns, now_ns).await;
         let Some(local) = &self.local else {
             if let Err(e) = &shared {
