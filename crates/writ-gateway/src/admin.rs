@@ -64,7 +64,7 @@ async fn admin_gate(
 
 /// Authenticates the request's writ and authorizes an admin action on `tenant`
 /// (`None`: every tenant).
-fn admin(
+async fn admin(
     gw: &Gateway,
     req: &http::request::Parts,
     tenant: Option<&str>,
@@ -73,7 +73,7 @@ fn admin(
     let writ = authenticate::verify(gw, &presented)?;
     let mut facts = RequestFacts::new(Api::Admin, "admin", req.method.as_str(), req.uri.path());
     facts.admin_tenant = Some(tenant.unwrap_or("*").to_string());
-    authorize::check_inline(gw, &writ, &facts)
+    authorize::check_inline(gw, &writ, &facts).await
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, GatewayError> {
@@ -136,7 +136,7 @@ fn trusted_kids(gw: &Gateway) -> Vec<u32> {
 async fn rotate_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
-        let by = admin(&gw, &parts, None)?;
+        let by = admin(&gw, &parts, None).await?;
         let before = trusted_kids(&gw);
         let kid = gw.data.rotate_root_key()?;
         gw.reload_keys()?;
@@ -158,7 +158,7 @@ async fn retire_key(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let outcome = async {
         accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
-        let by = admin(&gw, &parts, None)?;
+        let by = admin(&gw, &parts, None).await?;
         let Retire { kid } = read_json(body).await?;
         let before = trusted_kids(&gw);
         if !before.contains(&kid) || gw.keys().signing.kid().0 == kid {
@@ -213,10 +213,10 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
         let tenant = client_id
             .split_once('/')
             .map_or(gw.tenant.as_str(), |(tenant, _)| tenant);
-        let by = admin(&gw, &parts, Some(tenant))?;
+        let by = admin(&gw, &parts, Some(tenant)).await?;
         // An address's count covers every tenant's clients tried from it: only an admin of
         // every tenant clears it along with the client's.
-        let every_tenant = match (admin(&gw, &parts, None), address) {
+        let every_tenant = match (admin(&gw, &parts, None).await, address) {
             (Err(e), Some(_)) => return Err(e),
             (every, _) => every.is_ok(),
         };
@@ -259,7 +259,7 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
 async fn reload_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
-        let by = admin(&gw, &parts, None)?;
+        let by = admin(&gw, &parts, None).await?;
         let before = trusted_kids(&gw);
         let kid = gw.reload_keys()?;
         record_admin_change(&gw, &by, "reload_root_keys", key_detail(&gw, &before)).await;
@@ -271,7 +271,7 @@ async fn reload_keys(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 /// The latest metered calls with their usage and cost, oldest first.
 async fn usage_calls(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    match admin(&gw, &parts, None) {
+    match admin(&gw, &parts, None).await {
         Ok(_) => axum::Json(json!({"calls": gw.recent_usage()})).into_response(),
         Err(e) => e.into_response(),
     }
@@ -307,7 +307,7 @@ async fn usage_counters(State(gw): State<Arc<Gateway>>, req: Request) -> Respons
         }
     }
     let tenant = filter.iter().find(|(f, _)| *f == "tenant").map(|(_, v)| *v);
-    if let Err(e) = admin(&gw, &parts, tenant) {
+    if let Err(e) = admin(&gw, &parts, tenant).await {
         return e.into_response();
     }
     match gw.limits.counters(&filter, gw.clock.now()).await {
@@ -388,7 +388,7 @@ async fn audit_query(
                 });
             }
         }
-        admin(gw, parts, get("tenant"))?;
+        admin(gw, parts, get("tenant")).await?;
         let limit = match get("limit") {
             None => 100,
             Some(l) => l

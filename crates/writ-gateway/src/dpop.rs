@@ -1,6 +1,10 @@
 //! DPoP (RFC 9449): a proof that the caller holds a private key, checked and reduced to
 //! the key's JWK thumbprint (RFC 7638). A writ bound to a thumbprint (`cnf_jkt`) is useless
 //! without a fresh proof signed by that key, so a stolen writ alone does nothing.
+//!
+//! [`verify`] checks the proof itself and touches no state; [`verify_once`] also records
+//! its `jti` in the replay store (the limiter backend, shared by every instance with
+//! Redis), so each proof is accepted once.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +14,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::replay_cache::ReplayCache;
+use writ_limits::ReplayKind;
+
+use crate::replay::Replay;
 
 /// Largest proof accepted.
 const MAX_PROOF_BYTES: usize = 4096;
@@ -38,12 +44,54 @@ pub(crate) struct Expected<'a> {
 #[error("{0}")]
 pub(crate) struct DpopError(pub(crate) &'static str);
 
-/// Verifies a DPoP proof and returns the thumbprint of its key.
-pub(crate) fn verify(
+/// Why a proof was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The proof is invalid, or was already used: the client's to fix.
+    #[error(transparent)]
+    Invalid(#[from] DpopError),
+    /// The replay store could not be asked whether it was used: the request is refused
+    /// (fail closed) and may be retried with a fresh proof.
+    #[error("the DPoP proof could not be checked for replay")]
+    ReplayUnavailable,
+}
+
+/// A proof that verified, before its replay check.
+#[derive(Debug)]
+pub(crate) struct Proof {
+    /// RFC 7638 thumbprint of the proof's key.
+    pub(crate) thumbprint: String,
+    jti: String,
+    /// Until when the proof could verify, so until when its `jti` must be remembered.
+    replayable_until: SystemTime,
+}
+
+/// Verifies a DPoP proof and records its `jti` as used: returns the thumbprint of its key
+/// the first time, [`Refusal::Invalid`] ("already used") on every later try, on any
+/// instance sharing the replay store.
+pub(crate) async fn verify_once(
     proof: &str,
     expected: &Expected<'_>,
-    replay: &ReplayCache,
-) -> Result<String, DpopError> {
+    replay: &Replay,
+) -> Result<String, Refusal> {
+    let proof = verify(proof, expected)?;
+    match replay
+        .first_use(
+            ReplayKind::DpopProof,
+            &[&proof.thumbprint, &proof.jti],
+            proof.replayable_until,
+            expected.now,
+        )
+        .await
+    {
+        Ok(true) => Ok(proof.thumbprint),
+        Ok(false) => Err(DpopError("DPoP proof was already used").into()),
+        Err(_) => Err(Refusal::ReplayUnavailable),
+    }
+}
+
+/// Verifies a DPoP proof: everything but whether it was used before.
+pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError("DPoP proof too large"));
     }
@@ -121,10 +169,12 @@ pub(crate) fn verify(
     let iat = claims["iat"]
         .as_u64()
         .ok_or(DpopError("DPoP proof has no iat"))?;
-    let iat = UNIX_EPOCH + Duration::from_secs(iat);
-    if iat + IAT_WINDOW < expected.now || iat > expected.now + IAT_WINDOW {
-        return Err(DpopError("DPoP proof iat is outside the accepted window"));
-    }
+    // Any number the client chose: checked, never added blindly (an overflow panics).
+    // Not later than the window first, so adding the window to `iat` cannot overflow.
+    let iat = UNIX_EPOCH
+        .checked_add(Duration::from_secs(iat))
+        .filter(|iat| *iat <= expected.now + IAT_WINDOW && *iat + IAT_WINDOW >= expected.now)
+        .ok_or(DpopError("DPoP proof iat is outside the accepted window"))?;
     if let Some(token) = expected.access_token {
         let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
         if claims["ath"].as_str() != Some(ath.as_str()) {
@@ -135,17 +185,61 @@ pub(crate) fn verify(
         .as_str()
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(DpopError("DPoP proof needs a jti"))?;
-    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
-    if !replay.first_use(
-        format!("{thumbprint}\u{0}{jti}"),
-        iat + IAT_WINDOW * 2,
-        expected.now,
-    ) {
-        return Err(DpopError("DPoP proof was already used"));
-    }
-    Ok(thumbprint)
+    Ok(Proof {
+        thumbprint: URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes())),
+        jti: jti.to_string(),
+        // Accepted while `iat` is within the window of now: up to a window after `iat`.
+        replayable_until: iat + IAT_WINDOW,
+    })
 }
 
 fn strip_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use writ_testkit::DpopKey;
+
+    const URL: &str = "https://writ.test/v1/chat/completions";
+
+    fn proof(key: &DpopKey, iat: Value) -> String {
+        key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.jwk()}),
+            &json!({"htm": "POST", "htu": URL, "iat": iat, "jti": "j-1"}),
+        )
+    }
+
+    #[test]
+    fn a_proof_verifies_to_its_key_and_an_iat_beyond_any_time_is_refused() {
+        let key = DpopKey::new();
+        let now_secs = 1_800_000_000;
+        let expected = Expected {
+            method: "POST",
+            url: URL,
+            access_token: None,
+            now: UNIX_EPOCH + Duration::from_secs(now_secs),
+        };
+        let verified = verify(&proof(&key, json!(now_secs - 59)), &expected).unwrap();
+        assert_eq!(verified.thumbprint, key.thumbprint());
+        assert_eq!(verified.jti, "j-1");
+        assert_eq!(
+            verified.replayable_until,
+            UNIX_EPOCH + Duration::from_secs(now_secs + 1)
+        );
+        for iat in [
+            json!(now_secs - 61),
+            json!(now_secs + 61),
+            json!(u64::MAX),
+            json!(i64::MAX as u64 - 30),
+        ] {
+            assert_eq!(
+                verify(&proof(&key, iat.clone()), &expected).unwrap_err(),
+                DpopError("DPoP proof iat is outside the accepted window"),
+                "iat {iat}"
+            );
+        }
+    }
 }

@@ -13,7 +13,6 @@ use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys,
 
 use crate::config::Config;
 use crate::mock_upstream;
-use crate::replay_cache::ReplayCache;
 use crate::upstream::Upstream;
 use crate::usage_log::UsageLog;
 use crate::writ_cache::WritCache;
@@ -88,15 +87,11 @@ pub struct Gateway {
     pub(crate) pricing: writ_providers::Pricing,
     /// What the latest calls consumed and cost.
     pub(crate) usage: UsageLog,
-    /// Ids of single-use writs already used. In memory now; in the limiter backend once
-    /// it exists, so it holds across instances.
-    pub(crate) used_writs: ReplayCache,
+    /// One-time ids seen (single-use writs, DPoP proofs, client assertions), in the
+    /// limiter backend: across instances with Redis.
+    pub(crate) replay: crate::replay::Replay,
     /// Where authorizations that could be costly run, one at a time.
     pub(crate) costly_evaluations: crate::pipeline::authorize::CostlyEvaluations,
-    /// DPoP proof ids seen, so each proof is used once.
-    pub(crate) dpop_ids: ReplayCache,
-    /// Client assertion ids seen, so each assertion is used once.
-    pub(crate) assertion_ids: ReplayCache,
     /// Tenant of agents named without one.
     pub(crate) tenant: String,
     /// Longest writ lifetime.
@@ -287,6 +282,7 @@ impl Gateway {
             ..InForce::default()
         };
         revocations.rebuild();
+        let replay = crate::replay::Replay::new(&limits);
         Ok(Self {
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -305,9 +301,7 @@ impl Gateway {
             writs: WritCache::new(100_000),
             pricing: config.pricing.clone(),
             usage: UsageLog::new(10_000),
-            assertion_ids: ReplayCache::new(100_000),
-            dpop_ids: ReplayCache::new(1_000_000),
-            used_writs: ReplayCache::new(1_000_000),
+            replay,
             costly_evaluations: Default::default(),
             tenant: config.tenant.clone(),
             max_ttl: config.max_ttl,

@@ -19,7 +19,7 @@ mod limits;
 pub mod mock_upstream;
 pub mod operator_log;
 mod pipeline;
-mod replay_cache;
+mod replay;
 mod server;
 pub mod tls;
 mod token_endpoint;

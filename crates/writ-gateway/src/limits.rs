@@ -91,6 +91,12 @@ impl Limits {
         &self.backend
     }
 
+    /// The backend and the local fallback (when configured), which the replay store
+    /// shares.
+    pub(crate) fn backends(&self) -> (Arc<Limiter>, Option<Arc<Limiter>>) {
+        (self.backend.clone(), self.fallback.clone())
+    }
+
     /// Reserves `estimate` on every limit that applies to `subject`, all or nothing.
     /// `None` when no limit applies.
     pub(crate) async fn reserve(

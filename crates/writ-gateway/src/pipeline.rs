@@ -255,7 +255,7 @@ async fn run(
     ctx.delegation = delegation;
     ctx.tenant = Some(writ.claims().tenant.clone());
     ctx.token_id = Some(writ.claims().token_id.clone());
-    let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ)?;
+    let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ).await?;
     let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers, &writ)?;
     ctx.upstream = Some(target.upstream.name.clone());
     // Only an authenticated request gets its body read.

@@ -410,7 +410,10 @@ fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool, dpop: 
 
 /// Verifies a DPoP proof sent to the token endpoint (RFC 9449 §5): the writ is then bound
 /// to the proof's key.
-fn dpop_binding(gw: &Gateway, headers: &http::HeaderMap) -> Result<Option<String>, OAuthError> {
+async fn dpop_binding(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+) -> Result<Option<String>, OAuthError> {
     let mut proofs = headers.get_all("dpop").iter();
     let proof = match (proofs.next(), proofs.next()) {
         (None, _) => return Ok(None),
@@ -437,9 +440,17 @@ fn dpop_binding(gw: &Gateway, headers: &http::HeaderMap) -> Result<Option<String
         access_token: None,
         now: gw.clock.now(),
     };
-    crate::dpop::verify(proof, &expected, &gw.dpop_ids)
-        .map(Some)
-        .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", e.0))
+    match crate::dpop::verify_once(proof, &expected, &gw.replay).await {
+        Ok(jkt) => Ok(Some(jkt)),
+        Err(crate::dpop::Refusal::Invalid(e)) => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            e.0,
+        )),
+        Err(crate::dpop::Refusal::ReplayUnavailable) => Err(OAuthError::server(
+            "the DPoP proof cannot be checked for replay now (limit backend unavailable); retry shortly with a new proof",
+        )),
+    }
 }
 
 /// Records a mint; in strict audit mode a writ that cannot be audited is not issued.
@@ -503,7 +514,7 @@ async fn client_credentials(
 ) -> Result<Response, OAuthError> {
     let agent = authenticate(gw, req, &form).await?;
     refuse_revoked(gw, &agent, CLIENT_CREDENTIALS).await?;
-    let jkt = dpop_binding(gw, &req.headers)?;
+    let jkt = dpop_binding(gw, &req.headers).await?;
     let grants = requested_grants(&form)?;
     if let Some(i) = first_outside(&grants, &agent.ceiling) {
         return Err(OAuthError::invalid_details(format!(

@@ -3,6 +3,8 @@
 //!
 //! [`model`] is pure: which limits apply to a request, GCRA and calendar-budget
 //! arithmetic, and strikes (failed authentications per key, with back-off and lock-out).
+//! [`replay`] names one-time ids (single-use writs, DPoP proof and client-assertion
+//! `jti`s), recorded with "set if absent, with expiry" so each is accepted once.
 //! [`memory`] keeps the state in this process, [`redis`] in Redis, shared by every gateway
 //! process that uses it; the gateway picks a backend.
 
@@ -10,12 +12,14 @@ mod limiter;
 pub mod memory;
 pub mod model;
 pub mod redis;
+pub mod replay;
 
 pub use limiter::{BackendError, Limiter};
 
 pub use crate::redis::RedisLimiter;
-pub use memory::MemoryLimiter;
+pub use memory::{MemoryLimiter, MemoryReplay};
 pub use model::{
     Amounts, Charge, Dimension, Field, LimitSpec, Refusal, Remaining, Reservation, StrikeOutcome,
     StrikePolicy, StrikeState, StrikeVerdict, Subject, Window,
 };
+pub use replay::{ReplayError, ReplayId, ReplayKind};

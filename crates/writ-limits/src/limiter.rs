@@ -5,6 +5,7 @@ use crate::model::{
     Amounts, Charge, Refusal, Reservation, StrikeOutcome, StrikePolicy, StrikeVerdict,
 };
 use crate::redis::RedisLimiter;
+use crate::replay::{ReplayError, ReplayId};
 
 /// The limit backend could not be reached or answered nonsense.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +118,22 @@ impl Limiter {
                 Ok(())
             }
             Limiter::Redis(r) => r.strike_clear(key).await,
+        }
+    }
+
+    /// Records the one-time `id` until `expires_ns` if it is not recorded yet ("set if
+    /// absent, with expiry"), atomically: `Ok(true)` the first time, `Ok(false)` while it
+    /// is recorded. In Redis the answer holds across every gateway sharing it. An error
+    /// means it could not be told: the caller must not accept the id.
+    pub async fn first_use(
+        &self,
+        id: &ReplayId,
+        expires_ns: u64,
+        now_ns: u64,
+    ) -> Result<bool, ReplayError> {
+        match self {
+            Limiter::Memory(m) => m.first_use(id, expires_ns, now_ns),
+            Limiter::Redis(r) => r.first_use(id, expires_ns, now_ns).await,
         }
     }
 }

@@ -20,6 +20,10 @@ use crate::model::{
     StrikePolicy, StrikeState, StrikeVerdict, rate_increment, strike_ms,
 };
 
+mod replay;
+
+pub use replay::{DEFAULT_REPLAY_CAPACITY, MemoryReplay};
+
 const SHARDS: usize = 64;
 /// Every this many strikes, the next strike shard in turn is swept of expired keys: each
 /// shard once per `SWEEP_EVERY * SHARDS` strikes, so a sweep costs, per strike, about the
@@ -84,6 +88,8 @@ pub struct MemoryLimiter {
     /// is hashed for its shard on every reservation and settlement, and the worst a
     /// crafted key can do is share a shard (each shard's map keeps std's SipHash).
     shard_hasher: foldhash::fast::RandomState,
+    /// One-time ids seen (single-use writs, DPoP proofs, client assertions).
+    replay: MemoryReplay,
 }
 
 impl Default for MemoryLimiter {
@@ -104,6 +110,7 @@ impl MemoryLimiter {
             next_cell_sweep_ns: AtomicU64::new(0),
             cell_sweeps: AtomicUsize::new(0),
             shard_hasher: foldhash::fast::RandomState::default(),
+            replay: MemoryReplay::default(),
         }
     }
 

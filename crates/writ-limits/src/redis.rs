@@ -53,6 +53,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script, Value};
 
+mod replay;
 mod unlock;
 
 use crate::limiter::BackendError;

@@ -217,7 +217,7 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
         let request = revocation_request(read_json(body).await?)?;
         let revocation = &request.revocation;
         check_revocation(revocation)?;
-        let by = admin(&gw, &parts, revocation.tenant())?;
+        let by = admin(&gw, &parts, revocation.tenant()).await?;
         if !request.force {
             check_exists(&gw, revocation).await?;
         }
@@ -265,7 +265,7 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
 pub(super) async fn list(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
-        admin(&gw, &parts, None)?;
+        admin(&gw, &parts, None).await?;
         let all: Vec<_> = gw
             .store
             .revocation_records()
@@ -295,12 +295,12 @@ pub(super) async fn lift(
         };
         let Some(record) = record else {
             // Only an admin of every tenant learns that an id does not exist.
-            admin(&gw, &parts, None)?;
+            admin(&gw, &parts, None).await?;
             return Err(GatewayError::UnknownRevocation {
                 id: id.parse().unwrap_or(-1),
             });
         };
-        let by = admin(&gw, &parts, record.revocation.tenant())?;
+        let by = admin(&gw, &parts, record.revocation.tenant()).await?;
         if !record.revocation.is_liftable() {
             return Err(GatewayError::CannotLift {
                 reason: "only agent and tenant revocations can be lifted; a writ's revocation \

@@ -61,7 +61,7 @@ pub(crate) fn acting_agent(writ: &VerifiedWrit) -> (String, Option<Vec<String>>)
 /// Checks a DPoP proof when one is sent, and demands one when the writ is bound to a key.
 /// Returns the proven key's thumbprint, stated to the authorizer as `dpop_jkt(..)` so a
 /// holder can also bind a writ offline with `check if dpop_jkt("…")`.
-pub(crate) fn possession(
+pub(crate) async fn possession(
     gw: &Gateway,
     parts: &http::request::Parts,
     presented: &PresentedWrit,
@@ -100,8 +100,12 @@ pub(crate) fn possession(
         access_token: Some(presented.as_str()),
         now: gw.clock.now(),
     };
-    let jkt = dpop::verify(proof, &expected, &gw.dpop_ids)
-        .map_err(|e| GatewayError::Dpop { reason: e.0 })?;
+    let jkt = dpop::verify_once(proof, &expected, &gw.replay)
+        .await
+        .map_err(|e| match e {
+            dpop::Refusal::Invalid(e) => GatewayError::Dpop { reason: e.0 },
+            dpop::Refusal::ReplayUnavailable => GatewayError::LimiterUnavailable,
+        })?;
     if bound.is_some_and(|b| b != jkt) {
         return Err(GatewayError::Dpop {
             reason: "the DPoP proof is signed by another key than the writ is bound to",

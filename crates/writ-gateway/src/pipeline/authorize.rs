@@ -59,20 +59,20 @@ pub(crate) async fn check(
             .map_err(|_| GatewayError::Internal("authorization task failed"))??
         }
     };
-    single_use(gw, writ, now)?;
+    single_use(gw, writ, now).await?;
     Ok(authorization)
 }
 
 /// Authorizes on this thread (bounded like every evaluation): for the admin API, whose
 /// writs the operator issues.
-pub(crate) fn check_inline(
+pub(crate) async fn check_inline(
     gw: &Gateway,
     writ: &VerifiedWrit,
     facts: &RequestFacts,
 ) -> Result<Authorization, GatewayError> {
     let now = gw.clock.now();
     let authorization = writ.authorize(facts, now)?;
-    single_use(gw, writ, now)?;
+    single_use(gw, writ, now).await?;
     Ok(authorization)
 }
 
@@ -120,22 +120,32 @@ fn asked(facts: &RequestFacts) -> String {
     }
 }
 
-fn single_use(
+/// Records a single-use writ's id as used: refuses it if it was, on any instance sharing
+/// the limiter backend, and refuses (fail closed) when that cannot be told.
+async fn single_use(
     gw: &Gateway,
     writ: &VerifiedWrit,
     now: std::time::SystemTime,
 ) -> Result<(), GatewayError> {
     // Recorded only once the request is allowed, so a refused attempt does not use it up.
-    if writ.claims().single_use
-        && !gw.used_writs.first_use(
-            writ.claims().token_id.clone(),
-            writ.claims().expires_at,
+    let claims = writ.claims();
+    if !claims.single_use {
+        return Ok(());
+    }
+    match gw
+        .replay
+        .first_use(
+            writ_limits::ReplayKind::SingleUse,
+            &[&claims.token_id],
+            claims.expires_at,
             now,
         )
+        .await
     {
-        return Err(GatewayError::AlreadyUsed);
+        Ok(true) => Ok(()),
+        Ok(false) => Err(GatewayError::AlreadyUsed),
+        Err(_) => Err(GatewayError::LimiterUnavailable),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use writ_store::{Agent, burn_secret_check};
 use std::net::IpAddr;
 
 use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
+use writ_limits::ReplayKind;
 
 use super::OAuthError;
 use crate::detections::{Action, Detection, Detector, Mode};
@@ -174,7 +175,7 @@ pub(crate) async fn by_assertion(
     let claims = verified
         .ok_or_else(|| invalid("client authentication failed"))?
         .claims;
-    check_claims(gw, &claims, &subject)?;
+    check_claims(gw, &claims, &subject).await?;
     Ok(agent)
 }
 
@@ -249,7 +250,7 @@ async fn lint_assertion(
     Ok(())
 }
 
-fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), OAuthError> {
+async fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
     let now = gw.clock.now();
     let secs = |t: u64| UNIX_EPOCH + Duration::from_secs(t);
@@ -288,13 +289,19 @@ fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), 
         .as_deref()
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or_else(|| invalid("assertion needs a jti"))?;
-    if !gw
-        .assertion_ids
-        .first_use(format!("{subject}\u{0}{jti}"), exp + LEEWAY, now)
+    // Recorded in the limiter backend: with Redis, an assertion used on one instance is
+    // refused on every other.
+    match gw
+        .replay
+        .first_use(ReplayKind::Assertion, &[subject, jti], exp + LEEWAY, now)
+        .await
     {
-        return Err(invalid("assertion jti was already used"));
+        Ok(true) => Ok(()),
+        Ok(false) => Err(invalid("assertion jti was already used")),
+        Err(_) => Err(OAuthError::server(
+            "the client assertion cannot be checked for replay now (limit backend unavailable); retry shortly with a new assertion",
+        )),
     }
-    Ok(())
 }
 
 /// Unix seconds of `t`.
