@@ -77,7 +77,8 @@ struct Shared {
     release: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// A mock OpenAI upstream on a loopback port that records what it receives.
+/// The mocks on a loopback port, recording what they receive; stops when dropped. A test
+/// fixture: its constructors panic if no loopback port can be bound.
 pub struct MockUpstream {
     addr: SocketAddr,
     shared: Shared,
