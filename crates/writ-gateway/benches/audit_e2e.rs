@@ -26,10 +26,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use tokio::runtime::Runtime;
-use writ_gateway::mock_upstream::MockServer;
-use writ_providers::UpstreamSecret;
+use writ_mock::{MockKey, MockServer};
 use writ_testkit::TestGateway;
-use writ_token::SystemClock;
 
 const KEY: &str = "sk-bench-audit-e2e-0123456789abcdef";
 const UPSTREAM: &str = "bench";
@@ -123,13 +121,10 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.jsonl");
     let (mock, targets) = rt.block_on(async {
-        // The built-in mock rather than the test kit's recording one: a benchmark's
-        // hundreds of thousands of requests should not pile up in memory.
-        let mock = MockServer::start(UpstreamSecret::new(KEY), Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let base_url = mock.base_url().to_string();
-        let base_url = base_url.trim_end_matches('/');
+        // The plain mock rather than the recording one: a benchmark's hundreds of
+        // thousands of requests should not pile up in memory.
+        let mock = MockServer::start(MockKey::new(KEY)).await.unwrap();
+        let base_url = mock.base_url();
         let mut targets = Vec::new();
         for (label, audit) in [
             (
@@ -145,7 +140,7 @@ fn setup() -> Setup {
                 ),
             ),
         ] {
-            let gw = TestGateway::start(&config(base_url, &audit)).await;
+            let gw = TestGateway::start(&config(&base_url, &audit)).await;
             let url = gw.url("/v1/chat/completions");
             targets.push(Target { label, gw, url });
         }

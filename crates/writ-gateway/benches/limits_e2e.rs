@@ -25,10 +25,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use tokio::runtime::Runtime;
-use writ_gateway::mock_upstream::MockServer;
-use writ_providers::UpstreamSecret;
+use writ_mock::{MockKey, MockServer};
 use writ_testkit::TestGateway;
-use writ_token::SystemClock;
 
 const KEY: &str = "sk-bench-limits-e2e-0123456789abcdef";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -161,20 +159,17 @@ fn setup() -> Setup {
         .unwrap();
     let upstream = format!("bench-{:016x}", rand::random::<u64>());
     let (mock, targets) = rt.block_on(async {
-        // The built-in mock rather than the test kit's recording one: a benchmark's
-        // hundreds of thousands of requests should not pile up in memory.
-        let mock = MockServer::start(UpstreamSecret::new(KEY), Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let base_url = mock.base_url().to_string();
-        let base_url = base_url.trim_end_matches('/');
+        // The plain mock rather than the recording one: a benchmark's hundreds of
+        // thousands of requests should not pile up in memory.
+        let mock = MockServer::start(MockKey::new(KEY)).await.unwrap();
+        let base_url = mock.base_url();
         let mut targets = Vec::new();
         for (label, limits) in [
             ("none", Limits::None),
             ("memory", Limits::Memory),
             ("redis", Limits::Redis),
         ] {
-            let gw = TestGateway::start(&config(base_url, &upstream, limits)).await;
+            let gw = TestGateway::start(&config(&base_url, &upstream, limits)).await;
             let url = gw.url("/v1/chat/completions");
             targets.push(Target {
                 label,

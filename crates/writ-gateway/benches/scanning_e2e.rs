@@ -17,9 +17,11 @@
 //! - scanning on: the gateway as deployed. The whole response passes the secret scanner
 //!   (the 15 built-in rules plus the upstream's own key) before it is released, and the
 //!   request body is scanned for secrets (`prompt_secret`);
-//! - scanning off: the same gateway with a scanner that knows no rule and no secret
-//!   (`Gateway::without_secret_scanning_for_benchmarks`; a deployment cannot be configured
-//!   so). Everything else, buffering the response, parsing its usage, audit, is the same.
+//! - scanning off: the same gateway configured with the detectors `prompt_secret` and
+//!   `response_secret` off (`[detection.modes]`), as an operator can run it. The response
+//!   is then scanned only for the gateway's own upstream key and writs, which are redacted
+//!   in every mode. Everything else, buffering the response, parsing its usage, audit, is
+//!   the same.
 //!
 //! Client, gateways and mock share this machine's cores. The mock records every request it
 //! receives (a few hundred bytes each, not the response), so a long run grows its memory
@@ -324,11 +326,16 @@ struct Setup {
     rt: Runtime,
 }
 
-fn config(base_url: &str) -> String {
+/// The gateway's config; `detectors` is the `[detection.modes]` table's body.
+fn config(base_url: &str, detectors: &str) -> String {
     format!(
-        "[audit]\nmode = \"best_effort\"\n[upstreams.{UPSTREAM}]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n"
+        "[audit]\nmode = \"best_effort\"\n[detection.modes]\n{detectors}[upstreams.{UPSTREAM}]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n"
     )
 }
+
+/// The secret detectors as deployed by default, and switched off.
+const DETECTORS_ON: &str = "prompt_secret = \"block\"\nresponse_secret = \"block\"\n";
+const DETECTORS_OFF: &str = "prompt_secret = \"off\"\nresponse_secret = \"off\"\n";
 
 async fn size(name: &'static str, bytes: usize, in_flight: u64, batch: u64) -> Size {
     let body = completion(bytes);
@@ -351,7 +358,7 @@ async fn size(name: &'static str, bytes: usize, in_flight: u64, batch: u64) -> S
         },
     )
     .await;
-    let config = config(&mock.base_url());
+    let base_url = mock.base_url();
     let target = |label, gw: TestGateway| Target {
         label,
         url: gw.url("/v1/chat/completions"),
@@ -359,11 +366,13 @@ async fn size(name: &'static str, bytes: usize, in_flight: u64, batch: u64) -> S
         in_flight,
         expected: expected.clone(),
     };
-    let on = target("scanning on", TestGateway::start(&config).await);
+    let on = target(
+        "scanning on",
+        TestGateway::start(&config(&base_url, DETECTORS_ON)).await,
+    );
     let off = target(
         "scanning off",
-        TestGateway::start_adjusted(&config, |gw| gw.without_secret_scanning_for_benchmarks())
-            .await,
+        TestGateway::start(&config(&base_url, DETECTORS_OFF)).await,
     );
     Size {
         name,

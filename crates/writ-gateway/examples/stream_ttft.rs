@@ -10,8 +10,9 @@
 //!   event costs.
 //!
 //! `N` sequential requests per gateway, the two gateways interleaved. "off" is the same
-//! gateway with a scanner that knows no rule and no secret
-//! (`Gateway::without_secret_scanning_for_benchmarks`).
+//! gateway configured with the detector `response_secret` off (`[detection.modes]`): the
+//! stream is then scanned only for the gateway's own upstream key and writs, which are
+//! redacted in every mode.
 //! - hold-back: the same prose through one channel's redactor (the built-in rules and the
 //!   upstream key, as the gateway scans a channel), four characters a push: bytes held
 //!   after each push, and how many pushes released less than they received.
@@ -151,14 +152,14 @@ fn main() {
 async fn measure(n: usize, whole: bool, script: Script) {
     {
         let upstream = MockUpstream::start_scripted(KEY, script).await;
-        let config = format!(
-            "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n[audit]\nmode = \"best_effort\"\n",
-            upstream.base_url()
-        );
-        let on = TestGateway::start(&config).await;
-        let off =
-            TestGateway::start_adjusted(&config, |g| g.without_secret_scanning_for_benchmarks())
-                .await;
+        let config = |mode: &str| {
+            format!(
+                "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n[audit]\nmode = \"best_effort\"\n[detection.modes]\nresponse_secret = \"{mode}\"\n",
+                upstream.base_url()
+            )
+        };
+        let on = TestGateway::start(&config("block")).await;
+        let off = TestGateway::start(&config("off")).await;
         let grant = r#"{"type":"writ:llm","upstream":"demo"}"#;
         let (writ_on, writ_off) = (on.mint("demo", grant, 30), off.mint("demo", grant, 30));
         let client = reqwest::Client::new();

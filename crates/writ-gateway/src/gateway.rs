@@ -7,12 +7,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use writ_providers::{ApiFamily, ProviderKind, UpstreamSecret};
+use writ_providers::{ApiFamily, ProviderKind};
 use writ_store::{DataDir, RevocationNote, SqliteStore, StoreError};
 use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit};
 
 use crate::config::Config;
-use crate::mock_upstream;
 use crate::upstream::Upstream;
 use crate::usage_log::UsageLog;
 use crate::writ_cache::WritCache;
@@ -103,8 +102,6 @@ pub struct Gateway {
     revocations: RwLock<InForce>,
     pub(crate) data: DataDir,
     pub(crate) store: SqliteStore,
-    /// Built-in mock upstreams this gateway runs; stopped when it is dropped.
-    _mocks: Vec<mock_upstream::MockServer>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -118,14 +115,6 @@ impl std::fmt::Debug for Gateway {
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A built-in mock upstream could not bind a loopback port.
-    #[error("could not start the built-in mock upstream `{name}`: {source}")]
-    Mock {
-        /// Upstream name.
-        name: String,
-        /// The bind error.
-        source: std::io::Error,
-    },
     /// An upstream's client could not be built.
     #[error("upstream `{name}`: {reason}")]
     Upstream {
@@ -157,8 +146,7 @@ pub enum StartError {
 
 impl Gateway {
     /// Builds the gateway from a validated config, its data directory and store, reading
-    /// time from `clock`. Starts a built-in mock server for every `mock` upstream without a
-    /// `base_url`.
+    /// time from `clock`.
     pub async fn start(
         config: &Config,
         data: DataDir,
@@ -212,27 +200,8 @@ impl Gateway {
             crate::config::LimiterBackend::Memory => None,
         };
         let mut upstreams = BTreeMap::new();
-        let mut mocks = Vec::new();
         for (name, cfg) in &config.upstreams {
-            let mut cfg = cfg.clone();
-            if cfg.base_url.is_none() {
-                let key = cfg
-                    .api_key
-                    .clone()
-                    .unwrap_or_else(|| UpstreamSecret::new(mock_upstream::random_key()));
-                let server = mock_upstream::MockServer::start(key.clone(), clock.clone())
-                    .await
-                    .map_err(|source| StartError::Mock {
-                        name: name.clone(),
-                        source,
-                    })?;
-                cfg.base_url = Some(server.base_url());
-                cfg.api_key = Some(key);
-                // The built-in mock listens on loopback by design.
-                cfg.allow_private_network = true;
-                mocks.push(server);
-            }
-            let upstream = Upstream::new(name, &cfg).map_err(|reason| StartError::Upstream {
+            let upstream = Upstream::new(name, cfg).map_err(|reason| StartError::Upstream {
                 name: name.clone(),
                 reason,
             })?;
@@ -317,20 +286,7 @@ impl Gateway {
             revocations: RwLock::new(revocations),
             data,
             store,
-            _mocks: mocks,
         })
-    }
-
-    /// This gateway with a secret scanner that knows no rule and no secret: responses and
-    /// prompts pass unscanned. Only for benchmarks that measure what scanning costs; a
-    /// deployment cannot be configured this way.
-    #[doc(hidden)]
-    pub fn without_secret_scanning_for_benchmarks(mut self) -> Self {
-        if let Ok(empty) = writ_detect::Scanner::new(std::iter::empty(), &[]) {
-            self.scanner = Arc::new(empty);
-            self.own_secrets = self.scanner.clone();
-        }
-        self
     }
 
     /// Names and kinds of the configured upstreams.

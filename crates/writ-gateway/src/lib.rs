@@ -16,7 +16,6 @@ pub mod error;
 mod fanout;
 mod gateway;
 mod limits;
-pub mod mock_upstream;
 pub mod operator_log;
 mod pipeline;
 mod replay;

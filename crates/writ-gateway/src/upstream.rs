@@ -51,7 +51,7 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     pub(crate) fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, String> {
-        let base_url: &Uri = cfg.base_url.as_ref().ok_or("no base_url")?;
+        let base_url: &Uri = &cfg.base_url;
         let signer = cfg.aws.as_ref().map(|aws| Signer {
             credentials: aws.credentials.clone(),
             region: aws.region.clone(),
@@ -76,7 +76,7 @@ impl Upstream {
             ProviderKind::Bedrock => Vec::new(),
             // A fresh access token per request, from `tokens`.
             ProviderKind::Vertex => Vec::new(),
-            ProviderKind::OpenAi | ProviderKind::Mock => {
+            ProviderKind::OpenAi => {
                 openai::credential_headers(key, cfg.organization.as_deref(), cfg.project.as_deref())
                     .map_err(|_| "credential is not a valid header value".to_string())?
             }

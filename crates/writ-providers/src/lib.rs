@@ -1,5 +1,5 @@
 //! Upstream providers: which routes each serves, the request facts it reads from a body,
-//! how its credential is injected, and the built-in `mock` provider.
+//! and how its credential is injected.
 //!
 //! Everything here is pure: bytes and headers in, values out. The gateway does the I/O.
 
@@ -12,7 +12,6 @@ pub mod gemini;
 mod inspect;
 pub mod mcp;
 mod meter;
-pub mod mock;
 pub mod openai;
 mod route;
 mod secret;

@@ -63,8 +63,6 @@ impl Operation {
 pub enum ProviderKind {
     /// OpenAI, or any server speaking its API with a Bearer key.
     OpenAi,
-    /// The built-in mock of OpenAI's chat completions, for the offline quickstart and tests.
-    Mock,
     /// Anthropic, with an `x-api-key`.
     Anthropic,
     /// Gemini Developer API, with an `x-goog-api-key`.
@@ -85,7 +83,7 @@ impl ProviderKind {
     /// The API family this kind of upstream speaks.
     pub fn family(self) -> ApiFamily {
         match self {
-            ProviderKind::OpenAi | ProviderKind::Mock => ApiFamily::OpenAi,
+            ProviderKind::OpenAi => ApiFamily::OpenAi,
             ProviderKind::Anthropic => ApiFamily::Anthropic,
             ProviderKind::Gemini => ApiFamily::Gemini,
             ProviderKind::Azure => ApiFamily::Azure,
@@ -100,7 +98,6 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
-            ProviderKind::Mock => "mock",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Azure => "azure",

@@ -1,9 +1,8 @@
-//! Request inspection and the mock over generated bodies: never a panic, and usage adds up.
+//! Request inspection and parsing over generated bodies: never a panic, and facts read right.
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
 use serde_json::json;
-use writ_providers::mock::{MockReply, chat_completion};
 use writ_providers::openai::inspect_chat;
 use writ_providers::{ApiFamily, StreamMeter};
 
@@ -11,7 +10,6 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = inspect_chat(&body);
-        let _ = chat_completion(&body, 0);
     }
 
     #[test]
@@ -27,23 +25,14 @@ proptest! {
     #[test]
     fn arbitrary_json_values_never_panic(model in any::<Option<String>>(), n in any::<i64>(), s in any::<bool>()) {
         let body = json!({"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": n, "stream": s});
-        let _ = chat_completion(body.to_string().as_bytes(), 0);
+        let _ = inspect_chat(body.to_string().as_bytes());
     }
 
     #[test]
-    fn mock_usage_adds_up_and_respects_the_cap(text in ".{0,200}", cap in proptest::option::of(0u64..50)) {
+    fn the_output_cap_is_read_as_sent(text in ".{0,200}", cap in proptest::option::of(0u64..50)) {
         let mut body = json!({"model": "m", "messages": [{"role": "user", "content": text}]});
         if let Some(cap) = cap {
             body["max_tokens"] = json!(cap);
-        }
-        let MockReply::Json(v) = chat_completion(body.to_string().as_bytes(), 0).unwrap() else {
-            panic!("not streamed")
-        };
-        let u = &v["usage"];
-        let (p, c, t) = (u["prompt_tokens"].as_u64().unwrap(), u["completion_tokens"].as_u64().unwrap(), u["total_tokens"].as_u64().unwrap());
-        prop_assert_eq!(t, p + c);
-        if let Some(cap) = cap {
-            prop_assert!(c <= cap);
         }
         prop_assert_eq!(inspect_chat(body.to_string().as_bytes()).unwrap().max_output_tokens, cap);
     }

@@ -35,15 +35,6 @@ impl TestGateway {
 
     /// Starts a gateway from TOML config text (upstreams etc.), with a fresh root key.
     pub async fn start(config_toml: &str) -> Self {
-        Self::start_adjusted(config_toml, |gw| gw).await
-    }
-
-    /// Like [`TestGateway::start`], with `adjust` applied to the gateway before it serves
-    /// (benchmarks use it to switch scanning off).
-    pub async fn start_adjusted(
-        config_toml: &str,
-        adjust: impl FnOnce(Gateway) -> Gateway,
-    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("writ_gateway=debug")
             .with_test_writer()
@@ -57,11 +48,11 @@ impl TestGateway {
             .await
             .expect("database");
         let clock = Arc::new(ManualClock::starting_now());
-        let gateway = Arc::new(adjust(
+        let gateway = Arc::new(
             Gateway::start(&config, data, store, clock.clone())
                 .await
                 .expect("gateway starts"),
-        ));
+        );
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind gateway");

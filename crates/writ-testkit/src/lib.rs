@@ -1,5 +1,6 @@
-//! Dev-only test kit: a recording mock upstream, a gateway fixture with a settable clock,
-//! and helpers for the failure cases tests need (closed ports, hanging upstreams).
+//! Dev-only test kit: a gateway fixture with a settable clock, the `writ serve` process,
+//! OAuth and webhook peers, and the failure cases tests need (closed ports). The recording
+//! mock upstream lives in `writ-mock` and is re-exported here.
 //!
 //! Never a dependency of production crates.
 
@@ -8,7 +9,6 @@ mod oauth;
 mod process;
 mod python;
 mod tls;
-mod upstream;
 mod webhook;
 
 pub use gateway::{TestGateway, mint_with};
@@ -16,5 +16,13 @@ pub use oauth::{DpopKey, OAuthClient};
 pub use process::{OPERATOR, ServeProcess};
 pub use python::{python, python_env, run_python_lines};
 pub use tls::TestCertificates;
-pub use upstream::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd, closed_port_url};
 pub use webhook::{Delivery, WebhookReceiver};
+pub use writ_mock::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd};
+
+/// A URL on which nothing listens: a loopback port bound then released.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("address");
+    drop(listener);
+    format!("http://{addr}")
+}

@@ -14,8 +14,8 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
-    /// Include the built-in mock upstream `demo` (for trying writ offline).
-    #[arg(long)]
+    /// Retired: the demo's mock upstream is started by `writ serve --demo`, not configured.
+    #[arg(long, hide = true)]
     demo: bool,
 }
 
@@ -66,7 +66,8 @@ max_ttl = "30s"
 # kind = "bedrock":   AWS Bedrock Runtime; every request is signed with SigV4.
 # kind = "mcp":       an MCP tool server at base_url (POST /mcp/<name>).
 # kind = "http":      a plain HTTP API (/u/<name>/...).
-# kind = "mock":      the built-in mock of OpenAI (no base_url: the gateway runs it).
+# The offline demo needs none here: `writ serve --demo` adds a mock of OpenAI on a
+# loopback port as upstream "demo" (to any config) and an agent "demo" that may use it.
 # When several upstreams speak the same API, a writ whose grants name one of them is
 # routed there; otherwise a client picks one with the x-writ-upstream header.
 #
@@ -120,7 +121,6 @@ max_ttl = "30s"
 # auth_header = "x-api-key"                #   or the key alone in this header,
 # basic_user = "svc"                       #   or as the password of HTTP Basic,
 # auth_query = "key"                       #   or as this query parameter (upstream only)
-%DEMO%
 # Limits: scope (tenant, agent, writ, upstream, model; one or a list) x dimension
 # (requests, input_tokens, output_tokens, tokens, cost in USD micros, concurrency,
 # compute in upstream ms) x window (per = second/minute/hour: a rate with optional burst;
@@ -193,20 +193,14 @@ max_ttl = "30s"
 # cached_input = 0.075
 "#;
 
-/// What `writ init --demo` adds: the built-in mock upstream.
-const DEMO_UPSTREAM: &str = r#"
-# The built-in mock upstream, for trying writ offline (`writ serve --demo` also registers
-# an agent `demo` that may use it).
-[upstreams.demo]
-kind = "mock"
-"#;
-
-/// The template, with the demo upstream when `demo`.
-pub fn template(demo: bool) -> String {
-    TEMPLATE.replace("%DEMO%", if demo { DEMO_UPSTREAM } else { "" })
-}
-
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    if args.demo {
+        anyhow::bail!(
+            "`writ init --demo` is gone: the demo's mock upstream is not configured but \
+             started by `writ serve --demo`. Run `writ init`, then `writ serve --demo --config {}`",
+            args.path.display()
+        );
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
     if args.force {
@@ -220,7 +214,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             args.path.display()
         )
     })?;
-    file.write_all(template(args.demo).as_bytes())?;
+    file.write_all(TEMPLATE.as_bytes())?;
     println!(
         "wrote {}; start with: writ serve --config {}",
         args.path.display(),
@@ -237,11 +231,9 @@ mod tests {
 
     #[test]
     fn template_is_a_valid_config() {
-        for demo in [false, true] {
-            let raw = RawConfig::from_toml(&super::template(demo)).unwrap();
-            let config = Config::from_raw(raw, &|_| None).unwrap();
-            assert_eq!(config.upstreams.contains_key("demo"), demo);
-        }
+        let raw = RawConfig::from_toml(super::TEMPLATE).unwrap();
+        let config = Config::from_raw(raw, &|_| None).unwrap();
+        assert!(config.upstreams.is_empty());
     }
 
     /// The fields the parser knows in the table `header` opens (`[server]`,
@@ -269,7 +261,7 @@ mod tests {
     fn section_text(path: &str, named: bool) -> String {
         let mut out = String::new();
         let mut inside = false;
-        for line in super::template(false).lines() {
+        for line in super::TEMPLATE.lines() {
             let bare = line.trim_start_matches('#').trim();
             if bare.starts_with('[') {
                 let name = bare.trim_matches(|c| c == '[' || c == ']');
@@ -304,7 +296,7 @@ mod tests {
             };
             sections.insert(path.clone());
             let text = if path.is_empty() {
-                super::template(false)
+                super::TEMPLATE.to_string()
             } else {
                 section_text(&path, named)
             };
@@ -343,7 +335,7 @@ mod tests {
                         .strip_prefix(field.as_str())
                         .is_some_and(|r| r.trim_start().starts_with('='))
                 });
-                let as_table = super::template(false).lines().any(|l| {
+                let as_table = super::TEMPLATE.lines().any(|l| {
                     let bare = l.trim_start_matches('#').trim().trim_start_matches('[');
                     bare.strip_prefix(child.as_str())
                         .is_some_and(|r| r.starts_with(']') || r.starts_with('.'))

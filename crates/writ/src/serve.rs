@@ -1,13 +1,13 @@
-//! `writ serve`: open the data directory, start the gateway, print how to use it.
+//! `writ serve`: open the data directory, start the gateway (and, with `--demo`, the mock
+//! upstream it forwards to), print how to use it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use writ_gateway::Gateway;
-use writ_gateway::config::UpstreamConfig;
-use writ_providers::ProviderKind;
+use writ_gateway::config::{Config, RawConfig, UpstreamConfig};
+use writ_mock::MockServer;
 use writ_store::{Agent, DataDir, SqliteStore};
 use writ_token::{SystemClock, parse_grants};
 
@@ -19,8 +19,8 @@ pub struct ServeArgs {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     state: crate::settings::StateArgs,
-    /// Add the offline demo: a built-in mock upstream `demo` and an agent `demo`
-    /// allowed any `writ:llm` grant on it.
+    /// Add the offline demo: a mock of OpenAI on a loopback port as upstream `demo`, and
+    /// an agent `demo` allowed any `writ:llm` grant on it.
     #[arg(long)]
     demo: bool,
 }
@@ -38,28 +38,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    // Runs as long as the gateway: dropping it stops the mock.
+    let mut demo_mock = None;
     if args.demo && !config.upstreams.contains_key("demo") {
-        config.upstreams.insert(
-            "demo".to_string(),
-            UpstreamConfig {
-                kind: ProviderKind::Mock,
-                base_url: None,
-                api_key: None,
-                organization: None,
-                project: None,
-                auth_header: None,
-                basic_user: None,
-                auth_query: None,
-                deployments: Default::default(),
-                aws: None,
-                vertex: None,
-                allow_private_network: true,
-                timeout: Duration::from_secs(30),
-                connect_timeout: Duration::from_secs(5),
-                read_timeout: Duration::from_secs(30),
-                max_response_bytes: 16 * 1024 * 1024,
-            },
-        );
+        let mock = MockServer::start(writ_mock::random_key())
+            .await
+            .context("cannot start the demo's mock upstream on a loopback port")?;
+        config
+            .upstreams
+            .insert("demo".to_string(), demo_upstream(&mock)?);
+        demo_mock = Some(mock);
     }
     let data = DataDir::open_or_create(&config.data_dir)?;
     data.master_key()?;
@@ -91,7 +79,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let upstreams: Vec<String> = gateway
         .upstreams()
-        .map(|(name, kind)| format!("{name} ({})", kind.as_str()))
+        .map(|(name, kind)| match &demo_mock {
+            Some(_) if name == "demo" => format!("{name} (mock)"),
+            _ => format!("{name} ({})", kind.as_str()),
+        })
         .collect();
     if upstreams.is_empty() {
         println!(
@@ -126,8 +117,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     store.close().await;
+    drop(demo_mock);
     println!("writ stopped");
     Ok(())
+}
+
+/// The demo upstream: an ordinary `openai` upstream at `mock`, configured as an operator
+/// would configure it (loopback allowed for this upstream only).
+fn demo_upstream(mock: &MockServer) -> anyhow::Result<UpstreamConfig> {
+    let key = mock.key();
+    let text = format!(
+        "[upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{}\"\nallow_private_network = true\n",
+        mock.base_url(),
+        key.expose()
+    );
+    let raw = RawConfig::from_toml(&text).context("the demo upstream's config")?;
+    let mut config = Config::from_raw(raw, &|_| None).context("the demo upstream's config")?;
+    config
+        .upstreams
+        .remove("demo")
+        .context("the demo upstream's config has no upstream")
 }
 
 /// How to run this same binary from the current directory.

@@ -93,6 +93,9 @@ fn shown(path: &Path) -> String {
 fn read(path: &Path, mode: SecretsMode) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
+    if let Some(problem) = mock_upstreams(&text).into_iter().next() {
+        anyhow::bail!("invalid config {}: {problem}", path.display());
+    }
     let raw = RawConfig::from_toml(&text)
         .with_context(|| format!("invalid config {}", path.display()))?;
     let env = |name: &str| std::env::var(name).ok();
@@ -106,6 +109,30 @@ fn read(path: &Path, mode: SecretsMode) -> anyhow::Result<Config> {
             path.display()
         ))
     })
+}
+
+/// One problem per upstream of a config's text that is still `kind = "mock"` (which
+/// `writ init --demo` once wrote), saying what replaces it; none if the text is not TOML
+/// (the parser reports that).
+pub fn mock_upstreams(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(upstreams) = table.get("upstreams").and_then(toml::Value::as_table) else {
+        return Vec::new();
+    };
+    upstreams
+        .iter()
+        .filter(|(_, u)| u.get("kind").and_then(toml::Value::as_str) == Some("mock"))
+        .map(|(name, _)| {
+            format!(
+                "invalid `upstreams.{name}.kind`: the gateway no longer runs a mock upstream \
+                 itself; remove [upstreams.{name}] and start with `writ serve --demo`, which \
+                 runs a mock of OpenAI as upstream `demo`, or point a `kind = \"openai\"` \
+                 upstream at a server of your own"
+            )
+        })
+        .collect()
 }
 
 /// The tenant a command acts on: `flag`, else the config's; validated like agent names.

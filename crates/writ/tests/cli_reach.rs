@@ -342,10 +342,9 @@ fn commands_in_a_directory_without_gateway_state_create_nothing() {
 }
 
 /// A config referencing provider keys, and the same gateway's config without them for
-/// `writ serve` to run on (the test's own environment has no provider key either).
+/// `writ serve --demo` to run on (the test's own environment has no provider key either).
 fn configs(dir: &Path, port: u16) {
-    let server =
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstreams.demo]\nkind = \"mock\"\n");
+    let server = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
     std::fs::write(dir.join("serve.toml"), &server).unwrap();
     std::fs::write(
         dir.join("writ.toml"),

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,7 +16,7 @@ const KEY: &str = "sk-upstream-writ-agent-0123";
 /// the scripts ask for lives 1 or 2 s and is replaced half way.
 const MODEL_LATENCY: Duration = Duration::from_millis(50);
 
-/// The built-in mock upstream (OpenAI and Anthropic routes), answering after
+/// The mock upstreams (OpenAI and Anthropic routes among them), answering after
 /// [`MODEL_LATENCY`] as a real model would; returns its base URL.
 async fn slow_upstream() -> String {
     async fn think(
@@ -27,11 +26,8 @@ async fn slow_upstream() -> String {
         tokio::time::sleep(MODEL_LATENCY).await;
         next.run(request).await
     }
-    let app = writ_gateway::mock_upstream::router(
-        writ_providers::UpstreamSecret::new(KEY),
-        Arc::new(writ_token::SystemClock),
-    )
-    .layer(axum::middleware::from_fn(think));
+    let app =
+        writ_mock::router(writ_mock::MockKey::new(KEY)).layer(axum::middleware::from_fn(think));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -244,19 +244,52 @@ fn init_writes_a_config_that_serve_accepts() {
         server.banner()
     );
     drop(server);
-    // With --demo, the built-in mock upstream is in the file.
+    // The demo's mock is started by `serve --demo`, on any config; `init` writes none.
     let out = writ_in(dir.path(), &["init", "--demo", "--force", "demo.toml"]);
-    assert!(out.status.success());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("writ serve --demo --config demo.toml"),
+        "{err}"
+    );
+    assert!(!dir.path().join("demo.toml").exists());
     let server = ServeProcess::start(
         Path::new(BIN),
         dir.path(),
-        &["--config", "demo.toml", "--listen", "127.0.0.1:0"],
+        &["--demo", "--config", "writ.toml", "--listen", "127.0.0.1:0"],
     );
     assert!(
-        server.banner().contains("demo (mock)"),
+        server.banner().contains("upstreams: demo (mock)"),
         "{}",
         server.banner()
     );
+    let writ = server.mint(GRANT, "30s");
+    let v = curl_chat(&server.url("/v1/chat/completions"), &writ, "gpt-4o-mini");
+    assert_eq!(v["object"], "chat.completion", "{v}");
+}
+
+/// A config still declaring `kind = "mock"` (as `writ init --demo` once wrote) is refused
+/// by every command that reads it, saying what replaces it; `config check` says so once.
+#[test]
+fn a_retired_mock_upstream_in_a_config_says_what_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("writ.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.demo]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    for args in [&["serve"][..], &["agent", "list"], &["config", "check"]] {
+        let out = writ_in(dir.path(), args);
+        assert!(!out.status.success(), "{args:?} accepted kind = \"mock\"");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("upstreams.demo.kind"), "{args:?}: {said}");
+        assert!(said.contains("writ serve --demo"), "{args:?}: {said}");
+        assert!(!said.contains("unknown kind"), "{args:?}: {said}");
+    }
 }
 
 #[test]

@@ -51,10 +51,10 @@ pub(super) struct RawUpstream {
 pub struct UpstreamConfig {
     /// What it speaks.
     pub kind: ProviderKind,
-    /// Base URL requests are sent to. `None` for a `mock` upstream the gateway runs itself.
-    pub base_url: Option<Uri>,
-    /// The credential injected on every request. `None` only for a self-run `mock`, which
-    /// gets a random key at start.
+    /// Base URL requests are sent to: the configured one, or the kind's default.
+    pub base_url: Uri,
+    /// The credential injected on every request. `None` for `bedrock` (which signs with
+    /// its AWS credentials) and `vertex` (which exchanges its service account's key).
     pub api_key: Option<UpstreamSecret>,
     /// `OpenAI-Organization` to send.
     pub organization: Option<String>,
@@ -124,7 +124,6 @@ pub(super) fn upstream_config(
     let field = |f: &str| format!("upstreams.{name}.{f}");
     let kind = match u.kind.as_str() {
         "openai" => ProviderKind::OpenAi,
-        "mock" => ProviderKind::Mock,
         "anthropic" => ProviderKind::Anthropic,
         "gemini" => ProviderKind::Gemini,
         "azure" => ProviderKind::Azure,
@@ -136,7 +135,7 @@ pub(super) fn upstream_config(
             return Err(invalid(
                 &field("kind"),
                 &format!(
-                    "unknown kind `{other}` (expected openai, anthropic, gemini, vertex, azure, bedrock, mock, mcp or http)"
+                    "unknown kind `{other}` (expected openai, anthropic, gemini, vertex, azure, bedrock, mcp or http)"
                 ),
             ));
         }
@@ -172,39 +171,37 @@ pub(super) fn upstream_config(
         }
     };
     let base_url = match (u.base_url, kind) {
-        (Some(url), _) => Some(parse_base_url(
-            &field("base_url"),
-            &env.expand(&field("base_url"), &url)?,
-        )?),
-        (None, ProviderKind::OpenAi) => Some(Uri::from_static("https://api.openai.com")),
-        (None, ProviderKind::Anthropic) => Some(Uri::from_static("https://api.anthropic.com")),
-        (None, ProviderKind::Gemini) => Some(Uri::from_static(
-            "https://generativelanguage.googleapis.com",
-        )),
+        (Some(url), _) => {
+            parse_base_url(&field("base_url"), &env.expand(&field("base_url"), &url)?)?
+        }
+        (None, ProviderKind::OpenAi) => Uri::from_static("https://api.openai.com"),
+        (None, ProviderKind::Anthropic) => Uri::from_static("https://api.anthropic.com"),
+        (None, ProviderKind::Gemini) => {
+            Uri::from_static("https://generativelanguage.googleapis.com")
+        }
         (None, ProviderKind::Bedrock) => {
             let region = aws.as_ref().map(|a| a.region.as_str()).unwrap_or_default();
-            Some(parse_base_url(
+            parse_base_url(
                 &field("region"),
                 &format!("https://bedrock-runtime.{region}.amazonaws.com"),
-            )?)
+            )?
         }
         (None, ProviderKind::Vertex) => {
             let location = vertex
                 .as_ref()
                 .map(|v| v.location.as_str())
                 .unwrap_or_default();
-            Some(parse_base_url(
+            parse_base_url(
                 &field("location"),
                 &writ_providers::vertex::default_base_url(location),
-            )?)
+            )?
         }
-        (None, ProviderKind::Mock) => None,
         (None, ProviderKind::Mcp | ProviderKind::Http | ProviderKind::Azure) => {
             return Err(invalid(&field("base_url"), "required for this kind"));
         }
     };
     // A literal address never reaches the resolver, so it is checked here.
-    if let Some(host) = base_url.as_ref().and_then(Uri::host) {
+    if let Some(host) = base_url.host() {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<std::net::IpAddr>()
             && crate::egress::is_forbidden(ip)
@@ -243,7 +240,6 @@ pub(super) fn upstream_config(
             ));
         }
         Some(k) => Some(UpstreamSecret::new(env.expand(&field("api_key"), &k)?)),
-        None if kind == ProviderKind::Mock && base_url.is_none() => None,
         None if matches!(kind, ProviderKind::Bedrock | ProviderKind::Vertex) => None,
         None => return Err(invalid(&field("api_key"), "required for this kind")),
     };
@@ -259,10 +255,9 @@ pub(super) fn upstream_config(
     // A credential sent over plain HTTP is readable by everyone on the path; only this
     // host's loopback is exempt, or an operator who says so.
     let carries_credential = api_key.is_some() || aws.is_some() || vertex.is_some();
-    if let Some(url) = &base_url
-        && url.scheme_str() == Some("http")
+    if base_url.scheme_str() == Some("http")
         && carries_credential
-        && !is_loopback(url)
+        && !is_loopback(&base_url)
         && !u.allow_plaintext
     {
         return Err(invalid(

@@ -1,9 +1,13 @@
-//! `MockUpstream`: the built-in mock behind a layer that records every request it receives.
+//! `MockUpstream`: the mocks behind a layer that records every request it receives, with
+//! the failures tests need (hanging, holding a stream, playing back a script).
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use crate::MockKey;
+use crate::reply::{Reply, chat_completion};
+use crate::server::{gemini_path, respond, respond_anthropic, respond_azure, respond_gemini};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -11,14 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
-use writ_gateway::mock_upstream::respond;
-use writ_providers::UpstreamSecret;
-use writ_providers::mock::{MockReply, chat_completion};
 
 /// How the mock answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
-    /// As the built-in mock does.
+    /// As [`crate::MockServer`] does.
     Normal,
     /// Never answers: for timeout tests.
     Hang,
@@ -67,7 +68,7 @@ pub struct RecordedRequest {
 
 #[derive(Clone)]
 struct Shared {
-    key: UpstreamSecret,
+    key: MockKey,
     behavior: Behavior,
     script: Option<Arc<Script>>,
     /// Headers added to every scripted response.
@@ -76,7 +77,8 @@ struct Shared {
     release: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// A mock OpenAI upstream on a loopback port that records what it receives.
+/// The mocks on a loopback port, recording what they receive; stops when dropped. A test
+/// fixture: its constructors panic if no loopback port can be bound.
 pub struct MockUpstream {
     addr: SocketAddr,
     shared: Shared,
@@ -118,7 +120,7 @@ impl MockUpstream {
         headers: Vec<(String, String)>,
     ) -> Self {
         let shared = Shared {
-            key: UpstreamSecret::new(key),
+            key: MockKey::new(key),
             behavior,
             script,
             headers: Arc::new(headers),
@@ -191,7 +193,7 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
         return play(script, &shared.headers);
     }
     if parts.uri.path().starts_with("/openai/deployments/") {
-        return writ_gateway::mock_upstream::respond_azure(
+        return respond_azure(
             &shared.key,
             &parts.uri,
             &parts.headers,
@@ -199,21 +201,11 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
             1_700_000_000,
         );
     }
-    if writ_providers::gemini::parse_path(parts.uri.path()).is_some() {
-        return writ_gateway::mock_upstream::respond_gemini(
-            &shared.key,
-            &parts.uri,
-            &parts.headers,
-            &body,
-        );
+    if gemini_path(parts.uri.path()).is_some() {
+        return respond_gemini(&shared.key, &parts.uri, &parts.headers, &body);
     }
     if parts.uri.path() == "/v1/messages" {
-        return writ_gateway::mock_upstream::respond_anthropic(
-            &shared.key,
-            &parts.headers,
-            &body,
-            1_700_000_000,
-        );
+        return respond_anthropic(&shared.key, &parts.headers, &body, 1_700_000_000);
     }
     if parts.uri.path() != "/v1/chat/completions" {
         return echo(&shared.key, &parts, &body);
@@ -225,7 +217,7 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
         Behavior::Normal => respond(&shared.key, &parts.headers, &body, 1_700_000_000),
         Behavior::Hang => std::future::pending().await,
         Behavior::HoldStreamAfterFirstEvent => {
-            let Ok(MockReply::Stream(events)) = chat_completion(&body, 1_700_000_000) else {
+            let Ok(Reply::Stream(events)) = chat_completion(&body, 1_700_000_000) else {
                 return respond(&shared.key, &parts.headers, &body, 1_700_000_000);
             };
             let mut release = shared.release.subscribe();
@@ -252,7 +244,7 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
 /// `Authorization: Bearer <key>`, alone in `x-tool-key`, as the password of HTTP Basic,
 /// or as the `key` query parameter; then answers a JSON-RPC request with a result and
 /// anything else with what it received.
-fn echo(key: &UpstreamSecret, parts: &http::request::Parts, body: &[u8]) -> Response {
+fn echo(key: &MockKey, parts: &http::request::Parts, body: &[u8]) -> Response {
     use base64::Engine;
     let bearer = format!("Bearer {}", key.expose());
     let authorization = parts
@@ -326,12 +318,4 @@ fn play(script: &Script, headers: &[(String, String)]) -> Response {
     response
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// A URL on which nothing listens: a port bound then released.
-pub fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let addr = listener.local_addr().expect("address");
-    drop(listener);
-    format!("http://{addr}")
 }

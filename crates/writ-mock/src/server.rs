@@ -1,14 +1,13 @@
-//! The built-in `mock` upstream served over HTTP: OpenAI's chat completions, embeddings
-//! and models endpoints with OpenAI's exact key check, answering with
-//! [`writ_providers::mock`].
+//! The mocks served over HTTP, each with its provider's exact credential check: OpenAI
+//! (chat completions, embeddings, Responses, models), Anthropic (Messages), the Gemini
+//! API (generateContent) and Azure OpenAI (deployments), answering with [`crate::reply`].
 //!
 //! `writ serve --demo` runs one on a loopback port so the quickstart works offline; the
-//! test kit wraps the same [`respond`] to record what it receives.
+//! recording mock of tests wraps the same `respond*` functions.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -17,27 +16,36 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode, Uri, header};
 use rand::RngCore;
-use writ_providers::UpstreamSecret;
-use writ_providers::mock::{MockReply, chat_completion};
-use writ_token::Clock;
 
-use crate::error::error_body;
+use crate::MockKey;
+use crate::reply::{self, Reply, chat_completion};
 
-/// A random key for a mock upstream that was configured without one.
-pub fn random_key() -> String {
+/// A random key (`sk-mock-` and 48 hex digits) for a mock nobody chose a key for.
+pub fn random_key() -> MockKey {
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("sk-mock-{}", hex::encode(bytes))
+    MockKey::new(format!("sk-mock-{}", hex::encode(bytes)))
 }
 
 #[derive(Clone)]
 struct MockState {
-    key: UpstreamSecret,
-    clock: Arc<dyn Clock>,
+    key: MockKey,
 }
 
-/// The mock's routes: `POST /v1/chat/completions`.
-pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
+/// The Unix time now, as the answers report it: the upstream's own wall clock, as a real
+/// provider's is, not the gateway's (tests that need a fixed time use `MockUpstream`).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "an upstream's clock is not the gateway's"
+)]
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every mock's routes, each requiring `key` in its provider's credential header.
+pub fn router(key: MockKey) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -47,27 +55,46 @@ pub fn router(key: UpstreamSecret, clock: Arc<dyn Clock>) -> Router {
         .route("/v1beta/models/{*model_action}", post(gemini))
         .route("/v1/models/{*model_action}", post(gemini))
         .route("/v1/models", axum::routing::get(models))
-        .with_state(MockState { key, clock })
+        .with_state(MockState { key })
+}
+
+/// OpenAI's error body.
+fn openai_error(
+    status: StatusCode,
+    kind: &str,
+    code: &str,
+    message: &str,
+    param: Option<&str>,
+) -> Response {
+    let body = serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": param}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// OpenAI's answer to a body it refuses.
+fn openai_rejection(r: &crate::Rejection) -> Response {
+    openai_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "invalid_request",
+        &r.message,
+        r.param.as_deref(),
+    )
 }
 
 async fn chat(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
-    let created = state
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = now();
     respond(&state.key, &headers, &body, created)
 }
 
 /// Whether `Authorization` is exactly `Bearer <key>`, as OpenAI requires.
-fn authorized(key: &UpstreamSecret, headers: &HeaderMap) -> bool {
+fn authorized(key: &MockKey, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", key.expose());
     headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) == Some(expected.as_bytes())
 }
 
 /// OpenAI's answer to a wrong key.
 fn unauthorized() -> Response {
-    error_body(
+    openai_error(
         StatusCode::UNAUTHORIZED,
         "invalid_request_error",
         "invalid_api_key",
@@ -80,31 +107,21 @@ async fn embeddings(State(state): State<MockState>, headers: HeaderMap, body: By
     if !authorized(&state.key, &headers) {
         return unauthorized();
     }
-    match writ_providers::mock::embeddings(&body) {
+    match reply::embeddings(&body) {
         Ok(v) => axum::Json(v).into_response(),
-        Err(r) => error_body(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_request",
-            &r.message,
-            r.param.as_deref(),
-        ),
+        Err(r) => openai_rejection(&r),
     }
 }
 
 async fn messages(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -> Response {
-    let created = state
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = now();
     respond_anthropic(&state.key, &headers, &body, created)
 }
 
 /// Answers a Messages request as Anthropic would: 401 unless `x-api-key` is exactly the
 /// key, 400 without `anthropic-version` or with a body Anthropic refuses.
 pub fn respond_anthropic(
-    key: &UpstreamSecret,
+    key: &MockKey,
     headers: &HeaderMap,
     body: &[u8],
     created: u64,
@@ -132,10 +149,10 @@ pub fn respond_anthropic(
             "anthropic-version: header is required",
         );
     }
-    match writ_providers::mock::messages(body, created) {
+    match reply::messages(body, created) {
         Err(r) => anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &r.message),
-        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
-        Ok(MockReply::Stream(events)) => sse_response(events),
+        Ok(Reply::Json(v)) => axum::Json(v).into_response(),
+        Ok(Reply::Stream(events)) => sse_response(events),
     }
 }
 
@@ -150,12 +167,7 @@ async fn gemini(
 
 /// Answers a generateContent request as the Gemini API would: 400 `API_KEY_INVALID`
 /// unless `x-goog-api-key` is exactly the key; streaming only as SSE (`alt=sse`).
-pub fn respond_gemini(
-    key: &UpstreamSecret,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
+pub fn respond_gemini(key: &MockKey, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
     let google_error = |status: StatusCode, message: &str, reason: &str| {
         (status, axum::Json(serde_json::json!({"error": {"code": status.as_u16(), "message": message, "status": reason}}))).into_response()
     };
@@ -166,7 +178,7 @@ pub fn respond_gemini(
             "INVALID_ARGUMENT",
         );
     }
-    let Some((model, stream)) = writ_providers::gemini::parse_path(uri.path()) else {
+    let Some((model, stream)) = gemini_path(uri.path()) else {
         return google_error(StatusCode::NOT_FOUND, "method not found", "NOT_FOUND");
     };
     if stream
@@ -180,10 +192,10 @@ pub fn respond_gemini(
             "INVALID_ARGUMENT",
         );
     }
-    match writ_providers::mock::generate_content(&model, stream, body) {
+    match reply::generate_content(&model, stream, body) {
         Err(r) => google_error(StatusCode::BAD_REQUEST, &r.message, "INVALID_ARGUMENT"),
-        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
-        Ok(MockReply::Stream(events)) => sse_response(events),
+        Ok(Reply::Json(v)) => axum::Json(v).into_response(),
+        Ok(Reply::Stream(events)) => sse_response(events),
     }
 }
 
@@ -193,18 +205,14 @@ async fn azure(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let created = state
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = now();
     respond_azure(&state.key, &uri, &headers, &body, created)
 }
 
 /// Answers as Azure OpenAI would: 401 unless `api-key` is exactly the key, 404 without an
 /// `api-version` query parameter, then OpenAI's answer with the deployment as the model.
 pub fn respond_azure(
-    key: &UpstreamSecret,
+    key: &MockKey,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
@@ -234,7 +242,7 @@ pub fn respond_azure(
             "Resource not found: api-version is required",
         );
     }
-    let Some((deployment, operation)) = writ_providers::azure::parse_path(uri.path()) else {
+    let Some((deployment, operation)) = azure_path(uri.path()) else {
         return azure_error(StatusCode::NOT_FOUND, "404", "Resource not found");
     };
     let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice::<serde_json::Value>(body)
@@ -244,15 +252,13 @@ pub fn respond_azure(
     obj.insert("model".into(), serde_json::Value::String(deployment));
     let body = serde_json::Value::Object(obj).to_string();
     let reply = match operation {
-        writ_providers::Operation::Embeddings => {
-            writ_providers::mock::embeddings(body.as_bytes()).map(MockReply::Json)
-        }
-        _ => chat_completion(body.as_bytes(), created),
+        AzureOperation::Embeddings => reply::embeddings(body.as_bytes()).map(Reply::Json),
+        AzureOperation::Chat => chat_completion(body.as_bytes(), created),
     };
     match reply {
         Err(r) => azure_error(StatusCode::BAD_REQUEST, "400", &r.message),
-        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
-        Ok(MockReply::Stream(events)) => sse_response(events),
+        Ok(Reply::Json(v)) => axum::Json(v).into_response(),
+        Ok(Reply::Stream(events)) => sse_response(events),
     }
 }
 
@@ -273,20 +279,10 @@ async fn responses(State(state): State<MockState>, headers: HeaderMap, body: Byt
     if !authorized(&state.key, &headers) {
         return unauthorized();
     }
-    let created = state
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    match writ_providers::mock::responses(&body, created) {
+    let created = now();
+    match reply::responses(&body, created) {
         Ok(v) => axum::Json(v).into_response(),
-        Err(r) => error_body(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_request",
-            &r.message,
-            r.param.as_deref(),
-        ),
+        Err(r) => openai_rejection(&r),
     }
 }
 
@@ -294,52 +290,91 @@ async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response 
     if !authorized(&state.key, &headers) {
         return unauthorized();
     }
-    axum::Json(writ_providers::mock::models()).into_response()
+    axum::Json(reply::models()).into_response()
 }
 
 /// Answers a chat-completion request as OpenAI would: 401 unless `Authorization` is exactly
 /// `Bearer <key>`, 400 for a body OpenAI refuses, else the completion (streamed if asked).
-pub fn respond(key: &UpstreamSecret, headers: &HeaderMap, body: &[u8], created: u64) -> Response {
+pub fn respond(key: &MockKey, headers: &HeaderMap, body: &[u8], created: u64) -> Response {
     if !authorized(key, headers) {
         return unauthorized();
     }
     match chat_completion(body, created) {
-        Err(rejection) => error_body(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_request",
-            &rejection.message,
-            rejection.param.as_deref(),
-        ),
-        Ok(MockReply::Json(v)) => axum::Json(v).into_response(),
-        Ok(MockReply::Stream(events)) => sse_response(events),
+        Err(r) => openai_rejection(&r),
+        Ok(Reply::Json(v)) => axum::Json(v).into_response(),
+        Ok(Reply::Stream(events)) => sse_response(events),
     }
 }
 
-/// A mock upstream running on a loopback port; stops when dropped.
+/// The model and whether the call streams, from a Gemini API path such as
+/// `/v1beta/models/gemini-2.0-flash:streamGenerateContent`; `None` for other paths.
+pub fn gemini_path(path: &str) -> Option<(String, bool)> {
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    let (model, action) = rest.rsplit_once(':')?;
+    if model.is_empty() || model.contains('/') {
+        return None;
+    }
+    match action {
+        "generateContent" => Some((model.to_string(), false)),
+        "streamGenerateContent" => Some((model.to_string(), true)),
+        _ => None,
+    }
+}
+
+/// What an Azure OpenAI deployment path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AzureOperation {
+    Chat,
+    Embeddings,
+}
+
+/// The deployment and operation of `/openai/deployments/{deployment}/…`.
+fn azure_path(path: &str) -> Option<(String, AzureOperation)> {
+    let rest = path.strip_prefix("/openai/deployments/")?;
+    let (deployment, action) = rest.split_once('/')?;
+    if deployment.is_empty() {
+        return None;
+    }
+    let operation = match action {
+        "chat/completions" => AzureOperation::Chat,
+        "embeddings" => AzureOperation::Embeddings,
+        _ => return None,
+    };
+    Some((deployment.to_string(), operation))
+}
+
+/// A mock upstream serving [`router`] on a loopback port; stops when dropped.
 pub struct MockServer {
     addr: SocketAddr,
+    key: MockKey,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl MockServer {
-    /// Binds `127.0.0.1:0` and serves the mock there, requiring `key`.
-    pub async fn start(key: UpstreamSecret, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
+    /// Binds `127.0.0.1:0` and serves every mock there, requiring `key`. Fails only if no
+    /// loopback port can be bound.
+    pub async fn start(key: MockKey) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let app = router(key, clock);
+        let app = router(key.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "mock upstream stopped");
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, key, task })
     }
 
-    /// `http://127.0.0.1:<port>`.
-    pub fn base_url(&self) -> Uri {
-        Uri::try_from(format!("http://{}", self.addr))
-            .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1"))
+    /// The key every request must carry.
+    pub fn key(&self) -> &MockKey {
+        &self.key
+    }
+
+    /// `http://127.0.0.1:<port>`, with no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
