@@ -205,6 +205,23 @@ async fn hostile_assertions_are_refused() {
         "invalid_client",
     );
 
+    // Times no clock can reach are refused, not overflowed into a panic.
+    for (field, jti) in [("exp", "o1"), ("iat", "o2"), ("nbf", "o3")] {
+        let mut huge = client.claims(&gw, jti);
+        huge[field] = json!(u64::MAX);
+        let (status, v) = by_assertion(
+            &gw,
+            &client.assertion_with(&Header::new(Algorithm::EdDSA), &huge),
+            ASK,
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "{field}: {v}"
+        );
+    }
+
     let mut far = client.claims(&gw, "e2");
     far["exp"] = json!(now(&gw) + 86_400 * 365);
     refused(

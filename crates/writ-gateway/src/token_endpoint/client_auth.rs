@@ -253,7 +253,14 @@ async fn lint_assertion(
 async fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
     let now = gw.clock.now();
-    let secs = |t: u64| UNIX_EPOCH + Duration::from_secs(t);
+    // A time no clock can reach (u64::MAX seconds) is refused as "too far in the future",
+    // never added into an overflow.
+    let far = now + MAX_ASSERTION_LIFETIME + LEEWAY + LEEWAY;
+    let secs = |t: u64| {
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(t))
+            .unwrap_or(far)
+    };
     if c.iss.as_deref() != Some(subject) || c.sub.as_deref() != Some(subject) {
         return Err(invalid("assertion iss and sub must both be the client id"));
     }
