@@ -40,9 +40,10 @@ pub struct MintArgs {
     #[arg(long = "grant", required = true)]
     grants: Vec<String>,
     /// Lifetime, such as 30s, in whole seconds: a fraction is dropped (1500ms is 1s), and
-    /// at least 1s. At most the agent's and the config's maximum.
-    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
-    ttl: std::time::Duration,
+    /// at least 1s. At most the agent's and the config's maximum, which is also the
+    /// default.
+    #[arg(long, value_parser = parse_ttl)]
+    ttl: Option<std::time::Duration>,
     /// Tenant of the agent; defaults to the config's.
     #[arg(long)]
     tenant: Option<String>,
@@ -120,7 +121,7 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
             agent: &agent.name,
             ceiling: &agent.ceiling,
             grants: &grants,
-            ttl: args.ttl,
+            ttl: args.ttl.unwrap_or(max_ttl),
             max_ttl,
             now: SystemClock.now(),
             cnf_jkt: None,

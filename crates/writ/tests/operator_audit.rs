@@ -72,9 +72,7 @@ fn every_operator_action_is_one_record_naming_the_operator() {
         "--generate-secret",
     ]));
     ok(server.writ(&["agent", "update", "planner", "--max-ttl", "20s"]));
-    let writ = ok(server.writ(&[
-        "token", "mint", "--agent", "planner", "--grant", LLM, "--ttl", "10s",
-    ]));
+    let writ = ok(server.writ(&["token", "mint", "--agent", "planner", "--grant", LLM]));
     // Admin actions through the gateway: the admin writ's subject is the operator.
     ok(server.writ(&["keys", "rotate", "--gateway", &gw]));
     ok(server.writ(&[
@@ -119,6 +117,11 @@ fn every_operator_action_is_one_record_naming_the_operator() {
         };
         assert_eq!(by(from_cli[0]).as_deref(), Some(expect), "{operation}");
     }
+    let minted = find(&all, "mint");
+    assert_eq!(
+        minted[0]["detail"]["ttl_secs"], 20,
+        "without --ttl, the agent's own maximum (20s after the update)"
+    );
     let update = find(&all, "update_agent")[0];
     assert_eq!(update["detail"]["changed"], serde_json::json!(["max_ttl"]));
     assert_eq!(update["detail"]["secret_set"], true);
