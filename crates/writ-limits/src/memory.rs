@@ -3,8 +3,9 @@
 //! reservations cannot deadlock), checks every charge, and applies all or none.
 //!
 //! Strikes (failed authentications) are kept in shards of their own, each key's state
-//! decided by [`StrikeState`](crate::StrikeState); a key whose failures have all left the window and whose
-//! lock-out has ended is dropped by an occasional sweep of its shard. Limit cells are swept
+//! decided by [`StrikeState`](crate::StrikeState); a key whose failures have all left the
+//! window and whose lock-out has ended is dropped by an occasional sweep of its shard
+//! (see `memory/strike.rs`). Limit cells are swept
 //! once they no longer change a decision (a budget whose window has ended, a rate whose
 //! arrival time has passed, leases that have all ended), so writ-scoped limits on
 //! short-lived writs do not accumulate: one shard a second, in turn, whatever the request
