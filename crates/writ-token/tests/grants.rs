@@ -394,19 +394,12 @@ fn exploding_datalog_hits_the_run_limits() {
     );
     let cross = "a(1);a(2);a(3);a(4);a(5);a(6);a(7);a(8);a(9);a(10); p($a,$b,$c,$d) <- a($a),a($b),a($c),a($d);";
     // Each is refused before it is evaluated: too large to decode, or a rule in a block.
-    let too_large = |e: &WritError| matches!(e, WritError::TooLarge { .. });
-    let rules = |e: &WritError| {
-        matches!(
-            e,
-            WritError::Datalog(writ_token::DatalogError::RulesInBlock { block: 2 })
-        )
-    };
-    let cases: [(&str, &dyn Fn(&WritError) -> bool); 3] = [
-        (&many_facts, &too_large),
-        (&recursive, &rules),
-        (cross, &rules),
+    let cases = [
+        (many_facts.as_str(), true),
+        (recursive.as_str(), false),
+        (cross, false),
     ];
-    for (code, expected) in cases {
+    for (code, too_large) in cases {
         let started = Instant::now();
         let hostile = append_raw(&writ, code);
         let outcome = f.verify(&hostile).and_then(|v| {
@@ -417,7 +410,13 @@ fn exploding_datalog_hits_the_run_limits() {
             v.authorize(&facts, t0())
         });
         assert!(
-            outcome.as_ref().is_err_and(expected),
+            match &outcome {
+                Err(WritError::TooLarge { .. }) => too_large,
+                Err(WritError::Datalog(writ_token::DatalogError::RulesInBlock { block: 2 })) => {
+                    !too_large
+                }
+                _ => false,
+            },
             "{}: {:?}",
             &code[..30.min(code.len())],
             outcome.err()
