@@ -14,6 +14,8 @@ pub(crate) mod authenticate;
 pub(crate) mod authorize;
 mod decision;
 pub(crate) mod extract;
+#[cfg(test)]
+mod fixture;
 mod forward;
 mod inject;
 mod inspect;

@@ -88,6 +88,9 @@ mod tests {
             (got.model.as_deref(), got.max_output_tokens),
             (Some("gpt-4o"), Some(5))
         );
-        assert!(inspect(Operation::Chat, "m".into(), b"[]").is_err());
+        assert_eq!(
+            inspect(Operation::Chat, "m".into(), b"[]").err(),
+            Some(InspectError::NotObject)
+        );
     }
 }

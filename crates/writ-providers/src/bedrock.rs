@@ -357,15 +357,21 @@ mod tests {
             inspect(Action::Converse, "m".into(), b"{}"),
             Err(InspectError::MissingField("messages"))
         );
-        assert!(
+        assert!(matches!(
             inspect(
                 Action::Converse,
                 "m".into(),
                 br#"{"messages":[],"inferenceConfig":{"maxTokens":-1}}"#
-            )
-            .is_err()
+            ),
+            Err(InspectError::WrongType {
+                field: "inferenceConfig.maxTokens",
+                ..
+            })
+        ));
+        assert_eq!(
+            inspect(Action::Converse, "m".into(), b"[1]").err(),
+            Some(InspectError::NotObject)
         );
-        assert!(inspect(Action::Converse, "m".into(), b"[1]").is_err());
         let invoke = inspect(
             Action::Invoke,
             "m".into(),
@@ -373,7 +379,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(invoke.max_output_tokens, Some(99));
-        assert!(inspect(Action::Invoke, "m".into(), b"not json").is_err());
+        assert_eq!(
+            inspect(Action::Invoke, "m".into(), b"not json").err(),
+            Some(InspectError::NotJson)
+        );
     }
 
     #[test]

@@ -108,17 +108,29 @@ mod tests {
 
     #[test]
     fn refuses_malformed_requests() {
-        assert!(inspect(b"[]").is_err());
-        assert!(inspect(br#" [{"method":"tools/call"}]"#).is_err());
+        let wrong = |body: &[u8]| match inspect(body) {
+            Err(InspectError::WrongType { field, .. }) => Some(field),
+            _ => None,
+        };
+        // A batch is refused as such, not read as its first request.
+        assert_eq!(wrong(b"[]"), Some("body"));
+        assert_eq!(wrong(br#" [{"method":"tools/call"}]"#), Some("body"));
         assert_eq!(
             inspect(br#"{"id":1}"#),
             Err(InspectError::MissingField("method"))
         );
-        assert!(inspect(br#"{"method":"tools/call"}"#).is_err());
-        assert!(inspect(br#"{"method":"tools/call","params":{"name":5}}"#).is_err());
-        assert!(
-            inspect(br#"{"method":"tools/call","params":{"name":"x","arguments":[1]}}"#).is_err()
+        assert_eq!(
+            inspect(br#"{"method":"tools/call"}"#),
+            Err(InspectError::MissingField("params"))
         );
-        assert!(inspect(b"nope").is_err());
+        assert_eq!(
+            wrong(br#"{"method":"tools/call","params":{"name":5}}"#),
+            Some("params.name")
+        );
+        assert_eq!(
+            wrong(br#"{"method":"tools/call","params":{"name":"x","arguments":[1]}}"#),
+            Some("params.arguments")
+        );
+        assert_eq!(inspect(b"nope"), Err(InspectError::NotJson));
     }
 }

@@ -113,3 +113,123 @@ pub(crate) async fn possession(
     }
     Ok(Some(jkt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::extract;
+    use crate::pipeline::fixture::Fixture;
+    use http::HeaderValue;
+
+    const LLM: &str = r#"{"type":"writ:llm","upstream":"openai"}"#;
+
+    fn presented(authorization: &str) -> PresentedWrit {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).unwrap(),
+        );
+        extract::writ(&headers).unwrap()
+    }
+
+    fn parts(dpop: &[&str]) -> http::request::Parts {
+        let mut request = http::Request::post("/v1/chat/completions");
+        for proof in dpop {
+            request = request.header("dpop", *proof);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[tokio::test]
+    async fn verifies_once_then_serves_the_cache_and_checks_revocation_every_time() {
+        let f = Fixture::start("").await;
+        let writ = presented(&format!("Bearer {}", f.mint(LLM, None)));
+        let first = verify(&f.gw, &writ).unwrap();
+        assert_eq!(first.claims().agent, "demo");
+        let second = verify(&f.gw, &writ).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second use is a cache hit"
+        );
+        f.gw.apply_shared_revocation(&writ_token::Revocation::TokenId {
+            token_id: first.claims().token_id.clone(),
+        });
+        assert!(matches!(
+            verify(&f.gw, &writ),
+            Err(GatewayError::Writ(WritError::Revoked))
+        ));
+    }
+
+    #[tokio::test]
+    async fn refuses_what_is_not_a_writ_of_this_gateway() {
+        let f = Fixture::start("").await;
+        assert!(matches!(
+            verify(&f.gw, &presented("Bearer sk-not-a-writ")),
+            Err(GatewayError::Writ(WritError::MissingPrefix))
+        ));
+        let foreign = writ_token::RootKeyPair::generate(writ_token::KeyId(77));
+        let grants = writ_token::parse_grants(LLM).unwrap();
+        let req = writ_token::MintRequest {
+            tenant: "default",
+            agent: "demo",
+            ceiling: &grants,
+            grants: &grants,
+            ttl: std::time::Duration::from_secs(30),
+            max_ttl: std::time::Duration::from_secs(30),
+            now: crate::pipeline::fixture::t0(),
+            cnf_jkt: None,
+        };
+        let other = writ_token::mint(&foreign, &req).unwrap().0;
+        assert!(matches!(
+            verify(&f.gw, &presented(&format!("Bearer {other}"))),
+            Err(GatewayError::Writ(WritError::UnknownKeyId {
+                kid: Some(77)
+            }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_undelegated_writ_acts_as_its_own_agent() {
+        let f = Fixture::start("").await;
+        let writ = f.verified(&f.mint(LLM, None));
+        assert_eq!(acting_agent(&writ), ("demo".to_string(), None));
+    }
+
+    #[tokio::test]
+    async fn possession_is_optional_for_an_unbound_writ_and_one_proof_at_most() {
+        let f = Fixture::start("").await;
+        let text = f.mint(LLM, None);
+        let writ = f.verified(&text);
+        let bearer = presented(&format!("Bearer {text}"));
+        assert_eq!(
+            possession(&f.gw, &parts(&[]), &bearer, &writ)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(matches!(
+            possession(&f.gw, &parts(&["a.b.c", "d.e.f"]), &bearer, &writ).await,
+            Err(GatewayError::Dpop { reason }) if reason.contains("exactly one")
+        ));
+        assert!(matches!(
+            possession(&f.gw, &parts(&["not-a-jwt"]), &bearer, &writ).await,
+            Err(GatewayError::Dpop { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_bound_writ_demands_the_dpop_scheme_and_a_proof() {
+        let f = Fixture::start("").await;
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        let text = f.mint(LLM, Some(jkt));
+        let writ = f.verified(&text);
+        assert!(matches!(
+            possession(&f.gw, &parts(&[]), &presented(&format!("Bearer {text}")), &writ).await,
+            Err(GatewayError::Dpop { reason }) if reason.contains("Authorization: DPoP")
+        ));
+        assert!(matches!(
+            possession(&f.gw, &parts(&[]), &presented(&format!("DPoP {text}")), &writ).await,
+            Err(GatewayError::Dpop { reason }) if reason.contains("proof is required")
+        ));
+    }
+}

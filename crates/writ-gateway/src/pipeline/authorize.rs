@@ -151,6 +151,7 @@ async fn single_use(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::fixture::Fixture;
     use writ_token::Api;
 
     #[test]
@@ -167,5 +168,72 @@ mod tests {
         let mut http = RequestFacts::new(Api::Http, "http", "DELETE", "/v1/bookings/1");
         http.upstream = Some("travel".into());
         assert_eq!(asked(&http), "DELETE `/v1/bookings/1` on upstream `travel`");
+    }
+
+    fn chat(model: &str) -> RequestFacts {
+        RequestFacts {
+            upstream: Some("openai".into()),
+            model: Some(model.into()),
+            ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
+        }
+    }
+
+    const GPT_4O: &str = r#"{"type":"writ:llm","upstream":"openai","models":["gpt-4o"]}"#;
+
+    #[tokio::test]
+    async fn allows_what_the_writ_grants_and_denies_the_rest() {
+        let f = Fixture::start("").await;
+        let writ = f.verified(&f.mint(GPT_4O, None));
+        let allowed = check(&f.gw, &writ, &chat("gpt-4o")).await.unwrap();
+        assert_eq!(allowed.token_id(), writ.claims().token_id);
+        assert!(matches!(
+            check(&f.gw, &writ, &chat("gpt-4o-mini")).await,
+            Err(GatewayError::Writ(writ_token::WritError::Denied(_)))
+        ));
+        assert!(check_inline(&f.gw, &writ, &chat("gpt-4o")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_single_use_writ_is_used_up_only_by_an_allowed_request() {
+        let f = Fixture::start("").await;
+        let once =
+            r#"{"type":"writ:llm","upstream":"openai","models":["gpt-4o"],"single_use":true}"#;
+        let writ = f.verified(&f.mint(once, None));
+        assert!(matches!(
+            check(&f.gw, &writ, &chat("other")).await,
+            Err(GatewayError::Writ(writ_token::WritError::Denied(_)))
+        ));
+        assert!(check(&f.gw, &writ, &chat("gpt-4o")).await.is_ok());
+        assert!(matches!(
+            check(&f.gw, &writ, &chat("gpt-4o")).await,
+            Err(GatewayError::AlreadyUsed)
+        ));
+        assert!(matches!(
+            check_inline(&f.gw, &writ, &chat("gpt-4o")).await,
+            Err(GatewayError::AlreadyUsed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_denial_is_explained_with_the_largest_cap_and_other_errors_pass() {
+        let f = Fixture::start("").await;
+        let capped = r#"{"type":"writ:llm","upstream":"openai","max_output_tokens":100}"#;
+        let writ = f.verified(&f.mint(capped, None));
+        let mut facts = chat("gpt-4o");
+        facts.max_output_tokens = Some(500);
+        let denied = check(&f.gw, &writ, &facts).await.unwrap_err();
+        let explained = explain(&f.gw, &writ, &facts, denied, || "max_tokens");
+        let GatewayError::Denied(denied) = explained else {
+            panic!("not explained: {explained:?}");
+        };
+        assert_eq!(
+            denied.asked,
+            "chat with model `gpt-4o` on upstream `openai`"
+        );
+        assert_eq!(denied.cap, Some((100, "max_tokens")));
+        let passed = explain(&f.gw, &writ, &facts, GatewayError::AlreadyUsed, || {
+            unreachable!("only a denial names its cap field")
+        });
+        assert!(matches!(passed, GatewayError::AlreadyUsed));
     }
 }

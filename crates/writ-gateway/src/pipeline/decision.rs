@@ -35,3 +35,58 @@ pub(crate) async fn commit(gw: &Arc<Gateway>, ctx: &mut RequestCtx) -> Result<()
         Appended::Lost => Err(GatewayError::AuditUnavailable),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture::Fixture;
+    use writ_providers::{ApiFamily, Operation, RouteSpec};
+
+    fn ctx() -> RequestCtx {
+        RequestCtx {
+            route: RouteSpec {
+                method: Some("POST"),
+                path: "/v1/chat/completions",
+                family: ApiFamily::OpenAi,
+                operation: Operation::Chat,
+            },
+            started: std::time::Instant::now(),
+            agent: Some("demo".into()),
+            delegation: None,
+            token_id: Some("tok-1".into()),
+            upstream: Some("openai".into()),
+            model: Some("gpt-4o".into()),
+            tenant: Some("default".into()),
+            metered: false,
+            client: None,
+            detection: None,
+            decision: None,
+            outcome_owed: None,
+            outcome_recorded: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn strict_mode_commits_the_decision_before_forwarding_and_owes_its_outcome() {
+        let f = Fixture::start("").await;
+        let mut ctx = ctx();
+        commit(&f.gw, &mut ctx).await.unwrap();
+        assert!(ctx.decision.is_some());
+        assert!(ctx.outcome_owed.take().is_some(), "the outcome is owed");
+        let exported = f.gw.audit_export().await.unwrap().join("\n");
+        assert!(exported.contains("request_allowed"), "{exported}");
+        assert!(
+            !exported.contains("tok-1"),
+            "the writ is named by its pseudonym"
+        );
+    }
+
+    #[tokio::test]
+    async fn best_effort_mode_commits_nothing_first() {
+        let f = Fixture::start("[audit]\nmode = \"best_effort\"\n").await;
+        let mut ctx = ctx();
+        commit(&f.gw, &mut ctx).await.unwrap();
+        assert_eq!(ctx.decision, None);
+        assert!(ctx.outcome_owed.is_none());
+    }
+}

@@ -88,3 +88,107 @@ fn failure_class(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
         UpstreamFailure::Connect
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture;
+    use axum::body::Body;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn upstream(base: &str, extra: &str) -> Upstream {
+        let toml = format!(
+            "[upstreams.local]\nkind = \"http\"\nbase_url = \"{base}\"\napi_key = \"k-0123456789\"\nallow_plaintext = true\n{extra}"
+        );
+        fixture::upstream(&toml, "local")
+    }
+
+    fn get(url: String) -> Outbound {
+        Outbound(http::Request::get(url).body(Body::empty()).unwrap())
+    }
+
+    /// Reads one request head from a connection the listener accepts.
+    async fn accept_head(listener: &TcpListener) -> (tokio::net::TcpStream, String) {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the request head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        (conn, String::from_utf8(head).unwrap())
+    }
+
+    #[tokio::test]
+    async fn sends_the_request_and_drops_the_hops_headers_from_the_response() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream(&base, "allow_private_network = true\n");
+        let server = async {
+            let (mut conn, head) = accept_head(&listener).await;
+            conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=5\r\n\
+                  proxy-connection: keep-alive\r\ntrailer: x-sum\r\nx-kept: 1\r\n\r\nok",
+            )
+            .await
+            .unwrap();
+            head
+        };
+        let (head, response) = tokio::join!(server, send(&upstream, get(format!("{base}/v1/x"))));
+        assert!(head.starts_with("GET /v1/x HTTP/1.1\r\n"), "{head}");
+        let response = response.unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        for gone in ["keep-alive", "proxy-connection", "trailer"] {
+            assert!(!headers.contains_key(gone), "{gone} was passed on");
+        }
+        assert_eq!(headers["x-kept"], "1");
+    }
+
+    #[tokio::test]
+    async fn no_response_headers_in_time_is_a_timeout_in_whole_seconds() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream(&base, "allow_private_network = true\ntimeout = \"100ms\"\n");
+        // The connection is accepted and read, never answered, until the test ends.
+        let silent = async {
+            let (conn, _head) = accept_head(&listener).await;
+            conn
+        };
+        let (_conn, result) = tokio::join!(silent, send(&upstream, get(format!("{base}/"))));
+        assert!(matches!(
+            result,
+            Err(GatewayError::UpstreamUnreachable { upstream, cause: UpstreamFailure::Timeout { secs: 1 } })
+                if upstream == "local"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let upstream = upstream(&base, "allow_private_network = true\n");
+        assert!(matches!(
+            send(&upstream, get(format!("{base}/"))).await,
+            Err(GatewayError::UpstreamUnreachable {
+                cause: UpstreamFailure::Connect,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_a_private_address_is_an_egress_refusal() {
+        let upstream = upstream("http://localhost:9", "");
+        assert!(matches!(
+            send(&upstream, get("http://localhost:9/".to_string())).await,
+            Err(GatewayError::UpstreamUnreachable {
+                cause: UpstreamFailure::Egress,
+                ..
+            })
+        ));
+    }
+}

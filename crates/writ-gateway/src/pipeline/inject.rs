@@ -214,3 +214,225 @@ fn forwarded(name: &HeaderName) -> bool {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::extract;
+    use crate::pipeline::fixture::{self, Fixture};
+    use crate::upstream::Upstream;
+    use writ_token::{Api, RequestFacts};
+
+    const OPENAI_KEY: &str = "sk-upstream-0123456789";
+
+    fn route(family: ApiFamily, operation: Operation) -> RouteSpec {
+        RouteSpec {
+            method: Some("POST"),
+            path: "/",
+            family,
+            operation,
+        }
+    }
+
+    /// Builds the outbound request for `request` with a writ `f` minted for `upstream`.
+    async fn outbound(
+        toml: &str,
+        name: &str,
+        request: http::request::Builder,
+        path: &str,
+    ) -> (Request<Body>, String) {
+        let f = Fixture::start(toml).await;
+        let writ = f.mint(r#"{"type":"writ:llm","upstream":"any"}"#, None);
+        let mut facts = RequestFacts::new(Api::Llm, "chat", "POST", "/");
+        facts.upstream = Some("any".into());
+        let authorization = f.verified(&writ).authorize(&facts, fixture::t0()).unwrap();
+        let request = request
+            .header("authorization", format!("Bearer {writ}"))
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let presented = extract::writ(&parts.headers).unwrap();
+        let upstream: &Upstream = &f.gw.upstreams[name];
+        let target = Target {
+            upstream,
+            path: path.to_string(),
+        };
+        let signing = Signing {
+            access: None,
+            now: fixture::t0(),
+        };
+        let body = Bytes::from_static(b"{\"model\":\"gpt-4o\"}");
+        let Outbound(out) =
+            prepare(&authorization, &target, &parts, body, &presented, signing).unwrap();
+        (out, writ)
+    }
+
+    #[tokio::test]
+    async fn the_writ_and_client_credentials_are_replaced_by_the_upstreams() {
+        let toml = format!("[upstreams.openai]\nkind = \"openai\"\napi_key = \"{OPENAI_KEY}\"\n");
+        let builder = http::Request::post("/v1/chat/completions?user=1")
+            .header("x-api-key", "sk-agents-own")
+            .header("cookie", "session=1")
+            .header("dpop", "a.b.c")
+            .header("connection", "close")
+            .header("accept-encoding", "gzip")
+            .header(UPSTREAM_HEADER, "openai")
+            .header("content-type", "application/json")
+            .header("user-agent", "sdk/1.0");
+        let (out, writ) = outbound(&toml, "openai", builder, "/v1/chat/completions").await;
+        assert_eq!(
+            out.uri().to_string(),
+            "https://api.openai.com/v1/chat/completions?user=1"
+        );
+        let headers = out.headers();
+        assert_eq!(
+            headers[header::AUTHORIZATION].to_str().unwrap(),
+            format!("Bearer {OPENAI_KEY}")
+        );
+        assert!(headers[header::AUTHORIZATION].is_sensitive());
+        for gone in [
+            "x-api-key",
+            "cookie",
+            "dpop",
+            "connection",
+            "accept-encoding",
+            UPSTREAM_HEADER,
+        ] {
+            assert!(!headers.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["user-agent"], "sdk/1.0");
+        assert_eq!(headers[header::CONTENT_LENGTH], "18");
+        for (name, value) in headers {
+            assert!(
+                !contains(value.as_bytes(), writ.as_bytes()),
+                "{name} carries the writ"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_carrying_the_writ_under_another_name_is_dropped() {
+        let toml = format!("[upstreams.openai]\nkind = \"openai\"\napi_key = \"{OPENAI_KEY}\"\n");
+        let f = Fixture::start(&toml).await;
+        let writ = f.mint(r#"{"type":"writ:llm","upstream":"openai"}"#, None);
+        // `outbound` mints its own writ: build this one by hand to smuggle it.
+        let mut facts = RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions");
+        facts.upstream = Some("openai".into());
+        let authorization = f.verified(&writ).authorize(&facts, fixture::t0()).unwrap();
+        let (parts, ()) = http::Request::post("/v1/chat/completions")
+            .header("authorization", format!("Bearer {writ}"))
+            .header("x-forwarded-credential", format!("token={writ};"))
+            .header("x-trace", "kept")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let presented = extract::writ(&parts.headers).unwrap();
+        let target = Target {
+            upstream: &f.gw.upstreams["openai"],
+            path: "/v1/chat/completions".into(),
+        };
+        let signing = Signing {
+            access: None,
+            now: fixture::t0(),
+        };
+        let Outbound(out) = prepare(
+            &authorization,
+            &target,
+            &parts,
+            Bytes::new(),
+            &presented,
+            signing,
+        )
+        .unwrap();
+        assert!(!out.headers().contains_key("x-forwarded-credential"));
+        assert_eq!(out.headers()["x-trace"], "kept");
+    }
+
+    #[tokio::test]
+    async fn a_query_credential_replaces_the_agents_own_and_is_percent_encoded() {
+        let toml = "[upstreams.crm]\nkind = \"http\"\nbase_url = \"https://crm.example.com/api/\"\napi_key = \"k y/+=0123\"\nauth_query = \"key\"\n";
+        let builder = http::Request::get("/u/crm/v1/bookings?key=agents&key&page=2");
+        let (out, _) = outbound(toml, "crm", builder, "/v1/bookings").await;
+        assert_eq!(
+            out.uri().to_string(),
+            "https://crm.example.com/api/v1/bookings?page=2&key=k%20y%2F%2B%3D0123"
+        );
+        assert!(!out.headers().contains_key(header::AUTHORIZATION));
+    }
+
+    #[tokio::test]
+    async fn anthropic_requests_carry_a_version_unless_the_client_chose_one() {
+        let toml = "[upstreams.anthropic]\nkind = \"anthropic\"\napi_key = \"sk-ant-0123456789\"\n";
+        let (out, _) = outbound(
+            toml,
+            "anthropic",
+            http::Request::post("/v1/messages"),
+            "/v1/messages",
+        )
+        .await;
+        assert_eq!(
+            out.headers()[anthropic::VERSION],
+            anthropic::DEFAULT_VERSION
+        );
+        assert_eq!(out.headers()["x-api-key"], "sk-ant-0123456789");
+        let (out, _) = outbound(
+            toml,
+            "anthropic",
+            http::Request::post("/v1/messages").header("anthropic-version", "2024-01-01"),
+            "/v1/messages",
+        )
+        .await;
+        assert_eq!(out.headers()[anthropic::VERSION], "2024-01-01");
+    }
+
+    #[test]
+    fn usage_is_asked_for_only_on_streamed_openai_style_chats_that_lack_it() {
+        let streamed = Bytes::from_static(br#"{"model":"m","stream":true}"#);
+        let chat = route(ApiFamily::OpenAi, Operation::Chat);
+        let (body, added) = ask_for_stream_usage(&chat, true, streamed.clone());
+        assert!(added);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        let azure = route(ApiFamily::Azure, Operation::Chat);
+        assert!(ask_for_stream_usage(&azure, true, streamed.clone()).1);
+        for (route, stream) in [
+            (chat, false),
+            (route(ApiFamily::Anthropic, Operation::Chat), true),
+            (route(ApiFamily::OpenAi, Operation::Responses), true),
+        ] {
+            let (body, added) = ask_for_stream_usage(&route, stream, streamed.clone());
+            assert!(!added);
+            assert_eq!(body, streamed);
+        }
+        let asked = Bytes::from_static(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+        );
+        assert_eq!(
+            ask_for_stream_usage(&chat, true, asked.clone()),
+            (asked, false)
+        );
+    }
+
+    #[test]
+    fn only_end_to_end_non_credential_headers_are_forwarded() {
+        for name in ["content-type", "user-agent", "x-request-id", "openai-beta"] {
+            assert!(forwarded(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in [
+            "authorization",
+            "x-api-key",
+            "api-key",
+            "x-goog-api-key",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "proxy-authorization",
+            "openai-organization",
+        ] {
+            assert!(!forwarded(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(!contains(b"anything", b""));
+        assert!(contains(b"a writ_x b", b"writ_x"));
+    }
+}

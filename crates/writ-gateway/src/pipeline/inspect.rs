@@ -176,3 +176,164 @@ fn llm_facts(
         ..RequestFacts::new(Api::Llm, operation, method, path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture;
+    use writ_providers::{InspectError, Operation};
+
+    const UPSTREAMS: &str = "[upstreams.openai]\nkind = \"openai\"\napi_key = \"sk-test-0123456789\"\n\
+         [upstreams.azure]\nkind = \"azure\"\nbase_url = \"https://acme.openai.azure.com\"\napi_key = \"az-0123456789\"\ndeployments = { \"prod-4o\" = \"gpt-4o\" }\n\
+         [upstreams.tools]\nkind = \"mcp\"\nbase_url = \"https://tools.example.com/mcp\"\napi_key = \"t-0123456789\"\n\
+         [upstreams.crm]\nkind = \"http\"\nbase_url = \"https://crm.example.com\"\napi_key = \"c-0123456789\"\n";
+
+    fn route(family: ApiFamily, operation: Operation) -> RouteSpec {
+        RouteSpec {
+            method: Some("POST"),
+            path: "/",
+            family,
+            operation,
+        }
+    }
+
+    fn read(
+        name: &str,
+        route: &RouteSpec,
+        path: &str,
+        body: &str,
+    ) -> Result<RequestFacts, GatewayError> {
+        let upstream = fixture::upstream(UPSTREAMS, name);
+        let target = Target {
+            upstream: &upstream,
+            path: path.to_string(),
+        };
+        facts(
+            route,
+            &target,
+            &Method::POST,
+            &Bytes::from(body.to_string()),
+        )
+    }
+
+    #[test]
+    fn a_chat_is_read_as_model_cap_and_stream_on_its_upstream() {
+        let facts = read(
+            "openai",
+            &route(ApiFamily::OpenAi, Operation::Chat),
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","max_tokens":64,"stream":true,"messages":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(facts.api, Api::Llm);
+        assert_eq!(facts.operation, "chat");
+        assert_eq!(facts.upstream.as_deref(), Some("openai"));
+        assert_eq!(facts.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(facts.max_output_tokens, Some(64));
+        assert!(facts.stream);
+        assert_eq!(facts.path, "/v1/chat/completions");
+    }
+
+    #[test]
+    fn an_azure_deployment_is_read_as_the_model_it_serves() {
+        let chat = route(ApiFamily::Azure, Operation::Chat);
+        let facts = read(
+            "azure",
+            &chat,
+            "/openai/deployments/prod-4o/chat/completions",
+            r#"{"model":"cheap-model","messages":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(facts.model.as_deref(), Some("gpt-4o"));
+        // An unmapped deployment is its own model name; an unknown action is not a route.
+        let unmapped = read(
+            "azure",
+            &chat,
+            "/openai/deployments/other/chat/completions",
+            r#"{"messages":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(unmapped.model.as_deref(), Some("other"));
+        assert!(matches!(
+            read("azure", &chat, "/openai/deployments/prod-4o/images", "{}"),
+            Err(GatewayError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn a_tool_call_is_read_as_tool_and_flattened_arguments() {
+        let mcp = route(ApiFamily::Mcp, Operation::Mcp);
+        let facts = read(
+            "tools",
+            &mcp,
+            "",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"book_flight","arguments":{"to":"LIS"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(facts.api, Api::Tool);
+        assert_eq!(facts.operation, "tool_call");
+        assert_eq!(facts.tool.as_deref(), Some("book_flight"));
+        assert!(!facts.args.is_empty());
+        let session = read(
+            "tools",
+            &mcp,
+            "",
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (session.operation.as_str(), session.tool),
+            ("tool_session", None)
+        );
+        let other = read(
+            "tools",
+            &mcp,
+            "",
+            r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (other.operation.as_str(), other.tool),
+            ("mcp:resources/read", None)
+        );
+    }
+
+    #[test]
+    fn an_http_request_is_read_as_method_and_path_whatever_its_body() {
+        let http = route(ApiFamily::Http, Operation::Http);
+        let facts = read("crm", &http, "/v1/bookings/42", "not json at all").unwrap();
+        assert_eq!(facts.api, Api::Http);
+        assert_eq!(
+            (facts.method.as_str(), facts.path.as_str()),
+            ("POST", "/v1/bookings/42")
+        );
+    }
+
+    #[test]
+    fn a_json_body_with_a_repeated_key_or_too_deep_is_refused_on_every_route() {
+        let http = route(ApiFamily::Http, Operation::Http);
+        assert!(matches!(
+            read("crm", &http, "/v1/x", r#"{"amount":1,"amount":1000}"#),
+            Err(GatewayError::InvalidBody(InspectError::DuplicateKey { .. }))
+        ));
+        let deep = format!(
+            "{}{}",
+            "[".repeat(writ_json::MAX_DEPTH + 1),
+            "]".repeat(writ_json::MAX_DEPTH + 1)
+        );
+        assert!(matches!(
+            read("crm", &http, "/v1/x", &deep),
+            Err(GatewayError::InvalidBody(InspectError::TooDeep))
+        ));
+        assert!(matches!(
+            read(
+                "openai",
+                &route(ApiFamily::OpenAi, Operation::Chat),
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","model":"gpt-4o-mini","messages":[]}"#,
+            ),
+            Err(GatewayError::InvalidBody(InspectError::DuplicateKey { .. }))
+        ));
+        assert!(strict_json(b"").is_ok());
+    }
+}

@@ -67,3 +67,76 @@ fn estimate(gw: &Gateway, facts: &RequestFacts, request_bytes: usize) -> Amounts
         compute_ms: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture::Fixture;
+
+    const CONFIG: &str = "[limiter]\ndefault_output_tokens = 300\n\
+         [upstreams.openai]\nkind = \"openai\"\napi_key = \"sk-test-0123456789\"\n";
+
+    fn chat(model: &str, cap: Option<u64>) -> RequestFacts {
+        RequestFacts {
+            upstream: Some("openai".into()),
+            model: Some(model.into()),
+            max_output_tokens: cap,
+            ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_call_is_estimated_from_its_size_cap_and_price() {
+        let f = Fixture::start(CONFIG).await;
+        let capped = estimate(&f.gw, &chat("gpt-4o", Some(64)), 4000);
+        let usage = Usage {
+            input_tokens: estimate_tokens(4000),
+            output_tokens: 64,
+            cached_input_tokens: 0,
+        };
+        let price = f.gw.pricing.cost_usd_micros("gpt-4o", &usage).unwrap();
+        assert!(price > 0);
+        assert_eq!(
+            (capped.requests, capped.input_tokens, capped.output_tokens),
+            (1, usage.input_tokens, 64)
+        );
+        assert_eq!(capped.cost_usd_micros, price);
+        // No cap in the request: the configured default; no known price: no cost.
+        let uncapped = estimate(&f.gw, &chat("a-model-without-a-price", None), 4000);
+        assert_eq!((uncapped.output_tokens, uncapped.cost_usd_micros), (300, 0));
+    }
+
+    #[tokio::test]
+    async fn other_calls_count_as_one_request_only() {
+        let f = Fixture::start(CONFIG).await;
+        let tool = RequestFacts::new(Api::Tool, "tool_call", "POST", "/");
+        let estimate = estimate(&f.gw, &tool, 1_000_000);
+        assert_eq!(
+            estimate,
+            Amounts {
+                requests: 1,
+                ..Amounts::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_estimate_is_reserved_against_the_writs_own_budget() {
+        let f = Fixture::start(CONFIG).await;
+        let target = Target {
+            upstream: &f.gw.upstreams["openai"],
+            path: "/v1/chat/completions".into(),
+        };
+        let unlimited = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"openai"}"#, None));
+        let held = reserve(&f.gw, &unlimited, &target, &chat("gpt-4o", Some(10)), 40).await;
+        assert!(matches!(held, Ok(None)), "no limit applies");
+        let budgeted = f.verified(&f.mint(
+            r#"[{"type":"writ:llm","upstream":"openai"},{"type":"writ:budget","tokens":100}]"#,
+            None,
+        ));
+        let held = reserve(&f.gw, &budgeted, &target, &chat("gpt-4o", Some(10)), 40).await;
+        assert!(matches!(held, Ok(Some(_))));
+        let over = reserve(&f.gw, &budgeted, &target, &chat("gpt-4o", Some(500)), 40).await;
+        assert!(matches!(over, Err(GatewayError::RateLimited(_))));
+    }
+}

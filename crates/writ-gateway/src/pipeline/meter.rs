@@ -10,6 +10,8 @@
 //! decoded and per channel across its events.
 
 mod scrub;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

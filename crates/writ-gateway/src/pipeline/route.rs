@@ -135,6 +135,135 @@ fn check_passthrough_path(path: &str) -> Result<(), GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::fixture::Fixture;
+    use writ_providers::Operation;
+
+    const TWO_OPENAI: &str = "[upstreams.a]\nkind = \"openai\"\napi_key = \"sk-a-0123456789\"\n\
+         [upstreams.b]\nkind = \"openai\"\napi_key = \"sk-b-0123456789\"\n\
+         [upstreams.claude]\nkind = \"anthropic\"\napi_key = \"sk-ant-0123456789\"\n\
+         [upstreams.crm]\nkind = \"http\"\nbase_url = \"https://crm.example.com\"\napi_key = \"c-0123456789\"\n";
+
+    fn spec(family: ApiFamily, operation: Operation) -> RouteSpec {
+        RouteSpec {
+            method: Some("POST"),
+            path: "/",
+            family,
+            operation,
+        }
+    }
+
+    fn named(upstream: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(UPSTREAM_HEADER, upstream.parse().unwrap());
+        headers
+    }
+
+    #[tokio::test]
+    async fn the_header_names_the_upstream_and_must_name_one_of_the_routes_family() {
+        let f = Fixture::start(TWO_OPENAI).await;
+        let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
+        let chat = spec(ApiFamily::OpenAi, Operation::Chat);
+        let to = |headers: &HeaderMap| {
+            target(&f.gw, &chat, "/v1/chat/completions", headers, &writ)
+                .map(|t| (t.upstream.name.clone(), t.path))
+        };
+        // The header wins over the writ's grants: the writ still has to allow it.
+        assert_eq!(
+            to(&named("b")).unwrap(),
+            ("b".to_string(), "/v1/chat/completions".to_string())
+        );
+        assert!(matches!(
+            to(&named("claude")),
+            Err(GatewayError::UnknownUpstream)
+        ));
+        assert!(matches!(
+            to(&named("nope")),
+            Err(GatewayError::UnknownUpstream)
+        ));
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            UPSTREAM_HEADER,
+            http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        assert!(matches!(
+            to(&bad),
+            Err(GatewayError::InvalidHeader {
+                name: UPSTREAM_HEADER
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_a_header_the_only_upstream_or_the_one_the_writ_names_is_chosen() {
+        let f = Fixture::start(TWO_OPENAI).await;
+        let chat = spec(ApiFamily::OpenAi, Operation::Chat);
+        let route_for = |grants: &str| {
+            let writ = f.verified(&f.mint(grants, None));
+            target(
+                &f.gw,
+                &chat,
+                "/v1/chat/completions",
+                &HeaderMap::new(),
+                &writ,
+            )
+            .map(|t| t.upstream.name.clone())
+        };
+        assert_eq!(
+            route_for(r#"{"type":"writ:llm","upstream":"b"}"#).unwrap(),
+            "b"
+        );
+        let both = r#"[{"type":"writ:llm","upstream":"a"},{"type":"writ:llm","upstream":"b"}]"#;
+        assert!(matches!(
+            route_for(both),
+            Err(GatewayError::NoUpstream { choices, .. }) if choices == ["a", "b"]
+        ));
+        assert!(matches!(
+            route_for(r#"{"type":"writ:llm","upstream":"claude"}"#),
+            Err(GatewayError::NoUpstream { choices, .. }) if choices.is_empty()
+        ));
+        // One anthropic upstream: it is the default whatever the writ names.
+        let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
+        let messages = spec(ApiFamily::Anthropic, Operation::Chat);
+        let t = target(&f.gw, &messages, "/v1/messages", &HeaderMap::new(), &writ).unwrap();
+        assert_eq!(t.upstream.name, "claude");
+        // No gemini upstream at all: refused, with no choice to offer.
+        let gemini = spec(ApiFamily::Gemini, Operation::Chat);
+        let none = target(
+            &f.gw,
+            &gemini,
+            "/v1beta/models/m:generateContent",
+            &HeaderMap::new(),
+            &writ,
+        );
+        assert!(
+            matches!(none, Err(GatewayError::NoUpstream { choices, .. }) if choices.is_empty())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_passthrough_path_names_its_upstream_and_keeps_the_rest() {
+        let f = Fixture::start(TWO_OPENAI).await;
+        let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
+        let http = spec(ApiFamily::Http, Operation::Http);
+        let to = |path: &str| {
+            target(&f.gw, &http, path, &HeaderMap::new(), &writ)
+                .map(|t| (t.upstream.name.clone(), t.path))
+        };
+        assert_eq!(
+            to("/u/crm/v1/bookings/42").unwrap(),
+            ("crm".to_string(), "/v1/bookings/42".to_string())
+        );
+        assert!(matches!(to("/u/crm"), Err(GatewayError::NotFound)));
+        assert!(matches!(
+            to("/u/crm/a/../b"),
+            Err(GatewayError::InvalidPath)
+        ));
+        // An upstream of another kind is not reachable through the passthrough route.
+        assert!(matches!(
+            to("/u/a/v1/chat/completions"),
+            Err(GatewayError::UnknownUpstream)
+        ));
+    }
 
     #[test]
     fn refuses_paths_that_could_mean_something_else_upstream() {
