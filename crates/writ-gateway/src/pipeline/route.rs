@@ -92,11 +92,20 @@ fn chosen_by_writ<'g>(
     writ: &VerifiedWrit,
 ) -> Result<&'g str, GatewayError> {
     let named = writ.named_upstreams();
-    let choices: Vec<&'g str> = gw
+    let configured: Vec<&'g str> = gw
         .upstreams
         .iter()
         .filter(|(_, u)| u.kind.family() == family)
         .map(|(name, _)| name.as_str())
+        .collect();
+    if configured.is_empty() {
+        return Err(GatewayError::NoUpstream {
+            reason: "none is configured",
+            choices: Vec::new(),
+        });
+    }
+    let choices: Vec<&'g str> = configured
+        .into_iter()
         .filter(|name| named.as_ref().is_none_or(|n| n.contains(*name)))
         .collect();
     match choices.as_slice() {
@@ -219,7 +228,8 @@ mod tests {
         ));
         assert!(matches!(
             route_for(r#"{"type":"writ:llm","upstream":"claude"}"#),
-            Err(GatewayError::NoUpstream { choices, .. }) if choices.is_empty()
+            Err(GatewayError::NoUpstream { choices, reason })
+                if choices.is_empty() && reason.contains("name none of them")
         ));
         // One anthropic upstream: it is the default whatever the writ names.
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
@@ -236,7 +246,9 @@ mod tests {
             &writ,
         );
         assert!(
-            matches!(none, Err(GatewayError::NoUpstream { choices, .. }) if choices.is_empty())
+            matches!(none, Err(GatewayError::NoUpstream { choices, reason })
+                if choices.is_empty() && reason == "none is configured"),
+            "not 'several are configured'"
         );
     }
 
