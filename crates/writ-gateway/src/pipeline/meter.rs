@@ -484,11 +484,15 @@ fn settle(
     record.upstream = Some(info.upstream.clone());
     record.model.clone_from(&info.model);
     record.operation = Some(info.operation.to_string());
-    record.status = Some(if status.is_server_error() {
-        502
-    } else {
-        status.as_u16()
-    });
+    // What the client was answered: an upstream's 5xx, or its refusal of the gateway's
+    // credential, reached it as a 502.
+    record.status = Some(
+        if status.is_server_error() || info.family.credential_refused(status.as_u16()) {
+            502
+        } else {
+            status.as_u16()
+        },
+    );
     record.usage = Some(writ_audit::record::Usage {
         input_tokens: usage.input_tokens,
         output_tokens: usage.output_tokens,

@@ -167,6 +167,16 @@ async fn a_refused_upstream_credential_is_not_passed_on() {
         result,
         Err(GatewayError::UpstreamCredentialRefused { status: 401, .. })
     ));
+    // The audit record says what the client was answered: 502, not the upstream's 401.
+    f.gw.audit_checkpoint().await;
+    let lines = f.gw.audit_export().await.unwrap();
+    let record: serde_json::Value = lines
+        .iter()
+        .filter(|l| !l.starts_with("{\"checkpoint\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .last()
+        .expect("the call is audited");
+    assert_eq!(record["status"], 502, "{record}");
 }
 
 #[tokio::test]
