@@ -24,11 +24,8 @@ pub enum GatewayError {
     #[error(transparent)]
     Writ(#[from] WritError),
     /// A DPoP proof is missing, malformed, or does not match the request or the writ.
-    #[error("{reason}")]
-    Dpop {
-        /// What is wrong with the proof.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Dpop(crate::dpop::DpopError),
     /// A single-use writ was presented again.
     #[error("this single-use writ was already used: mint a new writ for each call")]
     AlreadyUsed,
@@ -344,7 +341,7 @@ impl GatewayError {
                     Fault::Internal,
                 ),
             },
-            E::Dpop { .. } => (S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
+            E::Dpop(_) => (S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
             E::AlreadyUsed => (
                 S::FORBIDDEN,
                 "permission_error",
@@ -658,7 +655,7 @@ impl GatewayError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
-        if let GatewayError::Dpop { reason } = &self {
+        if let GatewayError::Dpop(reason) = &self {
             // RFC 9449 §7.1: the challenge names the scheme, the error and the algorithms.
             let challenge = format!(
                 r#"DPoP algs="{}", error="invalid_dpop_proof", error_description="{reason}""#,
