@@ -16,32 +16,37 @@ mod sqlite_writer;
 
 pub use sqlite_writer::{HeldWriter, SqliteWriter};
 
-/// A sink failed. The message names no secret (connection URLs are not quoted).
+/// A sink failed, by backend, with the backend's error as its source. The message names
+/// no secret (connection URLs are never quoted; sqlx errors do not carry them).
 #[derive(Debug, thiserror::Error)]
-#[error("audit sink: {0}")]
-pub struct SinkError(String);
-
-impl From<sqlx::Error> for SinkError {
-    fn from(e: sqlx::Error) -> Self {
-        // sqlx errors do not carry the connection URL; the database's message is kept.
-        SinkError(match e {
-            sqlx::Error::Database(d) => d.message().to_string(),
-            sqlx::Error::Io(io) => io.to_string(),
-            sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_string(),
-            other => other.to_string(),
-        })
-    }
+pub enum SinkError {
+    /// The SQLite sink's writing connection failed (append, checkpoint, probe).
+    #[error("audit sink: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite sink's pool failed (open, schema, export).
+    #[error("audit sink: {}", sqlx_message(.0))]
+    SqlitePool(#[source] sqlx::Error),
+    /// The PostgreSQL sink failed (schema, write, read).
+    #[error("audit sink: {}", sqlx_message(.0))]
+    Postgres(#[source] sqlx::Error),
+    /// `postgres_url` does not parse as a PostgreSQL URL (the URL is not quoted).
+    #[error("audit sink: postgres_url is not a valid PostgreSQL URL")]
+    InvalidPostgresUrl,
+    /// The JSON-lines file could not be opened, written, synced or read.
+    #[error("audit sink: {0}")]
+    Io(#[from] std::io::Error),
+    /// A checkpoint line could not be encoded as JSON.
+    #[error("audit sink: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
-impl From<rusqlite::Error> for SinkError {
-    fn from(e: rusqlite::Error) -> Self {
-        SinkError(e.to_string())
-    }
-}
-
-impl From<std::io::Error> for SinkError {
-    fn from(e: std::io::Error) -> Self {
-        SinkError(e.to_string())
+/// An sqlx error in words: the database's own message, not the driver's wrapping.
+fn sqlx_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -117,9 +122,13 @@ impl Sink {
             .test_before_acquire(false)
             .acquire_timeout(std::time::Duration::from_secs(2))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(SinkError::SqlitePool)?;
         for statement in SQLITE_SCHEMA {
-            sqlx::query(statement).execute(&pool).await?;
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(SinkError::SqlitePool)?;
         }
         let writer = SqliteWriter::open(path, durability)?;
         Ok(Sink::Sqlite(pool, writer))
@@ -137,9 +146,8 @@ impl Sink {
     /// and each checkpoint's commit does (`SET LOCAL synchronous_commit = on`), which
     /// flushes every record before it.
     pub async fn postgres_with(url: &str, durability: Durability) -> Result<Self, SinkError> {
-        let mut options: PgConnectOptions = url
-            .parse()
-            .map_err(|_| SinkError("postgres_url is not a valid PostgreSQL URL".to_string()))?;
+        let mut options: PgConnectOptions =
+            url.parse().map_err(|_| SinkError::InvalidPostgresUrl)?;
         if durability == Durability::Committed {
             options = options.options([("synchronous_commit", "off")]);
         }
@@ -203,7 +211,10 @@ impl Sink {
     pub async fn prepare(&self) -> Result<(), SinkError> {
         if let Sink::Postgres(pool) = self {
             for statement in POSTGRES_SCHEMA {
-                sqlx::query(statement).execute(pool).await?;
+                sqlx::query(statement)
+                    .execute(pool)
+                    .await
+                    .map_err(SinkError::Postgres)?;
             }
         }
         Ok(())
@@ -230,7 +241,8 @@ impl Sink {
                 .bind(&seqs)
                 .bind(lines)
                 .execute(pool)
-                .await?;
+                .await
+                .map_err(SinkError::Postgres)?;
             }
             Sink::File(path, durability) => {
                 let mut text = String::new();
@@ -263,10 +275,11 @@ impl Sink {
             }
             Sink::Postgres(pool) => {
                 // Synced whatever the session says: it makes every record before it durable.
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin().await.map_err(SinkError::Postgres)?;
                 sqlx::query("SET LOCAL synchronous_commit = on")
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(SinkError::Postgres)?;
                 sqlx::query(
                     "INSERT INTO audit_checkpoints (instance, size, note) VALUES ($1, $2, $3)",
                 )
@@ -274,8 +287,9 @@ impl Sink {
                 .bind(size_i)
                 .bind(note)
                 .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                .await
+                .map_err(SinkError::Postgres)?;
+                tx.commit().await.map_err(SinkError::Postgres)?;
             }
             Sink::File(path, durability) => {
                 let line = CheckpointLine {
@@ -283,8 +297,7 @@ impl Sink {
                     instance: instance.to_string(),
                     size,
                 };
-                let mut text =
-                    serde_json::to_string(&line).map_err(|e| SinkError(e.to_string()))?;
+                let mut text = serde_json::to_string(&line)?;
                 text.push('\n');
                 append_file(path, text.as_bytes(), *durability).await?;
             }
@@ -304,7 +317,10 @@ impl Sink {
             }
             Sink::Postgres(pool) => {
                 self.prepare().await?;
-                sqlx::query("SELECT 1").execute(pool).await?;
+                sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .map_err(SinkError::Postgres)?;
             }
             Sink::File(path, durability) => {
                 append_file(path, b"", *durability).await?;
@@ -322,20 +338,24 @@ impl Sink {
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
                 .fetch_all(pool)
-                .await?,
+                .await
+                .map_err(SinkError::SqlitePool)?,
                 sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
                     .fetch_all(pool)
-                    .await?,
+                    .await
+                    .map_err(SinkError::SqlitePool)?,
             ),
             Sink::Postgres(pool) => (
                 sqlx::query_as(
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
                 .fetch_all(pool)
-                .await?,
+                .await
+                .map_err(SinkError::Postgres)?,
                 sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
                     .fetch_all(pool)
-                    .await?,
+                    .await
+                    .map_err(SinkError::Postgres)?,
             ),
             Sink::File(path, _) => {
                 let text = tokio::fs::read_to_string(path).await?;
@@ -445,11 +465,25 @@ mod tests {
         assert_eq!(sink.export().await.unwrap_or_default(), lines);
         // Overlaps seq 10 onwards: nothing of it is kept.
         let clash: Vec<String> = (0..300).map(|i| format!("{{\"again\":{i}}}")).collect();
-        assert!(sink.append("inst", (n - 10) as u64, &clash).await.is_err());
+        assert!(
+            matches!(
+                sink.append("inst", (n - 10) as u64, &clash).await,
+                Err(SinkError::Sqlite(rusqlite::Error::SqliteFailure(f, _)))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation
+            ),
+            "a clashing batch is a constraint violation"
+        );
         assert_eq!(sink.export().await.unwrap_or_default(), lines);
         // A short one too.
         let short: Vec<String> = (0..5).map(|i| format!("{{\"short\":{i}}}")).collect();
-        assert!(sink.append("inst", (n - 2) as u64, &short).await.is_err());
+        assert!(
+            matches!(
+                sink.append("inst", (n - 2) as u64, &short).await,
+                Err(SinkError::Sqlite(rusqlite::Error::SqliteFailure(f, _)))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation
+            ),
+            "a clashing batch is a constraint violation"
+        );
         assert_eq!(sink.export().await.unwrap_or_default(), lines);
     }
 
@@ -506,6 +540,38 @@ mod tests {
         assert_eq!(count, 3);
         // Syncing a file sink that cannot be opened is an error, not a silent success.
         let gone = Sink::file_with(dir.path().join("no/such/dir.jsonl"), Durability::Committed);
-        assert!(gone.sync().await.is_err());
+        assert!(matches!(
+            gone.sync().await,
+            Err(SinkError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
+        ));
+    }
+
+    /// A PostgreSQL URL that does not parse is refused by name, without quoting it (it may
+    /// hold a password).
+    #[tokio::test]
+    async fn an_unparseable_postgres_url_is_refused_without_quoting_it() {
+        let err = Sink::postgres("postgres://user:hunter2@db:not-a-port/audit")
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a URL with a bad port was accepted"));
+        assert!(matches!(err, SinkError::InvalidPostgresUrl), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    /// A file sink whose file cannot be read reports the I/O error as its source.
+    #[tokio::test]
+    async fn a_file_sink_reports_io_errors_as_such() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sink = Sink::file(dir.path().join("none.jsonl"));
+        let err = sink
+            .export()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a missing file exported"));
+        let SinkError::Io(io) = &err else {
+            panic!("not an I/O error: {err:?}")
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

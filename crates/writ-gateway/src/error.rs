@@ -14,6 +14,10 @@ use serde_json::json;
 use writ_providers::{ApiFamily, GatewayErrorReport, InspectError};
 use writ_token::{DeniedBy, WritError};
 
+mod class;
+
+pub use class::Class;
+
 /// A request the gateway refused or could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -24,11 +28,8 @@ pub enum GatewayError {
     #[error(transparent)]
     Writ(#[from] WritError),
     /// A DPoP proof is missing, malformed, or does not match the request or the writ.
-    #[error("{reason}")]
-    Dpop {
-        /// What is wrong with the proof.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Dpop(crate::dpop::DpopError),
     /// A single-use writ was presented again.
     #[error("this single-use writ was already used: mint a new writ for each call")]
     AlreadyUsed,
@@ -303,215 +304,6 @@ pub enum Fault {
 }
 
 impl GatewayError {
-    /// Status, OpenAI error `type`, stable `code`, and whose fault it is.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str, Fault) {
-        use GatewayError as E;
-        use StatusCode as S;
-        let auth = "authentication_error";
-        let invalid = "invalid_request_error";
-        match self {
-            E::MissingWrit => (S::UNAUTHORIZED, auth, "missing_writ", Fault::Client),
-            E::Writ(w) => match w {
-                WritError::Expired { .. } => (S::UNAUTHORIZED, auth, "expired_writ", Fault::Client),
-                WritError::Revoked => (S::UNAUTHORIZED, auth, "revoked_writ", Fault::Client),
-                WritError::Denied(_) => (
-                    S::FORBIDDEN,
-                    "permission_error",
-                    "grant_denied",
-                    Fault::Client,
-                ),
-                WritError::UnknownKeyId { .. } | WritError::BadSignature => {
-                    (S::UNAUTHORIZED, auth, "invalid_signature", Fault::Client)
-                }
-                WritError::Datalog(writ_token::DatalogError::TooCostly { .. }) => (
-                    S::FORBIDDEN,
-                    "permission_error",
-                    "writ_too_costly",
-                    Fault::Client,
-                ),
-                WritError::Datalog(_) => (S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client),
-                WritError::TooLarge { .. }
-                | WritError::MissingPrefix
-                | WritError::Malformed { .. }
-                | WritError::TooManyBlocks { .. }
-                | WritError::MissingClaim { .. } => {
-                    (S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client)
-                }
-                WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_) => (
-                    S::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "internal_error",
-                    Fault::Internal,
-                ),
-            },
-            E::Dpop { .. } => (S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
-            E::AlreadyUsed => (
-                S::FORBIDDEN,
-                "permission_error",
-                "writ_already_used",
-                Fault::Client,
-            ),
-            E::NotFound => (S::NOT_FOUND, invalid, "not_found", Fault::Client),
-            E::AdminApiDisabled => (
-                S::FORBIDDEN,
-                "permission_error",
-                "admin_api_disabled",
-                Fault::Client,
-            ),
-            E::MethodNotAllowed => (
-                S::METHOD_NOT_ALLOWED,
-                invalid,
-                "method_not_allowed",
-                Fault::Client,
-            ),
-            E::UnknownUpstream => (S::NOT_FOUND, invalid, "unknown_upstream", Fault::Client),
-            E::NoUpstream { .. } => (S::NOT_FOUND, invalid, "no_upstream", Fault::Client),
-            E::BodyTooLarge { .. } => (
-                S::PAYLOAD_TOO_LARGE,
-                invalid,
-                "body_too_large",
-                Fault::Client,
-            ),
-            E::BodyRead => (S::BAD_REQUEST, invalid, "body_read_failed", Fault::Client),
-            E::InvalidBody(i) => {
-                let code = match i {
-                    InspectError::NotJson | InspectError::NotObject | InspectError::TooDeep => {
-                        "invalid_json"
-                    }
-                    InspectError::DuplicateKey { .. } => "duplicate_key",
-                    InspectError::MissingField(_) => "missing_field",
-                    InspectError::WrongType { .. } => "invalid_type",
-                };
-                (S::BAD_REQUEST, invalid, code, Fault::Client)
-            }
-            E::InvalidPath => (S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
-            E::InvalidArguments(_) => (S::BAD_REQUEST, invalid, "invalid_arguments", Fault::Client),
-            E::WritInUrl | E::CredentialInUrl { .. } => {
-                (S::BAD_REQUEST, invalid, "credential_in_url", Fault::Client)
-            }
-            E::SecretInRequest { .. } => {
-                (S::BAD_REQUEST, invalid, "secret_in_request", Fault::Client)
-            }
-            E::InvalidHeader { .. } => (S::BAD_REQUEST, invalid, "invalid_header", Fault::Client),
-            E::UpstreamUnreachable {
-                cause: UpstreamFailure::Timeout { .. },
-                ..
-            } => (
-                S::GATEWAY_TIMEOUT,
-                "upstream_error",
-                "upstream_timeout",
-                Fault::Upstream,
-            ),
-            E::UpstreamUnreachable {
-                cause: UpstreamFailure::Broken,
-                ..
-            } => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_failed",
-                Fault::Upstream,
-            ),
-            E::UpstreamUnreachable { .. } => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_unreachable",
-                Fault::Upstream,
-            ),
-            E::UpstreamCredentialRefused { .. } => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_auth_failed",
-                Fault::Upstream,
-            ),
-            E::Denied(_) => (
-                S::FORBIDDEN,
-                "permission_error",
-                "grant_denied",
-                Fault::Client,
-            ),
-            E::UpstreamTimeout => (
-                S::GATEWAY_TIMEOUT,
-                "upstream_error",
-                "upstream_timeout",
-                Fault::Upstream,
-            ),
-            E::UpstreamFailed => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_failed",
-                Fault::Upstream,
-            ),
-            E::UpstreamAuth => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_auth_failed",
-                Fault::Upstream,
-            ),
-            E::InvalidRequest { .. } => (S::BAD_REQUEST, invalid, "invalid_request", Fault::Client),
-            E::NothingToRevoke { .. } => {
-                (S::NOT_FOUND, invalid, "nothing_to_revoke", Fault::Client)
-            }
-            E::UnknownRevocation { .. } => {
-                (S::NOT_FOUND, invalid, "unknown_revocation", Fault::Client)
-            }
-            E::CannotLift { .. } => (S::CONFLICT, invalid, "cannot_lift", Fault::Client),
-            E::Storage(_) => (
-                S::SERVICE_UNAVAILABLE,
-                "server_error",
-                "storage_unavailable",
-                Fault::Internal,
-            ),
-            E::UpstreamStatus { .. } => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_status",
-                Fault::Upstream,
-            ),
-            E::UpstreamInvalid => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_invalid_response",
-                Fault::Upstream,
-            ),
-            E::UpstreamTooLarge => (
-                S::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_response_too_large",
-                Fault::Upstream,
-            ),
-            E::RateLimited(_) => (
-                S::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                Fault::Client,
-            ),
-            E::AuthThrottled { .. } => (
-                S::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "too_many_failed_authentications",
-                Fault::Client,
-            ),
-            E::AuditUnavailable => (
-                S::SERVICE_UNAVAILABLE,
-                "server_error",
-                "audit_unavailable",
-                Fault::Internal,
-            ),
-            E::LimiterUnavailable => (
-                S::SERVICE_UNAVAILABLE,
-                "server_error",
-                "limiter_unavailable",
-                Fault::Internal,
-            ),
-            E::Internal(_) => (
-                S::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "internal_error",
-                Fault::Internal,
-            ),
-        }
-    }
-
     /// The message clients see: the cause in words, never a secret.
     fn public_message(&self) -> String {
         match self {
@@ -617,7 +409,12 @@ impl GatewayError {
 
     /// The response for a request on a route of `family`, in that family's error shape.
     pub fn into_response_for(self, family: ApiFamily) -> Response {
-        let (status, kind, code, fault) = self.classify();
+        let Class {
+            status,
+            kind,
+            code,
+            fault,
+        } = self.classify();
         match fault {
             Fault::Client => tracing::debug!(code, error = %self, "request refused"),
             Fault::Upstream => tracing::warn!(code, error = %self, "upstream failure"),
@@ -658,7 +455,7 @@ impl GatewayError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
-        if let GatewayError::Dpop { reason } = &self {
+        if let GatewayError::Dpop(reason) = &self {
             // RFC 9449 §7.1: the challenge names the scheme, the error and the algorithms.
             let challenge = format!(
                 r#"DPoP algs="{}", error="invalid_dpop_proof", error_description="{reason}""#,

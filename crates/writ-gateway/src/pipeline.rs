@@ -172,8 +172,13 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
 
 /// The audit record of a request that ended in `error` before reaching the meter phase.
 fn error_record(gw: &Gateway, ctx: &RequestCtx, error: &GatewayError) -> writ_audit::AuditRecord {
-    use crate::error::Fault;
-    let (status, _, code, fault) = error.classify();
+    use crate::error::{Class, Fault};
+    let Class {
+        status,
+        code,
+        fault,
+        ..
+    } = error.classify();
     let kind = match fault {
         // Allowed, but the upstream failed.
         Fault::Upstream => writ_audit::Kind::RequestAllowed,

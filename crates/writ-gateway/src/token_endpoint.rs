@@ -445,7 +445,7 @@ async fn dpop_binding(
         Err(crate::dpop::Refusal::Invalid(e)) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_dpop_proof",
-            e.0,
+            e.to_string(),
         )),
         Err(crate::dpop::Refusal::ReplayUnavailable) => Err(OAuthError::server(
             "the DPoP proof cannot be checked for replay now (limit backend unavailable); retry shortly with a new proof",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use writ_token::{VerifiedWrit, WritError};
 
-use crate::dpop;
+use crate::dpop::{self, DpopError};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::extract::PresentedWrit;
@@ -70,26 +70,21 @@ pub(crate) async fn possession(
     let mut proofs = parts.headers.get_all("dpop").iter();
     let proof = match (proofs.next(), proofs.next()) {
         (None, _) => None,
-        (Some(p), None) => Some(p.to_str().map_err(|_| GatewayError::Dpop {
-            reason: "DPoP header is not text",
-        })?),
+        (Some(p), None) => Some(
+            p.to_str()
+                .map_err(|_| GatewayError::Dpop(DpopError::HeaderNotText))?,
+        ),
         (Some(_), Some(_)) => {
-            return Err(GatewayError::Dpop {
-                reason: "send exactly one DPoP proof",
-            });
+            return Err(GatewayError::Dpop(DpopError::SeveralProofs));
         }
     };
     let bound = writ.claims().cnf_jkt.as_deref();
     if bound.is_some() && !presented.dpop_scheme {
-        return Err(GatewayError::Dpop {
-            reason: "this writ is bound to a key: send it as Authorization: DPoP with a DPoP proof",
-        });
+        return Err(GatewayError::Dpop(DpopError::BearerForBoundWrit));
     }
     let Some(proof) = proof else {
         return match bound {
-            Some(_) => Err(GatewayError::Dpop {
-                reason: "this writ is bound to a key: a DPoP proof is required",
-            }),
+            Some(_) => Err(GatewayError::Dpop(DpopError::Missing)),
             None => Ok(None),
         };
     };
@@ -103,13 +98,11 @@ pub(crate) async fn possession(
     let jkt = dpop::verify_once(proof, &expected, &gw.replay)
         .await
         .map_err(|e| match e {
-            dpop::Refusal::Invalid(e) => GatewayError::Dpop { reason: e.0 },
+            dpop::Refusal::Invalid(e) => GatewayError::Dpop(e),
             dpop::Refusal::ReplayUnavailable => GatewayError::LimiterUnavailable,
         })?;
     if bound.is_some_and(|b| b != jkt) {
-        return Err(GatewayError::Dpop {
-            reason: "the DPoP proof is signed by another key than the writ is bound to",
-        });
+        return Err(GatewayError::Dpop(DpopError::JktMismatch));
     }
     Ok(Some(jkt))
 }
@@ -209,11 +202,11 @@ mod tests {
         );
         assert!(matches!(
             possession(&f.gw, &parts(&["a.b.c", "d.e.f"]), &bearer, &writ).await,
-            Err(GatewayError::Dpop { reason }) if reason.contains("exactly one")
+            Err(GatewayError::Dpop(DpopError::SeveralProofs))
         ));
         assert!(matches!(
             possession(&f.gw, &parts(&["not-a-jwt"]), &bearer, &writ).await,
-            Err(GatewayError::Dpop { .. })
+            Err(GatewayError::Dpop(DpopError::MalformedHeader))
         ));
     }
 
@@ -224,12 +217,24 @@ mod tests {
         let text = f.mint(LLM, Some(jkt));
         let writ = f.verified(&text);
         assert!(matches!(
-            possession(&f.gw, &parts(&[]), &presented(&format!("Bearer {text}")), &writ).await,
-            Err(GatewayError::Dpop { reason }) if reason.contains("Authorization: DPoP")
+            possession(
+                &f.gw,
+                &parts(&[]),
+                &presented(&format!("Bearer {text}")),
+                &writ
+            )
+            .await,
+            Err(GatewayError::Dpop(DpopError::BearerForBoundWrit))
         ));
         assert!(matches!(
-            possession(&f.gw, &parts(&[]), &presented(&format!("DPoP {text}")), &writ).await,
-            Err(GatewayError::Dpop { reason }) if reason.contains("proof is required")
+            possession(
+                &f.gw,
+                &parts(&[]),
+                &presented(&format!("DPoP {text}")),
+                &writ
+            )
+            .await,
+            Err(GatewayError::Dpop(DpopError::Missing))
         ));
     }
 }
