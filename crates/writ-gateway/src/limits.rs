@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use writ_limits::model::push_number;
 use writ_limits::{
     Amounts, Charge, Dimension, LimitSpec, Limiter, MemoryLimiter, Refusal, Remaining, Reservation,
-    Subject,
+    ReserveError, Subject,
 };
 
 use crate::config::{LimiterBackend, LimiterConfig};
@@ -139,28 +139,28 @@ impl Limits {
             .reserve(id.clone(), charges.clone(), estimate, now_ns)
             .await
         {
-            Ok(outcome) => outcome,
-            Err(e) => match &self.fallback {
+            Err(ReserveError::Backend(e)) => match &self.fallback {
                 Some(local) => {
                     tracing::warn!(error = %e, "limit backend unavailable; using local limits");
                     backend = local.clone();
-                    local
-                        .reserve(id, charges, estimate, now_ns)
-                        .await
-                        .map_err(|_| GatewayError::LimiterUnavailable)?
+                    local.reserve(id, charges, estimate, now_ns).await
                 }
                 None => {
                     tracing::error!(error = %e, "limit backend unavailable; refusing (fail closed)");
                     return Err(GatewayError::LimiterUnavailable);
                 }
             },
+            outcome => outcome,
         };
         match outcome {
             Ok(reservation) => Ok(Some(Held {
                 reservation,
                 backend,
             })),
-            Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
+            Err(ReserveError::Refused(refusal)) => {
+                Err(GatewayError::RateLimited(Box::new(refusal)))
+            }
+            Err(ReserveError::Backend(_)) => Err(GatewayError::LimiterUnavailable),
         }
     }
 }
