@@ -560,6 +560,49 @@ async fn unreachable_redis_fails_fast_and_names_no_secret() {
     assert!(!debug.contains("redis://"), "{debug}");
 }
 
+/// State this backend did not write under a limit's key is a backend failure, never a
+/// refusal or an admission.
+#[tokio::test]
+async fn foreign_state_under_a_limit_key_is_a_backend_error() {
+    let limiter = Limiter::Redis(connect(DEFAULT_LEASE_TTL).await);
+    let agent = unique_agent();
+    let subject = Subject {
+        tenant: "t",
+        agent: &agent,
+        writ: "w",
+        upstream: "u",
+        model: None,
+    };
+    let now = now_ns();
+    let charge = spec(Dimension::Requests, Window::Day, 5)
+        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
+        .unwrap();
+    let mut conn = redis_conn().await;
+    let () = redis::cmd("SET")
+        .arg(&charge.key)
+        .arg("not-a-number")
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = limiter
+        .reserve("1".into(), vec![charge.clone()], requests(1), now)
+        .await
+        .unwrap_err();
+    // The script itself stops on it: Redis answers an error.
+    assert!(
+        matches!(
+            err,
+            ReserveError::Backend(BackendError::Server {
+                op: Operation::Reserve,
+                kind: redis::ErrorKind::Server(_) | redis::ErrorKind::Extension,
+            })
+        ),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn through_the_limiter_enum() {
     let limiter = writ_limits::Limiter::Redis(connect(DEFAULT_LEASE_TTL).await);
