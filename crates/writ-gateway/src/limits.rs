@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use writ_limits::model::push_number;
 use writ_limits::{
     Amounts, Charge, Dimension, LimitSpec, Limiter, MemoryLimiter, Refusal, Remaining, Reservation,
-    Subject,
+    ReserveError, Subject,
 };
 
 use crate::config::{LimiterBackend, LimiterConfig};
@@ -139,28 +139,28 @@ impl Limits {
             .reserve(id.clone(), charges.clone(), estimate, now_ns)
             .await
         {
-            Ok(outcome) => outcome,
-            Err(e) => match &self.fallback {
+            Err(ReserveError::Backend(e)) => match &self.fallback {
                 Some(local) => {
                     tracing::warn!(error = %e, "limit backend unavailable; using local limits");
                     backend = local.clone();
-                    local
-                        .reserve(id, charges, estimate, now_ns)
-                        .await
-                        .map_err(|_| GatewayError::LimiterUnavailable)?
+                    local.reserve(id, charges, estimate, now_ns).await
                 }
                 None => {
                     tracing::error!(error = %e, "limit backend unavailable; refusing (fail closed)");
                     return Err(GatewayError::LimiterUnavailable);
                 }
             },
+            outcome => outcome,
         };
         match outcome {
             Ok(reservation) => Ok(Some(Held {
                 reservation,
                 backend,
             })),
-            Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
+            Err(ReserveError::Refused(refusal)) => {
+                Err(GatewayError::RateLimited(Box::new(refusal)))
+            }
+            Err(ReserveError::Backend(_)) => Err(GatewayError::LimiterUnavailable),
         }
     }
 }
@@ -368,6 +368,143 @@ pub(crate) fn refusal_headers(refusal: &Refusal, headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use writ_limits::{Field, RedisLimiter, Window};
+
+    const REDIS: &str = "redis://127.0.0.1:6379/";
+
+    /// A fixed instant (January 2027), so the day's window is known.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    /// One request a day per agent, kept in `backend`, with `fallback` if given.
+    fn one_a_day(backend: Limiter, fallback: Option<Limiter>) -> Limits {
+        Limits {
+            specs: vec![LimitSpec {
+                scope: vec![Field::Agent],
+                dimension: Dimension::Requests,
+                window: Window::Day,
+                limit: 1,
+                burst: 1,
+                only: Vec::new(),
+            }],
+            backend: Arc::new(backend),
+            fallback: fallback.map(Arc::new),
+            lease_ttl: writ_limits::model::DEFAULT_LEASE_TTL,
+            default_output_tokens: 0,
+        }
+    }
+
+    fn subject(agent: &str) -> Subject<'_> {
+        Subject {
+            tenant: "t",
+            agent,
+            writ: "w",
+            upstream: "u",
+            model: None,
+        }
+    }
+
+    fn no_budgets() -> WritBudgets {
+        WritBudgets {
+            usd_micros: None,
+            tokens: None,
+            expires_at: now() + Duration::from_secs(60),
+        }
+    }
+
+    fn one_request() -> Amounts {
+        Amounts {
+            requests: 1,
+            ..Amounts::default()
+        }
+    }
+
+    /// A Redis backend whose key for `agent` holds a hash, so every reservation on it fails
+    /// in Redis (a real backend failure, not a refusal).
+    async fn failing_redis(agent: &str) -> Limiter {
+        let redis = RedisLimiter::connect(REDIS, writ_limits::model::DEFAULT_LEASE_TTL)
+            .await
+            .unwrap_or_else(|e| panic!("this test needs Redis at {REDIS}: {e}"));
+        let limits = one_a_day(Limiter::Memory(MemoryLimiter::new()), None);
+        let now_ns = nanos(now());
+        let key = limits.specs[0]
+            .charge(&subject(agent), &one_request(), now_ns, limits.lease_ttl)
+            .unwrap()
+            .key;
+        let mut conn = redis::Client::open(REDIS)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let () = redis::pipe()
+            .hset(&key, "f", "v")
+            .ignore()
+            .expire(&key, 60)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        Limiter::Redis(redis)
+    }
+
+    fn unique_agent() -> String {
+        format!("gw-limits-{:032x}", rand::random::<u128>())
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_rate_limited() {
+        let limits = one_a_day(Limiter::Memory(MemoryLimiter::new()), None);
+        let first = limits
+            .reserve(&subject("a"), one_request(), &no_budgets(), now())
+            .await;
+        assert!(matches!(first, Ok(Some(_))), "{first:?}");
+        let second = limits
+            .reserve(&subject("a"), one_request(), &no_budgets(), now())
+            .await;
+        assert!(
+            matches!(&second, Err(GatewayError::RateLimited(r)) if r.limit == 1 && r.dimension == Dimension::Requests),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_backend_fails_closed_without_a_fallback() {
+        let agent = unique_agent();
+        let limits = one_a_day(failing_redis(&agent).await, None);
+        let outcome = limits
+            .reserve(&subject(&agent), one_request(), &no_budgets(), now())
+            .await;
+        assert!(
+            matches!(outcome, Err(GatewayError::LimiterUnavailable)),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_backend_falls_back_to_local_limits_which_refuse_as_limits() {
+        let agent = unique_agent();
+        let limits = one_a_day(
+            failing_redis(&agent).await,
+            Some(Limiter::Memory(MemoryLimiter::new())),
+        );
+        let held = limits
+            .reserve(&subject(&agent), one_request(), &no_budgets(), now())
+            .await
+            .unwrap()
+            .expect("a limit applies");
+        assert!(
+            Arc::ptr_eq(&held.backend, limits.fallback.as_ref().unwrap()),
+            "held in the local fallback"
+        );
+        let refused = limits
+            .reserve(&subject(&agent), one_request(), &no_budgets(), now())
+            .await;
+        assert!(
+            matches!(refused, Err(GatewayError::RateLimited(_))),
+            "{refused:?}"
+        );
+    }
 
     #[test]
     fn formats_resets_as_openai_does() {

@@ -8,13 +8,15 @@
 //! [`memory`] keeps the state in this process, [`redis`] in Redis, shared by every gateway
 //! process that uses it; the gateway picks a backend.
 
+mod error;
 mod limiter;
 pub mod memory;
 pub mod model;
 pub mod redis;
 pub mod replay;
 
-pub use limiter::{BackendError, Limiter};
+pub use error::{BackendError, Operation, ReserveError};
+pub use limiter::Limiter;
 
 pub use crate::redis::RedisLimiter;
 pub use memory::{MemoryLimiter, MemoryReplay};

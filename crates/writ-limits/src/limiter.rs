@@ -1,16 +1,10 @@
 //! `Limiter`: the backend the gateway reserves and settles on, behind one interface.
 
+use crate::error::{BackendError, ReserveError};
 use crate::memory::MemoryLimiter;
-use crate::model::{
-    Amounts, Charge, Refusal, Reservation, StrikeOutcome, StrikePolicy, StrikeVerdict,
-};
+use crate::model::{Amounts, Charge, Reservation, StrikeOutcome, StrikePolicy, StrikeVerdict};
 use crate::redis::RedisLimiter;
 use crate::replay::{ReplayError, ReplayId};
-
-/// The limit backend could not be reached or answered nonsense.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("limit backend unavailable: {0}")]
-pub struct BackendError(pub String);
 
 /// Where limit state lives.
 #[derive(Debug)]
@@ -22,17 +16,19 @@ pub enum Limiter {
 }
 
 impl Limiter {
-    /// Reserves every charge or none. The outer error is the backend failing; the inner
-    /// one a limit refusing.
+    /// Reserves every charge or none: [`ReserveError::Refused`] names the first charge
+    /// that refuses, [`ReserveError::Backend`] the backend failing.
     pub async fn reserve(
         &self,
         id: String,
         charges: Vec<Charge>,
         estimate: Amounts,
         now_ns: u64,
-    ) -> Result<Result<Reservation, Refusal>, BackendError> {
+    ) -> Result<Reservation, ReserveError> {
         match self {
-            Limiter::Memory(m) => Ok(m.reserve(id, charges, estimate, now_ns)),
+            Limiter::Memory(m) => m
+                .reserve(id, charges, estimate, now_ns)
+                .map_err(ReserveError::Refused),
             Limiter::Redis(r) => r.reserve(id, charges, estimate, now_ns).await,
         }
     }

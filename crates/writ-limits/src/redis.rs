@@ -1,6 +1,6 @@
 //! `RedisLimiter`: limit state in Redis, so every gateway process pointed at the same Redis
 //! shares it exactly. Owns the Lua scripts, the layout of the keys and the mapping of Redis
-//! failures to [`BackendError`].
+//! failures to [`BackendError`](crate::BackendError).
 //!
 //! A reservation is one `EVALSHA`, atomic over every key of the request: the script first
 //! checks every charge (writing nothing) and either reports the first that refuses or applies
@@ -47,8 +47,9 @@ mod replay;
 mod strike;
 mod unlock;
 
-use crate::limiter::BackendError;
-use crate::model::{self, Amounts, Charge, Meter, Prior, Refusal, Reservation, rate_increment};
+use crate::error::ReserveError;
+use crate::error::{BackendError, Operation};
+use crate::model::{self, Amounts, Charge, Meter, Prior, Reservation, rate_increment};
 use strike::{STRIKE_CHECK_LUA, STRIKE_LUA};
 
 /// How long connecting to Redis, and any one command, may take.
@@ -201,8 +202,6 @@ pub struct RedisLimiter {
     settle: Script,
     strike: Script,
     strike_check: Script,
-    /// Parts of the URL that may be secret, scrubbed from every error message.
-    redact: Vec<String>,
 }
 
 /// The client and settings to make connections with, and the connections made per thread.
@@ -246,9 +245,8 @@ impl RedisLimiter {
         lease_ttl: Duration,
         timeout: Duration,
     ) -> Result<Self, BackendError> {
-        let redact = secrets_of(url);
-        let fail = |what: &str, e: RedisError| error(&redact, what, &e);
-        let client = ::redis::Client::open(url).map_err(|e| fail("bad URL", e))?;
+        let fail = |op: Operation| move |e: RedisError| BackendError::redis(op, e);
+        let client = ::redis::Client::open(url).map_err(fail(Operation::Connect))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -256,7 +254,7 @@ impl RedisLimiter {
             .set_max_delay(Duration::from_millis(500));
         let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
-            .map_err(|e| fail("connect", e))?;
+            .map_err(fail(Operation::Connect))?;
         let reserve = Script::new(&format!("{LIMBS_LUA}{RESERVE_LUA}"));
         let settle = Script::new(&format!("{LIMBS_LUA}{SETTLE_LUA}"));
         let strike = Script::new(STRIKE_LUA);
@@ -266,7 +264,7 @@ impl RedisLimiter {
                 .prepare_invoke()
                 .load_async(&mut conn)
                 .await
-                .map_err(|e| fail("load script", e))?;
+                .map_err(fail(Operation::LoadScript))?;
         }
         Ok(Self {
             conn,
@@ -280,7 +278,6 @@ impl RedisLimiter {
             settle,
             strike,
             strike_check,
-            redact,
         })
     }
 
@@ -327,27 +324,24 @@ impl RedisLimiter {
         self.lease_ttl
     }
 
-    fn error(&self, what: &str, e: &RedisError) -> BackendError {
-        error(&self.redact, what, e)
-    }
-
     /// Reserves every charge at `now_ns`, or none: the first refusing charge is reported.
-    /// One script call, atomic over every key of the request. The outer error is Redis
-    /// failing; the inner one a limit refusing.
+    /// One script call, atomic over every key of the request.
+    /// [`ReserveError::Refused`] is a limit refusing, [`ReserveError::Backend`] Redis
+    /// failing.
     pub async fn reserve(
         &self,
         id: String,
         charges: Vec<Charge>,
         estimate: Amounts,
         now_ns: u64,
-    ) -> Result<Result<Reservation, Refusal>, BackendError> {
+    ) -> Result<Reservation, ReserveError> {
         if charges.is_empty() {
-            return Ok(Ok(Reservation {
+            return Ok(Reservation {
                 id,
                 charges,
                 estimate,
                 remaining: Vec::new(),
-            }));
+            });
         }
         let now_us = (now_ns / 1_000).min(MAX_EXACT);
         let lease_ttl_ns = u64::try_from(self.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
@@ -393,19 +387,19 @@ impl RedisLimiter {
         let reply: Vec<String> = call
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.error("reserve", &e))?;
+            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
 
-        let malformed = || BackendError("redis reserve: malformed reply".to_string());
-        let disagree = |c: &Charge| {
-            BackendError(format!(
-                "redis reserve: script and model disagree on {}",
-                c.key
-            ))
+        let malformed = || BackendError::MalformedReply {
+            op: Operation::Reserve,
+        };
+        let disagree = |c: &Charge| BackendError::Disagreement {
+            op: Operation::Reserve,
+            key: c.key.clone(),
         };
         match reply.first().map(String::as_str) {
             Some("0") => {
                 let [_, index, prior] = reply.as_slice() else {
-                    return Err(malformed());
+                    return Err(malformed().into());
                 };
                 let charge = index
                     .parse::<usize>()
@@ -413,8 +407,8 @@ impl RedisLimiter {
                     .and_then(|i| charges.get(i))
                     .ok_or_else(malformed)?;
                 match model::admit(charge, prior_of(charge, prior)?, now_ns) {
-                    Err(refusal) => Ok(Err(refusal)),
-                    Ok(_) => Err(disagree(charge)),
+                    Err(refusal) => Err(ReserveError::Refused(refusal)),
+                    Ok(_) => Err(disagree(charge).into()),
                 }
             }
             Some("1") if reply.len() == charges.len() + 1 => {
@@ -424,14 +418,14 @@ impl RedisLimiter {
                         .map_err(|_| disagree(charge))?;
                     remaining.push(left);
                 }
-                Ok(Ok(Reservation {
+                Ok(Reservation {
                     id,
                     charges,
                     estimate,
                     remaining,
-                }))
+                })
             }
-            _ => Err(malformed()),
+            _ => Err(malformed().into()),
         }
     }
 
@@ -469,7 +463,7 @@ impl RedisLimiter {
         let _: Value = call
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.error("settle", &e))?;
+            .map_err(|e| BackendError::redis(Operation::Settle, e))?;
         Ok(())
     }
 
@@ -491,7 +485,7 @@ impl RedisLimiter {
                 .arg(1000)
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| self.error("snapshot", &e))?;
+                .map_err(|e| BackendError::redis(Operation::Snapshot, e))?;
             let mut keys = Vec::with_capacity(batch.len());
             let mut pipe = ::redis::pipe();
             for key in batch {
@@ -516,7 +510,7 @@ impl RedisLimiter {
                     .ignore_errors()
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| self.error("snapshot", &e))?;
+                    .map_err(|e| BackendError::redis(Operation::Snapshot, e))?;
                 for (key, value) in keys.into_iter().zip(values) {
                     let n = match value {
                         Value::Int(n) => u64::try_from(n).ok(),
@@ -568,38 +562,13 @@ fn kind_of(key: &str) -> Option<Kind> {
 fn prior_of(charge: &Charge, value: &str) -> Result<Prior, BackendError> {
     let n = value
         .parse::<u64>()
-        .map_err(|_| BackendError(format!("redis reserve: malformed state at {}", charge.key)))?;
+        .map_err(|_| BackendError::MalformedState {
+            op: Operation::Reserve,
+            key: charge.key.clone(),
+        })?;
     Ok(match charge.meter {
         Meter::Rate { .. } => Prior::Tat(n),
         Meter::Budget { .. } => Prior::Used(n),
         Meter::Leases { .. } => Prior::Held(n),
     })
-}
-
-/// The parts of a Redis URL that may be secret: all of it, its user info, password and query.
-fn secrets_of(url: &str) -> Vec<String> {
-    let mut secrets = vec![url.to_string()];
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    secrets.push(query.to_string());
-    let authority = before_query.split('/').next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        secrets.push(userinfo.to_string());
-        if let Some((_, password)) = userinfo.split_once(':') {
-            secrets.push(password.to_string());
-        }
-    }
-    secrets.retain(|s| !s.is_empty());
-    // Longest first, so a part is not left half-scrubbed by a shorter one inside it.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets
-}
-
-/// A Redis failure as a [`BackendError`], with every secret part of the URL scrubbed.
-fn error(redact: &[String], what: &str, e: &RedisError) -> BackendError {
-    let mut message = format!("redis {what}: {e}");
-    for secret in redact {
-        message = message.replace(secret.as_str(), "[redacted]");
-    }
-    BackendError(message)
 }

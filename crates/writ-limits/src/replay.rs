@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::limiter::BackendError;
+use crate::error::BackendError;
 
 /// What a one-time id identifies. Each kind is a namespace of its own: the same text as a
 /// DPoP `jti` and as an assertion `jti` are two different ids, and in memory each kind has

@@ -13,11 +13,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use writ_limits::model::DEFAULT_LEASE_TTL;
 use writ_limits::{
-    Amounts, Charge, Dimension, Field, LimitSpec, Limiter, MemoryLimiter, RedisLimiter, Refusal,
-    Reservation, StrikeOutcome, StrikePolicy, StrikeVerdict, Subject, Window,
+    Amounts, BackendError, Charge, Dimension, Field, LimitSpec, Limiter, MemoryLimiter, Operation,
+    RedisLimiter, Refusal, Reservation, ReserveError, StrikeOutcome, StrikePolicy, StrikeVerdict,
+    Subject, Window,
 };
 
 const URL: &str = "redis://127.0.0.1:6379/";
+
+/// A reservation's verdict, panicking if the backend failed instead of answering.
+fn verdict(r: Result<Reservation, ReserveError>) -> Result<Reservation, Refusal> {
+    match r {
+        Ok(r) => Ok(r),
+        Err(ReserveError::Refused(refusal)) => Err(refusal),
+        Err(ReserveError::Backend(e)) => panic!("the backend failed: {e}"),
+    }
+}
 const NS: u64 = 1_000_000_000;
 
 async fn connect(lease_ttl: Duration) -> RedisLimiter {
@@ -119,11 +129,11 @@ impl Both {
         let m = self
             .memory
             .reserve(id.to_string(), charges.clone(), amounts, now);
-        let r = self
-            .redis
-            .reserve(id.to_string(), charges, amounts, now)
-            .await
-            .unwrap();
+        let r = verdict(
+            self.redis
+                .reserve(id.to_string(), charges, amounts, now)
+                .await,
+        );
         assert_eq!(r, m, "redis and memory disagree reserving {id} at {now}");
         r
     }
@@ -476,7 +486,7 @@ async fn exact_under_concurrency() {
     let mut admitted = 0;
     let mut refused = 0;
     for task in tasks {
-        match task.await.unwrap().unwrap() {
+        match verdict(task.await.unwrap()) {
             Ok(r) => {
                 assert!(r.remaining[0].remaining < 100);
                 admitted += 1;
@@ -537,16 +547,64 @@ async fn unreachable_redis_fails_fast_and_names_no_secret() {
         "{:?}",
         started.elapsed()
     );
-    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
     assert!(
-        err.to_string()
-            .starts_with("limit backend unavailable: redis"),
-        "{err}"
+        matches!(
+            err,
+            BackendError::Connection {
+                op: Operation::Connect,
+                io: std::io::ErrorKind::ConnectionRefused,
+            }
+        ),
+        "{err:?}"
     );
 
     let limiter = connect(DEFAULT_LEASE_TTL).await;
     let debug = format!("{limiter:?}");
     assert!(!debug.contains("redis://"), "{debug}");
+}
+
+/// State this backend did not write under a limit's key is a backend failure, never a
+/// refusal or an admission.
+#[tokio::test]
+async fn foreign_state_under_a_limit_key_is_a_backend_error() {
+    let limiter = Limiter::Redis(connect(DEFAULT_LEASE_TTL).await);
+    let agent = unique_agent();
+    let subject = Subject {
+        tenant: "t",
+        agent: &agent,
+        writ: "w",
+        upstream: "u",
+        model: None,
+    };
+    let now = now_ns();
+    let charge = spec(Dimension::Requests, Window::Day, 5)
+        .charge(&subject, &requests(1), now, DEFAULT_LEASE_TTL)
+        .unwrap();
+    let mut conn = redis_conn().await;
+    let () = redis::cmd("SET")
+        .arg(&charge.key)
+        .arg("not-a-number")
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = limiter
+        .reserve("1".into(), vec![charge.clone()], requests(1), now)
+        .await
+        .unwrap_err();
+    // The script itself stops on it: Redis answers an error.
+    assert!(
+        matches!(
+            err,
+            ReserveError::Backend(BackendError::Server {
+                op: Operation::Reserve,
+                kind: redis::ErrorKind::Server(_) | redis::ErrorKind::Extension,
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -567,14 +625,13 @@ async fn through_the_limiter_enum() {
     let r = limiter
         .reserve("1".into(), vec![charge.clone()], requests(1), now)
         .await
-        .unwrap()
         .unwrap();
+    let refused = limiter
+        .reserve("2".into(), vec![charge.clone()], requests(1), now)
+        .await;
     assert!(
-        limiter
-            .reserve("2".into(), vec![charge.clone()], requests(1), now)
-            .await
-            .unwrap()
-            .is_err()
+        matches!(&refused, Err(ReserveError::Refused(r)) if r.dimension == Dimension::Requests),
+        "{refused:?}"
     );
     limiter.settle(&r, &requests(0), now).await.unwrap();
     let snapshot = limiter.snapshot(now).await.unwrap();
@@ -972,15 +1029,21 @@ async fn strike_errors_name_no_secret() {
     let p = strike_policy();
     let now = now_ns();
     let errors = [
-        limiter.strike(&key, &p, now).await.unwrap_err(),
-        limiter.strike_check(&key, &p, now).await.unwrap_err(),
+        (
+            Operation::Strike,
+            limiter.strike(&key, &p, now).await.unwrap_err(),
+        ),
+        (
+            Operation::StrikeCheck,
+            limiter.strike_check(&key, &p, now).await.unwrap_err(),
+        ),
     ];
-    for err in errors {
+    for (op, err) in errors {
         let text = format!("{err} {err:?}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(
-            text.starts_with("limit backend unavailable: redis strike"),
-            "{text}"
+            matches!(err, BackendError::Server { op: o, .. } if o == op),
+            "{err:?}"
         );
     }
     let err = RedisLimiter::connect("redis://user:hunter2@127.0.0.1:1/", DEFAULT_LEASE_TTL)
@@ -1017,10 +1080,16 @@ async fn per_thread_connections_stay_exact() {
                 runtime.block_on(async move {
                     let mut admitted = 0;
                     for i in 0..20 {
-                        let r = limiter
-                            .reserve(format!("t{t}-{i}"), vec![charge.clone()], requests(1), now)
-                            .await
-                            .unwrap();
+                        let r = verdict(
+                            limiter
+                                .reserve(
+                                    format!("t{t}-{i}"),
+                                    vec![charge.clone()],
+                                    requests(1),
+                                    now,
+                                )
+                                .await,
+                        );
                         admitted += usize::from(r.is_ok());
                     }
                     admitted
@@ -1033,7 +1102,9 @@ async fn per_thread_connections_stay_exact() {
     // The threads' runtimes (and their connections) are gone; slot 0 still answers.
     let last = limiter
         .reserve("main".to_string(), vec![charge], requests(1), now)
-        .await
-        .unwrap();
-    assert!(last.is_err(), "the budget is spent");
+        .await;
+    assert!(
+        matches!(last, Err(ReserveError::Refused(_))),
+        "the budget is spent: {last:?}"
+    );
 }

@@ -6,7 +6,7 @@
 use ::redis::Value;
 
 use super::RedisLimiter;
-use crate::limiter::BackendError;
+use crate::error::{BackendError, Operation};
 use crate::replay::{ReplayError, ReplayId, ttl_ms};
 
 impl RedisLimiter {
@@ -28,12 +28,15 @@ impl RedisLimiter {
             .arg(ttl_ms(expires_ns, now_ns))
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.error("replay", &e))?;
+            .map_err(|e| BackendError::redis(Operation::Replay, e))?;
         match reply {
             Value::Okay => Ok(true),
             Value::Nil => Ok(false),
             Value::SimpleString(s) if s == "OK" => Ok(true),
-            _ => Err(BackendError("redis replay: malformed reply".to_string()).into()),
+            _ => Err(BackendError::MalformedReply {
+                op: Operation::Replay,
+            }
+            .into()),
         }
     }
 }

@@ -16,7 +16,7 @@
 use ::redis::Value;
 
 use super::RedisLimiter;
-use crate::limiter::BackendError;
+use crate::error::{BackendError, Operation};
 use crate::model::{
     STRIKE_MAX_MS, StrikeOutcome, StrikePolicy, StrikeState, StrikeVerdict, escape_into, strike_ms,
 };
@@ -107,8 +107,8 @@ impl RedisLimiter {
             .key(&lock)
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.error("strike check", &e))?;
-        let state = strike_state(&reply, "strike check")?;
+            .map_err(|e| BackendError::redis(Operation::StrikeCheck, e))?;
+        let state = strike_state(&reply, Operation::StrikeCheck)?;
         Ok(state.verdict(strike_ms(now_ns), policy))
     }
 
@@ -136,19 +136,22 @@ impl RedisLimiter {
             .arg(policy.ttl_ms().min(STRIKE_MAX_MS))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.error("strike", &e))?;
-        let malformed = || BackendError("redis strike: malformed reply".to_string());
+            .map_err(|e| BackendError::redis(Operation::Strike, e))?;
+        let malformed = || BackendError::MalformedReply {
+            op: Operation::Strike,
+        };
         let [locked_after, count_after, prior @ ..] = reply.as_slice() else {
             return Err(malformed());
         };
         let locked_after: u64 = locked_after.parse().map_err(|_| malformed())?;
         let count_after: usize = count_after.parse().map_err(|_| malformed())?;
-        let mut state = strike_state(prior, "strike")?;
+        let mut state = strike_state(prior, Operation::Strike)?;
         let outcome = state.strike(now, policy);
         if (locked_after, count_after) != (state.locked_until, state.failures.len()) {
-            return Err(BackendError(format!(
-                "redis strike: script and model disagree on {failures}"
-            )));
+            return Err(BackendError::Disagreement {
+                op: Operation::Strike,
+                key: failures,
+            });
         }
         Ok(outcome)
     }
@@ -162,14 +165,14 @@ impl RedisLimiter {
             .arg(&failures)
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.error("strike clear", &e))?;
+            .map_err(|e| BackendError::redis(Operation::StrikeClear, e))?;
         Ok(())
     }
 }
 
 /// A strike state from a script's reply: the lock-out's end, then the failure times (ms).
-fn strike_state(reply: &[String], what: &str) -> Result<StrikeState, BackendError> {
-    let malformed = || BackendError(format!("redis {what}: malformed reply"));
+fn strike_state(reply: &[String], op: Operation) -> Result<StrikeState, BackendError> {
+    let malformed = || BackendError::MalformedReply { op };
     let mut values = reply
         .iter()
         .map(|v| v.parse::<u64>().map_err(|_| malformed()));

@@ -3,7 +3,7 @@
 use ::redis::Value;
 
 use super::RedisLimiter;
-use crate::limiter::BackendError;
+use crate::error::{BackendError, Operation};
 use crate::model::escape_into;
 
 impl RedisLimiter {
@@ -34,13 +34,13 @@ impl RedisLimiter {
                     .arg(1000)
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| self.error("strike forget", &e))?;
+                    .map_err(|e| BackendError::redis(Operation::StrikeForget, e))?;
                 if !batch.is_empty() {
                     let _: Value = ::redis::cmd("DEL")
                         .arg(&batch)
                         .query_async(&mut conn)
                         .await
-                        .map_err(|e| self.error("strike forget", &e))?;
+                        .map_err(|e| BackendError::redis(Operation::StrikeForget, e))?;
                     forgotten.extend(
                         batch
                             .iter()
@@ -65,7 +65,7 @@ impl RedisLimiter {
             .arg(&keys[..])
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.error("strike forget", &e))?;
+            .map_err(|e| BackendError::redis(Operation::StrikeForget, e))?;
         Ok(())
     }
 }
