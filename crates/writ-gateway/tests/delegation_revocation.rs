@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_testkit::{MockUpstream, OAuthClient, TestGateway};
+use writ_testkit::{MockUpstream, OAuthClient, OwnRedis, TestGateway};
 
 const KEY: &str = "sk-upstream-delegation-revocation";
 const CEILING: &str = r#"[{"type":"writ:llm","upstream":"demo"}]"#;
@@ -470,52 +470,6 @@ async fn a_lift_on_one_instance_reaches_the_others() {
     until(StatusCode::OK).await;
 }
 
-/// A `redis-server` of the test's own on a free port, stopped when dropped.
-struct OwnRedis(std::process::Child, u16);
-
-impl OwnRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let redis = Self(
-            std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed"),
-            port,
-        );
-        // Ready when it answers PING.
-        for _ in 0..500 {
-            let out = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "PING"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("PONG") {
-                return redis;
-            }
-        }
-        panic!("redis-server on port {port} never answered");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_revocation_that_cannot_be_shared_says_so() {
     let upstream = MockUpstream::start(KEY).await;
@@ -524,7 +478,7 @@ async fn a_revocation_that_cannot_be_shared_says_so() {
         &upstream,
         &format!(
             "[limiter]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\n",
-            redis.1
+            redis.port()
         ),
     ))
     .await;

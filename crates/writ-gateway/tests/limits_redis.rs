@@ -3,11 +3,9 @@
 //! fallback when configured, and recovery when it returns.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_testkit::{MockUpstream, TestGateway};
+use writ_testkit::{MockUpstream, OwnRedis, TestGateway};
 
 const KEY: &str = "sk-upstream-redis-limits-0123";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -126,69 +124,6 @@ async fn a_cost_budget_binds_across_gateways_within_one_overrun() {
     // And the budget was used, not refused early: the next request's estimate no longer fits.
     let estimate = 15;
     assert!(spent + estimate > 100 - estimate, "spent only {spent}");
-}
-
-/// A Redis server of the test's own, on a free port, that it can stop and restart.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Self { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        // Ready when it answers PING.
-        for _ in 0..500 {
-            let out = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string(), "PING"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("PONG") {
-                return;
-            }
-        }
-        panic!("redis-server on port {} never answered", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test]

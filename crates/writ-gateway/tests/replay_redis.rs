@@ -8,12 +8,11 @@
 //! again and again on the same Redis.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_testkit::{DpopKey, MockUpstream, OAuthClient, TestGateway};
+use writ_testkit::{DpopKey, MockUpstream, OAuthClient, OwnRedis, TestGateway};
 use writ_token::{Clock, MintRequest, parse_grants};
 
 const KEY: &str = "sk-upstream-replay-redis-0123";
@@ -319,63 +318,6 @@ async fn a_client_assertion_or_token_dpop_proof_replayed_on_another_instance_is_
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["error"], "invalid_client");
     assert_eq!(v["error_description"], "assertion jti was already used");
-}
-
-/// A Redis server of the test's own, on a free port, that it can stop and restart.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Self { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        // Ready when it answers PING.
-        for _ in 0..500 {
-            let out = Command::new("redis-cli")
-                .args(["-p", &port, "PING"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("PONG") {
-                return;
-            }
-        }
-        panic!("redis-server on port {port} never answered");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test]

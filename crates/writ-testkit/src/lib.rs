@@ -8,6 +8,7 @@ mod gateway;
 mod oauth;
 mod process;
 mod python;
+mod redis;
 mod tls;
 mod webhook;
 
@@ -15,6 +16,7 @@ pub use gateway::{TestGateway, mint_with};
 pub use oauth::{DpopKey, OAuthClient};
 pub use process::{OPERATOR, ServeProcess};
 pub use python::{python, python_env, run_python_lines};
+pub use redis::OwnRedis;
 pub use tls::TestCertificates;
 pub use webhook::{Delivery, WebhookReceiver};
 pub use writ_mock::{Behavior, MockUpstream, RecordedRequest, Script, ScriptEnd};
