@@ -117,7 +117,7 @@ fn main() -> ExitCode {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        writ_gateway::workers::serve_threads(listener, app, None, workers, shutdown).await
+        writ_gateway::serve::workers::serve_threads(listener, app, None, workers, shutdown).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -323,12 +323,12 @@ impl Config {
         let workers = match raw.server.workers {
             None => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(crate::workers::MAX_WORKERS),
-            Some(n) if n <= crate::workers::MAX_WORKERS => n,
+                .min(crate::serve::workers::MAX_WORKERS),
+            Some(n) if n <= crate::serve::workers::MAX_WORKERS => n,
             Some(_) => {
                 problems.push(invalid(
                     "server.workers",
-                    &format!("must be 0 to {}", crate::workers::MAX_WORKERS),
+                    &format!("must be 0 to {}", crate::serve::workers::MAX_WORKERS),
                 ));
                 0
             }

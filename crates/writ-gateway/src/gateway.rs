@@ -11,10 +11,10 @@ use writ_providers::{ApiFamily, ProviderKind};
 use writ_store::{DataDir, RevocationNote, SqliteStore, StoreError};
 use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit};
 
+use crate::audit::usage_log::UsageLog;
 use crate::config::Config;
-use crate::upstream::Upstream;
-use crate::usage_log::UsageLog;
-use crate::writ_cache::WritCache;
+use crate::pipeline::authenticate::writ_cache::WritCache;
+use crate::upstream::client::Upstream;
 
 /// The root keys in use: every trusted key and the one that signs.
 pub struct KeyState {
@@ -67,13 +67,13 @@ pub struct Gateway {
     /// This instance's audit log.
     pub(crate) audit: crate::audit::Auditor,
     /// Detectors' modes and counters.
-    pub(crate) detections: crate::detections::Detections,
+    pub(crate) detections: crate::detect::detections::Detections,
     /// Addresses the data plane refuses for a while (brute force).
-    pub(crate) blocked_addresses: crate::brute_force::BlockedAddresses,
+    pub(crate) blocked_addresses: crate::detect::brute_force::BlockedAddresses,
     /// Webhooks told about detections, when configured.
-    pub(crate) webhooks: Option<crate::webhook::Webhooks>,
+    pub(crate) webhooks: Option<crate::detect::webhook::Webhooks>,
     /// Revocations shared with other instances (with the Redis backend).
-    pub(crate) fanout: Option<Arc<crate::fanout::Fanout>>,
+    pub(crate) fanout: Option<Arc<crate::detect::fanout::Fanout>>,
     /// Declared limits and their backend.
     pub(crate) limits: crate::limits::Limits,
     /// Inbound TLS, when configured.
@@ -88,7 +88,7 @@ pub struct Gateway {
     pub(crate) usage: UsageLog,
     /// One-time ids seen (single-use writs, DPoP proofs, client assertions), in the
     /// limiter backend: across instances with Redis.
-    pub(crate) replay: crate::replay::Replay,
+    pub(crate) replay: crate::limits::replay::Replay,
     /// Where authorizations that could be costly run, one at a time.
     pub(crate) costly_evaluations: crate::pipeline::authorize::CostlyEvaluations,
     /// Tenant of agents named without one.
@@ -134,7 +134,7 @@ pub enum StartError {
     Audit(String),
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::serve::tls::TlsError),
     /// The config was loaded with secrets deferred (see `config::Secrets::Defer`): the
     /// gateway needs them resolved.
     #[error("the config's secrets were not resolved: environment variable(s) {names} not set")]
@@ -167,7 +167,7 @@ impl Gateway {
             tracing::warn!(%warning, "risky setting");
         }
         let tls = match &config.tls {
-            Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
+            Some(files) => Some(crate::serve::tls::load(&files.cert, &files.key)?),
             None => None,
         };
         let limits = crate::limits::Limits::start(&config.limiter, config.limits.clone())
@@ -180,12 +180,13 @@ impl Gateway {
         let webhooks = if config.detection.webhooks.is_empty() {
             None
         } else {
-            let client =
-                crate::webhook::Webhooks::client().map_err(|reason| StartError::Upstream {
+            let client = crate::detect::webhook::Webhooks::client().map_err(|reason| {
+                StartError::Upstream {
                     name: "detection.webhooks".to_string(),
                     reason,
-                })?;
-            Some(crate::webhook::Webhooks::start(
+                }
+            })?;
+            Some(crate::detect::webhook::Webhooks::start(
                 config.detection.webhooks.clone(),
                 client,
                 clock.clone(),
@@ -193,7 +194,7 @@ impl Gateway {
         };
         let fanout = match &config.limiter.backend {
             crate::config::LimiterBackend::Redis(url) => Some(Arc::new(
-                crate::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
+                crate::detect::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
                     .await
                     .map_err(StartError::Limiter)?,
             )),
@@ -251,7 +252,7 @@ impl Gateway {
             ..InForce::default()
         };
         revocations.rebuild();
-        let replay = crate::replay::Replay::new(&limits);
+        let replay = crate::limits::replay::Replay::new(&limits);
         Ok(Self {
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -260,7 +261,7 @@ impl Gateway {
             limits,
             fanout,
             audit,
-            detections: crate::detections::Detections::new(config.detection.clone()),
+            detections: crate::detect::detections::Detections::new(config.detection.clone()),
             webhooks,
             blocked_addresses: Default::default(),
             scanner,
@@ -307,7 +308,7 @@ impl Gateway {
     }
 
     /// What the latest calls consumed and cost, oldest first.
-    pub fn recent_usage(&self) -> Vec<crate::usage_log::UsageRecord> {
+    pub fn recent_usage(&self) -> Vec<crate::audit::usage_log::UsageRecord> {
         self.usage.recent()
     }
 

@@ -1,6 +1,8 @@
 //! Limits at run time: the declared limits, the backend they are kept in (with the local
 //! fallback when configured), and the rate-limit headers clients read.
 
+pub(crate) mod replay;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -72,7 +74,10 @@ impl Limits {
                 .await
                 .map_err(|e| e.to_string())?
                 // A connection per serving thread (see `workers.rs`).
-                .per_thread(crate::workers::MAX_WORKERS + 1, crate::workers::current),
+                .per_thread(
+                    crate::serve::workers::MAX_WORKERS + 1,
+                    crate::serve::workers::current,
+                ),
             ),
         };
         Ok(Self {

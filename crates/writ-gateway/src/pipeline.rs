@@ -31,7 +31,7 @@ use axum::response::Response;
 use http::Request;
 use writ_providers::RouteSpec;
 
-use crate::detections::{Action, Detection, Detector, Mode};
+use crate::detect::detections::{Action, Detection, Detector, Mode};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 

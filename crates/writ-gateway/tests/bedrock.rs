@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use writ_gateway::usage_log::Outcome;
+use writ_gateway::audit::usage_log::Outcome;
 use writ_testkit::{TestCertificates, TestGateway, python, run_python_lines};
 
 const ACCESS_KEY: &str = "AKIDWRITTESTEXAMPLE";

@@ -373,7 +373,7 @@ fn detection_config_is_checked() {
         assert!(err.contains(needle), "{text}: {err}");
     }
     let ok = parse("[detection.modes]\nurl_credential = \"off\"\n[detection.tenants.acme]\nprompt_secret = \"monitor\"\n").unwrap();
-    use writ_gateway::detections::{Detector, Mode};
+    use writ_gateway::detect::detections::{Detector, Mode};
     assert_eq!(ok.detection.mode(Detector::UrlCredential, None), Mode::Off);
     assert_eq!(
         ok.detection.mode(Detector::PromptSecret, Some("acme")),
@@ -419,7 +419,7 @@ async fn detections_are_posted_to_a_signed_https_webhook() {
 
     let (headers, body) = hook.next().await;
     let header = |name: &str| headers[name].to_str().unwrap().to_string();
-    assert!(writ_gateway::webhook::verify_signature(
+    assert!(writ_gateway::detect::webhook::verify_signature(
         SECRET.as_bytes(),
         &header("writ-webhook-id"),
         &header("writ-webhook-timestamp"),

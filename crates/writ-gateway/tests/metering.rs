@@ -6,7 +6,7 @@
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_gateway::usage_log::{Outcome, UsageRecord};
+use writ_gateway::audit::usage_log::{Outcome, UsageRecord};
 use writ_testkit::{MockUpstream, Script, ScriptEnd, TestGateway};
 
 const KEY: &str = "sk-upstream-metering-0123";

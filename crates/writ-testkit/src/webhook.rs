@@ -20,7 +20,8 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts a receiver serving TLS with `certs` (trust `certs.ca` to reach it).
     pub async fn start(certs: &TestCertificates) -> Self {
-        let tls = writ_gateway::tls::load(&certs.cert, &certs.key).expect("test certificate");
+        let tls =
+            writ_gateway::serve::tls::load(&certs.cert, &certs.key).expect("test certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -21,8 +21,8 @@ use hyper_util::rt::TokioExecutor;
 use rustls::CertificateError;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use writ_gateway::audit::operator_log::{Operator, OperatorLog};
 use writ_gateway::config::Config;
-use writ_gateway::operator_log::{Operator, OperatorLog};
 use writ_store::DataDir;
 use writ_token::{Clock, MintRequest, SystemClock, mint, parse_grants};
 

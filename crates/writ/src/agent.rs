@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use writ_gateway::operator_log::{Operator, OperatorLog};
+use writ_gateway::audit::operator_log::{Operator, OperatorLog};
 use writ_store::{Agent, AgentCredentials, AgentKey, SqliteStore, new_client_secret};
 use writ_token::{Grant, parse_grants};
 

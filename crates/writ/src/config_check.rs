@@ -80,7 +80,7 @@ fn check(text: &str) -> (Vec<String>, Vec<String>) {
     };
     // Files `writ serve` opens before listening.
     if let Some(tls) = &config.tls
-        && let Err(e) = writ_gateway::tls::load(&tls.cert, &tls.key)
+        && let Err(e) = writ_gateway::serve::tls::load(&tls.cert, &tls.key)
     {
         errors.push(e.to_string());
     }

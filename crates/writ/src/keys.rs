@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use writ_gateway::operator_log::{Operator, OperatorLog};
+use writ_gateway::audit::operator_log::{Operator, OperatorLog};
 use writ_store::DataDir;
 use writ_token::{KeyId, fingerprint};
 

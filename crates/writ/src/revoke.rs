@@ -8,8 +8,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use writ_gateway::audit::operator_log::{Operator, OperatorLog};
 use writ_gateway::config::Config;
-use writ_gateway::operator_log::{Operator, OperatorLog};
 use writ_store::{DataDir, RevocationNote, RevocationRecord, SqliteStore};
 use writ_token::{Clock, Revocation, SystemClock, token_id_issued_at};
 

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, bail};
-use writ_gateway::operator_log::{Operator, OperatorLog};
+use writ_gateway::audit::operator_log::{Operator, OperatorLog};
 use writ_store::{DataDir, SqliteStore};
 use writ_token::{Clock, MintRequest, RevocationSet, SystemClock, decode, mint, parse_grants};
 

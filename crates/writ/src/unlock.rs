@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use writ_gateway::operator_log::Operator;
+use writ_gateway::audit::operator_log::Operator;
 
 use crate::admin_client::{GatewayArgs, GatewayClient, admin_writ};
 

@@ -103,7 +103,7 @@ pub(super) struct RawDetection {
     #[serde(default)]
     brute_force: RawBruteForce,
     #[serde(default)]
-    webhooks: Vec<crate::webhook::RawWebhook>,
+    webhooks: Vec<crate::detect::webhook::RawWebhook>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +136,7 @@ pub struct DetectionConfig {
     /// Invalid writs at the data plane, per address.
     pub data_plane: StrikePolicy,
     /// Who is told about detections.
-    pub webhooks: Vec<crate::webhook::WebhookConfig>,
+    pub webhooks: Vec<crate::detect::webhook::WebhookConfig>,
     /// Prefix of the brute-force counters' keys: instances that share a limiter backend
     /// share counts when their namespaces are equal (by default they are: empty).
     pub strike_namespace: String,
@@ -273,7 +273,7 @@ pub(super) fn detection_config(
             w.secret = Some(env.expand(&format!("{field}.secret"), &secret)?);
         }
         webhooks.push(
-            crate::webhook::WebhookConfig::from_raw(w)
+            crate::detect::webhook::WebhookConfig::from_raw(w)
                 .map_err(|reason| ConfigError::Invalid { field, reason })?,
         );
     }

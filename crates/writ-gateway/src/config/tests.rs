@@ -45,7 +45,7 @@ fn expands_env_references() {
 fn serving_threads_and_audit_durability() {
     let c = load("").unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(c.workers, cores.min(crate::workers::MAX_WORKERS));
+    assert_eq!(c.workers, cores.min(crate::serve::workers::MAX_WORKERS));
     assert_eq!(c.audit.durability, writ_audit::sink::Durability::Committed);
     let c = load("[server]\nworkers = 3\n[audit]\ndurability = \"synced\"").unwrap();
     assert_eq!(c.workers, 3);

@@ -204,7 +204,7 @@ pub(super) fn upstream_config(
     if let Some(host) = base_url.host() {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<std::net::IpAddr>()
-            && crate::egress::is_forbidden(ip)
+            && crate::upstream::egress::is_forbidden(ip)
             && !u.allow_private_network
         {
             return Err(invalid(

@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use writ_token::{VerifiedWrit, WritError};
 
-use crate::dpop::{self, DpopError};
+pub(crate) mod dpop;
+pub mod writ_cache;
+
+use self::dpop::DpopError;
+use self::writ_cache::WritCache;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::extract::PresentedWrit;
-use crate::writ_cache::WritCache;
 
 /// The verified writ for the presented text.
 pub(crate) fn verify(

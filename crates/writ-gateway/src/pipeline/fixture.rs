@@ -8,7 +8,7 @@ use writ_token::{ManualClock, MintRequest, VerifiedWrit, parse_grants};
 
 use crate::config::{Config, RawConfig};
 use crate::gateway::Gateway;
-use crate::upstream::Upstream;
+use crate::upstream::client::Upstream;
 
 /// The fixed time every fixture gateway reads.
 pub(crate) fn t0() -> SystemTime {

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 
 use crate::error::{GatewayError, UpstreamFailure};
 use crate::pipeline::inject::Outbound;
-use crate::upstream::Upstream;
+use crate::upstream::client::Upstream;
 
 /// Response headers that describe the upstream hop, not the response.
 const HOP_BY_HOP: &[&str] = &[

@@ -220,7 +220,7 @@ mod tests {
     use super::*;
     use crate::pipeline::extract;
     use crate::pipeline::fixture::{self, Fixture};
-    use crate::upstream::Upstream;
+    use crate::upstream::client::Upstream;
     use writ_token::{Api, RequestFacts};
 
     const OPENAI_KEY: &str = "sk-upstream-0123456789";

@@ -26,12 +26,12 @@ use writ_providers::{
     ApiFamily, StreamMeter, Usage, anthropic, bedrock, estimate_tokens, gemini, openai,
 };
 
-use crate::detections::{Action, Detection, Detector, Mode};
+use crate::audit::usage_log::{Outcome, UsageRecord};
+use crate::detect::detections::{Action, Detection, Detector, Mode};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::limits::Held;
-use crate::upstream::Upstream;
-use crate::usage_log::{Outcome, UsageRecord};
+use crate::upstream::client::Upstream;
 
 /// Who made the call and what it asked for: everything a usage record needs.
 #[derive(Debug)]

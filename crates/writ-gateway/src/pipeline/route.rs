@@ -14,7 +14,7 @@ use writ_token::VerifiedWrit;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::upstream::Upstream;
+use crate::upstream::client::Upstream;
 
 /// Header a client may set to choose among several upstreams of one API family.
 pub(crate) const UPSTREAM_HEADER: &str = "x-writ-upstream";

@@ -47,7 +47,7 @@ fn mac(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::tests::SECRET;
+    use crate::detect::webhook::tests::SECRET;
 
     #[test]
     fn signature_matches_an_independent_implementation() {

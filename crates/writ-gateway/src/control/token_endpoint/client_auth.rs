@@ -15,7 +15,7 @@ use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
 use writ_limits::ReplayKind;
 
 use super::OAuthError;
-use crate::detections::{Action, Detection, Detector, Mode};
+use crate::detect::detections::{Action, Detection, Detector, Mode};
 use crate::gateway::Gateway;
 
 /// The assertion type RFC 7523 defines for `client_assertion_type`.

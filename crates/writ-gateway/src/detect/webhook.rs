@@ -53,8 +53,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// The HTTP(S) client webhooks are delivered with: rustls (ring), no redirects followed.
-pub type WebhookClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::egress::EgressResolver>>, Full<Bytes>>;
+pub type WebhookClient = Client<
+    hyper_rustls::HttpsConnector<HttpConnector<crate::upstream::egress::EgressResolver>>,
+    Full<Bytes>,
+>;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -184,9 +186,9 @@ impl Webhooks {
         .map_err(|e| format!("webhook: TLS setup failed: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let mut http = HttpConnector::new_with_resolver(crate::egress::EgressResolver::new(
-            allow_private_network,
-        ));
+        let mut http = HttpConnector::new_with_resolver(
+            crate::upstream::egress::EgressResolver::new(allow_private_network),
+        );
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use writ_limits::ReplayKind;
 
-use crate::replay::Replay;
+use crate::limits::replay::Replay;
 
 /// Largest proof accepted.
 const MAX_PROOF_BYTES: usize = 4096;

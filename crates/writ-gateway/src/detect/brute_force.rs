@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use writ_limits::{StrikePolicy, StrikeVerdict};
 
-use crate::detections::{Action, Detection, Detector, Mode};
+use crate::detect::detections::{Action, Detection, Detector, Mode};
 use crate::gateway::Gateway;
 
 /// Most addresses remembered as throttled at once (a distributed attack beyond this is

@@ -54,7 +54,7 @@ impl OAuthError {
     }
     /// Too many failed authentications: the same answer whether or not the client id
     /// exists.
-    fn throttled(t: crate::brute_force::Throttled) -> Self {
+    fn throttled(t: crate::detect::brute_force::Throttled) -> Self {
         let secs = t.retry_after_secs();
         let description = if t.locked {
             format!("too many failed client authentications: locked out, retry after {secs}s")
@@ -263,7 +263,7 @@ async fn guarded(
     claimed: Option<String>,
     attempt: impl std::future::Future<Output = Result<writ_store::Agent, OAuthError>>,
 ) -> Result<writ_store::Agent, OAuthError> {
-    use crate::brute_force::StrikeKey;
+    use crate::detect::brute_force::StrikeKey;
     let client = client_ip(req);
     // Ids longer than any real one are counted under one key, so junk cannot grow the
     // backend without bound.
@@ -434,22 +434,24 @@ async fn dpop_binding(
         )
     })?;
     let url = format!("{}/oauth2/token", gw.issuer());
-    let expected = crate::dpop::Expected {
+    let expected = crate::pipeline::authenticate::dpop::Expected {
         method: "POST",
         url: &url,
         access_token: None,
         now: gw.clock.now(),
     };
-    match crate::dpop::verify_once(proof, &expected, &gw.replay).await {
+    match crate::pipeline::authenticate::dpop::verify_once(proof, &expected, &gw.replay).await {
         Ok(jkt) => Ok(Some(jkt)),
-        Err(crate::dpop::Refusal::Invalid(e)) => Err(OAuthError::new(
+        Err(crate::pipeline::authenticate::dpop::Refusal::Invalid(e)) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_dpop_proof",
             e.to_string(),
         )),
-        Err(crate::dpop::Refusal::ReplayUnavailable) => Err(OAuthError::server(
-            "the DPoP proof cannot be checked for replay now (limit backend unavailable); retry shortly with a new proof",
-        )),
+        Err(crate::pipeline::authenticate::dpop::Refusal::ReplayUnavailable) => {
+            Err(OAuthError::server(
+                "the DPoP proof cannot be checked for replay now (limit backend unavailable); retry shortly with a new proof",
+            ))
+        }
     }
 }
 

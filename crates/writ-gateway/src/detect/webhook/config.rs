@@ -134,7 +134,7 @@ impl WebhookConfig {
             .host_str()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
             .and_then(|h| h.parse::<std::net::IpAddr>().ok());
-        if literal.is_some_and(crate::egress::is_forbidden) && !allow_private_network {
+        if literal.is_some_and(crate::upstream::egress::is_forbidden) && !allow_private_network {
             return Err("webhook: `url` points outside the public internet; set allow_private_network = true if that is intended".into());
         }
         Ok(WebhookConfig {
@@ -200,7 +200,7 @@ fn validate_url(raw: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::tests::{SECRET, config};
+    use crate::detect::webhook::tests::{SECRET, config};
 
     fn parse(toml_text: &str) -> Result<WebhookConfig, String> {
         let raw: RawWebhook = toml::from_str(toml_text).map_err(|e| e.to_string())?;

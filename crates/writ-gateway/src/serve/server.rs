@@ -35,9 +35,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     router
         .route(
             "/oauth2/token",
-            axum::routing::post(crate::token_endpoint::token).with_state(gw.clone()),
+            axum::routing::post(crate::control::token_endpoint::token).with_state(gw.clone()),
         )
-        .merge(crate::admin::routes(gw))
+        .merge(crate::control::admin::routes(gw))
         .fallback(|| async { GatewayError::NotFound.into_response() })
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })
 }
@@ -84,11 +84,11 @@ pub async fn serve_with_workers(
         .clone()
         .map(|fanout| tokio::spawn(fanout.listen(Arc::downgrade(&gw))));
     let app = router(gw.clone());
-    let tls = gw.tls.clone().map(crate::workers::acceptor);
+    let tls = gw.tls.clone().map(crate::serve::workers::acceptor);
     let served = if workers == 0 {
-        crate::workers::serve_inline(listener, app, tls, shutdown).await
+        crate::serve::workers::serve_inline(listener, app, tls, shutdown).await
     } else {
-        crate::workers::serve_threads(listener, app, tls, workers, shutdown).await
+        crate::serve::workers::serve_threads(listener, app, tls, workers, shutdown).await
     };
     sweeper.abort();
     // Pending records written and a final checkpoint signed.
