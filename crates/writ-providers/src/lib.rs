@@ -13,6 +13,7 @@ mod inspect;
 pub mod mcp;
 mod meter;
 pub mod openai;
+mod provider;
 mod route;
 mod secret;
 pub mod sigv4;
@@ -22,9 +23,13 @@ mod usage;
 pub mod vertex;
 
 pub use error_shape::GatewayErrorReport;
-pub use inspect::{InspectError, Inspected, output_cap_field};
-pub use meter::StreamMeter;
-pub use route::{ApiFamily, Operation, ProviderKind, ROUTES, RouteSpec};
+pub use inspect::{InspectError, Inspected};
+pub use meter::{BodyUsage, StreamMeter};
+pub use provider::{
+    AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, InspectRefusal, Inspection,
+    KeyConfig, OpenAiConfig, Provider, ProviderConfig, RawSecret, ToolConfig, VertexConfig,
+};
+pub use route::{Dialect, Operation, ProviderKind, ROUTES, RouteSpec, UpstreamInPath};
 pub use secret::UpstreamSecret;
 pub use stream_text::{Channel, TextFilter, TextKind};
 pub use usage::{PriceEntry, Pricing, PricingError, Usage, estimate_tokens};
