@@ -1,5 +1,10 @@
 //! Upstream providers: which routes each serves, the request facts it reads from a body,
-//! and how its credential is injected.
+//! how its credential is injected, and how its usage and errors read.
+//!
+//! The gateway builds a [`Provider`] per upstream from its kind-tagged [`ProviderConfig`]
+//! and asks it; a route's wire format is an opaque [`Dialect`]. Adding a provider means a
+//! module here, a variant of [`ProviderConfig`] and its arms in this crate's matches; the
+//! gateway does not change.
 //!
 //! Everything here is pure: bytes and headers in, values out. The gateway does the I/O.
 

@@ -190,7 +190,7 @@ impl Provider {
     /// Whether requests on `route` may be sent to this upstream: it speaks the route's
     /// dialect.
     pub fn serves(&self, route: &RouteSpec) -> bool {
-        self.kind.wire() == route.family
+        self.kind.wire() == route.wire
     }
 
     /// The base URL of the provider's public service when none is configured; `None`
@@ -304,7 +304,7 @@ impl Provider {
                 inspected,
             })
         };
-        match route.family {
+        match route.wire {
             Wire::OpenAi => model(route.operation, openai::inspect(route.operation, body)?),
             Wire::Anthropic => model(route.operation, anthropic::inspect(route.operation, body)?),
             Wire::Azure => {

@@ -137,7 +137,7 @@ pub struct RouteSpec {
     /// `{*rest}` is the path passed on to it.
     pub path: &'static str,
     /// Wire format.
-    pub(crate) family: Wire,
+    pub(crate) wire: Wire,
     /// What the request does.
     pub operation: Operation,
 }
@@ -169,13 +169,13 @@ impl RouteSpec {
     /// The wire dialect the route speaks: its error shape, how its usage is read, and
     /// which upstreams serve it.
     pub fn dialect(&self) -> Dialect {
-        Dialect(self.family)
+        Dialect(self.wire)
     }
 
     /// Where a request on this route to `path` names its upstream; `None` when the path
     /// does not have the route's shape (no upstream name, or no path after it).
     pub fn upstream_in_path<'p>(&self, path: &'p str) -> Option<UpstreamInPath<'p>> {
-        match self.family {
+        match self.wire {
             Wire::Mcp => {
                 let name = path.strip_prefix("/mcp/")?;
                 Some(UpstreamInPath::Named {
@@ -201,7 +201,7 @@ impl RouteSpec {
     /// and Azure chats): `body` rewritten to ask for it, or `None` when the route has no
     /// such option or the body already asks (or is not a JSON object).
     pub fn with_stream_usage(&self, body: &[u8]) -> Option<Vec<u8>> {
-        if !matches!(self.family, Wire::OpenAi | Wire::Azure) || self.operation != Operation::Chat {
+        if !matches!(self.wire, Wire::OpenAi | Wire::Azure) || self.operation != Operation::Chat {
             return None;
         }
         crate::openai::with_stream_usage(body)
@@ -211,7 +211,7 @@ impl RouteSpec {
     /// one `body` used, or the API's own when the body has none (see
     /// [`crate::inspect`]). Used to tell a caller which field to change.
     pub fn output_cap_field(&self, body: &[u8]) -> &'static str {
-        crate::inspect::output_cap_field(self.family, self.operation, body)
+        crate::inspect::output_cap_field(self.wire, self.operation, body)
     }
 }
 
@@ -220,109 +220,109 @@ pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Some("POST"),
         path: "/v1/chat/completions",
-        family: Wire::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/responses",
-        family: Wire::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Responses,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/embeddings",
-        family: Wire::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Embeddings,
     },
     RouteSpec {
         method: Some("GET"),
         path: "/v1/models",
-        family: Wire::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Models,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/messages",
-        family: Wire::Anthropic,
+        wire: Wire::Anthropic,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/messages/count_tokens",
-        family: Wire::Anthropic,
+        wire: Wire::Anthropic,
         operation: Operation::CountTokens,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1beta/models/{*model_action}",
-        family: Wire::Gemini,
+        wire: Wire::Gemini,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/models/{*model_action}",
-        family: Wire::Gemini,
+        wire: Wire::Gemini,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/openai/deployments/{deployment}/chat/completions",
-        family: Wire::Azure,
+        wire: Wire::Azure,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/openai/deployments/{deployment}/embeddings",
-        family: Wire::Azure,
+        wire: Wire::Azure,
         operation: Operation::Embeddings,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/converse",
-        family: Wire::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/converse-stream",
-        family: Wire::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/invoke",
-        family: Wire::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Invoke,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/invoke-with-response-stream",
-        family: Wire::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Invoke,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model_action}",
-        family: Wire::Vertex,
+        wire: Wire::Vertex,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1beta1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model_action}",
-        family: Wire::Vertex,
+        wire: Wire::Vertex,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/mcp/{upstream}",
-        family: Wire::Mcp,
+        wire: Wire::Mcp,
         operation: Operation::Mcp,
     },
     RouteSpec {
         method: None,
         path: "/u/{upstream}/{*rest}",
-        family: Wire::Http,
+        wire: Wire::Http,
         operation: Operation::Http,
     },
 ];
