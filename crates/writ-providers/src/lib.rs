@@ -29,7 +29,7 @@ pub mod vertex;
 
 pub use error_shape::GatewayErrorReport;
 pub use inspect::{InspectError, Inspected};
-pub use meter::{BodyUsage, StreamMeter};
+pub use meter::{BodyUsage, StreamMeter, is_event_stream};
 pub use provider::{
     AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, InspectRefusal, Inspection,
     KeyConfig, OpenAiConfig, Provider, ProviderConfig, RawSecret, ToolConfig, VertexConfig,

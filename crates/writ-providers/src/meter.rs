@@ -17,6 +17,12 @@ enum Framing {
     EventStream(FrameReader),
 }
 
+/// Whether a response with this `Content-Type` is a stream a [`StreamMeter`] reads
+/// event by event: Server-Sent Events, or AWS's binary event-stream (Bedrock).
+pub fn is_event_stream(content_type: &str) -> bool {
+    content_type.starts_with("text/event-stream") || content_type.starts_with(bedrock::EVENT_STREAM)
+}
+
 /// Usage read from a whole (not streamed) response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyUsage {

@@ -110,7 +110,10 @@ pub(super) fn upstream_config(
             parse_base_url(&field("base_url"), &env.expand(&field("base_url"), &url)?)?
         }
         (None, Some(default)) => parse_base_url(&field("base_url"), &default)?,
-        (None, None) => return Err(invalid(&field("base_url"), "required for this kind")),
+        (None, None) => {
+            let reason = format!("required for {} upstreams", provider.kind().as_str());
+            return Err(invalid(&field("base_url"), &reason));
+        }
     };
     // A literal address never reaches the resolver, so it is checked here.
     if let Some(host) = base_url.host() {

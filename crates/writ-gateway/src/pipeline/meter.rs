@@ -22,7 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use writ_limits::Amounts;
-use writ_providers::{BodyUsage, Dialect, StreamMeter, Usage, bedrock, estimate_tokens};
+use writ_providers::{BodyUsage, Dialect, StreamMeter, Usage, estimate_tokens, is_event_stream};
 
 use crate::audit::usage_log::{Outcome, UsageRecord};
 use crate::detect::detections::{Action, Detection, Detector, Mode};
@@ -120,9 +120,7 @@ pub(crate) async fn respond(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("text/event-stream") || v.starts_with(bedrock::EVENT_STREAM)
-        });
+        .is_some_and(is_event_stream);
     if is_stream {
         // The body changes length when the usage chunk is dropped.
         parts.headers.remove(header::CONTENT_LENGTH);

@@ -181,7 +181,7 @@ impl ProviderConfig {
         let (kind, settings) = match self {
             ProviderConfig::Unknown => return Err(invalid("kind", FieldProblem::UnknownKind)),
             ProviderConfig::OpenAi(c) => {
-                let key = key(c.api_key.as_ref(), &expand)?;
+                let key = key(ProviderKind::OpenAi, c.api_key.as_ref(), &expand)?;
                 let organization = header_value("organization", c.organization.as_deref())?;
                 let project = header_value("project", c.project.as_deref())?;
                 let headers = crate::openai::credential_headers(&key, organization, project)
@@ -192,7 +192,7 @@ impl ProviderConfig {
                 )
             }
             ProviderConfig::Anthropic(c) => {
-                let key = key(c.api_key.as_ref(), &expand)?;
+                let key = key(ProviderKind::Anthropic, c.api_key.as_ref(), &expand)?;
                 let headers = crate::anthropic::credential_headers(&key)
                     .map_err(|_| invalid("api_key", FieldProblem::NotHeaderValue))?;
                 (
@@ -201,7 +201,7 @@ impl ProviderConfig {
                 )
             }
             ProviderConfig::Gemini(c) => {
-                let key = key(c.api_key.as_ref(), &expand)?;
+                let key = key(ProviderKind::Gemini, c.api_key.as_ref(), &expand)?;
                 let headers = crate::gemini::credential_headers(&key)
                     .map_err(|_| invalid("api_key", FieldProblem::NotHeaderValue))?;
                 (
@@ -210,7 +210,7 @@ impl ProviderConfig {
                 )
             }
             ProviderConfig::Azure(c) => {
-                let key = key(c.api_key.as_ref(), &expand)?;
+                let key = key(ProviderKind::Azure, c.api_key.as_ref(), &expand)?;
                 let headers = crate::azure::credential_headers(&key)
                     .map_err(|_| invalid("api_key", FieldProblem::NotHeaderValue))?;
                 (
@@ -224,8 +224,14 @@ impl ProviderConfig {
             ProviderConfig::Vertex(c) => {
                 (ProviderKind::Vertex, Settings::Vertex(c.vertex(source)?))
             }
-            ProviderConfig::Mcp(c) => (ProviderKind::Mcp, Settings::Tool(c.tool(&expand)?)),
-            ProviderConfig::Http(c) => (ProviderKind::Http, Settings::Tool(c.tool(&expand)?)),
+            ProviderConfig::Mcp(c) => (
+                ProviderKind::Mcp,
+                Settings::Tool(c.tool(ProviderKind::Mcp, &expand)?),
+            ),
+            ProviderConfig::Http(c) => (
+                ProviderKind::Http,
+                Settings::Tool(c.tool(ProviderKind::Http, &expand)?),
+            ),
         };
         Ok(Provider { kind, settings })
     }
@@ -236,6 +242,7 @@ type Expand<'a, E> = dyn Fn(&'static str, &str) -> Result<String, BuildError<E>>
 /// The `api_key` every key-carrying kind requires: present, non-empty and usable in a
 /// header (`Bearer <key>`).
 fn key<E>(
+    kind: ProviderKind,
     raw: Option<&RawSecret>,
     expand: &Expand<'_, E>,
 ) -> Result<UpstreamSecret, BuildError<E>> {
@@ -243,7 +250,7 @@ fn key<E>(
         invalid(
             "api_key",
             FieldProblem::Required {
-                kind: "this kind of",
+                kind: kind.as_str(),
                 hint: "",
             },
         )
@@ -421,7 +428,7 @@ impl VertexConfig {
 impl ToolConfig {
     /// The key and how it travels: a header of its own, HTTP Basic, a query parameter, or
     /// `Authorization: Bearer`.
-    fn tool<E>(&self, expand: &Expand<'_, E>) -> Result<Tool, BuildError<E>> {
+    fn tool<E>(&self, kind: ProviderKind, expand: &Expand<'_, E>) -> Result<Tool, BuildError<E>> {
         let auth_header = match &self.auth_header {
             None => None,
             Some(h) => Some(
@@ -429,7 +436,7 @@ impl ToolConfig {
                     .map_err(|_| invalid("auth_header", FieldProblem::NotHeaderName))?,
             ),
         };
-        let key = key(self.api_key.as_ref(), expand)?;
+        let key = key(kind, self.api_key.as_ref(), expand)?;
         let chosen = [
             self.auth_header.is_some(),
             self.basic_user.is_some(),
