@@ -438,3 +438,13 @@ fn what_each_shape_of_api_reads_from_a_body() {
         Err(InspectRefusal::Body(InspectError::NotObject))
     ));
 }
+
+#[test]
+fn debug_output_hides_secrets() {
+    let text = "kind = \"http\"\napi_key = \"k-top-secret\"\nbasic_user = \"svc\"";
+    let config = parse(text).unwrap();
+    assert!(!format!("{config:?}").contains("k-top-secret"));
+    let shown = format!("{:?}", provider(text));
+    assert!(!shown.contains("k-top-secret"), "{shown}");
+    assert!(!shown.contains("c3ZjOmstdG9wLXNlY3JldA"), "{shown}");
+}
