@@ -25,7 +25,7 @@ pub use limits::{LimiterBackend, LimiterConfig};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
-pub use upstream::{AwsSigning, UpstreamConfig, VertexAuth};
+pub use upstream::UpstreamConfig;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";

@@ -1,7 +1,7 @@
 //! Every way a gateway request fails, and the one place those become HTTP responses.
 //!
 //! Vague outward, exact inward: the client gets a status, a stable `code` and a short
-//! message that says what to do next, in the error shape of the API family its route
+//! message that says what to do next, in the error shape of the dialect its route
 //! speaks (OpenAI's `{"error":{"message","type","code","param"}}` unless the route is
 //! Anthropic's, Google's or Bedrock's: `writ_providers` renders each); the precise cause
 //! goes to the log. No message ever contains a writ or a credential, and nothing an
@@ -11,7 +11,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
-use writ_providers::{ApiFamily, GatewayErrorReport, InspectError};
+use writ_providers::{Dialect, GatewayErrorReport, InspectError};
 use writ_token::{DeniedBy, WritError};
 
 mod class;
@@ -392,7 +392,7 @@ pub fn error_body(
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        self.into_response_for(ApiFamily::OpenAi)
+        self.into_response_for(Dialect::GATEWAY)
     }
 }
 
@@ -407,8 +407,8 @@ impl GatewayError {
         }
     }
 
-    /// The response for a request on a route of `family`, in that family's error shape.
-    pub fn into_response_for(self, family: ApiFamily) -> Response {
+    /// The response for a request on a route of `dialect`, in that dialect's error shape.
+    pub fn into_response_for(self, dialect: Dialect) -> Response {
         let Class {
             status,
             kind,
@@ -435,7 +435,7 @@ impl GatewayError {
             param,
             detail: detail.as_deref(),
         };
-        let mut response = (status, Json(family.error_body(&report))).into_response();
+        let mut response = (status, Json(dialect.error_body(&report))).into_response();
         if let GatewayError::RateLimited(refusal) = &self {
             crate::limits::refusal_headers(refusal, response.headers_mut());
         }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use writ_providers::{ApiFamily, ProviderKind};
+use writ_providers::{Dialect, ProviderKind};
 use writ_store::{DataDir, RevocationNote, SqliteStore, StoreError};
 use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit};
 
@@ -79,8 +79,9 @@ pub struct Gateway {
     /// Inbound TLS, when configured.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) upstreams: BTreeMap<String, Upstream>,
-    /// For each API family, the upstream requests go to when they name none.
-    pub(crate) defaults: HashMap<ApiFamily, Result<String, &'static str>>,
+    /// For each dialect with upstreams, the one requests go to when they name none, or
+    /// why there is none (several serve it: the writ's grants choose).
+    pub(crate) defaults: HashMap<Dialect, Result<String, &'static str>>,
     pub(crate) writs: WritCache,
     /// Model prices.
     pub(crate) pricing: writ_providers::Pricing,
@@ -212,7 +213,7 @@ impl Gateway {
         // the built-in secret rules (which include writs).
         let exact: Vec<(&str, &str)> = upstreams
             .iter()
-            .map(|(name, u): (&String, &Upstream)| (name.as_str(), u.secret.expose()))
+            .map(|(name, u): (&String, &Upstream)| (name.as_str(), u.provider.secret().expose()))
             .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
             .collect();
         let scanner = Arc::new(
@@ -224,28 +225,23 @@ impl Gateway {
             writ_detect::Scanner::new(writs, &exact)
                 .map_err(|e| StartError::Audit(format!("secret scanner: {e}")))?,
         );
-        let mut by_family: HashMap<ApiFamily, Vec<&str>> = HashMap::new();
+        let mut by_dialect: HashMap<Dialect, Vec<&str>> = HashMap::new();
         for (name, u) in &upstreams {
-            by_family.entry(u.kind.family()).or_default().push(name);
+            by_dialect
+                .entry(u.provider.dialect())
+                .or_default()
+                .push(name);
         }
-        let defaults = [
-            ApiFamily::OpenAi,
-            ApiFamily::Anthropic,
-            ApiFamily::Gemini,
-            ApiFamily::Azure,
-            ApiFamily::Bedrock,
-            ApiFamily::Vertex,
-        ]
-        .into_iter()
-        .map(|family| {
-            let choice = match by_family.get(&family).map(Vec::as_slice) {
-                None | Some([]) => Err("none is configured"),
-                Some([one]) => Ok(one.to_string()),
-                Some(_) => Err("several are configured; name one in the x-writ-upstream header"),
-            };
-            (family, choice)
-        })
-        .collect();
+        let defaults = by_dialect
+            .into_iter()
+            .map(|(dialect, names)| {
+                let choice = match names.as_slice() {
+                    [one] => Ok(one.to_string()),
+                    _ => Err("several are configured; name one in the x-writ-upstream header"),
+                };
+                (dialect, choice)
+            })
+            .collect();
         let files = data.root_keys()?;
         let mut revocations = InForce {
             local: store.revocations().await?,
@@ -292,7 +288,9 @@ impl Gateway {
 
     /// Names and kinds of the configured upstreams.
     pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
-        self.upstreams.iter().map(|(n, u)| (n.as_str(), u.kind))
+        self.upstreams
+            .iter()
+            .map(|(n, u)| (n.as_str(), u.provider.kind()))
     }
 
     /// This server's identity URL, as client assertions must name it in `aud`.

@@ -152,7 +152,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
                 // Refused (or failed) before the meter phase: recorded here, once.
                 gw.audit.record(error_record(&gw, &ctx, &e)).await;
             }
-            e.into_response_for(ctx.route.family)
+            e.into_response_for(ctx.route.dialect())
         }
     };
     // Debug, not info: the audit log already holds one record per request, and a
@@ -271,9 +271,7 @@ async fn run(
     facts.dpop_jkt = dpop_jkt;
     ctx.model = facts.model.clone().or_else(|| facts.tool.clone());
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
-        authorize::explain(gw, &writ, &facts, e, || {
-            writ_providers::output_cap_field(ctx.route.family, ctx.route.operation, &body)
-        })
+        authorize::explain(gw, &writ, &facts, e, || ctx.route.output_cap_field(&body))
     })?;
     prompt_secrets(gw, ctx, &body).await?;
     // Strict audit: nothing is forwarded while the audit log cannot be written.
@@ -310,7 +308,7 @@ async fn run(
         delegation: ctx.delegation.clone(),
         upstream: target.upstream.name.clone(),
         model: facts.model.clone(),
-        family: ctx.route.family,
+        dialect: ctx.route.dialect(),
         request_bytes,
         drop_usage_chunk,
         held,

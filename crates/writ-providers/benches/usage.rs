@@ -6,7 +6,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use writ_providers::{ApiFamily, StreamMeter, openai};
+use writ_providers::{Dialect, RouteSpec, StreamMeter, openai};
+
+fn dialect(route: &str) -> Dialect {
+    RouteSpec::find(route).expect("a route").dialect()
+}
 
 fn stream(events: usize) -> Vec<u8> {
     let mut s = String::new();
@@ -44,7 +48,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("sse stream meter (1 KiB chunks)", |b| {
         b.iter(|| {
-            let mut meter = StreamMeter::new(ApiFamily::OpenAi, false);
+            let mut meter = StreamMeter::new(dialect("/v1/chat/completions"), false);
             for chunk in black_box(&body).chunks(1024) {
                 meter.feed(chunk);
             }
@@ -56,7 +60,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(frames.len() as u64));
     group.bench_function("bedrock event-stream meter (1 KiB chunks)", |b| {
         b.iter(|| {
-            let mut meter = StreamMeter::new(ApiFamily::Bedrock, false);
+            let mut meter = StreamMeter::new(dialect("/model/{model}/converse"), false);
             for chunk in black_box(&frames).chunks(1024) {
                 meter.feed(chunk);
             }

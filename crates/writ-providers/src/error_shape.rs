@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::ApiFamily;
+use crate::route::{Dialect, Wire};
 
 /// An error the gateway produced, before it is shaped for a family.
 #[derive(Debug, Clone, Copy)]
@@ -36,16 +36,14 @@ pub struct GatewayErrorReport<'a> {
     pub detail: Option<&'a str>,
 }
 
-impl ApiFamily {
-    /// The JSON body of `report` in this family's error shape.
+impl Dialect {
+    /// The JSON body of `report` in this dialect's error shape.
     pub fn error_body(self, report: &GatewayErrorReport<'_>) -> Value {
-        match self {
-            ApiFamily::Anthropic => anthropic(report),
-            ApiFamily::Gemini | ApiFamily::Vertex => google(report),
-            ApiFamily::Bedrock => aws(report),
-            ApiFamily::OpenAi | ApiFamily::Azure | ApiFamily::Mcp | ApiFamily::Http => {
-                openai(report)
-            }
+        match self.0 {
+            Wire::Anthropic => anthropic(report),
+            Wire::Gemini | Wire::Vertex => google(report),
+            Wire::Bedrock => aws(report),
+            Wire::OpenAi | Wire::Azure | Wire::Mcp | Wire::Http => openai(report),
         }
     }
 
@@ -54,8 +52,8 @@ impl ApiFamily {
     /// Model APIs answer 401 and 403 only about the key or its account; a plain HTTP or
     /// tool upstream may answer 403 about the resource, so only its 401 counts.
     pub fn credential_refused(self, status: u16) -> bool {
-        match self {
-            ApiFamily::Mcp | ApiFamily::Http => status == 401,
+        match self.0 {
+            Wire::Mcp | Wire::Http => status == 401,
             _ => status == 401 || status == 403,
         }
     }
@@ -179,15 +177,15 @@ mod tests {
     #[test]
     fn each_family_answers_in_its_own_shape_and_keeps_the_code() {
         let r = report(403);
-        let openai = ApiFamily::OpenAi.error_body(&r);
+        let openai = Dialect(Wire::OpenAi).error_body(&r);
         assert_eq!(openai["error"]["type"], "permission_error");
         assert_eq!(openai["error"]["code"], "grant_denied");
         assert_eq!(openai["error"]["detail"], "block 1: check");
-        let anthropic = ApiFamily::Anthropic.error_body(&r);
+        let anthropic = Dialect(Wire::Anthropic).error_body(&r);
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "permission_error");
         assert_eq!(anthropic["error"]["code"], "grant_denied");
-        for family in [ApiFamily::Gemini, ApiFamily::Vertex] {
+        for family in [Dialect(Wire::Gemini), Dialect(Wire::Vertex)] {
             let google = family.error_body(&r);
             assert_eq!(google["error"]["code"], 403);
             assert_eq!(google["error"]["status"], "PERMISSION_DENIED");
@@ -196,7 +194,7 @@ mod tests {
                 "grant_denied"
             );
         }
-        let aws = ApiFamily::Bedrock.error_body(&r);
+        let aws = Dialect(Wire::Bedrock).error_body(&r);
         assert_eq!(aws["__type"], "AccessDeniedException");
         assert_eq!(aws["code"], "grant_denied");
     }
@@ -221,11 +219,11 @@ mod tests {
 
     #[test]
     fn a_plain_upstream_403_is_about_the_resource_not_the_key() {
-        assert!(ApiFamily::OpenAi.credential_refused(403));
-        assert!(ApiFamily::Anthropic.credential_refused(401));
-        assert!(ApiFamily::Http.credential_refused(401));
-        assert!(!ApiFamily::Http.credential_refused(403));
-        assert!(!ApiFamily::Mcp.credential_refused(404));
-        assert!(!ApiFamily::Gemini.credential_refused(429));
+        assert!(Dialect(Wire::OpenAi).credential_refused(403));
+        assert!(Dialect(Wire::Anthropic).credential_refused(401));
+        assert!(Dialect(Wire::Http).credential_refused(401));
+        assert!(!Dialect(Wire::Http).credential_refused(403));
+        assert!(!Dialect(Wire::Mcp).credential_refused(404));
+        assert!(!Dialect(Wire::Gemini).credential_refused(429));
     }
 }

@@ -67,12 +67,12 @@ impl InspectError {
 /// The request field that states the output cap, as the caller's API spells it: the one
 /// the body used, or the API's own when the body has none. Used to tell a caller which
 /// field to change; a body that is not JSON gets the API's field.
-pub fn output_cap_field(
-    family: crate::ApiFamily,
+pub(crate) fn output_cap_field(
+    family: crate::route::Wire,
     operation: crate::Operation,
     body: &[u8],
 ) -> &'static str {
-    use crate::{ApiFamily as F, Operation as O};
+    use crate::route::{Operation as O, Wire as F};
     let fields: &[&'static str] = match (family, operation) {
         (F::OpenAi | F::Azure, O::Responses) => &["max_output_tokens"],
         (F::OpenAi | F::Azure, _) => &["max_completion_tokens", "max_tokens"],
@@ -111,12 +111,12 @@ pub fn output_cap_field(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ApiFamily, Operation};
+    use crate::Operation;
+    use crate::route::Wire;
 
     #[test]
     fn the_cap_field_is_the_one_the_caller_used() {
-        let chat =
-            |body: &str| output_cap_field(ApiFamily::OpenAi, Operation::Chat, body.as_bytes());
+        let chat = |body: &str| output_cap_field(Wire::OpenAi, Operation::Chat, body.as_bytes());
         assert_eq!(chat(r#"{"max_tokens":9}"#), "max_tokens");
         assert_eq!(
             chat(r#"{"max_completion_tokens":9}"#),
@@ -128,19 +128,19 @@ mod tests {
             "max_completion_tokens and max_tokens"
         );
         assert_eq!(
-            output_cap_field(ApiFamily::OpenAi, Operation::Responses, b"{}"),
+            output_cap_field(Wire::OpenAi, Operation::Responses, b"{}"),
             "max_output_tokens"
         );
         assert_eq!(
-            output_cap_field(ApiFamily::Anthropic, Operation::Chat, b"not json"),
+            output_cap_field(Wire::Anthropic, Operation::Chat, b"not json"),
             "max_tokens"
         );
         assert_eq!(
-            output_cap_field(ApiFamily::Gemini, Operation::Chat, b"{}"),
+            output_cap_field(Wire::Gemini, Operation::Chat, b"{}"),
             "generationConfig.maxOutputTokens"
         );
         assert_eq!(
-            output_cap_field(ApiFamily::Bedrock, Operation::Chat, br#"{"max_gen_len":3}"#),
+            output_cap_field(Wire::Bedrock, Operation::Chat, br#"{"max_gen_len":3}"#),
             "max_gen_len"
         );
     }

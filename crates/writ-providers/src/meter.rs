@@ -4,7 +4,7 @@
 
 use crate::bedrock::FrameReader;
 use crate::openai::EventReading;
-use crate::route::ApiFamily;
+use crate::route::{Dialect, Wire};
 use crate::sse::SseParser;
 use crate::stream_text::{TextFilter, TextStream};
 use crate::usage::Usage;
@@ -17,10 +17,56 @@ enum Framing {
     EventStream(FrameReader),
 }
 
+/// Whether a response with this `Content-Type` is a stream a [`StreamMeter`] reads
+/// event by event: Server-Sent Events, or AWS's binary event-stream (Bedrock).
+pub fn is_event_stream(content_type: &str) -> bool {
+    content_type.starts_with("text/event-stream") || content_type.starts_with(bedrock::EVENT_STREAM)
+}
+
+/// Usage read from a whole (not streamed) response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyUsage {
+    /// The usage the response reports, if it reports any.
+    pub usage: Option<Usage>,
+    /// The body was parsed whole as one JSON object to find it, so it need not be
+    /// checked again (Bedrock's usage may come from headers alone: then `false`).
+    pub parsed_whole: bool,
+}
+
+impl Dialect {
+    /// The usage a whole response of this dialect reports, in its headers or body.
+    /// Tool and plain HTTP upstreams report none.
+    pub fn usage_of_response(self, headers: &http::HeaderMap, body: &[u8]) -> BodyUsage {
+        let from_body = |usage: Option<Usage>| BodyUsage {
+            usage,
+            parsed_whole: usage.is_some(),
+        };
+        match self.0 {
+            Wire::OpenAi | Wire::Azure => from_body(openai::usage_from_json(body)),
+            Wire::Anthropic => from_body(anthropic::usage_from_json(body)),
+            Wire::Gemini | Wire::Vertex => from_body(gemini::usage_from_json(body)),
+            Wire::Bedrock => BodyUsage {
+                usage: bedrock::usage_from_response(headers, body),
+                parsed_whole: false,
+            },
+            Wire::Mcp | Wire::Http => BodyUsage {
+                usage: None,
+                parsed_whole: false,
+            },
+        }
+    }
+
+    /// Whether every successful (non-streamed) response of this dialect is JSON, so one
+    /// that is not is the upstream's failure.
+    pub fn success_is_json(self) -> bool {
+        matches!(self.0, Wire::OpenAi | Wire::Anthropic | Wire::Bedrock)
+    }
+}
+
 /// Metering state of one streamed response.
 #[derive(Debug)]
 pub struct StreamMeter {
-    family: ApiFamily,
+    family: Wire,
     framing: Framing,
     usage: Option<Usage>,
     output_chars: u64,
@@ -31,13 +77,14 @@ pub struct StreamMeter {
 }
 
 impl StreamMeter {
-    /// A meter for a stream of `family`; with `drop_usage_chunk`, the usage-only chunk the
-    /// gateway asked for is removed from what the client sees.
-    pub fn new(family: ApiFamily, drop_usage_chunk: bool) -> Self {
+    /// A meter for a stream of `dialect`; with `drop_usage_chunk`, the usage-only chunk
+    /// the gateway asked for is removed from what the client sees.
+    pub fn new(dialect: Dialect, drop_usage_chunk: bool) -> Self {
+        let family = dialect.0;
         Self {
             family,
             framing: match family {
-                ApiFamily::Bedrock => Framing::EventStream(FrameReader::new()),
+                Wire::Bedrock => Framing::EventStream(FrameReader::new()),
                 _ => Framing::Sse(SseParser::new()),
             },
             usage: None,
@@ -139,10 +186,10 @@ impl StreamMeter {
 
     fn reading(&self, event: &crate::sse::SseEvent) -> EventReading {
         match self.family {
-            ApiFamily::OpenAi | ApiFamily::Azure => openai::read_event(event),
-            ApiFamily::Anthropic => anthropic::read_event(event),
-            ApiFamily::Gemini | ApiFamily::Vertex => gemini::read_event(event),
-            ApiFamily::Bedrock | ApiFamily::Mcp | ApiFamily::Http => Default::default(),
+            Wire::OpenAi | Wire::Azure => openai::read_event(event),
+            Wire::Anthropic => anthropic::read_event(event),
+            Wire::Gemini | Wire::Vertex => gemini::read_event(event),
+            Wire::Bedrock | Wire::Mcp | Wire::Http => Default::default(),
         }
     }
 
@@ -200,7 +247,7 @@ mod tests {
     #[test]
     fn meters_and_passes_through_unchanged() {
         for size in 1..STREAM.len() {
-            let mut m = StreamMeter::new(ApiFamily::OpenAi, false);
+            let mut m = StreamMeter::new(Dialect(Wire::OpenAi), false);
             for chunk in STREAM.as_bytes().chunks(size) {
                 assert_eq!(m.feed(chunk), None);
             }
@@ -216,7 +263,7 @@ mod tests {
     #[test]
     fn removes_the_usage_chunk_it_asked_for() {
         for size in 1..STREAM.len() {
-            let mut m = StreamMeter::new(ApiFamily::OpenAi, true);
+            let mut m = StreamMeter::new(Dialect(Wire::OpenAi), true);
             let mut seen = Vec::new();
             for chunk in STREAM.as_bytes().chunks(size) {
                 seen.extend(m.feed(chunk).unwrap());
@@ -231,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_stream_without_usage_or_cut_off_is_still_read() {
-        let mut m = StreamMeter::new(ApiFamily::OpenAi, false);
+        let mut m = StreamMeter::new(Dialect(Wire::OpenAi), false);
         m.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\ndata: {\"choi");
         m.finish();
         assert_eq!(m.usage(), None);

@@ -1,8 +1,10 @@
 //! The route table: which HTTP routes the gateway serves, and what each one means.
 
 /// The wire format a route speaks; decides how bodies are inspected and credentials injected.
+/// Private to this crate: outside it a route's or upstream's wire format is an opaque
+/// [`Dialect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiFamily {
+pub(crate) enum Wire {
     /// OpenAI's REST API and compatible servers.
     OpenAi,
     /// Anthropic's Messages API.
@@ -19,6 +21,19 @@ pub enum ApiFamily {
     Mcp,
     /// Plain HTTP upstreams, passed through by method and path.
     Http,
+}
+
+/// The wire dialect of a route or of an upstream, opaque outside this crate: the gateway
+/// compares and hashes it (an upstream serves a route of its own dialect; each dialect
+/// has its default upstream) and asks it how to answer (error shape, usage reading), but
+/// never matches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Dialect(pub(crate) Wire);
+
+impl Dialect {
+    /// The dialect of the gateway's own answers outside any provider's route (unknown
+    /// paths, the token endpoint, the admin API): OpenAI's error shape.
+    pub const GATEWAY: Dialect = Dialect(Wire::OpenAi);
 }
 
 /// A provider-neutral operation, stated to the authorizer as `operation(..)`.
@@ -80,19 +95,23 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    /// The API family this kind of upstream speaks.
-    pub fn family(self) -> ApiFamily {
+    /// The wire format this kind of upstream speaks.
+    pub(crate) fn wire(self) -> Wire {
         match self {
-            ProviderKind::OpenAi => ApiFamily::OpenAi,
-            ProviderKind::Anthropic => ApiFamily::Anthropic,
-            ProviderKind::Gemini => ApiFamily::Gemini,
-            ProviderKind::Azure => ApiFamily::Azure,
-            ProviderKind::Bedrock => ApiFamily::Bedrock,
-            ProviderKind::Vertex => ApiFamily::Vertex,
-            ProviderKind::Mcp => ApiFamily::Mcp,
-            ProviderKind::Http => ApiFamily::Http,
+            ProviderKind::OpenAi => Wire::OpenAi,
+            ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
+            ProviderKind::Azure => Wire::Azure,
+            ProviderKind::Bedrock => Wire::Bedrock,
+            ProviderKind::Vertex => Wire::Vertex,
+            ProviderKind::Mcp => Wire::Mcp,
+            ProviderKind::Http => Wire::Http,
         }
     }
+
+    /// Every kind's configuration name, in words, for errors that list them.
+    pub const NAMES: &'static str =
+        "openai, anthropic, gemini, vertex, azure, bedrock, mcp or http";
 
     /// The configuration name of this kind.
     pub fn as_str(self) -> &'static str {
@@ -118,9 +137,82 @@ pub struct RouteSpec {
     /// `{*rest}` is the path passed on to it.
     pub path: &'static str,
     /// Wire format.
-    pub family: ApiFamily,
+    pub(crate) wire: Wire,
     /// What the request does.
     pub operation: Operation,
+}
+
+/// Where a request names its upstream, as its route reads the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamInPath<'p> {
+    /// The path names none (model API routes): the client's `x-writ-upstream` header or
+    /// the dialect's default decides, and the whole path is sent on.
+    Unnamed,
+    /// The path names the upstream (`/mcp/{upstream}`, `/u/{upstream}/…`).
+    Named {
+        /// The upstream's name.
+        name: &'p str,
+        /// The path sent on to it: empty for MCP (the base URL is the endpoint).
+        rest: &'p str,
+        /// `rest` is the client's own path, passed through as written (plain HTTP): it is
+        /// authorized as written, so it must mean the same to the upstream.
+        passthrough: bool,
+    },
+}
+
+impl RouteSpec {
+    /// The route whose pattern is `pattern` (such as `"/v1/messages"`), if any.
+    pub fn find(pattern: &str) -> Option<&'static RouteSpec> {
+        ROUTES.iter().find(|r| r.path == pattern)
+    }
+
+    /// The wire dialect the route speaks: its error shape, how its usage is read, and
+    /// which upstreams serve it.
+    pub fn dialect(&self) -> Dialect {
+        Dialect(self.wire)
+    }
+
+    /// Where a request on this route to `path` names its upstream; `None` when the path
+    /// does not have the route's shape (no upstream name, or no path after it).
+    pub fn upstream_in_path<'p>(&self, path: &'p str) -> Option<UpstreamInPath<'p>> {
+        match self.wire {
+            Wire::Mcp => {
+                let name = path.strip_prefix("/mcp/")?;
+                Some(UpstreamInPath::Named {
+                    name,
+                    rest: "",
+                    passthrough: false,
+                })
+            }
+            Wire::Http => {
+                let after = path.strip_prefix("/u/")?;
+                let slash = after.find('/')?;
+                Some(UpstreamInPath::Named {
+                    name: &after[..slash],
+                    rest: &after[slash..],
+                    passthrough: true,
+                })
+            }
+            _ => Some(UpstreamInPath::Unnamed),
+        }
+    }
+
+    /// For a streamed call whose API reports usage in a stream only when asked (OpenAI
+    /// and Azure chats): `body` rewritten to ask for it, or `None` when the route has no
+    /// such option or the body already asks (or is not a JSON object).
+    pub fn with_stream_usage(&self, body: &[u8]) -> Option<Vec<u8>> {
+        if !matches!(self.wire, Wire::OpenAi | Wire::Azure) || self.operation != Operation::Chat {
+            return None;
+        }
+        crate::openai::with_stream_usage(body)
+    }
+
+    /// The request field that states the output cap, as this route's API spells it: the
+    /// one `body` used, or the API's own when the body has none (see
+    /// [`crate::inspect`]). Used to tell a caller which field to change.
+    pub fn output_cap_field(&self, body: &[u8]) -> &'static str {
+        crate::inspect::output_cap_field(self.wire, self.operation, body)
+    }
 }
 
 /// Every data-plane route the gateway serves.
@@ -128,109 +220,109 @@ pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Some("POST"),
         path: "/v1/chat/completions",
-        family: ApiFamily::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/responses",
-        family: ApiFamily::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Responses,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/embeddings",
-        family: ApiFamily::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Embeddings,
     },
     RouteSpec {
         method: Some("GET"),
         path: "/v1/models",
-        family: ApiFamily::OpenAi,
+        wire: Wire::OpenAi,
         operation: Operation::Models,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/messages",
-        family: ApiFamily::Anthropic,
+        wire: Wire::Anthropic,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/messages/count_tokens",
-        family: ApiFamily::Anthropic,
+        wire: Wire::Anthropic,
         operation: Operation::CountTokens,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1beta/models/{*model_action}",
-        family: ApiFamily::Gemini,
+        wire: Wire::Gemini,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/models/{*model_action}",
-        family: ApiFamily::Gemini,
+        wire: Wire::Gemini,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/openai/deployments/{deployment}/chat/completions",
-        family: ApiFamily::Azure,
+        wire: Wire::Azure,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/openai/deployments/{deployment}/embeddings",
-        family: ApiFamily::Azure,
+        wire: Wire::Azure,
         operation: Operation::Embeddings,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/converse",
-        family: ApiFamily::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/converse-stream",
-        family: ApiFamily::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/invoke",
-        family: ApiFamily::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Invoke,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/model/{model}/invoke-with-response-stream",
-        family: ApiFamily::Bedrock,
+        wire: Wire::Bedrock,
         operation: Operation::Invoke,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model_action}",
-        family: ApiFamily::Vertex,
+        wire: Wire::Vertex,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/v1beta1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model_action}",
-        family: ApiFamily::Vertex,
+        wire: Wire::Vertex,
         operation: Operation::Chat,
     },
     RouteSpec {
         method: Some("POST"),
         path: "/mcp/{upstream}",
-        family: ApiFamily::Mcp,
+        wire: Wire::Mcp,
         operation: Operation::Mcp,
     },
     RouteSpec {
         method: None,
         path: "/u/{upstream}/{*rest}",
-        family: ApiFamily::Http,
+        wire: Wire::Http,
         operation: Operation::Http,
     },
 ];

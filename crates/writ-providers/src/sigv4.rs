@@ -113,3 +113,75 @@ pub fn sign_request(
         .map(|h| (h.name().to_string(), h.value().to_string()))
         .collect())
 }
+
+/// Why a request could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The outbound URL does not parse, or names no host.
+    #[error("the outbound URL is invalid or has no host")]
+    BadUrl,
+    /// The signer refused the request.
+    #[error(transparent)]
+    Signer(#[from] SigningFailed),
+    /// The signer produced a header that is not valid HTTP.
+    #[error("the signer produced an invalid header")]
+    BadHeader,
+}
+
+/// Headers the signer sets; an agent's own are dropped.
+const SIGNER_SET: &[&str] = &["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"];
+
+/// Signs the final request in place: `host`, `content-type` and any `x-amz-*` headers are
+/// covered; `host` and the signature headers are added to `headers` (the signature's
+/// values marked sensitive). An agent's own signer headers are dropped first.
+pub(crate) fn sign_headers(
+    signer: &Signer,
+    method: &http::Method,
+    uri: &str,
+    headers: &mut http::HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), SignError> {
+    use http::header::{self, HeaderName, HeaderValue};
+    for name in SIGNER_SET {
+        headers.remove(*name);
+    }
+    let parsed: http::Uri = uri.parse().map_err(|_| SignError::BadUrl)?;
+    // The Host the client will send: the port only when it is not the scheme's default.
+    let host = match (parsed.host(), parsed.port_u16(), parsed.scheme_str()) {
+        (Some(h), Some(80), Some("http")) | (Some(h), Some(443), Some("https")) => h.to_string(),
+        (Some(h), Some(port), _) => format!("{h}:{port}"),
+        (Some(h), None, _) => h.to_string(),
+        (None, ..) => return Err(SignError::BadUrl),
+    };
+    let mut to_sign: Vec<(&str, &str)> = vec![("host", host.as_str())];
+    for (name, value) in headers.iter() {
+        let n = name.as_str();
+        if (n == "content-type" || n.starts_with("x-amz"))
+            && let Ok(v) = value.to_str()
+        {
+            to_sign.push((n, v));
+        }
+    }
+    let request = Unsigned {
+        method: method.as_str(),
+        url: uri,
+        headers: &to_sign,
+        body,
+    };
+    let signed = sign_request(signer, request, now)?;
+    let mut add = Vec::with_capacity(signed.len() + 1);
+    add.push((header::HOST, host.clone()));
+    for (name, value) in signed {
+        let name = HeaderName::try_from(name).map_err(|_| SignError::BadHeader)?;
+        add.push((name, value));
+    }
+    for (name, value) in add {
+        let mut value = HeaderValue::try_from(value).map_err(|_| SignError::BadHeader)?;
+        if name != header::HOST && name != "x-amz-date" {
+            value.set_sensitive(true);
+        }
+        headers.insert(name, value);
+    }
+    Ok(())
+}

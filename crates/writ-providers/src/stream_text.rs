@@ -28,7 +28,7 @@ use aws_smithy_types::event_stream::{Header, Message};
 use serde_json::{Value, json};
 
 use crate::bedrock;
-use crate::route::ApiFamily;
+use crate::route::Wire;
 use crate::sse::SseEvent;
 
 /// Most channels a stream may have open at once. OpenAI allows 128 choices; content
@@ -88,7 +88,7 @@ enum Ends {
 /// The text state of one streamed response: the channels seen and, for each, the last
 /// event that carried it (the template of an event written to flush it).
 pub struct TextStream {
-    family: ApiFamily,
+    family: Wire,
     open: BTreeSet<Channel>,
     templates: BTreeMap<Channel, (Value, String)>,
     /// The stream names its events (`event:` lines): flushing events are named too.
@@ -111,7 +111,7 @@ impl std::fmt::Debug for TextStream {
 
 impl TextStream {
     /// The text state of a new stream of `family`.
-    pub fn new(family: ApiFamily) -> Self {
+    pub(crate) fn new(family: Wire) -> Self {
         Self {
             family,
             open: BTreeSet::new(),
@@ -142,8 +142,7 @@ impl TextStream {
             "\n"
         };
         let Ok(mut value) = serde_json::from_str::<Value>(&event.data) else {
-            if matches!(self.family, ApiFamily::OpenAi | ApiFamily::Azure) && event.data == "[DONE]"
-            {
+            if matches!(self.family, Wire::OpenAi | Wire::Azure) && event.data == "[DONE]" {
                 for (channel, rest) in self.end(&Ends::All, filter) {
                     if let Some(synthetic) = self.synthetic(channel, rest) {
                         write_sse(
@@ -163,10 +162,10 @@ impl TextStream {
             return out;
         };
         let (fragments, ends) = match self.family {
-            ApiFamily::OpenAi | ApiFamily::Azure => openai_text(&value),
-            ApiFamily::Anthropic => anthropic_text(&value),
-            ApiFamily::Gemini | ApiFamily::Vertex => gemini_text(&value),
-            ApiFamily::Bedrock | ApiFamily::Mcp | ApiFamily::Http => (Vec::new(), Ends::None),
+            Wire::OpenAi | Wire::Azure => openai_text(&value),
+            Wire::Anthropic => anthropic_text(&value),
+            Wire::Gemini | Wire::Vertex => gemini_text(&value),
+            Wire::Bedrock | Wire::Mcp | Wire::Http => (Vec::new(), Ends::None),
         };
         for synthetic in self.apply(&mut value, &fragments, &ends, filter) {
             write_sse(
@@ -226,7 +225,7 @@ impl TextStream {
             let Some(synthetic) = self.synthetic(channel, rest) else {
                 continue;
             };
-            if self.family == ApiFamily::Bedrock {
+            if self.family == Wire::Bedrock {
                 out.extend(bedrock::event_frame(
                     "contentBlockDelta",
                     synthetic.to_string().into_bytes(),
@@ -344,7 +343,7 @@ impl TextStream {
         let mut event = template.clone();
         let object = event.as_object_mut()?;
         match self.family {
-            ApiFamily::OpenAi | ApiFamily::Azure if object.contains_key("choices") => {
+            Wire::OpenAi | Wire::Azure if object.contains_key("choices") => {
                 object.remove("usage");
                 let delta = match channel.kind {
                     TextKind::ToolInput => json!({"tool_calls": [
@@ -361,7 +360,7 @@ impl TextStream {
                     json!([{"index": channel.index, "delta": delta, "finish_reason": null}]),
                 );
             }
-            ApiFamily::Gemini | ApiFamily::Vertex => {
+            Wire::Gemini | Wire::Vertex => {
                 object.remove("usageMetadata");
                 object.insert(
                     "candidates".into(),

@@ -4,7 +4,11 @@
 use proptest::prelude::*;
 use serde_json::json;
 use writ_providers::openai::inspect_chat;
-use writ_providers::{ApiFamily, StreamMeter};
+use writ_providers::{Dialect, RouteSpec, StreamMeter};
+
+fn dialect(route: &str) -> Dialect {
+    RouteSpec::find(route).expect("a route").dialect()
+}
 
 proptest! {
     #[test]
@@ -14,7 +18,7 @@ proptest! {
 
     #[test]
     fn arbitrary_event_stream_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), cut in 1usize..64) {
-        let mut meter = StreamMeter::new(ApiFamily::Bedrock, false);
+        let mut meter = StreamMeter::new(dialect("/model/{model}/converse"), false);
         for chunk in body.chunks(cut) {
             prop_assert_eq!(meter.feed(chunk), None);
         }
@@ -53,7 +57,7 @@ proptest! {
 
     #[test]
     fn filtered_streams_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048), cut in 1usize..64, family in 0usize..5) {
-        let family = [ApiFamily::OpenAi, ApiFamily::Anthropic, ApiFamily::Gemini, ApiFamily::Bedrock, ApiFamily::Mcp][family];
+        let family = [dialect("/v1/chat/completions"), dialect("/v1/messages"), dialect("/v1beta/models/{*model_action}"), dialect("/model/{model}/converse"), dialect("/mcp/{upstream}")][family];
         let mut m = StreamMeter::new(family, false);
         let mut filter = Identity;
         for c in body.chunks(cut) {
@@ -64,7 +68,7 @@ proptest! {
 
     #[test]
     fn stream_meter_never_panics(body in prop::collection::vec(any::<u8>(), 0..2048), cut in 1usize..64, drop in any::<bool>()) {
-        let mut m = writ_providers::StreamMeter::new(writ_providers::ApiFamily::OpenAi, drop);
+        let mut m = writ_providers::StreamMeter::new(dialect("/v1/chat/completions"), drop);
         for c in body.chunks(cut) {
             let _ = m.feed(c);
         }

@@ -56,9 +56,9 @@ pub(super) fn warnings(config: &Config) -> Vec<Warning> {
         });
     }
     for (name, u) in &config.upstreams {
-        let credential = u.api_key.is_some() || u.aws.is_some() || u.vertex.is_some();
+        // Every upstream carries a credential.
         let url = &u.base_url;
-        if url.scheme_str() == Some("http") && credential && !is_loopback(url) {
+        if url.scheme_str() == Some("http") && !is_loopback(url) {
             // Scheme, host and port only: a URL's user-info may hold a password.
             let host = url.host().unwrap_or_default();
             let url = match url.port_u16() {

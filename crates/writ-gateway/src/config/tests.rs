@@ -24,7 +24,7 @@ fn expands_env_references() {
     let c =
         load("[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_KEY}\"\n").unwrap();
     assert_eq!(
-        c.upstreams["openai"].api_key.as_ref().unwrap().expose(),
+        c.upstreams["openai"].provider.secret().expose(),
         "sk-from-env"
     );
     assert!(matches!(
@@ -92,10 +92,6 @@ fn refuses_bad_values() {
             "upstreams.o.auth_header",
         ),
         (
-            "[upstreams.o]\nkind = \"openai\"\napi_key=\"k\"\nbasic_user=\"u\"",
-            "upstreams.o.basic_user",
-        ),
-        (
             "[upstreams.o]\nkind = \"http\"\napi_key=\"k\"\nbase_url=\"https://x\"\nbasic_user=\"a:b\"",
             "upstreams.o.basic_user",
         ),
@@ -127,18 +123,6 @@ fn refuses_bad_values() {
             "upstreams.b.aws_secret_access_key",
         ),
         (
-            "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\napi_key = \"k\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S\"",
-            "upstreams.b.api_key",
-        ),
-        (
-            "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nregion = \"us-east-1\"",
-            "upstreams.o.region",
-        ),
-        (
-            "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nlocation = \"us-central1\"",
-            "upstreams.o.location",
-        ),
-        (
             "[upstreams.v]\nkind = \"vertex\"\nlocation = \"us-central1\"",
             "upstreams.v.service_account_file",
         ),
@@ -160,6 +144,103 @@ fn refuses_bad_values() {
         load("[server]\nlisten = 5"),
         Err(ConfigError::Parse(_))
     ));
+}
+
+#[test]
+fn a_field_of_another_kind_is_an_unknown_key_named_with_its_line() {
+    for (text, key, line) in [
+        (
+            "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nregion = \"us-east-1\"",
+            "upstreams.o.region",
+            4,
+        ),
+        (
+            "[upstreams.o]\nkind = \"openai\"\napi_key = \"k\"\nlocation = \"us-central1\"",
+            "upstreams.o.location",
+            4,
+        ),
+        (
+            "[upstreams.o]\nkind = \"openai\"\napi_key=\"k\"\nbasic_user=\"u\"",
+            "upstreams.o.basic_user",
+            4,
+        ),
+        (
+            "[upstreams.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\napi_key = \"k\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S\"",
+            "upstreams.b.api_key",
+            4,
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:1\"\n[upstreams.a]\nkind = \"anthropic\"\napi_key = \"k\"\n\n[upstreams.t]\nkind = \"http\"\nbase_url = \"https://x\"\napi_key = \"k\"\ntimeuot = \"1s\"",
+            "upstreams.t.timeuot",
+            11,
+        ),
+    ] {
+        let (raw, errors) = RawConfig::from_toml_all(text);
+        assert!(
+            raw.is_some(),
+            "{text}: the rest is still checked: {errors:?}"
+        );
+        match errors.as_slice() {
+            [
+                ConfigError::UnknownKey {
+                    key: k, line: l, ..
+                },
+            ] => {
+                assert_eq!((k.as_str(), *l), (key, line), "{text}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+        // Parsed alone, the key is refused too.
+        assert!(matches!(load(text), Err(ConfigError::Parse(_))), "{text}");
+    }
+}
+
+#[test]
+fn an_unknown_kind_is_refused_listing_the_known_ones() {
+    match load("[upstreams.o]\nkind = \"carrier-pigeon\"\napi_key = \"k\"") {
+        Err(ConfigError::Invalid { field, reason }) => {
+            assert_eq!(field, "upstreams.o.kind");
+            assert!(
+                reason.contains(writ_providers::ProviderKind::NAMES),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn each_kind_defaults_its_base_url() {
+    for (table, url) in [
+        (
+            "kind = \"openai\"\napi_key = \"k\"",
+            "https://api.openai.com/",
+        ),
+        (
+            "kind = \"anthropic\"\napi_key = \"k\"",
+            "https://api.anthropic.com/",
+        ),
+        (
+            "kind = \"gemini\"\napi_key = \"k\"",
+            "https://generativelanguage.googleapis.com/",
+        ),
+        (
+            "kind = \"bedrock\"\nregion = \"us-west-2\"\naws_access_key_id = \"A\"\naws_secret_access_key = \"S\"",
+            "https://bedrock-runtime.us-west-2.amazonaws.com/",
+        ),
+    ] {
+        let c = load(&format!("[upstreams.u]\n{table}\n")).unwrap();
+        assert_eq!(c.upstreams["u"].base_url.to_string(), url, "{table}");
+    }
+    for kind in ["azure", "mcp", "http"] {
+        assert!(
+            matches!(
+                load(&format!("[upstreams.u]\nkind = \"{kind}\"\napi_key = \"k\"\n")),
+                Err(ConfigError::Invalid { field, .. }) if field == "upstreams.u.base_url"
+            ),
+            "{kind}"
+        );
+    }
 }
 
 #[test]
@@ -217,7 +298,7 @@ fn bedrock_defaults_its_endpoint_from_the_region() {
         b.base_url.to_string(),
         "https://bedrock-runtime.eu-west-3.amazonaws.com/"
     );
-    assert_eq!(b.aws.as_ref().unwrap().region, "eu-west-3");
+    assert_eq!(b.provider.kind(), writ_providers::ProviderKind::Bedrock);
     assert!(!format!("{c:?}").contains("s3cr3t-aws-key"));
 }
 
@@ -414,7 +495,7 @@ fn deferred_secrets_leave_their_sections_out() {
         "a deferred upstream is left out"
     );
     assert_eq!(
-        c.upstreams["mine"].api_key.as_ref().unwrap().expose(),
+        c.upstreams["mine"].provider.secret().expose(),
         "sk-from-env",
         "set variables are resolved"
     );

@@ -56,24 +56,46 @@ pub(super) fn parse(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
     (None, problems)
 }
 
-/// The path of the key an "unknown field" error points at.
+/// The path of the key an "unknown field" error points at: the key the message names,
+/// where the error's span is the key's own or, when the key was refused by a table's
+/// flattened part (an upstream's provider settings), the table's.
 fn unknown_key_path(text: &str, err: &toml::de::Error) -> Option<Vec<Step>> {
-    if !err.message().starts_with("unknown field") {
-        return None;
-    }
+    let named = err
+        .message()
+        .strip_prefix("unknown field `")?
+        .split('`')
+        .next()?;
     let span = err.span()?;
     let doc = DeTable::parse(text).ok()?;
-    find(doc.get_ref(), &span, &mut Vec::new())
+    find(doc.get_ref(), named, &span, &mut Vec::new())
 }
 
-fn find(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<Step>) -> Option<Vec<Step>> {
+/// The first key named `named` whose span lies within `span`, or of a table whose span
+/// meets `span`, depth first.
+fn find(
+    table: &DeTable<'_>,
+    named: &str,
+    span: &Range<usize>,
+    path: &mut Vec<Step>,
+) -> Option<Vec<Step>> {
     for (key, value) in table {
         path.push(Step::Key(key.get_ref().to_string()));
         let k = key.span();
-        if k.start >= span.start && k.end <= span.end {
+        if key.get_ref() == named && k.start >= span.start && k.end <= span.end {
             return Some(path.clone());
         }
-        if let Some(found) = find_value(value.get_ref(), span, path) {
+        // A table refused as a whole is pointed at by its span (its header's): the key is
+        // its own.
+        let v = value.span();
+        if let DeValue::Table(t) = value.get_ref()
+            && v.start < span.end
+            && span.start < v.end
+            && let Some((own, _)) = t.iter().find(|(own, _)| own.get_ref() == named)
+        {
+            path.push(Step::Key(own.get_ref().to_string()));
+            return Some(path.clone());
+        }
+        if let Some(found) = find_value(value.get_ref(), named, span, path) {
             return Some(found);
         }
         path.pop();
@@ -81,13 +103,18 @@ fn find(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<Step>) -> Optio
     None
 }
 
-fn find_value(value: &DeValue<'_>, span: &Range<usize>, path: &mut Vec<Step>) -> Option<Vec<Step>> {
+fn find_value(
+    value: &DeValue<'_>,
+    named: &str,
+    span: &Range<usize>,
+    path: &mut Vec<Step>,
+) -> Option<Vec<Step>> {
     match value {
-        DeValue::Table(t) => find(t, span, path),
+        DeValue::Table(t) => find(t, named, span, path),
         DeValue::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 path.push(Step::Index(i));
-                if let Some(found) = find_value(item.get_ref(), span, path) {
+                if let Some(found) = find_value(item.get_ref(), named, span, path) {
                     return Some(found);
                 }
                 path.pop();

@@ -40,16 +40,11 @@ pub(crate) async fn commit(gw: &Arc<Gateway>, ctx: &mut RequestCtx) -> Result<()
 mod tests {
     use super::*;
     use crate::pipeline::fixture::Fixture;
-    use writ_providers::{ApiFamily, Operation, RouteSpec};
+    use writ_providers::RouteSpec;
 
     fn ctx() -> RequestCtx {
         RequestCtx {
-            route: RouteSpec {
-                method: Some("POST"),
-                path: "/v1/chat/completions",
-                family: ApiFamily::OpenAi,
-                operation: Operation::Chat,
-            },
+            route: *RouteSpec::find("/v1/chat/completions").unwrap(),
             started: std::time::Instant::now(),
             agent: Some("demo".into()),
             delegation: None,

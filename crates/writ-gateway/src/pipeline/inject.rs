@@ -9,8 +9,8 @@ use http::request::Parts;
 use http::{HeaderMap, Request};
 use std::time::SystemTime;
 
-use writ_providers::sigv4::{self, Signer};
-use writ_providers::{ApiFamily, Operation, RouteSpec, anthropic, openai};
+use writ_providers::RouteSpec;
+use writ_providers::sigv4::SignError;
 use writ_token::Authorization;
 
 use crate::error::GatewayError;
@@ -51,18 +51,16 @@ pub(crate) struct Signing {
 /// The request to send upstream.
 pub(crate) struct Outbound(pub(crate) Request<Body>);
 
-/// For a streamed OpenAI chat that did not ask for usage, ask for it (so the call can be
-/// metered) and say so, so the meter removes the extra chunk. Returns the body to send.
+/// For a streamed call whose API reports usage only when asked (an OpenAI-style chat)
+/// and that did not ask, ask for it (so the call can be metered) and say so, so the meter
+/// removes the extra chunk. Returns the body to send.
 pub(crate) fn ask_for_stream_usage(route: &RouteSpec, stream: bool, body: Bytes) -> (Bytes, bool) {
     // `stream` is what inspection read from the same body: a call that is not streamed
     // is not parsed again.
-    if !stream
-        || !matches!(route.family, ApiFamily::OpenAi | ApiFamily::Azure)
-        || route.operation != Operation::Chat
-    {
+    if !stream {
         return (body, false);
     }
-    match openai::with_stream_usage(&body) {
+    match route.with_stream_usage(&body) {
         Some(rewritten) => (Bytes::from(rewritten), true),
         None => (body, false),
     }
@@ -83,55 +81,42 @@ pub(crate) fn prepare(
         .query()
         .map(|q| q.split('&').collect())
         .unwrap_or_default();
-    let credential_param;
-    if let Some(name) = &upstream.auth_query {
+    let provider = &upstream.provider;
+    if let Some((prefix, pair)) = provider.credential_param() {
         // The agent cannot choose the credential parameter's value: its own is dropped.
-        let prefix = format!("{name}=");
-        query.retain(|p| !p.starts_with(&prefix) && *p != name.as_str());
-        let mut value = String::new();
-        for b in upstream.secret.expose().bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                value.push(char::from(b));
-            } else {
-                value.push_str(&format!("%{b:02X}"));
-            }
-        }
-        credential_param = format!("{name}={value}");
-        query.push(&credential_param);
+        let name = &prefix[..prefix.len() - 1];
+        query.retain(|p| !p.starts_with(prefix) && *p != name);
+        query.push(pair);
     }
     if !query.is_empty() {
         uri.push('?');
         uri.push_str(&query.join("&"));
     }
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + upstream.credential.len());
+    let credential = provider.credential_headers();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + credential.len());
     for (name, value) in &parts.headers {
         if forwarded(name) && !contains(value.as_bytes(), presented.as_str().as_bytes()) {
             headers.append(name.clone(), value.clone());
         }
     }
-    for (name, value) in &upstream.credential {
+    for (name, value) in credential {
         headers.insert(name.clone(), value.clone());
     }
     if let Some(access) = signing.access {
         headers.insert(header::AUTHORIZATION, access);
     }
-    if upstream.kind.family() == ApiFamily::Anthropic && !headers.contains_key(anthropic::VERSION) {
-        headers.insert(
-            anthropic::VERSION,
-            http::HeaderValue::from_static(anthropic::DEFAULT_VERSION),
-        );
-    }
+    provider.complete_headers(&mut headers);
     headers.insert(header::CONTENT_LENGTH, body.len().into());
-    if let Some(signer) = &upstream.signer {
-        sign(
-            signer,
-            &parts.method,
-            &uri,
-            &mut headers,
-            &body,
-            signing.now,
-        )?;
-    }
+    provider
+        .sign(&parts.method, &uri, &mut headers, &body, signing.now)
+        .map_err(|e| match e {
+            SignError::BadUrl => GatewayError::Internal("outbound URL is invalid"),
+            SignError::BadHeader => GatewayError::Internal("signer produced a bad header"),
+            SignError::Signer(e) => {
+                tracing::warn!(error = %e, "SigV4 signing failed");
+                GatewayError::Internal("the upstream request could not be signed")
+            }
+        })?;
     let mut request = Request::builder()
         .method(parts.method.clone())
         .uri(uri)
@@ -139,69 +124,6 @@ pub(crate) fn prepare(
         .map_err(|_| GatewayError::Internal("outbound request could not be built"))?;
     *request.headers_mut() = headers;
     Ok(Outbound(request))
-}
-
-/// Headers the signer sets; an agent's own are dropped.
-const SIGNER_SET: &[&str] = &["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"];
-
-/// Signs the final request with SigV4 (Bedrock): `host`, `content-type` and any `x-amz-*`
-/// headers are covered; the signature headers are added to `headers`.
-fn sign(
-    signer: &Signer,
-    method: &http::Method,
-    uri: &str,
-    headers: &mut HeaderMap,
-    body: &[u8],
-    now: SystemTime,
-) -> Result<(), GatewayError> {
-    for name in SIGNER_SET {
-        headers.remove(*name);
-    }
-    let parsed: http::Uri = uri
-        .parse()
-        .map_err(|_| GatewayError::Internal("outbound URL is invalid"))?;
-    // The Host the client will send: the port only when it is not the scheme's default.
-    let host = match (parsed.host(), parsed.port_u16(), parsed.scheme_str()) {
-        (Some(h), Some(80), Some("http")) | (Some(h), Some(443), Some("https")) => h.to_string(),
-        (Some(h), Some(port), _) => format!("{h}:{port}"),
-        (Some(h), None, _) => h.to_string(),
-        (None, ..) => return Err(GatewayError::Internal("outbound URL has no host")),
-    };
-    let mut to_sign: Vec<(&str, &str)> = vec![("host", host.as_str())];
-    for (name, value) in headers.iter() {
-        let n = name.as_str();
-        if (n == "content-type" || n.starts_with("x-amz"))
-            && let Ok(v) = value.to_str()
-        {
-            to_sign.push((n, v));
-        }
-    }
-    let request = sigv4::Unsigned {
-        method: method.as_str(),
-        url: uri,
-        headers: &to_sign,
-        body,
-    };
-    let signed = sigv4::sign_request(signer, request, now).map_err(|e| {
-        tracing::warn!(error = %e, "SigV4 signing failed");
-        GatewayError::Internal("the upstream request could not be signed")
-    })?;
-    let mut add = Vec::with_capacity(signed.len() + 1);
-    add.push((header::HOST, host.clone()));
-    for (name, value) in signed {
-        let name = HeaderName::try_from(name)
-            .map_err(|_| GatewayError::Internal("signer produced a bad header"))?;
-        add.push((name, value));
-    }
-    for (name, value) in add {
-        let mut value = http::HeaderValue::try_from(value)
-            .map_err(|_| GatewayError::Internal("signer produced a bad header"))?;
-        if name != header::HOST && name != "x-amz-date" {
-            value.set_sensitive(true);
-        }
-        headers.insert(name, value);
-    }
-    Ok(())
 }
 
 fn forwarded(name: &HeaderName) -> bool {
@@ -221,17 +143,13 @@ mod tests {
     use crate::pipeline::extract;
     use crate::pipeline::fixture::{self, Fixture};
     use crate::upstream::client::Upstream;
+    use writ_providers::anthropic;
     use writ_token::{Api, RequestFacts};
 
     const OPENAI_KEY: &str = "sk-upstream-0123456789";
 
-    fn route(family: ApiFamily, operation: Operation) -> RouteSpec {
-        RouteSpec {
-            method: Some("POST"),
-            path: "/",
-            family,
-            operation,
-        }
+    fn route(pattern: &str) -> RouteSpec {
+        *RouteSpec::find(pattern).expect("a route")
     }
 
     /// Builds the outbound request for `request` with a writ `f` minted for `upstream`.
@@ -389,17 +307,17 @@ mod tests {
     #[test]
     fn usage_is_asked_for_only_on_streamed_openai_style_chats_that_lack_it() {
         let streamed = Bytes::from_static(br#"{"model":"m","stream":true}"#);
-        let chat = route(ApiFamily::OpenAi, Operation::Chat);
+        let chat = route("/v1/chat/completions");
         let (body, added) = ask_for_stream_usage(&chat, true, streamed.clone());
         assert!(added);
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["stream_options"]["include_usage"], true);
-        let azure = route(ApiFamily::Azure, Operation::Chat);
+        let azure = route("/openai/deployments/{deployment}/chat/completions");
         assert!(ask_for_stream_usage(&azure, true, streamed.clone()).1);
         for (route, stream) in [
             (chat, false),
-            (route(ApiFamily::Anthropic, Operation::Chat), true),
-            (route(ApiFamily::OpenAi, Operation::Responses), true),
+            (route("/v1/messages"), true),
+            (route("/v1/responses"), true),
         ] {
             let (body, added) = ask_for_stream_usage(&route, stream, streamed.clone());
             assert!(!added);

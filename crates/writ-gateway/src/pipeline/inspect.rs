@@ -3,13 +3,17 @@
 
 use axum::body::Bytes;
 use http::Method;
-use writ_providers::mcp::{self, McpRequest};
-use writ_providers::{ApiFamily, RouteSpec, anthropic, azure, bedrock, gemini, openai, vertex};
+use writ_providers::mcp::McpRequest;
+use writ_providers::{InspectRefusal, Inspection, RouteSpec};
 use writ_token::{Api, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
 use crate::pipeline::route::Target;
 
+/// The request facts of a request on `route` to `target`, as the upstream's provider
+/// reads its body. Fails when the path is not an operation of the API (`NotFound`), the
+/// body is not what the API requires or repeats a key (`InvalidBody`), or the path names
+/// another Vertex project or location than the upstream's (`InvalidRequest`).
 pub(crate) fn facts(
     route: &RouteSpec,
     target: &Target<'_>,
@@ -18,121 +22,54 @@ pub(crate) fn facts(
 ) -> Result<RequestFacts, GatewayError> {
     let upstream = Some(target.upstream.name.clone());
     let method = method.as_str();
-    // Whether the route's own inspection read the body as strict JSON (one pass that
-    // builds what it reads and refuses a repeated key); otherwise it is checked below.
-    let mut checked = false;
-    let facts = match route.family {
-        ApiFamily::OpenAi => {
-            let inspected = openai::inspect(route.operation, body)?;
-            checked = inspected.body_checked;
-            llm_facts(
-                upstream,
-                inspected,
-                route.operation.as_str(),
-                method,
-                &target.path,
-            )
-        }
-        ApiFamily::Anthropic => {
-            let inspected = anthropic::inspect(route.operation, body)?;
-            checked = inspected.body_checked;
-            llm_facts(
-                upstream,
-                inspected,
-                route.operation.as_str(),
-                method,
-                &target.path,
-            )
-        }
-        ApiFamily::Azure => {
-            let (deployment, operation) =
-                azure::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
-            let model = target
-                .upstream
-                .deployments
-                .get(&deployment)
-                .cloned()
-                .unwrap_or(deployment);
-            let inspected = azure::inspect(operation, model, body)?;
-            checked = inspected.body_checked;
-            llm_facts(
-                upstream,
-                inspected,
-                operation.as_str(),
-                method,
-                &target.path,
-            )
-        }
-        ApiFamily::Gemini => {
-            let (model, stream) = gemini::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
-            let inspected = gemini::inspect(model, stream, body)?;
-            checked = inspected.body_checked;
-            llm_facts(
-                upstream,
-                inspected,
-                route.operation.as_str(),
-                method,
-                &target.path,
-            )
-        }
-        ApiFamily::Vertex => {
-            let path = vertex::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
-            if let Some((project, location)) = &target.upstream.vertex_scope
-                && (path.project != *project || path.location != *location)
-            {
-                return Err(GatewayError::InvalidRequest {
-                    reason: format!(
-                        "upstream `{}` serves project `{project}` in `{location}`; the path names another",
-                        target.upstream.name
-                    ),
-                });
-            }
-            let inspected = gemini::inspect(path.model, path.stream, body)?;
-            checked = inspected.body_checked;
-            llm_facts(
-                upstream,
-                inspected,
-                route.operation.as_str(),
-                method,
-                &target.path,
-            )
-        }
-        ApiFamily::Bedrock => {
-            let (model, action) =
-                bedrock::parse_path(&target.path).ok_or(GatewayError::NotFound)?;
-            let inspected = bedrock::inspect(action, model, body)?;
-            checked = inspected.body_checked;
-            llm_facts(
-                upstream,
-                inspected,
-                route.operation.as_str(),
-                method,
-                &target.path,
-            )
-        }
-        // An MCP request is always read whole, strictly.
-        ApiFamily::Mcp => match mcp::inspect(body)? {
-            McpRequest::ToolCall { tool, arguments } => RequestFacts {
-                upstream,
-                tool: Some(tool),
-                args: flatten_arguments(&arguments)?,
-                ..RequestFacts::new(Api::Tool, "tool_call", method, "/")
+    let inspection = target
+        .upstream
+        .provider
+        .inspect(route, &target.path, body)
+        .map_err(|e| match e {
+            InspectRefusal::NotFound => GatewayError::NotFound,
+            InspectRefusal::Body(e) => GatewayError::InvalidBody(e),
+            InspectRefusal::OutOfScope { project, location } => GatewayError::InvalidRequest {
+                reason: format!(
+                    "upstream `{}` serves project `{project}` in `{location}`; the path names another",
+                    target.upstream.name
+                ),
             },
-            McpRequest::Session => RequestFacts {
-                upstream,
-                ..RequestFacts::new(Api::Tool, "tool_session", method, "/")
-            },
-            McpRequest::Other(m) => RequestFacts {
-                upstream,
-                ..RequestFacts::new(Api::Tool, &format!("mcp:{m}"), method, "/")
-            },
+        })?;
+    // Whether the provider read the body as strict JSON (one pass that builds what it
+    // reads and refuses a repeated key); otherwise it is checked below.
+    let checked = inspection.body_checked();
+    let facts = match inspection {
+        Inspection::Model {
+            operation,
+            inspected,
+        } => RequestFacts {
+            upstream,
+            model: inspected.model,
+            max_output_tokens: inspected.max_output_tokens,
+            stream: inspected.stream,
+            ..RequestFacts::new(Api::Llm, operation.as_str(), method, &target.path)
         },
-        ApiFamily::Http => RequestFacts {
+        Inspection::Tool(McpRequest::ToolCall { tool, arguments }) => RequestFacts {
+            upstream,
+            tool: Some(tool),
+            args: flatten_arguments(&arguments)?,
+            ..RequestFacts::new(Api::Tool, "tool_call", method, "/")
+        },
+        Inspection::Tool(McpRequest::Session) => RequestFacts {
+            upstream,
+            ..RequestFacts::new(Api::Tool, "tool_session", method, "/")
+        },
+        Inspection::Tool(McpRequest::Other(m)) => RequestFacts {
+            upstream,
+            ..RequestFacts::new(Api::Tool, &format!("mcp:{m}"), method, "/")
+        },
+        Inspection::Http => RequestFacts {
             upstream,
             ..RequestFacts::new(Api::Http, "http", method, &target.path)
         },
     };
-    if !checked && route.family != ApiFamily::Mcp {
+    if !checked {
         strict_json(body)?;
     }
     Ok(facts)
@@ -160,41 +97,19 @@ fn strict_json(body: &[u8]) -> Result<(), GatewayError> {
     }
 }
 
-/// The facts of a model API request, whatever its wire format.
-fn llm_facts(
-    upstream: Option<String>,
-    inspected: writ_providers::Inspected,
-    operation: &str,
-    method: &str,
-    path: &str,
-) -> RequestFacts {
-    RequestFacts {
-        upstream,
-        model: inspected.model,
-        max_output_tokens: inspected.max_output_tokens,
-        stream: inspected.stream,
-        ..RequestFacts::new(Api::Llm, operation, method, path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::fixture;
-    use writ_providers::{InspectError, Operation};
+    use writ_providers::InspectError;
 
     const UPSTREAMS: &str = "[upstreams.openai]\nkind = \"openai\"\napi_key = \"sk-test-0123456789\"\n\
          [upstreams.azure]\nkind = \"azure\"\nbase_url = \"https://acme.openai.azure.com\"\napi_key = \"az-0123456789\"\ndeployments = { \"prod-4o\" = \"gpt-4o\" }\n\
          [upstreams.tools]\nkind = \"mcp\"\nbase_url = \"https://tools.example.com/mcp\"\napi_key = \"t-0123456789\"\n\
          [upstreams.crm]\nkind = \"http\"\nbase_url = \"https://crm.example.com\"\napi_key = \"c-0123456789\"\n";
 
-    fn route(family: ApiFamily, operation: Operation) -> RouteSpec {
-        RouteSpec {
-            method: Some("POST"),
-            path: "/",
-            family,
-            operation,
-        }
+    fn route(pattern: &str) -> RouteSpec {
+        *RouteSpec::find(pattern).expect("a route")
     }
 
     fn read(
@@ -220,7 +135,7 @@ mod tests {
     fn a_chat_is_read_as_model_cap_and_stream_on_its_upstream() {
         let facts = read(
             "openai",
-            &route(ApiFamily::OpenAi, Operation::Chat),
+            &route("/v1/chat/completions"),
             "/v1/chat/completions",
             r#"{"model":"gpt-4o","max_tokens":64,"stream":true,"messages":[]}"#,
         )
@@ -236,7 +151,9 @@ mod tests {
 
     #[test]
     fn an_azure_deployment_is_read_as_the_model_it_serves() {
-        let chat = route(ApiFamily::Azure, Operation::Chat);
+        // How deployments map to models is the provider's (see writ-providers' tests);
+        // here: its answer becomes the facts, and a path it does not know is a 404.
+        let chat = route("/openai/deployments/{deployment}/chat/completions");
         let facts = read(
             "azure",
             &chat,
@@ -245,15 +162,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(facts.model.as_deref(), Some("gpt-4o"));
-        // An unmapped deployment is its own model name; an unknown action is not a route.
-        let unmapped = read(
-            "azure",
-            &chat,
-            "/openai/deployments/other/chat/completions",
-            r#"{"messages":[]}"#,
-        )
-        .unwrap();
-        assert_eq!(unmapped.model.as_deref(), Some("other"));
+        assert_eq!(facts.operation, "chat");
         assert!(matches!(
             read("azure", &chat, "/openai/deployments/prod-4o/images", "{}"),
             Err(GatewayError::NotFound)
@@ -262,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_tool_call_is_read_as_tool_and_flattened_arguments() {
-        let mcp = route(ApiFamily::Mcp, Operation::Mcp);
+        let mcp = route("/mcp/{upstream}");
         let facts = read(
             "tools",
             &mcp,
@@ -300,7 +209,7 @@ mod tests {
 
     #[test]
     fn an_http_request_is_read_as_method_and_path_whatever_its_body() {
-        let http = route(ApiFamily::Http, Operation::Http);
+        let http = route("/u/{upstream}/{*rest}");
         let facts = read("crm", &http, "/v1/bookings/42", "not json at all").unwrap();
         assert_eq!(facts.api, Api::Http);
         assert_eq!(
@@ -311,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_json_body_with_a_repeated_key_or_too_deep_is_refused_on_every_route() {
-        let http = route(ApiFamily::Http, Operation::Http);
+        let http = route("/u/{upstream}/{*rest}");
         assert!(matches!(
             read("crm", &http, "/v1/x", r#"{"amount":1,"amount":1000}"#),
             Err(GatewayError::InvalidBody(InspectError::DuplicateKey { .. }))
@@ -328,7 +237,7 @@ mod tests {
         assert!(matches!(
             read(
                 "openai",
-                &route(ApiFamily::OpenAi, Operation::Chat),
+                &route("/v1/chat/completions"),
                 "/v1/chat/completions",
                 r#"{"model":"gpt-4o","model":"gpt-4o-mini","messages":[]}"#,
             ),

@@ -22,9 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use writ_limits::Amounts;
-use writ_providers::{
-    ApiFamily, StreamMeter, Usage, anthropic, bedrock, estimate_tokens, gemini, openai,
-};
+use writ_providers::{BodyUsage, Dialect, StreamMeter, Usage, estimate_tokens, is_event_stream};
 
 use crate::audit::usage_log::{Outcome, UsageRecord};
 use crate::detect::detections::{Action, Detection, Detector, Mode};
@@ -44,7 +42,8 @@ pub(crate) struct CallInfo {
     pub(crate) delegation: Option<Vec<String>>,
     pub(crate) upstream: String,
     pub(crate) model: Option<String>,
-    pub(crate) family: ApiFamily,
+    /// The route's dialect: how usage is read and which statuses refuse the credential.
+    pub(crate) dialect: Dialect,
     /// Bytes of the request body, for an input estimate when no usage is reported.
     pub(crate) request_bytes: usize,
     /// The gateway added `include_usage`; the client must not see the extra chunk.
@@ -103,7 +102,7 @@ pub(crate) async fn respond(
     }
     // The upstream refused the credential the gateway injected. Its body is not passed
     // on (it may echo the key), and the agent learns it was not its writ.
-    if info.family.credential_refused(parts.status.as_u16()) {
+    if info.dialect.credential_refused(parts.status.as_u16()) {
         settle(&gw, &mut info, parts.status, None, 0, Outcome::Completed)
             .run()
             .await;
@@ -121,9 +120,7 @@ pub(crate) async fn respond(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("text/event-stream") || v.starts_with(bedrock::EVENT_STREAM)
-        });
+        .is_some_and(is_event_stream);
     if is_stream {
         // The body changes length when the usage chunk is dropped.
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -156,22 +153,16 @@ pub(crate) async fn respond(
     };
     // Usage read from the body means the body was parsed whole as one JSON object, so it
     // need not be checked again below; Bedrock's may come from headers alone.
-    let (usage, parsed_whole) = match info.family {
-        ApiFamily::OpenAi | ApiFamily::Azure => from_body(openai::usage_from_json(&bytes)),
-        ApiFamily::Anthropic => from_body(anthropic::usage_from_json(&bytes)),
-        ApiFamily::Gemini | ApiFamily::Vertex => from_body(gemini::usage_from_json(&bytes)),
-        ApiFamily::Bedrock => (bedrock::usage_from_response(&parts.headers, &bytes), false),
-        ApiFamily::Mcp | ApiFamily::Http => (None, false),
-    };
+    let BodyUsage {
+        usage,
+        parsed_whole,
+    } = info.dialect.usage_of_response(&parts.headers, &bytes);
     let claims_json = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let must_be_json = matches!(
-        info.family,
-        ApiFamily::OpenAi | ApiFamily::Anthropic | ApiFamily::Bedrock
-    ) && parts.status.is_success();
+    let must_be_json = info.dialect.success_is_json() && parts.status.is_success();
     if (must_be_json || claims_json)
         && !parsed_whole
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
@@ -208,11 +199,6 @@ pub(crate) async fn respond(
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     Ok(Response::from_parts(parts, Body::from(bytes)))
-}
-
-/// Usage read by parsing the whole body, and whether it was found (so the body parsed).
-fn from_body(usage: Option<writ_providers::Usage>) -> (Option<writ_providers::Usage>, bool) {
-    (usage, usage.is_some())
 }
 
 /// Reads a whole body within a size cap, with a deadline between chunks.
@@ -319,7 +305,7 @@ fn metered_stream(
     limit: usize,
 ) -> Body {
     guard.meter = Some(StreamMeter::new(
-        guard.info.family,
+        guard.info.dialect,
         guard.info.drop_usage_chunk,
     ));
     // Every event is parsed and re-written from its scanned, decoded text (Bedrock's
@@ -487,7 +473,7 @@ fn settle(
     // What the client was answered: an upstream's 5xx, or its refusal of the gateway's
     // credential, reached it as a 502.
     record.status = Some(
-        if status.is_server_error() || info.family.credential_refused(status.as_u16()) {
+        if status.is_server_error() || info.dialect.credential_refused(status.as_u16()) {
             502
         } else {
             status.as_u16()

@@ -1,22 +1,22 @@
 //! Route: which configured upstream a request goes to, and the path it is sent on.
 //!
 //! The router already matched the path to a route. OpenAI-style routes name no upstream:
-//! it is the one in `x-writ-upstream`, or the only upstream of that API family, or, when
-//! the family has several, the only one of them the writ's grants name. Tool and HTTP
+//! it is the one in `x-writ-upstream`, or the only upstream serving the route's dialect,
+//! or, when several do, the only one of them the writ's grants name. Tool and HTTP
 //! routes name it in the path (`/mcp/{upstream}`, `/u/{upstream}/…`).
 //!
 //! The route is chosen before authorization and decides nothing by itself: the upstream
 //! chosen is a request fact, and the writ must still allow it.
 
 use http::HeaderMap;
-use writ_providers::{ApiFamily, RouteSpec};
+use writ_providers::{RouteSpec, UpstreamInPath};
 use writ_token::VerifiedWrit;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::upstream::client::Upstream;
 
-/// Header a client may set to choose among several upstreams of one API family.
+/// Header a client may set to choose among several upstreams of one dialect.
 pub(crate) const UPSTREAM_HEADER: &str = "x-writ-upstream";
 
 /// Where a request goes.
@@ -26,8 +26,9 @@ pub(crate) struct Target<'g> {
     pub(crate) path: String,
 }
 
-/// Where the request goes: the upstream it names (header or path), or the one its family
-/// and `writ` leave.
+/// Where the request goes: the upstream it names (header or path), or the one its
+/// dialect and `writ` leave. Fails when the path does not fit the route, the header is not
+/// text, no upstream (or more than one) is left, or the one named does not serve the route.
 pub(crate) fn target<'g>(
     gw: &'g Gateway,
     route: &RouteSpec,
@@ -35,20 +36,15 @@ pub(crate) fn target<'g>(
     headers: &HeaderMap,
     writ: &VerifiedWrit,
 ) -> Result<Target<'g>, GatewayError> {
-    let (name, upstream_path) = match route.family {
-        ApiFamily::OpenAi
-        | ApiFamily::Anthropic
-        | ApiFamily::Gemini
-        | ApiFamily::Azure
-        | ApiFamily::Vertex
-        | ApiFamily::Bedrock => {
+    let (name, upstream_path) = match route.upstream_in_path(path).ok_or(GatewayError::NotFound)? {
+        UpstreamInPath::Unnamed => {
             let name = match headers.get(UPSTREAM_HEADER) {
                 Some(v) => v.to_str().map_err(|_| GatewayError::InvalidHeader {
                     name: UPSTREAM_HEADER,
                 })?,
-                None => match gw.defaults.get(&route.family) {
+                None => match gw.defaults.get(&route.dialect()) {
                     Some(Ok(name)) => name.as_str(),
-                    Some(Err(_)) => chosen_by_writ(gw, route.family, writ)?,
+                    Some(Err(_)) => chosen_by_writ(gw, route, writ)?,
                     None => {
                         return Err(GatewayError::NoUpstream {
                             reason: "none is configured",
@@ -59,23 +55,22 @@ pub(crate) fn target<'g>(
             };
             (name, path.to_string())
         }
-        ApiFamily::Mcp => {
-            let name = path.strip_prefix("/mcp/").ok_or(GatewayError::NotFound)?;
-            (name, String::new())
-        }
-        ApiFamily::Http => {
-            let rest = path.strip_prefix("/u/").ok_or(GatewayError::NotFound)?;
-            let (name, rest) = rest.split_once('/').ok_or(GatewayError::NotFound)?;
-            let rest = format!("/{rest}");
-            check_passthrough_path(&rest)?;
-            (name, rest)
+        UpstreamInPath::Named {
+            name,
+            rest,
+            passthrough,
+        } => {
+            if passthrough {
+                check_passthrough_path(rest)?;
+            }
+            (name, rest.to_string())
         }
     };
     let upstream = gw
         .upstreams
         .get(name)
         .ok_or(GatewayError::UnknownUpstream)?;
-    if upstream.kind.family() != route.family {
+    if !upstream.provider.serves(route) {
         return Err(GatewayError::UnknownUpstream);
     }
     Ok(Target {
@@ -84,18 +79,18 @@ pub(crate) fn target<'g>(
     })
 }
 
-/// Of the several upstreams of `family`, the one the writ's grants name; refused, naming
-/// the choices, when the grants name none or more than one of them.
+/// Of the several upstreams serving `route`, the one the writ's grants name; refused,
+/// naming the choices, when the grants name none or more than one of them.
 fn chosen_by_writ<'g>(
     gw: &'g Gateway,
-    family: ApiFamily,
+    route: &RouteSpec,
     writ: &VerifiedWrit,
 ) -> Result<&'g str, GatewayError> {
     let named = writ.named_upstreams();
     let configured: Vec<&'g str> = gw
         .upstreams
         .iter()
-        .filter(|(_, u)| u.kind.family() == family)
+        .filter(|(_, u)| u.provider.serves(route))
         .map(|(name, _)| name.as_str())
         .collect();
     if configured.is_empty() {
@@ -145,20 +140,14 @@ fn check_passthrough_path(path: &str) -> Result<(), GatewayError> {
 mod tests {
     use super::*;
     use crate::pipeline::fixture::Fixture;
-    use writ_providers::Operation;
 
     const TWO_OPENAI: &str = "[upstreams.a]\nkind = \"openai\"\napi_key = \"sk-a-0123456789\"\n\
          [upstreams.b]\nkind = \"openai\"\napi_key = \"sk-b-0123456789\"\n\
          [upstreams.claude]\nkind = \"anthropic\"\napi_key = \"sk-ant-0123456789\"\n\
          [upstreams.crm]\nkind = \"http\"\nbase_url = \"https://crm.example.com\"\napi_key = \"c-0123456789\"\n";
 
-    fn spec(family: ApiFamily, operation: Operation) -> RouteSpec {
-        RouteSpec {
-            method: Some("POST"),
-            path: "/",
-            family,
-            operation,
-        }
+    fn spec(pattern: &str) -> RouteSpec {
+        *RouteSpec::find(pattern).expect("a route")
     }
 
     fn named(upstream: &str) -> HeaderMap {
@@ -168,10 +157,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_header_names_the_upstream_and_must_name_one_of_the_routes_family() {
+    async fn the_header_names_the_upstream_and_must_name_one_serving_the_route() {
         let f = Fixture::start(TWO_OPENAI).await;
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
-        let chat = spec(ApiFamily::OpenAi, Operation::Chat);
+        let chat = spec("/v1/chat/completions");
         let to = |headers: &HeaderMap| {
             target(&f.gw, &chat, "/v1/chat/completions", headers, &writ)
                 .map(|t| (t.upstream.name.clone(), t.path))
@@ -205,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_header_the_only_upstream_or_the_one_the_writ_names_is_chosen() {
         let f = Fixture::start(TWO_OPENAI).await;
-        let chat = spec(ApiFamily::OpenAi, Operation::Chat);
+        let chat = spec("/v1/chat/completions");
         let route_for = |grants: &str| {
             let writ = f.verified(&f.mint(grants, None));
             target(
@@ -233,11 +222,11 @@ mod tests {
         ));
         // One anthropic upstream: it is the default whatever the writ names.
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
-        let messages = spec(ApiFamily::Anthropic, Operation::Chat);
+        let messages = spec("/v1/messages");
         let t = target(&f.gw, &messages, "/v1/messages", &HeaderMap::new(), &writ).unwrap();
         assert_eq!(t.upstream.name, "claude");
         // No gemini upstream at all: refused, with no choice to offer.
-        let gemini = spec(ApiFamily::Gemini, Operation::Chat);
+        let gemini = spec("/v1beta/models/{*model_action}");
         let none = target(
             &f.gw,
             &gemini,
@@ -256,7 +245,7 @@ mod tests {
     async fn a_passthrough_path_names_its_upstream_and_keeps_the_rest() {
         let f = Fixture::start(TWO_OPENAI).await;
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
-        let http = spec(ApiFamily::Http, Operation::Http);
+        let http = spec("/u/{upstream}/{*rest}");
         let to = |path: &str| {
             target(&f.gw, &http, path, &HeaderMap::new(), &writ)
                 .map(|t| (t.upstream.name.clone(), t.path))

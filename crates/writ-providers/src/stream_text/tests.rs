@@ -22,7 +22,7 @@ impl TextFilter for HoldAll {
     }
 }
 
-fn run(family: ApiFamily, input: &str) -> Vec<(String, Value)> {
+fn run(family: Wire, input: &str) -> Vec<(String, Value)> {
     let mut stream = TextStream::new(family);
     let mut filter = HoldAll::default();
     let mut out = Vec::new();
@@ -46,7 +46,7 @@ fn held_openai_text_is_flushed_in_a_chunk_before_the_one_that_ends_its_choice() 
         data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
         data: {\"id\":\"c1\",\"choices\":[{\"index\":1,\"delta\":{\"refusal\":\"pe\"},\"finish_reason\":\"stop\"}]}\n\n\
         data: [DONE]\n\n";
-    let events = run(ApiFamily::OpenAi, input);
+    let events = run(Wire::OpenAi, input);
     let data: Vec<Value> = events.into_iter().map(|(_, v)| v).collect();
     assert_eq!(data[0]["choices"][0]["delta"]["content"], "");
     assert_eq!(
@@ -65,7 +65,7 @@ fn held_anthropic_text_is_flushed_in_a_named_delta_before_the_block_stops() {
     let input = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n\
         event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
         event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"xyz\"}}\n\n";
-    let events = run(ApiFamily::Anthropic, input);
+    let events = run(Wire::Anthropic, input);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -88,7 +88,7 @@ fn a_stream_opening_too_many_channels_overflows_and_their_text_is_dropped() {
         .map(|i| json!({"index": i, "delta": {"content": "x"}}))
         .collect();
     let input = format!("data: {}\n\n", json!({ "choices": choices }));
-    let mut stream = TextStream::new(ApiFamily::OpenAi);
+    let mut stream = TextStream::new(Wire::OpenAi);
     let mut filter = HoldAll::default();
     let mut out = Vec::new();
     for event in SseParser::new().push(input.as_bytes()) {
@@ -100,7 +100,7 @@ fn a_stream_opening_too_many_channels_overflows_and_their_text_is_dropped() {
 
 #[test]
 fn event_ids_are_kept_on_their_events() {
-    let mut stream = TextStream::new(ApiFamily::Mcp);
+    let mut stream = TextStream::new(Wire::Mcp);
     let mut filter = HoldAll::default();
     let mut out = Vec::new();
     for event in SseParser::new().push(b"id: 7\ndata: {\"jsonrpc\":\"2.0\"}\n\n") {
@@ -114,7 +114,7 @@ fn event_ids_are_kept_on_their_events() {
 #[test]
 fn a_stream_cut_without_its_end_event_flushes_at_the_end() {
     let input = "data: {\"candidates\":[{\"index\":0,\"content\":{\"parts\":[{\"text\":\"abc\"}]}}],\"usageMetadata\":{\"promptTokenCount\":1}}\r\n\r\n";
-    let events = run(ApiFamily::Gemini, input);
+    let events = run(Wire::Gemini, input);
     assert_eq!(events.len(), 2);
     assert_eq!(
         events[1].1,
@@ -132,7 +132,7 @@ fn bedrock_frames_are_re_encoded_with_the_held_text_before_the_block_stops() {
             .add_header(Header::new(":event-type", text(kind)))
             .add_header(Header::new(":message-type", text("event")))
     };
-    let mut stream = TextStream::new(ApiFamily::Bedrock);
+    let mut stream = TextStream::new(Wire::Bedrock);
     let mut filter = HoldAll::default();
     let mut out = Vec::new();
     for message in [

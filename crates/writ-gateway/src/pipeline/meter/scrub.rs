@@ -207,7 +207,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
     use writ_detect::rules::BUILTIN;
-    use writ_providers::{ApiFamily, StreamMeter};
+    use writ_providers::{RouteSpec, StreamMeter};
 
     use super::*;
 
@@ -247,8 +247,9 @@ mod tests {
         out
     }
 
-    /// An SSE stream of `family` with the pieces of each channel interleaved.
-    fn stream(family: ApiFamily, channels: &[Vec<String>]) -> String {
+    /// An SSE stream (Anthropic's, or else OpenAI's) with the pieces of each channel
+    /// interleaved.
+    fn stream(anthropic: bool, channels: &[Vec<String>]) -> String {
         let mut out = String::new();
         let longest = channels.iter().map(Vec::len).max().unwrap_or(0);
         for step in 0..longest {
@@ -256,8 +257,8 @@ mod tests {
                 let Some(piece) = pieces.get(step) else {
                     continue;
                 };
-                let event = match family {
-                    ApiFamily::Anthropic => format!(
+                let event = match anthropic {
+                    true => format!(
                         "event: content_block_delta\ndata: {}\n\n",
                         json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})
                     ),
@@ -270,8 +271,8 @@ mod tests {
             }
         }
         for index in 0..channels.len() {
-            out.push_str(&match family {
-                ApiFamily::Anthropic => format!(
+            out.push_str(&match anthropic {
+                true => format!(
                     "event: content_block_stop\ndata: {}\n\n",
                     json!({"type": "content_block_stop", "index": index})
                 ),
@@ -281,7 +282,7 @@ mod tests {
                 ),
             });
         }
-        if family == ApiFamily::Anthropic {
+        if anthropic {
             out.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         } else {
             out.push_str("data: [DONE]\n\n");
@@ -291,7 +292,7 @@ mod tests {
 
     /// Each channel's text as a client reassembles it, and whether the stream's end event
     /// came last.
-    fn read(family: ApiFamily, body: &str, channels: usize) -> (Vec<String>, bool) {
+    fn read(anthropic: bool, body: &str, channels: usize) -> (Vec<String>, bool) {
         let mut texts = vec![String::new(); channels];
         let mut last = String::new();
         for block in body.split("\n\n").filter(|b| !b.is_empty()) {
@@ -303,8 +304,8 @@ mod tests {
             let Ok(v) = serde_json::from_str::<Value>(&data) else {
                 continue;
             };
-            let (index, piece) = match family {
-                ApiFamily::Anthropic => (&v["index"], &v["delta"]["text"]),
+            let (index, piece) = match anthropic {
+                true => (&v["index"], &v["delta"]["text"]),
                 _ => (
                     &v["choices"][0]["index"],
                     &v["choices"][0]["delta"]["content"],
@@ -314,8 +315,8 @@ mod tests {
                 texts[usize::try_from(i).unwrap_or(usize::MAX)].push_str(piece);
             }
         }
-        let ended = match family {
-            ApiFamily::Anthropic => last.contains("message_stop"),
+        let ended = match anthropic {
+            true => last.contains("message_stop"),
             _ => last == "[DONE]",
         };
         (texts, ended)
@@ -331,21 +332,22 @@ mod tests {
             chunk in 1usize..90,
             monitor in any::<bool>(),
         ) {
-            let family = if anthropic { ApiFamily::Anthropic } else { ApiFamily::OpenAi };
+            let route = if anthropic { "/v1/messages" } else { "/v1/chat/completions" };
+            let dialect = RouteSpec::find(route).unwrap().dialect();
             let redact: fn(Detector) -> bool = if monitor { Detector::always_redacted } else { |_| true };
             let texts: Vec<String> = texts.iter().map(|t| t.concat()).collect();
             let pieces: Vec<Vec<String>> = texts.iter().map(|t| cut(t, &sizes)).collect();
-            let body = stream(family, &pieces);
+            let body = stream(anthropic, &pieces);
             let scanner = scanner();
             let mut scrubber = TextScrubber::new(scanner.clone(), redact, Vec::new());
-            let mut meter = StreamMeter::new(family, false);
+            let mut meter = StreamMeter::new(dialect, false);
             let mut out = Vec::new();
             for c in body.as_bytes().chunks(chunk) {
                 out.extend(meter.feed_filtered(c, &mut scrubber));
             }
             out.extend(meter.finish_filtered(&mut scrubber));
             let out = String::from_utf8(out).unwrap_or_default();
-            let (read, ended) = read(family, &out, texts.len());
+            let (read, ended) = read(anthropic, &out, texts.len());
             let mut expected_findings = 0;
             for (text, got) in texts.iter().zip(&read) {
                 let (whole, findings) = scanner.redact_where(text.as_bytes(), redact);

@@ -31,7 +31,9 @@ fn call_info(recorded: &Arc<AtomicBool>) -> CallInfo {
         delegation: None,
         upstream: "openai".into(),
         model: Some("gpt-4o".into()),
-        family: ApiFamily::OpenAi,
+        dialect: writ_providers::RouteSpec::find("/v1/chat/completions")
+            .unwrap()
+            .dialect(),
         request_bytes: 400,
         drop_usage_chunk: false,
         held: None,
