@@ -251,7 +251,9 @@ async fn run(
         Err(e) => {
             bearer_jwt(gw, ctx, presented.as_str()).await;
             bearer_provider_key(gw, ctx, presented.as_str()).await;
-            if let Some(ip) = ctx.client {
+            if let Some(ip) = ctx.client
+                && authenticate::is_guess(&e)
+            {
                 gw.invalid_writ_from(ip).await;
             }
             return Err(e);

@@ -166,8 +166,12 @@ mod tests {
         let verifier = Verifier::new(16);
         let text = issuer.writ(30);
         let none = RevocationSet::new();
-        let first = verifier.check(&text, &issuer.trusted, at(1), &none).unwrap();
-        let second = verifier.check(&text, &issuer.trusted, at(2), &none).unwrap();
+        let first = verifier
+            .check(&text, &issuer.trusted, at(1), &none)
+            .unwrap();
+        let second = verifier
+            .check(&text, &issuer.trusted, at(2), &none)
+            .unwrap();
         assert!(Arc::ptr_eq(&first, &second), "the second check is a hit");
         assert_eq!(verifier.cached(), 1);
     }

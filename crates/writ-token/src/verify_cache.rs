@@ -94,8 +94,8 @@ impl VerifyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
     use crate::{KeyId, MintRequest, RootKeyPair, RootKeys, decode, mint, parse_grants};
+    use std::time::{Duration, UNIX_EPOCH};
 
     /// A root key, the keys trusting it, and the time writs are minted at.
     fn issuer() -> (RootKeyPair, RootKeys, SystemTime) {
