@@ -25,11 +25,11 @@ pub(crate) fn verify(
         .check(presented.as_str(), &keys.trusted, gw.clock.now(), gw)?)
 }
 
-/// Whether a refusal by [`verify`] counts against the client's address as a guessed
-/// writ. An expired writ is not a guess: its signature verified, it only aged (before
-/// expiry moved into [`verify`], it was refused at authorize and never counted).
-pub(crate) fn is_guess(e: &GatewayError) -> bool {
-    !matches!(e, GatewayError::Writ(WritError::Expired { .. }))
+/// Whether a refusal by [`verify`] is only that the writ aged out ([`WritError::Expired`]):
+/// its signature verified, so it is not a guess to count against the address, and the
+/// client is expected to retry at once with a fresh writ.
+pub(crate) fn only_aged(e: &GatewayError) -> bool {
+    matches!(e, GatewayError::Writ(WritError::Expired { .. }))
 }
 
 /// Who acts with `writ`, for audit: the agent it was last delegated to (by a signed
@@ -170,13 +170,13 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_writ_is_not_counted_as_a_guess() {
+    fn only_an_expired_writ_is_refused_as_aged() {
         let expired = GatewayError::Writ(WritError::Expired {
             at: crate::pipeline::fixture::t0(),
         });
-        assert!(!is_guess(&expired));
-        assert!(is_guess(&GatewayError::Writ(WritError::BadSignature)));
-        assert!(is_guess(&GatewayError::Writ(WritError::Revoked)));
+        assert!(only_aged(&expired));
+        assert!(!only_aged(&GatewayError::Writ(WritError::BadSignature)));
+        assert!(!only_aged(&GatewayError::Writ(WritError::Revoked)));
     }
 
     #[test]
