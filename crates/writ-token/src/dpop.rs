@@ -18,8 +18,8 @@ use crate::verify::VerifiedWrit;
 /// Algorithms accepted, for `WWW-Authenticate: DPoP algs=…`.
 pub const ALGS: &str = "ES256 EdDSA";
 
-/// What a proof must match.
-#[derive(Debug, Clone, Copy)]
+/// What a proof must match. No `Debug`: it holds the presented writ.
+#[derive(Clone, Copy)]
 pub struct Expected<'a> {
     /// HTTP method of the request.
     pub method: &'a str,
