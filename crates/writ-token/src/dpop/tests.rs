@@ -290,3 +290,31 @@ fn an_unbound_writ_needs_no_proof_and_a_bound_one_its_own_key_by_the_dpop_scheme
         Err(DpopError::Replayed.into())
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Untrusted bytes of any shape are refused, never a panic.
+        #[test]
+        fn any_text_is_refused(text in "[A-Za-z0-9_.=-]{0,300}|.{0,300}") {
+            prop_assert!(verify_proof(&text, &expected(None)).is_err());
+        }
+
+        /// Any `iat` a client signs is accepted exactly within the window of now, with no
+        /// overflow however large.
+        #[test]
+        fn any_iat_is_judged_by_the_window(iat in prop_oneof![any::<u64>(), (NOW - 120)..(NOW + 120)]) {
+            let key = TestKey::new();
+            let judged = verify_proof(&key.proof(json!(iat), "j", None), &expected(None));
+            let within = iat.abs_diff(NOW) <= IAT_WINDOW.as_secs();
+            prop_assert_eq!(judged.is_ok(), within, "iat {}", iat);
+            if !within {
+                prop_assert_eq!(judged.unwrap_err(), DpopError::IatOutsideWindow);
+            }
+        }
+    }
+}
