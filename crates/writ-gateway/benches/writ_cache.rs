@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use writ_gateway::writ_cache::WritCache;
-use writ_token::{KeyId, MintRequest, RootKeyPair, RootKeys, decode, mint, parse_grants};
+use writ_token::{
+    KeyId, MintRequest, RootKeyPair, RootKeys, VerifyCache, decode, mint, parse_grants,
+};
 
 fn bench(c: &mut Criterion) {
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -18,7 +19,7 @@ fn bench(c: &mut Criterion) {
     let grants =
         parse_grants(r#"{"type":"writ:llm","upstream":"openai","models":["gpt-4o-mini"]}"#)
             .unwrap();
-    let cache = WritCache::new(100_000);
+    let cache = VerifyCache::new(100_000);
     // A cache holding 10 000 other writs, as a busy gateway's would.
     let mut writ = String::new();
     for i in 0..10_000u64 {
@@ -34,10 +35,10 @@ fn bench(c: &mut Criterion) {
         };
         writ = mint(&key, &req).unwrap().0;
         let verified = decode(&writ).unwrap().verify(&keys).unwrap();
-        cache.insert(WritCache::key(&writ), Arc::new(verified), now);
+        cache.insert(VerifyCache::key(&writ), Arc::new(verified), now);
     }
     c.bench_function("verify (cached: hash + lookup)", |b| {
-        b.iter(|| cache.get(&WritCache::key(black_box(&writ)), now).unwrap())
+        b.iter(|| cache.get(&VerifyCache::key(black_box(&writ)), now).unwrap())
     });
 }
 

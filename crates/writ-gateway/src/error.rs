@@ -29,7 +29,7 @@ pub enum GatewayError {
     Writ(#[from] WritError),
     /// A DPoP proof is missing, malformed, or does not match the request or the writ.
     #[error(transparent)]
-    Dpop(crate::pipeline::authenticate::dpop::DpopError),
+    Dpop(writ_token::dpop::DpopError),
     /// A single-use writ was presented again.
     #[error("this single-use writ was already used: mint a new writ for each call")]
     AlreadyUsed,
@@ -459,7 +459,7 @@ impl GatewayError {
             // RFC 9449 §7.1: the challenge names the scheme, the error and the algorithms.
             let challenge = format!(
                 r#"DPoP algs="{}", error="invalid_dpop_proof", error_description="{reason}""#,
-                crate::pipeline::authenticate::dpop::ALGS
+                writ_token::dpop::ALGS
             );
             if let Ok(value) = HeaderValue::try_from(challenge) {
                 response

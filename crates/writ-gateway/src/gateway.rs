@@ -9,11 +9,13 @@ use std::sync::{Arc, RwLock};
 
 use writ_providers::{Dialect, ProviderKind};
 use writ_store::{DataDir, RevocationNote, SqliteStore, StoreError};
-use writ_token::{Clock, KeyId, Revocation, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit};
+use writ_token::{
+    Clock, KeyId, Revocation, RevocationCheck, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit,
+    Verifier,
+};
 
 use crate::audit::usage_log::UsageLog;
 use crate::config::Config;
-use crate::pipeline::authenticate::writ_cache::WritCache;
 use crate::upstream::client::Upstream;
 
 /// The root keys in use: every trusted key and the one that signs.
@@ -82,7 +84,9 @@ pub struct Gateway {
     /// For each dialect with upstreams, the one requests go to when they name none, or
     /// why there is none (several serve it: the writ's grants choose).
     pub(crate) defaults: HashMap<Dialect, Result<String, &'static str>>,
-    pub(crate) writs: WritCache,
+    /// Checks presented writs: the one definition of a valid writ, with the cache of
+    /// verified ones.
+    pub(crate) writs: Verifier,
     /// Model prices.
     pub(crate) pricing: writ_providers::Pricing,
     /// What the latest calls consumed and cost.
@@ -264,7 +268,7 @@ impl Gateway {
             own_secrets,
             upstreams,
             defaults,
-            writs: WritCache::new(100_000),
+            writs: Verifier::new(100_000),
             pricing: config.pricing.clone(),
             usage: UsageLog::new(10_000),
             replay,
@@ -468,8 +472,11 @@ impl Gateway {
     pub async fn audit_checkpoint(&self) {
         self.audit.checkpoint_now().await;
     }
+}
 
-    pub(crate) fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
+/// The revocations in force on this instance (its store's and those shared by others).
+impl RevocationCheck for Gateway {
+    fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
         self.revocations
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -16,5 +16,4 @@ pub mod serve;
 pub mod upstream;
 
 pub use gateway::{Gateway, KeyState, Shared, StartError};
-pub use pipeline::authenticate::writ_cache;
 pub use serve::server::{router, serve, serve_with_workers};

@@ -251,7 +251,12 @@ async fn run(
         Err(e) => {
             bearer_jwt(gw, ctx, presented.as_str()).await;
             bearer_provider_key(gw, ctx, presented.as_str()).await;
-            if let Some(ip) = ctx.client {
+            if authenticate::only_aged(&e) {
+                // Not a guess, and a client that retries at once with a fresh writ: its
+                // body is read, as before expiry was checked here, so the connection
+                // stays open for the retry (one left unread is closed).
+                let _ = accept::read_body(body, gw.max_body_bytes).await;
+            } else if let Some(ip) = ctx.client {
                 gw.invalid_writ_from(ip).await;
             }
             return Err(e);

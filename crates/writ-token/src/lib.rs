@@ -9,10 +9,17 @@
 //! (signature, key id, claims), then [`VerifiedWrit::authorize`] it against
 //! [`RequestFacts`] into an [`Authorization`], the only proof the gateway accepts
 //! before it injects a credential.
+//!
+//! The gateway asks [`Verifier::check`] for the first steps: decode, verify (cached),
+//! expiry on the caller's clock and revocation of every block, one definition of a valid
+//! writ for the data plane and token exchange alike. [`dpop`] checks proofs of possession;
+//! one-time ids (DPoP proofs, client assertions, single-use writs) go through a
+//! [`ReplayGuard`] the caller implements.
 
 mod attenuate;
 mod clock;
 mod delegate;
+pub mod dpop;
 mod encoding;
 mod error;
 mod evaluation_cost;
@@ -21,10 +28,13 @@ mod facts;
 mod grant;
 mod keys;
 mod mint;
+mod replay_guard;
 mod revocation;
 mod time_bound;
 mod upstreams;
+mod verifier;
 mod verify;
+mod verify_cache;
 
 pub use attenuate::attenuate;
 /// A root public key (Ed25519).
@@ -46,5 +56,8 @@ pub use keys::{
     KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,
 };
 pub use mint::{MintRequest, mint};
+pub use replay_guard::{OneTimeId, ReplayGuard, ReplayUnavailable};
 pub use revocation::{Revocation, RevocationSet, token_id_issued_at};
+pub use verifier::{RevocationCheck, Verifier};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};
+pub use verify_cache::VerifyCache;

@@ -7,6 +7,9 @@
 //! `actor_token`, and gets a narrower writ).
 
 mod client_auth;
+mod oauth_error;
+
+pub(crate) use oauth_error::{OAuthError, OAuthErrorCode};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +19,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
-use writ_token::{
-    Delegation, Grant, MintRequest, WritError, decode, first_outside, mint, parse_grants,
-};
+use writ_token::{Delegation, Grant, MintRequest, WritError, first_outside, mint, parse_grants};
 
 use crate::gateway::Gateway;
 use crate::pipeline::accept;
@@ -29,95 +30,6 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// Largest token request body.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-
-/// An OAuth error response (RFC 6749 §5.2).
-#[derive(Debug)]
-pub(crate) struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    /// Set when the client tried HTTP Basic: the 401 then names the scheme (§5.2).
-    basic_challenge: bool,
-    /// Seconds to wait, for a throttled client (`Retry-After`).
-    retry_after: Option<u64>,
-}
-
-impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            basic_challenge: false,
-            retry_after: None,
-        }
-    }
-    /// Too many failed authentications: the same answer whether or not the client id
-    /// exists.
-    fn throttled(t: crate::detect::brute_force::Throttled) -> Self {
-        let secs = t.retry_after_secs();
-        let description = if t.locked {
-            format!("too many failed client authentications: locked out, retry after {secs}s")
-        } else {
-            format!("too many failed client authentications: retry after {secs}s")
-        };
-        Self {
-            retry_after: Some(secs),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", description)
-        }
-    }
-    /// Whether this refuses the client's credentials (what brute force is made of).
-    fn is_failed_authentication(&self) -> bool {
-        self.error == "invalid_client" && self.status == StatusCode::UNAUTHORIZED
-    }
-    pub(crate) fn invalid_client(description: &str, basic: bool) -> Self {
-        Self {
-            basic_challenge: basic,
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
-        }
-    }
-    fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
-    }
-    fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
-    }
-    fn invalid_details(description: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_authorization_details",
-            description,
-        )
-    }
-    pub(crate) fn server(description: &str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            description,
-        )
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        tracing::debug!(error = self.error, description = %self.description, "token request refused");
-        let body = json!({"error": self.error, "error_description": self.description});
-        let mut response = (self.status, axum::Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.basic_challenge {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Basic realm="writ""#),
-            );
-        }
-        response
-    }
-}
 
 /// The token request's parameters. A parameter sent twice is refused (RFC 6749 §3.2).
 #[derive(Debug, Default, Deserialize)]
@@ -174,8 +86,7 @@ async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
         Some(CLIENT_CREDENTIALS) => client_credentials(gw, &parts, form).await,
         Some(TOKEN_EXCHANGE) => token_exchange(gw, &parts, form).await,
         Some(_) => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
+            OAuthErrorCode::UnsupportedGrantType,
             "grant_type must be client_credentials or token exchange",
         )),
         None => Err(OAuthError::invalid_request("grant_type is required")),
@@ -217,9 +128,9 @@ async fn audit_failed_authentication(
     let mut record = crate::audit::record_at(writ_audit::Kind::RequestDenied, gw.clock.now());
     record.client = client_ip(req).and_then(|ip| gw.audit.client_pseudonym(ip));
     record.operation = Some("token".to_string());
-    record.status = Some(e.status.as_u16());
+    record.status = Some(e.code.status().as_u16());
     record.decision = Some(writ_audit::Decision {
-        code: Some(e.error.to_string()),
+        code: Some(e.code.as_str().to_string()),
         ..Default::default()
     });
     let mut detail = serde_json::Map::new();
@@ -408,51 +319,29 @@ fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool, dpop: 
     response
 }
 
-/// Verifies a DPoP proof sent to the token endpoint (RFC 9449 §5): the writ is then bound
-/// to the proof's key.
+/// Verifies a DPoP proof sent to the token endpoint (RFC 9449 §5) with `writ-token`'s
+/// proof checks, its `jti` recorded in the limiter backend: the writ is then bound to the
+/// proof's key. `None` without a proof.
 async fn dpop_binding(
     gw: &Gateway,
     headers: &http::HeaderMap,
 ) -> Result<Option<String>, OAuthError> {
-    let mut proofs = headers.get_all("dpop").iter();
-    let proof = match (proofs.next(), proofs.next()) {
-        (None, _) => return Ok(None),
-        (Some(p), None) => p,
-        _ => {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_dpop_proof",
-                "send exactly one DPoP proof",
-            ));
-        }
+    let proof = crate::pipeline::authenticate::dpop_header(headers)
+        .map_err(|e| OAuthError::dpop_refused(e.into()))?;
+    let Some(proof) = proof else {
+        return Ok(None);
     };
-    let proof = proof.to_str().map_err(|_| {
-        OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_dpop_proof",
-            "DPoP header is not text",
-        )
-    })?;
     let url = format!("{}/oauth2/token", gw.issuer());
-    let expected = crate::pipeline::authenticate::dpop::Expected {
+    let expected = writ_token::dpop::Expected {
         method: "POST",
         url: &url,
         access_token: None,
         now: gw.clock.now(),
     };
-    match crate::pipeline::authenticate::dpop::verify_once(proof, &expected, &gw.replay).await {
-        Ok(jkt) => Ok(Some(jkt)),
-        Err(crate::pipeline::authenticate::dpop::Refusal::Invalid(e)) => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_dpop_proof",
-            e.to_string(),
-        )),
-        Err(crate::pipeline::authenticate::dpop::Refusal::ReplayUnavailable) => {
-            Err(OAuthError::server(
-                "the DPoP proof cannot be checked for replay now (limit backend unavailable); retry shortly with a new proof",
-            ))
-        }
-    }
+    writ_token::dpop::check_proof(proof, &expected, &gw.replay)
+        .await
+        .map(Some)
+        .map_err(OAuthError::dpop_refused)
 }
 
 /// Records a mint; in strict audit mode a writ that cannot be audited is not issued.
@@ -502,7 +391,7 @@ async fn refuse_revoked(
     record.status = Some(401);
     record.decision = Some(writ_audit::record::Decision {
         check: Some("agent_revoked".to_string()),
-        code: Some("invalid_client".to_string()),
+        code: Some(OAuthErrorCode::InvalidClient.as_str().to_string()),
         ..Default::default()
     });
     gw.audit.record(record).await;
@@ -605,18 +494,11 @@ async fn token_exchange(
     }
     let now = gw.clock.now();
     let keys = gw.keys();
-    let verified = decode(subject)
-        .and_then(|u| u.verify(&keys.trusted))
-        .map_err(|e| {
-            OAuthError::invalid_grant(format!("subject_token is not a valid writ: {e}"))
-        })?;
-    // At one-second resolution, as the writ's own expiry check.
-    if client_auth::unix(now) > client_auth::unix(verified.claims().expires_at) {
-        return Err(OAuthError::invalid_grant("subject_token has expired"));
-    }
-    if gw.is_revoked(&verified) {
-        return Err(OAuthError::invalid_grant("subject_token was revoked"));
-    }
+    // The same definition of a valid writ as the data plane's.
+    let verified = gw
+        .writs
+        .check(subject, &keys.trusted, now, gw)
+        .map_err(|e| OAuthError::subject_refused(&e))?;
     let ttl = lifetime(&form, actor.max_ttl.min(gw.max_ttl))?;
     let writ = verified
         .delegate(&Delegation {

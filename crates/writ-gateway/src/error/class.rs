@@ -266,7 +266,7 @@ impl GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::authenticate::dpop::DpopError;
+    use writ_token::dpop::DpopError;
 
     fn unreachable(cause: UpstreamFailure) -> GatewayError {
         GatewayError::UpstreamUnreachable {

@@ -2,12 +2,14 @@
 //! a client assertion's `jti` — is accepted once. Ids are recorded in the limiter backend,
 //! so with `[limiter] backend = "redis"` an id used on one instance is refused on every
 //! other; with `on_backend_failure = "local"` this instance's memory stands in while Redis
-//! is unreachable.
+//! is unreachable. [`Replay`] is the gateway's [`ReplayGuard`]: `writ-token` asks it
+//! about DPoP proofs, the token endpoint about client assertions.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use writ_limits::{Limiter, ReplayError, ReplayId, ReplayKind};
+use writ_token::{OneTimeId, ReplayGuard, ReplayUnavailable};
 
 use crate::limits::{Limits, nanos};
 
@@ -40,7 +42,7 @@ impl Replay {
     /// `Ok(true)` the first time, `Ok(false)` on a replay. An error means the
     /// check could not be made (the backend unreachable without a local fallback, or the
     /// memory store full of unexpired ids): the caller refuses the request, 503.
-    pub(crate) async fn first_use(
+    pub(crate) async fn record(
         &self,
         kind: ReplayKind,
         parts: &[&str],
@@ -75,6 +77,26 @@ impl Replay {
     }
 }
 
+/// Each one-time id is recorded under the [`ReplayKind`] and parts it always had, so ids
+/// recorded before and after this interface (and by instances of either) are the same keys.
+impl ReplayGuard for Replay {
+    async fn first_use(
+        &self,
+        id: OneTimeId<'_>,
+        last_valid: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, ReplayUnavailable> {
+        let (kind, parts): (ReplayKind, &[&str]) = match id {
+            OneTimeId::DpopProof { thumbprint, jti } => (ReplayKind::DpopProof, &[thumbprint, jti]),
+            OneTimeId::Assertion { client, jti } => (ReplayKind::Assertion, &[client, jti]),
+            OneTimeId::SingleUse { token_id } => (ReplayKind::SingleUse, &[token_id]),
+        };
+        self.record(kind, parts, last_valid, now)
+            .await
+            .map_err(|_| ReplayUnavailable)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,7 +115,7 @@ mod tests {
         let r = replay(false);
         let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let until = t + Duration::from_secs(30);
-        let once = |kind, at| r.first_use(kind, &["thumb", "jti-1"], until, at);
+        let once = |kind, at| r.record(kind, &["thumb", "jti-1"], until, at);
         assert_eq!(once(ReplayKind::DpopProof, t).await, Ok(true));
         assert_eq!(once(ReplayKind::DpopProof, t).await, Ok(false));
         assert_eq!(once(ReplayKind::Assertion, t).await, Ok(true));
@@ -114,12 +136,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_guard_records_each_id_under_the_kind_and_parts_it_always_had() {
+        let r = replay(false);
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let until = t + Duration::from_secs(30);
+        let guard = |id| r.first_use(id, until, t);
+        let proof = OneTimeId::DpopProof {
+            thumbprint: "thumb",
+            jti: "j",
+        };
+        assert_eq!(guard(proof).await, Ok(true));
+        assert_eq!(guard(proof).await, Ok(false));
+        let assertion = OneTimeId::Assertion {
+            client: "agent",
+            jti: "j",
+        };
+        assert_eq!(guard(assertion).await, Ok(true));
+        let single = OneTimeId::SingleUse { token_id: "01H" };
+        assert_eq!(guard(single).await, Ok(true));
+        for (kind, parts) in [
+            (ReplayKind::DpopProof, &["thumb", "j"][..]),
+            (ReplayKind::Assertion, &["agent", "j"][..]),
+            (ReplayKind::SingleUse, &["01H"][..]),
+        ] {
+            assert_eq!(r.record(kind, parts, until, t).await, Ok(false), "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn the_local_memory_refuses_what_it_saw_even_when_the_backend_forgot() {
         let r = replay(true);
         let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let until = t + Duration::from_secs(30);
         assert_eq!(
-            r.first_use(ReplayKind::SingleUse, &["id"], until, t).await,
+            r.record(ReplayKind::SingleUse, &["id"], until, t).await,
             Ok(true)
         );
         // As if Redis had lost the key (a restart without persistence).
@@ -128,9 +178,7 @@ mod tests {
             local: r.local.clone(),
         };
         assert_eq!(
-            fresh
-                .first_use(ReplayKind::SingleUse, &["id"], until, t)
-                .await,
+            fresh.record(ReplayKind::SingleUse, &["id"], until, t).await,
             Ok(false)
         );
     }

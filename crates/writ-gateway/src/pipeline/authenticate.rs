@@ -1,39 +1,35 @@
-//! Authenticate: verify the writ's signatures once, then serve it from the cache.
+//! Authenticate: the presented writ is valid by `writ-token`'s one definition
+//! ([`writ_token::Verifier::check`]: size and prefix, signatures verified once then
+//! cached, revocation of every block, expiry on the gateway's clock), and a proof of
+//! possession is checked when one is sent or the writ is bound to a key.
 
 use std::sync::Arc;
 
+use writ_token::dpop::{self, DpopError, ProofRefusal};
 use writ_token::{VerifiedWrit, WritError};
 
-pub(crate) mod dpop;
-pub mod writ_cache;
-
-use self::dpop::DpopError;
-use self::writ_cache::WritCache;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::extract::PresentedWrit;
 
-/// The verified writ for the presented text.
+/// The verified writ for the presented text, valid now: refused with the
+/// [`WritError`] `Verifier::check` names (too large, not a writ, a bad signature or an
+/// untrusted key, revoked, expired).
 pub(crate) fn verify(
     gw: &Gateway,
     presented: &PresentedWrit,
 ) -> Result<Arc<VerifiedWrit>, GatewayError> {
-    // Size and prefix first: an oversized credential is never hashed or parsed.
-    let unverified = writ_token::decode(presented.as_str())?;
-    let key = WritCache::key(presented.as_str());
-    let verified = match gw.writs.get(&key, gw.clock.now()) {
-        Some(hit) => hit,
-        None => {
-            let verified = Arc::new(unverified.verify(&gw.keys().trusted)?);
-            gw.writs.insert(key, verified.clone(), gw.clock.now());
-            verified
-        }
-    };
-    // Checked on every request, cached or not: a revocation applies to the next request.
-    if gw.is_revoked(&verified) {
-        return Err(WritError::Revoked.into());
-    }
-    Ok(verified)
+    let keys = gw.keys();
+    Ok(gw
+        .writs
+        .check(presented.as_str(), &keys.trusted, gw.clock.now(), gw)?)
+}
+
+/// Whether a refusal by [`verify`] is only that the writ aged out ([`WritError::Expired`]):
+/// its signature verified, so it is not a guess to count against the address, and the
+/// client is expected to retry at once with a fresh writ.
+pub(crate) fn only_aged(e: &GatewayError) -> bool {
+    matches!(e, GatewayError::Writ(WritError::Expired { .. }))
 }
 
 /// Who acts with `writ`, for audit: the agent it was last delegated to (by a signed
@@ -61,36 +57,29 @@ pub(crate) fn acting_agent(writ: &VerifiedWrit) -> (String, Option<Vec<String>>)
     (actor, Some(chain))
 }
 
-/// Checks a DPoP proof when one is sent, and demands one when the writ is bound to a key.
-/// Returns the proven key's thumbprint, stated to the authorizer as `dpop_jkt(..)` so a
-/// holder can also bind a writ offline with `check if dpop_jkt("…")`.
+/// The one `DPoP` header of a request, if any: refused when there are several
+/// ([`DpopError::SeveralProofs`]) or it is not text ([`DpopError::HeaderNotText`]).
+pub(crate) fn dpop_header(headers: &http::HeaderMap) -> Result<Option<&str>, DpopError> {
+    let mut proofs = headers.get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) => p.to_str().map(Some).map_err(|_| DpopError::HeaderNotText),
+        (Some(_), Some(_)) => Err(DpopError::SeveralProofs),
+    }
+}
+
+/// Checks a DPoP proof when one is sent, and demands one when the writ is bound to a key
+/// ([`writ_token::dpop::possession`]), recording the proof's `jti` in the limiter backend.
+/// Returns the proven key's thumbprint, stated to the authorizer as `dpop_jkt(..)`.
+/// Refused with [`GatewayError::Dpop`], or [`GatewayError::LimiterUnavailable`] when the
+/// replay store cannot tell whether the proof was used (fail closed).
 pub(crate) async fn possession(
     gw: &Gateway,
     parts: &http::request::Parts,
     presented: &PresentedWrit,
     writ: &VerifiedWrit,
 ) -> Result<Option<String>, GatewayError> {
-    let mut proofs = parts.headers.get_all("dpop").iter();
-    let proof = match (proofs.next(), proofs.next()) {
-        (None, _) => None,
-        (Some(p), None) => Some(
-            p.to_str()
-                .map_err(|_| GatewayError::Dpop(DpopError::HeaderNotText))?,
-        ),
-        (Some(_), Some(_)) => {
-            return Err(GatewayError::Dpop(DpopError::SeveralProofs));
-        }
-    };
-    let bound = writ.claims().cnf_jkt.as_deref();
-    if bound.is_some() && !presented.dpop_scheme {
-        return Err(GatewayError::Dpop(DpopError::BearerForBoundWrit));
-    }
-    let Some(proof) = proof else {
-        return match bound {
-            Some(_) => Err(GatewayError::Dpop(DpopError::Missing)),
-            None => Ok(None),
-        };
-    };
+    let proof = dpop_header(&parts.headers).map_err(GatewayError::Dpop)?;
     let url = format!("{}{}", gw.issuer(), parts.uri.path());
     let expected = dpop::Expected {
         method: parts.method.as_str(),
@@ -98,16 +87,12 @@ pub(crate) async fn possession(
         access_token: Some(presented.as_str()),
         now: gw.clock.now(),
     };
-    let jkt = dpop::verify_once(proof, &expected, &gw.replay)
+    dpop::possession(writ, presented.dpop_scheme, proof, &expected, &gw.replay)
         .await
         .map_err(|e| match e {
-            dpop::Refusal::Invalid(e) => GatewayError::Dpop(e),
-            dpop::Refusal::ReplayUnavailable => GatewayError::LimiterUnavailable,
-        })?;
-    if bound.is_some_and(|b| b != jkt) {
-        return Err(GatewayError::Dpop(DpopError::JktMismatch));
-    }
-    Ok(Some(jkt))
+            ProofRefusal::Invalid(e) => GatewayError::Dpop(e),
+            ProofRefusal::ReplayUnavailable => GatewayError::LimiterUnavailable,
+        })
 }
 
 #[cfg(test)]
@@ -182,6 +167,29 @@ mod tests {
                 kid: Some(77)
             }))
         ));
+    }
+
+    #[test]
+    fn only_an_expired_writ_is_refused_as_aged() {
+        let expired = GatewayError::Writ(WritError::Expired {
+            at: crate::pipeline::fixture::t0(),
+        });
+        assert!(only_aged(&expired));
+        assert!(!only_aged(&GatewayError::Writ(WritError::BadSignature)));
+        assert!(!only_aged(&GatewayError::Writ(WritError::Revoked)));
+    }
+
+    #[test]
+    fn one_dpop_header_at_most_and_as_text() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(dpop_header(&headers), Ok(None));
+        headers.insert("dpop", HeaderValue::from_static("a.b.c"));
+        assert_eq!(dpop_header(&headers), Ok(Some("a.b.c")));
+        headers.append("dpop", HeaderValue::from_static("d.e.f"));
+        assert_eq!(dpop_header(&headers), Err(DpopError::SeveralProofs));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("dpop", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(dpop_header(&headers), Err(DpopError::HeaderNotText));
     }
 
     #[tokio::test]

@@ -132,16 +132,10 @@ async fn single_use(
     if !claims.single_use {
         return Ok(());
     }
-    match gw
-        .replay
-        .first_use(
-            writ_limits::ReplayKind::SingleUse,
-            &[&claims.token_id],
-            claims.expires_at,
-            now,
-        )
-        .await
-    {
+    let id = writ_token::OneTimeId::SingleUse {
+        token_id: &claims.token_id,
+    };
+    match writ_token::ReplayGuard::first_use(&gw.replay, id, claims.expires_at, now).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(GatewayError::AlreadyUsed),
         Err(_) => Err(GatewayError::LimiterUnavailable),

@@ -1,7 +1,7 @@
 //! Client authentication at the token endpoint: `private_key_jwt` (RFC 7523) or a client
 //! secret (HTTP Basic or form), each checked against the registered agent.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use http::HeaderMap;
@@ -12,7 +12,7 @@ use writ_store::{Agent, burn_secret_check};
 use std::net::IpAddr;
 
 use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
-use writ_limits::ReplayKind;
+use writ_token::{OneTimeId, ReplayGuard};
 
 use super::OAuthError;
 use crate::detect::detections::{Action, Detection, Detector, Mode};
@@ -298,20 +298,15 @@ async fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Resul
         .ok_or_else(|| invalid("assertion needs a jti"))?;
     // Recorded in the limiter backend: with Redis, an assertion used on one instance is
     // refused on every other.
-    match gw
-        .replay
-        .first_use(ReplayKind::Assertion, &[subject, jti], exp + LEEWAY, now)
-        .await
-    {
+    let id = OneTimeId::Assertion {
+        client: subject,
+        jti,
+    };
+    match gw.replay.first_use(id, exp + LEEWAY, now).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(invalid("assertion jti was already used")),
         Err(_) => Err(OAuthError::server(
             "the client assertion cannot be checked for replay now (limit backend unavailable); retry shortly with a new assertion",
         )),
     }
-}
-
-/// Unix seconds of `t`.
-pub(crate) fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -1,15 +1,16 @@
 //! The verified-writ cache: a writ's signatures are checked once, then looked up by hash
-//! until it expires.
+//! until it expires (DESIGN §2). [`crate::Verifier`] is its one user on the request path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use writ_token::VerifiedWrit;
+
+use crate::verify::VerifiedWrit;
 
 /// Verified writs by SHA-256 of their text, bounded in size. Holds no writ text.
-pub struct WritCache {
+pub struct VerifyCache {
     map: RwLock<HashMap<[u8; 32], Entry>>,
     capacity: usize,
 }
@@ -21,7 +22,7 @@ struct Entry {
     writ: Arc<VerifiedWrit>,
 }
 
-impl WritCache {
+impl VerifyCache {
     /// An empty cache holding at most `capacity` writs.
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -93,8 +94,8 @@ impl WritCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{KeyId, MintRequest, RootKeyPair, RootKeys, decode, mint, parse_grants};
     use std::time::{Duration, UNIX_EPOCH};
-    use writ_token::{KeyId, MintRequest, RootKeyPair, RootKeys, decode, mint, parse_grants};
 
     /// A root key, the keys trusting it, and the time writs are minted at.
     fn issuer() -> (RootKeyPair, RootKeys, SystemTime) {
@@ -129,20 +130,20 @@ mod tests {
     #[test]
     fn expired_writs_are_misses_and_get_swept() {
         let (key, keys, t0) = issuer();
-        let cache = WritCache::new(4);
+        let cache = VerifyCache::new(4);
         let (short, v) = writ(&key, &keys, t0, 5);
-        cache.insert(WritCache::key(&short), v, t0);
+        cache.insert(VerifyCache::key(&short), v, t0);
         let (long, v) = writ(&key, &keys, t0, 30);
-        cache.insert(WritCache::key(&long), v, t0);
-        assert!(cache.get(&WritCache::key(&short), t0).is_some());
+        cache.insert(VerifyCache::key(&long), v, t0);
+        assert!(cache.get(&VerifyCache::key(&short), t0).is_some());
         let later = t0 + Duration::from_secs(10);
-        assert!(cache.get(&WritCache::key(&short), later).is_none());
+        assert!(cache.get(&VerifyCache::key(&short), later).is_none());
         cache.sweep(later);
         assert_eq!(cache.len(), 1);
         // Bounded: a full cache of live writs drops those expiring soonest rather than grow.
         for _ in 0..5 {
             let (w, v) = writ(&key, &keys, t0, 30);
-            cache.insert(WritCache::key(&w), v, t0);
+            cache.insert(VerifyCache::key(&w), v, t0);
         }
         assert!(cache.len() <= 4);
     }
@@ -151,28 +152,28 @@ mod tests {
     #[test]
     fn a_full_cache_drops_the_writs_that_expire_soonest() {
         let (key, keys, t0) = issuer();
-        let cache = WritCache::new(4);
+        let cache = VerifyCache::new(4);
         let texts: Vec<String> = (1..=4)
             .map(|ttl| {
                 let (text, v) = writ(&key, &keys, t0, ttl * 5);
-                cache.insert(WritCache::key(&text), v, t0);
+                cache.insert(VerifyCache::key(&text), v, t0);
                 text
             })
             .collect();
         let (newest, v) = writ(&key, &keys, t0, 30);
-        cache.insert(WritCache::key(&newest), v, t0);
+        cache.insert(VerifyCache::key(&newest), v, t0);
         // Expiring at +5, +10, +15, +20 s: those up to the median (+15 s) go, the latest
         // stays, with the new one. (Writs that all expire in the same second all go: no
         // worse than emptying the cache, as it did before.)
-        let held = |text: &str| cache.get(&WritCache::key(text), t0).is_some();
+        let held = |text: &str| cache.get(&VerifyCache::key(text), t0).is_some();
         assert!(!held(&texts[0]) && !held(&texts[1]));
         assert!(held(&texts[3]));
         assert!(held(&newest));
         assert!(cache.len() >= 2 && cache.len() <= 4, "{}", cache.len());
         // A cache that may hold nothing stores nothing for long, and does not fail.
-        let none = WritCache::new(0);
+        let none = VerifyCache::new(0);
         let (text, v) = writ(&key, &keys, t0, 30);
-        none.insert(WritCache::key(&text), v, t0);
+        none.insert(VerifyCache::key(&text), v, t0);
         assert!(none.len() <= 1);
     }
 }

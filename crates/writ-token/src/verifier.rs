@@ -1,0 +1,293 @@
+//! The one definition of a valid writ (DESIGN §2, §4): decoded within the size caps,
+//! signatures verified (once, then served from the [`VerifyCache`]), unexpired at the
+//! caller's `now`, and no block revoked. The data plane and token exchange both ask
+//! [`Verifier::check`], so a writ one accepts the other accepts too.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::encoding::decode;
+use crate::error::WritError;
+use crate::keys::RootKeys;
+use crate::revocation::RevocationSet;
+use crate::verify::VerifiedWrit;
+use crate::verify_cache::VerifyCache;
+
+/// The revocations a writ is checked against. The caller owns where they live (memory,
+/// shared with other instances); [`Verifier::check`] asks on every call, cache hit or not,
+/// so a revocation applies to the next request.
+pub trait RevocationCheck {
+    /// Whether `writ` is revoked: its id, the revocation id of any of its blocks, its
+    /// agent, a delegate, its tenant, or its issue time.
+    fn is_revoked(&self, writ: &VerifiedWrit) -> bool;
+}
+
+impl RevocationCheck for RevocationSet {
+    fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
+        RevocationSet::is_revoked(self, writ)
+    }
+}
+
+/// Checks presented writs, verifying each one's signatures once and serving it from a
+/// cache keyed by the SHA-256 of its text until it expires. Holds no writ text.
+pub struct Verifier {
+    cache: VerifyCache,
+}
+
+impl Verifier {
+    /// A verifier whose cache holds at most `capacity` writs.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            cache: VerifyCache::new(capacity),
+        }
+    }
+
+    /// The writ `text` stands for, if it is valid at `now`: returns the verified writ
+    /// (the same `Arc` for every request with the same text while it is cached).
+    ///
+    /// Fails, in this order, with [`WritError::TooLarge`] or [`WritError::MissingPrefix`]
+    /// (before the text is hashed or parsed), any decoding or verification error of
+    /// [`crate::UnverifiedWrit::verify`] against `trusted` (a cache miss only),
+    /// [`WritError::Revoked`] when `revocations` revokes it, and [`WritError::Expired`]
+    /// when `now` is past its expiry (at the one-second resolution of the writ's own
+    /// expiry check). Revocation and expiry are checked on every call, cached or not.
+    pub fn check(
+        &self,
+        text: &str,
+        trusted: &RootKeys,
+        now: SystemTime,
+        revocations: &(impl RevocationCheck + ?Sized),
+    ) -> Result<Arc<VerifiedWrit>, WritError> {
+        let unverified = decode(text)?;
+        let key = VerifyCache::key(text);
+        let writ = match self.cache.get(&key, now) {
+            Some(hit) => hit,
+            None => {
+                let verified = Arc::new(unverified.verify(trusted)?);
+                if !is_expired(&verified, now) {
+                    self.cache.insert(key, verified.clone(), now);
+                }
+                verified
+            }
+        };
+        if revocations.is_revoked(&writ) {
+            return Err(WritError::Revoked);
+        }
+        if is_expired(&writ, now) {
+            return Err(WritError::Expired {
+                at: writ.claims().expires_at,
+            });
+        }
+        Ok(writ)
+    }
+
+    /// Drops every cached writ that expired before `now`.
+    pub fn sweep(&self, now: SystemTime) {
+        self.cache.sweep(now);
+    }
+
+    /// Drops every cached writ: after a revocation (so none is served from before it) or a
+    /// change of root keys (so a retired key stops working at once).
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+
+    /// Number of writs cached.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Whether `now` is past the writ's expiry, compared in whole seconds as the Datalog
+/// expiry check does (a writ still verifies during the second it expires).
+fn is_expired(writ: &VerifiedWrit, now: SystemTime) -> bool {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs(now)) > writ.claims().expires_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{KeyId, MAX_WRIT_BYTES, MintRequest, Revocation, RootKeyPair, mint, parse_grants};
+    use std::cell::Cell;
+
+    const T0: u64 = 1_800_000_000;
+
+    struct Issuer {
+        key: RootKeyPair,
+        trusted: RootKeys,
+    }
+
+    impl Issuer {
+        fn new() -> Self {
+            let key = RootKeyPair::generate(KeyId(1));
+            let mut trusted = RootKeys::new();
+            trusted.insert(key.kid(), key.public());
+            Self { key, trusted }
+        }
+
+        /// A writ minted at `T0`, valid for `ttl` seconds.
+        fn writ(&self, ttl: u64) -> String {
+            let grants = parse_grants(r#"{"type":"writ:llm","upstream":"u"}"#).unwrap();
+            let req = MintRequest {
+                tenant: "t",
+                agent: "a",
+                ceiling: &grants,
+                grants: &grants,
+                ttl: Duration::from_secs(ttl),
+                max_ttl: Duration::from_secs(60),
+                now: at(0),
+                cnf_jkt: None,
+            };
+            mint(&self.key, &req).unwrap().0
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(T0 + secs)
+    }
+
+    /// Revocations that count how often they were asked.
+    struct Counting {
+        set: RevocationSet,
+        asked: Cell<u32>,
+    }
+
+    impl RevocationCheck for Counting {
+        fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
+            self.asked.set(self.asked.get() + 1);
+            self.set.is_revoked(writ)
+        }
+    }
+
+    #[test]
+    fn a_writ_is_verified_once_and_then_served_from_the_cache() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let text = issuer.writ(30);
+        let none = RevocationSet::new();
+        let first = verifier
+            .check(&text, &issuer.trusted, at(1), &none)
+            .unwrap();
+        let second = verifier
+            .check(&text, &issuer.trusted, at(2), &none)
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "the second check is a hit");
+        assert_eq!(verifier.cached(), 1);
+    }
+
+    #[test]
+    fn a_cache_hit_still_checks_revocation_and_expiry() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let text = issuer.writ(30);
+        let mut revocations = Counting {
+            set: RevocationSet::new(),
+            asked: Cell::new(0),
+        };
+        let writ = verifier
+            .check(&text, &issuer.trusted, at(1), &revocations)
+            .unwrap();
+        revocations.set.insert(&Revocation::TokenId {
+            token_id: writ.claims().token_id.clone(),
+        });
+        assert_eq!(
+            verifier
+                .check(&text, &issuer.trusted, at(2), &revocations)
+                .unwrap_err(),
+            WritError::Revoked
+        );
+        assert_eq!(revocations.asked.get(), 2, "asked on the hit as well");
+        assert_eq!(verifier.cached(), 1, "the hit was served from the cache");
+        revocations.set = RevocationSet::new();
+        // Valid through its expiry second, refused after it, on the caller's clock (the
+        // cache no longer serves it then: expiry is checked on every path alike).
+        assert!(
+            verifier
+                .check(&text, &issuer.trusted, at(30), &revocations)
+                .is_ok()
+        );
+        let later = at(31) + Duration::from_millis(10);
+        assert_eq!(
+            verifier
+                .check(&text, &issuer.trusted, later, &revocations)
+                .unwrap_err(),
+            WritError::Expired { at: at(30) }
+        );
+    }
+
+    #[test]
+    fn an_expired_writ_is_refused_and_not_cached() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let text = issuer.writ(5);
+        assert_eq!(
+            verifier
+                .check(&text, &issuer.trusted, at(6), &RevocationSet::new())
+                .unwrap_err(),
+            WritError::Expired { at: at(5) }
+        );
+        assert_eq!(verifier.cached(), 0);
+    }
+
+    #[test]
+    fn a_revoked_block_revokes_the_writ() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let parent = issuer.writ(30);
+        let narrower = parse_grants(r#"{"type":"writ:llm","upstream":"u","actions":["chat"]}"#);
+        let child = crate::attenuate(&parent, &narrower.unwrap()).unwrap();
+        let none = RevocationSet::new();
+        let parent_writ = verifier
+            .check(&parent, &issuer.trusted, at(1), &none)
+            .unwrap();
+        let mut revocations = RevocationSet::new();
+        revocations.insert(&Revocation::RevocationId {
+            revocation_id: hex::encode(&parent_writ.revocation_ids()[0]),
+        });
+        assert_eq!(
+            verifier
+                .check(&child, &issuer.trusted, at(1), &revocations)
+                .unwrap_err(),
+            WritError::Revoked,
+            "revoking the parent's block revokes what was narrowed from it"
+        );
+    }
+
+    #[test]
+    fn an_oversized_or_unprefixed_credential_is_refused_before_it_is_parsed() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let revocations = Counting {
+            set: RevocationSet::new(),
+            asked: Cell::new(0),
+        };
+        let huge = format!("writ_{}", "A".repeat(MAX_WRIT_BYTES));
+        assert!(matches!(
+            verifier.check(&huge, &issuer.trusted, at(1), &revocations),
+            Err(WritError::TooLarge { .. })
+        ));
+        assert_eq!(
+            verifier
+                .check("sk-not-a-writ", &issuer.trusted, at(1), &revocations)
+                .unwrap_err(),
+            WritError::MissingPrefix
+        );
+        assert_eq!(revocations.asked.get(), 0);
+        assert_eq!(verifier.cached(), 0);
+    }
+
+    #[test]
+    fn a_writ_of_an_untrusted_key_is_refused() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let text = issuer.writ(30);
+        let mut foreign = RootKeys::new();
+        let key = RootKeyPair::generate(KeyId(9));
+        foreign.insert(key.kid(), key.public());
+        assert!(matches!(
+            verifier.check(&text, &foreign, at(1), &RevocationSet::new()),
+            Err(WritError::UnknownKeyId { kid: Some(1) })
+        ));
+    }
+}
