@@ -18,6 +18,7 @@ mod risk;
 mod secrets;
 mod unknown_keys;
 mod upstream;
+mod webhook;
 pub use audit::{AuditConfig, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, Detector, Mode};
@@ -26,6 +27,10 @@ use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
 pub use upstream::{AwsSigning, UpstreamConfig, VertexAuth};
+pub use webhook::{
+    DEFAULT_BACKOFF_BASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_ATTEMPTS_LIMIT,
+    MIN_SECRET_LEN, RawWebhook, WebhookConfig, WebhookConfigError,
+};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -166,6 +171,14 @@ pub enum ConfigError {
         line: usize,
         /// The parser's message, with the keys it expected.
         detail: String,
+    },
+    /// A `[[detection.webhooks]]` entry is not usable.
+    #[error("invalid `{field}`: {error}")]
+    Webhook {
+        /// The entry, such as `detection.webhooks[0]`.
+        field: String,
+        /// What is wrong with it.
+        error: WebhookConfigError,
     },
     /// A value is out of range or inconsistent.
     #[error("invalid `{field}`: {reason}")]

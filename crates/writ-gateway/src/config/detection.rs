@@ -103,7 +103,7 @@ pub(super) struct RawDetection {
     #[serde(default)]
     brute_force: RawBruteForce,
     #[serde(default)]
-    webhooks: Vec<crate::detect::webhook::RawWebhook>,
+    webhooks: Vec<super::RawWebhook>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +136,7 @@ pub struct DetectionConfig {
     /// Invalid writs at the data plane, per address.
     pub data_plane: StrikePolicy,
     /// Who is told about detections.
-    pub webhooks: Vec<crate::detect::webhook::WebhookConfig>,
+    pub webhooks: Vec<super::WebhookConfig>,
     /// Prefix of the brute-force counters' keys: instances that share a limiter backend
     /// share counts when their namespaces are equal (by default they are: empty).
     pub strike_namespace: String,
@@ -273,8 +273,8 @@ pub(super) fn detection_config(
             w.secret = Some(env.expand(&format!("{field}.secret"), &secret)?);
         }
         webhooks.push(
-            crate::detect::webhook::WebhookConfig::from_raw(w)
-                .map_err(|reason| ConfigError::Invalid { field, reason })?,
+            super::WebhookConfig::from_raw(w)
+                .map_err(|error| ConfigError::Webhook { field, error })?,
         );
     }
     Ok(DetectionConfig {

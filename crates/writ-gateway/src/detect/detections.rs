@@ -243,7 +243,7 @@ impl Gateway {
             "detection"
         );
         if let Some(webhooks) = &self.webhooks {
-            webhooks.send(detection.detector.as_str(), &event(self, &detection));
+            webhooks.send(detection.detector, &event(self, &detection));
         }
         if own_record {
             self.audit.record(record(self, &detection)).await;
