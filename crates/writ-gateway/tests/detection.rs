@@ -59,7 +59,7 @@ async fn a_secret_in_a_prompt_is_blocked_with_one_record_and_nothing_sent() {
     assert_eq!(body["error"]["code"], "secret_in_request");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("aws_access_key_id"), "{message}");
+    assert!(message.contains("aws-access-key-id"), "{message}");
     assert!(!message.contains(AWS_KEY), "{message}");
     assert!(
         upstream.requests().is_empty(),
@@ -75,7 +75,7 @@ async fn a_secret_in_a_prompt_is_blocked_with_one_record_and_nothing_sent() {
     assert_eq!(r["decision"]["code"], "secret_in_request");
     assert_eq!(r["detail"]["detector"], "prompt_secret");
     assert_eq!(r["detail"]["action"], "blocked");
-    assert_eq!(r["detail"]["rules"], json!(["aws_access_key_id"]));
+    assert_eq!(r["detail"]["rules"], json!(["aws-access-key-id"]));
     assert!(!r.to_string().contains(AWS_KEY));
 
     // The detections API lists it; the counters count it.
@@ -189,7 +189,7 @@ async fn monitor_mode_on_responses_still_redacts_the_gateways_own_key() {
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(!content.contains(KEY), "{content}");
     assert!(
-        content.contains("[REDACTED:configured_secret]"),
+        content.contains("[REDACTED:configured-secret]"),
         "{content}"
     );
     assert!(
@@ -210,8 +210,8 @@ async fn monitor_mode_on_responses_still_redacts_the_gateways_own_key() {
     assert_eq!(
         actions,
         vec![
-            ("redacted".to_string(), json!(["configured_secret"])),
-            ("monitored".to_string(), json!(["aws_access_key_id"])),
+            ("redacted".to_string(), json!(["configured-secret"])),
+            ("monitored".to_string(), json!(["aws-access-key-id"])),
         ]
     );
 }
@@ -257,7 +257,7 @@ async fn off_mode_on_responses_still_redacts_the_gateways_own_key_and_writs() {
         let text = resp.text().await.unwrap();
         assert!(!text.contains(KEY), "{text}");
         assert!(!text.contains(&writ_shaped()), "{text}");
-        assert!(text.contains("[REDACTED:configured_secret]"), "{text}");
+        assert!(text.contains("[REDACTED:configured-secret]"), "{text}");
         assert!(text.contains("[REDACTED:writ]"), "{text}");
         assert!(
             text.contains(AWS_KEY),
@@ -271,7 +271,7 @@ async fn off_mode_on_responses_still_redacts_the_gateways_own_key_and_writs() {
             .collect();
         assert_eq!(
             detections,
-            vec![(json!("redacted"), json!(["configured_secret", "writ"]))],
+            vec![(json!("redacted"), json!(["configured-secret", "writ"]))],
             "stream: {stream}"
         );
     }
@@ -430,7 +430,7 @@ async fn detections_are_posted_to_a_signed_https_webhook() {
     assert_eq!(event["type"], "detection");
     assert_eq!(event["detector"], "prompt_secret");
     assert_eq!(event["action"], "blocked");
-    assert_eq!(event["rules"], json!(["aws_access_key_id"]));
+    assert_eq!(event["rules"], json!(["aws-access-key-id"]));
     assert_eq!(event["tenant"], "default");
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains(AWS_KEY) && !text.contains("writ_"), "{text}");

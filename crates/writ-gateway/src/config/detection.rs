@@ -38,7 +38,9 @@ impl Detector {
         Detector::RawProviderKey,
     ];
 
-    /// The stable name used in config, metrics, audit records and webhooks.
+    /// The stable snake_case name used in config, metrics, audit records
+    /// (`detail.detector`) and webhooks. The scanner's rule ids, which say which pattern
+    /// matched (`detail.rules`), are kebab-case instead (`openai-api-key`).
     pub fn as_str(self) -> &'static str {
         match self {
             Detector::PromptSecret => "prompt_secret",
@@ -50,7 +52,8 @@ impl Detector {
         }
     }
 
-    /// The detector named `name`.
+    /// The detector whose [`as_str`](Detector::as_str) is `name`; `None` for any other
+    /// name (a scan rule id included).
     pub fn from_name(name: &str) -> Option<Detector> {
         Detector::ALL.into_iter().find(|d| d.as_str() == name)
     }

@@ -62,7 +62,7 @@ pub struct Detection {
     pub detector: Detector,
     /// What was done.
     pub action: Action,
-    /// Rule ids or check names that fired, e.g. `openai_api_key`, `alg_none`.
+    /// Rule ids or check names that fired, e.g. `openai-api-key`, `alg-none`.
     pub rules: Vec<String>,
     /// How many matches.
     pub count: usize,
@@ -279,11 +279,11 @@ mod tests {
     #[test]
     fn detail_names_rules_never_values() {
         let mut d = Detection::new(Detector::PromptSecret, Action::Monitored, "request");
-        d.rules = vec!["openai_api_key".into()];
+        d.rules = vec!["openai-api-key".into()];
         d.count = 1;
         d.token_id = Some("tok-secret-id".into());
         let detail = Value::Object(d.detail()).to_string();
-        assert!(detail.contains("openai_api_key"));
+        assert!(detail.contains("openai-api-key"));
         assert!(!detail.contains("tok-secret-id"));
     }
 }
