@@ -526,10 +526,12 @@ mod tests {
         let _b = limiter
             .reserve("b".into(), charges(&specs, &one, 0), one, 0)
             .unwrap();
-        assert!(
-            limiter
-                .reserve("c".into(), charges(&specs, &one, 0), one, 0)
-                .is_err()
+        let refused = limiter
+            .reserve("c".into(), charges(&specs, &one, 0), one, 0)
+            .unwrap_err();
+        assert_eq!(
+            (refused.dimension, refused.limit),
+            (Dimension::Concurrency, 2)
         );
         limiter.settle(&a, &one);
         assert!(
@@ -579,11 +581,10 @@ mod tests {
                 ..Amounts::default()
             },
         );
-        assert!(
-            limiter
-                .reserve("4".into(), charges(&specs, &est, now), est, now)
-                .is_err()
-        );
+        let refusal = limiter
+            .reserve("4".into(), charges(&specs, &est, now), est, now)
+            .unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_secs(6));
         let small = Amounts {
             input_tokens: 240,
             ..Amounts::default()

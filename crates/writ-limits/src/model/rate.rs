@@ -136,7 +136,10 @@ mod tests {
         assert!(rate_admit(tat, now + NS, minute, 60, 60, 1).is_ok());
         assert_eq!(rate_remaining(tat, now, minute, 60, 60).0, 0);
         assert_eq!(rate_remaining(tat, now + 30 * NS, minute, 60, 60).0, 30);
-        // Larger than the burst: never.
-        assert!(rate_admit(0, now, minute, 60, 60, 61).is_err());
+        // Larger than the burst: never (the wait named is one period).
+        assert_eq!(
+            rate_admit(0, now, minute, 60, 60, 61),
+            Err(Duration::from_secs(60))
+        );
     }
 }
