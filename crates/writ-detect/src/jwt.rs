@@ -34,7 +34,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Lower-case name.
+    /// The stable lower-case name (`critical`), as `writ lint` prints it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",

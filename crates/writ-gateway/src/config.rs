@@ -209,7 +209,8 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
-    /// The first problem.
+    /// The first problem found (a parse error if, against the type's promise, there
+    /// is none).
     pub fn into_first(self) -> ConfigError {
         self.0
             .into_iter()

@@ -180,7 +180,6 @@ pub(crate) struct Counter {
     pub(crate) dimension: String,
     /// `r60` (rate per 60 s), `d20780` (UTC day), `m202611` (month), `c` (in flight).
     pub(crate) window: String,
-    /// The limit.
     pub(crate) limit: u64,
     /// Used in the window; for rates, units still to drain; for concurrency, held now.
     pub(crate) used: u64,

@@ -85,7 +85,7 @@ impl Default for MemoryLimiter {
 }
 
 impl MemoryLimiter {
-    /// Empty state.
+    /// A limiter that has counted nothing: every limit whole, no strike, no lease.
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),

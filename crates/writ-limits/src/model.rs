@@ -107,7 +107,7 @@ pub struct LimitSpec {
     pub dimension: Dimension,
     /// Over which window.
     pub window: Window,
-    /// How much.
+    /// The most the window may count (for rates, per period; for concurrency, at once).
     pub limit: u64,
     /// For rates: how much may be used at once (defaults to `limit`).
     pub burst: u64,
@@ -204,7 +204,7 @@ pub struct Charge {
     pub scope: String,
     /// What it counts.
     pub dimension: Dimension,
-    /// The arithmetic.
+    /// How the key is counted, with what that needs.
     pub counting: Counting,
     /// The window in seconds, for headers and messages.
     pub window_secs: u64,
@@ -219,7 +219,7 @@ pub struct Charge {
 pub struct Refusal {
     /// Which scope refused, such as `agent=demo`.
     pub scope: String,
-    /// Which dimension.
+    /// What the refusing limit counts.
     pub dimension: Dimension,
     /// The limit.
     pub limit: u64,

@@ -44,7 +44,7 @@ impl Operator {
             .unwrap_or_else(|| Self("operator".to_string()))
     }
 
-    /// The name.
+    /// The operator's name: plain, as [`Operator::named`] admits it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -79,7 +79,7 @@ fn client_prefix(namespace: &str, id: &str) -> String {
 /// Further attempts must wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Throttled {
-    /// How long.
+    /// How long until the next attempt may be made (the `Retry-After`).
     pub(crate) retry_after: Duration,
     /// Locked out (rather than backing off).
     pub(crate) locked: bool,

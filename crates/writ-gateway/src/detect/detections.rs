@@ -58,7 +58,7 @@ impl Action {
 /// One detection. Names what fired and where; never carries the secret itself.
 #[derive(Debug, Clone)]
 pub struct Detection {
-    /// Which detector.
+    /// What kind of attack was seen; the scanner rules that matched are in `rules`.
     pub detector: Detector,
     /// What was done.
     pub action: Action,
