@@ -60,12 +60,13 @@ impl StrikeKey {
         }
     }
 
-    /// The rule name in detections.
+    /// What the failures were counted per, as a detection's `rules` name it (kebab-case,
+    /// as every rule id is).
     fn rule(&self) -> &'static str {
         match self {
-            StrikeKey::Client { .. } => "client_id",
-            StrikeKey::TokenAddress(_) => "token_endpoint_address",
-            StrikeKey::WritAddress(_) => "data_plane_address",
+            StrikeKey::Client { .. } => "client-id",
+            StrikeKey::TokenAddress(_) => "token-endpoint-address",
+            StrikeKey::WritAddress(_) => "data-plane-address",
         }
     }
 }
