@@ -18,7 +18,7 @@ mod risk;
 mod secrets;
 mod unknown_keys;
 mod upstream;
-mod webhook;
+pub mod webhook;
 pub use audit::{AuditConfig, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, Detector, Mode};
@@ -27,10 +27,7 @@ use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
 pub use upstream::{AwsSigning, UpstreamConfig, VertexAuth};
-pub use webhook::{
-    DEFAULT_BACKOFF_BASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_ATTEMPTS_LIMIT,
-    MIN_SECRET_LEN, RawWebhook, WebhookConfig, WebhookConfigError,
-};
+pub use webhook::{RawWebhook, WebhookConfig, WebhookConfigError};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
