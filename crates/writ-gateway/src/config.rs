@@ -21,7 +21,7 @@ mod upstream;
 pub mod webhook;
 pub use audit::{AuditConfig, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
-pub use detection::{DetectionConfig, Detector, Mode};
+pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
 pub use limits::{LimiterBackend, LimiterConfig};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
@@ -168,6 +168,14 @@ pub enum ConfigError {
         line: usize,
         /// The parser's message, with the keys it expected.
         detail: String,
+    },
+    /// A `[detection]` value is out of range or names no detector or mode.
+    #[error("invalid `{field}`: {error}")]
+    Detection {
+        /// The offending key, such as `detection.brute_force.lockout`.
+        field: String,
+        /// What is wrong with it.
+        error: DetectionConfigError,
     },
     /// A `[[detection.webhooks]]` entry is not usable.
     #[error("invalid `{field}`: {error}")]
