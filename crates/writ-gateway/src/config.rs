@@ -19,10 +19,10 @@ mod secrets;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
-pub use audit::{AuditConfig, AuditSinkConfig};
+pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
-pub use limits::{LimiterBackend, LimiterConfig};
+pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
@@ -169,6 +169,22 @@ pub enum ConfigError {
         /// The parser's message, with the keys it expected.
         detail: String,
     },
+    /// An `[audit]` value is not one the sink or mode understands.
+    #[error("invalid `{field}`: {error}")]
+    Audit {
+        /// The offending key, such as `audit.sink`.
+        field: String,
+        /// What is wrong with it.
+        error: AuditConfigError,
+    },
+    /// A `[limiter]` or `[[limit]]` value is out of range or not understood.
+    #[error("invalid `{field}`: {error}")]
+    Limits {
+        /// The offending key, such as `limiter.redis_url` or `limit[0].per`.
+        field: String,
+        /// What is wrong with it.
+        error: LimitsConfigError,
+    },
     /// A `[detection]` value is out of range or names no detector or mode.
     #[error("invalid `{field}`: {error}")]
     Detection {
@@ -193,6 +209,24 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// The dotted key a value was refused at (`limiter.redis_url`, `limit[0].per`,
+    /// `detection.webhooks[1]`); `None` for parse errors, whose message gives the line.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { field, .. }
+            | ConfigError::Audit { field, .. }
+            | ConfigError::Limits { field, .. }
+            | ConfigError::Detection { field, .. }
+            | ConfigError::Webhook { field, .. }
+            | ConfigError::MissingEnv { field, .. }
+            | ConfigError::BadReference { field } => Some(field),
+            ConfigError::UnknownKey { key, .. } => Some(key),
+            ConfigError::Parse(_) => None,
+        }
+    }
 }
 
 /// Every problem found in one configuration, in the order found; never empty.

@@ -152,7 +152,7 @@ fn refuses_bad_values() {
         ),
     ] {
         match load(text) {
-            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+            Err(e) => assert_eq!(e.field(), Some(field), "{text}: {e:?}"),
             other => panic!("{text}: {other:?}"),
         }
     }
@@ -266,7 +266,7 @@ fn limits_are_declared_and_checked() {
         ),
     ] {
         match load(text) {
-            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+            Err(e) => assert_eq!(e.field(), Some(field), "{text}: {e:?}"),
             other => panic!("{text}: {other:?}"),
         }
     }
