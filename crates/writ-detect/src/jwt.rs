@@ -34,7 +34,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Lower-case name.
+    /// The stable lower-case name (`critical`), as `writ lint` prints it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",
@@ -84,25 +84,26 @@ pub enum JwtCheck {
 }
 
 impl JwtCheck {
-    /// The stable snake_case id.
+    /// The stable kebab-case id, such as `alg-none` (a check, where the gateway's
+    /// detector kind is `weak_jwt`).
     pub const fn as_str(self) -> &'static str {
         match self {
             JwtCheck::Malformed => "malformed",
             JwtCheck::Oversized => "oversized",
-            JwtCheck::AlgNone => "alg_none",
-            JwtCheck::WeakHmacSecret => "weak_hmac_secret",
-            JwtCheck::AlgConfusion => "alg_confusion",
-            JwtCheck::MissingExp => "missing_exp",
-            JwtCheck::ExpTooFar => "exp_too_far",
-            JwtCheck::MissingIat => "missing_iat",
-            JwtCheck::IatInFuture => "iat_in_future",
-            JwtCheck::NbfInFuture => "nbf_in_future",
-            JwtCheck::KidPathTraversal => "kid_path_traversal",
-            JwtCheck::KidInjection => "kid_injection",
-            JwtCheck::JkuNotAllowed => "jku_not_allowed",
-            JwtCheck::X5uNotAllowed => "x5u_not_allowed",
-            JwtCheck::EmbeddedJwk => "embedded_jwk",
-            JwtCheck::UnknownCrit => "unknown_crit",
+            JwtCheck::AlgNone => "alg-none",
+            JwtCheck::WeakHmacSecret => "weak-hmac-secret",
+            JwtCheck::AlgConfusion => "alg-confusion",
+            JwtCheck::MissingExp => "missing-exp",
+            JwtCheck::ExpTooFar => "exp-too-far",
+            JwtCheck::MissingIat => "missing-iat",
+            JwtCheck::IatInFuture => "iat-in-future",
+            JwtCheck::NbfInFuture => "nbf-in-future",
+            JwtCheck::KidPathTraversal => "kid-path-traversal",
+            JwtCheck::KidInjection => "kid-injection",
+            JwtCheck::JkuNotAllowed => "jku-not-allowed",
+            JwtCheck::X5uNotAllowed => "x5u-not-allowed",
+            JwtCheck::EmbeddedJwk => "embedded-jwk",
+            JwtCheck::UnknownCrit => "unknown-crit",
         }
     }
 }

@@ -25,5 +25,5 @@ pub mod url;
 
 pub use error::DetectError;
 pub use rules::{BUILTIN, Rule, RuleId};
-pub use scanner::{Detector, Finding, Scanner};
+pub use scanner::{Finding, ScanRule, Scanner};
 pub use stream::StreamRedactor;

@@ -1,4 +1,4 @@
-//! One compiled detector — a rule's regex or the exact set of configured secrets — with
+//! One compiled matcher — a rule's regex or the exact set of configured secrets — with
 //! the two facts streaming needs about it: its longest match and the literals every match
 //! starts with.
 //!
@@ -22,7 +22,7 @@ use regex_syntax::hir::{Capture, Hir, HirKind, Look, Repetition};
 
 use crate::error::DetectError;
 use crate::rules::Rule;
-use crate::scanner::Detector;
+use crate::scanner::ScanRule;
 
 /// Compiled-size cap for one rule. The built-in rules' bounded repetitions (8 KiB of
 /// PEM body, JWT segments) need more than regex's 10 MiB default.
@@ -69,7 +69,7 @@ pub(crate) struct Matcher {
 pub(crate) struct Hit {
     pub(crate) start: usize,
     pub(crate) end: usize,
-    pub(crate) secret: Option<(usize, usize, Detector)>,
+    pub(crate) secret: Option<(usize, usize, ScanRule)>,
 }
 
 impl Matcher {
@@ -253,7 +253,7 @@ impl Matcher {
                 Some(Hit {
                     start,
                     end,
-                    secret: valid.then_some((secret.0, secret.1, Detector::Rule(rule.id))),
+                    secret: valid.then_some((secret.0, secret.1, ScanRule::Builtin(rule.id))),
                 })
             }
             Kind::Exact { ac } => {
@@ -264,7 +264,7 @@ impl Matcher {
                     secret: Some((
                         m.start(),
                         m.end(),
-                        Detector::Configured(m.pattern().as_usize()),
+                        ScanRule::Configured(m.pattern().as_usize()),
                     )),
                 })
             }

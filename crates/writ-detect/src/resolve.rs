@@ -32,7 +32,7 @@ impl Resolver {
         let start = candidate.start.max(self.covered_to);
         self.covered_to = candidate.end;
         Some(Finding {
-            rule: candidate.detector,
+            rule: candidate.rule,
             start,
             end: candidate.end,
         })

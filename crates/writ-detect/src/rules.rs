@@ -17,8 +17,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::entropy;
 
-/// The stable identifier of a built-in rule, as written in configs, audit records and
-/// redaction markers (`[REDACTED:openai_api_key]`).
+/// The stable identifier of a built-in rule, as written in audit records, webhook events
+/// and redaction markers (`[REDACTED:openai-api-key]`). Ids are kebab-case, unlike the
+/// gateway's snake_case detector kinds (`prompt_secret`): see
+/// [`ScanRule`](crate::scanner::ScanRule).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleId {
     /// A PEM private key block, `-----BEGIN … PRIVATE KEY-----` through its `END` line.
@@ -35,7 +37,7 @@ pub enum RuleId {
     GoogleApiKey,
     /// An AWS access key id, `AKIA`/`ASIA`/`ABIA`/`ACCA` and 16 upper-case alphanumerics.
     AwsAccessKeyId,
-    /// An AWS secret access key: 40 base64 characters assigned to `aws_secret_access_key`
+    /// An AWS secret access key: 40 base64 characters assigned to `aws-secret-access-key`
     /// or `SecretAccessKey`.
     AwsSecretAccessKey,
     /// An Azure key (32 hex, 84 alphanumerics or 88 base64 characters) assigned to
@@ -93,25 +95,25 @@ impl RuleId {
         RuleId::GenericSecret,
     ];
 
-    /// The stable snake_case id.
+    /// The stable kebab-case id, such as `openai-api-key`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            RuleId::PrivateKey => "private_key",
+            RuleId::PrivateKey => "private-key",
             RuleId::Jwt => "jwt",
             RuleId::Writ => "writ",
-            RuleId::AnthropicApiKey => "anthropic_api_key",
-            RuleId::OpenaiApiKey => "openai_api_key",
-            RuleId::GoogleApiKey => "google_api_key",
-            RuleId::AwsAccessKeyId => "aws_access_key_id",
-            RuleId::AwsSecretAccessKey => "aws_secret_access_key",
-            RuleId::AzureKey => "azure_key",
-            RuleId::GithubToken => "github_token",
-            RuleId::GithubFineGrainedToken => "github_fine_grained_token",
-            RuleId::GitlabToken => "gitlab_token",
-            RuleId::SlackToken => "slack_token",
-            RuleId::SlackWebhook => "slack_webhook",
-            RuleId::StripeKey => "stripe_key",
-            RuleId::GenericSecret => "generic_secret",
+            RuleId::AnthropicApiKey => "anthropic-api-key",
+            RuleId::OpenaiApiKey => "openai-api-key",
+            RuleId::GoogleApiKey => "google-api-key",
+            RuleId::AwsAccessKeyId => "aws-access-key-id",
+            RuleId::AwsSecretAccessKey => "aws-secret-access-key",
+            RuleId::AzureKey => "azure-key",
+            RuleId::GithubToken => "github-token",
+            RuleId::GithubFineGrainedToken => "github-fine-grained-token",
+            RuleId::GitlabToken => "gitlab-token",
+            RuleId::SlackToken => "slack-token",
+            RuleId::SlackWebhook => "slack-webhook",
+            RuleId::StripeKey => "stripe-key",
+            RuleId::GenericSecret => "generic-secret",
         }
     }
 
@@ -159,7 +161,7 @@ pub static BUILTIN: &[Rule] = &[
     Rule {
         id: RuleId::PrivateKey,
         name: "Private key (PEM)",
-        redaction: "[REDACTED:private_key]",
+        redaction: "[REDACTED:private-key]",
         // The whole block when its END line follows within 8 KiB (an RSA-8192 key is
         // about 6.3 KiB); otherwise the header and the base64 body after it, which also
         // covers keys inside JSON strings with `\n` escapes. Key types are spelled out so
@@ -188,91 +190,91 @@ pub static BUILTIN: &[Rule] = &[
     Rule {
         id: RuleId::AnthropicApiKey,
         name: "Anthropic API key",
-        redaction: "[REDACTED:anthropic_api_key]",
+        redaction: "[REDACTED:anthropic-api-key]",
         pattern: r"(?-u)\bsk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{32,200}",
         validate: None,
     },
     Rule {
         id: RuleId::OpenaiApiKey,
         name: "OpenAI API key",
-        redaction: "[REDACTED:openai_api_key]",
+        redaction: "[REDACTED:openai-api-key]",
         pattern: r"(?-u)\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}",
         validate: Some(openai_body),
     },
     Rule {
         id: RuleId::GoogleApiKey,
         name: "Google API key",
-        redaction: "[REDACTED:google_api_key]",
+        redaction: "[REDACTED:google-api-key]",
         pattern: r"(?-u)\bAIza[0-9A-Za-z_-]{35}",
         validate: None,
     },
     Rule {
         id: RuleId::AwsAccessKeyId,
         name: "AWS access key id",
-        redaction: "[REDACTED:aws_access_key_id]",
+        redaction: "[REDACTED:aws-access-key-id]",
         pattern: r"(?-u)\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
         validate: None,
     },
     Rule {
         id: RuleId::AwsSecretAccessKey,
         name: "AWS secret access key",
-        redaction: "[REDACTED:aws_secret_access_key]",
+        redaction: "[REDACTED:aws-secret-access-key]",
         pattern: r#"(?-u)(?i:\b(?:aws[_-]?)?secret[_-]?access[_-]?key)["']?[ \t]{0,4}[:=][ \t]{0,4}["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
         validate: None,
     },
     Rule {
         id: RuleId::AzureKey,
         name: "Azure key",
-        redaction: "[REDACTED:azure_key]",
+        redaction: "[REDACTED:azure-key]",
         pattern: r#"(?-u)(?i:\b(?:api-key|ocp-apim-subscription-key|accountkey|azure[_-]?(?:openai[_-]?)?(?:api[_-]?)?key))["']?[ \t]{0,4}[:=][ \t]{0,4}["']?([0-9a-fA-F]{32}|[A-Za-z0-9]{84}|[A-Za-z0-9+/]{86}==)(?:[^A-Za-z0-9+/=]|$)"#,
         validate: None,
     },
     Rule {
         id: RuleId::GithubToken,
         name: "GitHub token",
-        redaction: "[REDACTED:github_token]",
+        redaction: "[REDACTED:github-token]",
         pattern: r"(?-u)\bgh[pousr]_[A-Za-z0-9]{36,251}\b",
         validate: None,
     },
     Rule {
         id: RuleId::GithubFineGrainedToken,
         name: "GitHub fine-grained personal access token",
-        redaction: "[REDACTED:github_fine_grained_token]",
+        redaction: "[REDACTED:github-fine-grained-token]",
         pattern: r"(?-u)\bgithub_pat_[A-Za-z0-9_]{60,251}\b",
         validate: None,
     },
     Rule {
         id: RuleId::GitlabToken,
         name: "GitLab personal access token",
-        redaction: "[REDACTED:gitlab_token]",
+        redaction: "[REDACTED:gitlab-token]",
         pattern: r"(?-u)\bglpat-[A-Za-z0-9_-]{20,128}",
         validate: None,
     },
     Rule {
         id: RuleId::SlackToken,
         name: "Slack token",
-        redaction: "[REDACTED:slack_token]",
+        redaction: "[REDACTED:slack-token]",
         pattern: r"(?-u)\bxox[abposr]-[A-Za-z0-9-]{20,250}",
         validate: Some(has_digit_and_letter),
     },
     Rule {
         id: RuleId::SlackWebhook,
         name: "Slack webhook URL",
-        redaction: "[REDACTED:slack_webhook]",
+        redaction: "[REDACTED:slack-webhook]",
         pattern: r"(?-u)https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,200}",
         validate: None,
     },
     Rule {
         id: RuleId::StripeKey,
         name: "Stripe secret key",
-        redaction: "[REDACTED:stripe_key]",
+        redaction: "[REDACTED:stripe-key]",
         pattern: r"(?-u)\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}",
         validate: None,
     },
     Rule {
         id: RuleId::GenericSecret,
         name: "Secret assigned to a password/secret/token/api_key name",
-        redaction: "[REDACTED:generic_secret]",
+        redaction: "[REDACTED:generic-secret]",
         pattern: r#"(?-u)(?i:\b(?:password|passwd|pwd|secret|client_secret|api_key|apikey|api-key|access_token|auth_token|token|private_key)\b)["']?[ \t]{0,4}[:=][ \t]{0,4}["']?([A-Za-z0-9!#%*+./:=?@^_|~-]{12,256})"#,
         validate: Some(generic_value),
     },

@@ -24,34 +24,40 @@ pub const MAX_CONFIGURED_SECRET_LEN: usize = 8 * 1024;
 
 /// Replaces a configured secret when redacting. The label is not shown, so output names
 /// no upstream; the [`Finding`] carries the label's index for the audit record.
-pub const CONFIGURED_REDACTION: &str = "[REDACTED:configured_secret]";
+pub const CONFIGURED_REDACTION: &str = "[REDACTED:configured-secret]";
 
-/// The id of findings of configured secrets, alongside the [`RuleId`] strings.
-pub const CONFIGURED_ID: &str = "configured_secret";
+/// The id of findings of configured secrets, alongside the [`RuleId`] ids.
+pub const CONFIGURED_ID: &str = "configured-secret";
 
-/// What found a secret.
+/// Which pattern matched a secret: a built-in rule or a configured secret. Its
+/// [`id`](ScanRule::id) is kebab-case (`openai-api-key`), so it is never mistaken for the
+/// gateway's detector kinds, which are snake_case (`prompt_secret`): a detector says what
+/// kind of attack was seen, a scan rule which pattern matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Detector {
+pub enum ScanRule {
     /// A built-in rule.
-    Rule(RuleId),
+    Builtin(RuleId),
     /// Exact match of a configured secret: its index in the `exact_secrets` given to
     /// [`Scanner::new`] (see [`Scanner::configured_label`]).
     Configured(usize),
 }
 
-impl Detector {
-    /// The stable id: the rule's, or `configured_secret`.
+impl ScanRule {
+    /// The stable id: the rule's, or `configured-secret`.
     pub fn id(self) -> &'static str {
         match self {
-            Detector::Rule(id) => id.as_str(),
-            Detector::Configured(_) => CONFIGURED_ID,
+            ScanRule::Builtin(id) => id.as_str(),
+            ScanRule::Configured(_) => CONFIGURED_ID,
         }
     }
 
-    /// Whether findings of this detector are redacted whatever the operator's mode: the
+    /// Whether findings of this rule are redacted whatever the operator's mode: the
     /// gateway's own upstream credentials and writs never reach a client.
     pub fn always_redacted(self) -> bool {
-        matches!(self, Detector::Configured(_) | Detector::Rule(RuleId::Writ))
+        matches!(
+            self,
+            ScanRule::Configured(_) | ScanRule::Builtin(RuleId::Writ)
+        )
     }
 }
 
@@ -59,8 +65,8 @@ impl Detector {
 /// stream for a [`StreamRedactor`](crate::stream::StreamRedactor)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Finding {
-    /// What found it.
-    pub rule: Detector,
+    /// Which pattern matched.
+    pub rule: ScanRule,
     /// First byte.
     pub start: usize,
     /// One past the last byte.
@@ -190,11 +196,11 @@ impl Scanner {
         self.max_match_len + 2 * CONTEXT
     }
 
-    /// What replaces a finding of `detector` when redacting.
-    pub fn redaction(&self, detector: Detector) -> &'static str {
-        match detector {
-            Detector::Rule(id) => crate::rules::builtin(id).redaction,
-            Detector::Configured(_) => CONFIGURED_REDACTION,
+    /// What replaces a finding of `rule` when redacting: the rule's marker, `[REDACTED:<id>]`.
+    pub fn redaction(&self, rule: ScanRule) -> &'static str {
+        match rule {
+            ScanRule::Builtin(id) => crate::rules::builtin(id).redaction,
+            ScanRule::Configured(_) => CONFIGURED_REDACTION,
         }
     }
 
@@ -226,7 +232,7 @@ impl Scanner {
     pub fn redact_where<'t>(
         &self,
         text: &'t [u8],
-        redact: fn(Detector) -> bool,
+        redact: fn(ScanRule) -> bool,
     ) -> (std::borrow::Cow<'t, [u8]>, Vec<Finding>) {
         let findings = self.scan(text);
         if !findings.iter().any(|f| redact(f.rule)) {
@@ -272,13 +278,13 @@ mod tests {
         assert_eq!(
             findings,
             vec![Finding {
-                rule: Detector::Configured(0),
+                rule: ScanRule::Configured(0),
                 start: 11,
                 end: 37
             }]
         );
         assert_eq!(s.configured_label(0), Some("openai-prod"));
-        assert_eq!(out, b"the key is [REDACTED:configured_secret], see");
+        assert_eq!(out, b"the key is [REDACTED:configured-secret], see");
     }
 
     #[test]
@@ -287,7 +293,7 @@ mod tests {
         let text = b"token=ghp_EXAMPLE0123456789abcdefEXAMPLE0123456";
         let findings = s.scan(text);
         assert_eq!(findings.len(), 1);
-        assert_eq!(findings[0].rule, Detector::Rule(RuleId::GithubToken));
+        assert_eq!(findings[0].rule, ScanRule::Builtin(RuleId::GithubToken));
         assert_eq!(findings[0].start, 6);
     }
 
@@ -303,12 +309,12 @@ mod tests {
         // A PEM body over 8 KiB: the header and the first 8 KiB go.
         let pem = format!("-----BEGIN PRIVATE KEY-----\n{}", "QUJD".repeat(2300));
         let (out, found) = s.redact(pem.as_bytes());
-        assert_eq!(found[0].rule, Detector::Rule(RuleId::PrivateKey));
+        assert_eq!(found[0].rule, ScanRule::Builtin(RuleId::PrivateKey));
         // The 27-byte header line, then 8192 body bytes (the newline among them).
         assert_eq!(found[0].end - found[0].start, 27 + 8192);
         assert_eq!(
             out,
-            [b"[REDACTED:private_key]", &pem.as_bytes()[27 + 8192..]].concat()
+            [b"[REDACTED:private-key]", &pem.as_bytes()[27 + 8192..]].concat()
         );
     }
 
@@ -336,7 +342,7 @@ mod tests {
         assert_eq!(
             short.scan(b"abcdefgh"),
             vec![Finding {
-                rule: Detector::Configured(0),
+                rule: ScanRule::Configured(0),
                 start: 0,
                 end: 8
             }]

@@ -15,7 +15,7 @@
 use regex_automata::hybrid::dfa::Cache;
 
 use crate::matcher::{Matcher, PossibleStart, Prefix, Wait};
-use crate::scanner::{Detector, Scanner};
+use crate::scanner::{ScanRule, Scanner};
 
 /// Bytes of look-around context a pattern may read before its start or after its end.
 /// ASCII `\b` reads one; four covers any UTF-8 character.
@@ -27,7 +27,7 @@ pub(crate) const CONTEXT: usize = 4;
 pub(crate) struct Candidate {
     pub(crate) start: usize,
     pub(crate) end: usize,
-    pub(crate) detector: Detector,
+    pub(crate) rule: ScanRule,
     /// The matcher's index: lower wins when two candidates start at the same byte.
     pub(crate) priority: usize,
 }
@@ -168,11 +168,11 @@ impl Search {
                     self.resume[i] = end;
                     break;
                 };
-                if let Some((start, end, detector)) = hit.secret {
+                if let Some((start, end, rule)) = hit.secret {
                     out.push(Candidate {
                         start: base + start,
                         end: base + end,
-                        detector,
+                        rule,
                         priority: i,
                     });
                 }

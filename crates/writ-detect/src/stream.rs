@@ -36,7 +36,7 @@
 use std::sync::Arc;
 
 use crate::resolve::{self, Resolver};
-use crate::scanner::{Detector, Finding, Scanner};
+use crate::scanner::{Finding, ScanRule, Scanner};
 use crate::search::{CONTEXT, Candidate, Search};
 
 /// Redacts one stream. Create one per response; feed it with [`push`](Self::push) and
@@ -55,7 +55,7 @@ pub struct StreamRedactor {
     findings: Vec<Finding>,
     finished: bool,
     /// Which findings are replaced; the others are reported but released unchanged.
-    redact: fn(Detector) -> bool,
+    redact: fn(ScanRule) -> bool,
 }
 
 impl std::fmt::Debug for StreamRedactor {
@@ -76,8 +76,8 @@ impl StreamRedactor {
     }
 
     /// A redactor that replaces only the findings `redact` picks (e.g.
-    /// [`Detector::always_redacted`]) and reports all of them: for `monitor` mode.
-    pub fn redacting(scanner: Arc<Scanner>, redact: fn(Detector) -> bool) -> StreamRedactor {
+    /// [`ScanRule::always_redacted`]) and reports all of them: for `monitor` mode.
+    pub fn redacting(scanner: Arc<Scanner>, redact: fn(ScanRule) -> bool) -> StreamRedactor {
         let search = Search::new(&scanner);
         StreamRedactor {
             scanner,
@@ -180,7 +180,7 @@ mod tests {
         assert!(r.held_back() >= "token = ".len());
         out.extend(r.push(b"Zx81QwErTyUiOpAs9876 ok"));
         out.extend(r.finish());
-        assert_eq!(out, b"the token = [REDACTED:generic_secret] ok");
+        assert_eq!(out, b"the token = [REDACTED:generic-secret] ok");
     }
 
     #[test]
@@ -190,13 +190,13 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}")),
         );
         let text = b"key AKIAIOSFODNN7EXAMPLE then upstream-secret-value-1234 end";
-        let (whole, findings) = scanner.redact_where(text, Detector::always_redacted);
+        let (whole, findings) = scanner.redact_where(text, ScanRule::always_redacted);
         assert_eq!(findings.len(), 2);
         let whole = String::from_utf8(whole.into_owned()).unwrap_or_default();
         assert!(whole.contains("AKIAIOSFODNN7EXAMPLE"), "{whole}");
         assert!(!whole.contains("upstream-secret-value-1234"), "{whole}");
         for split in 0..=text.len() {
-            let mut r = StreamRedactor::redacting(scanner.clone(), Detector::always_redacted);
+            let mut r = StreamRedactor::redacting(scanner.clone(), ScanRule::always_redacted);
             let mut out = r.push(&text[..split]);
             out.extend(r.push(&text[split..]));
             out.extend(r.finish());

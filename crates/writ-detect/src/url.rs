@@ -6,7 +6,7 @@
 //! finding names where the credential is — the parameter's name or the segment's index —
 //! and never contains the value.
 
-use crate::scanner::{Detector, Scanner};
+use crate::scanner::{ScanRule, Scanner};
 
 /// Query parameter names that carry credentials, compared after lower-casing and dropping
 /// everything but letters and digits (so `API-Key`, `api_key` and `apiKey` are one name).
@@ -78,14 +78,14 @@ pub enum UrlRule {
     /// The parameter's name is one of [`CREDENTIAL_PARAMS`].
     CredentialParam,
     /// The scanner found a secret in the decoded name, value or segment.
-    Secret(Detector),
+    Secret(ScanRule),
 }
 
 impl UrlRule {
-    /// Stable id: `credential_param`, or the scanner detector's id.
+    /// Stable id: `credential-param`, or the id of the scan rule that matched.
     pub fn id(self) -> &'static str {
         match self {
-            UrlRule::CredentialParam => "credential_param",
+            UrlRule::CredentialParam => "credential-param",
             UrlRule::Secret(d) => d.id(),
         }
     }
@@ -132,8 +132,8 @@ pub fn check_url(path_and_query: &str, scanner: &Scanner) -> Option<UrlFinding> 
             index,
             name: shown_name,
         };
-        let rule = if let Some(detector) = name_secret {
-            Some(UrlRule::Secret(detector))
+        let rule = if let Some(found) = name_secret {
+            Some(UrlRule::Secret(found))
         } else if let Some(f) = scanner.scan(&value).first() {
             Some(UrlRule::Secret(f.rule))
         } else if is_credential_name(&name) && value.trim_ascii().len() >= MIN_CREDENTIAL_VALUE_LEN

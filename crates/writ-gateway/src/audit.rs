@@ -2,7 +2,9 @@
 //! the usage log, and the operator's own trail of admin commands.
 
 mod auditor;
+mod open;
 pub mod operator_log;
 pub mod usage_log;
 
 pub use auditor::*;
+pub use open::*;

@@ -18,14 +18,16 @@ mod risk;
 mod secrets;
 mod unknown_keys;
 mod upstream;
-pub use audit::{AuditConfig, AuditSinkConfig};
+pub mod webhook;
+pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
-pub use detection::{DetectionConfig, Detector, Mode};
-pub use limits::{LimiterBackend, LimiterConfig};
+pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
+pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
 pub use upstream::UpstreamConfig;
+pub use webhook::{RawWebhook, WebhookConfig, WebhookConfigError};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -167,6 +169,38 @@ pub enum ConfigError {
         /// The parser's message, with the keys it expected.
         detail: String,
     },
+    /// An `[audit]` value is not one the sink or mode understands.
+    #[error("invalid `{field}`: {error}")]
+    Audit {
+        /// The offending key, such as `audit.sink`.
+        field: String,
+        /// What is wrong with it.
+        error: AuditConfigError,
+    },
+    /// A `[limiter]` or `[[limit]]` value is out of range or not understood.
+    #[error("invalid `{field}`: {error}")]
+    Limits {
+        /// The offending key, such as `limiter.redis_url` or `limit[0].per`.
+        field: String,
+        /// What is wrong with it.
+        error: LimitsConfigError,
+    },
+    /// A `[detection]` value is out of range or names no detector or mode.
+    #[error("invalid `{field}`: {error}")]
+    Detection {
+        /// The offending key, such as `detection.brute_force.lockout`.
+        field: String,
+        /// What is wrong with it.
+        error: DetectionConfigError,
+    },
+    /// A `[[detection.webhooks]]` entry is not usable.
+    #[error("invalid `{field}`: {error}")]
+    Webhook {
+        /// The entry, such as `detection.webhooks[0]`.
+        field: String,
+        /// What is wrong with it.
+        error: WebhookConfigError,
+    },
     /// A value is out of range or inconsistent.
     #[error("invalid `{field}`: {reason}")]
     Invalid {
@@ -175,6 +209,24 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// The dotted key a value was refused at (`limiter.redis_url`, `limit[0].per`,
+    /// `detection.webhooks[1]`); `None` for parse errors, whose message gives the line.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { field, .. }
+            | ConfigError::Audit { field, .. }
+            | ConfigError::Limits { field, .. }
+            | ConfigError::Detection { field, .. }
+            | ConfigError::Webhook { field, .. }
+            | ConfigError::MissingEnv { field, .. }
+            | ConfigError::BadReference { field } => Some(field),
+            ConfigError::UnknownKey { key, .. } => Some(key),
+            ConfigError::Parse(_) => None,
+        }
+    }
 }
 
 /// Every problem found in one configuration, in the order found; never empty.
@@ -196,7 +248,8 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
-    /// The first problem.
+    /// The first problem found (a parse error if, against the type's promise, there
+    /// is none).
     pub fn into_first(self) -> ConfigError {
         self.0
             .into_iter()

@@ -131,12 +131,19 @@ pub enum StartError {
     /// Keys or revocations could not be loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The limit backend could not be reached.
+    /// The limit backend (or the revocation fan-out sharing its Redis) could not be
+    /// reached.
     #[error("limits: {0}")]
-    Limiter(String),
+    Limiter(writ_limits::BackendError),
     /// The audit log could not be opened.
     #[error("audit: {0}")]
-    Audit(String),
+    Audit(crate::audit::AuditStartError),
+    /// The detection webhooks' HTTP client could not be built.
+    #[error("detection.webhooks: {0}")]
+    Webhooks(crate::detect::webhook::WebhookClientError),
+    /// The secret scanner could not be built with the upstream credentials.
+    #[error("secret scanner: {0}")]
+    Scanner(writ_detect::DetectError),
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] crate::serve::tls::TlsError),
@@ -185,12 +192,8 @@ impl Gateway {
         let webhooks = if config.detection.webhooks.is_empty() {
             None
         } else {
-            let client = crate::detect::webhook::Webhooks::client().map_err(|reason| {
-                StartError::Upstream {
-                    name: "detection.webhooks".to_string(),
-                    reason,
-                }
-            })?;
+            let client =
+                crate::detect::webhook::Webhooks::client().map_err(StartError::Webhooks)?;
             Some(crate::detect::webhook::Webhooks::start(
                 config.detection.webhooks.clone(),
                 client,
@@ -222,13 +225,11 @@ impl Gateway {
             .collect();
         let scanner = Arc::new(
             writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)
-                .map_err(|e| StartError::Audit(format!("secret scanner: {e}")))?,
+                .map_err(StartError::Scanner)?,
         );
         let writs = std::iter::once(writ_detect::rules::builtin(writ_detect::RuleId::Writ));
-        let own_secrets = Arc::new(
-            writ_detect::Scanner::new(writs, &exact)
-                .map_err(|e| StartError::Audit(format!("secret scanner: {e}")))?,
-        );
+        let own_secrets =
+            Arc::new(writ_detect::Scanner::new(writs, &exact).map_err(StartError::Scanner)?);
         let mut by_dialect: HashMap<Dialect, Vec<&str>> = HashMap::new();
         for (name, u) in &upstreams {
             by_dialect
@@ -452,8 +453,8 @@ impl Gateway {
             .refuses_agent(tenant, agent)
     }
 
-    /// The audit log in the JSON-lines export format.
-    pub async fn audit_export(&self) -> Result<Vec<String>, String> {
+    /// The audit log in the JSON-lines export format; fails when the sink cannot be read.
+    pub async fn audit_export(&self) -> Result<Vec<String>, writ_audit::sink::SinkError> {
         self.audit.export().await
     }
 

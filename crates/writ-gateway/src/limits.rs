@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use writ_limits::model::push_number;
 use writ_limits::{
-    Amounts, Charge, Dimension, LimitSpec, Limiter, MemoryLimiter, Refusal, Remaining, Reservation,
-    ReserveError, Subject,
+    Amounts, BackendError, Charge, Dimension, LimitSpec, Limiter, MemoryLimiter, Refusal,
+    Remaining, Reservation, ReserveError, Subject,
 };
 
 use crate::config::{LimiterBackend, LimiterConfig};
@@ -58,11 +58,13 @@ pub(crate) fn nanos(t: SystemTime) -> u64 {
 }
 
 impl Limits {
-    /// Connects the configured backend.
+    /// Connects the configured backend (nothing to connect for memory). Fails with the
+    /// backend's error when Redis cannot be reached, refuses the URL's credentials, or
+    /// the URL is not valid.
     pub(crate) async fn start(
         config: &LimiterConfig,
         specs: Vec<LimitSpec>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BackendError> {
         let backend = match &config.backend {
             LimiterBackend::Memory => Limiter::Memory(MemoryLimiter::new()),
             LimiterBackend::Redis(url) => Limiter::Redis(
@@ -71,8 +73,7 @@ impl Limits {
                     config.lease_ttl,
                     config.timeout,
                 )
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 // A connection per serving thread (see `workers.rs`).
                 .per_thread(
                     crate::serve::workers::MAX_WORKERS + 1,
@@ -179,7 +180,6 @@ pub(crate) struct Counter {
     pub(crate) dimension: String,
     /// `r60` (rate per 60 s), `d20780` (UTC day), `m202611` (month), `c` (in flight).
     pub(crate) window: String,
-    /// The limit.
     pub(crate) limit: u64,
     /// Used in the window; for rates, units still to drain; for concurrency, held now.
     pub(crate) used: u64,

@@ -441,8 +441,8 @@ async fn bearer_provider_key(gw: &Gateway, ctx: &mut RequestCtx, token: &str) {
         .scan(token.as_bytes())
         .iter()
         .filter(|f| match f.rule {
-            writ_detect::Detector::Rule(rule) => rule.is_service_key(),
-            writ_detect::Detector::Configured(_) => true,
+            writ_detect::ScanRule::Builtin(rule) => rule.is_service_key(),
+            writ_detect::ScanRule::Configured(_) => true,
         })
         .map(|f| f.rule.id().to_string())
         .collect();

@@ -180,7 +180,7 @@ async fn every_path_leaves_exactly_one_record() {
         ]
     );
     assert_eq!(all[3]["decision"]["check"], "prompt_secret");
-    assert_eq!(all[3]["detail"]["rules"], json!(["aws_access_key_id"]));
+    assert_eq!(all[3]["detail"]["rules"], json!(["aws-access-key-id"]));
     let all: Vec<Value> = all
         .into_iter()
         .enumerate()

@@ -151,10 +151,10 @@ async fn wrong_secrets_back_off_then_lock_out_then_release() {
         })
         .collect();
     for expected in [
-        ("throttled", "client_id"),
-        ("throttled", "token_endpoint_address"),
-        ("locked_out", "client_id"),
-        ("locked_out", "token_endpoint_address"),
+        ("throttled", "client-id"),
+        ("throttled", "token-endpoint-address"),
+        ("locked_out", "client-id"),
+        ("locked_out", "token-endpoint-address"),
     ] {
         assert!(
             summary.contains(&(expected.0.to_string(), expected.1.to_string())),

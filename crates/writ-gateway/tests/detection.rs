@@ -59,7 +59,7 @@ async fn a_secret_in_a_prompt_is_blocked_with_one_record_and_nothing_sent() {
     assert_eq!(body["error"]["code"], "secret_in_request");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("aws_access_key_id"), "{message}");
+    assert!(message.contains("aws-access-key-id"), "{message}");
     assert!(!message.contains(AWS_KEY), "{message}");
     assert!(
         upstream.requests().is_empty(),
@@ -75,7 +75,7 @@ async fn a_secret_in_a_prompt_is_blocked_with_one_record_and_nothing_sent() {
     assert_eq!(r["decision"]["code"], "secret_in_request");
     assert_eq!(r["detail"]["detector"], "prompt_secret");
     assert_eq!(r["detail"]["action"], "blocked");
-    assert_eq!(r["detail"]["rules"], json!(["aws_access_key_id"]));
+    assert_eq!(r["detail"]["rules"], json!(["aws-access-key-id"]));
     assert!(!r.to_string().contains(AWS_KEY));
 
     // The detections API lists it; the counters count it.
@@ -189,7 +189,7 @@ async fn monitor_mode_on_responses_still_redacts_the_gateways_own_key() {
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(!content.contains(KEY), "{content}");
     assert!(
-        content.contains("[REDACTED:configured_secret]"),
+        content.contains("[REDACTED:configured-secret]"),
         "{content}"
     );
     assert!(
@@ -210,8 +210,8 @@ async fn monitor_mode_on_responses_still_redacts_the_gateways_own_key() {
     assert_eq!(
         actions,
         vec![
-            ("redacted".to_string(), json!(["configured_secret"])),
-            ("monitored".to_string(), json!(["aws_access_key_id"])),
+            ("redacted".to_string(), json!(["configured-secret"])),
+            ("monitored".to_string(), json!(["aws-access-key-id"])),
         ]
     );
 }
@@ -257,7 +257,7 @@ async fn off_mode_on_responses_still_redacts_the_gateways_own_key_and_writs() {
         let text = resp.text().await.unwrap();
         assert!(!text.contains(KEY), "{text}");
         assert!(!text.contains(&writ_shaped()), "{text}");
-        assert!(text.contains("[REDACTED:configured_secret]"), "{text}");
+        assert!(text.contains("[REDACTED:configured-secret]"), "{text}");
         assert!(text.contains("[REDACTED:writ]"), "{text}");
         assert!(
             text.contains(AWS_KEY),
@@ -271,7 +271,7 @@ async fn off_mode_on_responses_still_redacts_the_gateways_own_key_and_writs() {
             .collect();
         assert_eq!(
             detections,
-            vec![(json!("redacted"), json!(["configured_secret", "writ"]))],
+            vec![(json!("redacted"), json!(["configured-secret", "writ"]))],
             "stream: {stream}"
         );
     }
@@ -327,51 +327,85 @@ async fn client_addresses_can_be_left_out() {
 
 #[test]
 fn detection_config_is_checked() {
-    use writ_gateway::config::{Config, RawConfig};
+    use writ_gateway::config::{Config, ConfigError, DetectionConfigError as E, RawConfig};
     let parse =
         |text: &str| RawConfig::from_toml(text).and_then(|raw| Config::from_raw(raw, &|_| None));
-    for (text, needle) in [
+    let refused = |text: &str| match parse(text) {
+        Err(ConfigError::Detection { field, error }) => (field, error),
+        other => panic!("{text}: {other:?}"),
+    };
+    let cases: [(&str, &str, E); 9] = [
         (
             "[detection.modes]\nprompt_secret = \"loud\"\n",
-            "expected block, monitor or off",
+            "detection.modes.prompt_secret",
+            E::UnknownMode("loud".into()),
         ),
         (
             "[detection.modes]\nsecrets = \"block\"\n",
-            "unknown detector",
+            "detection.modes.secrets",
+            E::UnknownDetector("secrets".into()),
         ),
         (
-            "[detection.tenants.\"bad tenant\"]\nprompt_secret = \"off\"\n",
-            "detection.tenants",
+            "[detection.modes]\nopenai-api-key = \"off\"\n",
+            "detection.modes.openai-api-key",
+            E::UnknownDetector("openai-api-key".into()),
         ),
-        ("[detection]\nmode = \"block\"\n", "unknown field"),
         (
             "[detection.brute_force]\nbackoff_after = 30\n",
-            "need 1 ≤ backoff_after ≤ lockout_after",
+            "detection.brute_force.lockout_after",
+            E::Thresholds {
+                first: "backoff_after",
+                second: "lockout_after",
+            },
         ),
         (
             "[detection.brute_force]\ndata_plane_block_after = 0\n",
-            "data_plane_block_after",
+            "detection.brute_force.data_plane_block_after",
+            E::Thresholds {
+                first: "data_plane_backoff_after",
+                second: "data_plane_block_after",
+            },
         ),
         (
             "[detection.brute_force]\nlockout = \"0s\"\n",
-            "brute_force.lockout",
+            "detection.brute_force.lockout",
+            E::DurationOutOfRange,
         ),
         (
             "[detection.brute_force]\nbackoff_base = \"2m\"\n",
-            "at least backoff_base",
+            "detection.brute_force.backoff_max",
+            E::BackoffMaxBelowBase,
         ),
         (
             "[detection.brute_force]\nnamespace = \"a/b\"\n",
-            "brute_force.namespace",
+            "detection.brute_force.namespace",
+            E::Namespace,
         ),
         (
             "[detection.brute_force]\nwindow = \"30d\"\n",
-            "at most 7 days",
+            "detection.brute_force.window",
+            E::DurationOutOfRange,
         ),
-    ] {
-        let err = parse(text).unwrap_err().to_string();
-        assert!(err.contains(needle), "{text}: {err}");
+    ];
+    for (text, key, error) in cases {
+        assert_eq!(refused(text), (key.to_string(), error), "{text}");
     }
+    // The messages say what is wrong, as before.
+    let message = parse("[detection.brute_force]\nbackoff_after = 30\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("need 1 ≤ backoff_after ≤ lockout_after"),
+        "{message}"
+    );
+    assert!(matches!(
+        parse("[detection.tenants.\"bad tenant\"]\nprompt_secret = \"off\"\n"),
+        Err(ConfigError::Invalid { field, .. }) if field.starts_with("detection.tenants")
+    ));
+    assert!(matches!(
+        parse("[detection]\nmode = \"block\"\n"),
+        Err(ConfigError::Parse(message)) if message.contains("unknown field")
+    ));
     let ok = parse("[detection.modes]\nurl_credential = \"off\"\n[detection.tenants.acme]\nprompt_secret = \"monitor\"\n").unwrap();
     use writ_gateway::detect::detections::{Detector, Mode};
     assert_eq!(ok.detection.mode(Detector::UrlCredential, None), Mode::Off);
@@ -430,7 +464,7 @@ async fn detections_are_posted_to_a_signed_https_webhook() {
     assert_eq!(event["type"], "detection");
     assert_eq!(event["detector"], "prompt_secret");
     assert_eq!(event["action"], "blocked");
-    assert_eq!(event["rules"], json!(["aws_access_key_id"]));
+    assert_eq!(event["rules"], json!(["aws-access-key-id"]));
     assert_eq!(event["tenant"], "default");
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains(AWS_KEY) && !text.contains("writ_"), "{text}");

@@ -353,7 +353,7 @@ async fn bad_upstream_responses_become_clear_errors() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("[REDACTED:configured_secret]")
+            .contains("[REDACTED:configured-secret]")
     );
 }
 

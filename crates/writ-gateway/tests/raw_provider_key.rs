@@ -19,23 +19,23 @@ fn raw_keys() -> Vec<(&'static str, String, &'static str)> {
                 "Bearer sk-proj-{}",
                 "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3hJ5kL7nP9rS1tV3"
             ),
-            "openai_api_key",
+            "openai-api-key",
         ),
         (
             "x-api-key",
             format!("sk-ant-api03-{}-{}AA", "x".repeat(86), "Yz"),
-            "anthropic_api_key",
+            "anthropic-api-key",
         ),
         (
             "x-goog-api-key",
             "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY".to_string(),
-            "google_api_key",
+            "google-api-key",
         ),
         // The gateway's own upstream credential, leaked to an agent.
         (
             "authorization",
             format!("Bearer {UPSTREAM_KEY}"),
-            "configured_secret",
+            "configured-secret",
         ),
     ]
 }

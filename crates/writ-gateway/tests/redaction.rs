@@ -65,11 +65,11 @@ async fn a_leaked_key_in_a_whole_response_is_redacted() {
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(!content.contains(KEY), "{content}");
     assert!(
-        content.contains("OPENAI_API_KEY=[REDACTED:configured_secret]"),
+        content.contains("OPENAI_API_KEY=[REDACTED:configured-secret]"),
         "{content}"
     );
     assert!(
-        content.contains("[REDACTED:aws_access_key_id]"),
+        content.contains("[REDACTED:aws-access-key-id]"),
         "{content}"
     );
     let found = detections(&gw).await;
@@ -77,7 +77,7 @@ async fn a_leaked_key_in_a_whole_response_is_redacted() {
     assert_eq!(found[0]["detail"]["action"], "redacted");
     let rules = found[0]["detail"]["rules"].to_string();
     assert!(
-        rules.contains("configured_secret") && rules.contains("aws_access_key_id"),
+        rules.contains("configured-secret") && rules.contains("aws-access-key-id"),
         "{rules}"
     );
 }

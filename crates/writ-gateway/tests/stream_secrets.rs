@@ -135,9 +135,9 @@ async fn detections(gw: &TestGateway) -> Vec<(String, Value)> {
 #[tokio::test]
 async fn third_party_keys_streamed_four_characters_an_event_are_redacted() {
     for (secret, rule) in [
-        (OTHER_OPENAI, "openai_api_key"),
-        (AWS_KEY, "aws_access_key_id"),
-        (GITHUB, "github_token"),
+        (OTHER_OPENAI, "openai-api-key"),
+        (AWS_KEY, "aws-access-key-id"),
+        (GITHUB, "github-token"),
     ] {
         let text = format!("Here it is: {secret} — keep it safe.");
         let (body, gw) = openai_stream("", &openai_events(&text)).await;
@@ -168,14 +168,14 @@ async fn the_gateways_own_key_and_writs_streamed_split_are_redacted_in_off_and_m
         assert_eq!(
             received,
             format!(
-                "env: OPENAI_API_KEY=[REDACTED:configured_secret] WRIT=[REDACTED:writ] AWS={AWS_KEY}"
+                "env: OPENAI_API_KEY=[REDACTED:configured-secret] WRIT=[REDACTED:writ] AWS={AWS_KEY}"
             ),
             "{mode}: {body}"
         );
-        let mut expected = vec![("redacted".to_string(), json!(["configured_secret", "writ"]))];
+        let mut expected = vec![("redacted".to_string(), json!(["configured-secret", "writ"]))];
         if mode == "monitor" {
             // Monitor lets a third-party key through and records it after the stream.
-            expected.push(("monitored".to_string(), json!(["aws_access_key_id"])));
+            expected.push(("monitored".to_string(), json!(["aws-access-key-id"])));
         }
         assert_eq!(detections(&gw).await, expected, "{mode}");
     }
@@ -203,13 +203,13 @@ async fn a_key_with_json_escapes_inside_the_events_is_redacted() {
     let (body, gw) = openai_stream("", &events).await;
     assert_eq!(
         openai_text(&body),
-        "key [REDACTED:configured_secret] [REDACTED:configured_secret]",
+        "key [REDACTED:configured-secret] [REDACTED:configured-secret]",
         "{body}"
     );
     assert!(!body.contains("u002d"), "{body}");
     assert_eq!(
         detections(&gw).await,
-        vec![("redacted".to_string(), json!(["configured_secret"]))]
+        vec![("redacted".to_string(), json!(["configured-secret"]))]
     );
 }
 
@@ -262,7 +262,7 @@ async fn an_anthropic_stream_split_across_text_deltas_is_redacted() {
         .collect();
     assert_eq!(
         received,
-        "mine is [REDACTED:configured_secret] and [REDACTED:aws_access_key_id]!"
+        "mine is [REDACTED:configured-secret] and [REDACTED:aws-access-key-id]!"
     );
     // Every event keeps its name, in order, the stop last.
     assert!(events.iter().all(|(name, v)| v["type"] == name.as_str()));
@@ -271,7 +271,7 @@ async fn an_anthropic_stream_split_across_text_deltas_is_redacted() {
         detections(&gw).await,
         vec![(
             "redacted".to_string(),
-            json!(["aws_access_key_id", "configured_secret"])
+            json!(["aws-access-key-id", "configured-secret"])
         )]
     );
 }
@@ -320,14 +320,14 @@ async fn a_gemini_sse_stream_split_across_chunks_is_redacted() {
         .filter_map(|p| p["text"].as_str().map(String::from))
         .collect();
     assert_eq!(
-        received, "the key: [REDACTED:configured_secret]; and [REDACTED:github_token]",
+        received, "the key: [REDACTED:configured-secret]; and [REDACTED:github-token]",
         "{body}"
     );
     assert_eq!(
         detections(&gw).await,
         vec![(
             "redacted".to_string(),
-            json!(["configured_secret", "github_token"])
+            json!(["configured-secret", "github-token"])
         )]
     );
 }
@@ -422,13 +422,13 @@ async fn a_bedrock_converse_stream_is_redacted_in_re_encoded_frames() {
         .collect();
     assert_eq!(
         received,
-        "secret=[REDACTED:configured_secret] writ=[REDACTED:writ] done"
+        "secret=[REDACTED:configured-secret] writ=[REDACTED:writ] done"
     );
     let r = gw.gateway().recent_usage().pop().unwrap();
     assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (3, 9));
     assert_eq!(
         detections(&gw).await,
-        vec![("redacted".to_string(), json!(["configured_secret", "writ"]))]
+        vec![("redacted".to_string(), json!(["configured-secret", "writ"]))]
     );
 }
 
@@ -464,7 +464,7 @@ async fn upstream_response_headers_carrying_the_key_or_a_writ_are_redacted() {
         assert_eq!(resp.status(), StatusCode::OK);
         let headers = resp.headers().clone();
         assert_eq!(
-            headers["x-echo-key"], "Bearer [REDACTED:configured_secret]",
+            headers["x-echo-key"], "Bearer [REDACTED:configured-secret]",
             "stream: {stream}"
         );
         assert_eq!(headers["x-echo-writ"], "[REDACTED:writ]");
@@ -482,7 +482,7 @@ async fn upstream_response_headers_carrying_the_key_or_a_writ_are_redacted() {
         }
         assert_eq!(
             detections(&gw).await,
-            vec![("redacted".to_string(), json!(["configured_secret", "writ"]))],
+            vec![("redacted".to_string(), json!(["configured-secret", "writ"]))],
             "stream: {stream}"
         );
     }
@@ -547,12 +547,12 @@ async fn a_whole_json_response_is_scanned_with_its_escapes_decoded() {
             let v: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(
                 v["choices"][0]["message"]["content"],
-                "line one\nkey: [REDACTED:configured_secret]",
+                "line one\nkey: [REDACTED:configured-secret]",
                 "{text}"
             );
             assert_eq!(
                 detections(&gw).await,
-                vec![("redacted".to_string(), json!(["configured_secret"]))]
+                vec![("redacted".to_string(), json!(["configured-secret"]))]
             );
         } else {
             assert_eq!(text, sent);

@@ -32,6 +32,11 @@ pub enum Operation {
     StrikeForget,
     /// Recording a one-time id.
     Replay,
+    /// Publishing on a channel of the backend (the gateway's revocation fan-out).
+    Publish,
+    /// Subscribing to, or reading the shared state of, a channel of the backend (the
+    /// gateway's revocation fan-out).
+    Subscribe,
 }
 
 impl Operation {
@@ -48,6 +53,8 @@ impl Operation {
             Self::StrikeClear => "strike clear",
             Self::StrikeForget => "strike forget",
             Self::Replay => "replay",
+            Self::Publish => "publish",
+            Self::Subscribe => "subscribe",
         }
     }
 }
@@ -144,8 +151,9 @@ impl BackendError {
         }
     }
 
-    /// `e`, met during `op`, as the case it is.
-    pub(crate) fn redis(op: Operation, e: RedisError) -> Self {
+    /// `e`, met during `op`, as the case it is: for callers that use the backend's Redis
+    /// for their own purposes, so their failures are named as the limiter's are.
+    pub fn redis(op: Operation, e: RedisError) -> Self {
         if e.is_timeout() {
             return Self::Timeout { op };
         }

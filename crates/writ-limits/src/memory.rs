@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::model::{
-    self, Amounts, Charge, Meter, Prior, Refusal, Remaining, Reservation, rate_increment,
+    self, Amounts, Charge, Counting, Prior, Refusal, Remaining, Reservation, rate_increment,
 };
 
 mod replay;
@@ -85,7 +85,7 @@ impl Default for MemoryLimiter {
 }
 
 impl MemoryLimiter {
-    /// Empty state.
+    /// A limiter that has counted nothing: every limit whole, no strike, no lease.
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -213,16 +213,16 @@ impl MemoryLimiter {
                 continue;
             };
             let used = actual.of(charge.dimension);
-            match (charge.meter, map.get_mut(&charge.key)) {
-                (Meter::Rate { period_ns, .. }, Some(Cell::Tat(tat))) => {
+            match (charge.counting, map.get_mut(&charge.key)) {
+                (Counting::Rate { period_ns, .. }, Some(Cell::Tat(tat))) => {
                     let add = rate_increment(period_ns, charge.limit, used);
                     let back = rate_increment(period_ns, charge.limit, charge.amount);
                     *tat = tat.saturating_add(add).saturating_sub(back);
                 }
-                (Meter::Budget { .. }, Some(Cell::Used { used: n, .. })) => {
+                (Counting::Budget { .. }, Some(Cell::Used { used: n, .. })) => {
                     *n = n.saturating_add(used).saturating_sub(charge.amount);
                 }
-                (Meter::Leases { .. }, Some(Cell::Leases(leases))) => {
+                (Counting::Leases { .. }, Some(Cell::Leases(leases))) => {
                     leases.remove(&reservation.id);
                 }
                 _ => {}
@@ -276,24 +276,24 @@ fn admit(
     id: &str,
     now: u64,
 ) -> Result<(Update, Remaining), Refusal> {
-    let prior = match (charge.meter, cell) {
-        (Meter::Rate { .. }, Some(Cell::Tat(t))) => Prior::Tat(*t),
-        (Meter::Rate { .. }, _) => Prior::Tat(0),
-        (Meter::Budget { .. }, Some(Cell::Used { used, .. })) => Prior::Used(*used),
-        (Meter::Budget { .. }, _) => Prior::Used(0),
-        (Meter::Leases { .. }, Some(Cell::Leases(l))) => {
+    let prior = match (charge.counting, cell) {
+        (Counting::Rate { .. }, Some(Cell::Tat(t))) => Prior::Tat(*t),
+        (Counting::Rate { .. }, _) => Prior::Tat(0),
+        (Counting::Budget { .. }, Some(Cell::Used { used, .. })) => Prior::Used(*used),
+        (Counting::Budget { .. }, _) => Prior::Used(0),
+        (Counting::Leases { .. }, Some(Cell::Leases(l))) => {
             Prior::Held(l.iter().filter(|(k, e)| **e > now && *k != id).count() as u64)
         }
-        (Meter::Leases { .. }, _) => Prior::Held(0),
+        (Counting::Leases { .. }, _) => Prior::Held(0),
     };
     let (value, left) = model::admit(charge, prior, now)?;
-    let update = match charge.meter {
-        Meter::Rate { .. } => Update::Set(Cell::Tat(value)),
-        Meter::Budget { window_end_ns } => Update::Set(Cell::Used {
+    let update = match charge.counting {
+        Counting::Rate { .. } => Update::Set(Cell::Tat(value)),
+        Counting::Budget { window_end_ns } => Update::Set(Cell::Used {
             used: value,
             until_ns: window_end_ns,
         }),
-        Meter::Leases { .. } => Update::AddLease(value),
+        Counting::Leases { .. } => Update::AddLease(value),
     };
     Ok((update, left))
 }
@@ -526,10 +526,12 @@ mod tests {
         let _b = limiter
             .reserve("b".into(), charges(&specs, &one, 0), one, 0)
             .unwrap();
-        assert!(
-            limiter
-                .reserve("c".into(), charges(&specs, &one, 0), one, 0)
-                .is_err()
+        let refused = limiter
+            .reserve("c".into(), charges(&specs, &one, 0), one, 0)
+            .unwrap_err();
+        assert_eq!(
+            (refused.dimension, refused.limit),
+            (Dimension::Concurrency, 2)
         );
         limiter.settle(&a, &one);
         assert!(
@@ -579,11 +581,10 @@ mod tests {
                 ..Amounts::default()
             },
         );
-        assert!(
-            limiter
-                .reserve("4".into(), charges(&specs, &est, now), est, now)
-                .is_err()
-        );
+        let refusal = limiter
+            .reserve("4".into(), charges(&specs, &est, now), est, now)
+            .unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_secs(6));
         let small = Amounts {
             input_tokens: 240,
             ..Amounts::default()

@@ -107,7 +107,7 @@ pub struct LimitSpec {
     pub dimension: Dimension,
     /// Over which window.
     pub window: Window,
-    /// How much.
+    /// The most the window may count (for rates, per period; for concurrency, at once).
     pub limit: u64,
     /// For rates: how much may be used at once (defaults to `limit`).
     pub burst: u64,
@@ -174,7 +174,7 @@ impl Amounts {
 
 /// How a charge is counted, with what its arithmetic needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Meter {
+pub enum Counting {
     /// GCRA: the key holds a theoretical arrival time (ns). One unit advances it by
     /// `period_ns / limit`; at most `burst` units may be ahead of now.
     Rate {
@@ -204,8 +204,8 @@ pub struct Charge {
     pub scope: String,
     /// What it counts.
     pub dimension: Dimension,
-    /// The arithmetic.
-    pub meter: Meter,
+    /// How the key is counted, with what that needs.
+    pub counting: Counting,
     /// The window in seconds, for headers and messages.
     pub window_secs: u64,
     /// The limit.
@@ -219,7 +219,7 @@ pub struct Charge {
 pub struct Refusal {
     /// Which scope refused, such as `agent=demo`.
     pub scope: String,
-    /// Which dimension.
+    /// What the refusing limit counts.
     pub dimension: Dimension,
     /// The limit.
     pub limit: u64,
@@ -295,11 +295,11 @@ impl LimitSpec {
         key.push_str("writ:limit:");
         key.push_str(self.dimension.as_str());
         key.push(':');
-        let meter = match self.window {
+        let counting = match self.window {
             Window::Rate { period } => {
                 key.push('r');
                 push_number(&mut key, period.as_secs(), 1);
-                Meter::Rate {
+                Counting::Rate {
                     period_ns: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
                     burst: self.burst,
                 }
@@ -308,7 +308,7 @@ impl LimitSpec {
                 let day = now_ns / NS / 86_400;
                 key.push('d');
                 push_number(&mut key, day, 1);
-                Meter::Budget {
+                Counting::Budget {
                     window_end_ns: (day + 1) * 86_400 * NS,
                 }
             }
@@ -319,13 +319,13 @@ impl LimitSpec {
                 key.push('m');
                 push_number(&mut key, y, 4);
                 push_number(&mut key, m, 2);
-                Meter::Budget {
+                Counting::Budget {
                     window_end_ns: end_day * 86_400 * NS,
                 }
             }
             Window::InFlight => {
                 key.push('c');
-                Meter::Leases {
+                Counting::Leases {
                     ttl_ns: u64::try_from(lease_ttl.as_nanos()).unwrap_or(u64::MAX),
                 }
             }
@@ -338,7 +338,7 @@ impl LimitSpec {
             key,
             scope,
             dimension: self.dimension,
-            meter,
+            counting,
             limit: self.limit,
             amount: amounts.of(self.dimension),
             window_secs: self.window_secs(),
@@ -383,7 +383,7 @@ impl Charge {
             key: format!("writ:limit:{}:w:{limit}:{scope}", dimension.as_str()),
             scope,
             dimension,
-            meter: Meter::Budget { window_end_ns },
+            counting: Counting::Budget { window_end_ns },
             limit,
             amount,
             window_secs: (expires_ns.saturating_sub(now_ns) / NS).max(1),
@@ -473,8 +473,8 @@ mod tests {
             ("tenant=acme,agent=travel", 15)
         );
         assert_eq!(
-            c.meter,
-            Meter::Budget {
+            c.counting,
+            Counting::Budget {
                 window_end_ns: 86_400 * NS
             }
         );
@@ -558,8 +558,8 @@ mod tests {
             .unwrap();
         assert!(c.key.contains(":m202611:"), "{}", c.key);
         assert_eq!(
-            c.meter,
-            Meter::Budget {
+            c.counting,
+            Counting::Budget {
                 window_end_ns: days_from_civil(2026, 12, 1) * 86_400 * NS
             }
         );

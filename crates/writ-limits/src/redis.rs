@@ -49,7 +49,7 @@ mod unlock;
 
 use crate::error::ReserveError;
 use crate::error::{BackendError, Operation};
-use crate::model::{self, Amounts, Charge, Meter, Prior, Reservation, rate_increment};
+use crate::model::{self, Amounts, Charge, Counting, Prior, Reservation, rate_increment};
 use strike::{STRIKE_CHECK_LUA, STRIKE_LUA};
 
 /// How long connecting to Redis, and any one command, may take.
@@ -136,7 +136,7 @@ for i = 1, #KEYS do
     if not lt({0, held}, parse(ARGV[a + 3])) then return {'0', tostring(i - 1), v} end
     priors[i] = v
   else
-    return redis.error_reply('unknown meter ' .. tostring(kind))
+    return redis.error_reply('unknown counting ' .. tostring(kind))
   end
 end
 for i = 1, #KEYS do
@@ -186,7 +186,7 @@ for i = 1, #KEYS do
   elseif kind == 'leases' then
     redis.call('ZREM', key, id)
   else
-    return redis.error_reply('unknown meter ' .. tostring(kind))
+    return redis.error_reply('unknown counting ' .. tostring(kind))
   end
 end
 return 'OK'
@@ -351,8 +351,8 @@ impl RedisLimiter {
         for charge in &charges {
             call.key(&charge.key);
             let (amount, limit) = (charge.amount, charge.limit);
-            match charge.meter {
-                Meter::Rate { period_ns, burst } => {
+            match charge.counting {
+                Counting::Rate { period_ns, burst } => {
                     call.arg("rate")
                         .arg(amount)
                         .arg(limit)
@@ -360,7 +360,7 @@ impl RedisLimiter {
                         .arg(rate_increment(period_ns, limit, amount))
                         .arg(rate_increment(period_ns, limit, burst));
                 }
-                Meter::Budget { window_end_ns } => {
+                Counting::Budget { window_end_ns } => {
                     call.arg("budget")
                         .arg(amount)
                         .arg(limit)
@@ -368,7 +368,7 @@ impl RedisLimiter {
                         .arg((window_end_ns / 1_000_000).saturating_add(BUDGET_MARGIN_MS))
                         .arg(0);
                 }
-                Meter::Leases { ttl_ns } => {
+                Counting::Leases { ttl_ns } => {
                     let expiry_us = (now_ns.saturating_add(ttl_ns) / 1_000).min(MAX_EXACT);
                     let key_ttl_ms = ttl_ns
                         .max(lease_ttl_ns)
@@ -445,16 +445,16 @@ impl RedisLimiter {
         for charge in &reservation.charges {
             call.key(&charge.key);
             let used = actual.of(charge.dimension);
-            match charge.meter {
-                Meter::Rate { period_ns, .. } => {
+            match charge.counting {
+                Counting::Rate { period_ns, .. } => {
                     call.arg("rate")
                         .arg(rate_increment(period_ns, charge.limit, used))
                         .arg(rate_increment(period_ns, charge.limit, charge.amount));
                 }
-                Meter::Budget { .. } => {
+                Counting::Budget { .. } => {
                     call.arg("budget").arg(used).arg(charge.amount);
                 }
-                Meter::Leases { .. } => {
+                Counting::Leases { .. } => {
                     call.arg("leases").arg(0).arg(0);
                 }
             }
@@ -548,7 +548,7 @@ enum Kind {
     Leases,
 }
 
-/// The meter of a key, from its window (`writ:limit:{dimension}:{window}:...`).
+/// How a key is counted, from its window (`writ:limit:{dimension}:{window}:...`).
 fn kind_of(key: &str) -> Option<Kind> {
     match key.split(':').nth(3)?.as_bytes().first()? {
         b'r' => Some(Kind::Rate),
@@ -566,9 +566,9 @@ fn prior_of(charge: &Charge, value: &str) -> Result<Prior, BackendError> {
             op: Operation::Reserve,
             key: charge.key.clone(),
         })?;
-    Ok(match charge.meter {
-        Meter::Rate { .. } => Prior::Tat(n),
-        Meter::Budget { .. } => Prior::Used(n),
-        Meter::Leases { .. } => Prior::Held(n),
+    Ok(match charge.counting {
+        Counting::Rate { .. } => Prior::Tat(n),
+        Counting::Budget { .. } => Prior::Used(n),
+        Counting::Leases { .. } => Prior::Held(n),
     })
 }

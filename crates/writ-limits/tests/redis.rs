@@ -373,7 +373,7 @@ async fn arithmetic_is_exact_at_carries_and_saturation() {
     assert!(budget.snapshot(now).await.is_empty());
 }
 
-/// A random mix of every meter, reserves and settles, with time moving on in whole
+/// A random mix of every way of counting, reserves and settles, with time moving on in whole
 /// microseconds: both backends give the same answers throughout.
 #[tokio::test]
 async fn random_operations_agree_with_memory() {

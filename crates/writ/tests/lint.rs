@@ -40,7 +40,7 @@ fn weak_tokens_are_reported() {
     );
     let (ok, out) = lint(&none);
     assert!(
-        !ok && out.contains("alg_none") && out.contains("critical"),
+        !ok && out.contains("alg-none") && out.contains("critical"),
         "{out}"
     );
     // HS256 with a well-known secret.
@@ -51,7 +51,7 @@ fn weak_tokens_are_reported() {
     )
     .unwrap();
     let (ok, out) = lint(&weak);
-    assert!(!ok && out.contains("weak_hmac_secret"), "{out}");
+    assert!(!ok && out.contains("weak-hmac-secret"), "{out}");
     assert!(!out.contains(&weak), "the token is never echoed");
     // No exp, and a kid with path traversal.
     let mut header = Header::new(Algorithm::HS256);
@@ -63,7 +63,7 @@ fn weak_tokens_are_reported() {
     )
     .unwrap();
     let (_, out) = lint(&odd);
-    assert!(out.contains("missing_exp") && out.contains("kid"), "{out}");
+    assert!(out.contains("missing-exp") && out.contains("kid"), "{out}");
     // A sound token: strong secret, short life.
     let good = encode(
         &Header::new(Algorithm::HS256),

@@ -69,20 +69,20 @@ fn secrets_in_values_segments_and_names() {
         param(
             0,
             "q",
-            UrlRule::Secret(Detector::Rule(RuleId::OpenaiApiKey))
+            UrlRule::Secret(ScanRule::Builtin(RuleId::OpenaiApiKey))
         )
     );
     assert_eq!(
         check_url(&format!("/u/x/{key}/items"), &s),
         Some(UrlFinding {
             location: UrlLocation::PathSegment { index: 2 },
-            rule: UrlRule::Secret(Detector::Rule(RuleId::OpenaiApiKey)),
+            rule: UrlRule::Secret(ScanRule::Builtin(RuleId::OpenaiApiKey)),
         })
     );
     // Percent-encoded, and the configured secret.
     assert_eq!(
         check_url("/x?note=upstream-configured%2Dsecret-0001", &s),
-        param(0, "note", UrlRule::Secret(Detector::Configured(0)))
+        param(0, "note", UrlRule::Secret(ScanRule::Configured(0)))
     );
     // A secret as the parameter name: reported without the name.
     assert_eq!(
@@ -92,7 +92,7 @@ fn secrets_in_values_segments_and_names() {
                 index: 0,
                 name: None
             },
-            rule: UrlRule::Secret(Detector::Rule(RuleId::OpenaiApiKey)),
+            rule: UrlRule::Secret(ScanRule::Builtin(RuleId::OpenaiApiKey)),
         })
     );
 }
@@ -103,7 +103,7 @@ fn findings_never_contain_the_value() {
     let value = "AKIAIOSFODNN7EXAMPLE";
     let f = check_url(&format!("/x?id={value}"), &s).unwrap();
     assert!(!format!("{f:?}").contains(value));
-    assert_eq!(f.rule.id(), "aws_access_key_id");
+    assert_eq!(f.rule.id(), "aws-access-key-id");
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Reading the synthetic corpus under `tests/corpus/`, shared by the corpus and stream
 //! property tests.
 
-use writ_detect::{Detector, Finding, RuleId, Scanner};
+use writ_detect::{Finding, RuleId, ScanRule, Scanner};
 
-/// The configured secret positives of rule `configured_secret` use.
+/// The configured secret positives of rule `configured-secret` use.
 pub const CONFIGURED: (&str, &str) = ("test-upstream", "writ-test-configured-SECRET-0001");
 
 pub fn scanner() -> Scanner {
@@ -45,10 +45,10 @@ pub fn positives() -> Vec<Positive> {
     lines(include_str!("../corpus/positives.txt"))
         .map(|(line, l)| {
             let (rule, text) = l.split_once('\t').expect("rule<TAB>text");
-            let detector = if rule == "configured_secret" {
-                Detector::Configured(0)
+            let detector = if rule == "configured-secret" {
+                ScanRule::Configured(0)
             } else {
-                Detector::Rule(RuleId::from_id(rule).unwrap_or_else(|| panic!("rule {rule}")))
+                ScanRule::Builtin(RuleId::from_id(rule).unwrap_or_else(|| panic!("rule {rule}")))
             };
             let marked = unescape(text);
             let mut plain = Vec::new();

@@ -18,45 +18,28 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, oneshot};
-use writ_audit::sink::{Sink, SqliteWriter};
+use writ_audit::sink::{Sink, SinkError, SqliteWriter};
 use writ_audit::{AuditKey, AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
-use zeroize::Zeroizing;
 
+use super::open::{AuditKeyError, load_key, open_sink, origin};
 use crate::config::{AuditConfig, AuditSinkConfig};
 
-/// Name of the audit key in signed notes.
-pub const KEY_NAME: &str = "writ-audit";
-
-/// The origin line of an instance's checkpoints.
-pub fn origin(instance: &str) -> String {
-    format!("{KEY_NAME}/{instance}")
-}
-
-/// Loads the deployment's audit key from the data directory, creating it on first use.
-pub fn load_key(data: &DataDir) -> Result<AuditKey, String> {
-    let text = data
-        .secret("audit.key", || match AuditKey::generate(KEY_NAME) {
-            Ok(key) => key.to_private_string(),
-            Err(_) => Zeroizing::new(String::new()),
-        })
-        .map_err(|e| e.to_string())?;
-    AuditKey::parse(&text).map_err(|_| "keys/audit.key is not an audit key".to_string())
-}
-
-/// Opens the configured sink.
-pub async fn open_sink(config: &AuditConfig, data: &DataDir) -> Result<Sink, String> {
-    match &config.sink {
-        AuditSinkConfig::Sqlite => {
-            Sink::sqlite_with(&data.path().join("audit.db"), config.durability)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        AuditSinkConfig::Postgres(url) => Sink::postgres_with(url.expose(), config.durability)
-            .await
-            .map_err(|e| e.to_string()),
-        AuditSinkConfig::File(path) => Ok(Sink::file_with(path.clone(), config.durability)),
-    }
+/// Why an instance's audit log could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditStartError {
+    /// The audit key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] AuditKeyError),
+    /// The configured sink could not be opened.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The log could not be created for this instance's origin line.
+    #[error("audit log: {0}")]
+    Log(writ_audit::CheckpointError),
+    /// The writer's thread could not be spawned.
+    #[error("audit writer thread: {0}")]
+    WriterThread(std::io::Error),
 }
 
 enum Job {
@@ -132,17 +115,18 @@ impl Drop for OnTheWay<'_> {
 }
 
 impl Auditor {
-    /// Starts the writer task.
+    /// Starts the writer task. Fails when the audit key cannot be loaded, the sink
+    /// cannot be opened or the writer's thread cannot be spawned.
     pub(crate) async fn start(
         config: &AuditConfig,
         data: &DataDir,
         master: &[u8; 32],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AuditStartError> {
         let key = load_key(data)?;
         let sink = open_sink(config, data).await?;
         let instance = ulid::Ulid::new().to_string();
-        let log = AuditLog::new(instance.clone(), origin(&instance))
-            .map_err(|e| format!("audit log: {e}"))?;
+        let log =
+            AuditLog::new(instance.clone(), origin(&instance)).map_err(AuditStartError::Log)?;
         let healthy = Arc::new(AtomicBool::new(sink.probe().await.is_ok()));
         let verifier = key.verifier_key();
         // PostgreSQL connections belong to the runtime of the thread that opened them: the
@@ -202,7 +186,7 @@ impl Auditor {
                 }
                 let _ = ended_tx.send(());
             })
-            .map_err(|e| format!("audit writer thread: {e}"))?;
+            .map_err(AuditStartError::WriterThread)?;
         Ok(Self {
             strict: config.strict,
             instance,
@@ -393,9 +377,9 @@ impl Auditor {
             .map_or(0, |alone| alone.written.load(Ordering::Relaxed))
     }
 
-    /// The whole log in the export format.
-    pub(crate) async fn export(&self) -> Result<Vec<String>, String> {
-        self.sink.export().await.map_err(|e| e.to_string())
+    /// The whole log in the export format; fails when the sink cannot be read.
+    pub(crate) async fn export(&self) -> Result<Vec<String>, SinkError> {
+        self.sink.export().await
     }
 
     /// The verifier key of checkpoints.

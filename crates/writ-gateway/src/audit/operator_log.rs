@@ -7,11 +7,12 @@
 //! checkpoint over all of them. Two commands running at once never share a chain, so no lock
 //! is needed, and a command that fails before writing leaves no partial log behind.
 
+use writ_audit::sink::SinkError;
 use writ_audit::{AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
 use writ_token::{Clock, SystemClock};
 
-use crate::audit::{load_key, open_sink, origin};
+use crate::audit::{AuditKeyError, load_key, open_sink, origin};
 use crate::config::AuditConfig;
 
 /// Who is acting: the operator's name, as records and admin writs carry it.
@@ -43,7 +44,7 @@ impl Operator {
             .unwrap_or_else(|| Self("operator".to_string()))
     }
 
-    /// The name.
+    /// The operator's name: plain, as [`Operator::named`] admits it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -58,12 +59,18 @@ impl std::fmt::Display for Operator {
 /// Why an operator action could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorLogError {
-    /// The data directory's keys could not be read.
+    /// The data directory's master key (which pseudonyms derive from) could not be read.
     #[error("cannot read the data directory's keys: {0}")]
-    Keys(String),
-    /// The audit sink refused the write.
+    MasterKey(writ_store::StoreError),
+    /// The audit key could not be loaded.
+    #[error("cannot read the data directory's keys: {0}")]
+    AuditKey(AuditKeyError),
+    /// The audit sink could not be opened or refused the write.
     #[error("cannot write the audit log: {0}")]
-    Sink(String),
+    Sink(SinkError),
+    /// The command's log could not be created for its origin line.
+    #[error("cannot write the audit log: {0}")]
+    Log(writ_audit::CheckpointError),
 }
 
 /// The records of one command run, written together by [`OperatorLog::commit`].
@@ -83,9 +90,7 @@ impl<'a> OperatorLog<'a> {
         data: &'a DataDir,
         operator: Operator,
     ) -> Result<Self, OperatorLogError> {
-        let master = data
-            .master_key()
-            .map_err(|e| OperatorLogError::Keys(e.to_string()))?;
+        let master = data.master_key().map_err(OperatorLogError::MasterKey)?;
         Ok(Self {
             config,
             data,
@@ -124,15 +129,15 @@ impl<'a> OperatorLog<'a> {
         if self.records.is_empty() {
             return Ok(());
         }
-        let key = load_key(self.data).map_err(OperatorLogError::Keys)?;
+        let key = load_key(self.data).map_err(OperatorLogError::AuditKey)?;
+        let sink_error = OperatorLogError::Sink;
         let sink = open_sink(self.config, self.data)
             .await
-            .map_err(OperatorLogError::Sink)?;
+            .map_err(sink_error)?;
         let instance = format!("cli-{}", ulid::Ulid::new());
-        let mut log = AuditLog::new(instance.clone(), origin(&instance))
-            .map_err(|e| OperatorLogError::Sink(e.to_string()))?;
+        let mut log =
+            AuditLog::new(instance.clone(), origin(&instance)).map_err(OperatorLogError::Log)?;
         let lines: Vec<String> = self.records.into_iter().map(|r| log.append(r).0).collect();
-        let sink_error = |e: writ_audit::sink::SinkError| OperatorLogError::Sink(e.to_string());
         sink.prepare().await.map_err(sink_error)?;
         sink.append(&instance, 0, &lines)
             .await

@@ -38,7 +38,9 @@ impl Detector {
         Detector::RawProviderKey,
     ];
 
-    /// The stable name used in config, metrics, audit records and webhooks.
+    /// The stable snake_case name used in config, metrics, audit records
+    /// (`detail.detector`) and webhooks. The scanner's rule ids, which say which pattern
+    /// matched (`detail.rules`), are kebab-case instead (`openai-api-key`).
     pub fn as_str(self) -> &'static str {
         match self {
             Detector::PromptSecret => "prompt_secret",
@@ -50,7 +52,8 @@ impl Detector {
         }
     }
 
-    /// The detector named `name`.
+    /// The detector whose [`as_str`](Detector::as_str) is `name`; `None` for any other
+    /// name (a scan rule id included).
     pub fn from_name(name: &str) -> Option<Detector> {
         Detector::ALL.into_iter().find(|d| d.as_str() == name)
     }
@@ -69,15 +72,47 @@ pub enum Mode {
     Off,
 }
 
+/// Why a `[detection]` value was refused (the key is in [`ConfigError::Detection`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectionConfigError {
+    /// A mode that is none of `block`, `monitor`, `off`.
+    #[error("expected block, monitor or off")]
+    UnknownMode(String),
+    /// A key of `modes` (or a tenant's modes) that names no detector.
+    #[error(
+        "unknown detector (expected one of {known})",
+        known = Detector::ALL.map(Detector::as_str).join(", ")
+    )]
+    UnknownDetector(String),
+    /// A brute-force duration that is zero or longer than 7 days.
+    #[error("must be above 0 and at most 7 days")]
+    DurationOutOfRange,
+    /// `backoff_max` is shorter than `backoff_base`.
+    #[error("must be at least backoff_base")]
+    BackoffMaxBelowBase,
+    /// Two brute-force thresholds out of order, zero, or above 10000.
+    #[error("need 1 ≤ {first} ≤ {second} ≤ 10000")]
+    Thresholds {
+        /// The threshold that must come first (`backoff_after`).
+        first: &'static str,
+        /// The one that must come second (`lockout_after`).
+        second: &'static str,
+    },
+    /// A brute-force namespace longer than 64 characters or with others than
+    /// letters, digits, `-` and `_`.
+    #[error("at most 64 letters, digits, `-` or `_`")]
+    Namespace,
+}
+
 impl Mode {
     fn parse(field: &str, text: &str) -> Result<Mode, ConfigError> {
         match text {
             "block" => Ok(Mode::Block),
             "monitor" => Ok(Mode::Monitor),
             "off" => Ok(Mode::Off),
-            _ => Err(ConfigError::Invalid {
+            _ => Err(ConfigError::Detection {
                 field: field.to_string(),
-                reason: "expected block, monitor or off".to_string(),
+                error: DetectionConfigError::UnknownMode(text.to_string()),
             }),
         }
     }
@@ -103,7 +138,7 @@ pub(super) struct RawDetection {
     #[serde(default)]
     brute_force: RawBruteForce,
     #[serde(default)]
-    webhooks: Vec<crate::detect::webhook::RawWebhook>,
+    webhooks: Vec<super::RawWebhook>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +171,7 @@ pub struct DetectionConfig {
     /// Invalid writs at the data plane, per address.
     pub data_plane: StrikePolicy,
     /// Who is told about detections.
-    pub webhooks: Vec<crate::detect::webhook::WebhookConfig>,
+    pub webhooks: Vec<super::WebhookConfig>,
     /// Prefix of the brute-force counters' keys: instances that share a limiter backend
     /// share counts when their namespaces are equal (by default they are: empty).
     pub strike_namespace: String,
@@ -171,12 +206,9 @@ fn modes(
 ) -> Result<BTreeMap<Detector, Mode>, ConfigError> {
     let mut out = BTreeMap::new();
     for (name, mode) in raw {
-        let detector = Detector::from_name(&name).ok_or_else(|| ConfigError::Invalid {
+        let detector = Detector::from_name(&name).ok_or_else(|| ConfigError::Detection {
             field: format!("{field}.{name}"),
-            reason: format!(
-                "unknown detector (expected one of {})",
-                Detector::ALL.map(Detector::as_str).join(", ")
-            ),
+            error: DetectionConfigError::UnknownDetector(name.clone()),
         })?;
         out.insert(detector, Mode::parse(&format!("{field}.{name}"), &mode)?);
     }
@@ -188,9 +220,9 @@ pub(super) fn detection_config(
     raw: RawDetection,
     env: &super::secrets::Env,
 ) -> Result<DetectionConfig, ConfigError> {
-    let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+    let invalid = |field: &str, error: DetectionConfigError| ConfigError::Detection {
         field: format!("detection.{field}"),
-        reason: reason.to_string(),
+        error,
     };
     let mut defaults: BTreeMap<Detector, Mode> = Detector::ALL
         .into_iter()
@@ -211,7 +243,7 @@ pub(super) fn detection_config(
         if d.is_zero() || d > Duration::from_secs(7 * 86_400) {
             return Err(invalid(
                 &format!("brute_force.{field}"),
-                "must be above 0 and at most 7 days",
+                DetectionConfigError::DurationOutOfRange,
             ));
         }
         Ok(d)
@@ -228,15 +260,19 @@ pub(super) fn detection_config(
     if backoff_max < backoff_base {
         return Err(invalid(
             "brute_force.backoff_max",
-            "must be at least backoff_base",
+            DetectionConfigError::BackoffMaxBelowBase,
         ));
     }
     // Two thresholds, the first no later than the second.
-    let thresholds = |(first, first_name): (u32, &str), (second, second_name): (u32, &str)| {
+    let thresholds = |(first, first_name): (u32, &'static str),
+                      (second, second_name): (u32, &'static str)| {
         if first == 0 || second == 0 || first > second || second > 10_000 {
             return Err(invalid(
                 &format!("brute_force.{second_name}"),
-                &format!("need 1 ≤ {first_name} ≤ {second_name} ≤ 10000"),
+                DetectionConfigError::Thresholds {
+                    first: first_name,
+                    second: second_name,
+                },
             ));
         }
         Ok((first, second))
@@ -263,7 +299,7 @@ pub(super) fn detection_config(
     {
         return Err(invalid(
             "brute_force.namespace",
-            "at most 64 letters, digits, `-` or `_`",
+            DetectionConfigError::Namespace,
         ));
     }
     let mut webhooks = Vec::new();
@@ -273,8 +309,8 @@ pub(super) fn detection_config(
             w.secret = Some(env.expand(&format!("{field}.secret"), &secret)?);
         }
         webhooks.push(
-            crate::detect::webhook::WebhookConfig::from_raw(w)
-                .map_err(|reason| ConfigError::Invalid { field, reason })?,
+            super::WebhookConfig::from_raw(w)
+                .map_err(|error| ConfigError::Webhook { field, error })?,
         );
     }
     Ok(DetectionConfig {

@@ -99,45 +99,100 @@ pub struct LimiterConfig {
     pub timeout: Duration,
 }
 
+/// Why a `[limiter]` or `[[limit]]` value was refused (the key is in
+/// [`ConfigError::Limits`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsConfigError {
+    /// A `backend` other than `memory` or `redis`.
+    #[error("expected memory or redis")]
+    UnknownBackend(String),
+    /// `redis_url` with `backend = "memory"`.
+    #[error("only with backend = \"redis\"")]
+    RedisUrlWithoutRedis,
+    /// `backend = "redis"` without `redis_url`.
+    #[error("required with backend = \"redis\"")]
+    RedisUrlRequired,
+    /// `redis_url` is not a `redis://` or `rediss://` URL (not quoted: it may hold a
+    /// password).
+    #[error("expected redis://host:port[/db]")]
+    RedisUrlScheme,
+    /// An `on_backend_failure` other than `closed` or `local`.
+    #[error("expected closed or local")]
+    UnknownFailurePolicy(String),
+    /// `lease_ttl` below 1 s or above 24 h.
+    #[error("must be 1s to 24h")]
+    LeaseTtlOutOfRange,
+    /// `timeout` zero or above 60 s.
+    #[error("must be above 0 and at most 60s")]
+    TimeoutOutOfRange,
+    /// A limit whose `scope` names nothing.
+    #[error("name at least one of tenant, agent, writ, upstream, model")]
+    EmptyScope,
+    /// `limit` or a rate's `burst` is zero.
+    #[error("must be positive")]
+    Zero,
+    /// A concurrency limit with a `per` window.
+    #[error("concurrency counts what is in flight; it has no window")]
+    ConcurrencyWindow,
+    /// A `per` other than `second`, `minute`, `hour`, `day`, `month` (or none, where
+    /// one is needed).
+    #[error("expected second, minute, hour, day or month")]
+    UnknownWindow(Option<String>),
+    /// `burst` on a budget or concurrency limit.
+    #[error("only for per-second, -minute or -hour rates")]
+    BurstWithoutRate,
+    /// A `match` value that is empty.
+    #[error("values must be non-empty")]
+    EmptyMatch,
+}
+
 pub(super) fn limiter_config(
     raw: RawLimiter,
     env: &super::secrets::Env,
 ) -> Result<LimiterConfig, ConfigError> {
-    let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+    use LimitsConfigError as E;
+    let invalid = |field: &str, error: LimitsConfigError| ConfigError::Limits {
         field: format!("limiter.{field}"),
-        reason: reason.to_string(),
+        error,
     };
     let backend = match (raw.backend.as_deref(), raw.redis_url) {
         (None | Some("memory"), None) => LimiterBackend::Memory,
         (Some("memory"), Some(_)) => {
-            return Err(invalid("redis_url", "only with backend = \"redis\""));
+            return Err(invalid("redis_url", E::RedisUrlWithoutRedis));
         }
         (None | Some("redis"), Some(url)) => {
             let url = env.expand("limiter.redis_url", &url)?;
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(invalid("redis_url", "expected redis://host:port[/db]"));
+                return Err(invalid("redis_url", E::RedisUrlScheme));
             }
             LimiterBackend::Redis(UpstreamSecret::new(url))
         }
         (Some("redis"), None) => {
-            return Err(invalid("redis_url", "required with backend = \"redis\""));
+            return Err(invalid("redis_url", E::RedisUrlRequired));
         }
-        (Some(_), _) => return Err(invalid("backend", "expected memory or redis")),
+        (Some(other), _) => {
+            return Err(invalid("backend", E::UnknownBackend(other.to_string())));
+        }
     };
     let local_fallback = match raw.on_backend_failure.as_deref() {
         None | Some("closed") => false,
         Some("local") => true,
-        Some(_) => return Err(invalid("on_backend_failure", "expected closed or local")),
+        Some(other) => {
+            return Err(invalid(
+                "on_backend_failure",
+                E::UnknownFailurePolicy(other.to_string()),
+            ));
+        }
     };
     let lease_ttl = raw
         .lease_ttl
         .unwrap_or(writ_limits::model::DEFAULT_LEASE_TTL);
     if lease_ttl < Duration::from_secs(1) || lease_ttl > Duration::from_secs(86_400) {
-        return Err(invalid("lease_ttl", "must be 1s to 24h"));
+        return Err(invalid("lease_ttl", E::LeaseTtlOutOfRange));
     }
     let timeout = raw.timeout.unwrap_or(Duration::from_secs(2));
     if timeout.is_zero() || timeout > Duration::from_secs(60) {
-        return Err(invalid("timeout", "must be above 0 and at most 60s"));
+        return Err(invalid("timeout", E::TimeoutOutOfRange));
     }
     Ok(LimiterConfig {
         timeout,
@@ -149,9 +204,10 @@ pub(super) fn limiter_config(
 }
 
 pub(super) fn limit_spec(field: &str, raw: RawLimit) -> Result<LimitSpec, ConfigError> {
-    let invalid = |f: &str, reason: &str| ConfigError::Invalid {
+    use LimitsConfigError as E;
+    let invalid = |f: &str, error: LimitsConfigError| ConfigError::Limits {
         field: format!("{field}.{f}"),
-        reason: reason.to_string(),
+        error,
     };
     let mut scope = match raw.scope {
         OneOrMany::One(f) => vec![f],
@@ -160,21 +216,15 @@ pub(super) fn limit_spec(field: &str, raw: RawLimit) -> Result<LimitSpec, Config
     scope.sort();
     scope.dedup();
     if scope.is_empty() {
-        return Err(invalid(
-            "scope",
-            "name at least one of tenant, agent, writ, upstream, model",
-        ));
+        return Err(invalid("scope", E::EmptyScope));
     }
     if raw.limit == 0 {
-        return Err(invalid("limit", "must be positive"));
+        return Err(invalid("limit", E::Zero));
     }
     let window = match (raw.dimension, raw.per.as_deref()) {
         (Dimension::Concurrency, None) => Window::InFlight,
         (Dimension::Concurrency, Some(_)) => {
-            return Err(invalid(
-                "per",
-                "concurrency counts what is in flight; it has no window",
-            ));
+            return Err(invalid("per", E::ConcurrencyWindow));
         }
         (_, Some("second")) => Window::Rate {
             period: Duration::from_secs(1),
@@ -187,26 +237,20 @@ pub(super) fn limit_spec(field: &str, raw: RawLimit) -> Result<LimitSpec, Config
         },
         (_, Some("day")) => Window::Day,
         (_, Some("month")) => Window::Month,
-        (_, _) => {
-            return Err(invalid(
-                "per",
-                "expected second, minute, hour, day or month",
-            ));
+        (_, per) => {
+            return Err(invalid("per", E::UnknownWindow(per.map(str::to_string))));
         }
     };
     let burst = match (window, raw.burst) {
-        (Window::Rate { .. }, Some(0)) => return Err(invalid("burst", "must be positive")),
+        (Window::Rate { .. }, Some(0)) => return Err(invalid("burst", E::Zero)),
         (Window::Rate { .. }, Some(b)) => b,
         (_, Some(_)) => {
-            return Err(invalid(
-                "burst",
-                "only for per-second, -minute or -hour rates",
-            ));
+            return Err(invalid("burst", E::BurstWithoutRate));
         }
         (_, None) => raw.limit,
     };
     if raw.only.values().any(|v| v.is_empty()) {
-        return Err(invalid("match", "values must be non-empty"));
+        return Err(invalid("match", E::EmptyMatch));
     }
     Ok(LimitSpec {
         scope,
@@ -242,5 +286,108 @@ mod scope_messages {
         let message = error("[1]");
         assert!(message.contains("expected a string"), "{message}");
         assert!(RawConfig::from_toml("[[limit]]\nscope = [\"agent\", \"model\"]\ndimension = \"requests\"\nper = \"day\"\nlimit = 5\n").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod refusals {
+    use super::LimitsConfigError as E;
+    use crate::config::{Config, ConfigError, RawConfig};
+
+    fn refused(text: &str) -> (String, E) {
+        match RawConfig::from_toml(text).and_then(|raw| Config::from_raw(raw, &|_| None)) {
+            Err(ConfigError::Limits { field, error }) => (field, error),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn limiter_refusals_name_key_and_cause() {
+        let cases = [
+            (
+                "backend = \"etcd\"",
+                "limiter.backend",
+                E::UnknownBackend("etcd".into()),
+            ),
+            (
+                "backend = \"memory\"\nredis_url = \"redis://h\"",
+                "limiter.redis_url",
+                E::RedisUrlWithoutRedis,
+            ),
+            (
+                "backend = \"redis\"",
+                "limiter.redis_url",
+                E::RedisUrlRequired,
+            ),
+            (
+                "redis_url = \"http://u:hunter2@h\"",
+                "limiter.redis_url",
+                E::RedisUrlScheme,
+            ),
+            (
+                "on_backend_failure = \"open\"",
+                "limiter.on_backend_failure",
+                E::UnknownFailurePolicy("open".into()),
+            ),
+            (
+                "lease_ttl = \"2d\"",
+                "limiter.lease_ttl",
+                E::LeaseTtlOutOfRange,
+            ),
+            ("timeout = \"0s\"", "limiter.timeout", E::TimeoutOutOfRange),
+        ];
+        for (body, key, error) in cases {
+            assert_eq!(
+                refused(&format!("[limiter]\n{body}\n")),
+                (key.to_string(), error),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn limit_refusals_name_key_and_cause() {
+        let limit = |rest: &str| format!("[[limit]]\nscope = \"agent\"\n{rest}\n");
+        let cases = [
+            (
+                limit("dimension = \"requests\"\nper = \"day\"\nlimit = 0"),
+                "limit[0].limit",
+                E::Zero,
+            ),
+            (
+                limit("dimension = \"concurrency\"\nper = \"day\"\nlimit = 2"),
+                "limit[0].per",
+                E::ConcurrencyWindow,
+            ),
+            (
+                limit("dimension = \"requests\"\nper = \"week\"\nlimit = 2"),
+                "limit[0].per",
+                E::UnknownWindow(Some("week".into())),
+            ),
+            (
+                limit("dimension = \"requests\"\nlimit = 2"),
+                "limit[0].per",
+                E::UnknownWindow(None),
+            ),
+            (
+                limit("dimension = \"requests\"\nper = \"minute\"\nlimit = 2\nburst = 0"),
+                "limit[0].burst",
+                E::Zero,
+            ),
+            (
+                limit("dimension = \"requests\"\nper = \"day\"\nlimit = 2\nburst = 3"),
+                "limit[0].burst",
+                E::BurstWithoutRate,
+            ),
+            (
+                "[[limit]]\nscope = []\ndimension = \"requests\"\nper = \"day\"\nlimit = 2\n"
+                    .to_string(),
+                "limit[0].scope",
+                E::EmptyScope,
+            ),
+        ];
+        for (text, key, error) in cases {
+            assert_eq!(refused(&text), (key.to_string(), error), "{text}");
+        }
     }
 }

@@ -136,7 +136,7 @@ fn refuses_bad_values() {
         ),
     ] {
         match load(text) {
-            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+            Err(e) => assert_eq!(e.field(), Some(field), "{text}: {e:?}"),
             other => panic!("{text}: {other:?}"),
         }
     }
@@ -347,7 +347,7 @@ fn limits_are_declared_and_checked() {
         ),
     ] {
         match load(text) {
-            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+            Err(e) => assert_eq!(e.field(), Some(field), "{text}: {e:?}"),
             other => panic!("{text}: {other:?}"),
         }
     }

@@ -60,12 +60,13 @@ impl StrikeKey {
         }
     }
 
-    /// The rule name in detections.
+    /// What the failures were counted per, as a detection's `rules` name it (kebab-case,
+    /// as every rule id is).
     fn rule(&self) -> &'static str {
         match self {
-            StrikeKey::Client { .. } => "client_id",
-            StrikeKey::TokenAddress(_) => "token_endpoint_address",
-            StrikeKey::WritAddress(_) => "data_plane_address",
+            StrikeKey::Client { .. } => "client-id",
+            StrikeKey::TokenAddress(_) => "token-endpoint-address",
+            StrikeKey::WritAddress(_) => "data-plane-address",
         }
     }
 }
@@ -79,7 +80,7 @@ fn client_prefix(namespace: &str, id: &str) -> String {
 /// Further attempts must wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Throttled {
-    /// How long.
+    /// How long until the next attempt may be made (the `Retry-After`).
     pub(crate) retry_after: Duration,
     /// Locked out (rather than backing off).
     pub(crate) locked: bool,

@@ -58,11 +58,11 @@ impl Action {
 /// One detection. Names what fired and where; never carries the secret itself.
 #[derive(Debug, Clone)]
 pub struct Detection {
-    /// Which detector.
+    /// What kind of attack was seen; the scanner rules that matched are in `rules`.
     pub detector: Detector,
     /// What was done.
     pub action: Action,
-    /// Rule ids or check names that fired, e.g. `openai_api_key`, `alg_none`.
+    /// Rule ids or check names that fired, e.g. `openai-api-key`, `alg-none`.
     pub rules: Vec<String>,
     /// How many matches.
     pub count: usize,
@@ -243,7 +243,7 @@ impl Gateway {
             "detection"
         );
         if let Some(webhooks) = &self.webhooks {
-            webhooks.send(detection.detector.as_str(), &event(self, &detection));
+            webhooks.send(detection.detector, &event(self, &detection));
         }
         if own_record {
             self.audit.record(record(self, &detection)).await;
@@ -279,11 +279,11 @@ mod tests {
     #[test]
     fn detail_names_rules_never_values() {
         let mut d = Detection::new(Detector::PromptSecret, Action::Monitored, "request");
-        d.rules = vec!["openai_api_key".into()];
+        d.rules = vec!["openai-api-key".into()];
         d.count = 1;
         d.token_id = Some("tok-secret-id".into());
         let detail = Value::Object(d.detail()).to_string();
-        assert!(detail.contains("openai_api_key"));
+        assert!(detail.contains("openai-api-key"));
         assert!(!detail.contains("tok-secret-id"));
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use writ_limits::{BackendError, Operation};
 use writ_token::Revocation;
 
 use crate::gateway::Gateway;
@@ -20,6 +21,26 @@ const CHANNEL: &str = "writ:revocations";
 const LIFT_CHANNEL: &str = "writ:revocations:lifted";
 /// The set every revocation in force is kept in.
 const SET: &str = "writ:revocations:all";
+
+/// Why sharing revocations failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FanoutError {
+    /// The shared Redis failed; named as the limit backend's failures are (no part of
+    /// its URL).
+    #[error("revocation fan-out: {0}")]
+    Redis(BackendError),
+    /// A revocation could not be encoded as JSON.
+    #[error("revocation fan-out: a revocation could not be encoded: {0}")]
+    Encode(serde_json::Error),
+    /// The subscription's stream of messages ended (the connection closed).
+    #[error("revocation fan-out: the subscription ended")]
+    SubscriptionEnded,
+}
+
+/// `e`, met during `op`, as a fan-out failure.
+fn redis(op: Operation) -> impl FnOnce(redis::RedisError) -> FanoutError {
+    move |e| FanoutError::Redis(BackendError::redis(op, e))
+}
 
 /// Publishes revocations and listens for other instances'.
 pub(crate) struct Fanout {
@@ -35,23 +56,24 @@ impl std::fmt::Debug for Fanout {
 }
 
 impl Fanout {
-    /// Connects to the Redis at `url`.
-    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("revocation fan-out: {}", e.category()))?;
+    /// Connects to the Redis at `url`; fails as the limit backend's connection does
+    /// (`op` [`Operation::Connect`]).
+    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, BackendError> {
+        let connect = |e| BackendError::redis(Operation::Connect, e);
+        let client = redis::Client::open(url).map_err(connect)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(|e| format!("revocation fan-out: cannot connect ({})", e.category()))?;
+            .map_err(connect)?;
         Ok(Self { client, conn })
     }
 
-    /// Shares a revocation with every instance.
-    pub(crate) async fn publish(&self, revocation: &Revocation) -> Result<(), String> {
-        let text = serde_json::to_string(revocation).map_err(|e| e.to_string())?;
+    /// Shares a revocation with every instance; fails when Redis does.
+    pub(crate) async fn publish(&self, revocation: &Revocation) -> Result<(), FanoutError> {
+        let text = serde_json::to_string(revocation).map_err(FanoutError::Encode)?;
         let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
@@ -59,12 +81,13 @@ impl Fanout {
             .publish(CHANNEL, &text)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| format!("publishing a revocation failed: {}", e.category()))
+            .map_err(redis(Operation::Publish))
     }
 
-    /// Takes a revocation out of the shared set and tells every instance it was lifted.
-    pub(crate) async fn publish_lift(&self, revocation: &Revocation) -> Result<(), String> {
-        let text = serde_json::to_string(revocation).map_err(|e| e.to_string())?;
+    /// Takes a revocation out of the shared set and tells every instance it was lifted;
+    /// fails when Redis does.
+    pub(crate) async fn publish_lift(&self, revocation: &Revocation) -> Result<(), FanoutError> {
+        let text = serde_json::to_string(revocation).map_err(FanoutError::Encode)?;
         let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
@@ -72,7 +95,7 @@ impl Fanout {
             .publish(LIFT_CHANNEL, &text)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| format!("publishing a lift failed: {}", e.category()))
+            .map_err(redis(Operation::Publish))
     }
 
     /// Applies every shared revocation, now and as they are published, until the gateway
@@ -89,22 +112,24 @@ impl Fanout {
         }
     }
 
-    async fn listen_once(&self, gw: &std::sync::Weak<Gateway>) -> Result<(), String> {
+    /// Subscribes, applies the shared set, then every message until the subscription
+    /// ends; always ends in an error saying why.
+    async fn listen_once(&self, gw: &std::sync::Weak<Gateway>) -> Result<(), FanoutError> {
         let mut pubsub = self
             .client
             .get_async_pubsub()
             .await
-            .map_err(|e| e.category().to_string())?;
+            .map_err(redis(Operation::Subscribe))?;
         pubsub
             .subscribe(&[CHANNEL, LIFT_CHANNEL])
             .await
-            .map_err(|e| e.category().to_string())?;
+            .map_err(redis(Operation::Subscribe))?;
         // Subscribed first, then read the set: nothing published in between is lost.
         let mut conn = self.conn.clone();
         let all: Vec<String> = conn
             .smembers(SET)
             .await
-            .map_err(|e| e.category().to_string())?;
+            .map_err(redis(Operation::Subscribe))?;
         let all = all.iter().filter_map(|text| parse(text)).collect();
         if let Some(gw) = gw.upgrade() {
             gw.replace_shared_revocations(all);
@@ -123,7 +148,7 @@ impl Fanout {
                 gw.apply_shared_revocation(&revocation);
             }
         }
-        Err("subscription ended".to_string())
+        Err(FanoutError::SubscriptionEnded)
     }
 }
 

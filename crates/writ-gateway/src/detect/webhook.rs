@@ -63,11 +63,10 @@ use tokio::task::JoinHandle;
 use ulid::Ulid;
 use writ_token::Clock;
 
-mod config;
 mod delivery;
 mod signature;
 
-pub use config::{RawWebhook, WebhookConfig};
+use crate::config::{Detector, WebhookConfig};
 use delivery::run;
 pub use signature::{sign, verify_signature};
 
@@ -77,16 +76,6 @@ pub const QUEUE_CAPACITY: usize = 1024;
 pub const MAX_IN_FLIGHT: usize = 4;
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Default per-attempt timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default number of attempts, the first included.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
-/// Default wait before the first retry.
-pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// Most attempts a webhook may be configured with.
-pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
-/// Shortest accepted secret, in bytes.
-pub const MIN_SECRET_LEN: usize = 16;
 
 /// Header carrying the event's id.
 pub const ID_HEADER: &str = "writ-webhook-id";
@@ -159,31 +148,45 @@ impl std::fmt::Debug for Webhooks {
     }
 }
 
+/// Why a webhook client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookClientError {
+    /// A CA certificate given to trust cannot be a trust anchor.
+    #[error("webhook: CA certificate refused: {0}")]
+    CaRefused(rustls::Error),
+    /// rustls has no safe protocol version with the ring provider.
+    #[error("webhook: TLS setup failed: {0}")]
+    Tls(rustls::Error),
+}
+
 impl Webhooks {
     /// A client fit for [`Webhooks::start`]: TLS by rustls (ring) trusting the public
-    /// webpki roots, and no redirects followed.
-    pub fn client() -> Result<WebhookClient, String> {
+    /// webpki roots, and no redirects followed. Fails only if rustls cannot be set up
+    /// ([`WebhookClientError::Tls`]).
+    pub fn client() -> Result<WebhookClient, WebhookClientError> {
         Self::client_with(&[], false)
     }
 
     /// Like [`Webhooks::client`], also trusting `extra_roots`, and reaching private
-    /// addresses when `allow_private_network`.
+    /// addresses when `allow_private_network`. Fails with
+    /// [`WebhookClientError::CaRefused`] on a certificate that cannot be a trust anchor
+    /// (never for those of a validated [`WebhookConfig`]).
     pub fn client_with(
         extra_roots: &[rustls_pki_types::CertificateDer<'static>],
         allow_private_network: bool,
-    ) -> Result<WebhookClient, String> {
+    ) -> Result<WebhookClient, WebhookClientError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in extra_roots {
             roots
                 .add(cert.clone())
-                .map_err(|e| format!("webhook: CA certificate refused: {e}"))?;
+                .map_err(WebhookClientError::CaRefused)?;
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("webhook: TLS setup failed: {e}"))?
+        .map_err(WebhookClientError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let mut http = HttpConnector::new_with_resolver(
@@ -245,13 +248,16 @@ impl Webhooks {
     /// Queues `event` from `detector` for every webhook that wants it. Never blocks: an
     /// event that finds a queue full is dropped for that webhook and counted in
     /// [`Webhooks::dropped`]. The event must not contain secret values.
-    pub fn send<E: Serialize + ?Sized>(&self, detector: &str, event: &E) {
+    pub fn send<E: Serialize + ?Sized>(&self, detector: Detector, event: &E) {
         let mut wanted = self.queues.iter().filter(|(c, _)| c.wants(detector));
         let Some(first) = wanted.next() else { return };
         let body = match serde_json::to_vec(event) {
             Ok(b) => Bytes::from(b),
             Err(_) => {
-                tracing::warn!(detector, "webhook event could not be serialized; dropped");
+                tracing::warn!(
+                    detector = detector.as_str(),
+                    "webhook event could not be serialized; dropped"
+                );
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -446,7 +452,7 @@ mod tests {
         }
     }
 
-    pub(super) fn config(url: &str) -> WebhookConfig {
+    fn config(url: &str) -> WebhookConfig {
         WebhookConfig {
             url: Url::parse(url).unwrap(),
             secret: UpstreamSecret::new(SECRET),
@@ -474,8 +480,8 @@ mod tests {
     async fn delivers_a_signed_event() {
         let mut rx = Receiver::start(|_| Reply::Status(204)).await;
         let hooks = start(vec![config(&format!("{}/hook", rx.base))]);
-        let event = json!({"detector": "secret_in_prompt", "rule": "openai_key", "at": "body"});
-        hooks.send("secret_in_prompt", &event);
+        let event = json!({"detector": "prompt_secret", "rules": ["openai-api-key"], "location": "request"});
+        hooks.send(Detector::PromptSecret, &event);
 
         let hit = rx.next().await;
         assert!(hit.verified);
@@ -507,7 +513,7 @@ mod tests {
     async fn server_errors_are_retried_with_the_same_id() {
         let mut rx = Receiver::start(|n| Reply::Status(if n < 2 { 500 } else { 200 })).await;
         let hooks = start(vec![config(&rx.base)]);
-        hooks.send("brute_force", &json!({"detector": "brute_force"}));
+        hooks.send(Detector::BruteForce, &json!({"detector": "brute_force"}));
 
         let hits = [rx.next().await, rx.next().await, rx.next().await];
         assert!(hits.iter().all(|h| h.verified && h.id == hits[0].id));
@@ -527,7 +533,7 @@ mod tests {
         })
         .await;
         let hooks = start(vec![config(&rx.base)]);
-        hooks.send("jwt_weak", &json!({}));
+        hooks.send(Detector::WeakJwt, &json!({}));
         let (first, second) = (rx.next().await, rx.next().await);
         assert_eq!(first.id, second.id);
         settled(&hooks, 1).await;
@@ -538,7 +544,7 @@ mod tests {
     async fn client_errors_fail_without_retry() {
         let mut rx = Receiver::start(|_| Reply::Status(400)).await;
         let hooks = start(vec![config(&rx.base)]);
-        hooks.send("jwt_weak", &json!({"detector": "jwt_weak"}));
+        hooks.send(Detector::WeakJwt, &json!({"detector": "weak_jwt"}));
         rx.next().await;
         settled(&hooks, 1).await;
         assert_eq!((hooks.delivered(), hooks.failed()), (0, 1));
@@ -549,7 +555,7 @@ mod tests {
     async fn redirects_are_not_followed() {
         let mut rx = Receiver::start(|_| Reply::Redirect).await;
         let hooks = start(vec![config(&format!("{}/hook", rx.base))]);
-        hooks.send("jwt_weak", &json!({}));
+        hooks.send(Detector::WeakJwt, &json!({}));
         assert_eq!(rx.next().await.path, "/hook");
         settled(&hooks, 1).await;
         assert_eq!((hooks.delivered(), hooks.failed()), (0, 1));
@@ -563,7 +569,7 @@ mod tests {
         c.timeout = Duration::from_millis(300);
         c.max_attempts = 3;
         let hooks = start(vec![c]);
-        hooks.send("brute_force", &json!({}));
+        hooks.send(Detector::BruteForce, &json!({}));
         let hits = [rx.next().await, rx.next().await, rx.next().await];
         assert!(hits.iter().all(|h| h.id == hits[0].id));
         settled(&hooks, 1).await;
@@ -577,12 +583,12 @@ mod tests {
         let mut c = config(&rx.base);
         c.timeout = Duration::from_secs(60);
         let hooks = start(vec![c]);
-        hooks.send("secret_in_prompt", &json!({"n": 0}));
+        hooks.send(Detector::PromptSecret, &json!({"n": 0}));
         rx.next().await; // the receiver now holds a request
 
         let began = Instant::now();
         for n in 1..=2000 {
-            hooks.send("secret_in_prompt", &json!({"n": n}));
+            hooks.send(Detector::PromptSecret, &json!({"n": n}));
         }
         assert!(
             began.elapsed() < Duration::from_secs(2),
@@ -602,7 +608,7 @@ mod tests {
         let hooks = start(vec![config(&rx.base)]);
         let counters = hooks.counters.clone();
         for n in 0..3 {
-            hooks.send("jwt_weak", &json!({"n": n}));
+            hooks.send(Detector::WeakJwt, &json!({"n": n}));
         }
         hooks.close(Duration::from_secs(10)).await;
         assert_eq!(counters.delivered.load(Ordering::Relaxed), 3);
@@ -614,7 +620,7 @@ mod tests {
         let mut c = config(&stuck.base);
         c.timeout = Duration::from_secs(60);
         let hooks = start(vec![c]);
-        hooks.send("jwt_weak", &json!({}));
+        hooks.send(Detector::WeakJwt, &json!({}));
         stuck.next().await;
         tokio::time::timeout(Duration::from_secs(5), hooks.close(Duration::ZERO))
             .await
@@ -625,13 +631,16 @@ mod tests {
     async fn detectors_filter_which_events_a_webhook_gets() {
         let mut rx = Receiver::start(|_| Reply::Status(200)).await;
         let mut only_jwt = config(&format!("{}/jwt", rx.base));
-        only_jwt.detectors = Some(vec!["jwt_weak".into()]);
-        assert!(only_jwt.wants("jwt_weak") && !only_jwt.wants("secret_in_prompt"));
+        only_jwt.detectors = Some(vec![Detector::WeakJwt]);
+        assert!(only_jwt.wants(Detector::WeakJwt) && !only_jwt.wants(Detector::PromptSecret));
         let all = config(&format!("{}/all", rx.base));
         let hooks = start(vec![only_jwt, all]);
 
-        hooks.send("secret_in_prompt", &json!({"detector": "secret_in_prompt"}));
-        hooks.send("jwt_weak", &json!({"detector": "jwt_weak"}));
+        hooks.send(
+            Detector::PromptSecret,
+            &json!({"detector": "prompt_secret"}),
+        );
+        hooks.send(Detector::WeakJwt, &json!({"detector": "weak_jwt"}));
         settled(&hooks, 3).await;
         let mut got = Vec::new();
         for _ in 0..3 {
@@ -646,7 +655,7 @@ mod tests {
         got.sort();
         assert_eq!(
             got,
-            ["/all jwt_weak", "/all secret_in_prompt", "/jwt jwt_weak"]
+            ["/all prompt_secret", "/all weak_jwt", "/jwt weak_jwt"]
         );
         rx.assert_idle();
         assert_eq!(hooks.delivered(), 3);

@@ -77,10 +77,10 @@ fn response_scanner(gw: &Gateway, mode: Mode) -> &Arc<writ_detect::Scanner> {
 
 /// Which findings a response gets redacted in `mode`: all of them when blocking,
 /// otherwise only the gateway's own credentials and writs.
-fn redaction_policy(mode: Mode) -> fn(writ_detect::Detector) -> bool {
+fn redaction_policy(mode: Mode) -> fn(writ_detect::ScanRule) -> bool {
     match mode {
         Mode::Block => |_| true,
-        Mode::Monitor | Mode::Off => writ_detect::Detector::always_redacted,
+        Mode::Monitor | Mode::Off => writ_detect::ScanRule::always_redacted,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Charge, Meter, Refusal, Remaining};
+use super::{Charge, Counting, Refusal, Remaining};
 
 /// GCRA: one unit's increment of the arrival time.
 pub fn rate_increment(period_ns: u64, limit: u64, units: u64) -> u64 {
@@ -77,8 +77,8 @@ pub(crate) fn admit(charge: &Charge, prior: Prior, now: u64) -> Result<(u64, Rem
         reset,
         window_secs,
     };
-    match charge.meter {
-        Meter::Rate { period_ns, burst } => {
+    match charge.counting {
+        Counting::Rate { period_ns, burst } => {
             let tat = match prior {
                 Prior::Tat(t) => t,
                 _ => 0,
@@ -88,7 +88,7 @@ pub(crate) fn admit(charge: &Charge, prior: Prior, now: u64) -> Result<(u64, Rem
             let (left, reset) = rate_remaining(new_tat, now, period_ns, charge.limit, burst);
             Ok((new_tat, remaining(left, reset)))
         }
-        Meter::Budget { window_end_ns } => {
+        Counting::Budget { window_end_ns } => {
             let used = match prior {
                 Prior::Used(n) => n,
                 _ => 0,
@@ -100,7 +100,7 @@ pub(crate) fn admit(charge: &Charge, prior: Prior, now: u64) -> Result<(u64, Rem
             }
             Ok((total, remaining(charge.limit - total, reset)))
         }
-        Meter::Leases { ttl_ns } => {
+        Counting::Leases { ttl_ns } => {
             let held = match prior {
                 Prior::Held(n) => n,
                 _ => 0,
@@ -136,7 +136,10 @@ mod tests {
         assert!(rate_admit(tat, now + NS, minute, 60, 60, 1).is_ok());
         assert_eq!(rate_remaining(tat, now, minute, 60, 60).0, 0);
         assert_eq!(rate_remaining(tat, now + 30 * NS, minute, 60, 60).0, 30);
-        // Larger than the burst: never.
-        assert!(rate_admit(0, now, minute, 60, 60, 61).is_err());
+        // Larger than the burst: never (the wait named is one period).
+        assert_eq!(
+            rate_admit(0, now, minute, 60, 60, 61),
+            Err(Duration::from_secs(60))
+        );
     }
 }

@@ -75,27 +75,27 @@ def hs256_by_hand(payload, secret):
 
 now = int(time.time())
 samples = {
-    "alg_none": jwt.encode(claims(), None, algorithm="none"),
-    "weak_hmac_secret": jwt.encode(claims(), "secret", algorithm="HS256"),
-    "alg_confusion": hs256_by_hand(claims(), public_pem),
-    "missing_exp": es256(claims(exp=None)),
-    "exp_too_far": es256(claims(exp=now + 3 * 86400)),
-    "missing_iat": es256(claims(iat=None)),
-    "iat_in_future": es256(claims(iat=now + 3600)),
-    "nbf_in_future": es256(claims(nbf=now + 3600)),
-    "kid_path_traversal": es256(claims(), headers={"kid": "../../../../etc/passwd"}),
-    "kid_injection": es256(claims(), headers={"kid": "x' OR '1'='1"}),
-    "jku_not_allowed": es256(claims(), headers={"jku": "https://attacker.example/jwks.json"}),
-    "x5u_not_allowed": es256(claims(), headers={"x5u": "https://attacker.example/cert.pem"}),
-    "embedded_jwk": es256(claims(), headers={"jwk": json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))}),
-    "unknown_crit": es256(claims(), headers={"crit": ["urn:example:must-understand"], "urn:example:must-understand": True}),
+    "alg-none": jwt.encode(claims(), None, algorithm="none"),
+    "weak-hmac-secret": jwt.encode(claims(), "secret", algorithm="HS256"),
+    "alg-confusion": hs256_by_hand(claims(), public_pem),
+    "missing-exp": es256(claims(exp=None)),
+    "exp-too-far": es256(claims(exp=now + 3 * 86400)),
+    "missing-iat": es256(claims(iat=None)),
+    "iat-in-future": es256(claims(iat=now + 3600)),
+    "nbf-in-future": es256(claims(nbf=now + 3600)),
+    "kid-path-traversal": es256(claims(), headers={"kid": "../../../../etc/passwd"}),
+    "kid-injection": es256(claims(), headers={"kid": "x' OR '1'='1"}),
+    "jku-not-allowed": es256(claims(), headers={"jku": "https://attacker.example/jwks.json"}),
+    "x5u-not-allowed": es256(claims(), headers={"x5u": "https://attacker.example/cert.pem"}),
+    "embedded-jwk": es256(claims(), headers={"jwk": json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))}),
+    "unknown-crit": es256(claims(), headers={"crit": ["urn:example:must-understand"], "urn:example:must-understand": True}),
     "oversized": es256(claims(padding="x" * 9000)),
 }
 
 for check, token in samples.items():
     # The CLI reports it (confusion needs the public key it would be confused with).
     args = ["lint", "jwt", "-"]
-    if check == "alg_confusion":
+    if check == "alg-confusion":
         args += ["--public-key", public_file]
     out = subprocess.run([writ_bin, *args], cwd=workdir, input=token, capture_output=True, text=True)
     assert check in out.stdout, f"{check}: lint said\n{out.stdout}\n{out.stderr}"

@@ -40,7 +40,19 @@ enum Attempt {
     Delivered,
     /// Worth another attempt, after at least this long if the receiver said so.
     Retry(&'static str, Option<Duration>),
-    Fail(String),
+    /// Not worth another attempt.
+    Fail(Failure),
+}
+
+/// Why an attempt failed for good; logged, never echoing the URL.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The request could not be built from the webhook's URL and headers.
+    #[error("request could not be built")]
+    RequestNotBuilt,
+    /// The receiver answered a status that is neither success nor worth a retry.
+    #[error("{0}")]
+    Status(http::StatusCode),
 }
 
 async fn deliver(target: Arc<Target>, job: Job) {
@@ -109,7 +121,7 @@ async fn attempt_once(target: &Target, id: &str, body: &Bytes) -> Attempt {
         .header(SIGNATURE_HEADER, signature)
         .body(Full::new(body.clone()));
     let Ok(request) = request else {
-        return Attempt::Fail("request could not be built".into());
+        return Attempt::Fail(Failure::RequestNotBuilt);
     };
     // Errors name the URL: report only their kind. Redirects are not followed: a 3xx is
     // a failure like any other unexpected status.
@@ -136,7 +148,7 @@ async fn attempt_once(target: &Target, id: &str, body: &Bytes) -> Attempt {
     } else if status == http::StatusCode::REQUEST_TIMEOUT {
         Attempt::Retry("408 Request Timeout", None)
     } else {
-        Attempt::Fail(status.to_string())
+        Attempt::Fail(Failure::Status(status))
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
-use writ_detect::{Detector, Finding, Scanner, StreamRedactor};
+use writ_detect::{Finding, ScanRule, Scanner, StreamRedactor};
 use writ_providers::{Channel, TextFilter};
 
 /// The redactor of one channel, and the bytes of a character it cut in two (released with
@@ -24,7 +24,7 @@ struct ChannelText {
 /// back only the shortest tail that could still start one (see `writ_detect::stream`).
 pub(crate) struct TextScrubber {
     scanner: Arc<Scanner>,
-    redact: fn(Detector) -> bool,
+    redact: fn(ScanRule) -> bool,
     channels: HashMap<Channel, ChannelText>,
     findings: Vec<Finding>,
 }
@@ -44,7 +44,7 @@ impl TextScrubber {
     /// made in the same response (its headers).
     pub(crate) fn new(
         scanner: Arc<Scanner>,
-        redact: fn(Detector) -> bool,
+        redact: fn(ScanRule) -> bool,
         findings: Vec<Finding>,
     ) -> Self {
         Self {
@@ -109,7 +109,7 @@ impl TextFilter for TextScrubber {
 /// finding, redacted or not.
 pub(crate) fn scrub_headers(
     scanner: &Scanner,
-    redact: fn(Detector) -> bool,
+    redact: fn(ScanRule) -> bool,
     headers: &mut HeaderMap,
 ) -> Vec<Finding> {
     let min = scanner.min_match_len();
@@ -173,7 +173,7 @@ pub(crate) enum JsonScrub {
 /// something in it must be redacted.
 pub(crate) fn scrub_json(
     scanner: &Arc<Scanner>,
-    redact: fn(Detector) -> bool,
+    redact: fn(ScanRule) -> bool,
     body: &[u8],
 ) -> JsonScrub {
     if !body.contains(&b'\\') {
@@ -334,7 +334,7 @@ mod tests {
         ) {
             let route = if anthropic { "/v1/messages" } else { "/v1/chat/completions" };
             let dialect = RouteSpec::find(route).unwrap().dialect();
-            let redact: fn(Detector) -> bool = if monitor { Detector::always_redacted } else { |_| true };
+            let redact: fn(ScanRule) -> bool = if monitor { ScanRule::always_redacted } else { |_| true };
             let texts: Vec<String> = texts.iter().map(|t| t.concat()).collect();
             let pieces: Vec<Vec<String>> = texts.iter().map(|t| cut(t, &sizes)).collect();
             let body = stream(anthropic, &pieces);
