@@ -5,13 +5,40 @@ use std::sync::Arc;
 use writ_token::{VerifiedWrit, WritError};
 
 pub(crate) mod dpop;
+pub(crate) mod misplaced_credential;
+pub(crate) mod throttle;
 pub mod writ_cache;
 
 use self::dpop::DpopError;
 use self::writ_cache::WritCache;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::pipeline::RequestCtx;
 use crate::pipeline::extract::PresentedWrit;
+
+/// The verified writ for `presented`, with who acts with it noted in `ctx`. A credential
+/// that does not verify counts against its client's address, and the detectors of
+/// misplaced credentials (a JWT, a provider's key) say what it was.
+pub(crate) async fn writ(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    presented: &PresentedWrit,
+) -> Result<Arc<VerifiedWrit>, GatewayError> {
+    let writ = match verify(gw, presented) {
+        Ok(writ) => writ,
+        Err(e) => {
+            misplaced_credential::check(gw, ctx, presented.as_str()).await;
+            throttle::failed(gw, ctx).await;
+            return Err(e);
+        }
+    };
+    let (agent, delegation) = acting_agent(&writ);
+    ctx.id.agent = Some(agent);
+    ctx.id.delegation = delegation;
+    ctx.id.tenant = Some(writ.claims().tenant.clone());
+    ctx.id.token_id = Some(writ.claims().token_id.clone());
+    Ok(writ)
+}
 
 /// The verified writ for the presented text.
 pub(crate) fn verify(

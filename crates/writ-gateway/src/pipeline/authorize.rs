@@ -10,6 +10,8 @@
 //! when the output cap refused it, the largest cap the writ allows, found by asking the
 //! writ itself (a few more bounded evaluations, only for denied requests).
 
+pub(crate) mod prompt_secret;
+
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
