@@ -21,6 +21,7 @@ pub(crate) mod extract;
 #[cfg(test)]
 mod fixture;
 mod forward;
+mod identity;
 mod inject;
 mod inspect;
 mod limit;
@@ -145,9 +146,9 @@ async fn run(
         sent: std::time::Instant::now(),
     };
     // Meter: what the call used and cost, settled against its reservation.
-    let metered = meter::read(gw_arc, ctx, target.upstream, call, sent).await?;
+    let answer = meter::read(gw_arc, ctx, target.upstream, call, sent).await?;
     // Redact: secrets out of what goes back, per chunk for a stream.
-    let mut response = redact::response(gw, ctx, metered).await?;
+    let mut response = redact::response(gw, ctx, answer).await?;
     if let Some(remaining) = remaining {
         crate::limits::write_headers(&remaining, response.headers_mut());
     }

@@ -736,8 +736,7 @@ async fn a_client_gone_while_the_upstream_works_leaves_an_outcome() {
 #[tokio::test]
 async fn a_client_gone_in_best_effort_mode_leaves_its_one_record() {
     let upstream = MockUpstream::start_with(KEY, writ_testkit::Behavior::Hang).await;
-    let gw =
-        std::sync::Arc::new(gateway(&upstream, "[audit]\nmode = \"best_effort\"\n").await);
+    let gw = std::sync::Arc::new(gateway(&upstream, "[audit]\nmode = \"best_effort\"\n").await);
     let writ = gw.mint("demo", GRANT, 30);
     let request = {
         let gw = gw.clone();

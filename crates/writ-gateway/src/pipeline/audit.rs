@@ -16,7 +16,7 @@ use writ_audit::record::{Decision, LimitHit};
 use writ_audit::{AuditRecord, Kind};
 use writ_providers::Usage;
 
-use super::ctx::Identity;
+use super::identity::Identity;
 use crate::audit::usage_log::Outcome;
 use crate::detect::detections::Detection;
 use crate::error::{Class, Fault, GatewayError};

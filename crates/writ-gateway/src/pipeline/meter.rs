@@ -8,7 +8,7 @@
 //! are read whole (they are small and must be checked): a success that is not what the
 //! API promises becomes a 502. Upstream 5xx become 502. What passes back is filtered by
 //! the redact phase: a whole body by [`super::redact`] in the pipeline, a stream's text by
-//! the filter it installs with [`StreamCall::into_body`].
+//! the filter it installs in the stream ([`Unredacted::Stream`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,8 +23,9 @@ use writ_providers::{
 };
 
 use super::audit::{Answer, AuditDue, Ending};
-use super::ctx::{Identity, RequestCtx};
-use super::redact::{Redactor, TextScrubber};
+use super::ctx::RequestCtx;
+use super::identity::Identity;
+use super::redact::{Redactor, TextScrubber, Unredacted};
 use crate::audit::usage_log::{Outcome, UsageRecord};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -45,15 +46,6 @@ pub(crate) struct CallInfo {
     pub(crate) sent: Instant,
 }
 
-/// The upstream's answer, measured: a whole body, or a stream still to be read.
-#[derive(Debug)]
-pub(crate) enum Metered {
-    /// A body read whole; the call is settled and its [`Answer`] is in the context.
-    Whole(http::response::Parts, Bytes),
-    /// An event stream, metered and settled as it passes.
-    Stream(http::response::Parts, Box<StreamCall>),
-}
-
 /// Reads the upstream's `response` to the request of `ctx`. A body read whole settles
 /// the call here and leaves its [`Answer`] in `ctx.answer` (also when the call failed after
 /// the upstream answered: a 5xx, a refused credential, a cut or invalid body, each an
@@ -64,7 +56,7 @@ pub(crate) async fn read(
     upstream: &Upstream,
     mut info: CallInfo,
     response: http::Response<Incoming>,
-) -> Result<Metered, GatewayError> {
+) -> Result<Unredacted, GatewayError> {
     let (mut parts, body) = response.into_parts();
     let failed = if parts.status.is_server_error() {
         Some(GatewayError::UpstreamStatus {
@@ -111,7 +103,10 @@ pub(crate) async fn read(
                 outcome: Outcome::ClientGone,
             },
         };
-        return Ok(Metered::Stream(parts, Box::new(call)));
+        return Ok(Unredacted::Stream(
+            parts,
+            Box::new(move |redactor, scrubber| call.into_body(redactor, scrubber)),
+        ));
     }
     let bytes = match read_whole(body, upstream.read_timeout, upstream.max_response_bytes).await {
         Ok(bytes) => bytes,
@@ -146,7 +141,7 @@ pub(crate) async fn read(
         return Err(GatewayError::UpstreamInvalid);
     }
     settle_here(gw, ctx, &mut info, parts.status, usage, Outcome::Completed).await;
-    Ok(Metered::Whole(parts, bytes))
+    Ok(Unredacted::Whole(parts, bytes))
 }
 
 /// Settles a call whose body was read whole (or not at all) and leaves its answer in `ctx`.

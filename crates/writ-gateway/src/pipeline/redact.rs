@@ -18,11 +18,39 @@ use http::{HeaderMap, HeaderValue, header};
 use writ_detect::{Finding, Scanner};
 
 pub(crate) use self::scrub::TextScrubber;
-use super::ctx::{Identity, RequestCtx};
-use super::meter::Metered;
+use super::ctx::RequestCtx;
+use super::identity::Identity;
 use crate::detect::detections::{Action, Detector, Mode};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+
+/// An upstream's answer as the meter phase passes it on, not yet redacted.
+pub(crate) enum Unredacted {
+    /// A body read whole.
+    Whole(http::response::Parts, Bytes),
+    /// An event stream: given the redactor and the filter of its events' text, the body
+    /// that applies them as the stream passes.
+    Stream(http::response::Parts, StreamBody),
+}
+
+/// The body of a streamed answer, once given its redactor and text filter.
+pub(crate) type StreamBody = Box<dyn FnOnce(Redactor, TextScrubber) -> Body + Send>;
+
+impl std::fmt::Debug for Unredacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unredacted::Whole(parts, bytes) => f
+                .debug_struct("Whole")
+                .field("status", &parts.status)
+                .field("bytes", &bytes.len())
+                .finish(),
+            Unredacted::Stream(parts, _) => f
+                .debug_struct("Stream")
+                .field("status", &parts.status)
+                .finish_non_exhaustive(),
+        }
+    }
+}
 
 /// The redact phase: the response passed to the client with secrets taken out of its
 /// headers and body — whole, or a stream's events as they pass — and what was found in a
@@ -31,11 +59,11 @@ use crate::gateway::Gateway;
 pub(crate) async fn response(
     gw: &Gateway,
     ctx: &RequestCtx,
-    metered: Metered,
+    answer: Unredacted,
 ) -> Result<Response, GatewayError> {
     let redactor = Redactor::for_tenant(gw, ctx.id.tenant.as_deref());
-    match metered {
-        Metered::Whole(mut parts, bytes) => {
+    match answer {
+        Unredacted::Whole(mut parts, bytes) => {
             let header_findings = redactor.headers(&mut parts.headers);
             let (bytes, mut findings) = redactor.body(bytes)?;
             findings.extend(header_findings);
@@ -47,13 +75,10 @@ pub(crate) async fn response(
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
-        Metered::Stream(mut parts, call) => {
+        Unredacted::Stream(mut parts, body) => {
             let header_findings = redactor.headers(&mut parts.headers);
             let scrubber = redactor.stream(header_findings);
-            Ok(Response::from_parts(
-                parts,
-                call.into_body(redactor, scrubber),
-            ))
+            Ok(Response::from_parts(parts, body(redactor, scrubber)))
         }
     }
 }

@@ -73,8 +73,8 @@ async fn meter(
             .body(Body::empty())
             .unwrap();
         let response = forward::send(upstream, Outbound(request)).await?;
-        let metered = read(&f.gw, &mut ctx, upstream, call_info(), response).await?;
-        let response = crate::pipeline::redact::response(&f.gw, &ctx, metered).await?;
+        let answer = read(&f.gw, &mut ctx, upstream, call_info(), response).await?;
+        let response = crate::pipeline::redact::response(&f.gw, &ctx, answer).await?;
         // The client reads the whole body, as a real one would.
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
