@@ -150,7 +150,7 @@ async fn run(
     // Redact: secrets out of what goes back, per chunk for a stream.
     let mut response = redact::response(gw, ctx, answer).await?;
     if let Some(remaining) = remaining {
-        crate::limits::write_headers(&remaining, response.headers_mut());
+        crate::limits::headers::write_headers(&remaining, response.headers_mut());
     }
     Ok(response)
 }

@@ -1,6 +1,7 @@
 //! Brute force at authenticate: an address that keeps presenting invalid writs is slowed
 //! down, then locked out for a while (`writ unlock` lifts it early).
 
+use crate::detect::brute_force;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::RequestCtx;
@@ -11,13 +12,13 @@ pub(crate) async fn check(gw: &Gateway, ctx: &RequestCtx) -> Result<(), GatewayE
     let Some(ip) = ctx.id.client else {
         return Ok(());
     };
-    let Some(t) = gw.address_throttled(ip) else {
+    let Some(t) = brute_force::address_throttled(gw, ip) else {
         return Ok(());
     };
     let t = if t.locked {
         t
     } else {
-        gw.invalid_writ_from(ip).await.unwrap_or(t)
+        brute_force::invalid_writ_from(gw, ip).await.unwrap_or(t)
     };
     Err(GatewayError::AuthThrottled {
         retry_after_secs: t.retry_after_secs(),
@@ -28,6 +29,6 @@ pub(crate) async fn check(gw: &Gateway, ctx: &RequestCtx) -> Result<(), GatewayE
 /// Counts a credential that failed verification against its client's address.
 pub(crate) async fn failed(gw: &Gateway, ctx: &RequestCtx) {
     if let Some(ip) = ctx.id.client {
-        gw.invalid_writ_from(ip).await;
+        brute_force::invalid_writ_from(gw, ip).await;
     }
 }
