@@ -77,3 +77,128 @@ impl Identity {
         record
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::pipeline::fixture::Fixture;
+
+    const CLIENT: &str = "192.0.2.7";
+
+    /// A delegated request by `demo` (issued to `planner`) for `gpt-4o` on `openai`.
+    fn identity() -> Identity {
+        Identity {
+            tenant: Some("acme".into()),
+            agent: Some("demo".into()),
+            delegation: Some(vec!["planner".into(), "demo".into()]),
+            token_id: Some("tok-1".into()),
+            client: Some(CLIENT.parse().unwrap()),
+            upstream: Some("openai".into()),
+            model: Some("gpt-4o".into()),
+            operation: "chat",
+        }
+    }
+
+    #[test]
+    fn a_detection_names_who_asked_for_what_and_nothing_it_found() {
+        let d = identity().detection(Detector::PromptSecret, Action::Monitored, "request");
+        assert_eq!(d.detector, Detector::PromptSecret);
+        assert_eq!(d.action, Action::Monitored);
+        assert_eq!(d.location, "request");
+        assert_eq!(d.tenant.as_deref(), Some("acme"));
+        assert_eq!(d.agent.as_deref(), Some("demo"));
+        assert_eq!(d.token_id.as_deref(), Some("tok-1"));
+        assert_eq!(d.client, Some(CLIENT.parse::<IpAddr>().unwrap()));
+        assert_eq!(d.upstream.as_deref(), Some("openai"));
+        assert_eq!(d.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(d.operation.as_deref(), Some("chat"));
+        // The caller adds the rules that fired.
+        assert!(d.rules.is_empty());
+        assert_eq!(d.count, 0);
+    }
+
+    #[test]
+    fn a_detection_before_authentication_names_only_the_route_and_client() {
+        let id = Identity {
+            client: Some(CLIENT.parse().unwrap()),
+            operation: "embeddings",
+            ..Identity::default()
+        };
+        let d = id.detection(Detector::UrlCredential, Action::Blocked, "url");
+        assert!(d.tenant.is_none() && d.agent.is_none() && d.token_id.is_none());
+        assert!(d.upstream.is_none() && d.model.is_none());
+        assert_eq!(d.client, id.client);
+        assert_eq!(d.operation.as_deref(), Some("embeddings"));
+    }
+
+    #[tokio::test]
+    async fn an_audit_record_names_the_writ_and_client_only_by_pseudonym() {
+        let f = Fixture::start("").await;
+        let r = identity().audit_record(&f.gw, writ_audit::Kind::RequestDenied, None);
+        assert_eq!(r.kind, writ_audit::Kind::RequestDenied);
+        assert!(r.decision_seq.is_none());
+        assert_eq!(r.tenant.as_deref(), Some("acme"));
+        assert_eq!(r.agent.as_deref(), Some("demo"));
+        assert_eq!(r.upstream.as_deref(), Some("openai"));
+        assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(r.operation.as_deref(), Some("chat"));
+        // The gateway's pseudonyms, never the token id or the address.
+        let writ = r.writ.as_deref().unwrap();
+        assert_eq!(writ, f.gw.audit.pseudonym("tok-1"));
+        assert!(!writ.contains("tok-1"));
+        let client = r.client.as_deref().unwrap();
+        assert_eq!(
+            Some(client),
+            f.gw.audit
+                .client_pseudonym(CLIENT.parse().unwrap())
+                .as_deref()
+        );
+        assert!(!client.contains(CLIENT));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("tok-1") && !json.contains(CLIENT));
+        let detail = r.detail.unwrap();
+        assert_eq!(detail["delegation"], serde_json::json!(["planner", "demo"]));
+    }
+
+    #[tokio::test]
+    async fn an_undelegated_anonymous_request_has_no_writ_client_or_chain() {
+        let f = Fixture::start("").await;
+        let id = Identity {
+            operation: "chat",
+            ..Identity::default()
+        };
+        let r = id.audit_record(&f.gw, writ_audit::Kind::RequestAllowed, None);
+        assert_eq!(r.kind, writ_audit::Kind::RequestAllowed);
+        assert!(r.writ.is_none() && r.client.is_none() && r.agent.is_none());
+        assert!(
+            r.detail
+                .as_ref()
+                .is_none_or(|d| !d.contains_key("delegation"))
+        );
+    }
+
+    #[tokio::test]
+    async fn with_client_addresses_off_the_record_names_no_client() {
+        let f = Fixture::start("[audit]\nclient_addresses = false\n").await;
+        let r = identity().audit_record(&f.gw, writ_audit::Kind::RequestAllowed, None);
+        assert!(r.client.is_none());
+        assert!(r.writ.is_some());
+    }
+
+    #[tokio::test]
+    async fn after_a_committed_decision_the_record_is_its_outcome() {
+        let f = Fixture::start("").await;
+        for kind in [
+            writ_audit::Kind::RequestAllowed,
+            writ_audit::Kind::RequestDenied,
+        ] {
+            let r = identity().audit_record(&f.gw, kind, Some(41));
+            assert_eq!(r.kind, writ_audit::Kind::RequestOutcome);
+            assert_eq!(r.decision_seq, Some(41));
+            assert_eq!(r.agent.as_deref(), Some("demo"));
+            assert_eq!(r.writ, Some(f.gw.audit.pseudonym("tok-1")));
+        }
+    }
+}
