@@ -175,3 +175,209 @@ impl Redactor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::fixture::Fixture;
+
+    /// The `openai` upstream's credential, which no built-in rule matches: only the
+    /// gateway's own-credential rule finds it.
+    const KEY: &str = "upstream-credential-0123456789";
+    const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
+
+    /// A gateway with an `openai` upstream holding [`KEY`], and `detection` after it.
+    async fn gateway(detection: &str) -> Fixture {
+        Fixture::start(&format!(
+            "[upstreams.openai]\nkind = \"openai\"\napi_key = \"{KEY}\"\n{detection}"
+        ))
+        .await
+    }
+
+    /// A gateway whose `response_secret` mode is `mode`.
+    async fn in_mode(mode: &str) -> Fixture {
+        gateway(&format!(
+            "[detection.modes]\nresponse_secret = \"{mode}\"\n"
+        ))
+        .await
+    }
+
+    /// `text` (a body's or a header's) with both secrets in it.
+    fn leaky() -> String {
+        format!("the key is {KEY} and also {AWS}.")
+    }
+
+    fn text(bytes: &Bytes) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    /// A request's identity, for reports.
+    fn identity() -> Identity {
+        Identity {
+            tenant: Some("default".into()),
+            agent: Some("demo".into()),
+            operation: "chat",
+            ..Identity::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn block_redacts_every_secret_and_reports_them_redacted() {
+        let f = in_mode("block").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let (body, findings) = redactor.body(Bytes::from(leaky())).unwrap();
+        assert!(!text(&body).contains(KEY), "own credential redacted");
+        assert!(!text(&body).contains(AWS), "other secret redacted");
+        assert!(text(&body).starts_with("the key is "));
+        assert_eq!(findings.len(), 2);
+        redactor.report(&f.gw, &identity(), &findings).await;
+        let total = |a| f.gw.detections.total(Detector::ResponseSecret, a);
+        assert_eq!(total(Action::Redacted), 1, "one detection of both rules");
+        assert_eq!(total(Action::Monitored), 0);
+    }
+
+    #[tokio::test]
+    async fn monitor_redacts_only_own_credentials_and_reports_the_rest_monitored() {
+        let f = in_mode("monitor").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let (body, findings) = redactor.body(Bytes::from(leaky())).unwrap();
+        assert!(!text(&body).contains(KEY), "own credential redacted");
+        assert!(text(&body).contains(AWS), "other secret let through");
+        assert_eq!(findings.len(), 2);
+        redactor.report(&f.gw, &identity(), &findings).await;
+        let total = |a| f.gw.detections.total(Detector::ResponseSecret, a);
+        assert_eq!(total(Action::Redacted), 1);
+        assert_eq!(total(Action::Monitored), 1);
+    }
+
+    #[tokio::test]
+    async fn off_redacts_only_own_credentials_and_reports_nothing_else() {
+        let f = in_mode("off").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let (body, findings) = redactor.body(Bytes::from(leaky())).unwrap();
+        assert!(!text(&body).contains(KEY), "own credential redacted");
+        assert!(
+            text(&body).contains(AWS),
+            "other secret not even looked for"
+        );
+        // Only the own-credential scanner ran: the AWS key is not a finding.
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].rule.always_redacted());
+        redactor.report(&f.gw, &identity(), &findings).await;
+        let total = |a| f.gw.detections.total(Detector::ResponseSecret, a);
+        assert_eq!(total(Action::Redacted), 1);
+        assert_eq!(total(Action::Monitored), 0);
+    }
+
+    #[tokio::test]
+    async fn the_tenants_mode_overrides_the_default() {
+        let f = gateway("[detection.tenants.acme]\nresponse_secret = \"monitor\"\n").await;
+        let body = || Bytes::from(leaky());
+        let (acme, _) = Redactor::for_tenant(&f.gw, Some("acme"))
+            .body(body())
+            .unwrap();
+        assert!(text(&acme).contains(AWS));
+        let (other, _) = Redactor::for_tenant(&f.gw, Some("other"))
+            .body(body())
+            .unwrap();
+        assert!(!text(&other).contains(AWS));
+        let (unknown, _) = Redactor::for_tenant(&f.gw, None).body(body()).unwrap();
+        assert!(!text(&unknown).contains(AWS));
+    }
+
+    #[tokio::test]
+    async fn headers_are_redacted_in_place() {
+        for (mode, aws_kept) in [("block", false), ("monitor", true), ("off", true)] {
+            let f = in_mode(mode).await;
+            let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+            let mut headers = HeaderMap::new();
+            headers.insert("x-echo", HeaderValue::from_str(&leaky()).unwrap());
+            headers.insert("x-plain", HeaderValue::from_static("nothing to see"));
+            let findings = redactor.headers(&mut headers);
+            let echo = headers["x-echo"].to_str().unwrap();
+            assert!(!echo.contains(KEY), "{mode}: own credential redacted");
+            assert_eq!(echo.contains(AWS), aws_kept, "{mode}");
+            assert_eq!(headers["x-plain"], "nothing to see");
+            assert_eq!(findings.len(), if mode == "off" { 1 } else { 2 }, "{mode}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_json_escaped_secret_is_redacted_as_its_client_reads_it() {
+        let f = in_mode("block").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let body = Bytes::from_static(br#"{"content":"key: AKIA\u0049OSFODNN7EXAMPLE"}"#);
+        let (body, findings) = redactor.body(body).unwrap();
+        assert_eq!(findings.len(), 1);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let content = value["content"].as_str().unwrap();
+        assert!(content.starts_with("key: "));
+        assert!(!content.contains(AWS));
+    }
+
+    #[tokio::test]
+    async fn a_clean_body_is_passed_on_unchanged() {
+        let f = in_mode("block").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let body = Bytes::from_static(br#"{"content": "hello"}"#);
+        let (out, findings) = redactor.body(body.clone()).unwrap();
+        assert_eq!(out, body);
+        assert!(findings.is_empty());
+    }
+
+    #[tokio::test]
+    async fn ambiguous_json_hiding_a_secret_to_redact_is_refused() {
+        // Duplicate keys, and an escaped secret the mode redacts: a client may read
+        // either copy, so the body cannot be rewritten safely.
+        for (mode, secret) in [
+            ("block", r"AKIA\u0049OSFODNN7EXAMPLE"),
+            ("monitor", r"upstream\u002dcredential-0123456789"),
+            ("off", r"upstream\u002dcredential-0123456789"),
+        ] {
+            let f = in_mode(mode).await;
+            let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+            let body = Bytes::from(format!(r#"{{"content":"hi","content":"{secret}"}}"#));
+            assert!(
+                matches!(redactor.body(body), Err(GatewayError::UpstreamInvalid)),
+                "{mode}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicate_keys_with_nothing_to_redact_pass() {
+        let f = in_mode("block").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let body = Bytes::from_static(br#"{"content":"a\nb","content":"c"}"#);
+        let (out, findings) = redactor.body(body.clone()).unwrap();
+        assert_eq!(out, body);
+        assert!(findings.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_phase_redacts_a_whole_answer_reports_it_and_fixes_its_length() {
+        let f = in_mode("block").await;
+        let mut ctx = RequestCtx::new(&f.gw, writ_providers::ROUTES[0], None);
+        ctx.id = identity();
+        let (mut parts, _) = http::Response::new(()).into_parts();
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(leaky().len()));
+        parts
+            .headers
+            .insert("x-echo", HeaderValue::from_static(AWS));
+        let answer = Unredacted::Whole(parts, Bytes::from(leaky()));
+        let response = response(&f.gw, &ctx, answer).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert!(!text(&bytes).contains(KEY) && !text(&bytes).contains(AWS));
+        assert!(!parts.headers["x-echo"].to_str().unwrap().contains(AWS));
+        assert_eq!(
+            parts.headers[header::CONTENT_LENGTH],
+            bytes.len().to_string()
+        );
+        // Body and header findings, one detection.
+        let total = |a| f.gw.detections.total(Detector::ResponseSecret, a);
+        assert_eq!(total(Action::Redacted), 1);
+    }
+}
