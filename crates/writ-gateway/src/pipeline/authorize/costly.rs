@@ -14,3 +14,20 @@ impl Default for CostlyEvaluations {
         Self(Arc::new(Semaphore::new(1)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_evaluation_at_a_time() {
+        let costly = CostlyEvaluations::default();
+        let first = costly.0.clone().try_acquire_owned().unwrap();
+        assert!(costly.0.try_acquire().is_err(), "a second waits");
+        drop(first);
+        assert!(
+            costly.0.try_acquire().is_ok(),
+            "and runs once the first is done"
+        );
+    }
+}
