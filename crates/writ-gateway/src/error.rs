@@ -437,7 +437,7 @@ impl GatewayError {
         };
         let mut response = (status, Json(dialect.error_body(&report))).into_response();
         if let GatewayError::RateLimited(refusal) = &self {
-            crate::limits::refusal_headers(refusal, response.headers_mut());
+            crate::limits::headers::refusal_headers(refusal, response.headers_mut());
         }
         if let GatewayError::BodyTooLarge { .. } = &self {
             // The rest of the body may be left unread (always when its declared length is

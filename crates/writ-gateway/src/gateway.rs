@@ -16,6 +16,7 @@ use writ_token::{
 
 use crate::audit::usage_log::UsageLog;
 use crate::config::Config;
+use crate::detect::detections;
 use crate::upstream::client::Upstream;
 
 /// The root keys in use: every trusted key and the one that signs.
@@ -71,7 +72,7 @@ pub struct Gateway {
     /// Detectors' modes and counters.
     pub(crate) detections: crate::detect::detections::Detections,
     /// Addresses the data plane refuses for a while (brute force).
-    pub(crate) blocked_addresses: crate::detect::brute_force::BlockedAddresses,
+    pub(crate) blocked_addresses: crate::detect::BlockedAddresses,
     /// Webhooks told about detections, when configured.
     pub(crate) webhooks: Option<crate::detect::webhook::Webhooks>,
     /// Revocations shared with other instances (with the Redis backend).
@@ -95,7 +96,7 @@ pub struct Gateway {
     /// limiter backend: across instances with Redis.
     pub(crate) replay: crate::limits::replay::Replay,
     /// Where authorizations that could be costly run, one at a time.
-    pub(crate) costly_evaluations: crate::pipeline::authorize::CostlyEvaluations,
+    pub(crate) costly_evaluations: crate::pipeline::authorize::costly::CostlyEvaluations,
     /// Tenant of agents named without one.
     pub(crate) tenant: String,
     /// Longest writ lifetime.
@@ -483,5 +484,55 @@ impl RevocationCheck for Gateway {
             .unwrap_or_else(|p| p.into_inner())
             .set
             .is_revoked(writ)
+    }
+}
+
+impl Gateway {
+    /// Reports a detection: counted, told to the webhooks, and — unless it travels in a
+    /// denied request's record (`own_record` false) — written to the audit log.
+    pub(crate) async fn detected(
+        &self,
+        detection: crate::detect::detections::Detection,
+        own_record: bool,
+    ) {
+        self.detections.count(&detection);
+        tracing::warn!(
+            detector = detection.detector.as_str(),
+            action = detection.action.as_str(),
+            rules = ?detection.rules,
+            count = detection.count,
+            location = detection.location,
+            tenant = detection.tenant.as_deref(),
+            "detection"
+        );
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.send(
+                detection.detector,
+                &detections::event(&self.audit, &detection, self.clock.now()),
+            );
+        }
+        if own_record {
+            self.audit
+                .record(detections::record(
+                    &self.audit,
+                    &detection,
+                    self.clock.now(),
+                ))
+                .await;
+        }
+    }
+}
+
+impl crate::detect::fanout::Listener for Gateway {
+    fn replace_all(&self, all: HashSet<Revocation>) {
+        self.replace_shared_revocations(all);
+    }
+
+    fn revoked(&self, revocation: &Revocation) {
+        self.apply_shared_revocation(revocation);
+    }
+
+    async fn lifted(&self, revocation: &Revocation) {
+        self.apply_shared_lift(revocation).await;
     }
 }

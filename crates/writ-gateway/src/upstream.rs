@@ -4,3 +4,12 @@
 pub(crate) mod access_token;
 pub(crate) mod client;
 pub mod egress;
+
+/// The pooled client every upstream is reached with: HTTPS (or plain HTTP where allowed)
+/// through the egress policy's resolver.
+pub(crate) type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<
+        hyper_util::client::legacy::connect::HttpConnector<egress::EgressResolver>,
+    >,
+    axum::body::Body,
+>;

@@ -730,3 +730,52 @@ async fn a_client_gone_while_the_upstream_works_leaves_an_outcome() {
     assert_eq!(requests(&all).len(), 1, "{all:?}");
     assert_log_verifies(&gw, 2).await;
 }
+
+/// In best-effort mode too (no decision committed first) an abandoned request leaves its
+/// one record: the audit phase runs whatever the outcome, here as its handler is dropped.
+#[tokio::test]
+async fn a_client_gone_in_best_effort_mode_leaves_its_one_record() {
+    let upstream = MockUpstream::start_with(KEY, writ_testkit::Behavior::Hang).await;
+    let gw = std::sync::Arc::new(gateway(&upstream, "[audit]\nmode = \"best_effort\"\n").await);
+    let writ = gw.mint("demo", GRANT, 30);
+    let request = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(writ)
+                .json(&chat("gpt-4o-mini", false))
+                .send()
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while upstream.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::task::yield_now().await;
+    }
+    request.abort();
+    let record = loop {
+        let all = records(&gw).await;
+        if let Some(r) = all.iter().find(|r| r["kind"] == "request_allowed") {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of the abandoned request: {all:?}"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(record["status"], 499, "{record}");
+    assert_eq!(
+        record["decision"]["code"], "client_closed_request",
+        "{record}"
+    );
+    assert!(record.get("decision_seq").is_none(), "{record}");
+    assert_eq!(record["agent"], "demo", "{record}");
+    let all = records(&gw).await;
+    assert_eq!(requests(&all).len(), 1, "{all:?}");
+}

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use writ_token::{Api, Authorization, RequestFacts, fingerprint};
 
+use crate::detect::brute_force;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::{accept, authenticate, authorize, extract};
@@ -220,8 +221,7 @@ async fn unlock_client(State(gw): State<Arc<Gateway>>, req: Request) -> Response
             (Err(e), Some(_)) => return Err(e),
             (every, _) => every.is_ok(),
         };
-        let addresses = gw
-            .strikes_unlock_client(&client_id, every_tenant, address)
+        let addresses = brute_force::strikes_unlock_client(&gw, &client_id, every_tenant, address)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "unlock: limit backend unavailable");

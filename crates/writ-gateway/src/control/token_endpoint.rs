@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use writ_token::{Delegation, Grant, MintRequest, WritError, first_outside, mint, parse_grants};
 
+use crate::detect::brute_force;
 use crate::gateway::Gateway;
 use crate::pipeline::accept;
 
@@ -195,12 +196,12 @@ async fn guarded(
     if let Some(ip) = client {
         keys.push(StrikeKey::TokenAddress(ip));
     }
-    if let Some(throttled) = gw.strikes_check(&keys).await {
+    if let Some(throttled) = brute_force::strikes_check(gw, &keys).await {
         // Ignoring the back-off counts as a failure; a lock-out does not grow.
         let throttled = if throttled.locked {
             throttled
         } else {
-            gw.strikes_record(&keys, "token_endpoint", client)
+            brute_force::strikes_record(gw, &keys, "token_endpoint", client)
                 .await
                 .unwrap_or(throttled)
         };
@@ -209,12 +210,11 @@ async fn guarded(
     let result = attempt.await;
     match &result {
         Err(e) if e.is_failed_authentication() => {
-            gw.strikes_record(&keys, "token_endpoint", client).await;
+            brute_force::strikes_record(gw, &keys, "token_endpoint", client).await;
         }
         Ok(_) => {
             if let Some(id) = claimed {
-                gw.strikes_clear(&StrikeKey::Client { id, from: client })
-                    .await;
+                brute_force::strikes_clear(gw, &StrikeKey::Client { id, from: client }).await;
             }
         }
         Err(_) => {}

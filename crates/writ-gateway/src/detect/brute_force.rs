@@ -27,10 +27,6 @@ use crate::gateway::Gateway;
 /// still counted in the backend, and refused from each address's next failure).
 const MAX_BLOCKED_ADDRESSES: usize = 100_000;
 
-/// Addresses the data plane refuses for now, and until when (`true`: locked out).
-pub(crate) type BlockedAddresses =
-    std::sync::Mutex<std::collections::HashMap<IpAddr, (std::time::SystemTime, bool)>>;
-
 /// What is counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StrikeKey {
@@ -93,228 +89,221 @@ impl Throttled {
     }
 }
 
-impl Gateway {
-    fn strike_key(&self, key: &StrikeKey) -> String {
-        key.key(&self.detections.config().strike_namespace)
-    }
+fn strike_key(gw: &Gateway, key: &StrikeKey) -> String {
+    key.key(&gw.detections.config().strike_namespace)
+}
 
-    fn strike_policy(&self, key: &StrikeKey) -> &StrikePolicy {
-        let config = self.detections.config();
-        match key {
-            StrikeKey::WritAddress(_) => &config.data_plane,
-            _ => &config.token_endpoint,
-        }
+fn strike_policy<'g>(gw: &'g Gateway, key: &StrikeKey) -> &'g StrikePolicy {
+    let config = gw.detections.config();
+    match key {
+        StrikeKey::WritAddress(_) => &config.data_plane,
+        _ => &config.token_endpoint,
     }
+}
 
-    /// Whether an attempt by these keys must wait; `None` lets it go ahead. In `monitor`
-    /// and `off` mode it always goes ahead.
-    pub(crate) async fn strikes_check(&self, keys: &[StrikeKey]) -> Option<Throttled> {
-        if self.detections.mode(Detector::BruteForce, None) != Mode::Block {
-            return None;
-        }
-        let now = crate::limits::nanos(self.clock.now());
-        let mut worst: Option<Throttled> = None;
-        for key in keys {
-            let verdict = match self
-                .limits
-                .limiter()
-                .strike_check(&self.strike_key(key), self.strike_policy(key), now)
-                .await
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(error = %e, "limit backend unavailable; brute-force check skipped");
-                    continue;
-                }
-            };
-            let throttled = match verdict {
-                StrikeVerdict::Clear => continue,
-                StrikeVerdict::Backoff { retry_after } => Throttled {
-                    retry_after,
-                    locked: false,
-                },
-                StrikeVerdict::Locked { retry_after } => Throttled {
-                    retry_after,
-                    locked: true,
-                },
-            };
-            if worst.is_none_or(|w| throttled.retry_after > w.retry_after) {
-                worst = Some(throttled);
-            }
-        }
-        worst
+/// Whether an attempt by these keys must wait; `None` lets it go ahead. In `monitor`
+/// and `off` mode it always goes ahead.
+pub(crate) async fn strikes_check(gw: &Gateway, keys: &[StrikeKey]) -> Option<Throttled> {
+    if gw.detections.mode(Detector::BruteForce, None) != Mode::Block {
+        return None;
     }
-
-    /// Counts one failed authentication against each key; reports a detection when one
-    /// starts backing off or is locked out. Returns how long the keys must now wait (in
-    /// `block` mode).
-    pub(crate) async fn strikes_record(
-        &self,
-        keys: &[StrikeKey],
-        location: &'static str,
-        client: Option<IpAddr>,
-    ) -> Option<Throttled> {
-        let mode = self.detections.mode(Detector::BruteForce, None);
-        if mode == Mode::Off {
-            return None;
-        }
-        let mut worst: Option<Throttled> = None;
-        let now = crate::limits::nanos(self.clock.now());
-        for key in keys {
-            let policy = self.strike_policy(key);
-            let outcome = match self
-                .limits
-                .limiter()
-                .strike(&self.strike_key(key), policy, now)
-                .await
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(error = %e, "limit backend unavailable; failure not counted");
-                    continue;
-                }
-            };
-            let throttled = match outcome.verdict {
-                StrikeVerdict::Clear => None,
-                StrikeVerdict::Backoff { retry_after } => Some(Throttled {
-                    retry_after,
-                    locked: false,
-                }),
-                StrikeVerdict::Locked { retry_after } => Some(Throttled {
-                    retry_after,
-                    locked: true,
-                }),
-            };
-            if let Some(t) = throttled
-                && mode == Mode::Block
-                && worst.is_none_or(|w| t.retry_after > w.retry_after)
-            {
-                worst = Some(t);
-            }
-            let action = if outcome.locked_now {
-                Action::LockedOut
-            } else if outcome.failures == policy.backoff_after
-                && matches!(outcome.verdict, StrikeVerdict::Backoff { .. })
-            {
-                Action::Throttled
-            } else {
+    let now = crate::limits::nanos(gw.clock.now());
+    let mut worst: Option<Throttled> = None;
+    for key in keys {
+        let verdict = match gw
+            .limits
+            .limiter()
+            .strike_check(&strike_key(gw, key), strike_policy(gw, key), now)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "limit backend unavailable; brute-force check skipped");
                 continue;
-            };
-            let action = if mode == Mode::Block {
-                action
-            } else {
-                Action::Monitored
-            };
-            let mut detection = Detection::new(Detector::BruteForce, action, location);
-            detection.rules = vec![key.rule().to_string()];
-            detection.count = outcome.failures as usize;
-            detection.client = client;
-            if let StrikeKey::Client { id, .. } = key {
-                match id.split_once('/') {
-                    Some((tenant, agent)) => {
-                        detection.tenant = Some(tenant.to_string());
-                        detection.agent = Some(agent.to_string());
-                    }
-                    None => {
-                        detection.tenant = Some(self.tenant.clone());
-                        detection.agent = Some(id.clone());
-                    }
+            }
+        };
+        let throttled = match verdict {
+            StrikeVerdict::Clear => continue,
+            StrikeVerdict::Backoff { retry_after } => Throttled {
+                retry_after,
+                locked: false,
+            },
+            StrikeVerdict::Locked { retry_after } => Throttled {
+                retry_after,
+                locked: true,
+            },
+        };
+        if worst.is_none_or(|w| throttled.retry_after > w.retry_after) {
+            worst = Some(throttled);
+        }
+    }
+    worst
+}
+
+/// Counts one failed authentication against each key; reports a detection when one
+/// starts backing off or is locked out. Returns how long the keys must now wait (in
+/// `block` mode).
+pub(crate) async fn strikes_record(
+    gw: &Gateway,
+    keys: &[StrikeKey],
+    location: &'static str,
+    client: Option<IpAddr>,
+) -> Option<Throttled> {
+    let mode = gw.detections.mode(Detector::BruteForce, None);
+    if mode == Mode::Off {
+        return None;
+    }
+    let mut worst: Option<Throttled> = None;
+    let now = crate::limits::nanos(gw.clock.now());
+    for key in keys {
+        let policy = strike_policy(gw, key);
+        let outcome = match gw
+            .limits
+            .limiter()
+            .strike(&strike_key(gw, key), policy, now)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "limit backend unavailable; failure not counted");
+                continue;
+            }
+        };
+        let throttled = match outcome.verdict {
+            StrikeVerdict::Clear => None,
+            StrikeVerdict::Backoff { retry_after } => Some(Throttled {
+                retry_after,
+                locked: false,
+            }),
+            StrikeVerdict::Locked { retry_after } => Some(Throttled {
+                retry_after,
+                locked: true,
+            }),
+        };
+        if let Some(t) = throttled
+            && mode == Mode::Block
+            && worst.is_none_or(|w| t.retry_after > w.retry_after)
+        {
+            worst = Some(t);
+        }
+        let action = if outcome.locked_now {
+            Action::LockedOut
+        } else if outcome.failures == policy.backoff_after
+            && matches!(outcome.verdict, StrikeVerdict::Backoff { .. })
+        {
+            Action::Throttled
+        } else {
+            continue;
+        };
+        let action = if mode == Mode::Block {
+            action
+        } else {
+            Action::Monitored
+        };
+        let mut detection = Detection::new(Detector::BruteForce, action, location);
+        detection.rules = vec![key.rule().to_string()];
+        detection.count = outcome.failures as usize;
+        detection.client = client;
+        if let StrikeKey::Client { id, .. } = key {
+            match id.split_once('/') {
+                Some((tenant, agent)) => {
+                    detection.tenant = Some(tenant.to_string());
+                    detection.agent = Some(agent.to_string());
+                }
+                None => {
+                    detection.tenant = Some(gw.tenant.clone());
+                    detection.agent = Some(id.clone());
                 }
             }
-            self.detected(detection, true).await;
         }
-        worst
+        gw.detected(detection, true).await;
     }
+    worst
+}
 
-    /// Whether the data plane refuses `ip` for now, as this instance last learnt from the
-    /// backend. Checked on every request without a round trip: an address throttled by
-    /// another instance is refused here from its next failure on.
-    pub(crate) fn address_throttled(&self, ip: IpAddr) -> Option<Throttled> {
-        let now = self.clock.now();
-        let mut blocked = self
+/// Whether the data plane refuses `ip` for now, as this instance last learnt from the
+/// backend. Checked on every request without a round trip: an address throttled by
+/// another instance is refused here from its next failure on.
+pub(crate) fn address_throttled(gw: &Gateway, ip: IpAddr) -> Option<Throttled> {
+    let now = gw.clock.now();
+    let mut blocked = gw
+        .blocked_addresses
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match blocked.get(&ip) {
+        Some((until, locked)) if *until > now => Some(Throttled {
+            retry_after: until.duration_since(now).unwrap_or_default(),
+            locked: *locked,
+        }),
+        Some(_) => {
+            blocked.remove(&ip);
+            None
+        }
+        None => None,
+    }
+}
+
+/// Counts an invalid writ (or an attempt while backing off) from `ip`, and remembers
+/// a resulting back-off or block, which it returns.
+pub(crate) async fn invalid_writ_from(gw: &Gateway, ip: IpAddr) -> Option<Throttled> {
+    let keys = [StrikeKey::WritAddress(ip)];
+    let throttled = strikes_record(gw, &keys, "data_plane", Some(ip)).await;
+    if let Some(t) = throttled {
+        let now = gw.clock.now();
+        let mut blocked = gw
             .blocked_addresses
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match blocked.get(&ip) {
-            Some((until, locked)) if *until > now => Some(Throttled {
-                retry_after: until.duration_since(now).unwrap_or_default(),
-                locked: *locked,
-            }),
-            Some(_) => {
-                blocked.remove(&ip);
-                None
-            }
-            None => None,
+        if blocked.len() >= MAX_BLOCKED_ADDRESSES {
+            blocked.retain(|_, (until, _)| *until > now);
+        }
+        if blocked.len() < MAX_BLOCKED_ADDRESSES {
+            blocked.insert(ip, (now + t.retry_after, t.locked));
         }
     }
+    throttled
+}
 
-    /// Counts an invalid writ (or an attempt while backing off) from `ip`, and remembers
-    /// a resulting back-off or block, which it returns.
-    pub(crate) async fn invalid_writ_from(&self, ip: IpAddr) -> Option<Throttled> {
-        let keys = [StrikeKey::WritAddress(ip)];
-        let throttled = self.strikes_record(&keys, "data_plane", Some(ip)).await;
-        if let Some(t) = throttled {
-            let now = self.clock.now();
-            let mut blocked = self
-                .blocked_addresses
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if blocked.len() >= MAX_BLOCKED_ADDRESSES {
-                blocked.retain(|_, (until, _)| *until > now);
-            }
-            if blocked.len() < MAX_BLOCKED_ADDRESSES {
-                blocked.insert(ip, (now + t.retry_after, t.locked));
-            }
-        }
-        throttled
+/// An operator's unlock: forgets every failure and lock-out of client `id`, from every
+/// address, and (with `addresses`) those addresses' own token-endpoint counts: an
+/// address's count is at least its client's, so it would hold the client locked out
+/// otherwise. In the limiter backend, so on every instance sharing it. Returns the
+/// addresses the client was counted at. `also` is an address to clear as well, whether
+/// or not the client is still counted there (its own count may have lapsed first).
+pub(crate) async fn strikes_unlock_client(
+    gw: &Gateway,
+    id: &str,
+    addresses: bool,
+    also: Option<IpAddr>,
+) -> Result<Vec<IpAddr>, writ_limits::BackendError> {
+    let namespace = &gw.detections.config().strike_namespace;
+    let prefix = client_prefix(namespace, id);
+    let limiter = gw.limits.limiter();
+    let forgotten = limiter.strike_forget_prefix(&prefix).await?;
+    let clear_addresses = addresses;
+    let mut addresses: Vec<IpAddr> = forgotten
+        .iter()
+        .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+        .chain(also)
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    for ip in addresses.iter().filter(|_| clear_addresses) {
+        limiter
+            .strike_forget(&StrikeKey::TokenAddress(*ip).key(namespace))
+            .await?;
     }
+    Ok(addresses)
+}
 
-    /// An operator's unlock: forgets every failure and lock-out of client `id`, from every
-    /// address, and (with `addresses`) those addresses' own token-endpoint counts: an
-    /// address's count is at least its client's, so it would hold the client locked out
-    /// otherwise. In the limiter backend, so on every instance sharing it. Returns the
-    /// addresses the client was counted at. `also` is an address to clear as well, whether
-    /// or not the client is still counted there (its own count may have lapsed first).
-    pub(crate) async fn strikes_unlock_client(
-        &self,
-        id: &str,
-        addresses: bool,
-        also: Option<IpAddr>,
-    ) -> Result<Vec<IpAddr>, writ_limits::BackendError> {
-        let namespace = &self.detections.config().strike_namespace;
-        let prefix = client_prefix(namespace, id);
-        let limiter = self.limits.limiter();
-        let forgotten = limiter.strike_forget_prefix(&prefix).await?;
-        let clear_addresses = addresses;
-        let mut addresses: Vec<IpAddr> = forgotten
-            .iter()
-            .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
-            .chain(also)
-            .collect();
-        addresses.sort();
-        addresses.dedup();
-        for ip in addresses.iter().filter(|_| clear_addresses) {
-            limiter
-                .strike_forget(&StrikeKey::TokenAddress(*ip).key(namespace))
-                .await?;
-        }
-        Ok(addresses)
+/// Forgets a client id's failures after it authenticated (its lock-out, if any,
+/// stands).
+pub(crate) async fn strikes_clear(gw: &Gateway, key: &StrikeKey) {
+    if gw.detections.mode(Detector::BruteForce, None) == Mode::Off {
+        return;
     }
-
-    /// Forgets a client id's failures after it authenticated (its lock-out, if any,
-    /// stands).
-    pub(crate) async fn strikes_clear(&self, key: &StrikeKey) {
-        if self.detections.mode(Detector::BruteForce, None) == Mode::Off {
-            return;
-        }
-        if let Err(e) = self
-            .limits
-            .limiter()
-            .strike_clear(&self.strike_key(key))
-            .await
-        {
-            tracing::warn!(error = %e, "limit backend unavailable; failures not cleared");
-        }
+    if let Err(e) = gw.limits.limiter().strike_clear(&strike_key(gw, key)).await {
+        tracing::warn!(error = %e, "limit backend unavailable; failures not cleared");
     }
 }
 

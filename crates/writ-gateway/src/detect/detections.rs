@@ -8,12 +8,13 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
+use crate::audit::Auditor;
 use crate::config::DetectionConfig;
 pub use crate::config::{Detector, Mode};
-use crate::gateway::Gateway;
 
 /// What the gateway did about a detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,14 +179,16 @@ impl Detections {
 }
 
 /// Builds the audit record of a detection that is not part of a denied request.
-pub(crate) fn record(gw: &Gateway, detection: &Detection) -> writ_audit::AuditRecord {
-    let mut record = crate::audit::record_at(writ_audit::Kind::Detection, gw.clock.now());
+pub(crate) fn record(
+    audit: &Auditor,
+    detection: &Detection,
+    now: SystemTime,
+) -> writ_audit::AuditRecord {
+    let mut record = crate::audit::record_at(writ_audit::Kind::Detection, now);
     record.tenant.clone_from(&detection.tenant);
     record.agent.clone_from(&detection.agent);
-    record.writ = detection.token_id.as_deref().map(|t| gw.audit.pseudonym(t));
-    record.client = detection
-        .client
-        .and_then(|ip| gw.audit.client_pseudonym(ip));
+    record.writ = detection.token_id.as_deref().map(|t| audit.pseudonym(t));
+    record.client = detection.client.and_then(|ip| audit.client_pseudonym(ip));
     record.upstream.clone_from(&detection.upstream);
     record.model.clone_from(&detection.model);
     record.operation.clone_from(&detection.operation);
@@ -194,14 +197,11 @@ pub(crate) fn record(gw: &Gateway, detection: &Detection) -> writ_audit::AuditRe
 }
 
 /// The webhook event of a detection: the record's facts, pseudonyms instead of ids.
-pub(crate) fn event(gw: &Gateway, detection: &Detection) -> Value {
+pub(crate) fn event(audit: &Auditor, detection: &Detection, now: SystemTime) -> Value {
     let mut event = Map::new();
     event.insert("type".into(), json!("detection"));
-    event.insert(
-        "time".into(),
-        json!(writ_audit::record::format_time(gw.clock.now())),
-    );
-    event.insert("instance".into(), json!(gw.audit.instance()));
+    event.insert("time".into(), json!(writ_audit::record::format_time(now)));
+    event.insert("instance".into(), json!(audit.instance()));
     for (k, v) in detection.detail() {
         event.insert(k, v);
     }
@@ -217,38 +217,13 @@ pub(crate) fn event(gw: &Gateway, detection: &Detection) -> Value {
     put("operation", &detection.operation);
     put(
         "writ",
-        &detection.token_id.as_deref().map(|t| gw.audit.pseudonym(t)),
+        &detection.token_id.as_deref().map(|t| audit.pseudonym(t)),
     );
     put(
         "client",
-        &detection
-            .client
-            .and_then(|ip| gw.audit.client_pseudonym(ip)),
+        &detection.client.and_then(|ip| audit.client_pseudonym(ip)),
     );
     Value::Object(event)
-}
-
-impl Gateway {
-    /// Reports a detection: counted, told to the webhooks, and — unless it travels in a
-    /// denied request's record (`own_record` false) — written to the audit log.
-    pub(crate) async fn detected(&self, detection: Detection, own_record: bool) {
-        self.detections.count(&detection);
-        tracing::warn!(
-            detector = detection.detector.as_str(),
-            action = detection.action.as_str(),
-            rules = ?detection.rules,
-            count = detection.count,
-            location = detection.location,
-            tenant = detection.tenant.as_deref(),
-            "detection"
-        );
-        if let Some(webhooks) = &self.webhooks {
-            webhooks.send(detection.detector, &event(self, &detection));
-        }
-        if own_record {
-            self.audit.record(record(self, &detection)).await;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! hears, and on every (re)subscription reads the whole set so nothing said while it was
 //! disconnected is missed.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,7 +14,15 @@ use redis::aio::ConnectionManager;
 use writ_limits::{BackendError, Operation};
 use writ_token::Revocation;
 
-use crate::gateway::Gateway;
+/// What an instance does with the revocations it hears of (the gateway's revocation state).
+pub(crate) trait Listener: Send + Sync + 'static {
+    /// Every revocation in force, read at each (re)subscription.
+    fn replace_all(&self, all: HashSet<Revocation>);
+    /// A revocation made on another instance.
+    fn revoked(&self, revocation: &Revocation);
+    /// A revocation lifted on another instance.
+    fn lifted(&self, revocation: &Revocation) -> impl Future<Output = ()> + Send;
+}
 
 /// The channel revocations are published on.
 const CHANNEL: &str = "writ:revocations";
@@ -98,9 +107,9 @@ impl Fanout {
             .map_err(redis(Operation::Publish))
     }
 
-    /// Applies every shared revocation, now and as they are published, until the gateway
-    /// is dropped. Reconnects by itself.
-    pub(crate) async fn listen(self: Arc<Self>, gw: std::sync::Weak<Gateway>) {
+    /// Tells `gw` of every shared revocation, now and as they are published, until it is
+    /// dropped. Reconnects by itself.
+    pub(crate) async fn listen<L: Listener>(self: Arc<Self>, gw: Weak<L>) {
         loop {
             if gw.strong_count() == 0 {
                 return;
@@ -114,7 +123,7 @@ impl Fanout {
 
     /// Subscribes, applies the shared set, then every message until the subscription
     /// ends; always ends in an error saying why.
-    async fn listen_once(&self, gw: &std::sync::Weak<Gateway>) -> Result<(), FanoutError> {
+    async fn listen_once<L: Listener>(&self, gw: &Weak<L>) -> Result<(), FanoutError> {
         let mut pubsub = self
             .client
             .get_async_pubsub()
@@ -132,7 +141,7 @@ impl Fanout {
             .map_err(redis(Operation::Subscribe))?;
         let all = all.iter().filter_map(|text| parse(text)).collect();
         if let Some(gw) = gw.upgrade() {
-            gw.replace_shared_revocations(all);
+            gw.replace_all(all);
         }
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
@@ -143,9 +152,9 @@ impl Fanout {
                 continue;
             };
             if message.get_channel_name() == LIFT_CHANNEL {
-                gw.apply_shared_lift(&revocation).await;
+                gw.lifted(&revocation).await;
             } else {
-                gw.apply_shared_revocation(&revocation);
+                gw.revoked(&revocation);
             }
         }
         Err(FanoutError::SubscriptionEnded)

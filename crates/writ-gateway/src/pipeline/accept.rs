@@ -1,5 +1,7 @@
 //! Accept: size limits before anything is read, and the bounded body read.
 
+pub(crate) mod url_credential;
+
 use axum::body::{Body, Bytes};
 use http::{HeaderMap, Uri, header};
 use http_body_util::BodyExt;

@@ -8,9 +8,40 @@ use std::sync::Arc;
 use writ_token::dpop::{self, DpopError, ProofRefusal};
 use writ_token::{VerifiedWrit, WritError};
 
+pub(crate) mod misplaced_credential;
+pub(crate) mod throttle;
+
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::pipeline::RequestCtx;
 use crate::pipeline::extract::PresentedWrit;
+
+/// The verified writ for `presented`, with who acts with it noted in `ctx`. A credential
+/// that does not verify counts against its client's address — unless it only aged out
+/// ([`only_aged`]): that is no guess — and the detectors of misplaced credentials (a JWT,
+/// a provider's key) say what it was.
+pub(crate) async fn writ(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    presented: &PresentedWrit,
+) -> Result<Arc<VerifiedWrit>, GatewayError> {
+    let writ = match verify(gw, presented) {
+        Ok(writ) => writ,
+        Err(e) => {
+            misplaced_credential::check(gw, ctx, presented.as_str()).await;
+            if !only_aged(&e) {
+                throttle::failed(gw, ctx).await;
+            }
+            return Err(e);
+        }
+    };
+    let (agent, delegation) = acting_agent(&writ);
+    ctx.id.agent = Some(agent);
+    ctx.id.delegation = delegation;
+    ctx.id.tenant = Some(writ.claims().tenant.clone());
+    ctx.id.token_id = Some(writ.claims().token_id.clone());
+    Ok(writ)
+}
 
 /// The verified writ for the presented text, valid now: refused with the
 /// [`WritError`] `Verifier::check` names (too large, not a writ, a bad signature or an

@@ -10,9 +10,11 @@
 //! when the output cap refused it, the largest cap the writ allows, found by asking the
 //! writ itself (a few more bounded evaluations, only for denied requests).
 
+pub(crate) mod costly;
+pub(crate) mod prompt_secret;
+
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use writ_token::{Authorization, RequestFacts, VerifiedWrit};
 
 use crate::error::{DeniedRequest, GatewayError};
@@ -21,16 +23,6 @@ use crate::gateway::Gateway;
 /// Units of work (about 10 ns each) an evaluation may cost and still run on the serving
 /// thread: about 0.2 ms. Writs the gateway mints evaluate in a few thousand.
 pub(crate) const INLINE_WORK: u64 = 20_000;
-
-/// Where costly evaluations run: one at a time, off the serving threads.
-#[derive(Debug)]
-pub(crate) struct CostlyEvaluations(Arc<Semaphore>);
-
-impl Default for CostlyEvaluations {
-    fn default() -> Self {
-        Self(Arc::new(Semaphore::new(1)))
-    }
-}
 
 /// Authorizes a data-plane request: on this thread when the evaluation is cheap, on the
 /// blocking pool (one at a time) when it could be costly.

@@ -7,29 +7,59 @@
 //! upstream act twice for one audited decision. The outcome record that ends the request
 //! names this one ([`crate::audit::end_record`]).
 
-use std::sync::Arc;
-
 use crate::audit::Appended;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::pipeline::RequestCtx;
+use crate::limits::Held;
+use crate::pipeline::{RequestCtx, limit};
 
-/// Commits the request's decision in strict mode and notes its `seq` in `ctx` (also when
-/// it was kept for a later write, so the refusal's record links to it); does nothing in
-/// best-effort mode. An error means the request must not be forwarded.
-pub(crate) async fn commit(gw: &Arc<Gateway>, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+/// Refuses with 503 `audit_unavailable` while strict audit cannot write: checked before
+/// limits are reserved, so a refused request holds nothing.
+pub(crate) fn may_proceed(gw: &Gateway) -> Result<(), GatewayError> {
+    if gw.audit.may_proceed() {
+        Ok(())
+    } else {
+        Err(GatewayError::AuditUnavailable)
+    }
+}
+
+/// Decides to forward the request: in strict mode commits its `request_allowed` record
+/// first and makes its audit record that decision's outcome; in best-effort mode only
+/// notes that it was allowed. Returns `held` to carry on with; an error means the request
+/// must not be forwarded, and the reservation has been given back whole.
+pub(crate) async fn commit(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    held: Option<Held>,
+) -> Result<Option<Held>, GatewayError> {
+    let refused = match commit_record(gw, ctx).await {
+        Ok(()) => return Ok(held),
+        Err(e) => e,
+    };
+    // Nothing was sent: the reservation is given back whole.
+    limit::give_back(gw, held).await;
+    Err(refused)
+}
+
+async fn commit_record(gw: &Gateway, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let Some(due) = ctx.audit.as_mut() else {
+        return Err(GatewayError::Internal("audit record already written"));
+    };
     if !gw.audit.decides_first() {
+        due.allowed(None);
         return Ok(());
     }
-    let record = ctx.audit_record(gw, writ_audit::Kind::RequestAllowed);
+    let record = ctx
+        .id
+        .audit_record(gw, writ_audit::Kind::RequestAllowed, None);
     match gw.audit.commit_decision(record).await {
         Appended::Durable(seq) => {
-            ctx.decision = Some(seq);
-            ctx.outcome_owed = Some(gw.clone());
+            due.allowed(Some(seq));
             Ok(())
         }
         Appended::Kept(seq) => {
-            ctx.decision = Some(seq);
+            // The refusal's record links to the decision kept for a later write.
+            due.linked(seq);
             Err(GatewayError::AuditUnavailable)
         }
         Appended::Lost => Err(GatewayError::AuditUnavailable),
@@ -40,34 +70,25 @@ pub(crate) async fn commit(gw: &Arc<Gateway>, ctx: &mut RequestCtx) -> Result<()
 mod tests {
     use super::*;
     use crate::pipeline::fixture::Fixture;
-    use writ_providers::RouteSpec;
+    use writ_providers::ROUTES;
 
-    fn ctx() -> RequestCtx {
-        RequestCtx {
-            route: *RouteSpec::find("/v1/chat/completions").unwrap(),
-            started: std::time::Instant::now(),
-            agent: Some("demo".into()),
-            delegation: None,
-            token_id: Some("tok-1".into()),
-            upstream: Some("openai".into()),
-            model: Some("gpt-4o".into()),
-            tenant: Some("default".into()),
-            metered: false,
-            client: None,
-            detection: None,
-            decision: None,
-            outcome_owed: None,
-            outcome_recorded: Default::default(),
-        }
+    fn ctx(f: &Fixture) -> RequestCtx {
+        let mut ctx = RequestCtx::new(&f.gw, ROUTES[0], None);
+        ctx.id.agent = Some("demo".into());
+        ctx.id.token_id = Some("tok-1".into());
+        ctx.id.upstream = Some("openai".into());
+        ctx.id.tenant = Some("default".into());
+        ctx
     }
 
     #[tokio::test]
-    async fn strict_mode_commits_the_decision_before_forwarding_and_owes_its_outcome() {
+    async fn strict_mode_commits_the_decision_before_forwarding_and_links_the_outcome_to_it() {
         let f = Fixture::start("").await;
-        let mut ctx = ctx();
-        commit(&f.gw, &mut ctx).await.unwrap();
-        assert!(ctx.decision.is_some());
-        assert!(ctx.outcome_owed.take().is_some(), "the outcome is owed");
+        let mut ctx = ctx(&f);
+        commit(&f.gw, &mut ctx, None).await.unwrap();
+        let due = ctx.audit.as_ref().unwrap();
+        assert!(due.decision().is_some(), "the outcome names the decision");
+        assert!(due.is_allowed());
         let exported = f.gw.audit_export().await.unwrap().join("\n");
         assert!(exported.contains("request_allowed"), "{exported}");
         assert!(
@@ -79,9 +100,12 @@ mod tests {
     #[tokio::test]
     async fn best_effort_mode_commits_nothing_first() {
         let f = Fixture::start("[audit]\nmode = \"best_effort\"\n").await;
-        let mut ctx = ctx();
-        commit(&f.gw, &mut ctx).await.unwrap();
-        assert_eq!(ctx.decision, None);
-        assert!(ctx.outcome_owed.is_none());
+        let mut ctx = ctx(&f);
+        commit(&f.gw, &mut ctx, None).await.unwrap();
+        let due = ctx.audit.as_ref().unwrap();
+        assert_eq!(due.decision(), None);
+        assert!(due.is_allowed());
+        let exported = f.gw.audit_export().await.unwrap().join("\n");
+        assert!(!exported.contains("request_allowed"), "{exported}");
     }
 }

@@ -14,6 +14,10 @@ use crate::gateway::Gateway;
 use crate::limits::{Held, WritBudgets};
 use crate::pipeline::route::Target;
 
+/// Reserves the request's estimate on every limit that applies to it (writ budgets
+/// included); `None` when none does. A refusal is `RateLimited` naming the limit; a
+/// failing limiter backend fails closed (`LimiterUnavailable`) unless configured to fall
+/// back to local limits.
 pub(crate) async fn reserve(
     gw: &Gateway,
     writ: &VerifiedWrit,
@@ -38,6 +42,13 @@ pub(crate) async fn reserve(
     gw.limits
         .reserve(&subject, estimate, &budgets, gw.clock.now())
         .await
+}
+
+/// Gives a reservation back whole: nothing reached the upstream.
+pub(crate) async fn give_back(gw: &Gateway, held: Option<Held>) {
+    if let Some(held) = held {
+        held.settle(Amounts::default(), gw.clock.now()).await;
+    }
 }
 
 fn estimate(gw: &Gateway, facts: &RequestFacts, request_bytes: usize) -> Amounts {

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use writ_providers::vertex::{self, ServiceAccount};
 
 use crate::error::GatewayError;
-use crate::upstream::client::HttpClient;
+use crate::upstream::HttpClient;
 
 /// Largest token response read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use http::Uri;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -13,10 +12,9 @@ use hyper_util::rt::TokioExecutor;
 use writ_providers::Provider;
 
 use crate::config::UpstreamConfig;
+use crate::upstream::HttpClient;
 use crate::upstream::access_token::AccessTokenSource;
 use crate::upstream::egress::EgressResolver;
-
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<EgressResolver>>, Body>;
 
 /// A configured upstream, ready to forward to.
 pub(crate) struct Upstream {

@@ -1,6 +1,5 @@
-//! The meter phase against a local upstream: what the client gets, what is recorded.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! The meter phase against a local upstream (with the redact phase after it, as the
+//! pipeline runs them): what the client gets, what is measured and recorded.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -9,6 +8,8 @@ use super::*;
 use crate::pipeline::fixture::Fixture;
 use crate::pipeline::forward;
 use crate::pipeline::inject::Outbound;
+use axum::response::Response;
+use writ_providers::ROUTES;
 
 const KEY: &str = "sk-upstream-key-0123456789abcdef";
 
@@ -23,28 +24,27 @@ async fn gateway(extra: &str) -> (Fixture, TcpListener) {
     (Fixture::start(&toml).await, listener)
 }
 
-fn call_info(recorded: &Arc<AtomicBool>) -> CallInfo {
+fn call_info() -> CallInfo {
     CallInfo {
-        token_id: "tok-1".into(),
-        tenant: "default".into(),
-        agent: "demo".into(),
-        delegation: None,
-        upstream: "openai".into(),
-        model: Some("gpt-4o".into()),
         dialect: writ_providers::RouteSpec::find("/v1/chat/completions")
             .unwrap()
             .dialect(),
         request_bytes: 400,
         drop_usage_chunk: false,
         held: None,
-        decision: None,
-        outcome_recorded: recorded.clone(),
         sent: Instant::now(),
-        started: Instant::now(),
-        operation: "chat",
-        client: None,
-        response_mode: Mode::Block,
     }
+}
+
+/// The context of a request by `demo` for `gpt-4o` on `openai`.
+fn ctx(f: &Fixture) -> RequestCtx {
+    let mut ctx = RequestCtx::new(&f.gw, ROUTES[0], None);
+    ctx.id.token_id = Some("tok-1".into());
+    ctx.id.tenant = Some("default".into());
+    ctx.id.agent = Some("demo".into());
+    ctx.id.upstream = Some("openai".into());
+    ctx.id.model = Some("gpt-4o".into());
+    ctx
 }
 
 /// Answers one request with `response` (raw HTTP/1.1) and keeps the connection open.
@@ -61,27 +61,29 @@ async fn answer(listener: &TcpListener, response: &[u8]) -> TcpStream {
     conn
 }
 
-/// The meter's result for one call answered with `response`, and whether it was recorded.
+/// The meter and redact phases' result for one call answered with `response`, and the
+/// request's context after them (its answer measured, its audit record still owed).
 async fn meter(
     f: &Fixture,
     listener: &TcpListener,
     response: &[u8],
-) -> (Result<Response, GatewayError>, bool) {
+) -> (Result<Response, GatewayError>, RequestCtx) {
     let upstream = &f.gw.upstreams["openai"];
-    let recorded = Arc::new(AtomicBool::new(false));
+    let mut ctx = ctx(f);
     let call = async {
         let request = http::Request::get(format!("{}/v1/chat/completions", upstream.base))
             .body(Body::empty())
             .unwrap();
         let response = forward::send(upstream, Outbound(request)).await?;
-        let response = respond(f.gw.clone(), upstream, call_info(&recorded), response).await?;
+        let answer = read(&f.gw, &mut ctx, upstream, call_info(), response).await?;
+        let response = crate::pipeline::redact::response(&f.gw, &ctx, answer).await?;
         // The client reads the whole body, as a real one would.
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
         Ok(Response::from_parts(parts, Body::from(bytes)))
     };
     let (_conn, result) = tokio::join!(answer(listener, response), call);
-    (result, recorded.load(Ordering::Acquire))
+    (result, ctx)
 }
 
 fn http_response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
@@ -103,14 +105,14 @@ async fn a_json_answer_is_passed_on_scrubbed_and_its_reported_usage_recorded() {
     let body = format!(
         r#"{{"id":"c1","object":"chat.completion","choices":[{{"message":{{"content":"the key is {KEY}"}}}}],"usage":{{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}}}"#
     );
-    let (result, recorded) = meter(
+    let (result, ctx) = meter(
         &f,
         &listener,
         &http_response("200 OK", "application/json", &body),
     )
     .await;
     let response = result.unwrap();
-    assert!(recorded);
+    assert!(ctx.answer.is_some(), "the call is measured");
     assert_eq!(response.status(), 200);
     let passed = text(response).await;
     assert!(
@@ -137,7 +139,7 @@ async fn a_json_answer_is_passed_on_scrubbed_and_its_reported_usage_recorded() {
 #[tokio::test]
 async fn a_server_error_is_a_502_to_the_client_and_recorded_without_usage() {
     let (f, listener) = gateway("").await;
-    let (result, recorded) = meter(
+    let (result, ctx) = meter(
         &f,
         &listener,
         &http_response("503 Service Unavailable", "text/plain", KEY),
@@ -147,7 +149,7 @@ async fn a_server_error_is_a_502_to_the_client_and_recorded_without_usage() {
         result,
         Err(GatewayError::UpstreamStatus { status: 503, ref upstream }) if upstream == "openai"
     ));
-    assert!(recorded);
+    assert!(ctx.answer.is_some(), "the call is measured");
     let record = &f.gw.recent_usage()[0];
     assert_eq!((record.status, record.usage), (503, Usage::default()));
 }
@@ -155,7 +157,7 @@ async fn a_server_error_is_a_502_to_the_client_and_recorded_without_usage() {
 #[tokio::test]
 async fn a_refused_upstream_credential_is_not_passed_on() {
     let (f, listener) = gateway("").await;
-    let (result, _) = meter(
+    let (result, ctx) = meter(
         &f,
         &listener,
         &http_response(
@@ -169,29 +171,21 @@ async fn a_refused_upstream_credential_is_not_passed_on() {
         result,
         Err(GatewayError::UpstreamCredentialRefused { status: 401, .. })
     ));
-    // The audit record says what the client was answered: 502, not the upstream's 401.
-    f.gw.audit_checkpoint().await;
-    let lines = f.gw.audit_export().await.unwrap();
-    let record: serde_json::Value = lines
-        .iter()
-        .rev()
-        .find(|l| !l.starts_with("{\"checkpoint\""))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .expect("the call is audited");
-    assert_eq!(record["status"], 502, "{record}");
+    // The audit record will say what the client was answered: 502, not the upstream's 401.
+    assert_eq!(ctx.answer.map(|a| a.status), Some(502));
 }
 
 #[tokio::test]
 async fn a_success_that_is_not_json_is_refused_as_invalid_and_recorded_cut() {
     let (f, listener) = gateway("").await;
-    let (result, recorded) = meter(
+    let (result, ctx) = meter(
         &f,
         &listener,
         &http_response("200 OK", "text/html", "<html>maintenance</html>"),
     )
     .await;
     assert!(matches!(result, Err(GatewayError::UpstreamInvalid)));
-    assert!(recorded);
+    assert!(ctx.answer.is_some(), "the call is measured");
     assert_eq!(f.gw.recent_usage()[0].outcome, Outcome::UpstreamCut);
 }
 
@@ -224,30 +218,30 @@ async fn a_body_that_stalls_is_a_timeout() {
 #[tokio::test]
 async fn without_reported_usage_a_success_is_estimated_and_says_so() {
     let f = Fixture::start("").await;
-    let recorded = Arc::new(AtomicBool::new(false));
-    let mut info = call_info(&recorded);
-    let settled = settle(
+    let id = ctx(&f).id.clone();
+    let mut info = call_info();
+    let (answer, _limits) = settle(
         &f.gw,
+        &id,
         &mut info,
         StatusCode::OK,
         None,
         80,
         Outcome::Completed,
     );
-    assert!(recorded.load(Ordering::Acquire));
     let record = &f.gw.recent_usage()[0];
     assert!(record.estimated);
     assert_eq!(
         (record.usage.input_tokens, record.usage.output_tokens),
         (estimate_tokens(400), estimate_tokens(80))
     );
-    let (_, audit) = settled.1.unwrap();
-    let detail = audit.detail.unwrap();
-    assert_eq!(detail["usage_estimated"], true);
+    assert!(answer.estimated);
+    assert_eq!(answer.usage, record.usage);
     // Nothing sent and nothing received: nothing to estimate.
     info.request_bytes = 0;
-    let _record = settle(
+    let _settled = settle(
         &f.gw,
+        &id,
         &mut info,
         StatusCode::OK,
         None,
@@ -279,21 +273,22 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
             "/v1/chat/completions",
         )
     };
-    let recorded = Arc::new(AtomicBool::new(false));
-    let mut info = call_info(&recorded);
+    let id = ctx(&f).id.clone();
+    let mut info = call_info();
     info.held = crate::pipeline::limit::reserve(&f.gw, &writ, &target, &facts, 400)
         .await
         .unwrap();
     assert!(info.held.is_some());
-    let settled = settle(
+    let (answer, limits) = settle(
         &f.gw,
+        &id,
         &mut info,
         StatusCode::SERVICE_UNAVAILABLE,
         None,
         0,
         Outcome::Completed,
     );
-    let (_, actual, _) = settled.0.as_ref().unwrap();
+    let (_, actual, _) = limits.0.as_ref().unwrap();
     assert_eq!(
         (
             actual.requests,
@@ -304,7 +299,6 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
         (0, 0, 0, 0),
         "a failed call uses up nothing"
     );
-    let (_, audit) = settled.1.as_ref().unwrap();
-    assert_eq!(audit.status, Some(502));
-    assert_eq!(audit.usage.as_ref().unwrap().input_tokens, 0);
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.usage.input_tokens, 0);
 }
