@@ -1,9 +1,8 @@
 //! Attacks noticed and reported: detections and their modes, brute force on the token
-//! endpoint, and the fan-out of detections to logs, the audit log and webhooks.
+//! endpoint and the data plane, and webhooks told of detections.
 
 pub(crate) mod brute_force;
 pub mod detections;
-pub(crate) mod fanout;
 pub mod webhook;
 
 /// Addresses the data plane refuses for now, and until when (`true`: locked out): this

@@ -76,7 +76,7 @@ pub struct Gateway {
     /// Webhooks told about detections, when configured.
     pub(crate) webhooks: Option<crate::detect::webhook::Webhooks>,
     /// Revocations shared with other instances (with the Redis backend).
-    pub(crate) fanout: Option<Arc<crate::detect::fanout::Fanout>>,
+    pub(crate) fanout: Option<Arc<crate::control::fanout::Fanout>>,
     /// Declared limits and their backend.
     pub(crate) limits: crate::limits::Limits,
     /// Inbound TLS, when configured.
@@ -203,7 +203,7 @@ impl Gateway {
         };
         let fanout = match &config.limiter.backend {
             crate::config::LimiterBackend::Redis(url) => Some(Arc::new(
-                crate::detect::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
+                crate::control::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
                     .await
                     .map_err(StartError::Limiter)?,
             )),
@@ -523,7 +523,7 @@ impl Gateway {
     }
 }
 
-impl crate::detect::fanout::Listener for Gateway {
+impl crate::control::fanout::Listener for Gateway {
     fn replace_all(&self, all: HashSet<Revocation>) {
         self.replace_shared_revocations(all);
     }
