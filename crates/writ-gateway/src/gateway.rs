@@ -166,16 +166,7 @@ impl Gateway {
         store: SqliteStore,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        if !config.deferred.is_empty() {
-            let names: Vec<&str> = config
-                .deferred
-                .iter()
-                .map(|d| d.variable.as_str())
-                .collect();
-            return Err(StartError::DeferredSecrets {
-                names: names.join(", "),
-            });
-        }
+        refuse_deferred_secrets(config)?;
         for warning in config.warnings() {
             tracing::warn!(%warning, "risky setting");
         }
@@ -186,75 +177,22 @@ impl Gateway {
         let limits = crate::limits::Limits::start(&config.limiter, config.limits.clone())
             .await
             .map_err(StartError::Limiter)?;
+        let replay = crate::limits::replay::Replay::new(&limits);
         let master = data.master_key()?;
         let audit = crate::audit::Auditor::start(&config.audit, &data, master.expose())
             .await
             .map_err(StartError::Audit)?;
-        let webhooks = if config.detection.webhooks.is_empty() {
-            None
-        } else {
-            let client =
-                crate::detect::webhook::Webhooks::client().map_err(StartError::Webhooks)?;
-            Some(crate::detect::webhook::Webhooks::start(
-                config.detection.webhooks.clone(),
-                client,
-                clock.clone(),
-            ))
-        };
-        let fanout = match &config.limiter.backend {
-            crate::config::LimiterBackend::Redis(url) => Some(Arc::new(
-                crate::control::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
-                    .await
-                    .map_err(StartError::Limiter)?,
-            )),
-            crate::config::LimiterBackend::Memory => None,
-        };
-        let mut upstreams = BTreeMap::new();
-        for (name, cfg) in &config.upstreams {
-            let upstream = Upstream::new(name, cfg).map_err(|reason| StartError::Upstream {
-                name: name.clone(),
-                reason,
-            })?;
-            upstreams.insert(name.clone(), upstream);
-        }
-        // Every upstream credential is redacted wherever it shows up in a response, with
-        // the built-in secret rules (which include writs).
-        let exact: Vec<(&str, &str)> = upstreams
-            .iter()
-            .map(|(name, u): (&String, &Upstream)| (name.as_str(), u.provider.secret().expose()))
-            .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
-            .collect();
-        let scanner = Arc::new(
-            writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)
-                .map_err(StartError::Scanner)?,
-        );
-        let writs = std::iter::once(writ_detect::rules::builtin(writ_detect::RuleId::Writ));
-        let own_secrets =
-            Arc::new(writ_detect::Scanner::new(writs, &exact).map_err(StartError::Scanner)?);
-        let mut by_dialect: HashMap<Dialect, Vec<&str>> = HashMap::new();
-        for (name, u) in &upstreams {
-            by_dialect
-                .entry(u.provider.dialect())
-                .or_default()
-                .push(name);
-        }
-        let defaults = by_dialect
-            .into_iter()
-            .map(|(dialect, names)| {
-                let choice = match names.as_slice() {
-                    [one] => Ok(one.to_string()),
-                    _ => Err("several are configured; name one in the x-writ-upstream header"),
-                };
-                (dialect, choice)
-            })
-            .collect();
+        let webhooks = webhooks(config, &clock)?;
+        let fanout = fanout(config).await?;
+        let upstreams = upstreams(config)?;
+        let (scanner, own_secrets) = scanners(&upstreams)?;
+        let defaults = defaults(&upstreams);
         let files = data.root_keys()?;
         let mut revocations = InForce {
             local: store.revocations().await?,
             ..InForce::default()
         };
         revocations.rebuild();
-        let replay = crate::limits::replay::Replay::new(&limits);
         Ok(Self {
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -535,4 +473,105 @@ impl crate::control::fanout::Listener for Gateway {
     async fn lifted(&self, revocation: &Revocation) {
         self.apply_shared_lift(revocation).await;
     }
+}
+
+/// Refuses a configuration whose `${env:…}` secrets were left unresolved (read for a
+/// command that does not serve): a gateway never runs without its credentials.
+fn refuse_deferred_secrets(config: &Config) -> Result<(), StartError> {
+    if config.deferred.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = config
+        .deferred
+        .iter()
+        .map(|d| d.variable.as_str())
+        .collect();
+    Err(StartError::DeferredSecrets {
+        names: names.join(", "),
+    })
+}
+
+/// The webhooks told of detections, when any are configured.
+fn webhooks(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<crate::detect::webhook::Webhooks>, StartError> {
+    if config.detection.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let client = crate::detect::webhook::Webhooks::client().map_err(StartError::Webhooks)?;
+    Ok(Some(crate::detect::webhook::Webhooks::start(
+        config.detection.webhooks.clone(),
+        client,
+        clock.clone(),
+    )))
+}
+
+/// The revocation fan-out between instances, with the Redis limiter backend.
+async fn fanout(
+    config: &Config,
+) -> Result<Option<Arc<crate::control::fanout::Fanout>>, StartError> {
+    match &config.limiter.backend {
+        crate::config::LimiterBackend::Redis(url) => Ok(Some(Arc::new(
+            crate::control::fanout::Fanout::connect(url.expose(), config.limiter.timeout)
+                .await
+                .map_err(StartError::Limiter)?,
+        ))),
+        crate::config::LimiterBackend::Memory => Ok(None),
+    }
+}
+
+/// Every configured upstream, ready to forward to.
+fn upstreams(config: &Config) -> Result<BTreeMap<String, Upstream>, StartError> {
+    let mut upstreams = BTreeMap::new();
+    for (name, cfg) in &config.upstreams {
+        let upstream = Upstream::new(name, cfg).map_err(|reason| StartError::Upstream {
+            name: name.clone(),
+            reason,
+        })?;
+        upstreams.insert(name.clone(), upstream);
+    }
+    Ok(upstreams)
+}
+
+/// The secret scanner (built-in rules and every upstream credential) and the scanner of
+/// the gateway's own secrets only (upstream credentials and writs), which are redacted
+/// from every response whatever the detection mode.
+fn scanners(
+    upstreams: &BTreeMap<String, Upstream>,
+) -> Result<(Arc<writ_detect::Scanner>, Arc<writ_detect::Scanner>), StartError> {
+    let exact: Vec<(&str, &str)> = upstreams
+        .iter()
+        .map(|(name, u)| (name.as_str(), u.provider.secret().expose()))
+        .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
+        .collect();
+    let scanner = writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)
+        .map_err(StartError::Scanner)?;
+    let writs = std::iter::once(writ_detect::rules::builtin(writ_detect::RuleId::Writ));
+    let own_secrets = writ_detect::Scanner::new(writs, &exact).map_err(StartError::Scanner)?;
+    Ok((Arc::new(scanner), Arc::new(own_secrets)))
+}
+
+/// For each dialect with upstreams, the one a request goes to when it names none, or why
+/// there is none (several serve it: the writ's grants or `x-writ-upstream` choose).
+fn defaults(
+    upstreams: &BTreeMap<String, Upstream>,
+) -> HashMap<Dialect, Result<String, &'static str>> {
+    let mut by_dialect: HashMap<Dialect, Vec<&str>> = HashMap::new();
+    for (name, u) in upstreams {
+        by_dialect
+            .entry(u.provider.dialect())
+            .or_default()
+            .push(name);
+    }
+    by_dialect
+        .into_iter()
+        .map(|(dialect, names)| {
+            let choice = match names.as_slice() {
+                [one] => Ok(one.to_string()),
+                _ => Err("several are configured; name one in the x-writ-upstream header"),
+            };
+            (dialect, choice)
+        })
+        .collect()
 }

@@ -15,7 +15,11 @@ fn sources(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         if path.is_dir() {
             sources(root, &path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            out.push(
+                path.strip_prefix(root)
+                    .expect("under the source root")
+                    .to_path_buf(),
+            );
         }
     }
 }
