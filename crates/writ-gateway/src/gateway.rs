@@ -121,13 +121,14 @@ impl std::fmt::Debug for Gateway {
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// An upstream's client could not be built.
-    #[error("upstream `{name}`: {reason}")]
+    /// An upstream's TLS client could not be set up (the crypto provider refused the
+    /// protocol versions asked of it).
+    #[error("upstream `{name}`: TLS setup failed: {source}")]
     Upstream {
         /// Upstream name.
         name: String,
-        /// What failed.
-        reason: String,
+        /// What rustls refused.
+        source: rustls::Error,
     },
     /// Keys or revocations could not be loaded.
     #[error(transparent)]
@@ -525,9 +526,9 @@ async fn fanout(
 fn upstreams(config: &Config) -> Result<BTreeMap<String, Upstream>, StartError> {
     let mut upstreams = BTreeMap::new();
     for (name, cfg) in &config.upstreams {
-        let upstream = Upstream::new(name, cfg).map_err(|reason| StartError::Upstream {
+        let upstream = Upstream::new(name, cfg).map_err(|source| StartError::Upstream {
             name: name.clone(),
-            reason,
+            source,
         })?;
         upstreams.insert(name.clone(), upstream);
     }

@@ -37,7 +37,7 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// The upstream `name` of `cfg`, with its connector; fails when TLS cannot be set up.
-    pub(crate) fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, String> {
+    pub(crate) fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, rustls::Error> {
         let base_url: &Uri = &cfg.base_url;
         let tokens = cfg
             .provider
@@ -50,8 +50,7 @@ impl Upstream {
         http.set_nodelay(true);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .with_provider_and_webpki_roots(provider)?
             .https_or_http()
             .enable_http1()
             .enable_http2()

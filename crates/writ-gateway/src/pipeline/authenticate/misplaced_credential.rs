@@ -36,6 +36,7 @@ async fn weak_jwt(gw: &Gateway, ctx: &mut RequestCtx, token: &str) {
         .id
         .detection(Detector::WeakJwt, Action::Blocked, "data_plane");
     d.rules = findings.iter().map(|f| f.id.as_str().to_string()).collect();
+    d.rules.sort_unstable();
     d.rules.dedup();
     d.count = findings.len();
     gw.detected(d.clone(), false).await;
