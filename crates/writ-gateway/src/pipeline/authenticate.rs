@@ -39,7 +39,7 @@ pub(crate) async fn writ(
     ctx.id.agent = Some(agent);
     ctx.id.delegation = delegation;
     ctx.id.tenant = Some(writ.claims().tenant.clone());
-    ctx.id.token_id = Some(writ.claims().token_id.clone());
+    ctx.id.set_writ(writ.claims().token_id.clone());
     Ok(writ)
 }
 

@@ -2,6 +2,7 @@
 //! (detections, usage, audit) is derived from.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use crate::detect::detections::{Action, Detection, Detector};
 use crate::gateway::Gateway;
@@ -28,9 +29,31 @@ pub(crate) struct Identity {
     pub(crate) model: Option<String>,
     /// The route's operation (`chat`, `embeddings`, …).
     pub(crate) operation: &'static str,
+    /// The writ's and the client's pseudonyms (an HMAC each), computed once per request
+    /// the first time a record needs them: a forwarded call names them in its decision,
+    /// its outcome and its usage record.
+    pub(super) pseudonyms: OnceLock<(Option<String>, Option<String>)>,
 }
 
 impl Identity {
+    /// Notes the writ the request presented, by its token id.
+    pub(crate) fn set_writ(&mut self, token_id: String) {
+        self.token_id = Some(token_id);
+        // Pseudonyms of an earlier state would name no writ.
+        self.pseudonyms = OnceLock::new();
+    }
+
+    /// The writ's pseudonym and the client's (`None` when unknown, or when the gateway
+    /// keeps no client addresses), as every record about the request names them.
+    pub(crate) fn pseudonyms(&self, gw: &Gateway) -> &(Option<String>, Option<String>) {
+        self.pseudonyms.get_or_init(|| {
+            (
+                self.token_id.as_deref().map(|t| gw.audit.pseudonym(t)),
+                self.client.and_then(|ip| gw.audit.client_pseudonym(ip)),
+            )
+        })
+    }
+
     /// A detection about this request by `detector`, which did `action` at `location`;
     /// the caller adds the rules that fired and their count.
     pub(crate) fn detection(
@@ -63,8 +86,9 @@ impl Identity {
         let mut record = crate::audit::end_record(decision, kind, gw.clock.now());
         record.tenant.clone_from(&self.tenant);
         record.agent.clone_from(&self.agent);
-        record.writ = self.token_id.as_deref().map(|t| gw.audit.pseudonym(t));
-        record.client = self.client.and_then(|ip| gw.audit.client_pseudonym(ip));
+        let (writ, client) = self.pseudonyms(gw);
+        record.writ.clone_from(writ);
+        record.client.clone_from(client);
         record.upstream.clone_from(&self.upstream);
         record.model.clone_from(&self.model);
         record.operation = Some(self.operation.to_string());
@@ -81,6 +105,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
+    use std::sync::OnceLock;
 
     use super::*;
     use crate::pipeline::fixture::Fixture;
@@ -98,6 +123,7 @@ mod tests {
             upstream: Some("openai".into()),
             model: Some("gpt-4o".into()),
             operation: "chat",
+            pseudonyms: Default::default(),
         }
     }
 
@@ -200,5 +226,19 @@ mod tests {
             assert_eq!(r.agent.as_deref(), Some("demo"));
             assert_eq!(r.writ, Some(f.gw.audit.pseudonym("tok-1")));
         }
+    }
+
+    #[tokio::test]
+    async fn pseudonyms_are_computed_once_and_follow_the_writ() {
+        let f = Fixture::start("").await;
+        let mut id = identity();
+        let first = id.pseudonyms(&f.gw).clone();
+        assert_eq!(first.0, Some(f.gw.audit.pseudonym("tok-1")));
+        // The same strings every time: one HMAC per request, not one per record.
+        assert!(std::ptr::eq(id.pseudonyms(&f.gw), id.pseudonyms(&f.gw)));
+        id.set_writ("tok-2".into());
+        let record = id.audit_record(&f.gw, writ_audit::Kind::RequestAllowed, None);
+        assert_eq!(record.writ, Some(f.gw.audit.pseudonym("tok-2")));
+        assert_eq!(record.client, first.1);
     }
 }

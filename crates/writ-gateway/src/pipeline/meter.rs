@@ -396,9 +396,7 @@ fn settle(
     let model = id.model.as_deref();
     let cost_usd_micros = model.and_then(|m| gw.pricing.cost_usd_micros(m, &usage));
     gw.usage.push(UsageRecord {
-        writ: gw
-            .audit
-            .pseudonym(id.token_id.as_deref().unwrap_or_default()),
+        writ: id.pseudonyms(gw).0.clone().unwrap_or_default(),
         tenant: id.tenant.clone().unwrap_or_default(),
         agent: id.agent.clone().unwrap_or_default(),
         upstream: id.upstream.clone().unwrap_or_default(),
