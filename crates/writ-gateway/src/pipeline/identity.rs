@@ -105,7 +105,6 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
-    use std::sync::OnceLock;
 
     use super::*;
     use crate::pipeline::fixture::Fixture;
