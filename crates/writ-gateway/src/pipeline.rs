@@ -15,6 +15,7 @@ pub(crate) mod accept;
 mod audit;
 pub(crate) mod authenticate;
 pub(crate) mod authorize;
+pub(crate) mod challenge;
 mod ctx;
 mod decision;
 pub(crate) mod extract;
@@ -50,6 +51,8 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_canonical());
     let mut ctx = RequestCtx::new(&gw, route, client);
+    // Clients of a discoverable resource (MCP) learn from a refusal where to get a writ.
+    let metadata_url = challenge::metadata_url(&gw, &ctx.route, req.uri().path());
     let outcome = run(&gw, &mut ctx, req).await;
     if let Some(due) = ctx.audit.take() {
         let ending = match &outcome {
@@ -65,7 +68,21 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         };
         due.write(&ctx.id, ending).await;
     }
-    let response = outcome.unwrap_or_else(|e| e.into_response_for(ctx.route.dialect()));
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            let challenge = metadata_url
+                .as_deref()
+                .and_then(|url| challenge::www_authenticate(url, &error));
+            let mut response = error.into_response_for(ctx.route.dialect());
+            if let Some(value) = challenge {
+                response
+                    .headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, value);
+            }
+            response
+        }
+    };
     // Debug, not info: the audit log already holds one record per request, and a
     // synchronous log line cost about a sixth of a request's CPU time (bench/run profile).
     tracing::debug!(

@@ -9,6 +9,7 @@
 mod client_auth;
 mod oauth_error;
 
+pub(crate) use client_auth::{ASSERTION_ALGS, AUTH_METHODS};
 pub(crate) use oauth_error::{OAuthError, OAuthErrorCode};
 
 use std::sync::Arc;
@@ -25,8 +26,12 @@ use crate::detect::brute_force;
 use crate::gateway::Gateway;
 use crate::pipeline::accept;
 
+/// Where the token endpoint is served, under the issuer.
+pub(crate) const PATH: &str = "/oauth2/token";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The grant types [`token`] accepts, as metadata lists them.
+pub(crate) const GRANT_TYPES: [&str; 2] = [CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// Largest token request body.
@@ -331,7 +336,7 @@ async fn dpop_binding(
     let Some(proof) = proof else {
         return Ok(None);
     };
-    let url = format!("{}/oauth2/token", gw.issuer());
+    let url = format!("{}{PATH}", gw.issuer());
     let expected = writ_token::dpop::Expected {
         method: "POST",
         url: &url,

@@ -376,7 +376,10 @@ fn only_mcp_routes_name_a_protected_resource() {
         assert_eq!(mcp.protected_resource_upstream(path), None, "{path}");
     }
     // Not decoded: the name is what the route phase looks up.
-    assert_eq!(mcp.protected_resource_upstream("/mcp/t%6fols"), Some("t%6fols"));
+    assert_eq!(
+        mcp.protected_resource_upstream("/mcp/t%6fols"),
+        Some("t%6fols")
+    );
     for other in ["/v1/chat/completions", "/u/{upstream}/{*rest}"] {
         assert_eq!(route(other).protected_resource_upstream("/mcp/tools"), None);
     }
