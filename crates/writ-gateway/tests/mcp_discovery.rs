@@ -152,6 +152,12 @@ async fn metadata_documents_describe_the_resource_and_the_token_endpoint() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_grant_type");
+
+    // The authorization endpoint exists only to say there is none.
+    assert_eq!(asm["response_types_supported"], json!([]));
+    let (status, body) = get_json(asm["authorization_endpoint"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "unsupported_response_type");
 }
 
 #[tokio::test]
@@ -285,4 +291,29 @@ async fn other_routes_keep_the_plain_challenge() {
         resp.headers()["www-authenticate"],
         r#"Bearer realm="writ", error="invalid_token""#
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_python_sdk_discovers_the_token_endpoint() {
+    let (_upstream, gw) = setup().await;
+    let seen = writ_testkit::run_python_lines(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mcp_discovery.py"),
+        &[("WRIT_BASE_URL", &gw.url(""))],
+    )
+    .await;
+    let found = &seen[0];
+    assert_eq!(found["status"], 401, "{found}");
+    assert_eq!(
+        found["metadata_url"],
+        gw.url("/.well-known/oauth-protected-resource/mcp/travel")
+    );
+    assert_eq!(found["scope"], "mcp");
+    assert_eq!(found["resource"], gw.url("/mcp/travel"));
+    assert_eq!(found["issuer_matches"], true, "{found}");
+    assert_eq!(found["token_endpoint"], gw.url("/oauth2/token"));
+    assert_eq!(found["grant_types"][0], "client_credentials", "{found}");
+    assert_eq!(found["auth_methods"][0], "private_key_jwt");
+    assert_eq!(found["details_types"][0], "writ:tool");
+    assert_eq!(found["dpop_algs"], json!(["ES256", "EdDSA"]));
+    assert_eq!(found["root_resource"], gw.url(""));
 }

@@ -1,6 +1,7 @@
 //! OAuth discovery for clients that find their authorization server from the resource
 //! (MCP): RFC 9728 protected-resource metadata for each MCP upstream and for the gateway
-//! itself, and RFC 8414 authorization-server metadata for the token endpoint.
+//! itself, and RFC 8414 authorization-server metadata for the token endpoint (with an
+//! authorization endpoint that only refuses, for clients that insist on one).
 //!
 //! Every document names the gateway's issuer (`Gateway::issuer`, the URL client
 //! assertions name in `aud`) byte for byte, so the URL a client discovered, the issuer it
@@ -35,6 +36,10 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             get(upstream_resource),
         )
         .route(AUTHORIZATION_SERVER_METADATA, get(authorization_server))
+        .route(
+            token_endpoint::AUTHORIZE_PATH,
+            get(token_endpoint::authorize).post(token_endpoint::authorize),
+        )
         .with_state(gw)
 }
 
@@ -82,12 +87,14 @@ async fn upstream_resource(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
 }
 
 /// `GET /.well-known/oauth-authorization-server`: the token endpoint and what it accepts.
-/// There is no authorization endpoint (agents authenticate themselves; no person is
-/// asked), so no response type is supported.
+/// No response type is supported: the authorization endpoint named only refuses (see
+/// `token_endpoint::authorize`), since agents authenticate themselves and no person is
+/// asked.
 async fn authorization_server(State(gw): State<Arc<Gateway>>) -> Response {
     let issuer = gw.issuer();
     document(json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}{}", token_endpoint::AUTHORIZE_PATH),
         "token_endpoint": format!("{issuer}{}", token_endpoint::PATH),
         "grant_types_supported": token_endpoint::GRANT_TYPES,
         "response_types_supported": [],

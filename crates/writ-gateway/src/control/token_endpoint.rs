@@ -28,6 +28,8 @@ use crate::pipeline::accept;
 
 /// Where the token endpoint is served, under the issuer.
 pub(crate) const PATH: &str = "/oauth2/token";
+/// Where the authorization endpoint would be, under the issuer: see [`authorize`].
+pub(crate) const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The grant types [`token`] accepts, as metadata lists them.
@@ -59,6 +61,18 @@ pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// `/oauth2/authorize`: always `unsupported_response_type` (400). Agents authenticate
+/// themselves at the token endpoint and no person is asked, so there is no authorization
+/// endpoint; it is named in the metadata only because MCP's Python SDK refuses
+/// authorization-server metadata without one (RFC 8414 does not require it here).
+pub(crate) async fn authorize() -> Response {
+    OAuthError::new(
+        OAuthErrorCode::UnsupportedResponseType,
+        "writ has no authorization endpoint: get a writ at the token endpoint with client_credentials",
+    )
+    .into_response()
 }
 
 async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
