@@ -7,7 +7,8 @@
 //!
 //! Each phase is a module with its own tests; [`run`] calls them in order, one call per
 //! phase. A phase that refuses returns a [`GatewayError`], which becomes the response in
-//! one place (`error.rs`). Everything the phases learn about who asks for what goes into
+//! one place (`error.rs`), with the OAuth challenge of `challenge.rs` on routes whose
+//! clients discover their authorization server from the resource (MCP). Everything the phases learn about who asks for what goes into
 //! the [`RequestCtx`]'s `Identity`, from which detections and the audit record are built.
 //! The audit phase runs exactly once for every request, whatever its outcome.
 
