@@ -8,8 +8,9 @@
 //! Each phase is a module with its own tests; [`run`] calls them in order, one call per
 //! phase. A phase that refuses returns a [`GatewayError`], which becomes the response in
 //! one place (`error.rs`), with the OAuth challenge of `challenge.rs` on routes whose
-//! clients discover their authorization server from the resource (MCP). Everything the phases learn about who asks for what goes into
-//! the [`RequestCtx`]'s `Identity`, from which detections and the audit record are built.
+//! clients discover their authorization server from the resource (MCP). Everything the
+//! phases learn about who asks for what goes into the [`RequestCtx`]'s `Identity`, from
+//! which detections and the audit record are built.
 //! The audit phase runs exactly once for every request, whatever its outcome.
 
 pub(crate) mod accept;
@@ -69,21 +70,8 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         };
         due.write(&ctx.id, ending).await;
     }
-    let response = match outcome {
-        Ok(response) => response,
-        Err(error) => {
-            let challenge = metadata_url
-                .as_deref()
-                .and_then(|url| challenge::www_authenticate(url, &error));
-            let mut response = error.into_response_for(ctx.route.dialect());
-            if let Some(value) = challenge {
-                response
-                    .headers_mut()
-                    .insert(http::header::WWW_AUTHENTICATE, value);
-            }
-            response
-        }
-    };
+    let response = outcome
+        .unwrap_or_else(|e| challenge::refusal(e, ctx.route.dialect(), metadata_url.as_deref()));
     // Debug, not info: the audit log already holds one record per request, and a
     // synchronous log line cost about a sixth of a request's CPU time (bench/run profile).
     tracing::debug!(

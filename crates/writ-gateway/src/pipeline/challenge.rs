@@ -6,6 +6,7 @@
 //! `error="insufficient_scope"` tells them their token is valid but does not cover the
 //! call (RFC 6750 §3.1). Other routes keep the gateway's plain Bearer challenge.
 
+use axum::response::Response;
 use http::HeaderValue;
 use writ_providers::RouteSpec;
 use writ_token::WritError;
@@ -43,6 +44,24 @@ pub(crate) fn protected_upstream<'p>(
 pub(crate) fn metadata_url(gw: &Gateway, route: &RouteSpec, path: &str) -> Option<String> {
     protected_upstream(gw, route, path)?;
     Some(format!("{}{RESOURCE_METADATA}{path}", gw.issuer()))
+}
+
+/// The response for `error` on a route of `dialect` (see `GatewayError::into_response_for`),
+/// its `WWW-Authenticate` replaced by the challenge of [`www_authenticate`] when the
+/// request addressed a resource whose metadata is at `metadata_url`.
+pub(crate) fn refusal(
+    error: GatewayError,
+    dialect: writ_providers::Dialect,
+    metadata_url: Option<&str>,
+) -> Response {
+    let challenge = metadata_url.and_then(|url| www_authenticate(url, &error));
+    let mut response = error.into_response_for(dialect);
+    if let Some(value) = challenge {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// The `WWW-Authenticate` value for `error` on a resource whose metadata is at
