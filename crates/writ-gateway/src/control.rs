@@ -1,6 +1,7 @@
-//! The control plane: the OAuth token endpoint that mints writs, the admin API, and the
-//! fan-out of revocations between instances.
+//! The control plane: the OAuth token endpoint that mints writs, its discovery metadata,
+//! the admin API, and the fan-out of revocations between instances.
 
 pub(crate) mod admin;
+pub(crate) mod discovery;
 pub(crate) mod fanout;
 pub(crate) mod token_endpoint;

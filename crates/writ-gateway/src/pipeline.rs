@@ -7,14 +7,17 @@
 //!
 //! Each phase is a module with its own tests; [`run`] calls them in order, one call per
 //! phase. A phase that refuses returns a [`GatewayError`], which becomes the response in
-//! one place (`error.rs`). Everything the phases learn about who asks for what goes into
-//! the [`RequestCtx`]'s `Identity`, from which detections and the audit record are built.
+//! one place (`error.rs`), with the OAuth challenge of `challenge.rs` on routes whose
+//! clients discover their authorization server from the resource (MCP). Everything the
+//! phases learn about who asks for what goes into the [`RequestCtx`]'s `Identity`, from
+//! which detections and the audit record are built.
 //! The audit phase runs exactly once for every request, whatever its outcome.
 
 pub(crate) mod accept;
 mod audit;
 pub(crate) mod authenticate;
 pub(crate) mod authorize;
+pub(crate) mod challenge;
 mod ctx;
 mod decision;
 pub(crate) mod extract;
@@ -50,6 +53,8 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_canonical());
     let mut ctx = RequestCtx::new(&gw, route, client);
+    // Clients of a discoverable resource (MCP) learn from a refusal where to get a writ.
+    let metadata_url = challenge::metadata_url(&gw, &ctx.route, req.uri().path());
     let outcome = run(&gw, &mut ctx, req).await;
     if let Some(due) = ctx.audit.take() {
         let ending = match &outcome {
@@ -65,7 +70,8 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         };
         due.write(&ctx.id, ending).await;
     }
-    let response = outcome.unwrap_or_else(|e| e.into_response_for(ctx.route.dialect()));
+    let response = outcome
+        .unwrap_or_else(|e| challenge::refusal(e, ctx.route.dialect(), metadata_url.as_deref()));
     // Debug, not info: the audit log already holds one record per request, and a
     // synchronous log line cost about a sixth of a request's CPU time (bench/run profile).
     tracing::debug!(

@@ -197,6 +197,23 @@ impl RouteSpec {
         }
     }
 
+    /// The upstream a request to `path` addresses as an OAuth protected resource, when
+    /// this route's clients discover their authorization server from the resource (MCP's
+    /// authorization spec: RFC 9728 metadata at `/.well-known/oauth-protected-resource`
+    /// followed by the resource's path, and `WWW-Authenticate` challenges pointing there).
+    /// The resource is the whole path, `/mcp/{upstream}`. `None` for routes whose clients
+    /// do not discover (model APIs, plain HTTP) and for paths without exactly one
+    /// non-empty segment after `/mcp/`. The name is as written, not percent-decoded, as
+    /// the route phase reads it.
+    pub fn protected_resource_upstream<'p>(&self, path: &'p str) -> Option<&'p str> {
+        match self.wire {
+            Wire::Mcp => path
+                .strip_prefix("/mcp/")
+                .filter(|name| !name.is_empty() && !name.contains('/')),
+            _ => None,
+        }
+    }
+
     /// For a streamed call whose API reports usage in a stream only when asked (OpenAI
     /// and Azure chats): `body` rewritten to ask for it, or `None` when the route has no
     /// such option or the body already asks (or is not a JSON object).

@@ -32,6 +32,18 @@ impl Api {
             Api::Admin => "admin",
         }
     }
+
+    /// The `authorization_details` types that decide requests to this API: its own access
+    /// grant, then the budgets and raw checks that constrain every request of a block.
+    pub fn grant_types(self) -> [&'static str; 3] {
+        let access = match self {
+            Api::Llm => "writ:llm",
+            Api::Tool => "writ:tool",
+            Api::Http => "writ:http",
+            Api::Admin => "writ:admin",
+        };
+        [access, "writ:budget", "writ:datalog"]
+    }
 }
 
 /// What the gateway knows about one request, stated to the authorizer as Datalog facts.
@@ -273,6 +285,15 @@ fn flatten_into(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_api_names_its_own_grant_type() {
+        for api in [Api::Llm, Api::Tool, Api::Http, Api::Admin] {
+            let types = api.grant_types();
+            assert_eq!(types[0], format!("writ:{}", api.as_str()));
+            assert!(types.iter().all(|t| crate::GRANT_TYPES.contains(t)));
+        }
+    }
 
     #[test]
     fn flattens_nested_arguments() {

@@ -26,6 +26,18 @@ const MAX_DATALOG_LEN: usize = 4096;
 /// Most grants accepted in one block.
 pub const MAX_GRANTS: usize = 64;
 
+/// Every grant `type`, as `authorization_details` spells it: what the token endpoint
+/// accepts, and what discovery metadata lists as `authorization_details_types_supported`
+/// (RFC 9396 §10).
+pub const GRANT_TYPES: [&str; 6] = [
+    "writ:llm",
+    "writ:tool",
+    "writ:http",
+    "writ:admin",
+    "writ:budget",
+    "writ:datalog",
+];
+
 /// One thing a writ allows or states. The `type` field selects the kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -259,6 +271,18 @@ pub fn parse_grants(json: &str) -> Result<Vec<Grant>, GrantError> {
 }
 
 impl Grant {
+    /// Its `type` in `authorization_details`, one of [`GRANT_TYPES`].
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Grant::Llm(_) => "writ:llm",
+            Grant::Tool(_) => "writ:tool",
+            Grant::Http(_) => "writ:http",
+            Grant::Admin(_) => "writ:admin",
+            Grant::Budget(_) => "writ:budget",
+            Grant::Datalog(_) => "writ:datalog",
+        }
+    }
+
     /// Whether this grant allows requests (rather than stating budgets or raw checks).
     pub fn is_access(&self) -> bool {
         matches!(
@@ -451,6 +475,26 @@ mod tests {
         assert_eq!(grants.len(), 5);
         let back = serde_json::to_string(&grants).unwrap();
         assert_eq!(parse_grants(&back).unwrap(), grants);
+    }
+
+    #[test]
+    fn grant_types_are_the_serialized_types() {
+        let mut grants = parse_grants(
+            r#"[{"type":"writ:llm","upstream":"demo"},
+                {"type":"writ:tool","upstream":"travel","tool":"book_flight"},
+                {"type":"writ:http","upstream":"crm","methods":["GET"],"path":"/v1"},
+                {"type":"writ:admin","tenant":"acme"},
+                {"type":"writ:budget","tokens":1000},
+                {"type":"writ:datalog","code":"check if time($t), $t < 2030-01-01T00:00:00Z;"}]"#,
+        )
+        .unwrap();
+        for grant in &grants {
+            let v = serde_json::to_value(grant).unwrap();
+            assert_eq!(v["type"], grant.type_name());
+        }
+        grants.dedup_by_key(|g| g.type_name());
+        let named: Vec<&str> = grants.iter().map(Grant::type_name).collect();
+        assert_eq!(named, GRANT_TYPES);
     }
 
     #[test]

@@ -49,8 +49,8 @@ pub use evaluation_cost::{
 pub use explain::DeniedBy;
 pub use facts::{Api, ArgumentsError, MAX_ARG_DEPTH, MAX_ARGS, RequestFacts, flatten_arguments};
 pub use grant::{
-    AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, Grant, GrantError,
-    HttpGrant, LlmGrant, ToolGrant, first_outside, parse_grants, validate,
+    AdminGrant, ArgValue, BudgetGrant, Constraint, ConstraintRule, DatalogGrant, GRANT_TYPES,
+    Grant, GrantError, HttpGrant, LlmGrant, ToolGrant, first_outside, parse_grants, validate,
 };
 pub use keys::{
     KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,

@@ -9,6 +9,7 @@
 mod client_auth;
 mod oauth_error;
 
+pub(crate) use client_auth::{ASSERTION_ALGS, AUTH_METHODS};
 pub(crate) use oauth_error::{OAuthError, OAuthErrorCode};
 
 use std::sync::Arc;
@@ -25,8 +26,14 @@ use crate::detect::brute_force;
 use crate::gateway::Gateway;
 use crate::pipeline::accept;
 
+/// Where the token endpoint is served, under the issuer.
+pub(crate) const PATH: &str = "/oauth2/token";
+/// Where the authorization endpoint would be, under the issuer: see [`authorize`].
+pub(crate) const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The grant types [`token`] accepts, as metadata lists them.
+pub(crate) const GRANT_TYPES: [&str; 2] = [CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// Largest token request body.
@@ -54,6 +61,18 @@ pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// `/oauth2/authorize`: always `unsupported_response_type` (400). Agents authenticate
+/// themselves at the token endpoint and no person is asked, so there is no authorization
+/// endpoint; it is named in the metadata only because MCP's Python SDK refuses
+/// authorization-server metadata without one (RFC 8414 does not require it here).
+pub(crate) async fn authorize() -> Response {
+    OAuthError::new(
+        OAuthErrorCode::UnsupportedResponseType,
+        "writ has no authorization endpoint: get a writ at the token endpoint with client_credentials",
+    )
+    .into_response()
 }
 
 async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
@@ -331,7 +350,7 @@ async fn dpop_binding(
     let Some(proof) = proof else {
         return Ok(None);
     };
-    let url = format!("{}/oauth2/token", gw.issuer());
+    let url = format!("{}{PATH}", gw.issuer());
     let expected = writ_token::dpop::Expected {
         method: "POST",
         url: &url,

@@ -16,7 +16,8 @@ use crate::gateway::Gateway;
 use crate::pipeline;
 
 /// The gateway's routes: `/healthz`, every data-plane route of `writ_providers::ROUTES`,
-/// and JSON 404/405 for everything else.
+/// the token endpoint and its discovery metadata, the admin API, and JSON 404/405 for
+/// everything else.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let mut router = Router::new().route("/healthz", get(healthz));
     for spec in writ_providers::ROUTES {
@@ -34,9 +35,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     }
     router
         .route(
-            "/oauth2/token",
+            crate::control::token_endpoint::PATH,
             axum::routing::post(crate::control::token_endpoint::token).with_state(gw.clone()),
         )
+        .merge(crate::control::discovery::routes(gw.clone()))
         .merge(crate::control::admin::routes(gw))
         .fallback(|| async { GatewayError::NotFound.into_response() })
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })

@@ -369,6 +369,23 @@ fn routes_say_where_the_upstream_is_named() {
 }
 
 #[test]
+fn only_mcp_routes_name_a_protected_resource() {
+    let mcp = route("/mcp/{upstream}");
+    assert_eq!(mcp.protected_resource_upstream("/mcp/tools"), Some("tools"));
+    for path in ["/mcp/", "/mcp/a/b", "/elsewhere", "/mcp"] {
+        assert_eq!(mcp.protected_resource_upstream(path), None, "{path}");
+    }
+    // Not decoded: the name is what the route phase looks up.
+    assert_eq!(
+        mcp.protected_resource_upstream("/mcp/t%6fols"),
+        Some("t%6fols")
+    );
+    for other in ["/v1/chat/completions", "/u/{upstream}/{*rest}"] {
+        assert_eq!(route(other).protected_resource_upstream("/mcp/tools"), None);
+    }
+}
+
+#[test]
 fn an_azure_deployment_is_read_as_the_model_it_serves() {
     let azure =
         provider("kind = \"azure\"\napi_key = \"k\"\ndeployments = { \"prod-4o\" = \"gpt-4o\" }");

@@ -20,6 +20,14 @@ use crate::gateway::Gateway;
 
 /// The assertion type RFC 7523 defines for `client_assertion_type`.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The client authentication methods accepted (RFC 8414 names), as metadata lists them.
+pub(crate) const AUTH_METHODS: [&str; 3] = [
+    "private_key_jwt",
+    "client_secret_basic",
+    "client_secret_post",
+];
+/// The algorithms a client assertion may be signed with: the key types agents register.
+pub(crate) const ASSERTION_ALGS: [&str; 2] = ["EdDSA", "ES256"];
 /// Leeway for clock skew on `exp`, `nbf` and `iat`.
 const LEEWAY: Duration = Duration::from_secs(30);
 /// An assertion may live at most this long: longer ones are replayable for too long.
@@ -265,7 +273,7 @@ async fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Resul
         return Err(invalid("assertion iss and sub must both be the client id"));
     }
     let issuer = gw.issuer();
-    let token_url = format!("{issuer}/oauth2/token");
+    let token_url = format!("{issuer}{}", super::PATH);
     let aud_ok = match &c.aud {
         Some(Audience::One(a)) => *a == issuer || *a == token_url,
         Some(Audience::Many(list)) => list.iter().any(|a| *a == issuer || *a == token_url),

@@ -20,6 +20,8 @@ pub(crate) enum OAuthErrorCode {
     InvalidGrant,
     /// `grant_type` is neither `client_credentials` nor token exchange.
     UnsupportedGrantType,
+    /// An authorization request: writ has no authorization endpoint, so no response type.
+    UnsupportedResponseType,
     /// `authorization_details` is malformed or asks for more than the agent may have.
     InvalidAuthorizationDetails,
     /// The `DPoP` proof is invalid or was used before.
@@ -38,6 +40,7 @@ impl OAuthErrorCode {
             Self::InvalidClient => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidAuthorizationDetails => "invalid_authorization_details",
             Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::SlowDown => "slow_down",
