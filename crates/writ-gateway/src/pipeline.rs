@@ -78,7 +78,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         route = ctx.route.path,
         status = response.status().as_u16(),
         agent = ctx.id.agent.as_deref(),
-        writ = ctx.id.token_id.as_deref().map(|t| gw.audit.pseudonym(t)),
+        writ = ctx.id.pseudonyms(&gw).0.as_deref(),
         upstream = ctx.id.upstream.as_deref(),
         model = ctx.id.model.as_deref(),
         elapsed_us = ctx.started.elapsed().as_micros() as u64,

@@ -685,31 +685,7 @@ async fn best_effort_mode_writes_one_record_per_request() {
 /// request) is recorded as it goes.
 #[tokio::test]
 async fn a_client_gone_while_the_upstream_works_leaves_an_outcome() {
-    let upstream = MockUpstream::start_with(KEY, writ_testkit::Behavior::Hang).await;
-    let gw = std::sync::Arc::new(gateway(&upstream, "").await);
-    let writ = gw.mint("demo", GRANT, 30);
-    let request = {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(gw.url("/v1/chat/completions"))
-                .bearer_auth(writ)
-                .json(&chat("gpt-4o-mini", false))
-                .send()
-                .await
-        })
-    };
-    // Bounded waits on conditions: the upstream holds the request, then the outcome is
-    // in the log.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while upstream.requests().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never reached the upstream"
-        );
-        tokio::task::yield_now().await;
-    }
-    request.abort();
+    let (gw, _upstream, deadline) = abandon_a_call_the_upstream_holds("").await;
     let outcome = loop {
         let all = records(&gw).await;
         if let Some(o) = all.iter().find(|r| r["kind"] == "request_outcome") {
@@ -735,29 +711,8 @@ async fn a_client_gone_while_the_upstream_works_leaves_an_outcome() {
 /// one record: the audit phase runs whatever the outcome, here as its handler is dropped.
 #[tokio::test]
 async fn a_client_gone_in_best_effort_mode_leaves_its_one_record() {
-    let upstream = MockUpstream::start_with(KEY, writ_testkit::Behavior::Hang).await;
-    let gw = std::sync::Arc::new(gateway(&upstream, "[audit]\nmode = \"best_effort\"\n").await);
-    let writ = gw.mint("demo", GRANT, 30);
-    let request = {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(gw.url("/v1/chat/completions"))
-                .bearer_auth(writ)
-                .json(&chat("gpt-4o-mini", false))
-                .send()
-                .await
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while upstream.requests().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never reached the upstream"
-        );
-        tokio::task::yield_now().await;
-    }
-    request.abort();
+    let (gw, _upstream, deadline) =
+        abandon_a_call_the_upstream_holds("[audit]\nmode = \"best_effort\"\n").await;
     let record = loop {
         let all = records(&gw).await;
         if let Some(r) = all.iter().find(|r| r["kind"] == "request_allowed") {
@@ -778,4 +733,42 @@ async fn a_client_gone_in_best_effort_mode_leaves_its_one_record() {
     assert_eq!(record["agent"], "demo", "{record}");
     let all = records(&gw).await;
     assert_eq!(requests(&all).len(), 1, "{all:?}");
+}
+
+/// Starts a gateway (with `extra` config) whose upstream holds every request, sends it a
+/// chat call and abandons that call once the upstream holds it. Returns the gateway, the
+/// upstream (still holding the call: dropping it would fail the call upstream instead) and
+/// the deadline of the caller's bounded wait for the record.
+async fn abandon_a_call_the_upstream_holds(
+    extra: &str,
+) -> (
+    std::sync::Arc<TestGateway>,
+    MockUpstream,
+    std::time::Instant,
+) {
+    let upstream = MockUpstream::start_with(KEY, writ_testkit::Behavior::Hang).await;
+    let gw = std::sync::Arc::new(gateway(&upstream, extra).await);
+    let writ = gw.mint("demo", GRANT, 30);
+    let request = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(writ)
+                .json(&chat("gpt-4o-mini", false))
+                .send()
+                .await
+        })
+    };
+    // A bounded wait on a condition: the upstream holds the request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while upstream.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::task::yield_now().await;
+    }
+    request.abort();
+    (gw, upstream, deadline)
 }
