@@ -126,6 +126,8 @@ async fn run(
     // Inspect: what the request asks for, as the facts the writ's checks read.
     let mut facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
     facts.dpop_jkt = dpop_jkt;
+    // A writ bound to an audience is good only at that resource (RFC 8707).
+    facts.resource = challenge::resource_uri(gw, &ctx.route, parts.uri.path());
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
     // Authorize: the writ's checks and the operator's policies; a denial names the check.
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
