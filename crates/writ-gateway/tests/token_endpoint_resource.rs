@@ -188,6 +188,14 @@ async fn a_writ_for_a_resource_is_good_there_and_nowhere_else() {
     // The ceiling allows each of these; the audience does not, and nothing leaves.
     assert_audience_denied(call_tool(&gw, "hotels", &writ, "book_room").await, "hotels");
     assert_audience_denied(chat(&gw, &writ).await, "chat");
+    let resp = reqwest::Client::new()
+        .get(gw.url("/u/crm/v1/bookings"))
+        .bearer_auth(&writ)
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = resp.status();
+    assert_audience_denied((status, resp.json().await.expect("JSON")), "http");
     assert_eq!(upstream.requests().len(), 1);
 
     // A writ without audience keeps working everywhere its grants allow.
