@@ -1,0 +1,293 @@
+//! MCP's official Python SDK end to end through writ, with no writ-specific code on either
+//! side: an MCP server built with the SDK (`tests/python/mcp_flights_server.py`, its own
+//! static key), and an agent using the SDK's own OAuth client credentials with
+//! `private_key_jwt` (`tests/python/mcp_flights_client.py`) that discovers writ from the
+//! 401, gets a writ for `/mcp/flights` and calls tools, in both protocol eras.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use writ_testkit::{OAuthClient, TestGateway};
+
+/// The MCP server's own credential, which only the gateway holds.
+const SERVER_KEY: &str = "flights-server-key-4f1c9a";
+/// The agent's ceiling: exactly one tool, with exactly these arguments.
+const CEILING: &str = r#"[{"type":"writ:tool","upstream":"flights","tool":"book_flight","arguments":{"flight":"LH123","date":"2026-12-01"}}]"#;
+const AGENT: &str = "booker";
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// The SDK-built MCP server, as a child process killed when dropped.
+struct FlightsServer {
+    _child: tokio::process::Child,
+    base: String,
+}
+
+impl FlightsServer {
+    /// Starts it and waits for the line saying where it listens (its socket is listening
+    /// by then, so the first request cannot arrive early).
+    async fn start() -> Self {
+        let mut child = tokio::process::Command::new(writ_testkit::python())
+            .arg(script("mcp_flights_server.py"))
+            .env("FLIGHTS_KEY", SERVER_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the MCP server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read server stdout")
+                .expect("the MCP server exited before listening");
+            if let Some(base) = line.strip_prefix("listening on ") {
+                break base.trim().to_string();
+            }
+        };
+        Self {
+            _child: child,
+            base,
+        }
+    }
+
+    /// Every request the server received (method, path, headers, body), asked of it
+    /// directly with its own key.
+    async fn seen(&self) -> Vec<Value> {
+        let report: Value = reqwest::Client::new()
+            .get(format!("{}/_report", self.base))
+            .bearer_auth(SERVER_KEY)
+            .send()
+            .await
+            .expect("ask the MCP server what it saw")
+            .json()
+            .await
+            .expect("the report is JSON");
+        report["requests"]
+            .as_array()
+            .expect("a list of requests")
+            .clone()
+    }
+}
+
+struct Setup {
+    server: FlightsServer,
+    gw: TestGateway,
+    agent: OAuthClient,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let server = FlightsServer::start().await;
+    let config = format!(
+        "[upstreams.flights]\nkind = \"mcp\"\nbase_url = \"{}/mcp\"\nallow_private_network = true\napi_key = \"{SERVER_KEY}\"\n",
+        server.base
+    );
+    let gw = TestGateway::start(&config).await;
+    let (agent, _secret) = OAuthClient::register(&gw, AGENT, CEILING, true).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("agent.pem"), agent.private_key_pem()).expect("write key");
+    Setup {
+        server,
+        gw,
+        agent,
+        dir,
+    }
+}
+
+/// Runs the SDK client in `mode`; returns its report and the writs it was issued.
+async fn run_client(s: &Setup, mode: &str) -> (Value, Vec<String>) {
+    let key_file = s.dir.path().join("agent.pem");
+    let tokens_file = s.dir.path().join(format!("tokens-{mode}.json"));
+    let lines = writ_testkit::run_python_lines(
+        &script("mcp_flights_client.py"),
+        &[
+            ("MCP_URL", &s.gw.url("/mcp/flights")),
+            ("MCP_ISSUER", &s.gw.url("")),
+            ("MCP_CLIENT_ID", &s.agent.name),
+            ("MCP_KEY_FILE", &key_file.display().to_string()),
+            ("MCP_TOKENS_FILE", &tokens_file.display().to_string()),
+            ("MCP_MODE", mode),
+        ],
+    )
+    .await;
+    let report = lines.into_iter().next().expect("the client's report line");
+    let tokens: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(&tokens_file).expect("the client wrote its tokens"),
+    )
+    .expect("a list of tokens");
+    (report, tokens)
+}
+
+/// The token requests the SDK sent: form-encoded POSTs to the token endpoint.
+fn token_requests(report: &Value) -> Vec<&Value> {
+    report["wire"]
+        .as_array()
+        .expect("wire")
+        .iter()
+        .filter(|r| r["path"] == "/oauth2/token")
+        .collect()
+}
+
+/// Asserts what the acceptance test of issue 21 asks of one run of the SDK client.
+fn assert_acceptance(s: &Setup, report: &Value, tokens: &[String]) {
+    // Discovery and the token request are the SDK's own: client credentials with a
+    // signed assertion and RFC 8707 `resource`, no `authorization_details`, and a writ
+    // whose `token_type` the SDK accepts.
+    let requests = token_requests(report);
+    assert!(!requests.is_empty(), "no token request: {report}");
+    for r in &requests {
+        assert_eq!(
+            r["form_fields"],
+            json!([
+                "client_assertion",
+                "client_assertion_type",
+                "grant_type",
+                "resource",
+                "scope"
+            ]),
+            "{r}"
+        );
+        assert_eq!(r["resource"], s.gw.url("/mcp/flights"), "{r}");
+        assert_eq!(r["status"], 200, "token request refused: {r}");
+    }
+    assert_eq!(report["token_types"], json!(["Bearer"]), "{report}");
+    assert!(!tokens.is_empty(), "{report}");
+    assert!(
+        tokens.iter().all(|t| t.starts_with("writ_")),
+        "the SDK was issued something other than writs"
+    );
+
+    // The writ lists only the tool it may call.
+    assert_eq!(report["tools"], json!(["book_flight"]), "{report}");
+
+    // The granted call succeeds, with the server's answer.
+    let calls = report["calls"].as_array().expect("calls");
+    assert_eq!(
+        calls[0],
+        json!({"tool": "book_flight", "is_error": false, "text": ["BK-LH123-2026-12-01"]}),
+        "{report}"
+    );
+    // Other arguments, and another tool: JSON-RPC errors from the gateway, saying why,
+    // not the SDK's stand-in for an HTTP error it could not read.
+    for refused in &calls[1..] {
+        let error = &refused["error"];
+        assert!(error.is_object(), "not refused: {refused}");
+        assert!(error["code"].is_i64(), "{refused}");
+        assert_ne!(
+            error["message"], "Server returned an error response",
+            "the refusal is not a JSON-RPC error body: {refused}"
+        );
+        assert!(
+            error.to_string().contains("grant_denied"),
+            "the refusal does not name its cause: {refused}"
+        );
+    }
+    assert_eq!(calls[3]["tool"], "cancel_flight");
+}
+
+/// Asserts the MCP server saw only its own key, never a writ, and only the granted call.
+fn assert_server_never_saw_a_writ(seen: &[Value], tokens: &[String]) {
+    assert!(!seen.is_empty(), "nothing reached the MCP server");
+    for request in seen {
+        let text = request.to_string();
+        assert!(
+            !text.contains("writ_"),
+            "something shaped like a writ reached the MCP server: {} {}",
+            request["method"],
+            request["path"]
+        );
+        for token in tokens {
+            assert!(
+                !text.contains(token.as_str()),
+                "the writ reached the MCP server"
+            );
+        }
+        assert_eq!(
+            request["headers"]["authorization"],
+            json!([format!("Bearer {SERVER_KEY}")]),
+            "{} {} did not carry the server's own key",
+            request["method"],
+            request["path"]
+        );
+    }
+    let calls: Vec<&Value> = seen
+        .iter()
+        .filter(|r| {
+            r["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("tools/call")
+        })
+        .collect();
+    assert!(!calls.is_empty(), "the granted call never arrived");
+    for call in calls {
+        let body: Value = serde_json::from_str(call["body"].as_str().expect("body")).expect("JSON");
+        assert_eq!(body["params"]["name"], "book_flight", "{body}");
+        assert_eq!(
+            body["params"]["arguments"],
+            json!({"flight": "LH123", "date": "2026-12-01"}),
+            "a refused call reached the server: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_in_the_2026_era_gets_exactly_the_granted_tool() {
+    let s = setup().await;
+    let (report, tokens) = run_client(&s, "auto").await;
+    assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
+    // It probed `server/discover`, with the 2026 routing headers.
+    let discover = report["wire"]
+        .as_array()
+        .expect("wire")
+        .iter()
+        .find(|r| r["jsonrpc_method"] == "server/discover" && r["bearer"] == true)
+        .expect("a server/discover with a writ");
+    assert_eq!(discover["mcp-method"], "server/discover", "{discover}");
+    assert_eq!(discover["status"], 200, "{discover}");
+    assert_acceptance(&s, &report, &tokens);
+    assert_server_never_saw_a_writ(&s.server.seen().await, &tokens);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_in_the_legacy_era_keeps_its_session() {
+    let s = setup().await;
+    let (report, tokens) = run_client(&s, "legacy").await;
+    assert_eq!(report["protocol_version"], "2025-11-25", "{report}");
+    assert_acceptance(&s, &report, &tokens);
+    let seen = s.server.seen().await;
+    assert_server_never_saw_a_writ(&seen, &tokens);
+    // The session the server opened is the one the client's later calls carried.
+    let session_ids: Vec<&Value> = seen
+        .iter()
+        .filter_map(|r| r["headers"].get("mcp-session-id"))
+        .collect();
+    assert!(
+        !session_ids.is_empty(),
+        "no Mcp-Session-Id reached the server"
+    );
+    assert!(
+        session_ids.iter().all(|id| *id == session_ids[0]),
+        "{session_ids:?}"
+    );
+    let tool_call = report["wire"]
+        .as_array()
+        .expect("wire")
+        .iter()
+        .find(|r| r["jsonrpc_method"] == "tools/call" && r["status"] == 200)
+        .expect("a tools/call answered 200");
+    assert_eq!(
+        json!([tool_call["mcp-session-id"]]),
+        *session_ids[0],
+        "{tool_call}"
+    );
+}
