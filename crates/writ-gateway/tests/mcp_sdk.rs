@@ -166,6 +166,15 @@ fn assert_acceptance(s: &Setup, report: &Value, tokens: &[String]) {
         "the SDK was issued something other than writs"
     );
 
+    // Every exchange on the MCP endpoint was answered by the gateway or the server, never
+    // failed: a notification the server acknowledges with an empty 202 included.
+    for r in report["wire"].as_array().expect("wire") {
+        if r["path"] == "/mcp/flights" {
+            let status = r["status"].as_u64().expect("a status");
+            assert!(status < 500, "{r}");
+        }
+    }
+
     // The writ lists only the tool it may call.
     assert_eq!(report["tools"], json!(["book_flight"]), "{report}");
 

@@ -19,13 +19,13 @@ import json
 import os
 from urllib.parse import parse_qs, urlparse
 
+import httpx2
 from mcp import Client
 from mcp.client.auth.extensions.client_credentials import (
     PrivateKeyJWTOAuthProvider,
     SignedJWTParameters,
 )
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.shared.exceptions import MCPError
 
@@ -112,8 +112,7 @@ async def main() -> None:
         ).create_assertion_provider(),
         issuer=ISSUER,
     )
-    http = create_mcp_http_client(auth=auth)
-    http.event_hooks = {"request": [note_request], "response": [note_response]}
+    http = httpx2.AsyncClient(auth=auth, event_hooks={"request": [note_request], "response": [note_response]})
     outcome: dict = {"mode": MODE}
     async with http, Client(streamable_http_client(URL, http_client=http), mode=MODE) as client:
         outcome["protocol_version"] = client.protocol_version
