@@ -185,19 +185,17 @@ fn assert_acceptance(s: &Setup, report: &Value, tokens: &[String]) {
         json!({"tool": "book_flight", "is_error": false, "text": ["BK-LH123-2026-12-01"]}),
         "{report}"
     );
-    // Other arguments, and another tool: JSON-RPC errors from the gateway, saying why,
-    // not the SDK's stand-in for an HTTP error it could not read.
+    // Other arguments, and another tool: the gateway's JSON-RPC error (writ's "forbidden"
+    // code, the HTTP error's code in `data`), not the SDK's stand-in for an HTTP error it
+    // could not read.
     for refused in &calls[1..] {
         let error = &refused["error"];
-        assert!(error.is_object(), "not refused: {refused}");
-        assert!(error["code"].is_i64(), "{refused}");
-        assert_ne!(
-            error["message"], "Server returned an error response",
-            "the refusal is not a JSON-RPC error body: {refused}"
-        );
+        assert_eq!(error["code"], -32011, "{refused}");
+        assert_eq!(error["data"]["code"], "grant_denied", "{refused}");
+        assert_eq!(error["data"]["status"], 403, "{refused}");
         assert!(
-            error.to_string().contains("grant_denied"),
-            "the refusal does not name its cause: {refused}"
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{refused}"
         );
     }
     assert_eq!(calls[3]["tool"], "cancel_flight");
