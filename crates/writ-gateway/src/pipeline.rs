@@ -133,6 +133,8 @@ async fn run(
         inspect::mcp::check(gw, ctx, &parts.headers, message, &facts)?;
     }
     facts.dpop_jkt = dpop_jkt;
+    // A writ bound to an audience is good only at that resource (RFC 8707).
+    facts.resource = challenge::resource_uri(gw, &ctx.route, parts.uri.path());
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
     // Authorize: the writ's checks and the operator's policies; a denial names the check.
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {

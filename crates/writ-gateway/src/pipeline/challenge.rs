@@ -21,7 +21,7 @@ pub(crate) const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resourc
 /// The OAuth scopes writ names for an MCP resource: one, `mcp`, asking for access to the
 /// resource as far as the writ's `authorization_details` allow. What a writ allows is
 /// stated by those grants (tool, arguments, budgets), never by a scope; the token
-/// endpoint reads `authorization_details` and ignores `scope`.
+/// endpoint accepts `mcp` (and echoes it) and refuses any other scope.
 pub(crate) const MCP_SCOPES: [&str; 1] = ["mcp"];
 
 /// The upstream a request on `route` to `path` addresses as a protected resource: a
@@ -36,6 +36,14 @@ pub(crate) fn protected_upstream<'p>(
     let name = route.protected_resource_upstream(path)?;
     let upstream = gw.upstreams.get(name)?;
     upstream.provider.serves(route).then_some(name)
+}
+
+/// The canonical URI of the protected resource a request on `route` to `path` is at (see
+/// [`protected_upstream`]): the gateway's issuer, then the path, byte for byte the
+/// `resource` its metadata advertises and writs bound to it name as their audience.
+pub(crate) fn resource_uri(gw: &Gateway, route: &RouteSpec, path: &str) -> Option<String> {
+    protected_upstream(gw, route, path)?;
+    Some(format!("{}{path}", gw.issuer()))
 }
 
 /// The metadata URL to challenge with for a request on `route` to `path`, when the path
