@@ -59,6 +59,9 @@ class MemoryTokenStorage:
 
 
 WIRE: list[dict] = []
+# The entry of each request awaiting its response, by the request object's identity: the
+# legacy era's GET stream runs beside the POSTs, so responses do not arrive in order.
+PENDING: dict[int, dict] = {}
 
 
 async def note_request(request) -> None:
@@ -73,16 +76,17 @@ async def note_request(request) -> None:
     elif request.content:
         entry["jsonrpc_method"] = json.loads(request.content).get("method")
     WIRE.append(entry)
+    PENDING[id(request)] = entry
 
 
 async def note_response(response) -> None:
-    for entry in reversed(WIRE):
-        if entry["path"] == urlparse(str(response.request.url)).path and "status" not in entry:
-            entry["status"] = response.status_code
-            entry["content_type"] = response.headers.get("content-type", "")
-            if "www-authenticate" in response.headers:
-                entry["www_authenticate"] = response.headers["www-authenticate"]
-            break
+    entry = PENDING.pop(id(response.request), None)
+    if entry is None:
+        return
+    entry["status"] = response.status_code
+    entry["content_type"] = response.headers.get("content-type", "")
+    if "www-authenticate" in response.headers:
+        entry["www_authenticate"] = response.headers["www-authenticate"]
 
 
 async def call(client: Client, tool: str, arguments: dict) -> dict:
