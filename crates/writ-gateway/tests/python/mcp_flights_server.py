@@ -3,8 +3,8 @@
 `book_flight`, `cancel_flight`, `list_flights`.
 
 It has its own credential, a static bearer key given in `FLIGHTS_KEY`, and refuses any
-request that does not carry exactly `Authorization: Bearer <key>` (401, no body worth
-reading). It records every request it receives: method, path, every header, and the body.
+request that does not carry exactly `Authorization: Bearer <key>` (401 with a JSON-RPC
+error, before the SDK sees it). It records every request it receives: method, path, every header, and the body.
 Nothing reaches it but through the gateway, except its report:
 
     GET /_report  (with its key)  ->  {"requests": [{"method", "path", "headers", "body"}]}
