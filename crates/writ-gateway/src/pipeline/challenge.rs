@@ -81,7 +81,11 @@ pub(crate) fn www_authenticate(metadata_url: &str, error: &GatewayError) -> Opti
     let value = match error {
         GatewayError::Dpop(_) => return None,
         GatewayError::Denied(_) | GatewayError::Writ(WritError::Denied(_)) => {
-            format!(r#"Bearer error="insufficient_scope", resource_metadata="{metadata_url}""#)
+            // Every scope the call needs, in one challenge (RFC 6750 §3.1): writ names one.
+            format!(
+                r#"Bearer error="insufficient_scope", scope="{}", resource_metadata="{metadata_url}""#,
+                MCP_SCOPES.join(" ")
+            )
         }
         GatewayError::MissingWrit => format!(
             r#"Bearer realm="writ", resource_metadata="{metadata_url}", scope="{}""#,

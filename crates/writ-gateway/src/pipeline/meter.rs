@@ -132,7 +132,8 @@ pub(crate) async fn read(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let must_be_json = info.dialect.success_is_json() && parts.status.is_success();
-    if (must_be_json || claims_json)
+    // An empty body (a notification's `202 Accepted`) claims nothing, whatever its type.
+    if (must_be_json || (claims_json && !bytes.is_empty()))
         && !parsed_whole
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
     {
