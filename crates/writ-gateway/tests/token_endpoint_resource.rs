@@ -515,3 +515,80 @@ async fn the_mint_record_names_the_resource() {
     assert_eq!(minted[0]["detail"]["resource"], json!(travel));
     assert_eq!(minted[1]["detail"]["resource"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_python_sdk_gets_a_writ_for_its_resource_with_its_own_code() {
+    let (upstream, gw) = setup().await;
+    // P-256: the key type Python's `cryptography` reads from the PEM the testkit writes.
+    let (client, _) = OAuthClient::register(&gw, "sdk-agent", CEILING, true).await;
+    let seen = writ_testkit::run_python_lines(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mcp_token.py"),
+        &[
+            ("WRIT_BASE_URL", &gw.url("")),
+            ("WRIT_CLIENT_ID", "sdk-agent"),
+            ("WRIT_CLIENT_KEY", client.private_key_pem()),
+        ],
+    )
+    .await;
+    let run = &seen[0];
+    // What the SDK sent: no authorization_details, its resource, the advertised scope, and
+    // an assertion for the issuer.
+    let sent = &run["token_requests"][0];
+    assert_eq!(
+        sent["form"]["grant_type"],
+        json!(["client_credentials"]),
+        "{run}"
+    );
+    assert_eq!(
+        sent["form"]["resource"],
+        json!([gw.url("/mcp/travel")]),
+        "{run}"
+    );
+    assert_eq!(sent["form"]["scope"], json!(["mcp"]), "{run}");
+    assert!(sent["form"].get("authorization_details").is_none(), "{run}");
+    assert_eq!(sent["assertion_aud"], json!(gw.gateway().issuer()), "{run}");
+    // What it was answered, and parsed: a Bearer writ for that resource.
+    let answer = &run["token_answers"][0];
+    assert_eq!(answer["status"], 200, "{run}");
+    assert_eq!(answer["body"]["token_type"], "Bearer", "{run}");
+    assert_eq!(answer["body"]["scope"], "mcp", "{run}");
+    // The retried call went through with the upstream's key; the writ went nowhere else.
+    assert_eq!(run["booked_status"], 200, "{run}");
+    assert_eq!(
+        run["booked"]["result"]["content"][0]["text"],
+        "called book_flight"
+    );
+    assert_eq!(run["elsewhere_status"], 403, "{run}");
+    assert_eq!(run["elsewhere_code"], "grant_denied", "{run}");
+    let forwarded = upstream.requests();
+    assert_eq!(forwarded.len(), 1);
+    assert_eq!(
+        forwarded[0].headers["authorization"],
+        format!("Bearer {KEY}")
+    );
+}
+
+#[tokio::test]
+async fn a_401_before_the_body_is_read_says_the_connection_closes() {
+    let (_upstream, gw) = setup().await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/mcp/travel"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["connection"], "close");
+    // A refusal after the body was read keeps the connection.
+    let (client, _) = OAuthClient::register(&gw, "planner", CEILING, false).await;
+    let writ = issued(&ask(&gw, &client, "k1", &[("resource", &gw.url("/mcp/travel"))]).await);
+    let resp = reqwest::Client::new()
+        .post(gw.url("/mcp/travel"))
+        .bearer_auth(&writ)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "cancel_flight", "arguments": {}}}))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get("connection").is_none());
+}

@@ -64,8 +64,8 @@ impl OAuthClient {
         (client, secret)
     }
 
-    /// The private key (PKCS#8 PEM), for a client library that signs its own assertions
-    /// (MCP's Python SDK, authlib) rather than taking them from [`Self::assertion`].
+    /// The private key (PKCS#8 PEM), for clients outside Rust (an SDK under test) that
+    /// sign their own assertions.
     pub fn private_key_pem(&self) -> &str {
         &self.private_pem
     }

@@ -64,11 +64,23 @@ pub(crate) fn refusal(
     rpc_id: Option<&serde_json::Value>,
 ) -> Response {
     let challenge = metadata_url.and_then(|url| www_authenticate(url, &error));
+    // A 401 is answered before the body is read (but for an aged-out writ's, read for the
+    // client's retry), and the server then drops the connection. Said outright, or a
+    // client that pools connections sends its next request (MCP's SDKs: the metadata
+    // fetch) into a closing socket.
+    let unread = challenge.is_some()
+        && error.classify().status == http::StatusCode::UNAUTHORIZED
+        && !crate::pipeline::authenticate::only_aged(&error);
     let mut response = error.into_response_to(dialect, rpc_id);
     if let Some(value) = challenge {
         response
             .headers_mut()
             .insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    if unread {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
