@@ -82,7 +82,17 @@ struct Setup {
     server: FlightsServer,
     gw: TestGateway,
     agent: OAuthClient,
+    secret: String,
     dir: tempfile::TempDir,
+}
+
+/// How the SDK authenticates at the token endpoint.
+#[derive(Clone, Copy)]
+enum ClientAuth {
+    /// `PrivateKeyJWTOAuthProvider`: a JWT signed with the agent's key.
+    Key,
+    /// `ClientCredentialsOAuthProvider`: the client secret in HTTP Basic.
+    Secret,
 }
 
 async fn setup() -> Setup {
@@ -92,33 +102,38 @@ async fn setup() -> Setup {
         server.base
     );
     let gw = TestGateway::start(&config).await;
-    let (agent, _secret) = OAuthClient::register(&gw, AGENT, CEILING, true).await;
+    let (agent, secret) = OAuthClient::register(&gw, AGENT, CEILING, true).await;
     let dir = tempfile::tempdir().expect("temporary directory");
     std::fs::write(dir.path().join("agent.pem"), agent.private_key_pem()).expect("write key");
     Setup {
         server,
         gw,
         agent,
+        secret,
         dir,
     }
 }
 
 /// Runs the SDK client in `mode`; returns its report and the writs it was issued.
-async fn run_client(s: &Setup, mode: &str) -> (Value, Vec<String>) {
+async fn run_client(s: &Setup, mode: &str, auth: ClientAuth) -> (Value, Vec<String>) {
     let key_file = s.dir.path().join("agent.pem");
     let tokens_file = s.dir.path().join(format!("tokens-{mode}.json"));
-    let lines = writ_testkit::run_python_lines(
-        &script("mcp_flights_client.py"),
-        &[
-            ("MCP_URL", &s.gw.url("/mcp/flights")),
-            ("MCP_ISSUER", &s.gw.url("")),
-            ("MCP_CLIENT_ID", &s.agent.name),
-            ("MCP_KEY_FILE", &key_file.display().to_string()),
-            ("MCP_TOKENS_FILE", &tokens_file.display().to_string()),
-            ("MCP_MODE", mode),
-        ],
-    )
-    .await;
+    let url = s.gw.url("/mcp/flights");
+    let issuer = s.gw.url("");
+    let key_file = key_file.display().to_string();
+    let tokens = tokens_file.display().to_string();
+    let mut env = vec![
+        ("MCP_URL", url.as_str()),
+        ("MCP_ISSUER", issuer.as_str()),
+        ("MCP_CLIENT_ID", s.agent.name.as_str()),
+        ("MCP_TOKENS_FILE", tokens.as_str()),
+        ("MCP_MODE", mode),
+    ];
+    match auth {
+        ClientAuth::Key => env.push(("MCP_KEY_FILE", key_file.as_str())),
+        ClientAuth::Secret => env.push(("MCP_CLIENT_SECRET", s.secret.as_str())),
+    }
+    let lines = writ_testkit::run_python_lines(&script("mcp_flights_client.py"), &env).await;
     let report = lines.into_iter().next().expect("the client's report line");
     let tokens: Vec<String> = serde_json::from_str(
         &std::fs::read_to_string(&tokens_file).expect("the client wrote its tokens"),
@@ -138,24 +153,24 @@ fn token_requests(report: &Value) -> Vec<&Value> {
 }
 
 /// Asserts what the acceptance test of issue 21 asks of one run of the SDK client.
-fn assert_acceptance(s: &Setup, report: &Value, tokens: &[String]) {
-    // Discovery and the token request are the SDK's own: client credentials with a
-    // signed assertion and RFC 8707 `resource`, no `authorization_details`, and a writ
-    // whose `token_type` the SDK accepts.
+fn assert_acceptance(s: &Setup, report: &Value, tokens: &[String], auth: ClientAuth) {
+    // Discovery and the token request are the SDK's own: client credentials, RFC 8707
+    // `resource`, no `authorization_details`, and a writ whose `token_type` the SDK accepts.
     let requests = token_requests(report);
     assert!(!requests.is_empty(), "no token request: {report}");
+    let fields = match auth {
+        ClientAuth::Key => json!([
+            "client_assertion",
+            "client_assertion_type",
+            "grant_type",
+            "resource",
+            "scope"
+        ]),
+        ClientAuth::Secret => json!(["grant_type", "resource", "scope"]),
+    };
     for r in &requests {
-        assert_eq!(
-            r["form_fields"],
-            json!([
-                "client_assertion",
-                "client_assertion_type",
-                "grant_type",
-                "resource",
-                "scope"
-            ]),
-            "{r}"
-        );
+        assert_eq!(r["form_fields"], fields, "{r}");
+        assert_eq!(r["basic"], matches!(auth, ClientAuth::Secret), "{r}");
         assert_eq!(r["resource"], s.gw.url("/mcp/flights"), "{r}");
         assert_eq!(r["status"], 200, "token request refused: {r}");
     }
@@ -201,8 +216,9 @@ fn assert_acceptance(s: &Setup, report: &Value, tokens: &[String]) {
     assert_eq!(calls[3]["tool"], "cancel_flight");
 }
 
-/// Asserts the MCP server saw only its own key, never a writ, and only the granted call.
-fn assert_server_never_saw_a_writ(seen: &[Value], tokens: &[String]) {
+/// Asserts the MCP server saw only its own key, never a writ nor the agent's secret, and
+/// only the granted call.
+fn assert_server_never_saw_a_writ(s: &Setup, seen: &[Value], tokens: &[String]) {
     assert!(!seen.is_empty(), "nothing reached the MCP server");
     for request in seen {
         let text = request.to_string();
@@ -218,6 +234,10 @@ fn assert_server_never_saw_a_writ(seen: &[Value], tokens: &[String]) {
                 "the writ reached the MCP server"
             );
         }
+        assert!(
+            !text.contains(s.secret.as_str()),
+            "the agent's secret reached the MCP server"
+        );
         assert_eq!(
             request["headers"]["authorization"],
             json!([format!("Bearer {SERVER_KEY}")]),
@@ -250,7 +270,7 @@ fn assert_server_never_saw_a_writ(seen: &[Value], tokens: &[String]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_in_the_2026_era_gets_exactly_the_granted_tool() {
     let s = setup().await;
-    let (report, tokens) = run_client(&s, "auto").await;
+    let (report, tokens) = run_client(&s, "auto", ClientAuth::Key).await;
     assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
     // It probed `server/discover`, with the 2026 routing headers.
     let discover = report["wire"]
@@ -261,18 +281,18 @@ async fn the_sdk_in_the_2026_era_gets_exactly_the_granted_tool() {
         .expect("a server/discover with a writ");
     assert_eq!(discover["mcp-method"], "server/discover", "{discover}");
     assert_eq!(discover["status"], 200, "{discover}");
-    assert_acceptance(&s, &report, &tokens);
-    assert_server_never_saw_a_writ(&s.server.seen().await, &tokens);
+    assert_acceptance(&s, &report, &tokens, ClientAuth::Key);
+    assert_server_never_saw_a_writ(&s, &s.server.seen().await, &tokens);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_in_the_legacy_era_keeps_its_session() {
     let s = setup().await;
-    let (report, tokens) = run_client(&s, "legacy").await;
+    let (report, tokens) = run_client(&s, "legacy", ClientAuth::Key).await;
     assert_eq!(report["protocol_version"], "2025-11-25", "{report}");
-    assert_acceptance(&s, &report, &tokens);
+    assert_acceptance(&s, &report, &tokens, ClientAuth::Key);
     let seen = s.server.seen().await;
-    assert_server_never_saw_a_writ(&seen, &tokens);
+    assert_server_never_saw_a_writ(&s, &seen, &tokens);
     // The session the server opened is the one the client's later calls carried.
     let session_ids: Vec<&Value> = seen
         .iter()
@@ -297,4 +317,13 @@ async fn the_sdk_in_the_legacy_era_keeps_its_session() {
         *session_ids[0],
         "{tool_call}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_with_a_client_secret_gets_the_same() {
+    let s = setup().await;
+    let (report, tokens) = run_client(&s, "auto", ClientAuth::Secret).await;
+    assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
+    assert_acceptance(&s, &report, &tokens, ClientAuth::Secret);
+    assert_server_never_saw_a_writ(&s, &s.server.seen().await, &tokens);
 }

@@ -5,8 +5,9 @@ token, and the `Client` talks to `/mcp/flights`. Nothing here knows about writ.
 
 Environment: `MCP_URL` (the gateway's `/mcp/flights`), `MCP_ISSUER` (the authorization
 server the agent is registered with), `MCP_CLIENT_ID`, `MCP_KEY_FILE` (its private key,
-PEM, P-256), `MCP_MODE` (`auto`: the 2026-07-28 `server/discover` probe; `legacy`: the
-`initialize` handshake and `Mcp-Session-Id`).
+PEM, P-256) or `MCP_CLIENT_SECRET` (then the SDK's `ClientCredentialsOAuthProvider`
+with the secret in HTTP Basic), `MCP_MODE` (`auto`: the 2026-07-28 `server/discover`
+probe; `legacy`: the `initialize` handshake and `Mcp-Session-Id`).
 
 Test plumbing only: an httpx event hook notes each HTTP exchange (method, path, status,
 the MCP headers, the names of the token request's form fields and its `resource`), the
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx2
 from mcp import Client
 from mcp.client.auth.extensions.client_credentials import (
+    ClientCredentialsOAuthProvider,
     PrivateKeyJWTOAuthProvider,
     SignedJWTParameters,
 )
@@ -68,6 +70,7 @@ async def note_request(request) -> None:
     entry = {"method": request.method, "path": urlparse(str(request.url)).path}
     entry.update({h: request.headers[h] for h in MCP_HEADERS if h in request.headers})
     entry["bearer"] = request.headers.get("authorization", "").startswith("Bearer ")
+    entry["basic"] = request.headers.get("authorization", "").startswith("Basic ")
     if request.headers.get("content-type") == "application/x-www-form-urlencoded":
         form = parse_qs(request.content.decode())
         entry["form_fields"] = sorted(form)
@@ -99,12 +102,20 @@ async def call(client: Client, tool: str, arguments: dict) -> dict:
     return {"tool": tool, "is_error": result.is_error, "text": text}
 
 
-async def main() -> None:
+def oauth(storage: MemoryTokenStorage):
+    """The SDK's own OAuth client for client credentials: authenticated by a JWT it signs
+    with the agent's key, or (`MCP_CLIENT_SECRET` set) by the client secret in HTTP Basic."""
+    if "MCP_CLIENT_SECRET" in os.environ:
+        return ClientCredentialsOAuthProvider(
+            server_url=URL,
+            storage=storage,
+            client_id=CLIENT_ID,
+            client_secret=os.environ["MCP_CLIENT_SECRET"],
+            issuer=ISSUER,
+        )
     with open(os.environ["MCP_KEY_FILE"]) as f:
         private_key = f.read()
-    storage = MemoryTokenStorage()
-    # The SDK's own OAuth client: client credentials, authenticated by a JWT it signs.
-    auth = PrivateKeyJWTOAuthProvider(
+    return PrivateKeyJWTOAuthProvider(
         server_url=URL,
         storage=storage,
         client_id=CLIENT_ID,
@@ -116,6 +127,11 @@ async def main() -> None:
         ).create_assertion_provider(),
         issuer=ISSUER,
     )
+
+
+async def main() -> None:
+    storage = MemoryTokenStorage()
+    auth = oauth(storage)
     http = httpx2.AsyncClient(auth=auth, event_hooks={"request": [note_request], "response": [note_response]})
     outcome: dict = {"mode": MODE}
     async with http, Client(streamable_http_client(URL, http_client=http), mode=MODE) as client:
