@@ -154,7 +154,11 @@ fn audience(gw: &TestGateway, writ: &str) -> Option<String> {
 
 fn assert_audience_denied(result: (StatusCode, Value), what: &str) {
     assert_eq!(result.0, StatusCode::FORBIDDEN, "{what}: {}", result.1);
-    assert_eq!(result.1["error"]["code"], "grant_denied", "{what}");
+    // MCP routes answer a JSON-RPC error; other routes OpenAI's shape: the code is in each.
+    let code = result.1["error"]["data"]["code"]
+        .as_str()
+        .or(result.1["error"]["code"].as_str());
+    assert_eq!(code, Some("grant_denied"), "{what}: {}", result.1);
     let message = result.1["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("bound to another resource"),

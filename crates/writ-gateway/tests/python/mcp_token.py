@@ -103,7 +103,7 @@ async def main() -> None:
                 "booked_status": booked.status_code,
                 "booked": booked.json(),
                 "elsewhere_status": elsewhere.status_code,
-                "elsewhere_code": elsewhere.json().get("error", {}).get("code"),
+                "elsewhere_code": elsewhere.json().get("error", {}).get("data", {}).get("code"),
             }
         )
     )
