@@ -1,0 +1,363 @@
+"""The MCP server the conformance suite (@modelcontextprotocol/conformance) tests, built
+with MCP's official Python SDK: the tools, resources and prompts its server scenarios
+call by name (test_simple_text, test://static-text, test_simple_prompt, ...), served over
+Streamable HTTP at /mcp for every protocol revision the SDK speaks (the 2025 revisions'
+initialize sessions and 2026-07-28's self-contained requests alike).
+
+The server also counts what a server behind writ must never see: a request bearing a
+writ. Each request's Authorization header is compared with the key the gateway injects
+(CONFORMANCE_UPSTREAM_KEY); GET /seen reports how many bore that key, how many bore
+anything else, and how many none (the suite run straight at the server sends none).
+
+Prints one JSON line with its port, then serves until stdin closes.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import sys
+import threading
+
+import uvicorn
+from mcp.server.caching import CacheHint
+from mcp.server.mcpserver import Audio, Context, Image, MCPServer
+from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import (
+    Completion,
+    EmbeddedResource,
+    SamplingMessage,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    TextContent,
+    TextResourceContents,
+    UnsubscribeRequestParams,
+)
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+# A 1x1 red PNG and a minimal WAV: the payloads the suite's checks compare.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
+
+UPSTREAM_KEY = os.environ["CONFORMANCE_UPSTREAM_KEY"]
+SEEN = {"upstream_key": 0, "foreign": 0, "none": 0}
+SUBSCRIPTIONS: set[str] = set()
+
+cacheable = CacheHint(ttl_ms=0, scope="private")
+mcp = MCPServer(
+    "mcp-conformance-test-server",
+    version="1.0.0",
+    cache_hints={
+        "tools/list": cacheable,
+        "prompts/list": cacheable,
+        "resources/list": cacheable,
+        "resources/templates/list": cacheable,
+        "resources/read": cacheable,
+    },
+)
+
+
+# ---- tools ----
+
+
+@mcp.tool(description="Tests simple text content response")
+def test_simple_text() -> str:
+    return "This is a simple text response for testing."
+
+
+@mcp.tool(description="Tests image content response")
+def test_image_content() -> Image:
+    return Image(data=base64.b64decode(PNG), format="png")
+
+
+@mcp.tool(description="Tests audio content response")
+def test_audio_content() -> Audio:
+    return Audio(data=base64.b64decode(WAV), format="wav")
+
+
+@mcp.tool(description="Tests embedded resource content response")
+def test_embedded_resource() -> list[EmbeddedResource]:
+    return [
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(
+                uri="test://embedded-resource",
+                mime_type="text/plain",
+                text="This is an embedded resource content.",
+            ),
+        )
+    ]
+
+
+@mcp.tool(description="Tests response with multiple content types (text, image, resource)")
+def test_multiple_content_types() -> list:
+    return [
+        TextContent(type="text", text="Multiple content types test:"),
+        Image(data=base64.b64decode(PNG), format="png").to_image_content(),
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(
+                uri="test://mixed-content-resource",
+                mime_type="application/json",
+                text=json.dumps({"test": "data", "value": 123}),
+            ),
+        ),
+    ]
+
+
+@mcp.tool(description="Tests tool that emits log messages during execution")
+async def test_tool_with_logging(ctx: Context) -> str:
+    for message in ("Tool execution started", "Tool processing data", "Tool execution completed"):
+        await ctx.info(message)
+    return "Tool with logging executed successfully"
+
+
+@mcp.tool(description="Tests tool that reports progress notifications")
+async def test_tool_with_progress(ctx: Context) -> str:
+    for step in (0, 50, 100):
+        await ctx.report_progress(progress=step, total=100, message=f"Completed step {step} of 100")
+    meta = ctx.request_context.meta
+    return str(meta.progress_token if meta is not None and meta.progress_token is not None else 0)
+
+
+@mcp.tool(description="Tests error response handling")
+def test_error_handling() -> str:
+    raise RuntimeError("This tool intentionally returns an error for testing")
+
+
+@mcp.tool(description="Tests server-initiated sampling (LLM completion request)")
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    result = await ctx.session.create_message(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+        max_tokens=100,
+    )
+    text = result.content.text if result.content.type == "text" else "No response"
+    return f"LLM response: {text}"
+
+
+class UserResponse(BaseModel):
+    response: str = Field(description="User's response")
+
+
+@mcp.tool(description="Tests server-initiated elicitation (user input request)")
+async def test_elicitation(message: str, ctx: Context) -> str:
+    result = await ctx.elicit(message=message, schema=UserResponse)
+    content = result.data.model_dump_json() if result.action == "accept" else "{}"
+    return f"User response: action={result.action}, content={content}"
+
+
+class Defaults(BaseModel):
+    name: str = Field(default="John Doe", description="User name")
+    age: int = Field(default=30, description="User age")
+    score: float = Field(default=95.5, description="User score")
+    status: str = Field(
+        default="active",
+        description="User status",
+        json_schema_extra={"enum": ["active", "inactive", "pending"]},
+    )
+    verified: bool = Field(default=True, description="Verification status")
+
+
+@mcp.tool(description="Tests elicitation with default values per SEP-1034")
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    result = await ctx.elicit(message="Please review and update the form fields with defaults", schema=Defaults)
+    content = result.data.model_dump_json() if result.action == "accept" else "{}"
+    return f"Elicitation completed: action={result.action}, content={content}"
+
+
+class Enums(BaseModel):
+    untitledSingle: str = Field(
+        description="Simple enum without titles",
+        json_schema_extra={"enum": ["option1", "option2", "option3"]},
+    )
+    titledSingle: str = Field(
+        description="Enum with titled options",
+        json_schema_extra={
+            "oneOf": [
+                {"const": "value1", "title": "First Option"},
+                {"const": "value2", "title": "Second Option"},
+                {"const": "value3", "title": "Third Option"},
+            ]
+        },
+    )
+    legacyEnum: str = Field(
+        description="Legacy enum with enumNames",
+        json_schema_extra={
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+    )
+    untitledMulti: list[str] = Field(
+        description="Multi-select without titles",
+        json_schema_extra={"items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+    )
+    titledMulti: list[str] = Field(
+        description="Multi-select with titled options",
+        json_schema_extra={
+            "items": {
+                "anyOf": [
+                    {"const": "value1", "title": "First Choice"},
+                    {"const": "value2", "title": "Second Choice"},
+                    {"const": "value3", "title": "Third Choice"},
+                ]
+            }
+        },
+    )
+
+
+@mcp.tool(description="Tests elicitation with enum schema variations per SEP-1330")
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    result = await ctx.elicit(message="Please select options from the enum fields", schema=Enums)
+    content = result.data.model_dump_json() if result.action == "accept" else "{}"
+    return f"Elicitation completed: action={result.action}, content={content}"
+
+
+# ---- resources ----
+
+
+@mcp.resource("test://static-text", name="static-text", mime_type="text/plain", description="A static text resource")
+def static_text() -> str:
+    return "This is the content of the static text resource."
+
+
+@mcp.resource("test://static-binary", name="static-binary", mime_type="image/png", description="A static binary resource")
+def static_binary() -> bytes:
+    return base64.b64decode(PNG)
+
+
+@mcp.resource(
+    "test://template/{id}/data",
+    name="template",
+    mime_type="application/json",
+    description="A resource template with parameter substitution",
+)
+def template(id: str) -> str:
+    return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
+
+
+@mcp.resource("test://watched-resource", name="watched-resource", mime_type="text/plain", description="A resource that can be subscribed to")
+def watched() -> str:
+    return "Watched resource content"
+
+
+# ---- prompts ----
+
+
+@mcp.prompt(description="A simple prompt without arguments")
+def test_simple_prompt() -> list[UserMessage]:
+    return [UserMessage(content=TextContent(type="text", text="This is a simple prompt for testing."))]
+
+
+@mcp.prompt(description="A prompt with required arguments")
+def test_prompt_with_arguments(arg1: str, arg2: str) -> list[UserMessage]:
+    return [UserMessage(content=TextContent(type="text", text=f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"))]
+
+
+@mcp.prompt(description="A prompt that includes an embedded resource")
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[UserMessage]:
+    return [
+        UserMessage(
+            content=EmbeddedResource(
+                type="resource",
+                resource=TextResourceContents(
+                    uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."
+                ),
+            )
+        ),
+        UserMessage(content=TextContent(type="text", text="Please process the embedded resource above.")),
+    ]
+
+
+@mcp.prompt(description="A prompt that includes image content")
+def test_prompt_with_image() -> list[UserMessage]:
+    return [
+        UserMessage(content=Image(data=base64.b64decode(PNG), format="png").to_image_content()),
+        UserMessage(content=TextContent(type="text", text="Please analyze the image above.")),
+    ]
+
+
+@mcp.completion()
+async def complete(ref, argument, context) -> Completion:
+    return Completion(values=[], total=0, has_more=False)
+
+
+# ---- the legacy handlers MCPServer has no decorator for ----
+
+
+async def set_level(ctx, params: SetLevelRequestParams) -> dict:
+    return {}
+
+
+async def subscribe(ctx, params: SubscribeRequestParams) -> dict:
+    SUBSCRIPTIONS.add(str(params.uri))
+    return {}
+
+
+async def unsubscribe(ctx, params: UnsubscribeRequestParams) -> dict:
+    SUBSCRIPTIONS.discard(str(params.uri))
+    return {}
+
+
+mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+mcp._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+mcp._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+
+
+async def seen(_request: Request) -> JSONResponse:
+    return JSONResponse(SEEN)
+
+
+mcp._custom_starlette_routes.append(Route("/seen", seen, methods=["GET"]))
+
+
+class CountAuthorization:
+    """ASGI middleware: counts MCP requests by their Authorization header: the upstream
+    key the gateway injects, anything else (a writ that reached the server), or none."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/mcp"):
+            auth = [v for k, v in scope["headers"] if k == b"authorization"]
+            if not auth:
+                SEEN["none"] += 1
+            elif auth == [f"Bearer {UPSTREAM_KEY}".encode()]:
+                SEEN["upstream_key"] += 1
+            else:
+                SEEN["foreign"] += 1
+        await self.app(scope, receive, send)
+
+
+def exit_when_stdin_closes() -> None:
+    sys.stdin.read()
+    os._exit(0)
+
+
+async def main() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = mcp.streamable_http_app(
+        # The suite's DNS-rebinding scenario sends Host/Origin of another site; the server
+        # accepts only its own loopback names (what the SDK's default guard allows).
+        transport_security=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        ),
+    )
+    server = uvicorn.Server(uvicorn.Config(CountAuthorization(app), log_level="warning", lifespan="on"))
+    print(json.dumps({"port": port}), flush=True)
+    threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
+    await server.serve(sockets=[sock])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
