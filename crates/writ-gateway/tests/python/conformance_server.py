@@ -14,20 +14,29 @@ Prints one JSON line with its port, then serves until stdin closes.
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import os
 import socket
 import sys
 import threading
 
+from typing import Annotated
+
 import uvicorn
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Audio, Context, Image, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     Completion,
+    InputRequiredResult,
     EmbeddedResource,
+    CallToolResult,
     SamplingMessage,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -121,8 +130,8 @@ async def test_tool_with_logging(ctx: Context) -> str:
 async def test_tool_with_progress(ctx: Context) -> str:
     for step in (0, 50, 100):
         await ctx.report_progress(progress=step, total=100, message=f"Completed step {step} of 100")
-    meta = ctx.request_context.meta
-    return str(meta.progress_token if meta is not None and meta.progress_token is not None else 0)
+    meta = ctx.request_context.meta or {}
+    return str(meta.get("progressToken", 0))
 
 
 @mcp.tool(description="Tests error response handling")
@@ -141,7 +150,7 @@ async def test_sampling(prompt: str, ctx: Context) -> str:
 
 
 class UserResponse(BaseModel):
-    response: str = Field(description="User's response")
+    response: str | None = Field(default=None, description="User's response")
 
 
 @mcp.tool(description="Tests server-initiated elicitation (user input request)")
@@ -217,6 +226,198 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return f"Elicitation completed: action={result.action}, content={content}"
 
 
+@mcp.tool(description="Tests that the 2020-12 keywords of an input schema reach the client")
+def json_schema_2020_12_tool(name: str | None = None) -> str:
+    return f"Hello, {name}"
+
+
+# The suite checks the schema as written: $schema, $defs, $anchor, $ref, allOf, if/then/else.
+mcp._tool_manager.get_tool("json_schema_2020_12_tool").parameters = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "$anchor": "addressDef",
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
+    "additionalProperties": False,
+}
+
+
+@mcp.tool(description="Tests that a tool argument mirrored into a header (x-mcp-header) must match the body")
+def test_custom_headers(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+) -> str:
+    return f"region={region}"
+
+
+@mcp.tool(description="Needs the client's sampling capability; refused (-32021) without it")
+async def test_missing_capability(ctx: Context) -> str:
+    caps = ctx.client_capabilities
+    if caps is None or caps.sampling is None:
+        raise MCPError(
+            code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+            message="Client did not declare the sampling capability",
+            data={"requiredCapabilities": {"sampling": {}}},
+        )
+    return "sampling is declared"
+
+
+# ---- 2026-07-28 multi-round-trip requests (SEP-2322): InputRequiredResult ----
+
+STATE_KEY = os.urandom(32)
+
+
+def seal(state: dict) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+    tag = hmac.new(STATE_KEY, body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{tag}"
+
+
+def unseal(sealed: str | None) -> dict:
+    body, _, tag = (sealed or "").partition(".")
+    good = hmac.new(STATE_KEY, body.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(tag, good):
+        raise MCPError(code=INVALID_PARAMS, message="requestState failed its integrity check")
+    return json.loads(base64.urlsafe_b64decode(body))
+
+
+def ask(requests: dict, state: dict | None = None) -> InputRequiredResult:
+    wire = {"resultType": "input_required", "inputRequests": requests}
+    if state is not None:
+        wire["requestState"] = seal(state)
+    return InputRequiredResult.model_validate(wire)
+
+
+def elicit(message: str, field: str, kind: str = "string") -> dict:
+    return {
+        "method": "elicitation/create",
+        "params": {
+            "message": message,
+            "requestedSchema": {"type": "object", "properties": {field: {"type": kind}}, "required": [field]},
+        },
+    }
+
+
+def sample(text: str, max_tokens: int) -> dict:
+    return {
+        "method": "sampling/createMessage",
+        "params": {"messages": [{"role": "user", "content": {"type": "text", "text": text}}], "maxTokens": max_tokens},
+    }
+
+
+ROOTS = {"method": "roots/list", "params": {}}
+
+
+def responses(ctx: Context) -> dict:
+    return {k: (v.model_dump(by_alias=True, exclude_none=True) if hasattr(v, "model_dump") else v)
+            for k, v in (ctx.input_responses or {}).items()}
+
+
+def text_of(response: dict) -> str:
+    content = response.get("content") or {}
+    return content.get("text", "") if isinstance(content, dict) else ""
+
+
+@mcp.tool(description="SEP-2322: one elicitation input request")
+async def test_input_required_result_elicitation(ctx: Context) -> CallToolResult | InputRequiredResult:
+    got = responses(ctx)
+    if not isinstance(got.get("user_name"), dict):
+        return ask({"user_name": elicit("What is your name?", "name")})
+    name = (got["user_name"].get("content") or {}).get("name", "")
+    return CallToolResult(content=[TextContent(type="text", text=f"Hello, {name}!")])
+
+
+@mcp.tool(description="SEP-2322: one sampling input request")
+async def test_input_required_result_sampling(ctx: Context) -> CallToolResult | InputRequiredResult:
+    got = responses(ctx)
+    if "capital_question" not in got:
+        return ask({"capital_question": sample("What is the capital of France?", 100)})
+    return CallToolResult(content=[TextContent(type="text", text=f"The model said: {text_of(got['capital_question'])}")])
+
+
+@mcp.tool(description="SEP-2322: one roots/list input request")
+async def test_input_required_result_list_roots(ctx: Context) -> CallToolResult | InputRequiredResult:
+    got = responses(ctx)
+    if "client_roots" not in got:
+        return ask({"client_roots": ROOTS})
+    roots = ", ".join(r.get("uri", "") for r in got["client_roots"].get("roots", []))
+    return CallToolResult(content=[TextContent(type="text", text=f"Roots: {roots}")])
+
+
+@mcp.tool(description="SEP-2322: requestState round trip")
+async def test_input_required_result_request_state(ctx: Context) -> CallToolResult | InputRequiredResult:
+    if ctx.request_state is None:
+        return ask({"confirm": elicit("Please confirm", "ok", "boolean")}, {"round": 1})
+    unseal(ctx.request_state)
+    return CallToolResult(content=[TextContent(type="text", text="state-ok: confirmed")])
+
+
+@mcp.tool(description="SEP-2322: elicitation, sampling and roots/list at once")
+async def test_input_required_result_multiple_inputs(ctx: Context) -> CallToolResult | InputRequiredResult:
+    got = responses(ctx)
+    wanted = {
+        "user_name": elicit("What is your name?", "name"),
+        "greeting": sample("Say hello", 50),
+        "client_roots": ROOTS,
+    }
+    if ctx.request_state is None or any(k not in got for k in wanted):
+        return ask(wanted, {"round": 1})
+    unseal(ctx.request_state)
+    return CallToolResult(content=[TextContent(type="text", text="All inputs received")])
+
+
+@mcp.tool(description="SEP-2322: two rounds, the state evolving")
+async def test_input_required_result_multi_round(ctx: Context) -> CallToolResult | InputRequiredResult:
+    if ctx.request_state is None:
+        return ask({"step1": elicit("Step 1: What is your name?", "name")}, {"round": 1})
+    state = unseal(ctx.request_state)
+    got = responses(ctx)
+    if state["round"] == 1:
+        name = (got.get("step1", {}).get("content") or {}).get("name", "")
+        return ask({"step2": elicit("Step 2: What is your favorite color?", "color")}, {"round": 2, "name": name})
+    color = (got.get("step2", {}).get("content") or {}).get("color", "")
+    return CallToolResult(content=[TextContent(type="text", text=f"{state['name']} likes {color}")])
+
+
+@mcp.tool(description="SEP-2322: requestState is integrity-protected")
+async def test_input_required_result_tampered_state(ctx: Context) -> CallToolResult | InputRequiredResult:
+    if ctx.request_state is None:
+        return ask({"confirm": elicit("Please confirm", "ok", "boolean")}, {"round": 1})
+    unseal(ctx.request_state)
+    return CallToolResult(content=[TextContent(type="text", text="state-ok")])
+
+
+@mcp.tool(description="SEP-2322: input requests only for declared client capabilities")
+async def test_input_required_result_capabilities(ctx: Context) -> CallToolResult | InputRequiredResult:
+    if ctx.input_responses:
+        return CallToolResult(content=[TextContent(type="text", text="done")])
+    caps = ctx.client_capabilities
+    wanted = {}
+    if caps is not None and caps.elicitation is not None:
+        wanted["user_name"] = elicit("What is your name?", "name")
+    if caps is not None and caps.sampling is not None:
+        wanted["greeting"] = sample("Say hello", 50)
+    if caps is not None and caps.roots is not None:
+        wanted["client_roots"] = ROOTS
+    if not wanted:
+        return CallToolResult(content=[TextContent(type="text", text="nothing to ask")])
+    return ask(wanted)
+
+
 # ---- resources ----
 
 
@@ -279,6 +480,15 @@ def test_prompt_with_image() -> list[UserMessage]:
         UserMessage(content=Image(data=base64.b64decode(PNG), format="png").to_image_content()),
         UserMessage(content=TextContent(type="text", text="Please analyze the image above.")),
     ]
+
+
+@mcp.prompt(description="SEP-2322: a prompt that needs input first")
+async def test_input_required_result_prompt(ctx: Context) -> list[UserMessage] | InputRequiredResult:
+    got = responses(ctx)
+    if "user_context" not in got:
+        return ask({"user_context": elicit("What context should the prompt use?", "context")})
+    context = (got["user_context"].get("content") or {}).get("context", "")
+    return [UserMessage(content=TextContent(type="text", text=f"Prompt with context: {context}"))]
 
 
 @mcp.completion()
