@@ -42,6 +42,7 @@ const FIXTURE_TOOLS: &[&str] = &[
     "json_schema_2020_12_tool",
     "test_custom_headers",
     "test_missing_capability",
+    "test_reconnection",
     "test_input_required_result_elicitation",
     "test_input_required_result_sampling",
     "test_input_required_result_list_roots",
@@ -67,12 +68,7 @@ const FIXTURE_TOOLS: &[&str] = &[
 /// Scenarios the Python server fails by itself, at a wire (`*` for both), and why. The
 /// gateway cannot be judged on these; the test asserts each still fails straight at the
 /// server.
-const FIXTURE_GAPS: &[(&str, &str, &str)] = &[(
-    "2025-11-25",
-    "server-sse-polling",
-    "the Python server keeps no event store, so it cannot resume an SSE stream it closed \
-     (SEP-1699); the suite's own requirement sets mark the scenario pending",
-)];
+const FIXTURE_GAPS: &[(&str, &str, &str)] = &[];
 
 /// Server scenarios not run, and why: optional protocol extensions (SEP-1730: not required
 /// for any tier) that MCP's Python SDK does not serve, so there is nothing to pass through.
@@ -116,6 +112,7 @@ const KNOWN_GATEWAY_GAPS: &[(&str, &str, &str)] = &[
     ("2025-11-25", "resources-unsubscribe", LEGACY_202),
     ("2025-11-25", "server-initialize", LEGACY_202),
     ("2025-11-25", "server-session-lifecycle", LEGACY_202),
+    ("2025-11-25", "server-sse-polling", LEGACY_202),
     ("2025-11-25", "server-sse-multiple-streams", LEGACY_202),
     ("2025-11-25", "tools-call-audio", LEGACY_202),
     ("2025-11-25", "tools-call-elicitation", LEGACY_202),

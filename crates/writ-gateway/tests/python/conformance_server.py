@@ -28,6 +28,7 @@ import uvicorn
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Audio, Context, Image, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
@@ -276,6 +277,35 @@ async def test_missing_capability(ctx: Context) -> str:
     return "sampling is declared"
 
 
+@mcp.tool(description="Closes its SSE stream mid-call; the client resumes it (SEP-1699)")
+async def test_reconnection(ctx: Context) -> str:
+    await ctx.close_sse_stream()
+    # Finishes after the client's GET has resumed the stream: the result is replayed there.
+    await asyncio.sleep(0.2)
+    return "Reconnection test completed successfully"
+
+
+class MemoryEvents(EventStore):
+    """Every SSE event kept in memory, so a client that lost a stream can resume it
+    (`Last-Event-ID`)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, object]] = []
+
+    async def store_event(self, stream_id, message):
+        self.events.append((stream_id, len(self.events) + 1, message))
+        return str(len(self.events))
+
+    async def replay_events_after(self, last_event_id, send_callback: EventCallback):
+        if not last_event_id.isdigit() or not 0 < int(last_event_id) <= len(self.events):
+            return None
+        stream_id = self.events[int(last_event_id) - 1][0]
+        for stream, event_id, message in self.events[int(last_event_id) :]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, str(event_id)))
+        return stream_id
+
+
 # ---- 2026-07-28 multi-round-trip requests (SEP-2322): InputRequiredResult ----
 
 STATE_KEY = os.urandom(32)
@@ -323,7 +353,7 @@ ROOTS = {"method": "roots/list", "params": {}}
 
 
 def responses(ctx: Context) -> dict:
-    return {k: (v.model_dump(by_alias=True, exclude_none=True) if hasattr(v, "model_dump") else v)
+    return {k: (v.model_dump(by_alias=True, exclude_none=True, mode="json") if hasattr(v, "model_dump") else v)
             for k, v in (ctx.input_responses or {}).items()}
 
 
@@ -555,6 +585,8 @@ async def main() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = mcp.streamable_http_app(
+        event_store=MemoryEvents(),
+        retry_interval=100,
         # The suite's DNS-rebinding scenario sends Host/Origin of another site; the server
         # accepts only its own loopback names (what the SDK's default guard allows).
         transport_security=TransportSecuritySettings(
