@@ -29,7 +29,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use writ_testkit::{BearerShim, TestGateway, mcp_conformance, python};
 
-/// The key the gateway injects toward the MCP server; the server refuses to count any other.
+/// The key the gateway injects toward the MCP server; the server counts any other
+/// `Authorization` it is sent as a leak.
 const UPSTREAM_KEY: &str = "conformance-upstream-key-0123456789";
 
 /// The wire versions every server scenario runs at: the last revision with `initialize`
@@ -292,6 +293,53 @@ async fn run_suite(args: &[&str], out: &Path, prefix: &str) -> BTreeMap<String, 
     outcomes
 }
 
+/// Runs every server scenario at `wire` against `url`, writing results under `out`.
+///
+/// A scenario that failed only by the suite's own 30-second timeout is run once more on
+/// its own: MCP's Python SDK server now and then never answers a 2025 session's
+/// server-to-client request (about one `tools-call-sampling` in ten, also without the
+/// gateway), and that hang is not what this test judges. Any other failure stands.
+async fn run_server_suite(url: &str, wire: &str, out: &Path) -> BTreeMap<String, Outcome> {
+    std::fs::create_dir_all(out).expect("a results directory");
+    let args = [
+        "server",
+        "--url",
+        url,
+        "--suite",
+        "all",
+        "--spec-version",
+        wire,
+    ];
+    let mut outcomes = run_suite(&args, out, "server-").await;
+    let timed_out: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| {
+            !o.ok()
+                && o.failures
+                    .iter()
+                    .all(|f| f.starts_with("scenario-timeout:"))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for scenario in timed_out {
+        let again = out.join(format!("again-{scenario}"));
+        std::fs::create_dir_all(&again).expect("a results directory");
+        let args = [
+            "server",
+            "--url",
+            url,
+            "--scenario",
+            &scenario,
+            "--spec-version",
+            wire,
+        ];
+        let mut retried = run_suite(&args, &again, "server-").await;
+        let outcome = retried.remove(&scenario).expect("the scenario ran again");
+        outcomes.insert(scenario, outcome);
+    }
+    outcomes
+}
+
 /// Reads `<out>/<prefix><scenario>-<timestamp>/checks.json` for every scenario run (the
 /// prefix names the leg: `server-`, `authorization-server-`).
 fn read_outcomes(out: &Path, prefix: &str) -> BTreeMap<String, Outcome> {
@@ -378,23 +426,16 @@ async fn every_server_scenario_the_mcp_server_passes_passes_through_the_gateway(
     let mut wrong = Vec::new();
     let mut ran = BTreeSet::new();
     for wire in WIRES {
-        let direct_dir = results.path().join(format!("direct-{wire}"));
-        let gateway_dir = results.path().join(format!("gateway-{wire}"));
-        std::fs::create_dir_all(&direct_dir).expect("mkdir");
-        std::fs::create_dir_all(&gateway_dir).expect("mkdir");
-        let common = ["--suite", "all", "--spec-version", wire];
-        let direct_url = server.url("/mcp");
-        let direct = run_suite(
-            &[&["server", "--url", &direct_url][..], &common[..]].concat(),
-            &direct_dir,
-            "server-",
+        let direct = run_server_suite(
+            &server.url("/mcp"),
+            wire,
+            &results.path().join(format!("direct-{wire}")),
         )
         .await;
-        let gateway_url = shim.url("/mcp/everything");
-        let through = run_suite(
-            &[&["server", "--url", &gateway_url][..], &common[..]].concat(),
-            &gateway_dir,
-            "server-",
+        let through = run_server_suite(
+            &shim.url("/mcp/everything"),
+            wire,
+            &results.path().join(format!("gateway-{wire}")),
         )
         .await;
         assert_eq!(
