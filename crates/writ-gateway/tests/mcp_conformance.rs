@@ -104,85 +104,17 @@ const EXTENSIONS_NOT_RUN: &[(&str, &str)] = &[
 /// is, at the wires a prefix names (as in `FIXTURE_GAPS`), with the cause. The test asserts
 /// each still fails through the gateway wherever it runs.
 const KNOWN_GATEWAY_GAPS: &[(&str, &str, &str)] = &[
-    ("2025-", "completion-complete", LEGACY_202),
-    ("2025-", "dns-rebinding-protection", LEGACY_202),
-    ("2025-", "elicitation-sep1034-defaults", LEGACY_202),
-    ("2025-", "elicitation-sep1330-enums", LEGACY_202),
-    ("2025-", "json-schema-2020-12", LEGACY_202),
-    ("2025-", "logging-set-level", LEGACY_202),
-    ("2025-", "ping", LEGACY_202),
-    ("2025-", "prompts-get-embedded-resource", LEGACY_202),
-    ("2025-", "prompts-get-simple", LEGACY_202),
-    ("2025-", "prompts-get-with-args", LEGACY_202),
-    ("2025-", "prompts-get-with-image", LEGACY_202),
-    ("2025-", "prompts-list", LEGACY_202),
-    ("2025-", "resources-list", LEGACY_202),
-    ("2025-", "resources-read-binary", LEGACY_202),
-    ("2025-", "resources-read-text", LEGACY_202),
-    ("2025-", "resources-subscribe", LEGACY_202),
-    ("2025-", "resources-templates-read", LEGACY_202),
-    ("2025-", "resources-unsubscribe", LEGACY_202),
-    ("2025-", "server-initialize", LEGACY_202),
-    ("2025-", "server-session-lifecycle", LEGACY_202),
-    ("2025-", "server-sse-polling", LEGACY_202),
-    ("2025-", "server-sse-multiple-streams", LEGACY_202),
-    ("2025-", "tools-call-audio", LEGACY_202),
-    ("2025-", "tools-call-elicitation", LEGACY_202),
-    ("2025-", "tools-call-embedded-resource", LEGACY_202),
-    ("2025-", "tools-call-error", LEGACY_202),
-    ("2025-", "tools-call-image", LEGACY_202),
-    ("2025-", "tools-call-mixed-content", LEGACY_202),
-    ("2025-", "tools-call-sampling", LEGACY_202),
-    ("2025-", "tools-call-simple-text", LEGACY_202),
-    ("2025-", "tools-call-with-logging", LEGACY_202),
-    ("2025-", "tools-call-with-progress", LEGACY_202),
-    ("2025-", "tools-list", LEGACY_202),
-    ("2026-07-28", "caching", NO_GRANT),
-    ("2026-07-28", "completion-complete", NO_GRANT),
-    ("2026-07-28", "dns-rebinding-protection", DISCOVER),
-    (
-        "2026-07-28",
-        "input-required-result-non-tool-request",
-        NO_GRANT,
-    ),
-    (
-        "2026-07-28",
-        "input-required-result-unsupported-methods",
-        NO_GRANT_SHAPE,
-    ),
-    ("2026-07-28", "prompts-get-embedded-resource", NO_GRANT),
-    ("2026-07-28", "prompts-get-simple", NO_GRANT),
-    ("2026-07-28", "prompts-get-with-args", NO_GRANT),
-    ("2026-07-28", "prompts-get-with-image", NO_GRANT),
-    ("2026-07-28", "prompts-list", NO_GRANT),
-    ("2026-07-28", "resources-list", NO_GRANT),
-    ("2026-07-28", "resources-read-binary", NO_GRANT),
-    ("2026-07-28", "resources-read-text", NO_GRANT),
-    ("2026-07-28", "resources-templates-read", NO_GRANT),
-    ("2026-07-28", "sep-2164-resource-not-found", NO_GRANT_SHAPE),
+    ("2025-", "tools-call-sampling", SAMPLING),
     ("2026-07-28", "server-stateless", STATELESS),
 ];
 
-/// Why every scenario on a session wire fails through the gateway (main at 112d4af).
-const LEGACY_202: &str = "the MCP server answers `notifications/initialized` with 202, \
-    `Content-Type: application/json` and an empty body (MCP's Python SDK does); the meter phase \
-    (pipeline/meter.rs) takes a body that claims JSON and does not parse as a malformed answer: \
-    502 upstream_invalid_response, so no session gets past its handshake";
-/// `server/discover` refused.
-const DISCOVER: &str = "`server/discover` is not a session method (writ-providers mcp.rs \
-    SESSION_METHODS): it is `mcp:server/discover`, which no grant allows, so 403 grant_denied";
-/// Resources, prompts and completions refused.
-const NO_GRANT: &str = "no grant kind allows resources/*, prompts/* or completion/complete \
-    (operation `mcp:<method>`): 403 grant_denied, even for a writ granting every tool";
-/// Refused, and not as JSON-RPC.
-const NO_GRANT_SHAPE: &str = "no grant kind allows resources/* or prompts/* (403 grant_denied), \
-    and the refusal is writ's HTTP error body, not a JSON-RPC error (no `jsonrpc`, no `id`, \
-    string `code`), which the suite's wire-schema check rejects";
+/// A server's sampling request on a legacy session.
+const SAMPLING: &str = "the server's sampling request, sent on the SSE stream of a tools/call, \
+    and the client's answer POSTed back on the session: not yet diagnosed (see the failures \
+    this test prints)";
 /// The 2026-07-28 lifecycle checks.
-const STATELESS: &str = "`server/discover` and the removed or unknown methods the suite probes \
-    (logging/setLevel, resources/subscribe, …) are refused by the gateway with 403 grant_denied \
-    in writ's HTTP error shape before the server can answer 404 -32601, 400 -32602 (bad `_meta`), \
-    400 -32020 (header mismatch) or 400 unsupported version; the refusals carry no JSON-RPC `id`";
+const STATELESS: &str = "the 2026-07-28 lifecycle probes: not yet diagnosed (see the \
+    failures this test prints)";
 
 /// What one scenario's checks came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,7 +423,10 @@ async fn every_server_scenario_the_mcp_server_passes_passes_through_the_gateway(
                     "{line}: the gateway breaks what the server passes: {:?}",
                     via.failures
                 )),
-                _ => {}
+                (Some(cause), false) => {
+                    eprintln!("{line}: known gap ({cause}): {:?}", via.failures)
+                }
+                (None, true) => {}
             }
         }
     }
