@@ -214,6 +214,12 @@ impl RouteSpec {
         }
     }
 
+    /// Whether the route is an MCP Streamable HTTP endpoint, where that transport's own
+    /// rules apply: `Origin` validation and `Mcp-Session-Id` sessions.
+    pub fn is_mcp_transport(&self) -> bool {
+        self.wire == Wire::Mcp
+    }
+
     /// For a streamed call whose API reports usage in a stream only when asked (OpenAI
     /// and Azure chats): `body` rewritten to ask for it, or `None` when the route has no
     /// such option or the body already asks (or is not a JSON object).
@@ -332,6 +338,14 @@ pub const ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Some("POST"),
+        path: "/mcp/{upstream}",
+        wire: Wire::Mcp,
+        operation: Operation::Mcp,
+    },
+    // A legacy (2025-11-25) MCP client ends its session with a DELETE to the same endpoint.
+    // A GET (the legacy standalone stream) is not served: 405, as the spec allows.
+    RouteSpec {
+        method: Some("DELETE"),
         path: "/mcp/{upstream}",
         wire: Wire::Mcp,
         operation: Operation::Mcp,
