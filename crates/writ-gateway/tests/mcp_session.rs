@@ -2,7 +2,8 @@
 //! session the upstream assigns is bound to the agent it was assigned to, and no other agent
 //! (nor the same agent at another upstream) can speak in it — refused 404 before anything is
 //! forwarded, on this gateway and on another sharing its Redis; DELETE ends it; a malformed
-//! id is 400; a present `Origin` must be the gateway's own or a configured one (403).
+//! id is 400; with Redis gone, sessions fail closed or fall back to the instance's memory;
+//! a present `Origin` must be the gateway's own or a configured one (403).
 //!
 //! The upstream is a small MCP server that assigns a session on `initialize` and, as a real
 //! one does, answers 404 for sessions it does not know and 400 without one; it counts every
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
-use writ_testkit::{MockUpstream, TestGateway};
+use writ_testkit::{MockUpstream, OwnRedis, TestGateway};
 use writ_token::{MintRequest, mint, parse_grants};
 
 const KEY: &str = "mcp-session-key-0123456789";
@@ -593,4 +594,69 @@ async fn a_session_holds_across_gateways_sharing_redis() {
         "ended on two, gone on one"
     );
     assert_eq!(server.requests(), served + 1);
+}
+
+#[tokio::test]
+async fn with_redis_gone_sessions_fail_closed_or_fall_back_to_local_memory() {
+    let mut redis = OwnRedis::start();
+    let (server, mcp) = start_server().await;
+    let openai = MockUpstream::start(KEY).await;
+    let limiter = |extra: &str| {
+        let redis = format!(
+            "[limiter]\nbackend = \"redis\"\nredis_url = \"{}\"\n{extra}\n",
+            redis.url()
+        );
+        config(&mcp, &openai, &redis)
+    };
+    let closed = TestGateway::start(&limiter("")).await;
+    let local = TestGateway::start(&limiter("on_backend_failure = \"local\"")).await;
+    let alice_closed = writ_for(&closed, "alice", "travel");
+    let (alice, bob) = (
+        writ_for(&local, "alice", "travel"),
+        writ_for(&local, "bob", "travel"),
+    );
+    // Bound while Redis is up: in Redis and, with the fallback, in memory too.
+    let on_closed = initialize(&closed, "travel", &alice_closed).await;
+    let on_local = initialize(&local, "travel", &alice).await;
+
+    redis.stop();
+
+    // Fail closed: a session that cannot be checked is not forwarded, and one that cannot
+    // be bound is not passed on.
+    let served = server.requests();
+    let (status, body) =
+        refusal(post(&closed, "travel", &alice_closed, Some(&on_closed), list()).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("limiter_unavailable"), "{body}");
+    assert_eq!(server.requests(), served);
+    let resp = initialize_as(&closed, "travel", &alice_closed, "test-client").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!resp.headers().contains_key("mcp-session-id"));
+
+    // Local: this instance's memory decides, and knows what it bound while Redis was up.
+    assert_eq!(
+        post(&local, "travel", &alice, Some(&on_local), list())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&local, "travel", &bob, Some(&on_local), list())
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let during = initialize(&local, "travel", &bob).await;
+    assert_eq!(
+        post(&local, "travel", &bob, Some(&during), list())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&local, "travel", &alice, Some(&during), list())
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }

@@ -5,7 +5,7 @@
 //!
 //! These fail, never skip, when Redis is not running. Every test uses sessions of its own,
 //! so they run in parallel and again and again on the same Redis.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,18 +42,18 @@ fn now_ns() -> u64 {
     u64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap()
+            .expect("after the epoch")
             .as_nanos(),
     )
-    .unwrap()
+    .expect("nanoseconds fit in u64")
 }
 
 async fn redis_conn() -> redis::aio::MultiplexedConnection {
     redis::Client::open(URL)
-        .unwrap()
+        .expect("a valid URL")
         .get_multiplexed_async_connection()
         .await
-        .unwrap()
+        .expect("Redis at 127.0.0.1:6379")
 }
 
 #[tokio::test]
@@ -108,7 +108,7 @@ async fn exactly_one_of_racing_binders_wins() {
             .collect();
         let mut new = 0;
         for t in tasks {
-            match t.await.unwrap().unwrap() {
+            match t.await.expect("the task ends").expect("Redis answers") {
                 Bound::New => new += 1,
                 Bound::Other => {}
                 Bound::Same => panic!("every racer is another agent"),
@@ -130,11 +130,11 @@ async fn the_key_holds_digests_only_and_expires() {
         Ok(Bound::New)
     );
     let mut conn = redis_conn().await;
-    let held: String = conn.get(key.redis_key()).await.unwrap();
+    let held: String = conn.get(key.redis_key()).await.expect("the key");
     assert_eq!(held.len(), 64, "the owner's digest in hex");
     assert!(!held.contains("alice"));
     assert!(!key.redis_key().contains(&id));
-    let ttl: i64 = conn.pttl(key.redis_key()).await.unwrap();
+    let ttl: i64 = conn.pttl(key.redis_key()).await.expect("its TTL");
     assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
 }
 
@@ -143,7 +143,10 @@ async fn a_foreign_value_at_the_key_is_a_backend_failure_not_an_owner() {
     let l = limiter().await;
     let key = SessionKey::new("travel", &unique("garbage"));
     let mut conn = redis_conn().await;
-    let _: () = conn.set_ex(key.redis_key(), "alice", 30).await.unwrap();
+    let _: () = conn
+        .set_ex(key.redis_key(), "alice", 30)
+        .await
+        .expect("set");
     let now = now_ns();
     assert!(l.session_owner(&key, now).await.is_err());
     assert!(
