@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 use writ_testkit::{MockUpstream, OwnRedis, TestGateway};
-use writ_token::{MintRequest, mint, parse_grants};
+use writ_token::{Delegation, MintRequest, decode, mint, parse_grants};
 
 const KEY: &str = "mcp-session-key-0123456789";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -286,6 +286,69 @@ async fn a_session_is_spoken_in_only_by_the_agent_it_was_assigned_to() {
             .await
             .status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+/// `writ` delegated (as the token endpoint's exchange does) to `to` (`tenant/agent`).
+fn delegated(gw: &TestGateway, writ: &str, to: &str) -> String {
+    let keys = gw.keys();
+    let parent = decode(writ)
+        .expect("a writ")
+        .verify(&keys.trusted)
+        .expect("signed by the gateway");
+    let grants = parse_grants(
+        r#"{"type":"writ:tool","upstream":"travel","tool":"book_flight","additional_arguments":true}"#,
+    )
+    .expect("grants");
+    parent
+        .delegate(&Delegation {
+            grants: &grants,
+            actor_ceiling: &grants,
+            delegated_to: to,
+            expires_at: writ_token::Clock::now(gw.clock()) + Duration::from_secs(20),
+            signer: &keys.signing,
+        })
+        .expect("delegated")
+}
+
+#[tokio::test]
+async fn a_delegated_writ_speaks_for_its_delegate_not_for_who_delegated() {
+    let s = setup().await;
+    let planner = writ_for(&s.gw, "planner", "travel");
+    let researcher = delegated(&s.gw, &planner, "default/researcher");
+    let planners = initialize(&s.gw, "travel", &planner).await;
+    assert_eq!(
+        post(&s.gw, "travel", &researcher, Some(&planners), list())
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "the delegate does not ride the delegator's session"
+    );
+    let researchers = initialize(&s.gw, "travel", &researcher).await;
+    assert_eq!(
+        post(&s.gw, "travel", &researcher, Some(&researchers), list())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&s.gw, "travel", &planner, Some(&researchers), list())
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "nor the delegator the delegate's"
+    );
+    // Another writ delegated to the same agent acts for the same agent.
+    let again = delegated(
+        &s.gw,
+        &writ_for(&s.gw, "planner", "travel"),
+        "default/researcher",
+    );
+    assert_eq!(
+        post(&s.gw, "travel", &again, Some(&researchers), list())
+            .await
+            .status(),
+        StatusCode::OK
     );
 }
 
