@@ -223,7 +223,11 @@ async fn a_session_is_spoken_in_only_by_the_agent_it_was_assigned_to() {
     // Bob holds a valid writ for the same upstream and Alice's session id.
     let (status, body) = refusal(post(&s.gw, "travel", &bob, Some(&id), list()).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body.contains("unknown_session"), "{body}");
+    // A JSON-RPC error answering the call, the gateway's code in its data.
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["jsonrpc"], "2.0", "{body}");
+    assert_eq!(v["id"], 2, "{body}");
+    assert_eq!(v["error"]["data"]["code"], "unknown_session", "{body}");
     assert!(
         body.contains("initialize"),
         "says how to start again: {body}"

@@ -21,7 +21,7 @@ pub use config::{
 };
 
 use crate::inspect::{InspectError, Inspected};
-use crate::mcp::McpRequest;
+use crate::mcp::McpMessage;
 use crate::route::{Dialect, Operation, ProviderKind, RouteSpec, Wire};
 use crate::secret::UpstreamSecret;
 use crate::sigv4::{SignError, Signer};
@@ -140,7 +140,7 @@ pub enum Inspection {
         inspected: Inspected,
     },
     /// A JSON-RPC request to a tool server, read whole and strictly.
-    Tool(McpRequest),
+    Tool(McpMessage),
     /// A request to a plain HTTP API: nothing is read from its body.
     Http,
 }

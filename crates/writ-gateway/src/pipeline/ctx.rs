@@ -10,6 +10,7 @@ use crate::detect::detections::Detection;
 use crate::gateway::Gateway;
 use crate::pipeline::audit::{Answer, AuditDue, Ending};
 use crate::pipeline::identity::Identity;
+use crate::pipeline::inspect::mcp::McpCall;
 
 /// Per-request state, built once in [`super::handle`] and passed from phase to phase.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub(crate) struct RequestCtx {
     /// The request's one audit record, still owed. The meter phase takes it into a
     /// streamed response's body, whose end writes it; otherwise [`super::handle`] does.
     pub(crate) audit: Option<AuditDue>,
+    /// The MCP call, once inspect read it: its id and the list it asks for.
+    pub(crate) mcp: Option<McpCall>,
 }
 
 impl RequestCtx {
@@ -44,6 +47,7 @@ impl RequestCtx {
             detection: None,
             answer: None,
             audit: Some(AuditDue::new(gw.clone(), started)),
+            mcp: None,
         }
     }
 }
