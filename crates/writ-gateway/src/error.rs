@@ -303,6 +303,9 @@ impl DeniedRequest {
             );
         }
         let next = match self.denial.denied_by() {
+            DeniedBy::Audience => {
+                "the writ is bound to another resource (its audience): mint one with `resource` set to this endpoint's URI"
+            }
             DeniedBy::Ceiling => {
                 "the agent's registered ceiling does not cover it: the operator must widen it (`writ agent update`)"
             }

@@ -143,9 +143,11 @@ async fn run(
     };
     if let Some(message) = &mcp {
         // MCP: headers that mirror the body must agree with it.
-        inspect::mcp::check(gw, ctx, &parts.headers, message, &facts)?;
+        inspect::mcp::check(gw, ctx, target.upstream, &parts.headers, message, &facts)?;
     }
     facts.dpop_jkt = dpop_jkt;
+    // A writ bound to an audience is good only at that resource (RFC 8707).
+    facts.resource = challenge::resource_uri(gw, &ctx.route, parts.uri.path());
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
     // Authorize: the writ's checks and the operator's policies; a denial names the check.
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
@@ -200,7 +202,7 @@ async fn run(
     // Meter: what the call used and cost, settled against its reservation.
     let answer = meter::read(gw_arc, ctx, target.upstream, call, sent).await?;
     // Filter: an MCP list answer cut to what the writ may use.
-    let answer = filter::list_answer(gw, &writ, &facts, list, answer)?;
+    let answer = filter::list_answer(gw, target.upstream, &writ, &facts, list, answer)?;
     // Redact: secrets out of what goes back, per chunk for a stream.
     let mut response = redact::response(gw, ctx, answer).await?;
     if let Some(remaining) = remaining {

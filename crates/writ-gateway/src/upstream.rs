@@ -4,6 +4,7 @@
 pub(crate) mod access_token;
 pub(crate) mod client;
 pub mod egress;
+pub(crate) mod mcp_params;
 
 /// The pooled client every upstream is reached with: HTTPS (or plain HTTP where allowed)
 /// through the egress policy's resolver.

@@ -424,3 +424,58 @@ async fn each_call_is_audited_by_tool_and_argument_digest_never_the_values() {
         "equal arguments, equal digests; other arguments, another: {calls:?}"
     );
 }
+
+#[tokio::test]
+async fn arguments_a_tool_mirrors_into_headers_must_agree_with_them() {
+    // The server's one answer names a tool that mirrors `flight` into Mcp-Param-Flight,
+    // and one whose annotation breaks the spec (on a number), which is not listed.
+    let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+        {"name": "book_flight", "inputSchema": {"type": "object", "properties": {
+            "flight": {"type": "string", "x-mcp-header": "Flight"},
+            "date": {"type": "string"}}}},
+        {"name": "list_flights", "inputSchema": {"type": "object", "properties": {
+            "max": {"type": "number", "x-mcp-header": "Max"}}}}
+    ]}});
+    let upstream = MockUpstream::start_scripted(
+        KEY,
+        Script {
+            status: 200,
+            content_type: "application/json",
+            chunks: vec![serde_json::to_vec(&list).unwrap()],
+            then: ScriptEnd::End,
+        },
+    )
+    .await;
+    let gw = gateway(&upstream).await;
+    let both = r#"[{"type":"writ:tool","upstream":"travel","tool":"book_flight","additional_arguments":true},{"type":"writ:tool","upstream":"travel","tool":"list_flights","additional_arguments":true}]"#;
+    let writ = gw.mint_as(both, both, 30);
+    let (status, _, answer) = post(&gw, &writ, &[], rpc(json!(1), "tools/list", json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&answer, "tools", "name"), ["book_flight"]);
+
+    let call = || {
+        rpc(
+            json!(2),
+            "tools/call",
+            json!({"name": "book_flight", "arguments": {"flight": "LH123", "date": "2026-12-01"}}),
+        )
+    };
+    for headers in [
+        vec![("mcp-param-flight", "LH999")],
+        vec![],
+        vec![("mcp-param-flight", "LH123"), ("mcp-param-flight", "LH123")],
+    ] {
+        let (status, _, v) = post(&gw, &writ, &headers, call()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{headers:?}: {v}");
+        assert_eq!(v["error"]["code"], -32020, "{headers:?}: {v}");
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "only the list reached the server"
+    );
+    for flight in ["LH123", "=?base64?TEgxMjM=?="] {
+        let (status, _, v) = post(&gw, &writ, &[("mcp-param-flight", flight)], call()).await;
+        assert_eq!(status, StatusCode::OK, "{flight}: {v}");
+    }
+}

@@ -7,6 +7,7 @@
 //! gateway authorizes exactly what the MCP server will act on.
 
 pub mod list;
+pub mod param_headers;
 pub mod rpc_error;
 pub mod transport;
 

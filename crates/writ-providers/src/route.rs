@@ -220,6 +220,18 @@ impl RouteSpec {
         self.wire == Wire::Mcp
     }
 
+    /// The path of `upstream`'s protected resource on this route: the inverse of
+    /// [`protected_resource_upstream`](Self::protected_resource_upstream), `/mcp/{upstream}`
+    /// for MCP routes. `None` for routes whose clients do not discover, and for names that
+    /// could not be read back from the path.
+    pub fn protected_resource_path(&self, upstream: &str) -> Option<String> {
+        let path = match self.wire {
+            Wire::Mcp => format!("/mcp/{upstream}"),
+            _ => return None,
+        };
+        (self.protected_resource_upstream(&path) == Some(upstream)).then_some(path)
+    }
+
     /// For a streamed call whose API reports usage in a stream only when asked (OpenAI
     /// and Azure chats): `body` rewritten to ask for it, or `None` when the route has no
     /// such option or the body already asks (or is not a JSON object).
@@ -357,3 +369,27 @@ pub const ROUTES: &[RouteSpec] = &[
         operation: Operation::Http,
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protected_resource_path_reads_back_as_its_upstream() {
+        let mcp = RouteSpec::find("/mcp/{upstream}").expect("the MCP route");
+        assert_eq!(
+            mcp.protected_resource_path("travel").as_deref(),
+            Some("/mcp/travel")
+        );
+        for name in ["", "a/b"] {
+            assert_eq!(mcp.protected_resource_path(name), None, "{name}");
+        }
+        let chat = RouteSpec::find("/v1/chat/completions").expect("the chat route");
+        assert_eq!(chat.protected_resource_path("travel"), None);
+        for route in ROUTES {
+            if let Some(path) = route.protected_resource_path("travel") {
+                assert_eq!(route.protected_resource_upstream(&path), Some("travel"));
+            }
+        }
+    }
+}

@@ -51,7 +51,8 @@ impl Api {
 /// Facts come only from here, never from token blocks. The names are part of the writ
 /// format: `time`, `api`, `upstream`, `operation`, `method`, `path`, `path_segment`,
 /// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`,
-/// `dpop_jkt`, and for MCP requests `mcp_method`, `prompt` and `uri`.
+/// `dpop_jkt`, `resource` (the RFC 8707 resource an MCP request is at), and for MCP
+/// requests `mcp_method`, `prompt` and `uri` (a resource URI the request reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
     /// Kind of API.
@@ -84,6 +85,10 @@ pub struct RequestFacts {
     pub admin_tenant: Option<String>,
     /// Thumbprint of the key that signed a valid DPoP proof for this request.
     pub dpop_jkt: Option<String>,
+    /// The canonical URI of the protected resource the request is at (RFC 8707: an MCP
+    /// endpoint, `<issuer>/mcp/<upstream>`), as its metadata advertises it. `None` on
+    /// routes that are no such resource, where writs bound to an audience are refused.
+    pub resource: Option<String>,
 }
 
 impl RequestFacts {
@@ -105,6 +110,7 @@ impl RequestFacts {
             uri: None,
             admin_tenant: None,
             dpop_jkt: None,
+            resource: None,
         }
     }
 
@@ -162,6 +168,7 @@ impl RequestFacts {
         optional(out, self.uri.as_deref());
         optional(out, self.admin_tenant.as_deref());
         optional(out, self.dpop_jkt.as_deref());
+        optional(out, self.resource.as_deref());
     }
 
     /// The Datalog facts for this request at time `now`.
@@ -188,6 +195,7 @@ impl RequestFacts {
             ("uri", &self.uri),
             ("admin_tenant", &self.admin_tenant),
             ("dpop_jkt", &self.dpop_jkt),
+            ("resource", &self.resource),
         ];
         for (name, value) in optional {
             if let Some(v) = value {
@@ -400,6 +408,7 @@ mod tests {
             |f| f.args.reverse(),
             |f| f.admin_tenant = Some("t".into()),
             |f| f.dpop_jkt = Some("t".into()),
+            |f| f.resource = Some("t".into()),
         ];
         let variants: Vec<RequestFacts> = changes
             .iter()

@@ -77,14 +77,17 @@ impl GatewayError {
                 | WritError::MissingClaim { .. } => {
                     Class::new(S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client)
                 }
-                WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_) => {
-                    Class::new(
-                        S::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "internal_error",
-                        Fault::Internal,
-                    )
-                }
+                // Mint and delegation errors: a data-plane request never meets them.
+                WritError::Grant(_)
+                | WritError::TtlOutOfRange { .. }
+                | WritError::InvalidAudience { .. }
+                | WritError::AudienceConflict { .. }
+                | WritError::Build(_) => Class::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal_error",
+                    Fault::Internal,
+                ),
             },
             E::Dpop(_) => Class::new(S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
             E::AlreadyUsed => Class::new(

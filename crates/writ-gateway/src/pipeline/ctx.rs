@@ -4,13 +4,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::Value;
 use writ_providers::RouteSpec;
+use writ_providers::mcp::list::ListKind;
 
 use crate::detect::detections::Detection;
 use crate::gateway::Gateway;
 use crate::pipeline::audit::{Answer, AuditDue, Ending};
 use crate::pipeline::identity::Identity;
-use crate::pipeline::inspect::mcp::McpCall;
 
 /// Per-request state, built once in [`super::handle`] and passed from phase to phase.
 #[derive(Debug)]
@@ -30,6 +31,15 @@ pub(crate) struct RequestCtx {
     pub(crate) audit: Option<AuditDue>,
     /// The MCP call, once inspect read it: its id and the list it asks for.
     pub(crate) mcp: Option<McpCall>,
+}
+
+/// What the phases after inspect need of an MCP call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct McpCall {
+    /// The request's JSON-RPC id, which a refusal answers.
+    pub(crate) id: Option<Value>,
+    /// The list the request asks for, whose answer the filter phase cuts.
+    pub(crate) list: Option<ListKind>,
 }
 
 impl RequestCtx {

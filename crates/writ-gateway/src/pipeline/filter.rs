@@ -7,7 +7,9 @@
 //! arguments), a prompt with `operation("prompt_listed")`, a resource as the
 //! `resources/read` of its URI. The answers are side-effect free (no single-use writ is
 //! spent) and bounded: an entry whose check could cost more than the inline bound is left
-//! out rather than evaluated.
+//! out rather than evaluated. A tool is also left out when its `x-mcp-header` annotations
+//! break the spec's rules; the annotations of the tools listed are remembered, and each
+//! call's `Mcp-Param-*` headers are held to them.
 
 use std::sync::Arc;
 
@@ -15,17 +17,20 @@ use axum::body::Bytes;
 use http::header;
 use writ_providers::is_event_stream;
 use writ_providers::mcp::list::{self, ListKind};
+use writ_providers::mcp::param_headers;
 use writ_token::{RequestFacts, VerifiedWrit};
 
 use super::authorize::INLINE_WORK;
 use super::redact::Unredacted;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::upstream::client::Upstream;
 
 /// `answer` with the entries of a `kind` list the writ may not use removed; an answer that
 /// is not a list passes unchanged. `facts` are the list request's.
 pub(crate) fn list_answer(
     gw: &Gateway,
+    upstream: &Upstream,
     writ: &Arc<VerifiedWrit>,
     facts: &RequestFacts,
     kind: Option<ListKind>,
@@ -49,7 +54,24 @@ pub(crate) fn list_answer(
         .and_then(|v| v.to_str().ok())
         .is_some_and(is_event_stream);
     let now = gw.clock.now();
-    let mut keep = |name: &str| may_use(writ, facts, kind, name, now);
+    let mut keep = |name: &str, entry: &serde_json::Value| {
+        if kind != ListKind::Tools {
+            return may_use(writ, facts, kind, name, now);
+        }
+        // A tool whose x-mcp-header annotations break the spec is not listed (clients must
+        // drop it); the annotations of one that is are checked on its calls.
+        match param_headers::of_tool(entry) {
+            Ok(params) if may_use(writ, facts, kind, name, now) => {
+                upstream.mcp_params.learn(name, params);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "MCP tool left out of a list");
+                false
+            }
+        }
+    };
     let filtered = list::filter(kind, &bytes, event_stream, &mut keep).map_err(|e| {
         tracing::warn!(upstream = facts.upstream.as_deref(), error = %e, "MCP list answer refused");
         GatewayError::UpstreamInvalid
@@ -77,6 +99,7 @@ fn may_use(
         upstream: list_facts.upstream.clone(),
         mcp_method: Some(method.to_string()),
         dpop_jkt: list_facts.dpop_jkt.clone(),
+        resource: list_facts.resource.clone(),
         ..RequestFacts::new(list_facts.api, operation, &list_facts.method, "/")
     };
     let facts = match kind {

@@ -30,11 +30,23 @@ pub(crate) struct Identity {
     /// The route's operation (`chat`, `embeddings`, …).
     pub(crate) operation: &'static str,
     /// An MCP call's method, name and argument digest.
-    pub(crate) mcp: Option<super::inspect::mcp::McpAudit>,
+    pub(crate) mcp: Option<McpAudit>,
     /// The writ's and the client's pseudonyms (an HMAC each), computed once per request
     /// the first time a record needs them: a forwarded call names them in its decision,
     /// its outcome and its usage record.
     pub(super) pseudonyms: OnceLock<(Option<String>, Option<String>)>,
+}
+
+/// What the audit record says of an MCP call: the method, the tool or prompt called, and a
+/// keyed digest of its arguments or resource URI (never the values).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct McpAudit {
+    /// The JSON-RPC method.
+    pub(crate) method: String,
+    /// The tool or prompt named.
+    pub(crate) name: Option<String>,
+    /// The audit pseudonym of the arguments as authorized (or of the resource URI).
+    pub(crate) digest: Option<String>,
 }
 
 impl Identity {

@@ -28,6 +28,9 @@ pub(crate) struct Upstream {
     pub(crate) max_response_bytes: usize,
     /// Where access tokens come from, for providers that need one per request (Vertex).
     pub(crate) tokens: Option<AccessTokenSource>,
+    /// An MCP server's tools that mirror arguments into `Mcp-Param-*` headers, as its
+    /// latest `tools/list` answers through this instance said.
+    pub(crate) mcp_params: crate::upstream::mcp_params::McpParams,
     /// How connections to it are made (egress policy, TLS, timeouts).
     connector: HttpsConnector<HttpConnector<EgressResolver>>,
     /// A connection pool per serving thread (index [`crate::serve::workers::current`]), made on
@@ -66,6 +69,7 @@ impl Upstream {
             read_timeout: cfg.read_timeout,
             max_response_bytes: cfg.max_response_bytes,
             tokens,
+            mcp_params: Default::default(),
             connector: https,
             pools: (0..=crate::serve::workers::MAX_WORKERS)
                 .map(|_| std::sync::OnceLock::new())

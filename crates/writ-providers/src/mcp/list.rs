@@ -87,15 +87,15 @@ pub struct Filtered {
     pub removed: usize,
 }
 
-/// Filters a list answer of `kind`: entries for which `keep` says no are removed, and so
-/// are entries without a string name. `event_stream` says the server answered with SSE;
+/// Filters a list answer of `kind`: entries for which `keep` (given the entry's name and
+/// the entry) says no are removed, and so are entries without a string name. `event_stream` says the server answered with SSE;
 /// events other than the response (progress, log messages) pass unchanged, and an error
 /// response passes unchanged.
 pub fn filter(
     kind: ListKind,
     body: &[u8],
     event_stream: bool,
-    keep: &mut dyn FnMut(&str) -> bool,
+    keep: &mut dyn FnMut(&str, &Value) -> bool,
 ) -> Result<Filtered, ListError> {
     if !event_stream {
         let mut message: Value = serde_json::from_slice(body).map_err(|_| ListError::Malformed)?;
@@ -150,7 +150,7 @@ pub fn filter(
 fn filter_message(
     kind: ListKind,
     message: &mut Value,
-    keep: &mut dyn FnMut(&str) -> bool,
+    keep: &mut dyn FnMut(&str, &Value) -> bool,
 ) -> Result<(usize, usize), ListError> {
     if message.get("error").is_some() {
         return Ok((0, 0));
@@ -165,7 +165,7 @@ fn filter_message(
         entry
             .get(kind.name_key())
             .and_then(Value::as_str)
-            .is_some_and(&mut *keep)
+            .is_some_and(|name| keep(name, entry))
     });
     Ok((items.len(), before - items.len()))
 }
@@ -194,8 +194,10 @@ mod tests {
             {"name":7}
         ],"nextCursor":"c2"}});
         let body = serde_json::to_vec(&answer).expect("json");
-        let out =
-            filter(ListKind::Tools, &body, false, &mut |n| n == "book_flight").expect("filtered");
+        let out = filter(ListKind::Tools, &body, false, &mut |n, _| {
+            n == "book_flight"
+        })
+        .expect("filtered");
         assert_eq!(names(&out.body), ["book_flight"]);
         assert_eq!((out.kept, out.removed), (1, 3));
         let v: Value = serde_json::from_slice(&out.body).expect("json");
@@ -211,7 +213,7 @@ mod tests {
             "event: message\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"a\"},{\"name\":\"b\"}]}}\n\n"
         );
         let out =
-            filter(ListKind::Tools, body.as_bytes(), true, &mut |n| n == "b").expect("filtered");
+            filter(ListKind::Tools, body.as_bytes(), true, &mut |n, _| n == "b").expect("filtered");
         let text = String::from_utf8(out.body).expect("utf-8");
         assert!(text.contains("notifications/progress"), "{text}");
         assert!(text.contains("id: 7\n"), "{text}");
@@ -223,10 +225,10 @@ mod tests {
     #[test]
     fn an_error_answer_passes_and_garbage_is_refused() {
         let error = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
-        let out = filter(ListKind::Prompts, error, false, &mut |_| true).expect("passes");
+        let out = filter(ListKind::Prompts, error, false, &mut |_, _| true).expect("passes");
         assert_eq!(out.kept + out.removed, 0);
         assert_eq!(
-            filter(ListKind::Tools, b"not json", false, &mut |_| true),
+            filter(ListKind::Tools, b"not json", false, &mut |_, _| true),
             Err(ListError::Malformed)
         );
         assert_eq!(
@@ -234,7 +236,7 @@ mod tests {
                 ListKind::Tools,
                 br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
                 false,
-                &mut |_| true
+                &mut |_, _| true
             ),
             Err(ListError::Malformed)
         );
@@ -243,7 +245,7 @@ mod tests {
                 ListKind::Tools,
                 b"data: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n",
                 true,
-                &mut |_| true
+                &mut |_, _| true
             ),
             Err(ListError::NoResponse)
         );
@@ -253,7 +255,7 @@ mod tests {
     fn a_repeated_key_is_resolved_once_for_gateway_and_client() {
         // serde keeps the last `tools`; the client gets only what was filtered.
         let body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"evil"}],"tools":[{"name":"a"}]}}"#;
-        let out = filter(ListKind::Tools, body, false, &mut |n| n == "a").expect("filtered");
+        let out = filter(ListKind::Tools, body, false, &mut |n, _| n == "a").expect("filtered");
         assert_eq!(names(&out.body), ["a"]);
         assert!(!String::from_utf8_lossy(&out.body).contains("evil"));
     }
@@ -261,15 +263,18 @@ mod tests {
     #[test]
     fn each_kind_names_its_entries() {
         let resources = br#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///a"},{"uri":"file:///b"}]}}"#;
-        let out = filter(ListKind::Resources, resources, false, &mut |u| {
+        let out = filter(ListKind::Resources, resources, false, &mut |u, _| {
             u == "file:///a"
         })
         .expect("filtered");
         assert_eq!((out.kept, out.removed), (1, 1));
         let templates = br#"{"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[{"uriTemplate":"file:///{x}"}]}}"#;
-        let out = filter(ListKind::ResourceTemplates, templates, false, &mut |_| {
-            false
-        })
+        let out = filter(
+            ListKind::ResourceTemplates,
+            templates,
+            false,
+            &mut |_, _| false,
+        )
         .expect("filtered");
         assert_eq!((out.kept, out.removed), (0, 1));
         for kind in [

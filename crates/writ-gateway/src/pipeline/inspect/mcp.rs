@@ -4,35 +4,14 @@
 //! record says of it).
 
 use http::HeaderMap;
-use serde_json::Value;
-use writ_providers::mcp::list::ListKind;
-use writ_providers::mcp::{McpMessage, McpRequest, transport};
+use writ_providers::mcp::{McpMessage, McpRequest, param_headers, transport};
 use writ_token::{Api, ArgValue, RequestFacts, flatten_arguments};
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::pipeline::RequestCtx;
-
-/// What the phases after inspect need of an MCP call.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct McpCall {
-    /// The request's JSON-RPC id, which a refusal answers.
-    pub(crate) id: Option<Value>,
-    /// The list the request asks for, whose answer the filter phase cuts.
-    pub(crate) list: Option<ListKind>,
-}
-
-/// What the audit record says of an MCP call: the method, the tool or prompt called, and a
-/// keyed digest of its arguments or resource URI (never the values).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct McpAudit {
-    /// The JSON-RPC method.
-    pub(crate) method: String,
-    /// The tool or prompt named.
-    pub(crate) name: Option<String>,
-    /// The audit pseudonym of the arguments as authorized (or of the resource URI).
-    pub(crate) digest: Option<String>,
-}
+use crate::pipeline::ctx::{McpCall, RequestCtx};
+use crate::pipeline::identity::McpAudit;
+use crate::upstream::client::Upstream;
 
 /// The request facts of one MCP message on `upstream`.
 pub(crate) fn facts(
@@ -67,10 +46,12 @@ pub(crate) fn facts(
 }
 
 /// Records the call in `ctx` (its id first, so even a refusal of its headers answers it)
-/// and checks its transport headers against the body.
+/// and checks its transport headers against the body: the standard ones always, a tool
+/// call's `Mcp-Param-*` ones when `upstream`'s tool list said which arguments they mirror.
 pub(crate) fn check(
     gw: &Gateway,
     ctx: &mut RequestCtx,
+    upstream: &Upstream,
     headers: &HeaderMap,
     message: &McpMessage,
     facts: &RequestFacts,
@@ -88,6 +69,11 @@ pub(crate) fn check(
         digest: digest(gw, facts),
     });
     transport::check(headers, message)?;
+    if let McpRequest::ToolCall { tool, arguments } = &message.request
+        && let Some(params) = upstream.mcp_params.of(tool)
+    {
+        param_headers::check(headers, arguments, &params)?;
+    }
     Ok(())
 }
 
