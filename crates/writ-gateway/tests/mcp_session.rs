@@ -153,6 +153,7 @@ fn writ_for(gw: &TestGateway, agent: &str, upstream: &str) -> String {
         max_ttl: Duration::from_secs(30),
         now: writ_token::Clock::now(gw.clock()),
         cnf_jkt: None,
+        audience: None,
     };
     mint(&gw.keys().signing, &req).expect("mint").0
 }
@@ -302,6 +303,7 @@ fn delegated(gw: &TestGateway, writ: &str, to: &str) -> String {
             delegated_to: to,
             expires_at: writ_token::Clock::now(gw.clock()) + Duration::from_secs(20),
             signer: &keys.signing,
+            audience: None,
         })
         .expect("delegated")
 }
