@@ -102,6 +102,11 @@ pub enum GatewayError {
     /// Tool arguments cannot be stated as facts.
     #[error(transparent)]
     InvalidArguments(#[from] writ_token::ArgumentsError),
+    /// An MCP method the gateway does not know, which no grant can allow.
+    #[error(
+        "this MCP method is not available through the gateway: it authorizes tools/call, prompts/get, resources/read and subscribe, completion/complete, the lists and session upkeep"
+    )]
+    UnknownMcpMethod,
     /// An MCP request's transport headers disagree with its body, or name a protocol
     /// version the gateway does not pass on.
     #[error(transparent)]

@@ -34,15 +34,20 @@ impl Api {
     }
 
     /// The `authorization_details` types that decide requests to this API: its own access
-    /// grant, then the budgets and raw checks that constrain every request of a block.
-    pub fn grant_types(self) -> [&'static str; 3] {
-        let access = match self {
-            Api::Llm => "writ:llm",
-            Api::Tool => "writ:tool",
-            Api::Http => "writ:http",
-            Api::Admin => "writ:admin",
-        };
-        [access, "writ:budget", "writ:datalog"]
+    /// grants, then the budgets and raw checks that constrain every request of a block.
+    pub fn grant_types(self) -> &'static [&'static str] {
+        match self {
+            Api::Llm => &["writ:llm", "writ:budget", "writ:datalog"],
+            Api::Tool => &[
+                "writ:tool",
+                "writ:prompt",
+                "writ:resource",
+                "writ:budget",
+                "writ:datalog",
+            ],
+            Api::Http => &["writ:http", "writ:budget", "writ:datalog"],
+            Api::Admin => &["writ:admin", "writ:budget", "writ:datalog"],
+        }
     }
 }
 

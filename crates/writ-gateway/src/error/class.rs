@@ -132,6 +132,9 @@ impl GatewayError {
                 Class::new(S::BAD_REQUEST, invalid, code, Fault::Client)
             }
             E::InvalidPath => Class::new(S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
+            E::UnknownMcpMethod => {
+                Class::new(S::NOT_FOUND, invalid, "unknown_method", Fault::Client)
+            }
             E::McpTransport(t) => {
                 use writ_providers::mcp::transport::TransportError as T;
                 let code = match t {

@@ -83,6 +83,78 @@ pub(crate) fn compile_block(
                 ));
                 single_use(&mut facts, g.single_use);
             }
+            Grant::Prompt(g) => {
+                let upstream = query.eq("upstream", i, &g.upstream);
+                let prompt = query.eq("prompt", i, &g.prompt);
+                let mut parts = vec![
+                    "api(\"tool\")".to_string(),
+                    upstream.clone(),
+                    "operation(\"prompt_get\")".to_string(),
+                    prompt.clone(),
+                ];
+                for (j, (name, constraint)) in g.arguments.iter().enumerate() {
+                    let name_p = query.param(&format!("arg_{i}_{j}"), Term::from(name.as_str()));
+                    parts.push(constrain(
+                        &mut query,
+                        "arg",
+                        &name_p,
+                        &format!("{i}_{j}"),
+                        constraint,
+                    ));
+                }
+                if !g.additional_arguments {
+                    let named: Vec<String> = g.arguments.keys().cloned().collect();
+                    let allowed = query.set(&format!("named_{i}"), &named);
+                    parts.push(format!("arg_names($names_{i}), $names_{i}.all($n_{i} -> {allowed}.contains($n_{i}))"));
+                }
+                alternatives.push(parts.join(", "));
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"tool_session\")"
+                ));
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"prompt_listed\"), {prompt}"
+                ));
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"completion\")"
+                ));
+            }
+            Grant::Resource(g) => {
+                let upstream = query.eq("upstream", i, &g.upstream);
+                // `uri` is stated once per request; the constraint binds it to a variable.
+                let uri = match &g.uri {
+                    Constraint::Exact(v) => {
+                        format!("uri({})", query.param(&format!("uri_{i}"), term(v)))
+                    }
+                    Constraint::Rule(r) => {
+                        let var = format!("$uri_{i}");
+                        let mut parts = vec![format!("uri({var})")];
+                        if let Some(values) = &r.one_of {
+                            let set: BTreeSet<Term> = values.iter().map(term).collect();
+                            let p = query.param(&format!("urioneof_{i}"), Term::Set(set));
+                            parts.push(format!("{p}.contains({var})"));
+                        }
+                        if let Some(prefix) = &r.prefix {
+                            let p =
+                                query.param(&format!("uriprefix_{i}"), Term::from(prefix.as_str()));
+                            parts.push(format!("{var}.starts_with({p}).try_or(false)"));
+                        }
+                        parts.join(", ")
+                    }
+                };
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"resource_read\"), {uri}"
+                ));
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"tool_session\")"
+                ));
+                // Templates cannot be matched to URIs: listed where any resource is granted.
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"resource_template_listed\")"
+                ));
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"completion\")"
+                ));
+            }
             Grant::Http(g) => {
                 let mut parts = vec![
                     "api(\"http\")".to_string(),
