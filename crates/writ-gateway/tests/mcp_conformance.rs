@@ -66,6 +66,16 @@ const FIXTURE_TOOLS: &[&str] = &[
     "test_elicitation_sep1330_enums",
 ];
 
+/// The prompts the fixture serves, each granted with any arguments; its resources are all
+/// under `test://`, granted by prefix.
+const FIXTURE_PROMPTS: &[&str] = &[
+    "test_simple_prompt",
+    "test_prompt_with_arguments",
+    "test_prompt_with_embedded_resource",
+    "test_prompt_with_image",
+    "test_input_required_result_prompt",
+];
+
 /// Scenarios the Python server fails by itself, at the wires a prefix names (`2025-` for
 /// both session wires, `` for all), and why. The gateway cannot be judged on these; the
 /// test asserts each still fails straight at the server.
@@ -258,7 +268,7 @@ struct Seen {
 
 /// The writ's grants: every fixture tool on the `everything` upstream, any arguments.
 fn grants() -> String {
-    let grants: Vec<Value> = FIXTURE_TOOLS
+    let mut grants: Vec<Value> = FIXTURE_TOOLS
         .iter()
         .map(|tool| {
             serde_json::json!({
@@ -267,6 +277,15 @@ fn grants() -> String {
             })
         })
         .collect();
+    grants.extend(FIXTURE_PROMPTS.iter().map(|prompt| {
+        serde_json::json!({
+            "type": "writ:prompt", "upstream": "everything", "prompt": prompt,
+            "additional_arguments": true
+        })
+    }));
+    grants.push(serde_json::json!({
+        "type": "writ:resource", "upstream": "everything", "uri": {"prefix": "test://"}
+    }));
     Value::Array(grants).to_string()
 }
 
