@@ -117,6 +117,26 @@ pub enum GatewayError {
         /// The header name.
         name: &'static str,
     },
+    /// An `Mcp-Session-Id` names no session of this agent at this upstream: one never
+    /// assigned, ended, expired, or another agent's. The answer does not tell these apart,
+    /// so a client learns nothing about sessions not its own.
+    #[error(
+        "unknown MCP session: it has ended, or was never this agent's at this upstream; start a new session with an initialize request that carries no Mcp-Session-Id"
+    )]
+    UnknownSession,
+    /// The `Mcp-Session-Id` header is malformed or repeated, or missing where the request
+    /// needs one.
+    #[error("invalid Mcp-Session-Id header: {reason}")]
+    InvalidSessionId {
+        /// What is wrong, and what a valid one is.
+        reason: &'static str,
+    },
+    /// The `Origin` header of a request to an MCP endpoint is not an allowed origin (or
+    /// not an origin at all): a web page of another site is calling it.
+    #[error(
+        "the Origin header is not an origin allowed to call this MCP endpoint: only the gateway's own origin and those the operator lists in [server] mcp_allowed_origins are"
+    )]
+    OriginNotAllowed,
     /// The upstream could not be reached, or did not answer in time.
     #[error("upstream `{upstream}` {cause}")]
     UpstreamUnreachable {

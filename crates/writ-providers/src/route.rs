@@ -214,6 +214,12 @@ impl RouteSpec {
         }
     }
 
+    /// Whether the route is an MCP Streamable HTTP endpoint, where that transport's own
+    /// rules apply: `Origin` validation and `Mcp-Session-Id` sessions.
+    pub fn is_mcp_transport(&self) -> bool {
+        self.wire == Wire::Mcp
+    }
+
     /// The path of `upstream`'s protected resource on this route: the inverse of
     /// [`protected_resource_upstream`](Self::protected_resource_upstream), `/mcp/{upstream}`
     /// for MCP routes. `None` for routes whose clients do not discover, and for names that
@@ -344,6 +350,14 @@ pub const ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Some("POST"),
+        path: "/mcp/{upstream}",
+        wire: Wire::Mcp,
+        operation: Operation::Mcp,
+    },
+    // A legacy (2025-11-25) MCP client ends its session with a DELETE to the same endpoint.
+    // A GET (the legacy standalone stream) is not served: 405, as the spec allows.
+    RouteSpec {
+        method: Some("DELETE"),
         path: "/mcp/{upstream}",
         wire: Wire::Mcp,
         operation: Operation::Mcp,

@@ -155,6 +155,19 @@ impl GatewayError {
             E::InvalidHeader { .. } => {
                 Class::new(S::BAD_REQUEST, invalid, "invalid_header", Fault::Client)
             }
+            // 404 is what MCP clients are told a gone session is: they start a new one.
+            E::UnknownSession => {
+                Class::new(S::NOT_FOUND, invalid, "unknown_session", Fault::Client)
+            }
+            E::InvalidSessionId { .. } => {
+                Class::new(S::BAD_REQUEST, invalid, "invalid_session_id", Fault::Client)
+            }
+            E::OriginNotAllowed => Class::new(
+                S::FORBIDDEN,
+                "permission_error",
+                "origin_not_allowed",
+                Fault::Client,
+            ),
             E::UpstreamUnreachable {
                 cause: UpstreamFailure::Timeout { .. },
                 ..
@@ -343,6 +356,27 @@ mod tests {
                 Fault::Client
             )
         );
+        for (error, status, code) in [
+            (
+                GatewayError::UnknownSession,
+                StatusCode::NOT_FOUND,
+                "unknown_session",
+            ),
+            (
+                GatewayError::InvalidSessionId { reason: "" },
+                StatusCode::BAD_REQUEST,
+                "invalid_session_id",
+            ),
+            (
+                GatewayError::OriginNotAllowed,
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+            ),
+        ] {
+            let class = error.classify();
+            assert_eq!((class.status, class.code), (status, code));
+            assert_eq!(class.fault, Fault::Client);
+        }
         assert_eq!(
             GatewayError::AuditUnavailable.classify(),
             Class::new(
