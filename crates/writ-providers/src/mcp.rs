@@ -30,6 +30,16 @@ pub const PROTOCOL_VERSIONS: [&str; 5] = [
 /// name into headers that must match the body.
 pub const MODERN_VERSION: &str = "2026-07-28";
 
+/// Methods 2026-07-28 removed: a request of that revision naming one is answered
+/// `-32601` Method not found, as a server of that revision answers it.
+pub const REMOVED_IN_MODERN: [&str; 5] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
 /// Where a 2026-07-28 request states its protocol version: `params._meta[…]`.
 pub const META_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -237,8 +247,10 @@ fn request_of(
         "resources/read" => McpRequest::ResourceRead {
             uri: string("uri", "params.uri")?,
         },
-        "resources/subscribe" | "resources/unsubscribe" => McpRequest::ResourceWatch {
-            uri: string("uri", "params.uri")?,
+        // Removed in 2026-07-28: without a URI, read as the unknown method it is there.
+        "resources/subscribe" | "resources/unsubscribe" => match string("uri", "params.uri") {
+            Ok(uri) => McpRequest::ResourceWatch { uri },
+            Err(_) => McpRequest::Other(method.to_string()),
         },
         "completion/complete" => McpRequest::Completion,
         m => match list::ListKind::of_method(m) {

@@ -140,6 +140,7 @@ impl GatewayError {
                 let code = match t {
                     T::UnsupportedVersion { .. } => "unsupported_protocol_version",
                     T::HeaderMismatch(_) => "header_mismatch",
+                    T::MissingMetaVersion => "missing_field",
                 };
                 Class::new(S::BAD_REQUEST, invalid, code, Fault::Client)
             }

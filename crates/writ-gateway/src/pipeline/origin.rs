@@ -132,9 +132,31 @@ fn origin_of_url(url: &str) -> Option<String> {
 /// Whether `presented` (an `Origin` header's text) is `own` (the gateway's URL) or one of
 /// `allowed` (canonical origins): refused as [`OriginError`] when it is no origin at all,
 /// `Ok(false)` when it is another origin.
+///
+/// A gateway whose own origin is on the loopback interface (a developer's machine) also
+/// allows every loopback origin (`localhost`, `127.0.0.1`, `[::1]`, any port), as MCP's
+/// SDKs do by default: a rebinding attack needs a name that resolves elsewhere first, and
+/// pages on this machine are this machine's.
 fn allowed(presented: &str, own: &str, allowed: &[String]) -> Result<bool, OriginError> {
     let origin = canonical(presented)?;
-    Ok(origin_of_url(own).as_deref() == Some(origin.as_str()) || allowed.contains(&origin))
+    let own = origin_of_url(own);
+    let both_loopback = own.as_deref().is_some_and(is_loopback) && is_loopback(&origin);
+    Ok(own.as_deref() == Some(origin.as_str()) || both_loopback || allowed.contains(&origin))
+}
+
+/// Whether a canonical origin's host is a loopback name or address.
+fn is_loopback(origin: &str) -> bool {
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Refuses a request on an MCP route whose `Origin` is present and not allowed (see the
@@ -228,6 +250,22 @@ mod tests {
             Ok(false)
         );
         assert_eq!(allowed("https://evil.example", own, &extra), Ok(false));
+        // Loopback origins are one another's only when the gateway itself is on loopback.
+        assert_eq!(allowed("http://localhost:5173", own, &extra), Ok(false));
+        let local = "http://127.0.0.1:8080";
+        for origin in [
+            "http://localhost:5173",
+            "http://127.0.0.1",
+            "http://[::1]:9",
+        ] {
+            assert_eq!(allowed(origin, local, &extra), Ok(true), "{origin}");
+        }
+        for origin in [
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io:8080",
+        ] {
+            assert_eq!(allowed(origin, local, &extra), Ok(false), "{origin}");
+        }
         assert_eq!(allowed("null", own, &extra), Err(OriginError::Opaque));
         assert_eq!(
             allowed("http://127.0.0.1:8787", "http://127.0.0.1:8787", &[]),

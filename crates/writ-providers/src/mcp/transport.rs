@@ -35,6 +35,12 @@ pub enum TransportError {
     /// A header disagrees with the body, is missing, repeated or malformed.
     #[error("header mismatch: {0}")]
     HeaderMismatch(String),
+    /// A 2026-07-28 request without its version in `params._meta`: invalid params.
+    #[error(
+        "a {MODERN_VERSION} request states its protocol version in params._meta[\"{}\"]",
+        super::META_VERSION_KEY
+    )]
+    MissingMetaVersion,
 }
 
 /// Which revision family a request belongs to.
@@ -49,6 +55,23 @@ pub enum Era {
 /// Checks `headers` against `message`; returns the request's era.
 pub fn check(headers: &HeaderMap, message: &McpMessage) -> Result<Era, TransportError> {
     let header_version = single(headers, PROTOCOL_VERSION)?;
+    // Headers against the body first: a disagreement is a mismatch whichever is unknown.
+    match (&header_version, &message.meta_version) {
+        (Some(h), Some(m)) if h != m => {
+            return Err(mismatch(format!(
+                "MCP-Protocol-Version header `{}` does not match the body's `_meta` version `{}`",
+                shown(h),
+                shown(m)
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(mismatch(
+                "the MCP-Protocol-Version header is required: send the version the body's `_meta` states"
+                    .to_string(),
+            ));
+        }
+        _ => {}
+    }
     for version in [header_version.as_deref(), message.meta_version.as_deref()]
         .into_iter()
         .flatten()
@@ -61,25 +84,8 @@ pub fn check(headers: &HeaderMap, message: &McpMessage) -> Result<Era, Transport
     }
     let modern = header_version.as_deref() == Some(MODERN_VERSION)
         || message.meta_version.as_deref() == Some(MODERN_VERSION);
-    match (&header_version, &message.meta_version) {
-        (Some(h), Some(m)) if h != m => {
-            return Err(mismatch(format!(
-                "MCP-Protocol-Version header `{h}` does not match the body's `_meta` version `{m}`"
-            )));
-        }
-        (None, Some(_)) => {
-            return Err(mismatch(
-                "the MCP-Protocol-Version header is required: send the version the body's `_meta` states"
-                    .to_string(),
-            ));
-        }
-        (Some(_), None) if modern && message.is_request() => {
-            return Err(mismatch(format!(
-                "a {MODERN_VERSION} request states its version in params._meta[\"{}\"] too",
-                super::META_VERSION_KEY
-            )));
-        }
-        _ => {}
+    if modern && message.is_request() && message.meta_version.is_none() {
+        return Err(TransportError::MissingMetaVersion);
     }
     let method_header = single(headers, METHOD)?;
     match (method_header.as_deref(), message.method.as_deref()) {
@@ -238,6 +244,24 @@ mod tests {
         let mut bad_b64 = modern_headers();
         bad_b64[2] = (NAME, "=?base64?!!!?=");
         assert!(refused(bad_b64));
+    }
+
+    #[test]
+    fn a_modern_request_without_its_meta_version_is_invalid_params() {
+        let m = inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#)
+            .expect("message");
+        let h = headers(&[(PROTOCOL_VERSION, "2026-07-28"), (METHOD, "tools/list")]);
+        assert_eq!(check(&h, &m), Err(TransportError::MissingMetaVersion));
+        // A disagreement is a mismatch even when one side names an unknown version.
+        let meta = inspect(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        )
+        .expect("message");
+        let h = headers(&[(PROTOCOL_VERSION, "2099-01-01"), (METHOD, "tools/list")]);
+        assert!(matches!(
+            check(&h, &meta),
+            Err(TransportError::HeaderMismatch(_))
+        ));
     }
 
     #[test]

@@ -74,8 +74,13 @@ pub(crate) fn check(
         name: facts.tool.clone().or_else(|| facts.prompt.clone()),
         digest: digest(gw, facts),
     });
-    transport::check(headers, message)?;
-    if let McpRequest::Other(_) = message.request {
+    let era = transport::check(headers, message)?;
+    let removed = era == transport::Era::Modern
+        && message
+            .method
+            .as_deref()
+            .is_some_and(|m| writ_providers::mcp::REMOVED_IN_MODERN.contains(&m));
+    if removed || matches!(message.request, McpRequest::Other(_)) {
         // Refused as not found here, as MCP answers a method it does not serve.
         return Err(GatewayError::UnknownMcpMethod);
     }
