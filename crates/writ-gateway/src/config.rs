@@ -14,6 +14,7 @@ use writ_limits::LimitSpec;
 mod audit;
 mod detection;
 mod limits;
+pub(crate) mod origin;
 mod risk;
 mod secrets;
 mod unknown_keys;
@@ -416,7 +417,7 @@ impl Config {
         };
         let mut mcp_allowed_origins = Vec::with_capacity(raw.server.mcp_allowed_origins.len());
         for (i, text) in raw.server.mcp_allowed_origins.iter().enumerate() {
-            match crate::pipeline::origin::canonical(text) {
+            match origin::canonical(text) {
                 Ok(origin) => mcp_allowed_origins.push(origin),
                 Err(e) => problems.push(invalid(
                     &format!("server.mcp_allowed_origins[{i}]"),

@@ -6,7 +6,7 @@
 use writ_store::Agent;
 use writ_token::Grant;
 
-use super::OAuthError;
+use super::oauth_error::OAuthError;
 use crate::gateway::Gateway;
 use crate::pipeline::challenge::protected_upstream;
 
