@@ -256,7 +256,7 @@ impl ProviderConfig {
     }
 }
 
-type Expand<'a, E> = dyn Fn(&'static str, &str) -> Result<String, BuildError<E>> + 'a;
+pub(super) type Expand<'a, E> = dyn Fn(&'static str, &str) -> Result<String, BuildError<E>> + 'a;
 
 /// The `api_key` every key-carrying kind requires: present, non-empty and usable in a
 /// header (`Bearer <key>`).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::config::{BuildError, FieldProblem, RawSecret};
+use super::config::{BuildError, Expand, FieldProblem, RawSecret};
 use crate::secret::UpstreamSecret;
 
 /// How a stdio MCP server is started: the program and its arguments (no shell), the only
@@ -77,10 +77,7 @@ impl LaunchFields<'_> {
     /// Validates the launch settings; `expand` resolves the `${env:…}` references of the
     /// environment's values (the only place they are read: arguments are visible to every
     /// user of the host in its process list, so a reference there is refused).
-    pub(super) fn launch<E>(
-        &self,
-        expand: &dyn Fn(&'static str, &str) -> Result<String, BuildError<E>>,
-    ) -> Result<Launch, BuildError<E>> {
+    pub(super) fn launch<E>(&self, expand: &Expand<'_, E>) -> Result<Launch, BuildError<E>> {
         let (program, args) = self.command.split_first().ok_or_else(|| {
             invalid(
                 "command",
