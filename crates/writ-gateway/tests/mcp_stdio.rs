@@ -308,3 +308,58 @@ fn launch_settings_are_checked_naming_the_field() {
         assert!(reason.contains(says), "{extra}: {reason}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_the_handshake_gets_requests_as_they_are() {
+    let python = writ_testkit::python();
+    let modern = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/stdio_modern.py");
+    let gw = TestGateway::start(&format!(
+        "[upstreams.files]\nkind = \"mcp\"\ncommand = [{python:?}, {modern:?}]\nconnect_timeout = \"120s\"\n",
+        python = python.display().to_string(),
+        modern = modern.display().to_string(),
+    ))
+    .await;
+    let writ = writ_for(&gw, &["add"]);
+    // Its refusal of the gateway's handshake is every client's answer to `initialize`.
+    let (status, v) = rpc(
+        &gw,
+        &writ,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((&v["id"], &v["error"]["code"]), (&json!(4), &json!(-32022)));
+    // A request with its per-request `_meta` reaches the server unchanged but for the id.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let (status, v) = rpc(
+        &gw,
+        &writ,
+        &json!({"jsonrpc": "2.0", "id": "m-1", "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": 1}, "_meta": meta}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], "m-1");
+    let echoed: Value =
+        serde_json::from_str(v["result"]["content"][0]["text"].as_str().expect("text"))
+            .expect("the echo");
+    assert_eq!(
+        echoed,
+        json!({"method": "tools/call", "params": {"name": "add", "arguments": {"a": 1}, "_meta": meta}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_cannot_start_fails_calls_at_once() {
+    // It exits at once, before any handshake.
+    let gw =
+        TestGateway::start("[upstreams.files]\nkind = \"mcp\"\ncommand = [\"/bin/false\"]\n").await;
+    let writ = writ_for(&gw, &["add"]);
+    for _ in 0..2 {
+        let (status, v) = rpc(&gw, &writ, &tool_call(json!(1), "add", json!({}))).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{v}");
+        assert_eq!(v["error"]["code"], "upstream_unreachable", "{v}");
+        let message = v["error"]["message"].as_str().expect("a message");
+        assert!(message.contains("could not be started"), "{message}");
+    }
+}

@@ -109,13 +109,15 @@ pub(super) fn upstream_config(
         })?;
     if let Some(launch) = provider.launch() {
         launched(name, &u, launch)?;
+        let timeout = u.timeout.unwrap_or(Duration::from_secs(120));
         return Ok(UpstreamConfig {
             provider,
             base_url: None,
             allow_private_network: false,
-            timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
+            timeout,
             connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
-            read_timeout: Duration::ZERO,
+            // Its answer reaches the meter whole: no wait between chunks.
+            read_timeout: timeout,
             max_response_bytes: max_response_bytes(name, u.max_response_bytes)?,
         });
     }

@@ -176,12 +176,13 @@ impl StdioServer {
     }
 
     /// Bounds the wait for a server to take a call: a healthy supervisor starts one within
-    /// its longest pause plus the handshake's deadline.
+    /// its longest pause plus the handshake's deadline (twice that, for a call queued while
+    /// a start was under way).
     async fn until_started<T>(
         &self,
         step: impl Future<Output = Result<T, StdioError>>,
     ) -> Result<T, StdioError> {
-        let bound = supervisor::LONGEST_PAUSE + self.limits.connect_timeout;
+        let bound = supervisor::LONGEST_PAUSE + self.limits.connect_timeout * 2;
         tokio::time::timeout(bound, step)
             .await
             .unwrap_or(Err(StdioError::NotStarted(StartFailure::HandshakeTimeout)))
