@@ -343,10 +343,14 @@ async fn a_server_without_the_handshake_gets_requests_as_they_are() {
     let echoed: Value =
         serde_json::from_str(v["result"]["content"][0]["text"].as_str().expect("text"))
             .expect("the echo");
+    assert_eq!(echoed["method"], "tools/call");
     assert_eq!(
-        echoed,
-        json!({"method": "tools/call", "params": {"name": "add", "arguments": {"a": 1}, "_meta": meta}})
+        echoed["params"],
+        json!({"name": "add", "arguments": {"a": 1}, "_meta": meta})
     );
+    // Its request, written right after its handshake answer, was answered: refused.
+    assert_eq!(echoed["roots_answer"]["id"], "r1", "{echoed}");
+    assert_eq!(echoed["roots_answer"]["error"]["code"], -32601, "{echoed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

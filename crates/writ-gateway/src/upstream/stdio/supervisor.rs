@@ -72,7 +72,12 @@ pub(super) async fn run(
                 tracing::warn!(upstream = %name, %failure, "stdio server did not start");
                 fail_waiting(&mut waiting, &mut commands, failure);
             }
-            Ok((child, handshake)) => {
+            Ok(Started {
+                child,
+                handshake,
+                framer,
+                after,
+            }) => {
                 tracing::info!(upstream = %name, pid = child.process.id(), "stdio server started");
                 let mut run = Run {
                     name: &name,
@@ -80,8 +85,11 @@ pub(super) async fn run(
                     handshake: Arc::new(handshake),
                     pending: HashMap::new(),
                     answered: false,
-                    framer: LineFramer::new(limits.max_line),
+                    framer,
                 };
+                for line in after {
+                    run.line(&line);
+                }
                 let ended = run.serve(&mut commands, &mut waiting).await;
                 if run.answered {
                     pause = FIRST_PAUSE;
@@ -130,19 +138,32 @@ fn fail_waiting(
     }
 }
 
+/// A server that completed its handshake.
+struct Started {
+    child: Child,
+    handshake: Handshake,
+    /// Its stdout's framing, as the handshake left it.
+    framer: LineFramer,
+    /// Lines it wrote after its answer to `initialize`, in the same read.
+    after: Vec<Vec<u8>>,
+}
+
 /// Starts the server and does the handshake, within the upstream's `connect_timeout`.
-async fn start(
-    name: &str,
-    launch: &Launch,
-    limits: &Limits,
-) -> Result<(Child, Handshake), StartFailure> {
+async fn start(name: &str, launch: &Launch, limits: &Limits) -> Result<Started, StartFailure> {
     let mut child = Child::spawn(name, launch).map_err(|e| {
         tracing::warn!(upstream = %name, program = %launch.program().display(), error = %e, "cannot start stdio server");
         StartFailure::Spawn(e.kind())
     })?;
-    let handshake = tokio::time::timeout(limits.connect_timeout, handshake(&mut child, limits));
+    let mut framer = LineFramer::new(limits.max_line);
+    let handshake =
+        tokio::time::timeout(limits.connect_timeout, handshake(&mut child, &mut framer));
     match handshake.await {
-        Ok(Ok(done)) => Ok((child, done)),
+        Ok(Ok((handshake, after))) => Ok(Started {
+            child,
+            handshake,
+            framer,
+            after,
+        }),
         Ok(Err(failure)) => {
             child.stop(Duration::ZERO).await;
             Err(failure)
@@ -155,19 +176,23 @@ async fn start(
 }
 
 /// The `initialize` exchange, as the server's one client: the server's requests in the
-/// meantime are answered, its notifications dropped.
-async fn handshake(child: &mut Child, limits: &Limits) -> Result<Handshake, StartFailure> {
+/// meantime are answered, its notifications dropped. Returns the lines read after the
+/// answer, which the run handles first.
+async fn handshake(
+    child: &mut Child,
+    framer: &mut LineFramer,
+) -> Result<(Handshake, Vec<Vec<u8>>), StartFailure> {
     const GID: u64 = 0;
     let sent = child.send(message::initialize_request(GID));
     sent.map_err(|_| StartFailure::Exited)?;
-    let mut framer = LineFramer::new(limits.max_line);
     let mut chunk = vec![0; READ_CHUNK];
     loop {
         let n = match child.stdout.read(&mut chunk).await {
             Ok(0) | Err(_) => return Err(StartFailure::Exited),
             Ok(n) => n,
         };
-        for frame in framer.push(&chunk[..n]) {
+        let mut frames = framer.push(&chunk[..n]).into_iter();
+        while let Some(frame) = frames.next() {
             let Frame::Line(line) = frame else {
                 return Err(StartFailure::TooLong);
             };
@@ -179,7 +204,14 @@ async fn handshake(child: &mut Child, limits: &Limits) -> Result<Handshake, Star
                             .send(message::initialized_notification())
                             .map_err(|_| StartFailure::Exited)?;
                     }
-                    return Ok(handshake);
+                    let mut after = Vec::new();
+                    for frame in frames {
+                        match frame {
+                            Frame::Line(line) => after.push(line),
+                            Frame::TooLong => return Err(StartFailure::TooLong),
+                        }
+                    }
+                    return Ok((handshake, after));
                 }
                 ServerMessage::Request { id, method } => {
                     let _ = child.send(message::answer_server_request(&id, &method));
