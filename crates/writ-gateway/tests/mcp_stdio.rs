@@ -224,7 +224,7 @@ async fn stray_output_is_ignored_and_the_servers_own_requests_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_the_server_never_answers_times_out_and_the_server_keeps_serving() {
-    let gw = start("timeout = \"1s\"\n").await;
+    let gw = start("timeout = \"2s\"\n").await;
     let writ = writ_for(&gw, &["ignore", "environment"]);
     let before = pid(&gw, &writ).await;
     let (status, v) = rpc(&gw, &writ, &tool_call(json!(5), "ignore", json!({}))).await;
