@@ -102,6 +102,10 @@ pub enum GatewayError {
     /// Tool arguments cannot be stated as facts.
     #[error(transparent)]
     InvalidArguments(#[from] writ_token::ArgumentsError),
+    /// An MCP request's transport headers disagree with its body, or name a protocol
+    /// version the gateway does not pass on.
+    #[error(transparent)]
+    McpTransport(#[from] writ_providers::mcp::transport::TransportError),
     /// A header is malformed.
     #[error("invalid header `{name}`")]
     InvalidHeader {
@@ -425,6 +429,30 @@ impl GatewayError {
 
     /// The response for a request on a route of `dialect`, in that dialect's error shape.
     pub fn into_response_for(self, dialect: Dialect) -> Response {
+        self.into_response_to(dialect, None)
+    }
+
+    /// Machine-readable fields of this error beyond its code, for shapes that carry them:
+    /// the versions an unsupported MCP protocol version refusal names.
+    fn extra(&self) -> Option<serde_json::Value> {
+        match self {
+            GatewayError::McpTransport(
+                writ_providers::mcp::transport::TransportError::UnsupportedVersion { requested },
+            ) => Some(json!({
+                "supported": writ_providers::mcp::PROTOCOL_VERSIONS,
+                "requested": requested,
+            })),
+            _ => None,
+        }
+    }
+
+    /// Like [`into_response_for`](Self::into_response_for), answering the JSON-RPC
+    /// request `rpc_id` on an MCP route.
+    pub fn into_response_to(
+        self,
+        dialect: Dialect,
+        rpc_id: Option<&serde_json::Value>,
+    ) -> Response {
         let Class {
             status,
             kind,
@@ -443,6 +471,7 @@ impl GatewayError {
         };
         let message = self.public_message();
         let detail = self.detail();
+        let extra = self.extra();
         let report = GatewayErrorReport {
             status: status.as_u16(),
             kind,
@@ -450,6 +479,8 @@ impl GatewayError {
             message: &message,
             param,
             detail: detail.as_deref(),
+            rpc_id,
+            extra: extra.as_ref(),
         };
         let mut response = (status, Json(dialect.error_body(&report))).into_response();
         if let GatewayError::RateLimited(refusal) = &self {

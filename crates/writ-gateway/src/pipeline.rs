@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! accept → extract → authenticate → route → inspect → authorize → limit → decision
-//!        → inject → forward → meter → redact → audit
+//!        → inject → forward → meter → filter → redact → audit
 //! ```
 //!
 //! Each phase is a module with its own tests; [`run`] calls them in order, one call per
@@ -21,6 +21,7 @@ pub(crate) mod challenge;
 mod ctx;
 mod decision;
 pub(crate) mod extract;
+mod filter;
 #[cfg(test)]
 mod fixture;
 mod forward;
@@ -70,8 +71,10 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         };
         due.write(&ctx.id, ending).await;
     }
-    let response = outcome
-        .unwrap_or_else(|e| challenge::refusal(e, ctx.route.dialect(), metadata_url.as_deref()));
+    let response = outcome.unwrap_or_else(|e| {
+        let rpc_id = ctx.mcp.as_ref().and_then(|call| call.id.as_ref());
+        challenge::refusal(e, ctx.route.dialect(), metadata_url.as_deref(), rpc_id)
+    });
     // Debug, not info: the audit log already holds one record per request, and a
     // synchronous log line cost about a sixth of a request's CPU time (bench/run profile).
     tracing::debug!(
@@ -124,7 +127,11 @@ async fn run(
     // Only an authenticated request gets its body read.
     let body = accept::read_body(body, gw.max_body_bytes).await?;
     // Inspect: what the request asks for, as the facts the writ's checks read.
-    let mut facts = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
+    let (mut facts, mcp) = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
+    if let Some(message) = &mcp {
+        // MCP: headers that mirror the body must agree with it.
+        inspect::mcp::check(gw, ctx, target.upstream, &parts.headers, message, &facts)?;
+    }
     facts.dpop_jkt = dpop_jkt;
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
     // Authorize: the writ's checks and the operator's policies; a denial names the check.
@@ -151,8 +158,10 @@ async fn run(
             return Err(e);
         }
     };
+    let list = ctx.mcp.as_ref().and_then(|call| call.list);
     let call = meter::CallInfo {
         dialect: ctx.route.dialect(),
+        whole: list.is_some(),
         request_bytes,
         drop_usage_chunk,
         held,
@@ -160,6 +169,8 @@ async fn run(
     };
     // Meter: what the call used and cost, settled against its reservation.
     let answer = meter::read(gw_arc, ctx, target.upstream, call, sent).await?;
+    // Filter: an MCP list answer cut to what the writ may use.
+    let answer = filter::list_answer(gw, target.upstream, &writ, &facts, list, answer)?;
     // Redact: secrets out of what goes back, per chunk for a stream.
     let mut response = redact::response(gw, ctx, answer).await?;
     if let Some(remaining) = remaining {

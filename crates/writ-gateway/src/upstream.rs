@@ -5,6 +5,7 @@
 pub(crate) mod access_token;
 pub(crate) mod client;
 pub mod egress;
+pub(crate) mod mcp_params;
 pub(crate) mod stdio;
 
 /// The pooled client every upstream is reached with: HTTPS (or plain HTTP where allowed)

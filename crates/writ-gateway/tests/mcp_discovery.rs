@@ -258,9 +258,10 @@ async fn a_refused_call_points_to_the_metadata_of_its_resource() {
     let (scheme, params) = challenge_of(&resp);
     assert_eq!(scheme, "Bearer");
     assert_eq!(params["error"], "insufficient_scope");
+    assert_eq!(params["scope"], "mcp");
     assert_eq!(params["resource_metadata"], *metadata_url);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "grant_denied");
+    assert_eq!(body["error"]["data"]["code"], "grant_denied");
     assert!(upstream.requests().is_empty());
 
     // The granted call goes through, with no challenge.

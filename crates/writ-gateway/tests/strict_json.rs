@@ -174,6 +174,7 @@ async fn a_key_given_twice_is_refused_on_every_route_and_nothing_is_forwarded() 
         let code = v["error"]["details"][0]["metadata"]["code"]
             .as_str()
             .or(v["error"]["code"].as_str())
+            .or(v["error"]["data"]["code"].as_str())
             .or(v["code"].as_str());
         assert_eq!(code, Some("duplicate_key"), "{what}: {v}");
         let message = v["error"]["message"]

@@ -73,7 +73,11 @@ async fn the_flight_example_end_to_end() {
     ] {
         let (status, v) = error_of(call_tool(&gw, &writ, tool, args.clone()).await).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{tool} {args}");
-        assert_eq!(v["error"]["code"], "grant_denied");
+        // A JSON-RPC error answering the call, the gateway's code in its data.
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["error"]["code"], -32011);
+        assert_eq!(v["error"]["data"]["code"], "grant_denied");
         // What was asked and what to do in the message; the failed check in `detail`.
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(
@@ -82,7 +86,7 @@ async fn the_flight_example_end_to_end() {
             )),
             "{msg}"
         );
-        let detail = v["error"]["detail"].as_str().unwrap();
+        let detail = v["error"]["data"]["detail"].as_str().unwrap();
         assert!(detail.contains("tool("), "{detail}");
     }
     assert_eq!(
@@ -134,7 +138,7 @@ async fn malformed_tool_requests_get_400() {
             .unwrap();
         let (status, v) = error_of(resp).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["data"]["code"], code, "{v}");
     }
     assert!(upstream.requests().is_empty());
 }

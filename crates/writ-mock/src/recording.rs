@@ -276,13 +276,7 @@ fn echo(key: &MockKey, parts: &http::request::Parts, body: &[u8]) -> Response {
     }
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if let Some(rpc) = json.as_ref().filter(|v| v.get("jsonrpc").is_some()) {
-        let tool = rpc["params"]["name"].as_str().unwrap_or_default();
-        return axum::Json(serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": rpc["id"],
-            "result": {"content": [{"type": "text", "text": format!("called {tool}")}], "isError": false},
-        }))
-        .into_response();
+        return mcp_answer(rpc);
     }
     axum::Json(serde_json::json!({
         "method": parts.method.as_str(),
@@ -291,6 +285,36 @@ fn echo(key: &MockKey, parts: &http::request::Parts, body: &[u8]) -> Response {
         "body": String::from_utf8_lossy(body),
     }))
     .into_response()
+}
+
+/// An MCP server's answer to one JSON-RPC message: a notification is accepted with no
+/// body; lists name the flight tools, a prompt and a resource; a tool call says what it
+/// called; anything else succeeds empty.
+fn mcp_answer(rpc: &serde_json::Value) -> Response {
+    if rpc.get("id").is_none() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let tool = |name: &str| {
+        serde_json::json!({"name": name, "inputSchema": {"type": "object", "properties": {
+            "flight": {"type": "string"}, "date": {"type": "string"}}}})
+    };
+    let result = match rpc["method"].as_str().unwrap_or_default() {
+        "tools/list" => serde_json::json!({"tools": [
+            tool("book_flight"), tool("cancel_flight"), tool("list_flights")
+        ]}),
+        "prompts/list" => serde_json::json!({"prompts": [{"name": "trip_summary"}]}),
+        "resources/list" => serde_json::json!({"resources": [
+            {"uri": "flights://LH123", "name": "LH123"},
+            {"uri": "flights://LH999", "name": "LH999"}
+        ]}),
+        "tools/call" => {
+            let name = rpc["params"]["name"].as_str().unwrap_or_default();
+            serde_json::json!({"content": [{"type": "text", "text": format!("called {name}")}], "isError": false})
+        }
+        _ => serde_json::json!({}),
+    };
+    axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": rpc["id"], "result": result}))
+        .into_response()
 }
 
 fn play(script: &Script, headers: &[(String, String)]) -> Response {

@@ -1,8 +1,9 @@
 //! Error bodies in each API family's own shape, so that the official SDK of the family a
 //! route speaks raises its own typed error for errors the gateway itself produces.
 //!
-//! - OpenAI, Azure OpenAI, MCP and plain HTTP routes: `{"error":{"message","type","code",
+//! - OpenAI, Azure OpenAI and plain HTTP routes: `{"error":{"message","type","code",
 //!   "param"}}`.
+//! - MCP: a JSON-RPC error response answering the request's id (`mcp::rpc_error`).
 //! - Anthropic: `{"type":"error","error":{"type","message"}}`, the type one of Anthropic's
 //!   names (`authentication_error`, `permission_error`, `rate_limit_error`, …).
 //! - Gemini and Vertex AI: Google's `{"error":{"code","message","status","details"}}`, the
@@ -34,6 +35,11 @@ pub struct GatewayErrorReport<'a> {
     pub param: Option<&'a str>,
     /// The precise cause for a person reading the body (the failed check of a denial).
     pub detail: Option<&'a str>,
+    /// The JSON-RPC id of the request refused, on MCP routes.
+    pub rpc_id: Option<&'a Value>,
+    /// More machine-readable fields (an object), for shapes that carry them: MCP's
+    /// `error.data` (the versions an unsupported-version refusal names).
+    pub extra: Option<&'a Value>,
 }
 
 impl Dialect {
@@ -43,7 +49,8 @@ impl Dialect {
             Wire::Anthropic => anthropic(report),
             Wire::Gemini | Wire::Vertex => google(report),
             Wire::Bedrock => aws(report),
-            Wire::OpenAi | Wire::Azure | Wire::Mcp | Wire::Http => openai(report),
+            Wire::Mcp => crate::mcp::rpc_error::body(report),
+            Wire::OpenAi | Wire::Azure | Wire::Http => openai(report),
         }
     }
 
@@ -171,6 +178,8 @@ mod tests {
             message: "no",
             param: None,
             detail: Some("block 1: check"),
+            rpc_id: None,
+            extra: None,
         }
     }
 
@@ -197,6 +206,9 @@ mod tests {
         let aws = Dialect(Wire::Bedrock).error_body(&r);
         assert_eq!(aws["__type"], "AccessDeniedException");
         assert_eq!(aws["code"], "grant_denied");
+        let mcp = Dialect(Wire::Mcp).error_body(&r);
+        assert_eq!(mcp["jsonrpc"], "2.0");
+        assert_eq!(mcp["error"]["data"]["code"], "grant_denied");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use config::{
 pub use stdio::Launch;
 
 use crate::inspect::{InspectError, Inspected};
-use crate::mcp::McpRequest;
+use crate::mcp::McpMessage;
 use crate::route::{Dialect, Operation, ProviderKind, RouteSpec, Wire};
 use crate::secret::UpstreamSecret;
 use crate::sigv4::{SignError, Signer};
@@ -144,7 +144,7 @@ pub enum Inspection {
         inspected: Inspected,
     },
     /// A JSON-RPC request to a tool server, read whole and strictly.
-    Tool(McpRequest),
+    Tool(McpMessage),
     /// A request to a plain HTTP API: nothing is read from its body.
     Http,
 }

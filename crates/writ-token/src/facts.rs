@@ -51,7 +51,7 @@ impl Api {
 /// Facts come only from here, never from token blocks. The names are part of the writ
 /// format: `time`, `api`, `upstream`, `operation`, `method`, `path`, `path_segment`,
 /// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`,
-/// `dpop_jkt`.
+/// `dpop_jkt`, and for MCP requests `mcp_method`, `prompt` and `uri`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
     /// Kind of API.
@@ -72,8 +72,14 @@ pub struct RequestFacts {
     pub stream: bool,
     /// Tool called, if any.
     pub tool: Option<String>,
-    /// Tool arguments by dotted name.
+    /// Tool (or prompt) arguments by dotted name.
     pub args: Vec<(String, ArgValue)>,
+    /// The JSON-RPC method of an MCP request (`tools/call`, `resources/read`, …).
+    pub mcp_method: Option<String>,
+    /// The prompt an MCP `prompts/get` asks for.
+    pub prompt: Option<String>,
+    /// The resource URI an MCP `resources/read` asks for.
+    pub uri: Option<String>,
     /// Tenant an admin request acts on.
     pub admin_tenant: Option<String>,
     /// Thumbprint of the key that signed a valid DPoP proof for this request.
@@ -94,6 +100,9 @@ impl RequestFacts {
             stream: false,
             tool: None,
             args: Vec::new(),
+            mcp_method: None,
+            prompt: None,
+            uri: None,
             admin_tenant: None,
             dpop_jkt: None,
         }
@@ -148,6 +157,9 @@ impl RequestFacts {
                 }
             }
         }
+        optional(out, self.mcp_method.as_deref());
+        optional(out, self.prompt.as_deref());
+        optional(out, self.uri.as_deref());
         optional(out, self.admin_tenant.as_deref());
         optional(out, self.dpop_jkt.as_deref());
     }
@@ -171,6 +183,9 @@ impl RequestFacts {
             ("upstream", &self.upstream),
             ("model", &self.model),
             ("tool", &self.tool),
+            ("mcp_method", &self.mcp_method),
+            ("prompt", &self.prompt),
+            ("uri", &self.uri),
             ("admin_tenant", &self.admin_tenant),
             ("dpop_jkt", &self.dpop_jkt),
         ];

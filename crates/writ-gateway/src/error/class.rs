@@ -129,6 +129,14 @@ impl GatewayError {
                 Class::new(S::BAD_REQUEST, invalid, code, Fault::Client)
             }
             E::InvalidPath => Class::new(S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
+            E::McpTransport(t) => {
+                use writ_providers::mcp::transport::TransportError as T;
+                let code = match t {
+                    T::UnsupportedVersion { .. } => "unsupported_protocol_version",
+                    T::HeaderMismatch(_) => "header_mismatch",
+                };
+                Class::new(S::BAD_REQUEST, invalid, code, Fault::Client)
+            }
             E::InvalidArguments(_) => {
                 Class::new(S::BAD_REQUEST, invalid, "invalid_arguments", Fault::Client)
             }

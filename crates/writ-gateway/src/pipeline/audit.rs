@@ -236,6 +236,7 @@ mod tests {
             upstream: Some("openai".into()),
             model: Some("gpt-4o".into()),
             operation: "chat",
+            mcp: None,
             pseudonyms: Default::default(),
         }
     }

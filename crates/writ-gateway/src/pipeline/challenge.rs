@@ -46,16 +46,17 @@ pub(crate) fn metadata_url(gw: &Gateway, route: &RouteSpec, path: &str) -> Optio
     Some(format!("{}{RESOURCE_METADATA}{path}", gw.issuer()))
 }
 
-/// The response for `error` on a route of `dialect` (see `GatewayError::into_response_for`),
-/// its `WWW-Authenticate` replaced by the challenge of [`www_authenticate`] when the
+/// The response for `error` on a route of `dialect` (see `GatewayError::into_response_to`;
+/// on MCP routes, a JSON-RPC error answering `rpc_id`), its `WWW-Authenticate` replaced by the challenge of [`www_authenticate`] when the
 /// request addressed a resource whose metadata is at `metadata_url`.
 pub(crate) fn refusal(
     error: GatewayError,
     dialect: writ_providers::Dialect,
     metadata_url: Option<&str>,
+    rpc_id: Option<&serde_json::Value>,
 ) -> Response {
     let challenge = metadata_url.and_then(|url| www_authenticate(url, &error));
-    let mut response = error.into_response_for(dialect);
+    let mut response = error.into_response_to(dialect, rpc_id);
     if let Some(value) = challenge {
         response
             .headers_mut()
@@ -72,7 +73,11 @@ pub(crate) fn www_authenticate(metadata_url: &str, error: &GatewayError) -> Opti
     let value = match error {
         GatewayError::Dpop(_) => return None,
         GatewayError::Denied(_) | GatewayError::Writ(WritError::Denied(_)) => {
-            format!(r#"Bearer error="insufficient_scope", resource_metadata="{metadata_url}""#)
+            // Every scope the call needs, in one challenge (RFC 6750 §3.1): writ names one.
+            format!(
+                r#"Bearer error="insufficient_scope", scope="{}", resource_metadata="{metadata_url}""#,
+                MCP_SCOPES.join(" ")
+            )
         }
         GatewayError::MissingWrit => format!(
             r#"Bearer realm="writ", resource_metadata="{metadata_url}", scope="{}""#,

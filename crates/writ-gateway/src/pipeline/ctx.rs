@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::Value;
 use writ_providers::RouteSpec;
+use writ_providers::mcp::list::ListKind;
 
 use crate::detect::detections::Detection;
 use crate::gateway::Gateway;
@@ -27,6 +29,17 @@ pub(crate) struct RequestCtx {
     /// The request's one audit record, still owed. The meter phase takes it into a
     /// streamed response's body, whose end writes it; otherwise [`super::handle`] does.
     pub(crate) audit: Option<AuditDue>,
+    /// The MCP call, once inspect read it: its id and the list it asks for.
+    pub(crate) mcp: Option<McpCall>,
+}
+
+/// What the phases after inspect need of an MCP call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct McpCall {
+    /// The request's JSON-RPC id, which a refusal answers.
+    pub(crate) id: Option<Value>,
+    /// The list the request asks for, whose answer the filter phase cuts.
+    pub(crate) list: Option<ListKind>,
 }
 
 impl RequestCtx {
@@ -44,6 +57,7 @@ impl RequestCtx {
             detection: None,
             answer: None,
             audit: Some(AuditDue::new(gw.clone(), started)),
+            mcp: None,
         }
     }
 }

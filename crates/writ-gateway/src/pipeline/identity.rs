@@ -29,10 +29,24 @@ pub(crate) struct Identity {
     pub(crate) model: Option<String>,
     /// The route's operation (`chat`, `embeddings`, …).
     pub(crate) operation: &'static str,
+    /// An MCP call's method, name and argument digest.
+    pub(crate) mcp: Option<McpAudit>,
     /// The writ's and the client's pseudonyms (an HMAC each), computed once per request
     /// the first time a record needs them: a forwarded call names them in its decision,
     /// its outcome and its usage record.
     pub(super) pseudonyms: OnceLock<(Option<String>, Option<String>)>,
+}
+
+/// What the audit record says of an MCP call: the method, the tool or prompt called, and a
+/// keyed digest of its arguments or resource URI (never the values).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct McpAudit {
+    /// The JSON-RPC method.
+    pub(crate) method: String,
+    /// The tool or prompt named.
+    pub(crate) name: Option<String>,
+    /// The audit pseudonym of the arguments as authorized (or of the resource URI).
+    pub(crate) digest: Option<String>,
 }
 
 impl Identity {
@@ -98,6 +112,20 @@ impl Identity {
                 .get_or_insert_with(Default::default)
                 .insert("delegation".into(), serde_json::json!(chain));
         }
+        if let Some(mcp) = &self.mcp {
+            let mut call = serde_json::Map::new();
+            call.insert("method".into(), serde_json::json!(mcp.method));
+            if let Some(name) = &mcp.name {
+                call.insert("name".into(), serde_json::json!(name));
+            }
+            if let Some(digest) = &mcp.digest {
+                call.insert("digest".into(), serde_json::json!(digest));
+            }
+            record
+                .detail
+                .get_or_insert_with(Default::default)
+                .insert("mcp".into(), serde_json::Value::Object(call));
+        }
         record
     }
 }
@@ -122,6 +150,7 @@ mod tests {
             upstream: Some("openai".into()),
             model: Some("gpt-4o".into()),
             operation: "chat",
+            mcp: None,
             pseudonyms: Default::default(),
         }
     }

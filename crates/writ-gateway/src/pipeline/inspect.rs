@@ -1,25 +1,29 @@
 //! Inspect: read the request facts from the body: model, output cap and stream flag for
-//! model APIs; tool name and arguments for tool servers; method and path for HTTP.
+//! model APIs; the JSON-RPC method, tool, prompt or resource and arguments for MCP
+//! servers ([`mcp`]); method and path for HTTP.
+
+pub(crate) mod mcp;
 
 use axum::body::Bytes;
 use http::Method;
-use writ_providers::mcp::McpRequest;
+use writ_providers::mcp::McpMessage;
 use writ_providers::{InspectRefusal, Inspection, RouteSpec};
-use writ_token::{Api, RequestFacts, flatten_arguments};
+use writ_token::{Api, RequestFacts};
 
 use crate::error::GatewayError;
 use crate::pipeline::route::Target;
 
 /// The request facts of a request on `route` to `target`, as the upstream's provider
-/// reads its body. Fails when the path is not an operation of the API (`NotFound`), the
-/// body is not what the API requires or repeats a key (`InvalidBody`), or the path names
-/// another Vertex project or location than the upstream's (`InvalidRequest`).
+/// reads its body, and the JSON-RPC message of an MCP request. Fails when the path is not
+/// an operation of the API (`NotFound`), the body is not what the API requires or repeats
+/// a key (`InvalidBody`), or the path names another Vertex project or location than the
+/// upstream's (`InvalidRequest`).
 pub(crate) fn facts(
     route: &RouteSpec,
     target: &Target<'_>,
     method: &Method,
     body: &Bytes,
-) -> Result<RequestFacts, GatewayError> {
+) -> Result<(RequestFacts, Option<McpMessage>), GatewayError> {
     let upstream = Some(target.upstream.name.clone());
     let method = method.as_str();
     let inspection = target
@@ -50,20 +54,13 @@ pub(crate) fn facts(
             stream: inspected.stream,
             ..RequestFacts::new(Api::Llm, operation.as_str(), method, &target.path)
         },
-        Inspection::Tool(McpRequest::ToolCall { tool, arguments }) => RequestFacts {
-            upstream,
-            tool: Some(tool),
-            args: flatten_arguments(&arguments)?,
-            ..RequestFacts::new(Api::Tool, "tool_call", method, "/")
-        },
-        Inspection::Tool(McpRequest::Session) => RequestFacts {
-            upstream,
-            ..RequestFacts::new(Api::Tool, "tool_session", method, "/")
-        },
-        Inspection::Tool(McpRequest::Other(m)) => RequestFacts {
-            upstream,
-            ..RequestFacts::new(Api::Tool, &format!("mcp:{m}"), method, "/")
-        },
+        Inspection::Tool(message) => {
+            let facts = mcp::facts(&message, upstream, method)?;
+            if !checked {
+                strict_json(body)?;
+            }
+            return Ok((facts, Some(message)));
+        }
         Inspection::Http => RequestFacts {
             upstream,
             ..RequestFacts::new(Api::Http, "http", method, &target.path)
@@ -72,7 +69,7 @@ pub(crate) fn facts(
     if !checked {
         strict_json(body)?;
     }
-    Ok(facts)
+    Ok((facts, None))
 }
 
 /// Refuses a JSON body with a key repeated in one object, or nested too deep, whatever
@@ -129,6 +126,7 @@ mod tests {
             &Method::POST,
             &Bytes::from(body.to_string()),
         )
+        .map(|(facts, _)| facts)
     }
 
     #[test]
@@ -194,16 +192,43 @@ mod tests {
             (session.operation.as_str(), session.tool),
             ("tool_session", None)
         );
+        assert_eq!(session.mcp_method.as_deref(), Some("tools/list"));
+        let read_uri = read(
+            "tools",
+            &mcp,
+            "",
+            r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (read_uri.operation.as_str(), read_uri.uri.as_deref()),
+            ("resource_read", Some("file:///a"))
+        );
+        let prompt = read(
+            "tools",
+            &mcp,
+            "",
+            r#"{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"p","arguments":{"x":"1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                prompt.operation.as_str(),
+                prompt.prompt.as_deref(),
+                prompt.args.len()
+            ),
+            ("prompt_get", Some("p"), 1)
+        );
         let other = read(
             "tools",
             &mcp,
             "",
-            r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{}}"#,
         )
         .unwrap();
         assert_eq!(
             (other.operation.as_str(), other.tool),
-            ("mcp:resources/read", None)
+            ("mcp:completion/complete", None)
         );
     }
 

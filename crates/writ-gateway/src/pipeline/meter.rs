@@ -39,6 +39,9 @@ pub(crate) struct CallInfo {
     pub(crate) request_bytes: usize,
     /// The gateway added `include_usage`; the client must not see the extra chunk.
     pub(crate) drop_usage_chunk: bool,
+    /// The answer is read whole even when it is an event stream (to the event that
+    /// answers the request), as a list answer must be filtered before any of it passes.
+    pub(crate) whole: bool,
     /// The limits reserved for this call, settled when it ends.
     pub(crate) held: Option<Held>,
     /// When the request was sent upstream, for the `compute` dimension.
@@ -81,7 +84,7 @@ pub(crate) async fn read(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(is_event_stream);
-    if is_stream {
+    if is_stream && !info.whole {
         // The body changes length when the usage chunk is dropped.
         parts.headers.remove(header::CONTENT_LENGTH);
         let call = StreamCall {
@@ -105,7 +108,12 @@ pub(crate) async fn read(
             Box::new(move |redactor, scrubber| call.into_body(redactor, scrubber)),
         ));
     }
-    let bytes = match read_whole(body, upstream.read_timeout, upstream.max_response_bytes).await {
+    let read = if is_stream {
+        read_to_answer(body, upstream.read_timeout, upstream.max_response_bytes).await
+    } else {
+        read_whole(body, upstream.read_timeout, upstream.max_response_bytes).await
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) => {
             settle_here(gw, ctx, &mut info, parts.status, None, Outcome::UpstreamCut).await;
@@ -124,7 +132,8 @@ pub(crate) async fn read(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let must_be_json = info.dialect.success_is_json() && parts.status.is_success();
-    if (must_be_json || claims_json)
+    // An empty body (a notification's `202 Accepted`) claims nothing, whatever its type.
+    if (must_be_json || (claims_json && !bytes.is_empty()))
         && !parsed_whole
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
     {
@@ -167,6 +176,40 @@ async fn read_whole(
                         return Err(GatewayError::UpstreamTooLarge);
                     }
                     out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Reads an event stream up to and including the event that answers the request (a
+/// JSON-RPC response: `result` or `error`), or its end; what follows is not read.
+async fn read_to_answer(
+    mut body: UpstreamBody,
+    idle: Duration,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    let mut out = Vec::new();
+    let mut parser = writ_providers::sse::SseParser::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(None) => return Ok(Bytes::from(out)),
+            Ok(Some(Err(_))) => return Err(GatewayError::UpstreamFailed),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if out.len() + data.len() > limit {
+                    return Err(GatewayError::UpstreamTooLarge);
+                }
+                out.extend_from_slice(&data);
+                let answered = parser.push(&data).iter().any(|event| {
+                    serde_json::from_str::<serde_json::Value>(&event.data)
+                        .is_ok_and(|m| m.get("result").is_some() || m.get("error").is_some())
+                });
+                if answered {
+                    return Ok(Bytes::from(out));
                 }
             }
         }

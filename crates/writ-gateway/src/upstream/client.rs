@@ -32,6 +32,9 @@ pub(crate) struct Upstream {
     /// The server the gateway started for this upstream, reached over stdio instead of
     /// HTTP (`command`).
     pub(crate) stdio: Option<StdioServer>,
+    /// An MCP server's tools that mirror arguments into `Mcp-Param-*` headers, as its
+    /// latest `tools/list` answers through this instance said.
+    pub(crate) mcp_params: crate::upstream::mcp_params::McpParams,
     /// How connections to it are made (egress policy, TLS, timeouts).
     connector: HttpsConnector<HttpConnector<EgressResolver>>,
     /// A connection pool per serving thread (index [`crate::serve::workers::current`]), made on
@@ -81,6 +84,7 @@ impl Upstream {
                 };
                 StdioServer::start(name, launch, limits)
             }),
+            mcp_params: Default::default(),
             connector: https,
             pools: (0..=crate::serve::workers::MAX_WORKERS)
                 .map(|_| std::sync::OnceLock::new())

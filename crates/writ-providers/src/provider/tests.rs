@@ -441,7 +441,7 @@ fn what_each_shape_of_api_reads_from_a_body() {
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{}}}"#,
         )
         .unwrap();
-    assert!(matches!(&call, Inspection::Tool(McpRequest::ToolCall { tool, .. }) if tool == "t"));
+    assert!(matches!(&call, Inspection::Tool(m) if m.name() == Some("t")));
     assert!(call.body_checked(), "MCP bodies are read strictly");
     let http = provider("kind = \"http\"\napi_key = \"k\"");
     let plain = http

@@ -49,11 +49,12 @@ pub(crate) fn compile_block(
             }
             Grant::Tool(g) => {
                 let upstream = query.eq("upstream", i, &g.upstream);
+                let tool = query.eq("tool", i, &g.tool);
                 let mut parts = vec![
                     "api(\"tool\")".to_string(),
                     upstream.clone(),
                     "operation(\"tool_call\")".to_string(),
-                    query.eq("tool", i, &g.tool),
+                    tool.clone(),
                 ];
                 for (j, (name, constraint)) in g.arguments.iter().enumerate() {
                     let name_p = query.param(&format!("arg_{i}_{j}"), Term::from(name.as_str()));
@@ -74,6 +75,11 @@ pub(crate) fn compile_block(
                 // The session around a call (initialize, tools/list, ping) names no tool.
                 alternatives.push(format!(
                     "api(\"tool\"), {upstream}, operation(\"tool_session\")"
+                ));
+                // The tool is shown in a filtered `tools/list`: it may be called, with
+                // some arguments.
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"tool_listed\"), {tool}"
                 ));
                 single_use(&mut facts, g.single_use);
             }

@@ -31,6 +31,7 @@ fn call_info() -> CallInfo {
             .dialect(),
         request_bytes: 400,
         drop_usage_chunk: false,
+        whole: false,
         held: None,
         sent: Instant::now(),
     }
