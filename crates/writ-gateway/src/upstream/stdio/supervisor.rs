@@ -16,9 +16,20 @@ use tokio::sync::{mpsc, oneshot};
 use writ_providers::Launch;
 
 use super::child::{Child, Unsent};
+use super::failure::{Answer, StartFailure, StdioError};
 use super::framing::{Frame, LineFramer};
 use super::message::{self, Handshake, ServerMessage};
-use super::{Answer, Limits, StartFailure, StdioError};
+
+/// The upstream's limits, as they apply to a started server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Longest wait for the answer to a request, from when it is handed to the server.
+    pub(crate) timeout: Duration,
+    /// Longest time to start the server and complete the handshake.
+    pub(crate) connect_timeout: Duration,
+    /// Longest line the server may write.
+    pub(crate) max_line: usize,
+}
 
 /// Pause before the first restart; doubled after each run that answered nothing.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -94,7 +105,12 @@ pub(super) async fn run(
                 if run.answered {
                     pause = FIRST_PAUSE;
                 }
-                let status = run.child.stop(STOP_GRACE).await;
+                // A server being replaced has exited or misbehaved: no grace for it.
+                let grace = match ended {
+                    Ended::Closed => STOP_GRACE,
+                    Ended::Restart => Duration::ZERO,
+                };
+                let status = run.child.stop(grace).await;
                 if let Ended::Closed = ended {
                     return;
                 }
