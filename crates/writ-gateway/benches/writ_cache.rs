@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
             max_ttl: Duration::from_secs(30),
             now: now + Duration::from_secs(i % 7),
             cnf_jkt: None,
+            audience: None,
         };
         writ = mint(&key, &req).unwrap().0;
         let verified = decode(&writ).unwrap().verify(&keys).unwrap();

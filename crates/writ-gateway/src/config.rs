@@ -73,6 +73,8 @@ struct RawServer {
     tls_ca: Option<PathBuf>,
     #[serde(default)]
     allow_plaintext_admin: bool,
+    #[serde(default)]
+    mcp_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +108,10 @@ pub struct Config {
     /// Serve the admin API on a non-loopback address without TLS. Off by default: the
     /// admin API then answers 403 `admin_api_disabled` there.
     pub allow_plaintext_admin: bool,
+    /// Web origins besides the gateway's own whose pages may call `/mcp/{upstream}` (a
+    /// request there with another `Origin` is refused, 403), each in canonical form
+    /// (`https://app.example.com`: lowercase, no default port).
+    pub mcp_allowed_origins: Vec<String>,
     /// Tenant of agents when none is named.
     pub tenant: String,
     /// Largest writ lifetime.
@@ -408,6 +414,16 @@ impl Config {
                 }
             },
         };
+        let mut mcp_allowed_origins = Vec::with_capacity(raw.server.mcp_allowed_origins.len());
+        for (i, text) in raw.server.mcp_allowed_origins.iter().enumerate() {
+            match crate::pipeline::origin::canonical(text) {
+                Ok(origin) => mcp_allowed_origins.push(origin),
+                Err(e) => problems.push(invalid(
+                    &format!("server.mcp_allowed_origins[{i}]"),
+                    &e.to_string(),
+                )),
+            }
+        }
         let unset = env.into_unset();
         let deferred = match secrets {
             Secrets::Defer(_) => unset,
@@ -456,6 +472,7 @@ impl Config {
             tls,
             tls_ca: raw.server.tls_ca,
             allow_plaintext_admin: raw.server.allow_plaintext_admin,
+            mcp_allowed_origins,
             tenant,
             max_ttl,
             upstreams,

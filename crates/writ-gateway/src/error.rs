@@ -102,6 +102,11 @@ pub enum GatewayError {
     /// Tool arguments cannot be stated as facts.
     #[error(transparent)]
     InvalidArguments(#[from] writ_token::ArgumentsError),
+    /// An MCP method the gateway does not know, which no grant can allow.
+    #[error(
+        "this MCP method is not available through the gateway: it authorizes tools/call, prompts/get, resources/read and subscribe, completion/complete, the lists and session upkeep"
+    )]
+    UnknownMcpMethod,
     /// An MCP request's transport headers disagree with its body, or name a protocol
     /// version the gateway does not pass on.
     #[error(transparent)]
@@ -112,6 +117,26 @@ pub enum GatewayError {
         /// The header name.
         name: &'static str,
     },
+    /// An `Mcp-Session-Id` names no session of this agent at this upstream: one never
+    /// assigned, ended, expired, or another agent's. The answer does not tell these apart,
+    /// so a client learns nothing about sessions not its own.
+    #[error(
+        "unknown MCP session: it has ended, or was never this agent's at this upstream; start a new session with an initialize request that carries no Mcp-Session-Id"
+    )]
+    UnknownSession,
+    /// The `Mcp-Session-Id` header is malformed or repeated, or missing where the request
+    /// needs one.
+    #[error("invalid Mcp-Session-Id header: {reason}")]
+    InvalidSessionId {
+        /// What is wrong, and what a valid one is.
+        reason: &'static str,
+    },
+    /// The `Origin` header of a request to an MCP endpoint is not an allowed origin (or
+    /// not an origin at all): a web page of another site is calling it.
+    #[error(
+        "the Origin header is not an origin allowed to call this MCP endpoint: only the gateway's own origin and those the operator lists in [server] mcp_allowed_origins are"
+    )]
+    OriginNotAllowed,
     /// The upstream could not be reached, or did not answer in time.
     #[error("upstream `{upstream}` {cause}")]
     UpstreamUnreachable {
@@ -299,6 +324,9 @@ impl DeniedRequest {
             );
         }
         let next = match self.denial.denied_by() {
+            DeniedBy::Audience => {
+                "the writ is bound to another resource (its audience): mint one with `resource` set to this endpoint's URI"
+            }
             DeniedBy::Ceiling => {
                 "the agent's registered ceiling does not cover it: the operator must widen it (`writ agent update`)"
             }

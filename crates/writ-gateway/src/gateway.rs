@@ -95,6 +95,11 @@ pub struct Gateway {
     /// One-time ids seen (single-use writs, DPoP proofs, client assertions), in the
     /// limiter backend: across instances with Redis.
     pub(crate) replay: crate::limits::replay::Replay,
+    /// MCP sessions and the agents they are bound to, in the limiter backend: across
+    /// instances with Redis.
+    pub(crate) mcp_sessions: crate::limits::sessions::Sessions,
+    /// Web origins besides its own whose pages may call MCP endpoints (canonical form).
+    pub(crate) mcp_allowed_origins: Vec<String>,
     /// Where authorizations that could be costly run, one at a time.
     pub(crate) costly_evaluations: crate::pipeline::authorize::costly::CostlyEvaluations,
     /// Tenant of agents named without one.
@@ -179,6 +184,7 @@ impl Gateway {
             .await
             .map_err(StartError::Limiter)?;
         let replay = crate::limits::replay::Replay::new(&limits);
+        let mcp_sessions = crate::limits::sessions::Sessions::new(&limits);
         let master = data.master_key()?;
         let audit = crate::audit::Auditor::start(&config.audit, &data, master.expose())
             .await
@@ -213,6 +219,8 @@ impl Gateway {
             pricing: config.pricing.clone(),
             usage: UsageLog::new(10_000),
             replay,
+            mcp_sessions,
+            mcp_allowed_origins: config.mcp_allowed_origins.clone(),
             costly_evaluations: Default::default(),
             tenant: config.tenant.clone(),
             max_ttl: config.max_ttl,

@@ -3,6 +3,7 @@
 
 pub(crate) mod headers;
 pub(crate) mod replay;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -96,8 +97,8 @@ impl Limits {
         &self.backend
     }
 
-    /// The backend and the local fallback (when configured), which the replay store
-    /// shares.
+    /// The backend and the local fallback (when configured), which the replay and MCP
+    /// session stores share.
     pub(crate) fn backends(&self) -> (Arc<Limiter>, Option<Arc<Limiter>>) {
         (self.backend.clone(), self.fallback.clone())
     }

@@ -5,6 +5,10 @@
 //!        → inject → forward → meter → filter → redact → audit
 //! ```
 //!
+//! MCP routes add the Streamable HTTP transport's own checks: `Origin` before anything
+//! (`origin.rs`), and the `Mcp-Session-Id` bound to the agent after authorize and once
+//! the upstream answered (`mcp_session.rs`).
+//!
 //! Each phase is a module with its own tests; [`run`] calls them in order, one call per
 //! phase. A phase that refuses returns a [`GatewayError`], which becomes the response in
 //! one place (`error.rs`), with the OAuth challenge of `challenge.rs` on routes whose
@@ -29,7 +33,9 @@ mod identity;
 mod inject;
 mod inspect;
 mod limit;
+mod mcp_session;
 mod meter;
+pub(crate) mod origin;
 mod redact;
 mod route;
 
@@ -104,6 +110,8 @@ async fn run(
     accept::refuse_writ_in_url(&parts.uri)?;
     // A credential in the URL ends up in every proxy and access log on the way.
     accept::url_credential::check(gw, ctx, &parts.uri).await?;
+    // MCP: a web page of another site may not drive an MCP endpoint (DNS rebinding).
+    origin::check(gw, &ctx.route, &parts.headers)?;
     // Extract: the writ, from whichever header the caller's SDK puts its key in.
     let presented = extract::writ(&parts.headers)?;
     // An address guessing writs is slowed down, then blocked for a while.
@@ -127,12 +135,19 @@ async fn run(
     // Only an authenticated request gets its body read.
     let body = accept::read_body(body, gw.max_body_bytes).await?;
     // Inspect: what the request asks for, as the facts the writ's checks read.
-    let (mut facts, mcp) = inspect::facts(&ctx.route, &target, &parts.method, &body)?;
+    // (An MCP client's DELETE, ending its session, has no body: session upkeep.)
+    let ending = mcp_session::ending_facts(&ctx.route, &target, &parts.method, &body)?;
+    let (mut facts, mcp) = match ending {
+        Some(facts) => (facts, None),
+        None => inspect::facts(&ctx.route, &target, &parts.method, &body)?,
+    };
     if let Some(message) = &mcp {
         // MCP: headers that mirror the body must agree with it.
         inspect::mcp::check(gw, ctx, target.upstream, &parts.headers, message, &facts)?;
     }
     facts.dpop_jkt = dpop_jkt;
+    // A writ bound to an audience is good only at that resource (RFC 8707).
+    facts.resource = challenge::resource_uri(gw, &ctx.route, parts.uri.path());
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
     // Authorize: the writ's checks and the operator's policies; a denial names the check.
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
@@ -140,6 +155,16 @@ async fn run(
     })?;
     // Only authorized requests cost a scan for secrets on their way out.
     authorize::prompt_secret::check(gw, ctx, &body).await?;
+    // MCP: a session id must name a session the upstream gave this same agent.
+    let session = mcp_session::check(
+        gw,
+        &ctx.route,
+        &target,
+        &parts.method,
+        &parts.headers,
+        &writ,
+    )
+    .await?;
     // Strict audit: nothing is forwarded while the audit log cannot be written.
     decision::may_proceed(gw)?;
     // Limit: every applicable limit reserved at once, all or nothing.
@@ -158,6 +183,13 @@ async fn run(
             return Err(e);
         }
     };
+    // MCP: a session the upstream assigned is bound to this agent before the client sees
+    // its id; one that ended is forgotten.
+    let settled = mcp_session::settle(gw, session.as_ref(), sent.status(), sent.headers());
+    if let Err(e) = settled.await {
+        limit::give_back(gw, held).await;
+        return Err(e);
+    }
     let list = ctx.mcp.as_ref().and_then(|call| call.list);
     let call = meter::CallInfo {
         dialect: ctx.route.dialect(),

@@ -88,7 +88,13 @@ async fn metadata_documents_describe_the_resource_and_the_token_endpoint() {
     );
     assert_eq!(
         prm["authorization_details_types_supported"],
-        json!(["writ:tool", "writ:budget", "writ:datalog"])
+        json!([
+            "writ:tool",
+            "writ:prompt",
+            "writ:resource",
+            "writ:budget",
+            "writ:datalog"
+        ])
     );
     assert!(prm["resource_name"].as_str().unwrap().contains("travel"));
 
@@ -101,6 +107,8 @@ async fn metadata_documents_describe_the_resource_and_the_token_endpoint() {
         json!([
             "writ:llm",
             "writ:tool",
+            "writ:prompt",
+            "writ:resource",
             "writ:http",
             "writ:admin",
             "writ:budget",

@@ -199,6 +199,13 @@ async fn refusals_are_json_rpc_errors_answering_the_call() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["id"], 4);
+    // A method the gateway does not know is not found here, as MCP answers one.
+    let (status, _, v) = post(&gw, &writ, &[], rpc(json!(5), "tasks/cancel", json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(5), json!(-32601))
+    );
     assert!(
         upstream.requests().is_empty(),
         "nothing refused reached the server"
@@ -478,4 +485,64 @@ async fn arguments_a_tool_mirrors_into_headers_must_agree_with_them() {
         let (status, _, v) = post(&gw, &writ, &[("mcp-param-flight", flight)], call()).await;
         assert_eq!(status, StatusCode::OK, "{flight}: {v}");
     }
+}
+
+#[tokio::test]
+async fn prompt_and_resource_grants_show_and_allow_exactly_theirs() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream).await;
+    let grants = r#"[{"type":"writ:resource","upstream":"travel","uri":{"prefix":"flights://LH1"}},{"type":"writ:prompt","upstream":"travel","prompt":"trip_summary","arguments":{"trip":"t-1"}}]"#;
+    let writ = gw.mint_as(grants, grants, 30);
+    let (_, _, resources) = post(&gw, &writ, &[], rpc(json!(1), "resources/list", json!({}))).await;
+    assert_eq!(names(&resources, "resources", "uri"), ["flights://LH123"]);
+    let (_, _, prompts) = post(&gw, &writ, &[], rpc(json!(2), "prompts/list", json!({}))).await;
+    assert_eq!(names(&prompts, "prompts", "name"), ["trip_summary"]);
+    let (_, _, tools) = post(&gw, &writ, &[], rpc(json!(3), "tools/list", json!({}))).await;
+    assert!(names(&tools, "tools", "name").is_empty(), "{tools}");
+
+    for (method, params, status) in [
+        (
+            "resources/read",
+            json!({"uri": "flights://LH123"}),
+            StatusCode::OK,
+        ),
+        (
+            "resources/subscribe",
+            json!({"uri": "flights://LH123"}),
+            StatusCode::OK,
+        ),
+        (
+            "resources/read",
+            json!({"uri": "flights://LH999"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "prompts/get",
+            json!({"name": "trip_summary", "arguments": {"trip": "t-1"}}),
+            StatusCode::OK,
+        ),
+        (
+            "prompts/get",
+            json!({"name": "trip_summary", "arguments": {"trip": "t-2"}}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "trip_summary"}, "argument": {"name": "trip", "value": "t"}}),
+            StatusCode::OK,
+        ),
+        (
+            "tools/call",
+            json!({"name": "book_flight", "arguments": {}}),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (got, _, v) = post(&gw, &writ, &[], rpc(json!(9), method, params.clone())).await;
+        assert_eq!(got, status, "{method} {params}: {v}");
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        3 + 4,
+        "the lists and the allowed calls only"
+    );
 }

@@ -163,6 +163,7 @@ fn bound_writ(gw: &TestGateway, grant: &str, ceiling: &str, key: &DpopKey) -> St
         max_ttl: Duration::from_secs(30),
         now: gw.clock().now(),
         cnf_jkt: Some(&thumbprint),
+        audience: None,
     };
     writ_token::mint(&gw.keys().signing, &req).unwrap().0
 }

@@ -32,6 +32,8 @@ pub enum Operation {
     StrikeForget,
     /// Recording a one-time id.
     Replay,
+    /// Binding, reading or ending an MCP session.
+    Session,
     /// Publishing on a channel of the backend (the gateway's revocation fan-out).
     Publish,
     /// Subscribing to, or reading the shared state of, a channel of the backend (the
@@ -53,6 +55,7 @@ impl Operation {
             Self::StrikeClear => "strike clear",
             Self::StrikeForget => "strike forget",
             Self::Replay => "replay",
+            Self::Session => "session",
             Self::Publish => "publish",
             Self::Subscribe => "subscribe",
         }

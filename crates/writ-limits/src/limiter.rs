@@ -5,6 +5,7 @@ use crate::memory::MemoryLimiter;
 use crate::model::{Amounts, Charge, Reservation, StrikeOutcome, StrikePolicy, StrikeVerdict};
 use crate::redis::RedisLimiter;
 use crate::replay::{ReplayError, ReplayId};
+use crate::session::{Bound, SessionKey, SessionOwner};
 
 /// Where limit state lives.
 #[derive(Debug)]
@@ -130,6 +131,47 @@ impl Limiter {
         match self {
             Limiter::Memory(m) => m.first_use(id, expires_ns, now_ns),
             Limiter::Redis(r) => r.first_use(id, expires_ns, now_ns).await,
+        }
+    }
+
+    /// Binds the MCP session `key` to `owner` until `expires_ns` if it is not bound yet
+    /// ("set if absent, with expiry"), atomically; an existing binding is left as it is.
+    /// Reports what it found. In Redis the binding holds across every gateway sharing it.
+    pub async fn session_bind(
+        &self,
+        key: &SessionKey,
+        owner: SessionOwner,
+        expires_ns: u64,
+        now_ns: u64,
+    ) -> Result<Bound, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.session_bind(key, owner, expires_ns, now_ns)),
+            Limiter::Redis(r) => r.session_bind(key, owner, expires_ns, now_ns).await,
+        }
+    }
+
+    /// Whom the MCP session `key` is bound to at `now_ns`, if anyone.
+    pub async fn session_owner(
+        &self,
+        key: &SessionKey,
+        now_ns: u64,
+    ) -> Result<Option<SessionOwner>, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.session_owner(key, now_ns)),
+            Limiter::Redis(r) => r.session_owner(key).await,
+        }
+    }
+
+    /// Forgets the MCP session `key`'s binding if it is bound to `owner`, atomically;
+    /// `Ok(true)` if it was.
+    pub async fn session_end(
+        &self,
+        key: &SessionKey,
+        owner: SessionOwner,
+    ) -> Result<bool, BackendError> {
+        match self {
+            Limiter::Memory(m) => Ok(m.session_end(key, owner)),
+            Limiter::Redis(r) => r.session_end(key, owner).await,
         }
     }
 }

@@ -21,9 +21,11 @@ use crate::model::{
 };
 
 mod replay;
+mod session;
 mod strike;
 
 pub use replay::{DEFAULT_REPLAY_CAPACITY, MemoryReplay};
+pub use session::{DEFAULT_SESSION_CAPACITY, MemorySessions};
 use strike::StrikeShard;
 
 const SHARDS: usize = 64;
@@ -76,6 +78,8 @@ pub struct MemoryLimiter {
     shard_hasher: foldhash::fast::RandomState,
     /// One-time ids seen (single-use writs, DPoP proofs, client assertions).
     replay: MemoryReplay,
+    /// MCP sessions and the agents they are bound to.
+    sessions: MemorySessions,
 }
 
 impl Default for MemoryLimiter {
@@ -97,6 +101,7 @@ impl MemoryLimiter {
             cell_sweeps: AtomicUsize::new(0),
             shard_hasher: foldhash::fast::RandomState::default(),
             replay: MemoryReplay::default(),
+            sessions: MemorySessions::default(),
         }
     }
 

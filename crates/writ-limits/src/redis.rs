@@ -44,6 +44,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script, Value};
 
 mod replay;
+mod session;
 mod strike;
 mod unlock;
 

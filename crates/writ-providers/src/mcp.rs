@@ -71,17 +71,33 @@ pub enum McpRequest {
         /// Its arguments.
         arguments: Value,
     },
+    /// `resources/subscribe` or `resources/unsubscribe`: updates about one resource, which
+    /// a writ allows where it allows reading it.
+    ResourceWatch {
+        /// The resource's URI, as sent.
+        uri: String,
+    },
+    /// `completion/complete`: argument suggestions for a prompt or resource template.
+    Completion,
     /// A list whose answer is filtered to what the writ may use.
     List(list::ListKind),
     /// Session upkeep that acts on nothing: `initialize`, `server/discover`, `ping`,
     /// notifications, a client's response to a server request.
     Session,
-    /// Any other method (completions, subscriptions, logging, tasks, …), by name.
+    /// A method the gateway does not know (extensions, custom methods), by name: no grant
+    /// can allow it.
     Other(String),
 }
 
-/// Methods that keep a session going without acting on anything.
-const SESSION_METHODS: &[&str] = &["initialize", "server/discover", "ping"];
+/// Methods that keep a session going without acting on anything: the handshake and
+/// discovery, liveness, the log level, and the stream of change notifications.
+const SESSION_METHODS: &[&str] = &[
+    "initialize",
+    "server/discover",
+    "ping",
+    "logging/setLevel",
+    "subscriptions/listen",
+];
 
 impl McpMessage {
     /// The name the `Mcp-Name` header mirrors: the tool or prompt name, or the resource URI.
@@ -221,6 +237,10 @@ fn request_of(
         "resources/read" => McpRequest::ResourceRead {
             uri: string("uri", "params.uri")?,
         },
+        "resources/subscribe" | "resources/unsubscribe" => McpRequest::ResourceWatch {
+            uri: string("uri", "params.uri")?,
+        },
+        "completion/complete" => McpRequest::Completion,
         m => match list::ListKind::of_method(m) {
             Some(kind) => McpRequest::List(kind),
             None if SESSION_METHODS.contains(&m) || m.starts_with("notifications/") => {

@@ -214,6 +214,24 @@ impl RouteSpec {
         }
     }
 
+    /// Whether the route is an MCP Streamable HTTP endpoint, where that transport's own
+    /// rules apply: `Origin` validation and `Mcp-Session-Id` sessions.
+    pub fn is_mcp_transport(&self) -> bool {
+        self.wire == Wire::Mcp
+    }
+
+    /// The path of `upstream`'s protected resource on this route: the inverse of
+    /// [`protected_resource_upstream`](Self::protected_resource_upstream), `/mcp/{upstream}`
+    /// for MCP routes. `None` for routes whose clients do not discover, and for names that
+    /// could not be read back from the path.
+    pub fn protected_resource_path(&self, upstream: &str) -> Option<String> {
+        let path = match self.wire {
+            Wire::Mcp => format!("/mcp/{upstream}"),
+            _ => return None,
+        };
+        (self.protected_resource_upstream(&path) == Some(upstream)).then_some(path)
+    }
+
     /// For a streamed call whose API reports usage in a stream only when asked (OpenAI
     /// and Azure chats): `body` rewritten to ask for it, or `None` when the route has no
     /// such option or the body already asks (or is not a JSON object).
@@ -336,6 +354,14 @@ pub const ROUTES: &[RouteSpec] = &[
         wire: Wire::Mcp,
         operation: Operation::Mcp,
     },
+    // A legacy (2025-11-25) MCP client ends its session with a DELETE to the same endpoint.
+    // A GET (the legacy standalone stream) is not served: 405, as the spec allows.
+    RouteSpec {
+        method: Some("DELETE"),
+        path: "/mcp/{upstream}",
+        wire: Wire::Mcp,
+        operation: Operation::Mcp,
+    },
     RouteSpec {
         method: None,
         path: "/u/{upstream}/{*rest}",
@@ -343,3 +369,27 @@ pub const ROUTES: &[RouteSpec] = &[
         operation: Operation::Http,
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protected_resource_path_reads_back_as_its_upstream() {
+        let mcp = RouteSpec::find("/mcp/{upstream}").expect("the MCP route");
+        assert_eq!(
+            mcp.protected_resource_path("travel").as_deref(),
+            Some("/mcp/travel")
+        );
+        for name in ["", "a/b"] {
+            assert_eq!(mcp.protected_resource_path(name), None, "{name}");
+        }
+        let chat = RouteSpec::find("/v1/chat/completions").expect("the chat route");
+        assert_eq!(chat.protected_resource_path("travel"), None);
+        for route in ROUTES {
+            if let Some(path) = route.protected_resource_path("travel") {
+                assert_eq!(route.protected_resource_upstream(&path), Some("travel"));
+            }
+        }
+    }
+}

@@ -155,6 +155,7 @@ impl TestGateway {
             max_ttl: Duration::from_secs(30),
             now: writ_token::Clock::now(&*self.clock),
             cnf_jkt: None,
+            audience: None,
         };
         mint(&self.keys().signing, &req).expect("mint").0
     }
@@ -177,6 +178,7 @@ pub fn mint_with(
         max_ttl: Duration::from_secs(30),
         now,
         cnf_jkt: None,
+        audience: None,
     };
     mint(key, &req).expect("mint").0
 }

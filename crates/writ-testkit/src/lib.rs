@@ -1,10 +1,13 @@
 //! Dev-only test kit: a gateway fixture with a settable clock, the `writ serve` process,
-//! OAuth and webhook peers, and the failure cases tests need (closed ports). The recording
-//! mock upstream lives in `writ-mock` and is re-exported here.
+//! OAuth and webhook peers, the pinned Python and npm tools interop tests run, and the
+//! failure cases tests need (closed ports). The recording mock upstream lives in
+//! `writ-mock` and is re-exported here.
 //!
 //! Never a dependency of production crates.
 
+mod bearer_shim;
 mod gateway;
+mod npm;
 mod oauth;
 mod process;
 mod python;
@@ -12,7 +15,9 @@ mod redis;
 mod tls;
 mod webhook;
 
+pub use bearer_shim::BearerShim;
 pub use gateway::{TestGateway, mint_with};
+pub use npm::{McpConformance, mcp_conformance};
 pub use oauth::{DpopKey, OAuthClient};
 pub use process::{OPERATOR, ServeProcess};
 pub use python::{python, python_env, run_python_lines};

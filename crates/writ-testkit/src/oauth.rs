@@ -64,6 +64,12 @@ impl OAuthClient {
         (client, secret)
     }
 
+    /// The private key (PKCS#8 PEM), for clients outside Rust (an SDK under test) that
+    /// sign their own assertions.
+    pub fn private_key_pem(&self) -> &str {
+        &self.private_pem
+    }
+
     /// The same key, claiming another client id: a forgery.
     pub fn impersonating(self, name: &str) -> Self {
         Self {

@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     c.bench_function("mint", |b| b.iter(|| mint(&key, black_box(&req)).unwrap()));
 
@@ -190,6 +191,7 @@ fn bounded(c: &mut Criterion) {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     let (writ, _) = mint(&key, &req).unwrap();
     let mut group = c.benchmark_group("bounded");

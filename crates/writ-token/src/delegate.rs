@@ -30,15 +30,30 @@ pub struct Delegation<'a> {
     pub expires_at: SystemTime,
     /// The root key that signs the delegation block (the gateway's signing key).
     pub signer: &'a RootKeyPair,
+    /// The resource (RFC 8707 audience) the new writ is for. A subject bound to an
+    /// audience keeps it whatever this says; naming another is refused.
+    pub audience: Option<&'a str>,
 }
 
 impl VerifiedWrit {
     /// Appends a delegation block, signed by `d.signer` as a third-party block, and
     /// returns the new writ. The block records
     /// `delegation(<block index>, <delegated by>, <delegated to>)`; delegating a delegated
-    /// writ adds another block, so the chain reads block by block.
+    /// writ adds another block, so the chain reads block by block. With `d.audience`, a
+    /// subject bound to no audience gets that one; a subject bound to another is refused
+    /// ([`WritError::AudienceConflict`]).
     pub fn delegate(&self, d: &Delegation<'_>) -> Result<String, WritError> {
         validate(d.grants)?;
+        let added_audience = match (&self.claims().audience, d.audience) {
+            (Some(current), Some(asked)) if current != asked => {
+                return Err(WritError::AudienceConflict {
+                    current: current.clone(),
+                });
+            }
+            // The subject's own check already holds every block to it.
+            (Some(_), _) | (None, None) => None,
+            (None, Some(asked)) => Some(asked),
+        };
         if self.claims().block_count >= MAX_BLOCKS {
             return Err(WritError::TooManyBlocks {
                 count: self.claims().block_count + 1,
@@ -69,6 +84,10 @@ impl VerifiedWrit {
                 HashMap::new(),
             )
             .map_err(build)?;
+        let block = match added_audience {
+            None => block,
+            Some(audience) => crate::audience::bind(block, audience)?,
+        };
         let block = compile_block(block, d.grants).map_err(build)?;
         let block = compile_block(block, d.actor_ceiling).map_err(build)?;
         let biscuit = self.biscuit()?;

@@ -80,6 +80,21 @@ pub enum WritError {
         /// Largest allowed lifetime in seconds.
         max_secs: u64,
     },
+    /// An audience given to mint or delegate is not a usable resource URI.
+    #[error("the audience is not a usable resource URI: {reason}")]
+    InvalidAudience {
+        /// What is wrong with it, without echoing it.
+        reason: &'static str,
+    },
+    /// A delegation names another audience than the one its subject writ is bound to: a
+    /// delegated writ keeps its subject's audience.
+    #[error(
+        "the subject writ is for resource {current}; a writ delegated from it cannot be for another"
+    )]
+    AudienceConflict {
+        /// The subject writ's audience.
+        current: String,
+    },
     /// The Biscuit library refused to build the token; a bug in the grant compiler.
     #[error("could not build writ: {0}")]
     Build(String),

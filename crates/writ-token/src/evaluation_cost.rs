@@ -405,7 +405,14 @@ impl<'a> Scope<'a> {
         let segments = r.path.trim_start_matches('/').split('/').count() as u64;
         let tool = r.api == Api::Tool;
         let args = if tool { r.args.len() as u64 } else { 0 };
-        let optional = [&r.upstream, &r.model, &r.tool, &r.admin_tenant, &r.dpop_jkt];
+        let optional = [
+            &r.upstream,
+            &r.model,
+            &r.tool,
+            &r.admin_tenant,
+            &r.dpop_jkt,
+            &r.resource,
+        ];
         let mut string = [r.operation.len(), r.method.len(), r.path.len()]
             .into_iter()
             .chain(optional.iter().filter_map(|o| o.as_ref().map(String::len)))
@@ -446,7 +453,8 @@ impl<'a> Scope<'a> {
             "path_segment" if p.first_fixed => 1,
             "path_segment" => self.segments,
             "time" | "api" | "operation" | "method" | "path" | "stream" => 1,
-            "upstream" | "model" | "tool" | "admin_tenant" | "dpop_jkt" | "max_output_tokens" => 1,
+            "upstream" | "model" | "tool" | "admin_tenant" | "dpop_jkt" | "resource"
+            | "max_output_tokens" => 1,
             "arg_names" => u64::from(self.args > 0),
             _ => 0,
         };

@@ -18,6 +18,9 @@ const MAX_CANDIDATES: usize = 8;
 /// Who can lift a denial: which kind of block refused the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeniedBy {
+    /// The writ is bound to another resource (its RFC 8707 audience) than the request is
+    /// at: only a writ minted for this resource can be used here.
+    Audience,
     /// The agent's ceiling (block 0): only the operator can widen it.
     Ceiling,
     /// The grants asked for at mint time (block 1): a writ minted with other grants may pass.
@@ -30,8 +33,16 @@ pub enum DeniedBy {
 
 impl Denial {
     /// The kind of the earliest block whose check failed: the one the sender must get
-    /// changed first.
+    /// changed first. A failed audience check comes before all: no grant matters at a
+    /// resource the writ is not for.
     pub fn denied_by(&self) -> DeniedBy {
+        if self
+            .failed_checks
+            .iter()
+            .any(|(_, rule)| crate::audience::is_audience_check(rule))
+        {
+            return DeniedBy::Audience;
+        }
         match self.failed_checks.iter().map(|(block, _)| *block).min() {
             Some(0) => DeniedBy::Ceiling,
             Some(1) => DeniedBy::MintGrants,
@@ -114,5 +125,13 @@ mod tests {
         assert_eq!(d(&[1]).denied_by(), DeniedBy::MintGrants);
         assert_eq!(d(&[3, 2]).denied_by(), DeniedBy::Attenuation);
         assert_eq!(d(&[]).denied_by(), DeniedBy::Unknown);
+        let audience = Denial {
+            failed_checks: vec![
+                (1, r#"check if api("llm")"#.into()),
+                (0, r#"check if resource("https://gw/mcp/a")"#.into()),
+            ],
+            run_limit: false,
+        };
+        assert_eq!(audience.denied_by(), DeniedBy::Audience);
     }
 }

@@ -34,15 +34,20 @@ impl Api {
     }
 
     /// The `authorization_details` types that decide requests to this API: its own access
-    /// grant, then the budgets and raw checks that constrain every request of a block.
-    pub fn grant_types(self) -> [&'static str; 3] {
-        let access = match self {
-            Api::Llm => "writ:llm",
-            Api::Tool => "writ:tool",
-            Api::Http => "writ:http",
-            Api::Admin => "writ:admin",
-        };
-        [access, "writ:budget", "writ:datalog"]
+    /// grants, then the budgets and raw checks that constrain every request of a block.
+    pub fn grant_types(self) -> &'static [&'static str] {
+        match self {
+            Api::Llm => &["writ:llm", "writ:budget", "writ:datalog"],
+            Api::Tool => &[
+                "writ:tool",
+                "writ:prompt",
+                "writ:resource",
+                "writ:budget",
+                "writ:datalog",
+            ],
+            Api::Http => &["writ:http", "writ:budget", "writ:datalog"],
+            Api::Admin => &["writ:admin", "writ:budget", "writ:datalog"],
+        }
     }
 }
 
@@ -51,7 +56,8 @@ impl Api {
 /// Facts come only from here, never from token blocks. The names are part of the writ
 /// format: `time`, `api`, `upstream`, `operation`, `method`, `path`, `path_segment`,
 /// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`,
-/// `dpop_jkt`, and for MCP requests `mcp_method`, `prompt` and `uri`.
+/// `dpop_jkt`, `resource` (the RFC 8707 resource an MCP request is at), and for MCP
+/// requests `mcp_method`, `prompt` and `uri` (a resource URI the request reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
     /// Kind of API.
@@ -84,6 +90,10 @@ pub struct RequestFacts {
     pub admin_tenant: Option<String>,
     /// Thumbprint of the key that signed a valid DPoP proof for this request.
     pub dpop_jkt: Option<String>,
+    /// The canonical URI of the protected resource the request is at (RFC 8707: an MCP
+    /// endpoint, `<issuer>/mcp/<upstream>`), as its metadata advertises it. `None` on
+    /// routes that are no such resource, where writs bound to an audience are refused.
+    pub resource: Option<String>,
 }
 
 impl RequestFacts {
@@ -105,6 +115,7 @@ impl RequestFacts {
             uri: None,
             admin_tenant: None,
             dpop_jkt: None,
+            resource: None,
         }
     }
 
@@ -162,6 +173,7 @@ impl RequestFacts {
         optional(out, self.uri.as_deref());
         optional(out, self.admin_tenant.as_deref());
         optional(out, self.dpop_jkt.as_deref());
+        optional(out, self.resource.as_deref());
     }
 
     /// The Datalog facts for this request at time `now`.
@@ -188,6 +200,7 @@ impl RequestFacts {
             ("uri", &self.uri),
             ("admin_tenant", &self.admin_tenant),
             ("dpop_jkt", &self.dpop_jkt),
+            ("resource", &self.resource),
         ];
         for (name, value) in optional {
             if let Some(v) = value {
@@ -400,6 +413,7 @@ mod tests {
             |f| f.args.reverse(),
             |f| f.admin_tenant = Some("t".into()),
             |f| f.dpop_jkt = Some("t".into()),
+            |f| f.resource = Some("t".into()),
         ];
         let variants: Vec<RequestFacts> = changes
             .iter()

@@ -29,9 +29,11 @@ pub const MAX_GRANTS: usize = 64;
 /// Every grant `type`, as `authorization_details` spells it: what the token endpoint
 /// accepts, and what discovery metadata lists as `authorization_details_types_supported`
 /// (RFC 9396 §10).
-pub const GRANT_TYPES: [&str; 6] = [
+pub const GRANT_TYPES: [&str; 8] = [
     "writ:llm",
     "writ:tool",
+    "writ:prompt",
+    "writ:resource",
     "writ:http",
     "writ:admin",
     "writ:budget",
@@ -48,6 +50,12 @@ pub enum Grant {
     /// One tool, with constrained arguments.
     #[serde(rename = "writ:tool")]
     Tool(ToolGrant),
+    /// One prompt of an MCP server, with constrained arguments.
+    #[serde(rename = "writ:prompt")]
+    Prompt(PromptGrant),
+    /// Resources of an MCP server, by URI.
+    #[serde(rename = "writ:resource")]
+    Resource(ResourceGrant),
     /// HTTP calls to a plain upstream, by method and path template.
     #[serde(rename = "writ:http")]
     Http(HttpGrant),
@@ -103,6 +111,34 @@ pub struct ToolGrant {
     /// The writ may be used once.
     #[serde(default, skip_serializing_if = "is_false")]
     pub single_use: bool,
+}
+
+/// A `writ:prompt` grant: one prompt (`prompts/get`) on one MCP upstream, with
+/// constraints on its arguments, as a `writ:tool` grant has for a tool's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptGrant {
+    /// Name of the configured upstream.
+    pub upstream: String,
+    /// The prompt's name.
+    pub prompt: String,
+    /// Constraints by argument name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: BTreeMap<String, Constraint>,
+    /// Allow arguments the grant does not name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub additional_arguments: bool,
+}
+
+/// A `writ:resource` grant: `resources/read` of the URIs a constraint allows (a URI, a
+/// list of them with `one_of`, or a `prefix`) on one MCP upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceGrant {
+    /// Name of the configured upstream.
+    pub upstream: String,
+    /// The URIs allowed.
+    pub uri: Constraint,
 }
 
 /// A `writ:http` grant: methods and a path template such as `/v1/bookings/{id}`, with
@@ -276,6 +312,8 @@ impl Grant {
         match self {
             Grant::Llm(_) => "writ:llm",
             Grant::Tool(_) => "writ:tool",
+            Grant::Prompt(_) => "writ:prompt",
+            Grant::Resource(_) => "writ:resource",
             Grant::Http(_) => "writ:http",
             Grant::Admin(_) => "writ:admin",
             Grant::Budget(_) => "writ:budget",
@@ -287,7 +325,12 @@ impl Grant {
     pub fn is_access(&self) -> bool {
         matches!(
             self,
-            Grant::Llm(_) | Grant::Tool(_) | Grant::Http(_) | Grant::Admin(_)
+            Grant::Llm(_)
+                | Grant::Tool(_)
+                | Grant::Prompt(_)
+                | Grant::Resource(_)
+                | Grant::Http(_)
+                | Grant::Admin(_)
         )
     }
 
@@ -296,6 +339,8 @@ impl Grant {
         match self {
             Grant::Llm(g) => Some(&g.upstream),
             Grant::Tool(g) => Some(&g.upstream),
+            Grant::Prompt(g) => Some(&g.upstream),
+            Grant::Resource(g) => Some(&g.upstream),
             Grant::Http(g) => Some(&g.upstream),
             _ => None,
         }
@@ -327,6 +372,15 @@ pub fn validate(grants: &[Grant]) -> Result<(), GrantError> {
                 check_name("upstream", &g.upstream)?;
                 check_name("tool", &g.tool)?;
                 check_constraints("arguments", &g.arguments)?;
+            }
+            Grant::Prompt(g) => {
+                check_name("upstream", &g.upstream)?;
+                check_name("prompt", &g.prompt)?;
+                check_constraints("arguments", &g.arguments)?;
+            }
+            Grant::Resource(g) => {
+                check_name("upstream", &g.upstream)?;
+                check_uri_constraint(&g.uri)?;
             }
             Grant::Http(g) => {
                 check_name("upstream", &g.upstream)?;
@@ -435,6 +489,47 @@ fn check_value(field: &'static str, value: &ArgValue) -> Result<(), GrantError> 
     }
 }
 
+/// A resource grant's `uri`: a string, `one_of` strings, or a `prefix`; nothing numeric.
+fn check_uri_constraint(c: &Constraint) -> Result<(), GrantError> {
+    let uri = |v: &ArgValue| match v {
+        ArgValue::Str(s)
+            if !s.is_empty() && s.len() <= 2048 && !s.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid(
+            "uri",
+            "a URI is a non-empty string of at most 2048 bytes without control characters",
+        )),
+    };
+    match c {
+        Constraint::Exact(v) => uri(v),
+        Constraint::Rule(r) => {
+            if r.max.is_some() || r.min.is_some() {
+                return Err(invalid(
+                    "uri",
+                    "a URI is constrained by value, one_of or prefix",
+                ));
+            }
+            match (&r.one_of, &r.prefix) {
+                (None, None) => Err(invalid("uri", "say which URIs: a value, one_of or prefix")),
+                (one_of, prefix) => {
+                    if let Some(values) = one_of {
+                        if values.is_empty() || values.len() > MAX_LIST_LEN {
+                            return Err(invalid("uri", "one_of holds 1 to 256 URIs"));
+                        }
+                        values.iter().try_for_each(uri)?;
+                    }
+                    if let Some(p) = prefix {
+                        uri(&ArgValue::Str(p.clone()))?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
 fn check_name(field: &'static str, name: &str) -> Result<(), GrantError> {
     if name.is_empty() {
         return Err(invalid(field, "empty"));
@@ -482,6 +577,8 @@ mod tests {
         let mut grants = parse_grants(
             r#"[{"type":"writ:llm","upstream":"demo"},
                 {"type":"writ:tool","upstream":"travel","tool":"book_flight"},
+                {"type":"writ:prompt","upstream":"travel","prompt":"trip"},
+                {"type":"writ:resource","upstream":"travel","uri":"flights://LH123"},
                 {"type":"writ:http","upstream":"crm","methods":["GET"],"path":"/v1"},
                 {"type":"writ:admin","tenant":"acme"},
                 {"type":"writ:budget","tokens":1000},

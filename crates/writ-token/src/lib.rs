@@ -17,6 +17,7 @@
 //! [`ReplayGuard`] the caller implements.
 
 mod attenuate;
+mod audience;
 mod clock;
 mod delegate;
 pub mod dpop;
@@ -37,6 +38,7 @@ mod verify;
 mod verify_cache;
 
 pub use attenuate::attenuate;
+pub use audience::MAX_AUDIENCE_BYTES;
 /// A root public key (Ed25519).
 pub use biscuit_auth::PublicKey;
 pub use clock::{Clock, ManualClock, SystemClock};

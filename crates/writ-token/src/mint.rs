@@ -1,4 +1,5 @@
-//! Minting: the authority block (claims, expiry, agent ceiling) and block 1 (requested grants).
+//! Minting: the authority block (claims, expiry, binding, audience, agent ceiling) and
+//! block 1 (requested grants).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,9 @@ pub struct MintRequest<'a> {
     /// Thumbprint (RFC 7638) of the key the writ is bound to: every use then needs a DPoP
     /// proof signed by that key.
     pub cnf_jkt: Option<&'a str>,
+    /// The one resource (RFC 8707, a URI) the writ is for: every use must then be at a
+    /// request the gateway states `resource(<audience>)` for. `None`: usable at any.
+    pub audience: Option<&'a str>,
 }
 
 /// Mints a writ signed by `key`. Returns the writ text and its claims.
@@ -90,6 +94,10 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
             )
             .map_err(build_err)?,
     };
+    let authority = match req.audience {
+        None => authority,
+        Some(audience) => crate::audience::bind(authority, audience)?,
+    };
     let authority = compile_block(authority, req.ceiling).map_err(build_err)?;
     let biscuit: Biscuit = BiscuitBuilder::new()
         .merge(authority)
@@ -111,6 +119,7 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
         budget_tokens: None,
         single_use: false,
         cnf_jkt: req.cnf_jkt.map(str::to_string),
+        audience: req.audience.map(str::to_string),
     };
     Ok((encode(&biscuit)?, claims))
 }

@@ -138,6 +138,7 @@ mod tests {
                 max_ttl: Duration::from_secs(60),
                 now: at(0),
                 cnf_jkt: None,
+                audience: None,
             };
             mint(&self.key, &req).unwrap().0
         }

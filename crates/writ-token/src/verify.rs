@@ -49,6 +49,9 @@ pub struct WritClaims {
     pub single_use: bool,
     /// The key thumbprint the writ is bound to (DPoP), if any.
     pub cnf_jkt: Option<String>,
+    /// The one resource (RFC 8707 audience, a URI) the writ may be used at, if it is bound
+    /// to one: stated by the issuer at mint or by a signed delegation, never by a holder.
+    pub audience: Option<String>,
 }
 
 /// A writ whose signatures verify against a trusted root key and whose claims were read.
@@ -187,6 +190,7 @@ impl VerifiedWrit {
             .query("c($j) <- cnf_jkt($j)")
             .map_err(evaluation_error)?;
         let cnf_jkt = bound.into_iter().next().map(|(j,)| j);
+        let audience = crate::audience::stated(&biscuit, &mut authorizer, trusted)?;
         let claims = WritClaims {
             tenant,
             agent,
@@ -199,6 +203,7 @@ impl VerifiedWrit {
             budget_tokens,
             single_use,
             cnf_jkt,
+            audience,
         };
         // Read from the blocks as printed and parsed back; a block that does not parse
         // back gets no bound (decided again every second), never a wrong one.
@@ -430,7 +435,7 @@ impl VerifiedWrit {
 }
 
 /// Reading claims failed: a block too costly to evaluate, or claims of the wrong shape.
-fn evaluation_error(e: error::Token) -> WritError {
+pub(crate) fn evaluation_error(e: error::Token) -> WritError {
     match e {
         error::Token::RunLimit(_) => WritError::Malformed {
             reason: "exceeds the Datalog evaluation limits",

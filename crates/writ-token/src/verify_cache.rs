@@ -121,6 +121,7 @@ mod tests {
             max_ttl: Duration::from_secs(30),
             now,
             cnf_jkt: None,
+            audience: None,
         };
         let text = mint(key, &req).unwrap().0;
         let verified = Arc::new(decode(&text).unwrap().verify(keys).unwrap());

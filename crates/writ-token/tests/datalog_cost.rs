@@ -37,6 +37,7 @@ fn mint_grants(key: &RootKeyPair, ceiling: &str, grants: &str) -> String {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     mint(key, &req).unwrap().0
 }

@@ -28,6 +28,7 @@ fn subject(key: &RootKeyPair) -> String {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     mint(key, &req).unwrap().0
 }
@@ -51,6 +52,7 @@ fn delegate(writ: &VerifiedWrit, to: &str, signer: &RootKeyPair) -> String {
         delegated_to: to,
         expires_at: t0() + Duration::from_secs(20),
         signer,
+        audience: None,
     })
     .unwrap()
 }

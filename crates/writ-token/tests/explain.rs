@@ -27,6 +27,7 @@ fn minted(key: &RootKeyPair, ceiling: &str, asked: &str) -> String {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     mint(key, &req).unwrap().0
 }

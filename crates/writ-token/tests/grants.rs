@@ -40,6 +40,7 @@ impl Fixture {
             max_ttl: Duration::from_secs(30),
             now: t0(),
             cnf_jkt: None,
+            audience: None,
         };
         mint(&self.key, &req).unwrap().0
     }
@@ -462,6 +463,7 @@ fn minting_needs_an_access_grant() {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     assert!(matches!(mint(&f.key, &req), Err(WritError::Grant(_))));
     let _: &[Grant] = &budget_only;

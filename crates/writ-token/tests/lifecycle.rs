@@ -41,6 +41,7 @@ fn mint_for(
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     mint(key, &req).unwrap().0
 }
@@ -157,6 +158,7 @@ fn ttl_is_capped() {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     assert!(matches!(
         mint(&key, &req),

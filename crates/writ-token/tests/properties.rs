@@ -32,6 +32,7 @@ fn mint_one(key: &RootKeyPair, grants: &[Grant]) -> String {
         max_ttl: Duration::from_secs(30),
         now: t0(),
         cnf_jkt: None,
+        audience: None,
     };
     mint(key, &req).unwrap().0
 }
@@ -227,7 +228,7 @@ proptest! {
         let ceiling = parse_grants(r#"[{"type":"writ:llm","upstream":"u"},{"type":"writ:llm","upstream":"v"},
             {"type":"writ:tool","upstream":"u","tool":"t1","additional_arguments":true},
             {"type":"writ:tool","upstream":"v","tool":"t2","additional_arguments":true}]"#).unwrap();
-        let req = MintRequest { tenant: "t", agent: "a", ceiling: &ceiling, grants: &grants, ttl: Duration::from_secs(30), max_ttl: Duration::from_secs(30), now: t0() ,    cnf_jkt: None,};
+        let req = MintRequest { tenant: "t", agent: "a", ceiling: &ceiling, grants: &grants, ttl: Duration::from_secs(30), max_ttl: Duration::from_secs(30), now: t0() ,    cnf_jkt: None, audience: None,};
         let parent_text = mint(&key, &req).unwrap().0;
         let parent = decode(&parent_text).unwrap().verify(&keys).unwrap();
         let mut child_text = parent_text.clone();

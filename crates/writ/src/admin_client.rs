@@ -418,6 +418,7 @@ pub fn admin_writ(
             max_ttl: config.max_ttl,
             now: SystemClock.now(),
             cnf_jkt: None,
+            audience: None,
         },
     )?;
     Ok(writ)

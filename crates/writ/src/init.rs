@@ -50,6 +50,9 @@ max_body_bytes = 10485760
 # Listening beyond loopback without TLS is warned about at start, and the admin API is
 # then refused (403) unless this is true: admin writs would cross the network in clear.
 # allow_plaintext_admin = false
+# Web origins, besides this gateway's own, whose pages may call /mcp/{upstream}; a request
+# there with any other Origin header is refused (403). Clients sending none are unaffected.
+# mcp_allowed_origins = ["https://app.example.com"]
 
 [tokens]
 # Tenant agents belong to when none is named.

@@ -125,6 +125,7 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
             max_ttl,
             now: SystemClock.now(),
             cnf_jkt: None,
+            audience: None,
         },
     )?;
     // One record per writ issued, as the token endpoint writes, naming the operator.

@@ -590,3 +590,22 @@ fn a_warning_never_prints_a_urls_user_info() {
     assert!(shown.contains("http://tools.example.com:8080"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[test]
+fn mcp_allowed_origins_are_kept_canonical_and_refused_by_index() {
+    let c = load("[server]\nmcp_allowed_origins = [\"https://App.example.com:443\", \"http://localhost:3000\"]\n")
+        .expect("valid origins");
+    assert_eq!(
+        c.mcp_allowed_origins,
+        ["https://app.example.com", "http://localhost:3000"]
+    );
+    assert!(load("").expect("no origins").mcp_allowed_origins.is_empty());
+    for bad in ["null", "https://app.example.com/", "app.example.com"] {
+        let text = format!("[server]\nmcp_allowed_origins = [\"https://ok.example\", \"{bad}\"]\n");
+        let err = load(&text).expect_err("refused").to_string();
+        assert!(
+            err.contains("server.mcp_allowed_origins[1]"),
+            "{bad}: {err}"
+        );
+    }
+}

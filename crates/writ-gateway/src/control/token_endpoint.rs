@@ -5,9 +5,16 @@
 //! secret and asks for grants in `authorization_details`, RFC 9396), and token exchange
 //! (RFC 8693: a sub-agent presents a writ as `subject_token` and its own assertion as
 //! `actor_token`, and gets a narrower writ).
+//!
+//! Either may name a `resource` (RFC 8707), an MCP endpoint of this gateway: the writ is
+//! then bound to it (its audience) and refused everywhere else. Without
+//! `authorization_details`, as MCP's own SDKs ask, a resource implies the agent's ceiling
+//! grants for it.
 
+mod audience;
 mod client_auth;
 mod oauth_error;
+mod scope;
 
 pub(crate) use client_auth::{ASSERTION_ALGS, AUTH_METHODS};
 pub(crate) use oauth_error::{OAuthError, OAuthErrorCode};
@@ -21,6 +28,8 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 use writ_token::{Delegation, Grant, MintRequest, WritError, first_outside, mint, parse_grants};
+
+use self::audience::Resource;
 
 use crate::detect::brute_force;
 use crate::gateway::Gateway;
@@ -54,6 +63,8 @@ struct TokenForm {
     actor_token: Option<String>,
     actor_token_type: Option<String>,
     requested_token_type: Option<String>,
+    resource: Option<String>,
+    scope: Option<String>,
 }
 
 pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -286,15 +297,36 @@ async fn authenticate_once(
     ))
 }
 
-fn requested_grants(form: &TokenForm) -> Result<Vec<Grant>, OAuthError> {
-    let details = form.authorization_details.as_deref().ok_or_else(|| {
-        OAuthError::invalid_request("authorization_details is required: say which grants you need")
-    })?;
+/// The grants to issue to `agent`: those asked for in `authorization_details` (all for
+/// `resource`'s upstream when a resource is named, and within the agent's ceiling), or
+/// without them the ceiling's grants for `resource`.
+fn requested_grants(
+    form: &TokenForm,
+    agent: &writ_store::Agent,
+    resource: Option<&Resource>,
+) -> Result<Vec<Grant>, OAuthError> {
+    let Some(details) = form.authorization_details.as_deref() else {
+        return match resource {
+            Some(resource) => audience::ceiling_grants(agent, resource),
+            None => Err(OAuthError::invalid_request(
+                "authorization_details or resource is required: say which grants you need, or which MCP resource (its URI) the writ is for",
+            )),
+        };
+    };
     let grants = parse_grants(details).map_err(|e| OAuthError::invalid_details(e.to_string()))?;
     if !grants.iter().any(Grant::is_access) {
         return Err(OAuthError::invalid_details(
             "at least one access grant is required",
         ));
+    }
+    if let Some(resource) = resource {
+        audience::grants_for(&grants, resource)?;
+    }
+    if let Some(i) = first_outside(&grants, &agent.ceiling) {
+        return Err(OAuthError::invalid_details(format!(
+            "authorization_details[{i}] is beyond what agent `{}` may be granted",
+            agent.name
+        )));
     }
     Ok(grants)
 }
@@ -318,7 +350,16 @@ fn lifetime(form: &TokenForm, max: Duration) -> Result<Duration, OAuthError> {
     }
 }
 
-fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool, dpop: bool) -> Response {
+/// The token response (RFC 6749 §5.1): `Bearer` unless bound to a DPoP key, the grants
+/// issued, and the scope when one was asked for.
+fn issued(
+    writ: String,
+    ttl: Duration,
+    grants: &[Grant],
+    exchanged: bool,
+    dpop: bool,
+    scope: Option<&str>,
+) -> Response {
     let mut body = json!({
         "access_token": writ,
         "token_type": if dpop { "DPoP" } else { "Bearer" },
@@ -327,6 +368,9 @@ fn issued(writ: String, ttl: Duration, grants: &[Grant], exchanged: bool, dpop: 
     });
     if exchanged {
         body["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
+    }
+    if let Some(scope) = scope {
+        body["scope"] = json!(scope);
     }
     let mut response = (StatusCode::OK, axum::Json(body)).into_response();
     response
@@ -422,16 +466,15 @@ async fn client_credentials(
     req: &http::request::Parts,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
+    // What is asked for is checked first: naming a resource that does not exist tells
+    // nothing the public metadata does not.
+    let scope = scope::requested(form.scope.as_deref())?;
+    let resource = audience::requested(gw, form.resource.as_deref())?;
     let agent = authenticate(gw, req, &form).await?;
     refuse_revoked(gw, &agent, CLIENT_CREDENTIALS).await?;
     let jkt = dpop_binding(gw, &req.headers).await?;
-    let grants = requested_grants(&form)?;
-    if let Some(i) = first_outside(&grants, &agent.ceiling) {
-        return Err(OAuthError::invalid_details(format!(
-            "authorization_details[{i}] is beyond what agent `{}` may be granted",
-            agent.name
-        )));
-    }
+    let grants = requested_grants(&form, &agent, resource.as_ref())?;
+    let audience = resource.as_ref().map(|r| r.uri.as_str());
     let ttl = lifetime(&form, agent.max_ttl.min(gw.max_ttl))?;
     let keys = gw.keys();
     let (writ, claims) = mint(
@@ -445,11 +488,12 @@ async fn client_credentials(
             max_ttl: gw.max_ttl,
             now: gw.clock.now(),
             cnf_jkt: jkt.as_deref(),
+            audience,
         },
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
     tracing::info!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
-    let detail = json!({"grants": grants, "ttl_secs": ttl.as_secs(), "dpop_bound": jkt.is_some()});
+    let detail = json!({"grants": grants, "ttl_secs": ttl.as_secs(), "dpop_bound": jkt.is_some(), "resource": audience});
     audit_mint(
         gw,
         &agent.tenant,
@@ -459,7 +503,7 @@ async fn client_credentials(
         detail,
     )
     .await?;
-    Ok(issued(writ, ttl, &grants, false, jkt.is_some()))
+    Ok(issued(writ, ttl, &grants, false, jkt.is_some(), scope))
 }
 
 async fn token_exchange(
@@ -467,6 +511,8 @@ async fn token_exchange(
     req: &http::request::Parts,
     form: TokenForm,
 ) -> Result<Response, OAuthError> {
+    let scope = scope::requested(form.scope.as_deref())?;
+    let resource = audience::requested(gw, form.resource.as_deref())?;
     let subject = form
         .subject_token
         .as_deref()
@@ -504,13 +550,7 @@ async fn token_exchange(
         }
     };
     refuse_revoked(gw, &actor, "token_exchange").await?;
-    let grants = requested_grants(&form)?;
-    if let Some(i) = first_outside(&grants, &actor.ceiling) {
-        return Err(OAuthError::invalid_details(format!(
-            "authorization_details[{i}] is beyond what agent `{}` may be granted",
-            actor.name
-        )));
-    }
+    let grants = requested_grants(&form, &actor, resource.as_ref())?;
     let now = gw.clock.now();
     let keys = gw.keys();
     // The same definition of a valid writ as the data plane's.
@@ -518,6 +558,16 @@ async fn token_exchange(
         .writs
         .check(subject, &keys.trusted, now, gw)
         .map_err(|e| OAuthError::subject_refused(&e))?;
+    // A delegated writ keeps its subject's audience: it may add one, never change it.
+    let audience = match (&verified.claims().audience, &resource) {
+        (Some(current), Some(asked)) if *current != asked.uri => {
+            return Err(OAuthError::invalid_target(format!(
+                "subject_token is for {current}; a writ delegated from it cannot be for another resource"
+            )));
+        }
+        (Some(current), _) => Some(current.clone()),
+        (None, asked) => asked.as_ref().map(|r| r.uri.clone()),
+    };
     let ttl = lifetime(&form, actor.max_ttl.min(gw.max_ttl))?;
     let writ = verified
         .delegate(&Delegation {
@@ -526,9 +576,11 @@ async fn token_exchange(
             delegated_to: &format!("{}/{}", actor.tenant, actor.name),
             expires_at: now + ttl,
             signer: &keys.signing,
+            audience: audience.as_deref(),
         })
         .map_err(|e| match e {
             WritError::TooManyBlocks { .. } => OAuthError::invalid_grant(e.to_string()),
+            WritError::AudienceConflict { .. } => OAuthError::invalid_target(e.to_string()),
             other => OAuthError::invalid_details(other.to_string()),
         })?;
     let remaining = verified
@@ -542,6 +594,7 @@ async fn token_exchange(
         "ttl_secs": ttl.as_secs(),
         "delegated_from": gw.audit.pseudonym(&verified.claims().token_id),
         "delegator": format!("{}/{}", verified.claims().tenant, verified.claims().agent),
+        "resource": audience,
     });
     audit_mint(
         gw,
@@ -560,5 +613,6 @@ async fn token_exchange(
         &grants,
         true,
         bound,
+        scope,
     ))
 }

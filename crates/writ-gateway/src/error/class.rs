@@ -77,14 +77,17 @@ impl GatewayError {
                 | WritError::MissingClaim { .. } => {
                     Class::new(S::UNAUTHORIZED, auth, "invalid_writ", Fault::Client)
                 }
-                WritError::Grant(_) | WritError::TtlOutOfRange { .. } | WritError::Build(_) => {
-                    Class::new(
-                        S::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "internal_error",
-                        Fault::Internal,
-                    )
-                }
+                // Mint and delegation errors: a data-plane request never meets them.
+                WritError::Grant(_)
+                | WritError::TtlOutOfRange { .. }
+                | WritError::InvalidAudience { .. }
+                | WritError::AudienceConflict { .. }
+                | WritError::Build(_) => Class::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal_error",
+                    Fault::Internal,
+                ),
             },
             E::Dpop(_) => Class::new(S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
             E::AlreadyUsed => Class::new(
@@ -129,6 +132,9 @@ impl GatewayError {
                 Class::new(S::BAD_REQUEST, invalid, code, Fault::Client)
             }
             E::InvalidPath => Class::new(S::BAD_REQUEST, invalid, "invalid_path", Fault::Client),
+            E::UnknownMcpMethod => {
+                Class::new(S::NOT_FOUND, invalid, "unknown_method", Fault::Client)
+            }
             E::McpTransport(t) => {
                 use writ_providers::mcp::transport::TransportError as T;
                 let code = match t {
@@ -149,6 +155,19 @@ impl GatewayError {
             E::InvalidHeader { .. } => {
                 Class::new(S::BAD_REQUEST, invalid, "invalid_header", Fault::Client)
             }
+            // 404 is what MCP clients are told a gone session is: they start a new one.
+            E::UnknownSession => {
+                Class::new(S::NOT_FOUND, invalid, "unknown_session", Fault::Client)
+            }
+            E::InvalidSessionId { .. } => {
+                Class::new(S::BAD_REQUEST, invalid, "invalid_session_id", Fault::Client)
+            }
+            E::OriginNotAllowed => Class::new(
+                S::FORBIDDEN,
+                "permission_error",
+                "origin_not_allowed",
+                Fault::Client,
+            ),
             E::UpstreamUnreachable {
                 cause: UpstreamFailure::Timeout { .. },
                 ..
@@ -337,6 +356,27 @@ mod tests {
                 Fault::Client
             )
         );
+        for (error, status, code) in [
+            (
+                GatewayError::UnknownSession,
+                StatusCode::NOT_FOUND,
+                "unknown_session",
+            ),
+            (
+                GatewayError::InvalidSessionId { reason: "" },
+                StatusCode::BAD_REQUEST,
+                "invalid_session_id",
+            ),
+            (
+                GatewayError::OriginNotAllowed,
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+            ),
+        ] {
+            let class = error.classify();
+            assert_eq!((class.status, class.code), (status, code));
+            assert_eq!(class.fault, Fault::Client);
+        }
         assert_eq!(
             GatewayError::AuditUnavailable.classify(),
             Class::new(

@@ -190,6 +190,7 @@ mod tests {
             max_ttl: std::time::Duration::from_secs(30),
             now: crate::pipeline::fixture::t0(),
             cnf_jkt: None,
+            audience: None,
         };
         let other = writ_token::mint(&foreign, &req).unwrap().0;
         assert!(matches!(

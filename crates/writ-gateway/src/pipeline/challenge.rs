@@ -21,7 +21,7 @@ pub(crate) const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resourc
 /// The OAuth scopes writ names for an MCP resource: one, `mcp`, asking for access to the
 /// resource as far as the writ's `authorization_details` allow. What a writ allows is
 /// stated by those grants (tool, arguments, budgets), never by a scope; the token
-/// endpoint reads `authorization_details` and ignores `scope`.
+/// endpoint accepts `mcp` (and echoes it) and refuses any other scope.
 pub(crate) const MCP_SCOPES: [&str; 1] = ["mcp"];
 
 /// The upstream a request on `route` to `path` addresses as a protected resource: a
@@ -36,6 +36,14 @@ pub(crate) fn protected_upstream<'p>(
     let name = route.protected_resource_upstream(path)?;
     let upstream = gw.upstreams.get(name)?;
     upstream.provider.serves(route).then_some(name)
+}
+
+/// The canonical URI of the protected resource a request on `route` to `path` is at (see
+/// [`protected_upstream`]): the gateway's issuer, then the path, byte for byte the
+/// `resource` its metadata advertises and writs bound to it name as their audience.
+pub(crate) fn resource_uri(gw: &Gateway, route: &RouteSpec, path: &str) -> Option<String> {
+    protected_upstream(gw, route, path)?;
+    Some(format!("{}{path}", gw.issuer()))
 }
 
 /// The metadata URL to challenge with for a request on `route` to `path`, when the path
@@ -56,11 +64,23 @@ pub(crate) fn refusal(
     rpc_id: Option<&serde_json::Value>,
 ) -> Response {
     let challenge = metadata_url.and_then(|url| www_authenticate(url, &error));
+    // A 401 is answered before the body is read (but for an aged-out writ's, read for the
+    // client's retry), and the server then drops the connection. Said outright, or a
+    // client that pools connections sends its next request (MCP's SDKs: the metadata
+    // fetch) into a closing socket.
+    let unread = challenge.is_some()
+        && error.classify().status == http::StatusCode::UNAUTHORIZED
+        && !crate::pipeline::authenticate::only_aged(&error);
     let mut response = error.into_response_to(dialect, rpc_id);
     if let Some(value) = challenge {
         response
             .headers_mut()
             .insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    if unread {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

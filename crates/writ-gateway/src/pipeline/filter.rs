@@ -99,6 +99,7 @@ fn may_use(
         upstream: list_facts.upstream.clone(),
         mcp_method: Some(method.to_string()),
         dpop_jkt: list_facts.dpop_jkt.clone(),
+        resource: list_facts.resource.clone(),
         ..RequestFacts::new(list_facts.api, operation, &list_facts.method, "/")
     };
     let facts = match kind {

@@ -62,6 +62,7 @@ impl Fixture {
             max_ttl: Duration::from_secs(30),
             now: t0(),
             cnf_jkt,
+            audience: None,
         };
         writ_token::mint(&self.gw.keys().signing, &req).unwrap().0
     }

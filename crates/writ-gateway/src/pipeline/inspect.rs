@@ -219,17 +219,22 @@ mod tests {
             ),
             ("prompt_get", Some("p"), 1)
         );
-        let other = read(
+        let completion = read(
             "tools",
             &mcp,
             "",
             r#"{"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{}}"#,
         )
         .unwrap();
-        assert_eq!(
-            (other.operation.as_str(), other.tool),
-            ("mcp:completion/complete", None)
-        );
+        assert_eq!(completion.operation, "completion");
+        let unknown = read(
+            "tools",
+            &mcp,
+            "",
+            r#"{"jsonrpc":"2.0","id":6,"method":"tasks/cancel","params":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(unknown.operation, "mcp:tasks/cancel");
     }
 
     #[test]

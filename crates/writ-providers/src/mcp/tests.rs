@@ -54,7 +54,17 @@ fn reads_each_method_as_what_it_asks_for() {
     }
     assert_eq!(
         request(br#"{"jsonrpc":"2.0","id":1,"method":"completion/complete"}"#),
-        McpRequest::Other("completion/complete".into())
+        McpRequest::Completion
+    );
+    assert_eq!(
+        request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"x:1"}}"#
+        ),
+        McpRequest::ResourceWatch { uri: "x:1".into() }
+    );
+    assert_eq!(
+        request(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/cancel"}"#),
+        McpRequest::Other("tasks/cancel".into())
     );
 }
 

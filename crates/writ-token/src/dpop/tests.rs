@@ -123,6 +123,7 @@ fn writ(cnf_jkt: Option<&str>) -> (String, VerifiedWrit) {
         max_ttl: Duration::from_secs(30),
         now: at(NOW),
         cnf_jkt,
+        audience: None,
     };
     let text = mint(&key, &req).unwrap().0;
     let verified = decode(&text).unwrap().verify(&trusted).unwrap();

@@ -1,7 +1,7 @@
 //! Grants → Datalog. Only generated names go into source text; every value is bound as a
 //! parameter, so no grant value can change the meaning of the code around it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use biscuit_auth::builder::{BlockBuilder, Term};
 use biscuit_auth::error;
@@ -16,6 +16,7 @@ pub(crate) fn compile_block(
 ) -> Result<BlockBuilder, error::Token> {
     let mut query = Query::default();
     let mut alternatives = Vec::new();
+    let mut mcp: BTreeMap<String, McpGranted> = BTreeMap::new();
     let mut facts = Vec::new();
     let mut raw = Vec::new();
     for (i, grant) in grants.iter().enumerate() {
@@ -72,16 +73,69 @@ pub(crate) fn compile_block(
                     parts.push(format!("arg_names($names_{i}), $names_{i}.all($n_{i} -> {allowed}.contains($n_{i}))"));
                 }
                 alternatives.push(parts.join(", "));
-                // The session around a call (initialize, tools/list, ping) names no tool.
-                alternatives.push(format!(
-                    "api(\"tool\"), {upstream}, operation(\"tool_session\")"
-                ));
-                // The tool is shown in a filtered `tools/list`: it may be called, with
-                // some arguments.
-                alternatives.push(format!(
-                    "api(\"tool\"), {upstream}, operation(\"tool_listed\"), {tool}"
-                ));
+                mcp.entry(g.upstream.clone())
+                    .or_default()
+                    .tools
+                    .insert(g.tool.clone());
                 single_use(&mut facts, g.single_use);
+            }
+            Grant::Prompt(g) => {
+                let upstream = query.eq("upstream", i, &g.upstream);
+                let prompt = query.eq("prompt", i, &g.prompt);
+                let mut parts = vec![
+                    "api(\"tool\")".to_string(),
+                    upstream.clone(),
+                    "operation(\"prompt_get\")".to_string(),
+                    prompt.clone(),
+                ];
+                for (j, (name, constraint)) in g.arguments.iter().enumerate() {
+                    let name_p = query.param(&format!("arg_{i}_{j}"), Term::from(name.as_str()));
+                    parts.push(constrain(
+                        &mut query,
+                        "arg",
+                        &name_p,
+                        &format!("{i}_{j}"),
+                        constraint,
+                    ));
+                }
+                if !g.additional_arguments {
+                    let named: Vec<String> = g.arguments.keys().cloned().collect();
+                    let allowed = query.set(&format!("named_{i}"), &named);
+                    parts.push(format!("arg_names($names_{i}), $names_{i}.all($n_{i} -> {allowed}.contains($n_{i}))"));
+                }
+                alternatives.push(parts.join(", "));
+                mcp.entry(g.upstream.clone())
+                    .or_default()
+                    .prompts
+                    .insert(g.prompt.clone());
+            }
+            Grant::Resource(g) => {
+                let upstream = query.eq("upstream", i, &g.upstream);
+                // `uri` is stated once per request; the constraint binds it to a variable.
+                let uri = match &g.uri {
+                    Constraint::Exact(v) => {
+                        format!("uri({})", query.param(&format!("uri_{i}"), term(v)))
+                    }
+                    Constraint::Rule(r) => {
+                        let var = format!("$uri_{i}");
+                        let mut parts = vec![format!("uri({var})")];
+                        if let Some(values) = &r.one_of {
+                            let set: BTreeSet<Term> = values.iter().map(term).collect();
+                            let p = query.param(&format!("urioneof_{i}"), Term::Set(set));
+                            parts.push(format!("{p}.contains({var})"));
+                        }
+                        if let Some(prefix) = &r.prefix {
+                            let p =
+                                query.param(&format!("uriprefix_{i}"), Term::from(prefix.as_str()));
+                            parts.push(format!("{var}.starts_with({p}).try_or(false)"));
+                        }
+                        parts.join(", ")
+                    }
+                };
+                alternatives.push(format!(
+                    "api(\"tool\"), {upstream}, operation(\"resource_read\"), {uri}"
+                ));
+                mcp.entry(g.upstream.clone()).or_default().resources = true;
             }
             Grant::Http(g) => {
                 let mut parts = vec![
@@ -143,6 +197,7 @@ pub(crate) fn compile_block(
             Grant::Datalog(d) => raw.push(d.code.as_str()),
         }
     }
+    mcp_session_alternatives(&mut query, &mut alternatives, &mcp);
     let mut block = if alternatives.is_empty() {
         block
     } else {
@@ -157,6 +212,51 @@ pub(crate) fn compile_block(
         block = block.code(code)?;
     }
     Ok(block)
+}
+
+/// What a block's MCP grants name on one upstream, for the alternatives they share.
+#[derive(Default)]
+struct McpGranted {
+    tools: BTreeSet<String>,
+    prompts: BTreeSet<String>,
+    resources: bool,
+}
+
+/// The alternatives a block's MCP grants share, once per upstream however many grants name
+/// it: the session around calls (`initialize`, `server/discover`, `ping`, the lists,
+/// notifications), which names nothing; the tools and prompts a filtered list shows (each
+/// may be used, with some arguments); resource templates, which cannot be matched to URIs
+/// and are listed where any resource is granted; completions, for prompts and resources.
+fn mcp_session_alternatives(
+    query: &mut Query,
+    alternatives: &mut Vec<String>,
+    granted: &BTreeMap<String, McpGranted>,
+) {
+    for (k, (upstream, g)) in granted.iter().enumerate() {
+        let up = query.param(&format!("mcp_upstream_{k}"), Term::from(upstream.as_str()));
+        let on = format!("api(\"tool\"), upstream({up})");
+        alternatives.push(format!("{on}, operation(\"tool_session\")"));
+        if !g.tools.is_empty() {
+            let names: Vec<String> = g.tools.iter().cloned().collect();
+            let set = query.set(&format!("mcp_tools_{k}"), &names);
+            alternatives.push(format!(
+                "{on}, operation(\"tool_listed\"), tool($listed_tool_{k}), {set}.contains($listed_tool_{k})"
+            ));
+        }
+        if !g.prompts.is_empty() {
+            let names: Vec<String> = g.prompts.iter().cloned().collect();
+            let set = query.set(&format!("mcp_prompts_{k}"), &names);
+            alternatives.push(format!(
+                "{on}, operation(\"prompt_listed\"), prompt($listed_prompt_{k}), {set}.contains($listed_prompt_{k})"
+            ));
+        }
+        if g.resources {
+            alternatives.push(format!("{on}, operation(\"resource_template_listed\")"));
+        }
+        if g.resources || !g.prompts.is_empty() {
+            alternatives.push(format!("{on}, operation(\"completion\")"));
+        }
+    }
 }
 
 fn single_use(facts: &mut Vec<(&'static str, Term)>, yes: bool) {

@@ -38,6 +38,19 @@ fn covers(c: &Grant, r: &Grant) -> bool {
                     || (!r.additional_arguments
                         && r.arguments.keys().all(|k| c.arguments.contains_key(k))))
         }
+        (Grant::Prompt(c), Grant::Prompt(r)) => {
+            c.upstream == r.upstream
+                && c.prompt == r.prompt
+                && c.arguments
+                    .iter()
+                    .all(|(name, cc)| r.arguments.get(name).is_some_and(|rc| implies(rc, cc)))
+                && (c.additional_arguments
+                    || (!r.additional_arguments
+                        && r.arguments.keys().all(|k| c.arguments.contains_key(k))))
+        }
+        (Grant::Resource(c), Grant::Resource(r)) => {
+            c.upstream == r.upstream && implies(&r.uri, &c.uri)
+        }
         (Grant::Http(c), Grant::Http(r)) => {
             c.upstream == r.upstream
                 && c.path == r.path
@@ -109,6 +122,40 @@ mod tests {
             &parse_grants(requested).unwrap(),
             &parse_grants(ceiling).unwrap(),
         )
+    }
+
+    #[test]
+    fn resource_and_prompt_grants() {
+        let ceiling = r#"[{"type":"writ:resource","upstream":"u","uri":{"prefix":"files://a/"}},
+            {"type":"writ:prompt","upstream":"u","prompt":"p","arguments":{"x":{"one_of":["1","2"]}}}]"#;
+        for inside in [
+            r#"{"type":"writ:resource","upstream":"u","uri":"files://a/b"}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":{"prefix":"files://a/b/"}}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":{"one_of":["files://a/1","files://a/2"]}}"#,
+            r#"{"type":"writ:prompt","upstream":"u","prompt":"p","arguments":{"x":"1"}}"#,
+        ] {
+            assert_eq!(outside(inside, ceiling), None, "{inside}");
+        }
+        for beyond in [
+            r#"{"type":"writ:resource","upstream":"u","uri":"files://b"}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":{"prefix":"files://"}}"#,
+            r#"{"type":"writ:resource","upstream":"v","uri":"files://a/b"}"#,
+            r#"{"type":"writ:prompt","upstream":"u","prompt":"p","arguments":{"x":"3"}}"#,
+            r#"{"type":"writ:prompt","upstream":"u","prompt":"q"}"#,
+            r#"{"type":"writ:prompt","upstream":"u","prompt":"p","additional_arguments":true}"#,
+        ] {
+            assert_eq!(outside(beyond, ceiling), Some(0), "{beyond}");
+        }
+        for invalid in [
+            r#"{"type":"writ:resource","upstream":"u","uri":""}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":7}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":{"max":3}}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":{}}"#,
+            r#"{"type":"writ:resource","upstream":"u","uri":{"one_of":[]}}"#,
+            r#"{"type":"writ:prompt","upstream":"u","prompt":""}"#,
+        ] {
+            assert!(parse_grants(invalid).is_err(), "{invalid}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use writ_token::WritError;
 use writ_token::dpop::ProofRefusal;
 
 /// The OAuth error codes this endpoint answers with (RFC 6749 §5.2, RFC 8628 §3.5,
-/// RFC 9396 §5, RFC 9449 §5).
+/// RFC 8707 §2, RFC 9396 §5, RFC 9449 §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OAuthErrorCode {
     /// The request is malformed: a missing or repeated parameter, a wrong content type.
@@ -24,6 +24,11 @@ pub(crate) enum OAuthErrorCode {
     UnsupportedResponseType,
     /// `authorization_details` is malformed or asks for more than the agent may have.
     InvalidAuthorizationDetails,
+    /// `resource` is not a resource of this gateway, or not one the agent (or the subject
+    /// writ) may use (RFC 8707 §2).
+    InvalidTarget,
+    /// `scope` names a scope this server does not have (RFC 6749 §5.2).
+    InvalidScope,
     /// The `DPoP` proof is invalid or was used before.
     InvalidDpopProof,
     /// Too many failed client authentications: wait (`Retry-After`).
@@ -42,6 +47,8 @@ impl OAuthErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidAuthorizationDetails => "invalid_authorization_details",
+            Self::InvalidTarget => "invalid_target",
+            Self::InvalidScope => "invalid_scope",
             Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::SlowDown => "slow_down",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
@@ -120,6 +127,14 @@ impl OAuthError {
         Self::new(OAuthErrorCode::InvalidAuthorizationDetails, description)
     }
 
+    pub(super) fn invalid_target(description: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidTarget, description)
+    }
+
+    pub(super) fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidScope, description)
+    }
+
     pub(crate) fn server(description: &str) -> Self {
         Self::new(OAuthErrorCode::TemporarilyUnavailable, description)
     }
@@ -187,6 +202,8 @@ mod tests {
                 "invalid_authorization_details",
                 400,
             ),
+            (C::InvalidTarget, "invalid_target", 400),
+            (C::InvalidScope, "invalid_scope", 400),
             (C::InvalidDpopProof, "invalid_dpop_proof", 400),
             (C::SlowDown, "slow_down", 429),
             (C::TemporarilyUnavailable, "temporarily_unavailable", 503),

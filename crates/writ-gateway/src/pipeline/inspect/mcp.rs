@@ -39,8 +39,14 @@ pub(crate) fn facts(
             uri: Some(uri.clone()),
             ..base("resource_read")
         },
+        McpRequest::ResourceWatch { uri } => RequestFacts {
+            uri: Some(uri.clone()),
+            ..base("resource_read")
+        },
+        McpRequest::Completion => base("completion"),
         // Lists are session upkeep; their answers are filtered to what the writ may use.
         McpRequest::List(_) | McpRequest::Session => base("tool_session"),
+        // No grant allows a method the gateway does not know: [`check`] refuses it.
         McpRequest::Other(m) => base(&format!("mcp:{m}")),
     })
 }
@@ -69,6 +75,10 @@ pub(crate) fn check(
         digest: digest(gw, facts),
     });
     transport::check(headers, message)?;
+    if let McpRequest::Other(_) = message.request {
+        // Refused as not found here, as MCP answers a method it does not serve.
+        return Err(GatewayError::UnknownMcpMethod);
+    }
     if let McpRequest::ToolCall { tool, arguments } = &message.request
         && let Some(params) = upstream.mcp_params.of(tool)
     {
