@@ -256,6 +256,13 @@ pub enum UpstreamFailure {
     },
     /// The connection broke after it was made.
     Broken,
+    /// The server the gateway starts (`command`) could not be started or did not complete
+    /// the MCP handshake.
+    NotStarted,
+    /// The server the gateway starts exited before answering (it is started again).
+    Exited,
+    /// The server the gateway starts does not read its input.
+    NotReading,
 }
 
 impl std::fmt::Display for UpstreamFailure {
@@ -278,6 +285,15 @@ impl std::fmt::Display for UpstreamFailure {
             }
             UpstreamFailure::Broken => {
                 f.write_str("closed the connection before answering; try again")
+            }
+            UpstreamFailure::NotStarted => f.write_str(
+                "could not be started: its process failed to start or to complete the MCP handshake (the operator should check its command and the gateway's log)",
+            ),
+            UpstreamFailure::Exited => {
+                f.write_str("exited before answering; it is being restarted, try again")
+            }
+            UpstreamFailure::NotReading => {
+                f.write_str("is not reading its input; try again later")
             }
         }
     }

@@ -551,7 +551,12 @@ fn scanners(
 ) -> Result<(Arc<writ_detect::Scanner>, Arc<writ_detect::Scanner>), StartError> {
     let exact: Vec<(&str, &str)> = upstreams
         .iter()
-        .map(|(name, u)| (name.as_str(), u.provider.secret().expose()))
+        .flat_map(|(name, u)| {
+            u.provider
+                .secrets()
+                .iter()
+                .map(move |s| (name.as_str(), s.expose()))
+        })
         .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
         .collect();
     let scanner = writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)

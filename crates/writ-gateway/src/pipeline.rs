@@ -219,7 +219,12 @@ async fn send(
     parts: &http::request::Parts,
     body: axum::body::Bytes,
     presented: &extract::PresentedWrit,
-) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+) -> Result<http::Response<forward::UpstreamBody>, GatewayError> {
+    // A server the gateway started holds its credentials in its environment: nothing is
+    // injected, and the message goes down its stdin.
+    if let Some(server) = &target.upstream.stdio {
+        return forward::stdio(target.upstream, server, &body).await;
+    }
     let access = match &target.upstream.tokens {
         Some(tokens) => Some(
             tokens

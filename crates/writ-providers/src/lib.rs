@@ -32,7 +32,8 @@ pub use inspect::{InspectError, Inspected};
 pub use meter::{BodyUsage, StreamMeter, is_event_stream};
 pub use provider::{
     AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, InspectRefusal, Inspection,
-    KeyConfig, OpenAiConfig, Provider, ProviderConfig, RawSecret, ToolConfig, VertexConfig,
+    KeyConfig, Launch, McpConfig, OpenAiConfig, Provider, ProviderConfig, RawSecret, ToolConfig,
+    VertexConfig,
 };
 pub use route::{Dialect, Operation, ProviderKind, ROUTES, RouteSpec, UpstreamInPath};
 pub use secret::UpstreamSecret;

@@ -7,6 +7,7 @@
 //! here. Pure: bytes and headers in, values out.
 
 mod config;
+mod stdio;
 #[cfg(test)]
 mod tests;
 
@@ -16,9 +17,10 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 pub use config::{
-    AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, KeyConfig, OpenAiConfig,
-    ProviderConfig, RawSecret, ToolConfig, VertexConfig,
+    AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, KeyConfig, McpConfig,
+    OpenAiConfig, ProviderConfig, RawSecret, ToolConfig, VertexConfig,
 };
+pub use stdio::Launch;
 
 use crate::inspect::{InspectError, Inspected};
 use crate::mcp::McpMessage;
@@ -48,6 +50,8 @@ enum Settings {
     Vertex(Vertex),
     /// MCP and plain HTTP: a key in a header or the query string.
     Tool(Tool),
+    /// An MCP server the gateway starts: credentials in its environment, none on the wire.
+    Stdio(Launch),
 }
 
 #[derive(Debug, Clone)]
@@ -210,18 +214,31 @@ impl Provider {
                 signer.region
             )),
             Settings::Vertex(v) => Some(vertex::default_base_url(&v.location)),
-            Settings::Azure(..) | Settings::Tool(_) => None,
+            Settings::Azure(..) | Settings::Tool(_) | Settings::Stdio(_) => None,
         }
     }
 
-    /// The secret the gateway holds for this upstream (key, AWS secret key, or
-    /// service-account private key), to scrub from anything the upstream sends back.
-    pub fn secret(&self) -> &UpstreamSecret {
+    /// How to start the upstream's server, for an MCP server the gateway runs itself
+    /// (`command`); `None` for upstreams reached over the network.
+    pub fn launch(&self) -> Option<&Launch> {
         match &self.settings {
-            Settings::Headers(c) | Settings::Azure(c, _) => &c.key,
-            Settings::Tool(t) => &t.credential.key,
-            Settings::Bedrock(signer) => &signer.credentials.secret_access_key,
-            Settings::Vertex(v) => v.account.private_key_pem(),
+            Settings::Stdio(launch) => Some(launch),
+            _ => None,
+        }
+    }
+
+    /// The secrets the gateway holds for this upstream (key, AWS secret key,
+    /// service-account private key, or a launched server's `${env:…}` values), to scrub
+    /// from anything the upstream sends back.
+    pub fn secrets(&self) -> &[UpstreamSecret] {
+        match &self.settings {
+            Settings::Headers(c) | Settings::Azure(c, _) => std::slice::from_ref(&c.key),
+            Settings::Tool(t) => std::slice::from_ref(&t.credential.key),
+            Settings::Bedrock(signer) => {
+                std::slice::from_ref(&signer.credentials.secret_access_key)
+            }
+            Settings::Vertex(v) => std::slice::from_ref(v.account.private_key_pem()),
+            Settings::Stdio(launch) => launch.secrets(),
         }
     }
 
@@ -231,7 +248,7 @@ impl Provider {
         match &self.settings {
             Settings::Headers(c) | Settings::Azure(c, _) => &c.headers,
             Settings::Tool(t) => &t.credential.headers,
-            Settings::Bedrock(_) | Settings::Vertex(_) => &[],
+            Settings::Bedrock(_) | Settings::Vertex(_) | Settings::Stdio(_) => &[],
         }
     }
 

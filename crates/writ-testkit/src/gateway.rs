@@ -35,13 +35,24 @@ impl TestGateway {
 
     /// Starts a gateway from TOML config text (upstreams etc.), with a fresh root key.
     pub async fn start(config_toml: &str) -> Self {
+        Self::start_with_env(config_toml, &[]).await
+    }
+
+    /// Starts a gateway whose config's `${env:NAME}` references read `vars` first, then
+    /// this process's environment (tests cannot safely set variables in a running process).
+    pub async fn start_with_env(config_toml: &str, vars: &[(&str, &str)]) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("writ_gateway=debug")
             .with_test_writer()
             .try_init();
         let raw = RawConfig::from_toml(config_toml).expect("test config parses");
-        let config =
-            Config::from_raw(raw, &|name| std::env::var(name).ok()).expect("test config is valid");
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let config = Config::from_raw(raw, &lookup).expect("test config is valid");
         let dir = tempfile::tempdir().expect("temporary data directory");
         let data = DataDir::open_or_create(dir.path().join("writ-data")).expect("data directory");
         let store = SqliteStore::open(&data.database_path())

@@ -67,7 +67,8 @@ max_ttl = "30s"
 # kind = "azure":     Azure OpenAI (api-key); base_url is the resource endpoint.
 # kind = "vertex":    Vertex AI; a service-account key is exchanged for access tokens.
 # kind = "bedrock":   AWS Bedrock Runtime; every request is signed with SigV4.
-# kind = "mcp":       an MCP tool server at base_url (POST /mcp/<name>).
+# kind = "mcp":       an MCP tool server at base_url, or started by the gateway with
+#                     command and spoken to over stdio (POST /mcp/<name> either way).
 # kind = "http":      a plain HTTP API (/u/<name>/...).
 # The offline demo needs none here: `writ serve --demo` adds a mock of OpenAI on a
 # loopback port as upstream "demo" (to any config) and an agent "demo" that may use it.
@@ -124,6 +125,13 @@ max_ttl = "30s"
 # auth_header = "x-api-key"                #   or the key alone in this header,
 # basic_user = "svc"                       #   or as the password of HTTP Basic,
 # auth_query = "key"                       #   or as this query parameter (upstream only)
+#
+# [upstreams.files]                        # an MCP server the gateway starts (stdio)
+# kind = "mcp"
+# command = ["/usr/bin/python3", "-m", "files_server"]   # absolute program, no shell
+# env = { HOME = "/tmp", FILES_TOKEN = "${env:FILES_TOKEN}" }   # its only environment
+# cwd = "/"                                # its working directory
+# (timeout: per answer; connect_timeout: start and handshake; max_response_bytes: per line)
 # Limits: scope (tenant, agent, writ, upstream, model; one or a list) x dimension
 # (requests, input_tokens, output_tokens, tokens, cost in USD micros, concurrency,
 # compute in upstream ms) x window (per = second/minute/hour: a rate with optional burst;

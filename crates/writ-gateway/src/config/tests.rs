@@ -24,7 +24,7 @@ fn expands_env_references() {
     let c =
         load("[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_KEY}\"\n").unwrap();
     assert_eq!(
-        c.upstreams["openai"].provider.secret().expose(),
+        c.upstreams["openai"].provider.secrets()[0].expose(),
         "sk-from-env"
     );
     assert!(matches!(
@@ -230,7 +230,11 @@ fn each_kind_defaults_its_base_url() {
         ),
     ] {
         let c = load(&format!("[upstreams.u]\n{table}\n")).unwrap();
-        assert_eq!(c.upstreams["u"].base_url.to_string(), url, "{table}");
+        assert_eq!(
+            c.upstreams["u"].base_url.as_ref().unwrap().to_string(),
+            url,
+            "{table}"
+        );
     }
     for kind in ["azure", "mcp", "http"] {
         assert!(
@@ -295,7 +299,7 @@ fn bedrock_defaults_its_endpoint_from_the_region() {
     let c = load("[upstreams.b]\nkind = \"bedrock\"\nregion = \"eu-west-3\"\naws_access_key_id = \"AKID\"\naws_secret_access_key = \"s3cr3t-aws-key\"\n").unwrap();
     let b = &c.upstreams["b"];
     assert_eq!(
-        b.base_url.to_string(),
+        b.base_url.as_ref().unwrap().to_string(),
         "https://bedrock-runtime.eu-west-3.amazonaws.com/"
     );
     assert_eq!(b.provider.kind(), writ_providers::ProviderKind::Bedrock);
@@ -495,7 +499,7 @@ fn deferred_secrets_leave_their_sections_out() {
         "a deferred upstream is left out"
     );
     assert_eq!(
-        c.upstreams["mine"].provider.secret().expose(),
+        c.upstreams["mine"].provider.secrets()[0].expose(),
         "sk-from-env",
         "set variables are resolved"
     );

@@ -39,18 +39,20 @@ pub(super) struct RawUpstream {
 pub struct UpstreamConfig {
     /// What it speaks and how it is authenticated to: asked, never matched on.
     pub provider: Provider,
-    /// Base URL requests are sent to: the configured one, or the provider's default.
-    pub base_url: Uri,
+    /// Base URL requests are sent to: the configured one, or the provider's default;
+    /// `None` for an MCP server the gateway starts itself (`command`).
+    pub base_url: Option<Uri>,
     /// Allow addresses outside the public internet (loopback, private, metadata); off by
     /// default so a base URL cannot be turned against the gateway's own network.
     pub allow_private_network: bool,
-    /// Longest wait for the upstream's response headers.
+    /// Longest wait for the upstream's response headers (a started server's answer).
     pub timeout: Duration,
-    /// Longest wait to connect.
+    /// Longest wait to connect (for a started server: to start it and complete the MCP
+    /// handshake).
     pub connect_timeout: Duration,
     /// Longest wait between two chunks of the response body.
     pub read_timeout: Duration,
-    /// Largest response accepted from the upstream.
+    /// Largest response accepted from the upstream (a started server's longest line).
     pub max_response_bytes: usize,
 }
 
@@ -105,6 +107,20 @@ pub(super) fn upstream_config(
                 reason: problem.to_string(),
             },
         })?;
+    if let Some(launch) = provider.launch() {
+        launched(name, &u, launch)?;
+        let timeout = u.timeout.unwrap_or(Duration::from_secs(120));
+        return Ok(UpstreamConfig {
+            provider,
+            base_url: None,
+            allow_private_network: false,
+            timeout,
+            connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            // Its answer reaches the meter whole: no wait between chunks.
+            read_timeout: timeout,
+            max_response_bytes: max_response_bytes(name, u.max_response_bytes)?,
+        });
+    }
     let base_url = match (u.base_url, provider.default_base_url()) {
         (Some(url), _) => {
             parse_base_url(&field("base_url"), &env.expand(&field("base_url"), &url)?)?
@@ -139,19 +155,78 @@ pub(super) fn upstream_config(
     }
     Ok(UpstreamConfig {
         provider,
-        base_url,
+        base_url: Some(base_url),
         allow_private_network: u.allow_private_network,
         timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
         connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
         read_timeout: u.read_timeout.unwrap_or(Duration::from_secs(60)),
-        max_response_bytes: match u.max_response_bytes {
-            None => 64 * 1024 * 1024,
-            Some(0) => {
-                return Err(invalid(&field("max_response_bytes"), "must be positive"));
-            }
-            Some(n) => n,
-        },
+        max_response_bytes: max_response_bytes(name, u.max_response_bytes)?,
     })
+}
+
+fn max_response_bytes(name: &str, configured: Option<usize>) -> Result<usize, ConfigError> {
+    match configured {
+        None => Ok(64 * 1024 * 1024),
+        Some(0) => Err(ConfigError::Invalid {
+            field: format!("upstreams.{name}.max_response_bytes"),
+            reason: "must be positive".to_string(),
+        }),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Checks what the gateway's side of a started server's settings can: no network
+/// settings beside `command`, and a program and directory that exist on this host.
+fn launched(
+    name: &str,
+    u: &RawUpstream,
+    launch: &writ_providers::Launch,
+) -> Result<(), ConfigError> {
+    let invalid = |field: &str, reason: String| ConfigError::Invalid {
+        field: format!("upstreams.{name}.{field}"),
+        reason,
+    };
+    let network = [
+        ("base_url", u.base_url.is_some()),
+        ("allow_private_network", u.allow_private_network),
+        ("allow_plaintext", u.allow_plaintext),
+        ("read_timeout", u.read_timeout.is_some()),
+    ];
+    if let Some((field, _)) = network.iter().find(|(_, set)| *set) {
+        return Err(invalid(
+            field,
+            "does not apply to a server the gateway starts (`command`): choose one of \
+             base_url and command"
+                .to_string(),
+        ));
+    }
+    let program = launch.program();
+    let runnable = std::fs::metadata(program).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    });
+    match runnable {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(invalid(
+                "command",
+                format!("{} is not an executable file", program.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(invalid(
+                "command",
+                format!("cannot run {}: {e}", program.display()),
+            ));
+        }
+    }
+    if !launch.cwd().is_dir() {
+        return Err(invalid(
+            "cwd",
+            format!("{} is not a directory", launch.cwd().display()),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `uri` points at this host: a loopback address or `localhost`.

@@ -179,7 +179,7 @@ impl GatewayError {
                 Fault::Upstream,
             ),
             E::UpstreamUnreachable {
-                cause: UpstreamFailure::Broken,
+                cause: UpstreamFailure::Broken | UpstreamFailure::Exited,
                 ..
             } => Class::new(
                 S::BAD_GATEWAY,

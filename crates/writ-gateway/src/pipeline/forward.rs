@@ -1,13 +1,24 @@
 //! Forward: send the request upstream with a deadline for the response headers. The
 //! body is read by the meter phase. A failure names its class (DNS, egress, connect,
 //! TLS, timeout), which is what the operator checks next.
+//!
+//! An MCP server the gateway started is reached over stdio instead ([`stdio`]); its
+//! answer becomes an HTTP response like any upstream's, so the phases after this one
+//! read it the same way.
 
-use http::HeaderName;
+use axum::body::Bytes;
+use http::{HeaderName, StatusCode, header};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::error::{GatewayError, UpstreamFailure};
 use crate::pipeline::inject::Outbound;
 use crate::upstream::client::Upstream;
+use crate::upstream::stdio::{MessageError, Reply, StdioError, StdioServer};
+
+/// An upstream's response body: streamed from an HTTP upstream, or a started server's
+/// answer, whole.
+pub(crate) type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
 /// Response headers that describe the upstream hop, not the response.
 const HOP_BY_HOP: &[&str] = &[
@@ -23,7 +34,7 @@ const HOP_BY_HOP: &[&str] = &[
 pub(crate) async fn send(
     upstream: &Upstream,
     outbound: Outbound,
-) -> Result<http::Response<Incoming>, GatewayError> {
+) -> Result<http::Response<UpstreamBody>, GatewayError> {
     let pending = upstream.client().request(outbound.0);
     let unreachable = |cause| GatewayError::UpstreamUnreachable {
         upstream: upstream.name.clone(),
@@ -45,7 +56,60 @@ pub(crate) async fn send(
     for name in HOP_BY_HOP {
         parts.headers.remove(HeaderName::from_static(name));
     }
-    Ok(http::Response::from_parts(parts, incoming))
+    Ok(http::Response::from_parts(parts, Either::Left(incoming)))
+}
+
+/// Passes a JSON-RPC message to the server the gateway started for `upstream`: its answer
+/// comes back as `200 application/json`, a notification as `202` with no body (as a
+/// Streamable HTTP server answers). No credential is injected: the server's own are in
+/// its environment.
+pub(crate) async fn stdio(
+    upstream: &Upstream,
+    server: &StdioServer,
+    body: &[u8],
+) -> Result<http::Response<UpstreamBody>, GatewayError> {
+    let reply = server.call(body).await.map_err(|e| {
+        tracing::debug!(upstream = %upstream.name, error = %e, "stdio call failed");
+        stdio_error(upstream, e)
+    })?;
+    let (status, body) = match reply {
+        Reply::Answer(json) => (StatusCode::OK, Bytes::from(json)),
+        Reply::Accepted => (StatusCode::ACCEPTED, Bytes::new()),
+    };
+    let mut response = http::Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    if status == StatusCode::OK {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(response)
+}
+
+fn stdio_error(upstream: &Upstream, e: StdioError) -> GatewayError {
+    let unreachable = |cause| GatewayError::UpstreamUnreachable {
+        upstream: upstream.name.clone(),
+        cause,
+    };
+    match e {
+        StdioError::Message(MessageError::NotAnObject) => {
+            GatewayError::InvalidBody(writ_providers::InspectError::NotJson)
+        }
+        StdioError::Message(MessageError::BadId) => {
+            GatewayError::InvalidBody(writ_providers::InspectError::WrongType {
+                field: "id",
+                expected: "a string or an integer",
+            })
+        }
+        StdioError::NotStarted(_) => unreachable(UpstreamFailure::NotStarted),
+        StdioError::Exited => unreachable(UpstreamFailure::Exited),
+        StdioError::NotReading => unreachable(UpstreamFailure::NotReading),
+        StdioError::TooLarge => GatewayError::UpstreamTooLarge,
+        StdioError::Timeout => unreachable(UpstreamFailure::Timeout {
+            secs: upstream.timeout.as_secs_f64().ceil().max(1.0) as u64,
+        }),
+    }
 }
 
 /// The class of a failed upstream request, read from its chain of causes. hyper-util does

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::{Body, Bytes};
 use http::{StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use writ_limits::Amounts;
 use writ_providers::{BodyUsage, Dialect, StreamMeter, Usage, estimate_tokens, is_event_stream};
 
@@ -28,6 +27,7 @@ use crate::audit::usage_log::{Outcome, UsageRecord};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::limits::Held;
+use crate::pipeline::forward::UpstreamBody;
 use crate::upstream::client::Upstream;
 
 /// What the meter needs of a call besides who made it (the request's [`Identity`]).
@@ -57,7 +57,7 @@ pub(crate) async fn read(
     ctx: &mut RequestCtx,
     upstream: &Upstream,
     mut info: CallInfo,
-    response: http::Response<Incoming>,
+    response: http::Response<UpstreamBody>,
 ) -> Result<Unredacted, GatewayError> {
     let (mut parts, body) = response.into_parts();
     let failed = if parts.status.is_server_error() {
@@ -160,7 +160,7 @@ async fn settle_here(
 
 /// Reads a whole body within a size cap, with a deadline between chunks.
 async fn read_whole(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     idle: Duration,
     limit: usize,
 ) -> Result<Bytes, GatewayError> {
@@ -185,7 +185,7 @@ async fn read_whole(
 /// Reads an event stream up to and including the event that answers the request (a
 /// JSON-RPC response: `result` or `error`), or its end; what follows is not read.
 async fn read_to_answer(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     idle: Duration,
     limit: usize,
 ) -> Result<Bytes, GatewayError> {
@@ -219,7 +219,7 @@ async fn read_to_answer(
 /// A streamed answer not yet passed on: the upstream's body and the settlement that
 /// follows it.
 pub(crate) struct StreamCall {
-    body: Incoming,
+    body: UpstreamBody,
     idle: Duration,
     limit: usize,
     settlement: Settlement,

@@ -15,6 +15,7 @@ use crate::config::UpstreamConfig;
 use crate::upstream::HttpClient;
 use crate::upstream::access_token::AccessTokenSource;
 use crate::upstream::egress::EgressResolver;
+use crate::upstream::stdio::{self, StdioServer};
 
 /// A configured upstream, ready to forward to.
 pub(crate) struct Upstream {
@@ -28,6 +29,9 @@ pub(crate) struct Upstream {
     pub(crate) max_response_bytes: usize,
     /// Where access tokens come from, for providers that need one per request (Vertex).
     pub(crate) tokens: Option<AccessTokenSource>,
+    /// The server the gateway started for this upstream, reached over stdio instead of
+    /// HTTP (`command`).
+    pub(crate) stdio: Option<StdioServer>,
     /// An MCP server's tools that mirror arguments into `Mcp-Param-*` headers, as its
     /// latest `tools/list` answers through this instance said.
     pub(crate) mcp_params: crate::upstream::mcp_params::McpParams,
@@ -40,8 +44,11 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// The upstream `name` of `cfg`, with its connector; fails when TLS cannot be set up.
+    /// A server the upstream runs itself is started (in the background, on the current
+    /// Tokio runtime).
     pub(crate) fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, rustls::Error> {
-        let base_url: &Uri = &cfg.base_url;
+        let no_url = Uri::from_static("/");
+        let base_url: &Uri = cfg.base_url.as_ref().unwrap_or(&no_url);
         let tokens = cfg
             .provider
             .access_token_account()
@@ -69,6 +76,14 @@ impl Upstream {
             read_timeout: cfg.read_timeout,
             max_response_bytes: cfg.max_response_bytes,
             tokens,
+            stdio: cfg.provider.launch().map(|launch| {
+                let limits = stdio::Limits {
+                    timeout: cfg.timeout,
+                    connect_timeout: cfg.connect_timeout,
+                    max_line: cfg.max_response_bytes,
+                };
+                StdioServer::start(name, launch, limits)
+            }),
             mcp_params: Default::default(),
             connector: https,
             pools: (0..=crate::serve::workers::MAX_WORKERS)

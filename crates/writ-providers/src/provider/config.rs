@@ -22,6 +22,13 @@ use crate::vertex::{ServiceAccount, ServiceAccountError};
 #[serde(transparent)]
 pub struct RawSecret(String);
 
+impl RawSecret {
+    /// The text as written, `${env:…}` references unresolved.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RawSecret(..)")
@@ -44,8 +51,8 @@ pub enum ProviderConfig {
     Bedrock(BedrockConfig),
     /// Vertex AI.
     Vertex(VertexConfig),
-    /// An MCP tool server.
-    Mcp(ToolConfig),
+    /// An MCP server: reached at `base_url`, or started by the gateway (`command`).
+    Mcp(McpConfig),
     /// A plain HTTP API.
     Http(ToolConfig),
     /// A kind this build does not know; refused by [`ProviderConfig::build`], naming the
@@ -108,6 +115,21 @@ pub struct ToolConfig {
     auth_header: Option<String>,
     basic_user: Option<String>,
     auth_query: Option<String>,
+}
+
+/// `kind = "mcp"`: a server reached at `base_url` with a key, like `kind = "http"`; or,
+/// with `command`, a server the gateway starts as a child process and speaks to over
+/// stdio, whose credentials go in its `env` (the only environment it gets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    api_key: Option<RawSecret>,
+    auth_header: Option<String>,
+    basic_user: Option<String>,
+    auth_query: Option<String>,
+    command: Option<Vec<String>>,
+    env: Option<BTreeMap<String, RawSecret>>,
+    cwd: Option<PathBuf>,
 }
 
 /// Where a config's references and files are read: the gateway's environment and disk.
@@ -224,10 +246,7 @@ impl ProviderConfig {
             ProviderConfig::Vertex(c) => {
                 (ProviderKind::Vertex, Settings::Vertex(c.vertex(source)?))
             }
-            ProviderConfig::Mcp(c) => (
-                ProviderKind::Mcp,
-                Settings::Tool(c.tool(ProviderKind::Mcp, &expand)?),
-            ),
+            ProviderConfig::Mcp(c) => (ProviderKind::Mcp, c.settings(&expand)?),
             ProviderConfig::Http(c) => (
                 ProviderKind::Http,
                 Settings::Tool(c.tool(ProviderKind::Http, &expand)?),
@@ -237,7 +256,7 @@ impl ProviderConfig {
     }
 }
 
-type Expand<'a, E> = dyn Fn(&'static str, &str) -> Result<String, BuildError<E>> + 'a;
+pub(super) type Expand<'a, E> = dyn Fn(&'static str, &str) -> Result<String, BuildError<E>> + 'a;
 
 /// The `api_key` every key-carrying kind requires: present, non-empty and usable in a
 /// header (`Bearer <key>`).
@@ -422,6 +441,51 @@ impl VertexConfig {
             project,
             location,
         })
+    }
+}
+
+impl McpConfig {
+    /// A launched server's [`Launch`], or a remote one's key as [`ToolConfig`] reads it.
+    fn settings<E>(&self, expand: &Expand<'_, E>) -> Result<Settings, BuildError<E>> {
+        let Some(command) = &self.command else {
+            for (field, set) in [("env", self.env.is_some()), ("cwd", self.cwd.is_some())] {
+                if set {
+                    return Err(invalid(
+                        field,
+                        FieldProblem::Form("applies only to a server started with `command`"),
+                    ));
+                }
+            }
+            let remote = ToolConfig {
+                api_key: self.api_key.clone(),
+                auth_header: self.auth_header.clone(),
+                basic_user: self.basic_user.clone(),
+                auth_query: self.auth_query.clone(),
+            };
+            return Ok(Settings::Tool(remote.tool(ProviderKind::Mcp, expand)?));
+        };
+        for (field, set) in [
+            ("api_key", self.api_key.is_some()),
+            ("auth_header", self.auth_header.is_some()),
+            ("basic_user", self.basic_user.is_some()),
+            ("auth_query", self.auth_query.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    field,
+                    FieldProblem::Form(
+                        "a server started with `command` gets no key over the wire: put its credential in env",
+                    ),
+                ));
+            }
+        }
+        let empty = BTreeMap::new();
+        let fields = super::stdio::LaunchFields {
+            command,
+            env: self.env.as_ref().unwrap_or(&empty),
+            cwd: self.cwd.as_deref(),
+        };
+        Ok(Settings::Stdio(fields.launch(expand)?))
     }
 }
 

@@ -239,7 +239,7 @@ fn the_credential_travels_as_each_kind_wants_it() {
         Some(("Bearer sk-from-env-0123".to_string(), true))
     );
     assert_eq!(header(&openai, "openai-organization").unwrap().0, "org-1");
-    assert_eq!(openai.secret().expose(), "sk-from-env-0123");
+    assert_eq!(openai.secrets()[0].expose(), "sk-from-env-0123");
     for (kind, name) in [
         ("anthropic", "x-api-key"),
         ("gemini", "x-goog-api-key"),
@@ -272,7 +272,7 @@ fn the_credential_travels_as_each_kind_wants_it() {
         "kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKID\"\naws_secret_access_key = \"s3cr3t\"",
     );
     assert!(bedrock.credential_headers().is_empty());
-    assert_eq!(bedrock.secret().expose(), "s3cr3t");
+    assert_eq!(bedrock.secrets()[0].expose(), "s3cr3t");
     assert!(!format!("{bedrock:?}").contains("s3cr3t"));
     assert!(bedrock.access_token_account().is_none());
 }
