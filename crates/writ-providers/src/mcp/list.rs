@@ -65,6 +65,10 @@ impl ListKind {
     }
 }
 
+/// Most entries one list answer may hold: each is asked of the writ, so a hostile server
+/// cannot make the gateway evaluate without bound (MCP lists paginate long before this).
+pub const MAX_ENTRIES: usize = 10_000;
+
 /// A list answer that cannot be filtered, so it is not passed on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListError {
@@ -74,6 +78,9 @@ pub enum ListError {
     /// The stream ended without the response.
     #[error("the MCP server's list answer ended without a response")]
     NoResponse,
+    /// More entries than [`MAX_ENTRIES`].
+    #[error("the MCP server's list answer has more than {MAX_ENTRIES} entries")]
+    TooMany,
 }
 
 /// What filtering kept and removed.
@@ -161,6 +168,9 @@ fn filter_message(
         .and_then(Value::as_array_mut)
         .ok_or(ListError::Malformed)?;
     let before = items.len();
+    if before > MAX_ENTRIES {
+        return Err(ListError::TooMany);
+    }
     items.retain(|entry| {
         entry
             .get(kind.name_key())
@@ -258,6 +268,21 @@ mod tests {
         let out = filter(ListKind::Tools, body, false, &mut |n, _| n == "a").expect("filtered");
         assert_eq!(names(&out.body), ["a"]);
         assert!(!String::from_utf8_lossy(&out.body).contains("evil"));
+    }
+
+    #[test]
+    fn an_endless_list_is_refused_before_it_is_evaluated() {
+        let tools: Vec<Value> = (0..=MAX_ENTRIES)
+            .map(|i| json!({"name": format!("t{i}")}))
+            .collect();
+        let body = serde_json::to_vec(&json!({"jsonrpc":"2.0","id":1,"result":{"tools":tools}}))
+            .expect("json");
+        let mut asked = 0;
+        let out = filter(ListKind::Tools, &body, false, &mut |_, _| {
+            asked += 1;
+            true
+        });
+        assert_eq!((out, asked), (Err(ListError::TooMany), 0));
     }
 
     #[test]
