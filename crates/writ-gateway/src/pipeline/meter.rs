@@ -158,39 +158,41 @@ async fn settle_here(
     limits.run().await;
 }
 
-/// Reads a whole body within a size cap, with a deadline between chunks.
+/// Reads a body whole, within `limit` bytes and `idle` between frames.
 async fn read_whole(
-    mut body: UpstreamBody,
+    body: UpstreamBody,
     idle: Duration,
     limit: usize,
 ) -> Result<Bytes, GatewayError> {
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(None) => return Ok(Bytes::from(out)),
-            Ok(Some(Err(_))) => return Err(GatewayError::UpstreamFailed),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > limit {
-                        return Err(GatewayError::UpstreamTooLarge);
-                    }
-                    out.extend_from_slice(&data);
-                }
-            }
-        }
-    }
+    read_until(body, idle, limit, |_| false).await
 }
 
 /// Reads an event stream up to and including the event that answers the request (a
 /// JSON-RPC response: `result` or `error`), or its end; what follows is not read.
 async fn read_to_answer(
-    mut body: UpstreamBody,
+    body: UpstreamBody,
     idle: Duration,
     limit: usize,
 ) -> Result<Bytes, GatewayError> {
-    let mut out = Vec::new();
     let mut parser = writ_providers::sse::SseParser::new();
+    read_until(body, idle, limit, move |data| {
+        parser.push(data).iter().any(|event| {
+            serde_json::from_str::<serde_json::Value>(&event.data)
+                .is_ok_and(|m| m.get("result").is_some() || m.get("error").is_some())
+        })
+    })
+    .await
+}
+
+/// Reads a body until its end or until `done` says the data read so far (given each
+/// frame's data in turn) is enough, within `limit` bytes and `idle` between frames.
+async fn read_until(
+    mut body: UpstreamBody,
+    idle: Duration,
+    limit: usize,
+    mut done: impl FnMut(&[u8]) -> bool,
+) -> Result<Bytes, GatewayError> {
+    let mut out = Vec::new();
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
@@ -204,11 +206,7 @@ async fn read_to_answer(
                     return Err(GatewayError::UpstreamTooLarge);
                 }
                 out.extend_from_slice(&data);
-                let answered = parser.push(&data).iter().any(|event| {
-                    serde_json::from_str::<serde_json::Value>(&event.data)
-                        .is_ok_and(|m| m.get("result").is_some() || m.get("error").is_some())
-                });
-                if answered {
+                if done(&data) {
                     return Ok(Bytes::from(out));
                 }
             }

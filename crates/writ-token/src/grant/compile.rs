@@ -49,30 +49,14 @@ pub(crate) fn compile_block(
                 single_use(&mut facts, g.single_use);
             }
             Grant::Tool(g) => {
-                let upstream = query.eq("upstream", i, &g.upstream);
-                let tool = query.eq("tool", i, &g.tool);
-                let mut parts = vec![
-                    "api(\"tool\")".to_string(),
-                    upstream.clone(),
-                    "operation(\"tool_call\")".to_string(),
-                    tool.clone(),
-                ];
-                for (j, (name, constraint)) in g.arguments.iter().enumerate() {
-                    let name_p = query.param(&format!("arg_{i}_{j}"), Term::from(name.as_str()));
-                    parts.push(constrain(
-                        &mut query,
-                        "arg",
-                        &name_p,
-                        &format!("{i}_{j}"),
-                        constraint,
-                    ));
-                }
-                if !g.additional_arguments {
-                    let named: Vec<String> = g.arguments.keys().cloned().collect();
-                    let allowed = query.set(&format!("named_{i}"), &named);
-                    parts.push(format!("arg_names($names_{i}), $names_{i}.all($n_{i} -> {allowed}.contains($n_{i}))"));
-                }
-                alternatives.push(parts.join(", "));
+                alternatives.push(mcp_call(
+                    &mut query,
+                    i,
+                    [("upstream", &g.upstream), ("tool", &g.tool)],
+                    "tool_call",
+                    &g.arguments,
+                    g.additional_arguments,
+                ));
                 mcp.entry(g.upstream.clone())
                     .or_default()
                     .tools
@@ -80,30 +64,14 @@ pub(crate) fn compile_block(
                 single_use(&mut facts, g.single_use);
             }
             Grant::Prompt(g) => {
-                let upstream = query.eq("upstream", i, &g.upstream);
-                let prompt = query.eq("prompt", i, &g.prompt);
-                let mut parts = vec![
-                    "api(\"tool\")".to_string(),
-                    upstream.clone(),
-                    "operation(\"prompt_get\")".to_string(),
-                    prompt.clone(),
-                ];
-                for (j, (name, constraint)) in g.arguments.iter().enumerate() {
-                    let name_p = query.param(&format!("arg_{i}_{j}"), Term::from(name.as_str()));
-                    parts.push(constrain(
-                        &mut query,
-                        "arg",
-                        &name_p,
-                        &format!("{i}_{j}"),
-                        constraint,
-                    ));
-                }
-                if !g.additional_arguments {
-                    let named: Vec<String> = g.arguments.keys().cloned().collect();
-                    let allowed = query.set(&format!("named_{i}"), &named);
-                    parts.push(format!("arg_names($names_{i}), $names_{i}.all($n_{i} -> {allowed}.contains($n_{i}))"));
-                }
-                alternatives.push(parts.join(", "));
+                alternatives.push(mcp_call(
+                    &mut query,
+                    i,
+                    [("upstream", &g.upstream), ("prompt", &g.prompt)],
+                    "prompt_get",
+                    &g.arguments,
+                    g.additional_arguments,
+                ));
                 mcp.entry(g.upstream.clone())
                     .or_default()
                     .prompts
@@ -212,6 +180,40 @@ pub(crate) fn compile_block(
         block = block.code(code)?;
     }
     Ok(block)
+}
+
+/// The alternative of one MCP call with arguments (a tool's or a prompt's): the upstream and
+/// the name (`named`, as facts equal to the values), the operation, one `arg(name, …)`
+/// constraint per argument, and unless `additional`, no argument the grant does not name.
+fn mcp_call(
+    query: &mut Query,
+    i: usize,
+    named: [(&str, &String); 2],
+    operation: &str,
+    arguments: &std::collections::BTreeMap<String, Constraint>,
+    additional: bool,
+) -> String {
+    let mut parts = vec!["api(\"tool\")".to_string()];
+    parts.extend(named.iter().map(|(fact, value)| query.eq(fact, i, value)));
+    parts.push(format!("operation(\"{operation}\")"));
+    for (j, (name, constraint)) in arguments.iter().enumerate() {
+        let name_p = query.param(&format!("arg_{i}_{j}"), Term::from(name.as_str()));
+        parts.push(constrain(
+            query,
+            "arg",
+            &name_p,
+            &format!("{i}_{j}"),
+            constraint,
+        ));
+    }
+    if !additional {
+        let names: Vec<String> = arguments.keys().cloned().collect();
+        let allowed = query.set(&format!("named_{i}"), &names);
+        parts.push(format!(
+            "arg_names($names_{i}), $names_{i}.all($n_{i} -> {allowed}.contains($n_{i}))"
+        ));
+    }
+    parts.join(", ")
 }
 
 /// What a block's MCP grants name on one upstream, for the alternatives they share.

@@ -4,6 +4,8 @@
 //! The check is conservative: when it cannot prove a grant is covered it says no. The
 //! writ would be safe either way; its blocks are checked on every request.
 
+use std::collections::BTreeMap;
+
 use super::{ArgValue, Constraint, Grant};
 
 /// The index of the first access grant in `requested` that no grant of `ceiling` covers.
@@ -31,22 +33,18 @@ fn covers(c: &Grant, r: &Grant) -> bool {
         (Grant::Tool(c), Grant::Tool(r)) => {
             c.upstream == r.upstream
                 && c.tool == r.tool
-                && c.arguments
-                    .iter()
-                    .all(|(name, cc)| r.arguments.get(name).is_some_and(|rc| implies(rc, cc)))
-                && (c.additional_arguments
-                    || (!r.additional_arguments
-                        && r.arguments.keys().all(|k| c.arguments.contains_key(k))))
+                && arguments_cover(
+                    (&c.arguments, c.additional_arguments),
+                    (&r.arguments, r.additional_arguments),
+                )
         }
         (Grant::Prompt(c), Grant::Prompt(r)) => {
             c.upstream == r.upstream
                 && c.prompt == r.prompt
-                && c.arguments
-                    .iter()
-                    .all(|(name, cc)| r.arguments.get(name).is_some_and(|rc| implies(rc, cc)))
-                && (c.additional_arguments
-                    || (!r.additional_arguments
-                        && r.arguments.keys().all(|k| c.arguments.contains_key(k))))
+                && arguments_cover(
+                    (&c.arguments, c.additional_arguments),
+                    (&r.arguments, r.additional_arguments),
+                )
         }
         (Grant::Resource(c), Grant::Resource(r)) => {
             c.upstream == r.upstream && implies(&r.uri, &c.uri)
@@ -62,6 +60,17 @@ fn covers(c: &Grant, r: &Grant) -> bool {
         (Grant::Admin(c), Grant::Admin(r)) => c.tenant.is_none() || c.tenant == r.tenant,
         _ => false,
     }
+}
+
+/// Whether the arguments a ceiling allows (constraints, and whether others may be sent)
+/// cover those a request allows.
+fn arguments_cover(
+    (c, c_more): (&BTreeMap<String, Constraint>, bool),
+    (r, r_more): (&BTreeMap<String, Constraint>, bool),
+) -> bool {
+    c.iter()
+        .all(|(name, cc)| r.get(name).is_some_and(|rc| implies(rc, cc)))
+        && (c_more || (!r_more && r.keys().all(|k| c.contains_key(k))))
 }
 
 /// `None` allows anything; a list allows its members.
