@@ -465,9 +465,12 @@ impl GatewayError {
     fn extra(&self) -> Option<serde_json::Value> {
         match self {
             GatewayError::McpTransport(
-                writ_providers::mcp::transport::TransportError::UnsupportedVersion { requested },
+                writ_providers::mcp::transport::TransportError::UnsupportedVersion {
+                    requested,
+                    per_request,
+                },
             ) => Some(json!({
-                "supported": writ_providers::mcp::PROTOCOL_VERSIONS,
+                "supported": writ_providers::mcp::transport::supported_versions(*per_request),
                 "requested": requested,
             })),
             _ => None,

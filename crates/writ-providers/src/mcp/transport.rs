@@ -31,6 +31,9 @@ pub enum TransportError {
     UnsupportedVersion {
         /// The version asked for, cut to 64 characters.
         requested: String,
+        /// The request states its version per request (in `params._meta`), the way of
+        /// 2026-07-28: the versions that apply are those of that way only.
+        per_request: bool,
     },
     /// A header disagrees with the body, is missing, repeated or malformed.
     #[error("header mismatch: {0}")]
@@ -50,6 +53,16 @@ pub enum Era {
     Modern,
     /// An `initialize`-handshake revision (2024-11-05 to 2025-11-25), or no version stated.
     Handshake,
+}
+
+/// The versions an unsupported-version refusal lists: those stated per request
+/// (2026-07-28) when the request stated its own that way, else every one passed on.
+pub fn supported_versions(per_request: bool) -> &'static [&'static str] {
+    if per_request {
+        &PROTOCOL_VERSIONS[PROTOCOL_VERSIONS.len() - 1..]
+    } else {
+        &PROTOCOL_VERSIONS
+    }
 }
 
 /// Checks `headers` against `message`; returns the request's era.
@@ -79,6 +92,7 @@ pub fn check(headers: &HeaderMap, message: &McpMessage) -> Result<Era, Transport
         if !PROTOCOL_VERSIONS.contains(&version) {
             return Err(TransportError::UnsupportedVersion {
                 requested: version.chars().take(64).collect(),
+                per_request: message.meta_version.is_some(),
             });
         }
     }
@@ -270,17 +284,23 @@ mod tests {
         assert_eq!(
             check(&headers(&[(PROTOCOL_VERSION, "2099-01-01")]), &m),
             Err(TransportError::UnsupportedVersion {
-                requested: "2099-01-01".into()
+                requested: "2099-01-01".into(),
+                per_request: false,
             })
         );
         let in_meta = inspect(
             br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"1999"}}}"#,
         )
         .expect("message");
-        assert!(matches!(
+        assert_eq!(
             check(&headers(&[(PROTOCOL_VERSION, "1999")]), &in_meta),
-            Err(TransportError::UnsupportedVersion { .. })
-        ));
+            Err(TransportError::UnsupportedVersion {
+                requested: "1999".into(),
+                per_request: true
+            })
+        );
+        assert_eq!(supported_versions(true), [MODERN_VERSION]);
+        assert_eq!(supported_versions(false), PROTOCOL_VERSIONS);
     }
 
     #[test]
