@@ -110,7 +110,6 @@ const SAMPLING: &str = "the suite times out (30 s) waiting for the end of a tool
     server asks the client for a sampling on the call's SSE stream and takes the client's \
     answer POSTed back on the session; the same exchange with elicitation passes: not yet \
     diagnosed (this test prints the suite's failures)";
-/// The 2026-07-28 lifecycle checks.
 
 /// What one scenario's checks came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
