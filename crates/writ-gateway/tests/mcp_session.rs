@@ -75,6 +75,18 @@ async fn endpoint(
             None => StatusCode::BAD_REQUEST.into_response(),
         };
     }
+    if method == Method::GET {
+        // The session's standalone stream: one message of the server's, then its end.
+        return match session {
+            Some(id) if known(&id) => (
+                [(http::header::CONTENT_TYPE, "text/event-stream")],
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n",
+            )
+                .into_response(),
+            Some(_) => StatusCode::NOT_FOUND.into_response(),
+            None => StatusCode::BAD_REQUEST.into_response(),
+        };
+    }
     let Ok(rpc) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -514,23 +526,34 @@ async fn an_upstream_assigning_a_bad_or_taken_id_gets_no_binding() {
 }
 
 #[tokio::test]
-async fn the_standalone_stream_is_not_served() {
+async fn the_standalone_stream_is_its_sessions_own() {
     let s = setup().await;
     let alice = writ_for(&s.gw, "alice", "travel");
-    let resp = reqwest::Client::new()
-        .get(s.gw.url("/mcp/travel"))
-        .bearer_auth(&alice)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let allow = resp.headers()["allow"].to_str().expect("text").to_string();
-    assert!(
-        allow.contains("POST") && allow.contains("DELETE"),
-        "{allow}"
-    );
-    assert_eq!(s.server.requests(), 0);
+    let bob = writ_for(&s.gw, "bob", "travel");
+    let session = initialize(&s.gw, "travel", &alice).await;
+    let served = s.server.requests();
+    let listen = |writ: &str, id: Option<&str>| {
+        let mut req = reqwest::Client::new()
+            .get(s.gw.url("/mcp/travel"))
+            .bearer_auth(writ)
+            .header("accept", "text/event-stream");
+        if let Some(id) = id {
+            req = req.header("mcp-session-id", id);
+        }
+        req.send()
+    };
+    // The session's own agent hears the server's messages, streamed through.
+    let resp = listen(&alice, Some(&session)).await.expect("answered");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("the stream");
+    assert!(text.contains("notifications/tools/list_changed"), "{text}");
+    assert_eq!(s.server.requests(), served + 1);
+    // Another agent, or no session at all, is refused before the server hears of it.
+    let resp = listen(&bob, Some(&session)).await.expect("answered");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = listen(&alice, None).await.expect("answered");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(s.server.requests(), served + 1);
 }
 
 /// Gives `to` the root key of `from`, as an operator copies `keys/` to every instance.

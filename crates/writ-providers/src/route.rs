@@ -354,10 +354,16 @@ pub const ROUTES: &[RouteSpec] = &[
         wire: Wire::Mcp,
         operation: Operation::Mcp,
     },
-    // A legacy (2025-11-25) MCP client ends its session with a DELETE to the same endpoint.
-    // A GET (the legacy standalone stream) is not served: 405, as the spec allows.
+    // A legacy (2025-11-25) MCP client ends its session with a DELETE to the same endpoint,
+    // and opens the session's standalone stream of server messages with a GET.
     RouteSpec {
         method: Some("DELETE"),
+        path: "/mcp/{upstream}",
+        wire: Wire::Mcp,
+        operation: Operation::Mcp,
+    },
+    RouteSpec {
+        method: Some("GET"),
         path: "/mcp/{upstream}",
         wire: Wire::Mcp,
         operation: Operation::Mcp,

@@ -18,9 +18,11 @@
 //!   the upstream accepts it; a 404 from the upstream (it ended the session itself) also
 //!   forgets it.
 //!
-//! The legacy standalone stream (`GET /mcp/{upstream}`) is not served (405, as the spec
-//! allows): it carries server-initiated requests no writ authorizes, and the 2026-07-28
-//! revision dropped it.
+//! - **Listening**: `GET /mcp/{upstream}` with the session's id opens the legacy standalone
+//!   stream, authorized as session upkeep and streamed through like any answer: the
+//!   server's own messages to the client (a sampling or elicitation request not tied to a
+//!   call, change notifications) travel on it, and the client's answers come back as POSTs
+//!   of that session. Without a session there is nothing to listen to: 400.
 
 use axum::body::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -104,21 +106,22 @@ pub(crate) struct Session {
     ends: bool,
 }
 
-/// The request facts of a DELETE that ends an MCP session, which has no body to inspect:
-/// session upkeep (the operation `initialize` and `ping` are), so any tool grant on the
-/// upstream allows it. `None` for any other request; a DELETE with a body is refused.
+/// The request facts of a DELETE that ends an MCP session or a GET that listens to it,
+/// which have no body to inspect: session upkeep (the operation `initialize` and `ping`
+/// are), so any tool grant on the upstream allows them. `None` for any other request; a
+/// DELETE or GET with a body is refused.
 pub(crate) fn ending_facts(
     route: &RouteSpec,
     target: &Target<'_>,
     method: &Method,
     body: &Bytes,
 ) -> Result<Option<RequestFacts>, GatewayError> {
-    if !route.is_mcp_transport() || method != Method::DELETE {
+    if !route.is_mcp_transport() || (method != Method::DELETE && method != Method::GET) {
         return Ok(None);
     }
     if !body.is_empty() {
         return Err(GatewayError::InvalidRequest {
-            reason: "a DELETE that ends an MCP session has no body".to_string(),
+            reason: format!("a {method} of an MCP session has no body"),
         });
     }
     Ok(Some(RequestFacts {
@@ -149,6 +152,11 @@ pub(crate) async fn check(
     if ends && id.is_none() {
         return Err(GatewayError::InvalidSessionId {
             reason: "missing: a DELETE ends the session whose id it sends",
+        });
+    }
+    if method == Method::GET && id.is_none() {
+        return Err(GatewayError::InvalidSessionId {
+            reason: "missing: a GET listens to the session whose id it sends",
         });
     }
     let (tenant, agent) = writ.acting_agent();
