@@ -333,6 +333,19 @@ impl OperatorPolicy {
         self.checks.is_empty()
     }
 
+    /// A bound on the units of work (about 10 ns each, as for a writ) evaluating the checks
+    /// for `facts` could cost, or the denial [`check`](Self::check) would give when it is over
+    /// [`crate::MAX_WORK_PER_WRIT`]. Pure and cheap, so a caller can decide where to run a
+    /// costly evaluation.
+    pub fn evaluation_work(&self, facts: &RequestFacts) -> Result<u64, PolicyDenial> {
+        self.shapes.work(facts).map_err(|e| match e {
+            DatalogError::TooCostly { block, .. } => PolicyDenial::TooCostly {
+                policy: self.policy_of_block(block),
+            },
+            _ => PolicyDenial::Unevaluable,
+        })
+    }
+
     /// Checks the request facts against every policy at time `now` (to the second, as the
     /// writ's authorizer states it). `Ok` when every check passes; otherwise the first
     /// failed check and its policy. A request the checks could cost too much for, or whose
@@ -346,24 +359,18 @@ impl OperatorPolicy {
         let mut encoded = Vec::with_capacity(128);
         facts.encode_into(&mut encoded);
         // Datalog is deterministic and `time` is stated to the second: the same facts in the
-        // same second get the same answer.
-        if let Ok(last) = self.last_allowed.lock()
+        // same second get the same answer. Every request of the tenant passes here, so the
+        // memo is skipped rather than waited for when another request holds it.
+        if let Ok(last) = self.last_allowed.try_lock()
             && let Some((second, allowed)) = last.as_ref()
             && *second == now_secs
             && **allowed == *encoded
         {
             return Ok(());
         }
-        if let Err(e) = self.shapes.work(facts) {
-            return Err(match e {
-                DatalogError::TooCostly { block, .. } => PolicyDenial::TooCostly {
-                    policy: self.policy_of_block(block),
-                },
-                _ => PolicyDenial::Unevaluable,
-            });
-        }
+        self.evaluation_work(facts)?;
         self.evaluate(facts, now)?;
-        if let Ok(mut last) = self.last_allowed.lock() {
+        if let Ok(mut last) = self.last_allowed.try_lock() {
             *last = Some((now_secs, encoded.into_boxed_slice()));
         }
         Ok(())

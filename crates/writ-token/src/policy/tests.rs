@@ -232,6 +232,17 @@ fn a_check_bomb_is_a_denial_not_a_stall() {
         .collect();
     let mut wide = tool_call("t", &[]);
     wide.args = args;
+    assert!(
+        p.evaluation_work(&tool_call("t", &[("a", ArgValue::Int(1))]))
+            .expect("cheap for one argument")
+            < 20_000
+    );
+    assert_eq!(
+        p.evaluation_work(&wide),
+        Err(PolicyDenial::TooCostly {
+            policy: "bomb".into()
+        })
+    );
     let denial = p.check(&wide, now()).expect_err("too costly is a denial");
     assert_eq!(
         denial,
