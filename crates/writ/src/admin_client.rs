@@ -236,6 +236,22 @@ impl GatewayClient {
         self.call(Method::GET, path, Some(writ), None).await
     }
 
+    /// PUTs `body` to `path` with `writ` and returns the gateway's JSON answer.
+    pub async fn put(
+        &self,
+        path: &str,
+        writ: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ReachError> {
+        self.call(Method::PUT, path, Some(writ), Some(body)).await
+    }
+
+    /// DELETEs `path` with `writ`; the gateway's JSON answer, `Null` when it has none
+    /// (204 No Content).
+    pub async fn delete(&self, path: &str, writ: &str) -> Result<serde_json::Value, ReachError> {
+        self.call(Method::DELETE, path, Some(writ), None).await
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -296,6 +312,10 @@ impl GatewayClient {
                 status,
                 message,
             });
+        }
+        if body.is_empty() {
+            // 204 No Content (a deletion) and other empty successes have nothing to say.
+            return Ok(serde_json::Value::Null);
         }
         json.ok_or_else(|| transport("the answer is not JSON: is this a writ gateway?".into()))
     }

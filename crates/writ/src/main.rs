@@ -1,17 +1,23 @@
 //! `writ`: the command line. Runs the gateway and manages its local state.
 
+mod admin_cli;
 mod admin_client;
 mod agent;
 mod audit;
 mod config_check;
 mod init;
 mod keys;
+mod limit;
 mod lint;
+mod policy;
 mod revoke;
+mod secret;
 mod serve;
 mod settings;
+mod tenant;
 mod token;
 mod unlock;
+mod upstream;
 
 use std::process::ExitCode;
 
@@ -40,6 +46,23 @@ enum Command {
     /// Register and manage agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Add, list, show and delete tenants (through the running gateway).
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// Add, list, show, update and delete upstreams, a tenant's own or shared (through the
+    /// running gateway).
+    #[command(subcommand)]
+    Upstream(upstream::UpstreamCommand),
+    /// Store (from stdin only), list, activate and retire upstream credentials; re-wrap
+    /// the vault (through the running gateway).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Set, list, show and delete a tenant's policies (through the running gateway).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Set, list, show and delete a tenant's limits (through the running gateway).
+    #[command(subcommand)]
+    Limit(limit::LimitCommand),
     /// Revoke writs (one, an agent's, a tenant's, everything issued before a time); list
     /// revocations and lift an agent's or tenant's.
     Revoke(revoke::RevokeArgs),
@@ -106,6 +129,11 @@ fn main() -> ExitCode {
             Command::Init(args) => init::run(args),
             Command::Token(cmd) => token::run(cmd).await,
             Command::Agent(cmd) => agent::run(cmd).await,
+            Command::Tenant(cmd) => tenant::run(cmd).await,
+            Command::Upstream(cmd) => upstream::run(cmd).await,
+            Command::Secret(cmd) => secret::run(cmd).await,
+            Command::Policy(cmd) => policy::run(cmd).await,
+            Command::Limit(cmd) => limit::run(cmd).await,
             Command::Revoke(args) => revoke::run(args).await,
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Unlock(args) => unlock::run(args).await,
