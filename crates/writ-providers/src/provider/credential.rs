@@ -175,6 +175,56 @@ impl ProviderConfig {
         Ok(out)
     }
 
+    /// A copy with every `${env:…}` reference [`Self::build`] would resolve resolved through
+    /// `source` and a key file read (into `service_account_json`): secrets become literals
+    /// and other fields plain text, so the copy builds alike with a source that expands
+    /// nothing, again and again, with or without [`Self::with_credential`], and never
+    /// reads the environment or a file after load. A server the gateway starts is copied
+    /// as written (its environment's references mark the secrets it scrubs; it takes no
+    /// credential). Fails with the source's error (an unset variable, an unreadable file).
+    pub fn resolved<S: ConfigSource>(&self, source: &S) -> Result<ProviderConfig, S::Error> {
+        let secret = |field: &'static str, v: &Option<RawSecret>| match v {
+            Some(raw) if !raw.is_literal() => source
+                .expand(field, raw.expose())
+                .map(|text| Some(RawSecret::literal(text))),
+            v => Ok(v.clone()),
+        };
+        let plain = |field: &'static str, v: &Option<String>| {
+            v.as_deref().map(|t| source.expand(field, t)).transpose()
+        };
+        let mut out = self.clone();
+        match &mut out {
+            ProviderConfig::Unknown => {}
+            ProviderConfig::Mcp(c) if c.command.is_some() => {}
+            ProviderConfig::OpenAi(c) => c.api_key = secret("api_key", &c.api_key)?,
+            ProviderConfig::Anthropic(c) | ProviderConfig::Gemini(c) => {
+                c.api_key = secret("api_key", &c.api_key)?;
+            }
+            ProviderConfig::Azure(c) => c.api_key = secret("api_key", &c.api_key)?,
+            ProviderConfig::Http(c) => c.api_key = secret("api_key", &c.api_key)?,
+            ProviderConfig::Mcp(c) => c.api_key = secret("api_key", &c.api_key)?,
+            ProviderConfig::Bedrock(c) => {
+                c.region = plain("region", &c.region)?;
+                c.aws_access_key_id = secret("aws_access_key_id", &c.aws_access_key_id)?;
+                c.aws_secret_access_key =
+                    secret("aws_secret_access_key", &c.aws_secret_access_key)?;
+                c.aws_session_token = secret("aws_session_token", &c.aws_session_token)?;
+            }
+            ProviderConfig::Vertex(c) => {
+                c.token_uri = plain("token_uri", &c.token_uri)?;
+                c.service_account_json = secret("service_account_json", &c.service_account_json)?;
+                // Both set is refused by the build, which must still see both.
+                if c.service_account_json.is_none()
+                    && let Some(path) = c.service_account_file.take()
+                {
+                    let text = source.read_file("service_account_file", &path)?;
+                    c.service_account_json = Some(RawSecret::literal(text));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks settings that carry no credential (an upstream created through the admin
     /// API): builds them with a placeholder credential of the kind's shape, expanding
     /// nothing and reading no file, and reports the first problem that is the settings'

@@ -281,3 +281,32 @@ fn a_literal_never_shows_in_debug() {
         .expect("applies");
     assert!(!format!("{with:?}").contains("hunter2"));
 }
+
+#[test]
+fn resolved_settings_build_alike_without_the_environment() {
+    let declared = settings(
+        "kind = \"bedrock\"\nregion = \"${env:REGION}\"\naws_access_key_id = \"${env:HOME}\"\naws_secret_access_key = \"${env:HOME}\"",
+    );
+    let resolved = declared.resolved(&vars()).expect("resolves");
+    let nothing = Vars {
+        vars: BTreeMap::new(),
+        asked: Default::default(),
+    };
+    let provider = resolved
+        .build(&nothing)
+        .expect("builds without the variables");
+    assert_eq!(provider.secrets()[0].expose(), "/root");
+    assert_eq!(
+        provider.default_base_url().as_deref(),
+        Some("https://bedrock-runtime.eu-west-1.amazonaws.com")
+    );
+    assert!(
+        nothing.asked.borrow().iter().all(|v| !v.contains("${")),
+        "nothing left to expand: {:?}",
+        nothing.asked.borrow()
+    );
+    let unset = settings("kind = \"openai\"\napi_key = \"${env:NOPE}\"");
+    assert_eq!(unset.resolved(&vars()).err(), Some(SourceError::Unset));
+    let file = settings("kind = \"vertex\"\nlocation = \"l\"\nservice_account_file = \"/k.json\"");
+    assert_eq!(file.resolved(&vars()).err(), Some(SourceError::NoFile));
+}
