@@ -56,7 +56,7 @@ pub enum SecretCommand {
         #[command(flatten)]
         target: Target,
         /// The version (as `writ secret list` shows).
-        version: u64,
+        version: u32,
         #[command(flatten)]
         args: AdminArgs,
     },
@@ -65,7 +65,7 @@ pub enum SecretCommand {
         #[command(flatten)]
         target: Target,
         /// The version (as `writ secret list` shows).
-        version: u64,
+        version: u32,
         #[command(flatten)]
         args: AdminArgs,
     },
@@ -227,7 +227,7 @@ async fn set(target: Target, args: AdminArgs) -> anyhow::Result<()> {
 /// `writ secret activate|retire`: `action` is the route's last segment.
 async fn version_change(
     target: Target,
-    version: u64,
+    version: u32,
     args: AdminArgs,
     action: &str,
 ) -> anyhow::Result<()> {
