@@ -89,13 +89,10 @@ impl AdminSession {
         crate::settings::tenant(flag, &self.config)
     }
 
-    /// GETs `path` for `scope`; a failure says nothing was changed.
+    /// GETs `path` for `scope`.
     pub async fn read(&self, scope: Scope<'_>, path: &str) -> anyhow::Result<Value> {
         let writ = self.writ(scope)?;
-        self.gateway
-            .get(path, &writ)
-            .await
-            .map_err(|e| reached(e, "nothing was changed", "try again"))
+        Ok(self.gateway.get(path, &writ).await?)
     }
 
     /// Calls `method` on `path` for `scope` with `body`; a failure says what became of
