@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use http::Uri;
 use serde_json::Value;
-use writ_providers::{BuildError, CredentialError, Provider, ProviderConfig, ProviderKind};
+use writ_providers::vertex::ServiceAccountError;
+use writ_providers::{
+    BuildError, CredentialError, FieldProblem, Provider, ProviderConfig, ProviderKind,
+};
 
 use super::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT, RawUpstream, UpstreamConfig,
@@ -293,13 +296,26 @@ fn provider_with(
     with.build(&Verbatim { name }).map_err(|e| match e {
         BuildError::Source(e) => e,
         BuildError::Invalid { field, problem } if settings.credential_fields().contains(&field) => {
-            credential(CredentialError::Refused { field, problem })
+            credential(CredentialError::Refused {
+                field,
+                problem: unquoted(problem),
+            })
         }
         BuildError::Invalid { field, problem } => ConfigError::Invalid {
             field: format!("upstreams.{name}.{field}"),
             reason: problem.to_string(),
         },
     })
+}
+
+/// `problem` without any value of the credential: a key's `type` is not repeated.
+fn unquoted(problem: FieldProblem) -> FieldProblem {
+    match problem {
+        FieldProblem::ServiceAccount(ServiceAccountError::WrongType(_)) => {
+            FieldProblem::Form("not a service-account key: its `type` must be `service_account`")
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

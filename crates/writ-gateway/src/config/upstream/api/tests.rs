@@ -348,6 +348,11 @@ fn a_vertex_credential_naming_a_private_token_endpoint_is_refused_unless_allowed
     let built = build_with_credential("vx", UpstreamTemplate::Api(&api), &public)
         .expect("a public endpoint");
     assert!(built.provider.access_token_account().is_some());
+    let wrong = json!({"type": "hunter2", "client_email": "a", "private_key": "b"}).to_string();
+    let err = build_with_credential("vx", UpstreamTemplate::Api(&api), &wrong)
+        .expect_err("not a service account");
+    assert!(matches!(err, ConfigError::Credential { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
     let err = build_with_credential("vx", UpstreamTemplate::Api(&api), &metadata)
         .expect_err("the metadata address");
     assert_eq!(err.field(), Some("settings.token_uri"));
