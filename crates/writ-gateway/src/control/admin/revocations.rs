@@ -111,7 +111,9 @@ async fn check_exists(gw: &Gateway, r: &Revocation) -> Result<(), GatewayError> 
     let tenant_exists = |tenant: &str| {
         let tenant = tenant.to_string();
         async move {
-            Ok::<_, GatewayError>(tenant == gw.tenant || gw.store().tenant_has_agents(&tenant).await?)
+            Ok::<_, GatewayError>(
+                tenant == gw.tenant || gw.store().tenant_has_agents(&tenant).await?,
+            )
         }
     };
     match r {
