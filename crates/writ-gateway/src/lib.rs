@@ -13,7 +13,8 @@ mod gateway;
 mod limits;
 mod pipeline;
 pub mod serve;
+mod tenancy;
 pub mod upstream;
 
-pub use gateway::{Gateway, KeyState, Shared, StartError};
+pub use gateway::{Gateway, KeyState, Shared, StartError, open_store};
 pub use serve::server::{router, serve, serve_with_workers};
