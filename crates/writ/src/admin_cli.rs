@@ -180,7 +180,7 @@ pub enum SettingError {
 
 /// Sets each `key=value` of `pairs` in `settings`, in order (a later one wins). The
 /// value is read as JSON when it parses (`100`, `true`, `["a","b"]`, `{"x":1}`,
-/// `"quoted"`), else taken as a string (`https://…`, `1m`); a dotted key
+/// `"quoted"`), else taken as a string (`https://…`, `minute`); a dotted key
 /// (`match.model=gpt-4o`) sets a key of a table, creating it.
 pub fn apply_sets(settings: &mut Map<String, Value>, pairs: &[String]) -> Result<(), SettingError> {
     for pair in pairs {
@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(
             set(&[
                 "limit=100",
-                "per=1m",
+                "per=minute",
                 "scope=[\"tenant\",\"agent\"]",
                 "stream=true",
                 "base_url=https://api.example.com/v1",
@@ -346,7 +346,7 @@ mod tests {
             .unwrap(),
             json!({
                 "limit": 100,
-                "per": "1m",
+                "per": "minute",
                 "scope": ["tenant", "agent"],
                 "stream": true,
                 "base_url": "https://api.example.com/v1",

@@ -22,12 +22,12 @@ pub enum LimitCommand {
         args: AdminArgs,
     },
     /// Create or replace a limit: its `[[limit]]` keys as key=value, e.g.
-    /// `--set scope=agent --set dimension=requests --set per=1m --set limit=100`.
+    /// `--set scope=agent --set dimension=requests --set per=minute --set limit=100`.
     Set {
         /// The limit's name: 1-64 characters of A-Z a-z 0-9 _ . -
         name: String,
         /// A key of the limit as key=value (repeat): the value is JSON when it parses
-        /// (`100`, `["agent","model"]`), else a string (`1m`); `match.model=gpt-4o`
+        /// (`100`, `["agent","model"]`), else a string (`minute`); `match.model=gpt-4o`
         /// sets key model of table match. Replaces the whole limit.
         #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
         sets: Vec<String>,
@@ -207,7 +207,7 @@ mod tests {
         let sets: Vec<String> = [
             "scope=[\"agent\",\"model\"]",
             "dimension=requests",
-            "per=1m",
+            "per=minute",
             "limit=100",
             "match.model=gpt-4o",
         ]
@@ -216,7 +216,7 @@ mod tests {
         .collect();
         assert_eq!(
             spec(&sets).unwrap(),
-            json!({"scope": ["agent", "model"], "dimension": "requests", "per": "1m",
+            json!({"scope": ["agent", "model"], "dimension": "requests", "per": "minute",
                    "limit": 100, "match": {"model": "gpt-4o"}})
         );
         assert!(spec(&["name=x".to_string()]).is_err());
@@ -225,11 +225,11 @@ mod tests {
     #[test]
     fn limits_read_as_a_table_and_a_card() {
         let limit = json!({"tenant": "acme", "name": "rpm", "created_at": 0, "updated_at": 0,
-            "spec": {"dimension": "requests", "limit": 100, "per": "1m", "scope": "agent"}});
+            "spec": {"dimension": "requests", "limit": 100, "per": "minute", "scope": "agent"}});
         let listed = list_text(&json!({ "limits": [limit.clone()] }));
         assert!(
             listed.contains(
-                "rpm   1970-01-01T00:00:00Z  dimension=requests limit=100 per=1m scope=agent"
+                "rpm   1970-01-01T00:00:00Z  dimension=requests limit=100 per=minute scope=agent"
             ),
             "{listed}"
         );

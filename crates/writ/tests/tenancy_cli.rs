@@ -462,7 +462,7 @@ fn policies_and_limits_are_set_shown_and_deleted() {
             "--set",
             "dimension=requests",
             "--set",
-            "per=1m",
+            "per=minute",
             "--set",
             "limit=100",
             "--output",
@@ -471,7 +471,7 @@ fn policies_and_limits_are_set_shown_and_deleted() {
     ));
     assert_eq!(limit["name"], "rpm");
     assert_eq!(limit["spec"]["limit"], 100);
-    assert_eq!(limit["spec"]["per"], "1m");
+    assert_eq!(limit["spec"]["per"], "minute");
     let shown = ok(writ(&server, &["limit", "list", "--tenant", "acme"]));
     assert!(
         shown.contains("rpm") && shown.contains("limit=100"),
