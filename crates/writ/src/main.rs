@@ -156,3 +156,36 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_argument_takes_a_secret_and_owners_are_one_or_the_other() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("writ").chain(args.iter().copied()))
+        };
+        assert!(parse(&["secret", "set", "llm", "--tenant", "acme"]).is_ok());
+        for refused in [
+            &["secret", "set", "llm", "sk-on-argv"][..],
+            &["secret", "set", "llm", "--secret", "sk-on-argv"],
+            &["upstream", "list", "--tenant", "acme", "--shared"],
+            &["upstream", "add", "llm"],
+            &["limit", "set", "rpm"],
+            &["secret", "activate", "llm", "latest"],
+            &["tenant", "list", "--output", "yaml"],
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?}");
+        }
+        assert!(parse(&["upstream", "list", "--shared", "--output", "json"]).is_ok());
+        assert!(parse(&["policy", "set", "p", "--file", "-", "--tenant", "acme"]).is_ok());
+    }
+}
