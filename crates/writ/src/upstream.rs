@@ -28,8 +28,8 @@ pub struct Owner {
 /// `writ upstream …` commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum UpstreamCommand {
-    /// List a tenant's upstreams (its own and the shared ones), or with `--shared` the
-    /// shared ones only.
+    /// List the upstreams created through the admin API: a tenant's own and the shared
+    /// ones, or with `--shared` the shared ones only (writ.toml's are in writ.toml).
     List {
         #[command(flatten)]
         owner: Owner,
@@ -342,7 +342,7 @@ fn list_text(answer: &Value) -> String {
     table(
         &["NAME", "KIND", "OWNER", "BASE URL", "UPDATED"],
         &rows,
-        "no upstreams",
+        "no upstreams created through the admin API",
     )
 }
 
@@ -434,6 +434,9 @@ mod tests {
             shown.contains("\"base_url\": \"https://a.example\""),
             "{shown}"
         );
-        assert_eq!(list_text(&json!({"upstreams": []})), "no upstreams\n");
+        assert_eq!(
+            list_text(&json!({"upstreams": []})),
+            "no upstreams created through the admin API\n"
+        );
     }
 }
