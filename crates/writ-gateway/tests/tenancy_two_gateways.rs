@@ -140,6 +140,45 @@ async fn changes_through_one_instance_reach_the_other_within_a_second() {
     })
     .await;
 
+    // Every listening connection cut (a missed notification): the poll catches up.
+    let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the instances listen for changes");
+    let since = Instant::now();
+    a.gateway()
+        .store()
+        .put_rule(
+            writ_store::RuleKind::Policy,
+            &writ_store::RuleRecord {
+                tenant: "acme".into(),
+                name: "no-mini".into(),
+                body: "reject if model(\"gpt-4o-mini\");".into(),
+                created_at: 2,
+                updated_at: 2,
+            },
+        )
+        .await
+        .unwrap();
+    within_a_second(since, "a change while notifications were lost", || async {
+        chat(&b, &writ, "missed").await.0 == 403
+    })
+    .await;
+    a.gateway()
+        .store()
+        .delete_rule(writ_store::RuleKind::Policy, "acme", "no-mini")
+        .await
+        .unwrap();
+    within_a_second(Instant::now(), "the next change", || async {
+        chat(&b, &writ, "after-missed").await.0 == 200
+    })
+    .await;
+
     // An agent registered through A gets a writ from B's token endpoint.
     let since = Instant::now();
     let (_, secret) = OAuthClient::register(&a, "late-agent", CEILING, false).await;
