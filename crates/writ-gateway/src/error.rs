@@ -177,6 +177,9 @@ pub enum GatewayError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// An admin request body is declared (`Content-Type`) as something other than JSON.
+    #[error("the body must be JSON: send it with Content-Type: application/json")]
+    UnsupportedMediaType,
     /// A revocation names an agent, tenant or writ that does not exist (the admin may
     /// insist with `"force": true`).
     #[error("{reason}")]

@@ -226,6 +226,12 @@ impl GatewayError {
             E::InvalidRequest { .. } => {
                 Class::new(S::BAD_REQUEST, invalid, "invalid_request", Fault::Client)
             }
+            E::UnsupportedMediaType => Class::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                invalid,
+                "unsupported_media_type",
+                Fault::Client,
+            ),
             E::NothingToRevoke { .. } => {
                 Class::new(S::NOT_FOUND, invalid, "nothing_to_revoke", Fault::Client)
             }
