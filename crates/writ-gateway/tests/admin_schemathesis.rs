@@ -41,7 +41,7 @@ async fn schemathesis(gw: &TestGateway, writ: &str, filter: &[&str], work: &Path
             "--checks",
             "not_a_server_error,status_code_conformance,response_schema_conformance",
         ])
-        .args(["--max-examples", "20", "--seed", "22", "--workers", "1"])
+        .args(["--max-examples", "50", "--seed", "22", "--workers", "1"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--request-timeout", "10"])
         .args(["--suppress-health-check", "all"])

@@ -107,6 +107,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     }
     accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
     let bytes = accept::read_body(body, MAX_ADMIN_BODY).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(GatewayError::InvalidRequest {
+            reason: "the body is empty: send a JSON object (Content-Type: application/json)"
+                .to_string(),
+        });
+    }
     // Strict, as request bodies are: a key sent twice is refused, not read last-wins.
     writ_json::from_slice(&bytes).map_err(|e| match e {
         writ_json::JsonError::DuplicateKey { path } => {

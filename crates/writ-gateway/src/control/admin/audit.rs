@@ -112,12 +112,14 @@ async fn query(
     parts: &http::request::Parts,
     detections_only: bool,
 ) -> Result<Response, GatewayError> {
-    let query: RecordQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
-        .map_err(|e| GatewayError::InvalidRequest {
-            reason: format!(
-                "{e}; the filters are kind, tenant, agent, status, since, limit, cursor and \
+    let query: RecordQuery =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|e| {
+            GatewayError::InvalidRequest {
+                reason: format!(
+                    "{e}; the filters are kind, tenant, agent, status, since, limit, cursor and \
                  detector, each at most once"
-            ),
+                ),
+            }
         })?;
     admin(gw, parts, query.tenant.as_deref()).await?;
     let limit = match &query.limit {
@@ -135,12 +137,13 @@ async fn query(
                 .map_err(|_| invalid("status must be an HTTP status code"))?,
         ),
     };
-    let since = match &query.since {
-        None => None,
-        Some(s) => Some(humantime::parse_rfc3339(s).map_err(|_| {
-            invalid("since must be an RFC 3339 time such as 2026-11-23T00:00:00Z")
-        })?),
-    };
+    let since =
+        match &query.since {
+            None => None,
+            Some(s) => Some(humantime::parse_rfc3339(s).map_err(|_| {
+                invalid("since must be an RFC 3339 time such as 2026-11-23T00:00:00Z")
+            })?),
+        };
     let cursor = match &query.cursor {
         None => None,
         Some(c) => {

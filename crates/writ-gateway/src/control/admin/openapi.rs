@@ -130,10 +130,20 @@ mod tests {
             for (method, op) in item.as_object().expect("path item") {
                 let responses = op["responses"].as_object().expect("responses");
                 if path != "/admin/v1/openapi.json" {
-                    assert_eq!(op["security"][0]["writ"], serde_json::json!([]), "{method} {path}");
-                    assert!(responses.contains_key("401"), "{method} {path} documents 401");
+                    assert_eq!(
+                        op["security"][0]["writ"],
+                        serde_json::json!([]),
+                        "{method} {path}"
+                    );
+                    assert!(
+                        responses.contains_key("401"),
+                        "{method} {path} documents 401"
+                    );
                 }
-                assert!(responses.contains_key("403"), "{method} {path} documents 403");
+                assert!(
+                    responses.contains_key("403"),
+                    "{method} {path} documents 403"
+                );
                 for (status, response) in responses {
                     if status.starts_with('4') || status.starts_with('5') {
                         assert_eq!(
