@@ -28,6 +28,8 @@ use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
 pub use upstream::UpstreamConfig;
+pub use upstream::address::resolve_check;
+pub use upstream::api::{ApiUpstream, UpstreamTemplate, api_upstream, build_with_credential};
 pub use webhook::{RawWebhook, WebhookConfig, WebhookConfigError};
 
 /// Default listen address.
@@ -208,6 +210,15 @@ pub enum ConfigError {
         /// What is wrong with it.
         error: WebhookConfigError,
     },
+    /// A tenant's credential cannot be used for an upstream (its shape, or its value as
+    /// the field it fills). Never quotes the credential.
+    #[error("the credential for upstream `{upstream}` is refused: {error}")]
+    Credential {
+        /// The upstream's name.
+        upstream: String,
+        /// What is wrong with it.
+        error: writ_providers::CredentialError,
+    },
     /// A value is out of range or inconsistent.
     #[error("invalid `{field}`: {reason}")]
     Invalid {
@@ -220,7 +231,8 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The dotted key a value was refused at (`limiter.redis_url`, `limit[0].per`,
-    /// `detection.webhooks[1]`); `None` for parse errors, whose message gives the line.
+    /// `detection.webhooks[1]`); `None` for parse errors, whose message gives the line,
+    /// and for a refused credential, which is no key of a config.
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. }
@@ -231,7 +243,7 @@ impl ConfigError {
             | ConfigError::MissingEnv { field, .. }
             | ConfigError::BadReference { field } => Some(field),
             ConfigError::UnknownKey { key, .. } => Some(key),
-            ConfigError::Parse(_) => None,
+            ConfigError::Parse(_) | ConfigError::Credential { .. } => None,
         }
     }
 }

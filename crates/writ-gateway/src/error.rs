@@ -160,6 +160,10 @@ pub enum GatewayError {
     /// output cap the writ would allow when that is what refused it.
     #[error("{}", .0.message())]
     Denied(Box<DeniedRequest>),
+    /// A tenant policy (the operator's checks on every request of the tenant) refused the
+    /// request: which policy and check, and who can change it.
+    #[error("{}", .0.message())]
+    DeniedByPolicy(Box<PolicyRefusal>),
     /// The upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
@@ -340,6 +344,37 @@ impl DeniedRequest {
             DeniedBy::Unknown => "mint a writ whose grants cover it",
         };
         format!("this writ does not allow {}: {next}", self.asked)
+    }
+}
+
+/// A data-plane request a tenant policy refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRefusal {
+    /// Which policy and check refused it, as the policy said.
+    pub denial: writ_token::PolicyDenial,
+    /// The tenant whose policy it is, when known.
+    pub tenant: Option<String>,
+}
+
+impl PolicyRefusal {
+    /// The refusal in words: the policy and its failed check (the operator's own text,
+    /// no secret), and who can change it.
+    fn message(&self) -> String {
+        let tenant = self
+            .tenant
+            .as_deref()
+            .map(|t| format!(" --tenant {t}"))
+            .unwrap_or_default();
+        match self.denial.policy() {
+            Some(name) => format!(
+                "{}; a tenant admin can change it: `writ policy show {name}{tenant}`",
+                self.denial
+            ),
+            None => format!(
+                "{}; a tenant admin can review them: `writ policy list{tenant}`",
+                self.denial
+            ),
+        }
     }
 }
 

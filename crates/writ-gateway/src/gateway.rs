@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use writ_providers::{Dialect, ProviderKind};
-use writ_store::{DataDir, RevocationNote, SqliteStore, StoreError};
+use writ_store::{DataDir, RevocationNote, Store, StoreError};
 use writ_token::{
     Clock, KeyId, Revocation, RevocationCheck, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit,
     Verifier,
@@ -112,7 +112,7 @@ pub struct Gateway {
     keys: RwLock<Arc<KeyState>>,
     revocations: RwLock<InForce>,
     pub(crate) data: DataDir,
-    pub(crate) store: SqliteStore,
+    pub(crate) store: Store,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -169,7 +169,7 @@ impl Gateway {
     pub async fn start(
         config: &Config,
         data: DataDir,
-        store: SqliteStore,
+        store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         refuse_deferred_secrets(config)?;
@@ -264,7 +264,7 @@ impl Gateway {
     }
 
     /// The registry of agents and revocations.
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 

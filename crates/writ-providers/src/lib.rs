@@ -31,9 +31,9 @@ pub use error_shape::GatewayErrorReport;
 pub use inspect::{InspectError, Inspected};
 pub use meter::{BodyUsage, StreamMeter, is_event_stream};
 pub use provider::{
-    AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, InspectRefusal, Inspection,
-    KeyConfig, Launch, McpConfig, OpenAiConfig, Provider, ProviderConfig, RawSecret, ToolConfig,
-    VertexConfig,
+    AwsShapeProblem, AzureConfig, BedrockConfig, BuildError, ConfigSource, CredentialError,
+    FieldProblem, InspectRefusal, Inspection, KeyConfig, Launch, McpConfig, OpenAiConfig, Provider,
+    ProviderConfig, RawSecret, ToolConfig, VertexConfig,
 };
 pub use route::{Dialect, Operation, ProviderKind, ROUTES, RouteSpec, UpstreamInPath};
 pub use secret::UpstreamSecret;

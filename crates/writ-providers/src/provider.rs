@@ -7,6 +7,7 @@
 //! here. Pure: bytes and headers in, values out.
 
 mod config;
+mod credential;
 mod stdio;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ pub use config::{
     AzureConfig, BedrockConfig, BuildError, ConfigSource, FieldProblem, KeyConfig, McpConfig,
     OpenAiConfig, ProviderConfig, RawSecret, ToolConfig, VertexConfig,
 };
+pub use credential::{AwsShapeProblem, CredentialError};
 pub use stdio::Launch;
 
 use crate::inspect::{InspectError, Inspected};

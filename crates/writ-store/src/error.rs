@@ -55,4 +55,41 @@ pub enum StoreError {
         /// Why it could not be decoded.
         reason: String,
     },
+    /// `[store] url` is not a PostgreSQL URL (`postgres://…`). The URL is not repeated: it
+    /// may hold a password.
+    #[error("[store] url must be a postgres:// or postgresql:// URL")]
+    InvalidUrl,
+    /// The database was migrated by a newer writ than this one.
+    #[error(
+        "the database schema is at version {found}, newer than this writ knows ({known}); \
+         run the newer writ, or restore a backup"
+    )]
+    NewerSchema {
+        /// The version found.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// A record of this name exists already.
+    #[error("{what} `{name}` exists already")]
+    Conflict {
+        /// What kind of record (`tenant`, `upstream`, `policy`).
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The change would leave something dangling or break a rule, explained.
+    #[error("{0}")]
+    Refused(String),
+    /// No record of this name.
+    #[error("no {what} `{name}`")]
+    NotFound {
+        /// What kind of record.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A secret could not be sealed or opened.
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
 }

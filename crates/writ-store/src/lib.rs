@@ -1,16 +1,31 @@
-//! Durable state of one gateway: the data directory, its key files, and the registry of
-//! agents in SQLite (PostgreSQL arrives with the distributed mode).
+//! Durable state: the data directory and its key files, and in one database (SQLite by
+//! default, PostgreSQL for many gateways) tenants, agents, upstreams, the credential vault,
+//! policies, limits and revocations, with a change feed gateways reload from.
 
 mod agent;
+mod agents;
+mod changes;
+mod credentials;
 mod data_dir;
 mod error;
+mod migrations;
 mod revocations;
-mod sqlite;
+mod rules;
+mod store;
+mod tenants;
+mod upstreams;
+pub mod vault;
 
 pub use agent::{
     Agent, AgentCredentials, AgentKey, UnsupportedKey, burn_secret_check, new_client_secret,
 };
+pub use changes::ChangeFeed;
+pub use credentials::{CredentialVersion, MAX_SECRET_BYTES, OpenedCredential};
 pub use data_dir::{DataDir, MasterKey, RootKeyFiles};
 pub use error::StoreError;
 pub use revocations::{RevocationNote, RevocationRecord};
-pub use sqlite::SqliteStore;
+pub use rules::{RuleKind, RuleRecord};
+pub use store::{Backend, Store};
+pub use tenants::Tenant;
+pub use upstreams::UpstreamRecord;
+pub use vault::{Sealed, Vault, VaultError};

@@ -1,11 +1,12 @@
-//! Revocation records in SQLite: what was revoked, when, by whom and why, and whether it
+//! Revocation records in the store: what was revoked, when, by whom and why, and whether it
 //! was lifted since.
 
 use sqlx::Row;
 use writ_token::Revocation;
 
+use crate::changes;
 use crate::error::StoreError;
-use crate::sqlite::SqliteStore;
+use crate::store::{Store, secs};
 
 /// Who records a revocation and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,11 +39,7 @@ fn encode(revocation: &Revocation) -> Result<String, StoreError> {
     })
 }
 
-fn secs(at: u64) -> i64 {
-    i64::try_from(at).unwrap_or(i64::MAX)
-}
-
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RevocationRecord, StoreError> {
+fn record(row: &sqlx::any::AnyRow) -> Result<RevocationRecord, StoreError> {
     let body: String = row.try_get("body")?;
     let revocation = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
         what: "revocation",
@@ -68,23 +65,27 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RevocationRecord, StoreError>
 
 const COLUMNS: &str = "id, body, created_at, revoked_by, reason, lifted_at, lifted_by";
 
-impl SqliteStore {
+impl Store {
     /// Records a revocation in force; returns its id.
     pub async fn put_revocation(
         &self,
         revocation: &Revocation,
         note: &RevocationNote,
     ) -> Result<i64, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO revocations (body, created_at, revoked_by, reason) VALUES (?, ?, ?, ?)",
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO revocations (body, created_at, revoked_by, reason)
+             VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(encode(revocation)?)
         .bind(secs(note.at))
         .bind(&note.by)
         .bind(&note.reason)
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(done.last_insert_rowid())
+        changes::record(&mut tx, self.backend, "revocation").await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Every revocation in force (not lifted), oldest first.
@@ -108,7 +109,7 @@ impl SqliteStore {
 
     /// The revocation recorded under `id`.
     pub async fn revocation_record(&self, id: i64) -> Result<Option<RevocationRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM revocations WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM revocations WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -122,14 +123,18 @@ impl SqliteStore {
         revocation: &Revocation,
         note: &RevocationNote,
     ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE revocations SET lifted_at = ?, lifted_by = ? WHERE body = ? AND lifted_at IS NULL",
+            "UPDATE revocations SET lifted_at = $1, lifted_by = $2
+             WHERE body = $3 AND lifted_at IS NULL",
         )
         .bind(secs(note.at))
         .bind(&note.by)
         .bind(encode(revocation)?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        changes::record(&mut tx, self.backend, "revocation").await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }
@@ -148,9 +153,9 @@ mod tests {
 
     #[tokio::test]
     async fn revocations_persist_in_order_with_who_and_why() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("ok");
         let path = tmp.path().join("writ.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = Store::open(&path).await.expect("ok");
         let a = Revocation::TokenId {
             token_id: "01ABC".into(),
         };
@@ -163,15 +168,19 @@ mod tests {
             by: Some("alice".into()),
             reason: Some("leaked in a CI log".into()),
         };
-        let id_a = store.put_revocation(&a, &note).await.unwrap();
+        let id_a = store.put_revocation(&a, &note).await.expect("ok");
         store
             .put_revocation(&b, &RevocationNote::default())
             .await
-            .unwrap();
+            .expect("ok");
         store.close().await;
-        let store = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(store.revocations().await.unwrap(), vec![a.clone(), b]);
-        let first = store.revocation_record(id_a).await.unwrap().unwrap();
+        let store = Store::open(&path).await.expect("ok");
+        assert_eq!(store.revocations().await.expect("ok"), vec![a.clone(), b]);
+        let first = store
+            .revocation_record(id_a)
+            .await
+            .expect("ok")
+            .expect("ok");
         assert_eq!(
             (first.revocation, first.revoked, first.lifted),
             (a, note, None)
@@ -180,10 +189,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lift_takes_every_matching_revocation_out_of_force() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&tmp.path().join("writ.db"))
-            .await
-            .unwrap();
+        let tmp = tempfile::tempdir().expect("ok");
+        let store = Store::open(&tmp.path().join("writ.db")).await.expect("ok");
         let agent = Revocation::Agent {
             tenant: "default".into(),
             agent: "dp".into(),
@@ -196,49 +203,49 @@ mod tests {
             store
                 .put_revocation(r, &RevocationNote::default())
                 .await
-                .unwrap();
+                .expect("ok");
         }
         let lift = RevocationNote {
             at: 9,
             by: Some("bob".into()),
             reason: None,
         };
-        assert_eq!(store.lift_revocations(&agent, &lift).await.unwrap(), 2);
-        assert_eq!(store.lift_revocations(&agent, &lift).await.unwrap(), 0);
-        assert_eq!(store.revocations().await.unwrap(), vec![other]);
-        let all = store.revocation_records().await.unwrap();
+        assert_eq!(store.lift_revocations(&agent, &lift).await.expect("ok"), 2);
+        assert_eq!(store.lift_revocations(&agent, &lift).await.expect("ok"), 0);
+        assert_eq!(store.revocations().await.expect("ok"), vec![other]);
+        let all = store.revocation_records().await.expect("ok");
         assert_eq!(all.len(), 3, "lifted revocations stay listed");
         assert_eq!(all[0].lifted, Some(lift));
     }
 
     #[tokio::test]
     async fn the_migration_keeps_revocations_recorded_before_it() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("ok");
         let path = tmp.path().join("writ.db");
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("ok");
         sqlx::query("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             .execute(&pool)
             .await
-            .unwrap();
+            .expect("ok");
         for (i, sql) in BEFORE_THIS_CHANGE.iter().enumerate() {
-            sqlx::query(sql).execute(&pool).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.expect("ok");
             sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
                 .bind(i as i64 + 1)
                 .execute(&pool)
                 .await
-                .unwrap();
+                .expect("ok");
         }
         sqlx::query("INSERT INTO revocations (body, created_at) VALUES (?, 7)")
             .bind(r#"{"kind":"tenant","tenant":"acme"}"#)
             .execute(&pool)
             .await
-            .unwrap();
+            .expect("ok");
         pool.close().await;
-        let store = SqliteStore::open(&path).await.unwrap();
-        let all = store.revocation_records().await.unwrap();
+        let store = Store::open(&path).await.expect("ok");
+        let all = store.revocation_records().await.expect("ok");
         assert_eq!(all.len(), 1);
         assert_eq!(
             all[0].revocation,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use writ_gateway::config::{Config, RawConfig};
 use writ_gateway::{Gateway, KeyState};
-use writ_store::{DataDir, SqliteStore};
+use writ_store::{DataDir, Store};
 use writ_token::{ManualClock, MintRequest, RootKeyPair, mint, parse_grants};
 
 /// A gateway serving on a loopback port, stopped when dropped.
@@ -55,7 +55,7 @@ impl TestGateway {
         let config = Config::from_raw(raw, &lookup).expect("test config is valid");
         let dir = tempfile::tempdir().expect("temporary data directory");
         let data = DataDir::open_or_create(dir.path().join("writ-data")).expect("data directory");
-        let store = SqliteStore::open(&data.database_path())
+        let store = Store::open(&data.database_path())
             .await
             .expect("database");
         let clock = Arc::new(ManualClock::starting_now());

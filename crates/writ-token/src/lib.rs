@@ -14,7 +14,8 @@
 //! expiry on the caller's clock and revocation of every block, one definition of a valid
 //! writ for the data plane and token exchange alike. [`dpop`] checks proofs of possession;
 //! one-time ids (DPoP proofs, client assertions, single-use writs) go through a
-//! [`ReplayGuard`] the caller implements.
+//! [`ReplayGuard`] the caller implements. A tenant's [`OperatorPolicy`] checks the same
+//! request facts on top of the writ.
 
 mod attenuate;
 mod audience;
@@ -29,6 +30,7 @@ mod facts;
 mod grant;
 mod keys;
 mod mint;
+mod policy;
 mod replay_guard;
 mod revocation;
 mod time_bound;
@@ -58,6 +60,10 @@ pub use keys::{
     KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,
 };
 pub use mint::{MintRequest, mint};
+pub use policy::{
+    ForbiddenConstruct, MAX_POLICY_BYTES, MAX_POLICY_CHECKS, MAX_POLICY_NAME_BYTES, OperatorPolicy,
+    PolicyDenial, PolicyError, validate_policy,
+};
 pub use replay_guard::{OneTimeId, ReplayGuard, ReplayUnavailable};
 pub use revocation::{Revocation, RevocationSet, token_id_issued_at};
 pub use verifier::{RevocationCheck, Verifier};

@@ -16,7 +16,7 @@ use crate::keys::RootKeys;
 /// facts and iterations, which do not depend on load. Wall time is only a backstop: the
 /// library's default of 1 ms (and even 50 ms) denied valid writs on a saturated machine,
 /// so it is generous.
-fn run_limits() -> AuthorizerLimits {
+pub(crate) fn run_limits() -> AuthorizerLimits {
     AuthorizerLimits {
         max_facts: 1_000,
         max_iterations: 100,

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use writ_gateway::audit::operator_log::{Operator, OperatorLog};
 use writ_gateway::config::Config;
-use writ_store::{DataDir, RevocationNote, RevocationRecord, SqliteStore};
+use writ_store::{DataDir, RevocationNote, RevocationRecord, Store};
 use writ_token::{Clock, Revocation, SystemClock, token_id_issued_at};
 
 use crate::admin_client::{GatewayArgs, GatewayClient, ReachError, admin_writ};
@@ -129,7 +129,7 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
     }
     let what = describe(&revocation);
     if args.offline {
-        let store = SqliteStore::open(&data.database_path()).await?;
+        let store = Store::open(&data.database_path()).await?;
         let result = async {
             if !args.force {
                 check_exists(&store, &revocation, &config).await?;
@@ -243,7 +243,7 @@ fn describe(r: &Revocation) -> String {
 
 /// The gateway's existence check (see `admin.rs`), for revocations recorded while it is
 /// not running.
-async fn check_exists(store: &SqliteStore, r: &Revocation, config: &Config) -> anyhow::Result<()> {
+async fn check_exists(store: &Store, r: &Revocation, config: &Config) -> anyhow::Result<()> {
     const HINT: &str = "; pass --force to record it anyway";
     match r {
         Revocation::Agent { tenant, agent } => {
@@ -297,7 +297,7 @@ async fn list(
     operator: &Operator,
 ) -> anyhow::Result<()> {
     let listed: Vec<serde_json::Value> = if args.offline {
-        let store = SqliteStore::open(&data.database_path()).await?;
+        let store = Store::open(&data.database_path()).await?;
         let records = store.revocation_records().await;
         store.close().await;
         let pseudonyms = writ_gateway::audit::pseudonymizer(data.master_key()?.expose());
@@ -403,7 +403,7 @@ async fn lift(
     operator: &Operator,
     id: i64,
 ) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&data.database_path()).await?;
+    let store = Store::open(&data.database_path()).await?;
     let record = store.revocation_record(id).await;
     store.close().await;
     if !args.offline {
@@ -447,7 +447,7 @@ async fn lift(
     if record.lifted.is_some() {
         bail!("revocation {id} was already lifted");
     }
-    let store = SqliteStore::open(&data.database_path()).await?;
+    let store = Store::open(&data.database_path()).await?;
     let note = RevocationNote {
         at: unix_now(),
         by: Some(operator.to_string()),

@@ -567,7 +567,7 @@ async fn a_gateway_does_not_start_on_deferred_secrets() {
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let data = writ_store::DataDir::open_or_create(tmp.path().join("writ-data")).unwrap();
-    let store = writ_store::SqliteStore::open(&data.database_path())
+    let store = writ_store::Store::open(&data.database_path())
         .await
         .unwrap();
     let clock = std::sync::Arc::new(writ_token::SystemClock);

@@ -1,6 +1,7 @@
 //! `[upstreams.<name>]`: the settings every upstream has (base URL, network policy,
 //! timeouts) and the refusal of those that would expose the credential (plain HTTP off the
 //! host); the provider's own settings (`kind` and its fields) are `writ_providers`'.
+//! Upstreams created through the admin API and tenants' credentials are [`api`]'s.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,26 +13,31 @@ use writ_providers::{BuildError, ConfigSource, Provider, ProviderConfig};
 use super::secrets::Env;
 use super::{ConfigError, check_name, parse_base_url};
 
+pub mod address;
+pub mod api;
+
+pub(super) use address::is_loopback;
+
 /// `[upstreams.<name>]` as written: the settings every upstream has, and `kind` with the
 /// provider's own fields. Unknown keys are refused by the provider's settings, which take
 /// every key not named here (`deny_unknown_fields` there: serde's `flatten` cannot refuse
 /// them here), so a field of another kind is an unknown key, named with its line.
 #[derive(Debug, Deserialize)]
 pub(super) struct RawUpstream {
-    base_url: Option<String>,
+    pub(super) base_url: Option<String>,
     #[serde(default)]
-    allow_private_network: bool,
+    pub(super) allow_private_network: bool,
     #[serde(default)]
-    allow_plaintext: bool,
+    pub(super) allow_plaintext: bool,
     #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
+    pub(super) timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
+    pub(super) connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
-    read_timeout: Option<Duration>,
-    max_response_bytes: Option<usize>,
+    pub(super) read_timeout: Option<Duration>,
+    pub(super) max_response_bytes: Option<usize>,
     #[serde(flatten)]
-    provider: ProviderConfig,
+    pub(super) provider: ProviderConfig,
 }
 
 /// One configured upstream.
@@ -39,6 +45,11 @@ pub(super) struct RawUpstream {
 pub struct UpstreamConfig {
     /// What it speaks and how it is authenticated to: asked, never matched on.
     pub provider: Provider,
+    /// The provider settings `provider` was built from, without a tenant's credential:
+    /// `${env:…}` references resolved and key files read at load, so a tenant's credential
+    /// is applied to them ([`api::build_with_credential`]) without reading the environment
+    /// or a file again. As written for a server the gateway starts (it takes none).
+    pub settings: ProviderConfig,
     /// Base URL requests are sent to: the configured one, or the provider's default;
     /// `None` for an MCP server the gateway starts itself (`command`).
     pub base_url: Option<Uri>,
@@ -84,6 +95,28 @@ impl ConfigSource for Source<'_> {
     }
 }
 
+/// The source of settings already resolved ([`ProviderConfig::resolved`]) or written
+/// through the admin API: values are used as they are, no file is read.
+pub(super) struct Verbatim<'a> {
+    pub(super) name: &'a str,
+}
+
+impl ConfigSource for Verbatim<'_> {
+    type Error = ConfigError;
+
+    fn expand(&self, _: &'static str, value: &str) -> Result<String, ConfigError> {
+        Ok(value.to_string())
+    }
+
+    fn read_file(&self, field: &'static str, _: &Path) -> Result<String, ConfigError> {
+        Err(ConfigError::Invalid {
+            field: format!("upstreams.{}.{field}", self.name),
+            reason: "no file is read for this upstream; put the key's JSON in a credential"
+                .to_string(),
+        })
+    }
+}
+
 /// Validates one upstream. References to unset variables are left to the caller (see
 /// [`Env`]); every other problem is the first one found in this upstream.
 pub(super) fn upstream_config(
@@ -97,25 +130,30 @@ pub(super) fn upstream_config(
     };
     check_name(&format!("upstreams.{name}"), name)?;
     let field = |f: &str| format!("upstreams.{name}.{f}");
-    let provider = u
-        .provider
-        .build(&Source { name, env })
-        .map_err(|e| match e {
-            BuildError::Source(e) => e,
-            BuildError::Invalid { field: f, problem } => ConfigError::Invalid {
-                field: field(f),
-                reason: problem.to_string(),
-            },
-        })?;
+    let source = Source { name, env };
+    let settings = u.provider.resolved(&source)?;
+    let built = if settings.is_launched() {
+        u.provider.build(&source)
+    } else {
+        settings.build(&Verbatim { name })
+    };
+    let provider = built.map_err(|e| match e {
+        BuildError::Source(e) => e,
+        BuildError::Invalid { field: f, problem } => ConfigError::Invalid {
+            field: field(f),
+            reason: problem.to_string(),
+        },
+    })?;
     if let Some(launch) = provider.launch() {
         launched(name, &u, launch)?;
-        let timeout = u.timeout.unwrap_or(Duration::from_secs(120));
+        let timeout = u.timeout.unwrap_or(DEFAULT_TIMEOUT);
         return Ok(UpstreamConfig {
             provider,
+            settings,
             base_url: None,
             allow_private_network: false,
             timeout,
-            connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            connect_timeout: u.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             // Its answer reaches the meter whole: no wait between chunks.
             read_timeout: timeout,
             max_response_bytes: max_response_bytes(name, u.max_response_bytes)?,
@@ -131,44 +169,42 @@ pub(super) fn upstream_config(
             return Err(invalid(&field("base_url"), &reason));
         }
     };
-    // A literal address never reaches the resolver, so it is checked here.
-    if let Some(host) = base_url.host() {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<std::net::IpAddr>()
-            && crate::upstream::egress::is_forbidden(ip)
-            && !u.allow_private_network
-        {
-            return Err(invalid(
-                &field("base_url"),
-                "points outside the public internet; set allow_private_network = true if that is intended",
-            ));
-        }
-    }
-    // Every upstream carries a credential, and one sent over plain HTTP is readable by
-    // everyone on the path; only this host's loopback is exempt, or an operator who says so.
-    if base_url.scheme_str() == Some("http") && !is_loopback(&base_url) && !u.allow_plaintext {
-        return Err(invalid(
-            &field("base_url"),
-            "plain http:// to another host would send the upstream credential unencrypted; \
-             use https://, or set allow_plaintext = true on this upstream if the network is trusted",
-        ));
-    }
+    address::check_base_url(
+        &field("base_url"),
+        &base_url,
+        u.allow_private_network,
+        u.allow_plaintext,
+    )?;
     Ok(UpstreamConfig {
         provider,
+        settings,
         base_url: Some(base_url),
         allow_private_network: u.allow_private_network,
-        timeout: u.timeout.unwrap_or(Duration::from_secs(120)),
-        connect_timeout: u.connect_timeout.unwrap_or(Duration::from_secs(10)),
-        read_timeout: u.read_timeout.unwrap_or(Duration::from_secs(60)),
+        timeout: u.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        connect_timeout: u.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        read_timeout: u.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
         max_response_bytes: max_response_bytes(name, u.max_response_bytes)?,
     })
 }
 
+/// Longest wait for response headers unless configured.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait to connect unless configured.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between two chunks of a response body unless configured.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `max_response_bytes` of upstream `name` (its default, 64 MiB, when absent), refused as
+/// `<prefix>max_response_bytes` when zero.
 fn max_response_bytes(name: &str, configured: Option<usize>) -> Result<usize, ConfigError> {
+    max_response_bytes_at(&format!("upstreams.{name}."), configured)
+}
+
+fn max_response_bytes_at(prefix: &str, configured: Option<usize>) -> Result<usize, ConfigError> {
     match configured {
         None => Ok(64 * 1024 * 1024),
         Some(0) => Err(ConfigError::Invalid {
-            field: format!("upstreams.{name}.max_response_bytes"),
+            field: format!("{prefix}max_response_bytes"),
             reason: "must be positive".to_string(),
         }),
         Some(n) => Ok(n),
@@ -227,16 +263,4 @@ fn launched(
         ));
     }
     Ok(())
-}
-
-/// Whether `uri` points at this host: a loopback address or `localhost`.
-pub(super) fn is_loopback(uri: &Uri) -> bool {
-    let Some(host) = uri.host() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

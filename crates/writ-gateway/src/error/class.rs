@@ -205,6 +205,12 @@ impl GatewayError {
                 "grant_denied",
                 Fault::Client,
             ),
+            E::DeniedByPolicy(_) => Class::new(
+                S::FORBIDDEN,
+                "permission_error",
+                "denied_by_policy",
+                Fault::Client,
+            ),
             E::UpstreamTimeout => Class::new(
                 S::GATEWAY_TIMEOUT,
                 "upstream_error",

@@ -203,6 +203,9 @@ fn add_failure(record: &mut AuditRecord, error: &GatewayError, detection: Option
         GatewayError::Denied(d) => {
             decision.check = Some(d.denial.to_string());
         }
+        GatewayError::DeniedByPolicy(refusal) => {
+            decision.check = Some(refusal.denial.to_string());
+        }
         GatewayError::RateLimited(r) => {
             decision.limit = Some(LimitHit {
                 scope: r.scope.clone(),

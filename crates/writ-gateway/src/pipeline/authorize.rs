@@ -11,6 +11,7 @@
 //! writ itself (a few more bounded evaluations, only for denied requests).
 
 pub(crate) mod costly;
+pub(crate) mod policy;
 pub(crate) mod prompt_secret;
 
 use std::sync::Arc;

@@ -36,7 +36,7 @@ impl Fixture {
     pub(crate) async fn start(toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = writ_store::DataDir::open_or_create(dir.path().join("writ-data")).unwrap();
-        let store = writ_store::SqliteStore::open(&data.database_path())
+        let store = writ_store::Store::open(&data.database_path())
             .await
             .unwrap();
         let clock = Arc::new(ManualClock::new(t0()));

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use super::{Credential, Provider, Settings, Tool, Vertex};
 use crate::route::ProviderKind;
@@ -17,15 +18,55 @@ use crate::secret::UpstreamSecret;
 use crate::sigv4::{AwsCredentials, Signer};
 use crate::vertex::{ServiceAccount, ServiceAccountError};
 
-/// A string as written in the config, which may hold a secret: never printed.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct RawSecret(String);
+/// A string that may hold a secret, never printed: either as written in the config, whose
+/// `${env:…}` references the [`ConfigSource`] resolves, or a literal (a credential from the
+/// vault), used byte for byte and never expanded, so it cannot read the gateway's
+/// environment whatever it holds.
+#[derive(Clone)]
+pub struct RawSecret {
+    text: Zeroizing<String>,
+    literal: bool,
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|text| Self {
+            text: Zeroizing::new(text),
+            literal: false,
+        })
+    }
+}
 
 impl RawSecret {
-    /// The text as written, `${env:…}` references unresolved.
+    /// A literal secret: its text is the value, `${env:…}` included, never expanded.
+    pub fn literal(value: impl Into<String>) -> Self {
+        Self {
+            text: Zeroizing::new(value.into()),
+            literal: true,
+        }
+    }
+
+    /// Whether this is a literal (never expanded) rather than text as written.
+    pub fn is_literal(&self) -> bool {
+        self.literal
+    }
+
+    /// The text: as written (references unresolved), or the literal value.
     pub(crate) fn expose(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The value of `field`: a literal as it is, text as written through `expand`.
+    pub(super) fn resolve<E>(
+        &self,
+        field: &'static str,
+        expand: &Expand<'_, E>,
+    ) -> Result<String, BuildError<E>> {
+        if self.literal {
+            Ok(self.text.to_string())
+        } else {
+            expand(field, &self.text)
+        }
     }
 }
 
@@ -65,56 +106,56 @@ pub enum ProviderConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiConfig {
-    api_key: Option<RawSecret>,
-    organization: Option<String>,
-    project: Option<String>,
+    pub(super) api_key: Option<RawSecret>,
+    pub(super) organization: Option<String>,
+    pub(super) project: Option<String>,
 }
 
 /// `kind = "anthropic"` and `kind = "gemini"`: a key, nothing else.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    api_key: Option<RawSecret>,
+    pub(super) api_key: Option<RawSecret>,
 }
 
 /// `kind = "azure"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureConfig {
-    api_key: Option<RawSecret>,
+    pub(super) api_key: Option<RawSecret>,
     #[serde(default)]
-    deployments: BTreeMap<String, String>,
+    pub(super) deployments: BTreeMap<String, String>,
 }
 
 /// `kind = "bedrock"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BedrockConfig {
-    region: Option<String>,
-    aws_access_key_id: Option<String>,
-    aws_secret_access_key: Option<RawSecret>,
-    aws_session_token: Option<RawSecret>,
+    pub(super) region: Option<String>,
+    pub(super) aws_access_key_id: Option<RawSecret>,
+    pub(super) aws_secret_access_key: Option<RawSecret>,
+    pub(super) aws_session_token: Option<RawSecret>,
 }
 
 /// `kind = "vertex"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VertexConfig {
-    service_account_file: Option<PathBuf>,
-    service_account_json: Option<RawSecret>,
-    token_uri: Option<String>,
-    project: Option<String>,
-    location: Option<String>,
+    pub(super) service_account_file: Option<PathBuf>,
+    pub(super) service_account_json: Option<RawSecret>,
+    pub(super) token_uri: Option<String>,
+    pub(super) project: Option<String>,
+    pub(super) location: Option<String>,
 }
 
 /// `kind = "mcp"` and `kind = "http"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfig {
-    api_key: Option<RawSecret>,
-    auth_header: Option<String>,
-    basic_user: Option<String>,
-    auth_query: Option<String>,
+    pub(super) api_key: Option<RawSecret>,
+    pub(super) auth_header: Option<String>,
+    pub(super) basic_user: Option<String>,
+    pub(super) auth_query: Option<String>,
 }
 
 /// `kind = "mcp"`: a server reached at `base_url` with a key, like `kind = "http"`; or,
@@ -123,13 +164,13 @@ pub struct ToolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpConfig {
-    api_key: Option<RawSecret>,
-    auth_header: Option<String>,
-    basic_user: Option<String>,
-    auth_query: Option<String>,
-    command: Option<Vec<String>>,
-    env: Option<BTreeMap<String, RawSecret>>,
-    cwd: Option<PathBuf>,
+    pub(super) api_key: Option<RawSecret>,
+    pub(super) auth_header: Option<String>,
+    pub(super) basic_user: Option<String>,
+    pub(super) auth_query: Option<String>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) env: Option<BTreeMap<String, RawSecret>>,
+    pub(super) cwd: Option<PathBuf>,
 }
 
 /// Where a config's references and files are read: the gateway's environment and disk.
@@ -274,7 +315,7 @@ fn key<E>(
             },
         )
     })?;
-    let key = expand("api_key", &raw.0)?;
+    let key = raw.resolve("api_key", expand)?;
     if key.is_empty() || http::HeaderValue::try_from(format!("Bearer {key}")).is_err() {
         return Err(invalid("api_key", FieldProblem::NotHeaderValue));
     }
@@ -296,19 +337,19 @@ fn header_value<'v, E>(
 impl BedrockConfig {
     /// The region and credentials requests are signed with.
     fn signer<E>(&self, expand: &Expand<'_, E>) -> Result<Signer, BuildError<E>> {
-        let required = |f: &'static str, v: Option<&str>| -> Result<String, BuildError<E>> {
-            let v = v.ok_or_else(|| {
-                invalid(
-                    f,
-                    FieldProblem::Required {
-                        kind: "bedrock",
-                        hint: "",
-                    },
-                )
-            })?;
-            expand(f, v)
+        let missing = |f: &'static str| {
+            invalid(
+                f,
+                FieldProblem::Required {
+                    kind: "bedrock",
+                    hint: "",
+                },
+            )
         };
-        let region = required("region", self.region.as_deref())?;
+        let region = expand(
+            "region",
+            self.region.as_deref().ok_or_else(|| missing("region"))?,
+        )?;
         let region_ok = !region.is_empty()
             && region.len() <= 32
             && region
@@ -320,14 +361,14 @@ impl BedrockConfig {
                 FieldProblem::Form("an AWS region such as us-east-1"),
             ));
         }
-        let access_key_id = required("aws_access_key_id", self.aws_access_key_id.as_deref())?;
-        let secret = required(
-            "aws_secret_access_key",
-            self.aws_secret_access_key.as_ref().map(|s| s.0.as_str()),
-        )?;
+        let required = |f: &'static str, v: Option<&RawSecret>| -> Result<String, BuildError<E>> {
+            v.ok_or_else(|| missing(f))?.resolve(f, expand)
+        };
+        let access_key_id = required("aws_access_key_id", self.aws_access_key_id.as_ref())?;
+        let secret = required("aws_secret_access_key", self.aws_secret_access_key.as_ref())?;
         let session_token = match &self.aws_session_token {
             None => None,
-            Some(t) => Some(expand("aws_session_token", &t.0)?),
+            Some(t) => Some(t.resolve("aws_session_token", expand)?),
         };
         let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
         for (f, v) in [
@@ -357,17 +398,54 @@ impl BedrockConfig {
 impl VertexConfig {
     /// The service account, token URI, project and location.
     fn vertex<S: ConfigSource>(&self, source: &S) -> Result<Vertex, BuildError<S::Error>> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        // The settings first, the key last: a check of the settings alone (with a
+        // placeholder key, see `check_settings`) then sees every problem of theirs.
+        let location = self.location.clone().ok_or_else(|| {
+            invalid(
+                "location",
+                FieldProblem::Required {
+                    kind: "vertex",
+                    hint: ", such as us-central1",
+                },
+            )
+        })?;
+        if !name_ok(&location) {
+            return Err(invalid(
+                "location",
+                FieldProblem::Form("not a GCP location"),
+            ));
+        }
+        if self.project.as_deref().is_some_and(|p| !name_ok(p)) {
+            return Err(invalid(
+                "project",
+                FieldProblem::Form("not a GCP project id"),
+            ));
+        }
+        let token_uri = match &self.token_uri {
+            Some(t) => Some(token_uri(
+                &source.expand("token_uri", t).map_err(BuildError::Source)?,
+            )?),
+            None => None,
+        };
         let (json, field) = match (&self.service_account_file, &self.service_account_json) {
             (Some(path), None) => (
-                source
-                    .read_file("service_account_file", path)
-                    .map_err(BuildError::Source)?,
+                Zeroizing::new(
+                    source
+                        .read_file("service_account_file", path)
+                        .map_err(BuildError::Source)?,
+                ),
                 "service_account_file",
             ),
             (None, Some(text)) => (
-                source
-                    .expand("service_account_json", &text.0)
-                    .map_err(BuildError::Source)?,
+                Zeroizing::new(text.resolve("service_account_json", &|f, v| {
+                    source.expand(f, v).map_err(BuildError::Source)
+                })?),
                 "service_account_json",
             ),
             (None, None) => {
@@ -387,22 +465,9 @@ impl VertexConfig {
             }
         };
         let account = ServiceAccount::from_json(&json).map_err(|e| invalid(field, e.into()))?;
-        let token_uri = match &self.token_uri {
-            Some(t) => source.expand("token_uri", t).map_err(BuildError::Source)?,
-            None => account.token_uri.clone(),
-        };
-        let token_uri: http::Uri = token_uri
-            .parse()
-            .ok()
-            .filter(|u: &http::Uri| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            })
-            .ok_or_else(|| invalid("token_uri", FieldProblem::Form("not an http(s) URL")))?;
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        let token_uri = match token_uri {
+            Some(t) => t,
+            None => self::token_uri(&account.token_uri)?,
         };
         let project = self
             .project
@@ -420,21 +485,6 @@ impl VertexConfig {
                 FieldProblem::Form("not a GCP project id"),
             ));
         }
-        let location = self.location.clone().ok_or_else(|| {
-            invalid(
-                "location",
-                FieldProblem::Required {
-                    kind: "vertex",
-                    hint: ", such as us-central1",
-                },
-            )
-        })?;
-        if !name_ok(&location) {
-            return Err(invalid(
-                "location",
-                FieldProblem::Form("not a GCP location"),
-            ));
-        }
         Ok(Vertex {
             account,
             token_uri,
@@ -442,6 +492,16 @@ impl VertexConfig {
             location,
         })
     }
+}
+
+/// A token endpoint: an http(s) URL with a host.
+fn token_uri<E>(text: &str) -> Result<http::Uri, BuildError<E>> {
+    text.parse()
+        .ok()
+        .filter(|u: &http::Uri| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+        })
+        .ok_or_else(|| invalid("token_uri", FieldProblem::Form("not an http(s) URL")))
 }
 
 impl McpConfig {

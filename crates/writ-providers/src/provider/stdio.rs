@@ -17,7 +17,8 @@ pub struct Launch {
     args: Vec<String>,
     env: Vec<(String, UpstreamSecret)>,
     cwd: PathBuf,
-    /// The values that came from `${env:…}` references: secrets, scrubbed from answers.
+    /// The values that came from `${env:…}` references or were given literally (from a
+    /// vault): secrets, scrubbed from answers.
     secrets: Vec<UpstreamSecret>,
 }
 
@@ -112,12 +113,12 @@ impl LaunchFields<'_> {
                     "variable names are letters, digits and _, not starting with a digit",
                 ));
             }
-            let value = expand("env", raw.expose())?;
+            let value = raw.resolve("env", expand)?;
             if value.contains('\0') {
                 return Err(invalid("env", "a value holds a NUL byte"));
             }
             let value = UpstreamSecret::new(value);
-            if raw.expose().contains("${") {
+            if raw.is_literal() || raw.expose().contains("${") {
                 secrets.push(value.clone());
             }
             env.push((name.clone(), value));

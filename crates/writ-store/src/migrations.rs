@@ -1,0 +1,133 @@
+//! The schema, one list of steps per database, applied in order; `schema_version` records
+//! how far a database has come. Both lists describe the same tables with the same column
+//! types as the queries read them (BIGINT for integers, TEXT, BLOB/BYTEA); a step once
+//! released is never edited, only followed by another.
+
+/// SQLite. The first seven steps predate PostgreSQL support.
+pub(crate) const SQLITE: &[&str] = &[
+    "CREATE TABLE agents (
+        tenant        TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        ceiling       TEXT NOT NULL,
+        max_ttl_secs  INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    )",
+    "CREATE TABLE revocations (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        body        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    )",
+    "ALTER TABLE agents ADD COLUMN credentials TEXT NOT NULL DEFAULT '{}'",
+    // Who revoked and why; when and by whom a revocation was lifted. Older rows keep
+    // NULLs: recorded by nobody named, for no stated reason, in force.
+    "ALTER TABLE revocations ADD COLUMN revoked_by TEXT",
+    "ALTER TABLE revocations ADD COLUMN reason TEXT",
+    "ALTER TABLE revocations ADD COLUMN lifted_at INTEGER",
+    "ALTER TABLE revocations ADD COLUMN lifted_by TEXT",
+    TENANTS,
+    // Every tenant an agent names exists.
+    "INSERT INTO tenants (name, created_at) SELECT DISTINCT tenant, 0 FROM agents",
+    UPSTREAMS,
+    "CREATE TABLE credentials (
+        tenant        TEXT NOT NULL,
+        upstream      TEXT NOT NULL,
+        version       BIGINT NOT NULL,
+        fingerprint   TEXT NOT NULL,
+        master_kid    TEXT,
+        wrapped_key   BLOB,
+        ciphertext    BLOB,
+        active        BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        activated_at  BIGINT,
+        retired_at    BIGINT,
+        created_by    TEXT,
+        PRIMARY KEY (tenant, upstream, version)
+    )",
+    POLICIES,
+    LIMITS,
+    "CREATE TABLE changes (
+        seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+        at    BIGINT NOT NULL,
+        what  TEXT NOT NULL
+    )",
+];
+
+/// PostgreSQL: the same tables, spelled for it, created at once.
+pub(crate) const POSTGRES: &[&str] = &[
+    "CREATE TABLE agents (
+        tenant        TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        ceiling       TEXT NOT NULL,
+        max_ttl_secs  BIGINT NOT NULL,
+        credentials   TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (tenant, name)
+    )",
+    "CREATE TABLE revocations (
+        id          BIGSERIAL PRIMARY KEY,
+        body        TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        revoked_by  TEXT,
+        reason      TEXT,
+        lifted_at   BIGINT,
+        lifted_by   TEXT
+    )",
+    TENANTS,
+    UPSTREAMS,
+    "CREATE TABLE credentials (
+        tenant        TEXT NOT NULL,
+        upstream      TEXT NOT NULL,
+        version       BIGINT NOT NULL,
+        fingerprint   TEXT NOT NULL,
+        master_kid    TEXT,
+        wrapped_key   BYTEA,
+        ciphertext    BYTEA,
+        active        BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        activated_at  BIGINT,
+        retired_at    BIGINT,
+        created_by    TEXT,
+        PRIMARY KEY (tenant, upstream, version)
+    )",
+    POLICIES,
+    LIMITS,
+    "CREATE TABLE changes (
+        seq   BIGSERIAL PRIMARY KEY,
+        at    BIGINT NOT NULL,
+        what  TEXT NOT NULL
+    )",
+];
+
+const TENANTS: &str = "CREATE TABLE tenants (
+    name          TEXT PRIMARY KEY,
+    display_name  TEXT,
+    created_at    BIGINT NOT NULL
+)";
+
+/// `tenant` is `''` for a shared upstream (serving every tenant).
+const UPSTREAMS: &str = "CREATE TABLE upstreams (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    settings    TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+)";
+
+const POLICIES: &str = "CREATE TABLE policies (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    datalog     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+)";
+
+const LIMITS: &str = "CREATE TABLE limits (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+)";

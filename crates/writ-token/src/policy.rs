@@ -1,0 +1,609 @@
+//! Operator policies: per-tenant Biscuit Datalog checks applied to every data-plane request
+//! of the tenant, on top of the writ's own checks (issue 22, DESIGN §2).
+//!
+//! A policy holds only checks (`check if`, `check all`, `reject if`). It is evaluated in an
+//! authorizer that holds no token: it sees exactly the request facts the writ's authorizer
+//! sees ([`RequestFacts`]) and nothing else, so it can only refuse, never grant, and nothing
+//! it states can stand in for a request fact. Rules are refused too: the library's run
+//! limits are checked only between whole evaluation steps, so one rule could join its way
+//! through millions of facts before a limit is looked at. The checks are instead bounded
+//! before each evaluation by the same static work bound as a writ's attenuation blocks
+//! (`evaluation_cost`); a request they could cost too much for is denied (fail closed), as
+//! is a request whose evaluation hits a run limit.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use biscuit_auth::builder::{self, AuthorizerBuilder, Binary, Check, Op, Policy, Term, Unary};
+use biscuit_auth::error::{FailedCheck, Logic, Token};
+use biscuit_auth::{Algorithm, Biscuit, KeyPair};
+
+use crate::evaluation_cost::{CheckShapes, DatalogError};
+use crate::facts::{Api, RequestFacts};
+
+/// Largest policy source accepted, in bytes.
+pub const MAX_POLICY_BYTES: usize = 16 * 1024;
+/// Most checks all of a tenant's policies may state together.
+pub const MAX_POLICY_CHECKS: usize = 64;
+/// Longest policy name accepted, in bytes.
+pub const MAX_POLICY_NAME_BYTES: usize = 64;
+
+/// The one place operators are told what a policy may hold.
+const ONLY_CHECKS: &str = "only `check if`, `check all` and `reject if` are allowed";
+
+/// What a policy stated that policies may not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForbiddenConstruct {
+    /// A fact: it could stand in for a request fact.
+    Fact,
+    /// A rule: it derives facts, which the evaluation bound does not cover.
+    Rule,
+    /// An `allow if` or `deny if` policy: the writ decides what is allowed.
+    AllowOrDeny,
+    /// A `trusting` scope: a policy sees the request, no token and no other key.
+    Trusting,
+    /// A `{parameter}`: a policy is stored as written, nothing fills it in.
+    Parameter,
+    /// A call of an external function: the gateway provides none.
+    ExternalFunction,
+}
+
+impl std::fmt::Display for ForbiddenConstruct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ForbiddenConstruct::Fact => {
+                "a fact is not allowed (policies read the request's facts, they do not state any)"
+            }
+            ForbiddenConstruct::Rule => {
+                "a rule is not allowed (write its condition into the check itself)"
+            }
+            ForbiddenConstruct::AllowOrDeny => {
+                "`allow if` and `deny if` are not allowed (the writ decides what is allowed; a policy can only refuse)"
+            }
+            ForbiddenConstruct::Trusting => {
+                "`trusting` scopes are not allowed (a policy sees only the request)"
+            }
+            ForbiddenConstruct::Parameter => {
+                "`{parameters}` are not allowed (write the value itself)"
+            }
+            ForbiddenConstruct::ExternalFunction => {
+                "`extern::` functions are not allowed (the gateway provides none)"
+            }
+        })
+    }
+}
+
+/// Why a policy source was refused, in words an operator can act on; names the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The name is empty, too long, or has characters other than letters, digits, `-`,
+    /// `_` and `.`.
+    #[error(
+        "policy name {name:?} is invalid: use 1 to {MAX_POLICY_NAME_BYTES} letters, digits, `-`, `_` or `.`"
+    )]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// Two sources have one name.
+    #[error("policy `{policy}` is given twice: each policy of a tenant needs its own name")]
+    DuplicateName {
+        /// The name given twice.
+        policy: String,
+    },
+    /// The source is larger than [`MAX_POLICY_BYTES`].
+    #[error(
+        "policy `{policy}` is {len} bytes, more than the {max} allowed: split it into several policies or simplify it"
+    )]
+    TooLarge {
+        /// The policy.
+        policy: String,
+        /// Its size in bytes.
+        len: usize,
+        /// The largest size allowed.
+        max: usize,
+    },
+    /// The tenant's policies state more than [`MAX_POLICY_CHECKS`] checks together.
+    #[error(
+        "the tenant's policies state {count} checks, more than the {max} allowed: combine checks with `or`, or remove a policy"
+    )]
+    TooManyChecks {
+        /// Checks stated by all the policies.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// The source is not valid Biscuit Datalog.
+    #[error("policy `{policy}`: line {line}: not valid Datalog{}: {ONLY_CHECKS}, each ending with `;`", near.as_ref().map(|n| format!(" near {n:?}")).unwrap_or_default())]
+    Syntax {
+        /// The policy.
+        policy: String,
+        /// The line (from 1) where parsing failed.
+        line: usize,
+        /// The start of the text that could not be parsed (at most 40 characters).
+        near: Option<String>,
+    },
+    /// The source states something policies may not hold.
+    #[error("policy `{policy}`: line {line}: {construct}; {ONLY_CHECKS}")]
+    Forbidden {
+        /// The policy.
+        policy: String,
+        /// The line (from 1) of the statement.
+        line: usize,
+        /// What it stated.
+        construct: ForbiddenConstruct,
+    },
+    /// The source states no check (only comments or nothing).
+    #[error("policy `{policy}` states no check: {ONLY_CHECKS}")]
+    NoCheck {
+        /// The policy.
+        policy: String,
+    },
+    /// A check is shaped so that evaluating it could cost too much.
+    #[error("policy `{policy}`: {}", cost_words(cause))]
+    TooCostly {
+        /// The policy.
+        policy: String,
+        /// The bound it breaks.
+        cause: DatalogError,
+    },
+}
+
+/// A [`DatalogError`] about a policy's checks, in the operator's terms (no block numbers).
+fn cost_words(cause: &DatalogError) -> String {
+    match cause {
+        DatalogError::TooManyPredicates { count, max, .. } => format!(
+            "a check joins {count} predicates, more than the {max} allowed: split it into several checks"
+        ),
+        DatalogError::RegexNotLiteral { .. } => {
+            "`.matches()` must be given a literal pattern (a quoted string)".to_string()
+        }
+        DatalogError::RegexTooLarge { .. } => {
+            "a `.matches()` pattern is invalid or compiles too large: simplify it".to_string()
+        }
+        DatalogError::TooCostly { .. } => format!(
+            "its checks could cost more than the {} units of work allowed even for the smallest request, so it would deny every request: join fewer predicates per check",
+            crate::MAX_WORK_PER_WRIT
+        ),
+        DatalogError::RulesInBlock { .. } | DatalogError::TooManyFacts { .. } => {
+            format!("{cause}: {ONLY_CHECKS}")
+        }
+        DatalogError::Unreadable { .. } => "its checks cannot be encoded".to_string(),
+    }
+}
+
+/// Why a tenant policy refused a request. The check text is the operator's own and holds no
+/// secret, so it may be shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyDenial {
+    /// A check of a policy failed (the first, in the order the policies were given).
+    #[error("denied by tenant policy `{policy}`: {check}")]
+    FailedCheck {
+        /// The policy.
+        policy: String,
+        /// The line (from 1) of the check in the policy.
+        line: usize,
+        /// The check as the operator wrote it, on one line.
+        check: String,
+    },
+    /// A policy's checks could cost more to evaluate for this request than allowed, so the
+    /// request is denied without evaluating them.
+    #[error(
+        "denied by tenant policy `{policy}`: its checks could cost more than allowed to evaluate for this request (fail closed)"
+    )]
+    TooCostly {
+        /// The policy.
+        policy: String,
+    },
+    /// Evaluating the tenant's policies hit a run limit (facts, iterations or time).
+    #[error(
+        "denied by the tenant's policies: their evaluation exceeded its limits for this request (fail closed)"
+    )]
+    RunLimit,
+    /// The authorizer refused to evaluate the policies (an expression that fails on this
+    /// request's values, say): denied rather than skipped.
+    #[error(
+        "denied by the tenant's policies: they could not be evaluated for this request (fail closed)"
+    )]
+    Unevaluable,
+}
+
+impl PolicyDenial {
+    /// The policy that refused, when one policy can be named.
+    pub fn policy(&self) -> Option<&str> {
+        match self {
+            PolicyDenial::FailedCheck { policy, .. } | PolicyDenial::TooCostly { policy } => {
+                Some(policy)
+            }
+            PolicyDenial::RunLimit | PolicyDenial::Unevaluable => None,
+        }
+    }
+}
+
+/// One check of a policy, ready to add to an authorizer.
+struct CompiledCheck {
+    /// Index of its policy in `OperatorPolicy::names`.
+    policy: usize,
+    line: usize,
+    /// The operator's text, on one line.
+    text: String,
+    check: Check,
+}
+
+/// A tenant's policies, compiled once and checked against every request of the tenant.
+///
+/// Holds no secret. Cheap to check when a request repeats the last allowed one within the
+/// same second (the answer is remembered); a tenant without policies should hold none at
+/// all (`Option<Arc<OperatorPolicy>>`), though an empty one also allows without work.
+pub struct OperatorPolicy {
+    names: Vec<String>,
+    checks: Vec<CompiledCheck>,
+    /// The checks' shapes, one block per policy (block `i + 1` is policy `i`), to bound
+    /// their cost for each request before it runs.
+    shapes: CheckShapes,
+    /// The tenant the policies belong to, when the caller said (for messages).
+    tenant: Option<String>,
+    /// The last allowed request: its second (UNIX time) and its facts' encoding.
+    last_allowed: Mutex<Option<(u64, Box<[u8]>)>>,
+}
+
+impl std::fmt::Debug for OperatorPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorPolicy")
+            .field("names", &self.names)
+            .field("checks", &self.checks.len())
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks that `text` is a policy [`OperatorPolicy::compile`] would accept under `name`
+/// (on its own: the tenant-wide bound on checks is checked when all are compiled together).
+/// For the admin API, before it stores a policy.
+pub fn validate_policy(name: &str, text: &str) -> Result<(), PolicyError> {
+    OperatorPolicy::compile(&[(name, text)]).map(|_| ())
+}
+
+impl OperatorPolicy {
+    /// Compiles named policy sources, in the order given (a denial names the first policy
+    /// whose check failed). Refuses an invalid or repeated name, a source over
+    /// [`MAX_POLICY_BYTES`], anything but checks, and more than [`MAX_POLICY_CHECKS`]
+    /// checks in all.
+    pub fn compile<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> Result<Self, PolicyError> {
+        let mut names: Vec<String> = Vec::with_capacity(sources.len());
+        let mut checks = Vec::new();
+        for (index, (name, text)) in sources.iter().enumerate() {
+            let (name, text) = (name.as_ref(), text.as_ref());
+            valid_name(name)?;
+            if names.iter().any(|n| n == name) {
+                return Err(PolicyError::DuplicateName {
+                    policy: name.to_string(),
+                });
+            }
+            names.push(name.to_string());
+            if text.len() > MAX_POLICY_BYTES {
+                return Err(PolicyError::TooLarge {
+                    policy: name.to_string(),
+                    len: text.len(),
+                    max: MAX_POLICY_BYTES,
+                });
+            }
+            let parsed = parse(name, text)?;
+            checks.extend(parsed.into_iter().map(|(line, text, check)| CompiledCheck {
+                policy: index,
+                line,
+                text,
+                check,
+            }));
+        }
+        if checks.len() > MAX_POLICY_CHECKS {
+            return Err(PolicyError::TooManyChecks {
+                count: checks.len(),
+                max: MAX_POLICY_CHECKS,
+            });
+        }
+        let shapes = bound_shapes(&names, &checks)?;
+        Ok(Self {
+            names,
+            checks,
+            shapes,
+            tenant: None,
+            last_allowed: Mutex::new(None),
+        })
+    }
+
+    /// The same policies, said to belong to `tenant` (denials can then say where to look).
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// The tenant, if [`with_tenant`](Self::with_tenant) named one.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The policies' names, in the order given.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether there are no checks at all (every request is allowed without work).
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+
+    /// A bound on the units of work (about 10 ns each, as for a writ) evaluating the checks
+    /// for `facts` could cost, or the denial [`check`](Self::check) would give when it is over
+    /// [`crate::MAX_WORK_PER_WRIT`]. Pure and cheap, so a caller can decide where to run a
+    /// costly evaluation.
+    pub fn evaluation_work(&self, facts: &RequestFacts) -> Result<u64, PolicyDenial> {
+        self.shapes.work(facts).map_err(|e| match e {
+            DatalogError::TooCostly { block, .. } => PolicyDenial::TooCostly {
+                policy: self.policy_of_block(block),
+            },
+            _ => PolicyDenial::Unevaluable,
+        })
+    }
+
+    /// Checks the request facts against every policy at time `now` (to the second, as the
+    /// writ's authorizer states it). `Ok` when every check passes; otherwise the first
+    /// failed check and its policy. A request the checks could cost too much for, or whose
+    /// evaluation hits a run limit, is denied.
+    pub fn check(&self, facts: &RequestFacts, now: SystemTime) -> Result<(), PolicyDenial> {
+        if self.checks.is_empty() {
+            return Ok(());
+        }
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = UNIX_EPOCH + Duration::from_secs(now_secs);
+        let mut encoded = Vec::with_capacity(128);
+        facts.encode_into(&mut encoded);
+        // Datalog is deterministic and `time` is stated to the second: the same facts in the
+        // same second get the same answer. Every request of the tenant passes here, so the
+        // memo is skipped rather than waited for when another request holds it.
+        if let Ok(last) = self.last_allowed.try_lock()
+            && let Some((second, allowed)) = last.as_ref()
+            && *second == now_secs
+            && **allowed == *encoded
+        {
+            return Ok(());
+        }
+        self.evaluation_work(facts)?;
+        self.evaluate(facts, now)?;
+        if let Ok(mut last) = self.last_allowed.try_lock() {
+            *last = Some((now_secs, encoded.into_boxed_slice()));
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, facts: &RequestFacts, now: SystemTime) -> Result<(), PolicyDenial> {
+        let unevaluable = |_| PolicyDenial::Unevaluable;
+        let mut builder = AuthorizerBuilder::new().set_limits(crate::verify::run_limits());
+        for fact in facts.to_facts(now) {
+            builder = builder.fact(fact).map_err(unevaluable)?;
+        }
+        for c in &self.checks {
+            builder = builder.check(c.check.clone()).map_err(unevaluable)?;
+        }
+        // The one allow policy matches every request (each states its `api`): a policy
+        // only refuses, through its checks; what is allowed is the writ's to say.
+        let mut authorizer = builder
+            .policy(allow_every_request())
+            .map_err(unevaluable)?
+            .build_unauthenticated()
+            .map_err(|e| self.denial(e))?;
+        authorizer
+            .authorize()
+            .map(|_| ())
+            .map_err(|e| self.denial(e))
+    }
+
+    fn denial(&self, e: Token) -> PolicyDenial {
+        match e {
+            Token::FailedLogic(Logic::Unauthorized { checks, .. })
+            | Token::FailedLogic(Logic::NoMatchingPolicy { checks }) => checks
+                .iter()
+                .filter_map(|c| match c {
+                    FailedCheck::Authorizer(a) => usize::try_from(a.check_id).ok(),
+                    FailedCheck::Block(_) => None,
+                })
+                .min()
+                .and_then(|id| self.checks.get(id))
+                .map_or(PolicyDenial::Unevaluable, |c| PolicyDenial::FailedCheck {
+                    policy: self.names[c.policy].clone(),
+                    line: c.line,
+                    check: c.text.clone(),
+                }),
+            Token::RunLimit(_) => PolicyDenial::RunLimit,
+            _ => PolicyDenial::Unevaluable,
+        }
+    }
+
+    fn policy_of_block(&self, block: usize) -> String {
+        block
+            .checked_sub(1)
+            .and_then(|i| self.names.get(i))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn allow_every_request() -> Policy {
+    Policy {
+        queries: vec![builder::rule(
+            "allow",
+            &[builder::var("api")],
+            &[builder::pred("api", &[builder::var("api")])],
+        )],
+        kind: builder::PolicyKind::Allow,
+    }
+}
+
+fn valid_name(name: &str) -> Result<(), PolicyError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_POLICY_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::InvalidName {
+            name: name.chars().take(MAX_POLICY_NAME_BYTES + 8).collect(),
+        })
+    }
+}
+
+/// The line (from 1) where `part`, a slice of `text`, starts.
+fn line_of(text: &str, part: &str) -> usize {
+    let offset = (part.as_ptr() as usize)
+        .saturating_sub(text.as_ptr() as usize)
+        .min(text.len());
+    let start = offset + (part.len() - part.trim_start().len());
+    text.get(..start.min(text.len()))
+        .map_or(1, |before| before.matches('\n').count() + 1)
+}
+
+/// The checks of one policy source as `(line, text on one line, check)`, or why it is
+/// refused.
+fn parse(name: &str, text: &str) -> Result<Vec<(usize, String, Check)>, PolicyError> {
+    let forbidden = |line, construct| PolicyError::Forbidden {
+        policy: name.to_string(),
+        line,
+        construct,
+    };
+    let parsed = match biscuit_auth::parser::parse_source(text) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            let first = errors.first();
+            let line = first.map_or(1, |e| line_of(text, e.input));
+            let near = first.map(|e| e.input.trim()).unwrap_or_default();
+            // A block-level `trusting …;` is not part of the grammar a policy is read with.
+            if near.starts_with("trusting") {
+                return Err(forbidden(line, ForbiddenConstruct::Trusting));
+            }
+            return Err(PolicyError::Syntax {
+                policy: name.to_string(),
+                line,
+                near: (!near.is_empty()).then(|| near.chars().take(40).collect()),
+            });
+        }
+    };
+    if let Some((s, _)) = parsed.facts.first() {
+        return Err(forbidden(line_of(text, s), ForbiddenConstruct::Fact));
+    }
+    if let Some((s, _)) = parsed.rules.first() {
+        return Err(forbidden(line_of(text, s), ForbiddenConstruct::Rule));
+    }
+    if let Some((s, _)) = parsed.policies.first() {
+        return Err(forbidden(line_of(text, s), ForbiddenConstruct::AllowOrDeny));
+    }
+    if !parsed.scopes.is_empty() {
+        return Err(forbidden(1, ForbiddenConstruct::Trusting));
+    }
+    if parsed.checks.is_empty() {
+        return Err(PolicyError::NoCheck {
+            policy: name.to_string(),
+        });
+    }
+    let mut out = Vec::with_capacity(parsed.checks.len());
+    for (source, check) in parsed.checks {
+        let line = line_of(text, source);
+        let check = Check::from(check);
+        if let Some(construct) = check.queries.iter().find_map(forbidden_in_query) {
+            return Err(forbidden(line, construct));
+        }
+        let one_line = source
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push((line, one_line, check));
+    }
+    Ok(out)
+}
+
+/// What a check's query states that policies may not hold, if anything.
+fn forbidden_in_query(rule: &builder::Rule) -> Option<ForbiddenConstruct> {
+    if !rule.scopes.is_empty()
+        || rule
+            .scope_parameters
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+    {
+        return Some(ForbiddenConstruct::Trusting);
+    }
+    if rule.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        return Some(ForbiddenConstruct::Parameter);
+    }
+    let terms = rule.body.iter().flat_map(|p| p.terms.iter());
+    if terms.clone().any(|t| matches!(t, Term::Parameter(_))) {
+        return Some(ForbiddenConstruct::Parameter);
+    }
+    rule.expressions
+        .iter()
+        .find_map(|e| forbidden_in_ops(&e.ops))
+}
+
+fn forbidden_in_ops(ops: &[Op]) -> Option<ForbiddenConstruct> {
+    ops.iter().find_map(|op| match op {
+        Op::Unary(Unary::Ffi(_)) | Op::Binary(Binary::Ffi(_)) => {
+            Some(ForbiddenConstruct::ExternalFunction)
+        }
+        Op::Value(Term::Parameter(_)) => Some(ForbiddenConstruct::Parameter),
+        Op::Closure(_, body) => forbidden_in_ops(body),
+        _ => None,
+    })
+}
+
+/// The checks' shapes for the static work bound, read the way a writ's blocks are read: as
+/// the blocks of a token (signed by a throwaway key, never used as a credential), one per
+/// policy. Refuses a policy that breaks a structural bound or that would cost too much even
+/// for the smallest request.
+fn bound_shapes(names: &[String], checks: &[CompiledCheck]) -> Result<CheckShapes, PolicyError> {
+    let unreadable = |policy: &str| PolicyError::TooCostly {
+        policy: policy.to_string(),
+        cause: DatalogError::Unreadable { block: 0 },
+    };
+    let first = names.first().map_or("", String::as_str);
+    let key = KeyPair::new_with_rng(Algorithm::Ed25519, &mut rand::rngs::OsRng);
+    let mut token = Biscuit::builder()
+        .build(&key)
+        .map_err(|_| unreadable(first))?;
+    for (index, name) in names.iter().enumerate() {
+        let mut block = builder::BlockBuilder::new();
+        for c in checks.iter().filter(|c| c.policy == index) {
+            block = block.check(c.check.clone()).map_err(|_| unreadable(name))?;
+        }
+        token = token.append(block).map_err(|_| unreadable(name))?;
+    }
+    let bytes = token.to_vec().map_err(|_| unreadable(first))?;
+    let blame = |e: DatalogError| {
+        let block = match &e {
+            DatalogError::RulesInBlock { block }
+            | DatalogError::TooManyFacts { block, .. }
+            | DatalogError::TooManyPredicates { block, .. }
+            | DatalogError::TooCostly { block, .. }
+            | DatalogError::RegexNotLiteral { block }
+            | DatalogError::RegexTooLarge { block }
+            | DatalogError::Unreadable { block } => *block,
+        };
+        PolicyError::TooCostly {
+            policy: block
+                .checked_sub(1)
+                .and_then(|i| names.get(i))
+                .map_or(first, String::as_str)
+                .to_string(),
+            cause: e,
+        }
+    };
+    let shapes = CheckShapes::read(&bytes).map_err(blame)?;
+    shapes
+        .work(&RequestFacts::new(Api::Llm, "chat", "POST", "/"))
+        .map_err(blame)?;
+    Ok(shapes)
+}
+
+#[cfg(test)]
+mod tests;
