@@ -449,6 +449,16 @@ impl GatewayError {
                     r.retry_after.as_secs_f64().ceil().max(1.0) as u64
                 )
             }
+            GatewayError::Storage(writ_store::StoreError::Conflict { what, name }) => format!(
+                "A {what} named `{name}` exists already: choose another name, or read the \
+                 existing one and change it."
+            ),
+            GatewayError::Storage(writ_store::StoreError::Refused(reason)) => {
+                format!("Refused: {reason}.")
+            }
+            GatewayError::Storage(e @ writ_store::StoreError::NotFound { .. }) => {
+                format!("Not found: {e}; list what exists with the matching GET route.")
+            }
             GatewayError::Storage(_) => {
                 "The gateway cannot reach its storage; try again.".to_string()
             }

@@ -88,6 +88,29 @@ async fn the_admin_api_answers_as_its_document_says() {
     assert_eq!(doc["openapi"], "3.1.0");
 
     let admin = gw.mint_as(ADMIN, ADMIN, 30);
+    // What the document's examples name, so the examples reach past 404s.
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        ("/admin/v1/tenants", serde_json::json!({"name": "acme"})),
+        (
+            "/admin/v1/tenants/acme/agents",
+            serde_json::json!({"name": "planner", "generate_secret": true,
+                "ceiling": [{"type": "writ:llm", "upstream": "demo"}]}),
+        ),
+        (
+            "/admin/v1/tenants/acme/credentials/demo",
+            serde_json::json!({"secret": "sk-acme-schemathesis"}),
+        ),
+    ] {
+        let resp = client
+            .post(gw.url(path))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "{path}");
+    }
     schemathesis(
         &gw,
         &admin,

@@ -19,12 +19,18 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::{accept, authenticate, authorize, extract};
 
+mod agents;
 mod audit;
+mod credentials;
 mod keys;
+mod limits;
 mod openapi;
+mod policies;
 mod revocations;
 mod schema;
+mod tenants;
 mod unlock;
+mod upstreams;
 mod usage;
 
 /// Largest admin request body.
@@ -46,6 +52,67 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/admin/v1/usage", get(usage::counters))
         .route("/admin/v1/audit", get(audit::records))
         .route("/admin/v1/detections", get(audit::detections))
+        .route(
+            "/admin/v1/tenants",
+            get(tenants::list).post(tenants::create),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}",
+            get(tenants::get).delete(tenants::delete),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/agents",
+            get(agents::list).post(agents::create),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/agents/{agent}",
+            get(agents::get).put(agents::update).delete(agents::delete),
+        )
+        .route("/admin/v1/tenants/{tenant}/policies", get(policies::list))
+        .route(
+            "/admin/v1/tenants/{tenant}/policies/{name}",
+            get(policies::get)
+                .put(policies::put)
+                .delete(policies::delete),
+        )
+        .route("/admin/v1/tenants/{tenant}/limits", get(limits::list))
+        .route(
+            "/admin/v1/tenants/{tenant}/limits/{name}",
+            get(limits::get).put(limits::put).delete(limits::delete),
+        )
+        .route(
+            "/admin/v1/upstreams",
+            get(upstreams::list_shared).post(upstreams::create_shared),
+        )
+        .route(
+            "/admin/v1/upstreams/{name}",
+            get(upstreams::get_shared)
+                .put(upstreams::update_shared)
+                .delete(upstreams::delete_shared),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/upstreams",
+            get(upstreams::list_tenant).post(upstreams::create_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/upstreams/{name}",
+            get(upstreams::get_tenant)
+                .put(upstreams::update_tenant)
+                .delete(upstreams::delete_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/credentials/{upstream}",
+            get(credentials::list).post(credentials::add),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/credentials/{upstream}/{version}/activate",
+            post(credentials::activate),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/credentials/{upstream}/{version}/retire",
+            post(credentials::retire),
+        )
+        .route("/admin/v1/vault/rewrap", post(credentials::rewrap))
         // No writ needed: the document holds no secret, and tools read it first.
         .route("/admin/v1/openapi.json", get(openapi::document))
         // Before authentication: an admin writ sent in clear text is exposed whatever
@@ -127,6 +194,55 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             }
         }
     })
+}
+
+/// Refuses a name of a tenant, agent, upstream, policy or limit that is not 1 to 64
+/// characters of `A-Z a-z 0-9 _ . -` (the rule of config names), naming the field.
+fn check_name(field: &str, name: &str) -> Result<(), GatewayError> {
+    if crate::config::valid_name(name) {
+        Ok(())
+    } else {
+        Err(GatewayError::InvalidRequest {
+            reason: format!("{field} must be 1 to 64 characters of A-Z a-z 0-9 _ . -"),
+        })
+    }
+}
+
+/// The gateway clock's now, in Unix seconds.
+fn unix_now(gw: &Gateway) -> u64 {
+    gw.clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Authorizes an admin of `tenant` (its path segment), then checks the name and that the
+/// tenant exists (404 otherwise): authorization first, so a tenant admin learns nothing
+/// of other tenants.
+async fn tenant_admin(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    tenant: &str,
+) -> Result<Authorization, GatewayError> {
+    let by = admin(gw, parts, Some(tenant)).await?;
+    check_name("tenant", tenant)?;
+    if gw.store().tenant(tenant).await?.is_none() {
+        return Err(writ_store::StoreError::NotFound {
+            what: "tenant",
+            name: tenant.to_string(),
+        }
+        .into());
+    }
+    Ok(by)
+}
+
+/// Applies a change made through the admin API to this instance now (the others follow
+/// through the change feed). The change is stored: a failed reload is logged, not
+/// reported as a failed change.
+async fn apply(gw: &Gateway) {
+    if let Err(e) = gw.reload().await {
+        tracing::error!(error = %e, "admin change stored, not yet applied here");
+    }
 }
 
 /// Records an admin change by the operator `by` names (the admin writ's subject).

@@ -245,6 +245,12 @@ impl GatewayError {
                 Class::new(S::NOT_FOUND, invalid, "unknown_revocation", Fault::Client)
             }
             E::CannotLift { .. } => Class::new(S::CONFLICT, invalid, "cannot_lift", Fault::Client),
+            E::Storage(
+                writ_store::StoreError::Conflict { .. } | writ_store::StoreError::Refused(_),
+            ) => Class::new(S::CONFLICT, invalid, "conflict", Fault::Client),
+            E::Storage(writ_store::StoreError::NotFound { .. }) => {
+                Class::new(S::NOT_FOUND, invalid, "not_found", Fault::Client)
+            }
             E::Storage(_) => Class::new(
                 S::SERVICE_UNAVAILABLE,
                 "server_error",

@@ -9,15 +9,18 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, refusal};
-use super::{audit, keys, revocations, unlock, usage};
+use super::{
+    agents, audit, credentials, keys, limits, policies, revocations, tenants, unlock, upstreams,
+    usage,
+};
 
 /// The document, with the bearer scheme admin writs are presented under (`writ`).
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "writ admin API",
-        description = "Manage a writ gateway: revocations, root keys, usage, audit records \
-            and detections. Every route but this document's takes an admin writ (a writ \
+        description = "Manage a writ gateway: tenants, agents, upstreams, credentials, \
+            policies, limits, revocations, root keys, usage, audit records and detections. Every route but this document's takes an admin writ (a writ \
             holding a `writ:admin` grant) as `Authorization: Bearer <writ>`; a writ whose \
             grant names one tenant acts on that tenant only. Refusals carry \
             `{\"error\":{\"message\",\"type\",\"code\",\"param\"}}`.",
@@ -35,6 +38,38 @@ use super::{audit, keys, revocations, unlock, usage};
         usage::counters,
         audit::records,
         audit::detections,
+        tenants::list,
+        tenants::create,
+        tenants::get,
+        tenants::delete,
+        agents::list,
+        agents::create,
+        agents::get,
+        agents::update,
+        agents::delete,
+        policies::list,
+        policies::put,
+        policies::get,
+        policies::delete,
+        limits::list,
+        limits::put,
+        limits::get,
+        limits::delete,
+        upstreams::list_shared,
+        upstreams::create_shared,
+        upstreams::get_shared,
+        upstreams::update_shared,
+        upstreams::delete_shared,
+        upstreams::list_tenant,
+        upstreams::create_tenant,
+        upstreams::get_tenant,
+        upstreams::update_tenant,
+        upstreams::delete_tenant,
+        credentials::list,
+        credentials::add,
+        credentials::activate,
+        credentials::retire,
+        credentials::rewrap,
         document,
     ),
     components(schemas(ErrorBody)),
@@ -45,6 +80,12 @@ use super::{audit, keys, revocations, unlock, usage};
         (name = "clients", description = "Token endpoint clients."),
         (name = "usage", description = "What calls consumed, and the limit counters."),
         (name = "audit", description = "The audit log and the detections in it."),
+        (name = "tenants", description = "Tenants: what agents, upstreams, credentials, policies and limits belong to."),
+        (name = "agents", description = "A tenant's agents: who may be issued writs, and the most they may hold."),
+        (name = "policies", description = "A tenant's Datalog checks, applied to each of its requests."),
+        (name = "limits", description = "A tenant's limits: `[[limit]]` tables applying to it alone."),
+        (name = "upstreams", description = "Upstreams created through the API: shared, or a tenant's own."),
+        (name = "credentials", description = "A tenant's secrets for upstreams: write-only, versioned, sealed in the vault."),
         (name = "meta", description = "This document."),
     )
 )]
