@@ -17,16 +17,23 @@ mod limits;
 pub(crate) mod origin;
 mod risk;
 mod secrets;
+mod store;
+mod tenants;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
 pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
-pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError};
+pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError, tenant_limit};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
+pub use store::{
+    DEFAULT_POLL_INTERVAL, MasterKeyBytes, MasterKeySource, PostgresUrl, StoreBackend, StoreConfig,
+    StoreConfigError,
+};
+pub use tenants::TenantConfig;
 pub use upstream::UpstreamConfig;
 pub use upstream::address::resolve_check;
 pub use upstream::api::{ApiUpstream, UpstreamTemplate, api_upstream, build_with_credential};
@@ -61,6 +68,10 @@ pub struct RawConfig {
     limit: Vec<RawLimit>,
     #[serde(default)]
     detection: detection::RawDetection,
+    #[serde(default)]
+    store: store::RawStore,
+    #[serde(default)]
+    tenants: BTreeMap<String, tenants::RawTenant>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +128,12 @@ pub struct Config {
     pub mcp_allowed_origins: Vec<String>,
     /// Tenant of agents when none is named.
     pub tenant: String,
+    /// Tenants `writ.toml` declares, seeded into the store: its `[tenants.<name>]` tables
+    /// and always `tenant`.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// Where tenants, agents, upstreams and credentials live, and the vault's master key.
+    /// At its defaults (SQLite, the data directory's key) when deferred.
+    pub store: StoreConfig,
     /// Largest writ lifetime.
     pub max_ttl: Duration,
     /// Upstreams by name.
@@ -219,6 +236,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         error: writ_providers::CredentialError,
     },
+    /// A `[store]` value is not usable (the value is never quoted).
+    #[error("invalid `{field}`: {error}")]
+    Store {
+        /// The offending key, such as `store.url` or `store.previous_master_keys[1]`.
+        field: String,
+        /// What is wrong with it.
+        error: StoreConfigError,
+    },
     /// A value is out of range or inconsistent.
     #[error("invalid `{field}`: {reason}")]
     Invalid {
@@ -240,6 +265,7 @@ impl ConfigError {
             | ConfigError::Limits { field, .. }
             | ConfigError::Detection { field, .. }
             | ConfigError::Webhook { field, .. }
+            | ConfigError::Store { field, .. }
             | ConfigError::MissingEnv { field, .. }
             | ConfigError::BadReference { field } => Some(field),
             ConfigError::UnknownKey { key, .. } => Some(key),
@@ -366,6 +392,8 @@ impl Config {
         if let Err(e) = check_name("tokens.tenant", &tenant) {
             problems.push(e);
         }
+        let tenants = tenants::tenants(raw.tenants, &tenant, &mut problems);
+        let store = section(&env, &mut problems, || store::store_config(raw.store, &env));
         let mut upstreams = BTreeMap::new();
         for (name, u) in raw.upstreams {
             if let Some(u) = section(&env, &mut problems, || {
@@ -487,6 +515,8 @@ impl Config {
             allow_plaintext_admin: raw.server.allow_plaintext_admin,
             mcp_allowed_origins,
             tenant,
+            tenants,
+            store: store.unwrap_or_default(),
             max_ttl,
             upstreams,
             pricing,

@@ -175,6 +175,7 @@ pub(super) fn upstream_config(
         u.allow_private_network,
         u.allow_plaintext,
     )?;
+    address::check_token_endpoint(&field("token_uri"), &provider, u.allow_private_network)?;
     Ok(UpstreamConfig {
         provider,
         settings,

@@ -104,6 +104,30 @@ pub(crate) fn check_base_url(
     Ok(())
 }
 
+/// The check of the token endpoint a provider exchanges assertions at (Vertex: the
+/// key's `token_uri`, or the setting's), as `field`: a literal address outside the public
+/// internet never reaches the egress resolver, so it is refused here unless
+/// `allow_private_network`, as a base URL's is. A key given as a tenant's credential
+/// names its own endpoint, so this runs on every build. Plain `http://` is left to the
+/// operator (the assertion expires within the hour; the endpoint is the key issuer's).
+pub(crate) fn check_token_endpoint(
+    field: &str,
+    provider: &writ_providers::Provider,
+    allow_private_network: bool,
+) -> Result<(), ConfigError> {
+    let Some((_, token_uri)) = provider.access_token_account() else {
+        return Ok(());
+    };
+    match token_uri.host().and_then(literal_ip) {
+        Some(ip) if is_forbidden(ip) && !allow_private_network => Err(ConfigError::Invalid {
+            field: field.to_string(),
+            reason: "the token endpoint points outside the public internet; set allow_private_network = true if that is intended"
+                .to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Resolves `uri`'s host as the gateway will when it sends, and refuses it (as
 /// `field`) when it cannot be resolved or when any address it resolves to is outside the
 /// public internet and `allow_private_network` is off. For the admin API to call when an

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use http::Uri;
 use serde_json::Value;
-use writ_providers::{BuildError, CredentialError, Provider, ProviderConfig, ProviderKind};
+use writ_providers::vertex::ServiceAccountError;
+use writ_providers::{
+    BuildError, CredentialError, FieldProblem, Provider, ProviderConfig, ProviderKind,
+};
 
 use super::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT, RawUpstream, UpstreamConfig,
@@ -226,6 +229,7 @@ pub enum UpstreamTemplate<'a> {
 /// The [`UpstreamConfig`] of upstream `name` with one tenant's credential `secret`
 /// (see [`ProviderConfig::with_credential`] for its shape per kind). The secret is used
 /// literally, never `${env:…}`-expanded; nothing reads the environment or a file. A
+/// token endpoint it names (a Vertex key's `token_uri`) is checked as a base URL is. A
 /// declared upstream keeps its base URL, timeouts and resolved settings; an API one gets
 /// its base URL (or the provider's default) and defaults. The credential's own problems
 /// are [`ConfigError::Credential`], naming the upstream, never quoting it.
@@ -237,6 +241,11 @@ pub fn build_with_credential(
     match template {
         UpstreamTemplate::Declared(declared) => {
             let provider = provider_with(name, &declared.settings, secret)?;
+            address::check_token_endpoint(
+                &format!("upstreams.{name}.token_uri"),
+                &provider,
+                declared.allow_private_network,
+            )?;
             Ok(UpstreamConfig {
                 provider,
                 ..declared.clone()
@@ -244,6 +253,11 @@ pub fn build_with_credential(
         }
         UpstreamTemplate::Api(api) => {
             let provider = provider_with(name, &api.provider, secret)?;
+            address::check_token_endpoint(
+                &field("token_uri"),
+                &provider,
+                api.allow_private_network,
+            )?;
             let base_url = match (&api.base_url, provider.default_base_url()) {
                 (Some(url), _) => url.clone(),
                 (None, Some(default)) => parse_base_url(&field("base_url"), &default)?,
@@ -282,13 +296,26 @@ fn provider_with(
     with.build(&Verbatim { name }).map_err(|e| match e {
         BuildError::Source(e) => e,
         BuildError::Invalid { field, problem } if settings.credential_fields().contains(&field) => {
-            credential(CredentialError::Refused { field, problem })
+            credential(CredentialError::Refused {
+                field,
+                problem: unquoted(problem),
+            })
         }
         BuildError::Invalid { field, problem } => ConfigError::Invalid {
             field: format!("upstreams.{name}.{field}"),
             reason: problem.to_string(),
         },
     })
+}
+
+/// `problem` without any value of the credential: a key's `type` is not repeated.
+fn unquoted(problem: FieldProblem) -> FieldProblem {
+    match problem {
+        FieldProblem::ServiceAccount(ServiceAccountError::WrongType(_)) => {
+            FieldProblem::Form("not a service-account key: its `type` must be `service_account`")
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -196,12 +196,14 @@ async fn check_exists(gw: &Gateway, r: &Revocation) -> Result<(), GatewayError> 
     let tenant_exists = |tenant: &str| {
         let tenant = tenant.to_string();
         async move {
-            Ok::<_, GatewayError>(tenant == gw.tenant || gw.store.tenant_has_agents(&tenant).await?)
+            Ok::<_, GatewayError>(
+                tenant == gw.tenant || gw.store().tenant_has_agents(&tenant).await?,
+            )
         }
     };
     match r {
         Revocation::Agent { tenant, agent } => {
-            if gw.store.agent(tenant, agent).await?.is_none() {
+            if gw.store().agent(tenant, agent).await?.is_none() {
                 return missing(format!("no agent {agent} in tenant {tenant}"));
             }
         }
@@ -399,7 +401,7 @@ fn shown_json(gw: &Gateway, r: &Revocation) -> serde_json::Value {
 
 /// Looks up a revocation just written, as listed.
 async fn listed_by_id(gw: &Gateway, id: i64) -> Result<ListedRevocation, GatewayError> {
-    let record = gw.store.revocation_record(id).await?;
+    let record = gw.store().revocation_record(id).await?;
     record
         .map(|r| listed(gw, &r))
         .ok_or(GatewayError::UnknownRevocation { id })
@@ -508,7 +510,7 @@ pub(super) async fn list(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
     let outcome = async {
         admin(&gw, &parts, None).await?;
         let revocations = gw
-            .store
+            .store()
             .revocation_records()
             .await?
             .iter()
@@ -547,7 +549,7 @@ pub(super) async fn lift(
         let presented = extract::writ(&parts.headers)?;
         authenticate::verify(&gw, &presented)?;
         let record = match id.parse::<i64>() {
-            Ok(id) => gw.store.revocation_record(id).await?,
+            Ok(id) => gw.store().revocation_record(id).await?,
             Err(_) => None,
         };
         let Some(record) = record else {

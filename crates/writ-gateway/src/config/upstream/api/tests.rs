@@ -313,3 +313,72 @@ fn a_declared_server_the_gateway_starts_takes_no_credential() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A service-account key's JSON with a fresh RSA key (made by `openssl`), naming
+/// `token_uri`.
+fn service_account(token_uri: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl genpkey failed");
+    let pem = String::from_utf8(out.stdout).expect("PEM is text");
+    json!({
+        "type": "service_account",
+        "client_email": "svc@p.iam.gserviceaccount.com",
+        "private_key": pem,
+        "token_uri": token_uri,
+        "project_id": "from-key",
+    })
+    .to_string()
+}
+
+#[test]
+fn a_vertex_credential_naming_a_private_token_endpoint_is_refused_unless_allowed() {
+    let public = service_account("https://oauth2.googleapis.com/token");
+    let metadata = service_account("http://169.254.169.254/token");
+    let api =
+        api_upstream("vx", &json!({"kind": "vertex", "location": "us-central1"})).expect("valid");
+    let built = build_with_credential("vx", UpstreamTemplate::Api(&api), &public)
+        .expect("a public endpoint");
+    assert!(built.provider.access_token_account().is_some());
+    let wrong = json!({"type": "hunter2", "client_email": "a", "private_key": "b"}).to_string();
+    let err = build_with_credential("vx", UpstreamTemplate::Api(&api), &wrong)
+        .expect_err("not a service account");
+    assert!(matches!(err, ConfigError::Credential { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    let err = build_with_credential("vx", UpstreamTemplate::Api(&api), &metadata)
+        .expect_err("the metadata address");
+    assert_eq!(err.field(), Some("settings.token_uri"));
+    assert!(!err.to_string().contains("PRIVATE KEY"), "{err}");
+    let allowed = api_upstream(
+        "vx",
+        &json!({"kind": "vertex", "location": "us-central1", "allow_private_network": true}),
+    )
+    .expect("valid");
+    build_with_credential("vx", UpstreamTemplate::Api(&allowed), &metadata).expect("allowed");
+
+    let env = [("SA", public.as_str())];
+    let cfg = config(
+        "[upstreams.vx]\nkind = \"vertex\"\nlocation = \"us-central1\"\nservice_account_json = \"${env:SA}\"",
+        &env,
+    );
+    let declared = &cfg.upstreams["vx"];
+    let err = build_with_credential("vx", UpstreamTemplate::Declared(declared), &metadata)
+        .expect_err("the tenant's key names the metadata address");
+    assert_eq!(err.field(), Some("upstreams.vx.token_uri"));
+    let tenant =
+        build_with_credential("vx", UpstreamTemplate::Declared(declared), &public).expect("builds");
+    assert!(
+        tenant.provider.secrets()[0]
+            .expose()
+            .contains("PRIVATE KEY"),
+        "the tenant's key is the one held"
+    );
+}
