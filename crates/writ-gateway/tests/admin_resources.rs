@@ -396,3 +396,55 @@ async fn credentials_are_write_only_and_rotate() {
         "each change is audited: {audit}"
     );
 }
+
+#[tokio::test]
+async fn policies_and_limits_are_checked_before_they_are_stored() {
+    let api = Api::start().await;
+    let policies = "/admin/v1/tenants/acme/policies";
+    for datalog in ["allow if true", "check if model($m", "right(\"forged\")"] {
+        let answer = api
+            .call(
+                Method::PUT,
+                &format!("{policies}/p"),
+                Some(json!({"datalog": datalog})),
+            )
+            .await;
+        refused(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("policy `p`"), "{datalog}: {message}");
+    }
+    assert_eq!(api.list(policies).await["policies"], json!([]));
+    let check = json!({"datalog": "check if time($t), $t < 2100-01-01T00:00:00Z"});
+    let (status, created) = api
+        .call(Method::PUT, &format!("{policies}/p"), Some(check.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, replaced) = api
+        .call(Method::PUT, &format!("{policies}/p"), Some(check))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["created_at"], created["created_at"]);
+
+    let limits = "/admin/v1/tenants/acme/limits";
+    for spec in [
+        json!({"scope": "agent", "dimension": "requests", "per": "fortnight", "limit": 5}),
+        json!({"scope": "agent", "dimension": "requests", "per": "minute", "limit": 5, "extra": 1}),
+        json!({"scope": "planet", "dimension": "requests", "per": "minute", "limit": 5}),
+        json!(["not", "a", "table"]),
+    ] {
+        let answer = api
+            .call(Method::PUT, &format!("{limits}/l"), Some(spec.clone()))
+            .await;
+        refused(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    assert_eq!(api.list(limits).await["limits"], json!([]));
+    let spec = json!({"scope": "agent", "dimension": "requests", "per": "minute", "limit": 5});
+    let (status, limit) = api
+        .call(Method::PUT, &format!("{limits}/l"), Some(spec.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{limit}");
+    assert_eq!(limit["spec"], spec);
+    let (status, _) = api.call(Method::DELETE, &format!("{limits}/l"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(api.list(limits).await["limits"], json!([]));
+}
