@@ -15,7 +15,7 @@ const CEILING: &str = r#"[{"type":"writ:llm","upstream":"demo"}]"#;
 
 struct Api {
     gw: TestGateway,
-    _upstream: MockUpstream,
+    upstream: MockUpstream,
     admin: String,
 }
 
@@ -30,7 +30,7 @@ impl Api {
         let admin = gw.mint_as(ADMIN, ADMIN, 30);
         let api = Api {
             gw,
-            _upstream: upstream,
+            upstream,
             admin,
         };
         for tenant in ["acme", "globex"] {
@@ -447,4 +447,42 @@ async fn policies_and_limits_are_checked_before_they_are_stored() {
     let (status, _) = api.call(Method::DELETE, &format!("{limits}/l"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(api.list(limits).await["limits"], json!([]));
+}
+
+/// The key the upstream saw on the last request an `acme` writ made through the gateway.
+async fn key_seen_for_acme(api: &Api) -> String {
+    let llm = r#"{"type":"writ:llm","upstream":"demo"}"#;
+    let writ = api.gw.mint_in("acme", llm, llm, 30);
+    reqwest::Client::new()
+        .post(api.gw.url("/v1/chat/completions"))
+        .bearer_auth(&writ)
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let last = api
+        .upstream
+        .requests()
+        .pop()
+        .expect("the upstream was called");
+    last.headers["authorization"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_credential_added_or_rolled_back_applies_to_the_next_request() {
+    let api = Api::start().await;
+    assert_eq!(key_seen_for_acme(&api).await, format!("Bearer {KEY}"));
+    let path = "/admin/v1/tenants/acme/credentials/demo";
+    for secret in ["sk-acme-one", "sk-acme-two"] {
+        let (status, body) = api
+            .call(Method::POST, path, Some(json!({"secret": secret})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(key_seen_for_acme(&api).await, format!("Bearer {secret}"));
+    }
+    let (status, body) = api
+        .call(Method::POST, &format!("{path}/1/activate"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(key_seen_for_acme(&api).await, "Bearer sk-acme-one");
 }
