@@ -245,11 +245,13 @@ async fn apply(gw: &Gateway) {
     }
 }
 
-/// Records an admin change by the operator `by` names (the admin writ's subject).
+/// Records an admin change by the operator `by` names (the admin writ's subject), answered
+/// with `status`.
 async fn record_admin_change(
     gw: &Gateway,
     by: &Authorization,
     operation: &str,
+    status: http::StatusCode,
     detail: serde_json::Map<String, serde_json::Value>,
 ) {
     let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
@@ -257,7 +259,7 @@ async fn record_admin_change(
     record.agent = Some(by.agent().to_string());
     record.writ = Some(gw.audit.pseudonym(by.token_id()));
     record.operation = Some(operation.to_string());
-    record.status = Some(200);
+    record.status = Some(status.as_u16());
     record.detail = Some(detail);
     gw.audit.record(record).await;
 }

@@ -258,7 +258,14 @@ pub(super) async fn create(
             .into());
         }
         apply(&gw).await;
-        record_admin_change(&gw, &by, "create_agent", detail(&tenant, &agent.name)).await;
+        record_admin_change(
+            &gw,
+            &by,
+            "create_agent",
+            StatusCode::CREATED,
+            detail(&tenant, &agent.name),
+        )
+        .await;
         Ok::<_, GatewayError>((StatusCode::CREATED, Json(view(&agent, secret))).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -346,7 +353,14 @@ pub(super) async fn update(
         }
         gw.store().put_agent(&agent).await?;
         apply(&gw).await;
-        record_admin_change(&gw, &by, "update_agent", detail(&tenant, &name)).await;
+        record_admin_change(
+            &gw,
+            &by,
+            "update_agent",
+            StatusCode::OK,
+            detail(&tenant, &name),
+        )
+        .await;
         Ok::<_, GatewayError>(Json(view(&agent, None)).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -384,7 +398,14 @@ pub(super) async fn delete(
             return Err(not_found(&tenant, &name));
         }
         apply(&gw).await;
-        record_admin_change(&gw, &by, "delete_agent", detail(&tenant, &name)).await;
+        record_admin_change(
+            &gw,
+            &by,
+            "delete_agent",
+            StatusCode::NO_CONTENT,
+            detail(&tenant, &name),
+        )
+        .await;
         Ok::<_, GatewayError>(StatusCode::NO_CONTENT.into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)

@@ -229,7 +229,7 @@ pub(super) async fn add(
         apply(&gw).await;
         let mut d = detail(&tenant, &upstream, version.version);
         d.insert("fingerprint".into(), json!(version.fingerprint));
-        record_admin_change(&gw, &by, "add_credential", d).await;
+        record_admin_change(&gw, &by, "add_credential", StatusCode::CREATED, d).await;
         Ok::<_, GatewayError>(
             (StatusCode::CREATED, Json(CredentialView::from(version))).into_response(),
         )
@@ -347,7 +347,14 @@ async fn change(
             ),
         };
         apply(&gw).await;
-        record_admin_change(&gw, &by, operation, detail(&tenant, &upstream, version)).await;
+        record_admin_change(
+            &gw,
+            &by,
+            operation,
+            StatusCode::OK,
+            detail(&tenant, &upstream, version),
+        )
+        .await;
         Ok::<_, GatewayError>(Json(CredentialView::from(done)).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -376,7 +383,7 @@ pub(super) async fn rewrap(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         let mut detail = serde_json::Map::new();
         detail.insert("rewrapped".into(), json!(rewrapped));
         detail.insert("master_kid".into(), json!(master_kid));
-        record_admin_change(&gw, &by, "rewrap_vault", detail).await;
+        record_admin_change(&gw, &by, "rewrap_vault", StatusCode::OK, detail).await;
         Ok::<_, GatewayError>(
             Json(Rewrapped {
                 rewrapped,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -83,7 +84,14 @@ pub(super) async fn rotate(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         let kid = gw.data.rotate_root_key()?;
         gw.reload_keys()?;
         tracing::warn!(admin = by.agent(), signing_kid = kid.0, "root key rotated");
-        record_admin_change(&gw, &by, "rotate_root_key", key_detail(&gw, &before)).await;
+        record_admin_change(
+            &gw,
+            &by,
+            "rotate_root_key",
+            StatusCode::OK,
+            key_detail(&gw, &before),
+        )
+        .await;
         Ok::<_, GatewayError>(Json(SigningKey { signing_kid: kid.0 }).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -126,7 +134,7 @@ pub(super) async fn retire(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         tracing::warn!(admin = by.agent(), kid, "root key retired");
         let mut detail = key_detail(&gw, &before);
         detail.insert("retired_kid".into(), json!(kid));
-        record_admin_change(&gw, &by, "retire_root_key", detail).await;
+        record_admin_change(&gw, &by, "retire_root_key", StatusCode::OK, detail).await;
         Ok::<_, GatewayError>(
             Json(RetiredKey {
                 retired_kid: kid,
@@ -158,7 +166,14 @@ pub(super) async fn reload(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         let by = admin(&gw, &parts, None).await?;
         let before = trusted_kids(&gw);
         let kid = gw.reload_keys()?;
-        record_admin_change(&gw, &by, "reload_root_keys", key_detail(&gw, &before)).await;
+        record_admin_change(
+            &gw,
+            &by,
+            "reload_root_keys",
+            StatusCode::OK,
+            key_detail(&gw, &before),
+        )
+        .await;
         Ok::<_, GatewayError>(Json(SigningKey { signing_kid: kid.0 }).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)

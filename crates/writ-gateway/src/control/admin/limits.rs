@@ -140,22 +140,22 @@ pub(super) async fn put(
         let mut detail = serde_json::Map::new();
         detail.insert("tenant".into(), json!(tenant));
         detail.insert("limit".into(), json!(name));
-        let operation = if created {
-            "create_limit"
-        } else {
-            "update_limit"
-        };
-        record_admin_change(&gw, &by, operation, detail).await;
-        let stored = gw
-            .store()
-            .rule(RuleKind::Limit, &tenant, &name)
-            .await?
-            .ok_or_else(|| not_found(&tenant, &name))?;
         let status = if created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
+        let operation = if created {
+            "create_limit"
+        } else {
+            "update_limit"
+        };
+        record_admin_change(&gw, &by, operation, status, detail).await;
+        let stored = gw
+            .store()
+            .rule(RuleKind::Limit, &tenant, &name)
+            .await?
+            .ok_or_else(|| not_found(&tenant, &name))?;
         Ok::<_, GatewayError>((status, Json(view(stored))).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -232,7 +232,7 @@ pub(super) async fn delete(
         let mut detail = serde_json::Map::new();
         detail.insert("tenant".into(), json!(tenant));
         detail.insert("limit".into(), json!(name));
-        record_admin_change(&gw, &by, "delete_limit", detail).await;
+        record_admin_change(&gw, &by, "delete_limit", StatusCode::NO_CONTENT, detail).await;
         Ok::<_, GatewayError>(StatusCode::NO_CONTENT.into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)

@@ -128,7 +128,7 @@ pub(super) async fn create(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         apply(&gw).await;
         let mut detail = serde_json::Map::new();
         detail.insert("tenant".into(), json!(tenant.name));
-        record_admin_change(&gw, &by, "create_tenant", detail).await;
+        record_admin_change(&gw, &by, "create_tenant", StatusCode::CREATED, detail).await;
         Ok::<_, GatewayError>((StatusCode::CREATED, Json(view(&gw, tenant))).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -208,7 +208,7 @@ pub(super) async fn delete(
         apply(&gw).await;
         let mut detail = serde_json::Map::new();
         detail.insert("tenant".into(), json!(tenant));
-        record_admin_change(&gw, &by, "delete_tenant", detail).await;
+        record_admin_change(&gw, &by, "delete_tenant", StatusCode::NO_CONTENT, detail).await;
         Ok::<_, GatewayError>(StatusCode::NO_CONTENT.into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)

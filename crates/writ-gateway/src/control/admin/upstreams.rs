@@ -286,6 +286,7 @@ async fn create(
         gw,
         by,
         "create_upstream",
+        StatusCode::CREATED,
         detail(record.tenant.as_deref(), &record.name),
     )
     .await;
@@ -460,7 +461,14 @@ async fn update(
     record.updated_at = unix_now(gw);
     gw.store().update_upstream(&record).await?;
     apply(gw).await;
-    record_admin_change(gw, by, "update_upstream", detail(tenant, name)).await;
+    record_admin_change(
+        gw,
+        by,
+        "update_upstream",
+        StatusCode::OK,
+        detail(tenant, name),
+    )
+    .await;
     Ok(Json(view(gw, record)).into_response())
 }
 
@@ -538,6 +546,13 @@ async fn delete(
     }
     gw.store().delete_upstream(tenant, name).await?;
     apply(gw).await;
-    record_admin_change(gw, by, "delete_upstream", detail(tenant, name)).await;
+    record_admin_change(
+        gw,
+        by,
+        "delete_upstream",
+        StatusCode::NO_CONTENT,
+        detail(tenant, name),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
