@@ -88,6 +88,8 @@ struct RawServer {
     #[serde(default)]
     allow_plaintext_admin: bool,
     #[serde(default)]
+    allow_private_upstreams: bool,
+    #[serde(default)]
     mcp_allowed_origins: Vec<String>,
 }
 
@@ -122,6 +124,10 @@ pub struct Config {
     /// Serve the admin API on a non-loopback address without TLS. Off by default: the
     /// admin API then answers 403 `admin_api_disabled` there.
     pub allow_plaintext_admin: bool,
+    /// Whether upstreams created through the admin API may reach addresses outside the
+    /// public internet (`allow_private_network` in their settings): off by default, so an
+    /// admin writ cannot turn the gateway against its own network.
+    pub allow_private_upstreams: bool,
     /// Web origins besides the gateway's own whose pages may call `/mcp/{upstream}` (a
     /// request there with another `Origin` is refused, 403), each in canonical form
     /// (`https://app.example.com`: lowercase, no default port).
@@ -513,6 +519,7 @@ impl Config {
             tls,
             tls_ca: raw.server.tls_ca,
             allow_plaintext_admin: raw.server.allow_plaintext_admin,
+            allow_private_upstreams: raw.server.allow_private_upstreams,
             mcp_allowed_origins,
             tenant,
             tenants,

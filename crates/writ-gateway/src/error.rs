@@ -57,11 +57,11 @@ pub enum GatewayError {
     #[error(
         "upstream `{upstream}` cannot serve tenant `{tenant}`: {}",
         match why {
-            crate::tenancy::Unavailable::NoCredential => format!(
+            Unavailable::NoCredential => format!(
                 "no credential is set for this tenant; a tenant admin sets one: \
                  `writ secret set {upstream} --tenant {tenant}` (reads the secret from stdin)"
             ),
-            crate::tenancy::Unavailable::Invalid(reason) => format!(
+            Unavailable::Invalid(reason) => format!(
                 "{reason}; a tenant admin can set a new credential (`writ secret set {upstream} \
                  --tenant {tenant}`) or fix the upstream (`writ upstream show {upstream} --tenant {tenant}`)"
             ),
@@ -73,7 +73,7 @@ pub enum GatewayError {
         /// The upstream named.
         upstream: String,
         /// Why it cannot serve.
-        why: crate::tenancy::Unavailable,
+        why: Unavailable,
     },
     /// No upstream serving this API is configured, or several are and none was chosen.
     #[error(
@@ -624,4 +624,13 @@ impl GatewayError {
         }
         response
     }
+}
+
+/// Why an upstream known to a tenant cannot serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No credential is set for this tenant.
+    NoCredential,
+    /// Its settings or credential could not be used: the reason.
+    Invalid(String),
 }

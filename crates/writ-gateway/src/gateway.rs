@@ -101,6 +101,8 @@ pub struct Gateway {
     pub(crate) costly_evaluations: crate::pipeline::authorize::costly::CostlyEvaluations,
     /// Tenant of agents named without one.
     pub(crate) tenant: String,
+    /// Whether API-created upstreams may reach private addresses.
+    allow_private_upstreams: bool,
     /// Longest writ lifetime.
     pub(crate) max_ttl: std::time::Duration,
     /// This server's identity (`aud` of client assertions): `server.public_url`, or the
@@ -114,7 +116,10 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("upstreams", &self.tenancy.declared.keys().collect::<Vec<_>>())
+            .field(
+                "upstreams",
+                &self.tenancy.declared.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -192,12 +197,12 @@ impl Gateway {
         let fanout = fanout(config).await?;
         let declared = upstreams(config)?;
         let defaults = defaults(&declared);
-        let vault = writ_store::Vault::new(master.expose(), &[]);
+        let vault = vault(config, &data)?;
         let now = clock
             .now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let declared_tenants = std::iter::once(config.tenant.clone()).collect();
+        let declared_tenants = config.tenants.keys().cloned().collect();
         let tenancy = Arc::new(
             crate::tenancy::Tenancy::start(
                 store.clone(),
@@ -210,9 +215,7 @@ impl Gateway {
             )
             .await?,
         );
-        tenancy
-            .follow(std::time::Duration::from_millis(250))
-            .await?;
+        tenancy.follow(config.store.poll_interval).await?;
         let files = data.root_keys()?;
         let mut revocations = InForce {
             local: store.revocations().await?,
@@ -240,6 +243,7 @@ impl Gateway {
             mcp_allowed_origins: config.mcp_allowed_origins.clone(),
             costly_evaluations: Default::default(),
             tenant: config.tenant.clone(),
+            allow_private_upstreams: config.allow_private_upstreams,
             max_ttl: config.max_ttl,
             issuer: config
                 .public_url
@@ -309,6 +313,12 @@ impl Gateway {
                 .resolve(&self.tenancy.declared, tenant, name),
             crate::tenancy::Resolved::Unknown
         )
+    }
+
+    /// Whether upstreams created through the admin API may set `allow_private_network`
+    /// (`[server] allow_private_upstreams`).
+    pub fn allow_private_upstreams(&self) -> bool {
+        self.allow_private_upstreams
     }
 
     /// Re-reads the store into memory now: a change made here applies to the next
@@ -543,6 +553,33 @@ impl crate::control::fanout::Listener for Gateway {
     }
 }
 
+/// Opens the store `config` names: PostgreSQL at `[store] url`, else SQLite in `data`.
+pub async fn open_store(config: &Config, data: &DataDir) -> Result<Store, StoreError> {
+    match &config.store.backend {
+        crate::config::StoreBackend::Postgres(url) => Store::connect(url.expose()).await,
+        crate::config::StoreBackend::Sqlite => Store::open(&data.database_path()).await,
+    }
+}
+
+/// The vault `config` says to seal credentials with: `[store] master_key` (and the keys
+/// it replaced), else the data directory's master key.
+fn vault(config: &Config, data: &DataDir) -> Result<writ_store::Vault, StoreError> {
+    let previous: Vec<[u8; 32]> = config
+        .store
+        .previous_master_keys
+        .iter()
+        .map(|k| *k.expose())
+        .collect();
+    Ok(match &config.store.master_key {
+        crate::config::MasterKeySource::Configured(key) => {
+            writ_store::Vault::new(key.expose(), &previous)
+        }
+        crate::config::MasterKeySource::DataDir => {
+            writ_store::Vault::new(data.master_key()?.expose(), &previous)
+        }
+    })
+}
+
 /// Refuses a configuration whose `${env:…}` secrets were left unresolved (read for a
 /// command that does not serve): a gateway never runs without its credentials.
 fn refuse_deferred_secrets(config: &Config) -> Result<(), StartError> {
@@ -601,7 +638,6 @@ fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, StartEr
     }
     Ok(upstreams)
 }
-
 
 /// For each dialect with upstreams, the one a request goes to when it names none, or why
 /// there is none (several serve it: the writ's grants or `x-writ-upstream` choose).

@@ -12,9 +12,9 @@ pub mod error;
 mod gateway;
 mod limits;
 mod pipeline;
-mod tenancy;
 pub mod serve;
+mod tenancy;
 pub mod upstream;
 
-pub use gateway::{Gateway, KeyState, Shared, StartError};
+pub use gateway::{Gateway, KeyState, Shared, StartError, open_store};
 pub use serve::server::{router, serve, serve_with_workers};

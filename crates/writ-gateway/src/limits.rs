@@ -348,11 +348,23 @@ mod tests {
     async fn a_refusal_is_rate_limited() {
         let limits = one_a_day(Limiter::Memory(MemoryLimiter::new()), None);
         let first = limits
-            .reserve(&one_a_day_spec(), &subject("a"), one_request(), &no_budgets(), now())
+            .reserve(
+                &one_a_day_spec(),
+                &subject("a"),
+                one_request(),
+                &no_budgets(),
+                now(),
+            )
             .await;
         assert!(matches!(first, Ok(Some(_))), "{first:?}");
         let second = limits
-            .reserve(&one_a_day_spec(), &subject("a"), one_request(), &no_budgets(), now())
+            .reserve(
+                &one_a_day_spec(),
+                &subject("a"),
+                one_request(),
+                &no_budgets(),
+                now(),
+            )
             .await;
         assert!(
             matches!(&second, Err(GatewayError::RateLimited(r)) if r.limit == 1 && r.dimension == Dimension::Requests),
@@ -365,7 +377,13 @@ mod tests {
         let agent = unique_agent();
         let limits = one_a_day(failing_redis(&agent).await, None);
         let outcome = limits
-            .reserve(&one_a_day_spec(), &subject(&agent), one_request(), &no_budgets(), now())
+            .reserve(
+                &one_a_day_spec(),
+                &subject(&agent),
+                one_request(),
+                &no_budgets(),
+                now(),
+            )
             .await;
         assert!(
             matches!(outcome, Err(GatewayError::LimiterUnavailable)),
@@ -381,7 +399,13 @@ mod tests {
             Some(Limiter::Memory(MemoryLimiter::new())),
         );
         let held = limits
-            .reserve(&one_a_day_spec(), &subject(&agent), one_request(), &no_budgets(), now())
+            .reserve(
+                &one_a_day_spec(),
+                &subject(&agent),
+                one_request(),
+                &no_budgets(),
+                now(),
+            )
             .await
             .unwrap()
             .expect("a limit applies");
@@ -390,7 +414,13 @@ mod tests {
             "held in the local fallback"
         );
         let refused = limits
-            .reserve(&one_a_day_spec(), &subject(&agent), one_request(), &no_budgets(), now())
+            .reserve(
+                &one_a_day_spec(),
+                &subject(&agent),
+                one_request(),
+                &no_budgets(),
+                now(),
+            )
             .await;
         assert!(
             matches!(refused, Err(GatewayError::RateLimited(_))),

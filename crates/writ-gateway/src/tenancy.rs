@@ -24,7 +24,6 @@ use crate::config::UpstreamConfig;
 use crate::upstream::client::Upstream;
 
 pub(crate) use snapshot::{Resolved, Snapshot};
-pub use snapshot::Unavailable;
 
 /// What a gateway holds of its tenants: the store, the vault, what `writ.toml` declares,
 /// and the current snapshot.

@@ -69,6 +69,9 @@ pub struct RecordedRequest {
 #[derive(Clone)]
 struct Shared {
     key: MockKey,
+    /// Every key the mock accepts (`key` first): a provider account with several live
+    /// keys, as during a rotation, or several tenants' accounts behind one URL.
+    accepted: Arc<Mutex<Vec<MockKey>>>,
     behavior: Behavior,
     script: Option<Arc<Script>>,
     /// Headers added to every scripted response.
@@ -121,6 +124,7 @@ impl MockUpstream {
     ) -> Self {
         let shared = Shared {
             key: MockKey::new(key),
+            accepted: Arc::new(Mutex::new(vec![MockKey::new(key)])),
             behavior,
             script,
             headers: Arc::new(headers),
@@ -154,6 +158,36 @@ impl MockUpstream {
             .clone()
     }
 
+    /// Starts a normal mock accepting each of `keys` (at least one), as a provider does
+    /// for several accounts or during a key rotation.
+    pub async fn start_accepting(keys: &[&str]) -> Self {
+        let mock = Self::start(keys.first().copied().unwrap_or_default()).await;
+        for key in &keys[1..] {
+            mock.accept(key);
+        }
+        mock
+    }
+
+    /// Accepts `key` too, from now on.
+    pub fn accept(&self, key: &str) {
+        let mut accepted = self
+            .shared
+            .accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        accepted.push(MockKey::new(key));
+    }
+
+    /// Stops accepting `key` (a provider revoking it): requests carrying it get 401.
+    pub fn revoke(&self, key: &str) {
+        let mut accepted = self
+            .shared
+            .accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        accepted.retain(|k| k.expose() != key);
+    }
+
     /// Lets every held stream continue, those held now and any held later.
     pub fn release(&self) {
         self.shared.release.send_replace(true);
@@ -166,8 +200,11 @@ impl Drop for MockUpstream {
     }
 }
 
-async fn handle(State(shared): State<Shared>, req: Request) -> Response {
+async fn handle(State(mut shared): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    // The key this request is checked against: an accepted one it carries (in a header
+    // or the query), else none that can match.
+    shared.key = presented_key(&shared, &parts);
     let Ok(body) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -244,6 +281,24 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
 /// `Authorization: Bearer <key>`, alone in `x-tool-key`, as the password of HTTP Basic,
 /// or as the `key` query parameter; then answers a JSON-RPC request with a result and
 /// anything else with what it received.
+/// The accepted key `parts` carries in clear (a header or the query), else the first
+/// accepted one (encoded forms, such as HTTP Basic, are checked against it), else a key
+/// nothing carries.
+fn presented_key(shared: &Shared, parts: &http::request::Parts) -> MockKey {
+    let accepted = shared.accepted.lock().unwrap_or_else(|p| p.into_inner());
+    let query = parts.uri.query().unwrap_or_default().as_bytes();
+    accepted
+        .iter()
+        .find(|k| {
+            let key = k.expose().as_bytes();
+            let carries = |v: &[u8]| !key.is_empty() && v.windows(key.len()).any(|w| w == key);
+            parts.headers.values().any(|v| carries(v.as_bytes())) || carries(query)
+        })
+        .or_else(|| accepted.first())
+        .cloned()
+        .unwrap_or_else(|| MockKey::new("\u{0}no accepted key\u{0}"))
+}
+
 fn echo(key: &MockKey, parts: &http::request::Parts, body: &[u8]) -> Response {
     use base64::Engine;
     let bearer = format!("Bearer {}", key.expose());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use writ_gateway::config::{Config, RawConfig};
 use writ_gateway::{Gateway, KeyState};
-use writ_store::{DataDir, Store};
+use writ_store::DataDir;
 use writ_token::{ManualClock, MintRequest, RootKeyPair, mint, parse_grants};
 
 /// A gateway serving on a loopback port, stopped when dropped.
@@ -41,6 +41,22 @@ impl TestGateway {
     /// Starts a gateway whose config's `${env:NAME}` references read `vars` first, then
     /// this process's environment (tests cannot safely set variables in a running process).
     pub async fn start_with_env(config_toml: &str, vars: &[(&str, &str)]) -> Self {
+        Self::start_keyed(config_toml, vars, None).await
+    }
+
+    /// Starts a second instance beside `first`: its own data directory holding a copy of
+    /// `first`'s keys (root keys and master key), so writs either mints are good on both,
+    /// as on gateways an operator deploys from one key set. Share state through the
+    /// config (`[store] url`, `[limiter] backend = "redis"`).
+    pub async fn start_beside(config_toml: &str, first: &TestGateway) -> Self {
+        Self::start_keyed(config_toml, &[], Some(first.gateway().data_dir())).await
+    }
+
+    async fn start_keyed(
+        config_toml: &str,
+        vars: &[(&str, &str)],
+        keys_from: Option<&std::path::Path>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("writ_gateway=debug")
             .with_test_writer()
@@ -54,8 +70,16 @@ impl TestGateway {
         };
         let config = Config::from_raw(raw, &lookup).expect("test config is valid");
         let dir = tempfile::tempdir().expect("temporary data directory");
+        if let Some(from) = keys_from {
+            let to = dir.path().join("writ-data").join("keys");
+            std::fs::create_dir_all(&to).expect("keys directory");
+            for entry in std::fs::read_dir(from.join("keys")).expect("first instance's keys") {
+                let entry = entry.expect("key file");
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy key");
+            }
+        }
         let data = DataDir::open_or_create(dir.path().join("writ-data")).expect("data directory");
-        let store = Store::open(&data.database_path())
+        let store = writ_gateway::open_store(&config, &data)
             .await
             .expect("database");
         let clock = Arc::new(ManualClock::starting_now());

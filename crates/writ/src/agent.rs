@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use writ_gateway::audit::operator_log::{Operator, OperatorLog};
-use writ_store::{Agent, AgentCredentials, AgentKey, Store, new_client_secret};
+use writ_store::{Agent, AgentCredentials, AgentKey, new_client_secret};
 use writ_token::{Grant, parse_grants};
 
 /// `writ agent …` commands.
@@ -226,7 +226,7 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
     };
     let (config, data) = args.state.open()?;
     let tenant = crate::settings::tenant(args.tenant.as_deref(), &config)?;
-    let store = Store::open(&data.database_path()).await?;
+    let store = writ_gateway::open_store(&config, &data).await?;
     let result = async {
         match &cmd {
             AgentCommand::Add { name, ceiling, max_ttl, public_keys, generate_secret, replace, .. } => {

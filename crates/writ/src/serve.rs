@@ -8,7 +8,7 @@ use anyhow::Context;
 use writ_gateway::Gateway;
 use writ_gateway::config::{Config, RawConfig, UpstreamConfig};
 use writ_mock::MockServer;
-use writ_store::{Agent, DataDir, Store};
+use writ_store::{Agent, DataDir};
 use writ_token::{SystemClock, parse_grants};
 
 /// Options of `writ serve`.
@@ -51,7 +51,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let data = DataDir::open_or_create(&config.data_dir)?;
     data.master_key()?;
-    let store = Store::open(&data.database_path())
+    let store = writ_gateway::open_store(&config, &data)
         .await
         .context("cannot open the database")?;
     if args.demo {

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, bail};
 use writ_gateway::audit::operator_log::{Operator, OperatorLog};
-use writ_store::{DataDir, Store};
+use writ_store::DataDir;
 use writ_token::{Clock, MintRequest, RevocationSet, SystemClock, decode, mint, parse_grants};
 
 /// `writ token …` commands.
@@ -95,7 +95,7 @@ async fn mint_command(args: MintArgs) -> anyhow::Result<()> {
     let data = DataDir::open_existing(&config.data_dir)?;
     let keys = data.root_keys()?;
     let tenant = crate::settings::tenant(args.tenant.as_deref(), &config)?;
-    let store = Store::open(&data.database_path()).await?;
+    let store = writ_gateway::open_store(&config, &data).await?;
     let agent = store.agent(&tenant, &args.agent).await;
     let revocations = store.revocations().await;
     store.close().await;

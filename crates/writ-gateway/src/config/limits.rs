@@ -299,11 +299,10 @@ pub fn tenant_limit(
     spec: &serde_json::Value,
 ) -> Result<LimitSpec, ConfigError> {
     let field = format!("limits.{name}");
-    let raw: RawLimit =
-        serde_json::from_value(spec.clone()).map_err(|e| ConfigError::Invalid {
-            field: field.clone(),
-            reason: e.to_string(),
-        })?;
+    let raw: RawLimit = serde_json::from_value(spec.clone()).map_err(|e| ConfigError::Invalid {
+        field: field.clone(),
+        reason: e.to_string(),
+    })?;
     let mut spec = limit_spec(&field, raw)?;
     if !spec.scope.contains(&Field::Tenant) {
         spec.scope.push(Field::Tenant);

@@ -10,6 +10,7 @@ use writ_store::{OpenedCredential, RuleRecord, UpstreamRecord};
 use writ_token::OperatorPolicy;
 
 use crate::config::{UpstreamConfig, UpstreamTemplate, api_upstream, build_with_credential};
+use crate::error::Unavailable;
 use crate::upstream::client::Upstream;
 
 /// What serves an upstream name for one tenant.
@@ -23,15 +24,6 @@ pub(crate) enum Slot {
     },
     /// Known, but it cannot serve this tenant now, and why (never a secret).
     Unavailable(Unavailable),
-}
-
-/// Why an upstream known to a tenant cannot serve it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unavailable {
-    /// No credential is set for this tenant.
-    NoCredential,
-    /// Its settings or credential could not be used: the reason.
-    Invalid(String),
 }
 
 /// One tenant's view.
@@ -174,11 +166,10 @@ impl Inputs<'_> {
                 }
                 Some(tenant) => {
                     // Known to the tenant even before it has a credential.
-                    tenants
-                        .entry(tenant.clone())
-                        .or_default()
-                        .upstreams
-                        .insert(record.name.clone(), Slot::Unavailable(Unavailable::NoCredential));
+                    tenants.entry(tenant.clone()).or_default().upstreams.insert(
+                        record.name.clone(),
+                        Slot::Unavailable(Unavailable::NoCredential),
+                    );
                 }
             }
             api.insert((record.tenant.clone(), record.name.clone()), record);
@@ -281,7 +272,9 @@ fn build(
             let api = api_upstream(name, &record.settings).map_err(|e| e.to_string())?;
             build_with_credential(name, UpstreamTemplate::Api(&api), secret)
         }
-        (None, Some(declared)) => build_with_credential(name, UpstreamTemplate::Declared(declared), secret),
+        (None, Some(declared)) => {
+            build_with_credential(name, UpstreamTemplate::Declared(declared), secret)
+        }
         (None, None) => return Err("no such upstream".to_string()),
     }
     .map_err(|e| e.to_string())?;
