@@ -486,3 +486,82 @@ async fn a_credential_added_or_rolled_back_applies_to_the_next_request() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(key_seen_for_acme(&api).await, "Bearer sk-acme-one");
 }
+
+#[tokio::test]
+async fn a_private_upstream_needs_the_operator_to_allow_it() {
+    let api = Api::start().await;
+    let path = "/admin/v1/tenants/acme/upstreams";
+    let own = json!({"name": "own", "settings": {
+        "kind": "openai",
+        "base_url": api.upstream.base_url(),
+        "allow_private_network": true,
+    }});
+    // This gateway's config does not allow it.
+    let answer = api.call(Method::POST, path, Some(own.clone())).await;
+    refused(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_private_upstreams"),
+        "{}",
+        answer.1
+    );
+
+    // One that allows it: the tenant's own upstream serves the tenant with its key.
+    let upstream = MockUpstream::start(KEY).await;
+    let config = format!(
+        "[server]\nallow_private_upstreams = true\n\
+         [upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        upstream.base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    let admin = gw.mint_as(ADMIN, ADMIN, 30);
+    let api = Api {
+        gw,
+        upstream,
+        admin,
+    };
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let own = json!({"name": "own", "settings": {
+        "kind": "openai",
+        "base_url": api.upstream.base_url(),
+        "allow_private_network": true,
+    }});
+    let (status, created) = api.call(Method::POST, path, Some(own)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["tenant"], "acme");
+    assert_eq!(created["shared"], false);
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/admin/v1/tenants/acme/credentials/own",
+            Some(json!({"secret": "sk-acme-own"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let llm = r#"{"type":"writ:llm","upstream":"own"}"#;
+    let writ = api.gw.mint_in("acme", llm, llm, 30);
+    let resp = reqwest::Client::new()
+        .post(api.gw.url("/v1/chat/completions"))
+        .bearer_auth(&writ)
+        .header("x-writ-upstream", "own")
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let last = api
+        .upstream
+        .requests()
+        .pop()
+        .unwrap_or_else(|| panic!("the tenant's upstream was not called ({status})"));
+    assert_eq!(last.headers["authorization"], "Bearer sk-acme-own");
+}

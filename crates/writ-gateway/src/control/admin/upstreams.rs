@@ -59,8 +59,8 @@ pub(crate) struct NewUpstream {
     name: String,
     /// The keys of an `[upstreams.NAME]` table (`kind`, `base_url`, …) without any
     /// credential (`api_key`, AWS keys, service account), process (`command`, `env`,
-    /// `cwd`), file or `${env:…}` reference, nor `allow_private_network` (only
-    /// `writ.toml` may allow private addresses).
+    /// `cwd`), file or `${env:…}` reference. `allow_private_network` only where the
+    /// gateway allows it (`[server] allow_private_upstreams`).
     #[schema(value_type = Object)]
     settings: serde_json::Value,
 }
@@ -103,15 +103,19 @@ fn not_found(name: &str) -> GatewayError {
 
 /// Validates settings for upstream `name` (and resolves its host: no name may lead to a
 /// private address): the kind to store, or a 400 naming the key at fault.
-async fn validated(name: &str, settings: &serde_json::Value) -> Result<String, GatewayError> {
+async fn validated(
+    gw: &Gateway,
+    name: &str,
+    settings: &serde_json::Value,
+) -> Result<String, GatewayError> {
     let api = api_upstream(name, settings).map_err(|e| invalid(e.to_string()))?;
-    // An admin writ must not be able to point the gateway at its own network (metadata
-    // services, internal hosts): only writ.toml may allow that.
-    if api.allow_private_network() {
+    // An admin writ points the gateway at its own network (metadata services, internal
+    // hosts) only where the operator's config allows it.
+    if api.allow_private_network() && !gw.allow_private_upstreams() {
         return Err(invalid(
-            "settings.allow_private_network: an upstream created through the API may not \
-             reach private, loopback, link-local or metadata addresses; declare such an \
-             upstream in writ.toml",
+            "settings.allow_private_network: this gateway does not let upstreams created \
+             through the API reach private, loopback, link-local or metadata addresses \
+             ([server] allow_private_upstreams = true in writ.toml allows it)",
         ));
     }
     api.resolve_check()
@@ -263,7 +267,7 @@ async fn create(
     new: NewUpstream,
 ) -> Result<Response, GatewayError> {
     check_name("name", &new.name)?;
-    let kind = validated(&new.name, &new.settings).await?;
+    let kind = validated(gw, &new.name, &new.settings).await?;
     if gw.declared_upstream(&new.name) {
         return Err(StoreError::Conflict {
             what: "upstream (declared in writ.toml)",
@@ -456,7 +460,7 @@ async fn update(
         .upstream(tenant, name)
         .await?
         .ok_or_else(|| not_found(name))?;
-    record.kind = validated(name, &change.settings).await?;
+    record.kind = validated(gw, name, &change.settings).await?;
     record.settings = change.settings;
     record.updated_at = unix_now(gw);
     gw.store().update_upstream(&record).await?;
