@@ -334,6 +334,25 @@ async fn a_tenant_admin_cannot_touch_another_tenant() {
         api.list("/admin/v1/tenants/globex/credentials/demo").await["versions"],
         json!([])
     );
+    // Nor give an agent of its own a wider admin grant than its own.
+    for wider in [
+        json!({"type": "writ:admin"}),
+        json!({"type": "writ:admin", "tenant": "globex"}),
+    ] {
+        let answer = api
+            .call_as(
+                &acme,
+                Method::POST,
+                "/admin/v1/tenants/acme/agents",
+                Some(json!({"name": "escalate", "ceiling": [wider], "generate_secret": true})),
+            )
+            .await;
+        refused(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    assert_eq!(
+        api.list("/admin/v1/tenants/acme/agents").await["agents"],
+        json!([])
+    );
     // Its own tenant it may manage.
     let (status, body) = api
         .call_as(

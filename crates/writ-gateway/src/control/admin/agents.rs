@@ -15,7 +15,7 @@ use writ_store::{Agent, AgentCredentials, AgentKey, StoreError};
 use writ_token::Grant;
 
 use super::schema::{ErrorBody, refusal};
-use super::{apply, check_name, read_json, record_admin_change, tenant_admin};
+use super::{admin, apply, check_name, read_json, record_admin_change, tenant_admin};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -133,6 +133,29 @@ fn ceiling(grants: Vec<serde_json::Value>) -> Result<Vec<Grant>, GatewayError> {
     writ_token::parse_grants(&text).map_err(|e| invalid(format!("ceiling: {e}")))
 }
 
+/// Refuses a ceiling that would let the agent administer more than its tenant, unless the
+/// caller administers every tenant: a tenant's admin cannot mint itself a wider one.
+async fn check_admin_grants(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    tenant: &str,
+    ceiling: &[Grant],
+) -> Result<(), GatewayError> {
+    let wider = ceiling.iter().any(|g| match g {
+        Grant::Admin(a) => a.tenant.as_deref() != Some(tenant),
+        _ => false,
+    });
+    if wider && admin(gw, parts, None).await.is_err() {
+        return Err(GatewayError::InvalidRequest {
+            reason: format!(
+                "ceiling: a writ:admin grant of this tenant's agent must name \
+                 \"tenant\": \"{tenant}\"; only an admin of every tenant may give wider ones"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn max_ttl(gw: &Gateway, secs: Option<u64>) -> Result<Duration, GatewayError> {
     match secs {
         None => Ok(gw.max_ttl),
@@ -240,10 +263,12 @@ pub(super) async fn create(
                 "an agent needs a way to authenticate: give public_keys, or set generate_secret",
             ));
         }
+        let grants = ceiling(new.ceiling)?;
+        check_admin_grants(&gw, &parts, &tenant, &grants).await?;
         let agent = Agent {
             tenant: tenant.clone(),
             name: new.name,
-            ceiling: ceiling(new.ceiling)?,
+            ceiling: grants,
             max_ttl: max_ttl(&gw, new.max_ttl_secs)?,
             credentials: AgentCredentials {
                 public_keys,
@@ -346,7 +371,9 @@ pub(super) async fn update(
             .await?
             .ok_or_else(|| not_found(&tenant, &name))?;
         if let Some(grants) = change.ceiling {
-            agent.ceiling = ceiling(grants)?;
+            let grants = ceiling(grants)?;
+            check_admin_grants(&gw, &parts, &tenant, &grants).await?;
+            agent.ceiling = grants;
         }
         if change.max_ttl_secs.is_some() {
             agent.max_ttl = max_ttl(&gw, change.max_ttl_secs)?;
