@@ -150,7 +150,13 @@ impl Tenancy {
     /// credential did not change are kept as they are (with their connections).
     pub(crate) async fn reload(&self) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
+        let started = std::time::Instant::now();
         let seq = self.store.change_seq().await?;
+        let previous = self.snapshot();
+        if seq <= previous.seq {
+            // Loaded meanwhile (by the request that made the change, or the feed).
+            return Ok(());
+        }
         let upstreams = self.store.all_upstreams().await?;
         let credentials = self.store.active_credentials(&self.vault).await?;
         let policies = self
@@ -158,7 +164,6 @@ impl Tenancy {
             .rules(writ_store::RuleKind::Policy, None)
             .await?;
         let limits = self.store.rules(writ_store::RuleKind::Limit, None).await?;
-        let previous = self.snapshot();
         let next = snapshot::Inputs {
             seq,
             declared: &self.declared,
@@ -172,6 +177,11 @@ impl Tenancy {
         .build(&previous)
         .map_err(|e| StoreError::Refused(format!("the secret scanner could not be built: {e}")))?;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        tracing::debug!(
+            seq,
+            took_ms = started.elapsed().as_millis() as u64,
+            "tenancy reloaded"
+        );
         Ok(())
     }
 

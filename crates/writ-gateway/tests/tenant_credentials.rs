@@ -45,6 +45,18 @@ fn chat(marker: &str) -> Value {
     json!({"model": "gpt-4o-mini", "user": marker, "messages": [{"role": "user", "content": "hi"}]})
 }
 
+/// Posts a chat to the upstream `crm` with `writ`; the response.
+async fn to_crm(gw: &TestGateway, writ: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(writ)
+        .header("x-writ-upstream", "crm")
+        .json(&chat("x"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn post(client: &reqwest::Client, gw: &TestGateway, writ: &str, body: &Value) -> u16 {
     client
         .post(gw.url("/v1/chat/completions"))
@@ -240,14 +252,7 @@ async fn an_upstream_without_a_credential_for_the_tenant_says_how_to_set_one() {
         r#"{"type":"writ:llm","upstream":"crm"}"#,
         30,
     );
-    let resp = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(&acme)
-        .header("x-writ-upstream", "crm")
-        .json(&chat("x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = to_crm(&gw, &acme).await;
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_not_configured", "{v}");
@@ -263,14 +268,7 @@ async fn an_upstream_without_a_credential_for_the_tenant_says_how_to_set_one() {
         r#"{"type":"writ:llm","upstream":"crm"}"#,
         30,
     );
-    let resp = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(&globex)
-        .header("x-writ-upstream", "crm")
-        .json(&chat("x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = to_crm(&gw, &globex).await;
     assert_eq!(resp.status(), 404);
     // With a credential, acme's own upstream serves it (and only it).
     let fingerprint = writ_providers::UpstreamSecret::new(FILE_KEY).fingerprint();
@@ -279,14 +277,7 @@ async fn an_upstream_without_a_credential_for_the_tenant_says_how_to_set_one() {
         .await
         .unwrap();
     g.reload().await.unwrap();
-    let resp = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(&acme)
-        .header("x-writ-upstream", "crm")
-        .json(&chat("x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = to_crm(&gw, &acme).await;
     assert_eq!(resp.status(), 200);
 }
 

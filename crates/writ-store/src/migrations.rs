@@ -3,6 +3,33 @@
 //! types as the queries read them (BIGINT for integers, TEXT, BLOB/BYTEA); a step once
 //! released is never edited, only followed by another.
 
+/// The credentials table, with the database's type for bytes.
+macro_rules! credentials_table {
+    ($bytes:literal) => {
+        concat!(
+            "CREATE TABLE credentials (
+                tenant        TEXT NOT NULL,
+                upstream      TEXT NOT NULL,
+                version       BIGINT NOT NULL,
+                fingerprint   TEXT NOT NULL,
+                master_kid    TEXT,
+                wrapped_key   ",
+            $bytes,
+            ",
+                ciphertext    ",
+            $bytes,
+            ",
+                active        BIGINT NOT NULL,
+                created_at    BIGINT NOT NULL,
+                activated_at  BIGINT,
+                retired_at    BIGINT,
+                created_by    TEXT,
+                PRIMARY KEY (tenant, upstream, version)
+            )"
+        )
+    };
+}
+
 /// SQLite. The first seven steps predate PostgreSQL support.
 pub(crate) const SQLITE: &[&str] = &[
     "CREATE TABLE agents (
@@ -28,21 +55,7 @@ pub(crate) const SQLITE: &[&str] = &[
     // Every tenant an agent names exists.
     "INSERT INTO tenants (name, created_at) SELECT DISTINCT tenant, 0 FROM agents",
     UPSTREAMS,
-    "CREATE TABLE credentials (
-        tenant        TEXT NOT NULL,
-        upstream      TEXT NOT NULL,
-        version       BIGINT NOT NULL,
-        fingerprint   TEXT NOT NULL,
-        master_kid    TEXT,
-        wrapped_key   BLOB,
-        ciphertext    BLOB,
-        active        BIGINT NOT NULL,
-        created_at    BIGINT NOT NULL,
-        activated_at  BIGINT,
-        retired_at    BIGINT,
-        created_by    TEXT,
-        PRIMARY KEY (tenant, upstream, version)
-    )",
+    credentials_table!("BLOB"),
     POLICIES,
     LIMITS,
     "CREATE TABLE changes (
@@ -73,21 +86,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     )",
     TENANTS,
     UPSTREAMS,
-    "CREATE TABLE credentials (
-        tenant        TEXT NOT NULL,
-        upstream      TEXT NOT NULL,
-        version       BIGINT NOT NULL,
-        fingerprint   TEXT NOT NULL,
-        master_kid    TEXT,
-        wrapped_key   BYTEA,
-        ciphertext    BYTEA,
-        active        BIGINT NOT NULL,
-        created_at    BIGINT NOT NULL,
-        activated_at  BIGINT,
-        retired_at    BIGINT,
-        created_by    TEXT,
-        PRIMARY KEY (tenant, upstream, version)
-    )",
+    credentials_table!("BYTEA"),
     POLICIES,
     LIMITS,
     "CREATE TABLE changes (

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use sha2::Digest;
+
 use writ_limits::LimitSpec;
 use writ_providers::UpstreamSecret;
 use writ_store::{OpenedCredential, RuleRecord, UpstreamRecord};
@@ -48,6 +50,8 @@ pub(crate) struct Snapshot {
     pub(crate) own_secrets: Arc<writ_detect::Scanner>,
     /// `writ.toml`'s limits followed by every tenant's.
     pub(crate) limits: Arc<Vec<LimitSpec>>,
+    /// A digest of the credentials the scanners know: unchanged, they are reused.
+    scanned: [u8; 32],
 }
 
 /// What a name resolves to for a tenant.
@@ -66,8 +70,9 @@ impl Snapshot {
         declared: &BTreeMap<String, Arc<Upstream>>,
         config_limits: &[LimitSpec],
     ) -> Result<Self, writ_detect::DetectError> {
-        let (scanner, own_secrets) = scanners(declared, &HashMap::new())?;
+        let (scanner, own_secrets, scanned) = scanners(declared, &HashMap::new(), None)?;
         Ok(Self {
+            scanned,
             seq: -1,
             shared: BTreeSet::new(),
             tenants: HashMap::new(),
@@ -237,8 +242,9 @@ impl Inputs<'_> {
                 }
             }
         }
-        let (scanner, own_secrets) = scanners(self.declared, &tenants)?;
+        let (scanner, own_secrets, scanned) = scanners(self.declared, &tenants, Some(previous))?;
         Ok(Snapshot {
+            scanned,
             seq: self.seq,
             shared,
             tenants,
@@ -281,11 +287,14 @@ fn build(
     Upstream::new(name, &config).map_err(|e| format!("TLS setup failed: {e}"))
 }
 
-/// The scanners: every credential held (the file's and every tenant's) as exact secrets.
+/// The scanner and the own-secrets scanner, knowing every credential held (the file's and
+/// every tenant's) as exact secrets, with the digest of those credentials: `previous`'s
+/// when it knew the same ones (building them is the costly part of a reload).
 fn scanners(
     declared: &BTreeMap<String, Arc<Upstream>>,
     tenants: &HashMap<String, TenantView>,
-) -> Result<(Arc<writ_detect::Scanner>, Arc<writ_detect::Scanner>), writ_detect::DetectError> {
+    previous: Option<&Snapshot>,
+) -> Result<Scanners, writ_detect::DetectError> {
     let tenant_upstreams = tenants.values().flat_map(|v| {
         v.upstreams.iter().filter_map(|(name, slot)| match slot {
             Slot::Ready { upstream, .. } => Some((name.as_str(), upstream)),
@@ -304,8 +313,32 @@ fn scanners(
         })
         .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
         .collect();
+    let mut sorted: Vec<&(&str, &str)> = exact.iter().collect();
+    sorted.sort();
+    let mut digest = sha2::Sha256::new();
+    for (label, secret) in sorted {
+        for part in [label.as_bytes(), secret.as_bytes()] {
+            digest.update((part.len() as u64).to_be_bytes());
+            digest.update(part);
+        }
+    }
+    let scanned: [u8; 32] = digest.finalize().into();
+    if let Some(previous) = previous.filter(|p| p.scanned == scanned) {
+        return Ok((
+            previous.scanner.clone(),
+            previous.own_secrets.clone(),
+            scanned,
+        ));
+    }
     let scanner = writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)?;
     let writs = std::iter::once(writ_detect::rules::builtin(writ_detect::RuleId::Writ));
     let own_secrets = writ_detect::Scanner::new(writs, &exact)?;
-    Ok((Arc::new(scanner), Arc::new(own_secrets)))
+    Ok((Arc::new(scanner), Arc::new(own_secrets), scanned))
 }
+
+/// The two scanners and the digest of the credentials they know.
+type Scanners = (
+    Arc<writ_detect::Scanner>,
+    Arc<writ_detect::Scanner>,
+    [u8; 32],
+);
