@@ -53,12 +53,33 @@ max_body_bytes = 10485760
 # Web origins, besides this gateway's own, whose pages may call /mcp/{upstream}; a request
 # there with any other Origin header is refused (403). Clients sending none are unaffected.
 # mcp_allowed_origins = ["https://app.example.com"]
+# Upstreams created through the admin API may reach private, loopback or metadata
+# addresses (their allow_private_network) only when this is true.
+# allow_private_upstreams = false
 
 [tokens]
 # Tenant agents belong to when none is named.
 tenant = "default"
 # Longest lifetime of a writ. 30s is the default and the recommended ceiling.
 max_ttl = "30s"
+
+# Where tenants, agents, upstreams created through the admin API, their encrypted
+# credentials, policies and limits live: SQLite in data_dir by default; PostgreSQL for
+# several gateways sharing one state (migrated at start).
+# [store]
+# url = "postgres://writ@db.example.com/writ"
+# The key wrapping every credential's data key: base64 of 32 bytes (openssl rand -base64 32).
+# Default: the data directory's keys/master.key. Give every instance the same one.
+# master_key = "${env:WRIT_MASTER_KEY}"
+# Keys master_key replaced, still read until `writ secret rewrap` re-wraps everything.
+# previous_master_keys = ["${env:WRIT_OLD_MASTER_KEY}"]
+# How often an instance looks for changes made through another (it is also notified).
+# poll_interval = "250ms"
+
+# Tenants created at every start (the [tokens] tenant always is). More can be added
+# through the admin API (`writ tenant add`).
+# [tenants.acme]
+# display_name = "Acme Corp."
 
 # Upstreams: one table per upstream, named as grants name them ("upstream": "openai").
 # kind = "openai":    OpenAI or any server speaking its API with a Bearer key.

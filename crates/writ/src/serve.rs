@@ -72,8 +72,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
 
+    let state = match store.backend() {
+        writ_store::Backend::Sqlite => "SQLite",
+        writ_store::Backend::Postgres => "state in PostgreSQL",
+    };
     println!(
-        "data: {} (SQLite, root key id {})",
+        "data: {} ({state}, root key id {})",
         data.path().display(),
         gateway.keys().signing.kid()
     );
