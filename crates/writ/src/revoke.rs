@@ -297,7 +297,7 @@ async fn list(
     operator: &Operator,
 ) -> anyhow::Result<()> {
     let listed: Vec<serde_json::Value> = if args.offline {
-        let store = writ_gateway::open_store(&config, &data).await?;
+        let store = writ_gateway::open_store(config, data).await?;
         let records = store.revocation_records().await;
         store.close().await;
         let pseudonyms = writ_gateway::audit::pseudonymizer(data.master_key()?.expose());
@@ -403,7 +403,7 @@ async fn lift(
     operator: &Operator,
     id: i64,
 ) -> anyhow::Result<()> {
-    let store = writ_gateway::open_store(&config, &data).await?;
+    let store = writ_gateway::open_store(config, data).await?;
     let record = store.revocation_record(id).await;
     store.close().await;
     if !args.offline {
@@ -447,7 +447,7 @@ async fn lift(
     if record.lifted.is_some() {
         bail!("revocation {id} was already lifted");
     }
-    let store = writ_gateway::open_store(&config, &data).await?;
+    let store = writ_gateway::open_store(config, data).await?;
     let note = RevocationNote {
         at: unix_now(),
         by: Some(operator.to_string()),
