@@ -201,13 +201,21 @@ pub(super) async fn add(
         }
         // An API upstream's kind says what shape the secret takes: check it now, not at
         // the first request.
+        let refused = |e: crate::config::ConfigError| GatewayError::InvalidRequest {
+            reason: e.to_string(),
+        };
         if let Some(record) = api_record(&gw, &tenant, &upstream).await?
             && let Ok(api) = api_upstream(&upstream, &record.settings)
         {
             build_with_credential(&upstream, UpstreamTemplate::Api(&api), secret.expose())
-                .map_err(|e| GatewayError::InvalidRequest {
-                    reason: e.to_string(),
-                })?;
+                .map_err(refused)?;
+        } else if let Some(declared) = gw.tenancy.declared_config(&upstream) {
+            build_with_credential(
+                &upstream,
+                UpstreamTemplate::Declared(declared),
+                secret.expose(),
+            )
+            .map_err(refused)?;
         }
         let version = gw
             .store()
