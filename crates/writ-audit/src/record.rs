@@ -66,7 +66,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 ///
 /// `seq`, `instance` and `prev` belong to the log, not the event: [`crate::AuditLog::append`]
 /// overwrites them, so build records with [`AuditRecord::new`] and set the event's fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Schema version; [`SCHEMA_VERSION`].
     pub v: u32,
@@ -129,7 +129,7 @@ pub struct AuditRecord {
 }
 
 /// What kind of decision a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A writ was minted at the token endpoint.
@@ -154,7 +154,7 @@ pub enum Kind {
 }
 
 /// Why a request was decided as it was. All members optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// The authorization check that failed, e.g. `model_not_allowed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,7 +168,7 @@ pub struct Decision {
 }
 
 /// The limit that refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LimitHit {
     /// Whose limit: e.g. `tenant=acme`, `tenant=acme,agent=support-bot`.
     pub scope: String,
@@ -177,7 +177,7 @@ pub struct LimitHit {
 }
 
 /// Tokens a request used.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Prompt tokens.
     pub input_tokens: u64,

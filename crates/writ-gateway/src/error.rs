@@ -204,6 +204,9 @@ pub enum GatewayError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// An admin request body is declared (`Content-Type`) as something other than JSON.
+    #[error("the body must be JSON: send it with Content-Type: application/json")]
+    UnsupportedMediaType,
     /// A revocation names an agent, tenant or writ that does not exist (the admin may
     /// insist with `"force": true`).
     #[error("{reason}")]
@@ -468,6 +471,16 @@ impl GatewayError {
                     r.scope,
                     r.retry_after.as_secs_f64().ceil().max(1.0) as u64
                 )
+            }
+            GatewayError::Storage(writ_store::StoreError::Conflict { what, name }) => format!(
+                "A {what} named `{name}` exists already: choose another name, or read the \
+                 existing one and change it."
+            ),
+            GatewayError::Storage(writ_store::StoreError::Refused(reason)) => {
+                format!("Refused: {reason}.")
+            }
+            GatewayError::Storage(e @ writ_store::StoreError::NotFound { .. }) => {
+                format!("Not found: {e}; list what exists with the matching GET route.")
             }
             GatewayError::Storage(_) => {
                 "The gateway cannot reach its storage; try again.".to_string()

@@ -168,7 +168,7 @@ impl Limits {
 }
 
 /// One limit counter, for the admin read-out.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Counter {
     /// `tenant=acme,agent=travel`.
     pub(crate) scope: String,

@@ -141,6 +141,11 @@ impl Tenancy {
         self.declared.contains_key(name)
     }
 
+    /// The upstream `name` as `writ.toml` declares it, if it does.
+    pub(crate) fn declared_config(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.declared_configs.get(name)
+    }
+
     /// Whether `writ.toml` declares the tenant `name`.
     pub(crate) fn declared_tenant(&self, name: &str) -> bool {
         self.declared_tenants.contains(name)

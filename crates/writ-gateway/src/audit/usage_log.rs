@@ -8,7 +8,7 @@ use serde::Serialize;
 use writ_providers::Usage;
 
 /// How a metered call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The whole response reached the client.
@@ -20,7 +20,7 @@ pub enum Outcome {
 }
 
 /// One metered call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageRecord {
     /// The pseudonym of the writ's token id, as the audit log records it (the id itself
     /// would let whoever reads it revoke, or single out, that writ).

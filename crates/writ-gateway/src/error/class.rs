@@ -238,6 +238,12 @@ impl GatewayError {
             E::InvalidRequest { .. } => {
                 Class::new(S::BAD_REQUEST, invalid, "invalid_request", Fault::Client)
             }
+            E::UnsupportedMediaType => Class::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                invalid,
+                "unsupported_media_type",
+                Fault::Client,
+            ),
             E::NothingToRevoke { .. } => {
                 Class::new(S::NOT_FOUND, invalid, "nothing_to_revoke", Fault::Client)
             }
@@ -245,6 +251,12 @@ impl GatewayError {
                 Class::new(S::NOT_FOUND, invalid, "unknown_revocation", Fault::Client)
             }
             E::CannotLift { .. } => Class::new(S::CONFLICT, invalid, "cannot_lift", Fault::Client),
+            E::Storage(
+                writ_store::StoreError::Conflict { .. } | writ_store::StoreError::Refused(_),
+            ) => Class::new(S::CONFLICT, invalid, "conflict", Fault::Client),
+            E::Storage(writ_store::StoreError::NotFound { .. }) => {
+                Class::new(S::NOT_FOUND, invalid, "not_found", Fault::Client)
+            }
             E::Storage(_) => Class::new(
                 S::SERVICE_UNAVAILABLE,
                 "server_error",

@@ -4,17 +4,21 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use writ_store::{RevocationNote, RevocationRecord};
 use writ_token::{Revocation, token_id_issued_at};
 
-use super::{MAX_ADMIN_BODY, admin, read_json};
+use super::schema::{ErrorBody, refusal};
+use super::{admin, read_json};
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
-use crate::pipeline::{accept, authenticate, extract};
+use crate::gateway::{Gateway, Shared};
+use crate::pipeline::{authenticate, extract};
 
 fn check_revocation(r: &Revocation) -> Result<(), GatewayError> {
     let bad = |reason: &str| {
@@ -44,57 +48,138 @@ fn check_revocation(r: &Revocation) -> Result<(), GatewayError> {
     }
 }
 
-/// A revocation request: the revocation itself, plus `force` (record it even if what it
-/// names does not exist) and `reason` (stored and listed).
-struct RevocationRequest {
-    revocation: Revocation,
-    force: bool,
-    reason: Option<String>,
-}
-
 /// Longest `reason`, in characters.
 const MAX_REASON_CHARS: usize = 500;
 
-fn revocation_request(
-    mut body: serde_json::Map<String, serde_json::Value>,
-) -> Result<RevocationRequest, GatewayError> {
-    let bad = |reason: &str| GatewayError::InvalidRequest {
-        reason: reason.to_string(),
-    };
-    let force = match body.remove("force") {
-        None => false,
-        Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => return Err(bad("force must be true or false")),
-    };
-    let reason = match body.remove("reason") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(r))
-            if !r.trim().is_empty()
-                && r.chars().count() <= MAX_REASON_CHARS
-                && !r.chars().any(char::is_control) =>
-        {
-            Some(r.trim().to_string())
-        }
-        Some(_) => {
-            return Err(bad(
-                "reason must be one line of text, 1 to 500 characters, without control characters",
-            ));
-        }
-    };
-    let revocation = serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| {
-        GatewayError::InvalidRequest {
-            reason: format!(
-                "{e}; a revocation is {{\"kind\": \"agent\", \"tenant\": …, \"agent\": …}}, \
-                 {{\"kind\": \"tenant\", …}}, {{\"kind\": \"token_id\", …}}, \
-                 {{\"kind\": \"revocation_id\", …}} or {{\"kind\": \"issued_before\", \"before\": <unix seconds>}}"
-            ),
-        }
-    })?;
-    Ok(RevocationRequest {
-        revocation,
-        force,
-        reason,
-    })
+/// Body of `POST /admin/v1/revocations`: what to revoke (by `kind`), and `force` (record
+/// it even if what it names does not exist) and `reason` (stored and listed) for any kind.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RevocationRequest {
+    /// One writ by its token id (as `writ token inspect` prints), with every writ
+    /// attenuated from it.
+    TokenId {
+        /// The writ's `token_id` claim.
+        #[schema(min_length = 1, max_length = 256)]
+        token_id: String,
+        /// Record it even if what it names does not exist.
+        #[serde(default)]
+        force: bool,
+        /// Why, in the operator's words: one line, 1 to 500 characters.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 500)]
+        reason: Option<String>,
+    },
+    /// Every writ holding a block with this revocation id.
+    RevocationId {
+        /// Hex revocation id of a block.
+        #[schema(min_length = 2, max_length = 256, pattern = "^([0-9a-fA-F]{2})+$")]
+        revocation_id: String,
+        /// Record it even if what it names does not exist.
+        #[serde(default)]
+        force: bool,
+        /// Why, in the operator's words: one line, 1 to 500 characters.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 500)]
+        reason: Option<String>,
+    },
+    /// Every writ issued to an agent.
+    Agent {
+        /// The agent's tenant.
+        #[schema(min_length = 1, max_length = 256)]
+        tenant: String,
+        /// The agent.
+        #[schema(min_length = 1, max_length = 256)]
+        agent: String,
+        /// Record it even if what it names does not exist.
+        #[serde(default)]
+        force: bool,
+        /// Why, in the operator's words: one line, 1 to 500 characters.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 500)]
+        reason: Option<String>,
+    },
+    /// Every writ of a tenant.
+    Tenant {
+        /// The tenant.
+        #[schema(min_length = 1, max_length = 256)]
+        tenant: String,
+        /// Record it even if what it names does not exist.
+        #[serde(default)]
+        force: bool,
+        /// Why, in the operator's words: one line, 1 to 500 characters.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 500)]
+        reason: Option<String>,
+    },
+    /// The kill switch: every writ issued before a time, in one tenant or in all.
+    IssuedBefore {
+        /// Limit to one tenant; all tenants when left out.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 256)]
+        tenant: Option<String>,
+        /// Unix seconds: writs issued strictly before this are revoked.
+        before: u64,
+        /// Record it even if what it names does not exist.
+        #[serde(default)]
+        force: bool,
+        /// Why, in the operator's words: one line, 1 to 500 characters.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 500)]
+        reason: Option<String>,
+    },
+}
+impl RevocationRequest {
+    /// The revocation, `force` and the reason (trimmed), the reason checked.
+    fn into_parts(self) -> Result<(Revocation, bool, Option<String>), GatewayError> {
+        let (revocation, force, reason) = match self {
+            RevocationRequest::TokenId {
+                token_id,
+                force,
+                reason,
+            } => (Revocation::TokenId { token_id }, force, reason),
+            RevocationRequest::RevocationId {
+                revocation_id,
+                force,
+                reason,
+            } => (Revocation::RevocationId { revocation_id }, force, reason),
+            RevocationRequest::Agent {
+                tenant,
+                agent,
+                force,
+                reason,
+            } => (Revocation::Agent { tenant, agent }, force, reason),
+            RevocationRequest::Tenant {
+                tenant,
+                force,
+                reason,
+            } => (Revocation::Tenant { tenant }, force, reason),
+            RevocationRequest::IssuedBefore {
+                tenant,
+                before,
+                force,
+                reason,
+            } => (Revocation::IssuedBefore { tenant, before }, force, reason),
+        };
+        let reason = match reason {
+            None => None,
+            Some(r)
+                if !r.trim().is_empty()
+                    && r.chars().count() <= MAX_REASON_CHARS
+                    && !r.chars().any(char::is_control) =>
+            {
+                Some(r.trim().to_string())
+            }
+            Some(_) => {
+                return Err(GatewayError::InvalidRequest {
+                    reason: "reason must be one line of text, 1 to 500 characters, without \
+                             control characters"
+                        .to_string(),
+                });
+            }
+        };
+        Ok((revocation, force, reason))
+    }
 }
 
 /// Refuses a revocation of something that does not exist: an unregistered agent, a
@@ -163,43 +248,163 @@ async fn check_exists(gw: &Gateway, r: &Revocation) -> Result<(), GatewayError> 
     Ok(())
 }
 
-/// A revocation as the API shows it: its fields (a token id as its audit pseudonym,
-/// `writ`), and when, by whom and why it was made and lifted.
-fn listed(gw: &Gateway, r: &RevocationRecord) -> serde_json::Value {
-    let time = |at: u64| {
-        humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(at),
-        )
-        .to_string()
-    };
-    let mut v = shown(gw, &r.revocation);
-    if let Some(map) = v.as_object_mut() {
-        map.insert("id".into(), json!(r.id));
-        map.insert("revoked_at".into(), json!(time(r.revoked.at)));
-        map.insert("revoked_by".into(), json!(r.revoked.by));
-        map.insert("reason".into(), json!(r.revoked.reason));
-        map.insert("in_force".into(), json!(r.lifted.is_none()));
-        map.insert("liftable".into(), json!(r.revocation.is_liftable()));
-        if let Some(lift) = &r.lifted {
-            map.insert("lifted_at".into(), json!(time(lift.at)));
-            map.insert("lifted_by".into(), json!(lift.by));
+/// A revocation as the API shows it: its fields, with a token id replaced by its audit
+/// pseudonym (`writ`): token ids never appear raw in answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum ShownRevocation {
+    /// One writ and every writ attenuated from it.
+    TokenId {
+        /// The audit pseudonym of the writ's token id.
+        writ: String,
+    },
+    /// Every writ holding a block with this revocation id.
+    RevocationId {
+        /// Hex revocation id of a block.
+        revocation_id: String,
+    },
+    /// Every writ issued to an agent.
+    Agent {
+        /// The agent's tenant.
+        tenant: String,
+        /// The agent.
+        agent: String,
+    },
+    /// Every writ of a tenant.
+    Tenant {
+        /// The tenant.
+        tenant: String,
+    },
+    /// The kill switch: every writ issued before a time, in one tenant or in all.
+    IssuedBefore {
+        /// The one tenant; every tenant when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        /// Unix seconds: writs issued strictly before this are revoked.
+        before: u64,
+    },
+}
+
+/// A recorded revocation: what, and when, by whom and why it was made and lifted.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ListedRevocation {
+    /// What is revoked.
+    #[serde(flatten)]
+    revocation: ShownRevocation,
+    /// Its id, which `lift` takes.
+    id: i64,
+    /// When it was recorded (RFC 3339).
+    revoked_at: String,
+    /// The operator who recorded it.
+    revoked_by: Option<String>,
+    /// Why, in the operator's words.
+    reason: Option<String>,
+    /// Whether it is in force (not lifted).
+    in_force: bool,
+    /// Whether it may be lifted (agent and tenant revocations).
+    liftable: bool,
+    /// When it was lifted (RFC 3339), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifted_at: Option<String>,
+    /// The operator who lifted it, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifted_by: Option<String>,
+}
+
+/// Whether a revocation or lift made here reached the other gateway instances.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OtherInstances {
+    /// No Redis is configured: this instance is the only one.
+    SingleInstance,
+    /// Published to every instance.
+    Shared,
+    /// Publishing failed: in force here; the others read it when they reconnect.
+    Failed,
+}
+
+impl From<Shared> for OtherInstances {
+    fn from(shared: Shared) -> Self {
+        match shared {
+            Shared::SingleInstance => OtherInstances::SingleInstance,
+            Shared::Shared => OtherInstances::Shared,
+            Shared::Failed => OtherInstances::Failed,
         }
     }
-    v
+}
+
+/// A revocation just recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Revoked {
+    /// The revocation as listed.
+    revoked: ListedRevocation,
+    /// Whether the other instances were told.
+    other_instances: OtherInstances,
+}
+
+/// A revocation just lifted.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Lifted {
+    /// The revocation as listed, now out of force.
+    lifted: ListedRevocation,
+    /// Whether the other instances were told.
+    other_instances: OtherInstances,
+}
+
+/// Every recorded revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RevocationList {
+    /// Oldest first, lifted ones included.
+    revocations: Vec<ListedRevocation>,
+}
+
+fn rfc3339(at: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at))
+        .to_string()
+}
+
+fn listed(gw: &Gateway, r: &RevocationRecord) -> ListedRevocation {
+    ListedRevocation {
+        revocation: shown(gw, &r.revocation),
+        id: r.id,
+        revoked_at: rfc3339(r.revoked.at),
+        revoked_by: r.revoked.by.clone(),
+        reason: r.revoked.reason.clone(),
+        in_force: r.lifted.is_none(),
+        liftable: r.revocation.is_liftable(),
+        lifted_at: r.lifted.as_ref().map(|l| rfc3339(l.at)),
+        lifted_by: r.lifted.as_ref().and_then(|l| l.by.clone()),
+    }
 }
 
 /// A revocation's fields with a token id replaced by its pseudonym (`writ`).
-fn shown(gw: &Gateway, r: &Revocation) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    if let Some(map) = v.as_object_mut()
-        && let Some(id) = map.remove("token_id")
-    {
-        map.insert(
-            "writ".into(),
-            json!(gw.audit.pseudonym(id.as_str().unwrap_or_default())),
-        );
+fn shown(gw: &Gateway, r: &Revocation) -> ShownRevocation {
+    match r.clone() {
+        Revocation::TokenId { token_id } => ShownRevocation::TokenId {
+            writ: gw.audit.pseudonym(&token_id),
+        },
+        Revocation::RevocationId { revocation_id } => {
+            ShownRevocation::RevocationId { revocation_id }
+        }
+        Revocation::Agent { tenant, agent } => ShownRevocation::Agent { tenant, agent },
+        Revocation::Tenant { tenant } => ShownRevocation::Tenant { tenant },
+        Revocation::IssuedBefore { tenant, before } => {
+            ShownRevocation::IssuedBefore { tenant, before }
+        }
     }
-    v
+}
+
+/// [`shown`] as JSON, for audit records and the log.
+fn shown_json(gw: &Gateway, r: &Revocation) -> serde_json::Value {
+    serde_json::to_value(shown(gw, r)).unwrap_or_default()
+}
+
+/// Looks up a revocation just written, as listed.
+async fn listed_by_id(gw: &Gateway, id: i64) -> Result<ListedRevocation, GatewayError> {
+    let record = gw.store().revocation_record(id).await?;
+    record
+        .map(|r| listed(gw, &r))
+        .ok_or(GatewayError::UnknownRevocation { id })
 }
 
 fn unix_now(gw: &Gateway) -> u64 {
@@ -209,24 +414,54 @@ fn unix_now(gw: &Gateway) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Records a revocation, in force on every instance at once. It must name something
+/// that exists unless `force` is set. Revocations of one tenant's agents or writs need an
+/// admin of that tenant; the others an admin of every tenant.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/revocations",
+    tag = "revocations",
+    security(("writ" = [])),
+    request_body = RevocationRequest,
+    responses(
+        (status = 201, description = "The revocation is recorded and in force.", body = Revoked),
+        (status = 400, description = refusal::INVALID, body = ErrorBody),
+        (status = 401, description = refusal::UNAUTHENTICATED, body = ErrorBody),
+        (status = 403, description = refusal::FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "Nothing to revoke: what it names does not exist \
+            (send `force` to record it anyway).", body = ErrorBody),
+        (status = 413, description = refusal::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = refusal::NOT_JSON, body = ErrorBody),
+        (status = 503, description = refusal::UNAVAILABLE, body = ErrorBody),
+    )
+)]
 pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let outcome = async {
-        accept::check_declared_length(&parts.headers, MAX_ADMIN_BODY)?;
         // Authenticate before reading the body; authorize once it says which tenant.
         let presented = extract::writ(&parts.headers)?;
         authenticate::verify(&gw, &presented)?;
-        let request = revocation_request(read_json(body).await?)?;
-        let revocation = &request.revocation;
+        let body: serde_json::Value = read_json(&parts, body).await?;
+        let request: RevocationRequest =
+            serde_json::from_value(body).map_err(|e| GatewayError::InvalidRequest {
+                reason: format!(
+                    "{e}; a revocation is {{\"kind\": \"agent\", \"tenant\": …, \"agent\": …}}, \
+                     {{\"kind\": \"tenant\", …}}, {{\"kind\": \"token_id\", …}}, \
+                     {{\"kind\": \"revocation_id\", …}} or {{\"kind\": \"issued_before\", \"before\": <unix seconds>}}, \
+                     with optional \"force\" and \"reason\""
+                ),
+            })?;
+        let (revocation, force, reason) = request.into_parts()?;
+        let revocation = &revocation;
         check_revocation(revocation)?;
         let by = admin(&gw, &parts, revocation.tenant()).await?;
-        if !request.force {
+        if !force {
             check_exists(&gw, revocation).await?;
         }
         let note = RevocationNote {
             at: unix_now(&gw),
             by: Some(by.agent().to_string()),
-            reason: request.reason.clone(),
+            reason: reason.clone(),
         };
         let (id, shared) = gw.revoke(revocation, &note).await?;
         let mut record = crate::audit::record_at(writ_audit::Kind::Revocation, gw.clock.now());
@@ -236,52 +471,74 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
         record.status = Some(201);
         let mut detail = serde_json::Map::new();
         // A token id is pseudonymized like every writ id; the rest is no secret.
-        detail.insert("revocation".into(), shown(&gw, revocation));
+        let what = shown_json(&gw, revocation);
+        detail.insert("revocation".into(), what.clone());
         detail.insert("revocation_record".into(), json!(id));
-        if let Some(reason) = &request.reason {
+        if let Some(reason) = &reason {
             detail.insert("reason".into(), json!(reason));
         }
-        if request.force {
+        if force {
             detail.insert("forced".into(), json!(true));
         }
         record.detail = Some(detail);
         gw.audit.record(record).await;
-        tracing::warn!(admin = by.agent(), id, revocation = %shown(&gw, revocation), "revocation");
-        let listed = gw
-            .store()
-            .revocation_record(id)
-            .await?
-            .map(|r| listed(&gw, &r))
-            .unwrap_or_default();
-        Ok::<_, GatewayError>(
-            (
-                StatusCode::CREATED,
-                axum::Json(json!({"revoked": listed, "other_instances": shared})),
-            )
-                .into_response(),
-        )
+        tracing::warn!(admin = by.agent(), id, revocation = %what, "revocation");
+        let revoked = Revoked {
+            revoked: listed_by_id(&gw, id).await?,
+            other_instances: shared.into(),
+        };
+        Ok::<_, GatewayError>((StatusCode::CREATED, Json(revoked)).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Every recorded revocation, lifted ones included. Every tenant's admin only.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/revocations",
+    tag = "revocations",
+    security(("writ" = [])),
+    responses(
+        (status = 200, description = "The revocations.", body = RevocationList),
+        (status = 401, description = refusal::UNAUTHENTICATED, body = ErrorBody),
+        (status = 403, description = refusal::FORBIDDEN, body = ErrorBody),
+        (status = 503, description = refusal::UNAVAILABLE, body = ErrorBody),
+    )
+)]
 pub(super) async fn list(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
         admin(&gw, &parts, None).await?;
-        let all: Vec<_> = gw
+        let revocations = gw
             .store()
             .revocation_records()
             .await?
             .iter()
             .map(|r| listed(&gw, r))
             .collect();
-        Ok::<_, GatewayError>(axum::Json(json!({"revocations": all})).into_response())
+        Ok::<_, GatewayError>(Json(RevocationList { revocations }).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Lifts an agent or tenant revocation by its id (`GET /admin/v1/revocations`): the
 /// agent may be issued writs again and its unexpired writs work again, on every instance.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/revocations/{id}/lift",
+    tag = "revocations",
+    security(("writ" = [])),
+    params(("id" = i64, Path, description = "The revocation's id, as listed.")),
+    responses(
+        (status = 200, description = "The revocation is lifted.", body = Lifted),
+        (status = 401, description = refusal::UNAUTHENTICATED, body = ErrorBody),
+        (status = 403, description = refusal::FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "No revocation has this id.", body = ErrorBody),
+        (status = 409, description = "It cannot be lifted: it is permanent (a writ's, or \
+            the kill switch), or it was already lifted.", body = ErrorBody),
+        (status = 503, description = refusal::UNAVAILABLE, body = ErrorBody),
+    )
+)]
 pub(super) async fn lift(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
@@ -335,21 +592,17 @@ pub(super) async fn lift(
         audit.operation = Some("lift_revocation".to_string());
         audit.status = Some(200);
         let mut detail = serde_json::Map::new();
-        detail.insert("revocation".into(), shown(&gw, &record.revocation));
+        detail.insert("revocation".into(), shown_json(&gw, &record.revocation));
         detail.insert("revocation_record".into(), json!(record.id));
         detail.insert("records_lifted".into(), json!(lifted));
         audit.detail = Some(detail);
         gw.audit.record(audit).await;
         tracing::warn!(admin = by.agent(), id = record.id, "revocation lifted");
-        let after = gw
-            .store()
-            .revocation_record(record.id)
-            .await?
-            .map(|r| listed(&gw, &r))
-            .unwrap_or_default();
-        Ok::<_, GatewayError>(
-            axum::Json(json!({"lifted": after, "other_instances": shared})).into_response(),
-        )
+        let lifted = Lifted {
+            lifted: listed_by_id(&gw, record.id).await?,
+            other_instances: shared.into(),
+        };
+        Ok::<_, GatewayError>(Json(lifted).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
