@@ -536,3 +536,61 @@ fn unknown_tenants_and_a_stopped_gateway_are_refused_in_words() {
     let stderr = refused(out);
     assert!(stderr.contains("is `writ serve` running"), "{stderr}");
 }
+
+#[test]
+fn a_secret_set_through_the_cli_is_the_key_the_tenants_requests_carry() {
+    const FILE_KEY: &str = "sk-file-key-0123456789";
+    const ACME_KEY: &str = "sk-acme-from-stdin-0123456789";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(writ_testkit::MockUpstream::start_accepting(&[
+        FILE_KEY, ACME_KEY,
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("writ.toml"),
+        format!(
+            "[upstreams.openai]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\n\
+             api_key = \"{FILE_KEY}\"\n\n[tenants.acme]\n",
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let server = ServeProcess::start(Path::new(BIN), dir.path(), &["--listen", "127.0.0.1:0"]);
+    let ceiling = r#"{"type":"writ:llm","upstream":"openai"}"#;
+    ok(server.writ(&[
+        "agent",
+        "add",
+        "bot",
+        "--tenant",
+        "acme",
+        "--ceiling",
+        ceiling,
+    ]));
+    let set = writ_with_stdin(
+        dir.path(),
+        &server,
+        &["secret", "set", "openai", "--tenant", "acme"],
+        format!("{ACME_KEY}\n").as_bytes(),
+    );
+    assert!(set.status.success(), "{}", all_output(&[&set]));
+    let writ = ok(server.writ(&[
+        "token", "mint", "--agent", "bot", "--tenant", "acme", "--grant", ceiling,
+    ]));
+    let out = Command::new("curl")
+        .args(["-sS", &server.url("/v1/chat/completions"), "-H"])
+        .arg(format!("Authorization: Bearer {}", writ.trim()))
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["object"], "chat.completion", "{answer}");
+    let seen: Vec<String> = mock
+        .requests()
+        .iter()
+        .map(|r| r.headers["authorization"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, vec![format!("Bearer {ACME_KEY}")]);
+    drop(server);
+    drop(runtime);
+}
