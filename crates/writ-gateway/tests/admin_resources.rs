@@ -403,11 +403,18 @@ async fn credentials_are_write_only_and_rotate() {
     // A secret the declared upstream could not send (not a header value) is refused,
     // without being repeated, and no version is added.
     let (status, bad) = api
-        .call(Method::POST, path, Some(json!({"secret": "sk-acme-\nInjected: 1"})))
+        .call(
+            Method::POST,
+            path,
+            Some(json!({"secret": "sk-acme-\nInjected: 1"})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     assert!(!bad.to_string().contains("Injected"), "{bad}");
-    assert_eq!(api.list(path).await["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        api.list(path).await["versions"].as_array().unwrap().len(),
+        2
+    );
     // No answer and no audit record holds a secret.
     let audit = api.list("/admin/v1/audit?kind=admin_change").await;
     for text in [

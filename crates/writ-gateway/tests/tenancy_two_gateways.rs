@@ -77,9 +77,26 @@ async fn changes_through_one_instance_reach_the_other_within_a_second() {
     let redis = OwnRedis::start();
     let mock = MockUpstream::start_accepting(&[FILE_KEY, V1, V2]).await;
     let cfg = config(&mock.base_url(), &db, &redis);
-    let a = TestGateway::start(&cfg).await;
-    let b = TestGateway::start_beside(&cfg, &a).await;
+    let a = std::sync::Arc::new(TestGateway::start(&cfg).await);
+    let b = std::sync::Arc::new(TestGateway::start_beside(&cfg, &a).await);
     let writ = a.mint_in("acme", CEILING, GRANT, 30);
+
+    // Load on both instances while the credential is set and rotated: none may be lost.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (a, b, writ, stop) = (a.clone(), b.clone(), writ.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let (ma, mb) = (format!("load-a-{i}"), format!("load-b-{i}"));
+                let (ra, rb) = tokio::join!(chat(&a, &writ, &ma), chat(&b, &writ, &mb));
+                statuses.extend([ra.0, rb.0]);
+            }
+            statuses
+        })
+    };
 
     // A credential set and then rotated on A: B's calls carry it.
     for (n, key) in [V1, V2].into_iter().enumerate() {
@@ -104,6 +121,15 @@ async fn changes_through_one_instance_reach_the_other_within_a_second() {
         .await;
         eprintln!("credential version {} reached B after {took:?}", n + 1);
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.await.unwrap();
+    assert!(
+        statuses.len() >= 4,
+        "the load ran ({} requests)",
+        statuses.len()
+    );
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    eprintln!("{} requests under the rotations, none lost", statuses.len());
 
     // A policy set on A: B refuses what it forbids.
     let since = Instant::now();
