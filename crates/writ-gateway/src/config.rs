@@ -553,6 +553,8 @@ impl Config {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
+        // `.` and `..` would be read as path steps where names travel in URLs.
+        && name.bytes().any(|b| b != b'.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -565,7 +567,7 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::Invalid {
             field: field.to_string(),
-            reason: "names are 1-64 characters of A-Z a-z 0-9 _ . -".to_string(),
+            reason: "names are 1-64 characters of A-Z a-z 0-9 _ . - (not only dots)".to_string(),
         })
     }
 }

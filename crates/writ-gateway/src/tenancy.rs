@@ -61,7 +61,8 @@ pub enum TenancyError {
     /// the admin API: requests could not tell which is meant.
     #[error(
         "upstream `{name}` is declared in writ.toml and was also created through the admin API \
-         ({owner}); remove one: delete it from writ.toml, or `writ upstream delete {name}{flag}`"
+         ({owner}); remove one: take it out of writ.toml (or rename it there), start the \
+         gateway, and `writ upstream delete {name}{flag}` before declaring it again"
     )]
     Disagree {
         /// The upstream.

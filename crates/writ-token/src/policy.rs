@@ -442,6 +442,8 @@ fn allow_every_request() -> Policy {
 fn valid_name(name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_POLICY_NAME_BYTES
+        // `.` and `..` would be read as path steps in the admin API's URLs.
+        && name.bytes().any(|b| b != b'.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));

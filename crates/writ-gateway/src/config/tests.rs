@@ -609,3 +609,13 @@ fn mcp_allowed_origins_are_kept_canonical_and_refused_by_index() {
         );
     }
 }
+
+#[test]
+fn names_of_only_dots_are_refused() {
+    for bad in [".", "..", "...", "", "a/b", "a b"] {
+        assert!(!crate::config::valid_name(bad), "{bad:?}");
+    }
+    for good in ["acme", "a.b", "..a", "gpt-4o_mini"] {
+        assert!(crate::config::valid_name(good), "{good:?}");
+    }
+}
