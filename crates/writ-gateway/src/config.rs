@@ -25,7 +25,7 @@ pub mod webhook;
 pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
-pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError};
+pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError, tenant_limit};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};

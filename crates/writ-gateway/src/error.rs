@@ -52,6 +52,29 @@ pub enum GatewayError {
         "unknown upstream: no upstream of this API is configured under the name the x-writ-upstream header or the path gives"
     )]
     UnknownUpstream,
+    /// The upstream is known to the writ's tenant but cannot serve it now: no credential is
+    /// set for the tenant, or its settings or credential cannot be used.
+    #[error(
+        "upstream `{upstream}` cannot serve tenant `{tenant}`: {}",
+        match why {
+            crate::tenancy::Unavailable::NoCredential => format!(
+                "no credential is set for this tenant; a tenant admin sets one: \
+                 `writ secret set {upstream} --tenant {tenant}` (reads the secret from stdin)"
+            ),
+            crate::tenancy::Unavailable::Invalid(reason) => format!(
+                "{reason}; a tenant admin can set a new credential (`writ secret set {upstream} \
+                 --tenant {tenant}`) or fix the upstream (`writ upstream show {upstream} --tenant {tenant}`)"
+            ),
+        }
+    )]
+    UpstreamUnavailable {
+        /// The writ's tenant.
+        tenant: String,
+        /// The upstream named.
+        upstream: String,
+        /// Why it cannot serve.
+        why: crate::tenancy::Unavailable,
+    },
     /// No upstream serving this API is configured, or several are and none was chosen.
     #[error(
         "no upstream chosen for this API: {reason}{}",

@@ -61,12 +61,6 @@ pub struct Gateway {
     pub(crate) max_body_bytes: usize,
     /// Whether the admin API is served on this listener (see `Config::admin_api_allowed`).
     pub(crate) admin_api: bool,
-    /// Finds secrets (the upstream credentials, writs, known key formats) in responses.
-    pub(crate) scanner: Arc<writ_detect::Scanner>,
-    /// Finds only what is redacted whatever the mode (the upstream credentials and
-    /// writs): responses are scanned with it where `response_secret` is `off`, where the
-    /// other rules' findings would be dropped unused.
-    pub(crate) own_secrets: Arc<writ_detect::Scanner>,
     /// This instance's audit log.
     pub(crate) audit: crate::audit::Auditor,
     /// Detectors' modes and counters.
@@ -81,9 +75,12 @@ pub struct Gateway {
     pub(crate) limits: crate::limits::Limits,
     /// Inbound TLS, when configured.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) upstreams: BTreeMap<String, Upstream>,
-    /// For each dialect with upstreams, the one requests go to when they name none, or
-    /// why there is none (several serve it: the writ's grants choose).
+    /// Tenants, their upstreams and credentials, policies and limits, held in memory
+    /// (`writ.toml`'s upstreams among them).
+    pub(crate) tenancy: Arc<crate::tenancy::Tenancy>,
+    /// For each dialect with `writ.toml` upstreams, the one requests go to when they name
+    /// none, or why there is none (several serve it: the writ's grants choose). A tenant
+    /// with upstreams of its own chooses among all it sees instead.
     pub(crate) defaults: HashMap<Dialect, Result<String, &'static str>>,
     /// Checks presented writs: the one definition of a valid writ, with the cache of
     /// verified ones.
@@ -112,13 +109,12 @@ pub struct Gateway {
     keys: RwLock<Arc<KeyState>>,
     revocations: RwLock<InForce>,
     pub(crate) data: DataDir,
-    pub(crate) store: Store,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("upstreams", &self.upstreams.keys().collect::<Vec<_>>())
+            .field("upstreams", &self.tenancy.declared.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +134,9 @@ pub enum StartError {
     /// Keys or revocations could not be loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store's tenants and upstreams could not be loaded, or disagree with `writ.toml`.
+    #[error(transparent)]
+    Tenancy(#[from] crate::tenancy::TenancyError),
     /// The limit backend (or the revocation fan-out sharing its Redis) could not be
     /// reached.
     #[error("limits: {0}")]
@@ -180,7 +179,7 @@ impl Gateway {
             Some(files) => Some(crate::serve::tls::load(&files.cert, &files.key)?),
             None => None,
         };
-        let limits = crate::limits::Limits::start(&config.limiter, config.limits.clone())
+        let limits = crate::limits::Limits::start(&config.limiter)
             .await
             .map_err(StartError::Limiter)?;
         let replay = crate::limits::replay::Replay::new(&limits);
@@ -191,9 +190,29 @@ impl Gateway {
             .map_err(StartError::Audit)?;
         let webhooks = webhooks(config, &clock)?;
         let fanout = fanout(config).await?;
-        let upstreams = upstreams(config)?;
-        let (scanner, own_secrets) = scanners(&upstreams)?;
-        let defaults = defaults(&upstreams);
+        let declared = upstreams(config)?;
+        let defaults = defaults(&declared);
+        let vault = writ_store::Vault::new(master.expose(), &[]);
+        let now = clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let declared_tenants = std::iter::once(config.tenant.clone()).collect();
+        let tenancy = Arc::new(
+            crate::tenancy::Tenancy::start(
+                store.clone(),
+                vault,
+                config.upstreams.clone(),
+                declared,
+                declared_tenants,
+                config.limits.clone(),
+                now,
+            )
+            .await?,
+        );
+        tenancy
+            .follow(std::time::Duration::from_millis(250))
+            .await?;
         let files = data.root_keys()?;
         let mut revocations = InForce {
             local: store.revocations().await?,
@@ -211,9 +230,7 @@ impl Gateway {
             detections: crate::detect::detections::Detections::new(config.detection.clone()),
             webhooks,
             blocked_addresses: Default::default(),
-            scanner,
-            own_secrets,
-            upstreams,
+            tenancy,
             defaults,
             writs: Verifier::new(100_000),
             pricing: config.pricing.clone(),
@@ -235,13 +252,13 @@ impl Gateway {
             })),
             revocations: RwLock::new(revocations),
             data,
-            store,
         })
     }
 
-    /// Names and kinds of the configured upstreams.
+    /// Names and kinds of the upstreams `writ.toml` declares.
     pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
-        self.upstreams
+        self.tenancy
+            .declared
             .iter()
             .map(|(n, u)| (n.as_str(), u.provider.kind()))
     }
@@ -263,9 +280,51 @@ impl Gateway {
         self.usage.recent()
     }
 
-    /// The registry of agents and revocations.
+    /// The store: tenants, agents, upstreams, credentials, policies, limits, revocations.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.tenancy.store()
+    }
+
+    /// The vault tenant credentials are sealed with.
+    pub fn vault(&self) -> &writ_store::Vault {
+        self.tenancy.vault()
+    }
+
+    /// Whether `writ.toml` declares the upstream `name` (the admin API may not change it).
+    pub fn declared_upstream(&self, name: &str) -> bool {
+        self.tenancy.declared_upstream(name)
+    }
+
+    /// Whether `writ.toml` declares the tenant `name` (the admin API may not delete it).
+    pub fn declared_tenant(&self, name: &str) -> bool {
+        self.tenancy.declared_tenant(name)
+    }
+
+    /// Whether `tenant` may hold a credential for the upstream `name`: declared in
+    /// `writ.toml`, shared, or the tenant's own (as of the current snapshot).
+    pub fn upstream_visible(&self, tenant: &str, name: &str) -> bool {
+        !matches!(
+            self.tenancy
+                .snapshot()
+                .resolve(&self.tenancy.declared, tenant, name),
+            crate::tenancy::Resolved::Unknown
+        )
+    }
+
+    /// Re-reads the store into memory now: a change made here applies to the next
+    /// request. (Other instances follow within one poll interval.)
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        self.tenancy.reload().await
+    }
+
+    /// The secret scanner (every credential held, writs, known key formats).
+    pub(crate) fn scanner(&self) -> Arc<writ_detect::Scanner> {
+        self.tenancy.snapshot().scanner.clone()
+    }
+
+    /// The scanner of what is redacted whatever the mode (credentials and writs).
+    pub(crate) fn own_secrets(&self) -> Arc<writ_detect::Scanner> {
+        self.tenancy.snapshot().own_secrets.clone()
     }
 
     /// The data directory.
@@ -299,7 +358,7 @@ impl Gateway {
         revocation: &Revocation,
         note: &RevocationNote,
     ) -> Result<(i64, Shared), StoreError> {
-        let id = self.store.put_revocation(revocation, note).await?;
+        let id = self.store().put_revocation(revocation, note).await?;
         {
             let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
             in_force.local.push(revocation.clone());
@@ -329,7 +388,7 @@ impl Gateway {
         revocation: &Revocation,
         note: &RevocationNote,
     ) -> Result<(u64, Shared), StoreError> {
-        let lifted = self.store.lift_revocations(revocation, note).await?;
+        let lifted = self.store().lift_revocations(revocation, note).await?;
         self.forget(revocation);
         let shared = match &self.fanout {
             None => Shared::SingleInstance,
@@ -386,7 +445,7 @@ impl Gateway {
             by: Some("another gateway instance".to_string()),
             reason: None,
         };
-        if let Err(e) = self.store.lift_revocations(revocation, &note).await {
+        if let Err(e) = self.store().lift_revocations(revocation, &note).await {
             tracing::error!(error = %e, "a shared lift could not be recorded in this store");
         }
     }
@@ -531,45 +590,23 @@ async fn fanout(
 }
 
 /// Every configured upstream, ready to forward to.
-fn upstreams(config: &Config) -> Result<BTreeMap<String, Upstream>, StartError> {
+fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, StartError> {
     let mut upstreams = BTreeMap::new();
     for (name, cfg) in &config.upstreams {
         let upstream = Upstream::new(name, cfg).map_err(|source| StartError::Upstream {
             name: name.clone(),
             source,
         })?;
-        upstreams.insert(name.clone(), upstream);
+        upstreams.insert(name.clone(), Arc::new(upstream));
     }
     Ok(upstreams)
 }
 
-/// The secret scanner (built-in rules and every upstream credential) and the scanner of
-/// the gateway's own secrets only (upstream credentials and writs), which are redacted
-/// from every response whatever the detection mode.
-fn scanners(
-    upstreams: &BTreeMap<String, Upstream>,
-) -> Result<(Arc<writ_detect::Scanner>, Arc<writ_detect::Scanner>), StartError> {
-    let exact: Vec<(&str, &str)> = upstreams
-        .iter()
-        .flat_map(|(name, u)| {
-            u.provider
-                .secrets()
-                .iter()
-                .map(move |s| (name.as_str(), s.expose()))
-        })
-        .filter(|(_, s)| s.len() >= 8 && s.len() <= 8 * 1024)
-        .collect();
-    let scanner = writ_detect::Scanner::new(writ_detect::rules::BUILTIN.iter(), &exact)
-        .map_err(StartError::Scanner)?;
-    let writs = std::iter::once(writ_detect::rules::builtin(writ_detect::RuleId::Writ));
-    let own_secrets = writ_detect::Scanner::new(writs, &exact).map_err(StartError::Scanner)?;
-    Ok((Arc::new(scanner), Arc::new(own_secrets)))
-}
 
 /// For each dialect with upstreams, the one a request goes to when it names none, or why
 /// there is none (several serve it: the writ's grants or `x-writ-upstream` choose).
 fn defaults(
-    upstreams: &BTreeMap<String, Upstream>,
+    upstreams: &BTreeMap<String, Arc<Upstream>>,
 ) -> HashMap<Dialect, Result<String, &'static str>> {
     let mut by_dialect: HashMap<Dialect, Vec<&str>> = HashMap::new();
     for (name, u) in upstreams {

@@ -12,6 +12,7 @@ pub mod error;
 mod gateway;
 mod limits;
 mod pipeline;
+mod tenancy;
 pub mod serve;
 pub mod upstream;
 

@@ -16,9 +16,9 @@ use writ_limits::{
 use crate::config::{LimiterBackend, LimiterConfig};
 use crate::error::GatewayError;
 
-/// The declared limits and where they are kept.
+/// Where limits are kept (the limits themselves are the tenancy snapshot's: `writ.toml`'s
+/// and every tenant's).
 pub(crate) struct Limits {
-    specs: Vec<LimitSpec>,
     backend: Arc<Limiter>,
     fallback: Option<Arc<Limiter>>,
     lease_ttl: Duration,
@@ -61,10 +61,7 @@ impl Limits {
     /// Connects the configured backend (nothing to connect for memory). Fails with the
     /// backend's error when Redis cannot be reached, refuses the URL's credentials, or
     /// the URL is not valid.
-    pub(crate) async fn start(
-        config: &LimiterConfig,
-        specs: Vec<LimitSpec>,
-    ) -> Result<Self, BackendError> {
+    pub(crate) async fn start(config: &LimiterConfig) -> Result<Self, BackendError> {
         let backend = match &config.backend {
             LimiterBackend::Memory => Limiter::Memory(MemoryLimiter::new()),
             LimiterBackend::Redis(url) => Limiter::Redis(
@@ -82,7 +79,6 @@ impl Limits {
             ),
         };
         Ok(Self {
-            specs,
             backend: Arc::new(backend),
             fallback: config
                 .local_fallback
@@ -103,18 +99,18 @@ impl Limits {
         (self.backend.clone(), self.fallback.clone())
     }
 
-    /// Reserves `estimate` on every limit that applies to `subject`, all or nothing.
-    /// `None` when no limit applies.
+    /// Reserves `estimate` on every limit of `specs` that applies to `subject`, all or
+    /// nothing. `None` when no limit applies.
     pub(crate) async fn reserve(
         &self,
+        specs: &[LimitSpec],
         subject: &Subject<'_>,
         estimate: Amounts,
         budgets: &WritBudgets,
         now: SystemTime,
     ) -> Result<Option<Held>, GatewayError> {
         let now_ns = nanos(now);
-        let mut charges: Vec<_> = self
-            .specs
+        let mut charges: Vec<_> = specs
             .iter()
             .filter_map(|s| s.charge(subject, &estimate, now_ns, self.lease_ttl))
             .collect();
@@ -271,16 +267,19 @@ mod tests {
     }
 
     /// One request a day per agent, kept in `backend`, with `fallback` if given.
+    fn one_a_day_spec() -> Vec<LimitSpec> {
+        vec![LimitSpec {
+            scope: vec![Field::Agent],
+            dimension: Dimension::Requests,
+            window: Window::Day,
+            limit: 1,
+            burst: 1,
+            only: Vec::new(),
+        }]
+    }
+
     fn one_a_day(backend: Limiter, fallback: Option<Limiter>) -> Limits {
         Limits {
-            specs: vec![LimitSpec {
-                scope: vec![Field::Agent],
-                dimension: Dimension::Requests,
-                window: Window::Day,
-                limit: 1,
-                burst: 1,
-                only: Vec::new(),
-            }],
             backend: Arc::new(backend),
             fallback: fallback.map(Arc::new),
             lease_ttl: writ_limits::model::DEFAULT_LEASE_TTL,
@@ -321,7 +320,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("this test needs Redis at {REDIS}: {e}"));
         let limits = one_a_day(Limiter::Memory(MemoryLimiter::new()), None);
         let now_ns = nanos(now());
-        let key = limits.specs[0]
+        let key = one_a_day_spec()[0]
             .charge(&subject(agent), &one_request(), now_ns, limits.lease_ttl)
             .unwrap()
             .key;
@@ -349,11 +348,11 @@ mod tests {
     async fn a_refusal_is_rate_limited() {
         let limits = one_a_day(Limiter::Memory(MemoryLimiter::new()), None);
         let first = limits
-            .reserve(&subject("a"), one_request(), &no_budgets(), now())
+            .reserve(&one_a_day_spec(), &subject("a"), one_request(), &no_budgets(), now())
             .await;
         assert!(matches!(first, Ok(Some(_))), "{first:?}");
         let second = limits
-            .reserve(&subject("a"), one_request(), &no_budgets(), now())
+            .reserve(&one_a_day_spec(), &subject("a"), one_request(), &no_budgets(), now())
             .await;
         assert!(
             matches!(&second, Err(GatewayError::RateLimited(r)) if r.limit == 1 && r.dimension == Dimension::Requests),
@@ -366,7 +365,7 @@ mod tests {
         let agent = unique_agent();
         let limits = one_a_day(failing_redis(&agent).await, None);
         let outcome = limits
-            .reserve(&subject(&agent), one_request(), &no_budgets(), now())
+            .reserve(&one_a_day_spec(), &subject(&agent), one_request(), &no_budgets(), now())
             .await;
         assert!(
             matches!(outcome, Err(GatewayError::LimiterUnavailable)),
@@ -382,7 +381,7 @@ mod tests {
             Some(Limiter::Memory(MemoryLimiter::new())),
         );
         let held = limits
-            .reserve(&subject(&agent), one_request(), &no_budgets(), now())
+            .reserve(&one_a_day_spec(), &subject(&agent), one_request(), &no_budgets(), now())
             .await
             .unwrap()
             .expect("a limit applies");
@@ -391,7 +390,7 @@ mod tests {
             "held in the local fallback"
         );
         let refused = limits
-            .reserve(&subject(&agent), one_request(), &no_budgets(), now())
+            .reserve(&one_a_day_spec(), &subject(&agent), one_request(), &no_budgets(), now())
             .await;
         assert!(
             matches!(refused, Err(GatewayError::RateLimited(_))),

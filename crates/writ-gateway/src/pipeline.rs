@@ -143,7 +143,7 @@ async fn run(
     };
     if let Some(message) = &mcp {
         // MCP: headers that mirror the body must agree with it.
-        inspect::mcp::check(gw, ctx, target.upstream, &parts.headers, message, &facts)?;
+        inspect::mcp::check(gw, ctx, &target.upstream, &parts.headers, message, &facts)?;
     }
     facts.dpop_jkt = dpop_jkt;
     // A writ bound to an audience is good only at that resource (RFC 8707).
@@ -153,6 +153,7 @@ async fn run(
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
         authorize::explain(gw, &writ, &facts, e, || ctx.route.output_cap_field(&body))
     })?;
+    authorize::policy::check_tenant(gw, authorization.tenant(), &facts)?;
     // Only authorized requests cost a scan for secrets on their way out.
     authorize::prompt_secret::check(gw, ctx, &body).await?;
     // MCP: a session id must name a session the upstream gave this same agent.
@@ -200,9 +201,9 @@ async fn run(
         sent: std::time::Instant::now(),
     };
     // Meter: what the call used and cost, settled against its reservation.
-    let answer = meter::read(gw_arc, ctx, target.upstream, call, sent).await?;
+    let answer = meter::read(gw_arc, ctx, &target.upstream, call, sent).await?;
     // Filter: an MCP list answer cut to what the writ may use.
-    let answer = filter::list_answer(gw, target.upstream, &writ, &facts, list, answer)?;
+    let answer = filter::list_answer(gw, &target.upstream, &writ, &facts, list, answer)?;
     // Redact: secrets out of what goes back, per chunk for a stream.
     let mut response = redact::response(gw, ctx, answer).await?;
     if let Some(remaining) = remaining {
@@ -215,7 +216,7 @@ async fn run(
 async fn send(
     gw: &Gateway,
     authorization: &writ_token::Authorization,
-    target: &route::Target<'_>,
+    target: &route::Target,
     parts: &http::request::Parts,
     body: axum::body::Bytes,
     presented: &extract::PresentedWrit,
@@ -223,7 +224,7 @@ async fn send(
     // A server the gateway started holds its credentials in its environment: nothing is
     // injected, and the message goes down its stdin.
     if let Some(server) = &target.upstream.stdio {
-        return forward::stdio(target.upstream, server, &body).await;
+        return forward::stdio(&target.upstream, server, &body).await;
     }
     let access = match &target.upstream.tokens {
         Some(tokens) => Some(
@@ -248,5 +249,5 @@ async fn send(
             now: gw.clock.now(),
         },
     )?;
-    forward::send(target.upstream, outbound).await
+    forward::send(&target.upstream, outbound).await
 }

@@ -289,6 +289,31 @@ mod scope_messages {
     }
 }
 
+/// A tenant's limit as the admin API takes it: the keys of a `[[limit]]` table, as JSON.
+/// It applies to `tenant` alone, whatever it says: `tenant` joins its scope (so its
+/// counters are the tenant's own) and its `match`. Errors name the key as
+/// `limits.<name>.<key>`.
+pub fn tenant_limit(
+    tenant: &str,
+    name: &str,
+    spec: &serde_json::Value,
+) -> Result<LimitSpec, ConfigError> {
+    let field = format!("limits.{name}");
+    let raw: RawLimit =
+        serde_json::from_value(spec.clone()).map_err(|e| ConfigError::Invalid {
+            field: field.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut spec = limit_spec(&field, raw)?;
+    if !spec.scope.contains(&Field::Tenant) {
+        spec.scope.push(Field::Tenant);
+        spec.scope.sort();
+    }
+    spec.only.retain(|(f, _)| *f != Field::Tenant);
+    spec.only.push((Field::Tenant, tenant.to_string()));
+    Ok(spec)
+}
+
 #[cfg(test)]
 mod refusals {
     use super::LimitsConfigError as E;

@@ -113,6 +113,12 @@ impl GatewayError {
                 Class::new(S::NOT_FOUND, invalid, "unknown_upstream", Fault::Client)
             }
             E::NoUpstream { .. } => Class::new(S::NOT_FOUND, invalid, "no_upstream", Fault::Client),
+            E::UpstreamUnavailable { .. } => Class::new(
+                S::SERVICE_UNAVAILABLE,
+                "server_error",
+                "upstream_not_configured",
+                Fault::Internal,
+            ),
             E::BodyTooLarge { .. } => Class::new(
                 S::PAYLOAD_TOO_LARGE,
                 invalid,

@@ -34,7 +34,7 @@ pub(crate) fn protected_upstream<'p>(
     path: &'p str,
 ) -> Option<&'p str> {
     let name = route.protected_resource_upstream(path)?;
-    let upstream = gw.upstreams.get(name)?;
+    let upstream = gw.tenancy.declared.get(name)?;
     upstream.provider.serves(route).then_some(name)
 }
 

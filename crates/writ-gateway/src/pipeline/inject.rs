@@ -68,13 +68,13 @@ pub(crate) fn ask_for_stream_usage(route: &RouteSpec, stream: bool, body: Bytes)
 
 pub(crate) fn prepare(
     _authorization: &Authorization,
-    target: &Target<'_>,
+    target: &Target,
     parts: &Parts,
     body: Bytes,
     presented: &PresentedWrit,
     signing: Signing,
 ) -> Result<Outbound, GatewayError> {
-    let upstream = target.upstream;
+    let upstream = &target.upstream;
     let mut uri = format!("{}{}", upstream.base, target.path);
     let mut query: Vec<&str> = parts
         .uri
@@ -142,7 +142,6 @@ mod tests {
     use super::*;
     use crate::pipeline::extract;
     use crate::pipeline::fixture::{self, Fixture};
-    use crate::upstream::client::Upstream;
     use writ_providers::anthropic;
     use writ_token::{Api, RequestFacts};
 
@@ -170,7 +169,7 @@ mod tests {
             .unwrap();
         let (parts, ()) = request.into_parts();
         let presented = extract::writ(&parts.headers).unwrap();
-        let upstream: &Upstream = &f.gw.upstreams[name];
+        let upstream = f.gw.tenancy.declared[name].clone();
         let target = Target {
             upstream,
             path: path.to_string(),
@@ -247,7 +246,7 @@ mod tests {
             .into_parts();
         let presented = extract::writ(&parts.headers).unwrap();
         let target = Target {
-            upstream: &f.gw.upstreams["openai"],
+            upstream: f.gw.tenancy.declared["openai"].clone(),
             path: "/v1/chat/completions".into(),
         };
         let signing = Signing {

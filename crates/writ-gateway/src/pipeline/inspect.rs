@@ -20,7 +20,7 @@ use crate::pipeline::route::Target;
 /// upstream's (`InvalidRequest`).
 pub(crate) fn facts(
     route: &RouteSpec,
-    target: &Target<'_>,
+    target: &Target,
     method: &Method,
     body: &Bytes,
 ) -> Result<(RequestFacts, Option<McpMessage>), GatewayError> {
@@ -117,7 +117,7 @@ mod tests {
     ) -> Result<RequestFacts, GatewayError> {
         let upstream = fixture::upstream(UPSTREAMS, name);
         let target = Target {
-            upstream: &upstream,
+            upstream: std::sync::Arc::new(upstream),
             path: path.to_string(),
         };
         facts(

@@ -21,7 +21,7 @@ use crate::pipeline::route::Target;
 pub(crate) async fn reserve(
     gw: &Gateway,
     writ: &VerifiedWrit,
-    target: &Target<'_>,
+    target: &Target,
     facts: &RequestFacts,
     request_bytes: usize,
 ) -> Result<Option<Held>, GatewayError> {
@@ -40,7 +40,13 @@ pub(crate) async fn reserve(
         expires_at: claims.expires_at,
     };
     gw.limits
-        .reserve(&subject, estimate, &budgets, gw.clock.now())
+        .reserve(
+            &gw.tenancy.snapshot().limits,
+            &subject,
+            estimate,
+            &budgets,
+            gw.clock.now(),
+        )
         .await
 }
 
@@ -135,7 +141,7 @@ mod tests {
     async fn the_estimate_is_reserved_against_the_writs_own_budget() {
         let f = Fixture::start(CONFIG).await;
         let target = Target {
-            upstream: &f.gw.upstreams["openai"],
+            upstream: f.gw.tenancy.declared["openai"].clone(),
             path: "/v1/chat/completions".into(),
         };
         let unlimited = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"openai"}"#, None));

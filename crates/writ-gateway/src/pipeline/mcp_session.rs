@@ -112,7 +112,7 @@ pub(crate) struct Session {
 /// DELETE or GET with a body is refused.
 pub(crate) fn ending_facts(
     route: &RouteSpec,
-    target: &Target<'_>,
+    target: &Target,
     method: &Method,
     body: &Bytes,
 ) -> Result<Option<RequestFacts>, GatewayError> {
@@ -138,7 +138,7 @@ pub(crate) fn ending_facts(
 pub(crate) async fn check(
     gw: &Gateway,
     route: &RouteSpec,
-    target: &Target<'_>,
+    target: &Target,
     method: &Method,
     headers: &HeaderMap,
     writ: &VerifiedWrit,

@@ -106,8 +106,8 @@ impl Redactor {
     pub(crate) fn for_tenant(gw: &Gateway, tenant: Option<&str>) -> Self {
         let mode = gw.detections.mode(Detector::ResponseSecret, tenant);
         let scanner = match mode {
-            Mode::Off => gw.own_secrets.clone(),
-            Mode::Block | Mode::Monitor => gw.scanner.clone(),
+            Mode::Off => gw.own_secrets(),
+            Mode::Block | Mode::Monitor => gw.scanner(),
         };
         Self { scanner, mode }
     }

@@ -8,43 +8,60 @@
 //! The route is chosen before authorization and decides nothing by itself: the upstream
 //! chosen is a request fact, and the writ must still allow it.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use http::HeaderMap;
 use writ_providers::{RouteSpec, UpstreamInPath};
 use writ_token::VerifiedWrit;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::tenancy::Resolved;
 use crate::upstream::client::Upstream;
 
 /// Header a client may set to choose among several upstreams of one dialect.
 pub(crate) const UPSTREAM_HEADER: &str = "x-writ-upstream";
 
-/// Where a request goes.
-pub(crate) struct Target<'g> {
-    pub(crate) upstream: &'g Upstream,
+/// Where a request goes. It holds the upstream (and so the credential) it was routed to:
+/// a rotation meanwhile applies to the next request, not to this one.
+pub(crate) struct Target {
+    pub(crate) upstream: Arc<Upstream>,
     /// Path appended to the upstream's base URL; also the `path` fact.
     pub(crate) path: String,
 }
 
 /// Where the request goes: the upstream it names (header or path), or the one its
-/// dialect and `writ` leave. Fails when the path does not fit the route, the header is not
-/// text, no upstream (or more than one) is left, or the one named does not serve the route.
-pub(crate) fn target<'g>(
-    gw: &'g Gateway,
+/// dialect and `writ` leave, among those the writ's tenant sees (`writ.toml`'s, with the
+/// tenant's credential where it has one, and its own). Fails when the path does not fit
+/// the route, the header is not text, no upstream (or more than one) is left, the one named
+/// does not serve the route, or it has no credential for this tenant.
+pub(crate) fn target(
+    gw: &Gateway,
     route: &RouteSpec,
     path: &str,
     headers: &HeaderMap,
     writ: &VerifiedWrit,
-) -> Result<Target<'g>, GatewayError> {
+) -> Result<Target, GatewayError> {
+    let tenant = writ.claims().tenant.as_str();
+    let snapshot = gw.tenancy.snapshot();
+    let declared = &gw.tenancy.declared;
+    let widened = snapshot.widens(tenant);
     let (name, upstream_path) = match route.upstream_in_path(path).ok_or(GatewayError::NotFound)? {
         UpstreamInPath::Unnamed => {
             let name = match headers.get(UPSTREAM_HEADER) {
-                Some(v) => v.to_str().map_err(|_| GatewayError::InvalidHeader {
-                    name: UPSTREAM_HEADER,
-                })?,
+                Some(v) => v
+                    .to_str()
+                    .map_err(|_| GatewayError::InvalidHeader {
+                        name: UPSTREAM_HEADER,
+                    })?
+                    .to_string(),
+                None if widened => {
+                    chosen_by_writ(&snapshot.ready_for(declared, tenant), route, writ)?
+                }
                 None => match gw.defaults.get(&route.dialect()) {
-                    Some(Ok(name)) => name.as_str(),
-                    Some(Err(_)) => chosen_by_writ(gw, route, writ)?,
+                    Some(Ok(name)) => name.clone(),
+                    Some(Err(_)) => chosen_by_writ(&declared_map(declared), route, writ)?,
                     None => {
                         return Err(GatewayError::NoUpstream {
                             reason: "none is configured",
@@ -63,13 +80,20 @@ pub(crate) fn target<'g>(
             if passthrough {
                 check_passthrough_path(rest)?;
             }
-            (name, rest.to_string())
+            (name.to_string(), rest.to_string())
         }
     };
-    let upstream = gw
-        .upstreams
-        .get(name)
-        .ok_or(GatewayError::UnknownUpstream)?;
+    let upstream = match snapshot.resolve(declared, tenant, &name) {
+        Resolved::Upstream(upstream) => upstream,
+        Resolved::Unknown => return Err(GatewayError::UnknownUpstream),
+        Resolved::Unavailable(why) => {
+            return Err(GatewayError::UpstreamUnavailable {
+                tenant: tenant.to_string(),
+                upstream: name,
+                why,
+            });
+        }
+    };
     if !upstream.provider.serves(route) {
         return Err(GatewayError::UnknownUpstream);
     }
@@ -79,19 +103,23 @@ pub(crate) fn target<'g>(
     })
 }
 
-/// Of the several upstreams serving `route`, the one the writ's grants name; refused,
+/// `writ.toml`'s upstreams, as [`chosen_by_writ`] takes them.
+fn declared_map(declared: &BTreeMap<String, Arc<Upstream>>) -> BTreeMap<&str, &Arc<Upstream>> {
+    declared.iter().map(|(n, u)| (n.as_str(), u)).collect()
+}
+
+/// Of the several `upstreams` serving `route`, the one the writ's grants name; refused,
 /// naming the choices, when the grants name none or more than one of them.
-fn chosen_by_writ<'g>(
-    gw: &'g Gateway,
+fn chosen_by_writ(
+    upstreams: &BTreeMap<&str, &Arc<Upstream>>,
     route: &RouteSpec,
     writ: &VerifiedWrit,
-) -> Result<&'g str, GatewayError> {
+) -> Result<String, GatewayError> {
     let named = writ.named_upstreams();
-    let configured: Vec<&'g str> = gw
-        .upstreams
+    let configured: Vec<&str> = upstreams
         .iter()
         .filter(|(_, u)| u.provider.serves(route))
-        .map(|(name, _)| name.as_str())
+        .map(|(name, _)| *name)
         .collect();
     if configured.is_empty() {
         return Err(GatewayError::NoUpstream {
@@ -99,12 +127,12 @@ fn chosen_by_writ<'g>(
             choices: Vec::new(),
         });
     }
-    let choices: Vec<&'g str> = configured
+    let choices: Vec<&str> = configured
         .into_iter()
         .filter(|name| named.as_ref().is_none_or(|n| n.contains(*name)))
         .collect();
     match choices.as_slice() {
-        [one] => Ok(one),
+        [one] => Ok(one.to_string()),
         [] => Err(GatewayError::NoUpstream {
             reason: "several are configured and this writ's grants name none of them",
             choices: Vec::new(),

@@ -111,12 +111,12 @@ async fn check_exists(gw: &Gateway, r: &Revocation) -> Result<(), GatewayError> 
     let tenant_exists = |tenant: &str| {
         let tenant = tenant.to_string();
         async move {
-            Ok::<_, GatewayError>(tenant == gw.tenant || gw.store.tenant_has_agents(&tenant).await?)
+            Ok::<_, GatewayError>(tenant == gw.tenant || gw.store().tenant_has_agents(&tenant).await?)
         }
     };
     match r {
         Revocation::Agent { tenant, agent } => {
-            if gw.store.agent(tenant, agent).await?.is_none() {
+            if gw.store().agent(tenant, agent).await?.is_none() {
                 return missing(format!("no agent {agent} in tenant {tenant}"));
             }
         }
@@ -246,7 +246,7 @@ pub(super) async fn post(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
         gw.audit.record(record).await;
         tracing::warn!(admin = by.agent(), id, revocation = %shown(&gw, revocation), "revocation");
         let listed = gw
-            .store
+            .store()
             .revocation_record(id)
             .await?
             .map(|r| listed(&gw, &r))
@@ -267,7 +267,7 @@ pub(super) async fn list(State(gw): State<Arc<Gateway>>, req: Request) -> Respon
     let outcome = async {
         admin(&gw, &parts, None).await?;
         let all: Vec<_> = gw
-            .store
+            .store()
             .revocation_records()
             .await?
             .iter()
@@ -290,7 +290,7 @@ pub(super) async fn lift(
         let presented = extract::writ(&parts.headers)?;
         authenticate::verify(&gw, &presented)?;
         let record = match id.parse::<i64>() {
-            Ok(id) => gw.store.revocation_record(id).await?,
+            Ok(id) => gw.store().revocation_record(id).await?,
             Err(_) => None,
         };
         let Some(record) = record else {
@@ -340,7 +340,7 @@ pub(super) async fn lift(
         gw.audit.record(audit).await;
         tracing::warn!(admin = by.agent(), id = record.id, "revocation lifted");
         let after = gw
-            .store
+            .store()
             .revocation_record(record.id)
             .await?
             .map(|r| listed(&gw, &r))

@@ -27,7 +27,8 @@ pub(super) struct Resource {
 fn advertised(gw: &Gateway) -> Vec<Resource> {
     let issuer = gw.issuer();
     let mut resources: Vec<Resource> = gw
-        .upstreams
+        .tenancy
+        .declared
         .keys()
         .flat_map(|name| {
             writ_providers::ROUTES.iter().filter_map(|route| {

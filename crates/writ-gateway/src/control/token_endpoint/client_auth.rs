@@ -62,7 +62,7 @@ pub(crate) async fn find_agent(gw: &Gateway, client_id: &str) -> Result<Option<A
     if name.is_empty() || name.len() > 128 || tenant.len() > 128 {
         return Ok(None);
     }
-    gw.store.agent(tenant, name).await.map_err(|e| {
+    gw.store().agent(tenant, name).await.map_err(|e| {
         tracing::error!(error = %e, "agent registry unavailable");
         OAuthError::server("agent registry unavailable")
     })

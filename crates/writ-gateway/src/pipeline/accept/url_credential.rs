@@ -20,7 +20,7 @@ pub(crate) async fn check(
     }
     let Some(finding) = uri
         .path_and_query()
-        .and_then(|pq| writ_detect::url::check_url(pq.as_str(), &gw.scanner))
+        .and_then(|pq| writ_detect::url::check_url(pq.as_str(), &gw.scanner()))
     else {
         return Ok(());
     };

@@ -54,7 +54,7 @@ async fn raw_provider_key(gw: &Gateway, ctx: &mut RequestCtx, token: &str) {
         return;
     }
     let mut rules: Vec<String> = gw
-        .scanner
+        .scanner()
         .scan(token.as_bytes())
         .iter()
         .filter(|f| match f.rule {

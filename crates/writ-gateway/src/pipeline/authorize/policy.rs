@@ -13,10 +13,6 @@ use crate::error::{GatewayError, PolicyRefusal};
 /// check and who can change it. A policy too costly to evaluate for the request, or whose
 /// evaluation hits a run limit, denies (fail closed). Costs nothing for a tenant without
 /// policies.
-#[allow(
-    dead_code,
-    reason = "called from the request path once the tenant snapshot holds policies (issue 22)"
-)]
 pub(crate) fn check(
     policy: Option<&OperatorPolicy>,
     facts: &RequestFacts,
@@ -31,6 +27,25 @@ pub(crate) fn check(
             tenant: policy.tenant().map(str::to_string),
         }))
     })
+}
+
+/// Checks `facts` against the policies `tenant` holds in the current snapshot (see
+/// [`check`]). Policies that could not be compiled refuse every request of the tenant
+/// (fail closed) until a tenant admin fixes them.
+pub(crate) fn check_tenant(
+    gw: &crate::gateway::Gateway,
+    tenant: &str,
+    facts: &RequestFacts,
+) -> Result<(), GatewayError> {
+    let snapshot = gw.tenancy.snapshot();
+    match snapshot.policy(tenant) {
+        None => Ok(()),
+        Some(Ok(policy)) => check(Some(policy), facts, gw.clock.now()),
+        Some(Err(_)) => Err(GatewayError::Internal(
+            "this tenant's policies could not be compiled; a tenant admin can list and fix \
+             them: `writ policy list --tenant <tenant>`",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub(crate) async fn check(
     // Scan what the upstream reads: a JSON body's strings decoded (`sk\u002dproj…` is
     // `sk-proj…` to the provider), keys included and in place, so `"api_key": "…"`
     // pairs still match and no two strings run together; other bodies as they are.
-    let findings = gw.scanner.scan(&writ_json::scan_text(body));
+    let findings = gw.scanner().scan(&writ_json::scan_text(body));
     if findings.is_empty() {
         return Ok(());
     }

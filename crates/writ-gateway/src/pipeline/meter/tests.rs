@@ -69,7 +69,7 @@ async fn meter(
     listener: &TcpListener,
     response: &[u8],
 ) -> (Result<Response, GatewayError>, RequestCtx) {
-    let upstream = &f.gw.upstreams["openai"];
+    let upstream = &f.gw.tenancy.declared["openai"];
     let mut ctx = ctx(f);
     let call = async {
         let request = http::Request::get(format!("{}/v1/chat/completions", upstream.base))
@@ -261,7 +261,7 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
         None,
     ));
     let target = crate::pipeline::route::Target {
-        upstream: &f.gw.upstreams["openai"],
+        upstream: f.gw.tenancy.declared["openai"].clone(),
         path: "/v1/chat/completions".into(),
     };
     let facts = writ_token::RequestFacts {

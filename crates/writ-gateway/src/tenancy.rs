@@ -1,0 +1,206 @@
+//! Tenancy at run time: what the data plane reads of the store, held in memory and
+//! swapped whole when the store changes — every tenant's upstreams with the credential in
+//! use, its policies and limits, and the secret scanners that know every credential.
+//!
+//! The hot path reads no database: it takes the current [`Snapshot`] (an `Arc`, so a
+//! request or stream keeps the upstream and credential it started with while a rotation
+//! swaps in the next). Changes reach this instance at once when made here ([`Tenancy::
+//! reload`]) and from other instances through the store's change feed
+//! ([`Tenancy::follow`]), within one poll interval.
+//!
+//! Credentials are opened once per change and held decrypted in memory, zeroized when the
+//! snapshot holding them is dropped; the store holds them only sealed.
+
+mod snapshot;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use writ_limits::LimitSpec;
+use writ_store::{Store, StoreError, Vault};
+
+use crate::config::UpstreamConfig;
+use crate::upstream::client::Upstream;
+
+pub(crate) use snapshot::{Resolved, Snapshot};
+pub use snapshot::Unavailable;
+
+/// What a gateway holds of its tenants: the store, the vault, what `writ.toml` declares,
+/// and the current snapshot.
+pub(crate) struct Tenancy {
+    store: Store,
+    vault: Vault,
+    /// `writ.toml`'s upstreams, as loaded (a tenant credential applies to them).
+    declared_configs: BTreeMap<String, UpstreamConfig>,
+    /// `writ.toml`'s upstreams, built once, with the file's credentials.
+    pub(crate) declared: BTreeMap<String, Arc<Upstream>>,
+    /// Tenants `writ.toml` declares (seeded; not deletable through the API).
+    declared_tenants: BTreeSet<String>,
+    /// `writ.toml`'s `[[limit]]`s, which every snapshot's limits start with.
+    config_limits: Vec<LimitSpec>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// One reload at a time: each reads everything, the last one wins.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Tenancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenancy")
+            .field("seq", &self.snapshot().seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the store's state cannot be served alongside `writ.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An upstream of the same name is declared in `writ.toml` and was created through
+    /// the admin API: requests could not tell which is meant.
+    #[error(
+        "upstream `{name}` is declared in writ.toml and was also created through the admin API \
+         ({owner}); remove one: delete it from writ.toml, or `writ upstream delete {name}{flag}`"
+    )]
+    Disagree {
+        /// The upstream.
+        name: String,
+        /// Whose the API's is (`shared`, `tenant acme`).
+        owner: String,
+        /// The CLI flag naming it.
+        flag: String,
+    },
+}
+
+impl Tenancy {
+    /// Seeds the tenants `writ.toml` declares, refuses state that silently disagrees with
+    /// it, and loads the first snapshot.
+    pub(crate) async fn start(
+        store: Store,
+        vault: Vault,
+        declared_configs: BTreeMap<String, UpstreamConfig>,
+        declared: BTreeMap<String, Arc<Upstream>>,
+        declared_tenants: BTreeSet<String>,
+        config_limits: Vec<LimitSpec>,
+        now: u64,
+    ) -> Result<Self, TenancyError> {
+        for tenant in &declared_tenants {
+            store.ensure_tenant(tenant, now).await?;
+        }
+        for record in store.all_upstreams().await? {
+            if declared.contains_key(&record.name) {
+                let (owner, flag) = match &record.tenant {
+                    None => ("shared".to_string(), " --shared".to_string()),
+                    Some(t) => (format!("tenant {t}"), format!(" --tenant {t}")),
+                };
+                return Err(TenancyError::Disagree {
+                    name: record.name,
+                    owner,
+                    flag,
+                });
+            }
+        }
+        let empty = Snapshot::empty(&declared, &config_limits).map_err(|e| {
+            StoreError::Refused(format!("the secret scanner could not be built: {e}"))
+        })?;
+        let tenancy = Self {
+            store,
+            vault,
+            declared_configs,
+            declared,
+            declared_tenants,
+            config_limits,
+            snapshot: RwLock::new(Arc::new(empty)),
+            reloading: tokio::sync::Mutex::new(()),
+        };
+        tenancy.reload().await?;
+        Ok(tenancy)
+    }
+
+    /// The snapshot requests read now.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The vault credentials are sealed with.
+    pub(crate) fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Whether `writ.toml` declares the upstream `name`.
+    pub(crate) fn declared_upstream(&self, name: &str) -> bool {
+        self.declared.contains_key(name)
+    }
+
+    /// Whether `writ.toml` declares the tenant `name`.
+    pub(crate) fn declared_tenant(&self, name: &str) -> bool {
+        self.declared_tenants.contains(name)
+    }
+
+    /// Re-reads the store and swaps in a new snapshot. Upstreams whose settings and
+    /// credential did not change are kept as they are (with their connections).
+    pub(crate) async fn reload(&self) -> Result<(), StoreError> {
+        let _one = self.reloading.lock().await;
+        let seq = self.store.change_seq().await?;
+        let upstreams = self.store.all_upstreams().await?;
+        let credentials = self.store.active_credentials(&self.vault).await?;
+        let policies = self
+            .store()
+            .rules(writ_store::RuleKind::Policy, None)
+            .await?;
+        let limits = self.store.rules(writ_store::RuleKind::Limit, None).await?;
+        let previous = self.snapshot();
+        let next = snapshot::Inputs {
+            seq,
+            declared: &self.declared,
+            declared_configs: &self.declared_configs,
+            config_limits: &self.config_limits,
+            upstreams,
+            credentials,
+            policies,
+            limits,
+        }
+        .build(&previous)
+        .map_err(|e| StoreError::Refused(format!("the secret scanner could not be built: {e}")))?;
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Follows the store's change feed, reloading on every change (and at least every
+    /// `poll`), until the gateway is dropped. A failed reload keeps the last snapshot and
+    /// is retried at the next change or poll.
+    pub(crate) async fn follow(self: &Arc<Self>, poll: Duration) -> Result<(), StoreError> {
+        let feed = self.store.watch_changes(poll).await?;
+        let mut changes = feed.subscribe();
+        let tenancy = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let _feed = feed;
+            loop {
+                // Woken by a change, or by the poll: a reload that failed is retried.
+                if let Ok(Err(_)) = tokio::time::timeout(poll, changes.changed()).await {
+                    return;
+                }
+                let seen = *changes.borrow_and_update();
+                let Some(tenancy) = tenancy.upgrade() else {
+                    return;
+                };
+                if seen > tenancy.snapshot().seq
+                    && let Err(e) = tenancy.reload().await
+                {
+                    tracing::error!(error = %e, "store changes could not be loaded; serving the last state");
+                }
+            }
+        });
+        Ok(())
+    }
+}
