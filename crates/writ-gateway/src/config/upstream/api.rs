@@ -17,6 +17,7 @@ use super::{
     Verbatim, address, max_response_bytes_at,
 };
 use crate::config::{ConfigError, check_name, parse_base_url};
+use crate::upstream::egress::is_forbidden;
 
 /// Keys of settings that hold or name a credential: a credential is stored through the
 /// credentials route, encrypted, never in settings (which the API shows).
@@ -56,6 +57,8 @@ pub struct ApiUpstream {
     kind: ProviderKind,
     provider: ProviderConfig,
     base_url: Option<Uri>,
+    /// A Vertex upstream's `token_uri` setting.
+    token_uri: Option<Uri>,
     allow_private_network: bool,
     timeout: Duration,
     connect_timeout: Duration,
@@ -91,15 +94,16 @@ impl ApiUpstream {
         self.allow_private_network
     }
 
-    /// [`address::resolve_check`] of the base URL given, as `settings.base_url`; a
-    /// provider's default base URL is a public host and is not resolved.
+    /// [`address::resolve_check`] of the base URL and the token endpoint given, as
+    /// `settings.base_url` and `settings.token_uri`; a provider's default base URL is a
+    /// public host and is not resolved.
     pub async fn resolve_check(&self) -> Result<(), ConfigError> {
-        match &self.base_url {
-            Some(uri) => {
-                address::resolve_check("settings.base_url", uri, self.allow_private_network).await
+        for (key, uri) in [("base_url", &self.base_url), ("token_uri", &self.token_uri)] {
+            if let Some(uri) = uri {
+                address::resolve_check(&field(key), uri, self.allow_private_network).await?;
             }
-            None => Ok(()),
         }
+        Ok(())
     }
 }
 
@@ -176,10 +180,32 @@ pub fn api_upstream(name: &str, settings: &Value) -> Result<ApiUpstream, ConfigE
             ));
         }
     };
+    // Its form was checked with the settings; its address is checked as a base URL's.
+    let token_uri = match map.get("token_uri").and_then(Value::as_str) {
+        Some(text) => {
+            let uri: Uri = text
+                .parse()
+                .map_err(|_| invalid(field("token_uri"), "not an http(s) URL"))?;
+            if uri
+                .host()
+                .and_then(address::literal_ip)
+                .is_some_and(is_forbidden)
+                && !raw.allow_private_network
+            {
+                return Err(invalid(
+                    field("token_uri"),
+                    "points outside the public internet; set allow_private_network = true if that is intended",
+                ));
+            }
+            Some(uri)
+        }
+        None => None,
+    };
     Ok(ApiUpstream {
         name: name.to_string(),
         kind,
         base_url,
+        token_uri,
         allow_private_network: raw.allow_private_network,
         timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
         connect_timeout: raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),

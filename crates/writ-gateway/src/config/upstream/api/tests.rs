@@ -382,3 +382,32 @@ fn a_vertex_credential_naming_a_private_token_endpoint_is_refused_unless_allowed
         "the tenant's key is the one held"
     );
 }
+
+#[tokio::test]
+async fn the_resolution_check_covers_the_base_url_and_the_token_endpoint() {
+    let local = api_upstream(
+        "m",
+        &json!({"kind": "mcp", "base_url": "http://localhost:9/mcp"}),
+    )
+    .expect("a name is not resolved at parse");
+    let err = local
+        .resolve_check()
+        .await
+        .expect_err("localhost is loopback");
+    assert_eq!(err.field(), Some("settings.base_url"));
+    let token = api_upstream(
+        "vx",
+        &json!({"kind": "vertex", "location": "l", "token_uri": "http://localhost:9/token"}),
+    )
+    .expect("valid");
+    let err = token
+        .resolve_check()
+        .await
+        .expect_err("localhost is loopback");
+    assert_eq!(err.field(), Some("settings.token_uri"));
+    api_upstream("oa", &json!({"kind": "openai"}))
+        .expect("valid")
+        .resolve_check()
+        .await
+        .expect("the default is not resolved");
+}
