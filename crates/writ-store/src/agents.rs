@@ -31,11 +31,16 @@ impl Store {
         } else {
             "DO NOTHING"
         };
+        // A tenant an agent names exists from the agent's registration on.
+        let now = writ_token::Clock::now(&writ_token::SystemClock)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO tenants (name, created_at) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&agent.tenant)
+        .bind(crate::store::secs(now))
         .execute(&mut *tx)
         .await?;
         let done = sqlx::query(&format!(
