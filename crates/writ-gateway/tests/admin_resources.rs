@@ -599,3 +599,22 @@ async fn a_private_upstream_needs_the_operator_to_allow_it() {
         .unwrap_or_else(|| panic!("the tenant's upstream was not called ({status})"));
     assert_eq!(last.headers["authorization"], "Bearer sk-acme-own");
 }
+
+#[tokio::test]
+async fn upstream_lists_include_writ_toml_upstreams_as_declared() {
+    let api = Api::start().await;
+    for path in ["/admin/v1/upstreams", "/admin/v1/tenants/acme/upstreams"] {
+        let listed = api.list(path).await;
+        let demo = listed["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == "demo")
+            .unwrap_or_else(|| panic!("{path}: {listed}"))
+            .clone();
+        assert_eq!(demo["declared"], true, "{demo}");
+        assert_eq!(demo["shared"], true, "{demo}");
+        assert_eq!(demo["settings"], json!({"kind": "openai"}), "{demo}");
+        assert!(!listed.to_string().contains(KEY), "no secret listed");
+    }
+}

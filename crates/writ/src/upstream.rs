@@ -28,8 +28,8 @@ pub struct Owner {
 /// `writ upstream …` commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum UpstreamCommand {
-    /// List the upstreams created through the admin API: a tenant's own and the shared
-    /// ones, or with `--shared` the shared ones only (writ.toml's are in writ.toml).
+    /// List a tenant's upstreams: its own and the shared ones (writ.toml's among them), or
+    /// with `--shared` the shared ones only.
     List {
         #[command(flatten)]
         owner: Owner,
@@ -342,7 +342,7 @@ fn list_text(answer: &Value) -> String {
     table(
         &["NAME", "KIND", "OWNER", "BASE URL", "UPDATED"],
         &rows,
-        "no upstreams created through the admin API",
+        "no upstreams",
     )
 }
 
@@ -436,7 +436,7 @@ mod tests {
         );
         assert_eq!(
             list_text(&json!({"upstreams": []})),
-            "no upstreams created through the admin API\n"
+            "no upstreams\n"
         );
     }
 }

@@ -87,6 +87,21 @@ fn view(gw: &Gateway, r: UpstreamRecord) -> UpstreamView {
     }
 }
 
+/// The upstreams `writ.toml` declares, shared by every tenant: their kind is all that is
+/// shown of their settings (the file is the place to read the rest).
+fn declared_views(gw: &Gateway) -> impl Iterator<Item = UpstreamView> + '_ {
+    gw.upstreams().map(|(name, kind)| UpstreamView {
+        name: name.to_string(),
+        tenant: None,
+        shared: true,
+        declared: true,
+        kind: kind.as_str().to_string(),
+        settings: serde_json::json!({ "kind": kind.as_str() }),
+        created_at: 0,
+        updated_at: 0,
+    })
+}
+
 fn invalid(reason: impl Into<String>) -> GatewayError {
     GatewayError::InvalidRequest {
         reason: reason.into(),
@@ -160,7 +175,9 @@ pub(super) async fn list_shared(State(gw): State<Arc<Gateway>>, req: Request) ->
     let outcome = async {
         any_admin(&gw, &parts).await?;
         let records = gw.store().upstreams(None).await?;
-        let upstreams = records.into_iter().map(|r| view(&gw, r)).collect();
+        let upstreams = declared_views(&gw)
+            .chain(records.into_iter().map(|r| view(&gw, r)))
+            .collect();
         Ok::<_, GatewayError>(Json(UpstreamList { upstreams }).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -192,7 +209,8 @@ pub(super) async fn list_tenant(
         tenant_admin(&gw, &parts, &tenant).await?;
         let mut records = gw.store().upstreams(Some(&tenant)).await?;
         records.extend(gw.store().upstreams(None).await?);
-        let upstreams = records.into_iter().map(|r| view(&gw, r)).collect();
+        let mut upstreams: Vec<UpstreamView> = records.into_iter().map(|r| view(&gw, r)).collect();
+        upstreams.extend(declared_views(&gw));
         Ok::<_, GatewayError>(Json(UpstreamList { upstreams }).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
