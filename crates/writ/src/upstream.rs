@@ -434,9 +434,6 @@ mod tests {
             shown.contains("\"base_url\": \"https://a.example\""),
             "{shown}"
         );
-        assert_eq!(
-            list_text(&json!({"upstreams": []})),
-            "no upstreams\n"
-        );
+        assert_eq!(list_text(&json!({"upstreams": []})), "no upstreams\n");
     }
 }
