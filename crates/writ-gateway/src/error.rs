@@ -171,11 +171,24 @@ pub enum GatewayError {
     /// The upstream refused the credential the gateway injected (its 401 or 403): the
     /// provider key is wrong or revoked, which the operator must fix, not the agent.
     #[error(
-        "upstream `{upstream}` refused the gateway's credential ({status}): the operator must fix its key"
+        "upstream `{upstream}` refused {} ({status}): {}",
+        match tenant_credential {
+            Some((tenant, version)) => format!("tenant `{tenant}`'s credential, version {version}"),
+            None => "the gateway's credential".to_string(),
+        },
+        match tenant_credential {
+            Some((tenant, _)) => format!(
+                "a tenant admin sets a working one with `writ secret set {upstream} --tenant {tenant}` \
+                 (or rolls back with `writ secret activate`)"
+            ),
+            None => "the operator must fix its key".to_string(),
+        }
     )]
     UpstreamCredentialRefused {
         /// The upstream's configured name.
         upstream: String,
+        /// When the credential was a tenant's own (from the vault): the tenant and version.
+        tenant_credential: Option<(String, u32)>,
         /// Its status, 401 or 403.
         status: u16,
     },

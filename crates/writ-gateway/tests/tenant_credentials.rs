@@ -327,3 +327,37 @@ async fn a_tenant_policy_refuses_what_the_writ_allows() {
     );
     assert_eq!(post(&client, &gw, &globex, &chat("globex")).await, 200);
 }
+
+#[tokio::test]
+async fn a_tenant_credential_the_upstream_refuses_is_named_with_how_to_replace_it() {
+    let mock = MockUpstream::start(FILE_KEY).await;
+    let gw = TestGateway::start(&config(&mock.base_url())).await;
+    set_secret(&gw, "acme", "sk-acme-not-accepted-0123").await;
+    let acme = gw.mint_in(
+        "acme",
+        CEILING,
+        r#"{"type":"writ:llm","upstream":"openai"}"#,
+        30,
+    );
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&acme)
+        .json(&chat("refused"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("sk-acme-not-accepted"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "upstream_auth_failed", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("tenant `acme`'s credential, version 1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("writ secret set openai --tenant acme"),
+        "{message}"
+    );
+}

@@ -357,6 +357,7 @@ mod tests {
             (
                 GatewayError::UpstreamCredentialRefused {
                     upstream: "openai".to_string(),
+                    tenant_credential: None,
                     status: 401,
                 },
                 upstream(StatusCode::BAD_GATEWAY, "upstream_auth_failed"),

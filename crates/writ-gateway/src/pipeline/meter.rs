@@ -70,6 +70,7 @@ pub(crate) async fn read(
         // passed on (it may echo the key), and the agent learns it was not its writ.
         Some(GatewayError::UpstreamCredentialRefused {
             upstream: upstream.name.clone(),
+            tenant_credential: upstream.tenant_credential.clone(),
             status: parts.status.as_u16(),
         })
     } else {

@@ -197,9 +197,13 @@ impl Inputs<'_> {
                     match previous.reusable(&meta.tenant, &meta.upstream, &key) {
                         Some(upstream) => Slot::Ready { upstream, key },
                         None => build(&meta.upstream, record, declared, secret)
-                            .map(|upstream| Slot::Ready {
-                                upstream: Arc::new(upstream),
-                                key,
+                            .map(|mut upstream| {
+                                upstream.tenant_credential =
+                                    Some((meta.tenant.clone(), meta.version));
+                                Slot::Ready {
+                                    upstream: Arc::new(upstream),
+                                    key,
+                                }
                             })
                             .unwrap_or_else(|why| Slot::Unavailable(Unavailable::Invalid(why))),
                     }

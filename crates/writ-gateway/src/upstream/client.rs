@@ -22,6 +22,9 @@ pub(crate) struct Upstream {
     pub(crate) name: String,
     /// What it speaks and how it is authenticated to.
     pub(crate) provider: Provider,
+    /// When it carries a tenant's own credential (from the vault): the tenant and the
+    /// credential's version, for the operator's eyes when the upstream refuses it.
+    pub(crate) tenant_credential: Option<(String, u32)>,
     /// `scheme://authority` plus an optional path prefix, without a trailing slash.
     pub(crate) base: String,
     pub(crate) timeout: Duration,
@@ -71,6 +74,7 @@ impl Upstream {
         Ok(Self {
             name: name.to_string(),
             provider: cfg.provider.clone(),
+            tenant_credential: None,
             base: format!("{scheme}://{authority}{prefix}"),
             timeout: cfg.timeout,
             read_timeout: cfg.read_timeout,
