@@ -361,3 +361,39 @@ async fn a_tenant_credential_the_upstream_refuses_is_named_with_how_to_replace_i
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_limit_applies_to_that_tenant_alone() {
+    let mock = MockUpstream::start(FILE_KEY).await;
+    let gw = TestGateway::start(&config(&mock.base_url())).await;
+    let g = gw.gateway();
+    // Its match names another tenant: a tenant's limit still binds only itself.
+    let spec = json!({"scope": "agent", "dimension": "requests", "per": "minute", "limit": 1,
+                      "match": {"tenant": "globex"}});
+    g.store()
+        .put_rule(
+            writ_store::RuleKind::Limit,
+            &writ_store::RuleRecord {
+                tenant: "acme".into(),
+                name: "one-a-minute".into(),
+                body: spec.to_string(),
+                created_at: 1,
+                updated_at: 1,
+            },
+        )
+        .await
+        .unwrap();
+    g.reload().await.unwrap();
+    let grant = r#"{"type":"writ:llm","upstream":"openai"}"#;
+    let acme = gw.mint_in("acme", CEILING, grant, 30);
+    let globex = gw.mint_in("globex", CEILING, grant, 30);
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, &gw, &acme, &chat("acme-1")).await, 200);
+    assert_eq!(post(&client, &gw, &acme, &chat("acme-2")).await, 429);
+    for i in 0..3 {
+        assert_eq!(
+            post(&client, &gw, &globex, &chat(&format!("globex-{i}"))).await,
+            200
+        );
+    }
+}
