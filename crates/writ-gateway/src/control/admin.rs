@@ -27,6 +27,7 @@ mod limits;
 mod openapi;
 mod policies;
 mod revocations;
+mod rules;
 mod schema;
 mod tenants;
 mod unlock;

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
-use writ_store::{RuleKind, RuleRecord, StoreError};
+use writ_store::{RuleKind, RuleRecord};
 
 use super::schema::{ErrorBody, refusal};
-use super::{apply, check_name, read_json, record_admin_change, tenant_admin, unix_now};
+use super::{check_name, read_json, rules, tenant_admin};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -48,14 +46,6 @@ fn view(r: RuleRecord) -> LimitView {
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
-}
-
-fn not_found(tenant: &str, name: &str) -> GatewayError {
-    StoreError::NotFound {
-        what: "limit",
-        name: format!("{tenant}/{name}"),
-    }
-    .into()
 }
 
 /// A tenant's limits.
@@ -127,35 +117,8 @@ pub(super) async fn put(
                 reason: e.to_string(),
             }
         })?;
-        let now = unix_now(&gw);
-        let record = RuleRecord {
-            tenant: tenant.clone(),
-            name: name.clone(),
-            body: spec.to_string(),
-            created_at: now,
-            updated_at: now,
-        };
-        let created = gw.store().put_rule(RuleKind::Limit, &record).await?;
-        apply(&gw).await;
-        let mut detail = serde_json::Map::new();
-        detail.insert("tenant".into(), json!(tenant));
-        detail.insert("limit".into(), json!(name));
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        let operation = if created {
-            "create_limit"
-        } else {
-            "update_limit"
-        };
-        record_admin_change(&gw, &by, operation, status, detail).await;
-        let stored = gw
-            .store()
-            .rule(RuleKind::Limit, &tenant, &name)
-            .await?
-            .ok_or_else(|| not_found(&tenant, &name))?;
+        let (status, stored) =
+            rules::store(&gw, &by, RuleKind::Limit, &tenant, &name, spec.to_string()).await?;
         Ok::<_, GatewayError>((status, Json(view(stored))).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -188,11 +151,7 @@ pub(super) async fn get(
     let (parts, _) = req.into_parts();
     let outcome = async {
         tenant_admin(&gw, &parts, &tenant).await?;
-        let rule = gw
-            .store()
-            .rule(RuleKind::Limit, &tenant, &name)
-            .await?
-            .ok_or_else(|| not_found(&tenant, &name))?;
+        let rule = rules::read(&gw, RuleKind::Limit, &tenant, &name).await?;
         Ok::<_, GatewayError>(Json(view(rule)).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -225,15 +184,7 @@ pub(super) async fn delete(
     let (parts, _) = req.into_parts();
     let outcome = async {
         let by = tenant_admin(&gw, &parts, &tenant).await?;
-        gw.store()
-            .delete_rule(RuleKind::Limit, &tenant, &name)
-            .await?;
-        apply(&gw).await;
-        let mut detail = serde_json::Map::new();
-        detail.insert("tenant".into(), json!(tenant));
-        detail.insert("limit".into(), json!(name));
-        record_admin_change(&gw, &by, "delete_limit", StatusCode::NO_CONTENT, detail).await;
-        Ok::<_, GatewayError>(StatusCode::NO_CONTENT.into_response())
+        rules::remove(&gw, &by, RuleKind::Limit, &tenant, &name).await
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }

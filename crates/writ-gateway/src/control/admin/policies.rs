@@ -7,14 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
-use writ_store::{RuleKind, RuleRecord, StoreError};
+use writ_store::{RuleKind, RuleRecord};
 
 use super::schema::{ErrorBody, refusal};
-use super::{apply, check_name, read_json, record_admin_change, tenant_admin, unix_now};
+use super::{check_name, read_json, rules, tenant_admin};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -57,14 +55,6 @@ fn view(r: RuleRecord) -> PolicyView {
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
-}
-
-fn not_found(tenant: &str, name: &str) -> GatewayError {
-    StoreError::NotFound {
-        what: "policy",
-        name: format!("{tenant}/{name}"),
-    }
-    .into()
 }
 
 /// A tenant's policies.
@@ -147,35 +137,8 @@ pub(super) async fn put(
                 reason: e.to_string(),
             }
         })?;
-        let now = unix_now(&gw);
-        let record = RuleRecord {
-            tenant: tenant.clone(),
-            name: name.clone(),
-            body: datalog,
-            created_at: now,
-            updated_at: now,
-        };
-        let created = gw.store().put_rule(RuleKind::Policy, &record).await?;
-        apply(&gw).await;
-        let mut detail = serde_json::Map::new();
-        detail.insert("tenant".into(), json!(tenant));
-        detail.insert("policy".into(), json!(name));
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        let operation = if created {
-            "create_policy"
-        } else {
-            "update_policy"
-        };
-        record_admin_change(&gw, &by, operation, status, detail).await;
-        let stored = gw
-            .store()
-            .rule(RuleKind::Policy, &tenant, &name)
-            .await?
-            .ok_or_else(|| not_found(&tenant, &name))?;
+        let (status, stored) =
+            rules::store(&gw, &by, RuleKind::Policy, &tenant, &name, datalog).await?;
         Ok::<_, GatewayError>((status, Json(view(stored))).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -208,11 +171,7 @@ pub(super) async fn get(
     let (parts, _) = req.into_parts();
     let outcome = async {
         tenant_admin(&gw, &parts, &tenant).await?;
-        let rule = gw
-            .store()
-            .rule(RuleKind::Policy, &tenant, &name)
-            .await?
-            .ok_or_else(|| not_found(&tenant, &name))?;
+        let rule = rules::read(&gw, RuleKind::Policy, &tenant, &name).await?;
         Ok::<_, GatewayError>(Json(view(rule)).into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
@@ -245,15 +204,7 @@ pub(super) async fn delete(
     let (parts, _) = req.into_parts();
     let outcome = async {
         let by = tenant_admin(&gw, &parts, &tenant).await?;
-        gw.store()
-            .delete_rule(RuleKind::Policy, &tenant, &name)
-            .await?;
-        apply(&gw).await;
-        let mut detail = serde_json::Map::new();
-        detail.insert("tenant".into(), json!(tenant));
-        detail.insert("policy".into(), json!(name));
-        record_admin_change(&gw, &by, "delete_policy", StatusCode::NO_CONTENT, detail).await;
-        Ok::<_, GatewayError>(StatusCode::NO_CONTENT.into_response())
+        rules::remove(&gw, &by, RuleKind::Policy, &tenant, &name).await
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
