@@ -317,6 +317,88 @@ pub fn read_stdin_text(what: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// A tenant's named rules of one kind (policies, limits): listing, showing and deleting
+/// them is the same over the admin API; only the words and the rendering differ.
+pub struct TenantRules {
+    /// One of them, in messages (`policy`).
+    pub word: &'static str,
+    /// Their collection in the API's paths and the CLI (`policies`).
+    pub collection: &'static str,
+}
+
+impl TenantRules {
+    /// Lists the tenant's rules, printed by `render` (or as JSON).
+    pub async fn list(
+        &self,
+        tenant: Option<&str>,
+        args: &AdminArgs,
+        render: impl Fn(&Value) -> String,
+    ) -> anyhow::Result<()> {
+        let session = AdminSession::open(args)?;
+        let tenant = session.tenant(tenant)?;
+        let path = format!("/admin/v1/tenants/{tenant}/{}", self.collection);
+        let answer = session.read(Scope::Tenant(&tenant), &path).await?;
+        if !session.printed_json(&answer)? {
+            print!("{}", render(&answer));
+        }
+        Ok(())
+    }
+
+    /// Shows the rule `rule`, printed by `render` (or as JSON).
+    pub async fn show(
+        &self,
+        rule: &str,
+        tenant: Option<&str>,
+        args: &AdminArgs,
+        render: impl Fn(&Value) -> anyhow::Result<String>,
+    ) -> anyhow::Result<()> {
+        let rule = name(self.word, rule)?;
+        let session = AdminSession::open(args)?;
+        let tenant = session.tenant(tenant)?;
+        let path = format!("/admin/v1/tenants/{tenant}/{}/{rule}", self.collection);
+        let answer = session.read(Scope::Tenant(&tenant), &path).await?;
+        if !session.printed_json(&answer)? {
+            print!("{}", render(&answer)?);
+        }
+        Ok(())
+    }
+
+    /// Deletes the rule `rule`.
+    pub async fn delete(
+        &self,
+        rule: &str,
+        tenant: Option<&str>,
+        args: &AdminArgs,
+    ) -> anyhow::Result<()> {
+        let rule = name(self.word, rule)?;
+        let session = AdminSession::open(args)?;
+        let tenant = session.tenant(tenant)?;
+        let path = format!("/admin/v1/tenants/{tenant}/{}/{rule}", self.collection);
+        let check = format!("`writ {} list --tenant {tenant}`", self.word);
+        let nothing = format!("no {} was deleted", self.word);
+        let answer = session
+            .change(
+                http::Method::DELETE,
+                Scope::Tenant(&tenant),
+                &path,
+                None,
+                Outcome {
+                    nothing: &nothing,
+                    check: &check,
+                },
+            )
+            .await?;
+        if !session.printed_json(&answer)? {
+            println!(
+                "deleted {} {rule} of tenant {tenant} at {}",
+                self.word,
+                session.url()
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

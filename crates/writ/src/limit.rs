@@ -7,7 +7,14 @@ use http::Method;
 use serde_json::{Map, Value};
 
 use crate::admin_cli::{
-    AdminArgs, AdminSession, Outcome, Scope, apply_sets, entries, name, table, text, time,
+    AdminArgs, AdminSession, Outcome, Scope, TenantRules, apply_sets, entries, name, table, text,
+    time,
+};
+
+/// The tenant's limits, as the admin API and the CLI name them.
+const RULES: TenantRules = TenantRules {
+    word: "limit",
+    collection: "limits",
 };
 
 /// `writ limit …` commands.
@@ -62,13 +69,7 @@ pub enum LimitCommand {
 pub async fn run(cmd: LimitCommand) -> anyhow::Result<()> {
     match cmd {
         LimitCommand::List { tenant, args } => {
-            let session = AdminSession::open(&args)?;
-            let tenant = session.tenant(tenant.as_deref())?;
-            let path = format!("/admin/v1/tenants/{tenant}/limits");
-            let answer = session.read(Scope::Tenant(&tenant), &path).await?;
-            if !session.printed_json(&answer)? {
-                print!("{}", list_text(&answer));
-            }
+            RULES.list(tenant.as_deref(), &args, list_text).await?;
         }
         LimitCommand::Set {
             name: limit,
@@ -102,48 +103,13 @@ pub async fn run(cmd: LimitCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        LimitCommand::Show {
-            name: limit,
-            tenant,
-            args,
-        } => {
-            let limit = name("limit", &limit)?;
-            let session = AdminSession::open(&args)?;
-            let tenant = session.tenant(tenant.as_deref())?;
-            let path = format!("/admin/v1/tenants/{tenant}/limits/{limit}");
-            let answer = session.read(Scope::Tenant(&tenant), &path).await?;
-            if !session.printed_json(&answer)? {
-                print!("{}", show_text(&answer)?);
-            }
-        }
-        LimitCommand::Delete {
-            name: limit,
-            tenant,
-            args,
-        } => {
-            let limit = name("limit", &limit)?;
-            let session = AdminSession::open(&args)?;
-            let tenant = session.tenant(tenant.as_deref())?;
-            let path = format!("/admin/v1/tenants/{tenant}/limits/{limit}");
-            let check = format!("`writ limit list --tenant {tenant}`");
-            let answer = session
-                .change(
-                    Method::DELETE,
-                    Scope::Tenant(&tenant),
-                    &path,
-                    None,
-                    Outcome {
-                        nothing: "no limit was deleted",
-                        check: &check,
-                    },
-                )
+        LimitCommand::Show { name, tenant, args } => {
+            RULES
+                .show(&name, tenant.as_deref(), &args, show_text)
                 .await?;
-            if !session.printed_json(&answer)? {
-                println!(
-                    "deleted limit {limit} of tenant {tenant} at {}",
-                    session.url()
-                );
-            }
+        }
+        LimitCommand::Delete { name, tenant, args } => {
+            RULES.delete(&name, tenant.as_deref(), &args).await?;
         }
     }
     Ok(())

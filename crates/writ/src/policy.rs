@@ -8,7 +8,14 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::admin_cli::{
-    AdminArgs, AdminSession, Outcome, Scope, entries, name, read_stdin_text, table, text, time,
+    AdminArgs, AdminSession, Outcome, Scope, TenantRules, entries, name, read_stdin_text, table,
+    text, time,
+};
+
+/// The tenant's policies, as the admin API and the CLI name them.
+const RULES: TenantRules = TenantRules {
+    word: "policy",
+    collection: "policies",
 };
 
 /// `writ policy …` commands.
@@ -61,13 +68,7 @@ pub enum PolicyCommand {
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::List { tenant, args } => {
-            let session = AdminSession::open(&args)?;
-            let tenant = session.tenant(tenant.as_deref())?;
-            let path = format!("/admin/v1/tenants/{tenant}/policies");
-            let answer = session.read(Scope::Tenant(&tenant), &path).await?;
-            if !session.printed_json(&answer)? {
-                print!("{}", list_text(&answer));
-            }
+            RULES.list(tenant.as_deref(), &args, list_text).await?;
         }
         PolicyCommand::Set {
             name: policy,
@@ -101,48 +102,13 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        PolicyCommand::Show {
-            name: policy,
-            tenant,
-            args,
-        } => {
-            let policy = name("policy", &policy)?;
-            let session = AdminSession::open(&args)?;
-            let tenant = session.tenant(tenant.as_deref())?;
-            let path = format!("/admin/v1/tenants/{tenant}/policies/{policy}");
-            let answer = session.read(Scope::Tenant(&tenant), &path).await?;
-            if !session.printed_json(&answer)? {
-                print!("{}", show_text(&answer));
-            }
-        }
-        PolicyCommand::Delete {
-            name: policy,
-            tenant,
-            args,
-        } => {
-            let policy = name("policy", &policy)?;
-            let session = AdminSession::open(&args)?;
-            let tenant = session.tenant(tenant.as_deref())?;
-            let path = format!("/admin/v1/tenants/{tenant}/policies/{policy}");
-            let check = format!("`writ policy list --tenant {tenant}`");
-            let answer = session
-                .change(
-                    Method::DELETE,
-                    Scope::Tenant(&tenant),
-                    &path,
-                    None,
-                    Outcome {
-                        nothing: "no policy was deleted",
-                        check: &check,
-                    },
-                )
+        PolicyCommand::Show { name, tenant, args } => {
+            RULES
+                .show(&name, tenant.as_deref(), &args, |v| Ok(show_text(v)))
                 .await?;
-            if !session.printed_json(&answer)? {
-                println!(
-                    "deleted policy {policy} of tenant {tenant} at {}",
-                    session.url()
-                );
-            }
+        }
+        PolicyCommand::Delete { name, tenant, args } => {
+            RULES.delete(&name, tenant.as_deref(), &args).await?;
         }
     }
     Ok(())
