@@ -1,9 +1,11 @@
 //! Durable state: the data directory and its key files, and in one database (SQLite by
 //! default, PostgreSQL for many gateways) tenants, agents, upstreams, the credential vault,
-//! policies, limits and revocations, with a change feed gateways reload from.
+//! policies, limits, revocations, approvals and approvers, with a change feed gateways
+//! reload from.
 
 mod agent;
 mod agents;
+mod approvals;
 mod changes;
 mod credentials;
 mod data_dir;
@@ -18,6 +20,10 @@ pub mod vault;
 
 pub use agent::{
     Agent, AgentCredentials, AgentKey, UnsupportedKey, burn_secret_check, new_client_secret,
+};
+pub use approvals::{
+    ApprovalFilter, ApprovalKind, ApprovalRecord, ApprovalStatus, ApproverRecord, Decision,
+    NewApproval, PendingBounds, PollPace, VoidMatch,
 };
 pub use changes::ChangeFeed;
 pub use credentials::{CredentialVersion, MAX_SECRET_BYTES, OpenedCredential};

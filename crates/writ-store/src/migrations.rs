@@ -30,6 +30,45 @@ macro_rules! credentials_table {
     };
 }
 
+/// The approvals table, with the database's type for bytes. `writ_revocation_ids` holds the
+/// writ's blocks' revocation ids (hex) separated by spaces.
+macro_rules! approvals_table {
+    ($bytes:literal) => {
+        concat!(
+            "CREATE TABLE approvals (
+                id                   TEXT PRIMARY KEY,
+                tenant               TEXT NOT NULL,
+                agent                TEXT NOT NULL,
+                kind                 TEXT NOT NULL,
+                status               TEXT NOT NULL,
+                reason               TEXT NOT NULL,
+                summary              TEXT NOT NULL,
+                summary_digest       TEXT NOT NULL,
+                request_digest       TEXT NOT NULL,
+                writ_token_id        TEXT,
+                writ_revocation_ids  TEXT NOT NULL,
+                writ_issued_at       BIGINT,
+                ticket               ",
+            $bytes,
+            ",
+                mint_request         TEXT,
+                created_at           BIGINT NOT NULL,
+                expires_at           BIGINT NOT NULL,
+                decided_by           TEXT,
+                decided_method       TEXT,
+                decided_at           BIGINT,
+                decision_reason      TEXT,
+                block                ",
+            $bytes,
+            ",
+                poll_interval        BIGINT NOT NULL,
+                next_poll_at         BIGINT NOT NULL,
+                finished_at          BIGINT
+            )"
+        )
+    };
+}
+
 /// SQLite. The first seven steps predate PostgreSQL support.
 pub(crate) const SQLITE: &[&str] = &[
     "CREATE TABLE agents (
@@ -63,6 +102,9 @@ pub(crate) const SQLITE: &[&str] = &[
         at    BIGINT NOT NULL,
         what  TEXT NOT NULL
     )",
+    approvals_table!("BLOB"),
+    APPROVALS_WAITING,
+    APPROVERS,
 ];
 
 /// PostgreSQL: the same tables, spelled for it, created at once.
@@ -94,6 +136,9 @@ pub(crate) const POSTGRES: &[&str] = &[
         at    BIGINT NOT NULL,
         what  TEXT NOT NULL
     )",
+    approvals_table!("BYTEA"),
+    APPROVALS_WAITING,
+    APPROVERS,
 ];
 
 const TENANTS: &str = "CREATE TABLE tenants (
@@ -128,5 +173,18 @@ const LIMITS: &str = "CREATE TABLE limits (
     spec        TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+)";
+
+/// Approvals are counted per agent and tenant while they wait.
+const APPROVALS_WAITING: &str =
+    "CREATE INDEX approvals_waiting ON approvals (tenant, agent, status, expires_at)";
+
+/// `token_hash` is the SHA-256 (hex) of the approver's token; the token is never stored.
+const APPROVERS: &str = "CREATE TABLE approvers (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    token_hash  TEXT NOT NULL UNIQUE,
+    created_at  BIGINT NOT NULL,
     PRIMARY KEY (tenant, name)
 )";

@@ -412,10 +412,15 @@ impl<'a> Scope<'a> {
             &r.admin_tenant,
             &r.dpop_jkt,
             &r.resource,
+            &r.mcp_method,
+            &r.prompt,
+            &r.uri,
         ];
+        let approver = r.approved_by.as_ref().map(|(p, m)| p.len().max(m.len()));
         let mut string = [r.operation.len(), r.method.len(), r.path.len()]
             .into_iter()
             .chain(optional.iter().filter_map(|o| o.as_ref().map(String::len)))
+            .chain(approver)
             .max()
             .unwrap_or(0) as u64;
         for (name, value) in &r.args {
@@ -429,6 +434,7 @@ impl<'a> Scope<'a> {
         let facts = 6
             + optional.iter().filter(|o| o.is_some()).count() as u64
             + u64::from(r.max_output_tokens.is_some())
+            + u64::from(r.approved_by.is_some())
             + segments
             + args
             + u64::from(tool);
@@ -454,7 +460,7 @@ impl<'a> Scope<'a> {
             "path_segment" => self.segments,
             "time" | "api" | "operation" | "method" | "path" | "stream" => 1,
             "upstream" | "model" | "tool" | "admin_tenant" | "dpop_jkt" | "resource"
-            | "max_output_tokens" => 1,
+            | "mcp_method" | "prompt" | "uri" | "approved_by" | "max_output_tokens" => 1,
             "arg_names" => u64::from(self.args > 0),
             _ => 0,
         };

@@ -56,8 +56,9 @@ impl Api {
 /// Facts come only from here, never from token blocks. The names are part of the writ
 /// format: `time`, `api`, `upstream`, `operation`, `method`, `path`, `path_segment`,
 /// `model`, `max_output_tokens`, `stream`, `tool`, `arg`, `arg_names`, `admin_tenant`,
-/// `dpop_jkt`, `resource` (the RFC 8707 resource an MCP request is at), and for MCP
-/// requests `mcp_method`, `prompt` and `uri` (a resource URI the request reads).
+/// `dpop_jkt`, `resource` (the RFC 8707 resource an MCP request is at), for MCP
+/// requests `mcp_method`, `prompt` and `uri` (a resource URI the request reads), and
+/// `approved_by(person, method)` when a person approved this exact request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
     /// Kind of API.
@@ -94,6 +95,9 @@ pub struct RequestFacts {
     /// endpoint, `<issuer>/mcp/<upstream>`), as its metadata advertises it. `None` on
     /// routes that are no such resource, where writs bound to an audience are refused.
     pub resource: Option<String>,
+    /// The person who approved this exact request and how they authenticated
+    /// (`approved_by(person, method)`), once the gateway verified an approval for it.
+    pub approved_by: Option<(String, String)>,
 }
 
 impl RequestFacts {
@@ -116,6 +120,7 @@ impl RequestFacts {
             admin_tenant: None,
             dpop_jkt: None,
             resource: None,
+            approved_by: None,
         }
     }
 
@@ -174,6 +179,14 @@ impl RequestFacts {
         optional(out, self.admin_tenant.as_deref());
         optional(out, self.dpop_jkt.as_deref());
         optional(out, self.resource.as_deref());
+        match &self.approved_by {
+            None => out.push(0),
+            Some((person, method)) => {
+                out.push(1);
+                text(out, person);
+                text(out, method);
+            }
+        }
     }
 
     /// The Datalog facts for this request at time `now`.
@@ -206,6 +219,9 @@ impl RequestFacts {
             if let Some(v) = value {
                 out.push(fact(name, &[s(v)]));
             }
+        }
+        if let Some((person, method)) = &self.approved_by {
+            out.push(fact("approved_by", &[s(person), s(method)]));
         }
         if let Some(n) = self.max_output_tokens {
             out.push(fact(

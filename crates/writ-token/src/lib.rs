@@ -17,6 +17,7 @@
 //! [`ReplayGuard`] the caller implements. A tenant's [`OperatorPolicy`] checks the same
 //! request facts on top of the writ.
 
+mod approval;
 mod attenuate;
 mod audience;
 mod clock;
@@ -39,6 +40,10 @@ mod verifier;
 mod verify;
 mod verify_cache;
 
+pub use approval::{
+    APPROVAL_ID_PREFIX, ApprovalKey, ApprovalStatement, append_approval, canonical_json,
+    new_approval_id, request_digest, sign_approval, valid_approval_id,
+};
 pub use attenuate::attenuate;
 pub use audience::MAX_AUDIENCE_BYTES;
 /// A root public key (Ed25519).
@@ -61,8 +66,8 @@ pub use keys::{
 };
 pub use mint::{MintRequest, mint};
 pub use policy::{
-    ForbiddenConstruct, MAX_POLICY_BYTES, MAX_POLICY_CHECKS, MAX_POLICY_NAME_BYTES, OperatorPolicy,
-    PolicyDenial, PolicyError, validate_policy,
+    ApprovalReason, ForbiddenConstruct, MAX_POLICY_BYTES, MAX_POLICY_CHECKS, MAX_POLICY_NAME_BYTES,
+    OperatorPolicy, PolicyDenial, PolicyError, validate_policy,
 };
 pub use replay_guard::{OneTimeId, ReplayGuard, ReplayUnavailable};
 pub use revocation::{Revocation, RevocationSet, token_id_issued_at};

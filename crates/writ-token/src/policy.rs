@@ -1,7 +1,11 @@
 //! Operator policies: per-tenant Biscuit Datalog checks applied to every data-plane request
 //! of the tenant, on top of the writ's own checks (issue 22, DESIGN §2).
 //!
-//! A policy holds only checks (`check if`, `check all`, `reject if`). It is evaluated in an
+//! A policy holds checks (`check if`, `check all`, `reject if`) and approval rules,
+//! `requires_approval("why") <- body;`: a request matching the body is held until a person
+//! approves it (the reason is what they are told). An approval rule is read as the check
+//! `reject if body`, so it costs and is bounded exactly as one; nothing else a rule could
+//! derive is accepted. A policy is evaluated in an
 //! authorizer that holds no token: it sees exactly the request facts the writ's authorizer
 //! sees ([`RequestFacts`]) and nothing else, so it can only refuse, never grant, and nothing
 //! it states can stand in for a request fact. Rules are refused too: the library's run
@@ -29,14 +33,16 @@ pub const MAX_POLICY_CHECKS: usize = 64;
 pub const MAX_POLICY_NAME_BYTES: usize = 64;
 
 /// The one place operators are told what a policy may hold.
-const ONLY_CHECKS: &str = "only `check if`, `check all` and `reject if` are allowed";
+const ONLY_CHECKS: &str =
+    "only `check if`, `check all`, `reject if` and `requires_approval(\"why\") <- …` are allowed";
 
 /// What a policy stated that policies may not hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForbiddenConstruct {
     /// A fact: it could stand in for a request fact.
     Fact,
-    /// A rule: it derives facts, which the evaluation bound does not cover.
+    /// A rule other than `requires_approval("why") <- …`: it derives facts, which the
+    /// evaluation bound does not cover.
     Rule,
     /// An `allow if` or `deny if` policy: the writ decides what is allowed.
     AllowOrDeny,
@@ -55,7 +61,7 @@ impl std::fmt::Display for ForbiddenConstruct {
                 "a fact is not allowed (policies read the request's facts, they do not state any)"
             }
             ForbiddenConstruct::Rule => {
-                "a rule is not allowed (write its condition into the check itself)"
+                "a rule is not allowed, except `requires_approval(\"why\") <- …` with one quoted reason (write its condition into the check itself)"
             }
             ForbiddenConstruct::AllowOrDeny => {
                 "`allow if` and `deny if` are not allowed (the writ decides what is allowed; a policy can only refuse)"
@@ -228,6 +234,8 @@ struct CompiledCheck {
     /// The operator's text, on one line.
     text: String,
     check: Check,
+    /// For an approval rule (read as `reject if body`), the reason it states.
+    approval: Option<String>,
 }
 
 /// A tenant's policies, compiled once and checked against every request of the tenant.
@@ -238,6 +246,8 @@ struct CompiledCheck {
 pub struct OperatorPolicy {
     names: Vec<String>,
     checks: Vec<CompiledCheck>,
+    /// The approval rules, each as `reject if body`.
+    approvals: Vec<CompiledCheck>,
     /// The checks' shapes, one block per policy (block `i + 1` is policy `i`), to bound
     /// their cost for each request before it runs.
     shapes: CheckShapes,
@@ -272,6 +282,7 @@ impl OperatorPolicy {
     pub fn compile<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> Result<Self, PolicyError> {
         let mut names: Vec<String> = Vec::with_capacity(sources.len());
         let mut checks = Vec::new();
+        let mut approvals = Vec::new();
         for (index, (name, text)) in sources.iter().enumerate() {
             let (name, text) = (name.as_ref(), text.as_ref());
             valid_name(name)?;
@@ -288,24 +299,32 @@ impl OperatorPolicy {
                     max: MAX_POLICY_BYTES,
                 });
             }
-            let parsed = parse(name, text)?;
-            checks.extend(parsed.into_iter().map(|(line, text, check)| CompiledCheck {
-                policy: index,
-                line,
-                text,
-                check,
-            }));
+            for (line, text, check, approval) in parse(name, text)? {
+                let compiled = CompiledCheck {
+                    policy: index,
+                    line,
+                    text,
+                    check,
+                    approval,
+                };
+                if compiled.approval.is_some() {
+                    approvals.push(compiled);
+                } else {
+                    checks.push(compiled);
+                }
+            }
         }
-        if checks.len() > MAX_POLICY_CHECKS {
+        if checks.len() + approvals.len() > MAX_POLICY_CHECKS {
             return Err(PolicyError::TooManyChecks {
-                count: checks.len(),
+                count: checks.len() + approvals.len(),
                 max: MAX_POLICY_CHECKS,
             });
         }
-        let shapes = bound_shapes(&names, &checks)?;
+        let shapes = bound_shapes(&names, checks.iter().chain(&approvals))?;
         Ok(Self {
             names,
             checks,
+            approvals,
             shapes,
             tenant: None,
             last_allowed: Mutex::new(None),
@@ -328,9 +347,42 @@ impl OperatorPolicy {
         &self.names
     }
 
-    /// Whether there are no checks at all (every request is allowed without work).
+    /// Whether there are no checks and no approval rules at all (every request is
+    /// allowed without work).
     pub fn is_empty(&self) -> bool {
-        self.checks.is_empty()
+        self.checks.is_empty() && self.approvals.is_empty()
+    }
+
+    /// Whether any approval rule is stated.
+    pub fn asks_approval(&self) -> bool {
+        !self.approvals.is_empty()
+    }
+
+    /// The reason of the first approval rule (in the order the policies were given) whose
+    /// body the request matches, or `None` when no rule asks for approval. A request the
+    /// rules could cost too much for, or whose evaluation fails, is refused as
+    /// [`check`](Self::check) refuses it (fail closed).
+    pub fn approval_required(
+        &self,
+        facts: &RequestFacts,
+        now: SystemTime,
+    ) -> Result<Option<ApprovalReason>, PolicyDenial> {
+        if self.approvals.is_empty() {
+            return Ok(None);
+        }
+        self.evaluation_work(facts)?;
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = UNIX_EPOCH + Duration::from_secs(now_secs);
+        match self.run(&self.approvals, facts, now) {
+            Ok(()) => Ok(None),
+            Err(Failed::Check(id)) => Ok(self.approvals.get(id).map(|c| ApprovalReason {
+                policy: self.names[c.policy].clone(),
+                line: c.line,
+                reason: c.approval.clone().unwrap_or_default(),
+            })),
+            Err(Failed::RunLimit) => Err(PolicyDenial::RunLimit),
+            Err(Failed::Other) => Err(PolicyDenial::Unevaluable),
+        }
     }
 
     /// A bound on the units of work (about 10 ns each, as for a writ) evaluating the checks
@@ -377,46 +429,52 @@ impl OperatorPolicy {
     }
 
     fn evaluate(&self, facts: &RequestFacts, now: SystemTime) -> Result<(), PolicyDenial> {
-        let unevaluable = |_| PolicyDenial::Unevaluable;
+        self.run(&self.checks, facts, now)
+            .map_err(|failed| self.check_denial(failed))
+    }
+
+    #[cfg(test)]
+    fn denial(&self, e: Token) -> PolicyDenial {
+        self.check_denial(failed(e))
+    }
+
+    fn check_denial(&self, failed: Failed) -> PolicyDenial {
+        match failed {
+            Failed::Check(id) => self.checks.get(id).map_or(PolicyDenial::Unevaluable, |c| {
+                PolicyDenial::FailedCheck {
+                    policy: self.names[c.policy].clone(),
+                    line: c.line,
+                    check: c.text.clone(),
+                }
+            }),
+            Failed::RunLimit => PolicyDenial::RunLimit,
+            Failed::Other => PolicyDenial::Unevaluable,
+        }
+    }
+
+    /// Runs `checks` against the request facts in an authorizer holding nothing else.
+    fn run(
+        &self,
+        checks: &[CompiledCheck],
+        facts: &RequestFacts,
+        now: SystemTime,
+    ) -> Result<(), Failed> {
+        let other = |_| Failed::Other;
         let mut builder = AuthorizerBuilder::new().set_limits(crate::verify::run_limits());
         for fact in facts.to_facts(now) {
-            builder = builder.fact(fact).map_err(unevaluable)?;
+            builder = builder.fact(fact).map_err(other)?;
         }
-        for c in &self.checks {
-            builder = builder.check(c.check.clone()).map_err(unevaluable)?;
+        for c in checks {
+            builder = builder.check(c.check.clone()).map_err(other)?;
         }
         // The one allow policy matches every request (each states its `api`): a policy
         // only refuses, through its checks; what is allowed is the writ's to say.
         let mut authorizer = builder
             .policy(allow_every_request())
-            .map_err(unevaluable)?
+            .map_err(other)?
             .build_unauthenticated()
-            .map_err(|e| self.denial(e))?;
-        authorizer
-            .authorize()
-            .map(|_| ())
-            .map_err(|e| self.denial(e))
-    }
-
-    fn denial(&self, e: Token) -> PolicyDenial {
-        match e {
-            Token::FailedLogic(Logic::Unauthorized { checks, .. })
-            | Token::FailedLogic(Logic::NoMatchingPolicy { checks }) => checks
-                .iter()
-                .filter_map(|c| match c {
-                    FailedCheck::Authorizer(a) => usize::try_from(a.check_id).ok(),
-                    FailedCheck::Block(_) => None,
-                })
-                .min()
-                .and_then(|id| self.checks.get(id))
-                .map_or(PolicyDenial::Unevaluable, |c| PolicyDenial::FailedCheck {
-                    policy: self.names[c.policy].clone(),
-                    line: c.line,
-                    check: c.text.clone(),
-                }),
-            Token::RunLimit(_) => PolicyDenial::RunLimit,
-            _ => PolicyDenial::Unevaluable,
-        }
+            .map_err(failed)?;
+        authorizer.authorize().map(|_| ()).map_err(failed)
     }
 
     fn policy_of_block(&self, block: usize) -> String {
@@ -427,6 +485,44 @@ impl OperatorPolicy {
             .unwrap_or_default()
     }
 }
+
+/// Why a run of checks failed: the first failed check (its index), a run limit, or
+/// anything else.
+enum Failed {
+    Check(usize),
+    RunLimit,
+    Other,
+}
+
+fn failed(e: Token) -> Failed {
+    match e {
+        Token::FailedLogic(Logic::Unauthorized { checks, .. })
+        | Token::FailedLogic(Logic::NoMatchingPolicy { checks }) => checks
+            .iter()
+            .filter_map(|c| match c {
+                FailedCheck::Authorizer(a) => usize::try_from(a.check_id).ok(),
+                FailedCheck::Block(_) => None,
+            })
+            .min()
+            .map_or(Failed::Other, Failed::Check),
+        Token::RunLimit(_) => Failed::RunLimit,
+        _ => Failed::Other,
+    }
+}
+
+/// The approval rule a request matched: its reason, and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalReason {
+    /// The policy holding the rule.
+    pub policy: String,
+    /// The line (from 1) of the rule in the policy.
+    pub line: usize,
+    /// The reason the rule states (what the person deciding is told), as written.
+    pub reason: String,
+}
+
+/// Longest reason of an approval rule, in bytes.
+const MAX_APPROVAL_REASON_BYTES: usize = 200;
 
 fn allow_every_request() -> Policy {
     Policy {
@@ -466,9 +562,12 @@ fn line_of(text: &str, part: &str) -> usize {
         .map_or(1, |before| before.matches('\n').count() + 1)
 }
 
-/// The checks of one policy source as `(line, text on one line, check)`, or why it is
-/// refused.
-fn parse(name: &str, text: &str) -> Result<Vec<(usize, String, Check)>, PolicyError> {
+/// One statement of a policy: its line, its text on one line, the check it is read as, and
+/// for an approval rule its reason.
+type Statement = (usize, String, Check, Option<String>);
+
+/// The checks and approval rules of one policy source, or why it is refused.
+fn parse(name: &str, text: &str) -> Result<Vec<Statement>, PolicyError> {
     let forbidden = |line, construct| PolicyError::Forbidden {
         policy: name.to_string(),
         line,
@@ -494,8 +593,33 @@ fn parse(name: &str, text: &str) -> Result<Vec<(usize, String, Check)>, PolicyEr
     if let Some((s, _)) = parsed.facts.first() {
         return Err(forbidden(line_of(text, s), ForbiddenConstruct::Fact));
     }
-    if let Some((s, _)) = parsed.rules.first() {
-        return Err(forbidden(line_of(text, s), ForbiddenConstruct::Rule));
+    let mut approval_rules = Vec::with_capacity(parsed.rules.len());
+    for (source, rule) in parsed.rules {
+        let line = line_of(text, source);
+        let rule = builder::Rule::from(rule);
+        let reason = match rule.head.terms.as_slice() {
+            [Term::Str(reason)]
+                if rule.head.name == "requires_approval"
+                    && !reason.trim().is_empty()
+                    && reason.len() <= MAX_APPROVAL_REASON_BYTES
+                    && !reason.chars().any(char::is_control) =>
+            {
+                reason.clone()
+            }
+            _ => return Err(forbidden(line, ForbiddenConstruct::Rule)),
+        };
+        let query = builder::Rule {
+            head: builder::Predicate {
+                name: "query".to_string(),
+                terms: Vec::new(),
+            },
+            ..rule
+        };
+        let check = Check {
+            queries: vec![query],
+            kind: builder::CheckKind::Reject,
+        };
+        approval_rules.push((line, one_line(source), check, Some(reason)));
     }
     if let Some((s, _)) = parsed.policies.first() {
         return Err(forbidden(line_of(text, s), ForbiddenConstruct::AllowOrDeny));
@@ -503,27 +627,38 @@ fn parse(name: &str, text: &str) -> Result<Vec<(usize, String, Check)>, PolicyEr
     if !parsed.scopes.is_empty() {
         return Err(forbidden(1, ForbiddenConstruct::Trusting));
     }
-    if parsed.checks.is_empty() {
+    if parsed.checks.is_empty() && approval_rules.is_empty() {
         return Err(PolicyError::NoCheck {
             policy: name.to_string(),
         });
     }
-    let mut out = Vec::with_capacity(parsed.checks.len());
+    let mut out = Vec::with_capacity(parsed.checks.len() + approval_rules.len());
     for (source, check) in parsed.checks {
-        let line = line_of(text, source);
-        let check = Check::from(check);
-        if let Some(construct) = check.queries.iter().find_map(forbidden_in_query) {
-            return Err(forbidden(line, construct));
-        }
-        let one_line = source
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        out.push((line, one_line, check));
+        out.push((
+            line_of(text, source),
+            one_line(source),
+            Check::from(check),
+            None,
+        ));
     }
+    out.extend(approval_rules);
+    for (line, _, check, _) in &out {
+        if let Some(construct) = check.queries.iter().find_map(forbidden_in_query) {
+            return Err(forbidden(*line, construct));
+        }
+    }
+    out.sort_by_key(|s| s.0);
     Ok(out)
+}
+
+/// A statement's source on one line.
+fn one_line(source: &str) -> String {
+    source
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What a check's query states that policies may not hold, if anything.
@@ -563,7 +698,10 @@ fn forbidden_in_ops(ops: &[Op]) -> Option<ForbiddenConstruct> {
 /// the blocks of a token (signed by a throwaway key, never used as a credential), one per
 /// policy. Refuses a policy that breaks a structural bound or that would cost too much even
 /// for the smallest request.
-fn bound_shapes(names: &[String], checks: &[CompiledCheck]) -> Result<CheckShapes, PolicyError> {
+fn bound_shapes<'a>(
+    names: &[String],
+    checks: impl Iterator<Item = &'a CompiledCheck> + Clone,
+) -> Result<CheckShapes, PolicyError> {
     let unreadable = |policy: &str| PolicyError::TooCostly {
         policy: policy.to_string(),
         cause: DatalogError::Unreadable { block: 0 },
@@ -575,7 +713,7 @@ fn bound_shapes(names: &[String], checks: &[CompiledCheck]) -> Result<CheckShape
         .map_err(|_| unreadable(first))?;
     for (index, name) in names.iter().enumerate() {
         let mut block = builder::BlockBuilder::new();
-        for c in checks.iter().filter(|c| c.policy == index) {
+        for c in checks.clone().filter(|c| c.policy == index) {
             block = block.check(c.check.clone()).map_err(|_| unreadable(name))?;
         }
         token = token.append(block).map_err(|_| unreadable(name))?;

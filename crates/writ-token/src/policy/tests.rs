@@ -196,7 +196,9 @@ fn anything_but_checks_is_refused_with_its_line() {
         let words = error.to_string();
         assert!(
             words.starts_with(&format!("policy `p`: line {line}: "))
-                && words.ends_with("only `check if`, `check all` and `reject if` are allowed"),
+                && words.ends_with(
+                    "only `check if`, `check all`, `reject if` and `requires_approval(\"why\") <- …` are allowed"
+                ),
             "{words}"
         );
     }
@@ -372,4 +374,54 @@ fn a_policy_sees_no_token_facts() {
     assert!(p.check(&chat("openai", "gpt-4o"), now()).is_err());
     let p = policy(&[("api", "check if api(\"llm\"), operation(\"chat\");")]);
     assert_eq!(p.check(&chat("openai", "gpt-4o"), now()), Ok(()));
+}
+
+#[test]
+fn an_approval_rule_names_the_requests_it_holds() {
+    let p = policy(&[(
+        "payments",
+        "check if tool($t);\n\
+         requires_approval(\"payments over 100\") <- tool(\"pay\"), arg(\"amount\", $a), $a > 100;",
+    )]);
+    assert!(p.asks_approval());
+    let now = now();
+    let small = tool_call("pay", &[("amount", ArgValue::Int(100))]);
+    assert_eq!(p.approval_required(&small, now).unwrap(), None);
+    let big = tool_call("pay", &[("amount", ArgValue::Int(250))]);
+    let reason = p.approval_required(&big, now).unwrap().unwrap();
+    assert_eq!(reason.reason, "payments over 100");
+    assert_eq!((reason.policy.as_str(), reason.line), ("payments", 2));
+    // The rule holds, it does not refuse: the policy's checks still pass.
+    assert_eq!(p.check(&big, now), Ok(()));
+    let other = tool_call("refund", &[("amount", ArgValue::Int(250))]);
+    assert_eq!(p.approval_required(&other, now).unwrap(), None);
+}
+
+#[test]
+fn only_requires_approval_with_one_quoted_reason_is_a_rule_policies_may_state() {
+    for text in [
+        "requires_approval($t) <- tool($t);",
+        "requires_approval(\"a\", \"b\") <- tool($t);",
+        "requires_approval(1) <- tool($t);",
+        "approve(\"x\") <- tool($t);",
+        "requires_approval(\"  \") <- tool($t);",
+        "requires_approval(\"a\\nb\") <- tool($t);",
+    ] {
+        let error = refused("p", text);
+        assert!(
+            matches!(
+                error,
+                PolicyError::Forbidden {
+                    construct: ForbiddenConstruct::Rule,
+                    ..
+                }
+            ),
+            "{text}: {error:?}"
+        );
+    }
+    let long = format!("requires_approval(\"{}\") <- tool($t);", "x".repeat(201));
+    assert!(matches!(refused("p", &long), PolicyError::Forbidden { .. }));
+    // A rule alone is a policy.
+    let p = policy(&[("p", "requires_approval(\"any tool\") <- tool($t);")]);
+    assert!(!p.is_empty());
 }
