@@ -11,6 +11,7 @@ use http::Uri;
 use serde::Deserialize;
 use writ_limits::LimitSpec;
 
+mod approvals;
 mod audit;
 mod detection;
 mod limits;
@@ -22,6 +23,7 @@ mod tenants;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
+pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
@@ -72,6 +74,8 @@ pub struct RawConfig {
     store: store::RawStore,
     #[serde(default)]
     tenants: BTreeMap<String, tenants::RawTenant>,
+    #[serde(default)]
+    approvals: approvals::RawApprovals,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +158,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Detectors' modes, the brute-force policy and detection webhooks.
     pub detection: DetectionConfig,
+    /// How held requests and mints wait for a person.
+    pub approvals: ApprovalsConfig,
     /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
     /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
     /// with any.
@@ -444,6 +450,7 @@ impl Config {
         let detection = section(&env, &mut problems, || {
             detection::detection_config(raw.detection, &env)
         });
+        let approvals = approvals::approvals_config(raw.approvals, &mut problems);
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
             match limit_spec(&format!("limit[{i}]"), l) {
@@ -531,6 +538,7 @@ impl Config {
             limits,
             audit,
             detection,
+            approvals,
             deferred,
         })
     }

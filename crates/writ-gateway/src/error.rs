@@ -14,8 +14,10 @@ use serde_json::json;
 use writ_providers::{Dialect, GatewayErrorReport, InspectError};
 use writ_token::{DeniedBy, WritError};
 
+mod approval;
 mod class;
 
+pub use approval::ApprovalError;
 pub use class::Class;
 
 /// A request the gateway refused or could not complete.
@@ -30,6 +32,9 @@ pub enum GatewayError {
     /// A DPoP proof is missing, malformed, or does not match the request or the writ.
     #[error(transparent)]
     Dpop(writ_token::dpop::DpopError),
+    /// An approval held the request, or could not be used or decided.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
     /// A single-use writ was presented again.
     #[error("this single-use writ was already used: mint a new writ for each call")]
     AlreadyUsed,
@@ -548,6 +553,21 @@ impl GatewayError {
     /// the versions an unsupported MCP protocol version refusal names.
     fn extra(&self) -> Option<serde_json::Value> {
         match self {
+            GatewayError::Approval(ApprovalError::Required {
+                id,
+                poll_url,
+                reason,
+                expires_at,
+                summary,
+            }) => Some(json!({
+                "approval": {
+                    "id": id,
+                    "poll_url": poll_url,
+                    "reason": reason,
+                    "expires_at": expires_at,
+                    "summary": summary,
+                }
+            })),
             GatewayError::McpTransport(
                 writ_providers::mcp::transport::TransportError::UnsupportedVersion {
                     requested,

@@ -99,6 +99,8 @@ pub struct Gateway {
     pub(crate) mcp_allowed_origins: Vec<String>,
     /// Where authorizations that could be costly run, one at a time.
     pub(crate) costly_evaluations: crate::pipeline::authorize::costly::CostlyEvaluations,
+    /// The approval key and how held requests and mints wait for a person.
+    pub(crate) approvals: crate::approval::Approvals,
     /// Tenant of agents named without one.
     pub(crate) tenant: String,
     /// Whether API-created upstreams may reach private addresses.
@@ -217,6 +219,7 @@ impl Gateway {
         );
         tenancy.follow(config.store.poll_interval).await?;
         let files = data.root_keys()?;
+        let approval_key = approval_key(&data)?;
         let mut revocations = InForce {
             local: store.revocations().await?,
             ..InForce::default()
@@ -242,6 +245,7 @@ impl Gateway {
             mcp_sessions,
             mcp_allowed_origins: config.mcp_allowed_origins.clone(),
             costly_evaluations: Default::default(),
+            approvals: crate::approval::Approvals::new(approval_key, config.approvals.clone()),
             tenant: config.tenant.clone(),
             allow_private_upstreams: config.allow_private_upstreams,
             max_ttl: config.max_ttl,
@@ -369,6 +373,8 @@ impl Gateway {
         note: &RevocationNote,
     ) -> Result<(i64, Shared), StoreError> {
         let id = self.store().put_revocation(revocation, note).await?;
+        // A stopped writ's approvals cannot be used any more: say so where they are read.
+        crate::approval::void(self, void_match(revocation)).await;
         {
             let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
             in_force.local.push(revocation.clone());
@@ -661,4 +667,29 @@ fn defaults(
             (dialect, choice)
         })
         .collect()
+}
+
+/// The approval key (`keys/approval.key`), generated at the first start.
+fn approval_key(data: &DataDir) -> Result<writ_token::ApprovalKey, StoreError> {
+    let text = data.secret("approval.key", || {
+        writ_token::ApprovalKey::generate().private_hex()
+    })?;
+    writ_token::ApprovalKey::from_private_hex(&text).map_err(|_| StoreError::InvalidKeyFile {
+        path: data.path().join("keys").join("approval.key"),
+    })
+}
+
+/// The approvals a revocation reaches.
+fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
+    use writ_store::VoidMatch;
+    match revocation {
+        Revocation::TokenId { token_id } => VoidMatch::TokenId(token_id),
+        Revocation::RevocationId { revocation_id } => VoidMatch::RevocationId(revocation_id),
+        Revocation::Agent { tenant, agent } => VoidMatch::Agent { tenant, agent },
+        Revocation::Tenant { tenant } => VoidMatch::Tenant(tenant),
+        Revocation::IssuedBefore { tenant, before } => VoidMatch::IssuedBefore {
+            tenant: tenant.as_deref(),
+            before: *before,
+        },
+    }
 }

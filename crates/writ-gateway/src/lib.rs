@@ -4,6 +4,7 @@
 //! The data plane is [`pipeline`]: one module per phase of DESIGN §4, composed in order by
 //! one short function. Errors become HTTP in exactly one place, [`error`].
 
+mod approval;
 pub mod audit;
 pub mod config;
 mod control;

@@ -37,8 +37,10 @@ pub struct GatewayErrorReport<'a> {
     pub detail: Option<&'a str>,
     /// The JSON-RPC id of the request refused, on MCP routes.
     pub rpc_id: Option<&'a Value>,
-    /// More machine-readable fields (an object), for shapes that carry them: MCP's
-    /// `error.data` (the versions an unsupported-version refusal names).
+    /// More machine-readable fields (an object): MCP's `error.data` (the versions an
+    /// unsupported-version refusal names, the approval a held request waits for); fields
+    /// of the `error` object in OpenAI's, Anthropic's and AWS's shapes; JSON text in the
+    /// `ErrorInfo` metadata of Google's.
     pub extra: Option<&'a Value>,
 }
 
@@ -71,7 +73,19 @@ fn openai(r: &GatewayErrorReport<'_>) -> Value {
     if let (Some(detail), Some(obj)) = (r.detail, error.as_object_mut()) {
         obj.insert("detail".into(), json!(detail));
     }
+    if let Some(obj) = error.as_object_mut() {
+        add_extra(obj, r.extra);
+    }
     json!({ "error": error })
+}
+
+/// Adds the fields of `extra` (an object) to `into`, leaving the shape's own fields be.
+fn add_extra(into: &mut Map<String, Value>, extra: Option<&Value>) {
+    if let Some(Value::Object(fields)) = extra {
+        for (k, v) in fields {
+            into.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
 }
 
 /// Anthropic's error type for a status (docs.anthropic.com, "Errors"); its SDKs pick the
@@ -100,6 +114,7 @@ fn anthropic(r: &GatewayErrorReport<'_>) -> Value {
     if let Some(detail) = r.detail {
         error.insert("detail".into(), json!(detail));
     }
+    add_extra(&mut error, r.extra);
     json!({"type": "error", "error": error})
 }
 
@@ -128,6 +143,14 @@ fn google(r: &GatewayErrorReport<'_>) -> Value {
     }
     if let Some(detail) = r.detail {
         metadata.insert("detail".into(), json!(detail));
+    }
+    // ErrorInfo metadata maps strings to strings.
+    if let Some(Value::Object(fields)) = r.extra {
+        for (k, v) in fields {
+            metadata
+                .entry(k.clone())
+                .or_insert_with(|| json!(v.to_string()));
+        }
     }
     json!({"error": {
         "code": r.status,
@@ -163,6 +186,7 @@ fn aws(r: &GatewayErrorReport<'_>) -> Value {
     if let Some(detail) = r.detail {
         body.insert("detail".into(), json!(detail));
     }
+    add_extra(&mut body, r.extra);
     Value::Object(body)
 }
 

@@ -311,5 +311,16 @@ async fn writ_keys(State(gw): State<Arc<Gateway>>) -> Response {
             })
         })
         .collect();
-    axum::Json(json!({"signing_kid": signing.0, "keys": list})).into_response()
+    let approval = gw.approvals.public_key();
+    axum::Json(json!({
+        "signing_kid": signing.0,
+        "keys": list,
+        // Approval blocks are read from this key alone (third-party blocks).
+        "approval_key": {
+            "algorithm": "ed25519",
+            "public_key": approval.to_bytes_hex(),
+            "fingerprint": fingerprint(&approval),
+        },
+    }))
+    .into_response()
 }

@@ -90,6 +90,21 @@ impl GatewayError {
                 ),
             },
             E::Dpop(_) => Class::new(S::UNAUTHORIZED, auth, "invalid_dpop_proof", Fault::Client),
+            E::Approval(a) => {
+                use super::ApprovalError as A;
+                let status = match a {
+                    A::Unknown { .. } => S::NOT_FOUND,
+                    A::NotPending { .. } => S::CONFLICT,
+                    A::TooManyPending(_) => S::TOO_MANY_REQUESTS,
+                    _ => S::FORBIDDEN,
+                };
+                let kind = match a {
+                    A::Unknown { .. } | A::NotPending { .. } => invalid,
+                    A::TooManyPending(_) => "rate_limit_error",
+                    _ => "permission_error",
+                };
+                Class::new(status, kind, a.code(), Fault::Client)
+            }
             E::AlreadyUsed => Class::new(
                 S::FORBIDDEN,
                 "permission_error",

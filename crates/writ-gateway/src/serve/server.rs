@@ -78,6 +78,8 @@ pub async fn serve_with_workers(
             loop {
                 tick.tick().await;
                 gw.writs.sweep(gw.clock.now());
+                // Approvals nobody decided (or used) in time get their `expired` record.
+                crate::approval::sweep(&gw).await;
             }
         })
     };
