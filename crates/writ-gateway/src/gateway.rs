@@ -396,6 +396,30 @@ impl Gateway {
         Ok((id, shared))
     }
 
+    /// Marks the approvals past their expiry as expired, each with its audit record (the
+    /// server does this every few seconds; embedders and tests may call it at will).
+    pub async fn sweep_approvals(&self) {
+        crate::approval::sweep(self).await;
+    }
+
+    /// Decides the approval `id` as the operator (`person` names them in the records;
+    /// authenticated by holding this gateway, method `operator`): for embedders and
+    /// tests. People decide through the admin API or the CLI.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        person: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<writ_store::ApprovalRecord, crate::error::GatewayError> {
+        let decider = crate::approval::Decider {
+            tenant: None,
+            person: person.to_string(),
+            method: "operator",
+        };
+        crate::approval::decide(self, id, &decider, approve, reason).await
+    }
+
     /// Takes every revocation saying the same as `revocation` out of force, here (store
     /// and memory) and, through the shared set, on every instance. Returns how many of this
     /// store's records were lifted, and whether the other instances were told.
