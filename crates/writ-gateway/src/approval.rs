@@ -8,6 +8,7 @@
 //! digest of the summary they were shown), used, voided and expired. Nothing here holds a
 //! writ: a pending approval keeps only what an approval block must be made for.
 
+pub(crate) mod notify;
 pub(crate) mod request;
 pub(crate) mod summary;
 
