@@ -220,3 +220,97 @@ fn approval_webhook(
     })?;
     Ok(Some(ApprovalWebhook { webhook, tenants }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::webhook::WebhookConfigError;
+    use crate::config::{Config, ConfigError, RawConfig};
+
+    const SECRET: &str = "whsec-test-0123456789abcdef";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| (name == "APPROVAL_HOOK").then(|| SECRET.to_string());
+        Config::from_raw(RawConfig::from_toml(text)?, &env)
+    }
+
+    fn hook(rest: &str) -> String {
+        format!(
+            "[[approvals.webhooks]]\nurl = \"https://hooks.example.com/a\"\nsecret = \"{SECRET}\"\n{rest}"
+        )
+    }
+
+    #[test]
+    fn webhooks_are_read_with_their_tenants_and_secrets() {
+        let c = load(&format!(
+            "{}[[approvals.webhooks]]\nurl = \"https://hooks.example.com/b\"\n\
+             secret = \"${{env:APPROVAL_HOOK}}\"\nmax_attempts = 2\n",
+            hook("tenants = [\"acme\", \"globex\"]\n")
+        ))
+        .unwrap();
+        let hooks = &c.approvals.webhooks;
+        assert_eq!(hooks.len(), 2);
+        assert_eq!(
+            hooks[0].tenants,
+            Some(vec!["acme".to_string(), "globex".to_string()])
+        );
+        assert!(hooks[0].wants("acme") && hooks[0].wants("globex"));
+        assert!(!hooks[0].wants("initech") && !hooks[0].wants("Acme"));
+        assert_eq!(hooks[0].webhook.detectors, None);
+        assert_eq!(hooks[1].tenants, None);
+        assert!(hooks[1].wants("anyone"));
+        assert_eq!(hooks[1].webhook.secret.expose(), SECRET);
+        assert_eq!(hooks[1].webhook.max_attempts, 2);
+        let shown = format!("{:?}", c.approvals);
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(load("").unwrap().approvals.webhooks.is_empty());
+    }
+
+    #[test]
+    fn a_bad_webhook_names_its_entry_and_never_echoes_the_secret() {
+        let field_of = |e: &ConfigError| e.field().map(str::to_string);
+        let e = load(&hook("tenants = []\n")).unwrap_err();
+        assert_eq!(
+            field_of(&e).as_deref(),
+            Some("approvals.webhooks[0].tenants")
+        );
+        assert!(e.to_string().contains("leave it out"), "{e}");
+        let e = load(&hook("tenants = [\"ok\", \"no such/tenant\"]\n")).unwrap_err();
+        assert_eq!(
+            field_of(&e).as_deref(),
+            Some("approvals.webhooks[0].tenants[1]")
+        );
+        let e = load(&format!(
+            "{}[[approvals.webhooks]]\nurl = \"https://h/x\"\nsecret = \"short\"\n",
+            hook("")
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Webhook { field, error: WebhookConfigError::ShortSecret }
+                if field == "approvals.webhooks[1]"),
+            "{e:?}"
+        );
+        let e = load(&hook("").replace("https://hooks.example.com/a", "https://10.0.0.1/a"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ConfigError::Webhook {
+                    error: WebhookConfigError::PrivateNetwork,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = load(&hook("").replace("/a\"", "/a?token=abcdef0123456789\"")).unwrap_err();
+        assert!(!e.to_string().contains("abcdef0123456789"), "{e}");
+        // Approvals are not detections: `detectors` is not a field here.
+        let e = load(&hook("detectors = [\"weak_jwt\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("detectors"), "{e}");
+        let e = load(&hook("").replace(SECRET, "${env:UNSET_HOOK}")).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::MissingEnv { name, .. } if name == "UNSET_HOOK"),
+            "{e:?}"
+        );
+        assert!(!format!("{e:?}").contains(SECRET));
+    }
+}
