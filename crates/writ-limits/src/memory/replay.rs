@@ -38,7 +38,7 @@ impl Seen {
 
 /// One-time ids seen, each kept until its expiry on the clock callers pass in.
 pub struct MemoryReplay {
-    kinds: [Mutex<Seen>; 3],
+    kinds: [Mutex<Seen>; ReplayKind::ALL.len()],
     capacity: usize,
 }
 
