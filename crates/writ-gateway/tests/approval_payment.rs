@@ -316,3 +316,135 @@ async fn approvals_are_private_to_their_agent() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// `writ` with an ordinary (holder's) block appended stating approval facts.
+fn with_forged_block(writ: &str, rid: &str) -> String {
+    let token =
+        biscuit_auth::UnverifiedBiscuit::from_base64(writ.strip_prefix("writ_").unwrap()).unwrap();
+    let code = format!(
+        r#"approval("apr_AAAAAAAAAAAAAAAAAAAAAA", "{}", "{rid}", 2099-01-01T00:00:00Z);
+           approved_by("mallory", "passkey"); approved_at(2026-01-01T00:00:00Z);"#,
+        "00".repeat(32)
+    );
+    let block = biscuit_auth::builder::BlockBuilder::new()
+        .code(code)
+        .unwrap();
+    format!("writ_{}", token.append(block).unwrap().to_base64().unwrap())
+}
+
+#[tokio::test]
+async fn approvals_verify_offline_and_forged_ones_grant_nothing() {
+    let mock = MockUpstream::start(KEY).await;
+    let cfg = format!(
+        "[upstreams.pay]\nkind = \"mcp\"\nbase_url = \"{}/mcp\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        mock.base_url()
+    );
+    let gw = TestGateway::start(&cfg).await;
+    with_policy(&[&gw]).await;
+    let grant = r#"{"type":"writ:tool","upstream":"pay","tool":"pay","additional_arguments":true}"#;
+    let keys = gw.keys();
+    let verify = |w: &str| {
+        writ_token::decode(w)
+            .unwrap()
+            .verify(&keys.trusted)
+            .unwrap()
+    };
+
+    // A real approval, fetched and appended by the agent.
+    let writ = gw.mint_as(CEILING, grant, 30);
+    let id = held(&gw, &writ, 250).await;
+    gw.gateway()
+        .decide_approval(&id, "alice", true, None)
+        .await
+        .unwrap();
+    let polled: Value = reqwest::Client::new()
+        .get(gw.url(&format!("/approvals/{id}")))
+        .bearer_auth(&writ)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let block = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(polled["approval_block"].as_str().unwrap())
+        .unwrap();
+    let approved = writ_token::append_approval(&writ, &block).unwrap();
+
+    // The same statement signed by another key, and one written into a holder's block.
+    let other = gw.mint_as(CEILING, grant, 30);
+    let held_other = held(&gw, &other, 250).await;
+    let verified = verify(&other);
+    let statement = writ_token::ApprovalStatement {
+        id: held_other.clone(),
+        approved_by: "mallory".into(),
+        method: "passkey".into(),
+        approved_at: writ_token::Clock::now(gw.clock()),
+        expires_at: verified.claims().expires_at,
+        request_digest: gw
+            .gateway()
+            .store()
+            .approval(&held_other)
+            .await
+            .unwrap()
+            .unwrap()
+            .request_digest,
+        writ: verified.last_revocation_id(),
+    };
+    let impostor_key = writ_token::ApprovalKey::generate();
+    let foreign = writ_token::sign_approval(
+        &impostor_key,
+        &verified.approval_ticket().unwrap(),
+        &statement,
+    )
+    .unwrap();
+    let impostor = writ_token::append_approval(&other, &foreign).unwrap();
+    let forged = with_forged_block(&other, &verified.last_revocation_id());
+
+    // Offline, with biscuit-python and the published keys alone.
+    let writs = json!({"approved": approved, "impostor": impostor, "forged": forged});
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/approval_offline.py");
+    let lines = writ_testkit::run_python_lines(
+        &script,
+        &[
+            ("WRIT_KEYS_URL", &gw.url("/.well-known/writ-keys")),
+            ("WRITS", &writs.to_string()),
+        ],
+    )
+    .await;
+    let of = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["writ"] == name)
+            .unwrap_or_else(|| panic!("no line for {name}: {lines:?}"))["approvals"]
+            .clone()
+    };
+    let approvals = of("approved");
+    assert_eq!(approvals.as_array().unwrap().len(), 1, "{approvals}");
+    assert_eq!(approvals[0]["id"], id);
+    assert_eq!(approvals[0]["by"], "alice");
+    assert_eq!(approvals[0]["method"], "operator");
+    assert_eq!(approvals[0]["bound"], true, "{approvals}");
+    assert_eq!(
+        of("impostor"),
+        json!([]),
+        "another key's block is no approval"
+    );
+    assert_eq!(of("forged"), json!([]), "a holder's block states nothing");
+
+    // The gateway agrees: neither passes the payment; it is held again.
+    let before = mock.requests().len();
+    for writ in [&impostor, &forged] {
+        let (status, v) = pay(&gw, writ, 250, None).await;
+        assert_eq!((status, code(&v)), (403, "approval_required"), "{v}");
+    }
+    // Naming the pending approval does not help either.
+    assert_eq!(
+        code(&pay(&gw, &impostor, 250, Some(&held_other)).await.1),
+        "approval_pending"
+    );
+    assert_eq!(mock.requests().len(), before);
+    // A writ's own checks may ask who approved: `approved_by` is the gateway's fact.
+    assert_eq!(pay(&gw, &approved, 250, None).await.0, 200);
+}
