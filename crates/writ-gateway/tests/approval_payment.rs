@@ -165,6 +165,11 @@ async fn the_payment_example_on_two_instances() {
     let (status, v) = pay(&a, &writ, 250, Some(&id)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(mock.requests().len(), forwarded + 1);
+    let sent = mock.requests().last().unwrap().clone();
+    assert!(
+        !sent.headers.contains_key("writ-approval"),
+        "the approval stays at the gateway"
+    );
     // …and never again, on this instance or the other.
     assert_eq!(
         code(&pay(&a, &writ, 250, Some(&id)).await.1),
