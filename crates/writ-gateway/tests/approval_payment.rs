@@ -453,3 +453,46 @@ async fn approvals_verify_offline_and_forged_ones_grant_nothing() {
     // A writ's own checks may ask who approved: `approved_by` is the gateway's fact.
     assert_eq!(pay(&gw, &approved, 250, None).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_policy_in_writ_toml_holds_payments_and_keeps_its_name() {
+    let mock = MockUpstream::start(KEY).await;
+    let cfg = format!(
+        "[tenants.default.policies]\npayments = '{POLICY}'\n\n\
+         [upstreams.pay]\nkind = \"mcp\"\nbase_url = \"{}/mcp\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        mock.base_url()
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let grant = r#"{"type":"writ:tool","upstream":"pay","tool":"pay","additional_arguments":true}"#;
+    let writ = gw.mint_as(CEILING, grant, 30);
+    assert_eq!(pay(&gw, &writ, 50, None).await.0, 200);
+    held(&gw, &writ, 250).await;
+    // Its name is writ.toml's: the admin API cannot replace it.
+    let admin = gw.mint_as(r#"{"type":"writ:admin"}"#, r#"{"type":"writ:admin"}"#, 30);
+    let resp = reqwest::Client::new()
+        .put(gw.url("/admin/v1/tenants/default/policies/payments"))
+        .bearer_auth(&admin)
+        .json(&json!({"datalog": "check if tool($t);"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("writ.toml"),
+        "{v}"
+    );
+    // Another name is added beside it; both apply.
+    let resp = reqwest::Client::new()
+        .put(gw.url("/admin/v1/tenants/default/policies/no-refunds"))
+        .bearer_auth(&admin)
+        .json(&json!({"datalog": "reject if tool(\"refund\");"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    held(&gw, &writ, 250).await;
+}
