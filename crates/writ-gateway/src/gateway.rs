@@ -70,7 +70,7 @@ pub struct Gateway {
     /// Webhooks told about detections, when configured.
     pub(crate) webhooks: Option<crate::detect::webhook::Webhooks>,
     /// Webhooks told about approvals that wait for a person, when configured.
-    pub(crate) approval_webhooks: Option<crate::approval::notify::ApprovalWebhooks>,
+    pub(crate) approval_webhooks: Option<crate::approval::notify::webhooks::ApprovalWebhooks>,
     /// Revocations shared with other instances (with the Redis backend).
     pub(crate) fanout: Option<Arc<crate::control::fanout::Fanout>>,
     /// Declared limits and their backend.
@@ -201,9 +201,11 @@ impl Gateway {
             .await
             .map_err(StartError::Audit)?;
         let webhooks = webhooks(config, &clock)?;
-        let approval_webhooks =
-            crate::approval::notify::ApprovalWebhooks::start(&config.approvals.webhooks, &clock)
-                .map_err(StartError::ApprovalWebhooks)?;
+        let approval_webhooks = crate::approval::notify::webhooks::ApprovalWebhooks::start(
+            &config.approvals.webhooks,
+            &clock,
+        )
+        .map_err(StartError::ApprovalWebhooks)?;
         let fanout = fanout(config).await?;
         let declared = upstreams(config)?;
         let defaults = defaults(&declared);
@@ -725,4 +727,3 @@ fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
         },
     }
 }
-

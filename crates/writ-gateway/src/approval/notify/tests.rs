@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use writ_store::{ApprovalKind, ApprovalRecord, NewApproval, PendingBounds};
 use writ_token::ManualClock;
 
-use super::{pending, scrub};
+use super::pending;
+use super::webhooks::scrub;
 use crate::config::{Config, RawConfig};
 use crate::detect::webhook::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature};
 use crate::gateway::Gateway;
