@@ -1,9 +1,10 @@
 //! The oversight trail of approvals (issue 23): every stop an operator makes through the
-//! admin API — by writ, by agent, by tenant, the kill switch — voids the pending approvals
-//! it reaches, and the audit log says so, one `approval_voided` record per approval beside
-//! the revocation's own record (who and why); an approval nobody decided gets exactly one
-//! `approval_expired` record once swept. Approvals are put in the store as the request
-//! path puts them; the gateway's clock is advanced, never waited for.
+//! admin API — by writ, by a parent writ's block, by agent, by tenant, the kill switch —
+//! voids the pending approvals it reaches, and the audit log says so, one `approval_voided`
+//! record per approval beside the revocation's own record (who and why); an approval
+//! nobody decided gets exactly one `approval_expired` record once swept. Approvals are put
+//! in the store as the request path puts them; the gateway's clock is advanced, never
+//! waited for.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -157,6 +158,20 @@ async fn every_stop_voids_the_approvals_it_reaches_and_the_trail_says_so() {
     }
     let writ = gw.mint_in("acme", CEILING, CEILING, 30);
     let by_writ = hold(&gw, &held(&gw, "acme", "demo", Some(&writ))).await;
+    // A parent writ and one attenuated from it, each with a request held.
+    let parent = gw.mint_in("acme", CEILING, CEILING, 30);
+    let narrower = writ_token::parse_grants(
+        r#"{"type":"writ:llm","upstream":"demo","models":["gpt-4o-mini"]}"#,
+    )
+    .expect("grants");
+    let child = writ_token::attenuate(&parent, &narrower).expect("attenuate");
+    let by_parent = hold(&gw, &held(&gw, "acme", "demo", Some(&parent))).await;
+    let by_child = hold(&gw, &held(&gw, "acme", "demo", Some(&child))).await;
+    let parent_block = by_parent
+        .bound_revocation_id()
+        .expect("revocation id")
+        .to_string();
+    assert_eq!(by_child.writ_revocation_ids.len(), 3);
     let researcher = [
         hold(&gw, &held(&gw, "acme", "researcher", None)).await,
         hold(&gw, &held(&gw, "acme", "researcher", None)).await,
@@ -183,10 +198,14 @@ async fn every_stop_voids_the_approvals_it_reaches_and_the_trail_says_so() {
         .expect("deny");
     let token_id = by_writ.writ_token_id.clone().expect("token id");
 
-    let steps: [(Value, Vec<&ApprovalRecord>); 4] = [
+    let steps: [(Value, Vec<&ApprovalRecord>); 5] = [
         (
             json!({"kind": "token_id", "token_id": token_id, "reason": "leaked in a log"}),
             vec![&by_writ],
+        ),
+        (
+            json!({"kind": "revocation_id", "revocation_id": parent_block, "reason": "parent handed out"}),
+            vec![&by_parent, &by_child],
         ),
         (
             json!({"kind": "agent", "tenant": "acme", "agent": "researcher", "reason": "prompt injected"}),
@@ -251,7 +270,13 @@ async fn every_stop_voids_the_approvals_it_reaches_and_the_trail_says_so() {
         .await
         .expect("export")
         .join("\n");
-    for never in [SUMMARY_SECRET, writ.as_str(), token_id.as_str()] {
+    for never in [
+        SUMMARY_SECRET,
+        writ.as_str(),
+        token_id.as_str(),
+        parent.as_str(),
+        child.as_str(),
+    ] {
         assert!(!export.contains(never), "the audit log holds {never}");
     }
 }
