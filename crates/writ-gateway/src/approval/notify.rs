@@ -13,7 +13,6 @@ use crate::gateway::Gateway;
 /// never fails the caller: delivery is queued and retried in the background.
 // Called from the request path and the token endpoint once they hold approvals
 // (issue 23); until then only the tests call it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn pending(gw: &Gateway, record: &ApprovalRecord) {
     if let Some(hooks) = &gw.approval_webhooks {
         let event = webhooks::pending_event(&gw.scanner(), &gw.issuer(), record);
