@@ -127,42 +127,45 @@ pub struct DecideArgs {
     pub args: AdminArgs,
 }
 
+/// A running gateway and the approver talking to it.
+struct ApproverSession {
+    gateway: GatewayClient,
+    token: Zeroizing<String>,
+    output: OutputFormat,
+}
+
 /// Who a command talks to the gateway as.
 enum Acting {
     /// An approver, by their token.
-    Approver {
-        gateway: GatewayClient,
-        token: Zeroizing<String>,
-        output: OutputFormat,
-    },
+    Approver(Box<ApproverSession>),
     /// The operator, by admin writs minted from the root key.
-    Operator(AdminSession),
+    Operator(Box<AdminSession>),
 }
 
 impl Acting {
     /// The approver `credentials` (or the environment) name, else the operator.
     fn open(args: &AdminArgs, credentials: &ApproverCredentials) -> anyhow::Result<Self> {
         let Some(token) = approver_token(credentials.approver_token_file.as_deref())? else {
-            return Ok(Acting::Operator(AdminSession::open(args)?));
+            return Ok(Acting::Operator(Box::new(AdminSession::open(args)?)));
         };
         let config = args.state.load()?;
-        Ok(Acting::Approver {
+        Ok(Acting::Approver(Box::new(ApproverSession {
             gateway: GatewayClient::new(&config, &args.gateway)?,
             token,
             output: args.output,
-        })
+        })))
     }
 
     fn output(&self) -> OutputFormat {
         match self {
-            Acting::Approver { output, .. } => *output,
+            Acting::Approver(a) => a.output,
             Acting::Operator(session) => session.output,
         }
     }
 
     fn url(&self) -> &str {
         match self {
-            Acting::Approver { gateway, .. } => gateway.url(),
+            Acting::Approver(a) => a.gateway.url(),
             Acting::Operator(session) => session.url(),
         }
     }
@@ -170,7 +173,7 @@ impl Acting {
     /// GETs `path`; the operator with a writ for `scope`.
     async fn read(&self, scope: Scope<'_>, path: &str) -> anyhow::Result<Value> {
         match self {
-            Acting::Approver { gateway, token, .. } => Ok(gateway.get(path, token).await?),
+            Acting::Approver(a) => Ok(a.gateway.get(path, &a.token).await?),
             Acting::Operator(session) => session.read(scope, path).await,
         }
     }
@@ -178,8 +181,9 @@ impl Acting {
     /// POSTs `body` to `path`; a failure says what became of the decision.
     async fn post(&self, path: &str, body: &Value, outcome: Outcome<'_>) -> anyhow::Result<Value> {
         match self {
-            Acting::Approver { gateway, token, .. } => gateway
-                .post(path, token, body)
+            Acting::Approver(a) => a
+                .gateway
+                .post(path, &a.token, body)
                 .await
                 .map_err(|e| reached(e, outcome.nothing, outcome.check)),
             Acting::Operator(session) => {
