@@ -204,14 +204,13 @@ impl Gateway {
             .now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let declared_tenants = config.tenants.keys().cloned().collect();
         let tenancy = Arc::new(
             crate::tenancy::Tenancy::start(
                 store.clone(),
                 vault,
                 config.upstreams.clone(),
                 declared,
-                declared_tenants,
+                &config.tenants,
                 config.limits.clone(),
                 now,
             )
@@ -717,3 +716,4 @@ fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
         },
     }
 }
+

@@ -36,6 +36,9 @@ pub(crate) struct Tenancy {
     pub(crate) declared: BTreeMap<String, Arc<Upstream>>,
     /// Tenants `writ.toml` declares (seeded; not deletable through the API).
     declared_tenants: BTreeSet<String>,
+    /// The policies `writ.toml` declares for its tenants, applied before the stored ones
+    /// (their names cannot be set through the API).
+    declared_policies: Vec<writ_store::RuleRecord>,
     /// `writ.toml`'s `[[limit]]`s, which every snapshot's limits start with.
     config_limits: Vec<LimitSpec>,
     snapshot: RwLock<Arc<Snapshot>>,
@@ -82,10 +85,12 @@ impl Tenancy {
         vault: Vault,
         declared_configs: BTreeMap<String, UpstreamConfig>,
         declared: BTreeMap<String, Arc<Upstream>>,
-        declared_tenants: BTreeSet<String>,
+        tenants: &BTreeMap<String, crate::config::TenantConfig>,
         config_limits: Vec<LimitSpec>,
         now: u64,
     ) -> Result<Self, TenancyError> {
+        let declared_tenants: BTreeSet<String> = tenants.keys().cloned().collect();
+        let declared_policies = declared_policies(tenants, now);
         for tenant in &declared_tenants {
             store.ensure_tenant(tenant, now).await?;
         }
@@ -111,6 +116,7 @@ impl Tenancy {
             declared_configs,
             declared,
             declared_tenants,
+            declared_policies,
             config_limits,
             snapshot: RwLock::new(Arc::new(empty)),
             reloading: tokio::sync::Mutex::new(()),
@@ -152,6 +158,14 @@ impl Tenancy {
         self.declared_tenants.contains(name)
     }
 
+    /// The policies `writ.toml` declares for `tenant`, as `(name, datalog)`.
+    pub(crate) fn declared_policies(&self, tenant: &str) -> impl Iterator<Item = (&str, &str)> {
+        self.declared_policies
+            .iter()
+            .filter(move |p| p.tenant == tenant)
+            .map(|p| (p.name.as_str(), p.body.as_str()))
+    }
+
     /// Re-reads the store and swaps in a new snapshot. Upstreams whose settings and
     /// credential did not change are kept as they are (with their connections).
     pub(crate) async fn reload(&self) -> Result<(), StoreError> {
@@ -165,10 +179,13 @@ impl Tenancy {
         }
         let upstreams = self.store.all_upstreams().await?;
         let credentials = self.store.active_credentials(&self.vault).await?;
-        let policies = self
-            .store()
-            .rules(writ_store::RuleKind::Policy, None)
-            .await?;
+        // `writ.toml`'s first, then the stored ones (a denial names the first that fails).
+        let mut policies = self.declared_policies.clone();
+        policies.extend(
+            self.store()
+                .rules(writ_store::RuleKind::Policy, None)
+                .await?,
+        );
         let limits = self.store.rules(writ_store::RuleKind::Limit, None).await?;
         let next = snapshot::Inputs {
             seq,
@@ -218,4 +235,23 @@ impl Tenancy {
         });
         Ok(())
     }
+}
+
+/// The policies `writ.toml` declares, as records of their tenants.
+fn declared_policies(
+    tenants: &BTreeMap<String, crate::config::TenantConfig>,
+    now: u64,
+) -> Vec<writ_store::RuleRecord> {
+    tenants
+        .iter()
+        .flat_map(|(tenant, t)| {
+            t.policies.iter().map(move |(name, body)| writ_store::RuleRecord {
+                tenant: tenant.clone(),
+                name: name.clone(),
+                body: body.clone(),
+                created_at: now,
+                updated_at: now,
+            })
+        })
+        .collect()
 }
