@@ -716,4 +716,3 @@ fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
         },
     }
 }
-
