@@ -132,7 +132,6 @@ async fn unknown_tokens_expired_approvals_and_bad_bodies_are_refused() {
         )
         .await;
     assert!(list["approvals"].as_array().unwrap().is_empty(), "{list}");
-    api.gw.gateway().sweep_approvals().await;
     let (_, list) = api
         .call_as(
             &alice,
@@ -142,4 +141,25 @@ async fn unknown_tokens_expired_approvals_and_bad_bodies_are_refused() {
         )
         .await;
     assert_eq!(list["approvals"][0]["id"], id.as_str(), "{list}");
+    // A fresh admin writ: the clock went past the first one's expiry.
+    let admin = api.gw.mint_as(ADMIN, ADMIN, 30);
+    let (_, audit) = api
+        .call_as(&admin, Method::GET, "/admin/v1/audit?kind=approval", None)
+        .await;
+    let expired = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"] == "approval_expired")
+        .count();
+    assert_eq!(expired, 1, "marked once, with its record: {audit}");
+    let (_, again) = api
+        .call_as(
+            &alice,
+            Method::GET,
+            "/admin/v1/approvals?status=expired",
+            None,
+        )
+        .await;
+    assert_eq!(again["approvals"].as_array().unwrap().len(), 1);
 }

@@ -300,6 +300,11 @@ async fn listing(gw: &Gateway, parts: &http::request::Parts) -> Result<Response,
             .filter(|n| (1..=MAX_LIST).contains(n))
             .ok_or_else(|| invalid("limit must be 1 to 1000"))?,
     };
+    if status == Some(ApprovalStatus::Expired) {
+        // Those past expiry but not yet marked (the sweeper runs every few seconds) are
+        // marked now, each with its record, so the listing holds every expired one.
+        approval::sweep(gw).await;
+    }
     let filter = ApprovalFilter {
         tenant,
         agent: query.agent,
