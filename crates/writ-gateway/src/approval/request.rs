@@ -242,6 +242,7 @@ async fn record_pending(
     let own = gw.own_secrets();
     let summary = summary::of_request(
         facts,
+        asked.body,
         &Asker {
             tenant: &claims.tenant,
             agent,

@@ -27,7 +27,14 @@ pub(crate) struct Asker<'a> {
 
 /// The summary of the request `facts` describe, with every string passed through
 /// `scanners` (each secret found replaced by its redaction) and cut to a readable length.
-pub(crate) fn of_request(facts: &RequestFacts, asker: &Asker<'_>, scanners: &[&Scanner]) -> Value {
+/// A request without tool arguments (a model call, a plain HTTP call) also shows the start
+/// of its `body`, as the upstream reads it (JSON escapes decoded).
+pub(crate) fn of_request(
+    facts: &RequestFacts,
+    body: &[u8],
+    asker: &Asker<'_>,
+    scanners: &[&Scanner],
+) -> Value {
     let shown = |text: &str| Value::String(shown(text, scanners));
     let mut out = Map::new();
     out.insert("tenant".into(), shown(asker.tenant));
@@ -74,6 +81,10 @@ pub(crate) fn of_request(facts: &RequestFacts, asker: &Asker<'_>, scanners: &[&S
                 json!(facts.args.len() - MAX_SHOWN_ARGS),
             );
         }
+    }
+    if facts.args.is_empty() && !body.is_empty() {
+        let text = writ_json::scan_text(body);
+        out.insert("body".into(), shown(&String::from_utf8_lossy(&text)));
     }
     Value::Object(out)
 }
@@ -142,7 +153,7 @@ mod tests {
     #[test]
     fn a_summary_says_what_will_happen() {
         let scanner = Scanner::builtin().expect("builtin rules");
-        let s = of_request(&pay(ArgValue::Int(250), "rent"), &ASKER, &[&scanner]);
+        let s = of_request(&pay(ArgValue::Int(250), "rent"), b"{}", &ASKER, &[&scanner]);
         assert_eq!(s["upstream"], "pay");
         assert_eq!(s["tool"], "pay");
         assert_eq!(s["arguments"]["amount"], 250);
@@ -155,7 +166,7 @@ mod tests {
     fn secrets_in_arguments_are_redacted_and_markup_stays_text() {
         let scanner = Scanner::builtin().expect("builtin rules");
         let hostile = "<script>alert(1)</script>\u{1b}[2J key AKIAIOSFODNN7EXAMPLE\r\n";
-        let s = of_request(&pay(ArgValue::Int(1), hostile), &ASKER, &[&scanner]);
+        let s = of_request(&pay(ArgValue::Int(1), hostile), b"", &ASKER, &[&scanner]);
         let note = s["arguments"]["note"].as_str().expect("a string");
         assert!(!note.contains("AKIAIOSFODNN7EXAMPLE"), "{note}");
         // Text stays text: JSON carries it escaped, and nothing is interpreted here.
@@ -173,7 +184,7 @@ mod tests {
         for i in 0..100 {
             f.args.push((format!("extra{i}"), ArgValue::Int(i)));
         }
-        let s = of_request(&f, &ASKER, &[]);
+        let s = of_request(&f, b"", &ASKER, &[]);
         let note = s["arguments"]["note"].as_str().expect("a string");
         assert!(note.ends_with("(9500 more characters)"), "{note}");
         assert_eq!(
@@ -181,6 +192,24 @@ mod tests {
             Some(MAX_SHOWN_ARGS)
         );
         assert_eq!(s["arguments_not_shown"], 102 - MAX_SHOWN_ARGS);
+    }
+
+    #[test]
+    fn a_model_call_shows_the_start_of_its_body_redacted() {
+        let scanner = Scanner::builtin().expect("builtin rules");
+        let mut f = RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions");
+        f.model = Some("gpt-4o".into());
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"wire it with AKIA\u0049OSFODNN7EXAMPLE"}]}"#;
+        let s = of_request(&f, body, &ASKER, &[&scanner]);
+        let shown = s["body"].as_str().expect("the body");
+        assert!(shown.contains("\"content\":\"wire it with "), "{shown}");
+        assert!(
+            !shown.contains("OSFODNN7EXAMPLE"),
+            "decoded, then redacted: {shown}"
+        );
+        // Tool calls show their arguments instead.
+        let t = of_request(&pay(ArgValue::Int(1), "x"), body, &ASKER, &[]);
+        assert!(t.get("body").is_none());
     }
 
     #[test]
