@@ -114,7 +114,11 @@ pub(super) async fn approved(
 /// `writ` (minted for the approved `record`) with its approval block appended: signed by
 /// the approval key, stating who approved, how, the mint's digest, the revocation id of
 /// the writ's last block and the writ's expiry.
-pub(super) fn seal(gw: &Gateway, record: &ApprovalRecord, writ: &str) -> Result<String, OAuthError> {
+pub(super) fn seal(
+    gw: &Gateway,
+    record: &ApprovalRecord,
+    writ: &str,
+) -> Result<String, OAuthError> {
     let failed = |e: writ_token::WritError| {
         tracing::error!(error = %e, approval = %record.id, "approval block not made");
         OAuthError::server("the approval could not be attached to the writ; poll again")

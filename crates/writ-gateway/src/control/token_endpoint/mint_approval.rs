@@ -13,13 +13,12 @@
 //! `dpop_jkt` when it is to be bound to a DPoP key. Budget and Datalog grants state no
 //! facts of their own.
 
-use sha2::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use writ_store::{ApprovalKind, ApprovalRecord, NewApproval, PendingBounds, StoreError};
 use writ_token::{
-    Api, ApprovalReason, ArgValue, Constraint, Grant, RequestFacts, canonical_json,
-    new_approval_id,
+    Api, ApprovalReason, ArgValue, Constraint, Grant, RequestFacts, canonical_json, new_approval_id,
 };
 
 use super::oauth_error::{OAuthError, OAuthErrorCode};
@@ -353,7 +352,10 @@ mod tests {
         let fixed = facts_of(
             r#"{"type":"writ:http","upstream":"h","methods":["DELETE"],"path":"/v1/bookings/{id}","params":{"id":42}}"#,
         );
-        assert_eq!((fixed.method.as_str(), fixed.path.as_str()), ("DELETE", "/v1/bookings/42"));
+        assert_eq!(
+            (fixed.method.as_str(), fixed.path.as_str()),
+            ("DELETE", "/v1/bookings/42")
+        );
         let open = facts_of(
             r#"{"type":"writ:http","upstream":"h","methods":["GET","DELETE"],"path":"/v1/bookings/{id}"}"#,
         );
@@ -362,7 +364,8 @@ mod tests {
 
     #[test]
     fn budgets_state_no_facts_and_admin_states_its_tenant() {
-        let p = plan(r#"[{"type":"writ:admin","tenant":"acme"},{"type":"writ:budget","tokens":5}]"#);
+        let p =
+            plan(r#"[{"type":"writ:admin","tenant":"acme"},{"type":"writ:budget","tokens":5}]"#);
         let admin = mint_facts(&p.grants[0], &p).expect("admin facts");
         assert_eq!(admin.admin_tenant.as_deref(), Some("acme"));
         assert!(mint_facts(&p.grants[1], &p).is_none());

@@ -247,7 +247,11 @@ mod tests {
             (C::PollTooFast, "slow_down", 400),
             (C::AccessDenied, "access_denied", 400),
             (C::ExpiredToken, "expired_token", 400),
-            (C::TooManyPendingApprovals, "too_many_pending_approvals", 429),
+            (
+                C::TooManyPendingApprovals,
+                "too_many_pending_approvals",
+                429,
+            ),
         ] {
             assert_eq!(code.as_str(), text);
             assert_eq!(code.status().as_u16(), status, "{text}");
