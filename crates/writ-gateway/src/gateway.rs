@@ -212,6 +212,7 @@ impl Gateway {
                 config.upstreams.clone(),
                 declared,
                 declared_tenants,
+                declared_policies(config, now),
                 config.limits.clone(),
                 now,
             )
@@ -716,4 +717,23 @@ fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
             before: *before,
         },
     }
+}
+
+/// The policies `writ.toml` declares, as records of their tenants.
+fn declared_policies(config: &Config, now: u64) -> Vec<writ_store::RuleRecord> {
+    config
+        .tenants
+        .iter()
+        .flat_map(|(tenant, t)| {
+            t.policies
+                .iter()
+                .map(move |(name, body)| writ_store::RuleRecord {
+                    tenant: tenant.clone(),
+                    name: name.clone(),
+                    body: body.clone(),
+                    created_at: now,
+                    updated_at: now,
+                })
+        })
+        .collect()
 }

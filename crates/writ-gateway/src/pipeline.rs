@@ -1,8 +1,8 @@
 //! The data plane: one request through the phases of DESIGN §4, in order.
 //!
 //! ```text
-//! accept → extract → authenticate → route → inspect → authorize → limit → decision
-//!        → inject → forward → meter → filter → redact → audit
+//! accept → extract → authenticate → route → inspect → authorize → approve → limit
+//!        → decision → inject → forward → meter → filter → redact → audit
 //! ```
 //!
 //! MCP routes add the Streamable HTTP transport's own checks: `Origin` before anything
@@ -48,6 +48,7 @@ use writ_providers::RouteSpec;
 
 use self::audit::{Answer, Ending};
 pub(crate) use self::ctx::RequestCtx;
+use crate::approval::request as approval;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -149,11 +150,21 @@ async fn run(
     // A writ bound to an audience is good only at that resource (RFC 8707).
     facts.resource = challenge::resource_uri(gw, &ctx.route, parts.uri.path());
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
+    // A retry's approval: given for this writ and this exact request, it states who
+    // approved (`approved_by`) for the writ's checks and the policies to read.
+    let asked = approval::Asked {
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        body: &body,
+    };
+    let approved = approval::presented(gw, &writ, &parts.headers, &mut facts, &asked).await?;
     // Authorize: the writ's checks and the operator's policies; a denial names the check.
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
         authorize::explain(gw, &writ, &facts, e, || ctx.route.output_cap_field(&body))
     })?;
     authorize::policy::check_tenant(gw, authorization.tenant(), &facts)?;
+    // Approve: a request an approval rule matches waits for a person; an approval lets
+    // its request through once.
+    approval::check(gw, &writ, &facts, approved, &asked).await?;
     // Only authorized requests cost a scan for secrets on their way out.
     authorize::prompt_secret::check(gw, ctx, &body).await?;
     // MCP: a session id must name a session the upstream gave this same agent.

@@ -36,6 +36,9 @@ pub(crate) struct Tenancy {
     pub(crate) declared: BTreeMap<String, Arc<Upstream>>,
     /// Tenants `writ.toml` declares (seeded; not deletable through the API).
     declared_tenants: BTreeSet<String>,
+    /// The policies `writ.toml` declares for its tenants, applied before the stored ones
+    /// (their names cannot be set through the API).
+    declared_policies: Vec<writ_store::RuleRecord>,
     /// `writ.toml`'s `[[limit]]`s, which every snapshot's limits start with.
     config_limits: Vec<LimitSpec>,
     snapshot: RwLock<Arc<Snapshot>>,
@@ -83,6 +86,7 @@ impl Tenancy {
         declared_configs: BTreeMap<String, UpstreamConfig>,
         declared: BTreeMap<String, Arc<Upstream>>,
         declared_tenants: BTreeSet<String>,
+        declared_policies: Vec<writ_store::RuleRecord>,
         config_limits: Vec<LimitSpec>,
         now: u64,
     ) -> Result<Self, TenancyError> {
@@ -111,6 +115,7 @@ impl Tenancy {
             declared_configs,
             declared,
             declared_tenants,
+            declared_policies,
             config_limits,
             snapshot: RwLock::new(Arc::new(empty)),
             reloading: tokio::sync::Mutex::new(()),
@@ -152,6 +157,14 @@ impl Tenancy {
         self.declared_tenants.contains(name)
     }
 
+    /// The policies `writ.toml` declares for `tenant`, as `(name, datalog)`.
+    pub(crate) fn declared_policies(&self, tenant: &str) -> impl Iterator<Item = (&str, &str)> {
+        self.declared_policies
+            .iter()
+            .filter(move |p| p.tenant == tenant)
+            .map(|p| (p.name.as_str(), p.body.as_str()))
+    }
+
     /// Re-reads the store and swaps in a new snapshot. Upstreams whose settings and
     /// credential did not change are kept as they are (with their connections).
     pub(crate) async fn reload(&self) -> Result<(), StoreError> {
@@ -165,10 +178,13 @@ impl Tenancy {
         }
         let upstreams = self.store.all_upstreams().await?;
         let credentials = self.store.active_credentials(&self.vault).await?;
-        let policies = self
-            .store()
-            .rules(writ_store::RuleKind::Policy, None)
-            .await?;
+        // `writ.toml`'s first, then the stored ones (a denial names the first that fails).
+        let mut policies = self.declared_policies.clone();
+        policies.extend(
+            self.store()
+                .rules(writ_store::RuleKind::Policy, None)
+                .await?,
+        );
         let limits = self.store.rules(writ_store::RuleKind::Limit, None).await?;
         let next = snapshot::Inputs {
             seq,

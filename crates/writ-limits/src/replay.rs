@@ -19,11 +19,18 @@ pub enum ReplayKind {
     DpopProof,
     /// A client assertion (RFC 7523): the client id and the assertion's `jti`.
     Assertion,
+    /// A person's approval of one request: its id (an approval lets one request through).
+    Approval,
 }
 
 impl ReplayKind {
     /// Every kind, in a fixed order (the index of each is [`ReplayKind::index`]).
-    pub const ALL: [ReplayKind; 3] = [Self::SingleUse, Self::DpopProof, Self::Assertion];
+    pub const ALL: [ReplayKind; 4] = [
+        Self::SingleUse,
+        Self::DpopProof,
+        Self::Assertion,
+        Self::Approval,
+    ];
 
     /// The kind's name in Redis keys and messages.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +38,7 @@ impl ReplayKind {
             Self::SingleUse => "single-use",
             Self::DpopProof => "dpop",
             Self::Assertion => "assertion",
+            Self::Approval => "approval",
         }
     }
 
@@ -40,6 +48,7 @@ impl ReplayKind {
             Self::SingleUse => 0,
             Self::DpopProof => 1,
             Self::Assertion => 2,
+            Self::Approval => 3,
         }
     }
 }

@@ -160,6 +160,30 @@ impl TestGateway {
 }
 
 impl TestGateway {
+    /// Mints a writ for `agent` of tenant `default` with the given ceiling and grants (JSON).
+    pub fn mint_for(
+        &self,
+        agent: &str,
+        ceiling_json: &str,
+        grants_json: &str,
+        ttl_secs: u64,
+    ) -> String {
+        let ceiling = parse_grants(ceiling_json).expect("ceiling");
+        let grants = parse_grants(grants_json).expect("grants");
+        let req = MintRequest {
+            tenant: "default",
+            agent,
+            ceiling: &ceiling,
+            grants: &grants,
+            ttl: Duration::from_secs(ttl_secs),
+            max_ttl: Duration::from_secs(30),
+            now: writ_token::Clock::now(&*self.clock),
+            cnf_jkt: None,
+            audience: None,
+        };
+        mint(&self.keys().signing, &req).expect("mint").0
+    }
+
     /// Mints a writ for agent `demo` of `tenant` with the given ceiling and grants (JSON).
     pub fn mint_in(
         &self,

@@ -71,6 +71,8 @@ pub struct VerifiedWrit {
     /// Delegations stated by blocks a trusted root key signed, oldest first, as
     /// `(block index, by, to)`.
     delegation: Vec<(i64, String, String)>,
+    /// The keys that signed third-party blocks (delegations, approvals).
+    external_keys: Vec<PublicKey>,
     claims: WritClaims,
     /// The last second through which this writ's Datalog answers alike whatever the time
     /// (see `time_bound`), or `None` if the answer may change every second.
@@ -217,6 +219,11 @@ impl VerifiedWrit {
         let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
         Ok(Self {
             revocation_ids: biscuit.revocation_identifiers(),
+            external_keys: biscuit
+                .external_public_keys()
+                .into_iter()
+                .flatten()
+                .collect(),
             delegation,
             parsed: Mutex::new(Some(Arc::new(biscuit))),
             sealed,
@@ -283,6 +290,12 @@ impl VerifiedWrit {
         );
         *parsed = Some(biscuit.clone());
         Ok(biscuit)
+    }
+
+    /// Whether some block is a third-party block signed by `key`: cheap, without parsing
+    /// the token again.
+    pub fn has_block_signed_by(&self, key: &PublicKey) -> bool {
+        self.external_keys.contains(key)
     }
 
     /// Whether the parsed token is held now (not only its verified bytes).

@@ -1,5 +1,10 @@
 //! `[tenants.<name>]`: the tenants `writ.toml` declares (seeded into the store at start,
-//! each maybe with a display name). The default tenant of `[tokens]` is always one.
+//! each maybe with a display name and policies). The default tenant of `[tokens]` is
+//! always one.
+//!
+//! `[tenants.<name>.policies]` maps a policy name to its Datalog (checks and
+//! `requires_approval` rules, as for policies set through the admin API): they apply with
+//! the tenant's stored policies, before them, and their names cannot be set through the API.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +20,8 @@ const MAX_DISPLAY_NAME: usize = 200;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTenant {
     display_name: Option<String>,
+    #[serde(default)]
+    policies: BTreeMap<String, String>,
 }
 
 /// A tenant declared in `writ.toml`.
@@ -22,6 +29,8 @@ pub(super) struct RawTenant {
 pub struct TenantConfig {
     /// How people call it; the name when absent.
     pub display_name: Option<String>,
+    /// Its policies by name (Datalog), as written; they compile together.
+    pub policies: BTreeMap<String, String>,
 }
 
 /// Validates the declared tenants and adds `default_tenant` (the `[tokens]` one) when it
@@ -53,10 +62,25 @@ pub(super) fn tenants(
                 continue;
             }
         }
+        if !t.policies.is_empty() {
+            let sources: Vec<(&str, &str)> = t
+                .policies
+                .iter()
+                .map(|(n, d)| (n.as_str(), d.as_str()))
+                .collect();
+            if let Err(e) = writ_token::OperatorPolicy::compile(&sources) {
+                problems.push(ConfigError::Invalid {
+                    field: format!("{field}.policies"),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        }
         out.insert(
             name,
             TenantConfig {
                 display_name: t.display_name,
+                policies: t.policies,
             },
         );
     }
@@ -92,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_declares_its_policies() {
+        let c = load(
+            "[tenants.acme.policies]\npayments = 'requires_approval(\"payments over 100\") <- tool(\"pay\"), arg(\"amount\", $a), $a > 100;'\nmodels = 'check if model($m), $m != \"o1\";'\n",
+        )
+        .expect("valid");
+        let names: Vec<&str> = c.tenants["acme"]
+            .policies
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, ["models", "payments"]);
+    }
+
+    #[test]
     fn bad_tenant_names_and_display_names_are_refused() {
         let long = format!("[tenants.a]\ndisplay_name = \"{}\"", "x".repeat(201));
         for (text, field) in [
@@ -112,6 +150,14 @@ mod tests {
             assert_eq!(fields, [field], "{text}");
         }
         let (_, errors) = RawConfig::from_toml_all("[tenants.a]\ndisplay = \"A\"\n");
+        let bad_policy = load("[tenants.a.policies]\npay = \"requires_approval($x) <- tool($x);\"")
+            .expect_err("a rule other than requires_approval(\"why\") is refused")
+            .0;
+        let words = bad_policy[0].to_string();
+        assert!(
+            words.contains("tenants.a.policies") && words.contains("policy `pay`"),
+            "{words}"
+        );
         match errors.as_slice() {
             [ConfigError::UnknownKey { key, line, .. }] => {
                 assert_eq!((key.as_str(), *line), ("tenants.a.display", 2));

@@ -38,6 +38,8 @@ const NOT_FORWARDED: &[&str] = &[
     "openai-organization",
     "openai-project",
     UPSTREAM_HEADER,
+    // The approval is the gateway's to check; the upstream has no use for its id.
+    crate::approval::request::APPROVAL_HEADER,
 ];
 
 /// Per-request credential material: an access token to send, and the time to sign at.

@@ -16,7 +16,8 @@ use crate::gateway::Gateway;
 use crate::pipeline;
 
 /// The gateway's routes: `/healthz`, every data-plane route of `writ_providers::ROUTES`,
-/// the token endpoint and its discovery metadata, the admin API, and JSON 404/405 for
+/// the token endpoint and its discovery metadata, agents' approval status, the admin API,
+/// and JSON 404/405 for
 /// everything else.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let mut router = Router::new().route("/healthz", get(healthz));
@@ -37,6 +38,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             crate::control::token_endpoint::PATH,
             axum::routing::post(crate::control::token_endpoint::token).with_state(gw.clone()),
+        )
+        .route(
+            crate::control::approval_status::PATH,
+            axum::routing::get(crate::control::approval_status::status).with_state(gw.clone()),
         )
         .merge(crate::control::discovery::routes(gw.clone()))
         .merge(crate::control::admin::routes(gw))

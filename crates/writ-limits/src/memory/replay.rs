@@ -38,7 +38,8 @@ impl Seen {
 
 /// One-time ids seen, each kept until its expiry on the clock callers pass in.
 pub struct MemoryReplay {
-    kinds: [Mutex<Seen>; 3],
+    // Boxed: the limiter holding it stays small enough to move cheaply.
+    kinds: Box<[Mutex<Seen>; ReplayKind::ALL.len()]>,
     capacity: usize,
 }
 

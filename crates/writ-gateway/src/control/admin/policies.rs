@@ -106,6 +106,7 @@ pub(super) async fn list(
         (status = 401, description = refusal::UNAUTHENTICATED, body = ErrorBody),
         (status = 403, description = refusal::FORBIDDEN, body = ErrorBody),
         (status = 404, description = "No tenant of this name.", body = ErrorBody),
+        (status = 409, description = "A policy of this name is declared in writ.toml.", body = ErrorBody),
         (status = 413, description = refusal::TOO_LARGE, body = ErrorBody),
         (status = 415, description = refusal::NOT_JSON, body = ErrorBody),
         (status = 503, description = refusal::UNAVAILABLE, body = ErrorBody),
@@ -124,13 +125,28 @@ pub(super) async fn put(
         writ_token::validate_policy(&name, &datalog).map_err(|e| GatewayError::InvalidRequest {
             reason: e.to_string(),
         })?;
-        // With the tenant's others: their number of checks is bounded together.
+        if gw
+            .tenancy
+            .declared_policies(&tenant)
+            .any(|(n, _)| n == name)
+        {
+            return Err(GatewayError::Storage(writ_store::StoreError::Refused(
+                format!(
+                    "policy `{name}` of tenant `{tenant}` is declared in writ.toml \
+                 ([tenants.{tenant}.policies]): change it there, or choose another name"
+                ),
+            )));
+        }
+        // With the tenant's others (`writ.toml`'s among them): their number of checks is
+        // bounded together.
         let others = gw.store().rules(RuleKind::Policy, Some(&tenant)).await?;
-        let mut sources: Vec<(&str, &str)> = others
-            .iter()
-            .filter(|r| r.name != name)
-            .map(|r| (r.name.as_str(), r.body.as_str()))
-            .collect();
+        let mut sources: Vec<(&str, &str)> = gw.tenancy.declared_policies(&tenant).collect();
+        sources.extend(
+            others
+                .iter()
+                .filter(|r| r.name != name)
+                .map(|r| (r.name.as_str(), r.body.as_str())),
+        );
         sources.push((&name, &datalog));
         writ_token::OperatorPolicy::compile(&sources).map_err(|e| {
             GatewayError::InvalidRequest {
