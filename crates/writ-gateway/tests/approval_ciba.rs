@@ -128,14 +128,16 @@ fn refused(result: &(StatusCode, Value), status: StatusCode, error: &str) {
 }
 
 async fn chat(gw: &TestGateway, writ: &str, model: &str) -> StatusCode {
-    reqwest::Client::new()
+    let resp = reqwest::Client::new()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(writ)
         .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
-        .unwrap()
-        .status()
+        .unwrap();
+    let status = resp.status();
+    eprintln!("chat {model}: {status} {}", resp.text().await.unwrap());
+    status
 }
 
 async fn approval_key(gw: &TestGateway) -> writ_token::PublicKey {

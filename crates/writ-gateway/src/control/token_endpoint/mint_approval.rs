@@ -207,7 +207,7 @@ fn approval_reason(gw: &Gateway, plan: &MintPlan) -> Result<Option<ApprovalReaso
 }
 
 /// SHA-256 (hex) of `value`'s canonical JSON, and that JSON.
-fn digest(value: &serde_json::Value) -> (String, String) {
+fn canonical_and_digest(value: &serde_json::Value) -> (String, String) {
     let mut canonical = Vec::new();
     canonical_json(value, &mut canonical);
     let hex = hex::encode(Sha256::digest(&canonical));
@@ -224,9 +224,10 @@ pub(super) async fn hold(gw: &Gateway, plan: &MintPlan) -> Result<(), OAuthError
     };
     let plan_json = serde_json::to_value(plan)
         .map_err(|_| OAuthError::server("the mint could not be held for approval"))?;
-    let (request_digest, mint_request) = digest(&plan_json);
+    let (request_digest, mint_request) = canonical_and_digest(&plan_json);
     let summary = json!({
         "kind": "mint",
+        "operation": "mint",
         "tenant": plan.tenant,
         "agent": plan.agent,
         "grants": plan.grants,
@@ -237,7 +238,8 @@ pub(super) async fn hold(gw: &Gateway, plan: &MintPlan) -> Result<(), OAuthError
         "reason": reason.reason,
         "policy": reason.policy,
     });
-    let (summary_digest, summary) = digest(&summary);
+    let summary_digest = approval::summary::digest(&summary);
+    let summary = summary.to_string();
     let config = gw.approvals.config();
     let now = approval::unix_now(gw);
     let new = NewApproval {
