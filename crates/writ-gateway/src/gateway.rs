@@ -204,15 +204,13 @@ impl Gateway {
             .now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let declared_tenants = config.tenants.keys().cloned().collect();
         let tenancy = Arc::new(
             crate::tenancy::Tenancy::start(
                 store.clone(),
                 vault,
                 config.upstreams.clone(),
                 declared,
-                declared_tenants,
-                declared_policies(config, now),
+                &config.tenants,
                 config.limits.clone(),
                 now,
             )
@@ -719,21 +717,3 @@ fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
     }
 }
 
-/// The policies `writ.toml` declares, as records of their tenants.
-fn declared_policies(config: &Config, now: u64) -> Vec<writ_store::RuleRecord> {
-    config
-        .tenants
-        .iter()
-        .flat_map(|(tenant, t)| {
-            t.policies
-                .iter()
-                .map(move |(name, body)| writ_store::RuleRecord {
-                    tenant: tenant.clone(),
-                    name: name.clone(),
-                    body: body.clone(),
-                    created_at: now,
-                    updated_at: now,
-                })
-        })
-        .collect()
-}

@@ -85,11 +85,12 @@ impl Tenancy {
         vault: Vault,
         declared_configs: BTreeMap<String, UpstreamConfig>,
         declared: BTreeMap<String, Arc<Upstream>>,
-        declared_tenants: BTreeSet<String>,
-        declared_policies: Vec<writ_store::RuleRecord>,
+        tenants: &BTreeMap<String, crate::config::TenantConfig>,
         config_limits: Vec<LimitSpec>,
         now: u64,
     ) -> Result<Self, TenancyError> {
+        let declared_tenants: BTreeSet<String> = tenants.keys().cloned().collect();
+        let declared_policies = declared_policies(tenants, now);
         for tenant in &declared_tenants {
             store.ensure_tenant(tenant, now).await?;
         }
@@ -234,4 +235,23 @@ impl Tenancy {
         });
         Ok(())
     }
+}
+
+/// The policies `writ.toml` declares, as records of their tenants.
+fn declared_policies(
+    tenants: &BTreeMap<String, crate::config::TenantConfig>,
+    now: u64,
+) -> Vec<writ_store::RuleRecord> {
+    tenants
+        .iter()
+        .flat_map(|(tenant, t)| {
+            t.policies.iter().map(move |(name, body)| writ_store::RuleRecord {
+                tenant: tenant.clone(),
+                name: name.clone(),
+                body: body.clone(),
+                created_at: now,
+                updated_at: now,
+            })
+        })
+        .collect()
 }

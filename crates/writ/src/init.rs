@@ -80,6 +80,17 @@ max_ttl = "30s"
 # through the admin API (`writ tenant add`).
 # [tenants.acme]
 # display_name = "Acme Corp."
+# Policies of the tenant (Datalog, as `writ policy set` takes): checks that refuse, and
+# rules that hold a request until a person approves it (`writ approve <id>`).
+# [tenants.acme.policies]
+# payments = 'requires_approval("payments over 100") <- tool("pay"), arg("amount", $a), $a > 100;'
+
+# How held requests wait for a person (see docs/approvals.md).
+# [approvals]
+# ttl = "5m"                    # never past the writ's own expiry
+# poll_interval = "5s"
+# max_pending_per_agent = 100   # one more is refused, 429
+# max_pending_per_tenant = 1000
 
 # Upstreams: one table per upstream, named as grants name them ("upstream": "openai").
 # kind = "openai":    OpenAI or any server speaking its API with a Bearer key.
