@@ -555,6 +555,7 @@ async fn a_held_token_exchange_is_delegated_once_approved_with_the_same_subject(
     let (status, v) = exchange(parent.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"], "authorization_pending");
+    assert_eq!(v["expires_in"], 30, "never past the subject writ's expiry");
     let id = v["auth_req_id"].as_str().unwrap().to_string();
     s.decide(&id, true, None).await;
     s.advance(5);

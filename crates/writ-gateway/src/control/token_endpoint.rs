@@ -440,7 +440,7 @@ async fn client_credentials(
         scope: scope.map(str::to_string),
         subject: None,
     };
-    mint_approval::hold(gw, &plan).await?;
+    mint_approval::hold(gw, &plan, None).await?;
     issue_minted(gw, &agent, &plan, None).await
 }
 
@@ -576,7 +576,7 @@ async fn token_exchange(
             format!("{}/{}", claims.tenant, claims.agent),
         )),
     };
-    mint_approval::hold(gw, &plan).await?;
+    mint_approval::hold(gw, &plan, Some(verified.claims().expires_at)).await?;
     issue_delegated(gw, &actor, &verified, &plan, None).await
 }
 
@@ -687,7 +687,7 @@ async fn ciba_poll(
             "this approval is for a token exchange: send the same subject_token with the poll",
         )
     })?;
-    if SubjectRef::of(subject, String::new()).digest != subject_ref.digest {
+    if SubjectRef::digest_of(subject) != subject_ref.digest {
         return Err(OAuthError::invalid_grant(
             "subject_token is not the writ the approved token exchange delegates from",
         ));

@@ -66,9 +66,14 @@ impl SubjectRef {
     /// The reference to the subject writ `text`, delegated by `delegator`.
     pub(super) fn of(text: &str, delegator: String) -> Self {
         Self {
-            digest: hex::encode(Sha256::digest(text.as_bytes())),
+            digest: Self::digest_of(text),
             delegator,
         }
+    }
+
+    /// SHA-256 (hex) of a subject writ's text, as [`SubjectRef::digest`] holds it.
+    pub(super) fn digest_of(text: &str) -> String {
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 }
 
@@ -215,10 +220,15 @@ fn canonical_and_digest(value: &serde_json::Value) -> (String, String) {
 }
 
 /// `Ok` when no approval rule matches `plan`: mint now. Otherwise creates the pending
-/// `Mint` approval (written to the audit log) and answers CIBA's `authorization_pending`
-/// with its `auth_req_id`; 429 `too_many_pending_approvals` when the agent or tenant has
-/// as many waiting as allowed.
-pub(super) async fn hold(gw: &Gateway, plan: &MintPlan) -> Result<(), OAuthError> {
+/// `Mint` approval (written to the audit log), expiring after `[approvals] ttl` and never
+/// after `not_after` (a token exchange's subject writ), and answers CIBA's
+/// `authorization_pending` with its `auth_req_id`; 429 `too_many_pending_approvals` when
+/// the agent or tenant has as many waiting as allowed.
+pub(super) async fn hold(
+    gw: &Gateway,
+    plan: &MintPlan,
+    not_after: Option<std::time::SystemTime>,
+) -> Result<(), OAuthError> {
     let Some(reason) = approval_reason(gw, plan)? else {
         return Ok(());
     };
@@ -242,6 +252,13 @@ pub(super) async fn hold(gw: &Gateway, plan: &MintPlan) -> Result<(), OAuthError
     let summary = summary.to_string();
     let config = gw.approvals.config();
     let now = approval::unix_now(gw);
+    let mut expires_at = now.saturating_add(config.ttl.as_secs().max(1));
+    if let Some(t) = not_after {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        expires_at = expires_at.min(secs.max(now + 1));
+    }
     let new = NewApproval {
         id: new_approval_id(),
         tenant: plan.tenant.clone(),
@@ -257,7 +274,7 @@ pub(super) async fn hold(gw: &Gateway, plan: &MintPlan) -> Result<(), OAuthError
         ticket: None,
         mint_request: Some(mint_request),
         created_at: now,
-        expires_at: now.saturating_add(config.ttl.as_secs().max(1)),
+        expires_at,
         poll_interval: config.poll_interval.as_secs().max(1),
     };
     let bounds = PendingBounds {
