@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use writ_testkit::{MockUpstream, OAuthClient, TestGateway};
+use writ_testkit::{DpopKey, MockUpstream, OAuthClient, TestGateway};
 
 const KEY: &str = "sk-upstream-approval-ciba";
 const ADMIN: &str = r#"{"type":"writ:admin"}"#;
@@ -57,12 +57,21 @@ async fn setup(extra: &str) -> Setup {
 }
 
 async fn post(gw: &TestGateway, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let resp = reqwest::Client::new()
+    post_with_proof(gw, form, None).await
+}
+
+async fn post_with_proof(
+    gw: &TestGateway,
+    form: &[(&str, &str)],
+    dpop: Option<String>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
         .post(gw.url("/oauth2/token"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+        .form(form);
+    if let Some(proof) = dpop {
+        req = req.header("dpop", proof);
+    }
+    let resp = req.send().await.unwrap();
     let status = resp.status();
     assert_eq!(resp.headers()["cache-control"], "no-store");
     (status, resp.json().await.unwrap())
@@ -621,4 +630,54 @@ async fn a_held_token_exchange_is_delegated_once_approved_with_the_same_subject(
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );
+}
+
+#[tokio::test]
+async fn a_held_dpop_bound_mint_is_issued_bound_to_the_same_key() {
+    let s = setup("").await;
+    let key = DpopKey::new();
+    let url = s.gw.url("/oauth2/token");
+    let ask = [
+        ("grant_type", "client_credentials"),
+        ("client_id", s.client.name.as_str()),
+        ("client_secret", s.secret.as_str()),
+        ("authorization_details", BIG_MODEL),
+    ];
+    let (status, v) = post_with_proof(
+        &s.gw,
+        &ask,
+        Some(key.proof(&s.gw, "POST", &url, None, "m-1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let id = v["auth_req_id"].as_str().unwrap().to_string();
+    let record = s.gw.gateway().store().approval(&id).await.unwrap().unwrap();
+    let summary: Value = serde_json::from_str(&record.summary).unwrap();
+    assert_eq!(summary["dpop_bound"], true);
+    s.decide(&id, true, None).await;
+    s.advance(5);
+    let poll = [
+        ("grant_type", CIBA),
+        ("client_id", s.client.name.as_str()),
+        ("client_secret", s.secret.as_str()),
+        ("auth_req_id", id.as_str()),
+    ];
+    let other = DpopKey::new().proof(&s.gw, "POST", &url, None, "p-1");
+    refused(
+        &post_with_proof(&s.gw, &poll, Some(other)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    let same = key.proof(&s.gw, "POST", &url, None, "p-2");
+    let (status, v) = post_with_proof(&s.gw, &poll, Some(same)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["token_type"], "DPoP");
+    let writ = v["access_token"].as_str().unwrap();
+    let verified = writ_token::decode(writ)
+        .unwrap()
+        .verify(&s.gw.keys().trusted)
+        .unwrap();
+    assert_eq!(verified.claims().cnf_jkt, Some(key.thumbprint()));
+    // Without a proof of its key, the writ is refused on the data plane.
+    assert_ne!(chat(&s.gw, writ, "gpt-4o").await, StatusCode::OK);
 }
