@@ -100,7 +100,7 @@ pub struct Gateway {
     /// Where authorizations that could be costly run, one at a time.
     pub(crate) costly_evaluations: crate::pipeline::authorize::costly::CostlyEvaluations,
     /// The approval key and how held requests and mints wait for a person.
-    pub(crate) approvals: crate::approval::Approvals,
+    pub(crate) approvals: crate::approval::ledger::Approvals,
     /// Tenant of agents named without one.
     pub(crate) tenant: String,
     /// Whether API-created upstreams may reach private addresses.
@@ -244,7 +244,10 @@ impl Gateway {
             mcp_sessions,
             mcp_allowed_origins: config.mcp_allowed_origins.clone(),
             costly_evaluations: Default::default(),
-            approvals: crate::approval::Approvals::new(approval_key, config.approvals.clone()),
+            approvals: crate::approval::ledger::Approvals::new(
+                approval_key,
+                config.approvals.clone(),
+            ),
             tenant: config.tenant.clone(),
             allow_private_upstreams: config.allow_private_upstreams,
             max_ttl: config.max_ttl,
@@ -373,7 +376,7 @@ impl Gateway {
     ) -> Result<(i64, Shared), StoreError> {
         let id = self.store().put_revocation(revocation, note).await?;
         // A stopped writ's approvals cannot be used any more: say so where they are read.
-        crate::approval::void(self, void_match(revocation)).await;
+        crate::approval::ledger::void(&self.approval_ledger(), void_match(revocation)).await;
         {
             let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
             in_force.local.push(revocation.clone());
@@ -398,7 +401,17 @@ impl Gateway {
     /// Marks the approvals past their expiry as expired, each with its audit record (the
     /// server does this every few seconds; embedders and tests may call it at will).
     pub async fn sweep_approvals(&self) {
-        crate::approval::sweep(self).await;
+        crate::approval::ledger::sweep(&self.approval_ledger()).await;
+    }
+
+    /// What deciding, voiding and expiring approvals work with.
+    pub(crate) fn approval_ledger(&self) -> crate::approval::ledger::Ledger<'_> {
+        crate::approval::ledger::Ledger {
+            store: self.store(),
+            audit: &self.audit,
+            clock: &*self.clock,
+            approvals: &self.approvals,
+        }
     }
 
     /// Decides the approval `id` as the operator (`person` names them in the records;
@@ -411,12 +424,13 @@ impl Gateway {
         approve: bool,
         reason: Option<String>,
     ) -> Result<writ_store::ApprovalRecord, crate::error::GatewayError> {
-        let decider = crate::approval::Decider {
+        let decider = crate::approval::ledger::Decider {
             tenant: None,
             person: person.to_string(),
             method: "operator",
         };
-        crate::approval::decide(self, id, &decider, approve, reason).await
+        crate::approval::ledger::decide(&self.approval_ledger(), id, &decider, approve, reason)
+            .await
     }
 
     /// Takes every revocation saying the same as `revocation` out of force, here (store
@@ -716,4 +730,3 @@ fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
         },
     }
 }
-

@@ -245,13 +245,15 @@ fn declared_policies(
     tenants
         .iter()
         .flat_map(|(tenant, t)| {
-            t.policies.iter().map(move |(name, body)| writ_store::RuleRecord {
-                tenant: tenant.clone(),
-                name: name.clone(),
-                body: body.clone(),
-                created_at: now,
-                updated_at: now,
-            })
+            t.policies
+                .iter()
+                .map(move |(name, body)| writ_store::RuleRecord {
+                    tenant: tenant.clone(),
+                    name: name.clone(),
+                    body: body.clone(),
+                    created_at: now,
+                    updated_at: now,
+                })
         })
         .collect()
 }

@@ -264,8 +264,10 @@ pub fn append_approval(writ: &str, block: &[u8]) -> Result<String, WritError> {
 /// SHA-256 (hex) of the canonical form of a request: its method, path (and query), the
 /// facts the gateway read from it (upstream, operation, model, tool, arguments, MCP method,
 /// prompt, resource URI; never the time, the client or the writ) and its body — canonical
-/// JSON (keys sorted, no insignificant space) when the body is JSON, its bytes otherwise.
-/// Any change a reader of the request could see changes the digest.
+/// JSON (keys sorted, no insignificant space) when the body is strict JSON whose numbers
+/// are all 64-bit integers, its bytes otherwise. Any change a reader of the request could
+/// see changes the digest: two bodies share a digest only when every JSON reader reads
+/// them alike.
 pub fn request_digest(facts: &RequestFacts, path_and_query: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     let mut part = |bytes: &[u8]| {
@@ -304,19 +306,33 @@ pub fn request_digest(facts: &RequestFacts, path_and_query: &str, body: &[u8]) -
             ArgValue::Str(s) => part(format!("s{s}").as_bytes()),
         }
     }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(json) => {
+    // Canonical only when canonical form cannot merge two readings: a document with a
+    // repeated key, or a number a reader may hold more exactly than serde_json does (an
+    // integer past 64 bits, any fraction or exponent), is digested as its bytes.
+    match writ_json::value(body) {
+        Ok(json) if exact_numbers(&json) => {
             part(b"json");
             let mut canonical = Vec::with_capacity(body.len());
             canonical_json(&json, &mut canonical);
             part(&canonical);
         }
-        Err(_) => {
+        _ => {
             part(b"bytes");
             part(body);
         }
     }
     hex::encode(h.finalize())
+}
+
+/// Whether every number in `value` is an integer serde_json holds exactly (64 bits).
+fn exact_numbers(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Array(items) => items.iter().all(exact_numbers),
+        Value::Object(map) => map.values().all(exact_numbers),
+        _ => true,
+    }
 }
 
 /// `value` as JSON with every object's keys sorted (by their UTF-8 bytes) and no

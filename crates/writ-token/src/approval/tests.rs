@@ -177,6 +177,23 @@ fn the_request_digest_changes_with_anything_the_request_says() {
     let mut other = facts.clone();
     other.upstream = Some("pay2".into());
     assert_ne!(request_digest(&other, "/mcp/pay", body), base);
+    // Where canonical form could merge two readings, the bytes count: a repeated key
+    // (first-wins and last-wins readers differ), a number past 64 bits or a fraction.
+    let twice = request_digest(&facts, "/mcp/pay", br#"{"a":1,"a":2}"#);
+    assert_ne!(twice, request_digest(&facts, "/mcp/pay", br#"{"a":2}"#));
+    assert_ne!(
+        request_digest(&facts, "/mcp/pay", br#"{"n":100000000000000000000}"#),
+        request_digest(&facts, "/mcp/pay", br#"{"n":100000000000000000001}"#)
+    );
+    assert_ne!(
+        request_digest(&facts, "/mcp/pay", br#"{"n":0.1}"#),
+        request_digest(&facts, "/mcp/pay", br#"{"n":0.10000000000000000001}"#)
+    );
+    assert_ne!(
+        request_digest(&facts, "/mcp/pay", br#"{"b":0.5, "a":1}"#),
+        request_digest(&facts, "/mcp/pay", br#"{"a":1,"b":0.5}"#),
+        "with a fraction, even key order counts"
+    );
     // A body that is not JSON is digested as its bytes.
     assert_ne!(
         request_digest(&facts, "/mcp/pay", b"amount=250"),
