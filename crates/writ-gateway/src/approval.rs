@@ -9,6 +9,7 @@
 //! writ: a pending approval keeps only what an approval block must be made for.
 
 pub(crate) mod ledger;
+pub(crate) mod notify;
 pub(crate) mod request;
 pub(crate) mod summary;
 

@@ -23,7 +23,7 @@ mod tenants;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
-pub use approvals::ApprovalsConfig;
+pub use approvals::{ApprovalWebhook, ApprovalsConfig};
 pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
@@ -231,7 +231,7 @@ pub enum ConfigError {
         /// What is wrong with it.
         error: DetectionConfigError,
     },
-    /// A `[[detection.webhooks]]` entry is not usable.
+    /// A `[[detection.webhooks]]` or `[[approvals.webhooks]]` entry is not usable.
     #[error("invalid `{field}`: {error}")]
     Webhook {
         /// The entry, such as `detection.webhooks[0]`.
@@ -450,7 +450,7 @@ impl Config {
         let detection = section(&env, &mut problems, || {
             detection::detection_config(raw.detection, &env)
         });
-        let approvals = approvals::approvals_config(raw.approvals, &mut problems);
+        let approvals = approvals::approvals_config(raw.approvals, &env, &mut problems);
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
             match limit_spec(&format!("limit[{i}]"), l) {

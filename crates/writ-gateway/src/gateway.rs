@@ -69,6 +69,8 @@ pub struct Gateway {
     pub(crate) blocked_addresses: crate::detect::BlockedAddresses,
     /// Webhooks told about detections, when configured.
     pub(crate) webhooks: Option<crate::detect::webhook::Webhooks>,
+    /// Webhooks told about approvals that wait for a person, when configured.
+    pub(crate) approval_webhooks: Option<crate::approval::notify::webhooks::ApprovalWebhooks>,
     /// Revocations shared with other instances (with the Redis backend).
     pub(crate) fanout: Option<Arc<crate::control::fanout::Fanout>>,
     /// Declared limits and their backend.
@@ -154,6 +156,9 @@ pub enum StartError {
     /// The detection webhooks' HTTP client could not be built.
     #[error("detection.webhooks: {0}")]
     Webhooks(crate::detect::webhook::WebhookClientError),
+    /// The approval webhooks' HTTP client could not be built.
+    #[error("approvals.webhooks: {0}")]
+    ApprovalWebhooks(crate::detect::webhook::WebhookClientError),
     /// The secret scanner could not be built with the upstream credentials.
     #[error("secret scanner: {0}")]
     Scanner(writ_detect::DetectError),
@@ -196,6 +201,11 @@ impl Gateway {
             .await
             .map_err(StartError::Audit)?;
         let webhooks = webhooks(config, &clock)?;
+        let approval_webhooks = crate::approval::notify::webhooks::ApprovalWebhooks::start(
+            &config.approvals.webhooks,
+            &clock,
+        )
+        .map_err(StartError::ApprovalWebhooks)?;
         let fanout = fanout(config).await?;
         let declared = upstreams(config)?;
         let defaults = defaults(&declared);
@@ -234,6 +244,7 @@ impl Gateway {
             audit,
             detections: crate::detect::detections::Detections::new(config.detection.clone()),
             webhooks,
+            approval_webhooks,
             blocked_addresses: Default::default(),
             tenancy,
             defaults,

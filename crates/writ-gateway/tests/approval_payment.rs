@@ -496,3 +496,47 @@ async fn a_policy_in_writ_toml_holds_payments_and_keeps_its_name() {
     assert_eq!(resp.status(), 201);
     held(&gw, &writ, 250).await;
 }
+
+/// A held payment is announced to the tenant's approval webhook, signed, with the summary
+/// and the link, never the writ.
+#[tokio::test]
+async fn a_held_payment_is_announced_to_the_approval_webhook() {
+    const SECRET: &str = "whsec-approvals-0123456789";
+    let certs = writ_testkit::TestCertificates::generate();
+    let mut hook = writ_testkit::WebhookReceiver::start(&certs).await;
+    let mock = MockUpstream::start(KEY).await;
+    let cfg = format!(
+        "[[approvals.webhooks]]\nurl = \"{}\"\nsecret = \"{SECRET}\"\nca_file = {:?}\nallow_private_network = true\ntenants = [\"default\"]\n\n\
+         [upstreams.pay]\nkind = \"mcp\"\nbase_url = \"{}/mcp\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        hook.url(),
+        certs.ca,
+        mock.base_url()
+    );
+    let gw = TestGateway::start(&cfg).await;
+    with_policy(&[&gw]).await;
+    let grant = r#"{"type":"writ:tool","upstream":"pay","tool":"pay","additional_arguments":true}"#;
+    let writ = gw.mint_as(CEILING, grant, 30);
+    let id = held(&gw, &writ, 250).await;
+    let (headers, body) = hook.next().await;
+    let header = |name: &str| headers[name].to_str().unwrap().to_string();
+    assert!(writ_gateway::detect::webhook::verify_signature(
+        SECRET.as_bytes(),
+        &header("writ-webhook-id"),
+        &header("writ-webhook-timestamp"),
+        &body,
+        &header("writ-webhook-signature"),
+    ));
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["event"], "approval_pending");
+    assert_eq!(event["approval"]["id"], id);
+    assert_eq!(event["approval"]["summary"]["arguments"]["amount"], 250);
+    assert!(
+        event["approval"]["link"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/admin/v1/approvals/{id}")),
+        "{event}"
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains(&writ) && !text.contains("writ_"), "{text}");
+}

@@ -487,6 +487,12 @@ impl Store {
         }
         let (condition, params) = match matching {
             VoidMatch::TokenId(id) => ("writ_token_id = $2", vec![Param::Text(id.to_string())]),
+            // Hex only: anything else names no block (and would be a LIKE pattern).
+            VoidMatch::RevocationId(rid)
+                if rid.is_empty() || !rid.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                return Ok(Vec::new());
+            }
             VoidMatch::RevocationId(rid) => (
                 "(' ' || writ_revocation_ids || ' ') LIKE $2",
                 vec![Param::Text(format!("% {} %", rid.to_ascii_lowercase()))],

@@ -225,6 +225,7 @@ async fn hold(
     match record_pending(gw, writ, facts, reason, asked).await {
         Ok(record) => {
             audit(gw, &record, Event::Pending, None, None).await;
+            super::notify::pending(gw, &record);
             let summary = serde_json::from_str(&record.summary).unwrap_or_default();
             ApprovalError::Required {
                 poll_url: poll_url(gw, &record.id),

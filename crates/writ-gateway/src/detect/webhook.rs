@@ -249,15 +249,29 @@ impl Webhooks {
     /// event that finds a queue full is dropped for that webhook and counted in
     /// [`Webhooks::dropped`]. The event must not contain secret values.
     pub fn send<E: Serialize + ?Sized>(&self, detector: Detector, event: &E) {
-        let mut wanted = self.queues.iter().filter(|(c, _)| c.wants(detector));
+        self.queue(detector.as_str(), |c| c.wants(detector), event);
+    }
+
+    /// Queues `event`, an event of `kind` (named in logs only), for every webhook of this
+    /// set whatever its `detectors`: for events that are not detections (a set of
+    /// approval webhooks). Never blocks, and drops as [`Webhooks::send`] does. The event
+    /// must not contain secret values.
+    pub fn send_event<E: Serialize + ?Sized>(&self, kind: &str, event: &E) {
+        self.queue(kind, |_| true, event);
+    }
+
+    fn queue<E: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        wants: impl Fn(&WebhookConfig) -> bool,
+        event: &E,
+    ) {
+        let mut wanted = self.queues.iter().filter(|(c, _)| wants(c));
         let Some(first) = wanted.next() else { return };
         let body = match serde_json::to_vec(event) {
             Ok(b) => Bytes::from(b),
             Err(_) => {
-                tracing::warn!(
-                    detector = detector.as_str(),
-                    "webhook event could not be serialized; dropped"
-                );
+                tracing::warn!(kind, "webhook event could not be serialized; dropped");
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
