@@ -681,3 +681,41 @@ async fn a_held_dpop_bound_mint_is_issued_bound_to_the_same_key() {
     // Without a proof of its key, the writ is refused on the data plane.
     assert_ne!(chat(&s.gw, writ, "gpt-4o").await, StatusCode::OK);
 }
+
+/// A held mint is announced to the tenant's approval webhook like a held request: signed,
+/// with the summary, never a secret.
+#[tokio::test]
+async fn a_held_mint_is_announced_to_the_approval_webhook() {
+    const SECRET: &str = "whsec-ciba-0123456789abcdef";
+    let certs = writ_testkit::TestCertificates::generate();
+    let mut hook = writ_testkit::WebhookReceiver::start(&certs).await;
+    let s = setup(&format!(
+        "[[approvals.webhooks]]\nurl = \"{}\"\nsecret = \"{SECRET}\"\nca_file = {:?}\nallow_private_network = true\ntenants = [\"default\"]\n",
+        hook.url(),
+        certs.ca
+    ))
+    .await;
+    let id = s.held(BIG_MODEL).await;
+    let (headers, body) = hook.next().await;
+    let header = |name: &str| headers[name].to_str().unwrap().to_string();
+    assert!(writ_gateway::detect::webhook::verify_signature(
+        SECRET.as_bytes(),
+        &header("writ-webhook-id"),
+        &header("writ-webhook-timestamp"),
+        &body,
+        &header("writ-webhook-signature"),
+    ));
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["event"], "approval_pending");
+    assert_eq!(event["approval"]["id"], id);
+    assert_eq!(event["approval"]["summary"]["agent"], "buyer");
+    assert_eq!(
+        event["approval"]["summary"]["grants"][0]["models"],
+        json!(["gpt-4o"])
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        !text.contains(&s.secret) && !text.contains("writ_"),
+        "{text}"
+    );
+}

@@ -220,7 +220,7 @@ fn canonical_and_digest(value: &serde_json::Value) -> (String, String) {
 }
 
 /// `Ok` when no approval rule matches `plan`: mint now. Otherwise creates the pending
-/// `Mint` approval (written to the audit log), expiring after `[approvals] ttl` and never
+/// `Mint` approval (written to the audit log, told to the tenant's approval webhooks), expiring after `[approvals] ttl` and never
 /// after `not_after` (a token exchange's subject writ), and answers CIBA's
 /// `authorization_pending` with its `auth_req_id`; 429 `too_many_pending_approvals` when
 /// the agent or tenant has as many waiting as allowed.
@@ -298,6 +298,7 @@ pub(super) async fn hold(
     };
     tracing::info!(agent = %plan.agent, tenant = %plan.tenant, approval = %record.id, "mint held for approval");
     approval::audit(gw, &record, Event::Pending, None, None).await;
+    approval::notify::pending(gw, &record);
     Err(pending(&record, now))
 }
 
