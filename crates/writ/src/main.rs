@@ -3,6 +3,8 @@
 mod admin_cli;
 mod admin_client;
 mod agent;
+mod approve;
+mod approver;
 mod audit;
 mod config_check;
 mod init;
@@ -63,6 +65,16 @@ enum Command {
     /// Set, list, show and delete a tenant's limits (through the running gateway).
     #[command(subcommand)]
     Limit(limit::LimitCommand),
+    /// Approve a request an approval rule holds (as an approver with WRIT_APPROVER_TOKEN or
+    /// --approver-token-file, else as the operator).
+    Approve(approve::DecideArgs),
+    /// Deny a request an approval rule holds.
+    Deny(approve::DecideArgs),
+    /// List approvals (pending, decided, used, expired) or show one.
+    Approvals(approve::ApprovalsArgs),
+    /// Add, list and remove the approvers of a tenant (through the running gateway).
+    #[command(subcommand)]
+    Approver(approver::ApproverCommand),
     /// Revoke writs (one, an agent's, a tenant's, everything issued before a time); list
     /// revocations and lift an agent's or tenant's.
     Revoke(revoke::RevokeArgs),
@@ -134,6 +146,10 @@ fn main() -> ExitCode {
             Command::Secret(cmd) => secret::run(cmd).await,
             Command::Policy(cmd) => policy::run(cmd).await,
             Command::Limit(cmd) => limit::run(cmd).await,
+            Command::Approve(args) => approve::run_decision(args, true).await,
+            Command::Deny(args) => approve::run_decision(args, false).await,
+            Command::Approvals(args) => approve::run_approvals(args).await,
+            Command::Approver(cmd) => approver::run(cmd).await,
             Command::Revoke(args) => revoke::run(args).await,
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Unlock(args) => unlock::run(args).await,
@@ -182,10 +198,32 @@ mod tests {
             &["limit", "set", "rpm"],
             &["secret", "activate", "llm", "latest"],
             &["tenant", "list", "--output", "yaml"],
+            &["approve", "apr_x", "--approver-token", "wap_on-argv"],
+            &["approvals", "--status", "maybe"],
+            &["approvals", "--limit", "0"],
         ] {
             assert!(parse(refused).is_err(), "{refused:?}");
         }
         assert!(parse(&["upstream", "list", "--shared", "--output", "json"]).is_ok());
         assert!(parse(&["policy", "set", "p", "--file", "-", "--tenant", "acme"]).is_ok());
+        for approvals in [
+            &["approvals"][..],
+            &["approvals", "--status", "pending", "--tenant", "acme"],
+            &["approvals", "list", "--status", "denied"],
+            &["approvals", "show", "apr_x", "--output", "json"],
+            &[
+                "approve",
+                "apr_x",
+                "--reason",
+                "ok",
+                "--approver-token-file",
+                "t",
+            ],
+            &["deny", "apr_x"],
+            &["approver", "add", "alice", "--tenant", "acme"],
+            &["approver", "remove", "alice"],
+        ] {
+            assert!(parse(approvals).is_ok(), "{approvals:?}");
+        }
     }
 }

@@ -20,6 +20,8 @@ use crate::gateway::Gateway;
 use crate::pipeline::{accept, authenticate, authorize, extract};
 
 mod agents;
+mod approvals;
+mod approvers;
 mod audit;
 mod credentials;
 mod keys;
@@ -114,6 +116,18 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             post(credentials::retire),
         )
         .route("/admin/v1/vault/rewrap", post(credentials::rewrap))
+        .route(
+            "/admin/v1/tenants/{tenant}/approvers",
+            get(approvers::list).post(approvers::create),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/approvers/{name}",
+            axum::routing::delete(approvers::delete),
+        )
+        .route("/admin/v1/approvals", get(approvals::list))
+        .route("/admin/v1/approvals/{id}", get(approvals::get))
+        .route("/admin/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/admin/v1/approvals/{id}/deny", post(approvals::deny))
         // No writ needed: the document holds no secret, and tools read it first.
         .route("/admin/v1/openapi.json", get(openapi::document))
         // Before authentication: an admin writ sent in clear text is exposed whatever

@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, refusal};
 use super::{
-    agents, audit, credentials, keys, limits, policies, revocations, tenants, unlock, upstreams,
-    usage,
+    agents, approvals, approvers, audit, credentials, keys, limits, policies, revocations, tenants,
+    unlock, upstreams, usage,
 };
 
 /// The document, with the bearer scheme admin writs are presented under (`writ`).
@@ -20,9 +20,10 @@ use super::{
     info(
         title = "writ admin API",
         description = "Manage a writ gateway: tenants, agents, upstreams, credentials, \
-            policies, limits, revocations, root keys, usage, audit records and detections. Every route but this document's takes an admin writ (a writ \
+            policies, limits, approvers and approvals, revocations, root keys, usage, audit records and detections. Every route but this document's takes an admin writ (a writ \
             holding a `writ:admin` grant) as `Authorization: Bearer <writ>`; a writ whose \
-            grant names one tenant acts on that tenant only. Refusals carry \
+            grant names one tenant acts on that tenant only. The approval routes also take an \
+            approver token (`Authorization: Bearer wap_…`), for its tenant's approvals. Refusals carry \
             `{\"error\":{\"message\",\"type\",\"code\",\"param\"}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
@@ -70,6 +71,13 @@ use super::{
         credentials::activate,
         credentials::retire,
         credentials::rewrap,
+        approvers::create,
+        approvers::list,
+        approvers::delete,
+        approvals::list,
+        approvals::get,
+        approvals::approve,
+        approvals::deny,
         document,
     ),
     components(schemas(ErrorBody)),
@@ -86,6 +94,7 @@ use super::{
         (name = "limits", description = "A tenant's limits: `[[limit]]` tables applying to it alone."),
         (name = "upstreams", description = "Upstreams created through the API: shared, or a tenant's own."),
         (name = "credentials", description = "A tenant's secrets for upstreams: write-only, versioned, sealed in the vault."),
+        (name = "approvals", description = "Requests held for a person's approval, their decision, and the approvers who decide them."),
         (name = "meta", description = "This document."),
     )
 )]
@@ -105,6 +114,18 @@ impl Modify for BearerWrit {
                     .bearer_format("writ")
                     .description(Some(
                         "An admin writ (`writ_…`, holding a `writ:admin` grant).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "approver",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("wap")
+                    .description(Some(
+                        "An approver token (`wap_…`), for the approval routes of its tenant.",
                     ))
                     .build(),
             ),
