@@ -120,6 +120,39 @@ impl Setup {
             .expect("the operator decides");
     }
 
+    /// A new approver of tenant `default` named `name`: their `wap_…` token.
+    async fn approver(&self, name: &str) -> String {
+        let admin = self.gw.mint_as(ADMIN, ADMIN, 30);
+        let resp = reqwest::Client::new()
+            .post(self.gw.url("/admin/v1/tenants/default/approvers"))
+            .bearer_auth(&admin)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        let body: Value = resp.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Decides `id` through the admin API as the approver holding `token`.
+    async fn decide_as(&self, token: &str, id: &str, approve: bool, reason: Option<&str>) {
+        let verb = if approve { "approve" } else { "deny" };
+        let resp = reqwest::Client::new()
+            .post(self.gw.url(&format!("/admin/v1/approvals/{id}/{verb}")))
+            .bearer_auth(token)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "{status}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+
     fn advance(&self, secs: u64) {
         self.gw.clock().advance(Duration::from_secs(secs));
     }
@@ -228,7 +261,9 @@ async fn a_held_mint_is_issued_once_approved_with_the_approval_block() {
     assert_eq!(waiting.1["interval"], 10);
     assert_eq!(waiting.1["expires_in"], 290);
 
-    s.decide(&id, true, None).await;
+    let carol = s.approver("carol").await;
+    s.decide_as(&carol, &id, true, Some("fine for this task"))
+        .await;
     s.advance(10);
     let (status, v) = s.poll(&id).await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -248,7 +283,7 @@ async fn a_held_mint_is_issued_once_approved_with_the_approval_block() {
     assert_eq!(statement.id, id);
     assert_eq!(
         (statement.approved_by.as_str(), statement.method.as_str()),
-        ("alice", "operator")
+        ("carol", "approver_token")
     );
     assert_eq!(statement.request_digest.len(), 64);
     assert_eq!(statement.expires_at, verified.claims().expires_at);
@@ -311,7 +346,8 @@ async fn a_fixed_tool_argument_the_rule_matches_is_held() {
 async fn a_denied_mint_is_access_denied_with_the_reason() {
     let s = setup("").await;
     let id = s.held(BIG_MODEL).await;
-    s.decide(&id, false, Some("not this week")).await;
+    let carol = s.approver("carol").await;
+    s.decide_as(&carol, &id, false, Some("not this week")).await;
     s.advance(5);
     let denied = s.poll(&id).await;
     refused(&denied, StatusCode::BAD_REQUEST, "access_denied");
