@@ -35,6 +35,11 @@ pub enum GatewayError {
     /// An approval held the request, or could not be used or decided.
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+    /// An approver token no approver holds (mistyped, or the approver was removed).
+    #[error(
+        "this approver token is not the token of any approver (mistyped, or the approver was removed): ask a tenant admin for a new one (`writ approver add`)"
+    )]
+    UnknownApproverToken,
     /// A single-use writ was presented again.
     #[error("this single-use writ was already used: mint a new writ for each call")]
     AlreadyUsed,

@@ -105,6 +105,12 @@ impl GatewayError {
                 };
                 Class::new(status, kind, a.code(), Fault::Client)
             }
+            E::UnknownApproverToken => Class::new(
+                S::UNAUTHORIZED,
+                auth,
+                "invalid_approver_token",
+                Fault::Client,
+            ),
             E::AlreadyUsed => Class::new(
                 S::FORBIDDEN,
                 "permission_error",

@@ -20,6 +20,7 @@ async fn unknown_tokens_expired_approvals_and_bad_bodies_are_refused() {
         for field in ["message", "type", "code", "param"] {
             assert!(error.contains_key(field), "{field}: {body}");
         }
+        assert_eq!(body["error"]["code"], "invalid_approver_token", "{body}");
         assert!(
             body["error"]["message"]
                 .as_str()

@@ -161,10 +161,7 @@ async fn caller(gw: &Gateway, parts: &http::request::Parts) -> Result<Caller, Ga
             .await?
         {
             Some(approver) => Ok(Caller::Approver(approver)),
-            None => Err(GatewayError::Writ(WritError::Malformed {
-                reason: "it is not the token of any approver (mistyped, or the approver was \
-                         removed): ask a tenant admin for a new one (`writ approver add`)",
-            })),
+            None => Err(GatewayError::UnknownApproverToken),
         };
     }
     let presented = extract::writ(&parts.headers)?;
