@@ -126,7 +126,8 @@ async fn metadata_documents_describe_the_resource_and_the_token_endpoint() {
         asm["grant_types_supported"],
         json!([
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:openid:params:grant-type:ciba"
         ])
     );
     assert_eq!(

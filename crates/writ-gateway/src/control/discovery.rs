@@ -86,7 +86,9 @@ async fn upstream_resource(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     }))
 }
 
-/// `GET /.well-known/oauth-authorization-server`: the token endpoint and what it accepts.
+/// `GET /.well-known/oauth-authorization-server`: the token endpoint and what it accepts
+/// (its grant types include CIBA's polling grant, for mints held for approval; there is no
+/// backchannel authentication endpoint: a mint is held at the token endpoint itself).
 /// No response type is supported: the authorization endpoint named only refuses (see
 /// `token_endpoint::authorize`), since agents authenticate themselves and no person is
 /// asked.

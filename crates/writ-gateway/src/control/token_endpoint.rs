@@ -10,9 +10,16 @@
 //! then bound to it (its audience) and refused everywhere else. Without
 //! `authorization_details`, as MCP's own SDKs ask, a resource implies the agent's ceiling
 //! grants for it.
+//!
+//! A writ the tenant's approval rules hold is not minted: the answer is CIBA's
+//! `authorization_pending` with an `auth_req_id`, and the agent polls with the CIBA grant
+//! type (OpenID CIBA Core 1.0, poll mode) until a person decides (see [`ciba`]).
 
 mod audience;
+mod ciba;
 mod client_auth;
+mod issue;
+mod mint_approval;
 mod oauth_error;
 mod scope;
 
@@ -24,12 +31,17 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::header;
 use serde::Deserialize;
 use serde_json::json;
-use writ_token::{Delegation, Grant, MintRequest, WritError, first_outside, mint, parse_grants};
+use writ_store::ApprovalRecord;
+use writ_token::{
+    Delegation, Grant, MintRequest, VerifiedWrit, WritError, first_outside, mint, parse_grants,
+};
 
 use self::audience::Resource;
+use self::issue::{ACCESS_TOKEN_TYPE, audit_mint, issued};
+use self::mint_approval::{CIBA_GRANT_TYPE, MintPlan, SubjectRef};
 
 use crate::detect::brute_force;
 use crate::gateway::Gateway;
@@ -42,8 +54,7 @@ pub(crate) const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The grant types [`token`] accepts, as metadata lists them.
-pub(crate) const GRANT_TYPES: [&str; 2] = [CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const GRANT_TYPES: [&str; 3] = [CLIENT_CREDENTIALS, TOKEN_EXCHANGE, CIBA_GRANT_TYPE];
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// Largest token request body.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -65,6 +76,7 @@ struct TokenForm {
     requested_token_type: Option<String>,
     resource: Option<String>,
     scope: Option<String>,
+    auth_req_id: Option<String>,
 }
 
 pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -116,9 +128,10 @@ async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
     match form.grant_type.as_deref() {
         Some(CLIENT_CREDENTIALS) => client_credentials(gw, &parts, form).await,
         Some(TOKEN_EXCHANGE) => token_exchange(gw, &parts, form).await,
+        Some(CIBA_GRANT_TYPE) => ciba_poll(gw, &parts, form).await,
         Some(_) => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,
-            "grant_type must be client_credentials or token exchange",
+            format!("grant_type must be one of {}", GRANT_TYPES.join(", ")),
         )),
         None => Err(OAuthError::invalid_request("grant_type is required")),
     }
@@ -350,38 +363,6 @@ fn lifetime(form: &TokenForm, max: Duration) -> Result<Duration, OAuthError> {
     }
 }
 
-/// The token response (RFC 6749 §5.1): `Bearer` unless bound to a DPoP key, the grants
-/// issued, and the scope when one was asked for.
-fn issued(
-    writ: String,
-    ttl: Duration,
-    grants: &[Grant],
-    exchanged: bool,
-    dpop: bool,
-    scope: Option<&str>,
-) -> Response {
-    let mut body = json!({
-        "access_token": writ,
-        "token_type": if dpop { "DPoP" } else { "Bearer" },
-        "expires_in": ttl.as_secs(),
-        "authorization_details": grants,
-    });
-    if exchanged {
-        body["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
-    }
-    if let Some(scope) = scope {
-        body["scope"] = json!(scope);
-    }
-    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
 /// Verifies a DPoP proof sent to the token endpoint (RFC 9449 §5) with `writ-token`'s
 /// proof checks, its `jti` recorded in the limiter backend: the writ is then bound to the
 /// proof's key. `None` without a proof.
@@ -405,33 +386,6 @@ async fn dpop_binding(
         .await
         .map(Some)
         .map_err(OAuthError::dpop_refused)
-}
-
-/// Records a mint; in strict audit mode a writ that cannot be audited is not issued.
-async fn audit_mint(
-    gw: &Gateway,
-    tenant: &str,
-    agent: &str,
-    token_id: &str,
-    operation: &str,
-    detail: serde_json::Value,
-) -> Result<(), OAuthError> {
-    let mut record = crate::audit::record_at(writ_audit::Kind::WritMinted, gw.clock.now());
-    record.tenant = Some(tenant.to_string());
-    record.agent = Some(agent.to_string());
-    record.writ = Some(gw.audit.pseudonym(token_id));
-    record.operation = Some(operation.to_string());
-    record.status = Some(200);
-    if let serde_json::Value::Object(map) = detail {
-        record.detail = Some(map);
-    }
-    if gw.audit.record(record).await {
-        Ok(())
-    } else {
-        Err(OAuthError::server(
-            "the audit log cannot be written; no writ is issued until it can",
-        ))
-    }
 }
 
 /// Refuses an authenticated client whose agent (or tenant) is revoked: it gets no new
@@ -474,8 +428,31 @@ async fn client_credentials(
     refuse_revoked(gw, &agent, CLIENT_CREDENTIALS).await?;
     let jkt = dpop_binding(gw, &req.headers).await?;
     let grants = requested_grants(&form, &agent, resource.as_ref())?;
-    let audience = resource.as_ref().map(|r| r.uri.as_str());
     let ttl = lifetime(&form, agent.max_ttl.min(gw.max_ttl))?;
+    let plan = MintPlan {
+        grant_type: CLIENT_CREDENTIALS.to_string(),
+        tenant: agent.tenant.clone(),
+        agent: agent.name.clone(),
+        grants,
+        ttl_secs: ttl.as_secs(),
+        audience: resource.map(|r| r.uri),
+        cnf_jkt: jkt,
+        scope: scope.map(str::to_string),
+        subject: None,
+    };
+    mint_approval::hold(gw, &plan, None).await?;
+    issue_minted(gw, &agent, &plan, None).await
+}
+
+/// Mints the writ `plan` states for `agent`; for an approved mint (`approval`), with the
+/// approval block appended and the approval used, once.
+async fn issue_minted(
+    gw: &Gateway,
+    agent: &writ_store::Agent,
+    plan: &MintPlan,
+    approval: Option<&ApprovalRecord>,
+) -> Result<Response, OAuthError> {
+    let ttl = Duration::from_secs(plan.ttl_secs);
     let keys = gw.keys();
     let (writ, claims) = mint(
         &keys.signing,
@@ -483,17 +460,25 @@ async fn client_credentials(
             tenant: &agent.tenant,
             agent: &agent.name,
             ceiling: &agent.ceiling,
-            grants: &grants,
+            grants: &plan.grants,
             ttl,
             max_ttl: gw.max_ttl,
             now: gw.clock.now(),
-            cnf_jkt: jkt.as_deref(),
-            audience,
+            cnf_jkt: plan.cnf_jkt.as_deref(),
+            audience: plan.audience.as_deref(),
         },
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
+    let writ = match approval {
+        Some(record) => {
+            let sealed = ciba::seal(gw, record, &writ)?;
+            ciba::use_once(gw, record, &claims.token_id).await?;
+            sealed
+        }
+        None => writ,
+    };
     tracing::info!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
-    let detail = json!({"grants": grants, "ttl_secs": ttl.as_secs(), "dpop_bound": jkt.is_some(), "resource": audience});
+    let detail = json!({"grants": plan.grants, "ttl_secs": ttl.as_secs(), "dpop_bound": plan.cnf_jkt.is_some(), "resource": plan.audience, "approval": approval.map(|r| &r.id)});
     audit_mint(
         gw,
         &agent.tenant,
@@ -503,7 +488,14 @@ async fn client_credentials(
         detail,
     )
     .await?;
-    Ok(issued(writ, ttl, &grants, false, jkt.is_some(), scope))
+    Ok(issued(
+        writ,
+        ttl,
+        &plan.grants,
+        false,
+        plan.cnf_jkt.is_some(),
+        plan.scope.as_deref(),
+    ))
 }
 
 async fn token_exchange(
@@ -569,20 +561,59 @@ async fn token_exchange(
         (None, asked) => asked.as_ref().map(|r| r.uri.clone()),
     };
     let ttl = lifetime(&form, actor.max_ttl.min(gw.max_ttl))?;
+    let claims = verified.claims();
+    let plan = MintPlan {
+        grant_type: "token_exchange".to_string(),
+        tenant: actor.tenant.clone(),
+        agent: actor.name.clone(),
+        grants,
+        ttl_secs: ttl.as_secs(),
+        audience,
+        cnf_jkt: claims.cnf_jkt.clone(),
+        scope: scope.map(str::to_string),
+        subject: Some(SubjectRef::of(
+            subject,
+            format!("{}/{}", claims.tenant, claims.agent),
+        )),
+    };
+    mint_approval::hold(gw, &plan, Some(verified.claims().expires_at)).await?;
+    issue_delegated(gw, &actor, &verified, &plan, None).await
+}
+
+/// Delegates the writ `plan` states from `verified` to `actor`; for an approved exchange
+/// (`approval`), with the approval block appended and the approval used, once.
+async fn issue_delegated(
+    gw: &Gateway,
+    actor: &writ_store::Agent,
+    verified: &VerifiedWrit,
+    plan: &MintPlan,
+    approval: Option<&ApprovalRecord>,
+) -> Result<Response, OAuthError> {
+    let now = gw.clock.now();
+    let keys = gw.keys();
+    let ttl = Duration::from_secs(plan.ttl_secs);
     let writ = verified
         .delegate(&Delegation {
-            grants: &grants,
+            grants: &plan.grants,
             actor_ceiling: &actor.ceiling,
             delegated_to: &format!("{}/{}", actor.tenant, actor.name),
             expires_at: now + ttl,
             signer: &keys.signing,
-            audience: audience.as_deref(),
+            audience: plan.audience.as_deref(),
         })
         .map_err(|e| match e {
             WritError::TooManyBlocks { .. } => OAuthError::invalid_grant(e.to_string()),
             WritError::AudienceConflict { .. } => OAuthError::invalid_target(e.to_string()),
             other => OAuthError::invalid_details(other.to_string()),
         })?;
+    let writ = match approval {
+        Some(record) => {
+            let sealed = ciba::seal(gw, record, &writ)?;
+            ciba::use_once(gw, record, &verified.claims().token_id).await?;
+            sealed
+        }
+        None => writ,
+    };
     let remaining = verified
         .claims()
         .expires_at
@@ -590,11 +621,12 @@ async fn token_exchange(
         .unwrap_or_default();
     tracing::info!(actor = %actor.name, writ = %gw.audit.pseudonym(&verified.claims().token_id), "writ delegated");
     let detail = json!({
-        "grants": grants,
+        "grants": plan.grants,
         "ttl_secs": ttl.as_secs(),
         "delegated_from": gw.audit.pseudonym(&verified.claims().token_id),
         "delegator": format!("{}/{}", verified.claims().tenant, verified.claims().agent),
-        "resource": audience,
+        "resource": plan.audience,
+        "approval": approval.map(|r| &r.id),
     });
     audit_mint(
         gw,
@@ -610,9 +642,59 @@ async fn token_exchange(
     Ok(issued(
         writ,
         ttl.min(remaining + Duration::from_secs(1)),
-        &grants,
+        &plan.grants,
         true,
         bound,
-        scope,
+        plan.scope.as_deref(),
     ))
+}
+
+/// The CIBA poll (`grant_type=urn:openid:params:grant-type:ciba`): the same client as
+/// asked, with its `auth_req_id`. Once a person approved, issues the writ held for it,
+/// within the agent's ceiling and maximum lifetime as of now (a writ from a token
+/// exchange only with the same `subject_token`, still valid, presented again).
+async fn ciba_poll(
+    gw: &Gateway,
+    req: &http::request::Parts,
+    form: TokenForm,
+) -> Result<Response, OAuthError> {
+    let id = ciba::auth_req_id(form.auth_req_id.as_deref())?;
+    let agent = authenticate(gw, req, &form).await?;
+    refuse_revoked(gw, &agent, "ciba").await?;
+    let (record, mut plan) = ciba::approved(gw, &agent, id).await?;
+    if let Some(i) = first_outside(&plan.grants, &agent.ceiling) {
+        return Err(OAuthError::invalid_grant(format!(
+            "the approved authorization_details[{i}] is no longer within what agent `{}` may be granted: ask for the writ again",
+            agent.name
+        )));
+    }
+    plan.ttl_secs = plan
+        .ttl_secs
+        .min(agent.max_ttl.min(gw.max_ttl).as_secs())
+        .max(1);
+    let Some(subject_ref) = &plan.subject else {
+        if let Some(jkt) = dpop_binding(gw, &req.headers).await?
+            && plan.cnf_jkt.as_deref() != Some(jkt.as_str())
+        {
+            return Err(OAuthError::invalid_grant(
+                "the DPoP proof is of another key than the approved request is bound to: poll with the same key, or without a proof",
+            ));
+        }
+        return issue_minted(gw, &agent, &plan, Some(&record)).await;
+    };
+    let subject = form.subject_token.as_deref().ok_or_else(|| {
+        OAuthError::invalid_request(
+            "this approval is for a token exchange: send the same subject_token with the poll",
+        )
+    })?;
+    if SubjectRef::digest_of(subject) != subject_ref.digest {
+        return Err(OAuthError::invalid_grant(
+            "subject_token is not the writ the approved token exchange delegates from",
+        ));
+    }
+    let verified = gw
+        .writs
+        .check(subject, &gw.keys().trusted, gw.clock.now(), gw)
+        .map_err(|e| OAuthError::subject_refused(&e))?;
+    issue_delegated(gw, &agent, &verified, &plan, Some(&record)).await
 }

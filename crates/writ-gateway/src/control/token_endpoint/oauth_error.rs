@@ -8,7 +8,7 @@ use writ_token::WritError;
 use writ_token::dpop::ProofRefusal;
 
 /// The OAuth error codes this endpoint answers with (RFC 6749 §5.2, RFC 8628 §3.5,
-/// RFC 8707 §2, RFC 9396 §5, RFC 9449 §5).
+/// RFC 8707 §2, RFC 9396 §5, RFC 9449 §5, OpenID CIBA Core §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OAuthErrorCode {
     /// The request is malformed: a missing or repeated parameter, a wrong content type.
@@ -35,6 +35,18 @@ pub(crate) enum OAuthErrorCode {
     SlowDown,
     /// A store the request needs cannot be reached now; retry.
     TemporarilyUnavailable,
+    /// The mint waits for a person's approval: poll with `auth_req_id` (CIBA §11).
+    AuthorizationPending,
+    /// Polled before the interval elapsed: wait longer between polls (CIBA §11; `slow_down`
+    /// like [`SlowDown`](Self::SlowDown), but 400 as CIBA says).
+    PollTooFast,
+    /// A person denied the mint, the tenant's approval rules could not be evaluated, or the
+    /// approval was voided by a stop (CIBA §11).
+    AccessDenied,
+    /// The approval expired before it was decided or used (CIBA §11).
+    ExpiredToken,
+    /// The agent or its tenant has as many approvals waiting as allowed.
+    TooManyPendingApprovals,
 }
 
 impl OAuthErrorCode {
@@ -52,15 +64,21 @@ impl OAuthErrorCode {
             Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::SlowDown => "slow_down",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::PollTooFast => "slow_down",
+            Self::AccessDenied => "access_denied",
+            Self::ExpiredToken => "expired_token",
+            Self::TooManyPendingApprovals => "too_many_pending_approvals",
         }
     }
 
     /// The status answered with this code: 401 for a failed client authentication
-    /// (RFC 6749 §5.2), 429 for throttling, 503 when a store is unavailable, else 400.
+    /// (RFC 6749 §5.2), 429 for throttling and too many pending approvals, 503 when a store
+    /// is unavailable, else 400 (the CIBA polling answers included).
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::InvalidClient => StatusCode::UNAUTHORIZED,
-            Self::SlowDown => StatusCode::TOO_MANY_REQUESTS,
+            Self::SlowDown | Self::TooManyPendingApprovals => StatusCode::TOO_MANY_REQUESTS,
             Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -76,6 +94,9 @@ pub(crate) struct OAuthError {
     basic_challenge: bool,
     /// Seconds to wait, for a throttled client (`Retry-After`).
     pub(super) retry_after: Option<u64>,
+    /// Members beside `error` and `error_description` (CIBA's `auth_req_id`, `interval`,
+    /// `expires_in`); never a secret.
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl OAuthError {
@@ -85,7 +106,20 @@ impl OAuthError {
             description: description.into(),
             basic_challenge: false,
             retry_after: None,
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// The body member `name` beside `error` and `error_description`, if set.
+    #[cfg(test)]
+    pub(super) fn extra_member(&self, name: &str) -> Option<&serde_json::Value> {
+        self.extra.get(name)
+    }
+
+    /// The same error with `name: value` in its body as well.
+    pub(super) fn with(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extra.insert(name.to_string(), value);
+        self
     }
 
     /// Too many failed authentications: the same answer whether or not the client id
@@ -165,7 +199,9 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         tracing::debug!(error = self.code.as_str(), description = %self.description, "token request refused");
-        let body = json!({"error": self.code.as_str(), "error_description": self.description});
+        let mut body = self.extra;
+        body.insert("error".into(), json!(self.code.as_str()));
+        body.insert("error_description".into(), json!(self.description));
         let mut response = (self.code.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -207,6 +243,15 @@ mod tests {
             (C::InvalidDpopProof, "invalid_dpop_proof", 400),
             (C::SlowDown, "slow_down", 429),
             (C::TemporarilyUnavailable, "temporarily_unavailable", 503),
+            (C::AuthorizationPending, "authorization_pending", 400),
+            (C::PollTooFast, "slow_down", 400),
+            (C::AccessDenied, "access_denied", 400),
+            (C::ExpiredToken, "expired_token", 400),
+            (
+                C::TooManyPendingApprovals,
+                "too_many_pending_approvals",
+                429,
+            ),
         ] {
             assert_eq!(code.as_str(), text);
             assert_eq!(code.status().as_u16(), status, "{text}");
