@@ -381,6 +381,7 @@ async fn approvals_verify_offline_and_forged_ones_grant_nothing() {
     let held_other = held(&gw, &other, 250).await;
     let verified = verify(&other);
     let statement = writ_token::ApprovalStatement {
+        scope: writ_token::ApprovalScope::Request,
         id: held_other.clone(),
         approved_by: "mallory".into(),
         method: "passkey".into(),

@@ -2,7 +2,7 @@
 //! block signed by the approval key (DESIGN §2 "Human approval").
 //!
 //! An approval block states `approval(id, request digest, writ, expiry)`,
-//! `approved_by(person, method)` and `approved_at(time)`. It is bound three ways: to the
+//! `approval_of("request" | "mint")`, `approved_by(person, method)` and `approved_at(time)`. It is bound three ways: to the
 //! writ by the third-party signature (made over the signature of the block it follows, so
 //! it cannot be moved to another writ) and by `writ`, the revocation id of that block; to
 //! the request by the digest of its canonical form ([`request_digest`]); and in time by its
@@ -97,11 +97,33 @@ pub fn valid_approval_id(id: &str) -> bool {
     })
 }
 
+/// What an approval approves: one request, or the minting of the writ that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalScope {
+    /// One data-plane request (`approval_of("request")`).
+    Request,
+    /// The minting of this writ at the token endpoint (`approval_of("mint")`): it approves
+    /// no request.
+    Mint,
+}
+
+impl ApprovalScope {
+    /// Its name in the block.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalScope::Request => "request",
+            ApprovalScope::Mint => "mint",
+        }
+    }
+}
+
 /// What an approval block states.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalStatement {
     /// The approval's id.
     pub id: String,
+    /// What it approves.
+    pub scope: ApprovalScope,
     /// The person who approved (an approver's name, or the operator).
     pub approved_by: String,
     /// How they authenticated: `approver_token`, `admin_writ`, `passkey`.
@@ -155,9 +177,9 @@ impl VerifiedWrit {
             .map_err(|_| WritError::Malformed {
                 reason: "writ cannot be loaded",
             })?;
-        let mut rule: Rule = "a($id, $digest, $writ, $exp, $by, $method, $at) <- \
-             approval($id, $digest, $writ, $exp), approved_by($by, $method), approved_at($at) \
-             trusting {key}"
+        let mut rule: Rule = "a($id, $digest, $writ, $exp, $by, $method, $at, $of) <- \
+             approval($id, $digest, $writ, $exp), approved_by($by, $method), approved_at($at), \
+             approval_of($of) trusting {key}"
             .try_into()
             .map_err(malformed)?;
         rule.set_scope("key", *approval_key).map_err(malformed)?;
@@ -169,6 +191,7 @@ impl VerifiedWrit {
             String,
             String,
             SystemTime,
+            String,
         );
         let rows: Vec<Row> = authorizer.query(rule).map_err(evaluation_error)?;
         let revocation_ids = self.revocation_ids();
@@ -182,17 +205,23 @@ impl VerifiedWrit {
         Ok(rows
             .into_iter()
             .filter(|row| followed.contains(&row.2))
-            .map(
-                |(id, request_digest, writ, expires_at, approved_by, method, approved_at)| {
-                    ApprovalStatement {
+            .filter_map(
+                |(id, request_digest, writ, expires_at, approved_by, method, approved_at, of)| {
+                    let scope = match of.as_str() {
+                        "request" => ApprovalScope::Request,
+                        "mint" => ApprovalScope::Mint,
+                        _ => return None,
+                    };
+                    Some(ApprovalStatement {
                         id,
+                        scope,
                         approved_by,
                         method,
                         approved_at,
                         expires_at,
                         request_digest,
                         writ,
-                    }
+                    })
                 },
             )
             .collect())
@@ -224,10 +253,11 @@ pub fn sign_approval(
         ("by".to_string(), Term::from(statement.approved_by.as_str())),
         ("method".to_string(), Term::from(statement.method.as_str())),
         ("at".to_string(), Term::from(second(statement.approved_at))),
+        ("of".to_string(), Term::from(statement.scope.as_str())),
     ]);
     let block = BlockBuilder::new()
         .code_with_params(
-            "approval({id}, {digest}, {writ}, {exp}); approved_by({by}, {method}); approved_at({at});",
+            "approval({id}, {digest}, {writ}, {exp}); approval_of({of}); approved_by({by}, {method}); approved_at({at});",
             params,
             HashMap::new(),
         )

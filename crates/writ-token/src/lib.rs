@@ -41,8 +41,8 @@ mod verify;
 mod verify_cache;
 
 pub use approval::{
-    APPROVAL_ID_PREFIX, ApprovalKey, ApprovalStatement, append_approval, canonical_json,
-    new_approval_id, request_digest, sign_approval, valid_approval_id,
+    APPROVAL_ID_PREFIX, ApprovalKey, ApprovalScope, ApprovalStatement, append_approval,
+    canonical_json, new_approval_id, request_digest, sign_approval, valid_approval_id,
 };
 pub use attenuate::attenuate;
 pub use audience::MAX_AUDIENCE_BYTES;

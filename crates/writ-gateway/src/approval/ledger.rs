@@ -155,6 +155,7 @@ pub(crate) async fn decide(
     let block = match (&record.kind, &record.ticket, approve) {
         (ApprovalKind::Request, Some(ticket), true) => {
             let statement = ApprovalStatement {
+                scope: writ_token::ApprovalScope::Request,
                 id: record.id.clone(),
                 approved_by: decider.person.clone(),
                 method: decider.method.to_string(),

@@ -53,7 +53,11 @@ pub(crate) async fn presented(
     let named = named_in_header(headers)?;
     let key = gw.approvals.public_key();
     let carried = if writ.has_block_signed_by(&key) {
-        last_request_approval(gw, writ.approvals(&key)?).await?
+        // The last request approval it carries (a mint approval approves no request).
+        writ.approvals(&key)?
+            .into_iter()
+            .rev()
+            .find(|s| s.scope == writ_token::ApprovalScope::Request)
     } else {
         None
     };
@@ -107,22 +111,6 @@ pub(crate) async fn presented(
         record.decided_method.clone().unwrap_or_default(),
     ));
     Ok(Some(Presented { record }))
-}
-
-/// The last approval a writ carries, unless it is a mint approval: a writ issued once a
-/// person approved its mint (CIBA at the token endpoint) carries that block, which says who
-/// approved the writ and approves no request.
-async fn last_request_approval(
-    gw: &Gateway,
-    mut statements: Vec<writ_token::ApprovalStatement>,
-) -> Result<Option<writ_token::ApprovalStatement>, GatewayError> {
-    let Some(last) = statements.pop() else {
-        return Ok(None);
-    };
-    match gw.store().approval(&last.id).await? {
-        Some(record) if record.kind == ApprovalKind::Mint => Ok(None),
-        _ => Ok(Some(last)),
-    }
 }
 
 /// The approval id the `writ-approval` header names, if it is present: one value with an

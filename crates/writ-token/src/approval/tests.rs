@@ -43,6 +43,7 @@ fn writ(key: &RootKeyPair) -> String {
 
 fn statement(writ: &VerifiedWrit) -> ApprovalStatement {
     ApprovalStatement {
+        scope: ApprovalScope::Request,
         id: new_approval_id(),
         approved_by: "alice".into(),
         method: "approver_token".into(),

@@ -127,6 +127,7 @@ pub(super) fn seal(
         .and_then(|w| w.verify(&gw.keys().trusted))
         .map_err(failed)?;
     let statement = ApprovalStatement {
+        scope: writ_token::ApprovalScope::Mint,
         id: record.id.clone(),
         approved_by: record.decided_by.clone().unwrap_or_default(),
         method: record.decided_method.clone().unwrap_or_default(),
