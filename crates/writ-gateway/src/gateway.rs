@@ -228,7 +228,7 @@ impl Gateway {
         );
         tenancy.follow(config.store.poll_interval).await?;
         let files = data.root_keys()?;
-        let approval_key = approval_key(&data)?;
+        let approval_key = crate::approval::ledger::load_key(&data)?;
         let mut revocations = InForce {
             local: store.revocations().await?,
             ..InForce::default()
@@ -387,7 +387,11 @@ impl Gateway {
     ) -> Result<(i64, Shared), StoreError> {
         let id = self.store().put_revocation(revocation, note).await?;
         // A stopped writ's approvals cannot be used any more: say so where they are read.
-        crate::approval::ledger::void(&self.approval_ledger(), void_match(revocation)).await;
+        crate::approval::ledger::void(
+            &self.approval_ledger(),
+            crate::approval::ledger::stopped_by(revocation),
+        )
+        .await;
         {
             let mut in_force = self.revocations.write().unwrap_or_else(|p| p.into_inner());
             in_force.local.push(revocation.clone());
@@ -715,29 +719,4 @@ fn defaults(
             (dialect, choice)
         })
         .collect()
-}
-
-/// The approval key (`keys/approval.key`), generated at the first start.
-fn approval_key(data: &DataDir) -> Result<writ_token::ApprovalKey, StoreError> {
-    let text = data.secret("approval.key", || {
-        writ_token::ApprovalKey::generate().private_hex()
-    })?;
-    writ_token::ApprovalKey::from_private_hex(&text).map_err(|_| StoreError::InvalidKeyFile {
-        path: data.path().join("keys").join("approval.key"),
-    })
-}
-
-/// The approvals a revocation reaches.
-fn void_match(revocation: &Revocation) -> writ_store::VoidMatch<'_> {
-    use writ_store::VoidMatch;
-    match revocation {
-        Revocation::TokenId { token_id } => VoidMatch::TokenId(token_id),
-        Revocation::RevocationId { revocation_id } => VoidMatch::RevocationId(revocation_id),
-        Revocation::Agent { tenant, agent } => VoidMatch::Agent { tenant, agent },
-        Revocation::Tenant { tenant } => VoidMatch::Tenant(tenant),
-        Revocation::IssuedBefore { tenant, before } => VoidMatch::IssuedBefore {
-            tenant: tenant.as_deref(),
-            before: *before,
-        },
-    }
 }

@@ -264,3 +264,29 @@ pub(crate) async fn audit(
     audit.detail = Some(detail);
     gw.audit.record(audit).await;
 }
+
+/// The approval key (`keys/approval.key`), generated at the first start.
+pub(crate) fn load_key(data: &writ_store::DataDir) -> Result<writ_token::ApprovalKey, StoreError> {
+    let text = data.secret("approval.key", || {
+        writ_token::ApprovalKey::generate().private_hex()
+    })?;
+    writ_token::ApprovalKey::from_private_hex(&text).map_err(|_| StoreError::InvalidKeyFile {
+        path: data.path().join("keys").join("approval.key"),
+    })
+}
+
+/// The approvals a revocation reaches.
+pub(crate) fn stopped_by(revocation: &writ_token::Revocation) -> VoidMatch<'_> {
+    match revocation {
+        writ_token::Revocation::TokenId { token_id } => VoidMatch::TokenId(token_id),
+        writ_token::Revocation::RevocationId { revocation_id } => {
+            VoidMatch::RevocationId(revocation_id)
+        }
+        writ_token::Revocation::Agent { tenant, agent } => VoidMatch::Agent { tenant, agent },
+        writ_token::Revocation::Tenant { tenant } => VoidMatch::Tenant(tenant),
+        writ_token::Revocation::IssuedBefore { tenant, before } => VoidMatch::IssuedBefore {
+            tenant: tenant.as_deref(),
+            before: *before,
+        },
+    }
+}
