@@ -7,6 +7,7 @@
 mod approval;
 pub mod audit;
 pub mod config;
+mod console;
 mod control;
 pub mod detect;
 pub mod error;

@@ -44,7 +44,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             axum::routing::get(crate::control::approval_status::status).with_state(gw.clone()),
         )
         .merge(crate::control::discovery::routes(gw.clone()))
-        .merge(crate::control::admin::routes(gw))
+        .merge(crate::control::admin::routes(gw.clone()))
+        .merge(crate::console::routes(gw))
         .fallback(|| async { GatewayError::NotFound.into_response() })
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })
 }

@@ -1,0 +1,102 @@
+//! The console (`/console`): server-rendered pages for the people who oversee agents —
+//! pending approvals to approve or deny, and agents to stop — behind a session cookie,
+//! CSRF tokens on every state change, and a strict Content-Security-Policy on every
+//! response. No build step, no CDN: templates are compiled in (askama) and the stylesheet
+//! and script are embedded in the binary.
+
+mod agents;
+mod approvals;
+mod assets;
+mod refusal;
+mod session;
+mod signin;
+mod state;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use http::HeaderValue;
+use http::header;
+
+use self::refusal::Refusal;
+use self::state::Console;
+use crate::gateway::Gateway;
+
+/// The sign-in page.
+pub(crate) const SIGN_IN_PATH: &str = "/console/sign-in";
+/// Where a sign-in posts to.
+pub(crate) const SESSION_PATH: &str = "/console/session";
+/// Where a signed-in person lands.
+pub(crate) const HOME_PATH: &str = "/console/approvals";
+
+/// Every console response's `Content-Security-Policy`: only the console's own script
+/// and stylesheet, no inline code, no framing, forms posting back to the console only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; \
+    base-uri 'none'";
+
+/// The console's routes, each response carrying the console's security headers.
+pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
+    let console = Arc::new(Console {
+        gw,
+        sessions: session::Sessions::default(),
+    });
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/", get(home))
+        .route(SIGN_IN_PATH, get(signin::page))
+        .route(SESSION_PATH, post(signin::sign_in))
+        .route("/console/sign-out", post(signin::sign_out))
+        .route(HOME_PATH, get(approvals::list))
+        .route("/console/approvals/{id}", get(approvals::one))
+        .route("/console/approvals/{id}/approve", post(approvals::approve))
+        .route("/console/approvals/{id}/deny", post(approvals::deny))
+        .route("/console/agents", get(agents::index))
+        .route("/console/stop", post(agents::stop_all))
+        .route("/console/tenants/{tenant}/agents", get(agents::list))
+        .route(
+            "/console/tenants/{tenant}/agents/{agent}/stop",
+            post(agents::stop_agent),
+        )
+        .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
+        .route("/console/assets/console.css", get(assets::stylesheet))
+        .route("/console/assets/console.js", get(assets::script))
+        .route("/console/{*rest}", axum::routing::any(not_found))
+        .with_state(console)
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+async fn home() -> Response {
+    Redirect::to(HOME_PATH).into_response()
+}
+
+async fn not_found() -> Response {
+    Refusal::NotFound.into_response()
+}
+
+/// Sets the console's security headers on every response: CSP, `nosniff`, no referrer,
+/// no caching.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}

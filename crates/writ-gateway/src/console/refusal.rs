@@ -1,0 +1,109 @@
+//! Why the console refuses a request, and the page (or redirect) each refusal answers
+//! with: a typed cause, the right status, and words saying what to do next.
+
+use askama::Template;
+use axum::response::{IntoResponse, Redirect, Response};
+use http::StatusCode;
+
+use super::view::{Frame, RefusalPage};
+
+/// A console request refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// A page asked for without a session: answered by a redirect to the sign-in page.
+    #[error("sign in to see this page")]
+    SignInFirst,
+    /// A state change without a session (none, expired, or signed out).
+    #[error("your console session has ended (or never began): sign in again, then repeat this")]
+    NoSession,
+    /// A sign-in that did not prove who is signing in.
+    #[error("{0}")]
+    SignInFailed(&'static str),
+    /// A state change without the session's CSRF token, or with another one.
+    #[error("this form is stale or was not sent by the console: reload the page and try again")]
+    Csrf,
+    /// A state change sent from another site.
+    #[error("this request came from another site: use the console's own pages")]
+    CrossSite,
+    /// A page the session's role does not reach (an approver asking for agents).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Nothing of that name that this session may see.
+    #[error("there is no such page, or it is not one this session may see")]
+    NotFound,
+    /// An approval that cannot be decided any more.
+    #[error("this approval is not pending any more (decided, used, voided or expired): reload the approvals")]
+    NotPending,
+    /// A form whose fields are not what the console sends.
+    #[error("{0}")]
+    BadForm(String),
+    /// A body that is not a form.
+    #[error("send the form as application/x-www-form-urlencoded, as the console's pages do")]
+    NotAForm,
+    /// A body larger than any console form.
+    #[error("this form is larger than any the console sends")]
+    TooLarge,
+    /// Too many sessions open at once on this gateway.
+    #[error("the console has too many open sessions; try again in a few minutes")]
+    Busy,
+    /// The gateway could not do it (storage unreachable, …).
+    #[error("the gateway could not do this just now; try again")]
+    Unavailable,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::SignInFirst => StatusCode::SEE_OTHER,
+            Refusal::NoSession | Refusal::SignInFailed(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Csrf | Refusal::CrossSite | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::NotPending => StatusCode::CONFLICT,
+            Refusal::BadForm(_) => StatusCode::BAD_REQUEST,
+            Refusal::NotAForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Busy | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if let Refusal::SignInFirst = self {
+            return Redirect::to(super::SIGN_IN_PATH).into_response();
+        }
+        let status = self.status();
+        let page = RefusalPage {
+            frame: Frame::anonymous("Refused"),
+            status: status.as_u16(),
+            message: self.to_string(),
+        };
+        match page.render() {
+            Ok(html) => (status, axum::response::Html(html)).into_response(),
+            Err(_) => (status, self.to_string()).into_response(),
+        }
+    }
+}
+
+impl From<crate::error::GatewayError> for Refusal {
+    fn from(e: crate::error::GatewayError) -> Self {
+        use crate::error::{ApprovalError, GatewayError as E};
+        match e {
+            E::Approval(ApprovalError::Unknown { .. }) => Refusal::NotFound,
+            E::Approval(_) => Refusal::NotPending,
+            E::InvalidRequest { reason } => Refusal::BadForm(reason),
+            E::BodyTooLarge { .. } => Refusal::TooLarge,
+            other => {
+                tracing::error!(error = %other, "console request failed");
+                Refusal::Unavailable
+            }
+        }
+    }
+}
+
+impl From<writ_store::StoreError> for Refusal {
+    fn from(e: writ_store::StoreError) -> Self {
+        tracing::error!(error = %e, "console storage read failed");
+        Refusal::Unavailable
+    }
+}
