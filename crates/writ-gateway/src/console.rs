@@ -67,6 +67,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(not_allowed)
         .with_state(console)
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -77,6 +78,10 @@ async fn home() -> Response {
 
 async fn not_found() -> Response {
     Refusal::NotFound.into_response()
+}
+
+async fn not_allowed() -> Response {
+    Refusal::MethodNotAllowed.into_response()
 }
 
 /// Sets the console's security headers on every response: CSP, `nosniff`, no referrer,

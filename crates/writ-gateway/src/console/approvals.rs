@@ -62,7 +62,12 @@ fn item(r: ApprovalRecord, now: u64) -> ApprovalItem {
     let decision = r.decided_by.as_ref().map(|by| {
         let how = r.decided_method.as_deref().unwrap_or("unknown");
         match &r.decision_reason {
-            Some(why) => format!("{} by {} ({how}): {}", status.as_str(), inert(by), inert(why)),
+            Some(why) => format!(
+                "{} by {} ({how}): {}",
+                status.as_str(),
+                inert(by),
+                inert(why)
+            ),
             None => format!("{} by {} ({how})", status.as_str(), inert(by)),
         }
     });

@@ -31,8 +31,13 @@ pub(crate) enum Refusal {
     /// Nothing of that name that this session may see.
     #[error("there is no such page, or it is not one this session may see")]
     NotFound,
+    /// A method the path does not take.
+    #[error("this page does not take that method: use the console's links and forms")]
+    MethodNotAllowed,
     /// An approval that cannot be decided any more.
-    #[error("this approval is not pending any more (decided, used, voided or expired): reload the approvals")]
+    #[error(
+        "this approval is not pending any more (decided, used, voided or expired): reload the approvals"
+    )]
     NotPending,
     /// A form whose fields are not what the console sends.
     #[error("{0}")]
@@ -58,6 +63,7 @@ impl Refusal {
             Refusal::NoSession | Refusal::SignInFailed(_) => StatusCode::UNAUTHORIZED,
             Refusal::Csrf | Refusal::CrossSite | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::NotPending => StatusCode::CONFLICT,
             Refusal::BadForm(_) => StatusCode::BAD_REQUEST,
             Refusal::NotAForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,

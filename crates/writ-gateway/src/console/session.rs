@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn cookie_is_found_among_others() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::COOKIE, "a=1; writ_console=abc; b=2".parse().expect("hv"));
+        h.insert(
+            http::header::COOKIE,
+            "a=1; writ_console=abc; b=2".parse().expect("hv"),
+        );
         assert_eq!(cookie_value(&h), Some("abc"));
         h.insert(http::header::COOKIE, "writ_console=".parse().expect("hv"));
         assert_eq!(cookie_value(&h), None);

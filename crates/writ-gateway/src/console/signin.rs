@@ -151,7 +151,9 @@ fn writ_refusal(e: &GatewayError) -> Refusal {
 async fn by_writ(console: &Console, writ: &str, tenant: Option<String>) -> Result<SignIn, Refusal> {
     let gw = &console.gw;
     if writ.len() > MAX_CREDENTIAL {
-        return Err(Refusal::SignInFailed("This is not an admin writ this gateway accepts."));
+        return Err(Refusal::SignInFailed(
+            "This is not an admin writ this gateway accepts.",
+        ));
     }
     let mut headers = HeaderMap::new();
     let value = HeaderValue::from_str(&format!("Bearer {writ}"))

@@ -76,7 +76,10 @@ impl Console {
         parts: &http::request::Parts,
         body: Body,
     ) -> Result<(Session, T), Refusal> {
-        let session = self.session(&parts.headers).await.ok_or(Refusal::NoSession)?;
+        let session = self
+            .session(&parts.headers)
+            .await
+            .ok_or(Refusal::NoSession)?;
         same_site(&parts.headers)?;
         let bytes = read_form(parts, body).await?;
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)

@@ -161,10 +161,8 @@ pub(crate) fn inert(text: &str) -> String {
 
 /// Unix seconds as RFC 3339.
 pub(crate) fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 #[cfg(test)]
@@ -173,7 +171,10 @@ mod tests {
 
     #[test]
     fn invisible_characters_are_named() {
-        assert_eq!(inert("a\u{202E}b\u{200B}c\n"), "a[U+202E]b[U+200B]c[U+000A]");
+        assert_eq!(
+            inert("a\u{202E}b\u{200B}c\n"),
+            "a[U+202E]b[U+200B]c[U+000A]"
+        );
         assert_eq!(inert("<b>é</b>"), "<b>é</b>");
     }
 }
