@@ -7,6 +7,7 @@
 mod agents;
 mod approvals;
 mod assets;
+mod paths;
 mod refusal;
 mod session;
 mod signin;
@@ -23,16 +24,10 @@ use axum::routing::{get, post};
 use http::HeaderValue;
 use http::header;
 
+use self::paths::{HOME as HOME_PATH, SESSION as SESSION_PATH, SIGN_IN as SIGN_IN_PATH};
 use self::refusal::Refusal;
 use self::state::Console;
 use crate::gateway::Gateway;
-
-/// The sign-in page.
-pub(crate) const SIGN_IN_PATH: &str = "/console/sign-in";
-/// Where a sign-in posts to.
-pub(crate) const SESSION_PATH: &str = "/console/session";
-/// Where a signed-in person lands.
-pub(crate) const HOME_PATH: &str = "/console/approvals";
 
 /// Every console response's `Content-Security-Policy`: only the console's own script
 /// and stylesheet, no inline code, no framing, forms posting back to the console only.

@@ -193,5 +193,5 @@ async fn decide(
         method: session.method.as_str(),
     };
     approval::decide(&console.gw, id, &decider, approve, reason).await?;
-    Ok(Redirect::to(super::HOME_PATH).into_response())
+    Ok(Redirect::to(super::paths::HOME).into_response())
 }

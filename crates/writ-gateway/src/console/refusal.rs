@@ -76,7 +76,7 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         if let Refusal::SignInFirst = self {
-            return Redirect::to(super::SIGN_IN_PATH).into_response();
+            return Redirect::to(super::paths::SIGN_IN).into_response();
         }
         let status = self.status();
         let page = RefusalPage {

@@ -53,7 +53,7 @@ fn sign_in_page(status: StatusCode, error: Option<String>) -> Response {
 /// `GET /console/sign-in`: the sign-in page (the approvals, when already signed in).
 pub(crate) async fn page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     if console.session(&headers).await.is_some() {
-        return Redirect::to(super::HOME_PATH).into_response();
+        return Redirect::to(super::paths::HOME).into_response();
     }
     sign_in_page(StatusCode::OK, None)
 }
@@ -75,7 +75,7 @@ pub(crate) async fn sign_in(State(console): State<Arc<Console>>, req: Request) -
         return Refusal::Busy.into_response();
     };
     tracing::info!(person = %person, method, "console sign-in");
-    let mut response = Redirect::to(super::HOME_PATH).into_response();
+    let mut response = Redirect::to(super::paths::HOME).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&set_cookie(&id, console.secure())) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
@@ -132,7 +132,7 @@ async fn signing_in(
 }
 
 fn admin_facts(tenant: &str) -> RequestFacts {
-    let mut facts = RequestFacts::new(Api::Admin, "admin", "POST", super::SESSION_PATH);
+    let mut facts = RequestFacts::new(Api::Admin, "admin", "POST", super::paths::SESSION);
     facts.admin_tenant = Some(tenant.to_string());
     facts
 }
@@ -233,7 +233,7 @@ pub(crate) async fn sign_out(State(console): State<Arc<Console>>, req: Request) 
     if let Some(id) = cookie_value(&parts.headers) {
         console.sessions.close(id);
     }
-    let mut response = Redirect::to(super::SIGN_IN_PATH).into_response();
+    let mut response = Redirect::to(super::paths::SIGN_IN).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&clear_cookie(console.secure())) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
