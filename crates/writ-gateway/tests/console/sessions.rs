@@ -286,3 +286,31 @@ async fn sign_out_ends_the_session() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_session_cookie_is_secure() {
+    let certs = writ_testkit::TestCertificates::generate();
+    let gw = writ_testkit::TestGateway::start_tls("", &certs).await;
+    let admin = gw.mint_as(super::ADMIN, super::ADMIN, 30);
+    let url = gw.url("/console/session");
+    let ca = certs.ca.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "-i", "--cacert"])
+            .arg(&ca)
+            .args(["--data-urlencode", &format!("writ={admin}"), &url])
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 303") || head.starts_with("http/2 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: writ_console="))
+        .unwrap_or_else(|| panic!("a session cookie: {head}"));
+    assert!(cookie.contains("; secure"), "{cookie}");
+    assert!(cookie.contains("; httponly"), "{cookie}");
+    assert!(cookie.contains("samesite=strict"), "{cookie}");
+}
