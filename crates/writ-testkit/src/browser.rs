@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::ops::Index;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -268,6 +268,12 @@ impl std::fmt::Display for BrowserError {
 
 impl std::error::Error for BrowserError {}
 
+/// `url` with its host `127.0.0.1` spelled `localhost`: a page using WebAuthn must be on a
+/// domain, and Chromium resolves `localhost` to the loopback address the server bound.
+pub fn on_localhost(url: &str) -> String {
+    url.replacen("://127.0.0.1:", "://localhost:", 1)
+}
+
 /// Runs `steps` in a fresh browser context against `base_url` (`http://localhost:<port>`),
 /// saving screenshots under `target/browser-screenshots/<test>/`. Starts the shared browser
 /// on first use (installing Playwright and axe-core into `target/` if needed).
@@ -297,7 +303,13 @@ pub async fn run_browser(
         )));
     }
     let (tx, rx) = oneshot::channel();
-    lock(&driver.pending).insert(id, tx);
+    {
+        let mut pending = lock(&driver.pending);
+        if driver.exited.load(Ordering::Acquire) {
+            return Err(BrowserError::Driver("it exited".into()));
+        }
+        pending.insert(id, tx);
+    }
     {
         let mut stdin = lock(&driver.stdin);
         if let Err(e) = writeln!(stdin, "{request}").and_then(|()| stdin.flush()) {
@@ -375,6 +387,8 @@ struct Driver {
     stdin: Mutex<ChildStdin>,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     next_id: AtomicU64,
+    /// Set (under the `pending` lock) when the driver's output ends: it has exited.
+    exited: Arc<AtomicBool>,
     /// Kept so the process is owned; it exits when stdin closes with the test binary.
     _child: Mutex<Child>,
 }
@@ -462,6 +476,8 @@ fn start_driver() -> Result<Driver, BrowserError> {
     }
     let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
     let routes = Arc::clone(&pending);
+    let exited = Arc::new(AtomicBool::new(false));
+    let exit_seen = Arc::clone(&exited);
     // Answers come back in any order (runs are concurrent): route each by its id. When the
     // driver dies, dropping the senders tells every waiting run.
     std::thread::spawn(move || {
@@ -476,12 +492,15 @@ fn start_driver() -> Result<Driver, BrowserError> {
                 let _ = tx.send(reply);
             }
         }
-        lock(&routes).clear();
+        let mut routes = lock(&routes);
+        exit_seen.store(true, Ordering::Release);
+        routes.clear();
     });
     Ok(Driver {
         stdin: Mutex::new(stdin),
         pending,
         next_id: AtomicU64::new(1),
+        exited,
         _child: Mutex::new(child),
     })
 }

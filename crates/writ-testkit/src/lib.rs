@@ -20,7 +20,7 @@ mod webhook;
 
 pub use bearer_shim::BearerShim;
 pub use browser::{
-    AxeViolation, BrowserError, BrowserRun, ConsoleMessage, Step, is_png, run_browser,
+    AxeViolation, BrowserError, BrowserRun, ConsoleMessage, Step, is_png, on_localhost, run_browser,
 };
 pub use gateway::{TestGateway, mint_with};
 pub use npm::{McpConformance, mcp_conformance};

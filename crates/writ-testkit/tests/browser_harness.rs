@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::Html;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use writ_testkit::{BrowserError, BrowserRun, Step, is_png, run_browser};
+use writ_testkit::{BrowserError, BrowserRun, Step, is_png, on_localhost, run_browser};
 
 /// What the inert page embeds: a script, an attribute break-out with an event handler, and
 /// right-to-left override and zero-width characters.
@@ -148,6 +148,22 @@ async fn fixture_site() -> String {
             }),
         )
         .route(
+            // An inline script under a CSP without 'unsafe-inline': the browser blocks it.
+            "/csp-inline",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'self'; img-src data:",
+                    )],
+                    Html(page(
+                        "Strict",
+                        "<h1>Strict</h1><script>document.title = \"ran\";</script>",
+                    )),
+                )
+            }),
+        )
+        .route(
             "/passkey.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], PASSKEY_JS) }),
         )
@@ -180,9 +196,11 @@ async fn fixture_site() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the fixture site");
-    let port = listener.local_addr().expect("fixture address").port();
+    let addr = listener.local_addr().expect("fixture address");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://localhost:{port}")
+    let url = on_localhost(&format!("http://{addr}"));
+    assert_eq!(url, format!("http://localhost:{}", addr.port()));
+    url
 }
 
 async fn run(test: &str, steps: &[Step]) -> BrowserRun {
@@ -285,6 +303,24 @@ async fn console_errors_and_uncaught_exceptions_are_collected() {
     );
     assert_eq!(run.problems().len(), 2, "{:?}", run.problems());
     assert_screenshot(&run, "console", "noisy");
+}
+
+#[tokio::test]
+async fn a_script_the_csp_blocks_shows_as_a_console_error() {
+    let run = run(
+        "csp",
+        &[
+            Step::goto("/csp-inline"),
+            Step::evaluate("() => document.title", Value::Null),
+        ],
+    )
+    .await;
+    assert_eq!(run[1]["value"], "Strict", "the inline script did not run");
+    let problems = run.problems();
+    assert!(
+        problems.len() == 1 && problems[0].contains("Content Security Policy"),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test]
