@@ -108,6 +108,20 @@ class Run:
             "headers": await response.all_headers(),
         }
 
+    async def step_viewport(self, step):
+        width, height = need(step, "width", int), need(step, "height", int)
+        if not (100 <= width <= 4000 and 100 <= height <= 4000):
+            raise StepError("viewport width and height must be 100-4000 pixels")
+        await self.page.set_viewport_size({"width": width, "height": height})
+        return {}
+
+    async def step_color_scheme(self, step):
+        scheme = need(step, "scheme")
+        if scheme not in ("light", "dark"):
+            raise StepError(f"color scheme {scheme!r} is not light or dark")
+        await self.page.emulate_media(color_scheme=scheme)
+        return {}
+
     async def step_fill(self, step):
         await self.page.locator(need(step, "selector")).fill(need(step, "value"))
         return {}

@@ -41,6 +41,17 @@ impl Step {
     pub fn goto(path: &str) -> Self {
         Self(json!({"do": "goto", "path": path}))
     }
+    /// Sizes the page's viewport (CSS pixels, 100–4000): `viewport(390, 844)` is a phone.
+    /// Applies to this run's later steps.
+    pub fn viewport(width: u32, height: u32) -> Self {
+        Self(json!({"do": "viewport", "width": width, "height": height}))
+    }
+    /// Makes `prefers-color-scheme` match `dark` (`dark: true`) or `light` for this run's
+    /// later steps, so a test sees and axe-checks both themes.
+    pub fn color_scheme(dark: bool) -> Self {
+        let scheme = if dark { "dark" } else { "light" };
+        Self(json!({"do": "color_scheme", "scheme": scheme}))
+    }
     /// Types `value` into the input `selector` names, replacing what was there.
     pub fn fill(selector: &str, value: &str) -> Self {
         Self(json!({"do": "fill", "selector": selector, "value": value}))

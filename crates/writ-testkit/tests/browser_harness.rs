@@ -415,6 +415,27 @@ async fn escaped_hostile_markup_is_inert_in_the_dom_and_shows_literally() {
 }
 
 #[tokio::test]
+async fn a_page_is_seen_at_phone_size_in_the_dark_theme() {
+    let media = "() => [innerWidth, matchMedia('(prefers-color-scheme: dark)').matches]";
+    let run = run(
+        "phone",
+        &[
+            Step::goto("/accessible"),
+            Step::color_scheme(false),
+            Step::evaluate(media, Value::Null),
+            Step::viewport(390, 844),
+            Step::color_scheme(true),
+            Step::evaluate(media, Value::Null),
+            Step::screenshot("dark-phone"),
+        ],
+    )
+    .await;
+    assert_eq!(run[2]["value"], json!([1280, false]));
+    assert_eq!(run[5]["value"], json!([390, true]));
+    assert_screenshot(&run, "phone", "dark-phone");
+}
+
+#[tokio::test]
 async fn cookies_are_read_from_the_browser_context() {
     let base = fixture_site().await;
     let run = run_browser(
@@ -483,6 +504,30 @@ async fn bad_steps_and_names_are_refused_naming_what_is_wrong() {
             assert!(message.contains("'value'"), "{message}");
         }
         other => panic!("missing argument: {other:?}"),
+    }
+
+    for (bad, what) in [
+        (
+            json!({"do": "viewport", "width": 5, "height": 800}),
+            "100-4000",
+        ),
+        (
+            json!({"do": "viewport", "width": "wide", "height": 800}),
+            "'width'",
+        ),
+        (
+            json!({"do": "color_scheme", "scheme": "sepia"}),
+            "light or dark",
+        ),
+    ] {
+        match run_browser(&base, "refusals", &[Step::raw(bad.clone())]).await {
+            Err(BrowserError::Step {
+                index: 0, message, ..
+            }) => {
+                assert!(message.contains(what), "{bad}: {message}");
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
     }
 
     let climbing = run_browser(
