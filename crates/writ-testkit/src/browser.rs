@@ -6,6 +6,27 @@
 //! second to start); each [`run_browser`] call gets its own browser context, so cookies and
 //! storage never cross between tests. Steps are data ([`Step`]), not per-test Python: a test
 //! reads as Rust, asserts with Rust, and the driver's few well-named steps are the only Python.
+//!
+//! A console test reads like this (the page's own script calls `navigator.credentials`;
+//! the virtual authenticator answers it):
+//!
+//! ```no_run
+//! # async fn sign_in(base_url: &str) -> Result<(), writ_testkit::BrowserError> {
+//! use writ_testkit::{Step, run_browser};
+//! let run = run_browser(base_url, "console_sign_in", &[
+//!     Step::goto("/console"),
+//!     Step::virtual_authenticator(),
+//!     Step::click_and_navigate("#sign-in-with-passkey"),
+//!     Step::text("h1"),
+//!     Step::axe(),
+//!     Step::screenshot("approvals"),
+//! ])
+//! .await?;
+//! assert_eq!(run[3]["text"], "Pending approvals");
+//! assert!(run.axe_violations(4).iter().all(|v| !v.is_serious()));
+//! assert_eq!(run.problems(), Vec::<String>::new(), "no console errors");
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
