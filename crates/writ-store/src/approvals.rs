@@ -288,12 +288,30 @@ const COLUMNS: &str = "id, tenant, agent, kind, status, reason, summary, summary
 impl Store {
     /// Records a pending approval, unless the agent or its tenant already has `bounds`
     /// approvals waiting (not expired): then [`StoreError::Refused`] says which bound.
+    /// Count and insert hold the tenant's write turn, so gateways asking at once on one
+    /// database cannot together pass a bound.
     pub async fn create_approval(
         &self,
         new: &NewApproval,
         bounds: PendingBounds,
     ) -> Result<ApprovalRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
+        match self.backend {
+            // One transaction at a time per tenant, until this one ends.
+            crate::store::Backend::Postgres => {
+                sqlx::query("SELECT CAST(pg_advisory_xact_lock(hashtext($1)) AS TEXT)")
+                    .bind(format!("writ approvals {}", new.tenant))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            }
+            // A write first takes the database's write lock (waiting on the busy
+            // timeout), so no other writer counts between this count and this insert.
+            crate::store::Backend::Sqlite => {
+                sqlx::query("UPDATE approvals SET status = status WHERE 1 = 0")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let waiting = |agent: Option<&str>| {
             sqlx::query(
                 "SELECT COUNT(*) AS n FROM approvals WHERE tenant = $1 AND status = 'pending'

@@ -19,6 +19,7 @@ on_both!(
     two_deciders_at_once_have_one_winner,
     an_approval_is_finished_once,
     pending_approvals_are_bounded_per_agent_and_per_tenant,
+    gateways_asking_at_once_do_not_pass_a_bound_together,
     polling_too_early_slows_down_by_five_seconds,
     each_stop_voids_what_it_reaches_and_nothing_else,
     expiry_is_recorded_once,
@@ -229,6 +230,31 @@ async fn two_deciders_at_once_have_one_winner(db: Db) {
         let stored = one.approval(&new.id).await.expect("read").expect("stored");
         assert_eq!(&stored, winner);
     }
+}
+
+async fn gateways_asking_at_once_do_not_pass_a_bound_together(db: Db) {
+    // Two handles, as two gateways on one database, asking 24 times at once for 5 places.
+    let (one, two) = (db.open().await, db.open().await);
+    let bounds = PendingBounds {
+        per_agent: 5,
+        per_tenant: 5,
+    };
+    let asks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let new = asked("acme", "planner", &format!("burst{i}"));
+            tokio::spawn(async move { store.create_approval(&new, bounds).await })
+        })
+        .collect();
+    let mut created = 0;
+    for ask in asks {
+        match ask.await.expect("task") {
+            Ok(_) => created += 1,
+            Err(StoreError::Refused(_)) => {}
+            Err(e) => panic!("neither created nor refused: {e}"),
+        }
+    }
+    assert_eq!(created, 5);
 }
 
 async fn an_approval_is_finished_once(db: Db) {

@@ -160,6 +160,33 @@ impl TestGateway {
 }
 
 impl TestGateway {
+    /// Calls `path` with `bearer` as its credential and `body` as JSON: the status and the
+    /// answer parsed as JSON (`Null` for an empty answer). Panics on an answer that is not
+    /// JSON: every API of the gateway answers JSON.
+    pub async fn call_json(
+        &self,
+        bearer: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(bearer);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("the gateway answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("an answer body");
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer: {text}"))
+        };
+        (status, value)
+    }
+
     /// Mints a writ for `agent` of tenant `default` with the given ceiling and grants (JSON).
     pub fn mint_for(
         &self,

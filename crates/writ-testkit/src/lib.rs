@@ -1,11 +1,13 @@
 //! Dev-only test kit: a gateway fixture with a settable clock, the `writ serve` process,
-//! OAuth and webhook peers, the pinned Python and npm tools interop tests run, and the
+//! OAuth and webhook peers, the pinned Python and npm tools interop tests run, a headless
+//! browser harness (Playwright, Chromium, axe-core, a virtual WebAuthn authenticator), and the
 //! failure cases tests need (closed ports). The recording mock upstream lives in
 //! `writ-mock` and is re-exported here.
 //!
 //! Never a dependency of production crates.
 
 mod bearer_shim;
+mod browser;
 mod gateway;
 mod npm;
 mod oauth;
@@ -17,6 +19,9 @@ mod tls;
 mod webhook;
 
 pub use bearer_shim::BearerShim;
+pub use browser::{
+    AxeViolation, BrowserError, BrowserRun, ConsoleMessage, Step, is_png, on_localhost, run_browser,
+};
 pub use gateway::{TestGateway, mint_with};
 pub use npm::{McpConformance, mcp_conformance};
 pub use oauth::{DpopKey, OAuthClient};

@@ -1,4 +1,4 @@
-//! The npm packages the interop tests run (the MCP conformance suite), installed by the
+//! The npm packages the tests run (the MCP conformance suite, axe-core), installed by the
 //! tests themselves into `target/npm` from the pinned `npm/package-lock.json`, with the
 //! Node.js those packages need installed beside them as an npm package.
 
@@ -38,13 +38,18 @@ pub fn mcp_conformance() -> McpConformance {
     McpConformance { node, cli }
 }
 
-/// `target/npm` with the pinned packages installed.
-fn npm_env() -> PathBuf {
+/// The `target/` directory of the running test binary (`target/<profile>/deps/<test>`).
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let target = exe
-        .ancestors()
+    exe.ancestors()
         .nth(3)
-        .expect("test binary under target/<profile>/deps/");
+        .expect("test binary under target/<profile>/deps/")
+        .to_path_buf()
+}
+
+/// `target/npm` with the pinned packages installed.
+pub(crate) fn npm_env() -> PathBuf {
+    let target = target_dir();
     let dir = target.join("npm");
     let packages = Path::new(PACKAGES);
     let manifest =

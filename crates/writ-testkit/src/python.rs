@@ -75,6 +75,8 @@ pub fn python_env(requirements: &Path) -> PathBuf {
         assert!(status.success(), "python3 -m venv failed");
         let pip = |args: &[&std::ffi::OsStr], what: &str| {
             let out = Command::new(&python)
+                // The browser tests drive Debian's chromium: Playwright must fetch none.
+                .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
                 .args([
                     "-m",
                     "pip",

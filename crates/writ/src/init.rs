@@ -91,6 +91,17 @@ max_ttl = "30s"
 # poll_interval = "5s"
 # max_pending_per_agent = 100   # one more is refused, 429
 # max_pending_per_tenant = 1000
+# A signed POST to each of these when an approval starts waiting (its summary and link,
+# never a secret); signed and retried like detection webhooks.
+# [[approvals.webhooks]]
+# url = "https://hooks.example.com/writ-approvals"
+# secret = "${env:APPROVAL_WEBHOOK_SECRET}"   # at least 16 bytes
+# tenants = ["acme"]                          # leave out for every tenant
+# timeout = "5s"
+# max_attempts = 6
+# backoff_base = "500ms"
+# ca_file = "/etc/writ/hooks-ca.pem"
+# allow_private_network = false
 
 # Upstreams: one table per upstream, named as grants name them ("upstream": "openai").
 # kind = "openai":    OpenAI or any server speaking its API with a Bearer key.
