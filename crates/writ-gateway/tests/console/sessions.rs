@@ -305,7 +305,10 @@ async fn over_tls_the_session_cookie_is_secure() {
     .await
     .unwrap();
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 303") || head.starts_with("http/2 303"), "{head}");
+    assert!(
+        head.starts_with("http/1.1 303") || head.starts_with("http/2 303"),
+        "{head}"
+    );
     let cookie = head
         .lines()
         .find(|l| l.starts_with("set-cookie: writ_console="))
