@@ -63,6 +63,10 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            console_gate,
+        ))
         .with_state(console)
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -77,6 +81,21 @@ async fn not_found() -> Response {
 
 async fn not_allowed() -> Response {
     Refusal::MethodNotAllowed.into_response()
+}
+
+/// Refuses every console route where the admin API is not served (a plaintext listener
+/// reachable from other hosts, unless `allow_plaintext_admin`): the console carries the
+/// same credentials, and its session cookie, in the clear otherwise.
+async fn console_gate(
+    axum::extract::State(console): axum::extract::State<Arc<Console>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if console.gw.admin_api {
+        next.run(req).await
+    } else {
+        Refusal::ConsoleDisabled.into_response()
+    }
 }
 
 /// Sets the console's security headers on every response: CSP, `nosniff`, no referrer,

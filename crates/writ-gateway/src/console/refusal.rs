@@ -31,6 +31,12 @@ pub(crate) enum Refusal {
     /// Nothing of that name that this session may see.
     #[error("there is no such page, or it is not one this session may see")]
     NotFound,
+    /// The console is not served on this listener (as the admin API is not).
+    #[error(
+        "the console is served only over TLS or on a loopback address, as the admin API is: \
+         set tls_cert and tls_key in [server] (or allow_plaintext_admin = true behind a TLS proxy)"
+    )]
+    ConsoleDisabled,
     /// A method the path does not take.
     #[error("this page does not take that method: use the console's links and forms")]
     MethodNotAllowed,
@@ -61,7 +67,10 @@ impl Refusal {
         match self {
             Refusal::SignInFirst => StatusCode::SEE_OTHER,
             Refusal::NoSession | Refusal::SignInFailed(_) => StatusCode::UNAUTHORIZED,
-            Refusal::Csrf | Refusal::CrossSite | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Csrf
+            | Refusal::CrossSite
+            | Refusal::Forbidden(_)
+            | Refusal::ConsoleDisabled => StatusCode::FORBIDDEN,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::NotPending => StatusCode::CONFLICT,

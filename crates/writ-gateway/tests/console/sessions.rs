@@ -317,3 +317,20 @@ async fn over_tls_the_session_cookie_is_secure() {
     assert!(cookie.contains("; httponly"), "{cookie}");
     assert!(cookie.contains("samesite=strict"), "{cookie}");
 }
+
+#[tokio::test]
+async fn no_console_where_the_admin_api_is_not_served() {
+    // Listening on every address without TLS: the admin API is off, so is the console.
+    let gw = writ_testkit::TestGateway::start("[server]\nlisten = \"0.0.0.0:8080\"\n").await;
+    let admin = gw.mint_as(super::ADMIN, super::ADMIN, 30);
+    let mut b = Browser::new(&gw);
+    for page in [
+        b.get("/console/sign-in").await,
+        b.post("/console/session", &[("writ", &admin)]).await,
+    ] {
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert!(page.body.contains("tls_cert"), "{}", page.body);
+        page.assert_guarded("disabled console");
+    }
+    assert!(b.cookie.is_none());
+}
