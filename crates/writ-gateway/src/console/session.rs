@@ -8,13 +8,14 @@
 //! gateway clock, and at sign-out.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use writ_token::VerifiedWrit;
 use zeroize::Zeroizing;
 
 /// The session cookie's name.
@@ -72,6 +73,9 @@ pub(crate) struct Session {
     /// SHA-256 (hex) of the approver token signed in with: the session ends when no
     /// approver holds that token any more.
     pub(crate) approver_token_hash: Option<String>,
+    /// The admin writ signed in with: the session ends as soon as it is revoked (its
+    /// agent stopped, its tenant stopped, …). Held in memory only, never shown.
+    pub(crate) writ: Option<Arc<VerifiedWrit>>,
     /// The token every form of this session carries (base64url of 32 random bytes).
     csrf: Zeroizing<String>,
     started: SystemTime,
@@ -91,7 +95,7 @@ impl std::fmt::Debug for Session {
 }
 
 /// Who signs in: everything a session holds but its times and CSRF token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SignIn {
     /// Their name.
     pub(crate) person: String,
@@ -103,6 +107,8 @@ pub(crate) struct SignIn {
     pub(crate) method: SignInMethod,
     /// SHA-256 (hex) of the approver token, for approver sign-ins.
     pub(crate) approver_token_hash: Option<String>,
+    /// The admin writ, for admin-writ sign-ins.
+    pub(crate) writ: Option<Arc<VerifiedWrit>>,
 }
 
 impl Session {
@@ -175,6 +181,7 @@ impl Sessions {
             role: who.role,
             method: who.method,
             approver_token_hash: who.approver_token_hash,
+            writ: who.writ,
             csrf: random_token(),
             started: now,
             last_seen: now,
@@ -244,6 +251,7 @@ mod tests {
             role: Role::Admin,
             method: SignInMethod::AdminWrit,
             approver_token_hash: None,
+            writ: None,
         }
     }
 

@@ -195,6 +195,7 @@ async fn by_writ(console: &Console, writ: &str, tenant: Option<String>) -> Resul
         role: Role::Admin,
         method: SignInMethod::AdminWrit,
         approver_token_hash: None,
+        writ: Some(verified),
     })
 }
 
@@ -217,6 +218,7 @@ async fn by_approver_token(console: &Console, token: &str) -> Result<SignIn, Ref
         role: Role::Approver,
         method: SignInMethod::ApproverToken,
         approver_token_hash: Some(hash),
+        writ: None,
     })
 }
 

@@ -31,11 +31,18 @@ impl Console {
         self.gw.tls.is_some()
     }
 
-    /// The live session of the request's cookie, its idle time restarted. An approver's
-    /// session ends as soon as their token no longer signs them in (removed approver).
+    /// The live session of the request's cookie, its idle time restarted. A session
+    /// ends as soon as what it signed in with no longer would: an admin writ revoked, an
+    /// approver removed.
     pub(crate) async fn session(&self, headers: &http::HeaderMap) -> Option<Session> {
         let id = cookie_value(headers)?;
         let session = self.sessions.touch(id, self.gw.clock.now())?;
+        if let Some(writ) = &session.writ
+            && writ_token::RevocationCheck::is_revoked(&*self.gw, writ)
+        {
+            self.sessions.close(id);
+            return None;
+        }
         if session.method == SignInMethod::ApproverToken {
             let hash = session.approver_token_hash.as_deref()?;
             match self.gw.store().approver_by_token_hash(hash).await {

@@ -190,12 +190,49 @@ async fn stopping_an_agent_in_the_console_revokes_its_writs() {
     let records = s.gw.gateway().store().revocation_records().await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].revoked.reason.as_deref(), Some("runaway loop"));
+    assert_eq!(
+        records[0].revoked.by.as_deref(),
+        Some("demo"),
+        "the admin writ's agent"
+    );
+    // The audit log says who stopped it, from the console, and how they signed in.
+    // (The setup's admin writ is agent `demo`'s too, so it is stopped: another reads.)
+    let auditor = s.gw.mint_for("auditor", super::ADMIN, super::ADMIN, 30);
+    let audit: Value = reqwest::Client::new()
+        .get(s.gw.url("/admin/v1/audit?kind=revocation"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = &audit["records"][0];
+    assert_eq!(record["detail"]["via"], "console", "{audit}");
+    assert_eq!(record["detail"]["method"], "admin_writ");
+    assert_eq!(record["detail"]["reason"], "runaway loop");
+    assert_eq!(record["detail"]["revocation"]["kind"], "agent");
 
-    // The operator's stop of everything issued before now reaches a fresh writ too.
+    // The session signed in with `demo`'s admin writ ended with it.
+    assert_eq!(b.get("/console/agents").await.status, StatusCode::SEE_OTHER);
+
+    // The operator's stop of everything issued before now reaches every writ, the
+    // signed-in operator's own included.
     let other = s.gw.mint_for("other", CEILING, CEILING, 30);
     assert_eq!(pay(&s.gw, &other, 50, None).await.0, 200);
-    let csrf = b.get("/console/agents").await.csrf();
-    let page = b.post("/console/stop", &[("csrf", &csrf)]).await;
+    let mut op = Browser::new(&s.gw);
+    op.sign_in(&[("writ", &auditor)]).await;
+    let csrf = op.get("/console/agents").await.csrf();
+    let page = op
+        .post(
+            "/console/stop",
+            &[("csrf", csrf.as_str()), ("reason", "incident")],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     assert_eq!(pay(&s.gw, &other, 50, None).await.0, 401);
+    assert_eq!(
+        op.get("/console/agents").await.status,
+        StatusCode::SEE_OTHER
+    );
 }
