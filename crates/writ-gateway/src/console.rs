@@ -61,6 +61,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
+        .route("/console/assets/favicon.svg", get(assets::favicon))
         .route("/console/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(not_allowed)
         .layer(axum::middleware::from_fn_with_state(

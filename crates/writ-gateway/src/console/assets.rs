@@ -5,6 +5,8 @@ use http::{HeaderValue, header};
 
 /// The stylesheet: light and dark by `prefers-color-scheme`, laptop and phone widths.
 const STYLESHEET: &str = include_str!("../../assets/console/console.css");
+/// The tab's icon (a browser asks for one; without it, a 404 in its console).
+const FAVICON: &str = include_str!("../../assets/console/favicon.svg");
 /// The only script: a confirmation before a stop is sent.
 const SCRIPT: &str = include_str!("../../assets/console/console.js");
 
@@ -24,4 +26,9 @@ pub(crate) async fn stylesheet() -> Response {
 /// `GET /console/assets/console.js`.
 pub(crate) async fn script() -> Response {
     asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// `GET /console/assets/favicon.svg`.
+pub(crate) async fn favicon() -> Response {
+    asset(FAVICON, "image/svg+xml")
 }

@@ -116,24 +116,34 @@ pub(crate) fn admin_only(session: &Session) -> Result<(), Refusal> {
     }
 }
 
-/// Refuses a request a browser marks as sent from another site (`Sec-Fetch-Site`), or
-/// whose `Origin` names another host than the one it was sent to.
+/// Refuses a request sent from another site: one a browser marks so (`Sec-Fetch-Site`
+/// other than `same-origin` or `none`), or, from a client that does not send
+/// `Sec-Fetch-Site`, one whose `Origin` names another host than the one it was sent to.
+/// (Under the console's `Referrer-Policy: no-referrer`, browsers send `Origin: null` for
+/// the console's own forms, so `Sec-Fetch-Site` is what tells them apart.)
 pub(crate) fn same_site(headers: &http::HeaderMap) -> Result<(), Refusal> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site") {
-        return Err(Refusal::CrossSite);
+    if let Some(site) = header("sec-fetch-site") {
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(Refusal::CrossSite),
+        };
     }
-    if let Some(origin) = header("origin") {
-        let host = header("host").unwrap_or("");
-        let authority = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"))
-            .unwrap_or("");
-        if authority.is_empty() || !authority.eq_ignore_ascii_case(host) {
-            return Err(Refusal::CrossSite);
+    match header("origin") {
+        None | Some("null") => Ok(()),
+        Some(origin) => {
+            let host = header("host").unwrap_or("");
+            let authority = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .unwrap_or("");
+            if !authority.is_empty() && authority.eq_ignore_ascii_case(host) {
+                Ok(())
+            } else {
+                Err(Refusal::CrossSite)
+            }
         }
     }
-    Ok(())
 }
 
 /// Reads a form body: `application/x-www-form-urlencoded` (415 otherwise), at most

@@ -40,6 +40,7 @@ async fn a_state_change_needs_the_sessions_csrf_token() {
     for (name, value) in [
         ("origin", "https://evil.example"),
         ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
     ] {
         let req = b
             .client
