@@ -66,7 +66,7 @@ async fn sign_in_and_see_approvals_in_chromium() {
     let gw = TestGateway::start("").await;
     let id = pending(&gw).await;
     let admin = gw.mint_as(ADMIN, ADMIN, 30);
-    let base = on_localhost(&gw.url("").trim_end_matches('/').to_string());
+    let base = on_localhost(gw.url("").trim_end_matches('/'));
     let run = run_browser(
         &base,
         "console_sign_in",
