@@ -265,6 +265,16 @@ pub(crate) async fn audit(
     gw.audit.record(audit).await;
 }
 
+/// What every approver token starts with.
+pub(crate) const APPROVER_TOKEN_PREFIX: &str = "wap_";
+
+/// The SHA-256 (hex) an approver token is stored and looked up as (a token is 256 random
+/// bits, so no slow hash is needed).
+pub(crate) fn approver_token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// The approval key (`keys/approval.key`), generated at the first start.
 pub(crate) fn load_key(data: &writ_store::DataDir) -> Result<writ_token::ApprovalKey, StoreError> {
     let text = data.secret("approval.key", || {

@@ -14,7 +14,6 @@ use axum::extract::{Request, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use writ_token::{Api, RequestFacts, WritError};
 use zeroize::Zeroizing;
 
@@ -26,7 +25,7 @@ use crate::error::GatewayError;
 use crate::pipeline::{authenticate, authorize, extract};
 
 /// Approver tokens start so (as the admin API issues them).
-const APPROVER_TOKEN_PREFIX: &str = "wap_";
+use crate::approval::ledger::{APPROVER_TOKEN_PREFIX, approver_token_hash};
 /// Longest credential a sign-in form may carry.
 const MAX_CREDENTIAL: usize = 8 * 1024;
 
@@ -205,7 +204,7 @@ async fn by_approver_token(console: &Console, token: &str) -> Result<SignIn, Ref
     if !token.starts_with(APPROVER_TOKEN_PREFIX) || token.len() > MAX_CREDENTIAL {
         return Err(Refusal::SignInFailed(UNKNOWN));
     }
-    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let hash = approver_token_hash(token);
     let approver = console
         .gw
         .store()

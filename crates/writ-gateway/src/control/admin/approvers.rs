@@ -12,7 +12,6 @@ use http::StatusCode;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 use writ_store::ApproverRecord;
 use zeroize::Zeroizing;
@@ -22,8 +21,7 @@ use super::{read_json, record_admin_change, tenant_admin, unix_now};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
-/// What every approver token starts with.
-pub(super) const APPROVER_TOKEN_PREFIX: &str = "wap_";
+pub(super) use crate::approval::ledger::{APPROVER_TOKEN_PREFIX, approver_token_hash};
 
 /// Longest approver name.
 const MAX_NAME: usize = 64;
@@ -104,11 +102,6 @@ fn new_approver_token() -> Zeroizing<String> {
         "{APPROVER_TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random.as_ref())
     ))
-}
-
-/// The SHA-256 (hex) an approver token is stored and looked up as.
-pub(super) fn approver_token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The audit detail naming an approver: their tenant and name (never the token).
