@@ -27,7 +27,7 @@ mod decision;
 pub(crate) mod extract;
 mod filter;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 mod forward;
 mod identity;
 mod inject;

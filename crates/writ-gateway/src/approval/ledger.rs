@@ -18,6 +18,11 @@ use writ_token::Clock;
 pub(crate) struct Approvals {
     key: ApprovalKey,
     config: ApprovalsConfig,
+    /// When the periodic sweep next has something to do (Unix seconds): the earliest
+    /// expiry of the approvals this instance recorded since its last sweep, or a minute
+    /// after it, for approvals other instances recorded. A gateway with no approval
+    /// waiting does not query the store every few seconds.
+    sweep_due: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -67,7 +72,18 @@ impl Event {
 impl Approvals {
     /// The approvals of a gateway whose approval key is `key`.
     pub(crate) fn new(key: ApprovalKey, config: ApprovalsConfig) -> Self {
-        Self { key, config }
+        Self {
+            key,
+            config,
+            sweep_due: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that an approval expiring at `at` (Unix seconds) waits: the periodic sweep
+    /// looks for expired approvals then at the latest.
+    fn expect_expiry(&self, at: u64) {
+        self.sweep_due
+            .fetch_min(at, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The public half of the approval key: the only key approval blocks are read from.
@@ -216,6 +232,22 @@ pub(crate) async fn void(gw: &Ledger<'_>, matching: VoidMatch<'_>) {
     }
 }
 
+/// How often the periodic sweep looks for approvals other instances recorded.
+const SWEEP_EVERY: u64 = 60;
+
+/// [`sweep`] when it may have something to do (see `Approvals::sweep_due`): for the
+/// server's periodic task. An expired approval gets its record at most a minute late; its
+/// status reads expired at once all the same.
+pub(crate) async fn sweep_if_due(gw: &Ledger<'_>) {
+    let now = gw.now();
+    let due = &gw.approvals.sweep_due;
+    if now < due.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    due.store(now + SWEEP_EVERY, std::sync::atomic::Ordering::Relaxed);
+    sweep(gw).await;
+}
+
 /// Marks the approvals past their expiry as expired, each with its audit record (once,
 /// whichever gateway sweeps first).
 pub(crate) async fn sweep(gw: &Ledger<'_>) {
@@ -263,6 +295,9 @@ pub(crate) async fn audit(
     }
     audit.detail = Some(detail);
     gw.audit.record(audit).await;
+    if event == Event::Pending {
+        gw.approvals.expect_expiry(record.expires_at);
+    }
 }
 
 /// What every approver token starts with.
@@ -298,5 +333,94 @@ pub(crate) fn stopped_by(revocation: &writ_token::Revocation) -> VoidMatch<'_> {
             tenant: tenant.as_deref(),
             before: *before,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use writ_store::{NewApproval, PendingBounds};
+    use writ_token::ManualClock;
+
+    use super::*;
+    use crate::pipeline::fixture::{Fixture, t0};
+
+    fn pending(now: u64, expires_at: u64) -> NewApproval {
+        NewApproval {
+            id: writ_token::new_approval_id(),
+            tenant: "default".into(),
+            agent: "demo".into(),
+            kind: writ_store::ApprovalKind::Request,
+            reason: "r".into(),
+            summary: "{}".into(),
+            summary_digest: String::new(),
+            request_digest: String::new(),
+            writ_token_id: None,
+            writ_revocation_ids: Vec::new(),
+            writ_issued_at: Some(now),
+            ticket: None,
+            mint_request: None,
+            created_at: now,
+            expires_at,
+            poll_interval: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_periodic_sweep_asks_the_store_only_when_something_may_have_expired() {
+        let f = Fixture::start("").await;
+        let clock = ManualClock::new(t0());
+        let ledger = Ledger {
+            store: f.gw.store(),
+            audit: &f.gw.audit,
+            clock: &clock,
+            approvals: &f.gw.approvals,
+        };
+        let bounds = PendingBounds {
+            per_agent: 10,
+            per_tenant: 10,
+        };
+        let now = ledger.now();
+        // The first tick sweeps; the next minute has nothing due.
+        sweep_if_due(&ledger).await;
+        // Recorded by another instance: this one does not know of it.
+        let elsewhere = ledger
+            .store
+            .create_approval(&pending(now, now + 10), bounds)
+            .await
+            .expect("recorded");
+        clock.advance(Duration::from_secs(11));
+        sweep_if_due(&ledger).await;
+        let status = |id: String| async move {
+            ledger
+                .store
+                .approval(&id)
+                .await
+                .expect("read")
+                .expect("stored")
+                .status
+        };
+        assert_eq!(
+            status(elsewhere.id.clone()).await,
+            writ_store::ApprovalStatus::Pending,
+            "not swept before the minute is up"
+        );
+        // Recorded here (its pending record written): swept as soon as it expires.
+        let now = ledger.now();
+        let here = ledger
+            .store
+            .create_approval(&pending(now, now + 5), bounds)
+            .await
+            .expect("recorded");
+        audit(&ledger, &here, Event::Pending, None, None).await;
+        clock.advance(Duration::from_secs(6));
+        sweep_if_due(&ledger).await;
+        assert_eq!(status(here.id).await, writ_store::ApprovalStatus::Expired);
+        assert_eq!(
+            status(elsewhere.id).await,
+            writ_store::ApprovalStatus::Expired,
+            "the same sweep takes every expired one"
+        );
     }
 }

@@ -85,7 +85,7 @@ pub async fn serve_with_workers(
                 tick.tick().await;
                 gw.writs.sweep(gw.clock.now());
                 // Approvals nobody decided (or used) in time get their `expired` record.
-                crate::approval::sweep(&gw).await;
+                crate::approval::ledger::sweep_if_due(&gw.approval_ledger()).await;
             }
         })
     };
