@@ -69,11 +69,12 @@ pub(crate) async fn sign_in(State(console): State<Arc<Console>>, req: Request) -
         }
         Err(other) => return other.into_response(),
     };
-    let (person, method) = (who.person.clone(), who.method.as_str());
+    let (person, method, tenant) = (who.person.clone(), who.method.as_str(), who.tenant.clone());
     let Some(id) = console.sessions.open(who, console.gw.clock.now()) else {
         return Refusal::Busy.into_response();
     };
     tracing::info!(person = %person, method, "console sign-in");
+    record_session(&console, "console_sign_in", &person, method, tenant).await;
     let mut response = Redirect::to(super::paths::HOME).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&set_cookie(&id, console.secure())) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -228,15 +229,45 @@ struct SignOutForm {}
 /// `POST /console/sign-out`: ends the session and forgets the cookie.
 pub(crate) async fn sign_out(State(console): State<Arc<Console>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if let Err(refusal) = console.change::<SignOutForm>(&parts, body).await {
-        return refusal.into_response();
-    }
+    let session = match console.change::<SignOutForm>(&parts, body).await {
+        Ok((session, _)) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
     if let Some(id) = cookie_value(&parts.headers) {
         console.sessions.close(id);
     }
+    record_session(
+        &console,
+        "console_sign_out",
+        &session.person,
+        session.method.as_str(),
+        session.tenant.clone(),
+    )
+    .await;
     let mut response = Redirect::to(super::paths::SIGN_IN).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&clear_cookie(console.secure())) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// Writes the audit record of a console session opened or closed: who, how they signed in,
+/// and the tenant they act on (none: every tenant). Never the session id or a credential.
+async fn record_session(
+    console: &Console,
+    operation: &str,
+    person: &str,
+    method: &str,
+    tenant: Option<String>,
+) {
+    let gw = &console.gw;
+    let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
+    record.tenant = tenant;
+    record.agent = Some(person.to_string());
+    record.operation = Some(operation.to_string());
+    let mut detail = serde_json::Map::new();
+    detail.insert("via".into(), serde_json::json!("console"));
+    detail.insert("authenticated_by".into(), serde_json::json!(method));
+    record.detail = Some(detail);
+    gw.audit.record(record).await;
 }

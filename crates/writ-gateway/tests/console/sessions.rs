@@ -285,6 +285,31 @@ async fn sign_out_ends_the_session() {
         b.get("/console/approvals").await.status,
         StatusCode::SEE_OTHER
     );
+    // Opening and closing the session are on record: who, and how they signed in.
+    let (status, log) =
+        s.gw.call_json(
+            &s.admin,
+            Method::GET,
+            "/admin/v1/audit?kind=admin_change",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let text = log.to_string();
+    for operation in ["console_sign_in", "console_sign_out"] {
+        let record = log["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["operation"] == operation)
+            .unwrap_or_else(|| panic!("no {operation} record: {log}"));
+        assert_eq!(
+            record["detail"]["authenticated_by"], "admin_writ",
+            "{record}"
+        );
+        assert_eq!(record["detail"]["via"], "console");
+    }
+    assert!(!text.contains(&s.admin), "no credential in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
