@@ -89,6 +89,23 @@ pub(crate) fn of_request(
     Value::Object(out)
 }
 
+/// `value` with every string in it (keys included) passed through `scanners` and cut as
+/// summaries' strings are: for summaries built from other JSON (a mint's grants).
+pub(crate) fn redacted(value: Value, scanners: &[&Scanner]) -> Value {
+    match value {
+        Value::String(text) => Value::String(shown(&text, scanners)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| redacted(v, scanners)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (shown(&k, scanners), redacted(v, scanners)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// SHA-256 (hex) of `summary`'s canonical JSON: what a decision record says was shown.
 pub(crate) fn digest(summary: &Value) -> String {
     let mut bytes = Vec::new();
@@ -210,6 +227,17 @@ mod tests {
         // Tool calls show their arguments instead.
         let t = of_request(&pay(ArgValue::Int(1), "x"), body, &ASKER, &[]);
         assert!(t.get("body").is_none());
+    }
+
+    #[test]
+    fn json_summaries_are_redacted_at_every_depth() {
+        let scanner = Scanner::builtin().expect("builtin rules");
+        let grants = json!({"grants": [{"type": "writ:tool", "arguments": {"key": "AKIAIOSFODNN7EXAMPLE", "n": 3}}]});
+        let shown = redacted(grants, &[&scanner]);
+        let text = shown.to_string();
+        assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "{text}");
+        assert_eq!(shown["grants"][0]["arguments"]["n"], 3);
+        assert_eq!(shown["grants"][0]["type"], "writ:tool");
     }
 
     #[test]
