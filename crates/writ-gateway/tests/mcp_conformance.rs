@@ -242,10 +242,12 @@ async fn run_suite(args: &[&str], out: &Path, prefix: &str) -> BTreeMap<String, 
 
 /// Runs every server scenario at `wire` against `url`, writing results under `out`.
 ///
-/// A scenario that failed only by the suite's own 30-second timeout is run once more on
-/// its own: MCP's Python SDK server now and then never answers a 2025 session's
-/// server-to-client request (about one `tools-call-sampling` in ten, also without the
-/// gateway), and that hang is not what this test judges. Any other failure stands.
+/// A scenario that failed only by the suite's own 30-second timeout is run again on its
+/// own, up to [`RETRIES_AFTER_TIMEOUT`] times: MCP's Python SDK server now and then never
+/// answers a 2025 session's server-to-client request (about one `tools-call-sampling` in
+/// ten, also without the gateway; on a loaded CI machine two in a row were seen twice in
+/// four runs), and that hang is not what this test judges. Any other failure stands, and
+/// so does a timeout every attempt ends in.
 async fn run_server_suite(url: &str, wire: &str, out: &Path) -> BTreeMap<String, Outcome> {
     std::fs::create_dir_all(out).expect("a results directory");
     let args = [
@@ -269,23 +271,36 @@ async fn run_server_suite(url: &str, wire: &str, out: &Path) -> BTreeMap<String,
         .map(|(name, _)| name.clone())
         .collect();
     for scenario in timed_out {
-        let again = out.join(format!("again-{scenario}"));
-        std::fs::create_dir_all(&again).expect("a results directory");
-        let args = [
-            "server",
-            "--url",
-            url,
-            "--scenario",
-            &scenario,
-            "--spec-version",
-            wire,
-        ];
-        let mut retried = run_suite(&args, &again, "server-").await;
-        let outcome = retried.remove(&scenario).expect("the scenario ran again");
-        outcomes.insert(scenario, outcome);
+        for attempt in 1..=RETRIES_AFTER_TIMEOUT {
+            let again = out.join(format!("again-{attempt}-{scenario}"));
+            std::fs::create_dir_all(&again).expect("a results directory");
+            let args = [
+                "server",
+                "--url",
+                url,
+                "--scenario",
+                &scenario,
+                "--spec-version",
+                wire,
+            ];
+            let mut retried = run_suite(&args, &again, "server-").await;
+            let outcome = retried.remove(&scenario).expect("the scenario ran again");
+            let hung = !outcome.ok()
+                && outcome
+                    .failures
+                    .iter()
+                    .all(|f| f.starts_with("scenario-timeout:"));
+            outcomes.insert(scenario.clone(), outcome);
+            if !hung {
+                break;
+            }
+        }
     }
     outcomes
 }
+
+/// How many more times a scenario that only timed out is run (see [`run_server_suite`]).
+const RETRIES_AFTER_TIMEOUT: usize = 3;
 
 /// Reads `<out>/<prefix><scenario>-<timestamp>/checks.json` for every scenario run (the
 /// prefix names the leg: `server-`, `authorization-server-`).
