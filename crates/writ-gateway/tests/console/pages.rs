@@ -18,7 +18,10 @@ async fn a_state_change_needs_the_sessions_csrf_token() {
     let others = other.csrf().await;
     assert_ne!(csrf, others, "each session has its own token");
     let deny = format!("/console/approvals/{id}/deny");
-    let wrong = format!("{}A", &csrf[..csrf.len() - 1]);
+    // One character changed; never the one already there.
+    let last = if csrf.ends_with('A') { 'B' } else { 'A' };
+    let wrong = format!("{}{last}", &csrf[..csrf.len() - 1]);
+    assert_ne!(wrong, csrf);
     for fields in [
         vec![("reason", "no")],
         vec![("csrf", ""), ("reason", "no")],
