@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use askama::Template;
 use axum::extract::{Path, Request, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -17,7 +16,7 @@ use writ_token::Revocation;
 use super::refusal::Refusal;
 use super::session::Session;
 use super::state::{Console, admin_only, reason};
-use super::view::{AgentItem, AgentsPage, Frame, TenantsPage, inert};
+use super::view::{AgentItem, AgentsPage, Frame, TenantsPage, html, inert};
 
 /// The path of a tenant's agents page.
 fn agents_path(tenant: &str) -> String {
@@ -30,13 +29,6 @@ fn reachable(session: &Session, tenant: &str) -> Result<(), Refusal> {
         Ok(())
     } else {
         Err(Refusal::NotFound)
-    }
-}
-
-fn html(page: impl Template) -> Response {
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(_) => Refusal::Unavailable.into_response(),
     }
 }
 

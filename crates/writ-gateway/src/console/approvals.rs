@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use askama::Template;
 use axum::extract::{Path, Request, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,7 +14,7 @@ use writ_store::{ApprovalFilter, ApprovalRecord, ApprovalStatus};
 use super::refusal::Refusal;
 use super::session::Session;
 use super::state::{Console, reason};
-use super::view::{ApprovalItem, ApprovalsPage, Frame, inert, rfc3339};
+use super::view::{ApprovalItem, ApprovalsPage, Frame, html, inert, rfc3339};
 use crate::approval::{self, Decider};
 
 /// Most approvals one page shows.
@@ -95,10 +94,7 @@ fn render(session: &Session, heading: &str, approvals: Vec<ApprovalItem>) -> Res
         csrf: session.csrf().to_string(),
         approvals,
     };
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(_) => Refusal::Unavailable.into_response(),
-    }
+    html(page)
 }
 
 /// `GET /console/approvals`: the pending approvals of the session's tenant (every

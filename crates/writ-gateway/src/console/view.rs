@@ -2,8 +2,18 @@
 //! inert form of text that came from agents.
 
 use askama::Template;
+use axum::response::{Html, IntoResponse, Response};
 
+use super::refusal::Refusal;
 use super::session::{Role, Session};
+
+/// `page` rendered as a 200 HTML response; a template that fails to render answers 503.
+pub(crate) fn html(page: impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => Refusal::Unavailable.into_response(),
+    }
+}
 
 /// What every page's frame shows: its title and, when signed in, who and the sign-out
 /// form.

@@ -1,65 +1,12 @@
-//! The console in a real browser (headless Debian Chromium through the testkit's
-//! Playwright harness): signing in with an admin writ, the approvals page with hostile
-//! agent text inert in the DOM, no console errors under the CSP, the session cookie's
-//! flags as the browser holds them, and axe-core finding no serious or critical
-//! violations on the sign-in, approvals and agents pages, light and dark, laptop and phone.
-#![allow(clippy::unwrap_used)]
+//! Signing in with an admin writ, the approvals page with hostile agent text inert in the
+//! DOM, no console errors under the CSP, the session cookie's flags as the browser holds
+//! them, and axe-core finding no serious or critical violations on the sign-in, approvals
+//! and agents pages, light and dark, laptop and phone.
 
-use std::time::UNIX_EPOCH;
+use serde_json::Value;
+use writ_testkit::{Step, TestGateway, on_localhost, run_browser};
 
-use serde_json::{Value, json};
-use writ_store::{ApprovalKind, NewApproval, PendingBounds};
-use writ_testkit::{BrowserRun, Step, TestGateway, on_localhost, run_browser};
-
-const ADMIN: &str = r#"{"type":"writ:admin"}"#;
-const HOSTILE_AGENT: &str = "<script>window.pwned=1</script>\u{202E}evil";
-const HOSTILE_ARG: &str = "\"><img src=x onerror=\"window.pwned=1\">";
-
-async fn pending(gw: &TestGateway) -> String {
-    let now = writ_token::Clock::now(gw.clock())
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let new = NewApproval {
-        id: writ_token::new_approval_id(),
-        tenant: "default".to_string(),
-        agent: HOSTILE_AGENT.to_string(),
-        kind: ApprovalKind::Request,
-        reason: "payments over 100".to_string(),
-        summary: json!({"upstream": "pay", "tool": "pay", "operation": "tools/call",
-            "arguments": {"amount": 250, "to": HOSTILE_ARG}})
-        .to_string(),
-        summary_digest: "a".repeat(64),
-        request_digest: "b".repeat(64),
-        writ_token_id: None,
-        writ_revocation_ids: Vec::new(),
-        writ_issued_at: Some(now),
-        ticket: None,
-        mint_request: None,
-        created_at: now,
-        expires_at: now + 300,
-        poll_interval: 5,
-    };
-    let bounds = PendingBounds {
-        per_agent: 100,
-        per_tenant: 1000,
-    };
-    gw.gateway()
-        .store()
-        .create_approval(&new, bounds)
-        .await
-        .unwrap()
-        .id
-}
-
-fn assert_accessible(run: &BrowserRun, step: usize, page: &str) {
-    let serious: Vec<_> = run
-        .axe_violations(step)
-        .into_iter()
-        .filter(|v| v.is_serious())
-        .collect();
-    assert!(serious.is_empty(), "{page}: {serious:#?}");
-}
+use super::{ADMIN, HOSTILE_ARG, assert_accessible, pending};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_and_see_approvals_in_chromium() {
