@@ -37,10 +37,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// The console's routes, each response carrying the console's security headers.
 pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
-    let console = Arc::new(Console {
-        gw,
-        sessions: session::Sessions::default(),
-    });
+    let console = Arc::new(Console { gw });
     Router::new()
         .route("/console", get(home))
         .route("/console/", get(home))

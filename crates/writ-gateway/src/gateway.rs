@@ -562,6 +562,17 @@ impl RevocationCheck for Gateway {
 }
 
 impl Gateway {
+    /// Whether the writ `subject` was read from is revoked by the revocations in force on
+    /// this instance: the test of [`RevocationCheck::is_revoked`], for a writ no longer
+    /// at hand (a console session's).
+    pub(crate) fn revokes(&self, subject: &writ_token::RevocationSubject) -> bool {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .revokes(subject)
+    }
+
     /// Reports a detection: counted, told to the webhooks, and — unless it travels in a
     /// denied request's record (`own_record` false) — written to the audit log.
     pub(crate) async fn detected(

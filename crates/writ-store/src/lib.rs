@@ -1,12 +1,13 @@
 //! Durable state: the data directory and its key files, and in one database (SQLite by
 //! default, PostgreSQL for many gateways) tenants, agents, upstreams, the credential vault,
-//! policies, limits, revocations, approvals and approvers, with a change feed gateways
+//! policies, limits, revocations, approvals, approvers and console sessions, with a change feed gateways
 //! reload from.
 
 mod agent;
 mod agents;
 mod approvals;
 mod changes;
+mod console_sessions;
 mod credentials;
 mod data_dir;
 mod error;
@@ -26,6 +27,7 @@ pub use approvals::{
     NewApproval, PendingBounds, PollPace, VoidMatch,
 };
 pub use changes::ChangeFeed;
+pub use console_sessions::ConsoleSession;
 pub use credentials::{CredentialVersion, MAX_SECRET_BYTES, OpenedCredential};
 pub use data_dir::{DataDir, MasterKey, RootKeyFiles};
 pub use error::StoreError;

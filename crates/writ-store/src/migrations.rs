@@ -105,6 +105,7 @@ pub(crate) const SQLITE: &[&str] = &[
     approvals_table!("BLOB"),
     APPROVALS_WAITING,
     APPROVERS,
+    CONSOLE_SESSIONS,
 ];
 
 /// PostgreSQL: the same tables, spelled for it, created at once.
@@ -139,6 +140,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     approvals_table!("BYTEA"),
     APPROVALS_WAITING,
     APPROVERS,
+    CONSOLE_SESSIONS,
 ];
 
 const TENANTS: &str = "CREATE TABLE tenants (
@@ -187,4 +189,17 @@ const APPROVERS: &str = "CREATE TABLE approvers (
     token_hash  TEXT NOT NULL UNIQUE,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (tenant, name)
+)";
+
+/// `id_hash` is the SHA-256 (hex) of the session id; the id is never stored.
+const CONSOLE_SESSIONS: &str = "CREATE TABLE console_sessions (
+    id_hash     TEXT PRIMARY KEY,
+    person      TEXT NOT NULL,
+    tenant      TEXT,
+    role        TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    proof       TEXT NOT NULL,
+    started_at  BIGINT NOT NULL,
+    ends_at     BIGINT NOT NULL,
+    idle_until  BIGINT NOT NULL
 )";

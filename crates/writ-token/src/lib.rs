@@ -70,7 +70,7 @@ pub use policy::{
     OperatorPolicy, PolicyDenial, PolicyError, validate_policy,
 };
 pub use replay_guard::{OneTimeId, ReplayGuard, ReplayUnavailable};
-pub use revocation::{Revocation, RevocationSet, token_id_issued_at};
+pub use revocation::{Revocation, RevocationSet, RevocationSubject, token_id_issued_at};
 pub use verifier::{RevocationCheck, Verifier};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};
 pub use verify_cache::VerifyCache;

@@ -150,21 +150,95 @@ impl RevocationSet {
     /// Whether `writ` is revoked.
     pub fn is_revoked(&self, writ: &VerifiedWrit) -> bool {
         let c = writ.claims();
-        self.token_ids.contains(&c.token_id)
-            || self.refuses_agent(&c.tenant, &c.agent)
+        self.reaches(
+            &c.token_id,
+            (&c.tenant, &c.agent),
+            c.issued_at,
+            || writ.delegates(),
+            || writ.revocation_ids().iter().map(Vec::as_slice),
+        )
+    }
+
+    /// Whether the writ `subject` was read from is revoked: the same test as
+    /// [`RevocationSet::is_revoked`], for a writ no longer at hand.
+    pub fn revokes(&self, subject: &RevocationSubject) -> bool {
+        self.reaches(
+            &subject.token_id,
+            (&subject.tenant, &subject.agent),
+            UNIX_EPOCH + Duration::from_secs(subject.issued_at),
+            || {
+                subject
+                    .delegates
+                    .iter()
+                    .map(|(t, a)| (t.as_str(), a.as_str()))
+            },
+            || subject.revocation_ids.iter().map(Vec::as_slice),
+        )
+    }
+
+    fn reaches<'a, D, R>(
+        &self,
+        token_id: &str,
+        (tenant, agent): (&str, &str),
+        issued_at: SystemTime,
+        delegates: impl FnOnce() -> D,
+        revocation_ids: impl FnOnce() -> R,
+    ) -> bool
+    where
+        D: Iterator<Item = (&'a str, &'a str)>,
+        R: Iterator<Item = &'a [u8]>,
+    {
+        self.token_ids.contains(token_id)
+            || self.refuses_agent(tenant, agent)
             || ((!self.agents.is_empty() || !self.tenants.is_empty())
-                && writ
-                    .delegates()
-                    .any(|(tenant, agent)| self.refuses_agent(tenant, agent)))
-            || self.issued_before_all.is_some_and(|t| c.issued_at < t)
+                && delegates().any(|(tenant, agent)| self.refuses_agent(tenant, agent)))
+            || self.issued_before_all.is_some_and(|t| issued_at < t)
             || self
                 .issued_before
-                .get(&c.tenant)
-                .is_some_and(|t| c.issued_at < *t)
+                .get(tenant)
+                .is_some_and(|t| issued_at < *t)
             || (!self.revocation_ids.is_empty()
-                && writ
-                    .revocation_ids()
-                    .iter()
-                    .any(|id| self.revocation_ids.contains(id)))
+                && revocation_ids().any(|id| self.revocation_ids.contains(id)))
+    }
+}
+
+/// What revocation reads of a writ, kept apart from it: enough to tell later whether the
+/// writ is revoked, and nothing that would let anyone present it. A console session keeps
+/// this of the admin writ it was opened with, so it ends when that writ is revoked, on
+/// whichever instance serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationSubject {
+    /// The `token_id` claim.
+    pub token_id: String,
+    /// The tenant it was issued in.
+    pub tenant: String,
+    /// The agent it was issued to.
+    pub agent: String,
+    /// The agents it was delegated to by token exchange, as `(tenant, agent)`.
+    pub delegates: Vec<(String, String)>,
+    /// Unix seconds it was issued at (rounded down).
+    pub issued_at: u64,
+    /// Every block's revocation id.
+    pub revocation_ids: Vec<Vec<u8>>,
+}
+
+impl RevocationSubject {
+    /// What revocation reads of `writ`.
+    pub fn of(writ: &VerifiedWrit) -> Self {
+        let c = writ.claims();
+        RevocationSubject {
+            token_id: c.token_id.clone(),
+            tenant: c.tenant.clone(),
+            agent: c.agent.clone(),
+            delegates: writ
+                .delegates()
+                .map(|(t, a)| (t.to_string(), a.to_string()))
+                .collect(),
+            issued_at: c
+                .issued_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            revocation_ids: writ.revocation_ids().to_vec(),
+        }
     }
 }

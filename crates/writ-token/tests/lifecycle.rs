@@ -430,3 +430,79 @@ fn an_agent_revocation_reaches_that_agent_of_that_tenant_only() {
     assert!(set.is_revoked(&revoked) && set.is_revoked(&other_agent_same_tenant));
     assert!(!set.is_revoked(&same_agent_other_tenant));
 }
+
+#[test]
+fn a_writs_revocation_subject_is_revoked_exactly_when_the_writ_is() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let keys = keys_for(&key);
+    let text = mint_for(&key, "acme", "travel", &ceiling(), &grants(), 30);
+    let writ = decode(&text).unwrap().verify(&keys).unwrap();
+    let subject = writ_token::RevocationSubject::of(&writ);
+    // Kept as JSON (a console session's store row), read back the same.
+    let json = serde_json::to_string(&subject).unwrap();
+    assert!(!json.contains(&text), "no token text in the subject");
+    let subject: writ_token::RevocationSubject = serde_json::from_str(&json).unwrap();
+    let issued = writ
+        .claims()
+        .issued_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let rid = hex::encode(&writ.revocation_ids()[0]);
+    let cases = [
+        (None, false),
+        (
+            Some(Revocation::TokenId {
+                token_id: writ.claims().token_id.clone(),
+            }),
+            true,
+        ),
+        (Some(Revocation::RevocationId { revocation_id: rid }), true),
+        (
+            Some(Revocation::Agent {
+                tenant: "acme".into(),
+                agent: "travel".into(),
+            }),
+            true,
+        ),
+        (
+            Some(Revocation::Agent {
+                tenant: "acme".into(),
+                agent: "billing".into(),
+            }),
+            false,
+        ),
+        (
+            Some(Revocation::Tenant {
+                tenant: "acme".into(),
+            }),
+            true,
+        ),
+        (
+            Some(Revocation::IssuedBefore {
+                tenant: Some("acme".into()),
+                before: issued + 1,
+            }),
+            true,
+        ),
+        (
+            Some(Revocation::IssuedBefore {
+                tenant: None,
+                before: issued,
+            }),
+            false,
+        ),
+        (
+            Some(Revocation::IssuedBefore {
+                tenant: Some("globex".into()),
+                before: issued + 1,
+            }),
+            false,
+        ),
+    ];
+    for (revocation, revoked) in cases {
+        let set = RevocationSet::from_revocations(revocation.iter());
+        assert_eq!(set.is_revoked(&writ), revoked, "{revocation:?}");
+        assert_eq!(set.revokes(&subject), revoked, "{revocation:?}");
+    }
+}

@@ -54,7 +54,7 @@ pub(crate) enum Refusal {
     /// A body larger than any console form.
     #[error("this form is larger than any the console sends")]
     TooLarge,
-    /// Too many sessions open at once on this gateway.
+    /// Too many sessions open at once.
     #[error("the console has too many open sessions; try again in a few minutes")]
     Busy,
     /// The gateway could not do it (storage unreachable, …).

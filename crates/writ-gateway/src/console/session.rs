@@ -1,21 +1,21 @@
 //! Console sessions: who signed in, how, over which tenants, and until when.
 //!
 //! A session id is 256 random bits, sent to the browser once in the `writ_console`
-//! cookie; the gateway keeps only its SHA-256, so a copy of the session table signs nobody
-//! in. Sessions live in this instance's memory (a restart signs everyone out, and a
-//! session opened on one instance is unknown to the others), end after
-//! [`IDLE_TIMEOUT`] without a request or [`ABSOLUTE_TIMEOUT`] after sign-in, both on the
-//! gateway clock, and at sign-out.
+//! cookie. Sessions are kept in the store every instance shares, keyed by the id's
+//! SHA-256, so a person signed in on one instance is signed in on all of them, and a copy
+//! of the table signs nobody in. A session ends after [`IDLE_TIMEOUT`] without a request
+//! or [`ABSOLUTE_TIMEOUT`] after sign-in, both on the gateway clock, and at sign-out.
+//! Its CSRF token is derived from its id, so every instance checks it alike.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use writ_token::VerifiedWrit;
+use writ_store::{ConsoleSession, Store, StoreError};
+use writ_token::RevocationSubject;
 use zeroize::Zeroizing;
 
 /// The session cookie's name.
@@ -24,8 +24,8 @@ pub(crate) const COOKIE: &str = "writ_console";
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A session ends this long after sign-in, however busy.
 pub(crate) const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
-/// Most sessions open at once on one instance; a sign-in past it is refused.
-const MAX_SESSIONS: usize = 10_000;
+/// Most sessions open at once (over every instance); a sign-in past it is refused.
+const MAX_SESSIONS: u64 = 10_000;
 
 /// How a person proved who they are when signing in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,7 @@ pub(crate) enum SignInMethod {
     AdminWrit,
     /// An approver token (`wap_…`).
     ApproverToken,
-    /// A passkey (WebAuthn); not offered yet.
-    #[allow(dead_code)]
+    /// A passkey (WebAuthn).
     Passkey,
 }
 
@@ -48,6 +47,12 @@ impl SignInMethod {
             SignInMethod::Passkey => "passkey",
         }
     }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::AdminWrit, Self::ApproverToken, Self::Passkey]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 /// What a session may do.
@@ -57,6 +62,21 @@ pub(crate) enum Role {
     Admin,
     /// An approver: approvals of their tenant only.
     Approver,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Approver => "approver",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Admin, Self::Approver]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
 }
 
 /// One signed-in person.
@@ -73,13 +93,11 @@ pub(crate) struct Session {
     /// SHA-256 (hex) of the approver token signed in with: the session ends when no
     /// approver holds that token any more.
     pub(crate) approver_token_hash: Option<String>,
-    /// The admin writ signed in with: the session ends as soon as it is revoked (its
-    /// agent stopped, its tenant stopped, …). Held in memory only, never shown.
-    pub(crate) writ: Option<Arc<VerifiedWrit>>,
-    /// The token every form of this session carries (base64url of 32 random bytes).
+    /// What revocation reads of the admin writ signed in with: the session ends as soon
+    /// as that writ is revoked (its agent stopped, its tenant stopped, …).
+    pub(crate) writ: Option<RevocationSubject>,
+    /// The token every form of this session carries.
     csrf: Zeroizing<String>,
-    started: SystemTime,
-    last_seen: SystemTime,
 }
 
 impl std::fmt::Debug for Session {
@@ -107,8 +125,8 @@ pub(crate) struct SignIn {
     pub(crate) method: SignInMethod,
     /// SHA-256 (hex) of the approver token, for approver sign-ins.
     pub(crate) approver_token_hash: Option<String>,
-    /// The admin writ, for admin-writ sign-ins.
-    pub(crate) writ: Option<Arc<VerifiedWrit>>,
+    /// What revocation reads of the admin writ, for admin-writ sign-ins.
+    pub(crate) writ: Option<RevocationSubject>,
 }
 
 impl Session {
@@ -128,13 +146,6 @@ impl Session {
     pub(crate) fn reaches(&self, tenant: &str) -> bool {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
-
-    fn alive_at(&self, now: SystemTime) -> bool {
-        let before = |start: SystemTime, span: Duration| {
-            start.checked_add(span).is_some_and(|end| now < end)
-        };
-        before(self.started, ABSOLUTE_TIMEOUT) && before(self.last_seen, IDLE_TIMEOUT)
-    }
 }
 
 /// A session id as the browser holds it: shown once, in the cookie.
@@ -147,10 +158,14 @@ impl SessionId {
     }
 }
 
-/// The open sessions of this instance, by the SHA-256 of their ids.
-#[derive(Default)]
-pub(crate) struct Sessions {
-    open: Mutex<HashMap<[u8; 32], Session>>,
+/// What a stored session is checked against on every request (the store's `proof`
+/// column, JSON): never a credential.
+#[derive(Serialize, Deserialize)]
+struct Proof {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approver_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    writ: Option<RevocationSubject>,
 }
 
 fn random_token() -> Zeroizing<String> {
@@ -159,56 +174,93 @@ fn random_token() -> Zeroizing<String> {
     Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref()))
 }
 
-fn key(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
+/// The store's key of session id `id`: its SHA-256, hex.
+fn key(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
 }
 
-impl Sessions {
-    /// Opens a session for `who` at `now`: its id (for the cookie), or `None` when
-    /// [`MAX_SESSIONS`] live sessions are open already.
-    pub(crate) fn open(&self, who: SignIn, now: SystemTime) -> Option<SessionId> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= MAX_SESSIONS {
-            open.retain(|_, s| s.alive_at(now));
-            if open.len() >= MAX_SESSIONS {
-                return None;
-            }
-        }
-        let id = random_token();
-        let session = Session {
-            person: who.person,
-            tenant: who.tenant,
-            role: who.role,
-            method: who.method,
-            approver_token_hash: who.approver_token_hash,
-            writ: who.writ,
-            csrf: random_token(),
-            started: now,
-            last_seen: now,
-        };
-        open.insert(key(&id), session);
-        Some(SessionId(id))
-    }
+/// The CSRF token of session id `id`: derived from the id (which only the browser holds)
+/// under its own label, so every instance computes it and the store's key does not give
+/// it away.
+fn csrf_of(id: &str) -> Zeroizing<String> {
+    let mut h = Sha256::new();
+    h.update(b"writ console csrf\0");
+    h.update(id.as_bytes());
+    Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize()))
+}
 
-    /// The live session of cookie value `id` at `now`, its idle time restarted; `None`
-    /// when there is none (never opened, ended, or expired — an expired one is dropped).
-    pub(crate) fn touch(&self, id: &str, now: SystemTime) -> Option<Session> {
-        let k = key(id);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let session = open.get_mut(&k)?;
-        if !session.alive_at(now) {
-            open.remove(&k);
-            return None;
-        }
-        session.last_seen = now;
-        Some(session.clone())
-    }
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
-    /// Ends the session of cookie value `id`, if it is open.
-    pub(crate) fn close(&self, id: &str) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.remove(&key(id));
-    }
+/// Opens a session for `who` at `now`, in the store every instance shares: its id (for
+/// the cookie), or `None` when [`MAX_SESSIONS`] sessions are open already.
+pub(crate) async fn open(
+    store: &Store,
+    who: SignIn,
+    now: SystemTime,
+) -> Result<Option<SessionId>, StoreError> {
+    let id = random_token();
+    let at = unix(now);
+    let proof = Proof {
+        approver_token_hash: who.approver_token_hash,
+        writ: who.writ,
+    };
+    let stored = ConsoleSession {
+        id_hash: key(&id),
+        person: who.person,
+        tenant: who.tenant,
+        role: who.role.as_str().to_string(),
+        method: who.method.as_str().to_string(),
+        proof: serde_json::to_string(&proof).unwrap_or_default(),
+        started_at: at,
+        ends_at: at + ABSOLUTE_TIMEOUT.as_secs(),
+        idle_until: at + IDLE_TIMEOUT.as_secs(),
+    };
+    Ok(store
+        .open_console_session(&stored, MAX_SESSIONS, at)
+        .await?
+        .then_some(SessionId(id)))
+}
+
+/// The open session of cookie value `id` at `now`, its idle time restarted; `None` when
+/// there is none (never opened, ended, expired, or a row this gateway cannot read).
+pub(crate) async fn touch(
+    store: &Store,
+    id: &str,
+    now: SystemTime,
+) -> Result<Option<Session>, StoreError> {
+    let at = unix(now);
+    let Some(stored) = store
+        .touch_console_session(&key(id), at, at + IDLE_TIMEOUT.as_secs())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (Some(role), Some(method), Ok(proof)) = (
+        Role::parse(&stored.role),
+        SignInMethod::parse(&stored.method),
+        serde_json::from_str::<Proof>(&stored.proof),
+    ) else {
+        tracing::warn!("console: a stored session this gateway cannot read was ended");
+        store.close_console_session(&stored.id_hash).await?;
+        return Ok(None);
+    };
+    Ok(Some(Session {
+        person: stored.person,
+        tenant: stored.tenant,
+        role,
+        method,
+        approver_token_hash: proof.approver_token_hash,
+        writ: proof.writ,
+        csrf: csrf_of(id),
+    }))
+}
+
+/// Ends the session of cookie value `id`, on every instance.
+pub(crate) async fn close(store: &Store, id: &str) -> Result<(), StoreError> {
+    store.close_console_session(&key(id)).await
 }
 
 /// The `writ_console` cookie's value among the request's cookies.
@@ -255,35 +307,104 @@ mod tests {
         }
     }
 
-    #[test]
-    fn idle_and_absolute_expiry() {
-        let sessions = Sessions::default();
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("state.db"))
+            .await
+            .expect("store");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn idle_and_absolute_expiry() {
+        let (_dir, store) = store().await;
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let id = sessions.open(admin(), t0).expect("room");
+        let id = open(&store, admin(), t0).await.unwrap().expect("room");
         let mut now = t0;
         // Busy for 12 hours: never idle, then past the absolute end.
         let step = Duration::from_secs(20 * 60);
         while now + step < t0 + ABSOLUTE_TIMEOUT {
             now += step;
-            assert!(sessions.touch(id.as_str(), now).is_some(), "{now:?}");
+            assert!(
+                touch(&store, id.as_str(), now).await.unwrap().is_some(),
+                "{now:?}"
+            );
         }
-        assert!(sessions.touch(id.as_str(), t0 + ABSOLUTE_TIMEOUT).is_none());
-        let id = sessions.open(admin(), t0).expect("room");
-        assert!(sessions.touch(id.as_str(), t0 + IDLE_TIMEOUT).is_none());
+        assert!(
+            touch(&store, id.as_str(), t0 + ABSOLUTE_TIMEOUT)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let id = open(&store, admin(), t0).await.unwrap().expect("room");
+        assert!(
+            touch(&store, id.as_str(), t0 + IDLE_TIMEOUT)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
-    #[test]
-    fn csrf_and_debug() {
-        let sessions = Sessions::default();
+    #[tokio::test]
+    async fn csrf_debug_and_what_is_stored() {
+        let (_dir, store) = store().await;
         let now = SystemTime::UNIX_EPOCH;
-        let id = sessions.open(admin(), now).expect("room");
-        let s = sessions.touch(id.as_str(), now).expect("open");
+        let id = open(&store, admin(), now).await.unwrap().expect("room");
+        let s = touch(&store, id.as_str(), now)
+            .await
+            .unwrap()
+            .expect("open");
         assert!(s.csrf_matches(s.csrf()));
         assert!(!s.csrf_matches(""));
         assert!(!s.csrf_matches(&format!("{}x", s.csrf())));
         assert!(!format!("{s:?}").contains(s.csrf()));
-        sessions.close(id.as_str());
-        assert!(sessions.touch(id.as_str(), now).is_none());
+        // Another session has another token.
+        let other = open(&store, admin(), now).await.unwrap().expect("room");
+        let o = touch(&store, other.as_str(), now)
+            .await
+            .unwrap()
+            .expect("open");
+        assert!(!s.csrf_matches(o.csrf()));
+        // The store holds neither the id nor the CSRF token.
+        let row = store
+            .touch_console_session(&key(id.as_str()), 0, 0)
+            .await
+            .unwrap()
+            .expect("row");
+        let stored = format!("{row:?}");
+        assert!(!stored.contains(id.as_str()) && !stored.contains(s.csrf()));
+        close(&store, id.as_str()).await.unwrap();
+        assert!(touch(&store, id.as_str(), now).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_row_this_gateway_cannot_read_ends_the_session() {
+        let (_dir, store) = store().await;
+        let row = ConsoleSession {
+            id_hash: key("forged"),
+            person: "mallory".into(),
+            tenant: None,
+            role: "root".into(),
+            method: "admin_writ".into(),
+            proof: "{}".into(),
+            started_at: 0,
+            ends_at: 100,
+            idle_until: 100,
+        };
+        assert!(store.open_console_session(&row, 10, 0).await.unwrap());
+        assert!(
+            touch(&store, "forged", SystemTime::UNIX_EPOCH)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .touch_console_session(&key("forged"), 0, 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

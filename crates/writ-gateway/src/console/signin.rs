@@ -18,7 +18,7 @@ use writ_token::{Api, RequestFacts, WritError};
 use zeroize::Zeroizing;
 
 use super::refusal::Refusal;
-use super::session::{Role, SignIn, SignInMethod, clear_cookie, cookie_value, set_cookie};
+use super::session::{self, Role, SignIn, SignInMethod, clear_cookie, cookie_value, set_cookie};
 use super::state::{Console, read_form, same_site};
 use super::view::{Frame, SignInPage};
 use crate::error::GatewayError;
@@ -70,8 +70,10 @@ pub(crate) async fn sign_in(State(console): State<Arc<Console>>, req: Request) -
         Err(other) => return other.into_response(),
     };
     let (person, method, tenant) = (who.person.clone(), who.method.as_str(), who.tenant.clone());
-    let Some(id) = console.sessions.open(who, console.gw.clock.now()) else {
-        return Refusal::Busy.into_response();
+    let id = match session::open(console.gw.store(), who, console.gw.clock.now()).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Refusal::Busy.into_response(),
+        Err(e) => return Refusal::from(e).into_response(),
     };
     tracing::info!(person = %person, method, "console sign-in");
     record_session(&console, "console_sign_in", &person, method, tenant).await;
@@ -195,7 +197,7 @@ async fn by_writ(console: &Console, writ: &str, tenant: Option<String>) -> Resul
         role: Role::Admin,
         method: SignInMethod::AdminWrit,
         approver_token_hash: None,
-        writ: Some(verified),
+        writ: Some(writ_token::RevocationSubject::of(&verified)),
     })
 }
 
@@ -233,8 +235,10 @@ pub(crate) async fn sign_out(State(console): State<Arc<Console>>, req: Request) 
         Ok((session, _)) => session,
         Err(refusal) => return refusal.into_response(),
     };
-    if let Some(id) = cookie_value(&parts.headers) {
-        console.sessions.close(id);
+    if let Some(id) = cookie_value(&parts.headers)
+        && let Err(e) = session::close(console.gw.store(), id).await
+    {
+        return Refusal::from(e).into_response();
     }
     record_session(
         &console,

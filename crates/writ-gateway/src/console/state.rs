@@ -8,18 +8,16 @@ use axum::body::Body;
 use serde::de::DeserializeOwned;
 
 use super::refusal::Refusal;
-use super::session::{Role, Session, SignInMethod, cookie_value};
+use super::session::{self, Role, Session, SignInMethod, cookie_value};
 use crate::gateway::Gateway;
 
 /// Largest console form body.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// The console's state: the gateway and this instance's sessions.
+/// The console's state: the gateway (its store holds the sessions).
 pub(crate) struct Console {
     /// The gateway the console oversees.
     pub(crate) gw: Arc<Gateway>,
-    /// Open sessions.
-    pub(crate) sessions: super::session::Sessions,
 }
 
 /// A form field every state change carries.
@@ -36,26 +34,33 @@ impl Console {
     /// approver removed.
     pub(crate) async fn session(&self, headers: &http::HeaderMap) -> Option<Session> {
         let id = cookie_value(headers)?;
-        let session = self.sessions.touch(id, self.gw.clock.now())?;
-        if let Some(writ) = &session.writ
-            && writ_token::RevocationCheck::is_revoked(&*self.gw, writ)
-        {
-            self.sessions.close(id);
-            return None;
-        }
-        if session.method == SignInMethod::ApproverToken {
+        let store = self.gw.store();
+        let session = match session::touch(store, id, self.gw.clock.now()).await {
+            Ok(session) => session?,
+            Err(e) => {
+                tracing::error!(error = %e, "console: session lookup failed");
+                return None;
+            }
+        };
+        let ended = if let Some(writ) = &session.writ {
+            self.gw.revokes(writ)
+        } else if session.method == SignInMethod::ApproverToken {
             let hash = session.approver_token_hash.as_deref()?;
-            match self.gw.store().approver_by_token_hash(hash).await {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    self.sessions.close(id);
-                    return None;
-                }
+            match store.approver_by_token_hash(hash).await {
+                Ok(found) => found.is_none(),
                 Err(e) => {
                     tracing::error!(error = %e, "console: approver lookup failed");
                     return None;
                 }
             }
+        } else {
+            false
+        };
+        if ended {
+            if let Err(e) = session::close(store, id).await {
+                tracing::error!(error = %e, "console: ending a session failed");
+            }
+            return None;
         }
         Some(session)
     }

@@ -3,15 +3,23 @@
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
+use http::StatusCode;
 
-use super::refusal::Refusal;
 use super::session::{Role, Session};
 
-/// `page` rendered as a 200 HTML response; a template that fails to render answers 503.
+/// `page` rendered as a 200 HTML response; a template that fails to render answers 503
+/// in plain text (the refusal page is a template too).
 pub(crate) fn html(page: impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(_) => Refusal::Unavailable.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console: a page could not be drawn");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The console could not draw this page. Try again; if it persists, the gateway's log says why.",
+            )
+                .into_response()
+        }
     }
 }
 

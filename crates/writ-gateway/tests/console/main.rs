@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod decisions;
+mod instances;
 mod pages;
 mod sessions;
 
