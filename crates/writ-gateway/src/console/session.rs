@@ -34,8 +34,7 @@ pub(crate) enum SignInMethod {
     AdminWrit,
     /// An approver token (`wap_…`).
     ApproverToken,
-    /// A passkey (WebAuthn); not offered yet.
-    #[allow(dead_code)]
+    /// A passkey (WebAuthn) enrolled through a one-time link.
     Passkey,
 }
 
@@ -76,6 +75,9 @@ pub(crate) struct Session {
     /// The admin writ signed in with: the session ends as soon as it is revoked (its
     /// agent stopped, its tenant stopped, …). Held in memory only, never shown.
     pub(crate) writ: Option<Arc<VerifiedWrit>>,
+    /// The credential id of the passkey signed in with: the session ends when it is no
+    /// longer stored (its person removed).
+    pub(crate) passkey_id: Option<String>,
     /// The token every form of this session carries (base64url of 32 random bytes).
     csrf: Zeroizing<String>,
     started: SystemTime,
@@ -109,6 +111,8 @@ pub(crate) struct SignIn {
     pub(crate) approver_token_hash: Option<String>,
     /// The admin writ, for admin-writ sign-ins.
     pub(crate) writ: Option<Arc<VerifiedWrit>>,
+    /// The passkey's credential id, for passkey sign-ins.
+    pub(crate) passkey_id: Option<String>,
 }
 
 impl Session {
@@ -182,6 +186,7 @@ impl Sessions {
             method: who.method,
             approver_token_hash: who.approver_token_hash,
             writ: who.writ,
+            passkey_id: who.passkey_id,
             csrf: random_token(),
             started: now,
             last_seen: now,
@@ -252,6 +257,7 @@ mod tests {
             method: SignInMethod::AdminWrit,
             approver_token_hash: None,
             writ: None,
+            passkey_id: None,
         }
     }
 

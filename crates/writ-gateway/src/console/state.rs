@@ -13,6 +13,8 @@ use crate::gateway::Gateway;
 
 /// Largest console form body.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Largest JSON body the console's script sends (a passkey's attestation included).
+const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// The console's state: the gateway and this instance's sessions.
 pub(crate) struct Console {
@@ -33,7 +35,7 @@ impl Console {
 
     /// The live session of the request's cookie, its idle time restarted. A session
     /// ends as soon as what it signed in with no longer would: an admin writ revoked, an
-    /// approver removed.
+    /// approver removed, a passkey's person removed.
     pub(crate) async fn session(&self, headers: &http::HeaderMap) -> Option<Session> {
         let id = cookie_value(headers)?;
         let session = self.sessions.touch(id, self.gw.clock.now())?;
@@ -42,6 +44,19 @@ impl Console {
         {
             self.sessions.close(id);
             return None;
+        }
+        if let Some(credential) = &session.passkey_id {
+            match self.gw.store().passkey(credential).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.sessions.close(id);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "console: passkey lookup failed");
+                    return None;
+                }
+            }
         }
         if session.method == SignInMethod::ApproverToken {
             let hash = session.approver_token_hash.as_deref()?;
@@ -182,4 +197,31 @@ pub(crate) fn reason(text: Option<String>) -> Result<Option<String>, Refusal> {
         ));
     }
     Ok(Some(text.to_string()))
+}
+
+/// Reads a JSON body the console's script sends: from this site (403), declared
+/// `application/json` (415), at most [`MAX_JSON_BYTES`] (413), strict JSON of `T`'s shape
+/// (400).
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<T, Refusal> {
+    same_site(&parts.headers)?;
+    let essence = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if essence.as_deref() != Some("application/json") {
+        return Err(Refusal::NotJson);
+    }
+    crate::pipeline::accept::check_declared_length(&parts.headers, MAX_JSON_BYTES)
+        .map_err(|_| Refusal::TooLarge)?;
+    let bytes = crate::pipeline::accept::read_body(body, MAX_JSON_BYTES)
+        .await
+        .map_err(|_| Refusal::TooLarge)?;
+    writ_json::from_slice(&bytes).map_err(|_| {
+        Refusal::BadForm("this is not a request the console's script sends".to_string())
+    })
 }

@@ -4,14 +4,19 @@
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::refusal::Refusal;
 use super::session::{Role, Session};
 
-/// `page` rendered as a 200 HTML response; a template that fails to render answers 503.
+/// `page` rendered as a 200 HTML response; a template that fails to render answers 503
+/// in plain text (not a refusal page, which is a template too, and whose module uses
+/// this one).
 pub(crate) fn html(page: impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(_) => Refusal::Unavailable.into_response(),
+        Err(_) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway could not do this just now; try again",
+        )
+            .into_response(),
     }
 }
 
