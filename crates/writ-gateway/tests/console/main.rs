@@ -7,6 +7,7 @@
 
 mod decisions;
 mod pages;
+mod passkeys;
 mod sessions;
 
 use std::time::UNIX_EPOCH;
