@@ -13,7 +13,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Browser, Setup};
+use super::{ACME_ADMIN, Browser, Setup};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -511,4 +511,78 @@ async fn console_admins_enrol_and_sign_in_with_their_role_and_tenant() {
     assert!(signed_in.len() >= 2, "{signed_in:?}");
     let token = ann_path.strip_prefix("/console/enrol/").unwrap();
     assert!(lines.iter().all(|l| !l.contains(token)), "no token audited");
+}
+
+#[tokio::test]
+async fn a_tenant_admin_manages_its_own_tenant_s_people_only() {
+    let setup = Setup::start().await;
+    let acme = setup.gw.mint_as(ACME_ADMIN, ACME_ADMIN, 30);
+    let call = |method: Method, path: &str, body: Value| {
+        let req = reqwest::Client::new()
+            .request(method, setup.gw.url(path))
+            .bearer_auth(&acme)
+            .json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let name = json!({"name": "ann"});
+    let (status, body) = call(Method::POST, "/admin/v1/tenants/acme/admins", name.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(
+        Method::POST,
+        "/admin/v1/tenants/acme/approvers",
+        name.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for (method, path) in [
+        (Method::POST, "/admin/v1/admins"),
+        (Method::GET, "/admin/v1/admins"),
+        (Method::POST, "/admin/v1/tenants/globex/admins"),
+        (Method::GET, "/admin/v1/tenants/globex/admins"),
+        (Method::POST, "/admin/v1/admins/ann/enrolment"),
+        (
+            Method::POST,
+            "/admin/v1/tenants/globex/approvers/ann/enrolment",
+        ),
+        (Method::DELETE, "/admin/v1/admins/ann"),
+    ] {
+        let (status, body) = call(method.clone(), path, name.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    let (status, body) = call(Method::GET, "/admin/v1/tenants/acme/admins", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["admins"].as_array().unwrap().len(), 1, "{body}");
+    for bad in ["", "a b", "<script>", "a%2Fb"] {
+        let (status, body) = call(
+            Method::POST,
+            "/admin/v1/tenants/acme/admins",
+            json!({"name": bad}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _) = call(
+        Method::POST,
+        "/admin/v1/tenants/acme/admins",
+        json!({"name": "x", "role": "operator"}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown fields are refused"
+    );
+    let (status, _) = call(
+        Method::DELETE,
+        "/admin/v1/tenants/acme/admins/ann",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
