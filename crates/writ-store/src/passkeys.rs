@@ -400,13 +400,16 @@ impl Store {
     }
 
     /// Keeps a ceremony's state until its second half, unless `max` ceremonies of its
-    /// kind are open (unexpired at `now`): then [`StoreError::Refused`]. Expired states
-    /// are dropped first.
+    /// kind, or `max_per_subject` of its kind and subject, are open (unexpired at
+    /// `now`): then [`StoreError::Refused`]. Expired states are dropped first. (The bound
+    /// per subject keeps one person's ceremonies, asked for by anyone who knows their
+    /// name, from filling everyone's room.)
     pub async fn save_ceremony(
         &self,
         ceremony: &CeremonyRecord,
         now: u64,
         max: u64,
+        max_per_subject: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1")
@@ -418,7 +421,14 @@ impl Store {
                 .bind(ceremony.kind.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-        if unsecs(open) >= max {
+        let theirs: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM ceremonies WHERE kind = $1 AND subject = $2",
+        )
+        .bind(ceremony.kind.as_str())
+        .bind(&ceremony.subject)
+        .fetch_one(&mut *tx)
+        .await?;
+        if unsecs(open) >= max || unsecs(theirs) >= max_per_subject {
             return Err(StoreError::Refused(
                 "too many passkey ceremonies are under way; try again in a few minutes".to_string(),
             ));

@@ -266,15 +266,15 @@ fn ceremony(id: &str, expires_at: u64) -> CeremonyRecord {
 async fn ceremony_state_is_taken_once_and_bounded(db: Db) {
     let store = db.open().await;
     store
-        .save_ceremony(&ceremony("a", T + 300), T, 2)
+        .save_ceremony(&ceremony("a", T + 300), T, 2, 5)
         .await
         .expect("a");
     store
-        .save_ceremony(&ceremony("b", T + 300), T, 2)
+        .save_ceremony(&ceremony("b", T + 300), T, 2, 5)
         .await
         .expect("b");
     assert!(matches!(
-        store.save_ceremony(&ceremony("c", T + 300), T, 2).await,
+        store.save_ceremony(&ceremony("c", T + 300), T, 2, 5).await,
         Err(StoreError::Refused(_))
     ));
     // Another kind's id does not take it.
@@ -306,7 +306,22 @@ async fn ceremony_state_is_taken_once_and_bounded(db: Db) {
         None
     );
     store
-        .save_ceremony(&ceremony("d", T + 900), T + 600, 1)
+        .save_ceremony(&ceremony("d", T + 900), T + 600, 1, 5)
         .await
         .expect("room");
+    // One subject's ceremonies are bounded apart from the others'.
+    let other = CeremonyRecord {
+        subject: "acme/eve".to_string(),
+        ..ceremony("e", T + 900)
+    };
+    assert!(matches!(
+        store
+            .save_ceremony(&ceremony("f", T + 900), T + 600, 10, 1)
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    store
+        .save_ceremony(&other, T + 600, 10, 1)
+        .await
+        .expect("another's");
 }

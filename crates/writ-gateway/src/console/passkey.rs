@@ -7,8 +7,8 @@
 //! `http://localhost:<port>` of the listener (WebAuthn needs a secure context, and takes
 //! no IP address as a relying party id). A ceremony's state waits in the store between
 //! its halves (so a load balancer may send them to two gateways), for
-//! [`CEREMONY_SECS`] at most, [`MAX_CEREMONIES`] of each kind at once; each state
-//! finishes one ceremony.
+//! [`CEREMONY_SECS`] at most, [`MAX_CEREMONIES`] of each kind and
+//! [`MAX_CEREMONIES_EACH`] per person or link at once; each state finishes one ceremony.
 
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -28,6 +28,8 @@ pub(crate) const ENROLMENT_SECS: u64 = 24 * 60 * 60;
 pub(crate) const CEREMONY_SECS: u64 = 5 * 60;
 /// Most ceremonies of one kind under way at once.
 pub(crate) const MAX_CEREMONIES: u64 = 1_000;
+/// Most ceremonies under way at once for one person (or one enrolment link).
+pub(crate) const MAX_CEREMONIES_EACH: u64 = 5;
 /// The console path an enrolment link's token follows.
 pub(crate) const ENROL_PATH: &str = "/console/enrol/";
 /// Length of an enrolment token and of a ceremony id: 32 bytes, base64url unpadded.
@@ -64,14 +66,13 @@ pub(crate) enum PasskeyError {
     /// The relying party cannot be set up from the gateway's URL.
     #[error("passkeys need server.public_url to be an https:// URL with a host name")]
     Configuration,
-    /// The store failed (logged where it happened; not shown).
+    /// The store failed (logged by whoever answers it; not shown).
     #[error("the gateway could not do this just now; try again")]
     Store(StoreError),
 }
 
 impl From<StoreError> for PasskeyError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "console passkeys: storage failed");
         PasskeyError::Store(e)
     }
 }
@@ -242,7 +243,10 @@ async fn keep(
         state,
         expires_at: now + CEREMONY_SECS,
     };
-    match store.save_ceremony(&record, now, MAX_CEREMONIES).await {
+    match store
+        .save_ceremony(&record, now, MAX_CEREMONIES, MAX_CEREMONIES_EACH)
+        .await
+    {
         Ok(()) => Ok(id),
         Err(StoreError::Refused(_)) => Err(PasskeyError::Busy),
         Err(e) => Err(e.into()),

@@ -56,7 +56,7 @@ pub(crate) enum Refusal {
     NotJson,
     /// A passkey ceremony or enrolment link that did not succeed.
     #[error("{0}")]
-    Passkey(#[from] super::passkey::PasskeyError),
+    Passkey(super::passkey::PasskeyError),
     /// A body larger than any console form.
     #[error("this form is larger than any the console sends")]
     TooLarge,
@@ -153,6 +153,15 @@ impl From<crate::error::GatewayError> for Refusal {
                 Refusal::Unavailable
             }
         }
+    }
+}
+
+impl From<super::passkey::PasskeyError> for Refusal {
+    fn from(e: super::passkey::PasskeyError) -> Self {
+        if let super::passkey::PasskeyError::Store(cause) = &e {
+            tracing::error!(error = %cause, "console passkeys: storage failed");
+        }
+        Refusal::Passkey(e)
     }
 }
 

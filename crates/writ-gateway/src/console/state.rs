@@ -216,8 +216,8 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     if essence.as_deref() != Some("application/json") {
         return Err(Refusal::NotJson);
     }
-    crate::pipeline::accept::check_declared_length(&parts.headers, MAX_JSON_BYTES)
-        .map_err(|_| Refusal::TooLarge)?;
+    // Not refused on its declared length alone: reading stops at the limit and drains a
+    // bounded rest, so the client reads the 413 rather than a reset connection.
     let bytes = crate::pipeline::accept::read_body(body, MAX_JSON_BYTES)
         .await
         .map_err(|_| Refusal::TooLarge)?;

@@ -423,6 +423,16 @@ async fn only_the_person_s_passkey_signing_this_challenge_signs_in() {
     assert!(home.body.contains("alice · tenant acme"));
     assert_eq!(b.get("/console/agents").await.status, StatusCode::FORBIDDEN);
 
+    // Anyone may begin a sign-in as bob, but only a few at once.
+    let mut stranger = Browser::new(&setup.gw);
+    for _ in 0..5 {
+        begin(&mut stranger, "bob", "acme").await;
+    }
+    let who = json!({"name": "bob", "tenant": "acme"});
+    let (status, said) = script(&mut stranger, "/console/passkey/options", &who).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{said}");
+    begin(&mut stranger, "alice", "acme").await;
+
     // Removing alice ends her session at its next request.
     let (status, _) = setup
         .admin_api(
