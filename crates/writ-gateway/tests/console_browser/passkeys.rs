@@ -224,6 +224,12 @@ async fn enrol_sign_in_and_decide_with_a_passkey_in_chromium() {
         assert_eq!(record.decided_by.as_deref(), Some("carol"), "{id}");
         assert_eq!(record.decided_method.as_deref(), Some("passkey"), "{id}");
     }
+    // The approval block states it too: `approved_by("carol", "passkey")`.
+    let approved = gw.gateway().store().approval(&approve_me).await.unwrap();
+    let block = approved.unwrap().block.unwrap();
+    for word in [&b"carol"[..], b"passkey"] {
+        assert!(block.windows(word.len()).any(|w| w == word), "{word:?}");
+    }
 
     // The agent's retry of the approved payment passes; the denied one carries the reason.
     let (status, v) = pay(&gw, &writ, 250, Some(&approve_me)).await;
