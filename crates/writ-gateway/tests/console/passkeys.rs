@@ -55,6 +55,8 @@ struct SoftPasskey {
     key: EcdsaKeyPair,
     id: Vec<u8>,
     counter: u32,
+    /// The flags of its sign-in answers: user present and verified, unless a test says.
+    flags: u8,
 }
 
 impl SoftPasskey {
@@ -67,6 +69,7 @@ impl SoftPasskey {
             key,
             id: vec![id; 32],
             counter: 0,
+            flags: 0x05,
         }
     }
 
@@ -121,7 +124,7 @@ impl SoftPasskey {
         self.counter += 1;
         let client_data = Self::client_data("webauthn.get", challenge, origin);
         let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
-        auth_data.push(0x05); // user present, user verified
+        auth_data.push(self.flags);
         auth_data.extend(self.counter.to_be_bytes());
         let mut signed = auth_data.clone();
         signed.extend(Sha256::digest(&client_data));
@@ -330,6 +333,20 @@ async fn the_script_requests_refuse_what_the_script_does_not_send() {
             );
         }
     }
+    // A ceremony begun with one link does not finish with another.
+    let bobs = approver_link(&setup, "bob").await;
+    let (status, begun) = script(&mut b, &format!("{path}/options"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{begun}");
+    let answer = SoftPasskey::new(5).create(&begun["options"]["publicKey"], &origin(&setup));
+    let crossed = json!({"ceremony": begun["ceremony"], "credential": answer});
+    let (status, said) = script(&mut b, &format!("{bobs}/finish"), &crossed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{said}");
+    assert!(b.cookie.is_none());
+    assert_eq!(
+        b.get(&bobs).await.status,
+        StatusCode::OK,
+        "bob's link is unspent"
+    );
     // Hostile names and tenants are refused before the store.
     for who in [
         json!({"name": "", "tenant": "acme"}),
@@ -407,6 +424,15 @@ async fn only_the_person_s_passkey_signing_this_challenge_signs_in() {
         finish(&mut b, &fourth, other_rp).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // Present but not verified (no PIN, no biometric): refused.
+    alice_key.flags = 0x01;
+    let (fifth, challenge) = begin(&mut b, "alice", "acme").await;
+    let unverified = alice_key.get("localhost", &challenge, &origin);
+    assert_eq!(
+        finish(&mut b, &fifth, unverified).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    alice_key.flags = 0x05;
     assert!(b.cookie.is_none(), "no session yet");
 
     // Alice's own, fresh: a session, as an approver of acme.
