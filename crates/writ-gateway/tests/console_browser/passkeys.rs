@@ -187,7 +187,8 @@ async fn enrol_sign_in_and_decide_with_a_passkey_in_chromium() {
     );
     assert_eq!(run.problems(), Vec::<String>::new(), "no console errors");
 
-    // The link is spent: a refusal that says what to do, not why.
+    // The link is spent: a refusal that says what to do, not why; and a sign-in by
+    // someone with no passkey says so on the page.
     let again = run_browser(
         &base,
         "console_passkeys_used_link",
@@ -202,6 +203,12 @@ async fn enrol_sign_in_and_decide_with_a_passkey_in_chromium() {
             Step::goto("/console/sign-in"),           // 7
             Step::axe(),                              // 8
             Step::screenshot("sign-in-dark-phone"),   // 9
+            Step::fill("#passkey-name", "nobody"),    // 10
+            Step::fill("#passkey-tenant", "default"), // 11
+            Step::click("#sign-in-with-passkey"),     // 12
+            Step::wait_for("#passkey-status.error"),  // 13
+            Step::text("#passkey-status"),            // 14
+            Step::axe(),                              // 15
         ],
     )
     .await
@@ -211,12 +218,19 @@ async fn enrol_sign_in_and_decide_with_a_passkey_in_chromium() {
     assert!(said.contains("Ask an admin for a new link"), "{said}");
     assert_accessible(&again, 5, "used link, dark, phone");
     assert_accessible(&again, 8, "sign-in, dark, phone");
+    let said = again[14]["text"].as_str().unwrap();
+    assert!(said.contains("no passkey is enrolled"), "{said}");
+    assert_accessible(&again, 15, "a refused passkey sign-in");
     let problems: Vec<String> = again
         .problems()
         .into_iter()
-        .filter(|p| !p.contains("status of 404"))
+        .filter(|p| !p.contains("status of 404") && !p.contains("status of 401"))
         .collect();
-    assert_eq!(problems, Vec::<String>::new(), "only the refusal's own 404");
+    assert_eq!(
+        problems,
+        Vec::<String>::new(),
+        "only the refusals' own statuses"
+    );
 
     // Each decision was carol's, signed in by passkey.
     for id in [&approve_me, &deny_me, &mint] {
