@@ -1,5 +1,6 @@
 //! The console (`/console`): server-rendered pages for the people who oversee agents —
-//! pending approvals to approve or deny, and agents to stop — behind a session cookie,
+//! pending approvals to approve or deny, and agents to stop — behind a session cookie
+//! (opened by a passkey, an admin writ or an approver token),
 //! CSRF tokens on every state change, and a strict Content-Security-Policy on every
 //! response. No build step, no CDN: templates are compiled in (askama) and the stylesheet
 //! and script are embedded in the binary.
@@ -7,6 +8,9 @@
 mod agents;
 mod approvals;
 mod assets;
+mod enrol;
+pub(crate) mod passkey;
+mod passkey_sign_in;
 mod paths;
 mod refusal;
 mod session;
@@ -44,6 +48,11 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route(SIGN_IN_PATH, get(signin::page))
         .route(SESSION_PATH, post(signin::sign_in))
         .route("/console/sign-out", post(signin::sign_out))
+        .route("/console/enrol/{token}", get(enrol::page))
+        .route("/console/enrol/{token}/options", post(enrol::options))
+        .route("/console/enrol/{token}/finish", post(enrol::finish))
+        .route("/console/passkey/options", post(passkey_sign_in::options))
+        .route("/console/passkey/finish", post(passkey_sign_in::finish))
         .route(HOME_PATH, get(approvals::list))
         .route("/console/approvals/{id}", get(approvals::one))
         .route("/console/approvals/{id}/approve", post(approvals::approve))

@@ -622,13 +622,14 @@ impl Store {
         rows.iter().map(approver_row).collect()
     }
 
-    /// Removes an approver (their token stops working at once);
-    /// [`StoreError::NotFound`] when there is none.
+    /// Removes an approver with their passkeys and enrolment links (their token stops
+    /// working at once); [`StoreError::NotFound`] when there is none.
     pub async fn delete_approver(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM approvers WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {
@@ -636,6 +637,13 @@ impl Store {
                 name: name.to_string(),
             });
         }
+        let person = crate::Person {
+            role: crate::PersonRole::Approver,
+            tenant: Some(tenant.to_string()),
+            name: name.to_string(),
+        };
+        Self::forget_sign_ins(&mut tx, &person).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

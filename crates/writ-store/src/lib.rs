@@ -1,6 +1,7 @@
 //! Durable state: the data directory and its key files, and in one database (SQLite by
 //! default, PostgreSQL for many gateways) tenants, agents, upstreams, the credential vault,
-//! policies, limits, revocations, approvals, approvers and console sessions, with a change feed gateways
+//! policies, limits, revocations, approvals, approvers, and the console's people, passkeys
+//! and sessions, with a change feed gateways
 //! reload from.
 
 mod agent;
@@ -12,6 +13,7 @@ mod credentials;
 mod data_dir;
 mod error;
 mod migrations;
+mod passkeys;
 mod revocations;
 mod rules;
 mod store;
@@ -31,6 +33,9 @@ pub use console_sessions::ConsoleSession;
 pub use credentials::{CredentialVersion, MAX_SECRET_BYTES, OpenedCredential};
 pub use data_dir::{DataDir, MasterKey, RootKeyFiles};
 pub use error::StoreError;
+pub use passkeys::{
+    CeremonyKind, CeremonyRecord, ConsoleAdminRecord, PasskeyRecord, Person, PersonRole,
+};
 pub use revocations::{RevocationNote, RevocationRecord};
 pub use rules::{RuleKind, RuleRecord};
 pub use store::{Backend, Store};

@@ -105,6 +105,10 @@ pub(crate) const SQLITE: &[&str] = &[
     approvals_table!("BLOB"),
     APPROVALS_WAITING,
     APPROVERS,
+    CONSOLE_ADMINS,
+    ENROLMENTS,
+    PASSKEYS,
+    CEREMONIES,
     CONSOLE_SESSIONS,
 ];
 
@@ -140,6 +144,10 @@ pub(crate) const POSTGRES: &[&str] = &[
     approvals_table!("BYTEA"),
     APPROVALS_WAITING,
     APPROVERS,
+    CONSOLE_ADMINS,
+    ENROLMENTS,
+    PASSKEYS,
+    CEREMONIES,
     CONSOLE_SESSIONS,
 ];
 
@@ -189,6 +197,48 @@ const APPROVERS: &str = "CREATE TABLE approvers (
     token_hash  TEXT NOT NULL UNIQUE,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (tenant, name)
+)";
+
+/// People who may sign in to the console as admins; `tenant` is `''` for an admin of
+/// every tenant.
+const CONSOLE_ADMINS: &str = "CREATE TABLE console_admins (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+)";
+
+/// One-time enrolment links: `token_hash` is the SHA-256 (hex) of the link's token; the
+/// token is never stored. `role` is `admin` or `approver`.
+const ENROLMENTS: &str = "CREATE TABLE enrolments (
+    token_hash  TEXT PRIMARY KEY,
+    role        TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+)";
+
+/// Console passkeys: the public key and counter, as the WebAuthn library's JSON.
+const PASSKEYS: &str = "CREATE TABLE passkeys (
+    credential_id  TEXT PRIMARY KEY,
+    role           TEXT NOT NULL,
+    tenant         TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    passkey        TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    last_used_at   BIGINT
+)";
+
+/// WebAuthn ceremonies between their two halves (any gateway may finish one another
+/// began); `id_hash` is the SHA-256 (hex) of the id the browser holds.
+const CEREMONIES: &str = "CREATE TABLE ceremonies (
+    id_hash     TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
 )";
 
 /// `id_hash` is the SHA-256 (hex) of the session id; the id is never stored.

@@ -1,18 +1,21 @@
 //! `writ approver`: the people who may decide a tenant's approvals, each with a token of
 //! their own, through the running gateway's admin API
 //! (`/admin/v1/tenants/{t}/approvers`). A token is printed once, when its approver is
-//! added: the gateway keeps only its hash.
+//! added, with a one-time link that enrols a passkey for the console: the gateway keeps
+//! only their hashes.
 
 use http::Method;
 use serde_json::{Value, json};
 
 use crate::admin_cli::{AdminArgs, AdminSession, Outcome, Scope, entries, table, time};
 use crate::approve::{APPROVER_TOKEN_ENV, inert};
+use crate::console_admin::{enrol_url, print_link};
 
 /// `writ approver …` commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ApproverCommand {
-    /// Add an approver of a tenant and print their token (to stdout, this once).
+    /// Add an approver of a tenant and print their token, then their one-time console
+    /// enrolment link (to stdout, this once).
     Add {
         /// Their name, as approval records show it: 1-64 characters of A-Z a-z 0-9 - _ . @
         name: String,
@@ -30,7 +33,18 @@ pub enum ApproverCommand {
         #[command(flatten)]
         args: AdminArgs,
     },
-    /// Remove an approver: their token stops working at once.
+    /// Print a new one-time enrolment link for an approver's console passkey (voiding
+    /// their earlier one).
+    Enrol {
+        /// Their name.
+        name: String,
+        /// The tenant (default: the config's tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        args: AdminArgs,
+    },
+    /// Remove an approver: their token and passkeys stop working at once.
     Remove {
         /// Their name.
         name: String,
@@ -63,18 +77,44 @@ pub async fn run(cmd: ApproverCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             eprintln!(
-                "added approver {name} of tenant {tenant} at {}. Their token is printed below \
-                 this once and never again: hand it to them now (they set {APPROVER_TOKEN_ENV} \
-                 or pass --approver-token-file). If it is lost, remove the approver and add \
-                 them again.",
+                "added approver {name} of tenant {tenant} at {}. Their token, then their \
+                 one-time console enrolment link, are printed below this once and never again: \
+                 hand them to them now (they set {APPROVER_TOKEN_ENV} or pass \
+                 --approver-token-file; the link, opened in a browser within 24 hours, enrols \
+                 a passkey). If the token is lost, remove the approver and add them again; \
+                 `writ approver enrol` makes a new link.",
                 session.url()
             );
             if !session.printed_json(&answer)? {
                 let token = answer["token"].as_str().ok_or_else(|| {
                     anyhow::anyhow!("the gateway's answer holds no token: is it a writ gateway?")
                 })?;
-                println!("{token}");
+                let link = enrol_url(&answer)?;
+                println!("{token}\n{link}");
             }
+        }
+        ApproverCommand::Enrol { name, tenant, args } => {
+            let name = approver_name(&name)?;
+            let session = AdminSession::open(&args)?;
+            let tenant = session.tenant(tenant.as_deref())?;
+            let path = format!("/admin/v1/tenants/{tenant}/approvers/{name}/enrolment");
+            let answer = session
+                .change(
+                    Method::POST,
+                    Scope::Tenant(&tenant),
+                    &path,
+                    None,
+                    Outcome {
+                        nothing: "no link was made",
+                        check: "run it again: a new link voids the earlier one",
+                    },
+                )
+                .await?;
+            print_link(
+                &session,
+                &answer,
+                &format!("a new link for approver {name} of tenant {tenant}"),
+            )?;
         }
         ApproverCommand::List { tenant, args } => {
             let session = AdminSession::open(&args)?;
@@ -105,7 +145,8 @@ pub async fn run(cmd: ApproverCommand) -> anyhow::Result<()> {
                 .await?;
             if !session.printed_json(&answer)? {
                 println!(
-                    "removed approver {name} of tenant {tenant} at {}: their token no longer works",
+                    "removed approver {name} of tenant {tenant} at {}: their token and passkeys \
+                     no longer work",
                     session.url()
                 );
             }

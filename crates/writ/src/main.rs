@@ -7,6 +7,7 @@ mod approve;
 mod approver;
 mod audit;
 mod config_check;
+mod console_admin;
 mod init;
 mod keys;
 mod limit;
@@ -83,7 +84,7 @@ enum Command {
     /// Rotate, retire and list root keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Operator tools.
+    /// Operator tools: admin writs, and the console's admins.
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Read, export and verify the tamper-evident audit log.
@@ -114,6 +115,10 @@ enum AdminCommand {
         #[command(flatten)]
         state: settings::StateArgs,
     },
+    /// The console's admins: add (printing a one-time passkey enrolment link), list,
+    /// remove, and a new link (enrol).
+    #[command(flatten)]
+    Console(console_admin::ConsoleAdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
                 operator,
                 state,
             }) => admin_client::issue_admin_writ(&state, tenant.as_deref(), ttl, operator).await,
+            Command::Admin(AdminCommand::Console(cmd)) => console_admin::run(cmd).await,
         }
     });
     match result {

@@ -36,6 +36,23 @@ fn writ_env(server: &ServeProcess, dir: &Path, args: &[&str], env: &[(&str, &str
     command.output().unwrap()
 }
 
+/// The status of `GET link` (an enrolment link names `localhost`; the server listens on
+/// 127.0.0.1).
+fn get_status(server: &ServeProcess, link: &str) -> u16 {
+    let path = &link[link.find("/console/").unwrap()..];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        reqwest::get(server.url(path))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
@@ -107,12 +124,23 @@ fn approvers_and_the_operator_decide_approvals_from_the_command_line() {
     let writ = |args: &[&str]| writ_env(&server, dir, args, &[]);
     ok(writ(&["tenant", "add", "acme"]));
 
-    // An approver: the token on stdout alone, once, with the warning on stderr.
+    // An approver: the token, then the console enrolment link, on stdout alone, once,
+    // with the warning on stderr.
     let added = writ(&["approver", "add", "alice", "--tenant", "acme"]);
     let stderr = String::from_utf8_lossy(&added.stderr).to_string();
-    let token = ok(added).trim().to_string();
+    let printed = ok(added);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    let token = lines[0].to_string();
     assert!(token.starts_with("wap_") && !token.contains(' '), "{token}");
+    let link = lines[1].to_string();
+    assert!(link.contains("/console/enrol/"), "{link}");
     assert!(stderr.contains("never again"), "{stderr}");
+    assert!(
+        !stderr.contains(&token) && !stderr.contains(&link),
+        "{stderr}"
+    );
+    assert_eq!(get_status(&server, &link), 200, "the link works");
     let listed = ok(writ(&["approver", "list", "--tenant", "acme"]));
     assert!(
         listed.contains("alice") && !listed.contains(&token),
@@ -229,8 +257,19 @@ fn approvers_and_the_operator_decide_approvals_from_the_command_line() {
         "{bad}"
     );
 
-    // Removed: the token stops working at once.
+    // A new link voids the first.
+    let again = ok(writ(&["approver", "enrol", "alice", "--tenant", "acme"]));
+    let newer = again.trim();
+    assert!(
+        newer.contains("/console/enrol/") && newer != link,
+        "{again}"
+    );
+    assert_eq!(get_status(&server, &link), 404, "voided");
+    assert_eq!(get_status(&server, newer), 200);
+
+    // Removed: the token and the link stop working at once.
     ok(writ(&["approver", "remove", "alice", "--tenant", "acme"]));
+    assert_eq!(get_status(&server, newer), 404);
     let gone = refused(writ_env(&server, dir, &["approve", &fourth], &as_alice));
     assert!(gone.contains("401") && gone.contains("approver"), "{gone}");
     assert!(!gone.contains(&token[4..]), "{gone}");
@@ -243,4 +282,78 @@ fn approvers_and_the_operator_decide_approvals_from_the_command_line() {
     ])))
     .unwrap();
     assert_eq!(still["status"], "pending");
+}
+
+#[test]
+fn console_admins_are_added_with_a_link_listed_and_removed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = start(dir);
+    let writ = |args: &[&str]| writ_env(&server, dir, args, &[]);
+    ok(writ(&["tenant", "add", "acme"]));
+
+    // An admin of every tenant: the link on stdout alone, once.
+    let added = writ(&["admin", "add", "root"]);
+    let stderr = String::from_utf8_lossy(&added.stderr).to_string();
+    let root_link = ok(added).trim().to_string();
+    assert!(
+        root_link.starts_with("http://localhost:") && root_link.contains("/console/enrol/"),
+        "{root_link}"
+    );
+    assert!(
+        stderr.contains("once") && !stderr.contains(&root_link),
+        "{stderr}"
+    );
+    assert_eq!(get_status(&server, &root_link), 200);
+    let twice = refused(writ(&["admin", "add", "root"]));
+    assert!(twice.contains("409") || twice.contains("exists"), "{twice}");
+
+    // An admin of acme, then a new link voiding the first.
+    let ann_link = ok(writ(&["admin", "add", "ann", "--tenant", "acme"]));
+    let newer = ok(writ(&["admin", "enrol", "ann", "--tenant", "acme"]));
+    assert_ne!(ann_link.trim(), newer.trim());
+    assert_eq!(get_status(&server, ann_link.trim()), 404);
+    assert_eq!(get_status(&server, newer.trim()), 200);
+    let json: Value = serde_json::from_str(&ok(writ(&[
+        "admin", "enrol", "ann", "--tenant", "acme", "--output", "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["role"], "admin");
+    assert_eq!(json["tenant"], "acme");
+    assert_eq!(
+        get_status(&server, newer.trim()),
+        404,
+        "voided by the JSON one"
+    );
+
+    // Listed without links; every admin, or one tenant's.
+    let listed = ok(writ(&["admin", "list"]));
+    assert!(
+        listed.contains("root") && listed.contains("(every tenant)"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("ann") && !listed.contains("/console/enrol/"),
+        "{listed}"
+    );
+    let acme = ok(writ(&["admin", "list", "--tenant", "acme"]));
+    assert!(acme.contains("ann") && !acme.contains("root"), "{acme}");
+
+    // Hostile and unknown names are refused, inertly.
+    for bad in ["\u{1b}[2J", "a/b", &"a".repeat(65)] {
+        let said = refused(writ(&["admin", "add", bad]));
+        assert!(!said.contains('\u{1b}'), "{said}");
+        let said = refused(writ(&["admin", "add", "x", "--tenant", bad]));
+        assert!(!said.contains('\u{1b}'), "{said}");
+    }
+    let none = refused(writ(&["admin", "enrol", "nobody", "--tenant", "acme"]));
+    assert!(none.contains("404") || none.contains("no "), "{none}");
+
+    // Removed: their link stops working.
+    let link = ok(writ(&["admin", "enrol", "root"]));
+    ok(writ(&["admin", "remove", "root"]));
+    assert_eq!(get_status(&server, link.trim()), 404);
+    let gone = ok(writ(&["admin", "list"]));
+    assert!(!gone.contains("root"), "{gone}");
+    refused(writ(&["admin", "remove", "root"]));
 }

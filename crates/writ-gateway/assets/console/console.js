@@ -1,5 +1,5 @@
 // The writ console's only script: asks before a form marked data-confirm is sent
-// (stopping agents). Everything works without it.
+// (stopping agents), and runs the passkey prompts. Every other page works without it.
 "use strict";
 document.addEventListener("submit", function (event) {
   var form = event.target;
@@ -8,3 +8,128 @@ document.addEventListener("submit", function (event) {
     event.preventDefault();
   }
 });
+
+// Passkeys: the enrolment page (form data-passkey="enrol") and the sign-in page's passkey
+// form (data-passkey="sign-in") ask the gateway for WebAuthn options, hand them to the
+// browser's passkey prompt, and send its answer back; the gateway then opens a session.
+(function () {
+  var form = document.querySelector("form[data-passkey]");
+  if (!form || !window.PublicKeyCredential) {
+    return;
+  }
+  var status = document.getElementById("passkey-status");
+  function say(text, failed) {
+    status.textContent = text;
+    status.hidden = false;
+    status.classList.toggle("error", !!failed);
+  }
+  function bytes(text) {
+    var b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    while (b64.length % 4) {
+      b64 += "=";
+    }
+    var raw = atob(b64);
+    var out = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) {
+      out[i] = raw.charCodeAt(i);
+    }
+    return out.buffer;
+  }
+  function text(buffer) {
+    if (!buffer) {
+      return null;
+    }
+    var raw = "";
+    var view = new Uint8Array(buffer);
+    for (var i = 0; i < view.length; i++) {
+      raw += String.fromCharCode(view[i]);
+    }
+    return btoa(raw).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function send(path, body) {
+    return fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().then(function (answer) {
+        if (!response.ok) {
+          throw new Error(answer.error || "the gateway refused (" + response.status + ")");
+        }
+        return answer;
+      });
+    });
+  }
+  function descriptors(list) {
+    return (list || []).map(function (c) {
+      var d = { type: c.type, id: bytes(c.id) };
+      if (c.transports) {
+        d.transports = c.transports;
+      }
+      return d;
+    });
+  }
+  function enrol() {
+    var base = window.location.pathname.replace(/\/+$/, "");
+    return send(base + "/options", {}).then(function (begun) {
+      var options = begun.options.publicKey;
+      options.challenge = bytes(options.challenge);
+      options.user.id = bytes(options.user.id);
+      options.excludeCredentials = descriptors(options.excludeCredentials);
+      return navigator.credentials.create({ publicKey: options }).then(function (credential) {
+        return send(base + "/finish", {
+          ceremony: begun.ceremony,
+          credential: {
+            id: credential.id,
+            rawId: text(credential.rawId),
+            type: credential.type,
+            response: {
+              attestationObject: text(credential.response.attestationObject),
+              clientDataJSON: text(credential.response.clientDataJSON)
+            }
+          }
+        });
+      });
+    });
+  }
+  function signIn() {
+    var who = {
+      name: document.getElementById("passkey-name").value,
+      tenant: document.getElementById("passkey-tenant").value
+    };
+    return send("/console/passkey/options", who).then(function (begun) {
+      var options = begun.options.publicKey;
+      options.challenge = bytes(options.challenge);
+      options.allowCredentials = descriptors(options.allowCredentials);
+      return navigator.credentials.get({ publicKey: options }).then(function (credential) {
+        var r = credential.response;
+        return send("/console/passkey/finish", {
+          ceremony: begun.ceremony,
+          credential: {
+            id: credential.id,
+            rawId: text(credential.rawId),
+            type: credential.type,
+            response: {
+              authenticatorData: text(r.authenticatorData),
+              clientDataJSON: text(r.clientDataJSON),
+              signature: text(r.signature),
+              userHandle: text(r.userHandle)
+            }
+          }
+        });
+      });
+    });
+  }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    say("Waiting for your passkey…", false);
+    var ceremony = form.getAttribute("data-passkey") === "enrol" ? enrol : signIn;
+    ceremony().then(function (done) {
+      say("Done: opening the console…", false);
+      window.location.assign(done.next);
+    }, function (error) {
+      say(error && error.message ? error.message : "The passkey was not accepted.", true);
+    });
+  });
+})();

@@ -51,6 +51,12 @@ pub(crate) enum Refusal {
     /// A body that is not a form.
     #[error("send the form as application/x-www-form-urlencoded, as the console's pages do")]
     NotAForm,
+    /// A body that is not JSON where the console's script sends JSON.
+    #[error("send this as application/json, as the console's script does")]
+    NotJson,
+    /// A passkey ceremony or enrolment link that did not succeed.
+    #[error("{0}")]
+    Passkey(super::passkey::PasskeyError),
     /// A body larger than any console form.
     #[error("this form is larger than any the console sends")]
     TooLarge,
@@ -75,10 +81,44 @@ impl Refusal {
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::NotPending => StatusCode::CONFLICT,
             Refusal::BadForm(_) => StatusCode::BAD_REQUEST,
-            Refusal::NotAForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::NotAForm | Refusal::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Passkey(e) => passkey_status(e),
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Busy | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+}
+
+fn passkey_status(e: &super::passkey::PasskeyError) -> StatusCode {
+    use super::passkey::PasskeyError as E;
+    match e {
+        E::LinkInvalid => StatusCode::NOT_FOUND,
+        E::CeremonyGone => StatusCode::BAD_REQUEST,
+        E::NoPasskey | E::Rejected => StatusCode::UNAUTHORIZED,
+        E::Duplicate => StatusCode::CONFLICT,
+        E::Busy | E::Configuration | E::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl Refusal {
+    /// The refusal as the console's script reads it: `{"error": "…"}` with its status.
+    /// A storage failure is logged, and answered without its cause.
+    pub(crate) fn json(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Refusal::Passkey(super::passkey::PasskeyError::Configuration) => {
+                tracing::error!("console passkeys: {self}");
+                self.to_string()
+            }
+            Refusal::SignInFirst => Refusal::NoSession.to_string(),
+            _ => self.to_string(),
+        };
+        let status = if status == StatusCode::SEE_OTHER {
+            StatusCode::UNAUTHORIZED
+        } else {
+            status
+        };
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
     }
 }
 
@@ -113,6 +153,15 @@ impl From<crate::error::GatewayError> for Refusal {
                 Refusal::Unavailable
             }
         }
+    }
+}
+
+impl From<super::passkey::PasskeyError> for Refusal {
+    fn from(e: super::passkey::PasskeyError) -> Self {
+        if let super::passkey::PasskeyError::Store(cause) = &e {
+            tracing::error!(error = %cause, "console passkeys: storage failed");
+        }
+        Refusal::Passkey(e)
     }
 }
 

@@ -96,6 +96,9 @@ pub(crate) struct Session {
     /// What revocation reads of the admin writ signed in with: the session ends as soon
     /// as that writ is revoked (its agent stopped, its tenant stopped, …).
     pub(crate) writ: Option<RevocationSubject>,
+    /// The credential id of the passkey signed in with: the session ends when it is no
+    /// longer stored (its person removed).
+    pub(crate) passkey_id: Option<String>,
     /// The token every form of this session carries.
     csrf: Zeroizing<String>,
 }
@@ -127,6 +130,8 @@ pub(crate) struct SignIn {
     pub(crate) approver_token_hash: Option<String>,
     /// What revocation reads of the admin writ, for admin-writ sign-ins.
     pub(crate) writ: Option<RevocationSubject>,
+    /// The passkey's credential id, for passkey sign-ins.
+    pub(crate) passkey_id: Option<String>,
 }
 
 impl Session {
@@ -166,6 +171,8 @@ struct Proof {
     approver_token_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     writ: Option<RevocationSubject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passkey_id: Option<String>,
 }
 
 fn random_token() -> Zeroizing<String> {
@@ -206,6 +213,7 @@ pub(crate) async fn open(
     let proof = Proof {
         approver_token_hash: who.approver_token_hash,
         writ: who.writ,
+        passkey_id: who.passkey_id,
     };
     let stored = ConsoleSession {
         id_hash: key(&id),
@@ -254,6 +262,7 @@ pub(crate) async fn touch(
         method,
         approver_token_hash: proof.approver_token_hash,
         writ: proof.writ,
+        passkey_id: proof.passkey_id,
         csrf: csrf_of(id),
     }))
 }
@@ -304,6 +313,7 @@ mod tests {
             method: SignInMethod::AdminWrit,
             approver_token_hash: None,
             writ: None,
+            passkey_id: None,
         }
     }
 

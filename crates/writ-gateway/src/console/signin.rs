@@ -4,8 +4,8 @@
 //! An admin writ is checked as the admin API checks it: verified, then authorized for
 //! `api("admin")` over every tenant (`admin_tenant("*")`: an operator) or, failing
 //! that, over the tenant the form names (that tenant's admin). An approver token is
-//! looked up by its SHA-256, as the admin API does. Passkeys come next: a passkey
-//! sign-in opens the same [`SignIn`] with [`SignInMethod::Passkey`].
+//! looked up by its SHA-256, as the admin API does. A passkey sign-in
+//! (`passkey_sign_in.rs`) opens a session here too, with [`SignInMethod::Passkey`].
 
 use std::sync::Arc;
 
@@ -69,19 +69,24 @@ pub(crate) async fn sign_in(State(console): State<Arc<Console>>, req: Request) -
         }
         Err(other) => return other.into_response(),
     };
-    let (person, method, tenant) = (who.person.clone(), who.method.as_str(), who.tenant.clone());
-    let id = match session::open(console.gw.store(), who, console.gw.clock.now()).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return Refusal::Busy.into_response(),
-        Err(e) => return Refusal::from(e).into_response(),
+    let cookie = match open_session(&console, who).await {
+        Ok(cookie) => cookie,
+        Err(refusal) => return refusal.into_response(),
     };
-    tracing::info!(person = %person, method, "console sign-in");
-    record_session(&console, "console_sign_in", &person, method, tenant).await;
     let mut response = Redirect::to(super::paths::HOME).into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&set_cookie(&id, console.secure())) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     response
+}
+
+/// Opens a session for `who`, audited, and answers the `Set-Cookie` value carrying it.
+pub(crate) async fn open_session(console: &Console, who: SignIn) -> Result<HeaderValue, Refusal> {
+    let (person, method, tenant) = (who.person.clone(), who.method.as_str(), who.tenant.clone());
+    let id = session::open(console.gw.store(), who, console.gw.clock.now())
+        .await?
+        .ok_or(Refusal::Busy)?;
+    tracing::info!(person = %person, method, "console sign-in");
+    record_session(console, "console_sign_in", &person, method, tenant).await;
+    HeaderValue::from_str(&set_cookie(&id, console.secure())).map_err(|_| Refusal::Unavailable)
 }
 
 /// Who the request proves to be.
@@ -198,6 +203,7 @@ async fn by_writ(console: &Console, writ: &str, tenant: Option<String>) -> Resul
         method: SignInMethod::AdminWrit,
         approver_token_hash: None,
         writ: Some(writ_token::RevocationSubject::of(&verified)),
+        passkey_id: None,
     })
 }
 
@@ -221,6 +227,7 @@ async fn by_approver_token(console: &Console, token: &str) -> Result<SignIn, Ref
         method: SignInMethod::ApproverToken,
         approver_token_hash: Some(hash),
         writ: None,
+        passkey_id: None,
     })
 }
 

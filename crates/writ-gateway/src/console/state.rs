@@ -13,6 +13,8 @@ use crate::gateway::Gateway;
 
 /// Largest console form body.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Largest JSON body the console's script sends (a passkey's attestation included).
+const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// The console's state: the gateway (its store holds the sessions).
 pub(crate) struct Console {
@@ -31,7 +33,7 @@ impl Console {
 
     /// The live session of the request's cookie, its idle time restarted. A session
     /// ends as soon as what it signed in with no longer would: an admin writ revoked, an
-    /// approver removed.
+    /// approver removed, a passkey's person removed.
     pub(crate) async fn session(&self, headers: &http::HeaderMap) -> Option<Session> {
         let id = cookie_value(headers)?;
         let store = self.gw.store();
@@ -44,6 +46,14 @@ impl Console {
         };
         let ended = if let Some(writ) = &session.writ {
             self.gw.revokes(writ)
+        } else if let Some(credential) = &session.passkey_id {
+            match store.passkey(credential).await {
+                Ok(found) => found.is_none(),
+                Err(e) => {
+                    tracing::error!(error = %e, "console: passkey lookup failed");
+                    return None;
+                }
+            }
         } else if session.method == SignInMethod::ApproverToken {
             let hash = session.approver_token_hash.as_deref()?;
             match store.approver_by_token_hash(hash).await {
@@ -187,4 +197,31 @@ pub(crate) fn reason(text: Option<String>) -> Result<Option<String>, Refusal> {
         ));
     }
     Ok(Some(text.to_string()))
+}
+
+/// Reads a JSON body the console's script sends: from this site (403), declared
+/// `application/json` (415), at most [`MAX_JSON_BYTES`] (413), strict JSON of `T`'s shape
+/// (400).
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<T, Refusal> {
+    same_site(&parts.headers)?;
+    let essence = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if essence.as_deref() != Some("application/json") {
+        return Err(Refusal::NotJson);
+    }
+    // Not refused on its declared length alone: reading stops at the limit and drains a
+    // bounded rest, so the client reads the 413 rather than a reset connection.
+    let bytes = crate::pipeline::accept::read_body(body, MAX_JSON_BYTES)
+        .await
+        .map_err(|_| Refusal::TooLarge)?;
+    writ_json::from_slice(&bytes).map_err(|_| {
+        Refusal::BadForm("this is not a request the console's script sends".to_string())
+    })
 }

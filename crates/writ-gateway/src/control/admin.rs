@@ -19,6 +19,7 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::{accept, authenticate, authorize, extract};
 
+mod admins;
 mod agents;
 mod approvals;
 mod approvers;
@@ -123,6 +124,34 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route(
             "/admin/v1/tenants/{tenant}/approvers/{name}",
             axum::routing::delete(approvers::delete),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/approvers/{name}/enrolment",
+            post(approvers::enrol),
+        )
+        .route(
+            "/admin/v1/admins",
+            get(admins::list_every).post(admins::create_every),
+        )
+        .route(
+            "/admin/v1/admins/{name}",
+            axum::routing::delete(admins::delete_every),
+        )
+        .route(
+            "/admin/v1/admins/{name}/enrolment",
+            post(admins::enrol_every),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/admins",
+            get(admins::list_tenant).post(admins::create_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/admins/{name}",
+            axum::routing::delete(admins::delete_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/admins/{name}/enrolment",
+            post(admins::enrol_tenant),
         )
         .route("/admin/v1/approvals", get(approvals::list))
         .route("/admin/v1/approvals/{id}", get(approvals::get))

@@ -8,6 +8,7 @@
 mod decisions;
 mod instances;
 mod pages;
+mod passkeys;
 mod sessions;
 
 use std::time::UNIX_EPOCH;

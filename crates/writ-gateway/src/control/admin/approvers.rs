@@ -23,9 +23,6 @@ use crate::gateway::Gateway;
 
 pub(super) use crate::approval::ledger::{APPROVER_TOKEN_PREFIX, approver_token_hash};
 
-/// Longest approver name.
-const MAX_NAME: usize = 64;
-
 /// An approver, as listed: never their token or its hash.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ApproverView {
@@ -49,6 +46,9 @@ pub(crate) struct NewApproverView {
     /// `wap_…`: sent as `Authorization: Bearer wap_…` to list and decide the tenant's
     /// approvals. Shown only in this answer: keep it now.
     token: String,
+    /// Opened in a browser, enrols a passkey for the console (once, within 24 hours).
+    /// Shown only in this answer.
+    enrol_url: String,
 }
 
 /// A tenant's approvers.
@@ -75,14 +75,7 @@ fn view(r: ApproverRecord) -> ApproverView {
     }
 }
 
-/// Whether `name` is an approver name: 1 to 64 characters of `A-Z a-z 0-9 - _ . @` (so it
-/// is one path segment as it is, and reads the same everywhere it is shown).
-pub(crate) fn valid_approver_name(name: &str) -> bool {
-    (1..=MAX_NAME).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-}
+pub(crate) use crate::console::passkey::valid_person_name as valid_approver_name;
 
 fn check_approver_name(name: &str) -> Result<(), GatewayError> {
     if valid_approver_name(name) {
@@ -150,11 +143,13 @@ pub(super) async fn create(
             .await?;
         let status = StatusCode::CREATED;
         record_admin_change(&gw, &by, "create_approver", status, detail(&tenant, &name)).await;
+        let link = super::admins::new_link(&gw, &approver(&tenant, &name)).await?;
         let shown = NewApproverView {
             tenant: added.tenant,
             name: added.name,
             created_at: added.created_at,
             token: token.to_string(),
+            enrol_url: link.enrol_url().to_string(),
         };
         Ok::<_, GatewayError>((status, Json(shown)).into_response())
     };
@@ -226,6 +221,44 @@ pub(super) async fn delete(
         Ok::<_, GatewayError>(status.into_response())
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn approver(tenant: &str, name: &str) -> writ_store::Person {
+    writ_store::Person {
+        role: writ_store::PersonRole::Approver,
+        tenant: Some(tenant.to_string()),
+        name: name.to_string(),
+    }
+}
+
+/// A new enrolment link for an approver (voiding their earlier one): opened in a
+/// browser, it enrols a passkey for the console.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{tenant}/approvers/{name}/enrolment",
+    tag = "approvals",
+    security(("writ" = [])),
+    params(
+        ("tenant" = String, Path, description = "The tenant's name.", example = "acme"),
+        ("name" = String, Path, description = "The approver's name."),
+    ),
+    responses(
+        (status = 201, description = "The link (shown only now).", body = super::admins::EnrolmentView),
+        (status = 400, description = refusal::INVALID, body = ErrorBody),
+        (status = 401, description = refusal::UNAUTHENTICATED, body = ErrorBody),
+        (status = 403, description = refusal::FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "No such tenant or approver.", body = ErrorBody),
+        (status = 503, description = refusal::UNAVAILABLE, body = ErrorBody),
+    )
+)]
+pub(super) async fn enrol(
+    State(gw): State<Arc<Gateway>>,
+    Path((tenant, name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    super::admins::enrol(&gw, approver(&tenant, &name), req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 #[cfg(test)]

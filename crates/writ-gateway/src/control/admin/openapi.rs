@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, refusal};
 use super::{
-    agents, approvals, approvers, audit, credentials, keys, limits, policies, revocations, tenants,
-    unlock, upstreams, usage,
+    admins, agents, approvals, approvers, audit, credentials, keys, limits, policies, revocations,
+    tenants, unlock, upstreams, usage,
 };
 
 /// The document, with the bearer scheme admin writs are presented under (`writ`).
@@ -20,7 +20,7 @@ use super::{
     info(
         title = "writ admin API",
         description = "Manage a writ gateway: tenants, agents, upstreams, credentials, \
-            policies, limits, approvers and approvals, revocations, root keys, usage, audit records and detections. Every route but this document's takes an admin writ (a writ \
+            policies, limits, approvers and approvals, console admins and their enrolment links, revocations, root keys, usage, audit records and detections. Every route but this document's takes an admin writ (a writ \
             holding a `writ:admin` grant) as `Authorization: Bearer <writ>`; a writ whose \
             grant names one tenant acts on that tenant only. The approval routes also take an \
             approver token (`Authorization: Bearer wap_…`), for its tenant's approvals. Refusals carry \
@@ -74,6 +74,15 @@ use super::{
         approvers::create,
         approvers::list,
         approvers::delete,
+        approvers::enrol,
+        admins::create_every,
+        admins::list_every,
+        admins::delete_every,
+        admins::enrol_every,
+        admins::create_tenant,
+        admins::list_tenant,
+        admins::delete_tenant,
+        admins::enrol_tenant,
         approvals::list,
         approvals::get,
         approvals::approve,
@@ -95,6 +104,7 @@ use super::{
         (name = "upstreams", description = "Upstreams created through the API: shared, or a tenant's own."),
         (name = "credentials", description = "A tenant's secrets for upstreams: write-only, versioned, sealed in the vault."),
         (name = "approvals", description = "Requests held for a person's approval, their decision, and the approvers who decide them."),
+        (name = "console", description = "The people who sign in to the console as admins with a passkey, and their one-time enrolment links."),
         (name = "meta", description = "This document."),
     )
 )]
