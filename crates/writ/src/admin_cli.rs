@@ -155,7 +155,9 @@ pub fn name<'a>(what: &str, name: &'a str) -> anyhow::Result<&'a str> {
     if writ_gateway::config::valid_name(name) {
         Ok(name)
     } else {
-        bail!("invalid {what} name `{name}`: names are 1-64 characters of A-Z a-z 0-9 _ . -")
+        // Quoted as Rust does (control and direction characters escaped): the name came
+        // from the command line and goes back to a terminal.
+        bail!("invalid {what} name {name:?}: names are 1-64 characters of A-Z a-z 0-9 _ . -")
     }
 }
 
@@ -497,6 +499,13 @@ mod tests {
         for bad in ["", "a/b", "a b", "a?b", "%2e"] {
             assert!(name("tenant", bad).is_err(), "{bad}");
         }
+        let shown = name("tenant", "a\u{1b}[2Jb\u{202E}c\u{7}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !shown.contains(['\u{1b}', '\u{202E}', '\u{7}']),
+            "no raw control or direction characters: {shown:?}"
+        );
     }
 
     #[test]
