@@ -3,15 +3,23 @@
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
+use http::StatusCode;
 
-use super::refusal::Refusal;
 use super::session::{Role, Session};
 
-/// `page` rendered as a 200 HTML response; a template that fails to render answers 503.
+/// `page` rendered as a 200 HTML response; a template that fails to render answers 503
+/// in plain text (the refusal page is a template too).
 pub(crate) fn html(page: impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(_) => Refusal::Unavailable.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console: a page could not be drawn");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The console could not draw this page. Try again; if it persists, the gateway's log says why.",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -118,27 +126,6 @@ pub(crate) struct TenantsPage {
     pub(crate) frame: Frame,
     pub(crate) csrf: String,
     pub(crate) tenants: Vec<String>,
-}
-
-/// A tenant's agents, each with its stop button.
-#[derive(Template)]
-#[template(path = "console/agents.html")]
-pub(crate) struct AgentsPage {
-    pub(crate) frame: Frame,
-    pub(crate) csrf: String,
-    pub(crate) tenant: String,
-    pub(crate) agents: Vec<AgentItem>,
-    /// What was just done, if anything.
-    pub(crate) notice: Option<String>,
-}
-
-/// One agent as shown.
-pub(crate) struct AgentItem {
-    pub(crate) name: String,
-    /// Its ceiling's grants, one line each.
-    pub(crate) ceiling: Vec<String>,
-    /// Its writs' longest lifetime, in seconds.
-    pub(crate) max_ttl_secs: u64,
 }
 
 /// Whether `c` changes how text around it reads without being seen: control characters,
