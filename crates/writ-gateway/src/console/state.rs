@@ -20,6 +20,8 @@ pub(crate) struct Console {
     pub(crate) gw: Arc<Gateway>,
     /// Open sessions.
     pub(crate) sessions: super::session::Sessions,
+    /// The live writs of the agents pages, read from the audit log every few seconds.
+    pub(crate) live_writs: super::live_writs::LiveWrits,
 }
 
 /// A form field every state change carries.
