@@ -7,11 +7,14 @@
 mod agents;
 mod approvals;
 mod assets;
+mod ceiling;
+mod live_writs;
 mod paths;
 mod refusal;
 mod session;
 mod signin;
 mod state;
+mod upstreams;
 mod view;
 
 use std::sync::Arc;
@@ -40,6 +43,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
     let console = Arc::new(Console {
         gw,
         sessions: session::Sessions::default(),
+        live_writs: live_writs::LiveWrits::default(),
     });
     Router::new()
         .route("/console", get(home))
@@ -59,6 +63,8 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             post(agents::stop_agent),
         )
         .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
+        .route("/console/upstreams", get(upstreams::index))
+        .route("/console/tenants/{tenant}/upstreams", get(upstreams::list))
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/assets/favicon.svg", get(assets::favicon))
