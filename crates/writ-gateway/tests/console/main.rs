@@ -5,9 +5,12 @@
 //! console's forms.
 #![allow(clippy::unwrap_used)]
 
+mod coverage;
 mod decisions;
+mod live_writs;
 mod pages;
 mod sessions;
+mod upstreams;
 
 use std::time::UNIX_EPOCH;
 
