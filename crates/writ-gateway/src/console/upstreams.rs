@@ -171,7 +171,10 @@ async fn tenant_upstreams(console: &Console, tenant: &str) -> Result<Vec<Upstrea
         match snapshot.resolve(&gw.tenancy.declared, tenant, &item.name) {
             Resolved::Upstream(upstream) => {
                 item.kind = upstream.provider.kind().as_str().to_string();
-                item.base_url = upstream.base.clone();
+                // A server the gateway starts has no URL (its `base` is a placeholder).
+                if upstream.provider.launch().is_none() {
+                    item.base_url = upstream.base.clone();
+                }
                 item.injection = injection(&upstream.provider);
                 if upstream.tenant_credential.is_none() {
                     let prints: Vec<String> = upstream
