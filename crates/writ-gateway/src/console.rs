@@ -57,6 +57,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/console/approvals/{id}/deny", post(approvals::deny))
         .route("/console/agents", get(agents::index))
         .route("/console/stop", post(agents::stop_all))
+        .route("/console/stop-writ", post(agents::stop_writ))
         .route("/console/tenants/{tenant}/agents", get(agents::list))
         .route(
             "/console/tenants/{tenant}/agents/{agent}/stop",

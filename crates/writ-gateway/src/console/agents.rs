@@ -1,10 +1,11 @@
 //! The agents pages and the kill switch: a tenant's agents with their ceilings in words,
 //! their live writs and a stop button each (every writ of the agent revoked), a stop of
 //! everything a tenant was issued up to now, and for the operator the same over every
-//! tenant. Admins only; a tenant's admin reaches
+//! tenant, and the stop of one writ by its token id. Admins only; a tenant's admin reaches
 //! their own tenant only (another tenant's pages answer 404, as a missing one does).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Path, Request, State};
@@ -13,7 +14,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 use writ_store::RevocationNote;
-use writ_token::Revocation;
+use writ_token::{Revocation, token_id_issued_at};
 
 use super::refusal::Refusal;
 use super::session::Session;
@@ -206,6 +207,64 @@ pub(crate) async fn stop_all(State(console): State<Arc<Console>>, req: Request) 
     outcome.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The form stopping one writ: its token id, and a reason.
+#[derive(Deserialize)]
+struct StopWritForm {
+    /// Missing is refused as malformed, after the session's role is checked.
+    #[serde(default)]
+    token_id: String,
+    reason: Option<String>,
+}
+
+/// How long past its longest lifetime a writ is still taken as possibly alive (clocks
+/// differ between instances).
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// `POST /console/stop-writ`: revokes one writ by its token id (as `writ token inspect`
+/// prints it), with every writ attenuated or delegated from it, on every instance. The
+/// operator's only (403 for a tenant's admin: a token id names no tenant). The id is
+/// never shown back nor logged: the audit record holds its pseudonym.
+pub(crate) async fn stop_writ(State(console): State<Arc<Console>>, req: Request) -> Response {
+    let outcome = async {
+        let (parts, body) = req.into_parts();
+        let (session, form) = console.change::<StopWritForm>(&parts, body).await?;
+        admin_only(&session)?;
+        if session.tenant.is_some() {
+            return Err(Refusal::Forbidden(
+                "only an admin of every tenant stops one writ by its token id; stop its agent \
+                 from your tenant's agents page",
+            ));
+        }
+        let token_id = form.token_id.trim().to_string();
+        let Some(issued) = token_id_issued_at(&token_id) else {
+            return Err(Refusal::BadForm(
+                "this is not a token id: paste the 26-character id `writ token inspect` prints"
+                    .to_string(),
+            ));
+        };
+        let now = console.gw.clock.now();
+        if issued + console.gw.max_ttl + CLOCK_SLACK < now {
+            return Err(Refusal::BadForm(format!(
+                "nothing to stop: the writ with this token id was issued at {} and has expired \
+                 (writs live at most {} s)",
+                humantime::format_rfc3339_seconds(issued),
+                console.gw.max_ttl.as_secs()
+            )));
+        }
+        if issued > now + Duration::from_secs(60) {
+            return Err(Refusal::BadForm(
+                "nothing to stop: no writ with this token id has been issued (its time is in \
+                 the future); check the id"
+                    .to_string(),
+            ));
+        }
+        let revocation = Revocation::TokenId { token_id };
+        stop(&console, &session, &revocation, reason(form.reason)?).await?;
+        Ok(Redirect::to("/console/agents").into_response())
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// Records `revocation` as `session`'s person's (in force on every instance), with its
 /// audit record.
 async fn stop(
@@ -227,11 +286,14 @@ async fn stop(
     record.operation = Some("revoke".to_string());
     record.status = Some(201);
     let mut detail = serde_json::Map::new();
-    // Agent, tenant and time stops only: no token id to pseudonymize.
-    detail.insert(
-        "revocation".into(),
-        serde_json::to_value(revocation).unwrap_or_default(),
-    );
+    // A token id is shown as its pseudonym, as everywhere in the audit log.
+    let shown = match revocation {
+        Revocation::TokenId { token_id } => {
+            json!({"kind": "token_id", "writ": gw.audit.pseudonym(token_id)})
+        }
+        other => serde_json::to_value(other).unwrap_or_default(),
+    };
+    detail.insert("revocation".into(), shown);
     detail.insert("revocation_record".into(), json!(id));
     detail.insert("via".into(), json!("console"));
     detail.insert("method".into(), json!(session.method.as_str()));

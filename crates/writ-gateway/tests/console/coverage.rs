@@ -51,6 +51,7 @@ const ROUTES: &[Route] = &[
     route("POST", "/console/approvals/{id}/deny", Access::Session),
     route("GET", "/console/agents", Access::Admin),
     route("POST", "/console/stop", Access::Admin),
+    route("POST", "/console/stop-writ", Access::Admin),
     route("GET", "/console/tenants/{tenant}/agents", Access::Admin),
     route(
         "POST",

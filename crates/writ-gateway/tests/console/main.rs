@@ -10,6 +10,7 @@ mod decisions;
 mod live_writs;
 mod pages;
 mod sessions;
+mod stop_writ;
 mod upstreams;
 
 use std::time::UNIX_EPOCH;
