@@ -38,8 +38,8 @@ struct UpstreamsPage {
     upstreams: Vec<UpstreamItem>,
 }
 
-/// One upstream as a tenant sees it. Every text is the gateway's own or a valid name,
-/// except `problem`, `file_credential` and the versions' `by` (made inert).
+/// One upstream as a tenant sees it. Every text is the gateway's own, a valid name or a
+/// parsed URL, except `problem` and the versions' `by` (made inert).
 struct UpstreamItem {
     name: String,
     /// `openai`, `mcp`, …

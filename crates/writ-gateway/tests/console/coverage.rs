@@ -2,7 +2,7 @@
 //! without a session (a redirect to sign-in) and no action without one (401); no action
 //! without the session's CSRF token (403); no tenant page of another tenant for a
 //! tenant's admin (404, as a missing one); no admin page or action for an approver (403);
-//! the CSP header on every answer. A route added to `console.rs` and not to [`ROUTES`]
+//! a hostile query string never reflected; the CSP header on every answer. A route added to `console.rs` and not to [`ROUTES`]
 //! fails [`every_console_route_is_in_the_table`], so no new page skips these checks.
 
 use std::collections::BTreeSet;
@@ -236,6 +236,16 @@ async fn every_route_keeps_the_consoles_guarantees() {
                 page.assert_guarded(&what);
                 assert_eq!(page.status, StatusCode::NOT_FOUND, "{what} for {tenant}");
             }
+        }
+        // A hostile, oversized query is not reflected and breaks nothing.
+        if r.is_page() {
+            let long = "A".repeat(4000);
+            let query = format!("{path}?%3Cscript%3Ealert(1)%3C%2Fscript%3E=1&x={long}");
+            let page = r.send(&mut operator, &query, None).await;
+            page.assert_guarded(&what);
+            assert!(!page.status.is_server_error(), "{what}: {}", page.status);
+            assert!(!page.body.contains("<script>alert"), "{what}: reflected");
+            assert!(!page.body.contains(&long), "{what}: reflected");
         }
         // An approver on an admin's page or action.
         if r.access == Access::Admin {
