@@ -12,7 +12,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::io::AsyncWriteExt;
 
+mod pages;
 mod sqlite_writer;
+
+pub use pages::Numbered;
 
 pub use sqlite_writer::{HeldWriter, SqliteWriter};
 

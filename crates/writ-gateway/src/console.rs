@@ -8,7 +8,9 @@
 mod agents;
 mod approvals;
 mod assets;
+mod ceiling;
 mod enrol;
+mod live_writs;
 pub(crate) mod passkey;
 mod passkey_sign_in;
 mod paths;
@@ -16,6 +18,7 @@ mod refusal;
 mod session;
 mod signin;
 mod state;
+mod upstreams;
 mod view;
 
 use std::sync::Arc;
@@ -41,7 +44,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// The console's routes, each response carrying the console's security headers.
 pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
-    let console = Arc::new(Console { gw });
+    let console = Arc::new(Console {
+        gw,
+        live_writs: live_writs::LiveWrits::default(),
+    });
     Router::new()
         .route("/console", get(home))
         .route("/console/", get(home))
@@ -59,12 +65,15 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/console/approvals/{id}/deny", post(approvals::deny))
         .route("/console/agents", get(agents::index))
         .route("/console/stop", post(agents::stop_all))
+        .route("/console/stop-writ", post(agents::stop_writ))
         .route("/console/tenants/{tenant}/agents", get(agents::list))
         .route(
             "/console/tenants/{tenant}/agents/{agent}/stop",
             post(agents::stop_agent),
         )
         .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
+        .route("/console/upstreams", get(upstreams::index))
+        .route("/console/tenants/{tenant}/upstreams", get(upstreams::list))
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/assets/favicon.svg", get(assets::favicon))

@@ -413,6 +413,16 @@ impl Gateway {
         Ok((id, shared))
     }
 
+    /// The revocations in force on this instance, as one set (a copy: it does not follow
+    /// later changes).
+    pub fn revocations_in_force(&self) -> RevocationSet {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .clone()
+    }
+
     /// Marks the approvals past their expiry as expired, each with its audit record (the
     /// server does this every few seconds; embedders and tests may call it at will).
     pub async fn sweep_approvals(&self) {

@@ -303,3 +303,43 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         responses.len() - 2,
     );
 }
+
+/// Reading the log in pages on PostgreSQL, as the console's live writs count follows it:
+/// the instances (by a loose index scan), an instance's records after a number, oldest
+/// first, and before one, newest first.
+#[tokio::test]
+async fn the_postgres_sink_reads_the_log_in_pages() {
+    let db = writ_testkit::FreshDatabase::create().await;
+    let sink = Sink::postgres(&db.url()).await.unwrap();
+    sink.prepare().await.unwrap();
+    assert!(sink.instances().await.unwrap().is_empty());
+    for instance in ["b", "a"] {
+        let lines: Vec<String> = (0..5)
+            .map(|n| format!(r#"{{"v":1,"seq":{n},"instance":"{instance}"}}"#))
+            .collect();
+        sink.append(instance, 0, &lines).await.unwrap();
+    }
+    assert_eq!(sink.instances().await.unwrap(), vec!["a", "b"]);
+    let seqs = |page: Vec<(u64, String)>| page.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(sink.records_after("a", None, 2).await.unwrap()),
+        vec![0, 1]
+    );
+    assert_eq!(
+        seqs(sink.records_after("a", Some(1), 9).await.unwrap()),
+        vec![2, 3, 4]
+    );
+    assert_eq!(
+        seqs(sink.records_before("b", None, 2).await.unwrap()),
+        vec![4, 3]
+    );
+    assert_eq!(
+        seqs(sink.records_before("b", Some(1), 9).await.unwrap()),
+        vec![0]
+    );
+    let (n, line) = &sink.records_after("b", Some(3), 1).await.unwrap()[0];
+    assert_eq!(
+        (*n, line.as_str()),
+        (4, r#"{"v":1,"seq":4,"instance":"b"}"#)
+    );
+}

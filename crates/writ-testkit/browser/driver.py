@@ -69,6 +69,7 @@ class Run:
         self.screenshots = []
         self.cdp = None
         self.authenticator = None
+        self.dialogs = []
         page.on("console", self.on_console)
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
 
@@ -216,6 +217,18 @@ class Run:
                 for c in cookies
             ]
         }
+
+    async def step_accept_dialogs(self, step):
+        # Without a handler Playwright dismisses every dialog: a confirm() answers false.
+        async def accept(dialog):
+            self.dialogs.append({"type": dialog.type, "message": dialog.message})
+            await dialog.accept()
+
+        self.page.on("dialog", accept)
+        return {}
+
+    async def step_dialogs(self, step):
+        return {"dialogs": list(self.dialogs)}
 
     async def step_virtual_authenticator(self, step):
         if self.authenticator is not None:

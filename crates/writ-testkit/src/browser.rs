@@ -138,6 +138,16 @@ impl Step {
     pub fn cookies() -> Self {
         Self(json!({"do": "cookies"}))
     }
+    /// Accepts every dialog the page opens from here on (`confirm`, `alert`, `prompt`),
+    /// recording its type and message; without this step the browser dismisses them, so a
+    /// `confirm` answers false and the form it guards is not sent.
+    pub fn accept_dialogs() -> Self {
+        Self(json!({"do": "accept_dialogs"}))
+    }
+    /// Results in `dialogs`: the dialogs accepted so far, each with `type` and `message`.
+    pub fn dialogs() -> Self {
+        Self(json!({"do": "dialogs"}))
+    }
     /// Adds a virtual WebAuthn authenticator to the page (CTAP2, internal transport, resident
     /// keys, user verification that succeeds, presence given), so the page's
     /// `navigator.credentials.create/get` enrol and use a passkey without a person. The page

@@ -99,6 +99,19 @@ async fn fixture_site() -> String {
             }),
         )
         .route(
+            // A form that asks before it is sent, as the console's stop buttons do.
+            "/confirm",
+            get(|| async {
+                Html(page(
+                    "Confirm",
+                    "<h1>Confirm</h1><form method=\"post\" action=\"/form\" \
+                     onsubmit=\"return confirm('Send it?')\">\
+                     <label for=\"name\">Name</label><input id=\"name\" name=\"name\">\
+                     <button type=\"submit\">Greet</button></form>",
+                ))
+            }),
+        )
+        .route(
             "/inaccessible",
             get(|| async {
                 Html(page(
@@ -244,6 +257,42 @@ async fn a_form_is_filled_submitted_and_its_result_read() {
     assert_eq!(run[3]["text"], "Hello, Ada & <Grace>!");
     assert_eq!(run.problems(), Vec::<String>::new());
     assert_screenshot(&run, "form", "result");
+}
+
+#[tokio::test]
+async fn a_confirm_dialog_is_dismissed_unless_dialogs_are_accepted() {
+    let dismissed = run(
+        "confirm_dismissed",
+        &[
+            Step::goto("/confirm"),
+            Step::fill("#name", "Ada"),
+            Step::click("button[type=submit]"),
+            Step::text("h1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        dismissed[3]["text"], "Confirm",
+        "not sent: the dialog answered no"
+    );
+    let accepted = run(
+        "confirm_accepted",
+        &[
+            Step::goto("/confirm"),
+            Step::accept_dialogs(),
+            Step::fill("#name", "Ada"),
+            Step::click_and_navigate("button[type=submit]"),
+            Step::text("#greeting"),
+            Step::dialogs(),
+        ],
+    )
+    .await;
+    assert_eq!(accepted[4]["text"], "Hello, Ada!");
+    assert_eq!(
+        accepted[5]["dialogs"],
+        json!([{"type": "confirm", "message": "Send it?"}])
+    );
+    assert_eq!(accepted.problems(), Vec::<String>::new());
 }
 
 #[tokio::test]

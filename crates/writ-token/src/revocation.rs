@@ -114,6 +114,23 @@ impl RevocationSet {
                 .is_some_and(|agents| agents.contains(agent))
     }
 
+    /// Whether a writ of `agent` of `tenant` issued at `issued_at` is revoked by an agent,
+    /// tenant or issued-before revocation: what can be told without the writ itself (a
+    /// token id or a block's revocation id is not tested; see [`Self::token_ids`]).
+    pub fn revokes_issued(&self, tenant: &str, agent: &str, issued_at: SystemTime) -> bool {
+        self.refuses_agent(tenant, agent)
+            || self.issued_before_all.is_some_and(|t| issued_at < t)
+            || self
+                .issued_before
+                .get(tenant)
+                .is_some_and(|t| issued_at < *t)
+    }
+
+    /// The token ids revoked one by one.
+    pub fn token_ids(&self) -> impl Iterator<Item = &str> {
+        self.token_ids.iter().map(String::as_str)
+    }
+
     /// Adds a revocation. A revocation id that is not hex is ignored (it matches nothing).
     pub fn insert(&mut self, r: &Revocation) {
         match r {

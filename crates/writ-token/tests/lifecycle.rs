@@ -505,4 +505,40 @@ fn a_writs_revocation_subject_is_revoked_exactly_when_the_writ_is() {
         assert_eq!(set.is_revoked(&writ), revoked, "{revocation:?}");
         assert_eq!(set.revokes(&subject), revoked, "{revocation:?}");
     }
+
+/// What the console's live writs count asks without a writ: whether a writ of this agent,
+/// issued then, is stopped by an agent, tenant or issued-before revocation.
+#[test]
+fn a_writ_is_known_stopped_from_its_tenant_agent_and_issue_time() {
+    let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+    let mut set = RevocationSet::new();
+    assert!(!set.revokes_issued("acme", "bot", at(100)));
+    set.insert(&Revocation::Agent {
+        tenant: "acme".into(),
+        agent: "bot".into(),
+    });
+    set.insert(&Revocation::IssuedBefore {
+        tenant: Some("globex".into()),
+        before: 100,
+    });
+    set.insert(&Revocation::TokenId {
+        token_id: "01JAAAAAAAAAAAAAAAAAAAAAAA".into(),
+    });
+    assert!(set.revokes_issued("acme", "bot", at(100)));
+    assert!(!set.revokes_issued("acme", "other", at(100)));
+    assert!(set.revokes_issued("globex", "any", at(99)));
+    assert!(!set.revokes_issued("globex", "any", at(100)));
+    set.insert(&Revocation::Tenant {
+        tenant: "initech".into(),
+    });
+    assert!(set.revokes_issued("initech", "any", at(1)));
+    set.insert(&Revocation::IssuedBefore {
+        tenant: None,
+        before: 50,
+    });
+    assert!(set.revokes_issued("hooli", "any", at(49)));
+    assert_eq!(
+        set.token_ids().collect::<Vec<_>>(),
+        vec!["01JAAAAAAAAAAAAAAAAAAAAAAA"]
+    );
 }

@@ -382,6 +382,11 @@ impl Auditor {
         self.sink.export().await
     }
 
+    /// The sink, for reading records back in pages (see `writ_audit::sink`).
+    pub(crate) fn reader(&self) -> &Sink {
+        &self.sink
+    }
+
     /// The verifier key of checkpoints.
     pub(crate) fn verifier(&self) -> &writ_audit::VerifierKey {
         &self.verifier

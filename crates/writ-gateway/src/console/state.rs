@@ -20,6 +20,8 @@ const MAX_JSON_BYTES: usize = 64 * 1024;
 pub(crate) struct Console {
     /// The gateway the console oversees.
     pub(crate) gw: Arc<Gateway>,
+    /// The live writs of the agents pages, read from the audit log every few seconds.
+    pub(crate) live_writs: super::live_writs::LiveWrits,
 }
 
 /// A form field every state change carries.

@@ -128,27 +128,6 @@ pub(crate) struct TenantsPage {
     pub(crate) tenants: Vec<String>,
 }
 
-/// A tenant's agents, each with its stop button.
-#[derive(Template)]
-#[template(path = "console/agents.html")]
-pub(crate) struct AgentsPage {
-    pub(crate) frame: Frame,
-    pub(crate) csrf: String,
-    pub(crate) tenant: String,
-    pub(crate) agents: Vec<AgentItem>,
-    /// What was just done, if anything.
-    pub(crate) notice: Option<String>,
-}
-
-/// One agent as shown.
-pub(crate) struct AgentItem {
-    pub(crate) name: String,
-    /// Its ceiling's grants, one line each.
-    pub(crate) ceiling: Vec<String>,
-    /// Its writs' longest lifetime, in seconds.
-    pub(crate) max_ttl_secs: u64,
-}
-
 /// Whether `c` changes how text around it reads without being seen: control characters,
 /// bidirectional overrides and isolates, zero-width characters, and other invisible
 /// format characters.

@@ -5,11 +5,15 @@
 //! console's forms.
 #![allow(clippy::unwrap_used)]
 
+mod coverage;
 mod decisions;
 mod instances;
+mod live_writs;
 mod pages;
 mod passkeys;
 mod sessions;
+mod stop_writ;
+mod upstreams;
 
 use std::time::UNIX_EPOCH;
 

@@ -3,8 +3,10 @@
 //! a pending approval with hostile agent text, and the axe-core check — is here.
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
 mod passkeys;
 mod signin;
+mod stop;
 
 use std::time::UNIX_EPOCH;
 
