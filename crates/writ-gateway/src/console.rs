@@ -7,11 +7,15 @@
 mod agents;
 mod approvals;
 mod assets;
+mod audit;
+mod detections;
 mod paths;
+mod record_list;
 mod refusal;
 mod session;
 mod signin;
 mod state;
+mod verification;
 mod view;
 
 use std::sync::Arc;
@@ -40,6 +44,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
     let console = Arc::new(Console {
         gw,
         sessions: session::Sessions::default(),
+        verification: verification::VerificationCache::default(),
     });
     Router::new()
         .route("/console", get(home))
@@ -59,6 +64,18 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             post(agents::stop_agent),
         )
         .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
+        .route("/console/audit", get(audit::index))
+        .route("/console/tenants/{tenant}/audit", get(audit::tenant_page))
+        .route("/console/detections", get(detections::index))
+        .route("/console/detections/feed", get(detections::index_feed))
+        .route(
+            "/console/tenants/{tenant}/detections",
+            get(detections::tenant_page),
+        )
+        .route(
+            "/console/tenants/{tenant}/detections/feed",
+            get(detections::tenant_feed),
+        )
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/assets/favicon.svg", get(assets::favicon))
