@@ -119,21 +119,24 @@ impl Panel {
                     Ok(s) if s.checkpoints == 0 => PanelLine {
                         ok: true,
                         text: format!(
-                            "Instance {instance}: {} records chained, no checkpoint signed yet \
-                             ({} records not yet signed).",
-                            s.records,
-                            s.unsigned_records()
+                            "Instance {instance}: {} chained, no checkpoint signed yet.",
+                            records(s.records)
                         ),
                         link: None,
                     },
                     Ok(s) => PanelLine {
                         ok: true,
                         text: format!(
-                            "Instance {instance}: verified up to checkpoint {} ({} records), \
-                             signed by key {short}; {} records after it are not yet signed.",
+                            "Instance {instance}: verified up to checkpoint {} ({}), signed by \
+                             key {short}; {} after it {} not yet signed.",
                             s.checkpoints,
-                            s.signed_size,
-                            s.unsigned_records()
+                            records(s.signed_size),
+                            records(s.unsigned_records()),
+                            if s.unsigned_records() == 1 {
+                                "is"
+                            } else {
+                                "are"
+                            }
                         ),
                         link: None,
                     },
@@ -158,6 +161,15 @@ impl Panel {
             ok: verdict.is_ok(),
             lines,
         }
+    }
+}
+
+/// `1 record`, `2 records`.
+fn records(n: u64) -> String {
+    if n == 1 {
+        "1 record".to_string()
+    } else {
+        format!("{n} records")
     }
 }
 
