@@ -223,8 +223,8 @@ async fn show(
     let verifying_key = key.clone();
     let verdict = console
         .verification
-        .verdict(lines, move |lines| {
-            verification::verify(lines, &verifying_key)
+        .verdict(lines, move |lines, signed| {
+            verification::verify(lines, &verifying_key, signed)
         })
         .await
         .ok_or(Refusal::Unavailable)?;

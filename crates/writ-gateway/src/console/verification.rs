@@ -7,6 +7,11 @@
 //! costs one pass of hashing, never a second verification, while any changed byte (a
 //! new record, a tampered one) is verified afresh on the next load. One verification
 //! runs at a time; page loads that arrive meanwhile wait for it and reuse its verdict.
+//!
+//! Each instance is held to the largest checkpoint size this gateway has seen it verify
+//! with, so a log put back to an earlier, validly signed state (its tail and latest
+//! checkpoints removed), or one that lost an instance, shows as broken. Those sizes live
+//! in this process's memory: a restarted gateway starts from what it then finds.
 
 use std::sync::Arc;
 
@@ -15,51 +20,88 @@ use writ_audit::{ExportVerification, Position, Problem, VerifierKey, verify_expo
 
 use super::view::inert;
 
-/// The last verdict and the digest of the log it was reached on.
+/// The last verdict, and the checkpoint sizes this gateway has shown verified.
 #[derive(Default)]
 pub(crate) struct VerificationCache {
-    last: tokio::sync::Mutex<Option<([u8; 32], Arc<ExportVerification>)>>,
+    state: tokio::sync::Mutex<Seen>,
+}
+
+/// What the cache remembers.
+#[derive(Default, Clone)]
+struct Seen {
+    /// The digest of the last log verified (with the sizes it was held to) and its verdict.
+    last: Option<([u8; 32], Arc<ExportVerification>)>,
+    /// The largest checkpoint size each instance's log has verified with: a later log
+    /// whose checkpoints are smaller, or that lost the instance, was rolled back.
+    signed: Vec<(String, u64)>,
 }
 
 impl VerificationCache {
     /// The verdict on `lines`: the cached one when `lines` are those it was reached on,
-    /// otherwise `verify(lines)`, run off the async workers and then cached. `None` when
-    /// the verifying thread failed.
+    /// otherwise `verify(lines, signed)`, run off the async workers and then cached, where
+    /// `signed` holds the checkpoint sizes verified before on this gateway. `None` when the
+    /// verifying thread failed.
     pub(crate) async fn verdict(
         &self,
         lines: Vec<String>,
-        verify: impl FnOnce(&[String]) -> ExportVerification + Send + 'static,
+        verify: impl FnOnce(&[String], &[(String, u64)]) -> ExportVerification + Send + 'static,
     ) -> Option<Arc<ExportVerification>> {
-        let mut last = self.last.lock().await;
-        let cached = last.clone();
+        let mut state = self.state.lock().await;
+        let seen = state.clone();
         let (digest, verdict) = tokio::task::spawn_blocking(move || {
-            let digest = digest(&lines);
-            match cached {
-                Some((seen, verdict)) if seen == digest => (digest, verdict),
-                _ => (digest, Arc::new(verify(&lines))),
+            let digest = digest(&lines, &seen.signed);
+            match seen.last {
+                Some((before, verdict)) if before == digest => (digest, verdict),
+                _ => (digest, Arc::new(verify(&lines, &seen.signed))),
             }
         })
         .await
         .ok()?;
-        *last = Some((digest, verdict.clone()));
+        for instance in &verdict.instances {
+            let Ok(summary) = &instance.outcome else {
+                continue;
+            };
+            match state
+                .signed
+                .iter_mut()
+                .find(|(i, _)| *i == instance.instance)
+            {
+                Some((_, size)) => *size = (*size).max(summary.signed_size),
+                None => state
+                    .signed
+                    .push((instance.instance.clone(), summary.signed_size)),
+            }
+        }
+        state.last = Some((digest, verdict.clone()));
         Some(verdict)
     }
 }
 
 /// SHA-256 over every line, each preceded by its length (a stored line may hold a
-/// newline, so a separator alone would let two different logs hash alike).
-fn digest(lines: &[String]) -> [u8; 32] {
+/// newline, so a separator alone would let two different logs hash alike), and the
+/// checkpoint sizes the log is held to.
+fn digest(lines: &[String], signed: &[(String, u64)]) -> [u8; 32] {
     let mut hash = Sha256::new();
     for line in lines {
         hash.update((line.len() as u64).to_le_bytes());
         hash.update(line.as_bytes());
     }
+    for (instance, size) in signed {
+        hash.update((instance.len() as u64).to_le_bytes());
+        hash.update(instance.as_bytes());
+        hash.update(size.to_le_bytes());
+    }
     hash.finalize().into()
 }
 
-/// Verifies `lines` with the gateway's verifier key and its instances' origins.
-pub(crate) fn verify(lines: &[String], key: &VerifierKey) -> ExportVerification {
-    verify_export(lines, key, crate::audit::origin, &[])
+/// Verifies `lines` with the gateway's verifier key and its instances' origins, holding
+/// each instance to the checkpoint size in `signed`.
+pub(crate) fn verify(
+    lines: &[String],
+    key: &VerifierKey,
+    signed: &[(String, u64)],
+) -> ExportVerification {
+    verify_export(lines, key, crate::audit::origin, signed)
 }
 
 /// The id of a record's row on a page: `r-<instance>-<seq>`, the instance kept to
@@ -144,6 +186,16 @@ impl Panel {
                 }
             })
             .collect();
+        lines.extend(verdict.absent.iter().map(|(instance, size)| PanelLine {
+            ok: false,
+            text: format!(
+                "Instance {}: broken: the log holds nothing of it, though this gateway has \
+                 verified it up to a checkpoint of {}.",
+                inert(instance),
+                records(*size)
+            ),
+            link: None,
+        }));
         if !verdict.unreadable.is_empty() {
             lines.push(PanelLine {
                 ok: false,
@@ -205,9 +257,11 @@ mod tests {
 
     use super::*;
 
-    fn counted(calls: &Arc<AtomicUsize>) -> impl FnOnce(&[String]) -> ExportVerification + use<> {
+    fn counted(
+        calls: &Arc<AtomicUsize>,
+    ) -> impl FnOnce(&[String], &[(String, u64)]) -> ExportVerification + use<> {
         let calls = calls.clone();
-        move |_| {
+        move |_, _| {
             calls.fetch_add(1, Ordering::SeqCst);
             ExportVerification {
                 instances: Vec::new(),
@@ -235,6 +289,86 @@ mod tests {
         cache.verdict(joined, counted(&calls)).await;
         cache.verdict(log, counted(&calls)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// A log, then the same log rolled back to an earlier, validly signed state: broken
+    /// for a gateway that showed the later state, as a rollback; fine for one that never
+    /// saw it.
+    #[tokio::test]
+    async fn a_log_rolled_back_below_a_checkpoint_shown_before_is_broken() {
+        let key = writ_audit::AuditKey::from_seed(crate::audit::KEY_NAME, &[7; 32])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let verifier = key.verifier_key();
+        let instance = "inst";
+        let mut log = writ_audit::AuditLog::new(instance, crate::audit::origin(instance))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let record =
+            || writ_audit::AuditRecord::new(writ_audit::Kind::AdminChange, std::time::UNIX_EPOCH);
+        let checkpoint = |note: String, size: u64| {
+            serde_json::to_string(&writ_audit::sink::CheckpointLine {
+                checkpoint: note,
+                instance: instance.to_string(),
+                size,
+            })
+            .unwrap_or_default()
+        };
+        let r0 = log.append(record()).0;
+        let r1 = log.append(record()).0;
+        let at_two = checkpoint(log.checkpoint(&key), 2);
+        let r2 = log.append(record()).0;
+        let at_three = checkpoint(log.checkpoint(&key), 3);
+        let later = vec![r0.clone(), r1.clone(), r2, at_two.clone(), at_three];
+        let earlier = vec![r0, r1, at_two];
+        let verify =
+            |v: VerifierKey| move |l: &[String], s: &[(String, u64)]| super::verify(l, &v, s);
+
+        let cache = VerificationCache::default();
+        let verdict = cache
+            .verdict(later, verify(verifier.clone()))
+            .await
+            .unwrap_or_else(|| panic!("a verdict"));
+        assert!(verdict.is_ok(), "{verdict:?}");
+        let verdict = cache
+            .verdict(earlier.clone(), verify(verifier.clone()))
+            .await
+            .unwrap_or_else(|| panic!("a verdict"));
+        assert_eq!(
+            verdict.instances[0].outcome,
+            Err(Problem::Rollback {
+                size: 2,
+                expected: 3
+            })
+        );
+        let panel = Panel::new(&verdict, &verifier, |_, _| false);
+        assert!(!panel.ok);
+        assert!(
+            panel.lines[0].text.contains("rolls back from 3"),
+            "{}",
+            panel.lines[0].text
+        );
+        // The whole instance gone.
+        let verdict = cache
+            .verdict(Vec::new(), verify(verifier.clone()))
+            .await
+            .unwrap_or_else(|| panic!("a verdict"));
+        assert_eq!(verdict.absent, vec![(instance.to_string(), 3)]);
+        let panel = Panel::new(&verdict, &verifier, |_, _| false);
+        assert!(panel.lines[0].text.contains("holds nothing of it"));
+        // A gateway that never saw the later state finds nothing wrong.
+        let fresh = VerificationCache::default();
+        let verdict = fresh
+            .verdict(earlier, verify(verifier.clone()))
+            .await
+            .unwrap_or_else(|| panic!("a verdict"));
+        assert!(verdict.is_ok());
+        let panel = Panel::new(&verdict, &verifier, |_, _| false);
+        assert!(
+            panel.lines[0]
+                .text
+                .contains("verified up to checkpoint 1 (2 records), signed by key writ-audit+"),
+            "{}",
+            panel.lines[0].text
+        );
     }
 
     #[test]
