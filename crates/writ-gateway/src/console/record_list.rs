@@ -67,6 +67,7 @@ pub(crate) fn page(
 ) -> Result<RecordPage, Refusal> {
     let mut kept: Vec<AuditRecord> = lines
         .iter()
+        .filter(|line| filter.may_match_line(line))
         .filter_map(|line| AuditRecord::from_line(line).ok())
         .filter(|r| filter.matches(r))
         .collect();

@@ -175,6 +175,10 @@ async fn query(
     let mut past_cursor = cursor.is_none();
     let mut next_cursor = None;
     for line in &lines {
+        // Skipped unread only once past the cursor: the cursor's record may be any kind.
+        if past_cursor && !filter.may_match_line(line) {
+            continue;
+        }
         let Ok(record) = AuditRecord::from_line(line) else {
             continue; // checkpoint lines
         };
