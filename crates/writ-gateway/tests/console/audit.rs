@@ -351,3 +351,56 @@ async fn detections_are_listed_without_the_secret_and_kept_to_their_tenant() {
         assert!(page.body.contains("No detection yet"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_changed_record_breaks_the_log_for_every_admin_linking_it_where_shown() {
+    let s = Setup::start().await;
+    denied_request(&s, "acme").await;
+    denied_request(&s, "acme").await;
+    let acme = records(&s, "tenant=acme&kind=request_denied").await;
+    let (instance, seq) = (
+        acme[0]["instance"].as_str().unwrap().to_string(),
+        acme[0]["seq"].as_u64().unwrap(),
+    );
+    let mut operator = Browser::new(&s.gw);
+    operator.sign_in(&[("writ", &s.admin)]).await;
+    let page = operator.get("/console/audit").await;
+    assert!(page.body.contains("The log verifies"), "{}", page.body);
+
+    let db = rusqlite::Connection::open(s.gw.gateway().data_dir().join("audit.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE audit_records SET line = replace(line, '\"tenant\":\"acme\"', '\"tenant\":\"acmf\"') \
+             WHERE instance = ?1 AND seq = ?2",
+            rusqlite::params![instance, seq as i64],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    let named = format!("broken at record {seq}: record {seq} was altered");
+    let link = format!("href=\"#r-{instance}-{seq}\"");
+    let page = operator.get("/console/audit").await;
+    assert!(page.body.contains("The log is broken"), "{}", page.body);
+    assert!(page.body.contains(&named), "{}", page.body);
+    assert!(
+        page.body.contains(&link),
+        "linked: the record is on the page"
+    );
+    // Not on the page (filtered out): named, not linked.
+    let page = operator.get("/console/audit?tenant=globex").await;
+    assert!(page.body.contains(&named));
+    assert!(!page.body.contains(&link));
+    // A tenant's admin sees the whole log's state too.
+    let writ = s.gw.mint_as(
+        r#"{"type":"writ:admin","tenant":"globex"}"#,
+        r#"{"type":"writ:admin","tenant":"globex"}"#,
+        30,
+    );
+    let mut globex = Browser::new(&s.gw);
+    globex
+        .sign_in(&[("writ", &writ), ("tenant", "globex")])
+        .await;
+    let page = globex.get("/console/tenants/globex/audit").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&named) && !page.body.contains(&link));
+}
