@@ -190,6 +190,36 @@ async fn bad_filters_are_refused_naming_what_the_page_takes() {
     let page = b.get("/console/detections?detector=evil").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("prompt_secret"), "{}", page.body);
+    for (path, says) in [
+        (
+            format!("/console/detections?agent={long}"),
+            "longer than this page takes",
+        ),
+        (
+            "/console/detections/feed?colour=1".to_string(),
+            "filters are tenant",
+        ),
+        (
+            "/console/detections/feed?agent=a%0Db".to_string(),
+            "one line",
+        ),
+        (
+            "/console/detections?before=x%2F1".to_string(),
+            "cursor is not one",
+        ),
+        (
+            "/console/tenants/acme/detections?tenant=globex".to_string(),
+            "leave out the tenant",
+        ),
+        (
+            "/console/tenants/acme/audit?tenant=acme".to_string(),
+            "leave out the tenant",
+        ),
+    ] {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(page.body.contains(says), "{path}: {}", page.body);
+    }
     // A hostile name echoed in the refusal is escaped.
     let page = b.get("/console/audit?%3Cscript%3E=1").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
