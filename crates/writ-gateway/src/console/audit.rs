@@ -14,7 +14,10 @@ use http::{HeaderMap, Uri};
 use serde::Deserialize;
 use writ_audit::AuditRecord;
 
-use super::record_list::{self, PAGE, decision_code, given, read, read_query, with_cursor};
+use super::record_list::{
+    self, PAGE, decision_code, given, no_tenant_filter, page_url, read, read_query, tenant_options,
+    with_cursor,
+};
 use super::refusal::Refusal;
 use super::session::Session;
 use super::state::{Console, reachable};
@@ -177,13 +180,7 @@ pub(crate) async fn tenant_page(
         let session = console.admin_page_session(&headers).await?;
         reachable(&session, &tenant)?;
         let query: AuditQuery = read_query(&uri, ACCEPTED)?;
-        if query.tenant.is_some() {
-            return Err(Refusal::BadForm(
-                "this page is one tenant's: its address names the tenant, so leave out the \
-                 tenant filter"
-                    .to_string(),
-            ));
-        }
+        no_tenant_filter(Some(&tenant), &query.tenant)?;
         let path = audit_path(&tenant);
         show(&console, &session, Some(&tenant), &path, query).await
     };
@@ -236,14 +233,7 @@ async fn show(
     let panel = Panel::new(&verdict, &key, |i, s| shown.contains(&(i, s)));
 
     let filters = [
-        (
-            "tenant",
-            if tenant.is_none() {
-                given(&query.tenant)
-            } else {
-                None
-            },
-        ),
+        ("tenant", given(&query.tenant)),
         ("agent", given(&query.agent)),
         ("writ", given(&query.writ)),
         ("decision", given(&query.decision)),
@@ -251,14 +241,6 @@ async fn show(
         ("since", given(&query.since)),
         ("until", given(&query.until)),
     ];
-    let pairs: Vec<(&str, &str)> = filters
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| (*k, v)))
-        .collect();
-    let newest = match serde_urlencoded::to_string(&pairs).unwrap_or_default() {
-        q if q.is_empty() => path.to_string(),
-        q => format!("{path}?{q}"),
-    };
     let decision = given(&query.decision).unwrap_or("");
     let mut decisions = vec![
         ("", "Any", decision.is_empty()),
@@ -269,19 +251,7 @@ async fn show(
         let name = kind_name(*k);
         (name, name, decision == name)
     }));
-    let chosen = given(&query.tenant).unwrap_or("");
-    let tenants = match tenant {
-        Some(_) => Vec::new(),
-        None => console
-            .tenant_names()
-            .await?
-            .into_iter()
-            .map(|t| {
-                let selected = t == chosen;
-                (t, selected)
-            })
-            .collect(),
-    };
+    let tenants = tenant_options(console, tenant, given(&query.tenant)).await?;
     let shown_text = |v: &Option<String>| given(v).map(inert).unwrap_or_default();
     Ok(html(AuditPage {
         frame: Frame::signed_in("Audit", session),
@@ -302,6 +272,6 @@ async fn show(
         rows: page.records.iter().map(RecordRow::of).collect(),
         later_page: before.is_some(),
         older: page.older.map(|c| with_cursor(path, &filters, &c)),
-        newest,
+        newest: page_url(path, &filters),
     }))
 }

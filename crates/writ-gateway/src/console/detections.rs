@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use writ_audit::AuditRecord;
 
-use super::record_list::{self, PAGE, given, read, read_query, with_cursor};
+use super::record_list::{
+    self, PAGE, given, no_tenant_filter, page_url, read, read_query, tenant_options, with_cursor,
+};
 use super::refusal::Refusal;
 use super::session::Session;
 use super::state::{Console, reachable};
@@ -205,13 +207,7 @@ pub(crate) async fn tenant_feed(
 /// The query of a page or feed, checked: on a tenant's page the address names the tenant.
 fn query(uri: &Uri, tenant: Option<&str>) -> Result<DetectionsQuery, Refusal> {
     let query: DetectionsQuery = read_query(uri, ACCEPTED)?;
-    if tenant.is_some() && query.tenant.is_some() {
-        return Err(Refusal::BadForm(
-            "this page is one tenant's: its address names the tenant, so leave out the tenant \
-             filter"
-                .to_string(),
-        ));
-    }
+    no_tenant_filter(tenant, &query.tenant)?;
     Ok(query)
 }
 
@@ -280,46 +276,15 @@ async fn page(
     let query = query(uri, tenant)?;
     let feed = feed(console, tenant, &query).await?;
     let filters = [
-        (
-            "tenant",
-            if tenant.is_none() {
-                given(&query.tenant)
-            } else {
-                None
-            },
-        ),
+        ("tenant", given(&query.tenant)),
         ("agent", given(&query.agent)),
         ("detector", given(&query.detector)),
     ];
-    let pairs: Vec<(&str, &str)> = filters
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| (*k, v)))
-        .collect();
-    let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let with_query = |base: String| {
-        if encoded.is_empty() {
-            base
-        } else {
-            format!("{base}?{encoded}")
-        }
-    };
     let later_page = given(&query.before).is_some();
     let chosen = given(&query.detector).unwrap_or("");
     let mut detectors = vec![("", chosen.is_empty())];
     detectors.extend(Detector::ALL.map(|d| (d.as_str(), d.as_str() == chosen)));
-    let chosen_tenant = given(&query.tenant).unwrap_or("");
-    let tenants = match tenant {
-        Some(_) => Vec::new(),
-        None => console
-            .tenant_names()
-            .await?
-            .into_iter()
-            .map(|t| {
-                let selected = t == chosen_tenant;
-                (t, selected)
-            })
-            .collect(),
-    };
+    let tenants = tenant_options(console, tenant, given(&query.tenant)).await?;
     Ok(html(DetectionsPage {
         frame: Frame::signed_in("Detections", session),
         heading: match tenant {
@@ -331,10 +296,10 @@ async fn page(
         tenants,
         agent: given(&query.agent).map(inert).unwrap_or_default(),
         detectors,
-        feed: (!later_page).then(|| with_query(format!("{path}/feed"))),
+        feed: (!later_page).then(|| page_url(&format!("{path}/feed"), &filters)),
         rows: feed.rows,
         later_page,
-        newest: with_query(path.to_string()),
+        newest: page_url(path, &filters),
         older: feed.older.map(|c| with_cursor(path, &filters, &c)),
     }))
 }

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use writ_audit::AuditRecord;
 
 use super::refusal::Refusal;
+use super::state::Console;
 use crate::audit::record_filter::{Cursor, FilterError, RecordFilter};
 
 /// Records on one page.
@@ -109,15 +110,60 @@ pub(crate) fn decision_code(record: &AuditRecord) -> String {
     parts.join("; ")
 }
 
-/// The URL of `path` with `query`'s non-empty pairs, and `before` set to `cursor`.
-pub(crate) fn with_cursor(path: &str, query: &[(&str, Option<&str>)], cursor: &Cursor) -> String {
-    let mut pairs: Vec<(&str, String)> = query
+/// `path` with the filters given in `filters` (name, value) as its query.
+pub(crate) fn page_url(path: &str, filters: &[(&str, Option<&str>)]) -> String {
+    let pairs: Vec<(&str, &str)> = filters
         .iter()
-        .filter_map(|(k, v)| v.map(|v| (*k, v.to_string())))
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
         .collect();
-    pairs.push(("before", cursor.to_string()));
-    let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    format!("{path}?{encoded}")
+    match serde_urlencoded::to_string(&pairs).unwrap_or_default() {
+        q if q.is_empty() => path.to_string(),
+        q => format!("{path}?{q}"),
+    }
+}
+
+/// [`page_url`] of the page after the record `cursor` names.
+pub(crate) fn with_cursor(path: &str, filters: &[(&str, Option<&str>)], cursor: &Cursor) -> String {
+    let cursor = cursor.to_string();
+    let mut filters = filters.to_vec();
+    filters.push(("before", Some(&cursor)));
+    page_url(path, &filters)
+}
+
+/// Refuses a `tenant` filter on one tenant's page, where the address names the tenant.
+pub(crate) fn no_tenant_filter(
+    page_tenant: Option<&str>,
+    filter: &Option<String>,
+) -> Result<(), Refusal> {
+    if page_tenant.is_some() && filter.is_some() {
+        return Err(Refusal::BadForm(
+            "this page is one tenant's: its address names the tenant, so leave out the \
+             tenant filter"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The options of the tenant filter on every tenant's page (none on one tenant's): each
+/// tenant, and whether it is `chosen`.
+pub(crate) async fn tenant_options(
+    console: &Console,
+    page_tenant: Option<&str>,
+    chosen: Option<&str>,
+) -> Result<Vec<(String, bool)>, Refusal> {
+    if page_tenant.is_some() {
+        return Ok(Vec::new());
+    }
+    Ok(console
+        .tenant_names()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let selected = Some(t.as_str()) == chosen;
+            (t, selected)
+        })
+        .collect())
 }
 
 #[cfg(test)]
