@@ -255,7 +255,33 @@ impl std::fmt::Display for Cursor {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever text a query carries, every filter reads it or names what it takes;
+        /// what it reads, it reads back the same.
+        #[test]
+        fn any_filter_text_is_read_or_refused(text in "\\PC{0,80}|[0-9:TZ.+-]{0,30}") {
+            let _ = parse_kind(&text);
+            let _ = parse_decision(&text);
+            if let Ok(status) = parse_status(&text) {
+                prop_assert!((100..=599).contains(&status));
+            }
+            let _ = parse_time("since", &text);
+            if let Ok(writ) = parse_writ(&text) {
+                prop_assert_eq!(writ, text.to_ascii_lowercase());
+            }
+            if let Ok(name) = parse_name("agent", &text) {
+                prop_assert_eq!(name, text.clone());
+            }
+            if let Ok(cursor) = Cursor::parse(&text) {
+                prop_assert_eq!(Cursor::parse(&cursor.to_string()), Ok(cursor));
+            }
+        }
+    }
 
     #[test]
     fn the_first_cut_keeps_every_detection_line() {
