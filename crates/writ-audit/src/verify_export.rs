@@ -165,3 +165,85 @@ impl Problem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::sink::CheckpointLine;
+    use crate::{AuditKey, AuditLog, AuditRecord, Kind};
+
+    fn origin(instance: &str) -> String {
+        format!("writ-audit/{instance}")
+    }
+
+    /// Three records of `instance` and a checkpoint over them, as export lines.
+    fn log(instance: &str, key: &AuditKey) -> (Vec<String>, String) {
+        let mut log = AuditLog::new(instance, origin(instance)).unwrap_or_else(|e| panic!("{e}"));
+        let lines = (0..3)
+            .map(|_| {
+                log.append(AuditRecord::new(Kind::AdminChange, UNIX_EPOCH))
+                    .0
+            })
+            .collect();
+        let checkpoint = serde_json::to_string(&CheckpointLine {
+            checkpoint: log.checkpoint(key),
+            instance: instance.to_string(),
+            size: 3,
+        })
+        .unwrap_or_default();
+        (lines, checkpoint)
+    }
+
+    #[test]
+    fn each_instance_is_judged_alone_and_its_problem_placed_at_its_line() {
+        let key = AuditKey::from_seed("writ-audit", &[3; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let (a, a_checkpoint) = log("a", &key);
+        let (b, b_checkpoint) = log("b", &key);
+        // Interleaved as an export of a shared sink could be; b's record 1 edited.
+        let mut lines = vec![
+            a[0].clone(),
+            b[0].clone(),
+            a[1].clone(),
+            b[1].replacen("admin_change", "approval", 1),
+            a[2].clone(),
+            b[2].clone(),
+            String::new(),
+            "not json".to_string(),
+            a_checkpoint,
+            b_checkpoint,
+        ];
+        let expected = [("a".to_string(), 3), ("gone".to_string(), 5)];
+        let report = verify_export(&lines, &key.verifier_key(), origin, &expected);
+        assert_eq!(report.instances.len(), 2);
+        let a = &report.instances[0];
+        assert_eq!(a.instance, "a");
+        assert_eq!(a.outcome.as_ref().map(|s| s.signed_size), Ok(3));
+        assert_eq!(a.line, None);
+        let b = &report.instances[1];
+        assert_eq!(b.outcome, Err(Problem::RecordAltered { seq: 1 }));
+        assert_eq!(b.line, Some(3), "the export line of b's record 1");
+        assert_eq!(report.unreadable, vec![7]);
+        assert_eq!(report.absent, vec![("gone".to_string(), 5)]);
+        assert!(!report.is_ok());
+
+        // Held to a larger size than its checkpoints: rolled back.
+        lines.retain(|l| !l.is_empty() && l != "not json");
+        let report = verify_export(
+            &lines,
+            &key.verifier_key(),
+            origin,
+            &[("a".to_string(), 2), ("a".to_string(), 4)],
+        );
+        assert_eq!(
+            report.instances[0].outcome,
+            Err(Problem::Rollback {
+                size: 3,
+                expected: 4
+            }),
+            "the largest size given counts"
+        );
+        assert_eq!(report.instances[0].line, None);
+    }
+}
