@@ -332,30 +332,34 @@ impl Sink {
     /// The whole log in the JSON-lines format: per instance, its records in order, each
     /// checkpoint after the record it covers up to.
     pub async fn export(&self) -> Result<Vec<String>, SinkError> {
-        let (records, checkpoints): (Vec<Row>, Vec<Row>) = match self {
+        // Checkpoints are read before records: an instance writes a checkpoint only after
+        // the records it covers, so a log written to while it is read is never exported
+        // with a checkpoint over records it lacks (which verification would call a
+        // truncated log); records written meanwhile are exported as not yet signed.
+        let (checkpoints, records): (Vec<Row>, Vec<Row>) = match self {
             Sink::Sqlite(pool, _) => (
+                sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(SinkError::SqlitePool)?,
                 sqlx::query_as(
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
                 .fetch_all(pool)
                 .await
                 .map_err(SinkError::SqlitePool)?,
+            ),
+            Sink::Postgres(pool) => (
                 sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
                     .fetch_all(pool)
                     .await
-                    .map_err(SinkError::SqlitePool)?,
-            ),
-            Sink::Postgres(pool) => (
+                    .map_err(SinkError::Postgres)?,
                 sqlx::query_as(
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
                 .fetch_all(pool)
                 .await
                 .map_err(SinkError::Postgres)?,
-                sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
-                    .fetch_all(pool)
-                    .await
-                    .map_err(SinkError::Postgres)?,
             ),
             Sink::File(path, _) => {
                 let text = tokio::fs::read_to_string(path).await?;
