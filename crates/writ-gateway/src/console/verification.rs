@@ -121,6 +121,9 @@ pub(crate) fn anchor(instance: &str, seq: u64) -> String {
     format!("r-{instance}-{seq}")
 }
 
+/// Intact instances the panel lists by name; the others are counted.
+const INTACT_LISTED: usize = 5;
+
 /// The verification panel of the audit page.
 pub(crate) struct Panel {
     /// The verifier key's short form, `name+id` (public).
@@ -203,6 +206,23 @@ impl Panel {
                     "Broken: {} lines of the log are neither records nor checkpoints \
                      (unreadable, or naming no instance).",
                     verdict.unreadable.len()
+                ),
+                link: None,
+            });
+        }
+        // Every gateway process is an instance with a log of its own, so a deployment that
+        // restarts often has many: each broken one is named, the intact ones only up to
+        // a few (the last in the export: instance ids sort by when they started).
+        let (mut lines, mut intact): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| !l.ok);
+        let hidden = intact.len().saturating_sub(INTACT_LISTED);
+        intact.drain(..hidden);
+        lines.extend(intact);
+        if hidden > 0 {
+            lines.push(PanelLine {
+                ok: true,
+                text: format!(
+                    "{hidden} more {} verified as well (not listed).",
+                    if hidden == 1 { "instance" } else { "instances" }
                 ),
                 link: None,
             });
@@ -369,6 +389,52 @@ mod tests {
             "{}",
             panel.lines[0].text
         );
+    }
+
+    #[test]
+    fn every_broken_instance_is_named_and_only_the_last_intact_ones() {
+        let key = writ_audit::AuditKey::from_seed(crate::audit::KEY_NAME, &[9; 32])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let intact = |i: usize| writ_audit::InstanceVerification {
+            instance: format!("i{i:02}"),
+            outcome: Ok(writ_audit::Summary {
+                instance: Some(format!("i{i:02}")),
+                records: 4,
+                checkpoints: 1,
+                signed_size: 3,
+                signed_root: [0; 32],
+                head: [0; 32],
+                open_decisions: 0,
+            }),
+            line: None,
+        };
+        let mut instances: Vec<_> = (0..9).map(intact).collect();
+        instances.insert(
+            2,
+            writ_audit::InstanceVerification {
+                instance: "bad".into(),
+                outcome: Err(Problem::MissingRecord { seq: 4 }),
+                line: Some(12),
+            },
+        );
+        let verdict = ExportVerification {
+            instances,
+            unreadable: Vec::new(),
+            absent: Vec::new(),
+        };
+        let panel = Panel::new(&verdict, &key.verifier_key(), |i, s| i == "bad" && s == 4);
+        let texts: Vec<&str> = panel.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 7, "{texts:#?}");
+        assert_eq!(
+            texts[0],
+            "Instance bad: broken at record 4: record 4 is missing."
+        );
+        assert_eq!(panel.lines[0].link.as_deref(), Some("r-bad-4"));
+        assert!(texts[1].starts_with("Instance i04: verified up to checkpoint 1 (3 records)"));
+        assert!(texts[1].ends_with("; 1 record after it is not yet signed."));
+        assert!(texts[5].starts_with("Instance i08:"));
+        assert_eq!(texts[6], "4 more instances verified as well (not listed).");
+        assert!(!panel.ok);
     }
 
     #[test]
