@@ -21,7 +21,8 @@
 //! - [`key`]: audit keys and their signed-note key strings;
 //! - [`checkpoint`]: checkpoints as signed notes;
 //! - [`log`]: the appender's state;
-//! - [`verify`]: offline verification;
+//! - [`verify`]: offline verification of one instance's log;
+//! - [`verify_export`]: the same over a whole export, instance by instance;
 //! - [`sink`]: where lines are kept, and the JSON-lines export format.
 
 pub mod checkpoint;
@@ -33,6 +34,7 @@ pub mod record;
 pub mod sink;
 pub mod tree;
 pub mod verify;
+pub mod verify_export;
 
 pub use checkpoint::{Checkpoint, CheckpointError, parse_and_verify, sign};
 pub use key::{AuditKey, KeyError, VerifierKey};
@@ -42,3 +44,4 @@ pub use pseudonym::Pseudonymizer;
 pub use record::{AuditRecord, Decision, Kind, LimitHit, RecordError, Usage};
 pub use tree::{Frontier, Tree};
 pub use verify::{Problem, Summary, verify_log};
+pub use verify_export::{ExportVerification, InstanceVerification, Position, verify_export};

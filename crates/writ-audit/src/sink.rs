@@ -335,30 +335,34 @@ impl Sink {
     /// The whole log in the JSON-lines format: per instance, its records in order, each
     /// checkpoint after the record it covers up to.
     pub async fn export(&self) -> Result<Vec<String>, SinkError> {
-        let (records, checkpoints): (Vec<Row>, Vec<Row>) = match self {
+        // Checkpoints are read before records: an instance writes a checkpoint only after
+        // the records it covers, so a log written to while it is read is never exported
+        // with a checkpoint over records it lacks (which verification would call a
+        // truncated log); records written meanwhile are exported as not yet signed.
+        let (checkpoints, records): (Vec<Row>, Vec<Row>) = match self {
             Sink::Sqlite(pool, _) => (
+                sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(SinkError::SqlitePool)?,
                 sqlx::query_as(
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
                 .fetch_all(pool)
                 .await
                 .map_err(SinkError::SqlitePool)?,
+            ),
+            Sink::Postgres(pool) => (
                 sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
                     .fetch_all(pool)
                     .await
-                    .map_err(SinkError::SqlitePool)?,
-            ),
-            Sink::Postgres(pool) => (
+                    .map_err(SinkError::Postgres)?,
                 sqlx::query_as(
                     "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
                 )
                 .fetch_all(pool)
                 .await
                 .map_err(SinkError::Postgres)?,
-                sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")
-                    .fetch_all(pool)
-                    .await
-                    .map_err(SinkError::Postgres)?,
             ),
             Sink::File(path, _) => {
                 let text = tokio::fs::read_to_string(path).await?;
@@ -415,6 +419,32 @@ async fn append_file(path: &Path, bytes: &[u8], durability: Durability) -> Resul
     Ok(())
 }
 
+/// One non-blank line of an export, as [`split_export`] classifies it.
+pub(crate) enum ExportLine {
+    /// A checkpoint line.
+    Checkpoint(CheckpointLine),
+    /// A record line of this instance; read leniently, so a damaged line still lands in
+    /// its log, where verification names it. Empty when the line names no instance.
+    Record(String),
+}
+
+impl ExportLine {
+    /// Classifies `line`; `None` when it is blank.
+    pub(crate) fn read(line: &str) -> Option<Self> {
+        if line.trim().is_empty() {
+            return None;
+        }
+        if let Ok(cp) = serde_json::from_str::<CheckpointLine>(line) {
+            return Some(Self::Checkpoint(cp));
+        }
+        let instance = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("instance")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        Some(Self::Record(instance))
+    }
+}
+
 /// Splits JSON lines (an export or a file sink) into each instance's record lines and
 /// checkpoint notes, in order.
 pub fn split_export(lines: &[String]) -> Vec<(String, Vec<String>, Vec<String>)> {
@@ -429,20 +459,18 @@ pub fn split_export(lines: &[String]) -> Vec<(String, Vec<String>, Vec<String>)>
             }
         }
     }
-    for line in lines.iter().filter(|l| !l.trim().is_empty()) {
-        if let Ok(cp) = serde_json::from_str::<CheckpointLine>(line) {
-            let i = slot(&mut out, &cp.instance);
-            out[i].2.push(cp.checkpoint);
-            continue;
+    for line in lines {
+        match ExportLine::read(line) {
+            None => {}
+            Some(ExportLine::Checkpoint(cp)) => {
+                let i = slot(&mut out, &cp.instance);
+                out[i].2.push(cp.checkpoint);
+            }
+            Some(ExportLine::Record(instance)) => {
+                let i = slot(&mut out, &instance);
+                out[i].1.push(line.clone());
+            }
         }
-        // A record line; its instance is read leniently so a damaged line still lands in
-        // its log, where verification names it.
-        let instance = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("instance")?.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let i = slot(&mut out, &instance);
-        out[i].1.push(line.clone());
     }
     out
 }

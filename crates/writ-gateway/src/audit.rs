@@ -4,6 +4,7 @@
 mod auditor;
 mod open;
 pub mod operator_log;
+pub(crate) mod record_filter;
 pub mod usage_log;
 
 pub use auditor::*;

@@ -8,17 +8,21 @@
 mod agents;
 mod approvals;
 mod assets;
+mod audit;
 mod ceiling;
+mod detections;
 mod enrol;
 mod live_writs;
 pub(crate) mod passkey;
 mod passkey_sign_in;
 mod paths;
+mod record_list;
 mod refusal;
 mod session;
 mod signin;
 mod state;
 mod upstreams;
+mod verification;
 mod view;
 
 use std::sync::Arc;
@@ -47,6 +51,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
     let console = Arc::new(Console {
         gw,
         live_writs: live_writs::LiveWrits::default(),
+        verification: verification::VerificationCache::default(),
     });
     Router::new()
         .route("/console", get(home))
@@ -74,6 +79,18 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
         .route("/console/upstreams", get(upstreams::index))
         .route("/console/tenants/{tenant}/upstreams", get(upstreams::list))
+        .route("/console/audit", get(audit::index))
+        .route("/console/tenants/{tenant}/audit", get(audit::tenant_page))
+        .route("/console/detections", get(detections::index))
+        .route("/console/detections/feed", get(detections::index_feed))
+        .route(
+            "/console/tenants/{tenant}/detections",
+            get(detections::tenant_page),
+        )
+        .route(
+            "/console/tenants/{tenant}/detections/feed",
+            get(detections::tenant_feed),
+        )
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/assets/favicon.svg", get(assets::favicon))

@@ -118,12 +118,14 @@ impl RevocationSet {
     /// tenant or issued-before revocation: what can be told without the writ itself (a
     /// token id or a block's revocation id is not tested; see [`Self::token_ids`]).
     pub fn revokes_issued(&self, tenant: &str, agent: &str, issued_at: SystemTime) -> bool {
-        self.refuses_agent(tenant, agent)
-            || self.issued_before_all.is_some_and(|t| issued_at < t)
-            || self
-                .issued_before
-                .get(tenant)
-                .is_some_and(|t| issued_at < *t)
+        // No token id is the empty string: only the agent, tenant and time are tested.
+        self.reaches(
+            "",
+            (tenant, agent),
+            issued_at,
+            std::iter::empty,
+            std::iter::empty,
+        )
     }
 
     /// The token ids revoked one by one.

@@ -505,6 +505,7 @@ fn a_writs_revocation_subject_is_revoked_exactly_when_the_writ_is() {
         assert_eq!(set.is_revoked(&writ), revoked, "{revocation:?}");
         assert_eq!(set.revokes(&subject), revoked, "{revocation:?}");
     }
+}
 
 /// What the console's live writs count asks without a writ: whether a writ of this agent,
 /// issued then, is stopped by an agent, tenant or issued-before revocation.

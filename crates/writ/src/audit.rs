@@ -6,7 +6,6 @@
 //! verifier key, so an auditor can run it on an export with `--public-key`, away from the
 //! gateway's data directory.
 
-use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -14,7 +13,7 @@ use std::time::SystemTime;
 use anyhow::{Context, anyhow, bail};
 use writ_audit::merkle::{self, Hash};
 use writ_audit::sink::{CheckpointLine, Sink, split_export};
-use writ_audit::{Problem, Summary, VerifierKey, checkpoint, verify_log};
+use writ_audit::{Problem, Summary, VerifierKey, checkpoint, verify_export};
 use writ_gateway::audit::{load_key, open_sink, origin};
 use writ_gateway::config::{AuditSinkConfig, Config};
 use writ_store::DataDir;
@@ -240,30 +239,6 @@ fn verifier_key(args: &LogArgs, config: &Config) -> anyhow::Result<VerifierKey> 
     VerifierKey::parse(&text).map_err(|e| anyhow!("--public-key: {e}"))
 }
 
-/// Line numbers of each instance's record lines and checkpoint lines, classified as
-/// [`split_export`] does.
-fn positions(lines: &[String]) -> HashMap<String, (Vec<usize>, Vec<usize>)> {
-    let mut out: HashMap<String, (Vec<usize>, Vec<usize>)> = HashMap::new();
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Ok(cp) = serde_json::from_str::<CheckpointLine>(line) {
-            out.entry(cp.instance).or_default().1.push(n);
-            continue;
-        }
-        let instance = record_instance(line).unwrap_or_default();
-        out.entry(instance).or_default().0.push(n);
-    }
-    out
-}
-
-fn record_instance(line: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("instance")?.as_str().map(str::to_string))
-}
-
 fn is_checkpoint(line: &str) -> bool {
     serde_json::from_str::<CheckpointLine>(line).is_ok()
 }
@@ -271,8 +246,7 @@ fn is_checkpoint(line: &str) -> bool {
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let config = args.log.state.load()?;
     let log = Log::read(&args.log, &config).await?;
-    let groups = split_export(&log.lines);
-    if groups.is_empty() && args.expect_size.is_empty() {
+    if log.lines.iter().all(|l| l.trim().is_empty()) && args.expect_size.is_empty() {
         // Nothing to check a signature of; a deployment that never audited may have no
         // key yet. A key given is still checked, so a typo does not go unnoticed.
         if args.log.public_key.is_some() {
@@ -293,54 +267,29 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         );
     }
     let key = verifier_key(&args.log, &config)?;
-    let positions = positions(&log.lines);
-    let expected: HashMap<&str, u64> = args
-        .expect_size
-        .iter()
-        .map(|(i, n)| (i.as_str(), *n))
-        .collect();
+    let report = verify_export(&log.lines, &key, origin, &args.expect_size);
 
     let mut failed = 0usize;
-    for (instance, records, checkpoints) in &groups {
-        let (record_at, checkpoint_at) = positions
-            .get(instance)
-            .map(|(r, c)| (r.as_slice(), c.as_slice()))
+    if let Some(&first) = report.unreadable.first() {
+        // Lines that are neither a checkpoint nor a record naming its instance.
+        failed += 1;
+        let first = log
+            .line(Some(first))
+            .map(|l| format!(", the first at {l}"))
             .unwrap_or_default();
-        if instance.is_empty() {
-            // Lines that are neither a checkpoint nor a record naming its instance.
-            failed += 1;
-            let first = log
-                .line(record_at.first().copied())
-                .map(|l| format!(", the first at {l}"))
-                .unwrap_or_default();
-            eprintln!(
-                "{} line(s) are neither audit records nor checkpoints (unreadable JSON or no \
-                 instance){first}",
-                records.len(),
-            );
-            continue;
-        }
-        let lines: Vec<&str> = records.iter().map(String::as_str).collect();
-        let notes: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
-        match verify_log(
-            &lines,
-            &notes,
-            &key,
-            &origin(instance),
-            expected.get(instance.as_str()).copied(),
-        ) {
-            Ok(summary) => println!("{}", ok_line(instance, &summary)),
+        eprintln!(
+            "{} line(s) are neither audit records nor checkpoints (unreadable JSON or no \
+             instance){first}",
+            report.unreadable.len(),
+        );
+    }
+    for verdict in &report.instances {
+        let instance = &verdict.instance;
+        match &verdict.outcome {
+            Ok(summary) => println!("{}", ok_line(instance, summary)),
             Err(problem) => {
                 failed += 1;
-                let line = match problem_position(&problem) {
-                    Some(Position::Record(seq)) => usize::try_from(seq)
-                        .ok()
-                        .and_then(|s| record_at.get(s))
-                        .copied(),
-                    Some(Position::Checkpoint(index)) => checkpoint_at.get(index).copied(),
-                    None => None,
-                };
-                let at = match (log.line(line), &problem) {
+                let at = match (log.line(verdict.line), problem) {
                     // The line there holds a later record; the missing one was before it.
                     (Some(l), Problem::MissingRecord { .. }) => format!(" (before {l})"),
                     (Some(l), _) => format!(" ({l})"),
@@ -350,14 +299,12 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for (instance, size) in &args.expect_size {
-        if !groups.iter().any(|(i, _, _)| i == instance) {
-            failed += 1;
-            eprintln!(
-                "instance {instance}: expected a checkpoint of at least {size} records, but \
-                 the log holds nothing of this instance"
-            );
-        }
+    for (instance, size) in &report.absent {
+        failed += 1;
+        eprintln!(
+            "instance {instance}: expected a checkpoint of at least {size} records, but \
+             the log holds nothing of this instance"
+        );
     }
     if failed > 0 {
         bail!("the audit log did not verify ({failed} problem(s) above)");
@@ -382,30 +329,6 @@ fn ok_line(instance: &str, s: &Summary) -> String {
         s.records,
         s.unsigned_records()
     )
-}
-
-enum Position {
-    /// Position of a record in its instance's log.
-    Record(u64),
-    /// Index of a checkpoint in its instance's list.
-    Checkpoint(usize),
-}
-
-fn problem_position(problem: &Problem) -> Option<Position> {
-    match *problem {
-        Problem::RecordAltered { seq }
-        | Problem::MissingRecord { seq }
-        | Problem::OutOfOrder { seq }
-        | Problem::ForgedRecord { seq }
-        | Problem::InstanceMismatch { seq }
-        | Problem::OutcomeWithoutDecision { seq }
-        | Problem::OutcomeMislinked { seq, .. } => Some(Position::Record(seq)),
-        Problem::MalformedCheckpoint { index, .. }
-        | Problem::BadCheckpointSignature { index }
-        | Problem::OriginMismatch { index }
-        | Problem::CheckpointMismatch { index, .. } => Some(Position::Checkpoint(index)),
-        Problem::TruncatedAfterCheckpoint { .. } | Problem::Rollback { .. } => None,
-    }
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {

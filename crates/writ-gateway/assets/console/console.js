@@ -1,5 +1,6 @@
 // The writ console's only script: asks before a form marked data-confirm is sent
-// (stopping agents), and runs the passkey prompts. Every other page works without it.
+// (stopping agents), runs the passkey prompts, and refreshes the live pages. Every page
+// works without it but for passkeys.
 "use strict";
 document.addEventListener("submit", function (event) {
   var form = event.target;
@@ -132,4 +133,60 @@ document.addEventListener("submit", function (event) {
       say(error && error.message ? error.message : "The passkey was not accepted.", true);
     });
   });
+})();
+
+// The detections page: fetches its feed (a fragment the server renders, escaped) every
+// few seconds while the page is visible, and swaps it in when it changed. Stops, saying
+// so, when the session has ended.
+(function () {
+  var feed = document.getElementById("detections-feed");
+  var url = feed && feed.getAttribute("data-feed");
+  if (!url) {
+    return;
+  }
+  var state = document.getElementById("feed-state");
+  var timer = null;
+  function normal(html) {
+    return html.replace(/\s+/g, " ").trim();
+  }
+  function stop(message) {
+    window.clearInterval(timer);
+    timer = null;
+    if (state) {
+      state.textContent = message;
+    }
+  }
+  function refresh() {
+    if (document.visibilityState !== "visible") {
+      return;
+    }
+    fetch(url, { credentials: "same-origin", redirect: "manual", headers: { accept: "text/html" } })
+      .then(function (response) {
+        if (response.type === "opaqueredirect" || !response.ok) {
+          stop("The feed stopped refreshing: reload the page (you may need to sign in again).");
+          return null;
+        }
+        return response.text();
+      })
+      .then(function (text) {
+        if (text === null) {
+          return;
+        }
+        var parsed = new DOMParser().parseFromString(text, "text/html");
+        if (normal(parsed.body.innerHTML) === normal(feed.innerHTML)) {
+          return; // unchanged: nothing to announce
+        }
+        if (state) {
+          state.textContent = "";
+        }
+        feed.replaceChildren.apply(feed, Array.prototype.slice.call(parsed.body.childNodes));
+      })
+      .catch(function () {
+        if (state) {
+          state.textContent = "The feed could not be refreshed just now; it will try again.";
+        }
+      });
+  }
+  timer = window.setInterval(refresh, 3000);
+  document.addEventListener("visibilitychange", refresh);
 })();

@@ -18,7 +18,7 @@ use writ_token::{Revocation, token_id_issued_at};
 
 use super::refusal::Refusal;
 use super::session::Session;
-use super::state::{Console, admin_only, reason};
+use super::state::{Console, admin_only, reachable, reason};
 use super::view::{Frame, TenantsPage, html, inert};
 
 /// A tenant's agents, each with its stop button.
@@ -50,15 +50,6 @@ fn agents_path(tenant: &str) -> String {
     format!("/console/tenants/{tenant}/agents")
 }
 
-/// Refuses (404) a tenant the session does not reach, or that is no tenant name.
-fn reachable(session: &Session, tenant: &str) -> Result<(), Refusal> {
-    if crate::config::valid_name(tenant) && session.reaches(tenant) {
-        Ok(())
-    } else {
-        Err(Refusal::NotFound)
-    }
-}
-
 /// `GET /console/agents`: a tenant's admin goes to their tenant's agents; the operator
 /// sees every tenant and the stop of everything.
 pub(crate) async fn index(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
@@ -67,17 +58,7 @@ pub(crate) async fn index(State(console): State<Arc<Console>>, headers: HeaderMa
         if let Some(tenant) = &session.tenant {
             return Ok(Redirect::to(&agents_path(tenant)).into_response());
         }
-        let mut tenants: Vec<String> = console
-            .gw
-            .store()
-            .tenants()
-            .await?
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        tenants.push(console.gw.tenant.clone());
-        tenants.sort();
-        tenants.dedup();
+        let tenants = console.tenant_names().await?;
         Ok::<_, Refusal>(html(TenantsPage {
             frame: Frame::signed_in("Agents", &session),
             csrf: session.csrf().to_string(),

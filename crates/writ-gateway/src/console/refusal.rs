@@ -131,7 +131,8 @@ impl IntoResponse for Refusal {
         let page = RefusalPage {
             frame: Frame::anonymous("Refused"),
             status: status.as_u16(),
-            message: self.to_string(),
+            // Some messages quote what was sent (a filter's name): shown inert.
+            message: super::view::inert(&self.to_string()),
         };
         match page.render() {
             Ok(html) => (status, axum::response::Html(html)).into_response(),

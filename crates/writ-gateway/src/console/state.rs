@@ -22,6 +22,8 @@ pub(crate) struct Console {
     pub(crate) gw: Arc<Gateway>,
     /// The live writs of the agents pages, read from the audit log every few seconds.
     pub(crate) live_writs: super::live_writs::LiveWrits,
+    /// The audit log's last verification, reused while the log is unchanged.
+    pub(crate) verification: super::verification::VerificationCache,
 }
 
 /// A form field every state change carries.
@@ -92,6 +94,22 @@ impl Console {
         Ok(session)
     }
 
+    /// Every tenant's name, sorted: the store's tenants and the gateway's own.
+    pub(crate) async fn tenant_names(&self) -> Result<Vec<String>, Refusal> {
+        let mut tenants: Vec<String> = self
+            .gw
+            .store()
+            .tenants()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        tenants.push(self.gw.tenant.clone());
+        tenants.sort();
+        tenants.dedup();
+        Ok(tenants)
+    }
+
     /// Checks a state change and reads its form: a live session (401), sent from this
     /// site (403), a form body (415/413/400) whose `csrf` field is the session's token
     /// (403, compared in constant time).
@@ -120,6 +138,15 @@ impl Console {
             Refusal::BadForm(format!("this form is not one the console sends: {e}"))
         })?;
         Ok((session, form))
+    }
+}
+
+/// Refuses (404) a tenant the session does not reach, or that is no tenant name.
+pub(crate) fn reachable(session: &Session, tenant: &str) -> Result<(), Refusal> {
+    if crate::config::valid_name(tenant) && session.reaches(tenant) {
+        Ok(())
+    } else {
+        Err(Refusal::NotFound)
     }
 }
 

@@ -5,6 +5,7 @@
 //! console's forms.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod coverage;
 mod decisions;
 mod instances;

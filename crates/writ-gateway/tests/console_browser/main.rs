@@ -3,6 +3,7 @@
 //! a pending approval with hostile agent text, and the axe-core check — is here.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod hostile;
 mod passkeys;
 mod signin;

@@ -11,6 +11,9 @@ use writ_audit::AuditRecord;
 
 use super::admin;
 use super::schema::{ErrorBody, refusal};
+use crate::audit::record_filter::{
+    Cursor, FilterError, RecordFilter, parse_kind, parse_status, parse_time,
+};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -101,9 +104,9 @@ pub(super) async fn detections(State(gw): State<Arc<Gateway>>, req: Request) -> 
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-fn invalid(reason: &str) -> GatewayError {
+fn invalid(e: FilterError) -> GatewayError {
     GatewayError::InvalidRequest {
-        reason: reason.to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -128,34 +131,42 @@ async fn query(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| invalid("limit must be 1 to 1000"))?,
+            .ok_or_else(|| GatewayError::InvalidRequest {
+                reason: "limit must be 1 to 1000".to_string(),
+            })?,
     };
-    let status = match &query.status {
-        None => None,
-        Some(s) => Some(
-            s.parse::<u16>()
-                .map_err(|_| invalid("status must be an HTTP status code"))?,
-        ),
+    let filter = RecordFilter {
+        kinds: query
+            .kind
+            .as_deref()
+            .map(|k| parse_kind(k).map(|k| vec![k]))
+            .transpose()
+            .map_err(invalid)?,
+        tenant: query.tenant.clone(),
+        agent: query.agent.clone(),
+        writ: None,
+        status: query
+            .status
+            .as_deref()
+            .map(parse_status)
+            .transpose()
+            .map_err(invalid)?,
+        since: query
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()
+            .map_err(invalid)?,
+        until: None,
+        detections_only,
+        detector: query.detector.clone(),
     };
-    let since =
-        match &query.since {
-            None => None,
-            Some(s) => Some(humantime::parse_rfc3339(s).map_err(|_| {
-                invalid("since must be an RFC 3339 time such as 2026-11-23T00:00:00Z")
-            })?),
-        };
-    let cursor = match &query.cursor {
-        None => None,
-        Some(c) => {
-            let (instance, seq) = c
-                .rsplit_once('/')
-                .ok_or_else(|| invalid("cursor is not one this API returned"))?;
-            let seq = seq
-                .parse::<u64>()
-                .map_err(|_| invalid("cursor is not one this API returned"))?;
-            Some((instance.to_string(), seq))
-        }
-    };
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(invalid)?;
     let lines = gw
         .audit_export()
         .await
@@ -164,51 +175,24 @@ async fn query(
     let mut past_cursor = cursor.is_none();
     let mut next_cursor = None;
     for line in &lines {
+        // Skipped unread only once past the cursor: the cursor's record may be any kind.
+        if past_cursor && !filter.may_match_line(line) {
+            continue;
+        }
         let Ok(record) = AuditRecord::from_line(line) else {
             continue; // checkpoint lines
         };
         if !past_cursor {
-            if let Some((instance, seq)) = &cursor
-                && record.instance == *instance
-                && record.seq == *seq
-            {
-                past_cursor = true;
-            }
+            past_cursor = cursor.as_ref().is_some_and(|c| c.names(&record));
             continue;
         }
-        let kind = serde_json::to_value(record.kind).unwrap_or_default();
-        let keep = query
-            .kind
-            .as_deref()
-            .is_none_or(|k| kind.as_str() == Some(k))
-            && query
-                .tenant
-                .as_deref()
-                .is_none_or(|t| record.tenant.as_deref() == Some(t))
-            && query
-                .agent
-                .as_deref()
-                .is_none_or(|a| record.agent.as_deref() == Some(a))
-            && status.is_none_or(|s| record.status == Some(s))
-            && since.is_none_or(|t| humantime::parse_rfc3339(&record.time).is_ok_and(|at| at >= t));
-        let detector = record
-            .detail
-            .as_ref()
-            .and_then(|d| d.get("detector"))
-            .and_then(|d| d.as_str());
-        let keep = keep
-            && (!detections_only || detector.is_some())
-            && query
-                .detector
-                .as_deref()
-                .is_none_or(|want| detector == Some(want));
-        if !keep {
+        if !filter.matches(&record) {
             continue;
         }
         if page.len() == limit {
             break;
         }
-        next_cursor = Some(format!("{}/{}", record.instance, record.seq));
+        next_cursor = Some(Cursor::of(&record).to_string());
         page.push(record);
     }
     let more = page.len() == limit;
