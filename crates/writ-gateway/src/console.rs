@@ -12,6 +12,7 @@ mod refusal;
 mod session;
 mod signin;
 mod state;
+mod usage;
 mod view;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
     let console = Arc::new(Console {
         gw,
         sessions: session::Sessions::default(),
+        usage: usage::metered::MeteredCalls::default(),
     });
     Router::new()
         .route("/console", get(home))
@@ -59,6 +61,9 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             post(agents::stop_agent),
         )
         .route("/console/tenants/{tenant}/stop", post(agents::stop_tenant))
+        .route("/console/usage", get(usage::index))
+        .route("/console/tenants/{tenant}/usage", get(usage::page))
+        .route("/console/tenants/{tenant}/usage/live", get(usage::live))
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/assets/favicon.svg", get(assets::favicon))

@@ -24,7 +24,7 @@ fn agents_path(tenant: &str) -> String {
 }
 
 /// Refuses (404) a tenant the session does not reach, or that is no tenant name.
-fn reachable(session: &Session, tenant: &str) -> Result<(), Refusal> {
+pub(crate) fn reachable(session: &Session, tenant: &str) -> Result<(), Refusal> {
     if crate::config::valid_name(tenant) && session.reaches(tenant) {
         Ok(())
     } else {

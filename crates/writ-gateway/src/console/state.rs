@@ -20,6 +20,8 @@ pub(crate) struct Console {
     pub(crate) gw: Arc<Gateway>,
     /// Open sessions.
     pub(crate) sessions: super::session::Sessions,
+    /// The audit log's metered calls, briefly kept for the usage pages.
+    pub(crate) usage: super::usage::metered::MeteredCalls,
 }
 
 /// A form field every state change carries.

@@ -8,6 +8,7 @@
 mod decisions;
 mod pages;
 mod sessions;
+mod usage;
 
 use std::time::UNIX_EPOCH;
 
