@@ -21,38 +21,46 @@ document.addEventListener("submit", function (event) {
   var EVERY_MS = 4000;
   var busy = false;
   var stopped = false;
-  var readAt = /<time id="usage-read-at"[\s\S]*?<\/time>/;
-  var shown = live.innerHTML.trim().replace(readAt, "");
   function say(text) {
     if (status && status.textContent !== text) {
       status.textContent = text;
     }
   }
+  // The part as the browser holds it, without what changes on every reading (the time
+  // it was read) or by the reader (an opened <details>).
+  function numbers(element) {
+    var copy = element.cloneNode(true);
+    var stamp = copy.querySelector("#usage-read-at");
+    if (stamp) {
+      stamp.remove();
+    }
+    copy.querySelectorAll("details").forEach(function (d) {
+      d.removeAttribute("open");
+    });
+    return copy.innerHTML.trim();
+  }
   function swap(html) {
-    var fresh = html.trim().replace(readAt, "");
-    var time = new Date().toISOString().slice(11, 19);
-    if (fresh === shown) {
+    var fresh = document.createElement("div");
+    fresh.innerHTML = html;
+    var stamp = fresh.querySelector("#usage-read-at");
+    if (numbers(fresh) === numbers(live)) {
       // Nothing new: only the time it was read moves, and focus stays where it was.
-      var holder = document.createElement("div");
-      holder.innerHTML = html;
-      var next = holder.querySelector("#usage-read-at");
       var current = live.querySelector("#usage-read-at");
-      if (next && current) {
-        current.replaceWith(next);
+      if (stamp && current) {
+        current.replaceWith(stamp);
       }
       return;
     }
     var details = live.querySelector("details.usage-numbers");
-    var open = details && details.open;
-    live.innerHTML = html;
-    shown = fresh;
-    if (open) {
-      var again = live.querySelector("details.usage-numbers");
+    if (details && details.open) {
+      var again = fresh.querySelector("details.usage-numbers");
       if (again) {
         again.open = true;
       }
     }
-    say("Usage updated at " + time + " UTC.");
+    live.replaceChildren.apply(live, Array.prototype.slice.call(fresh.childNodes));
+    var at = stamp ? (stamp.getAttribute("datetime") || "").slice(11, 19) : "";
+    say("Usage updated: numbers read at " + at + " UTC.");
   }
   function refresh() {
     if (busy || stopped || document.hidden) {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod signin;
+mod usage;
 
 use std::time::UNIX_EPOCH;
 

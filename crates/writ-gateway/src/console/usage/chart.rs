@@ -51,9 +51,9 @@ pub(crate) struct Label {
     pub(crate) shown: bool,
 }
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 76.0;
+const WIDTH: f64 = 480.0;
+const HEIGHT: f64 = 200.0;
+const LEFT: f64 = 72.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 24.0;
 const BOTTOM: f64 = 28.0;
@@ -96,7 +96,7 @@ fn compact(value: u128) -> String {
     for (size, suffix) in UNITS {
         if value >= size {
             let tenths = value * 10 / size;
-            return if tenths % 10 == 0 || tenths >= 100 {
+            return if tenths.is_multiple_of(10) || tenths >= 100 {
                 format!("{}{suffix}", tenths / 10)
             } else {
                 format!("{}.{}{suffix}", tenths / 10, tenths % 10)
@@ -225,7 +225,7 @@ pub(crate) fn render(chart: &BarChart) -> String {
                 x + 14.0,
                 escape(&series.name)
             );
-            x += 14.0 + 8.0 * series.name.chars().count() as f64 + 16.0;
+            x += 14.0 + 8.0 * series.name.chars().count() as f64 + 20.0;
         }
     }
     if max == 0 {
