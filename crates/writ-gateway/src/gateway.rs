@@ -533,6 +533,15 @@ impl Gateway {
         self.audit.export().await
     }
 
+    /// The audit record lines of every instance appended since `marks`, `marks` moved
+    /// past them: what a reader that keeps up with the log reads, instead of the whole log.
+    pub async fn audit_records_after(
+        &self,
+        marks: &mut writ_audit::sink::ReadMarks,
+    ) -> Result<Vec<String>, writ_audit::sink::SinkError> {
+        self.audit.records_after(marks).await
+    }
+
     /// The key audit checkpoints verify with.
     pub fn audit_verifier_key(&self) -> writ_audit::VerifierKey {
         self.audit.verifier().clone()

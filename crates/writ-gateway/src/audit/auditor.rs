@@ -382,6 +382,15 @@ impl Auditor {
         self.sink.export().await
     }
 
+    /// The record lines appended since `marks`, `marks` moved past them (see
+    /// [`Sink::records_after`]); fails when the sink cannot be read.
+    pub(crate) async fn records_after(
+        &self,
+        marks: &mut writ_audit::sink::ReadMarks,
+    ) -> Result<Vec<String>, SinkError> {
+        self.sink.records_after(marks).await
+    }
+
     /// The verifier key of checkpoints.
     pub(crate) fn verifier(&self) -> &writ_audit::VerifierKey {
         &self.verifier

@@ -4,7 +4,8 @@
 //! admin reaches their own tenant only.
 //!
 //! The numbers come from the audit log's metered calls (every instance's, through the
-//! shared sink), read at most once every couple of seconds ([`metered`]).
+//! shared sink), kept and brought up to date at most once every couple of seconds with
+//! what was appended since ([`metered`]).
 
 pub(crate) mod chart;
 pub(crate) mod metered;
@@ -298,7 +299,10 @@ async fn live_part(console: &Console, tenant: &str, query: &UsageQuery) -> Resul
     let now_ms = unix_ms(now);
     let calls = console
         .usage
-        .get(now_ms, || gw.audit_export())
+        .get(now_ms, |mut marks| async move {
+            let lines = gw.audit_records_after(&mut marks).await?;
+            Ok::<_, writ_audit::sink::SinkError>((lines, marks))
+        })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "console: reading the audit log for usage failed");

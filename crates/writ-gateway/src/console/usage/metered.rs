@@ -1,54 +1,62 @@
 //! The metered calls of the last 30 days, read from the audit log (the one source every
-//! instance shares) and kept for a couple of seconds, so that however many usage pages
-//! are open and polling, the log is read at most once per [`FRESH_FOR`], by one request
-//! while the others wait for its answer.
+//! instance shares) and kept: each reading asks the sink only for the lines appended since
+//! the last one ([`writ_audit::sink::Sink::records_after`]), and a reading answers every
+//! usage page for [`FRESH_FOR`], so however many pages are open and polling, the log is
+//! read at most that often, by one request while the others wait for its answer.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use writ_audit::AuditRecord;
+use writ_audit::sink::ReadMarks;
 
 use super::series::{Call, Window};
 
 /// How long one reading of the log answers every usage page.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(2);
 
-/// The calls read last, and when (by the process's monotonic clock: the gateway clock
-/// can stand still in tests, and freshness is about work done, not about the log's time).
+/// The calls read so far, how far each instance's log was read, and when (by the
+/// process's monotonic clock: the gateway clock can stand still in tests, and freshness
+/// is about work done, not about the log's time).
+#[derive(Default)]
 struct Reading {
-    at: Instant,
+    at: Option<Instant>,
+    marks: ReadMarks,
     calls: Arc<Vec<Call>>,
 }
 
-/// The shared, briefly kept reading of the log's metered calls.
+/// The shared, kept reading of the log's metered calls.
 #[derive(Default)]
 pub(crate) struct MeteredCalls {
-    last: tokio::sync::Mutex<Option<Reading>>,
+    last: tokio::sync::Mutex<Reading>,
 }
 
 impl MeteredCalls {
     /// The metered calls no older than the longest window at `now_ms`: the last reading
-    /// when it is fresher than [`FRESH_FOR`], otherwise `read` (the log's lines) parsed
-    /// anew. A failed read is returned and not kept.
+    /// when it is fresher than [`FRESH_FOR`]; otherwise the lines `read` gives for the
+    /// marks it is handed (those appended since; it moves the marks past them) added to
+    /// it, and calls older than the longest window dropped. A failed read is returned,
+    /// and the next call reads from the same marks.
     pub(crate) async fn get<F, Fut, E>(&self, now_ms: u64, read: F) -> Result<Arc<Vec<Call>>, E>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<String>, E>>,
+        F: FnOnce(ReadMarks) -> Fut,
+        Fut: Future<Output = Result<(Vec<String>, ReadMarks), E>>,
     {
         let mut last = self.last.lock().await;
-        if let Some(reading) = last.as_ref()
-            && reading.at.elapsed() < FRESH_FOR
-        {
-            return Ok(reading.calls.clone());
+        if last.at.is_some_and(|at| at.elapsed() < FRESH_FOR) {
+            return Ok(last.calls.clone());
         }
-        let lines = read().await?;
-        let calls = Arc::new(calls_since(&lines, oldest_kept(now_ms)));
-        *last = Some(Reading {
-            at: Instant::now(),
-            calls: calls.clone(),
-        });
-        Ok(calls)
+        let (lines, marks) = read(last.marks.clone()).await?;
+        let since = oldest_kept(now_ms);
+        let reading = &mut *last;
+        // In place when no page still holds the previous reading (the usual case).
+        let calls = Arc::make_mut(&mut reading.calls);
+        calls.retain(|c| c.at_ms >= since);
+        calls.extend(calls_since(&lines, since));
+        reading.marks = marks;
+        reading.at = Some(Instant::now());
+        Ok(reading.calls.clone())
     }
 }
 
@@ -119,16 +127,30 @@ mod tests {
         assert_eq!(calls[1].tenant, "globex");
     }
 
+    /// A reader over a growing list of lines, as the sink reads them: those past the mark.
+    fn reader<'a>(
+        log: &'a std::sync::Mutex<Vec<String>>,
+        reads: &'a AtomicUsize,
+    ) -> impl FnOnce(ReadMarks) -> std::future::Ready<Result<(Vec<String>, ReadMarks), String>> + 'a
+    {
+        move |mut marks| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            let log = log.lock().unwrap();
+            let next = marks.entry("i".to_string()).or_insert(0);
+            let from = usize::try_from(*next).unwrap();
+            let new = log[from..].to_vec();
+            *next = log.len() as u64;
+            std::future::ready(Ok((new, marks)))
+        }
+    }
+
     #[tokio::test]
     async fn a_fresh_reading_answers_without_reading_again() {
         let metered = MeteredCalls::default();
+        let log = std::sync::Mutex::new(vec![line(Kind::RequestAllowed, NOW, "acme", true)]);
         let reads = AtomicUsize::new(0);
-        let read = || async {
-            reads.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, std::io::Error>(vec![line(Kind::RequestAllowed, NOW, "acme", true)])
-        };
         for _ in 0..5 {
-            let calls = metered.get(NOW, read).await.unwrap();
+            let calls = metered.get(NOW, reader(&log, &reads)).await.unwrap();
             assert_eq!(calls.len(), 1);
         }
         assert_eq!(
@@ -139,15 +161,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_read_is_not_kept() {
+    async fn later_readings_add_only_the_new_lines_and_drop_the_old_calls() {
+        let metered = MeteredCalls::default();
+        let old = NOW - Window::Month.span_ms() - 1;
+        let log = std::sync::Mutex::new(vec![
+            line(Kind::RequestAllowed, NOW - 1_000, "acme", true),
+            line(Kind::RequestAllowed, NOW, "acme", true),
+        ]);
+        let reads = AtomicUsize::new(0);
+        let first = metered.get(NOW, reader(&log, &reads)).await.unwrap();
+        assert_eq!(first.len(), 2);
+        log.lock()
+            .unwrap()
+            .push(line(Kind::RequestAllowed, NOW, "globex", true));
+        log.lock()
+            .unwrap()
+            .push(line(Kind::RequestAllowed, old, "acme", true));
+        metered.last.lock().await.at = None; // as if FRESH_FOR had passed
+        let second = metered.get(NOW, reader(&log, &reads)).await.unwrap();
+        assert_eq!(second.len(), 3, "the new call added, the too-old one not");
+        assert_eq!(second[2].tenant, "globex");
+        assert_eq!(first.len(), 2, "a page holding the first reading keeps it");
+        // A month later every one of them is out of every window.
+        metered.last.lock().await.at = None;
+        let later = NOW + Window::Month.span_ms() + Window::Month.bucket_ms();
+        let third = metered.get(later, reader(&log, &reads)).await.unwrap();
+        assert!(third.is_empty());
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_kept_and_the_next_reads_from_the_same_marks() {
         let metered = MeteredCalls::default();
         let failed = metered
-            .get(NOW, || async { Err::<Vec<String>, _>("sink down") })
+            .get(NOW, |_| async {
+                Err::<(Vec<String>, ReadMarks), _>("sink down")
+            })
             .await;
         assert_eq!(failed.err(), Some("sink down"));
         let calls = metered
-            .get(NOW, || async {
-                Ok::<_, &str>(vec![line(Kind::RequestAllowed, NOW, "acme", true)])
+            .get(NOW, |marks: ReadMarks| async move {
+                assert!(marks.is_empty(), "nothing was read yet");
+                Ok::<_, &str>((vec![line(Kind::RequestAllowed, NOW, "acme", true)], marks))
             })
             .await
             .unwrap();
