@@ -50,12 +50,14 @@ async fn usage_is_for_a_tenants_admins_only() {
     assert_eq!(page.location(), "/console/tenants/acme/usage");
     let missing = admin.get("/console/tenants/nosuch/usage").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let oversized = format!("/console/tenants/{}/usage", "a".repeat(5000));
     for path in [
         "/console/tenants/globex/usage",
         "/console/tenants/globex/usage/live",
         "/console/tenants/globex/usage?window=month",
         "/console/tenants/..%2Facme/usage",
         "/console/tenants/%3Cb%3E/usage",
+        oversized.as_str(),
     ] {
         let page = admin.get(path).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
