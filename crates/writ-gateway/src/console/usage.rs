@@ -297,7 +297,7 @@ async fn live_part(console: &Console, tenant: &str, query: &UsageQuery) -> Resul
     let gw = &console.gw;
     let now = gw.clock.now();
     let now_ms = unix_ms(now);
-    let calls = console
+    let minutes = console
         .usage
         .get(now_ms, |mut marks| async move {
             let lines = gw.audit_records_after(&mut marks).await?;
@@ -308,7 +308,13 @@ async fn live_part(console: &Console, tenant: &str, query: &UsageQuery) -> Resul
             tracing::error!(error = %e, "console: reading the audit log for usage failed");
             Refusal::Unavailable
         })?;
-    let usage = aggregate(&calls, tenant, query.agent.as_deref(), query.window, now_ms);
+    let usage = aggregate(
+        &minutes,
+        tenant,
+        query.agent.as_deref(),
+        query.window,
+        now_ms,
+    );
     let part = LivePart {
         step: match query.window {
             Window::Hour => "minute",

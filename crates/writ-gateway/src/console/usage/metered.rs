@@ -1,5 +1,5 @@
 //! The metered calls of the last 30 days, read from the audit log (the one source every
-//! instance shares) and kept: each reading asks the sink only for the lines appended since
+//! instance shares) and kept, added up by minute: each reading asks the sink only for the lines appended since
 //! the last one ([`writ_audit::sink::Sink::records_after`]), and a reading answers every
 //! usage page for [`FRESH_FOR`], so however many pages are open and polling, the log is
 //! read at most that often, by one request while the others wait for its answer.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use writ_audit::AuditRecord;
 use writ_audit::sink::ReadMarks;
 
-use super::series::{Call, Window};
+use super::series::{Call, Minutes, Window};
 
 /// How long one reading of the log answers every usage page.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -23,7 +23,7 @@ pub(crate) const FRESH_FOR: Duration = Duration::from_secs(2);
 struct Reading {
     at: Option<Instant>,
     marks: ReadMarks,
-    calls: Arc<Vec<Call>>,
+    minutes: Arc<Minutes>,
 }
 
 /// The shared, kept reading of the log's metered calls.
@@ -33,30 +33,32 @@ pub(crate) struct MeteredCalls {
 }
 
 impl MeteredCalls {
-    /// The metered calls no older than the longest window at `now_ms`: the last reading
-    /// when it is fresher than [`FRESH_FOR`]; otherwise the lines `read` gives for the
-    /// marks it is handed (those appended since; it moves the marks past them) added to
-    /// it, and calls older than the longest window dropped. A failed read is returned,
-    /// and the next call reads from the same marks.
-    pub(crate) async fn get<F, Fut, E>(&self, now_ms: u64, read: F) -> Result<Arc<Vec<Call>>, E>
+    /// The metered calls no older than the longest window at `now_ms`, by minute: the
+    /// last reading when it is fresher than [`FRESH_FOR`]; otherwise the lines `read`
+    /// gives for the marks it is handed (those appended since; it moves the marks past
+    /// them) counted in, and minutes older than the longest window forgotten. A failed
+    /// read is returned, and the next call reads from the same marks.
+    pub(crate) async fn get<F, Fut, E>(&self, now_ms: u64, read: F) -> Result<Arc<Minutes>, E>
     where
         F: FnOnce(ReadMarks) -> Fut,
         Fut: Future<Output = Result<(Vec<String>, ReadMarks), E>>,
     {
         let mut last = self.last.lock().await;
         if last.at.is_some_and(|at| at.elapsed() < FRESH_FOR) {
-            return Ok(last.calls.clone());
+            return Ok(last.minutes.clone());
         }
         let (lines, marks) = read(last.marks.clone()).await?;
         let since = oldest_kept(now_ms);
         let reading = &mut *last;
         // In place when no page still holds the previous reading (the usual case).
-        let calls = Arc::make_mut(&mut reading.calls);
-        calls.retain(|c| c.at_ms >= since);
-        calls.extend(calls_since(&lines, since));
+        let minutes = Arc::make_mut(&mut reading.minutes);
+        minutes.forget_before(since);
+        for call in calls_since(&lines, since) {
+            minutes.add(&call);
+        }
         reading.marks = marks;
         reading.at = Some(Instant::now());
-        Ok(reading.calls.clone())
+        Ok(reading.minutes.clone())
     }
 }
 
@@ -161,11 +163,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn later_readings_add_only_the_new_lines_and_drop_the_old_calls() {
+    async fn later_readings_add_only_the_new_lines_and_forget_old_minutes() {
         let metered = MeteredCalls::default();
         let old = NOW - Window::Month.span_ms() - 1;
         let log = std::sync::Mutex::new(vec![
-            line(Kind::RequestAllowed, NOW - 1_000, "acme", true),
+            line(Kind::RequestAllowed, NOW - 60_000, "acme", true),
             line(Kind::RequestAllowed, NOW, "acme", true),
         ]);
         let reads = AtomicUsize::new(0);
@@ -180,13 +182,14 @@ mod tests {
         metered.last.lock().await.at = None; // as if FRESH_FOR had passed
         let second = metered.get(NOW, reader(&log, &reads)).await.unwrap();
         assert_eq!(second.len(), 3, "the new call added, the too-old one not");
-        assert_eq!(second[2].tenant, "globex");
+        let globex = super::super::series::aggregate(&second, "globex", None, Window::Hour, NOW);
+        assert_eq!(globex.total.requests, 1);
         assert_eq!(first.len(), 2, "a page holding the first reading keeps it");
         // A month later every one of them is out of every window.
         metered.last.lock().await.at = None;
         let later = NOW + Window::Month.span_ms() + Window::Month.bucket_ms();
         let third = metered.get(later, reader(&log, &reads)).await.unwrap();
-        assert!(third.is_empty());
+        assert_eq!(third.len(), 0);
         assert_eq!(reads.load(Ordering::SeqCst), 3);
     }
 
