@@ -2,7 +2,7 @@
 //! OpenAI-style upstream that reports usage, priced by the pricing table, shown as that
 //! agent's tokens and cost; another call made while the page is open shows up without a
 //! reload; the hostile agent's name stays inert; axe-core clean light and dark, laptop and
-//! phone; no console errors under the CSP.
+//! phone; no console errors under the CSP; once the session ends, the page says so.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -63,6 +63,22 @@ const CALL_FROM_THE_PAGE: &str = r#"async ([writ, model]) => {
   });
   return {status: response.status, body: await response.json()};
 }"#;
+
+/// Ends the page's session as its sign-out button would: the status of the answer.
+const SIGN_OUT_FROM_THE_PAGE: &str = r#"async () => {
+  const csrf = document.querySelector(".sign-out input[name=csrf]").value;
+  const response = await fetch("/console/sign-out", {
+    method: "POST",
+    headers: {"content-type": "application/x-www-form-urlencoded"},
+    body: "csrf=" + encodeURIComponent(csrf),
+    redirect: "manual",
+  });
+  return response.type === "opaqueredirect" ? 303 : response.status;
+}"#;
+
+/// What the page says once its session has ended.
+const SESSION_ENDED: &str =
+    "Your session has ended: reload the page to sign in again. These numbers no longer update.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_shows_an_agents_tokens_and_cost_and_updates_without_reload() {
@@ -125,6 +141,8 @@ async fn usage_shows_an_agents_tokens_and_cost_and_updates_without_reload() {
             Step::text("#usage-requests"),                                       // 37
             Step::axe(),                                                         // 38
             Step::screenshot("usage-month-dark-phone"),                          // 39
+            Step::evaluate(SIGN_OUT_FROM_THE_PAGE, Value::Null),                 // 40
+            Step::wait_for_text("#usage-status", SESSION_ENDED, 20_000),         // 41
         ],
     )
     .await
@@ -174,8 +192,15 @@ async fn usage_shows_an_agents_tokens_and_cost_and_updates_without_reload() {
     assert_accessible(&run, 34, "usage, dark, phone");
     assert_eq!(run[37]["text"], "3");
     assert_accessible(&run, 38, "usage over a month, dark, phone");
+    assert_eq!(run[40]["value"], 303, "signed out: {}", run[40]);
+    // The browser logs the fragment's 401 after the sign-out; nothing else.
+    let problems: Vec<String> = run
+        .problems()
+        .into_iter()
+        .filter(|p| !(p.contains("status of 401") && p.contains("/usage/live?")))
+        .collect();
     assert_eq!(
-        run.problems(),
+        problems,
         Vec::<String>::new(),
         "no console errors under the CSP"
     );
