@@ -316,11 +316,7 @@ async fn live_part(console: &Console, tenant: &str, query: &UsageQuery) -> Resul
         now_ms,
     );
     let part = LivePart {
-        step: match query.window {
-            Window::Hour => "minute",
-            Window::Day => "hour",
-            Window::Month => "day",
-        },
+        step: bucket_name(query.window),
         read_at: rfc3339(now_ms / 1000),
         total: TotalsView::from(&usage.total),
         unpriced: (usage.total.unpriced > 0).then_some(usage.total.unpriced),
@@ -360,6 +356,15 @@ async fn live_part(console: &Console, tenant: &str, query: &UsageQuery) -> Resul
             .collect(),
     };
     part.render().map_err(|_| Refusal::Unavailable)
+}
+
+/// What one bucket of `window` is called: "minute", "hour" or "day".
+fn bucket_name(window: Window) -> &'static str {
+    match window {
+        Window::Hour => "minute",
+        Window::Day => "hour",
+        Window::Month => "day",
+    }
 }
 
 /// A bucket's start as the tables show it: `2026-12-06 10:30` (UTC), or the day alone
@@ -417,11 +422,7 @@ fn charts(usage: &Usage, tenant: &str, agent: Option<&str>) -> Vec<ChartView> {
         format!(
             "{what} of {whose} over {span} (UTC): {all} in all. \
              The table of numbers below gives each {} with calls.",
-            match window {
-                Window::Hour => "minute",
-                Window::Day => "hour",
-                Window::Month => "day",
-            }
+            bucket_name(window)
         )
     };
     let chart = |id: &'static str, heading: &'static str, series, unit, desc| ChartView {

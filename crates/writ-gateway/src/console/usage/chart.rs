@@ -53,7 +53,7 @@ pub(crate) struct Label {
 
 const WIDTH: f64 = 480.0;
 const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 72.0;
+const LEFT: f64 = 88.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 24.0;
 const BOTTOM: f64 = 28.0;
