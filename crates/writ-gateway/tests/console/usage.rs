@@ -1,12 +1,13 @@
 //! The usage pages over HTTP: admins of their own tenant only, queries read strictly, and
 //! real metered calls through the gateway shown per agent, hostile agent names escaped
-//! and unpriced models counted in tokens but not in cost.
+//! and unpriced models counted in tokens but not in cost, and two instances sharing the
+//! PostgreSQL audit sink showing each other's calls.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use writ_testkit::MockUpstream;
+use writ_testkit::{FreshDatabase, MockUpstream, TestGateway};
 
-use super::{ACME_ADMIN, Browser, Setup, escaped};
+use super::{ACME_ADMIN, ADMIN, Browser, Setup, escaped};
 
 const KEY: &str = "sk-upstream-usage-0123";
 const CEILING: &str = r#"{"type":"writ:llm","upstream":"demo"}"#;
@@ -146,10 +147,10 @@ async fn bad_queries_are_refused_saying_what_is_accepted() {
     }
 }
 
-/// Calls chat completions as `writ` with `model`: the usage the upstream reported.
-async fn chat(s: &Setup, writ: &str, model: &str) -> (u64, u64) {
-    let (status, body) =
-        s.gw.call_json(
+/// Calls chat completions on `gw` as `writ` with `model`: the usage the upstream reported.
+async fn chat(gw: &TestGateway, writ: &str, model: &str) -> (u64, u64) {
+    let (status, body) = gw
+        .call_json(
             writ,
             reqwest::Method::POST,
             "/v1/chat/completions",
@@ -185,8 +186,8 @@ async fn metered_calls_show_per_agent_with_hostile_names_escaped() {
     .await;
     let demo = s.gw.mint_for("demo", CEILING, CEILING, 30);
     let hostile = s.gw.mint_for(HOSTILE, CEILING, CEILING, 30);
-    let (input, output) = chat(&s, &demo, "gpt-4o-mini").await;
-    let (h_input, h_output) = chat(&s, &hostile, "no-such-priced-model").await;
+    let (input, output) = chat(&s.gw, &demo, "gpt-4o-mini").await;
+    let (h_input, h_output) = chat(&s.gw, &hostile, "no-such-priced-model").await;
     s.gw.gateway().audit_checkpoint().await;
     // gpt-4o-mini: 0.15 $/M input, 0.60 $/M output, rounded up to whole micros.
     let cost = (input * 150_000 + output * 600_000).div_ceil(1_000_000);
@@ -252,4 +253,57 @@ async fn metered_calls_show_per_agent_with_hostile_names_escaped() {
     let page = b.get("/console/tenants/acme/usage").await;
     assert_eq!(text_of(&page.body, "usage-requests"), "0");
     assert!(!page.body.contains("onerror"));
+}
+
+/// Two instances sharing the PostgreSQL audit sink: a call through one shows on the other's
+/// usage page, and a later call through either is added to what was read.
+#[tokio::test]
+async fn calls_through_another_instance_show_through_the_shared_audit_log() {
+    let upstream = MockUpstream::start(KEY).await;
+    let db = FreshDatabase::create().await;
+    let config = format!(
+        "[audit]\nsink = \"postgres\"\npostgres_url = \"{}\"\n\n\
+         [upstreams.demo]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        db.url(),
+        upstream.base_url()
+    );
+    let a = TestGateway::start(&config).await;
+    let b = TestGateway::start_beside(&config, &a).await;
+    let (input, output) = chat(&b, &b.mint_for("demo", CEILING, CEILING, 30), "gpt-4o-mini").await;
+    b.gateway().audit_checkpoint().await;
+
+    let mut browser = Browser::new(&a);
+    browser
+        .sign_in(&[("writ", &a.mint_as(ADMIN, ADMIN, 30))])
+        .await;
+    let page = browser.get("/console/tenants/default/usage").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        text_of(&page.body, "usage-requests"),
+        "1",
+        "the call through b"
+    );
+    assert_eq!(text_of(&page.body, "usage-input"), input.to_string());
+    assert_eq!(text_of(&page.body, "usage-output"), output.to_string());
+
+    let (more_in, _) = chat(&a, &a.mint_for("demo", CEILING, CEILING, 30), "gpt-4o-mini").await;
+    a.gateway().audit_checkpoint().await;
+    // The last reading answers for two seconds; the page's script polls until it is stale.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let live = browser.get("/console/tenants/default/usage/live").await;
+        if text_of(&live.body, "usage-requests") == "2" {
+            assert_eq!(
+                text_of(&live.body, "usage-input"),
+                (input + more_in).to_string()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second call never showed"
+        );
+        // The interval of a poll, not a wait for the reading to go stale.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
