@@ -533,13 +533,15 @@ impl Gateway {
         self.audit.export().await
     }
 
-    /// The audit record lines of every instance appended since `marks`, `marks` moved
-    /// past them: what a reader that keeps up with the log reads, instead of the whole log.
+    /// At most `limit` of the audit record lines of every instance appended since
+    /// `marks`, `marks` moved past them: what a reader that keeps up with the log reads,
+    /// instead of the whole log. Call again while `limit` lines come back.
     pub async fn audit_records_after(
         &self,
         marks: &mut writ_audit::sink::ReadMarks,
+        limit: usize,
     ) -> Result<Vec<String>, writ_audit::sink::SinkError> {
-        self.audit.records_after(marks).await
+        self.audit.records_after(marks, limit).await
     }
 
     /// The key audit checkpoints verify with.

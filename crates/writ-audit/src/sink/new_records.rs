@@ -24,13 +24,13 @@ const INSTANCES: &str = "WITH RECURSIVE i(instance) AS (\
 /// The lines of each instance from its mark on (SQLite: the marks as a JSON object).
 const SQLITE_AFTER: &str = "SELECT r.instance, r.seq, r.line FROM json_each(?1) AS m \
      JOIN audit_records r ON r.instance = m.key AND r.seq >= m.value \
-     ORDER BY r.instance, r.seq";
+     ORDER BY r.instance, r.seq LIMIT ?2";
 
 /// The lines of each instance from its mark on (PostgreSQL: the marks as two arrays).
 const POSTGRES_AFTER: &str = "SELECT r.instance, r.seq, r.line \
      FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS m(instance, next) \
      JOIN audit_records r ON r.instance = m.instance AND r.seq >= m.next \
-     ORDER BY r.instance, r.seq";
+     ORDER BY r.instance, r.seq LIMIT $3";
 
 /// The part of a record line that places it.
 #[derive(Deserialize)]
@@ -40,12 +40,18 @@ struct Place {
 }
 
 impl Sink {
-    /// The record lines appended since `marks` — of each instance, those from its mark
-    /// on; of an instance `marks` does not name, all — in `(instance, seq)` order, and
-    /// `marks` moved past them. A mark moves only over lines without a gap before them,
-    /// so a line committed after a later one of its instance is read when it appears,
-    /// not skipped. Checkpoints are not returned.
-    pub async fn records_after(&self, marks: &mut ReadMarks) -> Result<Vec<String>, SinkError> {
+    /// At most `limit` of the record lines appended since `marks` — of each instance,
+    /// those from its mark on; of an instance `marks` does not name, all — in
+    /// `(instance, seq)` order, and `marks` moved past them: call again while `limit`
+    /// lines come back. A mark moves only over lines without a gap before them, so a line
+    /// committed after a later one of its instance is read when it appears, not skipped.
+    /// Checkpoints are not returned.
+    pub async fn records_after(
+        &self,
+        marks: &mut ReadMarks,
+        limit: usize,
+    ) -> Result<Vec<String>, SinkError> {
+        let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<(String, i64, String)> = match self {
             Sink::Sqlite(pool, _) => {
                 let instances: Vec<(String,)> = sqlx::query_as(INSTANCES)
@@ -61,6 +67,7 @@ impl Sink {
                     .collect();
                 sqlx::query_as(SQLITE_AFTER)
                     .bind(serde_json::Value::Object(wanted).to_string())
+                    .bind(limit_i)
                     .fetch_all(pool)
                     .await
                     .map_err(SinkError::SqlitePool)?
@@ -80,6 +87,7 @@ impl Sink {
                 sqlx::query_as(POSTGRES_AFTER)
                     .bind(&names)
                     .bind(&next)
+                    .bind(limit_i)
                     .fetch_all(pool)
                     .await
                     .map_err(SinkError::Postgres)?
@@ -103,6 +111,7 @@ impl Sink {
                     })
                     .collect();
                 rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+                rows.truncate(limit);
                 rows
             }
         };
@@ -148,22 +157,37 @@ mod tests {
 
     async fn reads_only_what_is_new(sink: &Sink) {
         let mut marks = ReadMarks::new();
-        assert!(sink.records_after(&mut marks).await.unwrap().is_empty());
+        assert!(
+            sink.records_after(&mut marks, 1_000_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         sink.append("a", 0, &lines("a", 0, 3)).await.unwrap();
         sink.append("b", 0, &lines("b", 0, 2)).await.unwrap();
         sink.put_checkpoint("a", 3, "note").await.unwrap();
-        let first = sink.records_after(&mut marks).await.unwrap();
+        let first = sink.records_after(&mut marks, 1_000_000).await.unwrap();
         assert_eq!(first.len(), 5, "{first:?}");
         assert_eq!(marks, ReadMarks::from([("a".into(), 3), ("b".into(), 2)]));
         assert!(
-            sink.records_after(&mut marks).await.unwrap().is_empty(),
+            sink.records_after(&mut marks, 1_000_000)
+                .await
+                .unwrap()
+                .is_empty(),
             "nothing new"
         );
         sink.append("a", 3, &lines("a", 3, 2)).await.unwrap();
         sink.append("c", 0, &lines("c", 0, 1)).await.unwrap();
-        let second = sink.records_after(&mut marks).await.unwrap();
+        let second = sink.records_after(&mut marks, 1_000_000).await.unwrap();
         assert_eq!(second, [lines("a", 3, 2), lines("c", 0, 1)].concat());
         assert_eq!(marks["a"], 5);
+        // A limit reads in pieces, each where the last stopped.
+        sink.append("b", 2, &lines("b", 2, 3)).await.unwrap();
+        let piece = sink.records_after(&mut marks, 2).await.unwrap();
+        assert_eq!(piece, lines("b", 2, 2));
+        let rest = sink.records_after(&mut marks, 2).await.unwrap();
+        assert_eq!(rest, lines("b", 4, 1));
+        assert_eq!(marks["b"], 5);
     }
 
     #[tokio::test]
@@ -202,14 +226,14 @@ mod tests {
         }
         let mut marks = ReadMarks::new();
         let began = std::time::Instant::now();
-        let all = sink.records_after(&mut marks).await.unwrap();
+        let all = sink.records_after(&mut marks, 1_000_000).await.unwrap();
         eprintln!("reading 100 000 lines took {:?}", began.elapsed());
         assert_eq!(all.len(), 100_000);
         sink.append("b", next["b"], &lines("b", next["b"], 10))
             .await
             .unwrap();
         let began = std::time::Instant::now();
-        let new = sink.records_after(&mut marks).await.unwrap();
+        let new = sink.records_after(&mut marks, 1_000_000).await.unwrap();
         eprintln!(
             "reading the 10 appended after them took {:?}",
             began.elapsed()

@@ -382,13 +382,14 @@ impl Auditor {
         self.sink.export().await
     }
 
-    /// The record lines appended since `marks`, `marks` moved past them (see
+    /// At most `limit` record lines appended since `marks`, `marks` moved past them (see
     /// [`Sink::records_after`]); fails when the sink cannot be read.
     pub(crate) async fn records_after(
         &self,
         marks: &mut writ_audit::sink::ReadMarks,
+        limit: usize,
     ) -> Result<Vec<String>, SinkError> {
-        self.sink.records_after(marks).await
+        self.sink.records_after(marks, limit).await
     }
 
     /// The verifier key of checkpoints.

@@ -299,8 +299,8 @@ async fn live_part(console: &Console, tenant: &str, query: &UsageQuery) -> Resul
     let now_ms = unix_ms(now);
     let minutes = console
         .usage
-        .get(now_ms, |mut marks| async move {
-            let lines = gw.audit_records_after(&mut marks).await?;
+        .get(now_ms, |mut marks, limit| async move {
+            let lines = gw.audit_records_after(&mut marks, limit).await?;
             Ok::<_, writ_audit::sink::SinkError>((lines, marks))
         })
         .await

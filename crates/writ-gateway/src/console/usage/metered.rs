@@ -16,6 +16,10 @@ use super::series::{Call, Minutes, Window};
 /// How long one reading of the log answers every usage page.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(2);
 
+/// The most lines asked of the sink at once: a log read for the first time is read in
+/// pieces, so its lines are never all in memory together.
+pub(crate) const PIECE_LINES: usize = 10_000;
+
 /// The calls read so far, how far each instance's log was read, and when (by the
 /// process's monotonic clock: the gateway clock can stand still in tests, and freshness
 /// is about work done, not about the log's time).
@@ -35,28 +39,35 @@ pub(crate) struct MeteredCalls {
 impl MeteredCalls {
     /// The metered calls no older than the longest window at `now_ms`, by minute: the
     /// last reading when it is fresher than [`FRESH_FOR`]; otherwise the lines `read`
-    /// gives for the marks it is handed (those appended since; it moves the marks past
-    /// them) counted in, and minutes older than the longest window forgotten. A failed
-    /// read is returned, and the next call reads from the same marks.
-    pub(crate) async fn get<F, Fut, E>(&self, now_ms: u64, read: F) -> Result<Arc<Minutes>, E>
+    /// gives for the marks and limit it is handed (at most [`PIECE_LINES`] of those
+    /// appended since; it moves the marks past them) counted in, piece by piece until a
+    /// piece is short, and minutes older than the longest window forgotten. A failed read
+    /// is returned; what the pieces before it counted is kept with their marks, and the
+    /// next call reads on from there.
+    pub(crate) async fn get<F, Fut, E>(&self, now_ms: u64, mut read: F) -> Result<Arc<Minutes>, E>
     where
-        F: FnOnce(ReadMarks) -> Fut,
+        F: FnMut(ReadMarks, usize) -> Fut,
         Fut: Future<Output = Result<(Vec<String>, ReadMarks), E>>,
     {
         let mut last = self.last.lock().await;
         if last.at.is_some_and(|at| at.elapsed() < FRESH_FOR) {
             return Ok(last.minutes.clone());
         }
-        let (lines, marks) = read(last.marks.clone()).await?;
         let since = oldest_kept(now_ms);
         let reading = &mut *last;
         // In place when no page still holds the previous reading (the usual case).
-        let minutes = Arc::make_mut(&mut reading.minutes);
-        minutes.forget_before(since);
-        for call in calls_since(&lines, since) {
-            minutes.add(&call);
+        Arc::make_mut(&mut reading.minutes).forget_before(since);
+        loop {
+            let (lines, marks) = read(reading.marks.clone(), PIECE_LINES).await?;
+            let minutes = Arc::make_mut(&mut reading.minutes);
+            for call in calls_since(&lines, since) {
+                minutes.add(&call);
+            }
+            reading.marks = marks;
+            if lines.len() < PIECE_LINES {
+                break;
+            }
         }
-        reading.marks = marks;
         reading.at = Some(Instant::now());
         Ok(reading.minutes.clone())
     }
@@ -129,19 +140,21 @@ mod tests {
         assert_eq!(calls[1].tenant, "globex");
     }
 
+    /// What a reader gives: the lines and the marks moved past them.
+    type Read = std::future::Ready<Result<(Vec<String>, ReadMarks), String>>;
+
     /// A reader over a growing list of lines, as the sink reads them: those past the mark.
     fn reader<'a>(
         log: &'a std::sync::Mutex<Vec<String>>,
         reads: &'a AtomicUsize,
-    ) -> impl FnOnce(ReadMarks) -> std::future::Ready<Result<(Vec<String>, ReadMarks), String>> + 'a
-    {
-        move |mut marks| {
+    ) -> impl FnMut(ReadMarks, usize) -> Read + 'a {
+        move |mut marks, limit| {
             reads.fetch_add(1, Ordering::SeqCst);
             let log = log.lock().unwrap();
             let next = marks.entry("i".to_string()).or_insert(0);
             let from = usize::try_from(*next).unwrap();
-            let new = log[from..].to_vec();
-            *next = log.len() as u64;
+            let new: Vec<String> = log[from..].iter().take(limit).cloned().collect();
+            *next += new.len() as u64;
             std::future::ready(Ok((new, marks)))
         }
     }
@@ -194,22 +207,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_read_is_not_kept_and_the_next_reads_from_the_same_marks() {
+    async fn a_long_log_is_read_in_pieces() {
         let metered = MeteredCalls::default();
+        // Each call in a minute of its own, so every one is an entry.
+        let log = std::sync::Mutex::new(
+            (0..2 * PIECE_LINES as u64 + 5)
+                .map(|i| line(Kind::RequestAllowed, NOW - i * 60_000, "acme", true))
+                .collect::<Vec<_>>(),
+        );
+        let reads = AtomicUsize::new(0);
+        let minutes = metered.get(NOW, reader(&log, &reads)).await.unwrap();
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            3,
+            "two full pieces and a short one"
+        );
+        assert_eq!(minutes.len(), 2 * PIECE_LINES + 5);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_keeps_the_pieces_before_it_and_the_next_reads_on() {
+        let metered = MeteredCalls::default();
+        let full: Vec<String> = (0..PIECE_LINES as u64)
+            .map(|i| line(Kind::RequestAllowed, NOW - i * 60_000, "acme", true))
+            .collect();
+        let mut pieces = 0;
         let failed = metered
-            .get(NOW, |_| async {
-                Err::<(Vec<String>, ReadMarks), _>("sink down")
+            .get(NOW, |mut marks: ReadMarks, _| {
+                pieces += 1;
+                let answer = if pieces == 1 {
+                    marks.insert("i".to_string(), PIECE_LINES as u64);
+                    Ok((full.clone(), marks))
+                } else {
+                    Err("sink down")
+                };
+                std::future::ready(answer)
             })
             .await;
         assert_eq!(failed.err(), Some("sink down"));
-        let calls = metered
-            .get(NOW, |marks: ReadMarks| async move {
-                assert!(marks.is_empty(), "nothing was read yet");
-                Ok::<_, &str>((vec![line(Kind::RequestAllowed, NOW, "acme", true)], marks))
+        let minutes = metered
+            .get(NOW, |marks: ReadMarks, _| {
+                assert_eq!(marks["i"], PIECE_LINES as u64, "on from the first piece");
+                std::future::ready(Ok::<_, &str>((
+                    vec![line(Kind::RequestAllowed, NOW, "globex", true)],
+                    marks,
+                )))
             })
             .await
             .unwrap();
-        assert_eq!(calls.len(), 1, "the next page reads again");
+        assert_eq!(
+            minutes.len(),
+            PIECE_LINES + 1,
+            "the first piece counted once"
+        );
     }
 
     /// 100 000 record lines, a third of them metered calls: read and parsed in one go.
