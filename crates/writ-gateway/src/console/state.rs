@@ -20,7 +20,7 @@ pub(crate) struct Console {
     pub(crate) gw: Arc<Gateway>,
     /// Open sessions.
     pub(crate) sessions: super::session::Sessions,
-    /// The audit log's metered calls, briefly kept for the usage pages.
+    /// The audit log's metered calls by minute, kept up to date for the usage pages.
     pub(crate) usage: super::usage::metered::MeteredCalls,
 }
 
