@@ -1,8 +1,8 @@
 //! The console (`/console`): server-rendered pages for the people who oversee agents —
-//! pending approvals to approve or deny, agents to stop, and live usage — behind a session cookie,
-//! CSRF tokens on every state change, and a strict Content-Security-Policy on every
-//! response. No build step, no CDN: templates are compiled in (askama) and the stylesheet
-//! and script are embedded in the binary.
+//! pending approvals to approve or deny, agents to stop, and live usage — behind a
+//! session cookie, CSRF tokens on every state change, and a strict
+//! Content-Security-Policy on every response. No build step, no CDN: templates are
+//! compiled in (askama) and the stylesheet and script are embedded in the binary.
 
 mod agents;
 mod approvals;
