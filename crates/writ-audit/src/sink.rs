@@ -12,11 +12,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::io::AsyncWriteExt;
 
+mod new_records;
 mod pages;
 mod sqlite_writer;
 
+pub use new_records::ReadMarks;
 pub use pages::Numbered;
-
 pub use sqlite_writer::{HeldWriter, SqliteWriter};
 
 /// A sink failed, by backend, with the backend's error as its source. The message names

@@ -235,6 +235,27 @@ async fn a_batch_is_stored_all_or_none_in_postgres_as_in_sqlite() {
 }
 
 #[tokio::test]
+async fn postgres_reads_only_what_was_appended_since_the_last_reading() {
+    let pg = postgres().await;
+    let w = build(&[3, 2]);
+    let mut marks = writ_audit::sink::ReadMarks::new();
+    // The shared database's other rows are read once, here.
+    pg.records_since(&mut marks, 1_000_000).await.unwrap();
+    let (_, first, _) = &w.batches[0];
+    pg.append(&w.instance, 0, first).await.unwrap();
+    let read = pg.records_since(&mut marks, 1_000_000).await.unwrap();
+    assert_eq!(&lines_of(&read, &w.instance), first);
+    assert_eq!(marks[&w.instance], 3);
+    let (_, second, _) = &w.batches[1];
+    pg.append(&w.instance, 3, second).await.unwrap();
+    let read = pg.records_since(&mut marks, 1_000_000).await.unwrap();
+    assert_eq!(&lines_of(&read, &w.instance), second, "only the new lines");
+    assert_eq!(marks[&w.instance], 5);
+    let again = pg.records_since(&mut marks, 1_000_000).await.unwrap();
+    assert!(lines_of(&again, &w.instance).is_empty());
+}
+
+#[tokio::test]
 async fn postgres_probes_ok_when_reachable() {
     let pg = postgres().await;
     let start = Instant::now();

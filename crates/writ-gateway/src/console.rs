@@ -1,6 +1,7 @@
 //! The console (`/console`): server-rendered pages for the people who oversee agents —
-//! pending approvals to approve or deny, and agents to stop — behind a session cookie
-//! (opened by a passkey, an admin writ or an approver token),
+//! pending approvals to approve or deny, live usage, the audit log and its verification,
+//! the detections feed, agents to stop and upstreams by their credentials' fingerprints —
+//! behind a session cookie (opened by a passkey, an admin writ or an approver token),
 //! CSRF tokens on every state change, and a strict Content-Security-Policy on every
 //! response. No build step, no CDN: templates are compiled in (askama) and the stylesheet
 //! and script are embedded in the binary.
@@ -22,6 +23,7 @@ mod session;
 mod signin;
 mod state;
 mod upstreams;
+mod usage;
 mod verification;
 mod view;
 
@@ -52,6 +54,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         gw,
         live_writs: live_writs::LiveWrits::default(),
         verification: verification::VerificationCache::default(),
+        usage: usage::metered::MeteredCalls::default(),
     });
     Router::new()
         .route("/console", get(home))
@@ -91,6 +94,9 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
             "/console/tenants/{tenant}/detections/feed",
             get(detections::tenant_feed),
         )
+        .route("/console/usage", get(usage::index))
+        .route("/console/tenants/{tenant}/usage", get(usage::page))
+        .route("/console/tenants/{tenant}/usage/live", get(usage::live))
         .route("/console/assets/console.css", get(assets::stylesheet))
         .route("/console/assets/console.js", get(assets::script))
         .route("/console/assets/favicon.svg", get(assets::favicon))

@@ -543,6 +543,17 @@ impl Gateway {
         self.audit.export().await
     }
 
+    /// At most `limit` of the audit record lines of every instance appended since
+    /// `marks`, `marks` moved past them: what a reader that keeps up with the log reads,
+    /// instead of the whole log. Call again while `limit` lines come back.
+    pub async fn audit_records_after(
+        &self,
+        marks: &mut writ_audit::sink::ReadMarks,
+        limit: usize,
+    ) -> Result<Vec<String>, writ_audit::sink::SinkError> {
+        self.audit.reader().records_since(marks, limit).await
+    }
+
     /// The key audit checkpoints verify with.
     pub fn audit_verifier_key(&self) -> writ_audit::VerifierKey {
         self.audit.verifier().clone()

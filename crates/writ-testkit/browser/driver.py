@@ -30,6 +30,8 @@ from playwright.async_api import async_playwright
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A request line bigger than this is refused rather than parsed.
 MAX_REQUEST_BYTES = 1 << 20
+# The longest a wait_for_text step may wait.
+MAX_WAIT_MS = 30_000
 
 
 class StepError(Exception):
@@ -156,6 +158,28 @@ class Run:
             raise StepError(f"wait_for state {state!r} is not attached/detached/visible/hidden")
         await self.page.locator(need(step, "selector")).first.wait_for(state=state)
         return {}
+
+    async def step_wait_for_text(self, step):
+        # Polled here, not in the page: the console's CSP forbids the string evaluation
+        # Playwright's own text waits may need, and a poll reads the text as `text` does.
+        selector, want = need(step, "selector"), need(step, "text")
+        timeout_ms = step.get("timeout_ms", self.driver.timeout_ms)
+        if not isinstance(timeout_ms, int) or not 0 < timeout_ms <= MAX_WAIT_MS:
+            raise StepError(f"wait_for_text timeout_ms must be 1-{MAX_WAIT_MS}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        last = None
+        while True:
+            locator = self.page.locator(selector)
+            if await locator.count() == 1:
+                last = (await locator.inner_text()).strip()
+                if last == want:
+                    return {"text": last}
+            if loop.time() >= deadline:
+                raise StepError(
+                    f"{selector!r} did not read {want!r} within {timeout_ms} ms (last: {last!r})"
+                )
+            await asyncio.sleep(0.1)
 
     async def step_text(self, step):
         locator = self.page.locator(need(step, "selector"))

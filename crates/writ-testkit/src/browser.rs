@@ -102,6 +102,15 @@ impl Step {
     pub fn wait_for(selector: &str) -> Self {
         Self(json!({"do": "wait_for", "selector": selector}))
     }
+    /// Waits until exactly one element matches `selector` and its rendered text, trimmed,
+    /// is `text` (content a script changes in place), polling for at most `timeout_ms`
+    /// (1–30 000); results in `text`. On timeout the error gives the last text read.
+    pub fn wait_for_text(selector: &str, text: &str, timeout_ms: u32) -> Self {
+        Self(
+            json!({"do": "wait_for_text", "selector": selector, "text": text,
+            "timeout_ms": timeout_ms}),
+        )
+    }
     /// Results in `text`: the element's rendered text, as a reader sees it. Fails unless
     /// exactly one element matches.
     pub fn text(selector: &str) -> Self {

@@ -640,3 +640,48 @@ async fn bad_steps_and_names_are_refused_naming_what_is_wrong() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after[1]["text"], "Readable");
 }
+
+#[tokio::test]
+async fn wait_for_text_sees_a_change_made_later_and_names_the_last_text_when_none_comes() {
+    let steps = [
+        Step::goto("/accessible"),
+        Step::evaluate(
+            "() => { setTimeout(() => { document.querySelector('h1').textContent = ' Changed '; }, 300); return true; }",
+            Value::Null,
+        ),
+        Step::wait_for_text("h1", "Changed", 5_000),
+    ];
+    let done = run("harness_wait_for_text", &steps).await;
+    assert_eq!(done[2]["text"], "Changed", "trimmed, as a reader sees it");
+
+    let base = fixture_site().await;
+    let never = run_browser(
+        &base,
+        "harness_wait_for_text_timeout",
+        &[
+            Step::goto("/accessible"),
+            Step::wait_for_text("h1", "Never", 300),
+        ],
+    )
+    .await;
+    match never {
+        Err(BrowserError::Step { index, message, .. }) => {
+            assert_eq!(index, 1);
+            assert!(message.contains("last: 'Readable'"), "{message}");
+        }
+        other => panic!("the wait times out: {other:?}"),
+    }
+    let refused = run_browser(
+        &base,
+        "harness_wait_for_text_bounds",
+        &[
+            Step::goto("/accessible"),
+            Step::wait_for_text("h1", "x", 60_000),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(BrowserError::Step { index: 1, message, .. }) if message.contains("1-30000")),
+        "{refused:?}"
+    );
+}

@@ -179,7 +179,7 @@ pub(crate) async fn index_feed(
     headers: HeaderMap,
 ) -> Response {
     let outcome = async {
-        let session = console.admin_page_session(&headers).await?;
+        let session = console.admin_fragment_session(&headers).await?;
         if session.tenant.is_some() {
             return Err(Refusal::NotFound);
         }
@@ -197,7 +197,7 @@ pub(crate) async fn tenant_feed(
     headers: HeaderMap,
 ) -> Response {
     let outcome = async {
-        let session = console.admin_page_session(&headers).await?;
+        let session = console.admin_fragment_session(&headers).await?;
         reachable(&session, &tenant)?;
         feed_only(&console, Some(&tenant), &uri).await
     };

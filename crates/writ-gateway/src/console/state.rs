@@ -24,6 +24,8 @@ pub(crate) struct Console {
     pub(crate) live_writs: super::live_writs::LiveWrits,
     /// The audit log's last verification, reused while the log is unchanged.
     pub(crate) verification: super::verification::VerificationCache,
+    /// The audit log's metered calls by minute, kept up to date for the usage pages.
+    pub(crate) usage: super::usage::metered::MeteredCalls,
 }
 
 /// A form field every state change carries.
@@ -108,6 +110,19 @@ impl Console {
         tenants.sort();
         tenants.dedup();
         Ok(tenants)
+    }
+
+    /// The session of a part of a page the console's script fetches (admins only):
+    /// without one, 401 rather than a redirect to the sign-in page, so the script can say
+    /// the session ended.
+    pub(crate) async fn admin_fragment_session(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Session, Refusal> {
+        match self.admin_page_session(headers).await {
+            Err(Refusal::SignInFirst) => Err(Refusal::NoSession),
+            other => other,
+        }
     }
 
     /// Checks a state change and reads its form: a live session (401), sent from this

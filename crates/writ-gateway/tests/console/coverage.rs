@@ -65,6 +65,9 @@ const ROUTES: &[Route] = &[
         Access::Admin,
     ),
     route("POST", "/console/tenants/{tenant}/stop", Access::Admin),
+    route("GET", "/console/usage", Access::Admin),
+    route("GET", "/console/tenants/{tenant}/usage", Access::Admin),
+    route("GET", "/console/tenants/{tenant}/usage/live", Access::Admin),
     route("GET", "/console/audit", Access::Admin),
     route("GET", "/console/tenants/{tenant}/audit", Access::Admin),
     route("GET", "/console/detections", Access::Admin),
@@ -96,6 +99,11 @@ impl Route {
 
     fn is_page(&self) -> bool {
         self.method == "GET"
+    }
+
+    /// A part of a page that the console's script fetches and swaps in.
+    fn is_fragment(&self) -> bool {
+        self.path.ends_with("/live") || self.path.ends_with("/feed")
     }
 
     async fn send(&self, b: &mut Browser, path: &str, csrf: Option<&str>) -> Page {
@@ -225,6 +233,10 @@ async fn every_route_keeps_the_consoles_guarantees() {
         page.assert_guarded(&what);
         match (r.access, r.is_page()) {
             (Access::Public, _) => {}
+            // A part of a page its script fetches: 401, for the script to say so.
+            (_, true) if r.is_fragment() => {
+                assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{what}");
+            }
             (_, true) => {
                 assert_eq!(page.status, StatusCode::SEE_OTHER, "{what}");
                 assert_eq!(page.location(), "/console/sign-in", "{what}");

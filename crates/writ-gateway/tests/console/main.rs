@@ -15,6 +15,7 @@ mod passkeys;
 mod sessions;
 mod stop_writ;
 mod upstreams;
+mod usage;
 
 use std::time::UNIX_EPOCH;
 

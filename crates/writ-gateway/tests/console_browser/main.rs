@@ -8,6 +8,7 @@ mod hostile;
 mod passkeys;
 mod signin;
 mod stop;
+mod usage;
 
 use std::time::UNIX_EPOCH;
 
