@@ -7,7 +7,8 @@ use http::{HeaderValue, header};
 const STYLESHEET: &str = include_str!("../../assets/console/console.css");
 /// The tab's icon (a browser asks for one; without it, a 404 in its console).
 const FAVICON: &str = include_str!("../../assets/console/favicon.svg");
-/// The only script: a confirmation before a stop is sent.
+/// The one script: a confirmation before a stop is sent, the passkey prompts, and the
+/// live parts of the usage and detections pages.
 const SCRIPT: &str = include_str!("../../assets/console/console.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -170,7 +170,7 @@ pub(crate) fn admin_only(session: &Session) -> Result<(), Refusal> {
     match session.role {
         Role::Admin => Ok(()),
         Role::Approver => Err(Refusal::Forbidden(
-            "an approver sees approvals only; agents are for the tenant's admins",
+            "an approver sees approvals only; the other pages are for the tenant's admins",
         )),
     }
 }
