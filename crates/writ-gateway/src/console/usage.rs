@@ -205,17 +205,7 @@ pub(crate) async fn index(State(console): State<Arc<Console>>, headers: HeaderMa
         if let Some(tenant) = &session.tenant {
             return Ok(Redirect::to(&usage_path(tenant)).into_response());
         }
-        let mut tenants: Vec<String> = console
-            .gw
-            .store()
-            .tenants()
-            .await?
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        tenants.push(console.gw.tenant.clone());
-        tenants.sort();
-        tenants.dedup();
+        let tenants = console.tenant_names().await?;
         Ok::<_, Refusal>(html(TenantsPage {
             frame: Frame::signed_in("Usage", &session),
             tenants,
