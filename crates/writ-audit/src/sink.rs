@@ -309,6 +309,27 @@ impl Sink {
         Ok(())
     }
 
+    /// What and where the sink is, for an operator: `SQLite at PATH`, `PostgreSQL at
+    /// HOST:PORT/DATABASE` (never a password), `file PATH`.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Sqlite(pool, _) => format!(
+                "SQLite at {}",
+                pool.connect_options().get_filename().display()
+            ),
+            Sink::Postgres(pool) => {
+                let o = pool.connect_options();
+                format!(
+                    "PostgreSQL at {}:{}/{}",
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or("")
+                )
+            }
+            Sink::File(path, _) => format!("file {}", path.display()),
+        }
+    }
+
     /// Whether a write would succeed now, without writing a record.
     pub async fn probe(&self) -> Result<(), SinkError> {
         match self {
@@ -588,6 +609,21 @@ mod tests {
             .unwrap_or_else(|| panic!("a URL with a bad port was accepted"));
         assert!(matches!(err, SinkError::InvalidPostgresUrl), "{err:?}");
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    /// A sink says what and where it is, never a password.
+    #[tokio::test]
+    async fn a_sink_describes_itself_without_its_password() {
+        let pg = Sink::postgres("postgres://user:hunter2@127.0.0.1:1/audit")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pg.describe(), "PostgreSQL at 127.0.0.1:1/audit");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("audit.db");
+        let sqlite = Sink::sqlite(&path).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sqlite.describe(), format!("SQLite at {}", path.display()));
+        let file = Sink::file(dir.path().join("audit.jsonl"));
+        assert!(file.describe().starts_with("file "));
     }
 
     /// A file sink whose file cannot be read reports the I/O error as its source.

@@ -123,6 +123,12 @@ async fn require_postgres() {
 }
 
 /// The record lines and checkpoint notes of `instance` in an export.
+/// `GET /readyz`: its status and body.
+async fn readiness(client: &reqwest::Client, gw: &TestGateway) -> (StatusCode, Value) {
+    let r = client.get(gw.url("/readyz")).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
 fn log_of(export: &[String], instance: &str) -> (Vec<String>, Vec<String>) {
     split_export(export)
         .into_iter()
@@ -173,7 +179,13 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
     };
     let mut responses: Vec<StatusCode> = Vec::new();
 
-    // Up: served, and recorded.
+    // Up: ready, served, and recorded.
+    let (status, ready) = readiness(&client, &gw).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(
+        ready["checks"]["audit_sink"]["detail"],
+        format!("PostgreSQL at {}/test", forwarder.addr)
+    );
     responses.push(send().await);
     assert_eq!(responses[0], StatusCode::OK);
     let export = gw.gateway().audit_export().await.unwrap();
@@ -210,6 +222,21 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         1,
         "a request reached the upstream while the audit log could not be written"
     );
+    // Alive, but not ready: `/readyz` names the sink that is away, and where.
+    let health = client.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let (status, ready) = readiness(&client, &gw).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["status"], "not_ready");
+    assert_eq!(ready["checks"]["audit_sink"]["ok"], false, "{ready}");
+    let detail = ready["checks"]["audit_sink"]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("PostgreSQL at {}/test: ", forwarder.addr)),
+        "{detail}"
+    );
+    for other in ["keys", "store", "limiter"] {
+        assert_eq!(ready["checks"][other]["ok"], true, "{other}: {ready}");
+    }
 
     // Back: the gateway recovers by itself.
     forwarder.up();
@@ -224,6 +251,9 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
         assert!(attempts < 5000, "never recovered");
         tokio::task::yield_now().await;
     }
+    let (status, ready) = readiness(&client, &gw).await;
+    assert_eq!(status, StatusCode::OK, "ready again: {ready}");
+    assert_eq!(ready["status"], "ready");
 
     // Every response has its records, the refusals included: nothing was lost. A request
     // that reached the upstream has a decision and an outcome naming it; the first

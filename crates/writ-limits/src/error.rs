@@ -39,6 +39,8 @@ pub enum Operation {
     /// Subscribing to, or reading the shared state of, a channel of the backend (the
     /// gateway's revocation fan-out).
     Subscribe,
+    /// Asking whether the backend answers (readiness).
+    Probe,
 }
 
 impl Operation {
@@ -58,6 +60,7 @@ impl Operation {
             Self::Session => "session",
             Self::Publish => "publish",
             Self::Subscribe => "subscribe",
+            Self::Probe => "probe",
         }
     }
 }

@@ -107,6 +107,14 @@ impl Limiter {
         }
     }
 
+    /// Whether the backend answers now: always for memory; Redis must answer a `PING`.
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        match self {
+            Limiter::Memory(_) => Ok(()),
+            Limiter::Redis(r) => r.probe().await,
+        }
+    }
+
     /// Forgets `key`'s failures, not its lock-out: after a successful authentication.
     pub async fn strike_clear(&self, key: &str) -> Result<(), BackendError> {
         match self {

@@ -296,6 +296,16 @@ impl RedisLimiter {
         self
     }
 
+    /// Whether Redis answers a `PING` now.
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        let mut conn = self.connection().await;
+        let _: ::redis::Value = ::redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| BackendError::redis(Operation::Probe, e))?;
+        Ok(())
+    }
+
     /// The calling thread's connection (the shared one if it has none, or if making one
     /// fails: that one reconnects by itself).
     async fn connection(&self) -> ConnectionManager {

@@ -23,12 +23,24 @@ pub enum Backend {
 /// Durable state, shared safely by a running server and CLI commands (SQLite: WAL mode
 /// and a busy timeout; PostgreSQL: a pool). Every change is written in one transaction
 /// with a row of the change feed (see [`crate::ChangeFeed`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
-    /// The PostgreSQL URL, for the change feed's own listening connection.
+    /// The PostgreSQL URL, for the change feed's own listening connection. It may hold a
+    /// password: never shown (see [`Store::describe`]).
     pub(crate) url: Option<String>,
+    /// What and where the database is, without a password.
+    location: String,
+}
+
+/// Shows the backend and where it is, never the URL (which may hold a password).
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
 }
 
 fn install_drivers() {
@@ -66,6 +78,7 @@ impl Store {
             pool,
             backend: Backend::Sqlite,
             url: None,
+            location: format!("SQLite at {}", path.display()),
         };
         store.migrate().await?;
         Ok(store)
@@ -84,10 +97,20 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
+        let location = match url.parse::<sqlx::postgres::PgConnectOptions>() {
+            Ok(o) => format!(
+                "PostgreSQL at {}:{}/{}",
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or("")
+            ),
+            Err(_) => "PostgreSQL".to_string(),
+        };
         let store = Self {
             pool,
             backend: Backend::Postgres,
             url: Some(url.to_string()),
+            location,
         };
         store.migrate().await?;
         Ok(store)
@@ -96,6 +119,25 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What and where the database is, for an operator: `SQLite at PATH`, `PostgreSQL at
+    /// HOST:PORT/DATABASE` (never a password).
+    pub fn describe(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether the database takes a write now: one change-feed row is written and rolled
+    /// back (a rolled-back row is never seen, and notifies nobody).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO changes (at, what) VALUES ($1, $2)")
+            .bind(0_i64)
+            .bind("probe")
+            .execute(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -30,6 +30,7 @@ on_both!(
     a_second_handle_sees_changes_through_the_feed,
     agents_and_revocations_persist,
     a_refused_write_leaves_nothing_half_written,
+    a_store_is_probed_and_described_without_its_password,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -610,4 +611,32 @@ async fn a_refused_write_leaves_nothing_half_written(db: Db) {
             .as_str(),
         SECRET_A
     );
+}
+
+async fn a_store_is_probed_and_described_without_its_password(db: Db) {
+    let store = match &db {
+        // Trust authentication ignores the password; the store must not show it.
+        Db::Postgres(name) => writ_store::Store::connect(&format!(
+            "postgres://postgres:hunter2@127.0.0.1:5432/{name}"
+        ))
+        .await
+        .expect("store"),
+        Db::Sqlite(..) => db.open().await,
+    };
+    store.probe().await.expect("store");
+    let described = store.describe().to_string();
+    let debug = format!("{store:?}");
+    for shown in [&described, &debug] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    match &db {
+        Db::Postgres(name) => {
+            assert_eq!(described, format!("PostgreSQL at 127.0.0.1:5432/{name}"));
+        }
+        Db::Sqlite(..) => assert!(described.starts_with("SQLite at /"), "{described}"),
+    }
+    // The probe's row was rolled back: the change feed did not grow.
+    let before = store.change_seq().await.expect("store");
+    store.probe().await.expect("store");
+    assert_eq!(store.change_seq().await.expect("store"), before);
 }

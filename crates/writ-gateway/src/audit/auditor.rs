@@ -362,7 +362,7 @@ impl Auditor {
                 Ok(Appended::Durable(seq))
             }
             Err(e) => {
-                tracing::error!(error = %e, "audit sink write failed; records kept for retry");
+                tracing::error!(error = %e, sink = %self.sink.describe(), "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
                 // The writer retries them, as it does its own.
                 Ok(Appended::Kept(seq))
@@ -586,7 +586,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, pending = lines.len(), "audit sink write failed; records kept for retry");
+                tracing::error!(error = %e, sink = %self.sink.describe(), pending = lines.len(), "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
                 core.unwritten = lines;
                 // Those waiting are told now; their records stay queued and are written
@@ -611,7 +611,9 @@ impl Writer {
         };
         match self.sink.put_checkpoint(&self.instance, size, &note).await {
             Ok(()) => self.core().checkpointed = size,
-            Err(e) => tracing::error!(error = %e, "audit checkpoint write failed"),
+            Err(e) => {
+                tracing::error!(error = %e, sink = %self.sink.describe(), "audit checkpoint write failed");
+            }
         }
         if let Some(sync) = &self.sync_at_checkpoints {
             sync.notify_one();

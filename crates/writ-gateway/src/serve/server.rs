@@ -15,12 +15,15 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline;
 
-/// The gateway's routes: `/healthz`, every data-plane route of `writ_providers::ROUTES`,
+/// The gateway's routes: `/healthz` (alive), `/readyz` (ready), every data-plane route of `writ_providers::ROUTES`,
 /// the token endpoint and its discovery metadata, agents' approval status, the admin API,
 /// and JSON 404/405 for
 /// everything else.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let mut router = Router::new().route("/healthz", get(healthz));
+    let mut router = Router::new().route("/healthz", get(healthz)).route(
+        "/readyz",
+        get(super::readiness::readyz).with_state(gw.clone()),
+    );
     for spec in writ_providers::ROUTES {
         let gw = gw.clone();
         let handler = move |req: Request| pipeline::handle(gw.clone(), *spec, req);
@@ -76,6 +79,12 @@ pub async fn serve_with_workers(
     if let Ok(addr) = listener.local_addr() {
         gw.default_issuer(addr);
     }
+    // Says what this instance connected to, and names what it cannot use, without
+    // holding up the first requests.
+    tokio::spawn({
+        let gw = gw.clone();
+        async move { super::readiness::log_at_start(&gw).await }
+    });
     // Expired writs leave the cache within seconds, whether or not it fills up.
     let sweeper = {
         let gw = gw.clone();
