@@ -121,15 +121,40 @@ enum AdminCommand {
     Console(console_admin::ConsoleAdminCommand),
 }
 
+/// Starts logging to standard error: what `WRIT_LOG` selects (tracing's filter syntax;
+/// `info` by default), as text (colours only on a terminal) or, with
+/// `WRIT_LOG_FORMAT=json`, one JSON object per line.
+fn init_logging() -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = std::env::var("WRIT_LOG_FORMAT").unwrap_or_default();
+    match format.as_str() {
+        "" | "text" => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init(),
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
+        other => {
+            return Err(format!(
+                "WRIT_LOG_FORMAT is {other:?}: set it to json or text (the default), or unset it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = init_logging() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -320,3 +320,64 @@ fn bad_config_files_are_refused_with_the_cause() {
     let out = writ_in(dir.path(), &["serve", "--config", "missing.toml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config"));
 }
+
+/// Log lines: text without colour codes when standard error is not a terminal, one JSON
+/// object per line with `WRIT_LOG_FORMAT=json`, and a clear refusal of another format.
+#[test]
+fn logs_are_plain_text_or_json_as_asked() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // The server's log up to its "audit log started" line (or its end), then it is
+    // stopped; `timeout` bounds a server that never says it.
+    let log = |format: Option<&str>| {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["30", BIN, "serve", "--demo", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env("WRIT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(format) = format {
+            cmd.env("WRIT_LOG_FORMAT", format);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = Vec::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let done = line.contains("audit log started");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        (status, lines)
+    };
+    let (_, text) = log(None);
+    let started = text
+        .iter()
+        .find(|l| l.contains("audit log started"))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(started.contains(" INFO "), "{started}");
+    assert!(
+        !text.iter().any(|l| l.contains('\u{1b}')),
+        "no colour codes off a terminal: {text:?}"
+    );
+
+    let (_, json) = log(Some("json"));
+    let started = json
+        .iter()
+        .find(|l| l.contains("audit log started"))
+        .unwrap_or_else(|| panic!("{json:?}"));
+    let line: serde_json::Value = serde_json::from_str(started).unwrap();
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["fields"]["message"], "audit log started", "{line}");
+
+    let (status, bad) = log(Some("xml"));
+    assert!(!status.success());
+    let said = bad.join("\n");
+    assert!(
+        said.contains("WRIT_LOG_FORMAT") && said.contains("json or text"),
+        "{said}"
+    );
+}
