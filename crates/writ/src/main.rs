@@ -12,6 +12,7 @@ mod init;
 mod keys;
 mod limit;
 mod lint;
+mod manual;
 mod policy;
 mod revoke;
 mod secret;
@@ -96,6 +97,10 @@ enum Command {
     /// Check a writ.toml without starting anything.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(manual::CompletionsArgs),
+    /// Print the man page, or write every page into a directory (`--dir`).
+    Man(manual::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +191,8 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Lint(cmd) => lint::run(cmd),
             Command::Config(cmd) => config_check::run(cmd),
+            Command::Completions(args) => manual::completions::<Cli>(&args),
+            Command::Man(args) => manual::man::<Cli>(&args),
             Command::Admin(AdminCommand::Token {
                 tenant,
                 ttl,
