@@ -47,6 +47,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATA_DIR: &str = "writ-data";
 /// Default largest request body, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// How long a stop waits for requests in flight by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `server.drain_timeout`.
+const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default and, unless raised in config, largest writ lifetime.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(30);
 
@@ -86,6 +90,8 @@ struct RawServer {
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     workers: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    drain_timeout: Option<Duration>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -120,6 +126,9 @@ pub struct Config {
     /// Serving threads (one runtime each); defaults to the number of CPU cores. 0 serves
     /// on the main multi-threaded runtime instead.
     pub workers: usize,
+    /// How long a stop (SIGTERM) waits for requests and streams in flight before it
+    /// exits anyway (default 30 s, at most 1 h).
+    pub drain_timeout: Duration,
     /// Serve HTTPS with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
     /// The CA certificate(s) (PEM) that signed `tls`'s certificate, which the `writ` CLI
@@ -445,6 +454,14 @@ impl Config {
                 0
             }
         };
+        let drain_timeout = match raw.server.drain_timeout {
+            None => DEFAULT_DRAIN_TIMEOUT,
+            Some(d) if d <= MAX_DRAIN_TIMEOUT => d,
+            Some(_) => {
+                problems.push(invalid("server.drain_timeout", "must be at most 1h"));
+                DEFAULT_DRAIN_TIMEOUT
+            }
+        };
         let limiter = section(&env, &mut problems, || limiter_config(raw.limiter, &env));
         let audit = section(&env, &mut problems, || audit_config(raw.audit, &env));
         let detection = section(&env, &mut problems, || {
@@ -523,6 +540,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             max_body_bytes,
             workers,
+            drain_timeout,
             tls,
             tls_ca: raw.server.tls_ca,
             allow_plaintext_admin: raw.server.allow_plaintext_admin,

@@ -36,6 +36,9 @@ data_dir = "writ-data"
 max_body_bytes = 10485760
 # Serving threads, one runtime each (default: one per CPU core; 0 = one shared runtime).
 # workers = 4
+# On SIGTERM, stop accepting and wait this long for requests and streams in flight, then
+# write the audit log's last records and sign a final checkpoint (a second SIGTERM: now).
+# drain_timeout = "30s"
 
 # The URL clients reach this gateway at; client assertions must name it in `aud`.
 # public_url = "https://writ.example.com"

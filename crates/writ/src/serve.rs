@@ -113,13 +113,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "writ {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
-    writ_gateway::serve_with_workers(
-        listener,
-        Arc::new(gateway),
-        config.workers,
-        shutdown_signal(),
-    )
-    .await?;
+    let gateway = Arc::new(gateway);
+    let stops = stop_signals();
+    let first_stop = {
+        let mut stops = stops.clone();
+        async move {
+            let _ = stops.wait_for(|n| *n >= 1).await;
+        }
+    };
+    let serving =
+        writ_gateway::serve_with_workers(listener, gateway.clone(), config.workers, first_stop);
+    // After the first stop, the drain may take `drain_timeout`; a second stop ends it now.
+    let cut_short = {
+        let mut stops = stops.clone();
+        let drain = config.drain_timeout;
+        async move {
+            let _ = stops.wait_for(|n| *n >= 1).await;
+            tokio::select! {
+                () = tokio::time::sleep(drain) => format!("the drain took longer than {}", humantime::format_duration(drain)),
+                _ = stops.wait_for(|n| *n >= 2) => "a second stop signal".to_string(),
+            }
+        }
+    };
+    tokio::select! {
+        served = serving => served?,
+        why = cut_short => tracing::warn!("stopping with requests still in flight: {why}"),
+    }
+    // Every record written and covered by a signed checkpoint before the process ends.
+    gateway.audit_checkpoint().await;
     store.close().await;
     drop(demo_mock);
     println!("writ stopped");
@@ -156,23 +177,36 @@ fn invoked_as() -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
+/// Counts stop signals (SIGINT, SIGTERM) as they come: 1 stops accepting and drains, 2
+/// stops at once.
+fn stop_signals() -> tokio::sync::watch::Receiver<u8> {
+    let (tx, rx) = tokio::sync::watch::channel(0u8);
+    tokio::spawn(async move {
+        #[cfg(unix)]
         let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let received = match term.as_mut() {
+                Some(term) => tokio::select! {
+                    r = tokio::signal::ctrl_c() => r.is_ok(),
+                    r = term.recv() => r.is_some(),
+                },
+                None => tokio::signal::ctrl_c().await.is_ok(),
             };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+            #[cfg(not(unix))]
+            let received = tokio::signal::ctrl_c().await.is_ok();
+            if !received {
+                return;
+            }
+            tx.send_modify(|n| *n = n.saturating_add(1));
+            if *tx.borrow() >= 2 {
+                return;
+            }
+            tracing::info!(
+                "stopping: no new connections; draining requests in flight (stop again to exit now)"
+            );
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    });
+    rx
 }

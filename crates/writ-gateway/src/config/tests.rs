@@ -16,7 +16,10 @@ fn defaults_without_config() {
     let c = Config::embedded_default();
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(c.max_ttl, Duration::from_secs(30));
+    assert_eq!(c.drain_timeout, Duration::from_secs(30));
     assert!(c.upstreams.is_empty());
+    let c = load("[server]\ndrain_timeout = \"2m\"").unwrap();
+    assert_eq!(c.drain_timeout, Duration::from_secs(120));
 }
 
 #[test]
@@ -68,6 +71,7 @@ fn refuses_bad_values() {
         ("[server]\nlisten = \"nowhere\"", "server.listen"),
         ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
         ("[server]\nworkers = 257", "server.workers"),
+        ("[server]\ndrain_timeout = \"2h\"", "server.drain_timeout"),
         ("[audit]\ndurability = \"eventually\"", "audit.durability"),
         ("[tokens]\nmax_ttl = \"0s\"", "tokens.max_ttl"),
         (
