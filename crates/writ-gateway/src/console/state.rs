@@ -220,8 +220,8 @@ pub(crate) async fn read_form(
     if essence.as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(Refusal::NotAForm);
     }
-    crate::pipeline::accept::check_declared_length(&parts.headers, MAX_FORM_BYTES)
-        .map_err(|_| Refusal::TooLarge)?;
+    // Not refused on its declared length alone: reading stops at the limit and drains a
+    // bounded rest, so the client reads the 413 rather than a reset connection.
     crate::pipeline::accept::read_body(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| Refusal::TooLarge)
