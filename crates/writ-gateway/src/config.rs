@@ -80,6 +80,26 @@ pub struct RawConfig {
     tenants: BTreeMap<String, tenants::RawTenant>,
     #[serde(default)]
     approvals: approvals::RawApprovals,
+    #[serde(default)]
+    log: RawLog,
+}
+
+/// `[log]`: how `writ` writes its log lines.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text for people (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +189,8 @@ pub struct Config {
     pub detection: DetectionConfig,
     /// How held requests and mints wait for a person.
     pub approvals: ApprovalsConfig,
+    /// How log lines are written (`[log] format`; `WRIT_LOG_FORMAT` overrides it).
+    pub log_format: LogFormat,
     /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
     /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
     /// with any.
@@ -328,6 +350,12 @@ impl RawConfig {
     /// Parses TOML text, stopping at the first problem.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// `[log] format`, if the file sets it: read before the rest is checked, since logging
+    /// starts first.
+    pub fn log_format(&self) -> Option<LogFormat> {
+        self.log.format
     }
 
     /// Parses TOML text reporting every unknown key, not only the first: returns the
@@ -557,6 +585,7 @@ impl Config {
             audit,
             detection,
             approvals,
+            log_format: raw.log.format.unwrap_or_default(),
             deferred,
         })
     }

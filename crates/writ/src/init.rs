@@ -88,6 +88,11 @@ max_ttl = "30s"
 # [tenants.acme.policies]
 # payments = 'requires_approval("payments over 100") <- tool("pay"), arg("amount", $a), $a > 100;'
 
+# How `writ serve` writes its log (to stderr): "text", or "json" for one object per line.
+# WRIT_LOG_FORMAT overrides it; WRIT_LOG picks what is logged (default "info").
+# [log]
+# format = "json"
+
 # How held requests wait for a person (see docs/approvals.md).
 # [approvals]
 # ttl = "5m"                    # never past the writ's own expiry

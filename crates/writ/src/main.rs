@@ -127,13 +127,19 @@ enum AdminCommand {
 }
 
 /// Starts logging to standard error: what `WRIT_LOG` selects (tracing's filter syntax;
-/// `info` by default), as text (colours only on a terminal) or, with
-/// `WRIT_LOG_FORMAT=json`, one JSON object per line.
-fn init_logging() -> Result<(), String> {
+/// `info` by default), as text (colours only on a terminal) or one JSON object per line:
+/// as `WRIT_LOG_FORMAT` says, else as `configured` (`writ serve`'s `[log] format`).
+fn init_logging(configured: Option<writ_gateway::config::LogFormat>) -> Result<(), String> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let format = std::env::var("WRIT_LOG_FORMAT").unwrap_or_default();
+    let format = std::env::var("WRIT_LOG_FORMAT").unwrap_or_else(|_| {
+        match configured {
+            Some(writ_gateway::config::LogFormat::Json) => "json",
+            Some(writ_gateway::config::LogFormat::Text) | None => "text",
+        }
+        .to_string()
+    });
     match format.as_str() {
         "" | "text" => tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -156,7 +162,11 @@ fn init_logging() -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging() {
+    let configured = match &cli.command {
+        Command::Serve(args) => args.state().log_format(),
+        _ => None,
+    };
+    if let Err(e) = init_logging(configured) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

@@ -25,6 +25,13 @@ pub struct ServeArgs {
     demo: bool,
 }
 
+impl ServeArgs {
+    /// Where the configuration and state are found.
+    pub fn state(&self) -> &crate::settings::StateArgs {
+        &self.state
+    }
+}
+
 /// The grant a `--demo` agent's ceiling holds.
 const DEMO_CEILING: &str = r#"{"type":"writ:llm","upstream":"demo"}"#;
 /// The grant the printed mint command asks for.

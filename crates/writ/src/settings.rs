@@ -40,6 +40,14 @@ impl StateArgs {
         self.load_with(SecretsMode::Defer)
     }
 
+    /// `[log] format` of the config file these arguments find, if it sets one; `None`
+    /// for the embedded defaults or a file that cannot be read (loading it reports why).
+    pub fn log_format(&self) -> Option<writ_gateway::config::LogFormat> {
+        let path = config_path(self.config.as_deref())?;
+        let text = std::fs::read_to_string(path).ok()?;
+        RawConfig::from_toml(&text).ok()?.log_format()
+    }
+
     /// The configuration, treating secrets as `mode` says.
     pub fn load_with(&self, mode: SecretsMode) -> anyhow::Result<Config> {
         let path = config_path(self.config.as_deref());

@@ -373,6 +373,19 @@ fn logs_are_plain_text_or_json_as_asked() {
     assert_eq!(line["level"], "INFO", "{line}");
     assert_eq!(line["fields"]["message"], "audit log started", "{line}");
 
+    // `[log] format` in the config, when the environment does not say.
+    std::fs::write(dir.path().join("writ.toml"), "[log]\nformat = \"json\"\n").unwrap();
+    let (_, configured) = log(None);
+    let started = configured
+        .iter()
+        .find(|l| l.contains("audit log started"))
+        .unwrap_or_else(|| panic!("{configured:?}"));
+    assert!(
+        serde_json::from_str::<serde_json::Value>(started).is_ok(),
+        "{started}"
+    );
+    std::fs::remove_file(dir.path().join("writ.toml")).unwrap();
+
     let (status, bad) = log(Some("xml"));
     assert!(!status.success());
     let said = bad.join("\n");
