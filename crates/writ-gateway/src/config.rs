@@ -89,6 +89,8 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
+    #[serde(default)]
+    requests: bool,
 }
 
 /// How log lines are written.
@@ -191,6 +193,9 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// How log lines are written (`[log] format`; `WRIT_LOG_FORMAT` overrides it).
     pub log_format: LogFormat,
+    /// Log one line per request at info (`[log] requests`), as its audit record has it:
+    /// writs by pseudonym, never a prompt or a secret.
+    pub log_requests: bool,
     /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
     /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
     /// with any.
@@ -586,6 +591,7 @@ impl Config {
             detection,
             approvals,
             log_format: raw.log.format.unwrap_or_default(),
+            log_requests: raw.log.requests,
             deferred,
         })
     }

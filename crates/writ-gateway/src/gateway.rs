@@ -199,7 +199,8 @@ impl Gateway {
         let master = data.master_key()?;
         let audit = crate::audit::Auditor::start(&config.audit, &data, master.expose())
             .await
-            .map_err(StartError::Audit)?;
+            .map_err(StartError::Audit)?
+            .log_requests(config.log_requests);
         let webhooks = webhooks(config, &clock)?;
         let approval_webhooks = crate::approval::notify::webhooks::ApprovalWebhooks::start(
             &config.approvals.webhooks,

@@ -92,6 +92,7 @@ max_ttl = "30s"
 # WRIT_LOG_FORMAT overrides it; WRIT_LOG picks what is logged (default "info").
 # [log]
 # format = "json"
+# requests = true              # one line per request at info (writs by pseudonym only)
 
 # How held requests wait for a person (see docs/approvals.md).
 # [approvals]

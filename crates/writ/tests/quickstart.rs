@@ -394,3 +394,60 @@ fn logs_are_plain_text_or_json_as_asked() {
         "{said}"
     );
 }
+
+/// `[log] requests = true`: one line per request, as its audit record has it — the writ by
+/// pseudonym, never the writ itself or the prompt.
+#[test]
+fn a_line_per_request_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("writ.toml"),
+        "[log]\nformat = \"json\"\nrequests = true\n",
+    )
+    .unwrap();
+    let mut child = Command::new("timeout")
+        .args(["30", BIN, "serve", "--demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("WRIT_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = stdout.next().expect("the banner").unwrap();
+        if let Some(url) = line.split("listening on ").nth(1) {
+            break url.trim().to_string();
+        }
+    };
+    let minted = writ_in(
+        dir.path(),
+        &["token", "mint", "--agent", "demo", "--grant", GRANT],
+    );
+    let writ = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+    curl_chat(&format!("{url}/v1/chat/completions"), &writ, "gpt-4o-mini");
+    let mut logged = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("writ::request") {
+            logged = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = logged.expect("a request line");
+    assert!(!line.contains(&writ) && !line.contains("Hello!"), "{line}");
+    let line: Value = serde_json::from_str(&line).unwrap();
+    let fields = &line["fields"];
+    assert_eq!(fields["agent"], "demo", "{line}");
+    assert_eq!(fields["upstream"], "demo", "{line}");
+    assert_eq!(fields["status"], 200, "{line}");
+    assert_eq!(
+        fields["writ"].as_str().unwrap().len(),
+        32,
+        "a pseudonym: {line}"
+    );
+    assert!(fields["output_tokens"].as_u64().unwrap() > 0, "{line}");
+}

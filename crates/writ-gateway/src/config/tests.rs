@@ -21,8 +21,10 @@ fn defaults_without_config() {
     let c = load("[server]\ndrain_timeout = \"2m\"").unwrap();
     assert_eq!(c.drain_timeout, Duration::from_secs(120));
     assert_eq!(c.log_format, LogFormat::Text);
-    let c = load("[log]\nformat = \"json\"").unwrap();
+    assert!(!c.log_requests);
+    let c = load("[log]\nformat = \"json\"\nrequests = true").unwrap();
     assert_eq!(c.log_format, LogFormat::Json);
+    assert!(c.log_requests);
     let err = load("[log]\nformat = \"xml\"").unwrap_err().to_string();
     assert!(err.contains("xml") && err.contains("json"), "{err}");
 }
