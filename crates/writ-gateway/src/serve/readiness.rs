@@ -1,6 +1,6 @@
-//! Readiness: whether this instance can serve now — its keys loaded, its store and audit
-//! sink taking writes, its limiter backend answering — each check named, with what is
-//! wrong and where (`GET /readyz`, and the start-up log).
+//! Readiness: whether this instance can serve now — its keys loaded, its store answering,
+//! its audit sink taking writes, its limiter backend answering — each check named, with
+//! what is wrong and where (`GET /readyz`, and the start-up log).
 //!
 //! `/healthz` says the process is alive; `/readyz` says a load balancer may send it
 //! traffic. A failing check names the backend's kind and address (never a password), so
@@ -50,6 +50,13 @@ async fn check<E: std::fmt::Display>(
 
 /// Every check of `gw`, run at once.
 pub(crate) async fn checks(gw: &Gateway) -> Vec<Check> {
+    checks_with(gw, true).await
+}
+
+/// Every check of `gw`, run at once; the store only named, not asked, unless
+/// `probe_store` (at start the gateway has just opened and migrated it, and a start-up
+/// query would only contend with the first writes).
+async fn checks_with(gw: &Gateway, probe_store: bool) -> Vec<Check> {
     let keys = gw.keys();
     let trusted = keys.trusted.iter().count();
     let keys = Check {
@@ -68,7 +75,13 @@ pub(crate) async fn checks(gw: &Gateway) -> Vec<Check> {
         writ_limits::Limiter::Redis(_) => "Redis".to_string(),
     };
     let (store, sink, limiter) = tokio::join!(
-        check("store", store.describe().to_string(), store.probe()),
+        check("store", store.describe().to_string(), async {
+            if probe_store {
+                store.probe().await
+            } else {
+                Ok(())
+            }
+        }),
         check("audit_sink", sink.describe(), sink.probe()),
         check("limiter", limiter_what, limiter.probe()),
     );
@@ -104,7 +117,7 @@ pub(crate) async fn readyz(State(gw): State<std::sync::Arc<Gateway>>) -> Respons
 /// Logs each check once, at start: what the instance connected to, and loudly what it
 /// cannot use.
 pub(crate) async fn log_at_start(gw: &Gateway) {
-    for c in checks(gw).await {
+    for c in checks_with(gw, false).await {
         if c.ok {
             tracing::info!(check = c.name, "{}", c.detail);
         } else {
