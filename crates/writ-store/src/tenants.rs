@@ -119,11 +119,22 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         name: &str,
     ) -> Result<(), StoreError> {
-        let count: i64 =
+        // SQLite: a write first (touching nothing), so the transaction holds the write
+        // lock from its start. Were it to read first, a write committed by another
+        // connection before its own would fail it at once ("database is locked") instead
+        // of waiting its turn.
+        let count: i64 = if tx.backend_name() == "SQLite" {
+            let done = sqlx::query("UPDATE tenants SET name = name WHERE name = $1")
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+            i64::try_from(done.rows_affected()).unwrap_or(i64::MAX)
+        } else {
             sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM tenants WHERE name = $1")
                 .bind(name)
                 .fetch_one(&mut **tx)
-                .await?;
+                .await?
+        };
         if count == 0 {
             return Err(StoreError::NotFound {
                 what: "tenant",
