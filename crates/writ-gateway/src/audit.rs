@@ -5,6 +5,7 @@ mod auditor;
 mod open;
 pub mod operator_log;
 pub(crate) mod record_filter;
+mod request_log;
 pub mod usage_log;
 
 pub use auditor::*;
