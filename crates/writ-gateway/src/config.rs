@@ -11,6 +11,7 @@ use http::Uri;
 use serde::Deserialize;
 use writ_limits::LimitSpec;
 
+mod admin;
 mod approvals;
 mod audit;
 mod detection;
@@ -23,6 +24,7 @@ mod tenants;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
+pub use admin::AdminListener;
 pub use approvals::{ApprovalWebhook, ApprovalsConfig};
 pub use audit::{AuditConfig, AuditConfigError, AuditSinkConfig};
 use audit::{RawAudit, audit_config};
@@ -60,6 +62,8 @@ pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(30);
 pub struct RawConfig {
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    admin: admin::RawAdmin,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -138,6 +142,9 @@ struct RawTokens {
 pub struct Config {
     /// Where the gateway listens.
     pub listen: SocketAddr,
+    /// The admin API, `/metrics` and the console on a listener of their own (`[admin]`);
+    /// on `listen` with the data plane when `None`.
+    pub admin: Option<AdminListener>,
     /// The URL clients reach the gateway at; its identity in client assertions' `aud`.
     /// Defaults to `http://<listen address>`.
     pub public_url: Option<String>,
@@ -428,6 +435,7 @@ impl Config {
             )
         });
         let listen = keep(&mut problems, listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let admin = admin::admin_config(raw.admin, listen, &mut problems);
         let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
             problems.push(invalid(
@@ -566,6 +574,7 @@ impl Config {
         };
         Ok(Self {
             listen,
+            admin,
             public_url,
             data_dir: raw
                 .server
@@ -603,9 +612,25 @@ impl Config {
     }
 
     /// Whether the admin API is served: not on a non-loopback address without TLS unless
-    /// `allow_plaintext_admin` says so.
+    /// `allow_plaintext_admin` says so. The address is the admin listener's when
+    /// `[admin] listen` is set.
     pub fn admin_api_allowed(&self) -> bool {
         risk::admin_api_allowed(self)
+    }
+
+    /// Where the admin API, `/metrics` and the console are served: `[admin] listen`, else
+    /// `listen`.
+    pub fn admin_listen(&self) -> SocketAddr {
+        self.admin.as_ref().map_or(self.listen, |a| a.listen)
+    }
+
+    /// Refuses an admin listener at the data plane's address (see `[admin] listen`);
+    /// `writ serve` checks again after `--listen` overrides `listen`.
+    pub fn check_admin_apart(&self) -> Result<(), ConfigError> {
+        match &self.admin {
+            Some(admin) => admin::distinct(admin.listen, self.listen),
+            None => Ok(()),
+        }
     }
 }
 

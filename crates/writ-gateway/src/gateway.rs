@@ -116,6 +116,9 @@ pub struct Gateway {
     /// This server's identity (`aud` of client assertions): `server.public_url`, or the
     /// address it listens on.
     issuer: std::sync::OnceLock<String>,
+    /// Where operators reach the admin API and console when they have a listener of their
+    /// own (`[admin]`): its `public_url`, or that listener's address. Unset otherwise.
+    admin_url: std::sync::OnceLock<String>,
     keys: RwLock<Arc<KeyState>>,
     revocations: RwLock<InForce>,
     pub(crate) data: DataDir,
@@ -226,6 +229,12 @@ impl Gateway {
                 .clone()
                 .map(std::sync::OnceLock::from)
                 .unwrap_or_default(),
+            admin_url: config
+                .admin
+                .as_ref()
+                .and_then(|a| a.public_url.clone())
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
             keys: RwLock::new(Arc::new(KeyState {
                 trusted: files.trusted,
                 signing: files.signing,
@@ -253,6 +262,23 @@ impl Gateway {
     pub fn default_issuer(&self, addr: std::net::SocketAddr) {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let _ = self.issuer.set(format!("{scheme}://{addr}"));
+    }
+
+    /// The URL operators reach the admin API and console at: the console's origin (its
+    /// passkeys and enrolment links) and the base of admin links. The admin listener's
+    /// (see [`Gateway::default_admin_url`]) when there is one, else [`Gateway::issuer`].
+    pub fn admin_url(&self) -> String {
+        self.admin_url
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.issuer())
+    }
+
+    /// Sets the admin URL from the admin listener's address, unless `[admin] public_url`
+    /// set it: `https://` when this gateway serves TLS (the admin listener does too).
+    pub fn default_admin_url(&self, addr: std::net::SocketAddr) {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let _ = self.admin_url.set(format!("{scheme}://{addr}"));
     }
 
     /// What the latest calls consumed and cost, oldest first.

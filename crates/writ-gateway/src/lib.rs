@@ -19,4 +19,6 @@ mod tenancy;
 pub mod upstream;
 
 pub use gateway::{Gateway, KeyState, Shared, StartError, open_store};
-pub use serve::server::{router, serve, serve_with_workers};
+pub use serve::server::{
+    Listeners, admin_router, data_router, router, serve, serve_listeners, serve_with_workers,
+};

@@ -3,7 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The operator name [`ServeProcess::writ`] runs commands as (`WRIT_OPERATOR`).
 pub const OPERATOR: &str = "test-operator";
@@ -12,6 +13,8 @@ pub const OPERATOR: &str = "test-operator";
 pub struct ServeProcess {
     child: Child,
     addr: SocketAddr,
+    /// The admin listener's address, when it printed one (`[admin] listen`).
+    admin: Option<SocketAddr>,
     scheme: &'static str,
     banner: String,
     bin: PathBuf,
@@ -35,6 +38,7 @@ impl ServeProcess {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut banner = String::new();
+        let mut admin = None;
         let addr = loop {
             let Some(Ok(line)) = lines.next() else {
                 let _ = child.kill();
@@ -42,6 +46,13 @@ impl ServeProcess {
             };
             banner.push_str(&line);
             banner.push('\n');
+            if let Some(rest) = ["admin: http://", "admin: https://"]
+                .into_iter()
+                .find_map(|marker| line.strip_prefix(marker))
+            {
+                let at = rest.split_whitespace().next().unwrap_or_default();
+                admin = Some(at.parse().expect("admin listen address"));
+            }
             let found = [
                 ("http", "listening on http://"),
                 ("https", "listening on https://"),
@@ -58,6 +69,7 @@ impl ServeProcess {
         Self {
             child,
             addr,
+            admin,
             scheme,
             banner,
             bin: bin.to_path_buf(),
@@ -73,6 +85,37 @@ impl ServeProcess {
     /// `http://<addr><path>`, or `https://…` when it serves TLS.
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// `http(s)://<admin address><path>`; panics when it printed no admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin.expect("writ serve printed no admin listener");
+        format!("{}://{admin}{path}", self.scheme)
+    }
+
+    /// Sends it SIGTERM, as an operator stopping it does, without waiting.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// Its exit status once it has exited, waiting at most `within`; `None` if it still
+    /// runs then.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for writ serve") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Polling the child's state, not waiting for time to pass.
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Everything it printed at start-up.

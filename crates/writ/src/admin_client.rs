@@ -1,5 +1,5 @@
 //! Talking to a running gateway's admin API from the CLI: where it is (`--gateway`, else
-//! the config's listen address, over HTTPS when the config serves TLS), which CA to trust
+//! the config's `[admin] listen` or `[server] listen` address, over HTTPS when the config serves TLS), which CA to trust
 //! (`--ca-file`, else `[server] tls_ca`, else the public web roots), and a short-lived
 //! admin writ minted from the root key in the local data directory.
 //!
@@ -36,8 +36,8 @@ const MAX_ANSWER: usize = 1 << 20;
 /// How to reach the gateway: the flags every command that talks to it takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
-    /// The gateway's base URL (`https://host:port`); defaults to the config's listen
-    /// address, over HTTPS when the config sets tls_cert.
+    /// The gateway's base URL (`https://host:port`); defaults to the config's admin
+    /// listen address (`[admin] listen`, else `[server] listen`), over HTTPS when the config sets tls_cert.
     #[arg(long)]
     pub gateway: Option<String>,
     /// CA certificate(s) (PEM) to trust for the gateway's TLS certificate; defaults to the
@@ -166,7 +166,7 @@ impl GatewayClient {
                 url.trim_end_matches('/').to_string()
             }
             None => {
-                let mut addr = config.listen;
+                let mut addr = config.admin_listen();
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }

@@ -60,6 +60,16 @@ max_body_bytes = 10485760
 # addresses (their allow_private_network) only when this is true.
 # allow_private_upstreams = false
 
+# The admin API, /metrics and the console on a listener of their own, so the address
+# above can face agents alone: there they get 404, as for any unknown path. /healthz and
+# /readyz answer on both. Without this section everything is served on server.listen.
+# With tls_cert set, this listener serves HTTPS with the same certificate.
+# [admin]
+# listen = "127.0.0.1:9091"                  # must differ from server.listen
+# The URL operators reach it at: the console's origin (passkeys, enrolment links) and the
+# base of admin links in approval webhooks. Default: http(s)://<admin listen address>.
+# public_url = "https://writ-admin.example.com"
+
 [tokens]
 # Tenant agents belong to when none is named.
 tenant = "default"

@@ -45,6 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    config.check_admin_apart()?;
     // Runs as long as the gateway: dropping it stops the mock.
     let mut demo_mock = None;
     if args.demo && !config.upstreams.contains_key("demo") {
@@ -78,6 +79,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = match &config.admin {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} ([admin] listen)", admin.listen))?,
+        ),
+        None => None,
+    };
 
     let state = match store.backend() {
         writ_store::Backend::Sqlite => "SQLite",
@@ -110,12 +119,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!();
     }
-    // Printed last: once this line appears the gateway is ready (scripts wait for it).
     let scheme = if config.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    if let Some(admin) = &admin_listener {
+        println!(
+            "admin: {scheme}://{} (admin API, /metrics and console; not on the data-plane address)",
+            admin.local_addr()?
+        );
+    }
+    // Printed last: once this line appears the gateway is ready (scripts wait for it).
     println!(
         "writ {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
@@ -128,8 +143,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stops.wait_for(|n| *n >= 1).await;
         }
     };
+    let listeners = writ_gateway::Listeners {
+        data: listener,
+        admin: admin_listener,
+    };
     let serving =
-        writ_gateway::serve_with_workers(listener, gateway.clone(), config.workers, first_stop);
+        writ_gateway::serve_listeners(listeners, gateway.clone(), config.workers, first_stop);
     // After the first stop, the drain may take `drain_timeout`; a second stop ends it now.
     let cut_short = {
         let mut stops = stops.clone();

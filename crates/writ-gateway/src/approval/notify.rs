@@ -15,7 +15,7 @@ use crate::gateway::Gateway;
 // (issue 23); until then only the tests call it.
 pub(crate) fn pending(gw: &Gateway, record: &ApprovalRecord) {
     if let Some(hooks) = &gw.approval_webhooks {
-        let event = webhooks::pending_event(&gw.scanner(), &gw.issuer(), record);
+        let event = webhooks::pending_event(&gw.scanner(), &gw.admin_url(), record);
         hooks.send(&record.tenant, &event);
     }
 }

@@ -21,6 +21,17 @@ pub enum Warning {
         /// What becomes of the admin API there.
         admin: &'static str,
     },
+    /// The admin listener (`[admin] listen`) is reachable from other hosts without TLS.
+    #[error(
+        "admin.listen = {listen} is reachable from other hosts and TLS is off: admin writs \
+         and console sessions would cross the network in clear text{admin}"
+    )]
+    PlaintextAdminListener {
+        /// The address.
+        listen: String,
+        /// What becomes of the admin API there.
+        admin: &'static str,
+    },
     /// An upstream's credential goes over plain HTTP to another host, as its
     /// `allow_plaintext = true` allows.
     #[error(
@@ -39,8 +50,9 @@ fn listens_on_loopback(config: &Config) -> bool {
     config.listen.ip().is_loopback()
 }
 
+/// On the admin listener when there is one (it serves TLS when the data plane does).
 pub(super) fn admin_api_allowed(config: &Config) -> bool {
-    listens_on_loopback(config) || config.tls.is_some() || config.allow_plaintext_admin
+    config.admin_listen().ip().is_loopback() || config.tls.is_some() || config.allow_plaintext_admin
 }
 
 pub(super) fn warnings(config: &Config) -> Vec<Warning> {
@@ -48,10 +60,26 @@ pub(super) fn warnings(config: &Config) -> Vec<Warning> {
     if !listens_on_loopback(config) && config.tls.is_none() {
         out.push(Warning::PlaintextListener {
             listen: config.listen.to_string(),
-            admin: if config.allow_plaintext_admin {
+            admin: if config.admin.is_some() {
+                ""
+            } else if config.allow_plaintext_admin {
                 "; the admin API is served there too (allow_plaintext_admin = true)"
             } else {
                 "; the admin API is refused there (403) unless allow_plaintext_admin = true"
+            },
+        });
+    }
+    if let Some(admin) = &config.admin
+        && !admin.listen.ip().is_loopback()
+        && config.tls.is_none()
+    {
+        out.push(Warning::PlaintextAdminListener {
+            listen: admin.listen.to_string(),
+            admin: if config.allow_plaintext_admin {
+                "; they are served there anyway (allow_plaintext_admin = true)"
+            } else {
+                "; the admin API and console are refused there (403) unless \
+                 allow_plaintext_admin = true"
             },
         });
     }

@@ -40,7 +40,7 @@ struct EnrolFinish {
 
 /// The console's relying party for this gateway.
 pub(crate) fn relying_party(console: &Console) -> Result<RelyingParty, Refusal> {
-    Ok(RelyingParty::for_issuer(&console.gw.issuer())?)
+    Ok(RelyingParty::for_issuer(&console.gw.admin_url())?)
 }
 
 /// The gateway clock's now, in Unix seconds.

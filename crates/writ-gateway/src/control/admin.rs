@@ -40,7 +40,7 @@ mod usage;
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// Admin routes and the key set.
+/// The admin API and `/metrics` (the key set is [`public_keys`]).
 pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(
@@ -163,6 +163,13 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         // the answer, so a listener that allows no admin API says so first.
         .route_layer(axum::middleware::from_fn_with_state(gw.clone(), admin_gate))
         .route("/metrics", get(metrics))
+        .with_state(gw)
+}
+
+/// The public root key set at `/.well-known/writ-keys`: no writ needed, served to agents
+/// and verifiers on the data plane as well as on an admin listener.
+pub(crate) fn public_keys(gw: Arc<Gateway>) -> Router {
+    Router::new()
         .route("/.well-known/writ-keys", get(writ_keys))
         .with_state(gw)
 }

@@ -1,5 +1,6 @@
-//! The HTTP server: the route table, the health endpoint, and a `serve` that tests can
-//! bind to port 0 and stop cleanly.
+//! The HTTP server: the route tables (the data plane's and the admin surface's, apart or
+//! on one listener), the health endpoints, and a `serve` that tests can bind to port 0 and
+//! stop cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,15 +16,52 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline;
 
-/// The gateway's routes: `/healthz` (alive), `/readyz` (ready), every data-plane route of `writ_providers::ROUTES`,
-/// the token endpoint and its discovery metadata, agents' approval status, the admin API,
-/// and JSON 404/405 for
-/// everything else.
+/// The gateway's routes on one listener, as when `[admin] listen` is not set: those of
+/// [`data_router`] and of [`admin_router`] together, and JSON 404/405 for everything else.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let mut router = Router::new().route("/healthz", get(healthz)).route(
+    with_fallbacks(
+        health(&gw)
+            .merge(data_plane(&gw))
+            .merge(crate::control::admin::public_keys(gw.clone()))
+            .merge(admin_surface(&gw)),
+    )
+}
+
+/// The data-plane listener's routes when the admin surface has a listener of its own:
+/// `/healthz` (alive), `/readyz` (ready), every route of `writ_providers::ROUTES`, the
+/// token endpoint and its discovery metadata, agents' approval status and the public key
+/// set; JSON 404 for the admin API, `/metrics` and the console, as for any unknown path.
+pub fn data_router(gw: Arc<Gateway>) -> Router {
+    with_fallbacks(
+        health(&gw)
+            .merge(data_plane(&gw))
+            .merge(crate::control::admin::public_keys(gw)),
+    )
+}
+
+/// The admin listener's routes (`[admin] listen`): `/healthz`, `/readyz`, the admin API,
+/// `/metrics`, the console and its assets, and the public key set; JSON 404 for the data
+/// plane, which is served on the data-plane listener only.
+pub fn admin_router(gw: Arc<Gateway>) -> Router {
+    with_fallbacks(
+        health(&gw)
+            .merge(admin_surface(&gw))
+            .merge(crate::control::admin::public_keys(gw)),
+    )
+}
+
+/// `/healthz` and `/readyz`, served on every listener.
+fn health(gw: &Arc<Gateway>) -> Router {
+    Router::new().route("/healthz", get(healthz)).route(
         "/readyz",
         get(super::readiness::readyz).with_state(gw.clone()),
-    );
+    )
+}
+
+/// What agents call: the provider routes, the token endpoint and its metadata, and the
+/// state of their held approvals.
+fn data_plane(gw: &Arc<Gateway>) -> Router {
+    let mut router = Router::new();
     for spec in writ_providers::ROUTES {
         let gw = gw.clone();
         let handler = move |req: Request| pipeline::handle(gw.clone(), *spec, req);
@@ -47,8 +85,16 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             axum::routing::get(crate::control::approval_status::status).with_state(gw.clone()),
         )
         .merge(crate::control::discovery::routes(gw.clone()))
-        .merge(crate::control::admin::routes(gw.clone()))
-        .merge(crate::console::routes(gw))
+}
+
+/// What operators use: the admin API, `/metrics` and the console.
+fn admin_surface(gw: &Arc<Gateway>) -> Router {
+    crate::control::admin::routes(gw.clone()).merge(crate::console::routes(gw.clone()))
+}
+
+/// JSON 404 for unknown paths and 405 for a known path's other methods.
+fn with_fallbacks(router: Router) -> Router {
+    router
         .fallback(|| async { GatewayError::NotFound.into_response() })
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed.into_response() })
 }
@@ -58,7 +104,7 @@ async fn healthz() -> Response {
 }
 
 /// Serves the gateway on `listener`, on the calling runtime, until `shutdown` completes,
-/// then drains connections. Tests use this; `writ serve` uses [`serve_with_workers`].
+/// then drains connections. Tests use this; `writ serve` uses [`serve_listeners`].
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
@@ -67,17 +113,59 @@ pub async fn serve(
     serve_with_workers(listener, gw, 0, shutdown).await
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then drains connections.
-/// With `workers` > 0, connections are served on that many threads with a runtime each
-/// (see `workers.rs`); with 0, on the calling runtime.
+/// Serves the gateway, every route on `listener`, until `shutdown` completes, then drains
+/// connections. With `workers` > 0, connections are served on that many threads with a
+/// runtime each (see `workers.rs`); with 0, on the calling runtime.
 pub async fn serve_with_workers(
     listener: TcpListener,
     gw: Arc<Gateway>,
     workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
+    let listeners = Listeners {
+        data: listener,
+        admin: None,
+    };
+    serve_listeners(listeners, gw, workers, shutdown).await
+}
+
+/// The listeners a gateway serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The data plane's (`[server] listen`); every route when `admin` is `None`.
+    pub data: TcpListener,
+    /// The admin surface's own (`[admin] listen`): the admin API, `/metrics` and the
+    /// console there, not on `data`.
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves the gateway on `listeners` until `shutdown` completes; then both stop accepting
+/// and drain their connections, and the audit log writes what is pending and signs a
+/// final checkpoint. The data plane is served on `workers` threads as
+/// [`serve_with_workers`] says; an admin listener on the calling runtime (operators'
+/// requests are few), with the same TLS as the data plane when it serves TLS.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    gw: Arc<Gateway>,
+    workers: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Listeners { data, admin } = listeners;
+    if let Ok(addr) = data.local_addr() {
         gw.default_issuer(addr);
+    }
+    match admin.as_ref().map(TcpListener::local_addr) {
+        Some(Ok(admin_addr)) => {
+            gw.default_admin_url(admin_addr);
+            tracing::info!(
+                data_plane = %gw.issuer(),
+                admin = %gw.admin_url(),
+                "serving the data plane and, apart, the admin API, /metrics and the console"
+            );
+        }
+        Some(Err(_)) | None => {
+            tracing::info!(address = %gw.issuer(), "serving the data plane and the admin API");
+        }
     }
     // Says what this instance connected to, and names what it cannot use, without
     // holding up the first requests.
@@ -102,18 +190,48 @@ pub async fn serve_with_workers(
         .fanout
         .clone()
         .map(|fanout| tokio::spawn(fanout.listen(Arc::downgrade(&gw))));
-    let app = router(gw.clone());
     let tls = gw.tls.clone().map(crate::serve::workers::acceptor);
-    let served = if workers == 0 {
-        crate::serve::workers::serve_inline(listener, app, tls, shutdown).await
-    } else {
-        crate::serve::workers::serve_threads(listener, app, tls, workers, shutdown).await
+    // One stop for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stop_when = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
     };
+    let (data_app, admin) = match admin {
+        Some(listener) => (
+            data_router(gw.clone()),
+            Some((listener, admin_router(gw.clone()))),
+        ),
+        None => (router(gw.clone()), None),
+    };
+    let data_served = {
+        let (tls, shutdown) = (tls.clone(), stop_when(stopped.clone()));
+        async move {
+            if workers == 0 {
+                crate::serve::workers::serve_inline(data, data_app, tls, shutdown).await
+            } else {
+                crate::serve::workers::serve_threads(data, data_app, tls, workers, shutdown).await
+            }
+        }
+    };
+    let admin_served = async move {
+        match admin {
+            Some((listener, app)) => {
+                crate::serve::workers::serve_inline(listener, app, tls, stop_when(stopped)).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (data_served, admin_served) = tokio::join!(data_served, admin_served);
+    signal.abort();
     sweeper.abort();
     // Pending records written and a final checkpoint signed.
     gw.audit.close().await;
     if let Some(task) = listener_task {
         task.abort();
     }
-    served
+    data_served.and(admin_served)
 }

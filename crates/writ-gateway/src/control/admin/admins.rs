@@ -107,7 +107,7 @@ pub(super) async fn new_link(gw: &Gateway, person: &Person) -> Result<EnrolmentV
             reason: other.to_string(),
         },
     };
-    let rp = RelyingParty::for_issuer(&gw.issuer()).map_err(refused)?;
+    let rp = RelyingParty::for_issuer(&gw.admin_url()).map_err(refused)?;
     let now = unix_now(gw);
     let url = passkey::issue_link(&rp, gw.store(), person, now)
         .await
