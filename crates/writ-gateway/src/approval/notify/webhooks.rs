@@ -13,7 +13,8 @@
 //!
 //! `summary` is what the person deciding is shown (JSON; text when it is not JSON),
 //! `expires_at` Unix seconds, `link` the approval in the admin API under the gateway's
-//! public URL. The event never holds a writ, a token id, the request digest or an approval
+//! admin URL (`[admin] public_url` or the admin listener's address when there is one, else
+//! its public URL). The event never holds a writ, a token id, the request digest or an approval
 //! block: it tells someone to look, it cannot be used to approve. The reason and summary
 //! pass through the gateway's secret scanner on the way out, so a credential or writ that
 //! reached them anyway leaves as `[REDACTED:…]`.
