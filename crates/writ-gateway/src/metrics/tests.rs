@@ -98,7 +98,7 @@ fn a_request_counts_its_status_tokens_cost_and_times() {
         "writ_cost_usd_total{tenant=\"default\",agent=\"-\",model=\"gpt-4o\"} 0.003\n",
         "writ_gateway_overhead_seconds_count{upstream=\"openai\"} 2\n",
         "writ_upstream_duration_seconds_count{upstream=\"openai\"} 1\n",
-        "writ_upstream_duration_seconds_bucket{le=\"0.05\",upstream=\"openai\"} 1\n",
+        "writ_upstream_duration_seconds_bucket{upstream=\"openai\",le=\"0.05\"} 1\n",
         "# TYPE writ_requests_total counter\n",
         "# TYPE writ_gateway_overhead_seconds histogram\n",
     ] {
