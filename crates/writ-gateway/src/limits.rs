@@ -415,7 +415,10 @@ mod tests {
             "{outcome:?}"
         );
         let totals = limits.decisions.totals();
-        assert!(totals.contains(&("requests", "unavailable", 1)), "{totals:?}");
+        assert!(
+            totals.contains(&("requests", "unavailable", 1)),
+            "{totals:?}"
+        );
     }
 
     #[tokio::test]

@@ -35,8 +35,8 @@ pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Bucket bounds of the gateway's own time per request, in seconds: 50 µs to 2.5 s.
 const OVERHEAD_BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    1.0, 2.5,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    2.5,
 ];
 
 /// Bucket bounds of an upstream call's time, in seconds: 5 ms to 5 min (streams last).

@@ -157,10 +157,7 @@ async fn after_a_known_sequence_every_series_has_its_exact_value() {
         assert_eq!(chat(&gw, &writ, false).await, StatusCode::OK);
     }
     assert_eq!(chat(&gw, &writ, true).await, StatusCode::OK);
-    assert_eq!(
-        chat(&gw, &writ, false).await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(chat(&gw, &writ, false).await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         chat(&gw, "not-a-writ-at-all", false).await,
         StatusCode::UNAUTHORIZED
@@ -303,7 +300,10 @@ async fn after_a_known_sequence_every_series_has_its_exact_value() {
         ),
         Some(0.0)
     );
-    assert_eq!(value(&samples, "writ_audit_sink_failures_total", &[]), Some(0.0));
+    assert_eq!(
+        value(&samples, "writ_audit_sink_failures_total", &[]),
+        Some(0.0)
+    );
     assert_eq!(value(&samples, "writ_writ_cache_entries", &[]), Some(1.0));
 
     // No writ, token id or agent name in any label.
@@ -315,7 +315,10 @@ async fn after_a_known_sequence_every_series_has_its_exact_value() {
         .unwrap();
     assert!(!text.contains(&writ), "the writ is in /metrics");
     assert!(!text.contains(&token_id), "the token id is in /metrics");
-    assert!(!text.contains("metrics-agent"), "agents are not named by default");
+    assert!(
+        !text.contains("metrics-agent"),
+        "agents are not named by default"
+    );
     assert!(!text.contains("not-a-writ"), "{text}");
 }
 

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use writ_limits::Dimension;
 
@@ -56,10 +56,7 @@ pub(crate) struct LimitDecisions {
 impl LimitDecisions {
     /// Counts one decision.
     pub(crate) fn count(&self, dimension: Dimension, outcome: LimitOutcome) {
-        let d = DIMENSIONS
-            .iter()
-            .position(|x| *x == dimension)
-            .unwrap_or(0);
+        let d = DIMENSIONS.iter().position(|x| *x == dimension).unwrap_or(0);
         self.counts[d][outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -157,7 +157,10 @@ fn a_refusal_counts_its_status_and_no_usage() {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
     assert!(!text.contains("writ_tokens_total{"), "{text}");
-    assert!(!text.contains("writ_upstream_duration_seconds_count"), "{text}");
+    assert!(
+        !text.contains("writ_upstream_duration_seconds_count"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -142,7 +142,9 @@ impl AuditDue {
     /// queued (strict mode keeps and retries one the sink refuses), not waited for.
     pub(crate) async fn write(self, id: &Identity, ending: Ending<'_>) {
         let record = self.record(id, ending);
-        self.gw.metrics.request(&record, self.overhead(ending), ending.upstream_time());
+        self.gw
+            .metrics
+            .request(&record, self.overhead(ending), ending.upstream_time());
         self.gw.audit.record(record).await;
     }
 

@@ -25,7 +25,11 @@ pub(super) async fn serve(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
         }
     }
     match gw.metrics.render(readings(&gw)) {
-        Ok(text) => ([(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => (
+            [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
         Err(_) => GatewayError::Internal("metrics could not be rendered").into_response(),
     }
 }
