@@ -81,9 +81,7 @@ struct TokenForm {
 
 pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let answer = handle(&gw, req).await;
-    let outcome = answer
-        .as_ref()
-        .map_or_else(|e| e.code.as_str(), |_| "issued");
+    let outcome = answer.as_ref().err().map_or("issued", |e| e.code.as_str());
     gw.metrics.mint(outcome);
     answer.unwrap_or_else(IntoResponse::into_response)
 }
