@@ -16,6 +16,7 @@ mod approvals;
 mod audit;
 mod detection;
 mod limits;
+mod metrics;
 pub(crate) mod origin;
 mod risk;
 mod secrets;
@@ -31,6 +32,7 @@ use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
 pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError, tenant_limit};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
+pub use metrics::MetricsConfig;
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
 pub use store::{
@@ -86,6 +88,8 @@ pub struct RawConfig {
     approvals: approvals::RawApprovals,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    metrics: metrics::RawMetrics,
 }
 
 /// `[log]`: how `writ` writes its log lines.
@@ -203,6 +207,8 @@ pub struct Config {
     /// Log one line per request at info (`[log] requests`), as its audit record has it:
     /// writs by pseudonym, never a prompt or a secret.
     pub log_requests: bool,
+    /// What `/metrics` shows and who may read it (`[metrics]`).
+    pub metrics: MetricsConfig,
     /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
     /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
     /// with any.
@@ -601,6 +607,7 @@ impl Config {
             approvals,
             log_format: raw.log.format.unwrap_or_default(),
             log_requests: raw.log.requests,
+            metrics: raw.metrics.into(),
             deferred,
         })
     }

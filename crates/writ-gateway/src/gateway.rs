@@ -69,6 +69,8 @@ pub struct Gateway {
     pub(crate) audit: crate::audit::Auditor,
     /// Detectors' modes and counters.
     pub(crate) detections: crate::detect::detections::Detections,
+    /// The Prometheus series `/metrics` serves.
+    pub(crate) metrics: crate::metrics::Metrics,
     /// Addresses the data plane refuses for a while (brute force).
     pub(crate) blocked_addresses: crate::detect::BlockedAddresses,
     /// Webhooks told about detections, when configured.
@@ -205,6 +207,7 @@ impl Gateway {
             fanout,
             audit,
             detections: crate::detect::detections::Detections::new(config.detection.clone()),
+            metrics: crate::metrics::Metrics::new(config.metrics),
             webhooks,
             approval_webhooks,
             blocked_addresses: Default::default(),

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod error;
 mod gateway;
 mod limits;
+mod metrics;
 mod pipeline;
 pub mod serve;
 mod tenancy;

@@ -15,6 +15,7 @@ use writ_limits::{
 
 use crate::config::{LimiterBackend, LimiterConfig};
 use crate::error::GatewayError;
+use crate::metrics::{LimitDecisions, LimitOutcome};
 
 /// Where limits are kept (the limits themselves are the tenancy snapshot's: `writ.toml`'s
 /// and every tenant's).
@@ -24,6 +25,8 @@ pub(crate) struct Limits {
     lease_ttl: Duration,
     /// Output tokens reserved for a request that states no cap.
     pub(crate) default_output_tokens: u64,
+    /// Decisions by dimension and outcome, for the metrics.
+    pub(crate) decisions: LimitDecisions,
 }
 
 /// Budgets a writ states for itself (`writ:budget`), kept until it expires.
@@ -85,6 +88,7 @@ impl Limits {
                 .then(|| Arc::new(Limiter::Memory(MemoryLimiter::new()))),
             lease_ttl: config.lease_ttl,
             default_output_tokens: config.default_output_tokens,
+            decisions: LimitDecisions::default(),
         })
     }
 
@@ -145,24 +149,40 @@ impl Limits {
                 Some(local) => {
                     tracing::warn!(error = %e, "limit backend unavailable; using local limits");
                     backend = local.clone();
-                    local.reserve(id, charges, estimate, now_ns).await
+                    local.reserve(id, charges.clone(), estimate, now_ns).await
                 }
                 None => {
                     tracing::error!(error = %e, "limit backend unavailable; refusing (fail closed)");
+                    self.count(&charges, LimitOutcome::Unavailable);
                     return Err(GatewayError::LimiterUnavailable);
                 }
             },
             outcome => outcome,
         };
         match outcome {
-            Ok(reservation) => Ok(Some(Held {
-                reservation,
-                backend,
-            })),
+            Ok(reservation) => {
+                self.count(&reservation.charges, LimitOutcome::Allowed);
+                Ok(Some(Held {
+                    reservation,
+                    backend,
+                }))
+            }
             Err(ReserveError::Refused(refusal)) => {
+                self.decisions
+                    .count(refusal.dimension, LimitOutcome::Refused);
                 Err(GatewayError::RateLimited(Box::new(refusal)))
             }
-            Err(ReserveError::Backend(_)) => Err(GatewayError::LimiterUnavailable),
+            Err(ReserveError::Backend(_)) => {
+                self.count(&charges, LimitOutcome::Unavailable);
+                Err(GatewayError::LimiterUnavailable)
+            }
+        }
+    }
+
+    /// Counts `outcome` once for each limit of `charges`.
+    fn count(&self, charges: &[Charge], outcome: LimitOutcome) {
+        for charge in charges {
+            self.decisions.count(charge.dimension, outcome);
         }
     }
 }
@@ -284,6 +304,7 @@ mod tests {
             fallback: fallback.map(Arc::new),
             lease_ttl: writ_limits::model::DEFAULT_LEASE_TTL,
             default_output_tokens: 0,
+            decisions: LimitDecisions::default(),
         }
     }
 
@@ -370,6 +391,10 @@ mod tests {
             matches!(&second, Err(GatewayError::RateLimited(r)) if r.limit == 1 && r.dimension == Dimension::Requests),
             "{second:?}"
         );
+        let totals = limits.decisions.totals();
+        assert!(totals.contains(&("requests", "allowed", 1)), "{totals:?}");
+        assert!(totals.contains(&("requests", "refused", 1)), "{totals:?}");
+        assert_eq!(totals.iter().map(|t| t.2).sum::<u64>(), 2, "{totals:?}");
     }
 
     #[tokio::test]
@@ -388,6 +413,11 @@ mod tests {
         assert!(
             matches!(outcome, Err(GatewayError::LimiterUnavailable)),
             "{outcome:?}"
+        );
+        let totals = limits.decisions.totals();
+        assert!(
+            totals.contains(&("requests", "unavailable", 1)),
+            "{totals:?}"
         );
     }
 

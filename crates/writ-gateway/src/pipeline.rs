@@ -187,6 +187,7 @@ async fn run(
     let remaining = held.as_ref().map(|h| h.remaining().to_vec());
     // Inject and forward: the upstream's credential in, the writ out, the request sent.
     let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, facts.stream, body);
+    let sent_at = std::time::Instant::now();
     let sent = match send(gw, &authorization, &target, &parts, body, &presented).await {
         Ok(sent) => sent,
         Err(e) => {
@@ -209,7 +210,7 @@ async fn run(
         request_bytes,
         drop_usage_chunk,
         held,
-        sent: std::time::Instant::now(),
+        sent: sent_at,
     };
     // Meter: what the call used and cost, settled against its reservation.
     let answer = meter::read(gw_arc, ctx, &target.upstream, call, sent).await?;

@@ -104,6 +104,12 @@ max_ttl = "30s"
 # format = "json"
 # requests = true              # one line per request at info (writs by pseudonym only)
 
+# Prometheus metrics at GET /metrics (every series: docs/operations.md). Label values are
+# capped at 100 per label (tenant, agent, upstream, model), the rest counted as "_other".
+# [metrics]
+# agent_labels = false         # name agents in token and cost series ("-" when off)
+# require_admin = false        # only a writ:admin over every tenant reads it (401 without)
+
 # How held requests wait for a person (see docs/approvals.md).
 # [approvals]
 # ttl = "5m"                    # never past the writ's own expiry

@@ -24,6 +24,7 @@ use writ_store::DataDir;
 
 use super::open::{AuditKeyError, load_key, open_sink, origin};
 use crate::config::{AuditConfig, AuditSinkConfig};
+use crate::metrics::AuditStats;
 
 /// Why an instance's audit log could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,8 @@ pub(crate) struct Auditor {
     /// Record the (pseudonymized) client address.
     client_addresses: bool,
     healthy: Arc<AtomicBool>,
+    /// Records received and written, failed writes: for the metrics.
+    pub(crate) stats: Arc<AuditStats>,
     jobs: mpsc::UnboundedSender<Job>,
     pseudonyms: Pseudonymizer,
     /// The sink, for reading back.
@@ -130,6 +133,7 @@ impl Auditor {
         let log =
             AuditLog::new(instance.clone(), origin(&instance)).map_err(AuditStartError::Log)?;
         let healthy = Arc::new(AtomicBool::new(sink.probe().await.is_ok()));
+        let stats = Arc::new(AuditStats::default());
         let verifier = key.verifier_key();
         // PostgreSQL connections belong to the runtime of the thread that opened them: the
         // writer gets a pool of its own, so none of its connections is opened by a serving
@@ -166,6 +170,7 @@ impl Auditor {
             instance: instance.clone(),
             every: config.checkpoint_every,
             healthy: healthy.clone(),
+            stats: stats.clone(),
             sync_at_checkpoints: None,
             linger: (!config.strict).then_some(BEST_EFFORT_LINGER),
             stopping: false,
@@ -195,6 +200,7 @@ impl Auditor {
             instance,
             client_addresses: config.client_addresses,
             healthy,
+            stats,
             jobs,
             pseudonyms: pseudonymizer(master),
             sink: reader,
@@ -244,6 +250,7 @@ impl Auditor {
     /// acted upstream, so a failed write can no longer refuse it; the record is kept and
     /// retried like any other.
     pub(crate) async fn record(&self, record: AuditRecord) -> bool {
+        self.stats.received(1);
         if self.log_requests {
             super::request_log::log_request(&record);
         }
@@ -286,6 +293,7 @@ impl Auditor {
     /// [`Appended::Durable`] means it must not be. Concurrent decisions are committed in
     /// one batch by the writer.
     pub(crate) async fn commit_decision(&self, record: AuditRecord) -> Appended {
+        self.stats.received(1);
         self.append_durably(record).await
     }
 
@@ -360,6 +368,7 @@ impl Auditor {
         match connection.append(&self.instance, first, &core.unwritten) {
             Ok(()) => {
                 core.written += core.unwritten.len() as u64;
+                self.stats.written(core.unwritten.len() as u64);
                 core.unwritten.clear();
                 alone.written.fetch_add(1, Ordering::Relaxed);
                 self.healthy.store(true, Ordering::Release);
@@ -376,6 +385,7 @@ impl Auditor {
             Err(e) => {
                 tracing::error!(error = %e, sink = %self.sink.describe(), "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
+                self.stats.failed();
                 // The writer retries them, as it does its own.
                 Ok(Appended::Kept(seq))
             }
@@ -449,6 +459,7 @@ struct Writer {
     instance: String,
     every: u64,
     healthy: Arc<AtomicBool>,
+    stats: Arc<AuditStats>,
     /// Force the sink to disk after each checkpoint (writes themselves are not synced):
     /// told here, done by the syncing task.
     sync_at_checkpoints: Option<Arc<tokio::sync::Notify>>,
@@ -591,6 +602,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 core.written += lines.len() as u64;
+                self.stats.written(lines.len() as u64);
                 self.healthy.store(true, Ordering::Release);
                 let written = core.written;
                 for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
@@ -600,6 +612,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, sink = %self.sink.describe(), pending = lines.len(), "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
+                self.stats.failed();
                 core.unwritten = lines;
                 // Those waiting are told now; their records stay queued and are written
                 // when the sink returns.
@@ -624,6 +637,7 @@ impl Writer {
         match self.sink.put_checkpoint(&self.instance, size, &note).await {
             Ok(()) => self.core().checkpointed = size,
             Err(e) => {
+                self.stats.failed();
                 tracing::error!(error = %e, sink = %self.sink.describe(), "audit checkpoint write failed");
             }
         }

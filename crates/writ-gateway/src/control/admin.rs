@@ -27,6 +27,7 @@ mod audit;
 mod credentials;
 mod keys;
 mod limits;
+mod metrics;
 mod openapi;
 mod policies;
 mod revocations;
@@ -162,7 +163,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> Router {
         // Before authentication: an admin writ sent in clear text is exposed whatever
         // the answer, so a listener that allows no admin API says so first.
         .route_layer(axum::middleware::from_fn_with_state(gw.clone(), admin_gate))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::serve))
         .with_state(gw)
 }
 
@@ -313,35 +314,6 @@ async fn record_admin_change(
     record.status = Some(status.as_u16());
     record.detail = Some(detail);
     gw.audit.record(record).await;
-}
-
-/// Prometheus metrics: detections by detector and action, audit health, webhooks.
-async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    let mut text = String::new();
-    gw.detections.prometheus(&mut text);
-    if let Some(webhooks) = &gw.webhooks {
-        use std::fmt::Write as _;
-        text.push_str("# HELP writ_webhook_events_total Detection webhook events by outcome.\n");
-        text.push_str("# TYPE writ_webhook_events_total counter\n");
-        for (outcome, n) in [
-            ("delivered", webhooks.delivered()),
-            ("failed", webhooks.failed()),
-            ("dropped", webhooks.dropped()),
-        ] {
-            let _ = writeln!(
-                text,
-                "writ_webhook_events_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-    }
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }
 
 /// Every trusted root public key, so anyone can verify or attenuate writs offline.

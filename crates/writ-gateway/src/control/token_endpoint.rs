@@ -80,10 +80,10 @@ struct TokenForm {
 }
 
 pub(crate) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    match handle(&gw, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    let answer = handle(&gw, req).await;
+    let outcome = answer.as_ref().err().map_or("issued", |e| e.code.as_str());
+    gw.metrics.mint(outcome);
+    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `/oauth2/authorize`: always `unsupported_response_type` (400). Agents authenticate

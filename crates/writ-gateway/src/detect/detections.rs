@@ -5,7 +5,6 @@
 //! record ([`Detection::detail`]); every other detection (a response redacted, a prompt
 //! let through in `monitor` mode, a lock-out starting) is a `detection` record of its own.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -160,21 +159,20 @@ impl Detections {
         self.counts[d][action.index()].load(Ordering::Relaxed)
     }
 
-    /// The counters in the Prometheus text exposition format.
-    pub fn prometheus(&self, out: &mut String) {
-        out.push_str("# HELP writ_detections_total Detections by detector and action.\n");
-        out.push_str("# TYPE writ_detections_total counter\n");
+    /// Every (detector, action, count) since start, zeros included: the
+    /// `writ_detections_total` series.
+    pub(crate) fn totals(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::with_capacity(Detector::ALL.len() * Action::ALL.len());
         for detector in Detector::ALL {
             for action in Action::ALL {
-                let _ = writeln!(
-                    out,
-                    "writ_detections_total{{detector=\"{}\",action=\"{}\"}} {}",
+                out.push((
                     detector.as_str(),
                     action.as_str(),
-                    self.total(detector, action)
-                );
+                    self.total(detector, action),
+                ));
             }
         }
+        out
     }
 }
 
@@ -231,24 +229,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_render_every_detector_and_action() {
+    fn totals_count_every_detector_and_action() {
         let detections = Detections::new(DetectionConfig::default());
         let d = Detection::new(Detector::PromptSecret, Action::Blocked, "request");
         detections.count(&d);
         detections.count(&d);
         assert_eq!(detections.total(Detector::PromptSecret, Action::Blocked), 2);
         assert_eq!(detections.total(Detector::BruteForce, Action::Blocked), 0);
-        let mut text = String::new();
-        detections.prometheus(&mut text);
-        assert!(
-            text.contains(
-                "writ_detections_total{detector=\"prompt_secret\",action=\"blocked\"} 2\n"
-            )
-        );
-        assert_eq!(
-            text.lines().filter(|l| !l.starts_with('#')).count(),
-            Detector::ALL.len() * Action::ALL.len()
-        );
+        let totals = detections.totals();
+        assert!(totals.contains(&("prompt_secret", "blocked", 2)));
+        assert_eq!(totals.len(), Detector::ALL.len() * Action::ALL.len());
+        assert_eq!(totals.iter().map(|t| t.2).sum::<u64>(), 2);
     }
 
     #[test]

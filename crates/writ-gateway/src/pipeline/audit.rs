@@ -10,7 +10,7 @@
 //! decision committed before forwarding (see `decision.rs`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use writ_audit::record::{Decision, LimitHit};
 use writ_audit::{AuditRecord, Kind};
@@ -35,6 +35,9 @@ pub(crate) struct Answer {
     pub(crate) cost_usd_micros: Option<u64>,
     /// How the call ended.
     pub(crate) outcome: Outcome,
+    /// How long the upstream call took, from sending the request to the end of its
+    /// answer (body or stream); `None` when not measured.
+    pub(crate) upstream: Option<Duration>,
 }
 
 impl Answer {
@@ -46,6 +49,7 @@ impl Answer {
             estimated: false,
             cost_usd_micros: None,
             outcome: Outcome::Completed,
+            upstream: None,
         }
     }
 }
@@ -64,6 +68,20 @@ pub(crate) enum Ending<'a> {
     },
     /// The client went away before it was answered.
     ClientClosed,
+}
+
+impl Ending<'_> {
+    /// The upstream call's time, when it was measured.
+    fn upstream_time(&self) -> Option<Duration> {
+        match self {
+            Ending::Answered(answer)
+            | Ending::Failed {
+                answer: Some(answer),
+                ..
+            } => answer.upstream,
+            _ => None,
+        }
+    }
 }
 
 /// The request's one audit record, owed until written.
@@ -124,7 +142,22 @@ impl AuditDue {
     /// queued (strict mode keeps and retries one the sink refuses), not waited for.
     pub(crate) async fn write(self, id: &Identity, ending: Ending<'_>) {
         let record = self.record(id, ending);
+        self.gw
+            .metrics
+            .request(&record, self.overhead(ending), ending.upstream_time());
         self.gw.audit.record(record).await;
+    }
+
+    /// The gateway's own time on the request: all of it when nothing was sent upstream,
+    /// less the upstream call's when that was measured; unknown otherwise (a call that
+    /// failed before its answer).
+    fn overhead(&self, ending: Ending<'_>) -> Option<Duration> {
+        let total = self.started.elapsed();
+        match ending.upstream_time() {
+            Some(upstream) => Some(total.saturating_sub(upstream)),
+            None if !self.allowed => Some(total),
+            None => None,
+        }
     }
 
     /// The record itself; see [`AuditDue::write`].
@@ -255,6 +288,7 @@ mod tests {
             estimated,
             cost_usd_micros: Some(99),
             outcome,
+            upstream: Some(Duration::from_millis(5)),
         }
     }
 

@@ -44,7 +44,8 @@ pub(crate) struct CallInfo {
     pub(crate) whole: bool,
     /// The limits reserved for this call, settled when it ends.
     pub(crate) held: Option<Held>,
-    /// When the request was sent upstream, for the `compute` dimension.
+    /// When the request was sent upstream, for the `compute` dimension and the upstream
+    /// time of the metrics.
     pub(crate) sent: Instant,
 }
 
@@ -468,6 +469,7 @@ fn settle(
         estimated,
         cost_usd_micros,
         outcome,
+        upstream: Some(info.sent.elapsed()),
     };
     let limits = PendingLimits(info.held.take().map(|held| (held, actual, gw.clock.now())));
     (answer, limits)
