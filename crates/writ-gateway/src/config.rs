@@ -20,6 +20,7 @@ mod risk;
 mod secrets;
 mod store;
 mod tenants;
+mod traces;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
@@ -36,6 +37,7 @@ pub use store::{
     StoreConfigError,
 };
 pub use tenants::TenantConfig;
+pub use traces::TracesConfig;
 pub use upstream::UpstreamConfig;
 pub use upstream::address::resolve_check;
 pub use upstream::api::{ApiUpstream, UpstreamTemplate, api_upstream, build_with_credential};
@@ -82,6 +84,7 @@ pub struct RawConfig {
     approvals: approvals::RawApprovals,
     #[serde(default)]
     log: RawLog,
+    traces: Option<traces::RawTraces>,
 }
 
 /// `[log]`: how `writ` writes its log lines.
@@ -196,6 +199,8 @@ pub struct Config {
     /// Log one line per request at info (`[log] requests`), as its audit record has it:
     /// writs by pseudonym, never a prompt or a secret.
     pub log_requests: bool,
+    /// OpenTelemetry traces (`[traces]`); `None`, the default, traces nothing.
+    pub traces: Option<TracesConfig>,
     /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
     /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
     /// with any.
@@ -501,6 +506,9 @@ impl Config {
             detection::detection_config(raw.detection, &env)
         });
         let approvals = approvals::approvals_config(raw.approvals, &env, &mut problems);
+        let traces = raw
+            .traces
+            .and_then(|t| traces::traces_config(t, &mut problems));
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
             match limit_spec(&format!("limit[{i}]"), l) {
@@ -592,6 +600,7 @@ impl Config {
             approvals,
             log_format: raw.log.format.unwrap_or_default(),
             log_requests: raw.log.requests,
+            traces,
             deferred,
         })
     }

@@ -16,6 +16,7 @@ mod limits;
 mod pipeline;
 pub mod serve;
 mod tenancy;
+pub mod traces;
 pub mod upstream;
 
 pub use gateway::{Gateway, KeyState, Shared, StartError, open_store};

@@ -94,6 +94,17 @@ max_ttl = "30s"
 # format = "json"
 # requests = true              # one line per request at info (writs by pseudonym only)
 
+# OpenTelemetry traces over OTLP/HTTP (see docs/operations.md); off when absent. One server
+# span per request under the client's `traceparent`, with GenAI attributes (never a writ,
+# a prompt or a credential).
+# [traces]
+# endpoint = "http://127.0.0.1:4318/v1/traces"   # the collector's OTLP/HTTP traces URL
+# sample_ratio = 1.0            # share of requests traced when the client's traceparent does not say
+# service_name = "writ"
+# timeout = "10s"               # one export at most
+# max_queue = 2048              # spans waiting for export; more are dropped (counted)
+# export_interval = "5s"
+
 # How held requests wait for a person (see docs/approvals.md).
 # [approvals]
 # ttl = "5m"                    # never past the writ's own expiry
