@@ -94,7 +94,11 @@ async fn chat(gw: &TestGateway, writ: &str, headers: &[(&str, &str)]) -> (Status
 
 /// Flushes the gateway's spans until `done` holds of what the receiver has, within a
 /// deadline; returns what it has.
-async fn spans_until(gw: &TestGateway, rx: &Receiver, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn spans_until(
+    gw: &TestGateway,
+    rx: &Receiver,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         gw.gateway().flush_traces().await;
@@ -124,7 +128,10 @@ fn token_id(gw: &TestGateway, writ: &str) -> String {
 /// Asserts that no attribute value of any span (or its resource) contains any of `secrets`.
 fn assert_no_secret(spans: &[Value], secrets: &[&str]) {
     for span in spans {
-        let text = format!("{} {} {}", span["attributes"], span["resource"], span["name"]);
+        let text = format!(
+            "{} {} {}",
+            span["attributes"], span["resource"], span["name"]
+        );
         for secret in secrets {
             assert!(!text.contains(secret), "{secret:?} in {span}");
         }
@@ -142,14 +149,24 @@ async fn one_trace_per_request_under_the_clients_span_with_genai_attributes() {
     let (status, answer) = chat(
         &gw,
         &writ,
-        &[("traceparent", &traceparent), ("tracestate", "vendor=opaque1")],
+        &[
+            ("traceparent", &traceparent),
+            ("tracestate", "vendor=opaque1"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 
     let spans = spans_until(&gw, &rx, |s| !servers(s).is_empty()).await;
-    let traces: BTreeSet<&str> = spans.iter().map(|s| s["trace_id"].as_str().unwrap()).collect();
-    assert_eq!(traces, BTreeSet::from([CLIENT_TRACE]), "one trace, the client's");
+    let traces: BTreeSet<&str> = spans
+        .iter()
+        .map(|s| s["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        traces,
+        BTreeSet::from([CLIENT_TRACE]),
+        "one trace, the client's"
+    );
     let server = servers(&spans);
     assert_eq!(server.len(), 1, "one server span per request");
     let server = server[0];
@@ -170,7 +187,10 @@ async fn one_trace_per_request_under_the_clients_span_with_genai_attributes() {
         usage["completion_tokens"].as_i64().unwrap()
     );
     assert_eq!(a["writ.tenant"], "default", "{a}");
-    assert!(a["writ.agent"].as_str().is_some_and(|s| !s.is_empty()), "{a}");
+    assert!(
+        a["writ.agent"].as_str().is_some_and(|s| !s.is_empty()),
+        "{a}"
+    );
     assert_eq!(a["writ.decision"], "allowed", "{a}");
     assert!(a.get("writ.failed_check").is_none(), "{a}");
     assert_eq!(a["http.response.status_code"], 200, "{a}");
@@ -202,7 +222,10 @@ async fn one_trace_per_request_under_the_clients_span_with_genai_attributes() {
     assert_eq!(call["kind"], "client");
     assert_eq!(call["attributes"]["gen_ai.request.model"], "gpt-4o-mini");
     for child in &spans {
-        assert!(child["start"].as_u64() >= server["start"].as_u64(), "{child}");
+        assert!(
+            child["start"].as_u64() >= server["start"].as_u64(),
+            "{child}"
+        );
         assert!(child["end"].as_u64() <= server["end"].as_u64(), "{child}");
     }
 
@@ -236,11 +259,19 @@ async fn a_refusal_is_traced_as_denied_naming_what_refused_it() {
     let server = servers(&spans)[0];
     let a = &server["attributes"];
     assert_eq!(a["writ.decision"], "denied", "{a}");
-    assert!(a["writ.failed_check"].as_str().is_some_and(|c| !c.is_empty()), "{a}");
+    assert!(
+        a["writ.failed_check"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{a}"
+    );
     assert_eq!(a["http.response.status_code"], 403, "{a}");
     assert_eq!(server["parent_span_id"], "", "no traceparent: a root");
     let names: BTreeSet<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert!(!names.contains("upstream") && !names.contains("limit"), "{names:?}");
+    assert!(
+        !names.contains("upstream") && !names.contains("limit"),
+        "{names:?}"
+    );
     let authorize = spans.iter().find(|s| s["name"] == "authorize").unwrap();
     assert_eq!(authorize["status"], 2, "the phase that refused is an error");
     assert!(upstream.requests().is_empty());
@@ -273,7 +304,12 @@ async fn an_mcp_client_names_its_span_in_meta() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        resp.text().await.unwrap()
+    );
 
     let spans = spans_until(&gw, &rx, |s| !servers(s).is_empty()).await;
     let server = servers(&spans)[0];
@@ -305,13 +341,26 @@ async fn at_ratio_zero_only_a_clients_sampled_trace_is_sent() {
     // A client that says it samples decides (parent-based); one that says it does not,
     // too.
     let unsampled = format!("00-{}-{CLIENT_SPAN}-00", "1".repeat(32));
-    assert_eq!(chat(&gw, &writ, &[("traceparent", &unsampled)]).await.0, StatusCode::OK);
+    assert_eq!(
+        chat(&gw, &writ, &[("traceparent", &unsampled)]).await.0,
+        StatusCode::OK
+    );
     let sampled = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    assert_eq!(chat(&gw, &writ, &[("traceparent", &sampled)]).await.0, StatusCode::OK);
+    assert_eq!(
+        chat(&gw, &writ, &[("traceparent", &sampled)]).await.0,
+        StatusCode::OK
+    );
 
     let spans = spans_until(&gw, &rx, |s| !servers(s).is_empty()).await;
-    let traces: BTreeSet<&str> = spans.iter().map(|s| s["trace_id"].as_str().unwrap()).collect();
-    assert_eq!(traces, BTreeSet::from([CLIENT_TRACE]), "only the sampled one");
+    let traces: BTreeSet<&str> = spans
+        .iter()
+        .map(|s| s["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        traces,
+        BTreeSet::from([CLIENT_TRACE]),
+        "only the sampled one"
+    );
     assert_eq!(servers(&spans).len(), 1);
     // Unsampled calls still carry the trace context on, marked unsampled.
     let sent = upstream.requests();
@@ -353,13 +402,19 @@ async fn a_malformed_traceparent_is_ignored_and_never_refuses() {
         assert_eq!(server["parent_span_id"], "", "a new root: {server}");
         assert_ne!(server["trace_id"], CLIENT_TRACE, "{server}");
     }
-    let roots: BTreeSet<&str> = spans.iter().map(|s| s["trace_id"].as_str().unwrap()).collect();
+    let roots: BTreeSet<&str> = spans
+        .iter()
+        .map(|s| s["trace_id"].as_str().unwrap())
+        .collect();
     assert_eq!(roots.len(), malformed.len(), "one trace per request");
     for (request, value) in upstream.requests().iter().zip(&malformed) {
         let tp = request.headers["traceparent"].to_str().unwrap();
         assert_ne!(tp, value, "the client's value is not passed on");
         assert!(!tp.contains(CLIENT_TRACE), "{tp}");
-        assert!(roots.contains(&tp[3..35]), "names the gateway's trace: {tp}");
+        assert!(
+            roots.contains(&tp[3..35]),
+            "names the gateway's trace: {tp}"
+        );
     }
 }
 
@@ -389,6 +444,9 @@ async fn without_traces_the_clients_trace_context_passes_through() {
     let valid = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     let (status, _) = chat(&gw, &writ, &[("traceparent", &valid)]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(upstream.requests()[0].headers["traceparent"], valid.as_str());
+    assert_eq!(
+        upstream.requests()[0].headers["traceparent"],
+        valid.as_str()
+    );
     assert_eq!(gw.gateway().flush_traces().await, 0);
 }

@@ -182,18 +182,42 @@ mod tests {
             ("endpoint = \"ftp://h/v1/traces\"", "traces.endpoint"),
             ("endpoint = \"http://u:p@h/v1/traces\"", "traces.endpoint"),
             ("endpoint = \"http://h/v1/traces?k=v\"", "traces.endpoint"),
-            ("endpoint = \"http://h/\"\nsample_ratio = 1.5", "traces.sample_ratio"),
-            ("endpoint = \"http://h/\"\nsample_ratio = -0.1", "traces.sample_ratio"),
-            ("endpoint = \"http://h/\"\nsample_ratio = nan", "traces.sample_ratio"),
-            ("endpoint = \"http://h/\"\nservice_name = \"\"", "traces.service_name"),
+            (
+                "endpoint = \"http://h/\"\nsample_ratio = 1.5",
+                "traces.sample_ratio",
+            ),
+            (
+                "endpoint = \"http://h/\"\nsample_ratio = -0.1",
+                "traces.sample_ratio",
+            ),
+            (
+                "endpoint = \"http://h/\"\nsample_ratio = nan",
+                "traces.sample_ratio",
+            ),
+            (
+                "endpoint = \"http://h/\"\nservice_name = \"\"",
+                "traces.service_name",
+            ),
             (
                 "endpoint = \"http://h/\"\nservice_name = \"a\\nb\"",
                 "traces.service_name",
             ),
-            ("endpoint = \"http://h/\"\ntimeout = \"0s\"", "traces.timeout"),
-            ("endpoint = \"http://h/\"\ntimeout = \"1h\"", "traces.timeout"),
-            ("endpoint = \"http://h/\"\nmax_queue = 0", "traces.max_queue"),
-            ("endpoint = \"http://h/\"\nmax_queue = 9999999", "traces.max_queue"),
+            (
+                "endpoint = \"http://h/\"\ntimeout = \"0s\"",
+                "traces.timeout",
+            ),
+            (
+                "endpoint = \"http://h/\"\ntimeout = \"1h\"",
+                "traces.timeout",
+            ),
+            (
+                "endpoint = \"http://h/\"\nmax_queue = 0",
+                "traces.max_queue",
+            ),
+            (
+                "endpoint = \"http://h/\"\nmax_queue = 9999999",
+                "traces.max_queue",
+            ),
             (
                 "endpoint = \"http://h/\"\nexport_interval = \"0s\"",
                 "traces.export_interval",

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method};
 use serde_json::Value;
-use writ_providers::{ProviderKind, RouteSpec};
 use writ_providers::mcp::list::ListKind;
+use writ_providers::{ProviderKind, RouteSpec};
 
 use crate::detect::detections::Detection;
 use crate::gateway::Gateway;
@@ -70,7 +70,13 @@ impl RequestCtx {
     /// Starts the request's trace, when traces are on.
     pub(crate) fn trace_begin(&mut self, gw: &Gateway, method: &Method, headers: &HeaderMap) {
         if let (Some(traces), Some(due)) = (&gw.traces, self.audit.as_mut()) {
-            let trace = traces.begin(gw.clock.now(), self.started, method, self.route.path, headers);
+            let trace = traces.begin(
+                gw.clock.now(),
+                self.started,
+                method,
+                self.route.path,
+                headers,
+            );
             due.trace = Some(trace);
         }
     }

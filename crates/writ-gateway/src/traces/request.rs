@@ -60,8 +60,9 @@ pub(crate) struct RequestTrace {
     done: Vec<(Phase, Instant, Instant)>,
     /// The phase running now.
     open: Option<(Phase, Instant)>,
-    /// The upstream call's CLIENT span, while the call runs.
-    upstream: Option<opentelemetry_sdk::trace::Span>,
+    /// The upstream call's CLIENT span, and when the call ended (the span itself ends
+    /// with the request, once its attributes are known).
+    upstream: Option<(opentelemetry_sdk::trace::Span, Option<Instant>)>,
     /// The upstream's kind, once called.
     provider: Option<ProviderKind>,
 }
@@ -136,7 +137,7 @@ impl RequestTrace {
             .with_start_time(self.at(now))
             .start_with_context(&self.tracer, &server);
         let outgoing = Outgoing::of(span.span_context());
-        self.upstream = Some(span);
+        self.upstream = Some((span, None));
         outgoing
     }
 
@@ -147,8 +148,6 @@ impl RequestTrace {
         let now = Instant::now();
         // The phase still running is the one that refused the request.
         let failed = self.open.map(|(phase, _)| phase);
-        // The call still running (a stream) ends with the request, with its attributes.
-        let upstream = self.upstream.take();
         self.close(now);
         let server = self.server();
         let attributes = attributes(record, allowed, self.provider);
@@ -167,14 +166,14 @@ impl RequestTrace {
             }
             span.end_with_timestamp(self.at(end));
         }
-        if let Some(mut span) = upstream {
+        if let Some((mut span, ended)) = self.upstream.take() {
             if span.is_recording() {
                 span.set_attributes(attributes.iter().cloned());
                 if upstream_failed {
                     span.set_status(Status::error(error.clone().unwrap_or_default()));
                 }
             }
-            span.end_with_timestamp(self.at(now));
+            span.end_with_timestamp(self.at(ended.unwrap_or(now)));
         }
         let span = server.span();
         if span.is_recording() {
@@ -188,10 +187,7 @@ impl RequestTrace {
             .span_builder("audit")
             .with_start_time(self.at(now))
             .start_with_context(&self.tracer, &server);
-        Ending {
-            trace: self,
-            audit,
-        }
+        Ending { trace: self, audit }
     }
 
     /// Ends the phase running at `now`, and the upstream call if it runs.
@@ -199,8 +195,8 @@ impl RequestTrace {
         if let Some((phase, start)) = self.open.take() {
             self.done.push((phase, start, now));
         }
-        if let Some(mut span) = self.upstream.take() {
-            span.end_with_timestamp(self.at(now));
+        if let Some((_, ended @ None)) = &mut self.upstream {
+            *ended = Some(now);
         }
     }
 
@@ -260,7 +256,11 @@ fn tracestate(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// The GenAI semantic conventions' attributes and writ's own, from the audit record.
-fn attributes(record: &AuditRecord, allowed: bool, provider: Option<ProviderKind>) -> Vec<KeyValue> {
+fn attributes(
+    record: &AuditRecord,
+    allowed: bool,
+    provider: Option<ProviderKind>,
+) -> Vec<KeyValue> {
     let mut out = Vec::with_capacity(14);
     let mcp_method = record
         .detail
@@ -276,7 +276,10 @@ fn attributes(record: &AuditRecord, allowed: bool, provider: Option<ProviderKind
         (other, _) => other,
     };
     if let Some(operation) = operation {
-        out.push(KeyValue::new("gen_ai.operation.name", operation.to_string()));
+        out.push(KeyValue::new(
+            "gen_ai.operation.name",
+            operation.to_string(),
+        ));
     }
     if let Some(name) = provider.and_then(provider_name) {
         out.push(KeyValue::new("gen_ai.provider.name", name));
@@ -322,7 +325,10 @@ fn attributes(record: &AuditRecord, allowed: bool, provider: Option<ProviderKind
         out.push(KeyValue::new("writ.failed_check", failed));
     }
     if let Some(status) = record.status {
-        out.push(KeyValue::new("http.response.status_code", i64::from(status)));
+        out.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
     }
     out
 }

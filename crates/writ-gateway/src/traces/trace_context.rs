@@ -42,7 +42,7 @@ pub(crate) fn parent(traceparent: &[u8], tracestate: Option<&str>) -> Option<Spa
         return None;
     }
     let state = tracestate
-        .filter(|s| s.len() <= MAX_TRACESTATE)
+        .filter(|s| s.len() <= MAX_TRACESTATE && keys_named(s))
         .and_then(|s| TraceState::from_str(s).ok())
         .unwrap_or_default();
     Some(SpanContext::new(
@@ -99,9 +99,17 @@ impl Outgoing {
     }
 }
 
+/// Whether every member of a `tracestate` list has a key (the SDK's parser takes `=x`).
+fn keys_named(list: &str) -> bool {
+    list.split(',').all(|member| {
+        let member = member.trim_matches([' ', '\t']);
+        member.is_empty() || member.find('=').is_some_and(|at| at > 0)
+    })
+}
+
 /// Two lower-case hex digits.
 fn hex_byte(digits: &[u8]) -> Option<u8> {
-    Some(hex_digit(*digits.first()?)? << 4 | hex_digit(*digits.get(1)?)?)
+    Some((hex_digit(*digits.first()?)? << 4) | hex_digit(*digits.get(1)?)?)
 }
 
 /// `2 * N` lower-case hex digits.
@@ -133,8 +141,11 @@ mod tests {
 
     #[test]
     fn a_valid_traceparent_names_the_clients_span_and_its_sampled_flag() {
-        let parent = parent(VALID.as_bytes(), Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"))
-            .expect("valid");
+        let parent = parent(
+            VALID.as_bytes(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+        )
+        .expect("valid");
         assert_eq!(
             parent.trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -143,7 +154,11 @@ mod tests {
         assert!(parent.is_sampled() && parent.is_remote());
         assert_eq!(parent.trace_state().get("congo"), Some("t61rcWkgMzE"));
         let unsampled = VALID.replace("-01", "-00");
-        assert!(!self::parent(unsampled.as_bytes(), None).unwrap().is_sampled());
+        assert!(
+            !self::parent(unsampled.as_bytes(), None)
+                .unwrap()
+                .is_sampled()
+        );
         // Undefined flags are not passed on.
         let other_flags = VALID.replace("-01", "-ff");
         let p = self::parent(other_flags.as_bytes(), None).unwrap();
