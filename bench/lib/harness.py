@@ -375,6 +375,9 @@ def render_counts(counts, n) -> str:
 MOCK_ROW = "mock direct (nginx)"
 BASELINE_ROW = "nginx proxy (baseline)"
 HOP_ROW = "hop on writ's stack, no writ work"
+TRACES_ROW = "writ full + traces (100 % sampled)"
+# The port of the OTLP receiver that discards (a server of the mock's nginx), once started.
+OTLP_PORT = None
 
 
 def paired_rounds(servers, rounds, duration, body, run_dir):
@@ -476,7 +479,7 @@ def start_nginx(run_dir, name, servers, port) -> Proc:
     return p
 
 
-def mock_servers(port, stream_port) -> str:
+def mock_servers(port, stream_port, otlp_port) -> str:
     completion = json.dumps(COMPLETION, separators=(",", ":"))
     unauthorized = '{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}'
     auth = f"""if ($http_authorization != "Bearer {UPSTREAM_KEY}") {{ return 401 '{unauthorized}'; }}"""
@@ -495,6 +498,16 @@ def mock_servers(port, stream_port) -> str:
       default_type text/event-stream;
       {auth}
       return 200 '{sse_body()}';
+    }}
+  }}
+  server {{
+    # The OTLP/HTTP receiver of the traced row: reads each export and discards it, answering
+    # 200 with an empty body (an empty ExportTraceServiceResponse), as a collector does.
+    listen 127.0.0.1:{otlp_port};
+    client_max_body_size 64m;
+    location = /v1/traces {{
+      default_type application/x-protobuf;
+      return 200;
     }}
   }}
 """
@@ -541,7 +554,7 @@ limit = 1000000
 """
 
 
-def writ_config(kind, port, tenant, mock, mock_stream) -> str:
+def writ_config(kind, port, tenant, mock, mock_stream, otlp=None) -> str:
     text = f"""
 [server]
 listen = "127.0.0.1:{port}"
@@ -579,6 +592,12 @@ raw_provider_key = "off"
         text += '\n[audit]\nmode = "best_effort"\n'
     else:
         text += LIMITS
+        if kind == "traces":  # writ full, every request traced, exported to a receiver that discards
+            text += f"""
+[traces]
+endpoint = "http://127.0.0.1:{otlp}/v1/traces"
+sample_ratio = 1.0
+"""
         if kind == "distributed":
             text += f"""
 [limiter]
@@ -615,7 +634,7 @@ def start_writ(run_dir, name, kind, base_data, tenant, mock, mock_stream, wrap=(
     port = free_port()
     cfg = os.path.join(d, "writ.toml")
     with open(cfg, "w") as f:
-        f.write(writ_config(kind, port, tenant, mock, mock_stream))
+        f.write(writ_config(kind, port, tenant, mock, mock_stream, OTLP_PORT))
     env = dict(os.environ)
     if kind == "minimal":  # no per-request log line; the other rows keep the default (info)
         env["WRIT_LOG"] = "warn"
@@ -632,7 +651,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 s loads, scaling at 10 and 1 000 writs only")
     ap.add_argument("--duration", type=float, help="seconds per load (default 10, 3 with --quick)")
     ap.add_argument("--scale", default=None, help="writ counts of the scaling run, comma-separated")
-    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,distributed,scaling")
+    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,distributed,scaling,traces")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
     ap.add_argument("--count", type=int, metavar="N", help="instead of loads: instructions and system calls "
@@ -716,7 +735,9 @@ def main() -> None:
 
     # The mock upstream runs for the whole run.
     mock, mock_stream = free_port(), free_port()
-    mock_proc = start_nginx(run_dir, "mock", mock_servers(mock, mock_stream), mock)
+    global OTLP_PORT
+    OTLP_PORT = free_port()
+    mock_proc = start_nginx(run_dir, "mock", mock_servers(mock, mock_stream, OTLP_PORT), mock)
     wait_port(mock_stream, mock_proc, 10)
 
     if args.count:
@@ -726,7 +747,9 @@ def main() -> None:
         tokens = token_file(f"count{args.count}", [writs[i % len(writs)] for i in range(args.count)])
         counts = []
         rows = [(HOP_ROW, lambda slug, wrap, wait: start_hop(run_dir, slug, mock, mock_stream, wrap, wait))]
-        for name, kind in (("writ minimal", "minimal"), ("writ full", "full")):
+        for name, kind in (("writ minimal", "minimal"), ("writ full", "full"), (TRACES_ROW, "traces")):
+            if kind == "traces" and "traces" in skip:
+                continue
             rows.append((name, lambda slug, wrap, wait, kind=kind: start_writ(
                 run_dir, slug, kind, base, tenant, mock, mock_stream, wrap=wrap, start_timeout=wait)))
         for name, start in rows:
@@ -802,6 +825,8 @@ def main() -> None:
 
     # 4-6. writ
     writ_rows = [("writ minimal", "minimal"), ("writ full", "full")]
+    if "traces" not in skip:
+        writ_rows.append((TRACES_ROW, "traces"))
     if "distributed" not in skip:
         missing = [n for n, a in (("Redis", REDIS), ("PostgreSQL", ("127.0.0.1", 5432))) if not reachable(a)]
         if missing:

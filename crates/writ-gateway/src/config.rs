@@ -22,6 +22,7 @@ mod risk;
 mod secrets;
 mod store;
 mod tenants;
+mod traces;
 mod unknown_keys;
 mod upstream;
 pub mod webhook;
@@ -40,6 +41,7 @@ pub use store::{
     StoreConfigError,
 };
 pub use tenants::TenantConfig;
+pub use traces::TracesConfig;
 pub use upstream::UpstreamConfig;
 pub use upstream::address::resolve_check;
 pub use upstream::api::{ApiUpstream, UpstreamTemplate, api_upstream, build_with_credential};
@@ -90,6 +92,7 @@ pub struct RawConfig {
     log: RawLog,
     #[serde(default)]
     metrics: metrics::RawMetrics,
+    traces: Option<traces::RawTraces>,
 }
 
 /// `[log]`: how `writ` writes its log lines.
@@ -209,6 +212,8 @@ pub struct Config {
     pub log_requests: bool,
     /// What `/metrics` shows and who may read it (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// OpenTelemetry traces (`[traces]`); `None`, the default, traces nothing.
+    pub traces: Option<TracesConfig>,
     /// References to unset variables of a config loaded with [`Secrets::Defer`]; their
     /// sections are left out or at defaults. Empty otherwise. A gateway refuses to start
     /// with any.
@@ -515,6 +520,9 @@ impl Config {
             detection::detection_config(raw.detection, &env)
         });
         let approvals = approvals::approvals_config(raw.approvals, &env, &mut problems);
+        let traces = raw
+            .traces
+            .and_then(|t| traces::traces_config(t, &mut problems));
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
             match limit_spec(&format!("limit[{i}]"), l) {
@@ -608,6 +616,7 @@ impl Config {
             log_format: raw.log.format.unwrap_or_default(),
             log_requests: raw.log.requests,
             metrics: raw.metrics.into(),
+            traces,
             deferred,
         })
     }

@@ -111,6 +111,8 @@ pub struct Gateway {
     pub(crate) approvals: crate::approval::ledger::Approvals,
     /// Tenant of agents named without one.
     pub(crate) tenant: String,
+    /// Where spans go (`[traces]`); `None` traces nothing, at no cost.
+    pub(crate) traces: Option<crate::traces::Traces>,
     /// Whether API-created upstreams may reach private addresses.
     allow_private_upstreams: bool,
     /// Longest writ lifetime.
@@ -225,6 +227,11 @@ impl Gateway {
                 config.approvals.clone(),
             ),
             tenant: config.tenant.clone(),
+            traces: config
+                .traces
+                .as_ref()
+                .map(crate::traces::Traces::start)
+                .transpose()?,
             allow_private_upstreams: config.allow_private_upstreams,
             max_ttl: config.max_ttl,
             issuer: config
@@ -245,6 +252,19 @@ impl Gateway {
             revocations: RwLock::new(revocations),
             data,
         })
+    }
+
+    /// Exports the spans of the requests ended so far and waits until that is done or
+    /// failed (at shutdown, and for tests); nothing without `[traces]`. Returns the spans
+    /// lost so far because an export failed.
+    pub async fn flush_traces(&self) -> u64 {
+        match &self.traces {
+            Some(traces) => {
+                traces.flush().await;
+                traces.lost()
+            }
+            None => 0,
+        }
     }
 
     /// Names and kinds of the upstreams `writ.toml` declares.

@@ -17,6 +17,7 @@ mod metrics;
 mod pipeline;
 pub mod serve;
 mod tenancy;
+pub mod traces;
 pub mod upstream;
 
 pub use gateway::{Gateway, KeyState, Shared, StartError, open_store};

@@ -51,6 +51,7 @@ pub(crate) use self::ctx::RequestCtx;
 use crate::approval::request as approval;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::traces::Phase;
 
 /// Runs one data-plane request to its response, and writes its audit record (or hands it
 /// to a streamed response, whose end writes it).
@@ -61,6 +62,7 @@ pub(crate) async fn handle(gw: Arc<Gateway>, route: RouteSpec, req: Request<Body
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_canonical());
     let mut ctx = RequestCtx::new(&gw, route, client);
+    ctx.trace_begin(&gw, req.method(), req.headers());
     // Clients of a discoverable resource (MCP) learn from a refusal where to get a writ.
     let metadata_url = challenge::metadata_url(&gw, &ctx.route, req.uri().path());
     let outcome = run(&gw, &mut ctx, req).await;
@@ -113,6 +115,7 @@ async fn run(
     accept::url_credential::check(gw, ctx, &parts.uri).await?;
     // MCP: a web page of another site may not drive an MCP endpoint (DNS rebinding).
     origin::check(gw, &ctx.route, &parts.headers)?;
+    ctx.phase(Some(Phase::Authenticate));
     // Extract: the writ, from whichever header the caller's SDK puts its key in.
     let presented = extract::writ(&parts.headers)?;
     // An address guessing writs is slowed down, then blocked for a while.
@@ -130,6 +133,7 @@ async fn run(
     };
     // A writ bound to a key is good only with a fresh proof of that key.
     let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ).await?;
+    ctx.phase(None);
     // Route: which upstream serves the request, by path and by the writ's grants.
     let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers, &writ)?;
     ctx.id.upstream = Some(target.upstream.name.clone());
@@ -143,6 +147,8 @@ async fn run(
         None => inspect::facts(&ctx.route, &target, &parts.method, &body)?,
     };
     if let Some(message) = &mcp {
+        // MCP: a client without a `traceparent` header may name its span in `_meta`.
+        ctx.trace_mcp(message);
         // MCP: headers that mirror the body must agree with it.
         inspect::mcp::check(gw, ctx, &target.upstream, &parts.headers, message, &facts)?;
     }
@@ -150,6 +156,7 @@ async fn run(
     // A writ bound to an audience is good only at that resource (RFC 8707).
     facts.resource = challenge::resource_uri(gw, &ctx.route, parts.uri.path());
     ctx.id.model = facts.model.clone().or_else(|| facts.tool.clone());
+    ctx.phase(Some(Phase::Authorize));
     // A retry's approval: given for this writ and this exact request, it states who
     // approved (`approved_by`) for the writ's checks and the policies to read.
     let asked = approval::Asked {
@@ -177,6 +184,7 @@ async fn run(
         &writ,
     )
     .await?;
+    ctx.phase(Some(Phase::Limit));
     // Strict audit: nothing is forwarded while the audit log cannot be written.
     decision::may_proceed(gw)?;
     // Limit: every applicable limit reserved at once, all or nothing.
@@ -187,8 +195,9 @@ async fn run(
     let remaining = held.as_ref().map(|h| h.remaining().to_vec());
     // Inject and forward: the upstream's credential in, the writ out, the request sent.
     let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, facts.stream, body);
+    let trace = ctx.trace_upstream(target.upstream.provider.kind());
     let sent_at = std::time::Instant::now();
-    let sent = match send(gw, &authorization, &target, &parts, body, &presented).await {
+    let sent = match send(gw, &authorization, &target, &parts, body, &presented, trace).await {
         Ok(sent) => sent,
         Err(e) => {
             // Nothing reached the model: the reservation is given back whole.
@@ -214,6 +223,8 @@ async fn run(
     };
     // Meter: what the call used and cost, settled against its reservation.
     let answer = meter::read(gw_arc, ctx, &target.upstream, call, sent).await?;
+    // The call's span ends with a body read whole; a stream's, when the stream ends.
+    ctx.phase(None);
     // Filter: an MCP list answer cut to what the writ may use.
     let answer = filter::list_answer(gw, &target.upstream, &writ, &facts, list, answer)?;
     // Redact: secrets out of what goes back, per chunk for a stream.
@@ -232,6 +243,7 @@ async fn send(
     parts: &http::request::Parts,
     body: axum::body::Bytes,
     presented: &extract::PresentedWrit,
+    trace: Option<crate::traces::Outgoing>,
 ) -> Result<http::Response<forward::UpstreamBody>, GatewayError> {
     // A server the gateway started holds its credentials in its environment: nothing is
     // injected, and the message goes down its stdin.
@@ -259,6 +271,7 @@ async fn send(
         inject::Signing {
             access,
             now: gw.clock.now(),
+            trace,
         },
     )?;
     forward::send(&target.upstream, outbound).await

@@ -55,6 +55,11 @@ pub struct McpMessage {
     pub method: Option<String>,
     /// The protocol version stated in `params._meta`, if any.
     pub meta_version: Option<String>,
+    /// The W3C `traceparent` in `params._meta` (MCP's place for trace context), as sent
+    /// and unchecked; absent when not a string of at most [`MAX_META_TRACE`] bytes.
+    pub meta_traceparent: Option<String>,
+    /// The W3C `tracestate` in `params._meta`, likewise.
+    pub meta_tracestate: Option<String>,
     /// What the message asks for.
     pub request: McpRequest,
 }
@@ -162,6 +167,8 @@ pub fn inspect(body: &[u8]) -> Result<McpMessage, InspectError> {
                 id,
                 method: None,
                 meta_version: None,
+                meta_traceparent: None,
+                meta_tracestate: None,
                 request: McpRequest::Session,
             });
         }
@@ -185,12 +192,29 @@ pub fn inspect(body: &[u8]) -> Result<McpMessage, InspectError> {
     };
     let meta_version = meta_version(params)?;
     let request = request_of(&method, params)?;
+    let meta = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object);
     Ok(McpMessage {
         id,
         method: Some(method),
         meta_version,
+        meta_traceparent: meta_trace(meta, "traceparent"),
+        meta_tracestate: meta_trace(meta, "tracestate"),
         request,
     })
+}
+
+/// Longest `_meta` trace context value read; a longer one is no trace context.
+pub const MAX_META_TRACE: usize = 512;
+
+/// A trace context value of `_meta`: trace context is optional, so a value of the wrong
+/// type or size is ignored, never refused.
+fn meta_trace(meta: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    match meta?.get(key)? {
+        Value::String(s) if s.len() <= MAX_META_TRACE => Some(s.clone()),
+        _ => None,
+    }
 }
 
 fn meta_version(params: Option<&Map<String, Value>>) -> Result<Option<String>, InspectError> {

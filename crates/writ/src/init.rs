@@ -109,6 +109,16 @@ max_ttl = "30s"
 # [metrics]
 # agent_labels = false         # name agents in token and cost series ("-" when off)
 # require_admin = false        # only a writ:admin over every tenant reads it (401 without)
+# OpenTelemetry traces over OTLP/HTTP (see docs/operations.md); off when absent. One server
+# span per request under the client's `traceparent`, with GenAI attributes (never a writ,
+# a prompt or a credential).
+# [traces]
+# endpoint = "http://127.0.0.1:4318/v1/traces"   # the collector's OTLP/HTTP traces URL
+# sample_ratio = 1.0            # share of requests traced when the client's traceparent does not say
+# service_name = "writ"
+# timeout = "10s"               # one export at most
+# max_queue = 2048              # spans waiting for export; more are dropped (counted)
+# export_interval = "5s"
 
 # How held requests wait for a person (see docs/approvals.md).
 # [approvals]

@@ -167,6 +167,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Every record written and covered by a signed checkpoint before the process ends.
     gateway.audit_checkpoint().await;
+    // The spans of the last requests go to the collector too (`[traces]`).
+    gateway.flush_traces().await;
     store.close().await;
     drop(demo_mock);
     println!("writ stopped");

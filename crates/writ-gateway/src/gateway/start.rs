@@ -49,6 +49,9 @@ pub enum StartError {
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] crate::serve::tls::TlsError),
+    /// The trace exporter (`[traces]`) could not be set up.
+    #[error("traces: {0}")]
+    Traces(#[from] crate::traces::TracesError),
     /// The config was loaded with secrets deferred (see `config::Secrets::Defer`): the
     /// gateway needs them resolved.
     #[error("the config's secrets were not resolved: environment variable(s) {names} not set")]

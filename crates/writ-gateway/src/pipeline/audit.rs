@@ -92,6 +92,8 @@ pub(crate) struct AuditDue {
     decision: Option<u64>,
     /// The request was allowed to go upstream (decided).
     allowed: bool,
+    /// The request's trace (`[traces]`), ended with the record; `None` when off.
+    pub(super) trace: Option<Box<crate::traces::RequestTrace>>,
 }
 
 impl std::fmt::Debug for AuditDue {
@@ -110,6 +112,7 @@ impl AuditDue {
             started,
             decision: None,
             allowed: false,
+            trace: None,
         }
     }
 
@@ -140,12 +143,17 @@ impl AuditDue {
 
     /// Writes the record of a request from `id` that ended as `ending`. The record is
     /// queued (strict mode keeps and retries one the sink refuses), not waited for.
-    pub(crate) async fn write(self, id: &Identity, ending: Ending<'_>) {
+    pub(crate) async fn write(mut self, id: &Identity, ending: Ending<'_>) {
         let record = self.record(id, ending);
         self.gw
             .metrics
             .request(&record, self.overhead(ending), ending.upstream_time());
+        // The trace's attributes are the record's; its audit span lasts until it is queued.
+        let trace = self.trace.take().map(|t| t.ending(&record, self.allowed));
         self.gw.audit.record(record).await;
+        if let Some(trace) = trace {
+            trace.end();
+        }
     }
 
     /// The gateway's own time on the request: all of it when nothing was sent upstream,

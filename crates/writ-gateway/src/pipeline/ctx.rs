@@ -4,14 +4,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::{HeaderMap, Method};
 use serde_json::Value;
-use writ_providers::RouteSpec;
 use writ_providers::mcp::list::ListKind;
+use writ_providers::{ProviderKind, RouteSpec};
 
 use crate::detect::detections::Detection;
 use crate::gateway::Gateway;
 use crate::pipeline::audit::{Answer, AuditDue, Ending};
 use crate::pipeline::identity::Identity;
+use crate::traces::{Outgoing, Phase, RequestTrace};
 
 /// Per-request state, built once in [`super::handle`] and passed from phase to phase.
 #[derive(Debug)]
@@ -59,6 +61,50 @@ impl RequestCtx {
             audit: Some(AuditDue::new(gw.clone(), started)),
             mcp: None,
         }
+    }
+}
+
+/// The request's trace (`[traces]`): one call per phase in `run`, each nothing but a
+/// branch when traces are off.
+impl RequestCtx {
+    /// Starts the request's trace, when traces are on.
+    pub(crate) fn trace_begin(&mut self, gw: &Gateway, method: &Method, headers: &HeaderMap) {
+        if let (Some(traces), Some(due)) = (&gw.traces, self.audit.as_mut()) {
+            let trace = traces.begin(
+                gw.clock.now(),
+                self.started,
+                method,
+                self.route.path,
+                headers,
+            );
+            due.trace = Some(trace);
+        }
+    }
+
+    /// Ends the traced phase running (if any) and starts `next` (if any).
+    pub(crate) fn phase(&mut self, next: Option<Phase>) {
+        if let Some(trace) = self.trace() {
+            trace.phase(next);
+        }
+    }
+
+    /// MCP: the client's trace context from the message's `params._meta`, when it sent
+    /// no `traceparent` header.
+    pub(crate) fn trace_mcp(&mut self, message: &writ_providers::mcp::McpMessage) {
+        if let Some(trace) = self.trace() {
+            let state = message.meta_tracestate.as_deref();
+            trace.mcp_meta(message.meta_traceparent.as_deref(), state);
+        }
+    }
+
+    /// The upstream call to an upstream of kind `provider` starts: the trace context to
+    /// send it, naming the call's span.
+    pub(crate) fn trace_upstream(&mut self, provider: ProviderKind) -> Option<Outgoing> {
+        self.trace()?.upstream(provider)
+    }
+
+    fn trace(&mut self) -> Option<&mut RequestTrace> {
+        self.audit.as_mut()?.trace.as_deref_mut()
     }
 }
 

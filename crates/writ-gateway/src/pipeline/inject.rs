@@ -42,12 +42,17 @@ const NOT_FORWARDED: &[&str] = &[
     crate::approval::request::APPROVAL_HEADER,
 ];
 
-/// Per-request credential material: an access token to send, and the time to sign at.
+/// Per-request material the outbound request is completed with: an access token to send,
+/// the time to sign at, and the trace context naming the upstream call's span.
 pub(crate) struct Signing {
     /// `Authorization` value obtained for this request (Vertex).
     pub(crate) access: Option<http::HeaderValue>,
     /// Now, for SigV4.
     pub(crate) now: SystemTime,
+    /// With traces on, the `traceparent` (and `tracestate`) sent upstream in place of the
+    /// client's, so the upstream's spans are children of the gateway's call. With traces
+    /// off the gateway takes no part in tracing, and the client's pass through as sent.
+    pub(crate) trace: Option<crate::traces::Outgoing>,
 }
 
 /// The request to send upstream.
@@ -108,6 +113,9 @@ pub(crate) fn prepare(
         headers.insert(header::AUTHORIZATION, access);
     }
     provider.complete_headers(&mut headers);
+    if let Some(trace) = &signing.trace {
+        trace.write(&mut headers);
+    }
     headers.insert(header::CONTENT_LENGTH, body.len().into());
     provider
         .sign(&parts.method, &uri, &mut headers, &body, signing.now)
@@ -179,6 +187,7 @@ mod tests {
         let signing = Signing {
             access: None,
             now: fixture::t0(),
+            trace: None,
         };
         let body = Bytes::from_static(b"{\"model\":\"gpt-4o\"}");
         let Outbound(out) =
@@ -254,6 +263,7 @@ mod tests {
         let signing = Signing {
             access: None,
             now: fixture::t0(),
+            trace: None,
         };
         let Outbound(out) = prepare(
             &authorization,

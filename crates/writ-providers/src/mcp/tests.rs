@@ -81,6 +81,25 @@ fn reads_the_version_a_modern_request_states() {
 }
 
 #[test]
+fn reads_trace_context_from_meta_and_ignores_what_is_no_string_or_too_long() {
+    let m = inspect(
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"rojo=1"}}}"#,
+    )
+    .expect("message");
+    assert_eq!(
+        m.meta_traceparent.as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    );
+    assert_eq!(m.meta_tracestate.as_deref(), Some("rojo=1"));
+    let long = "a".repeat(MAX_META_TRACE + 1);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"_meta":{{"traceparent":7,"tracestate":"{long}"}}}}}}"#
+    );
+    let m = inspect(body.as_bytes()).expect("trace context is optional: never refused");
+    assert!(m.meta_traceparent.is_none() && m.meta_tracestate.is_none());
+}
+
+#[test]
 fn refuses_malformed_messages() {
     let wrong = |body: &[u8]| match inspect(body) {
         Err(InspectError::WrongType { field, .. }) => Some(field),
