@@ -14,12 +14,13 @@ use crate::gateway::Gateway;
 use crate::limits::{Held, WritBudgets};
 use crate::pipeline::route::Target;
 
-/// Reserves the request's estimate on every limit that applies to it (writ budgets
-/// included); `None` when none does. A refusal is `RateLimited` naming the limit; a
+/// Reserves the request's estimate on every limit of `limits` (the request's snapshot's)
+/// that applies to it, writ budgets included; `None` when none does. A refusal is `RateLimited` naming the limit; a
 /// failing limiter backend fails closed (`LimiterUnavailable`) unless configured to fall
 /// back to local limits.
 pub(crate) async fn reserve(
     gw: &Gateway,
+    limits: &[writ_limits::LimitSpec],
     writ: &VerifiedWrit,
     target: &Target,
     facts: &RequestFacts,
@@ -41,7 +42,7 @@ pub(crate) async fn reserve(
     };
     gw.limits
         .reserve(
-            &gw.tenancy.snapshot().limits,
+            limits,
             &subject,
             estimate,
             &budgets,
@@ -141,7 +142,7 @@ mod tests {
     async fn the_estimate_is_reserved_against_the_writs_own_budget() {
         let f = Fixture::start(CONFIG).await;
         let target = Target {
-            upstream: f.gw.tenancy.declared["openai"].clone(),
+            upstream: f.gw.tenancy.declared().upstreams["openai"].clone(),
             path: "/v1/chat/completions".into(),
         };
         let unlimited = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"openai"}"#, None));
