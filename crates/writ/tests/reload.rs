@@ -214,7 +214,7 @@ fn config(a: &MockServer, b: Option<&MockServer>, limit: u64) -> String {
         text.push_str(&upstream("b", b));
     }
     text.push_str(&format!(
-        "[[limit]]\nscope = \"tenant\"\ndimension = \"requests\"\nper = \"1h\"\nlimit = {limit}\n"
+        "[[limit]]\nscope = \"tenant\"\ndimension = \"requests\"\nper = \"hour\"\nlimit = {limit}\n"
     ));
     text
 }

@@ -224,7 +224,7 @@ mod tests {
         let route_for = |grants: &str| {
             let writ = f.verified(&f.mint(grants, None));
             target(
-                &f.gw,
+                &f.gw.tenancy.snapshot(),
                 &chat,
                 "/v1/chat/completions",
                 &HeaderMap::new(),
@@ -254,7 +254,7 @@ mod tests {
         // No gemini upstream at all: refused, with no choice to offer.
         let gemini = spec("/v1beta/models/{*model_action}");
         let none = target(
-            &f.gw,
+            &f.gw.tenancy.snapshot(),
             &gemini,
             "/v1beta/models/m:generateContent",
             &HeaderMap::new(),

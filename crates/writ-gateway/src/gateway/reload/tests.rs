@@ -16,7 +16,7 @@ api_key = "sk-aaaaaaaaaaaaaaaaaaaa"
 [[limit]]
 scope = "tenant"
 dimension = "requests"
-per = "1m"
+per = "minute"
 limit = 100
 "#;
 
