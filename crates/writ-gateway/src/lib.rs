@@ -18,7 +18,5 @@ pub mod serve;
 mod tenancy;
 pub mod upstream;
 
-pub use gateway::{
-    ConfigChanges, Gateway, KeyState, ReloadError, Shared, StartError, open_store,
-};
+pub use gateway::{ConfigChanges, Gateway, KeyState, ReloadError, Shared, StartError, open_store};
 pub use serve::server::{router, serve, serve_with_workers};

@@ -52,10 +52,12 @@ impl Serve {
         });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .and_then(Result::ok)
-                .unwrap_or_else(|| panic!("writ serve exited before listening:\n{}", log.lock().unwrap()));
+            let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
+                panic!(
+                    "writ serve exited before listening:\n{}",
+                    log.lock().unwrap()
+                )
+            });
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.trim().parse().unwrap();
             }
@@ -128,7 +130,12 @@ struct Tally {
 }
 
 /// `CLIENTS` tasks looping chat requests to upstream `a` until `stop`.
-fn load(url: String, writ: String, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> Vec<tokio::task::JoinHandle<()>> {
+fn load(
+    url: String,
+    writ: String,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..CLIENTS)
         .map(|_| {
             let (url, writ, stop, tally) = (url.clone(), writ.clone(), stop.clone(), tally.clone());
@@ -235,11 +242,30 @@ impl Running {
         let serve = Serve::start(dir, args);
         serve.writ(
             dir,
-            &["agent", "add", "bot", "--ceiling", r#"{"type":"writ:llm","upstream":"a"}"#, "--ceiling", r#"{"type":"writ:llm","upstream":"b"}"#, "--max-ttl", "10m"],
+            &[
+                "agent",
+                "add",
+                "bot",
+                "--ceiling",
+                r#"{"type":"writ:llm","upstream":"a"}"#,
+                "--ceiling",
+                r#"{"type":"writ:llm","upstream":"b"}"#,
+                "--max-ttl",
+                "10m",
+            ],
         );
         let writ = serve.writ(
             dir,
-            &["token", "mint", "--agent", "bot", "--grant", r#"[{"type":"writ:llm","upstream":"a"},{"type":"writ:llm","upstream":"b"}]"#, "--ttl", "10m"],
+            &[
+                "token",
+                "mint",
+                "--agent",
+                "bot",
+                "--grant",
+                r#"[{"type":"writ:llm","upstream":"a"},{"type":"writ:llm","upstream":"b"}]"#,
+                "--ttl",
+                "10m",
+            ],
         );
         let url = serve.url("/v1/chat/completions");
         let stop = Arc::new(AtomicBool::new(false));
@@ -247,10 +273,21 @@ impl Running {
         let clients = load(url.clone(), writ.clone(), stop.clone(), tally.clone());
         let started = Instant::now();
         while tally.ok.load(Ordering::Relaxed) < 20 {
-            assert!(started.elapsed() < DEADLINE, "the load does not get through: {:?}", tally.failures.lock().unwrap());
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the load does not get through: {:?}",
+                tally.failures.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Self { serve, url, writ, stop, tally, clients }
+        Self {
+            serve,
+            url,
+            writ,
+            stop,
+            tally,
+            clients,
+        }
     }
 
     /// Stops the load and checks that no request failed; returns (ok, limited).
@@ -260,8 +297,16 @@ impl Running {
             client.await.unwrap();
         }
         let failures = self.tally.failures.lock().unwrap().clone();
-        assert_eq!(self.tally.failed.load(Ordering::Relaxed), 0, "failed requests: {failures:?}\nlog:\n{}", self.serve.log.lock().unwrap());
-        (self.tally.ok.load(Ordering::Relaxed), self.tally.limited.load(Ordering::Relaxed))
+        assert_eq!(
+            self.tally.failed.load(Ordering::Relaxed),
+            0,
+            "failed requests: {failures:?}\nlog:\n{}",
+            self.serve.log.lock().unwrap()
+        );
+        (
+            self.tally.ok.load(Ordering::Relaxed),
+            self.tally.limited.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -293,7 +338,11 @@ async fn sighup_reloads_under_load_without_a_failed_request() {
     // An upstream added and the limit raised, on SIGHUP.
     write(&file, &config(&a, Some(&b), 2_000_000));
     let client = reqwest::Client::new();
-    assert_eq!(chat(&client, &url, &writ, "b").await.unwrap().0, 404, "b is unknown before the signal");
+    assert_eq!(
+        chat(&client, &url, &writ, "b").await.unwrap().0,
+        404,
+        "b is unknown before the signal"
+    );
     run.serve.hangup();
     run.serve.wait_logged("configuration reloaded", 1).await;
     wait_for(&url, &writ, "b", 200, 2_000_000).await;
@@ -348,7 +397,12 @@ async fn a_changed_file_reloads_under_load_without_a_failed_request() {
     run.serve.wait_logged("config reload refused", 1).await;
     wait_for(&url, &writ, "b", 200, 2_000_000).await;
     // Never a line of the file in the log: it may hold a key.
-    assert_eq!(run.serve.logged(&lowered[cut - 20..cut]), 0, "{}", run.serve.log.lock().unwrap());
+    assert_eq!(
+        run.serve.logged(&lowered[cut - 20..cut]),
+        0,
+        "{}",
+        run.serve.log.lock().unwrap()
+    );
 
     // An oversized file: refused unread.
     let mut huge = config(&a, Some(&b), 20);

@@ -194,7 +194,12 @@ fn store_secrets(c: &Config) -> Vec<Vec<u8>> {
     if let crate::config::MasterKeySource::Configured(key) = &c.store.master_key {
         out.push(key.expose().to_vec());
     }
-    out.extend(c.store.previous_master_keys.iter().map(|k| k.expose().to_vec()));
+    out.extend(
+        c.store
+            .previous_master_keys
+            .iter()
+            .map(|k| k.expose().to_vec()),
+    );
     out
 }
 
@@ -373,8 +378,7 @@ impl Gateway {
         *running = next;
         drop(running);
         tracing::info!(changes = %changes, "configuration reloaded");
-        let mut record =
-            crate::audit::record_at(writ_audit::Kind::AdminChange, self.clock.now());
+        let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, self.clock.now());
         record.operation = Some("config.reload".to_string());
         record.status = Some(200);
         let mut detail = changes.detail();

@@ -41,13 +41,7 @@ pub(crate) async fn reserve(
         expires_at: claims.expires_at,
     };
     gw.limits
-        .reserve(
-            limits,
-            &subject,
-            estimate,
-            &budgets,
-            gw.clock.now(),
-        )
+        .reserve(limits, &subject, estimate, &budgets, gw.clock.now())
         .await
 }
 
@@ -146,15 +140,39 @@ mod tests {
             path: "/v1/chat/completions".into(),
         };
         let unlimited = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"openai"}"#, None));
-        let held = reserve(&f.gw, &f.gw.tenancy.snapshot().limits, &unlimited, &target, &chat("gpt-4o", Some(10)), 40).await;
+        let held = reserve(
+            &f.gw,
+            &f.gw.tenancy.snapshot().limits,
+            &unlimited,
+            &target,
+            &chat("gpt-4o", Some(10)),
+            40,
+        )
+        .await;
         assert!(matches!(held, Ok(None)), "no limit applies");
         let budgeted = f.verified(&f.mint(
             r#"[{"type":"writ:llm","upstream":"openai"},{"type":"writ:budget","tokens":100}]"#,
             None,
         ));
-        let held = reserve(&f.gw, &f.gw.tenancy.snapshot().limits, &budgeted, &target, &chat("gpt-4o", Some(10)), 40).await;
+        let held = reserve(
+            &f.gw,
+            &f.gw.tenancy.snapshot().limits,
+            &budgeted,
+            &target,
+            &chat("gpt-4o", Some(10)),
+            40,
+        )
+        .await;
         assert!(matches!(held, Ok(Some(_))));
-        let over = reserve(&f.gw, &f.gw.tenancy.snapshot().limits, &budgeted, &target, &chat("gpt-4o", Some(500)), 40).await;
+        let over = reserve(
+            &f.gw,
+            &f.gw.tenancy.snapshot().limits,
+            &budgeted,
+            &target,
+            &chat("gpt-4o", Some(500)),
+            40,
+        )
+        .await;
         assert!(matches!(over, Err(GatewayError::RateLimited(_))));
     }
 }

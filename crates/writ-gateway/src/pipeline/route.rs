@@ -54,9 +54,7 @@ pub(crate) fn target(
                         name: UPSTREAM_HEADER,
                     })?
                     .to_string(),
-                None if widened => {
-                    chosen_by_writ(&snapshot.ready_for(tenant), route, writ)?
-                }
+                None if widened => chosen_by_writ(&snapshot.ready_for(tenant), route, writ)?,
                 None => match snapshot.declared.defaults.get(&route.dialect()) {
                     Some(Ok(name)) => name.clone(),
                     Some(Err(_)) => chosen_by_writ(&declared_map(declared), route, writ)?,
@@ -188,8 +186,14 @@ mod tests {
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
         let chat = spec("/v1/chat/completions");
         let to = |headers: &HeaderMap| {
-            target(&f.gw.tenancy.snapshot(), &chat, "/v1/chat/completions", headers, &writ)
-                .map(|t| (t.upstream.name.clone(), t.path))
+            target(
+                &f.gw.tenancy.snapshot(),
+                &chat,
+                "/v1/chat/completions",
+                headers,
+                &writ,
+            )
+            .map(|t| (t.upstream.name.clone(), t.path))
         };
         // The header wins over the writ's grants: the writ still has to allow it.
         assert_eq!(
@@ -249,7 +253,14 @@ mod tests {
         // One anthropic upstream: it is the default whatever the writ names.
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
         let messages = spec("/v1/messages");
-        let t = target(&f.gw.tenancy.snapshot(), &messages, "/v1/messages", &HeaderMap::new(), &writ).unwrap();
+        let t = target(
+            &f.gw.tenancy.snapshot(),
+            &messages,
+            "/v1/messages",
+            &HeaderMap::new(),
+            &writ,
+        )
+        .unwrap();
         assert_eq!(t.upstream.name, "claude");
         // No gemini upstream at all: refused, with no choice to offer.
         let gemini = spec("/v1beta/models/{*model_action}");
@@ -273,8 +284,14 @@ mod tests {
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
         let http = spec("/u/{upstream}/{*rest}");
         let to = |path: &str| {
-            target(&f.gw.tenancy.snapshot(), &http, path, &HeaderMap::new(), &writ)
-                .map(|t| (t.upstream.name.clone(), t.path))
+            target(
+                &f.gw.tenancy.snapshot(),
+                &http,
+                path,
+                &HeaderMap::new(),
+                &writ,
+            )
+            .map(|t| (t.upstream.name.clone(), t.path))
         };
         assert_eq!(
             to("/u/crm/v1/bookings/42").unwrap(),

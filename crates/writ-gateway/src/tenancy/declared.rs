@@ -64,12 +64,14 @@ impl Declared {
             });
             let upstream = match kept {
                 Some(upstream) => upstream,
-                None => Arc::new(Upstream::new(name, cfg).map_err(|source| {
-                    UpstreamBuildError {
-                        name: name.clone(),
-                        source,
-                    }
-                })?),
+                None => {
+                    Arc::new(
+                        Upstream::new(name, cfg).map_err(|source| UpstreamBuildError {
+                            name: name.clone(),
+                            source,
+                        })?,
+                    )
+                }
             };
             upstreams.insert(name.clone(), upstream);
             fingerprints.insert(name.clone(), print);
@@ -132,10 +134,7 @@ fn defaults(
 }
 
 /// The policies `writ.toml` declares, as records of their tenants.
-fn policies(
-    tenants: &BTreeMap<String, crate::config::TenantConfig>,
-    now: u64,
-) -> Vec<RuleRecord> {
+fn policies(tenants: &BTreeMap<String, crate::config::TenantConfig>, now: u64) -> Vec<RuleRecord> {
     tenants
         .iter()
         .flat_map(|(tenant, t)| {

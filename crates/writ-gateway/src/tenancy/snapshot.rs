@@ -80,8 +80,7 @@ pub(crate) enum Resolved {
 impl Snapshot {
     /// The snapshot before the store is read: `writ.toml`'s upstreams and limits only.
     pub(crate) fn empty(declared: Arc<Declared>) -> Result<Self, writ_detect::DetectError> {
-        let (scanner, own_secrets, scanned) =
-            scanners(&declared.upstreams, &HashMap::new(), None)?;
+        let (scanner, own_secrets, scanned) = scanners(&declared.upstreams, &HashMap::new(), None)?;
         Ok(Self {
             scanned,
             seq: -1,

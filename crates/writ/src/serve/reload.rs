@@ -54,7 +54,9 @@ pub(super) fn spawn(gateway: Arc<Gateway>, source: Source) -> anyhow::Result<()>
         #[cfg(unix)]
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: no config file in use (embedded defaults); nothing to reload");
+                tracing::info!(
+                    "SIGHUP: no config file in use (embedded defaults); nothing to reload"
+                );
             }
         });
         return Ok(());
@@ -135,7 +137,10 @@ fn read(path: &Path) -> Seen {
     let unreadable = |e: std::io::Error| format!("cannot read config {}: {e}", path.display());
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let too_large = |n: u64| {
-        format!("config {} is {n} bytes, larger than the {MAX_CONFIG_BYTES} bytes a reload reads", path.display())
+        format!(
+            "config {} is {n} bytes, larger than the {MAX_CONFIG_BYTES} bytes a reload reads",
+            path.display()
+        )
     };
     let len = file.metadata().map_err(unreadable)?.len();
     if len > MAX_CONFIG_BYTES {
@@ -182,7 +187,9 @@ fn without_excerpt(message: &str) -> String {
     message
         .lines()
         .filter(|line| {
-            let rest = line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit());
+            let rest = line
+                .trim_start()
+                .trim_start_matches(|c: char| c.is_ascii_digit());
             !rest.trim_start().starts_with('|')
         })
         .map(str::trim)

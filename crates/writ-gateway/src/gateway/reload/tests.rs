@@ -59,10 +59,7 @@ fn a_rotated_key_alone_changes_the_upstream_and_is_never_shown() {
     let next = config(&BASE.replace("sk-aaaaaaaaaaaaaaaaaaaa", "sk-zzzzzzzzzzzzzzzzzzzz"));
     let changes = ConfigChanges::between(&config(BASE), &next);
     assert_eq!(changes.upstreams_changed, ["a"]);
-    let shown = format!(
-        "{changes} {changes:?} {}",
-        Value::Object(changes.detail())
-    );
+    let shown = format!("{changes} {changes:?} {}", Value::Object(changes.detail()));
     assert!(!shown.contains("sk-"), "{shown}");
 }
 
@@ -95,12 +92,7 @@ fn settings_only_a_restart_applies_are_named() {
     let changes = ConfigChanges::between(&config(BASE), &next);
     assert_eq!(
         changes.needs_restart,
-        [
-            "server.listen",
-            "server.max_body_bytes",
-            "audit",
-            "pricing"
-        ]
+        ["server.listen", "server.max_body_bytes", "audit", "pricing"]
     );
     assert!(!changes.tenancy_changed());
     assert!(changes.to_string().contains("needs a restart"));
@@ -237,7 +229,11 @@ async fn each_reload_is_an_audit_record_naming_what_changed() {
         .find(|r| r["operation"] == "config.reload")
         .expect("a config.reload record");
     assert_eq!(record["kind"], "admin_change", "{record}");
-    assert_eq!(record["detail"]["upstreams_added"], json!(["b"]), "{record}");
+    assert_eq!(
+        record["detail"]["upstreams_added"],
+        json!(["b"]),
+        "{record}"
+    );
     assert_eq!(record["detail"]["source"], "writ.toml");
     assert!(!record.to_string().contains("sk-"), "{record}");
 }
