@@ -292,6 +292,18 @@ impl Gateway {
         self.allow_private_upstreams
     }
 
+    /// Reloads `config` (a validated `writ.toml`) into the running gateway: upstreams,
+    /// declared tenants and their policies, limits and detection modes apply to every
+    /// request that arrives after it returns; requests in flight finish with the snapshot
+    /// they took. Settings only a restart applies are logged as a warning naming each and
+    /// keep their running value. Refused whole, the running configuration kept, when an
+    /// upstream cannot be built or the store disagrees with the new declarations.
+    /// Reloads run one at a time; each writes an `admin_change` audit record
+    /// (`config.reload`) naming what changed, and a log line at info.
+    pub async fn reload_config(&self, config: &Config) -> Result<ConfigChanges, ReloadError> {
+        reload::reload(self, config).await
+    }
+
     /// Re-reads the store into memory now: a change made here applies to the next
     /// request. (Other instances follow within one poll interval.)
     pub async fn reload(&self) -> Result<(), StoreError> {

@@ -322,71 +322,64 @@ const RESTART_ONLY: &[RestartOnly] = &[
     },
 ];
 
-impl Gateway {
-    /// Reloads `config` (a validated `writ.toml`) into the running gateway: upstreams,
-    /// declared tenants and their policies, limits and detection modes apply to every
-    /// request that arrives after it returns; requests in flight finish with the snapshot
-    /// they took. Settings only a restart applies are logged as a warning naming each and
-    /// keep their running value. Refused whole, the running configuration kept, when an
-    /// upstream cannot be built or the store disagrees with the new declarations.
-    /// Reloads run one at a time; each writes an `admin_change` audit record
-    /// (`config.reload`) naming what changed, and a log line at info.
-    pub async fn reload_config(&self, config: &Config) -> Result<ConfigChanges, ReloadError> {
-        if !config.deferred.is_empty() {
-            let names: Vec<&str> = config
-                .deferred
-                .iter()
-                .map(|d| d.variable.as_str())
-                .collect();
-            return Err(ReloadError::DeferredSecrets {
-                names: names.join(", "),
-            });
-        }
-        let mut running = self.running.lock().await;
-        for warning in config.warnings() {
-            tracing::warn!(%warning, "risky setting");
-        }
-        let changes = ConfigChanges::between(&running, config);
-        if changes.tenancy_changed() {
-            let now = self
-                .clock
-                .now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let declared = Declared::from_config(config, now, Some(&*self.tenancy.declared()))
-                .map_err(|e| ReloadError::Upstream {
+/// What [`Gateway::reload_config`] does.
+pub(super) async fn reload(gw: &Gateway, config: &Config) -> Result<ConfigChanges, ReloadError> {
+    if !config.deferred.is_empty() {
+        let names: Vec<&str> = config
+            .deferred
+            .iter()
+            .map(|d| d.variable.as_str())
+            .collect();
+        return Err(ReloadError::DeferredSecrets {
+            names: names.join(", "),
+        });
+    }
+    let mut running = gw.running.lock().await;
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "risky setting");
+    }
+    let changes = ConfigChanges::between(&running, config);
+    if changes.tenancy_changed() {
+        let now = gw
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let declared =
+            Declared::from_config(config, now, Some(&*gw.tenancy.declared())).map_err(|e| {
+                ReloadError::Upstream {
                     name: e.name,
                     source: e.source,
-                })?;
-            self.tenancy.redeclare(declared, now).await?;
-        }
-        if changes.detection_changed {
-            let mut detection = config.detection.clone();
-            detection.webhooks.clone_from(&running.detection.webhooks);
-            self.detections.replace(detection);
-        }
-        for setting in &changes.needs_restart {
-            tracing::warn!(
-                setting,
-                "writ.toml: this setting changed but needs a restart to apply; the running value is kept"
-            );
-        }
-        let mut next = config.clone();
-        for setting in RESTART_ONLY {
-            (setting.keep)(&mut next, &running);
-        }
-        *running = next;
-        drop(running);
-        tracing::info!(changes = %changes, "configuration reloaded");
-        let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, self.clock.now());
-        record.operation = Some("config.reload".to_string());
-        record.status = Some(200);
-        let mut detail = changes.detail();
-        detail.insert("source".into(), json!("writ.toml"));
-        record.detail = Some(detail);
-        self.audit.record(record).await;
-        Ok(changes)
+                }
+            })?;
+        gw.tenancy.redeclare(declared, now).await?;
     }
+    if changes.detection_changed {
+        let mut detection = config.detection.clone();
+        detection.webhooks.clone_from(&running.detection.webhooks);
+        gw.detections.replace(detection);
+    }
+    for setting in &changes.needs_restart {
+        tracing::warn!(
+            setting,
+            "writ.toml: this setting changed but needs a restart to apply; the running value is kept"
+        );
+    }
+    let mut next = config.clone();
+    for setting in RESTART_ONLY {
+        (setting.keep)(&mut next, &running);
+    }
+    *running = next;
+    drop(running);
+    tracing::info!(changes = %changes, "configuration reloaded");
+    let mut record = crate::audit::record_at(writ_audit::Kind::AdminChange, gw.clock.now());
+    record.operation = Some("config.reload".to_string());
+    record.status = Some(200);
+    let mut detail = changes.detail();
+    detail.insert("source".into(), json!("writ.toml"));
+    record.detail = Some(detail);
+    gw.audit.record(record).await;
+    Ok(changes)
 }
 
 #[cfg(test)]
