@@ -4,20 +4,22 @@
 //! revocations are held here in memory. Changes (a revocation, a key rotation) are written
 //! to the store first, then applied here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use writ_providers::{Dialect, ProviderKind};
+use writ_providers::ProviderKind;
 use writ_store::{DataDir, RevocationNote, Store, StoreError};
 use writ_token::{
     Clock, KeyId, Revocation, RevocationCheck, RevocationSet, RootKeyPair, RootKeys, VerifiedWrit,
     Verifier,
 };
 
+mod reload;
 mod start;
 
+pub use reload::{ConfigChanges, ReloadError};
 pub use start::StartError;
-use start::{defaults, fanout, refuse_deferred_secrets, upstreams, vault, webhooks};
+use start::{fanout, refuse_deferred_secrets, vault, webhooks};
 
 use crate::audit::usage_log::UsageLog;
 use crate::config::Config;
@@ -84,12 +86,11 @@ pub struct Gateway {
     /// Inbound TLS, when configured.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Tenants, their upstreams and credentials, policies and limits, held in memory
-    /// (`writ.toml`'s upstreams among them).
+    /// (`writ.toml`'s upstreams, tenants, policies and limits among them).
     pub(crate) tenancy: Arc<crate::tenancy::Tenancy>,
-    /// For each dialect with `writ.toml` upstreams, the one requests go to when they name
-    /// none, or why there is none (several serve it: the writ's grants choose). A tenant
-    /// with upstreams of its own chooses among all it sees instead.
-    pub(crate) defaults: HashMap<Dialect, Result<String, &'static str>>,
+    /// The configuration running now, which a reload compares the next one with; held
+    /// for the whole reload, so reloads apply one at a time.
+    running: tokio::sync::Mutex<Config>,
     /// Checks presented writs: the one definition of a valid writ, with the cache of
     /// verified ones.
     pub(crate) writs: Verifier,
@@ -133,7 +134,7 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field(
                 "upstreams",
-                &self.tenancy.declared.keys().collect::<Vec<_>>(),
+                &self.tenancy.declared().upstreams.keys().collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -173,25 +174,19 @@ impl Gateway {
         )
         .map_err(StartError::ApprovalWebhooks)?;
         let fanout = fanout(config).await?;
-        let declared = upstreams(config)?;
-        let defaults = defaults(&declared);
         let vault = vault(config, &data)?;
         let now = clock
             .now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let tenancy = Arc::new(
-            crate::tenancy::Tenancy::start(
-                store.clone(),
-                vault,
-                config.upstreams.clone(),
-                declared,
-                &config.tenants,
-                config.limits.clone(),
-                now,
-            )
-            .await?,
-        );
+        let declared = crate::tenancy::Declared::from_config(config, now, None).map_err(|e| {
+            StartError::Upstream {
+                name: e.name,
+                source: e.source,
+            }
+        })?;
+        let tenancy =
+            Arc::new(crate::tenancy::Tenancy::start(store.clone(), vault, declared, now).await?);
         tenancy.follow(config.store.poll_interval).await?;
         let files = data.root_keys()?;
         let approval_key = crate::approval::ledger::load_key(&data)?;
@@ -214,7 +209,7 @@ impl Gateway {
             approval_webhooks,
             blocked_addresses: Default::default(),
             tenancy,
-            defaults,
+            running: tokio::sync::Mutex::new(config.clone()),
             writs: Verifier::new(100_000),
             pricing: config.pricing.clone(),
             usage: UsageLog::new(10_000),
@@ -267,12 +262,14 @@ impl Gateway {
         }
     }
 
-    /// Names and kinds of the upstreams `writ.toml` declares.
-    pub fn upstreams(&self) -> impl Iterator<Item = (&str, ProviderKind)> {
+    /// Names and kinds of the upstreams `writ.toml` declares (as of the latest reload).
+    pub fn upstreams(&self) -> Vec<(String, ProviderKind)> {
         self.tenancy
-            .declared
+            .declared()
+            .upstreams
             .iter()
-            .map(|(n, u)| (n.as_str(), u.provider.kind()))
+            .map(|(n, u)| (n.clone(), u.provider.kind()))
+            .collect()
     }
 
     /// This server's identity URL, as client assertions must name it in `aud`.
@@ -333,9 +330,7 @@ impl Gateway {
     /// `writ.toml`, shared, or the tenant's own (as of the current snapshot).
     pub fn upstream_visible(&self, tenant: &str, name: &str) -> bool {
         !matches!(
-            self.tenancy
-                .snapshot()
-                .resolve(&self.tenancy.declared, tenant, name),
+            self.tenancy.snapshot().resolve(tenant, name),
             crate::tenancy::Resolved::Unknown
         )
     }
@@ -344,6 +339,18 @@ impl Gateway {
     /// (`[server] allow_private_upstreams`).
     pub fn allow_private_upstreams(&self) -> bool {
         self.allow_private_upstreams
+    }
+
+    /// Reloads `config` (a validated `writ.toml`) into the running gateway: upstreams,
+    /// declared tenants and their policies, limits and detection modes apply to every
+    /// request that arrives after it returns; requests in flight finish with the snapshot
+    /// they took. Settings only a restart applies are logged as a warning naming each and
+    /// keep their running value. Refused whole, the running configuration kept, when an
+    /// upstream cannot be built or the store disagrees with the new declarations.
+    /// Reloads run one at a time; each writes an `admin_change` audit record
+    /// (`config.reload`) naming what changed, and a log line at info.
+    pub async fn reload_config(&self, config: &Config) -> Result<ConfigChanges, ReloadError> {
+        reload::reload(self, config).await
     }
 
     /// Re-reads the store into memory now: a change made here applies to the next

@@ -20,7 +20,7 @@ mod tenancy;
 pub mod traces;
 pub mod upstream;
 
-pub use gateway::{Gateway, KeyState, Shared, StartError, open_store};
+pub use gateway::{ConfigChanges, Gateway, KeyState, ReloadError, Shared, StartError, open_store};
 pub use serve::server::{
     Listeners, admin_router, data_router, router, serve, serve_listeners, serve_with_workers,
 };

@@ -135,7 +135,13 @@ async fn run(
     let dpop_jkt = authenticate::possession(gw, &parts, &presented, &writ).await?;
     ctx.phase(None);
     // Route: which upstream serves the request, by path and by the writ's grants.
-    let target = route::target(gw, &ctx.route, parts.uri.path(), &parts.headers, &writ)?;
+    let target = route::target(
+        &ctx.snapshot,
+        &ctx.route,
+        parts.uri.path(),
+        &parts.headers,
+        &writ,
+    )?;
     ctx.id.upstream = Some(target.upstream.name.clone());
     // Only an authenticated request gets its body read.
     let body = accept::read_body(body, gw.max_body_bytes).await?;
@@ -168,10 +174,10 @@ async fn run(
     let authorization = authorize::check(gw, &writ, &facts).await.map_err(|e| {
         authorize::explain(gw, &writ, &facts, e, || ctx.route.output_cap_field(&body))
     })?;
-    authorize::policy::check_tenant(gw, authorization.tenant(), &facts)?;
+    authorize::policy::check_tenant(gw, &ctx.snapshot, authorization.tenant(), &facts)?;
     // Approve: a request an approval rule matches waits for a person; an approval lets
     // its request through once.
-    approval::check(gw, &writ, &facts, approved, &asked).await?;
+    approval::check(gw, &ctx.snapshot, &writ, &facts, approved, &asked).await?;
     // Only authorized requests cost a scan for secrets on their way out.
     authorize::prompt_secret::check(gw, ctx, &body).await?;
     // MCP: a session id must name a session the upstream gave this same agent.
@@ -189,7 +195,8 @@ async fn run(
     decision::may_proceed(gw)?;
     // Limit: every applicable limit reserved at once, all or nothing.
     let request_bytes = body.len();
-    let held = limit::reserve(gw, &writ, &target, &facts, request_bytes).await?;
+    let limits = &ctx.snapshot.limits;
+    let held = limit::reserve(gw, limits, &writ, &target, &facts, request_bytes).await?;
     // Decision: in strict audit, on record before anything is sent.
     let held = decision::commit(gw, ctx, held).await?;
     let remaining = held.as_ref().map(|h| h.remaining().to_vec());

@@ -11,36 +11,24 @@
 //! Credentials are opened once per change and held decrypted in memory, zeroized when the
 //! snapshot holding them is dropped; the store holds them only sealed.
 
+pub(crate) mod declared;
 mod snapshot;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use writ_limits::LimitSpec;
 use writ_store::{Store, StoreError, Vault};
 
 use crate::config::UpstreamConfig;
-use crate::upstream::client::Upstream;
 
+pub(crate) use declared::Declared;
 pub(crate) use snapshot::{Resolved, Snapshot};
 
-/// What a gateway holds of its tenants: the store, the vault, what `writ.toml` declares,
-/// and the current snapshot.
+/// What a gateway holds of its tenants: the store, the vault, and the current snapshot
+/// (which holds what `writ.toml` declares: a config reload swaps it with the rest).
 pub(crate) struct Tenancy {
     store: Store,
     vault: Vault,
-    /// `writ.toml`'s upstreams, as loaded (a tenant credential applies to them).
-    declared_configs: BTreeMap<String, UpstreamConfig>,
-    /// `writ.toml`'s upstreams, built once, with the file's credentials.
-    pub(crate) declared: BTreeMap<String, Arc<Upstream>>,
-    /// Tenants `writ.toml` declares (seeded; not deletable through the API).
-    declared_tenants: BTreeSet<String>,
-    /// The policies `writ.toml` declares for its tenants, applied before the stored ones
-    /// (their names cannot be set through the API).
-    declared_policies: Vec<writ_store::RuleRecord>,
-    /// `writ.toml`'s `[[limit]]`s, which every snapshot's limits start with.
-    config_limits: Vec<LimitSpec>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// One reload at a time: each reads everything, the last one wins.
     reloading: tokio::sync::Mutex<()>,
@@ -83,45 +71,20 @@ impl Tenancy {
     pub(crate) async fn start(
         store: Store,
         vault: Vault,
-        declared_configs: BTreeMap<String, UpstreamConfig>,
-        declared: BTreeMap<String, Arc<Upstream>>,
-        tenants: &BTreeMap<String, crate::config::TenantConfig>,
-        config_limits: Vec<LimitSpec>,
+        declared: Declared,
         now: u64,
     ) -> Result<Self, TenancyError> {
-        let declared_tenants: BTreeSet<String> = tenants.keys().cloned().collect();
-        let declared_policies = declared_policies(tenants, now);
-        for tenant in &declared_tenants {
-            store.ensure_tenant(tenant, now).await?;
-        }
-        for record in store.all_upstreams().await? {
-            if declared.contains_key(&record.name) {
-                let (owner, flag) = match &record.tenant {
-                    None => ("shared".to_string(), " --shared".to_string()),
-                    Some(t) => (format!("tenant {t}"), format!(" --tenant {t}")),
-                };
-                return Err(TenancyError::Disagree {
-                    name: record.name,
-                    owner,
-                    flag,
-                });
-            }
-        }
-        let empty = Snapshot::empty(&declared, &config_limits).map_err(|e| {
+        seed(&store, &declared, now).await?;
+        let empty = Snapshot::empty(Arc::new(declared)).map_err(|e| {
             StoreError::Refused(format!("the secret scanner could not be built: {e}"))
         })?;
         let tenancy = Self {
             store,
             vault,
-            declared_configs,
-            declared,
-            declared_tenants,
-            declared_policies,
-            config_limits,
             snapshot: RwLock::new(Arc::new(empty)),
             reloading: tokio::sync::Mutex::new(()),
         };
-        tenancy.reload().await?;
+        tenancy.load(None).await?;
         Ok(tenancy)
     }
 
@@ -131,6 +94,11 @@ impl Tenancy {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// What `writ.toml` declares, as of the current snapshot.
+    pub(crate) fn declared(&self) -> Arc<Declared> {
+        self.snapshot().declared.clone()
     }
 
     /// The store.
@@ -145,42 +113,60 @@ impl Tenancy {
 
     /// Whether `writ.toml` declares the upstream `name`.
     pub(crate) fn declared_upstream(&self, name: &str) -> bool {
-        self.declared.contains_key(name)
+        self.declared().upstreams.contains_key(name)
     }
 
     /// The upstream `name` as `writ.toml` declares it, if it does.
-    pub(crate) fn declared_config(&self, name: &str) -> Option<&UpstreamConfig> {
-        self.declared_configs.get(name)
+    pub(crate) fn declared_config(&self, name: &str) -> Option<UpstreamConfig> {
+        self.declared().configs.get(name).cloned()
     }
 
     /// Whether `writ.toml` declares the tenant `name`.
     pub(crate) fn declared_tenant(&self, name: &str) -> bool {
-        self.declared_tenants.contains(name)
+        self.declared().tenants.contains(name)
     }
 
     /// The policies `writ.toml` declares for `tenant`, as `(name, datalog)`.
-    pub(crate) fn declared_policies(&self, tenant: &str) -> impl Iterator<Item = (&str, &str)> {
-        self.declared_policies
-            .iter()
-            .filter(move |p| p.tenant == tenant)
-            .map(|p| (p.name.as_str(), p.body.as_str()))
+    pub(crate) fn declared_policies(&self, tenant: &str) -> Vec<(String, String)> {
+        self.declared()
+            .policies_of(tenant)
+            .map(|(n, b)| (n.to_string(), b.to_string()))
+            .collect()
     }
 
     /// Re-reads the store and swaps in a new snapshot. Upstreams whose settings and
     /// credential did not change are kept as they are (with their connections).
     pub(crate) async fn reload(&self) -> Result<(), StoreError> {
+        self.load(None).await
+    }
+
+    /// Swaps in what a new `writ.toml` declares: its new tenants are seeded, and the
+    /// store is read again with it. Refused, the snapshot unchanged, when it declares an
+    /// upstream the admin API created. Requests that took the previous snapshot finish
+    /// with it.
+    pub(crate) async fn redeclare(&self, declared: Declared, now: u64) -> Result<(), TenancyError> {
+        seed(&self.store, &declared, now).await?;
+        self.load(Some(Arc::new(declared))).await?;
+        Ok(())
+    }
+
+    /// Builds and swaps in the next snapshot from the store, with `declared` (else the
+    /// current snapshot's). Without a new `declared`, nothing is done when the store did
+    /// not change since the current snapshot.
+    async fn load(&self, declared: Option<Arc<Declared>>) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
         let started = std::time::Instant::now();
         let seq = self.store.change_seq().await?;
         let previous = self.snapshot();
-        if seq <= previous.seq {
+        if seq <= previous.seq && declared.is_none() {
             // Loaded meanwhile (by the request that made the change, or the feed).
             return Ok(());
         }
+        let declared = declared.unwrap_or_else(|| previous.declared.clone());
         let upstreams = self.store.all_upstreams().await?;
         let credentials = self.store.active_credentials(&self.vault).await?;
         // `writ.toml`'s first, then the stored ones (a denial names the first that fails).
-        let mut policies = self.declared_policies.clone();
+        let mut policies = declared.policies.clone();
         policies.extend(
             self.store()
                 .rules(writ_store::RuleKind::Policy, None)
@@ -189,9 +175,7 @@ impl Tenancy {
         let limits = self.store.rules(writ_store::RuleKind::Limit, None).await?;
         let next = snapshot::Inputs {
             seq,
-            declared: &self.declared,
-            declared_configs: &self.declared_configs,
-            config_limits: &self.config_limits,
+            declared,
             upstreams,
             credentials,
             policies,
@@ -237,23 +221,24 @@ impl Tenancy {
     }
 }
 
-/// The policies `writ.toml` declares, as records of their tenants.
-fn declared_policies(
-    tenants: &BTreeMap<String, crate::config::TenantConfig>,
-    now: u64,
-) -> Vec<writ_store::RuleRecord> {
-    tenants
-        .iter()
-        .flat_map(|(tenant, t)| {
-            t.policies
-                .iter()
-                .map(move |(name, body)| writ_store::RuleRecord {
-                    tenant: tenant.clone(),
-                    name: name.clone(),
-                    body: body.clone(),
-                    created_at: now,
-                    updated_at: now,
-                })
-        })
-        .collect()
+/// Seeds the tenants `declared` names into the store, and refuses an upstream it declares
+/// that the admin API also created (requests could not tell which is meant).
+async fn seed(store: &Store, declared: &Declared, now: u64) -> Result<(), TenancyError> {
+    for record in store.all_upstreams().await? {
+        if declared.upstreams.contains_key(&record.name) {
+            let (owner, flag) = match &record.tenant {
+                None => ("shared".to_string(), " --shared".to_string()),
+                Some(t) => (format!("tenant {t}"), format!(" --tenant {t}")),
+            };
+            return Err(TenancyError::Disagree {
+                name: record.name,
+                owner,
+                flag,
+            });
+        }
+    }
+    for tenant in &declared.tenants {
+        store.ensure_tenant(tenant, now).await?;
+    }
+    Ok(())
 }

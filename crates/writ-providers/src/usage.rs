@@ -62,7 +62,7 @@ pub enum PricingError {
 }
 
 /// Prices by model name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pricing {
     models: HashMap<String, Price>,
 }

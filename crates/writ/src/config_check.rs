@@ -30,7 +30,9 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
     eprintln!("checking {}", path.display());
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-    let (errors, warnings) = check(&text);
+    let Checked {
+        errors, warnings, ..
+    } = check(&text);
     for e in &errors {
         println!("error: {e}");
     }
@@ -49,8 +51,30 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The errors and warnings of a config's text, secrets resolved from this environment.
-fn check(text: &str) -> (Vec<String>, Vec<String>) {
+/// What checking a config's text found.
+pub(crate) struct Checked {
+    /// The validated config, when there is no error.
+    pub(crate) config: Option<Config>,
+    /// Every problem, as `writ config check` prints them.
+    pub(crate) errors: Vec<String>,
+    /// The risky settings it allows.
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Checked {
+    fn refused(errors: Vec<String>) -> Self {
+        Self {
+            config: None,
+            errors,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The errors and warnings of a config's text, secrets resolved from this environment,
+/// and the config when it has no error: what `writ config check` reports, and what a
+/// reload of `writ serve` applies or refuses.
+pub(crate) fn check(text: &str) -> Checked {
     let (raw, problems) = RawConfig::from_toml_all(text);
     let mut errors: Vec<String> = problems.iter().map(ToString::to_string).collect();
     // A retired `kind = "mock"` is reported with what replaces it, in place of the
@@ -62,7 +86,7 @@ fn check(text: &str) -> (Vec<String>, Vec<String>) {
         .collect();
     errors.extend(mocks);
     let Some(raw) = raw else {
-        return (errors, Vec::new());
+        return Checked::refused(errors);
     };
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::validate(raw, Secrets::Resolve(&env)) {
@@ -75,7 +99,7 @@ fn check(text: &str) -> (Vec<String>, Vec<String>) {
                     .map(ToString::to_string)
                     .filter(|e| !retired.iter().any(|f| e.starts_with(f.as_str()))),
             );
-            return (errors, Vec::new());
+            return Checked::refused(errors);
         }
     };
     // Files `writ serve` opens before listening.
@@ -90,5 +114,9 @@ fn check(text: &str) -> (Vec<String>, Vec<String>) {
         errors.push(format!("invalid `server.tls_ca`: {e}"));
     }
     let warnings = config.warnings().iter().map(ToString::to_string).collect();
-    (errors, warnings)
+    Checked {
+        config: errors.is_empty().then_some(config),
+        errors,
+        warnings,
+    }
 }

@@ -11,6 +11,8 @@ use writ_mock::MockServer;
 use writ_store::{Agent, DataDir};
 use writ_token::{SystemClock, parse_grants};
 
+mod reload;
+
 /// Options of `writ serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -23,6 +25,9 @@ pub struct ServeArgs {
     /// an agent `demo` allowed any `writ:llm` grant on it.
     #[arg(long)]
     demo: bool,
+    /// Reload the config file on SIGHUP only, not also when its contents change.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 impl ServeArgs {
@@ -48,13 +53,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.check_admin_apart()?;
     // Runs as long as the gateway: dropping it stops the mock.
     let mut demo_mock = None;
+    let mut demo = None;
     if args.demo && !config.upstreams.contains_key("demo") {
         let mock = MockServer::start(writ_mock::random_key())
             .await
             .context("cannot start the demo's mock upstream on a loopback port")?;
+        let upstream = demo_upstream(&mock)?;
         config
             .upstreams
-            .insert("demo".to_string(), demo_upstream(&mock)?);
+            .insert("demo".to_string(), upstream.clone());
+        demo = Some(upstream);
         demo_mock = Some(mock);
     }
     let data = DataDir::open_or_create(&config.data_dir)?;
@@ -99,6 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let upstreams: Vec<String> = gateway
         .upstreams()
+        .into_iter()
         .map(|(name, kind)| match &demo_mock {
             Some(_) if name == "demo" => format!("{name} (mock)"),
             _ => format!("{name} ({})", kind.as_str()),
@@ -119,6 +128,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!();
     }
+    let gateway = Arc::new(gateway);
+    // Before the ready line: from then on a SIGHUP reloads instead of ending the process.
+    reload::spawn(
+        gateway.clone(),
+        reload::Source {
+            path: crate::settings::config_path(args.state.config.as_deref()),
+            data_dir: args.state.data_dir.clone(),
+            listen: args.listen,
+            demo,
+            watch: !args.no_watch,
+        },
+    )?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -135,7 +156,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "writ {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
-    let gateway = Arc::new(gateway);
     let stops = stop_signals();
     let first_stop = {
         let mut stops = stops.clone();

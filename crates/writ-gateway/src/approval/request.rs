@@ -143,13 +143,13 @@ fn named_in_header(headers: &HeaderMap) -> Result<Option<String>, GatewayError> 
 /// left unused.
 pub(crate) async fn check(
     gw: &Gateway,
+    snapshot: &crate::tenancy::Snapshot,
     writ: &VerifiedWrit,
     facts: &RequestFacts,
     presented: Option<Presented>,
     asked: &Asked<'_>,
 ) -> Result<(), GatewayError> {
     let tenant = &writ.claims().tenant;
-    let snapshot = gw.tenancy.snapshot();
     let Some(Ok(policy)) = snapshot.policy(tenant) else {
         // No policies, or policies that failed to compile (refused by the policy phase).
         return Ok(());

@@ -158,7 +158,7 @@ async fn tenant_upstreams(console: &Console, tenant: &str) -> Result<Vec<Upstrea
                 .collect(),
             name,
         };
-        match snapshot.resolve(&gw.tenancy.declared, tenant, &item.name) {
+        match snapshot.resolve(tenant, &item.name) {
             Resolved::Upstream(upstream) => {
                 item.kind = upstream.provider.kind().as_str().to_string();
                 // A server the gateway starts has no URL (its `base` is a placeholder).

@@ -93,11 +93,11 @@ fn strike_key(gw: &Gateway, key: &StrikeKey) -> String {
     key.key(&gw.detections.config().strike_namespace)
 }
 
-fn strike_policy<'g>(gw: &'g Gateway, key: &StrikeKey) -> &'g StrikePolicy {
+fn strike_policy(gw: &Gateway, key: &StrikeKey) -> StrikePolicy {
     let config = gw.detections.config();
     match key {
-        StrikeKey::WritAddress(_) => &config.data_plane,
-        _ => &config.token_endpoint,
+        StrikeKey::WritAddress(_) => config.data_plane,
+        _ => config.token_endpoint,
     }
 }
 
@@ -113,7 +113,7 @@ pub(crate) async fn strikes_check(gw: &Gateway, keys: &[StrikeKey]) -> Option<Th
         let verdict = match gw
             .limits
             .limiter()
-            .strike_check(&strike_key(gw, key), strike_policy(gw, key), now)
+            .strike_check(&strike_key(gw, key), &strike_policy(gw, key), now)
             .await
         {
             Ok(v) => v,
@@ -160,7 +160,7 @@ pub(crate) async fn strikes_record(
         let outcome = match gw
             .limits
             .limiter()
-            .strike(&strike_key(gw, key), policy, now)
+            .strike(&strike_key(gw, key), &policy, now)
             .await
         {
             Ok(o) => o,
@@ -276,7 +276,8 @@ pub(crate) async fn strikes_unlock_client(
     addresses: bool,
     also: Option<IpAddr>,
 ) -> Result<Vec<IpAddr>, writ_limits::BackendError> {
-    let namespace = &gw.detections.config().strike_namespace;
+    let config = gw.detections.config();
+    let namespace = &config.strike_namespace;
     let prefix = client_prefix(namespace, id);
     let limiter = gw.limits.limiter();
     let forgotten = limiter.strike_forget_prefix(&prefix).await?;

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
@@ -115,10 +116,11 @@ impl Detection {
     }
 }
 
-/// Counters and modes of every detector.
+/// Counters and modes of every detector. The modes are swapped whole by a config reload;
+/// the counters run on.
 #[derive(Debug)]
 pub struct Detections {
-    config: DetectionConfig,
+    config: RwLock<Arc<DetectionConfig>>,
     counts: [[AtomicU64; Action::ALL.len()]; Detector::ALL.len()],
 }
 
@@ -126,19 +128,30 @@ impl Detections {
     /// Counters at zero, modes from `config`.
     pub fn new(config: DetectionConfig) -> Self {
         Self {
-            config,
+            config: RwLock::new(Arc::new(config)),
             counts: Default::default(),
         }
     }
 
-    /// The validated `[detection]` settings.
-    pub fn config(&self) -> &DetectionConfig {
-        &self.config
+    /// The validated `[detection]` settings in force now.
+    pub fn config(&self) -> Arc<DetectionConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts `config`'s modes and brute-force policy in force from the next check on.
+    pub fn replace(&self, config: DetectionConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
     /// The mode of `detector` for `tenant` (`None` before the tenant is known).
     pub fn mode(&self, detector: Detector, tenant: Option<&str>) -> Mode {
-        self.config.mode(detector, tenant)
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .mode(detector, tenant)
     }
 
     /// Counts a detection (for the metrics) without recording it anywhere else.

@@ -1,16 +1,13 @@
 //! What the gateway is built from at start, apart from the `Gateway` itself: why a start
-//! fails, and the vault, webhooks, revocation fan-out, upstreams and defaults read from
-//! the config.
+//! fails, and the vault, webhooks and revocation fan-out read from the config (its
+//! upstreams, tenants and limits are `tenancy::declared`'s, rebuilt on a reload).
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use writ_providers::Dialect;
 use writ_store::{DataDir, StoreError};
 use writ_token::Clock;
 
 use crate::config::Config;
-use crate::upstream::client::Upstream;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,41 +121,4 @@ pub(super) async fn fanout(
         ))),
         crate::config::LimiterBackend::Memory => Ok(None),
     }
-}
-
-/// Every configured upstream, ready to forward to.
-pub(super) fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, StartError> {
-    let mut upstreams = BTreeMap::new();
-    for (name, cfg) in &config.upstreams {
-        let upstream = Upstream::new(name, cfg).map_err(|source| StartError::Upstream {
-            name: name.clone(),
-            source,
-        })?;
-        upstreams.insert(name.clone(), Arc::new(upstream));
-    }
-    Ok(upstreams)
-}
-
-/// For each dialect with upstreams, the one a request goes to when it names none, or why
-/// there is none (several serve it: the writ's grants or `x-writ-upstream` choose).
-pub(super) fn defaults(
-    upstreams: &BTreeMap<String, Arc<Upstream>>,
-) -> HashMap<Dialect, Result<String, &'static str>> {
-    let mut by_dialect: HashMap<Dialect, Vec<&str>> = HashMap::new();
-    for (name, u) in upstreams {
-        by_dialect
-            .entry(u.provider.dialect())
-            .or_default()
-            .push(name);
-    }
-    by_dialect
-        .into_iter()
-        .map(|(dialect, names)| {
-            let choice = match names.as_slice() {
-                [one] => Ok(one.to_string()),
-                _ => Err("several are configured; name one in the x-writ-upstream header"),
-            };
-            (dialect, choice)
-        })
-        .collect()
 }

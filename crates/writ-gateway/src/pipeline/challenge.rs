@@ -34,7 +34,8 @@ pub(crate) fn protected_upstream<'p>(
     path: &'p str,
 ) -> Option<&'p str> {
     let name = route.protected_resource_upstream(path)?;
-    let upstream = gw.tenancy.declared.get(name)?;
+    let declared = gw.tenancy.declared();
+    let upstream = declared.upstreams.get(name)?;
     upstream.provider.serves(route).then_some(name)
 }
 

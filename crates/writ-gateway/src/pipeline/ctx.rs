@@ -33,6 +33,10 @@ pub(crate) struct RequestCtx {
     pub(crate) audit: Option<AuditDue>,
     /// The MCP call, once inspect read it: its id and the list it asks for.
     pub(crate) mcp: Option<McpCall>,
+    /// The tenancy snapshot taken when the request arrived: its upstreams, policies and
+    /// limits are the ones every phase reads, so a reload or a store change meanwhile
+    /// applies to the next request, not to this one.
+    pub(crate) snapshot: Arc<crate::tenancy::Snapshot>,
 }
 
 /// What the phases after inspect need of an MCP call.
@@ -60,6 +64,7 @@ impl RequestCtx {
             answer: None,
             audit: Some(AuditDue::new(gw.clone(), started)),
             mcp: None,
+            snapshot: gw.tenancy.snapshot(),
         }
     }
 }

@@ -179,7 +179,7 @@ mod tests {
             .unwrap();
         let (parts, ()) = request.into_parts();
         let presented = extract::writ(&parts.headers).unwrap();
-        let upstream = f.gw.tenancy.declared[name].clone();
+        let upstream = f.gw.tenancy.declared().upstreams[name].clone();
         let target = Target {
             upstream,
             path: path.to_string(),
@@ -257,7 +257,7 @@ mod tests {
             .into_parts();
         let presented = extract::writ(&parts.headers).unwrap();
         let target = Target {
-            upstream: f.gw.tenancy.declared["openai"].clone(),
+            upstream: f.gw.tenancy.declared().upstreams["openai"].clone(),
             path: "/v1/chat/completions".into(),
         };
         let signing = Signing {

@@ -14,12 +14,13 @@ use crate::gateway::Gateway;
 use crate::limits::{Held, WritBudgets};
 use crate::pipeline::route::Target;
 
-/// Reserves the request's estimate on every limit that applies to it (writ budgets
-/// included); `None` when none does. A refusal is `RateLimited` naming the limit; a
+/// Reserves the request's estimate on every limit of `limits` (the request's snapshot's)
+/// that applies to it, writ budgets included; `None` when none does. A refusal is `RateLimited` naming the limit; a
 /// failing limiter backend fails closed (`LimiterUnavailable`) unless configured to fall
 /// back to local limits.
 pub(crate) async fn reserve(
     gw: &Gateway,
+    limits: &[writ_limits::LimitSpec],
     writ: &VerifiedWrit,
     target: &Target,
     facts: &RequestFacts,
@@ -40,13 +41,7 @@ pub(crate) async fn reserve(
         expires_at: claims.expires_at,
     };
     gw.limits
-        .reserve(
-            &gw.tenancy.snapshot().limits,
-            &subject,
-            estimate,
-            &budgets,
-            gw.clock.now(),
-        )
+        .reserve(limits, &subject, estimate, &budgets, gw.clock.now())
         .await
 }
 
@@ -141,19 +136,43 @@ mod tests {
     async fn the_estimate_is_reserved_against_the_writs_own_budget() {
         let f = Fixture::start(CONFIG).await;
         let target = Target {
-            upstream: f.gw.tenancy.declared["openai"].clone(),
+            upstream: f.gw.tenancy.declared().upstreams["openai"].clone(),
             path: "/v1/chat/completions".into(),
         };
         let unlimited = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"openai"}"#, None));
-        let held = reserve(&f.gw, &unlimited, &target, &chat("gpt-4o", Some(10)), 40).await;
+        let held = reserve(
+            &f.gw,
+            &f.gw.tenancy.snapshot().limits,
+            &unlimited,
+            &target,
+            &chat("gpt-4o", Some(10)),
+            40,
+        )
+        .await;
         assert!(matches!(held, Ok(None)), "no limit applies");
         let budgeted = f.verified(&f.mint(
             r#"[{"type":"writ:llm","upstream":"openai"},{"type":"writ:budget","tokens":100}]"#,
             None,
         ));
-        let held = reserve(&f.gw, &budgeted, &target, &chat("gpt-4o", Some(10)), 40).await;
+        let held = reserve(
+            &f.gw,
+            &f.gw.tenancy.snapshot().limits,
+            &budgeted,
+            &target,
+            &chat("gpt-4o", Some(10)),
+            40,
+        )
+        .await;
         assert!(matches!(held, Ok(Some(_))));
-        let over = reserve(&f.gw, &budgeted, &target, &chat("gpt-4o", Some(500)), 40).await;
+        let over = reserve(
+            &f.gw,
+            &f.gw.tenancy.snapshot().limits,
+            &budgeted,
+            &target,
+            &chat("gpt-4o", Some(500)),
+            40,
+        )
+        .await;
         assert!(matches!(over, Err(GatewayError::RateLimited(_))));
     }
 }

@@ -16,8 +16,7 @@ use writ_providers::{RouteSpec, UpstreamInPath};
 use writ_token::VerifiedWrit;
 
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
-use crate::tenancy::Resolved;
+use crate::tenancy::{Resolved, Snapshot};
 use crate::upstream::client::Upstream;
 
 /// Header a client may set to choose among several upstreams of one dialect.
@@ -32,20 +31,19 @@ pub(crate) struct Target {
 }
 
 /// Where the request goes: the upstream it names (header or path), or the one its
-/// dialect and `writ` leave, among those the writ's tenant sees (`writ.toml`'s, with the
-/// tenant's credential where it has one, and its own). Fails when the path does not fit
+/// dialect and `writ` leave, among those the writ's tenant sees in `snapshot`, the
+/// request's (`writ.toml`'s, with the tenant's credential where it has one, and its own). Fails when the path does not fit
 /// the route, the header is not text, no upstream (or more than one) is left, the one named
 /// does not serve the route, or it has no credential for this tenant.
 pub(crate) fn target(
-    gw: &Gateway,
+    snapshot: &Snapshot,
     route: &RouteSpec,
     path: &str,
     headers: &HeaderMap,
     writ: &VerifiedWrit,
 ) -> Result<Target, GatewayError> {
     let tenant = writ.claims().tenant.as_str();
-    let snapshot = gw.tenancy.snapshot();
-    let declared = &gw.tenancy.declared;
+    let declared = &snapshot.declared.upstreams;
     let widened = snapshot.widens(tenant);
     let (name, upstream_path) = match route.upstream_in_path(path).ok_or(GatewayError::NotFound)? {
         UpstreamInPath::Unnamed => {
@@ -56,10 +54,8 @@ pub(crate) fn target(
                         name: UPSTREAM_HEADER,
                     })?
                     .to_string(),
-                None if widened => {
-                    chosen_by_writ(&snapshot.ready_for(declared, tenant), route, writ)?
-                }
-                None => match gw.defaults.get(&route.dialect()) {
+                None if widened => chosen_by_writ(&snapshot.ready_for(tenant), route, writ)?,
+                None => match snapshot.declared.defaults.get(&route.dialect()) {
                     Some(Ok(name)) => name.clone(),
                     Some(Err(_)) => chosen_by_writ(&declared_map(declared), route, writ)?,
                     None => {
@@ -83,7 +79,7 @@ pub(crate) fn target(
             (name.to_string(), rest.to_string())
         }
     };
-    let upstream = match snapshot.resolve(declared, tenant, &name) {
+    let upstream = match snapshot.resolve(tenant, &name) {
         Resolved::Upstream(upstream) => upstream,
         Resolved::Unknown => return Err(GatewayError::UnknownUpstream),
         Resolved::Unavailable(why) => {
@@ -190,8 +186,14 @@ mod tests {
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
         let chat = spec("/v1/chat/completions");
         let to = |headers: &HeaderMap| {
-            target(&f.gw, &chat, "/v1/chat/completions", headers, &writ)
-                .map(|t| (t.upstream.name.clone(), t.path))
+            target(
+                &f.gw.tenancy.snapshot(),
+                &chat,
+                "/v1/chat/completions",
+                headers,
+                &writ,
+            )
+            .map(|t| (t.upstream.name.clone(), t.path))
         };
         // The header wins over the writ's grants: the writ still has to allow it.
         assert_eq!(
@@ -226,7 +228,7 @@ mod tests {
         let route_for = |grants: &str| {
             let writ = f.verified(&f.mint(grants, None));
             target(
-                &f.gw,
+                &f.gw.tenancy.snapshot(),
                 &chat,
                 "/v1/chat/completions",
                 &HeaderMap::new(),
@@ -251,12 +253,19 @@ mod tests {
         // One anthropic upstream: it is the default whatever the writ names.
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
         let messages = spec("/v1/messages");
-        let t = target(&f.gw, &messages, "/v1/messages", &HeaderMap::new(), &writ).unwrap();
+        let t = target(
+            &f.gw.tenancy.snapshot(),
+            &messages,
+            "/v1/messages",
+            &HeaderMap::new(),
+            &writ,
+        )
+        .unwrap();
         assert_eq!(t.upstream.name, "claude");
         // No gemini upstream at all: refused, with no choice to offer.
         let gemini = spec("/v1beta/models/{*model_action}");
         let none = target(
-            &f.gw,
+            &f.gw.tenancy.snapshot(),
             &gemini,
             "/v1beta/models/m:generateContent",
             &HeaderMap::new(),
@@ -275,8 +284,14 @@ mod tests {
         let writ = f.verified(&f.mint(r#"{"type":"writ:llm","upstream":"a"}"#, None));
         let http = spec("/u/{upstream}/{*rest}");
         let to = |path: &str| {
-            target(&f.gw, &http, path, &HeaderMap::new(), &writ)
-                .map(|t| (t.upstream.name.clone(), t.path))
+            target(
+                &f.gw.tenancy.snapshot(),
+                &http,
+                path,
+                &HeaderMap::new(),
+                &writ,
+            )
+            .map(|t| (t.upstream.name.clone(), t.path))
         };
         assert_eq!(
             to("/u/crm/v1/bookings/42").unwrap(),

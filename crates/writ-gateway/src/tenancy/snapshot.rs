@@ -1,5 +1,6 @@
 //! `Snapshot`: one consistent view of every tenant's upstreams, credentials, policies and
-//! limits, built from what the store holds and swapped whole.
+//! limits, built from what the store holds and what `writ.toml` declares, and swapped
+//! whole.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use writ_providers::UpstreamSecret;
 use writ_store::{OpenedCredential, RuleRecord, UpstreamRecord};
 use writ_token::OperatorPolicy;
 
+use super::Declared;
 use crate::config::{UpstreamConfig, UpstreamTemplate, api_upstream, build_with_credential};
 use crate::error::Unavailable;
 use crate::upstream::client::Upstream;
@@ -41,6 +43,9 @@ pub(crate) struct TenantView {
 pub(crate) struct Snapshot {
     /// The store's change sequence number this was built at.
     pub(crate) seq: i64,
+    /// What `writ.toml` declares: its upstreams with the file's credentials, the default
+    /// upstream of each dialect, its tenants, policies and limits.
+    pub(crate) declared: Arc<Declared>,
     /// Shared upstreams created through the API (each tenant needs its own credential).
     shared: BTreeSet<String>,
     tenants: HashMap<String, TenantView>,
@@ -52,6 +57,14 @@ pub(crate) struct Snapshot {
     pub(crate) limits: Arc<Vec<LimitSpec>>,
     /// A digest of the credentials the scanners know: unchanged, they are reused.
     scanned: [u8; 32],
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a name resolves to for a tenant.
@@ -66,11 +79,8 @@ pub(crate) enum Resolved {
 
 impl Snapshot {
     /// The snapshot before the store is read: `writ.toml`'s upstreams and limits only.
-    pub(crate) fn empty(
-        declared: &BTreeMap<String, Arc<Upstream>>,
-        config_limits: &[LimitSpec],
-    ) -> Result<Self, writ_detect::DetectError> {
-        let (scanner, own_secrets, scanned) = scanners(declared, &HashMap::new(), None)?;
+    pub(crate) fn empty(declared: Arc<Declared>) -> Result<Self, writ_detect::DetectError> {
+        let (scanner, own_secrets, scanned) = scanners(&declared.upstreams, &HashMap::new(), None)?;
         Ok(Self {
             scanned,
             seq: -1,
@@ -78,25 +88,21 @@ impl Snapshot {
             tenants: HashMap::new(),
             scanner,
             own_secrets,
-            limits: Arc::new(config_limits.to_vec()),
+            limits: Arc::new(declared.limits.clone()),
+            declared,
         })
     }
 
     /// What `name` is for `tenant`: the tenant's own or its credential on a shared or
     /// declared upstream first, then the declared upstream with the file's credential.
-    pub(crate) fn resolve(
-        &self,
-        declared: &BTreeMap<String, Arc<Upstream>>,
-        tenant: &str,
-        name: &str,
-    ) -> Resolved {
+    pub(crate) fn resolve(&self, tenant: &str, name: &str) -> Resolved {
         if let Some(slot) = self.tenants.get(tenant).and_then(|v| v.upstreams.get(name)) {
             return match slot {
                 Slot::Ready { upstream, .. } => Resolved::Upstream(upstream.clone()),
                 Slot::Unavailable(why) => Resolved::Unavailable(why.clone()),
             };
         }
-        if let Some(upstream) = declared.get(name) {
+        if let Some(upstream) = self.declared.upstreams.get(name) {
             return Resolved::Upstream(upstream.clone());
         }
         if self.shared.contains(name) {
@@ -117,13 +123,13 @@ impl Snapshot {
 
     /// The upstreams ready to serve `tenant`, by name: declared ones (with the tenant's
     /// credential where it has one) and its own.
-    pub(crate) fn ready_for<'s>(
-        &'s self,
-        declared: &'s BTreeMap<String, Arc<Upstream>>,
-        tenant: &str,
-    ) -> BTreeMap<&'s str, &'s Arc<Upstream>> {
-        let mut out: BTreeMap<&str, &Arc<Upstream>> =
-            declared.iter().map(|(n, u)| (n.as_str(), u)).collect();
+    pub(crate) fn ready_for<'s>(&'s self, tenant: &str) -> BTreeMap<&'s str, &'s Arc<Upstream>> {
+        let mut out: BTreeMap<&str, &Arc<Upstream>> = self
+            .declared
+            .upstreams
+            .iter()
+            .map(|(n, u)| (n.as_str(), u))
+            .collect();
         if let Some(view) = self.tenants.get(tenant) {
             for (name, slot) in &view.upstreams {
                 match slot {
@@ -147,18 +153,16 @@ impl Snapshot {
 }
 
 /// What a snapshot is built from.
-pub(crate) struct Inputs<'a> {
+pub(crate) struct Inputs {
     pub(crate) seq: i64,
-    pub(crate) declared: &'a BTreeMap<String, Arc<Upstream>>,
-    pub(crate) declared_configs: &'a BTreeMap<String, UpstreamConfig>,
-    pub(crate) config_limits: &'a [LimitSpec],
+    pub(crate) declared: Arc<Declared>,
     pub(crate) upstreams: Vec<UpstreamRecord>,
     pub(crate) credentials: Vec<OpenedCredential>,
     pub(crate) policies: Vec<RuleRecord>,
     pub(crate) limits: Vec<RuleRecord>,
 }
 
-impl Inputs<'_> {
+impl Inputs {
     /// The next snapshot, reusing `previous`'s upstreams whose key did not change.
     pub(crate) fn build(self, previous: &Snapshot) -> Result<Snapshot, writ_detect::DetectError> {
         let mut tenants: HashMap<String, TenantView> = HashMap::new();
@@ -183,13 +187,20 @@ impl Inputs<'_> {
             let meta = &credential.meta;
             let own = api.get(&(Some(meta.tenant.clone()), meta.upstream.clone()));
             let shared_record = api.get(&(None, meta.upstream.clone()));
-            let declared = self.declared_configs.get(&meta.upstream);
+            let declared = self.declared.configs.get(&meta.upstream);
+            // A declared upstream's settings are part of what a tenant's is built from.
+            let declared_print = self
+                .declared
+                .fingerprints
+                .get(&meta.upstream)
+                .map(hex::encode)
+                .unwrap_or_default();
             let slot = match (&credential.secret, own.or(shared_record), declared) {
                 (_, None, None) => continue, // an orphan: its upstream is gone
                 (Err(e), _, _) => Slot::Unavailable(Unavailable::Invalid(e.to_string())),
                 (Ok(secret), record, declared) => {
                     let key = format!(
-                        "{}|{}|{}",
+                        "{}|{declared_print}|{}|{}",
                         record.map(|r| r.settings.to_string()).unwrap_or_default(),
                         meta.version,
                         meta.fingerprint
@@ -231,7 +242,7 @@ impl Inputs<'_> {
             }
             tenants.entry(tenant.to_string()).or_default().policy = Some(compiled);
         }
-        let mut limits = self.config_limits.to_vec();
+        let mut limits = self.declared.limits.clone();
         for l in &self.limits {
             let spec = serde_json::from_str(&l.body)
                 .map_err(|e| crate::config::ConfigError::Invalid {
@@ -246,10 +257,12 @@ impl Inputs<'_> {
                 }
             }
         }
-        let (scanner, own_secrets, scanned) = scanners(self.declared, &tenants, Some(previous))?;
+        let (scanner, own_secrets, scanned) =
+            scanners(&self.declared.upstreams, &tenants, Some(previous))?;
         Ok(Snapshot {
             scanned,
             seq: self.seq,
+            declared: self.declared,
             shared,
             tenants,
             scanner,

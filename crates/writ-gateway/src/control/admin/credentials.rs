@@ -212,7 +212,7 @@ pub(super) async fn add(
         } else if let Some(declared) = gw.tenancy.declared_config(&upstream) {
             build_with_credential(
                 &upstream,
-                UpstreamTemplate::Declared(declared),
+                UpstreamTemplate::Declared(&declared),
                 secret.expose(),
             )
             .map_err(refused)?;

@@ -125,11 +125,8 @@ pub(super) async fn put(
         writ_token::validate_policy(&name, &datalog).map_err(|e| GatewayError::InvalidRequest {
             reason: e.to_string(),
         })?;
-        if gw
-            .tenancy
-            .declared_policies(&tenant)
-            .any(|(n, _)| n == name)
-        {
+        let declared = gw.tenancy.declared_policies(&tenant);
+        if declared.iter().any(|(n, _)| *n == name) {
             return Err(GatewayError::Storage(writ_store::StoreError::Refused(
                 format!(
                     "policy `{name}` of tenant `{tenant}` is declared in writ.toml \
@@ -140,7 +137,10 @@ pub(super) async fn put(
         // With the tenant's others (`writ.toml`'s among them): their number of checks is
         // bounded together.
         let others = gw.store().rules(RuleKind::Policy, Some(&tenant)).await?;
-        let mut sources: Vec<(&str, &str)> = gw.tenancy.declared_policies(&tenant).collect();
+        let mut sources: Vec<(&str, &str)> = declared
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_str()))
+            .collect();
         sources.extend(
             others
                 .iter()

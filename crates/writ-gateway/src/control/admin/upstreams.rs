@@ -90,7 +90,7 @@ fn view(gw: &Gateway, r: UpstreamRecord) -> UpstreamView {
 /// The upstreams `writ.toml` declares, shared by every tenant: their kind is all that is
 /// shown of their settings (the file is the place to read the rest).
 fn declared_views(gw: &Gateway) -> impl Iterator<Item = UpstreamView> + '_ {
-    gw.upstreams().map(|(name, kind)| UpstreamView {
+    gw.upstreams().into_iter().map(|(name, kind)| UpstreamView {
         name: name.to_string(),
         tenant: None,
         shared: true,

@@ -26,9 +26,9 @@ pub(super) struct Resource {
 /// protected-resource metadata is served for, with the same `resource` value.
 fn advertised(gw: &Gateway) -> Vec<Resource> {
     let issuer = gw.issuer();
-    let mut resources: Vec<Resource> = gw
-        .tenancy
-        .declared
+    let declared = gw.tenancy.declared();
+    let mut resources: Vec<Resource> = declared
+        .upstreams
         .keys()
         .flat_map(|name| {
             writ_providers::ROUTES.iter().filter_map(|route| {

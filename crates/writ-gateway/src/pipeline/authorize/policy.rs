@@ -29,15 +29,15 @@ pub(crate) fn check(
     })
 }
 
-/// Checks `facts` against the policies `tenant` holds in the current snapshot (see
+/// Checks `facts` against the policies `tenant` holds in `snapshot`, the request's (see
 /// [`check`]). Policies that could not be compiled refuse every request of the tenant
 /// (fail closed) until a tenant admin fixes them.
 pub(crate) fn check_tenant(
     gw: &crate::gateway::Gateway,
+    snapshot: &crate::tenancy::Snapshot,
     tenant: &str,
     facts: &RequestFacts,
 ) -> Result<(), GatewayError> {
-    let snapshot = gw.tenancy.snapshot();
     match snapshot.policy(tenant) {
         None => Ok(()),
         Some(Ok(policy)) => check(Some(policy), facts, gw.clock.now()),

@@ -69,7 +69,7 @@ async fn meter(
     listener: &TcpListener,
     response: &[u8],
 ) -> (Result<Response, GatewayError>, RequestCtx) {
-    let upstream = &f.gw.tenancy.declared["openai"];
+    let upstream = &f.gw.tenancy.declared().upstreams["openai"].clone();
     let mut ctx = ctx(f);
     let call = async {
         let request = http::Request::get(format!("{}/v1/chat/completions", upstream.base))
@@ -261,7 +261,7 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
         None,
     ));
     let target = crate::pipeline::route::Target {
-        upstream: f.gw.tenancy.declared["openai"].clone(),
+        upstream: f.gw.tenancy.declared().upstreams["openai"].clone(),
         path: "/v1/chat/completions".into(),
     };
     let facts = writ_token::RequestFacts {
@@ -276,7 +276,8 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
     };
     let id = ctx(&f).id.clone();
     let mut info = call_info();
-    info.held = crate::pipeline::limit::reserve(&f.gw, &writ, &target, &facts, 400)
+    let limits = f.gw.tenancy.snapshot().limits.clone();
+    info.held = crate::pipeline::limit::reserve(&f.gw, &limits, &writ, &target, &facts, 400)
         .await
         .unwrap();
     assert!(info.held.is_some());
