@@ -12,6 +12,10 @@ class Cut(Exception):
     """The connection failed or closed before the answer was whole."""
 
 
+class TimedOut(Cut):
+    """No whole answer within the timeout; the connection was closed."""
+
+
 class Refused(Exception):
     """Nothing listened: the request never reached the gateway."""
 
@@ -82,7 +86,7 @@ async def request(url, method="GET", headers=None, body=None, timeout=60.0):
 
         return await asyncio.wait_for(read(), timeout)
     except asyncio.TimeoutError:
-        raise Cut("timed out") from None
+        raise TimedOut("timed out") from None
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError, OSError) as e:
         raise Cut(f"{type(e).__name__}: {e}") from None
     finally:

@@ -24,10 +24,12 @@ import math
 
 OVERRUN = 48  # input tokens the mock reports beyond the gateway's byte estimate
 UNDERRUN = 16  # output tokens short of the request's cap
+ABANDON_AFTER_S = 0.6  # an abandoning client closes its connection after this long ...
+ABANDON_UPSTREAM_MS = 2500  # ... while the upstream takes this long to answer
 
 
 class Item:
-    __slots__ = ("rid", "body", "stream", "max_tokens", "prompt", "completion", "estimate", "actual")
+    __slots__ = ("rid", "body", "stream", "max_tokens", "prompt", "completion", "estimate", "actual", "abandon")
 
 
 class Plan:
@@ -54,7 +56,10 @@ class Plan:
         it.max_tokens = cls.MAX_TOKENS
         kind = i % 3  # 0: exact, 1: input over-runs the estimate, 2: output stops early
         it.completion = it.max_tokens - (UNDERRUN if kind == 2 else 0)
-        ms = 100 + (i * 37) % 500
+        # One call in twenty (never a stream) is abandoned by its client before the upstream
+        # answers: the gateway must still release its lease.
+        it.abandon = i % 20 == 10
+        ms = ABANDON_UPSTREAM_MS if it.abandon else 100 + (i * 37) % 500
 
         def body(prompt, pad):
             text = f"torture rid={it.rid} in={prompt:06d} out={it.completion:06d} ms={ms:06d} {'x' * pad}"
@@ -79,25 +84,57 @@ class Plan:
         return sum(it.estimate for it in self.items)
 
 
-def unsettled_sums(unsettled, free, capped, cap):
+def unsettled_sums(unsettled, free, capped, cap, uncounted=()):
     """Every total that choosing exactly `unsettled` candidates can add, where a candidate
     adds its delta (what counting its reservation instead of its usage adds): any of the
-    `free` deltas, and at most `cap` of the `capped` ones. The deltas take few distinct
-    values (one estimate; three kinds of usage), so this is a small dynamic programme over
-    (chosen, capped chosen, total)."""
+    `free` deltas, and at most `cap` of the `capped` ones; plus any of the `uncounted`
+    ones, which hold no lease (not chosen among the `unsettled`). The deltas take few
+    distinct values (one estimate; three kinds of usage): a bounded knapsack per count,
+    with each count's reachable totals as the bits of an integer."""
+    shift = -min([0, *free, *capped])  # every value made >= 0; undone per count
+
     def kinds(ds):
         out = {}
         for d in ds:
-            out[d] = out.get(d, 0) + 1
+            out[d + shift] = out.get(d + shift, 0) + 1
         return sorted(out.items())
 
-    reachable = {(0, 0, 0)}
-    for group, is_capped in ((free, False), (capped, True)):
+    def knapsack(group, limit):
+        # sets[c]: bit s set when c candidates of the group can add s (shifted).
+        sets = [1] + [0] * limit
         for value, n in kinds(group):
-            reachable = {(c + k, q + (k if is_capped else 0), s + k * value)
-                         for c, q, s in reachable for k in range(0, n + 1)
-                         if c + k <= unsettled and (not is_capped or q + k <= cap)}
-    return sorted({s for c, _, s in reachable if c == unsettled})
+            new = list(sets)
+            for c in range(limit + 1):
+                if not sets[c]:
+                    continue
+                for k in range(1, min(n, limit - c) + 1):
+                    new[c + k] |= sets[c] << (k * value)
+            sets = new
+        return sets
+
+    def times(x, y):
+        """The totals of one of x plus one of y, as bits."""
+        out = 0
+        while x:
+            low = x & -x
+            out |= y << (low.bit_length() - 1)
+            x ^= low
+        return out
+
+    capped_sets = knapsack(capped, min(cap, len(capped), unsettled))
+    free_sets = knapsack(free, unsettled)
+    bits = 0
+    for q, bits_q in enumerate(capped_sets):
+        if 0 <= unsettled - q < len(free_sets):
+            bits |= times(bits_q, free_sets[unsettled - q])
+    for d in uncounted:  # estimates, never negative
+        bits |= bits << d
+    out = []
+    while bits:
+        low = bits & -bits
+        out.append(low.bit_length() - 1 - unsettled * shift)
+        bits ^= low
+    return out
 
 
 def _overlaps(rec, lo, hi):
@@ -166,6 +203,9 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
                     ambiguous.append(r)
             if o == "down" and not kills:
                 problems.append(f"{r['rid']}: connection refused with no replica killed")
+        elif o == "abandoned":
+            if not it.abandon:
+                problems.append(f"{r['rid']}: no answer within its timeout")
         elif o == "cut":
             if not cut_by_kill(r):
                 problems.append(f"{r['rid']}: cut ({r.get('why')}) with no kill of its replica")
@@ -199,6 +239,12 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
         certain = sum(plan.by_rid[r["rid"]].actual for r in results
                       if r["outcome"] == "ok" and r["rid"] not in amb)
         base = certain + sum(plan.by_rid[r["rid"]].actual for r in ambiguous if r["rid"] in got)
+        # A call its client abandoned while the upstream worked is settled with its
+        # estimate (the gateway never learns its usage) and releases its lease; one
+        # abandoned before it reached the upstream may not have reserved at all.
+        abandoned = [r for r in results if r["outcome"] == "abandoned"]
+        base += sum(plan.by_rid[r["rid"]].estimate for r in abandoned if r["rid"] in got)
+        uncounted = [plan.by_rid[r["rid"]].estimate for r in abandoned if r["rid"] not in got]
         # What counting a candidate's reservation instead adds to the base. A call answered
         # during the outage left its reservation unsettled only if its settlement failed, and
         # the replicas log each failure: at most that many of those.
@@ -210,7 +256,7 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
         cap = len(capped) if settle_failures is None else settle_failures
         if leases_after_run is not None:
             unsettled = leases_after_run
-            sums = unsettled_sums(unsettled, free, capped, cap)
+            sums = unsettled_sums(unsettled, free, capped, cap, uncounted)
             if not sums:
                 problems.append(f"{unsettled} reservations left unsettled, more than the {len(free)} "
                                 f"calls cut and {min(cap, len(capped))} failed settlements could leave")
@@ -221,7 +267,7 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
                     problems.append(f"ledger {ledger} is not the usage of every settled call plus the "
                                     f"estimates of exactly {unsettled} unsettled ones (base {base})")
         else:
-            deltas = free + capped
+            deltas = free + capped + uncounted
             lo = base + sum(d for d in deltas if d < 0)
             hi = base + sum(d for d in deltas if d > 0)
         if not lo <= ledger <= hi:
@@ -238,6 +284,7 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
         "unavailable": count.get("unavailable", 0),
         "cut": count.get("cut", 0),
         "down": count.get("down", 0),
+        "abandoned": count.get("abandoned", 0),
         "budget": budget,
         "spent": spent,
         "bound": bound,

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cluster  # noqa: E402
 import http1  # noqa: E402
-from ledger import Plan, judge  # noqa: E402
+from ledger import ABANDON_AFTER_S, Plan, judge  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -89,10 +90,12 @@ async def send_one(plan, item, url, keys, t0):
         reply = await http1.request(
             url + "/v1/chat/completions", "POST",
             headers={"authorization": f"Bearer {keys.get()}", "content-type": "application/json"},
-            body=item.body, timeout=60,
+            body=item.body, timeout=ABANDON_AFTER_S if item.abandon else 60,
         )
     except http1.Refused:
         rec.update(outcome="down")
+    except http1.TimedOut as e:
+        rec.update(outcome="abandoned" if item.abandon else "cut", why=str(e))
     except http1.Cut as e:
         rec.update(outcome="cut", why=str(e))
     else:
@@ -263,6 +266,10 @@ def main(argv=None):
     for line in report["problems"][:20]:
         print(f"  problem: {line}", flush=True)
     verdict = "PASS" if not report["problems"] else "FAIL"
+    if verdict == "FAIL":
+        print(f"  logs and data kept in {report['work_dir']}", flush=True)
+    elif not args.work_dir:
+        shutil.rmtree(report["work_dir"], ignore_errors=True)
     s = report["summary"]
     print(f"torture: {verdict} " + " ".join(f"{k}={v}" for k, v in s.items())
           + f" replicas={report['replicas']} elapsed={report['elapsed_s']}s", flush=True)
