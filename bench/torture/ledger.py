@@ -206,6 +206,9 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
         elif o == "abandoned":
             if not it.abandon:
                 problems.append(f"{r['rid']}: no answer within its timeout")
+            if cut_by_kill(r) or in_window(r):
+                # Its settlement on abandonment may have died with its replica or failed.
+                ambiguous.append(r)
         elif o == "cut":
             if not cut_by_kill(r):
                 problems.append(f"{r['rid']}: cut ({r.get('why')}) with no kill of its replica")
@@ -238,19 +241,22 @@ def judge(plan, results, served, events, budget, ledger=None, leases_after_run=N
     if ledger is not None:
         certain = sum(plan.by_rid[r["rid"]].actual for r in results
                       if r["outcome"] == "ok" and r["rid"] not in amb)
-        base = certain + sum(plan.by_rid[r["rid"]].actual for r in ambiguous if r["rid"] in got)
         # A call its client abandoned while the upstream worked is settled with its
         # estimate (the gateway never learns its usage) and releases its lease; one
-        # abandoned before it reached the upstream may not have reserved at all.
-        abandoned = [r for r in results if r["outcome"] == "abandoned"]
+        # abandoned before it reached the upstream may not have reserved at all. Settled or
+        # not, a served one counts its estimate.
+        def settled_as(r):
+            it = plan.by_rid[r["rid"]]
+            return it.estimate if r["outcome"] == "abandoned" else it.actual
+        base = certain + sum(settled_as(r) for r in ambiguous if r["rid"] in got)
+        abandoned = [r for r in results if r["outcome"] == "abandoned" and r["rid"] not in amb]
         base += sum(plan.by_rid[r["rid"]].estimate for r in abandoned if r["rid"] in got)
         uncounted = [plan.by_rid[r["rid"]].estimate for r in abandoned if r["rid"] not in got]
         # What counting a candidate's reservation instead adds to the base. A call answered
         # during the outage left its reservation unsettled only if its settlement failed, and
         # the replicas log each failure: at most that many of those.
         def delta(r):
-            it = plan.by_rid[r["rid"]]
-            return it.estimate - (it.actual if r["rid"] in got else 0)
+            return plan.by_rid[r["rid"]].estimate - (settled_as(r) if r["rid"] in got else 0)
         free = [delta(r) for r in ambiguous if r["outcome"] != "ok"]
         capped = [delta(r) for r in ambiguous if r["outcome"] == "ok"]
         cap = len(capped) if settle_failures is None else settle_failures

@@ -54,12 +54,14 @@ class Run:
                 rec.update(outcome="limited", code="rate_limit_exceeded")
             self.results.append(rec)
         self.spent = sum(it.actual for it in self.plan.items[:20])
+        self.events = []
         self.budget = self.spent
 
     def judge(self, **kw):
         args = dict(ledger=self.spent, leases_after_run=0, leases_after_ttl=0, settle_failures=0)
         args.update(kw)
-        return judge(self.plan, self.results, self.served, [], args.pop("budget", self.budget), **args)["problems"]
+        return judge(self.plan, self.results, self.served, self.events, args.pop("budget", self.budget),
+                     **args)["problems"]
 
 
 class Judge(unittest.TestCase):
@@ -108,6 +110,31 @@ class Judge(unittest.TestCase):
         run = Run()
         run.served["saw_forbidden"] = 1
         self.assertTrue(any("caller's key" in p for p in run.judge()))
+
+    def test_a_cut_call_may_leave_its_reservation_and_lease_but_no_more(self):
+        run = Run()
+        run.events = [{"event": "kill", "replica": 1, "at": 0.2}]
+        cut = run.plan.items[1]  # one that over-runs its estimate
+        self.assertNotEqual(cut.actual, cut.estimate)
+        run.results[1].update(outcome="cut", why="reset")
+        # Unsettled: its estimate, not its usage, is in the ledger, and it holds a lease.
+        ledger = run.spent - cut.actual + cut.estimate
+        self.assertEqual(run.judge(ledger=ledger, leases_after_run=1), [])
+        # Settled before the kill: its usage, and no lease.
+        self.assertEqual(run.judge(leases_after_run=0), [])
+        # Two leases, or the estimate without a lease, are not what one cut call leaves.
+        self.assertTrue(run.judge(ledger=ledger, leases_after_run=2))
+        self.assertTrue(run.judge(ledger=ledger, leases_after_run=0))
+
+    def test_an_abandoned_call_counts_its_estimate_and_frees_its_lease(self):
+        run = Run()
+        ab = run.plan.items[10]
+        self.assertTrue(ab.abandon)
+        run.results[10].update(outcome="abandoned")
+        ledger = run.spent - ab.actual + ab.estimate
+        self.assertEqual(run.judge(ledger=ledger), [])
+        self.assertTrue(run.judge(ledger=ledger, leases_after_run=1), "a lease kept by an abandoned call")
+        self.assertTrue(run.judge(), "usage instead of the estimate")
 
     def test_a_cut_without_a_kill_fails(self):
         run = Run()

@@ -25,13 +25,14 @@ fn run(args: &[&str]) -> (bool, String, String) {
 }
 
 /// The harness's judgement fails a made-up run for each way a gateway can get a budget
-/// wrong (over-admission, a ledger off by one token, a leaked lease, no refusal at all, a
-/// call forwarded twice, usage changed on the way, the caller's key sent upstream).
+/// wrong (over-admission, a ledger off by one token, a leaked lease, a cut or abandoned
+/// call counted wrong, no refusal at all, a call forwarded twice, usage changed on the
+/// way, the caller's key sent upstream).
 #[test]
 fn the_harness_fails_every_kind_of_budget_error() {
     let (ok, stdout, stderr) = run(&["-m", "unittest", "-v", "test_ledger"]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stderr.contains("Ran 11 tests"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("OK"), "{stderr}");
 }
 
 #[test]
