@@ -438,7 +438,11 @@ mod tests {
             .filter(|(key, _)| key.starts_with("writ:limit:tokens:"))
             .map(|(_, used)| used)
             .collect();
-        assert_eq!(tokens, vec![2 * 164], "the dropped one's estimate stays charged");
+        assert_eq!(
+            tokens,
+            vec![2 * 164],
+            "the dropped one's estimate stays charged"
+        );
         again.settle(Amounts::default(), now()).await;
     }
 
