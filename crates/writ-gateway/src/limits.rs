@@ -40,15 +40,24 @@ pub(crate) struct WritBudgets {
 }
 
 /// An admitted request's reservation and the backend that holds it.
+///
+/// Dropped unsettled (the request's future was dropped: its client closed the connection
+/// while the gateway awaited the upstream), it settles itself on the runtime as if the
+/// call used exactly its estimate: what may have been spent stays charged, and its
+/// concurrency leases are released at once instead of after the lease TTL.
 pub(crate) struct Held {
-    reservation: Reservation,
+    /// `None` once settled.
+    reservation: Option<Reservation>,
     backend: Arc<Limiter>,
+    /// When it was reserved, in Unix nanoseconds: the time a settlement on drop states
+    /// (no backend reads a settlement's time).
+    reserved_ns: u64,
 }
 
 impl std::fmt::Debug for Held {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Held")
-            .field("id", &self.reservation.id)
+            .field("id", &self.reservation.as_ref().map(|r| &r.id))
             .finish_non_exhaustive()
     }
 }
@@ -163,8 +172,9 @@ impl Limits {
             Ok(reservation) => {
                 self.count(&reservation.charges, LimitOutcome::Allowed);
                 Ok(Some(Held {
-                    reservation,
+                    reservation: Some(reservation),
                     backend,
+                    reserved_ns: now_ns,
                 }))
             }
             Err(ReserveError::Refused(refusal)) => {
@@ -258,19 +268,46 @@ impl Limits {
 impl Held {
     /// What was left on each limit when the request was admitted.
     pub(crate) fn remaining(&self) -> &[Remaining] {
-        &self.reservation.remaining
+        self.reservation
+            .as_ref()
+            .map_or(&[], |r| r.remaining.as_slice())
     }
 
     /// Settles with what the request used: over-runs charged, the rest given back,
     /// concurrency released. A backend failure here is logged; leases then expire by TTL.
-    pub(crate) async fn settle(self, actual: Amounts, now: SystemTime) {
-        if let Err(e) = self
-            .backend
-            .settle(&self.reservation, &actual, nanos(now))
-            .await
-        {
-            tracing::warn!(error = %e, reservation = %self.reservation.id, "settling a reservation failed");
+    pub(crate) async fn settle(mut self, actual: Amounts, now: SystemTime) {
+        if let Some(reservation) = self.reservation.take() {
+            settle_logged(&self.backend, &reservation, &actual, nanos(now)).await;
         }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let backend = self.backend.clone();
+        let now_ns = self.reserved_ns;
+        runtime.spawn(async move {
+            let estimate = reservation.estimate;
+            settle_logged(&backend, &reservation, &estimate, now_ns).await;
+        });
+    }
+}
+
+/// Settles `reservation` with `actual`, logging (never the request) when the backend fails.
+async fn settle_logged(
+    backend: &Limiter,
+    reservation: &Reservation,
+    actual: &Amounts,
+    now_ns: u64,
+) {
+    if let Err(e) = backend.settle(reservation, actual, now_ns).await {
+        tracing::warn!(error = %e, reservation = %reservation.id, "settling a reservation failed");
     }
 }
 
@@ -363,6 +400,71 @@ mod tests {
 
     fn unique_agent() -> String {
         format!("gw-limits-{:032x}", rand::random::<u128>())
+    }
+
+    /// One request in flight per agent, and a day's budget of 1000 tokens.
+    fn one_in_flight_and_tokens() -> Vec<LimitSpec> {
+        let spec = |dimension, window, limit| LimitSpec {
+            scope: vec![Field::Agent],
+            dimension,
+            window,
+            limit,
+            burst: limit,
+            only: Vec::new(),
+        };
+        vec![
+            spec(Dimension::Concurrency, Window::InFlight, 1),
+            spec(Dimension::Tokens, Window::Day, 1000),
+        ]
+    }
+
+    /// A request whose client went away while the upstream worked is dropped with its
+    /// reservation unsettled: its lease must come back at once (not after the lease TTL)
+    /// and its estimate stay charged, as the upstream may have spent it.
+    #[tokio::test]
+    async fn a_reservation_dropped_unsettled_keeps_its_charge_and_frees_its_lease() {
+        let limits = one_a_day(Limiter::Memory(MemoryLimiter::new()), None);
+        let specs = one_in_flight_and_tokens();
+        let estimate = Amounts {
+            requests: 1,
+            input_tokens: 100,
+            output_tokens: 64,
+            ..Amounts::default()
+        };
+        let (who, budgets) = (subject("a"), no_budgets());
+        let reserve = || limits.reserve(&specs, &who, estimate, &budgets, now());
+        let held = reserve().await.unwrap().expect("limits apply");
+        assert!(
+            matches!(reserve().await, Err(GatewayError::RateLimited(_))),
+            "the one slot is taken"
+        );
+        drop(held);
+        // The settlement runs on the runtime: poll, yielding to it, with a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            match reserve().await {
+                Ok(again) => break again.expect("limits apply"),
+                Err(GatewayError::RateLimited(_)) if std::time::Instant::now() < deadline => {
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("the dropped reservation's lease was not released: {e:?}"),
+            }
+        };
+        let tokens: Vec<u64> = limits
+            .backend
+            .snapshot(nanos(now()))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("writ:limit:tokens:"))
+            .map(|(_, used)| used)
+            .collect();
+        assert_eq!(
+            tokens,
+            vec![2 * 164],
+            "the dropped one's estimate stays charged"
+        );
+        again.settle(Amounts::default(), now()).await;
     }
 
     #[tokio::test]
