@@ -30,8 +30,11 @@ pub use stream_meter::{bedrock_eventstream_meter, sse_meter};
 pub use stream_redactor::stream_redactor;
 pub use writ_decode::writ_decode;
 
+/// A target's body: takes the fuzzer's bytes, panics when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("writ_decode", writ_decode),
     ("grant_datalog", grant_datalog),
     ("provider_facts", provider_facts),

@@ -22,7 +22,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `target` on every file of `dir`; returns the files it panicked on.
-fn replay(target: fn(&[u8]), dir: &Path) -> Vec<String> {
+fn replay(target: writ_fuzz::Target, dir: &Path) -> Vec<String> {
     let mut failed = Vec::new();
     for file in files(dir) {
         let data = std::fs::read(&file).expect("a readable corpus file");
