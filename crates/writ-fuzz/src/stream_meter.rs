@@ -96,12 +96,9 @@ pub fn bedrock_eventstream_meter(data: &[u8]) {
         let mut reader = FrameReader::new();
         let mut messages = Vec::new();
         for chunk in chunks {
-            match reader.push(chunk) {
-                Ok(m) => messages.extend(m),
-                Err(_) => return (messages, true),
-            }
+            messages.extend(reader.push(chunk).unwrap_or_default());
         }
-        (messages, false)
+        (messages, reader.failed())
     };
     assert_eq!(
         frames(&chunks),

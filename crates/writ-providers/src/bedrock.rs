@@ -469,7 +469,10 @@ mod tests {
     /// two chunks kept.
     #[test]
     fn frames_before_a_corrupt_one_are_read_however_the_stream_is_cut() {
-        let good = event("metadata", r#"{"usage":{"inputTokens":7,"outputTokens":2}}"#);
+        let good = event(
+            "metadata",
+            r#"{"usage":{"inputTokens":7,"outputTokens":2}}"#,
+        );
         let mut stream = good.clone();
         stream.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let mut whole = FrameReader::new();
