@@ -188,9 +188,11 @@ impl FrameReader {
         Self::default()
     }
 
-    /// Feeds one chunk; returns the messages it completed. After a malformed frame (bad
-    /// CRC, impossible length) the stream cannot be resynchronised: it returns an error
-    /// and reads nothing more.
+    /// Feeds one chunk; returns the messages it completed, those before a malformed frame
+    /// (bad CRC, impossible length) included, so that what a stream reports does not depend
+    /// on how its bytes were cut. Past a malformed frame the stream cannot be
+    /// resynchronised: [`FrameReader::failed`] says so from then on, nothing more is read,
+    /// and a push that completes no message returns an error.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Message>, FrameError> {
         if self.failed {
             return Err(FrameError);
@@ -204,10 +206,19 @@ impl FrameReader {
                 Err(_) => {
                     self.failed = true;
                     self.buffer = BytesMut::new();
-                    return Err(FrameError);
+                    return if out.is_empty() {
+                        Err(FrameError)
+                    } else {
+                        Ok(out)
+                    };
                 }
             }
         }
+    }
+
+    /// Whether a malformed frame was met: nothing after it is read.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Whether bytes of an unfinished frame are held.
@@ -451,6 +462,28 @@ mod tests {
                 .push(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
                 .is_err()
         );
+    }
+
+    /// Found by the `bedrock_eventstream_meter` fuzz target (issue 26): a metadata frame
+    /// and a malformed one arriving in one chunk lost the usage, which the same bytes in
+    /// two chunks kept.
+    #[test]
+    fn frames_before_a_corrupt_one_are_read_however_the_stream_is_cut() {
+        let good = event(
+            "metadata",
+            r#"{"usage":{"inputTokens":7,"outputTokens":2}}"#,
+        );
+        let mut stream = good.clone();
+        stream.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut whole = FrameReader::new();
+        assert_eq!(whole.push(&stream).map(|m| m.len()), Ok(1));
+        assert!(whole.failed());
+        assert_eq!(whole.push(&good), Err(FrameError));
+        let mut cut = FrameReader::new();
+        assert_eq!(cut.push(&stream[..good.len()]).map(|m| m.len()), Ok(1));
+        assert!(!cut.failed());
+        assert_eq!(cut.push(&stream[good.len()..]), Err(FrameError));
+        assert!(cut.failed());
     }
 
     #[test]

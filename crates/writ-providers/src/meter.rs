@@ -140,15 +140,14 @@ impl StreamMeter {
                     }
                 }
             }
-            Framing::EventStream(reader) => match reader.push(chunk) {
-                Ok(messages) => {
-                    for message in messages {
-                        self.add(bedrock::read_message(&message));
-                        out.extend(self.text.frame(&message, filter));
-                    }
+            Framing::EventStream(reader) => {
+                let messages = reader.push(chunk).unwrap_or_default();
+                self.corrupt |= reader.failed();
+                for message in messages {
+                    self.add(bedrock::read_message(&message));
+                    out.extend(self.text.frame(&message, filter));
                 }
-                Err(_) => self.corrupt = true,
-            },
+            }
         }
         out
     }
@@ -239,10 +238,46 @@ impl StreamMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Channel;
 
     const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi there\"}}]}\n\n\
         data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n\
         data: [DONE]\n\n";
+
+    /// Usage in a frame that shares its chunk with a malformed frame is metered, as it is
+    /// when the two come in separate chunks; a filtered stream is then marked corrupt.
+    #[test]
+    fn an_event_stream_is_metered_up_to_a_corrupt_frame_however_it_is_cut() {
+        let good = bedrock::event_frame(
+            "metadata",
+            br#"{"usage":{"inputTokens":7,"outputTokens":2}}"#.to_vec(),
+        );
+        let mut stream = good.clone();
+        stream.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        for cut in [good.len(), stream.len()] {
+            let mut m = StreamMeter::new(Dialect(Wire::Bedrock), false);
+            m.feed(&stream[..cut]);
+            m.feed(&stream[cut..]);
+            let usage = m.usage().map(|u| (u.input_tokens, u.output_tokens));
+            assert_eq!(usage, Some((7, 2)), "cut at {cut}");
+        }
+        struct Keep;
+        impl TextFilter for Keep {
+            fn push(&mut self, _: Channel, text: &str) -> String {
+                text.to_string()
+            }
+            fn end(&mut self, _: Channel) -> String {
+                String::new()
+            }
+            fn whole(&mut self, _: &str) -> Option<String> {
+                None
+            }
+        }
+        let mut m = StreamMeter::new(Dialect(Wire::Bedrock), false);
+        assert!(!m.feed_filtered(&stream, &mut Keep).is_empty());
+        assert!(m.is_corrupt());
+        assert_eq!(m.usage().map(|u| u.input_tokens), Some(7));
+    }
 
     #[test]
     fn meters_and_passes_through_unchanged() {

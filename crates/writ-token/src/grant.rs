@@ -334,6 +334,16 @@ impl Grant {
         )
     }
 
+    /// Whether this grant says the writ may be used once.
+    pub fn is_single_use(&self) -> bool {
+        match self {
+            Grant::Llm(g) => g.single_use,
+            Grant::Tool(g) => g.single_use,
+            Grant::Http(g) => g.single_use,
+            _ => false,
+        }
+    }
+
     /// The upstream an access grant names.
     pub fn upstream(&self) -> Option<&str> {
         match self {

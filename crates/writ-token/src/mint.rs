@@ -10,7 +10,7 @@ use rand::RngCore;
 
 use crate::encoding::encode;
 use crate::error::WritError;
-use crate::grant::{Grant, GrantError, compile_block, validate};
+use crate::grant::{BudgetGrant, Grant, GrantError, compile_block, validate};
 use crate::keys::RootKeyPair;
 use crate::verify::WritClaims;
 
@@ -115,13 +115,31 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
         issued_at,
         expires_at,
         block_count: biscuit.block_count(),
-        budget_usd_micros: None,
-        budget_tokens: None,
-        single_use: false,
+        budget_usd_micros: smallest_budget(req, |b| b.usd_micros),
+        budget_tokens: smallest_budget(req, |b| b.tokens),
+        single_use: req
+            .ceiling
+            .iter()
+            .chain(req.grants)
+            .any(Grant::is_single_use),
         cnf_jkt: req.cnf_jkt.map(str::to_string),
         audience: req.audience.map(str::to_string),
     };
     Ok((encode(&biscuit)?, claims))
+}
+
+/// The smallest budget of one kind stated by the ceiling or the grants, as verification
+/// reads it back from the blocks (stated as a Datalog integer, so at most `i64::MAX`).
+fn smallest_budget(req: &MintRequest<'_>, amount: fn(&BudgetGrant) -> Option<u64>) -> Option<u64> {
+    req.ceiling
+        .iter()
+        .chain(req.grants)
+        .filter_map(|g| match g {
+            Grant::Budget(b) => amount(b),
+            _ => None,
+        })
+        .map(|n| n.min(i64::MAX as u64))
+        .min()
 }
 
 /// A ULID: sortable by issue time, 80 random bits.

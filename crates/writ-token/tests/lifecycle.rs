@@ -543,3 +543,41 @@ fn a_writ_is_known_stopped_from_its_tenant_agent_and_issue_time() {
         vec!["01JAAAAAAAAAAAAAAAAAAAAAAA"]
     );
 }
+
+/// Found by the `grant_datalog` fuzz target (issue 26): mint returned no budget and no
+/// single use in its claims while the writ stated them, so mint's claims and the verified
+/// writ's disagreed.
+#[test]
+fn minted_claims_are_the_claims_the_writ_verifies_to() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let budgeted = parse_grants(
+        r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","usd_micros":900,"tokens":18446744073709551615}]"#,
+    )
+    .unwrap();
+    let requested = parse_grants(
+        r#"[{"type":"writ:llm","upstream":"demo","single_use":true},{"type":"writ:budget","usd_micros":100000,"tokens":5000}]"#,
+    )
+    .unwrap();
+    let req = MintRequest {
+        tenant: "default",
+        agent: "demo",
+        ceiling: &budgeted,
+        grants: &requested,
+        ttl: Duration::from_secs(30),
+        max_ttl: Duration::from_secs(30),
+        now: t0(),
+        cnf_jkt: None,
+        audience: None,
+    };
+    let (writ, claims) = mint(&key, &req).unwrap();
+    assert_eq!(claims.budget_usd_micros, Some(900));
+    assert_eq!(claims.budget_tokens, Some(5000));
+    assert!(claims.single_use);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    assert_eq!(verified.claims(), &claims);
+
+    let plain = mint_with(&key, &ceiling(), &grants(), 30);
+    let verified = decode(&plain).unwrap().verify(&keys_for(&key)).unwrap();
+    assert_eq!(verified.claims().budget_tokens, None);
+    assert!(!verified.claims().single_use);
+}

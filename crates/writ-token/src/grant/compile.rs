@@ -385,6 +385,18 @@ pub(crate) fn template_params(template: &str) -> Result<Vec<String>, GrantError>
             ));
         }
     }
+    // The template is matched by a regular expression, which verification refuses if it
+    // compiles past the bound on a check's program: a template accepted here must pass
+    // there, or the gateway would mint writs it then refuses.
+    regex::RegexBuilder::new(&template_regex(template))
+        .size_limit(crate::evaluation_cost::MAX_REGEX_PROGRAM_BYTES)
+        .build()
+        .map_err(|_| {
+            invalid(
+                "path",
+                "the template is too long to match; use fewer or shorter literal segments",
+            )
+        })?;
     Ok(names)
 }
 
@@ -450,6 +462,25 @@ mod tests {
             template_segments("/v1/bookings/{id}/legs/{leg}"),
             vec![(2, "id".to_string()), (4, "leg".to_string())]
         );
+    }
+
+    /// Found by the `grant_datalog` fuzz target (issue 26): a long literal template passed
+    /// validation, but its regular expression was over the bound verification enforces,
+    /// so the writ minted from it never verified.
+    #[test]
+    fn a_template_whose_regex_is_over_the_bound_is_refused() {
+        let long = format!("/{}/{{id}}", "a]".repeat(400));
+        assert!(long.len() <= 1024);
+        let over = regex::RegexBuilder::new(&template_regex(&long))
+            .size_limit(crate::evaluation_cost::MAX_REGEX_PROGRAM_BYTES)
+            .build();
+        assert!(over.is_err(), "the test template must be over the bound");
+        assert!(matches!(
+            template_params(&long),
+            Err(GrantError::InvalidField { field: "path", .. })
+        ));
+        let fits = format!("/{}/{{id}}", "a".repeat(200));
+        assert_eq!(template_params(&fits), Ok(vec!["id".to_string()]));
     }
 
     #[test]
