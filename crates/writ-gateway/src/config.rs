@@ -100,6 +100,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
+    level: Option<String>,
     #[serde(default)]
     requests: bool,
 }
@@ -207,6 +208,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// How log lines are written (`[log] format`; `WRIT_LOG_FORMAT` overrides it).
     pub log_format: LogFormat,
+    /// What is logged (`[log] level`, tracing's filter syntax; `WRIT_LOG` overrides it).
+    pub log_level: Option<String>,
     /// Log one line per request at info (`[log] requests`), as its audit record has it:
     /// writs by pseudonym, never a prompt or a secret.
     pub log_requests: bool,
@@ -381,12 +384,45 @@ impl RawConfig {
         self.log.format
     }
 
+    /// `[log] level`, if the file sets it and it passes [`check_log_level`]: read before the
+    /// rest is checked, since logging starts first.
+    pub fn log_level(&self) -> Option<&str> {
+        self.log
+            .level
+            .as_deref()
+            .filter(|level| check_log_level(level).is_ok())
+    }
+
     /// Parses TOML text reporting every unknown key, not only the first: returns the
     /// config without those keys (`None` if the text cannot be parsed even then) and one
     /// [`ConfigError::UnknownKey`] per key in file order, or the parse error.
     pub fn from_toml_all(text: &str) -> (Option<Self>, Vec<ConfigError>) {
         unknown_keys::parse(text)
     }
+}
+
+/// Longest `[log] level` accepted.
+const MAX_LOG_LEVEL_BYTES: usize = 512;
+
+/// Whether `level` can be a tracing filter (`info`, `warn,writ_gateway::pipeline=debug`):
+/// not empty, at most [`MAX_LOG_LEVEL_BYTES`], and only the characters filters use (no
+/// spaces, quotes or control characters), so it is never echoed back raw.
+pub fn check_log_level(level: &str) -> Result<(), &'static str> {
+    if level.is_empty() {
+        return Err("empty: set it to error, warn, info, debug or trace, or a tracing filter");
+    }
+    if level.len() > MAX_LOG_LEVEL_BYTES {
+        return Err("longer than 512 bytes");
+    }
+    if !level
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_:,=.-".contains(&b))
+    {
+        return Err(
+            "not a tracing filter: use error, warn, info, debug or trace, optionally per module (info,writ_gateway::pipeline=debug)",
+        );
+    }
+    Ok(())
 }
 
 /// Records a section's problem and yields `fallback` in its place, so validation goes on
@@ -523,6 +559,14 @@ impl Config {
         let traces = raw
             .traces
             .and_then(|t| traces::traces_config(t, &mut problems));
+        if let Some(level) = &raw.log.level
+            && let Err(reason) = check_log_level(level)
+        {
+            problems.push(ConfigError::Invalid {
+                field: "log.level".to_string(),
+                reason: reason.to_string(),
+            });
+        }
         let mut limits = Vec::with_capacity(raw.limit.len());
         for (i, l) in raw.limit.into_iter().enumerate() {
             match limit_spec(&format!("limit[{i}]"), l) {
@@ -614,6 +658,7 @@ impl Config {
             detection,
             approvals,
             log_format: raw.log.format.unwrap_or_default(),
+            log_level: raw.log.level,
             log_requests: raw.log.requests,
             metrics: raw.metrics.into(),
             traces,

@@ -102,6 +102,7 @@ max_ttl = "30s"
 # WRIT_LOG_FORMAT overrides it; WRIT_LOG picks what is logged (default "info").
 # [log]
 # format = "json"
+# level = "info"               # error, warn, info, debug, trace or a filter (WRIT_LOG overrides it)
 # requests = true              # one line per request at info (writs by pseudonym only)
 
 # Prometheus metrics at GET /metrics (every series: docs/operations.md). Label values are

@@ -126,13 +126,33 @@ enum AdminCommand {
     Console(console_admin::ConsoleAdminCommand),
 }
 
-/// Starts logging to standard error: what `WRIT_LOG` selects (tracing's filter syntax;
-/// `info` by default), as text (colours only on a terminal) or one JSON object per line:
-/// as `WRIT_LOG_FORMAT` says, else as `configured` (`writ serve`'s `[log] format`).
-fn init_logging(configured: Option<writ_gateway::config::LogFormat>) -> Result<(), String> {
+/// What is logged: `WRIT_LOG` when set (tracing's filter syntax), else `configured`
+/// (`writ serve`'s `[log] level`), else `info`. A filter that does not parse is an error
+/// naming where it came from.
+fn log_filter(
+    env: Option<String>,
+    configured: Option<&str>,
+) -> Result<tracing_subscriber::EnvFilter, String> {
+    let (filter, from) = match (&env, configured) {
+        (Some(env), _) => (env.as_str(), "WRIT_LOG"),
+        (None, Some(level)) => (level, "[log] level"),
+        (None, None) => ("info", "the default"),
+    };
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+        format!("{from} is not a log filter ({e}): use error, warn, info, debug or trace, optionally per module (info,writ_gateway::pipeline=debug)")
+    })
+}
+
+/// Starts logging to standard error: what [`log_filter`] selects, as text (colours only on
+/// a terminal) or one JSON object per line: as `WRIT_LOG_FORMAT` says, else as `configured`
+/// (`writ serve`'s `[log] format`).
+fn init_logging(
+    configured: Option<writ_gateway::config::LogFormat>,
+    level: Option<String>,
+) -> Result<(), String> {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let env = std::env::var("WRIT_LOG").ok().filter(|v| !v.is_empty());
+    let filter = log_filter(env, level.as_deref())?;
     let format = std::env::var("WRIT_LOG_FORMAT").unwrap_or_else(|_| {
         match configured {
             Some(writ_gateway::config::LogFormat::Json) => "json",
@@ -162,11 +182,11 @@ fn init_logging(configured: Option<writ_gateway::config::LogFormat>) -> Result<(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let configured = match &cli.command {
-        Command::Serve(args) => args.state().log_format(),
-        _ => None,
+    let (configured, level) = match &cli.command {
+        Command::Serve(args) => (args.state().log_format(), args.state().log_level()),
+        _ => (None, None),
     };
-    if let Err(e) = init_logging(configured) {
+    if let Err(e) = init_logging(configured, level) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -225,7 +245,7 @@ fn main() -> ExitCode {
 mod tests {
     use clap::{CommandFactory, Parser};
 
-    use super::Cli;
+    use super::{Cli, log_filter};
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -273,5 +293,30 @@ mod tests {
         ] {
             assert!(parse(approvals).is_ok(), "{approvals:?}");
         }
+    }
+
+    #[test]
+    fn writ_log_wins_over_the_configured_level_which_wins_over_info() {
+        let shown = |env: Option<&str>, configured: Option<&str>| {
+            log_filter(env.map(str::to_string), configured)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(shown(Some("debug"), Some("warn")), "debug");
+        assert_eq!(shown(None, Some("warn")), "warn");
+        assert_eq!(shown(None, None), "info");
+        // Directives are shown most specific first.
+        assert_eq!(
+            shown(None, Some("info,writ_gateway::pipeline=debug")),
+            "writ_gateway::pipeline=debug,info"
+        );
+    }
+
+    #[test]
+    fn a_filter_that_does_not_parse_says_where_it_came_from() {
+        let e = log_filter(None, Some("writ=loud")).unwrap_err();
+        assert!(e.starts_with("[log] level is not a log filter"), "{e}");
+        let e = log_filter(Some("writ=loud".into()), None).unwrap_err();
+        assert!(e.starts_with("WRIT_LOG is not a log filter"), "{e}");
     }
 }

@@ -43,9 +43,20 @@ impl StateArgs {
     /// `[log] format` of the config file these arguments find, if it sets one; `None`
     /// for the embedded defaults or a file that cannot be read (loading it reports why).
     pub fn log_format(&self) -> Option<writ_gateway::config::LogFormat> {
+        self.raw_config()?.log_format()
+    }
+
+    /// `[log] level` of the config file, if it sets a valid one (`writ config check` reports
+    /// an invalid one).
+    pub fn log_level(&self) -> Option<String> {
+        self.raw_config()?.log_level().map(str::to_string)
+    }
+
+    /// The config file as parsed, before it is checked; `None` without one or if unreadable.
+    fn raw_config(&self) -> Option<RawConfig> {
         let path = config_path(self.config.as_deref())?;
         let text = std::fs::read_to_string(path).ok()?;
-        RawConfig::from_toml(&text).ok()?.log_format()
+        RawConfig::from_toml(&text).ok()
     }
 
     /// The configuration, treating secrets as `mode` says.

@@ -30,6 +30,34 @@ fn defaults_without_config() {
 }
 
 #[test]
+fn a_log_level_is_a_filter_or_refused_without_echoing_it() {
+    assert_eq!(load("").unwrap().log_level, None);
+    let c = load("[log]\nlevel = \"warn,writ_gateway::pipeline=debug\"").unwrap();
+    assert_eq!(
+        c.log_level.as_deref(),
+        Some("warn,writ_gateway::pipeline=debug")
+    );
+    let long = "a".repeat(513);
+    for hostile in [
+        "",
+        "info\u{1b}[31m",
+        "info; rm -rf /",
+        "\u{202e}info",
+        long.as_str(),
+    ] {
+        let text = format!("[log]\nlevel = {}", toml::Value::from(hostile));
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("log.level"), "{hostile:?}: {err}");
+        assert!(
+            hostile.is_empty() || !err.contains(hostile),
+            "echoed: {err}"
+        );
+        let raw = RawConfig::from_toml(&text).unwrap();
+        assert_eq!(raw.log_level(), None, "{hostile:?} reaches logging");
+    }
+}
+
+#[test]
 fn expands_env_references() {
     let c =
         load("[upstreams.openai]\nkind = \"openai\"\napi_key = \"${env:OPENAI_KEY}\"\n").unwrap();

@@ -316,6 +316,11 @@ const RESTART_ONLY: &[RestartOnly] = &[
         keep: |n, r| n.log_format = r.log_format,
     },
     RestartOnly {
+        name: "log.level",
+        same: |a, b| a.log_level == b.log_level,
+        keep: |n, r| n.log_level.clone_from(&r.log_level),
+    },
+    RestartOnly {
         name: "log.requests",
         same: |a, b| a.log_requests == b.log_requests,
         keep: |n, r| n.log_requests = r.log_requests,
