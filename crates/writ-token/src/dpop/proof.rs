@@ -66,11 +66,22 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
             })
             .ok_or(DpopError::MalformedJwk)
     };
+    // A P-256 coordinate and an Ed25519 key are 32 bytes: 43 base64url characters. Checked
+    // here, since the JWT library slices an Ed25519 key to 32 bytes and panics on fewer.
+    let coordinate = |name: &str| -> Result<&str, DpopError> {
+        member(name).and_then(|v| {
+            if v.len() == 43 {
+                Ok(v)
+            } else {
+                Err(DpopError::MalformedJwk)
+            }
+        })
+    };
     let (key, thumbprint_input) = match (jwk.get("kty").and_then(Value::as_str), alg) {
         (Some("EC"), Algorithm::ES256)
             if jwk.get("crv").and_then(Value::as_str) == Some("P-256") =>
         {
-            let (x, y) = (member("x")?, member("y")?);
+            let (x, y) = (coordinate("x")?, coordinate("y")?);
             let key = DecodingKey::from_ec_components(x, y).map_err(|_| DpopError::NotP256)?;
             (
                 key,
@@ -80,7 +91,7 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
         (Some("OKP"), Algorithm::EdDSA)
             if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") =>
         {
-            let x = member("x")?;
+            let x = coordinate("x")?;
             let key = DecodingKey::from_ed_components(x).map_err(|_| DpopError::NotEd25519)?;
             (key, format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
         }

@@ -191,6 +191,20 @@ fn each_failed_check_is_refused_with_its_own_variant() {
     for (i, (patch, want)) in cases.into_iter().enumerate() {
         assert_eq!(with(patch), Err(want), "case {i}");
     }
+    // Found by fuzzing (dpop_proof): a key shorter than 32 bytes made the JWT library panic.
+    for x in [
+        "A".repeat(27),
+        "A".repeat(42),
+        "A".repeat(44),
+        "A".repeat(128),
+    ] {
+        assert_eq!(
+            with(&|h, _| h["jwk"]["x"] = json!(x)),
+            Err(DpopError::MalformedJwk),
+            "an Ed25519 key of {} characters",
+            x.len()
+        );
+    }
     let other = TestKey::new();
     let forged = format!(
         "{}.{}",
