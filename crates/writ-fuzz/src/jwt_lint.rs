@@ -26,7 +26,9 @@ static POLICY: LazyLock<LintPolicy> = LazyLock::new(|| LintPolicy {
 /// Input: the token text (lossily decoded, as a header value would be).
 ///
 /// Invariants: linting never panics, gives the same findings twice, and no finding's
-/// message quotes the token.
+/// message quotes the token. The quoting check holds for tokens without whitespace, as
+/// every real token is: a token with spaces can be a phrase of a message's own fixed text
+/// (the fuzzer found `dot-separated segment`), which is not a quotation.
 pub fn jwt_lint(data: &[u8]) {
     let token = String::from_utf8_lossy(data);
     let findings = lint(&token, &POLICY, fixed_now());
@@ -36,7 +38,7 @@ pub fn jwt_lint(data: &[u8]) {
         "linting is not deterministic"
     );
     let token = token.trim();
-    if token.len() >= 16 {
+    if token.len() >= 16 && !token.contains(char::is_whitespace) {
         for finding in &findings {
             assert!(
                 !finding.message.contains(token),
