@@ -7,6 +7,8 @@ pub mod operator_log;
 pub(crate) mod record_filter;
 mod request_log;
 pub mod usage_log;
+mod writer;
 
 pub use auditor::*;
 pub use open::*;
+pub(crate) use writer::Appended;

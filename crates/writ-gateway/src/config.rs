@@ -16,6 +16,7 @@ mod approvals;
 mod audit;
 mod detection;
 mod limits;
+mod log;
 mod metrics;
 pub(crate) mod origin;
 mod risk;
@@ -33,6 +34,7 @@ use audit::{RawAudit, audit_config};
 pub use detection::{DetectionConfig, DetectionConfigError, Detector, Mode};
 pub use limits::{LimiterBackend, LimiterConfig, LimitsConfigError, tenant_limit};
 use limits::{RawLimit, RawLimiter, limit_spec, limiter_config};
+pub use log::{LogFormat, check_log_level};
 pub use metrics::MetricsConfig;
 pub use risk::Warning;
 pub use secrets::{DeferredSecret, Secrets};
@@ -89,31 +91,10 @@ pub struct RawConfig {
     #[serde(default)]
     approvals: approvals::RawApprovals,
     #[serde(default)]
-    log: RawLog,
+    log: log::RawLog,
     #[serde(default)]
     metrics: metrics::RawMetrics,
     traces: Option<traces::RawTraces>,
-}
-
-/// `[log]`: how `writ` writes its log lines.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    format: Option<LogFormat>,
-    level: Option<String>,
-    #[serde(default)]
-    requests: bool,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Text for people (colours only on a terminal).
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,30 +380,6 @@ impl RawConfig {
     pub fn from_toml_all(text: &str) -> (Option<Self>, Vec<ConfigError>) {
         unknown_keys::parse(text)
     }
-}
-
-/// Longest `[log] level` accepted.
-const MAX_LOG_LEVEL_BYTES: usize = 512;
-
-/// Whether `level` can be a tracing filter (`info`, `warn,writ_gateway::pipeline=debug`):
-/// not empty, at most [`MAX_LOG_LEVEL_BYTES`], and only the characters filters use (no
-/// spaces, quotes or control characters), so it is never echoed back raw.
-pub fn check_log_level(level: &str) -> Result<(), &'static str> {
-    if level.is_empty() {
-        return Err("empty: set it to error, warn, info, debug or trace, or a tracing filter");
-    }
-    if level.len() > MAX_LOG_LEVEL_BYTES {
-        return Err("longer than 512 bytes");
-    }
-    if !level
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_:,=.-".contains(&b))
-    {
-        return Err(
-            "not a tracing filter: use error, warn, info, debug or trace, optionally per module (info,writ_gateway::pipeline=debug)",
-        );
-    }
-    Ok(())
 }
 
 /// Records a section's problem and yields `fallback` in its place, so validation goes on

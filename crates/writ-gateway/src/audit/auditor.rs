@@ -14,15 +14,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use writ_audit::sink::{Sink, SinkError, SqliteWriter};
-use writ_audit::{AuditKey, AuditLog, AuditRecord, Kind, Pseudonymizer};
+use writ_audit::{AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
 
 use super::open::{AuditKeyError, load_key, open_sink, origin};
+use super::writer::{Appended, BEST_EFFORT_LINGER, Core, Job, Writer};
 use crate::config::{AuditConfig, AuditSinkConfig};
 use crate::metrics::AuditStats;
 
@@ -41,26 +42,6 @@ pub enum AuditStartError {
     /// The writer's thread could not be spawned.
     #[error("audit writer thread: {0}")]
     WriterThread(std::io::Error),
-}
-
-enum Job {
-    Record(Box<AuditRecord>, Option<oneshot::Sender<Appended>>),
-    Checkpoint(oneshot::Sender<()>),
-    /// Records were written by a request's own thread: checkpoint if one is due.
-    Written,
-    /// Write what is pending, sign a last checkpoint and end.
-    Stop,
-}
-
-/// What became of a record its caller waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Appended {
-    /// Committed to the sink, at this `seq`.
-    Durable(u64),
-    /// In the log at this `seq`, but the sink failed: kept, and written when it recovers.
-    Kept(u64),
-    /// Not in the log: the writer has ended (shutdown).
-    Lost,
 }
 
 /// This instance's audit log.
@@ -433,243 +414,6 @@ impl Auditor {
             let _ = ended.await;
         }
     }
-}
-
-/// The log and what of it is written: the writer's, shared with strict requests that
-/// write their own record (which hold it while they do).
-struct Core {
-    log: AuditLog,
-    /// Records durably written (the next line to write is `written`).
-    written: u64,
-    /// Lines appended to the log but not yet written, from seq `written`.
-    unwritten: Vec<String>,
-    /// Who waits for which seq to be durable.
-    waiting: Vec<(u64, oneshot::Sender<Appended>)>,
-    checkpointed: u64,
-    /// The writer is writing lines it took out of `unwritten`.
-    flushing: bool,
-    /// The writer has been told to stop: records go to it (and are refused once it has).
-    stopping: bool,
-}
-
-struct Writer {
-    core: Arc<std::sync::Mutex<Core>>,
-    key: AuditKey,
-    sink: Sink,
-    instance: String,
-    every: u64,
-    healthy: Arc<AtomicBool>,
-    stats: Arc<AuditStats>,
-    /// Force the sink to disk after each checkpoint (writes themselves are not synced):
-    /// told here, done by the syncing task.
-    sync_at_checkpoints: Option<Arc<tokio::sync::Notify>>,
-    /// Best effort: how long a batch may gather records before it is written.
-    linger: Option<Duration>,
-    /// Told to stop: ends after the batch in hand.
-    stopping: bool,
-}
-
-/// In best-effort mode nobody waits for a record, so the writer lets a batch gather this
-/// long before writing it: far fewer, larger writes, and one wake-up of the writer per
-/// batch instead of one per record.
-const BEST_EFFORT_LINGER: Duration = Duration::from_millis(20);
-
-impl Writer {
-    async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<Job>,
-        interval: Duration,
-        durability: writ_audit::sink::Durability,
-    ) {
-        if durability == writ_audit::sink::Durability::Committed {
-            self.sync_at_checkpoints = Some(start_syncing(self.sink.clone()));
-        }
-        let mut tick = tokio::time::interval(interval.min(Duration::from_millis(500)));
-        let mut last_checkpoint = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                job = rx.recv() => {
-                    let Some(job) = job else { break };
-                    let mut done = Vec::new();
-                    self.take(job, &mut done);
-                    // Batch whatever else is queued.
-                    while let Ok(job) = rx.try_recv() {
-                        self.take(job, &mut done);
-                    }
-                    if let Some(linger) = self.linger
-                        && done.is_empty()
-                        && !self.stopping
-                    {
-                        // Sleep rather than wait on the queue: a task waiting on the queue
-                        // is woken by every record sent, a sleeping one once.
-                        tokio::time::sleep(linger).await;
-                        while let Ok(job) = rx.try_recv() {
-                            self.take(job, &mut done);
-                        }
-                    }
-                    self.flush().await;
-                    if self.checkpoint_due() {
-                        self.checkpoint().await;
-                        last_checkpoint = tokio::time::Instant::now();
-                    }
-                    if !done.is_empty() {
-                        self.checkpoint().await;
-                        last_checkpoint = tokio::time::Instant::now();
-                        for tx in done {
-                            let _ = tx.send(());
-                        }
-                    }
-                    if self.stopping {
-                        break;
-                    }
-                }
-                _ = tick.tick() => {
-                    // Retry unwritten lines; probe a failed sink so the instance recovers.
-                    if self.has_unwritten() {
-                        self.flush().await;
-                    } else if !self.healthy.load(Ordering::Acquire) {
-                        self.healthy.store(self.sink.probe().await.is_ok(), Ordering::Release);
-                    }
-                    if last_checkpoint.elapsed() >= interval && self.uncheckpointed() > 0 {
-                        self.checkpoint().await;
-                        last_checkpoint = tokio::time::Instant::now();
-                    }
-                }
-            }
-        }
-        self.flush().await;
-        self.checkpoint().await;
-        // The last checkpoint is on disk before the writer ends.
-        if self.sync_at_checkpoints.is_some()
-            && let Err(e) = self.sink.sync().await
-        {
-            tracing::error!(error = %e, "audit sink sync failed");
-        }
-    }
-
-    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn has_unwritten(&self) -> bool {
-        !self.core().unwritten.is_empty()
-    }
-
-    /// Records appended since the last checkpoint.
-    fn uncheckpointed(&self) -> u64 {
-        let core = self.core();
-        core.log.size() - core.checkpointed
-    }
-
-    fn checkpoint_due(&self) -> bool {
-        self.uncheckpointed() >= self.every
-    }
-
-    fn take(&mut self, job: Job, done: &mut Vec<oneshot::Sender<()>>) {
-        match job {
-            Job::Record(record, waiter) => {
-                let mut core = self.core();
-                let (line, _) = core.log.append(*record);
-                let seq = core.log.size() - 1;
-                core.unwritten.push(line);
-                if let Some(tx) = waiter {
-                    core.waiting.push((seq, tx));
-                }
-            }
-            Job::Checkpoint(tx) => done.push(tx),
-            Job::Written => {}
-            Job::Stop => {
-                self.stopping = true;
-                self.core().stopping = true;
-            }
-        }
-    }
-
-    async fn flush(&mut self) {
-        // The lines are taken out while they are written (`flushing` keeps requests from
-        // writing their own meanwhile): a sink other than SQLite writes asynchronously.
-        let (first, lines) = {
-            let mut core = self.core();
-            if core.unwritten.is_empty() {
-                return;
-            }
-            core.flushing = true;
-            (core.written, std::mem::take(&mut core.unwritten))
-        };
-        let result = self.sink.append(&self.instance, first, &lines).await;
-        let mut core = self.core();
-        core.flushing = false;
-        match result {
-            Ok(()) => {
-                core.written += lines.len() as u64;
-                self.stats.written(lines.len() as u64);
-                self.healthy.store(true, Ordering::Release);
-                let written = core.written;
-                for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
-                    let _ = tx.send(Appended::Durable(seq));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, sink = %self.sink.describe(), pending = lines.len(), "audit sink write failed; records kept for retry");
-                self.healthy.store(false, Ordering::Release);
-                self.stats.failed();
-                core.unwritten = lines;
-                // Those waiting are told now; their records stay queued and are written
-                // when the sink returns.
-                for (seq, tx) in core.waiting.drain(..) {
-                    let _ = tx.send(Appended::Kept(seq));
-                }
-            }
-        }
-    }
-
-    async fn checkpoint(&mut self) {
-        // Only what is durable is checkpointed.
-        let (size, note) = {
-            let core = self.core();
-            if core.written == 0 || core.written == core.checkpointed || !core.unwritten.is_empty()
-            {
-                return;
-            }
-            let size = core.log.size();
-            (size, core.log.checkpoint(&self.key))
-        };
-        match self.sink.put_checkpoint(&self.instance, size, &note).await {
-            Ok(()) => self.core().checkpointed = size,
-            Err(e) => {
-                self.stats.failed();
-                tracing::error!(error = %e, sink = %self.sink.describe(), "audit checkpoint write failed");
-            }
-        }
-        if let Some(sync) = &self.sync_at_checkpoints {
-            sync.notify_one();
-        }
-    }
-}
-
-/// Starts the task that syncs the sink to disk whenever told, on a blocking thread, so
-/// the writer (and every strict request waiting on it) never waits for the disk. Told
-/// again while syncing, it syncs once more afterwards: every checkpoint is synced soon
-/// after it is written, and the log on disk is always a prefix ending in a checkpoint.
-///
-/// Syncs are not spaced out on purpose: tried with at most one a second, writ full's p99
-/// latency at concurrency 1 doubled (fewer syncs, each with more to write, and writes to
-/// the WAL file stalled behind them longer).
-fn start_syncing(sink: Sink) -> Arc<tokio::sync::Notify> {
-    let told = Arc::new(tokio::sync::Notify::new());
-    let wait = told.clone();
-    tokio::spawn(async move {
-        loop {
-            wait.notified().await;
-            let sink = sink.clone();
-            match tokio::task::spawn_blocking(move || sink.sync_blocking()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "audit sink sync failed"),
-                Err(e) => tracing::error!(error = %e, "audit sink sync did not finish"),
-            }
-        }
-    });
-    told
 }
 
 /// The time now as the audit log writes it, from the gateway clock.
