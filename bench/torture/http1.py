@@ -49,16 +49,19 @@ async def _read_body(reader, headers):
     return await reader.read()
 
 
-async def request(url, method="GET", headers=None, body=None, timeout=60.0):
-    """Sends one request and returns the whole :class:`Reply`. Raises :class:`Refused` when
-    the connection is refused, :class:`Cut` when it breaks or times out on the way."""
+async def request(url, method="GET", headers=None, body=None, timeout=60.0, source=None):
+    """Sends one request and returns the whole :class:`Reply`, from the local address
+    ``source`` when given (any 127.x.y.z on loopback). Raises :class:`Refused` when the
+    connection is refused, :class:`Cut` when it breaks or times out on the way."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 80
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 20), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            host, port, limit=1 << 20, local_addr=(source, 0) if source else None
+        ), timeout)
     except (ConnectionRefusedError, OSError) as e:
         raise Refused(str(e)) from None
     except asyncio.TimeoutError:
