@@ -423,6 +423,15 @@ fn settle(
     outcome: Outcome,
 ) -> (Answer, PendingLimits) {
     let (usage, estimated) = match usage {
+        // A stream that ended early (cut, or its client gone) may hold only what the
+        // upstream reported as it began (Anthropic's `message_start`: one output token):
+        // the text that did come is metered at least, as an estimate.
+        Some(mut u)
+            if outcome != Outcome::Completed && estimate_tokens(output_chars) > u.output_tokens =>
+        {
+            u.output_tokens = estimate_tokens(output_chars);
+            (u, true)
+        }
         Some(u) => (u, false),
         // Nothing was sent or received to estimate from (a model list, say).
         None if info.request_bytes == 0 && output_chars == 0 => (Usage::default(), false),
