@@ -1,7 +1,8 @@
 //! The upstream answers with 20 000 events as fast as it can write them, cut into reads
 //! that split events anywhere: every event reaches the client, the stream is forwarded
 //! as it comes (the client reads the first events before the upstream has sent the
-//! rest), and the call is metered exactly from the final usage event.
+//! rest), the call is metered exactly from the final usage event, and other agents are
+//! served meanwhile.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,8 +58,16 @@ async fn a_flood_of_events(api: Api) {
     stream.read_until(|b| sse_read(b).0.contains("w1 ")).await;
     assert!(!stream.ended, "{api:?}: the stream ended early");
     go.notify_one();
-    stream.read_to_end().await;
+    // Other agents are served while the flood passes.
+    let ((), bystanders) = tokio::join!(stream.read_to_end(), async {
+        let mut served = 0;
+        for _ in 0..5 {
+            served += usize::from(fg.call_good("bystander").await == StatusCode::OK);
+        }
+        served
+    });
     let elapsed = started.elapsed();
+    assert_eq!(bystanders, 5, "{api:?}: other agents were served meanwhile");
     assert!(!stream.cut, "{api:?}: the stream was cut");
     let expected: String = (0..EVENTS).map(word).collect();
     let text = stream.text();

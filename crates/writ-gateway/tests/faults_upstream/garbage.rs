@@ -224,7 +224,8 @@ async fn a_body_over_max_response_bytes_is_a_502_and_a_stream_over_it_is_cut() {
 
 /// A `Content-Length` longer than the body (then the connection closes) is a cut body; a
 /// shorter one leaves bytes on the connection, here a whole forged response: the next
-/// call must get its own answer, not the forged one.
+/// call must get its own answer, not the forged one. A chunk size that is not a number
+/// is a broken body too.
 #[tokio::test]
 async fn a_content_length_that_lies_is_caught_either_way() {
     let good = events::whole(Api::OpenAi, "Hello", 7, 3);
@@ -239,11 +240,14 @@ async fn a_content_length_that_lies_is_caught_either_way() {
         &format!("content-length: {}\r\n", forged.len()),
     ));
     short.extend_from_slice(forged.as_bytes());
-    let cases = [long, short, whole_json(&good)];
+    // A chunked body whose chunk size is not hexadecimal.
+    let mut bad_chunk = head(200, "application/json", "transfer-encoding: chunked\r\n");
+    bad_chunk.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
+    let cases = [long, short, whole_json(&good), bad_chunk];
     let hostile = Hostile::start(move |i| match i {
         // The short one keeps the connection open, as if the forged answer were next.
         1 => vec![Act::Send(cases[1].clone())],
-        _ => vec![Act::Send(cases[i.min(2)].clone()), Act::Close],
+        _ => vec![Act::Send(cases[i.min(3)].clone()), Act::Close],
     })
     .await;
     let fg = FaultGateway::start(Api::OpenAi, hostile, "").await;
@@ -268,4 +272,11 @@ async fn a_content_length_that_lies_is_caught_either_way() {
         (usage[2].usage.input_tokens, usage[2].usage.output_tokens),
         (7, 3)
     );
+    let answer = fg.call(false).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
+    assert_eq!(answer.error_code(Api::OpenAi), "upstream_failed");
+    let calls = fg.hostile_calls().await;
+    let statuses: Vec<u64> = calls.iter().filter_map(|c| c["status"].as_u64()).collect();
+    assert_eq!(statuses, [502, 200, 200, 502]);
+    fg.assert_slot_freed().await;
 }
