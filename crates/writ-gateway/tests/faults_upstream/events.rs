@@ -1,4 +1,5 @@
-//! The SSE events a hostile upstream sends, in the shape of each API it speaks.
+//! The SSE events a hostile upstream sends, in the shape of each API it speaks (a plain
+//! HTTP upstream sends OpenAI's).
 
 use crate::fault_gateway::Api;
 
@@ -6,7 +7,7 @@ use crate::fault_gateway::Api;
 /// and a placeholder of one output token, as Anthropic does; nothing for OpenAI).
 pub fn start(api: Api, input: u64) -> String {
     match api {
-        Api::OpenAi => String::new(),
+        Api::OpenAi | Api::Http => String::new(),
         Api::Anthropic => format!(
             "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4\",\"usage\":{{\"input_tokens\":{input},\"output_tokens\":1}}}}}}\n\n\
              event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n"
@@ -17,7 +18,7 @@ pub fn start(api: Api, input: u64) -> String {
 /// One event carrying `text` (a JSON string's content, no escapes needed).
 pub fn delta(api: Api, text: &str) -> String {
     match api {
-        Api::OpenAi => format!(
+        Api::OpenAi | Api::Http => format!(
             "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n"
         ),
         Api::Anthropic => format!(
@@ -30,7 +31,7 @@ pub fn delta(api: Api, text: &str) -> String {
 /// so a hostile upstream can claim what it likes.
 pub fn end(api: Api, input: &str, output: &str) -> String {
     match api {
-        Api::OpenAi => format!(
+        Api::OpenAi | Api::Http => format!(
             "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{input},\"completion_tokens\":{output}}}}}\n\n\
              data: [DONE]\n\n"
         ),
@@ -45,7 +46,7 @@ pub fn end(api: Api, input: &str, output: &str) -> String {
 /// A whole non-streamed answer of `api` with `text` and the usage given.
 pub fn whole(api: Api, text: &str, input: u64, output: u64) -> String {
     match api {
-        Api::OpenAi => format!(
+        Api::OpenAi | Api::Http => format!(
             "{{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{text}\"}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":{input},\"completion_tokens\":{output},\"total_tokens\":{}}}}}",
             input + output
         ),

@@ -21,6 +21,8 @@ const GOOD_KEY: &str = "sk-good-upstream-0123456789";
 pub enum Api {
     OpenAi,
     Anthropic,
+    /// A plain HTTP upstream (`/u/hostile/echo`), its bytes passed on as they come.
+    Http,
 }
 
 impl Api {
@@ -28,6 +30,7 @@ impl Api {
         match self {
             Api::OpenAi => "openai",
             Api::Anthropic => "anthropic",
+            Api::Http => "http",
         }
     }
 
@@ -35,6 +38,7 @@ impl Api {
         match self {
             Api::OpenAi => "/v1/chat/completions",
             Api::Anthropic => "/v1/messages",
+            Api::Http => "/u/hostile/echo",
         }
     }
 
@@ -48,6 +52,7 @@ impl Api {
                 "model": "claude-sonnet-4", "max_tokens": 64, "stream": stream,
                 "messages": [{"role": "user", "content": "say something"}],
             }),
+            Api::Http => json!({"say": "something"}),
         }
     }
 }
@@ -80,7 +85,7 @@ impl Answer {
     pub fn error_code(&self, api: Api) -> String {
         let v = self.json();
         let code = match api {
-            Api::OpenAi => {
+            Api::OpenAi | Api::Http => {
                 assert!(v["error"]["type"].is_string(), "OpenAI's shape: {v}");
                 &v["error"]["code"]
             }
@@ -133,13 +138,16 @@ impl FaultGateway {
 
     /// Agent `demo` calls the hostile upstream; the response as it arrives.
     pub async fn send(&self, stream: bool) -> reqwest::Response {
-        let grant = r#"{"type":"writ:llm","upstream":"hostile"}"#;
+        let grant = match self.api {
+            Api::Http => r#"{"type":"writ:http","upstream":"hostile","path":"/echo"}"#,
+            _ => r#"{"type":"writ:llm","upstream":"hostile"}"#,
+        };
         let writ = self.gw.mint_as(grant, grant, 30);
         let req = reqwest::Client::new()
             .post(self.gw.url(self.api.path()))
             .json(&self.api.body(stream));
         let req = match self.api {
-            Api::OpenAi => req.bearer_auth(writ),
+            Api::OpenAi | Api::Http => req.bearer_auth(writ),
             Api::Anthropic => req.header("x-api-key", writ),
         };
         req.send().await.expect("the gateway answers")

@@ -6,6 +6,7 @@
 //! once, and other clients served meanwhile.
 #![allow(clippy::unwrap_used)]
 
+mod encoding;
 mod events;
 mod fault_gateway;
 mod flood;
