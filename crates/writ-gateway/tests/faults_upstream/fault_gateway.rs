@@ -138,6 +138,11 @@ impl FaultGateway {
 
     /// Agent `demo` calls the hostile upstream; the response as it arrives.
     pub async fn send(&self, stream: bool) -> reqwest::Response {
+        self.try_send(stream).await.expect("the gateway answers")
+    }
+
+    /// As [`FaultGateway::send`], when the gateway may close the connection unanswered.
+    pub async fn try_send(&self, stream: bool) -> reqwest::Result<reqwest::Response> {
         let grant = match self.api {
             Api::Http => r#"{"type":"writ:http","upstream":"hostile","path":"/echo"}"#,
             _ => r#"{"type":"writ:llm","upstream":"hostile"}"#,
@@ -150,7 +155,7 @@ impl FaultGateway {
             Api::OpenAi | Api::Http => req.bearer_auth(writ),
             Api::Anthropic => req.header("x-api-key", writ),
         };
-        req.send().await.expect("the gateway answers")
+        req.send().await
     }
 
     /// `agent` calls the good upstream; its status. Agent `demo` is admitted only when

@@ -134,3 +134,36 @@ async fn an_openai_body_reset_midway_is_a_502_upstream_failed() {
 async fn an_anthropic_body_reset_midway_is_a_502_upstream_failed_in_anthropic_s_shape() {
     a_body_reset_midway(Api::Anthropic).await;
 }
+
+/// A stream reset right after its headers, before any event: the client either reads a
+/// 200 whose body fails, or — when the failure is already there as the gateway starts the
+/// body — no answer at all (the server ends the connection without sending the head).
+/// Either way it cannot take the answer as complete, and the call is recorded once as cut
+/// with its slot freed.
+#[tokio::test]
+async fn a_stream_reset_right_after_its_headers_ends_in_an_error_and_is_recorded_once() {
+    let hostile = Hostile::start(|_| vec![sse_head(), Act::Reset]).await;
+    let fg = FaultGateway::start(Api::OpenAi, hostile, "").await;
+    match fg.try_send(true).await {
+        Ok(resp) => {
+            assert_eq!(resp.status(), StatusCode::OK);
+            let mut stream = ClientStream::new(resp);
+            stream.read_to_end().await;
+            assert!(stream.cut, "a reset stream must end in an error");
+        }
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
+    // The stream's end, which may run after the client saw the connection end, writes
+    // the record and then frees the slot: once the slot is free, the record is there.
+    tokio::time::timeout(crate::PATIENCE, async {
+        while fg.call_good("demo").await != StatusCode::OK {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the slot is freed");
+    let calls = fg.hostile_calls().await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["detail"]["outcome"], "UpstreamCut", "{}", calls[0]);
+    assert_eq!(fg.hostile_usage()[0].outcome, Outcome::UpstreamCut);
+}
