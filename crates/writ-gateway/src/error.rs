@@ -210,11 +210,15 @@ pub enum GatewayError {
     /// request: which policy and check, and who can change it.
     #[error("{}", .0.message())]
     DeniedByPolicy(Box<PolicyRefusal>),
-    /// The upstream did not answer in time.
-    #[error("upstream timed out")]
+    /// The upstream stopped sending its answer for longer than its `read_timeout`.
+    #[error(
+        "the upstream stopped sending its answer for longer than the gateway waits (the upstream's read_timeout); try again later"
+    )]
     UpstreamTimeout,
-    /// The upstream connection failed after connecting.
-    #[error("upstream failed")]
+    /// The upstream connection failed while its answer was read.
+    #[error(
+        "the upstream broke off its answer (its connection was closed or reset midway); try again"
+    )]
     UpstreamFailed,
     /// The gateway could not obtain the credential for the upstream (a token exchange failed).
     #[error(
@@ -261,10 +265,14 @@ pub enum GatewayError {
         status: u16,
     },
     /// The upstream's success response is not what the API promises.
-    #[error("the upstream sent a malformed response")]
+    #[error(
+        "the upstream's answer is not what its API promises (not JSON, or JSON that cannot be read one way only); try again, and tell the operator if it persists"
+    )]
     UpstreamInvalid,
     /// The upstream's response is larger than the configured cap.
-    #[error("the upstream response exceeds the configured size limit")]
+    #[error(
+        "the upstream's answer is larger than the gateway passes on (the upstream's max_response_bytes); ask for less output, or ask the operator to raise the limit"
+    )]
     UpstreamTooLarge,
     /// A limit refused the request.
     #[error("limit reached: {} {} for {}", .0.limit, .0.dimension.as_str(), .0.scope)]

@@ -11,7 +11,7 @@ use crate::openai::{EventReading, json_object};
 use crate::route::Operation;
 use crate::secret::UpstreamSecret;
 use crate::sse::SseEvent;
-use crate::usage::Usage;
+use crate::usage::{UnreadableCount, Usage};
 
 /// The API version sent when the client names none.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
@@ -73,22 +73,29 @@ pub fn credential_headers(
     Ok(vec![(API_KEY, value)])
 }
 
-fn usage_parts(usage: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let get = |k: &str| usage.get(k).and_then(Value::as_u64);
-    let cached = match (
-        get("cache_read_input_tokens"),
-        get("cache_creation_input_tokens"),
-    ) {
+/// Input, output and cached input tokens a `usage` object states; an error when a count it
+/// states cannot be read.
+fn usage_parts(usage: &Value) -> Result<UsageParts, UnreadableCount> {
+    let get = |k: &str| crate::usage::count(usage.get(k));
+    let (read, creation) = (
+        get("cache_read_input_tokens")?,
+        get("cache_creation_input_tokens")?,
+    );
+    let cached = match (read, creation) {
         (None, None) => None,
         (read, _) => Some(read.unwrap_or(0)),
     };
     // Anthropic's input_tokens leave out cache reads and writes; writ counts all input.
-    let input = get("input_tokens").map(|n| {
-        n + get("cache_read_input_tokens").unwrap_or(0)
-            + get("cache_creation_input_tokens").unwrap_or(0)
+    // Saturating: the counts are the upstream's word, and a sum that wrapped would meter
+    // a huge call as a tiny one.
+    let input = get("input_tokens")?.map(|n| {
+        n.saturating_add(read.unwrap_or(0))
+            .saturating_add(creation.unwrap_or(0))
     });
-    (input, get("output_tokens"), cached)
+    Ok((input, get("output_tokens")?, cached))
 }
+
+type UsageParts = (Option<u64>, Option<u64>, Option<u64>);
 
 /// Usage of a whole Messages response (or of a token count).
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
@@ -97,12 +104,29 @@ pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
         // count_tokens: `{"input_tokens": n}` costs nothing and generates nothing.
         return None;
     }
-    let (input, output, cached) = usage_parts(v.get("usage")?);
+    let (input, output, cached) = usage_parts(v.get("usage")?).ok()?;
     Some(Usage {
         input_tokens: input?,
         output_tokens: output.unwrap_or(0),
         cached_input_tokens: cached.unwrap_or(0),
     })
+}
+
+/// What a stream event's `usage` object says.
+fn usage_reading(usage: Option<&Value>) -> EventReading {
+    match usage.map(usage_parts) {
+        None => EventReading::default(),
+        Some(Ok((input, output, cached))) => EventReading {
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: cached,
+            ..EventReading::default()
+        },
+        Some(Err(UnreadableCount)) => EventReading {
+            usage_unreadable: true,
+            ..EventReading::default()
+        },
+    }
 }
 
 /// Reads one event of a Messages stream.
@@ -111,27 +135,8 @@ pub fn read_event(event: &SseEvent) -> EventReading {
         return EventReading::default();
     };
     match v.get("type").and_then(Value::as_str) {
-        Some("message_start") => {
-            let (input, output, cached) = v
-                .get("message")
-                .and_then(|m| m.get("usage"))
-                .map_or((None, None, None), usage_parts);
-            EventReading {
-                input_tokens: input,
-                output_tokens: output,
-                cached_input_tokens: cached,
-                ..EventReading::default()
-            }
-        }
-        Some("message_delta") => {
-            let (input, output, cached) = v.get("usage").map_or((None, None, None), usage_parts);
-            EventReading {
-                input_tokens: input,
-                output_tokens: output,
-                cached_input_tokens: cached,
-                ..EventReading::default()
-            }
-        }
+        Some("message_start") => usage_reading(v.get("message").and_then(|m| m.get("usage"))),
+        Some("message_delta") => usage_reading(v.get("usage")),
         Some("content_block_delta") => EventReading {
             output_chars: v
                 .get("delta")

@@ -10,7 +10,7 @@ use crate::inspect::{InspectError, Inspected};
 use crate::openai::{EventReading, json_object};
 use crate::secret::UpstreamSecret;
 use crate::sse::SseEvent;
-use crate::usage::Usage;
+use crate::usage::{UnreadableCount, Usage};
 
 /// Header carrying the API key.
 pub const API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
@@ -76,14 +76,24 @@ pub fn credential_headers(
 
 /// Usage in a `usageMetadata` object; thinking tokens count as output.
 pub fn usage_from_metadata(meta: &Value) -> Option<Usage> {
-    let count = |k: &str| meta.get(k).and_then(Value::as_u64);
-    let input = count("promptTokenCount")?;
-    Some(Usage {
+    read_metadata(meta).ok().flatten()
+}
+
+/// A `usageMetadata` object: `None` when it states no prompt count, an error when a count
+/// it states cannot be read.
+fn read_metadata(meta: &Value) -> Result<Option<Usage>, UnreadableCount> {
+    let count = |k: &str| crate::usage::count(meta.get(k));
+    let Some(input) = count("promptTokenCount")? else {
+        return Ok(None);
+    };
+    Ok(Some(Usage {
         input_tokens: input,
-        output_tokens: count("candidatesTokenCount").unwrap_or(0)
-            + count("thoughtsTokenCount").unwrap_or(0),
-        cached_input_tokens: count("cachedContentTokenCount").unwrap_or(0).min(input),
-    })
+        // Saturating: a sum that wrapped would meter a huge call as a tiny one.
+        output_tokens: count("candidatesTokenCount")?
+            .unwrap_or(0)
+            .saturating_add(count("thoughtsTokenCount")?.unwrap_or(0)),
+        cached_input_tokens: count("cachedContentTokenCount")?.unwrap_or(0).min(input),
+    }))
 }
 
 /// Usage of a whole response.
@@ -110,13 +120,18 @@ pub fn read_event(event: &SseEvent) -> EventReading {
                 .sum()
         })
         .unwrap_or(0);
-    let usage = v.get("usageMetadata").and_then(usage_from_metadata);
+    let stated = v
+        .get("usageMetadata")
+        .filter(|u| !u.is_null())
+        .map(read_metadata);
+    let usage = stated.and_then(|u| u.ok().flatten());
     EventReading {
         input_tokens: usage.map(|u| u.input_tokens),
         output_tokens: usage.map(|u| u.output_tokens),
         cached_input_tokens: usage.map(|u| u.cached_input_tokens),
         output_chars,
         usage_only: false,
+        usage_unreadable: stated.is_some_and(|u| u.is_err()),
     }
 }
 

@@ -74,6 +74,8 @@ pub struct StreamMeter {
     text: TextStream,
     /// An event-stream frame could not be decoded: nothing after it can be read.
     corrupt: bool,
+    /// An event stated usage that cannot be read: the stream's usage is estimated.
+    usage_unreadable: bool,
 }
 
 impl StreamMeter {
@@ -92,6 +94,7 @@ impl StreamMeter {
             drop_usage_chunk,
             text: TextStream::new(family),
             corrupt: false,
+            usage_unreadable: false,
         }
     }
 
@@ -152,12 +155,13 @@ impl StreamMeter {
         out
     }
 
-    /// Whether a filtered stream met a frame it could not decode, or opened more text
-    /// channels than [`crate::stream_text::MAX_OPEN_CHANNELS`]: what could not be filtered
-    /// was not passed on, and the stream should be cut so the client does not take it as
-    /// complete.
+    /// Whether a filtered stream met a frame it could not decode, an SSE event over
+    /// [`crate::sse::MAX_EVENT_BYTES`] (dropped unread), or opened more text channels than
+    /// [`crate::stream_text::MAX_OPEN_CHANNELS`]: what could not be filtered was not passed
+    /// on, and the stream should be cut so the client does not take it as complete.
     pub fn is_corrupt(&self) -> bool {
-        self.corrupt || self.text.overflowed()
+        let oversized = matches!(&self.framing, Framing::Sse(parser) if parser.oversized() > 0);
+        self.corrupt || oversized || self.text.overflowed()
     }
 
     /// Ends a filtered stream; returns the bytes still to send: its last events and those
@@ -208,7 +212,8 @@ impl StreamMeter {
     }
 
     fn add(&mut self, reading: EventReading) {
-        self.output_chars += reading.output_chars;
+        self.output_chars = self.output_chars.saturating_add(reading.output_chars);
+        self.usage_unreadable |= reading.usage_unreadable;
         // Usage may come in parts; each part replaces what it reports.
         if reading.input_tokens.is_some() || reading.output_tokens.is_some() {
             let u = self.usage.get_or_insert_with(Usage::default);
@@ -224,9 +229,9 @@ impl StreamMeter {
         }
     }
 
-    /// Usage the stream reported, if any.
+    /// Usage the stream reported, if any and if all it stated could be read.
     pub fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.usage.filter(|_| !self.usage_unreadable)
     }
 
     /// Characters of generated text seen, for an estimate when no usage came.
@@ -261,22 +266,94 @@ mod tests {
             let usage = m.usage().map(|u| (u.input_tokens, u.output_tokens));
             assert_eq!(usage, Some((7, 2)), "cut at {cut}");
         }
-        struct Keep;
-        impl TextFilter for Keep {
-            fn push(&mut self, _: Channel, text: &str) -> String {
-                text.to_string()
-            }
-            fn end(&mut self, _: Channel) -> String {
-                String::new()
-            }
-            fn whole(&mut self, _: &str) -> Option<String> {
-                None
-            }
-        }
         let mut m = StreamMeter::new(Dialect(Wire::Bedrock), false);
         assert!(!m.feed_filtered(&stream, &mut Keep).is_empty());
         assert!(m.is_corrupt());
         assert_eq!(m.usage().map(|u| u.input_tokens), Some(7));
+    }
+
+    struct Keep;
+    impl TextFilter for Keep {
+        fn push(&mut self, _: Channel, text: &str) -> String {
+            text.to_string()
+        }
+        fn end(&mut self, _: Channel) -> String {
+            String::new()
+        }
+        fn whole(&mut self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    /// An event over the bound is dropped unread: the filtered stream is corrupt, so the
+    /// gateway cuts it rather than pass an answer with a hole as complete.
+    #[test]
+    fn an_event_over_the_bound_makes_a_filtered_stream_corrupt() {
+        let mut m = StreamMeter::new(Dialect(Wire::OpenAi), false);
+        m.feed_filtered(STREAM.as_bytes(), &mut Keep);
+        assert!(!m.is_corrupt());
+        let big = format!(
+            "data: \"{}\"\n\n",
+            "x".repeat(2 * crate::sse::MAX_EVENT_BYTES)
+        );
+        for piece in big.as_bytes().chunks(64 * 1024) {
+            m.feed_filtered(piece, &mut Keep);
+        }
+        assert!(m.is_corrupt());
+    }
+
+    /// Usage stated with a count that is not a non-negative integer is not taken as zero:
+    /// the stream's usage is unknown (then estimated); sums saturate instead of wrapping.
+    #[test]
+    fn unreadable_usage_counts_leave_the_usage_unknown_and_huge_ones_saturate() {
+        for (wire, event) in [
+            (
+                Wire::OpenAi,
+                r#"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":-2}}"#,
+            ),
+            (
+                Wire::OpenAi,
+                r#"data: {"type":"response.completed","response":{"usage":{"input_tokens":3,"output_tokens":2.5}}}"#,
+            ),
+            (
+                Wire::Anthropic,
+                r#"data: {"type":"message_delta","usage":{"output_tokens":"many"}}"#,
+            ),
+            (
+                Wire::Gemini,
+                r#"data: {"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":-1}}"#,
+            ),
+        ] {
+            let mut m = StreamMeter::new(Dialect(wire), false);
+            m.feed(STREAM.as_bytes());
+            m.feed(format!("{event}\n\n").as_bytes());
+            assert_eq!(m.usage(), None, "{event}");
+        }
+        let max = u64::MAX;
+        for (wire, event) in [
+            (
+                Wire::Anthropic,
+                format!(
+                    r#"data: {{"type":"message_start","message":{{"usage":{{"input_tokens":{max},"cache_read_input_tokens":5,"output_tokens":1}}}}}}"#
+                ),
+            ),
+            (
+                Wire::Gemini,
+                format!(
+                    r#"data: {{"usageMetadata":{{"promptTokenCount":{max},"candidatesTokenCount":{max},"thoughtsTokenCount":9}}}}"#
+                ),
+            ),
+        ] {
+            let mut m = StreamMeter::new(Dialect(wire), false);
+            m.feed(format!("{event}\n\n").as_bytes());
+            assert_eq!(m.usage().map(|u| u.input_tokens), Some(max), "{event}");
+        }
+        assert_eq!(
+            crate::openai::usage_from_json(
+                br#"{"usage":{"prompt_tokens":3,"completion_tokens":-2}}"#
+            ),
+            None
+        );
     }
 
     #[test]

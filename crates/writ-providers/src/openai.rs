@@ -9,7 +9,7 @@ use crate::inspect::{InspectError, Inspected};
 use crate::route::Operation;
 use crate::secret::UpstreamSecret;
 use crate::sse::SseEvent;
-use crate::usage::Usage;
+use crate::usage::{UnreadableCount, Usage};
 
 /// Reads the request facts of an OpenAI-style request body for `operation`.
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
@@ -123,21 +123,31 @@ fn optional_bool(
 /// Usage in an OpenAI-style `usage` object: chat and embeddings (`prompt_tokens`,
 /// `completion_tokens`) or the Responses API (`input_tokens`, `output_tokens`).
 pub fn usage_from_value(usage: &Value) -> Option<Usage> {
-    let obj = usage.as_object()?;
-    let count = |k: &str| obj.get(k).and_then(Value::as_u64);
-    let input = count("prompt_tokens").or_else(|| count("input_tokens"))?;
-    let output = count("completion_tokens")
-        .or_else(|| count("output_tokens"))
+    read_usage(usage).ok().flatten()
+}
+
+/// A `usage` object: `None` when it states no input count, an error when a count it
+/// states cannot be read.
+fn read_usage(usage: &Value) -> Result<Option<Usage>, UnreadableCount> {
+    let Some(obj) = usage.as_object() else {
+        return Err(UnreadableCount);
+    };
+    let count = |k: &str| crate::usage::count(obj.get(k));
+    let Some(input) = count("prompt_tokens")?.or(count("input_tokens")?) else {
+        return Ok(None);
+    };
+    let output = count("completion_tokens")?
+        .or(count("output_tokens")?)
         .unwrap_or(0);
     let cached = ["prompt_tokens_details", "input_tokens_details"]
         .iter()
         .find_map(|d| obj.get(*d)?.get("cached_tokens")?.as_u64())
         .unwrap_or(0);
-    Some(Usage {
+    Ok(Some(Usage {
         input_tokens: input,
         output_tokens: output,
         cached_input_tokens: cached.min(input),
-    })
+    }))
 }
 
 /// Usage of a whole (non-streamed) JSON response.
@@ -160,6 +170,9 @@ pub struct EventReading {
     pub output_chars: u64,
     /// The event carries only usage (`choices: []`): the chunk `include_usage` adds.
     pub usage_only: bool,
+    /// The event states usage that cannot be read (a count that is not a non-negative integer): the stream's
+    /// usage is then estimated.
+    pub usage_unreadable: bool,
 }
 
 impl EventReading {
@@ -180,9 +193,15 @@ pub fn read_event(event: &SseEvent) -> EventReading {
     };
     // Responses API: typed events; usage arrives with `response.completed`.
     if let Some(kind) = v.get("type").and_then(Value::as_str) {
-        let usage = (kind == "response.completed")
-            .then(|| v.get("response")?.get("usage").and_then(usage_from_value))
+        let stated = (kind == "response.completed")
+            .then(|| {
+                v.get("response")?
+                    .get("usage")
+                    .filter(|u| !u.is_null())
+                    .map(read_usage)
+            })
             .flatten();
+        let usage = stated.and_then(|u| u.ok().flatten());
         let output_chars = if kind == "response.output_text.delta" {
             v.get("delta")
                 .and_then(Value::as_str)
@@ -192,6 +211,7 @@ pub fn read_event(event: &SseEvent) -> EventReading {
         };
         return EventReading {
             output_chars,
+            usage_unreadable: stated.is_some_and(|u| u.is_err()),
             ..EventReading::with_usage(usage)
         };
     }
@@ -204,9 +224,11 @@ pub fn read_event(event: &SseEvent) -> EventReading {
                 .sum()
         })
         .unwrap_or(0);
-    let usage = v.get("usage").and_then(usage_from_value);
+    let stated = v.get("usage").filter(|u| !u.is_null()).map(read_usage);
+    let usage = stated.and_then(|u| u.ok().flatten());
     EventReading {
-        usage_only: usage.is_some() && choices.is_some_and(Vec::is_empty),
+        usage_only: stated.is_some() && choices.is_some_and(Vec::is_empty),
+        usage_unreadable: stated.is_some_and(|u| u.is_err()),
         output_chars,
         ..EventReading::with_usage(usage)
     }

@@ -15,6 +15,21 @@ pub struct Usage {
     pub cached_input_tokens: u64,
 }
 
+/// A token count a usage report states that is not a non-negative integer (negative,
+/// fractional, beyond `u64`, a string): the report cannot be read, and the call is
+/// estimated rather than metered as zero — a broken or hostile upstream must not make
+/// output free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnreadableCount;
+
+/// A token count of a usage report: `None` when absent or null.
+pub(crate) fn count(value: Option<&serde_json::Value>) -> Result<Option<u64>, UnreadableCount> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(UnreadableCount),
+    }
+}
+
 /// Documented estimate when a provider reports no usage: about four characters a token.
 pub fn estimate_tokens(chars: u64) -> u64 {
     chars.div_ceil(4)

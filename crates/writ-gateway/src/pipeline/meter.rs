@@ -6,7 +6,8 @@
 //! way; the call is settled when the stream ends, when the upstream stops, stalls or
 //! sends too much, or when the client goes away (the guard settles on drop). Other bodies
 //! are read whole (they are small and must be checked): a success that is not what the
-//! API promises becomes a 502. Upstream 5xx become 502. What passes back is filtered by
+//! API promises becomes a 502, and so does any answer with a `Content-Encoding` (asked
+//! for unencoded, it cannot be scanned). Upstream 5xx become 502. What passes back is filtered by
 //! the redact phase: a whole body by [`super::redact`] in the pipeline, a stream's text by
 //! the filter it installs in the stream ([`Unredacted::Stream`]).
 
@@ -80,6 +81,17 @@ pub(crate) async fn read(
     if let Some(error) = failed {
         settle_here(gw, ctx, &mut info, parts.status, None, Outcome::Completed).await;
         return Err(error);
+    }
+    // The gateway asks for answers unencoded (it sends no `Accept-Encoding`): an encoded
+    // body can be neither metered nor scanned, and the client's HTTP library would decode
+    // what no scanner read — an echoed credential, say.
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        settle_here(gw, ctx, &mut info, parts.status, None, Outcome::UpstreamCut).await;
+        return Err(GatewayError::UpstreamInvalid);
     }
     let is_stream = parts
         .headers
@@ -423,6 +435,15 @@ fn settle(
     outcome: Outcome,
 ) -> (Answer, PendingLimits) {
     let (usage, estimated) = match usage {
+        // A stream that ended early (cut, or its client gone) may hold only what the
+        // upstream reported as it began (Anthropic's `message_start`: one output token):
+        // the text that did come is metered at least, as an estimate.
+        Some(mut u)
+            if outcome != Outcome::Completed && estimate_tokens(output_chars) > u.output_tokens =>
+        {
+            u.output_tokens = estimate_tokens(output_chars);
+            (u, true)
+        }
         Some(u) => (u, false),
         // Nothing was sent or received to estimate from (a model list, say).
         None if info.request_bytes == 0 && output_chars == 0 => (Usage::default(), false),

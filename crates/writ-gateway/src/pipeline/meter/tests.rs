@@ -191,6 +191,23 @@ async fn a_success_that_is_not_json_is_refused_as_invalid_and_recorded_cut() {
 }
 
 #[tokio::test]
+async fn an_encoded_answer_is_refused_as_invalid_whatever_its_status() {
+    for status in ["200 OK", "400 Bad Request"] {
+        let (f, listener) = gateway("").await;
+        let mut response = http_response(status, "application/json", "{}");
+        let at = response.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        response.splice(at..at, b"content-encoding: gzip\r\n".iter().copied());
+        let (result, ctx) = meter(&f, &listener, &response).await;
+        assert!(
+            matches!(result, Err(GatewayError::UpstreamInvalid)),
+            "{status}"
+        );
+        assert!(ctx.answer.is_some(), "the call is measured");
+        assert_eq!(f.gw.recent_usage()[0].outcome, Outcome::UpstreamCut);
+    }
+}
+
+#[tokio::test]
 async fn a_body_over_the_cap_is_refused() {
     let (f, listener) = gateway("max_response_bytes = 16\n").await;
     let (result, _) = meter(
