@@ -134,33 +134,41 @@ pub fn inspect(action: Action, model: String, body: &[u8]) -> Result<Inspected, 
 }
 
 /// Usage in a Converse `usage` object (also the `metadata` event of a stream).
+///
+/// `None` (the call is then estimated) when `inputTokens` is absent or any count is not a
+/// non-negative integer: a negative `outputTokens` must not make output free. Sums
+/// saturate.
 pub fn usage_from_value(usage: &Value) -> Option<Usage> {
-    let count = |k: &str| usage.get(k).and_then(Value::as_u64);
-    let fresh = count("inputTokens")?;
-    let cached = count("cacheReadInputTokens").unwrap_or(0);
+    let count = |k: &str| crate::usage::count(usage.get(k)).ok();
+    let fresh = count("inputTokens")??;
+    let cached = count("cacheReadInputTokens")?.unwrap_or(0);
     // Bedrock counts cache reads and writes apart from `inputTokens`; all were input.
-    let written = count("cacheWriteInputTokens").unwrap_or(0);
+    let written = count("cacheWriteInputTokens")?.unwrap_or(0);
     Some(Usage {
-        input_tokens: fresh + cached + written,
-        output_tokens: count("outputTokens").unwrap_or(0),
+        input_tokens: fresh.saturating_add(cached).saturating_add(written),
+        output_tokens: count("outputTokens")?.unwrap_or(0),
         cached_input_tokens: cached,
     })
 }
 
 /// Usage of a whole response: the Converse body's `usage`, or for `invoke` the token-count
-/// headers Bedrock adds to every model's response.
+/// headers Bedrock adds to every model's response. A count header that is present but not
+/// a non-negative integer leaves the usage unknown (`None`), as in [`usage_from_value`].
 pub fn usage_from_response(headers: &HeaderMap, body: &[u8]) -> Option<Usage> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+    // `Some(None)`: absent; `None`: present and unreadable.
+    let header = |name: &str| match headers.get(name) {
+        None => Some(None),
+        Some(v) => v
+            .to_str()
+            .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Some),
     };
-    if let Some(input) = header("x-amzn-bedrock-input-token-count") {
+    if let Some(input) = header("x-amzn-bedrock-input-token-count")? {
         return Some(Usage {
             input_tokens: input,
-            output_tokens: header("x-amzn-bedrock-output-token-count").unwrap_or(0),
-            cached_input_tokens: header("x-amzn-bedrock-cache-read-input-token-count")
+            output_tokens: header("x-amzn-bedrock-output-token-count")?.unwrap_or(0),
+            cached_input_tokens: header("x-amzn-bedrock-cache-read-input-token-count")?
                 .unwrap_or(0)
                 .min(input),
         });
@@ -272,7 +280,10 @@ pub fn read_message(message: &Message) -> EventReading {
                 .map_or(0, |t| t.chars().count() as u64),
             ..EventReading::default()
         },
-        Some("metadata") => reading_of(v.get("usage").and_then(usage_from_value)),
+        Some("metadata") => match v.get("usage") {
+            None => EventReading::default(),
+            Some(usage) => reading_of(Some(usage_from_value(usage))),
+        },
         // InvokeModelWithResponseStream: each chunk wraps the model's own JSON in base64;
         // the last one carries Bedrock's invocation metrics.
         Some("chunk") => {
@@ -284,11 +295,12 @@ pub fn read_message(message: &Message) -> EventReading {
             else {
                 return EventReading::default();
             };
-            let usage = inner.get("amazon-bedrock-invocationMetrics").and_then(|m| {
-                let count = |k: &str| m.get(k).and_then(Value::as_u64);
+            let usage = inner.get("amazon-bedrock-invocationMetrics").map(|m| {
+                // Unreadable counts leave the usage unknown, as in `usage_from_value`.
+                let count = |k: &str| crate::usage::count(m.get(k)).ok();
                 Some(Usage {
-                    input_tokens: count("inputTokenCount")?,
-                    output_tokens: count("outputTokenCount").unwrap_or(0),
+                    input_tokens: count("inputTokenCount")??,
+                    output_tokens: count("outputTokenCount")?.unwrap_or(0),
                     cached_input_tokens: 0,
                 })
             });
@@ -308,12 +320,21 @@ pub fn read_message(message: &Message) -> EventReading {
     }
 }
 
-fn reading_of(usage: Option<Usage>) -> EventReading {
-    EventReading {
-        input_tokens: usage.map(|u| u.input_tokens),
-        output_tokens: usage.map(|u| u.output_tokens),
-        cached_input_tokens: usage.map(|u| u.cached_input_tokens),
-        ..EventReading::default()
+/// The reading of an event that states usage (`Some`) or not (`None`); stated usage that
+/// cannot be read (`Some(None)`) marks the stream's usage unreadable, so it is estimated.
+fn reading_of(usage: Option<Option<Usage>>) -> EventReading {
+    match usage {
+        None => EventReading::default(),
+        Some(None) => EventReading {
+            usage_unreadable: true,
+            ..EventReading::default()
+        },
+        Some(Some(u)) => EventReading {
+            input_tokens: Some(u.input_tokens),
+            output_tokens: Some(u.output_tokens),
+            cached_input_tokens: Some(u.cached_input_tokens),
+            ..EventReading::default()
+        },
     }
 }
 
@@ -418,6 +439,59 @@ mod tests {
             usage_from_response(&HeaderMap::new(), b"{\"usage\":1}"),
             None
         );
+    }
+
+    #[test]
+    fn unreadable_counts_leave_the_usage_unknown_and_sums_saturate() {
+        for usage in [
+            r#"{"inputTokens":10,"outputTokens":-4}"#,
+            r#"{"inputTokens":10,"outputTokens":4.5}"#,
+            r#"{"inputTokens":10,"outputTokens":"4"}"#,
+            r#"{"inputTokens":-10,"outputTokens":4}"#,
+            r#"{"inputTokens":10,"outputTokens":4,"cacheReadInputTokens":-1}"#,
+        ] {
+            let v: Value = serde_json::from_str(usage).unwrap();
+            assert_eq!(usage_from_value(&v), None, "{usage}");
+        }
+        let huge = format!(
+            r#"{{"inputTokens":{m},"outputTokens":1,"cacheReadInputTokens":{m},"cacheWriteInputTokens":{m}}}"#,
+            m = u64::MAX
+        );
+        let v: Value = serde_json::from_str(&huge).unwrap();
+        assert_eq!(usage_from_value(&v).map(|u| u.input_tokens), Some(u64::MAX));
+        // A count header that is present but not a count: unknown, not zero.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-bedrock-input-token-count", "12".parse().unwrap());
+        headers.insert("x-amzn-bedrock-output-token-count", "-3".parse().unwrap());
+        assert_eq!(usage_from_response(&headers, b"{}"), None);
+        // In an invoke stream's chunk, too.
+        let chunk = |metrics: &str| {
+            let inner = format!(r#"{{"amazon-bedrock-invocationMetrics":{metrics}}}"#);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(inner);
+            event("chunk", &format!(r#"{{"bytes":"{b64}"}}"#))
+        };
+        let mut reader = FrameReader::new();
+        let frames = reader
+            .push(&chunk(r#"{"inputTokenCount":5,"outputTokenCount":-2}"#))
+            .unwrap();
+        assert_eq!(frames.len(), 1);
+        let reading = read_message(&frames[0]);
+        assert!(reading.usage_unreadable);
+        assert_eq!(reading.output_tokens, None);
+        let frames = reader
+            .push(&chunk(r#"{"inputTokenCount":5,"outputTokenCount":2}"#))
+            .unwrap();
+        let reading = read_message(&frames[0]);
+        assert!(!reading.usage_unreadable);
+        assert_eq!(reading.output_tokens, Some(2));
+        // And in a Converse stream's metadata.
+        let frames = reader
+            .push(&event(
+                "metadata",
+                r#"{"usage":{"inputTokens":7,"outputTokens":-2}}"#,
+            ))
+            .unwrap();
+        assert!(read_message(&frames[0]).usage_unreadable);
     }
 
     #[test]
