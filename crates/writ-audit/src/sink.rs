@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use tokio::io::AsyncWriteExt;
 
 mod new_records;
 mod pages;
@@ -427,16 +426,39 @@ impl Sink {
 type Row = (String, i64, String);
 
 async fn append_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), SinkError> {
-    let mut file = tokio::fs::OpenOptions::new()
+    // Written on a blocking thread and waited for: `tokio::fs::File` reports a write done
+    // once it has handed it to a background thread, so a file dropped after `write_all`
+    // lost the write's error (a full disk) and let the next append overtake it.
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || append_file_blocking(&path, &bytes, durability))
+        .await
+        .map_err(|e| SinkError::Io(std::io::Error::other(e)))?
+}
+
+/// Appends `bytes` to the file at `path`, all or none: a write cut short (the disk full)
+/// is cut off again, so the file holds whole lines only and the retry starts a line.
+fn append_file_blocking(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), SinkError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-        .await?;
-    if !bytes.is_empty() {
-        file.write_all(bytes).await?;
-        if durability == Durability::Synced {
-            file.sync_data().await?;
-        }
+        .open(path)?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let before = file.metadata()?.len();
+    let written = file.write_all(bytes).and_then(|()| match durability {
+        Durability::Synced => file.sync_data(),
+        Durability::Committed => Ok(()),
+    });
+    if let Err(e) = written {
+        // Should even this fail, the fragment stays, and verification names its line.
+        let _ = file.set_len(before);
+        return Err(e.into());
     }
     Ok(())
 }
@@ -624,6 +646,22 @@ mod tests {
         assert_eq!(sqlite.describe(), format!("SQLite at {}", path.display()));
         let file = Sink::file(dir.path().join("audit.jsonl"));
         assert!(file.describe().starts_with("file "));
+    }
+
+    /// A write the device refuses is reported, for records and checkpoints alike. It was
+    /// lost before: the write ended on a background thread after `append` returned `Ok`.
+    #[tokio::test]
+    async fn a_file_sink_reports_a_full_device() {
+        let sink = Sink::file_with(PathBuf::from("/dev/full"), Durability::Committed);
+        let lines = vec![r#"{"v":1}"#.to_string()];
+        let err = sink.append("i", 0, &lines).await.err();
+        assert!(
+            // 28: ENOSPC, no space left on device.
+            matches!(&err, Some(SinkError::Io(io)) if io.raw_os_error() == Some(28)),
+            "{err:?}"
+        );
+        let err = sink.put_checkpoint("i", 1, "note").await.err();
+        assert!(matches!(&err, Some(SinkError::Io(_))), "{err:?}");
     }
 
     /// A file sink whose file cannot be read reports the I/O error as its source.
