@@ -70,11 +70,16 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-/// Polls until `done` holds, panicking with `what` after [`PATIENCE`].
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+/// Polls until `done` holds, panicking with `what` and the gateway's open descriptors
+/// after [`PATIENCE`].
+async fn until(what: &str, pid: u32, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
-        assert!(Instant::now() < deadline, "{what}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the gateway has {} descriptors open",
+            open_fds(pid)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -133,14 +138,20 @@ async fn ten_thousand_idle_connections_and_slow_loris_clients_leave_others_serve
     let lorises: Vec<_> = (0..SLOW_LORIS)
         .map(|_| tokio::spawn(slow_loris(server.addr())))
         .collect();
+    // All must be open well within the gateway's first-byte timeout, which starts
+    // closing the first ones 10 s after they connect.
+    let connecting = Instant::now();
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
         idle.push(TcpStream::connect(server.addr()).await.unwrap());
     }
+    let connected_in = connecting.elapsed();
     // Every connection has been accepted: the gateway holds a descriptor for each.
-    until("the gateway accepts every idle connection", || {
-        open_fds(pid) >= fds_before + IDLE
-    })
+    until(
+        &format!("the gateway accepts every idle connection (connected in {connected_in:?})"),
+        pid,
+        || open_fds(pid) >= fds_before + IDLE,
+    )
     .await;
     let rss_with = rss_kb(pid);
 
@@ -157,7 +168,8 @@ async fn ten_thousand_idle_connections_and_slow_loris_clients_leave_others_serve
     }
     eprintln!(
         "gateway RSS {rss_before} kB before, {rss_with} kB with {IDLE} idle and {SLOW_LORIS} \
-         slow-loris connections ({} bytes per connection); slowest call meanwhile {slowest:?}",
+         slow-loris connections ({} bytes per connection); connected in {connected_in:?}; \
+         slowest call meanwhile {slowest:?}",
         (rss_with.saturating_sub(rss_before) * 1024) / IDLE as u64
     );
     assert!(
@@ -185,7 +197,7 @@ async fn ten_thousand_idle_connections_and_slow_loris_clients_leave_others_serve
         );
     }
     // And the idle ones: every descriptor they held is released.
-    until("the gateway closes the idle connections", || {
+    until("the gateway closes the idle connections", pid, || {
         open_fds(pid) <= fds_before + 16
     })
     .await;
@@ -219,7 +231,7 @@ async fn a_connection_that_sent_nothing_does_not_hold_up_a_stop() {
     let pid = server.pid();
     let fds_before = open_fds(pid);
     let _silent = TcpStream::connect(server.addr()).await.unwrap();
-    until("the gateway accepts the connection", || {
+    until("the gateway accepts the connection", pid, || {
         open_fds(pid) > fds_before
     })
     .await;
