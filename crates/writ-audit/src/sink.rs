@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use tokio::io::AsyncWriteExt;
 
 mod new_records;
 mod pages;
@@ -427,18 +426,70 @@ impl Sink {
 type Row = (String, i64, String);
 
 async fn append_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), SinkError> {
-    let mut file = tokio::fs::OpenOptions::new()
+    // Written on a blocking thread and waited for: `tokio::fs::File` reports a write done
+    // once it has handed it to a background thread, so a file dropped after `write_all`
+    // lost the write's error (a full disk) and let the next append overtake it.
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || append_file_blocking(&path, &bytes, durability))
+        .await
+        .map_err(|e| SinkError::Io(std::io::Error::other(e)))?
+}
+
+/// Appends `bytes` to the file at `path`, all or none: a write cut short (the disk full)
+/// is cut off again, so the file holds whole lines only and the retry starts a line.
+///
+/// Appenders take the file's lock in turn (the gateway and `writ` commands share the file),
+/// so an unfinished last line is never one being written: its writer died in the middle
+/// of the write (SIGKILL), before anything was acknowledged. It is cut off before the next
+/// line is written, which would otherwise be glued to it and unreadable too.
+fn append_file_blocking(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), SinkError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-        .await?;
-    if !bytes.is_empty() {
-        file.write_all(bytes).await?;
-        if durability == Durability::Synced {
-            file.sync_data().await?;
-        }
+        .read(true)
+        .open(path)?;
+    file.lock()?;
+    let length = file.metadata()?.len();
+    let before = whole_lines_end(&file, length)?;
+    if before < length {
+        file.set_len(before)?;
+    }
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let written = file.write_all(bytes).and_then(|()| match durability {
+        Durability::Synced => file.sync_data(),
+        Durability::Committed => Ok(()),
+    });
+    if let Err(e) = written {
+        // Should even this fail, the fragment is cut off by the next append.
+        let _ = file.set_len(before);
+        return Err(e.into());
     }
     Ok(())
+}
+
+/// Where the last whole line of the first `length` bytes of `file` ends (after its `\n`),
+/// 0 when there is none.
+fn whole_lines_end(file: &std::fs::File, length: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut end = length;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..usize::try_from(end - start).unwrap_or(0)];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// One non-blank line of an export, as [`split_export`] classifies it.
@@ -624,6 +675,43 @@ mod tests {
         assert_eq!(sqlite.describe(), format!("SQLite at {}", path.display()));
         let file = Sink::file(dir.path().join("audit.jsonl"));
         assert!(file.describe().starts_with("file "));
+    }
+
+    /// A write the device refuses is reported, for records and checkpoints alike. It was
+    /// lost before: the write ended on a background thread after `append` returned `Ok`.
+    #[tokio::test]
+    async fn a_file_sink_reports_a_full_device() {
+        let sink = Sink::file_with(PathBuf::from("/dev/full"), Durability::Committed);
+        let lines = vec![r#"{"v":1}"#.to_string()];
+        let err = sink.append("i", 0, &lines).await.err();
+        assert!(
+            // 28: ENOSPC, no space left on device.
+            matches!(&err, Some(SinkError::Io(io)) if io.raw_os_error() == Some(28)),
+            "{err:?}"
+        );
+        let err = sink.put_checkpoint("i", 1, "note").await.err();
+        assert!(matches!(&err, Some(SinkError::Io(_))), "{err:?}");
+    }
+
+    /// A last line left unfinished (its writer killed in the middle of a write) is cut off
+    /// before the next append, which starts a line of its own; whole lines are kept.
+    #[tokio::test]
+    async fn a_file_sink_cuts_off_an_unfinished_last_line_before_appending() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("audit.jsonl");
+        let whole = format!("{}\n", "x".repeat(5000));
+        let torn = format!("{whole}{{\"v\":1,\"seq\":7,\"inst");
+        std::fs::write(&path, &torn).unwrap_or_else(|e| panic!("{e}"));
+        let sink = Sink::file_with(path.clone(), Durability::Committed);
+        sink.append("i", 0, &[r#"{"v":1}"#.to_string()])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, format!("{whole}{{\"v\":1}}\n"));
+        // A file of one unfinished line is emptied; a probe cuts it off too.
+        std::fs::write(&path, "{\"v\":1,").unwrap_or_else(|e| panic!("{e}"));
+        sink.probe().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "");
     }
 
     /// A file sink whose file cannot be read reports the I/O error as its source.

@@ -77,6 +77,11 @@ impl ServeProcess {
         }
     }
 
+    /// Its process id, for reading `/proc/<pid>` (memory, open descriptors).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

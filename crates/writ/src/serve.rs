@@ -83,14 +83,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let gateway =
         Gateway::start(&config, data.clone(), store.clone(), Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let admin_listener = match &config.admin {
         Some(admin) => Some(
-            tokio::net::TcpListener::bind(admin.listen)
-                .await
+            listen(admin.listen)
                 .with_context(|| format!("cannot listen on {} ([admin] listen)", admin.listen))?,
         ),
         None => None,
@@ -257,4 +255,23 @@ fn stop_signals() -> tokio::sync::watch::Receiver<u8> {
         }
     });
     rx
+}
+
+/// Connections the kernel queues for a listener before it drops new ones (capped by
+/// `net.core.somaxconn`). With tokio's 1024, ten thousand clients connecting at once to a
+/// gateway on a loaded machine overflowed the queue, and each dropped SYN was retried only
+/// one, three, seven seconds later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a queue of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's `TcpListener::bind` does: a restarted gateway may bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -16,16 +16,23 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a connection may go without a request: from its start to its first byte, from
+/// a request's first byte to the end of its headers, and idle between two requests of an
+/// HTTP/1 connection (hyper's header read timeout runs from when it waits for a request).
+/// Without it a client that sent nothing, or a header a byte at a time (slow loris), held
+/// its connection, a task and their buffers for ever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most worker threads a gateway runs.
 pub const MAX_WORKERS: usize = 256;
@@ -52,6 +59,7 @@ pub(crate) async fn serve_inline(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let (stopping, stop) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -63,10 +71,11 @@ pub(crate) async fn serve_inline(
             peer,
             app.clone(),
             tls.clone(),
-            graceful.watcher(),
+            Watched(graceful.watcher(), stop.clone()),
         ));
     }
     drop(listener);
+    drop(stopping);
     graceful.shutdown().await;
     Ok(())
 }
@@ -170,6 +179,7 @@ async fn worker(
     tls: Option<TlsAcceptor>,
 ) {
     let graceful = GracefulShutdown::new();
+    let (stopping, stop) = watch::channel(());
     tokio::spawn(keep_timer_armed());
     while let Some((std, peer)) = queue.recv().await {
         match TcpStream::from_std(std) {
@@ -179,12 +189,13 @@ async fn worker(
                     peer,
                     app.clone(),
                     tls.clone(),
-                    graceful.watcher(),
+                    Watched(graceful.watcher(), stop.clone()),
                 ));
             }
             Err(e) => tracing::warn!(%peer, error = %e, "could not take a connection over"),
         }
     }
+    drop(stopping);
     graceful.shutdown().await;
 }
 
@@ -207,16 +218,33 @@ async fn keep_timer_armed() {
 /// How often [`keep_timer_armed`] fires.
 const TIMER_ARM: Duration = Duration::from_millis(500);
 
+/// What tells a connection the server is stopping: hyper's graceful shutdown once hyper
+/// serves it, and before that (while it waits for its first byte) the sender's end of the
+/// channel being dropped.
+struct Watched(Watcher, watch::Receiver<()>);
+
 /// Serves one connection, over TLS when `tls` is set, HTTP/1.1 or HTTP/2.
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     app: Router,
     tls: Option<TlsAcceptor>,
-    watcher: Watcher,
+    Watched(watcher, mut stop): Watched,
 ) {
     match tls {
-        None => http(tcp, peer, app, watcher).await,
+        None => {
+            // hyper reads the first bytes (HTTP/1 or HTTP/2?) with no timeout of its own.
+            let first = tokio::select! {
+                first = tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.readable()) => first,
+                // Stopping: a connection that has sent nothing is closed at once.
+                _ = stop.changed() => return,
+            };
+            match first {
+                Ok(Ok(())) => http(tcp, peer, app, watcher).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed"),
+                Err(_) => tracing::debug!(%peer, "no request on a new connection; closed"),
+            }
+        }
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => http(tls, peer, app, watcher).await,
@@ -238,7 +266,12 @@ where
         let mut app = app.clone();
         async move { tower_service::Service::call(&mut app, req).await }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper applies a header read timeout only with a timer.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
