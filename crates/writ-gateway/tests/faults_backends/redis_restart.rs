@@ -1,0 +1,337 @@
+//! Redis killed (SIGKILL) and restarted under load, three gateways on it: two fail closed,
+//! one falls back to local limits. Redis persists every write before replying (AOF,
+//! `appendfsync always`), as a deployment that keeps limits across restarts does.
+//!
+//! What is checked, and how:
+//! - while Redis is down, every call the fail-closed gateways took in and answered is
+//!   503 `limiter_unavailable` in the OpenAI error shape, never 200; the local-fallback
+//!   gateway serves (200) and never answers 503;
+//! - after the restart each gateway admits again by itself, within a bound;
+//! - the limiter state survived: each fail-closed gateway's agent's day counter of
+//!   requests is at least the calls it served (before the kill included) and at most those
+//!   plus its 503s that may have reached Redis just before the kill;
+//! - no concurrency slot is leaked: once the load stops, the leases still live in Redis are
+//!   at most the calls that were in flight when Redis died (a settlement that met a dead
+//!   Redis is dropped, and the gateway documents that such a lease lapses after the lease
+//!   TTL, `Held::settle`); after the TTL (the gateways' clocks advanced past it) the whole
+//!   concurrency limit is usable at once — N held calls admitted together and the N+1th
+//!   refused 429 — and once they end, the lease set in Redis is empty (`ZCARD` 0).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use writ_testkit::{Behavior, MockUpstream, OwnRedis, TestGateway};
+use writ_token::Clock;
+
+use crate::load::{Call, Caller, Load};
+
+const KEY: &str = "sk-upstream-faults-redis-0123";
+/// Requests of the tenant in flight at once, on every gateway together.
+const IN_FLIGHT: usize = 6;
+const CALLERS: usize = 32;
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// The agent each gateway's callers call as: fail closed, fail closed, local fallback.
+const AGENTS: [&str; 3] = ["closed-a", "closed-b", "local"];
+const LOCAL: usize = 2;
+
+fn config(fast: &MockUpstream, held: &MockUpstream, redis: &OwnRedis, extra: &str) -> String {
+    let upstream = |name: &str, mock: &MockUpstream| {
+        format!(
+            "[upstreams.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+            mock.base_url()
+        )
+    };
+    format!(
+        "[limiter]\nbackend = \"redis\"\nredis_url = \"{}\"\nlease_ttl = \"{}s\"\ntimeout = \"5s\"\n{extra}\n\
+         [[limit]]\nscope = \"tenant\"\ndimension = \"concurrency\"\nlimit = {IN_FLIGHT}\n\n\
+         [[limit]]\nscope = \"agent\"\ndimension = \"requests\"\nper = \"day\"\nlimit = 1000000\n\n{}{}",
+        redis.url(),
+        LEASE_TTL.as_secs(),
+        upstream("fast", fast),
+        upstream("held", held),
+    )
+}
+
+fn chat(marker: u64, stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream, "max_tokens": 20,
+           "messages": [{"role": "user", "content": format!("call {marker}")}]})
+}
+
+/// A writ of `agent` for `upstream` only (so the writ routes the call).
+fn writ(gw: &TestGateway, agent: &str, upstream: &str) -> String {
+    let grant = format!(r#"{{"type":"writ:llm","upstream":"{upstream}"}}"#);
+    gw.mint_for(agent, &grant, &grant, 30)
+}
+
+/// A caller of `gw` as `agent` on the fast upstream: streams and plain calls in turn,
+/// each answer read to its end.
+fn caller(client: &reqwest::Client, gw: &TestGateway, agent: &str) -> Caller {
+    let (client, url, writ) = (
+        client.clone(),
+        gw.url("/v1/chat/completions"),
+        writ(gw, agent, "fast"),
+    );
+    Arc::new(move |marker| {
+        let request = client
+            .post(&url)
+            .bearer_auth(&writ)
+            .json(&chat(marker, marker % 2 == 0));
+        Box::pin(async move {
+            let resp = request.send().await.expect("the gateway answers");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        })
+    })
+}
+
+/// Members of the tenant's lease set, as (lease id, expiry in µs).
+fn leases(redis: &OwnRedis) -> Vec<(String, u64)> {
+    let key = format!("writ:limit:concurrency:c:{IN_FLIGHT}:tenant=default");
+    let out = redis.cli(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    lines
+        .chunks(2)
+        .map(|pair| (pair[0].to_string(), pair[1].parse().unwrap()))
+        .collect()
+}
+
+/// Leases that count at `now` (expiry after it), as the reserve script counts them.
+fn live(leases: &[(String, u64)], now: std::time::SystemTime) -> usize {
+    let now_us = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    leases.iter().filter(|(_, expiry)| *expiry > now_us).count()
+}
+
+/// The day counter of requests of `agent`.
+fn requests_counted(redis: &OwnRedis, agent: &str) -> u64 {
+    let pattern = format!("writ:limit:requests:*agent={agent}");
+    let keys = redis.cli(&["--scan", "--pattern", &pattern]);
+    let key = keys
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no counter for {agent}"));
+    redis.cli(&["GET", key]).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_fails_closed_recovers_and_leaks_no_slot() {
+    let fast = MockUpstream::start(KEY).await;
+    let held = MockUpstream::start_with(KEY, Behavior::HoldStreamAfterFirstEvent).await;
+    let mut redis = OwnRedis::start_persistent();
+    let closed = config(&fast, &held, &redis, "");
+    let local = config(&fast, &held, &redis, "on_backend_failure = \"local\"");
+    let gateways = [
+        TestGateway::start(&closed).await,
+        TestGateway::start(&closed).await,
+        TestGateway::start(&local).await,
+    ];
+    // One time on every gateway, so leases expire alike whichever gateway reads them.
+    let now = gateways[0].clock().now();
+    for gw in &gateways {
+        gw.clock().set(now);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let callers = (0..CALLERS)
+        .map(|i| {
+            let g = i % gateways.len();
+            (g, caller(&client, &gateways[g], AGENTS[g]))
+        })
+        .collect();
+    let load = Load::start(callers);
+    let served_by = |calls: &[Call], g: usize, from: Instant| {
+        calls
+            .iter()
+            .filter(|c| c.gateway == g && c.status == 200 && c.started >= from)
+            .count()
+    };
+    let begun = Instant::now();
+    load.until("every gateway serves", Duration::from_secs(30), |calls| {
+        (0..3).all(|g| served_by(calls, g, begun) >= 3)
+    })
+    .await;
+
+    // Down.
+    let kill = Instant::now();
+    redis.stop();
+    let killed = Instant::now();
+    load.until(
+        "calls meet the dead Redis",
+        Duration::from_secs(30),
+        |calls| {
+            let after = |g: usize| {
+                calls
+                    .iter()
+                    .filter(move |c| c.gateway == g && c.started >= killed)
+            };
+            after(0).count() >= 5
+                && after(1).count() >= 5
+                && after(LOCAL).filter(|c| c.status == 200).count() >= 3
+        },
+    )
+    .await;
+
+    // Up again, with what it had acknowledged.
+    let restart = Instant::now();
+    tokio::task::block_in_place(|| redis.restart());
+    let restarted = Instant::now();
+    load.until(
+        "every gateway admits again",
+        Duration::from_secs(30),
+        |calls| (0..3).all(|g| served_by(calls, g, restarted) >= 3),
+    )
+    .await;
+    let calls = load.stop().await;
+
+    // Answers: 200, 429 (the limits), or, from a fail-closed gateway only, 503
+    // `limiter_unavailable`.
+    for c in &calls {
+        match (c.status, c.code.as_deref()) {
+            (200, _) | (429, Some("rate_limit_exceeded")) => {}
+            (503, Some("limiter_unavailable")) if c.gateway != LOCAL => {}
+            other => panic!("unexpected answer {other:?} from gateway {}", c.gateway),
+        }
+    }
+    let down: Vec<&Call> = calls.iter().filter(|c| c.within(killed, restart)).collect();
+    for g in 0..2 {
+        let statuses: Vec<u16> = down
+            .iter()
+            .filter(|c| c.gateway == g)
+            .map(|c| c.status)
+            .collect();
+        assert!(statuses.len() >= 5, "gateway {g}: {statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 503),
+            "gateway {g} admitted while Redis was down: {statuses:?}"
+        );
+    }
+    let local_down = down
+        .iter()
+        .filter(|c| c.gateway == LOCAL && c.status == 200)
+        .count();
+    assert!(
+        local_down >= 3,
+        "the local fallback served {local_down} while Redis was down"
+    );
+    let recovered: Vec<Duration> = (0..3)
+        .map(|g| {
+            calls
+                .iter()
+                .filter(|c| c.gateway == g && c.status == 200 && c.started >= restarted)
+                .map(|c| c.ended - restarted)
+                .min()
+                .unwrap()
+        })
+        .collect();
+
+    // The counters survived the crash: every request a fail-closed gateway served is
+    // counted, and at most those plus its 503s that may have reached Redis before it died.
+    for (g, agent) in AGENTS.iter().enumerate().take(2) {
+        let served = calls
+            .iter()
+            .filter(|c| c.gateway == g && c.status == 200)
+            .count() as u64;
+        let uncertain = calls
+            .iter()
+            .filter(|c| c.gateway == g && c.status == 503 && c.started < killed)
+            .count() as u64;
+        let counted = requests_counted(&redis, agent);
+        assert!(
+            (served..=served + uncertain).contains(&counted),
+            "gateway {g}: {counted} counted, {served} served, {uncertain} uncertain"
+        );
+    }
+
+    // Leases: settlements run as answers end; wait (bounded) until only those that may
+    // have met the dead Redis remain: calls in flight when it died.
+    let in_flight_at_kill = calls
+        .iter()
+        .filter(|c| c.started < killed && c.ended > kill)
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leaked = loop {
+        let n = live(&leases(&redis), now);
+        if n <= in_flight_at_kill.min(IN_FLIGHT) || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        leaked <= in_flight_at_kill.min(IN_FLIGHT),
+        "{leaked} leases live after the load, {in_flight_at_kill} calls were in flight at the kill"
+    );
+    // The lease TTL passes: an unsettled lease lapses.
+    for gw in &gateways {
+        gw.clock().advance(LEASE_TTL + Duration::from_secs(1));
+    }
+    assert_eq!(live(&leases(&redis), gateways[0].clock().now()), 0);
+
+    // The whole limit at once: N held calls, spread over the gateways, all admitted…
+    let mut holding = Vec::new();
+    for i in 0..IN_FLIGHT {
+        let gw = &gateways[i % 3];
+        let resp = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(writ(gw, AGENTS[i % 3], "held"))
+            .json(&chat(1_000_000 + i as u64, true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "held call {i}");
+        holding.push(resp);
+    }
+    for resp in &mut holding {
+        let first = tokio::time::timeout(Duration::from_secs(20), resp.chunk()).await;
+        assert!(
+            matches!(first, Ok(Ok(Some(_)))),
+            "a held call streams: {first:?}"
+        );
+    }
+    assert_eq!(live(&leases(&redis), gateways[0].clock().now()), IN_FLIGHT);
+    // …and the next one refused, on any gateway.
+    for (g, gw) in gateways.iter().enumerate() {
+        let resp = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(writ(gw, AGENTS[g], "fast"))
+            .json(&chat(2_000_000 + g as u64, false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "gateway {g}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("concurrency"), "{message}");
+    }
+    held.release();
+    for resp in holding {
+        let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.contains("[DONE]"), "{text}");
+    }
+    // And every lease is gone from Redis once they end: the lapsed ones were swept by the
+    // held calls' reservations, theirs released by their settlements.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leases(&redis);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leases left in Redis: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "{} calls; {} answered while Redis was down; recovered after {recovered:?}; \
+         {in_flight_at_kill} in flight at the kill, {leaked} leases left to lapse",
+        calls.len(),
+        down.len(),
+    );
+}
