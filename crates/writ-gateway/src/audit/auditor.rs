@@ -11,6 +11,8 @@
 //! twice. Refusals are committed before their response. A record that could not be written
 //! is kept and retried, never dropped, and the instance refuses (503) until the sink takes
 //! writes again. In best-effort mode each request has one record, written in batches.
+//! Lines written since the last checkpoint are kept, so a sink that lost them (PostgreSQL
+//! crashing with `durability = "committed"`) gets them again (see `realign.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +25,7 @@ use writ_audit::{AuditKey, AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
 
 use super::open::{AuditKeyError, load_key, open_sink, origin};
+use super::realign::{SinceCheckpoint, realign_logged};
 use crate::config::{AuditConfig, AuditSinkConfig};
 use crate::metrics::AuditStats;
 
@@ -149,6 +152,7 @@ impl Auditor {
             unwritten: Vec::new(),
             waiting: Vec::new(),
             checkpointed: 0,
+            since_checkpoint: SinceCheckpoint::default(),
             flushing: false,
             stopping: false,
         }));
@@ -369,7 +373,8 @@ impl Auditor {
             Ok(()) => {
                 core.written += core.unwritten.len() as u64;
                 self.stats.written(core.unwritten.len() as u64);
-                core.unwritten.clear();
+                let lines = std::mem::take(&mut core.unwritten);
+                core.since_checkpoint.written(lines);
                 alone.written.fetch_add(1, Ordering::Relaxed);
                 self.healthy.store(true, Ordering::Release);
                 // Records the writer had taken in, and someone waits for, went with it.
@@ -446,6 +451,8 @@ struct Core {
     /// Who waits for which seq to be durable.
     waiting: Vec<(u64, oneshot::Sender<Appended>)>,
     checkpointed: u64,
+    /// The lines written since the last checkpoint, to write again if the sink loses them.
+    since_checkpoint: SinceCheckpoint,
     /// The writer is writing lines it took out of `unwritten`.
     flushing: bool,
     /// The writer has been told to stop: records go to it (and are refused once it has).
@@ -596,13 +603,33 @@ impl Writer {
             core.flushing = true;
             (core.written, std::mem::take(&mut core.unwritten))
         };
-        let result = self.sink.append(&self.instance, first, &lines).await;
+        let mut lines = lines;
+        let mut result = self.sink.append(&self.instance, first, &lines).await;
+        if let Err(SinkError::NotContiguous { held, .. }) = result {
+            // The sink's log ends elsewhere than this writer thought (see `realign`):
+            // start again where it ends, at once.
+            let first = {
+                let mut guard = self.core();
+                let core = &mut *guard;
+                let before = core.written;
+                lines = realign_logged(held, &mut core.written, lines, &mut core.since_checkpoint);
+                self.stats.written(core.written.saturating_sub(before));
+                core.written
+            };
+            if first == held {
+                result = match lines.is_empty() {
+                    true => Ok(()),
+                    false => self.sink.append(&self.instance, first, &lines).await,
+                };
+            }
+        }
         let mut core = self.core();
         core.flushing = false;
         match result {
             Ok(()) => {
                 core.written += lines.len() as u64;
                 self.stats.written(lines.len() as u64);
+                core.since_checkpoint.written(lines);
                 self.healthy.store(true, Ordering::Release);
                 let written = core.written;
                 for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
@@ -610,7 +637,8 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, sink = %self.sink.describe(), pending = lines.len(), "audit sink write failed; records kept for retry");
+                let pending = lines.len();
+                tracing::error!(error = %e, sink = %self.sink.describe(), pending, "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
                 self.stats.failed();
                 core.unwritten = lines;
@@ -635,7 +663,21 @@ impl Writer {
             (size, core.log.checkpoint(&self.key))
         };
         match self.sink.put_checkpoint(&self.instance, size, &note).await {
-            Ok(()) => self.core().checkpointed = size,
+            Ok(()) => {
+                let mut core = self.core();
+                core.checkpointed = size;
+                core.since_checkpoint.checkpointed(size);
+            }
+            Err(SinkError::NotContiguous { held, .. }) => {
+                // The sink lost records since the last checkpoint: they go back to be
+                // written again, and a later checkpoint covers them.
+                self.stats.failed();
+                let mut guard = self.core();
+                let core = &mut *guard;
+                let pending = std::mem::take(&mut core.unwritten);
+                core.unwritten =
+                    realign_logged(held, &mut core.written, pending, &mut core.since_checkpoint);
+            }
             Err(e) => {
                 self.stats.failed();
                 tracing::error!(error = %e, sink = %self.sink.describe(), "audit checkpoint write failed");
