@@ -22,6 +22,8 @@ pub struct Call {
     pub status: u16,
     /// `error.code` of an error answer.
     pub code: Option<String>,
+    /// `error.type` of an error answer.
+    pub kind: Option<String>,
 }
 
 impl Call {
@@ -60,9 +62,11 @@ impl Load {
                         let started = Instant::now();
                         let (status, body) = send(marker).await;
                         let ended = Instant::now();
-                        let code = serde_json::from_str::<Value>(&body)
-                            .ok()
-                            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+                        let error = serde_json::from_str::<Value>(&body)
+                            .map(|v| v["error"].clone())
+                            .unwrap_or_default();
+                        let field = |name: &str| error[name].as_str().map(str::to_string);
+                        let (code, kind) = (field("code"), field("type"));
                         calls.lock().unwrap().push(Call {
                             gateway,
                             marker,
@@ -70,6 +74,7 @@ impl Load {
                             ended,
                             status,
                             code,
+                            kind,
                         });
                     }
                 })

@@ -10,10 +10,12 @@
 //! - the limiter state survived: each fail-closed gateway's agent's day counter of
 //!   requests is at least the calls it served (before the kill included) and at most those
 //!   plus its 503s that may have reached Redis just before the kill;
-//! - no concurrency slot is leaked: once the load stops, the leases still live in Redis are
-//!   at most the calls that were in flight when Redis died (a settlement that met a dead
-//!   Redis is dropped, and the gateway documents that such a lease lapses after the lease
-//!   TTL, `Held::settle`); after the TTL (the gateways' clocks advanced past it) the whole
+//! - no concurrency slot is leaked: a settlement that met the dead Redis has its leases
+//!   released once Redis is back (`limits/lease_release.rs`), so once the load stops the
+//!   leases still live in Redis are at most the reservations of unknown fate (a call in
+//!   flight at the kill answered 503 or served by the local fallback: Redis may have
+//!   applied its reservation as it died), which lapse after the lease TTL as the gateway
+//!   documents (`Held::settle`); after the TTL (the gateways' clocks advanced past it) the whole
 //!   concurrency limit is usable at once — N held calls admitted together and the N+1th
 //!   refused 429 — and once they end, the lease set in Redis is empty (`ZCARD` 0).
 
@@ -31,12 +33,14 @@ const KEY: &str = "sk-upstream-faults-redis-0123";
 /// Requests of the tenant in flight at once, on every gateway together.
 const IN_FLIGHT: usize = 6;
 const CALLERS: usize = 32;
-const LEASE_TTL: Duration = Duration::from_secs(10);
+/// Longer than any wait below: a lease still held after one has not lapsed, nor has the
+/// key holding it expired in Redis (it lives as long past its last reservation).
+const LEASE_TTL: Duration = Duration::from_secs(30);
 /// The agent each gateway's callers call as: fail closed, fail closed, local fallback.
 const AGENTS: [&str; 3] = ["closed-a", "closed-b", "local"];
 const LOCAL: usize = 2;
 
-fn config(fast: &MockUpstream, held: &MockUpstream, redis: &OwnRedis, extra: &str) -> String {
+fn config(fast: &MockUpstream, held: [&MockUpstream; 2], redis: &OwnRedis, extra: &str) -> String {
     let upstream = |name: &str, mock: &MockUpstream| {
         format!(
             "[upstreams.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
@@ -50,7 +54,7 @@ fn config(fast: &MockUpstream, held: &MockUpstream, redis: &OwnRedis, extra: &st
         redis.url(),
         LEASE_TTL.as_secs(),
         upstream("fast", fast),
-        upstream("held", held),
+        upstream("held", held[0]) + &upstream("held2", held[1]),
     )
 }
 
@@ -117,13 +121,113 @@ fn requests_counted(redis: &OwnRedis, agent: &str) -> u64 {
     redis.cli(&["GET", key]).parse().unwrap()
 }
 
+/// Holds N streaming calls on the `upstream` (a mock holding its streams), spread over the
+/// gateways, and checks they are all admitted and the next one is refused on any gateway;
+/// returns the held answers, each past its first event.
+async fn use_the_whole_limit(
+    client: &reqwest::Client,
+    gateways: &[TestGateway; 3],
+    upstream: &str,
+    redis: &OwnRedis,
+) -> Vec<reqwest::Response> {
+    let mut holding = Vec::new();
+    for i in 0..IN_FLIGHT {
+        let gw = &gateways[i % 3];
+        let writ = writ(gw, AGENTS[i % 3], upstream);
+        let resp = past_dead_connections(|| {
+            client
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(&writ)
+                .json(&chat(1_000_000 + i as u64, true))
+                .send()
+        })
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK, "held call {i} on {upstream}");
+        holding.push(resp);
+    }
+    for resp in &mut holding {
+        let first = tokio::time::timeout(Duration::from_secs(20), resp.chunk()).await;
+        assert!(
+            matches!(first, Ok(Ok(Some(_)))),
+            "a held call streams: {first:?}"
+        );
+    }
+    assert_eq!(live(&leases(redis), gateways[0].clock().now()), IN_FLIGHT);
+    for (g, gw) in gateways.iter().enumerate() {
+        let writ = writ(gw, AGENTS[g], "fast");
+        let resp = past_dead_connections(|| {
+            client
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(&writ)
+                .json(&chat(2_000_000 + g as u64, false))
+                .send()
+        })
+        .await;
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "gateway {g}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("concurrency"), "{message}");
+    }
+    holding
+}
+
+/// Sends until the answer is not 503 `limiter_unavailable` (bounded): after Redis came
+/// back, a gateway's connection that died with it fails its next command, and only then
+/// reconnects (as `limits_redis.rs` notes). Any other answer is returned.
+async fn past_dead_connections<F>(send: impl Fn() -> F) -> reqwest::Response
+where
+    F: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    for _ in 0..20 {
+        let resp = send().await.unwrap();
+        if resp.status() != StatusCode::SERVICE_UNAVAILABLE {
+            return resp;
+        }
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "limiter_unavailable", "{body}");
+    }
+    panic!("20 answers in a row were 503 limiter_unavailable with Redis up");
+}
+
+/// Reads each held answer to its end (once released), which comes after its settlement.
+async fn read_to_the_end(holding: Vec<reqwest::Response>) {
+    for resp in holding {
+        let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.contains("[DONE]"), "{text}");
+    }
+}
+
+/// Waits (bounded) until the tenant's lease set in Redis is empty: no lease entry at all,
+/// live or lapsed.
+async fn no_lease_left(redis: &OwnRedis) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leases(redis);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "leases left in Redis: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_fails_closed_recovers_and_leaks_no_slot() {
     let fast = MockUpstream::start(KEY).await;
     let held = MockUpstream::start_with(KEY, Behavior::HoldStreamAfterFirstEvent).await;
+    let held2 = MockUpstream::start_with(KEY, Behavior::HoldStreamAfterFirstEvent).await;
     let mut redis = OwnRedis::start_persistent();
-    let closed = config(&fast, &held, &redis, "");
-    let local = config(&fast, &held, &redis, "on_backend_failure = \"local\"");
+    let closed = config(&fast, [&held, &held2], &redis, "");
+    let local = config(
+        &fast,
+        [&held, &held2],
+        &redis,
+        "on_backend_failure = \"local\"",
+    );
     let gateways = [
         TestGateway::start(&closed).await,
         TestGateway::start(&closed).await,
@@ -181,6 +285,12 @@ async fn redis_killed_under_load_fails_closed_recovers_and_leaks_no_slot() {
     let restart = Instant::now();
     tokio::task::block_in_place(|| redis.restart());
     let restarted = Instant::now();
+    eprintln!(
+        "killed {:?} after the load began; restarted {:?} later, in {:?}",
+        kill - begun,
+        restart - killed,
+        restarted - restart
+    );
     load.until(
         "every gateway admits again",
         Duration::from_secs(30),
@@ -192,9 +302,9 @@ async fn redis_killed_under_load_fails_closed_recovers_and_leaks_no_slot() {
     // Answers: 200, 429 (the limits), or, from a fail-closed gateway only, 503
     // `limiter_unavailable`.
     for c in &calls {
-        match (c.status, c.code.as_deref()) {
-            (200, _) | (429, Some("rate_limit_exceeded")) => {}
-            (503, Some("limiter_unavailable")) if c.gateway != LOCAL => {}
+        match (c.status, c.kind.as_deref(), c.code.as_deref()) {
+            (200, None, None) | (429, Some("rate_limit_error"), Some("rate_limit_exceeded")) => {}
+            (503, Some("server_error"), Some("limiter_unavailable")) if c.gateway != LOCAL => {}
             other => panic!("unexpected answer {other:?} from gateway {}", c.gateway),
         }
     }
@@ -248,23 +358,33 @@ async fn redis_killed_under_load_fails_closed_recovers_and_leaks_no_slot() {
         );
     }
 
-    // Leases: settlements run as answers end; wait (bounded) until only those that may
-    // have met the dead Redis remain: calls in flight when it died.
-    let in_flight_at_kill = calls
+    // Leases: a settlement that met the dead Redis has its leases released once Redis is
+    // back, without waiting for the lease TTL. Only a reservation whose answer was lost
+    // (applied by Redis as it died, refused or served locally by the gateway) may hold one
+    // until the TTL: a call in flight at the kill that got a 503, or went to the local
+    // fallback. Wait (bounded) until no more than those remain.
+    let in_flight_at_kill: Vec<&Call> = calls
         .iter()
         .filter(|c| c.started < killed && c.ended > kill)
-        .count();
-    let deadline = Instant::now() + Duration::from_secs(10);
+        .collect();
+    let unknown_fate = in_flight_at_kill
+        .iter()
+        .filter(|c| c.status == 503 || c.gateway == LOCAL)
+        .count()
+        .min(IN_FLIGHT);
+    let deadline = Instant::now() + Duration::from_secs(15);
     let leaked = loop {
         let n = live(&leases(&redis), now);
-        if n <= in_flight_at_kill.min(IN_FLIGHT) || Instant::now() > deadline {
+        if n <= unknown_fate || Instant::now() > deadline {
             break n;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(
-        leaked <= in_flight_at_kill.min(IN_FLIGHT),
-        "{leaked} leases live after the load, {in_flight_at_kill} calls were in flight at the kill"
+        leaked <= unknown_fate,
+        "{leaked} leases live after the load; {} calls were in flight at the kill, \
+         {unknown_fate} of them with a reservation of unknown fate",
+        in_flight_at_kill.len()
     );
     // The lease TTL passes: an unsettled lease lapses.
     for gw in &gateways {
@@ -272,66 +392,30 @@ async fn redis_killed_under_load_fails_closed_recovers_and_leaks_no_slot() {
     }
     assert_eq!(live(&leases(&redis), gateways[0].clock().now()), 0);
 
-    // The whole limit at once: N held calls, spread over the gateways, all admitted…
-    let mut holding = Vec::new();
-    for i in 0..IN_FLIGHT {
-        let gw = &gateways[i % 3];
-        let resp = client
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(writ(gw, AGENTS[i % 3], "held"))
-            .json(&chat(1_000_000 + i as u64, true))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "held call {i}");
-        holding.push(resp);
-    }
-    for resp in &mut holding {
-        let first = tokio::time::timeout(Duration::from_secs(20), resp.chunk()).await;
-        assert!(
-            matches!(first, Ok(Ok(Some(_)))),
-            "a held call streams: {first:?}"
-        );
-    }
-    assert_eq!(live(&leases(&redis), gateways[0].clock().now()), IN_FLIGHT);
-    // …and the next one refused, on any gateway.
-    for (g, gw) in gateways.iter().enumerate() {
-        let resp = client
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(writ(gw, AGENTS[g], "fast"))
-            .json(&chat(2_000_000 + g as u64, false))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "gateway {g}");
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
-        let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("concurrency"), "{message}");
-    }
+    // The whole limit at once: N held calls admitted together, the next refused.
+    let holding = use_the_whole_limit(&client, &gateways, "held", &redis).await;
+
+    // Redis dies while they are held, and their settlements meet it dead: their leases
+    // are released once it is back, long before the lease TTL (the clocks stand still).
+    redis.stop();
     held.release();
-    for resp in holding {
-        let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(text.contains("[DONE]"), "{text}");
-    }
-    // And every lease is gone from Redis once they end: the lapsed ones were swept by the
-    // held calls' reservations, theirs released by their settlements.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = leases(&redis);
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "leases left in Redis: {left:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    read_to_the_end(holding).await;
+    tokio::task::block_in_place(|| redis.restart());
+    let restarted = Instant::now();
+    no_lease_left(&redis).await;
+    let released_after = restarted.elapsed();
+    // So the whole limit is there at once again.
+    let holding = use_the_whole_limit(&client, &gateways, "held2", &redis).await;
+    held2.release();
+    read_to_the_end(holding).await;
+    no_lease_left(&redis).await;
+
     eprintln!(
         "{} calls; {} answered while Redis was down; recovered after {recovered:?}; \
-         {in_flight_at_kill} in flight at the kill, {leaked} leases left to lapse",
+         {} in flight at the kill, {unknown_fate} of unknown fate, {leaked} leases left to lapse; \
+         leases of settlements that met a dead Redis released {released_after:?} after its restart",
         calls.len(),
         down.len(),
+        in_flight_at_kill.len(),
     );
 }
