@@ -17,7 +17,11 @@
 //!   applied its reservation as it died), which lapse after the lease TTL as the gateway
 //!   documents (`Held::settle`); after the TTL (the gateways' clocks advanced past it) the whole
 //!   concurrency limit is usable at once — N held calls admitted together and the N+1th
-//!   refused 429 — and once they end, the lease set in Redis is empty (`ZCARD` 0).
+//!   refused 429;
+//! - then Redis is killed again while those N calls are held, and their settlements meet
+//!   it dead: once it is back their leases are gone from Redis within a bound, the
+//!   gateways' clocks standing still (so not by lapsing), and the whole limit is usable at
+//!   once again; when those calls end too, the lease set is empty (`ZCARD` 0).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
