@@ -252,7 +252,10 @@ impl Auditor {
     /// is; in best-effort mode returns at once (true). An outcome record
     /// ([`Kind::RequestOutcome`]) is never waited for (true): its request has already
     /// acted upstream, so a failed write can no longer refuse it; the record is kept and
-    /// retried like any other.
+    /// retried like any other. Neither is a refusal ([`Kind::RequestDenied`]) while the
+    /// sink is known to be failing (false): waiting could not make it durable, only make
+    /// its client wait out a write attempt or two (the sink's timeouts, seconds); it is
+    /// kept and written when the sink returns.
     pub(crate) async fn record(&self, record: AuditRecord) -> bool {
         self.stats.received(1);
         if self.log_requests {
@@ -261,6 +264,10 @@ impl Auditor {
         if record.kind == Kind::RequestOutcome && self.strict {
             self.queue_outcome(record);
             return true;
+        }
+        if record.kind == Kind::RequestDenied && self.strict && !self.may_proceed() {
+            let _ = self.jobs.send(Job::Record(Box::new(record), None));
+            return false;
         }
         if !self.strict {
             let _ = self.jobs.send(Job::Record(Box::new(record), None));
