@@ -41,6 +41,17 @@ pub enum SinkError {
     /// A checkpoint line could not be encoded as JSON.
     #[error("audit sink: {0}")]
     Encode(#[from] serde_json::Error),
+    /// PostgreSQL holds `held` records of the instance, not the `first` the write was
+    /// to follow, and wrote nothing: a crash lost records committed without waiting for
+    /// the WAL flush (`held` below), or a write committed though its answer was lost
+    /// (`held` above). The writer must start again from `held`.
+    #[error("audit sink: the database holds {held} records of this instance, not {first}")]
+    NotContiguous {
+        /// Records of the instance the database holds (its next `seq`).
+        held: u64,
+        /// The `seq` the refused write began with.
+        first: u64,
+    },
 }
 
 /// An sqlx error in words: the database's own message, not the driver's wrapping.
@@ -224,6 +235,8 @@ impl Sink {
     }
 
     /// Appends record lines of `instance`, `first_seq` onwards, durably, all or none.
+    /// PostgreSQL writes them only right after the instance's last record, and otherwise
+    /// fails with [`SinkError::NotContiguous`] saying where that is.
     pub async fn append(
         &self,
         instance: &str,
@@ -234,18 +247,35 @@ impl Sink {
         match self {
             Sink::Sqlite(_, writer) => writer.append(instance, first_seq, lines)?,
             Sink::Postgres(pool) => {
-                // One statement, one round trip, for the whole batch (atomic on its own).
+                // One statement, one round trip, for the whole batch (atomic on its own),
+                // written only where the instance's records end: a server that lost the
+                // last records it acknowledged (asynchronous commit, then a crash), or a
+                // retry of a write that committed though its answer was lost, is told
+                // where the log really ends instead of leaving a gap or failing on a
+                // duplicate key for ever. The count is an index-only scan of the key.
                 let seqs: Vec<i64> = (0..lines.len()).map(seq).collect();
-                sqlx::query(
-                    "INSERT INTO audit_records (instance, seq, line) \
-                     SELECT $1, s, l FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS batch(s, l)",
+                let (held,): (i64,) = sqlx::query_as(
+                    "WITH held AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n \
+                                   FROM audit_records WHERE instance = $1), \
+                     ins AS (INSERT INTO audit_records (instance, seq, line) \
+                             SELECT $1, s, l FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS batch(s, l), held \
+                             WHERE held.n = $4) \
+                     SELECT n FROM held",
                 )
                 .bind(instance)
                 .bind(&seqs)
                 .bind(lines)
-                .execute(pool)
+                .bind(seq(0))
+                .fetch_one(pool)
                 .await
                 .map_err(SinkError::Postgres)?;
+                let held = u64::try_from(held).unwrap_or(0);
+                if held != first_seq {
+                    return Err(SinkError::NotContiguous {
+                        held,
+                        first: first_seq,
+                    });
+                }
             }
             Sink::File(path, durability) => {
                 let mut text = String::new();
@@ -259,7 +289,9 @@ impl Sink {
         Ok(())
     }
 
-    /// Stores a signed checkpoint of `instance` at `size`.
+    /// Stores a signed checkpoint of `instance` at `size`. PostgreSQL stores it only when
+    /// it holds exactly `size` records of the instance, and otherwise fails with
+    /// [`SinkError::NotContiguous`] saying how many it holds.
     pub async fn put_checkpoint(
         &self,
         instance: &str,
@@ -283,15 +315,25 @@ impl Sink {
                     .execute(&mut *tx)
                     .await
                     .map_err(SinkError::Postgres)?;
-                sqlx::query(
-                    "INSERT INTO audit_checkpoints (instance, size, note) VALUES ($1, $2, $3)",
+                // Stored only over records the database holds, all of them: a crash may
+                // have lost records acknowledged without waiting for the WAL flush.
+                let (held,): (i64,) = sqlx::query_as(
+                    "WITH held AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n \
+                                   FROM audit_records WHERE instance = $1), \
+                     ins AS (INSERT INTO audit_checkpoints (instance, size, note) \
+                             SELECT $1, $2, $3 FROM held WHERE held.n = $2) \
+                     SELECT n FROM held",
                 )
                 .bind(instance)
                 .bind(size_i)
                 .bind(note)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(SinkError::Postgres)?;
+                let held = u64::try_from(held).unwrap_or(0);
+                if held != size {
+                    return Err(SinkError::NotContiguous { held, first: size });
+                }
                 tx.commit().await.map_err(SinkError::Postgres)?;
             }
             Sink::File(path, durability) => {

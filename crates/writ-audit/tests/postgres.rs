@@ -370,3 +370,48 @@ async fn durability_sets_the_sessions_synchronous_commit() {
             .unwrap();
     }
 }
+
+/// A write that does not start where the instance's stored records end is refused whole,
+/// saying where they end: a retry of a batch that was committed though its answer was lost,
+/// or a write after the server lost acknowledged records (a gap). A checkpoint is stored
+/// only over exactly the records held.
+#[tokio::test]
+async fn a_write_or_checkpoint_out_of_step_with_the_stored_log_says_where_it_ends() {
+    use writ_audit::sink::SinkError;
+    let sink = postgres().await;
+    let w = build(&[4]);
+    let (_, lines, (_, note)) = &w.batches[0];
+    sink.append(&w.instance, 0, &lines[..2]).await.unwrap();
+    let out_of_step = |r: Result<(), SinkError>| match r {
+        Err(SinkError::NotContiguous { held, first }) => (held, first),
+        other => panic!("expected NotContiguous, got {other:?}"),
+    };
+    // The same batch again (its first answer lost): nothing twice.
+    assert_eq!(
+        out_of_step(sink.append(&w.instance, 0, &lines[..2]).await),
+        (2, 0)
+    );
+    // Past the end (records lost): no gap.
+    assert_eq!(
+        out_of_step(sink.append(&w.instance, 3, &lines[3..]).await),
+        (2, 3)
+    );
+    assert_eq!(
+        out_of_step(sink.put_checkpoint(&w.instance, 4, note).await),
+        (2, 4)
+    );
+    assert_eq!(
+        lines_of(&sink.export().await.unwrap(), &w.instance),
+        lines[..2].to_vec()
+    );
+    // Where it ends: stored, and the checkpoint over all of it too.
+    sink.append(&w.instance, 2, &lines[2..]).await.unwrap();
+    sink.put_checkpoint(&w.instance, 4, note).await.unwrap();
+    let stored = lines_of(&sink.export().await.unwrap(), &w.instance);
+    assert_eq!(stored[..4], lines[..]);
+    assert_eq!(
+        stored.len(),
+        5,
+        "the records and one checkpoint: {stored:?}"
+    );
+}

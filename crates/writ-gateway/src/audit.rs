@@ -4,6 +4,7 @@
 mod auditor;
 mod open;
 pub mod operator_log;
+mod realign;
 pub(crate) mod record_filter;
 mod request_log;
 pub mod usage_log;

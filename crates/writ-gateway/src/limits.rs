@@ -2,6 +2,7 @@
 //! fallback when configured), and the rate-limit headers clients read.
 
 pub(crate) mod headers;
+mod lease_release;
 pub(crate) mod replay;
 pub(crate) mod sessions;
 
@@ -52,6 +53,8 @@ pub(crate) struct Held {
     /// When it was reserved, in Unix nanoseconds: the time a settlement on drop states
     /// (no backend reads a settlement's time).
     reserved_ns: u64,
+    /// How long its leases live unreleased.
+    lease_ttl: Duration,
 }
 
 impl std::fmt::Debug for Held {
@@ -175,6 +178,7 @@ impl Limits {
                     reservation: Some(reservation),
                     backend,
                     reserved_ns: now_ns,
+                    lease_ttl: self.lease_ttl,
                 }))
             }
             Err(ReserveError::Refused(refusal)) => {
@@ -274,10 +278,13 @@ impl Held {
     }
 
     /// Settles with what the request used: over-runs charged, the rest given back,
-    /// concurrency released. A backend failure here is logged; leases then expire by TTL.
+    /// concurrency released. A backend failure here is logged, what was reserved stays
+    /// charged, and releasing the leases is tried again until the backend answers (or
+    /// the lease TTL has passed: they have lapsed then).
     pub(crate) async fn settle(mut self, actual: Amounts, now: SystemTime) {
         if let Some(reservation) = self.reservation.take() {
-            settle_logged(&self.backend, &reservation, &actual, nanos(now)).await;
+            let ttl = self.lease_ttl;
+            settle_logged(&self.backend, &reservation, &actual, nanos(now), ttl).await;
         }
     }
 }
@@ -291,23 +298,26 @@ impl Drop for Held {
             return;
         };
         let backend = self.backend.clone();
-        let now_ns = self.reserved_ns;
+        let (now_ns, ttl) = (self.reserved_ns, self.lease_ttl);
         runtime.spawn(async move {
             let estimate = reservation.estimate;
-            settle_logged(&backend, &reservation, &estimate, now_ns).await;
+            settle_logged(&backend, &reservation, &estimate, now_ns, ttl).await;
         });
     }
 }
 
-/// Settles `reservation` with `actual`, logging (never the request) when the backend fails.
+/// Settles `reservation` with `actual`, logging (never the request) when the backend
+/// fails, and then releasing its leases later (within `lease_ttl`).
 async fn settle_logged(
-    backend: &Limiter,
+    backend: &Arc<Limiter>,
     reservation: &Reservation,
     actual: &Amounts,
     now_ns: u64,
+    lease_ttl: Duration,
 ) {
     if let Err(e) = backend.settle(reservation, actual, now_ns).await {
         tracing::warn!(error = %e, reservation = %reservation.id, "settling a reservation failed");
+        lease_release::release_later(backend.clone(), reservation, lease_ttl);
     }
 }
 

@@ -1,7 +1,8 @@
 //! Dev-only test kit: a gateway fixture with a settable clock, the `writ serve` process,
 //! OAuth and webhook peers, the pinned Python and npm tools interop tests run, a headless
 //! browser harness (Playwright, Chromium, axe-core, a virtual WebAuthn authenticator), and the
-//! failure cases tests need (closed ports). The recording mock upstream lives in
+//! failure cases tests need (closed ports, a Redis and a PostgreSQL of a test's own to kill
+//! and restart). The recording mock upstream lives in
 //! `writ-mock` and is re-exported here.
 //!
 //! Never a dependency of production crates.
@@ -11,6 +12,7 @@ mod browser;
 mod gateway;
 mod npm;
 mod oauth;
+mod own_postgres;
 mod postgres;
 mod process;
 mod python;
@@ -25,6 +27,7 @@ pub use browser::{
 pub use gateway::{TestGateway, mint_with};
 pub use npm::{McpConformance, mcp_conformance};
 pub use oauth::{DpopKey, OAuthClient};
+pub use own_postgres::OwnPostgres;
 pub use postgres::{FreshDatabase, POSTGRES_ADMIN_URL};
 pub use process::{OPERATOR, ServeProcess};
 pub use python::{python, python_env, run_python_lines};

@@ -11,6 +11,8 @@
 //! twice. Refusals are committed before their response. A record that could not be written
 //! is kept and retried, never dropped, and the instance refuses (503) until the sink takes
 //! writes again. In best-effort mode each request has one record, written in batches.
+//! Lines written since the last checkpoint are kept, so a sink that lost them (PostgreSQL
+//! crashing with `durability = "committed"`) gets them again (see `realign.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +25,7 @@ use writ_audit::{AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
 
 use super::open::{AuditKeyError, load_key, open_sink, origin};
+use super::realign::SinceCheckpoint;
 use super::writer::{Appended, BEST_EFFORT_LINGER, Core, Job, Writer};
 use crate::config::{AuditConfig, AuditSinkConfig};
 use crate::metrics::AuditStats;
@@ -130,6 +133,7 @@ impl Auditor {
             unwritten: Vec::new(),
             waiting: Vec::new(),
             checkpointed: 0,
+            since_checkpoint: SinceCheckpoint::default(),
             flushing: false,
             stopping: false,
         }));
@@ -229,7 +233,10 @@ impl Auditor {
     /// is; in best-effort mode returns at once (true). An outcome record
     /// ([`Kind::RequestOutcome`]) is never waited for (true): its request has already
     /// acted upstream, so a failed write can no longer refuse it; the record is kept and
-    /// retried like any other.
+    /// retried like any other. Neither is a refusal ([`Kind::RequestDenied`]) while the
+    /// sink is known to be failing (false): waiting could not make it durable, only make
+    /// its client wait out a write attempt or two (the sink's timeouts, seconds); it is
+    /// kept and written when the sink returns.
     pub(crate) async fn record(&self, record: AuditRecord) -> bool {
         self.stats.received(1);
         if self.log_requests {
@@ -238,6 +245,10 @@ impl Auditor {
         if record.kind == Kind::RequestOutcome && self.strict {
             self.queue_outcome(record);
             return true;
+        }
+        if record.kind == Kind::RequestDenied && self.strict && !self.may_proceed() {
+            let _ = self.jobs.send(Job::Record(Box::new(record), None));
+            return false;
         }
         if !self.strict {
             let _ = self.jobs.send(Job::Record(Box::new(record), None));
@@ -350,7 +361,8 @@ impl Auditor {
             Ok(()) => {
                 core.written += core.unwritten.len() as u64;
                 self.stats.written(core.unwritten.len() as u64);
-                core.unwritten.clear();
+                let lines = std::mem::take(&mut core.unwritten);
+                core.since_checkpoint.written(lines);
                 alone.written.fetch_add(1, Ordering::Relaxed);
                 self.healthy.store(true, Ordering::Release);
                 // Records the writer had taken in, and someone waits for, went with it.

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use writ_audit::sink::Sink;
+use writ_audit::sink::{Sink, SinkError};
 use writ_audit::{AuditKey, AuditLog, AuditRecord};
 
+use super::realign::{SinceCheckpoint, realign_logged};
 use crate::metrics::AuditStats;
 
 /// What the writer is asked to do.
@@ -43,6 +44,8 @@ pub(super) struct Core {
     /// Who waits for which seq to be durable.
     pub(super) waiting: Vec<(u64, oneshot::Sender<Appended>)>,
     pub(super) checkpointed: u64,
+    /// The lines written since the last checkpoint, to write again if the sink loses them.
+    pub(super) since_checkpoint: SinceCheckpoint,
     /// The writer is writing lines it took out of `unwritten`.
     pub(super) flushing: bool,
     /// The writer has been told to stop: records go to it (and are refused once it has).
@@ -194,13 +197,33 @@ impl Writer {
             core.flushing = true;
             (core.written, std::mem::take(&mut core.unwritten))
         };
-        let result = self.sink.append(&self.instance, first, &lines).await;
+        let mut lines = lines;
+        let mut result = self.sink.append(&self.instance, first, &lines).await;
+        if let Err(SinkError::NotContiguous { held, .. }) = result {
+            // The sink's log ends elsewhere than this writer thought (see `realign`):
+            // start again where it ends, at once.
+            let first = {
+                let mut guard = self.core();
+                let core = &mut *guard;
+                let before = core.written;
+                lines = realign_logged(held, &mut core.written, lines, &mut core.since_checkpoint);
+                self.stats.written(core.written.saturating_sub(before));
+                core.written
+            };
+            if first == held {
+                result = match lines.is_empty() {
+                    true => Ok(()),
+                    false => self.sink.append(&self.instance, first, &lines).await,
+                };
+            }
+        }
         let mut core = self.core();
         core.flushing = false;
         match result {
             Ok(()) => {
                 core.written += lines.len() as u64;
                 self.stats.written(lines.len() as u64);
+                core.since_checkpoint.written(lines);
                 self.healthy.store(true, Ordering::Release);
                 let written = core.written;
                 for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
@@ -208,7 +231,8 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, sink = %self.sink.describe(), pending = lines.len(), "audit sink write failed; records kept for retry");
+                let pending = lines.len();
+                tracing::error!(error = %e, sink = %self.sink.describe(), pending, "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
                 self.stats.failed();
                 core.unwritten = lines;
@@ -233,7 +257,21 @@ impl Writer {
             (size, core.log.checkpoint(&self.key))
         };
         match self.sink.put_checkpoint(&self.instance, size, &note).await {
-            Ok(()) => self.core().checkpointed = size,
+            Ok(()) => {
+                let mut core = self.core();
+                core.checkpointed = size;
+                core.since_checkpoint.checkpointed(size);
+            }
+            Err(SinkError::NotContiguous { held, .. }) => {
+                // The sink lost records since the last checkpoint: they go back to be
+                // written again, and a later checkpoint covers them.
+                self.stats.failed();
+                let mut guard = self.core();
+                let core = &mut *guard;
+                let pending = std::mem::take(&mut core.unwritten);
+                core.unwritten =
+                    realign_logged(held, &mut core.written, pending, &mut core.since_checkpoint);
+            }
             Err(e) => {
                 self.stats.failed();
                 tracing::error!(error = %e, sink = %self.sink.describe(), "audit checkpoint write failed");
