@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
@@ -33,6 +33,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Without it a client that sent nothing, or a header a byte at a time (slow loris), held
 /// its connection, a task and their buffers for ever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The buffer a TLS connection's first bytes are awaited in (see `connection`); hyper's
+/// own reads, larger, bypass it once it is empty.
+const FIRST_READ_BYTES: usize = 1024;
+
+/// How long an HTTP/2 connection may be silent before the server pings it; one that does
+/// not answer within [`HEADER_READ_TIMEOUT`] is closed.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Most worker threads a gateway runs.
 pub const MAX_WORKERS: usize = 256;
@@ -240,14 +248,36 @@ async fn connection(
                 _ = stop.changed() => return,
             };
             match first {
-                Ok(Ok(())) => http(tcp, peer, app, watcher).await,
+                Ok(Ok(())) => http(tcp, Protocol::Sniffed, peer, app, watcher).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed"),
                 Err(_) => tracing::debug!(%peer, "no request on a new connection; closed"),
             }
         }
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => http(tls, peer, app, watcher).await,
+                Ok(Ok(tls)) => {
+                    // The protocol is the one ALPN chose, not sniffed from the first bytes.
+                    let protocol = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Protocol::Http2,
+                        _ => Protocol::Http1,
+                    };
+                    // As on plain TCP, a first byte must come within the timeout: hyper's
+                    // header read timeout starts only with one. Waited for without being
+                    // consumed, in a small buffer hyper then reads through.
+                    let mut tls = tokio::io::BufReader::with_capacity(FIRST_READ_BYTES, tls);
+                    let first = tokio::select! {
+                        first = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.fill_buf()) => {
+                            first.map(|read| read.map(|bytes| !bytes.is_empty()))
+                        }
+                        _ = stop.changed() => return,
+                    };
+                    match first {
+                        Ok(Ok(true)) => http(tls, protocol, peer, app, watcher).await,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed"),
+                        Err(_) => tracing::debug!(%peer, "no request after the handshake; closed"),
+                    }
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -255,7 +285,19 @@ async fn connection(
     }
 }
 
-async fn http<Io>(io: Io, peer: SocketAddr, app: Router, watcher: Watcher)
+/// Which HTTP a connection speaks.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// HTTP/1.1 or HTTP/2 with prior knowledge, read from its first bytes (plain TCP,
+    /// once a first byte has come).
+    Sniffed,
+    /// HTTP/1.1 (TLS without ALPN, or ALPN `http/1.1`).
+    Http1,
+    /// HTTP/2 (ALPN `h2`).
+    Http2,
+}
+
+async fn http<Io>(io: Io, protocol: Protocol, peer: SocketAddr, app: Router, watcher: Watcher)
 where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -272,6 +314,18 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    // HTTP/2 has no header read timeout: a connection whose peer stops answering pings is
+    // closed instead (an idle client that answers them is a client, and keeps it).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    match protocol {
+        Protocol::Sniffed => {}
+        Protocol::Http1 => builder = builder.http1_only(),
+        Protocol::Http2 => builder = builder.http2_only(),
+    }
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
