@@ -98,10 +98,15 @@ async fn crash_and_restart_under_strict_audit(durability: &str) {
     // Down: the server crashes.
     tokio::task::block_in_place(|| pg.stop_immediately());
     let down = Instant::now();
+    // Calls in flight when it died wait for the write that finds it dead; from the first
+    // refusal on, the gateway knows. Enough calls must start after that.
     load.until(
-        "calls meet the dead database",
+        "calls meet the database known dead",
         Duration::from_secs(30),
-        |calls| calls.iter().filter(|c| c.started >= down).count() >= 8,
+        |calls| match known_dead(calls, down) {
+            Some(known) => calls.iter().filter(|c| c.started >= known).count() >= 8,
+            None => false,
+        },
     )
     .await;
     let restart = Instant::now();
@@ -137,8 +142,14 @@ async fn crash_and_restart_under_strict_audit(durability: &str) {
             .filter(|c| c.status != 503)
             .collect::<Vec<_>>()
     );
-    let mut refusal_times: Vec<Duration> = while_down.iter().map(|c| c.ended - c.started).collect();
+    let known = known_dead(&calls, down).unwrap();
+    let mut refusal_times: Vec<Duration> = while_down
+        .iter()
+        .filter(|c| c.started >= known)
+        .map(|c| c.ended - c.started)
+        .collect();
     refusal_times.sort_unstable();
+    assert!(refusal_times.len() >= 4, "refusals once known: {refusal_times:?}");
     // A refusal while the database is known to be down does not wait for a write attempt
     // (each takes the sink's 2 s connection timeout), so most come at once.
     let median = refusal_times[refusal_times.len() / 2];
@@ -292,4 +303,14 @@ async fn postgres_crash_under_strict_audit_committed_durability() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_under_strict_audit_synced_durability() {
     crash_and_restart_under_strict_audit("synced").await;
+}
+
+/// When the gateway first answered a refusal to a call started after `down`: from then
+/// on it knows the database is away.
+fn known_dead(calls: &[Call], down: Instant) -> Option<Instant> {
+    calls
+        .iter()
+        .filter(|c| c.started >= down && c.status == 503)
+        .map(|c| c.ended)
+        .min()
 }
