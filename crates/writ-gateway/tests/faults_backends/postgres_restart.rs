@@ -149,7 +149,10 @@ async fn crash_and_restart_under_strict_audit(durability: &str) {
         .map(|c| c.ended - c.started)
         .collect();
     refusal_times.sort_unstable();
-    assert!(refusal_times.len() >= 4, "refusals once known: {refusal_times:?}");
+    assert!(
+        refusal_times.len() >= 4,
+        "refusals once known: {refusal_times:?}"
+    );
     // A refusal while the database is known to be down does not wait for a write attempt
     // (each takes the sink's 2 s connection timeout), so most come at once.
     let median = refusal_times[refusal_times.len() / 2];
