@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordVerifier};
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -23,13 +23,13 @@ pub struct Agent {
     pub credentials: AgentCredentials,
 }
 
-/// Public keys for `private_key_jwt` and/or a client secret, stored only as an Argon2 hash.
+/// Public keys for `private_key_jwt` and/or a client secret, stored only as a salted hash.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentCredentials {
     /// Keys the agent signs client assertions with.
     #[serde(default)]
     pub public_keys: Vec<AgentKey>,
-    /// Argon2id hash (PHC string) of the client secret.
+    /// The client secret's stored form (see [`new_client_secret`]); never the secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
 }
@@ -40,7 +40,7 @@ impl std::fmt::Debug for AgentCredentials {
             .field("public_keys", &self.public_keys)
             .field(
                 "secret",
-                &self.secret_hash.as_ref().map(|_| "<argon2 hash>"),
+                &self.secret_hash.as_ref().map(|_| "<secret hash>"),
             )
             .finish()
     }
@@ -130,7 +130,15 @@ impl AgentKey {
     }
 }
 
-/// A new random client secret (shown once) and its Argon2id hash (stored).
+/// A new random client secret (shown once) and its stored form, `$writ-hmac-sha256$`
+/// followed by a random salt and HMAC-SHA-256 of the secret keyed with it (base64url).
+///
+/// The secret is 256 random bits, so a slow password hash would buy nothing against
+/// guessing it (2^256 guesses whatever each costs), while Argon2id (19 MiB and tens of
+/// milliseconds per check) made every client-secret authentication at the token endpoint,
+/// right or wrong, cost more than the mint itself, and gave a caller presenting wrong
+/// secrets a lever on the gateway's CPU and memory. Argon2id hashes stored by earlier
+/// versions are still verified (`verify_secret`); rotating the secret stores the new form.
 pub fn new_client_secret() -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -141,26 +149,51 @@ pub fn new_client_secret() -> (String, String) {
     (secret.clone(), hash_secret(&secret))
 }
 
+/// The prefix of a generated secret's stored form (see [`new_client_secret`]).
+const SECRET_SCHEME: &str = "$writ-hmac-sha256$";
+
 fn hash_secret(secret: &str) -> String {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    Argon2::default()
-        .hash_password_with_salt(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salt);
+    let tag = ring::hmac::sign(&key, secret.as_bytes());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{SECRET_SCHEME}{}${}",
+        b64.encode(salt),
+        b64.encode(tag.as_ref())
+    )
 }
 
-/// A fixed hash checked when no agent matches, so an unknown client takes as long to
-/// refuse as a wrong secret (no timing oracle for agent names).
+/// Whether `secret` matches a stored form: the HMAC form, compared in constant time, or an
+/// Argon2id PHC string stored by an earlier version. Anything else matches nothing.
+fn secret_matches(secret: &str, stored: &str) -> bool {
+    let Some(rest) = stored.strip_prefix(SECRET_SCHEME) else {
+        return stored.starts_with("$argon2")
+            && Argon2::default()
+                .verify_password(secret.as_bytes(), stored)
+                .is_ok();
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Some((salt, tag)) = rest.split_once('$') else {
+        return false;
+    };
+    let (Ok(salt), Ok(tag)) = (b64.decode(salt), b64.decode(tag)) else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salt);
+    ring::hmac::verify(&key, secret.as_bytes(), &tag).is_ok()
+}
+
+/// A fixed stored form checked when no agent matches, so an unknown client takes as long
+/// to refuse as a wrong secret (no timing oracle for agent names).
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl AgentCredentials {
     /// Whether `secret` is this agent's client secret.
     pub fn verify_secret(&self, secret: &str) -> bool {
         match &self.secret_hash {
-            Some(hash) => Argon2::default()
-                .verify_password(secret.as_bytes(), hash.as_str())
-                .is_ok(),
+            Some(hash) => secret_matches(secret, hash),
             None => {
                 burn_secret_check(secret);
                 false
@@ -172,7 +205,7 @@ impl AgentCredentials {
 /// Spends the time of one secret check, for refusals that have no hash to check.
 pub fn burn_secret_check(secret: &str) {
     let hash = DUMMY_HASH.get_or_init(|| hash_secret("writ-dummy-secret"));
-    let _ = Argon2::default().verify_password(secret.as_bytes(), hash.as_str());
+    let _ = secret_matches(secret, hash);
 }
 
 #[cfg(test)]
@@ -216,9 +249,47 @@ mod tests {
         };
         assert!(creds.verify_secret(&secret));
         assert!(!creds.verify_secret("wcs_wrong"));
-        assert!(hash.starts_with("$argon2id$"));
+        assert!(hash.starts_with("$writ-hmac-sha256$"));
         let shown = format!("{creds:?}");
         assert!(!shown.contains(&hash) && !shown.contains(&secret));
         assert!(!AgentCredentials::default().verify_secret(&secret));
+        // Salted: the same secret is stored differently each time.
+        assert_ne!(hash_secret(&secret), hash_secret(&secret));
+    }
+
+    #[test]
+    fn argon2id_hashes_of_earlier_versions_still_verify() {
+        use argon2::PasswordHasher;
+        let secret = "wcs_stored-by-an-earlier-version";
+        let legacy = Argon2::default()
+            .hash_password_with_salt(secret.as_bytes(), b"0123456789abcdef")
+            .unwrap()
+            .to_string();
+        let creds = AgentCredentials {
+            public_keys: vec![],
+            secret_hash: Some(legacy),
+        };
+        assert!(creds.verify_secret(secret));
+        assert!(!creds.verify_secret("wcs_wrong"));
+    }
+
+    #[test]
+    fn a_stored_form_that_is_not_one_matches_nothing() {
+        let (secret, hash) = new_client_secret();
+        let (salt_and_tag, _) = hash.rsplit_once('$').unwrap();
+        for stored in [
+            String::new(),
+            "$writ-hmac-sha256$".into(),
+            "$writ-hmac-sha256$$".into(),
+            format!("{salt_and_tag}$"),
+            format!("{salt_and_tag}$!!!"),
+            format!("{hash}A"),
+            hash.replace("$writ-hmac-sha256$", "$writ-hmac-sha512$"),
+            "$argon2id$garbage".into(),
+            secret.clone(),
+        ] {
+            assert!(!secret_matches(&secret, &stored), "{stored}");
+        }
+        assert!(secret_matches(&secret, &hash));
     }
 }
