@@ -28,7 +28,7 @@ pub enum AgentCommand {
         /// with (private_key_jwt); repeat for more.
         #[arg(long = "public-key")]
         public_keys: Vec<PathBuf>,
-        /// Generate a client secret, print it once, and store only its Argon2 hash.
+        /// Generate a client secret, print it once, and store only its salted hash.
         #[arg(long)]
         generate_secret: bool,
         /// Overwrite an agent of this name, credentials included.
@@ -108,7 +108,7 @@ fn describe_credentials(a: &Agent) -> String {
     }
     lines.push(
         if a.credentials.secret_hash.is_some() {
-            "client secret: set (only its Argon2 hash is stored)"
+            "client secret: set (only its salted hash is stored)"
         } else {
             "client secret: none"
         }
