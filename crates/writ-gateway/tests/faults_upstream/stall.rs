@@ -39,29 +39,7 @@ async fn assert_others_served_while_stalled(fg: &FaultGateway) {
 async fn no_headers_in_time_is_a_504_within_the_timeout() {
     let hostile = Hostile::start(|_| vec![Act::Hang]).await;
     let fg = FaultGateway::start(Api::OpenAi, hostile, TIMEOUTS).await;
-    let started = Instant::now();
-    let (answer, ()) = tokio::join!(
-        async { read_all(fg.send(false).await, started).await },
-        async {
-            // Once the request is upstream, others are served while it hangs.
-            while fg.hostile.requests() == 0 {
-                tokio::task::yield_now().await;
-            }
-            assert_others_served_while_stalled(&fg).await;
-        }
-    );
-    assert_eq!(
-        answer.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        answer.text()
-    );
-    assert_eq!(answer.error_code(Api::OpenAi), "upstream_timeout");
-    assert_cut_in_time(answer.elapsed, "no headers");
-    let calls = fg.hostile_calls().await;
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0]["status"], 504);
-    assert_eq!(calls[0]["decision"]["code"], "upstream_timeout");
+    a_stalled_call_is_a_504_while_others_are_served(&fg, "no headers").await;
     fg.assert_slot_freed().await;
 }
 
@@ -74,14 +52,24 @@ async fn a_body_stalled_after_the_headers_is_a_504_within_the_read_timeout() {
     })
     .await;
     let fg = FaultGateway::start(Api::OpenAi, hostile, TIMEOUTS).await;
+    a_stalled_call_is_a_504_while_others_are_served(&fg, "a stalled body").await;
+    assert_eq!(fg.hostile_usage()[0].outcome, Outcome::UpstreamCut);
+    fg.assert_slot_freed().await;
+}
+
+/// Sends one non-streamed call to the stalling upstream and asserts: other agents are
+/// served while it hangs, it ends in 504 `upstream_timeout` within the timeout's bound, and
+/// it is recorded once as such.
+async fn a_stalled_call_is_a_504_while_others_are_served(fg: &FaultGateway, what: &str) {
     let started = Instant::now();
     let (answer, ()) = tokio::join!(
         async { read_all(fg.send(false).await, started).await },
         async {
+            // Once the request is upstream, others are served while it hangs.
             while fg.hostile.requests() == 0 {
                 tokio::task::yield_now().await;
             }
-            assert_others_served_while_stalled(&fg).await;
+            assert_others_served_while_stalled(fg).await;
         }
     );
     assert_eq!(
@@ -91,13 +79,11 @@ async fn a_body_stalled_after_the_headers_is_a_504_within_the_read_timeout() {
         answer.text()
     );
     assert_eq!(answer.error_code(Api::OpenAi), "upstream_timeout");
-    assert_cut_in_time(answer.elapsed, "a stalled body");
+    assert_cut_in_time(answer.elapsed, what);
     let calls = fg.hostile_calls().await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["status"], 504);
     assert_eq!(calls[0]["decision"]["code"], "upstream_timeout");
-    assert_eq!(fg.hostile_usage()[0].outcome, Outcome::UpstreamCut);
-    fg.assert_slot_freed().await;
 }
 
 /// A stream that stalls (right after its headers, or after some events) is cut
