@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+import jit
 import portkey
 import servers
 from counts import COUNT_TOOLS, count_row, render_counts
@@ -80,7 +81,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 s loads, scaling at 10 and 1 000 writs only")
     ap.add_argument("--duration", type=float, help="seconds per load (default 10, 3 with --quick)")
     ap.add_argument("--scale", default=None, help="writ counts of the scaling run, comma-separated")
-    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,distributed,scaling,traces")
+    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
     ap.add_argument("--count", type=int, metavar="N", help="instead of loads: instructions and system calls "
@@ -343,6 +344,12 @@ litellm_settings:
                 portkey.headers(mock_stream), proc)
         proc.stop()
 
+    # 9. JIT: writs minted at the token endpoint and used k times each.
+    jit_figures = None
+    if "jit" not in skip:
+        jit_figures = jit.run(run_dir, base, base_cfg, pub_pem, key_pem, tenant, mock, mock_stream, body, dur,
+                              len(writs[0]))
+
     # Scaling: writ full with N distinct live writs, rotated through by the load generator.
     if "scaling" not in skip:
         mint_proc, mint_port = start_writ(run_dir, "writ-mint", "mint", base, tenant, mock, mock_stream)
@@ -402,7 +409,7 @@ litellm_settings:
 
     mock_proc.stop()
     elapsed = time.time() - started
-    report = render(results, rounds, dur, elapsed, args.quick)
+    report = render(results, rounds, dur, elapsed, args.quick, jit_figures)
     print(report)
     if not args.no_save:
         os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
@@ -437,7 +444,7 @@ def paired_summary(rounds) -> dict:
     return out
 
 
-def render(results, rounds, dur, elapsed, quick) -> str:
+def render(results, rounds, dur, elapsed, quick, jit_figures=None) -> str:
     by = {r["row"]: r for r in results}
     pairs = paired_summary(rounds)
     base = by.get("nginx proxy (baseline)", {}).get("rps")
@@ -515,6 +522,11 @@ def render(results, rounds, dur, elapsed, quick) -> str:
     if full:
         target("writ full peak RSS under load ≤ 64 MB", full["rss_kb"] * 1024 <= 64e6,
                f"{full['rss_kb'] * 1024 / 1e6:.1f} MB")
+    jit_lines = []
+    if jit_figures:
+        jit_lines, jit_targets = jit.render(jit_figures, full["rps"] if full else None)
+        for t in jit_targets:
+            target(*t)
     big = [r for r in results if r["row"].startswith("writ full, ")]
     if full and big:
         top = max(big, key=lambda r: r["writs"])
@@ -566,7 +578,7 @@ def render(results, rounds, dur, elapsed, quick) -> str:
             paired_lines.append(
                 f"| {name} | {p['ratio']:.2f} | {span(p['ratios'], lambda v: f'{v:.2f}')} "
                 f"| {p['cpu_us']:.0f} | {added} | {added_span} |")
-    return "\n".join(head + lines + paired_lines + ["", "| target | measured | |", "|---|---:|---|"]
+    return "\n".join(head + lines + paired_lines + jit_lines + ["", "| target | measured | |", "|---|---:|---|"]
                      + targets + [""] + extra) + "\n"
 
 
