@@ -5,11 +5,10 @@
 --
 -- Environment:
 --   BENCH_JIT_K      uses per writ (0: mint only)
---   BENCH_JIT_CREDS  file of client credentials, one a line; a thread reads
+--   BENCH_JIT_CREDS  file of client credentials, one a line, each appended to the token
+--                    request's form (an assertion: "client_assertion=..."; a secret:
+--                    "client_id=...&client_secret=..."); a thread reads
 --                    BENCH_JIT_CREDS.<thread number> if it exists, else the file itself
---   BENCH_JIT_IN     "form": a line is appended to the token request's form (an assertion:
---                    "client_assertion=..."; a secret: "client_id=...&client_secret=...");
---                    "basic": a line is the Authorization header's value ("Basic ...")
 --   BENCH_JIT_ONCE   "1": each line is sent once (assertions: every jti is new); when a
 --                    thread has sent all of its lines it stops and says so in the result
 --                    ("exhausted"). Otherwise lines are sent in turn, round and round
@@ -36,7 +35,7 @@ local function read_all(path)
   return s
 end
 
-local k, creds, ci, once, in_header, form, chat, use_headers, mint_headers, save
+local k, creds, ci, once, form, chat, use_headers, mint_headers, save
 local queue, qhead, qtail = {}, 1, 0
 -- Read by done() through thread:get, so globals of this thread's Lua state.
 mints, uses, bad, exhausted, first_bad = 0, 0, 0, 0, ""
@@ -53,7 +52,6 @@ function init(args)
   end
   ci = 0
   once = os.getenv("BENCH_JIT_ONCE") == "1"
-  in_header = os.getenv("BENCH_JIT_IN") == "basic"
   form = read_all(os.getenv("BENCH_JIT_FORM"))
   chat = read_all(os.getenv("BENCH_BODY"))
   use_headers = { ["Content-Type"] = "application/json" }
@@ -85,12 +83,7 @@ function request()
     end
     ci = 1
   end
-  local cred = creds[ci]
-  if in_header then
-    mint_headers["Authorization"] = cred
-    return wrk.format("POST", "/oauth2/token", mint_headers, form)
-  end
-  return wrk.format("POST", "/oauth2/token", mint_headers, form .. "&" .. cred)
+  return wrk.format("POST", "/oauth2/token", mint_headers, form .. "&" .. creds[ci])
 end
 
 function response(status, headers, body)

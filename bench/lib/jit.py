@@ -83,10 +83,10 @@ def sign_pool(run_dir, key_pem, token_url, agents, per_thread, tag) -> str:
     return prefix
 
 
-def load(port, k, creds, cred_in, once, form_file, body, dur, run_dir, proc=None, save=None) -> dict:
+def load(port, k, creds, once, form_file, body, dur, run_dir, proc=None, save=None) -> dict:
     """One wrk load of the JIT script: mints, uses and their rates over its duration."""
     out = os.path.join(run_dir, f"jit-{time.time_ns()}.json")
-    env = dict(os.environ, BENCH_JIT_K=str(k), BENCH_JIT_CREDS=creds, BENCH_JIT_IN=cred_in,
+    env = dict(os.environ, BENCH_JIT_K=str(k), BENCH_JIT_CREDS=creds,
                BENCH_JIT_ONCE="1" if once else "0", BENCH_JIT_FORM=form_file, BENCH_BODY=body,
                BENCH_HEADERS="|".join(f"{name}: {value}" for name, value in USE_HEADERS.items()),
                BENCH_JIT_SAVE=save or "", BENCH_OUT=out)
@@ -171,7 +171,7 @@ def run(run_dir, base, base_cfg, pub_pem, key_pem, tenant, mock, mock_stream, bo
     pool = sign_pool(run_dir, key_pem, f"http://127.0.0.1:{cport}/oauth2/token", agents, 5_000, "canned")
     for k in KS:
         log(f"JIT: load generator ceiling, k={k}")
-        r = load(cport, k, pool, "form", False, files["assertion"], body, dur, run_dir)
+        r = load(cport, k, pool, False, files["assertion"], body, dur, run_dir)
         out["rows"].append(dict(r, variant=GENERATOR))
     canned.stop()
 
@@ -181,7 +181,7 @@ def run(run_dir, base, base_cfg, pub_pem, key_pem, tenant, mock, mock_stream, bo
         token_url = f"http://127.0.0.1:{port}/oauth2/token"
         check_mint(port, open(files["secret"]).read() + "&" + open(secret_lines).readline().strip(), token_url)
         log(f"JIT {variant}: warm-up (client secrets, k=1)")
-        load(port, 1, secret_lines, "form", False, files["secret"], body, 1, run_dir)
+        load(port, 1, secret_lines, False, files["secret"], body, 1, run_dir)
         rate0 = None
         for k in KS:
             save = os.path.join(run_dir, f"{slug}-writs") if k == 0 and variant == PKJWT else None
@@ -192,9 +192,9 @@ def run(run_dir, base, base_cfg, pub_pem, key_pem, tenant, mock, mock_stream, bo
                 per_thread = int(rate * dur * 0.55) + 100
                 log(f"JIT {variant}: signing {per_thread * THREADS:,} assertions for k={k}")
                 creds = sign_pool(run_dir, key_pem, token_url, agents, per_thread, f"{slug}-{k}")
-                r = load(port, k, creds, "form", True, files["assertion"], body, dur, run_dir, proc, save)
+                r = load(port, k, creds, True, files["assertion"], body, dur, run_dir, proc, save)
             else:
-                r = load(port, k, secret_lines, "form", False, files["secret"], body, dur, run_dir, proc)
+                r = load(port, k, secret_lines, False, files["secret"], body, dur, run_dir, proc)
             if k == 0:
                 rate0 = r["mint_rps"]
             log(f"JIT {variant}, k={k}: {r['mint_rps']:,.0f} mints/s, {r['use_rps']:,.0f} uses/s"
