@@ -11,6 +11,7 @@
 //! Credentials are opened once per change and held decrypted in memory, zeroized when the
 //! snapshot holding them is dropped; the store holds them only sealed.
 
+mod agents;
 pub(crate) mod declared;
 mod snapshot;
 
@@ -104,6 +105,27 @@ impl Tenancy {
     /// The store.
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The agent `name` of `tenant`, if registered: as the current snapshot holds it, else
+    /// read from the store and held with that snapshot. A change to the store swaps in a
+    /// snapshot holding none, so a removed agent or a rotated key takes effect when the
+    /// snapshot does (at once here, within one poll interval on other instances).
+    pub(crate) async fn agent(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Arc<writ_store::Agent>>, StoreError> {
+        let snapshot = self.snapshot();
+        if let Some(agent) = snapshot.agents.get(tenant, name) {
+            return Ok(Some(agent));
+        }
+        let Some(agent) = self.store.agent(tenant, name).await? else {
+            return Ok(None);
+        };
+        let agent = Arc::new(agent);
+        snapshot.agents.hold(agent.clone());
+        Ok(Some(agent))
     }
 
     /// The vault credentials are sealed with.

@@ -494,6 +494,8 @@ async fn the_ceiling_and_lifetime_are_those_of_the_agent_at_the_poll() {
     let mut agent = store.agent("default", "buyer").await.unwrap().unwrap();
     agent.ceiling = writ_token::parse_grants(SMALL_MODEL).unwrap();
     store.put_agent(&agent).await.unwrap();
+    // Applied as the change feed (or the admin API, at once) applies a change.
+    s.gw.gateway().reload().await.unwrap();
     s.advance(5);
     let narrowed = s.poll(&id).await;
     refused(&narrowed, StatusCode::BAD_REQUEST, "invalid_grant");
@@ -508,6 +510,7 @@ async fn the_ceiling_and_lifetime_are_those_of_the_agent_at_the_poll() {
     agent.ceiling = writ_token::parse_grants(CEILING).unwrap();
     agent.max_ttl = Duration::from_secs(7);
     store.put_agent(&agent).await.unwrap();
+    s.gw.gateway().reload().await.unwrap();
     s.advance(5);
     let (status, v) = s.poll(&id).await;
     assert_eq!(status, StatusCode::OK, "{v}");

@@ -102,6 +102,37 @@ async fn private_key_jwt_with_ed25519_and_es256() {
     }
 }
 
+/// Agents are held in memory between mints; a change to the store reaches the token
+/// endpoint when the gateway applies it (at once here, as the admin API does; from another
+/// instance at its next poll): a replaced key stops working, a removed agent too.
+#[tokio::test]
+async fn a_changed_or_removed_agent_is_not_served_from_memory() {
+    let (_u, gw) = setup().await;
+    let (old, _) = OAuthClient::register(&gw, "held-agent", CEILING, false).await;
+    for jti in ["h1", "h2"] {
+        let (status, v) = by_assertion(&gw, &old.assertion(&gw, jti), ASK).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    // Registered again with a new key: the old key is refused, the new one accepted.
+    let (new, _) = OAuthClient::register(&gw, "held-agent", CEILING, true).await;
+    refused(
+        by_assertion(&gw, &old.assertion(&gw, "h3"), ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    let (status, v) = by_assertion(&gw, &new.assertion(&gw, "h4"), ASK).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Removed from the store and the change applied: refused.
+    let store = gw.gateway().store().clone();
+    assert!(store.remove_agent("default", "held-agent").await.unwrap());
+    gw.gateway().reload().await.unwrap();
+    refused(
+        by_assertion(&gw, &new.assertion(&gw, "h5"), ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+}
+
 #[tokio::test]
 async fn client_secret_basic_and_post() {
     let (_u, gw) = setup().await;

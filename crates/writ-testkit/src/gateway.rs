@@ -93,6 +93,9 @@ impl TestGateway {
             .expect("bind gateway");
         let addr = listener.local_addr().expect("gateway address");
         let (stop, stopped) = oneshot::channel();
+        // Set here, as serving sets it, so a test reading the issuer as soon as this
+        // returns never finds it empty (the spawned server may not have run yet).
+        gateway.default_issuer(addr);
         // Served as `writ serve` serves: on worker threads, one runtime each.
         tokio::spawn(writ_gateway::serve_with_workers(
             listener,

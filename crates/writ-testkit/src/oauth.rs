@@ -52,6 +52,8 @@ impl OAuthClient {
             .put_agent(&agent)
             .await
             .expect("register agent");
+        // Applied now, as the admin API applies a change (else within a poll interval).
+        gw.gateway().reload().await.expect("reload");
         let client = Self {
             name: name.into(),
             private_pem: pair.to_private_key_pem().expect("private PEM").to_string(),

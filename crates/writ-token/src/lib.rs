@@ -64,7 +64,7 @@ pub use grant::{
 pub use keys::{
     KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,
 };
-pub use mint::{MintRequest, mint};
+pub use mint::{MintRequest, MintedWrit, mint, mint_verified};
 pub use policy::{
     ApprovalReason, ForbiddenConstruct, MAX_POLICY_BYTES, MAX_POLICY_CHECKS, MAX_POLICY_NAME_BYTES,
     OperatorPolicy, PolicyDenial, PolicyError, validate_policy,

@@ -2,6 +2,7 @@
 //! block 1 (requested grants).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::builder::{BlockBuilder, Term};
@@ -12,7 +13,7 @@ use crate::encoding::encode;
 use crate::error::WritError;
 use crate::grant::{BudgetGrant, Grant, GrantError, compile_block, validate};
 use crate::keys::RootKeyPair;
-use crate::verify::WritClaims;
+use crate::verify::{VerifiedWrit, WritClaims};
 
 /// Everything needed to mint one writ.
 #[derive(Debug, Clone)]
@@ -41,6 +42,58 @@ pub struct MintRequest<'a> {
 
 /// Mints a writ signed by `key`. Returns the writ text and its claims.
 pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritClaims), WritError> {
+    let (biscuit, claims) = build(key, req)?;
+    Ok((encode(&biscuit)?, claims))
+}
+
+/// A writ just minted, with what verifying its text returns. Only [`mint_verified`]
+/// makes one, so the two always belong together. `Debug` shows the claims, never the text.
+pub struct MintedWrit {
+    text: String,
+    writ: Arc<VerifiedWrit>,
+}
+
+impl MintedWrit {
+    /// The writ's text, as the holder presents it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The verified writ.
+    pub fn writ(&self) -> &Arc<VerifiedWrit> {
+        &self.writ
+    }
+
+    /// The writ's text.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
+
+impl std::fmt::Debug for MintedWrit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedWrit")
+            .field("claims", self.writ.claims())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Mints a writ as [`mint`] does, and returns it verified as well: what
+/// [`crate::UnverifiedWrit::verify`] returns for its text against keys trusting `key`,
+/// without parsing the text again or checking the signatures just made.
+/// A gateway that mints a writ hands it to [`crate::Verifier::remember`], so that its
+/// first use is served from the cache.
+pub fn mint_verified(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<MintedWrit, WritError> {
+    // The claims are the ones the authority block was just built from; verification
+    // reads the same (a test holds them equal), so its queries are not run again.
+    let (biscuit, claims) = build(key, req)?;
+    let text = encode(&biscuit)?;
+    let writ = Arc::new(VerifiedWrit::minted(biscuit, key.public(), claims)?);
+    Ok(MintedWrit { text, writ })
+}
+
+/// The minted token and its claims (see [`mint`]).
+fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaims), WritError> {
     for grants in [req.ceiling, req.grants] {
         validate(grants)?;
         if !grants.iter().any(Grant::is_access) {
@@ -125,7 +178,7 @@ pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritCla
         cnf_jkt: req.cnf_jkt.map(str::to_string),
         audience: req.audience.map(str::to_string),
     };
-    Ok((encode(&biscuit)?, claims))
+    Ok((biscuit, claims))
 }
 
 /// The smallest budget of one kind stated by the ceiling or the grants, as verification

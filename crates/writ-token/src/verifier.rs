@@ -81,6 +81,16 @@ impl Verifier {
         Ok(writ)
     }
 
+    /// Caches a writ just minted, unless it expired before `now`: its first
+    /// [`Verifier::check`] then finds it without verifying a signature. Revocation and
+    /// expiry are still checked on every call.
+    pub fn remember(&self, minted: &crate::MintedWrit, now: SystemTime) {
+        if !is_expired(minted.writ(), now) {
+            let key = VerifyCache::key(minted.text());
+            self.cache.insert(key, minted.writ().clone(), now);
+        }
+    }
+
     /// Drops every cached writ that expired before `now`.
     pub fn sweep(&self, now: SystemTime) {
         self.cache.sweep(now);

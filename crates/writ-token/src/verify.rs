@@ -207,6 +207,45 @@ impl VerifiedWrit {
             cnf_jkt,
             audience,
         };
+        let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
+        Ok(Self::assemble(
+            biscuit, root, sealed, checks, claims, delegation,
+        ))
+    }
+
+    /// A writ this process has just minted, from its token and the claims it was minted
+    /// with: what [`VerifiedWrit::from_biscuit`] reads from the same token (a test holds
+    /// them equal), without running the queries. It states no delegation.
+    pub(crate) fn minted(
+        biscuit: Biscuit,
+        root: PublicKey,
+        claims: WritClaims,
+    ) -> Result<Self, WritError> {
+        let sealed = biscuit
+            .to_vec()
+            .map_err(|_| WritError::Malformed {
+                reason: "cannot be serialized again",
+            })?
+            .into_boxed_slice();
+        let checks = CheckShapes::read(&sealed)?;
+        Ok(Self::assemble(
+            biscuit,
+            root,
+            sealed,
+            checks,
+            claims,
+            Vec::new(),
+        ))
+    }
+
+    fn assemble(
+        biscuit: Biscuit,
+        root: PublicKey,
+        sealed: Box<[u8]>,
+        checks: CheckShapes,
+        claims: WritClaims,
+        delegation: Vec<(i64, String, String)>,
+    ) -> Self {
         // Read from the blocks as printed and parsed back; a block that does not parse
         // back gets no bound (decided again every second), never a wrong one.
         let blocks: Option<Vec<biscuit_auth::builder::BlockBuilder>> = (0..biscuit.block_count())
@@ -216,8 +255,7 @@ impl VerifiedWrit {
             })
             .collect();
         let holds_through = blocks.and_then(|b| crate::time_bound::holds_through(&b));
-        let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
-        Ok(Self {
+        Self {
             revocation_ids: biscuit.revocation_identifiers(),
             external_keys: biscuit
                 .external_public_keys()
@@ -233,7 +271,7 @@ impl VerifiedWrit {
             last_allowed: std::sync::Mutex::new(None),
             evaluations: std::sync::atomic::AtomicU64::new(0),
             checks,
-        })
+        }
     }
 
     /// How many times the Datalog authorizer has run for this writ. A request answered

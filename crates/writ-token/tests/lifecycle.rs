@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use writ_token::{
     Api, Grant, KeyId, MintRequest, RequestFacts, Revocation, RevocationSet, RootKeyPair, RootKeys,
-    WritError, decode, mint, parse_grants,
+    Verifier, WritError, decode, mint, mint_verified, parse_grants,
 };
 
 fn t0() -> SystemTime {
@@ -59,6 +59,97 @@ fn chat(model: &str, cap: Option<u64>) -> RequestFacts {
         max_output_tokens: cap,
         ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
     }
+}
+
+/// A writ minted with `mint_verified` comes back as verifying its text gives it: the same
+/// claims and revocation ids, the same answers; remembered, its first check is that writ
+/// (no signature verified), and revocation and expiry still apply to it.
+#[test]
+fn a_writ_minted_verified_is_what_verifying_its_text_gives() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let keys = keys_for(&key);
+    let (ceiling, grants) = (ceiling(), grants());
+    let req = MintRequest {
+        tenant: "default",
+        agent: "demo",
+        ceiling: &ceiling,
+        grants: &grants,
+        ttl: Duration::from_secs(30),
+        max_ttl: Duration::from_secs(30),
+        now: t0(),
+        cnf_jkt: None,
+        audience: None,
+    };
+    let minted = mint_verified(&key, &req).unwrap();
+    assert!(!format!("{minted:?}").contains(minted.text()));
+    let parsed = decode(minted.text()).unwrap().verify(&keys).unwrap();
+    assert_eq!(minted.writ().claims(), parsed.claims());
+    assert_eq!(minted.writ().revocation_ids(), parsed.revocation_ids());
+    let later = t0() + Duration::from_secs(5);
+    for (facts, allowed) in [
+        (chat("gpt-4o-mini", Some(50)), true),
+        (chat("gpt-4o", Some(50)), false),
+        (chat("gpt-4o-mini", Some(500)), false),
+    ] {
+        assert_eq!(minted.writ().authorize(&facts, later).is_ok(), allowed);
+        assert_eq!(parsed.authorize(&facts, later).is_ok(), allowed);
+    }
+
+    // Remembered: the first check returns this writ, not a new verification of the text.
+    let verifier = Verifier::new(16);
+    let none = RevocationSet::default();
+    verifier.remember(&minted, t0());
+    let checked = verifier.check(minted.text(), &keys, later, &none).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&checked, minted.writ()));
+    // Another root key's keys would refuse the text, but the cached writ is served only
+    // for that text: a different writ still needs its own signatures.
+    let other = RootKeyPair::generate(KeyId(1));
+    let forged = mint_with(&other, &ceiling, &grants, 30);
+    assert!(verifier.check(&forged, &keys, later, &none).is_err());
+    // Revocation and expiry apply to a remembered writ as to any other.
+    let mut revoked = RevocationSet::default();
+    revoked.insert(&Revocation::TokenId {
+        token_id: minted.writ().claims().token_id.clone(),
+    });
+    assert!(matches!(
+        verifier.check(minted.text(), &keys, later, &revoked),
+        Err(WritError::Revoked)
+    ));
+    let expired = t0() + Duration::from_secs(31);
+    assert!(matches!(
+        verifier.check(minted.text(), &keys, expired, &none),
+        Err(WritError::Expired { .. })
+    ));
+    // A writ already expired is not remembered.
+    let stale = Verifier::new(16);
+    stale.remember(&minted, expired);
+    assert_eq!(stale.cached(), 0);
+
+    // Every claim a mint can state reads back the same: budgets (the smallest of the
+    // ceiling's and the grants'), single use, a DPoP binding and an audience.
+    let ceiling = parse_grants(
+        r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","usd_micros":900,"tokens":18446744073709551615}]"#,
+    )
+    .unwrap();
+    let grants = parse_grants(
+        r#"[{"type":"writ:llm","upstream":"demo","single_use":true},{"type":"writ:budget","usd_micros":100000,"tokens":5000}]"#,
+    )
+    .unwrap();
+    let req = MintRequest {
+        ceiling: &ceiling,
+        grants: &grants,
+        cnf_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
+        audience: Some("https://gw.example/v1"),
+        ..req
+    };
+    let minted = mint_verified(&key, &req).unwrap();
+    let parsed = decode(minted.text()).unwrap().verify(&keys).unwrap();
+    assert_eq!(minted.writ().claims(), parsed.claims());
+    let claims = minted.writ().claims();
+    assert_eq!(claims.budget_usd_micros, Some(900));
+    assert_eq!(claims.budget_tokens, Some(5000));
+    assert!(claims.single_use);
+    assert!(claims.cnf_jkt.is_some() && claims.audience.is_some());
 }
 
 #[test]

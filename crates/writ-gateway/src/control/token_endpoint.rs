@@ -36,7 +36,8 @@ use serde::Deserialize;
 use serde_json::json;
 use writ_store::ApprovalRecord;
 use writ_token::{
-    Delegation, Grant, MintRequest, VerifiedWrit, WritError, first_outside, mint, parse_grants,
+    Delegation, Grant, MintRequest, VerifiedWrit, WritError, first_outside, mint_verified,
+    parse_grants,
 };
 
 use self::audience::Resource;
@@ -149,7 +150,7 @@ async fn authenticate(
     gw: &Gateway,
     req: &http::request::Parts,
     form: &TokenForm,
-) -> Result<writ_store::Agent, OAuthError> {
+) -> Result<Arc<writ_store::Agent>, OAuthError> {
     let claimed = claimed_client_id(&req.headers, form, form.client_assertion.as_deref());
     let result = guarded(gw, req, claimed.clone(), authenticate_once(gw, req, form)).await;
     if let Err(e) = &result
@@ -216,8 +217,8 @@ async fn guarded(
     gw: &Gateway,
     req: &http::request::Parts,
     claimed: Option<String>,
-    attempt: impl std::future::Future<Output = Result<writ_store::Agent, OAuthError>>,
-) -> Result<writ_store::Agent, OAuthError> {
+    attempt: impl std::future::Future<Output = Result<Arc<writ_store::Agent>, OAuthError>>,
+) -> Result<Arc<writ_store::Agent>, OAuthError> {
     use crate::detect::brute_force::StrikeKey;
     let client = client_ip(req);
     // Ids longer than any real one are counted under one key, so junk cannot grow the
@@ -270,7 +271,7 @@ async fn authenticate_once(
     gw: &Gateway,
     req: &http::request::Parts,
     form: &TokenForm,
-) -> Result<writ_store::Agent, OAuthError> {
+) -> Result<Arc<writ_store::Agent>, OAuthError> {
     let basic = client_auth::basic_credentials(&req.headers)?;
     let methods = usize::from(basic.is_some())
         + usize::from(form.client_secret.is_some())
@@ -454,7 +455,7 @@ async fn issue_minted(
 ) -> Result<Response, OAuthError> {
     let ttl = Duration::from_secs(plan.ttl_secs);
     let keys = gw.keys();
-    let (writ, claims) = mint(
+    let minted = mint_verified(
         &keys.signing,
         &MintRequest {
             tenant: &agent.tenant,
@@ -469,15 +470,16 @@ async fn issue_minted(
         },
     )
     .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
-    let writ = match approval {
+    let claims = minted.writ().claims();
+    let sealed = match approval {
         Some(record) => {
-            let sealed = ciba::seal(gw, record, &writ)?;
+            let sealed = ciba::seal(gw, record, minted.text())?;
             ciba::use_once(gw, record, &claims.token_id).await?;
-            sealed
+            Some(sealed)
         }
-        None => writ,
+        None => None,
     };
-    tracing::info!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
+    tracing::debug!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
     let detail = json!({"grants": plan.grants, "ttl_secs": ttl.as_secs(), "dpop_bound": plan.cnf_jkt.is_some(), "resource": plan.audience, "approval": approval.map(|r| &r.id)});
     audit_mint(
         gw,
@@ -488,6 +490,14 @@ async fn issue_minted(
         detail,
     )
     .await?;
+    let writ = match sealed {
+        Some(sealed) => sealed,
+        None => {
+            // Its first use here is then a cache hit: no parse, no signature check.
+            gw.writs.remember(&minted, gw.clock.now());
+            minted.into_text()
+        }
+    };
     Ok(issued(
         writ,
         ttl,
@@ -619,7 +629,7 @@ async fn issue_delegated(
         .expires_at
         .duration_since(now)
         .unwrap_or_default();
-    tracing::info!(actor = %actor.name, writ = %gw.audit.pseudonym(&verified.claims().token_id), "writ delegated");
+    tracing::debug!(actor = %actor.name, writ = %gw.audit.pseudonym(&verified.claims().token_id), "writ delegated");
     let detail = json!({
         "grants": plan.grants,
         "ttl_secs": ttl.as_secs(),

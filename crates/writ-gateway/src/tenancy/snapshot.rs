@@ -57,6 +57,8 @@ pub(crate) struct Snapshot {
     pub(crate) limits: Arc<Vec<LimitSpec>>,
     /// A digest of the credentials the scanners know: unchanged, they are reused.
     scanned: [u8; 32],
+    /// Agents read from the store while this snapshot is current (none at first).
+    pub(crate) agents: super::agents::HeldAgents,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -90,6 +92,7 @@ impl Snapshot {
             own_secrets,
             limits: Arc::new(declared.limits.clone()),
             declared,
+            agents: Default::default(),
         })
     }
 
@@ -268,6 +271,7 @@ impl Inputs {
             scanner,
             own_secrets,
             limits: Arc::new(limits),
+            agents: Default::default(),
         })
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use writ_store::{Agent, burn_secret_check};
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
 use writ_token::{OneTimeId, ReplayGuard};
@@ -53,8 +54,12 @@ enum Audience {
     Many(Vec<String>),
 }
 
-/// Looks up an agent by client id: `agent` in the default tenant, or `tenant/agent`.
-pub(crate) async fn find_agent(gw: &Gateway, client_id: &str) -> Result<Option<Agent>, OAuthError> {
+/// Looks up an agent by client id: `agent` in the default tenant, or `tenant/agent`; held
+/// in memory until the store changes (see `Tenancy::agent`).
+pub(crate) async fn find_agent(
+    gw: &Gateway,
+    client_id: &str,
+) -> Result<Option<Arc<Agent>>, OAuthError> {
     let (tenant, name) = match client_id.split_once('/') {
         Some((t, n)) => (t, n),
         None => (gw.tenant.as_str(), client_id),
@@ -62,7 +67,7 @@ pub(crate) async fn find_agent(gw: &Gateway, client_id: &str) -> Result<Option<A
     if name.is_empty() || name.len() > 128 || tenant.len() > 128 {
         return Ok(None);
     }
-    gw.store().agent(tenant, name).await.map_err(|e| {
+    gw.tenancy.agent(tenant, name).await.map_err(|e| {
         tracing::error!(error = %e, "agent registry unavailable");
         OAuthError::server("agent registry unavailable")
     })
@@ -106,7 +111,7 @@ pub(crate) async fn by_secret(
     client_id: &str,
     secret: &str,
     basic: bool,
-) -> Result<Agent, OAuthError> {
+) -> Result<Arc<Agent>, OAuthError> {
     let agent = find_agent(gw, client_id).await?;
     let ok = match &agent {
         Some(a) => a.credentials.verify_secret(secret),
@@ -131,7 +136,7 @@ pub(crate) async fn by_assertion(
     assertion: &str,
     client_id: Option<&str>,
     client: Option<IpAddr>,
-) -> Result<Agent, OAuthError> {
+) -> Result<Arc<Agent>, OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
     lint_assertion(gw, assertion, client).await?;
     if assertion.len() > MAX_ASSERTION_BYTES {
