@@ -30,15 +30,26 @@ use strike::StrikeShard;
 
 const SHARDS: usize = 64;
 
+/// One key's state: 24 bytes (the rare lease set is boxed), so a cell per live writ for
+/// writ-scoped limits stays small.
 #[derive(Debug, Clone)]
 enum Cell {
     Tat(u64),
-    Used { used: u64, until_ns: u64 },
-    Leases(HashMap<String, u64>),
+    Used {
+        used: u64,
+        until_ns: u64,
+    },
+    // Boxed on purpose: a map inline would make every cell 56 bytes, for the few that
+    // hold leases.
+    #[allow(clippy::box_collection)]
+    Leases(Box<HashMap<String, u64>>),
 }
 
+/// Limit cells by key; keys are boxed (no spare capacity kept per cell).
+type Cells = HashMap<Box<str>, Cell>;
+
 /// A locked shard of limit cells, with its index.
-type ShardGuard<'a> = (usize, MutexGuard<'a, HashMap<String, Cell>>);
+type ShardGuard<'a> = (usize, MutexGuard<'a, Cells>);
 
 /// How often the next shard of limit cells is swept: every cell is looked at once per
 /// `SHARDS` of these (about a minute). Sweeping by reservation count instead cost each
@@ -64,7 +75,7 @@ impl Cell {
 /// Limit state held in memory.
 #[derive(Debug)]
 pub struct MemoryLimiter {
-    shards: Vec<Mutex<HashMap<String, Cell>>>,
+    shards: Vec<Mutex<Cells>>,
     strikes: Vec<Mutex<StrikeShard>>,
     /// Strikes so far, for the round of sweeps.
     strike_count: AtomicUsize,
@@ -148,7 +159,7 @@ impl MemoryLimiter {
                 .find(|(i, _)| *i == shard)
                 .unwrap_or_else(|| unreachable!("every charge's shard is locked"))
                 .1;
-            let cell = map.get(&charge.key);
+            let cell = map.get(charge.key.as_str());
             let (update, left) = admit(charge, cell, &id, now_ns)?;
             updates.push(update);
             remaining.push(left);
@@ -156,17 +167,17 @@ impl MemoryLimiter {
         for ((charge, update), &shard) in charges.iter().zip(updates).zip(&shards) {
             if let Some((_, map)) = guards.iter_mut().find(|(i, _)| *i == shard) {
                 match update {
-                    Update::Set(cell) => match map.get_mut(&charge.key) {
+                    Update::Set(cell) => match map.get_mut(charge.key.as_str()) {
                         // The key is cloned only for a new cell.
                         Some(old) => *old = cell,
                         None => {
-                            map.insert(charge.key.clone(), cell);
+                            map.insert(charge.key.as_str().into(), cell);
                         }
                     },
                     Update::AddLease(expiry) => {
                         if let Cell::Leases(leases) = map
-                            .entry(charge.key.clone())
-                            .or_insert_with(|| Cell::Leases(HashMap::new()))
+                            .entry(charge.key.as_str().into())
+                            .or_insert_with(|| Cell::Leases(Box::default()))
                         {
                             leases.insert(id.clone(), expiry);
                         }
@@ -218,7 +229,7 @@ impl MemoryLimiter {
                 continue;
             };
             let used = actual.of(charge.dimension);
-            match (charge.counting, map.get_mut(&charge.key)) {
+            match (charge.counting, map.get_mut(charge.key.as_str())) {
                 (Counting::Rate { period_ns, .. }, Some(Cell::Tat(tat))) => {
                     let add = rate_increment(period_ns, charge.limit, used);
                     let back = rate_increment(period_ns, charge.limit, charge.amount);
@@ -249,7 +260,7 @@ impl MemoryLimiter {
                     Cell::Tat(tat) => tat.saturating_sub(now_ns),
                     Cell::Leases(l) => l.values().filter(|e| **e > now_ns).count() as u64,
                 };
-                out.push((key.clone(), value));
+                out.push((key.to_string(), value));
             }
         }
         out.sort();

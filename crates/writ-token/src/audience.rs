@@ -59,8 +59,13 @@ pub(crate) fn stated(
         reason: "audience query",
     };
     // Default scope: the authority block and the authorizer, never a holder's block.
+    static STATED: std::sync::LazyLock<Option<Rule>> =
+        std::sync::LazyLock::new(|| "a($r) <- audience($r)".try_into().ok());
+    let stated = STATED.as_ref().ok_or(WritError::Malformed {
+        reason: "audience query",
+    })?;
     let mut found: Vec<(String,)> = authorizer
-        .query("a($r) <- audience($r)")
+        .query(stated.clone())
         .map_err(crate::verify::evaluation_error)?;
     let external = biscuit.external_public_keys();
     for (_, key) in trusted.iter() {

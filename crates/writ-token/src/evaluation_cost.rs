@@ -594,7 +594,8 @@ fn expression_cost(ops: &[Op], scope: &Scope<'_>, params: &[u32]) -> u64 {
     cost
 }
 
-fn symbol(table: &[String], index: u64) -> Option<&str> {
+/// The name of symbol `index` of a block whose symbol table is `table`.
+pub(crate) fn symbol(table: &[String], index: u64) -> Option<&str> {
     if index < SYMBOL_OFFSET {
         DEFAULT_SYMBOLS.get(usize::try_from(index).ok()?).copied()
     } else {

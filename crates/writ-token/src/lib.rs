@@ -31,6 +31,7 @@ mod facts;
 mod grant;
 mod keys;
 mod mint;
+mod parsed;
 mod policy;
 mod replay_guard;
 mod revocation;
@@ -65,6 +66,7 @@ pub use keys::{
     KeyError, KeyId, RootKeyPair, RootKeys, fingerprint, public_key_from_hex, public_key_hex,
 };
 pub use mint::{MintRequest, MintedWrit, mint, mint_verified};
+pub use parsed::CAPACITY as PARSED_CAPACITY;
 pub use policy::{
     ApprovalReason, ForbiddenConstruct, MAX_POLICY_BYTES, MAX_POLICY_CHECKS, MAX_POLICY_NAME_BYTES,
     OperatorPolicy, PolicyDenial, PolicyError, validate_policy,

@@ -10,19 +10,36 @@
 //! narrows expiry. Any other use of `time` — a lower bound, arithmetic, a literal date, a
 //! rule that passes the time on — gets no bound, and the gateway decides again each second.
 //!
-//! Pure: it reads the blocks as parsed Datalog and does no I/O.
+//! Pure: it reads the blocks as the library evaluates them (the serialized token, whose
+//! signatures were checked), without printing or parsing Datalog, and does no I/O.
 
-use biscuit_auth::builder::{Binary, BlockBuilder, Op, Rule, Term};
+use biscuit_auth::format::schema;
+use prost::Message;
 
-/// The last second (UNIX time) through which decisions on `blocks` do not depend on the
-/// time stated to the authorizer, or `None` if they may change from one second to the
-/// next. `Some(u64::MAX)` when no block reads the time at all.
-pub(crate) fn holds_through(blocks: &[BlockBuilder]) -> Option<u64> {
+use crate::evaluation_cost::symbol;
+
+type Content = schema::term::Content;
+
+/// The last second (UNIX time) through which decisions on the serialized token `token`
+/// do not depend on the time stated to the authorizer, or `None` if they may change from
+/// one second to the next (or the token cannot be read). `Some(u64::MAX)` when no block
+/// reads the time at all.
+pub(crate) fn holds_through(token: &[u8]) -> Option<u64> {
+    let container = schema::Biscuit::decode(token).ok()?;
+    let mut shared_symbols: Vec<String> = Vec::new();
     let mut bound = u64::MAX;
-    for block in blocks {
+    for signed in std::iter::once(&container.authority).chain(&container.blocks) {
+        let block = schema::Block::decode(signed.block.as_slice()).ok()?;
+        // A third-party block has a symbol table of its own; the others share one.
+        let symbols: &[String] = if signed.external_signature.is_some() {
+            &block.symbols
+        } else {
+            shared_symbols.extend(block.symbols.iter().cloned());
+            &shared_symbols
+        };
         let queries = block.checks.iter().flat_map(|c| c.queries.iter());
         for rule in block.rules.iter().chain(queries) {
-            bound = bound.min(rule_bound(rule)?);
+            bound = bound.min(rule_bound(rule, symbols)?);
         }
     }
     Some(bound)
@@ -30,15 +47,21 @@ pub(crate) fn holds_through(blocks: &[BlockBuilder]) -> Option<u64> {
 
 /// The bound one rule (or check query) puts on the time, `None` if it uses the time other
 /// than as an upper bound.
-fn rule_bound(rule: &Rule) -> Option<u64> {
+fn rule_bound(rule: &schema::Rule, symbols: &[String]) -> Option<u64> {
     let mut bound = u64::MAX;
     for (i, predicate) in rule.body.iter().enumerate() {
-        if predicate.name != "time" {
+        if symbol(symbols, predicate.name)? != "time" {
             continue;
         }
-        let [Term::Variable(var)] = predicate.terms.as_slice() else {
+        let [
+            schema::Term {
+                content: Some(Content::Variable(var)),
+            },
+        ] = predicate.terms.as_slice()
+        else {
             return None;
         };
+        let var = *var;
         let bound_elsewhere = rule.head.terms.iter().any(|t| mentions(t, var))
             || rule
                 .body
@@ -58,52 +81,62 @@ fn rule_bound(rule: &Rule) -> Option<u64> {
 }
 
 /// `$var <= d` / `d >= $var` → `d`; `$var < d` / `d > $var` → `d - 1`; anything else `None`.
-fn upper_bound(ops: &[Op], var: &str) -> Option<u64> {
+fn upper_bound(ops: &[schema::Op], var: u32) -> Option<u64> {
+    use schema::op::Content as O;
+    use schema::op_binary::Kind;
+    let value = |op: &schema::Op| match &op.content {
+        Some(O::Value(schema::Term { content })) => content.clone(),
+        _ => None,
+    };
+    let [
+        a,
+        b,
+        schema::Op {
+            content: Some(O::Binary(binary)),
+        },
+    ] = ops
+    else {
+        return None;
+    };
+    if binary.ffi_name.is_some() {
+        return None;
+    }
+    let kind = Kind::from_i32(binary.kind)?;
     // Read `d op $var` as `$var op' d`, then take the two upper-bound operators.
-    let (d, op) = match ops {
-        [
-            Op::Value(Term::Variable(v)),
-            Op::Value(Term::Date(d)),
-            Op::Binary(op),
-        ] if v == var => (*d, op.clone()),
-        [
-            Op::Value(Term::Date(d)),
-            Op::Value(Term::Variable(v)),
-            Op::Binary(op),
-        ] if v == var => {
-            let mirrored = match op {
-                Binary::GreaterOrEqual => Binary::LessOrEqual,
-                Binary::GreaterThan => Binary::LessThan,
-                _ => return None,
-            };
-            (*d, mirrored)
-        }
+    let (d, kind) = match (value(a)?, value(b)?) {
+        (Content::Variable(v), Content::Date(d)) if v == var => (d, kind),
+        (Content::Date(d), Content::Variable(v)) if v == var => match kind {
+            Kind::GreaterOrEqual => (d, Kind::LessOrEqual),
+            Kind::GreaterThan => (d, Kind::LessThan),
+            _ => return None,
+        },
         _ => return None,
     };
-    match op {
-        Binary::LessOrEqual => Some(d),
-        Binary::LessThan => d.checked_sub(1),
+    match kind {
+        Kind::LessOrEqual => Some(d),
+        Kind::LessThan => d.checked_sub(1),
         _ => None,
     }
 }
 
-fn mentions(term: &Term, var: &str) -> bool {
-    match term {
-        Term::Variable(v) | Term::Parameter(v) => v == var,
-        Term::Set(terms) => terms.iter().any(|t| mentions(t, var)),
-        Term::Array(terms) => terms.iter().any(|t| mentions(t, var)),
-        Term::Map(entries) => entries.values().any(|t| mentions(t, var)),
+fn mentions(term: &schema::Term, var: u32) -> bool {
+    match &term.content {
+        Some(Content::Variable(v)) => *v == var,
+        Some(Content::Set(set)) => set.set.iter().any(|t| mentions(t, var)),
+        Some(Content::Array(array)) => array.array.iter().any(|t| mentions(t, var)),
+        Some(Content::Map(map)) => map.entries.iter().any(|e| mentions(&e.value, var)),
         _ => false,
     }
 }
 
-fn op_mentions(op: &Op, var: &str) -> bool {
-    match op {
-        Op::Value(term) => mentions(term, var),
-        Op::Closure(params, ops) => {
-            params.iter().any(|p| p == var) || ops.iter().any(|op| op_mentions(op, var))
+fn op_mentions(op: &schema::Op, var: u32) -> bool {
+    use schema::op::Content as O;
+    match &op.content {
+        Some(O::Value(term)) => mentions(term, var),
+        Some(O::Closure(closure)) => {
+            closure.params.contains(&var) || closure.ops.iter().any(|op| op_mentions(op, var))
         }
-        Op::Unary(_) | Op::Binary(_) => false,
+        Some(O::Unary(_)) | Some(O::Binary(_)) | None => false,
     }
 }
 
@@ -114,12 +147,24 @@ mod tests {
 
     const T: u64 = 1_800_000_000; // 2027-01-15T08:00:00Z
 
+    use biscuit_auth::builder::BlockBuilder;
+    use biscuit_auth::{Biscuit, KeyPair};
+
+    /// The bound of a token whose blocks, authority first, are `blocks`.
     fn bound(blocks: &[&str]) -> Option<u64> {
-        let parsed: Vec<BlockBuilder> = blocks
-            .iter()
-            .map(|source| BlockBuilder::new().code(*source).unwrap())
-            .collect();
-        holds_through(&parsed)
+        let root = KeyPair::new();
+        let (authority, rest) = blocks.split_first().unwrap();
+        let mut token = Biscuit::builder()
+            .code(*authority)
+            .unwrap()
+            .build(&root)
+            .unwrap();
+        for source in rest {
+            token = token
+                .append(BlockBuilder::new().code(*source).unwrap())
+                .unwrap();
+        }
+        holds_through(&token.to_vec().unwrap())
     }
 
     #[test]

@@ -3,14 +3,16 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::error::{self, FailedCheck, Logic};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock};
 
+use biscuit_auth::builder::{Policy, Rule};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 
 use crate::error::{Denial, WritError};
 use crate::evaluation_cost::CheckShapes;
 use crate::facts::RequestFacts;
 use crate::keys::RootKeys;
+use crate::parsed::Loaded;
 
 /// Bounds on one Datalog evaluation; hitting a bound is a denial. The work is bounded by
 /// facts and iterations, which do not depend on load. Wall time is only a backstop: the
@@ -22,6 +24,41 @@ pub(crate) fn run_limits() -> AuthorizerLimits {
         max_iterations: 100,
         max_time: Duration::from_secs(1),
     }
+}
+
+/// The Datalog verifying and authorizing run for every writ, parsed once per process:
+/// parsing a query costs more than running it.
+struct Queries {
+    claims: Rule,
+    budget_usd_micros: Rule,
+    budget_tokens: Rule,
+    single_use: Rule,
+    cnf_jkt: Rule,
+    allow: Policy,
+}
+
+static QUERIES: LazyLock<Option<Queries>> = LazyLock::new(|| {
+    Some(Queries {
+        claims: "claims($v, $tenant, $agent, $id, $iat, $exp) <- writ_version($v), \
+                 tenant($tenant), agent($agent), token_id($id), issued_at($iat), \
+                 expires_at($exp)"
+            .try_into()
+            .ok()?,
+        budget_usd_micros: "b($n) <- budget_usd_micros($n)".try_into().ok()?,
+        budget_tokens: "b($n) <- budget_tokens($n)".try_into().ok()?,
+        single_use: "s($b) <- single_use($b)".try_into().ok()?,
+        cnf_jkt: "c($j) <- cnf_jkt($j)".try_into().ok()?,
+        // Exactly one allow policy, scoped (by default) to the authority block: a writ
+        // this gateway minted.
+        allow: "allow if writ_version(1)".try_into().ok()?,
+    })
+});
+
+/// The parsed queries (they parse: a test runs them all).
+fn queries() -> Result<&'static Queries, WritError> {
+    QUERIES.as_ref().ok_or(WritError::Malformed {
+        reason: "verification queries",
+    })
 }
 
 /// The claims every writ's authority block carries. Contains no secret.
@@ -58,14 +95,16 @@ pub struct WritClaims {
 ///
 /// Holding one says nothing yet about what it allows: call [`VerifiedWrit::authorize`].
 pub struct VerifiedWrit {
-    /// The parsed token (about 14 KB for a writ minted here), while it may be needed:
-    /// dropped once the memo below has answered a repeated request and holds to the writ's
-    /// expiry, and parsed again (signatures checked again) from `sealed` if a request with
-    /// other facts comes after all. A writ whose requests keep changing keeps it.
-    parsed: Mutex<Option<Arc<Biscuit>>>,
+    /// The parsed token (about 14 KB for a writ minted here), held in the process's
+    /// bounded ring of parsed tokens (see `parsed`) while it may be needed: let go once
+    /// the memo below has answered a repeated request and holds to the writ's expiry, or
+    /// when [`crate::PARSED_CAPACITY`] other tokens were parsed since; parsed again
+    /// (signatures checked again) from `sealed` if a request with other facts comes after
+    /// all.
+    parsed: crate::parsed::Parsed,
     /// The token as verified (under 1 KB), and the root key that verified it.
     sealed: Box<[u8]>,
-    root: PublicKey,
+    root: Arc<PublicKey>,
     /// Revocation ids of every block, authority first.
     revocation_ids: Vec<Vec<u8>>,
     /// Delegations stated by blocks a trusted root key signed, oldest first, as
@@ -83,9 +122,6 @@ pub struct VerifiedWrit {
     last_allowed: std::sync::Mutex<Option<Allowed>>,
     /// How many times the Datalog authorizer ran for this writ.
     evaluations: std::sync::atomic::AtomicU64,
-    /// The shape of the checks after the authority block, to bound their cost per request
-    /// before the authorizer runs them.
-    checks: CheckShapes,
 }
 
 /// A remembered allow: the facts encoded as `facts` were allowed, and the answer holds
@@ -156,11 +192,9 @@ impl VerifiedWrit {
             })?;
         // Queries see only the authority block and the authorizer, so attenuation blocks
         // cannot forge claims.
+        let q = queries()?;
         let rows: Vec<ClaimsRow> = authorizer
-            .query(
-                "claims($v, $tenant, $agent, $id, $iat, $exp) <- writ_version($v), tenant($tenant), \
-                 agent($agent), token_id($id), issued_at($iat), expires_at($exp)",
-            )
+            .query(q.claims.clone())
             .map_err(evaluation_error)?;
         let [(version, tenant, agent, token_id, issued_at, expires_at)] =
             <[ClaimsRow; 1]>::try_from(rows).map_err(|_| WritError::MissingClaim {
@@ -174,22 +208,22 @@ impl VerifiedWrit {
         // Budgets and single use may be stated by any block, attenuations included: a
         // holder can only lower a budget or add single use, so every block is read.
         let budget = |authorizer: &mut biscuit_auth::Authorizer,
-                      name: &str|
+                      query: &Rule|
          -> Result<Option<u64>, WritError> {
             let rows: Vec<(i64,)> = authorizer
-                .query_all(format!("b($n) <- {name}($n)").as_str())
+                .query_all(query.clone())
                 .map_err(evaluation_error)?;
             Ok(rows.into_iter().map(|(n,)| n.max(0) as u64).min())
         };
-        let budget_usd_micros = budget(&mut authorizer, "budget_usd_micros")?;
-        let budget_tokens = budget(&mut authorizer, "budget_tokens")?;
+        let budget_usd_micros = budget(&mut authorizer, &q.budget_usd_micros)?;
+        let budget_tokens = budget(&mut authorizer, &q.budget_tokens)?;
         let single: Vec<(bool,)> = authorizer
-            .query_all("s($b) <- single_use($b)")
+            .query_all(q.single_use.clone())
             .map_err(evaluation_error)?;
         let single_use = single.iter().any(|(b,)| *b);
         // Authority only: a binding is the issuer's statement.
         let bound: Vec<(String,)> = authorizer
-            .query("c($j) <- cnf_jkt($j)")
+            .query(q.cnf_jkt.clone())
             .map_err(evaluation_error)?;
         let cnf_jkt = bound.into_iter().next().map(|(j,)| j);
         let audience = crate::audience::stated(&biscuit, &mut authorizer, trusted)?;
@@ -246,15 +280,9 @@ impl VerifiedWrit {
         claims: WritClaims,
         delegation: Vec<(i64, String, String)>,
     ) -> Self {
-        // Read from the blocks as printed and parsed back; a block that does not parse
-        // back gets no bound (decided again every second), never a wrong one.
-        let blocks: Option<Vec<biscuit_auth::builder::BlockBuilder>> = (0..biscuit.block_count())
-            .map(|i| {
-                let source = biscuit.print_block_source(i).ok()?;
-                biscuit_auth::builder::BlockBuilder::new().code(source).ok()
-            })
-            .collect();
-        let holds_through = blocks.and_then(|b| crate::time_bound::holds_through(&b));
+        // Read from the blocks as evaluated; a token that cannot be read gets no bound
+        // (decided again every second), never a wrong one.
+        let holds_through = crate::time_bound::holds_through(&sealed);
         Self {
             revocation_ids: biscuit.revocation_identifiers(),
             external_keys: biscuit
@@ -263,14 +291,13 @@ impl VerifiedWrit {
                 .flatten()
                 .collect(),
             delegation,
-            parsed: Mutex::new(Some(Arc::new(biscuit))),
+            parsed: crate::parsed::Parsed::holding(Arc::new(Loaded { biscuit, checks })),
             sealed,
-            root,
+            root: crate::parsed::shared_root(root),
             claims,
             holds_through,
             last_allowed: std::sync::Mutex::new(None),
             evaluations: std::sync::atomic::AtomicU64::new(0),
-            checks,
         }
     }
 
@@ -294,7 +321,7 @@ impl VerifiedWrit {
     ///
     /// [`authorize`]: Self::authorize
     pub fn evaluation_work(&self, facts: &RequestFacts) -> Result<u64, WritError> {
-        Ok(self.checks.work(facts)?)
+        Ok(self.biscuit()?.checks.work(facts)?)
     }
 
     /// The writ's claims.
@@ -317,17 +344,16 @@ impl VerifiedWrit {
 
     /// The parsed token: kept, or parsed again from the verified bytes (checking the
     /// signatures again against the root key that verified them).
-    pub(crate) fn biscuit(&self) -> Result<Arc<Biscuit>, WritError> {
-        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(biscuit) = parsed.as_ref() {
-            return Ok(biscuit.clone());
+    pub(crate) fn biscuit(&self) -> Result<Arc<Loaded>, WritError> {
+        if let Some(loaded) = self.parsed.get() {
+            return Ok(loaded);
         }
-        let biscuit = Arc::new(
-            Biscuit::from(&self.sealed, self.root)
-                .map_err(crate::encoding::classify_parse_error)?,
-        );
-        *parsed = Some(biscuit.clone());
-        Ok(biscuit)
+        let biscuit = Biscuit::from(&self.sealed, *self.root)
+            .map_err(crate::encoding::classify_parse_error)?;
+        let checks = CheckShapes::read(&self.sealed)?;
+        let loaded = Arc::new(Loaded { biscuit, checks });
+        self.parsed.put(loaded.clone());
+        Ok(loaded)
     }
 
     /// Whether some block is a third-party block signed by `key`: cheap, without parsing
@@ -338,10 +364,7 @@ impl VerifiedWrit {
 
     /// Whether the parsed token is held now (not only its verified bytes).
     pub fn holds_parsed(&self) -> bool {
-        self.parsed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.parsed.get().is_some()
     }
 
     /// The delegation chain, oldest first, as `(delegated_by, delegated_to)` with each
@@ -444,13 +467,14 @@ impl VerifiedWrit {
             // Answered from the memo a second time: if it holds for the rest of the writ's
             // life, requests like this one never need the parsed token again.
             if !a.repeated && a.through >= self.expires_secs() {
-                self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
+                self.parsed.release();
             }
             a.repeated = true;
             return Ok(Some(allowed()));
         }
+        let loaded = self.biscuit()?;
         // Bounded before it runs: the library's own limits do not stop a costly check.
-        if self.checks.work(facts)? > max_work {
+        if loaded.checks.work(facts)? > max_work {
             return Ok(None);
         }
         self.evaluations
@@ -459,12 +483,11 @@ impl VerifiedWrit {
         for fact in facts.to_facts(now) {
             builder = builder.fact(fact).map_err(denied_by)?;
         }
-        // Exactly one allow policy, scoped (by default) to the authority block: a writ
-        // this gateway minted. Every block's checks must also pass.
+        // Exactly one allow policy (see `Queries`); every block's checks must also pass.
         let mut authorizer = builder
-            .policy("allow if writ_version(1)")
+            .policy(queries()?.allow.clone())
             .map_err(denied_by)?
-            .build(&*self.biscuit()?)
+            .build(&loaded.biscuit)
             .map_err(denied_by)?;
         authorizer.authorize().map_err(denied_by)?;
         if let Ok(mut last) = self.last_allowed.lock() {
@@ -565,4 +588,12 @@ fn signed_delegations(
     chain.sort();
     chain.dedup_by_key(|(i, _, _)| *i);
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_queries_parse() {
+        assert!(super::queries().is_ok());
+    }
 }
