@@ -68,6 +68,21 @@ fn by_secret(server: &ServeProcess, agent: &str, secret: &str) -> Value {
     )
 }
 
+/// What `mint` answers once the running gateway has applied the CLI's change to the store:
+/// the CLI writes the store, and a gateway applies a change at its next poll of the store
+/// (`[store] poll_interval`, 250 ms by default), so the answer is asked again until `done`
+/// says it shows the change (for at most ten seconds).
+fn once_applied(mint: impl Fn() -> Value, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = mint();
+        if done(&answer) || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn token_id(server: &ServeProcess, writ: &str) -> String {
     ok(server.writ(&["token", "inspect", writ]))
         .lines()
@@ -105,7 +120,10 @@ fn agents_are_added_once_updated_in_place_and_show_their_credentials() {
         updated.contains("max_ttl=10s") && updated.contains("gpt-4o-mini"),
         "{updated}"
     );
-    let minted = by_secret(&server, "dp", &secret);
+    let minted = once_applied(
+        || by_secret(&server, "dp", &secret),
+        |m| m["expires_in"] == 10,
+    );
     assert_eq!(minted["expires_in"], 10, "{minted}");
 
     // Keys are added and removed by thumbprint; show never prints the hash.
@@ -150,15 +168,20 @@ fn agents_are_added_once_updated_in_place_and_show_their_credentials() {
         "dp",
         "--rotate-secret",
     ])));
-    assert_eq!(by_secret(&server, "dp", &secret)["error"], "invalid_client");
+    let old = once_applied(
+        || by_secret(&server, "dp", &secret),
+        |m| m["error"] == "invalid_client",
+    );
+    assert_eq!(old["error"], "invalid_client", "{old}");
     assert!(by_secret(&server, "dp", &rotated)["access_token"].is_string());
 
     // --replace overwrites the registration, credentials included.
     ok(server.writ(&["agent", "add", "dp", "--ceiling", LLM, "--replace"]));
-    assert_eq!(
-        by_secret(&server, "dp", &rotated)["error"],
-        "invalid_client"
+    let replaced = once_applied(
+        || by_secret(&server, "dp", &rotated),
+        |m| m["error"] == "invalid_client",
     );
+    assert_eq!(replaced["error"], "invalid_client", "{replaced}");
     let shown = ok(server.writ(&["agent", "show", "dp"]));
     assert!(shown.contains("client secret: none"), "{shown}");
 }
