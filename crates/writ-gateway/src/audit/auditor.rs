@@ -117,7 +117,14 @@ impl Auditor {
         master: &[u8; 32],
     ) -> Result<Self, AuditStartError> {
         let key = load_key(data)?;
-        let sink = open_sink(config, data).await?;
+        // The writer's own PostgreSQL pool skips the ping before each write (see
+        // `Sink::postgres_writing`); the reader's checks every connection it hands out.
+        let sink = match &config.sink {
+            AuditSinkConfig::Postgres(url) => {
+                Sink::postgres_writing(url.expose(), config.durability).await?
+            }
+            AuditSinkConfig::Sqlite | AuditSinkConfig::File(_) => open_sink(config, data).await?,
+        };
         let instance = ulid::Ulid::new().to_string();
         let log =
             AuditLog::new(instance.clone(), origin(&instance)).map_err(AuditStartError::Log)?;
