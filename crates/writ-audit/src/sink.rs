@@ -6,6 +6,7 @@
 //! checkpoint as `{"checkpoint":"<signed note>","instance":"…","size":N}`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -158,8 +159,25 @@ impl Sink {
     /// As [`Sink::postgres`]; with [`Durability::Committed`] record commits do not wait
     /// for the server's WAL flush (`synchronous_commit = off` for this pool's sessions),
     /// and each checkpoint's commit does (`SET LOCAL synchronous_commit = on`), which
-    /// flushes every record before it.
+    /// flushes every record before it. Each connection is checked (pinged) before use.
     pub async fn postgres_with(url: &str, durability: Durability) -> Result<Self, SinkError> {
+        Self::postgres_pool(url, durability, Duration::ZERO).await
+    }
+
+    /// As [`Sink::postgres_with`], for one writer in steady use (the audit writer): a
+    /// connection is checked before use only after it has been idle for a second, not
+    /// before every write, which cost each write a round trip more. One that died in the
+    /// meantime fails its write (kept and retried, as any failed write) and is closed.
+    pub async fn postgres_writing(url: &str, durability: Durability) -> Result<Self, SinkError> {
+        Self::postgres_pool(url, durability, Duration::from_secs(1)).await
+    }
+
+    /// A pool whose connections are pinged before use once idle for `check_after`.
+    async fn postgres_pool(
+        url: &str,
+        durability: Durability,
+        check_after: Duration,
+    ) -> Result<Self, SinkError> {
         let mut options: PgConnectOptions =
             url.parse().map_err(|_| SinkError::InvalidPostgresUrl)?;
         if durability == Durability::Committed {
@@ -167,7 +185,16 @@ impl Sink {
         }
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(2))
+            .acquire_timeout(Duration::from_secs(2))
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= check_after {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let sink = Sink::Postgres(pool);
         // Best effort at start: the tables are created again before every write that

@@ -5,6 +5,7 @@ pub(crate) mod headers;
 mod lease_release;
 pub(crate) mod replay;
 pub(crate) mod sessions;
+mod settling;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,12 +18,16 @@ use writ_limits::{
 use crate::config::{LimiterBackend, LimiterConfig};
 use crate::error::GatewayError;
 use crate::metrics::{LimitDecisions, LimitOutcome};
+use settling::Settling;
 
 /// Where limits are kept (the limits themselves are the tenancy snapshot's: `writ.toml`'s
 /// and every tenant's).
 pub(crate) struct Limits {
     backend: Arc<Limiter>,
     fallback: Option<Arc<Limiter>>,
+    /// Settles what is held in `backend`, and in `fallback`.
+    settling: Arc<Settling>,
+    fallback_settling: Option<Arc<Settling>>,
     lease_ttl: Duration,
     /// Output tokens reserved for a request that states no cap.
     pub(crate) default_output_tokens: u64,
@@ -43,18 +48,14 @@ pub(crate) struct WritBudgets {
 /// An admitted request's reservation and the backend that holds it.
 ///
 /// Dropped unsettled (the request's future was dropped: its client closed the connection
-/// while the gateway awaited the upstream), it settles itself on the runtime as if the
-/// call used exactly its estimate: what may have been spent stays charged, and its
-/// concurrency leases are released at once instead of after the lease TTL.
+/// while the gateway awaited the upstream), it settles itself as if the call used exactly
+/// its estimate: what may have been spent stays charged, and its concurrency leases are
+/// released at once instead of after the lease TTL.
 pub(crate) struct Held {
     /// `None` once settled.
     reservation: Option<Reservation>,
-    backend: Arc<Limiter>,
-    /// When it was reserved, in Unix nanoseconds: the time a settlement on drop states
-    /// (no backend reads a settlement's time).
-    reserved_ns: u64,
-    /// How long its leases live unreleased.
-    lease_ttl: Duration,
+    /// Settles it in the backend that holds it.
+    settling: Arc<Settling>,
 }
 
 impl std::fmt::Debug for Held {
@@ -93,15 +94,37 @@ impl Limits {
                 ),
             ),
         };
-        Ok(Self {
-            backend: Arc::new(backend),
-            fallback: config
-                .local_fallback
-                .then(|| Arc::new(Limiter::Memory(MemoryLimiter::new()))),
-            lease_ttl: config.lease_ttl,
-            default_output_tokens: config.default_output_tokens,
+        let fallback = config
+            .local_fallback
+            .then(|| Limiter::Memory(MemoryLimiter::new()));
+        Ok(Self::with(
+            backend,
+            fallback,
+            config.lease_ttl,
+            config.default_output_tokens,
+        ))
+    }
+
+    /// Limits kept in `backend`, with `fallback` when it fails.
+    fn with(
+        backend: Limiter,
+        fallback: Option<Limiter>,
+        lease_ttl: Duration,
+        default_output_tokens: u64,
+    ) -> Self {
+        let backend = Arc::new(backend);
+        let fallback = fallback.map(Arc::new);
+        Self {
+            settling: Settling::new(backend.clone(), lease_ttl),
+            fallback_settling: fallback
+                .as_ref()
+                .map(|f| Settling::new(f.clone(), lease_ttl)),
+            backend,
+            fallback,
+            lease_ttl,
+            default_output_tokens,
             decisions: LimitDecisions::default(),
-        })
+        }
     }
 
     /// The backend limit state is kept in.
@@ -152,18 +175,19 @@ impl Limits {
         charges.sort_by(|a, b| a.key.cmp(&b.key));
         charges.dedup_by(|a, b| a.key == b.key);
         let id = format!("{:032x}", rand::random::<u128>());
-        let mut backend = self.backend.clone();
-        let outcome = match backend
+        let mut settling = &self.settling;
+        let outcome = match self
+            .backend
             .reserve(id.clone(), charges.clone(), estimate, now_ns)
             .await
         {
-            Err(ReserveError::Backend(e)) => match &self.fallback {
-                Some(local) => {
+            Err(ReserveError::Backend(e)) => match (&self.fallback, &self.fallback_settling) {
+                (Some(local), Some(local_settling)) => {
                     tracing::warn!(error = %e, "limit backend unavailable; using local limits");
-                    backend = local.clone();
+                    settling = local_settling;
                     local.reserve(id, charges.clone(), estimate, now_ns).await
                 }
-                None => {
+                _ => {
                     tracing::error!(error = %e, "limit backend unavailable; refusing (fail closed)");
                     self.count(&charges, LimitOutcome::Unavailable);
                     return Err(GatewayError::LimiterUnavailable);
@@ -176,9 +200,7 @@ impl Limits {
                 self.count(&reservation.charges, LimitOutcome::Allowed);
                 Ok(Some(Held {
                     reservation: Some(reservation),
-                    backend,
-                    reserved_ns: now_ns,
-                    lease_ttl: self.lease_ttl,
+                    settling: settling.clone(),
                 }))
             }
             Err(ReserveError::Refused(refusal)) => {
@@ -278,46 +300,23 @@ impl Held {
     }
 
     /// Settles with what the request used: over-runs charged, the rest given back,
-    /// concurrency released. A backend failure here is logged, what was reserved stays
-    /// charged, and releasing the leases is tried again until the backend answers (or
-    /// the lease TTL has passed: they have lapsed then).
-    pub(crate) async fn settle(mut self, actual: Amounts, now: SystemTime) {
+    /// concurrency released. In Redis the settlement is queued and sent after the response
+    /// (see `settling.rs`); a backend failure then is logged, what was reserved stays
+    /// charged, and releasing the leases is tried again until the backend answers (or the
+    /// lease TTL has passed: they have lapsed then).
+    pub(crate) fn settle(mut self, actual: Amounts) {
         if let Some(reservation) = self.reservation.take() {
-            let ttl = self.lease_ttl;
-            settle_logged(&self.backend, &reservation, &actual, nanos(now), ttl).await;
+            self.settling.settle(reservation, actual);
         }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let Some(reservation) = self.reservation.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let backend = self.backend.clone();
-        let (now_ns, ttl) = (self.reserved_ns, self.lease_ttl);
-        runtime.spawn(async move {
+        if let Some(reservation) = self.reservation.take() {
             let estimate = reservation.estimate;
-            settle_logged(&backend, &reservation, &estimate, now_ns, ttl).await;
-        });
-    }
-}
-
-/// Settles `reservation` with `actual`, logging (never the request) when the backend
-/// fails, and then releasing its leases later (within `lease_ttl`).
-async fn settle_logged(
-    backend: &Arc<Limiter>,
-    reservation: &Reservation,
-    actual: &Amounts,
-    now_ns: u64,
-    lease_ttl: Duration,
-) {
-    if let Err(e) = backend.settle(reservation, actual, now_ns).await {
-        tracing::warn!(error = %e, reservation = %reservation.id, "settling a reservation failed");
-        lease_release::release_later(backend.clone(), reservation, lease_ttl);
+            self.settling.settle(reservation, estimate);
+        }
     }
 }
 
@@ -346,13 +345,7 @@ mod tests {
     }
 
     fn one_a_day(backend: Limiter, fallback: Option<Limiter>) -> Limits {
-        Limits {
-            backend: Arc::new(backend),
-            fallback: fallback.map(Arc::new),
-            lease_ttl: writ_limits::model::DEFAULT_LEASE_TTL,
-            default_output_tokens: 0,
-            decisions: LimitDecisions::default(),
-        }
+        Limits::with(backend, fallback, writ_limits::model::DEFAULT_LEASE_TTL, 0)
     }
 
     fn subject(agent: &str) -> Subject<'_> {
@@ -474,7 +467,79 @@ mod tests {
             vec![2 * 164],
             "the dropped one's estimate stays charged"
         );
-        again.settle(Amounts::default(), now()).await;
+        again.settle(Amounts::default());
+    }
+
+    /// Two gateways on one Redis settle their reservations off the requests' path, in
+    /// batches: once the queues are sent the budget holds exactly what was used (every
+    /// estimate given back or charged over) and no lease is left held.
+    #[tokio::test]
+    async fn batched_settlements_on_two_gateways_are_exact() {
+        let ttl = writ_limits::model::DEFAULT_LEASE_TTL;
+        let gateway = || async {
+            let redis = RedisLimiter::connect(REDIS, ttl)
+                .await
+                .unwrap_or_else(|e| panic!("this test needs Redis at {REDIS}: {e}"));
+            Limits::with(Limiter::Redis(redis), None, ttl, 0)
+        };
+        let (a, b) = (gateway().await, gateway().await);
+        let agent = unique_agent();
+        let (who, budgets) = (subject(&agent), no_budgets());
+        let specs = one_in_flight_and_tokens()
+            .into_iter()
+            .map(|mut s| {
+                s.limit *= 40;
+                s.burst = s.limit;
+                s
+            })
+            .collect::<Vec<_>>();
+        let estimate = Amounts {
+            requests: 1,
+            input_tokens: 10,
+            output_tokens: 10,
+            ..Amounts::default()
+        };
+        // 40 in flight at once, half on each gateway: the limit of 40 is reached.
+        let mut held = Vec::new();
+        for i in 0..40 {
+            let limits = if i % 2 == 0 { &a } else { &b };
+            let h = limits
+                .reserve(&specs, &who, estimate, &budgets, now())
+                .await;
+            held.push(h.unwrap().expect("limits apply"));
+        }
+        let refused = a.reserve(&specs, &who, estimate, &budgets, now()).await;
+        assert!(
+            matches!(refused, Err(GatewayError::RateLimited(_))),
+            "{refused:?}"
+        );
+        // Settled with 0..39 tokens each: 780 used in all.
+        for (i, h) in held.into_iter().enumerate() {
+            h.settle(Amounts {
+                input_tokens: i as u64,
+                ..Amounts::default()
+            });
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while a.settling.queued() + b.settling.queued() > 0 {
+            assert!(std::time::Instant::now() < deadline, "never sent");
+            tokio::task::yield_now().await;
+        }
+        let mine: Vec<(String, u64)> = a
+            .backend
+            .snapshot(nanos(now()))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(key, n)| key.contains(&agent) && *n != 0)
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "only the day's tokens, no lease held: {mine:?}"
+        );
+        assert!(mine[0].0.starts_with("writ:limit:tokens:"), "{mine:?}");
+        assert_eq!(mine[0].1, 780);
     }
 
     #[tokio::test]
@@ -552,7 +617,7 @@ mod tests {
             .unwrap()
             .expect("a limit applies");
         assert!(
-            Arc::ptr_eq(&held.backend, limits.fallback.as_ref().unwrap()),
+            Arc::ptr_eq(&held.settling.backend, limits.fallback.as_ref().unwrap()),
             "held in the local fallback"
         );
         let refused = limits

@@ -208,7 +208,7 @@ async fn run(
         Ok(sent) => sent,
         Err(e) => {
             // Nothing reached the model: the reservation is given back whole.
-            limit::give_back(gw, held).await;
+            limit::give_back(held);
             return Err(e);
         }
     };
@@ -216,7 +216,7 @@ async fn run(
     // its id; one that ended is forgotten.
     let settled = mcp_session::settle(gw, session.as_ref(), sent.status(), sent.headers());
     if let Err(e) = settled.await {
-        limit::give_back(gw, held).await;
+        limit::give_back(held);
         return Err(e);
     }
     let list = ctx.mcp.as_ref().and_then(|call| call.list);

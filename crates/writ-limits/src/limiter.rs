@@ -50,6 +50,23 @@ impl Limiter {
         }
     }
 
+    /// Settles several reservations, each with what its request used: in Redis one round
+    /// trip for all of them, which either all apply or (on an error) possibly none.
+    pub async fn settle_many(
+        &self,
+        settlements: &[(&Reservation, &Amounts)],
+    ) -> Result<(), BackendError> {
+        match self {
+            Limiter::Memory(m) => {
+                for (reservation, actual) in settlements {
+                    m.settle(reservation, actual);
+                }
+                Ok(())
+            }
+            Limiter::Redis(r) => r.settle_many(settlements).await,
+        }
+    }
+
     /// Current counters by key, for the admin read-out.
     pub async fn snapshot(&self, now_ns: u64) -> Result<Vec<(String, u64)>, BackendError> {
         match self {

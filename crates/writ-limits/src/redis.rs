@@ -7,6 +7,8 @@
 //! them all. It returns what each key held before, and the verdict and the numbers reported
 //! (remaining, reset, retry-after) are computed from that by the same function
 //! [`MemoryLimiter`](crate::MemoryLimiter) uses, so the two backends answer alike.
+//! Settlements are one `EVALSHA` too, for one reservation or a batch of them
+//! ([`RedisLimiter::settle_many`]).
 //!
 //! # Keys and precision
 //!
@@ -161,16 +163,15 @@ for i = 1, #KEYS do out[i + 1] = priors[i] end
 return out
 "#;
 
-/// KEYS: one per charge. ARGV: id, then three per charge:
+/// KEYS: one per charge, of one reservation or of several (a batch). ARGV: three per charge:
 /// - `rate`, increment of the actual amount, increment of the reserved amount
 /// - `budget`, actual amount, reserved amount
-/// - `leases`, unused, unused
+/// - `leases`, the reservation's id, unused
 ///
 /// A rate or budget key that has expired meanwhile is left absent: its state no longer counts.
 const SETTLE_LUA: &str = r#"
-local id = ARGV[1]
 for i = 1, #KEYS do
-  local a = 1 + (i - 1) * 3
+  local a = (i - 1) * 3
   local kind, key = ARGV[a + 1], KEYS[i]
   if kind == 'rate' or kind == 'budget' then
     local v = redis.call('GET', key)
@@ -185,7 +186,7 @@ for i = 1, #KEYS do
       end
     end
   elseif kind == 'leases' then
-    redis.call('ZREM', key, id)
+    redis.call('ZREM', key, ARGV[a + 2])
   else
     return redis.error_reply('unknown counting ' .. tostring(kind))
   end
@@ -448,27 +449,40 @@ impl RedisLimiter {
         reservation: &Reservation,
         actual: &Amounts,
     ) -> Result<(), BackendError> {
-        if reservation.charges.is_empty() {
-            return Ok(());
-        }
+        self.settle_many(&[(reservation, actual)]).await
+    }
+
+    /// Settles several reservations, each with what its request used, in one script call:
+    /// all of them or, if Redis fails, possibly none (an error says nothing of which were
+    /// applied). Each is settled as [`settle`](Self::settle) would, in the order given.
+    pub async fn settle_many(
+        &self,
+        settlements: &[(&Reservation, &Amounts)],
+    ) -> Result<(), BackendError> {
         let mut call = self.settle.prepare_invoke();
-        call.arg(&reservation.id);
-        for charge in &reservation.charges {
-            call.key(&charge.key);
-            let used = actual.of(charge.dimension);
-            match charge.counting {
-                Counting::Rate { period_ns, .. } => {
-                    call.arg("rate")
-                        .arg(rate_increment(period_ns, charge.limit, used))
-                        .arg(rate_increment(period_ns, charge.limit, charge.amount));
-                }
-                Counting::Budget { .. } => {
-                    call.arg("budget").arg(used).arg(charge.amount);
-                }
-                Counting::Leases { .. } => {
-                    call.arg("leases").arg(0).arg(0);
+        let mut any = false;
+        for (reservation, actual) in settlements {
+            for charge in &reservation.charges {
+                any = true;
+                call.key(&charge.key);
+                let used = actual.of(charge.dimension);
+                match charge.counting {
+                    Counting::Rate { period_ns, .. } => {
+                        call.arg("rate")
+                            .arg(rate_increment(period_ns, charge.limit, used))
+                            .arg(rate_increment(period_ns, charge.limit, charge.amount));
+                    }
+                    Counting::Budget { .. } => {
+                        call.arg("budget").arg(used).arg(charge.amount);
+                    }
+                    Counting::Leases { .. } => {
+                        call.arg("leases").arg(&reservation.id).arg(0);
+                    }
                 }
             }
+        }
+        if !any {
+            return Ok(());
         }
         let mut conn = self.connection().await;
         let _: Value = call

@@ -250,6 +250,60 @@ async fn settle_charges_overruns_and_refunds_the_rest() {
     assert_eq!(left, "0");
 }
 
+/// Several reservations settled in one call (as the gateway sends a batch) end exactly where
+/// settling each in turn does: rates, budgets and leases, with two of them on the same keys.
+#[tokio::test]
+async fn a_batch_of_settlements_is_settled_as_each_would_be() {
+    let both = Both::new(vec![
+        spec(
+            Dimension::Requests,
+            Window::Rate {
+                period: Duration::from_secs(60),
+            },
+            100,
+        ),
+        spec(Dimension::Tokens, Window::Day, 1_000),
+        spec(Dimension::Concurrency, Window::InFlight, 3),
+    ])
+    .await;
+    let now = now_ns();
+    let estimate = Amounts {
+        requests: 1,
+        input_tokens: 100,
+        ..Amounts::default()
+    };
+    let a = both.reserve("a", estimate, now).await.unwrap();
+    let b = both.reserve("b", estimate, now).await.unwrap();
+    let c = both.reserve("c", estimate, now).await.unwrap();
+    assert!(
+        both.reserve("d", estimate, now).await.is_err(),
+        "three in flight"
+    );
+    let (over, under) = (input_tokens(250), input_tokens(10));
+    let failed = Amounts::default();
+    both.memory.settle(&a, &over);
+    both.memory.settle(&b, &under);
+    both.memory.settle(&c, &failed);
+    both.redis
+        .settle_many(&[(&a, &over), (&b, &under), (&c, &failed)])
+        .await
+        .unwrap();
+    let tokens: Vec<u64> = both
+        .snapshot(now)
+        .await
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("writ:limit:tokens:"))
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(tokens, vec![260], "250 + 10 + 0, each estimate given back");
+    // Every lease is back: three fit again.
+    for id in ["e", "f", "g"] {
+        both.reserve(id, estimate, now).await.unwrap();
+    }
+    // An empty batch is no call.
+    both.redis.settle_many(&[]).await.unwrap();
+}
+
 #[tokio::test]
 async fn concurrency_leases_are_released_and_expire() {
     let both = Both::new(vec![spec(Dimension::Concurrency, Window::InFlight, 2)]).await;

@@ -69,6 +69,11 @@ pub(crate) struct Auditor {
     /// Strict mode with the SQLite sink: a record that arrives while no other is on its
     /// way is written by the request's own thread (see [`Auditor::record`]).
     alone: Option<Alone>,
+    /// The log and what of it is written, shared with the writer: strict mode's outcome
+    /// records are appended to it here (see [`Auditor::queue_outcome`]).
+    core: Arc<std::sync::Mutex<Core>>,
+    /// Records between checkpoints.
+    every: u64,
 }
 
 /// What a strict request needs to write its record itself: the log and the connection
@@ -112,7 +117,14 @@ impl Auditor {
         master: &[u8; 32],
     ) -> Result<Self, AuditStartError> {
         let key = load_key(data)?;
-        let sink = open_sink(config, data).await?;
+        // The writer's own PostgreSQL pool skips the ping before each write (see
+        // `Sink::postgres_writing`); the reader's checks every connection it hands out.
+        let sink = match &config.sink {
+            AuditSinkConfig::Postgres(url) => {
+                Sink::postgres_writing(url.expose(), config.durability).await?
+            }
+            AuditSinkConfig::Sqlite | AuditSinkConfig::File(_) => open_sink(config, data).await?,
+        };
         let instance = ulid::Ulid::new().to_string();
         let log =
             AuditLog::new(instance.clone(), origin(&instance)).map_err(AuditStartError::Log)?;
@@ -149,7 +161,7 @@ impl Auditor {
             _ => None,
         };
         let writer = Writer {
-            core,
+            core: core.clone(),
             key,
             sink,
             instance: instance.clone(),
@@ -192,6 +204,8 @@ impl Auditor {
             verifier,
             writer: Mutex::new(Some(ended)),
             alone,
+            core,
+            every: config.checkpoint_every,
         })
     }
 
@@ -257,22 +271,21 @@ impl Auditor {
         matches!(self.append_durably(record).await, Appended::Durable(_))
     }
 
-    /// Strict mode's outcome record. With the SQLite sink it is appended to the log here
-    /// and written with the next record committed: the next request's own commit, or the
-    /// writer's next batch, checkpoint or retry tick (at most `checkpoint_interval` or
-    /// 500 ms later). Handing each to the writer cost a wake-up of its thread and a commit
-    /// of its own per request, which at one request at a time also kept the connection
-    /// busy when the next decision came. Otherwise, or when the log is busy, it goes to
-    /// the writer.
+    /// Strict mode's outcome record. It is appended to the log here and written with the
+    /// next record committed: the next request's own commit (SQLite) or the writer's next
+    /// batch, checkpoint or retry tick (at most `checkpoint_interval` or 500 ms later).
+    /// Handing each to the writer cost a wake-up of its thread and a commit of its own per
+    /// request, which at one request at a time also kept the sink busy when the next
+    /// decision came (with PostgreSQL, the next request waited out that round trip before
+    /// its own). When the log is busy (the writer is writing) it goes to the writer.
     fn queue_outcome(&self, record: AuditRecord) {
-        if let Some(alone) = &self.alone
-            && let Ok(mut core) = alone.core.try_lock()
+        if let Ok(mut core) = self.core.try_lock()
             && !core.flushing
             && !core.stopping
         {
             let (line, _) = core.log.append(record);
             core.unwritten.push(line);
-            if core.log.size() - core.checkpointed >= alone.every {
+            if core.log.size() - core.checkpointed >= self.every {
                 let _ = self.jobs.send(Job::Written);
             }
             return;

@@ -37,7 +37,7 @@ pub(crate) async fn commit(
         Err(e) => e,
     };
     // Nothing was sent: the reservation is given back whole.
-    limit::give_back(gw, held).await;
+    limit::give_back(held);
     Err(refused)
 }
 

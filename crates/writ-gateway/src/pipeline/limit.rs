@@ -46,9 +46,9 @@ pub(crate) async fn reserve(
 }
 
 /// Gives a reservation back whole: nothing reached the upstream.
-pub(crate) async fn give_back(gw: &Gateway, held: Option<Held>) {
+pub(crate) fn give_back(held: Option<Held>) {
     if let Some(held) = held {
-        held.settle(Amounts::default(), gw.clock.now()).await;
+        held.settle(Amounts::default());
     }
 }
 

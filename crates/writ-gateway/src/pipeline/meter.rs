@@ -12,7 +12,7 @@
 //! the filter it installs in the stream ([`Unredacted::Stream`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use http::{StatusCode, header};
@@ -169,7 +169,7 @@ async fn settle_here(
 ) {
     let (answer, limits) = settle(gw, &ctx.id, info, status, usage, 0, outcome);
     ctx.answer = Some(answer);
-    limits.run().await;
+    limits.run();
 }
 
 /// Reads a body whole, within `limit` bytes and `idle` between frames.
@@ -316,12 +316,12 @@ struct Closing {
 
 impl Closing {
     async fn run(self) {
-        // The record first: it is only queued, and a request dropped while its limits
-        // settle (a round trip to Redis) must still leave its outcome.
+        // The settlement is only queued (`limits/settling.rs`), so nothing here can be cut
+        // off between it and the record.
+        self.limits.run();
         self.audit
             .write(&self.id, Ending::Answered(&self.answer))
             .await;
-        self.limits.run().await;
         if let Some((redactor, findings)) = self.findings {
             redactor.report(&self.gw, &self.id, &findings).await;
         }
@@ -409,15 +409,15 @@ impl StreamCall {
     }
 }
 
-/// A reservation still to settle with what a call used, and when.
+/// A reservation still to settle with what a call used.
 #[must_use]
-pub(crate) struct PendingLimits(Option<(Held, Amounts, SystemTime)>);
+pub(crate) struct PendingLimits(Option<(Held, Amounts)>);
 
 impl PendingLimits {
-    /// Settles it (a round trip to Redis with the Redis limiter).
-    pub(crate) async fn run(self) {
-        if let Some((held, actual, now)) = self.0 {
-            held.settle(actual, now).await;
+    /// Settles it (with the Redis limiter, queued: see `limits/settling.rs`).
+    pub(crate) fn run(self) {
+        if let Some((held, actual)) = self.0 {
+            held.settle(actual);
         }
     }
 }
@@ -492,7 +492,7 @@ fn settle(
         outcome,
         upstream: Some(info.sent.elapsed()),
     };
-    let limits = PendingLimits(info.held.take().map(|held| (held, actual, gw.clock.now())));
+    let limits = PendingLimits(info.held.take().map(|held| (held, actual)));
     (answer, limits)
 }
 

@@ -9,7 +9,7 @@
 //! them stay on one thread. Shared state (limits, audit writer, caches) is reached through
 //! the same `Arc<Gateway>` as before.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,27 @@ const QUEUE: usize = 1024;
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
+    /// Tasks this worker finishes before its runtime ends (see [`spawn_to_finish`]).
+    static TO_FINISH: RefCell<Vec<tokio::task::JoinHandle<()>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spawns `task` on the current runtime; false without one. On a worker thread the worker
+/// awaits it before its runtime ends, once its connections have closed: work a request
+/// leaves to run after its response (settling its limits) is not cut off by a graceful
+/// stop.
+pub(crate) fn spawn_to_finish(task: impl Future<Output = ()> + Send + 'static) -> bool {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return false;
+    };
+    let handle = runtime.spawn(task);
+    if current() != 0 {
+        TO_FINISH.with(|tasks| {
+            let mut tasks = tasks.borrow_mut();
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(handle);
+        });
+    }
+    true
 }
 
 /// The serving thread this code runs on: 1..=N on a worker thread, 0 anywhere else (the
@@ -205,6 +226,9 @@ async fn worker(
     }
     drop(stopping);
     graceful.shutdown().await;
+    while let Some(task) = TO_FINISH.with(|tasks| tasks.borrow_mut().pop()) {
+        let _ = task.await;
+    }
 }
 
 /// Keeps a timer due within [`TIMER_ARM`] on this thread's runtime, for as long as it runs.

@@ -307,7 +307,7 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
         0,
         Outcome::Completed,
     );
-    let (_, actual, _) = limits.0.as_ref().unwrap();
+    let (_, actual) = limits.0.as_ref().unwrap();
     assert_eq!(
         (
             actual.requests,
