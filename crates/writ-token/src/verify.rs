@@ -169,21 +169,27 @@ impl Authorization {
 
 type ClaimsRow = (i64, String, String, String, SystemTime, SystemTime);
 
+/// The token's bytes as verified, and the shapes of its checks (refused if costly).
+fn sealed_with_checks(biscuit: &Biscuit) -> Result<(Box<[u8]>, CheckShapes), WritError> {
+    let sealed = biscuit
+        .to_vec()
+        .map_err(|_| WritError::Malformed {
+            reason: "cannot be serialized again",
+        })?
+        .into_boxed_slice();
+    let checks = CheckShapes::read(&sealed)?;
+    Ok((sealed, checks))
+}
+
 impl VerifiedWrit {
     pub(crate) fn from_biscuit(
         biscuit: Biscuit,
         root: PublicKey,
         trusted: &RootKeys,
     ) -> Result<Self, WritError> {
-        let sealed = biscuit
-            .to_vec()
-            .map_err(|_| WritError::Malformed {
-                reason: "cannot be serialized again",
-            })?
-            .into_boxed_slice();
         // Before anything is evaluated (the claims below run the authority's world): a
         // block that could make evaluation costly is refused here.
-        let checks = CheckShapes::read(&sealed)?;
+        let (sealed, checks) = sealed_with_checks(&biscuit)?;
         let mut authorizer = AuthorizerBuilder::new()
             .set_limits(run_limits())
             .build(&biscuit)
@@ -255,13 +261,7 @@ impl VerifiedWrit {
         root: PublicKey,
         claims: WritClaims,
     ) -> Result<Self, WritError> {
-        let sealed = biscuit
-            .to_vec()
-            .map_err(|_| WritError::Malformed {
-                reason: "cannot be serialized again",
-            })?
-            .into_boxed_slice();
-        let checks = CheckShapes::read(&sealed)?;
+        let (sealed, checks) = sealed_with_checks(&biscuit)?;
         Ok(Self::assemble(
             biscuit,
             root,

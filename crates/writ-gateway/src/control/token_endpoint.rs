@@ -35,10 +35,7 @@ use http::header;
 use serde::Deserialize;
 use serde_json::json;
 use writ_store::ApprovalRecord;
-use writ_token::{
-    Delegation, Grant, MintRequest, VerifiedWrit, WritError, first_outside, mint_verified,
-    parse_grants,
-};
+use writ_token::{Delegation, Grant, VerifiedWrit, WritError, first_outside, parse_grants};
 
 use self::audience::Resource;
 use self::issue::{ACCESS_TOKEN_TYPE, audit_mint, issued};
@@ -442,70 +439,7 @@ async fn client_credentials(
         subject: None,
     };
     mint_approval::hold(gw, &plan, None).await?;
-    issue_minted(gw, &agent, &plan, None).await
-}
-
-/// Mints the writ `plan` states for `agent`; for an approved mint (`approval`), with the
-/// approval block appended and the approval used, once.
-async fn issue_minted(
-    gw: &Gateway,
-    agent: &writ_store::Agent,
-    plan: &MintPlan,
-    approval: Option<&ApprovalRecord>,
-) -> Result<Response, OAuthError> {
-    let ttl = Duration::from_secs(plan.ttl_secs);
-    let keys = gw.keys();
-    let minted = mint_verified(
-        &keys.signing,
-        &MintRequest {
-            tenant: &agent.tenant,
-            agent: &agent.name,
-            ceiling: &agent.ceiling,
-            grants: &plan.grants,
-            ttl,
-            max_ttl: gw.max_ttl,
-            now: gw.clock.now(),
-            cnf_jkt: plan.cnf_jkt.as_deref(),
-            audience: plan.audience.as_deref(),
-        },
-    )
-    .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
-    let claims = minted.writ().claims();
-    let sealed = match approval {
-        Some(record) => {
-            let sealed = ciba::seal(gw, record, minted.text())?;
-            ciba::use_once(gw, record, &claims.token_id).await?;
-            Some(sealed)
-        }
-        None => None,
-    };
-    tracing::debug!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
-    let detail = json!({"grants": plan.grants, "ttl_secs": ttl.as_secs(), "dpop_bound": plan.cnf_jkt.is_some(), "resource": plan.audience, "approval": approval.map(|r| &r.id)});
-    audit_mint(
-        gw,
-        &agent.tenant,
-        &agent.name,
-        &claims.token_id,
-        "client_credentials",
-        detail,
-    )
-    .await?;
-    let writ = match sealed {
-        Some(sealed) => sealed,
-        None => {
-            // Its first use here is then a cache hit: no parse, no signature check.
-            gw.writs.remember(&minted, gw.clock.now());
-            minted.into_text()
-        }
-    };
-    Ok(issued(
-        writ,
-        ttl,
-        &plan.grants,
-        false,
-        plan.cnf_jkt.is_some(),
-        plan.scope.as_deref(),
-    ))
+    issue::minted(gw, &agent, &plan, None).await
 }
 
 async fn token_exchange(
@@ -690,7 +624,7 @@ async fn ciba_poll(
                 "the DPoP proof is of another key than the approved request is bound to: poll with the same key, or without a proof",
             ));
         }
-        return issue_minted(gw, &agent, &plan, Some(&record)).await;
+        return issue::minted(gw, &agent, &plan, Some(&record)).await;
     };
     let subject = form.subject_token.as_deref().ok_or_else(|| {
         OAuthError::invalid_request(

@@ -1,5 +1,6 @@
-//! What the token endpoint answers once a writ is issued: the token response and the
-//! `writ_minted` audit record that must be written first.
+//! What the token endpoint answers once a writ is issued: the writ minted (and remembered
+//! as verified), the `writ_minted` audit record that must be written first, and the token
+//! response.
 
 use std::time::Duration;
 
@@ -8,6 +9,11 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 use writ_token::Grant;
 
+use writ_store::ApprovalRecord;
+use writ_token::{MintRequest, mint_verified};
+
+use super::ciba;
+use super::mint_approval::MintPlan;
 use super::oauth_error::OAuthError;
 use crate::gateway::Gateway;
 
@@ -71,4 +77,67 @@ pub(super) async fn audit_mint(
             "the audit log cannot be written; no writ is issued until it can",
         ))
     }
+}
+
+/// Mints the writ `plan` states for `agent`; for an approved mint (`approval`), with the
+/// approval block appended and the approval used, once.
+pub(super) async fn minted(
+    gw: &Gateway,
+    agent: &writ_store::Agent,
+    plan: &MintPlan,
+    approval: Option<&ApprovalRecord>,
+) -> Result<Response, OAuthError> {
+    let ttl = Duration::from_secs(plan.ttl_secs);
+    let keys = gw.keys();
+    let minted = mint_verified(
+        &keys.signing,
+        &MintRequest {
+            tenant: &agent.tenant,
+            agent: &agent.name,
+            ceiling: &agent.ceiling,
+            grants: &plan.grants,
+            ttl,
+            max_ttl: gw.max_ttl,
+            now: gw.clock.now(),
+            cnf_jkt: plan.cnf_jkt.as_deref(),
+            audience: plan.audience.as_deref(),
+        },
+    )
+    .map_err(|e| OAuthError::invalid_details(e.to_string()))?;
+    let claims = minted.writ().claims();
+    let sealed = match approval {
+        Some(record) => {
+            let sealed = ciba::seal(gw, record, minted.text())?;
+            ciba::use_once(gw, record, &claims.token_id).await?;
+            Some(sealed)
+        }
+        None => None,
+    };
+    tracing::debug!(agent = %agent.name, tenant = %agent.tenant, writ = %gw.audit.pseudonym(&claims.token_id), ttl_secs = ttl.as_secs(), "writ minted");
+    let detail = json!({"grants": plan.grants, "ttl_secs": ttl.as_secs(), "dpop_bound": plan.cnf_jkt.is_some(), "resource": plan.audience, "approval": approval.map(|r| &r.id)});
+    audit_mint(
+        gw,
+        &agent.tenant,
+        &agent.name,
+        &claims.token_id,
+        "client_credentials",
+        detail,
+    )
+    .await?;
+    let writ = match sealed {
+        Some(sealed) => sealed,
+        None => {
+            // Its first use here is then a cache hit: no parse, no signature check.
+            gw.writs.remember(&minted, gw.clock.now());
+            minted.into_text()
+        }
+    };
+    Ok(issued(
+        writ,
+        ttl,
+        &plan.grants,
+        false,
+        plan.cnf_jkt.is_some(),
+        plan.scope.as_deref(),
+    ))
 }
