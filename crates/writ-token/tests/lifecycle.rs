@@ -32,7 +32,20 @@ fn mint_for(
     grants: &[Grant],
     ttl: u64,
 ) -> String {
-    let req = MintRequest {
+    mint(key, &request(tenant, agent, ceiling, grants, ttl))
+        .unwrap()
+        .0
+}
+
+/// What a mint at `t0` of `grants` under `ceiling` asks, unbound, for `ttl` seconds.
+fn request<'a>(
+    tenant: &'a str,
+    agent: &'a str,
+    ceiling: &'a [Grant],
+    grants: &'a [Grant],
+    ttl: u64,
+) -> MintRequest<'a> {
+    MintRequest {
         tenant,
         agent,
         ceiling,
@@ -42,8 +55,7 @@ fn mint_for(
         now: t0(),
         cnf_jkt: None,
         audience: None,
-    };
-    mint(key, &req).unwrap().0
+    }
 }
 
 fn keys_for(key: &RootKeyPair) -> RootKeys {
@@ -69,17 +81,7 @@ fn a_writ_minted_verified_is_what_verifying_its_text_gives() {
     let key = RootKeyPair::generate(KeyId(1));
     let keys = keys_for(&key);
     let (ceiling, grants) = (ceiling(), grants());
-    let req = MintRequest {
-        tenant: "default",
-        agent: "demo",
-        ceiling: &ceiling,
-        grants: &grants,
-        ttl: Duration::from_secs(30),
-        max_ttl: Duration::from_secs(30),
-        now: t0(),
-        cnf_jkt: None,
-        audience: None,
-    };
+    let req = request("default", "demo", &ceiling, &grants, 30);
     let minted = mint_verified(&key, &req).unwrap();
     assert!(!format!("{minted:?}").contains(minted.text()));
     let parsed = decode(minted.text()).unwrap().verify(&keys).unwrap();
