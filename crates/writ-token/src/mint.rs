@@ -119,24 +119,9 @@ fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaim
     let expires_at = issued_at + Duration::from_secs(ttl_secs);
     let token_id = new_token_id(now_secs);
 
-    let params: HashMap<String, Term> = HashMap::from([
-        ("tenant".to_string(), Term::from(req.tenant)),
-        ("agent".to_string(), Term::from(req.agent)),
-        ("token_id".to_string(), Term::from(token_id.as_str())),
-        ("issued_at".to_string(), Term::from(issued_at)),
-        ("expires_at".to_string(), Term::from(expires_at)),
-    ]);
-    let claims_source = "writ_version(1);
-        tenant({tenant});
-        agent({agent});
-        token_id({token_id});
-        issued_at({issued_at});
-        expires_at({expires_at});
-        check if time($time), $time <= {expires_at};";
     let build_err = |e: biscuit_auth::error::Token| WritError::Build(e.to_string());
-    let authority = BlockBuilder::new()
-        .code_with_params(claims_source, params, HashMap::new())
-        .map_err(build_err)?;
+    let authority =
+        claims_block(req.tenant, req.agent, &token_id, issued_at, expires_at).map_err(build_err)?;
     let authority = match req.cnf_jkt {
         None => authority,
         Some(jkt) => authority
@@ -151,13 +136,13 @@ fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaim
         None => authority,
         Some(audience) => crate::audience::bind(authority, audience)?,
     };
-    let authority = compile_block(authority, req.ceiling).map_err(build_err)?;
+    let authority = authority.merge(compiled(req.ceiling).map_err(build_err)?);
     let biscuit: Biscuit = BiscuitBuilder::new()
         .merge(authority)
         .root_key_id(key.kid().0)
         .build(key.pair())
         .map_err(build_err)?;
-    let requested = compile_block(BlockBuilder::new(), req.grants).map_err(build_err)?;
+    let requested = compiled(req.grants).map_err(build_err)?;
     let biscuit = biscuit.append(requested).map_err(build_err)?;
 
     let claims = WritClaims {
@@ -181,6 +166,86 @@ fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaim
     Ok((biscuit, claims))
 }
 
+/// Grant lists compiled lately, per thread, newest first: an agent's ceiling is the same at
+/// every mint, and a just-in-time agent asks for the same grants task after task.
+const COMPILED_HELD: usize = 32;
+
+thread_local! {
+    static COMPILED: std::cell::RefCell<Vec<(Vec<Grant>, BlockBuilder)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `grants` compiled to a block of their own ([`compile_block`] on an empty block, a pure
+/// function of the grants), from the per-thread memo when the same list was compiled
+/// lately. Merged into another block it adds what `compile_block` would have added to it.
+fn compiled(grants: &[Grant]) -> Result<BlockBuilder, biscuit_auth::error::Token> {
+    let held = COMPILED.with_borrow_mut(|memo| {
+        let i = memo.iter().position(|(g, _)| g.as_slice() == grants)?;
+        let entry = memo.remove(i);
+        let block = entry.1.clone();
+        memo.insert(0, entry);
+        Some(block)
+    });
+    if let Some(block) = held {
+        return Ok(block);
+    }
+    let block = compile_block(BlockBuilder::new(), grants)?;
+    COMPILED.with_borrow_mut(|memo| {
+        memo.truncate(COMPILED_HELD - 1);
+        memo.insert(0, (grants.to_vec(), block.clone()));
+    });
+    Ok(block)
+}
+
+/// The authority block's claims, built as terms rather than parsed from Datalog text at
+/// every mint; the same block as
+///
+/// ```text
+/// writ_version(1); tenant({tenant}); agent({agent}); token_id({token_id});
+/// issued_at({issued_at}); expires_at({expires_at});
+/// check if time($time), $time <= {expires_at};
+/// ```
+///
+/// with every value bound as a parameter (a test holds the two equal).
+fn claims_block(
+    tenant: &str,
+    agent: &str,
+    token_id: &str,
+    issued_at: SystemTime,
+    expires_at: SystemTime,
+) -> Result<BlockBuilder, biscuit_auth::error::Token> {
+    use biscuit_auth::builder::{
+        Binary, Check, CheckKind, Expression, Op, constrained_rule, date, fact, int, pred, string,
+        var,
+    };
+    let expiry = date(&expires_at);
+    let no_terms: &[Term] = &[];
+    let before_expiry = constrained_rule(
+        "query",
+        no_terms,
+        &[pred("time", &[var("time")])],
+        &[Expression {
+            ops: vec![
+                Op::Value(var("time")),
+                Op::Value(expiry.clone()),
+                Op::Binary(Binary::LessOrEqual),
+            ],
+        }],
+    );
+    let time_check = Check {
+        queries: vec![before_expiry],
+        kind: CheckKind::One,
+    };
+    BlockBuilder::new()
+        .fact(fact("writ_version", &[int(1)]))?
+        .fact(fact("tenant", &[string(tenant)]))?
+        .fact(fact("agent", &[string(agent)]))?
+        .fact(fact("token_id", &[string(token_id)]))?
+        .fact(fact("issued_at", &[date(&issued_at)]))?
+        .fact(fact("expires_at", &[expiry]))?
+        .check(time_check)
+}
+
 /// The smallest budget of one kind stated by the ceiling or the grants, as verification
 /// reads it back from the blocks (stated as a Datalog integer, so at most `i64::MAX`).
 fn smallest_budget(req: &MintRequest<'_>, amount: fn(&BudgetGrant) -> Option<u64>) -> Option<u64> {
@@ -201,4 +266,83 @@ fn new_token_id(now_secs: u64) -> String {
     rand::rngs::OsRng.fill_bytes(&mut random);
     let random = u128::from_be_bytes(random);
     ulid::Ulid::from_parts(now_secs.saturating_mul(1000), random).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block as it was written before it was built from terms.
+    fn claims_from_text(
+        tenant: &str,
+        agent: &str,
+        token_id: &str,
+        issued_at: SystemTime,
+        expires_at: SystemTime,
+    ) -> BlockBuilder {
+        let params: HashMap<String, Term> = HashMap::from([
+            ("tenant".to_string(), Term::from(tenant)),
+            ("agent".to_string(), Term::from(agent)),
+            ("token_id".to_string(), Term::from(token_id)),
+            ("issued_at".to_string(), Term::from(issued_at)),
+            ("expires_at".to_string(), Term::from(expires_at)),
+        ]);
+        BlockBuilder::new()
+            .code_with_params(
+                "writ_version(1);
+                tenant({tenant});
+                agent({agent});
+                token_id({token_id});
+                issued_at({issued_at});
+                expires_at({expires_at});
+                check if time($time), $time <= {expires_at};",
+                params,
+                HashMap::new(),
+            )
+            .unwrap()
+    }
+
+    fn source(block: BlockBuilder) -> String {
+        let key = biscuit_auth::KeyPair::new();
+        let token = BiscuitBuilder::new().merge(block).build(&key).unwrap();
+        token.print_block_source(0).unwrap()
+    }
+
+    #[test]
+    fn the_claims_block_is_the_block_its_datalog_text_states() {
+        let issued = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        let expires = issued + Duration::from_secs(30);
+        // Values that would change the code around them if they were pasted into text.
+        for (tenant, agent) in [("acme", "bot"), ("t\"); check if false; //", "a\\\"\n")] {
+            let typed = claims_block(tenant, agent, "01J0ID", issued, expires).unwrap();
+            let text = claims_from_text(tenant, agent, "01J0ID", issued, expires);
+            assert_eq!(source(typed), source(text));
+        }
+    }
+
+    #[test]
+    fn a_memoized_grant_list_compiles_as_it_did_the_first_time() {
+        let first = crate::grant::parse_grants(
+            r#"[{"type":"writ:llm","upstream":"a","models":["m"]},{"type":"writ:budget","tokens":5}]"#,
+        )
+        .unwrap();
+        let second =
+            crate::grant::parse_grants(r#"{"type":"writ:http","upstream":"b","path":"/x/{id}"}"#)
+                .unwrap();
+        let fresh = |grants: &[Grant]| source(compile_block(BlockBuilder::new(), grants).unwrap());
+        for _ in 0..3 {
+            for grants in [&first, &second] {
+                assert_eq!(source(compiled(grants).unwrap()), fresh(grants));
+            }
+        }
+        // More lists than the memo holds: the oldest goes, and still compiles the same.
+        for n in 0..COMPILED_HELD + 2 {
+            let grants =
+                crate::grant::parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"u{n}"}}"#))
+                    .unwrap();
+            assert_eq!(source(compiled(&grants).unwrap()), fresh(&grants));
+        }
+        COMPILED.with_borrow(|memo| assert_eq!(memo.len(), COMPILED_HELD));
+        assert_eq!(source(compiled(&first).unwrap()), fresh(&first));
+    }
 }
