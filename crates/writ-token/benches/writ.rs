@@ -45,6 +45,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| decode(black_box(&writ)).unwrap().verify(&keys).unwrap())
     });
 
+    // The floor under a first use that must parse the writ again: the same parse with
+    // and without checking its signatures (Ed25519: one verification per block, and the
+    // last block's key against the secret the text carries).
+    let text = writ.trim_start_matches("writ_");
+    let root = key.public();
+    c.bench_function("parse, signatures checked (biscuit)", |b| {
+        b.iter(|| biscuit_auth::Biscuit::from_base64(black_box(text), root).unwrap())
+    });
+    c.bench_function("parse, signatures unchecked (biscuit)", |b| {
+        b.iter(|| biscuit_auth::UnverifiedBiscuit::from_base64(black_box(text)).unwrap())
+    });
+
     let verified = decode(&writ).unwrap().verify(&keys).unwrap();
     let facts = RequestFacts {
         upstream: Some("openai".into()),
