@@ -240,6 +240,13 @@ impl Sink {
         Ok(())
     }
 
+    /// Whether a checkpoint may be stored while appends go on, on a connection of its own
+    /// (PostgreSQL, whose checkpoint commit waits for a WAL flush): a checkpoint over fewer
+    /// records than the sink holds by then is stored all the same.
+    pub fn stores_checkpoints_aside(&self) -> bool {
+        matches!(self, Sink::Postgres(_))
+    }
+
     /// The SQLite sink's writing connection, which appends on the calling thread.
     pub fn sqlite_writer(&self) -> Option<&SqliteWriter> {
         match self {
@@ -317,8 +324,9 @@ impl Sink {
     }
 
     /// Stores a signed checkpoint of `instance` at `size`. PostgreSQL stores it only when
-    /// it holds exactly `size` records of the instance, and otherwise fails with
-    /// [`SinkError::NotContiguous`] saying how many it holds.
+    /// it holds at least `size` records of the instance (all of them: records are stored
+    /// only contiguously), and otherwise fails with [`SinkError::NotContiguous`] saying how
+    /// many it holds; its commit waits for the WAL flush whatever the durability.
     pub async fn put_checkpoint(
         &self,
         instance: &str,
@@ -336,32 +344,32 @@ impl Sink {
                 })?;
             }
             Sink::Postgres(pool) => {
-                // Synced whatever the session says: it makes every record before it durable.
-                let mut tx = pool.begin().await.map_err(SinkError::Postgres)?;
-                sqlx::query("SET LOCAL synchronous_commit = on")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(SinkError::Postgres)?;
-                // Stored only over records the database holds, all of them: a crash may
-                // have lost records acknowledged without waiting for the WAL flush.
+                // One statement, one round trip (it was four: BEGIN, SET LOCAL, the insert,
+                // COMMIT), committed synchronously whatever the session says:
+                // `set_config(.., true)` sets `synchronous_commit` for this statement's own
+                // transaction, whose commit reads it, and waiting for that commit's WAL flush
+                // makes every record before it durable too. Stored only over records the
+                // database holds: a crash may have lost records acknowledged without waiting
+                // for the flush. More than `size` is fine (records appended meanwhile, as the
+                // writer goes on writing while a checkpoint commits).
                 let (held,): (i64,) = sqlx::query_as(
-                    "WITH held AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n \
-                                   FROM audit_records WHERE instance = $1), \
+                    "WITH synced AS (SELECT set_config('synchronous_commit', 'on', true)), \
+                     held AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n \
+                              FROM audit_records WHERE instance = $1), \
                      ins AS (INSERT INTO audit_checkpoints (instance, size, note) \
-                             SELECT $1, $2, $3 FROM held WHERE held.n = $2) \
+                             SELECT $1, $2, $3 FROM held, synced WHERE held.n >= $2) \
                      SELECT n FROM held",
                 )
                 .bind(instance)
                 .bind(size_i)
                 .bind(note)
-                .fetch_one(&mut *tx)
+                .fetch_one(pool)
                 .await
                 .map_err(SinkError::Postgres)?;
                 let held = u64::try_from(held).unwrap_or(0);
-                if held != size {
+                if held < size {
                     return Err(SinkError::NotContiguous { held, first: size });
                 }
-                tx.commit().await.map_err(SinkError::Postgres)?;
             }
             Sink::File(path, durability) => {
                 let line = CheckpointLine {

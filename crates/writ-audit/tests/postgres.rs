@@ -415,3 +415,52 @@ async fn a_write_or_checkpoint_out_of_step_with_the_stored_log_says_where_it_end
         "the records and one checkpoint: {stored:?}"
     );
 }
+
+/// A checkpoint stored after more records were appended (the writer goes on writing while
+/// a checkpoint commits) is stored over the records it covers; one over more records than
+/// are held is refused. The export places each checkpoint after its records and verifies.
+#[tokio::test]
+async fn a_checkpoint_is_stored_over_its_records_while_more_follow() {
+    use writ_audit::sink::SinkError;
+    let sink = postgres().await;
+    let w = build(&[3, 2]);
+    for (first, lines, _) in &w.batches {
+        sink.append(&w.instance, *first, lines).await.unwrap();
+    }
+    for (_, _, (size, note)) in &w.batches {
+        sink.put_checkpoint(&w.instance, *size, note).await.unwrap();
+    }
+    let (_, _, (_, last)) = &w.batches[1];
+    match sink.put_checkpoint(&w.instance, 6, last).await {
+        Err(SinkError::NotContiguous { held, first }) => assert_eq!((held, first), (5, 6)),
+        other => panic!("expected NotContiguous, got {other:?}"),
+    }
+    let export = lines_of(&sink.export().await.unwrap(), &w.instance);
+    let mut expected = Vec::new();
+    for (_, lines, (size, note)) in &w.batches {
+        expected.extend(lines.iter().cloned());
+        expected.push(
+            serde_json::to_string(&CheckpointLine {
+                checkpoint: note.clone(),
+                instance: w.instance.clone(),
+                size: *size,
+            })
+            .unwrap(),
+        );
+    }
+    assert_eq!(export, expected);
+    let logs = split_export(&export);
+    let (_, records, checkpoints) = &logs[0];
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = verify_log(
+        &records,
+        &checkpoints,
+        &w.key.verifier_key(),
+        &w.origin,
+        Some(5),
+    )
+    .unwrap();
+    assert_eq!(summary.checkpoints, 2);
+    assert_eq!(summary.unsigned_records(), 0);
+}

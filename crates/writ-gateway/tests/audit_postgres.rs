@@ -373,3 +373,88 @@ async fn the_postgres_sink_reads_the_log_in_pages() {
         (4, r#"{"v":1,"seq":4,"instance":"b"}"#)
     );
 }
+
+/// A checkpoint's commit waits for PostgreSQL's WAL flush; the writer stores it on a
+/// connection of its own and goes on committing decisions meanwhile, so no request waits
+/// behind a checkpoint. Here the checkpoints table is locked by another session, so every
+/// checkpoint store hangs until it is let go: requests are still served, each after its
+/// decision is committed; once the lock goes, the checkpoints are stored and the whole log
+/// (every record, chained) verifies against them.
+#[tokio::test]
+async fn requests_are_served_while_a_checkpoint_waits_to_be_stored() {
+    let db = writ_testkit::FreshDatabase::create().await;
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = TestGateway::start(&format!(
+        "[audit]\nsink = \"postgres\"\npostgres_url = \"{}\"\ncheckpoint_every = 2\n\
+         [upstreams.mock]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        db.url(),
+        upstream.base_url()
+    ))
+    .await;
+    let admin = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE audit_checkpoints IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let writ = gw.mint(
+        "mock",
+        r#"{"type":"writ:llm","upstream":"mock","models":["gpt-4o-mini"]}"#,
+        30,
+    );
+    let requests = 12;
+    for i in 0..requests {
+        let r = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&writ)
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} while a checkpoint waits: {e}"));
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+        // Each decision was committed before its request reached the upstream.
+        let decisions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_records WHERE line LIKE '%\"kind\":\"request_allowed\"%'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        assert_eq!(decisions, i + 1);
+        assert_eq!(upstream.requests().len() as i64, i + 1);
+    }
+    // Nothing could be checkpointed while the table was locked.
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_records")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(stored >= 2 * requests - 1, "{stored} records stored");
+    lock.rollback().await.unwrap();
+
+    gw.gateway().audit_checkpoint().await;
+    let export = gw.gateway().audit_export().await.unwrap();
+    let logs = split_export(&export);
+    assert_eq!(logs.len(), 1, "one instance");
+    let (instance, records, checkpoints) = &logs[0];
+    assert_eq!(
+        records.len() as i64,
+        2 * requests,
+        "a decision and an outcome each"
+    );
+    assert!(checkpoints.len() >= 2, "{} checkpoints", checkpoints.len());
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = writ_audit::verify_log(
+        &records,
+        &checkpoints,
+        &gw.gateway().audit_verifier_key(),
+        &writ_gateway::audit::origin(instance),
+        Some(2 * requests as u64),
+    )
+    .unwrap();
+    assert_eq!(summary.unsigned_records(), 0);
+    assert_eq!(summary.open_decisions, 0);
+}

@@ -171,6 +171,7 @@ impl Auditor {
             sync_at_checkpoints: None,
             linger: (!config.strict).then_some(BEST_EFFORT_LINGER),
             stopping: false,
+            storing: None,
         };
         tracing::info!(instance = %instance, "audit log started");
         // The writer has a thread (and runtime) of its own: the serving threads hand it

@@ -68,6 +68,9 @@ pub(super) struct Writer {
     pub(super) linger: Option<Duration>,
     /// Told to stop: ends after the batch in hand.
     pub(super) stopping: bool,
+    /// A checkpoint being stored while records go on being written (a sink that takes
+    /// them so, [`Sink::stores_checkpoints_aside`]): its size and the store's result.
+    pub(super) storing: Option<tokio::task::JoinHandle<(u64, Result<(), SinkError>)>>,
 }
 
 /// In best-effort mode nobody waits for a record, so the writer lets a batch gather this
@@ -110,11 +113,11 @@ impl Writer {
                     }
                     self.flush().await;
                     if self.checkpoint_due() {
-                        self.checkpoint().await;
+                        self.checkpoint(false).await;
                         last_checkpoint = tokio::time::Instant::now();
                     }
                     if !done.is_empty() {
-                        self.checkpoint().await;
+                        self.checkpoint(true).await;
                         last_checkpoint = tokio::time::Instant::now();
                         for tx in done {
                             let _ = tx.send(());
@@ -132,14 +135,21 @@ impl Writer {
                         self.healthy.store(self.sink.probe().await.is_ok(), Ordering::Release);
                     }
                     if last_checkpoint.elapsed() >= interval && self.uncheckpointed() > 0 {
-                        self.checkpoint().await;
+                        self.checkpoint(false).await;
                         last_checkpoint = tokio::time::Instant::now();
+                    }
+                }
+                (size, result) = stored(&mut self.storing) => {
+                    self.storing = None;
+                    self.checkpoint_stored(size, result);
+                    if self.checkpoint_due() {
+                        self.checkpoint(false).await;
                     }
                 }
             }
         }
         self.flush().await;
-        self.checkpoint().await;
+        self.checkpoint(true).await;
         // The last checkpoint is on disk before the writer ends.
         if self.sync_at_checkpoints.is_some()
             && let Err(e) = self.sink.sync().await
@@ -245,21 +255,53 @@ impl Writer {
         }
     }
 
-    async fn checkpoint(&mut self) {
-        // Only what is durable is checkpointed.
-        let (size, note) = {
+    /// Signs a checkpoint of what is durable and stores it. With `wait` (a caller waits
+    /// for it, or the writer is ending) it is stored before this returns; otherwise, with a
+    /// sink that stores checkpoints aside, it is stored on a task of its own while records
+    /// go on being written: a PostgreSQL checkpoint commits synchronously (a WAL flush,
+    /// milliseconds), and every strict request that came meanwhile waited it out. One at a
+    /// time: the next is signed once it is stored.
+    async fn checkpoint(&mut self, wait: bool) {
+        if let Some(storing) = self.storing.take() {
+            if !wait {
+                self.storing = Some(storing);
+                return;
+            }
+            match storing.await {
+                Ok((size, result)) => self.checkpoint_stored(size, result),
+                Err(e) => tracing::error!(error = %e, "audit checkpoint store did not finish"),
+            }
+        }
+        // Only what is durable is checkpointed. The tree head is taken under the lock and
+        // signed after it is let go: a request that finds the log locked hands its record
+        // to this writer instead of committing it itself, and would wait out the signature.
+        let head = {
             let core = self.core();
             if core.written == 0 || core.written == core.checkpointed || !core.unwritten.is_empty()
             {
                 return;
             }
-            let size = core.log.size();
-            (size, core.log.checkpoint(&self.key))
+            core.log.tree_head()
         };
-        match self.sink.put_checkpoint(&self.instance, size, &note).await {
+        let (size, note) = (head.size(), self.key.sign(&head));
+        if !wait && self.sink.stores_checkpoints_aside() {
+            let (sink, instance) = (self.sink.clone(), self.instance.clone());
+            self.storing = Some(tokio::spawn(async move {
+                let result = sink.put_checkpoint(&instance, size, &note).await;
+                (size, result)
+            }));
+            return;
+        }
+        let result = self.sink.put_checkpoint(&self.instance, size, &note).await;
+        self.checkpoint_stored(size, result);
+    }
+
+    /// What became of the checkpoint at `size`.
+    fn checkpoint_stored(&mut self, size: u64, result: Result<(), SinkError>) {
+        match result {
             Ok(()) => {
                 let mut core = self.core();
-                core.checkpointed = size;
+                core.checkpointed = core.checkpointed.max(size);
                 core.since_checkpoint.checkpointed(size);
             }
             Err(SinkError::NotContiguous { held, .. }) => {
@@ -280,6 +322,20 @@ impl Writer {
         if let Some(sync) = &self.sync_at_checkpoints {
             sync.notify_one();
         }
+    }
+}
+
+/// The result of the checkpoint being stored aside, when there is one; never otherwise.
+async fn stored(
+    storing: &mut Option<tokio::task::JoinHandle<(u64, Result<(), SinkError>)>>,
+) -> (u64, Result<(), SinkError>) {
+    match storing {
+        Some(task) => match task.await {
+            Ok(stored) => stored,
+            // The task cannot panic short of a bug; its checkpoint is signed again later.
+            Err(e) => (0, Err(SinkError::Io(std::io::Error::other(e)))),
+        },
+        None => std::future::pending().await,
     }
 }
 
