@@ -23,7 +23,7 @@ import servers
 from counts import COUNT_TOOLS, count_row, render_counts
 from loads import check_sample, post, stream_body_for, ttfb, wrk, wrk_pass
 from procs import Proc, die, free_port, log, reachable, stop_all, wait_port
-from servers import (BENCH, CHAT_BODY, HERE, HOP, LITELLM_KEY, POSTGRES_URL, REDIS, REPO, STREAM_BODY, TTL,
+from servers import (BENCH, CHAT_BODY, HERE, HOP, LEAN_HOP, LITELLM_KEY, POSTGRES_URL, REDIS, REPO, STREAM_BODY, TTL,
                      UPSTREAM_KEY, VENV, WRIT, mock_servers, proxy_servers, start_hop, start_nginx, start_writ,
                      writ_cli, writ_config)
 
@@ -33,6 +33,7 @@ SCALE_AGENTS = 100  # agents the scaling run's writs are spread over
 MOCK_ROW = "mock direct (nginx)"
 BASELINE_ROW = "nginx proxy (baseline)"
 HOP_ROW = "hop on writ's stack, no writ work"
+LEAN_HOP_ROW = "lean hop: hyper direct, per-thread connections"
 TRACES_ROW = "writ full + traces (100 % sampled)"
 
 
@@ -81,7 +82,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 s loads, scaling at 10 and 1 000 writs only")
     ap.add_argument("--duration", type=float, help="seconds per load (default 10, 3 with --quick)")
     ap.add_argument("--scale", default=None, help="writ counts of the scaling run, comma-separated")
-    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces")
+    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces,lean_hop")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
     ap.add_argument("--count", type=int, metavar="N", help="instead of loads: instructions and system calls "
@@ -102,6 +103,9 @@ def main() -> None:
         die(f"{WRIT} not found: cargo build --release -p writ")
     if not os.access(HOP, os.X_OK):
         die(f"{HOP} not found: cargo build --release -p writ-gateway --example hop")
+    if "lean_hop" not in skip and not args.count and not os.access(LEAN_HOP, os.X_OK):
+        die(f"{LEAN_HOP} not found: cargo build --release -p writ-gateway --example lean_hop "
+            "(or --skip lean_hop)")
     run_dir = tempfile.mkdtemp(prefix="writ-bench-")
     log(f"run directory {run_dir}; {dur:g} s per load")
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -251,6 +255,13 @@ def main() -> None:
     hop_headers = {"x-writ-upstream": "mock"}
     measure(HOP_ROW, hport, proxy_tokens, writs[0], hop_headers, None, {"x-writ-upstream": "mockstream"}, hop)
     paired_servers[HOP_ROW] = (hport, proxy_tokens, hop_headers, hop)
+    # 3b. the same hop with hyper used directly (no axum router) and per-thread upstream
+    # connections (no hyper-util pool): what a leaner data plane could save.
+    if "lean_hop" not in skip:
+        lean, lport = start_hop(run_dir, "lean-hop", mock, mock_stream, binary=LEAN_HOP)
+        measure(LEAN_HOP_ROW, lport, proxy_tokens, writs[0], hop_headers, None, {"x-writ-upstream": "mockstream"},
+                lean)
+        paired_servers[LEAN_HOP_ROW] = (lport, proxy_tokens, hop_headers, lean)
 
     # 4-6. writ
     writ_rows = [("writ minimal", "minimal"), ("writ full", "full")]
@@ -428,7 +439,7 @@ def paired_summary(rounds) -> dict:
     """Per row, over the paired rounds: its c=32 req/s ratio to the nginx proxy of the same
     round, its CPU per request, and the p50 it adds at c=1 over the mock of the same round."""
     out = {}
-    for name in (BASELINE_ROW, HOP_ROW, "writ minimal", "writ full"):
+    for name in (BASELINE_ROW, HOP_ROW, LEAN_HOP_ROW, "writ minimal", "writ full"):
         ratios, cpus, added = [], [], []
         for rnd in rounds:
             row, base, direct = rnd.get(name, {}), rnd.get(BASELINE_ROW, {}), rnd.get(MOCK_ROW, {})
@@ -556,7 +567,9 @@ def render(results, rounds, dur, elapsed, quick, jit_figures=None) -> str:
         "and every server share the same cores. Ratios are to the nginx proxy's c=32 req/s in this run; "
         "the targets' ratios and +p50 are the paired rounds' medians where those ran. The hop on writ's "
         "stack is crates/writ-gateway/examples/hop.rs: writ's serving threads, hyper, axum and pooled "
-        "client, the body read whole and sent on with the key, and none of writ's work.",
+        "client, the body read whole and sent on with the key, and none of writ's work; the lean hop "
+        "(examples/lean_hop.rs) does the same with hyper's HTTP/1.1 connections used directly, no axum "
+        "router and no hyper-util pool.",
         "",
     ]
     paired_lines = []
@@ -564,7 +577,8 @@ def render(results, rounds, dur, elapsed, quick, jit_figures=None) -> str:
         span = lambda xs, f: f"{f(min(xs))} to {f(max(xs))}"  # noqa: E731
         paired_lines = [
             "",
-            f"Paired rounds: {len(rounds)} rounds, each loading the nginx proxy, the hop on writ's stack, "
+            f"Paired rounds: {len(rounds)} rounds, each loading the nginx proxy, the hop on writ's stack "
+            "(and the lean hop unless skipped), "
             "writ minimal and writ full at c=32, then each of them and the mock directly at c=1, in an "
             "order rotated every round; a ratio or added latency compares loads of the same round.",
             "",

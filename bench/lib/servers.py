@@ -14,6 +14,9 @@ REPO = os.path.dirname(BENCH)
 WRIT = os.environ.get("WRIT_BIN", os.path.join(REPO, "target", "release", "writ"))
 # One proxy hop on writ's serving stack with no gateway work (crates/writ-gateway/examples/hop.rs).
 HOP = os.environ.get("HOP_BIN", os.path.join(REPO, "target", "release", "examples", "hop"))
+# The same hop with hyper used directly and per-thread upstream connections
+# (crates/writ-gateway/examples/lean_hop.rs); by default beside the hop.
+LEAN_HOP = os.environ.get("LEAN_HOP_BIN", os.path.join(os.path.dirname(HOP), "lean_hop"))
 VENV = os.environ.get("BENCH_VENV", os.path.join(BENCH, ".venv"))
 UPSTREAM_KEY = "sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 LITELLM_KEY = "sk-litellm-bench-master-key-0123456789"
@@ -223,10 +226,11 @@ def writ_cli(*args, timeout=60) -> str:
     return r.stdout
 
 
-def start_hop(run_dir, name, mock, mock_stream, wrap=(), start_timeout=10) -> tuple:
-    """The hop on writ's stack (examples/hop.rs) in front of the mock: (Proc, port)."""
+def start_hop(run_dir, name, mock, mock_stream, wrap=(), start_timeout=10, binary=None) -> tuple:
+    """The hop on writ's stack (examples/hop.rs, or `binary` such as LEAN_HOP, which takes
+    the same arguments) in front of the mock: (Proc, port)."""
     port = free_port()
-    p = Proc(name, [*wrap, HOP, f"127.0.0.1:{port}", f"http://127.0.0.1:{mock}",
+    p = Proc(name, [*wrap, binary or HOP, f"127.0.0.1:{port}", f"http://127.0.0.1:{mock}",
                     f"http://127.0.0.1:{mock_stream}", UPSTREAM_KEY], os.path.join(run_dir, f"{name}.log"))
     wait_port(port, p, start_timeout)
     return p, port
