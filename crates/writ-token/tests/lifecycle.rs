@@ -102,7 +102,7 @@ fn a_writ_minted_verified_is_what_verifying_its_text_gives() {
     let none = RevocationSet::default();
     verifier.remember(&minted, t0());
     let checked = verifier.check(minted.text(), &keys, later, &none).unwrap();
-    assert!(std::sync::Arc::ptr_eq(&checked, minted.writ()));
+    assert!(checked.same_verification(minted.writ()));
     // Another root key's keys would refuse the text, but the cached writ is served only
     // for that text: a different writ still needs its own signatures.
     let other = RootKeyPair::generate(KeyId(1));
