@@ -444,8 +444,8 @@ fn a_plain_writ_is_decided_once_for_its_life() {
     ));
 }
 
-/// A plain writ answered from its memo a second time keeps only its verified bytes (the
-/// parsed token is most of a cached writ's memory). A request with other facts parses it
+/// A plain writ answered from its memo a second time keeps only what verification read of
+/// it (the parsed token is most of a cached writ's memory). A request with other facts parses it
 /// again, signatures checked, and is decided exactly as before; so are the writ's other
 /// uses (its blocks, its revocation ids, delegating it).
 #[test]
