@@ -400,7 +400,7 @@ litellm_settings:
             cold = wrk_pass(port, tokens, body, {"x-writ-upstream": "mock"}, 32, run_dir, n)
             # A second pass puts every writ where the 10 writs of "writ full" are after its
             # warm-up: its request remembered and seen again (writ then keeps only its
-            # verified bytes, and frees the parsed token: a one-time cost, like the first use).
+            # verification, and frees the parsed token: a one-time cost, like the first use).
             log(f"{name}: second use of every writ")
             second = wrk_pass(port, tokens, body, {"x-writ-upstream": "mock"}, 32, run_dir, n)
             log(f"{name}: c=32")

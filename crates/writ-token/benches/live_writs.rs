@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use tikv_jemalloc_ctl::{epoch, stats};
 use writ_limits::{Amounts, Dimension, Field, LimitSpec, MemoryLimiter, Subject, Window};
 use writ_token::{
-    Api, KeyId, MintRequest, RequestFacts, RevocationSet, RootKeyPair, RootKeys, Verifier, mint,
-    parse_grants,
+    Api, KeyId, MintRequest, RequestFacts, RevocationIds, RevocationSet, RootKeyPair, RootKeys,
+    Verifier, mint, parse_grants,
 };
 
 /// jemalloc, as the `writ` binary runs with: its statistics count the bytes held.
@@ -160,20 +160,20 @@ fn main() {
     drop(verified);
     drop(memo_verifier);
 
-    // The revocation ids kept of each writ (part of the cache's bytes above).
+    // The revocation ids kept of each writ, as held (part of the cache's bytes above).
     let before_ids = live();
-    let ids: Vec<Vec<Vec<u8>>> = writs[..sample]
+    let ids: Vec<RevocationIds> = writs[..sample]
         .iter()
         .map(|t| {
             verifier
                 .check(t, &trusted, now, &revocations)
                 .unwrap()
                 .revocation_ids()
-                .to_vec()
+                .clone()
         })
         .collect();
     let ids_bytes = live() as isize - before_ids as isize;
-    let blocks = ids.first().map_or(0, Vec::len);
+    let blocks = ids.first().map_or(0, RevocationIds::len);
     drop(ids);
 
     // Limiter cells: a tokens-per-day limit scoped to the writ, reserved and settled once

@@ -19,6 +19,9 @@ pub const MAX_BLOCKS: usize = 16;
 ///
 /// The only thing to do with one is [`UnverifiedWrit::verify`] it.
 pub struct UnverifiedWrit<'a> {
+    /// The text as presented, prefix included.
+    pub(crate) text: &'a str,
+    /// The text after the prefix.
     pub(crate) body: &'a str,
 }
 
@@ -44,7 +47,10 @@ pub fn decode(presented: &str) -> Result<UnverifiedWrit<'_>, WritError> {
             reason: "empty after prefix",
         });
     }
-    Ok(UnverifiedWrit { body })
+    Ok(UnverifiedWrit {
+        text: presented,
+        body,
+    })
 }
 
 impl UnverifiedWrit<'_> {
@@ -73,7 +79,7 @@ impl UnverifiedWrit<'_> {
             .map_err(|_| WritError::UnknownKeyId {
                 kid: biscuit.root_key_id(),
             })?;
-        VerifiedWrit::from_biscuit(biscuit, root, keys)
+        VerifiedWrit::from_biscuit(self.text, biscuit, root, keys)
     }
 }
 

@@ -35,8 +35,10 @@ mod parsed;
 mod policy;
 mod replay_guard;
 mod revocation;
+mod revocation_ids;
 mod time_bound;
 mod upstreams;
+mod verification;
 mod verifier;
 mod verify;
 mod verify_cache;
@@ -73,6 +75,7 @@ pub use policy::{
 };
 pub use replay_guard::{OneTimeId, ReplayGuard, ReplayUnavailable};
 pub use revocation::{Revocation, RevocationSet, RevocationSubject, token_id_issued_at};
+pub use revocation_ids::RevocationIds;
 pub use verifier::{RevocationCheck, Verifier};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};
 pub use verify_cache::VerifyCache;

@@ -2,10 +2,10 @@
 //! the process, so that the memory held as parsed tokens (about 14 KB each, with the
 //! shapes of their checks) is bounded whatever the number of live writs.
 //!
-//! A verified writ keeps its verified bytes and, here, at most one slot. Its parsed token
-//! stays until [`CAPACITY`] other tokens have been parsed since (or the writ drops it, or
-//! is dropped); a writ that needs it after that parses its bytes again, signatures
-//! checked, and takes a new slot. A writ whose requests repeat is answered by its memo and
+//! A verified writ keeps what verification read of it and, here, at most one slot. Its
+//! parsed token stays until [`CAPACITY`] other tokens have been parsed since (or the writ
+//! drops it, or is dropped); a writ that needs it after that parses the text its request
+//! presents again, signatures checked, and takes a new slot. A writ whose requests repeat is answered by its memo and
 //! never needs it; one whose requests keep changing keeps taking a slot back.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use biscuit_auth::{Biscuit, PublicKey};
 use crate::evaluation_cost::CheckShapes;
 
 /// A writ as evaluation needs it: the parsed token and the shapes of its checks (to bound
-/// an evaluation's cost before it runs). Derived from the verified bytes alone.
+/// an evaluation's cost before it runs). Derived from the writ's text alone.
 pub(crate) struct Loaded {
     /// The parsed token.
     pub(crate) biscuit: Biscuit,

@@ -174,7 +174,7 @@ impl RevocationSet {
             (&c.tenant, &c.agent),
             c.issued_at,
             || writ.delegates(),
-            || writ.revocation_ids().iter().map(Vec::as_slice),
+            || writ.revocation_ids().iter(),
         )
     }
 

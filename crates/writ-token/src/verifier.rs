@@ -28,8 +28,9 @@ impl RevocationCheck for RevocationSet {
     }
 }
 
-/// Checks presented writs, verifying each one's signatures once and serving it from a
-/// cache keyed by the SHA-256 of its text until it expires. Holds no writ text.
+/// Checks presented writs, verifying each one's signatures once and serving what that
+/// established from a cache keyed by the SHA-256 of its text until it expires. Holds no
+/// writ text: each checked writ carries the text its request presented.
 pub struct Verifier {
     cache: VerifyCache,
 }
@@ -42,8 +43,9 @@ impl Verifier {
         }
     }
 
-    /// The writ `text` stands for, if it is valid at `now`: returns the verified writ
-    /// (the same `Arc` for every request with the same text while it is cached).
+    /// The writ `text` stands for, if it is valid at `now`: returns the verified writ, with
+    /// `text` (what a request presenting the same text while it is cached gets shares its
+    /// verification: [`VerifiedWrit::same_verification`]).
     ///
     /// Fails, in this order, with [`WritError::TooLarge`] or [`WritError::MissingPrefix`]
     /// (before the text is hashed or parsed), any decoding or verification error of
@@ -60,12 +62,12 @@ impl Verifier {
     ) -> Result<Arc<VerifiedWrit>, WritError> {
         let unverified = decode(text)?;
         let key = VerifyCache::key(text);
-        let writ = match self.cache.get(&key, now) {
-            Some(hit) => hit,
+        let writ = match self.cache.get_keyed(&key, text, now) {
+            Some(hit) => Arc::new(hit),
             None => {
                 let verified = Arc::new(unverified.verify(trusted)?);
                 if !is_expired(&verified, now) {
-                    self.cache.insert(key, verified.clone(), now);
+                    self.cache.insert_keyed(key, &verified, now);
                 }
                 verified
             }
@@ -86,8 +88,7 @@ impl Verifier {
     /// expiry are still checked on every call.
     pub fn remember(&self, minted: &crate::MintedWrit, now: SystemTime) {
         if !is_expired(minted.writ(), now) {
-            let key = VerifyCache::key(minted.text());
-            self.cache.insert(key, minted.writ().clone(), now);
+            self.cache.insert(minted.writ(), now);
         }
     }
 
@@ -183,7 +184,10 @@ mod tests {
         let second = verifier
             .check(&text, &issuer.trusted, at(2), &none)
             .unwrap();
-        assert!(Arc::ptr_eq(&first, &second), "the second check is a hit");
+        assert!(
+            first.same_verification(&second),
+            "the second check is a hit"
+        );
         assert_eq!(verifier.cached(), 1);
     }
 

@@ -1,18 +1,26 @@
 //! Verified writs, their claims, and authorization of a request against them.
 
+use std::num::NonZeroU64;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
 use biscuit_auth::error::{self, FailedCheck, Logic};
-use std::sync::{Arc, LazyLock};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use biscuit_auth::builder::{Policy, Rule};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 
+use crate::encoding::WRIT_PREFIX;
 use crate::error::{Denial, WritError};
 use crate::evaluation_cost::CheckShapes;
 use crate::facts::RequestFacts;
 use crate::keys::RootKeys;
 use crate::parsed::Loaded;
+use crate::revocation_ids::RevocationIds;
+use crate::verification::{Allowed, Verification};
 
 /// Bounds on one Datalog evaluation; hitting a bound is a denial. The work is bounded by
 /// facts and iterations, which do not depend on load. Wall time is only a backstop: the
@@ -91,54 +99,25 @@ pub struct WritClaims {
     pub audience: Option<String>,
 }
 
-/// A writ whose signatures verify against a trusted root key and whose claims were read.
+/// A writ whose signatures verify against a trusted root key and whose claims were read,
+/// with its text as presented.
 ///
 /// Holding one says nothing yet about what it allows: call [`VerifiedWrit::authorize`].
+/// What verification established is shared by every request presenting the same text (the
+/// [`crate::Verifier`]'s cache holds that part alone, never the text); the text is this
+/// request's own.
 pub struct VerifiedWrit {
-    /// The parsed token (about 14 KB for a writ minted here), held in the process's
-    /// bounded ring of parsed tokens (see `parsed`) while it may be needed: let go once
-    /// the memo below has answered a repeated request and holds to the writ's expiry, or
-    /// when [`crate::PARSED_CAPACITY`] other tokens were parsed since; parsed again
-    /// (signatures checked again) from `sealed` if a request with other facts comes after
-    /// all.
-    parsed: crate::parsed::Parsed,
-    /// The token as verified (under 1 KB), and the root key that verified it.
-    sealed: Box<[u8]>,
-    root: Arc<PublicKey>,
-    /// Revocation ids of every block, authority first.
-    revocation_ids: Vec<Vec<u8>>,
-    /// Delegations stated by blocks a trusted root key signed, oldest first, as
-    /// `(block index, by, to)`.
-    delegation: Vec<(i64, String, String)>,
-    /// The keys that signed third-party blocks (delegations, approvals).
-    external_keys: Vec<PublicKey>,
-    claims: WritClaims,
-    /// The last second through which this writ's Datalog answers alike whatever the time
-    /// (see `time_bound`), or `None` if the answer may change every second.
-    holds_through: Option<u64>,
-    /// The last request this writ allowed, and the seconds that decision holds for.
-    /// Datalog is deterministic and `time` is stated to the second, so the same facts get
-    /// the same answer within those seconds: an agent repeating a call skips the authorizer.
-    last_allowed: std::sync::Mutex<Option<Allowed>>,
-    /// How many times the Datalog authorizer ran for this writ.
-    evaluations: std::sync::atomic::AtomicU64,
-}
-
-/// A remembered allow: the facts encoded as `facts` were allowed, and the answer holds
-/// from second `from` through second `through` (UNIX time).
-struct Allowed {
-    from: u64,
-    through: u64,
-    /// `RequestFacts::encode_into` of the allowed facts: one allocation to compare.
-    facts: Box<[u8]>,
-    /// Whether the memo has answered a request since it was made.
-    repeated: bool,
+    verification: Arc<Verification>,
+    /// The writ's text, prefix included: the parsed token is read again from it (its
+    /// signatures checked again) when the process's ring of parsed tokens no longer holds
+    /// it. A bearer credential, so zeroized when the request lets it go.
+    text: Zeroizing<String>,
 }
 
 impl std::fmt::Debug for VerifiedWrit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifiedWrit")
-            .field("claims", &self.claims)
+            .field("claims", &self.verification.claims)
             .finish_non_exhaustive()
     }
 }
@@ -182,7 +161,10 @@ fn sealed_with_checks(biscuit: &Biscuit) -> Result<(Box<[u8]>, CheckShapes), Wri
 }
 
 impl VerifiedWrit {
+    /// The writ `text` (prefix included) stands for, from its token as parsed and verified
+    /// against `root`, one of the `trusted` keys.
     pub(crate) fn from_biscuit(
+        text: &str,
         biscuit: Biscuit,
         root: PublicKey,
         trusted: &RootKeys,
@@ -248,9 +230,11 @@ impl VerifiedWrit {
             audience,
         };
         let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
-        Ok(Self::assemble(
-            biscuit, root, sealed, checks, claims, delegation,
-        ))
+        let verification = Verification::new(biscuit, root, &sealed, checks, claims, delegation)?;
+        Ok(Self {
+            verification: Arc::new(verification),
+            text: Zeroizing::new(text.to_string()),
+        })
     }
 
     /// A writ this process has just minted, from its token and the claims it was minted
@@ -262,56 +246,54 @@ impl VerifiedWrit {
         claims: WritClaims,
     ) -> Result<Self, WritError> {
         let (sealed, checks) = sealed_with_checks(&biscuit)?;
-        Ok(Self::assemble(
-            biscuit,
-            root,
-            sealed,
-            checks,
-            claims,
-            Vec::new(),
-        ))
+        // The text `encode` gives (biscuit-auth's padded base64url), from the bytes at hand.
+        let text = format!("{WRIT_PREFIX}{}", URL_SAFE.encode(&sealed));
+        let verification = Verification::new(biscuit, root, &sealed, checks, claims, Vec::new())?;
+        Ok(Self {
+            verification: Arc::new(verification),
+            text: Zeroizing::new(text),
+        })
     }
 
-    fn assemble(
-        biscuit: Biscuit,
-        root: PublicKey,
-        sealed: Box<[u8]>,
-        checks: CheckShapes,
-        claims: WritClaims,
-        delegation: Vec<(i64, String, String)>,
-    ) -> Self {
-        // Read from the blocks as evaluated; a token that cannot be read gets no bound
-        // (decided again every second), never a wrong one.
-        let holds_through = crate::time_bound::holds_through(&sealed);
+    /// The same writ for a request presenting `text`: the caller (the verified-writ cache)
+    /// knows it is the text `verification` was made from, by its SHA-256.
+    pub(crate) fn presented(verification: Arc<Verification>, text: &str) -> Self {
         Self {
-            revocation_ids: biscuit.revocation_identifiers(),
-            external_keys: biscuit
-                .external_public_keys()
-                .into_iter()
-                .flatten()
-                .collect(),
-            delegation,
-            parsed: crate::parsed::Parsed::holding(Arc::new(Loaded { biscuit, checks })),
-            sealed,
-            root: crate::parsed::shared_root(root),
-            claims,
-            holds_through,
-            last_allowed: std::sync::Mutex::new(None),
-            evaluations: std::sync::atomic::AtomicU64::new(0),
+            verification,
+            text: Zeroizing::new(text.to_string()),
         }
+    }
+
+    /// What verification established, shared with every request presenting this text.
+    pub(crate) fn verification(&self) -> &Arc<Verification> {
+        &self.verification
+    }
+
+    /// The writ's text, prefix included.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `self` and `other` share one verification: the second of two requests
+    /// presenting the same text while it is cached does (the [`crate::Verifier`] served it
+    /// without checking a signature), and they share the memo of the last allowed request.
+    pub fn same_verification(&self, other: &VerifiedWrit) -> bool {
+        Arc::ptr_eq(&self.verification, &other.verification)
     }
 
     /// How many times the Datalog authorizer has run for this writ. A request answered
     /// from the memo of the last allowed request does not count.
     pub fn evaluations(&self) -> u64 {
-        self.evaluations.load(std::sync::atomic::Ordering::Relaxed)
+        self.verification
+            .evaluations
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last second (UNIX time) through which this writ's Datalog gives a request the
     /// same answer whatever the time, or `None` if it may change every second (the writ
     /// reads the time other than as an expiry).
     pub fn holds_through(&self) -> Option<u64> {
-        self.holds_through
+        self.verification.holds_through.map(NonZeroU64::get)
     }
 
     /// A bound on the units of work (about 10 ns each) that evaluating this writ's checks
@@ -326,45 +308,67 @@ impl VerifiedWrit {
 
     /// The writ's claims.
     pub fn claims(&self) -> &WritClaims {
-        &self.claims
+        &self.verification.claims
     }
 
     /// The last second (UNIX time) of the writ's life.
     fn expires_secs(&self) -> u64 {
-        self.claims
+        self.verification
+            .claims
             .expires_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     }
 
     /// Revocation ids of every block, authority first. Revoking any of them revokes the writ.
-    pub fn revocation_ids(&self) -> &[Vec<u8>] {
-        &self.revocation_ids
+    pub fn revocation_ids(&self) -> &RevocationIds {
+        &self.verification.revocation_ids
     }
 
-    /// The parsed token: kept, or parsed again from the verified bytes (checking the
-    /// signatures again against the root key that verified them).
+    /// The parsed token: kept, or parsed again from the text (checking the signatures
+    /// again against the root key that verified them, and that its blocks are the ones
+    /// verified).
     pub(crate) fn biscuit(&self) -> Result<Arc<Loaded>, WritError> {
-        if let Some(loaded) = self.parsed.get() {
+        let v = &self.verification;
+        if let Some(loaded) = v.parsed.get() {
             return Ok(loaded);
         }
-        let biscuit = Biscuit::from(&self.sealed, *self.root)
-            .map_err(crate::encoding::classify_parse_error)?;
-        let checks = CheckShapes::read(&self.sealed)?;
+        let body = crate::encoding::decode(&self.text)?.body;
+        let biscuit =
+            Biscuit::from_base64(body, *v.root).map_err(crate::encoding::classify_parse_error)?;
+        // Bound to this text by construction (the cache finds a verification by the
+        // text's SHA-256); checked again here, as cheaply: the blocks' signatures.
+        if !v.revocation_ids.matches(&biscuit.revocation_identifiers()) {
+            return Err(WritError::Malformed {
+                reason: "not the text that was verified",
+            });
+        }
+        let (_, checks) = sealed_with_checks(&biscuit)?;
         let loaded = Arc::new(Loaded { biscuit, checks });
-        self.parsed.put(loaded.clone());
+        v.parsed.put(loaded.clone());
         Ok(loaded)
     }
 
     /// Whether some block is a third-party block signed by `key`: cheap, without parsing
     /// the token again.
     pub fn has_block_signed_by(&self, key: &PublicKey) -> bool {
-        self.external_keys.contains(key)
+        self.verification
+            .third_party
+            .as_ref()
+            .is_some_and(|t| t.external_keys.contains(key))
     }
 
-    /// Whether the parsed token is held now (not only its verified bytes).
+    /// Whether the parsed token is held now (not only what verification read of it).
     pub fn holds_parsed(&self) -> bool {
-        self.parsed.get().is_some()
+        self.verification.parsed.get().is_some()
+    }
+
+    /// The signed delegations, as `(block index, by, to)`, oldest first.
+    fn delegation(&self) -> &[(i64, String, String)] {
+        self.verification
+            .third_party
+            .as_ref()
+            .map_or(&[], |t| t.delegation.as_slice())
     }
 
     /// The delegation chain, oldest first, as `(delegated_by, delegated_to)` with each
@@ -372,7 +376,7 @@ impl VerifiedWrit {
     /// gateway's token exchange) count: a holder can append a block stating such facts,
     /// but cannot sign it.
     pub fn delegation_chain(&self) -> Vec<(String, String)> {
-        self.delegation
+        self.delegation()
             .iter()
             .map(|(_, by, to)| (by.clone(), to.clone()))
             .collect()
@@ -381,7 +385,7 @@ impl VerifiedWrit {
     /// The agent (`tenant/agent`) block `index` delegates to, if it is a signed delegation
     /// block.
     pub fn delegated_by_block(&self, index: usize) -> Option<&str> {
-        self.delegation
+        self.delegation()
             .iter()
             .find(|(i, _, _)| usize::try_from(*i).ok() == Some(index))
             .map(|(_, _, to)| to.as_str())
@@ -389,7 +393,7 @@ impl VerifiedWrit {
 
     /// The agents this writ was delegated to, oldest first, as `(tenant, agent)`.
     pub fn delegates(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.delegation
+        self.delegation()
             .iter()
             .filter_map(|(_, _, to)| to.split_once('/'))
     }
@@ -399,7 +403,7 @@ impl VerifiedWrit {
     pub fn acting_agent(&self) -> (&str, &str) {
         self.delegates()
             .last()
-            .unwrap_or((&self.claims.tenant, &self.claims.agent))
+            .unwrap_or((&self.claims().tenant, &self.claims().agent))
     }
 
     /// Every block as readable Datalog, authority first. Writs hold no secrets.
@@ -447,27 +451,29 @@ impl VerifiedWrit {
         // Compare at the one-second resolution of Biscuit dates, as the Datalog check does.
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let now = UNIX_EPOCH + Duration::from_secs(now_secs);
-        if now > self.claims.expires_at {
+        let v = &self.verification;
+        if now > v.claims.expires_at {
             return Err(WritError::Expired {
-                at: self.claims.expires_at,
+                at: v.claims.expires_at,
             });
         }
         let allowed = || Authorization {
-            token_id: self.claims.token_id.clone(),
-            tenant: self.claims.tenant.clone(),
-            agent: self.claims.agent.clone(),
+            token_id: v.claims.token_id.clone(),
+            tenant: v.claims.tenant.clone(),
+            agent: v.claims.agent.clone(),
         };
         let mut encoded = Vec::with_capacity(128);
         facts.encode_into(&mut encoded);
-        if let Ok(mut last) = self.last_allowed.lock()
+        let digest: [u8; 32] = Sha256::digest(&encoded).into();
+        if let Ok(mut last) = v.last_allowed.lock()
             && let Some(a) = last.as_mut()
             && (a.from..=a.through).contains(&now_secs)
-            && *a.facts == *encoded
+            && a.facts == digest
         {
             // Answered from the memo a second time: if it holds for the rest of the writ's
             // life, requests like this one never need the parsed token again.
             if !a.repeated && a.through >= self.expires_secs() {
-                self.parsed.release();
+                v.parsed.release();
             }
             a.repeated = true;
             return Ok(Some(allowed()));
@@ -477,7 +483,7 @@ impl VerifiedWrit {
         if loaded.checks.work(facts)? > max_work {
             return Ok(None);
         }
-        self.evaluations
+        v.evaluations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut builder = AuthorizerBuilder::new().set_limits(run_limits());
         for fact in facts.to_facts(now) {
@@ -490,17 +496,17 @@ impl VerifiedWrit {
             .build(&loaded.biscuit)
             .map_err(denied_by)?;
         authorizer.authorize().map_err(denied_by)?;
-        if let Ok(mut last) = self.last_allowed.lock() {
+        if let Ok(mut last) = v.last_allowed.lock() {
             // Past the bound (allowed by a branch that does not read the time) the
             // answer is only known for this second.
             let through = self
-                .holds_through
+                .holds_through()
                 .filter(|&b| b >= now_secs)
                 .unwrap_or(now_secs);
             *last = Some(Allowed {
                 from: now_secs,
                 through,
-                facts: encoded.into_boxed_slice(),
+                facts: digest,
                 repeated: false,
             });
         }
@@ -592,8 +598,59 @@ fn signed_delegations(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::{Api, KeyId, MintRequest, RootKeyPair, decode, mint, parse_grants};
+
     #[test]
     fn the_queries_parse() {
         assert!(super::queries().is_ok());
+    }
+
+    /// A verification is only ever paired with the text it was made from (the cache finds
+    /// it by that text's digest); were it paired with another writ's text, parsing that
+    /// text again would be refused, not evaluated in its place.
+    #[test]
+    fn a_verification_parses_again_only_its_own_text() {
+        let key = RootKeyPair::generate(KeyId(1));
+        let mut keys = RootKeys::new();
+        keys.insert(key.kid(), key.public());
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let narrow = parse_grants(r#"{"type":"writ:llm","upstream":"u","models":["a"]}"#);
+        let wide = parse_grants(r#"{"type":"writ:llm","upstream":"u"}"#).unwrap();
+        let text = |grants: &[crate::Grant]| {
+            let req = MintRequest {
+                tenant: "t",
+                agent: "a",
+                ceiling: &wide,
+                grants,
+                ttl: Duration::from_secs(30),
+                max_ttl: Duration::from_secs(30),
+                now,
+                cnf_jkt: None,
+                audience: None,
+            };
+            mint(&key, &req).unwrap().0
+        };
+        let (narrow, wide) = (text(&narrow.unwrap()), text(&wide));
+        let verified = decode(&narrow).unwrap().verify(&keys).unwrap();
+        let facts = RequestFacts {
+            upstream: Some("u".into()),
+            model: Some("b".into()),
+            ..RequestFacts::new(Api::Llm, "chat", "POST", "/v1/chat/completions")
+        };
+        let mismatched = VerifiedWrit::presented(verified.verification().clone(), &wide);
+        verified.verification().parsed.release();
+        assert_eq!(
+            mismatched.authorize(&facts, now).unwrap_err(),
+            WritError::Malformed {
+                reason: "not the text that was verified"
+            }
+        );
+        // Its own text, parsed again, decides as the writ does.
+        assert!(matches!(
+            verified.authorize(&facts, now),
+            Err(WritError::Denied(_))
+        ));
+        assert_eq!(verified.evaluations(), 1);
     }
 }

@@ -102,7 +102,7 @@ fn a_writ_minted_verified_is_what_verifying_its_text_gives() {
     let none = RevocationSet::default();
     verifier.remember(&minted, t0());
     let checked = verifier.check(minted.text(), &keys, later, &none).unwrap();
-    assert!(std::sync::Arc::ptr_eq(&checked, minted.writ()));
+    assert!(checked.same_verification(minted.writ()));
     // Another root key's keys would refuse the text, but the cached writ is served only
     // for that text: a different writ still needs its own signatures.
     let other = RootKeyPair::generate(KeyId(1));
@@ -444,8 +444,8 @@ fn a_plain_writ_is_decided_once_for_its_life() {
     ));
 }
 
-/// A plain writ answered from its memo a second time keeps only its verified bytes (the
-/// parsed token is most of a cached writ's memory). A request with other facts parses it
+/// A plain writ answered from its memo a second time keeps only what verification read of
+/// it (the parsed token is most of a cached writ's memory). A request with other facts parses it
 /// again, signatures checked, and is decided exactly as before; so are the writ's other
 /// uses (its blocks, its revocation ids, delegating it).
 #[test]

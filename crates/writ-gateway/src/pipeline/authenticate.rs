@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(first.claims().agent, "demo");
         let second = verify(&f.gw, &writ).unwrap();
         assert!(
-            Arc::ptr_eq(&first, &second),
+            first.same_verification(&second),
             "the second use is a cache hit"
         );
         f.gw.apply_shared_revocation(&writ_token::Revocation::TokenId {

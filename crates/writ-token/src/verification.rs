@@ -1,0 +1,110 @@
+//! What verifying a writ's text established, shared by every request presenting that
+//! text: the part of a live writ the verified-writ cache holds, so its layout is what a
+//! live writ costs (measured by the `live_writs` bench).
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use biscuit_auth::{Biscuit, PublicKey};
+
+use crate::error::WritError;
+use crate::evaluation_cost::CheckShapes;
+use crate::parsed::Loaded;
+use crate::revocation_ids::RevocationIds;
+use crate::verify::WritClaims;
+
+/// What verifying a writ's text established: everything but the text, so that a live writ
+/// the cache holds costs a few hundred bytes (see the `live_writs` bench).
+pub(crate) struct Verification {
+    /// The parsed token (about 14 KB for a writ minted here), held in the process's
+    /// bounded ring of parsed tokens (see `parsed`) while it may be needed: let go once
+    /// the memo below has answered a repeated request and holds to the writ's expiry, or
+    /// when [`crate::PARSED_CAPACITY`] other tokens were parsed since; parsed again from
+    /// the presented text if a request with other facts comes after all.
+    pub(crate) parsed: crate::parsed::Parsed,
+    /// The root key that verified it (shared between writs), to parse the text again.
+    pub(crate) root: Arc<PublicKey>,
+    /// Revocation ids of every block, authority first.
+    pub(crate) revocation_ids: RevocationIds,
+    /// Delegations and third-party signers, if any block is a third-party block (most
+    /// writs have none, so they cost one pointer).
+    pub(crate) third_party: Option<Box<ThirdParty>>,
+    /// The claims read from the authority block (or minted with).
+    pub(crate) claims: WritClaims,
+    /// The last second through which this writ's Datalog answers alike whatever the time
+    /// (see `time_bound`), or `None` if the answer may change every second (a bound of
+    /// second 0 is no bound for any later time, so it is kept as `None`).
+    pub(crate) holds_through: Option<NonZeroU64>,
+    /// The last request this writ allowed, and the seconds that decision holds for.
+    /// Datalog is deterministic and `time` is stated to the second, so the same facts get
+    /// the same answer within those seconds: an agent repeating a call skips the authorizer.
+    pub(crate) last_allowed: std::sync::Mutex<Option<Allowed>>,
+    /// How many times the Datalog authorizer ran for this writ.
+    pub(crate) evaluations: std::sync::atomic::AtomicU64,
+}
+
+/// What third-party blocks state: kept apart, since most writs have none.
+pub(crate) struct ThirdParty {
+    /// Delegations stated by blocks a trusted root key signed, oldest first, as
+    /// `(block index, by, to)`.
+    pub(crate) delegation: Vec<(i64, String, String)>,
+    /// The keys that signed third-party blocks (delegations, approvals).
+    pub(crate) external_keys: Vec<PublicKey>,
+}
+
+/// A remembered allow: the facts hashed as `facts` were allowed, and the answer holds
+/// from second `from` through second `through` (UNIX time).
+pub(crate) struct Allowed {
+    pub(crate) from: u64,
+    pub(crate) through: u64,
+    /// SHA-256 of `RequestFacts::encode_into` of the allowed facts: 32 bytes held instead
+    /// of about 110, and a request with other facts cannot be taken for them (finding two
+    /// encodings with one digest is finding a SHA-256 collision).
+    pub(crate) facts: [u8; 32],
+    /// Whether the memo has answered a request since it was made.
+    pub(crate) repeated: bool,
+}
+
+impl Verification {
+    /// What verifying `biscuit` (whose bytes are `sealed`) established, with its parsed
+    /// token placed in the process's ring.
+    pub(crate) fn new(
+        biscuit: Biscuit,
+        root: PublicKey,
+        sealed: &[u8],
+        checks: CheckShapes,
+        claims: WritClaims,
+        delegation: Vec<(i64, String, String)>,
+    ) -> Result<Self, WritError> {
+        // Read from the blocks as evaluated; a token that cannot be read gets no bound
+        // (decided again every second), never a wrong one.
+        let holds_through = crate::time_bound::holds_through(sealed).and_then(NonZeroU64::new);
+        let external_keys: Vec<PublicKey> = biscuit
+            .external_public_keys()
+            .into_iter()
+            .flatten()
+            .collect();
+        let third_party = (!external_keys.is_empty() || !delegation.is_empty()).then(|| {
+            Box::new(ThirdParty {
+                delegation,
+                external_keys,
+            })
+        });
+        Ok(Self {
+            revocation_ids: RevocationIds::new(&biscuit.revocation_identifiers())?,
+            third_party,
+            parsed: crate::parsed::Parsed::holding(Arc::new(Loaded { biscuit, checks })),
+            root: crate::parsed::shared_root(root),
+            claims,
+            holds_through,
+            last_allowed: std::sync::Mutex::new(None),
+            evaluations: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// When the writ expires.
+    pub(crate) fn expires_at(&self) -> SystemTime {
+        self.claims.expires_at
+    }
+}
