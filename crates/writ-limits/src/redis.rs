@@ -8,7 +8,9 @@
 //! (remaining, reset, retry-after) are computed from that by the same function
 //! [`MemoryLimiter`](crate::MemoryLimiter) uses, so the two backends answer alike.
 //! Settlements are one `EVALSHA` too, for one reservation or a batch of them
-//! ([`RedisLimiter::settle_many`]).
+//! ([`RedisLimiter::settle_many`]), or ride with the next reservation in a single call that
+//! settles them and then reserves ([`RedisLimiter::settle_then_reserve`]): a request then
+//! costs one round trip to Redis, its settlement carried by the one after it.
 //!
 //! # Keys and precision
 //!
@@ -43,7 +45,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, Script, Value};
+use ::redis::{RedisError, Script, ScriptInvocation, Value};
 
 mod replay;
 mod scripts;
@@ -54,7 +56,6 @@ mod unlock;
 use crate::error::ReserveError;
 use crate::error::{BackendError, Operation};
 use crate::model::{self, Amounts, Charge, Counting, Prior, Reservation, rate_increment};
-use scripts::{LIMBS_LUA, RESERVE_LUA, SETTLE_LUA};
 use strike::{STRIKE_CHECK_LUA, STRIKE_LUA};
 
 /// How long connecting to Redis, and any one command, may take.
@@ -74,6 +75,7 @@ pub struct RedisLimiter {
     lease_ttl: Duration,
     reserve: Script,
     settle: Script,
+    settle_then_reserve: Script,
     strike: Script,
     strike_check: Script,
 }
@@ -129,11 +131,18 @@ impl RedisLimiter {
         let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .map_err(fail(Operation::Connect))?;
-        let reserve = Script::new(&format!("{LIMBS_LUA}{RESERVE_LUA}"));
-        let settle = Script::new(&format!("{LIMBS_LUA}{SETTLE_LUA}"));
+        let reserve = Script::new(&scripts::reserve_lua());
+        let settle = Script::new(&scripts::settle_lua());
+        let settle_then_reserve = Script::new(&scripts::settle_then_reserve_lua());
         let strike = Script::new(STRIKE_LUA);
         let strike_check = Script::new(STRIKE_CHECK_LUA);
-        for script in [&reserve, &settle, &strike, &strike_check] {
+        for script in [
+            &reserve,
+            &settle,
+            &settle_then_reserve,
+            &strike,
+            &strike_check,
+        ] {
             script
                 .prepare_invoke()
                 .load_async(&mut conn)
@@ -150,6 +159,7 @@ impl RedisLimiter {
             lease_ttl,
             reserve,
             settle,
+            settle_then_reserve,
             strike,
             strike_check,
         })
@@ -227,12 +237,66 @@ impl RedisLimiter {
                 remaining: Vec::new(),
             });
         }
+        let mut call = self.reserve.prepare_invoke();
+        self.reserve_args(&mut call, &id, &charges, now_ns);
+        let mut conn = self.connection().await;
+        let reply: Vec<String> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
+        reservation_from(reply, id, charges, estimate, now_ns)
+    }
+
+    /// Settles `settlements` as [`settle_many`](Self::settle_many) does, then reserves as
+    /// [`reserve`](Self::reserve) does, in one script call, atomic over every key of both:
+    /// a request's round trip carries the settlements of earlier ones.
+    ///
+    /// The settlements apply whether the reservation is admitted or refused
+    /// ([`ReserveError::Refused`]). On [`ReserveError::Backend`] nothing is known of either:
+    /// the settlements may or may not have applied (a caller must not send them again, as
+    /// settling twice is not idempotent), and no reservation is held.
+    pub async fn settle_then_reserve(
+        &self,
+        settlements: &[(&Reservation, &Amounts)],
+        id: String,
+        charges: Vec<Charge>,
+        estimate: Amounts,
+        now_ns: u64,
+    ) -> Result<Reservation, ReserveError> {
+        if charges.is_empty() {
+            self.settle_many(settlements).await?;
+            return self.reserve(id, charges, estimate, now_ns).await;
+        }
+        let settled_keys: usize = settlements.iter().map(|(r, _)| r.charges.len()).sum();
+        if settled_keys == 0 {
+            return self.reserve(id, charges, estimate, now_ns).await;
+        }
+        let mut call = self.settle_then_reserve.prepare_invoke();
+        call.arg(settled_keys);
+        settle_args(&mut call, settlements);
+        self.reserve_args(&mut call, &id, &charges, now_ns);
+        let mut conn = self.connection().await;
+        let reply: Vec<String> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
+        reservation_from(reply, id, charges, estimate, now_ns)
+    }
+
+    /// Adds the keys and arguments of reserving `charges` at `now_ns` under `id` to `call`,
+    /// as the script's `reserve` reads them.
+    fn reserve_args(
+        &self,
+        call: &mut ScriptInvocation<'_>,
+        id: &str,
+        charges: &[Charge],
+        now_ns: u64,
+    ) {
         let now_us = (now_ns / 1_000).min(MAX_EXACT);
         let lease_ttl_ns = u64::try_from(self.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
         let keep_ms = lease_ttl_ns.div_ceil(1_000_000).clamp(1_000, MAX_EXACT / 4);
-        let mut call = self.reserve.prepare_invoke();
-        call.arg(now_ns).arg(now_us).arg(&id).arg(keep_ms);
-        for charge in &charges {
+        call.arg(now_ns).arg(now_us).arg(id).arg(keep_ms);
+        for charge in charges {
             call.key(&charge.key);
             let (amount, limit) = (charge.amount, charge.limit);
             match charge.counting {
@@ -267,50 +331,6 @@ impl RedisLimiter {
                 }
             }
         }
-        let mut conn = self.connection().await;
-        let reply: Vec<String> = call
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
-
-        let malformed = || BackendError::MalformedReply {
-            op: Operation::Reserve,
-        };
-        let disagree = |c: &Charge| BackendError::Disagreement {
-            op: Operation::Reserve,
-            key: c.key.clone(),
-        };
-        match reply.first().map(String::as_str) {
-            Some("0") => {
-                let [_, index, prior] = reply.as_slice() else {
-                    return Err(malformed().into());
-                };
-                let charge = index
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| charges.get(i))
-                    .ok_or_else(malformed)?;
-                match model::admit(charge, prior_of(charge, prior)?, now_ns) {
-                    Err(refusal) => Err(ReserveError::Refused(refusal)),
-                    Ok(_) => Err(disagree(charge).into()),
-                }
-            }
-            Some("1") if reply.len() == charges.len() + 1 => {
-                let mut remaining = Vec::with_capacity(charges.len());
-                for (charge, prior) in charges.iter().zip(&reply[1..]) {
-                    let (_, left) = model::admit(charge, prior_of(charge, prior)?, now_ns)
-                        .map_err(|_| disagree(charge))?;
-                    remaining.push(left);
-                }
-                Ok(Reservation {
-                    id,
-                    charges,
-                    estimate,
-                    remaining,
-                })
-            }
-            _ => Err(malformed().into()),
-        }
     }
 
     /// Settles a reservation with what the request actually used: over-runs are charged,
@@ -332,27 +352,7 @@ impl RedisLimiter {
         settlements: &[(&Reservation, &Amounts)],
     ) -> Result<(), BackendError> {
         let mut call = self.settle.prepare_invoke();
-        let mut any = false;
-        for (reservation, actual) in settlements {
-            for charge in &reservation.charges {
-                any = true;
-                call.key(&charge.key);
-                let used = actual.of(charge.dimension);
-                match charge.counting {
-                    Counting::Rate { period_ns, .. } => {
-                        call.arg("rate")
-                            .arg(rate_increment(period_ns, charge.limit, used))
-                            .arg(rate_increment(period_ns, charge.limit, charge.amount));
-                    }
-                    Counting::Budget { .. } => {
-                        call.arg("budget").arg(used).arg(charge.amount);
-                    }
-                    Counting::Leases { .. } => {
-                        call.arg("leases").arg(&reservation.id).arg(0);
-                    }
-                }
-            }
-        }
+        let any = settle_args(&mut call, settlements) > 0;
         if !any {
             return Ok(());
         }
@@ -436,6 +436,82 @@ impl RedisLimiter {
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);
         Ok(out)
+    }
+}
+
+/// Adds the keys and arguments of `settlements` to `call`, as the script's `settle` reads
+/// them; returns how many keys.
+fn settle_args(call: &mut ScriptInvocation<'_>, settlements: &[(&Reservation, &Amounts)]) -> usize {
+    let mut keys = 0;
+    for (reservation, actual) in settlements {
+        for charge in &reservation.charges {
+            keys += 1;
+            call.key(&charge.key);
+            let used = actual.of(charge.dimension);
+            match charge.counting {
+                Counting::Rate { period_ns, .. } => {
+                    call.arg("rate")
+                        .arg(rate_increment(period_ns, charge.limit, used))
+                        .arg(rate_increment(period_ns, charge.limit, charge.amount));
+                }
+                Counting::Budget { .. } => {
+                    call.arg("budget").arg(used).arg(charge.amount);
+                }
+                Counting::Leases { .. } => {
+                    call.arg("leases").arg(&reservation.id).arg(0);
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The reservation of `charges` under `id` at `now_ns`, from the script's `reply`; a
+/// refusal is told by the same function memory uses, from what the script read.
+fn reservation_from(
+    reply: Vec<String>,
+    id: String,
+    charges: Vec<Charge>,
+    estimate: Amounts,
+    now_ns: u64,
+) -> Result<Reservation, ReserveError> {
+    let malformed = || BackendError::MalformedReply {
+        op: Operation::Reserve,
+    };
+    let disagree = |c: &Charge| BackendError::Disagreement {
+        op: Operation::Reserve,
+        key: c.key.clone(),
+    };
+    match reply.first().map(String::as_str) {
+        Some("0") => {
+            let [_, index, prior] = reply.as_slice() else {
+                return Err(malformed().into());
+            };
+            let charge = index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| charges.get(i))
+                .ok_or_else(malformed)?;
+            match model::admit(charge, prior_of(charge, prior)?, now_ns) {
+                Err(refusal) => Err(ReserveError::Refused(refusal)),
+                Ok(_) => Err(disagree(charge).into()),
+            }
+        }
+        Some("1") if reply.len() == charges.len() + 1 => {
+            let mut remaining = Vec::with_capacity(charges.len());
+            for (charge, prior) in charges.iter().zip(&reply[1..]) {
+                let (_, left) = model::admit(charge, prior_of(charge, prior)?, now_ns)
+                    .map_err(|_| disagree(charge))?;
+                remaining.push(left);
+            }
+            Ok(Reservation {
+                id,
+                charges,
+                estimate,
+                remaining,
+            })
+        }
+        _ => Err(malformed().into()),
     }
 }
 

@@ -19,6 +19,7 @@ use writ_limits::{
 };
 
 mod backend;
+mod carried;
 mod concurrency;
 mod reserve_settle;
 mod strikes;
