@@ -67,6 +67,34 @@ impl Limiter {
         }
     }
 
+    /// Settles `settlements` as [`settle_many`](Self::settle_many), then reserves as
+    /// [`reserve`](Self::reserve): in Redis one round trip for both, atomic over every key.
+    /// The settlements apply whether the reservation is admitted or refused; on
+    /// [`ReserveError::Backend`] it is not known whether they did (they must not be sent
+    /// again: settling twice is not idempotent).
+    pub async fn settle_then_reserve(
+        &self,
+        settlements: &[(&Reservation, &Amounts)],
+        id: String,
+        charges: Vec<Charge>,
+        estimate: Amounts,
+        now_ns: u64,
+    ) -> Result<Reservation, ReserveError> {
+        match self {
+            Limiter::Memory(m) => {
+                for (reservation, actual) in settlements {
+                    m.settle(reservation, actual);
+                }
+                m.reserve(id, charges, estimate, now_ns)
+                    .map_err(ReserveError::Refused)
+            }
+            Limiter::Redis(r) => {
+                r.settle_then_reserve(settlements, id, charges, estimate, now_ns)
+                    .await
+            }
+        }
+    }
+
     /// Current counters by key, for the admin read-out.
     pub async fn snapshot(&self, now_ns: u64) -> Result<Vec<(String, u64)>, BackendError> {
         match self {

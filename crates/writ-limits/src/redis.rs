@@ -8,7 +8,9 @@
 //! (remaining, reset, retry-after) are computed from that by the same function
 //! [`MemoryLimiter`](crate::MemoryLimiter) uses, so the two backends answer alike.
 //! Settlements are one `EVALSHA` too, for one reservation or a batch of them
-//! ([`RedisLimiter::settle_many`]).
+//! ([`RedisLimiter::settle_many`]), or ride with the next reservation in a single call that
+//! settles them and then reserves ([`RedisLimiter::settle_then_reserve`]): a request then
+//! costs one round trip to Redis, its settlement carried by the one after it.
 //!
 //! # Keys and precision
 //!
@@ -43,9 +45,10 @@ use std::fmt;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, Script, Value};
+use ::redis::{RedisError, Script, ScriptInvocation, Value};
 
 mod replay;
+mod scripts;
 mod session;
 mod strike;
 mod unlock;
@@ -64,136 +67,6 @@ const BUDGET_MARGIN_MS: u64 = 86_400_000;
 /// Sorted-set scores are exact below this.
 const MAX_EXACT: u64 = 1 << 53;
 
-/// Shared by both scripts: exact unsigned 64-bit arithmetic on decimal strings, as pairs of
-/// base-10^9 limbs {high, low}; both limbs stay far below 2^53.
-const LIMBS_LUA: &str = r#"
-local B = 1000000000
-local function parse(s)
-  local n = #s
-  if n <= 9 then return {0, tonumber(s)} end
-  return {tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))}
-end
-local MAX = parse('18446744073709551615')
-local function lt(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
-local function add(a, b)
-  local hi, lo = a[1] + b[1], a[2] + b[2]
-  if lo >= B then hi, lo = hi + 1, lo - B end
-  local r = {hi, lo}
-  if lt(MAX, r) then return MAX end
-  return r
-end
-local function sub(a, b)
-  if lt(a, b) then return {0, 0} end
-  local hi, lo = a[1] - b[1], a[2] - b[2]
-  if lo < 0 then hi, lo = hi - 1, lo + B end
-  return {hi, lo}
-end
-local function str(a)
-  if a[1] == 0 then return string.format('%d', a[2]) end
-  return string.format('%d%09d', a[1], a[2])
-end
-local function ms_ceil(a) return a[1] * 1000 + math.ceil(a[2] / 1000000) end
-"#;
-
-/// KEYS: one per charge. ARGV: now_ns, now_us, id, how long (ms) a rate key outlives its
-/// tolerance, then six per charge:
-/// - `rate`, amount, limit, burst, increment of amount, increment of burst (the tolerance)
-/// - `budget`, amount, limit, window_end_ns, expire-at (ms), unused
-/// - `leases`, amount, limit, ttl_ns, lease expiry (us), key TTL (ms)
-///
-/// Returns `{'0', index (0-based), prior}` for the first charge that refuses, having written
-/// nothing, or `{'1', prior...}` having applied every charge. A prior is the arrival time,
-/// the units used, or the leases other reservations hold.
-const RESERVE_LUA: &str = r#"
-local now = parse(ARGV[1])
-local now_us = ARGV[2]
-local id = ARGV[3]
-local keep_ms = tonumber(ARGV[4])
-local priors, plans = {}, {}
-for i = 1, #KEYS do
-  local a = 4 + (i - 1) * 6
-  local kind, key = ARGV[a + 1], KEYS[i]
-  if kind == 'rate' then
-    local v = redis.call('GET', key) or '0'
-    local tat = parse(v)
-    if lt(tat, now) then tat = now end
-    local new_tat = add(tat, parse(ARGV[a + 5]))
-    local ahead = sub(new_tat, now)
-    local tolerance = parse(ARGV[a + 6])
-    if lt(parse(ARGV[a + 4]), parse(ARGV[a + 2])) or lt(tolerance, ahead) then
-      return {'0', tostring(i - 1), v}
-    end
-    priors[i] = v
-    plans[i] = {str(new_tat), string.format('%d', ms_ceil(add(ahead, tolerance)) + keep_ms)}
-  elseif kind == 'budget' then
-    local v = redis.call('GET', key) or '0'
-    local total = add(parse(v), parse(ARGV[a + 2]))
-    if lt(parse(ARGV[a + 3]), total) then return {'0', tostring(i - 1), v} end
-    priors[i] = v
-    plans[i] = {str(total)}
-  elseif kind == 'leases' then
-    local held = redis.call('ZCOUNT', key, '(' .. now_us, '+inf')
-    local own = redis.call('ZSCORE', key, id)
-    if own and tonumber(own) > tonumber(now_us) then held = held - 1 end
-    local v = string.format('%d', held)
-    if not lt({0, held}, parse(ARGV[a + 3])) then return {'0', tostring(i - 1), v} end
-    priors[i] = v
-  else
-    return redis.error_reply('unknown counting ' .. tostring(kind))
-  end
-end
-for i = 1, #KEYS do
-  local a = 4 + (i - 1) * 6
-  local kind, key = ARGV[a + 1], KEYS[i]
-  if kind == 'rate' then
-    redis.call('SET', key, plans[i][1], 'PX', plans[i][2])
-  elseif kind == 'budget' then
-    redis.call('SET', key, plans[i][1])
-    redis.call('PEXPIREAT', key, ARGV[a + 5])
-  else
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now_us)
-    redis.call('ZADD', key, ARGV[a + 5], id)
-    if redis.call('PTTL', key) < tonumber(ARGV[a + 6]) then
-      redis.call('PEXPIRE', key, ARGV[a + 6])
-    end
-  end
-end
-local out = {'1'}
-for i = 1, #KEYS do out[i + 1] = priors[i] end
-return out
-"#;
-
-/// KEYS: one per charge, of one reservation or of several (a batch). ARGV: three per charge:
-/// - `rate`, increment of the actual amount, increment of the reserved amount
-/// - `budget`, actual amount, reserved amount
-/// - `leases`, the reservation's id, unused
-///
-/// A rate or budget key that has expired meanwhile is left absent: its state no longer counts.
-const SETTLE_LUA: &str = r#"
-for i = 1, #KEYS do
-  local a = (i - 1) * 3
-  local kind, key = ARGV[a + 1], KEYS[i]
-  if kind == 'rate' or kind == 'budget' then
-    local v = redis.call('GET', key)
-    if v then
-      local plus, minus = parse(ARGV[a + 2]), parse(ARGV[a + 3])
-      redis.call('SET', key, str(sub(add(parse(v), plus), minus)), 'KEEPTTL')
-      if kind == 'rate' and lt(minus, plus) then
-        local pttl = redis.call('PTTL', key)
-        if pttl > 0 then
-          redis.call('PEXPIRE', key, string.format('%d', pttl + ms_ceil(sub(plus, minus))))
-        end
-      end
-    end
-  elseif kind == 'leases' then
-    redis.call('ZREM', key, ARGV[a + 2])
-  else
-    return redis.error_reply('unknown counting ' .. tostring(kind))
-  end
-end
-return 'OK'
-"#;
-
 /// Limit state held in Redis and shared by every process that uses the same Redis.
 pub struct RedisLimiter {
     conn: ConnectionManager,
@@ -202,6 +75,7 @@ pub struct RedisLimiter {
     lease_ttl: Duration,
     reserve: Script,
     settle: Script,
+    settle_then_reserve: Script,
     strike: Script,
     strike_check: Script,
 }
@@ -257,11 +131,18 @@ impl RedisLimiter {
         let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .map_err(fail(Operation::Connect))?;
-        let reserve = Script::new(&format!("{LIMBS_LUA}{RESERVE_LUA}"));
-        let settle = Script::new(&format!("{LIMBS_LUA}{SETTLE_LUA}"));
+        let reserve = Script::new(&scripts::reserve_lua());
+        let settle = Script::new(&scripts::settle_lua());
+        let settle_then_reserve = Script::new(&scripts::settle_then_reserve_lua());
         let strike = Script::new(STRIKE_LUA);
         let strike_check = Script::new(STRIKE_CHECK_LUA);
-        for script in [&reserve, &settle, &strike, &strike_check] {
+        for script in [
+            &reserve,
+            &settle,
+            &settle_then_reserve,
+            &strike,
+            &strike_check,
+        ] {
             script
                 .prepare_invoke()
                 .load_async(&mut conn)
@@ -278,6 +159,7 @@ impl RedisLimiter {
             lease_ttl,
             reserve,
             settle,
+            settle_then_reserve,
             strike,
             strike_check,
         })
@@ -355,12 +237,66 @@ impl RedisLimiter {
                 remaining: Vec::new(),
             });
         }
+        let mut call = self.reserve.prepare_invoke();
+        self.reserve_args(&mut call, &id, &charges, now_ns);
+        let mut conn = self.connection().await;
+        let reply: Vec<String> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
+        reservation_from(reply, id, charges, estimate, now_ns)
+    }
+
+    /// Settles `settlements` as [`settle_many`](Self::settle_many) does, then reserves as
+    /// [`reserve`](Self::reserve) does, in one script call, atomic over every key of both:
+    /// a request's round trip carries the settlements of earlier ones.
+    ///
+    /// The settlements apply whether the reservation is admitted or refused
+    /// ([`ReserveError::Refused`]). On [`ReserveError::Backend`] nothing is known of either:
+    /// the settlements may or may not have applied (a caller must not send them again, as
+    /// settling twice is not idempotent), and no reservation is held.
+    pub async fn settle_then_reserve(
+        &self,
+        settlements: &[(&Reservation, &Amounts)],
+        id: String,
+        charges: Vec<Charge>,
+        estimate: Amounts,
+        now_ns: u64,
+    ) -> Result<Reservation, ReserveError> {
+        if charges.is_empty() {
+            self.settle_many(settlements).await?;
+            return self.reserve(id, charges, estimate, now_ns).await;
+        }
+        let settled_keys: usize = settlements.iter().map(|(r, _)| r.charges.len()).sum();
+        if settled_keys == 0 {
+            return self.reserve(id, charges, estimate, now_ns).await;
+        }
+        let mut call = self.settle_then_reserve.prepare_invoke();
+        call.arg(settled_keys);
+        settle_args(&mut call, settlements);
+        self.reserve_args(&mut call, &id, &charges, now_ns);
+        let mut conn = self.connection().await;
+        let reply: Vec<String> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
+        reservation_from(reply, id, charges, estimate, now_ns)
+    }
+
+    /// Adds the keys and arguments of reserving `charges` at `now_ns` under `id` to `call`,
+    /// as the script's `reserve` reads them.
+    fn reserve_args(
+        &self,
+        call: &mut ScriptInvocation<'_>,
+        id: &str,
+        charges: &[Charge],
+        now_ns: u64,
+    ) {
         let now_us = (now_ns / 1_000).min(MAX_EXACT);
         let lease_ttl_ns = u64::try_from(self.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
         let keep_ms = lease_ttl_ns.div_ceil(1_000_000).clamp(1_000, MAX_EXACT / 4);
-        let mut call = self.reserve.prepare_invoke();
-        call.arg(now_ns).arg(now_us).arg(&id).arg(keep_ms);
-        for charge in &charges {
+        call.arg(now_ns).arg(now_us).arg(id).arg(keep_ms);
+        for charge in charges {
             call.key(&charge.key);
             let (amount, limit) = (charge.amount, charge.limit);
             match charge.counting {
@@ -395,50 +331,6 @@ impl RedisLimiter {
                 }
             }
         }
-        let mut conn = self.connection().await;
-        let reply: Vec<String> = call
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| BackendError::redis(Operation::Reserve, e))?;
-
-        let malformed = || BackendError::MalformedReply {
-            op: Operation::Reserve,
-        };
-        let disagree = |c: &Charge| BackendError::Disagreement {
-            op: Operation::Reserve,
-            key: c.key.clone(),
-        };
-        match reply.first().map(String::as_str) {
-            Some("0") => {
-                let [_, index, prior] = reply.as_slice() else {
-                    return Err(malformed().into());
-                };
-                let charge = index
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| charges.get(i))
-                    .ok_or_else(malformed)?;
-                match model::admit(charge, prior_of(charge, prior)?, now_ns) {
-                    Err(refusal) => Err(ReserveError::Refused(refusal)),
-                    Ok(_) => Err(disagree(charge).into()),
-                }
-            }
-            Some("1") if reply.len() == charges.len() + 1 => {
-                let mut remaining = Vec::with_capacity(charges.len());
-                for (charge, prior) in charges.iter().zip(&reply[1..]) {
-                    let (_, left) = model::admit(charge, prior_of(charge, prior)?, now_ns)
-                        .map_err(|_| disagree(charge))?;
-                    remaining.push(left);
-                }
-                Ok(Reservation {
-                    id,
-                    charges,
-                    estimate,
-                    remaining,
-                })
-            }
-            _ => Err(malformed().into()),
-        }
     }
 
     /// Settles a reservation with what the request actually used: over-runs are charged,
@@ -460,27 +352,7 @@ impl RedisLimiter {
         settlements: &[(&Reservation, &Amounts)],
     ) -> Result<(), BackendError> {
         let mut call = self.settle.prepare_invoke();
-        let mut any = false;
-        for (reservation, actual) in settlements {
-            for charge in &reservation.charges {
-                any = true;
-                call.key(&charge.key);
-                let used = actual.of(charge.dimension);
-                match charge.counting {
-                    Counting::Rate { period_ns, .. } => {
-                        call.arg("rate")
-                            .arg(rate_increment(period_ns, charge.limit, used))
-                            .arg(rate_increment(period_ns, charge.limit, charge.amount));
-                    }
-                    Counting::Budget { .. } => {
-                        call.arg("budget").arg(used).arg(charge.amount);
-                    }
-                    Counting::Leases { .. } => {
-                        call.arg("leases").arg(&reservation.id).arg(0);
-                    }
-                }
-            }
-        }
+        let any = settle_args(&mut call, settlements) > 0;
         if !any {
             return Ok(());
         }
@@ -564,6 +436,82 @@ impl RedisLimiter {
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);
         Ok(out)
+    }
+}
+
+/// Adds the keys and arguments of `settlements` to `call`, as the script's `settle` reads
+/// them; returns how many keys.
+fn settle_args(call: &mut ScriptInvocation<'_>, settlements: &[(&Reservation, &Amounts)]) -> usize {
+    let mut keys = 0;
+    for (reservation, actual) in settlements {
+        for charge in &reservation.charges {
+            keys += 1;
+            call.key(&charge.key);
+            let used = actual.of(charge.dimension);
+            match charge.counting {
+                Counting::Rate { period_ns, .. } => {
+                    call.arg("rate")
+                        .arg(rate_increment(period_ns, charge.limit, used))
+                        .arg(rate_increment(period_ns, charge.limit, charge.amount));
+                }
+                Counting::Budget { .. } => {
+                    call.arg("budget").arg(used).arg(charge.amount);
+                }
+                Counting::Leases { .. } => {
+                    call.arg("leases").arg(&reservation.id).arg(0);
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The reservation of `charges` under `id` at `now_ns`, from the script's `reply`; a
+/// refusal is told by the same function memory uses, from what the script read.
+fn reservation_from(
+    reply: Vec<String>,
+    id: String,
+    charges: Vec<Charge>,
+    estimate: Amounts,
+    now_ns: u64,
+) -> Result<Reservation, ReserveError> {
+    let malformed = || BackendError::MalformedReply {
+        op: Operation::Reserve,
+    };
+    let disagree = |c: &Charge| BackendError::Disagreement {
+        op: Operation::Reserve,
+        key: c.key.clone(),
+    };
+    match reply.first().map(String::as_str) {
+        Some("0") => {
+            let [_, index, prior] = reply.as_slice() else {
+                return Err(malformed().into());
+            };
+            let charge = index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| charges.get(i))
+                .ok_or_else(malformed)?;
+            match model::admit(charge, prior_of(charge, prior)?, now_ns) {
+                Err(refusal) => Err(ReserveError::Refused(refusal)),
+                Ok(_) => Err(disagree(charge).into()),
+            }
+        }
+        Some("1") if reply.len() == charges.len() + 1 => {
+            let mut remaining = Vec::with_capacity(charges.len());
+            for (charge, prior) in charges.iter().zip(&reply[1..]) {
+                let (_, left) = model::admit(charge, prior_of(charge, prior)?, now_ns)
+                    .map_err(|_| disagree(charge))?;
+                remaining.push(left);
+            }
+            Ok(Reservation {
+                id,
+                charges,
+                estimate,
+                remaining,
+            })
+        }
+        _ => Err(malformed().into()),
     }
 }
 
