@@ -79,9 +79,14 @@ fn verify(dir: &Path) -> String {
 }
 
 /// The record lines of a file sink, as JSON, in file order. Panics on a line that is not
-/// JSON: a torn record.
+/// JSON: a torn record. Read under the file's lock, as its appenders write: a write the
+/// disk cut short is cut off again before the lock is let go, so a reader without it
+/// could see the fragment of a retry in progress.
 fn file_records(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
+    let file = std::fs::File::open(path).unwrap();
+    file.lock_shared().unwrap();
+    let text = std::io::read_to_string(&file).unwrap();
+    file.unlock().unwrap();
     assert!(
         text.is_empty() || text.ends_with('\n'),
         "the log ends in a torn line"
