@@ -36,6 +36,7 @@ mod policy;
 mod replay_guard;
 mod revocation;
 mod revocation_ids;
+mod shape;
 mod time_bound;
 mod upstreams;
 mod verification;

@@ -13,6 +13,7 @@ use crate::encoding::encode;
 use crate::error::WritError;
 use crate::grant::{BudgetGrant, Grant, GrantError, compile_block, validate};
 use crate::keys::RootKeyPair;
+use crate::shape::{Shape, ShapeParts, grants_digest};
 use crate::verify::{VerifiedWrit, WritClaims};
 
 /// Everything needed to mint one writ.
@@ -42,7 +43,7 @@ pub struct MintRequest<'a> {
 
 /// Mints a writ signed by `key`. Returns the writ text and its claims.
 pub fn mint(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(String, WritClaims), WritError> {
-    let (biscuit, claims) = build(key, req)?;
+    let (biscuit, claims, _) = build(key, req)?;
     Ok((encode(&biscuit)?, claims))
 }
 
@@ -86,14 +87,20 @@ impl std::fmt::Debug for MintedWrit {
 pub fn mint_verified(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<MintedWrit, WritError> {
     // The claims are the ones the authority block was just built from; verification
     // reads the same (a test holds them equal), so its queries are not run again.
-    let (biscuit, claims) = build(key, req)?;
-    let text = encode(&biscuit)?;
-    let writ = Arc::new(VerifiedWrit::minted(biscuit, key.public(), claims)?);
+    let (biscuit, claims, shape) = build(key, req)?;
+    // The verified writ serializes the token once and encodes its text as `encode` does
+    // (a test holds the two texts equal); it is not serialized twice.
+    let writ = Arc::new(VerifiedWrit::minted(biscuit, key.public(), claims, shape)?);
+    let text = writ.text().to_string();
     Ok(MintedWrit { text, writ })
 }
 
-/// The minted token and its claims (see [`mint`]).
-fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaims), WritError> {
+/// The minted token, its claims (see [`mint`]) and its shape (see `shape`; `None` when a
+/// grant list cannot be written as JSON).
+fn build(
+    key: &RootKeyPair,
+    req: &MintRequest<'_>,
+) -> Result<(Biscuit, WritClaims, Option<Shape>), WritError> {
     for grants in [req.ceiling, req.grants] {
         validate(grants)?;
         if !grants.iter().any(Grant::is_access) {
@@ -136,14 +143,28 @@ fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaim
         None => authority,
         Some(audience) => crate::audience::bind(authority, audience)?,
     };
-    let authority = authority.merge(compiled(req.ceiling).map_err(build_err)?);
+    let (ceiling, ceiling_digest) = compiled(req.ceiling).map_err(build_err)?;
+    let authority = authority.merge(ceiling);
     let biscuit: Biscuit = BiscuitBuilder::new()
         .merge(authority)
         .root_key_id(key.kid().0)
         .build(key.pair())
         .map_err(build_err)?;
-    let requested = compiled(req.grants).map_err(build_err)?;
+    let (requested, requested_digest) = compiled(req.grants).map_err(build_err)?;
     let biscuit = biscuit.append(requested).map_err(build_err)?;
+    let shape = match (ceiling_digest, requested_digest) {
+        (Some(ceiling), Some(grants)) => Some(Shape::of(&ShapeParts {
+            key_id: key.kid().0,
+            root: &key.public().to_bytes(),
+            tenant: req.tenant,
+            agent: req.agent,
+            cnf_jkt: req.cnf_jkt,
+            audience: req.audience,
+            ceiling: &ceiling,
+            grants: &grants,
+        })),
+        _ => None,
+    };
 
     let claims = WritClaims {
         tenant: req.tenant.to_string(),
@@ -163,38 +184,45 @@ fn build(key: &RootKeyPair, req: &MintRequest<'_>) -> Result<(Biscuit, WritClaim
         cnf_jkt: req.cnf_jkt.map(str::to_string),
         audience: req.audience.map(str::to_string),
     };
-    Ok((biscuit, claims))
+    Ok((biscuit, claims, shape))
 }
 
 /// Grant lists compiled lately, per thread, newest first: an agent's ceiling is the same at
 /// every mint, and a just-in-time agent asks for the same grants task after task.
 const COMPILED_HELD: usize = 32;
 
+/// A grant list compiled: its block, and the digest of its JSON for the writ's shape.
+type Compiled = (BlockBuilder, Option<[u8; 32]>);
+
 thread_local! {
-    static COMPILED: std::cell::RefCell<Vec<(Vec<Grant>, BlockBuilder)>> =
+    static COMPILED: std::cell::RefCell<Vec<(Vec<Grant>, Compiled)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `grants` compiled to a block of their own ([`compile_block`] on an empty block, a pure
-/// function of the grants), from the per-thread memo when the same list was compiled
-/// lately. Merged into another block it adds what `compile_block` would have added to it.
-fn compiled(grants: &[Grant]) -> Result<BlockBuilder, biscuit_auth::error::Token> {
+/// function of the grants) with their digest ([`grants_digest`]), from the per-thread memo
+/// when the same list was compiled lately. Merged into another block the block adds what
+/// `compile_block` would have added to it.
+fn compiled(grants: &[Grant]) -> Result<Compiled, biscuit_auth::error::Token> {
     let held = COMPILED.with_borrow_mut(|memo| {
         let i = memo.iter().position(|(g, _)| g.as_slice() == grants)?;
         let entry = memo.remove(i);
-        let block = entry.1.clone();
+        let compiled = entry.1.clone();
         memo.insert(0, entry);
-        Some(block)
+        Some(compiled)
     });
-    if let Some(block) = held {
-        return Ok(block);
+    if let Some(compiled) = held {
+        return Ok(compiled);
     }
-    let block = compile_block(BlockBuilder::new(), grants)?;
+    let compiled = (
+        compile_block(BlockBuilder::new(), grants)?,
+        grants_digest(grants),
+    );
     COMPILED.with_borrow_mut(|memo| {
         memo.truncate(COMPILED_HELD - 1);
-        memo.insert(0, (grants.to_vec(), block.clone()));
+        memo.insert(0, (grants.to_vec(), compiled.clone()));
     });
-    Ok(block)
+    Ok(compiled)
 }
 
 /// The authority block's claims, built as terms rather than parsed from Datalog text at
@@ -302,6 +330,31 @@ mod tests {
             .unwrap()
     }
 
+    /// `mint_verified` takes its text from the verified writ: the text `encode` gives.
+    #[test]
+    fn a_minted_writs_text_is_the_encoded_token() {
+        let key = RootKeyPair::generate(crate::KeyId(1));
+        let grants =
+            crate::grant::parse_grants(r#"{"type":"writ:llm","upstream":"a","models":["m"]}"#)
+                .unwrap();
+        let req = MintRequest {
+            tenant: "t",
+            agent: "a",
+            ceiling: &grants,
+            grants: &grants,
+            ttl: Duration::from_secs(30),
+            max_ttl: Duration::from_secs(30),
+            now: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            cnf_jkt: None,
+            audience: None,
+        };
+        let (biscuit, claims, shape) = build(&key, &req).unwrap();
+        let encoded = encode(&biscuit).unwrap();
+        let writ = VerifiedWrit::minted(biscuit, key.public(), claims, shape).unwrap();
+        assert_eq!(writ.text(), encoded);
+        assert!(shape.is_some());
+    }
+
     fn source(block: BlockBuilder) -> String {
         let key = biscuit_auth::KeyPair::new();
         let token = BiscuitBuilder::new().merge(block).build(&key).unwrap();
@@ -332,7 +385,7 @@ mod tests {
         let fresh = |grants: &[Grant]| source(compile_block(BlockBuilder::new(), grants).unwrap());
         for _ in 0..3 {
             for grants in [&first, &second] {
-                assert_eq!(source(compiled(grants).unwrap()), fresh(grants));
+                assert_eq!(source(compiled(grants).unwrap().0), fresh(grants));
             }
         }
         // More lists than the memo holds: the oldest goes, and still compiles the same.
@@ -340,9 +393,9 @@ mod tests {
             let grants =
                 crate::grant::parse_grants(&format!(r#"{{"type":"writ:llm","upstream":"u{n}"}}"#))
                     .unwrap();
-            assert_eq!(source(compiled(&grants).unwrap()), fresh(&grants));
+            assert_eq!(source(compiled(&grants).unwrap().0), fresh(&grants));
         }
         COMPILED.with_borrow(|memo| assert_eq!(memo.len(), COMPILED_HELD));
-        assert_eq!(source(compiled(&first).unwrap()), fresh(&first));
+        assert_eq!(source(compiled(&first).unwrap().0), fresh(&first));
     }
 }

@@ -12,6 +12,7 @@ use crate::error::WritError;
 use crate::evaluation_cost::CheckShapes;
 use crate::parsed::Loaded;
 use crate::revocation_ids::RevocationIds;
+use crate::shape::Shape;
 use crate::verify::WritClaims;
 
 /// What verifying a writ's text established: everything but the text, so that a live writ
@@ -42,6 +43,9 @@ pub(crate) struct Verification {
     pub(crate) last_allowed: std::sync::Mutex<Option<Allowed>>,
     /// How many times the Datalog authorizer ran for this writ.
     pub(crate) evaluations: std::sync::atomic::AtomicU64,
+    /// For a writ minted here, its shape: decisions are shared with the other writs of
+    /// that shape (see `shape`).
+    pub(crate) shape: Option<Shape>,
 }
 
 /// What third-party blocks state: kept apart, since most writs have none.
@@ -76,6 +80,7 @@ impl Verification {
         checks: CheckShapes,
         claims: WritClaims,
         delegation: Vec<(i64, String, String)>,
+        shape: Option<Shape>,
     ) -> Result<Self, WritError> {
         // Read from the blocks as evaluated; a token that cannot be read gets no bound
         // (decided again every second), never a wrong one.
@@ -100,6 +105,7 @@ impl Verification {
             holds_through,
             last_allowed: std::sync::Mutex::new(None),
             evaluations: std::sync::atomic::AtomicU64::new(0),
+            shape,
         })
     }
 

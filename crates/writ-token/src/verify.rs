@@ -230,7 +230,8 @@ impl VerifiedWrit {
             audience,
         };
         let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
-        let verification = Verification::new(biscuit, root, &sealed, checks, claims, delegation)?;
+        let verification =
+            Verification::new(biscuit, root, &sealed, checks, claims, delegation, None)?;
         Ok(Self {
             verification: Arc::new(verification),
             text: Zeroizing::new(text.to_string()),
@@ -240,15 +241,18 @@ impl VerifiedWrit {
     /// A writ this process has just minted, from its token and the claims it was minted
     /// with: what [`VerifiedWrit::from_biscuit`] reads from the same token (a test holds
     /// them equal), without running the queries. It states no delegation.
+    /// `shape` is the one it was minted with (see `shape`).
     pub(crate) fn minted(
         biscuit: Biscuit,
         root: PublicKey,
         claims: WritClaims,
+        shape: Option<crate::shape::Shape>,
     ) -> Result<Self, WritError> {
         let (sealed, checks) = sealed_with_checks(&biscuit)?;
         // The text `encode` gives (biscuit-auth's padded base64url), from the bytes at hand.
         let text = format!("{WRIT_PREFIX}{}", URL_SAFE.encode(&sealed));
-        let verification = Verification::new(biscuit, root, &sealed, checks, claims, Vec::new())?;
+        let verification =
+            Verification::new(biscuit, root, &sealed, checks, claims, Vec::new(), shape)?;
         Ok(Self {
             verification: Arc::new(verification),
             text: Zeroizing::new(text),
@@ -478,6 +482,14 @@ impl VerifiedWrit {
             a.repeated = true;
             return Ok(Some(allowed()));
         }
+        // A writ minted here: the same request allowed to a writ of its shape, by a
+        // decision that holds this second, is allowed to it (see `shape`).
+        if let Some(shape) = v.shape
+            && crate::shape::allowed(shape, &digest, now_secs)
+        {
+            self.remember_allowed(now_secs, digest);
+            return Ok(Some(allowed()));
+        }
         let loaded = self.biscuit()?;
         // Bounded before it runs: the library's own limits do not stop a costly check.
         if loaded.checks.work(facts)? > max_work {
@@ -496,21 +508,31 @@ impl VerifiedWrit {
             .build(&loaded.biscuit)
             .map_err(denied_by)?;
         authorizer.authorize().map_err(denied_by)?;
-        if let Ok(mut last) = v.last_allowed.lock() {
-            // Past the bound (allowed by a branch that does not read the time) the
-            // answer is only known for this second.
-            let through = self
-                .holds_through()
-                .filter(|&b| b >= now_secs)
-                .unwrap_or(now_secs);
+        let through = self.remember_allowed(now_secs, digest);
+        if let Some(shape) = v.shape {
+            crate::shape::remember(shape, digest, now_secs, through);
+        }
+        Ok(Some(allowed()))
+    }
+
+    /// Remembers that the request whose facts hash to `facts` was allowed at second
+    /// `now_secs`; returns the last second that decision holds for.
+    fn remember_allowed(&self, now_secs: u64, facts: [u8; 32]) -> u64 {
+        // Past the bound (allowed by a branch that does not read the time) the answer is
+        // only known for this second.
+        let through = self
+            .holds_through()
+            .filter(|&b| b >= now_secs)
+            .unwrap_or(now_secs);
+        if let Ok(mut last) = self.verification.last_allowed.lock() {
             *last = Some(Allowed {
                 from: now_secs,
                 through,
-                facts: digest,
+                facts,
                 repeated: false,
             });
         }
-        Ok(Some(allowed()))
+        through
     }
 }
 
