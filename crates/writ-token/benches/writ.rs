@@ -57,6 +57,26 @@ fn bench(c: &mut Criterion) {
         b.iter(|| biscuit_auth::UnverifiedBiscuit::from_base64(black_box(text)).unwrap())
     });
 
+    // The Ed25519 floor: a mint makes two next-key pairs and two block signatures (and,
+    // with `private_key_jwt`, verifies the client's assertion once); a first use that has
+    // to parse the writ again verifies one signature per block and derives the last
+    // block's public key from the secret the text carries (a key pair's cost).
+    let signer = biscuit_auth::KeyPair::new();
+    let message = [7u8; 256];
+    let signature = signer.sign(&message).unwrap();
+    let public = signer.public();
+    c.bench_function("ed25519: key pair", |b| b.iter(biscuit_auth::KeyPair::new));
+    c.bench_function("ed25519: sign", |b| {
+        b.iter(|| signer.sign(black_box(&message)).unwrap())
+    });
+    c.bench_function("ed25519: verify (strict, as a block's)", |b| {
+        b.iter(|| {
+            public
+                .verify_signature(black_box(&message), &signature)
+                .unwrap()
+        })
+    });
+
     let verified = decode(&writ).unwrap().verify(&keys).unwrap();
     let facts = RequestFacts {
         upstream: Some("openai".into()),
