@@ -176,9 +176,11 @@ impl Limits {
         charges.dedup_by(|a, b| a.key == b.key);
         let id = format!("{:032x}", rand::random::<u128>());
         let mut settling = &self.settling;
+        // This thread's queued settlements ride on the reservation's own call.
         let outcome = match self
-            .backend
-            .reserve(id.clone(), charges.clone(), estimate, now_ns)
+            .settling
+            .carry()
+            .settle_then_reserve(id.clone(), charges.clone(), estimate, now_ns)
             .await
         {
             Err(ReserveError::Backend(e)) => match (&self.fallback, &self.fallback_settling) {
@@ -300,8 +302,9 @@ impl Held {
     }
 
     /// Settles with what the request used: over-runs charged, the rest given back,
-    /// concurrency released. In Redis the settlement is queued and sent after the response
-    /// (see `settling.rs`); a backend failure then is logged, what was reserved stays
+    /// concurrency released. In Redis the settlement is queued, and carried by the next
+    /// reservation on this thread or sent after the response (see `settling.rs`); a
+    /// backend failure then is logged, what was reserved stays
     /// charged, and releasing the leases is tried again until the backend answers (or the
     /// lease TTL has passed: they have lapsed then).
     pub(crate) fn settle(mut self, actual: Amounts) {

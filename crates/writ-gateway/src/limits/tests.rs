@@ -313,3 +313,178 @@ async fn a_failing_backend_falls_back_to_local_limits_which_refuse_as_limits() {
         "{refused:?}"
     );
 }
+
+/// Limits on the real Redis, with a fresh agent and 40 in flight and 1000 tokens a day.
+async fn on_redis() -> (Limits, String, Vec<LimitSpec>) {
+    let ttl = writ_limits::model::DEFAULT_LEASE_TTL;
+    let redis = RedisLimiter::connect(REDIS, ttl)
+        .await
+        .unwrap_or_else(|e| panic!("this test needs Redis at {REDIS}: {e}"));
+    let specs = one_in_flight_and_tokens()
+        .into_iter()
+        .map(|mut s| {
+            if s.dimension == Dimension::Concurrency {
+                s.limit = 40;
+                s.burst = 40;
+            }
+            s
+        })
+        .collect();
+    (
+        Limits::with(Limiter::Redis(redis), None, ttl, 0),
+        unique_agent(),
+        specs,
+    )
+}
+
+/// The agent's non-zero counters in `limits`' backend: (day's tokens, leases held).
+async fn tokens_and_leases(limits: &Limits, agent: &str) -> (u64, u64) {
+    let mut out = (0, 0);
+    for (key, n) in limits.backend.snapshot(nanos(now())).await.unwrap() {
+        if !key.contains(agent) {
+            continue;
+        }
+        if key.starts_with("writ:limit:tokens:") {
+            out.0 = n;
+        } else if key.starts_with("writ:limit:concurrency:") {
+            out.1 = n;
+        }
+    }
+    out
+}
+
+/// Waits (yielding to the runtime, with a deadline) until nothing is queued to settle.
+async fn until_sent(settling: &Settling) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while settling.queued() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never sent");
+        tokio::task::yield_now().await;
+    }
+}
+
+fn tokens(n: u64) -> Amounts {
+    Amounts {
+        requests: 1,
+        input_tokens: n,
+        ..Amounts::default()
+    }
+}
+
+/// A request's settlement queued on its thread rides on the next reservation made there
+/// (one script call for both): it lands exactly, before the reservation it rides with
+/// (whose lease it frees), and nothing is left for the sending task to send.
+#[tokio::test]
+async fn a_settlement_carried_by_the_next_reservation_lands_exactly() {
+    let (limits, agent, mut specs) = on_redis().await;
+    specs[0].limit = 1;
+    specs[0].burst = 1;
+    let (who, budgets) = (subject(&agent), no_budgets());
+    let first = limits
+        .reserve(&specs, &who, tokens(100), &budgets, now())
+        .await
+        .unwrap()
+        .expect("limits apply");
+    assert_eq!(tokens_and_leases(&limits, &agent).await, (100, 1));
+    first.settle(tokens(30));
+    assert_eq!(limits.settling.queued(), 2, "queued, its sender started");
+    let carried = limits.settling.carry();
+    assert_eq!(carried.len(), 1, "the next reservation takes it");
+    drop(carried);
+    assert_eq!(limits.settling.queued(), 2, "put back, unsent");
+    // The one lease is free only once the settlement lands: with the reservation.
+    let second = limits
+        .reserve(&specs, &who, tokens(200), &budgets, now())
+        .await
+        .unwrap()
+        .expect("the carried settlement freed the lease");
+    assert_eq!(tokens_and_leases(&limits, &agent).await, (30 + 200, 1));
+    until_sent(&limits.settling).await;
+    assert_eq!(
+        tokens_and_leases(&limits, &agent).await,
+        (230, 1),
+        "sent once, not again by the sending task"
+    );
+    second.settle(tokens(0));
+    until_sent(&limits.settling).await;
+    assert_eq!(tokens_and_leases(&limits, &agent).await, (30, 0));
+}
+
+/// A settlement no reservation comes to carry is sent by the thread's task on its own.
+#[tokio::test]
+async fn a_lone_settlement_is_sent_without_a_next_request() {
+    let (limits, agent, specs) = on_redis().await;
+    let (who, budgets) = (subject(&agent), no_budgets());
+    let held = limits
+        .reserve(&specs, &who, tokens(100), &budgets, now())
+        .await
+        .unwrap()
+        .expect("limits apply");
+    held.settle(tokens(7));
+    until_sent(&limits.settling).await;
+    assert_eq!(tokens_and_leases(&limits, &agent).await, (7, 0));
+}
+
+/// A reservation carrying a settlement whose request goes away while its call is on its
+/// way: the call is finished rather than given up (Redis' client drops a command whose
+/// caller left before it was written), so the settlement lands, once, and the
+/// reservation it made is given back whole (nothing was sent upstream). One taken but
+/// never sent goes back to the queue (see above).
+#[tokio::test]
+async fn a_settlement_carried_by_a_dropped_reservation_lands_once() {
+    let (limits, agent, specs) = on_redis().await;
+    let (who, budgets) = (subject(&agent), no_budgets());
+    let reserve = |n| limits.reserve(&specs, &who, tokens(n), &budgets, now());
+    let held = reserve(100).await.unwrap().expect("limits apply");
+    held.settle(tokens(2));
+    {
+        let mut call = std::pin::pin!(reserve(50));
+        let polled = futures_util::poll!(call.as_mut());
+        assert!(polled.is_pending(), "Redis answers later");
+        assert_eq!(
+            limits.settling.queued(),
+            1,
+            "carried: only its sender is left"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokens_and_leases(&limits, &agent).await != (2, 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the carried settlement or the give-back never landed: {:?}",
+            tokens_and_leases(&limits, &agent).await
+        );
+        tokio::task::yield_now().await;
+    }
+    until_sent(&limits.settling).await;
+    assert_eq!(
+        tokens_and_leases(&limits, &agent).await,
+        (2, 0),
+        "landed once"
+    );
+}
+
+/// Two gateways on one Redis, each request's settlement carried by the next reservation
+/// on its gateway: the budget holds exactly what was used and no lease is left.
+#[tokio::test]
+async fn carried_settlements_on_two_gateways_are_exact() {
+    let (a, agent, specs) = on_redis().await;
+    let (b, _, _) = on_redis().await;
+    let (who, budgets) = (subject(&agent), no_budgets());
+    let mut used = 0;
+    let mut carried = 0;
+    for i in 0..40u64 {
+        let limits = if i % 3 == 0 { &a } else { &b };
+        carried += limits.settling.queued().min(1);
+        let held = limits
+            .reserve(&specs, &who, tokens(20), &budgets, now())
+            .await
+            .unwrap()
+            .expect("limits apply");
+        held.settle(tokens(i % 7));
+        used += i % 7;
+    }
+    assert!(carried > 0, "some settlements were carried");
+    until_sent(&a.settling).await;
+    until_sent(&b.settling).await;
+    assert_eq!(tokens_and_leases(&a, &agent).await, (used, 0));
+}
