@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 mod new_records;
 mod pages;
+mod sqlite_schema;
 mod sqlite_writer;
 
 pub use new_records::ReadMarks;
@@ -101,12 +102,6 @@ pub enum Sink {
     File(PathBuf, Durability),
 }
 
-const SQLITE_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS audit_records (instance TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL, PRIMARY KEY (instance, seq))",
-    "CREATE TABLE IF NOT EXISTS audit_checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL, size INTEGER NOT NULL, note TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS audit_probe (id INTEGER PRIMARY KEY)",
-];
-
 const POSTGRES_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_records (instance TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (instance, seq))",
     "CREATE TABLE IF NOT EXISTS audit_checkpoints (id BIGSERIAL PRIMARY KEY, instance TEXT NOT NULL, size BIGINT NOT NULL, note TEXT NOT NULL)",
@@ -119,7 +114,8 @@ impl Sink {
     }
 
     /// Opens (creating) the SQLite sink at `path` (WAL; `synchronous = FULL` when
-    /// [`Durability::Synced`], `NORMAL` when [`Durability::Committed`]).
+    /// [`Durability::Synced`], `NORMAL` when [`Durability::Committed`]). A database
+    /// written before records were keyed by rowid is migrated first (see `sqlite_schema`).
     pub async fn sqlite_with(path: &Path, durability: Durability) -> Result<Self, SinkError> {
         let synchronous = match durability {
             Durability::Synced => sqlx::sqlite::SqliteSynchronous::Full,
@@ -139,12 +135,7 @@ impl Sink {
             .connect_with(options)
             .await
             .map_err(SinkError::SqlitePool)?;
-        for statement in SQLITE_SCHEMA {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(SinkError::SqlitePool)?;
-        }
+        // The tables are made (or migrated) on the writing connection.
         let writer = SqliteWriter::open(path, durability)?;
         Ok(Sink::Sqlite(pool, writer))
     }
@@ -443,12 +434,10 @@ impl Sink {
                     .fetch_all(pool)
                     .await
                     .map_err(SinkError::SqlitePool)?,
-                sqlx::query_as(
-                    "SELECT instance, seq, line FROM audit_records ORDER BY instance, seq",
-                )
-                .fetch_all(pool)
-                .await
-                .map_err(SinkError::SqlitePool)?,
+                sqlx::query_as(sqlite_schema::EXPORT)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(SinkError::SqlitePool)?,
             ),
             Sink::Postgres(pool) => (
                 sqlx::query_as("SELECT instance, size, note FROM audit_checkpoints ORDER BY id")

@@ -1,15 +1,17 @@
 //! Reading the log in pages instead of whole: which instances have records, and one
 //! instance's records after a sequence number (oldest first) or before one (newest
-//! first). On the database sinks each page is an index range of the `(instance, seq)`
-//! primary key, so a reader that follows the log (or looks only at its latest records)
-//! pays for what it reads, not for the size of the log. The file sink has no index: it
-//! reads the file and keeps the page.
+//! first). On the database sinks each page is a range of the `(instance, seq)` key
+//! (SQLite's rowid, see `sqlite_schema`), so a reader that follows the log (or looks
+//! only at its latest records) pays for what it reads, not for the size of the log. The
+//! file sink has no index: it reads the file and keeps the page.
 
-use super::{Sink, SinkError};
+use super::{Sink, SinkError, sqlite_schema};
 
 /// One record line and its sequence number in its instance's log.
 pub type Numbered = (u64, String);
 
+/// PostgreSQL's queries; SQLite's are in `sqlite_schema`.
+///
 /// Every instance, by name: one index probe per instance (a loose index scan).
 const INSTANCES: &str = "WITH RECURSIVE i(name) AS ( \
        SELECT MIN(instance) FROM audit_records \
@@ -39,7 +41,7 @@ impl Sink {
     /// The instances that have written records, by name.
     pub async fn instances(&self) -> Result<Vec<String>, SinkError> {
         let rows: Vec<(String,)> = match self {
-            Sink::Sqlite(pool, _) => sqlx::query_as(INSTANCES)
+            Sink::Sqlite(pool, _) => sqlx::query_as(sqlite_schema::INSTANCES)
                 .fetch_all(pool)
                 .await
                 .map_err(SinkError::SqlitePool)?,
@@ -72,7 +74,7 @@ impl Sink {
     ) -> Result<Vec<Numbered>, SinkError> {
         let after = bound(after, -1);
         let rows = match self {
-            Sink::Sqlite(pool, _) => sqlx::query_as(AFTER)
+            Sink::Sqlite(pool, _) => sqlx::query_as(sqlite_schema::AFTER)
                 .bind(instance)
                 .bind(after)
                 .bind(i64::from(limit))
@@ -107,7 +109,7 @@ impl Sink {
     ) -> Result<Vec<Numbered>, SinkError> {
         let before = bound(before, i64::MAX);
         let rows = match self {
-            Sink::Sqlite(pool, _) => sqlx::query_as(BEFORE)
+            Sink::Sqlite(pool, _) => sqlx::query_as(sqlite_schema::BEFORE)
                 .bind(instance)
                 .bind(before)
                 .bind(i64::from(limit))
