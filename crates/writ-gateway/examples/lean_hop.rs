@@ -9,10 +9,18 @@
 //! untouched. A connection is lent to one request until its response body has ended, so
 //! responses never mix; one the upstream closed is dropped and a new one opened.
 //!
-//! Usage: `lean_hop LISTEN_ADDR UPSTREAM_URL [STREAM_UPSTREAM_URL] API_KEY`; a request with
-//! `x-writ-upstream: mockstream` goes to the stream upstream. HTTP/1.1 only.
+//! Usage: `lean_hop [--server=S] [--client=C] LISTEN_ADDR UPSTREAM_URL [STREAM_UPSTREAM_URL]
+//! API_KEY`; a request with `x-writ-upstream: mockstream` goes to the stream upstream.
+//!
+//! The two ideas can be measured apart (issue 27): `--server=http1` (the default) serves
+//! HTTP/1.1 connections with hyper on the example's own threads; `--server=direct` serves
+//! on the gateway's own serving threads (`serve_threads`: HTTP/1.1 and HTTP/2 by
+//! `auto::Builder`, graceful shutdown, first-byte timeout) with the handler called straight,
+//! no axum router; `--server=axum` is the same through an axum router, as `hop`.
+//! `--client=stack` (the default) is the per-thread stack of connections above;
+//! `--client=pool` is `hop`'s hyper-util pool, one per serving thread.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,7 +35,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -42,6 +52,8 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// One upstream: where to connect, its `Host` header and the path prefix of its URL.
 pub struct Upstream {
+    /// `http://host:port/prefix`, for the pooled client's absolute URIs.
+    base: String,
     addr: String,
     host: HeaderValue,
     prefix: String,
@@ -57,6 +69,11 @@ impl Upstream {
         let authority = uri.authority()?;
         let port = authority.port_u16().unwrap_or(80);
         Some(Upstream {
+            base: format!(
+                "http://{}{}",
+                authority.as_str(),
+                uri.path().trim_end_matches('/')
+            ),
             addr: format!("{}:{port}", authority.host()),
             host: HeaderValue::from_str(authority.as_str()).ok()?,
             prefix: uri.path().trim_end_matches('/').to_string(),
@@ -72,6 +89,26 @@ pub struct Hop {
     pub stream_upstream: Upstream,
     /// The `Authorization` header sent upstream.
     pub authorization: HeaderValue,
+    /// Whether requests go through a hyper-util pool per thread instead of the stack.
+    pub pooled: bool,
+}
+
+type Pool = Client<HttpConnector, Full<Bytes>>;
+
+thread_local! {
+    /// This thread's hyper-util pool (`--client=pool`), as `hop` keeps.
+    static POOL: OnceCell<Pool> = const { OnceCell::new() };
+}
+
+fn pool() -> Pool {
+    POOL.with(|c| {
+        c.get_or_init(|| {
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            Client::builder(TokioExecutor::new()).build(http)
+        })
+        .clone()
+    })
 }
 
 type Sender = SendRequest<Full<Bytes>>;
@@ -122,7 +159,7 @@ async fn connect(upstream: &Upstream) -> Option<Sender> {
 }
 
 /// A response body from upstream that, once it has ended, gives its connection back.
-struct Lent {
+pub struct Lent {
     body: Incoming,
     sender: Option<(usize, Sender)>,
     ended: bool,
@@ -163,21 +200,28 @@ impl Drop for Lent {
     }
 }
 
-type Answer = Response<Either<Lent, Full<Bytes>>>;
+/// A response body: from a lent connection, from the pool, or the hop's own.
+pub type AnswerBody = Either<Lent, Either<Incoming, Full<Bytes>>>;
+
+type Answer = Response<AnswerBody>;
 
 fn plain(status: StatusCode, text: &'static str) -> Answer {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+    let mut response = Response::new(Either::Right(Either::Right(Full::new(Bytes::from_static(
         text.as_bytes(),
-    ))));
+    )))));
     *response.status_mut() = status;
     response
 }
 
 /// Forwards one request and answers with the upstream's response.
-async fn forward(hop: Arc<Hop>, req: Request<Incoming>) -> Result<Answer, Infallible> {
+pub async fn forward<B>(hop: Arc<Hop>, req: Request<B>) -> Answer
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (parts, body) = req.into_parts();
     let Ok(body) = Limited::new(body, MAX_BODY).collect().await else {
-        return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     };
     let which = match parts.headers.get("x-writ-upstream") {
         Some(v) if v == "mockstream" => 1,
@@ -189,18 +233,28 @@ async fn forward(hop: Arc<Hop>, req: Request<Incoming>) -> Result<Answer, Infall
         &hop.upstream
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = Request::builder()
-        .method(parts.method)
-        .uri(format!("{}{path}", upstream.prefix))
-        .header(header::HOST, upstream.host.clone())
+    let mut out = Request::builder().method(parts.method);
+    out = if hop.pooled {
+        out.uri(format!("{}{path}", upstream.base))
+    } else {
+        out.uri(format!("{}{path}", upstream.prefix))
+            .header(header::HOST, upstream.host.clone())
+    };
+    out = out
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, hop.authorization.clone());
     if let Some(accept) = parts.headers.get(header::ACCEPT) {
         out = out.header(header::ACCEPT, accept);
     }
     let Ok(mut out) = out.body(Full::new(body.to_bytes())) else {
-        return Ok(plain(StatusCode::BAD_REQUEST, "bad request"));
+        return plain(StatusCode::BAD_REQUEST, "bad request");
     };
+    if hop.pooled {
+        return match pool().request(out).await {
+            Ok(response) => response.map(|body| Either::Right(Either::Left(body))),
+            Err(_) => plain(StatusCode::BAD_GATEWAY, "upstream failed"),
+        };
+    }
     // An idle connection first; a request it could not take (closed meanwhile) is sent
     // once more on a new connection. One that was sent and then failed is not resent.
     let mut fresh = false;
@@ -213,21 +267,21 @@ async fn forward(hop: Arc<Hop>, req: Request<Incoming>) -> Result<Answer, Infall
             }
         };
         let Some(mut sender) = sender else {
-            return Ok(plain(StatusCode::BAD_GATEWAY, "upstream failed"));
+            return plain(StatusCode::BAD_GATEWAY, "upstream failed");
         };
         match sender.try_send_request(out).await {
             Ok(response) => {
-                return Ok(response.map(|body| {
+                return response.map(|body| {
                     Either::Left(Lent {
                         body,
                         sender: Some((which, sender)),
                         ended: false,
                     })
-                }));
+                });
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !fresh => out = unsent,
-                _ => return Ok(plain(StatusCode::BAD_GATEWAY, "upstream failed")),
+                _ => return plain(StatusCode::BAD_GATEWAY, "upstream failed"),
             },
         }
     }
@@ -235,7 +289,10 @@ async fn forward(hop: Arc<Hop>, req: Request<Incoming>) -> Result<Answer, Infall
 
 /// Serves one client connection (HTTP/1.1) on this thread.
 async fn connection(tcp: TcpStream, hop: Arc<Hop>) {
-    let service = hyper::service::service_fn(move |req| forward(hop.clone(), req));
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let hop = hop.clone();
+        async move { Ok::<_, Infallible>(forward(hop, req).await) }
+    });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -299,14 +356,65 @@ pub async fn serve(listener: TcpListener, hop: Arc<Hop>, workers: usize) -> std:
     }
 }
 
+/// The handler the gateway's serving threads call straight (`--server=direct`).
+#[derive(Clone)]
+pub struct Direct(pub Arc<Hop>);
+
+impl writ_gateway::serve::workers::Handler for Direct {
+    type Body = AnswerBody;
+    type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+    fn call(
+        self,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> impl Future<Output = Answer> + Send + 'static {
+        forward(self.0, req)
+    }
+}
+
+/// The same behind an axum router (`--server=axum`), as `hop` and the gateway serve.
+pub fn router(hop: Arc<Hop>) -> axum::Router {
+    axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let hop = hop.clone();
+        async move { forward(hop, req).await.map(axum::body::Body::new) }
+    })
+}
+
+/// Which serving stack (`--server=`).
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    Http1,
+    Direct,
+    Axum,
+}
+
 #[allow(dead_code)] // the tests include this file as a module
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut server = Server::Http1;
+    let mut pooled = false;
+    let mut args: Vec<String> = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--server=http1" => server = Server::Http1,
+            "--server=direct" => server = Server::Direct,
+            "--server=axum" => server = Server::Axum,
+            "--client=stack" => pooled = false,
+            "--client=pool" => pooled = true,
+            a if a.starts_with("--") => {
+                eprintln!("lean_hop: unknown option {a}");
+                return ExitCode::from(2);
+            }
+            _ => args.push(arg),
+        }
+    }
     let (listen, upstream, stream_upstream, key) = match args.as_slice() {
         [l, u, k] => (l, u, u, k),
         [l, u, s, k] => (l, u, s, k),
         _ => {
-            eprintln!("usage: lean_hop LISTEN_ADDR UPSTREAM_URL [STREAM_UPSTREAM_URL] API_KEY");
+            eprintln!(
+                "usage: lean_hop [--server=http1|direct|axum] [--client=stack|pool] LISTEN_ADDR UPSTREAM_URL [STREAM_UPSTREAM_URL] API_KEY"
+            );
             return ExitCode::from(2);
         }
     };
@@ -328,6 +436,7 @@ fn main() -> ExitCode {
         upstream,
         stream_upstream,
         authorization,
+        pooled,
     });
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -342,9 +451,17 @@ fn main() -> ExitCode {
     };
     let served = runtime.block_on(async move {
         let listener = TcpListener::bind(listen).await?;
-        tokio::select! {
-            served = serve(listener, hop, workers) => served,
-            _ = tokio::signal::ctrl_c() => Ok(()),
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        use writ_gateway::serve::workers::serve_threads;
+        match server {
+            Server::Http1 => tokio::select! {
+                served = serve(listener, hop, workers) => served,
+                () = stop => Ok(()),
+            },
+            Server::Direct => serve_threads(listener, Direct(hop), None, workers, stop).await,
+            Server::Axum => serve_threads(listener, router(hop), None, workers, stop).await,
         }
     });
     match served {

@@ -116,6 +116,7 @@ async fn hop(upstream: &str) -> String {
         upstream: lean_hop::Upstream::parse(upstream).unwrap(),
         stream_upstream: lean_hop::Upstream::parse(upstream).unwrap(),
         authorization: HeaderValue::from_str(&format!("Bearer {KEY}")).unwrap(),
+        pooled: false,
     });
     tokio::spawn(lean_hop::serve(listener, hop, 2));
     format!("http://{addr}")
@@ -158,6 +159,59 @@ async fn forwards_the_body_with_the_key_and_never_mixes_responses() {
         assert_eq!(r.text().await.unwrap(), format!("one by one {i}"));
     }
     assert!(mock.connections.load(Ordering::SeqCst) - before <= 2);
+}
+
+/// The variants `bench/run`'s A/B measures (`--server=direct|axum`, `--client=pool`) are
+/// proxies too: the body with the key, each request its own response.
+#[tokio::test]
+async fn the_gateway_stack_variants_forward_each_request_with_the_key() {
+    use writ_gateway::serve::workers::serve_threads;
+    let mock = mock().await;
+    for (server, pooled) in [("direct", true), ("direct", false), ("axum", false)] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hop = Arc::new(lean_hop::Hop {
+            upstream: lean_hop::Upstream::parse(&mock.base).unwrap(),
+            stream_upstream: lean_hop::Upstream::parse(&mock.base).unwrap(),
+            authorization: HeaderValue::from_str(&format!("Bearer {KEY}")).unwrap(),
+            pooled,
+        });
+        let never = std::future::pending::<()>();
+        if server == "direct" {
+            tokio::spawn(serve_threads(
+                listener,
+                lean_hop::Direct(hop),
+                None,
+                2,
+                never,
+            ));
+        } else {
+            tokio::spawn(serve_threads(
+                listener,
+                lean_hop::router(hop),
+                None,
+                2,
+                never,
+            ));
+        }
+        let client = reqwest::Client::new();
+        let sent = (0..16).map(|i| {
+            let client = client.clone();
+            async move {
+                let body = format!("{{\"{server} {pooled}\":{i}}}");
+                let r = client
+                    .post(format!("http://{addr}/echo"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.headers()["x-seen"], format!("Bearer {KEY}").as_str());
+                assert_eq!(r.text().await.unwrap(), body);
+            }
+        });
+        futures_util::future::join_all(sent).await;
+    }
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -81,9 +82,9 @@ pub(crate) fn current() -> usize {
 
 /// Serves `app` on connections from `listener`, on the calling runtime (no worker threads),
 /// until `shutdown` completes; then waits for open connections to finish.
-pub(crate) async fn serve_inline(
+pub(crate) async fn serve_inline<H: Handler>(
     listener: TcpListener,
-    app: Router,
+    app: H,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -112,9 +113,9 @@ pub(crate) async fn serve_inline(
 /// Serves `app` on `workers` threads fed from `listener`, until `shutdown` completes; then
 /// stops accepting and waits for every worker to finish its open connections. Public so
 /// `bench/run` can measure this serving stack with no gateway work on it (the `hop` example).
-pub async fn serve_threads(
+pub async fn serve_threads<H: Handler>(
     listener: TcpListener,
-    app: Router,
+    app: H,
     tls: Option<TlsAcceptor>,
     workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -202,9 +203,9 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
 
 /// One worker thread's loop: serve every connection it is handed until the queue closes,
 /// then let open connections finish.
-async fn worker(
+async fn worker<H: Handler>(
     mut queue: mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
-    app: Router,
+    app: H,
     tls: Option<TlsAcceptor>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -256,10 +257,10 @@ const TIMER_ARM: Duration = Duration::from_millis(500);
 struct Watched(Watcher, watch::Receiver<()>);
 
 /// Serves one connection, over TLS when `tls` is set, HTTP/1.1 or HTTP/2.
-async fn connection(
+async fn connection<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: H,
     tls: Option<TlsAcceptor>,
     Watched(watcher, mut stop): Watched,
 ) {
@@ -321,16 +322,18 @@ enum Protocol {
     Http2,
 }
 
-async fn http<Io>(io: Io, protocol: Protocol, peer: SocketAddr, app: Router, watcher: Watcher)
-where
+async fn http<Io, H: Handler>(
+    io: Io,
+    protocol: Protocol,
+    peer: SocketAddr,
+    app: H,
+    watcher: Watcher,
+) where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // The client's address, as axum's `ConnectInfo`.
-    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
-        let mut app = app.clone();
-        async move { tower_service::Service::call(&mut app, req).await }
+    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let answer = app.clone().call(req, peer);
+        async move { Ok::<_, std::convert::Infallible>(answer.await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper applies a header read timeout only with a timer.
@@ -353,6 +356,43 @@ where
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// What the serving threads call for each request: the gateway's axum router, or a handler
+/// of its own (the `lean_hop` example's, which skips the router).
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// The body of its responses.
+    type Body: http_body::Body<Data = Bytes, Error = Self::BodyError> + Send + 'static;
+    /// The error the body may end with.
+    type BodyError: Into<Box<dyn std::error::Error + Send + Sync>>;
+    /// Answers `req`, which came from `peer`; every request gets a response. Called on a
+    /// clone per request, so the future borrows nothing.
+    fn call(
+        self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = http::Response<Self::Body>> + Send + 'static;
+}
+
+impl Handler for Router {
+    type Body = axum::body::Body;
+    type BodyError = axum::Error;
+
+    fn call(
+        mut self,
+        mut req: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = http::Response<Self::Body>> + Send + 'static {
+        // The client's address, as axum's `ConnectInfo`.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        async move {
+            match tower_service::Service::call(&mut self, req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
     }
 }
 
