@@ -35,6 +35,9 @@ BASELINE_ROW = "nginx proxy (baseline)"
 HOP_ROW = "hop on writ's stack, no writ work"
 LEAN_HOP_ROW = "lean hop: hyper direct, per-thread connections"
 TRACES_ROW = "writ full + traces (100 % sampled)"
+# writ full with its audit record written after the response: beside writ full, the cost of
+# strict audit's decision record, committed before the request is forwarded (issue 9).
+BEST_EFFORT_ROW = "writ full with best-effort audit"
 
 
 def paired_rounds(servers, rounds, duration, body, run_dir):
@@ -82,7 +85,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 s loads, scaling at 10 and 1 000 writs only")
     ap.add_argument("--duration", type=float, help="seconds per load (default 10, 3 with --quick)")
     ap.add_argument("--scale", default=None, help="writ counts of the scaling run, comma-separated")
-    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces,lean_hop")
+    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces,lean_hop,best_effort")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
     ap.add_argument("--count", type=int, metavar="N", help="instead of loads: instructions and system calls "
@@ -265,6 +268,8 @@ def main() -> None:
 
     # 4-6. writ
     writ_rows = [("writ minimal", "minimal"), ("writ full", "full")]
+    if "best_effort" not in skip:
+        writ_rows.append((BEST_EFFORT_ROW, "best_effort"))
     if "traces" not in skip:
         writ_rows.append((TRACES_ROW, "traces"))
     if "distributed" not in skip:
@@ -280,7 +285,7 @@ def main() -> None:
                       {"x-writ-upstream": "mockstream"}, proc)
         if kind == "full":
             row["writs"] = len(writs)
-        if kind in ("minimal", "full"):
+        if kind in ("minimal", "full", "best_effort"):
             paired_servers[name] = (port, writ_tokens, {"x-writ-upstream": "mock"}, proc)
         else:
             proc.stop()
@@ -439,7 +444,7 @@ def paired_summary(rounds) -> dict:
     """Per row, over the paired rounds: its c=32 req/s ratio to the nginx proxy of the same
     round, its CPU per request, and the p50 it adds at c=1 over the mock of the same round."""
     out = {}
-    for name in (BASELINE_ROW, HOP_ROW, LEAN_HOP_ROW, "writ minimal", "writ full"):
+    for name in (BASELINE_ROW, HOP_ROW, LEAN_HOP_ROW, "writ minimal", "writ full", BEST_EFFORT_ROW):
         ratios, cpus, added = [], [], []
         for rnd in rounds:
             row, base, direct = rnd.get(name, {}), rnd.get(BASELINE_ROW, {}), rnd.get(MOCK_ROW, {})

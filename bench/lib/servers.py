@@ -205,6 +205,8 @@ raw_provider_key = "off"
 endpoint = "http://127.0.0.1:{otlp}/v1/traces"
 sample_ratio = 1.0
 """
+        if kind == "best_effort":  # writ full with the audit record written after the response
+            text += '\n[audit]\nmode = "best_effort"\n'
         if kind == "distributed":
             text += f"""
 [limiter]
