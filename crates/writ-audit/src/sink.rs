@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 mod new_records;
 mod pages;
+mod postgres_lanes;
 mod sqlite_schema;
 mod sqlite_writer;
 
 pub use new_records::ReadMarks;
 pub use pages::Numbered;
+pub use postgres_lanes::{LANE_APPLICATION_NAME, LaneConnection, PostgresLanes};
 pub use sqlite_writer::{HeldWriter, SqliteWriter};
 
 /// A sink failed, by backend, with the backend's error as its source. The message names
@@ -169,11 +171,7 @@ impl Sink {
         durability: Durability,
         check_after: Duration,
     ) -> Result<Self, SinkError> {
-        let mut options: PgConnectOptions =
-            url.parse().map_err(|_| SinkError::InvalidPostgresUrl)?;
-        if durability == Durability::Committed {
-            options = options.options([("synchronous_commit", "off")]);
-        }
+        let options = postgres_lanes::append_options(url, durability)?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(2))
@@ -268,39 +266,10 @@ impl Sink {
         first_seq: u64,
         lines: &[String],
     ) -> Result<(), SinkError> {
-        let seq = |i: usize| i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
         match self {
             Sink::Sqlite(_, writer) => writer.append(instance, first_seq, lines)?,
             Sink::Postgres(pool) => {
-                // One statement, one round trip, for the whole batch (atomic on its own),
-                // written only where the instance's records end: a server that lost the
-                // last records it acknowledged (asynchronous commit, then a crash), or a
-                // retry of a write that committed though its answer was lost, is told
-                // where the log really ends instead of leaving a gap or failing on a
-                // duplicate key for ever. The count is an index-only scan of the key.
-                let seqs: Vec<i64> = (0..lines.len()).map(seq).collect();
-                let (held,): (i64,) = sqlx::query_as(
-                    "WITH held AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n \
-                                   FROM audit_records WHERE instance = $1), \
-                     ins AS (INSERT INTO audit_records (instance, seq, line) \
-                             SELECT $1, s, l FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS batch(s, l), held \
-                             WHERE held.n = $4) \
-                     SELECT n FROM held",
-                )
-                .bind(instance)
-                .bind(&seqs)
-                .bind(lines)
-                .bind(seq(0))
-                .fetch_one(pool)
-                .await
-                .map_err(SinkError::Postgres)?;
-                let held = u64::try_from(held).unwrap_or(0);
-                if held != first_seq {
-                    return Err(SinkError::NotContiguous {
-                        held,
-                        first: first_seq,
-                    });
-                }
+                postgres_lanes::append(pool, instance, first_seq, lines).await?
             }
             Sink::File(path, durability) => {
                 let mut text = String::new();

@@ -1,6 +1,7 @@
 //! What the gateway writes down: the tamper-evident audit log of requests and detections,
 //! the usage log, and the operator's own trail of admin commands.
 
+mod alone;
 mod auditor;
 mod open;
 pub mod operator_log;

@@ -21,7 +21,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
-use writ_audit::sink::{Sink, split_export};
+use writ_audit::sink::{LANE_APPLICATION_NAME, PostgresLanes, Sink, split_export};
 use writ_testkit::{MockUpstream, TestGateway};
 
 const KEY: &str = "sk-upstream-audit-pg-0123456789";
@@ -453,6 +453,141 @@ async fn requests_are_served_while_a_checkpoint_waits_to_be_stored() {
         &gw.gateway().audit_verifier_key(),
         &writ_gateway::audit::origin(instance),
         Some(2 * requests as u64),
+    )
+    .unwrap();
+    assert_eq!(summary.unsigned_records(), 0);
+    assert_eq!(summary.open_decisions, 0);
+}
+
+/// A lane (a connection of one thread's own) appends where the instance's records end and
+/// nowhere else: a write that does not follow them is refused whole, saying where they
+/// end, and the lane stays open; a lane whose session the server ended is closed and
+/// opened again.
+#[tokio::test]
+async fn a_lane_appends_only_where_the_log_ends_and_reopens_after_its_session_ends() {
+    let db = writ_testkit::FreshDatabase::create().await;
+    let sink = Sink::postgres(&db.url()).await.unwrap();
+    sink.prepare().await.unwrap();
+    let lanes = Arc::new(
+        PostgresLanes::new(&db.url(), writ_audit::sink::Durability::Committed, 3).unwrap(),
+    );
+    // A closed lane lends nothing at once: it starts opening.
+    assert!(lanes.borrow(1).is_none());
+    let lines = |from: u64, n: u64| -> Vec<String> {
+        (from..from + n)
+            .map(|s| format!(r#"{{"v":1,"seq":{s},"instance":"i"}}"#))
+            .collect()
+    };
+    let lane = lanes.open_and_borrow(2).await.expect("lane 2 opens");
+    assert!(lanes.borrow(2).is_none(), "a lent lane is lent once");
+    lane.append("i", 0, &lines(0, 3)).await.unwrap();
+    assert!(lanes.is_idle(2), "given back after its write");
+    let lane = lanes.borrow(2).unwrap();
+    match lane.append("i", 5, &lines(5, 1)).await {
+        Err(writ_audit::sink::SinkError::NotContiguous { held: 3, first: 5 }) => {}
+        other => panic!("a gap must be refused, saying where the log ends: {other:?}"),
+    }
+    assert!(lanes.is_idle(2), "a refused write keeps the lane open");
+    let lane = lanes.borrow(2).unwrap();
+    match lane.append("i", 1, &lines(1, 4)).await {
+        Err(writ_audit::sink::SinkError::NotContiguous { held: 3, first: 1 }) => {}
+        other => panic!("an overlap must be refused whole: {other:?}"),
+    }
+    // The server ends the lane's session: the next write fails and closes the lane.
+    let admin = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(LANE_APPLICATION_NAME)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the lane's session is named");
+    let lane = lanes.borrow(2).unwrap();
+    assert!(lane.append("i", 3, &lines(3, 2)).await.is_err());
+    assert!(!lanes.is_idle(2), "a failed lane is closed");
+    let lane = lanes.open_and_borrow(2).await.expect("lane 2 opens again");
+    lane.append("i", 3, &lines(3, 2)).await.unwrap();
+    let (records, _) = log_of(&sink.export().await.unwrap(), "i");
+    assert_eq!(records, lines(0, 5), "every record once, in order");
+}
+
+/// The gateway's serving threads write a request's decision on their own connections
+/// (lanes) when it is served alone; the log they and the writer make together is one
+/// chain. When a lane's session dies, its record goes to the writer and the request is
+/// still served, its decision committed first; nothing is written twice or lost.
+#[tokio::test]
+async fn decisions_written_on_the_serving_threads_lanes_form_one_log_with_the_writers() {
+    let db = writ_testkit::FreshDatabase::create().await;
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = TestGateway::start(&format!(
+        "[audit]\nsink = \"postgres\"\npostgres_url = \"{}\"\ncheckpoint_every = 5\n\
+         [upstreams.mock]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        db.url(),
+        upstream.base_url()
+    ))
+    .await;
+    let admin = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let client = reqwest::Client::new();
+    let writ = gw.mint(
+        "mock",
+        r#"{"type":"writ:llm","upstream":"mock","models":["gpt-4o-mini"]}"#,
+        30,
+    );
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let decisions = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM audit_records WHERE line LIKE '%\"kind\":\"request_allowed\"%'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    };
+    let mut served = 0;
+    for round in 0..3 {
+        for _ in 0..10 {
+            let r = client
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(&writ)
+                .json(&chat)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "round {round}");
+            served += 1;
+            // Strict: each decision was committed before its request was forwarded.
+            assert_eq!(decisions().await, served);
+            assert_eq!(upstream.requests().len() as i64, served);
+        }
+        // Every lane's session ends under it.
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(LANE_APPLICATION_NAME)
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+    let alone = gw.gateway().audit_records_written_alone();
+    assert!(
+        (1..=30).contains(&alone),
+        "decisions written on the serving threads' lanes: {alone}"
+    );
+    gw.gateway().audit_checkpoint().await;
+    let export = gw.gateway().audit_export().await.unwrap();
+    let logs = split_export(&export);
+    assert_eq!(logs.len(), 1, "one instance");
+    let (instance, records, checkpoints) = &logs[0];
+    assert_eq!(records.len(), 60, "a decision and an outcome each, once");
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = writ_audit::verify_log(
+        &records,
+        &checkpoints,
+        &gw.gateway().audit_verifier_key(),
+        &writ_gateway::audit::origin(instance),
+        Some(60),
     )
     .unwrap();
     assert_eq!(summary.unsigned_records(), 0);

@@ -15,15 +15,16 @@
 //! crashing with `durability = "committed"`) gets them again (see `realign.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, oneshot};
-use writ_audit::sink::{Sink, SinkError, SqliteWriter};
+use writ_audit::sink::{PostgresLanes, Sink, SinkError};
 use writ_audit::{AuditLog, AuditRecord, Kind, Pseudonymizer};
 use writ_store::DataDir;
 
+use super::alone::{Alone, AloneSink, OnTheWay};
 use super::open::{AuditKeyError, load_key, open_sink, origin};
 use super::realign::SinceCheckpoint;
 use super::writer::{Appended, BEST_EFFORT_LINGER, Core, Job, Writer};
@@ -66,46 +67,14 @@ pub(crate) struct Auditor {
     verifier: writ_audit::VerifierKey,
     /// Resolves when the writer thread has ended.
     writer: Mutex<Option<oneshot::Receiver<()>>>,
-    /// Strict mode with the SQLite sink: a record that arrives while no other is on its
-    /// way is written by the request's own thread (see [`Auditor::record`]).
-    alone: Option<Alone>,
+    /// Strict mode with the SQLite or PostgreSQL sink: a record that arrives while no
+    /// other is on its way is written by the request's own thread (see `alone.rs`).
+    alone: Option<Arc<Alone>>,
     /// The log and what of it is written, shared with the writer: strict mode's outcome
     /// records are appended to it here (see [`Auditor::queue_outcome`]).
     core: Arc<std::sync::Mutex<Core>>,
     /// Records between checkpoints.
     every: u64,
-}
-
-/// What a strict request needs to write its record itself: the log and the connection
-/// the writer uses, and how many strict records are on their way now.
-struct Alone {
-    core: Arc<std::sync::Mutex<Core>>,
-    writer: SqliteWriter,
-    on_the_way: AtomicUsize,
-    /// Data-plane requests being served now ([`Auditor::open_request`]).
-    open_requests: AtomicUsize,
-    /// Records written by their requests' threads so far.
-    written: std::sync::atomic::AtomicU64,
-    /// Records between checkpoints.
-    every: u64,
-}
-
-/// One of several things counted while they last: a strict record on its way (written or
-/// waited for), a data-plane request being served.
-pub(crate) struct OnTheWay<'a>(&'a AtomicUsize);
-
-impl<'a> OnTheWay<'a> {
-    /// Counts one more; returns how many others there were.
-    fn enter(count: &'a AtomicUsize) -> (Self, usize) {
-        let others = count.fetch_add(1, Ordering::AcqRel);
-        (Self(count), others)
-    }
-}
-
-impl Drop for OnTheWay<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Auditor {
@@ -147,19 +116,34 @@ impl Auditor {
             checkpointed: 0,
             since_checkpoint: SinceCheckpoint::default(),
             flushing: false,
+            checkpointing: false,
             stopping: false,
         }));
-        let alone = match sink.sqlite_writer() {
-            Some(writer) if config.strict => Some(Alone {
+        let alone_sink = match (&config.sink, sink.sqlite_writer()) {
+            (_, Some(writer)) => Some(AloneSink::Sqlite(writer.clone())),
+            (AuditSinkConfig::Postgres(url), None) => {
+                Some(AloneSink::Postgres(Arc::new(PostgresLanes::new(
+                    url.expose(),
+                    config.durability,
+                    crate::serve::workers::MAX_WORKERS + 1,
+                )?)))
+            }
+            (AuditSinkConfig::Sqlite | AuditSinkConfig::File(_), None) => None,
+        };
+        let alone = alone_sink.filter(|_| config.strict).map(|sink| {
+            Arc::new(Alone {
                 core: core.clone(),
-                writer: writer.clone(),
+                sink,
+                jobs: jobs.clone(),
+                healthy: healthy.clone(),
+                stats: stats.clone(),
+                instance: instance.clone(),
+                every: config.checkpoint_every,
                 on_the_way: AtomicUsize::new(0),
                 open_requests: AtomicUsize::new(0),
-                written: std::sync::atomic::AtomicU64::new(0),
-                every: config.checkpoint_every,
-            }),
-            _ => None,
-        };
+                written: AtomicU64::new(0),
+            })
+        });
         let writer = Writer {
             core: core.clone(),
             key,
@@ -305,17 +289,15 @@ impl Auditor {
 
     /// Appends `record` and waits until it is durable.
     ///
-    /// With the SQLite sink, a record that finds no other strict record on its way and
-    /// nothing waiting to be written is written by the calling thread itself, which blocks
-    /// while SQLite commits it: handing it to the writer thread and being woken with the
-    /// answer costs two thread wake-ups, more than the commit. Records that arrive
-    /// together go to the writer, which commits them in one batch.
+    /// A record that finds no other strict record on its way and the log free is written
+    /// by the calling thread itself (see `alone.rs`); records that arrive together go to
+    /// the writer, which commits them in one batch.
     async fn append_durably(&self, record: AuditRecord) -> Appended {
         let record = Box::new(record);
         let (_on_the_way, record) = match &self.alone {
             Some(alone) => {
                 let (on_the_way, others) = OnTheWay::enter(&alone.on_the_way);
-                match self.write_alone(alone, others, record) {
+                match alone.write(others, record).await {
                     Ok(appended) => return appended,
                     Err(record) => (Some(on_the_way), record),
                 }
@@ -336,67 +318,6 @@ impl Auditor {
         self.alone
             .as_ref()
             .map(|alone| OnTheWay::enter(&alone.open_requests).0)
-    }
-
-    /// Writes `record` on this thread if no other strict record is on its way (`others`),
-    /// at most one request is being served (this one; none for a stream that ended after
-    /// its request was answered) and the writer has nothing pending; gives it back
-    /// otherwise.
-    fn write_alone(
-        &self,
-        alone: &Alone,
-        others: usize,
-        record: Box<AuditRecord>,
-    ) -> Result<Appended, Box<AuditRecord>> {
-        let alone_now = others == 0 && alone.open_requests.load(Ordering::Acquire) <= 1;
-        let Some(mut core) = alone_now
-            .then(|| alone.core.try_lock().ok())
-            .flatten()
-            // Lines kept after a failed write are the writer's to retry; lines merely
-            // pending (outcomes, see `queue_outcome`) are written with this record.
-            .filter(|core| {
-                !core.flushing
-                    && !core.stopping
-                    && (core.unwritten.is_empty() || self.healthy.load(Ordering::Acquire))
-            })
-        else {
-            return Err(record);
-        };
-        // A checkpoint holding writes still (or a write by the writer thread, between its
-        // batches) is not waited for here: the record goes to the writer instead.
-        let Some(mut connection) = alone.writer.try_hold() else {
-            return Err(record);
-        };
-        let (line, _) = core.log.append(*record);
-        let seq = core.log.size() - 1;
-        core.unwritten.push(line);
-        let first = core.written;
-        match connection.append(&self.instance, first, &core.unwritten) {
-            Ok(()) => {
-                core.written += core.unwritten.len() as u64;
-                self.stats.written(core.unwritten.len() as u64);
-                let lines = std::mem::take(&mut core.unwritten);
-                core.since_checkpoint.written(lines);
-                alone.written.fetch_add(1, Ordering::Relaxed);
-                self.healthy.store(true, Ordering::Release);
-                // Records the writer had taken in, and someone waits for, went with it.
-                let written = core.written;
-                for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {
-                    let _ = tx.send(Appended::Durable(seq));
-                }
-                if core.log.size() - core.checkpointed >= alone.every {
-                    let _ = self.jobs.send(Job::Written);
-                }
-                Ok(Appended::Durable(seq))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, sink = %self.sink.describe(), "audit sink write failed; records kept for retry");
-                self.healthy.store(false, Ordering::Release);
-                self.stats.failed();
-                // The writer retries them, as it does its own.
-                Ok(Appended::Kept(seq))
-            }
-        }
     }
 
     /// How many records their requests' own threads have written.

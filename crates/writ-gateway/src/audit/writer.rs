@@ -46,8 +46,12 @@ pub(super) struct Core {
     pub(super) checkpointed: u64,
     /// The lines written since the last checkpoint, to write again if the sink loses them.
     pub(super) since_checkpoint: SinceCheckpoint,
-    /// The writer is writing lines it took out of `unwritten`.
+    /// Lines taken out of `unwritten` are being written (by the writer, or by a request's
+    /// task on its thread's PostgreSQL connection): no one else writes meanwhile.
     pub(super) flushing: bool,
+    /// A checkpoint is being stored: a sink that lost records gives them back to the
+    /// writer when it is (see `checkpoint_stored`), so no request writes meanwhile.
+    pub(super) checkpointing: bool,
     /// The writer has been told to stop: records go to it (and are refused once it has).
     pub(super) stopping: bool,
 }
@@ -148,6 +152,17 @@ impl Writer {
                 }
             }
         }
+        // A request's task writing now tells the writer when it is done (`stopping`).
+        while self.core().flushing {
+            let mut done = Vec::new();
+            match rx.recv().await {
+                Some(job) => self.take(job, &mut done),
+                None => break,
+            }
+            for tx in done {
+                let _ = tx.send(());
+            }
+        }
         self.flush().await;
         self.checkpoint(true).await;
         // The last checkpoint is on disk before the writer ends.
@@ -201,7 +216,9 @@ impl Writer {
         // writing their own meanwhile): a sink other than SQLite writes asynchronously.
         let (first, lines) = {
             let mut core = self.core();
-            if core.unwritten.is_empty() {
+            // Lines a request's task is writing now come first: it tells the writer when
+            // it is done, and these are written then.
+            if core.unwritten.is_empty() || core.flushing {
                 return;
             }
             core.flushing = true;
@@ -269,18 +286,24 @@ impl Writer {
             }
             match storing.await {
                 Ok((size, result)) => self.checkpoint_stored(size, result),
-                Err(e) => tracing::error!(error = %e, "audit checkpoint store did not finish"),
+                Err(e) => {
+                    self.core().checkpointing = false;
+                    tracing::error!(error = %e, "audit checkpoint store did not finish");
+                }
             }
         }
         // Only what is durable is checkpointed. The tree head is taken under the lock and
         // signed after it is let go: a request that finds the log locked hands its record
         // to this writer instead of committing it itself, and would wait out the signature.
         let head = {
-            let core = self.core();
-            if core.written == 0 || core.written == core.checkpointed || !core.unwritten.is_empty()
+            let mut core = self.core();
+            if core.written == 0
+                || core.written == core.checkpointed
+                || core.log.size() != core.written
             {
                 return;
             }
+            core.checkpointing = true;
             core.log.tree_head()
         };
         let (size, note) = (head.size(), self.key.sign(&head));
@@ -319,6 +342,8 @@ impl Writer {
                 tracing::error!(error = %e, sink = %self.sink.describe(), "audit checkpoint write failed");
             }
         }
+        // Cleared only now: records the sink lost are back with the writer first.
+        self.core().checkpointing = false;
         if let Some(sync) = &self.sync_at_checkpoints {
             sync.notify_one();
         }
