@@ -127,6 +127,11 @@ impl Limits {
         }
     }
 
+    /// Whether a reservation is a round trip to another server (Redis).
+    pub(crate) fn reserves_remotely(&self) -> bool {
+        matches!(*self.backend, Limiter::Redis(_))
+    }
+
     /// The backend limit state is kept in.
     pub(crate) fn limiter(&self) -> &Limiter {
         &self.backend

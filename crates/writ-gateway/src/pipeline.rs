@@ -195,10 +195,9 @@ async fn run(
     decision::may_proceed(gw)?;
     // Limit: every applicable limit reserved at once, all or nothing.
     let request_bytes = body.len();
-    let limits = &ctx.snapshot.limits;
-    let held = limit::reserve(gw, limits, &writ, &target, &facts, request_bytes).await?;
-    // Decision: in strict audit, on record before anything is sent.
-    let held = decision::commit(gw, ctx, held).await?;
+    // Decision: in strict audit, on record before anything is sent (with limits in
+    // Redis, committed while the reservation is on its way).
+    let held = decision::reserve_and_commit(gw, ctx, &writ, &target, &facts, request_bytes).await?;
     let remaining = held.as_ref().map(|h| h.remaining().to_vec());
     // Inject and forward: the upstream's credential in, the writ out, the request sent.
     let (body, drop_usage_chunk) = inject::ask_for_stream_usage(&ctx.route, facts.stream, body);

@@ -289,3 +289,73 @@ async fn a_cost_budget_holds_under_300_concurrent_requests_on_three_gateways() {
         "{admitted} admitted, estimate {estimate}"
     );
 }
+
+/// Strict audit with limits in Redis: a request's decision is committed while its
+/// reservation is on its way. An admitted request is forwarded after both; one the limits
+/// refuse is never forwarded, and the log holds its decision followed by the refusal as
+/// that decision's outcome (429, `rate_limited`), so every decision has its outcome and
+/// the log verifies.
+#[tokio::test]
+async fn a_decision_committed_beside_a_refused_reservation_is_closed_by_the_refusal() {
+    let upstream = MockUpstream::start(KEY).await;
+    let name = fresh_name("beside");
+    let limits =
+        "[[limit]]\nscope = \"upstream\"\ndimension = \"requests\"\nper = \"day\"\nlimit = 2\n";
+    let gw = TestGateway::start(&config(&upstream, &name, REDIS, "", limits)).await;
+    let client = reqwest::Client::new();
+    let statuses = [
+        post(&client, &gw, &name).await.status(),
+        post(&client, &gw, &name).await.status(),
+        post(&client, &gw, &name).await.status(),
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(upstream.requests().len(), 2, "the refused request was sent");
+    gw.gateway().audit_checkpoint().await;
+    let export = gw.gateway().audit_export().await.unwrap();
+    let logs = writ_audit::sink::split_export(&export);
+    let (instance, lines, checkpoints) = &logs[0];
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["kind"] == "request_allowed" || r["kind"] == "request_outcome")
+        .collect();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "request_allowed").count(),
+        3,
+        "{kinds:?}"
+    );
+    let refusal = records
+        .iter()
+        .find(|r| r["status"] == 429)
+        .unwrap_or_else(|| panic!("the refusal is recorded: {records:?}"));
+    assert_eq!(refusal["kind"], "request_outcome");
+    let decision = refusal["decision_seq"].as_u64().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "request_allowed" && r["seq"].as_u64() == Some(decision)),
+        "the refusal closes a decision of the log: {records:?}"
+    );
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = writ_audit::verify_log(
+        &lines,
+        &checkpoints,
+        &gw.gateway().audit_verifier_key(),
+        &writ_gateway::audit::origin(instance),
+        None,
+    )
+    .unwrap();
+    assert_eq!(summary.open_decisions, 0, "every decision has its outcome");
+}

@@ -6,12 +6,70 @@
 //! 503 `audit_unavailable` and nothing is sent: a client that retries cannot make the
 //! upstream act twice for one audited decision. The outcome record that ends the request
 //! names this one ([`crate::audit::end_record`]).
+//!
+//! With limits kept in Redis, the reservation and the commit are two round trips to two
+//! servers: they are made at once ([`reserve_and_commit`]), so a request waits for the
+//! longer of them rather than both. A request the limits then refuse is recorded as that
+//! committed decision followed by its refusal (the 429 as the decision's outcome, linked
+//! to it), both before its answer; nothing is sent upstream either way.
+
+use writ_token::{RequestFacts, VerifiedWrit};
 
 use crate::audit::Appended;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::limits::Held;
+use crate::pipeline::route::Target;
 use crate::pipeline::{RequestCtx, limit};
+
+/// Limit, then decision: every applicable limit reserved (all or nothing), and in strict
+/// mode the `request_allowed` record committed. With limits in Redis and strict audit the
+/// two are done at once (see the module's doc); otherwise one after the other, and a
+/// request the limits refuse has no decision. Returns the reservation to carry on with; an
+/// error means the request must not be forwarded, and nothing stays reserved.
+pub(crate) async fn reserve_and_commit(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    writ: &VerifiedWrit,
+    target: &Target,
+    facts: &RequestFacts,
+    request_bytes: usize,
+) -> Result<Option<Held>, GatewayError> {
+    let snapshot = ctx.snapshot.clone();
+    let reserving = limit::reserve(gw, &snapshot.limits, writ, target, facts, request_bytes);
+    if !(gw.audit.decides_first() && gw.limits.reserves_remotely()) {
+        let held = reserving.await?;
+        return commit(gw, ctx, held).await;
+    }
+    let Some(due) = ctx.audit.as_mut() else {
+        return Err(GatewayError::Internal("audit record already written"));
+    };
+    let record = ctx
+        .id
+        .audit_record(gw, writ_audit::Kind::RequestAllowed, None);
+    let (reserved, committed) = tokio::join!(reserving, gw.audit.commit_decision(record));
+    match (reserved, committed) {
+        (Ok(held), Appended::Durable(seq)) => {
+            due.allowed(Some(seq));
+            Ok(held)
+        }
+        (Ok(held), refused) => {
+            // Nothing was sent: the reservation is given back whole.
+            limit::give_back(held);
+            if let Appended::Kept(seq) = refused {
+                // The refusal's record links to the decision kept for a later write.
+                due.linked(seq);
+            }
+            Err(GatewayError::AuditUnavailable)
+        }
+        (Err(refused), Appended::Durable(seq) | Appended::Kept(seq)) => {
+            // The limits' refusal is the committed (or kept) decision's outcome.
+            due.linked(seq);
+            Err(refused)
+        }
+        (Err(refused), Appended::Lost) => Err(refused),
+    }
+}
 
 /// Refuses with 503 `audit_unavailable` while strict audit cannot write: checked before
 /// limits are reserved, so a refused request holds nothing.
