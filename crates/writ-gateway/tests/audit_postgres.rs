@@ -5,9 +5,9 @@
 //! upstream, since a request's decision is committed before it is forwarded; when it is
 //! back the gateway recovers by itself and no record was lost.
 //!
-//! The database is shared and keeps its rows between runs. Every gateway run writes under
-//! an instance id of its own, and this test finds its instance by an upstream name made
-//! for the run, then looks only at that instance's log.
+//! Each test writes to a database of its own (`FreshDatabase`), dropped after it: the
+//! shared `test` database keeps every other run's records (benchmarks' too), which an
+//! export would read.
 //!
 //! Needs PostgreSQL (panics if it cannot be reached; never skips). Run with
 //! `cargo test -p writ-gateway --test audit_postgres`.
@@ -140,13 +140,17 @@ fn log_of(export: &[String], instance: &str) -> (Vec<String>, Vec<String>) {
 #[tokio::test]
 async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() {
     require_postgres().await;
+    // A database of this test's own (the shared one holds every other run's records, which
+    // the export below would read too), reached through the forwarder.
+    let db = writ_testkit::FreshDatabase::create().await;
+    let db_name = db.url().rsplit('/').next().unwrap().to_string();
     let forwarder = Forwarder::start(PG_ADDR.parse().unwrap()).await;
     let upstream = MockUpstream::start(KEY).await;
     // An upstream name of this run's own: its records name it, which finds our instance
     // among the other runs' in the shared database.
     let name = format!("pg{:016x}", rand::random::<u64>());
     let gw = TestGateway::start(&format!(
-        "[audit]\nsink = \"postgres\"\npostgres_url = \"postgres://postgres@{}/test\"\n\
+        "[audit]\nsink = \"postgres\"\npostgres_url = \"postgres://postgres@{}/{db_name}\"\n\
          [upstreams.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
         forwarder.addr,
         upstream.base_url()
@@ -184,7 +188,7 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(
         ready["checks"]["audit_sink"]["detail"],
-        format!("PostgreSQL at {}/test", forwarder.addr)
+        format!("PostgreSQL at {}/{db_name}", forwarder.addr)
     );
     responses.push(send().await);
     assert_eq!(responses[0], StatusCode::OK);
@@ -231,7 +235,7 @@ async fn strict_postgres_sink_refuses_while_the_database_is_away_and_recovers() 
     assert_eq!(ready["checks"]["audit_sink"]["ok"], false, "{ready}");
     let detail = ready["checks"]["audit_sink"]["detail"].as_str().unwrap();
     assert!(
-        detail.starts_with(&format!("PostgreSQL at {}/test: ", forwarder.addr)),
+        detail.starts_with(&format!("PostgreSQL at {}/{db_name}: ", forwarder.addr)),
         "{detail}"
     );
     for other in ["keys", "store", "limiter"] {
