@@ -48,6 +48,12 @@ pub enum AuditStartError {
     WriterThread(std::io::Error),
 }
 
+/// Serving threads (the first ones) that keep a PostgreSQL connection of their own for
+/// records written alone; threads past them hand theirs to the writer. Only one request
+/// is served alone at a time, so a few suffice, and a gateway with many threads does not
+/// hold a connection per thread against the server's `max_connections`.
+const LANES: usize = 8;
+
 /// This instance's audit log.
 pub(crate) struct Auditor {
     strict: bool,
@@ -121,13 +127,9 @@ impl Auditor {
         }));
         let alone_sink = match (&config.sink, sink.sqlite_writer()) {
             (_, Some(writer)) => Some(AloneSink::Sqlite(writer.clone())),
-            (AuditSinkConfig::Postgres(url), None) => {
-                Some(AloneSink::Postgres(Arc::new(PostgresLanes::new(
-                    url.expose(),
-                    config.durability,
-                    crate::serve::workers::MAX_WORKERS + 1,
-                )?)))
-            }
+            (AuditSinkConfig::Postgres(url), None) => Some(AloneSink::Postgres(Arc::new(
+                PostgresLanes::new(url.expose(), config.durability, LANES + 1)?,
+            ))),
             (AuditSinkConfig::Sqlite | AuditSinkConfig::File(_), None) => None,
         };
         let alone = alone_sink.filter(|_| config.strict).map(|sink| {
