@@ -122,6 +122,45 @@ async fn require_postgres() {
     }
 }
 
+/// A strict gateway writing its audit log to `db`, a checkpoint every `every` records,
+/// with the upstream `mock`.
+async fn pg_gateway(
+    db: &writ_testkit::FreshDatabase,
+    upstream: &MockUpstream,
+    every: u64,
+) -> TestGateway {
+    TestGateway::start(&format!(
+        "[audit]\nsink = \"postgres\"\npostgres_url = \"{}\"\ncheckpoint_every = {every}\n\
+         [upstreams.mock]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
+        db.url(),
+        upstream.base_url()
+    ))
+    .await
+}
+
+/// Checkpoints `gw`'s log and checks it: one instance, `n` records, every one signed and
+/// every decision with its outcome.
+async fn assert_one_log_verifies(gw: &TestGateway, n: u64) {
+    gw.gateway().audit_checkpoint().await;
+    let export = gw.gateway().audit_export().await.unwrap();
+    let logs = split_export(&export);
+    assert_eq!(logs.len(), 1, "one instance");
+    let (instance, records, checkpoints) = &logs[0];
+    assert_eq!(records.len() as u64, n, "every record once");
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
+    let summary = writ_audit::verify_log(
+        &records,
+        &checkpoints,
+        &gw.gateway().audit_verifier_key(),
+        &writ_gateway::audit::origin(instance),
+        Some(n),
+    )
+    .unwrap();
+    assert_eq!(summary.unsigned_records(), 0);
+    assert_eq!(summary.open_decisions, 0);
+}
+
 /// The record lines and checkpoint notes of `instance` in an export.
 /// `GET /readyz`: its status and body.
 async fn readiness(client: &reqwest::Client, gw: &TestGateway) -> (StatusCode, Value) {
@@ -388,13 +427,7 @@ async fn the_postgres_sink_reads_the_log_in_pages() {
 async fn requests_are_served_while_a_checkpoint_waits_to_be_stored() {
     let db = writ_testkit::FreshDatabase::create().await;
     let upstream = MockUpstream::start(KEY).await;
-    let gw = TestGateway::start(&format!(
-        "[audit]\nsink = \"postgres\"\npostgres_url = \"{}\"\ncheckpoint_every = 2\n\
-         [upstreams.mock]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
-        db.url(),
-        upstream.base_url()
-    ))
-    .await;
+    let gw = pg_gateway(&db, &upstream, 2).await;
     let admin = sqlx::PgPool::connect(&db.url()).await.unwrap();
     let mut lock = admin.begin().await.unwrap();
     sqlx::query("LOCK TABLE audit_checkpoints IN ACCESS EXCLUSIVE MODE")
@@ -525,13 +558,7 @@ async fn a_lane_appends_only_where_the_log_ends_and_reopens_after_its_session_en
 async fn decisions_written_on_the_serving_threads_lanes_form_one_log_with_the_writers() {
     let db = writ_testkit::FreshDatabase::create().await;
     let upstream = MockUpstream::start(KEY).await;
-    let gw = TestGateway::start(&format!(
-        "[audit]\nsink = \"postgres\"\npostgres_url = \"{}\"\ncheckpoint_every = 5\n\
-         [upstreams.mock]\nkind = \"openai\"\nbase_url = \"{}\"\nallow_private_network = true\napi_key = \"{KEY}\"\n",
-        db.url(),
-        upstream.base_url()
-    ))
-    .await;
+    let gw = pg_gateway(&db, &upstream, 5).await;
     let admin = sqlx::PgPool::connect(&db.url()).await.unwrap();
     let client = reqwest::Client::new();
     let writ = gw.mint(
@@ -578,22 +605,6 @@ async fn decisions_written_on_the_serving_threads_lanes_form_one_log_with_the_wr
         (1..=30).contains(&alone),
         "decisions written on the serving threads' lanes: {alone}"
     );
-    gw.gateway().audit_checkpoint().await;
-    let export = gw.gateway().audit_export().await.unwrap();
-    let logs = split_export(&export);
-    assert_eq!(logs.len(), 1, "one instance");
-    let (instance, records, checkpoints) = &logs[0];
-    assert_eq!(records.len(), 60, "a decision and an outcome each, once");
-    let records: Vec<&str> = records.iter().map(String::as_str).collect();
-    let checkpoints: Vec<&str> = checkpoints.iter().map(String::as_str).collect();
-    let summary = writ_audit::verify_log(
-        &records,
-        &checkpoints,
-        &gw.gateway().audit_verifier_key(),
-        &writ_gateway::audit::origin(instance),
-        Some(60),
-    )
-    .unwrap();
-    assert_eq!(summary.unsigned_records(), 0);
-    assert_eq!(summary.open_decisions, 0);
+    // A decision and an outcome each, once.
+    assert_one_log_verifies(&gw, 60).await;
 }
