@@ -302,6 +302,43 @@ mod tests {
         }
     }
 
+    /// The scrubbed copy is built only from the first header that changes: the ones before
+    /// it, repeated names included, must come through whole and in order, as must the ones
+    /// after; a header named by a secret goes.
+    #[tokio::test]
+    async fn headers_around_a_redacted_one_are_kept_in_order() {
+        let f = in_mode("block").await;
+        let redactor = Redactor::for_tenant(&f.gw, Some("default"));
+        let mut headers = HeaderMap::new();
+        headers.append("x-before", HeaderValue::from_static("first value here"));
+        headers.append("x-before", HeaderValue::from_static("second value here"));
+        headers.append("x-echo", HeaderValue::from_str(&leaky()).unwrap());
+        headers.append(KEY, HeaderValue::from_static("named by the key"));
+        headers.append("x-after", HeaderValue::from_static("after the secret"));
+        let findings = redactor.headers(&mut headers);
+        let before: Vec<_> = headers.get_all("x-before").iter().collect();
+        assert_eq!(before, ["first value here", "second value here"]);
+        let echo = headers["x-echo"].to_str().unwrap();
+        assert!(!echo.contains(KEY) && !echo.contains(AWS));
+        assert!(
+            headers.get(KEY).is_none(),
+            "a header named by a secret goes"
+        );
+        assert_eq!(headers["x-after"], "after the secret");
+        assert_eq!(headers.len(), 4);
+        assert_eq!(findings.len(), 3);
+        // Nothing to redact: the map is left as it was.
+        let mut clean = HeaderMap::new();
+        clean.append(
+            "x-plain",
+            HeaderValue::from_static("nothing to see in here"),
+        );
+        clean.append("x-plain", HeaderValue::from_static("nor in here at all"));
+        let before = clean.clone();
+        assert!(redactor.headers(&mut clean).is_empty());
+        assert_eq!(clean, before);
+    }
+
     #[tokio::test]
     async fn a_json_escaped_secret_is_redacted_as_its_client_reads_it() {
         let f = in_mode("block").await;

@@ -120,33 +120,46 @@ pub(crate) fn scrub_headers(
         return Vec::new();
     }
     let mut findings = Vec::new();
-    let mut changed = false;
-    let mut scrubbed = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers.iter() {
+    // Built only once a header has to change (most responses hold no secret): the headers
+    // before it as they were, then each one kept, redacted or dropped.
+    let mut scrubbed: Option<HeaderMap> = None;
+    for (i, (name, value)) in headers.iter().enumerate() {
         let in_name = scanner.scan(name.as_str().as_bytes());
         let drop = in_name.iter().any(|f| redact(f.rule));
         findings.extend(in_name);
-        if drop {
-            changed = true;
-            continue;
-        }
-        let (redacted, found) = scanner.redact_where(value.as_bytes(), redact);
-        findings.extend(found);
-        match redacted {
-            Cow::Borrowed(_) => {
-                scrubbed.append(name.clone(), value.clone());
-            }
-            Cow::Owned(bytes) => {
-                changed = true;
+        // `None`: kept as it is; `Some(None)`: dropped; `Some(Some(v))`: replaced by `v`.
+        let change = if drop {
+            Some(None)
+        } else {
+            let (redacted, found) = scanner.redact_where(value.as_bytes(), redact);
+            findings.extend(found);
+            match redacted {
+                Cow::Borrowed(_) => None,
                 // A redaction is printable ASCII; were the value still not valid, the
                 // header goes rather than the secret.
-                if let Ok(value) = HeaderValue::from_bytes(&bytes) {
-                    scrubbed.append(name.clone(), value);
+                Cow::Owned(bytes) => Some(HeaderValue::from_bytes(&bytes).ok()),
+            }
+        };
+        match (change, &mut scrubbed) {
+            (None, None) => {}
+            (None, Some(out)) => {
+                out.append(name.clone(), value.clone());
+            }
+            (Some(replacement), out) => {
+                let out = out.get_or_insert_with(|| {
+                    let mut out = HeaderMap::with_capacity(headers.len());
+                    for (n, v) in headers.iter().take(i) {
+                        out.append(n.clone(), v.clone());
+                    }
+                    out
+                });
+                if let Some(value) = replacement {
+                    out.append(name.clone(), value);
                 }
             }
         }
     }
-    if changed {
+    if let Some(scrubbed) = scrubbed {
         *headers = scrubbed;
     }
     findings
