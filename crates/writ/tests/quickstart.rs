@@ -321,6 +321,17 @@ fn bad_config_files_are_refused_with_the_cause() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config"));
 }
 
+/// Stops `writ serve` run under `timeout` and waits for it: SIGTERM to `timeout`, which
+/// passes it on to the server (a SIGKILL would end `timeout` alone and leave the server
+/// running after the test, holding its ports).
+fn stop_timed(child: &mut std::process::Child) -> std::process::ExitStatus {
+    // Fails only if it has exited already, which the wait below then reports.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap()
+}
+
 /// Log lines: text without colour codes when standard error is not a terminal, one JSON
 /// object per line with `WRIT_LOG_FORMAT=json`, and a clear refusal of another format.
 #[test]
@@ -349,8 +360,7 @@ fn logs_are_plain_text_or_json_as_asked() {
                 break;
             }
         }
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let status = stop_timed(&mut child);
         (status, lines)
     };
     let (_, text) = log(None);
@@ -435,8 +445,7 @@ fn a_line_per_request_when_asked() {
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = stop_timed(&mut child);
     let line = logged.expect("a request line");
     assert!(!line.contains(&writ) && !line.contains("Hello!"), "{line}");
     let line: Value = serde_json::from_str(&line).unwrap();
