@@ -35,12 +35,14 @@ pub(crate) async fn reserve_and_commit(
     facts: &RequestFacts,
     request_bytes: usize,
 ) -> Result<Option<Held>, GatewayError> {
-    let snapshot = ctx.snapshot.clone();
-    let reserving = limit::reserve(gw, &snapshot.limits, writ, target, facts, request_bytes);
     if !(gw.audit.decides_first() && gw.limits.reserves_remotely()) {
-        let held = reserving.await?;
+        let limits = &ctx.snapshot.limits;
+        let held = limit::reserve(gw, limits, writ, target, facts, request_bytes).await?;
         return commit(gw, ctx, held).await;
     }
+    // The reservation reads the snapshot while the decision's record is written to `ctx`.
+    let snapshot = ctx.snapshot.clone();
+    let reserving = limit::reserve(gw, &snapshot.limits, writ, target, facts, request_bytes);
     let Some(due) = ctx.audit.as_mut() else {
         return Err(GatewayError::Internal("audit record already written"));
     };
