@@ -165,7 +165,7 @@ pub enum DatalogError {
 
 /// The shape of every check a writ states after its authority block, kept with the
 /// verified writ so that each authorization can bound its cost for the request at hand.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct CheckShapes {
     queries: Vec<Query>,
     /// Facts stated by all blocks, and by predicate name.
@@ -181,14 +181,14 @@ pub(crate) struct CheckShapes {
     longest_string: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Query {
     block: usize,
     predicates: Vec<Pred>,
     expressions: Vec<Vec<Op>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Pred {
     name: String,
     /// The first term is a constant or a variable bound by an earlier predicate.
@@ -196,7 +196,7 @@ struct Pred {
 }
 
 /// An expression operation, reduced to what its cost depends on.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Op {
     Variable(u32),
     Str(u64),

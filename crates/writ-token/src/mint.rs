@@ -398,4 +398,71 @@ mod tests {
         COMPILED.with_borrow(|memo| assert_eq!(memo.len(), COMPILED_HELD));
         assert_eq!(source(compiled(&first).unwrap().0), fresh(&first));
     }
+
+    /// Writs of one shape and one expiry read alike (what `shape::read` shares), whatever
+    /// their ids and issue times; another expiry gives another time bound.
+    #[test]
+    fn writs_of_one_shape_and_expiry_read_alike() {
+        let key = RootKeyPair::generate(crate::KeyId(1));
+        let ceiling = crate::grant::parse_grants(
+            r#"[{"type":"writ:llm","upstream":"a"},{"type":"writ:budget","usd_micros":50}]"#,
+        )
+        .unwrap();
+        let grants = crate::grant::parse_grants(
+            r#"{"type":"writ:tool","upstream":"a","tool":"book","arguments":{"flight":"LH123"}}"#,
+        )
+        .unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let read = |now: SystemTime, ttl: u64| {
+            let req = MintRequest {
+                tenant: "t",
+                agent: "a",
+                ceiling: &ceiling,
+                grants: &grants,
+                ttl: Duration::from_secs(ttl),
+                max_ttl: Duration::from_secs(60),
+                now,
+                cnf_jkt: Some("jkt"),
+                audience: None,
+            };
+            let (biscuit, claims, shape) = build(&key, &req).unwrap();
+            let reads = crate::verification::Reads::of(&biscuit.to_vec().unwrap()).unwrap();
+            (reads, claims, shape.unwrap())
+        };
+        let (first, c1, s1) = read(t0, 30);
+        let (second, c2, s2) = read(t0 + Duration::from_secs(10), 20);
+        assert_eq!(s1, s2);
+        assert_ne!(c1.token_id, c2.token_id);
+        assert_ne!(c1.issued_at, c2.issued_at);
+        assert_eq!(c1.expires_at, c2.expires_at);
+        assert!(first.checks == second.checks);
+        assert_eq!(first.holds_through, second.holds_through);
+        let (later, _, s3) = read(t0, 40);
+        assert_eq!(s1, s3);
+        assert!(first.checks == later.checks);
+        assert_ne!(first.holds_through, later.holds_through);
+        // The shared reads are the ones read from the bytes (debug builds compare them at
+        // every call as well).
+        for (now, ttl) in [(t0, 30), (t0 + Duration::from_secs(10), 20), (t0, 40)] {
+            let (fresh, claims, shape) = read(now, ttl);
+            let (biscuit, _, _) = build(
+                &key,
+                &MintRequest {
+                    tenant: "t",
+                    agent: "a",
+                    ceiling: &ceiling,
+                    grants: &grants,
+                    ttl: Duration::from_secs(ttl),
+                    max_ttl: Duration::from_secs(60),
+                    now,
+                    cnf_jkt: Some("jkt"),
+                    audience: None,
+                },
+            )
+            .unwrap();
+            let shared = crate::shape::read(shape, &claims, &biscuit.to_vec().unwrap()).unwrap();
+            assert!(shared.checks == fresh.checks);
+            assert_eq!(shared.holds_through, fresh.holds_through);
+        }
+    }
 }

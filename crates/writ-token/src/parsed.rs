@@ -20,8 +20,9 @@ use crate::evaluation_cost::CheckShapes;
 pub(crate) struct Loaded {
     /// The parsed token.
     pub(crate) biscuit: Biscuit,
-    /// The shape of the checks after the authority block.
-    pub(crate) checks: CheckShapes,
+    /// The shape of the checks after the authority block (shared by the writs of one
+    /// shape: see `shape::read`).
+    pub(crate) checks: Arc<CheckShapes>,
 }
 
 impl std::ops::Deref for Loaded {
@@ -190,7 +191,7 @@ mod tests {
             .unwrap()
             .build(&root)
             .unwrap();
-        let checks = CheckShapes::read(&biscuit.to_vec().unwrap()).unwrap();
+        let checks = Arc::new(CheckShapes::read(&biscuit.to_vec().unwrap()).unwrap());
         Arc::new(Loaded { biscuit, checks })
     }
 

@@ -16,11 +16,20 @@
 //!
 //! Only writs minted here have a shape: a writ verified from its text (minted elsewhere,
 //! attenuated, delegated) is decided by its own Datalog, and its own memo.
+//!
+//! What is read from a minted writ's bytes apart from evaluating them ([`Reads`]) is the
+//! same for writs of one shape and one expiry, so it is read once per shape ([`read`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
+use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
+
+use crate::error::WritError;
+use crate::verification::Reads;
+use crate::verify::WritClaims;
 
 /// SHA-256 of what a minted writ's Datalog is made of, apart from its id, issue time and
 /// expiry (see the module documentation).
@@ -124,6 +133,57 @@ pub(crate) fn remember(shape: Shape, facts: [u8; 32], from: u64, through: u64) {
         }
     }
     held.insert((shape, facts), Window { from, through });
+}
+
+/// Shapes whose [`Reads`] are held, per thread, most recently read first: a just-in-time
+/// agent mints writs of one shape task after task.
+const READS_HELD: usize = 32;
+
+thread_local! {
+    /// Per shape, the reads of its writs that expire at one second (UNIX time).
+    static READS: RefCell<Vec<(Shape, u64, Reads)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What [`Reads::of`] gives for `sealed`, the bytes of a writ just minted with `claims` in
+/// shape `shape`: read from the bytes once per shape and expiry, and shared.
+///
+/// Why it is the same: writs of one shape are made of the same blocks but for the token
+/// id, the issue time and the expiry (see the module documentation). The shapes of the
+/// checks count facts and predicate names, the lengths of strings and the kinds of terms,
+/// never a date's value, and the token id is a ULID, always 26 characters. The time bound
+/// reads rules and checks only, where the expiry is the one value that differs: it is
+/// part of the key. Debug builds read the bytes at every call and compare.
+pub(crate) fn read(shape: Shape, claims: &WritClaims, sealed: &[u8]) -> Result<Reads, WritError> {
+    let expires = claims
+        .expires_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let held = READS.with_borrow_mut(|memo| {
+        let i = memo
+            .iter()
+            .position(|(s, e, _)| *s == shape && *e == expires)?;
+        let entry = memo.remove(i);
+        let reads = entry.2.clone();
+        memo.insert(0, entry);
+        Some(reads)
+    });
+    if let Some(reads) = held {
+        #[cfg(debug_assertions)]
+        {
+            let fresh = Reads::of(sealed)?;
+            debug_assert!(fresh.checks == reads.checks);
+            debug_assert_eq!(fresh.holds_through, reads.holds_through);
+        }
+        return Ok(reads);
+    }
+    let reads = Reads::of(sealed)?;
+    READS.with_borrow_mut(|memo| {
+        // One expiry per shape is enough: the writs minted next expire then or later.
+        memo.retain(|(s, _, _)| *s != shape);
+        memo.truncate(READS_HELD - 1);
+        memo.insert(0, (shape, expires, reads.clone()));
+    });
+    Ok(reads)
 }
 
 #[cfg(test)]

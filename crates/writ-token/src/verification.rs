@@ -48,6 +48,28 @@ pub(crate) struct Verification {
     pub(crate) shape: Option<Shape>,
 }
 
+/// What is read from a writ's serialized blocks, apart from evaluating them.
+#[derive(Clone)]
+pub(crate) struct Reads {
+    /// The shapes of the checks after the authority block.
+    pub(crate) checks: Arc<CheckShapes>,
+    /// The last second through which the blocks' Datalog answers alike whatever the time
+    /// (see `time_bound`); `None` for a token that cannot be read that way, which is then
+    /// decided again every second (never given a wrong bound).
+    pub(crate) holds_through: Option<u64>,
+}
+
+impl Reads {
+    /// Reads the serialized token `sealed` (signatures already verified); refuses one
+    /// whose checks break the structural limits.
+    pub(crate) fn of(sealed: &[u8]) -> Result<Self, WritError> {
+        Ok(Self {
+            checks: Arc::new(CheckShapes::read(sealed)?),
+            holds_through: crate::time_bound::holds_through(sealed),
+        })
+    }
+}
+
 /// What third-party blocks state: kept apart, since most writs have none.
 pub(crate) struct ThirdParty {
     /// Delegations stated by blocks a trusted root key signed, oldest first, as
@@ -71,20 +93,21 @@ pub(crate) struct Allowed {
 }
 
 impl Verification {
-    /// What verifying `biscuit` (whose bytes are `sealed`) established, with its parsed
-    /// token placed in the process's ring.
+    /// What verifying `biscuit` established, with what was read of its bytes (`reads`),
+    /// and with its parsed token placed in the process's ring.
     pub(crate) fn new(
         biscuit: Biscuit,
         root: PublicKey,
-        sealed: &[u8],
-        checks: CheckShapes,
+        reads: Reads,
         claims: WritClaims,
         delegation: Vec<(i64, String, String)>,
         shape: Option<Shape>,
     ) -> Result<Self, WritError> {
-        // Read from the blocks as evaluated; a token that cannot be read gets no bound
-        // (decided again every second), never a wrong one.
-        let holds_through = crate::time_bound::holds_through(sealed).and_then(NonZeroU64::new);
+        let Reads {
+            checks,
+            holds_through,
+        } = reads;
+        let holds_through = holds_through.and_then(NonZeroU64::new);
         let external_keys: Vec<PublicKey> = biscuit
             .external_public_keys()
             .into_iter()

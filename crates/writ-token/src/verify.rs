@@ -20,7 +20,7 @@ use crate::facts::RequestFacts;
 use crate::keys::RootKeys;
 use crate::parsed::Loaded;
 use crate::revocation_ids::RevocationIds;
-use crate::verification::{Allowed, Verification};
+use crate::verification::{Allowed, Reads, Verification};
 
 /// Bounds on one Datalog evaluation; hitting a bound is a denial. The work is bounded by
 /// facts and iterations, which do not depend on load. Wall time is only a backstop: the
@@ -148,16 +148,14 @@ impl Authorization {
 
 type ClaimsRow = (i64, String, String, String, SystemTime, SystemTime);
 
-/// The token's bytes as verified, and the shapes of its checks (refused if costly).
-fn sealed_with_checks(biscuit: &Biscuit) -> Result<(Box<[u8]>, CheckShapes), WritError> {
-    let sealed = biscuit
+/// The token's bytes as verified.
+fn serialized(biscuit: &Biscuit) -> Result<Box<[u8]>, WritError> {
+    Ok(biscuit
         .to_vec()
         .map_err(|_| WritError::Malformed {
             reason: "cannot be serialized again",
         })?
-        .into_boxed_slice();
-    let checks = CheckShapes::read(&sealed)?;
-    Ok((sealed, checks))
+        .into_boxed_slice())
 }
 
 impl VerifiedWrit {
@@ -171,7 +169,7 @@ impl VerifiedWrit {
     ) -> Result<Self, WritError> {
         // Before anything is evaluated (the claims below run the authority's world): a
         // block that could make evaluation costly is refused here.
-        let (sealed, checks) = sealed_with_checks(&biscuit)?;
+        let reads = Reads::of(&serialized(&biscuit)?)?;
         let mut authorizer = AuthorizerBuilder::new()
             .set_limits(run_limits())
             .build(&biscuit)
@@ -230,8 +228,7 @@ impl VerifiedWrit {
             audience,
         };
         let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
-        let verification =
-            Verification::new(biscuit, root, &sealed, checks, claims, delegation, None)?;
+        let verification = Verification::new(biscuit, root, reads, claims, delegation, None)?;
         Ok(Self {
             verification: Arc::new(verification),
             text: Zeroizing::new(text.to_string()),
@@ -248,11 +245,15 @@ impl VerifiedWrit {
         claims: WritClaims,
         shape: Option<crate::shape::Shape>,
     ) -> Result<Self, WritError> {
-        let (sealed, checks) = sealed_with_checks(&biscuit)?;
+        let sealed = serialized(&biscuit)?;
+        // Writs of one shape read alike (see `shape::read`): read once per shape.
+        let reads = match shape {
+            Some(shape) => crate::shape::read(shape, &claims, &sealed)?,
+            None => Reads::of(&sealed)?,
+        };
         // The text `encode` gives (biscuit-auth's padded base64url), from the bytes at hand.
         let text = format!("{WRIT_PREFIX}{}", URL_SAFE.encode(&sealed));
-        let verification =
-            Verification::new(biscuit, root, &sealed, checks, claims, Vec::new(), shape)?;
+        let verification = Verification::new(biscuit, root, reads, claims, Vec::new(), shape)?;
         Ok(Self {
             verification: Arc::new(verification),
             text: Zeroizing::new(text),
@@ -347,7 +348,7 @@ impl VerifiedWrit {
                 reason: "not the text that was verified",
             });
         }
-        let (_, checks) = sealed_with_checks(&biscuit)?;
+        let checks = Arc::new(CheckShapes::read(&serialized(&biscuit)?)?);
         let loaded = Arc::new(Loaded { biscuit, checks });
         v.parsed.put(loaded.clone());
         Ok(loaded)
