@@ -334,6 +334,74 @@ async fn hostile_assertions_are_refused() {
     );
 }
 
+/// An EdDSA assertion is refused when anything it signs, or its signature, was changed
+/// after signing: the claims, the header, the signature's bits, its S pushed past the group
+/// order (the same signature to a verifier that reduces S), its encoding, or an extra
+/// segment. The untouched assertion is accepted after all of them (nothing was burned).
+#[tokio::test]
+async fn an_eddsa_assertion_changed_after_signing_is_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (_u, gw) = setup().await;
+    let (client, _) = OAuthClient::register(&gw, "signed-agent", CEILING, false).await;
+    let good = client.assertion(&gw, "t1");
+    let (signed, signature) = good.rsplit_once('.').unwrap();
+    let (header, _) = signed.split_once('.').unwrap();
+    let sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    assert_eq!(sig.len(), 64);
+
+    let other_claims = URL_SAFE_NO_PAD.encode(client.claims(&gw, "t2").to_string());
+    let es256_header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ES256"}"#);
+    let payload = signed.split_once('.').unwrap().1;
+    let mut flipped = sig.clone();
+    flipped[10] ^= 1;
+    // S + L, little-endian, L = 2^252 + 27742317777372353535851937790883648493.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut malleated = sig.clone();
+    let mut carry = 0u16;
+    for (s, l) in malleated[32..].iter_mut().zip(L) {
+        let sum = u16::from(*s) + u16::from(l) + carry;
+        *s = sum as u8;
+        carry = sum >> 8;
+    }
+    for (why, text) in [
+        (
+            "other claims",
+            format!("{header}.{other_claims}.{signature}"),
+        ),
+        (
+            "other header",
+            format!("{es256_header}.{payload}.{signature}"),
+        ),
+        (
+            "a flipped bit",
+            format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&flipped)),
+        ),
+        (
+            "S + L",
+            format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&malleated)),
+        ),
+        ("a padded signature", format!("{good}==")),
+        (
+            "a short signature",
+            format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&sig[..63])),
+        ),
+        ("an extra segment", format!("{good}.{signature}")),
+    ] {
+        let (status, v) = by_assertion(&gw, &text, ASK).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "{why}: {v}"
+        );
+    }
+    let (status, v) = by_assertion(&gw, &good, ASK).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
 #[tokio::test]
 async fn grants_and_lifetimes_beyond_policy_are_refused() {
     let (_u, gw) = setup().await;

@@ -38,6 +38,7 @@ use writ_store::ApprovalRecord;
 use writ_token::{Delegation, Grant, VerifiedWrit, WritError, first_outside, parse_grants};
 
 use self::audience::Resource;
+use self::client_auth::Assertion;
 use self::issue::{ACCESS_TOKEN_TYPE, audit_mint, issued};
 use self::mint_approval::{CIBA_GRANT_TYPE, MintPlan, SubjectRef};
 
@@ -148,8 +149,11 @@ async fn authenticate(
     req: &http::request::Parts,
     form: &TokenForm,
 ) -> Result<Arc<writ_store::Agent>, OAuthError> {
-    let claimed = claimed_client_id(&req.headers, form, form.client_assertion.as_deref());
-    let result = guarded(gw, req, claimed.clone(), authenticate_once(gw, req, form)).await;
+    // An assertion is read once, for the guard's client id and for its verification.
+    let assertion = form.client_assertion.as_deref().map(Assertion::read);
+    let claimed = claimed_client_id(&req.headers, form, assertion.as_ref());
+    let attempt = authenticate_once(gw, req, form, assertion.as_ref());
+    let result = guarded(gw, req, claimed.clone(), attempt).await;
     if let Err(e) = &result
         && (e.is_failed_authentication() || e.retry_after.is_some())
     {
@@ -190,7 +194,7 @@ async fn audit_failed_authentication(
 fn claimed_client_id(
     headers: &http::HeaderMap,
     form: &TokenForm,
-    assertion: Option<&str>,
+    assertion: Option<&Assertion<'_>>,
 ) -> Option<String> {
     if let Ok(Some((id, _))) = client_auth::basic_credentials(headers) {
         return Some(id);
@@ -198,13 +202,7 @@ fn claimed_client_id(
     if let Some(id) = &form.client_id {
         return Some(id.clone());
     }
-    #[derive(Deserialize)]
-    struct Sub {
-        sub: Option<String>,
-    }
-    assertion
-        .and_then(|a| jsonwebtoken::dangerous::insecure_decode::<Sub>(a).ok())
-        .and_then(|t| t.claims.sub)
+    assertion.and_then(Assertion::claimed).map(str::to_string)
 }
 
 /// Runs a client authentication under the brute-force guard: refused with 429 while the
@@ -268,6 +266,7 @@ async fn authenticate_once(
     gw: &Gateway,
     req: &http::request::Parts,
     form: &TokenForm,
+    assertion: Option<&Assertion<'_>>,
 ) -> Result<Arc<writ_store::Agent>, OAuthError> {
     let basic = client_auth::basic_credentials(&req.headers)?;
     let methods = usize::from(basic.is_some())
@@ -292,7 +291,7 @@ async fn authenticate_once(
         })?;
         return client_auth::by_secret(gw, id, secret, false).await;
     }
-    if let Some(assertion) = &form.client_assertion {
+    if let Some(assertion) = assertion {
         if form.client_assertion_type.as_deref() != Some(client_auth::JWT_BEARER) {
             return Err(OAuthError::invalid_request(format!(
                 "client_assertion_type must be {}",
@@ -476,7 +475,8 @@ async fn token_exchange(
                     "actor_token_type must be {JWT_TOKEN_TYPE}"
                 )));
             }
-            client_auth::by_assertion(gw, token, form.client_id.as_deref(), client_ip(req)).await?
+            let token = Assertion::read(token);
+            client_auth::by_assertion(gw, &token, form.client_id.as_deref(), client_ip(req)).await?
         }
         (None, _) => authenticate(gw, req, &form).await?,
         (Some(_), Some(_)) => {

@@ -9,8 +9,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use writ_store::{Agent, burn_secret_check};
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
 use writ_token::{OneTimeId, ReplayGuard};
@@ -129,21 +130,76 @@ pub(crate) async fn by_secret(
     }
 }
 
+/// A client assertion as sent, read once: its header and claims as they claim to be,
+/// before any signature is checked. The brute-force guard, the `weak_jwt` detector and
+/// verification all work from this one reading.
+pub(crate) struct Assertion<'a> {
+    text: &'a str,
+    header: Option<jsonwebtoken::Header>,
+    claims: Option<AssertionClaims>,
+    /// The `sub` alone, when the claims as a whole do not parse.
+    bare_subject: Option<String>,
+}
+
+impl<'a> Assertion<'a> {
+    /// Reads `text`'s header and claims; either is `None` if it does not parse.
+    pub(crate) fn read(text: &'a str) -> Self {
+        #[derive(Deserialize)]
+        struct Sub {
+            sub: Option<String>,
+        }
+        let claims: Option<AssertionClaims> =
+            jsonwebtoken::dangerous::insecure_decode_claims(text).ok();
+        let bare_subject = match claims {
+            Some(_) => None,
+            None => jsonwebtoken::dangerous::insecure_decode_claims::<Sub>(text)
+                .ok()
+                .and_then(|s| s.sub),
+        };
+        Self {
+            text,
+            header: jsonwebtoken::decode_header(text).ok(),
+            claims,
+            bare_subject,
+        }
+    }
+
+    /// The client id the assertion's claims name (their `sub`), unverified; `None` if
+    /// the claims do not parse.
+    pub(crate) fn subject(&self) -> Option<&str> {
+        self.claims.as_ref()?.sub.as_deref()
+    }
+
+    /// The client id the assertion claims to be from, for the brute-force guard: its
+    /// `sub`, read alone if the claims as a whole do not parse.
+    pub(crate) fn claimed(&self) -> Option<&str> {
+        self.subject().or(self.bare_subject.as_deref())
+    }
+}
+
 /// Verifies a client assertion (RFC 7523 §3): signed by a key registered for the agent it
 /// names, `iss` = `sub` = client id, `aud` this server, unexpired, and its `jti` unused.
 pub(crate) async fn by_assertion(
     gw: &Gateway,
-    assertion: &str,
+    assertion: &Assertion<'_>,
     client_id: Option<&str>,
     client: Option<IpAddr>,
 ) -> Result<Arc<Agent>, OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
-    lint_assertion(gw, assertion, client).await?;
-    if assertion.len() > MAX_ASSERTION_BYTES {
+    // The agent it names, looked up once: its keys serve the detector and verification.
+    let named = match assertion.subject() {
+        Some(sub) => find_agent(gw, sub).await,
+        None => Ok(None),
+    };
+    let named_keys = named.as_ref().ok().and_then(Option::as_deref);
+    lint_assertion(gw, assertion.text, named_keys, client).await?;
+    if assertion.text.len() > MAX_ASSERTION_BYTES {
         return Err(invalid("assertion too large"));
     }
-    let header =
-        jsonwebtoken::decode_header(assertion).map_err(|_| invalid("assertion is not a JWT"))?;
+    let header = assertion
+        .header
+        .as_ref()
+        .ok_or_else(|| invalid("assertion is not a JWT"))?;
     let alg = match header.alg {
         Algorithm::EdDSA => "EdDSA",
         Algorithm::ES256 => "ES256",
@@ -154,42 +210,87 @@ pub(crate) async fn by_assertion(
         return Err(invalid("assertion must not carry or point to its own key"));
     }
     // Read who it claims to be, then verify the signature with that agent's keys.
-    let unverified: AssertionClaims = jsonwebtoken::dangerous::insecure_decode(assertion)
-        .map(|t| t.claims)
-        .map_err(|_| invalid("assertion claims are malformed"))?;
-    let subject = unverified
+    let claims = assertion
+        .claims
+        .as_ref()
+        .ok_or_else(|| invalid("assertion claims are malformed"))?;
+    let subject = claims
         .sub
-        .clone()
+        .as_deref()
         .ok_or_else(|| invalid("assertion has no sub"))?;
     if client_id.is_some_and(|c| c != subject) {
         return Err(invalid("client_id does not match the assertion's sub"));
     }
-    let agent = find_agent(gw, &subject)
-        .await?
-        .ok_or_else(|| invalid("client authentication failed"))?;
-    let mut validation = Validation::new(header.alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
+    let agent = named?.ok_or_else(|| invalid("client authentication failed"))?;
     let verified = agent
         .credentials
         .public_keys
         .iter()
         .filter(|k| k.alg == alg)
-        .find_map(|k| {
-            let key = match alg {
-                "EdDSA" => DecodingKey::from_ed_pem(k.pem.as_bytes()),
-                _ => DecodingKey::from_ec_pem(k.pem.as_bytes()),
-            }
-            .ok()?;
-            jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).ok()
-        });
-    let claims = verified
-        .ok_or_else(|| invalid("client authentication failed"))?
-        .claims;
-    check_claims(gw, &claims, &subject).await?;
+        .any(|k| signed_by(assertion.text, header.alg, &k.pem));
+    if !verified {
+        return Err(invalid("client authentication failed"));
+    }
+    // The claims read above are the ones signed: the signature covers the header and
+    // claims exactly as they were read.
+    check_claims(gw, claims, subject).await?;
     Ok(agent)
+}
+
+/// Whether the compact JWS `text` is signed with `alg` by the public key `pem`. EdDSA
+/// assertions are verified with the key read once per key (strictly, RFC 8032 §5.1.7:
+/// no small-order key or non-canonical signature); ES256 ones by `jsonwebtoken`.
+fn signed_by(text: &str, alg: Algorithm, pem: &str) -> bool {
+    if alg == Algorithm::EdDSA {
+        let Some(key) = ed25519_key(pem) else {
+            return false;
+        };
+        let Some((message, signature)) = text.rsplit_once('.') else {
+            return false;
+        };
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .ok()
+            .and_then(|s| ed25519_dalek::Signature::from_slice(&s).ok());
+        return signature.is_some_and(|s| key.verify_strict(message.as_bytes(), &s).is_ok());
+    }
+    let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) else {
+        return false;
+    };
+    let mut validation = Validation::new(alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<serde::de::IgnoredAny>(text, &key, &validation).is_ok()
+}
+
+/// Ed25519 keys read from agents' PEMs, by PEM. Reading one (the PEM, the DER, and the
+/// point's decompression) costs about as much as a third of the verification it serves.
+static ED25519_KEYS: LazyLock<Mutex<HashMap<String, ed25519_dalek::VerifyingKey>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Most keys held; past this, all are let go (a memo of a pure function, never a source of
+/// truth: losing it costs a reading).
+const ED25519_KEYS_HELD: usize = 4096;
+
+/// The Ed25519 key of a SubjectPublicKeyInfo PEM, `None` if it is not one.
+fn ed25519_key(pem: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    if let Some(key) = ED25519_KEYS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(pem)
+    {
+        return Some(*key);
+    }
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem).ok()?;
+    let mut held = ED25519_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if held.len() >= ED25519_KEYS_HELD {
+        held.clear();
+    }
+    held.insert(pem.to_string(), key);
+    Some(key)
 }
 
 /// The `weak_jwt` detector on a client assertion, before anything else is done with it:
@@ -198,6 +299,7 @@ pub(crate) async fn by_assertion(
 async fn lint_assertion(
     gw: &Gateway,
     assertion: &str,
+    named: Option<&Agent>,
     client: Option<IpAddr>,
 ) -> Result<(), OAuthError> {
     let mode = gw.detections.mode(Detector::WeakJwt, None);
@@ -206,24 +308,15 @@ async fn lint_assertion(
     }
     // The keys registered for the agent it names: an HMAC made with one of them as the
     // secret is the RS/HS confusion forgery.
-    let named = jsonwebtoken::dangerous::insecure_decode::<AssertionClaims>(assertion)
-        .ok()
-        .and_then(|t| t.claims.sub);
-    let public_keys_pem = match named {
-        Some(sub) => find_agent(gw, &sub)
-            .await
-            .ok()
-            .flatten()
-            .map(|a| {
-                a.credentials
-                    .public_keys
-                    .iter()
-                    .map(|k| k.pem.clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let public_keys_pem = named
+        .map(|a| {
+            a.credentials
+                .public_keys
+                .iter()
+                .map(|k| k.pem.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let policy = LintPolicy {
         max_token_bytes: MAX_ASSERTION_BYTES,
         max_lifetime: MAX_ASSERTION_LIFETIME,
