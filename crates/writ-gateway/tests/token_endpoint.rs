@@ -338,6 +338,8 @@ async fn hostile_assertions_are_refused() {
 /// after signing: the claims, the header, the signature's bits, its S pushed past the group
 /// order (the same signature to a verifier that reduces S), its encoding, or an extra
 /// segment. The untouched assertion is accepted after all of them (nothing was burned).
+/// And an agent registered with a small-order key cannot be impersonated by a signature
+/// made without any private key.
 #[tokio::test]
 async fn an_eddsa_assertion_changed_after_signing_is_refused() {
     use base64::Engine;
@@ -400,6 +402,53 @@ async fn an_eddsa_assertion_changed_after_signing_is_refused() {
     }
     let (status, v) = by_assertion(&gw, &good, ASK).await;
     assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+/// The identity point (order 1) as an agent's key: `R = [s]B` with any `s` is a signature
+/// of every message under it to a verifier that does not refuse small-order keys.
+#[tokio::test]
+async fn an_agent_key_of_small_order_verifies_no_assertion() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let (_u, gw) = setup().await;
+    let mut spki = hex::decode("302a300506032b6570032100").unwrap();
+    spki.extend([1u8].iter().chain(&[0u8; 31]));
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        STANDARD.encode(&spki)
+    );
+    let agent = writ_store::Agent {
+        tenant: "default".into(),
+        name: "weak-agent".into(),
+        ceiling: writ_token::parse_grants(CEILING).unwrap(),
+        max_ttl: Duration::from_secs(30),
+        credentials: writ_store::AgentCredentials {
+            public_keys: vec![writ_store::AgentKey::from_pem(&pem).unwrap()],
+            secret_hash: None,
+        },
+    };
+    gw.gateway().store().put_agent(&agent).await.unwrap();
+    gw.gateway().reload().await.unwrap();
+    // s = 1: R is the base point, whose encoding is 0x58 followed by 31 bytes of 0x66.
+    let mut signature = vec![0x58u8];
+    signature.extend([0x66u8; 31]);
+    signature.push(1);
+    signature.extend([0u8; 31]);
+    let now = now(&gw);
+    let claims = json!({"iss": "weak-agent", "sub": "weak-agent", "aud": gw.url("/oauth2/token"),
+        "exp": now + 60, "iat": now, "jti": "w1"});
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let forged = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "EdDSA", "typ": "JWT"})),
+        b64(&claims),
+        URL_SAFE_NO_PAD.encode(&signature)
+    );
+    refused(
+        by_assertion(&gw, &forged, ASK).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
 }
 
 #[tokio::test]

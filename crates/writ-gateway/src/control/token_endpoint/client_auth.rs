@@ -238,9 +238,11 @@ pub(crate) async fn by_assertion(
 }
 
 /// Whether the compact JWS `text` is signed with `alg` by the public key `pem`. EdDSA
-/// assertions are verified with the key read once per key (strictly, RFC 8032 §5.1.7:
-/// no small-order key or non-canonical signature); ES256 ones by `jsonwebtoken`.
+/// assertions (RFC 8037) are verified with the key read once per key: the signature over
+/// the header and claims as sent, `S` canonical, and a small-order key verifying nothing
+/// (with one, anyone can make a signature that verifies); ES256 ones by `jsonwebtoken`.
 fn signed_by(text: &str, alg: Algorithm, pem: &str) -> bool {
+    use ed25519_dalek::Verifier;
     if alg == Algorithm::EdDSA {
         let Some(key) = ed25519_key(pem) else {
             return false;
@@ -252,7 +254,7 @@ fn signed_by(text: &str, alg: Algorithm, pem: &str) -> bool {
             .decode(signature)
             .ok()
             .and_then(|s| ed25519_dalek::Signature::from_slice(&s).ok());
-        return signature.is_some_and(|s| key.verify_strict(message.as_bytes(), &s).is_ok());
+        return signature.is_some_and(|s| key.verify(message.as_bytes(), &s).is_ok());
     }
     let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) else {
         return false;
@@ -274,7 +276,8 @@ static ED25519_KEYS: LazyLock<Mutex<HashMap<String, ed25519_dalek::VerifyingKey>
 /// truth: losing it costs a reading).
 const ED25519_KEYS_HELD: usize = 4096;
 
-/// The Ed25519 key of a SubjectPublicKeyInfo PEM, `None` if it is not one.
+/// The Ed25519 key of a SubjectPublicKeyInfo PEM, `None` if it is not one or is of small
+/// order (weak: signatures that verify under it can be made without its private key).
 fn ed25519_key(pem: &str) -> Option<ed25519_dalek::VerifyingKey> {
     use ed25519_dalek::pkcs8::DecodePublicKey;
     if let Some(key) = ED25519_KEYS
@@ -284,7 +287,9 @@ fn ed25519_key(pem: &str) -> Option<ed25519_dalek::VerifyingKey> {
     {
         return Some(*key);
     }
-    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem).ok()?;
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+        .ok()
+        .filter(|k| !k.is_weak())?;
     let mut held = ED25519_KEYS.lock().unwrap_or_else(|p| p.into_inner());
     if held.len() >= ED25519_KEYS_HELD {
         held.clear();
