@@ -404,8 +404,9 @@ async fn an_eddsa_assertion_changed_after_signing_is_refused() {
     assert_eq!(status, StatusCode::OK, "{v}");
 }
 
-/// The identity point (order 1) as an agent's key: `R = [s]B` with any `s` is a signature
-/// of every message under it to a verifier that does not refuse small-order keys.
+/// The identity point (order 1) as an agent's key (stored before registration refused such
+/// keys): `R = [s]B` with any `s` is a signature of every message under it to a verifier
+/// that does not refuse small-order keys.
 #[tokio::test]
 async fn an_agent_key_of_small_order_verifies_no_assertion() {
     use base64::Engine;
@@ -423,7 +424,11 @@ async fn an_agent_key_of_small_order_verifies_no_assertion() {
         ceiling: writ_token::parse_grants(CEILING).unwrap(),
         max_ttl: Duration::from_secs(30),
         credentials: writ_store::AgentCredentials {
-            public_keys: vec![writ_store::AgentKey::from_pem(&pem).unwrap()],
+            // Registration now refuses such a key; one stored before is still held.
+            public_keys: vec![writ_store::AgentKey {
+                alg: "EdDSA".into(),
+                pem,
+            }],
             secret_hash: None,
         },
     };

@@ -55,10 +55,19 @@ pub struct AgentKey {
     pub pem: String,
 }
 
-/// A key file is not an Ed25519 or P-256 public key.
+/// A key file that cannot serve as an agent's key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("not an Ed25519 or P-256 (ES256) public key in PEM (-----BEGIN PUBLIC KEY-----)")]
-pub struct UnsupportedKey;
+pub enum UnsupportedKey {
+    /// Not an Ed25519 or P-256 public key.
+    #[error("not an Ed25519 or P-256 (ES256) public key in PEM (-----BEGIN PUBLIC KEY-----)")]
+    Unreadable,
+    /// An Ed25519 key of small order: signatures that verify under it can be made without
+    /// any private key.
+    #[error(
+        "an Ed25519 public key of small order, under which anyone can make a signature that verifies: generate a new key pair"
+    )]
+    SmallOrder,
+}
 
 /// DER of the algorithm identifiers: Ed25519 (1.3.101.112); P-256 (1.2.840.10045.2.1 with
 /// prime256v1, 1.2.840.10045.3.1.7).
@@ -73,19 +82,26 @@ impl AgentKey {
             .trim()
             .strip_prefix("-----BEGIN PUBLIC KEY-----")
             .and_then(|s| s.strip_suffix("-----END PUBLIC KEY-----"))
-            .ok_or(UnsupportedKey)?
+            .ok_or(UnsupportedKey::Unreadable)?
             .split_whitespace()
             .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|_| UnsupportedKey)?;
+            .map_err(|_| UnsupportedKey::Unreadable)?;
         let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
         let alg = if has(ED25519_OID) && der.len() == 44 {
+            let point = der.get(12..).and_then(|x| <[u8; 32]>::try_from(x).ok());
+            let key = point.and_then(|x| ed25519_dalek::VerifyingKey::from_bytes(&x).ok());
+            match key {
+                None => return Err(UnsupportedKey::Unreadable),
+                Some(key) if key.is_weak() => return Err(UnsupportedKey::SmallOrder),
+                Some(_) => {}
+            }
             "EdDSA"
         } else if has(EC_OID) && has(P256_OID) && der.len() == 91 {
             "ES256"
         } else {
-            return Err(UnsupportedKey);
+            return Err(UnsupportedKey::Unreadable);
         };
         Ok(Self {
             alg: alg.to_string(),
@@ -106,17 +122,21 @@ impl AgentKey {
                 .collect();
             base64::engine::general_purpose::STANDARD
                 .decode(body.trim())
-                .map_err(|_| UnsupportedKey)
+                .map_err(|_| UnsupportedKey::Unreadable)
         })?;
         // The key is the tail of the SubjectPublicKeyInfo: 32 bytes for Ed25519, an
         // uncompressed point (0x04 ‖ x ‖ y) for P-256; `from_pem` checked the lengths.
         let jwk = match self.alg.as_str() {
             "EdDSA" => {
-                let x = der.get(der.len() - 32..).ok_or(UnsupportedKey)?;
+                let x = der
+                    .get(der.len() - 32..)
+                    .ok_or(UnsupportedKey::Unreadable)?;
                 format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(x))
             }
             "ES256" => {
-                let point = der.get(der.len() - 65..).ok_or(UnsupportedKey)?;
+                let point = der
+                    .get(der.len() - 65..)
+                    .ok_or(UnsupportedKey::Unreadable)?;
                 let (x, y) = point[1..].split_at(32);
                 format!(
                     r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
@@ -124,7 +144,7 @@ impl AgentKey {
                     b64(y)
                 )
             }
-            _ => return Err(UnsupportedKey),
+            _ => return Err(UnsupportedKey::Unreadable),
         };
         Ok(b64(&sha2::Sha256::digest(jwk.as_bytes())))
     }
@@ -219,9 +239,44 @@ mod tests {
     fn reads_supported_keys_only() {
         assert_eq!(AgentKey::from_pem(ED_PEM).unwrap().alg, "EdDSA");
         assert_eq!(AgentKey::from_pem(EC_PEM).unwrap().alg, "ES256");
-        assert_eq!(AgentKey::from_pem("garbage"), Err(UnsupportedKey));
+        assert_eq!(
+            AgentKey::from_pem("garbage"),
+            Err(UnsupportedKey::Unreadable)
+        );
         let private = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----";
-        assert_eq!(AgentKey::from_pem(private), Err(UnsupportedKey));
+        assert_eq!(AgentKey::from_pem(private), Err(UnsupportedKey::Unreadable));
+    }
+
+    #[test]
+    fn ed25519_keys_of_small_order_or_off_the_curve_are_refused() {
+        use base64::Engine;
+        let pem = |x: [u8; 32]| {
+            let mut der = hex::decode("302a300506032b6570032100").unwrap();
+            der.extend(x);
+            format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                base64::engine::general_purpose::STANDARD.encode(der)
+            )
+        };
+        // The identity point: order 1.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            AgentKey::from_pem(&pem(identity)),
+            Err(UnsupportedKey::SmallOrder)
+        );
+        assert!(
+            UnsupportedKey::SmallOrder
+                .to_string()
+                .contains("new key pair")
+        );
+        // y = 2 is on no point of the curve.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert_eq!(
+            AgentKey::from_pem(&pem(off_curve)),
+            Err(UnsupportedKey::Unreadable)
+        );
     }
 
     #[test]
