@@ -223,8 +223,55 @@ fn bench(c: &mut Criterion) {
                 .len()
         })
     });
+    // The whole of it: a response's headers scanned one by one as `scrub_headers` does
+    // (each name scanned, each value redacted), the chat completion redacted, and the
+    // request body scanned as the outbound prompt-secret check does.
+    let per_request = RESPONSE_HEADERS
+        .iter()
+        .map(|(n, v)| n.len() + v.len())
+        .sum::<usize>()
+        + CHAT_RESPONSE.len()
+        + CHAT_REQUEST.len();
+    g.throughput(Throughput::Bytes(per_request as u64));
+    g.bench_function("per_request/headers", |b| {
+        b.iter(|| scrub_headers(&scanner, black_box(RESPONSE_HEADERS)))
+    });
+    g.bench_function("per_request/all", |b| {
+        b.iter(|| {
+            scrub_headers(&scanner, black_box(RESPONSE_HEADERS))
+                + scanner
+                    .redact_where(black_box(CHAT_RESPONSE), |_| true)
+                    .1
+                    .len()
+                + scanner.scan(black_box(CHAT_REQUEST)).len()
+        })
+    });
     g.finish();
 }
+
+/// What the gateway's `scrub_headers` costs: every name scanned, every value redacted.
+fn scrub_headers(scanner: &Scanner, headers: &[(&str, &str)]) -> usize {
+    let mut found = 0;
+    for (name, value) in headers {
+        found += scanner.scan(name.as_bytes()).len();
+        found += scanner.redact_where(value.as_bytes(), |_| true).1.len();
+    }
+    found
+}
+
+/// Typical response headers of an OpenAI-style upstream behind nginx.
+const RESPONSE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "application/json"),
+    ("date", "Mon, 07 Dec 2026 05:03:46 GMT"),
+    ("server", "nginx/1.22.1"),
+    ("x-request-id", "5f0c9a2e-7b1d-4c3e-9a8f-2d6b1e0c4a77"),
+    ("content-length", "412"),
+    ("openai-processing-ms", "187"),
+    ("x-ratelimit-remaining-tokens", "149984"),
+];
+
+/// A chat request as an agent's SDK sends it (about 300 bytes).
+const CHAT_REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Summarise the release notes of version 2.4 in three bullet points, please, and mention the migration steps."}],"max_tokens":256,"temperature":0.2,"stream":false}"#;
 
 /// An OpenAI chat completion as a model returns it (the bench/ mock upstream's answer).
 const CHAT_RESPONSE: &[u8] = br#"{"id":"chatcmpl-bench0001","object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":9,"total_tokens":23},"system_fingerprint":"fp_bench"}"#;
