@@ -16,7 +16,7 @@ use crate::error::DetectError;
 use crate::matcher::{Matcher, REGEX_SIZE_LIMIT};
 use crate::resolve::{self, Resolver};
 use crate::rules::{Rule, RuleId};
-use crate::search::{CONTEXT, Search};
+use crate::search::{self, CONTEXT};
 
 /// Longest configured secret accepted. A stream holds back up to the longest match of
 /// any matcher, so this bounds that too; a service-account private key is under 2 KiB.
@@ -211,7 +211,10 @@ impl Scanner {
             return Vec::new();
         }
         let mut candidates = Vec::new();
-        Search::new(self).advance(self, text, 0, true, &mut candidates);
+        search::whole_text(self, text, &mut candidates);
+        if candidates.is_empty() {
+            return Vec::new();
+        }
         resolve::sort(&mut candidates);
         let mut resolver = Resolver::default();
         candidates

@@ -11,6 +11,8 @@
 //! window — are passed over, which is what keeps a stream of prose flowing with only a
 //! few bytes held back. Since whole-text scanning is this same search with nothing
 //! still to come, a stream and a whole-text scan agree by construction.
+//! [`whole_text`] is that search with `eof` from the start, written out without the
+//! waiting a stream needs; a unit test holds the two to the same candidates.
 
 use regex_automata::hybrid::dfa::Cache;
 
@@ -44,6 +46,46 @@ pub(crate) struct Search {
     /// dies the wait ends early (`Matcher::feed_prefix`).
     waits: Vec<Option<Wait>>,
     caches: Vec<Option<Cache>>,
+}
+
+/// Appends to `out` every final candidate in a whole text: exactly what
+/// `Search::new(scanner).advance(scanner, text, 0, true, out)` appends.
+///
+/// With every byte there, no matcher waits, so `advance`'s per-matcher state (where to
+/// resume, when to recheck, the DFAs of waits) is never read: each matcher's matches are
+/// simply taken one after another from offset 0. The first pass asks the rules'
+/// `RegexSet` only whether any rule matches (a search that stops early and needs no
+/// overlapping state); only then which ones, a second search over the text. Over the
+/// clean text most requests and responses carry, that is one cheap search and no
+/// allocation.
+pub(crate) fn whole_text(scanner: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
+    let present =
+        (!text.is_empty() && scanner.set.is_match(text)).then(|| scanner.set.matches(text));
+    for (i, matcher) in scanner.matchers.iter().enumerate() {
+        let in_set = match scanner.set_index[i] {
+            Some(k) => present.as_ref().is_some_and(|p| p.matched(k)),
+            None => true,
+        };
+        if !in_set {
+            continue;
+        }
+        let mut resume = 0;
+        while resume < text.len() {
+            let Some(hit) = matcher.find_at(text, resume) else {
+                break;
+            };
+            if let Some((start, end, rule)) = hit.secret {
+                out.push(Candidate {
+                    start,
+                    end,
+                    rule,
+                    priority: i,
+                });
+            }
+            // Patterns never match the empty string, so this always moves forward.
+            resume = hit.end.max(hit.start + 1);
+        }
+    }
 }
 
 impl Search {
@@ -187,3 +229,5 @@ impl Search {
         }
     }
 }
+#[cfg(test)]
+mod tests;
