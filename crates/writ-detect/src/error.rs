@@ -12,6 +12,13 @@ pub enum DetectError {
         #[source]
         source: Box<regex::Error>,
     },
+    /// The rules' loose patterns do not compile together into the first-pass set.
+    #[error("the rules' patterns do not compile together into one set")]
+    RuleSet {
+        /// The regex compiler's complaint.
+        #[source]
+        source: Box<regex_automata::meta::BuildError>,
+    },
     /// The rule's pattern does not compile for anchored matching.
     #[error("rule {rule}: pattern does not compile for anchored matching")]
     Exact {

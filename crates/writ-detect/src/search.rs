@@ -15,6 +15,7 @@
 //! waiting a stream needs; a unit test holds the two to the same candidates.
 
 use regex_automata::hybrid::dfa::Cache;
+use regex_automata::{PatternID, PatternSet};
 
 use crate::matcher::{Matcher, PossibleStart, Prefix, Wait};
 use crate::scanner::{ScanRule, Scanner};
@@ -59,11 +60,11 @@ pub(crate) struct Search {
 /// clean text most requests and responses carry, that is one cheap search and no
 /// allocation.
 pub(crate) fn whole_text(scanner: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
-    let present =
-        (!text.is_empty() && scanner.set.is_match(text)).then(|| scanner.set.matches(text));
+    let present = (!text.is_empty() && scanner.any_rule_matches(text))
+        .then(|| scanner.rules_matching(text, 0));
     for (i, matcher) in scanner.matchers.iter().enumerate() {
         let in_set = match scanner.set_index[i] {
-            Some(k) => present.as_ref().is_some_and(|p| p.matched(k)),
+            Some(k) => present.as_ref().is_some_and(|p| in_rule_set(p, k)),
             None => true,
         };
         if !in_set {
@@ -86,6 +87,11 @@ pub(crate) fn whole_text(scanner: &Scanner, text: &[u8], out: &mut Vec<Candidate
             resume = hit.end.max(hit.start + 1);
         }
     }
+}
+
+/// Whether rule `k` is among the rules `present` says match.
+fn in_rule_set(present: &PatternSet, k: usize) -> bool {
+    PatternID::new(k).is_ok_and(|id| present.contains(id))
 }
 
 impl Search {
@@ -140,13 +146,13 @@ impl Search {
             .map(|i| self.resume[i])
             .min()
             .filter(|&from| from < end);
-        let present = set_from.map(|from| scanner.set.matches_at(buf, from - base));
+        let present = set_from.map(|from| scanner.rules_matching(buf, from - base));
         for (i, matcher) in scanner.matchers.iter().enumerate() {
             if !active[i] {
                 continue;
             }
             let in_set = match scanner.set_index[i] {
-                Some(k) => present.as_ref().is_some_and(|p| p.matched(k)),
+                Some(k) => present.as_ref().is_some_and(|p| in_rule_set(p, k)),
                 None => true,
             };
             // Once the window reaches here, a match starting at `p` is settled.

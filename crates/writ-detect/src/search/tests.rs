@@ -135,6 +135,39 @@ fn secrets_back_to_back_split_and_beside_multibyte_characters_agree() {
     }
 }
 
+/// The first pass as it was built before: `regex::bytes::RegexSet` over the loose patterns.
+fn regex_set(scanner: &Scanner) -> regex::bytes::RegexSet {
+    let loose = scanner.matchers.iter().map(|m| m.loose_pattern.as_str());
+    regex::bytes::RegexSetBuilder::new(loose.filter(|p| !p.is_empty()))
+        .size_limit(crate::matcher::REGEX_SIZE_LIMIT * BUILTIN.len())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Which rules the first pass says match, as the old set and as the scanner's.
+fn first_pass(scanner: &Scanner, set: &regex::bytes::RegexSet, text: &[u8], at: usize) {
+    let old: Vec<usize> = set.matches_at(text, at).into_iter().collect();
+    let new = scanner.rules_matching(text, at);
+    let new: Vec<usize> = new.iter().map(|id| id.as_usize()).collect();
+    assert_eq!(new, old, "{text:?} at {at}");
+    if at == 0 {
+        assert_eq!(scanner.any_rule_matches(text), !old.is_empty(), "{text:?}");
+    }
+}
+
+#[test]
+fn the_first_pass_says_what_regex_set_says() {
+    for scanner in scanners() {
+        let set = regex_set(&scanner);
+        for text in corpus() {
+            for at in 0..=text.len() {
+                first_pass(&scanner, &set, &text, at);
+                first_pass(&scanner, &set, &text[at..], 0);
+            }
+        }
+    }
+}
+
 /// Pieces whose joins make secrets meet, overlap, split and sit next to multibyte
 /// characters.
 fn piece(corpus: &[Vec<u8>]) -> impl Strategy<Value = Vec<u8>> {
@@ -192,6 +225,7 @@ proptest! {
         let text = pieces.concat();
         for scanner in scanners() {
             prop_assert_eq!(fast(&scanner, &text), general(&scanner, &text));
+            first_pass(&scanner, &regex_set(&scanner), &text, 0);
             prop_assert_eq!(scanner.scan(&text), scan_general(&scanner, &text));
         }
     }
