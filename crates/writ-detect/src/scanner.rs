@@ -90,6 +90,8 @@ pub struct Scanner {
     max_match_len: usize,
     /// The shortest text any matcher can match: a shorter one holds no secret.
     min_match_len: usize,
+    /// The shortest text any rule can match (`usize::MAX` without rules).
+    min_rule_match_len: usize,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -172,7 +174,15 @@ impl Scanner {
             .map(|m| m.min_len)
             .min()
             .unwrap_or(usize::MAX);
+        let min_rule_match_len = matchers
+            .iter()
+            .zip(&set_index)
+            .filter(|(_, k)| k.is_some())
+            .map(|(m, _)| m.min_len)
+            .min()
+            .unwrap_or(usize::MAX);
         Ok(Scanner {
+            min_rule_match_len,
             matchers,
             set_index,
             set,
@@ -225,7 +235,12 @@ impl Scanner {
         }
     }
 
-    /// Whether rule `k`'s loose pattern matches anywhere in `hay` (from 0): the cheap
+    /// The shortest text any rule (not a configured secret) can match.
+    pub(crate) fn min_rule_match_len(&self) -> usize {
+        self.min_rule_match_len
+    }
+
+    /// Whether any rule's loose pattern matches anywhere in `hay`: the cheap
     /// question, a search that stops at the first match of any rule.
     pub(crate) fn any_rule_matches(&self, hay: &[u8]) -> bool {
         self.set.is_match(Input::new(hay))

@@ -60,14 +60,17 @@ pub(crate) struct Search {
 /// clean text most requests and responses carry, that is one cheap search and no
 /// allocation.
 pub(crate) fn whole_text(scanner: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
-    let present = (!text.is_empty() && scanner.any_rule_matches(text))
+    // A candidate is a match of a matcher's exact pattern, so no matcher whose shortest
+    // match is longer than the text need run, nor the set if that holds for every rule
+    // (a configured secret longer than a header value, say).
+    let present = (text.len() >= scanner.min_rule_match_len() && scanner.any_rule_matches(text))
         .then(|| scanner.rules_matching(text, 0));
     for (i, matcher) in scanner.matchers.iter().enumerate() {
         let in_set = match scanner.set_index[i] {
             Some(k) => present.as_ref().is_some_and(|p| in_rule_set(p, k)),
             None => true,
         };
-        if !in_set {
+        if !in_set || text.len() < matcher.min_len {
             continue;
         }
         let mut resume = 0;

@@ -29,7 +29,8 @@ fn corpus() -> Vec<Vec<u8>> {
 }
 
 /// Scanners whose differences matter: configured secrets or none, one shorter than every
-/// rule's shortest match, one with a rule's start literal, no rules, some rules.
+/// rule's shortest match, one with a rule's start literal, no rules, some rules, a rule
+/// whose shortest match is shorter than every configured secret.
 fn scanners() -> Vec<Scanner> {
     let some_rules = BUILTIN
         .iter()
@@ -40,6 +41,11 @@ fn scanners() -> Vec<Scanner> {
         Scanner::new(BUILTIN, &[("short", "k3y9"), ("literal", "sk-live")]),
         Scanner::new(std::iter::empty(), &[("only", "abcdefgh"), ("é", "é✓")]),
         Scanner::new(some_rules, &[("upstream", "Zx81QwErTyUiOpAs")]),
+        // A rule whose shortest match is a finding, and a longer configured secret.
+        Scanner::new(
+            BUILTIN.iter().filter(|r| r.id == RuleId::AwsAccessKeyId),
+            &[("long", "writ-test-configured-SECRET-0001-longer")],
+        ),
     ]
     .into_iter()
     .map(|s| s.unwrap_or_else(|e| panic!("{e}")))
@@ -101,13 +107,24 @@ fn corpus_texts_and_every_prefix_and_suffix_agree() {
 }
 
 #[test]
-fn texts_of_the_shortest_match_length_agree() {
+fn texts_about_as_long_as_the_shortest_matches_agree() {
     for scanner in scanners() {
-        let min = scanner.min_match_len();
+        // Around the shortest match of all, of any rule, of the configured secrets: the
+        // lengths below which a scan, the rule set or a matcher is skipped.
+        let mut lengths: Vec<usize> = [scanner.min_match_len(), scanner.min_rule_match_len()]
+            .into_iter()
+            .chain(scanner.matchers.first().map(|m| m.min_len))
+            .filter(|&n| n < 1000)
+            .flat_map(|n| [n.saturating_sub(1).max(1), n, n + 1])
+            .collect();
+        lengths.sort_unstable();
+        lengths.dedup();
         for text in corpus() {
-            for window in text.windows(min).chain(text.windows(min + 1)) {
-                assert_eq!(scanner.scan(window), scan_general(&scanner, window));
-                assert_eq!(fast(&scanner, window), general(&scanner, window));
+            for &n in &lengths {
+                for window in text.windows(n) {
+                    assert_eq!(scanner.scan(window), scan_general(&scanner, window));
+                    assert_eq!(fast(&scanner, window), general(&scanner, window));
+                }
             }
         }
     }
@@ -125,6 +142,11 @@ fn secrets_back_to_back_split_and_beside_multibyte_characters_agree() {
         "api-key: 01233a18f6d4b2907e5c3a18f6d4b290é".to_owned(),
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl✓eyJhbGciOiJIUzI1NiJ9.e30".to_owned(),
         format!("{}Zx81QwErTyUiOpAs", &configured[..20]),
+        "Zx81QwErTyUiOpAs".to_owned(),
+        "Zx81QwErTyUiOpA".to_owned(),
+        configured[1..].to_owned(),
+        "AKIAIOSFODNN7EXAMPLE".to_owned(),
+        "eyJhbGciOiJ.Ab".to_owned(),
     ];
     for scanner in scanners() {
         for text in &texts {
