@@ -235,6 +235,17 @@ impl Scanner {
         }
     }
 
+    /// The matchers of configured secrets, which the rule set does not cover.
+    pub(crate) fn exact_matchers(&self) -> std::ops::Range<usize> {
+        0..self.matchers.len() - self.rules.len()
+    }
+
+    /// The matcher of rule `k`, pattern `k` of the rule set: the rules follow the
+    /// configured secrets.
+    pub(crate) fn rule_matcher(&self, k: usize) -> usize {
+        self.matchers.len() - self.rules.len() + k
+    }
+
     /// The shortest text any rule (not a configured secret) can match.
     pub(crate) fn min_rule_match_len(&self) -> usize {
         self.min_rule_match_len

@@ -54,23 +54,25 @@ pub(crate) struct Search {
 ///
 /// With every byte there, no matcher waits, so `advance`'s per-matcher state (where to
 /// resume, when to recheck, the DFAs of waits) is never read: each matcher's matches are
-/// simply taken one after another from offset 0. The first pass asks the rules'
-/// `RegexSet` only whether any rule matches (a search that stops early and needs no
-/// overlapping state); only then which ones, a second search over the text. Over the
-/// clean text most requests and responses carry, that is one cheap search and no
-/// allocation.
+/// simply taken one after another from offset 0, and only the matchers that can match
+/// are visited. The first pass asks the rule set only whether any rule matches (a
+/// search that stops early and needs no overlapping state); only then which ones, a
+/// second search over the text. Over the clean text most requests and responses carry,
+/// that is one search and no allocation.
 pub(crate) fn whole_text(scanner: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
     // A candidate is a match of a matcher's exact pattern, so no matcher whose shortest
     // match is longer than the text need run, nor the set if that holds for every rule
     // (a configured secret longer than a header value, say).
     let present = (text.len() >= scanner.min_rule_match_len() && scanner.any_rule_matches(text))
         .then(|| scanner.rules_matching(text, 0));
-    for (i, matcher) in scanner.matchers.iter().enumerate() {
-        let in_set = match scanner.set_index[i] {
-            Some(k) => present.as_ref().is_some_and(|p| in_rule_set(p, k)),
-            None => true,
-        };
-        if !in_set || text.len() < matcher.min_len {
+    // Configured secrets always, then the rules the set found, each in matcher order.
+    let rules = present.iter().flat_map(|p| p.iter());
+    let matching = scanner
+        .exact_matchers()
+        .chain(rules.map(|k| scanner.rule_matcher(k.as_usize())));
+    for i in matching {
+        let matcher = &scanner.matchers[i];
+        if text.len() < matcher.min_len {
             continue;
         }
         let mut resume = 0;
