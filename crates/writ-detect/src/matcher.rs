@@ -55,7 +55,7 @@ pub(crate) enum Kind {
 
 pub(crate) struct Matcher {
     pub(crate) kind: Kind,
-    /// The loose pattern, for the scanner's first-pass `RegexSet`.
+    /// The loose pattern, for the scanner's first-pass rule set.
     pub(crate) loose_pattern: String,
     /// Longest possible match, in bytes.
     pub(crate) max_len: usize,

@@ -2,11 +2,11 @@
 //! against the secrets the gateway holds, and redacts them.
 //!
 //! A scan runs in two passes. One automaton over all rules' patterns (a regex set) says
-//! which rules match anywhere; only those run their own regex for positions, each hit confirmed by the
-//! rule's exact pattern anchored at its start (and capture groups read, when a rule's
-//! secret is part of a larger match such as `password=…`); `matcher.rs` says why the
-//! search and the confirmation use different patterns. Configured secrets are
-//! found with one Aho-Corasick automaton, leftmost-longest, so an upstream key the
+//! which rules match anywhere; only those run their own regex for positions, each hit
+//! confirmed by the rule's exact pattern anchored at its start (and capture groups read,
+//! when a rule's secret is part of a larger match such as `password=…`); `matcher.rs`
+//! says why the search and the confirmation use different patterns. Configured secrets
+//! are found with one Aho-Corasick automaton, leftmost-longest, so an upstream key the
 //! gateway injects is always found whatever shape it has. Where matches overlap, see
 //! `resolve.rs`: every flagged byte is redacted once.
 

@@ -240,5 +240,6 @@ impl Search {
         }
     }
 }
+
 #[cfg(test)]
 mod tests;
