@@ -1,7 +1,8 @@
 //! Secret-scanner throughput on a 1 MB model-like response (prose, lists, a little code):
 //! whole-text `scan` and `redact`, and `StreamRedactor` fed 1 KiB chunks, each without
-//! secrets and with 20 synthetic secrets from the test corpus sprinkled in; and the
-//! redaction of one short chat completion, what the gateway does per request. Criterion
+//! secrets and with 20 synthetic secrets from the test corpus sprinkled in; and what the
+//! gateway scans per request: one short chat completion redacted, and (`per_request/…`) a
+//! response's headers scanned one by one, that completion and a chat request. Criterion
 //! reports MB/s.
 //!
 //! Run with `cargo bench -p writ-detect --bench scanner` (shorter:
