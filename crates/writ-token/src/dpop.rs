@@ -78,6 +78,12 @@ pub enum DpopError {
     /// The `jwk` is not an Ed25519 key.
     #[error("DPoP proof jwk is not an Ed25519 key")]
     NotEd25519,
+    /// The `jwk` is an Ed25519 key of small order: proofs that verify under it can be made
+    /// without any private key, so it binds nothing.
+    #[error(
+        "DPoP proof jwk is an Ed25519 key of small order, which binds nothing: generate a new key pair"
+    )]
+    WeakKey,
     /// The `jwk`'s key type or curve is not the one `alg` names.
     #[error("DPoP proof jwk does not match its alg")]
     KeyAlgMismatch,

@@ -92,6 +92,17 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
             if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") =>
         {
             let x = coordinate("x")?;
+            // A key of small order would let anyone make a proof for a writ bound to it.
+            let point = URL_SAFE_NO_PAD
+                .decode(x)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(DpopError::NotEd25519)?;
+            match ed25519_dalek::VerifyingKey::from_bytes(&point) {
+                Err(_) => return Err(DpopError::NotEd25519),
+                Ok(k) if k.is_weak() => return Err(DpopError::WeakKey),
+                Ok(_) => {}
+            }
             let key = DecodingKey::from_ed_components(x).map_err(|_| DpopError::NotEd25519)?;
             (key, format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
         }

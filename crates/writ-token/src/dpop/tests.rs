@@ -230,6 +230,35 @@ fn each_failed_check_is_refused_with_its_own_variant() {
     );
 }
 
+/// A proof under the identity point (an Ed25519 key of order 1), "signed" with no private
+/// key at all: `R = [s]B` with `s = 1` verifies for any message under that key, so a writ
+/// bound to it would be usable by anyone holding it. Refused for its key.
+#[test]
+fn a_proof_under_a_key_of_small_order_is_refused() {
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let x = URL_SAFE_NO_PAD.encode(identity);
+    let header = json!({"typ": "dpop+jwt", "alg": "EdDSA",
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}});
+    let claims = json!({"htm": "POST", "htu": URL, "iat": NOW, "jti": "weak"});
+    // R: the base point's encoding, 0x58 then 31 bytes of 0x66; S = 1.
+    let mut signature = vec![0x58u8];
+    signature.extend([0x66u8; 31]);
+    signature.push(1);
+    signature.extend([0u8; 31]);
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let proof = format!(
+        "{}.{}.{}",
+        b64(&header),
+        b64(&claims),
+        URL_SAFE_NO_PAD.encode(&signature)
+    );
+    assert_eq!(
+        verify_proof(&proof, &expected(None)).unwrap_err(),
+        DpopError::WeakKey
+    );
+}
+
 #[test]
 fn a_proof_is_accepted_once_and_refused_when_replay_cannot_be_told() {
     let key = TestKey::new();
