@@ -413,7 +413,7 @@ mod tests {
         )
         .unwrap();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let read = |now: SystemTime, ttl: u64| {
+        let mint = |now: SystemTime, ttl: u64| {
             let req = MintRequest {
                 tenant: "t",
                 agent: "a",
@@ -426,8 +426,15 @@ mod tests {
                 audience: None,
             };
             let (biscuit, claims, shape) = build(&key, &req).unwrap();
-            let reads = crate::verification::Reads::of(&biscuit.to_vec().unwrap()).unwrap();
-            (reads, claims, shape.unwrap())
+            (biscuit.to_vec().unwrap(), claims, shape.unwrap())
+        };
+        let read = |now: SystemTime, ttl: u64| {
+            let (sealed, claims, shape) = mint(now, ttl);
+            (
+                crate::verification::Reads::of(&sealed).unwrap(),
+                claims,
+                shape,
+            )
         };
         let (first, c1, s1) = read(t0, 30);
         let (second, c2, s2) = read(t0 + Duration::from_secs(10), 20);
@@ -441,26 +448,12 @@ mod tests {
         assert_eq!(s1, s3);
         assert!(first.checks == later.checks);
         assert_ne!(first.holds_through, later.holds_through);
-        // The shared reads are the ones read from the bytes (debug builds compare them at
-        // every call as well).
+        // What is shared is what another writ of the shape and expiry reads from its bytes
+        // (debug builds compare the two at every call as well).
         for (now, ttl) in [(t0, 30), (t0 + Duration::from_secs(10), 20), (t0, 40)] {
-            let (fresh, claims, shape) = read(now, ttl);
-            let (biscuit, _, _) = build(
-                &key,
-                &MintRequest {
-                    tenant: "t",
-                    agent: "a",
-                    ceiling: &ceiling,
-                    grants: &grants,
-                    ttl: Duration::from_secs(ttl),
-                    max_ttl: Duration::from_secs(60),
-                    now,
-                    cnf_jkt: Some("jkt"),
-                    audience: None,
-                },
-            )
-            .unwrap();
-            let shared = crate::shape::read(shape, &claims, &biscuit.to_vec().unwrap()).unwrap();
+            let (fresh, _, _) = read(now, ttl);
+            let (sealed, claims, shape) = mint(now, ttl);
+            let shared = crate::shape::read(shape, &claims, &sealed).unwrap();
             assert!(shared.checks == fresh.checks);
             assert_eq!(shared.holds_through, fresh.holds_through);
         }
