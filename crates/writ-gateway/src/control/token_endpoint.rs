@@ -136,6 +136,12 @@ async fn handle(gw: &Gateway, req: Request) -> Result<Response, OAuthError> {
     }
 }
 
+/// This endpoint's URL under the issuer: the `htu` of its DPoP proofs, and an `aud` client
+/// assertions may name.
+fn endpoint_url(gw: &Gateway) -> String {
+    format!("{}{PATH}", gw.issuer())
+}
+
 /// The client's address (its TCP peer), when the server recorded it.
 fn client_ip(req: &http::request::Parts) -> Option<std::net::IpAddr> {
     req.extensions
@@ -298,8 +304,15 @@ async fn authenticate_once(
                 client_auth::JWT_BEARER
             )));
         }
-        return client_auth::by_assertion(gw, assertion, form.client_id.as_deref(), client_ip(req))
-            .await;
+        let url = endpoint_url(gw);
+        return client_auth::by_assertion(
+            gw,
+            assertion,
+            form.client_id.as_deref(),
+            client_ip(req),
+            &url,
+        )
+        .await;
     }
     Err(OAuthError::invalid_client(
         "client authentication is required",
@@ -372,7 +385,7 @@ async fn dpop_binding(
     let Some(proof) = proof else {
         return Ok(None);
     };
-    let url = format!("{}{PATH}", gw.issuer());
+    let url = endpoint_url(gw);
     let expected = writ_token::dpop::Expected {
         method: "POST",
         url: &url,
@@ -476,7 +489,9 @@ async fn token_exchange(
                 )));
             }
             let token = Assertion::read(token);
-            client_auth::by_assertion(gw, &token, form.client_id.as_deref(), client_ip(req)).await?
+            let url = endpoint_url(gw);
+            client_auth::by_assertion(gw, &token, form.client_id.as_deref(), client_ip(req), &url)
+                .await?
         }
         (None, _) => authenticate(gw, req, &form).await?,
         (Some(_), Some(_)) => {

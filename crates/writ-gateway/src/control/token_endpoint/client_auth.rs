@@ -16,7 +16,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use writ_detect::jwt::{JwtCheck, KeySelector, LintPolicy};
 use writ_token::{OneTimeId, ReplayGuard};
 
-use super::OAuthError;
+use super::oauth_error::OAuthError;
 use crate::detect::detections::{Action, Detection, Detector, Mode};
 use crate::gateway::Gateway;
 
@@ -178,12 +178,14 @@ impl<'a> Assertion<'a> {
 }
 
 /// Verifies a client assertion (RFC 7523 §3): signed by a key registered for the agent it
-/// names, `iss` = `sub` = client id, `aud` this server, unexpired, and its `jti` unused.
+/// names, `iss` = `sub` = client id, `aud` this server (its issuer, or `token_url`, the
+/// token endpoint's URL), unexpired, and its `jti` unused.
 pub(crate) async fn by_assertion(
     gw: &Gateway,
     assertion: &Assertion<'_>,
     client_id: Option<&str>,
     client: Option<IpAddr>,
+    token_url: &str,
 ) -> Result<Arc<Agent>, OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
     // The agent it names, looked up once: its keys serve the detector and verification.
@@ -233,7 +235,7 @@ pub(crate) async fn by_assertion(
     }
     // The claims read above are the ones signed: the signature covers the header and
     // claims exactly as they were read.
-    check_claims(gw, claims, subject).await?;
+    check_claims(gw, claims, subject, token_url).await?;
     Ok(agent)
 }
 
@@ -361,7 +363,12 @@ async fn lint_assertion(
     Ok(())
 }
 
-async fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Result<(), OAuthError> {
+async fn check_claims(
+    gw: &Gateway,
+    c: &AssertionClaims,
+    subject: &str,
+    token_url: &str,
+) -> Result<(), OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(why, false);
     let now = gw.clock.now();
     // A time no clock can reach (u64::MAX seconds) is refused as "too far in the future",
@@ -376,7 +383,6 @@ async fn check_claims(gw: &Gateway, c: &AssertionClaims, subject: &str) -> Resul
         return Err(invalid("assertion iss and sub must both be the client id"));
     }
     let issuer = gw.issuer();
-    let token_url = format!("{issuer}{}", super::PATH);
     let aud_ok = match &c.aud {
         Some(Audience::One(a)) => *a == issuer || *a == token_url,
         Some(Audience::Many(list)) => list.iter().any(|a| *a == issuer || *a == token_url),
