@@ -270,7 +270,7 @@ fn signed_by(text: &str, alg: Algorithm, pem: &str) -> bool {
 }
 
 /// Ed25519 keys read from agents' PEMs, by PEM. Reading one (the PEM, the DER, and the
-/// point's decompression) costs about as much as a third of the verification it serves.
+/// point's decompression, about 8 µs) costs about a quarter of the verification it serves.
 static ED25519_KEYS: LazyLock<Mutex<HashMap<String, ed25519_dalek::VerifyingKey>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
