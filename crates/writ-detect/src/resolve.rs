@@ -17,6 +17,16 @@ pub(crate) fn sort(candidates: &mut [Candidate]) {
     candidates.sort_by_key(|c| (c.start, c.priority, Reverse(c.end)));
 }
 
+/// The findings of a whole text's candidates: sorted, then resolved in that order.
+pub(crate) fn findings(mut candidates: Vec<Candidate>) -> Vec<Finding> {
+    sort(&mut candidates);
+    let mut resolver = Resolver::default();
+    candidates
+        .into_iter()
+        .filter_map(|c| resolver.take(c))
+        .collect()
+}
+
 /// Resolution state: how far findings so far reach.
 #[derive(Default)]
 pub(crate) struct Resolver {

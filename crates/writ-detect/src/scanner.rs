@@ -16,7 +16,7 @@ use regex_automata::{Input, MatchKind, PatternSet, meta};
 
 use crate::error::DetectError;
 use crate::matcher::{Matcher, REGEX_SIZE_LIMIT};
-use crate::resolve::{self, Resolver};
+use crate::resolve;
 use crate::rules::{Rule, RuleId};
 use crate::search::{self, CONTEXT};
 
@@ -274,15 +274,7 @@ impl Scanner {
         }
         let mut candidates = Vec::new();
         search::whole_text(self, text, &mut candidates);
-        if candidates.is_empty() {
-            return Vec::new();
-        }
-        resolve::sort(&mut candidates);
-        let mut resolver = Resolver::default();
-        candidates
-            .into_iter()
-            .filter_map(|c| resolver.take(c))
-            .collect()
+        resolve::findings(candidates)
     }
 
     /// `text` with every finding replaced by `[REDACTED:<id>]`, and the findings

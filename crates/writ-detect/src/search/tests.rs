@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 
 use super::*;
-use crate::resolve::{self, Resolver};
+use crate::resolve;
 use crate::rules::{BUILTIN, RuleId};
 use crate::scanner::Finding;
 
@@ -80,12 +80,7 @@ fn fast(scanner: &Scanner, text: &[u8]) -> Vec<Key> {
 fn scan_general(scanner: &Scanner, text: &[u8]) -> Vec<Finding> {
     let mut candidates = Vec::new();
     Search::new(scanner).advance(scanner, text, 0, true, &mut candidates);
-    resolve::sort(&mut candidates);
-    let mut resolver = Resolver::default();
-    candidates
-        .into_iter()
-        .filter_map(|c| resolver.take(c))
-        .collect()
+    resolve::findings(candidates)
 }
 
 #[test]
