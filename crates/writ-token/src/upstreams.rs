@@ -16,8 +16,16 @@ impl VerifiedWrit {
     /// The upstreams every `check if` of the writ limits it to: a check limits when each of
     /// its alternatives states `upstream("<name>")`, and the writ reaches only the names all
     /// limiting checks share. `None` when no check limits the upstream (or the writ cannot
-    /// be read).
-    pub fn named_upstreams(&self) -> Option<BTreeSet<String>> {
+    /// be read). Read once per verified writ (its checks are fixed) and kept with it, so
+    /// every later request presenting it routes without reading its blocks again.
+    pub fn named_upstreams(&self) -> Option<&BTreeSet<String>> {
+        self.verification()
+            .named_upstreams
+            .get_or_init(|| self.read_named_upstreams())
+            .as_ref()
+    }
+
+    fn read_named_upstreams(&self) -> Option<BTreeSet<String>> {
         let biscuit = self.biscuit().ok()?;
         let authorizer = AuthorizerBuilder::new().build(&biscuit).ok()?;
         let (_, _, checks, _) = authorizer.dump();

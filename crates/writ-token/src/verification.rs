@@ -2,13 +2,14 @@
 //! text: the part of a live writ the verified-writ cache holds, so its layout is what a
 //! live writ costs (measured by the `live_writs` bench).
 
+use std::collections::BTreeSet;
 use std::num::NonZeroU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use biscuit_auth::{Biscuit, PublicKey};
 
-use crate::error::WritError;
+use crate::error::{Denial, WritError};
 use crate::evaluation_cost::CheckShapes;
 use crate::parsed::Loaded;
 use crate::revocation_ids::RevocationIds;
@@ -41,11 +42,19 @@ pub(crate) struct Verification {
     /// Datalog is deterministic and `time` is stated to the second, so the same facts get
     /// the same answer within those seconds: an agent repeating a call skips the authorizer.
     pub(crate) last_allowed: std::sync::Mutex<Option<Allowed>>,
+    /// The last request this writ's checks refused, and the seconds that refusal holds for
+    /// (by the same argument): an agent repeating a refused call is refused without the
+    /// authorizer, so a refusal costs no more than an allow. Kept apart from `last_allowed`
+    /// so explaining a refusal (which tries lower caps, and may be allowed) keeps both.
+    pub(crate) last_denied: std::sync::Mutex<Option<Box<Denied>>>,
     /// How many times the Datalog authorizer ran for this writ.
     pub(crate) evaluations: std::sync::atomic::AtomicU64,
     /// For a writ minted here, its shape: decisions are shared with the other writs of
     /// that shape (see `shape`).
     pub(crate) shape: Option<Shape>,
+    /// The upstreams the writ's checks limit it to, read once when a request first routes
+    /// by them (see `upstreams.rs`): the same for every request presenting the writ.
+    pub(crate) named_upstreams: OnceLock<Option<BTreeSet<String>>>,
 }
 
 /// What is read from a writ's serialized blocks, apart from evaluating them.
@@ -92,6 +101,16 @@ pub(crate) struct Allowed {
     pub(crate) repeated: bool,
 }
 
+/// A remembered refusal by the writ's checks: the facts hashed as `facts` were refused
+/// with `denial`, and the answer holds from second `from` through second `through`.
+pub(crate) struct Denied {
+    pub(crate) from: u64,
+    pub(crate) through: u64,
+    /// SHA-256 of the refused facts' encoding, as in [`Allowed`].
+    pub(crate) facts: [u8; 32],
+    pub(crate) denial: Denial,
+}
+
 impl Verification {
     /// What verifying `biscuit` established, with what was read of its bytes (`reads`),
     /// and with its parsed token placed in the process's ring.
@@ -127,8 +146,10 @@ impl Verification {
             claims,
             holds_through,
             last_allowed: std::sync::Mutex::new(None),
+            last_denied: std::sync::Mutex::new(None),
             evaluations: std::sync::atomic::AtomicU64::new(0),
             shape,
+            named_upstreams: OnceLock::new(),
         })
     }
 

@@ -491,6 +491,14 @@ impl VerifiedWrit {
             self.remember_allowed(now_secs, digest);
             return Ok(Some(allowed()));
         }
+        // The same request refused this second, or within the seconds that refusal holds.
+        if let Ok(last) = v.last_denied.lock()
+            && let Some(d) = last.as_ref()
+            && (d.from..=d.through).contains(&now_secs)
+            && d.facts == digest
+        {
+            return Err(WritError::Denied(d.denial.clone()));
+        }
         let loaded = self.biscuit()?;
         // Bounded before it runs: the library's own limits do not stop a costly check.
         if loaded.checks.work(facts)? > max_work {
@@ -508,7 +516,21 @@ impl VerifiedWrit {
             .map_err(denied_by)?
             .build(&loaded.biscuit)
             .map_err(denied_by)?;
-        authorizer.authorize().map_err(denied_by)?;
+        if let Err(e) = authorizer.authorize() {
+            // Only a refusal by the checks and policies is the Datalog's answer; a run limit
+            // (which counts wall-clock time too) or another failure is decided again.
+            let decided = matches!(
+                e,
+                error::Token::FailedLogic(
+                    Logic::Unauthorized { .. } | Logic::NoMatchingPolicy { .. }
+                )
+            );
+            let error = denied_by(e);
+            if decided && let WritError::Denied(denial) = &error {
+                self.remember_denied(now_secs, digest, denial.clone());
+            }
+            return Err(error);
+        }
         let through = self.remember_allowed(now_secs, digest);
         if let Some(shape) = v.shape {
             crate::shape::remember(shape, digest, now_secs, through);
@@ -516,15 +538,33 @@ impl VerifiedWrit {
         Ok(Some(allowed()))
     }
 
+    /// The last second a decision made at second `now_secs` holds for: past the bound
+    /// (decided by a branch that does not read the time) the answer is only known for this
+    /// second.
+    fn decided_through(&self, now_secs: u64) -> u64 {
+        self.holds_through()
+            .filter(|&b| b >= now_secs)
+            .unwrap_or(now_secs)
+    }
+
+    /// Remembers that the request whose facts hash to `facts` was refused with `denial`
+    /// at second `now_secs`.
+    fn remember_denied(&self, now_secs: u64, facts: [u8; 32], denial: Denial) {
+        let through = self.decided_through(now_secs);
+        if let Ok(mut last) = self.verification.last_denied.lock() {
+            *last = Some(Box::new(crate::verification::Denied {
+                from: now_secs,
+                through,
+                facts,
+                denial,
+            }));
+        }
+    }
+
     /// Remembers that the request whose facts hash to `facts` was allowed at second
     /// `now_secs`; returns the last second that decision holds for.
     fn remember_allowed(&self, now_secs: u64, facts: [u8; 32]) -> u64 {
-        // Past the bound (allowed by a branch that does not read the time) the answer is
-        // only known for this second.
-        let through = self
-            .holds_through()
-            .filter(|&b| b >= now_secs)
-            .unwrap_or(now_secs);
+        let through = self.decided_through(now_secs);
         if let Ok(mut last) = self.verification.last_allowed.lock() {
             *last = Some(Allowed {
                 from: now_secs,

@@ -98,9 +98,14 @@ fn no_cap_is_suggested_when_something_else_refused_it() {
 fn named_upstreams_are_those_every_block_allows() {
     let key = RootKeyPair::generate(KeyId(1));
     let names = |writ: &str| {
-        verified(&key, writ)
-            .named_upstreams()
-            .map(|s| s.into_iter().collect::<Vec<_>>())
+        let writ = verified(&key, writ);
+        let first = writ.named_upstreams();
+        // Read once per verified writ: a second request gets the same set, not a new reading.
+        assert!(match (first, writ.named_upstreams()) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        });
+        first.map(|s| s.iter().cloned().collect::<Vec<_>>())
     };
     let both = r#"[{"type":"writ:llm","upstream":"openai"},{"type":"writ:llm","upstream":"groq"}]"#;
     assert_eq!(

@@ -389,6 +389,55 @@ fn repeated_requests_get_the_same_answer_and_only_them() {
     ));
 }
 
+/// A refusal by the writ's checks is remembered as an allow is: the same refused request,
+/// repeated while the answer holds, is refused with the same denial without the
+/// authorizer (so a refused call costs an agent no more than an allowed one); an allowed
+/// request in between does not displace it; other facts, and a second past the bound,
+/// are decided afresh.
+#[test]
+fn a_repeated_refusal_is_answered_from_memory_and_only_it() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let deadline = "2027-01-15T08:00:05Z";
+    let limited: Vec<Grant> = parse_grants(&format!(
+        r#"[{{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100}},
+            {{"type":"writ:datalog","code":"check if time($t), $t <= {deadline};"}}]"#
+    ))
+    .unwrap();
+    let writ = mint_with(&key, &ceiling(), &limited, 30);
+    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let at = |secs: u64| t0() + Duration::from_secs(secs);
+    let denial = |facts: &RequestFacts, secs: u64| match verified.authorize(facts, at(secs)) {
+        Err(WritError::Denied(d)) => d,
+        other => panic!("not denied: {other:?}"),
+    };
+    let refused = chat("gpt-4o", Some(50));
+    let first = denial(&refused, 1);
+    assert_eq!(verified.evaluations(), 1);
+    for secs in 1..=5 {
+        assert_eq!(denial(&refused, secs), first);
+    }
+    assert_eq!(verified.evaluations(), 1);
+    // An allowed request is evaluated and remembered beside the refusal.
+    assert!(
+        verified
+            .authorize(&chat("gpt-4o-mini", Some(50)), at(2))
+            .is_ok()
+    );
+    assert_eq!(denial(&refused, 3), first);
+    assert_eq!(verified.evaluations(), 2);
+    // Other refused facts are evaluated.
+    let other = denial(&chat("gpt-4o", Some(60)), 3);
+    assert_eq!(other.failed_checks, first.failed_checks);
+    assert_eq!(verified.evaluations(), 3);
+    // Past the deadline the first request is evaluated afresh: the time check fails too.
+    let late = denial(&refused, 6);
+    assert_eq!(verified.evaluations(), 4);
+    assert!(
+        late.failed_checks.len() > first.failed_checks.len(),
+        "{late:?}"
+    );
+}
+
 /// A writ that reads the time other than as an expiry (here: refused from t0 + 3 s on,
 /// written as a lower bound) is decided again every second: a remembered allow would let
 /// the third second through.

@@ -125,7 +125,7 @@ fn chosen_by_writ(
     }
     let choices: Vec<&str> = configured
         .into_iter()
-        .filter(|name| named.as_ref().is_none_or(|n| n.contains(*name)))
+        .filter(|name| named.is_none_or(|n| n.contains(*name)))
         .collect();
     match choices.as_slice() {
         [one] => Ok(one.to_string()),
