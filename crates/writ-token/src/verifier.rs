@@ -3,7 +3,8 @@
 //! caller's `now`, and no block revoked. The data plane and token exchange both ask
 //! [`Verifier::check`], so a writ one accepts the other accepts too.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::encoding::decode;
@@ -33,13 +34,23 @@ impl RevocationCheck for RevocationSet {
 /// writ text: each checked writ carries the text its request presented.
 pub struct Verifier {
     cache: VerifyCache,
+    /// Writs verified and then found expired (and not revoked), by the SHA-256 of their
+    /// text, with their expiry: an agent that keeps presenting an expired writ — the common
+    /// refusal of writs that live seconds — is refused without its signatures being
+    /// verified again (which cost about four times serving an allowed request). At most
+    /// [`EXPIRED_MEMO`] entries; emptied when full, and with the cache.
+    expired: Mutex<HashMap<[u8; 32], SystemTime>>,
 }
+
+/// How many expired writs the verifier remembers (about 50 bytes each).
+const EXPIRED_MEMO: usize = 4096;
 
 impl Verifier {
     /// A verifier whose cache holds at most `capacity` writs.
     pub fn new(capacity: usize) -> Self {
         Self {
             cache: VerifyCache::new(capacity),
+            expired: Mutex::new(HashMap::new()),
         }
     }
 
@@ -65,6 +76,9 @@ impl Verifier {
         let writ = match self.cache.get_keyed(&key, text, now) {
             Some(hit) => Arc::new(hit),
             None => {
+                if let Some(at) = self.known_expired(&key, now) {
+                    return Err(WritError::Expired { at });
+                }
                 let verified = Arc::new(unverified.verify(trusted)?);
                 if !is_expired(&verified, now) {
                     self.cache.insert_keyed(key, &verified, now);
@@ -76,11 +90,27 @@ impl Verifier {
             return Err(WritError::Revoked);
         }
         if is_expired(&writ, now) {
-            return Err(WritError::Expired {
-                at: writ.claims().expires_at,
-            });
+            let at = writ.claims().expires_at;
+            self.remember_expired(key, at);
+            return Err(WritError::Expired { at });
         }
         Ok(writ)
+    }
+
+    /// The expiry of the writ whose text hashes to `key`, if it was found expired before
+    /// and `now` is still past it (a clock set back gets no answer from the memo).
+    fn known_expired(&self, key: &[u8; 32], now: SystemTime) -> Option<SystemTime> {
+        let at = *self.expired.lock().ok()?.get(key)?;
+        past(at, now).then_some(at)
+    }
+
+    fn remember_expired(&self, key: [u8; 32], at: SystemTime) {
+        if let Ok(mut expired) = self.expired.lock() {
+            if expired.len() >= EXPIRED_MEMO {
+                expired.clear();
+            }
+            expired.insert(key, at);
+        }
     }
 
     /// Caches a writ just minted, unless it expired before `now`: its first
@@ -101,6 +131,9 @@ impl Verifier {
     /// change of root keys (so a retired key stops working at once).
     pub fn clear(&self) {
         self.cache.clear();
+        if let Ok(mut expired) = self.expired.lock() {
+            expired.clear();
+        }
     }
 
     /// Number of writs cached.
@@ -112,8 +145,13 @@ impl Verifier {
 /// Whether `now` is past the writ's expiry, compared in whole seconds as the Datalog
 /// expiry check does (a writ still verifies during the second it expires).
 fn is_expired(writ: &VerifiedWrit, now: SystemTime) -> bool {
+    past(writ.claims().expires_at, now)
+}
+
+/// Whether `now`, to the whole second, is past `expires_at`.
+fn past(expires_at: SystemTime, now: SystemTime) -> bool {
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    UNIX_EPOCH + Duration::from_secs(secs(now)) > writ.claims().expires_at
+    UNIX_EPOCH + Duration::from_secs(secs(now)) > expires_at
 }
 
 #[cfg(test)]
@@ -243,6 +281,65 @@ mod tests {
             WritError::Expired { at: at(5) }
         );
         assert_eq!(verifier.cached(), 0);
+    }
+
+    /// An agent presenting an expired writ again is refused without its signatures being
+    /// verified again (here: no key is trusted any more, and it is still "expired"); a
+    /// clock set back before its expiry, a cleared cache, or a revoked writ gets no answer
+    /// from that memory.
+    #[test]
+    fn an_expired_writ_presented_again_is_refused_without_verifying_it_again() {
+        let issuer = Issuer::new();
+        let verifier = Verifier::new(16);
+        let text = issuer.writ(5);
+        let none = RevocationSet::new();
+        let expired = WritError::Expired { at: at(5) };
+        assert_eq!(
+            verifier
+                .check(&text, &issuer.trusted, at(6), &none)
+                .unwrap_err(),
+            expired
+        );
+        let untrusted = RootKeys::new();
+        for secs in [6, 7, 600] {
+            assert_eq!(
+                verifier
+                    .check(&text, &untrusted, at(secs), &none)
+                    .unwrap_err(),
+                expired
+            );
+        }
+        assert_eq!(verifier.cached(), 0);
+        // A clock set back: verified afresh (and here refused for its unknown key).
+        assert_ne!(
+            verifier.check(&text, &untrusted, at(4), &none).unwrap_err(),
+            expired
+        );
+        assert!(verifier.check(&text, &issuer.trusted, at(4), &none).is_ok());
+        // Cleared with the cache (a root key retired, a revocation).
+        verifier.clear();
+        assert_ne!(
+            verifier.check(&text, &untrusted, at(6), &none).unwrap_err(),
+            expired
+        );
+        // A revoked writ is refused as revoked every time, not remembered as expired.
+        let other = issuer.writ(5);
+        let writ = verifier
+            .check(&other, &issuer.trusted, at(1), &none)
+            .unwrap();
+        let mut revoked = RevocationSet::new();
+        revoked.insert(&Revocation::TokenId {
+            token_id: writ.claims().token_id.clone(),
+        });
+        verifier.clear();
+        for _ in 0..2 {
+            assert_eq!(
+                verifier
+                    .check(&other, &issuer.trusted, at(6), &revoked)
+                    .unwrap_err(),
+                WritError::Revoked
+            );
+        }
     }
 
     #[test]
