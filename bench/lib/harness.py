@@ -19,6 +19,7 @@ import time
 
 import jit
 import portkey
+import refusals
 import servers
 from counts import COUNT_TOOLS, count_row, render_counts
 from loads import check_sample, post, stream_body_for, ttfb, wrk, wrk_pass
@@ -85,7 +86,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 s loads, scaling at 10 and 1 000 writs only")
     ap.add_argument("--duration", type=float, help="seconds per load (default 10, 3 with --quick)")
     ap.add_argument("--scale", default=None, help="writ counts of the scaling run, comma-separated")
-    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces,lean_hop,best_effort")
+    ap.add_argument("--skip", default="", help="rows to leave out, comma-separated: litellm,portkey,jit,distributed,scaling,traces,lean_hop,best_effort,"
+                    "refusals")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
     ap.add_argument("--count", type=int, metavar="N", help="instead of loads: instructions and system calls "
@@ -163,6 +165,8 @@ def main() -> None:
         writ_cli("agent", "add", a, *cargs, "--max-ttl", f"{TTL}s", "--public-key", pub_pem, *state)
     writs = [writ_cli("token", "mint", "--agent", agents[i], "--grant", grant, "--ttl", f"{TTL}s", *state).strip()
              for i in range(AGENTS)]
+    # The refusals table's writs, minted now so the 1-second ones have expired when used.
+    refusal_writs = refusals.mint(state, agents) if "refusals" not in skip and not args.count else None
     log(f"{n_agents} agents registered, {AGENTS} writs minted in {time.time() - t0:.1f} s")
     writ_tokens = token_file("writ10", writs)
     # Non-writ rows send a token of a writ's length, so request sizes match.
@@ -423,9 +427,14 @@ litellm_settings:
             proc.stop()
         mint_proc.stop()
 
+    # 10. Refusals: what requests that end otherwise than allowed cost writ full.
+    refusal_rows = None
+    if refusal_writs:
+        refusal_rows = refusals.run(run_dir, base, tenant, mock, mock_stream, writs, refusal_writs, dur)
+
     mock_proc.stop()
     elapsed = time.time() - started
-    report = render(results, rounds, dur, elapsed, args.quick, jit_figures)
+    report = render(results, rounds, dur, elapsed, args.quick, jit_figures, refusal_rows)
     print(report)
     if not args.no_save:
         os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
@@ -460,7 +469,7 @@ def paired_summary(rounds) -> dict:
     return out
 
 
-def render(results, rounds, dur, elapsed, quick, jit_figures=None) -> str:
+def render(results, rounds, dur, elapsed, quick, jit_figures=None, refusal_rows=None) -> str:
     by = {r["row"]: r for r in results}
     pairs = paired_summary(rounds)
     base = by.get("nginx proxy (baseline)", {}).get("rps")
@@ -597,7 +606,9 @@ def render(results, rounds, dur, elapsed, quick, jit_figures=None) -> str:
             paired_lines.append(
                 f"| {name} | {p['ratio']:.2f} | {span(p['ratios'], lambda v: f'{v:.2f}')} "
                 f"| {p['cpu_us']:.0f} | {added} | {added_span} |")
-    return "\n".join(head + lines + paired_lines + jit_lines + ["", "| target | measured | |", "|---|---:|---|"]
+    refusal_lines = refusals.render(refusal_rows) if refusal_rows else []
+    return "\n".join(head + lines + paired_lines + jit_lines + refusal_lines
+                     + ["", "| target | measured | |", "|---|---:|---|"]
                      + targets + [""] + extra) + "\n"
 
 
