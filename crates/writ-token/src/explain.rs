@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::error::Denial;
 use crate::facts::RequestFacts;
-use crate::verify::VerifiedWrit;
+use crate::verify::{Remember, VerifiedWrit};
 
 /// Most candidate caps tried for one denial, so a denied request costs a few evaluations
 /// at most, whatever its writ holds.
@@ -75,7 +75,7 @@ impl VerifiedWrit {
         let mut tried = facts.clone();
         for cap in candidates.into_iter().take(MAX_CANDIDATES) {
             tried.max_output_tokens = Some(cap);
-            match self.authorize_within(&tried, now, max_work) {
+            match self.decide(&tried, now, max_work, Remember::AllowsOnly) {
                 Ok(Some(_)) => return Some(cap),
                 Ok(None) => return None,
                 Err(_) => {}

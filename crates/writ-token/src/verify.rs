@@ -453,6 +453,19 @@ impl VerifiedWrit {
         now: SystemTime,
         max_work: u64,
     ) -> Result<Option<Authorization>, WritError> {
+        self.decide(facts, now, max_work, Remember::Refusals)
+    }
+
+    /// [`authorize_within`](Self::authorize_within), remembering a refusal only when
+    /// `remember` says so: the facts explaining a refusal tries (lower caps) are not what
+    /// the agent asked, and must not displace the refusal it will ask again.
+    pub(crate) fn decide(
+        &self,
+        facts: &RequestFacts,
+        now: SystemTime,
+        max_work: u64,
+        remember: Remember,
+    ) -> Result<Option<Authorization>, WritError> {
         // Compare at the one-second resolution of Biscuit dates, as the Datalog check does.
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let now = UNIX_EPOCH + Duration::from_secs(now_secs);
@@ -526,7 +539,10 @@ impl VerifiedWrit {
                 )
             );
             let error = denied_by(e);
-            if decided && let WritError::Denied(denial) = &error {
+            if decided
+                && remember == Remember::Refusals
+                && let WritError::Denied(denial) = &error
+            {
                 self.remember_denied(now_secs, digest, denial.clone());
             }
             return Err(error);
@@ -575,6 +591,15 @@ impl VerifiedWrit {
         }
         through
     }
+}
+
+/// Whether an evaluation's refusal is remembered ([`VerifiedWrit::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Remember {
+    /// A request as the agent sent it: its refusal is remembered.
+    Refusals,
+    /// Facts tried to explain a refusal: only an allow is remembered.
+    AllowsOnly,
 }
 
 /// Reading claims failed: a block too costly to evaluate, or claims of the wrong shape.

@@ -73,6 +73,43 @@ fn the_largest_cap_is_the_smallest_any_block_allows() {
     }
 }
 
+/// Explaining a refusal tries lower caps, some refused too: none of them displaces the
+/// refusal of the request as asked, which a repeat still gets from memory.
+#[test]
+fn explaining_a_refusal_leaves_it_remembered() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let writ = minted(
+        &key,
+        r#"{"type":"writ:llm","upstream":"openai","max_output_tokens":1000}"#,
+        r#"{"type":"writ:llm","upstream":"openai","models":["gpt-4o-mini"],"max_output_tokens":500}"#,
+    );
+    let narrowed = attenuate(
+        &writ,
+        &grants(r#"{"type":"writ:llm","upstream":"openai","max_output_tokens":700}"#),
+    )
+    .unwrap();
+    let v = verified(&key, &narrowed);
+    let asked = chat(Some(4000));
+    let Err(WritError::Denied(denial)) = v.authorize(&asked, t0()) else {
+        panic!("allowed");
+    };
+    assert_eq!(v.evaluations(), 1);
+    assert_eq!(
+        v.largest_output_cap(&denial, &asked, t0(), u64::MAX),
+        Some(500)
+    );
+    assert_eq!(
+        v.evaluations(),
+        4,
+        "1 000 and 700 refused, then 500 allowed"
+    );
+    let Err(WritError::Denied(again)) = v.authorize(&asked, t0()) else {
+        panic!("allowed");
+    };
+    assert_eq!(again, denial);
+    assert_eq!(v.evaluations(), 4, "the refusal came from memory");
+}
+
 #[test]
 fn no_cap_is_suggested_when_something_else_refused_it() {
     let key = RootKeyPair::generate(KeyId(1));
