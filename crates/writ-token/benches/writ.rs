@@ -99,6 +99,45 @@ fn bench(c: &mut Criterion) {
     c.bench_function("authorize (repeated)", |b| {
         b.iter(|| verified.authorize(black_box(&facts), t0()).unwrap())
     });
+    // A refused request, repeated: answered from the writ's memo of its last refusal.
+    let refused = RequestFacts {
+        model: Some("gpt-4o".into()),
+        ..facts.clone()
+    };
+    c.bench_function("authorize (refused, repeated)", |b| {
+        b.iter(|| verified.authorize(black_box(&refused), t0()).unwrap_err())
+    });
+
+    // A DPoP proof (EdDSA) as each request of a writ bound to a key carries one: against
+    // the bare signature check above, what reading and checking the proof adds.
+    let proof = dpop_proof(&signer);
+    let expected = writ_token::dpop::Expected {
+        method: "POST",
+        url: "https://writ.test/v1/chat/completions",
+        access_token: None,
+        now: t0(),
+    };
+    c.bench_function("dpop: verify proof (EdDSA)", |b| {
+        b.iter(|| writ_token::dpop::verify_proof(black_box(&proof), &expected).unwrap())
+    });
+}
+
+/// A DPoP proof for `POST https://writ.test/v1/chat/completions` at `t0`, signed by `key`.
+fn dpop_proof(key: &biscuit_auth::KeyPair) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let x = URL_SAFE_NO_PAD.encode(key.public().to_bytes());
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": "EdDSA",
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}});
+    let claims = serde_json::json!({"htm": "POST", "htu": "https://writ.test/v1/chat/completions",
+        "iat": 1_800_000_000u64, "jti": "bench"});
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key.sign(message.as_bytes()).unwrap();
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
 
 /// One shape of costly Datalog, appended by a holder: the block's source for size `k`, and

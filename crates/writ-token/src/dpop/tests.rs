@@ -230,6 +230,88 @@ fn each_failed_check_is_refused_with_its_own_variant() {
     );
 }
 
+/// An EdDSA proof is verified over its header and claims exactly as sent: any change after
+/// signing, or a token that is not three base64url segments, is refused as a bad
+/// signature; claims that are signed but not an object are refused by the first claim.
+#[test]
+fn an_eddsa_proof_changed_after_signing_is_refused() {
+    let key = TestKey::new();
+    let expected = expected(None);
+    let proof = key.proof(json!(NOW), "j", None);
+    assert_eq!(
+        verify_proof(&proof, &expected).map(|p| p.thumbprint),
+        Ok(key.thumbprint())
+    );
+    let parts: Vec<&str> = proof.split('.').collect();
+    let other = key.proof(json!(NOW), "other", None);
+    let other_claims = other.split('.').nth(1).unwrap();
+    let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    signature[5] ^= 1;
+    let flipped = URL_SAFE_NO_PAD.encode(&signature);
+    // S + L: the same signature with a non-canonical scalar.
+    let mut s_plus_l = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    let l: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut carry = 0u16;
+    for (b, l) in s_plus_l[32..].iter_mut().zip(l) {
+        let sum = u16::from(*b) + u16::from(l) + carry;
+        *b = sum as u8;
+        carry = sum >> 8;
+    }
+    let s_plus_l = URL_SAFE_NO_PAD.encode(&s_plus_l);
+    let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.jwk()}).to_string();
+    let changed = [
+        format!("{}.{other_claims}.{}", parts[0], parts[2]),
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(format!("{header} ")),
+            parts[1],
+            parts[2]
+        ),
+        format!("{}.{}.{flipped}", parts[0], parts[1]),
+        format!("{}.{}.{s_plus_l}", parts[0], parts[1]),
+        format!("{}.{}.{}=", parts[0], parts[1], parts[2]),
+        format!("{}.{}.{}", parts[0], parts[1], &parts[2][..80]),
+        format!("{}.{}.{}.{}", parts[0], parts[1], parts[1], parts[2]),
+        format!("{}.{}", parts[0], parts[2]),
+        format!("{}.{}.", parts[0], parts[1]),
+    ];
+    for (i, bad) in changed.iter().enumerate() {
+        assert_eq!(
+            verify_proof(bad, &expected).unwrap_err(),
+            DpopError::BadSignature,
+            "case {i}"
+        );
+    }
+    // Signed, but not JSON, and JSON that is not an object.
+    let header_value = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.jwk()});
+    let signed_raw = |payload: &[u8]| {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header_value.to_string()),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let pem = key.0.to_private_key_pem().unwrap();
+        let signing = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &signing, Algorithm::EdDSA);
+        format!("{message}.{}", signature.unwrap())
+    };
+    for payload in [&b"{"[..], b"", b"\xff"] {
+        assert_eq!(
+            verify_proof(&signed_raw(payload), &expected).unwrap_err(),
+            DpopError::BadSignature
+        );
+    }
+    assert_eq!(
+        verify_proof(&key.sign(&header_value, &json!([1])), &expected).unwrap_err(),
+        DpopError::HtmMismatch
+    );
+    // The untouched proof still verifies after all of that.
+    assert!(verify_proof(&proof, &expected).is_ok());
+}
+
 /// A proof under the identity point (an Ed25519 key of order 1), "signed" with no private
 /// key at all: `R = [s]B` with `s = 1` verifies for any message under that key, so a writ
 /// bound to it would be usable by anyone holding it. Refused for its key.
