@@ -580,6 +580,13 @@ impl Gateway {
         self.audit.written_alone()
     }
 
+    /// How many requests (data plane and token endpoint) the audit log counts as being
+    /// served now; `None` when no record is written by its request's thread (best effort,
+    /// or a sink without that path).
+    pub fn audit_requests_open(&self) -> Option<usize> {
+        self.audit.requests_open()
+    }
+
     /// Writes pending audit records and signs a checkpoint now.
     pub async fn audit_checkpoint(&self) {
         self.audit.checkpoint_now().await;

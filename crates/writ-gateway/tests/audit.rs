@@ -517,6 +517,55 @@ async fn records_written_alone_and_by_the_writer_form_one_log() {
     assert_log_verifies(&gw, 2 * n).await;
 }
 
+/// A request at the token endpoint counts as a request being served, as a data-plane one
+/// does: while a mint is in progress (here: its client still sending the form), another
+/// request's decision goes to the writer, to be committed with what else arrives, instead
+/// of being written by its own thread; once the mint is gone, a request alone writes its
+/// own again.
+#[tokio::test]
+async fn a_request_at_the_token_endpoint_counts_as_one_being_served() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream, "").await;
+    let client = reqwest::Client::new();
+    assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+    assert_eq!(gw.gateway().audit_records_written_alone(), 1);
+    let gateway = gw.gateway();
+    let open = |want: usize| async move {
+        let mut attempts = 0;
+        while gateway.audit_requests_open() != Some(want) {
+            attempts += 1;
+            assert!(attempts < 100_000, "{want} request(s) never counted open");
+            tokio::task::yield_now().await;
+        }
+    };
+    open(0).await;
+    // A mint whose form is still on its way.
+    let addr = gw
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut mint = tokio::net::TcpStream::connect(addr).await.unwrap();
+    mint.write_all(
+        b"POST /oauth2/token HTTP/1.1\r\nHost: writ\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type=",
+    )
+    .await
+    .unwrap();
+    open(1).await;
+    assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+    assert_eq!(
+        gw.gateway().audit_records_written_alone(),
+        1,
+        "a decision made while a mint was served was written alone"
+    );
+    drop(mint);
+    open(0).await;
+    assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+    assert_eq!(gw.gateway().audit_records_written_alone(), 2);
+    assert_log_verifies(&gw, 6).await;
+}
+
 /// Issue 18 item 5 on SQLite: a sink that stops taking writes (another connection holds
 /// its write lock) refuses the very next request with 503 `audit_unavailable` before it
 /// reaches the upstream, not after. Its decision is kept and written later, with the

@@ -35,7 +35,8 @@ pub(super) struct Alone {
     /// Records between checkpoints.
     pub(super) every: u64,
     pub(super) on_the_way: AtomicUsize,
-    /// Data-plane requests being served now ([`super::Auditor::open_request`]).
+    /// Requests being served now, data plane and token endpoint
+    /// ([`super::Auditor::open_request`]).
     pub(super) open_requests: AtomicUsize,
     /// Records written by their requests' threads so far.
     pub(super) written: AtomicU64,

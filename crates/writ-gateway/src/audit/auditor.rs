@@ -313,13 +313,21 @@ impl Auditor {
         rx.await.unwrap_or(Appended::Lost)
     }
 
-    /// Counts a data-plane request as being served while the returned guard lives, when
-    /// records may be written by their request's thread: they are only while it is the
-    /// one request being served, so that under load records are written in batches.
+    /// Counts a request (data plane or token endpoint) as being served while the returned
+    /// guard lives, when records may be written by their request's thread: they are only
+    /// while it is the one request being served, so that under load records are written
+    /// in batches.
     pub(crate) fn open_request(&self) -> Option<OnTheWay<'_>> {
         self.alone
             .as_ref()
             .map(|alone| OnTheWay::enter(&alone.open_requests).0)
+    }
+
+    /// How many requests [`Auditor::open_request`] counts as being served now.
+    pub(crate) fn requests_open(&self) -> Option<usize> {
+        self.alone
+            .as_ref()
+            .map(|alone| alone.open_requests.load(Ordering::Acquire))
     }
 
     /// How many records their requests' own threads have written.
