@@ -47,8 +47,9 @@ fn chat(cap: Option<u64>) -> RequestFacts {
     }
 }
 
-#[test]
-fn the_largest_cap_is_the_smallest_any_block_allows() {
+/// A key and a writ whose blocks cap output at 1 000 (ceiling) and 500 (grants), and the
+/// same writ narrowed by an attenuation capping it at 700.
+fn capped_three_times() -> (RootKeyPair, String, String) {
     let key = RootKeyPair::generate(KeyId(1));
     let writ = minted(
         &key,
@@ -60,6 +61,12 @@ fn the_largest_cap_is_the_smallest_any_block_allows() {
         &grants(r#"{"type":"writ:llm","upstream":"openai","max_output_tokens":700}"#),
     )
     .unwrap();
+    (key, writ, narrowed)
+}
+
+#[test]
+fn the_largest_cap_is_the_smallest_any_block_allows() {
+    let (key, writ, narrowed) = capped_three_times();
     for (writ, asked) in [(&writ, Some(800)), (&writ, None), (&narrowed, Some(4000))] {
         let v = verified(&key, writ);
         let Err(WritError::Denied(denial)) = v.authorize(&chat(asked), t0()) else {
@@ -77,17 +84,7 @@ fn the_largest_cap_is_the_smallest_any_block_allows() {
 /// refusal of the request as asked, which a repeat still gets from memory.
 #[test]
 fn explaining_a_refusal_leaves_it_remembered() {
-    let key = RootKeyPair::generate(KeyId(1));
-    let writ = minted(
-        &key,
-        r#"{"type":"writ:llm","upstream":"openai","max_output_tokens":1000}"#,
-        r#"{"type":"writ:llm","upstream":"openai","models":["gpt-4o-mini"],"max_output_tokens":500}"#,
-    );
-    let narrowed = attenuate(
-        &writ,
-        &grants(r#"{"type":"writ:llm","upstream":"openai","max_output_tokens":700}"#),
-    )
-    .unwrap();
+    let (key, _, narrowed) = capped_three_times();
     let v = verified(&key, &narrowed);
     let asked = chat(Some(4000));
     let Err(WritError::Denied(denial)) = v.authorize(&asked, t0()) else {

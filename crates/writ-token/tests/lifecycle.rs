@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use writ_token::{
     Api, Grant, KeyId, MintRequest, RequestFacts, Revocation, RevocationSet, RootKeyPair, RootKeys,
-    Verifier, WritError, decode, mint, mint_verified, parse_grants,
+    VerifiedWrit, Verifier, WritError, decode, mint, mint_verified, parse_grants,
 };
 
 fn t0() -> SystemTime {
@@ -341,14 +341,10 @@ fn datalog_in_grant_values_stays_a_value() {
     ));
 }
 
-/// Authorization remembers the last request a writ allowed, for as long as the writ's
-/// Datalog cannot tell one second from another (here: up to its own deadline check):
-/// repeating it skips the authorizer, and nothing else is let through by the memo — not
-/// other facts, not a second past the deadline, not after expiry.
-#[test]
-fn repeated_requests_get_the_same_answer_and_only_them() {
+/// A verified writ for gpt-4o-mini on `demo` (output capped at 100) that its own Datalog
+/// allows only up to t0 + 5 s (a time check written as Datalog), living 30 s.
+fn verified_with_deadline() -> VerifiedWrit {
     let key = RootKeyPair::generate(KeyId(1));
-    // Allowed only up to t0 + 5 s (a time check written as Datalog).
     let deadline = "2027-01-15T08:00:05Z";
     let limited: Vec<Grant> = parse_grants(&format!(
         r#"[{{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100}},
@@ -356,7 +352,16 @@ fn repeated_requests_get_the_same_answer_and_only_them() {
     ))
     .unwrap();
     let writ = mint_with(&key, &ceiling(), &limited, 30);
-    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    decode(&writ).unwrap().verify(&keys_for(&key)).unwrap()
+}
+
+/// Authorization remembers the last request a writ allowed, for as long as the writ's
+/// Datalog cannot tell one second from another (here: up to its own deadline check):
+/// repeating it skips the authorizer, and nothing else is let through by the memo — not
+/// other facts, not a second past the deadline, not after expiry.
+#[test]
+fn repeated_requests_get_the_same_answer_and_only_them() {
+    let verified = verified_with_deadline();
     let at = |secs: u64| t0() + Duration::from_secs(secs);
     // t0 is 2027-01-15T08:00:00Z.
     assert_eq!(verified.holds_through(), Some(1_800_000_005));
@@ -396,15 +401,7 @@ fn repeated_requests_get_the_same_answer_and_only_them() {
 /// are decided afresh.
 #[test]
 fn a_repeated_refusal_is_answered_from_memory_and_only_it() {
-    let key = RootKeyPair::generate(KeyId(1));
-    let deadline = "2027-01-15T08:00:05Z";
-    let limited: Vec<Grant> = parse_grants(&format!(
-        r#"[{{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100}},
-            {{"type":"writ:datalog","code":"check if time($t), $t <= {deadline};"}}]"#
-    ))
-    .unwrap();
-    let writ = mint_with(&key, &ceiling(), &limited, 30);
-    let verified = decode(&writ).unwrap().verify(&keys_for(&key)).unwrap();
+    let verified = verified_with_deadline();
     let at = |secs: u64| t0() + Duration::from_secs(secs);
     let denial = |facts: &RequestFacts, secs: u64| match verified.authorize(facts, at(secs)) {
         Err(WritError::Denied(d)) => d,
