@@ -21,8 +21,8 @@ impl VerifiedWrit {
     pub fn named_upstreams(&self) -> Option<&BTreeSet<String>> {
         self.verification()
             .named_upstreams
-            .get_or_init(|| self.read_named_upstreams().map(Box::new))
-            .as_deref()
+            .get_or_init(|| self.read_named_upstreams())
+            .as_ref()
     }
 
     fn read_named_upstreams(&self) -> Option<BTreeSet<String>> {

@@ -54,8 +54,7 @@ pub(crate) struct Verification {
     pub(crate) shape: Option<Shape>,
     /// The upstreams the writ's checks limit it to, read once when a request first routes
     /// by them (see `upstreams.rs`): the same for every request presenting the writ.
-    /// Boxed: 8 bytes in every cached writ, not a set's 24.
-    pub(crate) named_upstreams: OnceLock<Option<Box<BTreeSet<String>>>>,
+    pub(crate) named_upstreams: OnceLock<Option<BTreeSet<String>>>,
 }
 
 /// What is read from a writ's serialized blocks, apart from evaluating them.
