@@ -101,6 +101,9 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
             if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") =>
         {
             let x = coordinate("x")?;
+            // The header as the JWT library reads it (its JWK's shape, no member twice), as
+            // every proof's was before EdDSA was verified here.
+            jsonwebtoken::decode_header(proof).map_err(|_| DpopError::BadSignature)?;
             let claims = eddsa_claims(proof, &ed25519_key(x)?)?;
             (
                 claims,

@@ -308,6 +308,29 @@ fn an_eddsa_proof_changed_after_signing_is_refused() {
         verify_proof(&key.sign(&header_value, &json!([1])), &expected).unwrap_err(),
         DpopError::HtmMismatch
     );
+    // A header with a member twice (the last one as written here is the valid one), or a
+    // JWK member of the wrong type, as the JWT library refused them.
+    let header_text = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.jwk()}).to_string();
+    for header in [
+        header_text.replacen('{', r#"{"typ":"JWT","#, 1),
+        header_text.replacen(r#""crv""#, r#""use":5,"crv""#, 1),
+    ] {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD
+                .encode(json!({"htm": "POST", "htu": URL, "iat": NOW, "jti": "j"}).to_string())
+        );
+        let pem = key.0.to_private_key_pem().unwrap();
+        let signing = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &signing, Algorithm::EdDSA);
+        let proof = format!("{message}.{}", signature.unwrap());
+        assert_eq!(
+            verify_proof(&proof, &expected).unwrap_err(),
+            DpopError::BadSignature,
+            "{header}"
+        );
+    }
     // The untouched proof still verifies after all of that.
     assert!(verify_proof(&proof, &expected).is_ok());
 }
