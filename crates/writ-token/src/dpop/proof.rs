@@ -2,8 +2,6 @@
 //! `jwk`), its signature by that key, and its claims (`htm`, `htu`, `iat` window, `ath`,
 //! `jti`). Pure: the time is the caller's, and replay is [`super::check_proof`]'s.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -79,21 +77,14 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
             }
         })
     };
-    let (claims, thumbprint_input) = match (jwk.get("kty").and_then(Value::as_str), alg) {
+    let (key, thumbprint_input) = match (jwk.get("kty").and_then(Value::as_str), alg) {
         (Some("EC"), Algorithm::ES256)
             if jwk.get("crv").and_then(Value::as_str) == Some("P-256") =>
         {
             let (x, y) = (coordinate("x")?, coordinate("y")?);
             let key = DecodingKey::from_ec_components(x, y).map_err(|_| DpopError::NotP256)?;
-            let mut validation = Validation::new(alg);
-            validation.required_spec_claims.clear();
-            validation.validate_exp = false;
-            validation.validate_aud = false;
-            let claims = jsonwebtoken::decode::<Value>(proof, &key, &validation)
-                .map_err(|_| DpopError::BadSignature)?
-                .claims;
             (
-                claims,
+                key,
                 format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
             )
         }
@@ -101,17 +92,29 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
             if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") =>
         {
             let x = coordinate("x")?;
-            // The header as the JWT library reads it (its JWK's shape, no member twice), as
-            // every proof's was before EdDSA was verified here.
-            jsonwebtoken::decode_header(proof).map_err(|_| DpopError::BadSignature)?;
-            let claims = eddsa_claims(proof, &ed25519_key(x)?)?;
-            (
-                claims,
-                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
-            )
+            // A key of small order would let anyone make a proof for a writ bound to it.
+            let point = URL_SAFE_NO_PAD
+                .decode(x)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(DpopError::NotEd25519)?;
+            match ed25519_dalek::VerifyingKey::from_bytes(&point) {
+                Err(_) => return Err(DpopError::NotEd25519),
+                Ok(k) if k.is_weak() => return Err(DpopError::WeakKey),
+                Ok(_) => {}
+            }
+            let key = DecodingKey::from_ed_components(x).map_err(|_| DpopError::NotEd25519)?;
+            (key, format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
         }
         _ => return Err(DpopError::KeyAlgMismatch),
     };
+    let mut validation = Validation::new(alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Value>(proof, &key, &validation)
+        .map_err(|_| DpopError::BadSignature)?
+        .claims;
     if claims["htm"].as_str() != Some(expected.method) {
         return Err(DpopError::HtmMismatch);
     }
@@ -141,69 +144,6 @@ pub fn verify_proof(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopE
         // Accepted while `iat` is within the window of now: up to a window after `iat`.
         replayable_until: iat + IAT_WINDOW,
     })
-}
-
-/// Ed25519 keys of proofs, by their JWK `x`: an agent signs every request's proof with
-/// one key, which is then decompressed (and checked not to be of small order) once.
-static ED25519_KEYS: LazyLock<Mutex<HashMap<String, ed25519_dalek::VerifyingKey>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// Most keys held; past this, all are let go (a memo of a pure function: losing it costs
-/// a decompression).
-const ED25519_KEYS_HELD: usize = 4096;
-
-/// The Ed25519 key whose JWK `x` (43 base64url characters) is `x`. A point that is not on
-/// the curve is not an Ed25519 key; one of small order is refused, since anyone could make
-/// a proof that verifies under it for a writ bound to it.
-fn ed25519_key(x: &str) -> Result<ed25519_dalek::VerifyingKey, DpopError> {
-    if let Some(key) = ED25519_KEYS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(x)
-    {
-        return Ok(*key);
-    }
-    let point = URL_SAFE_NO_PAD
-        .decode(x)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or(DpopError::NotEd25519)?;
-    let key = match ed25519_dalek::VerifyingKey::from_bytes(&point) {
-        Err(_) => return Err(DpopError::NotEd25519),
-        Ok(k) if k.is_weak() => return Err(DpopError::WeakKey),
-        Ok(k) => k,
-    };
-    let mut held = ED25519_KEYS.lock().unwrap_or_else(|p| p.into_inner());
-    if held.len() >= ED25519_KEYS_HELD {
-        held.clear();
-    }
-    held.insert(x.to_string(), key);
-    Ok(key)
-}
-
-/// The claims of the compact JWT `proof` (exactly three base64url segments), once its
-/// EdDSA signature over the first two, as sent (RFC 7515 §5.2, RFC 8037), verifies under
-/// `key`. Any other shape, or a signature that does not verify, is `BadSignature`.
-fn eddsa_claims(proof: &str, key: &ed25519_dalek::VerifyingKey) -> Result<Value, DpopError> {
-    let (signed, signature) = proof.rsplit_once('.').ok_or(DpopError::BadSignature)?;
-    let (_, payload) = signed.split_once('.').ok_or(DpopError::BadSignature)?;
-    if payload.contains('.') {
-        return Err(DpopError::BadSignature);
-    }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .ok()
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| ed25519_dalek::Signature::from_bytes(&b))
-        .ok_or(DpopError::BadSignature)?;
-    // As the JWT library verified them (the key is checked not weak when read).
-    ed25519_dalek::Verifier::verify(key, signed.as_bytes(), &signature)
-        .map_err(|_| DpopError::BadSignature)?;
-    URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(DpopError::BadSignature)
 }
 
 fn strip_query(url: &str) -> &str {

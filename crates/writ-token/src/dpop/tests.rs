@@ -231,8 +231,9 @@ fn each_failed_check_is_refused_with_its_own_variant() {
 }
 
 /// An EdDSA proof is verified over its header and claims exactly as sent: any change after
-/// signing, or a token that is not three base64url segments, is refused as a bad
-/// signature; claims that are signed but not an object are refused by the first claim.
+/// signing, a token that is not three base64url segments, signed claims that are not a JSON
+/// object, and a header the JWT library cannot read (a member twice, a JWK member of the
+/// wrong type) are refused as a bad signature.
 #[test]
 fn an_eddsa_proof_changed_after_signing_is_refused() {
     let key = TestKey::new();
@@ -306,7 +307,7 @@ fn an_eddsa_proof_changed_after_signing_is_refused() {
     }
     assert_eq!(
         verify_proof(&key.sign(&header_value, &json!([1])), &expected).unwrap_err(),
-        DpopError::HtmMismatch
+        DpopError::BadSignature
     );
     // A header with a member twice (the last one as written here is the valid one), or a
     // JWK member of the wrong type, as the JWT library refused them.
