@@ -88,26 +88,35 @@ pub(crate) struct ThirdParty {
     pub(crate) external_keys: Vec<PublicKey>,
 }
 
-/// A remembered allow: the facts hashed as `facts` were allowed, and the answer holds
-/// from second `from` through second `through` (UNIX time).
-pub(crate) struct Allowed {
+/// What a remembered decision answers: the facts it was made for and the seconds it
+/// holds (UNIX time, `from` through `through`).
+#[derive(Clone, Copy)]
+pub(crate) struct Reach {
     pub(crate) from: u64,
     pub(crate) through: u64,
-    /// SHA-256 of `RequestFacts::encode_into` of the allowed facts: 32 bytes held instead
-    /// of about 110, and a request with other facts cannot be taken for them (finding two
-    /// encodings with one digest is finding a SHA-256 collision).
+    /// SHA-256 of `RequestFacts::encode_into` of the facts: 32 bytes held instead of about
+    /// 110, and a request with other facts cannot be taken for them (finding two encodings
+    /// with one digest is finding a SHA-256 collision).
     pub(crate) facts: [u8; 32],
+}
+
+impl Reach {
+    /// Whether the decision answers the facts hashed as `facts` at second `now_secs`.
+    pub(crate) fn answers(&self, now_secs: u64, facts: &[u8; 32]) -> bool {
+        (self.from..=self.through).contains(&now_secs) && self.facts == *facts
+    }
+}
+
+/// A remembered allow.
+pub(crate) struct Allowed {
+    pub(crate) reach: Reach,
     /// Whether the memo has answered a request since it was made.
     pub(crate) repeated: bool,
 }
 
-/// A remembered refusal by the writ's checks: the facts hashed as `facts` were refused
-/// with `denial`, and the answer holds from second `from` through second `through`.
+/// A remembered refusal by the writ's checks, and why.
 pub(crate) struct Denied {
-    pub(crate) from: u64,
-    pub(crate) through: u64,
-    /// SHA-256 of the refused facts' encoding, as in [`Allowed`].
-    pub(crate) facts: [u8; 32],
+    pub(crate) reach: Reach,
     pub(crate) denial: Denial,
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{Authorization, VerifiedWrit, queries, run_limits};
 use crate::error::{Denial, WritError};
 use crate::facts::RequestFacts;
-use crate::verification::Allowed;
+use crate::verification::{Allowed, Denied, Reach};
 
 impl VerifiedWrit {
     /// Checks the request against every block of the writ at time `now`.
@@ -74,12 +74,11 @@ impl VerifiedWrit {
         let digest: [u8; 32] = Sha256::digest(&encoded).into();
         if let Ok(mut last) = v.last_allowed.lock()
             && let Some(a) = last.as_mut()
-            && (a.from..=a.through).contains(&now_secs)
-            && a.facts == digest
+            && a.reach.answers(now_secs, &digest)
         {
             // Answered from the memo a second time: if it holds for the rest of the writ's
             // life, requests like this one never need the parsed token again.
-            if !a.repeated && a.through >= self.expires_secs() {
+            if !a.repeated && a.reach.through >= self.expires_secs() {
                 v.parsed.release();
             }
             a.repeated = true;
@@ -96,8 +95,7 @@ impl VerifiedWrit {
         // The same request refused this second, or within the seconds that refusal holds.
         if let Ok(last) = v.last_denied.lock()
             && let Some(d) = last.as_ref()
-            && (d.from..=d.through).contains(&now_secs)
-            && d.facts == digest
+            && d.reach.answers(now_secs, &digest)
         {
             return Err(WritError::Denied(d.denial.clone()));
         }
@@ -143,42 +141,41 @@ impl VerifiedWrit {
         Ok(Some(allowed()))
     }
 
-    /// The last second a decision made at second `now_secs` holds for: past the bound
-    /// (decided by a branch that does not read the time) the answer is only known for this
-    /// second.
-    fn decided_through(&self, now_secs: u64) -> u64 {
-        self.holds_through()
+    /// What a decision made at second `now_secs` on the facts hashed as `facts` answers:
+    /// through the writ's time bound, or past it (decided by a branch that does not read
+    /// the time) only this second.
+    fn reach(&self, now_secs: u64, facts: [u8; 32]) -> Reach {
+        let through = self
+            .holds_through()
             .filter(|&b| b >= now_secs)
-            .unwrap_or(now_secs)
+            .unwrap_or(now_secs);
+        Reach {
+            from: now_secs,
+            through,
+            facts,
+        }
     }
 
     /// Remembers that the request whose facts hash to `facts` was refused with `denial`
     /// at second `now_secs`.
     fn remember_denied(&self, now_secs: u64, facts: [u8; 32], denial: Denial) {
-        let through = self.decided_through(now_secs);
+        let reach = self.reach(now_secs, facts);
         if let Ok(mut last) = self.verification.last_denied.lock() {
-            *last = Some(Box::new(crate::verification::Denied {
-                from: now_secs,
-                through,
-                facts,
-                denial,
-            }));
+            *last = Some(Box::new(Denied { reach, denial }));
         }
     }
 
     /// Remembers that the request whose facts hash to `facts` was allowed at second
     /// `now_secs`; returns the last second that decision holds for.
     fn remember_allowed(&self, now_secs: u64, facts: [u8; 32]) -> u64 {
-        let through = self.decided_through(now_secs);
+        let reach = self.reach(now_secs, facts);
         if let Ok(mut last) = self.verification.last_allowed.lock() {
             *last = Some(Allowed {
-                from: now_secs,
-                through,
-                facts,
+                reach,
                 repeated: false,
             });
         }
-        through
+        reach.through
     }
 }
 
