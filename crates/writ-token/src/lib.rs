@@ -37,6 +37,7 @@ mod replay_guard;
 mod revocation;
 mod revocation_ids;
 mod shape;
+mod stated;
 mod time_bound;
 mod upstreams;
 mod verification;

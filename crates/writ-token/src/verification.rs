@@ -79,11 +79,15 @@ impl Reads {
     }
 }
 
+/// Delegations stated by blocks a trusted root key signed, oldest first, as
+/// `(block index, by, to)`.
+pub(crate) type Delegations = Vec<(i64, String, String)>;
+
 /// What third-party blocks state: kept apart, since most writs have none.
 pub(crate) struct ThirdParty {
     /// Delegations stated by blocks a trusted root key signed, oldest first, as
     /// `(block index, by, to)`.
-    pub(crate) delegation: Vec<(i64, String, String)>,
+    pub(crate) delegation: Delegations,
     /// The keys that signed third-party blocks (delegations, approvals).
     pub(crate) external_keys: Vec<PublicKey>,
 }
@@ -128,7 +132,7 @@ impl Verification {
         root: PublicKey,
         reads: Reads,
         claims: WritClaims,
-        delegation: Vec<(i64, String, String)>,
+        delegation: Delegations,
         shape: Option<Shape>,
     ) -> Result<Self, WritError> {
         let Reads {

@@ -22,7 +22,7 @@ use crate::facts::RequestFacts;
 use crate::keys::RootKeys;
 use crate::parsed::Loaded;
 use crate::revocation_ids::RevocationIds;
-use crate::verification::{Reads, Verification};
+use crate::verification::{Delegations, Reads, Verification};
 
 /// Bounds on one Datalog evaluation; hitting a bound is a denial. The work is bounded by
 /// facts and iterations, which do not depend on load. Wall time is only a backstop: the
@@ -169,67 +169,26 @@ impl VerifiedWrit {
         root: PublicKey,
         trusted: &RootKeys,
     ) -> Result<Self, WritError> {
-        // Before anything is evaluated (the claims below run the authority's world): a
+        // Before anything is evaluated (the claims below may run the authority's world): a
         // block that could make evaluation costly is refused here.
-        let reads = Reads::of(&serialized(&biscuit)?)?;
-        let mut authorizer = AuthorizerBuilder::new()
-            .set_limits(run_limits())
-            .build(&biscuit)
-            .map_err(|_| WritError::Malformed {
-                reason: "authority block cannot be loaded",
-            })?;
-        // Queries see only the authority block and the authorizer, so attenuation blocks
-        // cannot forge claims.
-        let q = queries()?;
-        let rows: Vec<ClaimsRow> = authorizer
-            .query(q.claims.clone())
-            .map_err(evaluation_error)?;
-        let [(version, tenant, agent, token_id, issued_at, expires_at)] =
-            <[ClaimsRow; 1]>::try_from(rows).map_err(|_| WritError::MissingClaim {
-                claim: "writ_version/tenant/agent/token_id/issued_at/expires_at (exactly one each)",
-            })?;
-        if version != 1 {
-            return Err(WritError::Malformed {
-                reason: "unsupported writ_version",
-            });
-        }
-        // Budgets and single use may be stated by any block, attenuations included: a
-        // holder can only lower a budget or add single use, so every block is read.
-        let budget = |authorizer: &mut biscuit_auth::Authorizer,
-                      query: &Rule|
-         -> Result<Option<u64>, WritError> {
-            let rows: Vec<(i64,)> = authorizer
-                .query_all(query.clone())
-                .map_err(evaluation_error)?;
-            Ok(rows.into_iter().map(|(n,)| n.max(0) as u64).min())
+        let sealed = serialized(&biscuit)?;
+        let reads = Reads::of(&sealed)?;
+        // A writ in the plain form (every writ a gateway mints) has its claims read from
+        // its blocks; the queries read any other, and check the reading in debug builds.
+        let (claims, delegation) = match crate::stated::read(&sealed) {
+            Some(stated) => {
+                let claims = stated.into_claims(&biscuit);
+                if cfg!(debug_assertions) {
+                    let queried = queried_claims(&biscuit, trusted);
+                    assert!(
+                        matches!(&queried, Ok((c, d)) if *c == claims && d.is_empty()),
+                        "claims read from the blocks differ from the queries': {claims:?} vs {queried:?}"
+                    );
+                }
+                (claims, Vec::new())
+            }
+            None => queried_claims(&biscuit, trusted)?,
         };
-        let budget_usd_micros = budget(&mut authorizer, &q.budget_usd_micros)?;
-        let budget_tokens = budget(&mut authorizer, &q.budget_tokens)?;
-        let single: Vec<(bool,)> = authorizer
-            .query_all(q.single_use.clone())
-            .map_err(evaluation_error)?;
-        let single_use = single.iter().any(|(b,)| *b);
-        // Authority only: a binding is the issuer's statement.
-        let bound: Vec<(String,)> = authorizer
-            .query(q.cnf_jkt.clone())
-            .map_err(evaluation_error)?;
-        let cnf_jkt = bound.into_iter().next().map(|(j,)| j);
-        let audience = crate::audience::stated(&biscuit, &mut authorizer, trusted)?;
-        let claims = WritClaims {
-            tenant,
-            agent,
-            token_id,
-            key_id: biscuit.root_key_id(),
-            issued_at,
-            expires_at,
-            block_count: biscuit.block_count(),
-            budget_usd_micros,
-            budget_tokens,
-            single_use,
-            cnf_jkt,
-            audience,
-        };
-        let delegation = signed_delegations(&biscuit, &mut authorizer, trusted)?;
         let verification = Verification::new(biscuit, root, reads, claims, delegation, None)?;
         Ok(Self {
             verification: Arc::new(verification),
@@ -440,15 +399,83 @@ pub(crate) fn evaluation_error(e: error::Token) -> WritError {
     }
 }
 
+/// The claims of `biscuit` and its signed delegations, as the verification queries find
+/// them in a Datalog authorizer loaded with the token: the reference for every token, and
+/// the reading of those not in the plain form `stated` reads.
+pub(crate) fn queried_claims(
+    biscuit: &Biscuit,
+    trusted: &RootKeys,
+) -> Result<(WritClaims, Delegations), WritError> {
+    let mut authorizer = AuthorizerBuilder::new()
+        .set_limits(run_limits())
+        .build(biscuit)
+        .map_err(|_| WritError::Malformed {
+            reason: "authority block cannot be loaded",
+        })?;
+    // Queries see only the authority block and the authorizer, so attenuation blocks
+    // cannot forge claims.
+    let q = queries()?;
+    let rows: Vec<ClaimsRow> = authorizer
+        .query(q.claims.clone())
+        .map_err(evaluation_error)?;
+    let [(version, tenant, agent, token_id, issued_at, expires_at)] =
+        <[ClaimsRow; 1]>::try_from(rows).map_err(|_| WritError::MissingClaim {
+            claim: "writ_version/tenant/agent/token_id/issued_at/expires_at (exactly one each)",
+        })?;
+    if version != 1 {
+        return Err(WritError::Malformed {
+            reason: "unsupported writ_version",
+        });
+    }
+    // Budgets and single use may be stated by any block, attenuations included: a
+    // holder can only lower a budget or add single use, so every block is read.
+    let budget = |authorizer: &mut biscuit_auth::Authorizer,
+                  query: &Rule|
+     -> Result<Option<u64>, WritError> {
+        let rows: Vec<(i64,)> = authorizer
+            .query_all(query.clone())
+            .map_err(evaluation_error)?;
+        Ok(rows.into_iter().map(|(n,)| n.max(0) as u64).min())
+    };
+    let budget_usd_micros = budget(&mut authorizer, &q.budget_usd_micros)?;
+    let budget_tokens = budget(&mut authorizer, &q.budget_tokens)?;
+    let single: Vec<(bool,)> = authorizer
+        .query_all(q.single_use.clone())
+        .map_err(evaluation_error)?;
+    let single_use = single.iter().any(|(b,)| *b);
+    // Authority only: a binding is the issuer's statement.
+    let bound: Vec<(String,)> = authorizer
+        .query(q.cnf_jkt.clone())
+        .map_err(evaluation_error)?;
+    let cnf_jkt = bound.into_iter().next().map(|(j,)| j);
+    let audience = crate::audience::stated(biscuit, &mut authorizer, trusted)?;
+    let claims = WritClaims {
+        tenant,
+        agent,
+        token_id,
+        key_id: biscuit.root_key_id(),
+        issued_at,
+        expires_at,
+        block_count: biscuit.block_count(),
+        budget_usd_micros,
+        budget_tokens,
+        single_use,
+        cnf_jkt,
+        audience,
+    };
+    let delegation = signed_delegations(biscuit, &mut authorizer, trusted)?;
+    Ok((claims, delegation))
+}
+
 /// The `delegation(index, by, to)` facts of third-party blocks signed by a trusted root
 /// key, each taken only from the block its index names, ordered by index.
 fn signed_delegations(
     biscuit: &Biscuit,
     authorizer: &mut biscuit_auth::Authorizer,
     trusted: &RootKeys,
-) -> Result<Vec<(i64, String, String)>, WritError> {
+) -> Result<Delegations, WritError> {
     let external = biscuit.external_public_keys();
-    let mut chain: Vec<(i64, String, String)> = Vec::new();
+    let mut chain: Delegations = Vec::new();
     for (_, key) in trusted.iter() {
         let signed_by_key: Vec<i64> = external
             .iter()
