@@ -56,6 +56,28 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse, signatures unchecked (biscuit)", |b| {
         b.iter(|| biscuit_auth::UnverifiedBiscuit::from_base64(black_box(text)).unwrap())
     });
+    // What each reading of a token's protobuf blocks (evaluation-cost shapes, time bound,
+    // claims) decodes before it reads anything.
+    let sealed = biscuit_auth::Biscuit::from_base64(text, root)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    c.bench_function("decode blocks (protobuf)", |b| {
+        b.iter(|| {
+            use prost::Message;
+            let container =
+                biscuit_auth::format::schema::Biscuit::decode(black_box(&sealed[..])).unwrap();
+            std::iter::once(&container.authority)
+                .chain(&container.blocks)
+                .map(|signed| {
+                    biscuit_auth::format::schema::Block::decode(signed.block.as_slice())
+                        .unwrap()
+                        .facts
+                        .len()
+                })
+                .sum::<usize>()
+        })
+    });
 
     // The Ed25519 floor: a mint makes two next-key pairs and two block signatures (and,
     // with `private_key_jwt`, verifies the client's assertion once); a first use that has

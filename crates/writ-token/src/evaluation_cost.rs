@@ -40,7 +40,8 @@
 use std::collections::HashMap;
 
 use biscuit_auth::format::schema;
-use prost::Message;
+
+use crate::blocks::Blocks;
 
 use crate::facts::{Api, RequestFacts};
 
@@ -211,24 +212,15 @@ impl CheckShapes {
     /// Reads the blocks of `token` (the serialized Biscuit, signatures already verified)
     /// and refuses one that breaks the structural limits.
     pub(crate) fn read(token: &[u8]) -> Result<Self, DatalogError> {
-        let unreadable = |block| DatalogError::Unreadable { block };
-        let container = schema::Biscuit::decode(token).map_err(|_| unreadable(0))?;
-        let mut shared_symbols: Vec<String> = Vec::new();
+        let blocks = Blocks::decode(token).map_err(|block| DatalogError::Unreadable { block })?;
+        Self::of(&blocks)
+    }
+
+    /// [`CheckShapes::read`] of a token's decoded blocks.
+    pub(crate) fn of(blocks: &Blocks) -> Result<Self, DatalogError> {
         let mut shapes = CheckShapes::default();
-        let signed = std::iter::once(&container.authority).chain(container.blocks.iter());
-        for (index, signed) in signed.enumerate() {
-            let block =
-                schema::Block::decode(signed.block.as_slice()).map_err(|_| unreadable(index))?;
-            // A third-party block has a symbol table of its own; the others share one.
-            let own_table;
-            let symbols: &[String] = if signed.external_signature.is_some() {
-                own_table = block.symbols.clone();
-                &own_table
-            } else {
-                shared_symbols.extend(block.symbols.iter().cloned());
-                &shared_symbols
-            };
-            shapes.add_block(index, &block, symbols)?;
+        for b in blocks.iter() {
+            shapes.add_block(b.index, b.block, b.symbols)?;
         }
         Ok(shapes)
     }

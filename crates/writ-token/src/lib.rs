@@ -20,6 +20,7 @@
 mod approval;
 mod attenuate;
 mod audience;
+mod blocks;
 mod clock;
 mod delegate;
 pub mod dpop;

@@ -12,8 +12,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::format::schema;
-use prost::Message;
 
+use crate::blocks::{Block, Blocks};
 use crate::evaluation_cost::symbol;
 use crate::verify::WritClaims;
 
@@ -84,31 +84,29 @@ fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     Some(())
 }
 
-/// Reads the serialized token `sealed` (signatures already verified) if it is in the plain
-/// form; `None` otherwise, or if it cannot be read.
-pub(crate) fn read(sealed: &[u8]) -> Option<Stated> {
-    let container = schema::Biscuit::decode(sealed).ok()?;
-    let mut symbols: Vec<String> = Vec::new();
+/// Reads the token of `blocks` (signatures already verified) if it is in the plain form;
+/// `None` otherwise.
+pub(crate) fn read(blocks: &Blocks) -> Option<Stated> {
     let mut authority = Authority::default();
     let (mut usd, mut tokens, mut single_use) = (None::<u64>, None::<u64>, false);
     let mut facts = 0usize;
-    let signed = std::iter::once(&container.authority).chain(container.blocks.iter());
-    for (index, signed) in signed.enumerate() {
-        if signed.external_signature.is_some() {
-            return None;
-        }
-        let block = schema::Block::decode(signed.block.as_slice()).ok()?;
-        if !block.rules.is_empty() {
+    for Block {
+        index,
+        block,
+        symbols,
+        external,
+    } in blocks.iter()
+    {
+        if external || !block.rules.is_empty() {
             return None;
         }
         facts += block.facts.len();
         if facts > MOST_FACTS {
             return None;
         }
-        symbols.extend(block.symbols.iter().cloned());
         for fact in &block.facts {
             let predicate = &fact.predicate;
-            let name = symbol(&symbols, predicate.name)?;
+            let name = symbol(symbols, predicate.name)?;
             // Facts of other names are not read by any query; every query reads a single term.
             let read_here = index == 0 && is_authority_claim(name);
             if !read_here && !matches!(name, "budget_usd_micros" | "budget_tokens" | "single_use") {
@@ -118,7 +116,7 @@ pub(crate) fn read(sealed: &[u8]) -> Option<Stated> {
                 return None;
             };
             let string = || match term.content {
-                Some(schema::term::Content::String(s)) => symbol(&symbols, s).map(str::to_string),
+                Some(schema::term::Content::String(s)) => symbol(symbols, s).map(str::to_string),
                 _ => None,
             };
             let date = || match term.content {

@@ -14,32 +14,22 @@
 //! signatures were checked), without printing or parsing Datalog, and does no I/O.
 
 use biscuit_auth::format::schema;
-use prost::Message;
 
+use crate::blocks::Blocks;
 use crate::evaluation_cost::symbol;
 
 type Content = schema::term::Content;
 
-/// The last second (UNIX time) through which decisions on the serialized token `token`
+/// The last second (UNIX time) through which decisions on the token of `blocks`
 /// do not depend on the time stated to the authorizer, or `None` if they may change from
 /// one second to the next (or the token cannot be read). `Some(u64::MAX)` when no block
 /// reads the time at all.
-pub(crate) fn holds_through(token: &[u8]) -> Option<u64> {
-    let container = schema::Biscuit::decode(token).ok()?;
-    let mut shared_symbols: Vec<String> = Vec::new();
+pub(crate) fn holds_through(blocks: &Blocks) -> Option<u64> {
     let mut bound = u64::MAX;
-    for signed in std::iter::once(&container.authority).chain(&container.blocks) {
-        let block = schema::Block::decode(signed.block.as_slice()).ok()?;
-        // A third-party block has a symbol table of its own; the others share one.
-        let symbols: &[String] = if signed.external_signature.is_some() {
-            &block.symbols
-        } else {
-            shared_symbols.extend(block.symbols.iter().cloned());
-            &shared_symbols
-        };
-        let queries = block.checks.iter().flat_map(|c| c.queries.iter());
-        for rule in block.rules.iter().chain(queries) {
-            bound = bound.min(rule_bound(rule, symbols)?);
+    for b in blocks.iter() {
+        let queries = b.block.checks.iter().flat_map(|c| c.queries.iter());
+        for rule in b.block.rules.iter().chain(queries) {
+            bound = bound.min(rule_bound(rule, b.symbols)?);
         }
     }
     Some(bound)
@@ -164,7 +154,7 @@ mod tests {
                 .append(BlockBuilder::new().code(*source).unwrap())
                 .unwrap();
         }
-        holds_through(&token.to_vec().unwrap())
+        holds_through(&Blocks::decode(&token.to_vec().unwrap()).unwrap())
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use biscuit_auth::{Biscuit, PublicKey};
 
+use crate::blocks::Blocks;
 use crate::error::{Denial, WritError};
 use crate::evaluation_cost::CheckShapes;
 use crate::parsed::Loaded;
@@ -72,9 +73,16 @@ impl Reads {
     /// Reads the serialized token `sealed` (signatures already verified); refuses one
     /// whose checks break the structural limits.
     pub(crate) fn of(sealed: &[u8]) -> Result<Self, WritError> {
+        let blocks = Blocks::decode(sealed)
+            .map_err(|block| crate::evaluation_cost::DatalogError::Unreadable { block })?;
+        Self::of_blocks(&blocks)
+    }
+
+    /// [`Reads::of`] a token's decoded blocks.
+    pub(crate) fn of_blocks(blocks: &Blocks) -> Result<Self, WritError> {
         Ok(Self {
-            checks: Arc::new(CheckShapes::read(sealed)?),
-            holds_through: crate::time_bound::holds_through(sealed),
+            checks: Arc::new(CheckShapes::of(blocks)?),
+            holds_through: crate::time_bound::holds_through(blocks),
         })
     }
 }

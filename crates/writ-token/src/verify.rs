@@ -171,11 +171,12 @@ impl VerifiedWrit {
     ) -> Result<Self, WritError> {
         // Before anything is evaluated (the claims below may run the authority's world): a
         // block that could make evaluation costly is refused here.
-        let sealed = serialized(&biscuit)?;
-        let reads = Reads::of(&sealed)?;
+        let blocks = crate::blocks::Blocks::decode(&serialized(&biscuit)?)
+            .map_err(|block| crate::evaluation_cost::DatalogError::Unreadable { block })?;
+        let reads = Reads::of_blocks(&blocks)?;
         // A writ in the plain form (every writ a gateway mints) has its claims read from
         // its blocks; the queries read any other, and check the reading in debug builds.
-        let (claims, delegation) = match crate::stated::read(&sealed) {
+        let (claims, delegation) = match crate::stated::read(&blocks) {
             Some(stated) => {
                 let claims = stated.into_claims(&biscuit);
                 if cfg!(debug_assertions) {
