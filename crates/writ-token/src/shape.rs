@@ -9,7 +9,8 @@
 //! `token_id`, `issued_at` and `expires_at`. No compiled grant, no allow policy and no
 //! verification query reads `token_id` or `issued_at`; `expires_at` is read only by the
 //! expiry check, which [`crate::VerifiedWrit::authorize`] applies itself before any memo
-//! answers. A decision is kept with the seconds it holds for ([`crate::time_bound`]),
+//! answers. A raw Datalog grant (`writ:datalog`) may read any of the three, so a writ
+//! minted with one, in its ceiling or its grants, has no shape. A decision is kept with the seconds it holds for ([`crate::time_bound`]),
 //! which for a minted writ end no later than the expiry of the writ that made it, so a
 //! writ of the same shape reuses it only at seconds where its own Datalog sees the same
 //! world. Only allows are shared; a denial is evaluated again (and explained).
@@ -91,8 +92,13 @@ fn optional(h: &mut Sha256, v: Option<&str>) {
 
 /// SHA-256 of a grant list's JSON: the form grants are read from, which reads back as the
 /// same list (so two lists with one digest are one list, short of a SHA-256 collision).
-/// `None` if the list cannot be written as JSON (it then gives no shape).
+/// `None` if the list cannot be written as JSON, or holds a raw Datalog grant (whose checks
+/// may read the id, issue time or expiry, which differ between writs of one shape): it
+/// then gives no shape.
 pub(crate) fn grants_digest(grants: &[crate::Grant]) -> Option<[u8; 32]> {
+    if grants.iter().any(|g| matches!(g, crate::Grant::Datalog(_))) {
+        return None;
+    }
     let json = serde_json::to_vec(grants).ok()?;
     Some(Sha256::digest(&json).into())
 }

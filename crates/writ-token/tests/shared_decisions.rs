@@ -150,10 +150,10 @@ fn a_writ_past_its_expiry_is_refused_whatever_its_shape_was_allowed() {
     ));
 }
 
-/// A writ that reads the time other than as an expiry holds a decision for one second
-/// only: a writ of its shape is answered in that second, and decides again in the next.
+/// A writ whose raw Datalog reads the time has no shape either: a writ minted with the
+/// same grants decides for itself, in the same second as in the next.
 #[test]
-fn a_decision_that_holds_one_second_is_shared_for_that_second_only() {
+fn a_writ_whose_raw_datalog_reads_the_time_decides_for_itself() {
     let key = RootKeyPair::generate(KeyId(1));
     let g = parse_grants(
         r#"[{"type":"writ:llm","upstream":"demo","actions":["chat"],"models":["gpt-4o-mini"],"max_output_tokens":100},
@@ -164,7 +164,7 @@ fn a_decision_that_holds_one_second_is_shared_for_that_second_only() {
     assert!(first.authorize(&chat("gpt-4o-mini", 50), at(1)).is_ok());
     let second = minted(&key, "shared-second", &g, 0, 30);
     assert!(second.authorize(&chat("gpt-4o-mini", 50), at(1)).is_ok());
-    assert_eq!(second.evaluations(), 0);
+    assert_eq!(second.evaluations(), 1);
     let third = minted(&key, "shared-second", &g, 0, 30);
     assert!(matches!(
         third.authorize(&chat("gpt-4o-mini", 50), at(3)),
@@ -204,4 +204,27 @@ fn a_writ_verified_from_its_text_decides_for_itself() {
     let verified = decode(second.text()).unwrap().verify(&keys).unwrap();
     assert!(verified.authorize(&chat("gpt-4o-mini", 50), at(1)).is_ok());
     assert_eq!(verified.evaluations(), 1);
+}
+
+/// A raw Datalog grant may read the claims that differ between writs of one shape (here
+/// "issued no later than t0 + 1 s"): such a writ has no shape, and decides for itself.
+#[test]
+fn a_writ_whose_raw_datalog_reads_its_own_claims_decides_for_itself() {
+    let key = RootKeyPair::generate(KeyId(1));
+    let mut g = grants(r#""gpt-4o-mini""#);
+    g.extend(
+        parse_grants(
+            r#"{"type":"writ:datalog","code":"check if issued_at($i), $i <= 2027-01-15T08:00:01Z;"}"#,
+        )
+        .unwrap(),
+    );
+    let first = minted(&key, "shared-raw", &g, 0, 30);
+    assert!(first.authorize(&chat("gpt-4o-mini", 50), at(3)).is_ok());
+    // Issued at t0 + 2 s: its own check refuses it, whenever it is used.
+    let second = minted(&key, "shared-raw", &g, 2, 30);
+    assert!(matches!(
+        second.authorize(&chat("gpt-4o-mini", 50), at(3)),
+        Err(WritError::Denied(_))
+    ));
+    assert_eq!(second.evaluations(), 1);
 }
