@@ -57,6 +57,11 @@ impl Blocks {
         Ok(Self { blocks, shared })
     }
 
+    /// How many blocks the token has, authority included.
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
     /// The blocks, authority first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Block<'_>> {
         self.blocks.iter().enumerate().map(|(index, d)| Block {

@@ -21,46 +21,6 @@ use crate::verify::WritClaims;
 /// the authorizer, whose run limits decide. Writs minted here state ten or so.
 const MOST_FACTS: usize = 64;
 
-/// What the verification queries read from a token in the plain form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stated {
-    pub(crate) tenant: String,
-    pub(crate) agent: String,
-    pub(crate) token_id: String,
-    pub(crate) issued_at: SystemTime,
-    pub(crate) expires_at: SystemTime,
-    /// Smallest `budget_usd_micros` of any block (negative read as 0).
-    pub(crate) budget_usd_micros: Option<u64>,
-    /// Smallest `budget_tokens` of any block (negative read as 0).
-    pub(crate) budget_tokens: Option<u64>,
-    /// Whether any block states `single_use(true)`.
-    pub(crate) single_use: bool,
-    /// The authority block's `cnf_jkt`.
-    pub(crate) cnf_jkt: Option<String>,
-    /// The authority block's `audience`.
-    pub(crate) audience: Option<String>,
-}
-
-impl Stated {
-    /// The writ's claims: these, with what the parsed token says of itself.
-    pub(crate) fn into_claims(self, biscuit: &biscuit_auth::Biscuit) -> WritClaims {
-        WritClaims {
-            tenant: self.tenant,
-            agent: self.agent,
-            token_id: self.token_id,
-            key_id: biscuit.root_key_id(),
-            issued_at: self.issued_at,
-            expires_at: self.expires_at,
-            block_count: biscuit.block_count(),
-            budget_usd_micros: self.budget_usd_micros,
-            budget_tokens: self.budget_tokens,
-            single_use: self.single_use,
-            cnf_jkt: self.cnf_jkt,
-            audience: self.audience,
-        }
-    }
-}
-
 /// The authority block's claims as read so far: each stated at most once.
 #[derive(Default)]
 struct Authority {
@@ -84,9 +44,9 @@ fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     Some(())
 }
 
-/// Reads the token of `blocks` (signatures already verified) if it is in the plain form;
-/// `None` otherwise.
-pub(crate) fn read(blocks: &Blocks) -> Option<Stated> {
+/// The claims of the token of `blocks` (signatures already verified, signed by root key
+/// `key_id`) if it is in the plain form; `None` otherwise.
+pub(crate) fn read(blocks: &Blocks, key_id: Option<u32>) -> Option<WritClaims> {
     let mut authority = Authority::default();
     let (mut usd, mut tokens, mut single_use) = (None::<u64>, None::<u64>, false);
     let mut facts = 0usize;
@@ -151,12 +111,14 @@ pub(crate) fn read(blocks: &Blocks) -> Option<Stated> {
     if authority.version != Some(1) {
         return None;
     }
-    Some(Stated {
+    Some(WritClaims {
         tenant: authority.tenant?,
         agent: authority.agent?,
         token_id: authority.token_id?,
+        key_id,
         issued_at: authority.issued_at?,
         expires_at: authority.expires_at?,
+        block_count: blocks.len(),
         budget_usd_micros: usd,
         budget_tokens: tokens,
         single_use,

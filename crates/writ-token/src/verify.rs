@@ -176,9 +176,8 @@ impl VerifiedWrit {
         let reads = Reads::of_blocks(&blocks)?;
         // A writ in the plain form (every writ a gateway mints) has its claims read from
         // its blocks; the queries read any other, and check the reading in debug builds.
-        let (claims, delegation) = match crate::stated::read(&blocks) {
-            Some(stated) => {
-                let claims = stated.into_claims(&biscuit);
+        let (claims, delegation) = match crate::stated::read(&blocks, biscuit.root_key_id()) {
+            Some(claims) => {
                 if cfg!(debug_assertions) {
                     let queried = queried_claims(&biscuit, trusted);
                     assert!(
