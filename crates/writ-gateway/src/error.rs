@@ -495,6 +495,19 @@ impl GatewayError {
                     2_592_000 => "per month".to_string(),
                     s => format!("per {s}s"),
                 };
+                if r.too_large {
+                    // OpenAI answers a request larger than a limit so too: 429, "Request too large".
+                    return format!(
+                        "Request too large: it needs {} {dimension}, more than the limit of {} \
+                         {dimension} {window} for {}, so no wait lets it through. Ask for less \
+                         (a lower max_tokens, a shorter prompt) or use a writ or limit that \
+                         allows more.",
+                        r.amount,
+                        r.limit,
+                        r.scope,
+                        dimension = r.dimension.as_str(),
+                    );
+                }
                 format!(
                     "Limit reached: {} {} {window} for {}. Retry after {}s.",
                     r.limit,

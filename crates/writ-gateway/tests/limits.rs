@@ -311,6 +311,36 @@ async fn a_writ_budget_caps_what_the_writ_can_spend() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// A request larger than the writ's whole budget is told so, not told to wait: OpenAI's
+/// "Request too large" shape (429, `rate_limit_exceeded`), with what to do instead.
+#[tokio::test]
+async fn a_request_larger_than_the_writs_budget_is_told_it_is_too_large() {
+    let upstream = MockUpstream::start(KEY).await;
+    let gw = gateway(&upstream, "").await;
+    let grants = r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","tokens":3}]"#;
+    let writ = gw.mint_as(GRANT, grants, 30);
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&writ)
+        .json(&chat(false, 5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Request too large: it needs ")
+            && message.contains("more than the limit of 3 tokens")
+            && message.contains("writ=")
+            && message.contains("Ask for less")
+            && !message.contains("Retry after"),
+        "{message}"
+    );
+    assert!(upstream.requests().is_empty());
+}
+
 #[tokio::test]
 async fn limits_can_apply_to_one_agent_only() {
     let upstream = MockUpstream::start(KEY).await;

@@ -227,6 +227,11 @@ pub struct Refusal {
     pub retry_after: Duration,
     /// The window, for the `RateLimit-Policy` header (seconds).
     pub window_secs: u64,
+    /// What the request asked of this limit.
+    pub amount: u64,
+    /// The request asks more than the limit ever admits (more than a budget, or than a
+    /// rate's burst): waiting does not help, only asking less.
+    pub too_large: bool,
 }
 
 /// What is left on one charged limit after a reservation.
@@ -390,14 +395,16 @@ impl Charge {
         }
     }
 
-    /// A refusal of this charge.
-    pub fn refusal(&self, retry_after: Duration) -> Refusal {
+    /// A refusal of this charge; `too_large` when no wait would admit it.
+    pub fn refusal(&self, retry_after: Duration, too_large: bool) -> Refusal {
         Refusal {
             scope: self.scope.clone(),
             dimension: self.dimension,
             limit: self.limit,
             retry_after,
             window_secs: self.window_secs(),
+            amount: self.amount,
+            too_large,
         }
     }
 }

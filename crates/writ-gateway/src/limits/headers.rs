@@ -196,6 +196,8 @@ mod tests {
                 limit: 10,
                 retry_after: Duration::from_millis(200),
                 window_secs: 60,
+                amount: 1,
+                too_large: false,
             },
             &mut h,
         );

@@ -84,7 +84,7 @@ pub(crate) fn admit(charge: &Charge, prior: Prior, now: u64) -> Result<(u64, Rem
                 _ => 0,
             };
             let new_tat = rate_admit(tat, now, period_ns, charge.limit, burst, charge.amount)
-                .map_err(|wait| charge.refusal(wait))?;
+                .map_err(|wait| charge.refusal(wait, charge.amount > burst))?;
             let (left, reset) = rate_remaining(new_tat, now, period_ns, charge.limit, burst);
             Ok((new_tat, remaining(left, reset)))
         }
@@ -96,7 +96,7 @@ pub(crate) fn admit(charge: &Charge, prior: Prior, now: u64) -> Result<(u64, Rem
             let reset = Duration::from_nanos(window_end_ns.saturating_sub(now));
             let total = used.saturating_add(charge.amount);
             if total > charge.limit {
-                return Err(charge.refusal(reset));
+                return Err(charge.refusal(reset, charge.amount > charge.limit));
             }
             Ok((total, remaining(charge.limit - total, reset)))
         }
@@ -106,7 +106,7 @@ pub(crate) fn admit(charge: &Charge, prior: Prior, now: u64) -> Result<(u64, Rem
                 _ => 0,
             };
             if held >= charge.limit {
-                return Err(charge.refusal(Duration::from_secs(1)));
+                return Err(charge.refusal(Duration::from_secs(1), false));
             }
             Ok((
                 now.saturating_add(ttl_ns),
@@ -141,5 +141,33 @@ mod tests {
             rate_admit(0, now, minute, 60, 60, 61),
             Err(Duration::from_secs(60))
         );
+    }
+
+    /// A budget refuses a request that does not fit what is left as one to wait for, and
+    /// one larger than the whole budget as too large (no wait admits it).
+    #[test]
+    fn a_request_larger_than_its_budget_is_refused_as_too_large() {
+        let now = 1_000 * NS;
+        let charge = |amount| {
+            crate::model::Charge::writ_budget(
+                "w",
+                crate::Dimension::Tokens,
+                5,
+                amount,
+                now,
+                now + 30 * NS,
+            )
+        };
+        let refused = admit(&charge(3), Prior::Used(4), now).unwrap_err();
+        assert_eq!(
+            (refused.amount, refused.limit, refused.too_large),
+            (3, 5, false)
+        );
+        let refused = admit(&charge(6), Prior::Used(0), now).unwrap_err();
+        assert_eq!(
+            (refused.amount, refused.limit, refused.too_large),
+            (6, 5, true)
+        );
+        assert!(admit(&charge(5), Prior::Used(0), now).is_ok());
     }
 }
