@@ -31,9 +31,14 @@ fn chat(stream: bool, max_tokens: u64) -> Value {
 }
 
 async fn post(gw: &TestGateway, body: &Value) -> reqwest::Response {
+    post_with(gw, &gw.mint("demo", GRANT, 30), body).await
+}
+
+/// A chat completion presenting `writ`.
+async fn post_with(gw: &TestGateway, writ: &str, body: &Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(gw.mint("demo", GRANT, 30))
+        .bearer_auth(writ)
         .json(body)
         .send()
         .await
@@ -269,16 +274,9 @@ async fn a_writ_budget_caps_what_the_writ_can_spend() {
     let gw = gateway(&upstream, "").await;
     let grants = r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","tokens":60}]"#;
     let writ = gw.mint_as(GRANT, grants, 30);
-    let client = reqwest::Client::new();
     let mut refused = None;
     for i in 0..20 {
-        let resp = client
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(&writ)
-            .json(&chat(false, 5))
-            .send()
-            .await
-            .unwrap();
+        let resp = post_with(&gw, &writ, &chat(false, 5)).await;
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             let v: Value = resp.json().await.unwrap();
             refused = Some((i, v["error"]["message"].as_str().unwrap().to_string()));
@@ -301,13 +299,7 @@ async fn a_writ_budget_caps_what_the_writ_can_spend() {
     assert!(spent <= 60, "spent {spent} of a 60-token writ budget");
     // Another writ of the same agent has its own budget.
     let other = gw.mint_as(GRANT, grants, 30);
-    let resp = client
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(&other)
-        .json(&chat(false, 5))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_with(&gw, &other, &chat(false, 5)).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -319,13 +311,7 @@ async fn a_request_larger_than_the_writs_budget_is_told_it_is_too_large() {
     let gw = gateway(&upstream, "").await;
     let grants = r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","tokens":3}]"#;
     let writ = gw.mint_as(GRANT, grants, 30);
-    let resp = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(&writ)
-        .json(&chat(false, 5))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_with(&gw, &writ, &chat(false, 5)).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
