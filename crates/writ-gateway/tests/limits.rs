@@ -268,12 +268,19 @@ async fn operators_read_the_counters() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
 
+/// Grants for `demo` with a `writ:budget` of `tokens`.
+fn budget_grants(tokens: u64) -> String {
+    format!(
+        r#"[{{"type":"writ:llm","upstream":"demo"}},{{"type":"writ:budget","tokens":{tokens}}}]"#
+    )
+}
+
 #[tokio::test]
 async fn a_writ_budget_caps_what_the_writ_can_spend() {
     let upstream = MockUpstream::start(KEY).await;
     let gw = gateway(&upstream, "").await;
-    let grants = r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","tokens":60}]"#;
-    let writ = gw.mint_as(GRANT, grants, 30);
+    let grants = budget_grants(60);
+    let writ = gw.mint_as(GRANT, &grants, 30);
     let mut refused = None;
     for i in 0..20 {
         let resp = post_with(&gw, &writ, &chat(false, 5)).await;
@@ -298,7 +305,7 @@ async fn a_writ_budget_caps_what_the_writ_can_spend() {
         .sum();
     assert!(spent <= 60, "spent {spent} of a 60-token writ budget");
     // Another writ of the same agent has its own budget.
-    let other = gw.mint_as(GRANT, grants, 30);
+    let other = gw.mint_as(GRANT, &grants, 30);
     let resp = post_with(&gw, &other, &chat(false, 5)).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
@@ -309,8 +316,7 @@ async fn a_writ_budget_caps_what_the_writ_can_spend() {
 async fn a_request_larger_than_the_writs_budget_is_told_it_is_too_large() {
     let upstream = MockUpstream::start(KEY).await;
     let gw = gateway(&upstream, "").await;
-    let grants = r#"[{"type":"writ:llm","upstream":"demo"},{"type":"writ:budget","tokens":3}]"#;
-    let writ = gw.mint_as(GRANT, grants, 30);
+    let writ = gw.mint_as(GRANT, &budget_grants(3), 30);
     let resp = post_with(&gw, &writ, &chat(false, 5)).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let v: Value = resp.json().await.unwrap();
