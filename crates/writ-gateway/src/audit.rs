@@ -3,6 +3,7 @@
 
 mod alone;
 mod auditor;
+mod group;
 mod open;
 pub mod operator_log;
 mod realign;

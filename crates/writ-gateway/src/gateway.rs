@@ -580,6 +580,12 @@ impl Gateway {
         self.audit.written_alone()
     }
 
+    /// How many group commits of strict audit records the serving threads made (the SQLite
+    /// sink, while several requests were served at once) rather than the audit writer.
+    pub fn audit_group_commits(&self) -> u64 {
+        self.audit.group_commits()
+    }
+
     /// How many requests (data plane and token endpoint) the audit log counts as being
     /// served now; `None` when no record is written by its request's thread (best effort,
     /// or a sink without that path).

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 use writ_audit::AuditRecord;
-use writ_audit::sink::{LaneConnection, PostgresLanes, SqliteWriter};
+use writ_audit::sink::{HeldWriter, LaneConnection, PostgresLanes, SqliteWriter};
 
 use super::writer::{Appended, Core, Job};
 use crate::metrics::AuditStats;
@@ -40,6 +40,11 @@ pub(super) struct Alone {
     pub(super) open_requests: AtomicUsize,
     /// Records written by their requests' threads so far.
     pub(super) written: AtomicU64,
+    /// Whether serving threads commit pending records in groups (see `group.rs`): only
+    /// when a commit does not wait for the disk (`durability = "committed"`).
+    pub(super) groups: bool,
+    /// Group commits made by the serving threads so far.
+    pub(super) written_in_groups: AtomicU64,
 }
 
 /// One of several things counted while they last: a strict record on its way (written or
@@ -93,7 +98,7 @@ impl Alone {
     }
 
     /// SQLite: the record and the pending lines committed on the writing connection, this
-    /// thread blocking meanwhile (with the log held).
+    /// thread blocking meanwhile.
     fn write_sqlite(
         &self,
         writer: &SqliteWriter,
@@ -104,27 +109,64 @@ impl Alone {
         };
         // A checkpoint holding writes still (or a write by the writer thread, between its
         // batches) is not waited for here: the record goes to the writer instead.
-        let Some(mut connection) = writer.try_hold() else {
+        let Some(connection) = writer.try_hold() else {
             return Err(record);
         };
         let (line, _) = core.log.append(*record);
         let seq = core.log.size() - 1;
         core.unwritten.push(line);
+        if self.commit_pending(core, connection) {
+            self.written.fetch_add(1, Ordering::Relaxed);
+            Ok(Appended::Durable(seq))
+        } else {
+            // The writer retries it, as it does its own.
+            Ok(Appended::Kept(seq))
+        }
+    }
+
+    /// SQLite: takes every pending line out of the log (marked as being written, and let
+    /// go of meanwhile, so that other threads go on appending), commits them on
+    /// `connection`, this thread blocking while SQLite works, and books what became of
+    /// them. True when they are durable; a failed write leaves them pending, for the writer
+    /// to retry, and tells whoever waits for one that it is kept, not durable.
+    pub(super) fn commit_pending(
+        &self,
+        mut core: MutexGuard<'_, Core>,
+        mut connection: HeldWriter<'_>,
+    ) -> bool {
+        core.flushing = true;
         let first = core.written;
-        match connection.append(&self.instance, first, &core.unwritten) {
+        let lines = std::mem::take(&mut core.unwritten);
+        drop(core);
+        let result = connection.append(&self.instance, first, &lines);
+        drop(connection);
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        core.flushing = false;
+        let durable = match result {
             Ok(()) => {
-                let lines = std::mem::take(&mut core.unwritten);
                 self.written_out(&mut core, lines);
-                Ok(Appended::Durable(seq))
+                true
             }
             Err(e) => {
                 tracing::error!(error = %e, sink = "SQLite", "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
                 self.stats.failed();
-                // The writer retries them, as it does its own.
-                Ok(Appended::Kept(seq))
+                let mut lines = lines;
+                lines.append(&mut core.unwritten);
+                core.unwritten = lines;
+                for (seq, tx) in core.waiting.drain(..) {
+                    let _ = tx.send(Appended::Kept(seq));
+                }
+                false
             }
+        };
+        // The writer skipped lines it was handed while this write went on; and one that
+        // is stopping waits to be told that a write it found going on has ended.
+        if core.writer_waits || core.stopping {
+            core.writer_waits = false;
+            let _ = self.jobs.send(Job::Written);
         }
+        durable
     }
 
     /// PostgreSQL: the record and the pending lines sent on this thread's lane by a task
@@ -180,6 +222,7 @@ impl Alone {
             match result {
                 Ok(()) => {
                     self.written_out(&mut core, lines);
+                    self.written.fetch_add(1, Ordering::Relaxed);
                     // Lines the writer took in meanwhile waited for this write to end.
                     if !core.unwritten.is_empty() || core.stopping {
                         let _ = self.jobs.send(Job::Written);
@@ -203,12 +246,11 @@ impl Alone {
 
     /// Books `lines` (from `core.written` on) as durably written: those waiting for any of
     /// them are answered, and the writer is told when a checkpoint is due.
-    fn written_out(&self, core: &mut Core, lines: Vec<String>) {
+    pub(super) fn written_out(&self, core: &mut Core, lines: Vec<String>) {
         let count = lines.len() as u64;
         core.written += count;
         self.stats.written(count);
         core.since_checkpoint.written(lines);
-        self.written.fetch_add(1, Ordering::Relaxed);
         self.healthy.store(true, Ordering::Release);
         let written = core.written;
         for (seq, tx) in core.waiting.extract_if(.., |(seq, _)| *seq < written) {

@@ -124,6 +124,7 @@ impl Auditor {
             flushing: false,
             checkpointing: false,
             stopping: false,
+            writer_waits: false,
         }));
         let alone_sink = match (&config.sink, sink.sqlite_writer()) {
             (_, Some(writer)) => Some(AloneSink::Sqlite(writer.clone())),
@@ -144,6 +145,8 @@ impl Auditor {
                 on_the_way: AtomicUsize::new(0),
                 open_requests: AtomicUsize::new(0),
                 written: AtomicU64::new(0),
+                groups: config.durability == writ_audit::sink::Durability::Committed,
+                written_in_groups: AtomicU64::new(0),
             })
         });
         let writer = Writer {
@@ -264,12 +267,11 @@ impl Auditor {
     /// Handing each to the writer cost a wake-up of its thread and a commit of its own per
     /// request, which at one request at a time also kept the sink busy when the next
     /// decision came (with PostgreSQL, the next request waited out that round trip before
-    /// its own). When the log is busy (the writer is writing) it goes to the writer.
+    /// its own). Appended while a batch is being written, it goes with the next one. Once
+    /// the writer is stopping it goes to the writer, which writes it before it ends.
     fn queue_outcome(&self, record: AuditRecord) {
-        if let Ok(mut core) = self.core.try_lock()
-            && !core.flushing
-            && !core.stopping
-        {
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        if !core.stopping {
             let (line, _) = core.log.append(record);
             core.unwritten.push(line);
             if core.log.size() - core.checkpointed >= self.every {
@@ -277,6 +279,7 @@ impl Auditor {
             }
             return;
         }
+        drop(core);
         let _ = self.jobs.send(Job::Record(Box::new(record), None));
     }
 
@@ -299,8 +302,12 @@ impl Auditor {
         let (_on_the_way, record) = match &self.alone {
             Some(alone) => {
                 let (on_the_way, others) = OnTheWay::enter(&alone.on_the_way);
-                match alone.write(others, record).await {
+                let record = match alone.write(others, record).await {
                     Ok(appended) => return appended,
+                    Err(record) => record,
+                };
+                match alone.join_group(record) {
+                    Ok(answer) => return answer.await.unwrap_or(Appended::Lost),
                     Err(record) => (Some(on_the_way), record),
                 }
             }
@@ -335,6 +342,13 @@ impl Auditor {
         self.alone
             .as_ref()
             .map_or(0, |alone| alone.written.load(Ordering::Relaxed))
+    }
+
+    /// How many group commits the serving threads have made (see `group.rs`).
+    pub(crate) fn group_commits(&self) -> u64 {
+        self.alone
+            .as_ref()
+            .map_or(0, |alone| alone.written_in_groups.load(Ordering::Relaxed))
     }
 
     /// The whole log in the export format; fails when the sink cannot be read.

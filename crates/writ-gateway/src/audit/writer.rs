@@ -54,6 +54,9 @@ pub(super) struct Core {
     pub(super) checkpointing: bool,
     /// The writer has been told to stop: records go to it (and are refused once it has).
     pub(super) stopping: bool,
+    /// The writer found lines to write while someone else was writing the log: whoever
+    /// ends that write tells it to write them (a group commit, see `group.rs`).
+    pub(super) writer_waits: bool,
 }
 
 /// The writer task's state: the log it appends to and the sink it writes.
@@ -218,7 +221,11 @@ impl Writer {
             let mut core = self.core();
             // Lines a request's task is writing now come first: it tells the writer when
             // it is done, and these are written then.
-            if core.unwritten.is_empty() || core.flushing {
+            if core.flushing {
+                core.writer_waits |= !core.unwritten.is_empty();
+                return;
+            }
+            if core.unwritten.is_empty() {
                 return;
             }
             core.flushing = true;
@@ -262,6 +269,9 @@ impl Writer {
                 tracing::error!(error = %e, sink = %self.sink.describe(), pending, "audit sink write failed; records kept for retry");
                 self.healthy.store(false, Ordering::Release);
                 self.stats.failed();
+                // Lines appended while these were being written follow them.
+                let mut lines = lines;
+                lines.append(&mut core.unwritten);
                 core.unwritten = lines;
                 // Those waiting are told now; their records stay queued and are written
                 // when the sink returns.
