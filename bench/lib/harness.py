@@ -23,7 +23,7 @@ import refusals
 import servers
 from counts import COUNT_TOOLS, count_row, render_counts
 from loads import check_sample, post, stream_body_for, ttfb, wrk, wrk_pass
-from procs import Proc, die, free_port, log, reachable, stop_all, wait_port
+from procs import Proc, cpu_ticks_named, die, free_port, log, reachable, stop_all, wait_port
 from servers import (BENCH, CHAT_BODY, HERE, HOP, LEAN_HOP, LITELLM_KEY, POSTGRES_URL, REDIS, REPO, STREAM_BODY, TTL,
                      UPSTREAM_KEY, VENV, WRIT, mock_servers, proxy_servers, start_hop, start_nginx, start_writ,
                      writ_cli, writ_config)
@@ -212,7 +212,12 @@ def main() -> None:
 
     results = []  # one dict per table row
 
-    def measure(name, port, tokens, token, headers, stream_port, stream_headers, proc, stream_body_file=sbody):
+    # The distributed row's backends, whose CPU per request is shown beside writ's: the floor
+    # under that row on a machine they share with writ and the load generator.
+    backends = {"redis-server": "Redis", "postgres": "PostgreSQL"}
+
+    def measure(name, port, tokens, token, headers, stream_port, stream_headers, proc, stream_body_file=sbody,
+                with_backends=False):
         check_sample(name, port, token, headers, stream_headers, stream_port)
         log(f"{name}: warm-up")
         wrk(port, tokens, body, headers, 32, 1, run_dir)
@@ -226,9 +231,12 @@ def main() -> None:
         log(f"{name}: c=1")
         c1 = wrk(port, tokens, body, headers, 1, dur, run_dir)
         log(f"{name}: c=32")
-        ticks = proc.cpu_ticks()
+        ticks, backend_ticks = proc.cpu_ticks(), cpu_ticks_named(backends) if with_backends else {}
         c32 = wrk(port, tokens, body, headers, 32, dur, run_dir)
-        cpu_us = (proc.cpu_ticks() - ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / max(1, c32["requests"])
+        per_request = 1e6 / os.sysconf("SC_CLK_TCK") / max(1, c32["requests"])
+        cpu_us = (proc.cpu_ticks() - ticks) * per_request
+        backend_cpu = {backends[k]: (v - backend_ticks[k]) * per_request
+                       for k, v in (cpu_ticks_named(backends) if with_backends else {}).items()}
         log(f"{name}: streaming time to first byte")
         st = ttfb(stream_port or port, token, json.loads(open(stream_body_file).read()), stream_headers, dur)
         for r in (c1, c32):
@@ -238,6 +246,8 @@ def main() -> None:
                "c1_rps": c1["rps"], "c1_p50": c1["p50_us"], "c1_p99": c1["p99_us"],
                "ttfb_p50": st["p50_us"], "ttfb_p99": st["p99_us"], "rss_kb": proc.peak_rss_kb(),
                "cpu_us": cpu_us}
+        if backend_cpu:
+            row["backend_cpu_us"] = backend_cpu
         if direct_c1:
             row["direct_c1_p50"], row["direct_c1_p99"] = direct_c1["p50_us"], direct_c1["p99_us"]
         results.append(row)
@@ -286,7 +296,7 @@ def main() -> None:
     for name, kind in writ_rows:
         proc, port = start_writ(run_dir, name.replace(" ", "-"), kind, base, tenant, mock, mock_stream)
         row = measure(name, port, writ_tokens, writs[0], {"x-writ-upstream": "mock"}, None,
-                      {"x-writ-upstream": "mockstream"}, proc)
+                      {"x-writ-upstream": "mockstream"}, proc, with_backends=kind == "distributed")
         if kind == "full":
             row["writs"] = len(writs)
         if kind in ("minimal", "full", "best_effort"):
@@ -568,6 +578,19 @@ def render(results, rounds, dur, elapsed, quick, jit_figures=None, refusal_rows=
                      f"instance (a signature verification each), {r['cold_rps']:,.0f} req/s, second use "
                      f"{r['second_rps']:,.0f} req/s ({r['cold_rps'] / r['second_rps']:.2f}×); minted at "
                      f"{r['mint_rate']:,.0f} writs/s through the token endpoint.")
+
+    for r in results:
+        if "backend_cpu_us" in r and base:
+            # Everything the row's requests cost on this machine's cores, and the req/s
+            # that leaves at most: what 0.3× the baseline would need, beside it.
+            shared = sum(r["backend_cpu_us"].values())
+            total = r["cpu_us"] + shared
+            extra.append(f"- {r['row']}: CPU per request at c=32 beside writ's {r['cpu_us']:.0f} µs: "
+                         + ", ".join(f"{k} {v:.0f} µs" for k, v in r["backend_cpu_us"].items())
+                         + f"; {total:.0f} µs in all, so {os.cpu_count()} cores serve at most "
+                         f"{os.cpu_count() * 1e6 / total:,.0f} req/s ({os.cpu_count() * 1e6 / total / base:.2f}× the "
+                         f"baseline) before the load generator and the mock take their share; 0.3× would leave "
+                         f"{os.cpu_count() * 1e6 / (0.3 * base):.0f} µs per request for all of it.")
 
     cpu = ""
     try:

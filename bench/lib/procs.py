@@ -53,16 +53,11 @@ class Proc:
     def tree(self) -> list:
         """This process and all its descendants."""
         children = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
+        for pid, _, fields in proc_stats():
             try:
-                with open(f"/proc/{d}/stat") as f:
-                    stat = f.read()
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            except (OSError, ValueError):
+                children.setdefault(int(fields[1]), []).append(pid)
+            except (ValueError, IndexError):
                 continue
-            children.setdefault(ppid, []).append(int(d))
         out, todo = [], [self.p.pid]
         while todo:
             pid = todo.pop()
@@ -117,6 +112,30 @@ class Proc:
                 return "".join(f.readlines()[-n:])
         except OSError:
             return ""
+
+
+def cpu_ticks_named(prefixes) -> dict:
+    """User plus system CPU time (clock ticks) so far of every process whose name starts with
+    one of `prefixes` (Redis and PostgreSQL, which bench/run does not start), per prefix."""
+    out = {p: 0 for p in prefixes}
+    for _, comm, fields in proc_stats():
+        prefix = next((p for p in prefixes if comm.startswith(p)), None)
+        if prefix:
+            out[prefix] += int(fields[11]) + int(fields[12])  # utime, stime
+    return out
+
+
+def proc_stats():
+    """(pid, name, the fields after the name) of every process /proc/PID/stat can be read of."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        yield int(d), stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
 
 
 def stop_all() -> None:
