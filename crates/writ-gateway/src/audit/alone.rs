@@ -3,7 +3,9 @@
 //! commits), or on a PostgreSQL connection of the thread's own (a lane: the thread awaits
 //! the round trip). Handing a record to the writer thread and being woken with the answer
 //! costs two thread wake-ups, more than a SQLite commit and a good part of a PostgreSQL
-//! one. Records that arrive together go to the writer, which commits them in one batch.
+//! one. Records that arrive together are committed in groups by the serving threads
+//! (`group.rs`, which shares [`Alone::commit_pending`] with a record written alone), or go
+//! to the writer, which commits them in one batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

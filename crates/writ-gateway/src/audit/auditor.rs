@@ -285,8 +285,8 @@ impl Auditor {
 
     /// Strict mode: appends a request's `request_allowed` decision and waits until it is
     /// durable. Only then may the request be forwarded; anything but
-    /// [`Appended::Durable`] means it must not be. Concurrent decisions are committed in
-    /// one batch by the writer.
+    /// [`Appended::Durable`] means it must not be. Concurrent decisions are committed
+    /// together: by a serving thread (SQLite, see `group.rs`) or by the writer.
     pub(crate) async fn commit_decision(&self, record: AuditRecord) -> Appended {
         self.stats.received(1);
         self.append_durably(record).await
@@ -295,8 +295,9 @@ impl Auditor {
     /// Appends `record` and waits until it is durable.
     ///
     /// A record that finds no other strict record on its way and the log free is written
-    /// by the calling thread itself (see `alone.rs`); records that arrive together go to
-    /// the writer, which commits them in one batch.
+    /// by the calling thread itself (see `alone.rs`); records that arrive together are
+    /// committed in groups by the serving threads (SQLite with `committed` durability, see
+    /// `group.rs`), or else go to the writer, which commits them in one batch.
     async fn append_durably(&self, record: AuditRecord) -> Appended {
         let record = Box::new(record);
         let (_on_the_way, record) = match &self.alone {
