@@ -55,12 +55,7 @@ async fn records_written_alone_and_by_the_writer_form_one_log() {
     let mut n = 0;
     for _ in 0..5 {
         assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
-        assert!(
-            send_together(&client, &gw, 16)
-                .await
-                .iter()
-                .all(|s| *s == StatusCode::OK)
-        );
+        send_together(&client, &gw, 16, StatusCode::OK).await;
         n += 17;
     }
     let alone = gw.gateway().audit_records_written_alone();
@@ -68,13 +63,10 @@ async fn records_written_alone_and_by_the_writer_form_one_log() {
     assert_every_request_answered_200(&gw, n).await;
 }
 
-/// Sends `count` chat calls at once; their statuses.
-async fn send_together(
-    client: &reqwest::Client,
-    gw: &TestGateway,
-    count: usize,
-) -> Vec<StatusCode> {
-    futures_util::future::join_all((0..count).map(|_| send_chat(client, gw))).await
+/// Sends `count` chat calls at once and asserts that each is answered `want`.
+async fn send_together(client: &reqwest::Client, gw: &TestGateway, count: usize, want: StatusCode) {
+    let statuses = futures_util::future::join_all((0..count).map(|_| send_chat(client, gw))).await;
+    assert!(statuses.iter().all(|s| *s == want), "{statuses:?}");
 }
 
 /// The log holds `n` requests, each a decision and an outcome linked to it, all answered
@@ -215,12 +207,7 @@ async fn concurrent_decisions_are_committed_in_groups_by_the_serving_threads() {
     let client = reqwest::Client::new();
     let mut n = 0;
     for _ in 0..4 {
-        assert!(
-            send_together(&client, &gw, 24)
-                .await
-                .iter()
-                .all(|s| *s == StatusCode::OK)
-        );
+        send_together(&client, &gw, 24, StatusCode::OK).await;
         n += 24;
     }
     let groups = gw.gateway().audit_group_commits();
@@ -242,13 +229,7 @@ async fn decisions_of_a_failed_group_commit_are_kept_and_not_forwarded() {
     gw.gateway().audit_checkpoint().await;
     let db = rusqlite::Connection::open(gw.gateway().data_dir().join("audit.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let statuses = send_together(&client, &gw, 8).await;
-    assert!(
-        statuses
-            .iter()
-            .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
-        "{statuses:?}"
-    );
+    send_together(&client, &gw, 8, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(
         upstream.requests().len(),
         1,
