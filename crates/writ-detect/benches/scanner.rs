@@ -224,6 +224,19 @@ fn bench(c: &mut Criterion) {
                 .len()
         })
     });
+    // What a response is scanned with where the tenant's `response_secret` mode is off:
+    // the gateway's own credentials (an upstream key) and writs only.
+    let own = Scanner::new(
+        [writ_detect::rules::builtin(writ_detect::RuleId::Writ)],
+        &[(
+            "upstream",
+            "sk-proj-own0123456789abcdefghijklmnopqrstuvwxyzABCDEF",
+        )],
+    )
+    .unwrap();
+    g.bench_function("redact/chat_response_own_secrets", |b| {
+        b.iter(|| own.redact_where(black_box(CHAT_RESPONSE), |_| true).1.len())
+    });
     // The whole of it: a response's headers scanned one by one as `scrub_headers` does
     // (each name scanned, each value redacted), the chat completion redacted, and the
     // request body scanned as the outbound prompt-secret check does.

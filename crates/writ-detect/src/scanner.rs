@@ -75,6 +75,9 @@ pub struct Finding {
     pub end: usize,
 }
 
+/// A rule set this small keeps the regex engine's literal prefilter (see [`Scanner::new`]).
+const FEW_RULES: usize = 2;
+
 /// A compiled set of rules and configured secrets. Cheap to share (`Arc`) across
 /// requests and threads; scanning takes `&self`.
 pub struct Scanner {
@@ -153,6 +156,8 @@ impl Scanner {
         // with hundreds of start literals, most of them case variants, it fires on most
         // bytes of prose or JSON and made the search about twice as slow. A prefilter
         // only ever skips to where a match may start; which rules match is the same.
+        // A set of a rule or two (the gateway's own writs) has a literal or two to look
+        // for, which a prefilter finds at memory speed: it is kept there.
         let set = meta::Regex::builder()
             .configure(
                 meta::Config::new()
@@ -161,7 +166,7 @@ impl Scanner {
                     .which_captures(WhichCaptures::None)
                     .nfa_size_limit(Some(REGEX_SIZE_LIMIT.saturating_mul(rules.len().max(1))))
                     .hybrid_cache_capacity(2 << 20)
-                    .auto_prefilter(false),
+                    .auto_prefilter(rules.len() <= FEW_RULES),
             )
             .syntax(syntax::Config::new().utf8(false))
             .build_many(&loose)

@@ -8,7 +8,7 @@ mod samples;
 use std::sync::{Arc, LazyLock};
 
 use proptest::prelude::*;
-use writ_detect::{Finding, Scanner, StreamRedactor};
+use writ_detect::{Finding, RuleId, Scanner, StreamRedactor};
 
 static SCANNER: LazyLock<Arc<Scanner>> = LazyLock::new(|| Arc::new(samples::scanner()));
 static POSITIVES: LazyLock<Vec<Vec<u8>>> =
@@ -67,7 +67,11 @@ fn input() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn stream(text: &[u8], sizes: &[usize]) -> (Vec<u8>, Vec<Finding>) {
-    let mut r = StreamRedactor::new(SCANNER.clone());
+    stream_with(&SCANNER, text, sizes)
+}
+
+fn stream_with(scanner: &Arc<Scanner>, text: &[u8], sizes: &[usize]) -> (Vec<u8>, Vec<Finding>) {
+    let mut r = StreamRedactor::new(scanner.clone());
     let mut out = Vec::new();
     let mut rest = text;
     let mut i = 0;
@@ -76,7 +80,7 @@ fn stream(text: &[u8], sizes: &[usize]) -> (Vec<u8>, Vec<Finding>) {
         out.extend(r.push(&rest[..n]));
         rest = &rest[n..];
         i += 1;
-        assert!(r.held_back() <= SCANNER.max_held_back());
+        assert!(r.held_back() <= scanner.max_held_back());
     }
     out.extend(r.finish());
     (out, r.findings().to_vec())
@@ -120,4 +124,61 @@ fn held_back_stays_bounded_on_a_long_stream() {
     }
     released += r.finish().len();
     assert_eq!(released, pushed);
+}
+
+/// The gateway's own secrets (writs, an upstream key): a set small enough to keep the
+/// regex engine's literal prefilter.
+static OWN: LazyLock<Arc<Scanner>> = LazyLock::new(|| {
+    Arc::new(
+        Scanner::new(
+            [writ_detect::rules::builtin(RuleId::Writ)],
+            &[samples::CONFIGURED],
+        )
+        .expect("the writ rule compiles"),
+    )
+});
+/// The same rules with two more that cannot match in [`writ_text`] (no text there holds
+/// `-----BEGIN` or `hooks.slack.com`): too many rules for the prefilter.
+static OWN_UNFILTERED: LazyLock<Scanner> = LazyLock::new(|| {
+    let rules = [RuleId::Writ, RuleId::PrivateKey, RuleId::SlackWebhook];
+    Scanner::new(
+        rules.into_iter().map(writ_detect::rules::builtin),
+        &[samples::CONFIGURED],
+    )
+    .expect("built-in rules compile")
+});
+
+/// Text with writs (whole, cut short, run together), the configured secret, and filler.
+fn writ_text() -> impl Strategy<Value = Vec<u8>> {
+    let writs: Vec<Vec<u8>> = POSITIVES
+        .iter()
+        .filter(|p| p.windows(5).any(|w| w == b"writ_"))
+        .cloned()
+        .collect();
+    let n = writs.len();
+    let piece = prop_oneof![
+        (0..n).prop_map(move |i| writs[i].clone()),
+        "writ_[A-Za-z0-9_-]{0,90}={0,2}".prop_map(String::into_bytes),
+        Just(samples::CONFIGURED.1.as_bytes().to_vec()),
+        "[a-z0-9 _./+=]{0,40}".prop_map(String::into_bytes),
+        prop::collection::vec(any::<u8>(), 0..20),
+    ];
+    prop::collection::vec(piece, 0..10).prop_map(|ps| ps.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_prefiltered_small_rule_set_finds_what_the_unfiltered_set_finds(text in writ_text()) {
+        prop_assert_eq!(OWN.redact(&text), OWN_UNFILTERED.redact(&text));
+    }
+
+    #[test]
+    fn a_prefiltered_small_rule_set_streams_like_whole_redaction(
+        text in writ_text(),
+        sizes in prop::collection::vec(1usize..200, 1..20),
+    ) {
+        prop_assert_eq!(stream_with(&OWN, &text, &sizes), OWN.redact(&text));
+    }
 }
