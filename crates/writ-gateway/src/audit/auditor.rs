@@ -219,7 +219,7 @@ impl Auditor {
     /// The pseudonym of a client address, or `None` when addresses are not recorded.
     pub(crate) fn client_pseudonym(&self, ip: std::net::IpAddr) -> Option<String> {
         self.client_addresses
-            .then(|| self.pseudonyms.pseudonym(&ip.to_canonical().to_string()))
+            .then(|| self.pseudonyms.pseudonym(&address_text(ip)))
     }
 
     /// This instance's id.
@@ -415,4 +415,57 @@ pub fn pseudonymizer(master: &[u8]) -> Pseudonymizer {
         .finalize()
         .into();
     Pseudonymizer::new(&key)
+}
+
+/// An address as the pseudonym reads it: its canonical form (an IPv4-mapped IPv6 address as
+/// IPv4) in `Display`'s text. An IPv4 address is written out here, octet by octet: the
+/// same text at a fraction of `Display`'s cost, which the request path paid per request.
+fn address_text(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        v6 => v6.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::address_text;
+
+    #[test]
+    fn an_address_reads_as_its_canonical_display_text() {
+        for octet in 0..=255u8 {
+            for at in 0..4 {
+                let mut octets = [1, 20, 255, 0];
+                octets[at] = octet;
+                let v4 = Ipv4Addr::from(octets);
+                assert_eq!(address_text(IpAddr::V4(v4)), v4.to_string());
+                // The same address reached over IPv6 is named as IPv4.
+                assert_eq!(
+                    address_text(IpAddr::V6(v4.to_ipv6_mapped())),
+                    v4.to_string()
+                );
+            }
+        }
+        let v6: Ipv6Addr = "2001:db8::8a2e:370:7334"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(address_text(IpAddr::V6(v6)), "2001:db8::8a2e:370:7334");
+    }
 }
