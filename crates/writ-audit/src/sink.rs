@@ -229,6 +229,17 @@ impl Sink {
         Ok(())
     }
 
+    /// Cuts back what the sink keeps beside its records once writing has gone quiet:
+    /// SQLite's WAL ([`SqliteWriter::shrink`]), so a burst after a quiet spell writes fresh
+    /// blocks instead of reading old ones back from disk. Nothing for the other sinks.
+    /// Blocks the calling thread; false when it could not be done now (a write in progress).
+    pub fn shrink_idle(&self) -> Result<bool, SinkError> {
+        match self {
+            Sink::Sqlite(_, writer) => writer.shrink(),
+            Sink::Postgres(_) | Sink::File(..) => Ok(true),
+        }
+    }
+
     /// Whether a checkpoint may be stored while appends go on, on a connection of its own
     /// (PostgreSQL, whose checkpoint commit waits for a WAL flush): a checkpoint over fewer
     /// records than the sink holds by then is stored all the same.

@@ -80,6 +80,36 @@ pub(super) struct Writer {
     pub(super) storing: Option<tokio::task::JoinHandle<(u64, Result<(), SinkError>)>>,
 }
 
+/// Ticks in a row with no record appended after which an idle log's sink is cut back
+/// ([`Sink::shrink_idle`]): five seconds at the usual tick of half a second.
+const QUIET_TICKS: u32 = 10;
+
+/// How long the log has kept its size, counted in the writer's ticks.
+#[derive(Debug, Default)]
+struct Quiet {
+    size: u64,
+    ticks: u32,
+    shrunk_at: Option<u64>,
+}
+
+impl Quiet {
+    /// Counts a tick that found the log holding `size` records: true once, when it has held
+    /// them for [`QUIET_TICKS`] ticks and the sink was not cut back at that size yet.
+    fn due(&mut self, size: u64) -> bool {
+        if size != self.size {
+            self.size = size;
+            self.ticks = 0;
+            return false;
+        }
+        self.ticks = self.ticks.saturating_add(1);
+        if self.ticks < QUIET_TICKS || self.shrunk_at == Some(size) {
+            return false;
+        }
+        self.shrunk_at = Some(size);
+        true
+    }
+}
+
 /// In best-effort mode nobody waits for a record, so the writer lets a batch gather this
 /// long before writing it: far fewer, larger writes, and one wake-up of the writer per
 /// batch instead of one per record.
@@ -97,6 +127,7 @@ impl Writer {
         }
         let mut tick = tokio::time::interval(interval.min(Duration::from_millis(500)));
         let mut last_checkpoint = tokio::time::Instant::now();
+        let mut quiet = Quiet::default();
         loop {
             tokio::select! {
                 job = rx.recv() => {
@@ -144,6 +175,15 @@ impl Writer {
                     if last_checkpoint.elapsed() >= interval && self.uncheckpointed() > 0 {
                         self.checkpoint(false).await;
                         last_checkpoint = tokio::time::Instant::now();
+                    }
+                    let size = self.core().log.size();
+                    if !self.has_unwritten() && quiet.due(size) {
+                        let sink = self.sink.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = sink.shrink_idle() {
+                                tracing::warn!(error = %e, "audit sink not cut back while idle");
+                            }
+                        });
                     }
                 }
                 (size, result) = stored(&mut self.storing) => {

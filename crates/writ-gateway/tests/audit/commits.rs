@@ -245,3 +245,31 @@ async fn decisions_of_a_failed_group_commit_are_kept_and_not_forwarded() {
     assert_eq!(requests.len(), 8 + attempts + 2);
     assert_log_verifies(&gw, all.len()).await;
 }
+
+/// Once no record has come for a while, the SQLite WAL is cut back to nothing (so a burst
+/// after a quiet spell writes fresh blocks rather than reading old ones back from disk);
+/// every record stays, and writing goes on.
+#[tokio::test]
+async fn a_quiet_log_has_its_wal_cut_back_and_keeps_every_record() {
+    let upstream = MockUpstream::start(KEY).await;
+    // Ticks of 50 ms: quiet after half a second.
+    let gw = gateway(&upstream, "[audit]\ncheckpoint_interval = \"50ms\"\n").await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+    }
+    let wal = gw.gateway().data_dir().join("audit.db-wal");
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(wal_len() > 0, "no WAL written");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while wal_len() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL of a quiet log kept {} bytes",
+            wal_len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
+    assert_every_request_answered_200(&gw, 21).await;
+}
