@@ -82,7 +82,11 @@ pub(crate) fn prepare(
     signing: Signing,
 ) -> Result<Outbound, GatewayError> {
     let upstream = &target.upstream;
-    let mut uri = format!("{}{}", upstream.base, target.path);
+    // Built by hand: `format!` of the two strings was a quarter of this phase's time.
+    let query_len = parts.uri.query().map_or(0, str::len);
+    let mut uri = String::with_capacity(upstream.base.len() + target.path.len() + query_len + 64);
+    uri.push_str(&upstream.base);
+    uri.push_str(&target.path);
     let mut query: Vec<&str> = parts
         .uri
         .query()
