@@ -81,8 +81,10 @@ pub(super) struct Writer {
 }
 
 /// Ticks in a row with no record appended after which an idle log's sink is cut back
-/// ([`Sink::shrink_idle`]): five seconds at the usual tick of half a second.
-const QUIET_TICKS: u32 = 10;
+/// ([`Sink::shrink_idle`]): thirty seconds at the usual tick of half a second. Sooner buys
+/// nothing (the WAL's blocks are still in memory: the test machine's kernel pages out file
+/// pages idle for a minute) and costs the next load fresh blocks to allocate.
+const QUIET_TICKS: u32 = 60;
 
 /// How long the log has kept its size, counted in the writer's ticks.
 #[derive(Debug, Default)]

@@ -252,8 +252,8 @@ async fn decisions_of_a_failed_group_commit_are_kept_and_not_forwarded() {
 #[tokio::test]
 async fn a_quiet_log_has_its_wal_cut_back_and_keeps_every_record() {
     let upstream = MockUpstream::start(KEY).await;
-    // Ticks of 50 ms: quiet after half a second.
-    let gw = gateway(&upstream, "[audit]\ncheckpoint_interval = \"50ms\"\n").await;
+    // Ticks of 20 ms: quiet after 1.2 s.
+    let gw = gateway(&upstream, "[audit]\ncheckpoint_interval = \"20ms\"\n").await;
     let client = reqwest::Client::new();
     for _ in 0..20 {
         assert_eq!(send_chat(&client, &gw).await, StatusCode::OK);
