@@ -99,61 +99,25 @@ async fn every_path_leaves_exactly_one_record() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // 413: body over the limit.
     let big = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
-    let r = client
-        .post(&url)
-        .bearer_auth(&writ)
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &writ, &big).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // 403: a model outside the grant.
-    let r = client
-        .post(&url)
-        .bearer_auth(&writ)
-        .json(&chat("gpt-4o", false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &writ, &chat("gpt-4o", false)).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // 400: a detection blocks a secret in the prompt.
     let leaky = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE"}]});
-    let r = client
-        .post(&url)
-        .bearer_auth(&writ)
-        .json(&leaky)
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &writ, &leaky).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // 200 twice (one streamed), then 429.
-    let r = client
-        .post(&url)
-        .bearer_auth(&writ)
-        .json(&chat("gpt-4o-mini", false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &writ, &chat("gpt-4o-mini", false)).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = client
-        .post(&url)
-        .bearer_auth(&writ)
-        .json(&chat("gpt-4o-mini", true))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &writ, &chat("gpt-4o-mini", true)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let mut body = r.bytes_stream();
     while let Some(chunk) = body.next().await {
         chunk.unwrap();
     }
-    let r = client
-        .post(&url)
-        .bearer_auth(&writ)
-        .json(&chat("gpt-4o-mini", false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &writ, &chat("gpt-4o-mini", false)).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 
     let records = records(&gw).await;
@@ -442,14 +406,31 @@ async fn assert_log_verifies(gw: &TestGateway, n: usize) {
     assert_eq!(summary.unsigned_records(), 0);
 }
 
-async fn send_chat(client: &reqwest::Client, gw: &TestGateway) -> StatusCode {
-    let r = client
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(gw.mint("demo", GRANT, 30))
-        .json(&chat("gpt-4o-mini", false))
+/// POSTs `body` as JSON to `url` with `writ` as the bearer token.
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    writ: &str,
+    body: &Value,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .bearer_auth(writ)
+        .json(body)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn send_chat(client: &reqwest::Client, gw: &TestGateway) -> StatusCode {
+    let url = gw.url("/v1/chat/completions");
+    let r = post_json(
+        client,
+        &url,
+        &gw.mint("demo", GRANT, 30),
+        &chat("gpt-4o-mini", false),
+    )
+    .await;
     let status = r.status();
     r.bytes().await.unwrap();
     status
