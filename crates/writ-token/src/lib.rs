@@ -45,6 +45,7 @@ mod verification;
 mod verifier;
 mod verify;
 mod verify_cache;
+mod writ_text;
 
 pub use approval::{
     APPROVAL_ID_PREFIX, ApprovalKey, ApprovalScope, ApprovalStatement, append_approval,
@@ -82,3 +83,4 @@ pub use revocation_ids::RevocationIds;
 pub use verifier::{RevocationCheck, Verifier};
 pub use verify::{Authorization, VerifiedWrit, WritClaims};
 pub use verify_cache::VerifyCache;
+pub use writ_text::WritText;

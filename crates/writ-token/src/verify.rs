@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use biscuit_auth::error;
-use zeroize::Zeroizing;
 
 use biscuit_auth::builder::{Policy, Rule};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
@@ -112,8 +111,8 @@ pub struct VerifiedWrit {
     verification: Arc<Verification>,
     /// The writ's text, prefix included: the parsed token is read again from it (its
     /// signatures checked again) when the process's ring of parsed tokens no longer holds
-    /// it. A bearer credential, so zeroized when the request lets it go.
-    text: Zeroizing<String>,
+    /// it. A bearer credential, so zeroed when the request lets it go.
+    text: crate::WritText,
 }
 
 impl std::fmt::Debug for VerifiedWrit {
@@ -192,7 +191,7 @@ impl VerifiedWrit {
         let verification = Verification::new(biscuit, root, reads, claims, delegation, None)?;
         Ok(Self {
             verification: Arc::new(verification),
-            text: Zeroizing::new(text.to_string()),
+            text: crate::WritText::new(text),
         })
     }
 
@@ -217,7 +216,7 @@ impl VerifiedWrit {
         let verification = Verification::new(biscuit, root, reads, claims, Vec::new(), shape)?;
         Ok(Self {
             verification: Arc::new(verification),
-            text: Zeroizing::new(text),
+            text: crate::WritText::from(text),
         })
     }
 
@@ -226,7 +225,7 @@ impl VerifiedWrit {
     pub(crate) fn presented(verification: Arc<Verification>, text: &str) -> Self {
         Self {
             verification,
-            text: Zeroizing::new(text.to_string()),
+            text: crate::WritText::new(text),
         }
     }
 

@@ -1,7 +1,6 @@
 //! Extract: find the writ in the headers official SDKs send their API key in.
 
 use http::HeaderMap;
-use zeroize::Zeroizing;
 
 use crate::error::GatewayError;
 
@@ -10,9 +9,9 @@ use crate::error::GatewayError;
 pub(crate) const CREDENTIAL_HEADERS: [&str; 4] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
-/// The writ text a client presented. Never printed; zeroized on drop.
+/// The writ text a client presented. Never printed; zeroed on drop.
 pub(crate) struct PresentedWrit {
-    text: Zeroizing<String>,
+    text: writ_token::WritText,
     /// Sent as `Authorization: DPoP …` (RFC 9449 §7.1).
     pub(crate) dpop_scheme: bool,
 }
@@ -52,7 +51,7 @@ pub(crate) fn writ(headers: &HeaderMap) -> Result<PresentedWrit, GatewayError> {
             return Err(GatewayError::MissingWrit);
         }
         return Ok(PresentedWrit {
-            text: Zeroizing::new(token.to_string()),
+            text: writ_token::WritText::new(token),
             dpop_scheme,
         });
     }
