@@ -12,6 +12,7 @@
 
 mod capped;
 mod readings;
+mod series;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -28,6 +29,7 @@ use writ_audit::AuditRecord;
 pub(crate) use capped::{CappedValues, MAX_LABEL_VALUES, NONE};
 pub(crate) use readings::{AuditStats, LimitDecisions, LimitOutcome, Readings};
 
+use self::series::{Lazy, Remembered, Values as LabelValues};
 use crate::config::MetricsConfig;
 
 /// The `Content-Type` of what `/metrics` serves.
@@ -84,6 +86,26 @@ struct MintLabels {
 
 type Histograms = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
 
+/// The series a request with one upstream, model, operation and status counts in.
+#[derive(Debug)]
+struct RequestSeries {
+    requests: Counter,
+    overhead: Lazy<Histogram>,
+    upstream_time: Lazy<Histogram>,
+    /// The timing series' label, for when they are first needed.
+    timing: UpstreamLabels,
+}
+
+/// The series the usage of one tenant, agent and model counts in, each made when first
+/// counted in (a direction with no tokens, or no cost, shows no series).
+#[derive(Debug)]
+struct UsageSeries {
+    input: Lazy<Counter>,
+    output: Lazy<Counter>,
+    cost: Lazy<Counter<f64, AtomicU64>>,
+    labels: CostLabels,
+}
+
 /// The label values seen so far, per open-ended label.
 #[derive(Debug)]
 struct Values {
@@ -108,6 +130,10 @@ pub(crate) struct Metrics {
     overhead: Histograms,
     upstream_time: Histograms,
     mints: Family<MintLabels, Counter>,
+    /// The series of each upstream, model, operation and status seen.
+    by_request: Remembered<RequestSeries>,
+    /// The series of each tenant, agent and model seen with usage.
+    by_usage: Remembered<UsageSeries>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -180,6 +206,8 @@ impl Metrics {
             overhead,
             upstream_time,
             mints,
+            by_request: Remembered::new(),
+            by_usage: Remembered::new(),
         }
     }
 
@@ -198,64 +226,96 @@ impl Metrics {
         upstream: Option<Duration>,
     ) {
         let v = &self.values;
-        let upstream_label = v.upstreams.get_opt(record.upstream.as_deref());
-        let model = v.models.get_opt(record.model.as_deref());
-        self.requests
-            .get_or_create(&RequestLabels {
-                upstream: upstream_label.clone(),
-                model: model.clone(),
-                operation: v.operations.get_opt(record.operation.as_deref()),
-                status: record.status.unwrap_or(0),
-            })
-            .inc();
-        let timing = UpstreamLabels {
-            upstream: upstream_label,
+        let status = record.status.unwrap_or(0);
+        let values = LabelValues {
+            names: [
+                record.upstream.as_deref(),
+                record.model.as_deref(),
+                record.operation.as_deref(),
+            ],
+            number: status,
         };
-        if let Some(overhead) = overhead {
-            self.overhead
-                .get_or_create(&timing)
-                .observe(overhead.as_secs_f64());
-        }
-        if let Some(upstream) = upstream {
-            self.upstream_time
-                .get_or_create(&timing)
-                .observe(upstream.as_secs_f64());
-        }
-        if record.usage.is_none() && record.cost_usd_micros.is_none() {
+        let resolve = || {
+            let labels = RequestLabels {
+                upstream: v.upstreams.get_opt(record.upstream.as_deref()),
+                model: v.models.get_opt(record.model.as_deref()),
+                operation: v.operations.get_opt(record.operation.as_deref()),
+                status,
+            };
+            RequestSeries {
+                requests: self.requests.get_or_create(&labels).clone(),
+                overhead: Lazy::new(),
+                upstream_time: Lazy::new(),
+                timing: UpstreamLabels {
+                    upstream: labels.upstream,
+                },
+            }
+        };
+        self.by_request.with(values, resolve, |s| {
+            s.requests.inc();
+            if let Some(overhead) = overhead {
+                s.overhead
+                    .get(|| self.overhead.get_or_create(&s.timing).clone())
+                    .observe(overhead.as_secs_f64());
+            }
+            if let Some(upstream) = upstream {
+                s.upstream_time
+                    .get(|| self.upstream_time.get_or_create(&s.timing).clone())
+                    .observe(upstream.as_secs_f64());
+            }
+        });
+        let micros = record.cost_usd_micros.filter(|m| *m > 0);
+        let tokens = record
+            .usage
+            .as_ref()
+            .map_or((0, 0), |u| (u.input_tokens, u.output_tokens));
+        if tokens == (0, 0) && micros.is_none() {
             return;
         }
-        let tenant = v.tenants.get_opt(record.tenant.as_deref());
-        let agent = if self.config.agent_labels {
-            v.agents.get_opt(record.agent.as_deref())
-        } else {
-            self.unnamed.clone()
+        // Unnamed agents share one series: their names are not part of the key.
+        let agent = record.agent.as_deref().filter(|_| self.config.agent_labels);
+        let values = LabelValues {
+            names: [record.tenant.as_deref(), agent, record.model.as_deref()],
+            number: 0,
         };
-        if let Some(usage) = &record.usage {
-            for (direction, n) in [
-                ("input", usage.input_tokens),
-                ("output", usage.output_tokens),
-            ] {
-                if n > 0 {
-                    self.tokens
-                        .get_or_create(&TokenLabels {
-                            tenant: tenant.clone(),
-                            agent: agent.clone(),
-                            model: model.clone(),
-                            direction,
-                        })
-                        .inc_by(n);
-                }
+        let resolve = || UsageSeries {
+            input: Lazy::new(),
+            output: Lazy::new(),
+            cost: Lazy::new(),
+            labels: CostLabels {
+                tenant: v.tenants.get_opt(record.tenant.as_deref()),
+                agent: if self.config.agent_labels {
+                    v.agents.get_opt(agent)
+                } else {
+                    self.unnamed.clone()
+                },
+                model: v.models.get_opt(record.model.as_deref()),
+            },
+        };
+        self.by_usage.with(values, resolve, |s| {
+            let token_series = |direction| {
+                let l = &s.labels;
+                self.tokens
+                    .get_or_create(&TokenLabels {
+                        tenant: l.tenant.clone(),
+                        agent: l.agent.clone(),
+                        model: l.model.clone(),
+                        direction,
+                    })
+                    .clone()
+            };
+            if tokens.0 > 0 {
+                s.input.get(|| token_series("input")).inc_by(tokens.0);
             }
-        }
-        if let Some(micros) = record.cost_usd_micros.filter(|m| *m > 0) {
-            self.cost
-                .get_or_create(&CostLabels {
-                    tenant,
-                    agent,
-                    model,
-                })
-                .inc_by(micros as f64 / 1_000_000.0);
-        }
+            if tokens.1 > 0 {
+                s.output.get(|| token_series("output")).inc_by(tokens.1);
+            }
+            if let Some(micros) = micros {
+                s.cost
+                    .get(|| self.cost.get_or_create(&s.labels).clone())
+                    .inc_by(micros as f64 / 1_000_000.0);
+            }
+        });
     }
 
     /// Records a token endpoint answer: `issued`, or the OAuth error code it refused with.

@@ -109,6 +109,47 @@ fn a_request_counts_its_status_tokens_cost_and_times() {
 }
 
 #[test]
+fn values_seen_before_count_in_the_series_made_for_them_then() {
+    let m = Metrics::new(config(false));
+    for agent in ["alice", "bob", "carol"] {
+        m.request(&answered(agent, "gpt-4o"), None, None);
+    }
+    // One set of request values and, agents unnamed, one of usage values.
+    assert_eq!((m.by_request.len(), m.by_usage.len()), (1, 1));
+    let text = render(&m);
+    assert!(
+        text.contains(
+            "writ_tokens_total{tenant=\"default\",agent=\"-\",model=\"gpt-4o\",direction=\"input\"} 36\n"
+        ),
+        "{text}"
+    );
+    // A direction with no tokens, and no cost, show no series until counted in.
+    let m = Metrics::new(config(true));
+    let mut input_only = answered("alice", "gpt-4o");
+    input_only.usage = Some(writ_audit::record::Usage {
+        input_tokens: 5,
+        output_tokens: 0,
+        cached_tokens: None,
+    });
+    input_only.cost_usd_micros = None;
+    m.request(&input_only, None, None);
+    let text = render(&m);
+    assert!(text.contains("direction=\"input\"} 5\n"), "{text}");
+    assert!(!text.contains("direction=\"output\""), "{text}");
+    assert!(!text.contains("writ_cost_usd_total{"), "{text}");
+    m.request(&answered("alice", "gpt-4o"), None, None);
+    let text = render(&m);
+    for line in [
+        "agent=\"alice\",model=\"gpt-4o\",direction=\"input\"} 17\n",
+        "agent=\"alice\",model=\"gpt-4o\",direction=\"output\"} 30\n",
+        "writ_cost_usd_total{tenant=\"default\",agent=\"alice\",model=\"gpt-4o\"} 0.0015\n",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert_eq!(m.by_usage.len(), 1);
+}
+
+#[test]
 fn agents_are_named_only_when_asked() {
     let m = Metrics::new(config(true));
     m.request(&answered("alice", "gpt-4o"), None, None);
