@@ -206,11 +206,11 @@ async fn read_until(
     limit: usize,
     mut done: impl FnMut(&[u8]) -> bool,
 ) -> Result<Bytes, GatewayError> {
-    let mut out = Vec::new();
+    let mut out = Gathered::default();
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(None) => return Ok(Bytes::from(out)),
+            Ok(None) => return Ok(out.into_bytes()),
             Ok(Some(Err(_))) => return Err(GatewayError::UpstreamFailed),
             Ok(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else {
@@ -219,11 +219,56 @@ async fn read_until(
                 if out.len() + data.len() > limit {
                     return Err(GatewayError::UpstreamTooLarge);
                 }
-                out.extend_from_slice(&data);
-                if done(&data) {
-                    return Ok(Bytes::from(out));
+                let enough = done(&data);
+                out.push(data);
+                if enough {
+                    return Ok(out.into_bytes());
                 }
             }
+        }
+    }
+}
+
+/// A body's frames read so far: one frame kept as it came (most answers arrive in one),
+/// more copied together.
+#[derive(Debug, Default)]
+enum Gathered {
+    #[default]
+    Nothing,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Gathered {
+    fn len(&self) -> usize {
+        match self {
+            Self::Nothing => 0,
+            Self::One(b) => b.len(),
+            Self::Many(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        *self = match std::mem::take(self) {
+            Self::Nothing => Self::One(data),
+            Self::One(first) => {
+                let mut all = Vec::with_capacity(first.len() + data.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                Self::Many(all)
+            }
+            Self::Many(mut all) => {
+                all.extend_from_slice(&data);
+                Self::Many(all)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Nothing => Bytes::new(),
+            Self::One(b) => b,
+            Self::Many(v) => Bytes::from(v),
         }
     }
 }

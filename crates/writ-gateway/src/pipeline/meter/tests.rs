@@ -321,3 +321,19 @@ async fn an_upstream_failure_is_audited_as_502_and_refunds_the_request() {
     assert_eq!(answer.status, 502);
     assert_eq!(answer.usage.input_tokens, 0);
 }
+
+#[test]
+fn frames_are_gathered_in_order_and_a_lone_frame_is_not_copied() {
+    let lone = Bytes::from_static(b"{\"usage\":{}}");
+    let mut one = Gathered::default();
+    one.push(lone.clone());
+    let kept = one.into_bytes();
+    assert_eq!(kept.as_ptr(), lone.as_ptr(), "the frame itself, not a copy");
+    let mut many = Gathered::default();
+    for part in ["{\"a\":", "1,", "\"b\":2}"] {
+        many.push(Bytes::from(part));
+    }
+    assert_eq!(many.len(), 13);
+    assert_eq!(&many.into_bytes()[..], b"{\"a\":1,\"b\":2}");
+    assert!(Gathered::default().into_bytes().is_empty());
+}
