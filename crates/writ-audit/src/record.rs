@@ -155,6 +155,22 @@ pub enum Kind {
     Detection,
 }
 
+impl Kind {
+    /// The kind as records spell it (`request_denied`): its `serde` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::WritMinted => "writ_minted",
+            Kind::RequestAllowed => "request_allowed",
+            Kind::RequestOutcome => "request_outcome",
+            Kind::RequestDenied => "request_denied",
+            Kind::Approval => "approval",
+            Kind::Revocation => "revocation",
+            Kind::AdminChange => "admin_change",
+            Kind::Detection => "detection",
+        }
+    }
+}
+
 /// Why a request was decided as it was. All members optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
@@ -386,6 +402,7 @@ mod tests {
         ];
         for (kind, name) in kinds {
             assert_eq!(serde_json::to_value(kind).unwrap(), Value::from(name));
+            assert_eq!(kind.as_str(), name);
         }
     }
 

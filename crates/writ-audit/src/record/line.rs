@@ -9,7 +9,7 @@
 //! does. `detail` (free-form) is written by `serde_json` itself. The tests compare every
 //! field, and arbitrary records, against `serde_json`'s bytes.
 
-use super::{AuditRecord, Decision, Kind, Usage};
+use super::{AuditRecord, Decision, Usage};
 
 /// Bytes a line takes before it grows: a request record is 400–600.
 const LINE_CAPACITY: usize = 640;
@@ -23,7 +23,7 @@ pub(super) fn encode(record: &AuditRecord) -> String {
     number(&mut out, record.seq);
     field_str(&mut out, "instance", &record.instance);
     field_str(&mut out, "time", &record.time);
-    field_str(&mut out, "kind", kind_name(record.kind));
+    field_str(&mut out, "kind", record.kind.as_str());
     if let Some(seq) = record.decision_seq {
         field_number(&mut out, "decision_seq", seq);
     }
@@ -66,20 +66,6 @@ pub(super) fn encode(record: &AuditRecord) -> String {
     // Every byte written is ASCII punctuation, digits, or copied from a `&str` whole or
     // around ASCII escapes: the line is UTF-8.
     String::from_utf8(out).expect("a record line is UTF-8")
-}
-
-/// The name `serde` gives `kind` (`rename_all = "snake_case"`).
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::WritMinted => "writ_minted",
-        Kind::RequestAllowed => "request_allowed",
-        Kind::RequestOutcome => "request_outcome",
-        Kind::RequestDenied => "request_denied",
-        Kind::Approval => "approval",
-        Kind::Revocation => "revocation",
-        Kind::AdminChange => "admin_change",
-        Kind::Detection => "detection",
-    }
 }
 
 fn decision_object(out: &mut Vec<u8>, decision: &Decision) {
@@ -199,7 +185,7 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::record::LimitHit;
+    use crate::record::{Kind, LimitHit};
 
     /// What `serde_json` writes for the record: the canonical bytes before this module.
     fn by_serde(record: &AuditRecord) -> String {

@@ -24,8 +24,7 @@ use super::state::{Console, reachable};
 use super::verification::{self, Panel, anchor};
 use super::view::{Frame, html, inert};
 use crate::audit::record_filter::{
-    Cursor, KINDS, RecordFilter, kind_name, parse_decision, parse_name, parse_status, parse_time,
-    parse_writ,
+    Cursor, KINDS, RecordFilter, parse_decision, parse_name, parse_status, parse_time, parse_writ,
 };
 
 /// What the refusal of a bad filter names.
@@ -113,7 +112,7 @@ impl RecordRow {
         RecordRow {
             id: anchor(&r.instance, r.seq),
             time: inert(&r.time),
-            kind: kind_name(r.kind),
+            kind: r.kind.as_str(),
             tenant: text(&r.tenant),
             agent: text(&r.agent),
             writ: text(&r.writ),
@@ -248,7 +247,7 @@ async fn show(
         ("denied", "Denied", decision == "denied"),
     ];
     decisions.extend(KINDS.iter().map(|k| {
-        let name = kind_name(*k);
+        let name = k.as_str();
         (name, name, decision == name)
     }));
     let tenants = tenant_options(console, tenant, given(&query.tenant)).await?;
