@@ -156,6 +156,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the schema's order.
+    pub const ALL: [Kind; 8] = [
+        Kind::WritMinted,
+        Kind::RequestAllowed,
+        Kind::RequestOutcome,
+        Kind::RequestDenied,
+        Kind::Approval,
+        Kind::Revocation,
+        Kind::AdminChange,
+        Kind::Detection,
+    ];
+
     /// The kind as records spell it (`request_denied`): its `serde` name.
     pub fn as_str(self) -> &'static str {
         match self {

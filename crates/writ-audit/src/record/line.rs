@@ -192,17 +192,6 @@ mod tests {
         serde_json::to_string(record).unwrap()
     }
 
-    const KINDS: [Kind; 8] = [
-        Kind::WritMinted,
-        Kind::RequestAllowed,
-        Kind::RequestOutcome,
-        Kind::RequestDenied,
-        Kind::Approval,
-        Kind::Revocation,
-        Kind::AdminChange,
-        Kind::Detection,
-    ];
-
     #[test]
     fn every_byte_value_is_escaped_as_serde_json_escapes_it() {
         // Every one-byte character, then every byte below 0x20 amid text, then text
@@ -230,7 +219,7 @@ mod tests {
             serde_json::json!({"z": [1, {"y": "\u{1}"}], "a": null}),
         );
         detail.insert("a".into(), Value::from("x"));
-        for kind in KINDS {
+        for kind in Kind::ALL {
             let full = AuditRecord {
                 seq: u64::MAX,
                 instance: "01M91GPNENBP1XF2XM777BFQVA".into(),
@@ -294,7 +283,7 @@ mod tests {
 
     prop_compose! {
         fn record()(
-            kind in prop::sample::select(KINDS.to_vec()),
+            kind in prop::sample::select(Kind::ALL.to_vec()),
             seq in any::<u64>(),
             instance in text(),
             decision_seq in optional(any::<u64>()),

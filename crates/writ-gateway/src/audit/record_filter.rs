@@ -6,18 +6,6 @@ use std::time::SystemTime;
 
 use writ_audit::{AuditRecord, Kind};
 
-/// Every record kind, as records and filters spell them.
-pub(crate) const KINDS: [Kind; 8] = [
-    Kind::WritMinted,
-    Kind::RequestAllowed,
-    Kind::RequestOutcome,
-    Kind::RequestDenied,
-    Kind::Approval,
-    Kind::Revocation,
-    Kind::AdminChange,
-    Kind::Detection,
-];
-
 /// A filter's text that is not one of the values it takes; the message names them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum FilterError {
@@ -127,7 +115,7 @@ pub(crate) fn detector(record: &AuditRecord) -> Option<&str> {
 
 /// Reads a `kind` filter.
 pub(crate) fn parse_kind(text: &str) -> Result<Kind, FilterError> {
-    KINDS
+    Kind::ALL
         .into_iter()
         .find(|k| k.as_str() == text)
         .ok_or(FilterError::Kind)
@@ -289,7 +277,7 @@ mod tests {
     #[test]
     fn filters_read_what_they_take_and_name_it_otherwise() {
         assert_eq!(parse_kind("request_denied"), Ok(Kind::RequestDenied));
-        for kind in KINDS {
+        for kind in Kind::ALL {
             assert_eq!(parse_kind(kind.as_str()), Ok(kind));
             let json = serde_json::to_value(kind).unwrap_or_default();
             assert_eq!(json.as_str(), Some(kind.as_str()), "the records' spelling");

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, Uri};
 use serde::Deserialize;
-use writ_audit::AuditRecord;
+use writ_audit::{AuditRecord, Kind};
 
 use super::record_list::{
     self, PAGE, decision_code, given, no_tenant_filter, page_url, read, read_query, tenant_options,
@@ -24,7 +24,7 @@ use super::state::{Console, reachable};
 use super::verification::{self, Panel, anchor};
 use super::view::{Frame, html, inert};
 use crate::audit::record_filter::{
-    Cursor, KINDS, RecordFilter, parse_decision, parse_name, parse_status, parse_time, parse_writ,
+    Cursor, RecordFilter, parse_decision, parse_name, parse_status, parse_time, parse_writ,
 };
 
 /// What the refusal of a bad filter names.
@@ -246,7 +246,7 @@ async fn show(
         ("allowed", "Allowed", decision == "allowed"),
         ("denied", "Denied", decision == "denied"),
     ];
-    decisions.extend(KINDS.iter().map(|k| {
+    decisions.extend(Kind::ALL.iter().map(|k| {
         let name = k.as_str();
         (name, name, decision == name)
     }));
