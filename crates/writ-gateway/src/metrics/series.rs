@@ -10,7 +10,7 @@
 //!
 //! [`CappedValues`]: super::CappedValues
 
-use std::hash::{Hash, Hasher};
+use std::hash::{Hash, Hasher, RandomState};
 use std::sync::{OnceLock, RwLock};
 
 use hashbrown::{Equivalent, HashMap};
@@ -56,16 +56,17 @@ impl Equivalent<Key> for Values<'_> {
 }
 
 /// What one set of values resolved to, `S` being the series (and their labels) a kind of
-/// record needs.
+/// record needs. Keyed with std's SipHash, as the label sets it replaces were: a model name
+/// is the client's to choose.
 #[derive(Debug)]
 pub(super) struct Remembered<S> {
-    map: RwLock<HashMap<Key, S>>,
+    map: RwLock<HashMap<Key, S, RandomState>>,
 }
 
 impl<S> Remembered<S> {
     pub(super) fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::with_hasher(RandomState::new())),
         }
     }
 
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn values_hash_as_their_key_does_and_find_it() {
-        let state = hashbrown::DefaultHashBuilder::default();
+        let state = RandomState::new();
         let v = values(Some("openai"), "gpt-4o", 200);
         let key = Key {
             names: [Some("openai".into()), Some("gpt-4o".into()), None],
