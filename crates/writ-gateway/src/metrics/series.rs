@@ -1,7 +1,7 @@
 //! The series a request's label values were last resolved to, found again with one
 //! lookup: recording a request resolved each of its labels through its [`CappedValues`]
-//! and each series through its `Family` (a hash of the label set and a read lock each,
-//! ten of them a request); a request whose values were seen before finds them all at once.
+//! and each series through its `Family` (a hash of the label set and a read lock each, up
+//! to eleven a request); a request whose values were seen before finds them all at once.
 //!
 //! A label value resolves to the same value for good (a [`CappedValues`] never lets a
 //! value go, nor takes one once full), so what was resolved once stays right. Entries are

@@ -229,8 +229,8 @@ async fn read_until(
     }
 }
 
-/// A body's frames read so far: one frame kept as it came (most answers arrive in one),
-/// more copied together.
+/// A body's frames read so far: one frame kept as it came (an answer that fits one read
+/// of the connection arrives as one), more copied together.
 #[derive(Debug, Default)]
 enum Gathered {
     #[default]
