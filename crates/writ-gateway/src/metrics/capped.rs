@@ -19,7 +19,7 @@ pub(crate) const NONE: &str = "-";
 
 /// Longest value kept as itself: names are at most 64 bytes, models a little longer; a
 /// writ (hundreds of bytes) can never be a label value.
-const MAX_VALUE_BYTES: usize = 128;
+pub(crate) const MAX_VALUE_BYTES: usize = 128;
 
 /// The values one label has taken, at most `cap` of them.
 #[derive(Debug)]

@@ -5,8 +5,10 @@
 //!
 //! A label value resolves to the same value for good (a [`CappedValues`] never lets a
 //! value go, nor takes one once full), so what was resolved once stays right. Entries are
-//! keyed by the request's own values, which are open-ended: at most [`MAX_ENTRIES`] are
-//! kept, and a request past them resolves its labels as before.
+//! keyed by the request's own values, which are open-ended (a model name is the client's):
+//! at most [`MAX_ENTRIES`] are kept, none with a value longer than a label value may be
+//! ([`MAX_VALUE_BYTES`]: such a value is counted as `_other` and never hashed or kept
+//! here), and a request past them resolves its labels as before.
 //!
 //! [`CappedValues`]: super::CappedValues
 
@@ -14,6 +16,8 @@ use std::hash::{Hash, Hasher, RandomState};
 use std::sync::{OnceLock, RwLock};
 
 use hashbrown::{Equivalent, HashMap};
+
+use super::capped::MAX_VALUE_BYTES;
 
 /// Most sets of values remembered per kind of series.
 pub(super) const MAX_ENTRIES: usize = 4_096;
@@ -78,6 +82,16 @@ impl<S> Remembered<S> {
         resolve: impl FnOnce() -> S,
         record: impl FnOnce(&S) -> R,
     ) -> R {
+        // A long value (a hostile model name, say) would cost its length to hash and to
+        // keep: it takes the way it took before, through the capped values, every time.
+        if values
+            .names
+            .iter()
+            .flatten()
+            .any(|n| n.len() > MAX_VALUE_BYTES)
+        {
+            return record(&resolve());
+        }
         if let Some(series) = self
             .map
             .read()
@@ -191,5 +205,27 @@ mod tests {
             assert_eq!(got, 9);
         }
         assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn a_value_longer_than_a_label_is_never_kept() {
+        let r = Remembered::<u32>::new();
+        let long = "m".repeat(MAX_VALUE_BYTES + 1);
+        let mut resolved = 0;
+        for _ in 0..2 {
+            r.with(
+                values(Some("openai"), &long, 403),
+                || {
+                    resolved += 1;
+                    5
+                },
+                |s| assert_eq!(*s, 5),
+            );
+        }
+        assert_eq!((resolved, r.len()), (2, 0));
+        // One at the bound is kept.
+        let at = "m".repeat(MAX_VALUE_BYTES);
+        r.with(values(Some("openai"), &at, 403), || 6, |_| ());
+        assert_eq!(r.len(), 1);
     }
 }

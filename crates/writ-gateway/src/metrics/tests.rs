@@ -239,3 +239,22 @@ fn readings_render_with_their_kept_names() {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
 }
+
+#[test]
+fn long_model_names_count_as_other_and_are_not_kept() {
+    let m = Metrics::new(config(false));
+    for i in 0..50 {
+        let name = format!("{i}{}", "m".repeat(10_000));
+        m.request(&answered("demo", &name), None, None);
+    }
+    let text = render(&m);
+    assert!(
+        text.contains(
+            "writ_requests_total{upstream=\"openai\",model=\"_other\",operation=\"chat\",status=\"200\"} 50\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("mmmm"));
+    // Neither memo holds a copy of any of them.
+    assert_eq!((m.by_request.len(), m.by_usage.len()), (0, 0));
+}
