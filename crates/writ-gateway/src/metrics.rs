@@ -14,8 +14,8 @@ mod capped;
 mod readings;
 mod series;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,7 +29,7 @@ use writ_audit::AuditRecord;
 pub(crate) use capped::{CappedValues, MAX_LABEL_VALUES, NONE};
 pub(crate) use readings::{AuditStats, LimitDecisions, LimitOutcome, Readings};
 
-use self::series::{Lazy, Remembered, Values as LabelValues};
+use self::series::{Remembered, Values as LabelValues};
 use crate::config::MetricsConfig;
 
 /// The `Content-Type` of what `/metrics` serves.
@@ -86,12 +86,14 @@ struct MintLabels {
 
 type Histograms = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
 
-/// The series a request with one upstream, model, operation and status counts in.
+/// The series a request with one upstream, model, operation and status counts in; its
+/// timing series are made the first time they are needed, so a refusal (no upstream time)
+/// leaves them out of what `/metrics` shows, as the family would.
 #[derive(Debug)]
 struct RequestSeries {
     requests: Counter,
-    overhead: Lazy<Histogram>,
-    upstream_time: Lazy<Histogram>,
+    overhead: OnceLock<Histogram>,
+    upstream_time: OnceLock<Histogram>,
     /// The timing series' label, for when they are first needed.
     timing: UpstreamLabels,
 }
@@ -100,9 +102,9 @@ struct RequestSeries {
 /// counted in (a direction with no tokens, or no cost, shows no series).
 #[derive(Debug)]
 struct UsageSeries {
-    input: Lazy<Counter>,
-    output: Lazy<Counter>,
-    cost: Lazy<Counter<f64, AtomicU64>>,
+    input: OnceLock<Counter>,
+    output: OnceLock<Counter>,
+    cost: OnceLock<Counter<f64, AtomicU64>>,
     labels: CostLabels,
 }
 
@@ -244,8 +246,8 @@ impl Metrics {
             };
             RequestSeries {
                 requests: self.requests.get_or_create(&labels).clone(),
-                overhead: Lazy::new(),
-                upstream_time: Lazy::new(),
+                overhead: OnceLock::new(),
+                upstream_time: OnceLock::new(),
                 timing: UpstreamLabels {
                     upstream: labels.upstream,
                 },
@@ -255,12 +257,12 @@ impl Metrics {
             s.requests.inc();
             if let Some(overhead) = overhead {
                 s.overhead
-                    .get(|| self.overhead.get_or_create(&s.timing).clone())
+                    .get_or_init(|| self.overhead.get_or_create(&s.timing).clone())
                     .observe(overhead.as_secs_f64());
             }
             if let Some(upstream) = upstream {
                 s.upstream_time
-                    .get(|| self.upstream_time.get_or_create(&s.timing).clone())
+                    .get_or_init(|| self.upstream_time.get_or_create(&s.timing).clone())
                     .observe(upstream.as_secs_f64());
             }
         });
@@ -279,9 +281,9 @@ impl Metrics {
             number: 0,
         };
         let resolve = || UsageSeries {
-            input: Lazy::new(),
-            output: Lazy::new(),
-            cost: Lazy::new(),
+            input: OnceLock::new(),
+            output: OnceLock::new(),
+            cost: OnceLock::new(),
             labels: CostLabels {
                 tenant: v.tenants.get_opt(record.tenant.as_deref()),
                 agent: if self.config.agent_labels {
@@ -305,14 +307,18 @@ impl Metrics {
                     .clone()
             };
             if tokens.0 > 0 {
-                s.input.get(|| token_series("input")).inc_by(tokens.0);
+                s.input
+                    .get_or_init(|| token_series("input"))
+                    .inc_by(tokens.0);
             }
             if tokens.1 > 0 {
-                s.output.get(|| token_series("output")).inc_by(tokens.1);
+                s.output
+                    .get_or_init(|| token_series("output"))
+                    .inc_by(tokens.1);
             }
             if let Some(micros) = micros {
                 s.cost
-                    .get(|| self.cost.get_or_create(&s.labels).clone())
+                    .get_or_init(|| self.cost.get_or_create(&s.labels).clone())
                     .inc_by(micros as f64 / 1_000_000.0);
             }
         });

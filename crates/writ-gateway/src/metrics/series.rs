@@ -13,7 +13,7 @@
 //! [`CappedValues`]: super::CappedValues
 
 use std::hash::{Hash, Hasher, RandomState};
-use std::sync::{OnceLock, RwLock};
+use std::sync::RwLock;
 
 use hashbrown::{Equivalent, HashMap};
 
@@ -118,22 +118,6 @@ impl<S> Remembered<S> {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-}
-
-/// A series made the first time it is needed: a record that never needs it (a refusal has
-/// no upstream time) leaves it out of what `/metrics` shows, as the family would.
-#[derive(Debug)]
-pub(super) struct Lazy<M>(OnceLock<M>);
-
-impl<M> Lazy<M> {
-    pub(super) fn new() -> Self {
-        Self(OnceLock::new())
-    }
-
-    /// The series, made by `make` if this is its first use.
-    pub(super) fn get(&self, make: impl FnOnce() -> M) -> &M {
-        self.0.get_or_init(make)
     }
 }
 
