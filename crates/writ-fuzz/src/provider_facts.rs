@@ -71,7 +71,7 @@ fn sample_path(route: &RouteSpec) -> &'static str {
 /// to the first newline (empty: a sample path of the route's shape), then the body.
 ///
 /// Invariants: inspection never panics and answers the same twice; a model call's body
-/// read as strict JSON is a JSON object; an MCP body that is accepted is accepted by the
+/// read as strict JSON is a JSON object that `writ_json::check` accepts whole; an MCP body that is accepted is accepted by the
 /// MCP inspector alone with the same reading.
 pub fn provider_facts(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
@@ -110,6 +110,12 @@ pub fn provider_facts(data: &[u8]) {
             assert!(
                 serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.is_object()),
                 "a body read as strict JSON is not a JSON object"
+            );
+            // The gateway checks no further a body its inspection read: all of it, the
+            // parts the inspection did not build included, must be strict.
+            assert!(
+                writ_json::check(body).is_ok(),
+                "a body read as strict JSON has a repeated key or nests too deep"
             );
         }
         Ok(Inspection::Tool(message)) => {

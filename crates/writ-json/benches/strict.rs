@@ -21,6 +21,17 @@ fn strict(c: &mut Criterion) {
     c.bench_function("strict Value parse chat body", |b| {
         b.iter(|| writ_json::value(black_box(body.as_bytes())))
     });
+    // What a chat inspection reads (openai::inspect_chat): the messages' types, not their text.
+    let keep = [
+        "model",
+        "max_completion_tokens",
+        "max_tokens",
+        "stream",
+        "stream_options",
+    ];
+    c.bench_function("strict outline chat body (inspection)", |b| {
+        b.iter(|| writ_json::outline(black_box(body.as_bytes()), black_box(&keep)))
+    });
     c.bench_function("serde_json Value parse chat body (what it replaces)", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body.as_bytes())))
     });

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Operations: `none`, `value` (serde_json's own `Value`, what `writ_json::value`
-//! replaces in request inspection), `strict` (`writ_json::value`), `check`, `scan_text`.
+//! replaces in request inspection), `strict` (`writ_json::value`), `outline`
+//! (`writ_json::outline` keeping what a chat inspection reads), `check`, `scan_text`.
 
 use std::hint::black_box;
 
@@ -25,6 +26,19 @@ fn main() {
                 usize::from(serde_json::from_slice::<serde_json::Value>(black_box(body)).is_ok())
             }
             "strict" => usize::from(writ_json::value(black_box(body)).is_ok()),
+            "outline" => usize::from(
+                writ_json::outline(
+                    black_box(body),
+                    &[
+                        "model",
+                        "max_completion_tokens",
+                        "max_tokens",
+                        "stream",
+                        "stream_options",
+                    ],
+                )
+                .is_ok(),
+            ),
             "check" => usize::from(writ_json::check(black_box(body)).is_ok()),
             "scan_text" => writ_json::scan_text(black_box(body)).len(),
             _ => 0,

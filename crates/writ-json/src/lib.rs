@@ -14,6 +14,9 @@
 //!   document's size whatever its shape.
 //! - [`value`] does the same check while building a `serde_json::Value`, for callers
 //!   that parse the document anyway: one pass, not two.
+//! - [`outline`] does the same check while building only what a request's inspection
+//!   reads: named top-level members whole, the JSON types of the rest (a prompt's
+//!   messages as `[{}, {}]`), so the text of a prompt is never copied.
 //! - [`unescape`] gives the document's bytes with every string's escapes decoded: what
 //!   an upstream reads, and [`scan_text`] that for bodies that look like JSON and the
 //!   bytes as they are for others, for the secret scanner.
@@ -27,7 +30,7 @@ mod value;
 pub use path::{KeyPath, PathStep};
 pub use strict::check;
 pub use unescape::{scan_text, unescape};
-pub use value::value;
+pub use value::{outline, value};
 
 /// Deepest nesting of arrays and objects accepted. Below serde_json's own recursion
 /// limit (128), so a too-deep document is always refused by this name, and low enough

@@ -78,13 +78,6 @@ impl Node<'_> {
         }
         Ok(depth)
     }
-
-    /// Adds `step` to the path of a duplicate found below, as its error passes through.
-    fn unwind(&mut self, step: Segment) {
-        if let Some(Failure::Duplicate(path)) = self.failure {
-            path.push(step);
-        }
-    }
 }
 
 impl<'de> Visitor<'de> for Node<'_> {
@@ -118,44 +111,72 @@ impl<'de> Visitor<'de> for Node<'_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, seq: A) -> Result<(), A::Error> {
         let depth = self.open()?;
-        let mut index = 0;
-        loop {
-            let element = Node {
-                depth,
-                failure: &mut *self.failure,
-            };
-            match seq.next_element_seed(element) {
-                Ok(Some(())) => index += 1,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    self.unwind(Segment::Index(index));
-                    return Err(e);
-                }
-            }
-        }
+        check_elements(depth, self.failure, seq)
     }
 
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<(), A::Error> {
         let depth = self.open()?;
-        let mut seen = Keys::new();
-        let mut folds = Folds::default();
-        while let Some(key) = map.next_key_seed(Key)? {
-            if !seen.insert(key.clone()) || !folds.admit(&key, |f| seen.contains(f)) {
-                *self.failure = Some(Failure::Duplicate(vec![Segment::Key(key.into_owned())]));
-                return Err(de::Error::custom("duplicate key"));
-            }
-            let value = Node {
-                depth,
-                failure: &mut *self.failure,
-            };
-            if let Err(e) = map.next_value_seed(value) {
-                self.unwind(Segment::Key(key.into_owned()));
+        check_members(depth, self.failure, map)
+    }
+}
+
+/// Walks the elements of an array opened at `depth`, building nothing; a failure below
+/// has the element's index added to its path.
+pub(crate) fn check_elements<'de, A: SeqAccess<'de>>(
+    depth: usize,
+    failure: &mut Option<Failure>,
+    mut seq: A,
+) -> Result<(), A::Error> {
+    let mut index = 0;
+    loop {
+        let element = Node {
+            depth,
+            failure: &mut *failure,
+        };
+        match seq.next_element_seed(element) {
+            Ok(Some(())) => index += 1,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                unwind(failure, Segment::Index(index));
                 return Err(e);
             }
         }
-        Ok(())
+    }
+}
+
+/// Walks the members of an object opened at `depth`, building nothing and refusing the
+/// first key seen twice (decoded, or equal ignoring case); a failure below has the
+/// member's key added to its path.
+pub(crate) fn check_members<'de, A: MapAccess<'de>>(
+    depth: usize,
+    failure: &mut Option<Failure>,
+    mut map: A,
+) -> Result<(), A::Error> {
+    let mut seen = Keys::new();
+    let mut folds = Folds::default();
+    while let Some(key) = map.next_key_seed(Key)? {
+        if !seen.insert(key.clone()) || !folds.admit(&key, |f| seen.contains(f)) {
+            *failure = Some(Failure::Duplicate(vec![Segment::Key(key.into_owned())]));
+            return Err(de::Error::custom("duplicate key"));
+        }
+        let value = Node {
+            depth,
+            failure: &mut *failure,
+        };
+        if let Err(e) = map.next_value_seed(value) {
+            unwind(failure, Segment::Key(key.into_owned()));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Adds `step` to the path of a duplicate found below, as its error passes through.
+pub(crate) fn unwind(failure: &mut Option<Failure>, step: Segment) {
+    if let Some(Failure::Duplicate(path)) = failure {
+        path.push(step);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Strict parsing into a `serde_json::Value`: the duplicate-key check done while the
-//! value is built, for callers that build one anyway (at no extra pass).
+//! value is built, for callers that build one anyway (at no extra pass); and the same
+//! check building only an outline of the document, for callers that read a few members.
 
 use std::fmt;
 
@@ -8,16 +9,39 @@ use serde_json::{Map, Number, Value};
 
 use crate::fold::Folds;
 use crate::path::{KeyPath, Segment};
-use crate::strict::Failure;
+use crate::strict::{Failure, check_elements, check_members, unwind};
 use crate::{JsonError, MAX_DEPTH};
 
 /// Parses `bytes` as one JSON value, refusing what [`check`](crate::check) refuses (a
 /// key repeated in any object, compared decoded; nesting deeper than [`MAX_DEPTH`]), in
 /// the same single pass that builds the value.
 pub fn value(bytes: &[u8]) -> Result<Value, JsonError> {
+    parse(bytes, Part::Whole)
+}
+
+/// Checks `bytes` as [`check`](crate::check) does and, in the same pass, builds an
+/// outline of the document: for a request's inspection, which reads a few members of
+/// the top-level object and only the JSON types of the rest (`messages`, a prompt).
+///
+/// - A member of the top-level object whose key is in `keep` (compared decoded, exactly)
+///   is built whole, as [`value`] builds it.
+/// - Every other value keeps its JSON type and no more: strings are empty, objects
+///   empty, and an array holds its elements' outlines, each an empty string, object or
+///   array, or the number, boolean or null it was (`[{}, {}]` for two messages). Nothing
+///   below an array's elements is built.
+///
+/// Refuses exactly what [`value`] and [`check`](crate::check) refuse, with the same
+/// duplicate's path.
+pub fn outline(bytes: &[u8], keep: &[&str]) -> Result<Value, JsonError> {
+    parse(bytes, Part::Root(keep))
+}
+
+/// Parses `bytes` into `part` of its value, mapping why it stopped.
+fn parse(bytes: &[u8], part: Part<'_>) -> Result<Value, JsonError> {
     let mut failure = None;
     let build = Build {
         depth: 0,
+        part,
         failure: &mut failure,
     };
     // As in `check`: one UTF-8 check of the whole document is cheaper than one per string.
@@ -37,7 +61,7 @@ pub fn value(bytes: &[u8]) -> Result<Value, JsonError> {
 
 /// Builds the one value `de` holds, then checks nothing follows it.
 fn build_from<'de, R: serde_json::de::Read<'de>>(
-    build: Build<'_>,
+    build: Build<'_, '_>,
     mut de: serde_json::Deserializer<R>,
 ) -> Result<Value, serde_json::Error> {
     let value = build.deserialize(&mut de)?;
@@ -45,13 +69,28 @@ fn build_from<'de, R: serde_json::de::Read<'de>>(
     Ok(value)
 }
 
-/// Builds one value `depth` containers down.
-struct Build<'f> {
+/// How much of a value is built.
+#[derive(Clone, Copy)]
+enum Part<'k> {
+    /// All of it.
+    Whole,
+    /// The document's root in an [`outline`]: a top-level object's members named here
+    /// whole, every other member as a [`Part::Shape`].
+    Root(&'k [&'k str]),
+    /// Its JSON type, and an array's elements as [`Part::Type`].
+    Shape,
+    /// Its JSON type only: a container is checked and left empty.
+    Type,
+}
+
+/// Builds `part` of one value `depth` containers down.
+struct Build<'f, 'k> {
     depth: usize,
+    part: Part<'k>,
     failure: &'f mut Option<Failure>,
 }
 
-impl<'de> DeserializeSeed<'de> for Build<'_> {
+impl<'de> DeserializeSeed<'de> for Build<'_, '_> {
     type Value = Value;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -59,7 +98,7 @@ impl<'de> DeserializeSeed<'de> for Build<'_> {
     }
 }
 
-impl Build<'_> {
+impl<'k> Build<'_, 'k> {
     fn open<E: de::Error>(&mut self) -> Result<usize, E> {
         let depth = self.depth + 1;
         if depth > MAX_DEPTH {
@@ -69,14 +108,17 @@ impl Build<'_> {
         Ok(depth)
     }
 
-    fn unwind(&mut self, step: Segment) {
-        if let Some(Failure::Duplicate(path)) = self.failure {
-            path.push(step);
+    /// The builder of a child `depth` down, building `part` of it.
+    fn child(&mut self, depth: usize, part: Part<'k>) -> Build<'_, 'k> {
+        Build {
+            depth,
+            part,
+            failure: &mut *self.failure,
         }
     }
 }
 
-impl<'de> Visitor<'de> for Build<'_> {
+impl<'de> Visitor<'de> for Build<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,11 +143,17 @@ impl<'de> Visitor<'de> for Build<'_> {
     }
 
     fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
+        Ok(Value::String(match self.part {
+            Part::Whole => s.to_owned(),
+            Part::Root(_) | Part::Shape | Part::Type => String::new(),
+        }))
     }
 
     fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
+        Ok(Value::String(match self.part {
+            Part::Whole => s,
+            Part::Root(_) | Part::Shape | Part::Type => String::new(),
+        }))
     }
 
     fn visit_unit<E>(self) -> Result<Value, E> {
@@ -114,17 +162,22 @@ impl<'de> Visitor<'de> for Build<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
         let depth = self.open()?;
+        let element_part = match self.part {
+            Part::Whole => Part::Whole,
+            Part::Root(_) | Part::Shape => Part::Type,
+            Part::Type => {
+                check_elements(depth, self.failure, seq)?;
+                return Ok(Value::Array(Vec::new()));
+            }
+        };
         let mut items = Vec::new();
         loop {
-            let element = Build {
-                depth,
-                failure: &mut *self.failure,
-            };
+            let element = self.child(depth, element_part);
             match seq.next_element_seed(element) {
                 Ok(Some(v)) => items.push(v),
                 Ok(None) => return Ok(Value::Array(items)),
                 Err(e) => {
-                    self.unwind(Segment::Index(items.len()));
+                    unwind(self.failure, Segment::Index(items.len()));
                     return Err(e);
                 }
             }
@@ -133,6 +186,14 @@ impl<'de> Visitor<'de> for Build<'_> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
         let depth = self.open()?;
+        let keep = match self.part {
+            Part::Whole => None,
+            Part::Root(keep) => Some(keep),
+            Part::Shape | Part::Type => {
+                check_members(depth, self.failure, map)?;
+                return Ok(Value::Object(Map::new()));
+            }
+        };
         let mut out = Map::new();
         let mut folds = Folds::default();
         while let Some(key) = map.next_key::<String>()? {
@@ -149,17 +210,19 @@ impl<'de> Visitor<'de> for Build<'_> {
                     return Err(de::Error::custom("duplicate key"));
                 }
             };
-            let element = Build {
-                depth,
-                failure: &mut *self.failure,
+            let part = match keep {
+                None => Part::Whole,
+                Some(keep) if keep.contains(&slot.key().as_str()) => Part::Whole,
+                Some(_) => Part::Shape,
             };
+            let element = self.child(depth, part);
             match map.next_value_seed(element) {
                 Ok(v) => {
                     slot.insert(v);
                 }
                 Err(e) => {
                     let key = slot.key().clone();
-                    self.unwind(Segment::Key(key));
+                    unwind(self.failure, Segment::Key(key));
                     return Err(e);
                 }
             }
@@ -218,6 +281,129 @@ mod tests {
                 _ => prop_assert!(false, "{text}: {built:?} / {checked:?}"),
             }
         }
+    }
+
+    /// The outline of `v` as [`outline`] documents it, computed from a built value.
+    fn outline_of(v: &Value, keep: &[&str]) -> Value {
+        fn kind(v: &Value) -> Value {
+            match v {
+                Value::String(_) => Value::String(String::new()),
+                Value::Array(_) => Value::Array(Vec::new()),
+                Value::Object(_) => Value::Object(Map::new()),
+                other => other.clone(),
+            }
+        }
+        fn shape(v: &Value) -> Value {
+            match v {
+                Value::Array(items) => Value::Array(items.iter().map(kind).collect()),
+                other => kind(other),
+            }
+        }
+        match v {
+            Value::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, x)| {
+                        let x = if keep.contains(&k.as_str()) {
+                            x.clone()
+                        } else {
+                            shape(x)
+                        };
+                        (k.clone(), x)
+                    })
+                    .collect(),
+            ),
+            other => shape(other),
+        }
+    }
+
+    proptest! {
+        /// `outline` accepts and refuses what `check` does, with the same duplicate's
+        /// path, and builds the documented outline of what serde_json builds.
+        #[test]
+        fn outline_checks_as_check_does_and_builds_the_outline(
+            v in json(),
+            splice in any::<bool>(),
+            keep in prop::collection::vec("[a-bA-B]{1,2}", 0..3),
+        ) {
+            let mut text = v.to_string();
+            // Repeat the last member of the outermost object, exactly, at its start.
+            if splice
+                && let Value::Object(m) = &v
+                && let Some((k, x)) = m.iter().next_back()
+            {
+                text.insert_str(1, &format!("{}:{x},", Value::String(k.clone())));
+            }
+            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+            let outlined = outline(text.as_bytes(), &keep);
+            match (&outlined, &check(text.as_bytes())) {
+                (Ok(outlined), Ok(())) => {
+                    let built = serde_json::from_str::<Value>(&text).unwrap();
+                    prop_assert_eq!(outlined, &outline_of(&built, &keep));
+                }
+                (Err(JsonError::DuplicateKey { path: a }), Err(JsonError::DuplicateKey { path: b })) => {
+                    prop_assert_eq!(a, b);
+                }
+                (o, c) => prop_assert!(false, "{text}: {o:?} / {c:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_outline_keeps_the_named_members_and_the_types_of_the_rest() {
+        let chat = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"a long prompt"},{"role":"assistant","content":[{"type":"text"}]}],"max_tokens":9,"stream_options":{"include_usage":true},"stop":["x",["y"]],"user":"u"}"#;
+        assert_eq!(
+            outline(chat, &["model", "stream_options"]).unwrap(),
+            serde_json::json!({
+                "model": "gpt-4o",
+                "messages": [{}, {}],
+                "max_tokens": 9,
+                "stream_options": {"include_usage": true},
+                "stop": ["", []],
+                "user": "",
+            })
+        );
+        // Keys are compared decoded; a document that is not an object is outlined whole.
+        assert_eq!(
+            outline(br#"{"mo\u0064el":"m"}"#, &["model"]).unwrap(),
+            serde_json::json!({"model": "m"})
+        );
+        assert_eq!(
+            outline(br#"[{"a":1},"s",2]"#, &["a"]).unwrap(),
+            serde_json::json!([{}, "", 2])
+        );
+    }
+
+    #[test]
+    fn an_outline_refuses_what_check_refuses_in_the_parts_it_does_not_build() {
+        let dup = |t: &str| match outline(t.as_bytes(), &["model"]) {
+            Err(JsonError::DuplicateKey { path }) => path.to_string(),
+            other => panic!("{t}: {other:?}"),
+        };
+        assert_eq!(
+            dup(r#"{"model":"a","messages":[{"role":"user","content":"x","CONTENT":"y"}]}"#),
+            "messages[0].CONTENT"
+        );
+        assert_eq!(dup(r#"{"m":[[{"a":{"b":1,"b":2}}]]}"#), "m[0][0].a.b");
+        assert_eq!(dup(r#"{"o":{"x":{"y":1,"y":1}}}"#), "o.x.y");
+        assert_eq!(dup(r#"{"model":"a","MODEL":"b"}"#), "MODEL");
+        let deep = format!(
+            r#"{{"messages":{}{}}}"#,
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert!(matches!(
+            outline(deep.as_bytes(), &[]),
+            Err(JsonError::TooDeep)
+        ));
+        assert!(matches!(
+            outline(br#"{"messages":[{"content":"\ud800"}]}"#, &[]),
+            Err(JsonError::Syntax(_))
+        ));
+        assert!(matches!(
+            outline(b"{\"a\":[1,]}", &[]),
+            Err(JsonError::Syntax(_))
+        ));
     }
 
     #[test]

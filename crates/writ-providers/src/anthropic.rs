@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::fields::{required_objects, required_string};
 use crate::inspect::{InspectError, Inspected};
-use crate::openai::{EventReading, json_object};
+use crate::openai::{EventReading, json_outline};
 use crate::route::Operation;
 use crate::secret::UpstreamSecret;
 use crate::sse::SseEvent;
@@ -22,7 +22,7 @@ pub const VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// Reads the request facts of a Messages API body.
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
-    let obj = json_object(body)?;
+    let obj = json_outline(body, &["model", "max_tokens", "stream"])?;
     let model = required_string(&obj, "model")?;
     required_objects(&obj, "messages")?;
     if operation == Operation::CountTokens {

@@ -7,7 +7,7 @@ use http::header::HeaderName;
 use serde_json::Value;
 
 use crate::inspect::{InspectError, Inspected};
-use crate::openai::{EventReading, json_object};
+use crate::openai::{EventReading, json_outline};
 use crate::secret::UpstreamSecret;
 use crate::sse::SseEvent;
 use crate::usage::{UnreadableCount, Usage};
@@ -35,7 +35,7 @@ pub fn parse_path(path: &str) -> Option<(String, bool)> {
 /// Reads the request facts: the model from the path, the output cap from
 /// `generationConfig.maxOutputTokens`; `contents` must be an array.
 pub fn inspect(model: String, stream: bool, body: &[u8]) -> Result<Inspected, InspectError> {
-    let obj = json_object(body)?;
+    let obj = json_outline(body, &["generationConfig"])?;
     match obj.get("contents") {
         Some(Value::Array(_)) => {}
         None | Some(Value::Null) => return Err(InspectError::MissingField("contents")),

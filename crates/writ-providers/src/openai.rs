@@ -28,7 +28,19 @@ pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectEr
 /// Parses a body as a JSON object, strictly: a key repeated in any object of it is
 /// refused, not read last-wins (see `writ_json`).
 pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, InspectError> {
-    match writ_json::value(body) {
+    object(writ_json::value(body))
+}
+
+/// [`json_object`], building only the members named in `keep` whole and the JSON types of
+/// the rest ([`writ_json::outline`]): what an inspection reads, without copying the prompt.
+/// The whole body is checked all the same.
+pub(crate) fn json_outline(body: &[u8], keep: &[&str]) -> Result<Map<String, Value>, InspectError> {
+    object(writ_json::outline(body, keep))
+}
+
+/// The object a strict parse found, or why the body is refused.
+fn object(parsed: Result<Value, writ_json::JsonError>) -> Result<Map<String, Value>, InspectError> {
+    match parsed {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(InspectError::NotObject),
         Err(writ_json::JsonError::DuplicateKey { path }) => {
@@ -44,7 +56,16 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, InspectErro
 /// `POST /v1/chat/completions`: `model` and `messages` are required; the output cap is
 /// `max_completion_tokens` or the older `max_tokens` (the larger, if both are sent).
 pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
-    let obj = json_object(body)?;
+    let obj = json_outline(
+        body,
+        &[
+            "model",
+            "max_completion_tokens",
+            "max_tokens",
+            "stream",
+            "stream_options",
+        ],
+    )?;
     let model = required_string(&obj, "model")?;
     required_objects(&obj, "messages")?;
     let cap_new = optional_count(&obj, "max_completion_tokens")?;
@@ -74,7 +95,7 @@ pub fn inspect_chat(body: &[u8]) -> Result<Inspected, InspectError> {
 /// `POST /v1/responses`: `model` and `input` (a string or an array of items) are
 /// required; the output cap is `max_output_tokens`.
 pub fn inspect_responses(body: &[u8]) -> Result<Inspected, InspectError> {
-    let obj = json_object(body)?;
+    let obj = json_outline(body, &["model", "max_output_tokens", "stream"])?;
     let model = required_string(&obj, "model")?;
     required_text_or_list(&obj, "input")?;
     Ok(Inspected {
@@ -88,7 +109,7 @@ pub fn inspect_responses(body: &[u8]) -> Result<Inspected, InspectError> {
 
 /// `POST /v1/embeddings`: `model` and `input` (a string or an array) are required.
 pub fn inspect_embeddings(body: &[u8]) -> Result<Inspected, InspectError> {
-    let obj = json_object(body)?;
+    let obj = json_outline(body, &["model"])?;
     let model = required_string(&obj, "model")?;
     required_text_or_list(&obj, "input")?;
     Ok(Inspected {
@@ -346,6 +367,74 @@ mod tests {
             InspectError::DuplicateKey { path } => assert_eq!(path.to_string(), "model"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Inspections build only the members they read (`writ_json::outline`), but the whole
+    /// body is still checked: a repeated key or too deep a nesting inside a message, a
+    /// prompt or a tool is refused by every API's inspection, with its path.
+    #[test]
+    fn what_an_inspection_does_not_read_is_still_checked() {
+        let dup = |r: Result<Inspected, InspectError>| match r {
+            Err(InspectError::DuplicateKey { path }) => path.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            dup(inspect_chat(
+                br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b","Content":"c"}]}"#
+            )),
+            "messages[1].Content"
+        );
+        assert_eq!(
+            dup(inspect_chat(
+                br#"{"model":"m","messages":[],"tools":[{"function":{"name":"a","name":"b"}}]}"#
+            )),
+            "tools[0].function.name"
+        );
+        assert_eq!(
+            dup(inspect_responses(
+                br#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"a","text":"b"}]}]}"#
+            )),
+            "input[0].content[0].text"
+        );
+        assert_eq!(
+            dup(inspect_embeddings(
+                br#"{"model":"m","input":"x","INPUT":"y"}"#
+            )),
+            "INPUT"
+        );
+        assert_eq!(
+            dup(crate::anthropic::inspect(
+                Operation::Chat,
+                br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"text","type":"image"}]}]}"#
+            )),
+            "messages[0].content[0].type"
+        );
+        assert_eq!(
+            dup(crate::gemini::inspect(
+                "m".into(),
+                false,
+                br#"{"contents":[{"parts":[{"text":"a","text":"b"}]}]}"#
+            )),
+            "contents[0].parts[0].text"
+        );
+        let deep = format!(
+            r#"{{"model":"m","messages":[{{"content":{}{}}}]}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(inspect_chat(deep.as_bytes()), Err(InspectError::TooDeep));
+        assert_eq!(
+            inspect_chat(br#"{"model":"m","messages":[{"content":"\ud800"}]}"#),
+            Err(InspectError::NotJson)
+        );
+        // What is read is read in full.
+        let read = inspect_chat(
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":7,"stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(read.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(read.max_output_tokens, Some(7));
+        assert!(read.stream && read.include_usage);
     }
 
     #[test]
