@@ -2,7 +2,9 @@
 //! second connection that checkpoints the WAL and keeps it from growing without end.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use super::sqlite_schema::{instance_number, prepare, row_id};
 use super::{Durability, SinkError};
@@ -34,7 +36,7 @@ pub struct SqliteWriter {
     conn: std::sync::Arc<std::sync::Mutex<Conn>>,
     /// A second connection that checkpoints the WAL (which syncs it to disk), so a sync
     /// does not hold up the writing connection (except to start a long WAL over).
-    checkpointer: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    checkpointer: std::sync::Arc<std::sync::Mutex<Checkpointer>>,
     /// WAL frames past which a checkpoint holds the writer still to catch up with it.
     restart_frames: i64,
 }
@@ -45,6 +47,83 @@ pub struct SqliteWriter {
 /// coming always leaves the frames written during it: under a steady load the WAL grew
 /// by every record (470 MB in five seconds of writ full at 25 000 requests a second).
 const WAL_RESTART_FRAMES: i64 = 16 * 1024;
+
+/// The checkpointing connection, and what it reads of the WAL ahead of the writer.
+struct Checkpointer {
+    conn: rusqlite::Connection,
+    /// The WAL file's path.
+    wal: PathBuf,
+    /// The WAL's frames at the last checkpoint: how far the writer got since tells how
+    /// far ahead of it to read.
+    frames: i64,
+    /// Buffer the WAL is read into (its bytes are not used).
+    scratch: Vec<u8>,
+}
+
+/// Bytes of a WAL frame: a 24-byte header and a page (SQLite's default 4 KiB pages, which
+/// the schema keeps).
+const FRAME_BYTES: u64 = 24 + 4096;
+/// Bytes of the WAL file's own header, before its first frame.
+const WAL_HEADER_BYTES: u64 = 32;
+/// Least and most of the WAL read ahead of the writer at a checkpoint.
+const AHEAD_MIN: u64 = 1 << 20;
+const AHEAD_MAX: u64 = 32 << 20;
+
+/// The parts of the WAL file the writer will write over next, after a checkpoint found
+/// `frames` frames in the WAL of which `copied` are in the database, `before` frames at
+/// the checkpoint before: the bytes after the last frame, and the start of the file if
+/// the WAL may start over (every frame copied). As far ahead as twice what was written
+/// since the last checkpoint (the WAL had started over if it holds fewer frames now),
+/// within [`AHEAD_MIN`] and [`AHEAD_MAX`].
+fn ahead(frames: i64, copied: i64, before: i64) -> Vec<Range<u64>> {
+    let frames = u64::try_from(frames).unwrap_or(0);
+    let before = u64::try_from(before).unwrap_or(0);
+    let written = if frames >= before {
+        frames - before
+    } else {
+        frames
+    };
+    let span = (2 * written * FRAME_BYTES).clamp(AHEAD_MIN, AHEAD_MAX);
+    let end = WAL_HEADER_BYTES + frames * FRAME_BYTES;
+    let mut parts = Vec::with_capacity(2);
+    if copied >= 0 && u64::try_from(copied).unwrap_or(0) >= frames {
+        parts.push(0..span.min(end));
+    }
+    parts.push(end..end + span);
+    parts.retain(|r| !r.is_empty());
+    parts
+}
+
+/// Reads `parts` of the file at `path` into `scratch`, so the kernel holds them in memory
+/// when the writer writes over them: a WAL frame covers parts of two 4 KiB blocks, and a
+/// block written in part that is not in memory is read from disk first, while the
+/// committing request waits. Blocks of a WAL written seconds ago do leave memory: hosts
+/// that reclaim page cache they see as cold (DAMON's proactive reclaim, memory pressure)
+/// take them. Reading them here, on the checkpointing thread, keeps that wait off the
+/// request's path. Returns the bytes read; a file that cannot be read is left alone (the
+/// writer reads what it needs itself).
+fn read_ahead(path: &Path, parts: &[Range<u64>], scratch: &mut Vec<u8>) -> u64 {
+    const CHUNK: usize = 256 << 10;
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    scratch.resize(CHUNK, 0);
+    let mut read = 0;
+    for part in parts {
+        let mut at = part.start;
+        while at < part.end {
+            let want = usize::try_from(part.end - at).map_or(CHUNK, |left| left.min(CHUNK));
+            match file.read_at(&mut scratch[..want], at) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    at += n as u64;
+                    read += n as u64;
+                }
+            }
+        }
+    }
+    read
+}
 
 impl std::fmt::Debug for SqliteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +161,14 @@ impl SqliteWriter {
         let checkpointer = rusqlite::Connection::open(path)?;
         checkpointer.busy_timeout(std::time::Duration::from_secs(2))?;
         checkpointer.pragma_update(None, "synchronous", synchronous)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let checkpointer = Checkpointer {
+            conn: checkpointer,
+            wal: PathBuf::from(wal),
+            frames: 0,
+            scratch: Vec::new(),
+        };
         let conn = Conn {
             conn,
             numbers: HashMap::new(),
@@ -106,24 +193,31 @@ impl SqliteWriter {
     /// committed before the call is then on disk. Writes go on meanwhile, except when the
     /// WAL has grown past its restart size: then writes wait for a second pass over what
     /// they added during the first (about 10 ms on a disk, once every 64 MiB of WAL), so
-    /// that the next write starts the WAL over.
+    /// that the next write starts the WAL over. Then the part of the WAL file the writer
+    /// will write over next is read into memory ([`read_ahead`]), writes going on.
     ///
     /// Returns the WAL's frames and how many of them are now in the database.
     pub(super) fn checkpoint(&self) -> Result<(i64, i64), SinkError> {
-        let conn = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        let checkpointer = &mut *guard;
         let pass = || {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            })
+            checkpointer
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
         };
-        let (frames, copied) = pass()?;
+        let (mut frames, mut copied) = pass()?;
         if frames > self.restart_frames {
             // Records written during the pass are still only in the WAL, and while that
             // is so SQLite never starts it over. Hold the writer still for one more pass
             // over just those: the next write then starts the WAL from its beginning.
             let _writer = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            return Ok(pass()?);
+            (frames, copied) = pass()?;
         }
+        let parts = ahead(frames, copied, checkpointer.frames);
+        checkpointer.frames = frames;
+        read_ahead(&checkpointer.wal, &parts, &mut checkpointer.scratch);
         Ok((frames, copied))
     }
 
@@ -150,6 +244,7 @@ impl SqliteWriter {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
         };
+        let conn = &conn.conn;
         conn.busy_timeout(std::time::Duration::ZERO)?;
         let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             r.get::<_, i64>(0)
@@ -333,6 +428,52 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .len();
         assert!(wal <= 8 << 20, "WAL file of {wal} bytes");
+    }
+
+    /// What is read ahead: after the last frame, as far as twice what was written since
+    /// the last checkpoint, and the file's start too when the WAL may start over.
+    #[test]
+    fn the_wal_is_read_ahead_where_the_writer_goes_next() {
+        let end = |frames: u64| WAL_HEADER_BYTES + frames * FRAME_BYTES;
+        // 1 000 frames written since the last checkpoint at 500, 200 not yet copied: the
+        // writer goes on after frame 1 500, about 2 000 frames' worth.
+        assert_eq!(
+            ahead(1_500, 1_300, 500),
+            vec![end(1_500)..end(1_500) + 2_000 * FRAME_BYTES]
+        );
+        // Every frame copied: it may start over from the file's start instead (read once
+        // where the two parts meet).
+        assert_eq!(
+            ahead(1_500, 1_500, 1_000),
+            vec![
+                0..1_000 * FRAME_BYTES,
+                end(1_500)..end(1_500) + 1_000 * FRAME_BYTES
+            ]
+        );
+        assert_eq!(
+            ahead(1_500, 1_500, 500),
+            vec![0..end(1_500), end(1_500)..end(1_500) + 2_000 * FRAME_BYTES]
+        );
+        // Fewer frames than at the last checkpoint: the WAL started over meanwhile, and
+        // all of them were written since.
+        assert_eq!(
+            ahead(600, 0, 16_000),
+            vec![end(600)..end(600) + 1_200 * FRAME_BYTES]
+        );
+        // Bounded both ways.
+        assert_eq!(ahead(3, 0, 2), vec![end(3)..end(3) + AHEAD_MIN]);
+        assert_eq!(
+            ahead(20_000, 0, 0),
+            vec![end(20_000)..end(20_000) + AHEAD_MAX]
+        );
+        // An empty WAL: from its start.
+        assert_eq!(
+            ahead(0, 0, 0),
+            vec![
+                0..WAL_HEADER_BYTES,
+                WAL_HEADER_BYTES..WAL_HEADER_BYTES + AHEAD_MIN
+            ]
+        );
     }
 
     /// An idle WAL is cut back to nothing, every record kept; not while a write is in
