@@ -11,6 +11,8 @@ use crate::secret::UpstreamSecret;
 use crate::sse::SseEvent;
 use crate::usage::{UnreadableCount, Usage};
 
+mod usage_body;
+
 /// Reads the request facts of an OpenAI-style request body for `operation`.
 pub fn inspect(operation: Operation, body: &[u8]) -> Result<Inspected, InspectError> {
     match operation {
@@ -171,10 +173,10 @@ fn read_usage(usage: &Value) -> Result<Option<Usage>, UnreadableCount> {
     }))
 }
 
-/// Usage of a whole (non-streamed) JSON response.
+/// Usage of a whole (non-streamed) JSON response: as [`usage_from_value`] reads its
+/// `usage` member, read without building it.
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    let v = crate::fields::pick(body, &["usage"])?;
-    usage_from_value(v.get("usage")?)
+    usage_body::read(body)
 }
 
 /// What one streamed event says about usage. Providers that report usage in parts
