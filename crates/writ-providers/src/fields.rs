@@ -69,8 +69,20 @@ pub(crate) fn optional_count(
 /// the whole document and builds values only for those members (a response's `usage`,
 /// not its generated text). `None` if `body` is not one well-formed JSON object.
 pub(crate) fn pick(body: &[u8], names: &[&str]) -> Option<Map<String, Value>> {
+    // One UTF-8 check of the whole body is cheaper than serde_json's check of each string
+    // read from bytes; a body that is not UTF-8 is read as bytes (and refused there).
+    match std::str::from_utf8(body) {
+        Ok(text) => pick_from(serde_json::Deserializer::from_str(text), names),
+        Err(_) => pick_from(serde_json::Deserializer::from_slice(body), names),
+    }
+}
+
+/// [`pick`] from the one object `de` holds, then checks nothing follows it.
+fn pick_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    names: &[&str],
+) -> Option<Map<String, Value>> {
     use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(body);
     let picked = Pick(names).deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(picked)

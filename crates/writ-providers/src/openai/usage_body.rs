@@ -490,6 +490,11 @@ mod tests {
         // not decoded).
         let skipped = r#"{"usage":{"prompt_tokens":1},"x":"\ud800"}"#;
         assert_eq!(read(skipped), through_value(skipped.as_bytes()));
+        // A body that is not UTF-8 is read from bytes, as before: a bad byte in a member
+        // not read is skipped.
+        let bytes = b"{\"x\":\"\xff\",\"usage\":{\"prompt_tokens\":1}}";
+        assert_eq!(super::read(bytes), through_value(bytes));
+        assert!(super::read(bytes).is_some());
         // The last of a repeated member counts; an escaped name is its decoded name.
         assert_eq!(
             read(
