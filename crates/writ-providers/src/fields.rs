@@ -124,7 +124,7 @@ impl<'de> serde::de::Visitor<'de> for Pick<'_> {
 }
 
 /// Reads a member name without keeping it: which of the wanted names it is, if any.
-struct Wanted<'n>(&'n [&'n str]);
+pub(crate) struct Wanted<'n>(pub(crate) &'n [&'n str]);
 
 impl<'de, 'n> serde::de::DeserializeSeed<'de> for Wanted<'n> {
     type Value = Option<&'n str>;

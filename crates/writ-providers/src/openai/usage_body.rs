@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::fields::Wanted;
 use crate::usage::{UnreadableCount, Usage};
 
 /// The usage `body` reports: `None` unless it is one JSON object whose `usage` member
@@ -45,7 +46,7 @@ impl<'de> Visitor<'de> for Response {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut usage = None;
-        while let Some(name) = map.next_key_seed(Name(&["usage"]))? {
+        while let Some(name) = map.next_key_seed(Wanted(&["usage"]))? {
             match name {
                 // A repeated member replaces the earlier one, as in a parsed `Value`.
                 Some(_) => usage = Some(map.next_value_seed(UsageObject)?),
@@ -116,29 +117,6 @@ impl Count {
     }
 }
 
-/// Reads a member name without keeping it: which of `.0` it is, if any (compared decoded).
-struct Name(&'static [&'static str]);
-
-impl<'de> DeserializeSeed<'de> for Name {
-    type Value = Option<&'static str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Name {
-    type Value = Option<&'static str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().copied().find(|n| *n == name))
-    }
-}
-
 /// The member names of a `usage` object that are read.
 const USAGE_NAMES: &[&str] = &[
     "prompt_tokens",
@@ -169,7 +147,7 @@ impl<'de> Visitor<'de> for UsageObject {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Member, A::Error> {
         let mut fields = Fields::default();
-        while let Some(name) = map.next_key_seed(Name(USAGE_NAMES))? {
+        while let Some(name) = map.next_key_seed(Wanted(USAGE_NAMES))? {
             // Later members replace earlier ones of the same name, as in a parsed `Value`.
             match name {
                 Some("prompt_tokens") => fields.prompt_tokens = map.next_value_seed(CountOf)?,
@@ -296,7 +274,7 @@ impl<'de> Visitor<'de> for Details {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
         let mut cached = Count::Absent;
-        while let Some(name) = map.next_key_seed(Name(&["cached_tokens"]))? {
+        while let Some(name) = map.next_key_seed(Wanted(&["cached_tokens"]))? {
             match name {
                 Some(_) => cached = map.next_value_seed(CountOf)?,
                 None => {
